@@ -1,0 +1,429 @@
+"""Tables of the local state store: the CRM mirror, scores, routing, SLAs and sync bookkeeping.
+
+One state database mirrors one CRM org, so mirrored records are keyed by their CRM id.
+Every datetime column is timezone-aware UTC (`UTCDateTime`); score history is append-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, Index, event, text
+from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "DISPOSITIONS",
+    "PERSON_KINDS",
+    "RUN_ACTIONS",
+    "RUN_STAGES",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "SLA_STATUSES",
+    "TABLES",
+    "USER_ROLES",
+    "Account",
+    "Activity",
+    "AppendOnlyError",
+    "Assignment",
+    "Cursor",
+    "Disposition",
+    "NaiveDatetimeError",
+    "Opportunity",
+    "Person",
+    "RunEvent",
+    "SchemaMeta",
+    "SchemaVersionError",
+    "ScoreHistory",
+    "SlaClock",
+    "StateError",
+    "StoreOpenError",
+    "SyncRun",
+    "UTCDateTime",
+    "User",
+    "WriteLedger",
+]
+
+
+class StateError(Exception):
+    """Base class of every error raised by the state store."""
+
+
+class NaiveDatetimeError(StateError, ValueError):
+    """A datetime without a timezone (or a non-datetime) was written to a datetime column."""
+
+
+class AppendOnlyError(StateError):
+    """Something tried to update or delete rows of an append-only table."""
+
+
+class SchemaVersionError(StateError):
+    """The state database was written by a different schema version."""
+
+
+class StoreOpenError(StateError):
+    """The database URL is unsupported, or the database cannot be reached."""
+
+
+SCHEMA_VERSION = 1
+
+PERSON_KINDS = ("lead", "contact")
+USER_ROLES = ("marketing", "sdr", "ae", "manager")
+SLA_STATUSES = ("open", "met", "breached", "escalated", "cancelled")
+DISPOSITIONS = ("Accepted", "Rejected", "Recycled")
+RUN_STATUSES = ("running", "succeeded", "failed", "stopped")
+RUN_STAGES = ("pull", "match", "score", "route", "sla", "write")
+RUN_ACTIONS = ("pulled", "matched", "scored", "written", "skipped", "failed")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A datetime stored as UTC and always read back timezone-aware UTC.
+
+    SQLite keeps no offset, so naive values are refused on write instead of guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Convert an aware datetime to UTC; refuse naive datetimes and non-datetimes."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise NaiveDatetimeError(f"expected a timezone-aware datetime, got {value!r}")
+        if value.utcoffset() is None:
+            raise NaiveDatetimeError(
+                f"naive datetime {value.isoformat()} refused: pass a timezone-aware UTC datetime"
+            )
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return the stored value as an aware UTC datetime."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _one_of(table: str, column: str, values: Iterable[str]) -> CheckConstraint:
+    """A CHECK constraint keeping `table.column` within a closed vocabulary."""
+    allowed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=f"ck_{table}_{column}")
+
+
+def _when(column: str) -> dict[str, Any]:
+    """Keyword arguments making an Index partial (WHERE clause) on SQLite and PostgreSQL."""
+    clause = text(column)
+    return {"sqlite_where": clause, "postgresql_where": clause}
+
+
+def _run_fk() -> Any:
+    """A nullable reference to the sync run that produced a row."""
+    return Field(default=None, foreign_key="sync_run.id", index=True)
+
+
+class _Mirrored(SQLModel):
+    """Columns every mirrored CRM record carries."""
+
+    crm_modified_at: datetime = Field(sa_type=UTCDateTime)
+    is_deleted: bool = False
+    synced_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Account(_Mirrored, table=True):
+    """A CRM account (Salesforce Account, HubSpot Company), with our fields read back."""
+
+    __tablename__ = "account"
+
+    id: str = Field(primary_key=True)
+    name: str
+    website: str | None = None
+    domain: str | None = Field(default=None, index=True)
+    country: str | None = None
+    region: str | None = None
+    industry: str | None = None
+    employees: int | None = None
+    revenue: float | None = None
+    parent_id: str | None = Field(default=None, index=True)
+    owner_id: str | None = None
+    is_customer: bool = False
+    is_competitor: bool = False
+    disposition: str | None = None
+    reason_code: str | None = None
+
+
+class Person(_Mirrored, table=True):
+    """A lead or contact, and which account our matcher linked it to (or why not)."""
+
+    __tablename__ = "person"
+    __table_args__ = (_one_of("person", "kind", PERSON_KINDS),)
+
+    id: str = Field(primary_key=True)
+    kind: str
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    company: str | None = None
+    title: str | None = None
+    phone: str | None = None
+    country: str | None = None
+    city: str | None = None
+    account_id: str | None = None
+    is_converted: bool = False
+    converted_account_id: str | None = None
+    owner_id: str | None = None
+    matched_account_id: str | None = Field(default=None, index=True)
+    match_rule: str | None = None
+    match_confidence: float | None = None
+    orphan_reason: str | None = None
+
+
+class Activity(_Mirrored, table=True):
+    """One behavioural signal or sales touch (page view, demo request, call, email)."""
+
+    __tablename__ = "activity"
+    __table_args__ = (
+        Index("ix_activity_account_occurred", "account_id", "occurred_at"),
+        Index("ix_activity_person_occurred", "person_id", "occurred_at"),
+    )
+
+    id: str = Field(primary_key=True)
+    type: str
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    person_id: str | None = None
+    account_id: str | None = None
+    topic: str | None = None
+    owner_id: str | None = None
+    subject: str | None = None
+
+
+class Opportunity(_Mirrored, table=True):
+    """A CRM opportunity (Salesforce Opportunity, HubSpot Deal)."""
+
+    __tablename__ = "opportunity"
+
+    id: str = Field(primary_key=True)
+    account_id: str | None = Field(default=None, index=True)
+    name: str | None = None
+    stage: str | None = None
+    amount: float | None = None
+    opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    close_date: date | None = None
+    is_closed: bool = False
+    is_won: bool = False
+    owner_id: str | None = None
+
+
+class User(_Mirrored, table=True):
+    """A CRM user who can own accounts: marketing, SDR, AE or manager."""
+
+    __tablename__ = "crm_user"
+    __table_args__ = (_one_of("crm_user", "role", USER_ROLES),)
+
+    id: str = Field(primary_key=True)
+    name: str
+    email: str | None = None
+    role: str
+    territory: str | None = None
+    is_active: bool = True
+    out_of_office: bool = False
+    manager_id: str | None = None
+
+
+class SyncRun(SQLModel, table=True):
+    """One sync run of one connector, with its outcome and counts."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (_one_of("sync_run", "status", RUN_STATUSES),)
+
+    id: str = Field(primary_key=True)
+    connector: str
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = "running"
+    counts: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+    error: str | None = None
+
+
+class ScoreHistory(SQLModel, table=True):
+    """One score given to an account at one time. Append-only, so any past score can be replayed."""
+
+    __tablename__ = "score_history"
+    __table_args__ = (Index("ix_score_history_account_scored", "account_id", "scored_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(foreign_key="account.id")
+    scored_at: datetime = Field(sa_type=UTCDateTime)
+    score: float
+    tier: str
+    model_version: str
+    disqualified_reason: str | None = None
+    topic: str | None = None
+    contributions: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    run_id: str | None = _run_fk()
+
+
+class Assignment(SQLModel, table=True):
+    """Who owns an account from when to when, and which routing rule decided it."""
+
+    __tablename__ = "assignment"
+    # exactly one accountable owner at a time (D8)
+    __table_args__ = (
+        Index("uq_assignment_current", "account_id", unique=True, **_when("ended_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    owner_id: str
+    rule: str
+    tier: str
+    assigned_at: datetime = Field(sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    run_id: str | None = _run_fk()
+
+
+class SlaClock(SQLModel, table=True):
+    """The first-touch deadline an owner has for an account, and what became of it."""
+
+    __tablename__ = "sla_clock"
+    # a rerun must not start a second clock for the same account (D15)
+    __table_args__ = (
+        _one_of("sla_clock", "status", SLA_STATUSES),
+        Index("uq_sla_clock_open", "account_id", unique=True, **_when("status = 'open'")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    owner_id: str
+    tier: str
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    first_touch_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = "open"
+
+
+class Disposition(SQLModel, table=True):
+    """A rep's verdict on a record, read back from the CRM.
+
+    Keyed by record and time rather than a surrogate id, so pulling it again is idempotent.
+    """
+
+    __tablename__ = "disposition"
+    __table_args__ = (_one_of("disposition", "disposition", DISPOSITIONS),)
+
+    object: str = Field(primary_key=True)
+    record_id: str = Field(primary_key=True)
+    recorded_at: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    disposition: str
+    reason_code: str | None = None
+    source: str | None = None
+
+
+class WriteLedger(SQLModel, table=True):
+    """The value we last wrote to one field of one CRM record, so unchanged values aren't resent."""
+
+    __tablename__ = "write_ledger"
+
+    object: str = Field(primary_key=True)
+    record_id: str = Field(primary_key=True)
+    field: str = Field(primary_key=True)
+    value: str
+    written_at: datetime = Field(sa_type=UTCDateTime)
+    run_id: str | None = _run_fk()
+
+
+class Cursor(SQLModel, table=True):
+    """How far one object of one connector has been pulled.
+
+    `ids_at_value` lists the ids already seen at exactly `value`, so a `>= value` query
+    can drop them instead of losing records that share the last timestamp.
+    """
+
+    __tablename__ = "cursor"
+
+    connector: str = Field(primary_key=True)
+    object: str = Field(primary_key=True)
+    value: datetime = Field(sa_type=UTCDateTime)
+    ids_at_value: list[str] = Field(default_factory=list, sa_type=JSON)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class RunEvent(SQLModel, table=True):
+    """One thing that happened to one record during a run, and why: the readable sync log."""
+
+    __tablename__ = "run_event"
+    __table_args__ = (
+        _one_of("run_event", "stage", RUN_STAGES),
+        _one_of("run_event", "action", RUN_ACTIONS),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="sync_run.id", index=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    stage: str
+    object: str | None = None
+    record_id: str | None = None
+    action: str
+    reason: str | None = None
+    detail: str | None = None
+
+
+class SchemaMeta(SQLModel, table=True):
+    """The single row saying which schema version wrote this database."""
+
+    __tablename__ = "schema_meta"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_schema_meta_single_row"),)
+
+    id: int = Field(default=1, primary_key=True)
+    schema_version: int
+
+
+TABLES = tuple(
+    model.__table__  # type: ignore[attr-defined]
+    for model in (
+        SchemaMeta,
+        SyncRun,
+        Account,
+        Person,
+        Activity,
+        Opportunity,
+        User,
+        ScoreHistory,
+        Assignment,
+        SlaClock,
+        Disposition,
+        WriteLedger,
+        Cursor,
+        RunEvent,
+    )
+)
+
+
+def _refuse_score_changes(session: Session, flush_context: Any, instances: Any) -> None:
+    """Refuse to flush updates or deletes of score history rows."""
+    for row in session.deleted:
+        if isinstance(row, ScoreHistory):
+            raise AppendOnlyError(f"score history is append-only: cannot delete row {row.id}")
+    for row in session.dirty:
+        if isinstance(row, ScoreHistory) and session.is_modified(row):
+            raise AppendOnlyError(f"score history is append-only: cannot update row {row.id}")
+
+
+def _refuse_score_statements(state: ORMExecuteState) -> None:
+    """Refuse UPDATE or DELETE statements against score history run through a session."""
+    if not (state.is_update or state.is_delete):
+        return
+    table = getattr(state.statement, "table", None)
+    if getattr(table, "name", None) == ScoreHistory.__tablename__:
+        raise AppendOnlyError("score history is append-only: UPDATE and DELETE are refused")
+
+
+event.listen(Session, "before_flush", _refuse_score_changes)
+event.listen(Session, "do_orm_execute", _refuse_score_statements)

@@ -1,0 +1,450 @@
+"""The state store: opens the database, checks its schema version and offers bulk helpers.
+
+SQLite (WAL) is the embedded default; PostgreSQL is used through psycopg 3. Every helper
+takes the caller's session, so rows, cursor and log land in one transaction (rule 6).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from itertools import islice
+from types import TracebackType
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import Engine, Executable, Insert, Table, create_engine, event, func, inspect
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, StatementError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, SQLModel, col, select
+
+from sync.state import (
+    SCHEMA_VERSION,
+    TABLES,
+    AppendOnlyError,
+    Assignment,
+    Cursor,
+    NaiveDatetimeError,
+    RunEvent,
+    SchemaMeta,
+    SchemaVersionError,
+    ScoreHistory,
+    StateError,
+    StoreOpenError,
+    SyncRun,
+    WriteLedger,
+)
+
+__all__ = ["Store", "canonical_value"]
+
+Rows = Iterable[Mapping[str, Any]]
+Changes = Mapping[str, Mapping[str, Any]]
+Changed = dict[str, dict[str, Any]]
+StatementFor = Callable[[tuple[str, ...]], Executable]
+
+_BATCH_SIZE = 5_000
+# bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
+_IN_CHUNK = 10_000
+_SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "foreign_keys=ON",
+    "synchronous=NORMAL",
+    "busy_timeout=30000",
+)
+_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+class Store:
+    """The local state database of one CRM org."""
+
+    def __init__(self, url: str) -> None:
+        """Prepare an engine for `url`; nothing is connected until first use."""
+        self._url = _normalise_url(url)
+        self.engine: Engine = create_engine(self._url)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _apply_sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open the database at `url`, creating missing tables and checking the schema version."""
+        store = cls(url)
+        try:
+            return store.create_schema()
+        except BaseException:
+            store.dispose()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password masked."""
+        return self._url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        """`"sqlite"` or `"postgresql"`."""
+        return self._url.get_backend_name()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.dispose()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def create_schema(self) -> Store:
+        """Create missing tables and stamp the schema version; refuse another version's database."""
+        try:
+            self._check_version()
+            SQLModel.metadata.create_all(self.engine, tables=list(TABLES))
+            with self.session() as session:
+                if session.get(SchemaMeta, 1) is None:
+                    session.add(SchemaMeta(schema_version=SCHEMA_VERSION))
+        except OperationalError as exc:
+            raise StoreOpenError(f"cannot open state database {self.url}: {exc.orig}") from exc
+        return self
+
+    def _check_version(self) -> None:
+        """Raise SchemaVersionError if the database was written by another schema version."""
+        if not inspect(self.engine).has_table(SchemaMeta.__tablename__):
+            return
+        with self.session() as session:
+            meta = session.get(SchemaMeta, 1)
+        if meta is not None and meta.schema_version != SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"state database {self.url} has schema version {meta.schema_version}, but this "
+                f"Handoff uses version {SCHEMA_VERSION}; point it at a new state database or "
+                f"run the Handoff release that wrote this one"
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed if the block succeeds, rolled back if not."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except StatementError as exc:
+            # SQLAlchemy wraps errors raised while binding values; surface our own as they are
+            if isinstance(exc.orig, StateError):
+                raise exc.orig from exc
+            raise
+
+    def upsert(
+        self, session: Session, model: type[SQLModel], rows: Rows, *, batch_size: int = _BATCH_SIZE
+    ) -> int:
+        """Insert rows or update them in place by primary key, in batches; return the row count.
+
+        Each row needs every required column (it may be new); on conflict only the columns
+        present in the row are updated. Rows go straight to the database: ORM objects for the
+        same rows already loaded in `session` are not refreshed.
+        """
+        table = _table_of(model)
+        if table is _table_of(ScoreHistory):
+            raise AppendOnlyError("score history is append-only: use append_scores, not upsert")
+        return _execute_batched(session, lambda keys: self._upsert(table, keys), rows, batch_size)
+
+    def _upsert(self, table: Table, keys: tuple[str, ...]) -> Insert:
+        """INSERT ... ON CONFLICT (primary key) DO UPDATE for the given columns."""
+        statement = _INSERTS[self.dialect](table)
+        primary_key = [column.name for column in table.primary_key]
+        changing = [key for key in keys if key not in primary_key]
+        if not changing:
+            return statement.on_conflict_do_nothing(index_elements=primary_key)
+        excluded = {key: statement.excluded[key] for key in changing}
+        return statement.on_conflict_do_update(index_elements=primary_key, set_=excluded)
+
+    def get_cursor(self, session: Session, connector: str, object: str) -> Cursor | None:
+        """The saved cursor of one object of one connector, or None before its first pull."""
+        return session.get(Cursor, (connector, object))
+
+    def set_cursor(
+        self,
+        session: Session,
+        connector: str,
+        object: str,
+        value: datetime,
+        ids_at_value: Iterable[str],
+        now: datetime,
+    ) -> Cursor:
+        """Save a cursor in the caller's transaction, so it commits with the rows it covers."""
+        cursor = self.get_cursor(session, connector, object) or Cursor(
+            connector=connector, object=object, value=value, updated_at=now
+        )
+        cursor.value = value
+        cursor.ids_at_value = sorted(set(ids_at_value))
+        cursor.updated_at = now
+        session.add(cursor)
+        return cursor
+
+    def record_run_start(
+        self, session: Session, connector: str, started_at: datetime, run_id: str | None = None
+    ) -> SyncRun:
+        """Record that a run of `connector` started; the run id defaults to a random UUID."""
+        run = SyncRun(id=run_id or uuid4().hex, connector=connector, started_at=started_at)
+        session.add(run)
+        session.flush()
+        return run
+
+    def record_run_finish(
+        self,
+        session: Session,
+        run_id: str,
+        finished_at: datetime,
+        status: str,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> SyncRun:
+        """Record how a run ended: its status, counts and any error."""
+        run = session.get(SyncRun, run_id)
+        if run is None:
+            raise StateError(f"no sync run with id {run_id!r}")
+        run.finished_at = finished_at
+        run.status = status
+        run.counts = dict(counts)
+        run.error = error
+        session.add(run)
+        return run
+
+    def add_events(self, session: Session, run_id: str, events: Rows) -> int:
+        """Append per-record log events to a run in bulk; return how many."""
+        rows = ({**event, "run_id": run_id} for event in events)
+        table = _table_of(RunEvent)
+        return _execute_batched(session, lambda keys: table.insert(), rows, _BATCH_SIZE)
+
+    def append_scores(self, session: Session, rows: Rows) -> int:
+        """Append score history rows in bulk; return how many."""
+        table = _table_of(ScoreHistory)
+        return _execute_batched(session, lambda keys: table.insert(), rows, _BATCH_SIZE)
+
+    def score_as_of(self, session: Session, account_id: str, when: datetime) -> ScoreHistory | None:
+        """The account's latest score at or before `when`, or None if it had none yet."""
+        statement = (
+            select(ScoreHistory)
+            .where(ScoreHistory.account_id == account_id, col(ScoreHistory.scored_at) <= when)
+            .order_by(col(ScoreHistory.scored_at).desc(), col(ScoreHistory.id).desc())
+            .limit(1)
+        )
+        return session.exec(statement).first()
+
+    def scores_as_of(
+        self, session: Session, when: datetime, account_ids: Iterable[str] | None = None
+    ) -> dict[str, ScoreHistory]:
+        """Each account's latest score at or before `when`, by account id (all accounts if None)."""
+        if account_ids is None:
+            return _latest_scores(session, when, None)
+        latest: dict[str, ScoreHistory] = {}
+        for chunk in _batches(account_ids, _IN_CHUNK):
+            latest.update(_latest_scores(session, when, chunk))
+        return latest
+
+    def assign(
+        self,
+        session: Session,
+        account_id: str,
+        owner_id: str,
+        rule: str,
+        tier: str,
+        at: datetime,
+        run_id: str | None = None,
+    ) -> Assignment:
+        """Make `owner_id` the account's one current owner, ending the previous assignment.
+
+        Assigning the current owner again keeps the current assignment, so reruns add nothing.
+        """
+        current = _current_assignment(session, account_id)
+        if current is not None and current.owner_id == owner_id:
+            return current
+        if current is not None:
+            current.ended_at = at
+            session.add(current)
+            session.flush()
+        assignment = Assignment(
+            account_id=account_id,
+            owner_id=owner_id,
+            rule=rule,
+            tier=tier,
+            assigned_at=at,
+            run_id=run_id,
+        )
+        session.add(assignment)
+        session.flush()
+        return assignment
+
+    def current_owner(self, session: Session, account_id: str) -> str | None:
+        """The account's current owner according to our assignments, or None if never assigned."""
+        current = _current_assignment(session, account_id)
+        return None if current is None else current.owner_id
+
+    def ledger_diff(self, session: Session, object: str, updates: Changes) -> Changed:
+        """Keep only the fields whose value differs from what we last wrote, by record id.
+
+        Records with nothing left to write are dropped, so a rerun writes nothing unchanged.
+        """
+        written = _ledger_values(session, object, updates.keys())
+        changes: Changed = {}
+        for record_id, fields in updates.items():
+            changed = {
+                field: value
+                for field, value in fields.items()
+                if written.get((record_id, field)) != canonical_value(value)
+            }
+            if changed:
+                changes[record_id] = changed
+        return changes
+
+    def record_writes(
+        self,
+        session: Session,
+        object: str,
+        written: Changes,
+        written_at: datetime,
+        run_id: str | None = None,
+    ) -> int:
+        """Remember the values just written to the CRM, by record and field; return how many."""
+        rows = (
+            {
+                "object": object,
+                "record_id": record_id,
+                "field": field,
+                "value": canonical_value(value),
+                "written_at": written_at,
+                "run_id": run_id,
+            }
+            for record_id, fields in written.items()
+            for field, value in fields.items()
+        )
+        return self.upsert(session, WriteLedger, rows)
+
+
+def canonical_value(value: Any) -> str:
+    """The text a written value is compared by: sorted JSON, UTC ISO datetimes, 80.0 == 80."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _plain(value: Any) -> Any:
+    """`value` with datetimes, dates and integral floats made JSON-comparable."""
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise NaiveDatetimeError(f"naive datetime {value.isoformat()} cannot be written")
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+def _normalise_url(url: str) -> URL:
+    """Parse `url`: SQLite, or PostgreSQL (always driven by psycopg 3); nothing else."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        # SQLAlchemy before 2.0.41 echoes the whole URL here, and a bad port echoes its neighbours
+        raise StoreOpenError("cannot parse the state database URL") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        return parsed
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg", "psycopg2"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise StoreOpenError(
+        f"unsupported state database {parsed.render_as_string(hide_password=True)}: "
+        "use sqlite:///path/to/state.db or postgresql://user@host/db"
+    )
+
+
+def _apply_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    """WAL for concurrent readers, enforced foreign keys, and waiting out locks, not failing."""
+    cursor = dbapi_connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _table_of(model: type[SQLModel]) -> Table:
+    """The Table behind a SQLModel table class."""
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of up to `size` items."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _execute_batched(
+    session: Session, statement_for: StatementFor, rows: Rows, batch_size: int
+) -> int:
+    """Execute `statement_for(columns)` once per batch and column set (executemany); count rows."""
+    session.flush()
+    count = 0
+    for batch in _batches(rows, batch_size):
+        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for row in batch:
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        for keys, group in groups.items():
+            session.exec(statement_for(keys), params=group)
+        count += len(batch)
+    return count
+
+
+def _latest_scores(
+    session: Session, when: datetime, account_ids: list[str] | None
+) -> dict[str, ScoreHistory]:
+    """Latest score per account at or before `when`, optionally for some accounts only."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=ScoreHistory.account_id,
+            order_by=(col(ScoreHistory.scored_at).desc(), col(ScoreHistory.id).desc()),
+        )
+        .label("rank")
+    )
+    ranked = select(col(ScoreHistory.id), rank).where(col(ScoreHistory.scored_at) <= when)
+    if account_ids is not None:
+        ranked = ranked.where(col(ScoreHistory.account_id).in_(account_ids))
+    latest = ranked.subquery()
+    statement = select(ScoreHistory).join(latest, latest.c.id == ScoreHistory.id)
+    rows = session.exec(statement.where(latest.c.rank == 1))
+    return {row.account_id: row for row in rows}
+
+
+def _current_assignment(session: Session, account_id: str) -> Assignment | None:
+    """The account's open assignment, if any."""
+    statement = select(Assignment).where(
+        Assignment.account_id == account_id, col(Assignment.ended_at).is_(None)
+    )
+    return session.exec(statement).first()
+
+
+def _ledger_values(
+    session: Session, object: str, record_ids: Iterable[str]
+) -> dict[tuple[str, str], str]:
+    """What we last wrote to records of `object`, by (record id, field)."""
+    values: dict[tuple[str, str], str] = {}
+    for chunk in _batches(record_ids, _IN_CHUNK):
+        statement = select(WriteLedger.record_id, WriteLedger.field, WriteLedger.value).where(
+            WriteLedger.object == object, col(WriteLedger.record_id).in_(chunk)
+        )
+        for record_id, field, value in session.exec(statement):
+            values[(record_id, field)] = value
+    return values

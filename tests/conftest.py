@@ -1,0 +1,98 @@
+"""Shared fixtures: a fresh state database per test, on SQLite and on PostgreSQL.
+
+PostgreSQL is expected at 127.0.0.1:5432 (trust auth, database `test`). When it is down the
+PostgreSQL cases skip locally and fail in CI (where the `CI` environment variable is set).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from uuid import uuid4
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from sync.store import Store
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_DATABASE = "test"
+PG_ROLES = ("postgres", "root")
+PG_START_HINT = (
+    f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} (database {PG_DATABASE!r}); start it "
+    "with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+)
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _conninfo(role: str) -> str:
+    return f"host={PG_HOST} port={PG_PORT} dbname={PG_DATABASE} user={role}"
+
+
+@cache
+def _pg_role() -> str | None:
+    """The first role that can connect to the test database, or None if PostgreSQL is down."""
+    for role in PG_ROLES:
+        try:
+            with psycopg.connect(_conninfo(role), connect_timeout=3):
+                return role
+        except psycopg.OperationalError:
+            continue
+    return None
+
+
+def require_pg_role() -> str:
+    """The PostgreSQL role to test with; skips the test locally and fails it in CI if down."""
+    role = _pg_role()
+    if role is None:
+        if os.environ.get("CI"):
+            pytest.fail(PG_START_HINT)
+        pytest.skip(PG_START_HINT)
+    return role
+
+
+def pg_url(schema: str | None = None) -> str:
+    """URL of the PostgreSQL test database, confined to `schema` when given."""
+    url = f"postgresql+psycopg://{require_pg_role()}@{PG_HOST}:{PG_PORT}/{PG_DATABASE}"
+    return url if schema is None else f"{url}?options=-csearch_path%3D{schema}"
+
+
+def _run_admin(statement: sql.Composable) -> None:
+    with psycopg.connect(_conninfo(require_pg_role()), autocommit=True) as connection:
+        connection.execute(statement)
+
+
+@pytest.fixture(name="pg_url")
+def pg_url_fixture() -> str:
+    """URL of the shared PostgreSQL test database (skips locally, fails in CI, when down)."""
+    return pg_url()
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """URL of a PostgreSQL schema made for this test alone and dropped after it."""
+    schema = f"t_{uuid4().hex}"
+    _run_admin(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        yield pg_url(schema)
+    finally:
+        _run_admin(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty state database of each backend, fresh for every test."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_schema_url"))
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """An opened state store on a fresh database, disposed after the test."""
+    with Store.open(store_url) as opened:
+        yield opened

@@ -1,0 +1,524 @@
+"""The state store on SQLite and PostgreSQL: round trips, upserts, cursors, history, ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel, func, select
+
+from sync import (
+    Account,
+    Activity,
+    AppendOnlyError,
+    Assignment,
+    Cursor,
+    Disposition,
+    NaiveDatetimeError,
+    Opportunity,
+    Person,
+    RunEvent,
+    SchemaMeta,
+    SchemaVersionError,
+    ScoreHistory,
+    SlaClock,
+    Store,
+    StoreOpenError,
+    SyncRun,
+    User,
+    WriteLedger,
+)
+
+T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+MIRROR = {"crm_modified_at": T0, "is_deleted": False, "synced_at": T0 + timedelta(minutes=1)}
+ACCOUNT_ID = "001A"
+RUN_ID = "run-1"
+
+ROWS: dict[type[SQLModel], dict[str, Any]] = {
+    Account: {
+        "id": "001B",
+        "name": "Acme GmbH",
+        "website": "https://acme.de",
+        "domain": "acme.de",
+        "country": "DE",
+        "region": "EMEA",
+        "industry": "Fintech",
+        "employees": 420,
+        "revenue": 12_500_000.5,
+        "parent_id": ACCOUNT_ID,
+        "owner_id": "005X",
+        "is_customer": False,
+        "is_competitor": True,
+        "disposition": "Rejected",
+        "reason_code": "Competitor",
+        **MIRROR,
+    },
+    Person: {
+        "id": "00Q1",
+        "kind": "lead",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": "ada@acme.de",
+        "company": "Acme",
+        "title": "CTO",
+        "phone": "+49 30 1234",
+        "country": "DE",
+        "city": "Berlin",
+        "account_id": None,
+        "is_converted": True,
+        "converted_account_id": ACCOUNT_ID,
+        "owner_id": "005X",
+        "matched_account_id": ACCOUNT_ID,
+        "match_rule": "email_domain",
+        "match_confidence": 0.95,
+        "orphan_reason": None,
+        **MIRROR,
+    },
+    Activity: {
+        "id": "act-1",
+        "type": "pricing_page",
+        "occurred_at": T0 - timedelta(days=2),
+        "person_id": "00Q1",
+        "account_id": ACCOUNT_ID,
+        "topic": "security",
+        "owner_id": "005X",
+        "subject": "Viewed pricing",
+        **MIRROR,
+    },
+    Opportunity: {
+        "id": "006A",
+        "account_id": ACCOUNT_ID,
+        "name": "Acme renewal",
+        "stage": "Closed Won",
+        "amount": 48_000.0,
+        "opened_at": T0 - timedelta(days=30),
+        "close_date": date(2024, 4, 30),
+        "is_closed": True,
+        "is_won": True,
+        "owner_id": "005X",
+        **MIRROR,
+    },
+    User: {
+        "id": "005X",
+        "name": "Sam Seller",
+        "email": "sam@example.com",
+        "role": "ae",
+        "territory": "DACH",
+        "is_active": True,
+        "out_of_office": True,
+        "manager_id": "005M",
+        **MIRROR,
+    },
+    SyncRun: {
+        "id": "run-2",
+        "connector": "hubspot",
+        "started_at": T0,
+        "finished_at": T0 + timedelta(minutes=3),
+        "status": "failed",
+        "counts": {"pulled": 10, "written": 0},
+        "error": "HTTP 401",
+    },
+    ScoreHistory: {
+        "account_id": ACCOUNT_ID,
+        "scored_at": T0,
+        "score": 83.5,
+        "tier": "ae",
+        "model_version": "rules-1",
+        "disqualified_reason": None,
+        "topic": "security",
+        "contributions": [{"feature": "pricing_page", "label": "Visited pricing 3x", "points": 12}],
+        "run_id": RUN_ID,
+    },
+    Assignment: {
+        "account_id": ACCOUNT_ID,
+        "owner_id": "005X",
+        "rule": "territory:DACH",
+        "tier": "ae",
+        "assigned_at": T0,
+        "ended_at": None,
+        "run_id": RUN_ID,
+    },
+    SlaClock: {
+        "account_id": ACCOUNT_ID,
+        "owner_id": "005X",
+        "tier": "ae",
+        "started_at": T0,
+        "due_at": T0 + timedelta(minutes=15),
+        "first_touch_at": None,
+        "breached_at": T0 + timedelta(minutes=15),
+        "escalated_at": T0 + timedelta(minutes=16),
+        "status": "escalated",
+    },
+    Disposition: {
+        "object": "Account",
+        "record_id": ACCOUNT_ID,
+        "recorded_at": T0,
+        "disposition": "Rejected",
+        "reason_code": "No Budget",
+        "source": "crm",
+    },
+    WriteLedger: {
+        "object": "Account",
+        "record_id": ACCOUNT_ID,
+        "field": "Handoff_Score__c",
+        "value": "83",
+        "written_at": T0,
+        "run_id": RUN_ID,
+    },
+    Cursor: {
+        "connector": "salesforce",
+        "object": "Account",
+        "value": T0,
+        "ids_at_value": ["001A", "001B"],
+        "updated_at": T0,
+    },
+    RunEvent: {
+        "run_id": RUN_ID,
+        "at": T0,
+        "stage": "write",
+        "object": "Account",
+        "record_id": ACCOUNT_ID,
+        "action": "skipped",
+        "reason": "unchanged",
+        "detail": "score 83 already written",
+    },
+}
+
+
+def _seed(store: Store) -> None:
+    """An account and a sync run that history, assignments and events can refer to."""
+    with store.session() as session:
+        store.upsert(session, Account, [{"id": ACCOUNT_ID, "name": "Acme", **MIRROR}])
+        store.record_run_start(session, "salesforce", T0, run_id=RUN_ID)
+
+
+def _person(person_id: str, **changes: Any) -> dict[str, Any]:
+    return {"id": person_id, "kind": "lead", "email": f"{person_id}@acme.de", **MIRROR, **changes}
+
+
+def _count(store: Store, model: type[SQLModel]) -> int:
+    with store.session() as session:
+        return session.exec(select(func.count()).select_from(model)).one()
+
+
+@pytest.mark.parametrize("model", list(ROWS), ids=lambda model: model.__name__)
+def test_every_table_round_trips(store: Store, model: type[SQLModel]) -> None:
+    _seed(store)
+    row = ROWS[model]
+    with store.session() as session:
+        session.add(model(**row))
+    with store.session() as session:
+        stored = session.exec(select(model).order_by(*model.__table__.primary_key)).all()[-1]
+    assert {field: getattr(stored, field) for field in row} == row
+
+
+def test_upsert_updates_in_place_and_reruns_change_nothing(store: Store) -> None:
+    first = [_person("p1"), _person("p2"), _person("p3")]
+    second = [_person("p2", title="VP Sales", crm_modified_at=T0 + timedelta(hours=1))]
+    for _ in range(2):
+        with store.session() as session:
+            store.upsert(session, Person, first)
+            store.upsert(session, Person, second)
+    with store.session() as session:
+        people = {person.id: person for person in session.exec(select(Person))}
+    assert sorted(people) == ["p1", "p2", "p3"]
+    assert people["p2"].title == "VP Sales"
+    assert people["p2"].crm_modified_at == T0 + timedelta(hours=1)
+    assert people["p1"].title is None
+
+
+def test_upsert_leaves_columns_missing_from_the_row_alone(store: Store) -> None:
+    with store.session() as session:
+        store.upsert(session, Person, [_person("p1", matched_account_id=ACCOUNT_ID)])
+    with store.session() as session:
+        store.upsert(session, Person, [_person("p1", title="CTO")])
+        person = session.get(Person, "p1")
+    assert person is not None
+    assert (person.title, person.matched_account_id) == ("CTO", ACCOUNT_ID)
+
+
+def test_upsert_handles_more_rows_than_one_batch(store: Store) -> None:
+    rows = (_person(f"p{index}") for index in range(2_500))
+    with store.session() as session:
+        assert store.upsert(session, Person, rows, batch_size=1_000) == 2_500
+    assert _count(store, Person) == 2_500
+
+
+def test_cursor_is_saved_with_the_rows_it_covers(store: Store) -> None:
+    with store.session() as session:
+        store.upsert(session, Person, [_person("p1"), _person("p2")])
+        store.set_cursor(session, "salesforce", "Lead", T0, ["p2", "p1", "p2"], now=T0)
+    with store.session() as session:
+        cursor = store.get_cursor(session, "salesforce", "Lead")
+    assert cursor is not None
+    assert (cursor.value, cursor.ids_at_value) == (T0, ["p1", "p2"])
+    assert _count(store, Person) == 2
+
+
+def test_failed_transaction_leaves_rows_and_cursor_unchanged(store: Store) -> None:
+    later = T0 + timedelta(hours=1)
+    with store.session() as session:
+        store.upsert(session, Person, [_person("p1")])
+        store.set_cursor(session, "salesforce", "Lead", T0, ["p1"], now=T0)
+    with pytest.raises(IntegrityError), store.session() as session:
+        store.upsert(session, Person, [_person("p1", title="CTO"), _person("p2")])
+        store.set_cursor(session, "salesforce", "Lead", later, ["p2"], now=later)
+        store.upsert(session, Person, [_person("p3", kind="prospect")])
+    with store.session() as session:
+        cursor = store.get_cursor(session, "salesforce", "Lead")
+        people = session.exec(select(Person)).all()
+    assert cursor is not None
+    assert (cursor.value, cursor.ids_at_value, cursor.updated_at) == (T0, ["p1"], T0)
+    assert [(person.id, person.title) for person in people] == [("p1", None)]
+
+
+def test_cursor_is_none_before_the_first_pull(store: Store) -> None:
+    with store.session() as session:
+        assert store.get_cursor(session, "hubspot", "contacts") is None
+
+
+def test_datetimes_come_back_as_aware_utc(store: Store) -> None:
+    berlin = timezone(timedelta(hours=2))
+    with store.session() as session:
+        store.upsert(session, Person, [_person("p1", crm_modified_at=T0.astimezone(berlin))])
+    with store.session() as session:
+        person = session.get(Person, "p1")
+    assert person is not None
+    assert person.crm_modified_at == T0
+    assert person.crm_modified_at.tzinfo == UTC
+
+
+@pytest.mark.parametrize("path", ["orm", "upsert"])
+def test_naive_datetimes_are_refused(store: Store, path: str) -> None:
+    row = _person("p1", crm_modified_at=datetime(2024, 3, 1, 9, 30))
+    with pytest.raises(NaiveDatetimeError, match="timezone-aware"), store.session() as session:
+        if path == "orm":
+            session.add(Person(**row))
+        else:
+            store.upsert(session, Person, [row])
+    assert _count(store, Person) == 0
+
+
+def _history(store: Store) -> None:
+    """Account 001A scores 30, then 55 and 60 at one instant (the later row wins), then 85."""
+    rows = [
+        ("001A", T0, 30.0),
+        ("001A", T0 + timedelta(days=7), 55.0),
+        ("001A", T0 + timedelta(days=7), 60.0),
+        ("001A", T0 + timedelta(days=14), 85.0),
+        ("001B", T0 + timedelta(days=3), 20.0),
+    ]
+    with store.session() as session:
+        store.upsert(session, Account, [{"id": "001B", "name": "Beta", **MIRROR}])
+        store.append_scores(
+            session,
+            [
+                {
+                    "account_id": account,
+                    "scored_at": at,
+                    "score": score,
+                    "tier": "sdr",
+                    "model_version": "rules-1",
+                }
+                for account, at, score in rows
+            ],
+        )
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        (T0 - timedelta(seconds=1), None),
+        (T0, 30.0),
+        (T0 + timedelta(days=6, hours=23), 30.0),
+        (T0 + timedelta(days=7), 60.0),
+        (T0 + timedelta(days=13), 60.0),
+        (T0 + timedelta(days=400), 85.0),
+    ],
+)
+def test_score_as_of_replays_history(store: Store, when: datetime, expected: float | None) -> None:
+    _seed(store)
+    _history(store)
+    with store.session() as session:
+        score = store.score_as_of(session, "001A", when)
+    assert (score.score if score else None) == expected
+
+
+def test_scores_as_of_gives_each_accounts_latest_score(store: Store) -> None:
+    _seed(store)
+    _history(store)
+    when = T0 + timedelta(days=7)
+    with store.session() as session:
+        every = store.scores_as_of(session, when)
+        some = store.scores_as_of(session, when, ["001B", "001C"])
+        early = store.scores_as_of(session, T0 + timedelta(days=1))
+    assert {account: row.score for account, row in every.items()} == {"001A": 60.0, "001B": 20.0}
+    assert {account: row.score for account, row in some.items()} == {"001B": 20.0}
+    assert {account: row.score for account, row in early.items()} == {"001A": 30.0}
+
+
+def _edit_score(store: Store) -> None:
+    with store.session() as session:
+        row = session.exec(select(ScoreHistory)).first()
+        assert row is not None
+        row.score = 99.0
+        session.add(row)
+
+
+def _delete_score(store: Store) -> None:
+    with store.session() as session:
+        session.delete(session.exec(select(ScoreHistory)).first())
+
+
+def _update_statement(store: Store) -> None:
+    with store.session() as session:
+        session.exec(update(ScoreHistory).values(score=99.0))
+
+
+def _delete_statement(store: Store) -> None:
+    with store.session() as session:
+        session.exec(delete(ScoreHistory))
+
+
+def _upsert_score(store: Store) -> None:
+    with store.session() as session:
+        store.upsert(session, ScoreHistory, [{"id": 1, "score": 99.0}])
+
+
+@pytest.mark.parametrize(
+    "change", [_edit_score, _delete_score, _update_statement, _delete_statement, _upsert_score]
+)
+def test_score_history_is_append_only(store: Store, change: Any) -> None:
+    _seed(store)
+    _history(store)
+    with pytest.raises(AppendOnlyError, match="append-only"):
+        change(store)
+    with store.session() as session:
+        scores = sorted(row.score for row in session.exec(select(ScoreHistory)))
+    assert scores == [20.0, 30.0, 55.0, 60.0, 85.0]
+
+
+def test_ledger_diff_keeps_only_changed_fields(store: Store) -> None:
+    _seed(store)
+    written = {"001A": {"Score__c": 80.0, "Tier__c": "ae", "Why__c": None, "Due__c": T0}}
+    with store.session() as session:
+        store.record_writes(session, "Account", written, written_at=T0, run_id=RUN_ID)
+    proposed = {
+        "001A": {
+            "Score__c": 80,
+            "Tier__c": "sdr",
+            "Why__c": "",
+            "Due__c": T0.astimezone(timezone(timedelta(hours=-5))),
+        },
+        "001B": {"Score__c": 12},
+    }
+    with store.session() as session:
+        changes = store.ledger_diff(session, "Account", proposed)
+    assert changes == {"001A": {"Tier__c": "sdr", "Why__c": ""}, "001B": {"Score__c": 12}}
+
+
+def test_ledger_diff_is_empty_after_the_changes_are_recorded(store: Store) -> None:
+    proposed = {"001A": {"Score__c": 80, "Tier__c": "ae"}, "001B": {"Score__c": 12}}
+    for written_at in (T0, T0 + timedelta(hours=1)):
+        with store.session() as session:
+            changes = store.ledger_diff(session, "Account", proposed)
+            store.record_writes(session, "Account", changes, written_at=written_at)
+    with store.session() as session:
+        assert store.ledger_diff(session, "Account", proposed) == {}
+    assert _count(store, WriteLedger) == 3
+
+
+def test_assignment_keeps_one_current_owner(store: Store) -> None:
+    _seed(store)
+    with store.session() as session:
+        assert store.current_owner(session, ACCOUNT_ID) is None
+        store.assign(session, ACCOUNT_ID, "005A", "round_robin", "sdr", T0, run_id=RUN_ID)
+        store.assign(session, ACCOUNT_ID, "005A", "round_robin", "sdr", T0 + timedelta(hours=1))
+        store.assign(session, ACCOUNT_ID, "005B", "territory:DACH", "ae", T0 + timedelta(days=1))
+    with store.session() as session:
+        owner = store.current_owner(session, ACCOUNT_ID)
+        history = session.exec(select(Assignment).order_by(Assignment.assigned_at)).all()
+    assert owner == "005B"
+    assert [(row.owner_id, row.ended_at) for row in history] == [
+        ("005A", T0 + timedelta(days=1)),
+        ("005B", None),
+    ]
+
+
+def test_run_log_records_start_events_and_finish(store: Store) -> None:
+    events = [
+        {"at": T0, "stage": "pull", "object": "Lead", "record_id": "p1", "action": "pulled"},
+        {"at": T0, "stage": "match", "record_id": "p1", "action": "failed", "reason": "orphan"},
+    ]
+    with store.session() as session:
+        run = store.record_run_start(session, "salesforce", T0)
+        store.add_events(session, run.id, events)
+        store.record_run_finish(
+            session, run.id, T0 + timedelta(minutes=2), "succeeded", {"pulled": 1, "failed": 1}
+        )
+    with store.session() as session:
+        stored_run = session.get(SyncRun, run.id)
+        logged = session.exec(select(RunEvent).order_by(RunEvent.id)).all()
+    assert stored_run is not None
+    assert (stored_run.status, stored_run.counts) == ("succeeded", {"pulled": 1, "failed": 1})
+    assert stored_run.finished_at == T0 + timedelta(minutes=2)
+    assert [(event.run_id, event.action, event.reason) for event in logged] == [
+        (run.id, "pulled", None),
+        (run.id, "failed", "orphan"),
+    ]
+
+
+def test_schema_version_mismatch_is_a_clear_error(store: Store, store_url: str) -> None:
+    with store.session() as session:
+        session.exec(update(SchemaMeta).values(schema_version=999))
+    store.dispose()
+    with pytest.raises(SchemaVersionError, match=r"schema version 999.*uses version 1"):
+        Store.open(store_url)
+
+
+def test_reopening_a_database_keeps_its_rows(store: Store, store_url: str) -> None:
+    with store.session() as session:
+        store.upsert(session, Person, [_person("p1")])
+    store.dispose()
+    with Store.open(store_url) as reopened:
+        assert _count(reopened, Person) == 1
+
+
+def test_sqlite_uses_write_ahead_logging(tmp_path: Path) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://alice:s3cret@db.example.com/handoff",
+        "postgres://alice:s3cret@db.example.com:6543/handoff",
+        "postgresql+psycopg://alice:s3cret@db.example.com/handoff",
+    ],
+)
+def test_password_is_hidden_in_repr(url: str) -> None:
+    store = Store(url)
+    assert "s3cret" not in repr(store)
+    assert "alice:***@db.example.com" in repr(store)
+    assert store.dialect == "postgresql"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://alice:s3cret@db.example.com/handoff",
+        "postgresql://alice:s3cret@127.0.0.1:1/handoff",
+        "postgresql//alice:s3cret@db.example.com/handoff",
+        "postgresql://alice:s3cret@db.example.com:5x/handoff",
+    ],
+)
+def test_errors_do_not_reveal_the_password(url: str) -> None:
+    with pytest.raises(StoreOpenError) as raised:
+        Store.open(url)
+    assert "s3cret" not in str(raised.value)
