@@ -73,21 +73,25 @@ def main() -> None:
     with timed() as baseline:
         made = _row_by_row_activities(sample, args.seed)
     baseline_seconds = baseline[0] * counts["activities"] / made
-    progress(f"row-by-row baseline: {made:,} activities in {baseline[0]:.2f} s, "
-             f"extrapolated to {baseline_seconds:.1f} s for {counts['activities']:,}")
+    progress(
+        f"row-by-row baseline: {made:,} activities in {baseline[0]:.2f} s, "
+        f"extrapolated to {baseline_seconds:.1f} s for {counts['activities']:,}"
+    )
     seconds = generating[0] + writing[0]
-    emit({
-        **counts,
-        "seconds": round(seconds, 2),
-        "generate_seconds": round(generating[0], 2),
-        "write_seconds": round(writing[0], 2),
-        "seconds_vs_limit": round(seconds / LIMIT_SECONDS, 4),
-        "baseline_seconds": round(baseline_seconds, 2),
-        "speedup_vs_baseline": round(baseline_seconds / generating[0], 2),
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_rss_vs_limit": round(peak_rss_mb() / LIMIT_RSS_MB, 4),
-        **{k: v for k, v in org.summary().items() if k.endswith("share")},
-    })
+    emit(
+        {
+            **counts,
+            "seconds": round(seconds, 2),
+            "generate_seconds": round(generating[0], 2),
+            "write_seconds": round(writing[0], 2),
+            "seconds_vs_limit": round(seconds / LIMIT_SECONDS, 4),
+            "baseline_seconds": round(baseline_seconds, 2),
+            "speedup_vs_baseline": round(baseline_seconds / generating[0], 2),
+            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_vs_limit": round(peak_rss_mb() / LIMIT_RSS_MB, 4),
+            **{k: v for k, v in org.summary().items() if k.endswith("share")},
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,16 @@ CUSTOMER_SHARE = 0.06
 COMPETITOR_SHARE = 0.005
 _REGION_FIT = {"NA": 0.2, "EMEA": 0.1, "APAC": 0.0, "LATAM": -0.2}
 _WEBSITE_FORMS = (  # (prefix, suffix, weight); None prefix = no website on record
-    ("https://www.", "", 30), ("www.", "", 15), ("http://", "/", 10), ("https://", "", 15),
-    ("https://www.", "/en/home", 8), ("", "", 10), ("HTTPS://WWW.", "/", 2), (None, None, 4),
-    ("https://", "/?utm_source=crm", 3), ("https://www.", "/about-us", 3),
+    ("https://www.", "", 30),
+    ("www.", "", 15),
+    ("http://", "/", 10),
+    ("https://", "", 15),
+    ("https://www.", "/en/home", 8),
+    ("", "", 10),
+    ("HTTPS://WWW.", "/", 2),
+    (None, None, 4),
+    ("https://", "/?utm_source=crm", 3),
+    ("https://www.", "/about-us", 3),
 )
 
 
@@ -49,13 +56,17 @@ class Companies:
     orphans: pl.DataFrame
 
 
-def make_companies(rng: np.random.Generator, n_accounts: int, n_orphans: int, end_s: int) -> Companies:
+def make_companies(
+    rng: np.random.Generator, n_accounts: int, n_orphans: int, end_s: int
+) -> Companies:
     """Draw ``n_accounts`` CRM accounts and ``n_orphans`` companies that only appear on leads."""
     n_dup = int(n_accounts * DUPLICATE_SHARE)
     n_base = n_accounts - n_dup
     capacity = len(BRAND_STEMS) * len(SECOND_STEMS) * len(DESCRIPTORS)
     if n_base + n_orphans > capacity:
-        raise ValueError(f"at most {capacity} companies can be named, asked for {n_base + n_orphans}")
+        raise ValueError(
+            f"at most {capacity} companies can be named, asked for {n_base + n_orphans}"
+        )
     combos = rng.choice(capacity, size=n_base + n_orphans, replace=False)
     country = pick(rng, len(COUNTRIES), n_base + n_orphans, [c.weight for c in COUNTRIES])
     named = _with_domains(rng, _named(rng, combos, country))
@@ -76,17 +87,23 @@ def _named(rng: np.random.Generator, combos: np.ndarray, country: np.ndarray) ->
     stems_b = gather(SECOND_STEMS, b)
     stems_c = gather(DESCRIPTORS, c)
     compound = pl.Series(rng.random(len(combos)) < 0.35)
-    frame = pl.DataFrame({
-        "a": stems_a, "b": stems_b, "c": stems_c, "compound": compound,
-        "ascii_a": gather([fold_ascii(s) for s in BRAND_STEMS], a),
-        "ascii_b": gather([fold_ascii(s) for s in SECOND_STEMS], b),
-        "ascii_c": gather([fold_ascii(s) for s in DESCRIPTORS], c),
-        "country_idx": country,
-        "suffix": _legal_suffixes(rng, country),
-        "has_suffix": rng.random(len(combos)) < 0.55,
-    })
+    frame = pl.DataFrame(
+        {
+            "a": stems_a,
+            "b": stems_b,
+            "c": stems_c,
+            "compound": compound,
+            "ascii_a": gather([fold_ascii(s) for s in BRAND_STEMS], a),
+            "ascii_b": gather([fold_ascii(s) for s in SECOND_STEMS], b),
+            "ascii_c": gather([fold_ascii(s) for s in DESCRIPTORS], c),
+            "country_idx": country,
+            "suffix": _legal_suffixes(rng, country),
+            "has_suffix": rng.random(len(combos)) < 0.55,
+        }
+    )
     frame = frame.with_columns(
-        latin=pl.when("compound").then(pl.concat_str("a", "b", pl.lit(" "), "c"))
+        latin=pl.when("compound")
+        .then(pl.concat_str("a", "b", pl.lit(" "), "c"))
         .otherwise(pl.concat_str("a", "b", "c", separator=" ")),
         spaced=pl.concat_str("a", "b", "c", separator=" "),
         root=pl.concat_str("ascii_a", "ascii_b", "ascii_c").str.to_lowercase(),
@@ -94,8 +111,10 @@ def _named(rng: np.random.Generator, combos: np.ndarray, country: np.ndarray) ->
     ).with_columns(base=pl.col("latin"))
     frame = _japanese(rng, frame)
     return frame.with_columns(
-        name=pl.when(pl.col("jp_name").is_not_null()).then("jp_name")
-        .when("has_suffix").then(pl.concat_str("base", "suffix", separator=" "))
+        name=pl.when(pl.col("jp_name").is_not_null())
+        .then("jp_name")
+        .when("has_suffix")
+        .then(pl.concat_str("base", "suffix", separator=" "))
         .otherwise("base"),
     ).drop("a", "b", "c", "ascii_a", "ascii_b", "ascii_c", "jp_name")
 
@@ -108,7 +127,9 @@ def _legal_suffixes(rng: np.random.Generator, country: np.ndarray) -> pl.Series:
 def _japanese(rng: np.random.Generator, frame: pl.DataFrame) -> pl.DataFrame:
     """Give most Japanese companies a katakana name with 株式会社 and a romaji domain root."""
     jp_code = [c.code for c in COUNTRIES].index("JP")
-    rows = np.flatnonzero((frame["country_idx"].to_numpy() == jp_code) & (rng.random(frame.height) < 0.6))
+    rows = np.flatnonzero(
+        (frame["country_idx"].to_numpy() == jp_code) & (rng.random(frame.height) < 0.6)
+    )
     capacity = len(JP_STEMS) ** 2 * len(JP_DESCRIPTORS)
     rows = rows[:capacity]
     combo = rng.choice(capacity, size=len(rows), replace=False)
@@ -116,18 +137,27 @@ def _japanese(rng: np.random.Generator, frame: pl.DataFrame) -> pl.DataFrame:
     ja, jb, jc = combo // (n_s * n_d), (combo // n_d) % n_s, combo % n_d
     kana = [s[0] for s in JP_STEMS]
     romaji = [s[1] for s in JP_STEMS]
-    jp = pl.DataFrame({
-        "row": rows,
-        "kana": gather(kana, ja) + gather(kana, jb) + gather([d[0] for d in JP_DESCRIPTORS], jc),
-        "ra": gather(romaji, ja), "rb": gather(romaji, jb),
-        "rc": gather([d[1] for d in JP_DESCRIPTORS], jc),
-        "english": gather([d[2] for d in JP_DESCRIPTORS], jc),
-        "prefixed": rng.random(len(rows)) < 0.5,
-    }).with_columns(
-        jp_name=pl.when("prefixed").then(pl.lit("株式会社") + pl.col("kana"))
+    jp = pl.DataFrame(
+        {
+            "row": rows,
+            "kana": gather(kana, ja)
+            + gather(kana, jb)
+            + gather([d[0] for d in JP_DESCRIPTORS], jc),
+            "ra": gather(romaji, ja),
+            "rb": gather(romaji, jb),
+            "rc": gather([d[1] for d in JP_DESCRIPTORS], jc),
+            "english": gather([d[2] for d in JP_DESCRIPTORS], jc),
+            "prefixed": rng.random(len(rows)) < 0.5,
+        }
+    ).with_columns(
+        jp_name=pl.when("prefixed")
+        .then(pl.lit("株式会社") + pl.col("kana"))
         .otherwise(pl.col("kana") + pl.lit("株式会社")),
         jp_latin=pl.concat_str(
-            pl.col("ra").str.to_titlecase(), pl.col("rb").str.to_titlecase(), "english", separator=" "
+            pl.col("ra").str.to_titlecase(),
+            pl.col("rb").str.to_titlecase(),
+            "english",
+            separator=" ",
         ),
         jp_root=pl.concat_str("ra", "rb", "rc"),
         jp_short=pl.concat_str("ra", "rb"),
@@ -208,7 +238,7 @@ def _phones(rng: np.random.Generator, country: np.ndarray) -> pl.Series:
 
 
 def _subsidiaries(rng: np.random.Generator, accounts: pl.DataFrame) -> pl.DataFrame:
-    """Turn ~7% of accounts into children of larger accounts, named and domained after the parent."""
+    """Turn ~7% of accounts into children of larger ones, named and domained after the parent."""
     n = accounts.height
     n_children = int(n * SUBSIDIARY_SHARE)
     if n_children == 0:
@@ -224,28 +254,45 @@ def _subsidiaries(rng: np.random.Generator, accounts: pl.DataFrame) -> pl.DataFr
     same_tld = child["tld"] == parent["tld"]
     word_root = parent["root"] + word_roots
     domain = (
-        pl.DataFrame({"m": mode, "same": same_tld, "pr": parent["root"], "wr": word_root,
-                      "ct": child["tld"], "pd": parent["domain"]})
+        pl.DataFrame(
+            {
+                "m": mode,
+                "same": same_tld,
+                "pr": parent["root"],
+                "wr": word_root,
+                "ct": child["tld"],
+                "pd": parent["domain"],
+            }
+        )
         .select(
-            pl.when(pl.col("m") == 2).then("pd")
-            .when((pl.col("m") == 0) & ~pl.col("same")).then(pl.concat_str("pr", pl.lit("."), "ct"))
+            pl.when(pl.col("m") == 2)
+            .then("pd")
+            .when((pl.col("m") == 0) & ~pl.col("same"))
+            .then(pl.concat_str("pr", pl.lit("."), "ct"))
             .otherwise(pl.concat_str("wr", pl.lit("."), "ct"))
         )
         .to_series()
     )
     base = parent["latin"] + " " + words
-    updates = pl.DataFrame({
-        "account_id": child["account_id"],
-        "parent_id": parent["account_id"],
-        "base": base, "latin": base, "spaced": base,
-        "name": base + " " + child["suffix"],
-        "root": word_root, "short_root": word_root,
-        "domain": domain,
-        "shares_parent_domain": pl.Series(mode == 2),
-        "industry": parent["industry"],
-        "employees_true": (parent["employees_true"] * rng.uniform(0.02, 0.3, n_children)).cast(pl.Int64).clip(1),
-        "has_suffix": pl.Series(np.ones(n_children, dtype=bool)),
-    })
+    updates = pl.DataFrame(
+        {
+            "account_id": child["account_id"],
+            "parent_id": parent["account_id"],
+            "base": base,
+            "latin": base,
+            "spaced": base,
+            "name": base + " " + child["suffix"],
+            "root": word_root,
+            "short_root": word_root,
+            "domain": domain,
+            "shares_parent_domain": pl.Series(mode == 2),
+            "industry": parent["industry"],
+            "employees_true": (parent["employees_true"] * rng.uniform(0.02, 0.3, n_children))
+            .cast(pl.Int64)
+            .clip(1),
+            "has_suffix": pl.Series(np.ones(n_children, dtype=bool)),
+        }
+    )
     merged = accounts.update(updates, on="account_id")
     return _unique_domains(merged)
 
@@ -263,9 +310,13 @@ def _unique_domains(accounts: pl.DataFrame) -> pl.DataFrame:
     own = ~pl.col("shares_parent_domain")
     clash = own & (pl.col("domain").cum_count().over("domain", "shares_parent_domain") > 1)
     return accounts.with_columns(
-        domain=pl.when(clash).then(
-            pl.concat_str(pl.col("root"), pl.col("account_id").cast(pl.String), pl.lit("."), pl.col("tld"))
-        ).otherwise("domain")
+        domain=pl.when(clash)
+        .then(
+            pl.concat_str(
+                pl.col("root"), pl.col("account_id").cast(pl.String), pl.lit("."), pl.col("tld")
+            )
+        )
+        .otherwise("domain")
     )
 
 
@@ -276,7 +327,8 @@ def _alias_domains(rng: np.random.Generator, accounts: pl.DataFrame) -> pl.DataF
     short = pl.Series(rng.random(n) < 0.5)
     other_tld = pl.when(pl.col("tld") == "com").then(pl.lit("io")).otherwise(pl.lit("com"))
     candidate = accounts.select(
-        pl.when(short).then(pl.concat_str("short_root", pl.lit(".com")))
+        pl.when(short)
+        .then(pl.concat_str("short_root", pl.lit(".com")))
         .otherwise(pl.concat_str("root", pl.lit("."), other_tld))
     ).to_series()
     taken = set(accounts["domain"].to_list())
@@ -285,8 +337,10 @@ def _alias_domains(rng: np.random.Generator, accounts: pl.DataFrame) -> pl.DataF
     return accounts.with_columns(alias_domain=alias)
 
 
-def _duplicates(rng: np.random.Generator, accounts: pl.DataFrame, n_dup: int, end_s: int) -> pl.DataFrame:
-    """Append duplicate account records of real companies (same domain, name spelled differently)."""
+def _duplicates(
+    rng: np.random.Generator, accounts: pl.DataFrame, n_dup: int, end_s: int
+) -> pl.DataFrame:
+    """Append duplicate account records of real companies (same domain, name spelt otherwise)."""
     if n_dup == 0:
         return accounts
     candidates = accounts.filter(pl.col("parent_id").is_null())["account_id"].to_numpy()
@@ -294,8 +348,10 @@ def _duplicates(rng: np.random.Generator, accounts: pl.DataFrame, n_dup: int, en
     dup = accounts[originals]
     form = pick(rng, 3, n_dup)
     name = pl.select(
-        pl.when(pl.Series(form == 0)).then(dup["name"].str.to_uppercase())
-        .when(pl.Series(form == 1)).then(dup["base"])
+        pl.when(pl.Series(form == 0))
+        .then(dup["name"].str.to_uppercase())
+        .when(pl.Series(form == 1))
+        .then(dup["base"])
         .otherwise(dup["base"] + " " + dup["suffix"])
     ).to_series()
     created = end_s - rng.uniform(5, 400, n_dup) * DAY
@@ -319,7 +375,13 @@ def _websites(rng: np.random.Generator, accounts: pl.DataFrame) -> pl.DataFrame:
     suffix = pl.Series([f[1] for f in _WEBSITE_FORMS], dtype=pl.String).gather(form)
     shouting = pl.Series(form == 6)
     cc_path = pl.concat_str(pl.lit("/"), pl.col("country").str.to_lowercase())
-    website = pl.concat_str(prefix, "domain", pl.when(pl.col("shares_parent_domain") & pl.col("parent_id").is_not_null()).then(cc_path).otherwise(suffix))
+    website = pl.concat_str(
+        prefix,
+        "domain",
+        pl.when(pl.col("shares_parent_domain") & pl.col("parent_id").is_not_null())
+        .then(cc_path)
+        .otherwise(suffix),
+    )
     return accounts.with_columns(
         website=pl.when(shouting).then(website.str.to_uppercase()).otherwise(website)
     )

@@ -10,8 +10,21 @@ import polars as pl
 
 __all__ = ["fold_ascii", "gather", "nullable", "pick", "pick_within", "stream", "to_utc"]
 
-_NOT_DECOMPOSED = str.maketrans({"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "ß": "ss", "æ": "ae",
-                                 "Æ": "AE", "œ": "oe", "Œ": "OE", "đ": "d", "Đ": "D"})
+_NOT_DECOMPOSED = str.maketrans(
+    {
+        "ø": "o",
+        "Ø": "O",
+        "ł": "l",
+        "Ł": "L",
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "đ": "d",
+        "Đ": "D",
+    }
+)
 
 
 def stream(seed: int, part: int) -> np.random.Generator:

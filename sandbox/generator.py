@@ -19,14 +19,40 @@ __all__ = ["DEFAULT_END", "generate_org"]
 
 DEFAULT_END = datetime(2026, 11, 1, tzinfo=UTC)
 _ACCOUNT_COLUMNS = (
-    "account_id", "name", "website", "domain", "alias_domain", "country", "region", "city",
-    "industry", "employees", "revenue", "parent_id", "owner_id", "is_customer", "is_competitor",
+    "account_id",
+    "name",
+    "website",
+    "domain",
+    "alias_domain",
+    "country",
+    "region",
+    "city",
+    "industry",
+    "employees",
+    "revenue",
+    "parent_id",
+    "owner_id",
+    "is_customer",
+    "is_competitor",
     "phone",
 )
 _PEOPLE_COLUMNS = (
-    "person_id", "kind", "first_name", "last_name", "email", "company", "title", "phone",
-    "country", "city", "account_id", "is_converted", "converted_account_id", "owner_id",
-    "lead_source", "status",
+    "person_id",
+    "kind",
+    "first_name",
+    "last_name",
+    "email",
+    "company",
+    "title",
+    "phone",
+    "country",
+    "city",
+    "account_id",
+    "is_converted",
+    "converted_account_id",
+    "owner_id",
+    "lead_source",
+    "status",
 )
 
 
@@ -47,14 +73,22 @@ def generate_org(
     companies = make_companies(stream(seed, 2), accounts, max(1, accounts // 5), end_s)
     owned = _assign_owners(stream(seed, 3), companies.accounts, users)
     people = make_people(
-        stream(seed, 4), owned, companies.orphans, users, round(accounts * people_per_account), end_s
+        stream(seed, 4),
+        owned,
+        companies.orphans,
+        users,
+        round(accounts * people_per_account),
+        end_s,
     )
     engagement = make_engagement(
         stream(seed, 5), owned, people, users, end_s, activities_per_account, process
     )
     manifest = OrgManifest(
-        format_version=FORMAT_VERSION, seed=seed, accounts=accounts,
-        people_per_account=people_per_account, activities_per_account=activities_per_account,
+        format_version=FORMAT_VERSION,
+        seed=seed,
+        accounts=accounts,
+        people_per_account=people_per_account,
+        activities_per_account=activities_per_account,
         end=end.astimezone(UTC).isoformat(),
     )
     truth = GroundTruth(
@@ -67,8 +101,11 @@ def generate_org(
         manifest=manifest,
         accounts=_dated(owned.select(*_ACCOUNT_COLUMNS, "created_s", "modified_s")),
         people=_dated(people.select(*_PEOPLE_COLUMNS, "created_s", "modified_s")),
-        users=_dated(users.drop("created_s", "modified_s").with_columns(
-            created_s=users["created_s"], modified_s=users["modified_s"])),
+        users=_dated(
+            users.drop("created_s", "modified_s").with_columns(
+                created_s=users["created_s"], modified_s=users["modified_s"]
+            )
+        ),
         activities=_dated(engagement.activities),
         opportunities=_dated(engagement.opportunities),
         dispositions=_dated(engagement.dispositions),
@@ -76,7 +113,9 @@ def generate_org(
     )
 
 
-def _assign_owners(rng: np.random.Generator, accounts: pl.DataFrame, users: pl.DataFrame) -> pl.DataFrame:
+def _assign_owners(
+    rng: np.random.Generator, accounts: pl.DataFrame, users: pl.DataFrame
+) -> pl.DataFrame:
     """Three in four accounts are owned by an AE of their region, the rest by the queue."""
     ae = owners_in_region(rng, users, "ae", accounts["region"])
     owner = np.where(rng.random(accounts.height) < 0.75, ae, MARKETING_QUEUE_ID)
@@ -86,8 +125,12 @@ def _assign_owners(rng: np.random.Generator, accounts: pl.DataFrame, users: pl.D
 def _dated(frame: pl.DataFrame) -> pl.DataFrame:
     """Epoch-second columns (``*_s``) as aware UTC datetimes named ``*_at``."""
     renames = {
-        "created_s": "created_at", "modified_s": "modified_at", "occurred_s": "occurred_at",
-        "opened_s": "opened_at", "close_s": "close_at", "recorded_s": "recorded_at",
+        "created_s": "created_at",
+        "modified_s": "modified_at",
+        "occurred_s": "occurred_at",
+        "opened_s": "opened_at",
+        "close_s": "close_at",
+        "recorded_s": "recorded_at",
     }
     present = [c for c in renames if c in frame.columns]
     return frame.with_columns(to_utc(pl.col(c)).alias(renames[c]) for c in present).drop(present)

@@ -13,8 +13,14 @@ from sandbox.truth import GroundTruth
 from sandbox.vocab import FREEMAIL_DOMAINS
 
 __all__ = [
-    "FORMAT_VERSION", "Org", "OrgError", "OrgManifest", "load_org", "non_ascii_share",
-    "personal_email_share", "save_org",
+    "FORMAT_VERSION",
+    "Org",
+    "OrgError",
+    "OrgManifest",
+    "load_org",
+    "non_ascii_share",
+    "personal_email_share",
+    "save_org",
 ]
 
 FORMAT_VERSION = 1
@@ -65,7 +71,9 @@ class Org:
         people, accounts = self.people, self.accounts
         leads = people.filter(pl.col("kind") == "lead")
         truth = self.truth.people.join(people.select("person_id", "kind"), on="person_id")
-        orphan_leads = truth.filter((pl.col("kind") == "lead") & pl.col("true_account_id").is_null())
+        orphan_leads = truth.filter(
+            (pl.col("kind") == "lead") & pl.col("true_account_id").is_null()
+        )
         return {
             **self.counts(),
             "leads": leads.height,
@@ -74,7 +82,9 @@ class Org:
             "orphan_lead_share": round(orphan_leads.height / max(leads.height, 1), 4),
             "subsidiary_share": round(accounts["parent_id"].is_not_null().mean() or 0.0, 4),
             "unicode_account_share": round(non_ascii_share(accounts["name"]), 4),
-            "unicode_people_share": round(non_ascii_share(people["last_name"] + people["first_name"]), 4),
+            "unicode_people_share": round(
+                non_ascii_share(people["last_name"] + people["first_name"]), 4
+            ),
             "converted_lead_share": round(leads["is_converted"].mean() or 0.0, 4),
             "won_opportunities": int(self.opportunities["is_won"].sum()),
         }
@@ -107,15 +117,21 @@ def load_org(path: Path) -> Org:
     """Read an org written by ``save_org``; refuse other format versions."""
     manifest_file = path / "manifest.json"
     if not manifest_file.is_file():
-        raise OrgError(f"{path}: not a generated org (no manifest.json); create one with "
-                       "`handoff sandbox generate --out {path}`")
+        raise OrgError(
+            f"{path}: not a generated org (no manifest.json); create one with "
+            "`handoff sandbox generate --out {path}`"
+        )
     raw = json.loads(manifest_file.read_text())
     if raw.get("format_version") != FORMAT_VERSION:
-        raise OrgError(f"{path}: org format {raw.get('format_version')} but this version reads "
-                       f"format {FORMAT_VERSION}; generate it again")
+        raise OrgError(
+            f"{path}: org format {raw.get('format_version')} but this version reads "
+            f"format {FORMAT_VERSION}; generate it again"
+        )
     manifest = OrgManifest(**{f.name: raw[f.name] for f in fields(OrgManifest)})
     tables = {name: _read(path / f"{name}.parquet") for name in _TABLES}
-    truth = GroundTruth(**{name: _read(path / "truth" / f"{name}.parquet") for name in _TRUTH_TABLES})
+    truth = GroundTruth(
+        **{name: _read(path / "truth" / f"{name}.parquet") for name in _TRUTH_TABLES}
+    )
     return Org(manifest=manifest, truth=truth, **tables)
 
 

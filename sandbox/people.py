@@ -12,7 +12,14 @@ import polars as pl
 
 from sandbox.draw import gather, pick, pick_within
 from sandbox.reps import MARKETING_QUEUE_ID, owners_in_region
-from sandbox.vocab import COUNTRIES, FIRST_NAMES, FREEMAIL_DOMAINS, JUNK_COMPANIES, LAST_NAMES, TITLES
+from sandbox.vocab import (
+    COUNTRIES,
+    FIRST_NAMES,
+    FREEMAIL_DOMAINS,
+    JUNK_COMPANIES,
+    LAST_NAMES,
+    TITLES,
+)
 
 __all__ = ["PERSONAL_EMAIL_SHARE", "make_people"]
 
@@ -22,8 +29,18 @@ DUPLICATE_SHARE = 0.02
 PERSONAL_EMAIL_SHARE = 0.15
 CONTACT_SHARE = 0.40
 _COMPANY_FORMS = (  # how a person writes their employer: (form, weight)
-    ("exact", 33), ("base", 15), ("other_suffix", 7), ("upper", 5), ("lower", 5), ("typo", 7),
-    ("acronym", 4), ("spacing", 5), ("latin", 4), ("parent", 3), ("short", 4), ("empty", 6),
+    ("exact", 33),
+    ("base", 15),
+    ("other_suffix", 7),
+    ("upper", 5),
+    ("lower", 5),
+    ("typo", 7),
+    ("acronym", 4),
+    ("spacing", 5),
+    ("latin", 4),
+    ("parent", 3),
+    ("short", 4),
+    ("empty", 6),
     ("junk", 2),
 )
 _GENERIC_SUFFIXES = ("Inc", "Inc.", ", Inc.", "Ltd", "LLC", "GmbH", "Co.", "Corp", "Limited")
@@ -44,13 +61,19 @@ def make_people(
     """``n_people`` leads and contacts; columns after ``true_`` and ``duplicate_of`` are hidden."""
     n_dup = int(n_people * DUPLICATE_SHARE)
     n_orphan = int(n_people * ORPHAN_SHARE)
-    source = pl.concat([
-        _employees_of_accounts(rng, accounts, n_people - n_dup - n_orphan),
-        _employees_of_orphans(rng, orphans, n_orphan),
-    ])
+    source = pl.concat(
+        [
+            _employees_of_accounts(rng, accounts, n_people - n_dup - n_orphan),
+            _employees_of_orphans(rng, orphans, n_orphan),
+        ]
+    )
     people = source.with_row_index("person_id").with_columns(
-        kind=pl.when(pl.col("true_account_id").is_not_null() & pl.Series(rng.random(source.height) < CONTACT_SHARE))
-        .then(pl.lit("contact")).otherwise(pl.lit("lead")),
+        kind=pl.when(
+            pl.col("true_account_id").is_not_null()
+            & pl.Series(rng.random(source.height) < CONTACT_SHARE)
+        )
+        .then(pl.lit("contact"))
+        .otherwise(pl.lit("lead")),
     )
     people = _names(rng, people)
     people = _emails(rng, people)
@@ -59,23 +82,50 @@ def make_people(
     people = _links(rng, people)
     people = _duplicates(rng, people, n_dup, end_s)
     return people.drop(
-        "name", "base", "latin", "spaced", "suffix", "parent_name", "domain", "alias_domain",
-        "country_idx", "region", "first_ascii", "last_ascii", "account_phone",
+        "name",
+        "base",
+        "latin",
+        "spaced",
+        "suffix",
+        "parent_name",
+        "domain",
+        "alias_domain",
+        "country_idx",
+        "region",
+        "first_ascii",
+        "last_ascii",
+        "account_phone",
     )
 
 
-def _employees_of_accounts(rng: np.random.Generator, accounts: pl.DataFrame, n: int) -> pl.DataFrame:
+def _employees_of_accounts(
+    rng: np.random.Generator, accounts: pl.DataFrame, n: int
+) -> pl.DataFrame:
     """People of real accounts, more of them at larger companies (never on duplicate records)."""
     real = accounts.filter(pl.col("duplicate_of").is_null())
     weight = np.sqrt(real["employees_true"].to_numpy().astype(np.float64)) + 1.0
     rows = rng.choice(real.height, size=n, p=weight / weight.sum())
-    parents = accounts.select(pl.col("account_id").alias("parent_id"), pl.col("name").alias("parent_name"))
+    parents = accounts.select(
+        pl.col("account_id").alias("parent_id"), pl.col("name").alias("parent_name")
+    )
     chosen = real[rows].join(parents, on="parent_id", how="left", maintain_order="left")
     return chosen.select(
         pl.col("account_id").alias("true_account_id"),
         pl.lit(None, dtype=pl.String).alias("true_company"),
-        "name", "base", "latin", "spaced", "suffix", "parent_name", "domain", "alias_domain",
-        "country", "country_idx", "region", "city", "phone", "owner_id",
+        "name",
+        "base",
+        "latin",
+        "spaced",
+        "suffix",
+        "parent_name",
+        "domain",
+        "alias_domain",
+        "country",
+        "country_idx",
+        "region",
+        "city",
+        "phone",
+        "owner_id",
     )
 
 
@@ -88,11 +138,16 @@ def _employees_of_orphans(rng: np.random.Generator, orphans: pl.DataFrame, n: in
     return chosen.select(
         pl.lit(None, dtype=pl.UInt32).alias("true_account_id"),
         pl.col("name").alias("true_company"),
-        "name", "base", "latin", "spaced", "suffix",
+        "name",
+        "base",
+        "latin",
+        "spaced",
+        "suffix",
         pl.lit(None, dtype=pl.String).alias("parent_name"),
         "domain",
         pl.lit(None, dtype=pl.String).alias("alias_domain"),
-        gather(codes, idx).alias("country"), "country_idx",
+        gather(codes, idx).alias("country"),
+        "country_idx",
         gather(regions, idx).alias("region"),
         pl.lit(None, dtype=pl.String).alias("city"),
         pl.lit(None, dtype=pl.String).alias("phone"),
@@ -119,37 +174,50 @@ def _names(rng: np.random.Generator, people: pl.DataFrame) -> pl.DataFrame:
 
 
 def _emails(rng: np.random.Generator, people: pl.DataFrame) -> pl.DataFrame:
-    """Corporate addresses in five local-part patterns, ~15% personal, a few missing or capitalised."""
+    """Corporate addresses in five local-part patterns, ~15% personal, a few missing or cased."""
     n = people.height
     first, last = pl.col("first_ascii"), pl.col("last_ascii")
     pattern = pl.Series(pick(rng, 5, n, [50, 20, 15, 10, 5]))
     local = (
-        pl.when(pattern == 0).then(pl.concat_str(first, pl.lit("."), last))
-        .when(pattern == 1).then(pl.concat_str(first.str.slice(0, 1), last))
-        .when(pattern == 2).then(first)
-        .when(pattern == 3).then(pl.concat_str(first, pl.lit("_"), last))
+        pl.when(pattern == 0)
+        .then(pl.concat_str(first, pl.lit("."), last))
+        .when(pattern == 1)
+        .then(pl.concat_str(first.str.slice(0, 1), last))
+        .when(pattern == 2)
+        .then(first)
+        .when(pattern == 3)
+        .then(pl.concat_str(first, pl.lit("_"), last))
         .otherwise(pl.concat_str(first, last.str.slice(0, 1)))
     )
     use_alias = pl.col("alias_domain").is_not_null() & pl.Series(rng.random(n) < 0.25)
-    corporate = pl.concat_str(local, pl.lit("@"), pl.when(use_alias).then("alias_domain").otherwise("domain"))
+    corporate = pl.concat_str(
+        local, pl.lit("@"), pl.when(use_alias).then("alias_domain").otherwise("domain")
+    )
     digits = pl.Series(rng.integers(1, 99, n)).cast(pl.String)
     with_digits = pl.Series(rng.random(n) < 0.5)
     freemail = gather(FREEMAIL_DOMAINS, pick(rng, len(FREEMAIL_DOMAINS), n, _FREEMAIL_WEIGHTS))
     personal = pl.concat_str(
-        first, pl.lit("."), last, pl.when(with_digits).then(digits).otherwise(pl.lit("")), pl.lit("@"), freemail
+        first,
+        pl.lit("."),
+        last,
+        pl.when(with_digits).then(digits).otherwise(pl.lit("")),
+        pl.lit("@"),
+        freemail,
     )
     is_personal = pl.Series(rng.random(n) < PERSONAL_EMAIL_SHARE)
     email = pl.when(is_personal).then(personal).otherwise(corporate)
     draw = rng.random(n)
     return people.with_columns(
-        email=pl.when(pl.Series(draw < 0.02)).then(None)
-        .when(pl.Series(draw > 0.97)).then(email.str.to_titlecase())
+        email=pl.when(pl.Series(draw < 0.02))
+        .then(None)
+        .when(pl.Series(draw > 0.97))
+        .then(email.str.to_titlecase())
         .otherwise(email),
     )
 
 
 def _company_strings(rng: np.random.Generator, people: pl.DataFrame) -> pl.DataFrame:
-    """The employer as typed on the form: exact, re-suffixed, mis-cased, misspelt, abbreviated, empty."""
+    """The employer as typed on a form: exact, re-suffixed, cased, misspelt, shortened, empty."""
     n = people.height
     forms = [f[0] for f in _COMPANY_FORMS]
     form = pl.Series(pick(rng, len(forms), n, [f[1] for f in _COMPANY_FORMS]))
@@ -158,33 +226,57 @@ def _company_strings(rng: np.random.Generator, people: pl.DataFrame) -> pl.DataF
     junk = gather(JUNK_COMPANIES, rng.integers(0, len(JUNK_COMPANIES), n))
     base = pl.col("base")
     k = (1 + position * (base.str.len_chars() - 2).clip(0)).cast(pl.Int64)
-    typo = pl.concat_str(base.str.slice(0, k), base.str.slice(k + 1, 1), base.str.slice(k, 1), base.str.slice(k + 2))
-    acronym = pl.col("latin").str.split(" ").list.eval(pl.element().str.slice(0, 1)).list.join("").str.to_uppercase()
+    typo = pl.concat_str(
+        base.str.slice(0, k), base.str.slice(k + 1, 1), base.str.slice(k, 1), base.str.slice(k + 2)
+    )
+    acronym = (
+        pl.col("latin")
+        .str.split(" ")
+        .list.eval(pl.element().str.slice(0, 1))
+        .list.join("")
+        .str.to_uppercase()
+    )
     short = pl.col("latin").str.split(" ").list.head(2).list.join(" ")
     written = (
-        pl.when(form == forms.index("base")).then(base)
-        .when(form == forms.index("other_suffix")).then(pl.concat_str(pl.col("latin"), pl.lit(" "), generic))
-        .when(form == forms.index("upper")).then(pl.col("name").str.to_uppercase())
-        .when(form == forms.index("lower")).then(pl.col("name").str.to_lowercase())
-        .when(form == forms.index("typo")).then(typo)
-        .when(form == forms.index("acronym")).then(acronym)
-        .when(form == forms.index("spacing")).then(pl.col("spaced"))
-        .when(form == forms.index("latin")).then(pl.col("latin"))
-        .when((form == forms.index("parent")) & pl.col("parent_name").is_not_null()).then("parent_name")
-        .when(form == forms.index("short")).then(short)
-        .when(form == forms.index("empty")).then(pl.lit(None, dtype=pl.String))
-        .when(form == forms.index("junk")).then(junk)
+        pl.when(form == forms.index("base"))
+        .then(base)
+        .when(form == forms.index("other_suffix"))
+        .then(pl.concat_str(pl.col("latin"), pl.lit(" "), generic))
+        .when(form == forms.index("upper"))
+        .then(pl.col("name").str.to_uppercase())
+        .when(form == forms.index("lower"))
+        .then(pl.col("name").str.to_lowercase())
+        .when(form == forms.index("typo"))
+        .then(typo)
+        .when(form == forms.index("acronym"))
+        .then(acronym)
+        .when(form == forms.index("spacing"))
+        .then(pl.col("spaced"))
+        .when(form == forms.index("latin"))
+        .then(pl.col("latin"))
+        .when((form == forms.index("parent")) & pl.col("parent_name").is_not_null())
+        .then("parent_name")
+        .when(form == forms.index("short"))
+        .then(short)
+        .when(form == forms.index("empty"))
+        .then(pl.lit(None, dtype=pl.String))
+        .when(form == forms.index("junk"))
+        .then(junk)
         .otherwise(pl.col("name"))
     )
     contact_keeps = pl.Series(rng.random(n) < 0.7)
     return people.with_columns(
-        company=pl.when(pl.col("kind") == "lead").then(written)
-        .when(contact_keeps).then(pl.col("name"))
+        company=pl.when(pl.col("kind") == "lead")
+        .then(written)
+        .when(contact_keeps)
+        .then(pl.col("name"))
         .otherwise(None)
     )
 
 
-def _details(rng: np.random.Generator, people: pl.DataFrame, users: pl.DataFrame, end_s: int) -> pl.DataFrame:
+def _details(
+    rng: np.random.Generator, people: pl.DataFrame, users: pl.DataFrame, end_s: int
+) -> pl.DataFrame:
     """Title, phone, country and city (sometimes dirty or missing), owner, source, status, dates."""
     n = people.height
     title = gather([t[0] for t in TITLES], pick(rng, len(TITLES), n, [t[1] for t in TITLES]))
@@ -199,12 +291,20 @@ def _details(rng: np.random.Generator, people: pl.DataFrame, users: pl.DataFrame
         title=title.replace("", None),
         account_phone=pl.col("phone"),
     ).with_columns(
-        phone=pl.when(phone_form == 0).then("account_phone")
-        .when(phone_form == 1).then(pl.concat_str(pl.lit("+"), random_phone))
+        phone=pl.when(phone_form == 0)
+        .then("account_phone")
+        .when(phone_form == 1)
+        .then(pl.concat_str(pl.lit("+"), random_phone))
         .otherwise(None),
-        country=pl.when(country_form == 0).then("country").when(country_form == 1).then(names).otherwise(None),
+        country=pl.when(country_form == 0)
+        .then("country")
+        .when(country_form == 1)
+        .then(names)
+        .otherwise(None),
         city=pl.when(pl.Series(rng.random(n) < 0.6)).then("city").otherwise(None),
-        owner_id=pl.when(pl.col("kind") == "contact").then("owner_id").otherwise(pl.Series(lead_owner)),
+        owner_id=pl.when(pl.col("kind") == "contact")
+        .then("owner_id")
+        .otherwise(pl.Series(lead_owner)),
         lead_source=gather(_LEAD_SOURCES, rng.integers(0, len(_LEAD_SOURCES), n)),
         status=gather(_LEAD_STATUSES, rng.integers(0, len(_LEAD_STATUSES), n)),
         created_s=pl.Series(created.astype(np.int64)),
@@ -228,7 +328,9 @@ def _links(rng: np.random.Generator, people: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _duplicates(rng: np.random.Generator, people: pl.DataFrame, n_dup: int, end_s: int) -> pl.DataFrame:
+def _duplicates(
+    rng: np.random.Generator, people: pl.DataFrame, n_dup: int, end_s: int
+) -> pl.DataFrame:
     """Append duplicate lead records of existing people (same email, maybe other case)."""
     people = people.with_columns(duplicate_of=pl.lit(None, dtype=pl.UInt32))
     if n_dup == 0:

@@ -22,25 +22,35 @@ def make_users(rng: np.random.Generator, n_accounts: int, end_s: int) -> pl.Data
     n = max(16, n_accounts // 400)
     role = pick(rng, len(_ROLES), n, _ROLE_WEIGHTS)
     territory = pick(rng, len(REGIONS), n, _TERRITORY_WEIGHTS)
-    role[1 : 1 + 2 * len(REGIONS)] = np.repeat([_ROLES.index("ae"), _ROLES.index("sdr")], len(REGIONS))
+    role[1 : 1 + 2 * len(REGIONS)] = np.repeat(
+        [_ROLES.index("ae"), _ROLES.index("sdr")], len(REGIONS)
+    )
     territory[1 : 1 + 2 * len(REGIONS)] = np.tile(np.arange(len(REGIONS)), 2)
     firsts, lasts = FIRST_NAMES["en"], LAST_NAMES["en"]
     fi, li = rng.integers(0, len(firsts), n), rng.integers(0, len(lasts), n)
     first = gather([f[0] for f in firsts], fi)
     last = gather([x[0] for x in lasts], li)
     email = (
-        gather([f[1] for f in firsts], fi) + "." + gather([x[1] for x in lasts], li)
-        + pl.Series(np.arange(n)).cast(pl.String) + "@" + SELLER_DOMAIN
+        gather([f[1] for f in firsts], fi)
+        + "."
+        + gather([x[1] for x in lasts], li)
+        + pl.Series(np.arange(n)).cast(pl.String)
+        + "@"
+        + SELLER_DOMAIN
     )
-    frame = pl.DataFrame({
-        "user_id": pl.Series(np.arange(n), dtype=pl.UInt32),
-        "first_name": first, "last_name": last, "email": email,
-        "role": gather(_ROLES, role),
-        "territory": gather(REGIONS, territory),
-        "is_active": rng.random(n) >= 0.06,
-        "out_of_office": rng.random(n) < 0.04,
-        "created_s": (end_s - rng.uniform(60, 2000, n) * 86_400).astype(np.int64),
-    })
+    frame = pl.DataFrame(
+        {
+            "user_id": pl.Series(np.arange(n), dtype=pl.UInt32),
+            "first_name": first,
+            "last_name": last,
+            "email": email,
+            "role": gather(_ROLES, role),
+            "territory": gather(REGIONS, territory),
+            "is_active": rng.random(n) >= 0.06,
+            "out_of_office": rng.random(n) < 0.04,
+            "created_s": (end_s - rng.uniform(60, 2000, n) * 86_400).astype(np.int64),
+        }
+    )
     frame = _marketing_queue(frame)
     return frame.with_columns(
         name=pl.concat_str("first_name", "last_name", separator=" "),
@@ -51,11 +61,19 @@ def make_users(rng: np.random.Generator, n_accounts: int, end_s: int) -> pl.Data
 
 def _marketing_queue(frame: pl.DataFrame) -> pl.DataFrame:
     """User 0 is the always-active marketing queue that owns unworked records."""
-    queue = pl.DataFrame({
-        "user_id": [MARKETING_QUEUE_ID], "first_name": ["Marketing"], "last_name": ["Queue"],
-        "email": [f"marketing-queue@{SELLER_DOMAIN}"], "role": ["marketing"],
-        "territory": ["GLOBAL"], "is_active": [True], "out_of_office": [False],
-    }, schema_overrides={"user_id": pl.UInt32})
+    queue = pl.DataFrame(
+        {
+            "user_id": [MARKETING_QUEUE_ID],
+            "first_name": ["Marketing"],
+            "last_name": ["Queue"],
+            "email": [f"marketing-queue@{SELLER_DOMAIN}"],
+            "role": ["marketing"],
+            "territory": ["GLOBAL"],
+            "is_active": [True],
+            "out_of_office": [False],
+        },
+        schema_overrides={"user_id": pl.UInt32},
+    )
     return frame.update(queue, on="user_id")
 
 

@@ -37,7 +37,9 @@ class Process:
     noise_opps_per_year: float = 0.04
     noise_opp_fit: float = 0.4
 
-    def success_logit(self, fit: np.ndarray, log_intensity: np.ndarray, customer: np.ndarray) -> np.ndarray:
+    def success_logit(
+        self, fit: np.ndarray, log_intensity: np.ndarray, customer: np.ndarray
+    ) -> np.ndarray:
         """Log-odds that a burst turns into a qualified opportunity."""
         return (
             self.success_base
@@ -83,7 +85,7 @@ class GroundTruth:
     process: Process = PROCESS
 
     def oracle_probability(self, as_of: datetime, window_days: float = 90.0) -> np.ndarray:
-        """Per account (indexed by account id), P(an opportunity opens in (as_of, as_of + window])."""
+        """Per account (indexed by id), P(an opportunity opens in (as_of, as_of + window])."""
         t = epoch_seconds(as_of)
         accounts = self.accounts.sort("account_id")
         n = accounts.height
@@ -108,7 +110,7 @@ class GroundTruth:
 def opened_within(
     opportunities: pl.DataFrame, n_accounts: int, as_of: datetime, window_days: float = 90.0
 ) -> np.ndarray:
-    """Per account, whether an opportunity opened in (as_of, as_of + window] (the realised label)."""
+    """Per account, whether an opportunity opened in (as_of, as_of + window]: the label."""
     start = epoch_seconds(as_of)
     opened = opportunities["opened_at"].dt.epoch("s").to_numpy()
     hit = (opened > start) & (opened <= start + window_days * DAY)

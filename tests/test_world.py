@@ -25,10 +25,15 @@ def org() -> Org:
 
 def _frames(org: Org) -> dict[str, pl.DataFrame]:
     return {
-        "accounts": org.accounts, "people": org.people, "users": org.users,
-        "activities": org.activities, "opportunities": org.opportunities,
-        "dispositions": org.dispositions, "truth.people": org.truth.people,
-        "truth.accounts": org.truth.accounts, "truth.bursts": org.truth.bursts,
+        "accounts": org.accounts,
+        "people": org.people,
+        "users": org.users,
+        "activities": org.activities,
+        "opportunities": org.opportunities,
+        "dispositions": org.dispositions,
+        "truth.people": org.truth.people,
+        "truth.accounts": org.truth.accounts,
+        "truth.bursts": org.truth.bursts,
     }
 
 
@@ -60,10 +65,30 @@ def _shares(org: Org) -> list[tuple[str, float, float, float]]:
         ("orphan leads", float(leads["true_account_id"].is_null().mean()), 0.10, 0.16),
         ("subsidiaries", float(accounts["parent_id"].is_not_null().mean()), 0.05, 0.09),
         ("unicode account names", non_ascii_share(accounts["name"]), 0.04, 0.15),
-        ("unicode people names", non_ascii_share(people["last_name"] + people["first_name"]), 0.15, 0.45),
-        ("converted leads", float(people.filter(pl.col("kind") == "lead")["is_converted"].mean()), 0.05, 0.12),
-        ("duplicate people", float(org.truth.people["duplicate_of"].is_not_null().mean()), 0.015, 0.025),
-        ("leads without company", float(people.filter(pl.col("kind") == "lead")["company"].is_null().mean()), 0.03, 0.10),
+        (
+            "unicode people names",
+            non_ascii_share(people["last_name"] + people["first_name"]),
+            0.15,
+            0.45,
+        ),
+        (
+            "converted leads",
+            float(people.filter(pl.col("kind") == "lead")["is_converted"].mean()),
+            0.05,
+            0.12,
+        ),
+        (
+            "duplicate people",
+            float(org.truth.people["duplicate_of"].is_not_null().mean()),
+            0.015,
+            0.025,
+        ),
+        (
+            "leads without company",
+            float(people.filter(pl.col("kind") == "lead")["company"].is_null().mean()),
+            0.03,
+            0.10,
+        ),
         ("missing email", float(people["email"].is_null().mean()), 0.01, 0.03),
         ("existing customers", float(accounts["is_customer"].mean()), 0.04, 0.08),
     ]
@@ -92,8 +117,10 @@ def test_websites_are_written_the_way_people_type_them(org: Org) -> None:
 def test_lead_company_strings_differ_from_account_names(org: Org) -> None:
     truth = org.truth.people.filter(pl.col("true_account_id").is_not_null())
     leads = org.people.filter(pl.col("kind") == "lead").join(truth, on="person_id")
-    named = leads.join(org.accounts.select(pl.col("account_id").alias("true_account_id"), "name"),
-                       on="true_account_id")
+    named = leads.join(
+        org.accounts.select(pl.col("account_id").alias("true_account_id"), "name"),
+        on="true_account_id",
+    )
     differs = (named["company"] != named["name"]).mean()
     assert 0.4 < differs < 0.8
     assert named["company"].str.contains("^[A-Z]{2,4}$").any()  # acronyms
@@ -101,7 +128,9 @@ def test_lead_company_strings_differ_from_account_names(org: Org) -> None:
 
 def test_some_subsidiaries_share_or_vary_the_parent_domain(org: Org) -> None:
     child = org.accounts.filter(pl.col("parent_id").is_not_null())
-    parent = org.accounts.select(pl.col("account_id").alias("parent_id"), pl.col("domain").alias("parent_domain"))
+    parent = org.accounts.select(
+        pl.col("account_id").alias("parent_id"), pl.col("domain").alias("parent_domain")
+    )
     pairs = child.join(parent, on="parent_id")
     shared = (pairs["domain"] == pairs["parent_domain"]).mean()
     assert 0.1 < shared < 0.35
@@ -118,11 +147,18 @@ def test_records_reference_each_other_consistently(org: Org) -> None:
     assert set(org.opportunities["account_id"].to_list()) <= account_ids
     assert set(org.accounts["owner_id"].to_list()) <= user_ids
     assert set(org.people["owner_id"].to_list()) <= user_ids
-    assert org.activities.select(pl.col("person_id").is_null() & pl.col("account_id").is_null()).sum().item() == 0
+    assert (
+        org.activities.select(pl.col("person_id").is_null() & pl.col("account_id").is_null())
+        .sum()
+        .item()
+        == 0
+    )
 
 
 def test_existing_links_are_true(org: Org) -> None:
-    linked = org.people.join(org.truth.people, on="person_id").filter(pl.col("account_id").is_not_null())
+    linked = org.people.join(org.truth.people, on="person_id").filter(
+        pl.col("account_id").is_not_null()
+    )
     assert (linked["account_id"] == linked["true_account_id"]).all()
     assert (org.people.filter(pl.col("kind") == "contact")["account_id"].is_not_null()).all()
 
@@ -137,8 +173,19 @@ def test_activities_cover_the_catalog_over_a_year(org: Org) -> None:
 
 
 def test_the_crm_tables_hold_no_ground_truth(org: Org) -> None:
-    visible = {c for frame in (org.accounts, org.people, org.activities, org.opportunities) for c in frame.columns}
-    assert not visible & {"true_account_id", "true_company", "fit", "duplicate_of", "burst_rate", "success_p"}
+    visible = {
+        c
+        for frame in (org.accounts, org.people, org.activities, org.opportunities)
+        for c in frame.columns
+    }
+    assert not visible & {
+        "true_account_id",
+        "true_company",
+        "fit",
+        "duplicate_of",
+        "burst_rate",
+        "success_p",
+    }
 
 
 @pytest.mark.parametrize("days_before_end", [100, 200, 300])
@@ -165,7 +212,9 @@ def test_recent_intent_bursts_precede_opportunities(org: Org) -> None:
 def test_dispositions_carry_reason_codes_when_rejected(org: Org) -> None:
     rejected = org.dispositions.filter(pl.col("disposition") == "Rejected")
     assert rejected.height > 0 and rejected["reason_code"].is_not_null().all()
-    assert org.dispositions.filter(pl.col("disposition") == "Accepted")["reason_code"].is_null().all()
+    assert (
+        org.dispositions.filter(pl.col("disposition") == "Accepted")["reason_code"].is_null().all()
+    )
 
 
 def test_an_org_survives_a_round_trip_to_disk(org: Org, tmp_path: Path) -> None:
@@ -175,7 +224,9 @@ def test_an_org_survives_a_round_trip_to_disk(org: Org, tmp_path: Path) -> None:
     for name, frame in _frames(org).items():
         assert frame.equals(_frames(loaded)[name]), name
     as_of = org.manifest.end_at - timedelta(days=90)
-    assert np.array_equal(loaded.truth.oracle_probability(as_of), org.truth.oracle_probability(as_of))
+    assert np.array_equal(
+        loaded.truth.oracle_probability(as_of), org.truth.oracle_probability(as_of)
+    )
 
 
 def test_loading_refuses_a_missing_or_foreign_org(org: Org, tmp_path: Path) -> None:
@@ -183,7 +234,9 @@ def test_loading_refuses_a_missing_or_foreign_org(org: Org, tmp_path: Path) -> N
         load_org(tmp_path)
     save_org(org, tmp_path / "org")
     manifest = tmp_path / "org" / "manifest.json"
-    manifest.write_text(manifest.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 999'))
+    manifest.write_text(
+        manifest.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 999')
+    )
     with pytest.raises(OrgError, match="format 999"):
         load_org(tmp_path / "org")
 
