@@ -11,7 +11,7 @@ from sandbox.vocab import FIRST_NAMES, LAST_NAMES, REGIONS
 __all__ = ["MARKETING_QUEUE_ID", "SELLER_DOMAIN", "make_users", "owners_in_region"]
 
 MARKETING_QUEUE_ID = 0
-SELLER_DOMAIN = "handoff-seller.example"
+SELLER_DOMAIN = "example.com"
 _ROLES = ("sdr", "ae", "manager", "marketing")
 _ROLE_WEIGHTS = (45, 37, 10, 8)
 _TERRITORY_WEIGHTS = (45, 30, 15, 10)

@@ -1,0 +1,116 @@
+"""Connection settings for the CRM connectors: [salesforce] and [hubspot].
+
+Ordinary values come from the settings file; secrets only from the environment variables named
+in each model's `SECRET_ENV`, and they are held as `SecretStr` so they never print.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, SecretStr
+from pydantic_core import PydanticCustomError
+
+__all__ = ["HttpsUrl", "HubSpotSettings", "SalesforceAuth", "SalesforceSettings"]
+
+_CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
+# The loader in handoff.settings reads this error type as "the message is already complete".
+_SETTING_ERROR = "setting"
+_API_VERSION = re.compile(r"\d+\.0")
+
+SalesforceAuth = Literal["session", "password", "client_credentials", "jwt"]
+
+
+def _https(url: str) -> str:
+    """Accept only an absolute https URL, without a trailing slash."""
+    if not url.startswith("https://") or len(url) <= len("https://"):
+        raise PydanticCustomError(
+            _SETTING_ERROR, "must be an https:// URL, got {got}", {"got": json.dumps(url)}
+        )
+    return url.rstrip("/")
+
+
+def _api_version(version: str) -> str:
+    """Accept a Salesforce REST API version such as "59.0"."""
+    if not _API_VERSION.fullmatch(version):
+        raise PydanticCustomError(
+            _SETTING_ERROR,
+            'must be an API version such as "59.0", got {got}',
+            {"got": json.dumps(version)},
+        )
+    return version
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https)]
+
+_NEEDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "session": ("instance_url", "session_id"),
+        "password": ("username", "password"),
+        "client_credentials": ("instance_url", "client_id", "client_secret"),
+        "jwt": ("username", "client_id", "private_key"),
+    }
+)
+
+
+class SalesforceSettings(BaseModel):
+    """[salesforce]: how to log in to the org and how hard to use its API."""
+
+    model_config = _CONFIG
+    SECRET_ENV: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "session_id": "HANDOFF_SALESFORCE_SESSION_ID",
+            "password": "HANDOFF_SALESFORCE_PASSWORD",
+            "security_token": "HANDOFF_SALESFORCE_SECURITY_TOKEN",
+            "client_secret": "HANDOFF_SALESFORCE_CLIENT_SECRET",
+            "private_key": "HANDOFF_SALESFORCE_PRIVATE_KEY",
+        }
+    )
+
+    auth: SalesforceAuth = "jwt"
+    instance_url: HttpsUrl | None = None
+    login_domain: str = Field("login", min_length=1)
+    username: str | None = Field(None, min_length=1)
+    client_id: str | None = Field(None, min_length=1)
+    api_version: Annotated[str, AfterValidator(_api_version)] = "59.0"
+    ca_bundle: FilePath | None = None
+    bulk_threshold: int = Field(10_000, gt=0)
+    session_id: SecretStr | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    client_secret: SecretStr | None = None
+    private_key: SecretStr | None = None
+
+    def problems(self) -> tuple[str, ...]:
+        """What the chosen `auth` still needs, as phrases that follow "[salesforce] "."""
+        return tuple(self._missing(key) for key in _NEEDS[self.auth] if getattr(self, key) is None)
+
+    def _missing(self, key: str) -> str:
+        if key in self.SECRET_ENV:
+            return (
+                f'auth "{self.auth}" needs the environment variable {self.SECRET_ENV[key]}, '
+                "which is not set"
+            )
+        return f'{key} is required when auth = "{self.auth}"'
+
+
+class HubSpotSettings(BaseModel):
+    """[hubspot]: the API host, the portal's subscription tier (it sets rate limits) and TLS."""
+
+    model_config = _CONFIG
+    SECRET_ENV: ClassVar[Mapping[str, str]] = MappingProxyType({"token": "HANDOFF_HUBSPOT_TOKEN"})
+
+    host: HttpsUrl = "https://api.hubapi.com"
+    tier: Literal["starter", "professional", "enterprise"] = "professional"
+    ca_bundle: FilePath | None = None
+    token: SecretStr | None = None
+
+    def problems(self) -> tuple[str, ...]:
+        """What the connection still needs, as phrases that follow "[hubspot] "."""
+        if self.token is None:
+            return (f"needs the environment variable {self.SECRET_ENV['token']}, which is not set",)
+        return ()

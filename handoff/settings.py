@@ -1,0 +1,347 @@
+"""The one frozen settings object: defaults, then the TOML file, then the environment.
+
+Secrets come only from environment variables. Every problem names where it came from, the table
+and the key: `settings.toml: [sla] ae_minutes must be a positive integer, got "fast"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+
+from connectors.config import HubSpotSettings, SalesforceSettings
+from handoff.settings_problems import describe_error, table_model, toml_value
+from scoring.config import (
+    DEFAULT_DISQUALIFIERS,
+    DEFAULT_FIT,
+    DEFAULT_SIGNALS,
+    SETTINGS_CONFIG,
+    Disqualifiers,
+    FitRules,
+    ModelSettings,
+    Signals,
+    SignalSpec,
+    TierSettings,
+)
+from sync.config import (
+    FeedbackSettings,
+    RoutingSettings,
+    SlaSettings,
+    StateSettings,
+    SyncSettings,
+    url_has_password,
+)
+
+__all__ = [
+    "DEFAULT_PATH",
+    "SECRET_VARIABLES",
+    "SETTINGS_VARIABLE",
+    "CrmSettings",
+    "LoggingSettings",
+    "SandboxSettings",
+    "Settings",
+    "SettingsError",
+    "check_settings",
+    "load_settings",
+    "render_settings",
+]
+
+SETTINGS_VARIABLE = "HANDOFF_SETTINGS"
+DEFAULT_PATH = Path("settings.toml")
+_PREFIX = "HANDOFF_"
+_NO_FILE = "settings"
+
+
+class CrmSettings(BaseModel):
+    """[crm]: which CRM this install talks to; "sandbox" is the embedded synthetic org."""
+
+    model_config = SETTINGS_CONFIG
+
+    kind: Literal["sandbox", "salesforce", "hubspot"] = "sandbox"
+
+
+class SandboxSettings(BaseModel):
+    """[sandbox]: the synthetic org used when [crm] kind = "sandbox", and the API it imitates."""
+
+    model_config = SETTINGS_CONFIG
+
+    crm: Literal["salesforce", "hubspot"] = "salesforce"
+    accounts: int = Field(2000, gt=0)
+    seed: int = 7
+
+
+class LoggingSettings(BaseModel):
+    """[logging]: how much the sync log says."""
+
+    model_config = SETTINGS_CONFIG
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseModel):
+    """Every setting of one install, validated and frozen; build it with `load_settings`."""
+
+    model_config = SETTINGS_CONFIG
+
+    crm: CrmSettings = Field(default_factory=CrmSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    salesforce: SalesforceSettings = Field(default_factory=SalesforceSettings)
+    hubspot: HubSpotSettings = Field(default_factory=HubSpotSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    tiers: TierSettings = Field(default_factory=TierSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    scoring: ModelSettings = Field(default_factory=ModelSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    disqualifiers: Disqualifiers = DEFAULT_DISQUALIFIERS
+    signals: Signals = Field(DEFAULT_SIGNALS, validate_default=True)
+    fit: FitRules = DEFAULT_FIT
+
+    @field_validator("signals")
+    @classmethod
+    def _default_half_lives(
+        cls, signals: tuple[SignalSpec, ...], info: ValidationInfo
+    ) -> tuple[SignalSpec, ...]:
+        scoring = info.data.get("scoring")
+        if scoring is None:
+            return signals
+        days = scoring.default_half_life_days
+        return tuple(
+            s if s.half_life_days is not None else s.model_copy(update={"half_life_days": days})
+            for s in signals
+        )
+
+
+class SettingsError(ValueError):
+    """Settings could not be loaded; `problems` holds each one and `str()` prints one a line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def _secrets() -> dict[tuple[str, str], str]:
+    """(table, key) -> the only environment variable that may set that secret."""
+    secrets: dict[tuple[str, str], str] = {}
+    for section, field in Settings.model_fields.items():
+        model = table_model(field.annotation)
+        for key, variable in getattr(model, "SECRET_ENV", {}).items():
+            secrets[section, key] = variable
+    return secrets
+
+
+_SECRETS = _secrets()
+SECRET_VARIABLES: tuple[str, ...] = tuple(_SECRETS.values())
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, overridden by the file, overridden by `env`; raise `SettingsError` on problems.
+
+    The file is `path`, else $HANDOFF_SETTINGS, else ./settings.toml, which may be absent.
+    """
+    env = os.environ if env is None else env
+    source, required = _source(path, env)
+    data, problems = _read(source, required)
+    label = _NO_FILE if data is None else str(source)
+    data = data or {}
+    problems += _file_secrets(data, label)
+    origins, env_problems = _apply_overrides(data, env)
+    problems += env_problems
+    _apply_secrets(data, env)
+    settings, invalid = _validate(data, origins, label)
+    problems += invalid
+    if settings is not None:
+        problems += _connection_problems(settings, label)
+    if settings is None or problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def check_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem `load_settings` would raise for these arguments; empty when all is well."""
+    try:
+        load_settings(path, env)
+    except SettingsError as error:
+        return list(error.problems)
+    return []
+
+
+def _source(path: Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """The file to read and whether it must exist (it must when someone named it)."""
+    if path is not None:
+        return path, True
+    if env.get(SETTINGS_VARIABLE):
+        return Path(env[SETTINGS_VARIABLE]), True
+    return DEFAULT_PATH, False
+
+
+def _read(path: Path, required: bool) -> tuple[dict[str, Any] | None, list[str]]:
+    """The parsed file ({} when unreadable), or None when it is optional and absent."""
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file), []
+    except FileNotFoundError:
+        return None, [f"{path}: file not found"] if required else []
+    except tomllib.TOMLDecodeError as error:
+        return {}, [f"{path}: invalid TOML: {error}"]
+    except UnicodeDecodeError:
+        return {}, [f"{path}: invalid TOML: the file is not UTF-8 text"]
+    except OSError as error:
+        return {}, [f"{path}: cannot be read: {error.strerror}"]
+
+
+def _file_secrets(data: dict[str, Any], label: str) -> list[str]:
+    """Remove secrets written in the file, unseen, and say where they belong instead."""
+    problems = []
+    for (section, key), variable in _SECRETS.items():
+        table = data.get(section)
+        if isinstance(table, dict) and key in table:
+            del table[key]
+            problems.append(
+                f"{label}: [{section}] {key} is a secret: "
+                f"set it in the environment variable {variable}, not in the file"
+            )
+    state = data.get("state")
+    url = state.get("database_url") if isinstance(state, dict) else None
+    if isinstance(url, str) and url_has_password(url):
+        del state["database_url"]
+        problems.append(
+            f"{label}: [state] database_url contains a password: set the whole URL in the "
+            f"environment variable {_override_variable('state', 'database_url')}, not in the file"
+        )
+    return problems
+
+
+def _override_variable(section: str, key: str) -> str:
+    """The environment variable that overrides a key: HANDOFF_<SECTION>__<KEY>."""
+    return f"{_PREFIX}{section.upper()}__{key.upper()}"
+
+
+def _apply_overrides(
+    data: dict[str, Any], env: Mapping[str, str]
+) -> tuple[dict[tuple[str, ...], str], list[str]]:
+    """Write HANDOFF_<SECTION>__<KEY> variables into `data`; return who set what, and problems."""
+    origins: dict[tuple[str, ...], str] = {}
+    problems = []
+    for name in sorted(env):
+        if not name.startswith(_PREFIX) or "__" not in name:
+            continue
+        origin = f"environment {name}"
+        section, _, key = name.removeprefix(_PREFIX).lower().partition("__")
+        problem = _override_problem(section, key)
+        if problem:
+            problems.append(f"{origin}: {problem}")
+            continue
+        if section not in data:
+            origins[section,] = origin
+        table = data.setdefault(section, {})
+        if isinstance(table, dict):
+            table[key] = _parse_value(env[name])
+            origins[section, key] = origin
+    return origins, problems
+
+
+def _override_problem(section: str, key: str) -> str | None:
+    """Why a HANDOFF_*__* variable cannot override a setting, or None when it can."""
+    if not section or not key or "__" in key:
+        return f"not a settings override; expected {_PREFIX}<SECTION>__<KEY>"
+    if (section, key) in _SECRETS:
+        variable = _SECRETS[section, key]
+        return f"[{section}] {key} is a secret: set it in the environment variable {variable}"
+    field = Settings.model_fields.get(section)
+    if field is not None and table_model(field.annotation) is None:
+        return f"[[{section}]] cannot be set from the environment; edit the settings file"
+    return None
+
+
+def _parse_value(raw: str) -> Any:
+    """An environment value read as a TOML value when it is one (5, true, ["a"]), else as text."""
+    try:
+        parsed = tomllib.loads(f"value = {raw}")
+    except tomllib.TOMLDecodeError:
+        return raw
+    return parsed["value"] if len(parsed) == 1 else raw
+
+
+def _apply_secrets(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Copy each secret that is set in the environment into its table."""
+    for (section, key), variable in _SECRETS.items():
+        table = data.setdefault(section, {}) if env.get(variable) else None
+        if isinstance(table, dict):
+            table[key] = env[variable]
+
+
+def _validate(
+    data: dict[str, Any], origins: Mapping[tuple[str, ...], str], label: str
+) -> tuple[Settings | None, list[str]]:
+    """The settings, or None and one problem per invalid key."""
+    # Strict JSON validation: TOML arrays become tuples, but "15" never passes for 15.
+    try:
+        return Settings.model_validate_json(json.dumps(data, default=str), strict=True), []
+    except ValidationError as error:
+        found = (describe_error(e, Settings, data, origins, label) for e in error.errors())
+        return None, list(dict.fromkeys(found))
+
+
+def _connection_problems(settings: Settings, label: str) -> list[str]:
+    """What the chosen CRM connection still needs, such as a secret that is not set."""
+    kind = settings.crm.kind
+    if kind == "sandbox":
+        return []
+    connection: SalesforceSettings | HubSpotSettings = getattr(settings, kind)
+    return [f"{label}: [{kind}] {phrase}" for phrase in connection.problems()]
+
+
+def render_settings(settings: Settings) -> str:
+    """The effective settings as a TOML file; a secret shows only whether its variable is set."""
+    hidden = {section: {k for table, k in _SECRETS if table == section} for section, _ in _SECRETS}
+    data = settings.model_dump(mode="json", exclude_none=True, exclude=hidden)
+    lines = [f"{name} = []" for name, value in data.items() if value == []]
+    for name, value in data.items():
+        if isinstance(value, dict):
+            lines += _table_lines(name, value, _secret_notes(settings, name))
+        elif value:
+            lines += _array_lines(name, value)
+    return "\n".join(lines)
+
+
+def _table_lines(path: str, table: Mapping[str, Any], notes: Sequence[str]) -> list[str]:
+    """`[path]`, its notes and values, then any arrays of tables nested in it."""
+    lines = [f"[{path}]", *notes]
+    arrays = {}
+    for key, value in table.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            arrays[key] = value
+        else:
+            lines.append(f"{key} = {toml_value(value)}")
+    lines.append("")
+    for key, items in arrays.items():
+        lines += _array_lines(f"{path}.{key}", items)
+    return lines
+
+
+def _array_lines(path: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One `[[path]]` block per item."""
+    lines: list[str] = []
+    for item in items:
+        lines += [f"[[{path}]]", *(f"{k} = {toml_value(v)}" for k, v in item.items()), ""]
+    return lines
+
+
+def _secret_notes(settings: Settings, section: str) -> list[str]:
+    """A comment per secret of a table saying whether its environment variable is set."""
+    model = getattr(settings, section)
+    return [
+        f"# {key}: {'set' if getattr(model, key) is not None else 'not set'} "
+        f"(environment variable {variable})"
+        for (table, key), variable in _SECRETS.items()
+        if table == section
+    ]

@@ -1,0 +1,200 @@
+"""Sync settings: the state database, run cadence, SLAs, routing rules and the feedback loop."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from pydantic import AfterValidator, BaseModel, Field, field_serializer, model_validator
+
+from scoring.config import SETTINGS_CONFIG, NonEmptyStr, TierKey, setting_error, unique_by
+
+__all__ = [
+    "DEFAULT_REASON_CODES",
+    "DEFAULT_ROUTING_RULES",
+    "Email",
+    "FeedbackSettings",
+    "RoutingRule",
+    "RoutingSettings",
+    "SlaSettings",
+    "StateSettings",
+    "SyncSettings",
+    "Team",
+    "redact_url",
+    "url_has_password",
+]
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DATABASES = ("sqlite", "postgresql")
+
+Team = Literal["marketing", "sdr", "ae"]
+
+
+def _email(value: str) -> str:
+    """Accept something shaped like an email address; the CRM decides whether the user exists."""
+    if not _EMAIL.fullmatch(value):
+        raise setting_error("must be an email address, got {got}", got=json.dumps(value))
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
+
+
+def _split(url: str) -> SplitResult | None:
+    """The URL's parts, or None when it cannot be parsed."""
+    try:
+        parts = urlsplit(url)
+        # Only reading .port rejects a port that is not a number or is out of range.
+        _ = parts.port
+    except ValueError:
+        return None
+    return parts
+
+
+def url_has_password(url: str) -> bool:
+    """Whether a database URL carries a password."""
+    parts = _split(url)
+    return parts is not None and parts.password is not None
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to print or log."""
+    parts = _split(url)
+    if parts is None:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
+
+
+def _database_url(url: str) -> str:
+    """Accept a SQLite or PostgreSQL URL (optionally with a driver, e.g. postgresql+psycopg)."""
+    backend = url.partition("://")[0].partition("+")[0]
+    if "://" not in url or backend not in _DATABASES or _split(url) is None:
+        raise setting_error(
+            "must be a sqlite:// or postgresql:// URL, got {got}", got=json.dumps(redact_url(url))
+        )
+    return url
+
+
+class StateSettings(BaseModel):
+    """[state]: where the local sync state lives; a password in the URL never prints."""
+
+    model_config = SETTINGS_CONFIG
+
+    database_url: Annotated[str, AfterValidator(_database_url)] = "sqlite:///handoff.db"
+
+    def __repr_args__(self) -> Iterator[tuple[str, Any]]:
+        yield "database_url", redact_url(self.database_url)
+
+    @field_serializer("database_url", when_used="json")
+    def _redacted(self, url: str) -> str:
+        return redact_url(url)
+
+
+class SyncSettings(BaseModel):
+    """[sync]: how often to run, how much of the API budget to use and what is worth a write."""
+
+    model_config = SETTINGS_CONFIG
+
+    interval_minutes: int = Field(15, gt=0)
+    full_resync_hours: int = Field(24, gt=0)
+    min_score_change: int = Field(3, ge=0, le=100)
+    dry_run: bool = False
+    api_budget_share: float = Field(0.25, gt=0, le=1)
+    write_batch_size: int = Field(200, gt=0, le=200)
+
+
+class SlaSettings(BaseModel):
+    """[sla]: first-touch deadlines per tier and what happens on a breach (D9)."""
+
+    model_config = SETTINGS_CONFIG
+
+    ae_minutes: int = Field(15, gt=0)
+    sdr_minutes: int = Field(120, gt=0)
+    nurture_minutes: int = Field(1440, gt=0)
+    escalation: Annotated[tuple[Literal["reassign", "manager_task"], ...], unique_by(None)] = (
+        "reassign",
+        "manager_task",
+    )
+    business_hours_only: bool = False
+
+
+class RoutingRule(BaseModel):
+    """[[routing.rules]]: who owns a matching account; every condition set must hold (D8).
+
+    Employees match `min_employees` <= employees < `max_employees`; empty lists match anything.
+    """
+
+    model_config = SETTINGS_CONFIG
+
+    name: NonEmptyStr
+    team: Team
+    tiers: tuple[TierKey, ...] = ()
+    regions: tuple[NonEmptyStr, ...] = ()
+    countries: tuple[NonEmptyStr, ...] = ()
+    min_employees: int | None = Field(None, ge=0)
+    max_employees: int | None = Field(None, gt=0)
+    product_lines: tuple[NonEmptyStr, ...] = ()
+    territory: str | None = Field(None, min_length=1)
+    reps: tuple[Email, ...] = ()
+    capacity: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _sized(self) -> RoutingRule:
+        low, high = self.min_employees, self.max_employees
+        if low is not None and high is not None and low >= high:
+            raise setting_error(
+                "must be below max_employees ({high}), got {low}",
+                "min_employees",
+                high=high,
+                low=low,
+            )
+        return self
+
+
+DEFAULT_ROUTING_RULES: tuple[RoutingRule, ...] = (
+    RoutingRule(name="AE hand-off", team="ae", tiers=("ae",)),
+    RoutingRule(name="SDR prospecting", team="sdr", tiers=("sdr",)),
+    RoutingRule(name="Marketing nurture", team="marketing", tiers=("nurture",)),
+)
+
+
+class RoutingSettings(BaseModel):
+    """[routing]: how an owner is chosen; the first matching rule wins, else `fallback_owner`."""
+
+    model_config = SETTINGS_CONFIG
+
+    existing_owner_first: bool = True
+    round_robin: bool = True
+    fallback_owner: Email = "marketing-queue@example.com"
+    out_of_office: Annotated[tuple[Email, ...], unique_by(None)] = ()
+    rules: Annotated[tuple[RoutingRule, ...], unique_by("name")] = DEFAULT_ROUTING_RULES
+
+
+DEFAULT_REASON_CODES: tuple[str, ...] = (
+    "Wrong Persona",
+    "Existing Customer",
+    "No Budget",
+    "Bad Timing",
+    "Competitor",
+    "Bad Data",
+    "Duplicate",
+    "Other",
+)
+
+
+class FeedbackSettings(BaseModel):
+    """[feedback]: the reason codes a rep must pick on rejection and when stalled work recycles."""
+
+    model_config = SETTINGS_CONFIG
+
+    reason_codes: Annotated[tuple[NonEmptyStr, ...], Field(min_length=1), unique_by(None)] = (
+        DEFAULT_REASON_CODES
+    )
+    recycle_after_days: int = Field(30, gt=0)

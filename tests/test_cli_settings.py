@@ -1,0 +1,141 @@
+"""`handoff settings check|show`: exit codes, problems on stderr, secrets never printed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from handoff.cli import app
+from handoff.settings import SECRET_VARIABLES, load_settings
+
+SENTINEL = "s3cr3t-SENTINEL"
+BAD = '[sla]\nae_minutes = "fast"\n[crm]\nkind = "pipedrive"\n'
+BAD_PROBLEMS = [
+    'bad.toml: [crm] kind must be one of "sandbox", "salesforce", "hubspot", got "pipedrive"',
+    'bad.toml: [sla] ae_minutes must be a positive integer, got "fast"',
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test runs in an empty directory with no HANDOFF_* variables from the caller."""
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("HANDOFF_")]:
+        monkeypatch.delenv(name)
+
+
+def _write(name: str, text: str) -> Path:
+    path = Path(name)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_prints_ok_for_good_settings() -> None:
+    _write("good.toml", "[sla]\nae_minutes = 5\n")
+    assert _run("settings", "check", "--settings", "good.toml") == (0, "ok\n", "")
+
+
+def test_check_uses_defaults_when_there_is_no_file() -> None:
+    assert _run("settings", "check") == (0, "ok\n", "")
+
+
+def test_check_prints_each_problem_and_fails() -> None:
+    _write("bad.toml", BAD)
+    code, out, err = _run("settings", "check", "--settings", "bad.toml")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == BAD_PROBLEMS
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        pytest.param(["--settings", "bad.toml", "settings", "check"], {}, id="before-command"),
+        pytest.param(["settings", "check"], {"HANDOFF_SETTINGS": "bad.toml"}, id="environment"),
+        pytest.param(
+            ["--settings", "good.toml", "settings", "check", "--settings", "bad.toml"],
+            {},
+            id="command-option-wins",
+        ),
+    ],
+)
+def test_the_settings_file_can_be_named_anywhere(args: list[str], env: dict[str, str]) -> None:
+    _write("good.toml", "")
+    _write("bad.toml", BAD)
+    code, _, err = _run(*args, env=env)
+    assert code == 1
+    assert err.splitlines() == BAD_PROBLEMS
+
+
+def test_check_names_a_missing_file() -> None:
+    assert _run("settings", "check", "--settings", "nope.toml") == (
+        1,
+        "",
+        "nope.toml: file not found\n",
+    )
+
+
+def test_check_names_a_bad_environment_value() -> None:
+    code, _, err = _run("settings", "check", env={"HANDOFF_SYNC__INTERVAL_MINUTES": "often"})
+    assert code == 1
+    assert err == (
+        "environment HANDOFF_SYNC__INTERVAL_MINUTES: [sync] interval_minutes must be a positive "
+        'integer, got "often"\n'
+    )
+
+
+def test_show_prints_loadable_settings_and_hides_secrets() -> None:
+    env = {variable: SENTINEL for variable in SECRET_VARIABLES} | {"HANDOFF_CRM__KIND": "hubspot"}
+    code, out, err = _run("settings", "show", env=env)
+    assert (code, err) == (0, "")
+    assert SENTINEL not in out
+    assert "# token: set (environment variable HANDOFF_HUBSPOT_TOKEN)" in out
+    assert tomllib.loads(out)["crm"] == {"kind": "hubspot"}
+    shown = load_settings(_write("shown.toml", out), env)
+    assert shown == load_settings(None, env)
+
+
+def test_check_never_prints_a_secret() -> None:
+    _write("leak.toml", f'[hubspot]\ntoken = "{SENTINEL}"\n')
+    code, out, err = _run("settings", "check", "--settings", "leak.toml")
+    assert code == 1
+    assert SENTINEL not in out + err
+    assert "HANDOFF_HUBSPOT_TOKEN" in err
+
+
+def test_show_fails_on_bad_settings() -> None:
+    _write("bad.toml", BAD)
+    code, out, err = _run("settings", "show", "--settings", "bad.toml")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == BAD_PROBLEMS
+
+
+def test_every_command_has_help() -> None:
+    code, out, _ = _run("settings", "--help")
+    assert code == 0
+    assert "Validate the settings" in out
+    assert "Print the effective settings" in out
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    _write("bad.toml", BAD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "handoff", "settings", "check", "--settings", "bad.toml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines() == BAD_PROBLEMS
