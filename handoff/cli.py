@@ -1,0 +1,203 @@
+"""The `handoff` command line: a thin typer app over the library.
+
+Sub-apps hang off `app` (`app.add_typer(...)`); each command loads its settings through
+`settings_from`, which honours `--settings` given before or after the command name.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from handoff.settings import (
+    SETTINGS_VARIABLE,
+    Settings,
+    SettingsError,
+    check_settings,
+    load_settings,
+    render_settings,
+)
+from sandbox.generator import generate_org
+from sandbox.org import Org, save_org
+from sync import Store
+from sync.state import StateError
+
+__all__ = [
+    "CliOptions",
+    "SettingsOption",
+    "app",
+    "main",
+    "sandbox_app",
+    "settings_app",
+    "settings_from",
+    "settings_path",
+    "state_app",
+]
+
+app = typer.Typer(
+    name="handoff",
+    help="Score, tier and route CRM accounts so Sales and Marketing work the same list.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    # Local variables can hold secrets; a traceback must never print them.
+    pretty_exceptions_show_locals=False,
+)
+settings_app = typer.Typer(help="Check and show the settings.", no_args_is_help=True)
+app.add_typer(settings_app, name="settings")
+sandbox_app = typer.Typer(
+    help="The embedded sandbox CRM and its synthetic orgs.", no_args_is_help=True
+)
+app.add_typer(sandbox_app, name="sandbox")
+state_app = typer.Typer(help="The local sync state database.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+console = Console()
+
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--settings",
+        help="Settings file (default: $HANDOFF_SETTINGS, else ./settings.toml if it exists).",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class CliOptions:
+    """Options given to `handoff` itself, before the command name."""
+
+    settings: Path | None = None
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    settings: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings",
+            envvar=SETTINGS_VARIABLE,
+            help="Settings file for every command (default: ./settings.toml if it exists).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Score, tier and route CRM accounts so Sales and Marketing work the same list."""
+    ctx.obj = CliOptions(settings=settings)
+
+
+def settings_path(ctx: typer.Context, path: Path | None) -> Path | None:
+    """The command's own --settings, else the one given to `handoff`, else None (the default)."""
+    options = ctx.find_object(CliOptions)
+    return path if path is not None or options is None else options.settings
+
+
+def settings_from(ctx: typer.Context, path: Path | None) -> Settings:
+    """Load the settings for a command, or print every problem and exit with status 1."""
+    try:
+        return load_settings(settings_path(ctx, path))
+    except SettingsError as error:
+        _fail(error.problems)
+
+
+def _fail(problems: tuple[str, ...] | list[str]) -> NoReturn:
+    """Print each problem on its own line to stderr and exit 1."""
+    for problem in problems:
+        typer.echo(problem, err=True)
+    raise typer.Exit(1)
+
+
+@settings_app.command("check")
+def check(ctx: typer.Context, settings: SettingsOption = None) -> None:
+    """Validate the settings; print each problem, or ok."""
+    problems = check_settings(settings_path(ctx, settings))
+    if problems:
+        _fail(problems)
+    typer.echo("ok")
+
+
+@settings_app.command("show")
+def show(ctx: typer.Context, settings: SettingsOption = None) -> None:
+    """Print the effective settings as TOML; secrets show only as set or not set."""
+    typer.echo(render_settings(settings_from(ctx, settings)), nl=False)
+
+
+@sandbox_app.command("generate")
+def generate(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write the org to.", file_okay=False)
+    ],
+    accounts: Annotated[int, typer.Option("--accounts", min=1, help="Accounts in the org.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same org.")] = 7,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing directory.")] = False,
+) -> None:
+    """Generate a synthetic org (with its hidden ground truth) and write it to a directory."""
+    if out.exists() and any(out.iterdir()) and not force:
+        _fail([f"{out}: already exists and is not empty; choose another --out or add --force"])
+    if out.exists() and force:
+        shutil.rmtree(out)
+    org = _generated(accounts, seed)
+    save_org(org, out)
+    _print_summary(org, f"Org written to {out}")
+
+
+@app.command("demo")
+def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
+    """Run Handoff on the embedded sandbox: generate its org, prepare the state database."""
+    loaded = settings_from(ctx, settings)
+    org = _generated(loaded.sandbox.accounts, loaded.sandbox.seed)
+    out = Path("orgs") / f"demo-{loaded.sandbox.accounts}-{loaded.sandbox.seed}"
+    save_org(org, out)
+    _print_summary(org, f"Sandbox org written to {out}")
+    url = _open_state(loaded.state.database_url)
+    console.print(f"State database ready: {url}")
+
+
+@state_app.command("init")
+def state_init(ctx: typer.Context, settings: SettingsOption = None) -> None:
+    """Create the state database's tables, or check an existing one's schema version."""
+    console.print(
+        f"State database ready: {_open_state(settings_from(ctx, settings).state.database_url)}"
+    )
+
+
+def _open_state(database_url: str) -> str:
+    """Open (creating if needed) the state store; its URL with any password hidden."""
+    try:
+        store = Store.open(database_url)
+    except StateError as error:
+        _fail([str(error)])
+    with store:
+        return store.url
+
+
+def _generated(accounts: int, seed: int) -> Org:
+    """Generate an org behind a spinner."""
+    started = time.perf_counter()
+    with console.status(f"Generating an org of {accounts:,} accounts (seed {seed})..."):
+        org = generate_org(accounts, seed)
+    console.print(f"Generated in {time.perf_counter() - started:.1f} s")
+    return org
+
+
+def _print_summary(org: Org, title: str) -> None:
+    """The org's counts and realism shares as a table."""
+    table = Table(title=title, show_header=False)
+    for key, value in org.summary().items():
+        shown = f"{value:.1%}" if isinstance(value, float) else f"{value:,}"
+        table.add_row(key.replace("_", " "), shown)
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of the `handoff` console script."""
+    app(prog_name="handoff")

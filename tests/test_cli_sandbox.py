@@ -1,0 +1,90 @@
+"""`handoff sandbox generate`, `handoff demo` and `handoff state init` as an admin runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from handoff.cli import app
+from sandbox.org import load_org
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test runs in an empty directory with no HANDOFF_* variables from the caller."""
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("HANDOFF_")]:
+        monkeypatch.delenv(name)
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_help_lists_every_command_with_a_description() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "handoff", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    for command, words in [
+        ("demo", "embedded sandbox"),
+        ("settings", "Check and show"),
+        ("sandbox", "synthetic orgs"),
+        ("state", "sync state"),
+    ]:
+        line = next(line for line in done.stdout.splitlines() if line.startswith(f"│ {command} "))
+        assert words in line
+
+
+def test_generate_writes_an_org_that_loads_back() -> None:
+    code, output = _run("sandbox", "generate", "--out", "org", "--accounts", "300", "--seed", "3")
+    assert code == 0, output
+    assert "Org written to org" in output and "personal email share" in output
+    org = load_org(Path("org"))
+    assert org.accounts.height == 300 and org.manifest.seed == 3
+
+
+def test_generate_refuses_to_overwrite_unless_forced() -> None:
+    assert _run("sandbox", "generate", "--out", "org", "--accounts", "50")[0] == 0
+    code, output = _run("sandbox", "generate", "--out", "org", "--accounts", "60")
+    assert code == 1 and "already exists and is not empty" in output
+    assert load_org(Path("org")).accounts.height == 50
+    assert _run("sandbox", "generate", "--out", "org", "--accounts", "60", "--force")[0] == 0
+    assert load_org(Path("org")).accounts.height == 60
+
+
+def test_generate_rejects_a_nonsense_size() -> None:
+    code, output = _run("sandbox", "generate", "--out", "org", "--accounts", "0")
+    assert code == 2 and "--accounts" in output
+
+
+def test_demo_generates_the_configured_org_and_prepares_state() -> None:
+    Path("settings.toml").write_text("[sandbox]\naccounts = 120\nseed = 5\n")
+    code, output = _run("demo")
+    assert code == 0, output
+    assert "State database ready: sqlite:///handoff.db" in output
+    assert load_org(Path("orgs/demo-120-5")).accounts.height == 120
+    assert Path("handoff.db").is_file()
+
+
+def test_demo_stops_on_bad_settings_without_side_effects() -> None:
+    Path("settings.toml").write_text("[sandbox]\naccounts = -1\n")
+    code, output = _run("demo")
+    assert code == 1
+    assert "settings.toml: [sandbox] accounts must be a positive integer, got -1" in output
+    assert not Path("orgs").exists() and not Path("handoff.db").exists()
+
+
+def test_state_init_reports_a_database_it_cannot_open() -> None:
+    Path("settings.toml").write_text('[state]\ndatabase_url = "mysql://db.example/handoff"\n')
+    code, output = _run("state", "init")
+    assert code == 1 and "mysql" in output
