@@ -378,25 +378,23 @@ def _background_activity(
 def _attach_people(
     rng: np.random.Generator, frame: pl.DataFrame, people: pl.DataFrame
 ) -> pl.DataFrame:
-    """Web touches belong to a person of the account; rep activity to a person or the account."""
+    """Touches belong to a person of the account; where none is known, or a rep logged it on
+    the account, to the account itself (as de-anonymised web intent does)."""
     known = people.filter(pl.col("true_account_id").is_not_null()).sort("true_account_id")
-    n_accounts = int(frame["true_account_id"].max() or 0) + 1
-    n_accounts = max(n_accounts, int(known["true_account_id"].max() or 0) + 1)
+    account = frame["true_account_id"].to_numpy()
+    n_accounts = max(int(account.max(initial=0)), int(known["true_account_id"].max() or 0)) + 1
     per_account = np.bincount(known["true_account_id"].to_numpy(), minlength=n_accounts)
     offsets = np.concatenate([[0], np.cumsum(per_account)[:-1]])
-    account = frame["true_account_id"].to_numpy()
-    has_people = per_account[account] > 0
     pick_row = offsets[account] + (rng.random(len(account)) * per_account[account]).astype(np.int64)
     person_ids = known["person_id"].to_numpy().astype(np.int64)
-    person = np.where(has_people, person_ids[np.minimum(pick_row, len(known) - 1)], -1)
-    rep = frame["rep_logged"].to_numpy()
-    on_account_only = rep & (rng.random(len(account)) < 0.3)
+    picked = person_ids[np.minimum(pick_row, len(known) - 1)]
+    person = np.where(per_account[account] > 0, picked, -1)
+    on_account_only = frame["rep_logged"].to_numpy() & (rng.random(len(account)) < 0.3)
     person = np.where(on_account_only, -1, person)
-    keep = rep | (person >= 0)
     return frame.with_columns(
         person_id=nullable(person),
-        account_id=pl.when(pl.Series(rep)).then("account_id"),
-    ).filter(pl.Series(keep))
+        account_id=pl.when(frame["rep_logged"] | pl.Series(person < 0)).then("account_id"),
+    )
 
 
 def _orphan_activity(
