@@ -48,6 +48,17 @@ _FREEMAIL_WEIGHTS = (40, 12, 12, 8, 6, 2, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2)
 _LEAD_SOURCES = ("Web", "Webinar", "Trade Show", "Referral", "Purchased List", "Organic Search")
 _LEAD_STATUSES = ("Open", "Working", "Nurturing", "Unqualified")
 _NAME_GROUPS = tuple(FIRST_NAMES)
+# the true employer's names and domains: they shape emails and company strings, then go
+_COMPANY_COLUMNS = (
+    "name",
+    "base",
+    "latin",
+    "spaced",
+    "suffix",
+    "parent_name",
+    "domain",
+    "alias_domain",
+)
 
 
 def make_people(
@@ -82,19 +93,7 @@ def make_people(
     people = _links(rng, people)
     people = _duplicates(rng, people, n_dup, end_s)
     return people.drop(
-        "name",
-        "base",
-        "latin",
-        "spaced",
-        "suffix",
-        "parent_name",
-        "domain",
-        "alias_domain",
-        "country_idx",
-        "region",
-        "first_ascii",
-        "last_ascii",
-        "account_phone",
+        *_COMPANY_COLUMNS, "country_idx", "region", "first_ascii", "last_ascii", "account_phone"
     )
 
 
@@ -112,14 +111,7 @@ def _employees_of_accounts(
     return chosen.select(
         pl.col("account_id").alias("true_account_id"),
         pl.lit(None, dtype=pl.String).alias("true_company"),
-        "name",
-        "base",
-        "latin",
-        "spaced",
-        "suffix",
-        "parent_name",
-        "domain",
-        "alias_domain",
+        *_COMPANY_COLUMNS,
         "country",
         "country_idx",
         "region",
