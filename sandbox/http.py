@@ -1,0 +1,297 @@
+"""A small HTTP/1.1 server on loopback that a CRM dialect plugs into.
+
+The server owns what every dialect shares: routing, request accounting by endpoint, the admin
+endpoints tests and benchmarks read, and injected faults (delays, dropped connections, errors the
+dialect renders in its CRM's own shape). A dialect supplies routes, authentication and its errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from sandbox.faults import Fault, FaultPlan
+
+__all__ = [
+    "ADMIN_PREFIX",
+    "Dialect",
+    "LoopbackServer",
+    "Request",
+    "RequestLog",
+    "Response",
+    "Route",
+    "json_response",
+]
+
+ADMIN_PREFIX = "/__sandbox"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One parsed HTTP request."""
+
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]  # lower-cased names
+    body: bytes
+    params: Mapping[str, str] = field(default_factory=dict)  # captured from the route pattern
+
+    def json(self) -> Any:
+        """The body parsed as JSON (None when empty)."""
+        return json.loads(self.body) if self.body else None
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The first value of a query-string argument."""
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def bearer(self) -> str | None:
+        """The token of an ``Authorization: Bearer ...`` header."""
+        value = self.headers.get("authorization", "")
+        scheme, _, token = value.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@dataclass
+class Response:
+    """An HTTP response; ``body`` is bytes already encoded."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json;charset=UTF-8"
+
+
+def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON response."""
+    return Response(
+        status, json.dumps(payload, separators=(",", ":")).encode(), dict(headers or {})
+    )
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A method and a path pattern (named groups are passed as ``params``), and its handler.
+
+    ``endpoint`` names the route in the request log ("query", "composite/sobjects", ...);
+    ``public`` routes (logins) skip authentication.
+    """
+
+    method: str
+    pattern: str
+    endpoint: str
+    handler: Handler
+    public: bool = False
+
+    def match(self, method: str, path: str) -> Mapping[str, str] | None:
+        """The captured parameters when this route serves ``method path``."""
+        if method != self.method:
+            return None
+        found = re.fullmatch(self.pattern, path)
+        return found.groupdict() if found else None
+
+
+class Dialect(Protocol):
+    """What a CRM dialect gives the server."""
+
+    def routes(self) -> list[Route]:
+        """Every route the dialect serves."""
+        ...
+
+    def authenticate(self, request: Request) -> Response | None:
+        """None when the request may proceed, else the CRM's own 401 response."""
+        ...
+
+    def fault_response(self, fault: Fault, request: Request) -> Response:
+        """An injected error (429, 5xx, expired session) in the CRM's own shape."""
+        ...
+
+    def not_found(self, request: Request) -> Response:
+        """The CRM's answer to a path it does not serve."""
+        ...
+
+    def decorate(self, request: Request, response: Response) -> None:
+        """Add the headers the CRM puts on every response (limits, rate-limit counters)."""
+        ...
+
+
+class RequestLog:
+    """Requests counted by (method, endpoint); thread-safe."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def record(self, method: str, endpoint: str) -> int:
+        """Count one request; the total so far."""
+        with self._lock:
+            self._counts[(method, endpoint)] += 1
+            return self.total_unlocked()
+
+    def total_unlocked(self) -> int:
+        """All requests counted (call with the lock held, or accept a racy read)."""
+        return sum(self._counts.values())
+
+    def snapshot(self) -> dict[str, int]:
+        """Counts as ``{"GET query": 12, ...}``."""
+        with self._lock:
+            return {
+                f"{method} {endpoint}": n for (method, endpoint), n in sorted(self._counts.items())
+            }
+
+    def count(self, endpoint: str, method: str | None = None) -> int:
+        """Requests to one endpoint (any method unless given)."""
+        with self._lock:
+            return sum(
+                n for (m, e), n in self._counts.items() if e == endpoint and method in (None, m)
+            )
+
+    def total(self) -> int:
+        """All requests counted."""
+        with self._lock:
+            return self.total_unlocked()
+
+    def reset(self) -> None:
+        """Forget every count."""
+        with self._lock:
+            self._counts.clear()
+
+
+class LoopbackServer:
+    """Serves one dialect on 127.0.0.1 in a background thread."""
+
+    def __init__(self, dialect: Dialect, faults: FaultPlan | None = None, port: int = 0) -> None:
+        self.dialect = dialect
+        self.faults = faults or FaultPlan()
+        self.log = RequestLog()
+        self._routes = dialect.routes()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> LoopbackServer:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted."""
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @contextmanager
+    def running(self) -> Iterator[LoopbackServer]:
+        """Serve for the duration of a ``with`` block."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
+    def dispatch(self, request: Request) -> Response | None:
+        """The response to a request, or None to drop the connection (an injected fault)."""
+        if request.path.startswith(ADMIN_PREFIX):
+            return self._admin(request)
+        route, params = self._route(request)
+        if route is None:
+            return self.dialect.not_found(request)
+        request = Request(
+            request.method, request.path, request.query, request.headers, request.body, params
+        )
+        total = self.log.record(request.method, route.endpoint)
+        fault = self.faults.draw(route.endpoint, request.method, total)
+        if fault is not None:
+            if fault.kind == "drop":
+                return None
+            if fault.kind == "slow":
+                time.sleep(fault.seconds)
+            else:
+                return self.dialect.fault_response(fault, request)
+        denied = None if route.public else self.dialect.authenticate(request)
+        response = denied or route.handler(request)
+        self.dialect.decorate(request, response)
+        return response
+
+    def _route(self, request: Request) -> tuple[Route | None, Mapping[str, str]]:
+        """The first route matching the request, with its captured parameters."""
+        for route in self._routes:
+            params = route.match(request.method, request.path)
+            if params is not None:
+                return route, params
+        return None, {}
+
+    def _admin(self, request: Request) -> Response:
+        """``GET /__sandbox/requests`` (counts), ``POST /__sandbox/reset`` (clear counts)."""
+        if request.method == "GET" and request.path == f"{ADMIN_PREFIX}/requests":
+            return json_response(
+                200, {"total": self.log.total(), "by_endpoint": self.log.snapshot()}
+            )
+        if request.method == "POST" and request.path == f"{ADMIN_PREFIX}/reset":
+            self.log.reset()
+            return json_response(200, {"total": 0})
+        return json_response(404, {"message": f"no admin endpoint {request.method} {request.path}"})
+
+
+def _handler_class(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
+    """A request handler bound to ``server`` (http.server wants a class)."""
+
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the clients reuse pooled connections
+
+        def _serve(self) -> None:
+            split = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            request = Request(
+                method=self.command,
+                path=split.path,
+                query=parse_qs(split.query, keep_blank_values=True),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=self.rfile.read(length) if length else b"",
+            )
+            response = server.dispatch(request)
+            if response is None:
+                self.close_connection = True
+                self.connection.close()
+                return
+            self.send_response(response.status)
+            headers = {"Content-Type": response.content_type, **response.headers}
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: the request log counts requests; stderr stays for the ready line."""
+
+    return _Handler
