@@ -1,0 +1,229 @@
+"""The sandbox server core over real HTTP with a toy dialect: routing, accounting, faults."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+import requests
+
+from sandbox.faults import Fault, FaultError, FaultPlan, FaultRule, load_faults
+from sandbox.http import LoopbackServer, Request, Response, Route, json_response
+from sandbox.tables import Table, TableSpec
+
+TOKEN = "toy-token"
+
+
+class ToyDialect:
+    """The smallest dialect: one public and two private routes, errors as {"error": ...}."""
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(
+                "POST",
+                r"/login",
+                "login",
+                lambda r: json_response(200, {"token": TOKEN}),
+                public=True,
+            ),
+            Route(
+                "GET",
+                r"/items/(?P<item>\w+)",
+                "items",
+                lambda r: json_response(200, {"item": r.params["item"]}),
+            ),
+            Route("POST", r"/items", "items", lambda r: json_response(201, r.json())),
+        ]
+
+    def authenticate(self, request: Request) -> Response | None:
+        return None if request.bearer() == TOKEN else json_response(401, {"error": "bad token"})
+
+    def fault_response(self, fault: Fault, request: Request) -> Response:
+        headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else {}
+        return json_response(fault.status or 401, {"error": fault.kind}, headers)
+
+    def not_found(self, request: Request) -> Response:
+        return json_response(404, {"error": f"no {request.path}"})
+
+    def decorate(self, request: Request, response: Response) -> None:
+        response.headers["X-Toy"] = "1"
+
+
+@contextmanager
+def _serve(plan: FaultPlan | None = None) -> Iterator[tuple[str, LoopbackServer]]:
+    server = LoopbackServer(ToyDialect(), plan)
+    with server.running():
+        yield server.base_url, server
+
+
+@pytest.fixture
+def toy() -> Iterator[tuple[str, LoopbackServer]]:
+    with _serve() as served:
+        yield served
+
+
+def _get(
+    base: str, path: str, token: str = TOKEN, session: requests.Session | None = None
+) -> requests.Response:
+    return (session or requests).get(
+        base + path, headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+
+
+def test_routes_answer_with_params_and_dialect_headers(toy: tuple[str, LoopbackServer]) -> None:
+    base, _ = toy
+    answer = _get(base, "/items/abc")
+    assert answer.status_code == 200 and answer.json() == {"item": "abc"}
+    assert answer.headers["X-Toy"] == "1"
+    created = requests.post(
+        base + "/items", json={"a": 1}, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    )
+    assert created.status_code == 201 and created.json() == {"a": 1}
+
+
+def test_authentication_is_the_dialects_and_public_routes_skip_it(
+    toy: tuple[str, LoopbackServer],
+) -> None:
+    base, _ = toy
+    assert _get(base, "/items/abc", token="wrong").json() == {"error": "bad token"}
+    assert requests.post(base + "/login", timeout=5).json() == {"token": TOKEN}
+
+
+def test_unknown_paths_get_the_dialects_not_found(toy: tuple[str, LoopbackServer]) -> None:
+    base, _ = toy
+    answer = _get(base, "/nope")
+    assert answer.status_code == 404 and answer.json() == {"error": "no /nope"}
+
+
+def test_request_counts_match_what_was_sent_and_admin_reports_them(
+    toy: tuple[str, LoopbackServer],
+) -> None:
+    base, server = toy
+    with requests.Session() as session:  # keep-alive: several requests on one connection
+        for item in ("a", "b", "c"):
+            _get(base, f"/items/{item}", session=session)
+    requests.post(base + "/login", timeout=5)
+    assert server.log.snapshot() == {"GET items": 3, "POST login": 1}
+    report = requests.get(base + "/__sandbox/requests", timeout=5).json()
+    assert report == {"total": 4, "by_endpoint": {"GET items": 3, "POST login": 1}}
+    requests.post(base + "/__sandbox/reset", timeout=5)
+    assert server.log.total() == 0
+
+
+def test_a_status_fault_fires_in_its_window() -> None:
+    plan = FaultPlan([FaultRule("status", status=429, endpoint="items", after=1, count=2)])
+    with _serve(plan) as (base, _):
+        statuses = [_get(base, "/items/x").status_code for _ in range(5)]
+    assert statuses == [200, 429, 429, 200, 200]
+
+
+def test_a_status_fault_carries_retry_after_and_only_hits_its_endpoint() -> None:
+    with _serve(FaultPlan([FaultRule("status", status=503, retry_after=3, endpoint="items")])) as (
+        base,
+        _,
+    ):
+        answer = _get(base, "/items/x")
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "3"
+        assert requests.post(base + "/login", timeout=5).status_code == 200
+
+
+def test_a_drop_fault_closes_the_connection_without_an_answer() -> None:
+    with _serve(FaultPlan([FaultRule("drop", count=1)])) as (base, _):
+        with pytest.raises(requests.ConnectionError):
+            _get(base, "/items/x")
+        assert _get(base, "/items/x").status_code == 200
+
+
+def test_a_slow_fault_delays_but_answers() -> None:
+    with _serve(FaultPlan([FaultRule("slow", seconds=0.3, count=1)])) as (base, _):
+        started = time.perf_counter()
+        assert _get(base, "/items/x").status_code == 200
+        assert time.perf_counter() - started >= 0.3
+
+
+def test_session_expiry_fires_once_after_n_requests() -> None:
+    with _serve(FaultPlan([FaultRule("expire_session", after=2)])) as (base, _):
+        statuses = [_get(base, "/items/x").status_code for _ in range(4)]
+        assert statuses == [200, 200, 401, 200]
+
+
+def test_locks_fail_a_record_the_given_number_of_times() -> None:
+    plan = FaultPlan([FaultRule("lock", records=("001A",), times=2)])
+    assert [plan.locked("001A") for _ in range(3)] == [True, True, False]
+    assert not plan.locked("001B")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[[fault]]\nkind = "boom"\n',
+            "kind must be one of status, slow, drop, expire_session, lock",
+        ),
+        ('[[fault]]\nkind = "status"\nstatus = 200\n', "status must be an HTTP error status"),
+        ('[[fault]]\nkind = "slow"\nsecs = 1\n', "unknown key(s) ['secs']"),
+        ('[faults]\nkind = "slow"\n', "unknown section(s) ['faults']"),
+        ("[[fault]\n", "faults.toml: "),
+    ],
+)
+def test_a_bad_faults_file_says_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "faults.toml"
+    path.write_text(text)
+    with pytest.raises(FaultError) as error:
+        load_faults(path)
+    assert message in str(error.value)
+
+
+def test_a_faults_file_loads_into_rules(tmp_path: Path) -> None:
+    path = tmp_path / "faults.toml"
+    path.write_text(
+        '[[fault]]\nkind = "status"\nstatus = 429\nretry_after = 2\ncount = 3\n'
+        '[[fault]]\nkind = "lock"\nrecords = ["001A"]\ntimes = 1\n'
+    )
+    plan = load_faults(path)
+    assert plan.rules[0] == FaultRule("status", status=429, retry_after=2, count=3)
+    assert plan.locked("001A") and not plan.locked("001A")
+
+
+def _table() -> Table:
+    frame = pl.DataFrame(
+        {
+            "Id": ["a", "b", "c"],
+            "Score": [None, 2.0, None],
+            "Modified": [datetime(2025, 1, 1, tzinfo=UTC)] * 3,
+            "Deleted": [False] * 3,
+        }
+    )
+    return Table(TableSpec("Account", "Id", "Modified", "Deleted"), frame)
+
+
+def test_table_updates_stamp_modified_and_leave_old_snapshots_alone() -> None:
+    table = _table()
+    before = table.frame
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    table.update({"c": {"Score": 9.0}, "a": {"Score": 1.0}}, now)
+    assert table.get(["a", "c"])["Score"].to_list() == [1.0, 9.0]
+    assert table.get(["a", "b"])["Modified"].to_list() == [now, datetime(2025, 1, 1, tzinfo=UTC)]
+    assert before["Score"].to_list() == [None, 2.0, None]
+
+
+def test_table_update_of_a_missing_record_changes_nothing() -> None:
+    table = _table()
+    with pytest.raises(KeyError, match="no records"):
+        table.update({"a": {"Score": 1.0}, "zz": {"Score": 2.0}}, datetime(2026, 1, 1, tzinfo=UTC))
+    assert table.get(["a"])["Score"].to_list() == [None]
+
+
+def test_table_insert_and_new_columns() -> None:
+    table = _table()
+    table.add_column("Tier__c", pl.String)
+    table.insert(
+        [{"Id": "d", "Score": 4.0, "Deleted": False, "Tier__c": "AE"}],
+        datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert len(table) == 4 and table.get(["d"])["Tier__c"].to_list() == ["AE"]
