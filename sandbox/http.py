@@ -266,6 +266,9 @@ def _handler_class(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
 
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the clients reuse pooled connections
+        # headers and body leave in two writes; with Nagle on, a kept-alive connection then
+        # waits ~40 ms for the client's delayed ACK on every response
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             split = urlsplit(self.path)

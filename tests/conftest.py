@@ -18,6 +18,8 @@ from psycopg import sql
 
 from sync.store import Store
 
+pytest_plugins = ["tests.sandbox_fixtures"]
+
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 PG_DATABASE = "test"

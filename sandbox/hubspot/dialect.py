@@ -1,0 +1,134 @@
+"""The HubSpot dialect: routes of every API, private-app token auth, rate limits, faults.
+
+    with start_sandbox("hubspot", org, tier="professional") as crm:
+        client = HubSpot(access_token=crm.token, host=crm.base_url, base_url=crm.base_url)
+
+(``base_url`` is what the client's raw ``api_request()`` helper uses.) Injected faults answer
+in HubSpot's shapes: a 429 with ``errorType: RATE_LIMIT`` (and ``Retry-After`` when the fault
+gives one), 5xx error bodies, and an expired session as a 401 ``EXPIRED_AUTHENTICATION`` once,
+after which the same token works again (as if the connector had refreshed it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+from urllib.parse import unquote
+
+from sandbox.faults import Fault, FaultPlan
+from sandbox.http import Request, Response, Route
+from sandbox.hubspot.associations import AssociationRoutes
+from sandbox.hubspot.errors import (
+    AUTH_MISSING,
+    HubSpotError,
+    correlation_id,
+    error_response,
+    rate_limit_response,
+)
+from sandbox.hubspot.events import EventRoutes, build_events
+from sandbox.hubspot.limits import RateLimiter
+from sandbox.hubspot.objects import ObjectRoutes
+from sandbox.hubspot.owners import OwnerRoutes
+from sandbox.hubspot.properties import PropertyRoutes
+from sandbox.hubspot.store import Clock, PortalStore
+from sandbox.hubspot.writes import BatchRoutes
+from sandbox.org import Org
+
+__all__ = ["DEFAULT_TIER", "HubSpotDialect", "make_dialect"]
+
+DEFAULT_TIER = "professional"
+_EXPIRED = "The OAuth token used to make this call expired 0 second(s) ago."
+
+
+def _is_search(request: Request) -> bool:
+    return request.path.endswith("/search")
+
+
+class HubSpotDialect:
+    """A HubSpot portal over one org, for one private-app token."""
+
+    def __init__(
+        self, org: Org, token: str, faults: FaultPlan, clock: Clock, tier: str = DEFAULT_TIER
+    ) -> None:
+        self.token = token
+        self.store = PortalStore(org, clock)
+        self.limiter = RateLimiter(tier, clock)
+        self._routes = [
+            *BatchRoutes(self.store, faults).routes(),
+            *ObjectRoutes(self.store, faults).routes(),
+            *AssociationRoutes(self.store, faults).routes(),
+            *PropertyRoutes(self.store).routes(),
+            *OwnerRoutes(org.users).routes(),
+            *EventRoutes(build_events(org, self.store.merges)).routes(),
+        ]
+
+    def routes(self) -> list[Route]:
+        """Every route, each handler rate-limited and its errors rendered HubSpot's way."""
+        return [
+            Route(r.method, r.pattern, r.endpoint, self._guarded(r.handler), r.public)
+            for r in self._routes
+        ]
+
+    def _guarded(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def guarded(request: Request) -> Response:
+            policy = self.limiter.admit(search=_is_search(request))
+            if policy is not None:
+                return rate_limit_response(policy)
+            # path segments arrive percent-encoded (an email as idProperty: a%40b.com)
+            params = {key: unquote(value) for key, value in request.params.items()}
+            request = replace(request, params=params)
+            try:
+                return handler(request)
+            except HubSpotError as error:
+                return error_response(error)
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                # a malformed body or argument: HubSpot answers 400, never a dropped connection
+                return error_response(HubSpotError(400, f"Invalid input: {error!r}"))
+
+        return guarded
+
+    def authenticate(self, request: Request) -> Response | None:
+        """None for the private app's token, else HubSpot's 401."""
+        if request.bearer() == self.token:
+            return None
+        return error_response(HubSpotError(401, AUTH_MISSING))
+
+    def fault_response(self, fault: Fault, request: Request) -> Response:
+        """An injected failure in HubSpot's shape."""
+        if fault.kind == "expire_session":
+            return error_response(HubSpotError(401, _EXPIRED, category="EXPIRED_AUTHENTICATION"))
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        if fault.status == 429:
+            return rate_limit_response("TEN_SECONDLY_ROLLING", headers)
+        message = "An internal error occurred; try the request again."
+        return error_response(HubSpotError(fault.status, message), headers)
+
+    def not_found(self, request: Request) -> Response:
+        """HubSpot's answer to a path it does not serve."""
+        segments = request.path.split("/")
+        if request.path.startswith("/crm/v3/objects/") and len(segments) > 4:
+            return error_response(
+                HubSpotError(400, f"Unable to infer object type from: {segments[4]}")
+            )
+        return error_response(
+            HubSpotError(404, f"No route for {request.method} {request.path}", category="NOT_FOUND")
+        )
+
+    def decorate(self, request: Request, response: Response) -> None:
+        """A correlation id everywhere; rate-limit headers, except on search (as HubSpot)."""
+        response.headers.setdefault("X-HubSpot-Correlation-Id", correlation_id())
+        # Search responses carry no X-HubSpot-RateLimit-* headers:
+        # https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines
+        if request.bearer() == self.token and not _is_search(request):
+            response.headers.update(self.limiter.headers())
+
+
+def make_dialect(
+    org: Org, token: str, faults: FaultPlan, clock: Clock, **options: Any
+) -> HubSpotDialect:
+    """The dialect ``sandbox.service.start_sandbox("hubspot", ...)`` serves."""
+    unknown = set(options) - {"tier"}
+    if unknown:
+        raise ValueError(f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: tier")
+    return HubSpotDialect(org, token, faults, clock, tier=options.get("tier", DEFAULT_TIER))

@@ -1,0 +1,291 @@
+"""Web and marketing touches as HubSpot exposes them: the event analytics API (events v3).
+
+``GET /events/v3/events/`` (``client.events.events_api.get_page``) lists event completions of
+contacts and companies, filtered by objectType, objectId, eventType and occurredAfter /
+occurredBefore (both exclusive), oldest first (``sort=DESCENDING`` for newest first), 100 a page.
+A touch by a known person is the contact's event (the merge survivor's); a touch seen only at an
+account is the company's. Rep calls, emails and meetings are CRM objects instead (objects.py).
+
+How each catalog key appears, so a connector can invert it by (eventType, path of ``hs_url``):
+
+| catalog key   | eventType                 | hs_url path                    | hs_title           |
+|---------------|---------------------------|--------------------------------|--------------------|
+| demo_request  | e_submitted_form          | /demo                          | Request a demo     |
+| pricing_page  | e_visited_page            | /pricing                       | Pricing            |
+| trial_signup  | e_submitted_form          | /trial                         | Start your free... |
+| contact_sales | e_submitted_form          | /contact-sales                 | Contact sales      |
+| webinar       | e_submitted_form          | /webinars/{topic}              | Webinar: {Topic}   |
+| case_study    | e_visited_page            | /customers/{topic}             | Case study: {Topic}|
+| product_page  | e_visited_page            | /product                       | Product overview   |
+| whitepaper    | e_submitted_form          | /resources/whitepapers/{topic} | {Topic} whitepaper |
+| blog_visit    | e_visited_page            | /blog/{topic}                  | Blog: {Topic}      |
+| email_open    | e_opened_marketing_email  | (none)                         | Monthly newsletter |
+| email_click   | e_clicked_marketing_email | /newsletter                    | Monthly newsletter |
+
+URLs are on ``https://www.example.com`` (the seller's site); event ids are UUID-shaped strings
+ending in the activity id. The two e_*_marketing_email names follow HubSpot's ``e_`` naming of
+standard events; check them against ``GET /events/v3/events/event-types`` of a live portal.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from sandbox.http import Request, Response, Route
+from sandbox.hubspot.errors import HubSpotError
+from sandbox.hubspot.ids import hubspot_id
+from sandbox.hubspot.mapping import ENGAGEMENT_TYPES
+from sandbox.hubspot.render import page_body
+from sandbox.hubspot.responses import link_to
+from sandbox.hubspot.values import TIMESTAMP_FORMAT
+from sandbox.org import Org
+from sandbox.reps import SELLER_DOMAIN
+from sandbox.vocab import TOPICS
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_EVENTS_PAGE",
+    "SITE",
+    "WEB_TOUCHES",
+    "EventRoutes",
+    "WebTouch",
+    "build_events",
+]
+
+SITE = f"https://www.{SELLER_DOMAIN}"
+MAX_EVENTS_PAGE = 100
+_ID_PREFIX = "00000000-0000-4000-8000-"
+
+
+@dataclass(frozen=True)
+class WebTouch:
+    """How one catalog key shows in the events API."""
+
+    event_type: str
+    path: str | None  # "{topic}" is replaced by the touch's topic
+    title: str  # "{Topic}" is replaced by the topic's label
+
+
+WEB_TOUCHES: dict[str, WebTouch] = {
+    "demo_request": WebTouch("e_submitted_form", "/demo", "Request a demo"),
+    "pricing_page": WebTouch("e_visited_page", "/pricing", "Pricing"),
+    "trial_signup": WebTouch("e_submitted_form", "/trial", "Start your free trial"),
+    "contact_sales": WebTouch("e_submitted_form", "/contact-sales", "Contact sales"),
+    "webinar": WebTouch("e_submitted_form", "/webinars/{topic}", "Webinar: {Topic}"),
+    "case_study": WebTouch("e_visited_page", "/customers/{topic}", "Case study: {Topic}"),
+    "product_page": WebTouch("e_visited_page", "/product", "Product overview"),
+    "whitepaper": WebTouch(
+        "e_submitted_form", "/resources/whitepapers/{topic}", "{Topic} whitepaper"
+    ),
+    "blog_visit": WebTouch("e_visited_page", "/blog/{topic}", "Blog: {Topic}"),
+    "email_open": WebTouch("e_opened_marketing_email", None, "Monthly newsletter"),
+    "email_click": WebTouch("e_clicked_marketing_email", "/newsletter", "Monthly newsletter"),
+}
+EVENT_TYPES = sorted({touch.event_type for touch in WEB_TOUCHES.values()})
+_OBJECT_TYPES = {
+    "contact": "CONTACT",
+    "contacts": "CONTACT",
+    "0-1": "CONTACT",
+    "company": "COMPANY",
+    "companies": "COMPANY",
+    "0-2": "COMPANY",
+}
+
+
+def _topic_label(topic: str) -> str:
+    return topic.upper() if len(topic) <= 2 else topic.title()
+
+
+def _touch_table() -> pl.DataFrame:
+    """(type, topic) -> eventType, hs_url, hs_title for every catalog key and topic."""
+    rows = []
+    for key, touch in WEB_TOUCHES.items():
+        for topic in (None, *TOPICS):
+            path = touch.path.replace("{topic}", topic or "") if touch.path else None
+            title = touch.title.replace("{Topic}", _topic_label(topic) if topic else "")
+            rows.append(
+                (key, topic, touch.event_type, SITE + path if path else None, title.strip(": "))
+            )
+    schema = ["type", "topic", "event_type", "hs_url", "hs_title"]
+    return pl.DataFrame(rows, schema=schema, orient="row").with_columns(
+        pl.col("event_type", "hs_url", "hs_title").cast(pl.Categorical)
+    )
+
+
+def build_events(org: Org, merges: pl.DataFrame) -> pl.DataFrame:
+    """Every web and marketing touch of the org as an event, oldest first."""
+    touches = org.activities.filter(~pl.col("type").cast(pl.String).is_in(list(ENGAGEMENT_TYPES)))
+    joined = (
+        touches.with_columns(pl.col("type", "topic").cast(pl.String))
+        .join(merges, on="person_id", how="left")
+        .join(_touch_table(), on=["type", "topic"], how="left", nulls_equal=True)
+    )
+    by_person = pl.col("survivor_id").is_not_null()
+    return joined.select(
+        "activity_id",
+        "event_type",
+        "hs_url",
+        "hs_title",
+        _us=pl.col("occurred_at").dt.epoch("us"),
+        occurred_at=pl.col("occurred_at"),
+        object_type=pl.when(by_person)
+        .then(pl.lit("CONTACT"))
+        .otherwise(pl.lit("COMPANY"))
+        .cast(pl.Categorical),
+        object_id=pl.when(by_person)
+        .then(hubspot_id("contacts", "survivor_id"))
+        .otherwise(hubspot_id("companies", "account_id")),
+    ).sort("_us", "activity_id")
+
+
+def _fragments(rows: pl.DataFrame) -> list[str]:
+    """Events as ``ExternalUnifiedEvent`` JSON objects."""
+    properties = pl.struct(pl.col("hs_url").cast(pl.String), pl.col("hs_title").cast(pl.String))
+    parts = [
+        pl.lit('{"objectType":"'),
+        pl.col("object_type").cast(pl.String),
+        pl.lit('","objectId":"'),
+        pl.col("object_id").cast(pl.String),
+        pl.lit('","eventType":"'),
+        pl.col("event_type").cast(pl.String),
+        pl.lit('","occurredAt":"'),
+        pl.col("occurred_at").dt.strftime(TIMESTAMP_FORMAT),
+        pl.lit('","id":"' + _ID_PREFIX),
+        pl.col("activity_id").cast(pl.String).str.zfill(12),
+        pl.lit('","properties":'),
+        properties.struct.json_encode(),
+        pl.lit("}"),
+    ]
+    return rows.select(pl.concat_str(parts).alias("json"))["json"].to_list()
+
+
+def _cursor(text: str | None) -> int:
+    """The position an ``after`` token names (opaque to clients, like HubSpot's)."""
+    if not text:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(text.encode()).decode())
+    except (ValueError, binascii.Error) as error:
+        raise HubSpotError(400, f"Invalid paging cursor {text!r}") from error
+
+
+def _token(position: int) -> str:
+    return base64.urlsafe_b64encode(str(position).encode()).decode()
+
+
+def _micros(text: str | None) -> int | None:
+    """An ISO 8601 or epoch-milliseconds time argument as epoch microseconds."""
+    if not text:
+        return None
+    try:
+        if text.isdigit():
+            return int(text) * 1000
+        parsed = datetime.fromisoformat(text.replace(" ", "+").replace("Z", "+00:00"))
+    except ValueError as error:
+        raise HubSpotError(400, f"Invalid datetime {text!r}") from error
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1_000_000)
+
+
+class EventRoutes:
+    """Handlers of /events/v3/events/."""
+
+    def __init__(self, events: pl.DataFrame) -> None:
+        self.ascending = events
+        self.descending = events.reverse()
+
+    def routes(self) -> list[Route]:
+        """Event completions and the event type names."""
+        return [
+            Route("GET", r"/events/v3/events/?", "events", self.list_page),
+            Route("GET", r"/events/v3/events/event-types", "events/event-types", self.types),
+        ]
+
+    def types(self, request: Request) -> Response:
+        """The event type names visible to the token."""
+        return Response(200, json.dumps({"eventTypes": EVENT_TYPES}).encode())
+
+    def list_page(self, request: Request) -> Response:
+        """A page of event completions matching the filters."""
+        descending = "DESCENDING" in [s.upper() for s in request.query.get("sort", [])]
+        frame = self.descending if descending else self.ascending
+        start, end = self._bounds(frame, request, descending)
+        limit = int(request.arg("limit") or MAX_EVENTS_PAGE)
+        if not 0 < limit <= MAX_EVENTS_PAGE:
+            raise HubSpotError(400, f"limit must be between 1 and {MAX_EVENTS_PAGE}, got {limit}")
+        rows, next_position = _scan(
+            frame, max(start, _cursor(request.arg("after"))), end, limit, self._where(request)
+        )
+        after = None if next_position is None else _token(next_position)
+        return Response(
+            200,
+            page_body(
+                "[" + ",".join(_fragments(rows)) + "]",
+                after,
+                link_to(request, "/events/v3/events/"),
+            ),
+        )
+
+    def _bounds(self, frame: pl.DataFrame, request: Request, descending: bool) -> tuple[int, int]:
+        """The rows between occurredAfter and occurredBefore (both exclusive)."""
+        stamps = frame["_us"].to_numpy()
+        after, before = (
+            _micros(request.arg("occurredAfter")),
+            _micros(request.arg("occurredBefore")),
+        )
+        if descending:
+            keys = -stamps
+            start = np.searchsorted(keys, -before, "right") if before is not None else 0
+            end = np.searchsorted(keys, -after, "left") if after is not None else len(keys)
+        else:
+            start = np.searchsorted(stamps, after, "right") if after is not None else 0
+            end = np.searchsorted(stamps, before, "left") if before is not None else len(stamps)
+        return int(start), int(end)
+
+    def _where(self, request: Request) -> pl.Expr:
+        """objectType, objectId, eventType and id filters."""
+        expr = pl.lit(True)
+        object_type = request.arg("objectType")
+        if object_type:
+            if object_type.lower() not in _OBJECT_TYPES:
+                raise HubSpotError(400, f"Unknown objectType {object_type!r}")
+            expr = expr & (pl.col("object_type") == _OBJECT_TYPES[object_type.lower()])
+        if request.arg("objectId"):
+            if not object_type:
+                raise HubSpotError(400, "objectId needs objectType")
+            expr = expr & (pl.col("object_id") == int(request.arg("objectId") or 0))
+        if request.arg("eventType"):
+            expr = expr & (pl.col("event_type") == request.arg("eventType"))
+        ids = [
+            int(i.removeprefix(_ID_PREFIX))
+            for i in request.query.get("id", [])
+            if i.startswith(_ID_PREFIX)
+        ]
+        if request.query.get("id"):
+            expr = expr & pl.col("activity_id").is_in(ids)
+        return expr
+
+
+def _scan(
+    frame: pl.DataFrame, start: int, end: int, limit: int, where: pl.Expr
+) -> tuple[pl.DataFrame, int | None]:
+    """Up to ``limit`` matching rows from ``start`` (before ``end``), and the next page's start."""
+    window = limit + 1
+    while True:
+        chunk = (
+            frame.slice(start, min(window, max(end - start, 0)))
+            .with_row_index("_at", start)
+            .filter(where)
+        )
+        if chunk.height > limit or start + window >= end:
+            break
+        window *= 4
+    next_position = int(chunk["_at"][limit]) if chunk.height > limit else None
+    return chunk.head(limit), next_position

@@ -1,0 +1,577 @@
+"""The HubSpot sandbox conformance suite: the unmodified hubspot-api-client over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+import pytest
+import requests
+from hubspot import HubSpot
+from hubspot.crm.companies.exceptions import ApiException as CompaniesApiException
+from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
+from hubspot.crm.objects.exceptions import ApiException as ObjectsApiException
+from hubspot.crm.owners.exceptions import ApiException as OwnersApiException
+
+from sandbox.faults import FaultPlan, FaultRule
+from sandbox.hubspot import WEB_TOUCHES
+from sandbox.org import Org
+from sandbox.service import RunningSandbox, start_sandbox
+from tests.sandbox_fixtures import HUBSPOT_LOCKED_COMPANY, HubSpotClock, hubspot_client
+
+COMPANY_BASE, CONTACT_BASE = 20_000_000_000, 30_000_000_000
+REP_ACTIVITIES = {"calls": "call", "emails": "email", "meetings": "meeting"}
+
+
+def _pages(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
+    """Every page of a paged call, following ``paging.next.after`` until it is absent."""
+    after, seen = None, set()
+    while True:
+        page = fetch(after)
+        yield page
+        if page.paging is None:
+            return
+        after = page.paging.next.after
+        assert after not in seen, "a repeated page token"
+        seen.add(after)
+
+
+def _all(client: HubSpot, object_name: str, **kwargs: Any) -> list[Any]:
+    """Every record of an object, 100 a page."""
+    return [
+        record
+        for page in _pages(
+            lambda after: client.crm.objects.basic_api.get_page(
+                object_name, limit=100, after=after, **kwargs
+            )
+        )
+        for record in page.results
+    ]
+
+
+def _survivors(org: Org) -> pl.DataFrame:
+    """The people HubSpot shows as contacts: one per email (the earliest), or without email."""
+    email = pl.col("email").str.to_lowercase()
+    return org.people.filter(
+        email.is_null() | (pl.col("person_id") == pl.col("person_id").min().over(email))
+    )
+
+
+def _error(exc: pytest.ExceptionInfo[Any]) -> dict[str, Any]:
+    return json.loads(exc.value.body)
+
+
+# --- lists, archives, get --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "object_name", ["companies", "contacts", "deals", "calls", "emails", "meetings"]
+)
+def test_list_pages_to_the_end_and_counts_match_the_org(
+    hubspot: HubSpot, hubspot_org: Org, object_name: str
+) -> None:
+    live = _all(hubspot, object_name)
+    archived = _all(hubspot, object_name, archived=True)
+    expected = {
+        "companies": hubspot_org.accounts.height,
+        "contacts": _survivors(hubspot_org).height,
+        "deals": hubspot_org.opportunities.height,
+        **{
+            name: hubspot_org.activities.filter(pl.col("type") == kind).height
+            for name, kind in REP_ACTIVITIES.items()
+        },
+    }[object_name]
+    ids = [r.id for r in live + archived]
+    assert len(ids) == len(set(ids)) == expected
+    assert all(r.id.isdigit() and r.properties["hs_object_id"] == r.id for r in live)
+    assert all(r.created_at is not None and r.updated_at is not None for r in live)
+
+
+def test_archived_records_are_listed_only_with_archived_true(
+    hubspot: HubSpot, hubspot_org: Org
+) -> None:
+    archived = _all(hubspot, "contacts", archived=True)
+    assert archived and all(r.archived and r.archived_at is not None for r in archived)
+    record_id = archived[0].id
+    with pytest.raises(ObjectsApiException) as missing:
+        hubspot.crm.objects.basic_api.get_by_id("contacts", record_id)
+    assert missing.value.status == 404 and _error(missing)["category"] == "OBJECT_NOT_FOUND"
+    found = hubspot.crm.objects.basic_api.get_by_id("contacts", record_id, archived=True)
+    assert found.id == record_id and found.archived
+
+
+def test_get_by_id_maps_the_org_and_a_merged_id_answers_with_its_survivor(
+    hubspot: HubSpot, hubspot_org: Org
+) -> None:
+    account = hubspot_org.accounts.row(3, named=True)
+    company = hubspot.crm.companies.basic_api.get_by_id(
+        str(COMPANY_BASE + account["account_id"]),
+        properties=["name", "domain", "numberofemployees", "type", "lifecyclestage"],
+    )
+    assert company.properties["name"] == account["name"]
+    assert company.properties["domain"] == account["domain"]
+    assert company.properties["numberofemployees"] == str(account["employees"])
+    assert company.properties["type"] in ("PROSPECT", "COMPETITOR")
+    email = pl.col("email").str.to_lowercase()
+    dup = hubspot_org.people.filter(
+        email.is_not_null() & (pl.col("person_id") != pl.col("person_id").min().over(email))
+    )
+    merged_id = str(CONTACT_BASE + dup["person_id"][0])
+    survivor = hubspot.crm.contacts.basic_api.get_by_id(
+        merged_id, properties=["email", "hs_merged_object_ids"]
+    )
+    assert survivor.id != merged_id
+    assert merged_id in survivor.properties["hs_merged_object_ids"].split(";")
+    assert survivor.properties["email"].lower() == dup["email"][0].lower()
+
+
+def test_a_missing_record_is_a_404_and_an_unknown_object_a_400(hubspot: HubSpot) -> None:
+    with pytest.raises(ObjectsApiException) as missing:
+        hubspot.crm.objects.basic_api.get_by_id("companies", "29999999999")
+    assert missing.value.status == 404
+    with pytest.raises(ObjectsApiException) as unknown:
+        hubspot.crm.objects.basic_api.get_page("widgets")
+    assert unknown.value.status == 400 and "widgets" in _error(unknown)["message"]
+
+
+# --- search ----------------------------------------------------------------------------------
+
+_ACCOUNT_FILTERS: list[tuple[dict[str, Any], pl.Expr]] = [
+    ({"propertyName": "type", "operator": "EQ", "value": "COMPETITOR"}, pl.col("is_competitor")),
+    ({"propertyName": "type", "operator": "NEQ", "value": "competitor"}, ~pl.col("is_competitor")),
+    (
+        {"propertyName": "numberofemployees", "operator": "LT", "value": "50"},
+        pl.col("employees") < 50,
+    ),
+    (
+        {"propertyName": "numberofemployees", "operator": "LTE", "value": "50"},
+        pl.col("employees") <= 50,
+    ),
+    (
+        {"propertyName": "numberofemployees", "operator": "GT", "value": "50"},
+        pl.col("employees") > 50,
+    ),
+    (
+        {"propertyName": "numberofemployees", "operator": "GTE", "value": "50"},
+        pl.col("employees") >= 50,
+    ),
+    (
+        {
+            "propertyName": "numberofemployees",
+            "operator": "BETWEEN",
+            "value": "10",
+            "highValue": "200",
+        },
+        pl.col("employees").is_between(10, 200),
+    ),
+    (
+        {"propertyName": "industry", "operator": "IN", "values": ["SOFTWARE", "FINTECH"]},
+        pl.col("industry").is_in(["Software", "Fintech"]),
+    ),
+    (
+        {"propertyName": "industry", "operator": "NOT_IN", "values": ["SOFTWARE", "FINTECH"]},
+        ~pl.col("industry").is_in(["Software", "Fintech"]),
+    ),
+    (
+        {"propertyName": "hs_parent_company_id", "operator": "HAS_PROPERTY"},
+        pl.col("parent_id").is_not_null(),
+    ),
+    (
+        {"propertyName": "hs_additional_domains", "operator": "NOT_HAS_PROPERTY"},
+        pl.col("alias_domain").is_null(),
+    ),
+    (
+        {"propertyName": "domain", "operator": "CONTAINS_TOKEN", "value": "*.de"},
+        pl.col("domain").str.ends_with(".de"),
+    ),
+    (
+        {"propertyName": "createdate", "operator": "GTE", "value": "2025-01-01T00:00:00Z"},
+        pl.col("created_at") >= pl.datetime(2025, 1, 1, time_zone="UTC"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("search_filter", "expected"),
+    _ACCOUNT_FILTERS,
+    ids=lambda f: getattr(f, "get", lambda _: "")("operator"),
+)
+def test_search_operators_match_the_org(
+    hubspot: HubSpot, hubspot_org: Org, search_filter: dict[str, Any], expected: pl.Expr
+) -> None:
+    body = {"filterGroups": [{"filters": [search_filter]}], "limit": 200, "properties": ["name"]}
+    found = hubspot.crm.companies.search_api.do_search(body)
+    assert found.total == hubspot_org.accounts.filter(expected.fill_null(False)).height > 0
+
+
+def test_search_ors_groups_sorts_and_pages(hubspot: HubSpot, hubspot_org: Org) -> None:
+    groups = [
+        {"filters": [{"propertyName": "type", "operator": "EQ", "value": "COMPETITOR"}]},
+        {"filters": [{"propertyName": "lifecyclestage", "operator": "EQ", "value": "customer"}]},
+    ]
+    sort = [{"propertyName": "numberofemployees", "direction": "DESCENDING"}]
+    pages = list(
+        _pages(
+            lambda after: hubspot.crm.companies.search_api.do_search(
+                {
+                    "filterGroups": groups,
+                    "sorts": sort,
+                    "limit": 7,
+                    "after": after,
+                    "properties": ["numberofemployees"],
+                }
+            )
+        )
+    )
+    sizes = [r.properties["numberofemployees"] for p in pages for r in p.results]
+    expected = hubspot_org.accounts.filter(pl.col("is_competitor") | pl.col("is_customer"))
+    assert len(sizes) == pages[0].total == expected.height
+    known = [int(size) for size in sizes if size is not None]
+    assert known == sorted(known, reverse=True) and sizes[: len(known)] == [str(k) for k in known]
+
+
+def test_search_caps_pages_at_200_and_results_at_10000(hubspot: HubSpot) -> None:
+    with pytest.raises(ContactsApiException) as too_big:
+        hubspot.crm.contacts.search_api.do_search({"limit": 201})
+    assert too_big.value.status == 400
+    assert hubspot.crm.contacts.search_api.do_search({"limit": 200, "after": "9800"}).results == []
+    with pytest.raises(ContactsApiException) as past_cap:
+        hubspot.crm.contacts.search_api.do_search({"limit": 100, "after": "10000"})
+    assert past_cap.value.status == 400 and _error(past_cap)["category"] == "VALIDATION_ERROR"
+
+
+# --- batches and writes ----------------------------------------------------------------------
+
+
+def test_batch_read_reports_missing_ids_in_a_207(hubspot: HubSpot) -> None:
+    inputs = [{"id": str(COMPANY_BASE + 1)}, {"id": "29999999999"}]
+    answer = hubspot.crm.companies.batch_api.read({"inputs": inputs, "properties": ["name"]})
+    assert [r.id for r in answer.results] == [str(COMPANY_BASE + 1)]
+    assert answer.errors[0].category == "OBJECT_NOT_FOUND"
+    assert answer.errors[0].context["ids"] == ["29999999999"]
+
+
+def test_batch_update_fails_a_locked_record_alone_with_a_retriable_conflict(
+    hubspot: HubSpot,
+) -> None:
+    other = str(COMPANY_BASE + 6)
+    inputs = [
+        {"id": HUBSPOT_LOCKED_COMPANY, "properties": {"city": "Lockton"}},
+        {"id": other, "properties": {"city": "Freeburg"}},
+    ]
+    answer = hubspot.crm.companies.batch_api.update({"inputs": inputs})
+    assert [r.id for r in answer.results] == [other] and answer.num_errors == 1
+    assert answer.errors[0].category == "CONFLICT"
+    assert answer.errors[0].context["ids"] == [HUBSPOT_LOCKED_COMPANY]
+    city = hubspot.crm.companies.basic_api.get_by_id(other, properties=["city"]).properties["city"]
+    assert city == "Freeburg"
+    retried = hubspot.crm.companies.batch_api.update({"inputs": inputs[:1]})
+    assert not hasattr(retried, "errors") and retried.results[0].properties["city"] == "Lockton"
+
+
+def test_create_batch_create_and_upsert_answer_what_the_client_expects(hubspot: HubSpot) -> None:
+    created = hubspot.crm.contacts.basic_api.create(
+        {"properties": {"email": "ada@analytical.example", "firstname": "Ada"}}
+    )
+    assert created.id.isdigit() and created.properties["firstname"] == "Ada"
+    with pytest.raises(ContactsApiException) as duplicate:
+        hubspot.crm.contacts.basic_api.create({"properties": {"email": "ADA@analytical.example"}})
+    assert duplicate.value.status == 409
+    batch = hubspot.crm.contacts.batch_api.create(
+        {"inputs": [{"properties": {"email": f"n{i}@batch.example"}} for i in range(3)]}
+    )
+    assert len(batch.results) == 3 and batch.status == "COMPLETE"
+    upserted = hubspot.crm.contacts.batch_api.upsert(
+        {
+            "inputs": [
+                {
+                    "idProperty": "email",
+                    "id": "ada@analytical.example",
+                    "properties": {"lastname": "L"},
+                },
+                {
+                    "idProperty": "email",
+                    "id": "grace@hopper.example",
+                    "properties": {"lastname": "H"},
+                },
+            ]
+        }
+    )
+    assert sorted((r.properties["lastname"], r.new) for r in upserted.results) == [
+        ("H", True),
+        ("L", False),
+    ]
+
+
+def test_an_invalid_property_value_is_refused_with_a_400(hubspot: HubSpot) -> None:
+    for properties in ({"numberofemployees": "many"}, {"no_such_property": "x"}):
+        with pytest.raises(CompaniesApiException) as refused:
+            hubspot.crm.companies.basic_api.update(
+                str(COMPANY_BASE + 7), {"properties": properties}
+            )
+        assert refused.value.status == 400 and _error(refused)["category"] == "VALIDATION_ERROR"
+
+
+# --- associations v4 -------------------------------------------------------------------------
+
+
+def test_associations_v4_read_and_create(hubspot: HubSpot, hubspot_org: Org) -> None:
+    person = hubspot_org.people.filter(pl.col("account_id").is_not_null()).row(0, named=True)
+    contact_id = str(CONTACT_BASE + person["person_id"])
+    company_id = COMPANY_BASE + person["account_id"]
+    v4 = hubspot.crm.associations.v4
+    page = v4.basic_api.get_page("contacts", contact_id, "companies")
+    assert [r.to_object_id for r in page.results] == [str(company_id)]
+    assert sorted(t.type_id for t in page.results[0].association_types) == [1, 279]
+    batch = v4.batch_api.get_page("companies", "contacts", {"inputs": [{"id": str(company_id)}]})
+    assert contact_id in [t.to_object_id for t in batch.results[0].to]
+    other = str(COMPANY_BASE + 8)
+    made = v4.basic_api.create(
+        "contacts",
+        contact_id,
+        "companies",
+        other,
+        [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}],
+    )
+    assert made.from_object_id == contact_id and made.to_object_id == other
+    back = v4.basic_api.get_page("companies", other, "contacts")
+    assert contact_id in [r.to_object_id for r in back.results]
+
+
+def test_associations_v4_batch_create_and_read_report_per_record(hubspot: HubSpot) -> None:
+    v4 = hubspot.crm.associations.v4
+    call = _all(hubspot, "calls")[0].id
+    inputs = [
+        {
+            "from": {"id": call},
+            "to": {"id": str(COMPANY_BASE + 9)},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 182}],
+        },
+        {
+            "from": {"id": call},
+            "to": {"id": "29999999999"},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 182}],
+        },
+    ]
+    made = v4.batch_api.create("calls", "companies", {"inputs": inputs})
+    assert len(made.results) == 1 and made.errors[0].category == "OBJECT_NOT_FOUND"
+    read = v4.batch_api.get_page("calls", "companies", {"inputs": [{"id": call}, {"id": "1"}]})
+    assert str(COMPANY_BASE + 9) in [t.to_object_id for t in read.results[0].to]
+    assert read.errors[0].sub_category == "crm.associations.NO_ASSOCIATIONS_FOUND"
+
+
+# --- properties, owners, events --------------------------------------------------------------
+
+
+def test_a_created_property_reads_back_with_its_options_and_takes_values(hubspot: HubSpot) -> None:
+    hubspot.crm.properties.groups_api.create("companies", {"name": "handoff", "label": "Handoff"})
+    options = [
+        {"label": "AE", "value": "ae", "hidden": False},
+        {"label": "SDR", "value": "sdr", "hidden": False},
+    ]
+    created = hubspot.crm.properties.core_api.create(
+        "companies",
+        {
+            "name": "handoff_tier",
+            "label": "Tier",
+            "type": "enumeration",
+            "fieldType": "select",
+            "groupName": "handoff",
+            "options": options,
+        },
+    )
+    assert created.name == "handoff_tier" and not created.hubspot_defined
+    read = hubspot.crm.properties.core_api.get_by_name("companies", "handoff_tier")
+    assert [(o.value, o.label) for o in read.options] == [("ae", "AE"), ("sdr", "SDR")]
+    assert "handoff_tier" in [
+        p.name for p in hubspot.crm.properties.core_api.get_all("companies").results
+    ]
+    company = str(COMPANY_BASE + 10)
+    hubspot.crm.companies.basic_api.update(company, {"properties": {"handoff_tier": "ae"}})
+    found = hubspot.crm.companies.search_api.do_search(
+        {
+            "filterGroups": [
+                {"filters": [{"propertyName": "handoff_tier", "operator": "EQ", "value": "ae"}]}
+            ]
+        }
+    )
+    assert [r.id for r in found.results] == [company]
+    with pytest.raises(CompaniesApiException) as bad_option:
+        hubspot.crm.companies.basic_api.update(company, {"properties": {"handoff_tier": "vp"}})
+    assert bad_option.value.status == 400
+
+
+def test_owners_page_with_teams_and_inactive_users_archived(
+    hubspot: HubSpot, hubspot_org: Org
+) -> None:
+    def owners(archived: bool) -> list[Any]:
+        def fetch(after: str | None) -> Any:
+            return hubspot.crm.owners.owners_api.get_page(limit=5, after=after, archived=archived)
+
+        return [o for page in _pages(fetch) for o in page.results]
+
+    active, inactive = owners(False), owners(True)
+    users = hubspot_org.users
+    assert len(active) == users["is_active"].sum() and len(inactive) == (~users["is_active"]).sum()
+    by_email = {o.email: o for o in active + inactive}
+    for user in users.iter_rows(named=True):
+        teams = {t.name: t.primary for t in by_email[user["email"]].teams}
+        assert teams[f"{user['role'].upper()} {user['territory']}"] is True
+        assert ("Out of Office" in teams) == user["out_of_office"]
+
+
+def test_web_touches_arrive_as_events_that_invert_to_the_catalog(
+    hubspot: HubSpot, hubspot_org: Org
+) -> None:
+    inverse = {
+        (touch.event_type, (touch.path or "").split("{")[0].rstrip("/")): key
+        for key, touch in WEB_TOUCHES.items()
+    }
+    counts: Counter[str] = Counter()
+    pages = _pages(lambda after: hubspot.events.events_api.get_page(limit=100, after=after))
+    for page in pages:
+        for event in page.results:
+            path = urlsplit(event.properties["hs_url"] or "").path
+            key = (
+                inverse.get((event.event_type, path))
+                or inverse[(event.event_type, path.rsplit("/", 1)[0])]
+            )
+            counts[key] += 1
+    web = hubspot_org.activities.filter(pl.col("type").cast(pl.String).is_in(list(WEB_TOUCHES)))
+    assert counts == Counter(web["type"].cast(pl.String).to_list())
+    assert set(hubspot.events.events_api.get_types().event_types) >= {
+        "e_visited_page",
+        "e_submitted_form",
+    }
+
+
+def test_events_filter_by_object_type_and_exclusive_time_bounds(hubspot: HubSpot) -> None:
+    first = hubspot.events.events_api.get_page(
+        object_type="contact", event_type="e_visited_page", limit=2
+    )
+    assert all(
+        e.object_type == "CONTACT" and e.event_type == "e_visited_page" for e in first.results
+    )
+    stamp = first.results[0].occurred_at
+    later = hubspot.events.events_api.get_page(
+        object_type="contact", occurred_after=stamp, limit=100
+    )
+    assert all(e.occurred_at > stamp for e in later.results)
+    assert first.results[0].id not in [e.id for e in later.results]
+
+
+def test_rep_activities_are_engagements_with_timestamps_and_associations(hubspot: HubSpot) -> None:
+    call = hubspot.crm.objects.basic_api.get_page(
+        "calls",
+        limit=1,
+        properties=["hs_timestamp", "hubspot_owner_id"],
+        associations=["companies"],
+    ).results[0]
+    assert call.properties["hs_timestamp"].endswith("Z") and call.properties["hubspot_owner_id"]
+    assert call.associations["companies"].results[0].type == "call_to_company_unlabeled"
+
+
+def test_the_raw_api_request_helper_uses_the_base_url(hubspot: HubSpot) -> None:
+    answer = hubspot.api_request({"method": "GET", "path": "/crm/v3/properties/contacts/email"})
+    assert answer.status_code == 200 and answer.json()["hasUniqueValue"] is True
+
+
+# --- auth, limits, faults, accounting --------------------------------------------------------
+
+
+def test_a_wrong_token_is_the_clients_401(hubspot_sandbox: RunningSandbox) -> None:
+    client = hubspot_client(hubspot_sandbox, token="pat-na1-wrong")
+    with pytest.raises(OwnersApiException) as denied:
+        client.crm.owners.owners_api.get_page()
+    assert denied.value.status == 401
+    body = _error(denied)
+    assert body["status"] == "error" and body["category"] == "INVALID_AUTHENTICATION"
+    assert (
+        body["message"].startswith("Authentication credentials not found") and body["correlationId"]
+    )
+
+
+def test_the_ten_second_window_answers_429_until_the_clock_moves(
+    hubspot_org: Org, hubspot_clock: HubSpotClock
+) -> None:
+    with start_sandbox("hubspot", hubspot_org, tier="starter", clock=hubspot_clock) as crm:
+        client = hubspot_client(crm)
+        for _ in range(100):
+            ok = client.crm.owners.owners_api.get_page_with_http_info(limit=1)
+        assert ok[2]["X-HubSpot-RateLimit-Remaining"] == "0"
+        with pytest.raises(OwnersApiException) as limited:
+            client.crm.owners.owners_api.get_page(limit=1)
+        assert limited.value.status == 429
+        body, headers = _error(limited), limited.value.headers
+        assert body["errorType"] == "RATE_LIMIT" and body["policyName"] == "TEN_SECONDLY_ROLLING"
+        assert headers["X-HubSpot-RateLimit-Max"] == "100"
+        assert headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000"
+        assert headers["X-HubSpot-RateLimit-Daily"] == "250000"
+        assert headers["X-HubSpot-RateLimit-Daily-Remaining"] == str(250_000 - 100)
+        hubspot_clock.advance(10)
+        assert client.crm.owners.owners_api.get_page(limit=1).results
+
+
+def test_search_is_limited_to_five_a_second(hubspot_org: Org, hubspot_clock: HubSpotClock) -> None:
+    with start_sandbox("hubspot", hubspot_org, tier="professional", clock=hubspot_clock) as crm:
+        client = hubspot_client(crm)
+        for _ in range(5):
+            client.crm.contacts.search_api.do_search({"limit": 1})
+        with pytest.raises(ContactsApiException) as limited:
+            client.crm.contacts.search_api.do_search({"limit": 1})
+        assert limited.value.status == 429 and _error(limited)["policyName"] == "SECONDLY"
+        hubspot_clock.advance(1)
+        assert client.crm.contacts.search_api.do_search({"limit": 1}).total > 0
+
+
+@pytest.mark.parametrize(
+    ("rule", "status", "category"),
+    [
+        (FaultRule("expire_session", after=0), 401, "EXPIRED_AUTHENTICATION"),
+        (FaultRule("status", status=503, count=1), 503, "SERVICE_UNAVAILABLE"),
+        (FaultRule("status", status=429, count=1), 429, None),
+    ],
+)
+def test_injected_faults_come_in_hubspots_shape_and_then_pass(
+    hubspot_org: Org, rule: FaultRule, status: int, category: str | None
+) -> None:
+    with start_sandbox("hubspot", hubspot_org, faults=FaultPlan([rule]), tier="unlimited") as crm:
+        client = hubspot_client(crm)
+        with pytest.raises(OwnersApiException) as failed:
+            client.crm.owners.owners_api.get_page(limit=1)
+        assert failed.value.status == status
+        body = _error(failed)
+        assert body["category"] == category if category else body["errorType"] == "RATE_LIMIT"
+        assert client.crm.owners.owners_api.get_page(limit=1).results
+
+
+def test_a_fault_with_retry_after_is_retried_by_the_client_itself(hubspot_org: Org) -> None:
+    rule = FaultRule("status", status=429, retry_after=1, count=1)
+    with start_sandbox("hubspot", hubspot_org, faults=FaultPlan([rule]), tier="unlimited") as crm:
+        # urllib3's default Retry honours Retry-After on 429/503, so the call succeeds
+        assert hubspot_client(crm).crm.owners.owners_api.get_page(limit=1).results
+        assert crm.request_counts() == {"GET owners": 2}
+
+
+def test_the_server_counts_exactly_the_requests_the_client_sent(
+    hubspot_sandbox: RunningSandbox,
+) -> None:
+    admin = hubspot_sandbox.base_url + "/__sandbox"
+    requests.post(admin + "/reset", timeout=5)
+    client = hubspot_client(hubspot_sandbox)
+    companies = list(
+        _pages(lambda after: client.crm.companies.basic_api.get_page(limit=100, after=after))
+    )
+    client.crm.contacts.search_api.do_search({"limit": 1})
+    client.crm.owners.owners_api.get_page()
+    report = requests.get(admin + "/requests", timeout=5).json()
+    assert report["by_endpoint"] == {
+        "GET companies": len(companies),
+        "POST contacts/search": 1,
+        "GET owners": 1,
+    }
+    assert report["total"] == len(companies) + 2
