@@ -31,6 +31,7 @@ from scoring.config import (
 )
 from sync.config import (
     FeedbackSettings,
+    MatchingSettings,
     RoutingSettings,
     SlaSettings,
     StateSettings,
@@ -99,6 +100,7 @@ class Settings(BaseModel):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    matching: MatchingSettings = Field(default_factory=MatchingSettings)
     scoring: ModelSettings = Field(default_factory=ModelSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     disqualifiers: Disqualifiers = DEFAULT_DISQUALIFIERS

@@ -17,20 +17,24 @@ __all__ = [
     "DEFAULT_ROUTING_RULES",
     "Email",
     "FeedbackSettings",
+    "MatchingSettings",
     "RoutingRule",
     "RoutingSettings",
     "SlaSettings",
     "StateSettings",
     "SyncSettings",
     "Team",
+    "TieBreak",
     "redact_url",
     "url_has_password",
 ]
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DOMAIN = re.compile(r"(?:[a-z0-9-]+\.)+[a-z0-9-]+")
 _DATABASES = ("sqlite", "postgresql")
 
 Team = Literal["marketing", "sdr", "ae"]
+TieBreak = Literal["most_contacts", "most_open_opportunities", "oldest", "review"]
 
 
 def _email(value: str) -> str:
@@ -198,3 +202,38 @@ class FeedbackSettings(BaseModel):
         DEFAULT_REASON_CODES
     )
     recycle_after_days: int = Field(30, gt=0)
+
+
+def _domain(value: str) -> str:
+    """Accept a bare domain such as "example.com", folded to lower case."""
+    folded = value.strip().lower()
+    if not _DOMAIN.fullmatch(folded):
+        raise setting_error('must be a domain like "example.com", got {got}', got=json.dumps(value))
+    return folded
+
+
+def _review_last(tie_breaks: tuple[TieBreak, ...]) -> tuple[TieBreak, ...]:
+    """Refuse tie-breaks after "review": they could never be reached."""
+    if "review" in tie_breaks[:-1]:
+        raise setting_error(
+            'must end at "review" (later tie-breaks are never reached), got {got}',
+            got=json.dumps(list(tie_breaks)),
+        )
+    return tie_breaks
+
+
+class MatchingSettings(BaseModel):
+    """[matching]: how leads and contacts are linked to their accounts (D3)."""
+
+    model_config = SETTINGS_CONFIG
+
+    fuzzy_threshold: int = Field(92, ge=50, le=100)
+    min_confidence: float = Field(0.7, ge=0, le=1)
+    personal_domains_extra: Annotated[
+        tuple[Annotated[str, AfterValidator(_domain)], ...], unique_by(None)
+    ] = ()
+    tie_breaks: Annotated[tuple[TieBreak, ...], unique_by(None), AfterValidator(_review_last)] = (
+        "most_contacts",
+        "most_open_opportunities",
+        "oldest",
+    )
