@@ -7,8 +7,10 @@ Sub-apps hang off `app` (`app.add_typer(...)`); each command loads its settings 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -24,8 +26,10 @@ from handoff.settings import (
     load_settings,
     render_settings,
 )
+from sandbox.faults import FaultError, FaultPlan, load_faults
 from sandbox.generator import generate_org
-from sandbox.org import Org, save_org
+from sandbox.org import Org, OrgError, load_org, save_org
+from sandbox.service import start_sandbox
 from sync import Store
 from sync.state import StateError
 
@@ -148,6 +152,58 @@ def generate(
     org = _generated(accounts, seed)
     save_org(org, out)
     _print_summary(org, f"Org written to {out}")
+
+
+class SandboxCrm(StrEnum):
+    """The CRM dialects the sandbox speaks."""
+
+    salesforce = "salesforce"
+    hubspot = "hubspot"
+
+
+@sandbox_app.command("serve")
+def serve(
+    crm: Annotated[SandboxCrm, typer.Option("--crm", help="Which CRM's API to speak.")],
+    accounts: Annotated[int, typer.Option("--accounts", min=1, help="Accounts in the org.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same org.")] = 7,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")
+    ] = 0,
+    token: Annotated[str | None, typer.Option("--token", help="Bearer token to accept.")] = None,
+    faults: Annotated[
+        Path | None, typer.Option("--faults", dir_okay=False, help="TOML schedule of failures.")
+    ] = None,
+    org_dir: Annotated[
+        Path | None, typer.Option("--org", file_okay=False, help="Serve a generated org directory.")
+    ] = None,
+) -> None:
+    """Serve a synthetic org over the Salesforce or HubSpot API on 127.0.0.1 until stopped."""
+    plan = _faults(faults)
+    org = _loaded(org_dir) if org_dir else _generated(accounts, seed)
+    try:
+        with start_sandbox(crm.value, org, token=token, faults=plan, port=port) as running:
+            typer.echo(f"sandbox {crm.value} ready at {running.base_url} token={running.token}")
+            threading.Event().wait()
+    except OSError as error:
+        _fail([f"cannot serve on port {port}: {error.strerror}"])
+    except KeyboardInterrupt:
+        typer.echo("sandbox stopped")
+
+
+def _faults(path: Path | None) -> FaultPlan | None:
+    """The faults file's schedule, or exit with what is wrong in it."""
+    try:
+        return load_faults(path) if path else None
+    except FaultError as error:
+        _fail([str(error)])
+
+
+def _loaded(path: Path) -> Org:
+    """A saved org, or exit with why it cannot be read."""
+    try:
+        return load_org(path)
+    except OrgError as error:
+        _fail([str(error)])
 
 
 @app.command("demo")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from handoff.cli import app
@@ -88,3 +89,48 @@ def test_state_init_reports_a_database_it_cannot_open() -> None:
     Path("settings.toml").write_text('[state]\ndatabase_url = "mysql://db.example/handoff"\n')
     code, output = _run("state", "init")
     assert code == 1 and "mysql" in output
+
+
+@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+def test_serve_prints_one_ready_line_and_answers_until_stopped(crm: str) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "handoff",
+        "sandbox",
+        "serve",
+        "--crm",
+        crm,
+        "--accounts",
+        "40",
+        "--token",
+        "t0k3n",
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as server:
+        try:
+            ready = _ready_line(server)
+            base_url = ready.split(" ready at ")[1].split()[0]
+            assert ready == f"sandbox {crm} ready at {base_url} token=t0k3n"
+            report = requests.get(f"{base_url}/__sandbox/requests", timeout=5).json()
+            assert report["total"] == 0
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def _ready_line(server: subprocess.Popen[str]) -> str:
+    """The first line that is not the generator's progress output."""
+    assert server.stdout is not None
+    for line in server.stdout:
+        if " ready at " in line:
+            return line.strip()
+    raise AssertionError(f"no ready line; stderr: {server.stderr.read() if server.stderr else ''}")
+
+
+def test_serve_refuses_a_bad_faults_file(tmp_path: Path) -> None:
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[fault]]\nkind = "boom"\n')
+    code, output = _run("sandbox", "serve", "--crm", "hubspot", "--faults", str(faults))
+    assert code == 1 and "kind must be one of" in output
