@@ -62,6 +62,7 @@ app.add_typer(sandbox_app, name="sandbox")
 state_app = typer.Typer(help="The local sync state database.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 console = Console()
+progress_console = Console(stderr=True)  # for commands whose stdout is read by programs
 
 SettingsOption = Annotated[
     Path | None,
@@ -179,7 +180,7 @@ def serve(
 ) -> None:
     """Serve a synthetic org over the Salesforce or HubSpot API on 127.0.0.1 until stopped."""
     plan = _faults(faults)
-    org = _loaded(org_dir) if org_dir else _generated(accounts, seed)
+    org = _loaded(org_dir) if org_dir else _generated(accounts, seed, progress_console)
     try:
         with start_sandbox(crm.value, org, token=token, faults=plan, port=port) as running:
             typer.echo(f"sandbox {crm.value} ready at {running.base_url} token={running.token}")
@@ -236,12 +237,12 @@ def _open_state(database_url: str) -> str:
         return store.url
 
 
-def _generated(accounts: int, seed: int) -> Org:
-    """Generate an org behind a spinner."""
+def _generated(accounts: int, seed: int, out: Console = console) -> Org:
+    """Generate an org behind a spinner, reporting on ``out``."""
     started = time.perf_counter()
-    with console.status(f"Generating an org of {accounts:,} accounts (seed {seed})..."):
+    with out.status(f"Generating an org of {accounts:,} accounts (seed {seed})..."):
         org = generate_org(accounts, seed)
-    console.print(f"Generated in {time.perf_counter() - started:.1f} s")
+    out.print(f"Generated in {time.perf_counter() - started:.1f} s")
     return org
 
 
