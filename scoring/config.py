@@ -192,15 +192,32 @@ def _number(value: float) -> str:
 
 
 class ModelSettings(BaseModel):
-    """[scoring]: which model scores, the default decay and when the predictive model may train."""
+    """[scoring]: which model scores, the decay, when and how the predictive model trains, and
+    where on the 0-100 scale its odds land (the two odds ratios: see `scoring.model`)."""
 
     model_config = SETTINGS_CONFIG
 
     model: Literal["auto", "rules", "predictive"] = "auto"
     default_half_life_days: float = Field(14, gt=0)
+    memory_half_life_days: float = Field(180, gt=0)
     min_training_accounts: int = Field(1000, gt=0)
     min_training_conversions: int = Field(120, gt=0)
     outcome_window_days: int = Field(90, gt=0)
+    snapshot_every_days: int = Field(14, gt=0)
+    holdout_days: int = Field(28, ge=0)
+    sdr_odds_ratio: float = Field(1.0, gt=0)
+    ae_odds_ratio: float = Field(7.0, gt=0)
+
+    @model_validator(mode="after")
+    def _odds_ratios_ordered(self) -> ModelSettings:
+        if self.sdr_odds_ratio >= self.ae_odds_ratio:
+            raise setting_error(
+                "must be below ae_odds_ratio ({ae}), got {sdr}",
+                "sdr_odds_ratio",
+                ae=_number(self.ae_odds_ratio),
+                sdr=_number(self.sdr_odds_ratio),
+            )
+        return self
 
 
 def _signal(

@@ -1,0 +1,149 @@
+"""A model against held-out history: its metrics, its changelog, and whether to promote it (D6).
+
+Promotion compares both models on the same held-out snapshots, so a candidate never wins on an
+easier period than the one the current model was judged on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from scoring.config import TierSettings
+from scoring.features import Examples, Snapshot
+from scoring.metrics import (
+    auc,
+    conversion_by_tier,
+    expected_calibration_error,
+    population_stability,
+    top_decile_lift,
+)
+from scoring.scorecard import Contributions
+from scoring.tiers import TIERS, assign_tiers
+
+__all__ = ["Forecaster", "ScoringModel", "changelog", "evaluate", "holdout_auc", "promote"]
+
+
+class ScoringModel(Protocol):
+    """What scoring, explaining and promotion need from either model."""
+
+    @property
+    def version(self) -> str: ...
+
+    def contributions(self, snapshot: Snapshot) -> Contributions: ...
+
+    def reference_points(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """A model that also forecasts the chance of an opportunity."""
+
+    def predict_proba(self, snapshot: Snapshot) -> np.ndarray: ...
+
+
+def _stacked(model: ScoringModel, holdout: Examples) -> tuple[np.ndarray, np.ndarray]:
+    """Unbounded and whole-number scores of the eligible held-out rows."""
+    parts = [
+        (model.contributions(s), e)
+        for s, e in zip(holdout.snapshots, holdout.eligible, strict=True)
+    ]
+    raw = np.concatenate([c.raw[e] for c, e in parts])
+    return raw, np.concatenate([c.rounded()[e] for c, e in parts])
+
+
+def holdout_auc(model: ScoringModel, holdout: Examples) -> float:
+    """The model's AUC on the eligible held-out rows."""
+    return auc(holdout.stacked_labels(), _stacked(model, holdout)[0])
+
+
+def evaluate(
+    model: ScoringModel,
+    holdout: Examples,
+    tiers: TierSettings,
+    previous: ScoringModel | None = None,
+) -> dict[str, Any]:
+    """AUC, top-decile lift, conversion and share per tier, calibration error (forecasters) and
+    drift against `previous` (population stability of scores, share of accounts changing tier)."""
+    labels = holdout.stacked_labels()
+    raw, scores = _stacked(model, holdout)
+    tier = assign_tiers(scores, np.zeros(len(scores), dtype=bool), tiers)
+    metrics: dict[str, Any] = {
+        "rows": len(labels),
+        "conversions": int(labels.sum()),
+        "base_rate": float(labels.mean()),
+        "auc": auc(labels, raw),
+        "top_decile_lift": top_decile_lift(labels, raw),
+        "tier_conversion": conversion_by_tier(labels, tier, TIERS),
+        "tier_share": {key: float((tier == key).mean()) for key in TIERS},
+    }
+    if isinstance(model, Forecaster):
+        probability = np.concatenate(
+            [
+                model.predict_proba(s)[e]
+                for s, e in zip(holdout.snapshots, holdout.eligible, strict=True)
+            ]
+        )
+        metrics["ece"] = expected_calibration_error(labels, probability)
+    if previous is not None:
+        metrics |= _drift(previous, holdout, labels, scores, tiers)
+    return metrics
+
+
+def _drift(
+    previous: ScoringModel,
+    holdout: Examples,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    tiers: TierSettings,
+) -> dict[str, Any]:
+    """The previous model on the same rows: its AUC, the scores' shift and the tier changes."""
+    before_raw, before = _stacked(previous, holdout)
+    unflagged = np.zeros(len(before), dtype=bool)
+    moved = assign_tiers(before, unflagged, tiers) != assign_tiers(scores, unflagged, tiers)
+    return {
+        "previous_version": previous.version,
+        "previous_auc": auc(labels, before_raw),
+        "drift_psi": population_stability(before.astype(float), scores.astype(float)),
+        "tier_changes": float(moved.mean()),
+    }
+
+
+def changelog(previous: ScoringModel | None, current: ScoringModel) -> tuple[str, ...]:
+    """Plain-language changes of points against the previous model ("Visited pricing: +8 -> +12"),
+    biggest first; points are those of one fresh occurrence, one match or one level."""
+    if previous is None:
+        return (f"{current.version}: the first model; no earlier points to compare.",)
+    before, after = previous.reference_points(), current.reference_points()
+    lines = [
+        (abs(after.get(label, 0.0) - before.get(label, 0.0)), _change(label, before, after))
+        for label in sorted(set(before) | set(after))
+    ]
+    changed = [line for size, line in sorted(lines, key=lambda x: -x[0]) if line]
+    header = f"{current.version} replaces {previous.version}: {len(changed)} points changed."
+    return (header, *changed)
+
+
+def _change(label: str, before: dict[str, float], after: dict[str, float]) -> str:
+    """One changelog line, or "" when the whole points did not change."""
+    old, new = _points(before.get(label, 0.0)), _points(after.get(label, 0.0))
+    if old == new:
+        return ""
+    if label not in before:
+        return f"{label}: new, {new}"
+    if label not in after:
+        return f"{label}: removed (was {old})"
+    return f"{label}: {old} -> {new}"
+
+
+def _points(value: float) -> str:
+    """Whole points with their sign."""
+    return f"{round(value):+d}"
+
+
+def promote(candidate: ScoringModel, current: ScoringModel | None, holdout: Examples) -> bool:
+    """Whether `candidate` should replace `current`: only if it ranks the held-out rows better."""
+    if current is None:
+        return True
+    return holdout_auc(candidate, holdout) > holdout_auc(current, holdout)

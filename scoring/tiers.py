@@ -1,0 +1,28 @@
+"""Tiers on the shared 0-100 scale: Nurture, SDR, AE (the MQA hand-off), or Disqualified (D1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scoring.config import TierSettings
+
+__all__ = ["DISQUALIFIED", "TIERS", "assign_tiers", "tier_label"]
+
+DISQUALIFIED = "disqualified"
+TIERS = ("nurture", "sdr", "ae")
+
+
+def assign_tiers(
+    scores: np.ndarray, disqualified: np.ndarray, settings: TierSettings
+) -> np.ndarray:
+    """Tier key per account: thresholds from settings; a disqualified account is only that."""
+    return np.select(
+        [disqualified, scores >= settings.ae_min, scores >= settings.sdr_min],
+        [DISQUALIFIED, "ae", "sdr"],
+        default="nurture",
+    )
+
+
+def tier_label(key: str, settings: TierSettings) -> str:
+    """The label the CRM shows for a tier key."""
+    return str(getattr(settings, f"{key}_label"))

@@ -1,0 +1,116 @@
+"""Training a scoring model from an org's own history, with a time-split holdout (D5, D6).
+
+Snapshots are taken every `snapshot_every_days`. The holdout is the latest `holdout_days` of
+snapshots whose outcome window has fully passed; training snapshots are earlier still, so that
+their outcome windows close before the holdout's first snapshot (no outcome is seen twice). The
+first snapshots wait four default half-lives for the decayed sums to fill up. Until training
+holds `min_training_accounts` accounts and `min_training_conversions` opportunities, the rules
+model keeps scoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from scoring.config import FitRule, ModelSettings, TierSettings
+from scoring.evaluation import promote
+from scoring.features import Examples, History, examples
+from scoring.model import PredictiveModel, RulesModel
+from scoring.signals import DAY_SECONDS, SignalCatalog
+
+__all__ = ["Training", "TrainingPlan", "history_suffices", "plan_snapshots", "train"]
+
+_WARM_UP_HALF_LIVES = 4
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Snapshot dates (epoch seconds, newest first) to learn from and to test on."""
+
+    train_s: tuple[int, ...]
+    holdout_s: tuple[int, ...]
+
+
+def plan_snapshots(first_s: int, now_s: int, settings: ModelSettings) -> TrainingPlan:
+    """Training and holdout snapshot dates for history from `first_s` up to `now_s`."""
+    step = settings.snapshot_every_days * DAY_SECONDS
+    window = settings.outcome_window_days * DAY_SECONDS
+    latest = now_s - window
+    count = settings.holdout_days // settings.snapshot_every_days + 1
+    holdout = tuple(latest - i * step for i in range(count))
+    start = first_s + _WARM_UP_HALF_LIVES * settings.default_half_life_days * DAY_SECONDS
+    train = tuple(range(min(holdout) - window, int(start) - 1, -step))
+    return TrainingPlan(train, tuple(t for t in holdout if t >= start))
+
+
+def history_suffices(
+    history: History, plan: TrainingPlan, train: Examples, settings: ModelSettings
+) -> tuple[bool, str]:
+    """Whether training holds enough accounts and conversions, and why (for the sync log)."""
+    accounts = int(np.logical_or.reduce(train.eligible).sum()) if train.eligible else 0
+    conversions = _conversions(history, plan, settings)
+    enough = (
+        accounts >= settings.min_training_accounts
+        and conversions >= settings.min_training_conversions
+    )
+    return enough, (
+        f"{accounts:,} accounts and {conversions:,} qualified opportunities to learn from; the "
+        f"predictive model needs {settings.min_training_accounts:,} and "
+        f"{settings.min_training_conversions:,}"
+    )
+
+
+def _conversions(history: History, plan: TrainingPlan, settings: ModelSettings) -> int:
+    """Opportunities opened within the training snapshots' outcome windows."""
+    if not plan.train_s:
+        return 0
+    opened = history.opportunity_opened_s
+    end = max(plan.train_s) + settings.outcome_window_days * DAY_SECONDS
+    return int(((opened > min(plan.train_s)) & (opened <= end)).sum())
+
+
+@dataclass(frozen=True)
+class Training:
+    """The outcome of one training run: the model to score with and why."""
+
+    model: RulesModel | PredictiveModel
+    candidate: PredictiveModel | None
+    promoted: bool
+    reason: str
+    holdout: Examples | None
+
+
+def train(
+    history: History,
+    catalog: SignalCatalog,
+    fit_rules: tuple[FitRule, ...],
+    settings: ModelSettings,
+    tiers: TierSettings,
+    disqualified: np.ndarray,
+    trained_on: datetime,
+    current: RulesModel | PredictiveModel | None = None,
+) -> Training:
+    """Train a candidate on history up to `trained_on` and promote it only if it beats the
+    current model (the rules model when there is none) on the holdout."""
+    rules = RulesModel(catalog, fit_rules)
+    incumbent = current or rules
+    if settings.model == "rules":
+        return Training(rules, None, False, "[scoring] model = rules", None)
+    plan = plan_snapshots(history.first_s(), int(trained_on.timestamp()), settings)
+    window = settings.outcome_window_days
+    learn = examples(history, catalog, plan.train_s, window, disqualified)
+    enough, why = history_suffices(history, plan, learn, settings)
+    holdout = examples(history, catalog, plan.holdout_s, window, disqualified)
+    unfit = not (learn.positives and holdout.positives) or (settings.model == "auto" and not enough)
+    if unfit:
+        return Training(incumbent, None, False, f"{incumbent.version} kept: {why}", None)
+    candidate = PredictiveModel(catalog, settings, tiers).fit(
+        learn, trained_on=trained_on, holdout=holdout, previous=incumbent
+    )
+    promoted = promote(candidate, incumbent, holdout)
+    verdict = "beats" if promoted else "does not beat"
+    reason = f"{candidate.version} {verdict} {incumbent.version} on the holdout; {why}"
+    return Training(candidate if promoted else incumbent, candidate, promoted, reason, holdout)

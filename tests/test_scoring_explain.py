@@ -1,0 +1,166 @@
+"""Explanations: each score reads as plain sentences with signed points and a topic to lead with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from scoring.config import (
+    DEFAULT_DISQUALIFIERS,
+    DEFAULT_FIT,
+    DEFAULT_SIGNALS,
+    ModelSettings,
+    TierSettings,
+)
+from scoring.explain import Explanation, fit_text, recent_counts
+from scoring.features import History, Snapshot, snapshot
+from scoring.model import RulesModel
+from scoring.scores import score_accounts
+from scoring.signals import SignalCatalog
+
+CATALOG = SignalCatalog.from_settings(DEFAULT_SIGNALS, ModelSettings())
+TIERS = TierSettings()
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+ACCOUNTS = pl.DataFrame(
+    {
+        "account_id": [10, 11],
+        "created_at": [NOW - timedelta(days=900)] * 2,
+        "country": ["US", "US"],
+        "region": ["NA", "NA"],
+        "industry": ["Fintech", "Retail"],
+        "employees": [800, 40],
+        "revenue": [9e7, 3e6],
+        "is_customer": [False, False],
+        "is_competitor": [False, False],
+    }
+)
+
+
+def _history(rows: list[tuple[int, str, str | None, float]]) -> History:
+    """History of (account_id, type, topic, days ago) activities and no opportunities."""
+    activities = pl.DataFrame(
+        {
+            "account_id": [r[0] for r in rows],
+            "type": [r[1] for r in rows],
+            "topic": [r[2] for r in rows],
+            "occurred_at": [NOW - timedelta(days=r[3]) for r in rows],
+        },
+        schema_overrides={"topic": pl.String, "account_id": pl.Int64},
+    )
+    opportunities = pl.DataFrame(
+        schema={
+            "account_id": pl.Int64,
+            "opened_at": pl.Datetime("us", "UTC"),
+            "close_at": pl.Datetime("us", "UTC"),
+            "is_closed": pl.Boolean,
+        }
+    )
+    return History.from_frames(CATALOG, ACCOUNTS, activities, opportunities)
+
+
+def _explained(
+    rows: list[tuple[int, str, str | None, float]], with_counts: bool = True
+) -> Explanation:
+    """The rules model's explanation of account 10."""
+    history = _history(rows)
+    now_s = int(NOW.timestamp())
+    snap: Snapshot = snapshot(history, CATALOG, now_s)
+    counts = recent_counts(history.activities, 2, len(CATALOG.signals), now_s)
+    model = RulesModel(CATALOG, DEFAULT_FIT)
+    return model.explain(snap, np.array([0]), counts if with_counts else None)[0]
+
+
+def _decayed(*days: float) -> int:
+    """Rules points of pricing visits `days` ago (15 points, 14-day half-life)."""
+    return round(15 * sum(2 ** (-d / 14) for d in days))
+
+
+PRICING_WEEK = [(10, "pricing_page", None, d) for d in (1, 2, 3)]
+
+
+def test_top_reasons_read_as_plain_sentences_with_signed_points() -> None:
+    found = _explained([*PRICING_WEEK, (10, "whitepaper", "security", 2)])
+    assert found.reasons[0] == f"Visited pricing 3x in the last 7 days (+{_decayed(1, 2, 3)})"
+    assert "Industry: Fintech (+8)" in found.reasons
+    assert "Size: 200-5,000 employees (+10)" in found.reasons
+    assert found.score == round(
+        15 * sum(2 ** (-d / 14) for d in (1, 2, 3)) + 8 * 2 ** (-2 / 14) + 8 + 10 + 5
+    )
+    assert found.model_version.startswith("rules-")
+
+
+@pytest.mark.parametrize(
+    ("days", "sentence"),
+    [
+        ((2,), "Visited pricing in the last 7 days"),
+        ((2, 20, 21, 25, 28, 29), "Visited pricing 6x in the last 30 days"),
+        ((2, 3, 4, 60), "Visited pricing 3x in the last 7 days"),
+        ((40, 60), "Visited pricing 2x in the last 90 days"),
+        ((92,) * 10, "Visited pricing more than 90 days ago"),
+    ],
+)
+def test_the_sentence_names_how_often_and_how_recently(
+    days: tuple[float, ...], sentence: str
+) -> None:
+    found = _explained([(10, "pricing_page", None, d) for d in days])
+    pricing = [r for r in found.reasons if r.startswith("Visited pricing")]
+    assert pricing == [f"{sentence} (+{_decayed(*days)})"]
+
+
+def test_without_counts_a_signal_reads_as_recent() -> None:
+    found = _explained(PRICING_WEEK, with_counts=False)
+    assert found.reasons[0] == f"Visited pricing recently (+{_decayed(1, 2, 3)})"
+
+
+def test_negative_points_show_their_sign() -> None:
+    history = _history([])
+    snap = snapshot(history, CATALOG, int(NOW.timestamp()))
+    accounts = ACCOUNTS.with_columns(industry=pl.lit("Government"))
+    snap = Snapshot(snap.totals, snap.opportunities, snap.open_opportunity, snap.exists, accounts)
+    found = RulesModel(CATALOG, DEFAULT_FIT).explain(snap, np.array([0]))[0]
+    assert "Industry: Government (-10)" in found.reasons
+    assert found.score == 5
+
+
+def test_the_dominant_topic_of_recent_intent_is_reported() -> None:
+    rows = [(10, "whitepaper", "security", 2), (10, "webinar", "ai", 40), (10, "webinar", "ai", 41)]
+    assert _explained(rows).topic == "Security"
+    assert _explained([(10, "webinar", "ai", 1), (10, "case_study", "ai", 3)]).topic == "AI"
+    assert _explained([(10, "blog_visit", "ai", 1)]).topic is None
+    assert _explained(PRICING_WEEK).topic is None
+
+
+def test_a_disqualified_account_shows_only_its_rule() -> None:
+    found = _explained(PRICING_WEEK).disqualified("Restricted country")
+    assert found.score == 0
+    assert found.reasons == ("Restricted country: disqualified",)
+    assert found.summary() == "Restricted country: disqualified"
+
+
+def test_a_disqualified_account_scores_zero_whatever_its_intent() -> None:
+    rows = [*PRICING_WEEK, *[(11, "demo_request", None, d) for d in (1, 2)]]
+    snap = snapshot(_history(rows), CATALOG, int(NOW.timestamp()))
+    restricted = ACCOUNTS.with_columns(country=pl.Series(["US", "IR"]))
+    snap = Snapshot(snap.totals, snap.opportunities, snap.open_opportunity, snap.exists, restricted)
+    scores = score_accounts(RulesModel(CATALOG, DEFAULT_FIT), snap, DEFAULT_DISQUALIFIERS, TIERS)
+    assert scores.disqualified_by.to_list() == [None, "Restricted country"]
+    assert scores.score[1] == 0 and scores.score[0] > 41
+    assert scores.tier.tolist() == ["sdr", "disqualified"]
+    explained = scores.explain(snap, np.array([0, 1]))
+    assert explained[0].reasons[0].startswith("Visited pricing")
+    assert explained[1].reasons == ("Restricted country: disqualified",)
+    assert explained[1].score == 0
+
+
+def test_text_fits_crm_fields_in_whole_sentences() -> None:
+    reasons = tuple(f"Reason number {i} with some words (+{i})" for i in range(40))
+    found = Explanation(score=90, reasons=reasons, topic=None, model_version="v1")
+    summary = found.summary()
+    assert len(summary) <= 255
+    assert all(part in reasons for part in summary.split("; "))
+    assert found.details().splitlines() == list(reasons)
+    assert len(found.details(max_chars=100)) <= 100
+    assert fit_text(("x" * 300,), 255, "; ") == "x" * 254 + "…"
