@@ -200,7 +200,7 @@ def _firmographics(rng: np.random.Generator, accounts: pl.DataFrame, end_s: int)
         np.array([i.fit_effect for i in INDUSTRIES])[industry]
         + np.clip(0.5 - 0.35 * (np.log10(employees) - 2.8) ** 2, -1.0, None)
         + np.vectorize(_REGION_FIT.get)(region)
-        + rng.normal(0, 0.6, n)
+        + rng.normal(0, 0.15, n)
     )
     created = end_s - rng.uniform(30, 1500, n) * DAY
     return accounts.with_columns(

@@ -23,13 +23,13 @@ class Process:
     """Parameters of the latent in-market process that drives intent bursts and opportunities."""
 
     bursts_per_year: float = 0.35
-    burst_rate_fit: float = 0.8
-    burst_rate_noise: float = 0.5
-    intensity_sigma: float = 0.7
-    burst_activities: float = 12.0
+    burst_rate_fit: float = 1.2
+    burst_rate_noise: float = 0.1
+    intensity_sigma: float = 0.5
+    burst_activities: float = 14.0
     burst_spread_days: float = 9.0
     success_base: float = -1.9
-    success_fit: float = 1.3
+    success_fit: float = 1.6
     success_intensity: float = 0.9
     customer_penalty: float = -1.2
     delay_min_days: float = 4.0

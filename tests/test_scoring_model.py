@@ -54,7 +54,7 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def trained() -> Trained:
-    org = generate_org(2_000, seed=21)
+    org = generate_org(4_000, seed=21)
     history = History.from_frames(CATALOG, org.accounts, linked_activities(org), org.opportunities)
     disqualified = disqualification(org.accounts, DEFAULT_DISQUALIFIERS).is_not_null().to_numpy()
     now = org.manifest.end_at
