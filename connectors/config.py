@@ -79,6 +79,7 @@ class SalesforceSettings(BaseModel):
     api_version: Annotated[str, AfterValidator(_api_version)] = "59.0"
     ca_bundle: FilePath | None = None
     bulk_threshold: int = Field(10_000, gt=0)
+    bulk_write_threshold: int = Field(2_000, gt=0)
     session_id: SecretStr | None = None
     password: SecretStr | None = None
     security_token: SecretStr | None = None

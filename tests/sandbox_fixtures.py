@@ -146,3 +146,8 @@ def salesforce_sandbox(salesforce_org: Org) -> Iterator[RunningSandbox]:
 def salesforce(salesforce_sandbox: RunningSandbox) -> Salesforce:
     """A client of the module's Salesforce sandbox on its initial session id."""
     return salesforce_client(salesforce_sandbox)
+
+
+def salesforce_jwt_key() -> str:
+    """A PEM key to sign JWT bearer logins to the Salesforce sandbox (it checks no signature)."""
+    return _private_key()

@@ -1,0 +1,294 @@
+"""The one HTTP policy both connectors use: timeouts, retries, Retry-After, pacing, the budget.
+
+Every call to a CRM goes through `HttpPolicy.call`, which
+
+* waits while a ``Retry-After`` is running (for every call, not only the one refused),
+* paces calls under the CRM's rolling windows (HubSpot's 10 seconds) instead of bouncing off
+  429s, and counts them against the run's `Budget`,
+* retries what `connectors.errors.classify` calls retriable (429, 5xx, timeouts, dropped
+  connections, locked rows) with exponential backoff and full jitter, never sooner than the
+  CRM's ``Retry-After``, at most ``attempts`` times, and
+* logs in again once when the session has expired.
+
+This module is the only place that sleeps: ``sleep`` and ``clock`` are injected, so tests
+move a fake clock instead of waiting. Retries use tenacity and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random_exponential,
+)
+
+from connectors.budget import Budget
+from connectors.errors import (
+    ApiError,
+    AuthError,
+    BudgetExhausted,
+    ConnectorError,
+    PaginationError,
+    RetriableError,
+    TransportError,
+)
+from connectors.protocol import WriteResult
+
+__all__ = ["Exchange", "HttpPolicy", "PageTokens", "RetrySettings"]
+
+T = TypeVar("T")
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
+Wall = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How hard to try: attempts per call, the backoff range and every request's timeout."""
+
+    attempts: int = 6
+    base_seconds: float = 0.5
+    max_seconds: float = 60.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    poll_attempts: int = 40
+    poll_max_seconds: float = 30.0
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds, as requests and urllib3 take them."""
+        return (self.connect_timeout, self.read_timeout)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One attempt as sent: when (on the policy's clock), and what came back."""
+
+    started: float
+    finished: float
+    error: ApiError | TransportError | None
+    retry_after: float | None
+
+
+class PageTokens:
+    """A paginator's memory: it refuses a page token it has already been handed."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def next(self, token: str | None) -> str | None:
+        """The token to fetch next, or None at the end; a repeated token is an error."""
+        if token is None:
+            return None
+        if token in self._seen:
+            raise PaginationError(f"the server repeated the page token {token!r}")
+        self._seen.add(token)
+        return token
+
+
+class _Window:
+    """A rolling window: at most ``calls`` sends in any ``seconds``."""
+
+    def __init__(self, calls: int, seconds: float) -> None:
+        self.calls, self.seconds = calls, seconds
+        self.sent: deque[float] = deque()
+
+
+class HttpPolicy:
+    """Sends calls under the policy; holds the run's retry count and budget."""
+
+    def __init__(
+        self,
+        settings: RetrySettings | None = None,
+        *,
+        budget: Budget | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+        wall: Wall = lambda: datetime.now(UTC),
+        listener: Callable[[Exchange], None] | None = None,
+    ) -> None:
+        self.settings = settings or RetrySettings()
+        self.budget = budget or Budget()
+        self.retries = 0
+        self._sleep, self._clock, self._wall = sleep, clock, wall
+        self._listener = listener
+        self._not_before = 0.0
+        self._windows: dict[str, _Window] = {}
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """Every request's (connect, read) timeout."""
+        return self.settings.timeout
+
+    def call(
+        self,
+        send: Callable[[], T],
+        *,
+        windows: tuple[str, ...] = ("api",),
+        metered: bool = True,
+        reauth: Callable[[], None] | None = None,
+    ) -> T:
+        """``send()`` under the policy; on an expired session, ``reauth()`` then one more go.
+
+        ``windows`` names the pacing windows the call counts in (see `pace`).
+        """
+        try:
+            return self._retrying(send, windows, metered)
+        except AuthError:
+            if reauth is None:
+                raise
+            reauth()
+            return self._retrying(send, windows, metered)
+
+    def pace(self, window: str, calls: int, seconds: float) -> None:
+        """Keep calls counted in ``window`` to ``calls`` in any ``seconds`` from now on."""
+        current = self._windows.get(window)
+        if current is None or (current.calls, current.seconds) != (calls, seconds):
+            fresh = _Window(max(calls, 1), seconds)
+            fresh.sent = current.sent if current else deque()
+            self._windows[window] = fresh
+
+    def hold(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` (a Retry-After, or a window the CRM says is full)."""
+        self._not_before = max(self._not_before, self._clock() + seconds)
+
+    def retry_after(self, value: str | None) -> float | None:
+        """Seconds a ``Retry-After`` header asks for (a number or an HTTP date)."""
+        if not value:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max((when - self._wall()).total_seconds(), 0.0)
+
+    def poll(self, check: Callable[[], T | None]) -> T:
+        """Call ``check`` until it answers something, waiting longer between tries (a job)."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.settings.poll_attempts),
+            wait=wait_exponential(multiplier=0.5, max=self.settings.poll_max_seconds),
+            retry=retry_if_result(lambda answer: answer is None),
+            sleep=self._sleep,
+            retry_error_callback=_give_up_polling,
+        )
+        answer: T = retrying(check)
+        return answer
+
+    def settle(
+        self, send: Callable[[list[str]], Mapping[str, WriteResult]], ids: Iterable[str]
+    ) -> dict[str, WriteResult]:
+        """Send a batch, then again only its records answered retriable, with backoff."""
+        results: dict[str, WriteResult] = {}
+        attempts: Counter[str] = Counter()
+        pending = list(dict.fromkeys(ids))
+
+        def round_() -> list[str]:
+            nonlocal pending
+            try:
+                answered = send(pending)
+            except BudgetExhausted as stop:
+                raise BudgetExhausted(str(stop), [*results.values(), *stop.results]) from stop
+            attempts.update(pending)
+            results.update(answered)
+            pending = [i for i in pending if answered[i].status == "retriable"]
+            return pending
+
+        Retrying(
+            stop=stop_after_attempt(self.settings.attempts),
+            wait=self._backoff,
+            retry=retry_if_result(bool),
+            sleep=self._sleep,
+            before_sleep=self._count,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )(round_)
+        return {i: replace(r, attempts=attempts[i]) for i, r in results.items()}
+
+    def _retrying(self, send: Callable[[], T], windows: tuple[str, ...], metered: bool) -> T:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.settings.attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((RetriableError, TransportError)),
+            sleep=self._sleep,
+            before_sleep=self._count,
+            reraise=True,
+        )
+        result: T = retrying(self._attempt, send, windows, metered)
+        return result
+
+    def _attempt(self, send: Callable[[], T], windows: tuple[str, ...], metered: bool) -> T:
+        """One send: after any hold and the pacing windows, counted against the budget."""
+        self._wait_for_hold()
+        for name in windows:
+            self._wait_for_window(name)
+        if metered:
+            self.budget.spend()
+        started = self._clock()
+        try:
+            result = send()
+        except (ApiError, TransportError) as error:
+            retry_after = error.retry_after if isinstance(error, ApiError) else None
+            if isinstance(error, RetriableError) and retry_after:
+                self.hold(retry_after)
+            self._report(started, error, retry_after)
+            raise
+        self._report(started, None, None)
+        return result
+
+    def _wait_for_hold(self) -> None:
+        left = self._not_before - self._clock()
+        if left > 0:
+            self._sleep(left)
+
+    def _wait_for_window(self, name: str) -> None:
+        window = self._windows.get(name)
+        if window is None:
+            return
+        now = self._clock()
+        while window.sent and window.sent[0] <= now - window.seconds:
+            window.sent.popleft()
+        if len(window.sent) >= window.calls:
+            self._sleep(window.sent[0] + window.seconds - now)
+            window.sent.popleft()
+        window.sent.append(self._clock())
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Backoff with full jitter, and never before a running Retry-After ends."""
+        return max(self._backoff(state), self._not_before - self._clock(), 0.0)
+
+    def _backoff(self, state: RetryCallState) -> float:
+        jitter = wait_random_exponential(
+            multiplier=self.settings.base_seconds, max=self.settings.max_seconds
+        )
+        return float(jitter(state))
+
+    def _count(self, state: RetryCallState) -> None:
+        self.retries += 1
+
+    def _report(
+        self, started: float, error: ApiError | TransportError | None, retry_after: float | None
+    ) -> None:
+        if self._listener is not None:
+            self._listener(Exchange(started, self._clock(), error, retry_after))
+
+
+def _give_up_polling(state: RetryCallState) -> None:
+    raise ConnectorError(f"the job did not finish after {state.attempt_number} checks")

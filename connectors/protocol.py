@@ -1,0 +1,211 @@
+"""The one protocol both CRM connectors follow, and the small values that cross it.
+
+A pull is a Singer-style message stream: `Record`s and `Tombstone`s in the order the CRM gave
+them, and now and then a `Checkpoint` whose cursor covers everything before it. Save the cursor
+in the same transaction as those rows and a stopped run resumes there without gaps or
+duplicates. Cursors are closed lower bounds: a record modified exactly at ``value`` is read
+again unless its id is in ``ids``, so two records sharing the last timestamp are never split.
+
+    for item in connector.pull("Account", saved_cursor):
+        match item:
+            case Record(): upsert(item)
+            case Tombstone(): mark_deleted(item)
+            case Checkpoint(): commit(item.cursor)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from connectors.streams import Stream
+
+__all__ = [
+    "FULL_LOAD",
+    "Checkpoint",
+    "Connector",
+    "Cursor",
+    "Entity",
+    "Item",
+    "Record",
+    "SchemaChange",
+    "SchemaReport",
+    "SchemaSpec",
+    "Tombstone",
+    "Update",
+    "Usage",
+    "WriteResult",
+    "records",
+]
+
+Entity = Literal["account", "person", "activity", "opportunity", "user"]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where an incremental pull starts: at ``value`` (inclusive), minus the ``ids`` seen there.
+
+    ``value`` None means a full load.
+    """
+
+    value: datetime | None = None
+    ids: frozenset[str] = frozenset()
+
+    def admits(self, stamp: datetime, record_id: str) -> bool:
+        """Whether a record modified at ``stamp`` is new to whoever holds this cursor."""
+        if self.value is None or stamp > self.value:
+            return True
+        return stamp == self.value and record_id not in self.ids
+
+    def advanced(self, stamp: datetime, record_id: str) -> Cursor:
+        """The cursor once a record modified at ``stamp`` has been delivered too."""
+        if self.value is None or stamp > self.value:
+            return Cursor(stamp, frozenset({record_id}))
+        if stamp == self.value:
+            return Cursor(stamp, self.ids | {record_id})
+        return self
+
+
+FULL_LOAD = Cursor()  # the cursor of a first pull: every record
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A live record: our field names, typed values, datetimes aware in UTC."""
+
+    stream: str
+    id: str
+    modified_at: datetime
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A record that is gone: deleted, archived (HubSpot's recycle bin) or merged into another."""
+
+    stream: str
+    id: str
+    deleted_at: datetime
+    reason: Literal["deleted", "archived", "merged"]
+    merged_into: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Every item of ``stream`` before this one is covered by ``cursor``: save it with them."""
+
+    stream: str
+    cursor: Cursor
+
+
+Item = Record | Tombstone | Checkpoint
+
+
+@dataclass(frozen=True)
+class Update:
+    """Field values to write to one record, by our field names (owned fields and the owner)."""
+
+    id: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What became of one record's update, with the CRM's own error code and message."""
+
+    id: str
+    status: Literal["ok", "retriable", "permanent"]
+    code: str | None = None
+    message: str | None = None
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        """Whether the values were written."""
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """API calls this run made and what is left of its budget (None where the CRM is silent)."""
+
+    calls: int
+    retries: int
+    daily_used: int | None
+    daily_limit: int | None
+    budget: int | None
+    budget_left: int | None
+
+
+@dataclass(frozen=True)
+class SchemaSpec:
+    """What the fields we own must offer: the tier labels and the reason codes, from settings."""
+
+    tier_labels: tuple[str, ...]
+    reason_codes: tuple[str, ...]
+    dispositions: tuple[str, ...] = ("Accepted", "Rejected", "Recycled")
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """One thing set-up found: created, repaired (and how), unchanged or in conflict."""
+
+    object: str
+    name: str
+    action: Literal["created", "repaired", "unchanged", "conflict"]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SchemaReport:
+    """Everything one set-up run found, in order."""
+
+    changes: tuple[SchemaChange, ...] = field(default_factory=tuple)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the run created or repaired anything."""
+        return any(c.action in ("created", "repaired") for c in self.changes)
+
+    def of(self, action: str) -> list[SchemaChange]:
+        """The changes with one action."""
+        return [c for c in self.changes if c.action == action]
+
+
+class Connector(Protocol):
+    """One CRM, as the sync pipeline sees it."""
+
+    crm: str
+
+    @property
+    def streams(self) -> Mapping[str, Stream]:
+        """The streams this CRM offers, by name (see `connectors.streams`)."""
+        ...
+
+    def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
+        """Records changed since ``cursor`` (all when it is empty), tombstones, checkpoints."""
+        ...
+
+    def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:
+        """Live records whose field ``field`` (our name) equals one of ``values``."""
+        ...
+
+    def push(self, stream: str, updates: Sequence[Update]) -> list[WriteResult]:
+        """Write owned fields and owners in batches; one result per update, in order."""
+        ...
+
+    def ensure_schema(self, spec: SchemaSpec) -> SchemaReport:
+        """Create the fields we own, repair drift, change nothing when all is in place."""
+        ...
+
+    def usage(self) -> Usage:
+        """API calls so far and the budget left."""
+        ...
+
+
+def records(items: Iterable[Item]) -> list[Record]:
+    """The eager helper: just the records of a pull."""
+    return [item for item in items if isinstance(item, Record)]

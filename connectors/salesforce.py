@@ -1,0 +1,296 @@
+"""The Salesforce connector: SOQL pulls on SystemModstamp, sObject Collections and Bulk 2.0 writes.
+
+Pulls ask ``SystemModstamp >= cursor ORDER BY SystemModstamp, Id`` (a closed lower bound; ids
+already delivered at the bound are skipped), through ``queryAll`` when incremental so deleted
+and merged records arrive as tombstones. A full load whose first page says it holds more than
+``bulk_threshold`` rows reads the rest through a Bulk API 2.0 query. Writes go 200 records a
+call through sObject Collections with ``allOrNone=false``, through one Bulk API 2.0 job above
+``bulk_write_threshold``; only records answered retriable (a locked row) are sent again.
+
+    connector = SalesforceConnector(settings.salesforce, session=client_session(url))
+    for item in connector.pull("Account", cursor): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import requests
+from simple_salesforce.format import format_soql
+
+from connectors.batches import chunked
+from connectors.budget import DEFAULT_SHARE, Budget
+from connectors.config import SalesforceSettings
+from connectors.errors import ApiError, BudgetExhausted, RetriableError, record_status
+from connectors.http import HttpPolicy, PageTokens
+from connectors.protocol import (
+    FULL_LOAD,
+    Checkpoint,
+    Cursor,
+    Item,
+    Record,
+    SchemaReport,
+    SchemaSpec,
+    Tombstone,
+    Update,
+    Usage,
+    WriteResult,
+)
+from connectors.salesforce_api import SalesforceApi
+from connectors.salesforce_bulk import bulk_query, bulk_update, json_value
+from connectors.salesforce_setup import ensure_schema
+from connectors.schema import OWNED_FIELDS, OWNER
+from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise, stamp, text
+
+__all__ = ["BULK_PAGE_SIZE", "COLLECTION_SIZE", "PAGE_SIZE", "SalesforceConnector"]
+
+PAGE_SIZE = 2000  # the most records a REST query page holds
+BULK_PAGE_SIZE = 50_000  # records per Bulk API 2.0 result page
+COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
+_FIND_CHUNK = 200  # values per IN list of a lookup
+# our field -> the Salesforce field write-back sets
+_WRITE_NAMES: dict[str, str] = {f.key: f.salesforce for f in OWNED_FIELDS} | {OWNER: "OwnerId"}
+
+
+class SalesforceConnector:
+    """One Salesforce org behind the `connectors.protocol.Connector` protocol."""
+
+    crm = "salesforce"
+
+    def __init__(
+        self,
+        settings: SalesforceSettings,
+        *,
+        session: requests.Session | None = None,
+        policy: HttpPolicy | None = None,
+        budget_share: float = DEFAULT_SHARE,
+        page_size: int = PAGE_SIZE,
+        bulk_page_size: int = BULK_PAGE_SIZE,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy or HttpPolicy(budget=Budget(budget_share))
+        self.api = SalesforceApi(settings, self.policy, session)
+        self.page_size = page_size
+        self.bulk_page_size = bulk_page_size
+        self._described: dict[str, frozenset[str]] = {}
+
+    @property
+    def streams(self) -> Mapping[str, Stream]:
+        """Every Salesforce object this connector pulls, by name."""
+        return SALESFORCE_STREAMS
+
+    def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
+        """Records changed since ``cursor``, deletions, and a checkpoint after every page."""
+        return self._pull(_stream(stream), cursor)
+
+    def _pull(self, declared: Stream, cursor: Cursor) -> Iterator[Item]:
+        """The pull of one stream (a generator, so `pull` checks the name at once)."""
+        maps, merge = self._maps(declared)
+        incremental = cursor.value is not None
+        select = [*_fields(declared, maps, merge), *(["IsDeleted"] if incremental else [])]
+        page = self.api.query(_soql(declared, select, cursor), incremental, self.page_size)
+        tokens = PageTokens()
+        while True:
+            for item in _items(declared, maps, merge, page["records"]):
+                if cursor.admits(_stamp_of(item), item.id):
+                    cursor = cursor.advanced(_stamp_of(item), item.id)
+                    yield item
+            yield Checkpoint(declared.name, cursor)
+            if page["done"]:
+                return
+            if not incremental and page["totalSize"] > self.settings.bulk_threshold:
+                yield from self._rest_in_bulk(declared, maps, merge, select, cursor)
+                return
+            page = self.api.query_more(str(tokens.next(page["nextRecordsUrl"])), self.page_size)
+
+    def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:
+        """Live records whose ``field`` (our name) equals one of ``values`` (escaped)."""
+        declared = _stream(stream)
+        maps, _ = self._maps(declared)
+        column = _column(declared, maps, field)
+        select = _fields(declared, maps, None)
+        for chunk in chunked(values, _FIND_CHUNK):
+            soql = format_soql(
+                "SELECT {:literal} FROM {:literal} WHERE {:literal} IN {}",
+                ", ".join(select),
+                declared.path,
+                column,
+                list(chunk),
+            )
+            for item in _items(declared, maps, None, self._all_pages(soql)):
+                assert isinstance(item, Record)
+                yield item
+
+    def push(self, stream: str, updates: Sequence[Update]) -> list[WriteResult]:
+        """Write owned fields and owners; one result per update, in order."""
+        declared = _stream(stream)
+        rows = {u.id: _row(declared, u) for u in updates}
+        first: dict[str, WriteResult] = {}
+        if len(rows) > self.settings.bulk_write_threshold:
+            first = bulk_update(self.api, declared.path, rows)
+        again = [i for i in rows if i not in first or first[i].status == "retriable"]
+        settled = self.policy.settle(lambda ids: self._collections(declared, ids, rows), again)
+        done = {**first, **{i: _plus(r, 1 if first else 0) for i, r in settled.items()}}
+        return [done[u.id] for u in updates]
+
+    def ensure_schema(self, spec: SchemaSpec) -> SchemaReport:
+        """Our custom fields and validation rule on Account and Lead (see `salesforce_setup`)."""
+        report = ensure_schema(self.api, spec)
+        self._described.clear()
+        return report
+
+    def usage(self) -> Usage:
+        """API calls this run and the budget left."""
+        return self.policy.budget.usage(self.policy.retries)
+
+    def _maps(self, stream: Stream) -> tuple[list[FieldMap], str | None]:
+        """The field maps the org can serve (optional ones only if described), the merge field."""
+        if not stream.optional and stream.merge_field is None:
+            return list(stream.fields), None  # standard fields only: nothing to describe
+        present = self._fields_of(stream.path)
+        optional = [m for m in stream.optional if all(n in present for n in m.theirs)]
+        merge = stream.merge_field if stream.merge_field in present else None
+        return [*stream.fields, *optional], merge
+
+    def _fields_of(self, sobject: str) -> frozenset[str]:
+        """The object's field names, described once per connector."""
+        if sobject not in self._described:
+            described = self.api.rest(f"sobjects/{sobject}/describe")
+            self._described[sobject] = frozenset(f["name"] for f in described["fields"])
+        return self._described[sobject]
+
+    def _rest_in_bulk(
+        self,
+        stream: Stream,
+        maps: Sequence[FieldMap],
+        merge: str | None,
+        select: Sequence[str],
+        cursor: Cursor,
+    ) -> Iterator[Item]:
+        """The rest of a large full load from a Bulk API 2.0 query, checkpointed at the end."""
+        start = cursor
+        soql = format_soql(
+            "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {}",
+            ", ".join(select),
+            stream.path,
+            stream.replication_key,
+            cursor.value,
+        )
+        rows = bulk_query(self.api, soql, False, self.bulk_page_size)
+        for item in _items(stream, maps, merge, rows):
+            if start.admits(_stamp_of(item), item.id):
+                cursor = cursor.advanced(_stamp_of(item), item.id)
+                yield item
+        yield Checkpoint(stream.name, cursor)
+
+    def _all_pages(self, soql: str) -> Iterator[dict[str, Any]]:
+        """Every record of a query, page by page."""
+        page = self.api.query(soql, False, self.page_size)
+        tokens = PageTokens()
+        while True:
+            yield from page["records"]
+            if page["done"]:
+                return
+            page = self.api.query_more(str(tokens.next(page["nextRecordsUrl"])), self.page_size)
+
+    def _collections(
+        self, stream: Stream, ids: Sequence[str], rows: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, WriteResult]:
+        """Update ``ids`` 200 a call, each record on its own (``allOrNone=false``)."""
+        answered: dict[str, WriteResult] = {}
+        for chunk in chunked(ids, COLLECTION_SIZE):
+            records = [{"attributes": {"type": stream.path}, "Id": i, **rows[i]} for i in chunk]
+            try:
+                saved = self.api.rest(
+                    "composite/sobjects", "PATCH", json={"allOrNone": False, "records": records}
+                )
+            except BudgetExhausted as stop:
+                raise BudgetExhausted(str(stop), list(answered.values())) from stop
+            except ApiError as refused:
+                answered |= {i: _refused(i, refused) for i in chunk}
+                continue
+            answered |= {i: _saved(i, result) for i, result in zip(chunk, saved, strict=True)}
+        return answered
+
+
+def _stream(name: str) -> Stream:
+    if name not in SALESFORCE_STREAMS:
+        known = ", ".join(SALESFORCE_STREAMS)
+        raise ValueError(f"unknown Salesforce stream {name!r}; expected one of {known}")
+    return SALESFORCE_STREAMS[name]
+
+
+def _fields(stream: Stream, maps: Sequence[FieldMap], merge: str | None) -> list[str]:
+    """The SELECT list: key, replication key, every mapped field, the merge field."""
+    names = [stream.primary_key, stream.replication_key, *stream.crm_fields(maps)]
+    return list(dict.fromkeys([*names, *([merge] if merge else [])]))
+
+
+def _soql(stream: Stream, select: Sequence[str], cursor: Cursor) -> str:
+    """The pull's query: ascending on the replication key from the cursor (inclusive)."""
+    head = format_soql("SELECT {:literal} FROM {:literal}", ", ".join(select), stream.path)
+    where = ""
+    if cursor.value is not None:
+        where = format_soql(" WHERE {:literal} >= {}", stream.replication_key, cursor.value)
+    order = format_soql(" ORDER BY {:literal}, {:literal}", stream.replication_key, "Id")
+    return head + where + order
+
+
+def _items(
+    stream: Stream, maps: Sequence[FieldMap], merge: str | None, rows: Iterable[Mapping[str, Any]]
+) -> Iterator[Record | Tombstone]:
+    """Raw rows (JSON or CSV) as records, and deleted rows as tombstones."""
+    for raw in rows:
+        record_id, at = str(raw["Id"]), stamp(raw[stream.replication_key])
+        assert at is not None
+        if flag(raw.get("IsDeleted")):
+            master = text(raw.get(merge)) if merge else None
+            reason = "merged" if master else "deleted"
+            yield Tombstone(stream.name, record_id, at, reason, master)
+        else:
+            yield Record(stream.name, record_id, at, normalise(stream, raw, maps))
+
+
+def _stamp_of(item: Record | Tombstone) -> Any:
+    return item.modified_at if isinstance(item, Record) else item.deleted_at
+
+
+def _column(stream: Stream, maps: Sequence[FieldMap], field: str) -> str:
+    """The one Salesforce field behind our field ``field``."""
+    for m in maps:
+        if m.ours == field and len(m.theirs) == 1:
+            return m.theirs[0]
+    raise ValueError(f"{stream.name} has no field {field!r} to look records up by")
+
+
+def _row(stream: Stream, update: Update) -> dict[str, Any]:
+    """An update's values under Salesforce's field names; only fields we may write."""
+    refused = sorted(set(update.values) - set(stream.writable))
+    if refused:
+        raise ValueError(f"Handoff does not write {refused} on {stream.name}")
+    return {_WRITE_NAMES[key]: json_value(value) for key, value in update.values.items()}
+
+
+def _saved(record_id: str, result: Mapping[str, Any]) -> WriteResult:
+    """One SaveResult of a collection."""
+    if result.get("success"):
+        return WriteResult(record_id, "ok")
+    error = (result.get("errors") or [{}])[0]
+    code = error.get("statusCode")
+    return WriteResult(record_id, record_status(code), code, error.get("message"))
+
+
+def _refused(record_id: str, refused: ApiError) -> WriteResult:
+    """A record of a call refused as a whole (after the policy's own retries)."""
+    status = "retriable" if isinstance(refused, RetriableError) else "permanent"
+    return WriteResult(record_id, status, refused.code, refused.message)
+
+
+def _plus(result: WriteResult, attempts: int) -> WriteResult:
+    """A result counting the bulk attempt before it."""
+    if not attempts:
+        return result
+    return WriteResult(
+        result.id, result.status, result.code, result.message, result.attempts + attempts
+    )

@@ -1,0 +1,204 @@
+"""Salesforce on the wire: simple-salesforce, unmodified, over a session that owns the HTTP policy.
+
+simple-salesforce does the logins (SOAP, OAuth password, JWT bearer, client credentials), SOQL
+and REST calls. What it does not do, `PolicySession` (given as its public ``session=``) does:
+
+* it sets no timeout: every request gets the policy's timeout;
+* it never retries a 5xx or a 429: the policy retries them, honouring ``Retry-After``;
+* its sObject methods log in again without bound on a permanent 401: the client is built from
+  a session id, so it never logs in by itself, and the policy logs in again at most once a call;
+* its errors are its own: every error answer becomes ours (`connectors.errors`) first.
+
+Routing: ``session`` is the `requests.Session` calls travel on. By default a plain one,
+verifying TLS with ``ca_bundle`` when set. Tests and the sandbox pass
+``sandbox.salesforce.client_session(url)``, which sends ``https://*.salesforce.com`` to the
+sandbox on loopback; `handoff` will do the same when ``[crm] kind = "sandbox"``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from simple_salesforce import Salesforce, SalesforceLogin
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
+from connectors.config import SalesforceSettings
+from connectors.errors import AuthError, TransportError, api_error
+from connectors.http import HttpPolicy
+
+__all__ = ["LIMIT_INFO", "PolicySession", "SalesforceApi"]
+
+LIMIT_INFO = "Sforce-Limit-Info"
+_API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+_TRANSPORT = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+
+
+class PolicySession(requests.Session):
+    """A session that sends through ``inner`` under the policy, with the current session id."""
+
+    def __init__(self, inner: requests.Session, policy: HttpPolicy) -> None:
+        super().__init__()
+        self.inner = inner
+        self.policy = policy
+        self.token: str | None = None
+        self.relogin: Callable[[], None] | None = None  # set once logged in
+
+    def request(self, method: Any, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        """Send under the policy; API calls (``Bearer``) carry the current session id."""
+        kwargs.setdefault("timeout", self.policy.timeout)
+        headers = dict(kwargs.pop("headers", None) or {})
+        if not str(headers.get("Authorization", "")).startswith("Bearer "):
+            return self.policy.call(lambda: self._send(method, url, headers, kwargs), metered=False)
+
+        def send() -> requests.Response:
+            headers["Authorization"] = f"Bearer {self.token}"
+            response = self._send(method, url, headers, kwargs)
+            self._observe(response)
+            _raise_for(response, self.policy)
+            return response
+
+        return self.policy.call(send, reauth=self.relogin)
+
+    def _send(
+        self, method: Any, url: Any, headers: dict[str, Any], kwargs: dict[str, Any]
+    ) -> requests.Response:
+        try:
+            return self.inner.request(method, url, headers=headers, **kwargs)
+        except _TRANSPORT as error:
+            raise TransportError(f"{method} {url}: {error}") from error
+
+    def _observe(self, response: requests.Response) -> None:
+        found = _API_USAGE.search(response.headers.get(LIMIT_INFO, ""))
+        if found:
+            self.policy.budget.observe(int(found.group(1)), int(found.group(2)))
+
+
+def _raise_for(response: requests.Response, policy: HttpPolicy) -> None:
+    """Our exception for an error answer, from Salesforce's error body."""
+    if response.status_code < 400:
+        return
+    code, message = _error_of(response)
+    retry_after = policy.retry_after(response.headers.get("Retry-After"))
+    raise api_error(response.status_code, code, message, retry_after)
+
+
+def _error_of(response: requests.Response) -> tuple[str | None, str]:
+    """(errorCode, message) of ``[{"errorCode", "message"}]`` or an OAuth error body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, response.text[:500]
+    first = body[0] if isinstance(body, list) and body else body
+    if not isinstance(first, dict):
+        return None, str(body)[:500]
+    code = first.get("errorCode") or first.get("error")
+    message = first.get("message") or first.get("error_description") or ""
+    return code, str(message)
+
+
+class SalesforceApi:
+    """A logged-in simple-salesforce client on a `PolicySession`, and the raw calls we need."""
+
+    def __init__(
+        self,
+        settings: SalesforceSettings,
+        policy: HttpPolicy,
+        session: requests.Session | None = None,
+    ) -> None:
+        inner = session or requests.Session()
+        if settings.ca_bundle is not None:
+            inner.verify = str(settings.ca_bundle)
+        self.settings = settings
+        self.policy = policy
+        self.session = PolicySession(inner, policy)
+        token, instance = self._login()
+        self.session.token = token
+        self.session.relogin = None if settings.auth == "session" else self._relogin
+        self.client = Salesforce(
+            instance=instance,
+            session_id=token,
+            session=self.session,
+            version=settings.api_version,
+            object_pairs_hook=dict,
+        )
+
+    def rest(self, path: str, method: str = "GET", **kwargs: Any) -> Any:
+        """A REST call relative to ``/services/data/vXX.X/``, its JSON answer (None on 204)."""
+        return self.client.restful(path, method=method, **kwargs)
+
+    def raw(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A call whose answer is not JSON (Bulk API CSV)."""
+        headers = {**self.client.headers, **kwargs.pop("headers", {})}
+        return self.session.request(method, self.client.base_url + path, headers=headers, **kwargs)
+
+    def query(self, soql: str, include_deleted: bool, batch_size: int) -> dict[str, Any]:
+        """The first page of a SOQL query (queryAll with ``include_deleted``)."""
+        page: dict[str, Any] = self.client.query(
+            soql, include_deleted=include_deleted, headers=_batch(batch_size)
+        )
+        return page
+
+    def query_more(self, next_url: str, batch_size: int) -> dict[str, Any]:
+        """A later page, from the previous page's ``nextRecordsUrl``."""
+        page: dict[str, Any] = self.client.query_more(
+            next_url, identifier_is_url=True, headers=_batch(batch_size)
+        )
+        return page
+
+    def _relogin(self) -> None:
+        """Log in again (the session expired); the next attempt carries the new id."""
+        self.session.token, _ = self._login()
+
+    def _login(self) -> tuple[str, str]:
+        """(session id, instance host) for the configured way of logging in."""
+        settings = self.settings
+        if settings.auth == "session":
+            assert settings.session_id is not None and settings.instance_url is not None
+            return settings.session_id.get_secret_value(), _host(settings.instance_url)
+        try:
+            session_id, instance = SalesforceLogin(
+                session=self.session, sf_version=settings.api_version, **_login_arguments(settings)
+            )
+        except SalesforceAuthenticationFailed as error:
+            raise AuthError(401, str(error.code), f"login failed: {error.message}") from error
+        return session_id, instance
+
+
+def _batch(size: int) -> dict[str, str]:
+    return {"Sforce-Query-Options": f"batchSize={size}"}
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def _login_arguments(settings: SalesforceSettings) -> dict[str, Any]:
+    """simple-salesforce's ``SalesforceLogin`` arguments for each way of logging in."""
+    if settings.auth == "password":
+        return {
+            "username": settings.username,
+            "password": _secret(settings.password),
+            "security_token": _secret(settings.security_token),
+            "domain": settings.login_domain,
+        }
+    if settings.auth == "client_credentials":
+        assert settings.instance_url is not None
+        return {
+            "consumer_key": settings.client_id,
+            "consumer_secret": _secret(settings.client_secret),
+            "domain": _host(settings.instance_url).removesuffix(".salesforce.com"),
+        }
+    return {
+        "username": settings.username,
+        "consumer_key": settings.client_id,
+        "privatekey": _secret(settings.private_key),
+        "domain": settings.login_domain,
+    }

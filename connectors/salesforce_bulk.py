@@ -1,0 +1,125 @@
+"""Bulk API 2.0 for large loads: a query job read in CSV pages, an update job from one CSV.
+
+Jobs are asynchronous: the policy polls them (`HttpPolicy.poll`), so this module never sleeps.
+CSV cells are text; an empty cell is null when read, and leaves a field alone when written
+(``#N/A`` clears it).
+https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_0.htm
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from connectors.errors import FatalError, record_status
+from connectors.http import PageTokens
+from connectors.protocol import WriteResult
+from connectors.salesforce_api import SalesforceApi
+
+__all__ = ["CSV_NULL", "bulk_query", "bulk_update", "csv_value", "json_value"]
+
+CSV_NULL = "#N/A"
+_DONE = ("JobComplete", "Failed", "Aborted")
+
+
+def json_value(value: Any) -> Any:
+    """A value as Salesforce's JSON takes it (datetimes in UTC to the millisecond)."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def csv_value(value: Any) -> str:
+    """A value as a Bulk API CSV cell."""
+    if value is None:
+        return CSV_NULL
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(json_value(value))
+
+
+def bulk_query(
+    api: SalesforceApi, soql: str, include_deleted: bool, page_size: int
+) -> Iterator[dict[str, str]]:
+    """The rows of a query job, page by page (``Sforce-Locator`` to the next)."""
+    operation = "queryAll" if include_deleted else "query"
+    job = api.rest("jobs/query", "POST", json={"operation": operation, "query": soql})
+    _wait(api, "query", job["id"])
+    tokens, locator = PageTokens(), None
+    while True:
+        params = {"maxRecords": page_size, **({"locator": locator} if locator else {})}
+        page = api.raw("GET", f"jobs/query/{job['id']}/results", params=params)
+        yield from csv.DictReader(io.StringIO(page.text))
+        found = page.headers.get("Sforce-Locator")
+        locator = tokens.next(None if found in (None, "", "null") else found)
+        if locator is None:
+            return
+
+
+def bulk_update(
+    api: SalesforceApi, sobject: str, rows: Mapping[str, Mapping[str, Any]]
+) -> dict[str, WriteResult]:
+    """Update records by id in one ingest job; a result for every id."""
+    spec = {"object": sobject, "operation": "update", "contentType": "CSV", "lineEnding": "LF"}
+    job = api.rest("jobs/ingest", "POST", json=spec)
+    upload = _csv(rows)
+    api.raw("PUT", f"jobs/ingest/{job['id']}/batches", data=upload, headers=_CSV_TYPE)
+    api.rest(f"jobs/ingest/{job['id']}", "PATCH", json={"state": "UploadComplete"})
+    info = _wait(api, "ingest", job["id"])
+    if info["state"] != "JobComplete":
+        message = str(info.get("errorMessage") or info["state"])
+        return {i: WriteResult(i, "permanent", "BULK_JOB_FAILED", message) for i in rows}
+    results = {
+        row["sf__Id"]: WriteResult(row["sf__Id"], "ok")
+        for row in _results(api, job, "successfulResults")
+    }
+    results |= {_failed(row).id: _failed(row) for row in _results(api, job, "failedResults")}
+    unprocessed = "the job ended before this record was processed"
+    return {
+        i: results.get(i) or WriteResult(i, "retriable", "UNPROCESSED", unprocessed) for i in rows
+    }
+
+
+_CSV_TYPE = {"Content-Type": "text/csv"}
+
+
+def _csv(rows: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """Id plus every field any row sets; a row leaves the others alone (empty cells)."""
+    columns = list(dict.fromkeys(name for row in rows.values() for name in row))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["Id", *columns])
+    for record_id, row in rows.items():
+        writer.writerow([record_id, *(csv_value(row[c]) if c in row else "" for c in columns)])
+    return out.getvalue().encode()
+
+
+def _wait(api: SalesforceApi, kind: str, job_id: str) -> dict[str, Any]:
+    """The job's info once it has finished."""
+
+    def check() -> dict[str, Any] | None:
+        info: dict[str, Any] = api.rest(f"jobs/{kind}/{job_id}")
+        return info if info["state"] in _DONE else None
+
+    info = api.policy.poll(check)
+    if kind == "query" and info["state"] != "JobComplete":
+        raise FatalError(400, "BULK_JOB_FAILED", str(info.get("errorMessage") or info["state"]))
+    return info
+
+
+def _results(api: SalesforceApi, job: Mapping[str, Any], which: str) -> Sequence[dict[str, str]]:
+    page = api.raw("GET", f"jobs/ingest/{job['id']}/{which}")
+    return list(csv.DictReader(io.StringIO(page.text)))
+
+
+def _failed(row: Mapping[str, str]) -> WriteResult:
+    """A failed row: ``sf__Error`` is ``CODE:message:fields --``."""
+    code, _, rest = row.get("sf__Error", "").partition(":")
+    message = rest.rpartition(":")[0] or rest
+    record_id = row.get("Id") or row.get("sf__Id", "")
+    return WriteResult(record_id, record_status(code), code or None, message)

@@ -1,0 +1,570 @@
+"""Every object both connectors pull, declared as data: one `Stream` per CRM object.
+
+A stream names its object (``path``), primary key and replication key, and maps CRM fields to
+our field names with small converters (`FieldMap`). Activities are typed by inverting how each
+CRM records a touch: Salesforce by (Task Type, Subject before ": "), HubSpot web events by
+(eventType, URL path). Nothing here is written per object; the connectors read these tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from connectors.protocol import Entity
+from connectors.schema import OWNED_FIELDS, OWNER, owned_for
+
+__all__ = [
+    "HUBSPOT_STREAMS",
+    "HUBSPOT_WEB_TOUCHES",
+    "SALESFORCE_STREAMS",
+    "SALESFORCE_TOUCHES",
+    "FieldMap",
+    "Link",
+    "Stream",
+    "day",
+    "flag",
+    "integer",
+    "lookup",
+    "normalise",
+    "number",
+    "stamp",
+    "text",
+]
+
+
+# --- converters: CRM values (JSON or CSV text) to typed values ---------------------------
+
+
+def text(value: Any) -> str | None:
+    """Text, empty as None."""
+    return None if value is None or value == "" else str(value)
+
+
+def number(value: Any) -> float | None:
+    """A number."""
+    return None if value is None or value == "" else float(value)
+
+
+def integer(value: Any) -> int | None:
+    """A whole number (HubSpot and CSV send "12" or "12.0")."""
+    return None if value is None or value == "" else int(float(value))
+
+
+def flag(value: Any) -> bool:
+    """A checkbox: true, "true" or "True"; anything else false."""
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+def stamp(value: Any) -> datetime | None:
+    """An aware UTC datetime from ISO 8601 (any offset) or epoch milliseconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) or value.isdigit():
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def day(value: Any) -> date | None:
+    """A date (a datetime's date part when given one)."""
+    return None if value is None or value == "" else date.fromisoformat(str(value)[:10])
+
+
+def lookup(source: Mapping[str, Any], name: str) -> Any:
+    """A field of a raw record; ``Campaign.Name`` walks a JSON relationship or reads CSV."""
+    if name in source:
+        return source[name]
+    head, _, rest = name.partition(".")
+    inner = source.get(head)
+    return lookup(inner, rest) if rest and isinstance(inner, Mapping) else None
+
+
+# --- the declarations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Our field ``ours`` from the CRM fields ``theirs``, through ``convert``."""
+
+    ours: str
+    theirs: tuple[str, ...]
+    convert: Callable[..., Any] = text
+
+
+def _map(ours: str, theirs: str | tuple[str, ...], convert: Callable[..., Any] = text) -> FieldMap:
+    return FieldMap(ours, theirs if isinstance(theirs, tuple) else (theirs,), convert)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A HubSpot association read into one of our fields (the primary type preferred)."""
+
+    ours: str
+    target: str
+    primary_type: int | None = None
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One CRM object, as a Singer stream: name, path, keys, and its field map."""
+
+    name: str
+    entity: Entity
+    path: str
+    primary_key: str
+    replication_key: str
+    fields: tuple[FieldMap, ...]
+    optional: tuple[FieldMap, ...] = ()  # read when the org has the field (custom, ours)
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    links: tuple[Link, ...] = ()
+    merge_field: str | None = None  # Salesforce MasterRecordId / HubSpot hs_merged_object_ids
+    writable: tuple[str, ...] = ()  # our fields write-back may set
+    api: Literal["objects", "events", "owners"] = "objects"  # which HubSpot API serves it
+
+    def crm_fields(self, maps: Sequence[FieldMap] | None = None) -> list[str]:
+        """The CRM fields the maps read, once each, in order."""
+        names = [name for m in (self.fields if maps is None else maps) for name in m.theirs]
+        return list(dict.fromkeys(names))
+
+
+def normalise(
+    stream: Stream, source: Mapping[str, Any], maps: Sequence[FieldMap]
+) -> dict[str, Any]:
+    """A raw record's values under our names."""
+    values = dict(stream.constants)
+    for m in maps:
+        values[m.ours] = m.convert(*[lookup(source, name) for name in m.theirs])
+    return values
+
+
+_READ_BACK = ("disposition", "reason_code")
+
+
+def _read_back(entity: Entity, crm: str) -> tuple[FieldMap, ...]:
+    """Our own fields that sync reads back (what reps record: disposition, reason code)."""
+    wanted = [f for f in OWNED_FIELDS if f.key in _READ_BACK and entity in f.entities]
+    return tuple(_map(f.key, getattr(f, crm)) for f in wanted)
+
+
+def _writable(entity: Entity) -> tuple[str, ...]:
+    return (*(f.key for f in owned_for(entity)), OWNER)
+
+
+# --- Salesforce ------------------------------------------------------------------------------
+
+# (Type, Subject before ": ") -> our activity type: how touches are logged as Tasks and Events
+SALESFORCE_TOUCHES: dict[tuple[str, str], str] = {
+    ("Form Submission", "Requested a demo"): "demo_request",
+    ("Web Visit", "Visited pricing page"): "pricing_page",
+    ("Form Submission", "Signed up for a trial"): "trial_signup",
+    ("Form Submission", "Contacted sales"): "contact_sales",
+    ("Webinar", "Registered for webinar"): "webinar",
+    ("Web Visit", "Viewed case study"): "case_study",
+    ("Web Visit", "Visited product page"): "product_page",
+    ("Content Download", "Downloaded whitepaper"): "whitepaper",
+    ("Web Visit", "Read blog post"): "blog_visit",
+    ("Email Engagement", "Opened marketing email"): "email_open",
+    ("Email Engagement", "Clicked marketing email link"): "email_click",
+    ("Call", "Call"): "call",
+    ("Email", "Email"): "email",
+    ("Meeting", "Meeting"): "meeting",
+}
+# a Type alone, for rep activity with a free-text subject ("Call with Dana")
+_BY_TASK_TYPE = {"Call": "call", "Email": "email", "Meeting": "meeting"}
+_CUSTOMER_TYPES = frozenset({"Customer - Direct", "Customer - Channel"})
+NOT_PROVIDED = "[not provided]"  # Salesforce requires a Lead's Company; this means none
+
+
+def _touch(kind: Any, subject: Any) -> str:
+    stem = str(subject or "").partition(": ")[0]
+    return SALESFORCE_TOUCHES.get((str(kind), stem)) or _BY_TASK_TYPE.get(str(kind), "other")
+
+
+def _subject_topic(kind: Any, subject: Any) -> str | None:
+    stem, _, topic = str(subject or "").partition(": ")
+    known = (str(kind), stem) in SALESFORCE_TOUCHES
+    return topic.lower() if known and topic else None
+
+
+def _campaign_topic(name: Any) -> str | None:
+    topic = str(name or "").partition(": ")[2]
+    return topic.lower() or None
+
+
+def _company(value: Any) -> str | None:
+    return None if value == NOT_PROVIDED else text(value)
+
+
+def _role(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value).lower()
+
+
+def _either(first: Any, second: Any) -> str | None:
+    return text(first) or text(second)
+
+
+_STAMP = "SystemModstamp"
+
+
+def _salesforce(name: str, entity: Entity, fields: tuple[FieldMap, ...], **extra: Any) -> Stream:
+    return Stream(name, entity, name, "Id", _STAMP, fields, **extra)
+
+
+SALESFORCE_STREAMS: dict[str, Stream] = {
+    s.name: s
+    for s in (
+        _salesforce(
+            "User",
+            "user",
+            (
+                _map("name", "Name"),
+                _map("email", "Email"),
+                _map("is_active", "IsActive", flag),
+                _map("role", "Department", _role),
+                _map("territory", "Division"),
+                _map("manager_id", "ManagerId"),
+            ),
+            optional=(_map("out_of_office", "Out_of_Office__c", flag),),
+            constants={"out_of_office": False},
+        ),
+        _salesforce(
+            "Account",
+            "account",
+            (
+                _map("name", "Name"),
+                _map("website", "Website"),
+                _map("country", "BillingCountry"),
+                _map("industry", "Industry"),
+                _map("employees", "NumberOfEmployees", integer),
+                _map("revenue", "AnnualRevenue", number),
+                _map("parent_id", "ParentId"),
+                _map("owner_id", "OwnerId"),
+                _map("is_customer", "Type", lambda t: t in _CUSTOMER_TYPES),
+                _map("is_competitor", "Type", lambda t: t == "Competitor"),
+            ),
+            optional=_read_back("account", "salesforce"),
+            constants={"domain": None, "region": None},
+            merge_field="MasterRecordId",
+            writable=_writable("account"),
+        ),
+        _salesforce(
+            "Lead",
+            "person",
+            (
+                _map("first_name", "FirstName"),
+                _map("last_name", "LastName"),
+                _map("email", "Email"),
+                _map("company", "Company", _company),
+                _map("title", "Title"),
+                _map("phone", "Phone"),
+                _map("country", "Country"),
+                _map("city", "City"),
+                _map("is_converted", "IsConverted", flag),
+                _map("converted_account_id", "ConvertedAccountId"),
+                _map("owner_id", "OwnerId"),
+            ),
+            optional=_read_back("person", "salesforce"),
+            constants={"kind": "lead", "account_id": None},
+            merge_field="MasterRecordId",
+            writable=_writable("person"),
+        ),
+        _salesforce(
+            "Contact",
+            "person",
+            (
+                _map("account_id", "AccountId"),
+                _map("first_name", "FirstName"),
+                _map("last_name", "LastName"),
+                _map("email", "Email"),
+                _map("title", "Title"),
+                _map("phone", "Phone"),
+                _map("country", "MailingCountry"),
+                _map("city", "MailingCity"),
+                _map("owner_id", "OwnerId"),
+            ),
+            constants={
+                "kind": "contact",
+                "company": None,
+                "is_converted": False,
+                "converted_account_id": None,
+            },
+            merge_field="MasterRecordId",
+            writable=(OWNER,),
+        ),
+        _salesforce(
+            "Opportunity",
+            "opportunity",
+            (
+                _map("account_id", "AccountId"),
+                _map("name", "Name"),
+                _map("stage", "StageName"),
+                _map("amount", "Amount", number),
+                _map("opened_at", "CreatedDate", stamp),
+                _map("close_date", "CloseDate", day),
+                _map("is_closed", "IsClosed", flag),
+                _map("is_won", "IsWon", flag),
+                _map("owner_id", "OwnerId"),
+            ),
+        ),
+        *(
+            _salesforce(
+                name,
+                "activity",
+                (
+                    _map("type", ("Type", "Subject"), _touch),
+                    _map("topic", ("Type", "Subject"), _subject_topic),
+                    _map("occurred_at", occurred, stamp),
+                    _map("person_id", "WhoId"),
+                    _map("account_id", "AccountId"),
+                    _map("owner_id", "OwnerId"),
+                    _map("subject", "Subject"),
+                ),
+            )
+            for name, occurred in (("Task", "CreatedDate"), ("Event", "ActivityDateTime"))
+        ),
+        # Campaign responses also arrive as Tasks; typed apart so they never score twice
+        _salesforce(
+            "CampaignMember",
+            "activity",
+            (
+                _map("occurred_at", "CreatedDate", stamp),
+                _map("person_id", ("LeadId", "ContactId"), _either),
+                _map("subject", "Campaign.Name"),
+                _map("topic", "Campaign.Name", _campaign_topic),
+            ),
+            constants={"type": "campaign_response", "account_id": None, "owner_id": None},
+        ),
+    )
+}
+
+
+# --- HubSpot ---------------------------------------------------------------------------------
+
+# (eventType, URL path with {topic}) -> our activity type: how web and marketing touches show
+HUBSPOT_WEB_TOUCHES: tuple[tuple[str, str | None, str], ...] = (
+    ("e_submitted_form", "/demo", "demo_request"),
+    ("e_visited_page", "/pricing", "pricing_page"),
+    ("e_submitted_form", "/trial", "trial_signup"),
+    ("e_submitted_form", "/contact-sales", "contact_sales"),
+    ("e_submitted_form", "/webinars/{topic}", "webinar"),
+    ("e_visited_page", "/customers/{topic}", "case_study"),
+    ("e_visited_page", "/product", "product_page"),
+    ("e_submitted_form", "/resources/whitepapers/{topic}", "whitepaper"),
+    ("e_visited_page", "/blog/{topic}", "blog_visit"),
+    ("e_opened_marketing_email", None, "email_open"),
+    ("e_clicked_marketing_email", "/newsletter", "email_click"),
+)
+_EVENT_PATTERNS = [
+    (event, re.compile(re.escape(path).replace(r"\{topic\}", "(?P<topic>[^/]*)")), key)
+    for event, path, key in HUBSPOT_WEB_TOUCHES
+    if path is not None
+]
+_EVENT_WITHOUT_URL = {event: key for event, path, key in HUBSPOT_WEB_TOUCHES if path is None}
+_CLOSED_STAGES = frozenset({"closedwon", "closedlost"})
+_CONTACT_STAGES = frozenset({"salesqualifiedlead", "opportunity", "customer", "evangelist"})
+_OUT_OF_OFFICE = "Out of Office"
+
+
+def _event(event_type: Any, url: Any) -> tuple[str, str | None]:
+    """(activity type, topic) of a web or marketing event."""
+    if not url:
+        return _EVENT_WITHOUT_URL.get(str(event_type), str(event_type)), None
+    path = urlsplit(str(url)).path
+    for event, pattern, key in _EVENT_PATTERNS:
+        found = pattern.fullmatch(path) if event == event_type else None
+        if found:
+            return key, found.groupdict().get("topic") or None
+    return str(event_type), None
+
+
+def _industry(value: Any) -> str | None:
+    """HubSpot's COMPUTER_SOFTWARE as Computer Software (Salesforce's picklist spelling)."""
+    return None if not value else str(value).replace("_", " ").title()
+
+
+def _kind(lifecycle: Any) -> str:
+    return "contact" if lifecycle in _CONTACT_STAGES else "lead"
+
+
+def _team(teams: Any) -> tuple[str | None, str | None]:
+    primary = next((t["name"] for t in teams or () if t.get("primary")), "")
+    role, _, territory = str(primary).partition(" ")
+    return (role.lower() or None), (territory or None)
+
+
+def _full_name(first: Any, last: Any) -> str:
+    return " ".join(part for part in (first, last) if part)
+
+
+def _active(archived: Any) -> bool:
+    return not flag(archived)
+
+
+def _owner_role(teams: Any) -> str:
+    return _team(teams)[0] or "marketing"
+
+
+def _territory(teams: Any) -> str | None:
+    return _team(teams)[1]
+
+
+def _away(teams: Any) -> bool:
+    return any(team.get("name") == _OUT_OF_OFFICE for team in teams or ())
+
+
+def _event_type(event_type: Any, url: Any) -> str:
+    return _event(event_type, url)[0]
+
+
+def _event_topic(event_type: Any, url: Any) -> str | None:
+    return _event(event_type, url)[1]
+
+
+def _contact_id(kind: Any, object_id: Any) -> str | None:
+    return text(object_id) if kind == "CONTACT" else None
+
+
+def _company_id(kind: Any, object_id: Any) -> str | None:
+    return text(object_id) if kind == "COMPANY" else None
+
+
+def _closed(stage: Any) -> bool:
+    return stage in _CLOSED_STAGES
+
+
+def _won(stage: Any) -> bool:
+    return stage == "closedwon"
+
+
+def _engagement(name: str, kind: str, subject: str) -> Stream:
+    return Stream(
+        name,
+        "activity",
+        name,
+        "hs_object_id",
+        "hs_lastmodifieddate",
+        (
+            _map("occurred_at", "hs_timestamp", stamp),
+            _map("owner_id", "hubspot_owner_id"),
+            _map("subject", subject),
+        ),
+        constants={"type": kind, "topic": None},
+        links=(Link("person_id", "contacts"), Link("account_id", "companies")),
+    )
+
+
+HUBSPOT_STREAMS: dict[str, Stream] = {
+    s.name: s
+    for s in (
+        Stream(
+            "owners",
+            "user",
+            "owners",
+            "id",
+            "updatedAt",
+            (
+                _map("name", ("firstName", "lastName"), _full_name),
+                _map("email", "email"),
+                _map("is_active", "archived", _active),
+                _map("role", "teams", _owner_role),
+                _map("territory", "teams", _territory),
+                _map("out_of_office", "teams", _away),
+            ),
+            constants={"manager_id": None},
+            api="owners",
+        ),
+        Stream(
+            "companies",
+            "account",
+            "companies",
+            "hs_object_id",
+            "hs_lastmodifieddate",
+            (
+                _map("name", "name"),
+                _map("website", "website"),
+                _map("domain", "domain"),
+                _map("country", "country"),
+                _map("industry", "industry", _industry),
+                _map("employees", "numberofemployees", integer),
+                _map("revenue", "annualrevenue", number),
+                _map("parent_id", "hs_parent_company_id", text),
+                _map("owner_id", "hubspot_owner_id"),
+                _map("is_customer", "lifecyclestage", lambda stage: stage == "customer"),
+                _map("is_competitor", "type", lambda kind: kind == "COMPETITOR"),
+                *_read_back("account", "hubspot"),
+            ),
+            constants={"region": None},
+            merge_field="hs_merged_object_ids",
+            writable=_writable("account"),
+        ),
+        Stream(
+            "contacts",
+            "person",
+            "contacts",
+            "hs_object_id",
+            "lastmodifieddate",
+            (
+                _map("kind", "lifecyclestage", _kind),
+                _map("first_name", "firstname"),
+                _map("last_name", "lastname"),
+                _map("email", "email"),
+                _map("company", "company"),
+                _map("title", "jobtitle"),
+                _map("phone", "phone"),
+                _map("country", "country"),
+                _map("city", "city"),
+                _map("account_id", "associatedcompanyid"),
+                _map("owner_id", "hubspot_owner_id"),
+                *_read_back("person", "hubspot"),
+            ),
+            constants={"is_converted": False, "converted_account_id": None},
+            merge_field="hs_merged_object_ids",
+            writable=_writable("person"),
+        ),
+        Stream(
+            "deals",
+            "opportunity",
+            "deals",
+            "hs_object_id",
+            "hs_lastmodifieddate",
+            (
+                _map("name", "dealname"),
+                _map("stage", "dealstage"),
+                _map("amount", "amount", number),
+                _map("opened_at", "createdate", stamp),
+                _map("close_date", "closedate", day),
+                _map("is_closed", "dealstage", _closed),
+                _map("is_won", "dealstage", _won),
+                _map("owner_id", "hubspot_owner_id"),
+            ),
+            links=(Link("account_id", "companies", primary_type=5),),
+        ),
+        _engagement("calls", "call", "hs_call_title"),
+        _engagement("emails", "email", "hs_email_subject"),
+        _engagement("meetings", "meeting", "hs_meeting_title"),
+        _engagement("notes", "note", "hs_note_body"),
+        _engagement("tasks", "task", "hs_task_subject"),
+        Stream(
+            "events",
+            "activity",
+            "events",
+            "id",
+            "occurredAt",
+            (
+                _map("type", ("eventType", "properties.hs_url"), _event_type),
+                _map("topic", ("eventType", "properties.hs_url"), _event_topic),
+                _map("occurred_at", "occurredAt", stamp),
+                _map("subject", "properties.hs_title"),
+                _map("person_id", ("objectType", "objectId"), _contact_id),
+                _map("account_id", ("objectType", "objectId"), _company_id),
+            ),
+            constants={"owner_id": None},
+            api="events",
+        ),
+    )
+}

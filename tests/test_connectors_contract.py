@@ -1,0 +1,488 @@
+"""The connector contract, run over both CRMs against the sandbox: real clients, real HTTP.
+
+Time is one fake clock shared by the sandbox and the connector's HTTP policy, so Retry-After
+windows, pacing and backoff pass without waiting and every write gets a known timestamp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from connectors.budget import Budget
+from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.errors import AuthError, BudgetExhausted
+from connectors.http import Exchange, HttpPolicy, RetrySettings
+from connectors.hubspot import HubSpotConnector
+from connectors.protocol import (
+    Checkpoint,
+    Connector,
+    Cursor,
+    Record,
+    SchemaSpec,
+    Tombstone,
+    Update,
+    records,
+)
+from connectors.salesforce import SalesforceConnector
+from sandbox.faults import FaultPlan, FaultRule
+from sandbox.generator import generate_org
+from sandbox.org import Org
+from sandbox.salesforce import SalesforceOptions, client_session
+from sandbox.service import RunningSandbox, start_sandbox
+from tests.sandbox_fixtures import (
+    HUBSPOT_LOCKED_COMPANY,
+    SALESFORCE_INSTANCE_URL,
+    SALESFORCE_LOCKED_ACCOUNT,
+    hubspot_client,
+    salesforce_client,
+    salesforce_jwt_key,
+)
+
+ACCOUNTS = 300
+SPEC = SchemaSpec(("Nurture", "SDR", "AE", "Disqualified"), ("Wrong Persona", "No Budget", "Other"))
+HOSTILE = "O'Brien \\ Sons' OR Name LIKE '%"
+OPTIONS = SalesforceOptions()
+
+
+class FakeTime:
+    """One clock for the sandbox (datetimes) and the policy (seconds); sleeping moves it."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def seconds(self) -> float:
+        return self.now.timestamp()
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+    def tick(self, seconds: float = 1.0) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Harness:
+    """One CRM's sandbox, a connector factory, and the raw-client moves a test needs."""
+
+    crm: str
+    sandbox: RunningSandbox
+    time: FakeTime
+    build: Callable[..., Connector]
+    accounts: str
+    people: str
+    paged: str  # a stream checkpointed page by page
+    locked: str
+    write_endpoint: str
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def connector(self, share: float = 0.25, **options: Any) -> Connector:
+        policy = HttpPolicy(
+            RetrySettings(),
+            budget=Budget(share),
+            sleep=self.time.sleep,
+            clock=self.time.seconds,
+            wall=self.time,
+            listener=self.exchanges.append,
+        )
+        return self.build(policy, **options)
+
+    def calls(self, endpoint: str) -> int:
+        return self.sandbox.server.log.count(endpoint)
+
+
+def _salesforce(stack: ExitStack, org: Org, time: FakeTime, **options: Any) -> Harness:
+    faults = options.pop("faults", [])
+    plan = FaultPlan([FaultRule("lock", records=(SALESFORCE_LOCKED_ACCOUNT,)), *faults])
+    crm = stack.enter_context(start_sandbox("salesforce", org, faults=plan, clock=time, **options))
+
+    def build(policy: HttpPolicy, **overrides: Any) -> Connector:
+        settings = {
+            "auth": "client_credentials",
+            "instance_url": SALESFORCE_INSTANCE_URL,
+            "client_id": OPTIONS.consumer_key,
+            "client_secret": SecretStr(OPTIONS.consumer_secret),
+        }
+        page_size = overrides.pop("page_size", 2000)
+        return SalesforceConnector(
+            SalesforceSettings(**settings | overrides),
+            session=client_session(crm.base_url),
+            policy=policy,
+            page_size=page_size,
+        )
+
+    return Harness(
+        "salesforce", crm, time, build, "Account", "Lead", "Lead", SALESFORCE_LOCKED_ACCOUNT,
+        "composite/sobjects",
+    )  # fmt: skip
+
+
+def _hubspot(stack: ExitStack, org: Org, time: FakeTime, **options: Any) -> Harness:
+    faults = options.pop("faults", [])
+    plan = FaultPlan([FaultRule("lock", records=(HUBSPOT_LOCKED_COMPANY,)), *faults])
+    options.setdefault("tier", "unlimited")
+    crm = stack.enter_context(start_sandbox("hubspot", org, faults=plan, clock=time, **options))
+
+    def build(policy: HttpPolicy, **overrides: Any) -> Connector:
+        settings = HubSpotSettings(token=SecretStr(overrides.pop("token", crm.token)))
+        return HubSpotConnector(settings, host=crm.base_url, policy=policy, **overrides)
+
+    return Harness(
+        "hubspot", crm, time, build, "companies", "contacts", "events", HUBSPOT_LOCKED_COMPANY,
+        "companies/batch/update",
+    )  # fmt: skip
+
+
+_OPEN = {"salesforce": _salesforce, "hubspot": _hubspot}
+
+
+@pytest.fixture(scope="module")
+def org() -> Org:
+    return generate_org(ACCOUNTS, 13)
+
+
+class Opener:
+    """Opens fresh sandboxes of one CRM: ``open_crm(faults=[...], **sandbox_options)``."""
+
+    def __init__(self, crm: str, stack: ExitStack, org: Org) -> None:
+        self.crm, self._stack, self._org = crm, stack, org
+
+    def __call__(self, **options: Any) -> Harness:
+        return _OPEN[self.crm](self._stack, self._org, FakeTime(), **options)
+
+
+@pytest.fixture(params=sorted(_OPEN))
+def open_crm(request: pytest.FixtureRequest, org: Org) -> Iterator[Opener]:
+    """Each test runs once per CRM, on sandboxes of its own."""
+    with ExitStack() as stack:
+        yield Opener(request.param, stack, org)
+
+
+@pytest.fixture
+def salesforce_crm(org: Org) -> Iterator[Opener]:
+    with ExitStack() as stack:
+        yield Opener("salesforce", stack, org)
+
+
+@pytest.fixture
+def hubspot_crm(org: Org) -> Iterator[Opener]:
+    with ExitStack() as stack:
+        yield Opener("hubspot", stack, org)
+
+
+def _last_cursor(items: list[Any]) -> Cursor:
+    checkpoints = [item for item in items if isinstance(item, Checkpoint)]
+    assert checkpoints and items[-1] is checkpoints[-1]
+    return checkpoints[-1].cursor
+
+
+def test_full_then_incremental_pull_sees_exactly_the_changes(
+    open_crm: Opener,
+) -> None:
+    h = open_crm()
+    connector = h.connector()
+    connector.ensure_schema(SPEC)
+    full = list(connector.pull(h.accounts))
+    accounts = records(full)
+    assert len(accounts) == ACCOUNTS
+    assert all(r.modified_at.tzinfo is UTC for r in accounts)
+    first, second, third = (r.id for r in accounts[:3])
+    h.time.tick()
+    written_at = h.time.now
+    connector.push(h.accounts, [Update(first, {"score": 12.5}), Update(second, {"score": 81.0})])
+    h.time.tick()
+    verdict = {"disposition": "Rejected", "reason_code": "No Budget"}
+    connector.push(h.accounts, [Update(third, verdict)])
+
+    changed = records(connector.pull(h.accounts, _last_cursor(full)))
+
+    assert [r.id for r in changed] == [*sorted([first, second]), third]
+    assert changed[0].modified_at == changed[1].modified_at == written_at
+    assert {k: changed[2].values[k] for k in verdict} == verdict
+
+
+def test_a_resumed_pull_keeps_the_second_record_of_a_shared_timestamp(
+    open_crm: Opener,
+) -> None:
+    h = open_crm()
+    connector = h.connector()
+    connector.ensure_schema(SPEC)
+    cursor = _last_cursor(list(connector.pull(h.accounts)))
+    ids = sorted(r.id for r in records(connector.pull(h.accounts)))[:2]
+    h.time.tick()
+    connector.push(h.accounts, [Update(i, {"score": 50.0}) for i in ids])
+    shared = records(connector.pull(h.accounts, cursor))
+    # a run that committed the first record of the shared timestamp, then stopped
+    resumed = Cursor(shared[0].modified_at, frozenset({shared[0].id}))
+
+    assert [r.id for r in records(connector.pull(h.accounts, resumed))] == [shared[1].id]
+
+
+def test_deletes_and_merges_arrive_as_tombstones(open_crm: Opener) -> None:
+    h = open_crm()
+    connector = h.connector()
+    full = list(connector.pull(h.accounts))
+    gone = records(full)[4].id
+    h.time.tick()
+    _remove(h, gone)
+
+    tombstones = [
+        i for i in connector.pull(h.accounts, _last_cursor(full)) if isinstance(i, Tombstone)
+    ]
+
+    reason = "deleted" if h.crm == "salesforce" else "archived"
+    assert [(t.id, t.reason, t.deleted_at) for t in tombstones] == [(gone, reason, h.time.now)]
+    if h.crm == "hubspot":  # the sandbox org merges people who share an email address
+        merged = [i for i in connector.pull(h.people) if isinstance(i, Tombstone)]
+        assert merged and all(t.reason == "merged" and t.merged_into for t in merged)
+
+
+def test_a_locked_record_alone_is_retried(open_crm: Opener) -> None:
+    h = open_crm()
+    connector = h.connector()
+    connector.ensure_schema(SPEC)
+    others = [r.id for r in records(connector.pull(h.accounts)) if r.id != h.locked][:4]
+    updates = [Update(i, {"score": 42.0}) for i in [h.locked, *others]]
+
+    results = connector.push(h.accounts, updates)
+
+    assert all(r.ok for r in results)
+    assert {r.id: r.attempts for r in results} == {h.locked: 2, **dict.fromkeys(others, 1)}
+    assert h.calls(h.write_endpoint) == 2
+
+
+def test_a_429_storm_is_waited_out_never_inside_retry_after(
+    open_crm: Opener,
+) -> None:
+    endpoint = {"salesforce": "query", "hubspot": "companies"}[open_crm.crm]
+    storm = FaultRule("status", status=429, retry_after=3, endpoint=endpoint, count=4)
+    h = open_crm(faults=[storm])
+    connector = h.connector()
+
+    assert len(records(connector.pull(h.accounts))) == ACCOUNTS
+    assert connector.usage().retries == 4
+    refused = [e for e in h.exchanges if e.error is not None]
+    assert [e.retry_after for e in refused] == [3.0] * 4
+    for e in refused:  # nothing sent in the 3 seconds each 429 asked for
+        after = h.exchanges[h.exchanges.index(e) + 1 :]
+        assert min(x.started for x in after) >= e.finished + 3
+
+
+def test_an_expired_session_is_renewed_once(open_crm: Opener) -> None:
+    h = open_crm(faults=[FaultRule("expire_session", after=3)])
+    connector = h.connector(page_size=200) if h.crm == "salesforce" else h.connector()
+
+    assert len(records(connector.pull(h.accounts))) == ACCOUNTS
+    if h.crm == "salesforce":
+        assert h.calls("oauth2/token") == 2
+
+
+def test_a_refused_token_fails_after_one_renewal(open_crm: Opener) -> None:
+    h = open_crm()
+    if h.crm == "salesforce":
+        connector = h.connector(
+            auth="session", session_id=SecretStr("revoked"), instance_url=SALESFORCE_INSTANCE_URL
+        )
+    else:
+        connector = h.connector(token="pat-revoked")
+
+    with pytest.raises(AuthError):
+        list(connector.pull(h.accounts))
+    assert h.sandbox.server.log.total() <= 2
+
+
+def test_setup_twice_changes_nothing_then_repairs_drift(
+    open_crm: Opener,
+) -> None:
+    h = open_crm()
+    connector = h.connector()
+    first = connector.ensure_schema(SPEC)
+    second = connector.ensure_schema(SPEC)
+    _drop_reason_code(h, "No Budget")
+    third = connector.ensure_schema(SPEC)
+
+    assert first.changed and not first.of("conflict")
+    assert not second.changed and len(second.of("unchanged")) == len(first.changes)
+    assert [(c.action, c.detail) for c in third.changes if c.action != "unchanged"] == [
+        ("repaired", "added No Budget")
+    ]
+
+
+def test_a_hostile_name_is_escaped(open_crm: Opener) -> None:
+    h = open_crm()
+    connector = h.connector()
+    target = records(connector.pull(h.accounts))[10].id
+    _rename(h, target, HOSTILE)
+
+    found = list(connector.find(h.accounts, "name", [HOSTILE]))
+
+    assert [(r.id, r.values["name"]) for r in found] == [(target, HOSTILE)]
+
+
+def test_the_budget_stops_a_run_cleanly_and_the_next_resumes(
+    open_crm: Opener,
+) -> None:
+    salesforce = open_crm.crm == "salesforce"
+    h = open_crm(api_limit=20) if salesforce else open_crm()
+    share, options = (0.25, {"page_size": 200}) if salesforce else (1e-8, {})
+    expected = {r.id for r in records(h.connector(share=1.0, **options).pull(h.paged))}
+    delivered: list[str] = []
+    cursor, runs = Cursor(), 0
+    while True:
+        runs += 1
+        connector = h.connector(share=share, **options)
+        try:
+            for item in connector.pull(h.paged, cursor):
+                if isinstance(item, Record):
+                    delivered.append(item.id)
+                elif isinstance(item, Checkpoint):
+                    cursor = item.cursor
+        except BudgetExhausted:
+            assert connector.usage().budget_left == 0
+            continue
+        break
+
+    assert runs > 1
+    assert sorted(delivered) == sorted(expected)
+
+
+def _remove(h: Harness, record_id: str) -> None:
+    if h.crm == "salesforce":
+        salesforce_client(h.sandbox).Account.delete(record_id)
+    else:
+        hubspot_client(h.sandbox).crm.companies.basic_api.archive(record_id)
+
+
+def _rename(h: Harness, record_id: str, name: str) -> None:
+    if h.crm == "salesforce":
+        salesforce_client(h.sandbox).Account.update(record_id, {"Name": name})
+    else:
+        body = {"properties": {"name": name}}
+        hubspot_client(h.sandbox).crm.companies.basic_api.update(record_id, body)
+
+
+def _drop_reason_code(h: Harness, value: str) -> None:
+    """An admin removes one reason code from the picklist of leads / contacts."""
+    kept = [code for code in SPEC.reason_codes if code != value]
+    if h.crm == "salesforce":
+        sf = salesforce_client(h.sandbox)
+        query = (
+            "SELECT Id FROM CustomField "
+            "WHERE DeveloperName = 'Handoff_Reason_Code' AND TableEnumOrId = 'Lead'"
+        )
+        lead = sf.toolingexecute("query/", params={"q": query})["records"][0]["Id"]
+        values = [{"fullName": v, "label": v, "default": False} for v in kept]
+        value_set = {"restricted": True, "valueSetDefinition": {"value": values}}
+        sf.toolingexecute(
+            f"sobjects/CustomField/{lead}",
+            method="PATCH",
+            data={"Metadata": {"valueSet": value_set}},
+        )
+    else:
+        options = [{"label": v, "value": v, "displayOrder": i} for i, v in enumerate(kept)]
+        hubspot_client(h.sandbox).crm.properties.core_api.update(
+            "contacts", "handoff_reason_code", {"options": options}
+        )
+
+
+# --- one CRM's own behaviour --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", ["session", "password", "jwt", "client_credentials"])
+def test_salesforce_logs_in_every_supported_way(salesforce_crm: Opener, auth: str) -> None:
+    h = salesforce_crm()
+    settings = {
+        "session": {"session_id": SecretStr(h.sandbox.token)},
+        "password": {
+            "username": OPTIONS.username,
+            "password": SecretStr(OPTIONS.password),
+            "security_token": SecretStr(OPTIONS.security_token),
+        },
+        "jwt": {"username": OPTIONS.username, "private_key": SecretStr(salesforce_jwt_key())},
+        "client_credentials": {},
+    }[auth]
+
+    connector = h.connector(auth=auth, **settings)
+
+    assert len(records(connector.pull("User"))) == h.sandbox.org.users.height
+
+
+def test_salesforce_large_loads_and_writes_go_through_bulk_api_2(
+    salesforce_crm: Opener,
+) -> None:
+    h = salesforce_crm()
+    rest = records(h.connector().pull("Lead"))
+    bulk_connector = h.connector(bulk_threshold=300, bulk_write_threshold=50, page_size=200)
+    bulk_connector.ensure_schema(SPEC)
+
+    pulled = records(bulk_connector.pull("Lead"))
+    accounts = [r.id for r in records(bulk_connector.pull("Account"))][:120]
+    if SALESFORCE_LOCKED_ACCOUNT not in accounts:
+        accounts[-1] = SALESFORCE_LOCKED_ACCOUNT
+    results = bulk_connector.push("Account", [Update(i, {"score": 7.0}) for i in accounts])
+
+    assert sorted((r.id, r.modified_at) for r in pulled) == sorted(
+        (r.id, r.modified_at) for r in rest
+    )
+    assert h.calls("jobs/query") > 0 and h.calls("jobs/ingest") > 0
+    assert all(r.ok for r in results)
+    assert {r.id for r in results if r.attempts == 2} == {SALESFORCE_LOCKED_ACCOUNT}
+
+
+def test_salesforce_requires_a_reason_code_on_rejection(
+    salesforce_crm: Opener,
+) -> None:
+    h = salesforce_crm()
+    connector = h.connector()
+    connector.ensure_schema(SPEC)
+    lead, other = (r.id for r in records(connector.pull("Lead"))[:2])
+
+    refused, accepted = connector.push(
+        "Lead",
+        [
+            Update(lead, {"disposition": "Rejected"}),
+            Update(other, {"disposition": "Rejected", "reason_code": "No Budget"}),
+        ],
+    )
+
+    assert (refused.status, refused.code) == ("permanent", "FIELD_CUSTOM_VALIDATION_EXCEPTION")
+    assert accepted.ok
+
+
+def test_hubspot_paces_under_its_ten_second_window(hubspot_crm: Opener) -> None:
+    h = hubspot_crm(tier="starter")
+    connector = h.connector()
+
+    assert len(records(connector.pull("events"))) > 10_000
+    assert connector.usage().retries == 0
+    assert not [e for e in h.exchanges if e.error is not None]
+
+
+def test_hubspot_search_opens_new_windows_past_its_result_cap(
+    hubspot_crm: Opener,
+) -> None:
+    h = hubspot_crm()
+    everyone = {r.id for r in records(h.connector().pull("contacts"))}
+    long_ago = Cursor(datetime(2000, 1, 1, tzinfo=UTC))
+
+    pulled = [r.id for r in records(h.connector(search_cap=400).pull("contacts", long_ago))]
+
+    assert len(pulled) == len(set(pulled)) and set(pulled) == everyone
+
+
+@pytest.mark.parametrize("field_name", ["name", "website"])
+def test_writes_touch_only_the_fields_we_own(open_crm: Opener, field_name: str) -> None:
+    h = open_crm()
+    with pytest.raises(ValueError, match="does not write"):
+        h.connector().push(h.accounts, [Update("1", {field_name: "x"})])

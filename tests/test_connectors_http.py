@@ -1,0 +1,351 @@
+"""The one HTTP policy and error mapping, with faked answers (`responses`) and a fake clock."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+import responses
+from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsError
+from hubspot.crm.objects.exceptions import ApiException as ObjectsError
+from hubspot.crm.owners.exceptions import ApiException as OwnersError
+from hubspot.crm.properties.exceptions import ApiException as PropertiesError
+from hubspot.events.exceptions import ApiException as EventsError
+from pydantic import SecretStr
+
+from connectors.budget import Budget
+from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.errors import (
+    AuthError,
+    BudgetExhausted,
+    Conflict,
+    ConnectorError,
+    FatalError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PaginationError,
+    RetriableError,
+    TransportError,
+    api_error,
+    classify,
+    record_status,
+)
+from connectors.http import HttpPolicy, PageTokens, RetrySettings
+from connectors.hubspot_api import HubSpotApi
+from connectors.protocol import Cursor, Tombstone, WriteResult
+from connectors.salesforce import SalesforceConnector
+from connectors.salesforce_api import SalesforceApi
+from connectors.streams import stamp
+
+INSTANCE = "https://example.my.salesforce.com"
+BASE = f"{INSTANCE}/services/data/v59.0/"
+
+
+class FakeClock:
+    """Seconds that move only when the policy sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _policy(clock: FakeClock, share: float = 0.25) -> HttpPolicy:
+    return HttpPolicy(RetrySettings(), budget=Budget(share), sleep=clock.sleep, clock=clock)
+
+
+def _salesforce_settings() -> SalesforceSettings:
+    return SalesforceSettings(
+        auth="session", instance_url=INSTANCE, session_id=SecretStr("00Dx0000!session")
+    )
+
+
+def _sf_error(code: str, message: str = "refused") -> list[dict[str, Any]]:
+    return [{"errorCode": code, "message": message, "fields": []}]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "verdict"),
+    [
+        (None, None, "retriable"),
+        (429, "REQUEST_LIMIT_EXCEEDED", "retriable"),
+        (503, "SERVER_UNAVAILABLE", "retriable"),
+        (500, None, "retriable"),
+        (400, "UNABLE_TO_LOCK_ROW", "retriable"),
+        (409, "CONCURRENT_MODIFICATION", "retriable"),
+        (429, "DAILY", "fatal"),
+        (401, "INVALID_SESSION_ID", "auth"),
+        (401, "EXPIRED_AUTHENTICATION", "auth"),
+        (400, "MALFORMED_QUERY", "fatal"),
+        (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "fatal"),
+        (403, "REQUEST_LIMIT_EXCEEDED", "fatal"),
+        (404, "NOT_FOUND", "fatal"),
+    ],
+)
+def test_one_function_decides_retriable_auth_or_fatal(
+    status: int | None, code: str | None, verdict: str
+) -> None:
+    assert classify(status, code) == verdict
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (400, "INVALID_FIELD", InvalidRequest),
+        (403, "INSUFFICIENT_ACCESS", Forbidden),
+        (404, "NOT_FOUND", NotFound),
+        (409, "CONFLICT", Conflict),
+        (422, None, FatalError),
+        (401, "INVALID_SESSION_ID", AuthError),
+        (429, None, RetriableError),
+        (502, None, RetriableError),
+    ],
+)
+def test_error_answers_become_exceptions_by_status(status: int, code: str, kind: type) -> None:
+    assert type(api_error(status, code, "no")) is kind
+
+
+def test_a_record_error_is_retriable_only_when_the_crm_says_so() -> None:
+    assert record_status("UNABLE_TO_LOCK_ROW") == "retriable"
+    assert record_status("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST") == "permanent"
+    assert record_status(None) == "permanent"
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("status", "code", "kind", "sent"),
+    [
+        (400, "MALFORMED_QUERY", InvalidRequest, 1),
+        (404, "NOT_FOUND", NotFound, 1),
+        (403, "REQUEST_LIMIT_EXCEEDED", Forbidden, 1),
+        (401, "INVALID_SESSION_ID", AuthError, 1),  # a session id cannot log in again
+        (500, "UNKNOWN_EXCEPTION", RetriableError, RetrySettings().attempts),
+    ],
+)
+def test_salesforce_answers_map_to_our_errors_and_only_retriable_ones_repeat(
+    clock: FakeClock, status: int, code: str, kind: type, sent: int
+) -> None:
+    responses.get(BASE + "limits", json=_sf_error(code, "it went wrong"), status=status)
+    api = SalesforceApi(_salesforce_settings(), _policy(clock))
+
+    with pytest.raises(kind) as raised:
+        api.rest("limits")
+
+    assert (raised.value.code, raised.value.message) == (code, "it went wrong")
+    assert len(responses.calls) == sent
+
+
+@responses.activate
+def test_retry_after_is_waited_out_and_every_request_has_a_timeout(clock: FakeClock) -> None:
+    responses.get(
+        BASE + "limits",
+        json=_sf_error("SERVER_UNAVAILABLE"),
+        status=503,
+        headers={"Retry-After": "7"},
+    )
+    responses.get(BASE + "limits", json={"DailyApiRequests": {}})
+    policy = _policy(clock)
+    api = SalesforceApi(_salesforce_settings(), policy)
+
+    assert api.rest("limits") == {"DailyApiRequests": {}}
+    assert sum(clock.slept) >= 7 and policy.retries == 1
+    assert all(call.request.req_kwargs["timeout"] == (10.0, 120.0) for call in responses.calls)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "failure", [requests.ConnectTimeout("slow"), requests.ConnectionError("reset by peer")]
+)
+def test_timeouts_and_dropped_connections_are_retried(clock: FakeClock, failure: Exception) -> None:
+    responses.get(BASE + "limits", body=failure)
+    responses.get(BASE + "limits", json={})
+    policy = _policy(clock)
+
+    assert SalesforceApi(_salesforce_settings(), policy).rest("limits") is None
+    assert policy.retries == 1
+
+
+@responses.activate
+def test_retries_are_capped(clock: FakeClock) -> None:
+    responses.get(BASE + "limits", body=requests.ReadTimeout("slow"))
+
+    with pytest.raises(TransportError):
+        SalesforceApi(_salesforce_settings(), _policy(clock)).rest("limits")
+    assert len(responses.calls) == RetrySettings().attempts
+
+
+@responses.activate
+def test_the_run_stops_before_passing_its_share_of_the_daily_limit(clock: FakeClock) -> None:
+    responses.get(BASE + "limits", json={}, headers={"Sforce-Limit-Info": "api-usage=3/40"})
+    api = SalesforceApi(_salesforce_settings(), _policy(clock, share=0.25))
+
+    for _ in range(10):
+        api.rest("limits")
+    with pytest.raises(BudgetExhausted):
+        api.rest("limits")
+    assert len(responses.calls) == 10  # the eleventh call was never sent
+
+
+@responses.activate
+def test_a_salesforce_merge_arrives_as_a_merged_tombstone(clock: FakeClock) -> None:
+    fields = ["Id", "SystemModstamp", "IsDeleted", "MasterRecordId", "Name", "Type"]
+    responses.get(
+        BASE + "sobjects/Account/describe", json={"fields": [{"name": f} for f in fields]}
+    )
+    loser = {"Id": "001A", "SystemModstamp": "2026-11-02T10:00:00.000+0000", "IsDeleted": True}
+    rows = [loser | {"MasterRecordId": "001B"}]
+    responses.get(
+        re.compile(re.escape(BASE + "queryAll/") + ".*"),
+        json={"totalSize": 1, "done": True, "records": rows},
+    )
+    connector = SalesforceConnector(_salesforce_settings(), policy=_policy(clock))
+
+    since = Cursor(stamp("2026-11-01T00:00:00+00:00"))
+    (tombstone, _checkpoint) = list(connector.pull("Account", since))
+
+    assert tombstone == Tombstone(
+        "Account", "001A", stamp("2026-11-02T10:00:00+00:00"), "merged", "001B"
+    )
+    assert "MasterRecordId" in responses.calls[1].request.url
+
+
+def _hubspot_api(clock: FakeClock) -> HubSpotApi:
+    return HubSpotApi(HubSpotSettings(token=SecretStr("pat-na1-test")), _policy(clock))
+
+
+def _raising(error: Exception) -> Any:
+    def do_search(**kwargs: Any) -> Any:
+        raise error
+
+    return do_search
+
+
+def _hubspot_error(
+    kind: type, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> Exception:
+    error = kind(status=status, reason="refused")
+    error.body = json.dumps(body)
+    error.headers = dict(headers or {})
+    return error
+
+
+@pytest.mark.parametrize(
+    "kind", [ObjectsError, PropertiesError, OwnersError, AssociationsError, EventsError]
+)
+@pytest.mark.parametrize(
+    ("status", "body", "ours", "retry_after"),
+    [
+        (429, {"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}, RetriableError, 2),
+        (429, {"errorType": "RATE_LIMIT", "policyName": "DAILY"}, FatalError, 2),
+        (400, {"category": "VALIDATION_ERROR", "message": "bad value"}, InvalidRequest, None),
+        (404, {"category": "OBJECT_NOT_FOUND"}, NotFound, None),
+    ],
+)
+def test_every_hubspot_sub_package_error_maps_to_ours(
+    clock: FakeClock,
+    kind: type,
+    status: int,
+    body: Mapping[str, Any],
+    ours: type,
+    retry_after: float | None,
+) -> None:
+    api = _hubspot_api(clock)
+    headers = {"Retry-After": str(retry_after)} if retry_after else {}
+
+    with pytest.raises(ours) as raised:
+        api.call(_raising(_hubspot_error(kind, status, body, headers)))
+
+    assert raised.value.retry_after == retry_after
+    assert raised.value.code == (body.get("policyName") or body.get("category"))
+
+
+def test_an_expired_hubspot_token_is_tried_once_more_then_refused(clock: FakeClock) -> None:
+    expired = _hubspot_error(ObjectsError, 401, {"category": "EXPIRED_AUTHENTICATION"})
+    answers: list[Any] = [expired, {"results": []}]
+
+    def get_page(**kwargs: Any) -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return type("Response", (), {"data": json.dumps(answer).encode(), "headers": {}})()
+
+    assert _hubspot_api(clock).call(get_page) == {"results": []}
+    with pytest.raises(AuthError):
+        _hubspot_api(clock).call(_raising(expired))
+
+
+def test_the_policy_paces_calls_under_a_rolling_window(clock: FakeClock) -> None:
+    policy = _policy(clock)
+    policy.pace("api", 5, 10.0)
+    sent: list[float] = []
+
+    for _ in range(12):
+        policy.call(lambda: sent.append(clock.now))
+
+    assert all(sent[i + 5] - sent[i] >= 10.0 for i in range(len(sent) - 5))
+
+
+def test_settle_sends_only_retriable_records_again(clock: FakeClock) -> None:
+    policy = _policy(clock)
+    batches: list[list[str]] = []
+    locked_once = {"b"}
+
+    def send(ids: list[str]) -> dict[str, WriteResult]:
+        batches.append(ids)
+        answered = {i: WriteResult(i, "ok") for i in ids}
+        for i in set(ids) & locked_once:
+            answered[i] = WriteResult(i, "retriable", "UNABLE_TO_LOCK_ROW")
+            locked_once.discard(i)
+        return answered
+
+    results = policy.settle(send, ["a", "b", "c"])
+
+    assert batches == [["a", "b", "c"], ["b"]]
+    assert {i: (r.status, r.attempts) for i, r in results.items()} == {
+        "a": ("ok", 1),
+        "b": ("ok", 2),
+        "c": ("ok", 1),
+    }
+
+
+def test_a_repeated_page_token_stops_the_pull() -> None:
+    tokens = PageTokens()
+    assert tokens.next("page-2") == "page-2"
+    assert tokens.next(None) is None
+    with pytest.raises(PaginationError):
+        tokens.next("page-2")
+
+
+def test_a_job_that_never_finishes_gives_up(clock: FakeClock) -> None:
+    with pytest.raises(ConnectorError, match="did not finish"):
+        _policy(clock).poll(lambda: None)
+
+
+def test_retry_after_may_be_an_http_date() -> None:
+    policy = HttpPolicy(wall=lambda: datetime(2026, 11, 1, 9, 0, tzinfo=UTC))
+
+    assert policy.retry_after("Sun, 01 Nov 2026 09:00:30 GMT") == 30.0
+    assert policy.retry_after("2.5") == 2.5
+    assert policy.retry_after("soon") is None
+
+
+def test_a_budget_share_must_be_a_fraction() -> None:
+    with pytest.raises(ValueError, match="share"):
+        Budget(0)
