@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["emit", "peak_rss_mb", "progress", "timed"]
+__all__ = ["emit", "peak_rss_mb", "progress", "pull_figures", "timed"]
 
 
 def progress(message: str) -> None:
@@ -36,3 +36,12 @@ def timed() -> Iterator[list[float]]:
 def emit(figures: dict[str, object]) -> None:
     """Print the benchmark's figures as one JSON object, the last line of stdout."""
     print(json.dumps(figures, sort_keys=True), flush=True)
+
+
+def pull_figures(counts: dict[str, int], seconds: float) -> dict[str, object]:
+    """Records pulled per object, the time it took and the records per second."""
+    return {
+        "records": counts,
+        "seconds": round(seconds, 2),
+        "records_per_second": round(sum(counts.values()) / seconds),
+    }

@@ -17,7 +17,7 @@ from typing import Any
 
 from hubspot import HubSpot
 
-from bench.common import emit, peak_rss_mb, progress, timed
+from bench.common import emit, peak_rss_mb, progress, pull_figures, timed
 from sandbox.generator import generate_org
 from sandbox.service import start_sandbox
 
@@ -68,12 +68,7 @@ def _pull(
         for name in (*OBJECTS, "events"):
             counts[name] = sum(_pages(how(client, name)))
             progress(f"  {name}: {counts[name]}")
-    total = sum(counts.values())
-    return {
-        "records": counts,
-        "seconds": round(elapsed[0], 2),
-        "records_per_second": round(total / elapsed[0]),
-    }
+    return pull_figures(counts, elapsed[0])
 
 
 def main() -> None:

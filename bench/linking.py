@@ -19,7 +19,9 @@ __all__ = ["linked_activities"]
 def linked_activities(org: Org) -> pl.DataFrame:
     """The org's activities with `account_id` filled from the matcher; unlinked ones dropped."""
     open_opportunities = (
-        org.opportunities.filter(~pl.col("is_closed")).group_by("account_id").len("open_opportunities")
+        org.opportunities.filter(~pl.col("is_closed"))
+        .group_by("account_id")
+        .len("open_opportunities")
     )
     accounts = (
         org.accounts.rename({"alias_domain": "alias_domains"})

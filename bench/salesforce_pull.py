@@ -16,7 +16,7 @@ from typing import Any
 
 from simple_salesforce import Salesforce
 
-from bench.common import emit, peak_rss_mb, progress, timed
+from bench.common import emit, peak_rss_mb, progress, pull_figures, timed
 from sandbox.generator import generate_org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.salesforce.schema import STANDARD_OBJECTS
@@ -42,12 +42,7 @@ def _pull(crm: RunningSandbox, **client_options: Any) -> dict[str, Any]:
                 1 for _ in client.query_all_iter(f"SELECT {fields[name]} FROM {name}")
             )
             progress(f"  {name}: {counts[name]}")
-    total = sum(counts.values())
-    return {
-        "records": counts,
-        "seconds": round(elapsed[0], 2),
-        "records_per_second": round(total / elapsed[0]),
-    }
+    return pull_figures(counts, elapsed[0])
 
 
 def main() -> None:
