@@ -7,6 +7,8 @@ rewritten as a scorecard: the log-odds map linearly onto the 0-100 scale so that
 sits at `sdr_odds_ratio` times the org's average odds and ae_min at `ae_odds_ratio` times them
 (points to double the odds: (ae_min - sdr_min) * ln 2 / ln(ae / sdr ratio), ~14 by default).
 Firmographic levels are centred on the average account, so "Industry: Government" can be negative.
+Size bands are not learned one by one: their points follow a parabola in log employees (a fine
+band's few conversions would make its own points noisy), and an unknown size has its own points.
 Models save as JSON, never pickle, and carry their version, metrics and changelog.
 """
 
@@ -26,7 +28,7 @@ from scoring.config import FitRule, ModelSettings, SignalSpec, TierSettings
 from scoring.evaluation import ScoringModel, changelog, evaluate
 from scoring.explain import Explanation, explain
 from scoring.features import Examples, Snapshot
-from scoring.fit import LEVEL_GROUPS, firmographic_levels, fit_rule_matches
+from scoring.fit import LEVEL_GROUPS, firmographic_levels, fit_rule_matches, size_band_centres
 from scoring.scorecard import SCORE_MAX, Contributions, Scorecard, Term
 from scoring.signals import INTENTS, SignalCatalog
 
@@ -48,6 +50,9 @@ _MEMORY_LABELS = {
     "passive": "Passive activity",
 }
 _LEVEL_KEYS = tuple(f"level:{group}" for group in LEVEL_GROUPS)
+# Size curve inputs are log10 employees minus this (1,000 employees): keeps the linear and the
+# squared column from being near-collinear.
+_SIZE_CENTRE = 3.0
 
 
 def _check_catalog(snapshot: Snapshot, catalog: SignalCatalog) -> None:
@@ -188,14 +193,14 @@ class PredictiveModel:
         return _explain(self, snapshot, rows, counts)
 
     def _design(self, snapshot: Snapshot, levels: pl.DataFrame) -> np.ndarray:
-        """The regression's inputs: transformed numbers, then one column per known level."""
+        """The regression's inputs: transformed numbers, then each level group's columns."""
         numeric = zip(_numeric_terms(self.catalog), _numeric_inputs(snapshot), strict=True)
         transformed = [term.transformed(column) for term, column in numeric]
-        dummies = [
-            (levels[group].to_numpy()[:, None] == np.array(known)[None, :]).astype(np.float32)
+        encoded = [
+            _level_columns(group, levels[group].to_numpy(), known)
             for group, known in zip(LEVEL_GROUPS, self.levels_, strict=True)
         ]
-        return np.hstack([np.column_stack(transformed), *dummies])
+        return np.hstack([np.column_stack(transformed), *encoded])
 
     def _scorecard(self, regression: LogisticRegression, shares: list[np.ndarray]) -> Scorecard:
         """The regression rewritten in points, levels centred on the average training account.
@@ -210,14 +215,19 @@ class PredictiveModel:
             for t, c in zip(numeric, coef[: len(numeric)], strict=True)
         ]
         start, centre = len(numeric), 0.0
-        for key, known, share in zip(_LEVEL_KEYS, self.levels_, shares, strict=True):
-            beta = coef[start : start + len(known)]
+        for group, key, known, share in zip(
+            LEVEL_GROUPS, _LEVEL_KEYS, self.levels_, shares, strict=True
+        ):
+            # Each known level's own regression inputs turn the coefficients into its log-odds.
+            inputs = _level_columns(group, np.array(known), known).astype(np.float64)
+            width = inputs.shape[1]
+            beta = inputs @ coef[start : start + width]
             mean = float(share @ beta)
             points = tuple(
                 (k, float(self.factor_ * (b - mean))) for k, b in zip(known, beta, strict=True)
             )
             terms.append(Term(key, key.split(":")[1].capitalize(), levels=points))
-            start, centre = start + len(known), centre + mean
+            start, centre = start + width, centre + mean
         base = self.offset_ + self.factor_ * (float(regression.intercept_[0]) + centre)
         on_scale = float(np.clip(base, 0.0, SCORE_MAX))
         if on_scale != base:
@@ -328,15 +338,29 @@ def _numeric_inputs(snapshot: Snapshot) -> list[np.ndarray]:
 def _level_table(
     levels: list[pl.DataFrame], eligible: tuple[np.ndarray, ...]
 ) -> list[tuple[tuple[str, ...], np.ndarray]]:
-    """Per level group, the levels seen on eligible training rows (sorted) and their shares."""
+    """Per level group, its known levels and their shares of eligible training rows: the levels
+    seen (sorted), or for size every band, since its curve gives points to unseen bands too."""
     table = []
     for group in LEVEL_GROUPS:
         seen = np.concatenate(
             [lv[group].to_numpy()[e] for lv, e in zip(levels, eligible, strict=True)]
         )
-        known, counts = np.unique(seen, return_counts=True)
+        known = tuple(size_band_centres()) if group == "size" else tuple(np.unique(seen))
+        counts = (seen[:, None] == np.array(known)[None, :]).sum(axis=0)
         table.append((tuple(str(k) for k in known), counts / counts.sum()))
     return table
+
+
+def _level_columns(group: str, labels: np.ndarray, known: tuple[str, ...]) -> np.ndarray:
+    """A group's regression columns: one per known level, or for size the curve's three
+    (log10 employees, its square, size unknown)."""
+    if group != "size":
+        return (labels[:, None] == np.array(known)[None, :]).astype(np.float32)
+    centres = {k: np.nan if c is None else c for k, c in size_band_centres().items()}
+    log_size = np.array([centres[str(label)] for label in labels]) - _SIZE_CENTRE
+    unknown = np.isnan(log_size)
+    log_size = np.where(unknown, 0.0, log_size)
+    return np.column_stack([log_size, log_size**2, unknown]).astype(np.float32)
 
 
 def _scale(base_rate: float, settings: ModelSettings, tiers: TierSettings) -> tuple[float, float]:

@@ -35,6 +35,7 @@ ACCOUNTS = pl.DataFrame(
         "revenue": [9e7, 3e6],
         "is_customer": [False, False],
         "is_competitor": [False, False],
+        "parent_id": [None, None],
     }
 )
 

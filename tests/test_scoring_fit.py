@@ -9,7 +9,12 @@ import polars as pl
 import pytest
 
 from scoring.config import DEFAULT_DISQUALIFIERS, DEFAULT_FIT, DisqualifierRule, TierSettings
-from scoring.fit import disqualification, firmographic_levels, fit_rule_matches
+from scoring.fit import (
+    SUBSIDIARY_INDUSTRY,
+    disqualification,
+    firmographic_levels,
+    fit_rule_matches,
+)
 from scoring.tiers import assign_tiers, tier_label
 
 CLEAN: dict[str, Any] = {
@@ -20,6 +25,7 @@ CLEAN: dict[str, Any] = {
     "revenue": 90_000_000.0,
     "is_customer": False,
     "is_competitor": False,
+    "parent_id": None,
 }
 RULES = (
     *DEFAULT_DISQUALIFIERS,
@@ -38,6 +44,7 @@ def _accounts(*changes: dict[str, Any]) -> pl.DataFrame:
             "revenue": pl.Float64,
             "industry": pl.String,
             "country": pl.String,
+            "parent_id": pl.Int64,
         },
     )
 
@@ -93,12 +100,14 @@ def test_firmographic_levels_read_as_plain_labels() -> None:
         {},
         {"employees": 200, "revenue": 250_000_000.0},
         {"employees": 9, "revenue": None, "industry": None},
+        {"employees": None, "parent_id": 7},
     )
     levels = firmographic_levels(accounts).rows()
     assert levels == [
-        ("Industry: Fintech", "Region: NA", "Size: 200-999 employees", "Revenue: $50M-$250M"),
-        ("Industry: Fintech", "Region: NA", "Size: 200-999 employees", "Revenue: $250M+"),
+        ("Industry: Fintech", "Region: NA", "Size: 750-999 employees", "Revenue: $50M-$250M"),
+        ("Industry: Fintech", "Region: NA", "Size: 200-299 employees", "Revenue: $250M+"),
         ("Industry: unknown", "Region: NA", "Size: under 10 employees", "Revenue: unknown"),
+        (SUBSIDIARY_INDUSTRY, "Region: NA", "Size: unknown", "Revenue: $50M-$250M"),
     ]
 
 

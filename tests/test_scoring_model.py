@@ -126,6 +126,7 @@ def _tiny_history(opened_s: int, closed_s: int) -> History:
             "revenue": [5e7, 4e6],
             "is_customer": [False, False],
             "is_competitor": [False, False],
+            "parent_id": [None, None],
         }
     )
     activities = pl.DataFrame(
