@@ -149,6 +149,19 @@ def _id(label: str) -> Field:
     return Field("Id", "id", label, 18, **_READ_ONLY)
 
 
+def _account_lookup(**extra: Any) -> Field:
+    """The AccountId lookup that Contacts, Opportunities and activities carry."""
+    return Field(
+        "AccountId",
+        "reference",
+        "Account ID",
+        18,
+        reference_to=("Account",),
+        relationship="Account",
+        **extra,
+    )
+
+
 def _owner(*targets: str) -> Field:
     return Field(
         "OwnerId",
@@ -290,15 +303,7 @@ _CONTACT = SObject(
     "Contacts",
     (
         _id("Contact ID"),
-        Field(
-            "AccountId",
-            "reference",
-            "Account ID",
-            18,
-            reference_to=("Account",),
-            relationship="Account",
-            child_relationship="Contacts",
-        ),
+        _account_lookup(child_relationship="Contacts"),
         Field("FirstName", "string", "First Name", 40),
         Field("LastName", "string", "Last Name", 80, nillable=False),
         _name(),
@@ -371,16 +376,7 @@ def _activity_fields(type_values: tuple[str, ...]) -> tuple[Field, ...]:
             reference_to=("Account", "Opportunity", "Campaign"),
             relationship="What",
         ),
-        Field(
-            "AccountId",
-            "reference",
-            "Account ID",
-            18,
-            createable=False,
-            updateable=False,
-            reference_to=("Account",),
-            relationship="Account",
-        ),
+        _account_lookup(createable=False, updateable=False),
         Field("Subject", "combobox", "Subject", 255),
         Field("Type", "picklist", "Type", 255, picklist=type_values),
         Field("Description", "textarea", "Description", 32000),
@@ -453,15 +449,7 @@ _OPPORTUNITY = SObject(
     "Opportunities",
     (
         _id("Opportunity ID"),
-        Field(
-            "AccountId",
-            "reference",
-            "Account ID",
-            18,
-            reference_to=("Account",),
-            relationship="Account",
-            child_relationship="Opportunities",
-        ),
+        _account_lookup(child_relationship="Opportunities"),
         Field("Name", "string", "Name", 120, nillable=False),
         Field(
             "StageName",
