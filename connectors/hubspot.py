@@ -2,10 +2,12 @@
 
 A full load lists every record (100 a page, associations inline) after one search for the
 latest modification time, which becomes the cursor: anything modified while the list runs is
-later than it. An incremental pull reads the recycle bin first (archived records become
-tombstones), then searches ``<modified> >= cursor`` sorted ascending, 200 a page; search stops
-at 10,000 results, so the pull opens a new window at the last timestamp it delivered and goes
-on. Survivors of a merge name the ids merged into them: each becomes a tombstone.
+later than it. Each list page ends in a checkpoint that carries the list's ``after`` token, so a
+load stopped part way (the API budget, a crash) goes on from that page next run.
+An incremental pull reads the recycle bin first (archived records become tombstones), then
+searches ``<modified> >= cursor`` sorted ascending, 200 a page; search stops at 10,000 results,
+so the pull opens a new window at the last timestamp it delivered and goes on. Survivors of a
+merge name the ids merged into them: each becomes a tombstone.
 Web and marketing touches come from the events API, ordered by time, 100 a page.
 Writes are batch updates, 100 records a call; only records answered retriable go again.
 
@@ -103,8 +105,8 @@ class HubSpotConnector:
             return self._owners(declared, cursor)
         if declared.api == "events":
             return self._events(declared, cursor)
-        if cursor.value is None:
-            return self._full(declared)
+        if cursor.value is None or cursor.resume is not None:
+            return self._full(declared, cursor)
         return self._incremental(declared, cursor)
 
     def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:
@@ -135,24 +137,26 @@ class HubSpotConnector:
 
     # --- pulls ---------------------------------------------------------------------------------
 
-    def _full(self, stream: Stream) -> Iterator[Item]:
-        """Every live record; the cursor is the latest modification time when the load began."""
-        latest = self._latest(stream)
-        if latest is None:
-            yield Checkpoint(stream.name, FULL_LOAD)
-            return
-        at_latest: set[str] = set()
-        for raws in self._list(stream, archived=False):
+    def _full(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+        """Every live record, a checkpoint per page; the bound is the latest modification time
+        when the load began, and ``cursor.resume`` the list page a stopped load goes on from."""
+        if cursor.resume is None:
+            latest = self._latest(stream)
+            if latest is None:
+                yield Checkpoint(stream.name, FULL_LOAD)
+                return
+            cursor = Cursor(latest)
+        for raws, after in self._list(stream, archived=False, after=cursor.resume):
             for item in self._items(stream, raws, _inline_links(stream, raws)):
-                if isinstance(item, Record) and item.modified_at == latest:
-                    at_latest.add(item.id)
+                if isinstance(item, Record) and item.modified_at == cursor.value:
+                    cursor = cursor.advanced(item.modified_at, item.id)
                 yield item
-        yield Checkpoint(stream.name, Cursor(latest, frozenset(at_latest)))
+            yield Checkpoint(stream.name, cursor.resuming(after))
 
     def _incremental(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
         """Archived since the cursor, then search windows until the last one is done."""
         start = cursor
-        for raws in self._list(stream, archived=True):
+        for raws, _ in self._list(stream, archived=True):
             for raw in raws:
                 archived_at = stamp(raw.get("archivedAt")) or stamp(raw["updatedAt"])
                 assert archived_at is not None
@@ -228,11 +232,14 @@ class HubSpotConnector:
         results = page["results"]
         return stamp(results[0]["properties"][stream.replication_key]) if results else None
 
-    def _list(self, stream: Stream, archived: bool) -> Iterator[list[dict[str, Any]]]:
-        """Pages of the list API (the recycle bin with ``archived``)."""
+    def _list(
+        self, stream: Stream, archived: bool, after: str | None = None
+    ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+        """Pages of the list API (the recycle bin with ``archived``) from ``after``, each with
+        the token of the page that follows it (None after the last)."""
         names = None if archived else _names(stream)
         targets = None if archived else [link.target for link in stream.links] or None
-        tokens, token = PageTokens(), None
+        tokens, token = PageTokens(), after
         while True:
             page = self.api.call(
                 self.api.objects.get_page,
@@ -243,8 +250,8 @@ class HubSpotConnector:
                 associations=targets,
                 archived=archived,
             )
-            yield page["results"]
             token = tokens.next(_next_after(page))
+            yield page["results"], token
             if token is None:
                 return
 

@@ -5,6 +5,9 @@ them, and now and then a `Checkpoint` whose cursor covers everything before it. 
 in the same transaction as those rows and a stopped run resumes there without gaps or
 duplicates. Cursors are closed lower bounds: a record modified exactly at ``value`` is read
 again unless its id is in ``ids``, so two records sharing the last timestamp are never split.
+A full load is read in the CRM's own order, not by modification time, so its checkpoints also
+carry ``resume``, the CRM's page token: hand the cursor back as it is and the load goes on from
+that page (a cursor with ``resume`` is not a lower bound yet).
 
     for item in connector.pull("Account", saved_cursor):
         match item:
@@ -48,11 +51,14 @@ Entity = Literal["account", "person", "activity", "opportunity", "user"]
 class Cursor:
     """Where an incremental pull starts: at ``value`` (inclusive), minus the ``ids`` seen there.
 
-    ``value`` None means a full load.
+    ``value`` None means a full load. ``resume`` (opaque, the connector's own) marks a full load
+    stopped part way: the pull goes on from that page, and ``value`` and ``ids`` become the
+    lower bound only once the load ends without one.
     """
 
     value: datetime | None = None
     ids: frozenset[str] = frozenset()
+    resume: str | None = None
 
     def admits(self, stamp: datetime, record_id: str) -> bool:
         """Whether a record modified at ``stamp`` is new to whoever holds this cursor."""
@@ -63,10 +69,14 @@ class Cursor:
     def advanced(self, stamp: datetime, record_id: str) -> Cursor:
         """The cursor once a record modified at ``stamp`` has been delivered too."""
         if self.value is None or stamp > self.value:
-            return Cursor(stamp, frozenset({record_id}))
+            return Cursor(stamp, frozenset({record_id}), self.resume)
         if stamp == self.value:
-            return Cursor(stamp, self.ids | {record_id})
+            return Cursor(stamp, self.ids | {record_id}, self.resume)
         return self
+
+    def resuming(self, resume: str | None) -> Cursor:
+        """The same bound, going on from the page token ``resume`` (None: the load is done)."""
+        return Cursor(self.value, self.ids, resume)
 
 
 FULL_LOAD = Cursor()  # the cursor of a first pull: every record

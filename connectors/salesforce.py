@@ -3,7 +3,9 @@
 Pulls ask ``SystemModstamp >= cursor ORDER BY SystemModstamp, Id`` (a closed lower bound; ids
 already delivered at the bound are skipped), through ``queryAll`` when incremental so deleted
 and merged records arrive as tombstones. A full load whose first page says it holds more than
-``bulk_threshold`` rows reads the rest through a Bulk API 2.0 query. Writes go 200 records a
+``bulk_threshold`` rows reads the rest through a Bulk API 2.0 query, with a checkpoint after each
+result page that names the job and the page to go on from; if that job is gone when a stopped
+load resumes (results live for days), the load starts over. Writes go 200 records a
 call through sObject Collections with ``allOrNone=false``, through one Bulk API 2.0 job above
 ``bulk_write_threshold``; only records answered retriable (a locked row) are sent again.
 
@@ -13,7 +15,10 @@ call through sObject Collections with ``allOrNone=false``, through one Bulk API 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -22,7 +27,7 @@ from simple_salesforce.format import format_soql
 from connectors.batches import chunked
 from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import SalesforceSettings
-from connectors.errors import ApiError, BudgetExhausted, RetriableError, record_status
+from connectors.errors import ApiError, BudgetExhausted, NotFound, RetriableError, record_status
 from connectors.http import HttpPolicy, PageTokens
 from connectors.protocol import (
     FULL_LOAD,
@@ -38,7 +43,7 @@ from connectors.protocol import (
     WriteResult,
 )
 from connectors.salesforce_api import SalesforceApi
-from connectors.salesforce_bulk import bulk_query, bulk_update, json_value
+from connectors.salesforce_bulk import bulk_pages, bulk_query_job, bulk_update, json_value
 from connectors.salesforce_setup import ensure_schema
 from connectors.schema import OWNED_FIELDS, OWNER
 from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise, stamp, text
@@ -51,6 +56,30 @@ COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
 _FIND_CHUNK = 200  # values per IN list of a lookup
 # our field -> the Salesforce field write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.salesforce for f in OWNED_FIELDS} | {OWNER: "OwnerId"}
+
+
+@dataclass(frozen=True)
+class _BulkRead:
+    """Where a bulk full load stands: its query job, the next result page, and the bound its
+    query started from (rows at ``since`` with an id in ``ids`` were delivered before it)."""
+
+    job: str
+    locator: str | None
+    since: datetime | None
+    ids: frozenset[str]
+
+    def token(self) -> str:
+        """The cursor's ``resume`` text."""
+        since = None if self.since is None else self.since.isoformat()
+        fields = {"job": self.job, "locator": self.locator, "since": since}
+        return json.dumps(fields | {"ids": sorted(self.ids)})
+
+    @classmethod
+    def parse(cls, token: str) -> _BulkRead:
+        """The read a ``resume`` text names."""
+        fields = json.loads(token)
+        since = None if fields["since"] is None else datetime.fromisoformat(fields["since"])
+        return cls(fields["job"], fields["locator"], since, frozenset(fields["ids"]))
 
 
 class SalesforceConnector:
@@ -87,6 +116,9 @@ class SalesforceConnector:
     def _pull(self, declared: Stream, cursor: Cursor) -> Iterator[Item]:
         """The pull of one stream (a generator, so `pull` checks the name at once)."""
         maps, merge = self._maps(declared)
+        if cursor.resume is not None:
+            yield from self._resumed_bulk(declared, maps, merge, cursor)
+            return
         incremental = cursor.value is not None
         select = [*_fields(declared, maps, merge), *(["IsDeleted"] if incremental else [])]
         page = self.api.query(_soql(declared, select, cursor), incremental, self.page_size)
@@ -168,8 +200,7 @@ class SalesforceConnector:
         select: Sequence[str],
         cursor: Cursor,
     ) -> Iterator[Item]:
-        """The rest of a large full load from a Bulk API 2.0 query, checkpointed at the end."""
-        start = cursor
+        """The rest of a large full load from a Bulk API 2.0 query, checkpointed per page."""
         soql = format_soql(
             "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {}",
             ", ".join(select),
@@ -177,12 +208,39 @@ class SalesforceConnector:
             stream.replication_key,
             cursor.value,
         )
-        rows = bulk_query(self.api, soql, False, self.bulk_page_size)
-        for item in _items(stream, maps, merge, rows):
-            if start.admits(_stamp_of(item), item.id):
-                cursor = cursor.advanced(_stamp_of(item), item.id)
-                yield item
-        yield Checkpoint(stream.name, cursor)
+        read = _BulkRead(bulk_query_job(self.api, soql, False), None, cursor.value, cursor.ids)
+        yield from self._bulk_rows(stream, maps, merge, read, cursor)
+
+    def _resumed_bulk(
+        self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, cursor: Cursor
+    ) -> Iterator[Item]:
+        """A stopped bulk load from its saved page; from the start if the job is gone."""
+        assert cursor.resume is not None
+        read = _BulkRead.parse(cursor.resume)
+        try:
+            yield from self._bulk_rows(stream, maps, merge, read, cursor)
+        except NotFound:
+            yield from self._pull(stream, FULL_LOAD)
+
+    def _bulk_rows(
+        self,
+        stream: Stream,
+        maps: Sequence[FieldMap],
+        merge: str | None,
+        read: _BulkRead,
+        cursor: Cursor,
+    ) -> Iterator[Item]:
+        """A query job's rows from ``read``'s page on; rows come in no set order, so the cursor
+        keeps the latest stamp seen and each checkpoint names the page to go on from."""
+        since = Cursor(read.since, read.ids)
+        pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
+        for rows, locator in pages:
+            for item in _items(stream, maps, merge, rows):
+                if since.admits(_stamp_of(item), item.id):
+                    cursor = cursor.advanced(_stamp_of(item), item.id)
+                    yield item
+            resume = None if locator is None else replace(read, locator=locator).token()
+            yield Checkpoint(stream.name, cursor.resuming(resume))
 
     def _all_pages(self, soql: str) -> Iterator[dict[str, Any]]:
         """Every record of a query, page by page."""

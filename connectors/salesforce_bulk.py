@@ -19,7 +19,7 @@ from connectors.http import PageTokens
 from connectors.protocol import WriteResult
 from connectors.salesforce_api import SalesforceApi
 
-__all__ = ["CSV_NULL", "bulk_query", "bulk_update", "csv_value", "json_value"]
+__all__ = ["CSV_NULL", "bulk_pages", "bulk_query_job", "bulk_update", "csv_value", "json_value"]
 
 CSV_NULL = "#N/A"
 _DONE = ("JobComplete", "Failed", "Aborted")
@@ -43,20 +43,27 @@ def csv_value(value: Any) -> str:
     return str(json_value(value))
 
 
-def bulk_query(
-    api: SalesforceApi, soql: str, include_deleted: bool, page_size: int
-) -> Iterator[dict[str, str]]:
-    """The rows of a query job, page by page (``Sforce-Locator`` to the next)."""
+def bulk_query_job(api: SalesforceApi, soql: str, include_deleted: bool) -> str:
+    """Start a query job and wait until its results are ready; the job's id."""
     operation = "queryAll" if include_deleted else "query"
     job = api.rest("jobs/query", "POST", json={"operation": operation, "query": soql})
     _wait(api, "query", job["id"])
-    tokens, locator = PageTokens(), None
+    return str(job["id"])
+
+
+def bulk_pages(
+    api: SalesforceApi, job_id: str, page_size: int, locator: str | None = None
+) -> Iterator[tuple[list[dict[str, str]], str | None]]:
+    """A finished query job's rows page by page from ``locator``, each page with the locator
+    of the next (None after the last); results stay readable for days, so a stopped read can
+    go on from a saved locator."""
+    tokens = PageTokens()
     while True:
         params = {"maxRecords": page_size, **({"locator": locator} if locator else {})}
-        page = api.raw("GET", f"jobs/query/{job['id']}/results", params=params)
-        yield from csv.DictReader(io.StringIO(page.text))
+        page = api.raw("GET", f"jobs/query/{job_id}/results", params=params)
         found = page.headers.get("Sforce-Locator")
         locator = tokens.next(None if found in (None, "", "null") else found)
+        yield list(csv.DictReader(io.StringIO(page.text))), locator
         if locator is None:
             return
 

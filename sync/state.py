@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, Index, event, text
+from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, Index, Text, event, text
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -68,7 +68,7 @@ class StoreOpenError(StateError):
     """The database URL is unsupported, or the database cannot be reached."""
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PERSON_KINDS = ("lead", "contact")
 USER_ROLES = ("marketing", "sdr", "ae", "manager")
@@ -343,7 +343,8 @@ class Cursor(SQLModel, table=True):
     """How far one object of one connector has been pulled.
 
     `ids_at_value` lists the ids already seen at exactly `value`, so a `>= value` query
-    can drop them instead of losing records that share the last timestamp.
+    can drop them instead of losing records that share the last timestamp. `resume` is the
+    connector's page token of a full load stopped part way (`connectors.protocol.Cursor`).
     """
 
     __tablename__ = "cursor"
@@ -352,6 +353,7 @@ class Cursor(SQLModel, table=True):
     object: str = Field(primary_key=True)
     value: datetime = Field(sa_type=UTCDateTime)
     ids_at_value: list[str] = Field(default_factory=list, sa_type=JSON)
+    resume: str | None = Field(default=None, sa_type=Text)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 

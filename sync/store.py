@@ -180,6 +180,7 @@ class Store:
         value: datetime,
         ids_at_value: Iterable[str],
         now: datetime,
+        resume: str | None = None,
     ) -> Cursor:
         """Save a cursor in the caller's transaction, so it commits with the rows it covers."""
         cursor = self.get_cursor(session, connector, object) or Cursor(
@@ -187,6 +188,7 @@ class Store:
         )
         cursor.value = value
         cursor.ids_at_value = sorted(set(ids_at_value))
+        cursor.resume = resume
         cursor.updated_at = now
         session.add(cursor)
         return cursor

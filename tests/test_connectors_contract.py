@@ -6,6 +6,7 @@ windows, pacing and backoff pass without waiting and every write gets a known ti
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -114,12 +115,12 @@ def _salesforce(stack: ExitStack, org: Org, time: FakeTime, **options: Any) -> H
             "client_id": OPTIONS.consumer_key,
             "client_secret": SecretStr(OPTIONS.consumer_secret),
         }
-        page_size = overrides.pop("page_size", 2000)
+        sizes = {k: overrides.pop(k) for k in ("page_size", "bulk_page_size") if k in overrides}
         return SalesforceConnector(
             SalesforceSettings(**settings | overrides),
             session=client_session(crm.base_url),
             policy=policy,
-            page_size=page_size,
+            **sizes,
         )
 
     return Harness(
@@ -355,6 +356,66 @@ def test_the_budget_stops_a_run_cleanly_and_the_next_resumes(
 
     assert runs > 1
     assert sorted(delivered) == sorted(expected)
+
+
+def _pull_in_runs(
+    h: Harness, stream: str, share: float, **options: Any
+) -> tuple[list[str], list[Cursor], int]:
+    """Pull ``stream`` from scratch run after run, each stopped by its budget, keeping only
+    what the checkpoints covered: the ids delivered, every saved cursor, and the runs it took."""
+    delivered: list[str] = []
+    saved: list[Cursor] = []
+    cursor, runs = Cursor(), 0
+    while not saved or saved[-1].resume is not None:
+        runs += 1
+        pending: list[str] = []
+        try:
+            for item in h.connector(share=share, **options).pull(stream, cursor):
+                if isinstance(item, Record):
+                    pending.append(item.id)
+                elif isinstance(item, Checkpoint):
+                    delivered += pending
+                    pending, cursor = [], item.cursor
+                    saved.append(cursor)
+        except BudgetExhausted:
+            continue
+    return delivered, saved, runs
+
+
+def test_a_full_load_stopped_by_the_budget_goes_on_from_its_last_page(
+    open_crm: Opener,
+) -> None:
+    salesforce = open_crm.crm == "salesforce"
+    h = open_crm(api_limit=400) if salesforce else open_crm()
+    # Salesforce: a Bulk API 2.0 load in 100-row result pages; HubSpot: 100-record list pages
+    bulk = {"bulk_threshold": 300, "page_size": 200, "bulk_page_size": 100}
+    options, stream = (bulk, h.people) if salesforce else ({}, h.people)
+    whole = list(h.connector(share=1.0, **options).pull(stream))
+
+    delivered, saved, runs = _pull_in_runs(h, stream, 0.015 if salesforce else 3e-9, **options)
+
+    assert runs > 2
+    assert sum(c.resume is not None for c in saved) > 2
+    assert sorted(delivered) == sorted(r.id for r in records(whole))
+    assert saved[-1] == _last_cursor(whole)
+
+
+def test_a_stopped_bulk_load_whose_job_is_gone_starts_over(salesforce_crm: Opener) -> None:
+    h = salesforce_crm()
+    options = {"bulk_threshold": 300, "page_size": 200, "bulk_page_size": 100}
+    whole = list(h.connector(**options).pull(h.people))
+    stopped = next(
+        item.cursor
+        for item in h.connector(**options).pull(h.people)
+        if isinstance(item, Checkpoint) and item.cursor.resume is not None
+    )
+    job = json.loads(stopped.resume or "")["job"]
+    salesforce_client(h.sandbox).restful(f"jobs/query/{job}", method="DELETE")
+
+    again = list(h.connector(**options).pull(h.people, stopped))
+
+    assert sorted(r.id for r in records(again)) == sorted(r.id for r in records(whole))
+    assert _last_cursor(again) == _last_cursor(whole)
 
 
 def _remove(h: Harness, record_id: str) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, func, select
 
 from sync import (
+    SCHEMA_VERSION,
     Account,
     Activity,
     AppendOnlyError,
@@ -255,8 +256,21 @@ def test_cursor_is_saved_with_the_rows_it_covers(store: Store) -> None:
     with store.session() as session:
         cursor = store.get_cursor(session, "salesforce", "Lead")
     assert cursor is not None
-    assert (cursor.value, cursor.ids_at_value) == (T0, ["p1", "p2"])
+    assert (cursor.value, cursor.ids_at_value, cursor.resume) == (T0, ["p1", "p2"], None)
     assert _count(store, Person) == 2
+
+
+def test_a_stopped_full_load_keeps_its_page_token_until_it_ends(store: Store) -> None:
+    token = '{"job": "750x", "locator": "' + "L" * 600 + '"}'
+    with store.session() as session:
+        store.set_cursor(session, "salesforce", "Lead", T0, ["p1"], now=T0, resume=token)
+    with store.session() as session:
+        saved = store.get_cursor(session, "salesforce", "Lead")
+        assert saved is not None and saved.resume == token
+        store.set_cursor(session, "salesforce", "Lead", T0, ["p1", "p2"], now=T0)
+    with store.session() as session:
+        done = store.get_cursor(session, "salesforce", "Lead")
+    assert done is not None and done.resume is None
 
 
 def test_failed_transaction_leaves_rows_and_cursor_unchanged(store: Store) -> None:
@@ -476,7 +490,8 @@ def test_schema_version_mismatch_is_a_clear_error(store: Store, store_url: str) 
     with store.session() as session:
         session.exec(update(SchemaMeta).values(schema_version=999))
     store.dispose()
-    with pytest.raises(SchemaVersionError, match=r"schema version 999.*uses version 1"):
+    expected = rf"schema version 999.*uses version {SCHEMA_VERSION}"
+    with pytest.raises(SchemaVersionError, match=expected):
         Store.open(store_url)
 
 
