@@ -9,7 +9,8 @@ searches ``<modified> >= cursor`` sorted ascending, 200 a page; search stops at 
 so the pull opens a new window at the last timestamp it delivered and goes on. Survivors of a
 merge name the ids merged into them: each becomes a tombstone.
 Web and marketing touches come from the events API, ordered by time, 100 a page.
-Writes are batch updates, 100 records a call; only records answered retriable go again.
+Writes are batch updates, 100 records a call; only records answered retriable go again, and a
+batch refused whole for one bad value is halved until that record stands alone.
 
     connector = HubSpotConnector(settings.hubspot)
     for item in connector.pull("contacts", cursor): ...
@@ -29,6 +30,7 @@ from connectors.errors import (
     ApiError,
     BudgetExhausted,
     ConnectorError,
+    InvalidRequest,
     RetriableError,
     record_status,
 )
@@ -318,14 +320,25 @@ class HubSpotConnector:
     def _batch_update(
         self, stream: Stream, ids: Sequence[str], rows: Mapping[str, Mapping[str, str]]
     ) -> dict[str, WriteResult]:
-        """Update ``ids`` 100 a call; a 207 says which records failed and why."""
+        """Update ``ids`` 100 a call; a 207 says which records failed and why. HubSpot refuses
+        a whole batch (400) for one invalid value without naming the record, so a refused
+        batch is split in halves until each bad record stands alone."""
         answered: dict[str, WriteResult] = {}
-        for chunk in chunked(ids, BATCH_SIZE):
+        pending = list(chunked(ids, BATCH_SIZE))
+        while pending:
+            chunk = pending.pop(0)
             inputs = [{"id": i, "properties": rows[i]} for i in chunk]
             try:
                 answer = self.api.call(self.api.batch.update, stream.path, {"inputs": inputs})
             except BudgetExhausted as stop:
                 raise BudgetExhausted(str(stop), list(answered.values())) from stop
+            except InvalidRequest as refused:
+                if len(chunk) == 1:
+                    answered[chunk[0]] = _refused(chunk[0], refused)
+                else:
+                    half = len(chunk) // 2
+                    pending[:0] = [chunk[:half], chunk[half:]]
+                continue
             except ApiError as refused:
                 answered |= {i: _refused(i, refused) for i in chunk}
                 continue

@@ -263,6 +263,24 @@ def test_a_locked_record_alone_is_retried(open_crm: Opener) -> None:
     assert h.calls(h.write_endpoint) == 2
 
 
+def test_one_invalid_value_fails_that_record_alone(open_crm: Opener) -> None:
+    h = open_crm()
+    connector = h.connector()
+    connector.ensure_schema(SPEC)
+    ids = [r.id for r in records(connector.pull(h.accounts)) if r.id != h.locked][:100]
+    bad = ids[37]
+    updates = [Update(i, {"tier": "Platinum" if i == bad else "SDR"}) for i in ids]
+    before = h.calls(h.write_endpoint)
+
+    results = connector.push(h.accounts, updates)
+
+    assert [r.id for r in results if not r.ok] == [bad]
+    assert results[37].status == "permanent" and results[37].code and results[37].message
+    # Salesforce answers per record; HubSpot refuses the batch whole, so it is halved down
+    calls = h.calls(h.write_endpoint) - before
+    assert calls == 1 if h.crm == "salesforce" else calls <= 1 + 2 * 7
+
+
 def test_a_429_storm_is_waited_out_never_inside_retry_after(
     open_crm: Opener,
 ) -> None:
