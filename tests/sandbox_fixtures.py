@@ -16,8 +16,9 @@ from simple_salesforce import Salesforce
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.generator import generate_org
 from sandbox.org import Org
-from sandbox.salesforce import SalesforceOptions, client_session
+from sandbox.salesforce import SalesforceDialect, SalesforceOptions, client_session
 from sandbox.salesforce.ids import make_id
+from sandbox.salesforce.merges import MergeResult
 from sandbox.service import RunningSandbox, start_sandbox
 
 # --- HubSpot ---------------------------------------------------------------------------------
@@ -79,6 +80,7 @@ SALESFORCE_SEED = 13
 SALESFORCE_INSTANCE_URL = SalesforceOptions().instance_url
 SALESFORCE_LOCKED_ACCOUNT = make_id("Account", 7)  # its first write fails with a row lock
 SALESFORCE_LOGIN_FLOWS = ("soap", "oauth_password", "jwt_bearer", "client_credentials")
+HandClock = HubSpotClock  # the same hand-moved clock serves the Salesforce sandbox
 
 
 def salesforce_client(
@@ -151,3 +153,12 @@ def salesforce(salesforce_sandbox: RunningSandbox) -> Salesforce:
 def salesforce_jwt_key() -> str:
     """A PEM key to sign JWT bearer logins to the Salesforce sandbox (it checks no signature)."""
     return _private_key()
+
+
+def salesforce_merge(
+    crm: RunningSandbox, sobject: str, master: str, merged: list[str]
+) -> MergeResult:
+    """A user merges records in the Salesforce sandbox (SOAP ``merge()``, not in the client)."""
+    dialect = crm.dialect
+    assert isinstance(dialect, SalesforceDialect)
+    return dialect.merge(sobject, master, merged)

@@ -33,15 +33,18 @@ from sandbox.faults import FaultPlan, FaultRule
 from sandbox.generator import generate_org
 from sandbox.org import Org
 from sandbox.salesforce import client_session
-from sandbox.salesforce.ids import normalize_id
+from sandbox.salesforce.errors import SalesforceError as Refused
+from sandbox.salesforce.ids import make_id, normalize_id
 from sandbox.salesforce.mapping import CAMPAIGNS, NOT_PROVIDED, TOUCHES
 from sandbox.service import RunningSandbox, start_sandbox
 from tests.sandbox_fixtures import (
     SALESFORCE_INSTANCE_URL,
     SALESFORCE_LOCKED_ACCOUNT,
     SALESFORCE_LOGIN_FLOWS,
+    HandClock,
     salesforce_client,
     salesforce_login,
+    salesforce_merge,
 )
 
 PREFIXES = {
@@ -596,6 +599,147 @@ def test_a_bulk_job_with_a_column_the_object_lacks_fails(salesforce: Salesforce)
     account = _accounts(salesforce, 1, 90)[0]
     with pytest.raises(SalesforceOperationError, match="Field name not found : Nope__c"):
         salesforce.bulk2.Account.update(records=[{"Id": account, "Nope__c": "x"}], wait=0)
+
+
+# --- merges ----------------------------------------------------------------------------------
+
+# object -> what a record of it needs to be created
+_MERGE_NEW = {
+    "Account": {"Name": "Merge Co"},
+    "Contact": {"LastName": "Merge"},
+    "Lead": {"LastName": "Merge", "Company": "Merge Co"},
+}
+
+
+def _create(sf: Salesforce, sobject: str, **fields: Any) -> str:
+    return str(getattr(sf, sobject).create(fields)["id"])
+
+
+def _recycled(sf: Salesforce, sobject: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Records by id as ``queryAll`` shows them, deleted ones included."""
+    listed = "', '".join(ids)
+    soql = (
+        f"SELECT Id, IsDeleted, MasterRecordId, SystemModstamp FROM {sobject} "
+        f"WHERE Id IN ('{listed}')"
+    )
+    return {r["Id"]: r for r in sf.query_all(soql, include_deleted=True)["records"]}
+
+
+@pytest.mark.parametrize("sobject", sorted(_MERGE_NEW))
+def test_mergeable_objects_describe_their_master_record_lookup(
+    salesforce: Salesforce, sobject: str
+) -> None:
+    described = getattr(salesforce, sobject).describe()
+    field = next(f for f in described["fields"] if f["name"] == "MasterRecordId")
+
+    assert described["mergeable"] is True
+    assert (field["type"], field["referenceTo"], field["updateable"]) == (
+        "reference",
+        [sobject],
+        False,
+    )
+
+
+def test_an_account_merge_recycles_the_loser_and_moves_its_children_to_the_master(
+    tiny_org: Org,
+) -> None:
+    clock = HandClock()
+    with _served(tiny_org, clock=clock) as crm:
+        sf = salesforce_client(crm)
+        master, loser = (_create(sf, "Account", Name=name) for name in ("Acme", "ACME Inc"))
+        children = {
+            ("Contact", "AccountId"): _create(sf, "Contact", LastName="Ng", AccountId=loser),
+            ("Opportunity", "AccountId"): _create(
+                sf,
+                "Opportunity",
+                Name="Renewal",
+                StageName="Prospecting",
+                CloseDate="2026-12-01",
+                AccountId=loser,
+            ),
+            ("Task", "WhatId"): _create(sf, "Task", Subject="Call", WhatId=loser),
+            ("Account", "ParentId"): _create(sf, "Account", Name="Acme EU", ParentId=loser),
+        }
+        clock.advance(60)
+
+        result = salesforce_merge(crm, "Account", master, [loser])
+
+        merged_at = clock.now.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        shown = _recycled(sf, "Account", [master, loser])
+        assert shown[loser]["IsDeleted"] is True and shown[loser]["MasterRecordId"] == master
+        assert shown[master]["IsDeleted"] is False and shown[master]["MasterRecordId"] is None
+        assert shown[loser]["SystemModstamp"] == shown[master]["SystemModstamp"] == merged_at
+        assert _ids(sf, f"SELECT Id FROM Account WHERE Id IN ('{master}', '{loser}')") == [master]
+        with pytest.raises(SalesforceResourceNotFound):
+            sf.Account.get(loser)
+        for (sobject, field), child in children.items():
+            record = getattr(sf, sobject).get(child)
+            assert (record[field], record["SystemModstamp"]) == (master, merged_at), sobject
+        assert sf.Task.get(children[("Task", "WhatId")])["AccountId"] == master
+        assert set(result.updated_related_ids) == set(children.values())
+
+
+@pytest.mark.parametrize("sobject", ["Contact", "Lead"])
+def test_people_merge_two_at_a_time_and_their_activities_follow(
+    tiny_org: Org, sobject: str
+) -> None:
+    with _served(tiny_org) as crm:
+        sf = salesforce_client(crm)
+        master, *losers = (_create(sf, sobject, **_MERGE_NEW[sobject]) for _ in range(3))
+        tasks = [_create(sf, "Task", Subject="Call", WhoId=loser) for loser in losers]
+
+        salesforce_merge(crm, sobject, master, losers)
+
+        shown = _recycled(sf, sobject, [master, *losers])
+        assert [(shown[i]["IsDeleted"], shown[i]["MasterRecordId"]) for i in losers] == [
+            (True, master)
+        ] * 2
+        assert _ids(sf, f"SELECT Id FROM {sobject} WHERE LastName = 'Merge'") == [master]
+        assert [sf.Task.get(task)["WhoId"] for task in tasks] == [master, master]
+
+
+# (object, master, merged) by name -> the error code Salesforce refuses the merge with
+MERGE_REFUSALS = [
+    ("Account", "a", ["a"], "INVALID_ID_FIELD"),
+    ("Account", "a", ["b", "b"], "INVALID_ID_FIELD"),
+    ("Account", "a", [], "REQUIRED_FIELD_MISSING"),
+    ("Account", "a", ["b", "c", "d"], "LIMIT_EXCEEDED"),
+    ("Account", "a", ["contact"], "MALFORMED_ID"),
+    ("Account", "a", ["not an id"], "MALFORMED_ID"),
+    ("Account", "a", ["missing"], "INVALID_CROSS_REFERENCE_KEY"),
+    ("Account", "a", ["deleted"], "ENTITY_IS_DELETED"),
+    ("Account", "child", ["a"], "CIRCULAR_DEPENDENCY"),
+    ("Opportunity", "deal", ["other deal"], "INVALID_TYPE_FOR_OPERATION"),
+]
+
+
+@pytest.mark.parametrize(("sobject", "master", "merged", "code"), MERGE_REFUSALS)
+def test_a_merge_salesforce_refuses_changes_nothing(
+    tiny_org: Org, sobject: str, master: str, merged: list[str], code: str
+) -> None:
+    with _served(tiny_org) as crm:
+        sf = salesforce_client(crm)
+        a, b, c, d = _accounts(sf, 4, 0)
+        deleted = _create(sf, "Account", Name="Gone")
+        sf.Account.delete(deleted)
+        deals = _ids(sf, "SELECT Id FROM Opportunity ORDER BY Id LIMIT 2")
+        names = {
+            **dict(zip("abcd", (a, b, c, d), strict=True)),
+            "child": _create(sf, "Account", Name="Acme EU", ParentId=a),
+            "contact": _ids(sf, "SELECT Id FROM Contact LIMIT 1")[0],
+            "missing": make_id("Account", 999_999),
+            "deleted": deleted,
+            "deal": deals[0],
+            "other deal": deals[1],
+        }
+        before = sf.query_all("SELECT Id, SystemModstamp FROM Account", include_deleted=True)
+
+        with pytest.raises(Refused) as raised:
+            salesforce_merge(crm, sobject, names[master], [names.get(m, m) for m in merged])
+
+        assert raised.value.code == code
+        after = sf.query_all("SELECT Id, SystemModstamp FROM Account", include_deleted=True)
+        assert after["records"] == before["records"]
 
 
 # --- sessions, faults and limits -------------------------------------------------------------

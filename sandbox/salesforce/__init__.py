@@ -5,10 +5,10 @@
                         session=client_session(crm.base_url))
 
 Modules: `ids` (record ids), `schema` (objects and fields), `mapping` (org -> records),
-`catalog` (metadata as it changes), `store` and `writes` (records and saving them), `coerce`,
-`formula` (validation rules), `auth`, `limits`, `errors`, `routing`, `rest`, `query`,
-`composite`, `bulk` and `bulk_data`, `tooling`, `dialect` and `client` (the loopback session
-for clients).
+`catalog` (metadata as it changes), `store` and `writes` (records and saving them), `merges`
+(Account, Contact and Lead merges), `coerce`, `formula` (validation rules), `auth`, `limits`,
+`errors`, `routing`, `rest`, `query`, `composite`, `bulk` and `bulk_data`, `tooling`, `dialect`
+and `client` (the loopback session for clients).
 """
 
 from sandbox.salesforce.client import LoopbackAdapter, client_session

@@ -12,11 +12,13 @@ Endpoint names (for the request log and ``endpoint =`` in a faults file): ``soap
 ``sobjects/describe``, ``sobjects`` (records), ``query`` and ``queryAll`` (with their next
 pages), ``composite/sobjects``, ``jobs/ingest``, ``jobs/query``, ``tooling/sobjects`` and
 ``tooling/query``.
+
+Merges, which Salesforce offers only through its SOAP API, are a method: `SalesforceDialect.merge`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +31,7 @@ from sandbox.salesforce.composite import CollectionsService
 from sandbox.salesforce.config import SalesforceOptions
 from sandbox.salesforce.errors import FAULT_ERRORS, NOT_FOUND_MESSAGE, error_response
 from sandbox.salesforce.limits import LIMIT_INFO_HEADER
+from sandbox.salesforce.merges import MergeResult
 from sandbox.salesforce.query import QueryService
 from sandbox.salesforce.rest import RestService
 from sandbox.salesforce.state import OrgState, build_state
@@ -59,6 +62,14 @@ class SalesforceDialect:
     def routes(self) -> list[Route]:
         """Every route, logins first."""
         return list(self._routes)
+
+    def merge(self, object_name: str, master: str, merged: Sequence[str]) -> MergeResult:
+        """Merge one or two Accounts, Contacts or Leads into ``master``, as a user would in
+        Salesforce (the SOAP ``merge()`` call, which simple-salesforce does not offer).
+
+        Refusals raise `SalesforceError` with Salesforce's error code.
+        """
+        return self.state.writer.merge(object_name, master, merged)
 
     def authenticate(self, request: Request) -> Response | None:
         """None for a live session within the daily allowance, else Salesforce's refusal."""

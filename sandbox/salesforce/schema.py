@@ -145,6 +145,20 @@ def _system_fields(deletable: bool = True) -> tuple[Field, ...]:
     )
 
 
+def _master_record(name: str) -> Field:
+    """The survivor a record merged away points at (set by a merge, read through queryAll)."""
+    return Field(
+        "MasterRecordId",
+        "reference",
+        "Master Record ID",
+        18,
+        createable=False,
+        updateable=False,
+        reference_to=(name,),
+        relationship="MasterRecord",
+    )
+
+
 def _id(label: str) -> Field:
     return Field("Id", "id", label, 18, **_READ_ONLY)
 
@@ -241,6 +255,7 @@ _ACCOUNT = SObject(
         Field("AnnualRevenue", "currency", "Annual Revenue", precision=18),
         _owner(),
         *_system_fields(),
+        _master_record("Account"),
     ),
 )
 
@@ -294,6 +309,7 @@ _LEAD = SObject(
         ),
         Field("ConvertedDate", "date", "Converted Date", createable=False, updateable=False),
         *_system_fields(),
+        _master_record("Lead"),
     ),
 )
 
@@ -315,6 +331,7 @@ _CONTACT = SObject(
         Field("LeadSource", "picklist", "Lead Source", 255, picklist=_LEAD_SOURCES),
         _owner(),
         *_system_fields(),
+        _master_record("Contact"),
     ),
 )
 

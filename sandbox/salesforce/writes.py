@@ -4,7 +4,8 @@ A batch (one REST call, one collection, one Bulk API job) is checked in Salesfor
 row lock (an injected `FaultPlan.locked`), writable fields, required fields, restricted
 picklists, text lengths, lookups (right object, existing, an active owner), the fields
 Salesforce computes (`DERIVED`), then active validation rules. Checks that need other records
-or a rule are made once per object for the whole batch, column-wise.
+or a rule are made once per object for the whole batch, column-wise. A merge (`merges`) runs
+between batches, like a batch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sandbox.faults import FaultPlan
 from sandbox.salesforce.catalog import Catalog
 from sandbox.salesforce.errors import RecordError
 from sandbox.salesforce.ids import KEY_PREFIXES, entity_of, normalize_id
+from sandbox.salesforce.merges import MergeResult, merge_records
 from sandbox.salesforce.schema import CURRENT_USER, DERIVED, Field, SObject
 from sandbox.salesforce.store import Records
 
@@ -110,6 +112,13 @@ class Writer:
                 return [_rolled_back(s) for s in staged]
             self._commit([s for s in staged if s.error is None])
             return [_outcome(s) for s in staged]
+
+    def merge(self, object_name: str, master: str, merged: Sequence[str]) -> MergeResult:
+        """Merge up to two records into ``master`` (see `merges`), between batches."""
+        with self._lock:
+            return merge_records(
+                self.catalog, self.records, _to_ms(self.clock()), object_name, master, merged
+            )
 
     def _existing(self, writes: Sequence[Write]) -> dict[str, dict[str, Any]]:
         """The current records the batch updates or deletes, by id."""
