@@ -44,6 +44,7 @@ from tests.sandbox_fixtures import (
     hubspot_client,
     salesforce_client,
     salesforce_jwt_key,
+    salesforce_merge,
 )
 
 ACCOUNTS = 300
@@ -537,6 +538,45 @@ def test_salesforce_requires_a_reason_code_on_rejection(
 
     assert (refused.status, refused.code) == ("permanent", "FIELD_CUSTOM_VALIDATION_EXCEPTION")
     assert accepted.ok
+
+
+@pytest.mark.parametrize("stream", ["Account", "Contact", "Lead"])
+def test_salesforce_a_merge_arrives_as_a_tombstone_naming_the_master(
+    salesforce_crm: Opener, stream: str
+) -> None:
+    h = salesforce_crm()
+    connector = h.connector()
+    full = list(connector.pull(stream))
+    master, loser = (r.id for r in records(full)[5:7])
+    h.time.tick()
+    salesforce_merge(h.sandbox, stream, master, [loser])
+
+    changed = [
+        i for i in connector.pull(stream, _last_cursor(full)) if not isinstance(i, Checkpoint)
+    ]
+
+    assert [i for i in changed if isinstance(i, Tombstone)] == [
+        Tombstone(stream, loser, h.time.now, "merged", master)
+    ]
+    assert [(r.id, r.modified_at) for r in records(changed)] == [(master, h.time.now)]
+
+
+def test_salesforce_an_account_merge_moves_its_contacts_to_the_master(
+    salesforce_crm: Opener,
+) -> None:
+    h = salesforce_crm()
+    connector = h.connector()
+    contacts = list(connector.pull("Contact"))
+    loser = records(contacts)[0].values["account_id"]
+    master = next(r.id for r in records(connector.pull("Account")) if r.id != loser)
+    theirs = sorted(r.id for r in records(contacts) if r.values["account_id"] == loser)
+    h.time.tick()
+    salesforce_merge(h.sandbox, "Account", master, [loser])
+
+    moved = records(connector.pull("Contact", _last_cursor(contacts)))
+
+    assert sorted(r.id for r in moved) == theirs
+    assert {r.values["account_id"] for r in moved} == {master}
 
 
 def test_hubspot_paces_under_its_ten_second_window(hubspot_crm: Opener) -> None:
