@@ -7,7 +7,7 @@ run's share of the daily API allowance), then one family of modules per CRM: `sa
 `salesforce_api`, `salesforce_bulk`, `salesforce_setup`; `hubspot`, `hubspot_api`,
 `hubspot_setup`.
 
-How a caller picks the route (what `handoff` will do from settings): for a real org it builds
+How a caller picks the route: `handoff.crm` does it from settings. For a real org it builds
 ``SalesforceConnector(settings.salesforce)`` or ``HubSpotConnector(settings.hubspot)``; for
 ``[crm] kind = "sandbox"`` it passes the sandbox's loopback route instead, which only the entry
 point may know: ``session=sandbox.salesforce.client_session(url)`` for Salesforce (its

@@ -18,6 +18,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from connectors.errors import ConnectorError
+from connectors.protocol import Connector, Record, SchemaReport, Tombstone
+from handoff.crm import open_crm, schema_spec
 from handoff.settings import (
     SETTINGS_VARIABLE,
     Settings,
@@ -42,6 +45,7 @@ __all__ = [
     "settings_app",
     "settings_from",
     "settings_path",
+    "setup",
     "state_app",
 ]
 
@@ -207,14 +211,41 @@ def _loaded(path: Path) -> Org:
         _fail([str(error)])
 
 
+@app.command("setup")
+def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
+    """Create the fields Handoff owns in the CRM, repair drift; a second run changes nothing."""
+    loaded = settings_from(ctx, settings)
+    org = None
+    if loaded.crm.kind == "sandbox":
+        org = _generated(loaded.sandbox.accounts, loaded.sandbox.seed)
+    try:
+        with open_crm(loaded, org) as crm:
+            console.print(f"Setting up {crm.description}")
+            report = crm.connector.ensure_schema(schema_spec(loaded))
+    except ConnectorError as error:
+        _fail([f"set-up stopped: {error}"])
+    _print_schema_report(report)
+    _fail_on_conflicts(report)
+
+
 @app.command("demo")
 def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
-    """Run Handoff on the embedded sandbox: generate its org, prepare the state database."""
+    """Run Handoff on the embedded sandbox: its org, set-up in its CRM, a full pull, the state."""
     loaded = settings_from(ctx, settings)
     org = _generated(loaded.sandbox.accounts, loaded.sandbox.seed)
     out = Path("orgs") / f"demo-{loaded.sandbox.accounts}-{loaded.sandbox.seed}"
     save_org(org, out)
     _print_summary(org, f"Sandbox org written to {out}")
+    sandbox = loaded.model_copy(update={"crm": loaded.crm.model_copy(update={"kind": "sandbox"})})
+    try:
+        with open_crm(sandbox, org, rate_limits=False) as crm:
+            console.print(f"Connected to {crm.description}")
+            _print_schema_report(crm.connector.ensure_schema(schema_spec(loaded)))
+            again = crm.connector.ensure_schema(schema_spec(loaded))
+            console.print(f"Set-up again: {_schema_summary(again)}")
+            _pull_everything(crm.connector)
+    except ConnectorError as error:
+        _fail([f"the demo stopped: {error}"])
     url = _open_state(loaded.state.database_url)
     console.print(f"State database ready: {url}")
 
@@ -253,6 +284,59 @@ def _print_summary(org: Org, title: str) -> None:
         shown = f"{value:.1%}" if isinstance(value, float) else f"{value:,}"
         table.add_row(key.replace("_", " "), shown)
     console.print(table)
+
+
+def _print_schema_report(report: SchemaReport) -> None:
+    """What set-up did to each field we own, then one line of totals."""
+    table = Table(title="Fields Handoff owns", show_lines=False)
+    for column in ("object", "field", "action", "detail"):
+        table.add_column(column)
+    for change in report.changes:
+        table.add_row(change.object, change.name, change.action, change.detail)
+    console.print(table)
+    console.print(f"Set-up: {_schema_summary(report)}")
+
+
+def _schema_summary(report: SchemaReport) -> str:
+    """`created 12, repaired 1, unchanged 11`, or that nothing needed changing."""
+    if not report.changed and not report.of("conflict"):
+        return f"nothing to change, all {len(report.changes)} in place"
+    counts = {action: len(report.of(action)) for action in _ACTIONS}
+    return ", ".join(f"{action} {count}" for action, count in counts.items() if count)
+
+
+_ACTIONS = ("created", "repaired", "unchanged", "conflict")
+
+
+def _fail_on_conflicts(report: SchemaReport) -> None:
+    """Exit 1 when a field we need exists with another type: only an admin can settle it."""
+    conflicts = report.of("conflict")
+    if conflicts:
+        _fail(
+            [f"{c.object}.{c.name} {c.detail}" for c in conflicts]
+            + ["rename or delete these fields in the CRM, then run `handoff setup` again"]
+        )
+
+
+def _pull_everything(connector: Connector) -> None:
+    """A full pull of every stream, with a live count, then a table of what came."""
+    table = Table(title="Full pull", show_header=True)
+    for column in ("stream", "records", "tombstones", "seconds"):
+        table.add_column(column, justify="right" if column != "stream" else "left")
+    with progress_console.status("Pulling...") as status:
+        for name in connector.streams:
+            started, counts = time.perf_counter(), {"records": 0, "tombstones": 0}
+            for item in connector.pull(name):
+                if isinstance(item, Record | Tombstone):
+                    key = "records" if isinstance(item, Record) else "tombstones"
+                    counts[key] += 1
+                    if counts[key] % 5000 == 0:
+                        status.update(f"Pulling {name}: {counts['records']:,} records")
+            seconds = f"{time.perf_counter() - started:.1f}"
+            table.add_row(name, f"{counts['records']:,}", f"{counts['tombstones']:,}", seconds)
+    console.print(table)
+    usage = connector.usage()
+    console.print(f"API calls: {usage.calls:,} ({usage.retries} retried)")
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ def test_help_lists_every_command_with_a_description() -> None:
     )
     for command, words in [
         ("demo", "embedded sandbox"),
+        ("setup", "fields Handoff owns"),
         ("settings", "Check and show"),
         ("sandbox", "synthetic orgs"),
         ("state", "sync state"),
@@ -68,10 +69,18 @@ def test_generate_rejects_a_nonsense_size() -> None:
     assert code == 2 and "--accounts" in output
 
 
-def test_demo_generates_the_configured_org_and_prepares_state() -> None:
-    Path("settings.toml").write_text("[sandbox]\naccounts = 120\nseed = 5\n")
+@pytest.mark.parametrize(("crm", "accounts"), [("salesforce", "Account"), ("hubspot", "companies")])
+def test_demo_sets_up_and_pulls_the_configured_org_then_prepares_state(
+    crm: str, accounts: str
+) -> None:
+    Path("settings.toml").write_text(f'[sandbox]\ncrm = "{crm}"\naccounts = 120\nseed = 5\n')
     code, output = _run("demo")
     assert code == 0, output
+    assert "Set-up: created 23" in output
+    assert "Set-up again: nothing to change, all 23 in place" in output
+    pull = output[output.index("Full pull") :].splitlines()
+    pulled = next(line for line in pull if f" {accounts} " in line)
+    assert pulled.split("│")[2].strip() == "120"
     assert "State database ready: sqlite:///handoff.db" in output
     assert load_org(Path("orgs/demo-120-5")).accounts.height == 120
     assert Path("handoff.db").is_file()
