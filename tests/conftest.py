@@ -18,7 +18,7 @@ from psycopg import sql
 
 from sync.store import Store
 
-pytest_plugins = ["tests.sandbox_fixtures"]
+pytest_plugins = ["tests.sandbox_fixtures", "tests.cli_fixtures"]
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432

@@ -9,23 +9,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from typer.testing import CliRunner
 
-from handoff.cli import app
 from sandbox.org import load_org
+from tests.cli_fixtures import run_cli
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test runs in an empty directory with no HANDOFF_* variables from the caller."""
-    monkeypatch.chdir(tmp_path)
-    for name in [name for name in os.environ if name.startswith("HANDOFF_")]:
-        monkeypatch.delenv(name)
-
-
-def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 
 def test_help_lists_every_command_with_a_description() -> None:
@@ -48,7 +36,9 @@ def test_help_lists_every_command_with_a_description() -> None:
 
 
 def test_generate_writes_an_org_that_loads_back() -> None:
-    code, output = _run("sandbox", "generate", "--out", "org", "--accounts", "300", "--seed", "3")
+    code, output = run_cli(
+        "sandbox", "generate", "--out", "org", "--accounts", "300", "--seed", "3"
+    )
     assert code == 0, output
     assert "Org written to org" in output and "personal email share" in output
     org = load_org(Path("org"))
@@ -56,16 +46,16 @@ def test_generate_writes_an_org_that_loads_back() -> None:
 
 
 def test_generate_refuses_to_overwrite_unless_forced() -> None:
-    assert _run("sandbox", "generate", "--out", "org", "--accounts", "50")[0] == 0
-    code, output = _run("sandbox", "generate", "--out", "org", "--accounts", "60")
+    assert run_cli("sandbox", "generate", "--out", "org", "--accounts", "50")[0] == 0
+    code, output = run_cli("sandbox", "generate", "--out", "org", "--accounts", "60")
     assert code == 1 and "already exists and is not empty" in output
     assert load_org(Path("org")).accounts.height == 50
-    assert _run("sandbox", "generate", "--out", "org", "--accounts", "60", "--force")[0] == 0
+    assert run_cli("sandbox", "generate", "--out", "org", "--accounts", "60", "--force")[0] == 0
     assert load_org(Path("org")).accounts.height == 60
 
 
 def test_generate_rejects_a_nonsense_size() -> None:
-    code, output = _run("sandbox", "generate", "--out", "org", "--accounts", "0")
+    code, output = run_cli("sandbox", "generate", "--out", "org", "--accounts", "0")
     assert code == 2 and "--accounts" in output
 
 
@@ -74,7 +64,7 @@ def test_demo_sets_up_and_pulls_the_configured_org_then_prepares_state(
     crm: str, accounts: str
 ) -> None:
     Path("settings.toml").write_text(f'[sandbox]\ncrm = "{crm}"\naccounts = 120\nseed = 5\n')
-    code, output = _run("demo")
+    code, output = run_cli("demo")
     assert code == 0, output
     assert "Set-up: created 23" in output
     assert "Set-up again: nothing to change, all 23 in place" in output
@@ -88,7 +78,7 @@ def test_demo_sets_up_and_pulls_the_configured_org_then_prepares_state(
 
 def test_demo_stops_on_bad_settings_without_side_effects() -> None:
     Path("settings.toml").write_text("[sandbox]\naccounts = -1\n")
-    code, output = _run("demo")
+    code, output = run_cli("demo")
     assert code == 1
     assert "settings.toml: [sandbox] accounts must be a positive integer, got -1" in output
     assert not Path("orgs").exists() and not Path("handoff.db").exists()
@@ -96,7 +86,7 @@ def test_demo_stops_on_bad_settings_without_side_effects() -> None:
 
 def test_state_init_reports_a_database_it_cannot_open() -> None:
     Path("settings.toml").write_text('[state]\ndatabase_url = "mysql://db.example/handoff"\n')
-    code, output = _run("state", "init")
+    code, output = run_cli("state", "init")
     assert code == 1 and "mysql" in output
 
 
@@ -138,5 +128,5 @@ def _ready_line(server: subprocess.Popen[str]) -> str:
 def test_serve_refuses_a_bad_faults_file(tmp_path: Path) -> None:
     faults = tmp_path / "faults.toml"
     faults.write_text('[[fault]]\nkind = "boom"\n')
-    code, output = _run("sandbox", "serve", "--crm", "hubspot", "--faults", str(faults))
+    code, output = run_cli("sandbox", "serve", "--crm", "hubspot", "--faults", str(faults))
     assert code == 1 and "kind must be one of" in output

@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import responses
-from typer.testing import CliRunner
 
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
-from handoff.cli import app
 from handoff.crm import connector_for, open_crm, schema_spec
 from handoff.settings import load_settings
+from tests.cli_fixtures import run_cli
 
 SESSION_ID = "00Dxx0000001gPL!AQ4AQFakeSessionSecret"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test runs in an empty directory with no HANDOFF_* variables from the caller."""
-    monkeypatch.chdir(tmp_path)
-    for name in [name for name in os.environ if name.startswith("HANDOFF_")]:
-        monkeypatch.delenv(name)
-
-
-def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 
 @pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
 def test_setup_on_the_sandbox_creates_every_owned_field(crm: str) -> None:
     Path("settings.toml").write_text(f'[sandbox]\ncrm = "{crm}"\naccounts = 50\n')
 
-    code, output = _run("setup")
+    code, output = run_cli("setup")
 
     assert code == 0, output
     assert f"Setting up the embedded sandbox ({crm} API at http://127.0.0.1:" in output
@@ -63,7 +51,7 @@ def test_setup_names_what_a_real_org_still_needs_and_prints_no_secret(
         '[crm]\nkind = "salesforce"\n[salesforce]\nauth = "password"\n'
     )
 
-    code, output = _run("setup")
+    code, output = run_cli("setup")
 
     assert code == 1
     assert output.splitlines() == [
@@ -74,7 +62,7 @@ def test_setup_names_what_a_real_org_still_needs_and_prints_no_secret(
 
 def test_setup_on_hubspot_without_a_token_says_which_variable_to_set() -> None:
     Path("settings.toml").write_text('[crm]\nkind = "hubspot"\n')
-    code, output = _run("setup")
+    code, output = run_cli("setup")
     assert code == 1
     assert output.strip() == (
         "settings.toml: [hubspot] needs the environment variable HANDOFF_HUBSPOT_TOKEN, "
@@ -99,7 +87,7 @@ def test_setup_against_a_refused_session_fails_clearly_without_the_secret(
         '[salesforce]\ninstance_url = "https://example.my.salesforce.com"\n'
     )
 
-    code, output = _run("setup")
+    code, output = run_cli("setup")
 
     assert code == 1
     assert "Setting up Salesforce at https://example.my.salesforce.com (auth session)" in output
