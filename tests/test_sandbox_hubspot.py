@@ -12,8 +12,11 @@ import polars as pl
 import pytest
 import requests
 from hubspot import HubSpot
+from hubspot.crm.companies import PublicMergeInput as CompanyMergeInput
 from hubspot.crm.companies.exceptions import ApiException as CompaniesApiException
+from hubspot.crm.contacts import PublicMergeInput as ContactMergeInput
 from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
+from hubspot.crm.deals import PublicMergeInput as DealMergeInput
 from hubspot.crm.objects.exceptions import ApiException as ObjectsApiException
 from hubspot.crm.owners.exceptions import ApiException as OwnersApiException
 
@@ -362,6 +365,183 @@ def test_associations_v4_batch_create_and_read_report_per_record(hubspot: HubSpo
     read = v4.batch_api.get_page("calls", "companies", {"inputs": [{"id": call}, {"id": "1"}]})
     assert str(COMPANY_BASE + 9) in [t.to_object_id for t in read.results[0].to]
     assert read.errors[0].sub_category == "crm.associations.NO_ASSOCIATIONS_FOUND"
+
+
+# --- merges ----------------------------------------------------------------------------------
+
+MERGED = "hs_merged_object_ids"
+_MERGE_INPUTS = {
+    "companies": CompanyMergeInput,
+    "contacts": ContactMergeInput,
+    "deals": DealMergeInput,
+}
+
+
+@pytest.fixture
+def merging(hubspot_org: Org, hubspot_clock: HubSpotClock) -> Iterator[RunningSandbox]:
+    """A sandbox of its own on a hand-moved clock: merges change the portal for good."""
+    with start_sandbox("hubspot", hubspot_org, tier="unlimited", clock=hubspot_clock) as crm:
+        yield crm
+
+
+def _merge(client: HubSpot, object_name: str, primary: str, other: str) -> Any:
+    """Merge ``other`` into ``primary`` through the object's own merge call in the client."""
+    merge_input = _MERGE_INPUTS[object_name](primary_object_id=primary, object_id_to_merge=other)
+    return getattr(client.crm, object_name).basic_api.merge(public_merge_input=merge_input)
+
+
+def _unmerged(client: HubSpot, object_name: str) -> list[str]:
+    """Ids of live records nothing was merged into yet, in id order."""
+    return [
+        r.id for r in _all(client, object_name, properties=[MERGED]) if not r.properties[MERGED]
+    ]
+
+
+def _merged_away(org: Org) -> str:
+    """The id of a contact the generated org shows merged into another (a shared email)."""
+    away = org.people.filter(~pl.col("person_id").is_in(_survivors(org)["person_id"].implode()))
+    return str(CONTACT_BASE + away["person_id"][0])
+
+
+def _linked(client: HubSpot, object_name: str, record_id: str, target: str) -> dict[str, list[int]]:
+    """One record's associated ``target`` records: id -> sorted association type ids."""
+    page = client.crm.associations.v4.basic_api.get_page(object_name, record_id, target)
+    return {r.to_object_id: sorted(t.type_id for t in r.association_types) for r in page.results}
+
+
+@pytest.mark.parametrize(
+    ("object_name", "shown"), [("companies", "name"), ("contacts", "email"), ("deals", "dealname")]
+)
+def test_a_merge_makes_one_new_record_that_both_ids_answer_with(
+    merging: RunningSandbox, hubspot_clock: HubSpotClock, object_name: str, shown: str
+) -> None:
+    client = hubspot_client(merging)
+    primary, other = _unmerged(client, object_name)[:2]
+    kept = client.crm.objects.basic_api.get_by_id(object_name, primary, properties=[shown])
+    hubspot_clock.advance(60)
+
+    merged = _merge(client, object_name, primary, other)
+
+    answers = [
+        client.crm.objects.basic_api.get_by_id(object_name, i, properties=[shown, MERGED])
+        for i in (primary, other)
+    ]
+    live = {r.id for r in _all(client, object_name)}
+    ids = {"propertyName": "hs_object_id", "operator": "IN", "values": [primary, other, merged.id]}
+    found = client.crm.objects.search_api.do_search(
+        object_name, {"filterGroups": [{"filters": [ids]}]}
+    )
+    assert merged.id not in (primary, other)
+    assert merged.updated_at == hubspot_clock.now and not merged.archived
+    assert [a.id for a in answers] == [merged.id, merged.id]
+    assert answers[0].properties[MERGED] == f"{primary};{other}"
+    assert answers[0].properties[shown] == kept.properties[shown]
+    assert merged.id in live and not {primary, other} & live
+    assert [r.id for r in found.results] == [merged.id]
+    assert merging.request_counts()[f"POST {object_name}/merge"] == 1
+
+
+def test_ids_merged_before_answer_with_the_newest_merge(
+    merging: RunningSandbox, hubspot_org: Org
+) -> None:
+    client = hubspot_client(merging)
+    earlier = _merged_away(hubspot_org)
+    survivor = client.crm.contacts.basic_api.get_by_id(earlier).id
+    second, third = _unmerged(client, "contacts")[:2]
+
+    first = _merge(client, "contacts", survivor, second)
+    last = _merge(client, "contacts", third, first.id)
+
+    answer = client.crm.contacts.basic_api.get_by_id(earlier, properties=[MERGED])
+    assert answer.id == last.id
+    assert {earlier, survivor, second, third, first.id} <= set(answer.properties[MERGED].split(";"))
+
+
+def test_a_company_merge_moves_contacts_and_deals_and_repoints_primary_companies(
+    merging: RunningSandbox, hubspot_clock: HubSpotClock, hubspot_org: Org
+) -> None:
+    client = hubspot_client(merging)
+    with_people = hubspot_org.people["account_id"].drop_nulls().unique().sort()
+    primary, other = (str(COMPANY_BASE + i) for i in with_people[:2])
+    before = {
+        target: {
+            **_linked(client, "companies", other, target),
+            **_linked(client, "companies", primary, target),
+        }
+        for target in ("contacts", "deals")
+    }
+    theirs = [{"id": i} for i in _linked(client, "companies", other, "contacts")]
+    hubspot_clock.advance(60)
+
+    merged = _merge(client, "companies", primary, other)
+
+    after = {target: _linked(client, "companies", merged.id, target) for target in before}
+    moved = client.crm.contacts.batch_api.read(
+        {"inputs": theirs, "properties": ["associatedcompanyid"]}
+    )
+    assert after == before
+    assert {(r.properties["associatedcompanyid"], r.updated_at) for r in moved.results} == {
+        (merged.id, hubspot_clock.now)
+    }
+
+
+def test_a_contact_merge_keeps_the_primarys_company_as_its_only_primary(
+    merging: RunningSandbox,
+) -> None:
+    client = hubspot_client(merging)
+    contacts = _all(client, "contacts", properties=[MERGED, "associatedcompanyid"])
+    employed = [
+        c for c in contacts if c.properties["associatedcompanyid"] and not c.properties[MERGED]
+    ]
+    first = employed[0]
+    second = next(
+        c
+        for c in employed
+        if c.properties["associatedcompanyid"] != first.properties["associatedcompanyid"]
+    )
+    ours, theirs = (c.properties["associatedcompanyid"] for c in (first, second))
+
+    merged = _merge(client, "contacts", first.id, second.id)
+
+    answer = client.crm.contacts.basic_api.get_by_id(merged.id, properties=["associatedcompanyid"])
+    assert _linked(client, "contacts", merged.id, "companies") == {ours: [1, 279], theirs: [279]}
+    assert answer.properties["associatedcompanyid"] == ours
+
+
+# what a refused merge names -> (primary, id to merge, status, category)
+_MERGE_REFUSALS = {
+    "itself": ("live", "live", 400, "VALIDATION_ERROR"),
+    "a merged-away id with its survivor": ("merged", "survivor", 400, "VALIDATION_ERROR"),
+    "an unknown primary": ("unknown", "live", 404, "OBJECT_NOT_FOUND"),
+    "an unknown id to merge": ("live", "unknown", 404, "OBJECT_NOT_FOUND"),
+    "an archived id": ("live", "archived", 404, "OBJECT_NOT_FOUND"),
+    "an id that is not a number": ("live", "not-a-number", 404, "OBJECT_NOT_FOUND"),
+}
+
+
+@pytest.mark.parametrize(
+    ("primary", "other", "status", "category"),
+    list(_MERGE_REFUSALS.values()),
+    ids=list(_MERGE_REFUSALS),
+)
+def test_a_merge_hubspot_refuses_changes_nothing(
+    hubspot: HubSpot, hubspot_org: Org, primary: str, other: str, status: int, category: str
+) -> None:
+    merged = _merged_away(hubspot_org)
+    ids = {
+        "live": _unmerged(hubspot, "contacts")[0],
+        "merged": merged,
+        "survivor": hubspot.crm.contacts.basic_api.get_by_id(merged).id,
+        "unknown": "39999999999",
+        "archived": _all(hubspot, "contacts", archived=True)[0].id,
+        "not-a-number": "not-a-number",
+    }
+
+    with pytest.raises(ContactsApiException) as refused:
+        _merge(hubspot, "contacts", ids[primary], ids[other])
+
+    assert (refused.value.status, _error(refused)["category"]) == (status, category)
+    assert hubspot.crm.contacts.basic_api.get_by_id(ids["live"]).id == ids["live"]
 
 
 # --- properties, owners, events --------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Modules: ``schema`` (objects, properties, association types as data), ``ids`` (HubSpot ids,
 merges, archived records), ``mapping`` (org -> records), ``store`` / ``edges`` (state),
-``values`` / ``render`` (strings in and out), ``objects`` / ``writes`` / ``search`` (CRM objects
-v3), ``associations`` (v4), ``properties``, ``owners``, ``events`` (web and marketing touches),
-``limits`` (rate limits), ``errors`` and ``dialect`` (what the server plugs in).
+``values`` / ``render`` (strings in and out), ``objects`` / ``writes`` / ``search`` / ``merges``
+(CRM objects v3), ``associations`` (v4), ``properties``, ``owners``, ``events`` (web and marketing
+touches), ``limits`` (rate limits), ``errors`` and ``dialect`` (what the server plugs in).
 """
 
 from sandbox.hubspot.dialect import DEFAULT_TIER, HubSpotDialect, make_dialect

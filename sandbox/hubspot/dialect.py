@@ -28,6 +28,7 @@ from sandbox.hubspot.errors import (
 )
 from sandbox.hubspot.events import EventRoutes, build_events
 from sandbox.hubspot.limits import RateLimiter
+from sandbox.hubspot.merges import MergeRoutes
 from sandbox.hubspot.objects import ObjectRoutes
 from sandbox.hubspot.owners import OwnerRoutes
 from sandbox.hubspot.properties import PropertyRoutes
@@ -57,6 +58,7 @@ class HubSpotDialect:
         self._routes = [
             *BatchRoutes(self.store, faults).routes(),
             *ObjectRoutes(self.store, faults).routes(),
+            *MergeRoutes(self.store).routes(),
             *AssociationRoutes(self.store, faults).routes(),
             *PropertyRoutes(self.store).routes(),
             *OwnerRoutes(org.users).routes(),

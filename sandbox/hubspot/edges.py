@@ -7,7 +7,7 @@ on the 2,000-account org as on the 200,000-account one; a write swaps in new arr
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +73,26 @@ class Edges:
     def remove(self, source: str, target: str, rows: Iterable[tuple[int, int, int]]) -> None:
         """Remove (from_id, to_id, type_id) rows of one pair."""
         self._write(source, target, rows, remove=True)
+
+    def rename(self, object_name: str, renames: Mapping[int, int]) -> None:
+        """Give every association of ``object_name`` records the new ids ``renames`` names
+        (a merge); links that end up joining a record to itself are dropped."""
+        old = pl.Series(list(renames), dtype=pl.UInt64)
+        new = pl.Series(list(renames.values()), dtype=pl.UInt64)
+        with self._lock:
+            pairs = dict(self._pairs)
+            for (source, target), arrays in self._pairs.items():
+                if object_name not in (source, target):
+                    continue
+                frame = arrays.frame().with_columns(
+                    pl.col(end).replace(old, new)
+                    for end, name in (("from_id", source), ("to_id", target))
+                    if name == object_name
+                )
+                if source == target:
+                    frame = frame.filter(pl.col("from_id") != pl.col("to_id"))
+                pairs[(source, target)] = _Arrays.of(frame)
+            self._pairs = pairs
 
     def _write(
         self, source: str, target: str, rows: Iterable[tuple[int, int, int]], remove: bool

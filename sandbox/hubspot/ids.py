@@ -18,8 +18,9 @@ record back to the org (``org_id``) and a mixed-up id never names a record of an
 
 Merges: HubSpot keeps one contact per email address, so people sharing an email (ignoring case)
 are one contact: the earliest person survives and lists the others in ``hs_merged_object_ids``;
-a GET of a merged-away id answers with the survivor. Archived: unqualified leads that are linked
-to no account and have no activity, every third of them, sit in the recycle bin (``archived=true``).
+a GET of a merged-away id answers with the survivor (merges made through the API: merges.py).
+Archived: unqualified leads that are linked to no account and have no activity, every third of
+them, sit in the recycle bin (``archived=true``).
 """
 
 from __future__ import annotations

@@ -297,6 +297,14 @@ PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
         ),
         PropertySpec("closedate", "Close Date", "datetime", "date", _DEAL),
         PropertySpec(
+            "hs_merged_object_ids",
+            "Merged Deal IDs",
+            "enumeration",
+            "checkbox",
+            _DEAL,
+            read_only=True,
+        ),
+        PropertySpec(
             "product_line",
             "Product line",
             "enumeration",

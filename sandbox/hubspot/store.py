@@ -1,7 +1,8 @@
 """The portal's state: records per object, associations, property definitions, id counters.
 
 Records live in copy-on-write ``Table``s (readers page through a snapshot while writers swap in
-new frames); the property registry grows when the connector creates its custom properties.
+new frames); the property registry grows when the connector creates its custom properties. A merge
+replaces two records by a new one and points their ids (and their associations) at it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class PortalStore:
         records, merges = build_records(org)
         self.clock = clock
         self.tables = {
-            name: Table(TableSpec(name, "hs_object_id", OBJECTS[name].modified, "_archived"), frame)
+            name: _Records(
+                TableSpec(name, "hs_object_id", OBJECTS[name].modified, "_archived"), frame
+            )
             for name, frame in records.items()
         }
         self.edges = Edges(build_edges(org, merges))
@@ -89,10 +92,7 @@ class PortalStore:
         """Create records from typed values; their new ids, in order."""
         now = self.clock()
         spec = OBJECTS[object_name]
-        with self._lock:
-            start = self._next_id[object_name]
-            self._next_id[object_name] = start + len(records)
-        ids = list(range(start, start + len(records)))
+        ids = self._new_ids(object_name, len(records))
         rows = [
             {
                 **values,
@@ -105,6 +105,32 @@ class PortalStore:
         ]
         self.tables[object_name].insert(rows, now)
         return ids
+
+    def _new_ids(self, object_name: str, count: int) -> list[int]:
+        """The next ``count`` ids of an object (always above every id it has had)."""
+        with self._lock:
+            start = self._next_id[object_name]
+            self._next_id[object_name] = start + count
+        return list(range(start, start + count))
+
+    def replace(self, object_name: str, old: Sequence[int], values: Mapping[str, Any]) -> int:
+        """Records ``old`` give way to one new record of typed ``values`` (a merge): the old ids,
+        and any merged into them before, answer with it and their associations are its. Its id."""
+        (new_id,) = self._new_ids(object_name, 1)
+        record = {
+            **values,
+            "_id": new_id,
+            "hs_object_id": str(new_id),
+            "_archived": False,
+            "_archived_at": None,
+        }
+        self.tables[object_name].replace([str(i) for i in old], record, self.clock())
+        with self._lock:
+            earlier = self.redirects.get(object_name, {})
+            moved = {key: new_id if to in old else to for key, to in earlier.items()}
+            self.redirects = {**self.redirects, object_name: moved | dict.fromkeys(old, new_id)}
+        self.edges.rename(object_name, dict.fromkeys(old, new_id))
+        return new_id
 
     def update(self, object_name: str, changes: Mapping[int, Mapping[str, Any]]) -> None:
         """Set typed values on existing records and stamp them modified."""
@@ -123,6 +149,18 @@ class PortalStore:
         with self._lock:
             self.properties[object_name] = {**self.properties[object_name], spec.name: spec}
         self.tables[object_name].add_column(spec.name, column_dtype(spec.type))
+
+
+class _Records(Table):
+    """An object's records; a merge swaps two of them for a new one in a single step."""
+
+    def replace(self, old: Sequence[str], record: Mapping[str, Any], now: datetime) -> None:
+        """Drop the records ``old`` and append ``record`` (its id above all others), stamped."""
+        with self._lock:
+            frame = self._frame
+            added = pl.DataFrame([{**record, self.spec.modified: now}], schema=frame.schema)
+            kept = frame.filter(~pl.col(self.spec.key).is_in(list(old)))
+            self._frame = pl.concat([kept, added])
 
 
 def _invalid(names: Sequence[str], code: str, reason: str) -> HubSpotError:
