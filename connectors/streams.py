@@ -543,6 +543,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("owner_id", "hubspot_owner_id"),
             ),
             links=(Link("account_id", "companies", primary_type=5),),
+            merge_field="hs_merged_object_ids",
         ),
         _engagement("calls", "call", "hs_call_title"),
         _engagement("emails", "email", "hs_email_subject"),

@@ -250,13 +250,14 @@ def test_deletes_and_merges_arrive_as_tombstones(open_crm: Opener) -> None:
         assert merged and all(t.reason == "merged" and t.merged_into for t in merged)
 
 
-# (CRM, stream) where a merge arrives (HubSpot's deals stream reads no merged ids)
+# (CRM, stream) where a merge arrives
 _MERGING_STREAMS = [
     ("salesforce", "Account"),
     ("salesforce", "Contact"),
     ("salesforce", "Lead"),
     ("hubspot", "companies"),
     ("hubspot", "contacts"),
+    ("hubspot", "deals"),
 ]
 _CONTACTS = {"salesforce": "Contact", "hubspot": "contacts"}
 
