@@ -95,7 +95,8 @@ class Scorecard:
         """Points for inputs: `numeric` holds a column per input-reading term, in term order;
         `levels` a column per level term, named by its key, of Enum level labels."""
         n = len(numeric[0]) if numeric else levels.height
-        points = np.empty((n, len(self.terms)), dtype=np.float32)
+        # Column-major, so that each term fills one contiguous column, not a strided one.
+        points = np.empty((n, len(self.terms)), dtype=np.float32, order="F")
         columns = iter(numeric)
         for j, term in enumerate(self.terms):
             if term.kind == "level":
