@@ -2,13 +2,14 @@
 
     python -m bench.scoring --accounts 1000000 --activities 20000000
 
-The scorecard is the predictive model trained on a generated org of 10,000 accounts; the book
-is synthetic arrays (firmographics resampled from that org, activities spread over 456 days with
+The scorecard is the predictive model trained on a generated org of 10,000 accounts; the book is
+synthetic arrays (firmographics resampled from that org, activities spread over 456 days with
 the passive-heavy mix of a real org). Timed: decayed sums per account and signal, intent memory
-and topics, every term's points, scores, disqualifiers and tiers. Activities arrive ordered by
-account, as the state store's index returns them; ``unordered_seconds`` times the same rescoring
-of a shuffled copy (it sorts first). The baseline does the same the straightforward way, a Python
-loop over activities and accounts, on 1% of the accounts, extrapolated; its scores must match.
+and topics, latest intent bursts, every term's points, scores, disqualifiers and tiers.
+Activities arrive ordered by account, as the state store's index returns them;
+``unordered_seconds`` times the same rescoring of a shuffled copy (it sorts first). The baseline
+does the same the straightforward way, a Python loop over activities and accounts, on 1% of the
+accounts, extrapolated; its scores must match.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from scoring.config import (
 from scoring.features import History, Snapshot
 from scoring.fit import FIRMOGRAPHICS, LEVEL_GROUPS, disqualification, firmographic_levels
 from scoring.model import PredictiveModel
+from scoring.scorecard import Term
 from scoring.scores import Scores, score_accounts
 from scoring.signals import DAY_SECONDS, INTENTS, Activities, SignalCatalog, decayed_totals
 from scoring.training import train
@@ -111,9 +113,11 @@ def _row_by_row(
     at a time through the scorecard's terms (same maths, no arrays)."""
     half = list(CATALOG.half_lives)
     intent = list(CATALOG.intent_codes)
+    forms_bursts = list(CATALOG.forms_bursts)
     sums: defaultdict[tuple[int, int], float] = defaultdict(float)
     memory: defaultdict[tuple[int, int], float] = defaultdict(float)
     topics: defaultdict[tuple[int, int], float] = defaultdict(float)
+    bursting: defaultdict[int, list[int]] = defaultdict(list)
     for account, signal, at, topic in zip(
         activities.account.tolist(),
         activities.signal.tolist(),
@@ -126,6 +130,8 @@ def _row_by_row(
         memory[account, intent[signal]] += 2.0 ** (-age / CATALOG.memory_half_life_days)
         if topic >= 0:
             topics[account, topic] += 2.0 ** (-age / CATALOG.topic_half_life_days)
+        if forms_bursts[signal]:
+            bursting[account].append(at)
     terms = {t.key: t for t in model.scorecard_.terms}
     levels = firmographic_levels(accounts).rows()
     customers = accounts["is_customer"].to_list()
@@ -136,11 +142,32 @@ def _row_by_row(
             total += terms[f"signal:{spec.activity}"].weight * math.log1p(sums[row, j])
         for i, name in enumerate(INTENTS):
             total += terms[f"memory:{name}"].weight * math.log1p(memory[row, i])
+        total += _burst_points(terms, sorted(bursting[row]), now_s)
         total += terms["flag:is_customer"].weight * bool(customers[row])
         for group, level in zip(LEVEL_GROUPS, levels[row], strict=True):
             total += dict(terms[f"level:{group}"].levels).get(level, 0.0)
         scores.append(min(max(total, 0.0), 100.0))
     return scores
+
+
+def _burst_points(terms: dict[str, Term], times: list[int], now_s: int) -> float:
+    """Points of the latest burst among an account's intent activity `times` (ascending)."""
+    if not times:
+        return 0.0
+    start = len(times) - 1
+    while start > 0 and times[start] - times[start - 1] <= SETTINGS.burst_gap_days * DAY_SECONDS:
+        start -= 1
+    age_days = (now_s - times[start]) / DAY_SECONDS
+    low = 0.0
+    for high in SETTINGS.burst_bins_days:
+        if low <= age_days < high:
+            days = f"{low:g}-{high:g}"
+            size = len(times) - start
+            return terms[f"burst:start:{days}"].weight + terms[
+                f"burst:size:{days}"
+            ].weight * math.log1p(size)
+        low = high
+    return 0.0
 
 
 def _baseline(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -191,15 +192,36 @@ def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() else str(value)
 
 
+def _rising(edges: tuple[float, ...]) -> tuple[float, ...]:
+    """Refuse bin edges that are not positive or do not rise from one to the next."""
+    if edges[0] <= 0 or any(low >= high for low, high in pairwise(edges)):
+        shown = ", ".join(_number(edge) for edge in edges)
+        raise setting_error(
+            "must be positive numbers rising from edge to edge, got [{got}]", got=shown
+        )
+    return edges
+
+
+_BinEdges = Annotated[tuple[float, ...], Field(min_length=1), AfterValidator(_rising)]
+
+
 class ModelSettings(BaseModel):
-    """[scoring]: which model scores, the decay, when and how the predictive model trains, and
-    where on the 0-100 scale its odds land (the two odds ratios: see `scoring.model`)."""
+    """[scoring]: which model scores, the decay, intent bursts, when and how the predictive model
+    trains, and where on the 0-100 scale its odds land (the two odds ratios: see `scoring.model`).
+
+    A burst is a run of high- and medium-intent activity without a pause longer than
+    `burst_gap_days`; the predictive model learns points for when the latest one started (one
+    bin per `burst_bins_days` upper edge, older counts as none) and for how many activities it
+    holds (see `scoring.bursts`).
+    """
 
     model_config = SETTINGS_CONFIG
 
     model: Literal["auto", "rules", "predictive"] = "auto"
     default_half_life_days: float = Field(14, gt=0)
     memory_half_life_days: float = Field(180, gt=0)
+    burst_gap_days: float = Field(10, gt=0)
+    burst_bins_days: _BinEdges = (4.0, 7.0, 14.0, 28.0, 45.0, 90.0)
     min_training_accounts: int = Field(1000, gt=0)
     min_training_conversions: int = Field(120, gt=0)
     outcome_window_days: int = Field(90, gt=0)

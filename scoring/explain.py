@@ -1,7 +1,8 @@
 """The why of a score in plain language, sized for CRM text fields (D7).
 
 Each term's points become a sentence ("Visited pricing 3x in the last 7 days (+18)", "Industry:
-Fintech (+8)"), strongest first; a disqualified account gets only its rule ("Restricted
+Fintech (+8)"), strongest first; the latest intent burst's terms read as one ("Intent burst
+started 5 days ago, 12 activities (+9)"); a disqualified account gets only its rule ("Restricted
 country: disqualified"). The dominant content topic of recent intent is reported beside them.
 """
 
@@ -122,13 +123,24 @@ def _reasons(
     contributions: Contributions, snapshot: Snapshot, row: int, counts: np.ndarray | None
 ) -> tuple[str, ...]:
     """Sentences for the terms worth at least half a point, strongest first."""
-    points = contributions.points[row]
+    points = _bursts_merged(contributions.terms, contributions.points[row])
     order = np.argsort(-np.abs(points), kind="stable")
     return tuple(
         f"{_phrase(contributions, snapshot, row, j, counts)} ({_signed(points[j])})"
         for j in order
         if abs(points[j]) >= 0.5
     )
+
+
+def _bursts_merged(terms: tuple[Term, ...], points: np.ndarray) -> np.ndarray:
+    """`points` with the burst terms' sum on the first of them and 0 on the others."""
+    burst = [j for j, term in enumerate(terms) if term.kind == "burst"]
+    if not burst:
+        return points
+    merged = points.copy()
+    merged[burst[0]] = points[burst].sum()
+    merged[burst[1:]] = 0
+    return merged
 
 
 def _signed(points: float) -> str:
@@ -145,6 +157,8 @@ def _phrase(
         return str(contributions.levels[term.key][row])
     if term.kind == "signal":
         return _signal_phrase(term, snapshot, row, counts)
+    if term.kind == "burst":
+        return _burst_phrase(snapshot, row)
     if term.kind == "history":
         earlier = int(snapshot.opportunities[row])
         return f"{earlier} earlier opportunit{'y' if earlier == 1 else 'ies'}"
@@ -164,3 +178,12 @@ def _signal_phrase(term: Term, snapshot: Snapshot, row: int, counts: np.ndarray 
     times = int(per_window[window])
     often = f" {times}x" if times > 1 else ""
     return f"{term.label}{often} in the last {EXPLAIN_WINDOWS_DAYS[window]} days"
+
+
+def _burst_phrase(snapshot: Snapshot, row: int) -> str:
+    """`Intent burst started 5 days ago, 12 activities`."""
+    totals = snapshot.totals
+    days = (totals.as_of_s - int(totals.burst_start_s[row])) // DAY_SECONDS
+    size = int(totals.burst_size[row])
+    when = "today" if days == 0 else f"{days} day{'' if days == 1 else 's'} ago"
+    return f"Intent burst started {when}, {size} activit{'y' if size == 1 else 'ies'}"

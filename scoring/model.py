@@ -2,13 +2,16 @@
 
 `RulesModel` (D5) adds each signal's settings points per decayed occurrence and each matching fit
 rule's points. `PredictiveModel` (D6) is a regularised logistic regression on the same decayed
-signals, a long memory of intent per class, earlier opportunities and firmographic levels,
-rewritten as a scorecard: the log-odds map linearly onto the 0-100 scale so that [tiers] sdr_min
-sits at `sdr_odds_ratio` times the org's average odds and ae_min at `ae_odds_ratio` times them
-(points to double the odds: (ae_min - sdr_min) * ln 2 / ln(ae / sdr ratio), ~14 by default).
+signals, a long memory of intent per class, the latest intent burst, earlier opportunities and
+firmographic levels, rewritten as a scorecard: the log-odds map linearly onto the 0-100 scale so
+that [tiers] sdr_min sits at `sdr_odds_ratio` times the org's average odds and ae_min at
+`ae_odds_ratio` times them (points to double the odds: (ae_min - sdr_min) * ln 2 / ln(ae / sdr
+ratio), ~14 by default).
 Firmographic levels are centred on the average account, so "Industry: Government" can be negative.
 Size bands are not learned one by one: their points follow a parabola in log employees (a fine
 band's few conversions would make its own points noisy), and an unknown size has its own points.
+The latest burst gives points for when it started (one bin per `burst_bins_days` edge) and, per
+bin, points per log1p of its activities: how many a burst holds depends on how long it has grown.
 Models save as JSON, never pickle, and carry their version, metrics and changelog.
 """
 
@@ -18,12 +21,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from typing import Any, Self
 
 import numpy as np
 import polars as pl
 from sklearn.linear_model import LogisticRegression
 
+from scoring.bursts import burst_bins
 from scoring.config import FitRule, ModelSettings, SignalSpec, TierSettings
 from scoring.evaluation import ScoringModel, changelog, evaluate
 from scoring.explain import Explanation, explain
@@ -41,7 +46,7 @@ __all__ = [
     "load_model",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # L2 strength (sklearn's C): mild, so points stay stable from one monthly retrain to the next.
 _REGULARISATION = 0.1
 _MEMORY_LABELS = {
@@ -168,7 +173,8 @@ class PredictiveModel:
         _check_catalog(snapshot, self.catalog)
         levels = firmographic_levels(snapshot.accounts)
         renamed = levels.rename(dict(zip(LEVEL_GROUPS, _LEVEL_KEYS, strict=True)))
-        return self.scorecard_.contributions(_numeric_inputs(snapshot), renamed)
+        inputs = _numeric_inputs(snapshot, self.settings.burst_bins_days)
+        return self.scorecard_.contributions(inputs, renamed)
 
     def decision_function(self, snapshot: Snapshot) -> np.ndarray:
         """Unbounded scores (base plus points before fitting into 0-100), for ranking."""
@@ -194,7 +200,10 @@ class PredictiveModel:
 
     def _design(self, snapshot: Snapshot, levels: pl.DataFrame) -> np.ndarray:
         """The regression's inputs: transformed numbers, then each level group's columns."""
-        numeric = zip(_numeric_terms(self.catalog), _numeric_inputs(snapshot), strict=True)
+        edges = self.settings.burst_bins_days
+        numeric = zip(
+            _numeric_terms(self.catalog, edges), _numeric_inputs(snapshot, edges), strict=True
+        )
         transformed = [term.transformed(column) for term, column in numeric]
         encoded = [
             _level_columns(group, levels[group].to_numpy(), known)
@@ -209,7 +218,7 @@ class PredictiveModel:
         should the odds ratios put it off the 0-100 scale, a constant term carries the excess.
         """
         coef = regression.coef_[0]
-        numeric = _numeric_terms(self.catalog)
+        numeric = _numeric_terms(self.catalog, self.settings.burst_bins_days)
         terms = [
             Term(t.key, t.label, float(self.factor_ * c), t.transform)
             for t, c in zip(numeric, coef[: len(numeric)], strict=True)
@@ -299,6 +308,7 @@ def catalog_to_dict(catalog: SignalCatalog) -> dict[str, Any]:
         "signals": [s.model_dump() for s in catalog.signals],
         "topic_half_life_days": catalog.topic_half_life_days,
         "memory_half_life_days": catalog.memory_half_life_days,
+        "burst_gap_days": catalog.burst_gap_days,
     }
 
 
@@ -308,10 +318,11 @@ def catalog_from_dict(data: dict[str, Any]) -> SignalCatalog:
         tuple(SignalSpec.model_validate(s) for s in data["signals"]),
         float(data["topic_half_life_days"]),
         float(data["memory_half_life_days"]),
+        float(data["burst_gap_days"]),
     )
 
 
-def _numeric_terms(catalog: SignalCatalog) -> list[Term]:
+def _numeric_terms(catalog: SignalCatalog, edges_days: tuple[float, ...]) -> list[Term]:
     """The predictive model's numeric terms, in the column order of `_numeric_inputs`."""
     return [
         *(Term(f"signal:{s.activity}", s.label, transform="log1p") for s in catalog.signals),
@@ -319,20 +330,48 @@ def _numeric_terms(catalog: SignalCatalog) -> list[Term]:
             Term(f"memory:{i}", f"{_MEMORY_LABELS[i]} over recent months", transform="log1p")
             for i in INTENTS
         ),
+        *_burst_terms(edges_days),
         Term("history:opportunities", "Earlier opportunities", transform="log1p"),
         Term("flag:is_customer", "Existing customer"),
     ]
 
 
-def _numeric_inputs(snapshot: Snapshot) -> list[np.ndarray]:
-    """Columns of decayed signals, intent memory, earlier opportunities and the customer flag."""
+def _burst_terms(edges_days: tuple[float, ...]) -> list[Term]:
+    """Per start bin of the latest burst, a term for having started then and one for its size."""
+    terms = []
+    for low, high in pairwise((0.0, *edges_days)):
+        days = f"{low:g}-{high:g}"
+        started = f"intent burst started {days} days ago"
+        terms.append(Term(f"burst:start:{days}", started.capitalize()))
+        terms.append(Term(f"burst:size:{days}", f"Activities of an {started}", transform="log1p"))
+    return terms
+
+
+def _numeric_inputs(snapshot: Snapshot, edges_days: tuple[float, ...]) -> list[np.ndarray]:
+    """Columns of decayed signals, intent memory, the latest burst, earlier opportunities and the
+    customer flag."""
     customer = snapshot.accounts["is_customer"].fill_null(False).to_numpy()
+    totals = snapshot.totals
     return [
-        *snapshot.totals.signals.T,
-        *snapshot.totals.memory.T,
+        *totals.signals.T,
+        *totals.memory.T,
+        *_burst_inputs(totals.burst_age_days, totals.burst_size, edges_days),
         snapshot.opportunities.astype(np.float32),
         customer.astype(np.float32),
     ]
+
+
+def _burst_inputs(
+    age_days: np.ndarray, size: np.ndarray, edges_days: tuple[float, ...]
+) -> list[np.ndarray]:
+    """Per start bin, whether the latest burst started then and, if so, its size (else 0)."""
+    found = burst_bins(age_days, edges_days)
+    columns = []
+    for k in range(len(edges_days)):
+        started = found == k
+        columns.append(started.astype(np.float32))
+        columns.append(np.where(started, size, 0).astype(np.float32))
+    return columns
 
 
 def _level_table(

@@ -3,8 +3,9 @@
 A signal's value halves every `half_life_days`. Each account keeps three families of decayed sums
 of occurrences: per signal at the signal's own half-life (what the scorecards read), per intent
 class at the long memory half-life (how often an account has been in market), and per content topic
-at the default half-life (what recent intent was about). One new activity updates one account in
-O(1) through `RunningSums`; `decayed_totals` rescores every account at once, vectorised.
+at the default half-life (what recent intent was about); beside them, its latest intent burst
+(`scoring.bursts`). One new activity updates one account in O(1) through `RunningSums`;
+`decayed_totals` rescores every account at once, vectorised.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from scoring.bursts import BURST_INTENTS, Burst, latest_bursts
 from scoring.config import Intent, ModelSettings, SignalSpec
 
 __all__ = [
@@ -35,11 +37,13 @@ _BLOCK_ACCOUNTS = 16_384
 
 @dataclass(frozen=True)
 class SignalCatalog:
-    """The scoring activity types, in settings order, with every half-life resolved."""
+    """The scoring activity types, in settings order, with every half-life resolved, and the
+    longest pause within an intent burst."""
 
     signals: tuple[SignalSpec, ...]
     topic_half_life_days: float
     memory_half_life_days: float
+    burst_gap_days: float
 
     @classmethod
     def from_settings(cls, signals: Sequence[SignalSpec], model: ModelSettings) -> SignalCatalog:
@@ -49,7 +53,7 @@ class SignalCatalog:
             s if s.half_life_days is not None else s.model_copy(update={"half_life_days": days})
             for s in signals
         )
-        return cls(resolved, days, model.memory_half_life_days)
+        return cls(resolved, days, model.memory_half_life_days, model.burst_gap_days)
 
     @property
     def activities(self) -> tuple[str, ...]:
@@ -65,6 +69,16 @@ class SignalCatalog:
     def intent_codes(self) -> np.ndarray:
         """Index into `INTENTS` per signal."""
         return np.array([INTENTS.index(s.intent) for s in self.signals], dtype=np.int8)
+
+    @property
+    def forms_bursts(self) -> np.ndarray:
+        """Whether a signal's intent class is one intent bursts are made of."""
+        return np.array([s.intent in BURST_INTENTS for s in self.signals], dtype=bool)
+
+    @property
+    def burst_gap_s(self) -> float:
+        """The longest pause within a burst, in seconds."""
+        return self.burst_gap_days * DAY_SECONDS
 
     @property
     def carries_topic(self) -> np.ndarray:
@@ -115,7 +129,8 @@ def _ascending(values: np.ndarray, chunk: int = 1 << 20) -> bool:
 
 @dataclass(frozen=True)
 class SignalTotals:
-    """Decayed sums of occurrences per account as of one moment, from `decayed_totals`."""
+    """Decayed sums of occurrences per account as of one moment, from `decayed_totals`, and the
+    start (epoch seconds) and size of each account's latest burst (size 0: none)."""
 
     as_of_s: int
     catalog: SignalCatalog
@@ -123,6 +138,14 @@ class SignalTotals:
     memory: np.ndarray
     topics: np.ndarray
     topic_names: tuple[str, ...]
+    burst_start_s: np.ndarray
+    burst_size: np.ndarray
+
+    @property
+    def burst_age_days(self) -> np.ndarray:
+        """Days from each account's latest burst start to the moment; infinite without one."""
+        age = (self.as_of_s - self.burst_start_s) * (1 / DAY_SECONDS)
+        return np.where(self.burst_size > 0, age, np.inf)
 
 
 def decayed_totals(
@@ -142,6 +165,8 @@ def decayed_totals(
         np.zeros((n_accounts, len(INTENTS)), dtype=np.float32),
         np.zeros((n_accounts, len(grouped.topic_names)), dtype=np.float32),
         grouped.topic_names,
+        np.zeros(n_accounts, dtype=np.int64),
+        np.zeros(n_accounts, dtype=np.int32),
     )
     for first, last, start, stop in zip(
         firsts[:-1], firsts[1:], bounds[:-1], bounds[1:], strict=True
@@ -165,14 +190,15 @@ def _grouped(activities: Activities, firsts: np.ndarray) -> tuple[Activities, np
 
 
 def _add_block(totals: SignalTotals, activities: Activities, accounts: slice, rows: slice) -> None:
-    """Fill the sums of one block of accounts from its activities (`rows`)."""
+    """Fill the sums and latest bursts of one block of accounts from its activities (`rows`)."""
     catalog, as_of_s = totals.catalog, totals.as_of_s
     occurred = activities.occurred_s[rows]
     account = activities.account[rows]
     past = (occurred < as_of_s) & (account < accounts.stop)
     account = account[past].astype(np.int64) - accounts.start
     signal = activities.signal[rows][past]
-    age_days = (as_of_s - occurred[past]).astype(np.float32) * np.float32(1 / DAY_SECONDS)
+    occurred = occurred[past]
+    age_days = (as_of_s - occurred).astype(np.float32) * np.float32(1 / DAY_SECONDS)
     inverse = (-1 / catalog.half_lives).astype(np.float32)
     signals = totals.signals[accounts]
     signals[:] = _sums(account, signal, signals.shape, np.exp2(age_days * inverse[signal]))
@@ -184,6 +210,10 @@ def _add_block(totals: SignalTotals, activities: Activities, accounts: slice, ro
     topics = totals.topics[accounts]
     topic_weight = np.exp2(age_days[topical] * np.float32(-1 / catalog.topic_half_life_days))
     topics[:] = _sums(account[topical], topic[topical], topics.shape, topic_weight)
+    bursting = catalog.forms_bursts[signal]
+    totals.burst_start_s[accounts], totals.burst_size[accounts] = latest_bursts(
+        account[bursting], occurred[bursting], len(signals), catalog.burst_gap_s
+    )
 
 
 def _sums(
@@ -227,12 +257,14 @@ def _decay_s(age_s: int, half_life_days: float) -> float:
 
 @dataclass(frozen=True)
 class RunningSums:
-    """One account's decayed sums, updated in O(1) per new activity (the incremental path):
-    the work per activity depends on the catalog's size, never on the account's history."""
+    """One account's decayed sums and latest burst, updated in O(1) per new activity (the
+    incremental path): the work per activity depends on the catalog's size, never on the
+    account's history."""
 
     signals: tuple[DecayedSum, ...]
     memory: tuple[DecayedSum, ...]
     topics: tuple[DecayedSum, ...]
+    burst: Burst
 
     @classmethod
     def empty(cls, catalog: SignalCatalog, n_topics: int) -> RunningSums:
@@ -241,10 +273,12 @@ class RunningSums:
             (DecayedSum(),) * len(catalog.signals),
             (DecayedSum(),) * len(INTENTS),
             (DecayedSum(),) * n_topics,
+            Burst(),
         )
 
     def added(self, catalog: SignalCatalog, signal: int, at_s: int, topic: int = -1) -> RunningSums:
-        """The sums after one activity: advances one sum of each family."""
+        """The sums after one activity: advances one sum of each family, and the latest burst
+        if the activity's intent class forms bursts."""
         half_life = float(catalog.half_lives[signal])
         intent = int(catalog.intent_codes[signal])
         signals = _with(self.signals, signal, half_life, at_s)
@@ -252,7 +286,10 @@ class RunningSums:
         topics = self.topics
         if topic >= 0 and catalog.signals[signal].topic_from_activity:
             topics = _with(topics, topic, catalog.topic_half_life_days, at_s)
-        return RunningSums(signals, memory, topics)
+        burst = self.burst
+        if catalog.forms_bursts[signal]:
+            burst = burst.added(at_s, catalog.burst_gap_s)
+        return RunningSums(signals, memory, topics, burst)
 
     def totals(
         self, catalog: SignalCatalog, as_of_s: int, topic_names: tuple[str, ...]
@@ -270,6 +307,8 @@ class RunningSums:
             np.array([memory], dtype=np.float32),
             np.array([topics], dtype=np.float32).reshape(1, len(topics)),
             topic_names,
+            np.array([self.burst.start_s], dtype=np.int64),
+            np.array([self.burst.size], dtype=np.int32),
         )
 
 

@@ -15,9 +15,10 @@ from scoring.config import (
     ModelSettings,
     TierSettings,
 )
-from scoring.explain import Explanation, fit_text, recent_counts
+from scoring.explain import Explanation, explain, fit_text, recent_counts
 from scoring.features import History, Snapshot, snapshot
 from scoring.model import RulesModel
+from scoring.scorecard import Scorecard, Term
 from scoring.scores import score_accounts
 from scoring.signals import SignalCatalog
 
@@ -109,6 +110,36 @@ def test_the_sentence_names_how_often_and_how_recently(
     found = _explained([(10, "pricing_page", None, d) for d in days])
     pricing = [r for r in found.reasons if r.startswith("Visited pricing")]
     assert pricing == [f"{sentence} (+{_decayed(*days)})"]
+
+
+# Two terms of one burst bin, as the predictive model learns them: having started then, and size.
+BURST_CARD = Scorecard(
+    40.0,
+    (
+        Term("burst:start:0-45", "Intent burst started 0-45 days ago", 4.0),
+        Term(
+            "burst:size:0-45", "Activities of an intent burst started 0-45 days ago", 5.0, "log1p"
+        ),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("days", "sentence"),
+    [
+        ((5, 3, 1), "Intent burst started 5 days ago, 3 activities (+9)"),
+        ((0.5,), "Intent burst started today, 1 activity (+9)"),
+        ((1.5,), "Intent burst started 1 day ago, 1 activity (+9)"),
+        ((40, 12, 5), "Intent burst started 12 days ago, 2 activities (+9)"),
+    ],
+)
+def test_the_latest_burst_reads_as_one_sentence(days: tuple[float, ...], sentence: str) -> None:
+    history = _history([(10, "demo_request", None, d) for d in days])
+    snap = snapshot(history, CATALOG, int(NOW.timestamp()))
+    contributions = BURST_CARD.contributions([np.ones(2), np.full(2, np.e - 1)], pl.DataFrame())
+    found = explain(contributions, snap, np.array([0]), "v1")[0]
+    assert found.reasons == (sentence,)
+    assert found.score == 49
 
 
 def test_without_counts_a_signal_reads_as_recent() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -88,7 +89,7 @@ def test_a_feature_as_of_t_never_sees_an_activity_after_t(trained: Trained) -> N
     as_of = trained.holdout.snapshots[-1].as_of_s
     before = snapshot(trained.history, CATALOG, as_of)
     after = snapshot(_activities_after(trained.history, as_of, seed=3), CATALOG, as_of)
-    for name in ("signals", "memory", "topics"):
+    for name in ("signals", "memory", "topics", "burst_start_s", "burst_size"):
         assert np.array_equal(getattr(before.totals, name), getattr(after.totals, name)), name
     assert np.array_equal(
         trained.model.contributions(before).points, trained.model.contributions(after).points
@@ -213,6 +214,12 @@ def test_model_json_round_trip_gives_identical_scores(trained: Trained) -> None:
     assert np.array_equal(reloaded.contributions(snap).points, rules.contributions(snap).points)
 
 
+def test_a_model_saved_in_another_format_is_refused(trained: Trained) -> None:
+    data = json.loads(trained.model.to_json()) | {"format": 1}
+    with pytest.raises(ValueError, match="model format 1; this version reads 2"):
+        load_model(json.dumps(data))
+
+
 def test_model_json_holds_no_pickle(trained: Trained) -> None:
     text = trained.model.to_json()
     assert text.lstrip().startswith("{")
@@ -245,6 +252,23 @@ def test_the_rules_model_stays_until_there_is_enough_history(trained: Trained) -
         trained.history, CATALOG, DEFAULT_FIT, forced, TIERS, trained.disqualified, trained.now
     )
     assert isinstance(ruled.model, RulesModel)
+
+
+def test_the_latest_burst_explains_its_points_in_one_sentence(trained: Trained) -> None:
+    snap = trained.holdout.snapshots[0]
+    parts = trained.model.contributions(snap)
+    burst = np.array([t.kind == "burst" for t in parts.terms])
+    assert burst.sum() == 2 * len(SETTINGS.burst_bins_days)
+    points = parts.points[:, burst].sum(axis=1)
+    rows = np.flatnonzero(np.abs(points) >= 0.5)[:50]
+    assert len(rows) == 50
+    for row, found in zip(rows, trained.model.explain(snap, rows), strict=True):
+        sentences = [r for r in found.reasons if "burst" in r]
+        assert len(sentences) == 1
+        size = int(snap.totals.burst_size[row])
+        assert sentences[0].startswith("Intent burst started ")
+        assert f", {size} activit" in sentences[0]
+        assert sentences[0].endswith(f" ({round(float(points[row])):+d})")
 
 
 def test_changelog_reads_as_points_before_and_after() -> None:
