@@ -18,9 +18,10 @@ batch refused whole for one bad value is halved until that record stands alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from connectors.batches import chunked
@@ -185,11 +186,10 @@ class HubSpotConnector:
     def _events(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
         """Web and marketing events, oldest first (``occurredAfter`` is exclusive)."""
         after = None if cursor.value is None else (cursor.value - _MS).isoformat()
-        tokens, token = PageTokens(), None
-        while True:
-            page = self.api.call(
-                self.api.events.get_page, limit=_EVENTS_PAGE, after=token, occurred_after=after
-            )
+        fetch = partial(
+            self.api.call, self.api.events.get_page, limit=_EVENTS_PAGE, occurred_after=after
+        )
+        for page, _ in _pages(fetch):
             for raw in page["results"]:
                 at = stamp(raw["occurredAt"])
                 assert at is not None
@@ -197,19 +197,15 @@ class HubSpotConnector:
                     cursor = cursor.advanced(at, raw["id"])
                     yield Record(stream.name, raw["id"], at, normalise(stream, raw, stream.fields))
             yield Checkpoint(stream.name, cursor)
-            token = tokens.next(_next_after(page))
-            if token is None:
-                return
 
     def _owners(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
         """Every owner, active and archived (inactive users); one checkpoint at the end."""
         latest = cursor
         for archived in (False, True):
-            tokens, token = PageTokens(), None
-            while True:
-                page = self.api.call(
-                    self.api.owners.get_page, limit=_OWNERS_PAGE, after=token, archived=archived
-                )
+            fetch = partial(
+                self.api.call, self.api.owners.get_page, limit=_OWNERS_PAGE, archived=archived
+            )
+            for page, _ in _pages(fetch):
                 for raw in page["results"]:
                     at = stamp(raw["updatedAt"])
                     assert at is not None
@@ -218,9 +214,6 @@ class HubSpotConnector:
                         yield Record(
                             stream.name, raw["id"], at, normalise(stream, raw, stream.fields)
                         )
-                token = tokens.next(_next_after(page))
-                if token is None:
-                    break
         yield Checkpoint(stream.name, latest)
 
     def _latest(self, stream: Stream) -> datetime | None:
@@ -241,21 +234,17 @@ class HubSpotConnector:
         the token of the page that follows it (None after the last)."""
         names = None if archived else _names(stream)
         targets = None if archived else [link.target for link in stream.links] or None
-        tokens, token = PageTokens(), after
-        while True:
-            page = self.api.call(
-                self.api.objects.get_page,
-                stream.path,
-                limit=LIST_PAGE,
-                after=token,
-                properties=names,
-                associations=targets,
-                archived=archived,
-            )
-            token = tokens.next(_next_after(page))
+        fetch = partial(
+            self.api.call,
+            self.api.objects.get_page,
+            stream.path,
+            limit=LIST_PAGE,
+            properties=names,
+            associations=targets,
+            archived=archived,
+        )
+        for page, token in _pages(fetch, after):
             yield page["results"], token
-            if token is None:
-                return
 
     def _search(
         self, stream: Stream, filters: list[dict[str, Any]], window: _Window
@@ -371,6 +360,20 @@ def _since(stream: Stream, cursor: Cursor) -> dict[str, Any]:
     assert cursor.value is not None
     millis = int(cursor.value.timestamp() * 1000)
     return {"propertyName": stream.replication_key, "operator": "GTE", "value": str(millis)}
+
+
+def _pages(
+    fetch: Callable[..., dict[str, Any]], after: str | None = None
+) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """The pages ``fetch(after=token)`` answers from ``after`` on, each with the token of the
+    next page (None after the last); a repeated token stops the read (`PageTokens`)."""
+    tokens = PageTokens()
+    while True:
+        page = fetch(after=after)
+        after = tokens.next(_next_after(page))
+        yield page, after
+        if after is None:
+            return
 
 
 def _next_after(page: Mapping[str, Any]) -> str | None:
