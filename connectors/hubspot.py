@@ -53,6 +53,7 @@ from connectors.protocol import (
 )
 from connectors.schema import OWNED_FIELDS, OWNER
 from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise, stamp
+from connectors.tally import Tally
 
 __all__ = ["BATCH_SIZE", "LIST_PAGE", "SEARCH_CAP", "SEARCH_PAGE", "HubSpotConnector"]
 
@@ -104,13 +105,18 @@ class HubSpotConnector:
     def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
         """Records changed since ``cursor``, tombstones, and checkpoints."""
         declared = _stream(stream)
-        if declared.api == "owners":
-            return self._owners(declared, cursor)
-        if declared.api == "events":
-            return self._events(declared, cursor)
+        tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
+        return tally.closing(self._read(declared, cursor))
+
+    def _read(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+        """The items of one pull, from the API that serves the stream."""
+        if stream.api == "owners":
+            return self._owners(stream, cursor)
+        if stream.api == "events":
+            return self._events(stream, cursor)
         if cursor.value is None or cursor.resume is not None:
-            return self._full(declared, cursor)
-        return self._incremental(declared, cursor)
+            return self._full(stream, cursor)
+        return self._incremental(stream, cursor)
 
     def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:
         """Live records whose ``field`` (our name) equals one of ``values``."""
@@ -195,7 +201,7 @@ class HubSpotConnector:
                 assert at is not None
                 if cursor.admits(at, raw["id"]):
                     cursor = cursor.advanced(at, raw["id"])
-                    yield Record(stream.name, raw["id"], at, normalise(stream, raw, stream.fields))
+                    yield _record(stream, raw["id"], at, raw)
             yield Checkpoint(stream.name, cursor)
 
     def _owners(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
@@ -211,9 +217,7 @@ class HubSpotConnector:
                     assert at is not None
                     if cursor.admits(at, raw["id"]):
                         latest = latest.advanced(at, raw["id"])
-                        yield Record(
-                            stream.name, raw["id"], at, normalise(stream, raw, stream.fields)
-                        )
+                        yield _record(stream, raw["id"], at, raw)
         yield Checkpoint(stream.name, latest)
 
     def _latest(self, stream: Stream) -> datetime | None:
@@ -298,9 +302,9 @@ class HubSpotConnector:
             record_id, props = str(raw["id"]), raw["properties"]
             at = stamp(props.get(stream.replication_key)) or stamp(raw["updatedAt"])
             assert at is not None
-            values = normalise(stream, props, stream.fields)
+            values, warnings = normalise(stream, props, stream.fields)
             values |= {link.ours: None for link in stream.links} | links.get(record_id, {})
-            yield Record(stream.name, record_id, at, values)
+            yield Record(stream.name, record_id, at, values, warnings)
             for merged in _merged_ids(stream, props):
                 yield Tombstone(stream.name, merged, at, "merged", record_id)
 
@@ -340,6 +344,12 @@ def _stream(name: str) -> Stream:
         known = ", ".join(HUBSPOT_STREAMS)
         raise ValueError(f"unknown HubSpot stream {name!r}; expected one of {known}")
     return HUBSPOT_STREAMS[name]
+
+
+def _record(stream: Stream, record_id: str, at: datetime, raw: Mapping[str, Any]) -> Record:
+    """A record of the events or owners API, read through the stream's field maps."""
+    values, warnings = normalise(stream, raw, stream.fields)
+    return Record(stream.name, record_id, at, values, warnings)
 
 
 def _names(stream: Stream) -> list[str]:

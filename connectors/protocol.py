@@ -7,13 +7,15 @@ duplicates. Cursors are closed lower bounds: a record modified exactly at ``valu
 again unless its id is in ``ids``, so two records sharing the last timestamp are never split.
 A full load is read in the CRM's own order, not by modification time, so its checkpoints also
 carry ``resume``, the CRM's page token: hand the cursor back as it is and the load goes on from
-that page (a cursor with ``resume`` is not a lower bound yet).
+that page (a cursor with ``resume`` is not a lower bound yet). Every pull ends with one
+`Summary`: what it delivered, what it had to skip or could not convert, and what it cost.
 
     for item in connector.pull("Account", saved_cursor):
         match item:
-            case Record(): upsert(item)
+            case Record(): upsert(item)  # item.warnings: values that could not be converted
             case Tombstone(): mark_deleted(item)
             case Checkpoint(): commit(item.cursor)
+            case Summary(): log(item)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FULL_LOAD",
+    "RAW_LIMIT",
     "Checkpoint",
     "Connector",
     "Cursor",
@@ -37,14 +40,17 @@ __all__ = [
     "SchemaChange",
     "SchemaReport",
     "SchemaSpec",
+    "Summary",
     "Tombstone",
     "Update",
     "Usage",
+    "ValueWarning",
     "WriteResult",
     "records",
 ]
 
 Entity = Literal["account", "person", "activity", "opportunity", "user"]
+RAW_LIMIT = 200  # characters of an unconvertible value a warning keeps
 
 
 @dataclass(frozen=True)
@@ -83,13 +89,29 @@ FULL_LOAD = Cursor()  # the cursor of a first pull: every record
 
 
 @dataclass(frozen=True, slots=True)
+class ValueWarning:
+    """A CRM value that could not be converted, so its field is None on the record."""
+
+    field: str  # our field name
+    raw: str  # the CRM's value as text, cut to `RAW_LIMIT` characters
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
-    """A live record: our field names, typed values, datetimes aware in UTC."""
+    """A live record: our field names, typed values, datetimes aware in UTC.
+
+    ``warnings`` names the values that could not be converted (they are None); ``reread`` marks
+    a record read again inside the connector's overlap window behind the cursor, which the
+    mirror de-duplicates by id and modification time.
+    """
 
     stream: str
     id: str
     modified_at: datetime
     values: Mapping[str, Any]
+    warnings: tuple[ValueWarning, ...] = ()
+    reread: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +133,28 @@ class Checkpoint:
     cursor: Cursor
 
 
-Item = Record | Tombstone | Checkpoint
+@dataclass(frozen=True)
+class Summary:
+    """The last item of every pull: what it delivered, skipped and could not convert, and cost.
+
+    ``warnings`` counts unconvertible values by "field: why"; ``skipped`` counts records left
+    out by reason (no id, say); ``unmatched`` counts activities no mapping rule typed, by their
+    CRM kind; ``sources`` names the APIs the stream was read from; ``calls`` is the API calls
+    the pull made.
+    """
+
+    stream: str
+    records: int = 0
+    tombstones: int = 0
+    reread: int = 0
+    warnings: Mapping[str, int] = field(default_factory=dict)
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    unmatched: Mapping[str, int] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+    calls: int = 0
+
+
+Item = Record | Tombstone | Checkpoint | Summary
 
 
 @dataclass(frozen=True)
@@ -196,7 +239,8 @@ class Connector(Protocol):
         ...
 
     def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
-        """Records changed since ``cursor`` (all when it is empty), tombstones, checkpoints."""
+        """Records changed since ``cursor`` (all when it is empty), tombstones, checkpoints,
+        and a `Summary` last."""
         ...
 
     def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:

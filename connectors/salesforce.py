@@ -47,6 +47,7 @@ from connectors.salesforce_bulk import bulk_pages, bulk_query_job, bulk_update, 
 from connectors.salesforce_setup import ensure_schema
 from connectors.schema import OWNED_FIELDS, OWNER
 from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise, stamp, text
+from connectors.tally import Tally
 
 __all__ = ["BULK_PAGE_SIZE", "COLLECTION_SIZE", "PAGE_SIZE", "SalesforceConnector"]
 
@@ -110,8 +111,11 @@ class SalesforceConnector:
         return SALESFORCE_STREAMS
 
     def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
-        """Records changed since ``cursor``, deletions, and a checkpoint after every page."""
-        return self._pull(_stream(stream), cursor)
+        """Records changed since ``cursor``, deletions, a checkpoint after every page, and the
+        pull's summary last."""
+        declared = _stream(stream)
+        tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
+        return tally.closing(self._pull(declared, cursor))
 
     def _pull(self, declared: Stream, cursor: Cursor) -> Iterator[Item]:
         """The pull of one stream (a generator, so `pull` checks the name at once)."""
@@ -307,7 +311,8 @@ def _items(
             reason = "merged" if master else "deleted"
             yield Tombstone(stream.name, record_id, at, reason, master)
         else:
-            yield Record(stream.name, record_id, at, normalise(stream, raw, maps))
+            values, warnings = normalise(stream, raw, maps)
+            yield Record(stream.name, record_id, at, values, warnings)
 
 
 def _stamp_of(item: Record | Tombstone) -> Any:

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from connectors.protocol import Entity
+from connectors.protocol import RAW_LIMIT, Entity, ValueWarning
 from connectors.schema import OWNED_FIELDS, OWNER, owned_for
 
 __all__ = [
@@ -75,6 +75,14 @@ def day(value: Any) -> date | None:
     return None if value is None or value == "" else date.fromisoformat(str(value)[:10])
 
 
+_EXPECTED: dict[Callable[..., Any], str] = {
+    number: "a number",
+    integer: "a whole number",
+    stamp: "a date and time",
+    day: "a date",
+}
+
+
 def lookup(source: Mapping[str, Any], name: str) -> Any:
     """A field of a raw record; ``Campaign.Name`` walks a JSON relationship or reads CSV."""
     if name in source:
@@ -132,14 +140,34 @@ class Stream:
         return list(dict.fromkeys(names))
 
 
+# what a converter raises on a value it cannot read ("abc" as a number, "2024-02-30", "http://[::1")
+_UNCONVERTIBLE = (ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
+
+
 def normalise(
     stream: Stream, source: Mapping[str, Any], maps: Sequence[FieldMap]
-) -> dict[str, Any]:
-    """A raw record's values under our names."""
+) -> tuple[dict[str, Any], tuple[ValueWarning, ...]]:
+    """A raw record's values under our names, and a warning for each value that could not be
+    converted (that field is None; the rest of the record is kept)."""
     values = dict(stream.constants)
+    warnings: list[ValueWarning] = []
     for m in maps:
-        values[m.ours] = m.convert(*[lookup(source, name) for name in m.theirs])
-    return values
+        raw = [lookup(source, name) for name in m.theirs]
+        try:
+            values[m.ours] = m.convert(*raw)
+        except _UNCONVERTIBLE as error:
+            values[m.ours] = None
+            warnings.append(_warning(m, raw, error))
+    return values, tuple(warnings)
+
+
+def _warning(m: FieldMap, raw: Sequence[Any], error: Exception) -> ValueWarning:
+    """What could not be converted, the raw value cut short, and why (without the value, so
+    warnings of one kind count together)."""
+    shown = raw[0] if len(raw) == 1 else list(raw)
+    expected = _EXPECTED.get(m.convert)
+    why = f"not {expected}" if expected else f"unreadable ({type(error).__name__})"
+    return ValueWarning(m.ours, str(shown)[:RAW_LIMIT], why)
 
 
 _READ_BACK = ("disposition", "reason_code")

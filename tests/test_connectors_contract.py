@@ -27,6 +27,7 @@ from connectors.protocol import (
     Cursor,
     Record,
     SchemaSpec,
+    Summary,
     Tombstone,
     Update,
     records,
@@ -184,9 +185,24 @@ def hubspot_crm(org: Org) -> Iterator[Opener]:
 
 
 def _last_cursor(items: list[Any]) -> Cursor:
+    """The cursor of a pull's last checkpoint, which comes right before its summary."""
     checkpoints = [item for item in items if isinstance(item, Checkpoint)]
-    assert checkpoints and items[-1] is checkpoints[-1]
+    assert checkpoints and items[-2] is checkpoints[-1]
+    assert isinstance(items[-1], Summary)
     return checkpoints[-1].cursor
+
+
+def test_every_pull_ends_with_a_summary_of_what_it_delivered_and_cost(open_crm: Opener) -> None:
+    h = open_crm()
+    connector = h.connector()
+    for stream in connector.streams:
+        items = list(connector.pull(stream))
+        summary = items[-1]
+        assert isinstance(summary, Summary) and summary.stream == stream
+        assert [isinstance(i, Summary) for i in items].count(True) == 1
+        assert summary.records == len(records(items))
+        assert summary.tombstones == sum(isinstance(i, Tombstone) for i in items)
+        assert summary.calls >= 1
 
 
 def test_full_then_incremental_pull_sees_exactly_the_changes(

@@ -218,12 +218,13 @@ def test_a_salesforce_merge_arrives_as_a_merged_tombstone(clock: FakeClock) -> N
     connector = SalesforceConnector(_salesforce_settings(), policy=_policy(clock))
 
     since = Cursor(stamp("2026-11-01T00:00:00+00:00"))
-    (tombstone, _checkpoint) = list(connector.pull("Account", since))
+    (tombstone, _checkpoint, summary) = list(connector.pull("Account", since))
 
     assert tombstone == Tombstone(
         "Account", "001A", stamp("2026-11-02T10:00:00+00:00"), "merged", "001B"
     )
     assert "MasterRecordId" in responses.calls[1].request.url
+    assert (summary.tombstones, summary.calls) == (1, 2)  # the describe and the query
 
 
 def _hubspot_api(clock: FakeClock) -> HubSpotApi:
