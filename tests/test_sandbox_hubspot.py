@@ -708,16 +708,25 @@ def test_search_is_limited_to_five_a_second(hubspot_org: Org, hubspot_clock: Hub
         assert client.crm.contacts.search_api.do_search({"limit": 1}).total > 0
 
 
+_RATE_LIMIT = {"errorType": "RATE_LIMIT"}
+
+
 @pytest.mark.parametrize(
-    ("rule", "status", "category"),
+    ("rule", "status", "shown"),
     [
-        (FaultRule("expire_session", after=0), 401, "EXPIRED_AUTHENTICATION"),
-        (FaultRule("status", status=503, count=1), 503, "SERVICE_UNAVAILABLE"),
-        (FaultRule("status", status=429, count=1), 429, None),
+        (FaultRule("expire_session", after=0), 401, {"category": "EXPIRED_AUTHENTICATION"}),
+        (FaultRule("status", status=503, count=1), 503, {"category": "SERVICE_UNAVAILABLE"}),
+        (FaultRule("status", status=429, count=1), 429, _RATE_LIMIT),
+        (FaultRule("limit", limit="daily", count=1), 429, _RATE_LIMIT | {"policyName": "DAILY"}),
+        (
+            FaultRule("limit", limit="concurrent", count=1),
+            429,
+            _RATE_LIMIT | {"policyName": "TEN_SECONDLY_ROLLING"},
+        ),
     ],
 )
 def test_injected_faults_come_in_hubspots_shape_and_then_pass(
-    hubspot_org: Org, rule: FaultRule, status: int, category: str | None
+    hubspot_org: Org, rule: FaultRule, status: int, shown: dict[str, str]
 ) -> None:
     with start_sandbox("hubspot", hubspot_org, faults=FaultPlan([rule]), tier="unlimited") as crm:
         client = hubspot_client(crm)
@@ -725,7 +734,7 @@ def test_injected_faults_come_in_hubspots_shape_and_then_pass(
             client.crm.owners.owners_api.get_page(limit=1)
         assert failed.value.status == status
         body = _error(failed)
-        assert body["category"] == category if category else body["errorType"] == "RATE_LIMIT"
+        assert {key: body[key] for key in shown} == shown
         assert client.crm.owners.owners_api.get_page(limit=1).results
 
 
@@ -741,14 +750,15 @@ def test_the_server_counts_exactly_the_requests_the_client_sent(
     hubspot_sandbox: RunningSandbox,
 ) -> None:
     admin = hubspot_sandbox.base_url + "/__sandbox"
-    requests.post(admin + "/reset", timeout=5)
+    token = {"Authorization": f"Bearer {hubspot_sandbox.token}"}
+    requests.post(admin + "/reset", headers=token, timeout=5)
     client = hubspot_client(hubspot_sandbox)
     companies = list(
         _pages(lambda after: client.crm.companies.basic_api.get_page(limit=100, after=after))
     )
     client.crm.contacts.search_api.do_search({"limit": 1})
     client.crm.owners.owners_api.get_page()
-    report = requests.get(admin + "/requests", timeout=5).json()
+    report = requests.get(admin + "/requests", headers=token, timeout=5).json()
     assert report["by_endpoint"] == {
         "GET companies": len(companies),
         "POST contacts/search": 1,

@@ -40,6 +40,8 @@ __all__ = ["DEFAULT_TIER", "HubSpotDialect", "make_dialect"]
 
 DEFAULT_TIER = "professional"
 _EXPIRED = "The OAuth token used to make this call expired 0 second(s) ago."
+# a limit fault -> the 429 policy HubSpot names for it
+_LIMIT_POLICIES = {"daily": "DAILY", "concurrent": "TEN_SECONDLY_ROLLING"}
 
 
 def _is_search(request: Request) -> bool:
@@ -101,6 +103,8 @@ class HubSpotDialect:
         if fault.kind == "expire_session":
             return error_response(HubSpotError(401, _EXPIRED, category="EXPIRED_AUTHENTICATION"))
         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        if fault.kind == "limit":
+            return rate_limit_response(_LIMIT_POLICIES[fault.limit], headers)
         if fault.status == 429:
             return rate_limit_response("TEN_SECONDLY_ROLLING", headers)
         message = "An internal error occurred; try the request again."
