@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -744,6 +745,28 @@ def test_a_fault_with_retry_after_is_retried_by_the_client_itself(hubspot_org: O
         # urllib3's default Retry honours Retry-After on 429/503, so the call succeeds
         assert hubspot_client(crm).crm.owners.owners_api.get_page(limit=1).results
         assert crm.request_counts() == {"GET owners": 2}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/crm/v3/objects/contacts/search", b'{"limit": '),
+        ("/crm/v3/objects/contacts/search", b'{"limit": "many"}'),
+        ("/crm/v3/objects/companies", b'{"properties": {"numberofemployees": "lots"}}'),
+    ],
+)
+def test_unreadable_input_is_refused_without_pythons_words(
+    hubspot_sandbox: RunningSandbox, path: str, body: bytes
+) -> None:
+    answer = requests.post(
+        hubspot_sandbox.base_url + path,
+        data=body,
+        headers={"Authorization": f"Bearer {hubspot_sandbox.token}"},
+        timeout=5,
+    )
+    assert answer.status_code == 400 and answer.json()["status"] == "error"
+    python = r"Error\(|Expecting|invalid literal|could not convert|Traceback|char \d"
+    assert not re.search(python, answer.text)
 
 
 def test_the_server_counts_exactly_the_requests_the_client_sent(
