@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, ClassVar, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, SecretStr
 from pydantic_core import PydanticCustomError
 
@@ -45,6 +47,24 @@ def _api_version(version: str) -> str:
     return version
 
 
+_PRIVATE_KEY_ENV = "HANDOFF_SALESFORCE_PRIVATE_KEY"
+
+
+def _pem_problem(key: SecretStr) -> str | None:
+    """Why a JWT login could not sign with ``key``, or None; never shows the key."""
+    try:
+        load_pem_private_key(key.get_secret_value().encode(), password=None)
+    except TypeError:  # it opens only with a passphrase
+        return f'auth "jwt" needs the key in {_PRIVATE_KEY_ENV} without a passphrase'
+    except (ValueError, UnsupportedAlgorithm):
+        return (
+            f'auth "jwt" needs a PEM private key in {_PRIVATE_KEY_ENV}: the key file\'s text '
+            'from "-----BEGIN PRIVATE KEY-----" to "-----END PRIVATE KEY-----" with its line '
+            "breaks, not its path"
+        )
+    return None
+
+
 HttpsUrl = Annotated[str, AfterValidator(_https)]
 
 _NEEDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -67,7 +87,7 @@ class SalesforceSettings(BaseModel):
             "password": "HANDOFF_SALESFORCE_PASSWORD",
             "security_token": "HANDOFF_SALESFORCE_SECURITY_TOKEN",
             "client_secret": "HANDOFF_SALESFORCE_CLIENT_SECRET",
-            "private_key": "HANDOFF_SALESFORCE_PRIVATE_KEY",
+            "private_key": _PRIVATE_KEY_ENV,
         }
     )
 
@@ -88,7 +108,11 @@ class SalesforceSettings(BaseModel):
 
     def problems(self) -> tuple[str, ...]:
         """What the chosen `auth` still needs, as phrases that follow "[salesforce] "."""
-        return tuple(self._missing(key) for key in _NEEDS[self.auth] if getattr(self, key) is None)
+        missing = [self._missing(key) for key in _NEEDS[self.auth] if getattr(self, key) is None]
+        unusable = (
+            _pem_problem(self.private_key) if self.auth == "jwt" and self.private_key else None
+        )
+        return (*missing, *([unusable] if unusable else []))
 
     def _missing(self, key: str) -> str:
         if key in self.SECRET_ENV:

@@ -7,7 +7,8 @@ and merged records arrive as tombstones. A full load whose first page says it ho
 result page that names the job and the page to go on from; if that job is gone when a stopped
 load resumes (results live for days), the load starts over. Writes go 200 records a
 call through sObject Collections with ``allOrNone=false``, through one Bulk API 2.0 job above
-``bulk_write_threshold``; only records answered retriable (a locked row) are sent again.
+``bulk_write_threshold``; only records answered retriable (a locked row) are sent again. An
+object Bulk API refuses (400 INVALIDENTITY) is paged and written through REST instead.
 
     connector = SalesforceConnector(settings.salesforce, session=client_session(url))
     for item in connector.pull("Account", cursor): ...
@@ -43,7 +44,13 @@ from connectors.protocol import (
     WriteResult,
 )
 from connectors.salesforce_api import SalesforceApi
-from connectors.salesforce_bulk import bulk_pages, bulk_query_job, bulk_update, json_value
+from connectors.salesforce_bulk import (
+    bulk_pages,
+    bulk_query_job,
+    bulk_update,
+    json_value,
+    refused_by_bulk,
+)
 from connectors.salesforce_setup import ensure_schema
 from connectors.schema import OWNED_FIELDS, OWNER
 from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise, stamp, text
@@ -104,6 +111,7 @@ class SalesforceConnector:
         self.page_size = page_size
         self.bulk_page_size = bulk_page_size
         self._described: dict[str, frozenset[str]] = {}
+        self._rest_only: set[str] = set()  # objects Bulk API refused: read and write by REST
 
     @property
     def streams(self) -> Mapping[str, Stream]:
@@ -136,8 +144,11 @@ class SalesforceConnector:
             if page["done"]:
                 return
             if not incremental and page["totalSize"] > self.settings.bulk_threshold:
-                yield from self._rest_in_bulk(declared, maps, merge, select, cursor)
-                return
+                job = self._bulk_job(declared, select, cursor)
+                if job is not None:
+                    read = _BulkRead(job, None, cursor.value, cursor.ids)
+                    yield from self._bulk_rows(declared, maps, merge, read, cursor)
+                    return
             page = self.api.query_more(str(tokens.next(page["nextRecordsUrl"])), self.page_size)
 
     def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:
@@ -164,11 +175,26 @@ class SalesforceConnector:
         rows = {u.id: _row(declared, u) for u in updates}
         first: dict[str, WriteResult] = {}
         if len(rows) > self.settings.bulk_write_threshold:
-            first = bulk_update(self.api, declared.path, rows)
+            first = self._bulk_update(declared, rows)
         again = [i for i in rows if i not in first or first[i].status == "retriable"]
         settled = self.policy.settle(lambda ids: self._collections(declared, ids, rows), again)
         done = {**first, **{i: _plus(r, 1 if first else 0) for i, r in settled.items()}}
         return [done[u.id] for u in updates]
+
+    def _bulk_update(
+        self, stream: Stream, rows: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, WriteResult]:
+        """A Bulk API 2.0 update job's results; none when Bulk does not serve the object, so
+        every record goes through sObject Collections."""
+        if stream.path in self._rest_only:
+            return {}
+        try:
+            return bulk_update(self.api, stream.path, rows)
+        except ApiError as refused:
+            if not refused_by_bulk(refused):
+                raise
+            self._rest_only.add(stream.path)
+            return {}
 
     def ensure_schema(self, spec: SchemaSpec) -> SchemaReport:
         """Our custom fields and validation rule on Account and Lead (see `salesforce_setup`)."""
@@ -196,15 +222,11 @@ class SalesforceConnector:
             self._described[sobject] = frozenset(f["name"] for f in described["fields"])
         return self._described[sobject]
 
-    def _rest_in_bulk(
-        self,
-        stream: Stream,
-        maps: Sequence[FieldMap],
-        merge: str | None,
-        select: Sequence[str],
-        cursor: Cursor,
-    ) -> Iterator[Item]:
-        """The rest of a large full load from a Bulk API 2.0 query, checkpointed per page."""
+    def _bulk_job(self, stream: Stream, select: Sequence[str], cursor: Cursor) -> str | None:
+        """A Bulk API 2.0 query job for the rest of a large full load, from ``cursor`` on; None
+        when Bulk does not serve the object, and the load goes on paging through REST."""
+        if stream.path in self._rest_only:
+            return None
         soql = format_soql(
             "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {}",
             ", ".join(select),
@@ -212,8 +234,13 @@ class SalesforceConnector:
             stream.replication_key,
             cursor.value,
         )
-        read = _BulkRead(bulk_query_job(self.api, soql, False), None, cursor.value, cursor.ids)
-        yield from self._bulk_rows(stream, maps, merge, read, cursor)
+        try:
+            return bulk_query_job(self.api, soql, False)
+        except ApiError as refused:
+            if not refused_by_bulk(refused):
+                raise
+            self._rest_only.add(stream.path)
+            return None
 
     def _resumed_bulk(
         self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, cursor: Cursor

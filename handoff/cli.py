@@ -7,6 +7,7 @@ Sub-apps hang off `app` (`app.add_typer(...)`); each command loads its settings 
 from __future__ import annotations
 
 import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -188,11 +189,27 @@ def serve(
     try:
         with start_sandbox(crm.value, org, token=token, faults=plan, port=port) as running:
             typer.echo(f"sandbox {crm.value} ready at {running.base_url} token={running.token}")
-            threading.Event().wait()
+            _wait_for_stop()
     except OSError as error:
         _fail([f"cannot serve on port {port}: {error.strerror}"])
-    except KeyboardInterrupt:
-        typer.echo("sandbox stopped")
+    typer.echo("sandbox stopped")
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_STOP_POLL_SECONDS = 0.2
+
+
+def _wait_for_stop() -> None:
+    """Block until Ctrl-C (SIGINT) or SIGTERM. A bare ``Event.wait()`` is never interrupted
+    by a signal on Linux, so the wait wakes up now and then for the handler to run."""
+    stop = threading.Event()
+    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in _STOP_SIGNALS}
+    try:
+        while not stop.wait(_STOP_POLL_SECONDS):
+            pass
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _faults(path: Path | None) -> FaultPlan | None:

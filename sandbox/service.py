@@ -78,6 +78,6 @@ def start_sandbox(
     token = token or secrets.token_urlsafe(24)
     plan = faults or FaultPlan()
     dialect = make_dialect(crm, org, token, plan, clock, **options)
-    server = LoopbackServer(dialect, plan, port)
+    server = LoopbackServer(dialect, plan, port, admin_token=token)
     with server.running():
         yield RunningSandbox(crm, server, dialect, token, org)

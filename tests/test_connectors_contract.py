@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
-from connectors.errors import AuthError, BudgetExhausted
+from connectors.errors import AuthError, BudgetExhausted, DailyLimitReached, RetriableError
 from connectors.http import Exchange, HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
 from connectors.protocol import (
@@ -594,6 +594,155 @@ def test_salesforce_large_loads_and_writes_go_through_bulk_api_2(
     assert h.calls("jobs/query") > 0 and h.calls("jobs/ingest") > 0
     assert all(r.ok for r in results)
     assert {r.id for r in results if r.attempts == 2} == {SALESFORCE_LOCKED_ACCOUNT}
+
+
+# stream -> whether its records carry non-ASCII text (names in the org's many languages)
+_BULK_STREAMS = {
+    "Account": True,
+    "Lead": True,
+    "Contact": True,
+    "Task": False,
+    "Event": False,
+    "CampaignMember": False,
+}
+
+
+@pytest.mark.parametrize(("stream", "non_ascii"), sorted(_BULK_STREAMS.items()))
+def test_salesforce_bulk_and_rest_pulls_agree_on_every_field(
+    salesforce_crm: Opener, stream: str, non_ascii: bool
+) -> None:
+    h = salesforce_crm()
+    rest = records(h.connector(page_size=200, bulk_threshold=10**9).pull(stream))
+    bulk = records(h.connector(page_size=200, bulk_threshold=1, bulk_page_size=500).pull(stream))
+
+    assert h.calls("jobs/query") > 0
+    assert {r.id: r for r in bulk} == {r.id: r for r in rest}
+    texts = [v for r in rest for v in r.values.values() if isinstance(v, str)]
+    assert any(not v.isascii() for v in texts) == non_ascii
+
+
+def _pull_until_done(h: Harness, stream: str, **options: Any) -> tuple[list[str], int]:
+    """Pull ``stream`` run after run from the last saved cursor until a run ends; the ids the
+    checkpoints covered, and how many runs were stopped."""
+    delivered: list[str] = []
+    cursor, stopped = Cursor(), 0
+    while True:
+        pending: list[str] = []
+        try:
+            for item in h.connector(**options).pull(stream, cursor):
+                if isinstance(item, Record):
+                    pending.append(item.id)
+                elif isinstance(item, Checkpoint):
+                    delivered, pending, cursor = delivered + pending, [], item.cursor
+        except BudgetExhausted:
+            stopped += 1
+            continue
+        return delivered, stopped
+
+
+def test_salesforce_daily_limit_stops_a_pull_and_the_next_run_resumes(
+    salesforce_crm: Opener,
+) -> None:
+    daily = FaultRule("limit", limit="daily", endpoint="query", after=2, count=1)
+    h = salesforce_crm(faults=[daily])
+    options = {"page_size": 200, "bulk_threshold": 10**9}
+
+    delivered, stopped = _pull_until_done(h, "Lead", **options)
+
+    whole = records(h.connector(**options).pull("Lead"))
+    assert stopped == 1
+    assert len(delivered) == len(set(delivered)) == len(whole)
+    assert set(delivered) == {r.id for r in whole}
+    refused = [e.error for e in h.exchanges if e.error is not None]
+    assert [(type(e), e.status) for e in refused] == [(DailyLimitReached, 403)]
+
+
+def test_salesforce_daily_limit_stops_a_push_that_keeps_the_results_it_has(
+    salesforce_crm: Opener,
+) -> None:
+    daily = FaultRule("limit", limit="daily", endpoint="composite/sobjects", after=1, count=1)
+    h = salesforce_crm(faults=[daily])
+    connector = h.connector()
+    connector.ensure_schema(SPEC)
+    ids = [r.id for r in records(connector.pull(h.accounts)) if r.id != h.locked][:300]
+
+    with pytest.raises(BudgetExhausted) as stopped:
+        connector.push(h.accounts, [Update(i, {"score": 3.0}) for i in ids])
+
+    assert [(r.id, r.ok) for r in stopped.value.results] == [(i, True) for i in ids[:200]]
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        (FaultRule("limit", limit="concurrent", endpoint="query", count=2), 403),
+        (FaultRule("edge", status=406, endpoint="query", count=2), 406),
+        (FaultRule("edge", status=420, html=True, endpoint="query", count=2), 420),
+    ],
+    ids=["concurrent-limit", "edge-406", "edge-420"],
+)
+def test_salesforce_passing_refusals_are_retried_with_backoff(
+    salesforce_crm: Opener, fault: FaultRule, status: int
+) -> None:
+    h = salesforce_crm(faults=[fault])
+    connector = h.connector()
+
+    assert len(records(connector.pull(h.accounts))) == ACCOUNTS
+    assert connector.usage().retries == 2
+    refused = [e.error for e in h.exchanges if e.error is not None]
+    assert [(type(e), e.status) for e in refused] == [(RetriableError, status)] * 2
+    assert len(h.time.slept) == 2
+
+
+def test_salesforce_objects_bulk_refuses_go_through_rest(salesforce_crm: Opener) -> None:
+    h = salesforce_crm(faults=[FaultRule("bulk_unsupported", objects=("Lead", "Account"))])
+    connector = h.connector(bulk_threshold=300, bulk_write_threshold=50, page_size=200)
+    connector.ensure_schema(SPEC)
+    rest = records(h.connector().pull("Lead"))
+    ids = [r.id for r in records(connector.pull("Account"))][:120]
+
+    pulled = records(connector.pull("Lead"))
+    again = records(connector.pull("Lead"))
+    results = connector.push("Account", [Update(i, {"score": 5.0}) for i in ids])
+
+    assert {r.id: r for r in pulled} == {r.id: r for r in rest} == {r.id: r for r in again}
+    assert all(r.ok for r in results) and [r.id for r in results] == ids
+    log = h.sandbox.server.log
+    assert (log.count("jobs/query", "POST"), log.count("jobs/ingest", "POST")) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("auth", "settings", "reason"),
+    [
+        (
+            "password",
+            {
+                "username": OPTIONS.username,
+                "password": SecretStr("wrong"),
+                "security_token": SecretStr("wrong"),
+            },
+            "Invalid username, password, security token; or user locked out.",
+        ),
+        ("client_credentials", {"client_secret": SecretStr("wrong")}, "invalid client credentials"),
+        (
+            "jwt",
+            {
+                "username": "someone@else.example.com",
+                "private_key": SecretStr(salesforce_jwt_key()),
+            },
+            "invalid assertion",
+        ),
+    ],
+)
+def test_salesforce_login_failures_show_salesforces_own_reason(
+    salesforce_crm: Opener, auth: str, settings: dict[str, Any], reason: str
+) -> None:
+    h = salesforce_crm()
+
+    with pytest.raises(AuthError) as refused:
+        h.connector(auth=auth, **settings)
+
+    assert str(refused.value).endswith(f"Salesforce refused the login: {reason}")
 
 
 def test_salesforce_requires_a_reason_code_on_rejection(

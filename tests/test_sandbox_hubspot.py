@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -708,16 +709,25 @@ def test_search_is_limited_to_five_a_second(hubspot_org: Org, hubspot_clock: Hub
         assert client.crm.contacts.search_api.do_search({"limit": 1}).total > 0
 
 
+_RATE_LIMIT = {"errorType": "RATE_LIMIT"}
+
+
 @pytest.mark.parametrize(
-    ("rule", "status", "category"),
+    ("rule", "status", "shown"),
     [
-        (FaultRule("expire_session", after=0), 401, "EXPIRED_AUTHENTICATION"),
-        (FaultRule("status", status=503, count=1), 503, "SERVICE_UNAVAILABLE"),
-        (FaultRule("status", status=429, count=1), 429, None),
+        (FaultRule("expire_session", after=0), 401, {"category": "EXPIRED_AUTHENTICATION"}),
+        (FaultRule("status", status=503, count=1), 503, {"category": "SERVICE_UNAVAILABLE"}),
+        (FaultRule("status", status=429, count=1), 429, _RATE_LIMIT),
+        (FaultRule("limit", limit="daily", count=1), 429, _RATE_LIMIT | {"policyName": "DAILY"}),
+        (
+            FaultRule("limit", limit="concurrent", count=1),
+            429,
+            _RATE_LIMIT | {"policyName": "TEN_SECONDLY_ROLLING"},
+        ),
     ],
 )
 def test_injected_faults_come_in_hubspots_shape_and_then_pass(
-    hubspot_org: Org, rule: FaultRule, status: int, category: str | None
+    hubspot_org: Org, rule: FaultRule, status: int, shown: dict[str, str]
 ) -> None:
     with start_sandbox("hubspot", hubspot_org, faults=FaultPlan([rule]), tier="unlimited") as crm:
         client = hubspot_client(crm)
@@ -725,7 +735,7 @@ def test_injected_faults_come_in_hubspots_shape_and_then_pass(
             client.crm.owners.owners_api.get_page(limit=1)
         assert failed.value.status == status
         body = _error(failed)
-        assert body["category"] == category if category else body["errorType"] == "RATE_LIMIT"
+        assert {key: body[key] for key in shown} == shown
         assert client.crm.owners.owners_api.get_page(limit=1).results
 
 
@@ -737,18 +747,41 @@ def test_a_fault_with_retry_after_is_retried_by_the_client_itself(hubspot_org: O
         assert crm.request_counts() == {"GET owners": 2}
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/crm/v3/objects/contacts/search", b'{"limit": '),
+        ("/crm/v3/objects/contacts/search", b'{"limit": "many"}'),
+        ("/crm/v3/objects/companies", b'{"properties": {"numberofemployees": "lots"}}'),
+    ],
+)
+def test_unreadable_input_is_refused_without_pythons_words(
+    hubspot_sandbox: RunningSandbox, path: str, body: bytes
+) -> None:
+    answer = requests.post(
+        hubspot_sandbox.base_url + path,
+        data=body,
+        headers={"Authorization": f"Bearer {hubspot_sandbox.token}"},
+        timeout=5,
+    )
+    assert answer.status_code == 400 and answer.json()["status"] == "error"
+    python = r"Error\(|Expecting|invalid literal|could not convert|Traceback|char \d"
+    assert not re.search(python, answer.text)
+
+
 def test_the_server_counts_exactly_the_requests_the_client_sent(
     hubspot_sandbox: RunningSandbox,
 ) -> None:
     admin = hubspot_sandbox.base_url + "/__sandbox"
-    requests.post(admin + "/reset", timeout=5)
+    token = {"Authorization": f"Bearer {hubspot_sandbox.token}"}
+    requests.post(admin + "/reset", headers=token, timeout=5)
     client = hubspot_client(hubspot_sandbox)
     companies = list(
         _pages(lambda after: client.crm.companies.basic_api.get_page(limit=100, after=after))
     )
     client.crm.contacts.search_api.do_search({"limit": 1})
     client.crm.owners.owners_api.get_page()
-    report = requests.get(admin + "/requests", timeout=5).json()
+    report = requests.get(admin + "/requests", headers=token, timeout=5).json()
     assert report["by_endpoint"] == {
         "GET companies": len(companies),
         "POST contacts/search": 1,

@@ -31,11 +31,13 @@ from simple_salesforce.exceptions import (
 
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.generator import generate_org
+from sandbox.http import Request, Response
 from sandbox.org import Org
 from sandbox.salesforce import client_session
 from sandbox.salesforce.errors import SalesforceError as Refused
 from sandbox.salesforce.ids import make_id, normalize_id
 from sandbox.salesforce.mapping import CAMPAIGNS, NOT_PROVIDED, TOUCHES
+from sandbox.salesforce.rest import RestService
 from sandbox.service import RunningSandbox, start_sandbox
 from tests.sandbox_fixtures import (
     SALESFORCE_INSTANCE_URL,
@@ -128,6 +130,15 @@ def _account(record_id: str, **fields: Any) -> dict[str, Any]:
 
 def _csv_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
+
+
+def _raw_get(crm: RunningSandbox, path: str) -> requests.Response:
+    """A GET under ``/services/data/v59.0/`` as a plain HTTP client sees it."""
+    return requests.get(
+        f"{crm.base_url}/services/data/v59.0/{path}",
+        headers={"Authorization": f"Bearer {crm.token}"},
+        timeout=5,
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -775,9 +786,9 @@ def test_a_bad_session_id_is_the_clients_expired_session(
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [(429, "REQUEST_LIMIT_EXCEEDED"), (503, "SERVER_UNAVAILABLE")]
+    ("status", "code"), [(500, "UNKNOWN_EXCEPTION"), (503, "SERVER_UNAVAILABLE")]
 )
-def test_throttling_and_outages_surface_as_the_clients_errors_with_retry_after(
+def test_outages_surface_as_the_clients_errors_with_retry_after(
     tiny_org: Org, status: int, code: str
 ) -> None:
     rule = FaultRule("status", status=status, retry_after=7, endpoint="query", count=1)
@@ -792,6 +803,97 @@ def test_throttling_and_outages_surface_as_the_clients_errors_with_retry_after(
         assert seen[-1].headers["Retry-After"] == "7"
         assert "Sforce-Limit-Info" in seen[-1].headers
         assert _count(sf, "SELECT COUNT() FROM Account") == tiny_org.accounts.height
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("daily", "TotalRequests Limit exceeded."),
+        ("concurrent", "ConcurrentPerOrgLongTxn Limit exceeded."),
+    ],
+)
+def test_a_limit_fault_is_salesforces_own_403_naming_the_limit(
+    tiny_org: Org, limit: str, message: str
+) -> None:
+    with _served(tiny_org, FaultRule("limit", limit=limit, endpoint="query", count=1)) as crm:
+        sf = salesforce_client(crm)
+        with pytest.raises(SalesforceRefusedRequest) as raised:
+            sf.query("SELECT Id FROM Account")
+        assert raised.value.status == 403
+        assert raised.value.content == [{"message": message, "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+        assert _count(sf, "SELECT COUNT() FROM Account") == tiny_org.accounts.height
+
+
+@pytest.mark.parametrize(("status", "html"), [(406, False), (420, True)])
+def test_an_edge_fault_answers_a_page_or_nothing_instead_of_salesforces_json(
+    tiny_org: Org, status: int, html: bool
+) -> None:
+    with _served(tiny_org, FaultRule("edge", status=status, html=html, count=1)) as crm:
+        answer = _raw_get(crm, "limits")
+        assert answer.status_code == status
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert "Sforce-Limit-Info" not in answer.headers  # the edge, not the org, answered
+        assert (b"<html" in answer.content) if html else answer.content == b""
+        assert _raw_get(crm, "limits").status_code == 200
+
+
+def test_bulk_refuses_jobs_on_an_object_it_does_not_serve(tiny_org: Org) -> None:
+    with _served(tiny_org, FaultRule("bulk_unsupported", objects=("Lead",))) as crm:
+        sf = salesforce_client(crm)
+        jobs = {
+            "jobs/query": {"operation": "query", "query": "SELECT Id FROM Lead"},
+            "jobs/ingest": {"object": "Lead", "operation": "update", "contentType": "CSV"},
+        }
+        for path, spec in jobs.items():
+            with pytest.raises(SalesforceMalformedRequest) as raised:
+                sf.restful(path, method="POST", json=spec)
+            assert raised.value.status == 400
+            assert (_error(raised)["errorCode"], _error(raised)["message"]) == (
+                "INVALIDENTITY",
+                "Entity 'Lead' is not supported by the Bulk API.",
+            )
+        job = sf.restful(
+            "jobs/query",
+            method="POST",
+            json={"operation": "query", "query": "SELECT Id FROM Account"},
+        )
+        assert job["object"] == "Account"
+
+
+def test_bulk_results_are_utf8_csv_that_names_no_charset(
+    salesforce: Salesforce, salesforce_sandbox: RunningSandbox, salesforce_org: Org
+) -> None:
+    job = salesforce.restful(
+        "jobs/query",
+        method="POST",
+        json={"operation": "query", "query": "SELECT Name FROM Account"},
+    )
+    answer = _raw_get(salesforce_sandbox, f"jobs/query/{job['id']}/results")
+    names = {row["Name"] for row in _csv_rows(answer.content.decode("utf-8"))}
+    assert answer.headers["Content-Type"] == "text/csv"
+    assert set(salesforce_org.accounts["name"]) <= names  # other tests add accounts
+    assert any(not name.isascii() for name in names)
+
+
+def test_no_answer_shows_python_exception_text(
+    tiny_org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: RestService, request: Request) -> Response:
+        raise KeyError("sandbox bug: a Python exception")
+
+    monkeypatch.setattr(RestService, "limits", broken)
+    with _served(tiny_org) as crm:
+        bug = _raw_get(crm, "limits")
+        bad_json = requests.patch(
+            f"{crm.base_url}/services/data/v59.0/composite/sobjects",
+            data=b'{"records": [',
+            headers={"Authorization": f"Bearer {crm.token}", "Content-Type": "application/json"},
+            timeout=5,
+        )
+    assert bug.status_code == 500 and bug.json()[0]["errorCode"] == "UNKNOWN_EXCEPTION"
+    assert bad_json.status_code == 400 and bad_json.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+    for answer in (bug, bad_json):
+        assert not re.search(r"KeyError|Traceback|Expecting|sandbox bug|char \d", answer.text)
 
 
 def test_an_expired_session_makes_a_client_with_credentials_log_in_again(tiny_org: Org) -> None:
@@ -832,12 +934,13 @@ def test_the_server_counts_exactly_the_requests_the_client_sent(
     session.hooks["response"].append(lambda response, **_: sent.append(response.url))
     sf = salesforce_client(salesforce_sandbox, session=session)
     base = salesforce_sandbox.base_url
-    requests.post(f"{base}/__sandbox/reset", timeout=5)
+    admin = {"Authorization": f"Bearer {salesforce_sandbox.token}"}
+    requests.post(f"{base}/__sandbox/reset", headers=admin, timeout=5)
     tasks = sum(1 for _ in sf.query_all_iter("SELECT Id FROM Task"))
     sf.Lead.describe()
     created = sf.Contact.create({"LastName": "Counted"})
     sf.Contact.update(created["id"], {"FirstName": "Once"})
     list(sf.bulk2.Contact.query("SELECT Id FROM Contact", wait=0))
-    report = requests.get(f"{base}/__sandbox/requests", timeout=5).json()
+    report = requests.get(f"{base}/__sandbox/requests", headers=admin, timeout=5).json()
     assert report["total"] == len(sent)
     assert report["by_endpoint"]["GET query"] == -(-tasks // 2000)

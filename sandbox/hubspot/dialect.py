@@ -11,6 +11,7 @@ after which the same token works again (as if the connector had refreshed it).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -40,6 +41,10 @@ __all__ = ["DEFAULT_TIER", "HubSpotDialect", "make_dialect"]
 
 DEFAULT_TIER = "professional"
 _EXPIRED = "The OAuth token used to make this call expired 0 second(s) ago."
+_UNREADABLE = "Invalid input: the request's body or arguments could not be read"
+_LOG = logging.getLogger(__name__)
+# a limit fault -> the 429 policy HubSpot names for it
+_LIMIT_POLICIES = {"daily": "DAILY", "concurrent": "TEN_SECONDLY_ROLLING"}
 
 
 def _is_search(request: Request) -> bool:
@@ -84,9 +89,11 @@ class HubSpotDialect:
                 return handler(request)
             except HubSpotError as error:
                 return error_response(error)
-            except (ValueError, KeyError, TypeError, AttributeError) as error:
-                # a malformed body or argument: HubSpot answers 400, never a dropped connection
-                return error_response(HubSpotError(400, f"Invalid input: {error!r}"))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # a malformed body or argument: HubSpot answers 400, never a dropped connection,
+                # and never with Python's words (the sandbox's log keeps them)
+                _LOG.debug("unreadable input: %s %s", request.method, request.path, exc_info=True)
+                return error_response(HubSpotError(400, _UNREADABLE))
 
         return guarded
 
@@ -101,6 +108,8 @@ class HubSpotDialect:
         if fault.kind == "expire_session":
             return error_response(HubSpotError(401, _EXPIRED, category="EXPIRED_AUTHENTICATION"))
         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        if fault.kind == "limit":
+            return rate_limit_response(_LIMIT_POLICIES[fault.limit], headers)
         if fault.status == 429:
             return rate_limit_response("TEN_SECONDLY_ROLLING", headers)
         message = "An internal error occurred; try the request again."

@@ -137,8 +137,11 @@ def json_body(request: Request) -> dict[str, Any]:
     """The request body as a JSON object (400 when it is not one)."""
     try:
         body = request.json()
-    except ValueError as error:
-        raise HubSpotError(400, f"Invalid input JSON on line 1: {error}") from error
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno}, column {error.colno}"
+        raise HubSpotError(400, f"Invalid input JSON on {where}: unexpected input") from error
+    except ValueError as error:  # not UTF-8
+        raise HubSpotError(400, "Invalid input JSON: the body is not UTF-8") from error
     if not isinstance(body, dict):
         raise HubSpotError(400, "Invalid input JSON: expected an object")
     return body
