@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import requests
 from simple_salesforce.format import format_soql
@@ -29,6 +29,7 @@ from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import SalesforceSettings
 from connectors.errors import ApiError, BudgetExhausted, NotFound, RetriableError, record_status
 from connectors.http import HttpPolicy, PageTokens
+from connectors.keys import guessed, modified_at, read_id, skip_reason
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -46,7 +47,7 @@ from connectors.salesforce_api import SalesforceApi
 from connectors.salesforce_bulk import bulk_pages, bulk_query_job, bulk_update, json_value
 from connectors.salesforce_setup import ensure_schema
 from connectors.schema import OWNED_FIELDS, OWNER
-from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise, stamp, text
+from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise
 from connectors.tally import Tally
 
 __all__ = ["BULK_PAGE_SIZE", "COLLECTION_SIZE", "PAGE_SIZE", "SalesforceConnector"]
@@ -55,6 +56,8 @@ PAGE_SIZE = 2000  # the most records a REST query page holds
 BULK_PAGE_SIZE = 50_000  # records per Bulk API 2.0 result page
 COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
 _FIND_CHUNK = 200  # values per IN list of a lookup
+# what a row's time falls back to when SystemModstamp is unreadable: every object has both
+_FALLBACK_STAMPS = ("LastModifiedDate", "CreatedDate")
 # our field -> the Salesforce field write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.salesforce for f in OWNED_FIELDS} | {OWNER: "OwnerId"}
 
@@ -115,28 +118,30 @@ class SalesforceConnector:
         pull's summary last."""
         declared = _stream(stream)
         tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
-        return tally.closing(self._pull(declared, cursor))
+        return tally.closing(self._pull(declared, cursor, tally))
 
-    def _pull(self, declared: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _pull(self, declared: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """The pull of one stream (a generator, so `pull` checks the name at once)."""
         maps, merge = self._maps(declared)
         if cursor.resume is not None:
-            yield from self._resumed_bulk(declared, maps, merge, cursor)
+            yield from self._resumed_bulk(declared, maps, merge, cursor, tally)
             return
         incremental = cursor.value is not None
         select = [*_fields(declared, maps, merge), *(["IsDeleted"] if incremental else [])]
         page = self.api.query(_soql(declared, select, cursor), incremental, self.page_size)
         tokens = PageTokens()
         while True:
-            for item in _items(declared, maps, merge, page["records"]):
-                if cursor.admits(_stamp_of(item), item.id):
+            for item in _items(declared, maps, merge, page["records"], tally):
+                if guessed(item):
+                    yield item
+                elif cursor.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
             yield Checkpoint(declared.name, cursor)
             if page["done"]:
                 return
             if not incremental and page["totalSize"] > self.settings.bulk_threshold:
-                yield from self._rest_in_bulk(declared, maps, merge, select, cursor)
+                yield from self._rest_in_bulk(declared, maps, merge, select, cursor, tally)
                 return
             page = self.api.query_more(str(tokens.next(page["nextRecordsUrl"])), self.page_size)
 
@@ -146,6 +151,7 @@ class SalesforceConnector:
         maps, _ = self._maps(declared)
         column = _column(declared, maps, field)
         select = _fields(declared, maps, None)
+        tally = Tally(declared.name, calls=lambda: 0)  # a lookup has no summary
         for chunk in chunked(values, _FIND_CHUNK):
             soql = format_soql(
                 "SELECT {:literal} FROM {:literal} WHERE {:literal} IN {}",
@@ -154,7 +160,7 @@ class SalesforceConnector:
                 column,
                 list(chunk),
             )
-            for item in _items(declared, maps, None, self._all_pages(soql)):
+            for item in _items(declared, maps, None, self._all_pages(soql), tally):
                 assert isinstance(item, Record)
                 yield item
 
@@ -203,6 +209,7 @@ class SalesforceConnector:
         merge: str | None,
         select: Sequence[str],
         cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """The rest of a large full load from a Bulk API 2.0 query, checkpointed per page."""
         soql = format_soql(
@@ -213,18 +220,23 @@ class SalesforceConnector:
             cursor.value,
         )
         read = _BulkRead(bulk_query_job(self.api, soql, False), None, cursor.value, cursor.ids)
-        yield from self._bulk_rows(stream, maps, merge, read, cursor)
+        yield from self._bulk_rows(stream, maps, merge, read, cursor, tally)
 
     def _resumed_bulk(
-        self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, cursor: Cursor
+        self,
+        stream: Stream,
+        maps: Sequence[FieldMap],
+        merge: str | None,
+        cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """A stopped bulk load from its saved page; from the start if the job is gone."""
         assert cursor.resume is not None
         read = _BulkRead.parse(cursor.resume)
         try:
-            yield from self._bulk_rows(stream, maps, merge, read, cursor)
+            yield from self._bulk_rows(stream, maps, merge, read, cursor, tally)
         except NotFound:
-            yield from self._pull(stream, FULL_LOAD)
+            yield from self._pull(stream, FULL_LOAD, tally)
 
     def _bulk_rows(
         self,
@@ -233,14 +245,17 @@ class SalesforceConnector:
         merge: str | None,
         read: _BulkRead,
         cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """A query job's rows from ``read``'s page on; rows come in no set order, so the cursor
         keeps the latest stamp seen and each checkpoint names the page to go on from."""
         since = Cursor(read.since, read.ids)
         pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
         for rows, locator in pages:
-            for item in _items(stream, maps, merge, rows):
-                if since.admits(_stamp_of(item), item.id):
+            for item in _items(stream, maps, merge, rows, tally):
+                if guessed(item):
+                    yield item
+                elif since.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
             resume = None if locator is None else replace(read, locator=locator).token()
@@ -284,8 +299,10 @@ def _stream(name: str) -> Stream:
 
 
 def _fields(stream: Stream, maps: Sequence[FieldMap], merge: str | None) -> list[str]:
-    """The SELECT list: key, replication key, every mapped field, the merge field."""
-    names = [stream.primary_key, stream.replication_key, *stream.crm_fields(maps)]
+    """The SELECT list: key, replication key and the times it falls back to, every mapped field,
+    the merge field."""
+    keys = [stream.primary_key, stream.replication_key, *_FALLBACK_STAMPS]
+    names = [*keys, *stream.crm_fields(maps)]
     return list(dict.fromkeys([*names, *([merge] if merge else [])]))
 
 
@@ -300,19 +317,34 @@ def _soql(stream: Stream, select: Sequence[str], cursor: Cursor) -> str:
 
 
 def _items(
-    stream: Stream, maps: Sequence[FieldMap], merge: str | None, rows: Iterable[Mapping[str, Any]]
+    stream: Stream,
+    maps: Sequence[FieldMap],
+    merge: str | None,
+    rows: Iterable[Mapping[str, Any]],
+    tally: Tally,
 ) -> Iterator[Record | Tombstone]:
-    """Raw rows (JSON or CSV) as records, and deleted rows as tombstones."""
+    """Raw rows (JSON or CSV) as records, and deleted rows as tombstones; a row without an id
+    or any time is skipped and counted."""
     for raw in rows:
-        record_id, at = str(raw["Id"]), stamp(raw[stream.replication_key])
-        assert at is not None
-        if flag(raw.get("IsDeleted")):
-            master = text(raw.get(merge)) if merge else None
-            reason = "merged" if master else "deleted"
-            yield Tombstone(stream.name, record_id, at, reason, master)
+        record_id = read_id(raw.get("Id"))
+        names = (stream.replication_key, *_FALLBACK_STAMPS)
+        at, stamped = modified_at([(name, raw.get(name)) for name in names])
+        if record_id is None or at is None:
+            tally.skip(skip_reason(record_id))
+        elif flag(raw.get("IsDeleted")):
+            yield Tombstone(stream.name, record_id, at, _gone(raw, merge), _master(raw, merge))
         else:
             values, warnings = normalise(stream, raw, maps)
-            yield Record(stream.name, record_id, at, values, warnings)
+            yield Record(stream.name, record_id, at, values, stamped + warnings)
+
+
+def _master(raw: Mapping[str, Any], merge: str | None) -> str | None:
+    """The record a deleted row was merged into (None when it was simply deleted)."""
+    return read_id(raw.get(merge)) if merge else None
+
+
+def _gone(raw: Mapping[str, Any], merge: str | None) -> Literal["merged", "deleted"]:
+    return "merged" if _master(raw, merge) else "deleted"
 
 
 def _stamp_of(item: Record | Tombstone) -> Any:

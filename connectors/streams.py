@@ -8,6 +8,7 @@ CRM records a touch: Salesforce by (Task Type, Subject before ": "), HubSpot web
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,13 +42,20 @@ __all__ = [
 
 
 def text(value: Any) -> str | None:
-    """Text, empty as None."""
+    """Text, empty as None (a JSON object or list is not text: its repr is no value)."""
+    if isinstance(value, (Mapping, list, tuple)):
+        raise TypeError(f"{type(value).__name__} is not text")
     return None if value is None or value == "" else str(value)
 
 
 def number(value: Any) -> float | None:
-    """A number."""
-    return None if value is None or value == "" else float(value)
+    """A finite number ("1e999", "NaN" and infinities are not amounts)."""
+    if value is None or value == "":
+        return None
+    parsed = float(value)
+    if not math.isfinite(parsed):
+        raise ValueError(f"{value!r} is not finite")
+    return parsed
 
 
 def integer(value: Any) -> int | None:
@@ -64,6 +72,8 @@ def stamp(value: Any) -> datetime | None:
     """An aware UTC datetime from ISO 8601 (any offset) or epoch milliseconds."""
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise TypeError("a checkbox is not a time")
     if isinstance(value, (int, float)) or value.isdigit():
         return datetime.fromtimestamp(int(value) / 1000, UTC)
     parsed = datetime.fromisoformat(value)
@@ -76,6 +86,7 @@ def day(value: Any) -> date | None:
 
 
 _EXPECTED: dict[Callable[..., Any], str] = {
+    text: "text",
     number: "a number",
     integer: "a whole number",
     stamp: "a date and time",
@@ -140,8 +151,17 @@ class Stream:
         return list(dict.fromkeys(names))
 
 
-# what a converter raises on a value it cannot read ("abc" as a number, "2024-02-30", "http://[::1")
-_UNCONVERTIBLE = (ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
+# what a converter raises on a value it cannot read ("abc" as a number, "2024-02-30", "http://[::1",
+# an epoch the platform's datetime cannot represent: OSError)
+_UNCONVERTIBLE = (
+    ValueError,
+    TypeError,
+    ArithmeticError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    OSError,
+)
 
 
 def normalise(

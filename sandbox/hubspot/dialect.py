@@ -55,14 +55,16 @@ class HubSpotDialect:
         self.token = token
         self.store = PortalStore(org, clock)
         self.limiter = RateLimiter(tier, clock)
+        self.owners = OwnerRoutes(org.users)
+        self.events = EventRoutes(build_events(org, self.store.merges))
         self._routes = [
             *BatchRoutes(self.store, faults).routes(),
             *ObjectRoutes(self.store, faults).routes(),
             *MergeRoutes(self.store).routes(),
             *AssociationRoutes(self.store, faults).routes(),
             *PropertyRoutes(self.store).routes(),
-            *OwnerRoutes(org.users).routes(),
-            *EventRoutes(build_events(org, self.store.merges)).routes(),
+            *self.owners.routes(),
+            *self.events.routes(),
         ]
 
     def routes(self) -> list[Route]:
