@@ -30,6 +30,7 @@ from connectors.config import SalesforceSettings
 from connectors.errors import ApiError, BudgetExhausted, NotFound, RetriableError, record_status
 from connectors.http import HttpPolicy, PageTokens
 from connectors.keys import guessed, modified_at, read_id, skip_reason
+from connectors.money import Money, Rates
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -58,6 +59,8 @@ COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
 _FIND_CHUNK = 200  # values per IN list of a lookup
 # what a row's time falls back to when SystemModstamp is unreadable: every object has both
 _FALLBACK_STAMPS = ("LastModifiedDate", "CreatedDate")
+_CURRENCY = "CurrencyIsoCode"  # a record's currency; only multi-currency orgs have it
+_CURRENCY_TYPES = "SELECT IsoCode, ConversionRate, IsCorporate, IsActive FROM CurrencyType"
 # our field -> the Salesforce field write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.salesforce for f in OWNED_FIELDS} | {OWNER: "OwnerId"}
 
@@ -106,7 +109,8 @@ class SalesforceConnector:
         self.api = SalesforceApi(settings, self.policy, session)
         self.page_size = page_size
         self.bulk_page_size = bulk_page_size
-        self._described: dict[str, frozenset[str]] = {}
+        self._described: dict[str, dict[str, str]] = {}
+        self._rates: Rates | None = None
 
     @property
     def streams(self) -> Mapping[str, Stream]:
@@ -123,15 +127,16 @@ class SalesforceConnector:
     def _pull(self, declared: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """The pull of one stream (a generator, so `pull` checks the name at once)."""
         maps, merge = self._maps(declared)
+        money = self._money(declared, maps)
         if cursor.resume is not None:
             yield from self._resumed_bulk(declared, maps, merge, cursor, tally)
             return
         incremental = cursor.value is not None
-        select = [*_fields(declared, maps, merge), *(["IsDeleted"] if incremental else [])]
+        select = [*_fields(declared, maps, merge, money), *(["IsDeleted"] if incremental else [])]
         page = self.api.query(_soql(declared, select, cursor), incremental, self.page_size)
         tokens = PageTokens()
         while True:
-            for item in _items(declared, maps, merge, page["records"], tally):
+            for item in _items(declared, maps, merge, page["records"], tally, money):
                 if guessed(item):
                     yield item
                 elif cursor.admits(_stamp_of(item), item.id):
@@ -149,8 +154,9 @@ class SalesforceConnector:
         """Live records whose ``field`` (our name) equals one of ``values`` (escaped)."""
         declared = _stream(stream)
         maps, _ = self._maps(declared)
+        money = self._money(declared, maps)
         column = _column(declared, maps, field)
-        select = _fields(declared, maps, None)
+        select = _fields(declared, maps, None, money)
         tally = Tally(declared.name, calls=lambda: 0)  # a lookup has no summary
         for chunk in chunked(values, _FIND_CHUNK):
             soql = format_soql(
@@ -160,7 +166,7 @@ class SalesforceConnector:
                 column,
                 list(chunk),
             )
-            for item in _items(declared, maps, None, self._all_pages(soql), tally):
+            for item in _items(declared, maps, None, self._all_pages(soql), tally, money):
                 assert isinstance(item, Record)
                 yield item
 
@@ -187,20 +193,34 @@ class SalesforceConnector:
         return self.policy.budget.usage(self.policy.retries)
 
     def _maps(self, stream: Stream) -> tuple[list[FieldMap], str | None]:
-        """The field maps the org can serve (optional ones only if described), the merge field."""
-        if not stream.optional and stream.merge_field is None:
-            return list(stream.fields), None  # standard fields only: nothing to describe
+        """The field maps the org can serve, the merge field. An optional map is read only if
+        the org has its fields (described), and then replaces the standard map of its field
+        (``BillingCountryCode`` where state and country picklists are on)."""
         present = self._fields_of(stream.path)
         optional = [m for m in stream.optional if all(n in present for n in m.theirs)]
+        replaced = {m.ours for m in optional}
         merge = stream.merge_field if stream.merge_field in present else None
-        return [*stream.fields, *optional], merge
+        return [*(m for m in stream.fields if m.ours not in replaced), *optional], merge
 
-    def _fields_of(self, sobject: str) -> frozenset[str]:
-        """The object's field names, described once per connector."""
+    def _fields_of(self, sobject: str) -> Mapping[str, str]:
+        """The object's fields and their types, described once per connector."""
         if sobject not in self._described:
             described = self.api.rest(f"sobjects/{sobject}/describe")
-            self._described[sobject] = frozenset(f["name"] for f in described["fields"])
+            self._described[sobject] = {f["name"]: f["type"] for f in described["fields"]}
         return self._described[sobject]
+
+    def _money(self, stream: Stream, maps: Sequence[FieldMap]) -> Money | None:
+        """The stream's amounts and the org's rates, when the org has multiple currencies (its
+        objects then have ``CurrencyIsoCode``); CurrencyType is read once per connector."""
+        present = self._fields_of(stream.path)
+        if _CURRENCY not in present:
+            return None
+        amounts = [
+            m.ours for m in maps if len(m.theirs) == 1 and present.get(m.theirs[0]) == "currency"
+        ]
+        if self._rates is None:
+            self._rates = Rates.from_currency_types(self._all_pages(_CURRENCY_TYPES))
+        return Money(tuple(amounts), self._rates) if amounts else None
 
     def _rest_in_bulk(
         self,
@@ -251,8 +271,9 @@ class SalesforceConnector:
         keeps the latest stamp seen and each checkpoint names the page to go on from."""
         since = Cursor(read.since, read.ids)
         pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
+        money = self._money(stream, maps)
         for rows, locator in pages:
-            for item in _items(stream, maps, merge, rows, tally):
+            for item in _items(stream, maps, merge, rows, tally, money):
                 if guessed(item):
                     yield item
                 elif since.admits(_stamp_of(item), item.id):
@@ -298,11 +319,13 @@ def _stream(name: str) -> Stream:
     return SALESFORCE_STREAMS[name]
 
 
-def _fields(stream: Stream, maps: Sequence[FieldMap], merge: str | None) -> list[str]:
+def _fields(
+    stream: Stream, maps: Sequence[FieldMap], merge: str | None, money: Money | None
+) -> list[str]:
     """The SELECT list: key, replication key and the times it falls back to, every mapped field,
-    the merge field."""
+    the record's currency where amounts are converted, the merge field."""
     keys = [stream.primary_key, stream.replication_key, *_FALLBACK_STAMPS]
-    names = [*keys, *stream.crm_fields(maps)]
+    names = [*keys, *stream.crm_fields(maps), *([_CURRENCY] if money else [])]
     return list(dict.fromkeys([*names, *([merge] if merge else [])]))
 
 
@@ -322,9 +345,10 @@ def _items(
     merge: str | None,
     rows: Iterable[Mapping[str, Any]],
     tally: Tally,
+    money: Money | None = None,
 ) -> Iterator[Record | Tombstone]:
     """Raw rows (JSON or CSV) as records, and deleted rows as tombstones; a row without an id
-    or any time is skipped and counted."""
+    or any time is skipped and counted; amounts are brought to the corporate currency."""
     for raw in rows:
         record_id = read_id(raw.get("Id"))
         names = (stream.replication_key, *_FALLBACK_STAMPS)
@@ -335,7 +359,8 @@ def _items(
             yield Tombstone(stream.name, record_id, at, _gone(raw, merge), _master(raw, merge))
         else:
             values, warnings = normalise(stream, raw, maps)
-            yield Record(stream.name, record_id, at, values, stamped + warnings)
+            converted = money.convert(values, raw.get(_CURRENCY)) if money else ()
+            yield Record(stream.name, record_id, at, values, stamped + warnings + converted)
 
 
 def _master(raw: Mapping[str, Any], merge: str | None) -> str | None:

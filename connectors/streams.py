@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from connectors.countries import country
 from connectors.protocol import RAW_LIMIT, Entity, ValueWarning
 from connectors.schema import OWNED_FIELDS, OWNER, owned_for
 
@@ -91,6 +92,7 @@ _EXPECTED: dict[Callable[..., Any], str] = {
     integer: "a whole number",
     stamp: "a date and time",
     day: "a date",
+    country: "a country",
 }
 
 
@@ -286,7 +288,7 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
             (
                 _map("name", "Name"),
                 _map("website", "Website"),
-                _map("country", "BillingCountry"),
+                _map("country", "BillingCountry", country),
                 _map("industry", "Industry"),
                 _map("employees", "NumberOfEmployees", integer),
                 _map("revenue", "AnnualRevenue", number),
@@ -295,7 +297,10 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("is_customer", "Type", lambda t: t in _CUSTOMER_TYPES),
                 _map("is_competitor", "Type", lambda t: t == "Competitor"),
             ),
-            optional=_read_back("account", "salesforce"),
+            optional=(
+                *_read_back("account", "salesforce"),
+                _map("country", ("BillingCountryCode", "BillingCountry"), country),
+            ),
             constants={"domain": None, "region": None},
             merge_field="MasterRecordId",
             writable=_writable("account"),
@@ -310,13 +315,16 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("company", "Company", _company),
                 _map("title", "Title"),
                 _map("phone", "Phone"),
-                _map("country", "Country"),
+                _map("country", "Country", country),
                 _map("city", "City"),
                 _map("is_converted", "IsConverted", flag),
                 _map("converted_account_id", "ConvertedAccountId"),
                 _map("owner_id", "OwnerId"),
             ),
-            optional=_read_back("person", "salesforce"),
+            optional=(
+                *_read_back("person", "salesforce"),
+                _map("country", ("CountryCode", "Country"), country),
+            ),
             constants={"kind": "lead", "account_id": None},
             merge_field="MasterRecordId",
             writable=_writable("person"),
@@ -331,10 +339,11 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("email", "Email"),
                 _map("title", "Title"),
                 _map("phone", "Phone"),
-                _map("country", "MailingCountry"),
+                _map("country", "MailingCountry", country),
                 _map("city", "MailingCity"),
                 _map("owner_id", "OwnerId"),
             ),
+            optional=(_map("country", ("MailingCountryCode", "MailingCountry"), country),),
             constants={
                 "kind": "contact",
                 "company": None,
@@ -536,7 +545,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("name", "name"),
                 _map("website", "website"),
                 _map("domain", "domain"),
-                _map("country", "country"),
+                _map("country", "country", country),
                 _map("industry", "industry", _industry),
                 _map("employees", "numberofemployees", integer),
                 _map("revenue", "annualrevenue", number),
@@ -564,7 +573,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("company", "company"),
                 _map("title", "jobtitle"),
                 _map("phone", "phone"),
-                _map("country", "country"),
+                _map("country", "country", country),
                 _map("city", "city"),
                 _map("account_id", "associatedcompanyid"),
                 _map("owner_id", "hubspot_owner_id"),
