@@ -206,7 +206,7 @@ class SalesforceConnector:
         """The object's fields and their types, described once per connector."""
         if sobject not in self._described:
             described = self.api.rest(f"sobjects/{sobject}/describe")
-            self._described[sobject] = {f["name"]: f["type"] for f in described["fields"]}
+            self._described[sobject] = {f["name"]: f.get("type", "") for f in described["fields"]}
         return self._described[sobject]
 
     def _money(self, stream: Stream, maps: Sequence[FieldMap]) -> Money | None:
