@@ -38,6 +38,7 @@ from connectors.errors import (
 from connectors.http import HttpPolicy, PageTokens
 from connectors.hubspot_api import HubSpotApi
 from connectors.hubspot_setup import ensure_schema
+from connectors.keys import guessed, modified_at, read_id, skip_reason
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -52,7 +53,7 @@ from connectors.protocol import (
     WriteResult,
 )
 from connectors.schema import OWNED_FIELDS, OWNER
-from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise, stamp
+from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise
 from connectors.tally import Tally
 
 __all__ = ["BATCH_SIZE", "LIST_PAGE", "SEARCH_CAP", "SEARCH_PAGE", "HubSpotConnector"]
@@ -66,6 +67,8 @@ _OWNERS_PAGE = 500
 _ASSOCIATIONS_BATCH = 1000
 _FIND_CHUNK = 100
 _MS = timedelta(milliseconds=1)
+# a record's top-level times, read when its modified property is missing or unreadable
+_FALLBACK_STAMPS = ("updatedAt", "createdAt")
 # our field -> the HubSpot property write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.hubspot for f in OWNED_FIELDS} | {
     OWNER: "hubspot_owner_id"
@@ -106,26 +109,27 @@ class HubSpotConnector:
         """Records changed since ``cursor``, tombstones, and checkpoints."""
         declared = _stream(stream)
         tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
-        return tally.closing(self._read(declared, cursor))
+        return tally.closing(self._read(declared, cursor, tally))
 
-    def _read(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _read(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """The items of one pull, from the API that serves the stream."""
         if stream.api == "owners":
-            return self._owners(stream, cursor)
+            return self._owners(stream, cursor, tally)
         if stream.api == "events":
-            return self._events(stream, cursor)
+            return self._events(stream, cursor, tally)
         if cursor.value is None or cursor.resume is not None:
-            return self._full(stream, cursor)
-        return self._incremental(stream, cursor)
+            return self._full(stream, cursor, tally)
+        return self._incremental(stream, cursor, tally)
 
     def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:
         """Live records whose ``field`` (our name) equals one of ``values``."""
         declared = _stream(stream)
         prop = _property(declared, field)
+        tally = Tally(declared.name, calls=lambda: 0)  # a lookup has no summary
         for chunk in chunked([str(v) for v in values], _FIND_CHUNK):
             filters = [{"propertyName": prop, "operator": "IN", "values": chunk}]
             for raws in self._search(declared, filters, _Window()):
-                for item in self._items(declared, raws, self._links(declared, raws)):
+                for item in self._items(declared, raws, self._links(declared, raws), tally):
                     if isinstance(item, Record):
                         yield item
 
@@ -146,7 +150,7 @@ class HubSpotConnector:
 
     # --- pulls ---------------------------------------------------------------------------------
 
-    def _full(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _full(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Every live record, a checkpoint per page; the bound is the latest modification time
         when the load began, and ``cursor.resume`` the list page a stopped load goes on from."""
         if cursor.resume is None:
@@ -156,26 +160,32 @@ class HubSpotConnector:
                 return
             cursor = Cursor(latest)
         for raws, after in self._list(stream, archived=False, after=cursor.resume):
-            for item in self._items(stream, raws, _inline_links(stream, raws)):
-                if isinstance(item, Record) and item.modified_at == cursor.value:
+            for item in self._items(stream, raws, _inline_links(stream, raws), tally):
+                if (
+                    isinstance(item, Record)
+                    and item.modified_at == cursor.value
+                    and not guessed(item)
+                ):
                     cursor = cursor.advanced(item.modified_at, item.id)
                 yield item
             yield Checkpoint(stream.name, cursor.resuming(after))
 
-    def _incremental(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _incremental(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Archived since the cursor, then search windows until the last one is done."""
         start = cursor
         for raws, _ in self._list(stream, archived=True):
             for raw in raws:
-                archived_at = stamp(raw.get("archivedAt")) or stamp(raw["updatedAt"])
-                assert archived_at is not None
-                if start.admits(archived_at, raw["id"]):
-                    yield Tombstone(stream.name, raw["id"], archived_at, "archived")
+                record_id = read_id(raw.get("id"))
+                archived_at, _ = modified_at(_times(raw, "archivedAt", "updatedAt"))
+                if record_id is None or archived_at is None:
+                    tally.skip(skip_reason(record_id))
+                elif start.admits(archived_at, record_id):
+                    yield Tombstone(stream.name, record_id, archived_at, "archived")
         while True:
             opened, window = cursor, _Window()
             for raws in self._search(stream, [_since(stream, opened)], window):
-                for item in self._items(stream, raws, self._links(stream, raws)):
-                    if isinstance(item, Tombstone):
+                for item in self._items(stream, raws, self._links(stream, raws), tally):
+                    if isinstance(item, Tombstone) or guessed(item):
                         yield item
                     elif cursor.admits(item.modified_at, item.id):
                         cursor = cursor.advanced(item.modified_at, item.id)
@@ -189,22 +199,20 @@ class HubSpotConnector:
                     f"{cursor.value}; search cannot page past them"
                 )
 
-    def _events(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _events(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Web and marketing events, oldest first (``occurredAfter`` is exclusive)."""
         after = None if cursor.value is None else (cursor.value - _MS).isoformat()
         fetch = partial(
             self.api.call, self.api.events.get_page, limit=_EVENTS_PAGE, occurred_after=after
         )
         for page, _ in _pages(fetch):
-            for raw in page["results"]:
-                at = stamp(raw["occurredAt"])
-                assert at is not None
-                if cursor.admits(at, raw["id"]):
-                    cursor = cursor.advanced(at, raw["id"])
-                    yield _record(stream, raw["id"], at, raw)
+            for item in _records(stream, page["results"], ("occurredAt",), tally):
+                if cursor.admits(item.modified_at, item.id):
+                    cursor = cursor.advanced(item.modified_at, item.id)
+                    yield item
             yield Checkpoint(stream.name, cursor)
 
-    def _owners(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _owners(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Every owner, active and archived (inactive users); one checkpoint at the end."""
         latest = cursor
         for archived in (False, True):
@@ -212,12 +220,12 @@ class HubSpotConnector:
                 self.api.call, self.api.owners.get_page, limit=_OWNERS_PAGE, archived=archived
             )
             for page, _ in _pages(fetch):
-                for raw in page["results"]:
-                    at = stamp(raw["updatedAt"])
-                    assert at is not None
-                    if cursor.admits(at, raw["id"]):
-                        latest = latest.advanced(at, raw["id"])
-                        yield _record(stream, raw["id"], at, raw)
+                for item in _records(stream, page["results"], ("updatedAt", "createdAt"), tally):
+                    if guessed(item):
+                        yield item
+                    elif cursor.admits(item.modified_at, item.id):
+                        latest = latest.advanced(item.modified_at, item.id)
+                        yield item
         yield Checkpoint(stream.name, latest)
 
     def _latest(self, stream: Stream) -> datetime | None:
@@ -228,8 +236,10 @@ class HubSpotConnector:
             "limit": 1,
         }
         page = self.api.call(self.api.search.do_search, stream.path, body)
-        results = page["results"]
-        return stamp(results[0]["properties"][stream.replication_key]) if results else None
+        if not page["results"]:
+            return None
+        first = page["results"][0]
+        return modified_at(_times(first, *_FALLBACK_STAMPS, props=stream.replication_key))[0]
 
     def _list(
         self, stream: Stream, archived: bool, after: str | None = None
@@ -276,7 +286,9 @@ class HubSpotConnector:
         self, stream: Stream, raws: Sequence[Mapping[str, Any]]
     ) -> dict[str, dict[str, str]]:
         """Our linked fields of a search page, from batch association reads (v4)."""
-        found: dict[str, dict[str, str]] = {str(raw["id"]): {} for raw in raws}
+        found: dict[str, dict[str, str]] = {
+            record_id: {} for raw in raws if (record_id := read_id(raw.get("id"))) is not None
+        }
         for link in stream.links:
             for chunk in chunked(list(found), _ASSOCIATIONS_BATCH):
                 answer = self.api.call(
@@ -296,15 +308,19 @@ class HubSpotConnector:
         stream: Stream,
         raws: Iterable[Mapping[str, Any]],
         links: Mapping[str, Mapping[str, str]],
+        tally: Tally,
     ) -> Iterator[Record | Tombstone]:
-        """Records (with their links), each followed by a tombstone per id merged into it."""
+        """Records (with their links), each followed by a tombstone per id merged into it; a
+        record without an id or any time is skipped and counted."""
         for raw in raws:
-            record_id, props = str(raw["id"]), raw["properties"]
-            at = stamp(props.get(stream.replication_key)) or stamp(raw["updatedAt"])
-            assert at is not None
+            record_id, props = read_id(raw.get("id")), _properties_of(raw)
+            at, stamped = modified_at(_times(raw, *_FALLBACK_STAMPS, props=stream.replication_key))
+            if record_id is None or at is None:
+                tally.skip(skip_reason(record_id))
+                continue
             values, warnings = normalise(stream, props, stream.fields)
             values |= {link.ours: None for link in stream.links} | links.get(record_id, {})
-            yield Record(stream.name, record_id, at, values, warnings)
+            yield Record(stream.name, record_id, at, values, stamped + warnings)
             for merged in _merged_ids(stream, props):
                 yield Tombstone(stream.name, merged, at, "merged", record_id)
 
@@ -346,10 +362,31 @@ def _stream(name: str) -> Stream:
     return HUBSPOT_STREAMS[name]
 
 
-def _record(stream: Stream, record_id: str, at: datetime, raw: Mapping[str, Any]) -> Record:
-    """A record of the events or owners API, read through the stream's field maps."""
-    values, warnings = normalise(stream, raw, stream.fields)
-    return Record(stream.name, record_id, at, values, warnings)
+def _records(
+    stream: Stream, raws: Iterable[Mapping[str, Any]], stamps: Sequence[str], tally: Tally
+) -> Iterator[Record]:
+    """Records of the events or owners API, read through the stream's field maps, their time
+    from the first readable of ``stamps``; a row without an id or any time is counted."""
+    for raw in raws:
+        record_id = read_id(raw.get("id"))
+        at, stamped = modified_at(_times(raw, *stamps))
+        if record_id is None or at is None:
+            tally.skip(skip_reason(record_id))
+            continue
+        values, warnings = normalise(stream, raw, stream.fields)
+        yield Record(stream.name, record_id, at, values, stamped + warnings)
+
+
+def _properties_of(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A record's ``properties`` (empty when the object has none to give)."""
+    props = raw.get("properties")
+    return props if isinstance(props, Mapping) else {}
+
+
+def _times(raw: Mapping[str, Any], *names: str, props: str | None = None) -> list[tuple[str, Any]]:
+    """(name, raw value) of a record's times, the property ``props`` first when given."""
+    first = [(props, _properties_of(raw).get(props))] if props else []
+    return [*first, *((name, raw.get(name)) for name in names)]
 
 
 def _names(stream: Stream) -> list[str]:
@@ -409,7 +446,9 @@ def _inline_links(stream: Stream, raws: Sequence[Mapping[str, Any]]) -> dict[str
             pick = (primary or results or [None])[0]
             if pick is not None:
                 chosen[link.ours] = str(pick["id"])
-        found[str(raw["id"])] = chosen
+        record_id = read_id(raw.get("id"))
+        if record_id is not None:
+            found[record_id] = chosen
     return found
 
 

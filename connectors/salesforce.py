@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import requests
 from simple_salesforce.format import format_soql
@@ -30,6 +30,8 @@ from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import SalesforceSettings
 from connectors.errors import ApiError, BudgetExhausted, NotFound, RetriableError, record_status
 from connectors.http import HttpPolicy, PageTokens
+from connectors.keys import guessed, modified_at, read_id, skip_reason
+from connectors.money import Money, Rates
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -53,7 +55,7 @@ from connectors.salesforce_bulk import (
 )
 from connectors.salesforce_setup import ensure_schema
 from connectors.schema import OWNED_FIELDS, OWNER
-from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise, stamp, text
+from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise
 from connectors.tally import Tally
 
 __all__ = ["BULK_PAGE_SIZE", "COLLECTION_SIZE", "PAGE_SIZE", "SalesforceConnector"]
@@ -62,6 +64,10 @@ PAGE_SIZE = 2000  # the most records a REST query page holds
 BULK_PAGE_SIZE = 50_000  # records per Bulk API 2.0 result page
 COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
 _FIND_CHUNK = 200  # values per IN list of a lookup
+# what a row's time falls back to when SystemModstamp is unreadable: every object has both
+_FALLBACK_STAMPS = ("LastModifiedDate", "CreatedDate")
+_CURRENCY = "CurrencyIsoCode"  # a record's currency; only multi-currency orgs have it
+_CURRENCY_TYPES = "SELECT IsoCode, ConversionRate, IsCorporate, IsActive FROM CurrencyType"
 # our field -> the Salesforce field write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.salesforce for f in OWNED_FIELDS} | {OWNER: "OwnerId"}
 
@@ -110,7 +116,8 @@ class SalesforceConnector:
         self.api = SalesforceApi(settings, self.policy, session)
         self.page_size = page_size
         self.bulk_page_size = bulk_page_size
-        self._described: dict[str, frozenset[str]] = {}
+        self._described: dict[str, dict[str, str]] = {}
+        self._rates: Rates | None = None
         self._rest_only: set[str] = set()  # objects Bulk API refused: read and write by REST
 
     @property
@@ -123,21 +130,24 @@ class SalesforceConnector:
         pull's summary last."""
         declared = _stream(stream)
         tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
-        return tally.closing(self._pull(declared, cursor))
+        return tally.closing(self._pull(declared, cursor, tally))
 
-    def _pull(self, declared: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _pull(self, declared: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """The pull of one stream (a generator, so `pull` checks the name at once)."""
         maps, merge = self._maps(declared)
+        money = self._money(declared, maps)
         if cursor.resume is not None:
-            yield from self._resumed_bulk(declared, maps, merge, cursor)
+            yield from self._resumed_bulk(declared, maps, merge, cursor, tally)
             return
         incremental = cursor.value is not None
-        select = [*_fields(declared, maps, merge), *(["IsDeleted"] if incremental else [])]
+        select = [*_fields(declared, maps, merge, money), *(["IsDeleted"] if incremental else [])]
         page = self.api.query(_soql(declared, select, cursor), incremental, self.page_size)
         tokens = PageTokens()
         while True:
-            for item in _items(declared, maps, merge, page["records"]):
-                if cursor.admits(_stamp_of(item), item.id):
+            for item in _items(declared, maps, merge, page["records"], tally, money):
+                if guessed(item):
+                    yield item
+                elif cursor.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
             yield Checkpoint(declared.name, cursor)
@@ -147,7 +157,7 @@ class SalesforceConnector:
                 job = self._bulk_job(declared, select, cursor)
                 if job is not None:
                     read = _BulkRead(job, None, cursor.value, cursor.ids)
-                    yield from self._bulk_rows(declared, maps, merge, read, cursor)
+                    yield from self._bulk_rows(declared, maps, merge, read, cursor, tally)
                     return
             page = self.api.query_more(str(tokens.next(page["nextRecordsUrl"])), self.page_size)
 
@@ -155,8 +165,10 @@ class SalesforceConnector:
         """Live records whose ``field`` (our name) equals one of ``values`` (escaped)."""
         declared = _stream(stream)
         maps, _ = self._maps(declared)
+        money = self._money(declared, maps)
         column = _column(declared, maps, field)
-        select = _fields(declared, maps, None)
+        select = _fields(declared, maps, None, money)
+        tally = Tally(declared.name, calls=lambda: 0)  # a lookup has no summary
         for chunk in chunked(values, _FIND_CHUNK):
             soql = format_soql(
                 "SELECT {:literal} FROM {:literal} WHERE {:literal} IN {}",
@@ -165,7 +177,7 @@ class SalesforceConnector:
                 column,
                 list(chunk),
             )
-            for item in _items(declared, maps, None, self._all_pages(soql)):
+            for item in _items(declared, maps, None, self._all_pages(soql), tally, money):
                 assert isinstance(item, Record)
                 yield item
 
@@ -207,20 +219,34 @@ class SalesforceConnector:
         return self.policy.budget.usage(self.policy.retries)
 
     def _maps(self, stream: Stream) -> tuple[list[FieldMap], str | None]:
-        """The field maps the org can serve (optional ones only if described), the merge field."""
-        if not stream.optional and stream.merge_field is None:
-            return list(stream.fields), None  # standard fields only: nothing to describe
+        """The field maps the org can serve, the merge field. An optional map is read only if
+        the org has its fields (described), and then replaces the standard map of its field
+        (``BillingCountryCode`` where state and country picklists are on)."""
         present = self._fields_of(stream.path)
         optional = [m for m in stream.optional if all(n in present for n in m.theirs)]
+        replaced = {m.ours for m in optional}
         merge = stream.merge_field if stream.merge_field in present else None
-        return [*stream.fields, *optional], merge
+        return [*(m for m in stream.fields if m.ours not in replaced), *optional], merge
 
-    def _fields_of(self, sobject: str) -> frozenset[str]:
-        """The object's field names, described once per connector."""
+    def _fields_of(self, sobject: str) -> Mapping[str, str]:
+        """The object's fields and their types, described once per connector."""
         if sobject not in self._described:
             described = self.api.rest(f"sobjects/{sobject}/describe")
-            self._described[sobject] = frozenset(f["name"] for f in described["fields"])
+            self._described[sobject] = {f["name"]: f.get("type", "") for f in described["fields"]}
         return self._described[sobject]
+
+    def _money(self, stream: Stream, maps: Sequence[FieldMap]) -> Money | None:
+        """The stream's amounts and the org's rates, when the org has multiple currencies (its
+        objects then have ``CurrencyIsoCode``); CurrencyType is read once per connector."""
+        present = self._fields_of(stream.path)
+        if _CURRENCY not in present:
+            return None
+        amounts = [
+            m.ours for m in maps if len(m.theirs) == 1 and present.get(m.theirs[0]) == "currency"
+        ]
+        if self._rates is None:
+            self._rates = Rates.from_currency_types(self._all_pages(_CURRENCY_TYPES))
+        return Money(tuple(amounts), self._rates) if amounts else None
 
     def _bulk_job(self, stream: Stream, select: Sequence[str], cursor: Cursor) -> str | None:
         """A Bulk API 2.0 query job for the rest of a large full load, from ``cursor`` on; None
@@ -243,15 +269,20 @@ class SalesforceConnector:
             return None
 
     def _resumed_bulk(
-        self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, cursor: Cursor
+        self,
+        stream: Stream,
+        maps: Sequence[FieldMap],
+        merge: str | None,
+        cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """A stopped bulk load from its saved page; from the start if the job is gone."""
         assert cursor.resume is not None
         read = _BulkRead.parse(cursor.resume)
         try:
-            yield from self._bulk_rows(stream, maps, merge, read, cursor)
+            yield from self._bulk_rows(stream, maps, merge, read, cursor, tally)
         except NotFound:
-            yield from self._pull(stream, FULL_LOAD)
+            yield from self._pull(stream, FULL_LOAD, tally)
 
     def _bulk_rows(
         self,
@@ -260,14 +291,18 @@ class SalesforceConnector:
         merge: str | None,
         read: _BulkRead,
         cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """A query job's rows from ``read``'s page on; rows come in no set order, so the cursor
         keeps the latest stamp seen and each checkpoint names the page to go on from."""
         since = Cursor(read.since, read.ids)
         pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
+        money = self._money(stream, maps)
         for rows, locator in pages:
-            for item in _items(stream, maps, merge, rows):
-                if since.admits(_stamp_of(item), item.id):
+            for item in _items(stream, maps, merge, rows, tally, money):
+                if guessed(item):
+                    yield item
+                elif since.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
             resume = None if locator is None else replace(read, locator=locator).token()
@@ -310,9 +345,13 @@ def _stream(name: str) -> Stream:
     return SALESFORCE_STREAMS[name]
 
 
-def _fields(stream: Stream, maps: Sequence[FieldMap], merge: str | None) -> list[str]:
-    """The SELECT list: key, replication key, every mapped field, the merge field."""
-    names = [stream.primary_key, stream.replication_key, *stream.crm_fields(maps)]
+def _fields(
+    stream: Stream, maps: Sequence[FieldMap], merge: str | None, money: Money | None
+) -> list[str]:
+    """The SELECT list: key, replication key and the times it falls back to, every mapped field,
+    the record's currency where amounts are converted, the merge field."""
+    keys = [stream.primary_key, stream.replication_key, *_FALLBACK_STAMPS]
+    names = [*keys, *stream.crm_fields(maps), *([_CURRENCY] if money else [])]
     return list(dict.fromkeys([*names, *([merge] if merge else [])]))
 
 
@@ -327,19 +366,36 @@ def _soql(stream: Stream, select: Sequence[str], cursor: Cursor) -> str:
 
 
 def _items(
-    stream: Stream, maps: Sequence[FieldMap], merge: str | None, rows: Iterable[Mapping[str, Any]]
+    stream: Stream,
+    maps: Sequence[FieldMap],
+    merge: str | None,
+    rows: Iterable[Mapping[str, Any]],
+    tally: Tally,
+    money: Money | None = None,
 ) -> Iterator[Record | Tombstone]:
-    """Raw rows (JSON or CSV) as records, and deleted rows as tombstones."""
+    """Raw rows (JSON or CSV) as records, and deleted rows as tombstones; a row without an id
+    or any time is skipped and counted; amounts are brought to the corporate currency."""
     for raw in rows:
-        record_id, at = str(raw["Id"]), stamp(raw[stream.replication_key])
-        assert at is not None
-        if flag(raw.get("IsDeleted")):
-            master = text(raw.get(merge)) if merge else None
-            reason = "merged" if master else "deleted"
-            yield Tombstone(stream.name, record_id, at, reason, master)
+        record_id = read_id(raw.get("Id"))
+        names = (stream.replication_key, *_FALLBACK_STAMPS)
+        at, stamped = modified_at([(name, raw.get(name)) for name in names])
+        if record_id is None or at is None:
+            tally.skip(skip_reason(record_id))
+        elif flag(raw.get("IsDeleted")):
+            yield Tombstone(stream.name, record_id, at, _gone(raw, merge), _master(raw, merge))
         else:
             values, warnings = normalise(stream, raw, maps)
-            yield Record(stream.name, record_id, at, values, warnings)
+            converted = money.convert(values, raw.get(_CURRENCY)) if money else ()
+            yield Record(stream.name, record_id, at, values, stamped + warnings + converted)
+
+
+def _master(raw: Mapping[str, Any], merge: str | None) -> str | None:
+    """The record a deleted row was merged into (None when it was simply deleted)."""
+    return read_id(raw.get(merge)) if merge else None
+
+
+def _gone(raw: Mapping[str, Any], merge: str | None) -> Literal["merged", "deleted"]:
+    return "merged" if _master(raw, merge) else "deleted"
 
 
 def _stamp_of(item: Record | Tombstone) -> Any:

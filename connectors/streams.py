@@ -8,6 +8,7 @@ CRM records a touch: Salesforce by (Task Type, Subject before ": "), HubSpot web
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from connectors.countries import country
 from connectors.protocol import RAW_LIMIT, Entity, ValueWarning
 from connectors.schema import OWNED_FIELDS, OWNER, owned_for
 
@@ -41,13 +43,20 @@ __all__ = [
 
 
 def text(value: Any) -> str | None:
-    """Text, empty as None."""
+    """Text, empty as None (a JSON object or list is not text: its repr is no value)."""
+    if isinstance(value, (Mapping, list, tuple)):
+        raise TypeError(f"{type(value).__name__} is not text")
     return None if value is None or value == "" else str(value)
 
 
 def number(value: Any) -> float | None:
-    """A number."""
-    return None if value is None or value == "" else float(value)
+    """A finite number ("1e999", "NaN" and infinities are not amounts)."""
+    if value is None or value == "":
+        return None
+    parsed = float(value)
+    if not math.isfinite(parsed):
+        raise ValueError(f"{value!r} is not finite")
+    return parsed
 
 
 def integer(value: Any) -> int | None:
@@ -64,6 +73,8 @@ def stamp(value: Any) -> datetime | None:
     """An aware UTC datetime from ISO 8601 (any offset) or epoch milliseconds."""
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise TypeError("a checkbox is not a time")
     if isinstance(value, (int, float)) or value.isdigit():
         return datetime.fromtimestamp(int(value) / 1000, UTC)
     parsed = datetime.fromisoformat(value)
@@ -76,10 +87,12 @@ def day(value: Any) -> date | None:
 
 
 _EXPECTED: dict[Callable[..., Any], str] = {
+    text: "text",
     number: "a number",
     integer: "a whole number",
     stamp: "a date and time",
     day: "a date",
+    country: "a country",
 }
 
 
@@ -140,8 +153,17 @@ class Stream:
         return list(dict.fromkeys(names))
 
 
-# what a converter raises on a value it cannot read ("abc" as a number, "2024-02-30", "http://[::1")
-_UNCONVERTIBLE = (ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
+# what a converter raises on a value it cannot read ("abc" as a number, "2024-02-30", "http://[::1",
+# an epoch the platform's datetime cannot represent: OSError)
+_UNCONVERTIBLE = (
+    ValueError,
+    TypeError,
+    ArithmeticError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    OSError,
+)
 
 
 def normalise(
@@ -266,7 +288,7 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
             (
                 _map("name", "Name"),
                 _map("website", "Website"),
-                _map("country", "BillingCountry"),
+                _map("country", "BillingCountry", country),
                 _map("industry", "Industry"),
                 _map("employees", "NumberOfEmployees", integer),
                 _map("revenue", "AnnualRevenue", number),
@@ -275,7 +297,10 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("is_customer", "Type", lambda t: t in _CUSTOMER_TYPES),
                 _map("is_competitor", "Type", lambda t: t == "Competitor"),
             ),
-            optional=_read_back("account", "salesforce"),
+            optional=(
+                *_read_back("account", "salesforce"),
+                _map("country", ("BillingCountryCode", "BillingCountry"), country),
+            ),
             constants={"domain": None, "region": None},
             merge_field="MasterRecordId",
             writable=_writable("account"),
@@ -290,13 +315,16 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("company", "Company", _company),
                 _map("title", "Title"),
                 _map("phone", "Phone"),
-                _map("country", "Country"),
+                _map("country", "Country", country),
                 _map("city", "City"),
                 _map("is_converted", "IsConverted", flag),
                 _map("converted_account_id", "ConvertedAccountId"),
                 _map("owner_id", "OwnerId"),
             ),
-            optional=_read_back("person", "salesforce"),
+            optional=(
+                *_read_back("person", "salesforce"),
+                _map("country", ("CountryCode", "Country"), country),
+            ),
             constants={"kind": "lead", "account_id": None},
             merge_field="MasterRecordId",
             writable=_writable("person"),
@@ -311,10 +339,11 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("email", "Email"),
                 _map("title", "Title"),
                 _map("phone", "Phone"),
-                _map("country", "MailingCountry"),
+                _map("country", "MailingCountry", country),
                 _map("city", "MailingCity"),
                 _map("owner_id", "OwnerId"),
             ),
+            optional=(_map("country", ("MailingCountryCode", "MailingCountry"), country),),
             constants={
                 "kind": "contact",
                 "company": None,
@@ -516,7 +545,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("name", "name"),
                 _map("website", "website"),
                 _map("domain", "domain"),
-                _map("country", "country"),
+                _map("country", "country", country),
                 _map("industry", "industry", _industry),
                 _map("employees", "numberofemployees", integer),
                 _map("revenue", "annualrevenue", number),
@@ -544,7 +573,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("company", "company"),
                 _map("title", "jobtitle"),
                 _map("phone", "phone"),
-                _map("country", "country"),
+                _map("country", "country", country),
                 _map("city", "city"),
                 _map("account_id", "associatedcompanyid"),
                 _map("owner_id", "hubspot_owner_id"),

@@ -55,19 +55,27 @@ class HubSpotDialect:
     """A HubSpot portal over one org, for one private-app token."""
 
     def __init__(
-        self, org: Org, token: str, faults: FaultPlan, clock: Clock, tier: str = DEFAULT_TIER
+        self,
+        org: Org,
+        token: str,
+        faults: FaultPlan,
+        clock: Clock,
+        tier: str = DEFAULT_TIER,
+        country_spelling: str = "code",  # a rendering option: `sandbox.spellings`
     ) -> None:
         self.token = token
-        self.store = PortalStore(org, clock)
+        self.store = PortalStore(org, clock, country_spelling)
         self.limiter = RateLimiter(tier, clock)
+        self.owners = OwnerRoutes(org.users)
+        self.events = EventRoutes(build_events(org, self.store.merges))
         self._routes = [
             *BatchRoutes(self.store, faults).routes(),
             *ObjectRoutes(self.store, faults).routes(),
             *MergeRoutes(self.store).routes(),
             *AssociationRoutes(self.store, faults).routes(),
             *PropertyRoutes(self.store).routes(),
-            *OwnerRoutes(org.users).routes(),
-            *EventRoutes(build_events(org, self.store.merges)).routes(),
+            *self.owners.routes(),
+            *self.events.routes(),
         ]
 
     def routes(self) -> list[Route]:
@@ -139,7 +147,16 @@ def make_dialect(
     org: Org, token: str, faults: FaultPlan, clock: Clock, **options: Any
 ) -> HubSpotDialect:
     """The dialect ``sandbox.service.start_sandbox("hubspot", ...)`` serves."""
-    unknown = set(options) - {"tier"}
+    unknown = set(options) - {"tier", "country_spelling"}
     if unknown:
-        raise ValueError(f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: tier")
-    return HubSpotDialect(org, token, faults, clock, tier=options.get("tier", DEFAULT_TIER))
+        raise ValueError(
+            f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: tier, country_spelling"
+        )
+    return HubSpotDialect(
+        org,
+        token,
+        faults,
+        clock,
+        tier=options.get("tier", DEFAULT_TIER),
+        country_spelling=options.get("country_spelling", "code"),
+    )

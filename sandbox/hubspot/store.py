@@ -31,8 +31,8 @@ Clock = Callable[[], datetime]
 class PortalStore:
     """Everything the HubSpot dialect serves, over one generated org."""
 
-    def __init__(self, org: Org, clock: Clock) -> None:
-        records, merges = build_records(org)
+    def __init__(self, org: Org, clock: Clock, country_spelling: str = "code") -> None:
+        records, merges = build_records(org, country_spelling)
         self.clock = clock
         self.tables = {
             name: _Records(

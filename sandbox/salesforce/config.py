@@ -28,6 +28,10 @@ class SalesforceOptions:
     page_size: int = 2000  # query records per page unless Sforce-Query-Options asks fewer
     bulk_page_size: int = 50_000  # Bulk API 2.0 query results per page unless maxRecords
     max_cursors: int = 10  # open query cursors per user; opening another drops the oldest
+    # how the org renders (`rendering`): free-text countries, country picklists, currencies
+    country_spelling: str = "code"  # code | name | mixed (`sandbox.spellings`)
+    country_picklists: bool = False  # BillingCountryCode and friends, as state/country picklists
+    multi_currency: bool = False  # CurrencyIsoCode on records and the CurrencyType object
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SalesforceOptions:

@@ -38,7 +38,9 @@ import polars as pl
 
 from sandbox.org import Org
 from sandbox.reps import MARKETING_QUEUE_ID
+from sandbox.salesforce.config import SalesforceOptions
 from sandbox.salesforce.ids import make_ids
+from sandbox.salesforce.rendering import currency_types, rendered_columns
 from sandbox.salesforce.schema import SObject
 from sandbox.vocab import TOPICS
 
@@ -262,6 +264,12 @@ COLUMNS: dict[str, dict[str, pl.Expr]] = {
         "OwnerId": _user("owner_id"),
         **_audit("occurred_at"),
     },
+    "CurrencyType": {
+        "Id": _ids("CurrencyType", "currency"),
+        **{name: pl.col(name) for name in ("IsoCode", "ConversionRate", "DecimalPlaces")},
+        **{name: pl.col(name) for name in ("IsActive", "IsCorporate")},
+        **_audit("modified_at"),
+    },
     "CampaignMember": {
         "Id": _ids("CampaignMember", "member"),
         "CampaignId": _ids("Campaign", "campaign"),
@@ -275,10 +283,19 @@ COLUMNS: dict[str, dict[str, pl.Expr]] = {
 }
 
 
-def salesforce_frames(org: Org, objects: Iterable[SObject]) -> dict[str, pl.DataFrame]:
-    """One frame per object, columns in describe order with their Salesforce types."""
+def salesforce_frames(
+    org: Org, objects: Iterable[SObject], options: SalesforceOptions
+) -> dict[str, pl.DataFrame]:
+    """One frame per object, columns in describe order with their Salesforce types, as the
+    org's rendering options (countries, currencies: `rendering`) show them."""
     sources = _sources(org)
-    return {obj.name: _frame(sources[obj.name](), COLUMNS[obj.name], obj) for obj in objects}
+    rendered = rendered_columns(options)
+    return {
+        obj.name: _frame(
+            sources[obj.name](), {**COLUMNS[obj.name], **rendered.get(obj.name, {})}, obj
+        )
+        for obj in objects
+    }
 
 
 def _frame(source: pl.DataFrame, columns: Mapping[str, pl.Expr], obj: SObject) -> pl.DataFrame:
@@ -305,6 +322,7 @@ def _sources(org: Org) -> dict[str, Callable[[], pl.DataFrame]]:
         "Event": lambda: _touches(org, "Event"),
         "Campaign": lambda: _campaigns(_members(org)),
         "CampaignMember": lambda: _members(org),
+        "CurrencyType": lambda: currency_types(org.accounts["created_at"].min()),
     }
 
 
