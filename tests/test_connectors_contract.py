@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import polars as pl
 import pytest
 from pydantic import SecretStr
 
@@ -33,6 +34,7 @@ from connectors.protocol import (
     records,
 )
 from connectors.salesforce import SalesforceConnector
+from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.generator import generate_org
 from sandbox.org import Org
@@ -138,7 +140,8 @@ def _hubspot(stack: ExitStack, org: Org, time: FakeTime, **options: Any) -> Harn
     crm = stack.enter_context(start_sandbox("hubspot", org, faults=plan, clock=time, **options))
 
     def build(policy: HttpPolicy, **overrides: Any) -> Connector:
-        settings = HubSpotSettings(token=SecretStr(overrides.pop("token", crm.token)))
+        named = {k: overrides.pop(k) for k in set(overrides) & set(HubSpotSettings.model_fields)}
+        settings = HubSpotSettings(token=SecretStr(named.pop("token", crm.token)), **named)
         return HubSpotConnector(settings, host=crm.base_url, policy=policy, **overrides)
 
     return Harness(
@@ -507,6 +510,169 @@ def test_a_stopped_bulk_load_whose_job_is_gone_starts_over(salesforce_crm: Opene
 
     assert sorted(r.id for r in records(again)) == sorted(r.id for r in records(whole))
     assert _last_cursor(again) == _last_cursor(whole)
+
+
+# --- incremental pulls: every stream, the overlap window, the recycle bin ------------------
+
+# (CRM, stream) -> a field a user edits on it and the new value; None: the API is read-only
+_EDITS: dict[tuple[str, str], tuple[str, Any] | None] = {
+    ("salesforce", "User"): ("Department", "Inside Sales - EMEA"),
+    ("salesforce", "Account"): ("Phone", "+49 30 1234567"),
+    ("salesforce", "Lead"): ("Title", "Head of Security"),
+    ("salesforce", "Contact"): ("Title", "CFO"),
+    ("salesforce", "Opportunity"): ("Amount", 48_000.0),
+    ("salesforce", "Task"): ("Description", "Left a voicemail"),
+    ("salesforce", "Event"): ("Description", "Moved to Thursday"),
+    ("salesforce", "CampaignMember"): ("Status", "Attended"),
+    ("hubspot", "owners"): None,
+    ("hubspot", "companies"): ("phone", "+49 30 1234567"),
+    ("hubspot", "contacts"): ("jobtitle", "Head of Security"),
+    ("hubspot", "deals"): ("dealname", "Renewal 2027"),
+    ("hubspot", "calls"): ("hs_call_title", "Follow-up call"),
+    ("hubspot", "emails"): ("hs_email_subject", "Re: pricing"),
+    ("hubspot", "meetings"): ("hs_meeting_title", "Security review"),
+    ("hubspot", "notes"): ("hs_note_body", "Wants SSO"),
+    ("hubspot", "tasks"): ("hs_task_subject", "Send the contract"),
+    ("hubspot", "events"): None,
+}
+_EVERY_STREAM = [
+    *(("salesforce", s) for s in SALESFORCE_STREAMS),
+    *(("hubspot", s) for s in HUBSPOT_STREAMS),
+]
+
+
+def _edit(h: Harness, stream: str, record_id: str | None) -> str:
+    """A user edits one record of ``stream`` (the field `_EDITS` names), or creates one where
+    there is none (the sandbox portal has no notes or tasks); the record's id."""
+    edit = _EDITS[(h.crm, stream)]
+    assert edit is not None
+    name, value = edit
+    if h.crm == "salesforce":
+        assert record_id is not None
+        getattr(salesforce_client(h.sandbox), stream).update(record_id, {name: value})
+        return record_id
+    api = hubspot_client(h.sandbox).crm.objects.basic_api
+    if record_id is None:
+        when = h.time.now.isoformat()
+        return str(api.create(stream, {"properties": {name: value, "hs_timestamp": when}}).id)
+    api.update(stream, record_id, {"properties": {name: str(value)}})
+    return record_id
+
+
+def test_the_edit_table_covers_every_stream() -> None:
+    assert sorted(_EDITS) == sorted(_EVERY_STREAM)
+
+
+@pytest.mark.parametrize(("open_crm", "stream"), _EVERY_STREAM, indirect=["open_crm"])
+def test_every_stream_pulls_incrementally_after_a_full_load(open_crm: Opener, stream: str) -> None:
+    h = open_crm()
+    connector = h.connector()
+    full = list(connector.pull(stream))
+    cursor = _last_cursor(full)
+    live = [r.id for r in records(full) if r.id != h.locked]
+    h.time.tick(60)
+    edited = None
+    if _EDITS[(h.crm, stream)] is not None:
+        edited = _edit(h, stream, live[3] if live else None)
+    h.time.tick(60)
+
+    items = list(connector.pull(stream, cursor))
+
+    assert [(r.id, r.modified_at) for r in _fresh(items)] == (
+        [(edited, h.time.now - timedelta(seconds=60))] if edited else []
+    )
+    again = [r for r in records(items) if r.reread]
+    # the full load read long before now: only the records at its bound are read again
+    assert {r.modified_at for r in again} <= {cursor.value}
+    assert {r.id for r in again} <= cursor.ids
+    summary = items[-1]
+    assert isinstance(summary, Summary) and summary.reread == len(again)
+
+
+@pytest.mark.parametrize("overlap_minutes", [5, 0])
+def test_a_record_committed_late_inside_the_overlap_window_is_pulled(
+    open_crm: Opener, overlap_minutes: int
+) -> None:
+    h = open_crm()
+    connector = h.connector(overlap_minutes=overlap_minutes)
+    full = list(connector.pull(h.accounts))
+    early, late = [r.id for r in records(full) if r.id != h.locked][5:7]
+    h.time.tick(60)
+    _edit(h, h.accounts, early)
+    h.time.tick(60)
+    cursor = _last_cursor(list(connector.pull(h.accounts, _last_cursor(full))))
+    # stamped two minutes ago, so a minute before the cursor, but visible only now
+    with h.sandbox.committing_late(timedelta(minutes=2)):
+        _edit(h, h.accounts, late)
+    h.time.tick(60)
+
+    items = list(connector.pull(h.accounts, cursor))
+
+    pulled = {r.id: r for r in records(items)}
+    assert cursor.value is not None and cursor.ids == {early}
+    if overlap_minutes == 0:  # without the window the late record is lost for good
+        assert late not in pulled
+        return
+    assert pulled[late].modified_at == cursor.value - timedelta(minutes=1)
+    assert pulled[late].reread and pulled[early].reread
+    assert not _fresh(items)
+    summary = items[-1]
+    assert isinstance(summary, Summary) and summary.reread == len(pulled)
+    after = _last_cursor(items)
+    assert (after.value, after.ids) == (cursor.value, cursor.ids)
+    assert after.read_at is not None and cursor.read_at is not None
+    assert after.read_at > cursor.read_at
+
+
+def test_hubspot_lists_its_recycle_bin_at_most_every_archive_every_minutes(
+    hubspot_crm: Opener,
+) -> None:
+    h = hubspot_crm()
+    connector = h.connector(archive_every_minutes=60)
+    full = list(connector.pull("companies"))
+    ids = [r.id for r in records(full)]
+    cursor = _last_cursor(full)
+    log = h.sandbox.server.log
+    seen: list[tuple[list[str], int, int, Cursor]] = []
+    for gone, minutes in [(ids[5], 15), (ids[6], 15), (ids[7], 50)]:
+        h.time.tick(60)
+        _remove(h, gone)
+        h.time.tick(minutes * 60)
+        calls, listed = log.total(), log.count("companies", "GET")
+        items = list(connector.pull("companies", cursor))
+        cursor = _last_cursor(items)
+        summary = items[-1]
+        assert isinstance(summary, Summary) and summary.calls == log.total() - calls
+        tombstones = [i.id for i in items if isinstance(i, Tombstone)]
+        seen.append((tombstones, log.count("companies", "GET") - listed, summary.calls, cursor))
+
+    (first, listed_1, calls_1, after_1), (second, listed_2, calls_2, after_2) = seen[:2]
+    third, listed_3, calls_3, after_3 = seen[2]
+    assert (first, second, third) == ([ids[5]], [], [ids[6], ids[7]])
+    assert listed_1 >= 1 and listed_2 == 0 and listed_3 == listed_1
+    assert calls_2 == calls_1 - listed_1 and calls_3 == calls_1
+    assert after_1.archive_read_at is not None
+    assert after_2.archive_read_at == after_1.archive_read_at
+    assert after_3.archive_read_at == h.time.now
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["rest", "bulk"])
+def test_salesforce_full_loads_of_activities_include_archived_ones(
+    salesforce_crm: Opener, bulk: bool
+) -> None:
+    h = salesforce_crm()
+    options = {"bulk_threshold": 300 if bulk else 10**9, "page_size": 200}
+    connector = h.connector(**options)
+    org = h.sandbox.org
+    year_ago = (org.manifest.end_at - timedelta(days=365)).date()
+    archived = org.activities.filter(pl.col("occurred_at").dt.date() <= year_ago).height
+
+    pulled = [r for s in ("Task", "Event") for r in records(connector.pull(s))]
+
+    assert archived > 0 and len(pulled) == len({r.id for r in pulled}) == org.activities.height
+    assert sum(r.values["occurred_at"].date() <= year_ago for r in pulled) == archived
+    assert h.calls("queryAll") > 0 and h.calls("query") == 0  # query hides archived ones
+    assert (h.calls("jobs/query") > 0) == bulk
 
 
 def _remove(h: Harness, record_id: str) -> None:
