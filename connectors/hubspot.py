@@ -216,7 +216,7 @@ class HubSpotConnector:
                     if cursor.admits(item.modified_at, item.id):
                         cursor = cursor.advanced(item.modified_at, item.id)
                         yield item
-                    else:
+                    elif not cursor.delivered(item.modified_at, item.id):
                         yield replace(item, reread=True)
                 yield Checkpoint(stream.name, cursor)
             if not window.capped:
@@ -244,7 +244,7 @@ class HubSpotConnector:
                 if cursor.admits(at, raw["id"]):
                     cursor = cursor.advanced(at, raw["id"])
                     yield record
-                else:
+                elif not cursor.delivered(at, raw["id"]):
                     yield replace(record, reread=True)
             yield Checkpoint(stream.name, cursor)
 
@@ -264,7 +264,7 @@ class HubSpotConnector:
                     if cursor.admits(at, raw["id"]):
                         latest = latest.advanced(at, raw["id"])
                         yield _record(stream, raw["id"], at, raw)
-                    elif since is not None and at >= since:
+                    elif since is not None and since <= at and not cursor.delivered(at, raw["id"]):
                         yield replace(_record(stream, raw["id"], at, raw), reread=True)
         yield Checkpoint(stream.name, latest)
 

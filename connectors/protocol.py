@@ -10,7 +10,8 @@ carry ``resume``, the CRM's page token: hand the cursor back as it is and the lo
 that page (a cursor with ``resume`` is not a lower bound yet). Commits land late (a record's
 stamp is taken before its transaction commits), so an incremental pull reads an overlap window
 behind the bound again (`Cursor.overlap`): what it finds there is delivered with ``reread``
-set, for the mirror to de-duplicate by id and modification time. Every pull ends with one
+set, for the mirror to de-duplicate by id and modification time (records at the bound whose id
+the cursor holds were delivered as they are, and are left out). Every pull ends with one
 `Summary`: what it delivered, what it had to skip or could not convert, and what it cost.
 
     for item in connector.pull("Account", saved_cursor):
@@ -78,6 +79,11 @@ class Cursor:
         if self.value is None or stamp > self.value:
             return True
         return stamp == self.value and record_id not in self.ids
+
+    def delivered(self, stamp: datetime, record_id: str) -> bool:
+        """Whether this very version was delivered: modified at the bound, its id seen there
+        (every change moves the stamp, so nothing about it can be new; it is not re-sent)."""
+        return stamp == self.value and record_id in self.ids
 
     def advanced(self, stamp: datetime, record_id: str) -> Cursor:
         """The cursor once a record modified at ``stamp`` has been delivered too."""

@@ -147,7 +147,7 @@ class SalesforceConnector:
                 if cursor.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
-                else:
+                elif not cursor.delivered(_stamp_of(item), item.id):
                     yield _reread(item)
             yield Checkpoint(declared.name, cursor)
             if page["done"]:
