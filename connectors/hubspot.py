@@ -4,11 +4,15 @@ A full load lists every record (100 a page, associations inline) after one searc
 latest modification time, which becomes the cursor: anything modified while the list runs is
 later than it. Each list page ends in a checkpoint that carries the list's ``after`` token, so a
 load stopped part way (the API budget, a crash) goes on from that page next run.
-An incremental pull reads the recycle bin first (archived records become tombstones), then
-searches ``<modified> >= cursor`` sorted ascending, 200 a page; search stops at 10,000 results,
-so the pull opens a new window at the last timestamp it delivered and goes on. Survivors of a
-merge name the ids merged into them: each becomes a tombstone.
-Web and marketing touches come from the events API, ordered by time, 100 a page.
+An incremental pull reads the recycle bin first when ``archive_every_minutes`` have passed
+since it last did (archived records become tombstones; the list has no filter, so each read
+costs a call per 100 archived records), then searches ``<modified> >= since`` sorted ascending,
+200 a page, where ``since`` is the cursor less ``overlap_minutes`` (search lags HubSpot's
+writes): what that window reads again is delivered marked ``reread``. Search stops at 10,000
+results, so the pull opens a new window at the last timestamp it read and goes on. Survivors
+of a merge name the ids merged into them: each becomes a tombstone.
+Web and marketing touches come from the events API, ordered by time, 100 a page; events and
+owners overlap their cursor the same way.
 Writes are batch updates, 100 records a call; only records answered retriable go again, and a
 batch refused whole for one bad value is halved until that record stands alone.
 
@@ -19,7 +23,7 @@ batch refused whole for one bad value is halved until that record stands alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -96,6 +100,7 @@ class HubSpotConnector:
         budget_share: float = DEFAULT_SHARE,
         search_cap: int = SEARCH_CAP,
     ) -> None:
+        self.settings = settings
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = HubSpotApi(settings, self.policy, host)
         self.search_cap = search_cap
@@ -158,7 +163,7 @@ class HubSpotConnector:
             if latest is None:
                 yield Checkpoint(stream.name, FULL_LOAD)
                 return
-            cursor = Cursor(latest)
+            cursor = Cursor(latest, read_at=self.policy.now())
         for raws, after in self._list(stream, archived=False, after=cursor.resume):
             for item in self._items(stream, raws, _inline_links(stream, raws), tally):
                 if (
@@ -171,37 +176,78 @@ class HubSpotConnector:
             yield Checkpoint(stream.name, cursor.resuming(after))
 
     def _incremental(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
-        """Archived since the cursor, then search windows until the last one is done."""
-        start = cursor
+        """Archived records when the recycle bin is due, then search windows from the overlap."""
+        now = self.policy.now()
+        since = cursor.overlap(self.settings.overlap)
+        assert since is not None
+        fresh = replace(cursor, read_at=now)
+        if self._archive_due(cursor, now):
+            yield from self._archived(stream, cursor, tally)
+            fresh = replace(fresh, archive_read_at=now)
+        yield from self._windows(stream, fresh, since, tally)
+
+    def _archive_due(self, cursor: Cursor, now: datetime) -> bool:
+        """Whether ``archive_every_minutes`` have passed since the recycle bin was last read."""
+        last = cursor.archive_read_at
+        return last is None or now - last >= self.settings.archive_every
+
+    def _archived(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Tombstone]:
+        """Records archived since the recycle bin was last read (less the overlap window)."""
+        last = cursor.archive_read_at
+        since = (
+            cursor.overlap(self.settings.overlap) if last is None else last - self.settings.overlap
+        )
+        assert since is not None
         for raws, _ in self._list(stream, archived=True):
             for raw in raws:
                 record_id = read_id(raw.get("id"))
                 archived_at, _ = modified_at(_times(raw, "archivedAt", "updatedAt"))
                 if record_id is None or archived_at is None:
                     tally.skip(skip_reason(record_id))
-                elif start.admits(archived_at, record_id):
+                elif archived_at >= since:
                     yield Tombstone(stream.name, record_id, archived_at, "archived")
+
+    def _windows(
+        self, stream: Stream, cursor: Cursor, since: datetime, tally: Tally
+    ) -> Iterator[Item]:
+        """Search windows from ``since`` until one ends below the result cap. ``seen`` is how
+        far this pull has read (each new window opens there); ``cursor`` what it delivered."""
+        seen = Cursor(since)
         while True:
-            opened, window = cursor, _Window()
-            for raws in self._search(stream, [_since(stream, opened)], window):
+            opened, window, keep = seen, _Window(), True
+            for raws in self._search(stream, [_since(stream, opened.value)], window):
                 for item in self._items(stream, raws, self._links(stream, raws), tally):
-                    if isinstance(item, Tombstone) or guessed(item):
+                    if isinstance(item, Tombstone):
+                        if keep:
+                            yield item
+                        continue
+                    if guessed(item):
                         yield item
-                    elif cursor.admits(item.modified_at, item.id):
+                        continue
+                    keep = seen.admits(item.modified_at, item.id)  # else: read in this pull
+                    if not keep:
+                        continue
+                    seen = seen.advanced(item.modified_at, item.id)
+                    if cursor.admits(item.modified_at, item.id):
                         cursor = cursor.advanced(item.modified_at, item.id)
                         yield item
+                    elif not cursor.delivered(item.modified_at, item.id):
+                        yield replace(item, reread=True)
                 yield Checkpoint(stream.name, cursor)
             if not window.capped:
                 return
-            if cursor.value == opened.value:
+            if seen.value == opened.value:
                 raise ConnectorError(
                     f"more than {self.search_cap} {stream.name} share the modification time "
-                    f"{cursor.value}; search cannot page past them"
+                    f"{seen.value}; search cannot page past them"
                 )
 
     def _events(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
-        """Web and marketing events, oldest first (``occurredAfter`` is exclusive)."""
-        after = None if cursor.value is None else (cursor.value - _MS).isoformat()
+        """Web and marketing events, oldest first, from the overlap window behind the cursor
+        (``occurredAfter`` is exclusive)."""
+        since = cursor.overlap(self.settings.overlap)
+        cursor = replace(cursor, read_at=self.policy.now())
+        after = None if since is None else (since - _MS).isoformat()
         fetch = partial(
             self.api.call, self.api.events.get_page, limit=_EVENTS_PAGE, occurred_after=after
         )
@@ -210,22 +256,29 @@ class HubSpotConnector:
                 if cursor.admits(item.modified_at, item.id):
                     cursor = cursor.advanced(item.modified_at, item.id)
                     yield item
+                elif not cursor.delivered(item.modified_at, item.id):
+                    yield replace(item, reread=True)
             yield Checkpoint(stream.name, cursor)
 
     def _owners(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
-        """Every owner, active and archived (inactive users); one checkpoint at the end."""
-        latest = cursor
+        """Every owner, active and archived (inactive users), read whole: those changed since
+        the cursor, and those of the overlap window again; one checkpoint at the end."""
+        since = cursor.overlap(self.settings.overlap)
+        latest = replace(cursor, read_at=self.policy.now())
         for archived in (False, True):
             fetch = partial(
                 self.api.call, self.api.owners.get_page, limit=_OWNERS_PAGE, archived=archived
             )
             for page, _ in _pages(fetch):
                 for item in _records(stream, page["results"], ("updatedAt", "createdAt"), tally):
+                    at = item.modified_at
                     if guessed(item):
                         yield item
-                    elif cursor.admits(item.modified_at, item.id):
-                        latest = latest.advanced(item.modified_at, item.id)
+                    elif cursor.admits(at, item.id):
+                        latest = latest.advanced(at, item.id)
                         yield item
+                    elif since is not None and since <= at and not cursor.delivered(at, item.id):
+                        yield replace(item, reread=True)
         yield Checkpoint(stream.name, latest)
 
     def _latest(self, stream: Stream) -> datetime | None:
@@ -402,10 +455,10 @@ def _property(stream: Stream, field: str) -> str:
     raise ValueError(f"{stream.name} has no field {field!r} to look records up by")
 
 
-def _since(stream: Stream, cursor: Cursor) -> dict[str, Any]:
-    """``modified >= cursor`` (epoch milliseconds, as search compares datetimes)."""
-    assert cursor.value is not None
-    millis = int(cursor.value.timestamp() * 1000)
+def _since(stream: Stream, since: datetime | None) -> dict[str, Any]:
+    """``modified >= since`` (epoch milliseconds, as search compares datetimes)."""
+    assert since is not None
+    millis = int(since.timestamp() * 1000)
     return {"propertyName": stream.replication_key, "operator": "GTE", "value": str(millis)}
 
 

@@ -1,11 +1,16 @@
 """The Salesforce connector: SOQL pulls on SystemModstamp, sObject Collections and Bulk 2.0 writes.
 
-Pulls ask ``SystemModstamp >= cursor ORDER BY SystemModstamp, Id`` (a closed lower bound; ids
-already delivered at the bound are skipped), through ``queryAll`` when incremental so deleted
-and merged records arrive as tombstones. A full load whose first page says it holds more than
-``bulk_threshold`` rows reads the rest through a Bulk API 2.0 query, with a checkpoint after each
-result page that names the job and the page to go on from; if that job is gone when a stopped
-load resumes (results live for days), the load starts over. Writes go 200 records a
+Pulls ask ``SystemModstamp >= since ORDER BY SystemModstamp, Id``, through ``queryAll`` when
+incremental so deleted and merged records arrive as tombstones. ``since`` is the cursor less
+``overlap_minutes``: a transaction's SystemModstamp is taken before it commits, so a record can
+appear behind a cursor that has passed its stamp; what the window reads again is delivered
+marked ``reread`` (`connectors.protocol.Cursor.overlap`). Task and Event are read through
+``queryAll`` on full loads too (live rows only), since ``query`` hides activities archived
+after a year. ``IsDeleted`` is selected only where describe lists it (User has none).
+A full load whose first page says it holds more than ``bulk_threshold`` rows reads the rest
+through a Bulk API 2.0 query, with a checkpoint after each result page that names the job and
+the page to go on from; if that job is gone when a stopped load resumes (results live for
+days), the load starts over. Writes go 200 records a
 call through sObject Collections with ``allOrNone=false``, through one Bulk API 2.0 job above
 ``bulk_write_threshold``; only records answered retriable (a locked row) are sent again. An
 object Bulk API refuses (400 INVALIDENTITY) is paged and written through REST instead.
@@ -68,6 +73,10 @@ _FIND_CHUNK = 200  # values per IN list of a lookup
 _FALLBACK_STAMPS = ("LastModifiedDate", "CreatedDate")
 _CURRENCY = "CurrencyIsoCode"  # a record's currency; only multi-currency orgs have it
 _CURRENCY_TYPES = "SELECT IsoCode, ConversionRate, IsCorporate, IsActive FROM CurrencyType"
+# Objects whose old records Salesforce archives (activities after a year): ``query`` hides them,
+# ``queryAll`` returns them, so full loads read these through queryAll, live rows only.
+# https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_guidelines_archive.htm
+_ARCHIVING = frozenset({"Task", "Event"})
 # our field -> the Salesforce field write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.salesforce for f in OWNED_FIELDS} | {OWNER: "OwnerId"}
 
@@ -140,8 +149,14 @@ class SalesforceConnector:
             yield from self._resumed_bulk(declared, maps, merge, cursor, tally)
             return
         incremental = cursor.value is not None
-        select = [*_fields(declared, maps, merge, money), *(["IsDeleted"] if incremental else [])]
-        page = self.api.query(_soql(declared, select, cursor), incremental, self.page_size)
+        since = cursor.overlap(self.settings.overlap)
+        cursor = replace(cursor, read_at=self.policy.now())
+        select = _fields(declared, maps, merge, money)
+        if incremental and "IsDeleted" in self._fields_of(declared.path):
+            select.append("IsDeleted")  # User has none: selecting it is INVALID_FIELD
+        every_row = incremental or declared.path in _ARCHIVING
+        soql = _soql(declared, select, since, live_only=every_row and not incremental)
+        page = self.api.query(soql, every_row, self.page_size)
         tokens = PageTokens()
         while True:
             for item in _items(declared, maps, merge, page["records"], tally, money):
@@ -150,6 +165,8 @@ class SalesforceConnector:
                 elif cursor.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
+                elif not cursor.delivered(_stamp_of(item), item.id):
+                    yield _reread(item)
             yield Checkpoint(declared.name, cursor)
             if page["done"]:
                 return
@@ -253,15 +270,10 @@ class SalesforceConnector:
         when Bulk does not serve the object, and the load goes on paging through REST."""
         if stream.path in self._rest_only:
             return None
-        soql = format_soql(
-            "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {}",
-            ", ".join(select),
-            stream.path,
-            stream.replication_key,
-            cursor.value,
-        )
+        archiving = stream.path in _ARCHIVING
+        soql = _soql(stream, select, cursor.value, live_only=archiving, ordered=False)
         try:
-            return bulk_query_job(self.api, soql, False)
+            return bulk_query_job(self.api, soql, include_deleted=archiving)
         except ApiError as refused:
             if not refused_by_bulk(refused):
                 raise
@@ -355,12 +367,25 @@ def _fields(
     return list(dict.fromkeys([*names, *([merge] if merge else [])]))
 
 
-def _soql(stream: Stream, select: Sequence[str], cursor: Cursor) -> str:
-    """The pull's query: ascending on the replication key from the cursor (inclusive)."""
+def _soql(
+    stream: Stream,
+    select: Sequence[str],
+    since: datetime | None,
+    *,
+    live_only: bool = False,
+    ordered: bool = True,
+) -> str:
+    """A pull's query: from ``since`` on the replication key (inclusive) when given, without
+    deleted rows when ``live_only`` (queryAll returns them), ascending when ``ordered``."""
     head = format_soql("SELECT {:literal} FROM {:literal}", ", ".join(select), stream.path)
-    where = ""
-    if cursor.value is not None:
-        where = format_soql(" WHERE {:literal} >= {}", stream.replication_key, cursor.value)
+    conditions = []
+    if since is not None:
+        conditions.append(format_soql("{:literal} >= {}", stream.replication_key, since))
+    if live_only:
+        conditions.append("IsDeleted = false")
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
+    if not ordered:
+        return head + where
     order = format_soql(" ORDER BY {:literal}, {:literal}", stream.replication_key, "Id")
     return head + where + order
 
@@ -400,6 +425,11 @@ def _gone(raw: Mapping[str, Any], merge: str | None) -> Literal["merged", "delet
 
 def _stamp_of(item: Record | Tombstone) -> Any:
     return item.modified_at if isinstance(item, Record) else item.deleted_at
+
+
+def _reread(item: Record | Tombstone) -> Record | Tombstone:
+    """An item of the overlap window: already delivered, unless its commit came late."""
+    return replace(item, reread=True) if isinstance(item, Record) else item
 
 
 def _column(stream: Stream, maps: Sequence[FieldMap], field: str) -> str:

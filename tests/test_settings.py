@@ -50,6 +50,17 @@ BAD_FILES = [
         id="out-of-range",
     ),
     pytest.param(
+        "[salesforce]\noverlap_minutes = -1\n[hubspot]\narchive_every_minutes = 0\n",
+        {},
+        [
+            "settings.toml: [salesforce] overlap_minutes must be a number at least 0 and at "
+            "most 1440, got -1",
+            "settings.toml: [hubspot] archive_every_minutes must be a number above 0 and at "
+            "most 1440, got 0",
+        ],
+        id="incremental-windows",
+    ),
+    pytest.param(
         '[sync]\ndry_run = "yes"\n',
         {},
         ['settings.toml: [sync] dry_run must be true or false, got "yes"'],

@@ -15,7 +15,10 @@ Lead               people of kind lead; Company null -> '[not provided]' (Salesf
 Contact            people of kind contact; MailingCountry/MailingCity = country/city
 Opportunity        opportunities: StageName = stage, CloseDate = date of close_at, CreatedDate =
                    opened_at, Product_Line__c = product_line, Type = 'New Business'
-Task, Event        activities, typed by `TOUCHES` below; meetings are Events of 30 minutes
+Task, Event        activities, typed by `TOUCHES` below; meetings are Events of 30 minutes;
+                   IsArchived = at least `ARCHIVE_DAYS` old at the org's end (closed Tasks
+                   and Events, as Salesforce's archiving job leaves them), so ``query``
+                   hides them and ``queryAll`` returns them
 Campaign           one per (webinar | whitepaper, topic) that has members: `CAMPAIGNS`
 CampaignMember     first webinar registration / whitepaper download of a person per campaign
 =================  ==========================================================================
@@ -32,6 +35,7 @@ automation syncs as. Every id is `make_ids` of the org's own row number, so ids 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import NamedTuple
 
 import polars as pl
@@ -57,6 +61,9 @@ __all__ = [
 
 NOT_PROVIDED = "[not provided]"
 MEETING_MINUTES = 30
+# Salesforce archives Events and closed Tasks whose date is 365 days old or more:
+# https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_guidelines_archive.htm
+ARCHIVE_DAYS = 365
 
 
 class Touch(NamedTuple):
@@ -237,6 +244,7 @@ COLUMNS: dict[str, dict[str, pl.Expr]] = {
         "Priority": pl.lit("Normal"),
         "TaskSubtype": pl.col("_subtype"),
         "IsClosed": pl.lit(True),
+        "IsArchived": pl.col("_archived"),
         **_audit("occurred_at"),
     },
     "Event": {
@@ -252,6 +260,7 @@ COLUMNS: dict[str, dict[str, pl.Expr]] = {
         "ActivityDate": pl.col("occurred_at").dt.date(),
         "StartDateTime": pl.col("occurred_at"),
         "EndDateTime": pl.col("occurred_at") + pl.duration(minutes=MEETING_MINUTES),
+        "IsArchived": pl.col("_archived"),
         **_audit("occurred_at"),
     },
     "Campaign": {
@@ -341,7 +350,11 @@ def _touches(org: Org, sobject: str) -> pl.DataFrame:
         schema=["_key", "_object", "_subject", "_type", "_subtype"],
         orient="row",
     )
-    typed = org.activities.with_columns(_key=pl.col("type").cast(pl.String))
+    archived_before = (org.manifest.end_at - timedelta(days=ARCHIVE_DAYS)).date()
+    typed = org.activities.with_columns(
+        _key=pl.col("type").cast(pl.String),
+        _archived=pl.col("occurred_at").dt.date() <= archived_before,
+    )
     touches = typed.join(table, on="_key", how="inner", maintain_order="left")
     return _with_people(touches, org.people)
 
