@@ -8,7 +8,11 @@ An incremental pull reads the recycle bin first (archived records become tombsto
 searches ``<modified> >= cursor`` sorted ascending, 200 a page; search stops at 10,000 results,
 so the pull opens a new window at the last timestamp it delivered and goes on. Survivors of a
 merge name the ids merged into them: each becomes a tombstone.
-Web and marketing touches come from the events API, ordered by time, 100 a page.
+Web touches come from the events API (Enterprise, ordered by time, 100 a page); on a portal that
+answers it 403 (below Enterprise) from the contacts' analytics property history instead, 50
+contacts a page. The connector learns which on its first events pull and keeps the answer.
+Marketing email opens and clicks, on every tier, come from the email events API, 1,000 a page,
+joined to contacts by the recipient's email (`hubspot_web`). Each pull's Summary names its sources.
 Writes are batch updates, 100 records a call; only records answered retriable go again, and a
 batch refused whole for one bad value is halved until that record stands alone.
 
@@ -31,6 +35,7 @@ from connectors.errors import (
     ApiError,
     BudgetExhausted,
     ConnectorError,
+    Forbidden,
     InvalidRequest,
     RetriableError,
     record_status,
@@ -38,6 +43,15 @@ from connectors.errors import (
 from connectors.http import HttpPolicy, PageTokens
 from connectors.hubspot_api import HubSpotApi
 from connectors.hubspot_setup import ensure_schema
+from connectors.hubspot_web import (
+    EMAIL_KINDS,
+    HISTORY_PAGE,
+    HISTORY_PROPERTIES,
+    email_event,
+    history_events,
+    resume_token,
+    resumed,
+)
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -55,13 +69,28 @@ from connectors.schema import OWNED_FIELDS, OWNER
 from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise, stamp
 from connectors.tally import Tally
 
-__all__ = ["BATCH_SIZE", "LIST_PAGE", "SEARCH_CAP", "SEARCH_PAGE", "HubSpotConnector"]
+__all__ = [
+    "BATCH_SIZE",
+    "EMAIL_EVENTS_PAGE",
+    "LIST_PAGE",
+    "SEARCH_CAP",
+    "SEARCH_PAGE",
+    "SOURCES",
+    "HubSpotConnector",
+]
 
 LIST_PAGE = 100
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000  # search answers no page past the 10,000th result
 BATCH_SIZE = 100
 _EVENTS_PAGE = 100
+EMAIL_EVENTS_PAGE = 1000
+# the names a pull's Summary gives its sources
+SOURCES = {
+    "events": "events API",
+    "history": "contact analytics property history",
+    "email": "email events API",
+}
 _OWNERS_PAGE = 500
 _ASSOCIATIONS_BATCH = 1000
 _FIND_CHUNK = 100
@@ -96,6 +125,8 @@ class HubSpotConnector:
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = HubSpotApi(settings, self.policy, host)
         self.search_cap = search_cap
+        self.events_api: bool | None = None  # whether the portal serves the events API (tier)
+        self._contact_of: dict[str, str | None] = {}  # lower-case email -> contact id
 
     @property
     def streams(self) -> Mapping[str, Stream]:
@@ -106,14 +137,16 @@ class HubSpotConnector:
         """Records changed since ``cursor``, tombstones, and checkpoints."""
         declared = _stream(stream)
         tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
-        return tally.closing(self._read(declared, cursor))
+        return tally.closing(self._read(declared, cursor, tally))
 
-    def _read(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _read(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """The items of one pull, from the API that serves the stream."""
         if stream.api == "owners":
             return self._owners(stream, cursor)
         if stream.api == "events":
-            return self._events(stream, cursor)
+            return self._web(stream, cursor, tally)
+        if stream.api == "email_events":
+            return self._email(stream, cursor, tally)
         if cursor.value is None or cursor.resume is not None:
             return self._full(stream, cursor)
         return self._incremental(stream, cursor)
@@ -189,13 +222,42 @@ class HubSpotConnector:
                     f"{cursor.value}; search cannot page past them"
                 )
 
-    def _events(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
-        """Web and marketing events, oldest first (``occurredAfter`` is exclusive)."""
+    def _web(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Page views and form submissions: from the events API where the portal serves it,
+        else (its first page answered 403: the tier has no events API) from the contacts'
+        analytics property history. The answer is kept for the connector's next pulls."""
+        if self.events_api is not False:
+            pages = self._event_pages(cursor)
+            try:
+                first = next(pages)
+            except Forbidden:
+                self.events_api = False
+            else:
+                self.events_api = True
+                tally.source(SOURCES["events"])
+                yield from self._events(stream, cursor, first, pages)
+                return
+        tally.source(SOURCES["history"])
+        yield from self._history(stream, cursor, tally)
+
+    def _event_pages(self, cursor: Cursor) -> Iterator[dict[str, Any]]:
+        """Pages of the events API after ``cursor`` (``occurredAfter`` is exclusive)."""
         after = None if cursor.value is None else (cursor.value - _MS).isoformat()
         fetch = partial(
             self.api.call, self.api.events.get_page, limit=_EVENTS_PAGE, occurred_after=after
         )
         for page, _ in _pages(fetch):
+            yield page
+
+    def _events(
+        self,
+        stream: Stream,
+        cursor: Cursor,
+        first: dict[str, Any],
+        rest: Iterator[dict[str, Any]],
+    ) -> Iterator[Item]:
+        """Events API records, oldest first, a checkpoint per page."""
+        for page in (first, *rest):
             for raw in page["results"]:
                 at = stamp(raw["occurredAt"])
                 assert at is not None
@@ -203,6 +265,102 @@ class HubSpotConnector:
                     cursor = cursor.advanced(at, raw["id"])
                     yield _record(stream, raw["id"], at, raw)
             yield Checkpoint(stream.name, cursor)
+
+    def _history(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Touches from contacts' analytics property history, 50 contacts a page. Contacts come
+        in id order, not by time: each page's checkpoint holds the list's place and the latest
+        time delivered (``resume``), the last one the latest time itself."""
+        after, seen = resumed(cursor.resume)
+        latest = Cursor(seen) if seen is not None and seen > (cursor.value or seen) else cursor
+        fetch = partial(
+            self.api.call,
+            self.api.objects.get_page,
+            "contacts",
+            limit=HISTORY_PAGE,
+            properties=["email"],
+            properties_with_history=list(HISTORY_PROPERTIES),
+        )
+        for page, token in _pages(fetch, after):
+            for contact in page["results"]:
+                self._remember(contact)
+                for raw in history_events(contact):
+                    if raw["eventType"] == "e_submitted_form" and not raw["properties"]["hs_url"]:
+                        tally.skip("form submission whose page is past the page history")
+                        continue
+                    at = stamp(raw["occurredAt"])
+                    if at is not None and cursor.admits(at, raw["id"]):
+                        latest = latest.advanced(at, raw["id"])
+                        yield _record(stream, raw["id"], at, raw)
+            yield Checkpoint(stream.name, _place(cursor, latest, token))
+
+    def _email(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Marketing email opens, then clicks, since ``cursor`` from the email events API, each
+        joined to the contact whose email is the recipient's. The API promises no order, so each
+        page's checkpoint holds the type and offset read to and the latest time delivered."""
+        tally.source(SOURCES["email"])
+        place, seen = resumed(cursor.resume)
+        resumed_kind, _, offset = (place or "").partition(":")
+        latest = Cursor(seen) if seen is not None and seen > (cursor.value or seen) else cursor
+        since = None if cursor.value is None else int(cursor.value.timestamp() * 1000)
+        kinds = list(EMAIL_KINDS)
+        for kind in kinds[kinds.index(resumed_kind) if resumed_kind in kinds else 0 :]:
+            for page, token in self._email_pages(kind, since, offset or None):
+                for raw in self._joined(page["events"], tally):
+                    at = stamp(raw["occurredAt"])
+                    if at is not None and cursor.admits(at, raw["id"]):
+                        latest = latest.advanced(at, raw["id"])
+                        yield _record(stream, raw["id"], at, raw)
+                more = token if token is not None else _next_kind(kinds, kind)
+                yield Checkpoint(stream.name, _place(cursor, latest, more))
+            offset = ""
+
+    def _email_pages(
+        self, kind: str, since: int | None, offset: str | None
+    ) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """Pages of one email event type from ``offset``, each with the next page's place."""
+        tokens = PageTokens()
+        while True:
+            page = self.api.call(
+                self.api.email_events,
+                eventType=kind,
+                startTimestamp=since,
+                limit=EMAIL_EVENTS_PAGE,
+                offset=offset,
+            )
+            offset = tokens.next(page.get("offset")) if page.get("hasMore") else None
+            yield page, None if offset is None else f"{kind}:{offset}"
+            if offset is None:
+                return
+
+    def _joined(
+        self, events: Sequence[Mapping[str, Any]], tally: Tally
+    ) -> Iterator[dict[str, Any]]:
+        """Email events as touches of the contacts their recipients are (others skipped)."""
+        wanted = [e for e in events if e.get("type") in EMAIL_KINDS]
+        self._look_up([str(e.get("recipient") or "") for e in wanted])
+        for event in wanted:
+            contact = self._contact_of.get(str(event.get("recipient") or "").lower())
+            if contact is None:
+                tally.skip("email event of an address that is no contact")
+                continue
+            yield email_event(event, contact)
+
+    def _look_up(self, emails: Sequence[str]) -> None:
+        """Learn the contacts of emails not seen yet: batch reads by email, 100 a call."""
+        unknown = sorted({e.lower() for e in emails if e and e.lower() not in self._contact_of})
+        for chunk in chunked(unknown, _FIND_CHUNK):
+            self._contact_of |= dict.fromkeys(chunk)
+            inputs = [{"id": email} for email in chunk]
+            body = {"inputs": inputs, "idProperty": "email", "properties": ["email"]}
+            answer = self.api.call(self.api.batch.read, "contacts", body)
+            for contact in answer.get("results", []):
+                self._remember(contact)
+
+    def _remember(self, contact: Mapping[str, Any]) -> None:
+        """A contact's email, for joining email events to it."""
+        email = (contact.get("properties") or {}).get("email")
+        if email:
+            self._contact_of[str(email).lower()] = str(contact["id"])
 
     def _owners(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
         """Every owner, active and archived (inactive users); one checkpoint at the end."""
@@ -344,6 +502,20 @@ def _stream(name: str) -> Stream:
         known = ", ".join(HUBSPOT_STREAMS)
         raise ValueError(f"unknown HubSpot stream {name!r}; expected one of {known}")
     return HUBSPOT_STREAMS[name]
+
+
+def _place(start: Cursor, latest: Cursor, place: str | None) -> Cursor:
+    """A checkpoint of an unordered read: the starting bound and where the read stands while
+    there is more (``place``), the latest time delivered once it is done."""
+    if place is None:
+        return Cursor(latest.value, latest.ids)
+    return Cursor(start.value, start.ids, resume_token(place, latest.value))
+
+
+def _next_kind(kinds: Sequence[str], kind: str) -> str | None:
+    """The place of the next email event type's first page (None after the last)."""
+    at = kinds.index(kind) + 1
+    return f"{kinds[at]}:" if at < len(kinds) else None
 
 
 def _record(stream: Stream, record_id: str, at: datetime, raw: Mapping[str, Any]) -> Record:
