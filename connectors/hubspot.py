@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from connectors.batches import chunked
@@ -257,7 +258,7 @@ class HubSpotConnector:
         rest: Iterator[dict[str, Any]],
     ) -> Iterator[Item]:
         """Events API records, oldest first, a checkpoint per page."""
-        for page in (first, *rest):
+        for page in chain([first], rest):
             for raw in page["results"]:
                 at = stamp(raw["occurredAt"])
                 assert at is not None
