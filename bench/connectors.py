@@ -1,13 +1,14 @@
 """Benchmark: one connector against a sandbox org, counted in API calls, then under a 429 storm.
 
     python -m bench.connectors --crm salesforce [--accounts 20000] [--faults storm.toml]
+    python -m bench.connectors --crm hubspot --tier professional  # no events API: history
 
 Phases, each on the sandbox's own request log:
 
 1. a full pull of every stream: ``read_calls`` against ``read_floor``, the sum over streams of
    ceil(records / page size) with the query APIs' page sizes (Salesforce REST query 2,000;
-   HubSpot list and events 100, owners 500). Salesforce reads large loads through Bulk API 2.0
-   (50,000 rows a page after the first REST page), so it is also held to
+   HubSpot list and events 100, owners 500, email events 1,000). Salesforce reads large loads
+   through Bulk API 2.0 (50,000 rows a page after the first REST page), so it is also held to
    ``read_floor_per_api``, the same sum with the page size of the API each stream was read
    with; ``records_per_s`` is records over that wall time;
 2. two incremental sync cycles, each after 15 simulated minutes of the org's own activity
@@ -62,7 +63,7 @@ PEOPLE_STREAM = {"salesforce": "Lead", "hubspot": "contacts"}
 READ_ENDPOINT = {"salesforce": "query", "hubspot": "companies"}
 WRITE_BATCH = {"salesforce": 200, "hubspot": 100}
 COLLECTION_UPDATES = 1_000  # below the Salesforce bulk write threshold
-HUBSPOT_PAGES = {"owners": 500, "events": 100}
+HUBSPOT_PAGES = {"owners": 500, "events": 100, "email_events": 1000}
 STORM = FaultRule("status", status=429, retry_after=1, count=5)
 
 
@@ -85,9 +86,13 @@ def _connector(crm: str, sandbox: RunningSandbox, policy: HttpPolicy) -> Connect
 
 @contextmanager
 def _serving(
-    crm: str, org: Org, faults: FaultPlan | None = None, clock: SimClock | None = None
+    crm: str,
+    org: Org,
+    faults: FaultPlan | None = None,
+    clock: SimClock | None = None,
+    tier: str = "unlimited",
 ) -> Iterator[RunningSandbox]:
-    options: dict[str, Any] = {"tier": "unlimited"} if crm == "hubspot" else {}
+    options: dict[str, Any] = {"tier": tier} if crm == "hubspot" else {}
     if clock is not None:
         options["clock"] = clock
     with start_sandbox(crm, org, faults=faults, **options) as sandbox:
@@ -242,12 +247,15 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--faults", type=Path, help="a faults file for the storm phase")
+    parser.add_argument(
+        "--tier", default="unlimited", help="HubSpot portal tier (professional: no events API)"
+    )
     args = parser.parse_args()
     progress(f"generating {args.accounts} accounts")
     org = generate_org(args.accounts, args.seed)
     started = time.perf_counter()
     clock = SimClock(org.manifest.end_at)
-    with _serving(args.crm, org, clock=clock) as sandbox:
+    with _serving(args.crm, org, clock=clock, tier=args.tier) as sandbox:
         policy = HttpPolicy(budget=Budget(1.0), wall=clock)
         connector = _connector(args.crm, sandbox, policy)
         progress(f"{args.crm}: full pull of every stream")
@@ -265,6 +273,7 @@ def main() -> None:
         {
             "crm": args.crm,
             "accounts": args.accounts,
+            "tier": args.tier if args.crm == "hubspot" else None,
             **reads,
             "read_ratio": round(reads["read_calls"] / reads["read_floor"], 3),
             "read_ratio_per_api": round(reads["read_calls"] / reads["read_floor_per_api"], 3),

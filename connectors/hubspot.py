@@ -11,8 +11,12 @@ costs a call per 100 archived records), then searches ``<modified> >= since`` so
 writes): what that window reads again is delivered marked ``reread``. Search stops at 10,000
 results, so the pull opens a new window at the last timestamp it read and goes on. Survivors
 of a merge name the ids merged into them: each becomes a tombstone.
-Web and marketing touches come from the events API, ordered by time, 100 a page; events and
-owners overlap their cursor the same way.
+Web touches come from the events API (Enterprise, ordered by time, 100 a page, overlapping its
+cursor the same way); on a portal that answers it 403 (below Enterprise) from the contacts'
+analytics property history instead, 50 contacts a page. The connector learns which on its first
+events pull and keeps the answer. Marketing email opens and clicks, on every tier, come from the
+email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`).
+Each pull's Summary names its sources. Owners overlap their cursor too.
 Writes are batch updates, 100 records a call; only records answered retriable go again, and a
 batch refused whole for one bad value is halved until that record stands alone.
 
@@ -26,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from connectors.batches import chunked
@@ -35,6 +40,7 @@ from connectors.errors import (
     ApiError,
     BudgetExhausted,
     ConnectorError,
+    Forbidden,
     InvalidRequest,
     RetriableError,
     record_status,
@@ -42,6 +48,15 @@ from connectors.errors import (
 from connectors.http import HttpPolicy, PageTokens
 from connectors.hubspot_api import HubSpotApi
 from connectors.hubspot_setup import ensure_schema
+from connectors.hubspot_web import (
+    EMAIL_KINDS,
+    HISTORY_PAGE,
+    HISTORY_PROPERTIES,
+    email_event,
+    history_events,
+    resume_token,
+    resumed,
+)
 from connectors.keys import guessed, modified_at, read_id, skip_reason
 from connectors.protocol import (
     FULL_LOAD,
@@ -60,13 +75,28 @@ from connectors.schema import OWNED_FIELDS, OWNER
 from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise
 from connectors.tally import Tally
 
-__all__ = ["BATCH_SIZE", "LIST_PAGE", "SEARCH_CAP", "SEARCH_PAGE", "HubSpotConnector"]
+__all__ = [
+    "BATCH_SIZE",
+    "EMAIL_EVENTS_PAGE",
+    "LIST_PAGE",
+    "SEARCH_CAP",
+    "SEARCH_PAGE",
+    "SOURCES",
+    "HubSpotConnector",
+]
 
 LIST_PAGE = 100
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000  # search answers no page past the 10,000th result
 BATCH_SIZE = 100
 _EVENTS_PAGE = 100
+EMAIL_EVENTS_PAGE = 1000
+# the names a pull's Summary gives its sources
+SOURCES = {
+    "events": "events API",
+    "history": "contact analytics property history",
+    "email": "email events API",
+}
 _OWNERS_PAGE = 500
 _ASSOCIATIONS_BATCH = 1000
 _FIND_CHUNK = 100
@@ -104,6 +134,8 @@ class HubSpotConnector:
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = HubSpotApi(settings, self.policy, host)
         self.search_cap = search_cap
+        self.events_api: bool | None = None  # whether the portal serves the events API (tier)
+        self._contact_of: dict[str, str | None] = {}  # lower-case email -> contact id
 
     @property
     def streams(self) -> Mapping[str, Stream]:
@@ -121,7 +153,9 @@ class HubSpotConnector:
         if stream.api == "owners":
             return self._owners(stream, cursor, tally)
         if stream.api == "events":
-            return self._events(stream, cursor, tally)
+            return self._web(stream, cursor, tally)
+        if stream.api == "email_events":
+            return self._email(stream, cursor, tally)
         if cursor.value is None or cursor.resume is not None:
             return self._full(stream, cursor, tally)
         return self._incremental(stream, cursor, tally)
@@ -242,16 +276,42 @@ class HubSpotConnector:
                     f"{seen.value}; search cannot page past them"
                 )
 
-    def _events(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
-        """Web and marketing events, oldest first, from the overlap window behind the cursor
-        (``occurredAfter`` is exclusive)."""
+    def _web(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Page views and form submissions: from the events API where the portal serves it,
+        else (its first page answered 403: the tier has no events API) from the contacts'
+        analytics property history. The answer is kept for the connector's next pulls."""
+        if self.events_api is not False:
+            pages = self._event_pages(cursor)
+            try:
+                first = next(pages)
+            except Forbidden:
+                self.events_api = False
+            else:
+                self.events_api = True
+                tally.source(SOURCES["events"])
+                yield from self._events(stream, cursor, chain([first], pages), tally)
+                return
+        tally.source(SOURCES["history"])
+        yield from self._history(stream, cursor, tally)
+
+    def _event_pages(self, cursor: Cursor) -> Iterator[dict[str, Any]]:
+        """Pages of the events API from the overlap window behind ``cursor`` (``occurredAfter``
+        is exclusive)."""
         since = cursor.overlap(self.settings.overlap)
-        cursor = replace(cursor, read_at=self.policy.now())
         after = None if since is None else (since - _MS).isoformat()
         fetch = partial(
             self.api.call, self.api.events.get_page, limit=_EVENTS_PAGE, occurred_after=after
         )
         for page, _ in _pages(fetch):
+            yield page
+
+    def _events(
+        self, stream: Stream, cursor: Cursor, pages: Iterable[dict[str, Any]], tally: Tally
+    ) -> Iterator[Item]:
+        """Events API records, oldest first, a checkpoint per page; those of the overlap window
+        come again marked ``reread``."""
+        cursor = replace(cursor, read_at=self.policy.now())
+        for page in pages:
             for item in _records(stream, page["results"], ("occurredAt",), tally):
                 if cursor.admits(item.modified_at, item.id):
                     cursor = cursor.advanced(item.modified_at, item.id)
@@ -259,6 +319,100 @@ class HubSpotConnector:
                 elif not cursor.delivered(item.modified_at, item.id):
                     yield replace(item, reread=True)
             yield Checkpoint(stream.name, cursor)
+
+    def _history(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Touches from contacts' analytics property history, 50 contacts a page. Contacts come
+        in id order, not by time: each page's checkpoint holds the list's place and the latest
+        time delivered (``resume``), the last one the latest time itself."""
+        after, seen = resumed(cursor.resume)
+        latest = Cursor(seen) if seen is not None and seen > (cursor.value or seen) else cursor
+        fetch = partial(
+            self.api.call,
+            self.api.objects.get_page,
+            "contacts",
+            limit=HISTORY_PAGE,
+            properties=["email"],
+            properties_with_history=list(HISTORY_PROPERTIES),
+        )
+        for page, token in _pages(fetch, after):
+            for contact in page["results"]:
+                self._remember(contact)
+                touches = _history_touches(contact, tally)
+                for item in _records(stream, touches, ("occurredAt",), tally):
+                    if cursor.admits(item.modified_at, item.id):
+                        latest = latest.advanced(item.modified_at, item.id)
+                        yield item
+            yield Checkpoint(stream.name, _place(cursor, latest, token))
+
+    def _email(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Marketing email opens, then clicks, since ``cursor`` from the email events API, each
+        joined to the contact whose email is the recipient's. The API promises no order, so each
+        page's checkpoint holds the type and offset read to and the latest time delivered."""
+        tally.source(SOURCES["email"])
+        place, seen = resumed(cursor.resume)
+        resumed_kind, _, offset = (place or "").partition(":")
+        latest = Cursor(seen) if seen is not None and seen > (cursor.value or seen) else cursor
+        since = None if cursor.value is None else int(cursor.value.timestamp() * 1000)
+        kinds = list(EMAIL_KINDS)
+        for kind in kinds[kinds.index(resumed_kind) if resumed_kind in kinds else 0 :]:
+            for page, token in self._email_pages(kind, since, offset or None):
+                joined = self._joined(page["events"], tally)
+                for item in _records(stream, joined, ("occurredAt",), tally):
+                    if cursor.admits(item.modified_at, item.id):
+                        latest = latest.advanced(item.modified_at, item.id)
+                        yield item
+                more = token if token is not None else _next_kind(kinds, kind)
+                yield Checkpoint(stream.name, _place(cursor, latest, more))
+            offset = ""
+
+    def _email_pages(
+        self, kind: str, since: int | None, offset: str | None
+    ) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """Pages of one email event type from ``offset``, each with the next page's place."""
+        tokens = PageTokens()
+        while True:
+            page = self.api.call(
+                self.api.email_events,
+                eventType=kind,
+                startTimestamp=since,
+                limit=EMAIL_EVENTS_PAGE,
+                offset=offset,
+            )
+            offset = tokens.next(page.get("offset")) if page.get("hasMore") else None
+            yield page, None if offset is None else f"{kind}:{offset}"
+            if offset is None:
+                return
+
+    def _joined(
+        self, events: Sequence[Mapping[str, Any]], tally: Tally
+    ) -> Iterator[dict[str, Any]]:
+        """Email events as touches of the contacts their recipients are (others skipped)."""
+        wanted = [e for e in events if e.get("type") in EMAIL_KINDS]
+        self._look_up([str(e.get("recipient") or "") for e in wanted])
+        for event in wanted:
+            contact = self._contact_of.get(str(event.get("recipient") or "").lower())
+            if contact is None:
+                tally.skip("email event of an address that is no contact")
+                continue
+            yield email_event(event, contact)
+
+    def _look_up(self, emails: Sequence[str]) -> None:
+        """Learn the contacts of emails not seen yet: batch reads by email, 100 a call."""
+        unknown = sorted({e.lower() for e in emails if e and e.lower() not in self._contact_of})
+        for chunk in chunked(unknown, _FIND_CHUNK):
+            self._contact_of |= dict.fromkeys(chunk)
+            inputs = [{"id": email} for email in chunk]
+            body = {"inputs": inputs, "idProperty": "email", "properties": ["email"]}
+            answer = self.api.call(self.api.batch.read, "contacts", body)
+            for contact in answer.get("results", []):
+                self._remember(contact)
+
+    def _remember(self, contact: Mapping[str, Any]) -> None:
+        """A contact's email, for joining email events to it."""
+        email = _properties_of(contact).get("email")
+        contact_id = read_id(contact.get("id"))
+        if email and contact_id is not None:
+            self._contact_of[str(email).lower()] = contact_id
 
     def _owners(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Every owner, active and archived (inactive users), read whole: those changed since
@@ -430,6 +584,16 @@ def _records(
         yield Record(stream.name, record_id, at, values, stamped + warnings)
 
 
+def _history_touches(contact: Mapping[str, Any], tally: Tally) -> Iterator[dict[str, Any]]:
+    """A contact's touches from its property history; a form whose page is past the kept
+    history cannot be typed, and is counted."""
+    for raw in history_events(contact):
+        if raw["eventType"] == "e_submitted_form" and not raw["properties"]["hs_url"]:
+            tally.skip("form submission whose page is past the page history")
+            continue
+        yield raw
+
+
 def _properties_of(raw: Mapping[str, Any]) -> Mapping[str, Any]:
     """A record's ``properties`` (empty when the object has none to give)."""
     props = raw.get("properties")
@@ -440,6 +604,20 @@ def _times(raw: Mapping[str, Any], *names: str, props: str | None = None) -> lis
     """(name, raw value) of a record's times, the property ``props`` first when given."""
     first = [(props, _properties_of(raw).get(props))] if props else []
     return [*first, *((name, raw.get(name)) for name in names)]
+
+
+def _place(start: Cursor, latest: Cursor, place: str | None) -> Cursor:
+    """A checkpoint of an unordered read: the starting bound and where the read stands while
+    there is more (``place``), the latest time delivered once it is done."""
+    if place is None:
+        return Cursor(latest.value, latest.ids)
+    return Cursor(start.value, start.ids, resume_token(place, latest.value))
+
+
+def _next_kind(kinds: Sequence[str], kind: str) -> str | None:
+    """The place of the next email event type's first page (None after the last)."""
+    at = kinds.index(kind) + 1
+    return f"{kinds[at]}:" if at < len(kinds) else None
 
 
 def _names(stream: Stream) -> list[str]:

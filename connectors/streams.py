@@ -145,7 +145,8 @@ class Stream:
     links: tuple[Link, ...] = ()
     merge_field: str | None = None  # Salesforce MasterRecordId / HubSpot hs_merged_object_ids
     writable: tuple[str, ...] = ()  # our fields write-back may set
-    api: Literal["objects", "events", "owners"] = "objects"  # which HubSpot API serves it
+    # which HubSpot API serves it ("events": web touches, whatever the tier; connectors/hubspot_web)
+    api: Literal["objects", "events", "email_events", "owners"] = "objects"
 
     def crm_fields(self, maps: Sequence[FieldMap] | None = None) -> list[str]:
         """The CRM fields the maps read, once each, in order."""
@@ -490,12 +491,26 @@ def _company_id(kind: Any, object_id: Any) -> str | None:
     return text(object_id) if kind == "COMPANY" else None
 
 
-def _closed(stage: Any) -> bool:
-    return stage in _CLOSED_STAGES
+def _closed(is_closed: Any, stage: Any) -> bool:
+    """HubSpot's ``hs_is_closed`` (from the stage's metadata, so custom pipelines with numeric
+    stage ids read right); the default pipeline's stage ids where a portal does not send it."""
+    return flag(is_closed) if is_closed not in (None, "") else stage in _CLOSED_STAGES
 
 
-def _won(stage: Any) -> bool:
-    return stage == "closedwon"
+def _won(is_won: Any, stage: Any) -> bool:
+    """HubSpot's ``hs_is_closed_won``; the default pipeline's "closedwon" where it is absent."""
+    return flag(is_won) if is_won not in (None, "") else stage == "closedwon"
+
+
+# a web or marketing email touch in the events API's shape (every source is handed on in it)
+_TOUCH_FIELDS = (
+    _map("type", ("eventType", "properties.hs_url"), _event_type),
+    _map("topic", ("eventType", "properties.hs_url"), _event_topic),
+    _map("occurred_at", "occurredAt", stamp),
+    _map("subject", "properties.hs_title"),
+    _map("person_id", ("objectType", "objectId"), _contact_id),
+    _map("account_id", ("objectType", "objectId"), _company_id),
+)
 
 
 def _engagement(name: str, kind: str, subject: str) -> Stream:
@@ -595,8 +610,8 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("amount", "amount", number),
                 _map("opened_at", "createdate", stamp),
                 _map("close_date", "closedate", day),
-                _map("is_closed", "dealstage", _closed),
-                _map("is_won", "dealstage", _won),
+                _map("is_closed", ("hs_is_closed", "dealstage"), _closed),
+                _map("is_won", ("hs_is_closed_won", "dealstage"), _won),
                 _map("owner_id", "hubspot_owner_id"),
             ),
             links=(Link("account_id", "companies", primary_type=5),),
@@ -607,22 +622,18 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
         _engagement("meetings", "meeting", "hs_meeting_title"),
         _engagement("notes", "note", "hs_note_body"),
         _engagement("tasks", "task", "hs_task_subject"),
-        Stream(
-            "events",
-            "activity",
-            "events",
-            "id",
-            "occurredAt",
-            (
-                _map("type", ("eventType", "properties.hs_url"), _event_type),
-                _map("topic", ("eventType", "properties.hs_url"), _event_topic),
-                _map("occurred_at", "occurredAt", stamp),
-                _map("subject", "properties.hs_title"),
-                _map("person_id", ("objectType", "objectId"), _contact_id),
-                _map("account_id", ("objectType", "objectId"), _company_id),
-            ),
-            constants={"owner_id": None},
-            api="events",
+        *(
+            Stream(
+                name,
+                "activity",
+                name,
+                "id",
+                "occurredAt",
+                _TOUCH_FIELDS,
+                constants={"owner_id": None},
+                api=api,
+            )
+            for name, api in (("events", "events"), ("email_events", "email_events"))
         ),
     )
 }

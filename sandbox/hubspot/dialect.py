@@ -1,7 +1,11 @@
 """The HubSpot dialect: routes of every API, private-app token auth, rate limits, faults.
 
-    with start_sandbox("hubspot", org, tier="professional") as crm:
+    with start_sandbox("hubspot", org, tier="professional", pipeline="custom") as crm:
         client = HubSpot(access_token=crm.token, host=crm.base_url, base_url=crm.base_url)
+
+Options: ``tier`` (starter, professional, enterprise, unlimited: rate limits, and whether the
+events API answers, limits.py) and ``pipeline`` (default, custom: the deals' pipeline,
+pipelines.py).
 
 (``base_url`` is what the client's raw ``api_request()`` helper uses.) Injected faults answer
 in HubSpot's shapes: a 429 with ``errorType: RATE_LIMIT`` (and ``Retry-After`` when the fault
@@ -20,6 +24,7 @@ from urllib.parse import unquote
 from sandbox.faults import Fault, FaultPlan
 from sandbox.http import Request, Response, Route
 from sandbox.hubspot.associations import AssociationRoutes
+from sandbox.hubspot.email_events import EmailEventRoutes, build_email_events
 from sandbox.hubspot.errors import (
     AUTH_MISSING,
     HubSpotError,
@@ -32,6 +37,7 @@ from sandbox.hubspot.limits import RateLimiter
 from sandbox.hubspot.merges import MergeRoutes
 from sandbox.hubspot.objects import ObjectRoutes
 from sandbox.hubspot.owners import OwnerRoutes
+from sandbox.hubspot.pipelines import PIPELINES, PipelineRoutes
 from sandbox.hubspot.properties import PropertyRoutes
 from sandbox.hubspot.store import Clock, PortalStore
 from sandbox.hubspot.writes import BatchRoutes
@@ -40,6 +46,7 @@ from sandbox.org import Org
 __all__ = ["DEFAULT_TIER", "HubSpotDialect", "make_dialect"]
 
 DEFAULT_TIER = "professional"
+_OPTIONS = ("tier", "country_spelling", "pipeline")
 _EXPIRED = "The OAuth token used to make this call expired 0 second(s) ago."
 _UNREADABLE = "Invalid input: the request's body or arguments could not be read"
 _LOG = logging.getLogger(__name__)
@@ -62,12 +69,20 @@ class HubSpotDialect:
         clock: Clock,
         tier: str = DEFAULT_TIER,
         country_spelling: str = "code",  # a rendering option: `sandbox.spellings`
+        pipeline: str = "default",
     ) -> None:
+        if pipeline not in PIPELINES:
+            raise ValueError(
+                f"unknown deal pipeline {pipeline!r}; expected one of {list(PIPELINES)}"
+            )
+        pipelines, deals_in = PIPELINES[pipeline]
         self.token = token
-        self.store = PortalStore(org, clock, country_spelling)
+        self.store = PortalStore(org, clock, country_spelling, deals_in)
         self.limiter = RateLimiter(tier, clock)
         self.owners = OwnerRoutes(org.users)
-        self.events = EventRoutes(build_events(org, self.store.merges))
+        self.events = EventRoutes(
+            build_events(org, self.store.merges), self.limiter.tier.events_api
+        )
         self._routes = [
             *BatchRoutes(self.store, faults).routes(),
             *ObjectRoutes(self.store, faults).routes(),
@@ -76,6 +91,8 @@ class HubSpotDialect:
             *PropertyRoutes(self.store).routes(),
             *self.owners.routes(),
             *self.events.routes(),
+            *EmailEventRoutes(build_email_events(org, self.store.merges)).routes(),
+            *PipelineRoutes(pipelines).routes(),
         ]
 
     def routes(self) -> list[Route]:
@@ -147,16 +164,9 @@ def make_dialect(
     org: Org, token: str, faults: FaultPlan, clock: Clock, **options: Any
 ) -> HubSpotDialect:
     """The dialect ``sandbox.service.start_sandbox("hubspot", ...)`` serves."""
-    unknown = set(options) - {"tier", "country_spelling"}
+    unknown = set(options) - set(_OPTIONS)
     if unknown:
         raise ValueError(
-            f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: tier, country_spelling"
+            f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: {', '.join(_OPTIONS)}"
         )
-    return HubSpotDialect(
-        org,
-        token,
-        faults,
-        clock,
-        tier=options.get("tier", DEFAULT_TIER),
-        country_spelling=options.get("country_spelling", "code"),
-    )
+    return HubSpotDialect(org, token, faults, clock, **options)

@@ -138,7 +138,10 @@ def object_spec(name: str) -> ObjectSpec | None:
 
 GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "companies": (("companyinformation", "Company information"),),
-    "contacts": (("contactinformation", "Contact information"),),
+    "contacts": (
+        ("contactinformation", "Contact information"),
+        ("analyticsinformation", "Web analytics history"),
+    ),
     "deals": (("dealinformation", "Deal information"),),
     "calls": (("callinformation", "Call information"),),
     "emails": (("emailinformation", "Email information"),),
@@ -417,6 +420,15 @@ PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
             read_only=True,
         ),
         *_DEFAULT_CONTACT,
+        # set by HubSpot's tracking code and forms (sandbox/hubspot/analytics.py)
+        *(
+            PropertySpec(name, label, kind, field, "analyticsinformation", read_only=True)
+            for name, label, kind, field in (
+                ("hs_analytics_last_url", "Last page seen", "string", "text"),
+                ("recent_conversion_event_name", "Recent Conversion", "string", "text"),
+                ("recent_conversion_date", "Recent Conversion Date", "datetime", "date"),
+            )
+        ),
     ),
     "deals": (
         *_common(_DEAL, "createdate", "hs_lastmodifieddate"),
@@ -427,6 +439,13 @@ PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
             "pipeline", "Pipeline", "enumeration", "select", _DEAL, (("default", "Sales Pipeline"),)
         ),
         PropertySpec("closedate", "Close Date", "datetime", "date", _DEAL),
+        # calculated from the deal stage's metadata (sandbox/hubspot/pipelines.py)
+        PropertySpec(
+            "hs_is_closed", "Is Deal Closed?", "bool", "booleancheckbox", _DEAL, read_only=True
+        ),
+        PropertySpec(
+            "hs_is_closed_won", "Is Closed Won", "bool", "booleancheckbox", _DEAL, read_only=True
+        ),
         PropertySpec(
             "hs_merged_object_ids",
             "Merged Deal IDs",
