@@ -230,6 +230,10 @@ class ModelSettings(BaseModel):
     `burst_gap_days`; the predictive model learns points for when the latest one started (one
     bin per `burst_bins_days` upper edge, older counts as none) and for how many activities it
     holds (see `scoring.bursts`).
+
+    A trained model replaces the current one only when it ranks the holdout better, its
+    calibration error is at most `max_promotion_ece`, and its tiers convert in rising order among
+    those holding at least `min_tier_rows` held-out rows (see `scoring.evaluation`).
     """
 
     model_config = SETTINGS_CONFIG
@@ -244,6 +248,8 @@ class ModelSettings(BaseModel):
     outcome_window_days: int = Field(90, gt=0)
     snapshot_every_days: int = Field(14, gt=0)
     holdout_days: int = Field(28, ge=0)
+    max_promotion_ece: float = Field(0.02, gt=0, le=1)
+    min_tier_rows: int = Field(100, gt=0)
     sdr_odds_ratio: float = Field(1.0, gt=0)
     ae_odds_ratio: float = Field(7.0, gt=0)
 
