@@ -337,8 +337,8 @@ def test_default_signal_catalog_covers_every_activity_type() -> None:
     signals = {s.activity: s for s in load_settings(env={}).signals}
     intents = {
         "high": {"demo_request", "pricing_page", "trial_signup", "contact_sales"},
-        "medium": {"webinar", "case_study", "product_page", "whitepaper", "meeting"},
-        "passive": {"blog_visit", "email_open", "email_click", "call", "email"},
+        "medium": {"webinar", "case_study", "product_page", "whitepaper"},
+        "passive": {"blog_visit", "email_open", "email_click"},
     }
     assert {
         intent: {a for a, s in signals.items() if s.intent == intent} for intent in intents
