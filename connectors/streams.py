@@ -25,6 +25,7 @@ __all__ = [
     "HUBSPOT_WEB_TOUCHES",
     "SALESFORCE_STREAMS",
     "SALESFORCE_TOUCHES",
+    "WRITTEN_BACK",
     "FieldMap",
     "Link",
     "Stream",
@@ -194,12 +195,27 @@ def _warning(m: FieldMap, raw: Sequence[Any], error: Exception) -> ValueWarning:
 
 
 _READ_BACK = ("disposition", "reason_code")
+# our written fields, pulled back so write-back diffs against what the CRM holds now (an edit by
+# hand is seen and repaired); read with these converters, text otherwise
+WRITTEN_BACK = (
+    *("score", "tier", "signals", "topic", "model_version", "scored_at"),
+    *("disqualification_reason", "matched_account_id"),
+)
+_OWNED_CONVERTERS: dict[str, Callable[..., Any]] = {"score": number, "scored_at": stamp}
 
 
 def _read_back(entity: Entity, crm: str) -> tuple[FieldMap, ...]:
     """Our own fields that sync reads back (what reps record: disposition, reason code)."""
     wanted = [f for f in OWNED_FIELDS if f.key in _READ_BACK and entity in f.entities]
     return tuple(_map(f.key, getattr(f, crm)) for f in wanted)
+
+
+def _written_back(entity: Entity, crm: str) -> tuple[FieldMap, ...]:
+    """The fields sync writes, read back as they stand in the CRM (they exist after set-up)."""
+    wanted = [f for f in OWNED_FIELDS if f.key in WRITTEN_BACK and entity in f.entities]
+    return tuple(
+        _map(f.key, getattr(f, crm), _OWNED_CONVERTERS.get(f.key, text)) for f in wanted
+    )
 
 
 def _writable(entity: Entity) -> tuple[str, ...]:
@@ -297,9 +313,11 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("owner_id", "OwnerId"),
                 _map("is_customer", "Type", lambda t: t in _CUSTOMER_TYPES),
                 _map("is_competitor", "Type", lambda t: t == "Competitor"),
+                _map("created_at", "CreatedDate", stamp),
             ),
             optional=(
                 *_read_back("account", "salesforce"),
+                *_written_back("account", "salesforce"),
                 _map("country", ("BillingCountryCode", "BillingCountry"), country),
             ),
             constants={"domain": None, "region": None},
@@ -324,6 +342,7 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
             ),
             optional=(
                 *_read_back("person", "salesforce"),
+                *_written_back("person", "salesforce"),
                 _map("country", ("CountryCode", "Country"), country),
             ),
             constants={"kind": "lead", "account_id": None},
@@ -568,7 +587,9 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("owner_id", "hubspot_owner_id"),
                 _map("is_customer", "lifecyclestage", lambda stage: stage == "customer"),
                 _map("is_competitor", "type", lambda kind: kind == "COMPETITOR"),
+                _map("created_at", "createdate", stamp),
                 *_read_back("account", "hubspot"),
+                *_written_back("account", "hubspot"),
             ),
             constants={"region": None},
             merge_field="hs_merged_object_ids",
@@ -593,6 +614,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("account_id", "associatedcompanyid"),
                 _map("owner_id", "hubspot_owner_id"),
                 *_read_back("person", "hubspot"),
+                *_written_back("person", "hubspot"),
             ),
             constants={"is_converted": False, "converted_account_id": None},
             merge_field="hs_merged_object_ids",

@@ -25,11 +25,12 @@ __all__ = [
     "SLA_STATUSES",
     "TABLES",
     "USER_ROLES",
+    "WRITE_STATUSES",
     "Account",
     "Activity",
     "AppendOnlyError",
     "Assignment",
-    "Cursor",
+    "CurrentScore",
     "Disposition",
     "NaiveDatetimeError",
     "Opportunity",
@@ -38,9 +39,11 @@ __all__ = [
     "SchemaMeta",
     "SchemaVersionError",
     "ScoreHistory",
+    "ScoringModelRow",
     "SlaClock",
     "StateError",
     "StoreOpenError",
+    "SyncCursor",
     "SyncRun",
     "UTCDateTime",
     "User",
@@ -68,7 +71,7 @@ class StoreOpenError(StateError):
     """The database URL is unsupported, or the database cannot be reached."""
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 PERSON_KINDS = ("lead", "contact")
 USER_ROLES = ("marketing", "sdr", "ae", "manager")
@@ -77,6 +80,8 @@ DISPOSITIONS = ("Accepted", "Rejected", "Recycled")
 RUN_STATUSES = ("running", "succeeded", "failed", "stopped")
 RUN_STAGES = ("pull", "match", "score", "route", "sla", "write")
 RUN_ACTIONS = ("pulled", "matched", "scored", "written", "skipped", "failed")
+# a write-ledger row: intended (before the push), then what the CRM answered
+WRITE_STATUSES = ("pending", "ok", "retriable", "permanent")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -133,6 +138,7 @@ class _Mirrored(SQLModel):
     crm_modified_at: datetime = Field(sa_type=UTCDateTime)
     is_deleted: bool = False
     synced_at: datetime = Field(sa_type=UTCDateTime)
+    merged_into: str | None = None  # the survivor, when the CRM merged this record into another
 
 
 class Account(_Mirrored, table=True):
@@ -155,6 +161,8 @@ class Account(_Mirrored, table=True):
     is_competitor: bool = False
     disposition: str | None = None
     reason_code: str | None = None
+    created_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    crm_owned: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # our fields, as pulled
 
 
 class Person(_Mirrored, table=True):
@@ -181,6 +189,9 @@ class Person(_Mirrored, table=True):
     match_rule: str | None = None
     match_confidence: float | None = None
     orphan_reason: str | None = None
+    disposition: str | None = None
+    reason_code: str | None = None
+    crm_owned: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # our fields, as pulled
 
 
 class Activity(_Mirrored, table=True):
@@ -327,33 +338,45 @@ class Disposition(SQLModel, table=True):
 
 
 class WriteLedger(SQLModel, table=True):
-    """The value we last wrote to one field of one CRM record, so unchanged values aren't resent."""
+    """The last write-back of one CRM record: the values intended, their hash, and the outcome.
+
+    Written with status "pending" before the push and settled after it ("ok", "retriable" or
+    "permanent" with the CRM's code and message), so a killed run knows what may be in flight.
+    """
 
     __tablename__ = "write_ledger"
+    __table_args__ = (_one_of("write_ledger", "status", WRITE_STATUSES),)
 
     object: str = Field(primary_key=True)
     record_id: str = Field(primary_key=True)
-    field: str = Field(primary_key=True)
-    value: str
-    written_at: datetime = Field(sa_type=UTCDateTime)
+    batch: str
+    values_hash: str
+    values: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    reasons: list[str] = Field(default_factory=list, sa_type=JSON)  # signal keys behind the text
+    status: str = "pending"
+    code: str | None = None
+    message: str | None = None
+    intended_at: datetime = Field(sa_type=UTCDateTime)
+    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     run_id: str | None = _run_fk()
 
 
-class Cursor(SQLModel, table=True):
-    """How far one object of one connector has been pulled.
+class SyncCursor(SQLModel, table=True):
+    """How far one object of one connector has been pulled (`connectors.protocol.Cursor`).
 
     `ids_at_value` lists the ids already seen at exactly `value`, so a `>= value` query
-    can drop them instead of losing records that share the last timestamp. `resume` is the
-    connector's page token of a full load stopped part way; `read_at` when the pull that saved
-    the cursor began reading, which bounds the overlap window the next pull reads again;
-    `archive_read_at` when HubSpot's recycle bin was last listed (`connectors.protocol.Cursor`).
+    can drop them instead of losing records that share the last timestamp; `value` is null
+    after a pull of an empty stream. `resume` is the connector's page token of a full load
+    stopped part way; `read_at` when the pull that saved the cursor began reading, which bounds
+    the overlap window the next pull reads again; `archive_read_at` when HubSpot's recycle bin
+    was last listed.
     """
 
     __tablename__ = "cursor"
 
     connector: str = Field(primary_key=True)
     object: str = Field(primary_key=True)
-    value: datetime = Field(sa_type=UTCDateTime)
+    value: datetime | None = Field(default=None, sa_type=UTCDateTime)
     ids_at_value: list[str] = Field(default_factory=list, sa_type=JSON)
     resume: str | None = Field(default=None, sa_type=Text)
     read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -381,6 +404,38 @@ class RunEvent(SQLModel, table=True):
     detail: str | None = None
 
 
+# --- the sync run's scoring state (issue 12) -----------------------------------------------
+
+
+class ScoringModelRow(SQLModel, table=True):
+    """A scoring model saved as JSON with its changelog; the promoted one scores."""
+
+    __tablename__ = "model"
+
+    version: str = Field(primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    document: str = Field(sa_type=Text)  # the model's JSON (`scoring.model.load_model`)
+    promoted: bool = False
+    changelog: list[str] = Field(default_factory=list, sa_type=JSON)
+    reason: str | None = Field(default=None, sa_type=Text)
+
+
+class CurrentScore(SQLModel, table=True):
+    """Each live account's latest computed score: one row an account, replaced every run."""
+
+    __tablename__ = "current_score"
+
+    account_id: str = Field(primary_key=True)
+    score: float
+    tier: str
+    model_version: str
+    scored_at: datetime = Field(sa_type=UTCDateTime)
+    disqualified_reason: str | None = None
+    topic: str | None = None
+    reasons: list[str] = Field(default_factory=list, sa_type=JSON)
+    run_id: str | None = _run_fk()
+
+
 class SchemaMeta(SQLModel, table=True):
     """The single row saying which schema version wrote this database."""
 
@@ -406,8 +461,10 @@ TABLES = tuple(
         SlaClock,
         Disposition,
         WriteLedger,
-        Cursor,
+        SyncCursor,
         RunEvent,
+        ScoringModelRow,
+        CurrentScore,
     )
 )
 

@@ -27,7 +27,6 @@ from sync.state import (
     TABLES,
     AppendOnlyError,
     Assignment,
-    Cursor,
     NaiveDatetimeError,
     RunEvent,
     SchemaMeta,
@@ -35,15 +34,13 @@ from sync.state import (
     ScoreHistory,
     StateError,
     StoreOpenError,
+    SyncCursor,
     SyncRun,
-    WriteLedger,
 )
 
 __all__ = ["Store", "canonical_value"]
 
 Rows = Iterable[Mapping[str, Any]]
-Changes = Mapping[str, Mapping[str, Any]]
-Changed = dict[str, dict[str, Any]]
 StatementFor = Callable[[tuple[str, ...]], Executable]
 
 _BATCH_SIZE = 5_000
@@ -168,24 +165,25 @@ class Store:
         excluded = {key: statement.excluded[key] for key in changing}
         return statement.on_conflict_do_update(index_elements=primary_key, set_=excluded)
 
-    def get_cursor(self, session: Session, connector: str, object: str) -> Cursor | None:
+    def get_cursor(self, session: Session, connector: str, object: str) -> SyncCursor | None:
         """The saved cursor of one object of one connector, or None before its first pull."""
-        return session.get(Cursor, (connector, object))
+        return session.get(SyncCursor, (connector, object))
 
     def set_cursor(
         self,
         session: Session,
         connector: str,
         object: str,
-        value: datetime,
+        value: datetime | None,
         ids_at_value: Iterable[str],
         now: datetime,
         resume: str | None = None,
         read_at: datetime | None = None,
         archive_read_at: datetime | None = None,
-    ) -> Cursor:
-        """Save a cursor in the caller's transaction, so it commits with the rows it covers."""
-        cursor = self.get_cursor(session, connector, object) or Cursor(
+    ) -> SyncCursor:
+        """Save a cursor in the caller's transaction, so it commits with the rows it covers (an
+        empty stream's cursor has no value yet)."""
+        cursor = self.get_cursor(session, connector, object) or SyncCursor(
             connector=connector, object=object, value=value, updated_at=now
         )
         cursor.value = value
@@ -296,46 +294,6 @@ class Store:
         current = _current_assignment(session, account_id)
         return None if current is None else current.owner_id
 
-    def ledger_diff(self, session: Session, object: str, updates: Changes) -> Changed:
-        """Keep only the fields whose value differs from what we last wrote, by record id.
-
-        Records with nothing left to write are dropped, so a rerun writes nothing unchanged.
-        """
-        written = _ledger_values(session, object, updates.keys())
-        changes: Changed = {}
-        for record_id, fields in updates.items():
-            changed = {
-                field: value
-                for field, value in fields.items()
-                if written.get((record_id, field)) != canonical_value(value)
-            }
-            if changed:
-                changes[record_id] = changed
-        return changes
-
-    def record_writes(
-        self,
-        session: Session,
-        object: str,
-        written: Changes,
-        written_at: datetime,
-        run_id: str | None = None,
-    ) -> int:
-        """Remember the values just written to the CRM, by record and field; return how many."""
-        rows = (
-            {
-                "object": object,
-                "record_id": record_id,
-                "field": field,
-                "value": canonical_value(value),
-                "written_at": written_at,
-                "run_id": run_id,
-            }
-            for record_id, fields in written.items()
-            for field, value in fields.items()
-        )
-        return self.upsert(session, WriteLedger, rows)
-
 
 def canonical_value(value: Any) -> str:
     """The text a written value is compared by: sorted JSON, UTC ISO datetimes, 80.0 == 80."""
@@ -440,17 +398,3 @@ def _current_assignment(session: Session, account_id: str) -> Assignment | None:
         Assignment.account_id == account_id, col(Assignment.ended_at).is_(None)
     )
     return session.exec(statement).first()
-
-
-def _ledger_values(
-    session: Session, object: str, record_ids: Iterable[str]
-) -> dict[tuple[str, str], str]:
-    """What we last wrote to records of `object`, by (record id, field)."""
-    values: dict[tuple[str, str], str] = {}
-    for chunk in _batches(record_ids, _IN_CHUNK):
-        statement = select(WriteLedger.record_id, WriteLedger.field, WriteLedger.value).where(
-            WriteLedger.object == object, col(WriteLedger.record_id).in_(chunk)
-        )
-        for record_id, field, value in session.exec(statement):
-            values[(record_id, field)] = value
-    return values

@@ -17,7 +17,6 @@ from sync import (
     Activity,
     AppendOnlyError,
     Assignment,
-    Cursor,
     Disposition,
     NaiveDatetimeError,
     Opportunity,
@@ -29,6 +28,7 @@ from sync import (
     SlaClock,
     Store,
     StoreOpenError,
+    SyncCursor,
     SyncRun,
     User,
     WriteLedger,
@@ -165,12 +165,18 @@ ROWS: dict[type[SQLModel], dict[str, Any]] = {
     WriteLedger: {
         "object": "Account",
         "record_id": ACCOUNT_ID,
-        "field": "Handoff_Score__c",
-        "value": "83",
-        "written_at": T0,
+        "batch": "b1",
+        "values_hash": "abc",
+        "values": {"score": 83},
+        "reasons": ["signal:pricing_page"],
+        "status": "permanent",
+        "code": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "message": "Choose a Reason Code",
+        "intended_at": T0,
+        "settled_at": T0,
         "run_id": RUN_ID,
     },
-    Cursor: {
+    SyncCursor: {
         "connector": "salesforce",
         "object": "Account",
         "value": T0,
@@ -441,36 +447,6 @@ def test_score_history_is_append_only(store: Store, change: Any) -> None:
     with store.session() as session:
         scores = sorted(row.score for row in session.exec(select(ScoreHistory)))
     assert scores == [20.0, 30.0, 55.0, 60.0, 85.0]
-
-
-def test_ledger_diff_keeps_only_changed_fields(store: Store) -> None:
-    _seed(store)
-    written = {"001A": {"Score__c": 80.0, "Tier__c": "ae", "Why__c": None, "Due__c": T0}}
-    with store.session() as session:
-        store.record_writes(session, "Account", written, written_at=T0, run_id=RUN_ID)
-    proposed = {
-        "001A": {
-            "Score__c": 80,
-            "Tier__c": "sdr",
-            "Why__c": "",
-            "Due__c": T0.astimezone(timezone(timedelta(hours=-5))),
-        },
-        "001B": {"Score__c": 12},
-    }
-    with store.session() as session:
-        changes = store.ledger_diff(session, "Account", proposed)
-    assert changes == {"001A": {"Tier__c": "sdr", "Why__c": ""}, "001B": {"Score__c": 12}}
-
-
-def test_ledger_diff_is_empty_after_the_changes_are_recorded(store: Store) -> None:
-    proposed = {"001A": {"Score__c": 80, "Tier__c": "ae"}, "001B": {"Score__c": 12}}
-    for written_at in (T0, T0 + timedelta(hours=1)):
-        with store.session() as session:
-            changes = store.ledger_diff(session, "Account", proposed)
-            store.record_writes(session, "Account", changes, written_at=written_at)
-    with store.session() as session:
-        assert store.ledger_diff(session, "Account", proposed) == {}
-    assert _count(store, WriteLedger) == 3
 
 
 def test_assignment_keeps_one_current_owner(store: Store) -> None:
