@@ -4,11 +4,15 @@ Each term's points become a sentence ("Visited pricing 3x in the last 7 days (+1
 Fintech (+8)"), strongest first; the latest intent burst's terms read as one ("Intent burst
 started 5 days ago, 12 activities (+9)"); a disqualified account gets only its rule ("Restricted
 country: disqualified"). The dominant content topic of recent intent is reported beside them.
+Each sentence keeps the key of its term, so two explanations compare by their reasons, not their
+words. ``dated`` words times as dates ("Visited pricing 3x since 21 Nov", "Intent burst since
+28 Nov"): text written to a CRM stays true as days pass, so a rescore need not rewrite it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -42,6 +46,7 @@ class Explanation:
     reasons: tuple[str, ...]
     topic: str | None
     model_version: str
+    keys: tuple[str, ...] = ()  # the term behind each reason ("signal:pricing_page", "burst")
 
     def summary(self, max_chars: int = TEXT_FIELD_CHARS) -> str:
         """The strongest reasons that fit a short text field, separated by `; `."""
@@ -53,7 +58,9 @@ class Explanation:
 
     def disqualified(self, rule: str) -> Explanation:
         """This account disqualified by `rule`: score 0 and the rule as the only reason."""
-        return replace(self, score=0, reasons=(f"{rule}: disqualified",))
+        return replace(
+            self, score=0, reasons=(f"{rule}: disqualified",), keys=(f"disqualified:{rule}",)
+        )
 
 
 def fit_text(sentences: tuple[str, ...], max_chars: int, separator: str) -> str:
@@ -105,31 +112,36 @@ def explain(
     rows: np.ndarray,
     model_version: str,
     counts: np.ndarray | None = None,
+    *,
+    dated: bool = False,
 ) -> list[Explanation]:
-    """Explanations of `rows`; `counts` (from `recent_counts`) says how often and how recently."""
+    """Explanations of `rows`; `counts` (from `recent_counts`) says how often and how recently;
+    `dated` words times as dates rather than ages."""
     scores = contributions.rounded()
-    return [
-        Explanation(
-            score=int(scores[row]),
-            reasons=_reasons(contributions, snapshot, int(row), counts),
-            topic=dominant_topic(snapshot, int(row)),
-            model_version=model_version,
+    found = []
+    for row in rows:
+        terms = _strongest(contributions, int(row))
+        found.append(
+            Explanation(
+                score=int(scores[row]),
+                reasons=tuple(
+                    f"{_phrase(contributions, snapshot, int(row), j, counts, dated)} "
+                    f"({_signed(points)})"
+                    for j, points in terms
+                ),
+                topic=dominant_topic(snapshot, int(row)),
+                model_version=model_version,
+                keys=tuple(contributions.terms[j].key for j, _ in terms),
+            )
         )
-        for row in rows
-    ]
+    return found
 
 
-def _reasons(
-    contributions: Contributions, snapshot: Snapshot, row: int, counts: np.ndarray | None
-) -> tuple[str, ...]:
-    """Sentences for the terms worth at least half a point, strongest first."""
+def _strongest(contributions: Contributions, row: int) -> list[tuple[int, float]]:
+    """(term, points) of the terms worth at least half a point, strongest first."""
     points = _bursts_merged(contributions.terms, contributions.points[row])
     order = np.argsort(-np.abs(points), kind="stable")
-    return tuple(
-        f"{_phrase(contributions, snapshot, row, j, counts)} ({_signed(points[j])})"
-        for j in order
-        if abs(points[j]) >= 0.5
-    )
+    return [(int(j), float(points[j])) for j in order if abs(points[j]) >= 0.5]
 
 
 def _bursts_merged(terms: tuple[Term, ...], points: np.ndarray) -> np.ndarray:
@@ -149,41 +161,65 @@ def _signed(points: float) -> str:
 
 
 def _phrase(
-    contributions: Contributions, snapshot: Snapshot, row: int, j: int, counts: np.ndarray | None
+    contributions: Contributions,
+    snapshot: Snapshot,
+    row: int,
+    j: int,
+    counts: np.ndarray | None,
+    dated: bool = False,
 ) -> str:
     """What term `j` says about the account at `row`."""
     term = contributions.terms[j]
     if term.kind == "level":
         return str(contributions.levels[term.key][row])
     if term.kind == "signal":
-        return _signal_phrase(term, snapshot, row, counts)
+        return _signal_phrase(term, snapshot, row, counts, dated)
     if term.kind == "burst":
-        return _burst_phrase(snapshot, row)
+        return _burst_phrase(snapshot, row, dated)
     if term.kind == "history":
         earlier = int(snapshot.opportunities[row])
         return f"{earlier} earlier opportunit{'y' if earlier == 1 else 'ies'}"
     return term.label
 
 
-def _signal_phrase(term: Term, snapshot: Snapshot, row: int, counts: np.ndarray | None) -> str:
-    """`Visited pricing 3x in the last 7 days`: the shortest window holding at least half of the
-    last 90 days' occurrences."""
+def _signal_phrase(
+    term: Term, snapshot: Snapshot, row: int, counts: np.ndarray | None, dated: bool = False
+) -> str:
+    """`Visited pricing 3x in the last 7 days` (dated: `since 21 Nov`): the shortest window
+    holding at least half of the last 90 days' occurrences."""
     if counts is None:
         return f"{term.label} recently"
     signal = snapshot.totals.catalog.index(term.key.split(":", 1)[1])
     per_window = counts[row, signal]
+    as_of_s = snapshot.as_of_s
     if per_window[-1] == 0:
-        return f"{term.label} more than {EXPLAIN_WINDOWS_DAYS[-1]} days ago"
+        days = EXPLAIN_WINDOWS_DAYS[-1]
+        if dated:
+            return f"{term.label} before {_day(as_of_s - days * DAY_SECONDS)}"
+        return f"{term.label} more than {days} days ago"
     window = int(np.argmax(per_window * 2 >= per_window[-1]))
     times = int(per_window[window])
     often = f" {times}x" if times > 1 else ""
-    return f"{term.label}{often} in the last {EXPLAIN_WINDOWS_DAYS[window]} days"
+    days = EXPLAIN_WINDOWS_DAYS[window]
+    if dated:
+        return f"{term.label}{often} since {_day(as_of_s - days * DAY_SECONDS)}"
+    return f"{term.label}{often} in the last {days} days"
 
 
-def _burst_phrase(snapshot: Snapshot, row: int) -> str:
-    """`Intent burst started 5 days ago, 12 activities`."""
+def _burst_phrase(snapshot: Snapshot, row: int, dated: bool = False) -> str:
+    """`Intent burst started 5 days ago, 12 activities` (dated: `Intent burst since 28 Nov`)."""
     totals = snapshot.totals
-    days = (totals.as_of_s - int(totals.burst_start_s[row])) // DAY_SECONDS
+    start_s = int(totals.burst_start_s[row])
     size = int(totals.burst_size[row])
+    activities = f"{size} activit{'y' if size == 1 else 'ies'}"
+    if dated:
+        return f"Intent burst since {_day(start_s)}, {activities}"
+    days = (totals.as_of_s - start_s) // DAY_SECONDS
     when = "today" if days == 0 else f"{days} day{'' if days == 1 else 's'} ago"
-    return f"Intent burst started {when}, {size} activit{'y' if size == 1 else 'ies'}"
+    return f"Intent burst started {when}, {activities}"
+
+
+def _day(epoch_s: int) -> str:
+    """A day as reps read it: `28 Nov`."""
+    moment = datetime.fromtimestamp(epoch_s, UTC)
+    return f"{moment.day} {moment:%b}"

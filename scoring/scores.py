@@ -35,10 +35,16 @@ class Scores:
     contributions: Contributions
 
     def explain(
-        self, snapshot: Snapshot, rows: np.ndarray, counts: np.ndarray | None = None
+        self,
+        snapshot: Snapshot,
+        rows: np.ndarray,
+        counts: np.ndarray | None = None,
+        *,
+        dated: bool = False,
     ) -> list[Explanation]:
-        """Explanations of `rows`; a disqualified account's names only its rule."""
-        found = explain(self.contributions, snapshot, rows, self.model_version, counts)
+        """Explanations of `rows`; a disqualified account's names only its rule; `dated` words
+        times as dates (for text written to a CRM)."""
+        found = explain(self.contributions, snapshot, rows, self.model_version, counts, dated=dated)
         reasons = self.disqualified_by.gather(rows).to_list()
         return [e if r is None else e.disqualified(r) for e, r in zip(found, reasons, strict=True)]
 
