@@ -1,0 +1,447 @@
+"""Tier, diff and write back: what each record should show, what a rep would notice, the push.
+
+An account gets its score, tier label, signals (the strongest reasons, one a line, worded with
+dates), topic, model version, scored-at and disqualification reason; a linked lead or contact
+gets its account link and the account's values. Only streams whose `writable` holds our fields
+are written (Salesforce: Account and Lead; a Contact carries none of our fields); converted
+leads never are. A record is written when a rep would notice: a new tier, a disqualification,
+another set of reasons (compared by their keys, not their words), another link, a score move of
+at least ``min_score_change``, another model; or when the CRM no longer holds what we last wrote
+(an edit by hand is repaired). The write ledger keeps one row per record: the values intended
+and their hash, written "pending" before the push and settled with the CRM's answer after it. A
+permanent rejection is not retried until the values change in a way a rep would notice; a
+retriable one is retried next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, col, delete, select
+
+from connectors.protocol import Connector, Update, WriteResult
+from connectors.streams import Stream
+from scoring.config import TierSettings
+from scoring.explain import LONG_TEXT_CHARS, fit_text
+from scoring.tiers import DISQUALIFIED, TIERS, tier_label
+from sync.scoring_state import Book
+from sync.state import Account, CurrentScore, Person, WriteLedger
+from sync.store import Store, canonical_value
+
+__all__ = [
+    "SIGNAL_LINES",
+    "AccountScore",
+    "Plan",
+    "Planned",
+    "PushOutcome",
+    "Target",
+    "account_scores",
+    "plan_writes",
+    "push_plan",
+    "record_scores",
+    "targets",
+    "tier_moves",
+]
+
+SIGNAL_LINES = 5  # reasons written to the signals field, strongest first
+LEDGER_BATCH = 2_000  # records per push call and ledger batch (the connector splits requests)
+_TIER_ORDER = {DISQUALIFIED: -1, **{key: rank for rank, key in enumerate(TIERS)}}
+
+
+@dataclass(frozen=True)
+class AccountScore:
+    """One account's score as it will be written and kept."""
+
+    account_id: str
+    score: int
+    tier: str  # tier key
+    values: Mapping[str, Any]  # our field -> value, as the CRM should hold it
+    reasons: tuple[str, ...]  # keys of the written reasons
+    sentences: tuple[str, ...]
+    topic: str | None
+    model_version: str
+    disqualified_reason: str | None
+
+
+def account_scores(book: Book, tiers: TierSettings, now: datetime) -> dict[str, AccountScore]:
+    """What every scored account should show, by account id; ``scored_at`` to the second."""
+    scored_at = now.replace(microsecond=0)
+    disqualified = book.scores.disqualified_by.to_list()
+    found = {}
+    for row, account_id in enumerate(book.account_ids):
+        explanation = book.explanations[row]
+        tier = str(book.scores.tier[row])
+        sentences = explanation.reasons[:SIGNAL_LINES]
+        values = {
+            "score": int(book.scores.score[row]),
+            "tier": tier_label(tier, tiers),
+            "signals": fit_text(sentences, LONG_TEXT_CHARS, "\n"),
+            "topic": explanation.topic,
+            "model_version": book.scores.model_version,
+            "scored_at": scored_at,
+            "disqualification_reason": disqualified[row],
+        }
+        found[account_id] = AccountScore(
+            account_id,
+            values["score"],
+            tier,
+            values,
+            explanation.keys[:SIGNAL_LINES],
+            sentences,
+            explanation.topic,
+            book.scores.model_version,
+            disqualified[row],
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one CRM record should hold, and what it holds now (our fields as pulled)."""
+
+    stream: str
+    entity: str
+    record_id: str
+    account_id: str
+    values: Mapping[str, Any]
+    reasons: tuple[str, ...]
+    held: Mapping[str, Any]
+
+
+def targets(
+    session: Session, streams: Mapping[str, Stream], scores: Mapping[str, AccountScore]
+) -> Iterator[Target]:
+    """Every record we write: scored accounts, then linked, unconverted people of each stream
+    that carries our fields."""
+    for stream in streams.values():
+        if "score" not in stream.writable:
+            continue
+        if stream.entity == "account":
+            yield from _account_targets(session, stream, scores)
+        elif stream.entity == "person":
+            yield from _person_targets(session, stream, scores)
+
+
+def _account_targets(
+    session: Session, stream: Stream, scores: Mapping[str, AccountScore]
+) -> Iterator[Target]:
+    held = session.exec(
+        select(Account.id, Account.crm_owned).where(col(Account.is_deleted).is_(False))
+    )
+    for account_id, owned in held:
+        score = scores.get(account_id)
+        if score is not None:
+            yield Target(
+                stream.name, "account", account_id, account_id, score.values, score.reasons, owned
+            )
+
+
+def _person_targets(
+    session: Session, stream: Stream, scores: Mapping[str, AccountScore]
+) -> Iterator[Target]:
+    statement = select(Person.id, Person.matched_account_id, Person.crm_owned).where(
+        col(Person.is_deleted).is_(False),
+        col(Person.is_converted).is_(False),
+        col(Person.matched_account_id).is_not(None),
+    )
+    kind = stream.constants.get("kind")
+    if kind is not None:
+        statement = statement.where(Person.kind == kind)
+    for person_id, account_id, owned in session.exec(statement):
+        score = scores.get(account_id)
+        if score is not None:
+            values = {"matched_account_id": account_id, **score.values}
+            yield Target(stream.name, "person", person_id, account_id, values, score.reasons, owned)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A record to write and why (new, repair, retry, tier, disqualification, ...)."""
+
+    target: Target
+    why: str
+
+
+@dataclass
+class Plan:
+    """The run's writes, and what it left alone."""
+
+    writes: list[Planned] = field(default_factory=list)
+    unchanged: int = 0
+    held_back: list[tuple[Target, str]] = field(default_factory=list)  # (target, CRM code)
+
+    def fields(self) -> dict[str, int]:
+        """How many planned writes set each field."""
+        counts: dict[str, int] = {}
+        for planned in self.writes:
+            for key in planned.target.values:
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def plan_writes(session: Session, found: Iterable[Target], min_score_change: int) -> Plan:
+    """Diff each target against what the CRM holds and the write ledger."""
+    plan = Plan()
+    ledgers: dict[str, dict[str, WriteLedger]] = {}
+    for target in found:
+        if target.stream not in ledgers:
+            ledgers[target.stream] = _ledger(session, target.stream)
+        last = ledgers[target.stream].get(target.record_id)
+        why = _why(target, last, min_score_change)
+        if why is not None:
+            plan.writes.append(Planned(target, why))
+        elif last is not None and last.status == "permanent":
+            plan.held_back.append((target, last.code or "rejected"))
+        else:
+            plan.unchanged += 1
+    return plan
+
+
+def _ledger(session: Session, stream: str) -> dict[str, WriteLedger]:
+    rows = session.exec(select(WriteLedger).where(WriteLedger.object == stream))
+    return {row.record_id: row for row in rows}
+
+
+def _why(target: Target, last: WriteLedger | None, min_score_change: int) -> str | None:
+    """Why the record must be written now, or None."""
+    if last is None:
+        return None if _holds(target.held, target.values) else "new"
+    if last.status == "retriable" or (
+        last.status == "pending" and not _holds(target.held, last.values)
+    ):
+        return "retry"
+    if last.status != "permanent" and not _holds(target.held, last.values):
+        return "repair"
+    return _noticed(target, last, min_score_change)
+
+
+def _noticed(target: Target, last: WriteLedger, min_score_change: int) -> str | None:
+    """What a rep would notice between the last written values and the new ones."""
+    new, old = target.values, last.values
+    for key, why in (
+        ("tier", "tier"),
+        ("disqualification_reason", "disqualification"),
+        ("matched_account_id", "link"),
+        ("model_version", "model"),
+    ):
+        if canonical_value(new.get(key)) != canonical_value(old.get(key)):
+            return why
+    if set(target.reasons) != set(last.reasons):
+        return "signals"
+    if abs(float(new["score"]) - float(old.get("score") or 0)) >= max(min_score_change, 1):
+        return "score"
+    return None
+
+
+def _holds(held: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    """Whether the CRM holds every one of ``values`` (compared as canonical text)."""
+    return all(canonical_value(held.get(k)) == canonical_value(v) for k, v in values.items())
+
+
+def values_hash(values: Mapping[str, Any]) -> str:
+    """A short hash of the values of one write."""
+    return hashlib.sha256(canonical_value(values).encode()).hexdigest()[:16]
+
+
+@dataclass
+class PushOutcome:
+    """What the push did, record by record."""
+
+    written: list[Planned] = field(default_factory=list)
+    failed: list[tuple[Planned, WriteResult]] = field(default_factory=list)
+    calls: int = 0
+
+
+def push_plan(
+    store: Store,
+    connector: Connector,
+    plan: Plan,
+    run_id: str,
+    now: datetime,
+    progress: Callable[[int], None] | None = None,
+) -> PushOutcome:
+    """Push the planned writes in ledger batches: intent committed before each push, outcome
+    after. `BudgetExhausted` propagates with the batch left pending (resent next run)."""
+    outcome = PushOutcome()
+    for number, batch in enumerate(_batches(plan.writes, LEDGER_BATCH)):
+        batch_id = f"{run_id}:{number}"
+        with store.session() as session:
+            _intend(store, session, batch, batch_id, run_id, now)
+        results = _push(connector, batch)
+        with store.session() as session:
+            _settle(store, session, batch, results, now, outcome)
+        if progress is not None:
+            progress(len(batch))
+    return outcome
+
+
+def _batches(items: Sequence[Planned], size: int) -> Iterator[list[Planned]]:
+    """Consecutive batches of one stream each, of up to ``size`` records."""
+    by_stream: dict[str, list[Planned]] = {}
+    for planned in items:
+        by_stream.setdefault(planned.target.stream, []).append(planned)
+    for group in by_stream.values():
+        iterator = iter(group)
+        while batch := list(islice(iterator, size)):
+            yield batch
+
+
+def _intend(
+    store: Store,
+    session: Session,
+    batch: Sequence[Planned],
+    batch_id: str,
+    run_id: str,
+    now: datetime,
+) -> None:
+    """The ledger rows of a batch about to be pushed, status pending."""
+    rows = [
+        {
+            "object": p.target.stream,
+            "record_id": p.target.record_id,
+            "batch": batch_id,
+            "values_hash": values_hash(p.target.values),
+            "values": _plain(p.target.values),
+            "reasons": list(p.target.reasons),
+            "status": "pending",
+            "code": None,
+            "message": None,
+            "intended_at": now,
+            "settled_at": None,
+            "run_id": run_id,
+        }
+        for p in batch
+    ]
+    store.upsert(session, WriteLedger, rows)
+
+
+def _push(connector: Connector, batch: Sequence[Planned]) -> list[WriteResult]:
+    """One push call for a batch of one stream."""
+    updates = [Update(p.target.record_id, dict(p.target.values)) for p in batch]
+    return connector.push(batch[0].target.stream, updates)
+
+
+def _settle(
+    store: Store,
+    session: Session,
+    batch: Sequence[Planned],
+    results: Sequence[WriteResult],
+    now: datetime,
+    outcome: PushOutcome,
+) -> None:
+    """Each record's answer into the ledger; the outcome gathers what landed and what failed."""
+    rows = []
+    for planned, result in zip(batch, results, strict=True):
+        rows.append(
+            {
+                "object": planned.target.stream,
+                "record_id": planned.target.record_id,
+                "status": result.status,
+                "code": result.code,
+                "message": result.message,
+                "settled_at": now,
+            }
+        )
+        if result.ok:
+            outcome.written.append(planned)
+        else:
+            outcome.failed.append((planned, result))
+    _update_ledger(session, rows)
+
+
+def _update_ledger(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Settle ledger rows in bulk by (object, record id)."""
+    table = WriteLedger.__table__  # type: ignore[attr-defined]
+    statement = (
+        update(table)
+        .where(table.c.object == bindparam("b_object"), table.c.record_id == bindparam("b_id"))
+        .values(
+            status=bindparam("status"),
+            code=bindparam("code"),
+            message=bindparam("message"),
+            settled_at=bindparam("settled_at"),
+        )
+    )
+    params = [
+        {k: v for k, v in row.items() if k not in ("object", "record_id")}
+        | {"b_object": row["object"], "b_id": row["record_id"]}
+        for row in rows
+    ]
+    if params:
+        session.connection().execute(statement, params)
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values as the ledger's JSON keeps them."""
+    return dict(json.loads(canonical_value(dict(values))))
+
+
+def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[int, int, int]:
+    """(up, down, new) tier changes against the current-score table."""
+    before = dict(session.exec(select(CurrentScore.account_id, CurrentScore.tier)).all())
+    up = down = new = 0
+    for account_id, score in scores.items():
+        old = before.get(account_id)
+        if old is None:
+            new += 1
+        elif _TIER_ORDER[score.tier] > _TIER_ORDER.get(old, -1):
+            up += 1
+        elif _TIER_ORDER[score.tier] < _TIER_ORDER.get(old, -1):
+            down += 1
+    return up, down, new
+
+
+def record_scores(
+    store: Store,
+    session: Session,
+    scores: Mapping[str, AccountScore],
+    written: Iterable[Planned],
+    now: datetime,
+    run_id: str,
+) -> int:
+    """Replace the current-score table; append score history for accounts written this run."""
+    current = [
+        {
+            "account_id": s.account_id,
+            "score": s.score,
+            "tier": s.tier,
+            "model_version": s.model_version,
+            "scored_at": now,
+            "disqualified_reason": s.disqualified_reason,
+            "topic": s.topic,
+            "reasons": list(s.reasons),
+            "run_id": run_id,
+        }
+        for s in scores.values()
+    ]
+    store.upsert(session, CurrentScore, current)
+    gone = select(Account.id).where(col(Account.is_deleted).is_(True))
+    session.exec(delete(CurrentScore).where(col(CurrentScore.account_id).in_(gone)))
+    accounts = {p.target.account_id for p in written if p.target.entity == "account"}
+    history = [
+        {
+            "account_id": account_id,
+            "scored_at": now,
+            "score": scores[account_id].score,
+            "tier": scores[account_id].tier,
+            "model_version": scores[account_id].model_version,
+            "disqualified_reason": scores[account_id].disqualified_reason,
+            "topic": scores[account_id].topic,
+            "contributions": [
+                {"key": key, "reason": sentence}
+                for key, sentence in zip(
+                    scores[account_id].reasons, scores[account_id].sentences, strict=False
+                )
+            ],
+            "run_id": run_id,
+        }
+        for account_id in sorted(accounts)
+    ]
+    return store.append_scores(session, history)
