@@ -82,7 +82,7 @@ def account_scores(book: Book, tiers: TierSettings, now: datetime) -> dict[str, 
         values = {
             "score": int(book.scores.score[row]),
             "tier": tier_label(tier, tiers),
-            "signals": fit_text(sentences, LONG_TEXT_CHARS, "\n"),
+            "signals": fit_text(sentences, LONG_TEXT_CHARS, "\n") or None,  # "" reads back None
             "topic": explanation.topic,
             "model_version": book.scores.model_version,
             "scored_at": scored_at,
@@ -256,7 +256,6 @@ class PushOutcome:
 
     written: list[Planned] = field(default_factory=list)
     failed: list[tuple[Planned, WriteResult]] = field(default_factory=list)
-    calls: int = 0
 
 
 def push_plan(
@@ -265,11 +264,12 @@ def push_plan(
     plan: Plan,
     run_id: str,
     now: datetime,
+    outcome: PushOutcome,
     progress: Callable[[int], None] | None = None,
-) -> PushOutcome:
+) -> None:
     """Push the planned writes in ledger batches: intent committed before each push, outcome
-    after. `BudgetExhausted` propagates with the batch left pending (resent next run)."""
-    outcome = PushOutcome()
+    after, gathered in ``outcome`` as it comes. `BudgetExhausted` propagates with the batch in
+    flight left pending (resent next run, with the same values)."""
     for number, batch in enumerate(_batches(plan.writes, LEDGER_BATCH)):
         batch_id = f"{run_id}:{number}"
         with store.session() as session:
@@ -279,7 +279,6 @@ def push_plan(
             _settle(store, session, batch, results, now, outcome)
         if progress is not None:
             progress(len(batch))
-    return outcome
 
 
 def _batches(items: Sequence[Planned], size: int) -> Iterator[list[Planned]]:

@@ -1,0 +1,353 @@
+"""One sync run, CRM to CRM: a plain function of its inputs (settings, connector, store, now).
+
+    report = run_sync(config, connector, store, now)
+
+Stages are small functions over the state database, run in order, each timed into
+``report.stages``: mirror -> link -> score -> tier -> diff -> write, then the run log. Routing
+and SLA stages slot in by adding to `STAGES`. Nothing here reads the clock, the environment or
+the process: the CLI, a scheduler or a queue worker calls it the same way. An API budget that
+runs out stops the run cleanly (status "stopped"); what was committed stays, and the next run
+resumes from the saved cursors and the pending ledger rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+from connectors.errors import BudgetExhausted
+from connectors.protocol import Connector
+from sync.config import MatchingSettings
+from sync.linking import LinkCounts, link_people
+from sync.mirror import StreamPull, mirror_stream
+from sync.scoring_state import Book, ScoringSetup, score_book
+from sync.store import Store
+from sync.writeback import (
+    AccountScore,
+    Plan,
+    PushOutcome,
+    account_scores,
+    plan_writes,
+    push_plan,
+    record_scores,
+    targets,
+    tier_moves,
+)
+
+__all__ = ["EXIT_CODES", "STAGES", "RunConfig", "RunReport", "run_sync"]
+
+# `handoff sync` exit codes, by what became of the run
+EXIT_CODES = {"ok": 0, "failed": 1, "partial": 2, "stopped": 3, "locked": 4}
+SAMPLE_ROWS = 10
+Progress = Callable[[str, int, int | None], None]  # (stage, done, total or None)
+_EVENT_STAGE = {"mirror": "pull", "link": "match", "write": "write"}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run needs from the settings (built by the shell, which owns `Settings`)."""
+
+    scoring: ScoringSetup
+    matching: MatchingSettings
+    min_score_change: int = 3
+
+
+@dataclass
+class RunReport:
+    """What one run did, for the run log, the CLI and daily roll-ups."""
+
+    run_id: str
+    crm: str
+    started_at: datetime
+    full: bool = False
+    dry_run: bool = False
+    status: str = "running"
+    error: str | None = None
+    pulled: dict[str, dict[str, int]] = field(default_factory=dict)
+    link: LinkCounts = field(default_factory=LinkCounts)
+    model_version: str | None = None
+    model_kind: str | None = None
+    scored: int = 0
+    tiers: dict[str, int] = field(default_factory=dict)
+    tier_up: int = 0
+    tier_down: int = 0
+    planned: int = 0
+    planned_fields: dict[str, int] = field(default_factory=dict)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    written: dict[str, int] = field(default_factory=dict)
+    unchanged: int = 0
+    held_back: int = 0
+    failed: list[dict[str, str | None]] = field(default_factory=list)
+    api_calls: int = 0
+    budget_left: int | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> str:
+        """ok, partial (some records failed), stopped (API budget) or failed."""
+        if self.status in ("failed", "stopped"):
+            return self.status
+        return "partial" if self.failed else "ok"
+
+    @property
+    def exit_code(self) -> int:
+        """The documented exit code of `handoff sync` for this run."""
+        return EXIT_CODES[self.outcome]
+
+    def counts(self) -> dict[str, int]:
+        """Flat integer figures, the form the run log keeps and roll-ups sum."""
+        figures: dict[str, int] = {
+            "linked": self.link.linked,
+            "review": self.link.review,
+            "scored": self.scored,
+            "tier_up": self.tier_up,
+            "tier_down": self.tier_down,
+            "planned": self.planned,
+            "written": sum(self.written.values()),
+            "unchanged": self.unchanged,
+            "held_back": self.held_back,
+            "failed": len(self.failed),
+            "api_calls": self.api_calls,
+            "dry_run": int(self.dry_run),
+        }
+        if self.budget_left is not None:
+            figures["budget_left"] = self.budget_left
+        for stream, pulled in self.pulled.items():
+            figures |= {f"pulled.{stream}.{key}": value for key, value in pulled.items()}
+        figures |= {f"orphans.{reason}": n for reason, n in self.link.orphans.items()}
+        figures |= {f"tier.{tier}": n for tier, n in self.tiers.items()}
+        figures |= {f"written.{stream}": n for stream, n in self.written.items()}
+        figures |= {f"ms.{stage}": round(s * 1000) for stage, s in self.stages.items()}
+        return figures
+
+
+@dataclass
+class _Run:
+    """One run's inputs and what its stages hand each other."""
+
+    config: RunConfig
+    connector: Connector
+    store: Store
+    now: datetime
+    report: RunReport
+    progress: Progress | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    book: Book | None = None
+    scores: dict[str, AccountScore] = field(default_factory=dict)
+    plan: Plan = field(default_factory=Plan)
+    outcome: PushOutcome = field(default_factory=PushOutcome)
+
+    def event(
+        self, stage: str, action: str, obj: str, record: str, reason: str, detail: Any = None
+    ) -> None:
+        """A per-record line of the run log."""
+        self.events.append(
+            {
+                "at": self.now,
+                "stage": _EVENT_STAGE[stage],
+                "object": obj,
+                "record_id": record,
+                "action": action,
+                "reason": reason,
+                "detail": detail,
+            }
+        )
+
+    def tick(self, stage: str, done: int, total: int | None = None) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
+
+
+def _mirror(run: _Run) -> None:
+    """Pull every stream since its cursor into the mirror."""
+    for number, stream in enumerate(run.connector.streams):
+        pulled = mirror_stream(
+            run.store,
+            run.connector,
+            stream,
+            run.now,
+            full=run.report.full,
+            move_cursor=not run.report.dry_run,
+        )
+        run.report.pulled[stream] = _pulled_figures(pulled)
+        for e in pulled.events:
+            run.event("mirror", e.action, e.object, e.record_id, e.reason)
+        run.tick("mirror", number + 1, len(run.connector.streams))
+
+
+def _pulled_figures(pulled: StreamPull) -> dict[str, int]:
+    summary = pulled.summary
+    return {
+        "records": summary.records if summary else pulled.stored,
+        "tombstones": pulled.tombstones,
+        "stored": pulled.stored,
+        "reread_skipped": pulled.reread_skipped,
+        "skipped": sum(pulled.skipped.values()),
+        "calls": summary.calls if summary else 0,
+    }
+
+
+def _link(run: _Run) -> None:
+    """Link every live person to its account, or say why not."""
+    with run.store.session() as session:
+        run.report.link = link_people(session, run.config.matching)
+    for person, old, new in run.report.link.relinked:
+        run.event("link", "matched", "person", person, f"relinked from {old} to {new}")
+
+
+def _score(run: _Run) -> None:
+    """Score and explain every live account with the current model."""
+    with run.store.session() as session:
+        run.book = score_book(session, run.config.scoring, run.now)
+    run.report.scored = len(run.book.account_ids)
+    run.report.model_version = run.book.scores.model_version
+    run.report.model_kind = run.book.model_kind
+
+
+def _tier(run: _Run) -> None:
+    """What each account should show, tiers counted, moves against the last run."""
+    assert run.book is not None
+    run.scores = account_scores(run.book, run.config.scoring.tiers, run.now)
+    for score in run.scores.values():
+        label = str(score.values["tier"])
+        run.report.tiers[label] = run.report.tiers.get(label, 0) + 1
+    with run.store.session() as session:
+        run.report.tier_up, run.report.tier_down, _ = tier_moves(session, run.scores)
+
+
+def _diff(run: _Run) -> None:
+    """Plan the writes a rep would notice, against the CRM's values and the ledger."""
+    with run.store.session() as session:
+        found = targets(session, run.connector.streams, run.scores)
+        run.plan = plan_writes(session, found, run.config.min_score_change)
+    report = run.report
+    report.planned, report.unchanged = len(run.plan.writes), run.plan.unchanged
+    report.held_back = len(run.plan.held_back)
+    report.planned_fields = run.plan.fields()
+    report.sample = [_sample(p.target, p.why) for p in run.plan.writes[:SAMPLE_ROWS]]
+    for target, code in run.plan.held_back:
+        run.event("write", "skipped", target.stream, target.record_id, f"rejected before: {code}")
+
+
+def _sample(target: Any, why: str) -> dict[str, Any]:
+    values = target.values
+    return {
+        "object": target.stream,
+        "id": target.record_id,
+        "why": why,
+        "score": values.get("score"),
+        "tier": values.get("tier"),
+    }
+
+
+def _write(run: _Run) -> None:
+    """Push the plan (not in a dry run); keep score history for what was written."""
+    if run.report.dry_run:
+        return
+    total = len(run.plan.writes)
+    done = 0
+
+    def advanced(count: int) -> None:
+        nonlocal done
+        done += count
+        run.tick("write", done, total)
+
+    try:
+        push_plan(
+            run.store, run.connector, run.plan, run.report.run_id, run.now, run.outcome, advanced
+        )
+    finally:
+        _settled(run)
+
+
+def _settled(run: _Run) -> None:
+    """Score history and current scores, and the per-record lines of what was written."""
+    with run.store.session() as session:
+        record_scores(
+            run.store, session, run.scores, run.outcome.written, run.now, run.report.run_id
+        )
+    for planned in run.outcome.written:
+        stream = planned.target.stream
+        run.report.written[stream] = run.report.written.get(stream, 0) + 1
+        run.event("write", "written", stream, planned.target.record_id, planned.why)
+    for planned, result in run.outcome.failed:
+        failure = {
+            "object": planned.target.stream,
+            "id": planned.target.record_id,
+            "status": result.status,
+            "code": result.code,
+            "message": result.message,
+        }
+        run.report.failed.append(failure)
+        run.event(
+            "write", "failed", planned.target.stream, planned.target.record_id,
+            result.code or result.status, result.message,
+        )  # fmt: skip
+
+
+Stage = Callable[[_Run], None]
+STAGES: tuple[tuple[str, Stage], ...] = (
+    ("mirror", _mirror),
+    ("link", _link),
+    ("score", _score),
+    ("tier", _tier),
+    ("diff", _diff),
+    ("write", _write),
+)
+
+
+def run_sync(
+    config: RunConfig,
+    connector: Connector,
+    store: Store,
+    now: datetime,
+    *,
+    full: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+) -> RunReport:
+    """One run from the CRM to the CRM; the report says what it did and how it ended."""
+    report = RunReport(run_id or uuid4().hex, connector.crm, now, full=full, dry_run=dry_run)
+    run = _Run(config, connector, store, now, report, progress)
+    calls_before = connector.usage().calls
+    with store.session() as session:
+        store.record_run_start(session, connector.crm, now, report.run_id)
+    try:
+        for name, stage in STAGES:
+            _timed(report.stages, name, lambda stage=stage: stage(run))
+        report.status = "succeeded"
+    except BudgetExhausted as stop:
+        report.status, report.error = "stopped", str(stop)
+    except Exception as error:
+        report.status, report.error = "failed", f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        _timed(report.stages, "log", lambda: _log(run, calls_before))
+    return report
+
+
+def _timed(stages: dict[str, float], name: str, work: Callable[[], None]) -> None:
+    """Run one stage and record its seconds (even when it raises)."""
+    started = time.perf_counter()
+    try:
+        work()
+    finally:
+        stages[name] = time.perf_counter() - started
+
+
+def _log(run: _Run, calls_before: int) -> None:
+    """The run's figures and per-record lines into the run log."""
+    usage = run.connector.usage()
+    report = run.report
+    report.api_calls, report.budget_left = usage.calls - calls_before, usage.budget_left
+    with run.store.session() as session:
+        run.store.add_events(session, report.run_id, run.events)
+        finished = run.now + timedelta(seconds=sum(report.stages.values()))
+        run.store.record_run_finish(
+            session, report.run_id, finished, report.status, report.counts(), report.error
+        )
