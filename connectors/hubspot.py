@@ -627,6 +627,9 @@ def _names(stream: Stream) -> list[str]:
 
 
 def _property(stream: Stream, field: str) -> str:
+    """The one HubSpot property behind our field ``field`` (``id``: the record's id)."""
+    if field == "id":
+        return stream.primary_key
     for m in stream.fields:
         if m.ours == field and len(m.theirs) == 1:
             return m.theirs[0]

@@ -433,7 +433,9 @@ def _reread(item: Record | Tombstone) -> Record | Tombstone:
 
 
 def _column(stream: Stream, maps: Sequence[FieldMap], field: str) -> str:
-    """The one Salesforce field behind our field ``field``."""
+    """The one Salesforce field behind our field ``field`` (``id``: the record's id)."""
+    if field == "id":
+        return stream.primary_key
     for m in maps:
         if m.ours == field and len(m.theirs) == 1:
             return m.theirs[0]

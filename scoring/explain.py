@@ -47,6 +47,7 @@ class Explanation:
     topic: str | None
     model_version: str
     keys: tuple[str, ...] = ()  # the term behind each reason ("signal:pricing_page", "burst")
+    points: tuple[float, ...] = ()  # what each reason adds
 
     def summary(self, max_chars: int = TEXT_FIELD_CHARS) -> str:
         """The strongest reasons that fit a short text field, separated by `; `."""
@@ -59,7 +60,11 @@ class Explanation:
     def disqualified(self, rule: str) -> Explanation:
         """This account disqualified by `rule`: score 0 and the rule as the only reason."""
         return replace(
-            self, score=0, reasons=(f"{rule}: disqualified",), keys=(f"disqualified:{rule}",)
+            self,
+            score=0,
+            reasons=(f"{rule}: disqualified",),
+            keys=(f"disqualified:{rule}",),
+            points=(0.0,),
         )
 
 
@@ -132,6 +137,7 @@ def explain(
                 topic=dominant_topic(snapshot, int(row)),
                 model_version=model_version,
                 keys=tuple(contributions.terms[j].key for j, _ in terms),
+                points=tuple(points for _, points in terms),
             )
         )
     return found

@@ -211,7 +211,8 @@ def _score(run: _Run) -> None:
 def _tier(run: _Run) -> None:
     """What each account should show, tiers counted, moves against the last run."""
     assert run.book is not None
-    run.scores = account_scores(run.book, run.config.scoring.tiers, run.now)
+    config = run.config
+    run.scores = account_scores(run.book, config.scoring.tiers, run.now, config.min_score_change)
     for score in run.scores.values():
         label = str(score.values["tier"])
         run.report.tiers[label] = run.report.tiers.get(label, 0) + 1

@@ -29,10 +29,10 @@ from sqlmodel import Session, col, delete, select
 from connectors.protocol import Connector, Update, WriteResult
 from connectors.streams import Stream
 from scoring.config import TierSettings
-from scoring.explain import LONG_TEXT_CHARS, fit_text
+from scoring.explain import LONG_TEXT_CHARS, Explanation, fit_text
 from scoring.tiers import DISQUALIFIED, TIERS, tier_label
 from sync.scoring_state import Book
-from sync.state import Account, CurrentScore, Person, WriteLedger
+from sync.state import Account, CurrentScore, Person, ScoreHistory, WriteLedger
 from sync.store import Store, canonical_value
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "plan_writes",
     "push_plan",
     "record_scores",
+    "score_history",
     "targets",
     "tier_moves",
 ]
@@ -63,15 +64,23 @@ class AccountScore:
     score: int
     tier: str  # tier key
     values: Mapping[str, Any]  # our field -> value, as the CRM should hold it
-    reasons: tuple[str, ...]  # keys of the written reasons
+    reasons: tuple[str, ...]  # keys of the written reasons a rep would notice change
     sentences: tuple[str, ...]
     topic: str | None
     model_version: str
     disqualified_reason: str | None
+    explanation: Explanation
 
 
-def account_scores(book: Book, tiers: TierSettings, now: datetime) -> dict[str, AccountScore]:
-    """What every scored account should show, by account id; ``scored_at`` to the second."""
+def account_scores(
+    book: Book, tiers: TierSettings, now: datetime, min_points: float = 0.0
+) -> dict[str, AccountScore]:
+    """What every scored account should show, by account id; ``scored_at`` to the second.
+
+    The reasons compared between runs are the written ones worth at least ``min_points``
+    (``[sync] min_score_change``): a reason too small to move the score noticeably does not
+    make a write by crossing the line of what is shown.
+    """
     scored_at = now.replace(microsecond=0)
     disqualified = book.scores.disqualified_by.to_list()
     found = {}
@@ -93,13 +102,20 @@ def account_scores(book: Book, tiers: TierSettings, now: datetime) -> dict[str, 
             values["score"],
             tier,
             values,
-            explanation.keys[:SIGNAL_LINES],
+            _noticeable(explanation, min_points),
             sentences,
             explanation.topic,
             book.scores.model_version,
             disqualified[row],
+            explanation,
         )
     return found
+
+
+def _noticeable(explanation: Explanation, min_points: float) -> tuple[str, ...]:
+    """Keys of the written reasons worth at least ``min_points`` (a rule always counts)."""
+    shown = zip(explanation.keys[:SIGNAL_LINES], explanation.points, strict=False)
+    return tuple(key for key, points in shown if abs(points) >= min_points or not points)
 
 
 @dataclass(frozen=True)
@@ -424,23 +440,43 @@ def record_scores(
     gone = select(Account.id).where(col(Account.is_deleted).is_(True))
     session.exec(delete(CurrentScore).where(col(CurrentScore.account_id).in_(gone)))
     accounts = {p.target.account_id for p in written if p.target.entity == "account"}
-    history = [
-        {
-            "account_id": account_id,
-            "scored_at": now,
-            "score": scores[account_id].score,
-            "tier": scores[account_id].tier,
-            "model_version": scores[account_id].model_version,
-            "disqualified_reason": scores[account_id].disqualified_reason,
-            "topic": scores[account_id].topic,
-            "contributions": [
-                {"key": key, "reason": sentence}
-                for key, sentence in zip(
-                    scores[account_id].reasons, scores[account_id].sentences, strict=False
-                )
-            ],
-            "run_id": run_id,
-        }
-        for account_id in sorted(accounts)
-    ]
+    history = [_history_row(scores[account_id], now, run_id) for account_id in sorted(accounts)]
     return store.append_scores(session, history)
+
+
+def _history_row(score: AccountScore, now: datetime, run_id: str) -> dict[str, Any]:
+    """A score history row: the score as written, and each written reason with its points."""
+    explanation = score.explanation
+    contributions = [
+        {"key": key, "points": round(points, 2), "reason": sentence}
+        for key, points, sentence in zip(
+            explanation.keys, explanation.points, score.sentences, strict=False
+        )
+    ]
+    return {
+        "account_id": score.account_id,
+        "scored_at": now,
+        "score": score.score,
+        "tier": score.tier,
+        "model_version": score.model_version,
+        "disqualified_reason": score.disqualified_reason,
+        "topic": score.topic,
+        "contributions": contributions,
+        "run_id": run_id,
+    }
+
+
+def score_history(session: Session, account_id: str) -> list[ScoreHistory]:
+    """An account's score history, oldest first, with that of every account merged into it
+    (history is append-only: a merge is followed, not rewritten)."""
+    ids, frontier = {account_id}, [account_id]
+    while frontier:
+        losers = session.exec(select(Account.id).where(col(Account.merged_into).in_(frontier)))
+        frontier = [i for i in losers if i not in ids]
+        ids.update(frontier)
+    statement = (
+        select(ScoreHistory)
+        .where(col(ScoreHistory.account_id).in_(ids))
+        .order_by(col(ScoreHistory.scored_at), col(ScoreHistory.id))
+    )
+    return list(session.exec(statement))

@@ -1,0 +1,347 @@
+"""The sync run end to end on the sandbox, both CRMs, real clients over loopback HTTP.
+
+What is written is checked by reading it back through the connector, as a rep would see it;
+the sandbox and the connector share one hand-moved clock, so every run has a known `now`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlmodel import col, select
+
+from connectors.budget import Budget
+from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.http import HttpPolicy, RetrySettings
+from connectors.hubspot import HubSpotConnector
+from connectors.protocol import Connector, Item, Record, SchemaSpec, Update, WriteResult
+from connectors.salesforce import SalesforceConnector
+from handoff.runs import run_config
+from handoff.settings import Settings
+from sandbox.generator import generate_org
+from sandbox.org import Org
+from sandbox.salesforce import SalesforceOptions, client_session
+from sandbox.service import RunningSandbox, start_sandbox
+from sync import Store
+from sync.run import RunConfig, RunReport, run_sync
+from sync.state import (
+    Account,
+    Activity,
+    CurrentScore,
+    Person,
+    RunEvent,
+    ScoreHistory,
+    SyncCursor,
+    SyncRun,
+    WriteLedger,
+)
+from sync.writeback import score_history
+from tests.conftest import BACKENDS
+from tests.sandbox_fixtures import hubspot_client, salesforce_client, salesforce_merge
+from tests.test_connectors_contract import FakeTime
+
+ACCOUNTS = 100
+SPEC = SchemaSpec(("Nurture", "SDR", "AE", "Disqualified"), ("No Budget", "Other"))
+ACCOUNT_FIELDS = ("score", "tier", "model_version", "scored_at")
+LABELS = {"nurture": "Nurture", "sdr": "SDR", "ae": "AE", "disqualified": "Disqualified"}
+CRMS = ("salesforce", "hubspot")
+_STREAMS = {
+    "salesforce": ("Account", "Lead"),
+    "hubspot": ("companies", "contacts"),
+}
+
+
+def _config() -> RunConfig:
+    return run_config(Settings())
+
+
+@dataclass
+class Crm:
+    """One CRM's sandbox, a connector that counts its pushes, and the moves a user makes."""
+
+    name: str
+    sandbox: RunningSandbox
+    time: FakeTime
+    connector: Connector
+    accounts: str
+    people: str
+
+    def run(self, store: Store, **options: Any) -> RunReport:
+        """One run at the clock's time."""
+        return run_sync(_config(), self.connector, store, self.time.now, **options)
+
+    def shown(self, stream: str, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        """What the CRM shows on these records, read back through the connector."""
+        return {r.id: r.values for r in self.connector.find(stream, "id", list(ids))}
+
+    def remove(self, record_id: str) -> None:
+        if self.name == "salesforce":
+            salesforce_client(self.sandbox).Account.delete(record_id)
+        else:
+            hubspot_client(self.sandbox).crm.companies.basic_api.archive(record_id)
+
+    def edit_tier(self, record_id: str, label: str) -> None:
+        """A rep changes our tier field by hand."""
+        if self.name == "salesforce":
+            salesforce_client(self.sandbox).Account.update(record_id, {"Handoff_Tier__c": label})
+        else:
+            body = {"properties": {"handoff_tier": label}}
+            hubspot_client(self.sandbox).crm.companies.basic_api.update(record_id, body)
+
+    def merge(self, master: str, loser: str) -> str:
+        """A user merges two accounts; the id of the one that comes out."""
+        if self.name == "salesforce":
+            salesforce_merge(self.sandbox, "Account", master, [loser])
+            return master
+        body = {"primaryObjectId": master, "objectIdToMerge": loser}
+        return str(hubspot_client(self.sandbox).crm.companies.basic_api.merge(body).id)
+
+
+@dataclass
+class Counting:
+    """A connector that counts its push calls and can delete a record right before the first."""
+
+    inner: Connector
+    pushes: int = 0
+    before_push: list[Any] = field(default_factory=list)
+
+    @property
+    def crm(self) -> str:
+        return self.inner.crm
+
+    @property
+    def streams(self) -> Any:
+        return self.inner.streams
+
+    def pull(self, stream: str, cursor: Any = None) -> Iterator[Item]:
+        return self.inner.pull(stream, cursor) if cursor is not None else self.inner.pull(stream)
+
+    def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:
+        return self.inner.find(stream, field, values)
+
+    def push(self, stream: str, updates: Sequence[Update]) -> list[WriteResult]:
+        self.pushes += 1
+        while self.before_push:
+            self.before_push.pop()()
+        return self.inner.push(stream, updates)
+
+    def ensure_schema(self, spec: SchemaSpec) -> Any:
+        return self.inner.ensure_schema(spec)
+
+    def usage(self) -> Any:
+        return self.inner.usage()
+
+
+@pytest.fixture(scope="module")
+def org() -> Org:
+    return generate_org(ACCOUNTS, 5)
+
+
+def _open(stack: ExitStack, crm: str, org: Org) -> Crm:
+    time = FakeTime()
+    options = {"tier": "unlimited"} if crm == "hubspot" else {}
+    sandbox = stack.enter_context(start_sandbox(crm, org, clock=time, **options))
+    policy = HttpPolicy(
+        RetrySettings(), budget=Budget(0.25), sleep=time.sleep, clock=time.seconds, wall=time
+    )
+    inner: Connector
+    if crm == "salesforce":
+        options_ = SalesforceOptions()
+        settings = SalesforceSettings(
+            auth="client_credentials",
+            instance_url=options_.instance_url,
+            client_id=options_.consumer_key,
+            client_secret=SecretStr(options_.consumer_secret),
+        )
+        inner = SalesforceConnector(
+            settings, session=client_session(sandbox.base_url), policy=policy
+        )
+    else:
+        hub = HubSpotSettings(token=SecretStr(sandbox.token))
+        inner = HubSpotConnector(hub, host=sandbox.base_url, policy=policy)
+    inner.ensure_schema(SPEC)
+    time.tick(60)
+    return Crm(crm, sandbox, time, Counting(inner), *_STREAMS[crm])
+
+
+@pytest.fixture(params=CRMS)
+def crm(request: pytest.FixtureRequest, org: Org) -> Iterator[Crm]:
+    with ExitStack() as stack:
+        yield _open(stack, request.param, org)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as opened:
+        yield opened
+
+
+def _pushes(crm: Crm) -> int:
+    assert isinstance(crm.connector, Counting)
+    return crm.connector.pushes
+
+
+def _current(store: Store) -> dict[str, CurrentScore]:
+    with store.session() as session:
+        return {row.account_id: row for row in session.exec(select(CurrentScore))}
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
+    crm: Crm, backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        request.getfixturevalue("pg_schema_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'state.db'}"
+    )
+    with Store.open(url) as store:
+        first = crm.run(store)
+        current = _current(store)
+        shown = crm.shown(crm.accounts, sorted(current))
+        crm.time.tick(600)  # within the hour HubSpot's recycle bin is not due
+        pushes = _pushes(crm)
+        again = crm.run(store)
+
+    assert first.outcome == "ok" and first.scored == len(current) == ACCOUNTS
+    assert first.written[crm.accounts] == ACCOUNTS and first.written[crm.people] > 0
+    for account_id, score in current.items():
+        values = shown[account_id]
+        assert values["score"] == score.score
+        assert values["tier"] == LABELS[score.tier]
+        assert values["model_version"] == score.model_version
+        assert values["scored_at"] == first.started_at.replace(microsecond=0)
+        assert values["disqualification_reason"] == score.disqualified_reason
+    assert again.outcome == "ok" and again.written == {} and _pushes(crm) == pushes
+    assert again.unchanged == first.planned
+    assert 0 < again.api_calls < first.api_calls  # reads only
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_linked_people_show_their_account_and_its_values(crm: Crm, sqlite_store: Store) -> None:
+    crm.run(sqlite_store)
+    with sqlite_store.session() as session:
+        ledger = session.exec(select(WriteLedger).where(WriteLedger.object == crm.people)).all()
+    current = _current(sqlite_store)
+    shown = crm.shown(crm.people, [row.record_id for row in ledger])
+
+    assert ledger and all(row.status == "ok" for row in ledger)
+    for row in ledger:
+        account = row.values["matched_account_id"]
+        assert shown[row.record_id]["matched_account_id"] == account
+        assert shown[row.record_id]["tier"] == LABELS[current[account].tier]
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_a_hand_edit_is_repaired_and_a_deleted_account_is_never_written_again(
+    crm: Crm, sqlite_store: Store
+) -> None:
+    crm.run(sqlite_store)
+    current = _current(sqlite_store)
+    edited = next(a for a, s in current.items() if s.tier == "nurture")
+    deleted = next(a for a in sorted(current) if a != edited)
+    crm.time.tick(60)
+    crm.edit_tier(edited, "AE")
+    crm.remove(deleted)
+    crm.time.tick(3700)  # HubSpot lists its recycle bin hourly
+
+    repaired = crm.run(sqlite_store)
+
+    assert repaired.outcome == "ok" and repaired.written == {crm.accounts: 1}
+    assert crm.shown(crm.accounts, [edited])[edited]["tier"] == "Nurture"
+    assert deleted not in _current(sqlite_store)
+    with sqlite_store.session() as session:
+        events = session.exec(select(RunEvent).where(RunEvent.run_id == repaired.run_id)).all()
+        gone = session.get(Account, deleted)
+    assert [(e.record_id, e.reason) for e in events if e.action == "written"] == [
+        (edited, "repair")
+    ]
+    assert gone is not None and gone.is_deleted
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_a_rejected_record_is_logged_with_its_code_while_the_rest_land(
+    crm: Crm, sqlite_store: Store
+) -> None:
+    assert isinstance(crm.connector, Counting)
+    ids: list[str] = []
+
+    def delete_one() -> None:
+        """The CRM loses an account no one is linked to between our read and our write."""
+        linked = select(Person.matched_account_id).where(
+            col(Person.matched_account_id).is_not(None)
+        )
+        lonely = select(Account.id).where(col(Account.id).not_in(linked)).order_by(col(Account.id))
+        with sqlite_store.session() as session:
+            ids.append(str(session.exec(lonely).first()))
+        crm.remove(ids[0])
+
+    crm.connector.before_push.append(delete_one)
+    report = crm.run(sqlite_store)
+
+    expected = {"salesforce": "ENTITY_IS_DELETED", "hubspot": "OBJECT_NOT_FOUND"}[crm.name]
+    assert report.outcome == "partial" and report.exit_code == 2
+    assert [(f["id"], f["code"]) for f in report.failed] == [(ids[0], expected)]
+    assert report.written[crm.accounts] == ACCOUNTS - 1
+    with sqlite_store.session() as session:
+        failed = session.exec(select(RunEvent).where(RunEvent.action == "failed")).all()
+        row = session.get(WriteLedger, (crm.accounts, ids[0]))
+    assert [(e.record_id, e.reason) for e in failed] == [(ids[0], expected)]
+    assert row is not None and row.status == "permanent" and row.code == expected
+    crm.time.tick(60)
+    again = crm.run(sqlite_store)
+    assert again.written == {} and again.failed == []  # not retried (or seen deleted)
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_a_merge_moves_activity_and_score_history_to_the_survivor(
+    crm: Crm, sqlite_store: Store
+) -> None:
+    crm.run(sqlite_store)
+    with sqlite_store.session() as session:
+        busy = session.exec(
+            select(Activity.account_id).where(col(Activity.account_id).is_not(None))
+        ).all()
+    current = _current(sqlite_store)
+    loser = next(a for a in sorted(set(busy)) if a in current)
+    master = next(a for a in sorted(current) if a != loser)
+    crm.time.tick(60)
+    survivor = crm.merge(master, loser)
+    crm.time.tick(3700)
+
+    report = crm.run(sqlite_store)
+
+    assert report.outcome == "ok"
+    with sqlite_store.session() as session:
+        merged = session.get(Account, loser)
+        moved = session.exec(select(Activity).where(Activity.account_id == loser)).all()
+        history = score_history(session, survivor)
+        runs = {row.account_id for row in history}
+    assert merged is not None and merged.is_deleted and merged.merged_into == survivor
+    assert moved == []
+    assert loser in runs and survivor in _current(sqlite_store)
+    assert loser not in _current(sqlite_store)
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_a_dry_run_writes_nothing_and_moves_no_cursor(crm: Crm, sqlite_store: Store) -> None:
+    dry = crm.run(sqlite_store, dry_run=True)
+
+    assert dry.outcome == "ok" and _pushes(crm) == 0
+    assert dry.planned > ACCOUNTS and dry.planned_fields["tier"] == dry.planned
+    assert dry.sample and dry.written == {}
+    with sqlite_store.session() as session:
+        assert session.exec(select(SyncCursor)).all() == []
+        assert session.exec(select(WriteLedger)).all() == []
+        assert session.exec(select(ScoreHistory)).all() == []
+        run = session.get(SyncRun, dry.run_id)
+    assert run is not None and run.counts["dry_run"] == 1
+    real = crm.run(sqlite_store)
+    assert sum(real.written.values()) == dry.planned
