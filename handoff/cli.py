@@ -10,18 +10,22 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlmodel import col, select
 
 from connectors.errors import ConnectorError
-from connectors.protocol import Connector, Record, SchemaReport, Tombstone
+from connectors.protocol import Connector, SchemaReport
 from handoff.crm import open_crm, schema_spec
+from handoff.runs import run_config, scoring_setup
 from handoff.settings import (
     SETTINGS_VARIABLE,
     Settings,
@@ -35,12 +39,15 @@ from sandbox.generator import generate_org
 from sandbox.org import Org, OrgError, load_org, save_org
 from sandbox.service import start_sandbox
 from sync import Store
-from sync.state import StateError
+from sync.run import EXIT_CODES, RunReport, run_sync
+from sync.scoring_state import train_model
+from sync.state import CurrentScore, RunEvent, StateError, SyncRun
 
 __all__ = [
     "CliOptions",
     "SettingsOption",
     "app",
+    "logs",
     "main",
     "sandbox_app",
     "settings_app",
@@ -48,6 +55,8 @@ __all__ = [
     "settings_path",
     "setup",
     "state_app",
+    "sync_command",
+    "train_command",
 ]
 
 app = typer.Typer(
@@ -260,10 +269,9 @@ def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
             _print_schema_report(crm.connector.ensure_schema(schema_spec(loaded)))
             again = crm.connector.ensure_schema(schema_spec(loaded))
             console.print(f"Set-up again: {_schema_summary(again)}")
-            _pull_everything(crm.connector)
+            url = _demo_sync(loaded, crm.connector, org.manifest.end_at)
     except ConnectorError as error:
         _fail([f"the demo stopped: {error}"])
-    url = _open_state(loaded.state.database_url)
     console.print(f"State database ready: {url}")
 
 
@@ -335,25 +343,256 @@ def _fail_on_conflicts(report: SchemaReport) -> None:
         )
 
 
-def _pull_everything(connector: Connector) -> None:
-    """A full pull of every stream, with a live count, then a table of what came."""
-    table = Table(title="Full pull", show_header=True)
-    for column in ("stream", "records", "tombstones", "seconds"):
-        table.add_column(column, justify="right" if column != "stream" else "left")
-    with progress_console.status("Pulling...") as status:
-        for name in connector.streams:
-            started, counts = time.perf_counter(), {"records": 0, "tombstones": 0}
-            for item in connector.pull(name):
-                if isinstance(item, Record | Tombstone):
-                    key = "records" if isinstance(item, Record) else "tombstones"
-                    counts[key] += 1
-                    if counts[key] % 5000 == 0:
-                        status.update(f"Pulling {name}: {counts['records']:,} records")
-            seconds = f"{time.perf_counter() - started:.1f}"
-            table.add_row(name, f"{counts['records']:,}", f"{counts['tombstones']:,}", seconds)
+# --- the sync run --------------------------------------------------------------------------
+
+_SYNC_HELP = (
+    "Pull, link, score, tier and write back once. Exit codes: 0 ok, 1 failed or bad settings, "
+    "2 partial (some records failed), 3 stopped by the API budget (resumable), 4 locked."
+)
+
+
+@app.command("sync", help=_SYNC_HELP)
+def sync_command(
+    ctx: typer.Context,
+    full: Annotated[bool, typer.Option("--full", help="Re-pull every record.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Compute and show the writes; write nothing.")
+    ] = False,
+    settings: SettingsOption = None,
+) -> None:
+    """One sync run against the CRM of the settings."""
+    loaded = settings_from(ctx, settings)
+    store = _store(loaded.state.database_url)
+    try:
+        with store, open_crm(loaded) as crm:
+            console.print(f"Syncing {crm.description}")
+            report = _run(loaded, crm.connector, store, datetime.now(UTC), full, dry_run)
+    except ConnectorError as error:
+        _fail([f"the sync stopped: {error}"])
+    _print_run(report)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("train")
+def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
+    """Fit the predictive model on the mirror; it scores from the next sync only if promoted."""
+    loaded = settings_from(ctx, settings)
+    with _store(loaded.state.database_url) as store, store.session() as session:
+        training = train_model(session, scoring_setup(loaded), datetime.now(UTC))
+    console.print(training.reason)
+    for line in training.candidate.changelog_ if training.candidate else ():
+        console.print(f"  {line}")
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    run: Annotated[str | None, typer.Argument(help="A run id (or its start) to show.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Runs to list.")] = 20,
+    settings: SettingsOption = None,
+) -> None:
+    """Recent sync runs, or one run with its figures and failures."""
+    loaded = settings_from(ctx, settings)
+    with _store(loaded.state.database_url) as store, store.session() as session:
+        if run is None:
+            _print_runs(session.exec(_recent_runs(limit)).all())
+            return
+        found = session.exec(_recent_runs(1, run)).first()
+        if found is None:
+            _fail([f"no sync run {run!r}; `handoff logs` lists recent runs"])
+        events = session.exec(_problems(found.id)).all()
+        _print_one_run(found, events)
+
+
+def _store(url: str) -> Store:
+    """The opened state store, or exit 1 saying why it cannot be opened."""
+    try:
+        return Store.open(url)
+    except StateError as error:
+        _fail([str(error)])
+
+
+def _run(
+    settings: Settings,
+    connector: Connector,
+    store: Store,
+    now: datetime,
+    full: bool,
+    dry_run: bool,
+) -> RunReport:
+    """One run with a live status line on stderr."""
+    with progress_console.status("Syncing...") as status:
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            of = f" of {total:,}" if total else ""
+            status.update(f"{stage}: {done:,}{of}")
+
+        return run_sync(
+            run_config(settings),
+            connector,
+            store,
+            now,
+            full=full,
+            dry_run=dry_run or settings.sync.dry_run,
+            progress=progress,
+        )
+
+
+def _recent_runs(limit: int, prefix: str | None = None) -> Any:
+    """Runs newest first, optionally those whose id starts with ``prefix``."""
+    statement = select(SyncRun).order_by(col(SyncRun.started_at).desc()).limit(limit)
+    return statement if prefix is None else statement.where(col(SyncRun.id).startswith(prefix))
+
+
+def _problems(run_id: str) -> Any:
+    """A run's failed and skipped records."""
+    return (
+        select(RunEvent)
+        .where(RunEvent.run_id == run_id, col(RunEvent.action).in_(("failed", "skipped")))
+        .order_by(col(RunEvent.id))
+    )
+
+
+def _outcome(status: str, counts: Mapping[str, int]) -> str:
+    """ok / partial / stopped / failed / running, as the exit codes name them."""
+    if status == "succeeded":
+        return "partial" if counts.get("failed") else "ok"
+    return status
+
+
+def _print_runs(runs: list[SyncRun]) -> None:
+    """One line a run."""
+    table = Table(title="Sync runs, newest first")
+    for column in ("run", "started", "outcome", "pulled", "written", "failed", "calls", "s"):
+        table.add_column(column, justify="left" if column in ("run", "outcome") else "right")
+    for run in runs:
+        counts = run.counts
+        pulled = sum(v for k, v in counts.items() if k.endswith(".records"))
+        seconds = sum(v for k, v in counts.items() if k.startswith("ms.")) / 1000
+        table.add_row(
+            run.id[:12],
+            f"{run.started_at:%Y-%m-%d %H:%M}",
+            _outcome(run.status, counts) + (" (dry run)" if counts.get("dry_run") else ""),
+            f"{pulled:,}",
+            f"{counts.get('written', 0):,}",
+            f"{counts.get('failed', 0):,}",
+            f"{counts.get('api_calls', 0):,}",
+            f"{seconds:.1f}",
+        )
     console.print(table)
-    usage = connector.usage()
-    console.print(f"API calls: {usage.calls:,} ({usage.retries} retried)")
+
+
+def _print_one_run(run: SyncRun, events: list[RunEvent]) -> None:
+    """A run's figures, then its failed and skipped records with the CRM's words."""
+    console.print(f"Run {run.id} ({run.connector}), {_outcome(run.status, run.counts)}")
+    if run.error:
+        console.print(f"  {run.error}")
+    table = Table(show_header=False)
+    for key, value in run.counts.items():
+        table.add_row(key, f"{value:,}")
+    console.print(table)
+    problems = Table(title="Failed and skipped records")
+    for column in ("object", "record", "action", "reason", "detail"):
+        problems.add_column(column)
+    for e in events:
+        problems.add_row(
+            e.object or "", e.record_id or "", e.action, e.reason or "", e.detail or ""
+        )
+    console.print(problems)
+
+
+def _print_run(report: RunReport) -> None:
+    """What a run did: pulled, linked, scored, tiers, written, failed, calls, time per stage."""
+    pulled = sum(p["records"] for p in report.pulled.values())
+    link = report.link
+    orphans = sum(link.orphans.values())
+    console.print(
+        f"Pulled {pulled:,} records from {len(report.pulled)} streams; linked {link.linked:,} "
+        f"people, {link.review:,} for review, {orphans:,} orphans"
+    )
+    console.print(
+        f"Scored {report.scored:,} accounts with {report.model_version} ({report.model_kind}); "
+        f"tiers {_joined(report.tiers)}; {report.tier_up} moved up, {report.tier_down} down"
+    )
+    if report.dry_run:
+        _print_plan(report)
+    else:
+        console.print(
+            f"Written {sum(report.written.values()):,} ({_joined(report.written)}), "
+            f"{report.unchanged:,} unchanged, {report.held_back:,} held back, "
+            f"{len(report.failed):,} failed"
+        )
+    for failure in report.failed[:10]:
+        console.print(f"  failed {failure['object']} {failure['id']}: {failure['code']} "
+                      f"{failure['message']}")  # fmt: skip
+    left = "" if report.budget_left is None else f", {report.budget_left:,} left in the budget"
+    stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.stages.items())
+    console.print(f"API calls: {report.api_calls:,}{left}. Time: {stages}")
+    console.print(f"Outcome: {report.outcome} (exit {EXIT_CODES[report.outcome]})")
+
+
+def _print_plan(report: RunReport) -> None:
+    """A dry run's planned writes: counts per field and a sample."""
+    console.print(f"Dry run: {report.planned:,} records would be written; nothing was")
+    console.print(f"  per field: {_joined(report.planned_fields)}")
+    table = Table(title="Sample of planned writes")
+    for column in ("object", "id", "why", "score", "tier"):
+        table.add_column(column)
+    for row in report.sample:
+        table.add_row(*(str(row[column]) for column in ("object", "id", "why", "score", "tier")))
+    console.print(table)
+
+
+def _joined(counts: Mapping[str, int]) -> str:
+    """`AE 12, SDR 30`."""
+    return ", ".join(f"{key} {value:,}" for key, value in counts.items()) or "none"
+
+
+def _demo_sync(settings: Settings, connector: Connector, now: datetime) -> str:
+    """The demo's sync: a full run, the tiers, three accounts as the CRM shows them, a rerun."""
+    store = _store(settings.state.database_url)
+    with store:
+        console.print(f"Scoring as of the sandbox world's present, {now:%d %b %Y}")
+        report = _run(settings, connector, store, now, True, False)
+        _print_run(report)
+        _print_as_reps_see(connector, report, store)
+        again = _run(settings, connector, store, now, False, False)
+        console.print(
+            f"Second sync: {sum(again.written.values()):,} written, {again.unchanged:,} "
+            f"unchanged, {again.api_calls:,} API calls"
+        )
+        return store.url
+
+
+_SHOWN = ("name", "score", "tier", "topic", "signals", "model_version", "scored_at")
+
+
+def _print_as_reps_see(connector: Connector, report: RunReport, store: Store) -> None:
+    """Three accounts, one per tier from the top, read back from the CRM by id."""
+    stream = next(n for n, s in connector.streams.items() if s.entity == "account")
+    with store.session() as session:
+        ids = _one_per_tier(session)
+    shown = {record.id: record for record in connector.find(stream, "id", ids)}
+    for record in (shown[i] for i in ids if i in shown):
+        table = Table(title=f"{stream} {record.id}, read back from the CRM", show_header=False)
+        for key in _SHOWN:
+            table.add_row(key, str(record.values.get(key) or ""))
+        console.print(table)
+
+
+def _one_per_tier(session: Any) -> list[str]:
+    """The best-scored account of each of the AE, SDR and Nurture tiers."""
+    chosen = []
+    for tier in ("ae", "sdr", "nurture"):
+        row = session.exec(
+            select(CurrentScore.account_id)
+            .where(CurrentScore.tier == tier)
+            .order_by(col(CurrentScore.score).desc(), col(CurrentScore.account_id))
+            .limit(1)
+        ).first()
+        if row is not None:
+            chosen.append(row)
+    return chosen
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def test_generate_rejects_a_nonsense_size() -> None:
 
 
 @pytest.mark.parametrize(("crm", "accounts"), [("salesforce", "Account"), ("hubspot", "companies")])
-def test_demo_sets_up_and_pulls_the_configured_org_then_prepares_state(
+def test_demo_sets_up_syncs_shows_accounts_from_the_crm_and_a_rerun_writes_nothing(
     crm: str, accounts: str
 ) -> None:
     Path("settings.toml").write_text(f'[sandbox]\ncrm = "{crm}"\naccounts = 120\nseed = 5\n')
@@ -69,9 +69,9 @@ def test_demo_sets_up_and_pulls_the_configured_org_then_prepares_state(
     assert code == 0, output
     assert "Set-up: created 23" in output
     assert "Set-up again: nothing to change, all 23 in place" in output
-    pull = output[output.index("Full pull") :].splitlines()
-    pulled = next(line for line in pull if f" {accounts} " in line)
-    assert pulled.split("│")[2].strip() == "120"
+    assert "Scored 120 accounts" in output and f"{accounts} 120" in output
+    assert output.count(", read back from the CRM") == 3
+    assert "Second sync: 0 written" in output
     assert "State database ready: sqlite:///handoff.db" in output
     assert load_org(Path("orgs/demo-120-5")).accounts.height == 120
     assert Path("handoff.db").is_file()
