@@ -387,7 +387,7 @@ def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
 @app.command("logs")
 def logs(
     ctx: typer.Context,
-    run: Annotated[str | None, typer.Argument(help="A run id (or its start) to show.")] = None,
+    run: Annotated[str | None, typer.Argument(help="A run id (or its first characters).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Runs to list.")] = 20,
     settings: SettingsOption = None,
 ) -> None:
@@ -464,14 +464,15 @@ def _print_runs(runs: list[SyncRun]) -> None:
     """One line a run."""
     table = Table(title="Sync runs, newest first")
     for column in ("run", "started", "outcome", "pulled", "written", "failed", "calls", "s"):
-        table.add_column(column, justify="left" if column in ("run", "outcome") else "right")
+        justify = "left" if column in ("run", "outcome") else "right"
+        table.add_column(column, justify=justify, no_wrap=True)
     for run in runs:
         counts = run.counts
         pulled = sum(v for k, v in counts.items() if k.endswith(".records"))
         seconds = sum(v for k, v in counts.items() if k.startswith("ms.")) / 1000
         table.add_row(
-            run.id[:12],
-            f"{run.started_at:%Y-%m-%d %H:%M}",
+            run.id[:8],
+            f"{run.started_at:%d %b %H:%M}",
             _outcome(run.status, counts) + (" (dry run)" if counts.get("dry_run") else ""),
             f"{pulled:,}",
             f"{counts.get('written', 0):,}",
