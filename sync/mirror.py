@@ -213,10 +213,7 @@ def _not_yet_seen(
 def _rows(
     model: type[SQLModel], records: Iterable[Record], pulled: StreamPull, now: datetime
 ) -> list[dict[str, Any]]:
-    """Table rows of the records that can be stored; the others are counted with their reason.
-
-    Our own fields as the CRM holds them go to ``crm_owned``, keyed by our field names.
-    """
+    """Table rows of the records that can be stored; the others are counted with their reason."""
     table = _table(model)
     columns = set(table.c.keys())
     rows: dict[str, dict[str, Any]] = {}
@@ -231,13 +228,13 @@ def _rows(
 
 
 def _row(record: Record, columns: set[str], now: datetime) -> dict[str, Any]:
-    """A record as a row of its table."""
+    """A record as a row of its table; on tables that keep them, our own fields as the CRM holds
+    them go to ``crm_owned`` (an activity's ``topic`` is its own)."""
     values = record.values
-    row = {k: v for k, v in values.items() if k in columns and k not in WRITTEN_BACK}
-    if "crm_owned" in columns:
-        row["crm_owned"] = {
-            k: _json_ready(values[k]) for k in WRITTEN_BACK if values.get(k) is not None
-        }
+    owned = WRITTEN_BACK if "crm_owned" in columns else ()
+    row = {k: v for k, v in values.items() if k in columns and k not in owned}
+    if owned:
+        row["crm_owned"] = {k: _json_ready(values[k]) for k in owned if values.get(k) is not None}
     row.update(
         id=record.id,
         crm_modified_at=record.modified_at,
