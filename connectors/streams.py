@@ -213,9 +213,7 @@ def _read_back(entity: Entity, crm: str) -> tuple[FieldMap, ...]:
 def _written_back(entity: Entity, crm: str) -> tuple[FieldMap, ...]:
     """The fields sync writes, read back as they stand in the CRM (they exist after set-up)."""
     wanted = [f for f in OWNED_FIELDS if f.key in WRITTEN_BACK and entity in f.entities]
-    return tuple(
-        _map(f.key, getattr(f, crm), _OWNED_CONVERTERS.get(f.key, text)) for f in wanted
-    )
+    return tuple(_map(f.key, getattr(f, crm), _OWNED_CONVERTERS.get(f.key, text)) for f in wanted)
 
 
 def _writable(entity: Entity) -> tuple[str, ...]:
