@@ -196,3 +196,20 @@ def test_text_fits_crm_fields_in_whole_sentences() -> None:
     assert found.details().splitlines() == list(reasons)
     assert len(found.details(max_chars=100)) <= 100
     assert fit_text(("x" * 300,), 255, "; ") == "x" * 254 + "…"
+
+
+def test_dated_wording_names_days_not_ages_and_keeps_each_reasons_key() -> None:
+    history = _history([*PRICING_WEEK, (10, "demo_request", None, 5)])
+    now_s = int(NOW.timestamp())
+    snap = snapshot(history, CATALOG, now_s)
+    counts = recent_counts(history.activities, 2, len(CATALOG.signals), now_s)
+    contributions = RulesModel(CATALOG, DEFAULT_FIT).contributions(snap)
+    found = explain(contributions, snap, np.array([0]), "v1", counts, dated=True)[0]
+    burst = BURST_CARD.contributions([np.ones(2), np.full(2, np.e - 1)], pl.DataFrame())
+    dated_burst = explain(burst, snap, np.array([0]), "v1", dated=True)[0]
+
+    assert f"Visited pricing 3x since 25 Oct (+{_decayed(1, 2, 3)})" in found.reasons
+    assert dict(zip(found.reasons, found.keys, strict=True))[found.reasons[0]].startswith("signal:")
+    assert len(found.points) == len(found.reasons)
+    assert dated_burst.reasons == ("Intent burst since 27 Oct, 4 activities (+9)",)
+    assert dated_burst.keys == ("burst:start:0-45",)
