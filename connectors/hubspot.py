@@ -12,7 +12,7 @@ Web and marketing touches come from the events API, ordered by time, 100 a page.
 Writes are batch updates, 100 records a call; only records answered retriable go again, and a
 batch refused whole for one bad value is halved until that record stands alone.
 
-    connector = HubSpotConnector(settings.hubspot)
+    connector = HubSpotConnector(settings.hubspot, rules=book)
     for item in connector.pull("contacts", cursor): ...
 """
 
@@ -51,6 +51,7 @@ from connectors.protocol import (
     Usage,
     WriteResult,
 )
+from connectors.rules import RuleBook
 from connectors.schema import OWNED_FIELDS, OWNER
 from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise, stamp
 from connectors.tally import Tally
@@ -92,7 +93,9 @@ class HubSpotConnector:
         policy: HttpPolicy | None = None,
         budget_share: float = DEFAULT_SHARE,
         search_cap: int = SEARCH_CAP,
+        rules: RuleBook | None = None,
     ) -> None:
+        self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = HubSpotApi(settings, self.policy, host)
         self.search_cap = search_cap
@@ -106,17 +109,17 @@ class HubSpotConnector:
         """Records changed since ``cursor``, tombstones, and checkpoints."""
         declared = _stream(stream)
         tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
-        return tally.closing(self._read(declared, cursor))
+        return tally.closing(self._read(declared, cursor, tally))
 
-    def _read(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _read(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """The items of one pull, from the API that serves the stream."""
         if stream.api == "owners":
-            return self._owners(stream, cursor)
+            return self._owners(stream, cursor, tally)
         if stream.api == "events":
-            return self._events(stream, cursor)
+            return self._events(stream, cursor, tally)
         if cursor.value is None or cursor.resume is not None:
-            return self._full(stream, cursor)
-        return self._incremental(stream, cursor)
+            return self._full(stream, cursor, tally)
+        return self._incremental(stream, cursor, tally)
 
     def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:
         """Live records whose ``field`` (our name) equals one of ``values``."""
@@ -125,7 +128,7 @@ class HubSpotConnector:
         for chunk in chunked([str(v) for v in values], _FIND_CHUNK):
             filters = [{"propertyName": prop, "operator": "IN", "values": chunk}]
             for raws in self._search(declared, filters, _Window()):
-                for item in self._items(declared, raws, self._links(declared, raws)):
+                for item in self._items(declared, raws, self._links(declared, raws), None):
                     if isinstance(item, Record):
                         yield item
 
@@ -146,7 +149,7 @@ class HubSpotConnector:
 
     # --- pulls ---------------------------------------------------------------------------------
 
-    def _full(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _full(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Every live record, a checkpoint per page; the bound is the latest modification time
         when the load began, and ``cursor.resume`` the list page a stopped load goes on from."""
         if cursor.resume is None:
@@ -156,13 +159,13 @@ class HubSpotConnector:
                 return
             cursor = Cursor(latest)
         for raws, after in self._list(stream, archived=False, after=cursor.resume):
-            for item in self._items(stream, raws, _inline_links(stream, raws)):
+            for item in self._items(stream, raws, _inline_links(stream, raws), tally):
                 if isinstance(item, Record) and item.modified_at == cursor.value:
                     cursor = cursor.advanced(item.modified_at, item.id)
                 yield item
             yield Checkpoint(stream.name, cursor.resuming(after))
 
-    def _incremental(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _incremental(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Archived since the cursor, then search windows until the last one is done."""
         start = cursor
         for raws, _ in self._list(stream, archived=True):
@@ -174,7 +177,7 @@ class HubSpotConnector:
         while True:
             opened, window = cursor, _Window()
             for raws in self._search(stream, [_since(stream, opened)], window):
-                for item in self._items(stream, raws, self._links(stream, raws)):
+                for item in self._items(stream, raws, self._links(stream, raws), tally):
                     if isinstance(item, Tombstone):
                         yield item
                     elif cursor.admits(item.modified_at, item.id):
@@ -189,7 +192,7 @@ class HubSpotConnector:
                     f"{cursor.value}; search cannot page past them"
                 )
 
-    def _events(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _events(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Web and marketing events, oldest first (``occurredAfter`` is exclusive)."""
         after = None if cursor.value is None else (cursor.value - _MS).isoformat()
         fetch = partial(
@@ -201,10 +204,10 @@ class HubSpotConnector:
                 assert at is not None
                 if cursor.admits(at, raw["id"]):
                     cursor = cursor.advanced(at, raw["id"])
-                    yield _record(stream, raw["id"], at, raw)
+                    yield self._record(stream, raw["id"], at, raw, tally)
             yield Checkpoint(stream.name, cursor)
 
-    def _owners(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _owners(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Every owner, active and archived (inactive users); one checkpoint at the end."""
         latest = cursor
         for archived in (False, True):
@@ -217,7 +220,7 @@ class HubSpotConnector:
                     assert at is not None
                     if cursor.admits(at, raw["id"]):
                         latest = latest.advanced(at, raw["id"])
-                        yield _record(stream, raw["id"], at, raw)
+                        yield self._record(stream, raw["id"], at, raw, tally)
         yield Checkpoint(stream.name, latest)
 
     def _latest(self, stream: Stream) -> datetime | None:
@@ -236,7 +239,7 @@ class HubSpotConnector:
     ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
         """Pages of the list API (the recycle bin with ``archived``) from ``after``, each with
         the token of the page that follows it (None after the last)."""
-        names = None if archived else _names(stream)
+        names = None if archived else self._names(stream)
         targets = None if archived else [link.target for link in stream.links] or None
         fetch = partial(
             self.api.call,
@@ -257,7 +260,7 @@ class HubSpotConnector:
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}],
             "sorts": [{"propertyName": stream.replication_key, "direction": "ASCENDING"}],
-            "properties": _names(stream),
+            "properties": self._names(stream),
             "limit": SEARCH_PAGE,
         }
         tokens = PageTokens()
@@ -296,17 +299,39 @@ class HubSpotConnector:
         stream: Stream,
         raws: Iterable[Mapping[str, Any]],
         links: Mapping[str, Mapping[str, str]],
+        tally: Tally | None,
     ) -> Iterator[Record | Tombstone]:
         """Records (with their links), each followed by a tombstone per id merged into it."""
         for raw in raws:
             record_id, props = str(raw["id"]), raw["properties"]
             at = stamp(props.get(stream.replication_key)) or stamp(raw["updatedAt"])
             assert at is not None
-            values, warnings = normalise(stream, props, stream.fields)
-            values |= {link.ours: None for link in stream.links} | links.get(record_id, {})
-            yield Record(stream.name, record_id, at, values, warnings)
+            linked = {link.ours: None for link in stream.links} | links.get(record_id, {})
+            yield self._record(stream, record_id, at, props, tally, linked)
             for merged in _merged_ids(stream, props):
                 yield Tombstone(stream.name, merged, at, "merged", record_id)
+
+    def _record(
+        self,
+        stream: Stream,
+        record_id: str,
+        at: datetime,
+        raw: Mapping[str, Any],
+        tally: Tally | None,
+        linked: Mapping[str, str | None] | None = None,
+    ) -> Record:
+        """A raw record (properties, an event or an owner) through the stream's field maps and
+        the rules, with its ``linked`` fields; the tally counts what no rule typed."""
+        values, warnings = normalise(stream, raw, stream.fields)
+        derived, unmatched = self.rules.derive(stream, raw)
+        if unmatched and tally is not None:
+            tally.unmatched_kind(unmatched)
+        return Record(stream.name, record_id, at, values | derived | dict(linked or {}), warnings)
+
+    def _names(self, stream: Stream) -> list[str]:
+        """The properties a pull asks for: mapped, read by the rules, modified, merged."""
+        extra = [stream.replication_key, *([stream.merge_field] if stream.merge_field else [])]
+        return list(dict.fromkeys([*stream.crm_fields(), *self.rules.fields(stream), *extra]))
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -344,18 +369,6 @@ def _stream(name: str) -> Stream:
         known = ", ".join(HUBSPOT_STREAMS)
         raise ValueError(f"unknown HubSpot stream {name!r}; expected one of {known}")
     return HUBSPOT_STREAMS[name]
-
-
-def _record(stream: Stream, record_id: str, at: datetime, raw: Mapping[str, Any]) -> Record:
-    """A record of the events or owners API, read through the stream's field maps."""
-    values, warnings = normalise(stream, raw, stream.fields)
-    return Record(stream.name, record_id, at, values, warnings)
-
-
-def _names(stream: Stream) -> list[str]:
-    """The properties a pull asks for."""
-    extra = [stream.replication_key, *([stream.merge_field] if stream.merge_field else [])]
-    return list(dict.fromkeys([*stream.crm_fields(), *extra]))
 
 
 def _property(stream: Stream, field: str) -> str:

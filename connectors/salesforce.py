@@ -9,7 +9,7 @@ load resumes (results live for days), the load starts over. Writes go 200 record
 call through sObject Collections with ``allOrNone=false``, through one Bulk API 2.0 job above
 ``bulk_write_threshold``; only records answered retriable (a locked row) are sent again.
 
-    connector = SalesforceConnector(settings.salesforce, session=client_session(url))
+    connector = SalesforceConnector(settings.salesforce, session=client_session(url), rules=book)
     for item in connector.pull("Account", cursor): ...
 """
 
@@ -42,6 +42,7 @@ from connectors.protocol import (
     Usage,
     WriteResult,
 )
+from connectors.rules import RuleBook
 from connectors.salesforce_api import SalesforceApi
 from connectors.salesforce_bulk import bulk_pages, bulk_query_job, bulk_update, json_value
 from connectors.salesforce_setup import ensure_schema
@@ -97,8 +98,10 @@ class SalesforceConnector:
         budget_share: float = DEFAULT_SHARE,
         page_size: int = PAGE_SIZE,
         bulk_page_size: int = BULK_PAGE_SIZE,
+        rules: RuleBook | None = None,
     ) -> None:
         self.settings = settings
+        self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = SalesforceApi(settings, self.policy, session)
         self.page_size = page_size
@@ -115,20 +118,20 @@ class SalesforceConnector:
         pull's summary last."""
         declared = _stream(stream)
         tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
-        return tally.closing(self._pull(declared, cursor))
+        return tally.closing(self._pull(declared, cursor, tally))
 
-    def _pull(self, declared: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _pull(self, declared: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """The pull of one stream (a generator, so `pull` checks the name at once)."""
         maps, merge = self._maps(declared)
         if cursor.resume is not None:
-            yield from self._resumed_bulk(declared, maps, merge, cursor)
+            yield from self._resumed_bulk(declared, maps, merge, cursor, tally)
             return
         incremental = cursor.value is not None
-        select = [*_fields(declared, maps, merge), *(["IsDeleted"] if incremental else [])]
+        select = [*self._select(declared, maps, merge), *(["IsDeleted"] if incremental else [])]
         page = self.api.query(_soql(declared, select, cursor), incremental, self.page_size)
         tokens = PageTokens()
         while True:
-            for item in _items(declared, maps, merge, page["records"]):
+            for item in self._items(declared, maps, merge, page["records"], tally):
                 if cursor.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
@@ -136,7 +139,7 @@ class SalesforceConnector:
             if page["done"]:
                 return
             if not incremental and page["totalSize"] > self.settings.bulk_threshold:
-                yield from self._rest_in_bulk(declared, maps, merge, select, cursor)
+                yield from self._rest_in_bulk(declared, maps, merge, select, cursor, tally)
                 return
             page = self.api.query_more(str(tokens.next(page["nextRecordsUrl"])), self.page_size)
 
@@ -145,7 +148,7 @@ class SalesforceConnector:
         declared = _stream(stream)
         maps, _ = self._maps(declared)
         column = _column(declared, maps, field)
-        select = _fields(declared, maps, None)
+        select = self._select(declared, maps, None)
         for chunk in chunked(values, _FIND_CHUNK):
             soql = format_soql(
                 "SELECT {:literal} FROM {:literal} WHERE {:literal} IN {}",
@@ -154,7 +157,7 @@ class SalesforceConnector:
                 column,
                 list(chunk),
             )
-            for item in _items(declared, maps, None, self._all_pages(soql)):
+            for item in self._items(declared, maps, None, self._all_pages(soql), None):
                 assert isinstance(item, Record)
                 yield item
 
@@ -203,6 +206,7 @@ class SalesforceConnector:
         merge: str | None,
         select: Sequence[str],
         cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """The rest of a large full load from a Bulk API 2.0 query, checkpointed per page."""
         soql = format_soql(
@@ -213,18 +217,23 @@ class SalesforceConnector:
             cursor.value,
         )
         read = _BulkRead(bulk_query_job(self.api, soql, False), None, cursor.value, cursor.ids)
-        yield from self._bulk_rows(stream, maps, merge, read, cursor)
+        yield from self._bulk_rows(stream, maps, merge, read, cursor, tally)
 
     def _resumed_bulk(
-        self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, cursor: Cursor
+        self,
+        stream: Stream,
+        maps: Sequence[FieldMap],
+        merge: str | None,
+        cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """A stopped bulk load from its saved page; from the start if the job is gone."""
         assert cursor.resume is not None
         read = _BulkRead.parse(cursor.resume)
         try:
-            yield from self._bulk_rows(stream, maps, merge, read, cursor)
+            yield from self._bulk_rows(stream, maps, merge, read, cursor, tally)
         except NotFound:
-            yield from self._pull(stream, FULL_LOAD)
+            yield from self._pull(stream, FULL_LOAD, tally)
 
     def _bulk_rows(
         self,
@@ -233,18 +242,50 @@ class SalesforceConnector:
         merge: str | None,
         read: _BulkRead,
         cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """A query job's rows from ``read``'s page on; rows come in no set order, so the cursor
         keeps the latest stamp seen and each checkpoint names the page to go on from."""
         since = Cursor(read.since, read.ids)
         pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
         for rows, locator in pages:
-            for item in _items(stream, maps, merge, rows):
+            for item in self._items(stream, maps, merge, rows, tally):
                 if since.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
             resume = None if locator is None else replace(read, locator=locator).token()
             yield Checkpoint(stream.name, cursor.resuming(resume))
+
+    def _select(self, stream: Stream, maps: Sequence[FieldMap], merge: str | None) -> list[str]:
+        """The SELECT list: key, replication key, every mapped field and what the rules read,
+        the merge field."""
+        names = [stream.primary_key, stream.replication_key, *stream.crm_fields(maps)]
+        names += self.rules.fields(stream)
+        return list(dict.fromkeys([*names, *([merge] if merge else [])]))
+
+    def _items(
+        self,
+        stream: Stream,
+        maps: Sequence[FieldMap],
+        merge: str | None,
+        rows: Iterable[Mapping[str, Any]],
+        tally: Tally | None,
+    ) -> Iterator[Record | Tombstone]:
+        """Raw rows (JSON or CSV) as records, typed by the rules, and deleted rows as
+        tombstones; the tally counts what no rule typed."""
+        for raw in rows:
+            record_id, at = str(raw["Id"]), stamp(raw[stream.replication_key])
+            assert at is not None
+            if flag(raw.get("IsDeleted")):
+                master = text(raw.get(merge)) if merge else None
+                reason = "merged" if master else "deleted"
+                yield Tombstone(stream.name, record_id, at, reason, master)
+                continue
+            values, warnings = normalise(stream, raw, maps)
+            derived, unmatched = self.rules.derive(stream, raw)
+            if unmatched and tally is not None:
+                tally.unmatched_kind(unmatched)
+            yield Record(stream.name, record_id, at, values | derived, warnings)
 
     def _all_pages(self, soql: str) -> Iterator[dict[str, Any]]:
         """Every record of a query, page by page."""
@@ -283,12 +324,6 @@ def _stream(name: str) -> Stream:
     return SALESFORCE_STREAMS[name]
 
 
-def _fields(stream: Stream, maps: Sequence[FieldMap], merge: str | None) -> list[str]:
-    """The SELECT list: key, replication key, every mapped field, the merge field."""
-    names = [stream.primary_key, stream.replication_key, *stream.crm_fields(maps)]
-    return list(dict.fromkeys([*names, *([merge] if merge else [])]))
-
-
 def _soql(stream: Stream, select: Sequence[str], cursor: Cursor) -> str:
     """The pull's query: ascending on the replication key from the cursor (inclusive)."""
     head = format_soql("SELECT {:literal} FROM {:literal}", ", ".join(select), stream.path)
@@ -297,22 +332,6 @@ def _soql(stream: Stream, select: Sequence[str], cursor: Cursor) -> str:
         where = format_soql(" WHERE {:literal} >= {}", stream.replication_key, cursor.value)
     order = format_soql(" ORDER BY {:literal}, {:literal}", stream.replication_key, "Id")
     return head + where + order
-
-
-def _items(
-    stream: Stream, maps: Sequence[FieldMap], merge: str | None, rows: Iterable[Mapping[str, Any]]
-) -> Iterator[Record | Tombstone]:
-    """Raw rows (JSON or CSV) as records, and deleted rows as tombstones."""
-    for raw in rows:
-        record_id, at = str(raw["Id"]), stamp(raw[stream.replication_key])
-        assert at is not None
-        if flag(raw.get("IsDeleted")):
-            master = text(raw.get(merge)) if merge else None
-            reason = "merged" if master else "deleted"
-            yield Tombstone(stream.name, record_id, at, reason, master)
-        else:
-            values, warnings = normalise(stream, raw, maps)
-            yield Record(stream.name, record_id, at, values, warnings)
 
 
 def _stamp_of(item: Record | Tombstone) -> Any:

@@ -166,6 +166,13 @@ class SandboxCrm(StrEnum):
     hubspot = "hubspot"
 
 
+class Convention(StrEnum):
+    """How the sandbox org records activity (see `sandbox.salesforce.mapping`)."""
+
+    a = "a"
+    b = "b"
+
+
 @sandbox_app.command("serve")
 def serve(
     crm: Annotated[SandboxCrm, typer.Option("--crm", help="Which CRM's API to speak.")],
@@ -181,12 +188,22 @@ def serve(
     org_dir: Annotated[
         Path | None, typer.Option("--org", file_okay=False, help="Serve a generated org directory.")
     ] = None,
+    convention: Annotated[
+        Convention,
+        typer.Option(
+            "--convention",
+            help="How the org records activity: a, or b (other subjects, URLs, campaign types).",
+        ),
+    ] = Convention.a,
 ) -> None:
     """Serve a synthetic org over the Salesforce or HubSpot API on 127.0.0.1 until stopped."""
     plan = _faults(faults)
     org = _loaded(org_dir) if org_dir else _generated(accounts, seed, progress_console)
+    options = {"convention": convention.value}
     try:
-        with start_sandbox(crm.value, org, token=token, faults=plan, port=port) as running:
+        with start_sandbox(
+            crm.value, org, token=token, faults=plan, port=port, **options
+        ) as running:
             typer.echo(f"sandbox {crm.value} ready at {running.base_url} token={running.token}")
             threading.Event().wait()
     except OSError as error:

@@ -23,6 +23,7 @@ from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.http import HttpPolicy
 from connectors.hubspot import HubSpotConnector
 from connectors.protocol import Connector, SchemaSpec
+from connectors.rules import RuleBook
 from connectors.salesforce import SalesforceConnector
 from handoff.settings import Settings
 from sandbox.generator import generate_org
@@ -30,7 +31,7 @@ from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
 
-__all__ = ["CrmConnection", "connector_for", "open_crm", "schema_spec"]
+__all__ = ["CrmConnection", "connector_for", "open_crm", "rule_book", "schema_spec"]
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,9 @@ def connector_for(settings: Settings) -> Connector:
     kind = settings.crm.kind
     policy = HttpPolicy(budget=Budget(settings.sync.api_budget_share))
     if kind == "salesforce":
-        return SalesforceConnector(settings.salesforce, policy=policy)
+        return SalesforceConnector(settings.salesforce, policy=policy, rules=rule_book(settings))
     if kind == "hubspot":
-        return HubSpotConnector(settings.hubspot, policy=policy)
+        return HubSpotConnector(settings.hubspot, policy=policy, rules=rule_book(settings))
     raise ValueError(f'[crm] kind = "{kind}" is served by open_crm, not connector_for')
 
 
@@ -84,17 +85,22 @@ def open_crm(
         options["tier"] = settings.hubspot.tier if rate_limits else "unlimited"
     with start_sandbox(dialect, served, **options) as running:
         policy = HttpPolicy(budget=Budget(settings.sync.api_budget_share))
-        connector = _sandbox_connector(running, policy)
+        connector = _sandbox_connector(running, policy, rule_book(settings))
         limits = "" if rate_limits or dialect != "hubspot" else ", rate limits off"
         description = f"the embedded sandbox ({dialect} API at {running.base_url}{limits})"
         yield CrmConnection(connector, description, running)
 
 
-def _sandbox_connector(running: RunningSandbox, policy: HttpPolicy) -> Connector:
+def rule_book(settings: Settings) -> RuleBook:
+    """The users and activity mapping rules of the settings, compiled for a connector."""
+    return RuleBook(settings.users, settings.activity)
+
+
+def _sandbox_connector(running: RunningSandbox, policy: HttpPolicy, rules: RuleBook) -> Connector:
     """The real connector, on the sandbox's route with the sandbox's own credentials."""
     if running.crm == "hubspot":
         settings = HubSpotSettings(token=SecretStr(running.token))
-        return HubSpotConnector(settings, host=running.base_url, policy=policy)
+        return HubSpotConnector(settings, host=running.base_url, policy=policy, rules=rules)
     options = SalesforceOptions()
     settings = SalesforceSettings(
         auth="client_credentials",
@@ -102,7 +108,9 @@ def _sandbox_connector(running: RunningSandbox, policy: HttpPolicy) -> Connector
         client_id=options.consumer_key,
         client_secret=SecretStr(options.consumer_secret),
     )
-    return SalesforceConnector(settings, session=client_session(running.base_url), policy=policy)
+    return SalesforceConnector(
+        settings, session=client_session(running.base_url), policy=policy, rules=rules
+    )
 
 
 def _real_description(settings: Settings) -> str:

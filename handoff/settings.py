@@ -13,9 +13,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.rules import DEFAULT_ACTIVITY_RULES, ActivitySettings, UserSettings
 from handoff.settings_problems import describe_error, table_model, toml_value
 from scoring.config import (
     DEFAULT_DISQUALIFIERS,
@@ -28,6 +36,7 @@ from scoring.config import (
     Signals,
     SignalSpec,
     TierSettings,
+    setting_error,
 )
 from sync.config import (
     FeedbackSettings,
@@ -101,6 +110,8 @@ class Settings(BaseModel):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     matching: MatchingSettings = Field(default_factory=MatchingSettings)
+    users: UserSettings = Field(default_factory=UserSettings)
+    activity: ActivitySettings = Field(default_factory=ActivitySettings)
     scoring: ModelSettings = Field(default_factory=ModelSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     disqualifiers: Disqualifiers = DEFAULT_DISQUALIFIERS
@@ -120,6 +131,26 @@ class Settings(BaseModel):
             s if s.half_life_days is not None else s.model_copy(update={"half_life_days": days})
             for s in signals
         )
+
+    @model_validator(mode="after")
+    def _rules_name_signals(self) -> Settings:
+        """Every activity rule written in settings types activity as a signal the catalog lists
+        (a typo never silently stops an activity from scoring); a default rule whose signal a
+        shorter catalog leaves out just types activity that does not score."""
+        if self.activity.rules == DEFAULT_ACTIVITY_RULES:
+            return self
+        known = {signal.activity for signal in self.signals}
+        for index, rule in enumerate(self.activity.rules):
+            if rule.signal not in known:
+                raise setting_error(
+                    "must be an activity of [[signals]], got {got}",
+                    "activity",
+                    "rules",
+                    index,
+                    "signal",
+                    got=json.dumps(rule.signal),
+                )
+        return self
 
 
 class SettingsError(ValueError):

@@ -68,7 +68,7 @@ class StoreOpenError(StateError):
     """The database URL is unsupported, or the database cannot be reached."""
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: a user's role may be null (no team rule matched); activity rep_touch
 
 PERSON_KINDS = ("lead", "contact")
 USER_ROLES = ("marketing", "sdr", "ae", "manager")
@@ -200,6 +200,7 @@ class Activity(_Mirrored, table=True):
     topic: str | None = None
     owner_id: str | None = None
     subject: str | None = None
+    rep_touch: bool = False  # a rep's own call, email or meeting (what stops an SLA clock)
 
 
 class Opportunity(_Mirrored, table=True):
@@ -220,7 +221,8 @@ class Opportunity(_Mirrored, table=True):
 
 
 class User(_Mirrored, table=True):
-    """A CRM user who can own accounts: marketing, SDR, AE or manager."""
+    """A CRM user who can own accounts: marketing, SDR, AE or manager as the [users] rules say;
+    no role when no rule matched (such a user is never routed to)."""
 
     __tablename__ = "crm_user"
     __table_args__ = (_one_of("crm_user", "role", USER_ROLES),)
@@ -228,7 +230,7 @@ class User(_Mirrored, table=True):
     id: str = Field(primary_key=True)
     name: str
     email: str | None = None
-    role: str
+    role: str | None = None
     territory: str | None = None
     is_active: bool = True
     out_of_office: bool = False

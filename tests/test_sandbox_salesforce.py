@@ -413,7 +413,7 @@ def test_a_restricted_picklist_refuses_an_unknown_value(salesforce: Salesforce) 
 
 def test_an_inactive_owner_is_refused(salesforce: Salesforce) -> None:
     rep = salesforce.query(
-        "SELECT Id FROM User WHERE IsActive = true AND Department = 'sdr' LIMIT 1"
+        "SELECT Id FROM User WHERE IsActive = true AND UserRole.Name LIKE 'SDR%' LIMIT 1"
     )["records"][0]["Id"]
     account = _accounts(salesforce, 1, 30)[0]
     salesforce.User.update(rep, {"IsActive": False})

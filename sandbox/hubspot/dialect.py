@@ -26,7 +26,7 @@ from sandbox.hubspot.errors import (
     error_response,
     rate_limit_response,
 )
-from sandbox.hubspot.events import EventRoutes, build_events
+from sandbox.hubspot.events import CONVENTIONS, EventRoutes, build_events
 from sandbox.hubspot.limits import RateLimiter
 from sandbox.hubspot.merges import MergeRoutes
 from sandbox.hubspot.objects import ObjectRoutes
@@ -50,7 +50,13 @@ class HubSpotDialect:
     """A HubSpot portal over one org, for one private-app token."""
 
     def __init__(
-        self, org: Org, token: str, faults: FaultPlan, clock: Clock, tier: str = DEFAULT_TIER
+        self,
+        org: Org,
+        token: str,
+        faults: FaultPlan,
+        clock: Clock,
+        tier: str = DEFAULT_TIER,
+        convention: str = "a",
     ) -> None:
         self.token = token
         self.store = PortalStore(org, clock)
@@ -62,7 +68,7 @@ class HubSpotDialect:
             *AssociationRoutes(self.store, faults).routes(),
             *PropertyRoutes(self.store).routes(),
             *OwnerRoutes(org.users).routes(),
-            *EventRoutes(build_events(org, self.store.merges)).routes(),
+            *EventRoutes(build_events(org, self.store.merges, convention)).routes(),
         ]
 
     def routes(self) -> list[Route]:
@@ -129,8 +135,14 @@ class HubSpotDialect:
 def make_dialect(
     org: Org, token: str, faults: FaultPlan, clock: Clock, **options: Any
 ) -> HubSpotDialect:
-    """The dialect ``sandbox.service.start_sandbox("hubspot", ...)`` serves."""
-    unknown = set(options) - {"tier"}
+    """The dialect ``sandbox.service.start_sandbox("hubspot", ...)`` serves: options ``tier``
+    and ``convention`` (how the portal's site map looks: "a" or "b", `sandbox.hubspot.events`)."""
+    unknown = set(options) - {"tier", "convention"}
     if unknown:
-        raise ValueError(f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: tier")
-    return HubSpotDialect(org, token, faults, clock, tier=options.get("tier", DEFAULT_TIER))
+        raise ValueError(
+            f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: tier, convention"
+        )
+    tier, convention = options.get("tier", DEFAULT_TIER), options.get("convention", "a")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; expected one of {tuple(CONVENTIONS)}")
+    return HubSpotDialect(org, token, faults, clock, tier=tier, convention=convention)

@@ -51,7 +51,7 @@ def build_state(
 ) -> OrgState:
     """The org's records in Salesforce's shape, the initial session ``token`` valid."""
     catalog = Catalog(STANDARD_OBJECTS)
-    records = Records(salesforce_frames(org, catalog.objects()))
+    records = Records(salesforce_frames(org, catalog.objects(), options.convention))
     org_id = make_id("Organization", org.manifest.seed)
     user_id = make_id("User", MARKETING_QUEUE_ID)
     return OrgState(
