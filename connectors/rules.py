@@ -382,34 +382,42 @@ _Conditions = tuple[tuple[int, tuple[re.Pattern[str], ...]], ...]
 
 class ActivityMatcher:
     """`ActivitySettings` compiled, with a cache per distinct activity kind (a pull of a
-    million activities holds a few hundred kinds)."""
+    million activities holds a few hundred kinds) and per distinct URL."""
 
     def __init__(self, settings: ActivitySettings) -> None:
         self.settings = settings
         self._rules = [(rule, _activity_conditions(rule)) for rule in settings.rules]
         self._rule_of = lru_cache(maxsize=_CACHE_SIZE)(self._first_rule)
+        self._path = lru_cache(maxsize=_CACHE_SIZE)(self._url_path)
 
-    def match(self, facts: ActivityFacts) -> Typed | None:
-        """The signal, rep touch and topic of the first rule the activity matches, or None."""
-        subject, _, subject_topic = facts.subject.partition(": ")
-        campaign, _, campaign_topic = facts.campaign.partition(": ")
-        key = facts._replace(subject=subject, campaign=campaign, url=self._path(facts.url))
-        found = self._rule_of(key)
+    def match(self, facts: Sequence[str]) -> Typed | None:
+        """The signal, rep touch and topic of the first rule the activity matches, or None;
+        ``facts`` in `ActivityFacts` order."""
+        # the hot path of every activity pull: one cache look-up per record, no helper calls
+        obj, kind, subtype, subject, campaign_type, campaign, event, url = facts
+        subject, _, subject_topic = subject.partition(": ")
+        campaign, _, campaign_topic = campaign.partition(": ")
+        path = self._path(url) if url else ""
+        found = self._rule_of((obj, kind, subtype, subject, campaign_type, campaign, event, path))
         if found is None:
             return None
-        rule, url_topic = found
-        topic = (url_topic or subject_topic or campaign_topic).lower() if rule.topic else ""
-        return Typed(rule.signal, rule.rep_touch, topic or None)
+        signal, rep_touch, topic, url_topic = found
+        if not topic:
+            return Typed(signal, rep_touch, None)
+        return Typed(
+            signal, rep_touch, (url_topic or subject_topic or campaign_topic).lower() or None
+        )
 
-    def _first_rule(self, key: ActivityFacts) -> tuple[ActivityRule, str] | None:
-        """The first rule whose conditions hold, with the topic its URL pattern captured."""
+    def _first_rule(self, key: tuple[str, ...]) -> tuple[str, bool, bool, str] | None:
+        """The first rule whose conditions hold: its signal, rep touch, whether it reads a
+        topic, and the topic its URL pattern captured."""
         for rule, conditions in self._rules:
             url_topic = _holds(conditions, key)
             if url_topic is not None:
-                return rule, url_topic
+                return rule.signal, rule.rep_touch, rule.topic, url_topic
         return None
 
-    def _path(self, url: str) -> str:
+    def _url_path(self, url: str) -> str:
         """A URL's path as rules see it (see the module docstring)."""
         if not url:
             return ""
@@ -433,7 +441,7 @@ def _activity_conditions(rule: ActivityRule) -> _Conditions:
     )
 
 
-def _holds(conditions: _Conditions, key: ActivityFacts) -> str | None:
+def _holds(conditions: _Conditions, key: Sequence[str]) -> str | None:
     """None unless every condition holds; then the URL's ``{topic}`` ("" when none)."""
     topic = ""
     for index, patterns in conditions:
@@ -459,6 +467,7 @@ class RuleBook:
     ) -> None:
         self.users = UserMatcher(users or UserSettings())
         self.activity = ActivityMatcher(activity or ActivitySettings())
+        self._readers: dict[str, list[tuple[int, str, str, str]]] = {}
 
     def fields(self, stream: Stream) -> list[str]:
         """The CRM fields the rules read of ``stream``, beyond its field maps."""
@@ -478,11 +487,27 @@ class RuleBook:
     def _activity(
         self, stream: Stream, raw: Mapping[str, Any]
     ) -> tuple[dict[str, Any], str | None]:
-        facts = ActivityFacts(stream.path, **{k: _text(raw, v) for k, v in stream.facts.items()})
+        facts = [stream.path, "", "", "", "", "", "", ""]
+        for index, name, head, rest in self._reader(stream):
+            value = raw.get(name)
+            if value is None and rest:  # a JSON relationship (CSV names the column whole)
+                inner = raw.get(head)
+                value = inner.get(rest) if isinstance(inner, dict) else None
+            if value is not None:
+                facts[index] = str(value)
         typed = self.activity.match(facts)
         if typed is None:
             return {"type": UNMATCHED, "topic": None, "rep_touch": False}, _kind(facts)
         return {"type": typed.signal, "topic": typed.topic, "rep_touch": typed.rep_touch}, None
+
+    def _reader(self, stream: Stream) -> list[tuple[int, str, str, str]]:
+        """(fact index, CRM field, relationship, its field) per fact the stream names."""
+        if stream.name not in self._readers:
+            self._readers[stream.name] = [
+                (ActivityFacts._fields.index(fact), name, *_split(name))
+                for fact, name in stream.facts.items()
+            ]
+        return self._readers[stream.name]
 
     def _user(self, stream: Stream, raw: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
         if "teams" in stream.facts:
@@ -497,10 +522,15 @@ class RuleBook:
         return {"role": team, "territory": territory}, None if team else stream.path
 
 
-def _kind(facts: ActivityFacts) -> str:
+def _split(name: str) -> tuple[str, str]:
+    head, _, rest = name.partition(".")
+    return head, rest
+
+
+def _kind(facts: Sequence[str]) -> str:
     """An unmatched activity's CRM kind, for the pull's summary: "Task / Web Visit / Task"."""
-    parts = (facts.object, facts.type, facts.subtype, facts.campaign_type, facts.event)
-    return " / ".join(part for part in parts if part)
+    obj, kind, subtype, _, campaign_type, _, event, _ = facts
+    return " / ".join(filter(None, (obj, kind, subtype, campaign_type, event)))
 
 
 def _text(raw: Mapping[str, Any], name: str) -> str:

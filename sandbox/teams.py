@@ -41,7 +41,7 @@ ROLE_NAMES: Mapping[str, tuple[str | None, ...]] = {
 }
 # team -> Department values (free text in Salesforce, often empty)
 DEPARTMENTS: Mapping[str, tuple[str | None, ...]] = {
-    "sdr": ("Sales", "Inside Sales - {t}", "SDR", None, "Sales"),
+    "sdr": ("Sales", "Inside Sales - {t}", "Sales", None, "SDR"),
     "ae": ("Sales", "Field Sales", "Sales - {t}", None),
     "manager": ("Sales", "Sales Leadership", None),
     "marketing": ("Marketing", None, "Marketing"),
