@@ -1,44 +1,53 @@
-"""What can go wrong talking to a CRM, and the one function that decides what to do about it.
+"""What can go wrong talking to a CRM, and the one table that decides what to do about it.
 
     Exception
     └── ConnectorError             anything a connector raises on purpose
         ├── TransportError         no answer: a timeout, a refused or dropped connection (retried)
         ├── ApiError               the CRM answered with an error: status, code, message
-        │   ├── RetriableError     429, 5xx, a locked row: worth another try (``retry_after``)
+        │   ├── RetriableError     429, 5xx, an edge's 406 / 420, a locked row, the concurrent
+        │   │                      long-request limit: worth another try (``retry_after``)
         │   ├── AuthError          the session expired or was refused: log in again, once
-        │   └── FatalError         retrying cannot help
-        │       ├── InvalidRequest 400: a validation error, never retried
-        │       ├── Forbidden      403: a permission or the org's daily limit
-        │       ├── NotFound       404
-        │       └── Conflict       409: a duplicate
-        ├── BudgetExhausted        this run has used its share of the daily API allowance
+        │   ├── FatalError         retrying cannot help
+        │   │   ├── InvalidRequest 400: a validation error, never retried
+        │   │   ├── Forbidden      403: a missing permission
+        │   │   ├── NotFound       404
+        │   │   └── Conflict       409: a duplicate
+        │   └── DailyLimitReached  the org's daily API allowance is spent (also a BudgetExhausted)
+        ├── BudgetExhausted        this run may not make another call today: a pull stops after
+        │                          its last checkpoint, a push carries the results it has
         └── PaginationError        a server handed back a page token it had already given
 
-`classify` is the one place that decides retriable, auth or fatal, from the HTTP status and the
-CRM's error code; `api_error` turns an answer into the exception of that verdict, and
-`record_status` says the same of one record inside a batch.
+`classify` reads `VERDICTS`, the one table of rules (the CRM's error code before the HTTP
+status; a message pattern where one code means two things), and says retriable, auth, fatal or
+stop; `api_error` turns an answer into the exception of its rule, and `record_status` says the
+same of one record inside a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+import re
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
     from connectors.protocol import WriteResult
 
 __all__ = [
+    "VERDICTS",
     "ApiError",
     "AuthError",
     "BudgetExhausted",
     "Conflict",
     "ConnectorError",
+    "DailyLimitReached",
     "FatalError",
     "Forbidden",
     "InvalidRequest",
     "NotFound",
     "PaginationError",
     "RetriableError",
+    "Rule",
     "TransportError",
     "Verdict",
     "api_error",
@@ -46,35 +55,7 @@ __all__ = [
     "record_status",
 ]
 
-Verdict = Literal["retriable", "auth", "fatal"]
-
-# CRM error codes whose meaning beats the HTTP status they come with
-_BY_CODE: Mapping[str, Verdict] = {
-    # Salesforce: another transaction holds the row; the record saves on a later try
-    "UNABLE_TO_LOCK_ROW": "retriable",
-    "SERVER_UNAVAILABLE": "retriable",
-    "REQUEST_RUNNING_TOO_LONG": "retriable",
-    # HubSpot: a 409 sub-category for a record written by two requests at once
-    "CONCURRENT_MODIFICATION": "retriable",
-    # HubSpot 429 policy names: the rolling windows pass, the daily allowance does not
-    "TEN_SECONDLY_ROLLING": "retriable",
-    "SECONDLY": "retriable",
-    "DAILY": "fatal",
-    "INVALID_SESSION_ID": "auth",
-    "EXPIRED_AUTHENTICATION": "auth",
-}
-_RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def classify(status: int | None, code: str | None = None) -> Verdict:
-    """Retriable, auth or fatal: the CRM's code first, then the status (None: no answer)."""
-    if code is not None and code in _BY_CODE:
-        return _BY_CODE[code]
-    if status is None or status in _RETRIABLE_STATUSES or status >= 500:
-        return "retriable"
-    if status == 401:
-        return "auth"
-    return "fatal"
+Verdict = Literal["retriable", "auth", "fatal", "stop"]
 
 
 class ConnectorError(Exception):
@@ -83,47 +64,6 @@ class ConnectorError(Exception):
 
 class TransportError(ConnectorError):
     """No answer came: a timeout, a refused or a dropped connection."""
-
-
-class ApiError(ConnectorError):
-    """The CRM refused a request: its HTTP status, error code and message."""
-
-    def __init__(
-        self, status: int, code: str | None, message: str, retry_after: float | None = None
-    ) -> None:
-        super().__init__(f"HTTP {status} {code or ''}: {message}".replace("  ", " "))
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-
-
-class RetriableError(ApiError):
-    """Worth another try, no sooner than ``retry_after`` seconds when the CRM said so."""
-
-
-class AuthError(ApiError):
-    """The session expired or the credentials were refused."""
-
-
-class FatalError(ApiError):
-    """Retrying the same request cannot help."""
-
-
-class InvalidRequest(FatalError):
-    """400: the request or a value in it is invalid."""
-
-
-class Forbidden(FatalError):
-    """403: a missing permission, or the org's daily API limit is spent."""
-
-
-class NotFound(FatalError):
-    """404: no such resource or record."""
-
-
-class Conflict(FatalError):
-    """409: the write collides with an existing record."""
 
 
 class BudgetExhausted(ConnectorError):
@@ -138,30 +78,134 @@ class BudgetExhausted(ConnectorError):
         self.results = tuple(results)
 
 
+class ApiError(ConnectorError):
+    """The CRM refused a request: its HTTP status, error code and message."""
+
+    verdict: ClassVar[Verdict] = "fatal"
+
+    def __init__(
+        self, status: int, code: str | None, message: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"HTTP {status} {code or ''}: {message}".replace("  ", " "))
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class RetriableError(ApiError):
+    """Worth another try, no sooner than ``retry_after`` seconds when the CRM said so."""
+
+    verdict = "retriable"
+
+
+class AuthError(ApiError):
+    """The session expired or the credentials were refused."""
+
+    verdict = "auth"
+
+
+class FatalError(ApiError):
+    """Retrying the same request cannot help."""
+
+
+class InvalidRequest(FatalError):
+    """400: the request or a value in it is invalid."""
+
+
+class Forbidden(FatalError):
+    """403: a missing permission."""
+
+
+class NotFound(FatalError):
+    """404: no such resource or record."""
+
+
+class Conflict(FatalError):
+    """409: the write collides with an existing record."""
+
+
+class DailyLimitReached(ApiError, BudgetExhausted):
+    """The CRM refused a call because the org's daily API allowance is spent.
+
+    Callers treat it as `BudgetExhausted`: the run stops cleanly and resumes next time.
+    """
+
+    verdict = "stop"
+
+
 class PaginationError(ConnectorError):
     """A server handed back a page token it had already given (the pull would never end)."""
 
 
-_FATAL: Mapping[int, type[FatalError]] = {
-    400: InvalidRequest,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-}
-_VERDICT: Mapping[Verdict, type[ApiError]] = {
-    "retriable": RetriableError,
-    "auth": AuthError,
-    "fatal": FatalError,
-}
+_ANY = range(0, 1000)
+_UNANSWERED = frozenset({None})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An error answer this rule covers (status, CRM code, message pattern) and its exception."""
+
+    kind: type[ApiError]
+    statuses: Container[int | None] = _ANY
+    code: str | None = None
+    message: str | None = None  # a regular expression searched in the CRM's message
+
+    def covers(self, status: int | None, code: str | None, message: str) -> bool:
+        """Whether an answer with this status, code and message falls under the rule."""
+        return (
+            status in self.statuses
+            and self.code in (None, code)
+            and (self.message is None or re.search(self.message, message) is not None)
+        )
+
+
+# The one verdict table: the first rule that covers an answer decides. Codes come before
+# statuses, so a 400 UNABLE_TO_LOCK_ROW is retried and a 429 DAILY stops the run.
+VERDICTS: tuple[Rule, ...] = (
+    # Salesforce answers 403 REQUEST_LIMIT_EXCEEDED for two limits; the message names which.
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+    Rule(RetriableError, code="REQUEST_LIMIT_EXCEEDED", message=r"^ConcurrentPerOrg"),
+    Rule(DailyLimitReached, {403}, "REQUEST_LIMIT_EXCEEDED"),  # "TotalRequests Limit exceeded."
+    # Salesforce: another transaction holds the row; the record saves on a later try
+    Rule(RetriableError, code="UNABLE_TO_LOCK_ROW"),
+    Rule(RetriableError, code="SERVER_UNAVAILABLE"),
+    Rule(RetriableError, code="REQUEST_RUNNING_TOO_LONG"),
+    # HubSpot: a 409 sub-category for a record written by two requests at once
+    Rule(RetriableError, code="CONCURRENT_MODIFICATION"),
+    # HubSpot 429 policy names: the rolling windows pass, the daily allowance does not
+    Rule(RetriableError, code="TEN_SECONDLY_ROLLING"),
+    Rule(RetriableError, code="SECONDLY"),
+    Rule(DailyLimitReached, code="DAILY"),
+    Rule(AuthError, code="INVALID_SESSION_ID"),
+    Rule(AuthError, code="EXPIRED_AUTHENTICATION"),
+    # no answer at all, timeouts, throttling, and Salesforce's edge (406 and 420, often with an
+    # HTML page or no body) pass: airbyte's source-salesforce retries them too
+    Rule(RetriableError, _UNANSWERED | {406, 408, 420, 425, 429}),
+    Rule(RetriableError, range(500, 600)),
+    Rule(AuthError, {401}),
+    Rule(InvalidRequest, {400}),
+    Rule(Forbidden, {403}),
+    Rule(NotFound, {404}),
+    Rule(Conflict, {409}),
+    Rule(FatalError),
+)
+
+
+def _rule(status: int | None, code: str | None, message: str) -> Rule:
+    return next(rule for rule in VERDICTS if rule.covers(status, code, message))
+
+
+def classify(status: int | None, code: str | None = None, message: str = "") -> Verdict:
+    """Retriable, auth, fatal or stop, by the first rule of `VERDICTS` (None: no answer)."""
+    return _rule(status, code, message).kind.verdict
 
 
 def api_error(
     status: int, code: str | None, message: str, retry_after: float | None = None
 ) -> ApiError:
-    """The exception for an error answer: its verdict's class, refined by status when fatal."""
-    verdict = classify(status, code)
-    kind = _FATAL.get(status, FatalError) if verdict == "fatal" else _VERDICT[verdict]
-    return kind(status, code, message, retry_after)
+    """The exception for an error answer, of the class its rule names."""
+    return _rule(status, code, message).kind(status, code, message, retry_after)
 
 
 def record_status(code: str | None) -> Literal["retriable", "permanent"]:

@@ -5,10 +5,13 @@ Every call to a CRM goes through `HttpPolicy.call`, which
 * waits while a ``Retry-After`` is running (for every call, not only the one refused),
 * paces calls under the CRM's rolling windows (HubSpot's 10 seconds) instead of bouncing off
   429s, and counts them against the run's `Budget`,
-* retries what `connectors.errors.classify` calls retriable (429, 5xx, timeouts, dropped
-  connections, locked rows) with exponential backoff and full jitter, never sooner than the
-  CRM's ``Retry-After``, at most ``attempts`` times, and
-* logs in again once when the session has expired.
+* retries what `connectors.errors.classify` calls retriable (429, 5xx, an edge's 406 / 420,
+  Salesforce's concurrent long-request limit, timeouts, dropped connections, locked rows) with
+  exponential backoff and full jitter, never sooner than the CRM's ``Retry-After``, at most
+  ``attempts`` times,
+* logs in again once when the session has expired, and
+* never retries the org's spent daily allowance (`DailyLimitReached`): like `BudgetExhausted`,
+  it stops the run at its last checkpoint.
 
 This module is the only place that sleeps: ``sleep`` and ``clock`` are injected, so tests
 move a fake clock instead of waiting. Retries use tenacity and nothing else.
@@ -132,6 +135,10 @@ class HttpPolicy:
     def timeout(self) -> tuple[float, float]:
         """Every request's (connect, read) timeout."""
         return self.settings.timeout
+
+    def now(self) -> datetime:
+        """The time of day on the injected wall clock (when a pull began reading, say)."""
+        return self._wall()
 
     def call(
         self,

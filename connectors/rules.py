@@ -14,7 +14,7 @@ URLs by their path alone: no query string or fragment, no trailing slash, lower 
 without a leading locale segment such as ``/en`` or ``/de-de`` when ``strip_locale`` is on.
 
     book = RuleBook(UserSettings(), ActivitySettings())
-    values, unmatched = book.derive(stream, raw)  # {"type": ..., "topic": ..., "rep_touch": ...}
+    values, warnings, unmatched = book.derive(stream, raw)  # {"type": ..., "topic": ..., ...}
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from connectors.protocol import RAW_LIMIT, ValueWarning
 from connectors.streams import Stream, lookup
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "ActivityMatcher",
     "ActivityRule",
     "ActivitySettings",
+    "Derived",
     "Patterns",
     "RuleBook",
     "Team",
@@ -58,7 +60,12 @@ _CAPTURES = re.compile(r"\{(topic|territory)\}")
 _LOCALE = re.compile(r"[a-z]{2}(?:[-_][a-z]{2,4})?")
 _FIELD_PATH = re.compile(r"[A-Za-z]\w*(?:\.[A-Za-z]\w*)?")
 
+_UNREADABLE = (AttributeError, TypeError, KeyError)  # what a value that is no list of teams raises
+_URL = 7  # the index of the URL in `ActivityFacts`
+
 Team = Literal["sdr", "ae", "manager", "marketing"]
+# what the rules make of a record: our values, warnings, its CRM kind when no rule matched
+Derived = tuple[dict[str, Any], tuple[ValueWarning, ...], str | None]
 
 
 # --- patterns ------------------------------------------------------------------------------
@@ -309,16 +316,17 @@ _HUBSPOT_TOUCHES = (
     ("e_clicked_marketing_email", "/newsletter", "email_click"),
 )
 _ACTIVITIES = ("Task", "Event")
+_TOUCH_STREAMS = ("events", "email_events")  # HubSpot streams of touches in the events API's shape
 DEFAULT_ACTIVITY_RULES: tuple[ActivityRule, ...] = (
     *(
         _touch(signal, topic=True, objects=_ACTIVITIES, types=(kind,), subjects=(stem,))
         for kind, stem, signal in _SALESFORCE_TOUCHES
     ),
     *(
-        _touch(signal, topic=True, objects=("events",), events=(event,), urls=(path,))
+        _touch(signal, topic=True, objects=_TOUCH_STREAMS, events=(event,), urls=(path,))
         for event, path, signal in _HUBSPOT_TOUCHES
     ),
-    _touch("email_open", objects=("events",), events=("e_opened_marketing_email",)),
+    _touch("email_open", objects=_TOUCH_STREAMS, events=("e_opened_marketing_email",)),
     # mass and automated email (List Email, Sales Engagement cadences) is no rep's own touch
     _touch("email", objects=("Task",), subtypes=("ListEmail",)),
     _touch("call", objects=("Task",), subtypes=("Cadence",), types=("Call",)),
@@ -349,7 +357,8 @@ class ActivitySettings(BaseModel):
 class ActivityFacts(NamedTuple):
     """What the rules may read of one activity (empty text where the CRM has nothing)."""
 
-    object: str = ""  # Task, Event, CampaignMember; calls, emails, meetings, notes, tasks, events
+    # Task, Event, CampaignMember; calls, emails, meetings, notes, tasks, events, email_events
+    object: str = ""
     type: str = ""  # Salesforce Type
     subtype: str = ""  # Salesforce TaskSubtype / EventSubtype; HubSpot email or call direction
     subject: str = ""  # Subject, an engagement's title, a web event's page title
@@ -476,17 +485,16 @@ class RuleBook:
             names.append(self.users.settings.territory_field)
         return list(dict.fromkeys(names))
 
-    def derive(self, stream: Stream, raw: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-        """The values the rules give a raw record, and its CRM kind when no rule matched."""
+    def derive(self, stream: Stream, raw: Mapping[str, Any]) -> Derived:
+        """The values the rules give a raw record, a warning for each of them a dirty fact left
+        None, and the record's CRM kind when no rule matched."""
         if stream.typed_by == "activity":
             return self._activity(stream, raw)
         if stream.typed_by == "user":
             return self._user(stream, raw)
-        return {}, None
+        return {}, (), None
 
-    def _activity(
-        self, stream: Stream, raw: Mapping[str, Any]
-    ) -> tuple[dict[str, Any], str | None]:
+    def _activity(self, stream: Stream, raw: Mapping[str, Any]) -> Derived:
         facts = [stream.path, "", "", "", "", "", "", ""]
         for index, name, head, rest in self._reader(stream):
             value = raw.get(name)
@@ -496,9 +504,14 @@ class RuleBook:
             if value is not None:
                 facts[index] = str(value)
         typed = self.activity.match(facts)
-        if typed is None:
-            return {"type": UNMATCHED, "topic": None, "rep_touch": False}, _kind(facts)
-        return {"type": typed.signal, "topic": typed.topic, "rep_touch": typed.rep_touch}, None
+        if typed is not None:
+            values = {"type": typed.signal, "topic": typed.topic, "rep_touch": typed.rep_touch}
+            return values, (), None
+        unreadable = _url_error(facts[_URL])
+        if unreadable is not None:  # no rule could read the URL: no type, rather than "other"
+            warned = _unreadable(("type", "topic"), facts[_URL], unreadable)
+            return {"type": None, "topic": None, "rep_touch": False}, warned, _kind(facts)
+        return {"type": UNMATCHED, "topic": None, "rep_touch": False}, (), _kind(facts)
 
     def _reader(self, stream: Stream) -> list[tuple[int, str, str, str]]:
         """(fact index, CRM field, relationship, its field) per fact the stream names."""
@@ -509,9 +522,14 @@ class RuleBook:
             ]
         return self._readers[stream.name]
 
-    def _user(self, stream: Stream, raw: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    def _user(self, stream: Stream, raw: Mapping[str, Any]) -> Derived:
         if "teams" in stream.facts:
-            teams = _team_names(lookup(raw, stream.facts["teams"]))
+            value = lookup(raw, stream.facts["teams"])
+            try:
+                teams = _team_names(value)
+            except _UNREADABLE as error:  # no list of teams: no team, and a warning
+                warned = _unreadable(("role", "territory"), value, error)
+                return {"role": None, "territory": None}, warned, stream.path
             facts = UserFacts(teams=teams, email=_text(raw, stream.facts.get("email", "")))
             territory = self.users.territory_of_team(teams)
         else:
@@ -519,7 +537,7 @@ class RuleBook:
             facts = UserFacts(**named)
             territory = _text(raw, self.users.settings.territory_field) or None
         team = self.users.team(facts)
-        return {"role": team, "territory": territory}, None if team else stream.path
+        return {"role": team, "territory": territory}, (), None if team else stream.path
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -540,9 +558,24 @@ def _text(raw: Mapping[str, Any], name: str) -> str:
 
 
 def _team_names(teams: Any) -> tuple[str, ...]:
-    """An owner's team names, the primary team first (a malformed list reads as none)."""
-    if not isinstance(teams, list):
-        return ()
-    named = [t for t in teams if isinstance(t, Mapping) and t.get("name")]
+    """An owner's team names, the primary team first; a value that is no list of teams raises
+    (as `connectors.streams` reading the owner's out-of-office team does)."""
+    named = [t for t in teams or () if t.get("name")]
     named.sort(key=lambda t: not t.get("primary"))
     return tuple(str(t["name"]) for t in named)
+
+
+def _url_error(url: str) -> ValueError | None:
+    """Why a URL cannot be read (None when it can, or there is none)."""
+    try:
+        urlsplit(url)
+    except ValueError as error:
+        return error
+    return None
+
+
+def _unreadable(fields: Sequence[str], raw: Any, error: Exception) -> tuple[ValueWarning, ...]:
+    """A warning for each of our ``fields`` a dirty fact left None (worded as
+    `connectors.streams.normalise` words an unreadable value, so the summary counts them alike)."""
+    why = f"unreadable ({type(error).__name__})"
+    return tuple(ValueWarning(field, str(raw)[:RAW_LIMIT], why) for field in fields)

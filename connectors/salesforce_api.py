@@ -17,6 +17,8 @@ sandbox on loopback; `handoff` will do the same when ``[crm] kind = "sandbox"``.
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -27,13 +29,18 @@ from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 from connectors.config import SalesforceSettings
-from connectors.errors import AuthError, TransportError, api_error
+from connectors.errors import AuthError, ConnectorError, TransportError, api_error
 from connectors.http import HttpPolicy
 
 __all__ = ["LIMIT_INFO", "PolicySession", "SalesforceApi"]
 
 LIMIT_INFO = "Sforce-Limit-Info"
 _API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+_SHOWN = 300  # characters of an error page kept in a message
+_NO_BODY = "(no body)"
+_TAG = re.compile(r"<[^>]*>")
+_HIDDEN = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.S | re.I)
+_FAULT_STRING = re.compile(r"<faultstring>(.*?)</faultstring>", re.S)
 _TRANSPORT = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
 
 
@@ -87,17 +94,41 @@ def _raise_for(response: requests.Response, policy: HttpPolicy) -> None:
 
 
 def _error_of(response: requests.Response) -> tuple[str | None, str]:
-    """(errorCode, message) of ``[{"errorCode", "message"}]`` or an OAuth error body."""
+    """(errorCode, message) of ``[{"errorCode", "message"}]`` or an OAuth error body; the
+    text of anything else (Salesforce's edge answers 406 / 420 with an HTML page or nothing)."""
     try:
         body = response.json()
     except ValueError:
-        return None, response.text[:500]
+        return None, _plain(response.content.decode("utf-8", "replace")) or _NO_BODY
     first = body[0] if isinstance(body, list) and body else body
     if not isinstance(first, dict):
-        return None, str(body)[:500]
+        return None, str(body)[:_SHOWN]
     code = first.get("errorCode") or first.get("error")
     message = first.get("message") or first.get("error_description") or ""
     return code, str(message)
+
+
+def _plain(text: str) -> str:
+    """An HTML or XML page as one line of its text, cut short."""
+    words = html.unescape(_TAG.sub(" ", _HIDDEN.sub(" ", text))).split()
+    return " ".join(words)[:_SHOWN]
+
+
+def _login_reason(error: SalesforceAuthenticationFailed) -> str:
+    """Salesforce's own reason for refusing a login: the SOAP fault's ``faultstring`` or
+    ``exceptionMessage``, the OAuth ``error_description``, else the page's text.
+
+    simple-salesforce 1.12.7+ keeps it in ``auth_message`` (``message`` became a template)."""
+    raw = str((error.auth_message if hasattr(error, "auth_message") else error.message) or "")
+    fault = _FAULT_STRING.search(raw)
+    if fault:
+        return html.unescape(fault.group(1)).strip()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return _plain(raw) or "no reason given"
+    reason = body.get("error_description") if isinstance(body, dict) else None
+    return str(reason or body)[:_SHOWN]
 
 
 class SalesforceApi:
@@ -159,12 +190,16 @@ class SalesforceApi:
         if settings.auth == "session":
             assert settings.session_id is not None and settings.instance_url is not None
             return settings.session_id.get_secret_value(), _host(settings.instance_url)
+        unusable = settings.problems()  # e.g. a private key that is not PEM: no traceback
+        if unusable:
+            raise ConnectorError("; ".join(f"[salesforce] {problem}" for problem in unusable))
         try:
             session_id, instance = SalesforceLogin(
                 session=self.session, sf_version=settings.api_version, **_login_arguments(settings)
             )
         except SalesforceAuthenticationFailed as error:
-            raise AuthError(401, str(error.code), f"login failed: {error.message}") from error
+            message = f"Salesforce refused the login: {_login_reason(error)}"
+            raise AuthError(401, str(error.code), message) from error
         return session_id, instance
 
 

@@ -8,11 +8,13 @@ rules read (``facts``). Nothing here is written per object; the connectors read 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+from connectors.countries import country
 from connectors.protocol import RAW_LIMIT, Entity, ValueWarning
 from connectors.schema import OWNED_FIELDS, OWNER, owned_for
 
@@ -37,13 +39,20 @@ __all__ = [
 
 
 def text(value: Any) -> str | None:
-    """Text, empty as None."""
+    """Text, empty as None (a JSON object or list is not text: its repr is no value)."""
+    if isinstance(value, (Mapping, list, tuple)):
+        raise TypeError(f"{type(value).__name__} is not text")
     return None if value is None or value == "" else str(value)
 
 
 def number(value: Any) -> float | None:
-    """A number."""
-    return None if value is None or value == "" else float(value)
+    """A finite number ("1e999", "NaN" and infinities are not amounts)."""
+    if value is None or value == "":
+        return None
+    parsed = float(value)
+    if not math.isfinite(parsed):
+        raise ValueError(f"{value!r} is not finite")
+    return parsed
 
 
 def integer(value: Any) -> int | None:
@@ -60,6 +69,8 @@ def stamp(value: Any) -> datetime | None:
     """An aware UTC datetime from ISO 8601 (any offset) or epoch milliseconds."""
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise TypeError("a checkbox is not a time")
     if isinstance(value, (int, float)) or value.isdigit():
         return datetime.fromtimestamp(int(value) / 1000, UTC)
     parsed = datetime.fromisoformat(value)
@@ -72,10 +83,12 @@ def day(value: Any) -> date | None:
 
 
 _EXPECTED: dict[Callable[..., Any], str] = {
+    text: "text",
     number: "a number",
     integer: "a whole number",
     stamp: "a date and time",
     day: "a date",
+    country: "a country",
 }
 
 
@@ -128,7 +141,8 @@ class Stream:
     links: tuple[Link, ...] = ()
     merge_field: str | None = None  # Salesforce MasterRecordId / HubSpot hs_merged_object_ids
     writable: tuple[str, ...] = ()  # our fields write-back may set
-    api: Literal["objects", "events", "owners"] = "objects"  # which HubSpot API serves it
+    # which HubSpot API serves it ("events": web touches, whatever the tier; connectors/hubspot_web)
+    api: Literal["objects", "events", "email_events", "owners"] = "objects"
     # what the mapping rules read (`connectors.rules`): their fact -> the CRM field holding it
     facts: Mapping[str, str] = field(default_factory=dict)
     typed_by: Literal["activity", "user"] | None = None  # which rules give the record values
@@ -139,8 +153,17 @@ class Stream:
         return list(dict.fromkeys(names))
 
 
-# what a converter raises on a value it cannot read ("abc" as a number, "2024-02-30", "http://[::1")
-_UNCONVERTIBLE = (ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
+# what a converter raises on a value it cannot read ("abc" as a number, "2024-02-30", "http://[::1",
+# an epoch the platform's datetime cannot represent: OSError)
+_UNCONVERTIBLE = (
+    ValueError,
+    TypeError,
+    ArithmeticError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    OSError,
+)
 
 
 def normalise(
@@ -232,7 +255,7 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
             (
                 _map("name", "Name"),
                 _map("website", "Website"),
-                _map("country", "BillingCountry"),
+                _map("country", "BillingCountry", country),
                 _map("industry", "Industry"),
                 _map("employees", "NumberOfEmployees", integer),
                 _map("revenue", "AnnualRevenue", number),
@@ -241,7 +264,10 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("is_customer", "Type", lambda t: t in _CUSTOMER_TYPES),
                 _map("is_competitor", "Type", lambda t: t == "Competitor"),
             ),
-            optional=_read_back("account", "salesforce"),
+            optional=(
+                *_read_back("account", "salesforce"),
+                _map("country", ("BillingCountryCode", "BillingCountry"), country),
+            ),
             constants={"domain": None, "region": None},
             merge_field="MasterRecordId",
             writable=_writable("account"),
@@ -256,13 +282,16 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("company", "Company", _company),
                 _map("title", "Title"),
                 _map("phone", "Phone"),
-                _map("country", "Country"),
+                _map("country", "Country", country),
                 _map("city", "City"),
                 _map("is_converted", "IsConverted", flag),
                 _map("converted_account_id", "ConvertedAccountId"),
                 _map("owner_id", "OwnerId"),
             ),
-            optional=_read_back("person", "salesforce"),
+            optional=(
+                *_read_back("person", "salesforce"),
+                _map("country", ("CountryCode", "Country"), country),
+            ),
             constants={"kind": "lead", "account_id": None},
             merge_field="MasterRecordId",
             writable=_writable("person"),
@@ -277,10 +306,11 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("email", "Email"),
                 _map("title", "Title"),
                 _map("phone", "Phone"),
-                _map("country", "MailingCountry"),
+                _map("country", "MailingCountry", country),
                 _map("city", "MailingCity"),
                 _map("owner_id", "OwnerId"),
             ),
+            optional=(_map("country", ("MailingCountryCode", "MailingCountry"), country),),
             constants={
                 "kind": "contact",
                 "company": None,
@@ -377,12 +407,26 @@ def _company_id(kind: Any, object_id: Any) -> str | None:
     return text(object_id) if kind == "COMPANY" else None
 
 
-def _closed(stage: Any) -> bool:
-    return stage in _CLOSED_STAGES
+def _closed(is_closed: Any, stage: Any) -> bool:
+    """HubSpot's ``hs_is_closed`` (from the stage's metadata, so custom pipelines with numeric
+    stage ids read right); the default pipeline's stage ids where a portal does not send it."""
+    return flag(is_closed) if is_closed not in (None, "") else stage in _CLOSED_STAGES
 
 
-def _won(stage: Any) -> bool:
-    return stage == "closedwon"
+def _won(is_won: Any, stage: Any) -> bool:
+    """HubSpot's ``hs_is_closed_won``; the default pipeline's "closedwon" where it is absent."""
+    return flag(is_won) if is_won not in (None, "") else stage == "closedwon"
+
+
+# a web or marketing email touch in the events API's shape (every source is handed on in it),
+# typed by the activity rules from its eventType and URL
+_TOUCH_FIELDS = (
+    _map("occurred_at", "occurredAt", stamp),
+    _map("subject", "properties.hs_title"),
+    _map("person_id", ("objectType", "objectId"), _contact_id),
+    _map("account_id", ("objectType", "objectId"), _company_id),
+)
+_TOUCH_FACTS = {"event": "eventType", "url": "properties.hs_url", "subject": "properties.hs_title"}
 
 
 def _engagement(name: str, subject: str, direction: str | None = None) -> Stream:
@@ -433,7 +477,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("name", "name"),
                 _map("website", "website"),
                 _map("domain", "domain"),
-                _map("country", "country"),
+                _map("country", "country", country),
                 _map("industry", "industry", _industry),
                 _map("employees", "numberofemployees", integer),
                 _map("revenue", "annualrevenue", number),
@@ -461,7 +505,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("company", "company"),
                 _map("title", "jobtitle"),
                 _map("phone", "phone"),
-                _map("country", "country"),
+                _map("country", "country", country),
                 _map("city", "city"),
                 _map("account_id", "associatedcompanyid"),
                 _map("owner_id", "hubspot_owner_id"),
@@ -483,8 +527,8 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("amount", "amount", number),
                 _map("opened_at", "createdate", stamp),
                 _map("close_date", "closedate", day),
-                _map("is_closed", "dealstage", _closed),
-                _map("is_won", "dealstage", _won),
+                _map("is_closed", ("hs_is_closed", "dealstage"), _closed),
+                _map("is_won", ("hs_is_closed_won", "dealstage"), _won),
                 _map("owner_id", "hubspot_owner_id"),
             ),
             links=(Link("account_id", "companies", primary_type=5),),
@@ -495,26 +539,20 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
         _engagement("meetings", "hs_meeting_title"),
         _engagement("notes", "hs_note_body"),
         _engagement("tasks", "hs_task_subject"),
-        Stream(
-            "events",
-            "activity",
-            "events",
-            "id",
-            "occurredAt",
-            (
-                _map("occurred_at", "occurredAt", stamp),
-                _map("subject", "properties.hs_title"),
-                _map("person_id", ("objectType", "objectId"), _contact_id),
-                _map("account_id", ("objectType", "objectId"), _company_id),
-            ),
-            constants={"owner_id": None},
-            api="events",
-            facts={
-                "event": "eventType",
-                "url": "properties.hs_url",
-                "subject": "properties.hs_title",
-            },
-            typed_by="activity",
+        *(
+            Stream(
+                name,
+                "activity",
+                name,
+                "id",
+                "occurredAt",
+                _TOUCH_FIELDS,
+                constants={"owner_id": None},
+                api=api,
+                facts=_TOUCH_FACTS,
+                typed_by="activity",
+            )
+            for name, api in (("events", "events"), ("email_events", "email_events"))
         ),
     )
 }

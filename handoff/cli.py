@@ -7,8 +7,11 @@ Sub-apps hang off `app` (`app.add_typer(...)`); each command loads its settings 
 from __future__ import annotations
 
 import shutil
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -167,7 +170,8 @@ class SandboxCrm(StrEnum):
 
 
 class Convention(StrEnum):
-    """How the sandbox org records activity (see `sandbox.salesforce.mapping`)."""
+    """How the sandbox org records activity (`sandbox.salesforce.mapping`,
+    `sandbox.hubspot.touches`)."""
 
     a = "a"
     b = "b"
@@ -201,15 +205,36 @@ def serve(
     org = _loaded(org_dir) if org_dir else _generated(accounts, seed, progress_console)
     options = {"convention": convention.value}
     try:
-        with start_sandbox(
-            crm.value, org, token=token, faults=plan, port=port, **options
-        ) as running:
+        with (
+            start_sandbox(
+                crm.value, org, token=token, faults=plan, port=port, **options
+            ) as running,
+            _stop_signals() as stop,
+        ):
             typer.echo(f"sandbox {crm.value} ready at {running.base_url} token={running.token}")
-            threading.Event().wait()
+            while not stop.wait(_STOP_POLL_SECONDS):
+                pass
     except OSError as error:
         _fail([f"cannot serve on port {port}: {error.strerror}"])
-    except KeyboardInterrupt:
-        typer.echo("sandbox stopped")
+    typer.echo("sandbox stopped")
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_STOP_POLL_SECONDS = 0.2
+
+
+@contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM, its handlers in place before the caller says
+    it is ready (a signal sent on the ready line must not find Python's defaults). A bare
+    ``Event.wait()`` is never interrupted by a signal on Linux, so the caller waits in slices."""
+    stop = threading.Event()
+    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in _STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _faults(path: Path | None) -> FaultPlan | None:

@@ -29,6 +29,7 @@ from scoring.config import (
     DEFAULT_DISQUALIFIERS,
     DEFAULT_FIT,
     DEFAULT_SIGNALS,
+    REP_ACTIVITIES,
     SETTINGS_CONFIG,
     Disqualifiers,
     FitRules,
@@ -134,20 +135,22 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _rules_name_signals(self) -> Settings:
-        """Every activity rule written in settings types activity as a signal the catalog lists
-        (a typo never silently stops an activity from scoring); a default rule whose signal a
-        shorter catalog leaves out just types activity that does not score."""
+        """Every activity rule written in settings types activity as a signal the catalog lists,
+        or as rep activity (typed, never scored: `REP_ACTIVITIES`), so a typo never silently
+        stops an activity from scoring; a default rule whose signal a shorter catalog leaves out
+        just types activity that does not score."""
         if self.activity.rules == DEFAULT_ACTIVITY_RULES:
             return self
-        known = {signal.activity for signal in self.signals}
+        known = {signal.activity for signal in self.signals} | REP_ACTIVITIES
         for index, rule in enumerate(self.activity.rules):
             if rule.signal not in known:
                 raise setting_error(
-                    "must be an activity of [[signals]], got {got}",
+                    "must be an activity of [[signals]] or rep activity ({rep}), got {got}",
                     "activity",
                     "rules",
                     index,
                     "signal",
+                    rep=", ".join(json.dumps(a) for a in sorted(REP_ACTIVITIES)),
                     got=json.dumps(rule.signal),
                 )
         return self

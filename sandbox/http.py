@@ -1,19 +1,30 @@
 """A small HTTP/1.1 server on loopback that a CRM dialect plugs into.
 
 The server owns what every dialect shares: routing, request accounting by endpoint, the admin
-endpoints tests and benchmarks read, and injected faults (delays, dropped connections, errors the
-dialect renders in its CRM's own shape). A dialect supplies routes, authentication and its errors.
+endpoints tests and benchmarks read (``/__sandbox/*``, behind ``Authorization: Bearer <token>``),
+and injected faults (delays, dropped connections, pages from the CDN in front of the CRM, errors
+the dialect renders in its CRM's own shape). A dialect supplies routes, authentication and its
+errors.
+
+Like a CRM's front end it refuses what it cannot read: an unparseable ``Content-Length`` (400), a
+body past `ServerLimits.max_body` (413), a request whose head does not arrive within
+``header_seconds`` (the connection is closed, so a slowloris client holds one thread for seconds
+and no other client waits); and no answer ever carries Python's exception text: a handler that
+fails answers the dialect's own generic 500.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import secrets
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -29,11 +40,32 @@ __all__ = [
     "RequestLog",
     "Response",
     "Route",
+    "ServerLimits",
+    "edge_response",
     "json_response",
 ]
 
 ADMIN_PREFIX = "/__sandbox"
 _POLL_SECONDS = 0.05  # how soon stop() is noticed (http.server's default is 0.5 s)
+_LOG = logging.getLogger(__name__)
+# the page Salesforce's edge has answered 420 with (airbyte source-salesforce, rate_limiting.py)
+_EDGE_PAGE = (
+    "<!DOCTYPE html><html><head><title>We are setting things up</title></head><body>"
+    "<p>We are setting things up. This process can take a few minutes. This page will "
+    "auto-refresh when ready. If it takes too long, please contact support or visit our "
+    "<a>status page</a> for more information.</p></body></html>"
+)
+_FRONT_PAGES = {400: "Bad Request", 413: "Request Entity Too Large"}
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What the front end accepts: body bytes, seconds for a request's head (from its first
+    byte, or from the connection's opening), and seconds a kept-alive connection may idle."""
+
+    max_body: int = 150 * 1024 * 1024  # Bulk API 2.0's largest upload
+    header_seconds: float = 5.0
+    keep_alive_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +110,19 @@ def json_response(status: int, payload: Any, headers: Mapping[str, str] | None =
     return Response(
         status, json.dumps(payload, separators=(",", ":")).encode(), dict(headers or {})
     )
+
+
+def edge_response(status: int, html: bool) -> Response:
+    """An answer from the CDN in front of the CRM: an HTML page, or no body at all."""
+    body = _EDGE_PAGE.encode() if html else b""
+    return Response(status, body, content_type="text/html;charset=UTF-8")
+
+
+def _front_page(status: int) -> Response:
+    """The front end's own refusal of a request it cannot read (before any route sees it)."""
+    title = f"{status} {_FRONT_PAGES[status]}"
+    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+    return Response(status, page.encode(), content_type="text/html;charset=UTF-8")
 
 
 Handler = Callable[[Request], Response]
@@ -174,10 +219,21 @@ class RequestLog:
 class LoopbackServer:
     """Serves one dialect on 127.0.0.1 in a background thread."""
 
-    def __init__(self, dialect: Dialect, faults: FaultPlan | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        faults: FaultPlan | None = None,
+        port: int = 0,
+        *,
+        admin_token: str | None = None,
+        limits: ServerLimits | None = None,
+    ) -> None:
         self.dialect = dialect
         self.faults = faults or FaultPlan()
         self.log = RequestLog()
+        self.limits = limits or ServerLimits()
+        # without a token given, no one can use the admin routes
+        self._admin_token = admin_token or secrets.token_urlsafe(24)
         self._routes = dialect.routes()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
         self._httpd.daemon_threads = True
@@ -232,14 +288,28 @@ class LoopbackServer:
         if fault is not None:
             if fault.kind == "drop":
                 return None
+            if fault.kind == "edge":
+                return edge_response(fault.status, fault.html)
             if fault.kind == "slow":
                 time.sleep(fault.seconds)
             else:
                 return self.dialect.fault_response(fault, request)
-        denied = None if route.public else self.dialect.authenticate(request)
-        response = denied or route.handler(request)
+        return self._answer(route, request)
+
+    def _answer(self, route: Route, request: Request) -> Response:
+        """The route's answer; a sandbox bug answers the CRM's generic 500, never its text."""
+        try:
+            denied = None if route.public else self.dialect.authenticate(request)
+            response = denied or route.handler(request)
+        except Exception:
+            _LOG.exception("sandbox bug serving %s %s", request.method, request.path)
+            return self.dialect.fault_response(Fault("status", 500), request)
         self.dialect.decorate(request, response)
         return response
+
+    def admitted(self, request: Request) -> bool:
+        """Whether a request bears the admin token (``Authorization: Bearer <token>``)."""
+        return secrets.compare_digest(request.bearer() or "", self._admin_token)
 
     def _route(self, request: Request) -> tuple[Route | None, Mapping[str, str]]:
         """The first route matching the request, with its captured parameters."""
@@ -250,7 +320,10 @@ class LoopbackServer:
         return None, {}
 
     def _admin(self, request: Request) -> Response:
-        """``GET /__sandbox/requests`` (counts), ``POST /__sandbox/reset`` (clear counts)."""
+        """``GET /__sandbox/requests`` (counts), ``POST /__sandbox/reset`` (clear counts); both
+        only with the sandbox's token."""
+        if not self.admitted(request):
+            return json_response(401, {"message": "the sandbox's admin routes need its token"})
         if request.method == "GET" and request.path == f"{ADMIN_PREFIX}/requests":
             return json_response(
                 200, {"total": self.log.total(), "by_endpoint": self.log.snapshot()}
@@ -263,16 +336,60 @@ class LoopbackServer:
 
 def _handler_class(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
     """A request handler bound to ``server`` (http.server wants a class)."""
+    limits = server.limits
 
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the clients reuse pooled connections
         # headers and body leave in two writes; with Nagle on, a kept-alive connection then
         # waits ~40 ms for the client's delayed ACK on every response
         disable_nagle_algorithm = True
+        timeout = limits.keep_alive_seconds  # any read that waits longer ends the connection
+
+        def setup(self) -> None:
+            super().setup()
+            self.requests_served = 0
+            self.head_late = threading.Event()
+            self.watchdog: threading.Timer | None = None
+
+        def handle_one_request(self) -> None:
+            """One request, whose head must arrive within ``header_seconds`` of its first byte
+            (of the connection's opening for the first): a client trickling it is cut off."""
+            first = self.requests_served == 0
+            self.connection.settimeout(limits.header_seconds if first else self.timeout)
+            try:
+                if not self.rfile.peek(1):  # the client closed the connection
+                    self.close_connection = True
+                    return
+                self.connection.settimeout(self.timeout)
+                self.watchdog = threading.Timer(limits.header_seconds, self._cut_off)
+                self.watchdog.daemon = True
+                self.watchdog.start()
+                super().handle_one_request()
+            except OSError:  # idle too long, cut off, or the client left mid-answer
+                self.close_connection = True
+            finally:
+                if self.watchdog is not None:
+                    self.watchdog.cancel()
+                self.requests_served += 1
+
+        def _cut_off(self) -> None:
+            """The head took too long: end the connection under the reading thread."""
+            self.head_late.set()
+            with suppress(OSError):  # already closed
+                self.connection.shutdown(socket.SHUT_RDWR)
 
         def _serve(self) -> None:
+            assert self.watchdog is not None
+            self.watchdog.cancel()  # the head is in; a large body may take its time
+            if self.head_late.is_set():  # cut off while reading it: the head may be partial
+                self.close_connection = True
+                return
+            length = _content_length(self.headers.get("Content-Length"))
+            if length is None or length > limits.max_body:
+                self.close_connection = True  # the body's end is unknown, or it is not read
+                self._send(_front_page(400 if length is None else 413))
+                return
             split = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
             request = Request(
                 method=self.command,
                 path=split.path,
@@ -285,8 +402,13 @@ def _handler_class(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.close()
                 return
+            self._send(response)
+
+        def _send(self, response: Response) -> None:
             self.send_response(response.status)
             headers = {"Content-Type": response.content_type, **response.headers}
+            if self.close_connection:
+                headers["Connection"] = "close"
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(response.body)))
@@ -299,3 +421,11 @@ def _handler_class(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             """Quiet: the request log counts requests; stderr stays for the ready line."""
 
     return _Handler
+
+
+def _content_length(value: str | None) -> int | None:
+    """The body's length in bytes (0 without the header); None when it cannot be read."""
+    if value is None:
+        return 0
+    text = value.strip()
+    return int(text) if text.isdigit() and text.isascii() else None

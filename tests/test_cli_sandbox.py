@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -112,11 +113,31 @@ def test_serve_prints_one_ready_line_and_answers_until_stopped(crm: str) -> None
             ready = _ready_line(server)
             base_url = ready.split(" ready at ")[1].split()[0]
             assert ready == f"sandbox {crm} ready at {base_url} token=t0k3n"
-            report = requests.get(f"{base_url}/__sandbox/requests", timeout=5).json()
-            assert report["total"] == 0
+            admin = f"{base_url}/__sandbox/requests"
+            assert requests.get(admin, timeout=5).status_code == 401
+            token = {"Authorization": "Bearer t0k3n"}
+            assert requests.get(admin, headers=token, timeout=5).json()["total"] == 0
         finally:
             server.terminate()
             server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_cleanly_on_ctrl_c(stop: signal.Signals) -> None:
+    command = [sys.executable, "-m", "handoff", "sandbox", "serve", "--crm", "salesforce"]
+    with subprocess.Popen(
+        [*command, "--accounts", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as server:
+        try:
+            base_url = _ready_line(server).split(" ready at ")[1].split()[0]
+            server.send_signal(stop)
+            out, err = server.communicate(timeout=10)
+        finally:
+            server.kill()
+    assert server.returncode == 0 and out.strip() == "sandbox stopped"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    with pytest.raises(requests.ConnectionError):
+        requests.get(base_url, timeout=2)
 
 
 def _ready_line(server: subprocess.Popen[str]) -> str:

@@ -9,6 +9,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from handoff.cli import app
@@ -36,6 +38,16 @@ def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def _encrypted_key() -> str:
+    """A PEM key only a passphrase opens (simple-salesforce cannot sign with it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(SENTINEL.encode()),
+    ).decode()
+
+
 def test_check_prints_ok_for_good_settings() -> None:
     _write("good.toml", "[sla]\nae_minutes = 5\n")
     assert _run("settings", "check", "--settings", "good.toml") == (0, "ok\n", "")
@@ -50,6 +62,38 @@ def test_check_prints_each_problem_and_fails() -> None:
     code, out, err = _run("settings", "check", "--settings", "bad.toml")
     assert (code, out) == (1, "")
     assert err.splitlines() == BAD_PROBLEMS
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        (f"{SENTINEL}-not-a-key", "needs a PEM private key"),
+        ("/home/admin/salesforce.key", "needs a PEM private key"),
+        (
+            f"-----BEGIN PRIVATE KEY-----\n{SENTINEL}\n-----END PRIVATE KEY-----\n",
+            "needs a PEM private key",
+        ),
+        (_encrypted_key(), "without a passphrase"),
+    ],
+)
+def test_a_private_key_that_is_not_pem_names_its_variable_and_never_shows(
+    key: str, says: str
+) -> None:
+    _write(
+        "jwt.toml",
+        '[crm]\nkind = "salesforce"\n'
+        '[salesforce]\nauth = "jwt"\nusername = "a@b.example"\nclient_id = "c"\n',
+    )
+    env = {"HANDOFF_SALESFORCE_PRIVATE_KEY": key}
+
+    code, out, err = _run("settings", "check", "--settings", "jwt.toml", env=env)
+
+    assert (code, out) == (1, "")
+    [problem] = err.splitlines()
+    assert "[salesforce] " in problem and says in problem
+    assert "HANDOFF_SALESFORCE_PRIVATE_KEY" in problem
+    assert SENTINEL not in err and "Traceback" not in err
+    assert not [line for line in key.splitlines()[1:-1] if line in err]  # the key's body
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from connectors.errors import (
     BudgetExhausted,
     Conflict,
     ConnectorError,
+    DailyLimitReached,
     FatalError,
     Forbidden,
     InvalidRequest,
@@ -81,45 +82,69 @@ def _sf_error(code: str, message: str = "refused") -> list[dict[str, Any]]:
     return [{"errorCode": code, "message": message, "fields": []}]
 
 
+DAILY_LIMIT = "TotalRequests Limit exceeded."
+CONCURRENT_LIMIT = "ConcurrentPerOrgLongTxn Limit exceeded."
+
+
 @pytest.mark.parametrize(
-    ("status", "code", "verdict"),
+    ("status", "code", "message", "verdict"),
     [
-        (None, None, "retriable"),
-        (429, "REQUEST_LIMIT_EXCEEDED", "retriable"),
-        (503, "SERVER_UNAVAILABLE", "retriable"),
-        (500, None, "retriable"),
-        (400, "UNABLE_TO_LOCK_ROW", "retriable"),
-        (409, "CONCURRENT_MODIFICATION", "retriable"),
-        (429, "DAILY", "fatal"),
-        (401, "INVALID_SESSION_ID", "auth"),
-        (401, "EXPIRED_AUTHENTICATION", "auth"),
-        (400, "MALFORMED_QUERY", "fatal"),
-        (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "fatal"),
-        (403, "REQUEST_LIMIT_EXCEEDED", "fatal"),
-        (404, "NOT_FOUND", "fatal"),
+        (None, None, "", "retriable"),
+        (429, "REQUEST_LIMIT_EXCEEDED", "", "retriable"),
+        (503, "SERVER_UNAVAILABLE", "", "retriable"),
+        (500, None, "", "retriable"),
+        (406, None, "", "retriable"),
+        (420, None, "<html>We are setting things up.</html>", "retriable"),
+        (400, "UNABLE_TO_LOCK_ROW", "", "retriable"),
+        (409, "CONCURRENT_MODIFICATION", "", "retriable"),
+        (403, "REQUEST_LIMIT_EXCEEDED", CONCURRENT_LIMIT, "retriable"),
+        (403, "REQUEST_LIMIT_EXCEEDED", DAILY_LIMIT, "stop"),
+        (429, "DAILY", "You have reached your daily limit.", "stop"),
+        (401, "INVALID_SESSION_ID", "", "auth"),
+        (401, "EXPIRED_AUTHENTICATION", "", "auth"),
+        (400, "MALFORMED_QUERY", "", "fatal"),
+        (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "", "fatal"),
+        (400, "INVALIDENTITY", "Entity 'Lead' is not supported by the Bulk API.", "fatal"),
+        (403, "INSUFFICIENT_ACCESS", "", "fatal"),
+        (404, "NOT_FOUND", "", "fatal"),
     ],
 )
-def test_one_function_decides_retriable_auth_or_fatal(
-    status: int | None, code: str | None, verdict: str
+def test_one_table_decides_retriable_auth_fatal_or_stop(
+    status: int | None, code: str | None, message: str, verdict: str
 ) -> None:
-    assert classify(status, code) == verdict
+    assert classify(status, code, message) == verdict
 
 
 @pytest.mark.parametrize(
-    ("status", "code", "kind"),
+    ("status", "code", "message", "kind"),
     [
-        (400, "INVALID_FIELD", InvalidRequest),
-        (403, "INSUFFICIENT_ACCESS", Forbidden),
-        (404, "NOT_FOUND", NotFound),
-        (409, "CONFLICT", Conflict),
-        (422, None, FatalError),
-        (401, "INVALID_SESSION_ID", AuthError),
-        (429, None, RetriableError),
-        (502, None, RetriableError),
+        (400, "INVALID_FIELD", "no", InvalidRequest),
+        (403, "INSUFFICIENT_ACCESS", "no", Forbidden),
+        (404, "NOT_FOUND", "no", NotFound),
+        (409, "CONFLICT", "no", Conflict),
+        (422, None, "no", FatalError),
+        (401, "INVALID_SESSION_ID", "no", AuthError),
+        (429, None, "no", RetriableError),
+        (502, None, "no", RetriableError),
+        (403, "REQUEST_LIMIT_EXCEEDED", CONCURRENT_LIMIT, RetriableError),
+        (403, "REQUEST_LIMIT_EXCEEDED", DAILY_LIMIT, DailyLimitReached),
     ],
 )
-def test_error_answers_become_exceptions_by_status(status: int, code: str, kind: type) -> None:
-    assert type(api_error(status, code, "no")) is kind
+def test_error_answers_become_exceptions_by_status(
+    status: int, code: str, message: str, kind: type
+) -> None:
+    assert type(api_error(status, code, message)) is kind
+
+
+def test_the_daily_limit_stops_a_run_as_its_own_budget_does() -> None:
+    refused = api_error(403, "REQUEST_LIMIT_EXCEEDED", DAILY_LIMIT)
+
+    assert isinstance(refused, BudgetExhausted) and refused.results == ()
+    assert (refused.status, refused.code, refused.message) == (
+        403,
+        "REQUEST_LIMIT_EXCEEDED",
+        DAILY_LIMIT,
+    )
 
 
 def test_a_record_error_is_retriable_only_when_the_crm_says_so() -> None:
@@ -134,7 +159,7 @@ def test_a_record_error_is_retriable_only_when_the_crm_says_so() -> None:
     [
         (400, "MALFORMED_QUERY", InvalidRequest, 1),
         (404, "NOT_FOUND", NotFound, 1),
-        (403, "REQUEST_LIMIT_EXCEEDED", Forbidden, 1),
+        (403, "INSUFFICIENT_ACCESS", Forbidden, 1),
         (401, "INVALID_SESSION_ID", AuthError, 1),  # a session id cannot log in again
         (500, "UNKNOWN_EXCEPTION", RetriableError, RetrySettings().attempts),
     ],
@@ -150,6 +175,79 @@ def test_salesforce_answers_map_to_our_errors_and_only_retriable_ones_repeat(
 
     assert (raised.value.code, raised.value.message) == (code, "it went wrong")
     assert len(responses.calls) == sent
+
+
+_EDGE_PAGE = (
+    b"<html><head><title>Setting up</title><style>p {color: red}</style></head>"
+    b"<body><p>We are setting things up. This process can take a few minutes.</p></body></html>"
+)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("status", "body", "shown"),
+    [(406, b"", "(no body)"), (420, _EDGE_PAGE, "We are setting things up.")],
+)
+def test_an_edge_answer_is_retried_and_its_page_read_as_text(
+    clock: FakeClock, status: int, body: bytes, shown: str
+) -> None:
+    responses.get(BASE + "limits", body=body, status=status, content_type="text/html")
+    api = SalesforceApi(_salesforce_settings(), _policy(clock))
+
+    with pytest.raises(RetriableError) as raised:
+        api.rest("limits")
+
+    assert raised.value.message.startswith(shown) and "<" not in raised.value.message
+    assert "color" not in raised.value.message
+    assert len(responses.calls) == RetrySettings().attempts
+
+
+_SOAP_FAULT = (
+    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+    'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault>'
+    "<faultcode>UNSUPPORTED_CLIENT</faultcode><faultstring>UNSUPPORTED_CLIENT: TLS 1.0 has "
+    "been disabled in this organization.</faultstring></soapenv:Fault></soapenv:Body>"
+    "</soapenv:Envelope>"
+)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_SOAP_FAULT, "UNSUPPORTED_CLIENT: TLS 1.0 has been disabled in this organization."),
+        ("<html><body><h1>Maintenance</h1></body></html>", "Maintenance"),
+    ],
+)
+def test_a_login_failure_shows_salesforces_reason_not_a_template(
+    clock: FakeClock, body: str, reason: str
+) -> None:
+    responses.post("https://login.salesforce.com/services/Soap/u/59.0", body=body, status=500)
+    settings = SalesforceSettings(
+        auth="password",
+        username="admin@example.com",
+        password=SecretStr("pw"),
+        security_token=SecretStr("token"),
+    )
+
+    with pytest.raises(AuthError) as refused:
+        SalesforceApi(settings, _policy(clock))
+
+    assert str(refused.value).endswith(f"Salesforce refused the login: {reason}")
+    assert "{content}" not in str(refused.value)
+
+
+@responses.activate
+def test_a_private_key_that_is_not_pem_stops_before_any_call(clock: FakeClock) -> None:
+    settings = SalesforceSettings(
+        auth="jwt", username="a@b.example", client_id="c", private_key=SecretStr("s3cr3t-pem")
+    )
+
+    with pytest.raises(ConnectorError) as refused:
+        SalesforceApi(settings, _policy(clock))
+
+    assert "HANDOFF_SALESFORCE_PRIVATE_KEY" in str(refused.value)
+    assert "s3cr3t" not in str(refused.value) and not responses.calls
 
 
 @responses.activate
@@ -254,7 +352,7 @@ def _hubspot_error(
     ("status", "body", "ours", "retry_after"),
     [
         (429, {"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}, RetriableError, 2),
-        (429, {"errorType": "RATE_LIMIT", "policyName": "DAILY"}, FatalError, 2),
+        (429, {"errorType": "RATE_LIMIT", "policyName": "DAILY"}, DailyLimitReached, 2),
         (400, {"category": "VALIDATION_ERROR", "message": "bad value"}, InvalidRequest, None),
         (404, {"category": "OBJECT_NOT_FOUND"}, NotFound, None),
     ],

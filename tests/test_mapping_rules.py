@@ -3,6 +3,7 @@ settings, what no rule matches counted in the pull's summary, on both CRMs."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS
 from handoff.crm import rule_book
 from handoff.settings import check_settings, load_settings
 from sandbox.generator import generate_org
-from sandbox.hubspot.events import WEB_TOUCHES_B
+from sandbox.hubspot.touches import WEB_TOUCHES_B
 from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.salesforce.mapping import CAMPAIGNS_B, TOUCHES_B
@@ -97,7 +98,7 @@ def test_users_get_the_team_of_the_first_rule_they_match(
     stream: Any, raw: dict, rules: tuple[UserRule, ...] | None, team: str, territory: str
 ) -> None:
     settings = UserSettings() if rules is None else UserSettings(rules=rules)
-    values, unmatched = RuleBook(users=settings).derive(stream, raw)
+    values, _, unmatched = RuleBook(users=settings).derive(stream, raw)
 
     assert values == {"role": team, "territory": territory}
     assert unmatched == (None if team else stream.path)
@@ -112,7 +113,7 @@ def test_the_territory_comes_from_the_configured_user_field() -> None:
 
 
 def test_a_user_without_a_team_is_stored_not_refused(tmp_path: Path) -> None:
-    values, _ = RuleBook().derive(USER, _sf_user(department="Sales"))
+    values, _, _ = RuleBook().derive(USER, _sf_user(department="Sales"))
     row = {"id": "005A", "name": "Sam", "crm_modified_at": T0, "synced_at": T0, **values}
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store, store.session() as session:
         store.upsert(session, User, [row])
@@ -248,10 +249,11 @@ def test_activity_is_typed_by_the_first_rule_it_matches(
 def test_unmatched_activity_is_typed_other_and_named_by_its_kind(
     stream: Any, raw: dict, kind: str
 ) -> None:
-    values, unmatched = RuleBook().derive(stream, raw)
+    values, warnings, unmatched = RuleBook().derive(stream, raw)
 
     assert values == {"type": "other", "topic": None, "rep_touch": False}
     assert unmatched == kind
+    assert warnings == ()
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -263,7 +265,8 @@ def test_unmatched_activity_is_typed_other_and_named_by_its_kind(
         (
             '[[activity.rules]]\nsignal = "pricing_pgae"\nobjects = ["events"]\n',
             '[[activity.rules]] #1 (signal "pricing_pgae") signal must be an activity of '
-            '[[signals]], got "pricing_pgae"',
+            '[[signals]] or rep activity ("call", "email", "meeting", "note", "task"), '
+            'got "pricing_pgae"',
         ),
         (
             '[[activity.rules]]\nsignal = "call"\nsubjects = ["ok", "re:(unclosed"]\n',
@@ -304,10 +307,13 @@ def org() -> Org:
 
 
 @contextmanager
-def _connector(crm: str, org: Org, rules: RuleBook, convention: str = "a") -> Iterator[Connector]:
-    """The real connector against a fresh sandbox of ``org`` rendered in ``convention``."""
+def _connector(
+    crm: str, org: Org, rules: RuleBook, convention: str = "a", tier: str = "unlimited"
+) -> Iterator[Connector]:
+    """The real connector against a fresh sandbox of ``org`` rendered in ``convention`` (a
+    HubSpot portal of ``tier``: below Enterprise, web touches come from contacts' history)."""
     with start_sandbox(
-        crm, org, convention=convention, **({"tier": "unlimited"} if crm == "hubspot" else {})
+        crm, org, convention=convention, **({"tier": tier} if crm == "hubspot" else {})
     ) as running:
         if crm == "hubspot":
             settings = HubSpotSettings(token=SecretStr(running.token))
@@ -362,17 +368,21 @@ def test_the_default_rules_recover_the_team_of_the_sandbox_users(crm: str, org: 
 
 ACTIVITY_STREAMS = {
     "salesforce": ("Task", "Event", "CampaignMember"),
-    "hubspot": ("calls", "emails", "meetings", "events"),
+    "hubspot": ("calls", "emails", "meetings", "events", "email_events"),
 }
 _SF_REP_B = (("call", "Task", "Call"), ("email", "Task", "Email"), ("meeting", "Event", None))
 _HS_REP = (("call", "calls", None), ("meeting", "meetings", None), ("email", "emails", None))
 
 
-def _rule(signal: str, rep: bool = False, **conditions: str | None) -> str:
-    """One [[activity.rules]] table, its conditions given as single patterns; a rep's touch,
-    or a touch with a topic."""
+def _rule(signal: str, rep: bool = False, **conditions: str | tuple[str, ...] | None) -> str:
+    """One [[activity.rules]] table, its conditions given as patterns; a rep's touch, or a
+    touch with a topic."""
     lines = [f'signal = "{signal}"', "rep_touch = true" if rep else "topic = true"]
-    lines += [f'{key} = ["{value}"]' for key, value in conditions.items() if value is not None]
+    lines += [
+        f"{key} = {json.dumps([value] if isinstance(value, str) else list(value))}"
+        for key, value in conditions.items()
+        if value is not None
+    ]
     return "[[activity.rules]]\n" + "\n".join(lines) + "\n"
 
 
@@ -394,7 +404,7 @@ def _convention_b(crm: str) -> str:
         ]
         return "".join([*touches, *_reps(_SF_REP_B), *members])
     events = [
-        _rule(key, objects="events", events=t.event_type, urls=_path(t.path))
+        _rule(key, objects=("events", "email_events"), events=t.event_type, urls=_path(t.path))
         for key, t in WEB_TOUCHES_B.items()
     ]
     return "".join([*events, *_reps(_HS_REP)])
@@ -434,15 +444,21 @@ def _signals(connector: Connector, crm: str) -> tuple[dict[str, tuple[Any, ...]]
     return typed, unmatched
 
 
-@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+@pytest.mark.parametrize(
+    ("crm", "tier"),
+    [("salesforce", ""), ("hubspot", "unlimited"), ("hubspot", "professional")],
+    ids=["salesforce", "hubspot-events-api", "hubspot-history"],
+)
 def test_an_org_in_another_convention_gives_the_same_signals_once_the_rules_say_so(
-    crm: str, org: Org, tmp_path: Path
+    crm: str, tier: str, org: Org, tmp_path: Path
 ) -> None:
-    with _connector(crm, org, _convention_a(crm), "a") as a:
+    """Every source of activity (on HubSpot: the events API or contacts' history for web
+    touches, the email events API for marketing email) is typed by the same rules."""
+    with _connector(crm, org, _convention_a(crm), "a", tier) as a:
         expected, unmatched_a = _signals(a, crm)
-    with _connector(crm, org, _rules(tmp_path, _convention_b(crm)), "b") as b:
+    with _connector(crm, org, _rules(tmp_path, _convention_b(crm)), "b", tier) as b:
         got, unmatched_b = _signals(b, crm)
-    with _connector(crm, org, RuleBook(), "b") as b_default:
+    with _connector(crm, org, RuleBook(), "b", tier) as b_default:
         untouched, unmatched_default = _signals(b_default, crm)
 
     assert got == expected and not unmatched_a and not unmatched_b

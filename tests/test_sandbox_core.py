@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,10 +14,12 @@ import pytest
 import requests
 
 from sandbox.faults import Fault, FaultError, FaultPlan, FaultRule, load_faults
-from sandbox.http import LoopbackServer, Request, Response, Route, json_response
+from sandbox.http import LoopbackServer, Request, Response, Route, ServerLimits, json_response
 from sandbox.tables import Table, TableSpec
 
 TOKEN = "toy-token"
+ADMIN_TOKEN = "toy-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 class ToyDialect:
@@ -38,6 +41,7 @@ class ToyDialect:
                 lambda r: json_response(200, {"item": r.params["item"]}),
             ),
             Route("POST", r"/items", "items", lambda r: json_response(201, r.json())),
+            Route("GET", r"/broken", "broken", _broken),
         ]
 
     def authenticate(self, request: Request) -> Response | None:
@@ -54,9 +58,15 @@ class ToyDialect:
         response.headers["X-Toy"] = "1"
 
 
+def _broken(request: Request) -> Response:
+    raise ValueError("a sandbox bug's own words")
+
+
 @contextmanager
-def _serve(plan: FaultPlan | None = None) -> Iterator[tuple[str, LoopbackServer]]:
-    server = LoopbackServer(ToyDialect(), plan)
+def _serve(
+    plan: FaultPlan | None = None, limits: ServerLimits | None = None
+) -> Iterator[tuple[str, LoopbackServer]]:
+    server = LoopbackServer(ToyDialect(), plan, admin_token=ADMIN_TOKEN, limits=limits)
     with server.running():
         yield server.base_url, server
 
@@ -109,10 +119,102 @@ def test_request_counts_match_what_was_sent_and_admin_reports_them(
             _get(base, f"/items/{item}", session=session)
     requests.post(base + "/login", timeout=5)
     assert server.log.snapshot() == {"GET items": 3, "POST login": 1}
-    report = requests.get(base + "/__sandbox/requests", timeout=5).json()
+    report = requests.get(base + "/__sandbox/requests", headers=ADMIN, timeout=5).json()
     assert report == {"total": 4, "by_endpoint": {"GET items": 3, "POST login": 1}}
-    requests.post(base + "/__sandbox/reset", timeout=5)
+    requests.post(base + "/__sandbox/reset", headers=ADMIN, timeout=5)
     assert server.log.total() == 0
+
+
+@pytest.mark.parametrize("token", [None, TOKEN, "wrong"])
+def test_admin_routes_refuse_anyone_without_the_sandbox_token(
+    toy: tuple[str, LoopbackServer], token: str | None
+) -> None:
+    base, server = toy
+    _get(base, "/items/a")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    assert requests.get(base + "/__sandbox/requests", headers=headers, timeout=5).status_code == 401
+    assert requests.post(base + "/__sandbox/reset", headers=headers, timeout=5).status_code == 401
+    assert server.log.total() == 1
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e3", "12, 12"])
+def test_an_unreadable_content_length_is_refused_with_400(
+    toy: tuple[str, LoopbackServer], length: str
+) -> None:
+    base, server = toy
+    head = f"POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}"
+    with _connect(base) as raw:
+        raw.sendall(head.encode())
+        assert _status(raw) == 400
+    assert server.log.total() == 0
+
+
+def test_a_body_past_the_cap_is_refused_with_413() -> None:
+    with _serve(limits=ServerLimits(max_body=1_000)) as (base, server):
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        small = requests.post(base + "/items", json={"a": "x" * 900}, headers=headers, timeout=5)
+        large = requests.post(base + "/items", json={"a": "x" * 1_000}, headers=headers, timeout=5)
+    assert (small.status_code, large.status_code) == (201, 413)
+    assert server.log.snapshot() == {"POST items": 1}
+
+
+def test_a_slow_client_is_cut_off_without_holding_up_the_others() -> None:
+    with (
+        _serve(limits=ServerLimits(header_seconds=0.5)) as (base, server),
+        _connect(base) as silent,
+        _connect(base) as trickling,
+    ):
+        started = time.perf_counter()
+        trickling.sendall(b"GET /items/slow HTTP/1.1\r\n")
+        answered = []
+        while time.perf_counter() - started < 1.5 and _open(trickling):
+            trickling.sendall(b"X-Slow: 1\r\n")
+            answered.append(_get(base, "/items/fast").status_code)
+            time.sleep(0.1)
+        cut_after = time.perf_counter() - started
+        assert not _open(silent)
+    assert cut_after < 1.5 and answered and set(answered) == {200}
+    assert server.log.snapshot() == {"GET items": len(answered)}
+
+
+def test_a_handler_bug_answers_the_dialects_500_not_its_text(
+    toy: tuple[str, LoopbackServer],
+) -> None:
+    base, _ = toy
+    answer = _get(base, "/broken")
+    assert answer.status_code == 500 and answer.json() == {"error": "status"}
+    assert "bug" not in answer.text and "ValueError" not in answer.text
+
+
+def test_an_edge_fault_is_a_page_from_the_front_not_the_dialects_json() -> None:
+    with _serve(FaultPlan([FaultRule("edge", status=420, html=True, count=1)])) as (base, _):
+        edge = _get(base, "/items/x")
+        assert edge.status_code == 420 and edge.headers["Content-Type"].startswith("text/html")
+        assert "X-Toy" not in edge.headers
+        assert _get(base, "/items/x").status_code == 200
+
+
+def _connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    raw = socket.create_connection((host, int(port)), timeout=5)
+    return raw
+
+
+def _status(raw: socket.socket) -> int:
+    return int(raw.recv(4096).split(b" ")[1])
+
+
+def _open(raw: socket.socket) -> bool:
+    """Whether the server still holds the connection (a closed one reads as end of stream)."""
+    raw.settimeout(0.05)
+    try:
+        return raw.recv(1, socket.MSG_PEEK) != b""
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+    finally:
+        raw.settimeout(5)
 
 
 def test_a_status_fault_fires_in_its_window() -> None:
@@ -166,6 +268,9 @@ def test_locks_fail_a_record_the_given_number_of_times() -> None:
             "kind must be one of status, slow, drop, expire_session, lock",
         ),
         ('[[fault]]\nkind = "status"\nstatus = 200\n', "status must be an HTTP error status"),
+        ('[[fault]]\nkind = "edge"\n', "status must be an HTTP error status"),
+        ('[[fault]]\nkind = "limit"\nlimit = "hourly"\n', "limit must be one of daily, concurrent"),
+        ('[[fault]]\nkind = "bulk_unsupported"\n', "objects must name the objects"),
         ('[[fault]]\nkind = "slow"\nsecs = 1\n', "unknown key(s) ['secs']"),
         ('[faults]\nkind = "slow"\n', "unknown section(s) ['faults']"),
         ("[[fault]\n", "faults.toml: "),
@@ -184,10 +289,18 @@ def test_a_faults_file_loads_into_rules(tmp_path: Path) -> None:
     path.write_text(
         '[[fault]]\nkind = "status"\nstatus = 429\nretry_after = 2\ncount = 3\n'
         '[[fault]]\nkind = "lock"\nrecords = ["001A"]\ntimes = 1\n'
+        '[[fault]]\nkind = "limit"\nlimit = "concurrent"\nendpoint = "query"\n'
+        '[[fault]]\nkind = "edge"\nstatus = 420\nhtml = true\n'
+        '[[fault]]\nkind = "bulk_unsupported"\nobjects = ["Task"]\n'
     )
     plan = load_faults(path)
     assert plan.rules[0] == FaultRule("status", status=429, retry_after=2, count=3)
+    assert plan.rules[2:4] == [
+        FaultRule("limit", limit="concurrent", endpoint="query"),
+        FaultRule("edge", status=420, html=True),
+    ]
     assert plan.locked("001A") and not plan.locked("001A")
+    assert plan.refuses_bulk("Task") and not plan.refuses_bulk("Account")
 
 
 def _table() -> Table:

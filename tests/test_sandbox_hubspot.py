@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,9 +20,13 @@ from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
 from hubspot.crm.deals import PublicMergeInput as DealMergeInput
 from hubspot.crm.objects.exceptions import ApiException as ObjectsApiException
 from hubspot.crm.owners.exceptions import ApiException as OwnersApiException
+from hubspot.events.exceptions import ApiException as EventsApiException
 
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.hubspot import WEB_TOUCHES
+from sandbox.hubspot.analytics import HISTORY_DEPTH
+from sandbox.hubspot.events import NOT_ENTERPRISE
+from sandbox.hubspot.touches import MARKETING_EMAIL
 from sandbox.org import Org
 from sandbox.service import RunningSandbox, start_sandbox
 from sandbox.teams import user_labels
@@ -622,12 +627,109 @@ def test_web_touches_arrive_as_events_that_invert_to_the_catalog(
                 or inverse[(event.event_type, path.rsplit("/", 1)[0])]
             )
             counts[key] += 1
-    web = hubspot_org.activities.filter(pl.col("type").cast(pl.String).is_in(list(WEB_TOUCHES)))
-    assert counts == Counter(web["type"].cast(pl.String).to_list())
+    web = [key for key in WEB_TOUCHES if key not in MARKETING_EMAIL]
+    touches = hubspot_org.activities.filter(pl.col("type").cast(pl.String).is_in(web))
+    assert counts == Counter(touches["type"].cast(pl.String).to_list())
     assert set(hubspot.events.events_api.get_types().event_types) >= {
         "e_visited_page",
         "e_submitted_form",
     }
+
+
+@pytest.mark.parametrize(("tier", "served"), [("starter", False), ("professional", False),
+                                              ("enterprise", True)])  # fmt: skip
+def test_the_events_api_answers_on_enterprise_only(
+    hubspot_org: Org, tier: str, served: bool
+) -> None:
+    with start_sandbox("hubspot", hubspot_org, tier=tier) as crm:
+        client = hubspot_client(crm)
+        if served:
+            assert client.events.events_api.get_page(limit=1).results
+            return
+        with pytest.raises(EventsApiException) as refused:
+            client.events.events_api.get_page(limit=1)
+    body = _error(refused)
+    assert refused.value.status == 403
+    assert (body["category"], body["message"]) == ("MISSING_SCOPES", NOT_ENTERPRISE)
+
+
+def _email_events(crm: RunningSandbox, **query: Any) -> Iterator[dict[str, Any]]:
+    """Every email event the query matches, following ``offset`` while ``hasMore``."""
+    headers = {"Authorization": f"Bearer {crm.token}"}
+    offsets: set[str] = set()
+    while True:
+        page = requests.get(
+            f"{crm.base_url}/email/public/v1/events", params=query, headers=headers, timeout=10
+        ).json()
+        yield from page["events"]
+        if not page["hasMore"]:
+            return
+        assert page["offset"] not in offsets
+        offsets.add(page["offset"])
+        query = {**query, "offset": page["offset"]}
+
+
+def test_marketing_email_comes_from_the_email_events_api_by_recipient(
+    hubspot_sandbox: RunningSandbox, hubspot_org: Org
+) -> None:
+    events = list(_email_events(hubspot_sandbox, limit=1000))
+    people = hubspot_org.people.select("person_id", "email")
+    expected = (
+        hubspot_org.activities.filter(pl.col("type").cast(pl.String).is_in(MARKETING_EMAIL))
+        .join(people, on="person_id")
+        .filter(pl.col("email").is_not_null())
+    )
+    assert len(events) == len({e["id"] for e in events}) == expected.height
+    assert Counter(e["type"] for e in events) == {
+        "OPEN": expected.filter(pl.col("type") == "email_open").height,
+        "CLICK": expected.filter(pl.col("type") == "email_click").height,
+    }
+    assert all(("url" in e) == (e["type"] == "CLICK") for e in events)
+    later = events[len(events) // 2]["created"]
+    clicks = list(_email_events(hubspot_sandbox, eventType="CLICK", startTimestamp=later))
+    assert clicks and all(e["type"] == "CLICK" and e["created"] >= later for e in clicks)
+
+
+def test_contacts_carry_their_analytics_history_newest_first_50_a_page(hubspot: HubSpot) -> None:
+    names = ["hs_analytics_last_url", "recent_conversion_event_name"]
+    page = hubspot.crm.contacts.basic_api.get_page(limit=50, properties_with_history=names)
+    with_history = [c for c in page.results if c.properties_with_history["hs_analytics_last_url"]]
+    assert with_history
+    for contact in with_history:
+        views = contact.properties_with_history["hs_analytics_last_url"]
+        stamps = [v.timestamp for v in views]
+        assert stamps == sorted(stamps, reverse=True) and len(views) <= HISTORY_DEPTH
+        assert contact.properties["hs_analytics_last_url"] == views[0].value
+    ids = [{"id": c.id} for c in with_history]
+    batch = hubspot.crm.contacts.batch_api.read(
+        {"inputs": ids, "properties": [], "propertiesWithHistory": names}
+    )
+    assert {c.id: c.properties_with_history for c in batch.results} == {
+        c.id: c.properties_with_history for c in with_history
+    }
+    with pytest.raises(ContactsApiException) as refused:
+        hubspot.crm.contacts.basic_api.get_page(limit=51, properties_with_history=names)
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("pipeline", ["default", "custom"])
+def test_deals_close_and_win_by_their_pipeline_stages_metadata(
+    hubspot_org: Org, pipeline: str
+) -> None:
+    with start_sandbox("hubspot", hubspot_org, tier="unlimited", pipeline=pipeline) as crm:
+        client = hubspot_client(crm)
+        pipelines = client.crm.pipelines.pipelines_api.get_all("deals").results
+        deals = _all(client, "deals", properties=["dealstage", "hs_is_closed", "hs_is_closed_won"])
+    stages = {s.id: s.metadata for p in pipelines for s in p.stages}
+    assert [s.id for s in pipelines[0].stages][-2:] == ["closedwon", "closedlost"]
+    by_id = {int(d.id) - 40_000_000_000: d.properties for d in deals}
+    for opportunity in hubspot_org.opportunities.iter_rows(named=True):
+        deal = by_id[opportunity["opportunity_id"]]
+        metadata = stages[deal["dealstage"]]
+        assert deal["hs_is_closed"] == metadata["isClosed"] == str(opportunity["is_closed"]).lower()
+        won = metadata["probability"] == "1.0"
+        assert deal["hs_is_closed_won"] == str(won).lower() == str(opportunity["is_won"]).lower()
+        assert deal["dealstage"].isdigit() == (pipeline == "custom")
 
 
 def test_events_filter_by_object_type_and_exclusive_time_bounds(hubspot: HubSpot) -> None:
@@ -709,16 +811,25 @@ def test_search_is_limited_to_five_a_second(hubspot_org: Org, hubspot_clock: Hub
         assert client.crm.contacts.search_api.do_search({"limit": 1}).total > 0
 
 
+_RATE_LIMIT = {"errorType": "RATE_LIMIT"}
+
+
 @pytest.mark.parametrize(
-    ("rule", "status", "category"),
+    ("rule", "status", "shown"),
     [
-        (FaultRule("expire_session", after=0), 401, "EXPIRED_AUTHENTICATION"),
-        (FaultRule("status", status=503, count=1), 503, "SERVICE_UNAVAILABLE"),
-        (FaultRule("status", status=429, count=1), 429, None),
+        (FaultRule("expire_session", after=0), 401, {"category": "EXPIRED_AUTHENTICATION"}),
+        (FaultRule("status", status=503, count=1), 503, {"category": "SERVICE_UNAVAILABLE"}),
+        (FaultRule("status", status=429, count=1), 429, _RATE_LIMIT),
+        (FaultRule("limit", limit="daily", count=1), 429, _RATE_LIMIT | {"policyName": "DAILY"}),
+        (
+            FaultRule("limit", limit="concurrent", count=1),
+            429,
+            _RATE_LIMIT | {"policyName": "TEN_SECONDLY_ROLLING"},
+        ),
     ],
 )
 def test_injected_faults_come_in_hubspots_shape_and_then_pass(
-    hubspot_org: Org, rule: FaultRule, status: int, category: str | None
+    hubspot_org: Org, rule: FaultRule, status: int, shown: dict[str, str]
 ) -> None:
     with start_sandbox("hubspot", hubspot_org, faults=FaultPlan([rule]), tier="unlimited") as crm:
         client = hubspot_client(crm)
@@ -726,7 +837,7 @@ def test_injected_faults_come_in_hubspots_shape_and_then_pass(
             client.crm.owners.owners_api.get_page(limit=1)
         assert failed.value.status == status
         body = _error(failed)
-        assert body["category"] == category if category else body["errorType"] == "RATE_LIMIT"
+        assert {key: body[key] for key in shown} == shown
         assert client.crm.owners.owners_api.get_page(limit=1).results
 
 
@@ -738,18 +849,41 @@ def test_a_fault_with_retry_after_is_retried_by_the_client_itself(hubspot_org: O
         assert crm.request_counts() == {"GET owners": 2}
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/crm/v3/objects/contacts/search", b'{"limit": '),
+        ("/crm/v3/objects/contacts/search", b'{"limit": "many"}'),
+        ("/crm/v3/objects/companies", b'{"properties": {"numberofemployees": "lots"}}'),
+    ],
+)
+def test_unreadable_input_is_refused_without_pythons_words(
+    hubspot_sandbox: RunningSandbox, path: str, body: bytes
+) -> None:
+    answer = requests.post(
+        hubspot_sandbox.base_url + path,
+        data=body,
+        headers={"Authorization": f"Bearer {hubspot_sandbox.token}"},
+        timeout=5,
+    )
+    assert answer.status_code == 400 and answer.json()["status"] == "error"
+    python = r"Error\(|Expecting|invalid literal|could not convert|Traceback|char \d"
+    assert not re.search(python, answer.text)
+
+
 def test_the_server_counts_exactly_the_requests_the_client_sent(
     hubspot_sandbox: RunningSandbox,
 ) -> None:
     admin = hubspot_sandbox.base_url + "/__sandbox"
-    requests.post(admin + "/reset", timeout=5)
+    token = {"Authorization": f"Bearer {hubspot_sandbox.token}"}
+    requests.post(admin + "/reset", headers=token, timeout=5)
     client = hubspot_client(hubspot_sandbox)
     companies = list(
         _pages(lambda after: client.crm.companies.basic_api.get_page(limit=100, after=after))
     )
     client.crm.contacts.search_api.do_search({"limit": 1})
     client.crm.owners.owners_api.get_page()
-    report = requests.get(admin + "/requests", timeout=5).json()
+    report = requests.get(admin + "/requests", headers=token, timeout=5).json()
     assert report["by_endpoint"] == {
         "GET companies": len(companies),
         "POST contacts/search": 1,

@@ -11,7 +11,7 @@ import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -31,11 +31,13 @@ from simple_salesforce.exceptions import (
 
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.generator import generate_org
+from sandbox.http import Request, Response
 from sandbox.org import Org
 from sandbox.salesforce import client_session
 from sandbox.salesforce.errors import SalesforceError as Refused
 from sandbox.salesforce.ids import make_id, normalize_id
 from sandbox.salesforce.mapping import CAMPAIGNS, NOT_PROVIDED, TOUCHES
+from sandbox.salesforce.rest import RestService
 from sandbox.service import RunningSandbox, start_sandbox
 from tests.sandbox_fixtures import (
     SALESFORCE_INSTANCE_URL,
@@ -130,6 +132,15 @@ def _csv_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def _raw_get(crm: RunningSandbox, path: str) -> requests.Response:
+    """A GET under ``/services/data/v59.0/`` as a plain HTTP client sees it."""
+    return requests.get(
+        f"{crm.base_url}/services/data/v59.0/{path}",
+        headers={"Authorization": f"Bearer {crm.token}"},
+        timeout=5,
+    )
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -141,11 +152,13 @@ def test_paging_reaches_the_end_with_every_record_of_the_org(
     assert re.fullmatch(r"/services/data/v59\.0/query/01g\w{15}-2000", first["nextRecordsUrl"])
     end = salesforce_org.manifest.end.replace("+00:00", "Z")  # records other tests create
 
-    def ids(name: str) -> list[str]:
-        return _ids(salesforce, f"SELECT Id FROM {name} WHERE CreatedDate < {end}")
+    def ids(name: str, archived: bool = False) -> list[str]:
+        soql = f"SELECT Id FROM {name} WHERE CreatedDate < {end} AND IsDeleted = false"
+        return [r["Id"] for r in salesforce.query_all_iter(soql, include_deleted=archived)]
 
-    tasks, events = ids("Task"), ids("Event")
-    assert len(tasks) == first["totalSize"] and len(set(tasks)) == len(tasks)
+    assert len(ids("Task")) == first["totalSize"]
+    tasks, events = ids("Task", archived=True), ids("Event", archived=True)
+    assert len(set(tasks)) == len(tasks)
     assert len(tasks) + len(events) == salesforce_org.activities.height
     assert len(set(ids("Lead") + ids("Contact"))) == salesforce_org.people.height
     assert len(ids("Account")) == salesforce_org.accounts.height
@@ -232,7 +245,28 @@ def test_each_activity_type_is_recorded_as_the_mapping_documents(
         f"AND Subject LIKE '{touch.subject}%'"
     )
     expected = salesforce_org.activities.filter(pl.col("type").cast(pl.String) == key).height
-    assert _count(salesforce, soql) == expected
+    assert salesforce.query(soql, include_deleted=True)["totalSize"] == expected
+
+
+def test_activities_a_year_old_are_archived_hidden_from_query_but_not_query_all(
+    salesforce: Salesforce, salesforce_org: Org
+) -> None:
+    year_ago = (salesforce_org.manifest.end_at - timedelta(days=365)).date()
+    old = salesforce_org.activities.filter(pl.col("occurred_at").dt.date() <= year_ago).height
+    end = salesforce_org.manifest.end.replace("+00:00", "Z")  # records other tests create
+    live = f"CreatedDate < {end} AND IsDeleted = false"
+    seen, every = 0, 0
+    for sobject in ("Task", "Event"):
+        soql = f"SELECT Id, IsArchived, ActivityDate FROM {sobject} WHERE {live}"
+        rows = list(salesforce.query_all_iter(soql, include_deleted=True))
+        archived = [r for r in rows if r["IsArchived"]]
+        assert all(date.fromisoformat(r["ActivityDate"]) <= year_ago for r in archived)
+        assert not salesforce.query(f"SELECT Id FROM {sobject} WHERE IsArchived = true")["records"]
+        seen += _count(salesforce, f"SELECT COUNT() FROM {sobject} WHERE {live}")
+        every += len(rows)
+        bulk = getattr(salesforce.bulk2, sobject).query_all(soql, wait=0)
+        assert sum(len(_csv_rows(page)) for page in bulk) == len(rows)
+    assert old > 0 and every - seen == old
 
 
 def test_people_accounts_and_campaign_members_follow_the_mapping(
@@ -775,9 +809,9 @@ def test_a_bad_session_id_is_the_clients_expired_session(
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [(429, "REQUEST_LIMIT_EXCEEDED"), (503, "SERVER_UNAVAILABLE")]
+    ("status", "code"), [(500, "UNKNOWN_EXCEPTION"), (503, "SERVER_UNAVAILABLE")]
 )
-def test_throttling_and_outages_surface_as_the_clients_errors_with_retry_after(
+def test_outages_surface_as_the_clients_errors_with_retry_after(
     tiny_org: Org, status: int, code: str
 ) -> None:
     rule = FaultRule("status", status=status, retry_after=7, endpoint="query", count=1)
@@ -792,6 +826,97 @@ def test_throttling_and_outages_surface_as_the_clients_errors_with_retry_after(
         assert seen[-1].headers["Retry-After"] == "7"
         assert "Sforce-Limit-Info" in seen[-1].headers
         assert _count(sf, "SELECT COUNT() FROM Account") == tiny_org.accounts.height
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("daily", "TotalRequests Limit exceeded."),
+        ("concurrent", "ConcurrentPerOrgLongTxn Limit exceeded."),
+    ],
+)
+def test_a_limit_fault_is_salesforces_own_403_naming_the_limit(
+    tiny_org: Org, limit: str, message: str
+) -> None:
+    with _served(tiny_org, FaultRule("limit", limit=limit, endpoint="query", count=1)) as crm:
+        sf = salesforce_client(crm)
+        with pytest.raises(SalesforceRefusedRequest) as raised:
+            sf.query("SELECT Id FROM Account")
+        assert raised.value.status == 403
+        assert raised.value.content == [{"message": message, "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+        assert _count(sf, "SELECT COUNT() FROM Account") == tiny_org.accounts.height
+
+
+@pytest.mark.parametrize(("status", "html"), [(406, False), (420, True)])
+def test_an_edge_fault_answers_a_page_or_nothing_instead_of_salesforces_json(
+    tiny_org: Org, status: int, html: bool
+) -> None:
+    with _served(tiny_org, FaultRule("edge", status=status, html=html, count=1)) as crm:
+        answer = _raw_get(crm, "limits")
+        assert answer.status_code == status
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert "Sforce-Limit-Info" not in answer.headers  # the edge, not the org, answered
+        assert (b"<html" in answer.content) if html else answer.content == b""
+        assert _raw_get(crm, "limits").status_code == 200
+
+
+def test_bulk_refuses_jobs_on_an_object_it_does_not_serve(tiny_org: Org) -> None:
+    with _served(tiny_org, FaultRule("bulk_unsupported", objects=("Lead",))) as crm:
+        sf = salesforce_client(crm)
+        jobs = {
+            "jobs/query": {"operation": "query", "query": "SELECT Id FROM Lead"},
+            "jobs/ingest": {"object": "Lead", "operation": "update", "contentType": "CSV"},
+        }
+        for path, spec in jobs.items():
+            with pytest.raises(SalesforceMalformedRequest) as raised:
+                sf.restful(path, method="POST", json=spec)
+            assert raised.value.status == 400
+            assert (_error(raised)["errorCode"], _error(raised)["message"]) == (
+                "INVALIDENTITY",
+                "Entity 'Lead' is not supported by the Bulk API.",
+            )
+        job = sf.restful(
+            "jobs/query",
+            method="POST",
+            json={"operation": "query", "query": "SELECT Id FROM Account"},
+        )
+        assert job["object"] == "Account"
+
+
+def test_bulk_results_are_utf8_csv_that_names_no_charset(
+    salesforce: Salesforce, salesforce_sandbox: RunningSandbox, salesforce_org: Org
+) -> None:
+    job = salesforce.restful(
+        "jobs/query",
+        method="POST",
+        json={"operation": "query", "query": "SELECT Name FROM Account"},
+    )
+    answer = _raw_get(salesforce_sandbox, f"jobs/query/{job['id']}/results")
+    names = {row["Name"] for row in _csv_rows(answer.content.decode("utf-8"))}
+    assert answer.headers["Content-Type"] == "text/csv"
+    assert set(salesforce_org.accounts["name"]) <= names  # other tests add accounts
+    assert any(not name.isascii() for name in names)
+
+
+def test_no_answer_shows_python_exception_text(
+    tiny_org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: RestService, request: Request) -> Response:
+        raise KeyError("sandbox bug: a Python exception")
+
+    monkeypatch.setattr(RestService, "limits", broken)
+    with _served(tiny_org) as crm:
+        bug = _raw_get(crm, "limits")
+        bad_json = requests.patch(
+            f"{crm.base_url}/services/data/v59.0/composite/sobjects",
+            data=b'{"records": [',
+            headers={"Authorization": f"Bearer {crm.token}", "Content-Type": "application/json"},
+            timeout=5,
+        )
+    assert bug.status_code == 500 and bug.json()[0]["errorCode"] == "UNKNOWN_EXCEPTION"
+    assert bad_json.status_code == 400 and bad_json.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+    for answer in (bug, bad_json):
+        assert not re.search(r"KeyError|Traceback|Expecting|sandbox bug|char \d", answer.text)
 
 
 def test_an_expired_session_makes_a_client_with_credentials_log_in_again(tiny_org: Org) -> None:
@@ -832,12 +957,13 @@ def test_the_server_counts_exactly_the_requests_the_client_sent(
     session.hooks["response"].append(lambda response, **_: sent.append(response.url))
     sf = salesforce_client(salesforce_sandbox, session=session)
     base = salesforce_sandbox.base_url
-    requests.post(f"{base}/__sandbox/reset", timeout=5)
+    admin = {"Authorization": f"Bearer {salesforce_sandbox.token}"}
+    requests.post(f"{base}/__sandbox/reset", headers=admin, timeout=5)
     tasks = sum(1 for _ in sf.query_all_iter("SELECT Id FROM Task"))
     sf.Lead.describe()
     created = sf.Contact.create({"LastName": "Counted"})
     sf.Contact.update(created["id"], {"FirstName": "Once"})
     list(sf.bulk2.Contact.query("SELECT Id FROM Contact", wait=0))
-    report = requests.get(f"{base}/__sandbox/requests", timeout=5).json()
+    report = requests.get(f"{base}/__sandbox/requests", headers=admin, timeout=5).json()
     assert report["total"] == len(sent)
     assert report["by_endpoint"]["GET query"] == -(-tasks // 2000)

@@ -50,6 +50,17 @@ BAD_FILES = [
         id="out-of-range",
     ),
     pytest.param(
+        "[salesforce]\noverlap_minutes = -1\n[hubspot]\narchive_every_minutes = 0\n",
+        {},
+        [
+            "settings.toml: [salesforce] overlap_minutes must be a number at least 0 and at "
+            "most 1440, got -1",
+            "settings.toml: [hubspot] archive_every_minutes must be a number above 0 and at "
+            "most 1440, got 0",
+        ],
+        id="incremental-windows",
+    ),
+    pytest.param(
         '[sync]\ndry_run = "yes"\n',
         {},
         ['settings.toml: [sync] dry_run must be true or false, got "yes"'],
@@ -326,8 +337,8 @@ def test_default_signal_catalog_covers_every_activity_type() -> None:
     signals = {s.activity: s for s in load_settings(env={}).signals}
     intents = {
         "high": {"demo_request", "pricing_page", "trial_signup", "contact_sales"},
-        "medium": {"webinar", "case_study", "product_page", "whitepaper", "meeting"},
-        "passive": {"blog_visit", "email_open", "email_click", "call", "email"},
+        "medium": {"webinar", "case_study", "product_page", "whitepaper"},
+        "passive": {"blog_visit", "email_open", "email_click"},
     }
     assert {
         intent: {a for a, s in signals.items() if s.intent == intent} for intent in intents

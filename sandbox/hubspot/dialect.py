@@ -1,7 +1,12 @@
 """The HubSpot dialect: routes of every API, private-app token auth, rate limits, faults.
 
-    with start_sandbox("hubspot", org, tier="professional") as crm:
+    with start_sandbox("hubspot", org, tier="professional", pipeline="custom") as crm:
         client = HubSpot(access_token=crm.token, host=crm.base_url, base_url=crm.base_url)
+
+Options: ``tier`` (starter, professional, enterprise, unlimited: rate limits, and whether the
+events API answers, limits.py), ``pipeline`` (default, custom: the deals' pipeline,
+pipelines.py), ``country_spelling`` (`sandbox.spellings`) and ``convention`` (a, b: the site
+map web touches show, touches.py).
 
 (``base_url`` is what the client's raw ``api_request()`` helper uses.) Injected faults answer
 in HubSpot's shapes: a 429 with ``errorType: RATE_LIMIT`` (and ``Retry-After`` when the fault
@@ -11,6 +16,7 @@ after which the same token works again (as if the connector had refreshed it).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -19,6 +25,7 @@ from urllib.parse import unquote
 from sandbox.faults import Fault, FaultPlan
 from sandbox.http import Request, Response, Route
 from sandbox.hubspot.associations import AssociationRoutes
+from sandbox.hubspot.email_events import EmailEventRoutes, build_email_events
 from sandbox.hubspot.errors import (
     AUTH_MISSING,
     HubSpotError,
@@ -26,20 +33,27 @@ from sandbox.hubspot.errors import (
     error_response,
     rate_limit_response,
 )
-from sandbox.hubspot.events import CONVENTIONS, EventRoutes, build_events
+from sandbox.hubspot.events import EventRoutes, build_events
 from sandbox.hubspot.limits import RateLimiter
 from sandbox.hubspot.merges import MergeRoutes
 from sandbox.hubspot.objects import ObjectRoutes
 from sandbox.hubspot.owners import OwnerRoutes
+from sandbox.hubspot.pipelines import PIPELINES, PipelineRoutes
 from sandbox.hubspot.properties import PropertyRoutes
 from sandbox.hubspot.store import Clock, PortalStore
+from sandbox.hubspot.touches import CONVENTIONS
 from sandbox.hubspot.writes import BatchRoutes
 from sandbox.org import Org
 
 __all__ = ["DEFAULT_TIER", "HubSpotDialect", "make_dialect"]
 
 DEFAULT_TIER = "professional"
+_OPTIONS = ("tier", "country_spelling", "pipeline", "convention")
 _EXPIRED = "The OAuth token used to make this call expired 0 second(s) ago."
+_UNREADABLE = "Invalid input: the request's body or arguments could not be read"
+_LOG = logging.getLogger(__name__)
+# a limit fault -> the 429 policy HubSpot names for it
+_LIMIT_POLICIES = {"daily": "DAILY", "concurrent": "TEN_SECONDLY_ROLLING"}
 
 
 def _is_search(request: Request) -> bool:
@@ -56,19 +70,36 @@ class HubSpotDialect:
         faults: FaultPlan,
         clock: Clock,
         tier: str = DEFAULT_TIER,
-        convention: str = "a",
+        country_spelling: str = "code",  # a rendering option: `sandbox.spellings`
+        pipeline: str = "default",
+        convention: str = "a",  # the portal's site map: `sandbox.hubspot.touches`
     ) -> None:
+        if convention not in CONVENTIONS:
+            raise ValueError(
+                f"unknown convention {convention!r}; expected one of {list(CONVENTIONS)}"
+            )
+        if pipeline not in PIPELINES:
+            raise ValueError(
+                f"unknown deal pipeline {pipeline!r}; expected one of {list(PIPELINES)}"
+            )
+        pipelines, deals_in = PIPELINES[pipeline]
         self.token = token
-        self.store = PortalStore(org, clock)
+        self.store = PortalStore(org, clock, country_spelling, deals_in, convention)
         self.limiter = RateLimiter(tier, clock)
+        self.owners = OwnerRoutes(org.users)
+        self.events = EventRoutes(
+            build_events(org, self.store.merges, convention), self.limiter.tier.events_api
+        )
         self._routes = [
             *BatchRoutes(self.store, faults).routes(),
             *ObjectRoutes(self.store, faults).routes(),
             *MergeRoutes(self.store).routes(),
             *AssociationRoutes(self.store, faults).routes(),
             *PropertyRoutes(self.store).routes(),
-            *OwnerRoutes(org.users).routes(),
-            *EventRoutes(build_events(org, self.store.merges, convention)).routes(),
+            *self.owners.routes(),
+            *self.events.routes(),
+            *EmailEventRoutes(build_email_events(org, self.store.merges, convention)).routes(),
+            *PipelineRoutes(pipelines).routes(),
         ]
 
     def routes(self) -> list[Route]:
@@ -90,9 +121,11 @@ class HubSpotDialect:
                 return handler(request)
             except HubSpotError as error:
                 return error_response(error)
-            except (ValueError, KeyError, TypeError, AttributeError) as error:
-                # a malformed body or argument: HubSpot answers 400, never a dropped connection
-                return error_response(HubSpotError(400, f"Invalid input: {error!r}"))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # a malformed body or argument: HubSpot answers 400, never a dropped connection,
+                # and never with Python's words (the sandbox's log keeps them)
+                _LOG.debug("unreadable input: %s %s", request.method, request.path, exc_info=True)
+                return error_response(HubSpotError(400, _UNREADABLE))
 
         return guarded
 
@@ -107,6 +140,8 @@ class HubSpotDialect:
         if fault.kind == "expire_session":
             return error_response(HubSpotError(401, _EXPIRED, category="EXPIRED_AUTHENTICATION"))
         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        if fault.kind == "limit":
+            return rate_limit_response(_LIMIT_POLICIES[fault.limit], headers)
         if fault.status == 429:
             return rate_limit_response("TEN_SECONDLY_ROLLING", headers)
         message = "An internal error occurred; try the request again."
@@ -135,14 +170,10 @@ class HubSpotDialect:
 def make_dialect(
     org: Org, token: str, faults: FaultPlan, clock: Clock, **options: Any
 ) -> HubSpotDialect:
-    """The dialect ``sandbox.service.start_sandbox("hubspot", ...)`` serves: options ``tier``
-    and ``convention`` (how the portal's site map looks: "a" or "b", `sandbox.hubspot.events`)."""
-    unknown = set(options) - {"tier", "convention"}
+    """The dialect ``sandbox.service.start_sandbox("hubspot", ...)`` serves."""
+    unknown = set(options) - set(_OPTIONS)
     if unknown:
         raise ValueError(
-            f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: tier, convention"
+            f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: {', '.join(_OPTIONS)}"
         )
-    tier, convention = options.get("tier", DEFAULT_TIER), options.get("convention", "a")
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}; expected one of {tuple(CONVENTIONS)}")
-    return HubSpotDialect(org, token, faults, clock, tier=tier, convention=convention)
+    return HubSpotDialect(org, token, faults, clock, **options)

@@ -163,7 +163,7 @@ def _paging(body: Mapping[str, Any]) -> tuple[int, int]:
         limit = int(body.get("limit") or DEFAULT_LIMIT)
         offset = int(body.get("after") or 0)
     except (TypeError, ValueError) as error:
-        raise _bad(f"Invalid paging: {error}") from error
+        raise _bad("Invalid paging: limit and after must be whole numbers") from error
     if not 0 < limit <= MAX_LIMIT:
         raise _bad(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     if offset >= MAX_RESULTS:

@@ -45,7 +45,12 @@ def parse_value(spec: PropertySpec, text: Any) -> Any:
         raise HubSpotError(
             400,
             f'Property values were not valid: {text!r} is not a {spec.type} ("{spec.name}")',
-            errors=[{"message": str(error), "code": "INVALID_" + spec.type.upper()}],
+            errors=[
+                {
+                    "message": f"{text!r} is not a valid {spec.type}",
+                    "code": "INVALID_" + spec.type.upper(),
+                }
+            ],
             context={"propertyName": [spec.name]},
         ) from error
 

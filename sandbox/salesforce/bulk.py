@@ -6,7 +6,10 @@ Ingest: a job is created ``Open``, takes one CSV upload (201), and is closed wit
 failedResults and unprocessedrecords are ready. A CSV column the object lacks fails the job.
 Query: the query runs when the job is created (``UploadComplete``, ``JobComplete`` on poll);
 results are CSV pages of ``maxRecords`` with ``Sforce-NumberOfRecords`` and ``Sforce-Locator``
-(``null`` on the last page).
+(``null`` on the last page). CSV answers are UTF-8 and, as Salesforce sends them, say
+``Content-Type: text/csv`` with no charset. A job on an object the fault plan names
+``bulk_unsupported`` is refused as Salesforce refuses objects Bulk API does not serve: 400
+``[{"errorCode": "INVALIDENTITY", "message": "Entity 'X' is not supported by the Bulk API."}]``.
 https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_0.htm
 """
 
@@ -45,7 +48,7 @@ __all__ = ["BulkService"]
 _INGEST_OPERATIONS = ("insert", "update", "upsert", "delete")
 _FINISHED = ("JobComplete", "Failed", "Aborted")
 _QUERY_OPERATIONS = ("query", "queryAll")
-_CSV = "text/csv"
+_CSV = "text/csv"  # no charset, as Salesforce sends it; the bytes are UTF-8
 _KEPT_JOBS = (
     100  # finished jobs kept for their results; older ones are dropped (Salesforce: 7 days)
 )
@@ -112,6 +115,7 @@ class BulkService:
         if operation not in _INGEST_OPERATIONS:
             raise SalesforceError("INVALIDJOB", f"Operation '{operation}' is not supported")
         sobject = self._sobject(spec.get("object"))
+        self._check_served(sobject.name)
         external = spec.get("externalIdFieldName")
         if operation == "upsert" and (not external or sobject.field(external) is None):
             raise SalesforceError("INVALIDJOB", f"External ID field not found: {external}")
@@ -129,6 +133,7 @@ class BulkService:
         query, rows = run_soql(str(spec.get("query", "")), frames, schema, operation == "queryAll")
         if isinstance(rows, int):
             raise SalesforceError("INVALIDJOB", "COUNT() is not supported by Bulk API 2.0 query")
+        self._check_served(query.object)
         job = self._new("query", operation, query.object, spec, None)
         job.rows = rows.select(rows.columns[: len(query.fields)])
         job.state, job.processed = "UploadComplete", rows.height
@@ -225,6 +230,12 @@ class BulkService:
         if sobject is None:
             raise SalesforceError("INVALIDJOB", f"sObject type '{name}' is not supported")
         return sobject
+
+    def _check_served(self, sobject: str) -> None:
+        """Refuse a job on an object Bulk API does not serve (by the fault plan)."""
+        if self.state.faults.refuses_bulk(sobject):
+            message = f"Entity '{sobject}' is not supported by the Bulk API."
+            raise SalesforceError("INVALIDENTITY", message)
 
     def _process(self, job: _Job) -> None:
         """Run an uploaded ingest job to JobComplete, or Failed when its CSV cannot be read."""

@@ -29,7 +29,11 @@ class SalesforceOptions:
     page_size: int = 2000  # query records per page unless Sforce-Query-Options asks fewer
     bulk_page_size: int = 50_000  # Bulk API 2.0 query results per page unless maxRecords
     max_cursors: int = 10  # open query cursors per user; opening another drops the oldest
-    convention: str = "a"  # one of `CONVENTIONS`
+    # how the org renders (`rendering`): free-text countries, country picklists, currencies
+    country_spelling: str = "code"  # code | name | mixed (`sandbox.spellings`)
+    country_picklists: bool = False  # BillingCountryCode and friends, as state/country picklists
+    multi_currency: bool = False  # CurrencyIsoCode on records and the CurrencyType object
+    convention: str = "a"  # how the org records touches, one of `CONVENTIONS`
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:

@@ -4,8 +4,10 @@ Requests authenticate with ``Authorization: Bearer <session id>`` (or ``OAuth <s
 a missing or revoked session is 401 INVALID_SESSION_ID with a JSON list body (the one answer on
 which simple-salesforce logs in again). Each authenticated call counts against the daily API
 allowance; every response reports it in ``Sforce-Limit-Info``. An injected status fault is
-answered in Salesforce's error shape (with ``Retry-After`` where the fault gives one); an
-expire-session fault revokes every session, after which only a fresh login gets through.
+answered in Salesforce's error shape (with ``Retry-After`` where the fault gives one); a limit
+fault as Salesforce refuses a call past a limit (403 REQUEST_LIMIT_EXCEEDED, the message naming
+the limit); an expire-session fault revokes every session, after which only a fresh login gets
+through.
 
 Endpoint names (for the request log and ``endpoint =`` in a faults file): ``soap/login``,
 ``oauth2/token``, ``versions``, ``resources``, ``limits``, ``describeGlobal``,
@@ -29,7 +31,12 @@ from sandbox.salesforce.auth import Logins
 from sandbox.salesforce.bulk import BulkService
 from sandbox.salesforce.composite import CollectionsService
 from sandbox.salesforce.config import SalesforceOptions
-from sandbox.salesforce.errors import FAULT_ERRORS, NOT_FOUND_MESSAGE, error_response
+from sandbox.salesforce.errors import (
+    FAULT_ERRORS,
+    LIMIT_MESSAGES,
+    NOT_FOUND_MESSAGE,
+    error_response,
+)
 from sandbox.salesforce.limits import LIMIT_INFO_HEADER
 from sandbox.salesforce.merges import MergeResult
 from sandbox.salesforce.query import QueryService
@@ -76,7 +83,7 @@ class SalesforceDialect:
         if not self.state.sessions.valid(_session_id(request)):
             return error_response(401, "INVALID_SESSION_ID", _SESSION_EXPIRED)
         if not self.state.usage.consume():
-            return error_response(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+            return error_response(403, "REQUEST_LIMIT_EXCEEDED", LIMIT_MESSAGES["daily"])
         return None
 
     def fault_response(self, fault: Fault, request: Request) -> Response:
@@ -87,6 +94,8 @@ class SalesforceDialect:
             if login is not None:  # the expiry happened; this login then mints a new session
                 return login(request)
             response = error_response(401, "INVALID_SESSION_ID", _SESSION_EXPIRED)
+        elif fault.kind == "limit":
+            response = error_response(403, "REQUEST_LIMIT_EXCEEDED", LIMIT_MESSAGES[fault.limit])
         else:
             code, message = FAULT_ERRORS.get(
                 fault.status, ("UNKNOWN_EXCEPTION", f"HTTP {fault.status}")

@@ -19,6 +19,7 @@ from sandbox.http import Response, json_response
 __all__ = [
     "ERROR_STATUS",
     "FAULT_ERRORS",
+    "LIMIT_MESSAGES",
     "NOT_FOUND_MESSAGE",
     "RecordError",
     "SalesforceError",
@@ -37,12 +38,17 @@ ERROR_STATUS: dict[str, int] = {
     "UNKNOWN_EXCEPTION": 500,
     "SERVER_UNAVAILABLE": 503,
 }
+# a limit -> the message of Salesforce's 403 REQUEST_LIMIT_EXCEEDED for it: the daily API request
+# allowance, or the org's concurrent long-running requests (Salesforce never answers 429)
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+LIMIT_MESSAGES: dict[str, str] = {
+    "daily": "TotalRequests Limit exceeded.",
+    "concurrent": "ConcurrentPerOrgLongTxn Limit exceeded.",
+}
 # injected HTTP status -> the error code and message Salesforce answers it with
 FAULT_ERRORS: dict[int, tuple[str, str]] = {
     401: ("INVALID_SESSION_ID", "Session expired or invalid"),
-    403: ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
     404: ("NOT_FOUND", NOT_FOUND_MESSAGE),
-    429: ("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."),
     500: (
         "UNKNOWN_EXCEPTION",
         "An unexpected error occurred. Please include this ErrorId if you contact support: "
@@ -98,9 +104,12 @@ def error_response(
     status: int,
     code: str,
     message: str,
-    fields: Sequence[str] = (),
+    fields: Sequence[str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """``[{"message", "errorCode", "fields"}]`` with ``status``."""
-    body = [{"message": message, "errorCode": code, "fields": list(fields)}]
-    return json_response(status, body, headers)
+    """``[{"message", "errorCode", "fields"}]`` with ``status``; a refusal of the whole request
+    (session, limits) carries no ``fields``: ``[{"message", "errorCode"}]``."""
+    body: dict[str, Any] = {"message": message, "errorCode": code}
+    if fields is not None:
+        body["fields"] = list(fields)
+    return json_response(status, [body], headers)

@@ -30,6 +30,7 @@ KEY_PREFIXES: dict[str, str] = {
     "Profile": "00e",
     "CampaignMember": "00v",
     "QueryLocator": "01g",
+    "CurrencyType": "02B",
     "ValidationRule": "03d",
     "Campaign": "701",
     "AsyncApexJob": "750",  # Bulk API 2.0 jobs

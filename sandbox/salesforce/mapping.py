@@ -17,7 +17,10 @@ Lead               people of kind lead; Company null -> '[not provided]' (Salesf
 Contact            people of kind contact; MailingCountry/MailingCity = country/city
 Opportunity        opportunities: StageName = stage, CloseDate = date of close_at, CreatedDate =
                    opened_at, Product_Line__c = product_line, Type = 'New Business'
-Task, Event        activities, typed by `TOUCHES` below; meetings are Events of 30 minutes
+Task, Event        activities, typed by `TOUCHES` below; meetings are Events of 30 minutes;
+                   IsArchived = at least `ARCHIVE_DAYS` old at the org's end (closed Tasks
+                   and Events, as Salesforce's archiving job leaves them), so ``query``
+                   hides them and ``queryAll`` returns them
 Campaign           one per (webinar | whitepaper, topic) that has members: `CAMPAIGNS`, whose
                    Type is the campaign type CampaignMember.Campaign.Type reads
 CampaignMember     first webinar registration / whitepaper download of a person per campaign
@@ -40,13 +43,16 @@ types. Only the rendering differs: the same org gives the same records and ids e
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import NamedTuple
 
 import polars as pl
 
 from sandbox.org import Org
 from sandbox.reps import MARKETING_QUEUE_ID
+from sandbox.salesforce.config import SalesforceOptions
 from sandbox.salesforce.ids import make_ids
+from sandbox.salesforce.rendering import currency_types, rendered_columns
 from sandbox.salesforce.schema import SObject
 from sandbox.teams import user_labels
 from sandbox.vocab import TOPICS
@@ -66,6 +72,9 @@ __all__ = [
 
 NOT_PROVIDED = "[not provided]"
 MEETING_MINUTES = 30
+# Salesforce archives Events and closed Tasks whose date is 365 days old or more:
+# https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_guidelines_archive.htm
+ARCHIVE_DAYS = 365
 
 
 class Touch(NamedTuple):
@@ -285,6 +294,7 @@ COLUMNS: dict[str, dict[str, pl.Expr]] = {
         "Priority": pl.lit("Normal"),
         "TaskSubtype": pl.col("_subtype"),
         "IsClosed": pl.lit(True),
+        "IsArchived": pl.col("_archived"),
         **_audit("occurred_at"),
     },
     "Event": {
@@ -300,6 +310,7 @@ COLUMNS: dict[str, dict[str, pl.Expr]] = {
         "ActivityDate": pl.col("occurred_at").dt.date(),
         "StartDateTime": pl.col("occurred_at"),
         "EndDateTime": pl.col("occurred_at") + pl.duration(minutes=MEETING_MINUTES),
+        "IsArchived": pl.col("_archived"),
         **_audit("occurred_at"),
     },
     "Campaign": {
@@ -311,6 +322,12 @@ COLUMNS: dict[str, dict[str, pl.Expr]] = {
         "StartDate": pl.col("occurred_at").dt.date(),
         "OwnerId": _user("owner_id"),
         **_audit("occurred_at"),
+    },
+    "CurrencyType": {
+        "Id": _ids("CurrencyType", "currency"),
+        **{name: pl.col(name) for name in ("IsoCode", "ConversionRate", "DecimalPlaces")},
+        **{name: pl.col(name) for name in ("IsActive", "IsCorporate")},
+        **_audit("modified_at"),
     },
     "CampaignMember": {
         "Id": _ids("CampaignMember", "member"),
@@ -326,12 +343,19 @@ COLUMNS: dict[str, dict[str, pl.Expr]] = {
 
 
 def salesforce_frames(
-    org: Org, objects: Iterable[SObject], convention: str = "a"
+    org: Org, objects: Iterable[SObject], options: SalesforceOptions
 ) -> dict[str, pl.DataFrame]:
-    """One frame per object, columns in describe order with their Salesforce types, the touches
-    and campaigns recorded in ``convention``."""
-    sources = _sources(org, CONVENTIONS[convention])
-    return {obj.name: _frame(sources[obj.name](), COLUMNS[obj.name], obj) for obj in objects}
+    """One frame per object, columns in describe order with their Salesforce types, as the
+    org's rendering options show them (countries, currencies: `rendering`; the touches and
+    campaigns recorded in ``options.convention``)."""
+    sources = _sources(org, CONVENTIONS[options.convention])
+    rendered = rendered_columns(options)
+    return {
+        obj.name: _frame(
+            sources[obj.name](), {**COLUMNS[obj.name], **rendered.get(obj.name, {})}, obj
+        )
+        for obj in objects
+    }
 
 
 def _frame(source: pl.DataFrame, columns: Mapping[str, pl.Expr], obj: SObject) -> pl.DataFrame:
@@ -361,6 +385,7 @@ def _sources(org: Org, convention: Convention) -> dict[str, Callable[[], pl.Data
         "Event": lambda: _touches(org, "Event", convention.touches),
         "Campaign": lambda: _campaigns(_members(org, convention.campaigns), convention.campaigns),
         "CampaignMember": lambda: _members(org, convention.campaigns),
+        "CurrencyType": lambda: currency_types(org.accounts["created_at"].min()),
     }
 
 
@@ -400,7 +425,11 @@ def _touches(org: Org, sobject: str, touches: Mapping[str, Touch]) -> pl.DataFra
         schema=dict.fromkeys(["_key", "_object", "_subject", "_type", "_subtype"], pl.String),
         orient="row",
     )
-    typed = org.activities.with_columns(_key=pl.col("type").cast(pl.String))
+    archived_before = (org.manifest.end_at - timedelta(days=ARCHIVE_DAYS)).date()
+    typed = org.activities.with_columns(
+        _key=pl.col("type").cast(pl.String),
+        _archived=pl.col("occurred_at").dt.date() <= archived_before,
+    )
     touches = typed.join(table, on="_key", how="inner", maintain_order="left")
     return _with_people(touches, org.people)
 

@@ -460,6 +460,8 @@ def _activity_fields(type_values: tuple[str, ...]) -> tuple[Field, ...]:
         Field("Type", "picklist", "Type", 255, picklist=type_values),
         Field("Description", "textarea", "Description", 32000),
         _owner(),
+        # set by Salesforce's archiving job, a year on: `sandbox.salesforce.mapping`
+        Field("IsArchived", "boolean", "Archived", **_READ_ONLY, default=False),
     )
 
 
