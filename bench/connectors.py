@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench.common import emit, peak_rss_mb, progress, timed
+from bench.common import add_world_options, emit, peak_rss_mb, progress, timed, world_of
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.http import Exchange, HttpPolicy
@@ -220,9 +220,10 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--faults", type=Path, help="a faults file for the storm phase")
+    add_world_options(parser)
     args = parser.parse_args()
     progress(f"generating {args.accounts} accounts")
-    org = generate_org(args.accounts, args.seed)
+    org = generate_org(args.accounts, args.seed, world=world_of(parser, args))
     started = time.perf_counter()
     with _serving(args.crm, org) as sandbox:
         policy = HttpPolicy(budget=Budget(1.0))
