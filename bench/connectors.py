@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from pydantic import SecretStr
 
-from bench.common import emit, peak_rss_mb, progress, timed
+from bench.common import add_world_options, emit, peak_rss_mb, progress, timed, world_of
 from bench.incremental import RATE_DAYS, Pulled, SimClock, cycle
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
@@ -250,9 +250,10 @@ def main() -> None:
     parser.add_argument(
         "--tier", default="unlimited", help="HubSpot portal tier (professional: no events API)"
     )
+    add_world_options(parser)
     args = parser.parse_args()
     progress(f"generating {args.accounts} accounts")
-    org = generate_org(args.accounts, args.seed)
+    org = generate_org(args.accounts, args.seed, world=world_of(parser, args))
     started = time.perf_counter()
     clock = SimClock(org.manifest.end_at)
     with _serving(args.crm, org, clock=clock, tier=args.tier) as sandbox:

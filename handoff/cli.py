@@ -36,6 +36,15 @@ from sandbox.faults import FaultError, FaultPlan, load_faults
 from sandbox.generator import generate_org
 from sandbox.org import Org, OrgError, load_org, save_org
 from sandbox.service import start_sandbox
+from sandbox.world import (
+    DEFAULT_PRESET,
+    PRESETS,
+    WorldError,
+    WorldParams,
+    parameter_names,
+    parse_overrides,
+    world_from,
+)
 from sync import Store
 from sync.state import StateError
 
@@ -77,6 +86,16 @@ SettingsOption = Annotated[
         "--settings",
         help="Settings file (default: $HANDOFF_SETTINGS, else ./settings.toml if it exists).",
         dir_okay=False,
+        show_default=False,
+    ),
+]
+PresetOption = Annotated[str, typer.Option("--preset", help=f"World preset: {', '.join(PRESETS)}.")]
+WorldOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--world",
+        metavar="NAME=VALUE",
+        help=f"Override a world parameter (repeatable): {', '.join(parameter_names())}.",
         show_default=False,
     ),
 ]
@@ -151,13 +170,16 @@ def generate(
     accounts: Annotated[int, typer.Option("--accounts", min=1, help="Accounts in the org.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same org.")] = 7,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing directory.")] = False,
+    preset: PresetOption = DEFAULT_PRESET,
+    world: WorldOption = None,
 ) -> None:
     """Generate a synthetic org (with its hidden ground truth) and write it to a directory."""
+    chosen = _world(preset, world)
     if out.exists() and any(out.iterdir()) and not force:
         _fail([f"{out}: already exists and is not empty; choose another --out or add --force"])
     if out.exists() and force:
         shutil.rmtree(out)
-    org = _generated(accounts, seed)
+    org = _generated(accounts, seed, chosen)
     save_org(org, out)
     _print_summary(org, f"Org written to {out}")
 
@@ -192,6 +214,8 @@ def serve(
     org_dir: Annotated[
         Path | None, typer.Option("--org", file_okay=False, help="Serve a generated org directory.")
     ] = None,
+    preset: PresetOption = DEFAULT_PRESET,
+    world: WorldOption = None,
     convention: Annotated[
         Convention,
         typer.Option(
@@ -202,7 +226,8 @@ def serve(
 ) -> None:
     """Serve a synthetic org over the Salesforce or HubSpot API on 127.0.0.1 until stopped."""
     plan = _faults(faults)
-    org = _loaded(org_dir) if org_dir else _generated(accounts, seed, progress_console)
+    chosen = _world(preset, world)
+    org = _loaded(org_dir) if org_dir else _generated(accounts, seed, chosen, progress_console)
     options = {"convention": convention.value}
     try:
         with (
@@ -237,6 +262,14 @@ def _stop_signals() -> Iterator[threading.Event]:
             signal.signal(number, handler)
 
 
+def _world(preset: str, overrides: list[str] | None) -> WorldParams:
+    """The preset's world with the ``--world`` overrides, or exit with what is wrong."""
+    try:
+        return world_from(preset, parse_overrides(overrides or []))
+    except WorldError as error:
+        _fail([str(error)])
+
+
 def _faults(path: Path | None) -> FaultPlan | None:
     """The faults file's schedule, or exit with what is wrong in it."""
     try:
@@ -259,7 +292,7 @@ def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
     loaded = settings_from(ctx, settings)
     org = None
     if loaded.crm.kind == "sandbox":
-        org = _generated(loaded.sandbox.accounts, loaded.sandbox.seed)
+        org = _generated(loaded.sandbox.accounts, loaded.sandbox.seed, loaded.sandbox.world_params)
     try:
         with open_crm(loaded, org) as crm:
             console.print(f"Setting up {crm.description}")
@@ -274,7 +307,7 @@ def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
 def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Run Handoff on the embedded sandbox: its org, set-up in its CRM, a full pull, the state."""
     loaded = settings_from(ctx, settings)
-    org = _generated(loaded.sandbox.accounts, loaded.sandbox.seed)
+    org = _generated(loaded.sandbox.accounts, loaded.sandbox.seed, loaded.sandbox.world_params)
     out = Path("orgs") / f"demo-{loaded.sandbox.accounts}-{loaded.sandbox.seed}"
     save_org(org, out)
     _print_summary(org, f"Sandbox org written to {out}")
@@ -310,11 +343,12 @@ def _open_state(database_url: str) -> str:
         return store.url
 
 
-def _generated(accounts: int, seed: int, out: Console = console) -> Org:
-    """Generate an org behind a spinner, reporting on ``out``."""
+def _generated(accounts: int, seed: int, world: WorldParams, out: Console = console) -> Org:
+    """Generate an org in ``world`` behind a spinner, reporting on ``out``."""
     started = time.perf_counter()
-    with out.status(f"Generating an org of {accounts:,} accounts (seed {seed})..."):
-        org = generate_org(accounts, seed)
+    what = f"{accounts:,} accounts (seed {seed}, {world.preset} world)"
+    with out.status(f"Generating an org of {what}..."):
+        org = generate_org(accounts, seed, world=world)
     out.print(f"Generated in {time.perf_counter() - started:.1f} s")
     return org
 

@@ -79,7 +79,8 @@ def open_crm(
         yield CrmConnection(connector, _real_description(settings))
         return
     dialect = settings.sandbox.crm
-    served = org or generate_org(settings.sandbox.accounts, settings.sandbox.seed)
+    sandbox = settings.sandbox
+    served = org or generate_org(sandbox.accounts, sandbox.seed, world=sandbox.world_params)
     options = {}
     if dialect == "hubspot":
         options["tier"] = settings.hubspot.tier if rate_limits else "unlimited"

@@ -25,6 +25,7 @@ from pydantic import (
 from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.rules import DEFAULT_ACTIVITY_RULES, ActivitySettings, UserSettings
 from handoff.settings_problems import describe_error, table_model, toml_value
+from sandbox.world import DEFAULT_PRESET, PRESETS, WorldError, WorldParams, world_from
 from scoring.config import (
     DEFAULT_DISQUALIFIERS,
     DEFAULT_FIT,
@@ -85,6 +86,31 @@ class SandboxSettings(BaseModel):
     crm: Literal["salesforce", "hubspot"] = "salesforce"
     accounts: int = Field(2000, gt=0)
     seed: int = 7
+    preset: str = DEFAULT_PRESET
+    world: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str) -> str:
+        if preset not in PRESETS:
+            known = ", ".join(json.dumps(name) for name in PRESETS)
+            got = json.dumps(preset)
+            raise setting_error("must be one of {known}, got {got}", known=known, got=got)
+        return preset
+
+    @field_validator("world")
+    @classmethod
+    def _known_parameters(cls, world: dict[str, float]) -> dict[str, float]:
+        try:
+            PRESETS[DEFAULT_PRESET].overridden(world)
+        except WorldError as error:
+            raise setting_error("is invalid: {reason}", reason=str(error)) from None
+        return world
+
+    @property
+    def world_params(self) -> WorldParams:
+        """The synthetic org's world: the preset with the `world` overrides."""
+        return world_from(self.preset, self.world)
 
 
 class LoggingSettings(BaseModel):
