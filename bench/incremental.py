@@ -32,7 +32,7 @@ from connectors.protocol import Checkpoint, Connector, Cursor, Item, Record, Sum
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox
 
-__all__ = ["INTERVAL", "RATE_DAYS", "Pulled", "SimClock", "cycle"]
+__all__ = ["INTERVAL", "RATE_DAYS", "Pulled", "SimClock", "calls_of", "cycle"]
 
 INTERVAL = timedelta(minutes=15)
 RATE_DAYS = 30
@@ -109,7 +109,7 @@ def cycle(
         edit(stream, record_id)
     clock.now = start + INTERVAL
     before = dict(pulled.cursors)
-    calls_without = _calls_of(without_overlap, before)
+    calls_without = calls_of(without_overlap, before)
     sandbox.server.log.reset()
     delivered = reread = 0
     by_stream: dict[str, int] = {}
@@ -142,7 +142,7 @@ def cycle(
     }
 
 
-def _calls_of(connector: Connector, cursors: dict[str, Cursor]) -> int:
+def calls_of(connector: Connector, cursors: dict[str, Cursor]) -> int:
     """The calls of pulling every stream from ``cursors`` (its pulls' summaries, added up)."""
     calls = 0
     for stream in connector.streams:
