@@ -532,6 +532,8 @@ class HubSpotConnector:
                 tally.skip(skip_reason(record_id))
                 continue
             linked = {link.ours: None for link in stream.links} | links.get(record_id, {})
+            if stream.path == "contacts":
+                self._remember(raw)  # email events join to contacts by email: no look-up later
             yield self._record(stream, record_id, at, props, tally, stamped, linked)
             for merged in _merged_ids(stream, props):
                 yield Tombstone(stream.name, merged, at, "merged", record_id)
