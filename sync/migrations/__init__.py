@@ -149,8 +149,8 @@ def upgrade(engine: Engine) -> tuple[SchemaState, SchemaState]:
         if before.status in (Status.AHEAD, Status.FOREIGN):
             raise refusal(before, url)
         config = _config(connection)
-        if before.status is Status.ADOPTABLE:
-            command.stamp(config, LEGACY_REVISIONS[before.legacy_version or 0])
+        if before.legacy_version is not None:  # adoptable: AHEAD was refused above
+            command.stamp(config, LEGACY_REVISIONS[before.legacy_version])
         if before.status is not Status.CURRENT:
             command.upgrade(config, "head")
         return before, schema_state(connection)
