@@ -284,9 +284,11 @@ def state_upgrade(ctx: typer.Context, settings: SettingsOption = None) -> None:
     except StateError as error:
         _fail([str(error)])
     if before == after:
-        console.print(f"State database {store.url} is already at {after}: nothing to do")
+        outcome = f"is already at {after}: nothing to do"
     else:
-        console.print(f"State database {store.url} upgraded from {before} to {after}")
+        outcome = f"upgraded from {before} to {after}"
+    # soft wrap: a URL broken across lines cannot be copied
+    console.print(f"State database {store.url} {outcome}", soft_wrap=True)
 
 
 def _open_state(database_url: str) -> str:
