@@ -327,10 +327,26 @@ def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
 
 @state_app.command("init")
 def state_init(ctx: typer.Context, settings: SettingsOption = None) -> None:
-    """Create the state database's tables, or check an existing one's schema version."""
+    """Create the state database at this release's schema, or check an existing one is at it."""
     console.print(
         f"State database ready: {_open_state(settings_from(ctx, settings).state.database_url)}"
     )
+
+
+@state_app.command("upgrade")
+def state_upgrade(ctx: typer.Context, settings: SettingsOption = None) -> None:
+    """Migrate the state database in place to this release's schema, keeping every row."""
+    try:
+        with Store(settings_from(ctx, settings).state.database_url) as store:
+            before, after = store.upgrade()
+    except StateError as error:
+        _fail([str(error)])
+    if before == after:
+        outcome = f"is already at {after}: nothing to do"
+    else:
+        outcome = f"upgraded from {before} to {after}"
+    # soft wrap: a URL broken across lines cannot be copied
+    console.print(f"State database {store.url} {outcome}", soft_wrap=True)
 
 
 def _open_state(database_url: str) -> str:

@@ -21,7 +21,7 @@ __all__ = [
     "RUN_ACTIONS",
     "RUN_STAGES",
     "RUN_STATUSES",
-    "SCHEMA_VERSION",
+    "SCHEMA_META_VERSION",
     "SLA_STATUSES",
     "TABLES",
     "USER_ROLES",
@@ -35,6 +35,7 @@ __all__ = [
     "Opportunity",
     "Person",
     "RunEvent",
+    "RunLock",
     "SchemaMeta",
     "SchemaVersionError",
     "ScoreHistory",
@@ -61,15 +62,16 @@ class AppendOnlyError(StateError):
 
 
 class SchemaVersionError(StateError):
-    """The state database was written by a different schema version."""
+    """The state database's schema is not this release's: older (upgrade it) or newer."""
 
 
 class StoreOpenError(StateError):
     """The database URL is unsupported, or the database cannot be reached."""
 
 
-SCHEMA_VERSION = 3  # 3: cursor read_at/archive_read_at; a user's role may be null (no team
-# rule matched); activity rep_touch
+# schema_meta's value in a database managed by migrations (sync.migrations): releases from before
+# migrations read it, refuse any version but their own (1-3), and so never touch a newer schema
+SCHEMA_META_VERSION = 4
 
 PERSON_KINDS = ("lead", "contact")
 USER_ROLES = ("marketing", "sdr", "ae", "manager")
@@ -385,13 +387,34 @@ class RunEvent(SQLModel, table=True):
 
 
 class SchemaMeta(SQLModel, table=True):
-    """The single row saying which schema version wrote this database."""
+    """The single row saying which schema version wrote this database.
+
+    Releases before migrations wrote 1-3 here; `sync.migrations` adopts those databases and then
+    keeps `SCHEMA_META_VERSION`. The schema's revision itself lives in Alembic's alembic_version.
+    """
 
     __tablename__ = "schema_meta"
     __table_args__ = (CheckConstraint("id = 1", name="ck_schema_meta_single_row"),)
 
     id: int = Field(default=1, primary_key=True)
     schema_version: int
+
+
+class RunLock(SQLModel, table=True):
+    """Which run holds an org's run lock, since when, and until when unless renewed (sync.lock).
+
+    On SQLite this row is the lock; on PostgreSQL an advisory lock is, and the row names its holder.
+    """
+
+    __tablename__ = "run_lock"
+
+    org_key: str = Field(primary_key=True)
+    run_id: str
+    host: str
+    pid: int
+    acquired_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
 TABLES = tuple(
@@ -411,6 +434,7 @@ TABLES = tuple(
         WriteLedger,
         Cursor,
         RunEvent,
+        RunLock,
     )
 )
 

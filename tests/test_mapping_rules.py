@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import update
 from sqlmodel import select
 
 from connectors.config import HubSpotSettings, SalesforceSettings
@@ -38,7 +37,7 @@ from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.salesforce.mapping import CAMPAIGNS_B, TOUCHES_B
 from sandbox.service import start_sandbox
-from sync import SchemaMeta, SchemaVersionError, Store, User
+from sync import Store, User
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 USER, OWNERS = SALESFORCE_STREAMS["User"], HUBSPOT_STREAMS["owners"]
@@ -120,15 +119,6 @@ def test_a_user_without_a_team_is_stored_not_refused(tmp_path: Path) -> None:
         stored = session.exec(select(User)).one()
 
     assert (stored.role, stored.territory) == (None, "EMEA")
-
-
-def test_a_state_database_of_the_previous_schema_is_refused_clearly(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    with Store.open(url) as store, store.session() as session:
-        session.exec(update(SchemaMeta).values(schema_version=2))
-
-    with pytest.raises(SchemaVersionError, match="schema version 2, but this Handoff uses"):
-        Store.open(url)
 
 
 # --- activity -> signal --------------------------------------------------------------------
