@@ -51,7 +51,7 @@ from connectors.protocol import (
     WriteResult,
 )
 from connectors.rules import RuleBook
-from connectors.salesforce_api import SalesforceApi
+from connectors.salesforce_api import COMPOSITE_SIZE, SalesforceApi
 from connectors.salesforce_bulk import (
     bulk_pages,
     bulk_query_job,
@@ -129,6 +129,7 @@ class SalesforceConnector:
         self.page_size = page_size
         self.bulk_page_size = bulk_page_size
         self._described: dict[str, dict[str, str]] = {}
+        self._absent: dict[str, NotFound] = {}  # objects the org lacks: their describe's 404
         self._rates: Rates | None = None
         self._rest_only: set[str] = set()  # objects Bulk API refused: read and write by REST
 
@@ -232,6 +233,7 @@ class SalesforceConnector:
         """Our custom fields and validation rule on Account and Lead (see `salesforce_setup`)."""
         report = ensure_schema(self.api, spec)
         self._described.clear()
+        self._absent.clear()
         return report
 
     def usage(self) -> Usage:
@@ -249,11 +251,34 @@ class SalesforceConnector:
         return [*(m for m in stream.fields if m.ours not in replaced), *optional], merge
 
     def _fields_of(self, sobject: str) -> Mapping[str, str]:
-        """The object's fields and their types, described once per connector."""
-        if sobject not in self._described:
-            described = self.api.rest(f"sobjects/{sobject}/describe")
-            self._described[sobject] = {f["name"]: f.get("type", "") for f in described["fields"]}
+        """The object's fields and their types, described once per connector; NotFound when
+        the org lacks the object."""
+        if sobject not in self._described and sobject not in self._absent:
+            streams = (s.path for s in SALESFORCE_STREAMS.values())
+            failed = self._describe([sobject, *streams])
+            if sobject in failed:
+                raise failed[sobject]
+        if sobject in self._absent:
+            absent = self._absent[sobject]
+            raise NotFound(absent.status, absent.code, absent.message)
         return self._described[sobject]
+
+    def _describe(self, sobjects: Sequence[str]) -> dict[str, ApiError]:
+        """Describe every object not yet described, 25 to a Composite call (one API call
+        each); remember those the org lacks (404). The other errors, by object."""
+        known = self._described.keys() | self._absent.keys()
+        wanted = [name for name in dict.fromkeys(sobjects) if name not in known]
+        failed: dict[str, ApiError] = {}
+        for chunk in chunked(wanted, COMPOSITE_SIZE):
+            answers = self.api.get_each({name: f"sobjects/{name}/describe" for name in chunk})
+            for name, answer in answers.items():
+                if isinstance(answer, NotFound):
+                    self._absent[name] = answer
+                elif isinstance(answer, ApiError):
+                    failed[name] = answer
+                else:
+                    self._described[name] = {f["name"]: f.get("type", "") for f in answer["fields"]}
+        return failed
 
     def _money(self, stream: Stream, maps: Sequence[FieldMap]) -> Money | None:
         """The stream's amounts and the org's rates, when the org has multiple currencies (its
