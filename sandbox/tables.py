@@ -86,6 +86,11 @@ class Table:
             )
             self._frame = pl.concat([self._frame, added], how="diagonal_relaxed")
 
+    def restore(self, frame: pl.DataFrame) -> None:
+        """Take back records saved earlier (the sandbox restarting), replacing the current ones."""
+        with self._lock:
+            self._frame = frame
+
     def add_column(self, name: str, dtype: pl.DataType) -> None:
         """A new, empty field (a custom field or property created through the API)."""
         with self._lock:
