@@ -165,7 +165,7 @@ class StateKeeper:
 
     def about(self) -> dict[str, Any]:
         """Where the state is kept and when it was last saved (for ``/__sandbox/about``)."""
-        saved = self.saved_at.isoformat() if self.saved_at else None
+        saved = self.saved_at.isoformat(timespec="seconds") if self.saved_at else None
         return {"kept_in": str(self.directory), "saved_at": saved}
 
     def _snapshot(self) -> Snapshot:

@@ -1,0 +1,102 @@
+"""Where a lasting sandbox says it runs: ``.handoff/sandbox.json`` in the directory it was started
+from (next to ``handoff.db`` and ``orgs/`` by default), so later commands there find it.
+
+    announce(DISCOVERY_FILE, Announcement(pid=os.getpid(), url=..., crm=..., org=..., token=...))
+    found = read_announcement(DISCOVERY_FILE)      # None when no sandbox announced itself
+    if found and not process_alive(found.pid):     # a sandbox that died without withdrawing
+        withdraw(DISCOVERY_FILE, found.pid)
+
+The file holds the sandbox's token, so only its owner may read it (mode 0600), and it is
+replaced by a rename, so a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+__all__ = [
+    "DISCOVERY_FILE",
+    "LOG_FILE",
+    "Announcement",
+    "announce",
+    "process_alive",
+    "read_announcement",
+    "wait_for_exit",
+    "withdraw",
+]
+
+DISCOVERY_FILE = Path(".handoff") / "sandbox.json"
+LOG_FILE = Path(".handoff") / "sandbox.log"  # what a sandbox started in the background prints
+_EXIT_POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A running sandbox: its process, address, dialect, org directory (None when its org was
+    generated in memory, so nothing is kept), options, and token (never shown)."""
+
+    pid: int
+    url: str
+    crm: str
+    org: str | None
+    started: str  # ISO 8601 UTC
+    tier: str | None = None  # the HubSpot rate-limit tier it enforces
+    token: str = field(default="", repr=False)
+
+
+def announce(path: Path, found: Announcement) -> None:
+    """Write the announcement, readable by its owner only, replacing any earlier one whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w") as file:
+        file.write(json.dumps(asdict(found), indent=1) + "\n")
+    os.replace(temporary, path)
+
+
+def read_announcement(path: Path) -> Announcement | None:
+    """The sandbox announced in ``path``; None when there is none or the file is unreadable
+    (a garbled file is as good as none: the next sandbox replaces it)."""
+    try:
+        raw = json.loads(path.read_text())
+        return Announcement(**{f.name: raw[f.name] for f in fields(Announcement) if f.name in raw})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def withdraw(path: Path, pid: int) -> bool:
+    """Remove the announcement if it is still ``pid``'s; whether it was."""
+    found = read_announcement(path)
+    if found is None or found.pid != pid:
+        return False
+    path.unlink(missing_ok=True)
+    return True
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it runs, and is not ours
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS): trust kill()
+        return True
+
+
+def wait_for_exit(pid: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for process ``pid`` to end; whether it did."""
+    deadline = time.monotonic() + seconds
+    while process_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_EXIT_POLL_SECONDS)
+    return True
