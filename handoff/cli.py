@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +28,14 @@ from rich.table import Table
 
 from connectors.errors import ConnectorError
 from connectors.protocol import Connector, Record, SchemaReport, Tombstone
-from handoff.crm import SandboxUnavailable, open_crm, running_sandbox, sandbox_about, schema_spec
+from handoff.crm import (
+    START_SECONDS,
+    SandboxUnavailable,
+    open_crm,
+    running_sandbox,
+    sandbox_about,
+    schema_spec,
+)
 from handoff.settings import (
     SANDBOX_TOKEN_VARIABLE,
     SETTINGS_VARIABLE,
@@ -43,9 +49,11 @@ from sandbox.discovery import (
     DISCOVERY_FILE,
     LOG_FILE,
     Announcement,
+    StartError,
     announce,
     process_alive,
     read_announcement,
+    start_detached,
     wait_for_exit,
     withdraw,
 )
@@ -230,28 +238,20 @@ def serve(
 ) -> None:
     """Serve a synthetic org over the Salesforce or HubSpot API on 127.0.0.1 until stopped."""
     _check_tier(crm, tier)
-    command = _serve_command(crm, accounts, seed, port, faults, org_dir, tier)
     _refuse_a_second_sandbox()
     if detach:
-        _serve_detached(command, token)
+        _serve_detached(_serve_command(crm, accounts, seed, port, faults, org_dir, tier), token)
         return
     plan = _faults(faults)
     org = _org_to_serve(org_dir, accounts, seed)
-    options = {"tier": tier} if tier else {}
-    org_dir = org_dir.resolve() if org_dir else None
-    served = _Serving(str(org_dir) if org_dir else None, tier)
+    served = _Serving(org_dir.resolve() if org_dir else None, tier)
     _log_to_stderr()
     try:
-        with (
-            start_sandbox(
-                crm.value, org, token=token, faults=plan, port=port, about=served.about, **options
-            ) as running,
-            _kept(running, org_dir) as served.keeper,
-        ):
-            _announce(running, served)
-            typer.echo(f"sandbox {crm.value} ready at {running.base_url} ({served.summary()})")
-            typer.echo(_SERVE_HINT, err=True)
-            _wait_for_stop()
+        options = {"tier": tier} if tier else {}
+        with start_sandbox(
+            crm.value, org, token=token, faults=plan, port=port, about=served.about, **options
+        ) as running:
+            _serve_until_stopped(running, served)
     except OSError as error:
         _fail([f"cannot serve on port {port}: {error.strerror}"])
     except SavedStateError as error:
@@ -261,26 +261,38 @@ def serve(
     typer.echo("sandbox stopped")
 
 
+def _serve_until_stopped(running: RunningSandbox, served: _Serving) -> None:
+    """Keep the CRM's state with its org (if served from one), announce the sandbox, print the
+    ready line and serve until Ctrl-C or SIGTERM; the state is saved once more on the way out."""
+    with _stop_signals() as stop, _kept(running, served.org) as served.keeper:
+        _announce(running, served)
+        typer.echo(f"sandbox {running.crm} ready at {running.base_url} ({served.summary()})")
+        typer.echo(_SERVE_HINT, err=True)
+        while not stop.wait(_STOP_POLL_SECONDS):
+            pass
+
+
 _SERVE_HINT = (
     f"Its address and token are in {DISCOVERY_FILE} (readable by you only), where "
     '`[crm] kind = "sandbox"` finds it; `handoff sandbox stop` ends it.'
 )
-_START_SECONDS = 300.0  # generating and loading a large org takes a while
 _STOP_SECONDS = 60.0  # the last save of a large org takes a while
-_READY_POLL_SECONDS = 0.1
 
 
 @dataclass
 class _Serving:
-    """What a serving sandbox says about itself at /__sandbox/about."""
+    """A sandbox served from this process: its org directory (None when generated in memory),
+    rate-limit tier, and the keeper of its state."""
 
-    org: str | None
+    org: Path | None
     tier: str | None
     keeper: StateKeeper | None = None
 
     def about(self) -> dict[str, object]:
+        """What it says about itself at /__sandbox/about."""
         kept = self.keeper.about() if self.keeper else {"kept_in": None, "saved_at": None}
-        return {"pid": os.getpid(), "org": self.org, "tier": self.tier, **kept}
+        org = str(self.org) if self.org else None
+        return {"pid": os.getpid(), "org": org, "tier": self.tier, **kept}
 
     def summary(self) -> str:
         """`pid 4242, state kept in orgs/x/crm/hubspot` for the ready line."""
@@ -301,18 +313,11 @@ def _kept(running: RunningSandbox, org_dir: Path | None) -> Iterator[StateKeeper
 def _announce(running: RunningSandbox, served: _Serving) -> None:
     """Write .handoff/sandbox.json, so later commands from this directory find the sandbox."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    announce(
-        DISCOVERY_FILE,
-        Announcement(
-            os.getpid(),
-            running.base_url,
-            running.crm,
-            served.org,
-            started,
-            served.tier,
-            running.token,
-        ),
+    org = str(served.org) if served.org else None
+    announcement = Announcement(
+        os.getpid(), running.base_url, running.crm, org, started, served.tier, running.token
     )
+    announce(DISCOVERY_FILE, announcement)
 
 
 def _check_tier(crm: SandboxCrm, tier: str | None) -> None:
@@ -372,41 +377,16 @@ def _serve_command(
 
 
 def _serve_detached(command: list[str], token: str | None) -> None:
-    """Start the sandbox in a session of its own, its output appended to .handoff/sandbox.log,
-    and return once it announces itself (or exit with the end of its log)."""
-    LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
-    environment = {**os.environ, SANDBOX_TOKEN_VARIABLE: token} if token else None
-    with LOG_FILE.open("ab") as log:
-        offset = log.tell()
-        child = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=environment,
-            start_new_session=True,
-        )
-    with progress_console.status("Starting the sandbox in the background..."):
-        found = _announced(child)
-    if found is None:
-        printed = LOG_FILE.read_bytes()[offset:].decode(errors="replace").strip().splitlines()
-        _fail(["the sandbox did not start; the end of what it printed:", *printed[-10:]])
+    """Serve in the background (its output appended to .handoff/sandbox.log) and return once
+    it has announced itself, or exit with the end of its log."""
+    environment = {**os.environ, SANDBOX_TOKEN_VARIABLE: token} if token else dict(os.environ)
+    try:
+        with progress_console.status("Starting the sandbox in the background..."):
+            found = start_detached(command, DISCOVERY_FILE, LOG_FILE, START_SECONDS, environment)
+    except StartError as error:
+        _fail(["the sandbox did not start; the end of what it printed:", *error.lines])
     summary = f"pid {found.pid}, log in {LOG_FILE}; `handoff sandbox stop` ends it"
     typer.echo(f"sandbox {found.crm} ready at {found.url} ({summary})")
-
-
-def _announced(child: subprocess.Popen[bytes]) -> Announcement | None:
-    """The child's announcement once it makes it; None when it ends or takes too long first."""
-    deadline = time.monotonic() + _START_SECONDS
-    while time.monotonic() < deadline:
-        found = read_announcement(DISCOVERY_FILE)
-        if found is not None and found.pid == child.pid:
-            return found
-        if child.poll() is not None:
-            return None
-        time.sleep(_READY_POLL_SECONDS)
-    child.terminate()
-    return None
 
 
 @sandbox_app.command("stop")
@@ -487,14 +467,15 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _STOP_POLL_SECONDS = 0.2
 
 
-def _wait_for_stop() -> None:
-    """Block until Ctrl-C (SIGINT) or SIGTERM. A bare ``Event.wait()`` is never interrupted
-    by a signal on Linux, so the wait wakes up now and then for the handler to run."""
+@contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event Ctrl-C (SIGINT) or SIGTERM sets, for the length of a ``with`` block. A bare
+    ``Event.wait()`` is never interrupted by a signal on Linux, so wait on it with a timeout
+    for the handler to run."""
     stop = threading.Event()
     previous = {number: signal.signal(number, lambda *_: stop.set()) for number in _STOP_SIGNALS}
     try:
-        while not stop.wait(_STOP_POLL_SECONDS):
-            pass
+        yield stop
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -4,8 +4,8 @@
 and the secrets in the environment. "sandbox" connects to a lasting sandbox, one that outlives
 the command and keeps what is written to it: the one at `[sandbox] url` (its token in
 HANDOFF_SANDBOX_TOKEN) when set, else the one this directory's `.handoff/sandbox.json`
-announces, else one started in the background over the `[sandbox]` org (`handoff sandbox serve
---detach`). A test or benchmark that wants a sandbox of its own, inside its process and gone
+announces, else one started in the background over the `[sandbox]` org (`handoff sandbox
+serve`, detached). A test or benchmark that wants a sandbox of its own, inside its process and gone
 after, passes an ``org`` (or ``in_process=True``). Either way the real connector gets the
 sandbox's route and credentials. Only this entry point knows the sandbox.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,8 +37,10 @@ from sandbox.discovery import (
     DISCOVERY_FILE,
     LOG_FILE,
     Announcement,
+    StartError,
     process_alive,
     read_announcement,
+    start_detached,
     withdraw,
 )
 from sandbox.generator import generate_org
@@ -49,6 +50,7 @@ from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
 
 __all__ = [
+    "START_SECONDS",
     "CrmConnection",
     "LastingSandbox",
     "SandboxUnavailable",
@@ -59,9 +61,11 @@ __all__ = [
     "sandbox_about",
     "sandbox_connector",
     "schema_spec",
+    "serve_command",
 ]
 
 _ABOUT_SECONDS = 5.0
+START_SECONDS = 300.0  # generating and loading a large org takes a while
 
 
 class SandboxUnavailable(Exception):
@@ -213,33 +217,28 @@ def _configured(settings: Settings) -> LastingSandbox:
 
 
 def _start(settings: Settings, rate_limits: bool) -> Announcement:
-    """Start `handoff sandbox serve --detach` over the `[sandbox]` org and wait for it; its
-    token travels in the environment, never on a command line others can read."""
+    """Start `handoff sandbox serve` over the `[sandbox]` org in the background and wait for it
+    to announce itself; its token travels in the environment, never on a command line."""
     sandbox = settings.sandbox
     token = sandbox.token.get_secret_value() if sandbox.token else secrets.token_urlsafe(24)
     environment = {**os.environ, SANDBOX_TOKEN_VARIABLE: token}
-    done = subprocess.run(
-        _serve_command(settings, rate_limits),
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    found = running_sandbox()  # ours, or one another command started at the same moment
-    if found is None:
-        said = done.stdout.strip() or f"exit status {done.returncode}"
-        raise SandboxUnavailable(
-            f"the {sandbox.crm} sandbox did not start ({said}); what it printed is in {LOG_FILE}"
-        )
-    return found
+    command = serve_command(settings, rate_limits)
+    try:
+        return start_detached(command, DISCOVERY_FILE, LOG_FILE, START_SECONDS, environment)
+    except StartError as error:
+        found = running_sandbox()  # one another command started at the same moment won
+        if found is None:
+            raise SandboxUnavailable(
+                "\n".join([f"the {sandbox.crm} sandbox did not start; it printed:", *error.lines])
+            ) from None
+        return found
 
 
-def _serve_command(settings: Settings, rate_limits: bool) -> list[str]:
-    """The command that serves the `[sandbox]` org from its own process."""
+def serve_command(settings: Settings, rate_limits: bool = True) -> list[str]:
+    """`handoff sandbox serve` over the `[sandbox]` org, as a command line."""
     sandbox = settings.sandbox
-    command = [sys.executable, "-m", "handoff", "sandbox", "serve", "--detach"]
-    command += ["--crm", sandbox.crm, "--org", str(sandbox.org_dir)]
+    command = [sys.executable, "-m", "handoff", "sandbox", "serve", "--crm", sandbox.crm]
+    command += ["--org", str(sandbox.org_dir)]
     command += ["--accounts", str(sandbox.accounts), "--seed", str(sandbox.seed)]
     if sandbox.crm == "hubspot":
         command += ["--tier", settings.hubspot.tier if rate_limits else "unlimited"]

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -22,9 +26,12 @@ __all__ = [
     "DISCOVERY_FILE",
     "LOG_FILE",
     "Announcement",
+    "StartError",
     "announce",
     "process_alive",
     "read_announcement",
+    "spawn_detached",
+    "start_detached",
     "wait_for_exit",
     "withdraw",
 ]
@@ -32,6 +39,26 @@ __all__ = [
 DISCOVERY_FILE = Path(".handoff") / "sandbox.json"
 LOG_FILE = Path(".handoff") / "sandbox.log"  # what a sandbox started in the background prints
 _EXIT_POLL_SECONDS = 0.1
+_GIVE_UP_SECONDS = 30.0
+_LOG_LINES = 10  # of a sandbox that failed to start, shown to whoever started it
+# A parent that starts the command in a session of its own and exits at once: the sandbox is
+# then nobody's child (the init process reaps it), so no caller waits on it or leaves a zombie.
+_SPAWN = """
+import subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                             start_new_session=True)
+print(child.pid)
+"""
+
+
+class StartError(Exception):
+    """A sandbox started in the background ended, or took too long, before announcing itself;
+    ``lines`` are the last it logged."""
+
+    def __init__(self, lines: tuple[str, ...]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
 @dataclass(frozen=True)
@@ -100,3 +127,39 @@ def wait_for_exit(pid: int, seconds: float) -> bool:
             return False
         time.sleep(_EXIT_POLL_SECONDS)
     return True
+
+
+def spawn_detached(command: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> int:
+    """Start ``command`` detached from this process and its terminal, its output appended to
+    ``log``; its pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = subprocess.run(
+        [sys.executable, "-c", _SPAWN, str(log), *command],
+        env=None if env is None else dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(started.stdout)
+
+
+def start_detached(
+    command: Sequence[str], path: Path, log: Path, seconds: float, env: Mapping[str, str]
+) -> Announcement:
+    """Start a sandbox detached and wait up to ``seconds`` for it to announce itself in
+    ``path``; raise `StartError` with the last lines it logged when it ends or takes longer
+    (it is stopped then)."""
+    offset = log.stat().st_size if log.exists() else 0
+    pid = spawn_detached(command, log, env)
+    deadline = time.monotonic() + seconds
+    while process_alive(pid) and time.monotonic() < deadline:
+        found = read_announcement(path)
+        if found is not None and found.pid == pid:
+            return found
+        time.sleep(_EXIT_POLL_SECONDS)
+    if process_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        wait_for_exit(pid, _GIVE_UP_SECONDS)
+    printed = log.read_bytes()[offset:].decode(errors="replace").strip().splitlines()
+    raise StartError(tuple(printed[-_LOG_LINES:]) or (f"it ended without a word; see {log}",))
