@@ -1,21 +1,29 @@
 """Benchmark: one connector against a sandbox org, counted in API calls, then under a 429 storm.
 
     python -m bench.connectors --crm salesforce [--accounts 20000] [--faults storm.toml]
+    python -m bench.connectors --crm hubspot --tier professional  # no events API: history
 
 Phases, each on the sandbox's own request log:
 
 1. a full pull of every stream: ``read_calls`` against ``read_floor``, the sum over streams of
    ceil(records / page size) with the query APIs' page sizes (Salesforce REST query 2,000;
-   HubSpot list and events 100, owners 500). Salesforce reads large loads through Bulk API 2.0
-   (50,000 rows a page after the first REST page), so it is also held to
+   HubSpot list and events 100, owners 500, email events 1,000). Salesforce reads large loads
+   through Bulk API 2.0 (50,000 rows a page after the first REST page), so it is also held to
    ``read_floor_per_api``, the same sum with the page size of the API each stream was read
    with; ``records_per_s`` is records over that wall time;
-2. set-up, twice (the second must change nothing);
-3. a write of every account's scores: ``write_calls`` against ``write_floor`` (ceil(updates /
+2. two incremental sync cycles, each after 15 simulated minutes of the org's own activity
+   (`bench.incremental`): ``overlap_extra_reads_share``, the read calls the 5-minute overlap
+   window adds (the same pulls from the same cursors by a connector without a window are the
+   baseline) over the cycle's read calls, in the steady-state second cycle (``_first``: the
+   cycle right after the full pull); ``overlap_reread_records_share``, the records the window
+   delivers again over all records delivered; ``incremental_calls`` and ``archive_list_calls``
+   per cycle;
+3. set-up, twice (the second must change nothing);
+4. a write of every account's scores: ``write_calls`` against ``write_floor`` (ceil(updates /
    200) Salesforce, ceil(updates / 100) HubSpot), then the same values again:
    ``rerun_write_calls`` (the connector alone writes them again; the sync's ledger is what
    skips unchanged values), and a write below the bulk threshold (``collection_write_*``);
-4. a pull of the accounts under a 429 storm (``--faults``, else 429 x5 with Retry-After 1 s on
+5. a pull of the accounts under a 429 storm (``--faults``, else 429 x5 with Retry-After 1 s on
    the read endpoint): ``retries``, and ``calls_inside_retry_after`` (must be 0).
 
 The last line of stdout is one JSON object.
@@ -28,13 +36,15 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import SecretStr
 
-from bench.common import emit, peak_rss_mb, progress, timed
+from bench.common import add_world_options, emit, peak_rss_mb, progress, timed, world_of
+from bench.incremental import RATE_DAYS, Pulled, SimClock, cycle
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.http import Exchange, HttpPolicy
@@ -56,12 +66,14 @@ PEOPLE_STREAM = {"salesforce": "Lead", "hubspot": "contacts"}
 READ_ENDPOINT = {"salesforce": "query", "hubspot": "companies"}
 WRITE_BATCH = {"salesforce": 200, "hubspot": 100}
 COLLECTION_UPDATES = 1_000  # below the Salesforce bulk write threshold
-HUBSPOT_PAGES = {"owners": 500, "events": 100}
+HUBSPOT_PAGES = {"owners": 500, "events": 100, "email_events": 1000}
 STORM = FaultRule("status", status=429, retry_after=1, count=5)
 
 
-def _connector(crm: str, sandbox: RunningSandbox, policy: HttpPolicy) -> Connector:
-    """The connector for ``crm``, logged in to the sandbox."""
+def _connector(
+    crm: str, sandbox: RunningSandbox, policy: HttpPolicy, overlap_minutes: int = 5
+) -> Connector:
+    """The connector for ``crm``, logged in to the sandbox, with its overlap window."""
     if crm == "salesforce":
         options = SalesforceOptions()
         settings = SalesforceSettings(
@@ -69,17 +81,26 @@ def _connector(crm: str, sandbox: RunningSandbox, policy: HttpPolicy) -> Connect
             instance_url=options.instance_url,
             client_id=options.consumer_key,
             client_secret=SecretStr(options.consumer_secret),
+            overlap_minutes=overlap_minutes,
         )
         return SalesforceConnector(
             settings, session=client_session(sandbox.base_url), policy=policy
         )
-    settings_hs = HubSpotSettings(token=SecretStr(sandbox.token))
+    settings_hs = HubSpotSettings(token=SecretStr(sandbox.token), overlap_minutes=overlap_minutes)
     return HubSpotConnector(settings_hs, host=sandbox.base_url, policy=policy)
 
 
 @contextmanager
-def _serving(crm: str, org: Org, faults: FaultPlan | None = None) -> Iterator[RunningSandbox]:
-    options = {"tier": "unlimited"} if crm == "hubspot" else {}
+def _serving(
+    crm: str,
+    org: Org,
+    faults: FaultPlan | None = None,
+    clock: SimClock | None = None,
+    tier: str = "unlimited",
+) -> Iterator[RunningSandbox]:
+    options: dict[str, Any] = {"tier": tier} if crm == "hubspot" else {}
+    if clock is not None:
+        options["clock"] = clock
     with start_sandbox(crm, org, faults=faults, **options) as sandbox:
         yield sandbox
 
@@ -98,8 +119,10 @@ def _api_floor(crm: str, stream: str, records: int, bulk_jobs: int) -> int:
     return _page_floor(crm, stream, records)
 
 
-def _pull_all(crm: str, connector: Connector, sandbox: RunningSandbox) -> dict[str, Any]:
-    """Every stream, full: records, calls and the floor."""
+def _pull_all(
+    crm: str, connector: Connector, sandbox: RunningSandbox, pulled: Pulled
+) -> dict[str, Any]:
+    """Every stream, full: records, calls and the floor (``pulled`` keeps the cursors)."""
     log = sandbox.server.log
     log.reset()
     counts: dict[str, int] = {}
@@ -107,7 +130,7 @@ def _pull_all(crm: str, connector: Connector, sandbox: RunningSandbox) -> dict[s
     with timed() as elapsed:
         for stream in connector.streams:
             jobs = log.count("jobs/query", "POST")
-            counts[stream] = sum(1 for item in connector.pull(stream) if isinstance(item, Record))
+            counts[stream] = pulled.take(stream, connector.pull(stream)).records
             jobs = log.count("jobs/query", "POST") - jobs
             floor += _page_floor(crm, stream, counts[stream])
             api_floor += _api_floor(crm, stream, counts[stream], jobs)
@@ -214,21 +237,45 @@ def _storm_rule(crm: str) -> FaultRule:
     )
 
 
+def _incremental_figures(cycles: list[dict[str, Any]]) -> dict[str, Any]:
+    """The incremental phase's figures: the steady-state share, and each cycle in full."""
+    first, steady = cycles
+    return {
+        "overlap_extra_reads_share": steady["extra_calls_share"],
+        "overlap_extra_reads_share_first": first["extra_calls_share"],
+        "overlap_reread_records_share": steady["share"],
+        "overlap_reread_records_share_first": first["share"],
+        "incremental_cycles": cycles,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--crm", choices=sorted(ACCOUNT_STREAM), required=True)
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--faults", type=Path, help="a faults file for the storm phase")
+    parser.add_argument(
+        "--tier", default="unlimited", help="HubSpot portal tier (professional: no events API)"
+    )
+    add_world_options(parser)
     args = parser.parse_args()
     progress(f"generating {args.accounts} accounts")
-    org = generate_org(args.accounts, args.seed)
+    org = generate_org(args.accounts, args.seed, world=world_of(parser, args))
     started = time.perf_counter()
-    with _serving(args.crm, org) as sandbox:
-        policy = HttpPolicy(budget=Budget(1.0))
+    clock = SimClock(org.manifest.end_at)
+    with _serving(args.crm, org, clock=clock, tier=args.tier) as sandbox:
+        policy = HttpPolicy(budget=Budget(1.0), wall=clock)
         connector = _connector(args.crm, sandbox, policy)
         progress(f"{args.crm}: full pull of every stream")
-        reads = _pull_all(args.crm, connector, sandbox)
+        pulled = Pulled(org.manifest.end_at - timedelta(days=RATE_DAYS))
+        reads = _pull_all(args.crm, connector, sandbox, pulled)
+        progress("incremental cycles")
+        rng = np.random.default_rng(args.seed)
+        without = _connector(args.crm, sandbox, HttpPolicy(budget=Budget(1.0), wall=clock), 0)
+        cycles = [
+            cycle(args.crm, connector, without, sandbox, clock, pulled, rng) for _ in range(2)
+        ]
         progress("set-up and writes")
         writes = _write(args.crm, connector, sandbox)
         usage = connector.usage()
@@ -238,9 +285,11 @@ def main() -> None:
         {
             "crm": args.crm,
             "accounts": args.accounts,
+            "tier": args.tier if args.crm == "hubspot" else None,
             **reads,
             "read_ratio": round(reads["read_calls"] / reads["read_floor"], 3),
             "read_ratio_per_api": round(reads["read_calls"] / reads["read_floor_per_api"], 3),
+            **_incremental_figures(cycles),
             **writes,
             "write_ratio": round(writes["write_calls"] / writes["write_floor"], 3),
             **storm,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Annotated, ClassVar, Literal
 
@@ -66,6 +67,11 @@ def _pem_problem(key: SecretStr) -> str | None:
 
 
 HttpsUrl = Annotated[str, AfterValidator(_https)]
+# Minutes an incremental pull reads again behind its cursor: commits land after their stamp
+# (Salesforce) and search indexes lag their writes (HubSpot). A day at most: a longer window
+# re-reads a day of changes on every cycle, which is a full re-sync's job.
+_OverlapMinutes = Annotated[float, Field(ge=0, le=1440)]
+_OVERLAP_MINUTES = 5.0
 
 _NEEDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -100,11 +106,17 @@ class SalesforceSettings(BaseModel):
     ca_bundle: FilePath | None = None
     bulk_threshold: int = Field(10_000, gt=0)
     bulk_write_threshold: int = Field(2_000, gt=0)
+    overlap_minutes: _OverlapMinutes = _OVERLAP_MINUTES
     session_id: SecretStr | None = None
     password: SecretStr | None = None
     security_token: SecretStr | None = None
     client_secret: SecretStr | None = None
     private_key: SecretStr | None = None
+
+    @property
+    def overlap(self) -> timedelta:
+        """The window an incremental pull reads again behind its cursor."""
+        return timedelta(minutes=self.overlap_minutes)
 
     def problems(self) -> tuple[str, ...]:
         """What the chosen `auth` still needs, as phrases that follow "[salesforce] "."""
@@ -124,7 +136,8 @@ class SalesforceSettings(BaseModel):
 
 
 class HubSpotSettings(BaseModel):
-    """[hubspot]: the API host, the portal's subscription tier (it sets rate limits) and TLS."""
+    """[hubspot]: the API host, the portal's subscription tier (it sets rate limits), TLS, and
+    how incremental pulls overlap their cursor and how often they list the recycle bin."""
 
     model_config = _CONFIG
     SECRET_ENV: ClassVar[Mapping[str, str]] = MappingProxyType({"token": "HANDOFF_HUBSPOT_TOKEN"})
@@ -132,7 +145,19 @@ class HubSpotSettings(BaseModel):
     host: HttpsUrl = "https://api.hubapi.com"
     tier: Literal["starter", "professional", "enterprise"] = "professional"
     ca_bundle: FilePath | None = None
+    overlap_minutes: _OverlapMinutes = _OVERLAP_MINUTES
+    archive_every_minutes: float = Field(60.0, gt=0, le=1440)
     token: SecretStr | None = None
+
+    @property
+    def overlap(self) -> timedelta:
+        """The window an incremental pull reads again behind its cursor."""
+        return timedelta(minutes=self.overlap_minutes)
+
+    @property
+    def archive_every(self) -> timedelta:
+        """How long an incremental pull goes without listing the recycle bin again."""
+        return timedelta(minutes=self.archive_every_minutes)
 
     def problems(self) -> tuple[str, ...]:
         """What the connection still needs, as phrases that follow "[hubspot] "."""

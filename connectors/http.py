@@ -136,6 +136,10 @@ class HttpPolicy:
         """Every request's (connect, read) timeout."""
         return self.settings.timeout
 
+    def now(self) -> datetime:
+        """The time of day on the injected wall clock (when a pull began reading, say)."""
+        return self._wall()
+
     def call(
         self,
         send: Callable[[], T],

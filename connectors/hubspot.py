@@ -4,24 +4,33 @@ A full load lists every record (100 a page, associations inline) after one searc
 latest modification time, which becomes the cursor: anything modified while the list runs is
 later than it. Each list page ends in a checkpoint that carries the list's ``after`` token, so a
 load stopped part way (the API budget, a crash) goes on from that page next run.
-An incremental pull reads the recycle bin first (archived records become tombstones), then
-searches ``<modified> >= cursor`` sorted ascending, 200 a page; search stops at 10,000 results,
-so the pull opens a new window at the last timestamp it delivered and goes on. Survivors of a
-merge name the ids merged into them: each becomes a tombstone.
-Web and marketing touches come from the events API, ordered by time, 100 a page.
+An incremental pull reads the recycle bin first when ``archive_every_minutes`` have passed
+since it last did (archived records become tombstones; the list has no filter, so each read
+costs a call per 100 archived records), then searches ``<modified> >= since`` sorted ascending,
+200 a page, where ``since`` is the cursor less ``overlap_minutes`` (search lags HubSpot's
+writes): what that window reads again is delivered marked ``reread``. Search stops at 10,000
+results, so the pull opens a new window at the last timestamp it read and goes on. Survivors
+of a merge name the ids merged into them: each becomes a tombstone.
+Web touches come from the events API (Enterprise, ordered by time, 100 a page, overlapping its
+cursor the same way); on a portal that answers it 403 (below Enterprise) from the contacts'
+analytics property history instead, 50 contacts a page. The connector learns which on its first
+events pull and keeps the answer. Marketing email opens and clicks, on every tier, come from the
+email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`).
+Each pull's Summary names its sources. Owners overlap their cursor too.
 Writes are batch updates, 100 records a call; only records answered retriable go again, and a
 batch refused whole for one bad value is halved until that record stands alone.
 
-    connector = HubSpotConnector(settings.hubspot)
+    connector = HubSpotConnector(settings.hubspot, rules=book)
     for item in connector.pull("contacts", cursor): ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from connectors.batches import chunked
@@ -31,6 +40,7 @@ from connectors.errors import (
     ApiError,
     BudgetExhausted,
     ConnectorError,
+    Forbidden,
     InvalidRequest,
     RetriableError,
     record_status,
@@ -38,6 +48,16 @@ from connectors.errors import (
 from connectors.http import HttpPolicy, PageTokens
 from connectors.hubspot_api import HubSpotApi
 from connectors.hubspot_setup import ensure_schema
+from connectors.hubspot_web import (
+    EMAIL_KINDS,
+    HISTORY_PAGE,
+    HISTORY_PROPERTIES,
+    email_event,
+    history_events,
+    resume_token,
+    resumed,
+)
+from connectors.keys import guessed, modified_at, read_id, skip_reason
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -49,23 +69,42 @@ from connectors.protocol import (
     Tombstone,
     Update,
     Usage,
+    ValueWarning,
     WriteResult,
 )
+from connectors.rules import RuleBook
 from connectors.schema import OWNED_FIELDS, OWNER
-from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise, stamp
+from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise
 from connectors.tally import Tally
 
-__all__ = ["BATCH_SIZE", "LIST_PAGE", "SEARCH_CAP", "SEARCH_PAGE", "HubSpotConnector"]
+__all__ = [
+    "BATCH_SIZE",
+    "EMAIL_EVENTS_PAGE",
+    "LIST_PAGE",
+    "SEARCH_CAP",
+    "SEARCH_PAGE",
+    "SOURCES",
+    "HubSpotConnector",
+]
 
 LIST_PAGE = 100
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000  # search answers no page past the 10,000th result
 BATCH_SIZE = 100
 _EVENTS_PAGE = 100
+EMAIL_EVENTS_PAGE = 1000
+# the names a pull's Summary gives its sources
+SOURCES = {
+    "events": "events API",
+    "history": "contact analytics property history",
+    "email": "email events API",
+}
 _OWNERS_PAGE = 500
 _ASSOCIATIONS_BATCH = 1000
 _FIND_CHUNK = 100
 _MS = timedelta(milliseconds=1)
+# a record's top-level times, read when its modified property is missing or unreadable
+_FALLBACK_STAMPS = ("updatedAt", "createdAt")
 # our field -> the HubSpot property write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.hubspot for f in OWNED_FIELDS} | {
     OWNER: "hubspot_owner_id"
@@ -92,10 +131,15 @@ class HubSpotConnector:
         policy: HttpPolicy | None = None,
         budget_share: float = DEFAULT_SHARE,
         search_cap: int = SEARCH_CAP,
+        rules: RuleBook | None = None,
     ) -> None:
+        self.settings = settings
+        self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = HubSpotApi(settings, self.policy, host)
         self.search_cap = search_cap
+        self.events_api: bool | None = None  # whether the portal serves the events API (tier)
+        self._contact_of: dict[str, str | None] = {}  # lower-case email -> contact id
 
     @property
     def streams(self) -> Mapping[str, Stream]:
@@ -106,26 +150,29 @@ class HubSpotConnector:
         """Records changed since ``cursor``, tombstones, and checkpoints."""
         declared = _stream(stream)
         tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
-        return tally.closing(self._read(declared, cursor))
+        return tally.closing(self._read(declared, cursor, tally))
 
-    def _read(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _read(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """The items of one pull, from the API that serves the stream."""
         if stream.api == "owners":
-            return self._owners(stream, cursor)
+            return self._owners(stream, cursor, tally)
         if stream.api == "events":
-            return self._events(stream, cursor)
+            return self._web(stream, cursor, tally)
+        if stream.api == "email_events":
+            return self._email(stream, cursor, tally)
         if cursor.value is None or cursor.resume is not None:
-            return self._full(stream, cursor)
-        return self._incremental(stream, cursor)
+            return self._full(stream, cursor, tally)
+        return self._incremental(stream, cursor, tally)
 
     def find(self, stream: str, field: str, values: Sequence[Any]) -> Iterator[Record]:
         """Live records whose ``field`` (our name) equals one of ``values``."""
         declared = _stream(stream)
         prop = _property(declared, field)
+        tally = Tally(declared.name, calls=lambda: 0)  # a lookup has no summary
         for chunk in chunked([str(v) for v in values], _FIND_CHUNK):
             filters = [{"propertyName": prop, "operator": "IN", "values": chunk}]
             for raws in self._search(declared, filters, _Window()):
-                for item in self._items(declared, raws, self._links(declared, raws)):
+                for item in self._items(declared, raws, self._links(declared, raws), tally):
                     if isinstance(item, Record):
                         yield item
 
@@ -146,7 +193,7 @@ class HubSpotConnector:
 
     # --- pulls ---------------------------------------------------------------------------------
 
-    def _full(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _full(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Every live record, a checkpoint per page; the bound is the latest modification time
         when the load began, and ``cursor.resume`` the list page a stopped load goes on from."""
         if cursor.resume is None:
@@ -154,70 +201,244 @@ class HubSpotConnector:
             if latest is None:
                 yield Checkpoint(stream.name, FULL_LOAD)
                 return
-            cursor = Cursor(latest)
+            cursor = Cursor(latest, read_at=self.policy.now())
         for raws, after in self._list(stream, archived=False, after=cursor.resume):
-            for item in self._items(stream, raws, _inline_links(stream, raws)):
-                if isinstance(item, Record) and item.modified_at == cursor.value:
+            for item in self._items(stream, raws, _inline_links(stream, raws), tally):
+                if (
+                    isinstance(item, Record)
+                    and item.modified_at == cursor.value
+                    and not guessed(item)
+                ):
                     cursor = cursor.advanced(item.modified_at, item.id)
                 yield item
             yield Checkpoint(stream.name, cursor.resuming(after))
 
-    def _incremental(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
-        """Archived since the cursor, then search windows until the last one is done."""
-        start = cursor
+    def _incremental(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Archived records when the recycle bin is due, then search windows from the overlap."""
+        now = self.policy.now()
+        since = cursor.overlap(self.settings.overlap)
+        assert since is not None
+        fresh = replace(cursor, read_at=now)
+        if self._archive_due(cursor, now):
+            yield from self._archived(stream, cursor, tally)
+            fresh = replace(fresh, archive_read_at=now)
+        yield from self._windows(stream, fresh, since, tally)
+
+    def _archive_due(self, cursor: Cursor, now: datetime) -> bool:
+        """Whether ``archive_every_minutes`` have passed since the recycle bin was last read."""
+        last = cursor.archive_read_at
+        return last is None or now - last >= self.settings.archive_every
+
+    def _archived(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Tombstone]:
+        """Records archived since the recycle bin was last read (less the overlap window)."""
+        last = cursor.archive_read_at
+        since = (
+            cursor.overlap(self.settings.overlap) if last is None else last - self.settings.overlap
+        )
+        assert since is not None
         for raws, _ in self._list(stream, archived=True):
             for raw in raws:
-                archived_at = stamp(raw.get("archivedAt")) or stamp(raw["updatedAt"])
-                assert archived_at is not None
-                if start.admits(archived_at, raw["id"]):
-                    yield Tombstone(stream.name, raw["id"], archived_at, "archived")
+                record_id = read_id(raw.get("id"))
+                archived_at, _ = modified_at(_times(raw, "archivedAt", "updatedAt"))
+                if record_id is None or archived_at is None:
+                    tally.skip(skip_reason(record_id))
+                elif archived_at >= since:
+                    yield Tombstone(stream.name, record_id, archived_at, "archived")
+
+    def _windows(
+        self, stream: Stream, cursor: Cursor, since: datetime, tally: Tally
+    ) -> Iterator[Item]:
+        """Search windows from ``since`` until one ends below the result cap. ``seen`` is how
+        far this pull has read (each new window opens there); ``cursor`` what it delivered."""
+        seen = Cursor(since)
         while True:
-            opened, window = cursor, _Window()
-            for raws in self._search(stream, [_since(stream, opened)], window):
-                for item in self._items(stream, raws, self._links(stream, raws)):
+            opened, window, keep = seen, _Window(), True
+            for raws in self._search(stream, [_since(stream, opened.value)], window):
+                for item in self._items(stream, raws, self._links(stream, raws), tally):
                     if isinstance(item, Tombstone):
+                        if keep:
+                            yield item
+                        continue
+                    if guessed(item):
                         yield item
-                    elif cursor.admits(item.modified_at, item.id):
+                        continue
+                    keep = seen.admits(item.modified_at, item.id)  # else: read in this pull
+                    if not keep:
+                        continue
+                    seen = seen.advanced(item.modified_at, item.id)
+                    if cursor.admits(item.modified_at, item.id):
                         cursor = cursor.advanced(item.modified_at, item.id)
                         yield item
+                    elif not cursor.delivered(item.modified_at, item.id):
+                        yield replace(item, reread=True)
                 yield Checkpoint(stream.name, cursor)
             if not window.capped:
                 return
-            if cursor.value == opened.value:
+            if seen.value == opened.value:
                 raise ConnectorError(
                     f"more than {self.search_cap} {stream.name} share the modification time "
-                    f"{cursor.value}; search cannot page past them"
+                    f"{seen.value}; search cannot page past them"
                 )
 
-    def _events(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
-        """Web and marketing events, oldest first (``occurredAfter`` is exclusive)."""
-        after = None if cursor.value is None else (cursor.value - _MS).isoformat()
+    def _web(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Page views and form submissions: from the events API where the portal serves it,
+        else (its first page answered 403: the tier has no events API) from the contacts'
+        analytics property history. The answer is kept for the connector's next pulls."""
+        if self.events_api is not False:
+            pages = self._event_pages(cursor)
+            try:
+                first = next(pages)
+            except Forbidden:
+                self.events_api = False
+            else:
+                self.events_api = True
+                tally.source(SOURCES["events"])
+                yield from self._events(stream, cursor, chain([first], pages), tally)
+                return
+        tally.source(SOURCES["history"])
+        yield from self._history(stream, cursor, tally)
+
+    def _event_pages(self, cursor: Cursor) -> Iterator[dict[str, Any]]:
+        """Pages of the events API from the overlap window behind ``cursor`` (``occurredAfter``
+        is exclusive)."""
+        since = cursor.overlap(self.settings.overlap)
+        after = None if since is None else (since - _MS).isoformat()
         fetch = partial(
             self.api.call, self.api.events.get_page, limit=_EVENTS_PAGE, occurred_after=after
         )
         for page, _ in _pages(fetch):
-            for raw in page["results"]:
-                at = stamp(raw["occurredAt"])
-                assert at is not None
-                if cursor.admits(at, raw["id"]):
-                    cursor = cursor.advanced(at, raw["id"])
-                    yield _record(stream, raw["id"], at, raw)
+            yield page
+
+    def _events(
+        self, stream: Stream, cursor: Cursor, pages: Iterable[dict[str, Any]], tally: Tally
+    ) -> Iterator[Item]:
+        """Events API records, oldest first, a checkpoint per page; those of the overlap window
+        come again marked ``reread``."""
+        cursor = replace(cursor, read_at=self.policy.now())
+        for page in pages:
+            for item in self._records(stream, page["results"], ("occurredAt",), tally):
+                if cursor.admits(item.modified_at, item.id):
+                    cursor = cursor.advanced(item.modified_at, item.id)
+                    yield item
+                elif not cursor.delivered(item.modified_at, item.id):
+                    yield replace(item, reread=True)
             yield Checkpoint(stream.name, cursor)
 
-    def _owners(self, stream: Stream, cursor: Cursor) -> Iterator[Item]:
-        """Every owner, active and archived (inactive users); one checkpoint at the end."""
-        latest = cursor
+    def _history(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Touches from contacts' analytics property history, 50 contacts a page. Contacts come
+        in id order, not by time: each page's checkpoint holds the list's place and the latest
+        time delivered (``resume``), the last one the latest time itself."""
+        after, seen = resumed(cursor.resume)
+        latest = Cursor(seen) if seen is not None and seen > (cursor.value or seen) else cursor
+        fetch = partial(
+            self.api.call,
+            self.api.objects.get_page,
+            "contacts",
+            limit=HISTORY_PAGE,
+            properties=["email"],
+            properties_with_history=list(HISTORY_PROPERTIES),
+        )
+        for page, token in _pages(fetch, after):
+            for contact in page["results"]:
+                self._remember(contact)
+                touches = _history_touches(contact, tally)
+                for item in self._records(stream, touches, ("occurredAt",), tally):
+                    if cursor.admits(item.modified_at, item.id):
+                        latest = latest.advanced(item.modified_at, item.id)
+                        yield item
+            yield Checkpoint(stream.name, _place(cursor, latest, token))
+
+    def _email(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Marketing email opens, then clicks, since ``cursor`` from the email events API, each
+        joined to the contact whose email is the recipient's. The API promises no order, so each
+        page's checkpoint holds the type and offset read to and the latest time delivered."""
+        tally.source(SOURCES["email"])
+        place, seen = resumed(cursor.resume)
+        resumed_kind, _, offset = (place or "").partition(":")
+        latest = Cursor(seen) if seen is not None and seen > (cursor.value or seen) else cursor
+        since = None if cursor.value is None else int(cursor.value.timestamp() * 1000)
+        kinds = list(EMAIL_KINDS)
+        for kind in kinds[kinds.index(resumed_kind) if resumed_kind in kinds else 0 :]:
+            for page, token in self._email_pages(kind, since, offset or None):
+                joined = self._joined(page["events"], tally)
+                for item in self._records(stream, joined, ("occurredAt",), tally):
+                    if cursor.admits(item.modified_at, item.id):
+                        latest = latest.advanced(item.modified_at, item.id)
+                        yield item
+                more = token if token is not None else _next_kind(kinds, kind)
+                yield Checkpoint(stream.name, _place(cursor, latest, more))
+            offset = ""
+
+    def _email_pages(
+        self, kind: str, since: int | None, offset: str | None
+    ) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """Pages of one email event type from ``offset``, each with the next page's place."""
+        tokens = PageTokens()
+        while True:
+            page = self.api.call(
+                self.api.email_events,
+                eventType=kind,
+                startTimestamp=since,
+                limit=EMAIL_EVENTS_PAGE,
+                offset=offset,
+            )
+            offset = tokens.next(page.get("offset")) if page.get("hasMore") else None
+            yield page, None if offset is None else f"{kind}:{offset}"
+            if offset is None:
+                return
+
+    def _joined(
+        self, events: Sequence[Mapping[str, Any]], tally: Tally
+    ) -> Iterator[dict[str, Any]]:
+        """Email events as touches of the contacts their recipients are (others skipped)."""
+        wanted = [e for e in events if e.get("type") in EMAIL_KINDS]
+        self._look_up([str(e.get("recipient") or "") for e in wanted])
+        for event in wanted:
+            contact = self._contact_of.get(str(event.get("recipient") or "").lower())
+            if contact is None:
+                tally.skip("email event of an address that is no contact")
+                continue
+            yield email_event(event, contact)
+
+    def _look_up(self, emails: Sequence[str]) -> None:
+        """Learn the contacts of emails not seen yet: batch reads by email, 100 a call."""
+        unknown = sorted({e.lower() for e in emails if e and e.lower() not in self._contact_of})
+        for chunk in chunked(unknown, _FIND_CHUNK):
+            self._contact_of |= dict.fromkeys(chunk)
+            inputs = [{"id": email} for email in chunk]
+            body = {"inputs": inputs, "idProperty": "email", "properties": ["email"]}
+            answer = self.api.call(self.api.batch.read, "contacts", body)
+            for contact in answer.get("results", []):
+                self._remember(contact)
+
+    def _remember(self, contact: Mapping[str, Any]) -> None:
+        """A contact's email, for joining email events to it."""
+        email = _properties_of(contact).get("email")
+        contact_id = read_id(contact.get("id"))
+        if email and contact_id is not None:
+            self._contact_of[str(email).lower()] = contact_id
+
+    def _owners(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
+        """Every owner, active and archived (inactive users), read whole: those changed since
+        the cursor, and those of the overlap window again; one checkpoint at the end."""
+        since = cursor.overlap(self.settings.overlap)
+        latest = replace(cursor, read_at=self.policy.now())
         for archived in (False, True):
             fetch = partial(
                 self.api.call, self.api.owners.get_page, limit=_OWNERS_PAGE, archived=archived
             )
             for page, _ in _pages(fetch):
-                for raw in page["results"]:
-                    at = stamp(raw["updatedAt"])
-                    assert at is not None
-                    if cursor.admits(at, raw["id"]):
-                        latest = latest.advanced(at, raw["id"])
-                        yield _record(stream, raw["id"], at, raw)
+                for item in self._records(
+                    stream, page["results"], ("updatedAt", "createdAt"), tally
+                ):
+                    at = item.modified_at
+                    if guessed(item):
+                        yield item
+                    elif cursor.admits(at, item.id):
+                        latest = latest.advanced(at, item.id)
+                        yield item
+                    elif since is not None and since <= at and not cursor.delivered(at, item.id):
+                        yield replace(item, reread=True)
         yield Checkpoint(stream.name, latest)
 
     def _latest(self, stream: Stream) -> datetime | None:
@@ -228,15 +449,17 @@ class HubSpotConnector:
             "limit": 1,
         }
         page = self.api.call(self.api.search.do_search, stream.path, body)
-        results = page["results"]
-        return stamp(results[0]["properties"][stream.replication_key]) if results else None
+        if not page["results"]:
+            return None
+        first = page["results"][0]
+        return modified_at(_times(first, *_FALLBACK_STAMPS, props=stream.replication_key))[0]
 
     def _list(
         self, stream: Stream, archived: bool, after: str | None = None
     ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
         """Pages of the list API (the recycle bin with ``archived``) from ``after``, each with
         the token of the page that follows it (None after the last)."""
-        names = None if archived else _names(stream)
+        names = None if archived else self._names(stream)
         targets = None if archived else [link.target for link in stream.links] or None
         fetch = partial(
             self.api.call,
@@ -257,7 +480,7 @@ class HubSpotConnector:
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}],
             "sorts": [{"propertyName": stream.replication_key, "direction": "ASCENDING"}],
-            "properties": _names(stream),
+            "properties": self._names(stream),
             "limit": SEARCH_PAGE,
         }
         tokens = PageTokens()
@@ -276,7 +499,9 @@ class HubSpotConnector:
         self, stream: Stream, raws: Sequence[Mapping[str, Any]]
     ) -> dict[str, dict[str, str]]:
         """Our linked fields of a search page, from batch association reads (v4)."""
-        found: dict[str, dict[str, str]] = {str(raw["id"]): {} for raw in raws}
+        found: dict[str, dict[str, str]] = {
+            record_id: {} for raw in raws if (record_id := read_id(raw.get("id"))) is not None
+        }
         for link in stream.links:
             for chunk in chunked(list(found), _ASSOCIATIONS_BATCH):
                 answer = self.api.call(
@@ -296,17 +521,58 @@ class HubSpotConnector:
         stream: Stream,
         raws: Iterable[Mapping[str, Any]],
         links: Mapping[str, Mapping[str, str]],
+        tally: Tally,
     ) -> Iterator[Record | Tombstone]:
-        """Records (with their links), each followed by a tombstone per id merged into it."""
+        """Records (with their links), each followed by a tombstone per id merged into it; a
+        record without an id or any time is skipped and counted."""
         for raw in raws:
-            record_id, props = str(raw["id"]), raw["properties"]
-            at = stamp(props.get(stream.replication_key)) or stamp(raw["updatedAt"])
-            assert at is not None
-            values, warnings = normalise(stream, props, stream.fields)
-            values |= {link.ours: None for link in stream.links} | links.get(record_id, {})
-            yield Record(stream.name, record_id, at, values, warnings)
+            record_id, props = read_id(raw.get("id")), _properties_of(raw)
+            at, stamped = modified_at(_times(raw, *_FALLBACK_STAMPS, props=stream.replication_key))
+            if record_id is None or at is None:
+                tally.skip(skip_reason(record_id))
+                continue
+            linked = {link.ours: None for link in stream.links} | links.get(record_id, {})
+            yield self._record(stream, record_id, at, props, tally, stamped, linked)
             for merged in _merged_ids(stream, props):
                 yield Tombstone(stream.name, merged, at, "merged", record_id)
+
+    def _records(
+        self, stream: Stream, raws: Iterable[Mapping[str, Any]], stamps: Sequence[str], tally: Tally
+    ) -> Iterator[Record]:
+        """Records of the events or owners API (or touches in the events API's shape), their
+        time from the first readable of ``stamps``; a row without an id or any time is counted."""
+        for raw in raws:
+            record_id = read_id(raw.get("id"))
+            at, stamped = modified_at(_times(raw, *stamps))
+            if record_id is None or at is None:
+                tally.skip(skip_reason(record_id))
+                continue
+            yield self._record(stream, record_id, at, raw, tally, stamped)
+
+    def _record(
+        self,
+        stream: Stream,
+        record_id: str,
+        at: datetime,
+        raw: Mapping[str, Any],
+        tally: Tally,
+        stamped: tuple[ValueWarning, ...] = (),
+        linked: Mapping[str, str | None] | None = None,
+    ) -> Record:
+        """A raw record (properties, an event or an owner) through the stream's field maps and
+        the rules, with its ``linked`` fields and ``stamped`` (a fallback time's warning); the
+        tally counts what no rule typed."""
+        values, warnings = normalise(stream, raw, stream.fields)
+        derived, dirty, unmatched = self.rules.derive(stream, raw)
+        if unmatched:
+            tally.unmatched_kind(unmatched)
+        values |= derived | dict(linked or {})
+        return Record(stream.name, record_id, at, values, stamped + warnings + dirty)
+
+    def _names(self, stream: Stream) -> list[str]:
+        """The properties a pull asks for: mapped, read by the rules, modified, merged."""
+        extra = [stream.replication_key, *([stream.merge_field] if stream.merge_field else [])]
+        return list(dict.fromkeys([*stream.crm_fields(), *self.rules.fields(stream), *extra]))
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -346,16 +612,40 @@ def _stream(name: str) -> Stream:
     return HUBSPOT_STREAMS[name]
 
 
-def _record(stream: Stream, record_id: str, at: datetime, raw: Mapping[str, Any]) -> Record:
-    """A record of the events or owners API, read through the stream's field maps."""
-    values, warnings = normalise(stream, raw, stream.fields)
-    return Record(stream.name, record_id, at, values, warnings)
+def _history_touches(contact: Mapping[str, Any], tally: Tally) -> Iterator[dict[str, Any]]:
+    """A contact's touches from its property history; a form whose page is past the kept
+    history cannot be typed, and is counted."""
+    for raw in history_events(contact):
+        if raw["eventType"] == "e_submitted_form" and not raw["properties"]["hs_url"]:
+            tally.skip("form submission whose page is past the page history")
+            continue
+        yield raw
 
 
-def _names(stream: Stream) -> list[str]:
-    """The properties a pull asks for."""
-    extra = [stream.replication_key, *([stream.merge_field] if stream.merge_field else [])]
-    return list(dict.fromkeys([*stream.crm_fields(), *extra]))
+def _properties_of(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A record's ``properties`` (empty when the object has none to give)."""
+    props = raw.get("properties")
+    return props if isinstance(props, Mapping) else {}
+
+
+def _times(raw: Mapping[str, Any], *names: str, props: str | None = None) -> list[tuple[str, Any]]:
+    """(name, raw value) of a record's times, the property ``props`` first when given."""
+    first = [(props, _properties_of(raw).get(props))] if props else []
+    return [*first, *((name, raw.get(name)) for name in names)]
+
+
+def _place(start: Cursor, latest: Cursor, place: str | None) -> Cursor:
+    """A checkpoint of an unordered read: the starting bound and where the read stands while
+    there is more (``place``), the latest time delivered once it is done."""
+    if place is None:
+        return Cursor(latest.value, latest.ids)
+    return Cursor(start.value, start.ids, resume_token(place, latest.value))
+
+
+def _next_kind(kinds: Sequence[str], kind: str) -> str | None:
+    """The place of the next email event type's first page (None after the last)."""
+    at = kinds.index(kind) + 1
+    return f"{kinds[at]}:" if at < len(kinds) else None
 
 
 def _property(stream: Stream, field: str) -> str:
@@ -365,10 +655,10 @@ def _property(stream: Stream, field: str) -> str:
     raise ValueError(f"{stream.name} has no field {field!r} to look records up by")
 
 
-def _since(stream: Stream, cursor: Cursor) -> dict[str, Any]:
-    """``modified >= cursor`` (epoch milliseconds, as search compares datetimes)."""
-    assert cursor.value is not None
-    millis = int(cursor.value.timestamp() * 1000)
+def _since(stream: Stream, since: datetime | None) -> dict[str, Any]:
+    """``modified >= since`` (epoch milliseconds, as search compares datetimes)."""
+    assert since is not None
+    millis = int(since.timestamp() * 1000)
     return {"propertyName": stream.replication_key, "operator": "GTE", "value": str(millis)}
 
 
@@ -409,7 +699,9 @@ def _inline_links(stream: Stream, raws: Sequence[Mapping[str, Any]]) -> dict[str
             pick = (primary or results or [None])[0]
             if pick is not None:
                 chosen[link.ours] = str(pick["id"])
-        found[str(raw["id"])] = chosen
+        record_id = read_id(raw.get("id"))
+        if record_id is not None:
+            found[record_id] = chosen
     return found
 
 

@@ -70,6 +70,24 @@ class HubSpotApi:
         policy.pace("api", int(TIER_LIMITS[settings.tier] * _HEADROOM), _WINDOW_SECONDS)
         policy.pace(*SEARCH_WINDOW)
 
+    def email_events(
+        self, _preload_content: bool = True, _request_timeout: Any = None, **query: Any
+    ) -> Any:
+        """``GET /email/public/v1/events``, which hubspot-api-client has no method for: sent by
+        its own generated ApiClient (same auth, pool, no retries), so `call` handles it like any
+        other method."""
+        return self.events.api_client.call_api(
+            "/email/public/v1/events",
+            "GET",
+            query_params=[(key, value) for key, value in query.items() if value is not None],
+            header_params={"Accept": "application/json"},
+            response_types_map={},
+            auth_settings=["oauth2"],
+            _return_http_data_only=True,
+            _preload_content=_preload_content,
+            _request_timeout=_request_timeout,
+        )
+
     def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One API call under the policy; its JSON answer (None when empty)."""
         windows = ("api", "search") if method.__name__ == "do_search" else ("api",)

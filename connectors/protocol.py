@@ -7,7 +7,11 @@ duplicates. Cursors are closed lower bounds: a record modified exactly at ``valu
 again unless its id is in ``ids``, so two records sharing the last timestamp are never split.
 A full load is read in the CRM's own order, not by modification time, so its checkpoints also
 carry ``resume``, the CRM's page token: hand the cursor back as it is and the load goes on from
-that page (a cursor with ``resume`` is not a lower bound yet). Every pull ends with one
+that page (a cursor with ``resume`` is not a lower bound yet). Commits land late (a record's
+stamp is taken before its transaction commits), so an incremental pull reads an overlap window
+behind the bound again (`Cursor.overlap`): what it finds there is delivered with ``reread``
+set, for the mirror to de-duplicate by id and modification time (records at the bound whose id
+the cursor holds were delivered as they are, and are left out). Every pull ends with one
 `Summary`: what it delivered, what it had to skip or could not convert, and what it cost.
 
     for item in connector.pull("Account", saved_cursor):
@@ -21,8 +25,8 @@ that page (a cursor with ``resume`` is not a lower bound yet). Every pull ends w
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -59,12 +63,16 @@ class Cursor:
 
     ``value`` None means a full load. ``resume`` (opaque, the connector's own) marks a full load
     stopped part way: the pull goes on from that page, and ``value`` and ``ids`` become the
-    lower bound only once the load ends without one.
+    lower bound only once the load ends without one. ``read_at`` is when the pull that set the
+    bound began reading, on the connector's clock; ``archive_read_at`` when a connector that
+    lists deletions apart (HubSpot's recycle bin) last read that list.
     """
 
     value: datetime | None = None
     ids: frozenset[str] = frozenset()
     resume: str | None = None
+    read_at: datetime | None = None
+    archive_read_at: datetime | None = None
 
     def admits(self, stamp: datetime, record_id: str) -> bool:
         """Whether a record modified at ``stamp`` is new to whoever holds this cursor."""
@@ -72,17 +80,33 @@ class Cursor:
             return True
         return stamp == self.value and record_id not in self.ids
 
+    def delivered(self, stamp: datetime, record_id: str) -> bool:
+        """Whether this very version was delivered: modified at the bound, its id seen there
+        (every change moves the stamp, so nothing about it can be new; it is not re-sent)."""
+        return stamp == self.value and record_id in self.ids
+
     def advanced(self, stamp: datetime, record_id: str) -> Cursor:
         """The cursor once a record modified at ``stamp`` has been delivered too."""
         if self.value is None or stamp > self.value:
-            return Cursor(stamp, frozenset({record_id}), self.resume)
+            return replace(self, value=stamp, ids=frozenset({record_id}))
         if stamp == self.value:
-            return Cursor(stamp, self.ids | {record_id}, self.resume)
+            return replace(self, ids=self.ids | {record_id})
         return self
 
     def resuming(self, resume: str | None) -> Cursor:
         """The same bound, going on from the page token ``resume`` (None: the load is done)."""
-        return Cursor(self.value, self.ids, resume)
+        return replace(self, resume=resume)
+
+    def overlap(self, window: timedelta) -> datetime | None:
+        """Where an incremental read starts: ``window`` behind the bound, or less when the
+        pull that set the bound read long after it (a record stamped more than ``window``
+        before that read had committed by then, so that read saw it)."""
+        if self.value is None:
+            return None
+        start = self.value - window
+        if self.read_at is not None:
+            start = max(start, min(self.value, self.read_at - window))
+        return start
 
 
 FULL_LOAD = Cursor()  # the cursor of a first pull: every record

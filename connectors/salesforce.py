@@ -1,16 +1,21 @@
 """The Salesforce connector: SOQL pulls on SystemModstamp, sObject Collections and Bulk 2.0 writes.
 
-Pulls ask ``SystemModstamp >= cursor ORDER BY SystemModstamp, Id`` (a closed lower bound; ids
-already delivered at the bound are skipped), through ``queryAll`` when incremental so deleted
-and merged records arrive as tombstones. A full load whose first page says it holds more than
-``bulk_threshold`` rows reads the rest through a Bulk API 2.0 query, with a checkpoint after each
-result page that names the job and the page to go on from; if that job is gone when a stopped
-load resumes (results live for days), the load starts over. Writes go 200 records a
+Pulls ask ``SystemModstamp >= since ORDER BY SystemModstamp, Id``, through ``queryAll`` when
+incremental so deleted and merged records arrive as tombstones. ``since`` is the cursor less
+``overlap_minutes``: a transaction's SystemModstamp is taken before it commits, so a record can
+appear behind a cursor that has passed its stamp; what the window reads again is delivered
+marked ``reread`` (`connectors.protocol.Cursor.overlap`). Task and Event are read through
+``queryAll`` on full loads too (live rows only), since ``query`` hides activities archived
+after a year. ``IsDeleted`` is selected only where describe lists it (User has none).
+A full load whose first page says it holds more than ``bulk_threshold`` rows reads the rest
+through a Bulk API 2.0 query, with a checkpoint after each result page that names the job and
+the page to go on from; if that job is gone when a stopped load resumes (results live for
+days), the load starts over. Writes go 200 records a
 call through sObject Collections with ``allOrNone=false``, through one Bulk API 2.0 job above
 ``bulk_write_threshold``; only records answered retriable (a locked row) are sent again. An
 object Bulk API refuses (400 INVALIDENTITY) is paged and written through REST instead.
 
-    connector = SalesforceConnector(settings.salesforce, session=client_session(url))
+    connector = SalesforceConnector(settings.salesforce, session=client_session(url), rules=book)
     for item in connector.pull("Account", cursor): ...
 """
 
@@ -20,7 +25,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import requests
 from simple_salesforce.format import format_soql
@@ -30,6 +35,8 @@ from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import SalesforceSettings
 from connectors.errors import ApiError, BudgetExhausted, NotFound, RetriableError, record_status
 from connectors.http import HttpPolicy, PageTokens
+from connectors.keys import guessed, modified_at, read_id, skip_reason
+from connectors.money import Money, Rates
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -43,6 +50,7 @@ from connectors.protocol import (
     Usage,
     WriteResult,
 )
+from connectors.rules import RuleBook
 from connectors.salesforce_api import SalesforceApi
 from connectors.salesforce_bulk import (
     bulk_pages,
@@ -53,7 +61,7 @@ from connectors.salesforce_bulk import (
 )
 from connectors.salesforce_setup import ensure_schema
 from connectors.schema import OWNED_FIELDS, OWNER
-from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise, stamp, text
+from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise
 from connectors.tally import Tally
 
 __all__ = ["BULK_PAGE_SIZE", "COLLECTION_SIZE", "PAGE_SIZE", "SalesforceConnector"]
@@ -62,6 +70,14 @@ PAGE_SIZE = 2000  # the most records a REST query page holds
 BULK_PAGE_SIZE = 50_000  # records per Bulk API 2.0 result page
 COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
 _FIND_CHUNK = 200  # values per IN list of a lookup
+# what a row's time falls back to when SystemModstamp is unreadable: every object has both
+_FALLBACK_STAMPS = ("LastModifiedDate", "CreatedDate")
+_CURRENCY = "CurrencyIsoCode"  # a record's currency; only multi-currency orgs have it
+_CURRENCY_TYPES = "SELECT IsoCode, ConversionRate, IsCorporate, IsActive FROM CurrencyType"
+# Objects whose old records Salesforce archives (activities after a year): ``query`` hides them,
+# ``queryAll`` returns them, so full loads read these through queryAll, live rows only.
+# https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_guidelines_archive.htm
+_ARCHIVING = frozenset({"Task", "Event"})
 # our field -> the Salesforce field write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.salesforce for f in OWNED_FIELDS} | {OWNER: "OwnerId"}
 
@@ -104,13 +120,16 @@ class SalesforceConnector:
         budget_share: float = DEFAULT_SHARE,
         page_size: int = PAGE_SIZE,
         bulk_page_size: int = BULK_PAGE_SIZE,
+        rules: RuleBook | None = None,
     ) -> None:
         self.settings = settings
+        self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = SalesforceApi(settings, self.policy, session)
         self.page_size = page_size
         self.bulk_page_size = bulk_page_size
-        self._described: dict[str, frozenset[str]] = {}
+        self._described: dict[str, dict[str, str]] = {}
+        self._rates: Rates | None = None
         self._rest_only: set[str] = set()  # objects Bulk API refused: read and write by REST
 
     @property
@@ -123,23 +142,34 @@ class SalesforceConnector:
         pull's summary last."""
         declared = _stream(stream)
         tally = Tally(declared.name, calls=lambda: self.policy.budget.calls)
-        return tally.closing(self._pull(declared, cursor))
+        return tally.closing(self._pull(declared, cursor, tally))
 
-    def _pull(self, declared: Stream, cursor: Cursor) -> Iterator[Item]:
+    def _pull(self, declared: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """The pull of one stream (a generator, so `pull` checks the name at once)."""
         maps, merge = self._maps(declared)
+        money = self._money(declared, maps)
         if cursor.resume is not None:
-            yield from self._resumed_bulk(declared, maps, merge, cursor)
+            yield from self._resumed_bulk(declared, maps, merge, cursor, tally)
             return
         incremental = cursor.value is not None
-        select = [*_fields(declared, maps, merge), *(["IsDeleted"] if incremental else [])]
-        page = self.api.query(_soql(declared, select, cursor), incremental, self.page_size)
+        since = cursor.overlap(self.settings.overlap)
+        cursor = replace(cursor, read_at=self.policy.now())
+        select = self._select(declared, maps, merge, money)
+        if incremental and "IsDeleted" in self._fields_of(declared.path):
+            select.append("IsDeleted")  # User has none: selecting it is INVALID_FIELD
+        every_row = incremental or declared.path in _ARCHIVING
+        soql = _soql(declared, select, since, live_only=every_row and not incremental)
+        page = self.api.query(soql, every_row, self.page_size)
         tokens = PageTokens()
         while True:
-            for item in _items(declared, maps, merge, page["records"]):
-                if cursor.admits(_stamp_of(item), item.id):
+            for item in self._items(declared, maps, merge, page["records"], tally, money):
+                if guessed(item):
+                    yield item
+                elif cursor.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
+                elif not cursor.delivered(_stamp_of(item), item.id):
+                    yield _reread(item)
             yield Checkpoint(declared.name, cursor)
             if page["done"]:
                 return
@@ -147,7 +177,7 @@ class SalesforceConnector:
                 job = self._bulk_job(declared, select, cursor)
                 if job is not None:
                     read = _BulkRead(job, None, cursor.value, cursor.ids)
-                    yield from self._bulk_rows(declared, maps, merge, read, cursor)
+                    yield from self._bulk_rows(declared, maps, merge, read, cursor, tally)
                     return
             page = self.api.query_more(str(tokens.next(page["nextRecordsUrl"])), self.page_size)
 
@@ -155,8 +185,10 @@ class SalesforceConnector:
         """Live records whose ``field`` (our name) equals one of ``values`` (escaped)."""
         declared = _stream(stream)
         maps, _ = self._maps(declared)
+        money = self._money(declared, maps)
         column = _column(declared, maps, field)
-        select = _fields(declared, maps, None)
+        select = self._select(declared, maps, None, money)
+        tally = Tally(declared.name, calls=lambda: 0)  # a lookup has no summary
         for chunk in chunked(values, _FIND_CHUNK):
             soql = format_soql(
                 "SELECT {:literal} FROM {:literal} WHERE {:literal} IN {}",
@@ -165,7 +197,7 @@ class SalesforceConnector:
                 column,
                 list(chunk),
             )
-            for item in _items(declared, maps, None, self._all_pages(soql)):
+            for item in self._items(declared, maps, None, self._all_pages(soql), tally, money):
                 assert isinstance(item, Record)
                 yield item
 
@@ -207,35 +239,44 @@ class SalesforceConnector:
         return self.policy.budget.usage(self.policy.retries)
 
     def _maps(self, stream: Stream) -> tuple[list[FieldMap], str | None]:
-        """The field maps the org can serve (optional ones only if described), the merge field."""
-        if not stream.optional and stream.merge_field is None:
-            return list(stream.fields), None  # standard fields only: nothing to describe
+        """The field maps the org can serve, the merge field. An optional map is read only if
+        the org has its fields (described), and then replaces the standard map of its field
+        (``BillingCountryCode`` where state and country picklists are on)."""
         present = self._fields_of(stream.path)
         optional = [m for m in stream.optional if all(n in present for n in m.theirs)]
+        replaced = {m.ours for m in optional}
         merge = stream.merge_field if stream.merge_field in present else None
-        return [*stream.fields, *optional], merge
+        return [*(m for m in stream.fields if m.ours not in replaced), *optional], merge
 
-    def _fields_of(self, sobject: str) -> frozenset[str]:
-        """The object's field names, described once per connector."""
+    def _fields_of(self, sobject: str) -> Mapping[str, str]:
+        """The object's fields and their types, described once per connector."""
         if sobject not in self._described:
             described = self.api.rest(f"sobjects/{sobject}/describe")
-            self._described[sobject] = frozenset(f["name"] for f in described["fields"])
+            self._described[sobject] = {f["name"]: f.get("type", "") for f in described["fields"]}
         return self._described[sobject]
+
+    def _money(self, stream: Stream, maps: Sequence[FieldMap]) -> Money | None:
+        """The stream's amounts and the org's rates, when the org has multiple currencies (its
+        objects then have ``CurrencyIsoCode``); CurrencyType is read once per connector."""
+        present = self._fields_of(stream.path)
+        if _CURRENCY not in present:
+            return None
+        amounts = [
+            m.ours for m in maps if len(m.theirs) == 1 and present.get(m.theirs[0]) == "currency"
+        ]
+        if self._rates is None:
+            self._rates = Rates.from_currency_types(self._all_pages(_CURRENCY_TYPES))
+        return Money(tuple(amounts), self._rates) if amounts else None
 
     def _bulk_job(self, stream: Stream, select: Sequence[str], cursor: Cursor) -> str | None:
         """A Bulk API 2.0 query job for the rest of a large full load, from ``cursor`` on; None
         when Bulk does not serve the object, and the load goes on paging through REST."""
         if stream.path in self._rest_only:
             return None
-        soql = format_soql(
-            "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {}",
-            ", ".join(select),
-            stream.path,
-            stream.replication_key,
-            cursor.value,
-        )
+        archiving = stream.path in _ARCHIVING
+        soql = _soql(stream, select, cursor.value, live_only=archiving, ordered=False)
         try:
-            return bulk_query_job(self.api, soql, False)
+            return bulk_query_job(self.api, soql, include_deleted=archiving)
         except ApiError as refused:
             if not refused_by_bulk(refused):
                 raise
@@ -243,15 +284,20 @@ class SalesforceConnector:
             return None
 
     def _resumed_bulk(
-        self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, cursor: Cursor
+        self,
+        stream: Stream,
+        maps: Sequence[FieldMap],
+        merge: str | None,
+        cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """A stopped bulk load from its saved page; from the start if the job is gone."""
         assert cursor.resume is not None
         read = _BulkRead.parse(cursor.resume)
         try:
-            yield from self._bulk_rows(stream, maps, merge, read, cursor)
+            yield from self._bulk_rows(stream, maps, merge, read, cursor, tally)
         except NotFound:
-            yield from self._pull(stream, FULL_LOAD)
+            yield from self._pull(stream, FULL_LOAD, tally)
 
     def _bulk_rows(
         self,
@@ -260,18 +306,62 @@ class SalesforceConnector:
         merge: str | None,
         read: _BulkRead,
         cursor: Cursor,
+        tally: Tally,
     ) -> Iterator[Item]:
         """A query job's rows from ``read``'s page on; rows come in no set order, so the cursor
         keeps the latest stamp seen and each checkpoint names the page to go on from."""
         since = Cursor(read.since, read.ids)
         pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
+        money = self._money(stream, maps)
         for rows, locator in pages:
-            for item in _items(stream, maps, merge, rows):
-                if since.admits(_stamp_of(item), item.id):
+            for item in self._items(stream, maps, merge, rows, tally, money):
+                if guessed(item):
+                    yield item
+                elif since.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
             resume = None if locator is None else replace(read, locator=locator).token()
             yield Checkpoint(stream.name, cursor.resuming(resume))
+
+    def _select(
+        self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, money: Money | None
+    ) -> list[str]:
+        """The SELECT list: key, replication key and the times it falls back to, every mapped
+        field and what the rules read, the record's currency where amounts are converted, the
+        merge field."""
+        keys = [stream.primary_key, stream.replication_key, *_FALLBACK_STAMPS]
+        names = [*keys, *stream.crm_fields(maps), *self.rules.fields(stream)]
+        names += [*([_CURRENCY] if money else []), *([merge] if merge else [])]
+        return list(dict.fromkeys(names))
+
+    def _items(
+        self,
+        stream: Stream,
+        maps: Sequence[FieldMap],
+        merge: str | None,
+        rows: Iterable[Mapping[str, Any]],
+        tally: Tally,
+        money: Money | None = None,
+    ) -> Iterator[Record | Tombstone]:
+        """Raw rows (JSON or CSV) as records typed by the rules, and deleted rows as tombstones;
+        a row without an id or any time is skipped and counted, as is an activity no rule typed;
+        amounts are brought to the corporate currency."""
+        for raw in rows:
+            record_id = read_id(raw.get("Id"))
+            names = (stream.replication_key, *_FALLBACK_STAMPS)
+            at, stamped = modified_at([(name, raw.get(name)) for name in names])
+            if record_id is None or at is None:
+                tally.skip(skip_reason(record_id))
+            elif flag(raw.get("IsDeleted")):
+                yield Tombstone(stream.name, record_id, at, _gone(raw, merge), _master(raw, merge))
+            else:
+                values, warnings = normalise(stream, raw, maps)
+                converted = money.convert(values, raw.get(_CURRENCY)) if money else ()
+                derived, dirty, unmatched = self.rules.derive(stream, raw)
+                if unmatched:
+                    tally.unmatched_kind(unmatched)
+                warned = stamped + warnings + converted + dirty
+                yield Record(stream.name, record_id, at, values | derived, warned)
 
     def _all_pages(self, soql: str) -> Iterator[dict[str, Any]]:
         """Every record of a query, page by page."""
@@ -310,40 +400,45 @@ def _stream(name: str) -> Stream:
     return SALESFORCE_STREAMS[name]
 
 
-def _fields(stream: Stream, maps: Sequence[FieldMap], merge: str | None) -> list[str]:
-    """The SELECT list: key, replication key, every mapped field, the merge field."""
-    names = [stream.primary_key, stream.replication_key, *stream.crm_fields(maps)]
-    return list(dict.fromkeys([*names, *([merge] if merge else [])]))
-
-
-def _soql(stream: Stream, select: Sequence[str], cursor: Cursor) -> str:
-    """The pull's query: ascending on the replication key from the cursor (inclusive)."""
+def _soql(
+    stream: Stream,
+    select: Sequence[str],
+    since: datetime | None,
+    *,
+    live_only: bool = False,
+    ordered: bool = True,
+) -> str:
+    """A pull's query: from ``since`` on the replication key (inclusive) when given, without
+    deleted rows when ``live_only`` (queryAll returns them), ascending when ``ordered``."""
     head = format_soql("SELECT {:literal} FROM {:literal}", ", ".join(select), stream.path)
-    where = ""
-    if cursor.value is not None:
-        where = format_soql(" WHERE {:literal} >= {}", stream.replication_key, cursor.value)
+    conditions = []
+    if since is not None:
+        conditions.append(format_soql("{:literal} >= {}", stream.replication_key, since))
+    if live_only:
+        conditions.append("IsDeleted = false")
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
+    if not ordered:
+        return head + where
     order = format_soql(" ORDER BY {:literal}, {:literal}", stream.replication_key, "Id")
     return head + where + order
 
 
-def _items(
-    stream: Stream, maps: Sequence[FieldMap], merge: str | None, rows: Iterable[Mapping[str, Any]]
-) -> Iterator[Record | Tombstone]:
-    """Raw rows (JSON or CSV) as records, and deleted rows as tombstones."""
-    for raw in rows:
-        record_id, at = str(raw["Id"]), stamp(raw[stream.replication_key])
-        assert at is not None
-        if flag(raw.get("IsDeleted")):
-            master = text(raw.get(merge)) if merge else None
-            reason = "merged" if master else "deleted"
-            yield Tombstone(stream.name, record_id, at, reason, master)
-        else:
-            values, warnings = normalise(stream, raw, maps)
-            yield Record(stream.name, record_id, at, values, warnings)
+def _master(raw: Mapping[str, Any], merge: str | None) -> str | None:
+    """The record a deleted row was merged into (None when it was simply deleted)."""
+    return read_id(raw.get(merge)) if merge else None
+
+
+def _gone(raw: Mapping[str, Any], merge: str | None) -> Literal["merged", "deleted"]:
+    return "merged" if _master(raw, merge) else "deleted"
 
 
 def _stamp_of(item: Record | Tombstone) -> Any:
     return item.modified_at if isinstance(item, Record) else item.deleted_at
+
+
+def _reread(item: Record | Tombstone) -> Record | Tombstone:
+    """An item of the overlap window: already delivered, unless its commit came late."""
+    return replace(item, reread=True) if isinstance(item, Record) else item
 
 
 def _column(stream: Stream, maps: Sequence[FieldMap], field: str) -> str:

@@ -1,28 +1,26 @@
 """Every object both connectors pull, declared as data: one `Stream` per CRM object.
 
 A stream names its object (``path``), primary key and replication key, and maps CRM fields to
-our field names with small converters (`FieldMap`). Activities are typed by inverting how each
-CRM records a touch: Salesforce by (Task Type, Subject before ": "), HubSpot web events by
-(eventType, URL path). Nothing here is written per object; the connectors read these tables.
+our field names with small converters (`FieldMap`). Which team a user is on and which signal an
+activity is are the admin's rules (`connectors.rules`): a stream only names the CRM fields those
+rules read (``facts``). Nothing here is written per object; the connectors read these tables.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
+from connectors.countries import country
 from connectors.protocol import RAW_LIMIT, Entity, ValueWarning
 from connectors.schema import OWNED_FIELDS, OWNER, owned_for
 
 __all__ = [
     "HUBSPOT_STREAMS",
-    "HUBSPOT_WEB_TOUCHES",
     "SALESFORCE_STREAMS",
-    "SALESFORCE_TOUCHES",
     "FieldMap",
     "Link",
     "Stream",
@@ -41,13 +39,20 @@ __all__ = [
 
 
 def text(value: Any) -> str | None:
-    """Text, empty as None."""
+    """Text, empty as None (a JSON object or list is not text: its repr is no value)."""
+    if isinstance(value, (Mapping, list, tuple)):
+        raise TypeError(f"{type(value).__name__} is not text")
     return None if value is None or value == "" else str(value)
 
 
 def number(value: Any) -> float | None:
-    """A number."""
-    return None if value is None or value == "" else float(value)
+    """A finite number ("1e999", "NaN" and infinities are not amounts)."""
+    if value is None or value == "":
+        return None
+    parsed = float(value)
+    if not math.isfinite(parsed):
+        raise ValueError(f"{value!r} is not finite")
+    return parsed
 
 
 def integer(value: Any) -> int | None:
@@ -64,6 +69,8 @@ def stamp(value: Any) -> datetime | None:
     """An aware UTC datetime from ISO 8601 (any offset) or epoch milliseconds."""
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise TypeError("a checkbox is not a time")
     if isinstance(value, (int, float)) or value.isdigit():
         return datetime.fromtimestamp(int(value) / 1000, UTC)
     parsed = datetime.fromisoformat(value)
@@ -76,10 +83,12 @@ def day(value: Any) -> date | None:
 
 
 _EXPECTED: dict[Callable[..., Any], str] = {
+    text: "text",
     number: "a number",
     integer: "a whole number",
     stamp: "a date and time",
     day: "a date",
+    country: "a country",
 }
 
 
@@ -132,7 +141,11 @@ class Stream:
     links: tuple[Link, ...] = ()
     merge_field: str | None = None  # Salesforce MasterRecordId / HubSpot hs_merged_object_ids
     writable: tuple[str, ...] = ()  # our fields write-back may set
-    api: Literal["objects", "events", "owners"] = "objects"  # which HubSpot API serves it
+    # which HubSpot API serves it ("events": web touches, whatever the tier; connectors/hubspot_web)
+    api: Literal["objects", "events", "email_events", "owners"] = "objects"
+    # what the mapping rules read (`connectors.rules`): their fact -> the CRM field holding it
+    facts: Mapping[str, str] = field(default_factory=dict)
+    typed_by: Literal["activity", "user"] | None = None  # which rules give the record values
 
     def crm_fields(self, maps: Sequence[FieldMap] | None = None) -> list[str]:
         """The CRM fields the maps read, once each, in order."""
@@ -140,8 +153,17 @@ class Stream:
         return list(dict.fromkeys(names))
 
 
-# what a converter raises on a value it cannot read ("abc" as a number, "2024-02-30", "http://[::1")
-_UNCONVERTIBLE = (ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
+# what a converter raises on a value it cannot read ("abc" as a number, "2024-02-30", "http://[::1",
+# an epoch the platform's datetime cannot represent: OSError)
+_UNCONVERTIBLE = (
+    ValueError,
+    TypeError,
+    ArithmeticError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    OSError,
+)
 
 
 def normalise(
@@ -185,51 +207,12 @@ def _writable(entity: Entity) -> tuple[str, ...]:
 
 # --- Salesforce ------------------------------------------------------------------------------
 
-# (Type, Subject before ": ") -> our activity type: how touches are logged as Tasks and Events
-SALESFORCE_TOUCHES: dict[tuple[str, str], str] = {
-    ("Form Submission", "Requested a demo"): "demo_request",
-    ("Web Visit", "Visited pricing page"): "pricing_page",
-    ("Form Submission", "Signed up for a trial"): "trial_signup",
-    ("Form Submission", "Contacted sales"): "contact_sales",
-    ("Webinar", "Registered for webinar"): "webinar",
-    ("Web Visit", "Viewed case study"): "case_study",
-    ("Web Visit", "Visited product page"): "product_page",
-    ("Content Download", "Downloaded whitepaper"): "whitepaper",
-    ("Web Visit", "Read blog post"): "blog_visit",
-    ("Email Engagement", "Opened marketing email"): "email_open",
-    ("Email Engagement", "Clicked marketing email link"): "email_click",
-    ("Call", "Call"): "call",
-    ("Email", "Email"): "email",
-    ("Meeting", "Meeting"): "meeting",
-}
-# a Type alone, for rep activity with a free-text subject ("Call with Dana")
-_BY_TASK_TYPE = {"Call": "call", "Email": "email", "Meeting": "meeting"}
 _CUSTOMER_TYPES = frozenset({"Customer - Direct", "Customer - Channel"})
 NOT_PROVIDED = "[not provided]"  # Salesforce requires a Lead's Company; this means none
 
 
-def _touch(kind: Any, subject: Any) -> str:
-    stem = str(subject or "").partition(": ")[0]
-    return SALESFORCE_TOUCHES.get((str(kind), stem)) or _BY_TASK_TYPE.get(str(kind), "other")
-
-
-def _subject_topic(kind: Any, subject: Any) -> str | None:
-    stem, _, topic = str(subject or "").partition(": ")
-    known = (str(kind), stem) in SALESFORCE_TOUCHES
-    return topic.lower() if known and topic else None
-
-
-def _campaign_topic(name: Any) -> str | None:
-    topic = str(name or "").partition(": ")[2]
-    return topic.lower() or None
-
-
 def _company(value: Any) -> str | None:
     return None if value == NOT_PROVIDED else text(value)
-
-
-def _role(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value).lower()
 
 
 def _either(first: Any, second: Any) -> str | None:
@@ -253,12 +236,18 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("name", "Name"),
                 _map("email", "Email"),
                 _map("is_active", "IsActive", flag),
-                _map("role", "Department", _role),
-                _map("territory", "Division"),
                 _map("manager_id", "ManagerId"),
             ),
             optional=(_map("out_of_office", "Out_of_Office__c", flag),),
             constants={"out_of_office": False},
+            facts={
+                "role": "UserRole.Name",
+                "profile": "Profile.Name",
+                "department": "Department",
+                "division": "Division",
+                "email": "Email",
+            },
+            typed_by="user",
         ),
         _salesforce(
             "Account",
@@ -266,7 +255,7 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
             (
                 _map("name", "Name"),
                 _map("website", "Website"),
-                _map("country", "BillingCountry"),
+                _map("country", "BillingCountry", country),
                 _map("industry", "Industry"),
                 _map("employees", "NumberOfEmployees", integer),
                 _map("revenue", "AnnualRevenue", number),
@@ -275,7 +264,10 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("is_customer", "Type", lambda t: t in _CUSTOMER_TYPES),
                 _map("is_competitor", "Type", lambda t: t == "Competitor"),
             ),
-            optional=_read_back("account", "salesforce"),
+            optional=(
+                *_read_back("account", "salesforce"),
+                _map("country", ("BillingCountryCode", "BillingCountry"), country),
+            ),
             constants={"domain": None, "region": None},
             merge_field="MasterRecordId",
             writable=_writable("account"),
@@ -290,13 +282,16 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("company", "Company", _company),
                 _map("title", "Title"),
                 _map("phone", "Phone"),
-                _map("country", "Country"),
+                _map("country", "Country", country),
                 _map("city", "City"),
                 _map("is_converted", "IsConverted", flag),
                 _map("converted_account_id", "ConvertedAccountId"),
                 _map("owner_id", "OwnerId"),
             ),
-            optional=_read_back("person", "salesforce"),
+            optional=(
+                *_read_back("person", "salesforce"),
+                _map("country", ("CountryCode", "Country"), country),
+            ),
             constants={"kind": "lead", "account_id": None},
             merge_field="MasterRecordId",
             writable=_writable("person"),
@@ -311,10 +306,11 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("email", "Email"),
                 _map("title", "Title"),
                 _map("phone", "Phone"),
-                _map("country", "MailingCountry"),
+                _map("country", "MailingCountry", country),
                 _map("city", "MailingCity"),
                 _map("owner_id", "OwnerId"),
             ),
+            optional=(_map("country", ("MailingCountryCode", "MailingCountry"), country),),
             constants={
                 "kind": "contact",
                 "company": None,
@@ -344,18 +340,21 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 name,
                 "activity",
                 (
-                    _map("type", ("Type", "Subject"), _touch),
-                    _map("topic", ("Type", "Subject"), _subject_topic),
                     _map("occurred_at", occurred, stamp),
                     _map("person_id", "WhoId"),
                     _map("account_id", "AccountId"),
                     _map("owner_id", "OwnerId"),
                     _map("subject", "Subject"),
                 ),
+                facts={"type": "Type", "subtype": subtype, "subject": "Subject"},
+                typed_by="activity",
             )
-            for name, occurred in (("Task", "CreatedDate"), ("Event", "ActivityDateTime"))
+            for name, occurred, subtype in (
+                ("Task", "CreatedDate", "TaskSubtype"),
+                ("Event", "ActivityDateTime", "EventSubtype"),
+            )
         ),
-        # Campaign responses also arrive as Tasks; typed apart so they never score twice
+        # campaign responses often arrive as Tasks too: the default rules leave them untyped
         _salesforce(
             "CampaignMember",
             "activity",
@@ -363,9 +362,10 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("occurred_at", "CreatedDate", stamp),
                 _map("person_id", ("LeadId", "ContactId"), _either),
                 _map("subject", "Campaign.Name"),
-                _map("topic", "Campaign.Name", _campaign_topic),
             ),
-            constants={"type": "campaign_response", "account_id": None, "owner_id": None},
+            constants={"account_id": None, "owner_id": None},
+            facts={"campaign_type": "Campaign.Type", "campaign": "Campaign.Name"},
+            typed_by="activity",
         ),
     )
 }
@@ -373,41 +373,9 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
 
 # --- HubSpot ---------------------------------------------------------------------------------
 
-# (eventType, URL path with {topic}) -> our activity type: how web and marketing touches show
-HUBSPOT_WEB_TOUCHES: tuple[tuple[str, str | None, str], ...] = (
-    ("e_submitted_form", "/demo", "demo_request"),
-    ("e_visited_page", "/pricing", "pricing_page"),
-    ("e_submitted_form", "/trial", "trial_signup"),
-    ("e_submitted_form", "/contact-sales", "contact_sales"),
-    ("e_submitted_form", "/webinars/{topic}", "webinar"),
-    ("e_visited_page", "/customers/{topic}", "case_study"),
-    ("e_visited_page", "/product", "product_page"),
-    ("e_submitted_form", "/resources/whitepapers/{topic}", "whitepaper"),
-    ("e_visited_page", "/blog/{topic}", "blog_visit"),
-    ("e_opened_marketing_email", None, "email_open"),
-    ("e_clicked_marketing_email", "/newsletter", "email_click"),
-)
-_EVENT_PATTERNS = [
-    (event, re.compile(re.escape(path).replace(r"\{topic\}", "(?P<topic>[^/]*)")), key)
-    for event, path, key in HUBSPOT_WEB_TOUCHES
-    if path is not None
-]
-_EVENT_WITHOUT_URL = {event: key for event, path, key in HUBSPOT_WEB_TOUCHES if path is None}
 _CLOSED_STAGES = frozenset({"closedwon", "closedlost"})
 _CONTACT_STAGES = frozenset({"salesqualifiedlead", "opportunity", "customer", "evangelist"})
 _OUT_OF_OFFICE = "Out of Office"
-
-
-def _event(event_type: Any, url: Any) -> tuple[str, str | None]:
-    """(activity type, topic) of a web or marketing event."""
-    if not url:
-        return _EVENT_WITHOUT_URL.get(str(event_type), str(event_type)), None
-    path = urlsplit(str(url)).path
-    for event, pattern, key in _EVENT_PATTERNS:
-        found = pattern.fullmatch(path) if event == event_type else None
-        if found:
-            return key, found.groupdict().get("topic") or None
-    return str(event_type), None
 
 
 def _industry(value: Any) -> str | None:
@@ -419,12 +387,6 @@ def _kind(lifecycle: Any) -> str:
     return "contact" if lifecycle in _CONTACT_STAGES else "lead"
 
 
-def _team(teams: Any) -> tuple[str | None, str | None]:
-    primary = next((t["name"] for t in teams or () if t.get("primary")), "")
-    role, _, territory = str(primary).partition(" ")
-    return (role.lower() or None), (territory or None)
-
-
 def _full_name(first: Any, last: Any) -> str:
     return " ".join(part for part in (first, last) if part)
 
@@ -433,24 +395,8 @@ def _active(archived: Any) -> bool:
     return not flag(archived)
 
 
-def _owner_role(teams: Any) -> str:
-    return _team(teams)[0] or "marketing"
-
-
-def _territory(teams: Any) -> str | None:
-    return _team(teams)[1]
-
-
 def _away(teams: Any) -> bool:
     return any(team.get("name") == _OUT_OF_OFFICE for team in teams or ())
-
-
-def _event_type(event_type: Any, url: Any) -> str:
-    return _event(event_type, url)[0]
-
-
-def _event_topic(event_type: Any, url: Any) -> str | None:
-    return _event(event_type, url)[1]
 
 
 def _contact_id(kind: Any, object_id: Any) -> str | None:
@@ -461,15 +407,29 @@ def _company_id(kind: Any, object_id: Any) -> str | None:
     return text(object_id) if kind == "COMPANY" else None
 
 
-def _closed(stage: Any) -> bool:
-    return stage in _CLOSED_STAGES
+def _closed(is_closed: Any, stage: Any) -> bool:
+    """HubSpot's ``hs_is_closed`` (from the stage's metadata, so custom pipelines with numeric
+    stage ids read right); the default pipeline's stage ids where a portal does not send it."""
+    return flag(is_closed) if is_closed not in (None, "") else stage in _CLOSED_STAGES
 
 
-def _won(stage: Any) -> bool:
-    return stage == "closedwon"
+def _won(is_won: Any, stage: Any) -> bool:
+    """HubSpot's ``hs_is_closed_won``; the default pipeline's "closedwon" where it is absent."""
+    return flag(is_won) if is_won not in (None, "") else stage == "closedwon"
 
 
-def _engagement(name: str, kind: str, subject: str) -> Stream:
+# a web or marketing email touch in the events API's shape (every source is handed on in it),
+# typed by the activity rules from its eventType and URL
+_TOUCH_FIELDS = (
+    _map("occurred_at", "occurredAt", stamp),
+    _map("subject", "properties.hs_title"),
+    _map("person_id", ("objectType", "objectId"), _contact_id),
+    _map("account_id", ("objectType", "objectId"), _company_id),
+)
+_TOUCH_FACTS = {"event": "eventType", "url": "properties.hs_url", "subject": "properties.hs_title"}
+
+
+def _engagement(name: str, subject: str, direction: str | None = None) -> Stream:
     return Stream(
         name,
         "activity",
@@ -481,8 +441,9 @@ def _engagement(name: str, kind: str, subject: str) -> Stream:
             _map("owner_id", "hubspot_owner_id"),
             _map("subject", subject),
         ),
-        constants={"type": kind, "topic": None},
         links=(Link("person_id", "contacts"), Link("account_id", "companies")),
+        facts={"subject": subject, **({"subtype": direction} if direction else {})},
+        typed_by="activity",
     )
 
 
@@ -499,12 +460,12 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("name", ("firstName", "lastName"), _full_name),
                 _map("email", "email"),
                 _map("is_active", "archived", _active),
-                _map("role", "teams", _owner_role),
-                _map("territory", "teams", _territory),
                 _map("out_of_office", "teams", _away),
             ),
             constants={"manager_id": None},
             api="owners",
+            facts={"teams": "teams", "email": "email"},
+            typed_by="user",
         ),
         Stream(
             "companies",
@@ -516,7 +477,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("name", "name"),
                 _map("website", "website"),
                 _map("domain", "domain"),
-                _map("country", "country"),
+                _map("country", "country", country),
                 _map("industry", "industry", _industry),
                 _map("employees", "numberofemployees", integer),
                 _map("revenue", "annualrevenue", number),
@@ -544,7 +505,7 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("company", "company"),
                 _map("title", "jobtitle"),
                 _map("phone", "phone"),
-                _map("country", "country"),
+                _map("country", "country", country),
                 _map("city", "city"),
                 _map("account_id", "associatedcompanyid"),
                 _map("owner_id", "hubspot_owner_id"),
@@ -566,34 +527,32 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("amount", "amount", number),
                 _map("opened_at", "createdate", stamp),
                 _map("close_date", "closedate", day),
-                _map("is_closed", "dealstage", _closed),
-                _map("is_won", "dealstage", _won),
+                _map("is_closed", ("hs_is_closed", "dealstage"), _closed),
+                _map("is_won", ("hs_is_closed_won", "dealstage"), _won),
                 _map("owner_id", "hubspot_owner_id"),
             ),
             links=(Link("account_id", "companies", primary_type=5),),
             merge_field="hs_merged_object_ids",
         ),
-        _engagement("calls", "call", "hs_call_title"),
-        _engagement("emails", "email", "hs_email_subject"),
-        _engagement("meetings", "meeting", "hs_meeting_title"),
-        _engagement("notes", "note", "hs_note_body"),
-        _engagement("tasks", "task", "hs_task_subject"),
-        Stream(
-            "events",
-            "activity",
-            "events",
-            "id",
-            "occurredAt",
-            (
-                _map("type", ("eventType", "properties.hs_url"), _event_type),
-                _map("topic", ("eventType", "properties.hs_url"), _event_topic),
-                _map("occurred_at", "occurredAt", stamp),
-                _map("subject", "properties.hs_title"),
-                _map("person_id", ("objectType", "objectId"), _contact_id),
-                _map("account_id", ("objectType", "objectId"), _company_id),
-            ),
-            constants={"owner_id": None},
-            api="events",
+        _engagement("calls", "hs_call_title", "hs_call_direction"),
+        _engagement("emails", "hs_email_subject", "hs_email_direction"),
+        _engagement("meetings", "hs_meeting_title"),
+        _engagement("notes", "hs_note_body"),
+        _engagement("tasks", "hs_task_subject"),
+        *(
+            Stream(
+                name,
+                "activity",
+                name,
+                "id",
+                "occurredAt",
+                _TOUCH_FIELDS,
+                constants={"owner_id": None},
+                api=api,
+                facts=_TOUCH_FACTS,
+                typed_by="activity",
+            )
+            for name, api in (("events", "events"), ("email_events", "email_events"))
         ),
     )
 }

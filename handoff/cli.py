@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import requests
 import typer
@@ -31,6 +31,7 @@ from connectors.protocol import Connector, Record, SchemaReport, Tombstone
 from handoff.crm import (
     START_SECONDS,
     SandboxUnavailable,
+    describe_world,
     open_crm,
     running_sandbox,
     sandbox_about,
@@ -39,6 +40,7 @@ from handoff.crm import (
 from handoff.settings import (
     SANDBOX_TOKEN_VARIABLE,
     SETTINGS_VARIABLE,
+    SandboxSettings,
     Settings,
     SettingsError,
     check_settings,
@@ -56,6 +58,7 @@ from sandbox.discovery import (
     start_detached,
     wait_for_exit,
     withdraw,
+    world_record,
 )
 from sandbox.faults import FaultError, FaultPlan, load_faults
 from sandbox.generator import generate_org
@@ -63,6 +66,15 @@ from sandbox.hubspot import TIERS
 from sandbox.org import Org, OrgError, load_org, save_org
 from sandbox.persistence import SavedStateError, StateKeeper, kept, state_dir
 from sandbox.service import RunningSandbox, start_sandbox
+from sandbox.world import (
+    DEFAULT_PRESET,
+    PRESETS,
+    WorldError,
+    WorldParams,
+    parameter_names,
+    parse_overrides,
+    world_from,
+)
 from sync import Store
 from sync.state import StateError
 
@@ -104,6 +116,16 @@ SettingsOption = Annotated[
         "--settings",
         help="Settings file (default: $HANDOFF_SETTINGS, else ./settings.toml if it exists).",
         dir_okay=False,
+        show_default=False,
+    ),
+]
+PresetOption = Annotated[str, typer.Option("--preset", help=f"World preset: {', '.join(PRESETS)}.")]
+WorldOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--world",
+        metavar="NAME=VALUE",
+        help=f"Override a world parameter (repeatable): {', '.join(parameter_names())}.",
         show_default=False,
     ),
 ]
@@ -178,13 +200,16 @@ def generate(
     accounts: Annotated[int, typer.Option("--accounts", min=1, help="Accounts in the org.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same org.")] = 7,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing directory.")] = False,
+    preset: PresetOption = DEFAULT_PRESET,
+    world: WorldOption = None,
 ) -> None:
     """Generate a synthetic org (with its hidden ground truth) and write it to a directory."""
+    chosen = _world(preset, world)
     if out.exists() and any(out.iterdir()) and not force:
         _fail([f"{out}: already exists and is not empty; choose another --out or add --force"])
     if out.exists() and force:
         shutil.rmtree(out)
-    org = _generated(accounts, seed)
+    org = _generated(accounts, seed, chosen)
     save_org(org, out)
     _print_summary(org, f"Org written to {out}")
 
@@ -194,6 +219,14 @@ class SandboxCrm(StrEnum):
 
     salesforce = "salesforce"
     hubspot = "hubspot"
+
+
+class Convention(StrEnum):
+    """How the sandbox org records activity (`sandbox.salesforce.mapping`,
+    `sandbox.hubspot.touches`)."""
+
+    a = "a"
+    b = "b"
 
 
 @sandbox_app.command("serve")
@@ -225,6 +258,23 @@ def serve(
             "keep what is written to the CRM in it.",
         ),
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help=f"World preset: {', '.join(PRESETS)} (default: the --org's own world, else "
+            f"{DEFAULT_PRESET}).",
+            show_default=False,
+        ),
+    ] = None,
+    world: WorldOption = None,
+    convention: Annotated[
+        Convention,
+        typer.Option(
+            "--convention",
+            help="How the org records activity: a, or b (other subjects, URLs, campaign types).",
+        ),
+    ] = Convention.a,
     tier: Annotated[
         str | None,
         typer.Option(
@@ -238,16 +288,20 @@ def serve(
 ) -> None:
     """Serve a synthetic org over the Salesforce or HubSpot API on 127.0.0.1 until stopped."""
     _check_tier(crm, tier)
+    asked = _world(preset or DEFAULT_PRESET, world) if preset or world else None
     _refuse_a_second_sandbox()
     if detach:
-        _serve_detached(_serve_command(crm, accounts, seed, port, faults, org_dir, tier), token)
+        command = _serve_command(crm, accounts, seed, port, faults, org_dir, tier)
+        rendering = [*_world_options(preset, world), "--convention", convention.value]
+        _serve_detached([*command, *rendering], token)
         return
     plan = _faults(faults)
-    org = _org_to_serve(org_dir, accounts, seed)
-    served = _Serving(org_dir.resolve() if org_dir else None, tier)
+    org = _org_to_serve(org_dir, accounts, seed, asked)
+    world_served = world_record(org.manifest.world_params)
+    served = _Serving(org_dir.resolve() if org_dir else None, tier, convention.value, world_served)
     _log_to_stderr()
     try:
-        options = {"tier": tier} if tier else {}
+        options = {"convention": convention.value, **({"tier": tier} if tier else {})}
         with start_sandbox(
             crm.value, org, token=token, faults=plan, port=port, about=served.about, **options
         ) as running:
@@ -282,17 +336,20 @@ _STOP_SECONDS = 60.0  # the last save of a large org takes a while
 @dataclass
 class _Serving:
     """A sandbox served from this process: its org directory (None when generated in memory),
-    rate-limit tier, and the keeper of its state."""
+    rate-limit tier, convention, the org's world, and the keeper of its state."""
 
     org: Path | None
     tier: str | None
+    convention: str
+    world: dict[str, Any]
     keeper: StateKeeper | None = None
 
     def about(self) -> dict[str, object]:
         """What it says about itself at /__sandbox/about."""
         kept = self.keeper.about() if self.keeper else {"kept_in": None, "saved_at": None}
         org = str(self.org) if self.org else None
-        return {"pid": os.getpid(), "org": org, "tier": self.tier, **kept}
+        served = {"tier": self.tier, "world": self.world, "convention": self.convention}
+        return {"pid": os.getpid(), "org": org, **served, **kept}
 
     def summary(self) -> str:
         """`pid 4242, state kept in orgs/x/crm/hubspot` for the ready line."""
@@ -315,7 +372,15 @@ def _announce(running: RunningSandbox, served: _Serving) -> None:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     org = str(served.org) if served.org else None
     announcement = Announcement(
-        os.getpid(), running.base_url, running.crm, org, started, served.tier, running.token
+        os.getpid(),
+        running.base_url,
+        running.crm,
+        org,
+        started,
+        served.tier,
+        served.world,
+        served.convention,
+        running.token,
     )
     announce(DISCOVERY_FILE, announcement)
 
@@ -337,16 +402,31 @@ def _refuse_a_second_sandbox() -> None:
         )
 
 
-def _org_to_serve(org_dir: Path | None, accounts: int, seed: int) -> Org:
+def _org_to_serve(org_dir: Path | None, accounts: int, seed: int, asked: WorldParams | None) -> Org:
     """The org in ``org_dir`` (generated and written there first if it does not exist), else
-    one generated in memory."""
+    one generated in memory; in the ``asked`` world (None: the org's own, else the default)."""
+    world = asked or world_from()
     if org_dir is None:
-        return _generated(accounts, seed, progress_console)
+        return _generated(accounts, seed, world, progress_console)
     if org_dir.exists():
-        return _loaded(org_dir)
-    org = _generated(accounts, seed, progress_console)
+        return _in_world(_loaded(org_dir), org_dir, asked)
+    org = _generated(accounts, seed, world, progress_console)
     save_org(org, org_dir)
     progress_console.print(f"Org written to {org_dir}")
+    return org
+
+
+def _in_world(org: Org, org_dir: Path, asked: WorldParams | None) -> Org:
+    """``org``, or exit when it was generated in another world than the one asked for."""
+    holds = org.manifest.world_params
+    if asked is not None and holds != asked:
+        _fail(
+            [
+                f"{org_dir} holds an org generated in {describe_world(world_record(holds))}, "
+                f"not in {describe_world(world_record(asked))} as asked; leave out "
+                "--preset/--world to serve it, or choose another --org"
+            ]
+        )
     return org
 
 
@@ -374,6 +454,14 @@ def _serve_command(
     for option, value in (("--faults", faults), ("--org", org_dir), ("--tier", tier)):
         command += [option, str(value)] if value is not None else []
     return command
+
+
+def _world_options(preset: str | None, world: list[str] | None) -> list[str]:
+    """The ``--preset`` and ``--world`` options as given, for a command line."""
+    options = ["--preset", preset] if preset else []
+    for override in world or []:
+        options += ["--world", override]
+    return options
 
 
 def _serve_detached(command: list[str], token: str | None) -> None:
@@ -452,6 +540,8 @@ def status() -> None:
         "pid": str(found.pid),
         "since": found.started,
         "org": found.org or "generated in memory",
+        "world": describe_world(found.world) if found.world else "",
+        "convention": found.convention or "",
         "rate limits": found.tier or "",
         "state kept in": about.get("kept_in") or "nowhere (no org directory)",
         "last saved": about.get("saved_at") or "not yet",
@@ -469,9 +559,9 @@ _STOP_POLL_SECONDS = 0.2
 
 @contextmanager
 def _stop_signals() -> Iterator[threading.Event]:
-    """An event Ctrl-C (SIGINT) or SIGTERM sets, for the length of a ``with`` block. A bare
-    ``Event.wait()`` is never interrupted by a signal on Linux, so wait on it with a timeout
-    for the handler to run."""
+    """An event set by Ctrl-C (SIGINT) or SIGTERM, its handlers in place before the caller says
+    it is ready (a signal sent on the ready line must not find Python's defaults). A bare
+    ``Event.wait()`` is never interrupted by a signal on Linux, so the caller waits in slices."""
     stop = threading.Event()
     previous = {number: signal.signal(number, lambda *_: stop.set()) for number in _STOP_SIGNALS}
     try:
@@ -479,6 +569,14 @@ def _stop_signals() -> Iterator[threading.Event]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _world(preset: str, overrides: list[str] | None) -> WorldParams:
+    """The preset's world with the ``--world`` overrides, or exit with what is wrong."""
+    try:
+        return world_from(preset, parse_overrides(overrides or []))
+    except WorldError as error:
+        _fail([str(error)])
 
 
 def _faults(path: Path | None) -> FaultPlan | None:
@@ -517,7 +615,7 @@ def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
 def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Run Handoff on the sandbox CRM: its org, set-up in its CRM, a full pull, the state."""
     loaded = settings_from(ctx, settings)
-    _print_demo_org(loaded.sandbox.org_dir, loaded.sandbox.accounts, loaded.sandbox.seed)
+    _print_demo_org(loaded.sandbox)
     sandbox = loaded.model_copy(update={"crm": loaded.crm.model_copy(update={"kind": "sandbox"})})
     try:
         with open_crm(sandbox, rate_limits=False) as crm:
@@ -539,12 +637,13 @@ def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
     )
 
 
-def _print_demo_org(org_dir: Path, accounts: int, seed: int) -> None:
-    """Generate the sandbox org into ``org_dir`` unless an earlier run did; show its summary."""
+def _print_demo_org(sandbox: SandboxSettings) -> None:
+    """Generate the sandbox org into its directory unless an earlier run did; show its summary."""
+    org_dir = sandbox.org_dir
     if org_dir.exists():
         _print_summary(_loaded(org_dir), f"Sandbox org {org_dir} (generated earlier)")
         return
-    org = _generated(accounts, seed)
+    org = _generated(sandbox.accounts, sandbox.seed, sandbox.world_params)
     save_org(org, org_dir)
     _print_summary(org, f"Sandbox org written to {org_dir}")
 
@@ -567,11 +666,12 @@ def _open_state(database_url: str) -> str:
         return store.url
 
 
-def _generated(accounts: int, seed: int, out: Console = console) -> Org:
-    """Generate an org behind a spinner, reporting on ``out``."""
+def _generated(accounts: int, seed: int, world: WorldParams, out: Console = console) -> Org:
+    """Generate an org in ``world`` behind a spinner, reporting on ``out``."""
     started = time.perf_counter()
-    with out.status(f"Generating an org of {accounts:,} accounts (seed {seed})..."):
-        org = generate_org(accounts, seed)
+    what = f"{accounts:,} accounts (seed {seed}, {world.preset} world)"
+    with out.status(f"Generating an org of {what}..."):
+        org = generate_org(accounts, seed, world=world)
     out.print(f"Generated in {time.perf_counter() - started:.1f} s")
     return org
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +31,7 @@ from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.http import HttpPolicy
 from connectors.hubspot import HubSpotConnector
 from connectors.protocol import Connector, SchemaSpec
+from connectors.rules import RuleBook
 from connectors.salesforce import SalesforceConnector
 from handoff.settings import SANDBOX_TOKEN_VARIABLE, Settings
 from sandbox.discovery import (
@@ -42,12 +43,14 @@ from sandbox.discovery import (
     read_announcement,
     start_detached,
     withdraw,
+    world_record,
 )
 from sandbox.generator import generate_org
 from sandbox.http import ADMIN_PREFIX
 from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
+from sandbox.world import PRESETS
 
 __all__ = [
     "START_SECONDS",
@@ -55,8 +58,10 @@ __all__ = [
     "LastingSandbox",
     "SandboxUnavailable",
     "connector_for",
+    "describe_world",
     "lasting_sandbox",
     "open_crm",
+    "rule_book",
     "running_sandbox",
     "sandbox_about",
     "sandbox_connector",
@@ -109,10 +114,11 @@ def connector_for(settings: Settings) -> Connector:
     `load_settings` has already refused a section that lacks what its auth needs.
     """
     kind = settings.crm.kind
+    policy, rules = _policy(settings), rule_book(settings)
     if kind == "salesforce":
-        return SalesforceConnector(settings.salesforce, policy=_policy(settings))
+        return SalesforceConnector(settings.salesforce, policy=policy, rules=rules)
     if kind == "hubspot":
-        return HubSpotConnector(settings.hubspot, policy=_policy(settings))
+        return HubSpotConnector(settings.hubspot, policy=policy, rules=rules)
     raise ValueError(f'[crm] kind = "{kind}" is served by open_crm, not connector_for')
 
 
@@ -139,8 +145,9 @@ def open_crm(
             yield connection
     else:
         lasting = lasting_sandbox(settings, rate_limits=rate_limits)
+        token = lasting.token.get_secret_value()
         connector = sandbox_connector(
-            lasting.crm, lasting.url, lasting.token.get_secret_value(), _policy(settings)
+            lasting.crm, lasting.url, token, _policy(settings), rule_book(settings)
         )
         yield CrmConnection(connector, _lasting_description(lasting), lasting=lasting)
 
@@ -154,7 +161,7 @@ def lasting_sandbox(settings: Settings, *, rate_limits: bool = True) -> LastingS
     found, started = running_sandbox(), False
     if found is None:
         found, started = _start(settings, rate_limits), True
-    _check_same(found, settings)
+    _check_same(found, settings, rate_limits)
     token = SecretStr(found.token)
     return LastingSandbox(found.url, found.crm, found.org, found.pid, started, token)
 
@@ -240,47 +247,107 @@ def serve_command(settings: Settings, rate_limits: bool = True) -> list[str]:
     command = [sys.executable, "-m", "handoff", "sandbox", "serve", "--crm", sandbox.crm]
     command += ["--org", str(sandbox.org_dir)]
     command += ["--accounts", str(sandbox.accounts), "--seed", str(sandbox.seed)]
+    command += ["--preset", sandbox.preset]
+    for name, value in sorted(sandbox.world.items()):
+        command += ["--world", f"{name}={value!r}"]
+    command += ["--convention", _CONVENTION]
     if sandbox.crm == "hubspot":
         command += ["--tier", settings.hubspot.tier if rate_limits else "unlimited"]
     return command
 
 
-def _check_same(found: Announcement, settings: Settings) -> None:
-    """Refuse a running sandbox that serves another dialect or org than the settings ask for,
-    naming both and how to stop the running one."""
-    sandbox = settings.sandbox
-    asked = str(sandbox.org_dir.resolve())
-    if found.crm == sandbox.crm and found.org == asked:
+# The settings choose no convention: the sandbox they start records activity the default way.
+_CONVENTION = "a"
+
+
+def _check_same(found: Announcement, settings: Settings, rate_limits: bool) -> None:
+    """Refuse a running sandbox that serves another dialect, org, world, convention or (where
+    rate limits matter) HubSpot tier than the settings ask for, naming what differs and how to
+    stop the running one."""
+    asked = _asked(settings, rate_limits)
+    running = {
+        "crm": found.crm,
+        "org": found.org,
+        "world": found.world,
+        "convention": found.convention,
+        "tier": found.tier,
+    }
+    differ = [key for key, value in asked.items() if running[key] != value]
+    if not differ:
         return
-    running = found.org or "an org generated in memory"
     raise SandboxUnavailable(
-        f"a sandbox already runs from this directory: {found.crm} on {running} (pid "
-        f"{found.pid}, {found.url}), but the settings ask for {sandbox.crm} on {asked}. "
+        f"a sandbox already runs from this directory: {_described(running, differ)} (pid "
+        f"{found.pid}, {found.url}), but the settings ask for {_described(asked, differ)}. "
         "Stop it with `handoff sandbox stop` (what was written to it is kept), or change "
         "[sandbox] in the settings to match it."
     )
+
+
+def _asked(settings: Settings, rate_limits: bool) -> dict[str, Any]:
+    """What identifies the sandbox the settings ask for, as an announcement says it."""
+    sandbox = settings.sandbox
+    asked = {
+        "crm": sandbox.crm,
+        "org": str(sandbox.org_dir.resolve()),
+        "world": world_record(sandbox.world_params),
+        "convention": _CONVENTION,
+    }
+    if rate_limits and sandbox.crm == "hubspot":  # the demo lifts them: any tier will do
+        asked["tier"] = settings.hubspot.tier
+    return asked
+
+
+def _described(served: Mapping[str, Any], differ: Sequence[str]) -> str:
+    """`hubspot on orgs/x`, then what else differs: `, the easy world, tier unlimited`."""
+    text = f"{served['crm']} on {served['org'] or 'an org generated in memory'}"
+    details = {
+        "world": lambda world: describe_world(world) if world else "an unknown world",
+        "convention": lambda convention: f"convention {convention}",
+        "tier": lambda tier: f"tier {tier or 'not set'}",
+    }
+    return text + "".join(f", {details[key](served[key])}" for key in differ if key in details)
+
+
+def describe_world(world: Mapping[str, Any]) -> str:
+    """A world as `world_record` holds it, for people: `the realistic world`, with the
+    parameters that differ from its preset (`... with hidden_fit_sd=0.9`)."""
+    preset = str(world.get("preset"))
+    base = PRESETS[preset].parameters() if preset in PRESETS else {}
+    changed = [f"{k}={v:g}" for k, v in world.items() if k != "preset" and base.get(k) != v]
+    return f"the {preset} world" + (f" with {', '.join(changed)}" if changed else "")
 
 
 @contextmanager
 def _embedded(settings: Settings, org: Org | None, rate_limits: bool) -> Iterator[CrmConnection]:
     """A sandbox served inside this process for the length of a ``with`` block."""
     dialect = settings.sandbox.crm
-    served = org or generate_org(settings.sandbox.accounts, settings.sandbox.seed)
+    sandbox = settings.sandbox
+    served = org or generate_org(sandbox.accounts, sandbox.seed, world=sandbox.world_params)
     options = {}
     if dialect == "hubspot":
         options["tier"] = settings.hubspot.tier if rate_limits else "unlimited"
     with start_sandbox(dialect, served, **options) as running:
-        connector = sandbox_connector(dialect, running.base_url, running.token, _policy(settings))
+        connector = sandbox_connector(
+            dialect, running.base_url, running.token, _policy(settings), rule_book(settings)
+        )
         limits = "" if rate_limits or dialect != "hubspot" else ", rate limits off"
         description = f"the embedded sandbox ({dialect} API at {running.base_url}{limits})"
         yield CrmConnection(connector, description, running)
 
 
-def sandbox_connector(crm: str, url: str, token: str, policy: HttpPolicy) -> Connector:
+def rule_book(settings: Settings) -> RuleBook:
+    """The users and activity mapping rules of the settings, compiled for a connector."""
+    return RuleBook(settings.users, settings.activity)
+
+
+def sandbox_connector(
+    crm: str, url: str, token: str, policy: HttpPolicy, rules: RuleBook | None = None
+) -> Connector:
     """The real connector, on the route of the sandbox at ``url`` with its own credentials
     (``token`` is HubSpot's private-app token; the Salesforce sandbox is logged in to)."""
     if crm == "hubspot":
-        return HubSpotConnector(HubSpotSettings(token=SecretStr(token)), host=url, policy=policy)
+        settings = HubSpotSettings(token=SecretStr(token))
+        return HubSpotConnector(settings, host=url, policy=policy, rules=rules)
     options = SalesforceOptions()
     settings = SalesforceSettings(
         auth="client_credentials",
@@ -288,7 +355,7 @@ def sandbox_connector(crm: str, url: str, token: str, policy: HttpPolicy) -> Con
         client_id=options.consumer_key,
         client_secret=SecretStr(options.consumer_secret),
     )
-    return SalesforceConnector(settings, session=client_session(url), policy=policy)
+    return SalesforceConnector(settings, session=client_session(url), policy=policy, rules=rules)
 
 
 def _policy(settings: Settings) -> HttpPolicy:

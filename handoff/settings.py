@@ -6,6 +6,7 @@ and the key: `settings.toml: [sla] ae_minutes must be a positive integer, got "f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,14 +23,18 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.rules import DEFAULT_ACTIVITY_RULES, ActivitySettings, UserSettings
 from handoff.settings_problems import describe_error, table_model, toml_value
+from sandbox.world import DEFAULT_PRESET, PRESETS, WorldError, WorldParams, world_from
 from scoring.config import (
     DEFAULT_DISQUALIFIERS,
     DEFAULT_FIT,
     DEFAULT_SIGNALS,
+    REP_ACTIVITIES,
     SETTINGS_CONFIG,
     Disqualifiers,
     FitRules,
@@ -89,6 +94,8 @@ class SandboxSettings(BaseModel):
     crm: Literal["salesforce", "hubspot"] = "salesforce"
     accounts: int = Field(2000, gt=0)
     seed: int = 7
+    preset: str = DEFAULT_PRESET
+    world: dict[str, float] = Field(default_factory=dict)
     org: str | None = Field(None, min_length=1)
     url: str | None = None
     token: SecretStr | None = None
@@ -103,8 +110,13 @@ class SandboxSettings(BaseModel):
 
     @property
     def org_dir(self) -> Path:
-        """The org's directory: `org`, else orgs/sandbox-<accounts>-<seed>."""
-        return Path(self.org or f"orgs/sandbox-{self.accounts}-{self.seed}")
+        """The org's directory: `org`, else orgs/sandbox-<preset>-<accounts>-<seed>, with a
+        digest of the `world` overrides after the preset when there are any (two worlds never
+        share an org, nor the CRM state kept with it)."""
+        if self.org:
+            return Path(self.org)
+        world = f"{self.preset}-{_digest(self.world)}" if self.world else self.preset
+        return Path(f"orgs/sandbox-{world}-{self.accounts}-{self.seed}")
 
     def problems(self) -> tuple[str, ...]:
         """What a configured `url` still needs, as phrases that follow "[sandbox] "."""
@@ -113,6 +125,35 @@ class SandboxSettings(BaseModel):
                 f"url needs the environment variable {SANDBOX_TOKEN_VARIABLE}, which is not set",
             )
         return ()
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str) -> str:
+        if preset not in PRESETS:
+            known = ", ".join(json.dumps(name) for name in PRESETS)
+            got = json.dumps(preset)
+            raise setting_error("must be one of {known}, got {got}", known=known, got=got)
+        return preset
+
+    @field_validator("world")
+    @classmethod
+    def _known_parameters(cls, world: dict[str, float]) -> dict[str, float]:
+        try:
+            PRESETS[DEFAULT_PRESET].overridden(world)
+        except WorldError as error:
+            raise setting_error("is invalid: {reason}", reason=str(error)) from None
+        return world
+
+    @property
+    def world_params(self) -> WorldParams:
+        """The synthetic org's world: the preset with the `world` overrides."""
+        return world_from(self.preset, self.world)
+
+
+def _digest(overrides: Mapping[str, float]) -> str:
+    """Eight hex digits naming a set of world overrides, whatever their order."""
+    text = json.dumps(dict(sorted(overrides.items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 class LoggingSettings(BaseModel):
@@ -139,6 +180,8 @@ class Settings(BaseModel):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     matching: MatchingSettings = Field(default_factory=MatchingSettings)
+    users: UserSettings = Field(default_factory=UserSettings)
+    activity: ActivitySettings = Field(default_factory=ActivitySettings)
     scoring: ModelSettings = Field(default_factory=ModelSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     disqualifiers: Disqualifiers = DEFAULT_DISQUALIFIERS
@@ -158,6 +201,28 @@ class Settings(BaseModel):
             s if s.half_life_days is not None else s.model_copy(update={"half_life_days": days})
             for s in signals
         )
+
+    @model_validator(mode="after")
+    def _rules_name_signals(self) -> Settings:
+        """Every activity rule written in settings types activity as a signal the catalog lists,
+        or as rep activity (typed, never scored: `REP_ACTIVITIES`), so a typo never silently
+        stops an activity from scoring; a default rule whose signal a shorter catalog leaves out
+        just types activity that does not score."""
+        if self.activity.rules == DEFAULT_ACTIVITY_RULES:
+            return self
+        known = {signal.activity for signal in self.signals} | REP_ACTIVITIES
+        for index, rule in enumerate(self.activity.rules):
+            if rule.signal not in known:
+                raise setting_error(
+                    "must be an activity of [[signals]] or rep activity ({rep}), got {got}",
+                    "activity",
+                    "rules",
+                    index,
+                    "signal",
+                    rep=", ".join(json.dumps(a) for a in sorted(REP_ACTIVITIES)),
+                    got=json.dumps(rule.signal),
+                )
+        return self
 
 
 class SettingsError(ValueError):

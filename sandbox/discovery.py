@@ -21,6 +21,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+from sandbox.world import WorldParams
 
 __all__ = [
     "DISCOVERY_FILE",
@@ -34,6 +37,7 @@ __all__ = [
     "start_detached",
     "wait_for_exit",
     "withdraw",
+    "world_record",
 ]
 
 DISCOVERY_FILE = Path(".handoff") / "sandbox.json"
@@ -64,7 +68,9 @@ class StartError(Exception):
 @dataclass(frozen=True)
 class Announcement:
     """A running sandbox: its process, address, dialect, org directory (None when its org was
-    generated in memory, so nothing is kept), options, and token (never shown)."""
+    generated in memory, so nothing is kept), what it serves beyond them (rate-limit tier, the
+    org's world, its convention: a client compares them with what it asks for), and token
+    (never shown)."""
 
     pid: int
     url: str
@@ -72,7 +78,14 @@ class Announcement:
     org: str | None
     started: str  # ISO 8601 UTC
     tier: str | None = None  # the HubSpot rate-limit tier it enforces
+    world: dict[str, Any] | None = None  # the org's world (`world_record`); None: not known
+    convention: str | None = None  # how the org records activity (`handoff sandbox serve`)
     token: str = field(default="", repr=False)
+
+
+def world_record(world: WorldParams) -> dict[str, Any]:
+    """A world as an announcement holds it: its preset and every parameter."""
+    return {"preset": world.preset, **world.parameters()}
 
 
 def announce(path: Path, found: Announcement) -> None:

@@ -8,7 +8,9 @@ fields, properties and validation rules set-up created, id counters. Not kept: s
 usage and rate-limit counters, open query cursors and Bulk jobs (a client simply logs in again).
 
 On disk, in ``<org>/crm/<crm>/``: ``state.json`` (format version, dialect, the org it belongs
-to, when it was saved, the dialect's small metadata, and the file of each table that differs
+to (its manifest, world included), the options its records were rendered with (a convention,
+country spellings...: state of one rendering is refused by a sandbox rendering another), when it
+was saved, the dialect's small metadata, and the file of each table that differs
 from the generated org) and one Arrow IPC file per such table. A save writes only the tables
 written to since the last one, each under a new name, then replaces ``state.json`` by a rename:
 a save cut short at any point leaves the previous one whole. A ``lock`` held while serving keeps
@@ -52,7 +54,7 @@ __all__ = [
 ]
 
 SAVE_SECONDS = 2.0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the options the records were rendered with
 _STATE = "state.json"
 _LOG = logging.getLogger(__name__)
 
@@ -91,7 +93,8 @@ def state_dir(org_dir: Path, crm: str) -> Path:
 
 class StateKeeper:
     """Takes back and saves one served dialect's state; each dialect package has a ``saved``
-    module with ``snapshot(dialect)`` and ``restore(dialect, frames, meta)``."""
+    module with ``snapshot(dialect)``, ``restore(dialect, frames, meta)`` and
+    ``rendering(dialect)`` (the options its records were rendered with)."""
 
     def __init__(self, running: RunningSandbox, directory: Path) -> None:
         self.running = running
@@ -182,6 +185,9 @@ class StateKeeper:
     def _org(self) -> Any:
         return _normalized(asdict(self.running.org.manifest))
 
+    def _rendering(self) -> Any:
+        return _normalized(self._dialect.rendering(self.running.dialect))
+
     def _check(self, state: Mapping[str, Any]) -> None:
         """Refuse state of another format, dialect or org, saying what to do."""
         problem = None
@@ -191,6 +197,11 @@ class StateKeeper:
             problem = f"holds a {state.get('crm')} sandbox, not {self.running.crm}"
         elif state.get("org") != self._org():
             problem = "was written over another org"
+        elif state.get("rendering") != self._rendering():
+            problem = (
+                f"was rendered with {_options(state.get('rendering'))}, not with "
+                f"{_options(self._rendering())}"
+            )
         if problem:
             raise SavedStateError(f"{self.directory}: the saved CRM state {problem}; {_START_OVER}")
 
@@ -201,6 +212,7 @@ class StateKeeper:
             "format": FORMAT_VERSION,
             "crm": self.running.crm,
             "org": self._org(),
+            "rendering": self._rendering(),
             "saved_at": saved_at.isoformat(),
             "generation": generation,
             "tables": dict(sorted(files.items())),
@@ -280,6 +292,13 @@ def _check_columns(frames: Mapping[str, pl.DataFrame], current: Snapshot, direct
                 f"{directory}: saved table {name} {what} (saved by another sandbox version); "
                 f"{_START_OVER}"
             )
+
+
+def _options(rendering: Any) -> str:
+    """``{"convention": "b", ...}`` as ``convention b, ...``, for people."""
+    if not isinstance(rendering, dict):
+        return "unknown options"
+    return ", ".join(f"{name} {json.dumps(value)}" for name, value in sorted(rendering.items()))
 
 
 def _normalized(value: Any) -> Any:

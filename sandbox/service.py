@@ -3,7 +3,9 @@
     with start_sandbox("hubspot", generate_org(2000, 7)) as crm:
         client = HubSpot(access_token=crm.token, host=crm.base_url)
 
-Used by ``handoff sandbox serve``, the tests' fixtures and the benchmarks.
+Used by ``handoff sandbox serve``, the tests' fixtures and the benchmarks. Tests and benchmarks
+can commit writes late (`RunningSandbox.committing_late`): stamped before the moment they
+become visible, as a real CRM's transaction is.
 """
 
 from __future__ import annotations
@@ -13,18 +15,39 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox.faults import FaultPlan
 from sandbox.http import Dialect, LoopbackServer
 from sandbox.org import Org
 
-__all__ = ["CRMS", "Clock", "RunningSandbox", "make_dialect", "start_sandbox", "utc_now"]
+__all__ = [
+    "CRMS",
+    "Clock",
+    "RunningSandbox",
+    "StampClock",
+    "make_dialect",
+    "start_sandbox",
+    "utc_now",
+]
 
 Clock = Callable[[], datetime]
 # crm -> the module whose ``make_dialect(org, token, faults, clock)`` builds its dialect
 CRMS = {"salesforce": "sandbox.salesforce", "hubspot": "sandbox.hubspot"}
+
+
+class StampClock:
+    """The clock a dialect stamps writes with: the sandbox's clock, less a lag while a test
+    commits late (Salesforce takes SystemModstamp before the transaction commits; HubSpot's
+    search shows a write some time after its stamp)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.lag = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return self._clock() - self.lag
 
 
 @dataclass(frozen=True)
@@ -36,6 +59,7 @@ class RunningSandbox:
     dialect: Dialect
     token: str
     org: Org
+    clock: StampClock
 
     @property
     def base_url(self) -> str:
@@ -45,6 +69,15 @@ class RunningSandbox:
     def request_counts(self) -> dict[str, int]:
         """Requests served so far by "METHOD endpoint"."""
         return self.server.log.snapshot()
+
+    @contextmanager
+    def committing_late(self, lag: timedelta) -> Iterator[None]:
+        """Writes inside the block are stamped ``lag`` before they become visible."""
+        self.clock.lag = lag
+        try:
+            yield
+        finally:
+            self.clock.lag = timedelta(0)
 
 
 def utc_now() -> datetime:
@@ -81,9 +114,10 @@ def start_sandbox(
     directory, the process: what a client checks before trusting a sandbox it found)."""
     token = token or secrets.token_urlsafe(24)
     plan = faults or FaultPlan()
-    dialect = make_dialect(crm, org, token, plan, clock, **options)
+    stamps = StampClock(clock)
+    dialect = make_dialect(crm, org, token, plan, stamps, **options)
     server = LoopbackServer(
         dialect, plan, port, admin_token=token, about=lambda: {"crm": crm, **about()}
     )
     with server.running():
-        yield RunningSandbox(crm, server, dialect, token, org)
+        yield RunningSandbox(crm, server, dialect, token, org, stamps)

@@ -91,6 +91,21 @@ class Table:
         with self._lock:
             self._frame = frame
 
+    def overwrite(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """Set raw values as an old import or an outage left them ({id: {field: value}}), with
+        no validation and no modification stamp: the dirty data real orgs hold and their APIs
+        refuse to write. A column that cannot hold a value becomes text (times as ISO 8601)."""
+        with self._lock:
+            frame = self._frame
+            rows = self.positions(list(changes))
+            cells: dict[str, list[tuple[int, Any]]] = {}
+            for row, fields in zip(rows, changes.values(), strict=True):
+                for name, value in fields.items():
+                    cells.setdefault(name, []).append((_known(row, name), value))
+            self._frame = frame.with_columns(
+                _scattered(_holding(frame[name], values), values) for name, values in cells.items()
+            )
+
     def add_column(self, name: str, dtype: pl.DataType) -> None:
         """A new, empty field (a custom field or property created through the API)."""
         with self._lock:
@@ -103,3 +118,20 @@ def _scattered(column: pl.Series, cells: list[tuple[int, Any]]) -> pl.Series:
     positions = [row for row, _ in cells]
     values = pl.Series(column.name, [value for _, value in cells], dtype=column.dtype, strict=False)
     return column.clone().scatter(positions, values)
+
+
+def _known(row: int | None, name: str) -> int:
+    if row is None:
+        raise KeyError(f"no record to set {name} on")
+    return row
+
+
+def _holding(column: pl.Series, cells: list[tuple[int, Any]]) -> pl.Series:
+    """``column``, as text when one of the values is not of its type."""
+    try:
+        pl.Series([value for _, value in cells], dtype=column.dtype, strict=True)
+    except (TypeError, ValueError, pl.exceptions.PolarsError):
+        if isinstance(column.dtype, pl.Datetime):
+            return column.dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        return column.cast(pl.String)
+    return column

@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 __all__ = [
     "DEFAULT_DISQUALIFIERS",
     "DEFAULT_FIT",
     "DEFAULT_SIGNALS",
+    "REP_ACTIVITIES",
     "SETTINGS_CONFIG",
     "SETTING_ERROR",
     "DisqualifierKind",
@@ -56,6 +57,10 @@ FitField = Literal["industry", "country", "region", "employees", "revenue"]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 _CATEGORICAL_FIT: frozenset[str] = frozenset({"industry", "country", "region"})
+# Activity the account's owner logs (Salesforce Task/Event types, HubSpot calls, emails, meetings,
+# notes and tasks): a consequence of Sales working the account, not the buyer's intent, so it
+# never scores; else an AE working a hand-off would move its score.
+REP_ACTIVITIES: frozenset[str] = frozenset({"call", "email", "meeting", "note", "task"})
 
 
 def setting_error(message: str, *at: str | int, **values: Any) -> PydanticCustomError:
@@ -141,6 +146,7 @@ class SignalSpec(BaseModel):
     """[[signals]]: an activity type with its intent class, cold-start points and decay (D4, D5).
 
     `half_life_days` left out means [scoring] default_half_life_days; it is filled in on load.
+    Rep activity (`REP_ACTIVITIES`) is refused: it is not the buyer's.
     """
 
     model_config = SETTINGS_CONFIG
@@ -151,6 +157,17 @@ class SignalSpec(BaseModel):
     points: float
     half_life_days: float | None = Field(None, gt=0)
     topic_from_activity: bool = False
+
+    @field_validator("activity")
+    @classmethod
+    def _buyer_activity(cls, activity: str) -> str:
+        if activity in REP_ACTIVITIES:
+            raise setting_error(
+                "must be the buyer's activity, got {got}: calls, emails, meetings, notes and "
+                "tasks are logged by reps, so they never score",
+                got=json.dumps(activity),
+            )
+        return activity
 
 
 class FitRule(BaseModel):
@@ -213,6 +230,10 @@ class ModelSettings(BaseModel):
     `burst_gap_days`; the predictive model learns points for when the latest one started (one
     bin per `burst_bins_days` upper edge, older counts as none) and for how many activities it
     holds (see `scoring.bursts`).
+
+    A trained model replaces the current one only when it ranks the holdout better, its
+    calibration error is at most `max_promotion_ece`, and its tiers convert in rising order among
+    those holding at least `min_tier_rows` held-out rows (see `scoring.evaluation`).
     """
 
     model_config = SETTINGS_CONFIG
@@ -227,6 +248,8 @@ class ModelSettings(BaseModel):
     outcome_window_days: int = Field(90, gt=0)
     snapshot_every_days: int = Field(14, gt=0)
     holdout_days: int = Field(28, ge=0)
+    max_promotion_ece: float = Field(0.02, gt=0, le=1)
+    min_tier_rows: int = Field(100, gt=0)
     sdr_odds_ratio: float = Field(1.0, gt=0)
     ae_odds_ratio: float = Field(7.0, gt=0)
 
@@ -263,9 +286,6 @@ DEFAULT_SIGNALS: tuple[SignalSpec, ...] = (
     _signal("blog_visit", "Read the blog", "passive", 1),
     _signal("email_open", "Opened a marketing email", "passive", 0.5),
     _signal("email_click", "Clicked a marketing email", "passive", 2),
-    _signal("call", "Took a call with a rep", "passive", 2),
-    _signal("email", "Emailed with a rep", "passive", 1),
-    _signal("meeting", "Met with a rep", "medium", 10),
 )
 
 DEFAULT_DISQUALIFIERS: tuple[DisqualifierRule, ...] = (

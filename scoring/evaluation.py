@@ -1,16 +1,20 @@
 """A model against held-out history: its metrics, its changelog, and whether to promote it (D6).
 
 Promotion compares both models on the same held-out snapshots, so a candidate never wins on an
-easier period than the one the current model was judged on.
+easier period than the one the current model was judged on. Ranking better is not enough: a
+candidate whose forecasts are off, or whose tiers do not convert in rising order, would send
+Sales the wrong accounts, so it is kept aside and the changelog says why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from scoring.config import TierSettings
+from scoring.config import ModelSettings, TierSettings
 from scoring.features import Examples, Snapshot
 from scoring.metrics import (
     auc,
@@ -20,9 +24,16 @@ from scoring.metrics import (
     top_decile_lift,
 )
 from scoring.scorecard import Contributions
-from scoring.tiers import TIERS, assign_tiers
+from scoring.tiers import TIERS, assign_tiers, tier_label
 
-__all__ = ["Forecaster", "ScoringModel", "changelog", "evaluate", "holdout_auc", "promote"]
+__all__ = [
+    "Forecaster",
+    "ScoringModel",
+    "changelog",
+    "evaluate",
+    "holdout_auc",
+    "promotion_refusals",
+]
 
 
 class ScoringModel(Protocol):
@@ -64,8 +75,9 @@ def evaluate(
     tiers: TierSettings,
     previous: ScoringModel | None = None,
 ) -> dict[str, Any]:
-    """AUC, top-decile lift, conversion and share per tier, calibration error (forecasters) and
-    drift against `previous` (population stability of scores, share of accounts changing tier)."""
+    """AUC, top-decile lift, conversion, rows and share per tier, calibration error (forecasters)
+    and drift against `previous` (population stability of scores, share of accounts changing
+    tier)."""
     labels = holdout.stacked_labels()
     raw, scores = _stacked(model, holdout)
     tier = assign_tiers(scores, np.zeros(len(scores), dtype=bool), tiers)
@@ -76,6 +88,7 @@ def evaluate(
         "auc": auc(labels, raw),
         "top_decile_lift": top_decile_lift(labels, raw),
         "tier_conversion": conversion_by_tier(labels, tier, TIERS),
+        "tier_rows": {key: int((tier == key).sum()) for key in TIERS},
         "tier_share": {key: float((tier == key).mean()) for key in TIERS},
     }
     if isinstance(model, Forecaster):
@@ -110,17 +123,27 @@ def _drift(
     }
 
 
-def changelog(previous: ScoringModel | None, current: ScoringModel) -> tuple[str, ...]:
+def changelog(
+    previous: ScoringModel | None, current: ScoringModel, refusals: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """Plain-language changes of points against the previous model ("Visited pricing: +8 -> +12"),
-    biggest first; points are those of one fresh occurrence, one match or one level."""
+    biggest first; points are those of one fresh occurrence, one match or one level. With
+    `refusals` (from `promotion_refusals`), the model was kept aside and the lines say why."""
+    kept_aside = tuple(f"Kept aside: {reason}." for reason in refusals)
     if previous is None:
-        return (f"{current.version}: the first model; no earlier points to compare.",)
+        return (f"{current.version}: the first model; no earlier points to compare.", *kept_aside)
     before, after = previous.reference_points(), current.reference_points()
     lines = [
         (abs(after.get(label, 0.0) - before.get(label, 0.0)), _change(label, before, after))
         for label in sorted(set(before) | set(after))
     ]
     changed = [line for size, line in sorted(lines, key=lambda x: -x[0]) if line]
+    if refusals:
+        header = (
+            f"{current.version} kept aside, {previous.version} still scores: "
+            f"{len(changed)} points would have changed."
+        )
+        return (header, *kept_aside, *changed)
     header = f"{current.version} replaces {previous.version}: {len(changed)} points changed."
     return (header, *changed)
 
@@ -142,8 +165,52 @@ def _points(value: float) -> str:
     return f"{round(value):+d}"
 
 
-def promote(candidate: ScoringModel, current: ScoringModel | None, holdout: Examples) -> bool:
-    """Whether `candidate` should replace `current`: only if it ranks the held-out rows better."""
-    if current is None:
-        return True
-    return holdout_auc(candidate, holdout) > holdout_auc(current, holdout)
+def promotion_refusals(
+    metrics: Mapping[str, Any], settings: ModelSettings, tiers: TierSettings
+) -> tuple[str, ...]:
+    """Why a model measured by `evaluate` may not replace the one it was measured against, in
+    words Sales can read (empty: it may): it must rank the holdout better, its calibration error
+    must be at most [scoring] max_promotion_ece, and its tiers must convert in rising order."""
+    found = (
+        _ranks_no_better(metrics),
+        _miscalibrated(metrics, settings),
+        _tiers_out_of_order(metrics, settings, tiers),
+    )
+    return tuple(reason for reason in found if reason)
+
+
+def _ranks_no_better(metrics: Mapping[str, Any]) -> str:
+    """A refusal when the previous model ranked the same rows at least as well, else ""."""
+    if "previous_auc" not in metrics or metrics["auc"] > metrics["previous_auc"]:
+        return ""
+    return (
+        f"it ranks the held-out accounts no better than {metrics['previous_version']} "
+        f"(AUC {metrics['auc']:.3f} against {metrics['previous_auc']:.3f})"
+    )
+
+
+def _miscalibrated(metrics: Mapping[str, Any], settings: ModelSettings) -> str:
+    """A refusal when the forecasts miss observed conversion by more than the bound, else ""."""
+    ece = metrics.get("ece")
+    if ece is None or ece <= settings.max_promotion_ece:
+        return ""
+    return (
+        f"its forecasts miss held-out conversion by {100 * ece:.1f} percentage points on average "
+        f"(calibration error {ece:.3f}, above [scoring] max_promotion_ece = "
+        f"{settings.max_promotion_ece:g})"
+    )
+
+
+def _tiers_out_of_order(
+    metrics: Mapping[str, Any], settings: ModelSettings, tiers: TierSettings
+) -> str:
+    """A refusal when the tiers holding at least [scoring] min_tier_rows held-out rows do not
+    convert in strictly rising order, else "" (a smaller tier's rate is too noisy to judge)."""
+    rows, conversion = metrics["tier_rows"], metrics["tier_conversion"]
+    judged = [key for key in TIERS if rows[key] >= settings.min_tier_rows]
+    if all(conversion[low] < conversion[high] for low, high in pairwise(judged)):
+        return ""
+    shown = ", ".join(
+        f"{tier_label(key, tiers)} {conversion[key]:.1%} of {rows[key]:,}" for key in judged
+    )
+    return f"its tiers do not convert in rising order on the holdout ({shown})"

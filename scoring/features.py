@@ -63,10 +63,10 @@ class History:
         """Number of accounts."""
         return self.accounts.height
 
-    def first_s(self) -> int:
-        """Epoch seconds of the first recorded activity or opportunity."""
-        times = np.concatenate([self.activities.occurred_s, self.opportunity_opened_s])
-        return int(times.min(initial=NEVER))
+    def first_activity_s(self) -> int:
+        """Epoch seconds of the first scoring activity (`NEVER` without one): the signals fill up
+        from there, however much older the org's opportunities are."""
+        return int(self.activities.occurred_s.min(initial=NEVER))
 
 
 def _activities(catalog: SignalCatalog, linked: pl.DataFrame) -> Activities:

@@ -30,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 
 from scoring.bursts import burst_bins
 from scoring.config import FitRule, ModelSettings, SignalSpec, TierSettings
-from scoring.evaluation import ScoringModel, changelog, evaluate
+from scoring.evaluation import ScoringModel, changelog, evaluate, promotion_refusals
 from scoring.explain import Explanation, explain
 from scoring.features import Examples, Snapshot
 from scoring.fit import LEVEL_GROUPS, firmographic_levels, fit_rule_matches, size_band_centres
@@ -142,7 +142,8 @@ class PredictiveModel:
         previous: ScoringModel | None = None,
     ) -> Self:
         """Learn the scorecard from `train`'s eligible rows and version it by `trained_on`; with
-        a `holdout`, measure it there, against `previous` too, and write the changelog."""
+        a `holdout`, measure it there, against `previous` too; write the changelog, which says
+        why the model is kept aside if it may not replace `previous`."""
         levels = [firmographic_levels(s.accounts) for s in train.snapshots]
         table = _level_table(levels, train.eligible)
         self.levels_ = [known for known, _ in table]
@@ -160,13 +161,20 @@ class PredictiveModel:
         self.trained_on_ = trained_on.isoformat()
         self.version_ = f"{trained_on:%Y%m%d}-{_digest(self._learned())}"
         self.metrics_ = {} if holdout is None else evaluate(self, holdout, self.tiers, previous)
-        self.changelog_ = changelog(previous, self)
+        self.changelog_ = changelog(previous, self, self.refusals())
         return self
 
     @property
     def version(self) -> str:
         """Training date and a digest of the learned scorecard."""
         return self.version_
+
+    def refusals(self) -> tuple[str, ...]:
+        """Why this model may not replace the one it was measured against (empty: it may, or
+        it was measured on no holdout)."""
+        if not self.metrics_:
+            return ()
+        return promotion_refusals(self.metrics_, self.settings, self.tiers)
 
     def contributions(self, snapshot: Snapshot) -> Contributions:
         """Points per account and term."""

@@ -3,9 +3,11 @@
 Snapshots are taken every `snapshot_every_days`. The holdout is the latest `holdout_days` of
 snapshots whose outcome window has fully passed; training snapshots are earlier still, so that
 their outcome windows close before the holdout's first snapshot (no outcome is seen twice). The
-first snapshots wait four default half-lives for the decayed sums to fill up. Until training
+first snapshots wait four default half-lives after the first activity for the decayed sums to fill
+up (older opportunities do not start the clock: the signals were empty then). Until training
 holds `min_training_accounts` accounts and `min_training_conversions` opportunities, the rules
-model keeps scoring.
+model keeps scoring. A trained candidate replaces the current model only if it passes every check
+of `scoring.evaluation.promotion_refusals`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ from datetime import datetime
 import numpy as np
 
 from scoring.config import FitRule, ModelSettings, TierSettings
-from scoring.evaluation import promote
 from scoring.features import Examples, History, examples
 from scoring.model import PredictiveModel, RulesModel
 from scoring.signals import DAY_SECONDS, SignalCatalog
 
-__all__ = ["Training", "TrainingPlan", "history_suffices", "plan_snapshots", "train"]
+__all__ = [
+    "Training",
+    "TrainingPlan",
+    "history_suffices",
+    "plan_snapshots",
+    "train",
+    "training_plan",
+]
 
 _WARM_UP_HALF_LIVES = 4
 
@@ -44,6 +52,11 @@ def plan_snapshots(first_s: int, now_s: int, settings: ModelSettings) -> Trainin
     start = first_s + _WARM_UP_HALF_LIVES * settings.default_half_life_days * DAY_SECONDS
     train = tuple(range(min(holdout) - window, int(start) - 1, -step))
     return TrainingPlan(train, tuple(t for t in holdout if t >= start))
+
+
+def training_plan(history: History, now_s: int, settings: ModelSettings) -> TrainingPlan:
+    """The snapshot dates for `history` as of `now_s`, warming up from its first activity."""
+    return plan_snapshots(history.first_activity_s(), now_s, settings)
 
 
 def history_suffices(
@@ -94,12 +107,13 @@ def train(
     current: RulesModel | PredictiveModel | None = None,
 ) -> Training:
     """Train a candidate on history up to `trained_on` and promote it only if it beats the
-    current model (the rules model when there is none) on the holdout."""
+    current model (the rules model when there is none) on the holdout and passes the other
+    checks; else keep it aside with the reasons."""
     rules = RulesModel(catalog, fit_rules)
     incumbent = current or rules
     if settings.model == "rules":
         return Training(rules, None, False, "[scoring] model = rules", None)
-    plan = plan_snapshots(history.first_s(), int(trained_on.timestamp()), settings)
+    plan = training_plan(history, int(trained_on.timestamp()), settings)
     window = settings.outcome_window_days
     learn = examples(history, catalog, plan.train_s, window, disqualified)
     enough, why = history_suffices(history, plan, learn, settings)
@@ -110,7 +124,11 @@ def train(
     candidate = PredictiveModel(catalog, settings, tiers).fit(
         learn, trained_on=trained_on, holdout=holdout, previous=incumbent
     )
-    promoted = promote(candidate, incumbent, holdout)
-    verdict = "beats" if promoted else "does not beat"
-    reason = f"{candidate.version} {verdict} {incumbent.version} on the holdout; {why}"
+    refusals = candidate.refusals()
+    if refusals:
+        verdict = f"kept aside, {incumbent.version} still scores: {'; '.join(refusals)}"
+    else:
+        verdict = f"replaces {incumbent.version}: it passed every check on the holdout"
+    reason = f"{candidate.version} {verdict}; {why}"
+    promoted = not refusals
     return Training(candidate if promoted else incumbent, candidate, promoted, reason, holdout)

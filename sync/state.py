@@ -68,7 +68,8 @@ class StoreOpenError(StateError):
     """The database URL is unsupported, or the database cannot be reached."""
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: cursor read_at/archive_read_at; a user's role may be null (no team
+# rule matched); activity rep_touch
 
 PERSON_KINDS = ("lead", "contact")
 USER_ROLES = ("marketing", "sdr", "ae", "manager")
@@ -200,6 +201,7 @@ class Activity(_Mirrored, table=True):
     topic: str | None = None
     owner_id: str | None = None
     subject: str | None = None
+    rep_touch: bool = False  # a rep's own call, email or meeting (what stops an SLA clock)
 
 
 class Opportunity(_Mirrored, table=True):
@@ -220,7 +222,8 @@ class Opportunity(_Mirrored, table=True):
 
 
 class User(_Mirrored, table=True):
-    """A CRM user who can own accounts: marketing, SDR, AE or manager."""
+    """A CRM user who can own accounts: marketing, SDR, AE or manager as the [users] rules say;
+    no role when no rule matched (such a user is never routed to)."""
 
     __tablename__ = "crm_user"
     __table_args__ = (_one_of("crm_user", "role", USER_ROLES),)
@@ -228,7 +231,7 @@ class User(_Mirrored, table=True):
     id: str = Field(primary_key=True)
     name: str
     email: str | None = None
-    role: str
+    role: str | None = None
     territory: str | None = None
     is_active: bool = True
     out_of_office: bool = False
@@ -344,7 +347,9 @@ class Cursor(SQLModel, table=True):
 
     `ids_at_value` lists the ids already seen at exactly `value`, so a `>= value` query
     can drop them instead of losing records that share the last timestamp. `resume` is the
-    connector's page token of a full load stopped part way (`connectors.protocol.Cursor`).
+    connector's page token of a full load stopped part way; `read_at` when the pull that saved
+    the cursor began reading, which bounds the overlap window the next pull reads again;
+    `archive_read_at` when HubSpot's recycle bin was last listed (`connectors.protocol.Cursor`).
     """
 
     __tablename__ = "cursor"
@@ -354,6 +359,8 @@ class Cursor(SQLModel, table=True):
     value: datetime = Field(sa_type=UTCDateTime)
     ids_at_value: list[str] = Field(default_factory=list, sa_type=JSON)
     resume: str | None = Field(default=None, sa_type=Text)
+    read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    archive_read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 

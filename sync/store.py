@@ -181,6 +181,8 @@ class Store:
         ids_at_value: Iterable[str],
         now: datetime,
         resume: str | None = None,
+        read_at: datetime | None = None,
+        archive_read_at: datetime | None = None,
     ) -> Cursor:
         """Save a cursor in the caller's transaction, so it commits with the rows it covers."""
         cursor = self.get_cursor(session, connector, object) or Cursor(
@@ -189,6 +191,8 @@ class Store:
         cursor.value = value
         cursor.ids_at_value = sorted(set(ids_at_value))
         cursor.resume = resume
+        cursor.read_at = read_at
+        cursor.archive_read_at = archive_read_at
         cursor.updated_at = now
         session.add(cursor)
         return cursor

@@ -78,7 +78,7 @@ def test_values_written_through_the_connector_survive_a_stop_and_a_new_serve(crm
         assert all(result.ok for result in connector.push(ACCOUNTS_STREAM[crm], updates))
 
     stopped = handoff("sandbox", "stop")
-    assert stopped.returncode == 0 and f"kept in {Path.cwd()}/orgs/sandbox-40-7/crm/" in (
+    assert stopped.returncode == 0 and f"kept in {Path.cwd()}/orgs/sandbox-realistic-40-7/crm/" in (
         stopped.stdout.replace("\n", "")
     )
     assert not DISCOVERY_FILE.exists()
@@ -121,7 +121,7 @@ def test_a_sandbox_killed_outright_keeps_what_it_saved_and_its_stale_record_is_r
     _settings("salesforce")
     assert handoff("setup").returncode == 0
     killed = _running_pid()
-    saved = Path("orgs/sandbox-40-7/crm/salesforce/state.json")
+    saved = Path("orgs/sandbox-realistic-40-7/crm/salesforce/state.json")
     deadline = time.monotonic() + SAVE_SECONDS * 5
     while not saved.exists() and time.monotonic() < deadline:  # saved within SAVE_SECONDS
         time.sleep(0.05)
@@ -186,7 +186,7 @@ def test_a_running_sandbox_of_another_crm_is_named_with_how_to_stop_it() -> None
 
     assert refused.returncode == 1
     message = " ".join(_said(refused).split())
-    org = f"{Path.cwd()}/orgs/sandbox-40-7"
+    org = f"{Path.cwd()}/orgs/sandbox-realistic-40-7"
     assert f"a sandbox already runs from this directory: salesforce on {org}" in message
     assert f"the settings ask for hubspot on {org}" in message
     assert "Stop it with `handoff sandbox stop`" in message

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox.discovery import world_record
 from sandbox.org import load_org
+from sandbox.world import world_from
 from tests.cli_fixtures import handoff, run_cli
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
@@ -71,7 +73,7 @@ def test_demo_sets_up_and_pulls_the_lasting_sandbox_and_a_second_demo_changes_no
     said_first, said_second = (" ".join(done.stdout.split()) for done in (first, second))
 
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "Sandbox org written to orgs/sandbox-120-5" in said_first
+    assert "Sandbox org written to orgs/sandbox-realistic-120-5" in said_first
     assert "started now, in the background" in first.stdout
     assert "Set-up: created 23" in first.stdout
     assert "Set-up again: nothing to change, all 23 in place" in first.stdout
@@ -80,10 +82,10 @@ def test_demo_sets_up_and_pulls_the_lasting_sandbox_and_a_second_demo_changes_no
     assert pulled.split("│")[2].strip() == "120"
     assert "State database ready: sqlite:///handoff.db" in first.stdout
     assert "`handoff sandbox stop` ends it" in said_first
-    assert load_org(Path("orgs/sandbox-120-5")).accounts.height == 120
+    assert load_org(Path("orgs/sandbox-realistic-120-5")).accounts.height == 120
     assert Path("handoff.db").is_file()
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "Sandbox org orgs/sandbox-120-5 (generated earlier)" in said_second
+    assert "Sandbox org orgs/sandbox-realistic-120-5 (generated earlier)" in said_second
     assert "already running" in second.stdout
     assert "Set-up: nothing to change, all 23 in place" in second.stdout
 
@@ -134,6 +136,8 @@ def test_serve_prints_one_ready_line_and_answers_until_stopped(crm: str) -> None
                 "pid": server.pid,
                 "org": None,
                 "tier": None,
+                "world": world_record(world_from()),
+                "convention": "a",
                 "kept_in": None,
                 "saved_at": None,
             }

@@ -7,18 +7,25 @@ windows, pacing and backoff pass without waiting and every write gets a known ti
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import polars as pl
 import pytest
 from pydantic import SecretStr
 
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
-from connectors.errors import AuthError, BudgetExhausted, DailyLimitReached, RetriableError
+from connectors.errors import (
+    AuthError,
+    BudgetExhausted,
+    DailyLimitReached,
+    Forbidden,
+    RetriableError,
+)
 from connectors.http import Exchange, HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
 from connectors.protocol import (
@@ -33,6 +40,7 @@ from connectors.protocol import (
     records,
 )
 from connectors.salesforce import SalesforceConnector
+from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.generator import generate_org
 from sandbox.org import Org
@@ -138,7 +146,8 @@ def _hubspot(stack: ExitStack, org: Org, time: FakeTime, **options: Any) -> Harn
     crm = stack.enter_context(start_sandbox("hubspot", org, faults=plan, clock=time, **options))
 
     def build(policy: HttpPolicy, **overrides: Any) -> Connector:
-        settings = HubSpotSettings(token=SecretStr(overrides.pop("token", crm.token)))
+        named = {k: overrides.pop(k) for k in set(overrides) & set(HubSpotSettings.model_fields)}
+        settings = HubSpotSettings(token=SecretStr(named.pop("token", crm.token)), **named)
         return HubSpotConnector(settings, host=crm.base_url, policy=policy, **overrides)
 
     return Harness(
@@ -192,6 +201,11 @@ def _last_cursor(items: list[Any]) -> Cursor:
     return checkpoints[-1].cursor
 
 
+def _fresh(items: Iterable[Any]) -> list[Record]:
+    """The records of a pull that are new to its cursor (not re-read in the overlap window)."""
+    return [r for r in records(items) if not r.reread]
+
+
 def test_every_pull_ends_with_a_summary_of_what_it_delivered_and_cost(open_crm: Opener) -> None:
     h = open_crm()
     connector = h.connector()
@@ -223,7 +237,7 @@ def test_full_then_incremental_pull_sees_exactly_the_changes(
     verdict = {"disposition": "Rejected", "reason_code": "No Budget"}
     connector.push(h.accounts, [Update(third, verdict)])
 
-    changed = records(connector.pull(h.accounts, _last_cursor(full)))
+    changed = _fresh(connector.pull(h.accounts, _last_cursor(full)))
 
     assert [r.id for r in changed] == [*sorted([first, second]), third]
     assert changed[0].modified_at == changed[1].modified_at == written_at
@@ -240,11 +254,11 @@ def test_a_resumed_pull_keeps_the_second_record_of_a_shared_timestamp(
     ids = sorted(r.id for r in records(connector.pull(h.accounts)))[:2]
     h.time.tick()
     connector.push(h.accounts, [Update(i, {"score": 50.0}) for i in ids])
-    shared = records(connector.pull(h.accounts, cursor))
+    shared = _fresh(connector.pull(h.accounts, cursor))
     # a run that committed the first record of the shared timestamp, then stopped
     resumed = Cursor(shared[0].modified_at, frozenset({shared[0].id}))
 
-    assert [r.id for r in records(connector.pull(h.accounts, resumed))] == [shared[1].id]
+    assert [r.id for r in _fresh(connector.pull(h.accounts, resumed))] == [shared[1].id]
 
 
 def test_deletes_and_merges_arrive_as_tombstones(open_crm: Opener) -> None:
@@ -297,7 +311,7 @@ def test_a_merge_arrives_as_tombstones_naming_the_survivor(open_crm: Opener, str
     assert [i for i in changed if isinstance(i, Tombstone)] == [
         Tombstone(stream, i, h.time.now, "merged", survivor) for i in gone
     ]
-    assert [(r.id, r.modified_at) for r in records(changed)] == [(survivor, h.time.now)]
+    assert [(r.id, r.modified_at) for r in _fresh(changed)] == [(survivor, h.time.now)]
 
 
 def test_an_account_merge_moves_its_contacts_to_the_survivor(open_crm: Opener) -> None:
@@ -311,7 +325,7 @@ def test_an_account_merge_moves_its_contacts_to_the_survivor(open_crm: Opener) -
     gone = {master, loser} - {survivor}
     theirs = sorted(r.id for r in records(contacts) if r.values["account_id"] in gone)
 
-    moved = records(connector.pull(_CONTACTS[h.crm], _last_cursor(contacts)))
+    moved = _fresh(connector.pull(_CONTACTS[h.crm], _last_cursor(contacts)))
 
     assert theirs and sorted(r.id for r in moved) == theirs
     assert {(r.values["account_id"], r.modified_at) for r in moved} == {(survivor, h.time.now)}
@@ -431,7 +445,7 @@ def test_the_budget_stops_a_run_cleanly_and_the_next_resumes(
         connector = h.connector(share=share, **options)
         try:
             for item in connector.pull(h.paged, cursor):
-                if isinstance(item, Record):
+                if isinstance(item, Record) and not item.reread:
                     delivered.append(item.id)
                 elif isinstance(item, Checkpoint):
                     cursor = item.cursor
@@ -502,6 +516,173 @@ def test_a_stopped_bulk_load_whose_job_is_gone_starts_over(salesforce_crm: Opene
 
     assert sorted(r.id for r in records(again)) == sorted(r.id for r in records(whole))
     assert _last_cursor(again) == _last_cursor(whole)
+
+
+# --- incremental pulls: every stream, the overlap window, the recycle bin ------------------
+
+# (CRM, stream) -> a field a user edits on it and the new value; None: the API is read-only
+_EDITS: dict[tuple[str, str], tuple[str, Any] | None] = {
+    ("salesforce", "User"): ("Department", "Inside Sales - EMEA"),
+    ("salesforce", "Account"): ("Phone", "+49 30 1234567"),
+    ("salesforce", "Lead"): ("Title", "Head of Security"),
+    ("salesforce", "Contact"): ("Title", "CFO"),
+    ("salesforce", "Opportunity"): ("Amount", 48_000.0),
+    ("salesforce", "Task"): ("Description", "Left a voicemail"),
+    ("salesforce", "Event"): ("Description", "Moved to Thursday"),
+    ("salesforce", "CampaignMember"): ("Status", "Attended"),
+    ("hubspot", "owners"): None,
+    ("hubspot", "companies"): ("phone", "+49 30 1234567"),
+    ("hubspot", "contacts"): ("jobtitle", "Head of Security"),
+    ("hubspot", "deals"): ("dealname", "Renewal 2027"),
+    ("hubspot", "calls"): ("hs_call_title", "Follow-up call"),
+    ("hubspot", "emails"): ("hs_email_subject", "Re: pricing"),
+    ("hubspot", "meetings"): ("hs_meeting_title", "Security review"),
+    ("hubspot", "notes"): ("hs_note_body", "Wants SSO"),
+    ("hubspot", "tasks"): ("hs_task_subject", "Send the contract"),
+    ("hubspot", "events"): None,
+    ("hubspot", "email_events"): None,
+}
+_EVERY_STREAM = [
+    *(("salesforce", s) for s in SALESFORCE_STREAMS),
+    *(("hubspot", s) for s in HUBSPOT_STREAMS),
+]
+
+
+def _edit(h: Harness, stream: str, record_id: str | None) -> str:
+    """A user edits one record of ``stream`` (the field `_EDITS` names), or creates one where
+    there is none (the sandbox portal has no notes or tasks); the record's id."""
+    edit = _EDITS[(h.crm, stream)]
+    assert edit is not None
+    name, value = edit
+    if h.crm == "salesforce":
+        assert record_id is not None
+        getattr(salesforce_client(h.sandbox), stream).update(record_id, {name: value})
+        return record_id
+    api = hubspot_client(h.sandbox).crm.objects.basic_api
+    if record_id is None:
+        when = h.time.now.isoformat()
+        return str(api.create(stream, {"properties": {name: value, "hs_timestamp": when}}).id)
+    api.update(stream, record_id, {"properties": {name: str(value)}})
+    return record_id
+
+
+def test_the_edit_table_covers_every_stream() -> None:
+    assert sorted(_EDITS) == sorted(_EVERY_STREAM)
+
+
+@pytest.mark.parametrize(("open_crm", "stream"), _EVERY_STREAM, indirect=["open_crm"])
+def test_every_stream_pulls_incrementally_after_a_full_load(open_crm: Opener, stream: str) -> None:
+    h = open_crm()
+    connector = h.connector()
+    full = list(connector.pull(stream))
+    cursor = _last_cursor(full)
+    live = [r.id for r in records(full) if r.id != h.locked]
+    h.time.tick(60)
+    edited = None
+    if _EDITS[(h.crm, stream)] is not None:
+        edited = _edit(h, stream, live[3] if live else None)
+    h.time.tick(60)
+
+    items = list(connector.pull(stream, cursor))
+
+    assert [(r.id, r.modified_at) for r in _fresh(items)] == (
+        [(edited, h.time.now - timedelta(seconds=60))] if edited else []
+    )
+    # the full load read long after its last change, so nothing behind its bound can be late,
+    # and the records at the bound went out as they are
+    assert not [r for r in records(items) if r.reread]
+    summary = items[-1]
+    assert isinstance(summary, Summary) and summary.reread == 0
+
+
+@pytest.mark.parametrize("overlap_minutes", [5, 0])
+def test_a_record_committed_late_inside_the_overlap_window_is_pulled(
+    open_crm: Opener, overlap_minutes: int
+) -> None:
+    h = open_crm()
+    connector = h.connector(overlap_minutes=overlap_minutes)
+    full = list(connector.pull(h.accounts))
+    before, early, late = [r.id for r in records(full) if r.id != h.locked][5:8]
+    h.time.tick(60)
+    _edit(h, h.accounts, before)
+    h.time.tick(30)
+    _edit(h, h.accounts, early)
+    h.time.tick(60)
+    cursor = _last_cursor(list(connector.pull(h.accounts, _last_cursor(full))))
+    # stamped two minutes ago, so a minute before the cursor, but visible only now
+    with h.sandbox.committing_late(timedelta(minutes=2)):
+        _edit(h, h.accounts, late)
+    h.time.tick(60)
+
+    items = list(connector.pull(h.accounts, cursor))
+
+    pulled = {r.id: r for r in records(items)}
+    assert cursor.value is not None and cursor.ids == {early}
+    if overlap_minutes == 0:  # without the window the late record is lost for good
+        assert late not in pulled
+        return
+    assert pulled[late].modified_at == cursor.value - timedelta(minutes=1)
+    # read again inside the window: ``before`` as delivered last time, ``late`` for the first
+    # time; ``early`` went out at the bound as it is
+    assert sorted(pulled) == sorted([before, late])
+    assert all(r.reread for r in pulled.values())
+    summary = items[-1]
+    assert isinstance(summary, Summary) and summary.reread == 2
+    after = _last_cursor(items)
+    assert (after.value, after.ids) == (cursor.value, cursor.ids)
+    assert after.read_at is not None and cursor.read_at is not None
+    assert after.read_at > cursor.read_at
+
+
+def test_hubspot_lists_its_recycle_bin_at_most_every_archive_every_minutes(
+    hubspot_crm: Opener,
+) -> None:
+    h = hubspot_crm()
+    connector = h.connector(archive_every_minutes=60)
+    full = list(connector.pull("companies"))
+    ids = [r.id for r in records(full)]
+    cursor = _last_cursor(full)
+    log = h.sandbox.server.log
+    seen: list[tuple[list[str], int, int, Cursor]] = []
+    for gone, minutes in [(ids[5], 15), (ids[6], 15), (ids[7], 50)]:
+        h.time.tick(60)
+        _remove(h, gone)
+        h.time.tick(minutes * 60)
+        calls, listed = log.total(), log.count("companies", "GET")
+        items = list(connector.pull("companies", cursor))
+        cursor = _last_cursor(items)
+        summary = items[-1]
+        assert isinstance(summary, Summary) and summary.calls == log.total() - calls
+        tombstones = [i.id for i in items if isinstance(i, Tombstone)]
+        seen.append((tombstones, log.count("companies", "GET") - listed, summary.calls, cursor))
+
+    (first, listed_1, calls_1, after_1), (second, listed_2, calls_2, after_2) = seen[:2]
+    third, listed_3, calls_3, after_3 = seen[2]
+    assert (first, second, third) == ([ids[5]], [], [ids[6], ids[7]])
+    assert listed_1 >= 1 and listed_2 == 0 and listed_3 == listed_1
+    assert calls_2 == calls_1 - listed_1 and calls_3 == calls_1
+    assert after_1.archive_read_at is not None
+    assert after_2.archive_read_at == after_1.archive_read_at
+    assert after_3.archive_read_at == h.time.now
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["rest", "bulk"])
+def test_salesforce_full_loads_of_activities_include_archived_ones(
+    salesforce_crm: Opener, bulk: bool
+) -> None:
+    h = salesforce_crm()
+    options = {"bulk_threshold": 300 if bulk else 10**9, "page_size": 200}
+    connector = h.connector(**options)
+    org = h.sandbox.org
+    year_ago = (org.manifest.end_at - timedelta(days=365)).date()
+    archived = org.activities.filter(pl.col("occurred_at").dt.date() <= year_ago).height
+
+    pulled = [r for s in ("Task", "Event") for r in records(connector.pull(s))]
+
+    assert archived > 0 and len(pulled) == len({r.id for r in pulled}) == org.activities.height
+    assert sum(r.values["occurred_at"].date() <= year_ago for r in pulled) == archived
+    assert h.calls("queryAll") > 0 and h.calls("query") == 0  # query hides archived ones
+    assert (h.calls("jobs/query") > 0) == bulk
 
 
 def _remove(h: Harness, record_id: str) -> None:
@@ -766,12 +947,17 @@ def test_salesforce_requires_a_reason_code_on_rejection(
 
 
 def test_hubspot_paces_under_its_ten_second_window(hubspot_crm: Opener) -> None:
-    h = hubspot_crm(tier="starter")
-    connector = h.connector()
+    h = hubspot_crm(tier="starter")  # 100 calls a window, and no events API
+    connector = h.connector(share=1.0)
 
-    assert len(records(connector.pull("events"))) > 10_000
+    for _ in range(2):
+        for stream in connector.streams:
+            list(connector.pull(stream))
+
+    assert connector.usage().calls > 100
     assert connector.usage().retries == 0
-    assert not [e for e in h.exchanges if e.error is not None]
+    refused = [e.error for e in h.exchanges if e.error is not None]
+    assert [type(e) for e in refused] == [Forbidden]  # the events API, once: no 429 came
 
 
 def test_hubspot_search_opens_new_windows_past_its_result_cap(

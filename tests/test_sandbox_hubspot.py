@@ -20,11 +20,16 @@ from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
 from hubspot.crm.deals import PublicMergeInput as DealMergeInput
 from hubspot.crm.objects.exceptions import ApiException as ObjectsApiException
 from hubspot.crm.owners.exceptions import ApiException as OwnersApiException
+from hubspot.events.exceptions import ApiException as EventsApiException
 
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.hubspot import WEB_TOUCHES
+from sandbox.hubspot.analytics import HISTORY_DEPTH
+from sandbox.hubspot.events import NOT_ENTERPRISE
+from sandbox.hubspot.touches import MARKETING_EMAIL
 from sandbox.org import Org
 from sandbox.service import RunningSandbox, start_sandbox
+from sandbox.teams import user_labels
 from tests.sandbox_fixtures import HUBSPOT_LOCKED_COMPANY, HubSpotClock, hubspot_client
 
 COMPANY_BASE, CONTACT_BASE = 20_000_000_000, 30_000_000_000
@@ -599,9 +604,9 @@ def test_owners_page_with_teams_and_inactive_users_archived(
     users = hubspot_org.users
     assert len(active) == users["is_active"].sum() and len(inactive) == (~users["is_active"]).sum()
     by_email = {o.email: o for o in active + inactive}
-    for user in users.iter_rows(named=True):
+    for user in user_labels(users).iter_rows(named=True):
         teams = {t.name: t.primary for t in by_email[user["email"]].teams}
-        assert teams[f"{user['role'].upper()} {user['territory']}"] is True
+        assert teams[user["_team_name"]] is True
         assert ("Out of Office" in teams) == user["out_of_office"]
 
 
@@ -622,12 +627,109 @@ def test_web_touches_arrive_as_events_that_invert_to_the_catalog(
                 or inverse[(event.event_type, path.rsplit("/", 1)[0])]
             )
             counts[key] += 1
-    web = hubspot_org.activities.filter(pl.col("type").cast(pl.String).is_in(list(WEB_TOUCHES)))
-    assert counts == Counter(web["type"].cast(pl.String).to_list())
+    web = [key for key in WEB_TOUCHES if key not in MARKETING_EMAIL]
+    touches = hubspot_org.activities.filter(pl.col("type").cast(pl.String).is_in(web))
+    assert counts == Counter(touches["type"].cast(pl.String).to_list())
     assert set(hubspot.events.events_api.get_types().event_types) >= {
         "e_visited_page",
         "e_submitted_form",
     }
+
+
+@pytest.mark.parametrize(("tier", "served"), [("starter", False), ("professional", False),
+                                              ("enterprise", True)])  # fmt: skip
+def test_the_events_api_answers_on_enterprise_only(
+    hubspot_org: Org, tier: str, served: bool
+) -> None:
+    with start_sandbox("hubspot", hubspot_org, tier=tier) as crm:
+        client = hubspot_client(crm)
+        if served:
+            assert client.events.events_api.get_page(limit=1).results
+            return
+        with pytest.raises(EventsApiException) as refused:
+            client.events.events_api.get_page(limit=1)
+    body = _error(refused)
+    assert refused.value.status == 403
+    assert (body["category"], body["message"]) == ("MISSING_SCOPES", NOT_ENTERPRISE)
+
+
+def _email_events(crm: RunningSandbox, **query: Any) -> Iterator[dict[str, Any]]:
+    """Every email event the query matches, following ``offset`` while ``hasMore``."""
+    headers = {"Authorization": f"Bearer {crm.token}"}
+    offsets: set[str] = set()
+    while True:
+        page = requests.get(
+            f"{crm.base_url}/email/public/v1/events", params=query, headers=headers, timeout=10
+        ).json()
+        yield from page["events"]
+        if not page["hasMore"]:
+            return
+        assert page["offset"] not in offsets
+        offsets.add(page["offset"])
+        query = {**query, "offset": page["offset"]}
+
+
+def test_marketing_email_comes_from_the_email_events_api_by_recipient(
+    hubspot_sandbox: RunningSandbox, hubspot_org: Org
+) -> None:
+    events = list(_email_events(hubspot_sandbox, limit=1000))
+    people = hubspot_org.people.select("person_id", "email")
+    expected = (
+        hubspot_org.activities.filter(pl.col("type").cast(pl.String).is_in(MARKETING_EMAIL))
+        .join(people, on="person_id")
+        .filter(pl.col("email").is_not_null())
+    )
+    assert len(events) == len({e["id"] for e in events}) == expected.height
+    assert Counter(e["type"] for e in events) == {
+        "OPEN": expected.filter(pl.col("type") == "email_open").height,
+        "CLICK": expected.filter(pl.col("type") == "email_click").height,
+    }
+    assert all(("url" in e) == (e["type"] == "CLICK") for e in events)
+    later = events[len(events) // 2]["created"]
+    clicks = list(_email_events(hubspot_sandbox, eventType="CLICK", startTimestamp=later))
+    assert clicks and all(e["type"] == "CLICK" and e["created"] >= later for e in clicks)
+
+
+def test_contacts_carry_their_analytics_history_newest_first_50_a_page(hubspot: HubSpot) -> None:
+    names = ["hs_analytics_last_url", "recent_conversion_event_name"]
+    page = hubspot.crm.contacts.basic_api.get_page(limit=50, properties_with_history=names)
+    with_history = [c for c in page.results if c.properties_with_history["hs_analytics_last_url"]]
+    assert with_history
+    for contact in with_history:
+        views = contact.properties_with_history["hs_analytics_last_url"]
+        stamps = [v.timestamp for v in views]
+        assert stamps == sorted(stamps, reverse=True) and len(views) <= HISTORY_DEPTH
+        assert contact.properties["hs_analytics_last_url"] == views[0].value
+    ids = [{"id": c.id} for c in with_history]
+    batch = hubspot.crm.contacts.batch_api.read(
+        {"inputs": ids, "properties": [], "propertiesWithHistory": names}
+    )
+    assert {c.id: c.properties_with_history for c in batch.results} == {
+        c.id: c.properties_with_history for c in with_history
+    }
+    with pytest.raises(ContactsApiException) as refused:
+        hubspot.crm.contacts.basic_api.get_page(limit=51, properties_with_history=names)
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("pipeline", ["default", "custom"])
+def test_deals_close_and_win_by_their_pipeline_stages_metadata(
+    hubspot_org: Org, pipeline: str
+) -> None:
+    with start_sandbox("hubspot", hubspot_org, tier="unlimited", pipeline=pipeline) as crm:
+        client = hubspot_client(crm)
+        pipelines = client.crm.pipelines.pipelines_api.get_all("deals").results
+        deals = _all(client, "deals", properties=["dealstage", "hs_is_closed", "hs_is_closed_won"])
+    stages = {s.id: s.metadata for p in pipelines for s in p.stages}
+    assert [s.id for s in pipelines[0].stages][-2:] == ["closedwon", "closedlost"]
+    by_id = {int(d.id) - 40_000_000_000: d.properties for d in deals}
+    for opportunity in hubspot_org.opportunities.iter_rows(named=True):
+        deal = by_id[opportunity["opportunity_id"]]
+        metadata = stages[deal["dealstage"]]
+        assert deal["hs_is_closed"] == metadata["isClosed"] == str(opportunity["is_closed"]).lower()
+        won = metadata["probability"] == "1.0"
+        assert deal["hs_is_closed_won"] == str(won).lower() == str(opportunity["is_won"]).lower()
+        assert deal["dealstage"].isdigit() == (pipeline == "custom")
 
 
 def test_events_filter_by_object_type_and_exclusive_time_bounds(hubspot: HubSpot) -> None:

@@ -11,7 +11,7 @@ import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -152,11 +152,13 @@ def test_paging_reaches_the_end_with_every_record_of_the_org(
     assert re.fullmatch(r"/services/data/v59\.0/query/01g\w{15}-2000", first["nextRecordsUrl"])
     end = salesforce_org.manifest.end.replace("+00:00", "Z")  # records other tests create
 
-    def ids(name: str) -> list[str]:
-        return _ids(salesforce, f"SELECT Id FROM {name} WHERE CreatedDate < {end}")
+    def ids(name: str, archived: bool = False) -> list[str]:
+        soql = f"SELECT Id FROM {name} WHERE CreatedDate < {end} AND IsDeleted = false"
+        return [r["Id"] for r in salesforce.query_all_iter(soql, include_deleted=archived)]
 
-    tasks, events = ids("Task"), ids("Event")
-    assert len(tasks) == first["totalSize"] and len(set(tasks)) == len(tasks)
+    assert len(ids("Task")) == first["totalSize"]
+    tasks, events = ids("Task", archived=True), ids("Event", archived=True)
+    assert len(set(tasks)) == len(tasks)
     assert len(tasks) + len(events) == salesforce_org.activities.height
     assert len(set(ids("Lead") + ids("Contact"))) == salesforce_org.people.height
     assert len(ids("Account")) == salesforce_org.accounts.height
@@ -243,7 +245,28 @@ def test_each_activity_type_is_recorded_as_the_mapping_documents(
         f"AND Subject LIKE '{touch.subject}%'"
     )
     expected = salesforce_org.activities.filter(pl.col("type").cast(pl.String) == key).height
-    assert _count(salesforce, soql) == expected
+    assert salesforce.query(soql, include_deleted=True)["totalSize"] == expected
+
+
+def test_activities_a_year_old_are_archived_hidden_from_query_but_not_query_all(
+    salesforce: Salesforce, salesforce_org: Org
+) -> None:
+    year_ago = (salesforce_org.manifest.end_at - timedelta(days=365)).date()
+    old = salesforce_org.activities.filter(pl.col("occurred_at").dt.date() <= year_ago).height
+    end = salesforce_org.manifest.end.replace("+00:00", "Z")  # records other tests create
+    live = f"CreatedDate < {end} AND IsDeleted = false"
+    seen, every = 0, 0
+    for sobject in ("Task", "Event"):
+        soql = f"SELECT Id, IsArchived, ActivityDate FROM {sobject} WHERE {live}"
+        rows = list(salesforce.query_all_iter(soql, include_deleted=True))
+        archived = [r for r in rows if r["IsArchived"]]
+        assert all(date.fromisoformat(r["ActivityDate"]) <= year_ago for r in archived)
+        assert not salesforce.query(f"SELECT Id FROM {sobject} WHERE IsArchived = true")["records"]
+        seen += _count(salesforce, f"SELECT COUNT() FROM {sobject} WHERE {live}")
+        every += len(rows)
+        bulk = getattr(salesforce.bulk2, sobject).query_all(soql, wait=0)
+        assert sum(len(_csv_rows(page)) for page in bulk) == len(rows)
+    assert old > 0 and every - seen == old
 
 
 def test_people_accounts_and_campaign_members_follow_the_mapping(
@@ -424,7 +447,7 @@ def test_a_restricted_picklist_refuses_an_unknown_value(salesforce: Salesforce) 
 
 def test_an_inactive_owner_is_refused(salesforce: Salesforce) -> None:
     rep = salesforce.query(
-        "SELECT Id FROM User WHERE IsActive = true AND Department = 'sdr' LIMIT 1"
+        "SELECT Id FROM User WHERE IsActive = true AND UserRole.Name LIKE 'SDR%' LIMIT 1"
     )["records"][0]["Id"]
     account = _accounts(salesforce, 1, 30)[0]
     salesforce.User.update(rep, {"IsActive": False})

@@ -50,6 +50,17 @@ BAD_FILES = [
         id="out-of-range",
     ),
     pytest.param(
+        "[salesforce]\noverlap_minutes = -1\n[hubspot]\narchive_every_minutes = 0\n",
+        {},
+        [
+            "settings.toml: [salesforce] overlap_minutes must be a number at least 0 and at "
+            "most 1440, got -1",
+            "settings.toml: [hubspot] archive_every_minutes must be a number above 0 and at "
+            "most 1440, got 0",
+        ],
+        id="incremental-windows",
+    ),
+    pytest.param(
         '[sync]\ndry_run = "yes"\n',
         {},
         ['settings.toml: [sync] dry_run must be true or false, got "yes"'],
@@ -90,6 +101,21 @@ BAD_FILES = [
             '"manager_task", got ["reassign", "email"]'
         ],
         id="bad-literal-in-list",
+    ),
+    pytest.param(
+        '[sandbox]\npreset = "hard"\n',
+        {},
+        ['settings.toml: [sandbox] preset must be one of "realistic", "easy", got "hard"'],
+        id="unknown-world-preset",
+    ),
+    pytest.param(
+        "[sandbox]\nworld = { hidden_fit_sd = -1 }\n",
+        {},
+        [
+            "settings.toml: [sandbox] world is invalid: world parameter hidden_fit_sd must be "
+            ">= 0, got -1.0"
+        ],
+        id="bad-world-parameter",
     ),
     pytest.param(
         "[tiers]\nsdr_min = 85\n",
@@ -326,8 +352,8 @@ def test_default_signal_catalog_covers_every_activity_type() -> None:
     signals = {s.activity: s for s in load_settings(env={}).signals}
     intents = {
         "high": {"demo_request", "pricing_page", "trial_signup", "contact_sales"},
-        "medium": {"webinar", "case_study", "product_page", "whitepaper", "meeting"},
-        "passive": {"blog_visit", "email_open", "email_click", "call", "email"},
+        "medium": {"webinar", "case_study", "product_page", "whitepaper"},
+        "passive": {"blog_visit", "email_open", "email_click"},
     }
     assert {
         intent: {a for a, s in signals.items() if s.intent == intent} for intent in intents

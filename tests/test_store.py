@@ -273,6 +273,33 @@ def test_a_stopped_full_load_keeps_its_page_token_until_it_ends(store: Store) ->
     assert done is not None and done.resume is None
 
 
+def test_a_cursor_keeps_when_it_read_and_when_it_last_listed_the_archive(store: Store) -> None:
+    read, listed = T0 + timedelta(minutes=15), T0 - timedelta(minutes=45)
+    with store.session() as session:
+        store.set_cursor(
+            session,
+            "hubspot",
+            "contacts",
+            T0,
+            ["7"],
+            now=read,
+            read_at=read,
+            archive_read_at=listed,
+        )
+    with store.session() as session:
+        saved = store.get_cursor(session, "hubspot", "contacts")
+    assert saved is not None and (saved.read_at, saved.archive_read_at) == (read, listed)
+
+
+def test_a_database_of_the_previous_schema_is_refused_clearly(store: Store, store_url: str) -> None:
+    with store.session() as session:  # written before cursors kept read_at and archive_read_at
+        session.exec(update(SchemaMeta).values(schema_version=SCHEMA_VERSION - 1))
+    store.dispose()
+    expected = rf"schema version {SCHEMA_VERSION - 1}.*uses version {SCHEMA_VERSION}.*new state"
+    with pytest.raises(SchemaVersionError, match=expected):
+        Store.open(store_url)
+
+
 def test_failed_transaction_leaves_rows_and_cursor_unchanged(store: Store) -> None:
     later = T0 + timedelta(hours=1)
     with store.session() as session:

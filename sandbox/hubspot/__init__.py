@@ -8,9 +8,9 @@ touches), ``limits`` (rate limits), ``errors`` and ``dialect`` (what the server 
 """
 
 from sandbox.hubspot.dialect import DEFAULT_TIER, HubSpotDialect, make_dialect
-from sandbox.hubspot.events import WEB_TOUCHES
 from sandbox.hubspot.ids import ID_BASES, org_id
 from sandbox.hubspot.limits import TIERS
+from sandbox.hubspot.touches import WEB_TOUCHES
 
 __all__ = [
     "DEFAULT_TIER",

@@ -1,7 +1,12 @@
 """The HubSpot dialect: routes of every API, private-app token auth, rate limits, faults.
 
-    with start_sandbox("hubspot", org, tier="professional") as crm:
+    with start_sandbox("hubspot", org, tier="professional", pipeline="custom") as crm:
         client = HubSpot(access_token=crm.token, host=crm.base_url, base_url=crm.base_url)
+
+Options: ``tier`` (starter, professional, enterprise, unlimited: rate limits, and whether the
+events API answers, limits.py), ``pipeline`` (default, custom: the deals' pipeline,
+pipelines.py), ``country_spelling`` (`sandbox.spellings`) and ``convention`` (a, b: the site
+map web touches show, touches.py).
 
 (``base_url`` is what the client's raw ``api_request()`` helper uses.) Injected faults answer
 in HubSpot's shapes: a 429 with ``errorType: RATE_LIMIT`` (and ``Retry-After`` when the fault
@@ -20,6 +25,7 @@ from urllib.parse import unquote
 from sandbox.faults import Fault, FaultPlan
 from sandbox.http import Request, Response, Route
 from sandbox.hubspot.associations import AssociationRoutes
+from sandbox.hubspot.email_events import EmailEventRoutes, build_email_events
 from sandbox.hubspot.errors import (
     AUTH_MISSING,
     HubSpotError,
@@ -32,14 +38,17 @@ from sandbox.hubspot.limits import RateLimiter
 from sandbox.hubspot.merges import MergeRoutes
 from sandbox.hubspot.objects import ObjectRoutes
 from sandbox.hubspot.owners import OwnerRoutes
+from sandbox.hubspot.pipelines import PIPELINES, PipelineRoutes
 from sandbox.hubspot.properties import PropertyRoutes
 from sandbox.hubspot.store import Clock, PortalStore
+from sandbox.hubspot.touches import CONVENTIONS
 from sandbox.hubspot.writes import BatchRoutes
 from sandbox.org import Org
 
 __all__ = ["DEFAULT_TIER", "HubSpotDialect", "make_dialect"]
 
 DEFAULT_TIER = "professional"
+_OPTIONS = ("tier", "country_spelling", "pipeline", "convention")
 _EXPIRED = "The OAuth token used to make this call expired 0 second(s) ago."
 _UNREADABLE = "Invalid input: the request's body or arguments could not be read"
 _LOG = logging.getLogger(__name__)
@@ -55,19 +64,48 @@ class HubSpotDialect:
     """A HubSpot portal over one org, for one private-app token."""
 
     def __init__(
-        self, org: Org, token: str, faults: FaultPlan, clock: Clock, tier: str = DEFAULT_TIER
+        self,
+        org: Org,
+        token: str,
+        faults: FaultPlan,
+        clock: Clock,
+        tier: str = DEFAULT_TIER,
+        country_spelling: str = "code",  # a rendering option: `sandbox.spellings`
+        pipeline: str = "default",
+        convention: str = "a",  # the portal's site map: `sandbox.hubspot.touches`
     ) -> None:
+        if convention not in CONVENTIONS:
+            raise ValueError(
+                f"unknown convention {convention!r}; expected one of {list(CONVENTIONS)}"
+            )
+        if pipeline not in PIPELINES:
+            raise ValueError(
+                f"unknown deal pipeline {pipeline!r}; expected one of {list(PIPELINES)}"
+            )
+        pipelines, deals_in = PIPELINES[pipeline]
         self.token = token
-        self.store = PortalStore(org, clock)
+        # how the org's records are rendered (what saved state must have been written under)
+        self.rendering = {
+            "country_spelling": country_spelling,
+            "pipeline": pipeline,
+            "convention": convention,
+        }
+        self.store = PortalStore(org, clock, country_spelling, deals_in, convention)
         self.limiter = RateLimiter(tier, clock)
+        self.owners = OwnerRoutes(org.users)
+        self.events = EventRoutes(
+            build_events(org, self.store.merges, convention), self.limiter.tier.events_api
+        )
         self._routes = [
             *BatchRoutes(self.store, faults).routes(),
             *ObjectRoutes(self.store, faults).routes(),
             *MergeRoutes(self.store).routes(),
             *AssociationRoutes(self.store, faults).routes(),
             *PropertyRoutes(self.store).routes(),
-            *OwnerRoutes(org.users).routes(),
-            *EventRoutes(build_events(org, self.store.merges)).routes(),
+            *self.owners.routes(),
+            *self.events.routes(),
+            *EmailEventRoutes(build_email_events(org, self.store.merges, convention)).routes(),
+            *PipelineRoutes(pipelines).routes(),
         ]
 
     def routes(self) -> list[Route]:
@@ -139,7 +177,9 @@ def make_dialect(
     org: Org, token: str, faults: FaultPlan, clock: Clock, **options: Any
 ) -> HubSpotDialect:
     """The dialect ``sandbox.service.start_sandbox("hubspot", ...)`` serves."""
-    unknown = set(options) - {"tier"}
+    unknown = set(options) - set(_OPTIONS)
     if unknown:
-        raise ValueError(f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: tier")
-    return HubSpotDialect(org, token, faults, clock, tier=options.get("tier", DEFAULT_TIER))
+        raise ValueError(
+            f"unknown HubSpot sandbox option(s) {sorted(unknown)}; expected: {', '.join(_OPTIONS)}"
+        )
+    return HubSpotDialect(org, token, faults, clock, **options)

@@ -6,25 +6,13 @@ occurredBefore (both exclusive), oldest first (``sort=DESCENDING`` for newest fi
 A touch by a known person is the contact's event (the merge survivor's); a touch seen only at an
 account is the company's. Rep calls, emails and meetings are CRM objects instead (objects.py).
 
-How each catalog key appears, so a connector can invert it by (eventType, path of ``hs_url``):
+Marketing email opens and clicks are not events here: HubSpot's events API never includes
+marketing email events (they come from the email events API, email_events.py). Below
+Enterprise the portal refuses the events API with HubSpot's 403 (the tier's ``events_api``).
+Touches and their (eventType, ``hs_url``, ``hs_title``) are rendered from touches.py, in the
+portal's convention.
 
-| catalog key   | eventType                 | hs_url path                    | hs_title           |
-|---------------|---------------------------|--------------------------------|--------------------|
-| demo_request  | e_submitted_form          | /demo                          | Request a demo     |
-| pricing_page  | e_visited_page            | /pricing                       | Pricing            |
-| trial_signup  | e_submitted_form          | /trial                         | Start your free... |
-| contact_sales | e_submitted_form          | /contact-sales                 | Contact sales      |
-| webinar       | e_submitted_form          | /webinars/{topic}              | Webinar: {Topic}   |
-| case_study    | e_visited_page            | /customers/{topic}             | Case study: {Topic}|
-| product_page  | e_visited_page            | /product                       | Product overview   |
-| whitepaper    | e_submitted_form          | /resources/whitepapers/{topic} | {Topic} whitepaper |
-| blog_visit    | e_visited_page            | /blog/{topic}                  | Blog: {Topic}      |
-| email_open    | e_opened_marketing_email  | (none)                         | Monthly newsletter |
-| email_click   | e_clicked_marketing_email | /newsletter                    | Monthly newsletter |
-
-URLs are on ``https://www.example.com`` (the seller's site); event ids are UUID-shaped strings
-ending in the activity id. The two e_*_marketing_email names follow HubSpot's ``e_`` naming of
-standard events; check them against ``GET /events/v3/events/event-types`` of a live portal.
+Event ids are UUID-shaped strings ending in the activity id.
 """
 
 from __future__ import annotations
@@ -32,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -41,54 +28,25 @@ import polars as pl
 from sandbox.http import Request, Response, Route
 from sandbox.hubspot.errors import HubSpotError
 from sandbox.hubspot.ids import hubspot_id
-from sandbox.hubspot.mapping import ENGAGEMENT_TYPES
 from sandbox.hubspot.render import page_body
 from sandbox.hubspot.responses import link_to
+from sandbox.hubspot.touches import MARKETING_EMAIL, WEB_TOUCHES, touches
 from sandbox.hubspot.values import TIMESTAMP_FORMAT
 from sandbox.org import Org
-from sandbox.reps import SELLER_DOMAIN
-from sandbox.vocab import TOPICS
 
-__all__ = [
-    "EVENT_TYPES",
-    "MAX_EVENTS_PAGE",
-    "SITE",
-    "WEB_TOUCHES",
-    "EventRoutes",
-    "WebTouch",
-    "build_events",
-]
+__all__ = ["EVENT_TYPES", "MAX_EVENTS_PAGE", "NOT_ENTERPRISE", "EventRoutes", "build_events"]
 
-SITE = f"https://www.{SELLER_DOMAIN}"
 MAX_EVENTS_PAGE = 100
 _ID_PREFIX = "00000000-0000-4000-8000-"
-
-
-@dataclass(frozen=True)
-class WebTouch:
-    """How one catalog key shows in the events API."""
-
-    event_type: str
-    path: str | None  # "{topic}" is replaced by the touch's topic
-    title: str  # "{Topic}" is replaced by the topic's label
-
-
-WEB_TOUCHES: dict[str, WebTouch] = {
-    "demo_request": WebTouch("e_submitted_form", "/demo", "Request a demo"),
-    "pricing_page": WebTouch("e_visited_page", "/pricing", "Pricing"),
-    "trial_signup": WebTouch("e_submitted_form", "/trial", "Start your free trial"),
-    "contact_sales": WebTouch("e_submitted_form", "/contact-sales", "Contact sales"),
-    "webinar": WebTouch("e_submitted_form", "/webinars/{topic}", "Webinar: {Topic}"),
-    "case_study": WebTouch("e_visited_page", "/customers/{topic}", "Case study: {Topic}"),
-    "product_page": WebTouch("e_visited_page", "/product", "Product overview"),
-    "whitepaper": WebTouch(
-        "e_submitted_form", "/resources/whitepapers/{topic}", "{Topic} whitepaper"
-    ),
-    "blog_visit": WebTouch("e_visited_page", "/blog/{topic}", "Blog: {Topic}"),
-    "email_open": WebTouch("e_opened_marketing_email", None, "Monthly newsletter"),
-    "email_click": WebTouch("e_clicked_marketing_email", "/newsletter", "Monthly newsletter"),
-}
-EVENT_TYPES = sorted({touch.event_type for touch in WEB_TOUCHES.values()})
+EVENT_TYPES = sorted({t.event_type for key, t in WEB_TOUCHES.items() if key not in MARKETING_EMAIL})
+# HubSpot's answer to the events API on a portal without an Enterprise subscription, as a
+# Free / Professional portal sends it (https://github.com/PipedreamHQ/pipedream/issues/11810;
+# "doesn't the have" is HubSpot's own wording)
+NOT_ENTERPRISE = (
+    "Your app doesn't the have scopes needed to make this call. Do you have access to the "
+    "'business-intelligence' scope?  Missing auth details: event-detail-read,"
+    "web-analytics-api-access"
+)
 _OBJECT_TYPES = {
     "contact": "CONTACT",
     "contacts": "CONTACT",
@@ -99,34 +57,10 @@ _OBJECT_TYPES = {
 }
 
 
-def _topic_label(topic: str) -> str:
-    return topic.upper() if len(topic) <= 2 else topic.title()
-
-
-def _touch_table() -> pl.DataFrame:
-    """(type, topic) -> eventType, hs_url, hs_title for every catalog key and topic."""
-    rows = []
-    for key, touch in WEB_TOUCHES.items():
-        for topic in (None, *TOPICS):
-            path = touch.path.replace("{topic}", topic or "") if touch.path else None
-            title = touch.title.replace("{Topic}", _topic_label(topic) if topic else "")
-            rows.append(
-                (key, topic, touch.event_type, SITE + path if path else None, title.strip(": "))
-            )
-    schema = ["type", "topic", "event_type", "hs_url", "hs_title"]
-    return pl.DataFrame(rows, schema=schema, orient="row").with_columns(
-        pl.col("event_type", "hs_url", "hs_title").cast(pl.Categorical)
-    )
-
-
-def build_events(org: Org, merges: pl.DataFrame) -> pl.DataFrame:
-    """Every web and marketing touch of the org as an event, oldest first."""
-    touches = org.activities.filter(~pl.col("type").cast(pl.String).is_in(list(ENGAGEMENT_TYPES)))
-    joined = (
-        touches.with_columns(pl.col("type", "topic").cast(pl.String))
-        .join(merges, on="person_id", how="left")
-        .join(_touch_table(), on=["type", "topic"], how="left", nulls_equal=True)
-    )
+def build_events(org: Org, merges: pl.DataFrame, convention: str = "a") -> pl.DataFrame:
+    """Every web touch of the org as an event, oldest first (marketing email is not one), with
+    the site map of ``convention``."""
+    joined = touches(org, merges, convention).filter(~pl.col("type").is_in(MARKETING_EMAIL))
     by_person = pl.col("survivor_id").is_not_null()
     return joined.select(
         "activity_id",
@@ -197,9 +131,10 @@ def _micros(text: str | None) -> int | None:
 class EventRoutes:
     """Handlers of /events/v3/events/."""
 
-    def __init__(self, events: pl.DataFrame) -> None:
+    def __init__(self, events: pl.DataFrame, served: bool = True) -> None:
         self.ascending = events
         self.descending = events.reverse()
+        self.served = served  # False below Enterprise: every page is refused with a 403
 
     def routes(self) -> list[Route]:
         """Event completions and the event type names."""
@@ -213,7 +148,19 @@ class EventRoutes:
         return Response(200, json.dumps({"eventTypes": EVENT_TYPES}).encode())
 
     def list_page(self, request: Request) -> Response:
-        """A page of event completions matching the filters."""
+        """A page of event completions matching the filters (403 below Enterprise)."""
+        if not self.served:
+            raise HubSpotError(
+                403,
+                NOT_ENTERPRISE,
+                category="MISSING_SCOPES",
+                errors=[
+                    {
+                        "message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": ["business-intelligence"]},
+                    }
+                ],
+            )
         descending = "DESCENDING" in [s.upper() for s in request.query.get("sort", [])]
         frame = self.descending if descending else self.ascending
         start, end = self._bounds(frame, request, descending)

@@ -3,7 +3,10 @@
 Figures from https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines
 (per 10 seconds / per day); CRM search is limited to 5 requests a second per token. The
 "unlimited" tier is the sandbox's own, for throughput tests: nothing is refused, headers still
-come. Time comes from the injected clock, so tests move the window without sleeping.
+come. The event analytics API (events v3) comes with Enterprise only
+(https://developers.hubspot.com/docs/api/events/event-analytics: "Marketing Hub Enterprise ...
+only"); below it the portal answers 403 (events.py). "unlimited" serves it, as Enterprise does.
+Time comes from the injected clock, so tests move the window without sleeping.
 """
 
 from __future__ import annotations
@@ -22,18 +25,20 @@ SEARCH_PER_SECOND = 5
 
 @dataclass(frozen=True)
 class Tier:
-    """A subscription's limits; ``enforced`` is False only for the sandbox's unlimited tier."""
+    """A subscription's limits; ``enforced`` is False only for the sandbox's unlimited tier;
+    ``events_api``: whether the portal may read the event analytics API."""
 
     per_ten_seconds: int
     per_day: int
     enforced: bool = True
+    events_api: bool = False
 
 
 TIERS = {
     "starter": Tier(100, 250_000),
     "professional": Tier(190, 625_000),
-    "enterprise": Tier(190, 1_000_000),
-    "unlimited": Tier(1_000_000_000, 1_000_000_000, enforced=False),
+    "enterprise": Tier(190, 1_000_000, events_api=True),
+    "unlimited": Tier(1_000_000_000, 1_000_000_000, enforced=False, events_api=True),
 }
 
 

@@ -33,6 +33,7 @@ from sandbox.hubspot.ids import OWNER_BASE, archived_people, hubspot_id, merged_
 from sandbox.hubspot.schema import PROPERTIES, type_pairs
 from sandbox.hubspot.values import column_dtype
 from sandbox.org import Org
+from sandbox.spellings import spelled_country
 from sandbox.vocab import INDUSTRIES
 
 __all__ = [
@@ -118,13 +119,12 @@ def _base(object_name: str, id_column: str) -> dict[str, pl.Expr]:
     }
 
 
-def _companies(org: Org) -> pl.DataFrame:
-    """Accounts as companies."""
+def _companies(org: Org, spelling: str) -> pl.DataFrame:
+    """Accounts as companies, countries typed as ``spelling`` says (`sandbox.spellings`)."""
     columns = {
         **_base("companies", "account_id"),
-        **{
-            name: pl.col(name) for name in ("name", "domain", "website", "country", "city", "phone")
-        },
+        **{name: pl.col(name) for name in ("name", "domain", "website", "city", "phone")},
+        "country": spelled_country("account_id", spelling),
         "hs_additional_domains": pl.col("alias_domain"),
         "industry": pl.col("industry").replace_strict(INDUSTRY_NAME, default=None),
         "numberofemployees": pl.col("employees"),
@@ -148,7 +148,7 @@ def _lifecycle() -> pl.Expr:
     return expr.otherwise(pl.lit("lead"))
 
 
-def _contacts(org: Org, merges: pl.DataFrame, archived: pl.Series) -> pl.DataFrame:
+def _contacts(org: Org, merges: pl.DataFrame, archived: pl.Series, spelling: str) -> pl.DataFrame:
     """Surviving people as contacts, with the ids merged into them and the archived ones."""
     merged_ids = (
         merges.filter(pl.col("person_id") != pl.col("survivor_id"))
@@ -168,7 +168,8 @@ def _contacts(org: Org, merges: pl.DataFrame, archived: pl.Series) -> pl.DataFra
         **_base("contacts", "person_id"),
         "_archived": is_archived,
         "_archived_at": pl.when(is_archived).then(pl.col("modified_at")),
-        **{name: pl.col(name) for name in ("email", "company", "phone", "country", "city")},
+        **{name: pl.col(name) for name in ("email", "company", "phone", "city")},
+        "country": spelled_country("person_id", spelling),
         "firstname": pl.col("first_name"),
         "lastname": pl.col("last_name"),
         "jobtitle": pl.col("title"),
@@ -241,13 +242,15 @@ def typed(frame: pl.DataFrame, object_name: str) -> pl.DataFrame:
     )
 
 
-def build_records(org: Org) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+def build_records(
+    org: Org, country_spelling: str = "code"
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """Every object's records, plus ``person_id -> survivor_id`` (merges)."""
     merges = merged_people(org.people)
     archived = archived_people(org.people, org.activities)
     records = {
-        "companies": _companies(org),
-        "contacts": _contacts(org, merges, archived),
+        "companies": _companies(org, country_spelling),
+        "contacts": _contacts(org, merges, archived, country_spelling),
         "deals": _deals(org),
         **{ENGAGEMENT_TYPES[a][0]: _engagements(org, a) for a in ENGAGEMENT_TYPES},
         **{name: typed(pl.DataFrame(), name) for name in ("notes", "tasks")},

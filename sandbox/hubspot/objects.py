@@ -25,6 +25,7 @@ from sandbox.hubspot.responses import (
     requested_names,
     spec_of,
     with_associations,
+    with_history,
 )
 from sandbox.hubspot.schema import OBJECTS, ObjectSpec
 from sandbox.hubspot.search import search
@@ -73,11 +74,13 @@ class ObjectRoutes:
         rows, next_id = _cursor_page(
             self.store.frame(spec.name), after, limit, is_true(request, "archived")
         )
-        names = requested_names(self.store, spec, query_list(request, "properties"))
+        history = query_list(request, "propertiesWithHistory")
+        names = requested_names(self.store, spec, query_list(request, "properties"), history)
         parts = fragments(self.store, spec, rows, names)
         parts = with_associations(
             self.store, spec, rows, parts, query_list(request, "associations")
         )
+        parts = with_history(self.store, spec, parts, history, limit)
         link = link_to(request, f"/crm/v3/objects/{spec.name}")
         return Response(
             200, page_body(json_list(parts), None if next_id is None else str(next_id), link)
@@ -89,11 +92,13 @@ class ObjectRoutes:
         rows = self._one(
             spec, request.params["id"], request.arg("idProperty"), is_true(request, "archived")
         )
-        names = requested_names(self.store, spec, query_list(request, "properties"))
+        history = query_list(request, "propertiesWithHistory")
+        names = requested_names(self.store, spec, query_list(request, "properties"), history)
         parts = fragments(self.store, spec, rows, names)
         parts = with_associations(
             self.store, spec, rows, parts, query_list(request, "associations")
         )
+        parts = with_history(self.store, spec, parts, history, 1)
         return Response(200, parts[0].encode())
 
     def _one(

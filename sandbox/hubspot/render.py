@@ -29,15 +29,18 @@ def record_fragments(
         rendered(name, frame.schema[name], properties[name].type).alias(name) for name in names
     )
     archived_at = pl.col("_archived_at").dt.strftime(TIMESTAMP_FORMAT)
+    # createdAt and updatedAt are never null (required in HubSpot's SimplePublicObject), even
+    # where the object's own date properties are empty: each stands in for the other
+    created, modified = _time(frame, spec.created), _time(frame, spec.modified)
     parts = [
         pl.lit('{"id":"'),
         pl.col("hs_object_id"),
         pl.lit('","properties":'),
         struct.struct.json_encode(),
         pl.lit(',"createdAt":"'),
-        pl.col(spec.created).dt.strftime(TIMESTAMP_FORMAT),
+        pl.coalesce(created, modified),
         pl.lit('","updatedAt":"'),
-        pl.col(spec.modified).dt.strftime(TIMESTAMP_FORMAT),
+        pl.coalesce(modified, created),
         pl.lit('","archived":'),
         pl.col("_archived").cast(pl.String),
         pl.when(pl.col("_archived"))
@@ -46,6 +49,14 @@ def record_fragments(
         pl.lit("}"),
     ]
     return frame.select(pl.concat_str(parts).alias("json"))["json"].to_list()
+
+
+def _time(frame: pl.DataFrame, name: str) -> pl.Expr:
+    """A record time as HubSpot writes it (a column left as text by dirty data, as it is)."""
+    column = pl.col(name)
+    if isinstance(frame.schema[name], pl.Datetime):
+        return column.dt.strftime(TIMESTAMP_FORMAT)
+    return column.cast(pl.String)
 
 
 def json_list(fragments: Sequence[str]) -> str:

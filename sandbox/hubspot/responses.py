@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from sandbox.http import Request, Response
+from sandbox.hubspot.analytics import MAX_HISTORY_PAGE, entries
 from sandbox.hubspot.errors import HubSpotError
 from sandbox.hubspot.render import json_list, record_fragments
 from sandbox.hubspot.schema import ObjectSpec, association_types, object_spec
@@ -30,6 +31,7 @@ __all__ = [
     "requested_names",
     "spec_of",
     "with_associations",
+    "with_history",
 ]
 
 MAX_BATCH = 100
@@ -73,12 +75,49 @@ def numeric_id(text: str) -> int:
         ) from error
 
 
-def requested_names(store: PortalStore, spec: ObjectSpec, asked: Sequence[str]) -> list[str]:
-    """Properties to return: those asked for that exist (else the defaults), plus id and times."""
+def requested_names(
+    store: PortalStore, spec: ObjectSpec, asked: Sequence[str], history: Sequence[str] = ()
+) -> list[str]:
+    """Properties to return: those asked for that exist (else the defaults), those asked with
+    history, plus id and times."""
     known = store.properties[spec.name]
     chosen = [name for name in asked if name in known] if asked else list(spec.defaults)
     always = ("hs_object_id", spec.created, spec.modified)
-    return list(dict.fromkeys([*always, *chosen]))
+    return list(dict.fromkeys([*always, *chosen, *(n for n in history if n in known)]))
+
+
+def with_history(
+    store: PortalStore, spec: ObjectSpec, parts: list[str], asked: Sequence[str], page: int
+) -> list[str]:
+    """Fragments extended with ``propertiesWithHistory`` for the properties asked (at most 50
+    records a page when history is asked). Contacts' analytics properties carry their history;
+    any other property its current value, set when the record was last modified."""
+    known = [name for name in asked if name in store.properties[spec.name]]
+    if not asked:
+        return parts
+    if page > MAX_HISTORY_PAGE:
+        raise HubSpotError(
+            400,
+            f"Limit of {page} exceeds the maximum of {MAX_HISTORY_PAGE} records a request when "
+            "propertiesWithHistory is requested",
+        )
+    records = [json.loads(part) for part in parts]
+    tracked = store.analytics if spec.name == "contacts" else None
+    found = {} if tracked is None else entries(tracked, [int(r["id"]) for r in records])
+    for record in records:
+        history = found.get(int(record["id"]), {})
+        record["propertiesWithHistory"] = {
+            name: history.get(name) or _current(record, name) for name in known
+        }
+    return [json.dumps(record) for record in records]
+
+
+def _current(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """A property's history when only its current value is known."""
+    value = record["properties"].get(name)
+    if value is None:
+        return []
+    return [{"value": value, "timestamp": record["updatedAt"], "sourceType": "CRM_UI"}]
 
 
 def fragments(

@@ -1,6 +1,7 @@
 """The HubSpot sandbox's state as `sandbox.persistence` keeps it: every object's records, the
 associations, the property registry and groups (set-up's custom properties among them),
-merged-away ids and the id counters."""
+merged-away ids and the id counters. Not kept, as they are derived from the org and never
+written through the API: events, email events, contacts' analytics history, deal pipelines."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sandbox.hubspot.schema import PropertySpec
 from sandbox.hubspot.store import SavedPortal
 from sandbox.persistence import Part, Snapshot
 
-__all__ = ["restore", "snapshot"]
+__all__ = ["rendering", "restore", "snapshot"]
 
 _RECORDS = "records/"
 _ASSOCIATIONS = "associations/"
@@ -40,6 +41,12 @@ def snapshot(dialect: HubSpotDialect) -> Snapshot:
         "counters": store.counters(),
     }
     return Snapshot(parts, meta)
+
+
+def rendering(dialect: HubSpotDialect) -> dict[str, Any]:
+    """The options the portal's records were rendered with (country spelling, deal pipeline,
+    convention): saved records only fit a portal rendered the same way."""
+    return dict(dialect.rendering)
 
 
 def restore(

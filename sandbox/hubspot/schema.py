@@ -138,7 +138,10 @@ def object_spec(name: str) -> ObjectSpec | None:
 
 GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "companies": (("companyinformation", "Company information"),),
-    "contacts": (("contactinformation", "Contact information"),),
+    "contacts": (
+        ("contactinformation", "Contact information"),
+        ("analyticsinformation", "Web analytics history"),
+    ),
     "deals": (("dealinformation", "Deal information"),),
     "calls": (("callinformation", "Call information"),),
     "emails": (("emailinformation", "Email information"),),
@@ -193,6 +196,144 @@ def _text(group: str, *names: tuple[str, str]) -> tuple[PropertySpec, ...]:
 _COMPANY = "companyinformation"
 _CONTACT = "contactinformation"
 _DEAL = "dealinformation"
+_ANALYTICS_SOURCES = _options(
+    "ORGANIC_SEARCH",
+    "PAID_SEARCH",
+    "EMAIL_MARKETING",
+    "SOCIAL_MEDIA",
+    "REFERRALS",
+    "OTHER_CAMPAIGNS",
+    "DIRECT_TRAFFIC",
+    "OFFLINE",
+    "PAID_SOCIAL",
+)
+_LEAD_STATUSES = (
+    *_options("NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED"),
+    *_options("ATTEMPTED_TO_CONTACT", "CONNECTED", "BAD_TIMING"),
+    ("NURTURING", "Nurturing"),
+)
+CURRENCY_CODES = ("USD", "EUR", "GBP", "JPY", "CHF")
+
+
+def _address(group: str) -> tuple[PropertySpec, ...]:
+    """The address properties companies and contacts share (all single-line text)."""
+    return _text(
+        group,
+        ("address", "Street Address"),
+        ("address2", "Street Address 2"),
+        ("state", "State/Region"),
+        ("zip", "Postal Code"),
+    )
+
+
+def _last_activity(group: str) -> PropertySpec:
+    return PropertySpec(
+        "notes_last_updated", "Last Activity Date", "datetime", "date", group, read_only=True
+    )
+
+
+# HubSpot's common default properties beyond what the generated world fills (null unless set):
+# https://knowledge.hubspot.com/properties/hubspots-default-company-properties (and the
+# contact and deal pages beside it); types as the v3 Properties API reports them
+_DEFAULT_COMPANY: tuple[PropertySpec, ...] = (
+    PropertySpec("description", "Description", "string", "textarea", _COMPANY),
+    *_address(_COMPANY),
+    PropertySpec(
+        "hs_lead_status", "Lead Status", "enumeration", "select", _COMPANY, _LEAD_STATUSES
+    ),
+    *_text(
+        _COMPANY,
+        ("founded_year", "Year Founded"),
+        ("linkedin_company_page", "LinkedIn Company Page"),
+    ),
+    PropertySpec(
+        "is_public", "Is Public", "bool", "booleancheckbox", _COMPANY, _options("true", "false")
+    ),
+    PropertySpec("total_money_raised", "Total Money Raised", "string", "text", _COMPANY),
+    PropertySpec(
+        "hs_analytics_source",
+        "Original Traffic Source",
+        "enumeration",
+        "select",
+        _COMPANY,
+        _ANALYTICS_SOURCES,
+        read_only=True,
+    ),
+    _last_activity(_COMPANY),
+)
+_DEFAULT_CONTACT: tuple[PropertySpec, ...] = (
+    *_address(_CONTACT),
+    *_text(
+        _CONTACT,
+        ("mobilephone", "Mobile Phone Number"),
+        ("website", "Website URL"),
+        ("industry", "Industry"),
+        ("annualrevenue", "Annual Revenue"),
+    ),
+    PropertySpec(
+        "numemployees",
+        "Number of Employees",
+        "enumeration",
+        "select",
+        _CONTACT,
+        tuple((v, v) for v in ("1-5", "5-25", "25-50", "50-100", "100-500", "500-1000", "1000+")),
+    ),
+    PropertySpec("message", "Message", "string", "textarea", _CONTACT),
+    _last_activity(_CONTACT),
+)
+_DEFAULT_DEAL: tuple[PropertySpec, ...] = (
+    PropertySpec("description", "Deal Description", "string", "textarea", _DEAL),
+    PropertySpec(
+        "dealtype",
+        "Deal Type",
+        "enumeration",
+        "radio",
+        _DEAL,
+        (("newbusiness", "New Business"), ("existingbusiness", "Existing Business")),
+    ),
+    PropertySpec(
+        "deal_currency_code",
+        "Currency",
+        "enumeration",
+        "select",
+        _DEAL,
+        tuple((code, code) for code in CURRENCY_CODES),
+    ),
+    PropertySpec(
+        "amount_in_home_currency",
+        "Amount in company currency",
+        "number",
+        "number",
+        _DEAL,
+        read_only=True,
+    ),
+    PropertySpec(
+        "hs_deal_stage_probability",
+        "Deal Stage Probability",
+        "number",
+        "number",
+        _DEAL,
+        read_only=True,
+    ),
+    PropertySpec("hs_forecast_probability", "Forecast Probability", "number", "number", _DEAL),
+    PropertySpec(
+        "hs_forecast_amount", "Forecast Amount", "number", "number", _DEAL, read_only=True
+    ),
+    PropertySpec("hs_next_step", "Next Step", "string", "textarea", _DEAL),
+    PropertySpec(
+        "hs_priority", "Priority", "enumeration", "select", _DEAL, _options("low", "medium", "high")
+    ),
+    PropertySpec(
+        "hs_analytics_source",
+        "Original Traffic Source",
+        "enumeration",
+        "select",
+        _DEAL,
+        _ANALYTICS_SOURCES,
+        read_only=True,
+    ),
+    _last_activity(_DEAL),
+)
 
 PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
     "companies": (
@@ -237,6 +378,7 @@ PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
             _COMPANY,
             read_only=True,
         ),
+        *_DEFAULT_COMPANY,
     ),
     "contacts": (
         *_common(_CONTACT, "createdate", "lastmodifieddate"),
@@ -255,16 +397,7 @@ PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
             "lifecyclestage", "Lifecycle Stage", "enumeration", "radio", _CONTACT, _LIFECYCLE
         ),
         PropertySpec(
-            "hs_lead_status",
-            "Lead Status",
-            "enumeration",
-            "radio",
-            _CONTACT,
-            (
-                *_options("NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED"),
-                *_options("ATTEMPTED_TO_CONTACT", "CONNECTED", "BAD_TIMING"),
-                ("NURTURING", "Nurturing"),
-            ),
+            "hs_lead_status", "Lead Status", "enumeration", "radio", _CONTACT, _LEAD_STATUSES
         ),
         PropertySpec(
             "hs_analytics_source",
@@ -286,6 +419,16 @@ PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
             _CONTACT,
             read_only=True,
         ),
+        *_DEFAULT_CONTACT,
+        # set by HubSpot's tracking code and forms (sandbox/hubspot/analytics.py)
+        *(
+            PropertySpec(name, label, kind, field, "analyticsinformation", read_only=True)
+            for name, label, kind, field in (
+                ("hs_analytics_last_url", "Last page seen", "string", "text"),
+                ("recent_conversion_event_name", "Recent Conversion", "string", "text"),
+                ("recent_conversion_date", "Recent Conversion Date", "datetime", "date"),
+            )
+        ),
     ),
     "deals": (
         *_common(_DEAL, "createdate", "hs_lastmodifieddate"),
@@ -296,6 +439,13 @@ PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
             "pipeline", "Pipeline", "enumeration", "select", _DEAL, (("default", "Sales Pipeline"),)
         ),
         PropertySpec("closedate", "Close Date", "datetime", "date", _DEAL),
+        # calculated from the deal stage's metadata (sandbox/hubspot/pipelines.py)
+        PropertySpec(
+            "hs_is_closed", "Is Deal Closed?", "bool", "booleancheckbox", _DEAL, read_only=True
+        ),
+        PropertySpec(
+            "hs_is_closed_won", "Is Closed Won", "bool", "booleancheckbox", _DEAL, read_only=True
+        ),
         PropertySpec(
             "hs_merged_object_ids",
             "Merged Deal IDs",
@@ -314,6 +464,7 @@ PROPERTIES: dict[str, tuple[PropertySpec, ...]] = {
             hubspot_defined=False,
             description="Custom property of the sandbox portal: the product the deal is for.",
         ),
+        *_DEFAULT_DEAL,
     ),
     "calls": (
         *_common("callinformation", "hs_createdate", "hs_lastmodifieddate"),

@@ -15,10 +15,12 @@ from typing import Any
 
 import polars as pl
 
+from sandbox.hubspot.analytics import build_history, current_values
 from sandbox.hubspot.edges import Edges
 from sandbox.hubspot.errors import HubSpotError
 from sandbox.hubspot.ids import ID_BASES, hubspot_id
 from sandbox.hubspot.mapping import build_edges, build_records
+from sandbox.hubspot.pipelines import PIPELINES, Pipeline, staged
 from sandbox.hubspot.schema import GROUPS, OBJECTS, PROPERTIES, PropertySpec
 from sandbox.hubspot.values import column_dtype, parse_value
 from sandbox.org import Org
@@ -32,8 +34,20 @@ Clock = Callable[[], datetime]
 class PortalStore:
     """Everything the HubSpot dialect serves, over one generated org."""
 
-    def __init__(self, org: Org, clock: Clock) -> None:
-        records, merges = build_records(org)
+    def __init__(
+        self,
+        org: Org,
+        clock: Clock,
+        country_spelling: str = "code",
+        pipeline: Pipeline | None = None,
+        convention: str = "a",
+    ) -> None:
+        records, merges = build_records(org, country_spelling)
+        self.analytics = build_history(
+            org, merges, convention
+        )  # contacts' analytics property history
+        records["contacts"] = _with_analytics(records["contacts"], self.analytics)
+        records["deals"] = staged(records["deals"], pipeline or PIPELINES["default"][1])
         self.clock = clock
         self.tables = {
             name: _Records(
@@ -208,6 +222,14 @@ def _invalid(names: Sequence[str], code: str, reason: str) -> HubSpotError:
             for name in names
         ],
     )
+
+
+def _with_analytics(contacts: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
+    """Contacts whose analytics properties hold the newest value of their history."""
+    current = current_values(history).with_columns(pl.col("_id").cast(pl.UInt64))
+    names = [name for name in current.columns if name != "_id"]
+    joined = contacts.drop(names).join(current, on="_id", how="left", maintain_order="left")
+    return joined.select(contacts.columns).cast(dict(contacts.schema))
 
 
 def _redirects(merges: pl.DataFrame) -> dict[int, int]:

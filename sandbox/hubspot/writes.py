@@ -26,6 +26,7 @@ from sandbox.hubspot.responses import (
     object_pattern,
     requested_names,
     spec_of,
+    with_history,
 )
 from sandbox.hubspot.schema import OBJECTS, ObjectSpec
 from sandbox.hubspot.store import PortalStore
@@ -91,9 +92,11 @@ class BatchRoutes:
         rows, missing = self._existing(
             spec, keys, body.get("idProperty"), is_true(request, "archived")
         )
-        names = requested_names(self.store, spec, body.get("properties") or [])
+        history = body.get("propertiesWithHistory") or []
+        names = requested_names(self.store, spec, body.get("properties") or [], history)
         errors = [_not_found(spec, missing)] if missing else []
         parts = fragments(self.store, spec, rows, names)
+        parts = with_history(self.store, spec, parts, history, len(keys))
         return batch_response(200, parts, errors, started, self.store.clock())
 
     def _existing(

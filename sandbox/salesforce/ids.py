@@ -26,8 +26,11 @@ KEY_PREFIXES: dict[str, str] = {
     "Lead": "00Q",
     "Task": "00T",
     "Event": "00U",
+    "UserRole": "00E",
+    "Profile": "00e",
     "CampaignMember": "00v",
     "QueryLocator": "01g",
+    "CurrencyType": "02B",
     "ValidationRule": "03d",
     "Campaign": "701",
     "AsyncApexJob": "750",  # Bulk API 2.0 jobs

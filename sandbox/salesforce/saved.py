@@ -17,7 +17,7 @@ from sandbox.salesforce.dialect import SalesforceDialect
 from sandbox.salesforce.formula import compile_condition
 from sandbox.salesforce.schema import Field
 
-__all__ = ["restore", "snapshot"]
+__all__ = ["rendering", "restore", "snapshot"]
 
 
 def snapshot(dialect: SalesforceDialect) -> Snapshot:
@@ -30,6 +30,18 @@ def snapshot(dialect: SalesforceDialect) -> Snapshot:
         "validation_rules": [_rule_json(rule) for rule in catalog.rules()],
     }
     return Snapshot(parts, meta)
+
+
+def rendering(dialect: SalesforceDialect) -> dict[str, Any]:
+    """The options the org's records were rendered with (country spelling and picklists,
+    currencies, convention): saved records only fit an org rendered the same way."""
+    options = dialect.state.options
+    return {
+        "country_spelling": options.country_spelling,
+        "country_picklists": options.country_picklists,
+        "multi_currency": options.multi_currency,
+        "convention": options.convention,
+    }
 
 
 def restore(

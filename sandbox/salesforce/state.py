@@ -15,7 +15,7 @@ from sandbox.salesforce.config import SalesforceOptions
 from sandbox.salesforce.ids import make_id
 from sandbox.salesforce.limits import ApiUsage
 from sandbox.salesforce.mapping import salesforce_frames
-from sandbox.salesforce.schema import STANDARD_OBJECTS
+from sandbox.salesforce.standard import org_objects
 from sandbox.salesforce.store import Records
 from sandbox.salesforce.writes import Writer
 
@@ -50,8 +50,8 @@ def build_state(
     options: SalesforceOptions,
 ) -> OrgState:
     """The org's records in Salesforce's shape, the initial session ``token`` valid."""
-    catalog = Catalog(STANDARD_OBJECTS)
-    records = Records(salesforce_frames(org, catalog.objects()))
+    catalog = Catalog(org_objects(options))
+    records = Records(salesforce_frames(org, catalog.objects(), options))
     org_id = make_id("Organization", org.manifest.seed)
     user_id = make_id("User", MARKETING_QUEUE_ID)
     return OrgState(

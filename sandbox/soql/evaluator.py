@@ -29,7 +29,8 @@ def execute(
     Columns are the selected fields by canonical dotted name ("Name", "Owner.Email") plus the Id
     of the record and of each selected parent, which rendering needs. ``tables`` maps canonical
     object names to one row per record with an ``IsDeleted`` column; deleted rows (of the object
-    and of its parents) count only when ``include_deleted`` (queryAll).
+    and of its parents), and archived activities (``IsArchived``), count only when
+    ``include_deleted`` (queryAll).
     """
     plan = bind(query, schema)
     return _rows(plan, tables, include_deleted).select(plan.output).collect()
@@ -84,5 +85,10 @@ def _joined(plan: Plan, tables: Mapping[str, pl.DataFrame], include_deleted: boo
 
 
 def _live(table: pl.DataFrame, include_deleted: bool) -> pl.LazyFrame:
+    """The rows ``query`` sees: not deleted, and not archived (Task and Event a year on);
+    ``queryAll`` sees every row."""
     frame = table.lazy()
-    return frame if include_deleted else frame.filter(~pl.col("IsDeleted").fill_null(False))
+    if include_deleted:
+        return frame
+    hidden = ("IsDeleted", "IsArchived") if "IsArchived" in table.columns else ("IsDeleted",)
+    return frame.filter(~pl.any_horizontal(pl.col(hidden).fill_null(False)))

@@ -1,0 +1,103 @@
+"""Web and marketing email touches of a HubSpot portal, whatever its tier, as events API records.
+
+Where each touch comes from:
+
+| tier                    | page views, form submissions           | marketing email opens, clicks |
+|-------------------------|----------------------------------------|-------------------------------|
+| Enterprise              | events API (``/events/v3/events``)     | email events API              |
+| Starter, Professional   | contacts' analytics property history   | email events API              |
+
+The events API is Enterprise only and never includes marketing email events
+(https://developers.hubspot.com/docs/api-reference/latest/events/guide); the email events API
+(``/email/public/v1/events``) serves every tier. Every touch is handed on in the events API's
+shape (eventType, occurredAt, objectType/objectId, properties.hs_url / hs_title), so the same
+activity rules (`connectors.rules`) type all of them:
+
+* a value of ``hs_analytics_last_url`` is an ``e_visited_page`` of that URL;
+* a value of ``recent_conversion_event_name`` is an ``e_submitted_form`` whose page is the value
+  ``hs_analytics_last_url`` took at the same time (that value is the form's page, not a view);
+* an email event OPEN / CLICK is ``e_opened_marketing_email`` / ``e_clicked_marketing_email``
+  (a click with the link's URL), for the contact whose email is the recipient's.
+
+What property history loses against the events API: only the values a portal keeps (the last N
+of each property; touches before them are gone), touches seen only at a company, page titles
+(``hs_title`` of a page view), a form whose page view was recorded at another instant, and
+contacts in the recycle bin. Email events of an address that is no contact are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from connectors.streams import stamp
+
+__all__ = [
+    "EMAIL_KINDS",
+    "HISTORY_PAGE",
+    "HISTORY_PROPERTIES",
+    "email_event",
+    "history_events",
+    "resume_token",
+    "resumed",
+]
+
+HISTORY_PAGE = 50  # HubSpot's most records a page when propertiesWithHistory is asked
+LAST_URL = "hs_analytics_last_url"
+CONVERSION = "recent_conversion_event_name"
+HISTORY_PROPERTIES = (LAST_URL, CONVERSION)
+# email events API type -> the events API's eventType of the same touch
+EMAIL_KINDS = {"OPEN": "e_opened_marketing_email", "CLICK": "e_clicked_marketing_email"}
+
+
+def _event(
+    record_id: str, kind: str, at: Any, contact: str, url: Any, title: Any = None
+) -> dict[str, Any]:
+    """A touch in the events API's shape."""
+    return {
+        "id": record_id,
+        "eventType": kind,
+        "occurredAt": at,
+        "objectType": "CONTACT",
+        "objectId": contact,
+        "properties": {"hs_url": url, "hs_title": title},
+    }
+
+
+def history_events(contact: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The page views and form submissions a contact's analytics property history holds."""
+    history = contact.get("propertiesWithHistory") or {}
+    views = history.get(LAST_URL) or []
+    forms = history.get(CONVERSION) or []
+    page_at = {view["timestamp"]: view["value"] for view in views}
+    contact_id = str(contact["id"])
+    for form in forms:
+        at = form["timestamp"]
+        record_id = f"{contact_id}:form:{at}"
+        yield _event(record_id, "e_submitted_form", at, contact_id, page_at.get(at), form["value"])
+    converted = {form["timestamp"] for form in forms}
+    for view in views:
+        if view["timestamp"] not in converted:
+            at = view["timestamp"]
+            yield _event(f"{contact_id}:view:{at}", "e_visited_page", at, contact_id, view["value"])
+
+
+def email_event(event: Mapping[str, Any], contact: str) -> dict[str, Any]:
+    """An email events API OPEN or CLICK of ``contact``, as the events API would show it."""
+    return _event(
+        str(event["id"]), EMAIL_KINDS[event["type"]], event["created"], contact, event.get("url")
+    )
+
+
+def resume_token(position: str, latest: datetime | None) -> str:
+    """A stopped read's place in its source, and the latest time delivered before it."""
+    return f"{position}@{'' if latest is None else int(latest.timestamp() * 1000)}"
+
+
+def resumed(token: str | None) -> tuple[str | None, datetime | None]:
+    """The place and latest time a `resume_token` holds (None, None when there is none)."""
+    if not token or "@" not in token:
+        return None, None
+    position, _, millis = token.rpartition("@")
+    return position or None, stamp(millis) if millis else None

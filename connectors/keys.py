@@ -1,0 +1,75 @@
+"""A raw record's id and modification time, read so that a dirty record never ends a pull.
+
+Every other value goes through a stream's converters (`connectors.streams.normalise`); these two
+decide whether there is a record at all. A record without a usable id cannot be upserted, so it
+is skipped (the pull's `Summary` counts it under `NO_ID`). A record whose modification time is
+missing or unreadable is kept with the next time the CRM offers (Salesforce's LastModifiedDate
+then CreatedDate, HubSpot's ``updatedAt`` then ``createdAt``) and a warning on ``modified_at``:
+the sync wants the account scored more than it wants an exact time. Such a guessed time never
+moves a cursor (`guessed`), so it cannot hide records modified before it; without any time
+at all the record is skipped under `NO_TIME`.
+
+    stamp, warnings = modified_at([("SystemModstamp", None), ("CreatedDate", "2024-01-31...")])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from connectors.protocol import RAW_LIMIT, Record, Tombstone, ValueWarning
+from connectors.streams import stamp
+
+__all__ = ["MODIFIED", "NO_ID", "NO_TIME", "guessed", "modified_at", "read_id", "skip_reason"]
+
+MODIFIED = "modified_at"  # the field a warning about the modification time names
+NO_ID = "no id"
+NO_TIME = "no modification time"
+_UNREADABLE = (ValueError, TypeError, ArithmeticError, AttributeError, OSError)
+
+
+def read_id(value: Any) -> str | None:
+    """A record id as text (HubSpot's may come as a number); None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def modified_at(
+    candidates: Sequence[tuple[str, Any]],
+) -> tuple[datetime | None, tuple[ValueWarning, ...]]:
+    """The first readable time of ``candidates`` ((CRM field, raw value), the replication key
+    first), and a warning when it is not the first one's (None when none is readable)."""
+    for position, (name, raw) in enumerate(candidates):
+        found = _time(raw)
+        if found is not None:
+            return found, (_fallback(candidates[0], name),) if position else ()
+    return None, ()
+
+
+def _time(raw: Any) -> datetime | None:
+    try:
+        return stamp(raw)
+    except _UNREADABLE:
+        return None
+
+
+def _fallback(first: tuple[str, Any], used: str) -> ValueWarning:
+    """The warning of a record whose replication key could not be read."""
+    name, raw = first
+    return ValueWarning(MODIFIED, str(raw)[:RAW_LIMIT], f"no readable {name}; {used} used")
+
+
+def guessed(item: Record | Tombstone) -> bool:
+    """Whether the item's time is a fallback, which must not move a cursor."""
+    return isinstance(item, Record) and any(w.field == MODIFIED for w in item.warnings)
+
+
+def skip_reason(record_id: str | None) -> str:
+    """Why a raw row without an id or without any time is left out."""
+    return NO_ID if record_id is None else NO_TIME
