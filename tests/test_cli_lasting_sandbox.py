@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from connectors.protocol import Update, records
-from handoff.crm import open_crm
+from handoff.crm import open_crm, serve_command
 from handoff.settings import load_settings
 from sandbox.discovery import (
     DISCOVERY_FILE,
@@ -239,3 +239,97 @@ def test_a_sandbox_at_a_configured_url_is_used_with_the_token_from_the_environme
     assert "a-wrong-token" not in _said(refused) and token not in _said(used)
     assert unset.returncode == 1
     assert "[sandbox] url needs the environment variable HANDOFF_SANDBOX_TOKEN" in unset.stderr
+
+
+@pytest.mark.parametrize(
+    ("sandbox", "hubspot", "rate_limits", "org", "options"),
+    [
+        ("", "", True, "orgs/sandbox-realistic-40-7", ["--preset", "realistic"]),
+        ('preset = "easy"\n', "", True, "orgs/sandbox-easy-40-7", ["--preset", "easy"]),
+        (
+            "world = { hidden_fit_sd = 0.9 }\n",
+            "",
+            True,
+            "orgs/sandbox-realistic-",
+            ["--preset", "realistic", "--world", "hidden_fit_sd=0.9"],
+        ),
+        ('crm = "hubspot"\n', 'tier = "starter"\n', True, "orgs/", ["--tier", "starter"]),
+        ('crm = "hubspot"\n', 'tier = "starter"\n', False, "orgs/", ["--tier", "unlimited"]),
+        ('org = "orgs/mine"\n', "", True, "orgs/mine", ["--convention", "a"]),
+    ],
+)
+def test_the_sandbox_the_settings_start_serves_their_world_in_a_directory_of_its_own(
+    sandbox: str, hubspot: str, rate_limits: bool, org: str, options: list[str]
+) -> None:
+    Path("settings.toml").write_text(f"[sandbox]\naccounts = 40\n{sandbox}[hubspot]\n{hubspot}")
+    settings = load_settings(None)
+
+    command = serve_command(settings, rate_limits)
+
+    given = command[command.index("--org") + 1]
+    assert given.startswith(org) and given == str(settings.sandbox.org_dir)
+    assert any(command[n : n + len(options)] == options for n in range(len(command)))
+
+
+def test_two_worlds_never_share_an_org_directory() -> None:
+    worlds = [
+        "",
+        'preset = "easy"\n',
+        "world = { hidden_fit_sd = 0.9 }\n",
+        "world = { hidden_fit_sd = 0.8 }\n",
+        "world = { hidden_fit_sd = 0.9, success_fit = 1.0 }\n",
+    ]
+    directories = set()
+    for world in worlds:
+        Path("settings.toml").write_text(f"[sandbox]\n{world}")
+        directories.add(load_settings(None).sandbox.org_dir)
+    assert len(directories) == len(worlds)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "running", "asked"),
+    [
+        (
+            '[sandbox]\naccounts = 40\norg = "orgs/shared"\n',
+            '[sandbox]\naccounts = 40\norg = "orgs/shared"\nworld = { hidden_fit_sd = 0.9 }\n',
+            "salesforce on {cwd}/orgs/shared, the realistic world (pid",
+            "salesforce on {cwd}/orgs/shared, the realistic world with hidden_fit_sd=0.9.",
+        ),
+        (
+            '[sandbox]\ncrm = "hubspot"\naccounts = 40\n',
+            '[sandbox]\ncrm = "hubspot"\naccounts = 40\n[hubspot]\ntier = "enterprise"\n',
+            "hubspot on {cwd}/orgs/sandbox-realistic-40-7, tier professional (pid",
+            "hubspot on {cwd}/orgs/sandbox-realistic-40-7, tier enterprise.",
+        ),
+    ],
+    ids=["world", "tier"],
+)
+def test_a_running_sandbox_of_another_world_or_tier_is_named_with_how_to_stop_it(
+    first: str, then: str, running: str, asked: str
+) -> None:
+    Path("settings.toml").write_text(first)
+    assert handoff("setup").returncode == 0
+    Path("settings.toml").write_text(then)
+
+    refused = handoff("setup")
+
+    message = " ".join(_said(refused).split())
+    cwd = str(Path.cwd())
+    assert refused.returncode == 1
+    assert f"a sandbox already runs from this directory: {running.format(cwd=cwd)}" in message
+    assert f"but the settings ask for {asked.format(cwd=cwd)}" in message
+    assert "Stop it with `handoff sandbox stop`" in message
+
+
+def test_serving_an_org_of_another_world_than_asked_is_refused_before_serving() -> None:
+    made = handoff("sandbox", "generate", "--out", "org", "--accounts", "30", "--preset", "easy")
+    assert made.returncode == 0, _said(made)
+
+    serve = ("sandbox", "serve", "--crm", "salesforce", "--org", "org")
+    refused = handoff(*serve, "--preset", "realistic")
+
+    assert refused.returncode == 1
+    message = " ".join(refused.stderr.split())
+    assert "org holds an org generated in the easy world, not in the realistic world" in message
+    assert "leave out --preset/--world to serve it" in message
+    assert not DISCOVERY_FILE.exists()

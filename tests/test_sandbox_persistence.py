@@ -233,3 +233,42 @@ def test_saved_state_of_another_kind_is_refused_with_what_to_do(
     assert said in str(refused.value) and "delete that directory to start over" in str(
         refused.value
     )
+
+
+@pytest.mark.parametrize(
+    ("crm", "options", "said"),
+    [
+        (CRMS_UNDER_TEST[0], {"convention": "b"}, 'convention "b"'),
+        (CRMS_UNDER_TEST[0], {"multi_currency": True}, "multi_currency true"),
+        (CRMS_UNDER_TEST[0], {"country_spelling": "name"}, 'country_spelling "name"'),
+        (CRMS_UNDER_TEST[1], {"pipeline": "custom"}, 'pipeline "custom"'),
+        (CRMS_UNDER_TEST[1], {"country_spelling": "mixed"}, 'country_spelling "mixed"'),
+    ],
+    ids=lambda value: value.name if isinstance(value, Crm) else str(value),
+)
+def test_state_written_under_one_rendering_is_refused_by_a_sandbox_rendering_another(
+    crm: Crm, options: dict[str, Any], said: str, org_dir: Path
+) -> None:
+    with _served(crm, org_dir) as (running, _):
+        crm.edit(running, records(_connector(running).pull(crm.accounts))[0].id)
+    other = Crm(**{**crm.__dict__, "options": {**crm.options, **options}})
+
+    with pytest.raises(SavedStateError) as refused, _served(other, org_dir):
+        pass
+
+    saved, served = str(refused.value).split(" not with ")
+    assert "was rendered with" in saved and said not in saved and said in served
+    assert "delete that directory to start over" in served
+
+
+def test_hubspot_state_is_taken_back_under_another_tier(org_dir: Path) -> None:
+    crm = CRMS_UNDER_TEST[1]
+    with _served(crm, org_dir) as (running, _):
+        first = records(_connector(running).pull(crm.accounts))[0].id
+        crm.edit(running, first)
+    starter = Crm(**{**crm.__dict__, "options": {"tier": "starter"}})
+
+    with _served(starter, org_dir) as (running, _):
+        city = hubspot_client(running).crm.companies.basic_api.get_by_id(first, properties=["city"])
+
+    assert city.properties["city"] == "Keptville"
