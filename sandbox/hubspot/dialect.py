@@ -84,6 +84,12 @@ class HubSpotDialect:
             )
         pipelines, deals_in = PIPELINES[pipeline]
         self.token = token
+        # how the org's records are rendered (what saved state must have been written under)
+        self.rendering = {
+            "country_spelling": country_spelling,
+            "pipeline": pipeline,
+            "convention": convention,
+        }
         self.store = PortalStore(org, clock, country_spelling, deals_in, convention)
         self.limiter = RateLimiter(tier, clock)
         self.owners = OwnerRoutes(org.users)
