@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import sys
@@ -9,7 +10,25 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["emit", "peak_rss_mb", "progress", "pull_figures", "timed"]
+from sandbox.world import (
+    DEFAULT_PRESET,
+    PRESETS,
+    WorldError,
+    WorldParams,
+    parameter_names,
+    parse_overrides,
+    world_from,
+)
+
+__all__ = [
+    "add_world_options",
+    "emit",
+    "peak_rss_mb",
+    "progress",
+    "pull_figures",
+    "timed",
+    "world_of",
+]
 
 
 def progress(message: str) -> None:
@@ -45,3 +64,28 @@ def pull_figures(counts: dict[str, int], seconds: float) -> dict[str, object]:
         "seconds": round(seconds, 2),
         "records_per_second": round(sum(counts.values()) / seconds),
     }
+
+
+def add_world_options(parser: argparse.ArgumentParser, preset: str | None = DEFAULT_PRESET) -> None:
+    """``--preset NAME`` (default ``preset``) and repeatable ``--world NAME=VALUE`` overrides."""
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default=preset, help="the world's preset"
+    )
+    parser.add_argument(
+        "--world",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"override a world parameter (repeatable): {', '.join(parameter_names())}",
+    )
+
+
+def world_of(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, preset: str | None = None
+) -> WorldParams:
+    """The world of ``--preset`` (or ``preset``) with every ``--world`` override; a bad name or
+    value ends the run with the parser's usage and the reason."""
+    try:
+        return world_from(preset or args.preset, parse_overrides(args.world))
+    except WorldError as error:
+        parser.error(str(error))

@@ -12,9 +12,12 @@ Phases, each on the sandbox's own request log:
    ``read_floor_per_api``, the same sum with the page size of the API each stream was read
    with; ``records_per_s`` is records over that wall time;
 2. two incremental sync cycles, each after 15 simulated minutes of the org's own activity
-   (`bench.incremental`): ``overlap_extra_reads_share`` (records read again in the overlap
-   window over records delivered, in the steady-state second cycle; ``_first`` the cycle right
-   after the full pull), ``incremental_calls`` and ``archive_list_calls`` per cycle;
+   (`bench.incremental`): ``overlap_extra_reads_share``, the read calls the 5-minute overlap
+   window adds (the same pulls from the same cursors by a connector without a window are the
+   baseline) over the cycle's read calls, in the steady-state second cycle (``_first``: the
+   cycle right after the full pull); ``overlap_reread_records_share``, the records the window
+   delivers again over all records delivered; ``incremental_calls`` and ``archive_list_calls``
+   per cycle;
 3. set-up, twice (the second must change nothing);
 4. a write of every account's scores: ``write_calls`` against ``write_floor`` (ceil(updates /
    200) Salesforce, ceil(updates / 100) HubSpot), then the same values again:
@@ -40,8 +43,8 @@ from typing import Any
 import numpy as np
 from pydantic import SecretStr
 
-from bench.common import emit, peak_rss_mb, progress, timed
-from bench.incremental import RATE_DAYS, Pulled, SimClock, cycle
+from bench.common import add_world_options, emit, peak_rss_mb, progress, timed, world_of
+from bench.incremental import RATE_DAYS, Pulled, SimClock, calls_of, cycle
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.http import Exchange, HttpPolicy
@@ -67,8 +70,10 @@ HUBSPOT_PAGES = {"owners": 500, "events": 100, "email_events": 1000}
 STORM = FaultRule("status", status=429, retry_after=1, count=5)
 
 
-def _connector(crm: str, sandbox: RunningSandbox, policy: HttpPolicy) -> Connector:
-    """The connector for ``crm``, logged in to the sandbox."""
+def _connector(
+    crm: str, sandbox: RunningSandbox, policy: HttpPolicy, overlap_minutes: int = 5
+) -> Connector:
+    """The connector for ``crm``, logged in to the sandbox, with its overlap window."""
     if crm == "salesforce":
         options = SalesforceOptions()
         settings = SalesforceSettings(
@@ -76,11 +81,12 @@ def _connector(crm: str, sandbox: RunningSandbox, policy: HttpPolicy) -> Connect
             instance_url=options.instance_url,
             client_id=options.consumer_key,
             client_secret=SecretStr(options.consumer_secret),
+            overlap_minutes=overlap_minutes,
         )
         return SalesforceConnector(
             settings, session=client_session(sandbox.base_url), policy=policy
         )
-    settings_hs = HubSpotSettings(token=SecretStr(sandbox.token))
+    settings_hs = HubSpotSettings(token=SecretStr(sandbox.token), overlap_minutes=overlap_minutes)
     return HubSpotConnector(settings_hs, host=sandbox.base_url, policy=policy)
 
 
@@ -235,8 +241,10 @@ def _incremental_figures(cycles: list[dict[str, Any]]) -> dict[str, Any]:
     """The incremental phase's figures: the steady-state share, and each cycle in full."""
     first, steady = cycles
     return {
-        "overlap_extra_reads_share": steady["share"],
-        "overlap_extra_reads_share_first": first["share"],
+        "overlap_extra_reads_share": steady["extra_calls_share"],
+        "overlap_extra_reads_share_first": first["extra_calls_share"],
+        "overlap_reread_records_share": steady["share"],
+        "overlap_reread_records_share_first": first["share"],
         "incremental_cycles": cycles,
     }
 
@@ -250,9 +258,10 @@ def main() -> None:
     parser.add_argument(
         "--tier", default="unlimited", help="HubSpot portal tier (professional: no events API)"
     )
+    add_world_options(parser)
     args = parser.parse_args()
     progress(f"generating {args.accounts} accounts")
-    org = generate_org(args.accounts, args.seed)
+    org = generate_org(args.accounts, args.seed, world=world_of(parser, args))
     started = time.perf_counter()
     clock = SimClock(org.manifest.end_at)
     with _serving(args.crm, org, clock=clock, tier=args.tier) as sandbox:
@@ -263,7 +272,11 @@ def main() -> None:
         reads = _pull_all(args.crm, connector, sandbox, pulled)
         progress("incremental cycles")
         rng = np.random.default_rng(args.seed)
-        cycles = [cycle(args.crm, connector, sandbox, clock, pulled, rng) for _ in range(2)]
+        without = _connector(args.crm, sandbox, HttpPolicy(budget=Budget(1.0), wall=clock), 0)
+        calls_of(without, pulled.cursors)  # its describes and look-ups, before it is measured
+        cycles = [
+            cycle(args.crm, connector, without, sandbox, clock, pulled, rng) for _ in range(2)
+        ]
         progress("set-up and writes")
         writes = _write(args.crm, connector, sandbox)
         usage = connector.usage()

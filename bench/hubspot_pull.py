@@ -17,7 +17,15 @@ from typing import Any
 
 from hubspot import HubSpot
 
-from bench.common import emit, peak_rss_mb, progress, pull_figures, timed
+from bench.common import (
+    add_world_options,
+    emit,
+    peak_rss_mb,
+    progress,
+    pull_figures,
+    timed,
+    world_of,
+)
 from sandbox.generator import generate_org
 from sandbox.service import start_sandbox
 
@@ -75,9 +83,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
+    add_world_options(parser)
     args = parser.parse_args()
     progress(f"generating {args.accounts} accounts")
-    org = generate_org(args.accounts, args.seed)
+    org = generate_org(args.accounts, args.seed, world=world_of(parser, args))
     with start_sandbox("hubspot", org, tier="unlimited") as crm:
         client = HubSpot(access_token=crm.token, host=crm.base_url)
         progress("pull with model deserialization")

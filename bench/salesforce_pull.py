@@ -16,7 +16,15 @@ from typing import Any
 
 from simple_salesforce import Salesforce
 
-from bench.common import emit, peak_rss_mb, progress, pull_figures, timed
+from bench.common import (
+    add_world_options,
+    emit,
+    peak_rss_mb,
+    progress,
+    pull_figures,
+    timed,
+    world_of,
+)
 from sandbox.generator import generate_org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.salesforce.schema import STANDARD_OBJECTS
@@ -49,9 +57,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
+    add_world_options(parser)
     args = parser.parse_args()
     progress(f"generating {args.accounts} accounts")
-    org = generate_org(args.accounts, args.seed)
+    org = generate_org(args.accounts, args.seed, world=world_of(parser, args))
     with ExitStack() as serving:
         with timed() as startup:
             crm = serving.enter_context(start_sandbox("salesforce", org))

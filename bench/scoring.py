@@ -22,9 +22,10 @@ from collections import defaultdict
 import numpy as np
 import polars as pl
 
-from bench.common import emit, peak_rss_mb, progress, timed
+from bench.common import add_world_options, emit, peak_rss_mb, progress, timed, world_of
 from bench.linking import linked_activities
 from sandbox.generator import generate_org
+from sandbox.world import WorldParams
 from scoring.config import (
     DEFAULT_DISQUALIFIERS,
     DEFAULT_FIT,
@@ -49,9 +50,9 @@ MIX = {"blog_visit": 30, "email_open": 30, "email_click": 9, "product_page": 8, 
 TOPICS = ("security", "integrations", "compliance", "ai", "analytics")
 
 
-def _model(seed: int) -> tuple[PredictiveModel, pl.DataFrame, int]:
+def _model(seed: int, world: WorldParams) -> tuple[PredictiveModel, pl.DataFrame, int]:
     """A predictive model trained on a small generated org, its accounts and its "now"."""
-    org = generate_org(10_000, seed)
+    org = generate_org(10_000, seed, world=world)
     history = History.from_frames(CATALOG, org.accounts, linked_activities(org), org.opportunities)
     disqualified = disqualification(org.accounts, DEFAULT_DISQUALIFIERS).is_not_null().to_numpy()
     training = train(
@@ -196,10 +197,11 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--activities", type=int, default=20_000_000)
     parser.add_argument("--seed", type=int, default=7)
+    add_world_options(parser)
     args = parser.parse_args()
 
     progress("training the scorecard on a generated org of 10,000 accounts")
-    model, sample, now_s = _model(args.seed)
+    model, sample, now_s = _model(args.seed, world_of(parser, args))
     progress(f"synthesising {args.accounts:,} accounts and {args.activities:,} activities")
     accounts, activities = _book(sample, args.accounts, args.activities, now_s, args.seed)
     with timed() as scoring:

@@ -15,7 +15,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from bench.common import emit, peak_rss_mb, progress, timed
+from bench.common import add_world_options, emit, peak_rss_mb, progress, timed, world_of
 from sandbox.generator import generate_org
 from sandbox.org import save_org
 from sandbox.vocab import ACTIVITY_TYPES, TOPICS
@@ -58,11 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
+    add_world_options(parser)
     args = parser.parse_args()
 
     progress(f"generating an org of {args.accounts:,} accounts (seed {args.seed})")
     with timed() as generating:
-        org = generate_org(args.accounts, args.seed)
+        org = generate_org(args.accounts, args.seed, world=world_of(parser, args))
     counts = org.counts()
     progress(f"generated in {generating[0]:.1f} s: {counts}")
     with tempfile.TemporaryDirectory() as tmp, timed() as writing:

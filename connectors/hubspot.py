@@ -20,7 +20,7 @@ Each pull's Summary names its sources. Owners overlap their cursor too.
 Writes are batch updates, 100 records a call; only records answered retriable go again, and a
 batch refused whole for one bad value is halved until that record stands alone.
 
-    connector = HubSpotConnector(settings.hubspot)
+    connector = HubSpotConnector(settings.hubspot, rules=book)
     for item in connector.pull("contacts", cursor): ...
 """
 
@@ -69,8 +69,10 @@ from connectors.protocol import (
     Tombstone,
     Update,
     Usage,
+    ValueWarning,
     WriteResult,
 )
+from connectors.rules import RuleBook
 from connectors.schema import OWNED_FIELDS, OWNER
 from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise
 from connectors.tally import Tally
@@ -129,8 +131,10 @@ class HubSpotConnector:
         policy: HttpPolicy | None = None,
         budget_share: float = DEFAULT_SHARE,
         search_cap: int = SEARCH_CAP,
+        rules: RuleBook | None = None,
     ) -> None:
         self.settings = settings
+        self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = HubSpotApi(settings, self.policy, host)
         self.search_cap = search_cap
@@ -312,7 +316,7 @@ class HubSpotConnector:
         come again marked ``reread``."""
         cursor = replace(cursor, read_at=self.policy.now())
         for page in pages:
-            for item in _records(stream, page["results"], ("occurredAt",), tally):
+            for item in self._records(stream, page["results"], ("occurredAt",), tally):
                 if cursor.admits(item.modified_at, item.id):
                     cursor = cursor.advanced(item.modified_at, item.id)
                     yield item
@@ -338,7 +342,7 @@ class HubSpotConnector:
             for contact in page["results"]:
                 self._remember(contact)
                 touches = _history_touches(contact, tally)
-                for item in _records(stream, touches, ("occurredAt",), tally):
+                for item in self._records(stream, touches, ("occurredAt",), tally):
                     if cursor.admits(item.modified_at, item.id):
                         latest = latest.advanced(item.modified_at, item.id)
                         yield item
@@ -357,7 +361,7 @@ class HubSpotConnector:
         for kind in kinds[kinds.index(resumed_kind) if resumed_kind in kinds else 0 :]:
             for page, token in self._email_pages(kind, since, offset or None):
                 joined = self._joined(page["events"], tally)
-                for item in _records(stream, joined, ("occurredAt",), tally):
+                for item in self._records(stream, joined, ("occurredAt",), tally):
                     if cursor.admits(item.modified_at, item.id):
                         latest = latest.advanced(item.modified_at, item.id)
                         yield item
@@ -424,7 +428,9 @@ class HubSpotConnector:
                 self.api.call, self.api.owners.get_page, limit=_OWNERS_PAGE, archived=archived
             )
             for page, _ in _pages(fetch):
-                for item in _records(stream, page["results"], ("updatedAt", "createdAt"), tally):
+                for item in self._records(
+                    stream, page["results"], ("updatedAt", "createdAt"), tally
+                ):
                     at = item.modified_at
                     if guessed(item):
                         yield item
@@ -453,7 +459,7 @@ class HubSpotConnector:
     ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
         """Pages of the list API (the recycle bin with ``archived``) from ``after``, each with
         the token of the page that follows it (None after the last)."""
-        names = None if archived else _names(stream)
+        names = None if archived else self._names(stream)
         targets = None if archived else [link.target for link in stream.links] or None
         fetch = partial(
             self.api.call,
@@ -474,7 +480,7 @@ class HubSpotConnector:
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}],
             "sorts": [{"propertyName": stream.replication_key, "direction": "ASCENDING"}],
-            "properties": _names(stream),
+            "properties": self._names(stream),
             "limit": SEARCH_PAGE,
         }
         tokens = PageTokens()
@@ -525,11 +531,50 @@ class HubSpotConnector:
             if record_id is None or at is None:
                 tally.skip(skip_reason(record_id))
                 continue
-            values, warnings = normalise(stream, props, stream.fields)
-            values |= {link.ours: None for link in stream.links} | links.get(record_id, {})
-            yield Record(stream.name, record_id, at, values, stamped + warnings)
+            linked = {link.ours: None for link in stream.links} | links.get(record_id, {})
+            if stream.path == "contacts":
+                self._remember(raw)  # email events join to contacts by email: no look-up later
+            yield self._record(stream, record_id, at, props, tally, stamped, linked)
             for merged in _merged_ids(stream, props):
                 yield Tombstone(stream.name, merged, at, "merged", record_id)
+
+    def _records(
+        self, stream: Stream, raws: Iterable[Mapping[str, Any]], stamps: Sequence[str], tally: Tally
+    ) -> Iterator[Record]:
+        """Records of the events or owners API (or touches in the events API's shape), their
+        time from the first readable of ``stamps``; a row without an id or any time is counted."""
+        for raw in raws:
+            record_id = read_id(raw.get("id"))
+            at, stamped = modified_at(_times(raw, *stamps))
+            if record_id is None or at is None:
+                tally.skip(skip_reason(record_id))
+                continue
+            yield self._record(stream, record_id, at, raw, tally, stamped)
+
+    def _record(
+        self,
+        stream: Stream,
+        record_id: str,
+        at: datetime,
+        raw: Mapping[str, Any],
+        tally: Tally,
+        stamped: tuple[ValueWarning, ...] = (),
+        linked: Mapping[str, str | None] | None = None,
+    ) -> Record:
+        """A raw record (properties, an event or an owner) through the stream's field maps and
+        the rules, with its ``linked`` fields and ``stamped`` (a fallback time's warning); the
+        tally counts what no rule typed."""
+        values, warnings = normalise(stream, raw, stream.fields)
+        derived, dirty, unmatched = self.rules.derive(stream, raw)
+        if unmatched:
+            tally.unmatched_kind(unmatched)
+        values |= derived | dict(linked or {})
+        return Record(stream.name, record_id, at, values, stamped + warnings + dirty)
+
+    def _names(self, stream: Stream) -> list[str]:
+        """The properties a pull asks for: mapped, read by the rules, modified, merged."""
+        extra = [stream.replication_key, *([stream.merge_field] if stream.merge_field else [])]
+        return list(dict.fromkeys([*stream.crm_fields(), *self.rules.fields(stream), *extra]))
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -569,21 +614,6 @@ def _stream(name: str) -> Stream:
     return HUBSPOT_STREAMS[name]
 
 
-def _records(
-    stream: Stream, raws: Iterable[Mapping[str, Any]], stamps: Sequence[str], tally: Tally
-) -> Iterator[Record]:
-    """Records of the events or owners API, read through the stream's field maps, their time
-    from the first readable of ``stamps``; a row without an id or any time is counted."""
-    for raw in raws:
-        record_id = read_id(raw.get("id"))
-        at, stamped = modified_at(_times(raw, *stamps))
-        if record_id is None or at is None:
-            tally.skip(skip_reason(record_id))
-            continue
-        values, warnings = normalise(stream, raw, stream.fields)
-        yield Record(stream.name, record_id, at, values, stamped + warnings)
-
-
 def _history_touches(contact: Mapping[str, Any], tally: Tally) -> Iterator[dict[str, Any]]:
     """A contact's touches from its property history; a form whose page is past the kept
     history cannot be typed, and is counted."""
@@ -618,12 +648,6 @@ def _next_kind(kinds: Sequence[str], kind: str) -> str | None:
     """The place of the next email event type's first page (None after the last)."""
     at = kinds.index(kind) + 1
     return f"{kinds[at]}:" if at < len(kinds) else None
-
-
-def _names(stream: Stream) -> list[str]:
-    """The properties a pull asks for."""
-    extra = [stream.replication_key, *([stream.merge_field] if stream.merge_field else [])]
-    return list(dict.fromkeys([*stream.crm_fields(), *extra]))
 
 
 def _property(stream: Stream, field: str) -> str:

@@ -10,8 +10,8 @@ Where each touch comes from:
 The events API is Enterprise only and never includes marketing email events
 (https://developers.hubspot.com/docs/api-reference/latest/events/guide); the email events API
 (``/email/public/v1/events``) serves every tier. Every touch is handed on in the events API's
-shape (eventType, occurredAt, objectType/objectId, properties.hs_url / hs_title), so one typing
-path (`connectors.streams`) reads all of them:
+shape (eventType, occurredAt, objectType/objectId, properties.hs_url / hs_title), so the same
+activity rules (`connectors.rules`) type all of them:
 
 * a value of ``hs_analytics_last_url`` is an ``e_visited_page`` of that URL;
 * a value of ``recent_conversion_event_name`` is an ``e_submitted_form`` whose page is the value

@@ -15,7 +15,7 @@ call through sObject Collections with ``allOrNone=false``, through one Bulk API 
 ``bulk_write_threshold``; only records answered retriable (a locked row) are sent again. An
 object Bulk API refuses (400 INVALIDENTITY) is paged and written through REST instead.
 
-    connector = SalesforceConnector(settings.salesforce, session=client_session(url))
+    connector = SalesforceConnector(settings.salesforce, session=client_session(url), rules=book)
     for item in connector.pull("Account", cursor): ...
 """
 
@@ -50,7 +50,8 @@ from connectors.protocol import (
     Usage,
     WriteResult,
 )
-from connectors.salesforce_api import SalesforceApi
+from connectors.rules import RuleBook
+from connectors.salesforce_api import COMPOSITE_SIZE, SalesforceApi
 from connectors.salesforce_bulk import (
     bulk_pages,
     bulk_query_job,
@@ -119,13 +120,16 @@ class SalesforceConnector:
         budget_share: float = DEFAULT_SHARE,
         page_size: int = PAGE_SIZE,
         bulk_page_size: int = BULK_PAGE_SIZE,
+        rules: RuleBook | None = None,
     ) -> None:
         self.settings = settings
+        self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = SalesforceApi(settings, self.policy, session)
         self.page_size = page_size
         self.bulk_page_size = bulk_page_size
         self._described: dict[str, dict[str, str]] = {}
+        self._absent: dict[str, NotFound] = {}  # objects the org lacks: their describe's 404
         self._rates: Rates | None = None
         self._rest_only: set[str] = set()  # objects Bulk API refused: read and write by REST
 
@@ -151,7 +155,7 @@ class SalesforceConnector:
         incremental = cursor.value is not None
         since = cursor.overlap(self.settings.overlap)
         cursor = replace(cursor, read_at=self.policy.now())
-        select = _fields(declared, maps, merge, money)
+        select = self._select(declared, maps, merge, money)
         if incremental and "IsDeleted" in self._fields_of(declared.path):
             select.append("IsDeleted")  # User has none: selecting it is INVALID_FIELD
         every_row = incremental or declared.path in _ARCHIVING
@@ -159,7 +163,7 @@ class SalesforceConnector:
         page = self.api.query(soql, every_row, self.page_size)
         tokens = PageTokens()
         while True:
-            for item in _items(declared, maps, merge, page["records"], tally, money):
+            for item in self._items(declared, maps, merge, page["records"], tally, money):
                 if guessed(item):
                     yield item
                 elif cursor.admits(_stamp_of(item), item.id):
@@ -184,7 +188,7 @@ class SalesforceConnector:
         maps, _ = self._maps(declared)
         money = self._money(declared, maps)
         column = _column(declared, maps, field)
-        select = _fields(declared, maps, None, money)
+        select = self._select(declared, maps, None, money)
         tally = Tally(declared.name, calls=lambda: 0)  # a lookup has no summary
         for chunk in chunked(values, _FIND_CHUNK):
             soql = format_soql(
@@ -194,7 +198,7 @@ class SalesforceConnector:
                 column,
                 list(chunk),
             )
-            for item in _items(declared, maps, None, self._all_pages(soql), tally, money):
+            for item in self._items(declared, maps, None, self._all_pages(soql), tally, money):
                 assert isinstance(item, Record)
                 yield item
 
@@ -229,6 +233,7 @@ class SalesforceConnector:
         """Our custom fields and validation rule on Account and Lead (see `salesforce_setup`)."""
         report = ensure_schema(self.api, spec)
         self._described.clear()
+        self._absent.clear()
         return report
 
     def usage(self) -> Usage:
@@ -246,11 +251,34 @@ class SalesforceConnector:
         return [*(m for m in stream.fields if m.ours not in replaced), *optional], merge
 
     def _fields_of(self, sobject: str) -> Mapping[str, str]:
-        """The object's fields and their types, described once per connector."""
-        if sobject not in self._described:
-            described = self.api.rest(f"sobjects/{sobject}/describe")
-            self._described[sobject] = {f["name"]: f.get("type", "") for f in described["fields"]}
+        """The object's fields and their types, described once per connector; NotFound when
+        the org lacks the object."""
+        if sobject not in self._described and sobject not in self._absent:
+            streams = (s.path for s in SALESFORCE_STREAMS.values())
+            failed = self._describe([sobject, *streams])
+            if sobject in failed:
+                raise failed[sobject]
+        if sobject in self._absent:
+            absent = self._absent[sobject]
+            raise NotFound(absent.status, absent.code, absent.message)
         return self._described[sobject]
+
+    def _describe(self, sobjects: Sequence[str]) -> dict[str, ApiError]:
+        """Describe every object not yet described, 25 to a Composite call (one API call
+        each); remember those the org lacks (404). The other errors, by object."""
+        known = self._described.keys() | self._absent.keys()
+        wanted = [name for name in dict.fromkeys(sobjects) if name not in known]
+        failed: dict[str, ApiError] = {}
+        for chunk in chunked(wanted, COMPOSITE_SIZE):
+            answers = self.api.get_each({name: f"sobjects/{name}/describe" for name in chunk})
+            for name, answer in answers.items():
+                if isinstance(answer, NotFound):
+                    self._absent[name] = answer
+                elif isinstance(answer, ApiError):
+                    failed[name] = answer
+                else:
+                    self._described[name] = {f["name"]: f.get("type", "") for f in answer["fields"]}
+        return failed
 
     def _money(self, stream: Stream, maps: Sequence[FieldMap]) -> Money | None:
         """The stream's amounts and the org's rates, when the org has multiple currencies (its
@@ -311,7 +339,7 @@ class SalesforceConnector:
         pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
         money = self._money(stream, maps)
         for rows, locator in pages:
-            for item in _items(stream, maps, merge, rows, tally, money):
+            for item in self._items(stream, maps, merge, rows, tally, money):
                 if guessed(item):
                     yield item
                 elif since.admits(_stamp_of(item), item.id):
@@ -319,6 +347,46 @@ class SalesforceConnector:
                     yield item
             resume = None if locator is None else replace(read, locator=locator).token()
             yield Checkpoint(stream.name, cursor.resuming(resume))
+
+    def _select(
+        self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, money: Money | None
+    ) -> list[str]:
+        """The SELECT list: key, replication key and the times it falls back to, every mapped
+        field and what the rules read, the record's currency where amounts are converted, the
+        merge field."""
+        keys = [stream.primary_key, stream.replication_key, *_FALLBACK_STAMPS]
+        names = [*keys, *stream.crm_fields(maps), *self.rules.fields(stream)]
+        names += [*([_CURRENCY] if money else []), *([merge] if merge else [])]
+        return list(dict.fromkeys(names))
+
+    def _items(
+        self,
+        stream: Stream,
+        maps: Sequence[FieldMap],
+        merge: str | None,
+        rows: Iterable[Mapping[str, Any]],
+        tally: Tally,
+        money: Money | None = None,
+    ) -> Iterator[Record | Tombstone]:
+        """Raw rows (JSON or CSV) as records typed by the rules, and deleted rows as tombstones;
+        a row without an id or any time is skipped and counted, as is an activity no rule typed;
+        amounts are brought to the corporate currency."""
+        for raw in rows:
+            record_id = read_id(raw.get("Id"))
+            names = (stream.replication_key, *_FALLBACK_STAMPS)
+            at, stamped = modified_at([(name, raw.get(name)) for name in names])
+            if record_id is None or at is None:
+                tally.skip(skip_reason(record_id))
+            elif flag(raw.get("IsDeleted")):
+                yield Tombstone(stream.name, record_id, at, _gone(raw, merge), _master(raw, merge))
+            else:
+                values, warnings = normalise(stream, raw, maps)
+                converted = money.convert(values, raw.get(_CURRENCY)) if money else ()
+                derived, dirty, unmatched = self.rules.derive(stream, raw)
+                if unmatched:
+                    tally.unmatched_kind(unmatched)
+                warned = stamped + warnings + converted + dirty
+                yield Record(stream.name, record_id, at, values | derived, warned)
 
     def _all_pages(self, soql: str) -> Iterator[dict[str, Any]]:
         """Every record of a query, page by page."""
@@ -357,16 +425,6 @@ def _stream(name: str) -> Stream:
     return SALESFORCE_STREAMS[name]
 
 
-def _fields(
-    stream: Stream, maps: Sequence[FieldMap], merge: str | None, money: Money | None
-) -> list[str]:
-    """The SELECT list: key, replication key and the times it falls back to, every mapped field,
-    the record's currency where amounts are converted, the merge field."""
-    keys = [stream.primary_key, stream.replication_key, *_FALLBACK_STAMPS]
-    names = [*keys, *stream.crm_fields(maps), *([_CURRENCY] if money else [])]
-    return list(dict.fromkeys([*names, *([merge] if merge else [])]))
-
-
 def _soql(
     stream: Stream,
     select: Sequence[str],
@@ -388,30 +446,6 @@ def _soql(
         return head + where
     order = format_soql(" ORDER BY {:literal}, {:literal}", stream.replication_key, "Id")
     return head + where + order
-
-
-def _items(
-    stream: Stream,
-    maps: Sequence[FieldMap],
-    merge: str | None,
-    rows: Iterable[Mapping[str, Any]],
-    tally: Tally,
-    money: Money | None = None,
-) -> Iterator[Record | Tombstone]:
-    """Raw rows (JSON or CSV) as records, and deleted rows as tombstones; a row without an id
-    or any time is skipped and counted; amounts are brought to the corporate currency."""
-    for raw in rows:
-        record_id = read_id(raw.get("Id"))
-        names = (stream.replication_key, *_FALLBACK_STAMPS)
-        at, stamped = modified_at([(name, raw.get(name)) for name in names])
-        if record_id is None or at is None:
-            tally.skip(skip_reason(record_id))
-        elif flag(raw.get("IsDeleted")):
-            yield Tombstone(stream.name, record_id, at, _gone(raw, merge), _master(raw, merge))
-        else:
-            values, warnings = normalise(stream, raw, maps)
-            converted = money.convert(values, raw.get(_CURRENCY)) if money else ()
-            yield Record(stream.name, record_id, at, values, stamped + warnings + converted)
 
 
 def _master(raw: Mapping[str, Any], merge: str | None) -> str | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,12 +29,13 @@ from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 from connectors.config import SalesforceSettings
-from connectors.errors import AuthError, ConnectorError, TransportError, api_error
+from connectors.errors import ApiError, AuthError, ConnectorError, TransportError, api_error
 from connectors.http import HttpPolicy
 
-__all__ = ["LIMIT_INFO", "PolicySession", "SalesforceApi"]
+__all__ = ["COMPOSITE_SIZE", "LIMIT_INFO", "PolicySession", "SalesforceApi"]
 
 LIMIT_INFO = "Sforce-Limit-Info"
+COMPOSITE_SIZE = 25  # the most subrequests one Composite call runs
 _API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 _SHOWN = 300  # characters of an error page kept in a message
 _NO_BODY = "(no body)"
@@ -100,6 +101,11 @@ def _error_of(response: requests.Response) -> tuple[str | None, str]:
         body = response.json()
     except ValueError:
         return None, _plain(response.content.decode("utf-8", "replace")) or _NO_BODY
+    return _error_body(body)
+
+
+def _error_body(body: Any) -> tuple[str | None, str]:
+    """(errorCode, message) of an error body already parsed."""
     first = body[0] if isinstance(body, list) and body else body
     if not isinstance(first, dict):
         return None, str(body)[:_SHOWN]
@@ -161,6 +167,26 @@ class SalesforceApi:
         """A REST call relative to ``/services/data/vXX.X/``, its JSON answer (None on 204)."""
         return self.client.restful(path, method=method, **kwargs)
 
+    def get_each(self, paths: Mapping[str, str]) -> dict[str, Any]:
+        """GET up to 25 REST paths (relative, as `rest` takes them) in one Composite call,
+        which counts as one API call: each key's JSON answer, or the `ApiError` it answered.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
+        """
+        if len(paths) > COMPOSITE_SIZE:
+            raise ValueError(f"a Composite call runs at most {COMPOSITE_SIZE} subrequests")
+        prefix = urlsplit(self.client.base_url).path
+        subrequests = [
+            {"method": "GET", "url": prefix + path, "referenceId": key}
+            for key, path in paths.items()
+        ]
+        body = {"allOrNone": False, "compositeRequest": subrequests}
+        answered = self.rest("composite", "POST", json=body)["compositeResponse"]
+        results = {result["referenceId"]: _subresult(result) for result in answered}
+        refused = results.get(None)  # the whole call refused (a limit): no referenceId
+        if isinstance(refused, ApiError):
+            raise refused
+        return results
+
     def raw(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A call whose answer is not JSON (Bulk API CSV)."""
         headers = {**self.client.headers, **kwargs.pop("headers", {})}
@@ -201,6 +227,14 @@ class SalesforceApi:
             message = f"Salesforce refused the login: {_login_reason(error)}"
             raise AuthError(401, str(error.code), message) from error
         return session_id, instance
+
+
+def _subresult(result: Mapping[str, Any]) -> Any:
+    """A Composite subrequest's body, or our exception for its error answer."""
+    status = int(result["httpStatusCode"])
+    if status < 400:
+        return result.get("body")
+    return api_error(status, *_error_body(result.get("body")))
 
 
 def _batch(size: int) -> dict[str, str]:

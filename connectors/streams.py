@@ -1,20 +1,18 @@
 """Every object both connectors pull, declared as data: one `Stream` per CRM object.
 
 A stream names its object (``path``), primary key and replication key, and maps CRM fields to
-our field names with small converters (`FieldMap`). Activities are typed by inverting how each
-CRM records a touch: Salesforce by (Task Type, Subject before ": "), HubSpot web events by
-(eventType, URL path). Nothing here is written per object; the connectors read these tables.
+our field names with small converters (`FieldMap`). Which team a user is on and which signal an
+activity is are the admin's rules (`connectors.rules`): a stream only names the CRM fields those
+rules read (``facts``). Nothing here is written per object; the connectors read these tables.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from connectors.countries import country
 from connectors.protocol import RAW_LIMIT, Entity, ValueWarning
@@ -22,9 +20,7 @@ from connectors.schema import OWNED_FIELDS, OWNER, owned_for
 
 __all__ = [
     "HUBSPOT_STREAMS",
-    "HUBSPOT_WEB_TOUCHES",
     "SALESFORCE_STREAMS",
-    "SALESFORCE_TOUCHES",
     "WRITTEN_BACK",
     "FieldMap",
     "Link",
@@ -148,6 +144,9 @@ class Stream:
     writable: tuple[str, ...] = ()  # our fields write-back may set
     # which HubSpot API serves it ("events": web touches, whatever the tier; connectors/hubspot_web)
     api: Literal["objects", "events", "email_events", "owners"] = "objects"
+    # what the mapping rules read (`connectors.rules`): their fact -> the CRM field holding it
+    facts: Mapping[str, str] = field(default_factory=dict)
+    typed_by: Literal["activity", "user"] | None = None  # which rules give the record values
 
     def crm_fields(self, maps: Sequence[FieldMap] | None = None) -> list[str]:
         """The CRM fields the maps read, once each, in order."""
@@ -222,51 +221,12 @@ def _writable(entity: Entity) -> tuple[str, ...]:
 
 # --- Salesforce ------------------------------------------------------------------------------
 
-# (Type, Subject before ": ") -> our activity type: how touches are logged as Tasks and Events
-SALESFORCE_TOUCHES: dict[tuple[str, str], str] = {
-    ("Form Submission", "Requested a demo"): "demo_request",
-    ("Web Visit", "Visited pricing page"): "pricing_page",
-    ("Form Submission", "Signed up for a trial"): "trial_signup",
-    ("Form Submission", "Contacted sales"): "contact_sales",
-    ("Webinar", "Registered for webinar"): "webinar",
-    ("Web Visit", "Viewed case study"): "case_study",
-    ("Web Visit", "Visited product page"): "product_page",
-    ("Content Download", "Downloaded whitepaper"): "whitepaper",
-    ("Web Visit", "Read blog post"): "blog_visit",
-    ("Email Engagement", "Opened marketing email"): "email_open",
-    ("Email Engagement", "Clicked marketing email link"): "email_click",
-    ("Call", "Call"): "call",
-    ("Email", "Email"): "email",
-    ("Meeting", "Meeting"): "meeting",
-}
-# a Type alone, for rep activity with a free-text subject ("Call with Dana")
-_BY_TASK_TYPE = {"Call": "call", "Email": "email", "Meeting": "meeting"}
 _CUSTOMER_TYPES = frozenset({"Customer - Direct", "Customer - Channel"})
 NOT_PROVIDED = "[not provided]"  # Salesforce requires a Lead's Company; this means none
 
 
-def _touch(kind: Any, subject: Any) -> str:
-    stem = str(subject or "").partition(": ")[0]
-    return SALESFORCE_TOUCHES.get((str(kind), stem)) or _BY_TASK_TYPE.get(str(kind), "other")
-
-
-def _subject_topic(kind: Any, subject: Any) -> str | None:
-    stem, _, topic = str(subject or "").partition(": ")
-    known = (str(kind), stem) in SALESFORCE_TOUCHES
-    return topic.lower() if known and topic else None
-
-
-def _campaign_topic(name: Any) -> str | None:
-    topic = str(name or "").partition(": ")[2]
-    return topic.lower() or None
-
-
 def _company(value: Any) -> str | None:
     return None if value == NOT_PROVIDED else text(value)
-
-
-def _role(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value).lower()
 
 
 def _either(first: Any, second: Any) -> str | None:
@@ -290,12 +250,18 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("name", "Name"),
                 _map("email", "Email"),
                 _map("is_active", "IsActive", flag),
-                _map("role", "Department", _role),
-                _map("territory", "Division"),
                 _map("manager_id", "ManagerId"),
             ),
             optional=(_map("out_of_office", "Out_of_Office__c", flag),),
             constants={"out_of_office": False},
+            facts={
+                "role": "UserRole.Name",
+                "profile": "Profile.Name",
+                "department": "Department",
+                "division": "Division",
+                "email": "Email",
+            },
+            typed_by="user",
         ),
         _salesforce(
             "Account",
@@ -391,18 +357,21 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 name,
                 "activity",
                 (
-                    _map("type", ("Type", "Subject"), _touch),
-                    _map("topic", ("Type", "Subject"), _subject_topic),
                     _map("occurred_at", occurred, stamp),
                     _map("person_id", "WhoId"),
                     _map("account_id", "AccountId"),
                     _map("owner_id", "OwnerId"),
                     _map("subject", "Subject"),
                 ),
+                facts={"type": "Type", "subtype": subtype, "subject": "Subject"},
+                typed_by="activity",
             )
-            for name, occurred in (("Task", "CreatedDate"), ("Event", "ActivityDateTime"))
+            for name, occurred, subtype in (
+                ("Task", "CreatedDate", "TaskSubtype"),
+                ("Event", "ActivityDateTime", "EventSubtype"),
+            )
         ),
-        # Campaign responses also arrive as Tasks; typed apart so they never score twice
+        # campaign responses often arrive as Tasks too: the default rules leave them untyped
         _salesforce(
             "CampaignMember",
             "activity",
@@ -410,9 +379,10 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("occurred_at", "CreatedDate", stamp),
                 _map("person_id", ("LeadId", "ContactId"), _either),
                 _map("subject", "Campaign.Name"),
-                _map("topic", "Campaign.Name", _campaign_topic),
             ),
-            constants={"type": "campaign_response", "account_id": None, "owner_id": None},
+            constants={"account_id": None, "owner_id": None},
+            facts={"campaign_type": "Campaign.Type", "campaign": "Campaign.Name"},
+            typed_by="activity",
         ),
     )
 }
@@ -420,41 +390,9 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
 
 # --- HubSpot ---------------------------------------------------------------------------------
 
-# (eventType, URL path with {topic}) -> our activity type: how web and marketing touches show
-HUBSPOT_WEB_TOUCHES: tuple[tuple[str, str | None, str], ...] = (
-    ("e_submitted_form", "/demo", "demo_request"),
-    ("e_visited_page", "/pricing", "pricing_page"),
-    ("e_submitted_form", "/trial", "trial_signup"),
-    ("e_submitted_form", "/contact-sales", "contact_sales"),
-    ("e_submitted_form", "/webinars/{topic}", "webinar"),
-    ("e_visited_page", "/customers/{topic}", "case_study"),
-    ("e_visited_page", "/product", "product_page"),
-    ("e_submitted_form", "/resources/whitepapers/{topic}", "whitepaper"),
-    ("e_visited_page", "/blog/{topic}", "blog_visit"),
-    ("e_opened_marketing_email", None, "email_open"),
-    ("e_clicked_marketing_email", "/newsletter", "email_click"),
-)
-_EVENT_PATTERNS = [
-    (event, re.compile(re.escape(path).replace(r"\{topic\}", "(?P<topic>[^/]*)")), key)
-    for event, path, key in HUBSPOT_WEB_TOUCHES
-    if path is not None
-]
-_EVENT_WITHOUT_URL = {event: key for event, path, key in HUBSPOT_WEB_TOUCHES if path is None}
 _CLOSED_STAGES = frozenset({"closedwon", "closedlost"})
 _CONTACT_STAGES = frozenset({"salesqualifiedlead", "opportunity", "customer", "evangelist"})
 _OUT_OF_OFFICE = "Out of Office"
-
-
-def _event(event_type: Any, url: Any) -> tuple[str, str | None]:
-    """(activity type, topic) of a web or marketing event."""
-    if not url:
-        return _EVENT_WITHOUT_URL.get(str(event_type), str(event_type)), None
-    path = urlsplit(str(url)).path
-    for event, pattern, key in _EVENT_PATTERNS:
-        found = pattern.fullmatch(path) if event == event_type else None
-        if found:
-            return key, found.groupdict().get("topic") or None
-    return str(event_type), None
 
 
 def _industry(value: Any) -> str | None:
@@ -466,12 +404,6 @@ def _kind(lifecycle: Any) -> str:
     return "contact" if lifecycle in _CONTACT_STAGES else "lead"
 
 
-def _team(teams: Any) -> tuple[str | None, str | None]:
-    primary = next((t["name"] for t in teams or () if t.get("primary")), "")
-    role, _, territory = str(primary).partition(" ")
-    return (role.lower() or None), (territory or None)
-
-
 def _full_name(first: Any, last: Any) -> str:
     return " ".join(part for part in (first, last) if part)
 
@@ -480,24 +412,8 @@ def _active(archived: Any) -> bool:
     return not flag(archived)
 
 
-def _owner_role(teams: Any) -> str:
-    return _team(teams)[0] or "marketing"
-
-
-def _territory(teams: Any) -> str | None:
-    return _team(teams)[1]
-
-
 def _away(teams: Any) -> bool:
     return any(team.get("name") == _OUT_OF_OFFICE for team in teams or ())
-
-
-def _event_type(event_type: Any, url: Any) -> str:
-    return _event(event_type, url)[0]
-
-
-def _event_topic(event_type: Any, url: Any) -> str | None:
-    return _event(event_type, url)[1]
 
 
 def _contact_id(kind: Any, object_id: Any) -> str | None:
@@ -519,18 +435,18 @@ def _won(is_won: Any, stage: Any) -> bool:
     return flag(is_won) if is_won not in (None, "") else stage == "closedwon"
 
 
-# a web or marketing email touch in the events API's shape (every source is handed on in it)
+# a web or marketing email touch in the events API's shape (every source is handed on in it),
+# typed by the activity rules from its eventType and URL
 _TOUCH_FIELDS = (
-    _map("type", ("eventType", "properties.hs_url"), _event_type),
-    _map("topic", ("eventType", "properties.hs_url"), _event_topic),
     _map("occurred_at", "occurredAt", stamp),
     _map("subject", "properties.hs_title"),
     _map("person_id", ("objectType", "objectId"), _contact_id),
     _map("account_id", ("objectType", "objectId"), _company_id),
 )
+_TOUCH_FACTS = {"event": "eventType", "url": "properties.hs_url", "subject": "properties.hs_title"}
 
 
-def _engagement(name: str, kind: str, subject: str) -> Stream:
+def _engagement(name: str, subject: str, direction: str | None = None) -> Stream:
     return Stream(
         name,
         "activity",
@@ -542,8 +458,9 @@ def _engagement(name: str, kind: str, subject: str) -> Stream:
             _map("owner_id", "hubspot_owner_id"),
             _map("subject", subject),
         ),
-        constants={"type": kind, "topic": None},
         links=(Link("person_id", "contacts"), Link("account_id", "companies")),
+        facts={"subject": subject, **({"subtype": direction} if direction else {})},
+        typed_by="activity",
     )
 
 
@@ -560,12 +477,12 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("name", ("firstName", "lastName"), _full_name),
                 _map("email", "email"),
                 _map("is_active", "archived", _active),
-                _map("role", "teams", _owner_role),
-                _map("territory", "teams", _territory),
                 _map("out_of_office", "teams", _away),
             ),
             constants={"manager_id": None},
             api="owners",
+            facts={"teams": "teams", "email": "email"},
+            typed_by="user",
         ),
         Stream(
             "companies",
@@ -637,11 +554,11 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
             links=(Link("account_id", "companies", primary_type=5),),
             merge_field="hs_merged_object_ids",
         ),
-        _engagement("calls", "call", "hs_call_title"),
-        _engagement("emails", "email", "hs_email_subject"),
-        _engagement("meetings", "meeting", "hs_meeting_title"),
-        _engagement("notes", "note", "hs_note_body"),
-        _engagement("tasks", "task", "hs_task_subject"),
+        _engagement("calls", "hs_call_title", "hs_call_direction"),
+        _engagement("emails", "hs_email_subject", "hs_email_direction"),
+        _engagement("meetings", "hs_meeting_title"),
+        _engagement("notes", "hs_note_body"),
+        _engagement("tasks", "hs_task_subject"),
         *(
             Stream(
                 name,
@@ -652,6 +569,8 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _TOUCH_FIELDS,
                 constants={"owner_id": None},
                 api=api,
+                facts=_TOUCH_FACTS,
+                typed_by="activity",
             )
             for name, api in (("events", "events"), ("email_events", "email_events"))
         ),

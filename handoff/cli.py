@@ -6,17 +6,23 @@ Sub-apps hang off `app` (`app.add_typer(...)`); each command loads its settings 
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import signal
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from uuid import uuid4
 
+import requests
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -24,21 +30,57 @@ from sqlmodel import col, select
 
 from connectors.errors import ConnectorError
 from connectors.protocol import Connector, SchemaReport
-from handoff.crm import open_crm, schema_spec
-from handoff.runs import run_config, scoring_setup
+from handoff.crm import (
+    START_SECONDS,
+    CrmConnection,
+    SandboxUnavailable,
+    describe_world,
+    open_crm,
+    running_sandbox,
+    sandbox_about,
+    schema_spec,
+)
+from handoff.runs import lock_key, run_config, scoring_setup
 from handoff.settings import (
+    SANDBOX_TOKEN_VARIABLE,
     SETTINGS_VARIABLE,
+    SandboxSettings,
     Settings,
     SettingsError,
     check_settings,
     load_settings,
     render_settings,
 )
+from sandbox.discovery import (
+    DISCOVERY_FILE,
+    LOG_FILE,
+    Announcement,
+    StartError,
+    announce,
+    process_alive,
+    read_announcement,
+    start_detached,
+    wait_for_exit,
+    withdraw,
+    world_record,
+)
 from sandbox.faults import FaultError, FaultPlan, load_faults
 from sandbox.generator import generate_org
+from sandbox.hubspot import TIERS
 from sandbox.org import Org, OrgError, load_org, save_org
-from sandbox.service import start_sandbox
+from sandbox.persistence import SavedStateError, StateKeeper, kept, state_dir
+from sandbox.service import RunningSandbox, start_sandbox
+from sandbox.world import (
+    DEFAULT_PRESET,
+    PRESETS,
+    WorldError,
+    WorldParams,
+    parameter_names,
+    parse_overrides,
+    world_from,
+)
 from sync import Store
+from sync.lock import Holder, LockHeld, LockLost, run_lock
 from sync.run import EXIT_CODES, RunReport, run_sync
 from sync.scoring_state import train_model
 from sync.state import CurrentScore, RunEvent, StateError, SyncRun
@@ -84,6 +126,16 @@ SettingsOption = Annotated[
         "--settings",
         help="Settings file (default: $HANDOFF_SETTINGS, else ./settings.toml if it exists).",
         dir_okay=False,
+        show_default=False,
+    ),
+]
+PresetOption = Annotated[str, typer.Option("--preset", help=f"World preset: {', '.join(PRESETS)}.")]
+WorldOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--world",
+        metavar="NAME=VALUE",
+        help=f"Override a world parameter (repeatable): {', '.join(parameter_names())}.",
         show_default=False,
     ),
 ]
@@ -158,13 +210,16 @@ def generate(
     accounts: Annotated[int, typer.Option("--accounts", min=1, help="Accounts in the org.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same org.")] = 7,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing directory.")] = False,
+    preset: PresetOption = DEFAULT_PRESET,
+    world: WorldOption = None,
 ) -> None:
     """Generate a synthetic org (with its hidden ground truth) and write it to a directory."""
+    chosen = _world(preset, world)
     if out.exists() and any(out.iterdir()) and not force:
         _fail([f"{out}: already exists and is not empty; choose another --out or add --force"])
     if out.exists() and force:
         shutil.rmtree(out)
-    org = _generated(accounts, seed)
+    org = _generated(accounts, seed, chosen)
     save_org(org, out)
     _print_summary(org, f"Org written to {out}")
 
@@ -176,6 +231,14 @@ class SandboxCrm(StrEnum):
     hubspot = "hubspot"
 
 
+class Convention(StrEnum):
+    """How the sandbox org records activity (`sandbox.salesforce.mapping`,
+    `sandbox.hubspot.touches`)."""
+
+    a = "a"
+    b = "b"
+
+
 @sandbox_app.command("serve")
 def serve(
     crm: Annotated[SandboxCrm, typer.Option("--crm", help="Which CRM's API to speak.")],
@@ -184,41 +247,346 @@ def serve(
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")
     ] = 0,
-    token: Annotated[str | None, typer.Option("--token", help="Bearer token to accept.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=SANDBOX_TOKEN_VARIABLE,
+            help="Bearer token to accept (default: a random one, kept in .handoff/sandbox.json).",
+            show_default=False,
+        ),
+    ] = None,
     faults: Annotated[
         Path | None, typer.Option("--faults", dir_okay=False, help="TOML schedule of failures.")
     ] = None,
     org_dir: Annotated[
-        Path | None, typer.Option("--org", file_okay=False, help="Serve a generated org directory.")
+        Path | None,
+        typer.Option(
+            "--org",
+            file_okay=False,
+            help="Serve this org directory (generated there first if it does not exist) and "
+            "keep what is written to the CRM in it.",
+        ),
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help=f"World preset: {', '.join(PRESETS)} (default: the --org's own world, else "
+            f"{DEFAULT_PRESET}).",
+            show_default=False,
+        ),
+    ] = None,
+    world: WorldOption = None,
+    convention: Annotated[
+        Convention,
+        typer.Option(
+            "--convention",
+            help="How the org records activity: a, or b (other subjects, URLs, campaign types).",
+        ),
+    ] = Convention.a,
+    tier: Annotated[
+        str | None,
+        typer.Option(
+            "--tier", help=f"HubSpot rate limits: {', '.join(TIERS)}.", show_default=False
+        ),
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Serve in the background; log in .handoff/sandbox.log."),
+    ] = False,
 ) -> None:
     """Serve a synthetic org over the Salesforce or HubSpot API on 127.0.0.1 until stopped."""
+    _check_tier(crm, tier)
+    asked = _world(preset or DEFAULT_PRESET, world) if preset or world else None
+    _refuse_a_second_sandbox()
+    if detach:
+        command = _serve_command(crm, accounts, seed, port, faults, org_dir, tier)
+        rendering = [*_world_options(preset, world), "--convention", convention.value]
+        _serve_detached([*command, *rendering], token)
+        return
     plan = _faults(faults)
-    org = _loaded(org_dir) if org_dir else _generated(accounts, seed, progress_console)
+    org = _org_to_serve(org_dir, accounts, seed, asked)
+    world_served = world_record(org.manifest.world_params)
+    served = _Serving(org_dir.resolve() if org_dir else None, tier, convention.value, world_served)
+    _log_to_stderr()
     try:
-        with start_sandbox(crm.value, org, token=token, faults=plan, port=port) as running:
-            typer.echo(f"sandbox {crm.value} ready at {running.base_url} token={running.token}")
-            _wait_for_stop()
+        options = {"convention": convention.value, **({"tier": tier} if tier else {})}
+        with start_sandbox(
+            crm.value, org, token=token, faults=plan, port=port, about=served.about, **options
+        ) as running:
+            _serve_until_stopped(running, served)
     except OSError as error:
         _fail([f"cannot serve on port {port}: {error.strerror}"])
+    except SavedStateError as error:
+        _fail([str(error)])
+    finally:
+        withdraw(DISCOVERY_FILE, os.getpid())
     typer.echo("sandbox stopped")
+
+
+def _serve_until_stopped(running: RunningSandbox, served: _Serving) -> None:
+    """Keep the CRM's state with its org (if served from one), announce the sandbox, print the
+    ready line and serve until Ctrl-C or SIGTERM; the state is saved once more on the way out."""
+    with _stop_signals() as stop, _kept(running, served.org) as served.keeper:
+        _announce(running, served)
+        typer.echo(f"sandbox {running.crm} ready at {running.base_url} ({served.summary()})")
+        typer.echo(_SERVE_HINT, err=True)
+        while not stop.wait(_STOP_POLL_SECONDS):
+            pass
+
+
+_SERVE_HINT = (
+    f"Its address and token are in {DISCOVERY_FILE} (readable by you only), where "
+    '`[crm] kind = "sandbox"` finds it; `handoff sandbox stop` ends it.'
+)
+_STOP_SECONDS = 60.0  # the last save of a large org takes a while
+
+
+@dataclass
+class _Serving:
+    """A sandbox served from this process: its org directory (None when generated in memory),
+    rate-limit tier, convention, the org's world, and the keeper of its state."""
+
+    org: Path | None
+    tier: str | None
+    convention: str
+    world: dict[str, Any]
+    keeper: StateKeeper | None = None
+
+    def about(self) -> dict[str, object]:
+        """What it says about itself at /__sandbox/about."""
+        kept = self.keeper.about() if self.keeper else {"kept_in": None, "saved_at": None}
+        org = str(self.org) if self.org else None
+        served = {"tier": self.tier, "world": self.world, "convention": self.convention}
+        return {"pid": os.getpid(), "org": org, **served, **kept}
+
+    def summary(self) -> str:
+        """`pid 4242, state kept in orgs/x/crm/hubspot` for the ready line."""
+        kept = f"state kept in {self.keeper.directory}" if self.keeper else "state not kept"
+        return f"pid {os.getpid()}, {kept}"
+
+
+@contextmanager
+def _kept(running: RunningSandbox, org_dir: Path | None) -> Iterator[StateKeeper | None]:
+    """Keep the CRM's state in the org's directory, when serving one; else keep nothing."""
+    if org_dir is None:
+        yield None
+        return
+    with kept(running, org_dir) as keeper:
+        yield keeper
+
+
+def _announce(running: RunningSandbox, served: _Serving) -> None:
+    """Write .handoff/sandbox.json, so later commands from this directory find the sandbox."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    org = str(served.org) if served.org else None
+    announcement = Announcement(
+        os.getpid(),
+        running.base_url,
+        running.crm,
+        org,
+        started,
+        served.tier,
+        served.world,
+        served.convention,
+        running.token,
+    )
+    announce(DISCOVERY_FILE, announcement)
+
+
+def _check_tier(crm: SandboxCrm, tier: str | None) -> None:
+    if tier is not None and (crm != SandboxCrm.hubspot or tier not in TIERS):
+        _fail([f"--tier is one of {', '.join(TIERS)}, and only for --crm hubspot"])
+
+
+def _refuse_a_second_sandbox() -> None:
+    """Exit when a sandbox already runs from this directory (a stale record is removed)."""
+    found = running_sandbox()
+    if found is not None:
+        _fail(
+            [
+                f"a {found.crm} sandbox already runs from this directory at {found.url} "
+                f"(pid {found.pid}); `handoff sandbox stop` ends it"
+            ]
+        )
+
+
+def _org_to_serve(org_dir: Path | None, accounts: int, seed: int, asked: WorldParams | None) -> Org:
+    """The org in ``org_dir`` (generated and written there first if it does not exist), else
+    one generated in memory; in the ``asked`` world (None: the org's own, else the default)."""
+    world = asked or world_from()
+    if org_dir is None:
+        return _generated(accounts, seed, world, progress_console)
+    if org_dir.exists():
+        return _in_world(_loaded(org_dir), org_dir, asked)
+    org = _generated(accounts, seed, world, progress_console)
+    save_org(org, org_dir)
+    progress_console.print(f"Org written to {org_dir}")
+    return org
+
+
+def _in_world(org: Org, org_dir: Path, asked: WorldParams | None) -> Org:
+    """``org``, or exit when it was generated in another world than the one asked for."""
+    holds = org.manifest.world_params
+    if asked is not None and holds != asked:
+        _fail(
+            [
+                f"{org_dir} holds an org generated in {describe_world(world_record(holds))}, "
+                f"not in {describe_world(world_record(asked))} as asked; leave out "
+                "--preset/--world to serve it, or choose another --org"
+            ]
+        )
+    return org
+
+
+def _log_to_stderr() -> None:
+    """The sandbox's own log lines (state saved, taken back) on stderr, with the time."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger("sandbox")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _serve_command(
+    crm: SandboxCrm,
+    accounts: int,
+    seed: int,
+    port: int,
+    faults: Path | None,
+    org_dir: Path | None,
+    tier: str | None,
+) -> list[str]:
+    """`handoff sandbox serve` with these options (the token travels in the environment)."""
+    command = [sys.executable, "-m", "handoff", "sandbox", "serve", "--crm", crm.value]
+    command += ["--accounts", str(accounts), "--seed", str(seed), "--port", str(port)]
+    for option, value in (("--faults", faults), ("--org", org_dir), ("--tier", tier)):
+        command += [option, str(value)] if value is not None else []
+    return command
+
+
+def _world_options(preset: str | None, world: list[str] | None) -> list[str]:
+    """The ``--preset`` and ``--world`` options as given, for a command line."""
+    options = ["--preset", preset] if preset else []
+    for override in world or []:
+        options += ["--world", override]
+    return options
+
+
+def _serve_detached(command: list[str], token: str | None) -> None:
+    """Serve in the background (its output appended to .handoff/sandbox.log) and return once
+    it has announced itself, or exit with the end of its log."""
+    environment = {**os.environ, SANDBOX_TOKEN_VARIABLE: token} if token else dict(os.environ)
+    try:
+        with progress_console.status("Starting the sandbox in the background..."):
+            found = start_detached(command, DISCOVERY_FILE, LOG_FILE, START_SECONDS, environment)
+    except StartError as error:
+        _fail(["the sandbox did not start; the end of what it printed:", *error.lines])
+    summary = f"pid {found.pid}, log in {LOG_FILE}; `handoff sandbox stop` ends it"
+    typer.echo(f"sandbox {found.crm} ready at {found.url} ({summary})")
+
+
+@sandbox_app.command("stop")
+def stop() -> None:
+    """Stop the sandbox started from this directory (it saves what was written to it first)."""
+    found = read_announcement(DISCOVERY_FILE)
+    if found is None:
+        DISCOVERY_FILE.unlink(missing_ok=True)
+        typer.echo(f"No sandbox runs from this directory (no {DISCOVERY_FILE}).")
+        return
+    if not process_alive(found.pid):
+        withdraw(DISCOVERY_FILE, found.pid)
+        typer.echo(
+            f"No sandbox runs from this directory: removed {DISCOVERY_FILE}, left by pid "
+            f"{found.pid}, which has ended."
+        )
+        return
+    _stop(found)
+    kept_in = state_dir(Path(found.org), found.crm) if found.org else None
+    where = f"; what was written to it is kept in {kept_in}" if kept_in else ""
+    typer.echo(f"Stopped the {found.crm} sandbox (pid {found.pid}){where}.")
+
+
+def _stop(found: Announcement) -> None:
+    """SIGTERM the announced sandbox, once it has shown it is that process, and wait for it."""
+    try:
+        checked = sandbox_about(found.url, found.token).get("pid") == found.pid
+    except (requests.RequestException, SandboxUnavailable, ValueError):
+        checked = False
+    if not checked:
+        _fail(
+            [
+                f"pid {found.pid} runs but does not answer at {found.url} as the sandbox, so it "
+                f"is left alone; if it is the sandbox, `kill {found.pid}` stops it"
+            ]
+        )
+    os.kill(found.pid, signal.SIGTERM)
+    with progress_console.status(f"Stopping the sandbox (pid {found.pid}), saving its state..."):
+        ended = wait_for_exit(found.pid, _STOP_SECONDS)
+    if not ended:
+        _fail(
+            [
+                f"the sandbox (pid {found.pid}) did not stop within {_STOP_SECONDS:.0f} s; "
+                f"`kill -9 {found.pid}` ends it, losing what was written since its last save"
+            ]
+        )
+    withdraw(DISCOVERY_FILE, found.pid)
+
+
+@sandbox_app.command("status")
+def status() -> None:
+    """Show the sandbox running from this directory: dialect, address, org, its kept state.
+    Exit status 1 when none runs."""
+    found = running_sandbox()
+    if found is None:
+        typer.echo("No sandbox runs from this directory.")
+        raise typer.Exit(1)
+    about = sandbox_about(found.url, found.token)
+    table = Table(title=f"Sandbox running from {Path.cwd()}", show_header=False)
+    rows = {
+        "crm": found.crm,
+        "url": found.url,
+        "pid": str(found.pid),
+        "since": found.started,
+        "org": found.org or "generated in memory",
+        "world": describe_world(found.world) if found.world else "",
+        "convention": found.convention or "",
+        "rate limits": found.tier or "",
+        "state kept in": about.get("kept_in") or "nowhere (no org directory)",
+        "last saved": about.get("saved_at") or "not yet",
+    }
+    for key, value in rows.items():
+        if value:
+            table.add_row(key, value)
+    console.print(table)
+    console.print(f"Token in {DISCOVERY_FILE}; `handoff sandbox stop` ends it.")
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _STOP_POLL_SECONDS = 0.2
 
 
-def _wait_for_stop() -> None:
-    """Block until Ctrl-C (SIGINT) or SIGTERM. A bare ``Event.wait()`` is never interrupted
-    by a signal on Linux, so the wait wakes up now and then for the handler to run."""
+@contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM, its handlers in place before the caller says
+    it is ready (a signal sent on the ready line must not find Python's defaults). A bare
+    ``Event.wait()`` is never interrupted by a signal on Linux, so the caller waits in slices."""
     stop = threading.Event()
     previous = {number: signal.signal(number, lambda *_: stop.set()) for number in _STOP_SIGNALS}
     try:
-        while not stop.wait(_STOP_POLL_SECONDS):
-            pass
+        yield stop
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _world(preset: str, overrides: list[str] | None) -> WorldParams:
+    """The preset's world with the ``--world`` overrides, or exit with what is wrong."""
+    try:
+        return world_from(preset, parse_overrides(overrides or []))
+    except WorldError as error:
+        _fail([str(error)])
 
 
 def _faults(path: Path | None) -> FaultPlan | None:
@@ -241,46 +609,78 @@ def _loaded(path: Path) -> Org:
 def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Create the fields Handoff owns in the CRM, repair drift; a second run changes nothing."""
     loaded = settings_from(ctx, settings)
-    org = None
-    if loaded.crm.kind == "sandbox":
-        org = _generated(loaded.sandbox.accounts, loaded.sandbox.seed)
     try:
-        with open_crm(loaded, org) as crm:
+        with open_crm(loaded) as crm:
             console.print(f"Setting up {crm.description}")
             report = crm.connector.ensure_schema(schema_spec(loaded))
     except ConnectorError as error:
         _fail([f"set-up stopped: {error}"])
+    except SandboxUnavailable as error:
+        _fail([str(error)])
     _print_schema_report(report)
     _fail_on_conflicts(report)
 
 
 @app.command("demo")
 def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
-    """Run Handoff on the embedded sandbox: its org, set-up in its CRM, a full pull, the state."""
+    """Run Handoff on the sandbox CRM: its org, set-up in its CRM, a full pull, the state."""
     loaded = settings_from(ctx, settings)
-    org = _generated(loaded.sandbox.accounts, loaded.sandbox.seed)
-    out = Path("orgs") / f"demo-{loaded.sandbox.accounts}-{loaded.sandbox.seed}"
-    save_org(org, out)
-    _print_summary(org, f"Sandbox org written to {out}")
+    org = _print_demo_org(loaded.sandbox)
     sandbox = loaded.model_copy(update={"crm": loaded.crm.model_copy(update={"kind": "sandbox"})})
     try:
-        with open_crm(sandbox, org, rate_limits=False) as crm:
+        with open_crm(sandbox, rate_limits=False) as crm:
             console.print(f"Connected to {crm.description}")
             _print_schema_report(crm.connector.ensure_schema(schema_spec(loaded)))
             again = crm.connector.ensure_schema(schema_spec(loaded))
             console.print(f"Set-up again: {_schema_summary(again)}")
-            url = _demo_sync(loaded, crm.connector, org.manifest.end_at)
+            url = _demo_sync(loaded, crm, org.manifest.end_at)
     except ConnectorError as error:
         _fail([f"the demo stopped: {error}"])
+    except SandboxUnavailable as error:
+        _fail([str(error)])
     console.print(f"State database ready: {url}")
+    console.print(
+        f"The sandbox keeps running and keeps what is written to it in "
+        f"{state_dir(loaded.sandbox.org_dir, loaded.sandbox.crm)}: `handoff sandbox status` "
+        "shows it, `handoff sandbox stop` ends it."
+    )
+
+
+def _print_demo_org(sandbox: SandboxSettings) -> Org:
+    """Generate the sandbox org into its directory unless an earlier run did; show its summary."""
+    org_dir = sandbox.org_dir
+    if org_dir.exists():
+        org = _loaded(org_dir)
+        _print_summary(org, f"Sandbox org {org_dir} (generated earlier)")
+        return org
+    org = _generated(sandbox.accounts, sandbox.seed, sandbox.world_params)
+    save_org(org, org_dir)
+    _print_summary(org, f"Sandbox org written to {org_dir}")
+    return org
 
 
 @state_app.command("init")
 def state_init(ctx: typer.Context, settings: SettingsOption = None) -> None:
-    """Create the state database's tables, or check an existing one's schema version."""
+    """Create the state database at this release's schema, or check an existing one is at it."""
     console.print(
         f"State database ready: {_open_state(settings_from(ctx, settings).state.database_url)}"
     )
+
+
+@state_app.command("upgrade")
+def state_upgrade(ctx: typer.Context, settings: SettingsOption = None) -> None:
+    """Migrate the state database in place to this release's schema, keeping every row."""
+    try:
+        with Store(settings_from(ctx, settings).state.database_url) as store:
+            before, after = store.upgrade()
+    except StateError as error:
+        _fail([str(error)])
+    if before == after:
+        outcome = f"is already at {after}: nothing to do"
+    else:
+        outcome = f"upgraded from {before} to {after}"
+    # soft wrap: a URL broken across lines cannot be copied
+    console.print(f"State database {store.url} {outcome}", soft_wrap=True)
 
 
 def _open_state(database_url: str) -> str:
@@ -293,11 +693,12 @@ def _open_state(database_url: str) -> str:
         return store.url
 
 
-def _generated(accounts: int, seed: int, out: Console = console) -> Org:
-    """Generate an org behind a spinner, reporting on ``out``."""
+def _generated(accounts: int, seed: int, world: WorldParams, out: Console = console) -> Org:
+    """Generate an org in ``world`` behind a spinner, reporting on ``out``."""
     started = time.perf_counter()
-    with out.status(f"Generating an org of {accounts:,} accounts (seed {seed})..."):
-        org = generate_org(accounts, seed)
+    what = f"{accounts:,} accounts (seed {seed}, {world.preset} world)"
+    with out.status(f"Generating an org of {what}..."):
+        org = generate_org(accounts, seed, world=world)
     out.print(f"Generated in {time.perf_counter() - started:.1f} s")
     return org
 
@@ -366,9 +767,11 @@ def sync_command(
     try:
         with store, open_crm(loaded) as crm:
             console.print(f"Syncing {crm.description}")
-            report = _run(loaded, crm.connector, store, datetime.now(UTC), full, dry_run)
+            report = _run(loaded, crm, store, datetime.now(UTC), full, dry_run)
     except ConnectorError as error:
         _fail([f"the sync stopped: {error}"])
+    except SandboxUnavailable as error:
+        _fail([str(error)])
     _print_run(report)
     raise typer.Exit(report.exit_code)
 
@@ -414,28 +817,41 @@ def _store(url: str) -> Store:
 
 def _run(
     settings: Settings,
-    connector: Connector,
+    crm: CrmConnection,
     store: Store,
     now: datetime,
     full: bool,
     dry_run: bool,
 ) -> RunReport:
-    """One run with a live status line on stderr."""
-    with progress_console.status("Syncing...") as status:
+    """One run holding the org's run lock, with a live status line on stderr; exit 4 (locked)
+    naming the holder when another run has the lock, 1 when this run loses it."""
+    run_id = uuid4().hex
+    try:
+        with (
+            run_lock(store, lock_key(settings, crm), Holder.this_process(run_id)) as lock,
+            progress_console.status("Syncing...") as status,
+        ):
 
-        def progress(stage: str, done: int, total: int | None) -> None:
-            of = f" of {total:,}" if total else ""
-            status.update(f"{stage}: {done:,}{of}")
+            def progress(stage: str, done: int, total: int | None) -> None:
+                of = f" of {total:,}" if total else ""
+                status.update(f"{stage}: {done:,}{of}")
 
-        return run_sync(
-            run_config(settings),
-            connector,
-            store,
-            now,
-            full=full,
-            dry_run=dry_run or settings.sync.dry_run,
-            progress=progress,
-        )
+            return run_sync(
+                run_config(settings),
+                crm.connector,
+                store,
+                now,
+                full=full,
+                dry_run=dry_run or settings.sync.dry_run,
+                progress=progress,
+                run_id=run_id,
+                heartbeat=lock.heartbeat,
+            )
+    except LockHeld as held:
+        console.print(str(held), soft_wrap=True)
+        raise typer.Exit(EXIT_CODES["locked"]) from held
+    except LockLost as lost:
+        _fail([str(lost)])
 
 
 def _recent_runs(limit: int, prefix: str | None = None) -> Any:
@@ -549,15 +965,15 @@ def _joined(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{key} {value:,}" for key, value in counts.items()) or "none"
 
 
-def _demo_sync(settings: Settings, connector: Connector, now: datetime) -> str:
+def _demo_sync(settings: Settings, crm: CrmConnection, now: datetime) -> str:
     """The demo's sync: a full run, the tiers, three accounts as the CRM shows them, a rerun."""
     store = _store(settings.state.database_url)
     with store:
         console.print(f"Scoring as of the sandbox world's present, {now:%d %b %Y}")
-        report = _run(settings, connector, store, now, True, False)
+        report = _run(settings, crm, store, now, True, False)
         _print_run(report)
-        _print_as_reps_see(connector, report, store)
-        again = _run(settings, connector, store, now, False, False)
+        _print_as_reps_see(crm.connector, report, store)
+        again = _run(settings, crm, store, now, False, False)
         console.print(
             f"Second sync: {sum(again.written.values()):,} written, {again.unchanged:,} "
             f"unchanged, {again.api_calls:,} API calls"

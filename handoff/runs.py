@@ -1,15 +1,17 @@
 """The sync run as the shell starts it: its settings gathered from `Settings`.
 
-`sync` cannot read `handoff.settings`, so the shell hands the run a small frozen `RunConfig`.
+`sync` cannot read `handoff.settings`, so the shell hands the run a small frozen `RunConfig`,
+and takes the org's run lock under `lock_key` around it.
 """
 
 from __future__ import annotations
 
+from handoff.crm import CrmConnection
 from handoff.settings import Settings
 from sync.run import RunConfig
 from sync.scoring_state import ScoringSetup
 
-__all__ = ["run_config", "scoring_setup"]
+__all__ = ["lock_key", "run_config", "scoring_setup"]
 
 
 def scoring_setup(settings: Settings) -> ScoringSetup:
@@ -30,3 +32,21 @@ def run_config(settings: Settings) -> RunConfig:
         matching=settings.matching,
         min_score_change=settings.sync.min_score_change,
     )
+
+
+def lock_key(settings: Settings, crm: CrmConnection) -> str:
+    """The org a run locks: the connector and where its org is.
+
+    A Salesforce org by its instance (or login domain); a HubSpot portal by its API host, since
+    one state database serves one portal (its Hub ID would cost a call this release does not
+    make); a sandbox by its org directory, else its URL.
+    """
+    connector = crm.connector.crm
+    if crm.lasting is not None:
+        return f"{connector}:sandbox:{crm.lasting.org or crm.lasting.url}"
+    if crm.sandbox is not None:
+        return f"{connector}:sandbox:{crm.sandbox.base_url}"
+    if connector == "hubspot":
+        return f"hubspot:{settings.hubspot.host}"
+    salesforce = settings.salesforce
+    return f"salesforce:{salesforce.instance_url or salesforce.login_domain}"

@@ -6,21 +6,35 @@ and the key: `settings.toml: [sla] ae_minutes must be a positive integer, got "f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.rules import DEFAULT_ACTIVITY_RULES, ActivitySettings, UserSettings
 from handoff.settings_problems import describe_error, table_model, toml_value
+from sandbox.world import DEFAULT_PRESET, PRESETS, WorldError, WorldParams, world_from
 from scoring.config import (
     DEFAULT_DISQUALIFIERS,
     DEFAULT_FIT,
     DEFAULT_SIGNALS,
+    REP_ACTIVITIES,
     SETTINGS_CONFIG,
     Disqualifiers,
     FitRules,
@@ -28,6 +42,7 @@ from scoring.config import (
     Signals,
     SignalSpec,
     TierSettings,
+    setting_error,
 )
 from sync.config import (
     FeedbackSettings,
@@ -41,6 +56,7 @@ from sync.config import (
 
 __all__ = [
     "DEFAULT_PATH",
+    "SANDBOX_TOKEN_VARIABLE",
     "SECRET_VARIABLES",
     "SETTINGS_VARIABLE",
     "CrmSettings",
@@ -54,6 +70,7 @@ __all__ = [
 ]
 
 SETTINGS_VARIABLE = "HANDOFF_SETTINGS"
+SANDBOX_TOKEN_VARIABLE = "HANDOFF_SANDBOX_TOKEN"
 DEFAULT_PATH = Path("settings.toml")
 _PREFIX = "HANDOFF_"
 _NO_FILE = "settings"
@@ -68,13 +85,75 @@ class CrmSettings(BaseModel):
 
 
 class SandboxSettings(BaseModel):
-    """[sandbox]: the synthetic org used when [crm] kind = "sandbox", and the API it imitates."""
+    """[sandbox]: the synthetic org used when [crm] kind = "sandbox", the API it imitates, and
+    where a running one is (`url`, token from the environment) when not found or started here."""
 
     model_config = SETTINGS_CONFIG
+    SECRET_ENV: ClassVar[Mapping[str, str]] = MappingProxyType({"token": SANDBOX_TOKEN_VARIABLE})
 
     crm: Literal["salesforce", "hubspot"] = "salesforce"
     accounts: int = Field(2000, gt=0)
     seed: int = 7
+    preset: str = DEFAULT_PRESET
+    world: dict[str, float] = Field(default_factory=dict)
+    org: str | None = Field(None, min_length=1)
+    url: str | None = None
+    token: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _loopback_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^/\s]+/?", url):
+            got = json.dumps(url)
+            raise setting_error("must be a URL like http://127.0.0.1:8765, got {got}", got=got)
+        return url.rstrip("/") if url else url
+
+    @property
+    def org_dir(self) -> Path:
+        """The org's directory: `org`, else orgs/sandbox-<preset>-<accounts>-<seed>, with a
+        digest of the `world` overrides after the preset when there are any (two worlds never
+        share an org, nor the CRM state kept with it)."""
+        if self.org:
+            return Path(self.org)
+        world = f"{self.preset}-{_digest(self.world)}" if self.world else self.preset
+        return Path(f"orgs/sandbox-{world}-{self.accounts}-{self.seed}")
+
+    def problems(self) -> tuple[str, ...]:
+        """What a configured `url` still needs, as phrases that follow "[sandbox] "."""
+        if self.url and self.token is None:
+            return (
+                f"url needs the environment variable {SANDBOX_TOKEN_VARIABLE}, which is not set",
+            )
+        return ()
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str) -> str:
+        if preset not in PRESETS:
+            known = ", ".join(json.dumps(name) for name in PRESETS)
+            got = json.dumps(preset)
+            raise setting_error("must be one of {known}, got {got}", known=known, got=got)
+        return preset
+
+    @field_validator("world")
+    @classmethod
+    def _known_parameters(cls, world: dict[str, float]) -> dict[str, float]:
+        try:
+            PRESETS[DEFAULT_PRESET].overridden(world)
+        except WorldError as error:
+            raise setting_error("is invalid: {reason}", reason=str(error)) from None
+        return world
+
+    @property
+    def world_params(self) -> WorldParams:
+        """The synthetic org's world: the preset with the `world` overrides."""
+        return world_from(self.preset, self.world)
+
+
+def _digest(overrides: Mapping[str, float]) -> str:
+    """Eight hex digits naming a set of world overrides, whatever their order."""
+    text = json.dumps(dict(sorted(overrides.items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 class LoggingSettings(BaseModel):
@@ -101,6 +180,8 @@ class Settings(BaseModel):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     matching: MatchingSettings = Field(default_factory=MatchingSettings)
+    users: UserSettings = Field(default_factory=UserSettings)
+    activity: ActivitySettings = Field(default_factory=ActivitySettings)
     scoring: ModelSettings = Field(default_factory=ModelSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     disqualifiers: Disqualifiers = DEFAULT_DISQUALIFIERS
@@ -120,6 +201,28 @@ class Settings(BaseModel):
             s if s.half_life_days is not None else s.model_copy(update={"half_life_days": days})
             for s in signals
         )
+
+    @model_validator(mode="after")
+    def _rules_name_signals(self) -> Settings:
+        """Every activity rule written in settings types activity as a signal the catalog lists,
+        or as rep activity (typed, never scored: `REP_ACTIVITIES`), so a typo never silently
+        stops an activity from scoring; a default rule whose signal a shorter catalog leaves out
+        just types activity that does not score."""
+        if self.activity.rules == DEFAULT_ACTIVITY_RULES:
+            return self
+        known = {signal.activity for signal in self.signals} | REP_ACTIVITIES
+        for index, rule in enumerate(self.activity.rules):
+            if rule.signal not in known:
+                raise setting_error(
+                    "must be an activity of [[signals]] or rep activity ({rep}), got {got}",
+                    "activity",
+                    "rules",
+                    index,
+                    "signal",
+                    rep=", ".join(json.dumps(a) for a in sorted(REP_ACTIVITIES)),
+                    got=json.dumps(rule.signal),
+                )
+        return self
 
 
 class SettingsError(ValueError):
@@ -296,9 +399,7 @@ def _validate(
 def _connection_problems(settings: Settings, label: str) -> list[str]:
     """What the chosen CRM connection still needs, such as a secret that is not set."""
     kind = settings.crm.kind
-    if kind == "sandbox":
-        return []
-    connection: SalesforceSettings | HubSpotSettings = getattr(settings, kind)
+    connection: SalesforceSettings | HubSpotSettings | SandboxSettings = getattr(settings, kind)
     return [f"{label}: [{kind}] {phrase}" for phrase in connection.problems()]
 
 

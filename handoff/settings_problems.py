@@ -24,7 +24,7 @@ from scoring.config import SETTING_ERROR
 
 __all__ = ["describe_error", "item_model", "table_model", "toml_value"]
 
-_ITEM_LABELS = ("name", "activity")
+_ITEM_LABELS = ("name", "activity", "signal", "team")
 _MAX_SHOWN = 80
 _PLURALS: Mapping[Any, str] = {int: "integers", float: "numbers", bool: "booleans"}
 _Bounds = tuple[tuple[type, str, str], ...]

@@ -24,6 +24,7 @@ from sandbox.vocab import (
     SUBSIDIARY_WORDS,
     TOPICS,
 )
+from sandbox.world import WorldParams
 
 __all__ = ["Companies", "make_companies"]
 
@@ -57,9 +58,10 @@ class Companies:
 
 
 def make_companies(
-    rng: np.random.Generator, n_accounts: int, n_orphans: int, end_s: int
+    rng: np.random.Generator, n_accounts: int, n_orphans: int, end_s: int, world: WorldParams
 ) -> Companies:
-    """Draw ``n_accounts`` CRM accounts and ``n_orphans`` companies that only appear on leads."""
+    """Draw ``n_accounts`` CRM accounts and ``n_orphans`` companies that only appear on leads;
+    ``world`` says how much of their fit the firmographics reveal."""
     n_dup = int(n_accounts * DUPLICATE_SHARE)
     n_base = n_accounts - n_dup
     capacity = len(BRAND_STEMS) * len(SECOND_STEMS) * len(DESCRIPTORS)
@@ -71,7 +73,7 @@ def make_companies(
     country = pick(rng, len(COUNTRIES), n_base + n_orphans, [c.weight for c in COUNTRIES])
     named = _with_domains(rng, _named(rng, combos, country))
     accounts = named.slice(0, n_base).with_row_index("account_id")
-    accounts = _firmographics(rng, accounts, end_s)
+    accounts = _firmographics(rng, accounts, end_s, world)
     accounts = _subsidiaries(rng, accounts)
     accounts = _alias_domains(rng, accounts)
     accounts = _duplicates(rng, accounts, n_dup, end_s)
@@ -186,8 +188,11 @@ def _with_domains(rng: np.random.Generator, frame: pl.DataFrame) -> pl.DataFrame
     return frame.with_columns(domain=pl.concat_str("root", pl.lit("."), "tld"))
 
 
-def _firmographics(rng: np.random.Generator, accounts: pl.DataFrame, end_s: int) -> pl.DataFrame:
-    """Country, region, city, industry, size, revenue, type flags, phone, dates and hidden fit."""
+def _firmographics(
+    rng: np.random.Generator, accounts: pl.DataFrame, end_s: int, world: WorldParams
+) -> pl.DataFrame:
+    """Country, region, city, industry, size, revenue, type flags, phone, dates and hidden fit
+    (the firmographic effects scaled by the world, plus its hidden noise)."""
     n = accounts.height
     country = accounts["country_idx"].to_numpy()
     industry = pick(rng, len(INDUSTRIES), n, [i.weight for i in INDUSTRIES])
@@ -196,12 +201,12 @@ def _firmographics(rng: np.random.Generator, accounts: pl.DataFrame, end_s: int)
     competitor = rng.random(n) < COMPETITOR_SHARE
     industry[competitor] = 0  # competitors sell what we sell
     region = np.array([c.region for c in COUNTRIES])[country]
-    fit = (
+    visible = (
         np.array([i.fit_effect for i in INDUSTRIES])[industry]
         + np.clip(0.5 - 0.35 * (np.log10(employees) - 2.8) ** 2, -1.0, None)
         + np.vectorize(_REGION_FIT.get)(region)
-        + rng.normal(0, 0.15, n)
     )
+    fit = world.visible_fit_scale * visible + rng.normal(0, world.hidden_fit_sd, n)
     created = end_s - rng.uniform(30, 1500, n) * DAY
     return accounts.with_columns(
         country=gather([c.code for c in COUNTRIES], country),

@@ -13,7 +13,8 @@ from sandbox.engagement import make_engagement
 from sandbox.org import FORMAT_VERSION, Org, OrgManifest
 from sandbox.people import make_people
 from sandbox.reps import MARKETING_QUEUE_ID, make_users, owners_in_region
-from sandbox.truth import PROCESS, GroundTruth, Process, epoch_seconds
+from sandbox.truth import GroundTruth, epoch_seconds
+from sandbox.world import DEFAULT_PRESET, PRESETS, WorldParams
 
 __all__ = ["DEFAULT_END", "generate_org"]
 
@@ -63,14 +64,15 @@ def generate_org(
     end: datetime = DEFAULT_END,
     people_per_account: float = 5.0,
     activities_per_account: float = 50.0,
-    process: Process = PROCESS,
+    world: WorldParams = PRESETS[DEFAULT_PRESET],
 ) -> Org:
-    """Generate an org of ``accounts`` accounts whose history ends at ``end``."""
+    """Generate an org of ``accounts`` accounts whose history ends at ``end``, in the ``world``
+    (``sandbox.world``: how much of each account's propensity the CRM reveals)."""
     if accounts < 1:
         raise ValueError(f"an org needs at least one account, got {accounts}")
     end_s = epoch_seconds(end)
     users = make_users(stream(seed, 1), accounts, end_s)
-    companies = make_companies(stream(seed, 2), accounts, max(1, accounts // 5), end_s)
+    companies = make_companies(stream(seed, 2), accounts, max(1, accounts // 5), end_s, world)
     owned = _assign_owners(stream(seed, 3), companies.accounts, users)
     people = make_people(
         stream(seed, 4),
@@ -81,7 +83,7 @@ def generate_org(
         end_s,
     )
     engagement = make_engagement(
-        stream(seed, 5), owned, people, users, end_s, activities_per_account, process
+        stream(seed, 5), owned, people, users, end_s, activities_per_account, world.process
     )
     manifest = OrgManifest(
         format_version=FORMAT_VERSION,
@@ -90,12 +92,14 @@ def generate_org(
         people_per_account=people_per_account,
         activities_per_account=activities_per_account,
         end=end.astimezone(UTC).isoformat(),
+        preset=world.preset,
+        world=world.parameters(),
     )
     truth = GroundTruth(
         people=people.select("person_id", "true_account_id", "true_company", "duplicate_of"),
         accounts=engagement.account_truth,
         bursts=engagement.bursts,
-        process=process,
+        process=world.process,
     )
     return Org(
         manifest=manifest,

@@ -227,8 +227,10 @@ class LoopbackServer:
         *,
         admin_token: str | None = None,
         limits: ServerLimits | None = None,
+        about: Callable[[], Mapping[str, Any]] = dict,
     ) -> None:
         self.dialect = dialect
+        self.about = about
         self.faults = faults or FaultPlan()
         self.log = RequestLog()
         self.limits = limits or ServerLimits()
@@ -238,6 +240,7 @@ class LoopbackServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     @property
     def base_url(self) -> str:
@@ -258,7 +261,10 @@ class LoopbackServer:
         self._httpd.serve_forever()
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving and release the port (again: nothing happens)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -320,10 +326,12 @@ class LoopbackServer:
         return None, {}
 
     def _admin(self, request: Request) -> Response:
-        """``GET /__sandbox/requests`` (counts), ``POST /__sandbox/reset`` (clear counts); both
-        only with the sandbox's token."""
+        """``GET /__sandbox/requests`` (counts), ``POST /__sandbox/reset`` (clear counts),
+        ``GET /__sandbox/about`` (what is served: dialect, org, process); only with the token."""
         if not self.admitted(request):
             return json_response(401, {"message": "the sandbox's admin routes need its token"})
+        if request.method == "GET" and request.path == f"{ADMIN_PREFIX}/about":
+            return json_response(200, dict(self.about()))
         if request.method == "GET" and request.path == f"{ADMIN_PREFIX}/requests":
             return json_response(
                 200, {"total": self.log.total(), "by_endpoint": self.log.snapshot()}

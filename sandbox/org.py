@@ -11,6 +11,7 @@ import polars as pl
 
 from sandbox.truth import GroundTruth
 from sandbox.vocab import FREEMAIL_DOMAINS
+from sandbox.world import WorldParams
 
 __all__ = [
     "FORMAT_VERSION",
@@ -23,7 +24,7 @@ __all__ = [
     "save_org",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest records the world (preset and parameters)
 _TABLES = ("accounts", "people", "users", "activities", "opportunities", "dispositions")
 _TRUTH_TABLES = ("people", "accounts", "bursts")
 
@@ -42,6 +43,13 @@ class OrgManifest:
     people_per_account: float
     activities_per_account: float
     end: str  # ISO 8601 UTC: the org's "now"
+    preset: str  # the world preset the parameters started from (``sandbox.world``)
+    world: dict[str, float]  # every world parameter, overrides included
+
+    @property
+    def world_params(self) -> WorldParams:
+        """The world this org was generated in."""
+        return WorldParams(**self.world, preset=self.preset)
 
     @property
     def end_at(self) -> datetime:
@@ -130,7 +138,8 @@ def load_org(path: Path) -> Org:
     manifest = OrgManifest(**{f.name: raw[f.name] for f in fields(OrgManifest)})
     tables = {name: _read(path / f"{name}.parquet") for name in _TABLES}
     truth = GroundTruth(
-        **{name: _read(path / "truth" / f"{name}.parquet") for name in _TRUTH_TABLES}
+        **{name: _read(path / "truth" / f"{name}.parquet") for name in _TRUTH_TABLES},
+        process=manifest.world_params.process,
     )
     return Org(manifest=manifest, truth=truth, **tables)
 

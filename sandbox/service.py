@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -105,13 +105,19 @@ def start_sandbox(
     faults: FaultPlan | None = None,
     port: int = 0,
     clock: Clock = utc_now,
+    about: Callable[[], Mapping[str, Any]] = dict,
     **options: Any,
 ) -> Iterator[RunningSandbox]:
-    """Serve ``org`` in ``crm``'s dialect on 127.0.0.1 for the duration of a ``with`` block."""
+    """Serve ``org`` in ``crm``'s dialect on 127.0.0.1 for the duration of a ``with`` block.
+
+    ``GET /__sandbox/about`` answers ``{"crm": crm}`` with what ``about()`` adds (the org's
+    directory, the process: what a client checks before trusting a sandbox it found)."""
     token = token or secrets.token_urlsafe(24)
     plan = faults or FaultPlan()
     stamps = StampClock(clock)
     dialect = make_dialect(crm, org, token, plan, stamps, **options)
-    server = LoopbackServer(dialect, plan, port, admin_token=token)
+    server = LoopbackServer(
+        dialect, plan, port, admin_token=token, about=lambda: {"crm": crm, **about()}
+    )
     with server.running():
         yield RunningSandbox(crm, server, dialect, token, org, stamps)

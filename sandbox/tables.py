@@ -86,6 +86,11 @@ class Table:
             )
             self._frame = pl.concat([self._frame, added], how="diagonal_relaxed")
 
+    def restore(self, frame: pl.DataFrame) -> None:
+        """Take back records saved earlier (the sandbox restarting), replacing the current ones."""
+        with self._lock:
+            self._frame = frame
+
     def overwrite(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
         """Set raw values as an old import or an outage left them ({id: {field: value}}), with
         no validation and no modification stamp: the dirty data real orgs hold and their APIs

@@ -13,29 +13,30 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
-__all__ = ["DAY", "PROCESS", "GroundTruth", "Process", "epoch_seconds", "opened_within"]
+__all__ = ["DAY", "GroundTruth", "Process", "epoch_seconds", "opened_within"]
 
 DAY = 86_400
 
 
 @dataclass(frozen=True)
 class Process:
-    """Parameters of the latent in-market process that drives intent bursts and opportunities."""
+    """Parameters of the latent in-market process that drives intent bursts and opportunities
+    (``sandbox.world`` documents each and holds the presets)."""
 
-    bursts_per_year: float = 0.35
-    burst_rate_fit: float = 1.2
-    burst_rate_noise: float = 0.1
-    intensity_sigma: float = 0.5
-    burst_activities: float = 14.0
-    burst_spread_days: float = 9.0
-    success_base: float = -1.9
-    success_fit: float = 1.6
-    success_intensity: float = 0.9
-    customer_penalty: float = -1.2
-    delay_min_days: float = 4.0
-    delay_mean_days: float = 20.0
-    noise_opps_per_year: float = 0.04
-    noise_opp_fit: float = 0.4
+    bursts_per_year: float
+    burst_rate_fit: float
+    burst_rate_noise: float
+    intensity_sigma: float
+    burst_activities: float
+    burst_spread_days: float
+    success_base: float
+    success_fit: float
+    success_intensity: float
+    customer_penalty: float
+    delay_min_days: float
+    delay_mean_days: float
+    noise_opps_per_year: float
+    noise_opp_fit: float
 
     def success_logit(
         self, fit: np.ndarray, log_intensity: np.ndarray, customer: np.ndarray
@@ -59,9 +60,6 @@ class Process:
         return x - self.delay_mean_days * (1.0 - np.exp(-x / self.delay_mean_days))
 
 
-PROCESS = Process()
-
-
 def epoch_seconds(when: datetime) -> int:
     """Whole seconds since the epoch of an aware datetime."""
     if when.tzinfo is None:
@@ -82,7 +80,7 @@ class GroundTruth:
     people: pl.DataFrame
     accounts: pl.DataFrame
     bursts: pl.DataFrame
-    process: Process = PROCESS
+    process: Process
 
     def oracle_probability(self, as_of: datetime, window_days: float = 90.0) -> np.ndarray:
         """Per account (indexed by id), P(an opportunity opens in (as_of, as_of + window])."""

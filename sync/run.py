@@ -311,15 +311,22 @@ def run_sync(
     dry_run: bool = False,
     progress: Progress | None = None,
     run_id: str | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> RunReport:
-    """One run from the CRM to the CRM; the report says what it did and how it ended."""
+    """One run from the CRM to the CRM; the report says what it did and how it ended.
+
+    ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
+    run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.
+    """
     report = RunReport(run_id or uuid4().hex, connector.crm, now, full=full, dry_run=dry_run)
     run = _Run(config, connector, store, now, report, progress)
     calls_before = connector.usage().calls
     with store.session() as session:
         store.record_run_start(session, connector.crm, now, report.run_id)
     try:
-        for name, stage in STAGES:
+        for number, (name, stage) in enumerate(STAGES):
+            if number and heartbeat is not None:
+                heartbeat()
             _timed(report.stages, name, lambda stage=stage: stage(run))
         report.status = "succeeded"
     except BudgetExhausted as stop:

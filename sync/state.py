@@ -21,7 +21,7 @@ __all__ = [
     "RUN_ACTIONS",
     "RUN_STAGES",
     "RUN_STATUSES",
-    "SCHEMA_VERSION",
+    "SCHEMA_META_VERSION",
     "SLA_STATUSES",
     "TABLES",
     "USER_ROLES",
@@ -36,6 +36,7 @@ __all__ = [
     "Opportunity",
     "Person",
     "RunEvent",
+    "RunLock",
     "SchemaMeta",
     "SchemaVersionError",
     "ScoreHistory",
@@ -64,14 +65,16 @@ class AppendOnlyError(StateError):
 
 
 class SchemaVersionError(StateError):
-    """The state database was written by a different schema version."""
+    """The state database's schema is not this release's: older (upgrade it) or newer."""
 
 
 class StoreOpenError(StateError):
     """The database URL is unsupported, or the database cannot be reached."""
 
 
-SCHEMA_VERSION = 4
+# schema_meta's value in a database managed by migrations (sync.migrations): releases from before
+# migrations read it, refuse any version but their own (1-3), and so never touch a newer schema
+SCHEMA_META_VERSION = 4
 
 PERSON_KINDS = ("lead", "contact")
 USER_ROLES = ("marketing", "sdr", "ae", "manager")
@@ -211,6 +214,7 @@ class Activity(_Mirrored, table=True):
     topic: str | None = None
     owner_id: str | None = None
     subject: str | None = None
+    rep_touch: bool = False  # a rep's own call, email or meeting (what stops an SLA clock)
 
 
 class Opportunity(_Mirrored, table=True):
@@ -231,7 +235,8 @@ class Opportunity(_Mirrored, table=True):
 
 
 class User(_Mirrored, table=True):
-    """A CRM user who can own accounts: marketing, SDR, AE or manager."""
+    """A CRM user who can own accounts: marketing, SDR, AE or manager as the [users] rules say;
+    no role when no rule matched (such a user is never routed to)."""
 
     __tablename__ = "crm_user"
     __table_args__ = (_one_of("crm_user", "role", USER_ROLES),)
@@ -239,7 +244,7 @@ class User(_Mirrored, table=True):
     id: str = Field(primary_key=True)
     name: str
     email: str | None = None
-    role: str
+    role: str | None = None
     territory: str | None = None
     is_active: bool = True
     out_of_office: bool = False
@@ -352,7 +357,9 @@ class WriteLedger(SQLModel, table=True):
     batch: str
     values_hash: str
     values: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    reasons: list[str] = Field(default_factory=list, sa_type=JSON)  # signal keys behind the text
+    # the signal keys behind the text; None in a row carried over from the per-field ledger
+    # (revision 0006), which did not keep them
+    reasons: list[str] | None = Field(default=None, sa_type=JSON)
     status: str = "pending"
     code: str | None = None
     message: str | None = None
@@ -437,13 +444,34 @@ class CurrentScore(SQLModel, table=True):
 
 
 class SchemaMeta(SQLModel, table=True):
-    """The single row saying which schema version wrote this database."""
+    """The single row saying which schema version wrote this database.
+
+    Releases before migrations wrote 1-3 here; `sync.migrations` adopts those databases and then
+    keeps `SCHEMA_META_VERSION`. The schema's revision itself lives in Alembic's alembic_version.
+    """
 
     __tablename__ = "schema_meta"
     __table_args__ = (CheckConstraint("id = 1", name="ck_schema_meta_single_row"),)
 
     id: int = Field(default=1, primary_key=True)
     schema_version: int
+
+
+class RunLock(SQLModel, table=True):
+    """Which run holds an org's run lock, since when, and until when unless renewed (sync.lock).
+
+    On SQLite this row is the lock; on PostgreSQL an advisory lock is, and the row names its holder.
+    """
+
+    __tablename__ = "run_lock"
+
+    org_key: str = Field(primary_key=True)
+    run_id: str
+    host: str
+    pid: int
+    acquired_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
 TABLES = tuple(
@@ -465,6 +493,7 @@ TABLES = tuple(
         RunEvent,
         ScoringModelRow,
         CurrentScore,
+        RunLock,
     )
 )
 

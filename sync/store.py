@@ -1,4 +1,4 @@
-"""The state store: opens the database, checks its schema version and offers bulk helpers.
+"""The state store: opens the database at this release's schema revision and offers bulk helpers.
 
 SQLite (WAL) is the embedded default; PostgreSQL is used through psycopg 3. Every helper
 takes the caller's session, so rows, cursor and log land in one transaction (rule 6).
@@ -15,22 +15,19 @@ from types import TracebackType
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Engine, Executable, Insert, Table, create_engine, event, func, inspect
+from sqlalchemy import Engine, Executable, Insert, Table, create_engine, event, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, StatementError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, SQLModel, col, select
 
+from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
 from sync.state import (
-    SCHEMA_VERSION,
-    TABLES,
     AppendOnlyError,
     Assignment,
     NaiveDatetimeError,
     RunEvent,
-    SchemaMeta,
-    SchemaVersionError,
     ScoreHistory,
     StateError,
     StoreOpenError,
@@ -68,7 +65,7 @@ class Store:
 
     @classmethod
     def open(cls, url: str) -> Store:
-        """Open the database at `url`, creating missing tables and checking the schema version."""
+        """Open the database at `url`: an empty one is created at head, an older one refused."""
         store = cls(url)
         try:
             return store.create_schema()
@@ -105,29 +102,34 @@ class Store:
         self.engine.dispose()
 
     def create_schema(self) -> Store:
-        """Create missing tables and stamp the schema version; refuse another version's database."""
+        """Create the schema at head in an empty database; refuse one at any other revision.
+
+        An older database is never upgraded here: that is `upgrade`, an admin's deliberate step.
+        """
         try:
-            self._check_version()
-            SQLModel.metadata.create_all(self.engine, tables=list(TABLES))
-            with self.session() as session:
-                if session.get(SchemaMeta, 1) is None:
-                    session.add(SchemaMeta(schema_version=SCHEMA_VERSION))
+            state = self.schema_state()
+            if state.status is Status.EMPTY:
+                state = upgrade(self.engine)[1]
         except OperationalError as exc:
             raise StoreOpenError(f"cannot open state database {self.url}: {exc.orig}") from exc
+        if state.status is not Status.CURRENT:
+            raise refusal(state, self.url)
         return self
 
-    def _check_version(self) -> None:
-        """Raise SchemaVersionError if the database was written by another schema version."""
-        if not inspect(self.engine).has_table(SchemaMeta.__tablename__):
-            return
-        with self.session() as session:
-            meta = session.get(SchemaMeta, 1)
-        if meta is not None and meta.schema_version != SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"state database {self.url} has schema version {meta.schema_version}, but this "
-                f"Handoff uses version {SCHEMA_VERSION}; point it at a new state database or "
-                f"run the Handoff release that wrote this one"
-            )
+    def schema_state(self) -> SchemaState:
+        """Where the database stands against this release's migrations."""
+        with self.engine.connect() as connection:
+            return schema_state(connection)
+
+    def upgrade(self) -> tuple[SchemaState, SchemaState]:
+        """Migrate the database to this release's schema in place; where it stood before and after.
+
+        A database made before migrations (schema_meta 1-3) is adopted; every row is kept.
+        """
+        try:
+            return upgrade(self.engine)
+        except OperationalError as exc:
+            raise StoreOpenError(f"cannot upgrade state database {self.url}: {exc.orig}") from exc
 
     @contextmanager
     def session(self) -> Iterator[Session]:

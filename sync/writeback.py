@@ -249,7 +249,7 @@ def _noticed(target: Target, last: WriteLedger, min_score_change: int) -> str | 
     ):
         if canonical_value(new.get(key)) != canonical_value(old.get(key)):
             return why
-    if set(target.reasons) != set(last.reasons):
+    if last.reasons is not None and set(target.reasons) != set(last.reasons):
         return "signals"
     if abs(float(new["score"]) - float(old.get("score") or 0)) >= max(min_score_change, 1):
         return "score"

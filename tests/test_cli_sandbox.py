@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox.discovery import world_record
 from sandbox.org import load_org
-from tests.cli_fixtures import run_cli
+from sandbox.world import world_from
+from tests.cli_fixtures import handoff, run_cli
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 
@@ -26,7 +28,7 @@ def test_help_lists_every_command_with_a_description() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     for command, words in [
-        ("demo", "embedded sandbox"),
+        ("demo", "sandbox CRM"),
         ("setup", "fields Handoff owns"),
         ("settings", "Check and show"),
         ("sandbox", "synthetic orgs"),
@@ -60,21 +62,35 @@ def test_generate_rejects_a_nonsense_size() -> None:
     assert code == 2 and "--accounts" in output
 
 
+@pytest.mark.usefixtures("no_sandbox_left_behind")
 @pytest.mark.parametrize(("crm", "accounts"), [("salesforce", "Account"), ("hubspot", "companies")])
-def test_demo_sets_up_syncs_shows_accounts_from_the_crm_and_a_rerun_writes_nothing(
+def test_demo_syncs_the_lasting_sandbox_reads_accounts_back_and_a_second_demo_writes_nothing(
     crm: str, accounts: str
 ) -> None:
     Path("settings.toml").write_text(f'[sandbox]\ncrm = "{crm}"\naccounts = 120\nseed = 5\n')
-    code, output = run_cli("demo")
-    assert code == 0, output
-    assert "Set-up: created 23" in output
-    assert "Set-up again: nothing to change, all 23 in place" in output
-    assert "Scored 120 accounts" in output and f"{accounts} 120" in output
-    assert output.count(", read back from the CRM") == 3
-    assert "Second sync: 0 written" in output
-    assert "State database ready: sqlite:///handoff.db" in output
-    assert load_org(Path("orgs/demo-120-5")).accounts.height == 120
+
+    first, second = handoff("demo"), handoff("demo")
+    said_first, said_second = (" ".join(done.stdout.split()) for done in (first, second))
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Sandbox org written to orgs/sandbox-realistic-120-5" in said_first
+    assert "started now, in the background" in first.stdout
+    assert "Set-up: created 23" in first.stdout
+    assert "Set-up again: nothing to change, all 23 in place" in first.stdout
+    assert "Scored 120 accounts" in said_first
+    read_back = [line.strip() for line in first.stdout.splitlines() if ", read back" in line]
+    assert len(read_back) == 3 and all(line.startswith(f"{accounts} ") for line in read_back)
+    assert "Second sync: 0 written" in said_first
+    assert "State database ready: sqlite:///handoff.db" in said_first
+    assert "`handoff sandbox stop` ends it" in said_first
+    assert load_org(Path("orgs/sandbox-realistic-120-5")).accounts.height == 120
     assert Path("handoff.db").is_file()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Sandbox org orgs/sandbox-realistic-120-5 (generated earlier)" in said_second
+    assert "already running" in second.stdout
+    assert "Set-up: nothing to change, all 23 in place" in second.stdout
+    # the sandbox kept what the first demo wrote: its full sync finds nothing to write
+    assert "Written 0 (none)" in said_second and "Second sync: 0 written" in said_second
 
 
 def test_demo_stops_on_bad_settings_without_side_effects() -> None:
@@ -112,14 +128,26 @@ def test_serve_prints_one_ready_line_and_answers_until_stopped(crm: str) -> None
         try:
             ready = _ready_line(server)
             base_url = ready.split(" ready at ")[1].split()[0]
-            assert ready == f"sandbox {crm} ready at {base_url} token=t0k3n"
+            assert ready == f"sandbox {crm} ready at {base_url} (pid {server.pid}, state not kept)"
             admin = f"{base_url}/__sandbox/requests"
             assert requests.get(admin, timeout=5).status_code == 401
             token = {"Authorization": "Bearer t0k3n"}
             assert requests.get(admin, headers=token, timeout=5).json()["total"] == 0
+            about = requests.get(f"{base_url}/__sandbox/about", headers=token, timeout=5).json()
+            assert about == {
+                "crm": crm,
+                "pid": server.pid,
+                "org": None,
+                "tier": None,
+                "world": world_record(world_from()),
+                "convention": "a",
+                "kept_in": None,
+                "saved_at": None,
+            }
         finally:
             server.terminate()
-            server.wait(timeout=10)
+            _, err = server.communicate(timeout=10)
+    assert "t0k3n" not in ready + err
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

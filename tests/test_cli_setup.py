@@ -20,24 +20,14 @@ pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 
 @pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
-def test_setup_on_the_sandbox_creates_every_owned_field(crm: str) -> None:
-    Path("settings.toml").write_text(f'[sandbox]\ncrm = "{crm}"\naccounts = 50\n')
-
-    code, output = run_cli("setup")
-
-    assert code == 0, output
-    assert f"Setting up the embedded sandbox ({crm} API at http://127.0.0.1:" in output
-    assert "Set-up: created 23" in output
-
-
-@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
-def test_a_second_setup_on_the_same_crm_changes_nothing(
+def test_a_second_setup_on_an_in_process_sandbox_changes_nothing(
     crm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HANDOFF_SANDBOX__CRM", crm)
     monkeypatch.setenv("HANDOFF_SANDBOX__ACCOUNTS", "50")
     settings = load_settings(None)
-    with open_crm(settings) as opened:
+    with open_crm(settings, in_process=True) as opened:
+        assert opened.sandbox is not None and "embedded sandbox" in opened.description
         first = opened.connector.ensure_schema(schema_spec(settings))
         second = opened.connector.ensure_schema(schema_spec(settings))
     assert len(first.of("created")) == 23 and not second.changed

@@ -1,14 +1,22 @@
-"""`handoff sync`, `handoff logs` and `handoff train` as an admin runs them (embedded sandbox)."""
+"""`handoff sync`, `handoff logs` and `handoff train` as an admin runs them (lasting sandbox)."""
 
 from __future__ import annotations
 
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from handoff.crm import open_crm
+from handoff.runs import lock_key, run_config
+from handoff.settings import load_settings
+from sync import Store
+from sync.lock import Holder, run_lock
+from sync.run import RunReport, run_sync
 from tests.cli_fixtures import run_cli
 
-pytestmark = pytest.mark.usefixtures("isolated_cli")
+pytestmark = pytest.mark.usefixtures("isolated_cli", "no_sandbox_left_behind")
 
 SETTINGS = '[sandbox]\ncrm = "{crm}"\naccounts = 60\nseed = 5\n'
 
@@ -18,19 +26,22 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     assert run_cli("setup")[0] == 0
 
     code, output = run_cli("sync")
+    again_code, again = run_cli("sync")
     listed_code, listed = run_cli("logs")
     run_id = listed.splitlines()[4].split("│")[1].strip()
     shown_code, shown = run_cli("logs", run_id)
 
-    # the embedded sandbox starts afresh for each command, so set-up there is not kept yet
-    assert code in (0, 2), output
-    assert "Scored 60 accounts" in output and "Outcome:" in output
+    assert code == 0, output
+    assert "Scored 60 accounts" in output and "Outcome: ok" in output
+    # the lasting sandbox kept the set-up and what the first sync wrote
+    assert again_code == 0 and "Written 0 (none)" in again, again
     assert listed_code == 0 and "Sync runs, newest first" in listed
     assert shown_code == 0 and "scored" in shown and "Failed and skipped records" in shown
 
 
 def test_a_dry_run_says_what_it_would_write_and_train_keeps_the_rules_model() -> None:
     Path("settings.toml").write_text(SETTINGS.format(crm="salesforce"))
+    assert run_cli("setup")[0] == 0
     code, output = run_cli("sync", "--dry-run")
     trained_code, trained = run_cli("train")
     missing_code, missing = run_cli("logs", "nope")
@@ -40,3 +51,44 @@ def test_a_dry_run_says_what_it_would_write_and_train_keeps_the_rules_model() ->
     # 60 accounts are far too few to learn from: the rules model keeps scoring, and it says why
     assert trained_code == 0 and "kept" in trained, trained
     assert missing_code == 1 and "no sync run 'nope'" in missing
+
+
+def test_a_second_run_while_one_is_running_exits_locked_naming_it() -> None:
+    Path("settings.toml").write_text(SETTINGS.format(crm="salesforce"))
+    assert run_cli("setup")[0] == 0
+    settings = load_settings()
+    running, go = threading.Event(), threading.Event()
+    reports: list[RunReport] = []
+
+    def first_run() -> None:
+        """A sync run as `handoff sync` makes it, paused in its first stage."""
+
+        def pause(stage: str, done: int, total: int | None) -> None:
+            running.set()
+            go.wait(60)
+
+        with (
+            Store.open(settings.state.database_url) as store,
+            open_crm(settings) as crm,
+            run_lock(store, lock_key(settings, crm), Holder.this_process("first-run")) as lock,
+        ):
+            report = run_sync(
+                run_config(settings), crm.connector, store, datetime.now(UTC),
+                progress=pause, run_id="first-run", heartbeat=lock.heartbeat,
+            )  # fmt: skip
+            reports.append(report)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert running.wait(60)
+        locked_code, locked = run_cli("sync")
+    finally:
+        go.set()
+        thread.join(120)
+    after_code, after = run_cli("sync")
+
+    assert locked_code == 4, locked
+    assert "first-run" in locked and "since" in locked
+    assert [report.outcome for report in reports] == ["ok"]
+    assert after_code == 0, after  # the lock was released with the first run

@@ -301,18 +301,48 @@ def test_the_run_stops_before_passing_its_share_of_the_daily_limit(clock: FakeCl
     assert len(responses.calls) == 10  # the eleventh call was never sent
 
 
+def _describes(objects: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+    """Answer every ``POST composite`` with each subrequested object's describe (its fields from
+    ``objects``) or, for an object not there, Salesforce's 404; the bodies sent, for reading."""
+    sent: list[dict[str, Any]] = []
+
+    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        body = json.loads(request.body or b"{}")
+        sent.append(body)
+        results = [_described(sub, objects) for sub in body["compositeRequest"]]
+        return 200, {}, json.dumps({"compositeResponse": results})
+
+    responses.add_callback(responses.POST, BASE + "composite", callback=answer)
+    return sent
+
+
+def _described(sub: Mapping[str, Any], objects: Mapping[str, list[str]]) -> dict[str, Any]:
+    """One describe subrequest's result."""
+    name = sub["url"].split("/")[-2]
+    found = name in objects
+    body = {"name": name, "fields": [{"name": f} for f in objects.get(name, [])]}
+    return {
+        "body": body if found else _sf_error("NOT_FOUND", "The requested resource does not exist"),
+        "httpHeaders": {},
+        "httpStatusCode": 200 if found else 404,
+        "referenceId": sub["referenceId"],
+    }
+
+
+def _query_answers(rows: list[dict[str, Any]]) -> None:
+    for resource in ("query", "queryAll"):
+        responses.get(
+            re.compile(re.escape(BASE + resource + "/") + ".*"),
+            json={"totalSize": len(rows), "done": True, "records": rows},
+        )
+
+
 @responses.activate
 def test_a_salesforce_merge_arrives_as_a_merged_tombstone(clock: FakeClock) -> None:
     fields = ["Id", "SystemModstamp", "IsDeleted", "MasterRecordId", "Name", "Type"]
-    responses.get(
-        BASE + "sobjects/Account/describe", json={"fields": [{"name": f} for f in fields]}
-    )
+    _describes({"Account": fields})
     loser = {"Id": "001A", "SystemModstamp": "2026-11-02T10:00:00.000+0000", "IsDeleted": True}
-    rows = [loser | {"MasterRecordId": "001B"}]
-    responses.get(
-        re.compile(re.escape(BASE + "queryAll/") + ".*"),
-        json={"totalSize": 1, "done": True, "records": rows},
-    )
+    _query_answers([loser | {"MasterRecordId": "001B"}])
     connector = SalesforceConnector(_salesforce_settings(), policy=_policy(clock))
 
     since = Cursor(stamp("2026-11-01T00:00:00+00:00"))
@@ -322,7 +352,46 @@ def test_a_salesforce_merge_arrives_as_a_merged_tombstone(clock: FakeClock) -> N
         "Account", "001A", stamp("2026-11-02T10:00:00+00:00"), "merged", "001B"
     )
     assert "MasterRecordId" in responses.calls[1].request.url
-    assert (summary.tombstones, summary.calls) == (1, 2)  # the describe and the query
+    assert (summary.tombstones, summary.calls) == (1, 2)  # the describes and the query
+
+
+STAMPED = ["Id", "SystemModstamp", "LastModifiedDate", "CreatedDate", "IsDeleted"]
+
+
+@responses.activate
+def test_every_streams_object_is_described_in_one_composite_call(clock: FakeClock) -> None:
+    connector = SalesforceConnector(_salesforce_settings(), policy=_policy(clock))
+    sent = _describes({stream.path: STAMPED for stream in connector.streams.values()})
+    _query_answers([])
+
+    for stream in connector.streams:
+        list(connector.pull(stream, Cursor(stamp("2026-11-01T00:00:00+00:00"))))
+
+    (body,) = sent
+    paths = list(dict.fromkeys(stream.path for stream in connector.streams.values()))
+    assert body["allOrNone"] is False
+    assert [
+        (sub["method"], sub["url"], sub["referenceId"]) for sub in body["compositeRequest"]
+    ] == [("GET", f"/services/data/v59.0/sobjects/{path}/describe", path) for path in paths]
+    assert connector.usage().calls == 1 + len(connector.streams)  # one query a stream
+
+
+@responses.activate
+def test_an_object_the_org_lacks_fails_only_its_own_pull(clock: FakeClock) -> None:
+    connector = SalesforceConnector(_salesforce_settings(), policy=_policy(clock))
+    present = {s.path: STAMPED for s in connector.streams.values() if s.path != "CampaignMember"}
+    sent = _describes(present)
+    _query_answers([])
+
+    with pytest.raises(NotFound) as refused:
+        list(connector.pull("CampaignMember"))
+    summaries = [list(connector.pull(stream))[-1] for stream in ("Account", "Lead")]
+
+    assert refused.value.code == "NOT_FOUND"
+    assert [summary.records for summary in summaries] == [0, 0]
+    with pytest.raises(NotFound):  # remembered: not described again
+        list(connector.pull("CampaignMember"))
+    assert len(sent) == 1
 
 
 def _hubspot_api(clock: FakeClock) -> HubSpotApi:

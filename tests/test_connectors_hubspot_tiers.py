@@ -121,6 +121,22 @@ def test_a_professional_incremental_pull_sees_only_touches_since_the_cursor(
     assert {r.id for r in later} == {r.id for r in whole if r.modified_at >= middle}
 
 
+def test_email_events_after_a_contacts_pull_join_without_looking_contacts_up(org: Org) -> None:
+    with start_sandbox("hubspot", org, tier="enterprise") as crm:
+        connector = _connector(crm)
+        list(connector.pull("contacts"))
+        crm.server.log.reset()
+        touches = records(connector.pull("email_events"))
+        looked_up = crm.server.log.count("contacts/batch/read", "POST")
+    assert touches and looked_up == 0
+    with start_sandbox("hubspot", org, tier="enterprise") as crm:
+        cold = records(_connector(crm).pull("email_events"))  # no contacts pulled: look-ups
+        assert crm.server.log.count("contacts/batch/read", "POST") > 0
+    assert {(r.id, r.values["person_id"]) for r in touches} == {
+        (r.id, r.values["person_id"]) for r in cold
+    }
+
+
 @pytest.mark.parametrize("pipeline", ["default", "custom"])
 def test_deals_read_closed_and_won_from_their_pipeline_stage(org: Org, pipeline: str) -> None:
     with start_sandbox("hubspot", org, tier="unlimited", pipeline=pipeline) as crm:

@@ -29,6 +29,7 @@ from sandbox.hubspot.events import NOT_ENTERPRISE
 from sandbox.hubspot.touches import MARKETING_EMAIL
 from sandbox.org import Org
 from sandbox.service import RunningSandbox, start_sandbox
+from sandbox.teams import user_labels
 from tests.sandbox_fixtures import HUBSPOT_LOCKED_COMPANY, HubSpotClock, hubspot_client
 
 COMPANY_BASE, CONTACT_BASE = 20_000_000_000, 30_000_000_000
@@ -603,9 +604,9 @@ def test_owners_page_with_teams_and_inactive_users_archived(
     users = hubspot_org.users
     assert len(active) == users["is_active"].sum() and len(inactive) == (~users["is_active"]).sum()
     by_email = {o.email: o for o in active + inactive}
-    for user in users.iter_rows(named=True):
+    for user in user_labels(users).iter_rows(named=True):
         teams = {t.name: t.primary for t in by_email[user["email"]].teams}
-        assert teams[f"{user['role'].upper()} {user['territory']}"] is True
+        assert teams[user["_team_name"]] is True
         assert ("Out of Office" in teams) == user["out_of_office"]
 
 

@@ -447,7 +447,7 @@ def test_a_restricted_picklist_refuses_an_unknown_value(salesforce: Salesforce) 
 
 def test_an_inactive_owner_is_refused(salesforce: Salesforce) -> None:
     rep = salesforce.query(
-        "SELECT Id FROM User WHERE IsActive = true AND Department = 'sdr' LIMIT 1"
+        "SELECT Id FROM User WHERE IsActive = true AND UserRole.Name LIKE 'SDR%' LIMIT 1"
     )["records"][0]["Id"]
     account = _accounts(salesforce, 1, 30)[0]
     salesforce.User.update(rep, {"IsActive": False})
@@ -967,3 +967,103 @@ def test_the_server_counts_exactly_the_requests_the_client_sent(
     report = requests.get(f"{base}/__sandbox/requests", headers=admin, timeout=5).json()
     assert report["total"] == len(sent)
     assert report["by_endpoint"]["GET query"] == -(-tasks // 2000)
+
+
+# --- composite -------------------------------------------------------------------------------
+
+
+def _composite(sf: Salesforce, *subrequests: tuple[str, str], all_or_none: bool = False) -> Any:
+    """``POST composite`` of ``(method, path under /services/data/v59.0/)`` subrequests, each
+    referenced ``r0``, ``r1``, ... in order."""
+    body = {
+        "allOrNone": all_or_none,
+        "compositeRequest": [
+            {"method": method, "url": f"/services/data/v59.0/{path}", "referenceId": f"r{i}"}
+            for i, (method, path) in enumerate(subrequests)
+        ],
+    }
+    return sf.restful("composite", method="POST", json=body)["compositeResponse"]
+
+
+def _codes(results: list[dict[str, Any]]) -> list[tuple[int, str | None]]:
+    """Each result's status and, for an error, its errorCode."""
+    return [
+        (r["httpStatusCode"], r["body"][0]["errorCode"] if r["httpStatusCode"] >= 400 else None)
+        for r in results
+    ]
+
+
+def test_composite_runs_every_subrequest_in_one_counted_call(tiny_org: Org) -> None:
+    with _served(tiny_org) as crm:
+        sf = salesforce_client(crm)
+        account = _ids(sf, "SELECT Id FROM Account ORDER BY Id LIMIT 1")[0]
+        before = sf.api_usage["api-usage"].used
+        crm.server.log.reset()
+        results = _composite(
+            sf,
+            ("GET", "sobjects/Account/describe"),
+            ("GET", "sobjects/Nonesuch__c/describe"),
+            ("GET", "query?q=SELECT+Id+FROM+Account+ORDER+BY+Id+LIMIT+2"),
+            ("GET", f"sobjects/Account/{account}?fields=Name"),
+            ("PATCH", f"sobjects/Account/{account}"),
+            ("GET", "jobs/query"),
+        )
+        assert crm.request_counts() == {"POST composite": 1}
+        assert sf.api_usage["api-usage"].used == before + 1
+    assert [r["referenceId"] for r in results] == [f"r{i}" for i in range(6)]
+    assert _codes(results) == [
+        (200, None),
+        (404, "NOT_FOUND"),
+        (200, None),
+        (200, None),
+        (405, "METHOD_NOT_ALLOWED"),
+        (404, "NOT_FOUND"),
+    ]
+    assert results[0]["body"]["name"] == "Account"
+    assert results[2]["body"]["records"][0]["Id"] == account
+    assert results[3]["body"]["attributes"]["type"] == "Account" and "Name" in results[3]["body"]
+
+
+@pytest.mark.parametrize(
+    ("describes", "queries", "refusal"),
+    [
+        (25, 0, None),
+        (26, 0, "The request can\u2019t contain more than 25 operations."),
+        (20, 5, None),
+        (19, 6, "The request can\u2019t contain more than 5 query operations."),
+    ],
+)
+def test_composite_refuses_more_than_25_subrequests_or_5_queries(
+    salesforce: Salesforce, describes: int, queries: int, refusal: str | None
+) -> None:
+    subrequests = [("GET", "sobjects/Lead/describe")] * describes
+    subrequests += [("GET", "query?q=SELECT+Id+FROM+User+LIMIT+1")] * queries
+    results = _composite(salesforce, *subrequests)
+    if refusal is None:
+        assert _codes(results) == [(200, None)] * (describes + queries)
+    else:
+        assert results == [
+            {
+                "body": [{"errorCode": "LIMIT_EXCEEDED", "message": refusal}],
+                "httpHeaders": {},
+                "httpStatusCode": 400,
+                "referenceId": None,
+            }
+        ]
+
+
+def test_composite_all_or_none_halts_every_other_subrequest_after_a_failure(
+    salesforce: Salesforce,
+) -> None:
+    results = _composite(
+        salesforce,
+        ("GET", "sobjects/Account/describe"),
+        ("GET", "sobjects/Nonesuch__c/describe"),
+        ("GET", "sobjects/Lead/describe"),
+        all_or_none=True,
+    )
+    assert _codes(results) == [
+        (400, "PROCESSING_HALTED"),
+        (404, "NOT_FOUND"),
+        (400, "PROCESSING_HALTED"),
+    ]

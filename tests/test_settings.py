@@ -103,6 +103,21 @@ BAD_FILES = [
         id="bad-literal-in-list",
     ),
     pytest.param(
+        '[sandbox]\npreset = "hard"\n',
+        {},
+        ['settings.toml: [sandbox] preset must be one of "realistic", "easy", got "hard"'],
+        id="unknown-world-preset",
+    ),
+    pytest.param(
+        "[sandbox]\nworld = { hidden_fit_sd = -1 }\n",
+        {},
+        [
+            "settings.toml: [sandbox] world is invalid: world parameter hidden_fit_sd must be "
+            ">= 0, got -1.0"
+        ],
+        id="bad-world-parameter",
+    ),
+    pytest.param(
         "[tiers]\nsdr_min = 85\n",
         {},
         ["settings.toml: [tiers] sdr_min must be below ae_min (80), got 85"],

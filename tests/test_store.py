@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, func, select
 
 from sync import (
-    SCHEMA_VERSION,
     Account,
     Activity,
     AppendOnlyError,
@@ -22,8 +21,6 @@ from sync import (
     Opportunity,
     Person,
     RunEvent,
-    SchemaMeta,
-    SchemaVersionError,
     ScoreHistory,
     SlaClock,
     Store,
@@ -297,15 +294,6 @@ def test_a_cursor_keeps_when_it_read_and_when_it_last_listed_the_archive(store: 
     assert saved is not None and (saved.read_at, saved.archive_read_at) == (read, listed)
 
 
-def test_a_database_of_the_previous_schema_is_refused_clearly(store: Store, store_url: str) -> None:
-    with store.session() as session:  # written before cursors kept read_at and archive_read_at
-        session.exec(update(SchemaMeta).values(schema_version=SCHEMA_VERSION - 1))
-    store.dispose()
-    expected = rf"schema version {SCHEMA_VERSION - 1}.*uses version {SCHEMA_VERSION}.*new state"
-    with pytest.raises(SchemaVersionError, match=expected):
-        Store.open(store_url)
-
-
 def test_failed_transaction_leaves_rows_and_cursor_unchanged(store: Store) -> None:
     later = T0 + timedelta(hours=1)
     with store.session() as session:
@@ -487,15 +475,6 @@ def test_run_log_records_start_events_and_finish(store: Store) -> None:
         (run.id, "pulled", None),
         (run.id, "failed", "orphan"),
     ]
-
-
-def test_schema_version_mismatch_is_a_clear_error(store: Store, store_url: str) -> None:
-    with store.session() as session:
-        session.exec(update(SchemaMeta).values(schema_version=999))
-    store.dispose()
-    expected = rf"schema version 999.*uses version {SCHEMA_VERSION}"
-    with pytest.raises(SchemaVersionError, match=expected):
-        Store.open(store_url)
 
 
 def test_reopening_a_database_keeps_its_rows(store: Store, store_url: str) -> None:

@@ -46,10 +46,10 @@ RECENT_CONVERSION = "recent_conversion_event_name"
 _SOURCES = {LAST_URL: "ANALYTICS", RECENT_CONVERSION: "FORM"}
 
 
-def build_history(org: Org, merges: pl.DataFrame) -> pl.DataFrame:
+def build_history(org: Org, merges: pl.DataFrame, convention: str = "a") -> pl.DataFrame:
     """(_id, property, value, timestamp) of every contact's analytics properties, newest first,
-    the last ``HISTORY_DEPTH`` values of each."""
-    web = touches(org, merges).filter(
+    the last ``HISTORY_DEPTH`` values of each, URLs in the site map of ``convention``."""
+    web = touches(org, merges, convention).filter(
         ~pl.col("type").is_in(MARKETING_EMAIL) & pl.col("survivor_id").is_not_null()
     )
     base = {"_id": hubspot_id("contacts", "survivor_id"), "timestamp": pl.col("occurred_at")}

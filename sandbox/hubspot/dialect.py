@@ -4,8 +4,9 @@
         client = HubSpot(access_token=crm.token, host=crm.base_url, base_url=crm.base_url)
 
 Options: ``tier`` (starter, professional, enterprise, unlimited: rate limits, and whether the
-events API answers, limits.py) and ``pipeline`` (default, custom: the deals' pipeline,
-pipelines.py).
+events API answers, limits.py), ``pipeline`` (default, custom: the deals' pipeline,
+pipelines.py), ``country_spelling`` (`sandbox.spellings`) and ``convention`` (a, b: the site
+map web touches show, touches.py).
 
 (``base_url`` is what the client's raw ``api_request()`` helper uses.) Injected faults answer
 in HubSpot's shapes: a 429 with ``errorType: RATE_LIMIT`` (and ``Retry-After`` when the fault
@@ -40,13 +41,14 @@ from sandbox.hubspot.owners import OwnerRoutes
 from sandbox.hubspot.pipelines import PIPELINES, PipelineRoutes
 from sandbox.hubspot.properties import PropertyRoutes
 from sandbox.hubspot.store import Clock, PortalStore
+from sandbox.hubspot.touches import CONVENTIONS
 from sandbox.hubspot.writes import BatchRoutes
 from sandbox.org import Org
 
 __all__ = ["DEFAULT_TIER", "HubSpotDialect", "make_dialect"]
 
 DEFAULT_TIER = "professional"
-_OPTIONS = ("tier", "country_spelling", "pipeline")
+_OPTIONS = ("tier", "country_spelling", "pipeline", "convention")
 _EXPIRED = "The OAuth token used to make this call expired 0 second(s) ago."
 _UNREADABLE = "Invalid input: the request's body or arguments could not be read"
 _LOG = logging.getLogger(__name__)
@@ -70,18 +72,29 @@ class HubSpotDialect:
         tier: str = DEFAULT_TIER,
         country_spelling: str = "code",  # a rendering option: `sandbox.spellings`
         pipeline: str = "default",
+        convention: str = "a",  # the portal's site map: `sandbox.hubspot.touches`
     ) -> None:
+        if convention not in CONVENTIONS:
+            raise ValueError(
+                f"unknown convention {convention!r}; expected one of {list(CONVENTIONS)}"
+            )
         if pipeline not in PIPELINES:
             raise ValueError(
                 f"unknown deal pipeline {pipeline!r}; expected one of {list(PIPELINES)}"
             )
         pipelines, deals_in = PIPELINES[pipeline]
         self.token = token
-        self.store = PortalStore(org, clock, country_spelling, deals_in)
+        # how the org's records are rendered (what saved state must have been written under)
+        self.rendering = {
+            "country_spelling": country_spelling,
+            "pipeline": pipeline,
+            "convention": convention,
+        }
+        self.store = PortalStore(org, clock, country_spelling, deals_in, convention)
         self.limiter = RateLimiter(tier, clock)
         self.owners = OwnerRoutes(org.users)
         self.events = EventRoutes(
-            build_events(org, self.store.merges), self.limiter.tier.events_api
+            build_events(org, self.store.merges, convention), self.limiter.tier.events_api
         )
         self._routes = [
             *BatchRoutes(self.store, faults).routes(),
@@ -91,7 +104,7 @@ class HubSpotDialect:
             *PropertyRoutes(self.store).routes(),
             *self.owners.routes(),
             *self.events.routes(),
-            *EmailEventRoutes(build_email_events(org, self.store.merges)).routes(),
+            *EmailEventRoutes(build_email_events(org, self.store.merges, convention)).routes(),
             *PipelineRoutes(pipelines).routes(),
         ]
 

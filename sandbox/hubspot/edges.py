@@ -7,7 +7,7 @@ on the 2,000-account org as on the 200,000-account one; a write swaps in new arr
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +65,16 @@ class Edges:
         for to_id, type_id in zip(arrays.to_id[lo:hi], arrays.type_id[lo:hi], strict=True):
             grouped.setdefault(int(to_id), []).append(int(type_id))
         return [Link(to_id, tuple(types)) for to_id, types in grouped.items()]
+
+    def pairs(self) -> dict[tuple[str, str], tuple[object, Callable[[], pl.DataFrame]]]:
+        """Each (source, target) pair's rows as (a token that changes on every write to the pair,
+        a reader of its rows as a frame): what a save compares and writes."""
+        return {key: (arrays, arrays.frame) for key, arrays in self._pairs.items()}
+
+    def restore(self, rows: Mapping[tuple[str, str], pl.DataFrame]) -> None:
+        """Take back the rows of these pairs, saved earlier."""
+        with self._lock:
+            self._pairs = {**self._pairs, **{key: _Arrays.of(f) for key, f in rows.items()}}
 
     def add(self, source: str, target: str, rows: Iterable[tuple[int, int, int]]) -> None:
         """Add (from_id, to_id, type_id) rows of one pair (duplicates are ignored)."""

@@ -40,13 +40,16 @@ _ID_PREFIX = "5e1a0000-0000-4000-9000-"
 _PORTAL = 5000001  # the sandbox portal's id (HubSpot's portalId / Hub ID)
 
 
-def build_email_events(org: Org, merges: pl.DataFrame) -> pl.DataFrame:
-    """Every marketing email open and click sent to a known person's address, newest first."""
+def build_email_events(org: Org, merges: pl.DataFrame, convention: str = "a") -> pl.DataFrame:
+    """Every marketing email open and click sent to a known person's address, newest first,
+    links in the site map of ``convention``."""
     emails = org.people.select(survivor_id="person_id", recipient="email")
     campaign = pl.col("occurred_at").dt.year() * 100 + pl.col("occurred_at").dt.month()
-    tracking = pl.lit("?utm_campaign=newsletter&utm_medium=email&utm_source=hs_email&_hsmi=")
+    tracking = "utm_campaign=newsletter&utm_medium=email&utm_source=hs_email&_hsmi="
+    link = pl.col("hs_url").cast(pl.String)
+    joiner = pl.when(link.str.contains("?", literal=True)).then(pl.lit("&")).otherwise(pl.lit("?"))
     return (
-        touches(org, merges)
+        touches(org, merges, convention)
         .filter(pl.col("type").is_in(MARKETING_EMAIL))
         .join(emails, on="survivor_id")
         .filter(pl.col("recipient").is_not_null())
@@ -57,7 +60,7 @@ def build_email_events(org: Org, merges: pl.DataFrame) -> pl.DataFrame:
             recipient=pl.col("recipient"),
             campaign=campaign.cast(pl.Int64),
             url=pl.when(pl.col("hs_url").is_not_null()).then(
-                pl.col("hs_url").cast(pl.String) + tracking + campaign.cast(pl.String)
+                link + joiner + pl.lit(tracking) + campaign.cast(pl.String)
             ),
         )
         .sort("created", "id", descending=True)

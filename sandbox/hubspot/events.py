@@ -9,7 +9,8 @@ account is the company's. Rep calls, emails and meetings are CRM objects instead
 Marketing email opens and clicks are not events here: HubSpot's events API never includes
 marketing email events (they come from the email events API, email_events.py). Below
 Enterprise the portal refuses the events API with HubSpot's 403 (the tier's ``events_api``).
-Touches and their (eventType, ``hs_url``, ``hs_title``) are rendered from touches.py.
+Touches and their (eventType, ``hs_url``, ``hs_title``) are rendered from touches.py, in the
+portal's convention.
 
 Event ids are UUID-shaped strings ending in the activity id.
 """
@@ -56,9 +57,10 @@ _OBJECT_TYPES = {
 }
 
 
-def build_events(org: Org, merges: pl.DataFrame) -> pl.DataFrame:
-    """Every web touch of the org as an event, oldest first (marketing email is not one)."""
-    joined = touches(org, merges).filter(~pl.col("type").is_in(MARKETING_EMAIL))
+def build_events(org: Org, merges: pl.DataFrame, convention: str = "a") -> pl.DataFrame:
+    """Every web touch of the org as an event, oldest first (marketing email is not one), with
+    the site map of ``convention``."""
+    joined = touches(org, merges, convention).filter(~pl.col("type").is_in(MARKETING_EMAIL))
     by_person = pl.col("survivor_id").is_not_null()
     return joined.select(
         "activity_id",

@@ -1,8 +1,9 @@
 """Owners API v3: the org's users as owners, paged; inactive users are archived owners.
 
 HubSpot owners have no role, territory or out-of-office fields, so they travel as teams, the one
-grouping an owner carries: the primary team names role and territory ("AE EMEA"); an owner who
-is out of office is also in the non-primary team "Out of Office" (how portals keep such reps out
+grouping an owner carries: the primary team names role and territory as a portal would, messily
+("AE EMEA", "Sales Development - APAC", "Sales Team LATAM": `sandbox.teams`); an owner who is
+out of office is also in the non-primary team "Out of Office" (how portals keep such reps out
 of rotation). The marketing queue is an owner of type QUEUE.
 """
 
@@ -20,8 +21,9 @@ from sandbox.hubspot.render import page_body
 from sandbox.hubspot.responses import is_true, link_to
 from sandbox.hubspot.values import format_timestamp
 from sandbox.reps import MARKETING_QUEUE_ID
+from sandbox.teams import user_labels
 
-__all__ = ["OUT_OF_OFFICE_TEAM", "TEAM_BASE", "OwnerRoutes", "build_owners", "team_name"]
+__all__ = ["OUT_OF_OFFICE_TEAM", "TEAM_BASE", "OwnerRoutes", "build_owners"]
 
 OUT_OF_OFFICE_TEAM = "Out of Office"
 TEAM_BASE = 5_000_000
@@ -29,23 +31,19 @@ MAX_OWNERS_PAGE = 500
 DEFAULT_OWNERS_PAGE = 100
 
 
-def team_name(role: str, territory: str) -> str:
-    """The primary team of a rep: role and territory, e.g. "AE EMEA"."""
-    return f"{role.upper()} {territory}"
-
-
 def _teams(users: pl.DataFrame) -> dict[str, str]:
     """Team name -> team id, ids in name order (the out-of-office team first)."""
-    names = sorted({team_name(r, t) for r, t in users.select("role", "territory").iter_rows()})
+    names = sorted(set(users["_team_name"]))
     return {name: str(TEAM_BASE + i) for i, name in enumerate([OUT_OF_OFFICE_TEAM, *names])}
 
 
 def build_owners(users: pl.DataFrame) -> list[dict[str, Any]]:
     """Every user as a ``PublicOwner``, in id order."""
+    users = user_labels(users)
     teams = _teams(users)
     owners = []
     for user in users.sort("user_id").iter_rows(named=True):
-        primary = team_name(user["role"], user["territory"])
+        primary = user["_team_name"]
         member = [{"id": teams[primary], "name": primary, "primary": True}]
         if user["out_of_office"]:
             member.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from sandbox.hubspot.values import column_dtype, parse_value
 from sandbox.org import Org
 from sandbox.tables import Table, TableSpec
 
-__all__ = ["Clock", "PortalStore"]
+__all__ = ["Clock", "PortalStore", "SavedPortal"]
 
 Clock = Callable[[], datetime]
 
@@ -39,9 +40,12 @@ class PortalStore:
         clock: Clock,
         country_spelling: str = "code",
         pipeline: Pipeline | None = None,
+        convention: str = "a",
     ) -> None:
         records, merges = build_records(org, country_spelling)
-        self.analytics = build_history(org, merges)  # contacts' analytics property history
+        self.analytics = build_history(
+            org, merges, convention
+        )  # contacts' analytics property history
         records["contacts"] = _with_analytics(records["contacts"], self.analytics)
         records["deals"] = staged(records["deals"], pipeline or PIPELINES["default"][1])
         self.clock = clock
@@ -160,6 +164,35 @@ class PortalStore:
         with self._lock:
             self.properties[object_name] = {**self.properties[object_name], spec.name: spec}
         self.tables[object_name].add_column(spec.name, column_dtype(spec.type))
+
+    def counters(self) -> dict[str, int]:
+        """The id the next created record of each object gets."""
+        with self._lock:
+            return dict(self._next_id)
+
+    def restore(self, saved: SavedPortal) -> None:
+        """Take back what was written to the portal before the sandbox restarted."""
+        for name, frame in saved.frames.items():
+            self.tables[name].restore(frame)
+        self.edges.restore(saved.edges)
+        with self._lock:
+            self.properties = {name: dict(specs) for name, specs in saved.properties.items()}
+            self.groups = {name: dict(groups) for name, groups in saved.groups.items()}
+            self.redirects = {name: dict(moved) for name, moved in saved.redirects.items()}
+            self._next_id |= saved.counters
+
+
+@dataclass(frozen=True)
+class SavedPortal:
+    """What `PortalStore.restore` takes back: changed records and associations, the property
+    registry and groups, merged-away ids and the id counters."""
+
+    frames: Mapping[str, pl.DataFrame]
+    edges: Mapping[tuple[str, str], pl.DataFrame]
+    properties: Mapping[str, Mapping[str, PropertySpec]]
+    groups: Mapping[str, Mapping[str, str]]
+    redirects: Mapping[str, Mapping[int, int]]
+    counters: Mapping[str, int]
 
 
 class _Records(Table):

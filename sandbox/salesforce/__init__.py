@@ -7,7 +7,8 @@
 Modules: `ids` (record ids), `schema` (objects and fields), `mapping` (org -> records),
 `catalog` (metadata as it changes), `store` and `writes` (records and saving them), `merges`
 (Account, Contact and Lead merges), `coerce`, `formula` (validation rules), `auth`, `limits`,
-`errors`, `routing`, `rest`, `query`, `composite`, `bulk` and `bulk_data`, `tooling`, `dialect`
+`errors`, `routing`, `rest`, `query`, `composite` (sObject Collections),
+`subrequests` (Composite), `bulk` and `bulk_data`, `tooling`, `dialect`
 and `client` (the loopback session for clients).
 """
 

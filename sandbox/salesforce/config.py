@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["API_VERSION", "SalesforceOptions"]
+__all__ = ["API_VERSION", "CONVENTIONS", "SalesforceOptions"]
 
 API_VERSION = "59.0"  # simple-salesforce 1.12's default
+CONVENTIONS = ("a", "b")  # how the org records touches (`sandbox.salesforce.mapping`)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,13 @@ class SalesforceOptions:
     country_spelling: str = "code"  # code | name | mixed (`sandbox.spellings`)
     country_picklists: bool = False  # BillingCountryCode and friends, as state/country picklists
     multi_currency: bool = False  # CurrencyIsoCode on records and the CurrencyType object
+    convention: str = "a"  # how the org records touches, one of `CONVENTIONS`
+
+    def __post_init__(self) -> None:
+        if self.convention not in CONVENTIONS:
+            raise ValueError(
+                f"unknown convention {self.convention!r}; expected one of {CONVENTIONS}"
+            )
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SalesforceOptions:

@@ -12,7 +12,8 @@ through.
 Endpoint names (for the request log and ``endpoint =`` in a faults file): ``soap/login``,
 ``oauth2/token``, ``versions``, ``resources``, ``limits``, ``describeGlobal``,
 ``sobjects/describe``, ``sobjects`` (records), ``query`` and ``queryAll`` (with their next
-pages), ``composite/sobjects``, ``jobs/ingest``, ``jobs/query``, ``tooling/sobjects`` and
+pages), ``composite`` (one entry however many subrequests it runs), ``composite/sobjects``,
+``jobs/ingest``, ``jobs/query``, ``tooling/sobjects`` and
 ``tooling/query``.
 
 Merges, which Salesforce offers only through its SOAP API, are a method: `SalesforceDialect.merge`.
@@ -42,6 +43,7 @@ from sandbox.salesforce.merges import MergeResult
 from sandbox.salesforce.query import QueryService
 from sandbox.salesforce.rest import RestService
 from sandbox.salesforce.state import OrgState, build_state
+from sandbox.salesforce.subrequests import CompositeService
 from sandbox.salesforce.tooling import ToolingService
 
 __all__ = ["SalesforceDialect", "make_dialect"]
@@ -57,7 +59,7 @@ class SalesforceDialect:
         self.logins = Logins(
             state.options, state.sessions, (state.org_id, state.user_id), state.clock
         )
-        self._routes = [
+        served = [
             *self.logins.routes(),
             *QueryService(state).routes(),
             *CollectionsService(state).routes(),
@@ -65,6 +67,7 @@ class SalesforceDialect:
             *ToolingService(state).routes(),
             *RestService(state).routes(),
         ]
+        self._routes = [*served, *CompositeService(served).routes()]
 
     def routes(self) -> list[Route]:
         """Every route, logins first."""

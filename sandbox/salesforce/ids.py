@@ -26,6 +26,8 @@ KEY_PREFIXES: dict[str, str] = {
     "Lead": "00Q",
     "Task": "00T",
     "Event": "00U",
+    "UserRole": "00E",
+    "Profile": "00e",
     "CampaignMember": "00v",
     "QueryLocator": "01g",
     "CurrencyType": "02B",

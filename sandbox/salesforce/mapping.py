@@ -5,8 +5,10 @@ The tables below are the whole mapping, written so the connector can invert it:
 =================  ==========================================================================
 Salesforce         From the org
 =================  ==========================================================================
-User               users: Username and Email = email, Department = role (sdr, ae, manager,
-                   marketing), Division = territory, Out_of_Office__c = out_of_office
+User               users: Username and Email = email, UserRole, Profile and Department =
+                   messy labels of the team (`sandbox.teams`), Division = territory,
+                   Out_of_Office__c = out_of_office
+UserRole, Profile  one per distinct role name / profile name the users carry
 Account            accounts: BillingCountry = ISO code, Type = 'Customer - Direct' (customer),
                    'Competitor' (competitor) else 'Prospect', ParentId = parent_id
 Lead               people of kind lead; Company null -> '[not provided]' (Salesforce requires
@@ -19,7 +21,8 @@ Task, Event        activities, typed by `TOUCHES` below; meetings are Events of 
                    IsArchived = at least `ARCHIVE_DAYS` old at the org's end (closed Tasks
                    and Events, as Salesforce's archiving job leaves them), so ``query``
                    hides them and ``queryAll`` returns them
-Campaign           one per (webinar | whitepaper, topic) that has members: `CAMPAIGNS`
+Campaign           one per (webinar | whitepaper, topic) that has members: `CAMPAIGNS`, whose
+                   Type is the campaign type CampaignMember.Campaign.Type reads
 CampaignMember     first webinar registration / whitepaper download of a person per campaign
 =================  ==========================================================================
 
@@ -30,6 +33,11 @@ touch's subject, then ``": <Topic>"`` when the activity has a content topic (``T
 ``(Type, Subject before ": ")`` names the catalog key uniquely. ActivityDate and CreatedDate are
 occurred_at; OwnerId is the rep for rep activity, else the marketing queue user that marketing
 automation syncs as. Every id is `make_ids` of the org's own row number, so ids are stable.
+
+An org may be rendered in a second convention (``convention="b"``, `CONVENTIONS`): marketing
+touches as Tasks of Type "Marketing Activity" with other subjects, rep calls and emails with no
+Type (only their TaskSubtype says what they are), meetings with no Type, and other campaign
+types. Only the rendering differs: the same org gives the same records and ids either way.
 """
 
 from __future__ import annotations
@@ -46,15 +54,18 @@ from sandbox.salesforce.config import SalesforceOptions
 from sandbox.salesforce.ids import make_ids
 from sandbox.salesforce.rendering import currency_types, rendered_columns
 from sandbox.salesforce.schema import SObject
+from sandbox.teams import user_labels
 from sandbox.vocab import TOPICS
 
 __all__ = [
     "CAMPAIGNS",
     "COLUMNS",
+    "CONVENTIONS",
     "NOT_PROVIDED",
     "TOPIC_LABELS",
     "TOUCHES",
     "CampaignKind",
+    "Convention",
     "Touch",
     "salesforce_frames",
 ]
@@ -71,7 +82,7 @@ class Touch(NamedTuple):
 
     object: str  # Task or Event
     subject: str  # ": <Topic>" is appended when the activity has a topic
-    type: str  # the Type picklist value
+    type: str | None  # the Type picklist value
     subtype: str | None  # TaskSubtype (Tasks only)
 
 
@@ -91,6 +102,24 @@ TOUCHES: dict[str, Touch] = {
     "call": Touch("Task", "Call", "Call", "Call"),
     "email": Touch("Task", "Email", "Email", "Email"),
     "meeting": Touch("Event", "Meeting", "Meeting", None),
+}
+_B_TYPE = "Marketing Activity"
+# the second convention: one Type for marketing, other subjects, untyped rep activity
+TOUCHES_B: dict[str, Touch] = {
+    "demo_request": Touch("Task", "Demo Request", _B_TYPE, "Task"),
+    "pricing_page": Touch("Task", "Pricing Page View", _B_TYPE, "Task"),
+    "trial_signup": Touch("Task", "Free Trial Sign-up", _B_TYPE, "Task"),
+    "contact_sales": Touch("Task", "Talk to Sales", _B_TYPE, "Task"),
+    "webinar": Touch("Task", "Webinar Registration", _B_TYPE, "Task"),
+    "case_study": Touch("Task", "Customer Story View", _B_TYPE, "Task"),
+    "product_page": Touch("Task", "Platform Page View", _B_TYPE, "Task"),
+    "whitepaper": Touch("Task", "Ebook Download", _B_TYPE, "Task"),
+    "blog_visit": Touch("Task", "Blog Article View", _B_TYPE, "Task"),
+    "email_open": Touch("Task", "Email Opened", _B_TYPE, "Task"),
+    "email_click": Touch("Task", "Email Link Clicked", _B_TYPE, "Task"),
+    "call": Touch("Task", "Call", None, "Call"),
+    "email": Touch("Task", "Email", None, "Email"),
+    "meeting": Touch("Event", "Meeting", None, None),
 }
 TOPIC_LABELS: dict[str, str] = {
     "security": "Security",
@@ -112,6 +141,23 @@ class CampaignKind(NamedTuple):
 CAMPAIGNS: dict[str, CampaignKind] = {
     "webinar": CampaignKind("Webinar", "Webinar", "Registered"),
     "whitepaper": CampaignKind("Whitepaper", "Content", "Downloaded"),
+}
+CAMPAIGNS_B: dict[str, CampaignKind] = {
+    "webinar": CampaignKind("Webinar", "Virtual Event", "Registered"),
+    "whitepaper": CampaignKind("Ebook", "Content Syndication", "Downloaded"),
+}
+
+
+class Convention(NamedTuple):
+    """How an org records its touches and campaigns."""
+
+    touches: dict[str, Touch]
+    campaigns: dict[str, CampaignKind]
+
+
+CONVENTIONS: dict[str, Convention] = {
+    "a": Convention(TOUCHES, CAMPAIGNS),
+    "b": Convention(TOUCHES_B, CAMPAIGNS_B),
 }
 
 
@@ -162,12 +208,16 @@ COLUMNS: dict[str, dict[str, pl.Expr]] = {
         "LastName": pl.col("last_name"),
         "Name": pl.col("name"),
         "IsActive": pl.col("is_active"),
-        "Department": pl.col("role"),
+        "Department": pl.col("_department"),
         "Division": pl.col("territory"),
+        "UserRoleId": _ids("UserRole", "_role_number"),
+        "ProfileId": _ids("Profile", "_profile_number"),
         "ManagerId": _ids("User", "manager_id"),
         "Out_of_Office__c": pl.col("out_of_office"),
         **_audit(),
     },
+    "UserRole": {"Id": _ids("UserRole", "_number"), "Name": pl.col("_name"), **_audit()},
+    "Profile": {"Id": _ids("Profile", "_number"), "Name": pl.col("_name"), **_audit()},
     "Account": {
         "Id": _ids("Account", "account_id"),
         "Name": pl.col("name"),
@@ -296,8 +346,9 @@ def salesforce_frames(
     org: Org, objects: Iterable[SObject], options: SalesforceOptions
 ) -> dict[str, pl.DataFrame]:
     """One frame per object, columns in describe order with their Salesforce types, as the
-    org's rendering options (countries, currencies: `rendering`) show them."""
-    sources = _sources(org)
+    org's rendering options show them (countries, currencies: `rendering`; the touches and
+    campaigns recorded in ``options.convention``)."""
+    sources = _sources(org, CONVENTIONS[options.convention])
     rendered = rendered_columns(options)
     return {
         obj.name: _frame(
@@ -318,21 +369,45 @@ def _frame(source: pl.DataFrame, columns: Mapping[str, pl.Expr], obj: SObject) -
     return frame.with_columns(pl.col(stamps).dt.truncate("1ms"))
 
 
-def _sources(org: Org) -> dict[str, Callable[[], pl.DataFrame]]:
+def _sources(org: Org, convention: Convention) -> dict[str, Callable[[], pl.DataFrame]]:
     """Object -> the org frame its `COLUMNS` read (built on demand)."""
     people = org.people
+    users = user_labels(org.users)
     return {
-        "User": lambda: org.users,
+        "User": lambda: _users(users),
+        "UserRole": lambda: _named(users, "_role_name"),
+        "Profile": lambda: _named(users, "_profile"),
         "Account": lambda: org.accounts,
         "Lead": lambda: people.filter(pl.col("kind") == "lead"),
         "Contact": lambda: people.filter(pl.col("kind") == "contact"),
         "Opportunity": lambda: org.opportunities,
-        "Task": lambda: _touches(org, "Task"),
-        "Event": lambda: _touches(org, "Event"),
-        "Campaign": lambda: _campaigns(_members(org)),
-        "CampaignMember": lambda: _members(org),
+        "Task": lambda: _touches(org, "Task", convention.touches),
+        "Event": lambda: _touches(org, "Event", convention.touches),
+        "Campaign": lambda: _campaigns(_members(org, convention.campaigns), convention.campaigns),
+        "CampaignMember": lambda: _members(org, convention.campaigns),
         "CurrencyType": lambda: currency_types(org.accounts["created_at"].min()),
     }
+
+
+def _named(users: pl.DataFrame, label: str) -> pl.DataFrame:
+    """One row per distinct label (a role or profile name), numbered in name order."""
+    names = users[label].drop_nulls().unique().sort()
+    created = users["created_at"].min()
+    return (
+        pl.DataFrame({"_name": names})
+        .with_row_index("_number")
+        .with_columns(created_at=pl.lit(created), modified_at=pl.lit(created))
+    )
+
+
+def _users(users: pl.DataFrame) -> pl.DataFrame:
+    """Users with the numbers of their role and profile records."""
+    for label, number in (("_role_name", "_role_number"), ("_profile", "_profile_number")):
+        names = _named(users, label).select(
+            pl.col("_name").alias(label), pl.col("_number").alias(number)
+        )
+        users = users.join(names, on=label, how="left", maintain_order="left")
+    return users
 
 
 def _with_people(activities: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame:
@@ -343,11 +418,11 @@ def _with_people(activities: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame
     return activities.join(keys, on="person_id", how="left", maintain_order="left")
 
 
-def _touches(org: Org, sobject: str) -> pl.DataFrame:
+def _touches(org: Org, sobject: str, touches: Mapping[str, Touch]) -> pl.DataFrame:
     """Activities recorded as ``sobject``, with their touch's subject, type and subtype."""
     table = pl.DataFrame(
-        [(key, *touch) for key, touch in TOUCHES.items() if touch.object == sobject],
-        schema=["_key", "_object", "_subject", "_type", "_subtype"],
+        [(key, *touch) for key, touch in touches.items() if touch.object == sobject],
+        schema=dict.fromkeys(["_key", "_object", "_subject", "_type", "_subtype"], pl.String),
         orient="row",
     )
     archived_before = (org.manifest.end_at - timedelta(days=ARCHIVE_DAYS)).date()
@@ -359,9 +434,9 @@ def _touches(org: Org, sobject: str) -> pl.DataFrame:
     return _with_people(touches, org.people)
 
 
-def _members(org: Org) -> pl.DataFrame:
+def _members(org: Org, campaigns: Mapping[str, CampaignKind]) -> pl.DataFrame:
     """Each person's first registration or download per campaign, numbered."""
-    kinds = list(CAMPAIGNS)
+    kinds = list(campaigns)
     activities = org.activities.filter(
         pl.col("type").cast(pl.String).is_in(kinds)
         & pl.col("topic").is_not_null()
@@ -377,17 +452,17 @@ def _members(org: Org) -> pl.DataFrame:
         .sort("occurred_at", "campaign", "person_id")
         .with_row_index("member")
     )
-    statuses = {key: kind.member_status for key, kind in CAMPAIGNS.items()}
+    statuses = {key: kind.member_status for key, kind in campaigns.items()}
     status = pl.col("type").cast(pl.String).replace_strict(statuses, return_dtype=pl.String)
     return _with_people(first, org.people).with_columns(
         owner_id=pl.lit(None), modified_at=pl.col("occurred_at"), _status=status
     )
 
 
-def _campaigns(members: pl.DataFrame) -> pl.DataFrame:
+def _campaigns(members: pl.DataFrame, campaigns: Mapping[str, CampaignKind]) -> pl.DataFrame:
     """One campaign per (kind, topic) that has members, started at its first member."""
-    labels = {key: kind.label for key, kind in CAMPAIGNS.items()}
-    types = {key: kind.type for key, kind in CAMPAIGNS.items()}
+    labels = {key: kind.label for key, kind in campaigns.items()}
+    types = {key: kind.type for key, kind in campaigns.items()}
     key = pl.col("type").cast(pl.String)
     return (
         members.group_by("campaign")

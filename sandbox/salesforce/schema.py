@@ -18,11 +18,13 @@ from sandbox.salesforce.ids import KEY_PREFIXES
 from sandbox.vocab import INDUSTRIES, PRODUCT_LINES
 
 __all__ = [
+    "CAMPAIGN_TYPES",
     "CLOSED_STAGES",
     "CURRENT_USER",
     "DERIVED",
     "FIELD_TYPES",
     "STANDARD_OBJECTS",
+    "TASK_SUBTYPES",
     "TASK_TYPES",
     "Field",
     "FieldType",
@@ -216,7 +218,8 @@ _ACCOUNT_TYPES = (
     "Competitor",
     "Other",
 )
-# Task Type values: the rep's own (Call, Email, Meeting) and those marketing automation syncs
+# Task Type values: the rep's own (Call, Email, Meeting), those marketing automation syncs, and
+# the second convention's (`sandbox.salesforce.mapping.CONVENTIONS`)
 TASK_TYPES = (
     "Call",
     "Email",
@@ -226,6 +229,27 @@ TASK_TYPES = (
     "Webinar",
     "Content Download",
     "Email Engagement",
+    "Marketing Activity",
+    "Other",
+)
+# TaskSubtype: what kind of task the UI created (a List Email is a mass email, a Cadence step
+# comes from Sales Engagement); restricted, set on create only
+TASK_SUBTYPES = ("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn")
+CAMPAIGN_TYPES = (
+    "Advertisement",
+    "Banner Ads",
+    "Conference",
+    "Content",
+    "Content Syndication",
+    "Direct Mail",
+    "Email",
+    "Partners",
+    "Public Relations",
+    "Referral Program",
+    "Telemarketing",
+    "Trade Show",
+    "Virtual Event",
+    "Webinar",
     "Other",
 )
 
@@ -350,6 +374,23 @@ _USER = SObject(
         Field("Department", "string", "Department", 80),
         Field("Division", "string", "Division", 80),
         Field(
+            "UserRoleId",
+            "reference",
+            "Role ID",
+            18,
+            reference_to=("UserRole",),
+            relationship="UserRole",
+        ),
+        Field(
+            "ProfileId",
+            "reference",
+            "Profile ID",
+            18,
+            nillable=False,
+            reference_to=("Profile",),
+            relationship="Profile",
+        ),
+        Field(
             "ManagerId",
             "reference",
             "Manager ID",
@@ -372,6 +413,27 @@ _USER = SObject(
     createable=False,
     deletable=False,
 )
+
+
+def _setup_object(name: str, label: str, plural: str) -> SObject:
+    """An org set-up object the API only reads (UserRole, Profile): an id, a name, audit."""
+    return SObject(
+        name,
+        label,
+        plural,
+        (
+            _id(f"{label} ID"),
+            Field("Name", "string", "Name", 255, nillable=False),
+            *_system_fields(deletable=False),
+        ),
+        createable=False,
+        updateable=False,
+        deletable=False,
+    )
+
+
+_USER_ROLE = _setup_object("UserRole", "Role", "Roles")
+_PROFILE = _setup_object("Profile", "Profile", "Profiles")
 
 
 def _activity_fields(type_values: tuple[str, ...]) -> tuple[Field, ...]:
@@ -439,7 +501,8 @@ _TASK = SObject(
             updateable=False,
             defaulted=True,
             default="Task",
-            picklist=("Task", "Email", "Call"),
+            picklist=TASK_SUBTYPES,
+            restricted=True,
         ),
         Field("IsClosed", "boolean", "Closed", **_READ_ONLY, default=False),
         *_system_fields(),
@@ -458,6 +521,17 @@ _EVENT = SObject(
         Field("ActivityDate", "date", "Due Date Only", createable=False, updateable=False),
         Field("StartDateTime", "datetime", "Start Date Time", createable=False, updateable=False),
         Field("EndDateTime", "datetime", "End Date Time", createable=False, updateable=False),
+        Field(
+            "EventSubtype",
+            "picklist",
+            "Event Subtype",
+            255,
+            updateable=False,
+            defaulted=True,
+            default="Event",
+            picklist=("Event",),
+            restricted=True,
+        ),
         *_system_fields(),
     ),
 )
@@ -510,7 +584,7 @@ _CAMPAIGN = SObject(
             "picklist",
             "Type",
             255,
-            picklist=("Webinar", "Content", "Email", "Conference", "Advertisement", "Other"),
+            picklist=CAMPAIGN_TYPES,
         ),
         Field(
             "Status",
@@ -584,6 +658,8 @@ STANDARD_OBJECTS: tuple[SObject, ...] = (
     _LEAD,
     _CONTACT,
     _USER,
+    _USER_ROLE,
+    _PROFILE,
     _TASK,
     _EVENT,
     _OPPORTUNITY,

@@ -31,6 +31,17 @@ class Records:
         """The table of an object (canonical name)."""
         return self._tables[name]
 
+    def tables(self) -> dict[str, Table]:
+        """Every object's table, by canonical name."""
+        return dict(self._tables)
+
+    def restore(self, frames: Mapping[str, pl.DataFrame]) -> None:
+        """Take back the records of these objects, saved earlier; new ids continue after theirs."""
+        for name, frame in frames.items():
+            self._tables[name].restore(frame)
+        with self._lock:
+            self._next |= {name: _next_number(frame) for name, frame in frames.items()}
+
     def frames(self) -> dict[str, pl.DataFrame]:
         """A consistent snapshot of every object for SOQL; a checkbox is never null."""
         return {name: _checkboxes_set(table.frame) for name, table in self._tables.items()}

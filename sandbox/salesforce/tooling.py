@@ -11,7 +11,6 @@ https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/t
 
 from __future__ import annotations
 
-import itertools
 import re
 import threading
 from collections.abc import Callable
@@ -75,7 +74,6 @@ class ToolingService:
 
     def __init__(self, state: OrgState) -> None:
         self.state = state
-        self._numbers = {"CustomField": itertools.count(1), "ValidationRule": itertools.count(1)}
         self._lock = threading.Lock()
 
     def routes(self) -> list[Route]:
@@ -94,10 +92,16 @@ class ToolingService:
         body = _metadata_body(json_body(request))
         kind = request.params["kind"]
         with self._lock:
-            record_id = make_id(kind, next(self._numbers[kind]))
+            record_id = make_id(kind, self._next_number(kind))
             self._put(kind, record_id, str(body.get("FullName", "")), body["Metadata"], None)
         answer = {"id": record_id, "success": True, "errors": [], "warnings": [], "infos": []}
         return json_response(201, answer)
+
+    def _next_number(self, kind: str) -> int:
+        """One past the records of ``kind`` so far, restored ones included (none is deleted)."""
+        catalog = self.state.catalog
+        made = catalog.custom_fields() if kind == "CustomField" else catalog.rules()
+        return len(made) + 1
 
     def update(self, request: Request) -> Response:
         """Replace a custom field's or validation rule's Metadata: 204."""

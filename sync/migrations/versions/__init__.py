@@ -1,0 +1,1 @@
+"""The migrations, one module per revision, numbered in order (a package so installs carry them)."""
