@@ -115,7 +115,7 @@ def test_an_empty_streams_cursor_without_a_value_is_kept(store: Store) -> None:
 
 
 def test_an_activity_keeps_its_topic(store: Store) -> None:
-    touch = {"type": "webinar", "occurred_at": T0, "topic": "security"}
+    touch = {"type": "webinar", "occurred_at": T0, "topic": "security", "rep_touch": False}
     pulls = {"Task": [Record("Task", "00TA", T0, touch), Checkpoint("Task", Cursor(T0))]}
     _mirror(store, "Task", *pulls["Task"], at=T0)
     with store.session() as session:
@@ -124,7 +124,7 @@ def test_an_activity_keeps_its_topic(store: Store) -> None:
 
 
 def test_a_merged_account_hands_its_activity_to_the_survivor(store: Store) -> None:
-    touch = {"type": "pricing_page", "occurred_at": T0, "account_id": "001B"}
+    touch = {"type": "pricing_page", "occurred_at": T0, "account_id": "001B", "rep_touch": False}
     _mirror(
         store,
         "Account",
