@@ -7,6 +7,8 @@ takes the caller's session, so rows, cursor and log land in one transaction (rul
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -43,12 +45,9 @@ StatementFor = Callable[[tuple[str, ...]], Executable]
 _BATCH_SIZE = 5_000
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
-_SQLITE_PRAGMAS = (
-    "journal_mode=WAL",
-    "foreign_keys=ON",
-    "synchronous=NORMAL",
-    "busy_timeout=30000",
-)
+# busy_timeout first, so the pragmas after it wait out another connection's lock
+_SQLITE_PRAGMAS = ("busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL")
+_WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
@@ -340,9 +339,27 @@ def _normalise_url(url: str) -> URL:
 def _apply_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     """WAL for concurrent readers, enforced foreign keys, and waiting out locks, not failing."""
     cursor = dbapi_connection.cursor()
-    for pragma in _SQLITE_PRAGMAS:
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
+        _enter_wal(cursor)
+    finally:
+        cursor.close()
+
+
+def _enter_wal(cursor: Any) -> None:
+    """Switch to WAL. Two connections opening a new database at once both try to, and the
+    switch needs the database to itself: SQLite answers "database is locked" at once rather
+    than through busy_timeout (https://sqlite.org/wal.html#activating_and_configuring_wal_mode),
+    so the switch is tried again for a moment; once in WAL it is a no-op."""
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == _WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _table_of(model: type[SQLModel]) -> Table:
