@@ -623,9 +623,9 @@ def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
 
 @app.command("demo")
 def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
-    """Run Handoff on the sandbox CRM: its org, set-up in its CRM, a full pull, the state."""
+    """Run Handoff on the sandbox CRM: set-up, a full sync that writes scores, a rerun."""
     loaded = settings_from(ctx, settings)
-    org = _print_demo_org(loaded.sandbox)
+    _print_demo_org(loaded.sandbox)
     sandbox = loaded.model_copy(update={"crm": loaded.crm.model_copy(update={"kind": "sandbox"})})
     try:
         with open_crm(sandbox, rate_limits=False) as crm:
@@ -633,7 +633,7 @@ def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
             _print_schema_report(crm.connector.ensure_schema(schema_spec(loaded)))
             again = crm.connector.ensure_schema(schema_spec(loaded))
             console.print(f"Set-up again: {_schema_summary(again)}")
-            url = _demo_sync(loaded, crm, org.manifest.end_at)
+            url = _demo_sync(loaded, crm, crm.now())
     except ConnectorError as error:
         _fail([f"the demo stopped: {error}"])
     except SandboxUnavailable as error:
@@ -766,8 +766,9 @@ def sync_command(
     store = _store(loaded.state.database_url)
     try:
         with store, open_crm(loaded) as crm:
-            console.print(f"Syncing {crm.description}")
-            report = _run(loaded, crm, store, datetime.now(UTC), full, dry_run)
+            now = crm.now()
+            console.print(f"Syncing {crm.description}, scoring as of {now:%d %b %Y %H:%M} UTC")
+            report = _run(loaded, crm, store, now, full, dry_run)
     except ConnectorError as error:
         _fail([f"the sync stopped: {error}"])
     except SandboxUnavailable as error:

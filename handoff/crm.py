@@ -21,6 +21,8 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -47,7 +49,7 @@ from sandbox.discovery import (
 )
 from sandbox.generator import generate_org
 from sandbox.http import ADMIN_PREFIX
-from sandbox.org import Org
+from sandbox.org import Org, read_manifest
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
 from sandbox.world import PRESETS
@@ -99,6 +101,11 @@ class CrmConnection:
     description: str
     sandbox: RunningSandbox | None = None
     lasting: LastingSandbox | None = None
+    present: datetime | None = None  # a sandbox world's "now" (its org's end), which runs use
+
+    def now(self) -> datetime:
+        """The time a run scores at: the sandbox world's present, else the wall clock."""
+        return self.present or datetime.now(UTC)
 
 
 def schema_spec(settings: Settings) -> SchemaSpec:
@@ -149,7 +156,10 @@ def open_crm(
         connector = sandbox_connector(
             lasting.crm, lasting.url, token, _policy(settings), rule_book(settings)
         )
-        yield CrmConnection(connector, _lasting_description(lasting), lasting=lasting)
+        present = read_manifest(Path(lasting.org)).end_at if lasting.org else None
+        yield CrmConnection(
+            connector, _lasting_description(lasting), lasting=lasting, present=present
+        )
 
 
 def lasting_sandbox(settings: Settings, *, rate_limits: bool = True) -> LastingSandbox:
@@ -273,6 +283,8 @@ def _check_same(found: Announcement, settings: Settings, rate_limits: bool) -> N
         "tier": found.tier,
     }
     differ = [key for key, value in asked.items() if running[key] != value]
+    if differ == ["tier"] and found.tier == "unlimited":
+        return  # the demo's sandbox, rate limits off: it serves everything a paid tier does
     if not differ:
         return
     raise SandboxUnavailable(
@@ -332,7 +344,7 @@ def _embedded(settings: Settings, org: Org | None, rate_limits: bool) -> Iterato
         )
         limits = "" if rate_limits or dialect != "hubspot" else ", rate limits off"
         description = f"the embedded sandbox ({dialect} API at {running.base_url}{limits})"
-        yield CrmConnection(connector, description, running)
+        yield CrmConnection(connector, description, running, present=served.manifest.end_at)
 
 
 def rule_book(settings: Settings) -> RuleBook:

@@ -21,6 +21,7 @@ __all__ = [
     "load_org",
     "non_ascii_share",
     "personal_email_share",
+    "read_manifest",
     "save_org",
 ]
 
@@ -123,6 +124,17 @@ def save_org(org: Org, path: Path) -> None:
 
 def load_org(path: Path) -> Org:
     """Read an org written by ``save_org``; refuse other format versions."""
+    manifest = read_manifest(path)
+    tables = {name: _read(path / f"{name}.parquet") for name in _TABLES}
+    truth = GroundTruth(
+        **{name: _read(path / "truth" / f"{name}.parquet") for name in _TRUTH_TABLES},
+        process=manifest.world_params.process,
+    )
+    return Org(manifest=manifest, truth=truth, **tables)
+
+
+def read_manifest(path: Path) -> OrgManifest:
+    """The manifest of an org written by ``save_org``; refuse other format versions."""
     manifest_file = path / "manifest.json"
     if not manifest_file.is_file():
         raise OrgError(
@@ -135,13 +147,7 @@ def load_org(path: Path) -> Org:
             f"{path}: org format {raw.get('format_version')} but this version reads "
             f"format {FORMAT_VERSION}; generate it again"
         )
-    manifest = OrgManifest(**{f.name: raw[f.name] for f in fields(OrgManifest)})
-    tables = {name: _read(path / f"{name}.parquet") for name in _TABLES}
-    truth = GroundTruth(
-        **{name: _read(path / "truth" / f"{name}.parquet") for name in _TRUTH_TABLES},
-        process=manifest.world_params.process,
-    )
-    return Org(manifest=manifest, truth=truth, **tables)
+    return OrgManifest(**{f.name: raw[f.name] for f in fields(OrgManifest)})
 
 
 def _read(file: Path) -> pl.DataFrame:

@@ -91,6 +91,11 @@ def test_demo_syncs_the_lasting_sandbox_reads_accounts_back_and_a_second_demo_wr
     assert "Set-up: nothing to change, all 23 in place" in second.stdout
     # the sandbox kept what the first demo wrote: its full sync finds nothing to write
     assert "Written 0 (none)" in said_second and "Second sync: 0 written" in said_second
+    # `handoff sync` scores at the sandbox world's present, as the demo did: nothing moves
+    synced = handoff("sync")
+    said_sync = " ".join(synced.stdout.split())
+    assert synced.returncode == 0 and "Written 0 (none)" in said_sync, said_sync
+    assert "scoring as of 01 Nov 2026" in said_sync
 
 
 def test_demo_stops_on_bad_settings_without_side_effects() -> None:
