@@ -24,6 +24,7 @@ from connectors.protocol import Connector
 from sync.config import MatchingSettings
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_stream
+from sync.runlog import forget_events, full_resync_reason
 from sync.scoring_state import Book, ScoringSetup, score_book
 from sync.store import Store
 from sync.writeback import (
@@ -54,6 +55,8 @@ class RunConfig:
     scoring: ScoringSetup
     matching: MatchingSettings
     min_score_change: int = 3
+    full_resync_hours: int = 168  # see `[sync] full_resync_hours` in `sync.config`
+    event_retention_days: int = 90
 
 
 @dataclass
@@ -64,6 +67,7 @@ class RunReport:
     crm: str
     started_at: datetime
     full: bool = False
+    full_reason: str | None = None  # why every record was re-pulled
     dry_run: bool = False
     status: str = "running"
     error: str | None = None
@@ -85,6 +89,7 @@ class RunReport:
     api_calls: int = 0
     budget_left: int | None = None
     stages: dict[str, float] = field(default_factory=dict)
+    events_forgotten: int = 0  # per-record events past their retention, deleted at the end
 
     @property
     def outcome(self) -> str:
@@ -113,6 +118,7 @@ class RunReport:
             "failed": len(self.failed),
             "api_calls": self.api_calls,
             "dry_run": int(self.dry_run),
+            "events_forgotten": self.events_forgotten,
         }
         if self.budget_left is not None:
             figures["budget_left"] = self.budget_left
@@ -315,14 +321,18 @@ def run_sync(
 ) -> RunReport:
     """One run from the CRM to the CRM; the report says what it did and how it ended.
 
-    ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
+    It re-pulls every record when ``full`` asks, or when `sync.runlog.full_resync_reason` finds
+    a periodic full re-pull due; the report says why. ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
     run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.
     """
-    report = RunReport(run_id or uuid4().hex, connector.crm, now, full=full, dry_run=dry_run)
+    report = RunReport(run_id or uuid4().hex, connector.crm, now, dry_run=dry_run)
     run = _Run(config, connector, store, now, report, progress)
     calls_before = connector.usage().calls
     with store.session() as session:
-        store.record_run_start(session, connector.crm, now, report.run_id)
+        every = config.full_resync_hours
+        reason = full_resync_reason(session, connector.crm, now, every, forced=full)
+        report.full, report.full_reason = reason is not None, reason
+        store.record_run_start(session, connector.crm, now, report.run_id, reason)
     try:
         for number, (name, stage) in enumerate(STAGES):
             if number and heartbeat is not None:
@@ -355,6 +365,8 @@ def _log(run: _Run, calls_before: int) -> None:
     report.api_calls, report.budget_left = usage.calls - calls_before, usage.budget_left
     with run.store.session() as session:
         run.store.add_events(session, report.run_id, run.events)
+        retention = run.config.event_retention_days
+        report.events_forgotten = forget_events(session, run.now, retention)
         finished = run.now + timedelta(seconds=sum(report.stages.values()))
         run.store.record_run_finish(
             session, report.run_id, finished, report.status, report.counts(), report.error

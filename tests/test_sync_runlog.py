@@ -1,0 +1,75 @@
+"""The run log's decisions: when a run re-pulls everything, the order of runs, event retention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from sync import Store
+from sync.runlog import FORCED, forget_events, full_resync_reason, runs_newest_first
+from sync.state import RunEvent
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+WEEK = 168
+
+
+def _run(
+    store: Store,
+    run_id: str,
+    at: datetime,
+    full: str | None,
+    status: str = "succeeded",
+    dry_run: bool = False,
+) -> None:
+    with store.session() as session:
+        store.record_run_start(session, "hubspot", at, run_id, full)
+        store.record_run_finish(session, run_id, at, status, {"dry_run": int(dry_run)})
+
+
+def _reason(store: Store, now: datetime, forced: bool = False) -> str | None:
+    with store.session() as session:
+        return full_resync_reason(session, "hubspot", now, WEEK, forced=forced)
+
+
+def test_a_full_re_pull_is_due_first_then_weekly_and_whenever_asked(store: Store) -> None:
+    first = _reason(store, T0)
+    _run(store, "full-1", T0, first)
+    _run(store, "stopped-full", T0 + timedelta(days=8), "due", status="stopped")
+    _run(store, "dry-full", T0 + timedelta(days=8), FORCED, dry_run=True)
+
+    assert first == "no full re-pull has completed yet"
+    assert _reason(store, T0 + timedelta(days=6)) is None
+    assert _reason(store, T0 + timedelta(days=6), forced=True) == FORCED
+    # neither a stopped nor a dry full run counts: the one of 1 Nov is the last
+    due = _reason(store, T0 + timedelta(days=8))
+    assert due is not None and "01 Nov 2026 09:00 UTC" in due and "full_resync_hours" in due
+    _run(store, "full-2", T0 + timedelta(days=8), due)
+    assert _reason(store, T0 + timedelta(days=9)) is None
+
+
+def test_runs_sharing_a_start_time_are_listed_newest_first(store: Store) -> None:
+    for run_id in ("b-first", "a-second", "c-third"):  # ids out of order, one simulated time
+        _run(store, run_id, T0, None)
+    with store.session() as session:
+        listed = [run.id for run in runs_newest_first(session, 10)]
+        one = [run.id for run in runs_newest_first(session, 1, "a-")]
+    assert listed == ["c-third", "a-second", "b-first"]
+    assert one == ["a-second"]
+
+
+def test_events_past_their_retention_are_deleted_and_run_summaries_kept(store: Store) -> None:
+    _run(store, "old", T0, None)
+    _run(store, "new", T0 + timedelta(days=100), None)
+    event = {"stage": "write", "object": "companies", "action": "written", "reason": "new"}
+    with store.session() as session:
+        store.add_events(session, "old", [{**event, "record_id": "1", "at": T0}])
+        store.add_events(
+            session, "new", [{**event, "record_id": "2", "at": T0 + timedelta(days=100)}]
+        )
+        forgotten = forget_events(session, T0 + timedelta(days=100), retention_days=90)
+    with store.session() as session:
+        kept = [e.record_id for e in session.exec(select(RunEvent))]
+        runs = [run.id for run in runs_newest_first(session, 10)]
+    assert forgotten == 1 and kept == ["2"]
+    assert runs == ["new", "old"]
