@@ -22,6 +22,7 @@ from uuid import uuid4
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector
 from sync.config import MatchingSettings
+from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_stream
 from sync.runlog import forget_events, full_resync_reason
@@ -75,6 +76,7 @@ class RunReport:
     link: LinkCounts = field(default_factory=LinkCounts)
     model_version: str | None = None
     model_kind: str | None = None
+    model_reason: str | None = None  # which model scored and why (the rules at a cold start)
     scored: int = 0
     tiers: dict[str, int] = field(default_factory=dict)
     tier_up: int = 0
@@ -209,6 +211,7 @@ def _score(run: _Run) -> None:
     """Score and explain every live account with the current model."""
     with run.store.session() as session:
         run.book = score_book(session, run.config.scoring, run.now)
+        run.report.model_reason = model_status(session, run.config.scoring, run.book)
     run.report.scored = len(run.book.account_ids)
     run.report.model_version = run.book.scores.model_version
     run.report.model_kind = run.book.model_kind
@@ -322,7 +325,9 @@ def run_sync(
     """One run from the CRM to the CRM; the report says what it did and how it ended.
 
     It re-pulls every record when ``full`` asks, or when `sync.runlog.full_resync_reason` finds
-    a periodic full re-pull due; the report says why. ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
+    a periodic full re-pull due; the report says why.
+
+    ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
     run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.
     """
     report = RunReport(run_id or uuid4().hex, connector.crm, now, dry_run=dry_run)

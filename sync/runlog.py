@@ -10,13 +10,26 @@ Run summaries are kept for good; only per-record events expire.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, col, delete, select
 
 from sync.state import RunEvent, SyncRun
 
-__all__ = ["FORCED", "forget_events", "full_resync_reason", "last_full_run", "runs_newest_first"]
+__all__ = [
+    "FORCED",
+    "RunSummary",
+    "forget_events",
+    "full_resync_reason",
+    "last_full_run",
+    "run_events",
+    "run_problems",
+    "runs_newest_first",
+    "summarise",
+]
 
 FORCED = "asked for (--full)"
 _LOOK_BACK = 50  # full runs read to skip dry runs (a dry run re-pulls but moves no cursor)
@@ -69,3 +82,110 @@ def forget_events(session: Session, now: datetime, retention_days: int) -> int:
     cutoff = now - timedelta(days=retention_days)
     result = session.exec(delete(RunEvent).where(col(RunEvent.at) < cutoff))
     return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run's figures as named fields (the run log keeps them as flat counts)."""
+
+    run: str
+    seq: int
+    connector: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str  # ok, partial, stopped, failed or running, as `handoff sync` exit codes name them
+    full: bool
+    full_reason: str | None
+    dry_run: bool
+    error: str | None
+    pulled: dict[str, dict[str, int]] = field(default_factory=dict)  # stream -> figure -> n
+    linked: int = 0
+    review: int = 0
+    orphans: dict[str, int] = field(default_factory=dict)  # reason -> people
+    scored: int = 0
+    tiers: dict[str, int] = field(default_factory=dict)  # tier label -> accounts
+    tier_up: int = 0
+    tier_down: int = 0
+    planned: int = 0
+    written: dict[str, int] = field(default_factory=dict)  # stream -> records
+    unchanged: int = 0
+    held_back: int = 0
+    failed: int = 0
+    api_calls: int = 0
+    budget_left: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    events_forgotten: int = 0
+
+    @property
+    def records_pulled(self) -> int:
+        """Records read from every stream."""
+        return sum(figures.get("records", 0) for figures in self.pulled.values())
+
+    @property
+    def records_written(self) -> int:
+        """Records written to every stream."""
+        return sum(self.written.values())
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary as JSON-ready values (times in ISO 8601)."""
+        plain = asdict(self)
+        for key in ("started_at", "finished_at"):
+            plain[key] = plain[key].isoformat() if plain[key] else None
+        return plain
+
+
+_GROUPS = {"orphans": "orphans", "tier": "tiers", "written": "written", "ms": "seconds"}
+_PLAIN = (
+    "linked", "review", "scored", "tier_up", "tier_down", "planned", "unchanged", "held_back",
+    "failed", "api_calls", "budget_left", "events_forgotten",
+)  # fmt: skip
+
+
+def summarise(run: SyncRun) -> RunSummary:
+    """A run's flat counts (`sync.run.RunReport.counts`) as a `RunSummary`."""
+    grouped: dict[str, dict[str, Any]] = {name: {} for name in (*_GROUPS.values(), "pulled")}
+    for key, value in run.counts.items():
+        head, _, rest = key.partition(".")
+        if head == "pulled":
+            stream, _, figure = rest.rpartition(".")
+            grouped["pulled"].setdefault(stream, {})[figure] = value
+        elif head in _GROUPS and rest:
+            grouped[_GROUPS[head]][rest] = value / 1000 if head == "ms" else value
+    plain = {key: run.counts[key] for key in _PLAIN if key in run.counts}
+    return RunSummary(
+        run=run.id,
+        seq=run.seq,
+        connector=run.connector,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        outcome=_outcome(run),
+        full=run.full,
+        full_reason=run.full_reason,
+        dry_run=bool(run.counts.get("dry_run")),
+        error=run.error,
+        **grouped,
+        **plain,
+    )
+
+
+def _outcome(run: SyncRun) -> str:
+    """ok / partial / stopped / failed / running, as `handoff sync`'s exit codes name them."""
+    if run.status == "succeeded":
+        return "partial" if run.counts.get("failed") else "ok"
+    return run.status
+
+
+def run_problems(session: Session, run_id: str) -> list[RunEvent]:
+    """A run's failed and skipped records, in the order they happened."""
+    statement = (
+        select(RunEvent)
+        .where(RunEvent.run_id == run_id, col(RunEvent.action).in_(("failed", "skipped")))
+        .order_by(col(RunEvent.id))
+    )
+    return list(session.exec(statement))
+
+
+def run_events(session: Session, run_id: str) -> Iterator[RunEvent]:
+    """Every per-record event of a run still kept, in the order they happened."""
+    statement = select(RunEvent).where(RunEvent.run_id == run_id).order_by(col(RunEvent.id))
+    yield from session.exec(statement)

@@ -35,7 +35,9 @@ def upgrade() -> None:
     numbered = [{"run": run_id, "number": number} for number, run_id in enumerate(ids, 1)]
     if numbered:
         statement = (
-            sa.update(runs).where(runs.c.id == sa.bindparam("run")).values(seq=sa.bindparam("number"))
+            sa.update(runs)
+            .where(runs.c.id == sa.bindparam("run"))
+            .values(seq=sa.bindparam("number"))
         )
         connection.execute(statement, numbered)
     with op.batch_alter_table("sync_run") as batch_op:
