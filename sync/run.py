@@ -25,7 +25,7 @@ from sync.config import MatchingSettings
 from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_stream
-from sync.runlog import forget_events, full_resync_reason
+from sync.runlog import FullResync, forget_events, full_resync
 from sync.scoring_state import Book, ScoringSetup, score_book
 from sync.store import Store
 from sync.writeback import (
@@ -144,6 +144,7 @@ class _Run:
     report: RunReport
     progress: Progress | None
     events: list[dict[str, Any]] = field(default_factory=list)
+    resync: FullResync | None = None
     book: Book | None = None
     scores: dict[str, AccountScore] = field(default_factory=dict)
     plan: Plan = field(default_factory=Plan)
@@ -178,13 +179,23 @@ def _mirror(run: _Run) -> None:
             run.connector,
             stream,
             run.now,
-            full=run.report.full,
+            full=_pulls_all(run, stream),
             move_cursor=not run.report.dry_run,
         )
         run.report.pulled[stream] = _pulled_figures(pulled)
         for e in pulled.events:
             run.event("mirror", e.action, e.object, e.record_id, e.reason)
         run.tick("mirror", number + 1, len(run.connector.streams))
+
+
+def _pulls_all(run: _Run, stream: str) -> bool:
+    """Whether ``stream`` is read from its start: in a full re-pull, unless the re-pull this run
+    goes on with already read it, or stopped part way through it (its cursor holds the page)."""
+    if run.resync is None or stream in run.resync.done:
+        return False
+    with run.store.session() as session:
+        cursor = run.store.get_cursor(session, run.connector.crm, stream)
+    return cursor is None or cursor.resume is None
 
 
 def _pulled_figures(pulled: StreamPull) -> dict[str, int]:
@@ -324,8 +335,8 @@ def run_sync(
 ) -> RunReport:
     """One run from the CRM to the CRM; the report says what it did and how it ended.
 
-    It re-pulls every record when ``full`` asks, or when `sync.runlog.full_resync_reason` finds
-    a periodic full re-pull due; the report says why.
+    It re-pulls every record when ``full`` asks, or when `sync.runlog.full_resync` finds a
+    full re-pull due (or one to go on with); the report says why.
 
     ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
     run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.
@@ -335,9 +346,10 @@ def run_sync(
     calls_before = connector.usage().calls
     with store.session() as session:
         every = config.full_resync_hours
-        reason = full_resync_reason(session, connector.crm, now, every, forced=full)
-        report.full, report.full_reason = reason is not None, reason
-        store.record_run_start(session, connector.crm, now, report.run_id, reason)
+        run.resync = full_resync(session, connector.crm, now, every, forced=full)
+        report.full_reason = run.resync.reason if run.resync else None
+        report.full = run.resync is not None
+        store.record_run_start(session, connector.crm, now, report.run_id, report.full_reason)
     try:
         for number, (name, stage) in enumerate(STAGES):
             if number and heartbeat is not None:

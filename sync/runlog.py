@@ -21,9 +21,10 @@ from sync.state import RunEvent, SyncRun
 
 __all__ = [
     "FORCED",
+    "FullResync",
     "RunSummary",
     "forget_events",
-    "full_resync_reason",
+    "full_resync",
     "last_full_run",
     "run_events",
     "run_problems",
@@ -56,25 +57,71 @@ def last_full_run(session: Session, connector: str) -> SyncRun | None:
     return next((run for run in session.exec(statement) if not run.counts.get("dry_run")), None)
 
 
-def full_resync_reason(
-    session: Session, connector: str, now: datetime, every_hours: int, *, forced: bool = False
-) -> str | None:
-    """Why this run re-pulls every record, or None for an incremental run.
+@dataclass(frozen=True)
+class FullResync:
+    """Why a run re-pulls every record, and the streams an interrupted full re-pull it goes on
+    with has already re-read (those are pulled since their cursors, as the rest of a stream
+    stopped part way is: from its saved page)."""
 
-    Full when asked for, when no full re-pull of ``connector`` has completed yet, or when the
-    last one started ``every_hours`` or more before ``now`` (`[sync] full_resync_hours`).
+    reason: str
+    done: frozenset[str] = frozenset()
+
+
+def full_resync(
+    session: Session, connector: str, now: datetime, every_hours: int, *, forced: bool = False
+) -> FullResync | None:
+    """Whether this run re-pulls every record, and why; None for an incremental run.
+
+    Full when asked for; when the last run was a full re-pull that stopped part way (the API
+    budget, an error), which this one goes on with rather than starting again, so a re-pull
+    larger than one run's budget still completes; when none of ``connector`` has completed yet;
+    or when the last one started ``every_hours`` or more before ``now``.
     """
     if forced:
-        return FORCED
+        return FullResync(FORCED)
+    interrupted = _interrupted_full_runs(session, connector)
+    if interrupted:
+        first = interrupted[-1]
+        done = frozenset().union(*(_streams_pulled(run) for run in interrupted))
+        return FullResync(
+            f"goes on with the full re-pull that run {first.id[:8]} began "
+            f"({first.full_reason}), which stopped part way",
+            done,
+        )
     last = last_full_run(session, connector)
     if last is None:
-        return "no full re-pull has completed yet"
+        return FullResync("no full re-pull has completed yet")
     if now - last.started_at >= timedelta(hours=every_hours):
-        return (
+        return FullResync(
             f"the last full re-pull started {last.started_at:%d %b %Y %H:%M} UTC, "
             f"{every_hours} h or more ago ([sync] full_resync_hours)"
         )
     return None
+
+
+def _interrupted_full_runs(session: Session, connector: str) -> list[SyncRun]:
+    """The latest runs of ``connector`` (dry runs aside), newest first, while each is a full
+    re-pull that stopped or failed: one full re-pull spread over several runs."""
+    statement = (
+        select(SyncRun)
+        .where(SyncRun.connector == connector, SyncRun.status != "running")
+        .order_by(col(SyncRun.seq).desc())
+        .limit(_LOOK_BACK)
+    )
+    found = []
+    for run in session.exec(statement):
+        if run.counts.get("dry_run"):
+            continue
+        if not (run.full and run.status in ("stopped", "failed")):
+            break
+        found.append(run)
+    return found
+
+
+def _streams_pulled(run: SyncRun) -> set[str]:
+    """The streams a run pulled to the end (a stream stopped part way has no figures)."""
+    prefix = "pulled."
+    return {key[len(prefix) :].rpartition(".")[0] for key in run.counts if key.startswith(prefix)}
 
 
 def forget_events(session: Session, now: datetime, retention_days: int) -> int:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import select
 
 from sync import Store
-from sync.runlog import FORCED, forget_events, full_resync_reason, runs_newest_first
+from sync.runlog import FORCED, FullResync, forget_events, full_resync, runs_newest_first
 from sync.state import RunEvent
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -21,31 +21,52 @@ def _run(
     full: str | None,
     status: str = "succeeded",
     dry_run: bool = False,
+    pulled: tuple[str, ...] = (),
 ) -> None:
+    counts = {"dry_run": int(dry_run)} | {f"pulled.{stream}.records": 1 for stream in pulled}
     with store.session() as session:
         store.record_run_start(session, "hubspot", at, run_id, full)
-        store.record_run_finish(session, run_id, at, status, {"dry_run": int(dry_run)})
+        store.record_run_finish(session, run_id, at, status, counts)
+
+
+def _resync(store: Store, now: datetime, forced: bool = False) -> FullResync | None:
+    with store.session() as session:
+        return full_resync(session, "hubspot", now, WEEK, forced=forced)
 
 
 def _reason(store: Store, now: datetime, forced: bool = False) -> str | None:
-    with store.session() as session:
-        return full_resync_reason(session, "hubspot", now, WEEK, forced=forced)
+    resync = _resync(store, now, forced)
+    return None if resync is None else resync.reason
 
 
 def test_a_full_re_pull_is_due_first_then_weekly_and_whenever_asked(store: Store) -> None:
     first = _reason(store, T0)
     _run(store, "full-1", T0, first)
-    _run(store, "stopped-full", T0 + timedelta(days=8), "due", status="stopped")
     _run(store, "dry-full", T0 + timedelta(days=8), FORCED, dry_run=True)
 
     assert first == "no full re-pull has completed yet"
     assert _reason(store, T0 + timedelta(days=6)) is None
     assert _reason(store, T0 + timedelta(days=6), forced=True) == FORCED
-    # neither a stopped nor a dry full run counts: the one of 1 Nov is the last
+    # a dry full run does not count: the one of 1 Nov is the last
     due = _reason(store, T0 + timedelta(days=8))
     assert due is not None and "01 Nov 2026 09:00 UTC" in due and "full_resync_hours" in due
     _run(store, "full-2", T0 + timedelta(days=8), due)
     assert _reason(store, T0 + timedelta(days=9)) is None
+
+
+def test_a_full_re_pull_stopped_by_the_budget_goes_on_where_it_stopped(store: Store) -> None:
+    _run(store, "full-1", T0, "first")
+    later = T0 + timedelta(days=8)
+    _run(store, "stopped-1", later, "due", status="stopped", pulled=("owners", "companies"))
+    _run(store, "stopped-2", later, "goes on", status="stopped", pulled=("contacts",))
+
+    going_on = _resync(store, later)
+    _run(store, "full-3", later, "goes on", pulled=("owners", "companies", "contacts", "calls"))
+
+    # not started again (it would never end when it costs more than one run's budget)
+    assert going_on is not None and going_on.done == {"owners", "companies", "contacts"}
+    assert "run stopped-" in going_on.reason and "stopped part way" in going_on.reason
+    assert _resync(store, later + timedelta(hours=1)) is None  # it completed
 
 
 def test_runs_sharing_a_start_time_are_listed_newest_first(store: Store) -> None:
