@@ -827,7 +827,9 @@ def logs(
     with _store(loaded.state.database_url) as store, store.session() as session:
         if run is None:
             summaries = [summarise(found) for found in runs_newest_first(session, limit)]
-            if as_json:
+            if not summaries and not as_json:
+                console.print("No sync run yet: `handoff sync` runs one.")
+            elif as_json:
                 for summary in summaries:
                     typer.echo(summary_json(summary))
             else:
@@ -889,9 +891,14 @@ def score_command(
     """Score and tier the mirror as a sync would, without pulling or writing anything."""
     loaded = settings_from(ctx, settings)
     with _store(loaded.state.database_url) as store, store.session() as session:
-        now = _last_run_time(session) or datetime.now(UTC)
+        last = _last_run_time(session)
+        now = last or datetime.now(UTC)
         preview = score_mirror(session, scoring_setup(loaded), now, top)
-    console.print(f"Scoring as of {now:%d %b %Y %H:%M} UTC (the last sync's time)")
+    when = "the last sync's time" if last else "now: no sync has run yet"
+    console.print(f"Scoring as of {now:%d %b %Y %H:%M} UTC ({when})")
+    if not preview.book.account_ids:
+        console.print("The mirror holds no account yet: `handoff sync` pulls the CRM first.")
+        return
     print_mirror_scores(console, preview)
 
 

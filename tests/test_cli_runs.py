@@ -12,7 +12,8 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -26,7 +27,8 @@ from handoff.settings import Settings, load_settings
 from sync import Store
 from sync.explain import AmbiguousAccount, explain_account, find_account
 from sync.run import RunReport, run_sync
-from sync.state import Account, CurrentScore, Person
+from sync.runlog import runs_newest_first
+from sync.state import Account, CurrentScore, Person, RunEvent
 from tests.cli_fixtures import run_cli
 from tests.sandbox_fixtures import hubspot_client
 
@@ -251,6 +253,35 @@ def test_sync_help_documents_the_exit_codes() -> None:
     for phrase in ("0 ok", "1 failed", "bad settings", "2 partial", "3 stopped by the API",
                    "4 locked", "full_resync_hours"):  # fmt: skip
         assert phrase in " ".join(shown.split()), phrase
+
+
+def test_a_run_deletes_events_past_their_retention_and_keeps_every_summary(
+    tmp_path: Path,
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "sandbox": {"crm": "hubspot", "accounts": 15, "seed": 3},
+            "state": {"database_url": f"sqlite:///{tmp_path / 'state.db'}"},
+            "sync": {"event_retention_days": 30},
+        }
+    )
+    with (
+        Store.open(settings.state.database_url) as store,
+        open_crm(settings, in_process=True) as crm,
+    ):
+        crm.connector.ensure_schema(schema_spec(settings))
+        now = crm.now()
+        old = run_sync(run_config(settings), crm.connector, store, now - timedelta(days=31))
+        with store.session() as session:
+            logged = session.exec(select(func.count()).where(RunEvent.run_id == old.run_id)).one()
+        new = run_sync(run_config(settings), crm.connector, store, now)
+        with store.session() as session:
+            kept = session.exec(select(func.count()).where(RunEvent.run_id == old.run_id)).one()
+            runs = [run.id for run in runs_newest_first(session, 10)]
+
+    assert logged > 0 and kept == 0
+    assert new.events_forgotten == logged and new.counts()["events_forgotten"] == logged
+    assert runs == [new.run_id, old.run_id]  # run summaries are kept
 
 
 class _Clock:
