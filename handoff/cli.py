@@ -763,7 +763,7 @@ def _fail_on_conflicts(report: SchemaReport) -> None:
 _SYNC_HELP = """Pull, link, score, tier and write back once.
 
 A run re-pulls every record when --full asks, when no full re-pull has completed yet, or every
-[sync] full_resync_hours; the report says why.
+\\[sync] full_resync_hours; the report says why.
 
 Exit codes: 0 ok; 1 failed (the run stopped on an error), also bad settings or a state database
 that cannot be opened (the message says which); 2 partial (some records failed, the rest were

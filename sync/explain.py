@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
-from sqlalchemy import func, or_
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from scoring.tiers import tier_label
@@ -133,21 +133,26 @@ class MirrorScores:
 
 
 def find_account(session: Session, query: str) -> Account:
-    """The live account with this id (a merged one's survivor), else this domain, else this name
-    (exactly, then containing it, case-insensitive); raises `AccountNotFound` or
+    """The live account with this id (a merged one's survivor), else this domain (then website),
+    else this name (exactly, then containing it, case-insensitive); raises `AccountNotFound` or
     `AmbiguousAccount`."""
     by_id = session.get(Account, query)
     while by_id is not None and by_id.is_deleted and by_id.merged_into:
         by_id = session.get(Account, by_id.merged_into)
     if by_id is not None and not by_id.is_deleted:
         return by_id
+    if by_id is not None:
+        raise AccountNotFound(
+            f"account {by_id.id} ({by_id.name}) was deleted in the CRM; it is no longer scored"
+        )
     text = query.strip().lower()
     live = select(Account).where(col(Account.is_deleted).is_(False)).order_by(col(Account.id))
     bare = text.removeprefix("https://").removeprefix("http://").removeprefix("www.").rstrip("/")
-    domain = or_(func.lower(Account.domain) == bare, func.lower(Account.website).contains(bare))
+    domain = func.lower(Account.domain) == bare
+    website = func.lower(Account.website).contains(bare)
     exact = func.lower(Account.name) == text
     partial = func.lower(Account.name).contains(text)
-    for condition in ([domain] if "." in bare else []) + [exact, partial]:
+    for condition in ([domain, website] if "." in bare else []) + [exact, partial]:
         found = list(session.exec(live.where(condition).limit(_CANDIDATES_SHOWN + 1)))
         if len(found) == 1:
             return found[0]

@@ -197,6 +197,7 @@ def test_explain_finds_an_account_by_domain_name_or_merged_id(synced: Synced) ->
         with pytest.raises(AmbiguousAccount) as ambiguous:
             find_account(session, "e")
     assert by_domain.id == by_name.id == by_loser.id == synced.survivor
+    assert "was deleted in the CRM" in _cli(synced, "explain", synced.deleted)[1]
     assert len(ambiguous.value.candidates) > 1
 
 
