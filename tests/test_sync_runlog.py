@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from sqlmodel import select
+import pytest
+from sqlmodel import func, select
 
+from connectors.budget import Budget
+from connectors.http import HttpPolicy
+from connectors.protocol import Connector, SchemaSpec
+from handoff.crm import sandbox_connector
+from handoff.runs import run_config
+from handoff.settings import Settings
+from sandbox.generator import generate_org
+from sandbox.hubspot.limits import TIERS
+from sandbox.service import start_sandbox
 from sync import Store
+from sync.run import RunReport, run_sync
 from sync.runlog import FORCED, FullResync, forget_events, full_resync, runs_newest_first
-from sync.state import RunEvent
+from sync.state import Account, RunEvent
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+SPEC = SchemaSpec(("Nurture", "SDR", "AE", "Disqualified"), ("No Budget", "Other"))
 WEEK = 168
 
 
@@ -94,3 +107,39 @@ def test_events_past_their_retention_are_deleted_and_run_summaries_kept(store: S
         runs = [run.id for run in runs_newest_first(session, 10)]
     assert forgotten == 1 and kept == ["2"]
     assert runs == ["new", "old"]
+
+
+@pytest.mark.slow  # ~25 s: a full re-pull spread over four runs of a 150-account org
+def test_a_full_re_pull_larger_than_a_run_s_budget_completes_over_the_next_runs(
+    tmp_path: Path,
+) -> None:
+    """Real connector and client over loopback HTTP; each run may make 70 calls, and the first
+    full pull of this org takes about 90 (its web events alone 45), so it spans several runs.
+    Started again each run it would never end; gone on with, it completes."""
+    org = generate_org(150, 3)
+    config, now = run_config(Settings()), org.manifest.end_at
+    with start_sandbox("hubspot", org, tier="unlimited") as running:
+
+        def connector(calls: int | None) -> Connector:
+            share = 1.0 if calls is None else calls / TIERS["unlimited"].per_day
+            policy = HttpPolicy(budget=Budget(share))
+            return sandbox_connector("hubspot", running.base_url, running.token, policy)
+
+        connector(None).ensure_schema(SPEC)
+        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+            runs: list[RunReport] = []
+            while len(runs) < 6 and (not runs or runs[-1].status == "stopped"):
+                runs.append(run_sync(config, connector(70), store, now))
+            after = run_sync(config, connector(None), store, now)
+            with store.session() as session:
+                companies = session.exec(select(func.count()).select_from(Account)).one()
+
+    assert [run.status for run in runs] == ["stopped"] * (len(runs) - 1) + ["succeeded"]
+    assert len(runs) >= 3
+    assert runs[0].full_reason == "no full re-pull has completed yet"
+    assert all("goes on with the full re-pull" in str(run.full_reason) for run in runs[1:])
+    # streams re-read by an earlier run of the re-pull are read since their cursors
+    first, later = runs[0].pulled["companies"]["records"], runs[1].pulled["companies"]["records"]
+    assert first == len(org.accounts) and later < first
+    assert companies == len(org.accounts) and runs[-1].written
+    assert after.full_reason is None  # it completed; the next run is incremental
