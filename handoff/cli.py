@@ -826,22 +826,32 @@ def logs(
     loaded = settings_from(ctx, settings)
     with _store(loaded.state.database_url) as store, store.session() as session:
         if run is None:
-            summaries = [summarise(found) for found in runs_newest_first(session, limit)]
-            if not summaries and not as_json:
-                console.print("No sync run yet: `handoff sync` runs one.")
-            elif as_json:
-                for summary in summaries:
-                    typer.echo(summary_json(summary))
-            else:
-                print_runs(console, summaries)
-            return
-        matches = runs_newest_first(session, 2, run)
-        if len(matches) != 1:
-            _fail([_no_single_run(run, matches)])
-        if as_json:
-            for event in run_events(session, matches[0].id):
-                typer.echo(event_json(event))
-            return
+            _list_runs(session, limit, as_json)
+        else:
+            _show_run(session, run, as_json)
+
+
+def _list_runs(session: Any, limit: int, as_json: bool) -> None:
+    """The latest runs, newest first: a table, or one JSON line a run."""
+    summaries = [summarise(found) for found in runs_newest_first(session, limit)]
+    if as_json:
+        for summary in summaries:
+            typer.echo(summary_json(summary))
+    elif summaries:
+        print_runs(console, summaries)
+    else:
+        console.print("No sync run yet: `handoff sync` runs one.")
+
+
+def _show_run(session: Any, prefix: str, as_json: bool) -> None:
+    """The run whose id starts with ``prefix``: in words, or one JSON line an event."""
+    matches = runs_newest_first(session, 2, prefix)
+    if len(matches) != 1:
+        _fail([_no_single_run(prefix, matches)])
+    if as_json:
+        for event in run_events(session, matches[0].id):
+            typer.echo(event_json(event))
+    else:
         print_run_summary(console, summarise(matches[0]), run_problems(session, matches[0].id))
 
 
