@@ -32,7 +32,7 @@ __all__ = [
     "summarise",
 ]
 
-FORCED = "asked for (--full)"
+FORCED = "asked for"  # `handoff sync --full`, the demo
 _LOOK_BACK = 50  # full runs read to skip dry runs (a dry run re-pulls but moves no cursor)
 
 

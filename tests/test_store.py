@@ -121,7 +121,7 @@ ROWS: dict[type[SQLModel], dict[str, Any]] = {
         "counts": {"pulled": 10, "written": 0},
         "error": "HTTP 401",
         "full": True,
-        "full_reason": "asked for (--full)",
+        "full_reason": "asked for",
     },
     ScoreHistory: {
         "account_id": ACCOUNT_ID,
