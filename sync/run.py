@@ -22,8 +22,10 @@ from uuid import uuid4
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector
 from sync.config import MatchingSettings
+from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_stream
+from sync.runlog import FullResync, forget_events, full_resync
 from sync.scoring_state import Book, ScoringSetup, score_book
 from sync.store import Store
 from sync.writeback import (
@@ -54,6 +56,8 @@ class RunConfig:
     scoring: ScoringSetup
     matching: MatchingSettings
     min_score_change: int = 3
+    full_resync_hours: int = 168  # see `[sync] full_resync_hours` in `sync.config`
+    event_retention_days: int = 90
 
 
 @dataclass
@@ -64,6 +68,7 @@ class RunReport:
     crm: str
     started_at: datetime
     full: bool = False
+    full_reason: str | None = None  # why every record was re-pulled
     dry_run: bool = False
     status: str = "running"
     error: str | None = None
@@ -71,6 +76,7 @@ class RunReport:
     link: LinkCounts = field(default_factory=LinkCounts)
     model_version: str | None = None
     model_kind: str | None = None
+    model_reason: str | None = None  # which model scored and why (the rules at a cold start)
     scored: int = 0
     tiers: dict[str, int] = field(default_factory=dict)
     tier_up: int = 0
@@ -85,6 +91,7 @@ class RunReport:
     api_calls: int = 0
     budget_left: int | None = None
     stages: dict[str, float] = field(default_factory=dict)
+    events_forgotten: int = 0  # per-record events past their retention, deleted at the end
 
     @property
     def outcome(self) -> str:
@@ -113,6 +120,7 @@ class RunReport:
             "failed": len(self.failed),
             "api_calls": self.api_calls,
             "dry_run": int(self.dry_run),
+            "events_forgotten": self.events_forgotten,
         }
         if self.budget_left is not None:
             figures["budget_left"] = self.budget_left
@@ -136,6 +144,7 @@ class _Run:
     report: RunReport
     progress: Progress | None
     events: list[dict[str, Any]] = field(default_factory=list)
+    resync: FullResync | None = None
     book: Book | None = None
     scores: dict[str, AccountScore] = field(default_factory=dict)
     plan: Plan = field(default_factory=Plan)
@@ -170,13 +179,23 @@ def _mirror(run: _Run) -> None:
             run.connector,
             stream,
             run.now,
-            full=run.report.full,
+            full=_pulls_all(run, stream),
             move_cursor=not run.report.dry_run,
         )
         run.report.pulled[stream] = _pulled_figures(pulled)
         for e in pulled.events:
             run.event("mirror", e.action, e.object, e.record_id, e.reason)
         run.tick("mirror", number + 1, len(run.connector.streams))
+
+
+def _pulls_all(run: _Run, stream: str) -> bool:
+    """Whether ``stream`` is read from its start: in a full re-pull, unless the re-pull this run
+    goes on with already read it, or stopped part way through it (its cursor holds the page)."""
+    if run.resync is None or stream in run.resync.done:
+        return False
+    with run.store.session() as session:
+        cursor = run.store.get_cursor(session, run.connector.crm, stream)
+    return cursor is None or cursor.resume is None
 
 
 def _pulled_figures(pulled: StreamPull) -> dict[str, int]:
@@ -203,6 +222,7 @@ def _score(run: _Run) -> None:
     """Score and explain every live account with the current model."""
     with run.store.session() as session:
         run.book = score_book(session, run.config.scoring, run.now)
+        run.report.model_reason = model_status(session, run.config.scoring, run.book)
     run.report.scored = len(run.book.account_ids)
     run.report.model_version = run.book.scores.model_version
     run.report.model_kind = run.book.model_kind
@@ -315,14 +335,21 @@ def run_sync(
 ) -> RunReport:
     """One run from the CRM to the CRM; the report says what it did and how it ended.
 
+    It re-pulls every record when ``full`` asks, or when `sync.runlog.full_resync` finds a
+    full re-pull due (or one to go on with); the report says why.
+
     ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
     run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.
     """
-    report = RunReport(run_id or uuid4().hex, connector.crm, now, full=full, dry_run=dry_run)
+    report = RunReport(run_id or uuid4().hex, connector.crm, now, dry_run=dry_run)
     run = _Run(config, connector, store, now, report, progress)
     calls_before = connector.usage().calls
     with store.session() as session:
-        store.record_run_start(session, connector.crm, now, report.run_id)
+        every = config.full_resync_hours
+        run.resync = full_resync(session, connector.crm, now, every, forced=full)
+        report.full_reason = run.resync.reason if run.resync else None
+        report.full = run.resync is not None
+        store.record_run_start(session, connector.crm, now, report.run_id, report.full_reason)
     try:
         for number, (name, stage) in enumerate(STAGES):
             if number and heartbeat is not None:
@@ -355,6 +382,8 @@ def _log(run: _Run, calls_before: int) -> None:
     report.api_calls, report.budget_left = usage.calls - calls_before, usage.budget_left
     with run.store.session() as session:
         run.store.add_events(session, report.run_id, run.events)
+        retention = run.config.event_retention_days
+        report.events_forgotten = forget_events(session, run.now, retention)
         finished = run.now + timedelta(seconds=sum(report.stages.values()))
         run.store.record_run_finish(
             session, report.run_id, finished, report.status, report.counts(), report.error
