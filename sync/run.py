@@ -259,18 +259,23 @@ def _write(run: _Run) -> None:
 
     try:
         push_plan(
-            run.store, run.connector, run.plan, run.report.run_id, run.now, run.outcome, advanced
+            run.store,
+            run.connector,
+            run.plan,
+            run.scores,
+            run.report.run_id,
+            run.now,
+            run.outcome,
+            advanced,
         )
     finally:
         _settled(run)
 
 
 def _settled(run: _Run) -> None:
-    """Score history and current scores, and the per-record lines of what was written."""
+    """Current scores, and the per-record lines of what was written."""
     with run.store.session() as session:
-        record_scores(
-            run.store, session, run.scores, run.outcome.written, run.now, run.report.run_id
-        )
+        record_scores(run.store, session, run.scores, run.now, run.report.run_id)
     for planned in run.outcome.written:
         stream = planned.target.stream
         run.report.written[stream] = run.report.written.get(stream, 0) + 1
