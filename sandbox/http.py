@@ -351,7 +351,6 @@ class LoopbackServer:
             return self._hold(request)
         return json_response(404, {"message": f"no admin endpoint {request.method} {request.path}"})
 
-
     def _hold(self, request: Request) -> Response:
         """Arm a hold, say what it holds, or let the held request go."""
         if request.method == "GET" and request.path == f"{ADMIN_PREFIX}/hold":
