@@ -19,12 +19,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+from sqlalchemy import update
+from sqlmodel import Session, col
+
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector
 from sync.config import MatchingSettings
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_stream
 from sync.scoring_state import Book, ScoringSetup, score_book
+from sync.state import SyncRun
 from sync.store import Store
 from sync.writeback import (
     AccountScore,
@@ -38,11 +42,12 @@ from sync.writeback import (
     tier_moves,
 )
 
-__all__ = ["EXIT_CODES", "STAGES", "RunConfig", "RunReport", "run_sync"]
+__all__ = ["ABANDONED", "EXIT_CODES", "STAGES", "RunConfig", "RunReport", "run_sync"]
 
 # `handoff sync` exit codes, by what became of the run
 EXIT_CODES = {"ok": 0, "failed": 1, "partial": 2, "stopped": 3, "locked": 4}
 SAMPLE_ROWS = 10
+ABANDONED = "never finished: its process ended (killed or crashed) before logging its outcome"
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total or None)
 _EVENT_STAGE = {"mirror": "pull", "link": "match", "write": "write"}
 
@@ -322,11 +327,15 @@ def run_sync(
 
     ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
     run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.
+    Holding it, the run also closes in the run log the runs that never finished (killed or
+    crashed: none of them can still be running).
     """
     report = RunReport(run_id or uuid4().hex, connector.crm, now, full=full, dry_run=dry_run)
     run = _Run(config, connector, store, now, report, progress)
     calls_before = connector.usage().calls
     with store.session() as session:
+        if heartbeat is not None:
+            _close_abandoned(session, connector.crm, report.run_id)
         store.record_run_start(session, connector.crm, now, report.run_id)
     try:
         for number, (name, stage) in enumerate(STAGES):
@@ -342,6 +351,16 @@ def run_sync(
     finally:
         _timed(report.stages, "log", lambda: _log(run, calls_before))
     return report
+
+
+def _close_abandoned(session: Session, crm: str, run_id: str) -> None:
+    """Mark the runs left "running" as failed, saying what became of them."""
+    statement = (
+        update(SyncRun)
+        .where(col(SyncRun.connector) == crm, col(SyncRun.status) == "running")
+        .values(status="failed", error=f"{ABANDONED}; run {run_id} took over its work")
+    )
+    session.exec(statement)  # type: ignore[call-overload]
 
 
 def _timed(stages: dict[str, float], name: str, work: Callable[[], None]) -> None:

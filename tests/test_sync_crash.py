@@ -37,6 +37,7 @@ from sandbox.http import ADMIN_PREFIX
 from sandbox.org import Org, save_org
 from sandbox.service import RunningSandbox, start_sandbox
 from sync import RunLock, Store
+from sync.run import ABANDONED
 from sync.state import ScoreHistory, SyncRun, WriteLedger
 from tests.cli_fixtures import run_cli
 from tests.conftest import BACKENDS
@@ -239,8 +240,10 @@ KILL_POINTS = {
     "after-write-before-log": ("write:done", None),
 }
 RERUN_TWICE = "mid-write-landed-unanswered"  # where a second rerun is also shown to write 0
-CASES = [(crm, point, "sqlite") for crm in WRITTEN for point in KILL_POINTS] + [
-    (crm, "mid-write-landed-unanswered", "postgresql") for crm in WRITTEN
+CASES = [
+    *[(crm, point, "sqlite") for crm in WRITTEN for point in KILL_POINTS],
+    ("salesforce", "mid-write-landed-unanswered", "postgresql"),
+    ("hubspot", "mid-mirror", "postgresql"),  # pages committed on PostgreSQL's load path
 ]
 
 
@@ -263,7 +266,7 @@ def test_killed_then_rerun_leaves_the_crm_as_an_uninterrupted_run_does(
         killed = _killed_at(sandbox, spare, how, after_kill)
         lock, in_flight = _lock_row(store), _pending(store)
         code, output = run_cli("sync")
-        after = _outcome(sandbox, store)
+        after, runs = _outcome(sandbox, store), {run.id: run for run in _runs(store)}
         if point == RERUN_TWICE:
             again_code, again = run_cli("sync")
             assert again_code == 0, again
@@ -273,6 +276,8 @@ def test_killed_then_rerun_leaves_the_crm_as_an_uninterrupted_run_does(
     assert code == 0, output
     # the killed run left its lock row naming it; free at once, its process being gone
     assert lock is not None and lock.pid == killed
+    # the run log tells what became of the killed run
+    assert runs[lock.run_id].status == "failed" and ABANDONED in str(runs[lock.run_id].error)
     assert after.crm == clean[crm].crm  # record by record, field by field; no record added
     assert after.ledger == clean[crm].ledger  # every write settled ok, with the same values
     assert after.history == clean[crm].history  # one history row an account, none lost
