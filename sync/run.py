@@ -19,6 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+from sqlalchemy import update
+from sqlmodel import Session, col
+
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector
 from sync.config import MatchingSettings
@@ -27,6 +30,7 @@ from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_stream
 from sync.runlog import FullResync, forget_events, full_resync
 from sync.scoring_state import Book, ScoringSetup, score_book
+from sync.state import SyncRun
 from sync.store import Store
 from sync.writeback import (
     AccountScore,
@@ -40,11 +44,12 @@ from sync.writeback import (
     tier_moves,
 )
 
-__all__ = ["EXIT_CODES", "STAGES", "RunConfig", "RunReport", "run_sync"]
+__all__ = ["ABANDONED", "EXIT_CODES", "STAGES", "RunConfig", "RunReport", "run_sync"]
 
 # `handoff sync` exit codes, by what became of the run
 EXIT_CODES = {"ok": 0, "failed": 1, "partial": 2, "stopped": 3, "locked": 4}
 SAMPLE_ROWS = 10
+ABANDONED = "never finished: its process ended (killed or crashed) before logging its outcome"
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total or None)
 _EVENT_STAGE = {"mirror": "pull", "link": "match", "write": "write"}
 
@@ -279,18 +284,23 @@ def _write(run: _Run) -> None:
 
     try:
         push_plan(
-            run.store, run.connector, run.plan, run.report.run_id, run.now, run.outcome, advanced
+            run.store,
+            run.connector,
+            run.plan,
+            run.scores,
+            run.report.run_id,
+            run.now,
+            run.outcome,
+            advanced,
         )
     finally:
         _settled(run)
 
 
 def _settled(run: _Run) -> None:
-    """Score history and current scores, and the per-record lines of what was written."""
+    """Current scores, and the per-record lines of what was written."""
     with run.store.session() as session:
-        record_scores(
-            run.store, session, run.scores, run.outcome.written, run.now, run.report.run_id
-        )
+        record_scores(run.store, session, run.scores, run.now, run.report.run_id)
     for planned in run.outcome.written:
         stream = planned.target.stream
         run.report.written[stream] = run.report.written.get(stream, 0) + 1
@@ -340,11 +350,15 @@ def run_sync(
 
     ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
     run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.
+    Holding it, the run also closes in the run log the runs that never finished (killed or
+    crashed: none of them can still be running).
     """
     report = RunReport(run_id or uuid4().hex, connector.crm, now, dry_run=dry_run)
     run = _Run(config, connector, store, now, report, progress)
     calls_before = connector.usage().calls
     with store.session() as session:
+        if heartbeat is not None:
+            _close_abandoned(session, connector.crm, report.run_id)
         every = config.full_resync_hours
         run.resync = full_resync(session, connector.crm, now, every, forced=full)
         report.full_reason = run.resync.reason if run.resync else None
@@ -364,6 +378,16 @@ def run_sync(
     finally:
         _timed(report.stages, "log", lambda: _log(run, calls_before))
     return report
+
+
+def _close_abandoned(session: Session, crm: str, run_id: str) -> None:
+    """Mark the runs left "running" as failed, saying what became of them."""
+    statement = (
+        update(SyncRun)
+        .where(col(SyncRun.connector) == crm, col(SyncRun.status) == "running")
+        .values(status="failed", error=f"{ABANDONED}; run {run_id} took over its work")
+    )
+    session.exec(statement)  # type: ignore[call-overload]
 
 
 def _timed(stages: dict[str, float], name: str, work: Callable[[], None]) -> None:
