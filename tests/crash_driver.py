@@ -59,8 +59,14 @@ def _start() -> subprocess.Popen[str]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", "PYTHONPATH": _ROOT + os.pathsep + _PATH},
     )
+
+
+# the driver runs as `python -m tests.crash_driver` from the test's own directory: the
+# repository's root must be on its path whatever directory pytest was started from
+_ROOT = str(Path(__file__).resolve().parent.parent)
+_PATH = os.environ.get("PYTHONPATH", "")
 
 
 def _serve_one_order() -> None:
