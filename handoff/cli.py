@@ -1030,11 +1030,10 @@ def _demo_burst(settings: Settings, crm: CrmConnection, store: Store, now: datet
 
 def _print_cycle(cycle: RunReport, visits: int) -> None:
     """What the burst's cycle pulled, wrote and cost, in two lines."""
-    pulled = sum(p["stored"] for p in cycle.pulled.values())
-    again = pulled - visits
+    again = sum(p["records"] for p in cycle.pulled.values()) - visits
     reread = (
-        f" (and {again:,} records the sync before wrote, read again: a write moves a record's "
-        "modification time)"
+        f" (and {again:,} records written minutes before, read again: a write moves a record's "
+        "modification time, and each pull re-reads a window behind its cursor)"
         if again > 0
         else ""
     )
