@@ -13,10 +13,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -26,7 +26,7 @@ import requests
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from connectors.errors import ConnectorError
 from connectors.protocol import Connector, SchemaReport
@@ -61,6 +61,7 @@ from handoff.settings import (
     load_settings,
     render_settings,
 )
+from sandbox.admin import NewActivity, add_activities
 from sandbox.discovery import (
     DISCOVERY_FILE,
     LOG_FILE,
@@ -95,7 +96,7 @@ from sync.lock import Holder, LockHeld, LockLost, run_lock
 from sync.run import EXIT_CODES, RunReport, run_sync
 from sync.runlog import run_events, run_problems, runs_newest_first, summarise
 from sync.scoring_state import train_model
-from sync.state import CurrentScore, StateError, SyncRun
+from sync.state import Activity, CurrentScore, StateError, SyncRun
 
 __all__ = [
     "CliOptions",
@@ -637,7 +638,8 @@ def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
 
 @app.command("demo")
 def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
-    """Run Handoff on the sandbox CRM: set-up, a full sync that writes scores, a rerun."""
+    """Run Handoff on the sandbox CRM: set-up, a full sync that writes scores, a rerun, then a
+    burst of pricing-page visits and one cycle that moves those accounts up."""
     loaded = settings_from(ctx, settings)
     _print_demo_org(loaded.sandbox)
     sandbox = loaded.model_copy(update={"crm": loaded.crm.model_copy(update={"kind": "sandbox"})})
@@ -647,7 +649,7 @@ def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
             _print_schema_report(crm.connector.ensure_schema(schema_spec(loaded)))
             again = crm.connector.ensure_schema(schema_spec(loaded))
             console.print(f"Set-up again: {_schema_summary(again)}")
-            url = _demo_sync(loaded, crm, crm.now())
+            url, moved = _demo_sync(loaded, crm, crm.now())
     except ConnectorError as error:
         _fail([f"the demo stopped: {error}"])
     except SandboxUnavailable as error:
@@ -658,6 +660,22 @@ def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
         f"{state_dir(loaded.sandbox.org_dir, loaded.sandbox.crm)}: `handoff sandbox status` "
         "shows it, `handoff sandbox stop` ends it."
     )
+    _print_next_commands(moved[0] if moved else "ACCOUNT")
+
+
+def _print_next_commands(account: str) -> None:
+    """The commands to try after the demo, one an account the burst moved."""
+    commands = {
+        "handoff logs": "the runs above; `handoff logs RUN` shows one with its failures",
+        f"handoff explain {account}": "why it now scores what it does (by id, name or domain)",
+        "handoff score": "scores and tiers from the state database, without a sync",
+        "handoff sync": "one more cycle: nothing new, so nothing is written",
+        "handoff sandbox stop": "end the sandbox (what was written to it is kept)",
+    }
+    width = max(map(len, commands))
+    console.print("Try next:")
+    for command, what in commands.items():
+        console.print(f"  {command.ljust(width)}  {what}", soft_wrap=True)
 
 
 def _print_demo_org(sandbox: SandboxSettings) -> Org:
@@ -1006,20 +1024,128 @@ def _print_plan(report: RunReport) -> None:
     console.print(table)
 
 
-def _demo_sync(settings: Settings, crm: CrmConnection, now: datetime) -> str:
-    """The demo's sync: a full run, the tiers, three accounts as the CRM shows them, a rerun."""
+def _joined(counts: Mapping[str, int]) -> str:
+    """`AE 12, SDR 30`."""
+    return ", ".join(f"{key} {value:,}" for key, value in counts.items()) or "none"
+
+
+def _demo_sync(settings: Settings, crm: CrmConnection, now: datetime) -> tuple[str, list[str]]:
+    """The demo's sync: a full run, the tiers, three accounts as the CRM shows them, then a
+    burst of visits and one incremental cycle; the store's URL and the accounts it moved."""
     store = _store(settings.state.database_url)
     with store:
         console.print(f"Scoring as of the sandbox world's present, {now:%d %b %Y}")
         report = _run(settings, crm, store, now, True, False)
         _print_run(report)
         _print_as_reps_see(crm.connector, report, store)
-        again = _run(settings, crm, store, now, False, False)
-        console.print(
-            f"Second sync: {sum(again.written.values()):,} written, {again.unchanged:,} "
-            f"unchanged, {again.api_calls:,} API calls"
+        return store.url, _demo_burst(settings, crm, store, now)
+
+
+_BURST_ACCOUNTS = 3
+_BURST_VISITS = 8  # pricing-page visits on each account: a fresh, strong intent burst
+_VISIT_STEP = timedelta(seconds=20)
+
+
+def _demo_burst(settings: Settings, crm: CrmConnection, store: Store, now: datetime) -> list[str]:
+    """Pricing-page visits on the warmest Nurture accounts through the sandbox's admin route,
+    then one incremental cycle, and those accounts before and after, read back from the CRM;
+    the accounts (none when there is no room for a burst)."""
+    with store.session() as session:
+        chosen = _warmest_nurture(session, _BURST_ACCOUNTS)
+        times = _visit_times(session.exec(select(func.max(Activity.occurred_at))).one(), now)
+    admin = crm.admin()
+    if not chosen or times is None or admin is None:
+        console.print(_NO_BURST)
+        return []
+    stream = _account_stream(crm.connector)
+    before = {r.id: r.values for r in crm.connector.find(stream, "id", chosen)}
+    visits = [NewActivity("pricing_page", t, account_id=a) for a in chosen for t in times]
+    add_activities(*admin, visits)
+    console.print(
+        f"\nA buying signal arrives: {_BURST_VISITS} pricing-page visits on each of "
+        f"{len(chosen)} Nurture accounts, {times[0]:%d %b %H:%M:%S} to {times[-1]:%H:%M:%S} UTC "
+        "(added through the sandbox's admin route: no CRM API creates page views)"
+    )
+    cycle = _run(settings, crm, store, now, False, False)
+    after = {r.id: r.values for r in crm.connector.find(stream, "id", chosen)}
+    _print_moves(stream, chosen, before, after)
+    _print_cycle(cycle, len(visits))
+    return chosen
+
+
+def _print_cycle(cycle: RunReport, visits: int) -> None:
+    """What the burst's cycle pulled, wrote and cost, in two lines."""
+    again = sum(p["records"] for p in cycle.pulled.values()) - visits
+    reread = (
+        f" (and {again:,} records written minutes before, read again: a write moves a record's "
+        "modification time, and each pull re-reads a window behind its cursor)"
+        if again > 0
+        else ""
+    )
+    console.print(f"One incremental cycle: {visits:,} new visits pulled{reread}")
+    console.print(
+        f"  {sum(cycle.written.values()):,} written (only what moved: {_joined(cycle.written)}), "
+        f"{cycle.unchanged:,} unchanged, {cycle.tier_up:,} moved up, {cycle.api_calls:,} API "
+        f"calls, {sum(cycle.stages.values()):.1f} s"
+    )
+
+
+_NO_BURST = (
+    "No burst this time: the sandbox world has no Nurture account left, or no room before its "
+    "present for new visits; `handoff sandbox stop` and deleting its kept state starts it over."
+)
+
+
+def _warmest_nurture(session: Any, limit: int) -> list[str]:
+    """The best-scored Nurture accounts (each demo moves its own up, so the next picks others)."""
+    rows = session.exec(
+        select(CurrentScore.account_id)
+        .where(CurrentScore.tier == "nurture")
+        .order_by(col(CurrentScore.score).desc(), col(CurrentScore.account_id))
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+def _visit_times(latest: datetime | None, now: datetime) -> list[datetime] | None:
+    """When the burst's visits happen: after the latest activity the CRM holds (an events API
+    lists by time, so a pull finds only what is later than what it read) and before ``now``;
+    None when there is no room left (each demo takes some of it)."""
+    if latest is None:
+        latest = now - _VISIT_STEP * (_BURST_VISITS + 1)
+    latest = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
+    # a quarter of the room left: a second demo, and many more, still find some
+    step = min(_VISIT_STEP, (now - latest) / (4 * _BURST_VISITS))
+    step = timedelta(milliseconds=step // timedelta(milliseconds=1))
+    if step <= timedelta(0):
+        return None
+    return [latest + step * (number + 1) for number in range(_BURST_VISITS)]
+
+
+def _account_stream(connector: Connector) -> str:
+    """The connector's account stream (Account, companies)."""
+    return next(n for n, s in connector.streams.items() if s.entity == "account")
+
+
+def _print_moves(
+    stream: str,
+    chosen: list[str],
+    before: Mapping[str, Mapping[str, Any]],
+    after: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Each account's tier and score before and after, as the CRM shows them."""
+    table = Table(title=f"{stream} read back from the CRM, before -> after the cycle")
+    for column in ("id", "name", "tier", "score"):
+        table.add_column(column)
+    for account in chosen:
+        was, now = before.get(account, {}), after.get(account, {})
+        table.add_row(
+            account,
+            str(now.get("name") or ""),
+            f"{was.get('tier')} -> {now.get('tier')}",
+            f"{was.get('score')} -> {now.get('score')}",
         )
-        return store.url
+    console.print(table)
 
 
 _SHOWN = ("name", "score", "tier", "topic", "signals", "model_version", "scored_at")
@@ -1027,7 +1153,7 @@ _SHOWN = ("name", "score", "tier", "topic", "signals", "model_version", "scored_
 
 def _print_as_reps_see(connector: Connector, report: RunReport, store: Store) -> None:
     """Three accounts, one per tier from the top, read back from the CRM by id."""
-    stream = next(n for n, s in connector.streams.items() if s.entity == "account")
+    stream = _account_stream(connector)
     with store.session() as session:
         ids = _one_per_tier(session)
     shown = {record.id: record for record in connector.find(stream, "id", ids)}

@@ -107,6 +107,15 @@ class CrmConnection:
         """The time a run scores at: the sandbox world's present, else the wall clock."""
         return self.present or datetime.now(UTC)
 
+    def admin(self) -> tuple[str, str] | None:
+        """The URL and token of the sandbox behind the connector (for its admin routes,
+        `sandbox.admin`), None for a real org."""
+        if self.sandbox is not None:
+            return self.sandbox.base_url, self.sandbox.token
+        if self.lasting is not None:
+            return self.lasting.url, self.lasting.token.get_secret_value()
+        return None
+
 
 def schema_spec(settings: Settings) -> SchemaSpec:
     """The fields we own as the settings shape them: tier labels and reason codes."""

@@ -239,6 +239,8 @@ class LoopbackServer:
         # without a token given, no one can use the admin routes
         self._admin_token = admin_token or secrets.token_urlsafe(24)
         self._routes = dialect.routes()
+        # a dialect's own admin routes (adding activity no CRM API can create), if it has any
+        self._admin_routes: list[Route] = list(getattr(dialect, "admin_routes", list)())
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -335,7 +337,8 @@ class LoopbackServer:
     def _admin(self, request: Request) -> Response:
         """``GET /__sandbox/requests`` (counts), ``POST /__sandbox/reset`` (clear counts),
         ``GET /__sandbox/about`` (what is served: dialect, org, process), ``/__sandbox/hold``
-        and ``/__sandbox/release`` (`sandbox.holds`); only with the token."""
+        and ``/__sandbox/release`` (`sandbox.holds`), then the dialect's own admin routes
+        (``POST /__sandbox/activities``, `sandbox.admin`); only with the token."""
         if not self.admitted(request):
             return json_response(401, {"message": "the sandbox's admin routes need its token"})
         if request.method == "GET" and request.path == f"{ADMIN_PREFIX}/about":
@@ -349,6 +352,9 @@ class LoopbackServer:
             return json_response(200, {"total": 0})
         if request.path in (f"{ADMIN_PREFIX}/hold", f"{ADMIN_PREFIX}/release"):
             return self._hold(request)
+        for route in self._admin_routes:
+            if route.match(request.method, request.path) is not None:
+                return route.handler(request)
         return json_response(404, {"message": f"no admin endpoint {request.method} {request.path}"})
 
     def _hold(self, request: Request) -> Response:

@@ -132,7 +132,8 @@ def _named_levels(group: str, values: pl.Series) -> pl.Series:
     labels = [f"{group}: {value}" for value in seen]
     unknown = f"{group}: unknown"
     enum = pl.Enum(list(dict.fromkeys([*labels, unknown])))
-    return values.replace_strict(seen, labels, return_dtype=enum).fill_null(unknown)
+    # cast again: with no value seen at all (every one missing) polars keeps the input's dtype
+    return values.replace_strict(seen, labels, return_dtype=enum).fill_null(unknown).cast(enum)
 
 
 def _band_levels(group: str, values: pl.Series, bands: Sequence[int], say: _BandName) -> pl.Series:

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from connectors.http import HttpPolicy
 from connectors.protocol import Connector, Update, records
 from handoff.crm import sandbox_connector, schema_spec
 from handoff.settings import load_settings
+from sandbox.admin import NewActivity, add_activities
 from sandbox.generator import generate_org
 from sandbox.org import load_org, save_org
 from sandbox.persistence import SavedStateError, StateKeeper, kept, state_dir
@@ -180,6 +182,29 @@ def test_everything_written_is_taken_back_after_a_restart(crm: Crm, org_dir: Pat
         live = {r.id for r in records(connector.pull(crm.accounts))}
         assert crm.score(running, ids[0]) == 91.0 and created in live and ids[1] not in live
         assert crm.create(running) not in (created, *ids)
+
+
+@pytest.mark.parametrize("crm", CRMS_UNDER_TEST, ids=lambda c: c.name)
+def test_activity_added_through_the_admin_route_is_taken_back_after_a_restart(
+    crm: Crm, org_dir: Path
+) -> None:
+    touches = {"salesforce": "Task", "hubspot": "events"}[crm.name]
+    at = load_org(org_dir).manifest.end_at - timedelta(minutes=1)
+    with _served(crm, org_dir) as (running, _):
+        account = records(_connector(running).pull(crm.accounts))[0].id
+        visit = NewActivity("pricing_page", at, account_id=account)
+        first = add_activities(running.base_url, running.token, [visit])
+        tables, _ = _state(running)
+
+    with _served(crm, org_dir) as (running, _):
+        restored, _ = _state(running)
+        second = add_activities(running.base_url, running.token, [visit])
+        pulled = {r.id: r for r in records(_connector(running).pull(touches))}
+
+    assert _same(tables, restored) == []
+    assert second != first and {*first, *second} <= pulled.keys()
+    for record in (pulled[first[0]], pulled[second[0]]):
+        assert record.values["account_id"] == account and record.values["type"] == "pricing_page"
 
 
 @pytest.mark.parametrize("crm", CRMS_UNDER_TEST, ids=lambda c: c.name)

@@ -111,6 +111,14 @@ def test_firmographic_levels_read_as_plain_labels() -> None:
     ]
 
 
+def test_a_level_no_account_knows_is_still_an_enum_of_unknown() -> None:
+    # a CRM that records no region at all: training on its mirror must still read the level
+    accounts = _accounts({"region": None}, {"region": None})
+    region = firmographic_levels(accounts)["region"]
+    assert region.dtype == pl.Enum(["Region: unknown"])
+    assert region.to_list() == ["Region: unknown", "Region: unknown"]
+
+
 @pytest.mark.parametrize(
     ("score", "disqualified", "tier"),
     [

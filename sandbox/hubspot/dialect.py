@@ -22,8 +22,10 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
+from sandbox.admin import NewActivity, activity_route
 from sandbox.faults import Fault, FaultPlan
 from sandbox.http import Request, Response, Route
+from sandbox.hubspot.activity import add_events
 from sandbox.hubspot.associations import AssociationRoutes
 from sandbox.hubspot.email_events import EmailEventRoutes, build_email_events
 from sandbox.hubspot.errors import (
@@ -93,6 +95,7 @@ class HubSpotDialect:
         self.store = PortalStore(org, clock, country_spelling, deals_in, convention)
         self.limiter = RateLimiter(tier, clock)
         self.owners = OwnerRoutes(org.users)
+        self._first_free_activity = org.activities.height  # activity ids are row numbers
         self.events = EventRoutes(
             build_events(org, self.store.merges, convention), self.limiter.tier.events_api
         )
@@ -107,6 +110,17 @@ class HubSpotDialect:
             *EmailEventRoutes(build_email_events(org, self.store.merges, convention)).routes(),
             *PipelineRoutes(pipelines).routes(),
         ]
+
+    def admin_routes(self) -> list[Route]:
+        """The sandbox's own route for web touches no API creates (`sandbox.admin`)."""
+        return [activity_route(self.add_activities)]
+
+    def add_activities(self, activities: list[NewActivity]) -> list[str]:
+        """Record web touches as HubSpot's tracking code does: events (`activity`); their ids."""
+        convention = self.rendering["convention"]
+        return add_events(
+            self.store, self.events, activities, convention, self._first_free_activity
+        )
 
     def routes(self) -> list[Route]:
         """Every route, each handler rate-limited and its errors rendered HubSpot's way."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from datetime import UTC, datetime
 
 import numpy as np
@@ -34,10 +35,17 @@ from sandbox.hubspot.touches import MARKETING_EMAIL, WEB_TOUCHES, touches
 from sandbox.hubspot.values import TIMESTAMP_FORMAT
 from sandbox.org import Org
 
-__all__ = ["EVENT_TYPES", "MAX_EVENTS_PAGE", "NOT_ENTERPRISE", "EventRoutes", "build_events"]
+__all__ = [
+    "EVENT_TYPES",
+    "ID_PREFIX",
+    "MAX_EVENTS_PAGE",
+    "NOT_ENTERPRISE",
+    "EventRoutes",
+    "build_events",
+]
 
 MAX_EVENTS_PAGE = 100
-_ID_PREFIX = "00000000-0000-4000-8000-"
+ID_PREFIX = "00000000-0000-4000-8000-"
 EVENT_TYPES = sorted({t.event_type for key, t in WEB_TOUCHES.items() if key not in MARKETING_EMAIL})
 # HubSpot's answer to the events API on a portal without an Enterprise subscription, as a
 # Free / Professional portal sends it (https://github.com/PipedreamHQ/pipedream/issues/11810;
@@ -91,7 +99,7 @@ def _fragments(rows: pl.DataFrame) -> list[str]:
         pl.col("event_type").cast(pl.String),
         pl.lit('","occurredAt":"'),
         pl.col("occurred_at").dt.strftime(TIMESTAMP_FORMAT),
-        pl.lit('","id":"' + _ID_PREFIX),
+        pl.lit('","id":"' + ID_PREFIX),
         pl.col("activity_id").cast(pl.String).str.zfill(12),
         pl.lit('","properties":'),
         properties.struct.json_encode(),
@@ -135,6 +143,23 @@ class EventRoutes:
         self.ascending = events
         self.descending = events.reverse()
         self.served = served  # False below Enterprise: every page is refused with a 403
+        self.added = events.clear()  # events added through the admin route (kept with the org)
+        self._lock = threading.Lock()
+
+    def add(self, events: pl.DataFrame) -> None:
+        """Take new events (`build_events`' columns) into the lists, in time order."""
+        with self._lock:
+            events = events.select(
+                pl.col(name).cast(dtype) for name, dtype in self.added.schema.items()
+            )
+            self.added = pl.concat([self.added, events])
+            merged = pl.concat([self.ascending, events]).sort("_us", "activity_id")
+            self.ascending, self.descending = merged, merged.reverse()
+
+    def next_id(self, first_free: int) -> int:
+        """The activity id the next added event takes (after every org and added one)."""
+        added = self.added["activity_id"].max()
+        return max(first_free, int(added) + 1) if added is not None else first_free
 
     def routes(self) -> list[Route]:
         """Event completions and the event type names."""
@@ -211,9 +236,9 @@ class EventRoutes:
         if request.arg("eventType"):
             expr = expr & (pl.col("event_type") == request.arg("eventType"))
         ids = [
-            int(i.removeprefix(_ID_PREFIX))
+            int(i.removeprefix(ID_PREFIX))
             for i in request.query.get("id", [])
-            if i.startswith(_ID_PREFIX)
+            if i.startswith(ID_PREFIX)
         ]
         if request.query.get("id"):
             expr = expr & pl.col("activity_id").is_in(ids)

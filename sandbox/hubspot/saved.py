@@ -1,7 +1,8 @@
 """The HubSpot sandbox's state as `sandbox.persistence` keeps it: every object's records, the
 associations, the property registry and groups (set-up's custom properties among them),
 merged-away ids and the id counters. Not kept, as they are derived from the org and never
-written through the API: events, email events, contacts' analytics history, deal pipelines."""
+written through the API: the org's own events, email events, contacts' analytics history, deal
+pipelines. Events added through the sandbox's admin route (`sandbox.admin`) are kept."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ __all__ = ["rendering", "restore", "snapshot"]
 
 _RECORDS = "records/"
 _ASSOCIATIONS = "associations/"
+_ADDED_EVENTS = "events/added"
 
 
 def snapshot(dialect: HubSpotDialect) -> Snapshot:
@@ -28,6 +30,7 @@ def snapshot(dialect: HubSpotDialect) -> Snapshot:
     parts = {_RECORDS + name: Part.of(table.frame) for name, table in store.tables.items()}
     for (source, target), (token, read) in store.edges.pairs().items():
         parts[f"{_ASSOCIATIONS}{source}/{target}"] = Part(token, read)
+    parts[_ADDED_EVENTS] = Part.of(dialect.events.added)
     meta = {
         "properties": {
             name: [asdict(spec) for spec in specs.values()]
@@ -52,7 +55,9 @@ def rendering(dialect: HubSpotDialect) -> dict[str, Any]:
 def restore(
     dialect: HubSpotDialect, frames: Mapping[str, pl.DataFrame], meta: Mapping[str, Any]
 ) -> None:
-    """Take back saved records, associations and registries."""
+    """Take back saved records, associations, registries and added events."""
+    if _ADDED_EVENTS in frames:
+        dialect.events.add(frames[_ADDED_EVENTS])
     records = {k.removeprefix(_RECORDS): f for k, f in frames.items() if k.startswith(_RECORDS)}
     edges = {_pair(k): f for k, f in frames.items() if k.startswith(_ASSOCIATIONS)}
     dialect.store.restore(

@@ -45,6 +45,7 @@ __all__ = [
     "WEB_TOUCHES",
     "WEB_TOUCHES_B",
     "WebTouch",
+    "rendered",
     "touches",
 ]
 
@@ -99,16 +100,21 @@ def _topic_label(topic: str) -> str:
     return topic.upper() if len(topic) <= 2 else topic.title()
 
 
+def rendered(touch: WebTouch, topic: str | None, locale: str) -> tuple[str, str | None, str]:
+    """A touch's eventType, ``hs_url`` (on ``locale``'s part of the site) and ``hs_title``."""
+    path = touch.path.replace("{topic}", topic or "") if touch.path else None
+    title = touch.title.replace("{Topic}", _topic_label(topic) if topic else "")
+    return touch.event_type, SITE + locale + path if path else None, title.strip(": ")
+
+
 def _touch_table(touches: dict[str, WebTouch], locales: tuple[str, ...]) -> pl.DataFrame:
     """(type, topic, locale) -> eventType, hs_url, hs_title for every key, topic and locale."""
-    rows = []
-    for key, touch in touches.items():
-        for topic in (None, *TOPICS):
-            path = touch.path.replace("{topic}", topic or "") if touch.path else None
-            title = touch.title.replace("{Topic}", _topic_label(topic) if topic else "")
-            for index, locale in enumerate(locales):
-                url = SITE + locale + path if path else None
-                rows.append((key, topic, index, touch.event_type, url, title.strip(": ")))
+    rows = [
+        (key, topic, index, *rendered(touch, topic, locale))
+        for key, touch in touches.items()
+        for topic in (None, *TOPICS)
+        for index, locale in enumerate(locales)
+    ]
     schema = ["type", "topic", "_locale", "event_type", "hs_url", "hs_title"]
     return pl.DataFrame(rows, schema=schema, orient="row").with_columns(
         pl.col("_locale").cast(pl.Int64),

@@ -25,9 +25,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from sandbox.admin import NewActivity, activity_route
 from sandbox.faults import Fault, FaultPlan
 from sandbox.http import Request, Response, Route
 from sandbox.org import Org
+from sandbox.salesforce.activity import add_tasks
 from sandbox.salesforce.auth import Logins
 from sandbox.salesforce.bulk import BulkService
 from sandbox.salesforce.composite import CollectionsService
@@ -72,6 +74,14 @@ class SalesforceDialect:
     def routes(self) -> list[Route]:
         """Every route, logins first."""
         return list(self._routes)
+
+    def admin_routes(self) -> list[Route]:
+        """The sandbox's own route for web touches no API creates (`sandbox.admin`)."""
+        return [activity_route(self.add_activities)]
+
+    def add_activities(self, activities: list[NewActivity]) -> list[str]:
+        """Log web touches as marketing automation does: Tasks (`activity`); their ids."""
+        return add_tasks(self.state, activities)
 
     def merge(self, object_name: str, master: str, merged: Sequence[str]) -> MergeResult:
         """Merge one or two Accounts, Contacts or Leads into ``master``, as a user would in

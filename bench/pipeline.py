@@ -1,0 +1,488 @@
+"""Benchmark: the product end to end, the CRM served from a process of its own.
+
+    python -m bench.pipeline --crm salesforce|hubspot [--accounts N] [--seed S] [--database URL]
+
+A generated org (the ``realistic`` world, 20,000 accounts by default) is served by the sandbox in
+a child process; the real connector talks to it over loopback HTTP on a simulated clock (pacing
+sleeps move the clock instead of waiting). At the world's present: a first run (full load, every
+record written), a rerun, a cycle with nothing new, and a cycle after 1,000 web touches added
+through the sandbox's admin route (`sandbox.admin`). Then the predictive model is trained as of
+90 days before the present and a run at that moment writes its scores: read back from the CRM
+through the connector, they are tested against the opportunities of those 90 days, as
+`bench.model` tests the model (same eligible rows: existing, not disqualified, no open
+opportunity), whose figures on the same world are reported alongside.
+
+Local seconds exclude the sandbox's serving time: every HTTP exchange is timed in the
+connector's HTTP layer (`connectors.http.HttpPolicy`'s listener) and subtracted from the run's
+wall time. API calls are counted by the sandbox itself, by endpoint: ``nochange_api_calls`` are
+the data reads of a cycle with nothing new (logins and describes apart); ``write_calls`` every
+call of the first run's write-back (a Bulk job's creation, upload, close and polls included).
+The mirror's own speed comes from `bench.mirror` (``measure_mirror``) when it is present.
+Prints progress on stderr and one JSON object last, with ``goals`` met or missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import multiprocessing
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import requests
+from pydantic import SecretStr
+from sqlmodel import func, select
+
+from bench.common import add_world_options, emit, peak_rss_mb, progress, world_of
+from bench.linking import linked_activities
+from bench.sync_run import CONFIG, SPEC
+from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.http import Exchange, HttpPolicy, RetrySettings
+from connectors.hubspot import HubSpotConnector
+from connectors.protocol import Connector, records
+from connectors.salesforce import SalesforceConnector
+from sandbox.admin import NewActivity, add_activities
+from sandbox.generator import generate_org
+from sandbox.http import ADMIN_PREFIX
+from sandbox.hubspot.ids import ID_BASES
+from sandbox.org import Org, load_org, save_org
+from sandbox.salesforce import SalesforceOptions, client_session
+from sandbox.salesforce.ids import make_ids
+from sandbox.service import start_sandbox
+from scoring.config import DEFAULT_DISQUALIFIERS, DEFAULT_SIGNALS, ModelSettings
+from scoring.features import History, examples
+from scoring.fit import disqualification
+from scoring.metrics import auc
+from scoring.peer import fit_peer
+from scoring.signals import SignalCatalog
+from sync.run import RunReport, run_sync
+from sync.scoring_state import train_model
+from sync.state import Activity
+from sync.store import Store
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+NEW_ACTIVITIES = 1_000
+EVALUATION_DAYS = 90
+CYCLE = timedelta(minutes=15)  # a scheduled cycle's spacing, on the simulated clock
+_SETTINGS = ModelSettings()
+_CATALOG = SignalCatalog.from_settings(DEFAULT_SIGNALS, _SETTINGS)
+_FLOORS = {"salesforce": 200, "hubspot": 100}  # records per write call (Collections, batch)
+_START_SECONDS = 600.0
+_TOUCH_TYPES = ("pricing_page", "product_page", "case_study", "webinar", "blog_visit")
+
+
+class SimulatedClock:
+    """Wall time plus everything slept: pacing and backoff move it instead of waiting."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def seconds(self) -> float:
+        return time.monotonic() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class HttpWait:
+    """Seconds the connector spent in HTTP exchanges (sending, the sandbox answering, reading)."""
+
+    seconds: float = 0.0
+    exchanges: int = 0
+
+    def __call__(self, exchange: Exchange) -> None:
+        self.seconds += exchange.finished - exchange.started
+        self.exchanges += 1
+
+
+@dataclass
+class Served:
+    """The sandbox in its child process: where it answers, its token, and its request counts."""
+
+    crm: str
+    url: str
+    token: str
+    peak_rss_mb: list[float] = field(default_factory=list)
+
+    def requests(self) -> dict[str, int]:
+        """Requests served so far, by "METHOD endpoint"."""
+        answer = requests.get(
+            f"{self.url}{ADMIN_PREFIX}/requests",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        counts: dict[str, int] = answer.json()["by_endpoint"]
+        return counts
+
+
+def _serve(crm: str, org_dir: str, token: str, ready: Any, stop: Any, rss: Any) -> None:
+    """The child process: serve the org until told to stop, then report its peak memory."""
+    options = {"tier": "unlimited"} if crm == "hubspot" else {}
+    with start_sandbox(crm, load_org(Path(org_dir)), token=token, **options) as running:
+        ready.put(running.base_url)
+        stop.wait()
+    rss.put(peak_rss_mb())
+
+
+@contextmanager
+def served(crm: str, org_dir: Path) -> Iterator[Served]:
+    """The sandbox serving ``org_dir`` from a process of its own, for a ``with`` block."""
+    context = multiprocessing.get_context("spawn")
+    ready, rss, stop = context.Queue(), context.Queue(), context.Event()
+    token = secrets.token_urlsafe(24)
+    child = context.Process(
+        target=_serve, args=(crm, str(org_dir), token, ready, stop, rss), name="sandbox"
+    )
+    child.start()
+    try:
+        sandbox = Served(crm, ready.get(timeout=_START_SECONDS), token)
+        yield sandbox
+        stop.set()
+        sandbox.peak_rss_mb.append(rss.get(timeout=60))
+    finally:
+        stop.set()
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+
+
+def connector(sandbox: Served, clock: SimulatedClock, wait: HttpWait) -> Connector:
+    """The real connector on the sandbox's route, its HTTP exchanges timed, pacing simulated."""
+    policy = HttpPolicy(
+        RetrySettings(), sleep=clock.sleep, clock=clock.seconds, wall=clock.now, listener=wait
+    )
+    if sandbox.crm == "hubspot":
+        settings = HubSpotSettings(token=SecretStr(sandbox.token))
+        return HubSpotConnector(settings, host=sandbox.url, policy=policy)
+    options = SalesforceOptions()
+    salesforce = SalesforceSettings(
+        auth="client_credentials",
+        instance_url=options.instance_url,
+        client_id=options.consumer_key,
+        client_secret=SecretStr(options.consumer_secret),
+    )
+    return SalesforceConnector(salesforce, session=client_session(sandbox.url), policy=policy)
+
+
+@dataclass
+class Measured:
+    """One run: its report, wall and local seconds, and the sandbox's requests during it."""
+
+    report: RunReport
+    seconds: float
+    local_seconds: float
+    calls: dict[str, int]
+
+    def figures(self) -> dict[str, Any]:
+        report = self.report
+        return {
+            "outcome": report.outcome,
+            "seconds": round(self.seconds, 2),
+            "local_seconds": round(self.local_seconds, 3),
+            "stages": {name: round(s, 3) for name, s in report.stages.items()},
+            "pulled": sum(p["records"] for p in report.pulled.values()),
+            "written": sum(report.written.values()),
+            "api_calls": sum(self.calls.values()),
+        }
+
+
+@dataclass
+class Bench:
+    """What every run shares: the sandbox, the connector, the store, the clock, the HTTP wait."""
+
+    sandbox: Served
+    connector: Connector
+    store: Store
+    clock: SimulatedClock
+    wait: HttpWait
+
+    def run(self, name: str, now: datetime, **options: Any) -> Measured:
+        """One run at ``now``, measured."""
+        progress(f"{name}: a run as of {now:%d %b %Y %H:%M}")
+        before_calls, before_wait = self.sandbox.requests(), self.wait.seconds
+        started = time.perf_counter()
+        report = run_sync(CONFIG, self.connector, self.store, now, **options)
+        seconds = time.perf_counter() - started
+        waited = self.wait.seconds - before_wait
+        calls = _delta(before_calls, self.sandbox.requests())
+        measured = Measured(report, seconds, seconds - waited, calls)
+        progress(f"{name}: {measured.figures()}")
+        return measured
+
+
+def _delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    """Requests per endpoint between two counts."""
+    return {k: n - before.get(k, 0) for k, n in sorted(after.items()) if n - before.get(k, 0)}
+
+
+def _is_login_or_describe(endpoint: str) -> bool:
+    """Logins and schema reads (once per process), not data."""
+    words = ("login", "oauth2", "describe", "versions", "resources", "limits", "properties")
+    return any(word in endpoint for word in words)
+
+
+def _is_write(endpoint: str) -> bool:
+    """A call of the write-back: an update, a Bulk ingest job's every call."""
+    method, _, path = endpoint.partition(" ")
+    if "jobs/ingest" in path:
+        return True
+    if method in ("PATCH", "PUT", "DELETE"):
+        return True
+    return method == "POST" and ("batch/update" in path or "batch/upsert" in path)
+
+
+def _writes(calls: Mapping[str, int]) -> int:
+    return sum(n for endpoint, n in calls.items() if _is_write(endpoint))
+
+
+def _data_reads(calls: Mapping[str, int]) -> int:
+    return sum(n for e, n in calls.items() if not _is_login_or_describe(e) and not _is_write(e))
+
+
+def _new_activities(bench: Bench, org: Org, crm: str, now: datetime, seed: int) -> int:
+    """``NEW_ACTIVITIES`` web touches on accounts and contacts, after the latest activity the
+    CRM holds and before ``now``, added through the admin route; how many."""
+    with bench.store.session() as session:
+        latest = session.exec(select(func.max(Activity.occurred_at))).one() or now
+    latest = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
+    rng = np.random.default_rng(seed)
+    step = (now - latest) / (NEW_ACTIVITIES + 1)
+    accounts = _crm_ids(crm, "account", org.accounts["account_id"].to_numpy())
+    contacts = org.people.filter(pl.col("kind") == "contact")["person_id"].to_numpy()
+    people = _crm_ids(crm, "contact", contacts)
+    touches = []
+    for number in range(NEW_ACTIVITIES):
+        at = latest + step * (number + 1)
+        kind = _TOUCH_TYPES[int(rng.integers(len(_TOUCH_TYPES)))]
+        if number % 2:
+            person = people[int(rng.integers(len(people)))]
+            touches.append(NewActivity(kind, at, person_id=person))
+        else:
+            account = accounts[int(rng.integers(len(accounts)))]
+            touches.append(NewActivity(kind, at, account_id=account))
+    return len(add_activities(bench.sandbox.url, bench.sandbox.token, touches, timeout=120))
+
+
+def _crm_ids(crm: str, kind: str, numbers: np.ndarray) -> list[str]:
+    """The CRM's ids of org accounts or contacts (each sandbox derives them from org ids)."""
+    if crm == "hubspot":
+        base = ID_BASES["companies" if kind == "account" else "contacts"]
+        return [str(base + int(n)) for n in numbers]
+    entity = "Account" if kind == "account" else "Contact"
+    return make_ids(entity, numbers).to_list()
+
+
+def _evaluated(bench: Bench, org: Org, crm: str, as_of: datetime) -> dict[str, Any]:
+    """AUC of the scores the CRM holds, against the opportunities of the 90 days after
+    ``as_of``, on `bench.model`'s eligible rows; the oracle's and the peer's on the same rows."""
+    stream = next(n for n, s in bench.connector.streams.items() if s.entity == "account")
+    shown = {r.id: r.values.get("score") for r in records(bench.connector.pull(stream))}
+    ids = _crm_ids(crm, "account", org.accounts["account_id"].to_numpy())
+    scores = np.array([np.nan if shown.get(i) is None else float(shown[i]) for i in ids])
+    history = History.from_frames(_CATALOG, org.accounts, linked_activities(org), org.opportunities)
+    disqualified = disqualification(org.accounts, DEFAULT_DISQUALIFIERS).is_not_null().to_numpy()
+    moment = int(as_of.timestamp())
+    window = examples(history, _CATALOG, [moment], EVALUATION_DAYS, disqualified)
+    eligible = window.eligible[0] & ~np.isnan(scores)
+    labels = window.labels[0][eligible]
+    product = auc(labels, scores[eligible])
+    oracle = auc(labels, org.truth.oracle_probability(as_of)[eligible])
+    peer, _ = fit_peer(history, _CATALOG, _SETTINGS, disqualified, as_of)
+    peer_auc = auc(labels, peer.predict_proba(window.snapshots[0])[eligible])
+    return {
+        "rows": int(eligible.sum()),
+        "unscored_eligible": int((window.eligible[0] & np.isnan(scores)).sum()),
+        "conversions": int(labels.sum()),
+        "auc": round(product, 4),
+        "oracle_auc": round(oracle, 4),
+        "peer_auc": round(peer_auc, 4),
+        "auc_ratio": round(product / oracle, 4),
+        "auc_vs_peer": round(product / peer_auc, 4),
+    }
+
+
+def _model_figures(world: Any, accounts: int, seed: int) -> dict[str, Any]:
+    """`bench.model`'s figures on the same world, for comparison."""
+    from bench.model import _figures  # its one entry point, shared rather than copied
+
+    progress("bench.model on the same world")
+    figures = _figures(world, accounts, seed, False)
+    keys = ("auc", "oracle_auc", "auc_ratio", "peer_auc", "auc_vs_peer", "promoted")
+    return {key: figures[key] for key in keys}
+
+
+def _mirror_figures(folder: Path) -> dict[str, Any]:
+    """``measure_mirror`` of `bench.mirror` on SQLite and PostgreSQL, when it is present."""
+    if importlib.util.find_spec("bench.mirror") is None:
+        return {"missing": "bench.mirror (measure_mirror) is not in this tree"}
+    from bench import mirror
+
+    measure: Callable[..., dict[str, Any]] = mirror.measure_mirror
+    found = {}
+    for backend, url in (("sqlite", f"sqlite:///{folder / 'mirror.db'}"), ("postgresql", PG_URL)):
+        progress(f"mirror speed on {backend}")
+        found[backend] = measure(url)
+    return found
+
+
+def _mirror_goal(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """The mirror's two goals from `bench.mirror`'s figures (None when it is missing)."""
+    backends = [f for key, f in figures.items() if key != "missing"]
+    rates = [f.get("mirror_first_load_rows_per_s") for f in backends]
+    overheads = [f.get("mirror_incremental_overhead") for f in backends]
+    if not backends or None in rates or None in overheads:
+        return {"mirror_first_load": None, "mirror_incremental_overhead": None}
+    return {
+        "mirror_first_load": min(rates) >= 150_000,
+        "mirror_incremental_overhead": max(overheads) <= 0.25,
+    }
+
+
+def _goals(figures: Mapping[str, Any], streams: int) -> dict[str, Any]:
+    """Issue 12's goals, met (True) or missed (False); None when not measured here. The time
+    and memory goals are set for the 200,000-account reference org."""
+    model = figures["bench_model"]
+    return {
+        "write_calls_vs_floor": figures["write_calls"] <= figures["write_floor"],
+        "rerun_writes": figures["rerun_writes"] == 0,
+        "nochange_api_calls": figures["nochange_api_calls"] <= streams,
+        "incremental_local_seconds": figures["incremental_local_seconds"] <= 1.0,
+        "first_run_local_seconds": figures["first_run_local_seconds"] <= 120,
+        "peak_rss_mb": max(figures["peak_rss_mb"], figures["sandbox_peak_rss_mb"] or 0) <= 4096,
+        **_mirror_goal(figures["mirror"]),
+        "auc_within_0.01_of_bench_model": (
+            None if model is None else abs(figures["auc_ratio"] - model["auc_ratio"]) <= 0.01
+        ),
+    }
+
+
+def _at_present(bench: Bench, org: Org, crm: str, seed: int) -> dict[str, Any]:
+    """First run, rerun, a cycle with nothing new and one with new activity, at the present."""
+    end = org.manifest.end_at
+    first = bench.run("first run", end, full=True)
+    changed = sum(first.report.written.values())
+    bench.clock.sleep(CYCLE.total_seconds())
+    rerun = bench.run("rerun", end)
+    bench.clock.sleep(CYCLE.total_seconds())
+    nochange = bench.run("cycle with nothing new", end)
+    added = _new_activities(bench, org, crm, end, seed)
+    progress(f"added {added:,} web touches through the sandbox's admin route")
+    bench.clock.sleep(CYCLE.total_seconds())
+    incremental = bench.run("cycle with new activity", end)
+    return {
+        "write_calls": _writes(first.calls),
+        "write_floor": math.ceil(changed / _FLOORS[crm]),
+        "changed": changed,
+        "rerun_writes": sum(rerun.report.written.values()),
+        "nochange_api_calls": _data_reads(nochange.calls),
+        "nochange_login_describe_calls": sum(nochange.calls.values()) - _data_reads(nochange.calls),
+        "nochange_by_endpoint": nochange.calls,
+        "first_run_local_seconds": round(first.local_seconds, 2),
+        "incremental_local_seconds": round(incremental.local_seconds, 3),
+        "incremental_new_activities": added,
+        "runs": {
+            "first": first.figures(),
+            "rerun": rerun.figures(),
+            "nochange": nochange.figures(),
+            "incremental": incremental.figures(),
+        },
+    }
+
+
+def _in_the_past(bench: Bench, org: Org, crm: str) -> dict[str, Any]:
+    """Train as of 90 days before the present, write that moment's scores, evaluate them."""
+    as_of = org.manifest.end_at - timedelta(days=EVALUATION_DAYS)
+    progress(f"training as of {as_of:%d %b %Y}")
+    started = time.perf_counter()
+    with bench.store.session() as session:
+        training = train_model(session, CONFIG.scoring, as_of)
+    train_seconds = time.perf_counter() - started
+    progress(f"trained in {train_seconds:.1f} s: {training.reason}")
+    bench.clock.sleep(CYCLE.total_seconds())
+    scored = bench.run("run 90 days before the present", as_of)
+    return {
+        "train_seconds": round(train_seconds, 2),
+        "promoted": training.promoted,
+        "model_kind": scored.report.model_kind,
+        "evaluation_run": scored.figures(),
+        "evaluation": _evaluated(bench, org, crm, as_of),
+    }
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crm", choices=("salesforce", "hubspot"), default="salesforce")
+    parser.add_argument("--accounts", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--database", help="state database URL (default: a fresh SQLite file)")
+    parser.add_argument("--skip-model", action="store_true", help="leave out bench.model")
+    add_world_options(parser)
+    args = parser.parse_args()
+    world = world_of(parser, args)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        org_dir = Path(folder) / "org"
+        progress(f"generating an org of {args.accounts:,} accounts ({world.preset} world)")
+        org = generate_org(args.accounts, args.seed, world=world)
+        save_org(org, org_dir)
+        clock, wait = SimulatedClock(), HttpWait()
+        with served(args.crm, org_dir) as sandbox:
+            progress(f"sandbox {args.crm} serving at {sandbox.url} in its own process")
+            crm = connector(sandbox, clock, wait)
+            crm.ensure_schema(SPEC)
+            url = args.database or f"sqlite:///{Path(folder) / 'state.db'}"
+            with Store.open(url) as store:
+                bench = Bench(sandbox, crm, store, clock, wait)
+                present = _at_present(bench, org, args.crm, args.seed)
+                past = _in_the_past(bench, org, args.crm)
+        mirror = _mirror_figures(Path(folder))
+    model = None if args.skip_model else _model_figures(world, args.accounts, args.seed)
+    figures: dict[str, Any] = {
+        "crm": args.crm,
+        "accounts": args.accounts,
+        "seed": args.seed,
+        "preset": world.preset,
+        **present,
+        **{k: v for k, v in past.items() if k != "evaluation"},
+        "auc": past["evaluation"]["auc"],
+        "auc_ratio": past["evaluation"]["auc_ratio"],
+        "auc_vs_peer": past["evaluation"]["auc_vs_peer"],
+        "evaluation": past["evaluation"],
+        "bench_model": model,
+        "mirror": mirror,
+        "mirror_first_load_rows_per_s": _mirror_figure(mirror, "mirror_first_load_rows_per_s"),
+        "mirror_incremental_overhead": _mirror_figure(mirror, "mirror_incremental_overhead"),
+        "http_exchanges": wait.exchanges,
+        "peak_rss_mb": peak_rss_mb(),
+        "sandbox_peak_rss_mb": sandbox.peak_rss_mb[0] if sandbox.peak_rss_mb else None,
+        "bench_seconds": round(time.perf_counter() - began, 1),
+    }
+    figures["goals"] = _goals(figures, len(crm.streams))
+    emit(figures)
+
+
+def _mirror_figure(mirror: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """One mirror figure per backend, or None when `bench.mirror` is missing."""
+    if "missing" in mirror:
+        return None
+    return {backend: figures.get(name) for backend, figures in mirror.items()}
+
+
+if __name__ == "__main__":
+    main()
