@@ -2,9 +2,11 @@
 
 One ``account_signals`` row an account holds what `scoring.signals.RunningSums` holds, as JSON:
 
-    {"s": [[value, at_s], ...] per signal, "m": [[value, at_s], ...] per intent class,
+    {"s": [value, at_s, value, at_s, ...] per signal, "m": the same per intent class,
      "p": {topic: [value, at_s]}, "b": [start_s, last_s, size] of the latest burst,
-     "r": [[signal, occurred_s], ...] the activities of the last 90 days (for the dated reasons)}
+     "r": [signal, occurred_s, ...] the activities of the last 90 days (for the dated reasons)}
+
+Pairs are flat, so reading thousands of rows allocates few objects for the collector to chase.
 
 with the latest activity in it (``high_water``). A new activity updates its account's row in O(1)
 (`fold`); an account whose sums cannot be updated so is rebuilt from its own activities in the
@@ -107,12 +109,13 @@ class Sums:
         """Sums as a stored row holds them."""
         topics = sorted(document["p"])
         running = RunningSums(
-            tuple(DecayedSum(float(v), int(t)) for v, t in document["s"]),
-            tuple(DecayedSum(float(v), int(t)) for v, t in document["m"]),
+            _decayed(document["s"]),
+            _decayed(document["m"]),
             tuple(DecayedSum(float(document["p"][k][0]), int(document["p"][k][1])) for k in topics),
             Burst(*(int(x) for x in document["b"])),
         )
-        recent = [(int(s), int(t)) for s, t in document["r"]]
+        flat = document["r"]
+        recent = [(int(s), int(t)) for s, t in zip(flat[::2], flat[1::2], strict=True)]
         water = None if high_water is None else int(high_water.timestamp())
         return cls(running, topics, recent, water)
 
@@ -136,16 +139,21 @@ class Sums:
         running = self.running
         horizon = now_s - RECENT_DAYS * DAY_SECONDS
         return {
-            "s": [[s.value, s.at_s] for s in running.signals],
-            "m": [[m.value, m.at_s] for m in running.memory],
+            "s": [x for s in running.signals for x in (s.value, s.at_s)],
+            "m": [x for m in running.memory for x in (m.value, m.at_s)],
             "p": {
                 k: [t.value, t.at_s]
                 for k, t in zip(self.topics, running.topics, strict=True)
                 if t.value
             },
             "b": [running.burst.start_s, running.burst.last_s, running.burst.size],
-            "r": sorted([s, t] for s, t in self.recent if t > horizon),
+            "r": [x for s, t in sorted(self.recent) if t > horizon for x in (s, t)],
         }
+
+
+def _decayed(flat: Sequence[float]) -> tuple[DecayedSum, ...]:
+    """Flat [value, at_s, ...] pairs as running sums."""
+    return tuple(DecayedSum(float(v), int(t)) for v, t in zip(flat[::2], flat[1::2], strict=True))
 
 
 # --- reading and writing rows ------------------------------------------------------------------
@@ -332,9 +340,9 @@ def build(
     return documents
 
 
-def _pairs(values: np.ndarray, now_s: int) -> list[list[float | int]]:
-    """[value, at_s] per sum: built as of `now_s`, an empty one at 0."""
-    return [[float(v), now_s if v else 0] for v in values]
+def _pairs(values: np.ndarray, now_s: int) -> list[float | int]:
+    """Flat [value, at_s] pairs, one per sum: built as of `now_s`, an empty one at 0."""
+    return [x for v in values.tolist() for x in (v, now_s if v else 0)]
 
 
 def _coded(
@@ -375,13 +383,14 @@ def _arrays(catalog: SignalCatalog, coded: pl.DataFrame, topics: tuple[str, ...]
     )
 
 
-def _recent(coded: pl.DataFrame, now_s: int, n: int) -> list[list[list[int]]]:
-    """Per account row, [signal, occurred_s] of its activities of the last `RECENT_DAYS`."""
+def _recent(coded: pl.DataFrame, now_s: int, n: int) -> list[list[int]]:
+    """Per account row, flat [signal, occurred_s, ...] of its activities of the last
+    `RECENT_DAYS`, in (signal, time) order."""
     horizon = now_s - RECENT_DAYS * DAY_SECONDS
-    recent: list[list[list[int]]] = [[] for _ in range(n)]
-    kept = coded.filter(pl.col("occurred_s") > horizon)
+    recent: list[list[int]] = [[] for _ in range(n)]
+    kept = coded.filter(pl.col("occurred_s") > horizon).sort("row", "signal", "occurred_s")
     for row, signal, occurred in kept.select("row", "signal", "occurred_s").iter_rows():
-        recent[row].append([signal, occurred])
+        recent[row] += (signal, occurred)
     return recent
 
 
@@ -424,14 +433,14 @@ def _read(pairs: np.ndarray, half_life_days: np.ndarray | float, as_of_s: int) -
 
 def _recent_arrays(documents: Sequence[Mapping[str, Any]], names: tuple[str, ...]) -> Activities:
     """The rows' recent activities as arrays keyed by row (topics are not needed for counts)."""
-    sizes = np.array([len(d["r"]) for d in documents], dtype=np.int64)
-    flat = [pair for d in documents for pair in d["r"]]
-    pairs = np.array(flat, dtype=np.int64).reshape(len(flat), 2)
+    sizes = np.array([len(d["r"]) // 2 for d in documents], dtype=np.int64)
+    flat = [x for d in documents for x in d["r"]]
+    pairs = np.array(flat, dtype=np.int64).reshape(len(flat) // 2, 2)
     return Activities(
         account=np.repeat(np.arange(len(documents)), sizes),
         signal=pairs[:, 0].astype(np.int16),
         occurred_s=pairs[:, 1],
-        topic=np.full(len(flat), -1, dtype=np.int16),
+        topic=np.full(len(pairs), -1, dtype=np.int16),
         topic_names=names,
     )
 
