@@ -18,6 +18,7 @@ import pytest
 from sqlmodel import col, select
 
 import tests.test_sync_run as sync_run
+from connectors.errors import BudgetExhausted
 from sandbox.org import Org
 from sync import Store
 from sync.run import RunReport
@@ -214,3 +215,44 @@ def test_the_nightly_rescore_reads_stored_sums_and_writes_only_what_a_rep_would_
     assert later.rescored_all is None and later.scored < ACCOUNTS
     assert state is not None and state.nightly_at == nightly.started_at
     assert pending == []
+
+
+def test_rescored_accounts_stay_pending_until_written_and_a_dry_run_keeps_nothing(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    assert isinstance(crm.connector, sync_run.Counting)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm.run(store)
+        crm.time.tick(600)
+        crm.run(store)  # our own writes' echo
+        (lead, account), *_ = _linked_leads(store, 1)
+        crm.time.tick(600)
+        for _ in range(6):
+            _pricing(crm, lead)
+            crm.time.tick(20)
+        crm.time.tick(600)
+        dry = crm.run(store, dry_run=True)
+        with store.session() as session:
+            uncounted = session.exec(
+                select(Activity.id).where(col(Activity.scored_seq).is_(None))
+            ).all()
+
+        def out_of_budget() -> None:
+            raise BudgetExhausted("daily API allowance used")
+
+        crm.connector.before_push.append(out_of_budget)
+        crm.time.tick(60)
+        stopped = crm.run(store)
+        with store.session() as session:
+            row = session.get(AccountSignals, account)
+            assert row is not None and row.pending
+        crm.time.tick(60)
+        resumed = crm.run(store)
+        with store.session() as session:
+            row = session.get(AccountSignals, account)
+            assert row is not None and not row.pending
+
+    assert account in {p["id"] for p in dry.sample} and len(uncounted) == 6  # nothing kept
+    assert stopped.outcome == "stopped" and stopped.written == {}
+    assert resumed.outcome == "ok" and resumed.written.get(crm.accounts, 0) >= 1
+    assert resumed.rebuilt == {}
