@@ -21,6 +21,7 @@ from uuid import uuid4
 
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector
+from scoring.tiers import tier_label
 from sync.config import MatchingSettings
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_stream
@@ -35,6 +36,7 @@ from sync.writeback import (
     push_plan,
     record_scores,
     targets,
+    tier_counts,
     tier_moves,
 )
 
@@ -223,15 +225,15 @@ def _score(run: _Run) -> None:
 
 
 def _tier(run: _Run) -> None:
-    """What each account should show, tiers counted, moves against the last run."""
+    """What each rescored account should show, moves against the last run, and every live
+    account counted per tier (those not rescored as they stand)."""
     assert run.book is not None
     config = run.config
     run.scores = account_scores(run.book, config.scoring.tiers, run.now, config.min_score_change)
-    for score in run.scores.values():
-        label = str(score.values["tier"])
-        run.report.tiers[label] = run.report.tiers.get(label, 0) + 1
     with run.store.session() as session:
         run.report.tier_up, run.report.tier_down, _ = tier_moves(session, run.scores)
+        tiers = tier_counts(session, run.scores)
+    run.report.tiers = {tier_label(key, config.scoring.tiers): n for key, n in tiers.items()}
 
 
 def _diff(run: _Run) -> None:

@@ -23,7 +23,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, func, update
 from sqlmodel import Session, col, delete, select
 
 from connectors.protocol import Connector, Update, WriteResult
@@ -48,6 +48,7 @@ __all__ = [
     "record_scores",
     "score_history",
     "targets",
+    "tier_counts",
     "tier_moves",
 ]
 
@@ -436,6 +437,23 @@ def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[in
         elif _TIER_ORDER[score.tier] < _TIER_ORDER.get(old, -1):
             down += 1
     return up, down, new
+
+
+def tier_counts(session: Session, scores: Mapping[str, AccountScore]) -> dict[str, int]:
+    """Live accounts per tier key once this run's scores replace theirs: the current-score table
+    for the accounts this run did not rescore (counted in the database, not read)."""
+    live = select(Account.id).where(col(Account.is_deleted).is_(False))
+    statement = select(CurrentScore.tier, func.count()).where(
+        col(CurrentScore.account_id).in_(live)
+    )
+    counts: dict[str, int] = dict(session.exec(statement.group_by(col(CurrentScore.tier))).all())
+    for chunk in _chunks(sorted(scores)):
+        held = statement.where(col(CurrentScore.account_id).in_(chunk))
+        for tier, n in session.exec(held.group_by(col(CurrentScore.tier))):
+            counts[tier] -= n
+    for score in scores.values():
+        counts[score.tier] = counts.get(score.tier, 0) + 1
+    return {tier: n for tier, n in counts.items() if n}
 
 
 def record_scores(

@@ -134,6 +134,7 @@ def test_incremental_cycles_score_every_account_as_a_full_rescore(
     assert {account for _, account in leads} <= rescored[0]
     assert third.rebuilt == {} and leads[0][1] in rescored[1]
     assert third.scored < ACCOUNTS  # only what changed: the new activity, our own writes' echo
+    assert sum(third.tiers.values()) == ACCOUNTS  # the tiers of the whole book
     assert uncounted == []
 
 
