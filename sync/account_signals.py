@@ -4,7 +4,8 @@ One ``account_signals`` row an account holds what `scoring.signals.RunningSums` 
 
     {"s": [value, at_s, value, at_s, ...] per signal, "m": the same per intent class,
      "p": {topic: [value, at_s]}, "b": [start_s, last_s, size] of the latest burst,
-     "r": [signal, occurred_s, ...] the activities of the last 90 days (for the dated reasons)}
+     "r": [signal, occurred_s, ...] the activities of the last 90 days in time order (for the
+     dated reasons)}
 
 Pairs are flat, so reading thousands of rows allocates few objects for the collector to chase.
 
@@ -20,7 +21,7 @@ while it is null, however often it is read again; the score stage stamps what it
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import update
+from sqlalchemy import BigInteger, cast, func, null, update
 from sqlmodel import Session, col, select
 
 from scoring.bursts import Burst
@@ -67,10 +68,10 @@ _IN_CHUNK = 5_000
 _UTC = pl.Datetime("us", "UTC")
 _ACTIVITY_SCHEMA = {
     "own": pl.String,
-    "linked": pl.String,
     "type": pl.String,
     "topic": pl.String,
-    "occurred_at": _UTC,
+    "occurred_s": pl.Int64,
+    "linked": pl.String,
 }
 
 
@@ -101,7 +102,7 @@ class Sums:
 
     running: RunningSums
     topics: list[str]  # the topic of each of `running.topics`
-    recent: list[tuple[int, int]]  # (signal, occurred_s) of the last `RECENT_DAYS`
+    recent: list[int]  # flat (signal, occurred_s) of the last `RECENT_DAYS`, in time order
     high_water_s: int | None
 
     @classmethod
@@ -114,8 +115,7 @@ class Sums:
             tuple(DecayedSum(float(document["p"][k][0]), int(document["p"][k][1])) for k in topics),
             Burst(*(int(x) for x in document["b"])),
         )
-        flat = document["r"]
-        recent = [(int(s), int(t)) for s, t in zip(flat[::2], flat[1::2], strict=True)]
+        recent = list(document["r"])
         water = None if high_water is None else int(high_water.timestamp())
         return cls(running, topics, recent, water)
 
@@ -131,7 +131,7 @@ class Sums:
                 )
             position = self.topics.index(topic)
         self.running = self.running.added(catalog, signal, at_s, position)
-        self.recent.append((signal, at_s))
+        self.recent += (signal, at_s)  # never older than the latest held (else: rebuilt)
         self.high_water_s = at_s if self.high_water_s is None else max(self.high_water_s, at_s)
 
     def document(self, now_s: int) -> dict[str, Any]:
@@ -147,8 +147,16 @@ class Sums:
                 if t.value
             },
             "b": [running.burst.start_s, running.burst.last_s, running.burst.size],
-            "r": [x for s, t in sorted(self.recent) if t > horizon for x in (s, t)],
+            "r": _since(self.recent, horizon),
         }
+
+
+def _since(recent: list[int], horizon: int) -> list[int]:
+    """Flat time-ordered (signal, occurred_s) pairs less those at or before `horizon`."""
+    first = 0
+    while first < len(recent) and recent[first + 1] <= horizon:
+        first += 2
+    return recent[first:]
 
 
 def _decayed(flat: Sequence[float]) -> tuple[DecayedSum, ...]:
@@ -221,19 +229,32 @@ def _linked(statement: Any) -> Any:
     )
 
 
-def _frame(rows: Iterable[Sequence[Any]]) -> pl.DataFrame:
-    """Activity rows (own account, linked account, type, topic, occurred_at) as the account
+def _rows(session: Session, statement: Any) -> list[Any]:
+    """A Core query's rows as the driver returns them (no ORM objects, no per-value types)."""
+    return list(session.connection().execute(statement).all())
+
+
+def _frame(rows: Sequence[Sequence[Any]]) -> pl.DataFrame:
+    """Activity rows (own account, type, topic, epoch seconds, linked account) as the account
     they count for, type, topic and time; those counting for no account dropped."""
-    frame = pl.DataFrame(list(rows), schema=_ACTIVITY_SCHEMA, orient="row")
-    return (
-        frame.with_columns(account_id=pl.coalesce("own", "linked"))
-        .select("account_id", "type", "topic", "occurred_at")
-        .filter(pl.col("account_id").is_not_null())
+    frame = pl.DataFrame(rows, schema=_ACTIVITY_SCHEMA, orient="row")
+    return frame.filter(pl.coalesce("own", "linked").is_not_null()).select(
+        account_id=pl.coalesce("own", "linked"),
+        type="type",
+        topic="topic",
+        occurred_at=pl.from_epoch("occurred_s", time_unit="s").cast(_UTC),
     )
 
 
-def _columns() -> tuple[Any, ...]:
-    return (Activity.account_id, Activity.type, Activity.topic, Activity.occurred_at)
+def _columns(session: Session) -> tuple[Any, ...]:
+    """An activity's account, type, topic and time in epoch seconds (computed by the
+    database, much faster than parsing each timestamp in Python)."""
+    occurred = Activity.__table__.c.occurred_at  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
+        epoch: Any = func.floor(func.extract("epoch", occurred))
+    else:
+        epoch = func.strftime("%s", occurred)
+    return (Activity.account_id, Activity.type, Activity.topic, cast(epoch, BigInteger))
 
 
 def linked_activities(
@@ -242,39 +263,32 @@ def linked_activities(
     """Live activities before `now` with the account they count for: their own, else their
     person's link; of every account, or only of `account_ids` (by index, never a scan)."""
     live = (col(Activity.is_deleted).is_(False), col(Activity.occurred_at) < now)
+    columns = _columns(session)
     if account_ids is None:
-        statement = _linked(select(*_columns()).where(*live))
-        return _frame(_reordered(session.exec(statement)))
+        return _frame(_rows(session, _linked(select(*columns).where(*live))))
     frames = []
     for chunk in _chunks(sorted(account_ids)):
-        own = select(*_columns()).where(*live, col(Activity.account_id).in_(chunk))
-        frames.append(_frame((a, None, k, t, o) for a, k, t, o in session.exec(own)))
+        own = select(*columns, null()).where(*live, col(Activity.account_id).in_(chunk))
+        frames.append(_frame(_rows(session, own)))
         people = select(Person.id).where(
             col(Person.is_deleted).is_(False), col(Person.matched_account_id).in_(chunk)
         )
-        theirs = _linked(select(*_columns()).where(*live, col(Activity.account_id).is_(None)))
-        theirs = theirs.where(col(Activity.person_id).in_(people))
-        frames.append(_frame(_reordered(session.exec(theirs))))
+        theirs = _linked(select(*columns).where(*live, col(Activity.account_id).is_(None)))
+        frames.append(_frame(_rows(session, theirs.where(col(Activity.person_id).in_(people)))))
     return pl.concat(frames) if frames else _frame([])
-
-
-def _reordered(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
-    """(account, type, topic, occurred, linked) rows as `_frame` reads them."""
-    for own, kind, topic, occurred, linked in rows:
-        yield own, linked, kind, topic, occurred
 
 
 def new_activities(session: Session, now: datetime) -> pl.DataFrame:
     """Activities not yet counted (``scored_seq`` null) that happened before `now`, with the
     account they count for, in time order."""
     statement = _linked(
-        select(*_columns()).where(
+        select(*_columns(session)).where(
             col(Activity.scored_seq).is_(None),
             col(Activity.is_deleted).is_(False),
             col(Activity.occurred_at) < now,
         )
     )
-    return _frame(_reordered(session.exec(statement))).sort("occurred_at")
+    return _frame(_rows(session, statement)).sort("occurred_at")
 
 
 # --- the O(1) update and the rebuild ----------------------------------------------------------
@@ -385,10 +399,10 @@ def _arrays(catalog: SignalCatalog, coded: pl.DataFrame, topics: tuple[str, ...]
 
 def _recent(coded: pl.DataFrame, now_s: int, n: int) -> list[list[int]]:
     """Per account row, flat [signal, occurred_s, ...] of its activities of the last
-    `RECENT_DAYS`, in (signal, time) order."""
+    `RECENT_DAYS`, in time order."""
     horizon = now_s - RECENT_DAYS * DAY_SECONDS
     recent: list[list[int]] = [[] for _ in range(n)]
-    kept = coded.filter(pl.col("occurred_s") > horizon).sort("row", "signal", "occurred_s")
+    kept = coded.filter(pl.col("occurred_s") > horizon)  # ordered by row and time
     for row, signal, occurred in kept.select("row", "signal", "occurred_s").iter_rows():
         recent[row] += (signal, occurred)
     return recent

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlmodel import Session, col, delete, select
 
 from scoring.config import DisqualifierRule, FitRule, ModelSettings, SignalSpec, TierSettings
@@ -67,6 +67,8 @@ __all__ = [
 _OLDEST = datetime(1970, 1, 1, tzinfo=UTC)  # an account without a created date always existed
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # history reads every activity, whenever
 _IN_CHUNK = 5_000
+# as the partial index ix_account_signals_pending says it, so SQLite reads only that index
+_PENDING = text("account_signals.pending")
 _UTC = pl.Datetime("us", "UTC")
 
 
@@ -458,7 +460,7 @@ def _pending_book(
     """Score, tier and explain every pending account from its stored sums as of ``now``."""
     rows = session.exec(
         select(AccountSignals.account_id, AccountSignals.sums)
-        .where(col(AccountSignals.pending).is_(True))
+        .where(_PENDING)
         .order_by(col(AccountSignals.account_id))
     ).all()
     return score_stored(session, setup, model, now, [(a, s) for a, s in rows])
