@@ -272,6 +272,8 @@ def score_cycle(
     else:
         touched = _touched(session, state, now, relinked)
         _fold_new_activities(session, catalog, now, touched)
+        for account_id in set(touched.rescore) - set(touched.rebuild) - _held(session, touched):
+            touched.rebuilt(account_id, "new")  # an account created (or restored) in the CRM
         _rebuild(session, catalog, now, touched)
         _mark_pending(session, touched.rescore)
         rebuilt, seq = touched.reasons(), state.seq + 1
@@ -431,6 +433,15 @@ def _fold_new_activities(
         if account_id not in touched.rebuild and account_id in touched.rescore
     }
     account_signals.save(session, updated, now)
+
+
+def _held(session: Session, touched: Touched) -> set[str]:
+    """Those of the touched accounts whose sums are stored."""
+    held: set[str] = set()
+    for chunk in _chunked(sorted(touched.rescore)):
+        ids = select(AccountSignals.account_id).where(col(AccountSignals.account_id).in_(chunk))
+        held.update(session.exec(ids))
+    return held
 
 
 def _rebuild(session: Session, catalog: SignalCatalog, now: datetime, touched: Touched) -> None:

@@ -183,12 +183,15 @@ def test_each_rebuild_trigger_rebuilds_only_its_accounts_and_says_why(
         cycle("relink")
         survivor = crm.merge(other_account, account)
         cycle("merge")
+        created = str(client.Account.create({"Name": "Brandnew GmbH"})["id"])
+        cycle("new")
 
     assert cycles["added"].rebuilt == {}
     assert cycles["late"].rebuilt == {"late": 1}
     assert cycles["delete"].rebuilt == {"delete": 1}
     assert cycles["relink"].rebuilt.get("relink") == 2  # the account it left and the one it joined
     assert cycles["merge"].rebuilt.get("merge") == 1 and survivor == other_account
+    assert cycles["new"].rebuilt == {"new": 1} and created in _scored(store, cycles["new"])
     with store.session() as session:
         assert session.get(AccountSignals, account) is None  # the merged-away account's sums
 
