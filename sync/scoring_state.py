@@ -69,6 +69,8 @@ _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # history reads every activity, 
 _IN_CHUNK = 5_000
 # as the partial index ix_account_signals_pending says it, so SQLite reads only that index
 _PENDING = text("account_signals.pending")
+# why every account's sums are built again from the mirror (see `_everything`)
+_BUILD_EVERY_ACCOUNT = ("full", "first", "catalog", "clock")
 _UTC = pl.Datetime("us", "UTC")
 
 
@@ -266,24 +268,36 @@ def score_cycle(
     state = session.get(ScoringState, 1)
     fingerprint = _fingerprint(catalog)
     everything = _everything(state, fingerprint, model.version, now, full)
-    if state is None or everything in ("full", "first", "catalog", "clock"):
+    if state is None or everything in _BUILD_EVERY_ACCOUNT:
         rebuilt = {"full": _build_every_account(session, catalog, now)}
-        seq = (state.seq if state is not None else 0) + 1
     else:
-        touched = _touched(session, state, now, relinked)
-        _fold_new_activities(session, catalog, now, touched)
-        for account_id in set(touched.rescore) - set(touched.rebuild) - _held(session, touched):
-            touched.rebuilt(account_id, "new")  # an account created (or restored) in the CRM
-        _rebuild(session, catalog, now, touched)
-        _mark_pending(session, touched.rescore)
-        rebuilt, seq = touched.reasons(), state.seq + 1
-        if everything is not None:
+        rebuilt = _incremental(session, catalog, state, now, relinked)
+        if everything is not None:  # nightly, or another model: every account from its sums
             session.execute(update(AccountSignals).values(pending=True))
+    seq = (state.seq if state is not None else 0) + 1
     account_signals.stamp(session, seq, now)
     nightly = now if everything is not None or state is None else state.nightly_at
     session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
                                seq=seq, scored_at=now, nightly_at=nightly))  # fmt: skip
     return Cycle(_pending_book(session, setup, model, now), rebuilt, everything)
+
+
+def _incremental(
+    session: Session,
+    catalog: SignalCatalog,
+    state: ScoringState,
+    now: datetime,
+    relinked: Iterable[tuple[str, str | None, str | None]],
+) -> dict[str, int]:
+    """Bring the touched accounts' sums up to the mirror and mark them pending; the accounts
+    rebuilt per reason."""
+    touched = _touched(session, state, now, relinked)
+    _fold_new_activities(session, catalog, now, touched)
+    for account_id in touched.rescore - set(touched.rebuild) - _held(session, touched):
+        touched.rebuilt(account_id, "new")  # an account created (or restored) in the CRM
+    _rebuild(session, catalog, now, touched)
+    _mark_pending(session, touched.rescore)
+    return touched.reasons()
 
 
 def settle(session: Session, account_ids: Iterable[str]) -> None:
