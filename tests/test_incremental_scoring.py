@@ -176,6 +176,8 @@ def test_each_rebuild_trigger_rebuilds_only_its_accounts_and_says_why(
             }
         )
         cycle("late")
+        client.Task.update(task, {"Type": "Form Submission", "Subject": "Requested a demo: ai"})
+        cycle("edited")  # now a demo request, no longer a pricing visit
         client.Task.delete(task)
         cycle("delete")
         other = client.Lead.get(other_lead)
@@ -188,6 +190,7 @@ def test_each_rebuild_trigger_rebuilds_only_its_accounts_and_says_why(
 
     assert cycles["added"].rebuilt == {}
     assert cycles["late"].rebuilt == {"late": 1}
+    assert cycles["edited"].rebuilt == {"edited": 1}
     assert cycles["delete"].rebuilt == {"delete": 1}
     assert cycles["relink"].rebuilt.get("relink") == 2  # the account it left and the one it joined
     assert cycles["merge"].rebuilt.get("merge") == 1 and survivor == other_account
