@@ -16,7 +16,10 @@ the first run's and ``--full``'s one vectorised pass. `totals` reads stored rows
 shaped as `scoring.signals.decayed_totals` would have summed them from the mirror.
 
 Which activities are new: the mirror never sets ``activity.scored_seq``, so an activity is new
-while it is null, however often it is read again; the score stage stamps what it counted.
+while it is null, however often it is read again; the score stage stamps what it counted (in the
+transaction that updates the sums, so a crash loses neither). What changed since the last cycle
+is found by ``synced_at``, which the mirror sets to the run's ``now`` on every row it inserts,
+updates or buries (indexed on every mirrored table).
 """
 
 from __future__ import annotations
