@@ -27,6 +27,7 @@ __all__ = [
     "SignalCatalog",
     "SignalTotals",
     "decayed_totals",
+    "decayed_values",
 ]
 
 DAY_SECONDS = 86_400
@@ -248,6 +249,18 @@ class DecayedSum:
         if at_s < self.at_s:
             raise ValueError("a running sum cannot be read before its last update")
         return self.value * _decay_s(at_s - self.at_s, half_life_days)
+
+
+def decayed_values(
+    value: np.ndarray, at_s: np.ndarray, half_life_days: np.ndarray | float, as_of_s: int
+) -> np.ndarray:
+    """Many `DecayedSum`s, as arrays of their values and last updates, read as of `as_of_s` at
+    once (`DecayedSum.value_at`, vectorised); `half_life_days` broadcasts over the columns."""
+    live = value != 0.0
+    if np.any(at_s[live] > as_of_s):
+        raise ValueError("a running sum cannot be read before its last update")
+    age_days = np.where(live, as_of_s - at_s, 0) * (1 / DAY_SECONDS)
+    return np.where(live, value * np.exp2(-age_days / half_life_days), 0.0)
 
 
 def _decay_s(age_s: int, half_life_days: float) -> float:

@@ -24,12 +24,13 @@ from sqlmodel import Session, col
 
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector
+from scoring.tiers import tier_label
 from sync.config import MatchingSettings
 from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_stream
 from sync.runlog import FullResync, forget_events, full_resync
-from sync.scoring_state import Book, ScoringSetup, score_book
+from sync.scoring_state import Book, ScoringSetup, score_cycle, settle
 from sync.state import SyncRun
 from sync.store import Store
 from sync.writeback import (
@@ -41,6 +42,7 @@ from sync.writeback import (
     push_plan,
     record_scores,
     targets,
+    tier_counts,
     tier_moves,
 )
 
@@ -83,6 +85,8 @@ class RunReport:
     model_kind: str | None = None
     model_reason: str | None = None  # which model scored and why (the rules at a cold start)
     scored: int = 0
+    rescored_all: str | None = None  # why every account was rescored (first, nightly, ...)
+    rebuilt: dict[str, int] = field(default_factory=dict)
     tiers: dict[str, int] = field(default_factory=dict)
     tier_up: int = 0
     tier_down: int = 0
@@ -133,6 +137,9 @@ class RunReport:
             figures |= {f"pulled.{stream}.{key}": value for key, value in pulled.items()}
         figures |= {f"orphans.{reason}": n for reason, n in self.link.orphans.items()}
         figures |= {f"tier.{tier}": n for tier, n in self.tiers.items()}
+        figures |= {f"rebuilt.{reason}": n for reason, n in self.rebuilt.items()}
+        if self.rescored_all is not None:
+            figures[f"rescored_all.{self.rescored_all}"] = 1
         figures |= {f"written.{stream}": n for stream, n in self.written.items()}
         figures |= {f"ms.{stage}": round(s * 1000) for stage, s in self.stages.items()}
         return figures
@@ -224,25 +231,34 @@ def _link(run: _Run) -> None:
 
 
 def _score(run: _Run) -> None:
-    """Score and explain every live account with the current model."""
+    """Bring each account's stored signal sums up to the mirror; score and explain the accounts
+    touched this cycle (every account on the first run, ``--full`` and the nightly rescore).
+    A dry run keeps none of it."""
+    report = run.report
     with run.store.session() as session:
-        run.book = score_book(session, run.config.scoring, run.now)
-        run.report.model_reason = model_status(session, run.config.scoring, run.book)
-    run.report.scored = len(run.book.account_ids)
-    run.report.model_version = run.book.scores.model_version
-    run.report.model_kind = run.book.model_kind
+        cycle = score_cycle(
+            session, run.config.scoring, run.now, full=report.full, relinked=report.link.relinked
+        )
+        report.model_reason = model_status(session, run.config.scoring, cycle.book)
+        if report.dry_run:
+            session.rollback()
+    run.book = cycle.book
+    report.scored = len(run.book.account_ids)
+    report.rescored_all, report.rebuilt = cycle.everything, cycle.rebuilt
+    report.model_version = run.book.scores.model_version
+    report.model_kind = run.book.model_kind
 
 
 def _tier(run: _Run) -> None:
-    """What each account should show, tiers counted, moves against the last run."""
+    """What each rescored account should show, moves against the last run, and every live
+    account counted per tier (those not rescored as they stand)."""
     assert run.book is not None
     config = run.config
     run.scores = account_scores(run.book, config.scoring.tiers, run.now, config.min_score_change)
-    for score in run.scores.values():
-        label = str(score.values["tier"])
-        run.report.tiers[label] = run.report.tiers.get(label, 0) + 1
     with run.store.session() as session:
         run.report.tier_up, run.report.tier_down, _ = tier_moves(session, run.scores)
+        tiers = tier_counts(session, run.scores)
+    run.report.tiers = {tier_label(key, config.scoring.tiers): n for key, n in tiers.items()}
 
 
 def _diff(run: _Run) -> None:
@@ -298,9 +314,11 @@ def _write(run: _Run) -> None:
 
 
 def _settled(run: _Run) -> None:
-    """Current scores, and the per-record lines of what was written."""
+    """Current scores, the rescored accounts whose write-back is done, and the per-record
+    lines of what was written (score history is appended as each batch settles)."""
     with run.store.session() as session:
         record_scores(run.store, session, run.scores, run.now, run.report.run_id)
+        settle(session, set(run.scores) - _unsettled(run))
     for planned in run.outcome.written:
         stream = planned.target.stream
         run.report.written[stream] = run.report.written.get(stream, 0) + 1
@@ -318,6 +336,13 @@ def _settled(run: _Run) -> None:
             "write", "failed", planned.target.stream, planned.target.record_id,
             result.code or result.status, result.message,
         )  # fmt: skip
+
+
+def _unsettled(run: _Run) -> set[str]:
+    """Accounts with a planned write not pushed, or refused for now (retried next run)."""
+    done = {id(p) for p in run.outcome.written}
+    done |= {id(p) for p, result in run.outcome.failed if result.status == "permanent"}
+    return {p.target.account_id for p in run.plan.writes if id(p) not in done}
 
 
 Stage = Callable[[_Run], None]

@@ -1,22 +1,35 @@
-"""Score: the mirror as `scoring.features.History`, the current model, and every account scored.
+"""Score: each account's stored signal sums, the current model, and the accounts that changed.
 
 Activities count for ``activity.account_id``, else their person's matched account (D3); people
 who are orphans or in review give none. The model is the promoted one in the ``model`` table,
 else the rules model of the settings (cold start). `train_model` fits the predictive model on the
 mirror and keeps it, with its changelog, whether or not it is promoted.
 
-This slice rebuilds every account's decayed sums from the mirror each run; keeping them in the
-database and updating them per new activity is later work.
+`score_cycle` is the run's score stage. Its first run (and ``--full``) sums every account's
+activity in one vectorised pass into the state database (`sync.account_signals`); after that a
+cycle reads only what changed since it last ran: new activities are added to their account's
+sums in O(1), and only accounts touched this cycle are rescored (new activity, a changed record,
+opportunity or person, a relink, merge or delete). Some changes force an account's sums to be
+rebuilt from its own activities, each with its reason (`REBUILD_REASONS`). Once a day of the
+run's ``now``, and when the model changes, every account is rescored from its stored sums (no
+history read). Rescored accounts stay pending until `settle` says their write-back is done, so
+a run killed before it wrote rescored them again. `score_book` is the full rescore from the
+mirror, which the stored sums must match.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlmodel import Session, col, select
+from sqlalchemy import text, update
+from sqlmodel import Session, col, delete, select
 
 from scoring.config import DisqualifierRule, FitRule, ModelSettings, SignalSpec, TierSettings
 from scoring.explain import Explanation, recent_counts
@@ -26,18 +39,38 @@ from scoring.model import PredictiveModel, RulesModel, load_model
 from scoring.scores import Scores, score_accounts
 from scoring.signals import SignalCatalog
 from scoring.training import Training, train
-from sync.state import Account, Activity, Opportunity, Person, ScoringModelRow
+from sync import account_signals
+from sync.account_signals import Touched
+from sync.state import (
+    Account,
+    AccountSignals,
+    Activity,
+    Opportunity,
+    Person,
+    ScoringModelRow,
+    ScoringState,
+)
 
 __all__ = [
     "Book",
+    "Cycle",
     "ScoringSetup",
     "current_model",
     "load_history",
     "score_book",
+    "score_cycle",
+    "score_stored",
+    "settle",
     "train_model",
 ]
 
 _OLDEST = datetime(1970, 1, 1, tzinfo=UTC)  # an account without a created date always existed
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # history reads every activity, whenever
+_IN_CHUNK = 5_000
+# as the partial index ix_account_signals_pending says it, so SQLite reads only that index
+_PENDING = text("account_signals.pending")
+# why every account's sums are built again from the mirror (see `_everything`)
+_BUILD_EVERY_ACCOUNT = ("full", "first", "catalog", "clock")
 _UTC = pl.Datetime("us", "UTC")
 
 
@@ -74,7 +107,8 @@ class Book:
 def load_history(session: Session, catalog: SignalCatalog) -> tuple[History, tuple[str, ...]]:
     """The mirror's live accounts, their linked activities and opportunities, as a History."""
     accounts = _accounts(session)
-    history = History.from_frames(catalog, accounts, _activities(session), _opportunities(session))
+    activities = account_signals.linked_activities(session, _FAR_FUTURE)
+    history = History.from_frames(catalog, accounts, activities, _opportunities(session))
     return history, tuple(accounts["account_id"].to_list())
 
 
@@ -142,14 +176,22 @@ def train_model(session: Session, setup: ScoringSetup, now: datetime) -> Trainin
     return training
 
 
-def _accounts(session: Session) -> pl.DataFrame:
-    """Live accounts: id, created_at and the firmographics scoring reads, in id order."""
+def _accounts(session: Session, ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """Live accounts: id, created_at and the firmographics scoring reads, in id order; all of
+    them, or those of ``ids``."""
     columns = [getattr(Account, name) for name in FIRMOGRAPHICS]
-    rows = session.exec(
-        select(Account.id, Account.created_at, *columns)
-        .where(col(Account.is_deleted).is_(False))
-        .order_by(col(Account.id))
-    ).all()
+    statement = select(Account.id, Account.created_at, *columns).where(
+        col(Account.is_deleted).is_(False)
+    )
+    if ids is None:
+        rows = session.exec(statement.order_by(col(Account.id))).all()
+    else:
+        rows = [
+            row
+            for chunk in _chunked(sorted(ids))
+            for row in session.exec(statement.where(col(Account.id).in_(chunk)))
+        ]
+        rows.sort(key=lambda row: row[0])
     schema = {
         "account_id": pl.String,
         "created_at": _UTC,
@@ -166,45 +208,23 @@ def _accounts(session: Session) -> pl.DataFrame:
     return frame.with_columns(pl.col("created_at").fill_null(_OLDEST))
 
 
-def _activities(session: Session) -> pl.DataFrame:
-    """Live activities with the account they count for: their own, else their person's link."""
-    person = select(Person.id, Person.matched_account_id).where(col(Person.is_deleted).is_(False))
-    links = person.subquery()
-    rows = session.exec(
-        select(
-            Activity.account_id,
-            links.c.matched_account_id,
-            Activity.type,
-            Activity.topic,
-            Activity.occurred_at,
-        )
-        .join(links, links.c.id == Activity.person_id, isouter=True)
-        .where(col(Activity.is_deleted).is_(False))
-    ).all()
-    schema = {
-        "own": pl.String,
-        "linked": pl.String,
-        "type": pl.String,
-        "topic": pl.String,
-        "occurred_at": _UTC,
-    }
-    frame = pl.DataFrame(rows, schema=schema, orient="row")
-    linked = frame.with_columns(account_id=pl.coalesce("own", "linked"))
-    return linked.select("account_id", "type", "topic", "occurred_at").filter(
-        pl.col("account_id").is_not_null()
-    )
-
-
-def _opportunities(session: Session) -> pl.DataFrame:
-    """Live opportunities: account, opened, closed (at the close date) and whether closed."""
-    rows = session.exec(
-        select(
-            Opportunity.account_id,
-            Opportunity.opened_at,
-            Opportunity.close_date,
-            Opportunity.is_closed,
-        ).where(col(Opportunity.is_deleted).is_(False), col(Opportunity.opened_at).is_not(None))
-    ).all()
+def _opportunities(session: Session, ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """Live opportunities: account, opened, closed (at the close date) and whether closed; of
+    every account, or of those of ``ids``."""
+    statement = select(
+        Opportunity.account_id,
+        Opportunity.opened_at,
+        Opportunity.close_date,
+        Opportunity.is_closed,
+    ).where(col(Opportunity.is_deleted).is_(False), col(Opportunity.opened_at).is_not(None))
+    if ids is None:
+        rows = session.exec(statement).all()
+    else:
+        rows = [
+            row
+            for chunk in _chunked(sorted(ids))
+            for row in session.exec(statement.where(col(Opportunity.account_id).in_(chunk)))
+        ]
     schema = {
         "account_id": pl.String,
         "opened_at": _UTC,
@@ -214,3 +234,309 @@ def _opportunities(session: Session) -> pl.DataFrame:
     frame = pl.DataFrame(rows, schema=schema, orient="row")
     close = pl.col("close_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     return frame.with_columns(close_at=pl.coalesce(close, "opened_at"))
+
+
+# --- the incremental score stage ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """What one score stage did: the book of rescored accounts, the accounts whose sums were
+    rebuilt per reason, and why every account was rescored (None: only those touched)."""
+
+    book: Book
+    rebuilt: dict[str, int]
+    everything: str | None
+
+
+def score_cycle(
+    session: Session,
+    setup: ScoringSetup,
+    now: datetime,
+    *,
+    full: bool = False,
+    relinked: Iterable[tuple[str, str | None, str | None]] = (),
+) -> Cycle:
+    """The score stage: bring the stored sums up to the mirror and score what changed.
+
+    ``relinked`` lists (person, old account, new account) of people whose link changed this
+    cycle (the link stage's): both accounts' sums are rebuilt. Nothing is committed here: the
+    caller commits (or, in a dry run, rolls back) the session.
+    """
+    catalog = setup.catalog
+    model = _model(session, setup)
+    state = session.get(ScoringState, 1)
+    fingerprint = _fingerprint(catalog)
+    everything = _everything(state, fingerprint, model.version, now, full)
+    if state is None or everything in _BUILD_EVERY_ACCOUNT:
+        rebuilt = {"full": _build_every_account(session, catalog, now)}
+    else:
+        rebuilt = _incremental(session, catalog, state, now, relinked)
+        if everything is not None:  # nightly, or another model: every account from its sums
+            session.execute(update(AccountSignals).values(pending=True))
+    seq = (state.seq if state is not None else 0) + 1
+    account_signals.stamp(session, seq, now)
+    nightly = now if everything is not None or state is None else state.nightly_at
+    session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
+                               seq=seq, scored_at=now, nightly_at=nightly))  # fmt: skip
+    return Cycle(_pending_book(session, setup, model, now), rebuilt, everything)
+
+
+def _incremental(
+    session: Session,
+    catalog: SignalCatalog,
+    state: ScoringState,
+    now: datetime,
+    relinked: Iterable[tuple[str, str | None, str | None]],
+) -> dict[str, int]:
+    """Bring the touched accounts' sums up to the mirror and mark them pending; the accounts
+    rebuilt per reason."""
+    touched = _touched(session, state, now, relinked)
+    _fold_new_activities(session, catalog, now, touched)
+    for account_id in touched.rescore - set(touched.rebuild) - _held(session, touched):
+        touched.rebuilt(account_id, "new")  # an account created (or restored) in the CRM
+    _rebuild(session, catalog, now, touched)
+    _mark_pending(session, touched.rescore)
+    return touched.reasons()
+
+
+def settle(session: Session, account_ids: Iterable[str]) -> None:
+    """These accounts' rescores are written back (or need not be): no longer pending."""
+    for chunk in _chunked(sorted(set(account_ids))):
+        session.execute(
+            update(AccountSignals)
+            .where(col(AccountSignals.account_id).in_(chunk))
+            .values(pending=False)
+        )
+
+
+def _model(session: Session, setup: ScoringSetup) -> RulesModel | PredictiveModel:
+    """The current model, or the settings' rules when the settings changed since training."""
+    model = current_model(session, setup)
+    return setup.rules_model() if model.catalog != setup.catalog else model
+
+
+def _everything(
+    state: ScoringState | None, fingerprint: str, version: str, now: datetime, full: bool
+) -> str | None:
+    """Why every account is rebuilt or rescored this cycle, if it is."""
+    if full:
+        return "full"
+    if state is None:
+        return "first"
+    if state.catalog != fingerprint:
+        return "catalog"  # the signals changed: the stored sums are of others
+    if now < state.scored_at:
+        return "clock"  # a run before the last one: sums cannot be read backwards
+    if state.model_version != version:
+        return "model"
+    if now.date() > state.nightly_at.date():
+        return "nightly"
+    return None
+
+
+def _fingerprint(catalog: SignalCatalog) -> str:
+    """A short hash of everything the stored sums depend on."""
+    described = {
+        "signals": [s.model_dump(mode="json") for s in catalog.signals],
+        "half_lives": [catalog.topic_half_life_days, catalog.memory_half_life_days],
+        "burst_gap_days": catalog.burst_gap_days,
+    }
+    text = json.dumps(described, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _build_every_account(session: Session, catalog: SignalCatalog, now: datetime) -> int:
+    """Every live account's sums from the mirror in one vectorised pass, all pending."""
+    session.execute(delete(AccountSignals))
+    ids = _live_ids(session)
+    activities = account_signals.linked_activities(session, now)
+    account_signals.save(session, account_signals.build(catalog, ids, activities, now), now)
+    return len(ids)
+
+
+def _live_ids(session: Session, among: Iterable[str] | None = None) -> list[str]:
+    """Live account ids in id order, all of them or those `among` some."""
+    statement = select(Account.id).where(col(Account.is_deleted).is_(False))
+    if among is None:
+        return list(session.exec(statement.order_by(col(Account.id))))
+    found: list[str] = []
+    for chunk in _chunked(sorted(set(among))):
+        found.extend(session.exec(statement.where(col(Account.id).in_(chunk))))
+    return sorted(found)
+
+
+def _touched(
+    session: Session,
+    state: ScoringState,
+    now: datetime,
+    relinked: Iterable[tuple[str, str | None, str | None]],
+) -> Touched:
+    """Accounts whose records, opportunities, people or counted activities changed since the
+    last score stage, and those relinked; deleted accounts' sums dropped."""
+    touched = Touched()
+    since = _since(state.scored_at, now)
+    for account_id, deleted, survivor in session.exec(
+        select(Account.id, Account.is_deleted, Account.merged_into).where(since(Account))
+    ):
+        if deleted:
+            session.execute(delete(AccountSignals).where(AccountSignals.account_id == account_id))
+            touched.rebuilt(survivor, "merge")
+        else:
+            touched.rescore.add(account_id)
+    _touched_people(session, since, touched)
+    for account_id in session.exec(select(Opportunity.account_id).where(since(Opportunity))):
+        if account_id is not None:
+            touched.rescore.add(account_id)
+    counted = select(Activity.account_id, Person.matched_account_id, Activity.is_deleted)
+    counted = counted.join(Person, col(Person.id) == Activity.person_id, isouter=True)
+    counted = counted.where(since(Activity), col(Activity.scored_seq).is_not(None))
+    for own, linked, deleted in session.exec(counted):
+        touched.rebuilt(own or linked, "delete" if deleted else "edited")
+    for _, old, new in relinked:
+        touched.rebuilt(old, "relink")
+        touched.rebuilt(new, "relink")
+    return touched
+
+
+def _since(scored_at: datetime, now: datetime) -> Any:
+    """A filter: mirrored rows synced since the last score stage (a rerun at the same moment
+    takes that moment's rows again: harmless, as rescoring an unchanged account writes nothing)."""
+
+    def synced(model: Any) -> Any:
+        stamp = col(model.synced_at)
+        return stamp >= scored_at if now == scored_at else stamp > scored_at
+
+    return synced
+
+
+def _touched_people(session: Session, since: Any, touched: Touched) -> None:
+    """A changed person's account is rescored (its fields are written on the person too); a
+    deleted or merged one's activities leave its account (and join the survivor's)."""
+    rows = session.exec(
+        select(Person.matched_account_id, Person.is_deleted, Person.merged_into).where(
+            since(Person)
+        )
+    ).all()
+    survivors = {survivor for _, _, survivor in rows if survivor is not None}
+    for account_id, deleted, survivor in rows:
+        if survivor is not None:
+            touched.rebuilt(account_id, "merge")
+        elif deleted:
+            touched.rebuilt(account_id, "delete")
+        elif account_id is not None:
+            touched.rescore.add(account_id)
+    for chunk in _chunked(sorted(survivors)):
+        moved = select(Person.matched_account_id).where(col(Person.id).in_(chunk))
+        for account_id in session.exec(moved):
+            touched.rebuilt(account_id, "merge")
+
+
+def _fold_new_activities(
+    session: Session, catalog: SignalCatalog, now: datetime, touched: Touched
+) -> None:
+    """Add this cycle's new activities to their accounts' stored sums in O(1) each."""
+    new = account_signals.new_activities(session, now)
+    ids = set(new["account_id"].unique().to_list()) - set(touched.rebuild)
+    held = account_signals.load(session, ids)
+    account_signals.fold(catalog, new, held, touched)
+    now_s = int(now.timestamp())
+    updated = {
+        account_id: (sums.document(now_s), sums.high_water_s)
+        for account_id, sums in held.items()
+        if account_id not in touched.rebuild and account_id in touched.rescore
+    }
+    account_signals.save(session, updated, now)
+
+
+def _held(session: Session, touched: Touched) -> set[str]:
+    """Those of the touched accounts whose sums are stored."""
+    held: set[str] = set()
+    for chunk in _chunked(sorted(touched.rescore)):
+        ids = select(AccountSignals.account_id).where(col(AccountSignals.account_id).in_(chunk))
+        held.update(session.exec(ids))
+    return held
+
+
+def _rebuild(session: Session, catalog: SignalCatalog, now: datetime, touched: Touched) -> None:
+    """Rebuild the sums of the live accounts that need it from their own activities."""
+    ids = _live_ids(session, touched.rebuild)
+    gone = set(touched.rebuild) - set(ids)
+    for account_id in gone:
+        del touched.rebuild[account_id]
+    touched.rescore -= gone
+    activities = account_signals.linked_activities(session, now, ids)
+    account_signals.save(session, account_signals.build(catalog, ids, activities, now), now)
+
+
+def _mark_pending(session: Session, account_ids: Iterable[str]) -> None:
+    """These accounts are to be rescored (and written back) this cycle."""
+    for chunk in _chunked(sorted(set(account_ids))):
+        session.execute(
+            update(AccountSignals)
+            .where(col(AccountSignals.account_id).in_(chunk))
+            .values(pending=True)
+        )
+
+
+def _pending_book(
+    session: Session, setup: ScoringSetup, model: RulesModel | PredictiveModel, now: datetime
+) -> Book:
+    """Score, tier and explain every pending account from its stored sums as of ``now``."""
+    rows = session.exec(
+        select(AccountSignals.account_id, AccountSignals.sums)
+        .where(_PENDING)
+        .order_by(col(AccountSignals.account_id))
+    ).all()
+    return score_stored(session, setup, model, now, [(a, s) for a, s in rows])
+
+
+def score_stored(
+    session: Session,
+    setup: ScoringSetup,
+    model: RulesModel | PredictiveModel,
+    now: datetime,
+    rows: Sequence[tuple[str, dict[str, Any]]],
+) -> Book:
+    """Score, tier and explain accounts from stored sums (account id, row JSON) as of ``now``."""
+    catalog = setup.catalog
+    ids = [account_id for account_id, _ in rows]
+    as_of = int(now.timestamp())
+    summed, recent = account_signals.totals(catalog, [document for _, document in rows], as_of)
+    accounts = _accounts(session, ids)
+    opened, still_open = _opportunity_counts(session, ids, as_of)
+    snap = Snapshot(
+        totals=summed,
+        opportunities=opened,
+        open_opportunity=still_open,
+        exists=accounts["created_at"].dt.epoch("s").to_numpy() <= as_of,
+        accounts=accounts.select(FIRMOGRAPHICS),
+    )
+    scores = score_accounts(model, snap, setup.disqualifiers, setup.tiers)
+    counts = recent_counts(recent, len(ids), len(catalog.signals), as_of)
+    explanations = scores.explain(snap, np.arange(len(ids)), counts, dated=True)
+    kind = "rules" if isinstance(model, RulesModel) else "predictive"
+    return Book(tuple(ids), scores, tuple(explanations), kind)
+
+
+def _opportunity_counts(
+    session: Session, ids: Sequence[str], as_of_s: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per account (in `ids` order), opportunities opened by the moment and whether one is open."""
+    frame = _opportunities(session, ids)
+    row = {account_id: i for i, account_id in enumerate(ids)}
+    rows = np.array([row[a] for a in frame["account_id"].to_list()], dtype=np.int64)
+    opened_s = frame["opened_at"].dt.epoch("s").to_numpy()
+    closed = frame["is_closed"].to_numpy() & (frame["close_at"].dt.epoch("s").to_numpy() <= as_of_s)
+    opened = opened_s <= as_of_s
+    still_open = opened & ~closed
+    n = len(ids)
+    return (
+        np.bincount(rows[opened], minlength=n),
+        np.bincount(rows[still_open], minlength=n) > 0,
+    )
+
+
+def _chunked(items: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield list(items[start : start + _IN_CHUNK])

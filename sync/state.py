@@ -10,7 +10,18 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, Index, Text, event, false, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Index,
+    Text,
+    event,
+    false,
+    text,
+)
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -27,6 +38,7 @@ __all__ = [
     "USER_ROLES",
     "WRITE_STATUSES",
     "Account",
+    "AccountSignals",
     "Activity",
     "AppendOnlyError",
     "Assignment",
@@ -41,6 +53,7 @@ __all__ = [
     "SchemaVersionError",
     "ScoreHistory",
     "ScoringModelRow",
+    "ScoringState",
     "SlaClock",
     "StateError",
     "StoreOpenError",
@@ -136,11 +149,12 @@ def _run_fk() -> Any:
 
 
 class _Mirrored(SQLModel):
-    """Columns every mirrored CRM record carries."""
+    """Columns every mirrored CRM record carries; ``synced_at`` is indexed, so the score stage
+    finds what changed since it last ran without a scan."""
 
     crm_modified_at: datetime = Field(sa_type=UTCDateTime)
     is_deleted: bool = False
-    synced_at: datetime = Field(sa_type=UTCDateTime)
+    synced_at: datetime = Field(sa_type=UTCDateTime, index=True)
     merged_into: str | None = None  # the survivor, when the CRM merged this record into another
 
 
@@ -204,6 +218,7 @@ class Activity(_Mirrored, table=True):
     __table_args__ = (
         Index("ix_activity_account_occurred", "account_id", "occurred_at"),
         Index("ix_activity_person_occurred", "person_id", "occurred_at"),
+        Index("ix_activity_unscored", "scored_seq", **_when("scored_seq IS NULL")),
     )
 
     id: str = Field(primary_key=True)
@@ -215,6 +230,9 @@ class Activity(_Mirrored, table=True):
     owner_id: str | None = None
     subject: str | None = None
     rep_touch: bool = False  # a rep's own call, email or meeting (what stops an SLA clock)
+    # the scoring cycle that first counted it (`sync.account_signals`); null until then, and the
+    # mirror never sets it, so an activity read again keeps it and counts once
+    scored_seq: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class Opportunity(_Mirrored, table=True):
@@ -447,6 +465,36 @@ class CurrentScore(SQLModel, table=True):
     run_id: str | None = _run_fk()
 
 
+class AccountSignals(SQLModel, table=True):
+    """One live account's decayed signal sums and latest burst (`sync.account_signals`), kept
+    so a new activity updates them in O(1); ``pending`` until a rescore of it has been written."""
+
+    __tablename__ = "account_signals"
+    __table_args__ = (Index("ix_account_signals_pending", "account_id", **_when("pending")),)
+
+    account_id: str = Field(primary_key=True)
+    sums: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    as_of: datetime = Field(sa_type=UTCDateTime)  # the run that last updated the sums
+    high_water: datetime | None = Field(default=None, sa_type=UTCDateTime)  # latest activity in
+    pending: bool = False
+
+
+class ScoringState(SQLModel, table=True):
+    """The single row saying what the stored sums are: the signal catalog they were summed
+    with, the model that last scored them, the scoring cycle, and the moments of the last score
+    stage (what changed since is new) and of the last nightly rescore."""
+
+    __tablename__ = "scoring_state"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_scoring_state_single_row"),)
+
+    id: int = Field(default=1, primary_key=True)
+    catalog: str
+    model_version: str
+    seq: int = Field(sa_type=BigInteger)
+    scored_at: datetime = Field(sa_type=UTCDateTime)
+    nightly_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class SchemaMeta(SQLModel, table=True):
     """The single row saying which schema version wrote this database.
 
@@ -498,6 +546,8 @@ TABLES = tuple(
         ScoringModelRow,
         CurrentScore,
         RunLock,
+        AccountSignals,
+        ScoringState,
     )
 )
 

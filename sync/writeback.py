@@ -24,7 +24,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, func, update
 from sqlmodel import Session, col, delete, select
 
 from connectors.protocol import Connector, Update, WriteResult
@@ -49,11 +49,13 @@ __all__ = [
     "record_scores",
     "score_history",
     "targets",
+    "tier_counts",
     "tier_moves",
 ]
 
 SIGNAL_LINES = 5  # reasons written to the signals field, strongest first
 LEDGER_BATCH = 2_000  # records per push call and ledger batch (the connector splits requests)
+_IN_CHUNK = 5_000  # ids per IN clause
 _TIER_ORDER = {DISQUALIFIED: -1, **{key: rank for rank, key in enumerate(TIERS)}}
 
 
@@ -149,12 +151,12 @@ def targets(
 def _account_targets(
     session: Session, stream: Stream, scores: Mapping[str, AccountScore]
 ) -> Iterator[Target]:
-    held = session.exec(
-        select(Account.id, Account.crm_owned).where(col(Account.is_deleted).is_(False))
-    )
-    for account_id, owned in held:
-        score = scores.get(account_id)
-        if score is not None:
+    """The scored accounts still live, in id order (only these are read)."""
+    statement = select(Account.id, Account.crm_owned).where(col(Account.is_deleted).is_(False))
+    for chunk in _chunks(sorted(scores)):
+        held = session.exec(statement.where(col(Account.id).in_(chunk)).order_by(col(Account.id)))
+        for account_id, owned in held:
+            score = scores[account_id]
             yield Target(
                 stream.name, "account", account_id, account_id, score.values, score.reasons, owned
             )
@@ -171,11 +173,19 @@ def _person_targets(
     kind = stream.constants.get("kind")
     if kind is not None:
         statement = statement.where(Person.kind == kind)
-    for person_id, account_id, owned in session.exec(statement):
-        score = scores.get(account_id)
-        if score is not None:
+    for chunk in _chunks(sorted(scores)):
+        linked = statement.where(col(Person.matched_account_id).in_(chunk))
+        for person_id, account_id, owned in session.exec(linked.order_by(col(Person.id))):
+            score = scores[account_id]
             values = {"matched_account_id": account_id, **score.values}
             yield Target(stream.name, "person", person_id, account_id, values, score.reasons, owned)
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    """Ids in lists short enough for one IN clause."""
+    iterator = iter(ids)
+    while chunk := list(islice(iterator, _IN_CHUNK)):
+        yield chunk
 
 
 @dataclass(frozen=True)
@@ -206,11 +216,10 @@ class Plan:
 def plan_writes(session: Session, found: Iterable[Target], min_score_change: int) -> Plan:
     """Diff each target against what the CRM holds and the write ledger."""
     plan = Plan()
-    ledgers: dict[str, dict[str, WriteLedger]] = {}
-    for target in found:
-        if target.stream not in ledgers:
-            ledgers[target.stream] = _ledger(session, target.stream)
-        last = ledgers[target.stream].get(target.record_id)
+    listed = list(found)
+    ledgers = _ledgers(session, listed)
+    for target in listed:
+        last = ledgers.get((target.stream, target.record_id))
         why = _why(target, last, min_score_change)
         if why is not None:
             plan.writes.append(Planned(target, why))
@@ -221,9 +230,19 @@ def plan_writes(session: Session, found: Iterable[Target], min_score_change: int
     return plan
 
 
-def _ledger(session: Session, stream: str) -> dict[str, WriteLedger]:
-    rows = session.exec(select(WriteLedger).where(WriteLedger.object == stream))
-    return {row.record_id: row for row in rows}
+def _ledgers(session: Session, found: Sequence[Target]) -> dict[tuple[str, str], WriteLedger]:
+    """The ledger rows of the targets (only theirs are read), by (stream, record id)."""
+    by_stream: dict[str, list[str]] = {}
+    for target in found:
+        by_stream.setdefault(target.stream, []).append(target.record_id)
+    rows: dict[tuple[str, str], WriteLedger] = {}
+    for stream, ids in by_stream.items():
+        for chunk in _chunks(ids):
+            statement = select(WriteLedger).where(
+                WriteLedger.object == stream, col(WriteLedger.record_id).in_(chunk)
+            )
+            rows |= {(stream, row.record_id): row for row in session.exec(statement)}
+    return rows
 
 
 def _why(target: Target, last: WriteLedger | None, min_score_change: int) -> str | None:
@@ -408,7 +427,14 @@ def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[int, int, int]:
     """(up, down, new) tier changes against the current-score table."""
-    before = dict(session.exec(select(CurrentScore.account_id, CurrentScore.tier)).all())
+    statement = select(CurrentScore.account_id, CurrentScore.tier)
+    before = {
+        account_id: tier
+        for chunk in _chunks(sorted(scores))
+        for account_id, tier in session.exec(
+            statement.where(col(CurrentScore.account_id).in_(chunk))
+        )
+    }
     up = down = new = 0
     for account_id, score in scores.items():
         old = before.get(account_id)
@@ -419,6 +445,23 @@ def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[in
         elif _TIER_ORDER[score.tier] < _TIER_ORDER.get(old, -1):
             down += 1
     return up, down, new
+
+
+def tier_counts(session: Session, scores: Mapping[str, AccountScore]) -> dict[str, int]:
+    """Live accounts per tier key once this run's scores replace theirs: the current-score table
+    for the accounts this run did not rescore (counted in the database, not read)."""
+    live = select(Account.id).where(col(Account.is_deleted).is_(False))
+    statement = select(CurrentScore.tier, func.count()).where(
+        col(CurrentScore.account_id).in_(live)
+    )
+    counts: dict[str, int] = dict(session.exec(statement.group_by(col(CurrentScore.tier))).all())
+    for chunk in _chunks(sorted(scores)):
+        held = statement.where(col(CurrentScore.account_id).in_(chunk))
+        for tier, n in session.exec(held.group_by(col(CurrentScore.tier))):
+            counts[tier] -= n
+    for score in scores.values():
+        counts[score.tier] = counts.get(score.tier, 0) + 1
+    return {tier: n for tier, n in counts.items() if n}
 
 
 def record_scores(

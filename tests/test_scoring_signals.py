@@ -16,6 +16,7 @@ from scoring.signals import (
     RunningSums,
     SignalCatalog,
     decayed_totals,
+    decayed_values,
 )
 
 CATALOG = SignalCatalog.from_settings(DEFAULT_SIGNALS, ModelSettings())
@@ -109,6 +110,22 @@ def test_the_latest_burst_is_cut_at_the_last_pause_longer_than_the_gap(
 def test_a_running_sum_cannot_be_read_before_its_last_update() -> None:
     with pytest.raises(ValueError, match="before its last update"):
         DecayedSum().added(NOW, 14).value_at(NOW - 1, 14)
+
+
+def test_many_running_sums_read_at_once_as_each_reads_alone() -> None:
+    sums = [
+        DecayedSum(),
+        DecayedSum().added(NOW - 9 * DAY_SECONDS, 14).added(NOW - DAY_SECONDS, 14),
+    ]
+    sums.append(DecayedSum().added(NOW - 30 * DAY_SECONDS, 14))
+    value = np.array([s.value for s in sums])
+    at_s = np.array([s.at_s for s in sums])
+
+    read = decayed_values(value, at_s, 14.0, NOW)
+
+    assert read == pytest.approx([s.value_at(NOW, 14) for s in sums])
+    with pytest.raises(ValueError, match="before its last update"):
+        decayed_values(value, at_s, 14.0, NOW - 2 * DAY_SECONDS)
 
 
 _ROWS = st.lists(

@@ -1,0 +1,492 @@
+"""Each account's decayed signal sums, latest burst and recent activity, kept between runs.
+
+One ``account_signals`` row an account holds what `scoring.signals.RunningSums` holds, as JSON:
+
+    {"s": [value, at_s, value, at_s, ...] per signal, "m": the same per intent class,
+     "p": {topic: [value, at_s]}, "b": [start_s, last_s, size] of the latest burst,
+     "r": [signal, occurred_s, ...] the activities of the last 90 days in time order (for the
+     dated reasons)}
+
+Pairs are flat, so reading thousands of rows allocates few objects for the collector to chase.
+
+with the latest activity in it (``high_water``). A new activity updates its account's row in O(1)
+(`fold`); an account whose sums cannot be updated so is rebuilt from its own activities in the
+mirror (`build`), and the reason is counted (`REBUILD_REASONS`). `build` over every account is
+the first run's and ``--full``'s one vectorised pass. `totals` reads stored rows as of a moment,
+shaped as `scoring.signals.decayed_totals` would have summed them from the mirror.
+
+Which activities are new: the mirror never sets ``activity.scored_seq``, so an activity is new
+while it is null, however often it is read again; the score stage stamps what it counted (in the
+transaction that updates the sums, so a crash loses neither). What changed since the last cycle
+is found by ``synced_at``, which the mirror sets to the run's ``now`` on every row it inserts,
+updates or buries (indexed on every mirrored table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sqlalchemy import BigInteger, cast, func, null, update
+from sqlmodel import Session, col, select
+
+from scoring.bursts import Burst
+from scoring.explain import EXPLAIN_WINDOWS_DAYS
+from scoring.signals import (
+    DAY_SECONDS,
+    Activities,
+    DecayedSum,
+    RunningSums,
+    SignalCatalog,
+    SignalTotals,
+    decayed_totals,
+    decayed_values,
+)
+from sync.state import AccountSignals, Activity, Person
+
+__all__ = [
+    "REBUILD_REASONS",
+    "RECENT_DAYS",
+    "Sums",
+    "Touched",
+    "build",
+    "fold",
+    "linked_activities",
+    "load",
+    "new_activities",
+    "save",
+    "stamp",
+    "totals",
+]
+
+RECENT_DAYS = EXPLAIN_WINDOWS_DAYS[-1]  # the reasons count activities this far back
+# why an account's sums are rebuilt from the mirror rather than updated
+REBUILD_REASONS = ("full", "new", "relink", "merge", "delete", "late", "edited")
+_IN_CHUNK = 5_000
+_UTC = pl.Datetime("us", "UTC")
+_ACTIVITY_SCHEMA = {
+    "own": pl.String,
+    "type": pl.String,
+    "topic": pl.String,
+    "occurred_s": pl.Int64,
+    "linked": pl.String,
+}
+
+
+@dataclass
+class Touched:
+    """The accounts a cycle rescores, and those whose sums it first rebuilds, with why."""
+
+    rescore: set[str] = field(default_factory=set)
+    rebuild: dict[str, str] = field(default_factory=dict)
+
+    def rebuilt(self, account_id: str | None, reason: str) -> None:
+        """Rebuild (and rescore) an account; its first reason this cycle is the one counted."""
+        if account_id is not None:
+            self.rebuild.setdefault(account_id, reason)
+            self.rescore.add(account_id)
+
+    def reasons(self) -> dict[str, int]:
+        """Rebuilt accounts per reason."""
+        counts: dict[str, int] = {}
+        for reason in self.rebuild.values():
+            counts[reason] = counts.get(reason, 0) + 1
+        return counts
+
+
+@dataclass
+class Sums:
+    """One account's stored sums, updated in place by `add`."""
+
+    running: RunningSums
+    topics: list[str]  # the topic of each of `running.topics`
+    recent: list[int]  # flat (signal, occurred_s) of the last `RECENT_DAYS`, in time order
+    high_water_s: int | None
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any], high_water: datetime | None) -> Sums:
+        """Sums as a stored row holds them."""
+        topics = sorted(document["p"])
+        running = RunningSums(
+            _decayed(document["s"]),
+            _decayed(document["m"]),
+            tuple(DecayedSum(float(document["p"][k][0]), int(document["p"][k][1])) for k in topics),
+            Burst(*(int(x) for x in document["b"])),
+        )
+        recent = list(document["r"])
+        water = None if high_water is None else int(high_water.timestamp())
+        return cls(running, topics, recent, water)
+
+    def add(self, catalog: SignalCatalog, signal: int, at_s: int, topic: str | None) -> None:
+        """One more activity, in O(1) of the account's history."""
+        position = -1
+        if topic is not None:
+            if topic not in self.topics:
+                self.topics.append(topic)
+                running = self.running
+                self.running = RunningSums(
+                    running.signals, running.memory, (*running.topics, DecayedSum()), running.burst
+                )
+            position = self.topics.index(topic)
+        self.running = self.running.added(catalog, signal, at_s, position)
+        self.recent += (signal, at_s)  # never older than the latest held (else: rebuilt)
+        self.high_water_s = at_s if self.high_water_s is None else max(self.high_water_s, at_s)
+
+    def document(self, now_s: int) -> dict[str, Any]:
+        """The row's JSON, recent activity older than `RECENT_DAYS` before `now_s` dropped."""
+        running = self.running
+        horizon = now_s - RECENT_DAYS * DAY_SECONDS
+        return {
+            "s": [x for s in running.signals for x in (s.value, s.at_s)],
+            "m": [x for m in running.memory for x in (m.value, m.at_s)],
+            "p": {
+                k: [t.value, t.at_s]
+                for k, t in zip(self.topics, running.topics, strict=True)
+                if t.value
+            },
+            "b": [running.burst.start_s, running.burst.last_s, running.burst.size],
+            "r": _since(self.recent, horizon),
+        }
+
+
+def _since(recent: list[int], horizon: int) -> list[int]:
+    """Flat time-ordered (signal, occurred_s) pairs less those at or before `horizon`."""
+    first = 0
+    while first < len(recent) and recent[first + 1] <= horizon:
+        first += 2
+    return recent[first:]
+
+
+def _decayed(flat: Sequence[float]) -> tuple[DecayedSum, ...]:
+    """Flat [value, at_s, ...] pairs as running sums."""
+    return tuple(DecayedSum(float(v), int(t)) for v, t in zip(flat[::2], flat[1::2], strict=True))
+
+
+# --- reading and writing rows ------------------------------------------------------------------
+
+
+def load(session: Session, account_ids: Collection[str]) -> dict[str, Sums]:
+    """The stored sums of those of `account_ids` that have a row."""
+    found = {}
+    for chunk in _chunks(sorted(account_ids)):
+        rows = session.exec(
+            select(AccountSignals.account_id, AccountSignals.sums, AccountSignals.high_water).where(
+                col(AccountSignals.account_id).in_(chunk)
+            )
+        )
+        for account_id, document, water in rows:
+            found[account_id] = Sums.from_document(document, water)
+    return found
+
+
+def save(
+    session: Session,
+    documents: Mapping[str, tuple[dict[str, Any], int | None]],
+    now: datetime,
+    *,
+    pending: bool = True,
+) -> None:
+    """Store (or replace) accounts' rows: their JSON and latest activity, as of `now`."""
+    rows = [
+        {
+            "account_id": account_id,
+            "sums": document,
+            "as_of": now,
+            "high_water": None if water is None else datetime.fromtimestamp(water, UTC),
+            "pending": pending,
+        }
+        for account_id, (document, water) in documents.items()
+    ]
+    table = AccountSignals.__table__  # type: ignore[attr-defined]
+    for chunk in _chunks(rows):
+        session.execute(
+            table.delete().where(table.c.account_id.in_(r["account_id"] for r in chunk))
+        )
+        session.execute(table.insert(), chunk)
+
+
+def stamp(session: Session, seq: int, now: datetime) -> None:
+    """Mark every activity not yet counted that happened before `now` as counted in cycle `seq`
+    (activities of people without an account included: a later link rebuilds that account)."""
+    session.execute(
+        update(Activity)
+        .where(col(Activity.scored_seq).is_(None), col(Activity.occurred_at) < now)
+        .values(scored_seq=seq)
+    )
+
+
+# --- activities from the mirror ----------------------------------------------------------------
+
+
+def _linked(statement: Any) -> Any:
+    """An activity query joined to its live person's link (D3)."""
+    person = select(Person.id, Person.matched_account_id).where(col(Person.is_deleted).is_(False))
+    links = person.subquery()
+    return statement.add_columns(links.c.matched_account_id).join(
+        links, links.c.id == Activity.person_id, isouter=True
+    )
+
+
+def _every_linked(
+    session: Session, columns: tuple[Any, ...], live: tuple[Any, ...]
+) -> pl.DataFrame:
+    """Every live activity with its account: activities and links read apart and joined here
+    (a join per row in SQLite costs more than the read)."""
+    people = select(Person.id, Person.matched_account_id).where(
+        col(Person.is_deleted).is_(False), col(Person.matched_account_id).is_not(None)
+    )
+    links = pl.DataFrame(
+        _rows(session, people), schema={"person_id": pl.String, "linked": pl.String}, orient="row"
+    )
+    schema = {k: v for k, v in _ACTIVITY_SCHEMA.items() if k != "linked"}
+    statement = select(*columns, Activity.person_id).where(*live)
+    frame = pl.DataFrame(
+        _rows(session, statement), schema={**schema, "person_id": pl.String}, orient="row"
+    )
+    linked = frame.join(links, on="person_id", how="left").select(*_ACTIVITY_SCHEMA)
+    return _frame(linked)
+
+
+def _rows(session: Session, statement: Any) -> list[Any]:
+    """A Core query's rows as the driver returns them (no ORM objects, no per-value types)."""
+    return list(session.connection().execute(statement).all())
+
+
+def _frame(rows: Sequence[Sequence[Any]] | pl.DataFrame) -> pl.DataFrame:
+    """Activity rows (own account, type, topic, epoch seconds, linked account) as the account
+    they count for, type, topic and time; those counting for no account dropped."""
+    frame = (
+        rows
+        if isinstance(rows, pl.DataFrame)
+        else pl.DataFrame(rows, schema=_ACTIVITY_SCHEMA, orient="row")
+    )
+    return frame.filter(pl.coalesce("own", "linked").is_not_null()).select(
+        account_id=pl.coalesce("own", "linked"),
+        type="type",
+        topic="topic",
+        occurred_at=pl.from_epoch("occurred_s", time_unit="s").cast(_UTC),
+    )
+
+
+def _columns(session: Session) -> tuple[Any, ...]:
+    """An activity's account, type, topic and time in epoch seconds (computed by the
+    database, much faster than parsing each timestamp in Python)."""
+    occurred = Activity.__table__.c.occurred_at  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
+        epoch: Any = func.floor(func.extract("epoch", occurred))
+    else:
+        epoch = func.strftime("%s", occurred)
+    return (Activity.account_id, Activity.type, Activity.topic, cast(epoch, BigInteger))
+
+
+def linked_activities(
+    session: Session, now: datetime, account_ids: Collection[str] | None = None
+) -> pl.DataFrame:
+    """Live activities before `now` with the account they count for: their own, else their
+    person's link; of every account, or only of `account_ids` (by index, never a scan)."""
+    live = (col(Activity.is_deleted).is_(False), col(Activity.occurred_at) < now)
+    columns = _columns(session)
+    if account_ids is None:
+        return _every_linked(session, columns, live)
+    frames = []
+    for chunk in _chunks(sorted(account_ids)):
+        own = select(*columns, null()).where(*live, col(Activity.account_id).in_(chunk))
+        frames.append(_frame(_rows(session, own)))
+        people = select(Person.id).where(
+            col(Person.is_deleted).is_(False), col(Person.matched_account_id).in_(chunk)
+        )
+        theirs = _linked(select(*columns).where(*live, col(Activity.account_id).is_(None)))
+        frames.append(_frame(_rows(session, theirs.where(col(Activity.person_id).in_(people)))))
+    return pl.concat(frames) if frames else _frame([])
+
+
+def new_activities(session: Session, now: datetime) -> pl.DataFrame:
+    """Activities not yet counted (``scored_seq`` null) that happened before `now`, with the
+    account they count for, in time order."""
+    statement = _linked(
+        select(*_columns(session)).where(
+            col(Activity.scored_seq).is_(None),
+            col(Activity.is_deleted).is_(False),
+            col(Activity.occurred_at) < now,
+        )
+    )
+    return _frame(_rows(session, statement)).sort("occurred_at")
+
+
+# --- the O(1) update and the rebuild ----------------------------------------------------------
+
+
+def fold(
+    catalog: SignalCatalog, activities: pl.DataFrame, sums: dict[str, Sums], touched: Touched
+) -> None:
+    """Add each new activity (time-ordered) to its account's sums in O(1); an account without
+    stored sums, or one the activity is older than the latest in its sums, is to be rebuilt."""
+    codes = {activity: i for i, activity in enumerate(catalog.activities)}
+    for account_id, kind, topic, occurred in activities.iter_rows():
+        signal = codes.get(kind)
+        if signal is None or account_id in touched.rebuild:
+            continue
+        at_s = int(occurred.timestamp())
+        held = sums.get(account_id)
+        if held is None:
+            touched.rebuilt(account_id, "new")
+        elif held.high_water_s is not None and at_s < held.high_water_s:
+            touched.rebuilt(account_id, "late")
+        else:
+            held.add(catalog, signal, at_s, topic)
+            touched.rescore.add(account_id)
+
+
+def build(
+    catalog: SignalCatalog, account_ids: Sequence[str], activities: pl.DataFrame, now: datetime
+) -> dict[str, tuple[dict[str, Any], int | None]]:
+    """Every one of `account_ids`' sums as of `now` from its activities, vectorised: the JSON of
+    its row and its latest activity (epoch seconds, None without one)."""
+    now_s = int(now.timestamp())
+    coded, topics = _coded(catalog, account_ids, activities, now_s)
+    arrays = _arrays(catalog, coded, topics)
+    n = len(account_ids)
+    summed = decayed_totals(catalog, arrays, n, now_s)
+    bursting = catalog.forms_bursts[arrays.signal]
+    last_burst = np.zeros(n, dtype=np.int64)
+    np.maximum.at(last_burst, arrays.account[bursting], arrays.occurred_s[bursting])
+    water = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(water, arrays.account, arrays.occurred_s)
+    recent = _recent(coded, now_s, n)
+    documents = {}
+    for row, account_id in enumerate(account_ids):
+        documents[account_id] = (
+            {
+                "s": _pairs(summed.signals[row], now_s),
+                "m": _pairs(summed.memory[row], now_s),
+                "p": {
+                    name: [float(v), now_s]
+                    for name, v in zip(topics, summed.topics[row], strict=True)
+                    if v
+                },
+                "b": [
+                    int(summed.burst_start_s[row]),
+                    int(last_burst[row]) if summed.burst_size[row] else 0,
+                    int(summed.burst_size[row]),
+                ],
+                "r": recent[row],
+            },
+            int(water[row]) if water[row] >= 0 else None,
+        )
+    return documents
+
+
+def _pairs(values: np.ndarray, now_s: int) -> list[float | int]:
+    """Flat [value, at_s] pairs, one per sum: built as of `now_s`, an empty one at 0."""
+    return [x for v in values.tolist() for x in (v, now_s if v else 0)]
+
+
+def _coded(
+    catalog: SignalCatalog, account_ids: Sequence[str], activities: pl.DataFrame, now_s: int
+) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """Catalog activities of the accounts as (row, signal, occurred_s, topic) codes, ordered by
+    row and time, and the sorted topic names the codes point into."""
+    rows = pl.DataFrame({"account_id": list(account_ids)}, schema={"account_id": pl.String})
+    known = (
+        activities.join(rows.with_row_index("row"), on="account_id")
+        .filter(pl.col("type").is_in(catalog.activities))
+        .with_columns(pl.col("occurred_at").dt.epoch("s").alias("occurred_s"))
+        .filter(pl.col("occurred_s") < now_s)
+    )
+    topics = tuple(sorted(known["topic"].drop_nulls().unique().to_list()))
+    coded = known.sort("row", "occurred_s").select(
+        pl.col("row").cast(pl.Int64),
+        pl.col("type")
+        .replace_strict(
+            catalog.activities, list(range(len(catalog.activities))), return_dtype=pl.Int16
+        )
+        .alias("signal"),
+        "occurred_s",
+        pl.col("topic")
+        .replace_strict(topics, list(range(len(topics))), default=-1, return_dtype=pl.Int16)
+        .fill_null(-1),
+    )
+    return coded, topics
+
+
+def _arrays(catalog: SignalCatalog, coded: pl.DataFrame, topics: tuple[str, ...]) -> Activities:
+    return Activities(
+        account=coded["row"].to_numpy(),
+        signal=coded["signal"].to_numpy().astype(np.int16),
+        occurred_s=coded["occurred_s"].to_numpy().astype(np.int64),
+        topic=coded["topic"].to_numpy().astype(np.int16),
+        topic_names=topics,
+    )
+
+
+def _recent(coded: pl.DataFrame, now_s: int, n: int) -> list[list[int]]:
+    """Per account row, flat [signal, occurred_s, ...] of its activities of the last
+    `RECENT_DAYS`, in time order."""
+    horizon = now_s - RECENT_DAYS * DAY_SECONDS
+    recent: list[list[int]] = [[] for _ in range(n)]
+    kept = coded.filter(pl.col("occurred_s") > horizon)  # ordered by row and time
+    for row, signal, occurred in kept.select("row", "signal", "occurred_s").iter_rows():
+        recent[row] += (signal, occurred)
+    return recent
+
+
+# --- reading stored sums as of a moment --------------------------------------------------------
+
+
+def totals(
+    catalog: SignalCatalog, documents: Sequence[Mapping[str, Any]], as_of_s: int
+) -> tuple[SignalTotals, Activities]:
+    """Stored rows (in account row order) as of `as_of_s`: their decayed sums and latest
+    bursts, and their recent activities (for the reasons' counts)."""
+    n, n_signals = len(documents), len(catalog.signals)
+    signals = np.array([d["s"] for d in documents], dtype=np.float64).reshape(n, n_signals, 2)
+    memory = np.array([d["m"] for d in documents], dtype=np.float64).reshape(n, -1, 2)
+    names = tuple(sorted({name for d in documents for name in d["p"]}))
+    position = {name: i for i, name in enumerate(names)}
+    topics = np.zeros((n, len(names), 2), dtype=np.float64)
+    for row, document in enumerate(documents):
+        for name, pair in document["p"].items():
+            topics[row, position[name]] = pair
+    bursts = np.array([d["b"] for d in documents], dtype=np.int64).reshape(n, 3)
+    summed = SignalTotals(
+        as_of_s,
+        catalog,
+        _read(signals, catalog.half_lives, as_of_s),
+        _read(memory, catalog.memory_half_life_days, as_of_s),
+        _read(topics, catalog.topic_half_life_days, as_of_s),
+        names,
+        bursts[:, 0],
+        bursts[:, 2].astype(np.int32),
+    )
+    return summed, _recent_arrays(documents, names)
+
+
+def _read(pairs: np.ndarray, half_life_days: np.ndarray | float, as_of_s: int) -> np.ndarray:
+    """[value, at_s] pairs as their decayed values at `as_of_s` (float32, as the batch sums)."""
+    values = decayed_values(pairs[..., 0], pairs[..., 1].astype(np.int64), half_life_days, as_of_s)
+    return values.astype(np.float32)
+
+
+def _recent_arrays(documents: Sequence[Mapping[str, Any]], names: tuple[str, ...]) -> Activities:
+    """The rows' recent activities as arrays keyed by row (topics are not needed for counts)."""
+    sizes = np.array([len(d["r"]) // 2 for d in documents], dtype=np.int64)
+    flat = [x for d in documents for x in d["r"]]
+    pairs = np.array(flat, dtype=np.int64).reshape(len(flat) // 2, 2)
+    return Activities(
+        account=np.repeat(np.arange(len(documents)), sizes),
+        signal=pairs[:, 0].astype(np.int16),
+        occurred_s=pairs[:, 1],
+        topic=np.full(len(pairs), -1, dtype=np.int16),
+        topic_names=names,
+    )
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, _IN_CHUNK)):
+        yield chunk

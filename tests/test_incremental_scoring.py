@@ -1,0 +1,265 @@
+"""Incremental scoring end to end on the Salesforce sandbox, real client over loopback HTTP.
+
+After each cycle the sums kept in the state database, read as of the run's `now`, must score
+every account exactly as a full rescore from the mirror (`score_book`) does at that moment;
+new activity is added through the CRM's own API, so it reaches us the way a rep's does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlmodel import col, select
+
+import tests.test_sync_run as sync_run
+from connectors.errors import BudgetExhausted
+from sandbox.org import Org
+from sync import Store
+from sync.run import RunReport
+from sync.scoring_state import Book, current_model, score_book, score_stored
+from sync.state import AccountSignals, Activity, CurrentScore, Person, ScoringState
+from tests.conftest import BACKENDS
+from tests.sandbox_fixtures import salesforce_client
+
+ACCOUNTS = 60
+
+
+@pytest.fixture(scope="module")
+def org() -> Org:
+    return sync_run.generate_org(ACCOUNTS, 5)
+
+
+@pytest.fixture
+def crm(org: Org) -> Iterator[sync_run.Crm]:
+    with ExitStack() as stack:
+        yield sync_run._open(stack, "salesforce", org)
+
+
+def _store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_schema_url"))
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+def _stored_and_full(store: Store, crm: sync_run.Crm) -> tuple[Book, Book]:
+    """Every account scored from its stored sums, and by a full rescore, at the clock's now."""
+    setup = sync_run._config().scoring
+    with store.session() as session:
+        full = score_book(session, setup, crm.time.now)
+        rows = session.exec(
+            select(AccountSignals.account_id, AccountSignals.sums).order_by(
+                col(AccountSignals.account_id)
+            )
+        ).all()
+        model = current_model(session, setup)
+        stored = score_stored(session, setup, model, crm.time.now, [(a, s) for a, s in rows])
+    return stored, full
+
+
+def _assert_as_full_rescore(store: Store, crm: sync_run.Crm) -> None:
+    stored, full = _stored_and_full(store, crm)
+    assert stored.account_ids == full.account_ids
+    np.testing.assert_allclose(
+        stored.scores.contributions.points, full.scores.contributions.points, atol=1e-3
+    )
+    assert stored.scores.score.tolist() == full.scores.score.tolist()
+    assert stored.scores.tier.tolist() == full.scores.tier.tolist()
+    for ours, theirs in zip(stored.explanations, full.explanations, strict=True):
+        assert (ours.reasons, ours.keys, ours.topic) == (theirs.reasons, theirs.keys, theirs.topic)
+
+
+def _linked_leads(store: Store, count: int) -> list[tuple[str, str]]:
+    """(lead, its account) of `count` linked leads of distinct accounts, in id order."""
+    with store.session() as session:
+        rows = session.exec(
+            select(Person.id, Person.matched_account_id)
+            .where(Person.kind == "lead", col(Person.matched_account_id).is_not(None))
+            .order_by(col(Person.id))
+        ).all()
+    found: dict[str, str] = {}
+    for lead, account in rows:
+        if account not in found.values():
+            found[lead] = str(account)
+    return list(found.items())[:count]
+
+
+def _touch(crm: sync_run.Crm, who: str, kind: str, subject: str, **more: Any) -> str:
+    """A marketing touch on a lead, logged as a Task through the CRM's API (at the clock's now)."""
+    client = salesforce_client(crm.sandbox)
+    body = {"WhoId": who, "Subject": subject, "Type": kind, "TaskSubtype": "Task", **more}
+    return str(client.Task.create(body)["id"])
+
+
+def _pricing(crm: sync_run.Crm, who: str) -> str:
+    return _touch(crm, who, "Web Visit", "Visited pricing page: security")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_incremental_cycles_score_every_account_as_a_full_rescore(
+    crm: sync_run.Crm, backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    with Store.open(_store_url(backend, request, tmp_path)) as store:
+        first = crm.run(store)
+        _assert_as_full_rescore(store, crm)
+        leads = _linked_leads(store, 4)
+        crm.time.tick(600)
+        for lead, _ in leads:
+            _pricing(crm, lead)
+            crm.time.tick(30)
+            _touch(crm, lead, "Form Submission", "Requested a demo: ai")
+        crm.time.tick(600)
+        second = crm.run(store)
+        _assert_as_full_rescore(store, crm)
+        rescored = [_scored(store, second)]
+        crm.time.tick(600)
+        _pricing(crm, leads[0][0])
+        crm.time.tick(600)
+        third = crm.run(store)
+        _assert_as_full_rescore(store, crm)
+        rescored.append(_scored(store, third))
+        with store.session() as session:
+            uncounted = session.exec(
+                select(Activity.id).where(col(Activity.scored_seq).is_(None))
+            ).all()
+
+    assert first.rescored_all == "first" and first.rebuilt == {"full": ACCOUNTS}
+    assert first.scored == ACCOUNTS
+    assert second.rescored_all is None and second.rebuilt == {}  # every activity added in O(1)
+    assert {account for _, account in leads} <= rescored[0]
+    assert third.rebuilt == {} and leads[0][1] in rescored[1]
+    assert third.scored < ACCOUNTS  # only what changed: the new activity, our own writes' echo
+    assert sum(third.tiers.values()) == ACCOUNTS  # the tiers of the whole book
+    assert uncounted == []
+
+
+def _scored(store: Store, report: RunReport) -> set[str]:
+    """The accounts a run rescored (their current score is that run's)."""
+    with store.session() as session:
+        rows = session.exec(
+            select(CurrentScore.account_id).where(CurrentScore.run_id == report.run_id)
+        ).all()
+    assert len(rows) == report.scored
+    return set(rows)
+
+
+def test_each_rebuild_trigger_rebuilds_only_its_accounts_and_says_why(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm.run(store)
+        (lead, account), (other_lead, other_account) = _linked_leads(store, 2)
+        client = salesforce_client(crm.sandbox)
+        cycles: dict[str, RunReport] = {}
+
+        def cycle(name: str) -> None:
+            crm.time.tick(600)
+            cycles[name] = crm.run(store)
+            _assert_as_full_rescore(store, crm)
+
+        crm.time.tick(60)
+        task = _pricing(crm, lead)
+        cycle("added")
+        late = crm.time.now - timedelta(days=2)
+        client.Event.create(
+            {
+                "WhoId": lead,
+                "Subject": "Visited pricing page: security",
+                "Type": "Web Visit",
+                "ActivityDateTime": late.isoformat(),
+                "DurationInMinutes": 1,
+            }
+        )
+        cycle("late")
+        client.Task.update(task, {"Type": "Form Submission", "Subject": "Requested a demo: ai"})
+        cycle("edited")  # now a demo request, no longer a pricing visit
+        client.Task.delete(task)
+        cycle("delete")
+        other = client.Lead.get(other_lead)
+        client.Lead.update(lead, {"Email": other["Email"], "Company": other["Company"]})
+        cycle("relink")
+        survivor = crm.merge(other_account, account)
+        cycle("merge")
+        created = str(client.Account.create({"Name": "Brandnew GmbH"})["id"])
+        cycle("new")
+
+    assert cycles["added"].rebuilt == {}
+    assert cycles["late"].rebuilt == {"late": 1}
+    assert cycles["edited"].rebuilt == {"edited": 1}
+    assert cycles["delete"].rebuilt == {"delete": 1}
+    assert cycles["relink"].rebuilt.get("relink") == 2  # the account it left and the one it joined
+    assert cycles["merge"].rebuilt.get("merge") == 1 and survivor == other_account
+    assert cycles["new"].rebuilt == {"new": 1} and created in _scored(store, cycles["new"])
+    with store.session() as session:
+        assert session.get(AccountSignals, account) is None  # the merged-away account's sums
+
+
+def test_the_nightly_rescore_reads_stored_sums_and_writes_only_what_a_rep_would_notice(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm.run(store)
+        crm.time.tick(600)
+        crm.run(store)  # our own writes' echo is read back: nothing left to notice
+        crm.time.tick(3 * 86_400)
+        nightly = crm.run(store)
+        _assert_as_full_rescore(store, crm)
+        crm.time.tick(600)
+        later = crm.run(store)
+        with store.session() as session:
+            state = session.get(ScoringState, 1)
+            pending = session.exec(select(AccountSignals).where(AccountSignals.pending)).all()
+
+    assert nightly.rescored_all == "nightly" and nightly.scored == ACCOUNTS
+    assert nightly.rebuilt == {}  # no history read: every account from its stored sums
+    written = nightly.written.get(crm.accounts, 0)
+    assert written < ACCOUNTS and nightly.unchanged > 0
+    assert later.rescored_all is None and later.scored < ACCOUNTS
+    assert state is not None and state.nightly_at == nightly.started_at
+    assert pending == []
+
+
+def test_rescored_accounts_stay_pending_until_written_and_a_dry_run_keeps_nothing(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    assert isinstance(crm.connector, sync_run.Counting)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm.run(store)
+        crm.time.tick(600)
+        crm.run(store)  # our own writes' echo
+        (lead, account), *_ = _linked_leads(store, 1)
+        crm.time.tick(600)
+        for _ in range(6):
+            _pricing(crm, lead)
+            crm.time.tick(20)
+        crm.time.tick(600)
+        dry = crm.run(store, dry_run=True)
+        with store.session() as session:
+            uncounted = session.exec(
+                select(Activity.id).where(col(Activity.scored_seq).is_(None))
+            ).all()
+
+        def out_of_budget() -> None:
+            raise BudgetExhausted("daily API allowance used")
+
+        crm.connector.before_push.append(out_of_budget)
+        crm.time.tick(60)
+        stopped = crm.run(store)
+        with store.session() as session:
+            row = session.get(AccountSignals, account)
+            assert row is not None and row.pending
+        crm.time.tick(60)
+        resumed = crm.run(store)
+        with store.session() as session:
+            row = session.get(AccountSignals, account)
+            assert row is not None and not row.pending
+
+    assert account in {p["id"] for p in dry.sample} and len(uncounted) == 6  # nothing kept
+    assert stopped.outcome == "stopped" and stopped.written == {}
+    assert resumed.outcome == "ok" and resumed.written.get(crm.accounts, 0) >= 1
+    assert resumed.rebuilt == {}
