@@ -6,10 +6,11 @@ import numpy as np
 
 from scoring.config import TierSettings
 
-__all__ = ["DISQUALIFIED", "TIERS", "assign_tiers", "tier_label"]
+__all__ = ["DISQUALIFIED", "TIERS", "TIER_ORDER", "assign_tiers", "tier_label"]
 
 DISQUALIFIED = "disqualified"
 TIERS = ("nurture", "sdr", "ae")
+TIER_ORDER = (*TIERS, DISQUALIFIED)  # how tiers are listed: up the funnel, then out of it
 
 
 def assign_tiers(

@@ -21,7 +21,7 @@ import polars as pl
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from scoring.tiers import tier_label
+from scoring.tiers import TIER_ORDER, tier_label
 from sync.config import MatchingSettings
 from sync.matching import REASONS, match_people
 from sync.scoring_state import Book, ScoringSetup, score_book
@@ -203,10 +203,11 @@ def score_mirror(
     tier stages do, writing nothing; the tier counts and the ``top`` accounts."""
     book = score_book(session, setup, now)
     scores = account_scores(book, setup.tiers, now)
-    tiers: dict[str, int] = {}
+    counted: dict[str, int] = {}
     for score in scores.values():
-        label = str(score.values["tier"])
-        tiers[label] = tiers.get(label, 0) + 1
+        counted[score.tier] = counted.get(score.tier, 0) + 1
+    ordered = sorted(counted.items(), key=lambda item: TIER_ORDER.index(item[0]))
+    tiers = {tier_label(key, setup.tiers): n for key, n in ordered}
     best = sorted(scores.values(), key=lambda s: (-s.score, s.account_id))[:top]
     accounts = {
         a.id: a

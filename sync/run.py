@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector
-from scoring.tiers import tier_label
+from scoring.tiers import TIER_ORDER, tier_label
 from sync.config import MatchingSettings
 from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
@@ -258,7 +258,8 @@ def _tier(run: _Run) -> None:
     with run.store.session() as session:
         run.report.tier_up, run.report.tier_down, _ = tier_moves(session, run.scores)
         tiers = tier_counts(session, run.scores)
-    run.report.tiers = {tier_label(key, config.scoring.tiers): n for key, n in tiers.items()}
+    ordered = sorted(tiers.items(), key=lambda item: TIER_ORDER.index(item[0]))
+    run.report.tiers = {tier_label(key, config.scoring.tiers): n for key, n in ordered}
 
 
 def _diff(run: _Run) -> None:

@@ -320,10 +320,10 @@ def _everything(
     state: ScoringState | None, fingerprint: str, version: str, now: datetime, full: bool
 ) -> str | None:
     """Why every account is rebuilt or rescored this cycle, if it is."""
-    if full:
-        return "full"
     if state is None:
         return "first"
+    if full:
+        return "full"
     if state.catalog != fingerprint:
         return "catalog"  # the signals changed: the stored sums are of others
     if now < state.scored_at:
