@@ -23,7 +23,7 @@ from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector
 from sync.config import MatchingSettings
 from sync.linking import LinkCounts, link_people
-from sync.mirror import StreamPull, mirror_stream
+from sync.mirror import StreamPull, mirror_streams
 from sync.scoring_state import Book, ScoringSetup, score_book
 from sync.store import Store
 from sync.writeback import (
@@ -164,16 +164,15 @@ class _Run:
 
 def _mirror(run: _Run) -> None:
     """Pull every stream since its cursor into the mirror."""
-    for number, stream in enumerate(run.connector.streams):
-        pulled = mirror_stream(
-            run.store,
-            run.connector,
-            stream,
-            run.now,
-            full=run.report.full,
-            move_cursor=not run.report.dry_run,
-        )
-        run.report.pulled[stream] = _pulled_figures(pulled)
+    mirrored = mirror_streams(
+        run.store,
+        run.connector,
+        run.now,
+        full=run.report.full,
+        move_cursor=not run.report.dry_run,
+    )
+    for number, pulled in enumerate(mirrored):
+        run.report.pulled[pulled.stream] = _pulled_figures(pulled)
         for e in pulled.events:
             run.event("mirror", e.action, e.object, e.record_id, e.reason)
         run.tick("mirror", number + 1, len(run.connector.streams))
