@@ -115,6 +115,7 @@ class StreamPull:
     stored: int = 0
     tombstones: int = 0
     reread_skipped: int = 0
+    first_load: bool = False  # its rows went in as new: its table was empty when the stage began
     skipped: dict[str, int] = field(default_factory=dict)
     summary: Summary | None = None
     events: list[MirrorEvent] = field(default_factory=list)
@@ -183,8 +184,8 @@ def _mirror(
     table = _table(ENTITY_TABLES[connector.streams[stream].entity])
     cursor = FULL_LOAD if full else _saved_cursor(store, connector.crm, stream)
     pulled = StreamPull(stream)
-    new = loads.first(table) or _resuming(cursor)
-    rows = _StreamRows(store, connector.crm, table, now, pulled, new=new)
+    pulled.first_load = loads.first(table) or _resuming(cursor)
+    rows = _StreamRows(store, connector.crm, table, now, pulled, new=pulled.first_load)
     pending: list[Record | Tombstone] = []
     covered: Cursor | None = None
     for item in connector.pull(stream, cursor):

@@ -471,6 +471,8 @@ def _sqlite_stamp(value: datetime) -> str:
 
 def _int4(value: int) -> int:
     """`value` if an INTEGER column holds it (PostgreSQL's binary COPY would wrap it silently)."""
+    if not isinstance(value, int):
+        raise TypeError(f"{value!r} is not an integer")
     if not -(2**31) <= value < 2**31:
         raise ValueError(f"{value} is out of range for an integer column")
     return value
@@ -478,6 +480,8 @@ def _int4(value: int) -> int:
 
 def _int8(value: int) -> int:
     """`value` if a BIGINT column holds it."""
+    if not isinstance(value, int):
+        raise TypeError(f"{value!r} is not an integer")
     if not -(2**63) <= value < 2**63:
         raise ValueError(f"{value} is out of range for a bigint column")
     return value
