@@ -27,8 +27,8 @@ from datetime import datetime
 from itertools import islice, repeat
 from typing import Any
 
-from sqlalchemy import Table, delete, select, update
-from sqlmodel import Session, SQLModel
+from sqlalchemy import Table, delete, update
+from sqlmodel import Session, SQLModel, col, select
 
 from connectors.protocol import (
     FULL_LOAD,
@@ -50,6 +50,7 @@ from sync.state import (
     Opportunity,
     Person,
     StateError,
+    SyncCursor,
     User,
 )
 from sync.store import Adapter, Store, plain_value
@@ -141,10 +142,13 @@ def mirror_streams(
     until every stream is in, and built then (also when the stage stops early; those a killed
     run left unbuilt are built when the next stage first reaches the table).
     """
-    loads = _FirstLoads(store)
+    names = list(connector.streams if streams is None else streams)
+    saved = {} if full else _saved_cursors(store, connector.crm)
+    loads = _FirstLoads(store, [_table_of(connector, name) for name in names])
     try:
-        for stream in connector.streams if streams is None else streams:
-            yield _mirror(store, connector, stream, now, loads, full=full, move_cursor=move_cursor)
+        for stream in names:
+            cursor = saved.get(stream, FULL_LOAD)
+            yield _mirror(store, connector, stream, cursor, now, loads, move_cursor=move_cursor)
     finally:
         loads.finish()
 
@@ -174,15 +178,14 @@ def _mirror(
     store: Store,
     connector: Connector,
     stream: str,
+    cursor: Cursor,
     now: datetime,
     loads: _FirstLoads,
     *,
-    full: bool,
     move_cursor: bool,
 ) -> StreamPull:
-    """One stream's pull, committed a batch of checkpoints at a time."""
-    table = _table(ENTITY_TABLES[connector.streams[stream].entity])
-    cursor = FULL_LOAD if full else _saved_cursor(store, connector.crm, stream)
+    """One stream's pull from ``cursor``, committed a batch of checkpoints at a time."""
+    table = _table_of(connector, stream)
     pulled = StreamPull(stream)
     pulled.first_load = loads.first(table) or _resuming(cursor)
     rows = _StreamRows(store, connector.crm, table, now, pulled, new=pulled.first_load)
@@ -204,19 +207,26 @@ def _mirror(
     return pulled
 
 
-def _saved_cursor(store: Store, crm: str, stream: str) -> Cursor:
-    """The connector's cursor as saved by the last committed page (a full load before any)."""
+def _saved_cursors(store: Store, crm: str) -> dict[str, Cursor]:
+    """The connector's cursors as saved by the last committed pages, by stream (a stream
+    missing has never been pulled: a full load)."""
     with store.session() as session:
-        saved = store.get_cursor(session, crm, stream)
-    if saved is None:
-        return FULL_LOAD
-    return Cursor(
-        saved.value,
-        frozenset(saved.ids_at_value),
-        saved.resume,
-        saved.read_at,
-        saved.archive_read_at,
-    )
+        saved = session.exec(select(SyncCursor).where(col(SyncCursor.connector) == crm))
+        return {
+            cursor.object: Cursor(
+                cursor.value,
+                frozenset(cursor.ids_at_value),
+                cursor.resume,
+                cursor.read_at,
+                cursor.archive_read_at,
+            )
+            for cursor in saved
+        }
+
+
+def _table_of(connector: Connector, stream: str) -> Table:
+    """The table ``stream`` of ``connector`` is mirrored into."""
+    return _table(ENTITY_TABLES[connector.streams[stream].entity])
 
 
 def _resuming(cursor: Cursor) -> bool:
@@ -227,30 +237,27 @@ def _resuming(cursor: Cursor) -> bool:
 class _FirstLoads:
     """The tables a mirror stage loads first (empty when it began) and their indexes."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, tables: Iterable[Table]) -> None:
+        """Decide which of ``tables`` are first loaded and drop their secondary indexes; build
+        those of the others that a run killed mid-load left unbuilt."""
         self._store = store
-        self._seen: set[str] = set()
-        self._loading: dict[str, Table] = {}
+        named = {table.name: table for table in tables}
+        with store.session() as session:
+            self._loading = {n: t for n, t in named.items() if store.is_empty(session, t)}
+            for table in self._loading.values():
+                store.drop_indexes(session, table)
+            loaded = [table for name, table in named.items() if name not in self._loading]
+            store.build_indexes(session, loaded)
 
     def first(self, table: Table) -> bool:
-        """Whether ``table`` is first loaded this stage; decided (and its secondary indexes
-        dropped) when the first stream reaches it."""
-        if table.name not in self._seen:
-            self._seen.add(table.name)
-            with self._store.session() as session:
-                if self._store.is_empty(session, table):
-                    self._store.drop_indexes(session, table)
-                    self._loading[table.name] = table
-                else:  # those a run killed mid-load left unbuilt
-                    self._store.build_indexes(session, table)
+        """Whether ``table`` is first loaded this stage."""
         return table.name in self._loading
 
     def finish(self) -> None:
         """Build the secondary indexes of every table loaded."""
-        for table in self._loading.values():
-            with self._store.session() as session:
-                self._store.build_indexes(session, table, analyze=True)
-        self._loading.clear()
+        with self._store.session() as session:
+            self._store.build_indexes(session, list(self._loading.values()), analyze=True)
+        self._loading = {}
 
 
 class _StreamRows:
@@ -280,6 +287,7 @@ class _StreamRows:
         """One transaction: the items' rows and tombstones in order, and (unless None) the
         cursor that covers them."""
         with self._store.session() as session:
+            self._store.commit_lazily(session)
             now = self._now
             held = _held_versions(session, self._table, items)
             records: list[Record] = []

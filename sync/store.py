@@ -37,6 +37,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     literal,
     text,
 )
@@ -271,14 +272,30 @@ class Store:
         for index in table.indexes:
             session.execute(DropIndex(index, if_exists=True))
 
-    def build_indexes(self, session: Session, table: Table, *, analyze: bool = False) -> None:
-        """Create whichever of `table`'s secondary indexes are missing; with `analyze`, refresh
-        PostgreSQL's statistics of the table after a bulk load."""
+    def build_indexes(
+        self, session: Session, tables: Sequence[Table], *, analyze: bool = False
+    ) -> None:
+        """Create whichever secondary indexes of `tables` are missing (one catalog read for
+        all); with `analyze`, refresh PostgreSQL's statistics of them after a bulk load."""
+        if not tables:
+            return
         connection = session.connection()
-        for index in table.indexes:
-            index.create(connection, checkfirst=True)
-        if analyze and self.dialect == "postgresql":
-            session.execute(text(f"ANALYZE {_quoted(self.dialect, table.name)}"))
+        held = inspect(connection).get_multi_indexes(filter_names=[t.name for t in tables])
+        names = {index["name"] for indexes in held.values() for index in indexes}
+        for table in tables:
+            for index in table.indexes:
+                if index.name not in names:
+                    index.create(connection)
+            if analyze and self.dialect == "postgresql":
+                session.execute(text(f"ANALYZE {_quoted(self.dialect, table.name)}"))
+
+    def commit_lazily(self, session: Session) -> None:
+        """On PostgreSQL, let this transaction's commit return before its write-ahead log is on
+        disk (``synchronous_commit`` off): a crash of the database server may lose the whole
+        transaction, never part of it, which suits rows pulled again with their cursor. SQLite
+        in WAL mode with ``synchronous=NORMAL`` commits so already."""
+        if self.dialect == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
     def get_cursor(self, session: Session, connector: str, object: str) -> SyncCursor | None:
         """The saved cursor of one object of one connector, or None before its first pull."""
