@@ -255,6 +255,8 @@ class _FirstLoads:
 
     def finish(self) -> None:
         """Build the secondary indexes of every table loaded."""
+        if not self._loading:
+            return
         with self._store.session() as session:
             self._store.build_indexes(session, list(self._loading.values()), analyze=True)
         self._loading = {}
@@ -288,34 +290,40 @@ class _StreamRows:
         cursor that covers them."""
         with self._store.session() as session:
             self._store.commit_lazily(session)
-            now = self._now
             held = _held_versions(session, self._table, items)
             records: list[Record] = []
             for item in items:
                 if isinstance(item, Record):
-                    if self._fresh(item, held):
-                        records.append(item)
+                    records.append(item)
                     continue
-                self._write(session, records)
+                self._write(session, records, held)
                 records = []
-                _bury(session, self._table, item, now)
+                _bury(session, self._table, item, self._now)
                 self._pulled.tombstones += 1
                 self._pulled.events.append(_tombstone_event(item))
-            self._write(session, records)
+            self._write(session, records, held)
             if cursor is not None:
-                _save_cursor(self._store, session, self._crm, self._pulled.stream, cursor, now)
+                stream = self._pulled.stream
+                _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
 
-    def _fresh(self, record: Record, held: Mapping[str, datetime]) -> bool:
-        """Whether a record is not a re-read of a version the mirror holds already."""
-        if record.reread:
-            stamp = held.get(record.id)
+    def _fresh(self, records: Sequence[Record], held: Mapping[str, datetime]) -> list[Record]:
+        """The records less re-reads of versions the mirror holds already (same id, modified
+        no later)."""
+        fresh = []
+        for record in records:
+            stamp = held.get(record.id) if record.reread else None
             if stamp is not None and stamp >= record.modified_at:
                 self._pulled.reread_skipped += 1
-                return False
-        return True
+            else:
+                fresh.append(record)
+        return fresh
 
-    def _write(self, session: Session, records: Sequence[Record]) -> None:
+    def _write(
+        self, session: Session, records: Sequence[Record], held: Mapping[str, datetime]
+    ) -> None:
         """Store the records that can be, a statement per field set; count the others."""
+        if held:
+            records = self._fresh(records, held)
         latest = {record.id: record for record in records}  # given twice: the latest version
         groups: dict[tuple[str, ...], list[Record]] = {}
         for record in latest.values():

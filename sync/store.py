@@ -34,10 +34,10 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    bindparam,
     create_engine,
     event,
     func,
-    inspect,
     literal,
     text,
 )
@@ -280,14 +280,25 @@ class Store:
         if not tables:
             return
         connection = session.connection()
-        held = inspect(connection).get_multi_indexes(filter_names=[t.name for t in tables])
-        names = {index["name"] for indexes in held.values() for index in indexes}
+        names = self._index_names(session, [table.name for table in tables])
         for table in tables:
             for index in table.indexes:
                 if index.name not in names:
                     index.create(connection)
             if analyze and self.dialect == "postgresql":
                 session.execute(text(f"ANALYZE {_quoted(self.dialect, table.name)}"))
+
+    def _index_names(self, session: Session, tables: Sequence[str]) -> set[str]:
+        """The names of the indexes the database holds on `tables` (one light catalog read)."""
+        if self.dialect == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN :tables"
+        else:
+            query = (
+                "SELECT indexname FROM pg_indexes"
+                " WHERE schemaname = current_schema() AND tablename IN :tables"
+            )
+        statement = text(query).bindparams(bindparam("tables", expanding=True))
+        return {row[0] for row in session.execute(statement, {"tables": list(tables)})}
 
     def commit_lazily(self, session: Session) -> None:
         """On PostgreSQL, let this transaction's commit return before its write-ahead log is on
