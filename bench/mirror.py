@@ -16,7 +16,8 @@ Salesforce sandbox and pulled once, whole, by the real connector. Then:
   from its saved cursor by the real connector over HTTP. The time spent inside the connector's
   pull (requests, the sandbox answering, conversion) is the pull's own time and the rest of the
   stage is the mirror's (upserts, re-read checks, cursor commits):
-  ``mirror_incremental_overhead`` = store seconds / pull seconds (goal <= 0.25).
+  ``mirror_incremental_overhead`` = store seconds / pull seconds (goal <= 0.25), of the second
+  such cycle (the steady state; both are reported).
 
 PostgreSQL runs in a throwaway schema of the given database (default: database ``test`` on
 127.0.0.1), dropped after. `measure_mirror` is the importable entry point (`bench.pipeline`).
@@ -68,6 +69,9 @@ PG_ROLES = ("postgres", "root")  # the first that can connect serves the "postgr
 _PILOT_ACCOUNTS = 100  # a small org sized first, to learn the records an account brings
 _BASELINE_SHARE = 4  # the ORM-era baseline stores every 4th record
 _BATCH = 200  # records per sObject Collections call
+# incremental cycles after the first load; the last is the steady state reported (the first
+# also absorbs the load's own aftermath, such as SQLite checkpointing its write-ahead log)
+_CYCLES = 2
 
 
 def measure_mirror(
@@ -97,8 +101,14 @@ def measure_mirror(
             first["mirror_first_load_rows_per_s"] / first["orm_upsert_rows_per_s"], 2
         )
         del pulls
-        incremental = _incremental(store, connector, crm, changes, now)
-    return {"database": make_url(url).get_backend_name(), **first, **incremental}
+        cycles = [_incremental(store, connector, crm, changes, now) for _ in range(_CYCLES)]
+    steady = cycles[-1]
+    return {
+        "database": make_url(url).get_backend_name(),
+        **first,
+        "incremental": cycles,
+        "mirror_incremental_overhead": round(steady["store_seconds"] / steady["pull_seconds"], 3),
+    }
 
 
 def _org_of(rows: int) -> Org:
@@ -256,18 +266,13 @@ def _incremental(
     start = time.perf_counter()
     mirrored = list(mirror_streams(store, timed, now))  # type: ignore[arg-type]
     total = time.perf_counter() - start
-    pulled = sum(p.summary.records for p in mirrored if p.summary)
-    store_seconds = total - timed.seconds
     return {
-        "incremental": {
-            "changes": made,
-            "records_pulled": pulled,
-            "stored": sum(p.stored for p in mirrored),
-            "reread_skipped": sum(p.reread_skipped for p in mirrored),
-            "pull_seconds": round(timed.seconds, 3),
-            "store_seconds": round(store_seconds, 3),
-        },
-        "mirror_incremental_overhead": round(store_seconds / timed.seconds, 3),
+        "changes": made,
+        "records_pulled": sum(p.summary.records for p in mirrored if p.summary),
+        "stored": sum(p.stored for p in mirrored),
+        "reread_skipped": sum(p.reread_skipped for p in mirrored),
+        "pull_seconds": round(timed.seconds, 4),
+        "store_seconds": round(total - timed.seconds, 4),
     }
 
 
