@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice, repeat
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import Table, delete, update
@@ -95,7 +95,6 @@ _REFERENCES: dict[str, tuple[tuple[type[SQLModel], str], ...]] = {
     ),
     "person": ((Activity, "person_id"),),
 }
-_IN_CHUNK = 10_000  # ids per IN list (SQLite allows 32,766 bound parameters)
 
 
 @dataclass(frozen=True)
@@ -284,13 +283,14 @@ class _StreamRows:
         self._shapes: dict[tuple[str, ...], _Shape] = {}
         [stamp] = store.adapters(table, ["synced_at"])
         self._synced = now if stamp is None else stamp(now)
+        [self._adapt_stamp] = store.adapters(table, ["crm_modified_at"])
 
     def commit(self, items: Sequence[Record | Tombstone], cursor: Cursor | None) -> None:
         """One transaction: the items' rows and tombstones in order, and (unless None) the
         cursor that covers them."""
         with self._store.session() as session:
             self._store.commit_lazily(session)
-            held = _held_versions(session, self._table, items)
+            held = _held_versions(self._store, session, self._table, items)
             records: list[Record] = []
             for item in items:
                 if isinstance(item, Record):
@@ -306,17 +306,26 @@ class _StreamRows:
                 stream = self._pulled.stream
                 _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
 
-    def _fresh(self, records: Sequence[Record], held: Mapping[str, datetime]) -> list[Record]:
+    def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> list[Record]:
         """The records less re-reads of versions the mirror holds already (same id, modified
         no later)."""
         fresh = []
         for record in records:
             stamp = held.get(record.id) if record.reread else None
-            if stamp is not None and stamp >= record.modified_at:
+            mine = None if stamp is None else self._stamp(record.modified_at)
+            if mine is not None and stamp >= mine:
                 self._pulled.reread_skipped += 1
             else:
                 fresh.append(record)
         return fresh
+
+    def _stamp(self, value: datetime) -> Any:
+        """A modification stamp as the database holds it (SQLite: text that sorts as time);
+        None for one it cannot hold, whose record goes on to be skipped with the reason."""
+        try:
+            return value if self._adapt_stamp is None else self._adapt_stamp(value)
+        except _BAD_VALUES:
+            return None
 
     def _write(
         self, session: Session, records: Sequence[Record], held: Mapping[str, datetime]
@@ -491,15 +500,12 @@ def _required(table: Table, picked: Sequence[str]) -> tuple[tuple[str, int | Non
 
 
 def _held_versions(
-    session: Session, table: Table, items: Iterable[Record | Tombstone]
-) -> dict[str, datetime]:
-    """The modification stamps the mirror holds for the records re-read among ``items``."""
-    reread = iter([i.id for i in items if isinstance(i, Record) and i.reread])
-    held: dict[str, datetime] = {}
-    while chunk := list(islice(reread, _IN_CHUNK)):
-        found = select(table.c.id, table.c.crm_modified_at).where(table.c.id.in_(chunk))
-        held.update((row[0], row[1]) for row in session.execute(found))
-    return held
+    store: Store, session: Session, table: Table, items: Iterable[Record | Tombstone]
+) -> dict[str, Any]:
+    """The modification stamps the mirror holds for the records re-read among ``items``, as
+    the database holds them (compared with stamps adapted alike: `_StreamRows._stamp`)."""
+    reread = [i.id for i in items if isinstance(i, Record) and i.reread]
+    return store.held_values(session, table, "crm_modified_at", reread) if reread else {}
 
 
 def _save_cursor(

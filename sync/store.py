@@ -263,6 +263,26 @@ class Store:
         _write_carefully(connection, self.dialect, statement, rows, written)
         return written
 
+    def held_values(
+        self, session: Session, table: Table, column: str, keys: Sequence[Any]
+    ) -> dict[Any, Any]:
+        """`column` of the rows of `table` whose primary key is among `keys`, by key, as the
+        driver reads it (no type processing: SQLite's datetimes are their text, which sorts as
+        the values `adapters` makes do)."""
+        [key] = [c.name for c in table.primary_key]
+        marker = "?" if self.dialect == "sqlite" else "%s"
+        held: dict[Any, Any] = {}
+        with _cursor(_driver_connection(session)) as cursor:
+            for chunk in _batches(keys, _IN_CHUNK):
+                cursor.execute(
+                    f"SELECT {_quoted(self.dialect, key)}, {_quoted(self.dialect, column)}"
+                    f" FROM {_quoted(self.dialect, table.name)}"
+                    f" WHERE {_quoted(self.dialect, key)} IN ({', '.join([marker] * len(chunk))})",
+                    chunk,
+                )
+                held.update(cursor.fetchall())
+        return held
+
     def is_empty(self, session: Session, table: Table) -> bool:
         """Whether `table` holds no row."""
         return session.execute(select(literal(1)).select_from(table).limit(1)).first() is None

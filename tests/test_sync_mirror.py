@@ -107,6 +107,19 @@ def test_an_overlap_reread_of_a_known_version_is_not_stored_again(store: Store) 
     assert pulled.reread_skipped == 1 and names == {"001A": "Firm 001A", "001B": "Firm 001B"}
 
 
+def test_an_overlap_reread_of_a_newer_version_is_stored(store: Store) -> None:
+    later = T0 + timedelta(microseconds=1)  # the smallest step a stored stamp tells apart
+    _mirror(store, "Account", _account("001A", T0), Checkpoint("Account", Cursor(T0)))
+    again = [
+        _account("001A", later, reread=True, name="renamed"),
+        Checkpoint("Account", Cursor(later)),
+    ]
+    pulled = _mirror(store, "Account", *again, at=later)
+    with store.session() as session:
+        account = session.get(Account, "001A")
+    assert pulled.reread_skipped == 0 and account is not None and account.name == "renamed"
+
+
 def test_an_empty_streams_cursor_without_a_value_is_kept(store: Store) -> None:
     pulls = {
         "CampaignMember": [
