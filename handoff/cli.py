@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +39,16 @@ from handoff.crm import (
     running_sandbox,
     sandbox_about,
     schema_spec,
+)
+from handoff.progress import StageProgress
+from handoff.reports import (
+    event_json,
+    joined,
+    print_explanation,
+    print_mirror_scores,
+    print_run_summary,
+    print_runs,
+    summary_json,
 )
 from handoff.runs import lock_key, run_config, scoring_setup
 from handoff.settings import (
@@ -80,18 +90,22 @@ from sandbox.world import (
     world_from,
 )
 from sync import Store
+from sync.explain import AccountNotFound, AmbiguousAccount, explain_account, score_mirror
 from sync.lock import Holder, LockHeld, LockLost, run_lock
 from sync.run import EXIT_CODES, RunReport, run_sync
+from sync.runlog import run_events, run_problems, runs_newest_first, summarise
 from sync.scoring_state import train_model
-from sync.state import CurrentScore, RunEvent, StateError, SyncRun
+from sync.state import CurrentScore, StateError, SyncRun
 
 __all__ = [
     "CliOptions",
     "SettingsOption",
     "app",
+    "explain_command",
     "logs",
     "main",
     "sandbox_app",
+    "score_command",
     "settings_app",
     "settings_from",
     "settings_path",
@@ -744,18 +758,25 @@ def _fail_on_conflicts(report: SchemaReport) -> None:
         )
 
 
-# --- the sync run --------------------------------------------------------------------------
+# --- the sync run ---------------------------------------------------------------------------
 
-_SYNC_HELP = (
-    "Pull, link, score, tier and write back once. Exit codes: 0 ok, 1 failed or bad settings, "
-    "2 partial (some records failed), 3 stopped by the API budget (resumable), 4 locked."
-)
+_SYNC_HELP = """Pull, link, score, tier and write back once.
+
+A run re-pulls every record when --full asks, when no full re-pull has completed yet, or every
+\\[sync] full_resync_hours; the report says why.
+
+Exit codes: 0 ok; 1 failed (the run stopped on an error), also bad settings or a state database
+that cannot be opened (the message says which); 2 partial (some records failed, the rest were
+written); 3 stopped by the API budget (resumable: the next run goes on from there); 4 locked
+(another run of this org holds the lock)."""
 
 
 @app.command("sync", help=_SYNC_HELP)
 def sync_command(
     ctx: typer.Context,
-    full: Annotated[bool, typer.Option("--full", help="Re-pull every record.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-pull every record now, not only what changed.")
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Compute and show the writes; write nothing.")
     ] = False,
@@ -788,24 +809,113 @@ def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
         console.print(f"  {line}")
 
 
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="JSON lines: one object a run (a run's: one an event).")
+]
+
+
 @app.command("logs")
 def logs(
     ctx: typer.Context,
     run: Annotated[str | None, typer.Argument(help="A run id (or its first characters).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Runs to list.")] = 20,
+    as_json: JsonOption = False,
     settings: SettingsOption = None,
 ) -> None:
-    """Recent sync runs, or one run with its figures and failures."""
+    """Recent sync runs, newest first, or one run with its figures, failures and skips."""
     loaded = settings_from(ctx, settings)
     with _store(loaded.state.database_url) as store, store.session() as session:
         if run is None:
-            _print_runs(session.exec(_recent_runs(limit)).all())
-            return
-        found = session.exec(_recent_runs(1, run)).first()
-        if found is None:
-            _fail([f"no sync run {run!r}; `handoff logs` lists recent runs"])
-        events = session.exec(_problems(found.id)).all()
-        _print_one_run(found, events)
+            _list_runs(session, limit, as_json)
+        else:
+            _show_run(session, run, as_json)
+
+
+def _list_runs(session: Any, limit: int, as_json: bool) -> None:
+    """The latest runs, newest first: a table, or one JSON line a run."""
+    summaries = [summarise(found) for found in runs_newest_first(session, limit)]
+    if as_json:
+        for summary in summaries:
+            typer.echo(summary_json(summary))
+    elif summaries:
+        print_runs(console, summaries)
+    else:
+        console.print("No sync run yet: `handoff sync` runs one.")
+
+
+def _show_run(session: Any, prefix: str, as_json: bool) -> None:
+    """The run whose id starts with ``prefix``: in words, or one JSON line an event."""
+    matches = runs_newest_first(session, 2, prefix)
+    if len(matches) != 1:
+        _fail([_no_single_run(prefix, matches)])
+    if as_json:
+        for event in run_events(session, matches[0].id):
+            typer.echo(event_json(event))
+    else:
+        print_run_summary(console, summarise(matches[0]), run_problems(session, matches[0].id))
+
+
+def _no_single_run(prefix: str, matches: list[SyncRun]) -> str:
+    if not matches:
+        return f"no sync run {prefix!r}; `handoff logs` lists recent runs"
+    ids = ", ".join(found.id for found in matches)
+    return f"{prefix!r} starts more than one run id ({ids}, ...); give more of it"
+
+
+@app.command("explain")
+def explain_command(
+    ctx: typer.Context,
+    account: Annotated[str, typer.Argument(help="An account id, domain or name.")],
+    settings: SettingsOption = None,
+) -> None:
+    """Why an account scores what it does: contributions, score history, people, nearby orphans.
+
+    Reads the state database only (no CRM call); the account is scored as at its last run."""
+    loaded = settings_from(ctx, settings)
+    with _store(loaded.state.database_url) as store, store.session() as session:
+        try:
+            found = explain_account(
+                session, scoring_setup(loaded), loaded.matching, account, datetime.now(UTC)
+            )
+        except AmbiguousAccount as ambiguous:
+            _fail(_candidates(ambiguous))
+        except AccountNotFound as missing:
+            _fail([f"{missing}; `handoff score` lists the top accounts"])
+    print_explanation(console, found)
+
+
+def _candidates(ambiguous: AmbiguousAccount) -> list[str]:
+    shown = [f"  {a.id}  {a.name}  {a.domain or a.website or ''}" for a in ambiguous.candidates]
+    return [
+        f"{ambiguous.query!r} matches more than one account; give its id or domain:",
+        *shown,
+    ]
+
+
+@app.command("score")
+def score_command(
+    ctx: typer.Context,
+    top: Annotated[int, typer.Option("--top", min=1, help="Top accounts to list.")] = 10,
+    settings: SettingsOption = None,
+) -> None:
+    """Score and tier the mirror as a sync would, without pulling or writing anything."""
+    loaded = settings_from(ctx, settings)
+    with _store(loaded.state.database_url) as store, store.session() as session:
+        last = _last_run_time(session)
+        now = last or datetime.now(UTC)
+        preview = score_mirror(session, scoring_setup(loaded), now, top)
+    when = "the last sync's time" if last else "now: no sync has run yet"
+    console.print(f"Scoring as of {now:%d %b %Y %H:%M} UTC ({when})")
+    if not preview.book.account_ids:
+        console.print("The mirror holds no account yet: `handoff sync` pulls the CRM first.")
+        return
+    print_mirror_scores(console, preview)
+
+
+def _last_run_time(session: Any) -> datetime | None:
+    """When the last sync run scored (a sandbox's runs score at its world's present)."""
+    latest = runs_newest_first(session, 1)
+    return latest[0].started_at if latest else None
 
 
 def _store(url: str) -> Store:
@@ -824,19 +934,14 @@ def _run(
     full: bool,
     dry_run: bool,
 ) -> RunReport:
-    """One run holding the org's run lock, with a live status line on stderr; exit 4 (locked)
-    naming the holder when another run has the lock, 1 when this run loses it."""
+    """One run holding the org's run lock, with progress on stderr; exit 4 (locked) naming the
+    holder when another run has the lock, 1 when this run loses it."""
     run_id = uuid4().hex
     try:
         with (
             run_lock(store, lock_key(settings, crm), Holder.this_process(run_id)) as lock,
-            progress_console.status("Syncing...") as status,
+            StageProgress(progress_console) as progress,
         ):
-
-            def progress(stage: str, done: int, total: int | None) -> None:
-                of = f" of {total:,}" if total else ""
-                status.update(f"{stage}: {done:,}{of}")
-
             return run_sync(
                 run_config(settings),
                 crm.connector,
@@ -855,72 +960,10 @@ def _run(
         _fail([str(lost)])
 
 
-def _recent_runs(limit: int, prefix: str | None = None) -> Any:
-    """Runs newest first, optionally those whose id starts with ``prefix``."""
-    statement = select(SyncRun).order_by(col(SyncRun.started_at).desc()).limit(limit)
-    return statement if prefix is None else statement.where(col(SyncRun.id).startswith(prefix))
-
-
-def _problems(run_id: str) -> Any:
-    """A run's failed and skipped records."""
-    return (
-        select(RunEvent)
-        .where(RunEvent.run_id == run_id, col(RunEvent.action).in_(("failed", "skipped")))
-        .order_by(col(RunEvent.id))
-    )
-
-
-def _outcome(status: str, counts: Mapping[str, int]) -> str:
-    """ok / partial / stopped / failed / running, as the exit codes name them."""
-    if status == "succeeded":
-        return "partial" if counts.get("failed") else "ok"
-    return status
-
-
-def _print_runs(runs: list[SyncRun]) -> None:
-    """One line a run."""
-    table = Table(title="Sync runs, newest first")
-    for column in ("run", "started", "outcome", "pulled", "written", "failed", "calls", "s"):
-        justify = "left" if column in ("run", "outcome") else "right"
-        table.add_column(column, justify=justify, no_wrap=True)
-    for run in runs:
-        counts = run.counts
-        pulled = sum(v for k, v in counts.items() if k.endswith(".records"))
-        seconds = sum(v for k, v in counts.items() if k.startswith("ms.")) / 1000
-        table.add_row(
-            run.id[:8],
-            f"{run.started_at:%d %b %H:%M}",
-            _outcome(run.status, counts) + (" (dry run)" if counts.get("dry_run") else ""),
-            f"{pulled:,}",
-            f"{counts.get('written', 0):,}",
-            f"{counts.get('failed', 0):,}",
-            f"{counts.get('api_calls', 0):,}",
-            f"{seconds:.1f}",
-        )
-    console.print(table)
-
-
-def _print_one_run(run: SyncRun, events: list[RunEvent]) -> None:
-    """A run's figures, then its failed and skipped records with the CRM's words."""
-    console.print(f"Run {run.id} ({run.connector}), {_outcome(run.status, run.counts)}")
-    if run.error:
-        console.print(f"  {run.error}")
-    table = Table(show_header=False)
-    for key, value in run.counts.items():
-        table.add_row(key, f"{value:,}")
-    console.print(table)
-    problems = Table(title="Failed and skipped records")
-    for column in ("object", "record", "action", "reason", "detail"):
-        problems.add_column(column)
-    for e in events:
-        problems.add_row(
-            e.object or "", e.record_id or "", e.action, e.reason or "", e.detail or ""
-        )
-    console.print(problems)
-
-
 def _print_run(report: RunReport) -> None:
     """What a run did: pulled, linked, scored, tiers, written, failed, calls, time per stage."""
+    if report.full_reason:
+        console.print(f"Full re-pull: {report.full_reason}", soft_wrap=True)
     pulled = sum(p["records"] for p in report.pulled.values())
     link = report.link
     orphans = sum(link.orphans.values())
@@ -930,13 +973,15 @@ def _print_run(report: RunReport) -> None:
     )
     console.print(
         f"Scored {report.scored:,} accounts with {report.model_version} ({report.model_kind}); "
-        f"tiers {_joined(report.tiers)}; {report.tier_up} moved up, {report.tier_down} down"
+        f"tiers {joined(report.tiers)}; {report.tier_up} moved up, {report.tier_down} down"
     )
+    if report.model_reason:
+        console.print(f"  {report.model_reason}", soft_wrap=True, highlight=False)
     if report.dry_run:
         _print_plan(report)
     else:
         console.print(
-            f"Written {sum(report.written.values()):,} ({_joined(report.written)}), "
+            f"Written {sum(report.written.values()):,} ({joined(report.written)}), "
             f"{report.unchanged:,} unchanged, {report.held_back:,} held back, "
             f"{len(report.failed):,} failed"
         )
@@ -952,18 +997,13 @@ def _print_run(report: RunReport) -> None:
 def _print_plan(report: RunReport) -> None:
     """A dry run's planned writes: counts per field and a sample."""
     console.print(f"Dry run: {report.planned:,} records would be written; nothing was")
-    console.print(f"  per field: {_joined(report.planned_fields)}")
+    console.print(f"  per field: {joined(report.planned_fields)}")
     table = Table(title="Sample of planned writes")
     for column in ("object", "id", "why", "score", "tier"):
         table.add_column(column)
     for row in report.sample:
         table.add_row(*(str(row[column]) for column in ("object", "id", "why", "score", "tier")))
     console.print(table)
-
-
-def _joined(counts: Mapping[str, int]) -> str:
-    """`AE 12, SDR 30`."""
-    return ", ".join(f"{key} {value:,}" for key, value in counts.items()) or "none"
 
 
 def _demo_sync(settings: Settings, crm: CrmConnection, now: datetime) -> str:

@@ -31,6 +31,8 @@ def run_config(settings: Settings) -> RunConfig:
         scoring=scoring_setup(settings),
         matching=settings.matching,
         min_score_change=settings.sync.min_score_change,
+        full_resync_hours=settings.sync.full_resync_hours,
+        event_retention_days=settings.sync.event_retention_days,
     )
 
 

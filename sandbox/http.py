@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from sandbox.faults import Fault, FaultPlan
+from sandbox.holds import Hold, HoldError, Holds
 
 __all__ = [
     "ADMIN_PREFIX",
@@ -233,6 +234,7 @@ class LoopbackServer:
         self.about = about
         self.faults = faults or FaultPlan()
         self.log = RequestLog()
+        self.holds = Holds()
         self.limits = limits or ServerLimits()
         # without a token given, no one can use the admin routes
         self._admin_token = admin_token or secrets.token_urlsafe(24)
@@ -290,6 +292,10 @@ class LoopbackServer:
             request.method, request.path, request.query, request.headers, request.body, params
         )
         total = self.log.record(request.method, route.endpoint)
+        ticket = self.holds.pick(route.endpoint, request.method)
+        seen = f"{request.method} {request.path}"
+        if not self.holds.wait(ticket, "before", seen):
+            return None
         fault = self.faults.draw(route.endpoint, request.method, total)
         if fault is not None:
             if fault.kind == "drop":
@@ -300,7 +306,8 @@ class LoopbackServer:
                 time.sleep(fault.seconds)
             else:
                 return self.dialect.fault_response(fault, request)
-        return self._answer(route, request)
+        response = self._answer(route, request)
+        return response if self.holds.wait(ticket, "after", seen) else None
 
     def _answer(self, route: Route, request: Request) -> Response:
         """The route's answer; a sandbox bug answers the CRM's generic 500, never its text."""
@@ -327,7 +334,8 @@ class LoopbackServer:
 
     def _admin(self, request: Request) -> Response:
         """``GET /__sandbox/requests`` (counts), ``POST /__sandbox/reset`` (clear counts),
-        ``GET /__sandbox/about`` (what is served: dialect, org, process); only with the token."""
+        ``GET /__sandbox/about`` (what is served: dialect, org, process), ``/__sandbox/hold``
+        and ``/__sandbox/release`` (`sandbox.holds`); only with the token."""
         if not self.admitted(request):
             return json_response(401, {"message": "the sandbox's admin routes need its token"})
         if request.method == "GET" and request.path == f"{ADMIN_PREFIX}/about":
@@ -339,6 +347,24 @@ class LoopbackServer:
         if request.method == "POST" and request.path == f"{ADMIN_PREFIX}/reset":
             self.log.reset()
             return json_response(200, {"total": 0})
+        if request.path in (f"{ADMIN_PREFIX}/hold", f"{ADMIN_PREFIX}/release"):
+            return self._hold(request)
+        return json_response(404, {"message": f"no admin endpoint {request.method} {request.path}"})
+
+    def _hold(self, request: Request) -> Response:
+        """Arm a hold, say what it holds, or let the held request go."""
+        if request.method == "GET" and request.path == f"{ADMIN_PREFIX}/hold":
+            return json_response(200, self.holds.status())
+        try:
+            body = request.json()
+            if request.method == "POST" and request.path == f"{ADMIN_PREFIX}/hold":
+                self.holds.arm(Hold.from_json(body))
+                return json_response(200, self.holds.status())
+            if request.method == "POST":
+                drop = bool((body or {}).get("drop", False))
+                return json_response(200, {"released": self.holds.release(drop)})
+        except (HoldError, ValueError, AttributeError) as error:
+            return json_response(400, {"message": str(error)})
         return json_response(404, {"message": f"no admin endpoint {request.method} {request.path}"})
 
 

@@ -22,11 +22,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import polars as pl
-from sklearn.linear_model import LogisticRegression
 
 from scoring.bursts import burst_bins
 from scoring.config import FitRule, ModelSettings, SignalSpec, TierSettings
@@ -36,6 +35,9 @@ from scoring.features import Examples, Snapshot
 from scoring.fit import LEVEL_GROUPS, firmographic_levels, fit_rule_matches, size_band_centres
 from scoring.scorecard import SCORE_MAX, Contributions, Scorecard, Term
 from scoring.signals import INTENTS, SignalCatalog
+
+if TYPE_CHECKING:  # sklearn costs most of a second to import: only fitting loads it
+    from sklearn.linear_model import LogisticRegression
 
 __all__ = [
     "FORMAT_VERSION",
@@ -154,6 +156,8 @@ class PredictiveModel:
             ]
         )
         labels = train.stacked_labels()
+        from sklearn.linear_model import LogisticRegression
+
         regression = LogisticRegression(C=_REGULARISATION, max_iter=5000).fit(design, labels)
         self.base_rate_ = float(labels.mean())
         self.factor_, self.offset_ = _scale(self.base_rate_, self.settings, self.tiers)

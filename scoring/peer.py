@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import polars as pl
-from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from scoring.config import ModelSettings
@@ -29,6 +28,9 @@ from scoring.features import Examples, History, Snapshot, examples
 from scoring.metrics import auc
 from scoring.signals import INTENTS, SignalCatalog
 from scoring.training import training_plan
+
+if TYPE_CHECKING:  # sklearn costs most of a second to import: only the peer loads it
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 __all__ = ["PEER_GRID", "PeerChoice", "PeerModel", "fit_peer", "peer_features"]
 
@@ -179,6 +181,8 @@ class PeerModel:
         self, learning_rate: float, max_leaf_nodes: int, n_features: int
     ) -> HistGradientBoostingClassifier:
         """An unfitted booster; categorical columns come last in `peer_features`."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
         categorical = np.arange(n_features) >= n_features - len(_CATEGORICAL)
         return HistGradientBoostingClassifier(
             learning_rate=learning_rate,

@@ -107,8 +107,19 @@ class SyncSettings(BaseModel):
     model_config = SETTINGS_CONFIG
 
     interval_minutes: int = Field(15, gt=0)
-    full_resync_hours: int = Field(24, gt=0)
+    # A full re-pull of the reference org (200,000 companies, 1M contacts, 10M activities) on
+    # HubSpot costs about 2,000 + 10,000 list pages of 100, up to 100,000 pages of activities and
+    # 20,000 pages of 50 contacts' page-view history: ~132,000 calls. A Professional portal has
+    # 500,000-650,000 calls a day (https://developers.hubspot.com/changelog/increasing-our-api-
+    # limits), Starter 250,000, shared with every other integration; a run may use
+    # `api_budget_share` (25%) of it. Daily would cost 26% of 500,000 (53% of Starter's) every
+    # day, and more than one run's share; weekly costs ~19,000 calls a day, under 4% (8% on
+    # Starter), while incremental runs and the recycle-bin check catch changes in between.
+    full_resync_hours: int = Field(168, gt=0)
     min_score_change: int = Field(3, ge=0, le=100)
+    # per-record run events (pulled, linked, written, failed) older than this are deleted at
+    # the end of each run; run summaries are kept
+    event_retention_days: int = Field(90, gt=0, le=3650)
     dry_run: bool = False
     api_budget_share: float = Field(0.25, gt=0, le=1)
     write_batch_size: int = Field(200, gt=0, le=200)

@@ -21,7 +21,7 @@ COPY (`mirror_streams`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -132,17 +132,20 @@ def mirror_streams(
     now: datetime,
     *,
     streams: Iterable[str] | None = None,
-    full: bool = False,
+    full: bool | Collection[str] = False,
     move_cursor: bool = True,
 ) -> Iterator[StreamPull]:
-    """Mirror ``streams`` (default: every stream of the connector) in turn, yielding each pull.
+    """Mirror ``streams`` (default: every stream of the connector) in turn, yielding each pull;
+    ``full`` (True, or the names of some streams) pulls those from their start.
 
     A table empty when the stage begins is a first load: its secondary indexes are dropped
     until every stream is in, and built then (also when the stage stops early; those a killed
     run left unbuilt are built when the next stage first reaches the table).
     """
     names = list(connector.streams if streams is None else streams)
-    saved = {} if full else _saved_cursors(store, connector.crm)
+    saved = {} if full is True else _saved_cursors(store, connector.crm)
+    for stream in () if isinstance(full, bool) else full:
+        saved.pop(stream, None)
     loads = _FirstLoads(store, [_table_of(connector, name) for name in names])
     try:
         for stream in names:

@@ -19,12 +19,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+from sqlalchemy import update
+from sqlmodel import Session, col
+
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector
 from sync.config import MatchingSettings
+from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_streams
+from sync.runlog import FullResync, forget_events, full_resync
 from sync.scoring_state import Book, ScoringSetup, score_book
+from sync.state import SyncRun
 from sync.store import Store
 from sync.writeback import (
     AccountScore,
@@ -38,11 +44,12 @@ from sync.writeback import (
     tier_moves,
 )
 
-__all__ = ["EXIT_CODES", "STAGES", "RunConfig", "RunReport", "run_sync"]
+__all__ = ["ABANDONED", "EXIT_CODES", "STAGES", "RunConfig", "RunReport", "run_sync"]
 
 # `handoff sync` exit codes, by what became of the run
 EXIT_CODES = {"ok": 0, "failed": 1, "partial": 2, "stopped": 3, "locked": 4}
 SAMPLE_ROWS = 10
+ABANDONED = "never finished: its process ended (killed or crashed) before logging its outcome"
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total or None)
 _EVENT_STAGE = {"mirror": "pull", "link": "match", "write": "write"}
 
@@ -54,6 +61,8 @@ class RunConfig:
     scoring: ScoringSetup
     matching: MatchingSettings
     min_score_change: int = 3
+    full_resync_hours: int = 168  # see `[sync] full_resync_hours` in `sync.config`
+    event_retention_days: int = 90
 
 
 @dataclass
@@ -64,6 +73,7 @@ class RunReport:
     crm: str
     started_at: datetime
     full: bool = False
+    full_reason: str | None = None  # why every record was re-pulled
     dry_run: bool = False
     status: str = "running"
     error: str | None = None
@@ -71,6 +81,7 @@ class RunReport:
     link: LinkCounts = field(default_factory=LinkCounts)
     model_version: str | None = None
     model_kind: str | None = None
+    model_reason: str | None = None  # which model scored and why (the rules at a cold start)
     scored: int = 0
     tiers: dict[str, int] = field(default_factory=dict)
     tier_up: int = 0
@@ -85,6 +96,7 @@ class RunReport:
     api_calls: int = 0
     budget_left: int | None = None
     stages: dict[str, float] = field(default_factory=dict)
+    events_forgotten: int = 0  # per-record events past their retention, deleted at the end
 
     @property
     def outcome(self) -> str:
@@ -113,6 +125,7 @@ class RunReport:
             "failed": len(self.failed),
             "api_calls": self.api_calls,
             "dry_run": int(self.dry_run),
+            "events_forgotten": self.events_forgotten,
         }
         if self.budget_left is not None:
             figures["budget_left"] = self.budget_left
@@ -136,6 +149,7 @@ class _Run:
     report: RunReport
     progress: Progress | None
     events: list[dict[str, Any]] = field(default_factory=list)
+    resync: FullResync | None = None
     book: Book | None = None
     scores: dict[str, AccountScore] = field(default_factory=dict)
     plan: Plan = field(default_factory=Plan)
@@ -168,7 +182,7 @@ def _mirror(run: _Run) -> None:
         run.store,
         run.connector,
         run.now,
-        full=run.report.full,
+        full={stream for stream in run.connector.streams if _pulls_all(run, stream)},
         move_cursor=not run.report.dry_run,
     )
     for number, pulled in enumerate(mirrored):
@@ -176,6 +190,16 @@ def _mirror(run: _Run) -> None:
         for e in pulled.events:
             run.event("mirror", e.action, e.object, e.record_id, e.reason)
         run.tick("mirror", number + 1, len(run.connector.streams))
+
+
+def _pulls_all(run: _Run, stream: str) -> bool:
+    """Whether ``stream`` is read from its start: in a full re-pull, unless the re-pull this run
+    goes on with already read it, or stopped part way through it (its cursor holds the page)."""
+    if run.resync is None or stream in run.resync.done:
+        return False
+    with run.store.session() as session:
+        cursor = run.store.get_cursor(session, run.connector.crm, stream)
+    return cursor is None or cursor.resume is None
 
 
 def _pulled_figures(pulled: StreamPull) -> dict[str, int]:
@@ -202,6 +226,7 @@ def _score(run: _Run) -> None:
     """Score and explain every live account with the current model."""
     with run.store.session() as session:
         run.book = score_book(session, run.config.scoring, run.now)
+        run.report.model_reason = model_status(session, run.config.scoring, run.book)
     run.report.scored = len(run.book.account_ids)
     run.report.model_version = run.book.scores.model_version
     run.report.model_kind = run.book.model_kind
@@ -258,18 +283,23 @@ def _write(run: _Run) -> None:
 
     try:
         push_plan(
-            run.store, run.connector, run.plan, run.report.run_id, run.now, run.outcome, advanced
+            run.store,
+            run.connector,
+            run.plan,
+            run.scores,
+            run.report.run_id,
+            run.now,
+            run.outcome,
+            advanced,
         )
     finally:
         _settled(run)
 
 
 def _settled(run: _Run) -> None:
-    """Score history and current scores, and the per-record lines of what was written."""
+    """Current scores, and the per-record lines of what was written."""
     with run.store.session() as session:
-        record_scores(
-            run.store, session, run.scores, run.outcome.written, run.now, run.report.run_id
-        )
+        record_scores(run.store, session, run.scores, run.now, run.report.run_id)
     for planned in run.outcome.written:
         stream = planned.target.stream
         run.report.written[stream] = run.report.written.get(stream, 0) + 1
@@ -314,14 +344,25 @@ def run_sync(
 ) -> RunReport:
     """One run from the CRM to the CRM; the report says what it did and how it ended.
 
+    It re-pulls every record when ``full`` asks, or when `sync.runlog.full_resync` finds a
+    full re-pull due (or one to go on with); the report says why.
+
     ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
     run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.
+    Holding it, the run also closes in the run log the runs that never finished (killed or
+    crashed: none of them can still be running).
     """
-    report = RunReport(run_id or uuid4().hex, connector.crm, now, full=full, dry_run=dry_run)
+    report = RunReport(run_id or uuid4().hex, connector.crm, now, dry_run=dry_run)
     run = _Run(config, connector, store, now, report, progress)
     calls_before = connector.usage().calls
     with store.session() as session:
-        store.record_run_start(session, connector.crm, now, report.run_id)
+        if heartbeat is not None:
+            _close_abandoned(session, connector.crm, report.run_id)
+        every = config.full_resync_hours
+        run.resync = full_resync(session, connector.crm, now, every, forced=full)
+        report.full_reason = run.resync.reason if run.resync else None
+        report.full = run.resync is not None
+        store.record_run_start(session, connector.crm, now, report.run_id, report.full_reason)
     try:
         for number, (name, stage) in enumerate(STAGES):
             if number and heartbeat is not None:
@@ -336,6 +377,16 @@ def run_sync(
     finally:
         _timed(report.stages, "log", lambda: _log(run, calls_before))
     return report
+
+
+def _close_abandoned(session: Session, crm: str, run_id: str) -> None:
+    """Mark the runs left "running" as failed, saying what became of them."""
+    statement = (
+        update(SyncRun)
+        .where(col(SyncRun.connector) == crm, col(SyncRun.status) == "running")
+        .values(status="failed", error=f"{ABANDONED}; run {run_id} took over its work")
+    )
+    session.exec(statement)  # type: ignore[call-overload]
 
 
 def _timed(stages: dict[str, float], name: str, work: Callable[[], None]) -> None:
@@ -354,6 +405,8 @@ def _log(run: _Run, calls_before: int) -> None:
     report.api_calls, report.budget_left = usage.calls - calls_before, usage.budget_left
     with run.store.session() as session:
         run.store.add_events(session, report.run_id, run.events)
+        retention = run.config.event_retention_days
+        report.events_forgotten = forget_events(session, run.now, retention)
         finished = run.now + timedelta(seconds=sum(report.stages.values()))
         run.store.record_run_finish(
             session, report.run_id, finished, report.status, report.counts(), report.error

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, Index, Text, event, text
+from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, Index, Text, event, false, text
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -258,12 +258,16 @@ class SyncRun(SQLModel, table=True):
     __table_args__ = (_one_of("sync_run", "status", RUN_STATUSES),)
 
     id: str = Field(primary_key=True)
+    # the order runs started in (runs of a sandbox share a simulated start time)
+    seq: int = Field(unique=True, index=True)
     connector: str
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     status: str = "running"
     counts: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
     error: str | None = None
+    full: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    full_reason: str | None = None  # why the run re-pulled every record
 
 
 class ScoreHistory(SQLModel, table=True):

@@ -359,10 +359,24 @@ class Store:
         return cursor
 
     def record_run_start(
-        self, session: Session, connector: str, started_at: datetime, run_id: str | None = None
+        self,
+        session: Session,
+        connector: str,
+        started_at: datetime,
+        run_id: str | None = None,
+        full_reason: str | None = None,
     ) -> SyncRun:
-        """Record that a run of `connector` started; the run id defaults to a random UUID."""
-        run = SyncRun(id=run_id or uuid4().hex, connector=connector, started_at=started_at)
+        """Record that a run of `connector` started (a full re-pull when ``full_reason`` says
+        why), numbered after every run before it; the run id defaults to a random UUID."""
+        last = session.exec(select(func.max(SyncRun.seq))).one()
+        run = SyncRun(
+            id=run_id or uuid4().hex,
+            seq=(last or 0) + 1,
+            connector=connector,
+            started_at=started_at,
+            full=full_reason is not None,
+            full_reason=full_reason,
+        )
         session.add(run)
         session.flush()
         return run

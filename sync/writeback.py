@@ -10,7 +10,8 @@ at least ``min_score_change``, another model; or when the CRM no longer holds wh
 (an edit by hand is repaired). The write ledger keeps one row per record: the values intended
 and their hash, written "pending" before the push and settled with the CRM's answer after it. A
 permanent rejection is not retried until the values change in a way a rep would notice; a
-retriable one is retried next run.
+retriable one is retried next run, and so is a pending one (a batch in flight when a run was
+killed), with the same values when nothing changed.
 """
 
 from __future__ import annotations
@@ -229,9 +230,9 @@ def _why(target: Target, last: WriteLedger | None, min_score_change: int) -> str
     """Why the record must be written now, or None."""
     if last is None:
         return None if _holds(target.held, target.values) else "new"
-    if last.status == "retriable" or (
-        last.status == "pending" and not _holds(target.held, last.values)
-    ):
+    if last.status in ("retriable", "pending"):
+        # pending: in flight when a run died. Even when the CRM shows the values, sending them
+        # again is what settles the row and records the score history of what landed
         return "retry"
     if last.status != "permanent" and not _holds(target.held, last.values):
         return "repair"
@@ -278,21 +279,25 @@ def push_plan(
     store: Store,
     connector: Connector,
     plan: Plan,
+    scores: Mapping[str, AccountScore],
     run_id: str,
     now: datetime,
     outcome: PushOutcome,
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Push the planned writes in ledger batches: intent committed before each push, outcome
-    after, gathered in ``outcome`` as it comes. `BudgetExhausted` propagates with the batch in
-    flight left pending (resent next run, with the same values)."""
+    after, with the score history of the accounts that landed in the same transaction (a run
+    killed after a batch keeps its history: the rerun finds the CRM holding it and writes
+    nothing). Gathered in ``outcome`` as it comes. `BudgetExhausted` propagates with the batch
+    in flight left pending (resent next run, with the same values)."""
     for number, batch in enumerate(_batches(plan.writes, LEDGER_BATCH)):
         batch_id = f"{run_id}:{number}"
         with store.session() as session:
             _intend(store, session, batch, batch_id, run_id, now)
         results = _push(connector, batch)
         with store.session() as session:
-            _settle(store, session, batch, results, now, outcome)
+            landed = _settle(store, session, batch, results, now, outcome)
+            _append_history(store, session, scores, landed, now, run_id)
         if progress is not None:
             progress(len(batch))
 
@@ -350,9 +355,10 @@ def _settle(
     results: Sequence[WriteResult],
     now: datetime,
     outcome: PushOutcome,
-) -> None:
-    """Each record's answer into the ledger; the outcome gathers what landed and what failed."""
-    rows = []
+) -> list[Planned]:
+    """Each record's answer into the ledger; the outcome gathers what landed and what failed.
+    What landed in this batch."""
+    rows, landed = [], []
     for planned, result in zip(batch, results, strict=True):
         rows.append(
             {
@@ -365,10 +371,12 @@ def _settle(
             }
         )
         if result.ok:
-            outcome.written.append(planned)
+            landed.append(planned)
         else:
             outcome.failed.append((planned, result))
     _update_ledger(session, rows)
+    outcome.written.extend(landed)
+    return landed
 
 
 def _update_ledger(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -417,11 +425,10 @@ def record_scores(
     store: Store,
     session: Session,
     scores: Mapping[str, AccountScore],
-    written: Iterable[Planned],
     now: datetime,
     run_id: str,
-) -> int:
-    """Replace the current-score table; append score history for accounts written this run."""
+) -> None:
+    """Replace the current-score table (score history is appended as writes land)."""
     current = [
         {
             "account_id": s.account_id,
@@ -439,9 +446,19 @@ def record_scores(
     store.upsert(session, CurrentScore, current)
     gone = select(Account.id).where(col(Account.is_deleted).is_(True))
     session.exec(delete(CurrentScore).where(col(CurrentScore.account_id).in_(gone)))
-    accounts = {p.target.account_id for p in written if p.target.entity == "account"}
-    history = [_history_row(scores[account_id], now, run_id) for account_id in sorted(accounts)]
-    return store.append_scores(session, history)
+
+
+def _append_history(
+    store: Store,
+    session: Session,
+    scores: Mapping[str, AccountScore],
+    landed: Iterable[Planned],
+    now: datetime,
+    run_id: str,
+) -> int:
+    """A score history row for each account whose write landed."""
+    accounts = [p.target.account_id for p in landed if p.target.entity == "account"]
+    return store.append_scores(session, [_history_row(scores[a], now, run_id) for a in accounts])
 
 
 def _history_row(score: AccountScore, now: datetime, run_id: str) -> dict[str, Any]:

@@ -26,17 +26,20 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     assert run_cli("setup")[0] == 0
 
     code, output = run_cli("sync")
-    again_code, again = run_cli("sync")
+    again_code, again = run_cli("sync", "--full")
     listed_code, listed = run_cli("logs")
-    run_id = listed.splitlines()[4].split("│")[1].strip()
+    run_id = listed.splitlines()[3].split()[0]  # the newest run, under the title and header
     shown_code, shown = run_cli("logs", run_id)
 
     assert code == 0, output
     assert "Scored 60 accounts" in output and "Outcome: ok" in output
-    # the lasting sandbox kept the set-up and what the first sync wrote
+    assert "Full re-pull: no full re-pull has completed yet" in output
+    # the lasting sandbox kept the set-up and what the first sync wrote: re-pulling every
+    # record changes nothing
     assert again_code == 0 and "Written 0 (none)" in again, again
+    assert "Full re-pull: asked for\n" in again
     assert listed_code == 0 and "Sync runs, newest first" in listed
-    assert shown_code == 0 and "scored" in shown and "Failed and skipped records" in shown
+    assert shown_code == 0 and "Scored:" in shown and "No failed or skipped records" in shown
 
 
 def test_a_dry_run_says_what_it_would_write_and_train_keeps_the_rules_model() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import JSON, TableClause, column, insert, table, text
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel, col, select
 
 from sync import (
     SCHEMA_META_VERSION,
@@ -17,6 +17,7 @@ from sync import (
     SchemaVersionError,
     ScoreHistory,
     Store,
+    SyncRun,
     UTCDateTime,
     WriteLedger,
     canonical_value,
@@ -45,7 +46,10 @@ SCORES = [(T0, 83.0), (T0 + timedelta(days=1), 85.5), (T0 + timedelta(days=9), 1
 # rows in the columns every release before migrations had, by table
 OLD_ROWS: dict[str, list[dict[str, Any]]] = {
     "sync_run": [
-        {"id": "run-1", "connector": "salesforce", "started_at": T0, "status": "succeeded"}
+        {"id": "run-2", "connector": "salesforce", "started_at": T0 + timedelta(hours=1)}
+        | {"status": "succeeded", "counts": {}},
+        {"id": "run-1", "connector": "salesforce", "started_at": T0}
+        | {"status": "succeeded", "counts": {}},
     ],
     "account": [
         {"id": "001A", "name": "Acme", "crm_modified_at": T0, "synced_at": T0}
@@ -70,7 +74,7 @@ OLD_ROWS: dict[str, list[dict[str, Any]]] = {
 def _old_table(name: str, rows: list[dict[str, Any]]) -> TableClause:
     """The table ``rows`` go into: the model's, or for a table whose model has since moved on
     (gained columns, or a new layout), just the columns ``rows`` fill, typed as stored."""
-    if name not in ("account", "write_ledger"):
+    if name not in ("account", "write_ledger", "sync_run"):
         return SQLModel.metadata.tables[name]
     types = {datetime: UTCDateTime(), list: JSON(), dict: JSON()}
     return table(name, *(column(key, types.get(type(v))) for key, v in rows[0].items()))
@@ -133,6 +137,12 @@ def test_an_upgrade_keeps_the_ledger_and_score_history(store_url: str, version: 
         history = session.exec(select(ScoreHistory).order_by(ScoreHistory.id)).all()
         replayed = store.score_as_of(session, "001A", T0 + timedelta(days=2))
         store.set_cursor(session, "salesforce", "Account", T0, ["001A"], now=T0, read_at=T0)
+        store.record_run_start(session, "salesforce", T0, "run-3")
+        runs = session.exec(select(SyncRun).order_by(col(SyncRun.seq))).all()
+    # the runs kept are numbered in the order they started, a new one after them
+    assert [(run.id, run.full) for run in runs] == [
+        ("run-1", False), ("run-2", False), ("run-3", False)
+    ]  # fmt: skip
     assert {(row.object, row.record_id): row.values for row in ledger} == CARRIED
     assert all(row.values_hash == values_hash(row.values) for row in ledger)
     assert {(row.status, row.settled_at, row.run_id) for row in ledger} == {("ok", T0, "run-1")}

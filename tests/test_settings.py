@@ -50,6 +50,16 @@ BAD_FILES = [
         id="out-of-range",
     ),
     pytest.param(
+        "[sync]\nevent_retention_days = 0\nfull_resync_hours = 0\n",
+        {},
+        [
+            "settings.toml: [sync] full_resync_hours must be a positive integer, got 0",
+            "settings.toml: [sync] event_retention_days must be an integer between 1 and 3650, "
+            "got 0",
+        ],
+        id="run-log-cadence",
+    ),
+    pytest.param(
         "[salesforce]\noverlap_minutes = -1\n[hubspot]\narchive_every_minutes = 0\n",
         {},
         [

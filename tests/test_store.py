@@ -113,12 +113,15 @@ ROWS: dict[type[SQLModel], dict[str, Any]] = {
     },
     SyncRun: {
         "id": "run-2",
+        "seq": 2,
         "connector": "hubspot",
         "started_at": T0,
         "finished_at": T0 + timedelta(minutes=3),
         "status": "failed",
         "counts": {"pulled": 10, "written": 0},
         "error": "HTTP 401",
+        "full": True,
+        "full_reason": "asked for",
     },
     ScoreHistory: {
         "account_id": ACCOUNT_ID,

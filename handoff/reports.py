@@ -1,0 +1,276 @@
+"""What `handoff sync`, `logs`, `explain` and `score` print, in words a RevOps person reads.
+
+The figures come from `sync` (`RunReport`, `sync.runlog.RunSummary`, `sync.explain`); this module
+only lays them out: "Pulled: companies 2,000 (12 calls)", never a raw counter key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from sync.explain import AccountExplanation, MirrorScores, PersonLink
+from sync.runlog import RunSummary
+from sync.state import RunEvent
+
+__all__ = [
+    "event_json",
+    "joined",
+    "print_explanation",
+    "print_mirror_scores",
+    "print_run_summary",
+    "print_runs",
+    "summary_json",
+]
+
+_HISTORY_SHOWN = 20
+_PEOPLE_SHOWN = 25
+
+
+def joined(counts: Mapping[str, int | float]) -> str:
+    """`AE 12, SDR 30`, or none."""
+    return ", ".join(f"{key} {value:,}" for key, value in counts.items()) or "none"
+
+
+def _reason(key: str) -> str:
+    """`company_not_in_crm` -> `company not in CRM`."""
+    return key.replace("_", " ").replace("crm", "CRM")
+
+
+def _outcome(summary: RunSummary) -> str:
+    """`ok`, `ok, full re-pull`, `partial, dry run`."""
+    notes = [note for note, on in (("full", summary.full), ("dry run", summary.dry_run)) if on]
+    return ", ".join([summary.outcome, *notes])
+
+
+def print_runs(console: Console, runs: Iterable[RunSummary]) -> None:
+    """One line a run, newest first (`handoff logs RUN` shows one in full)."""
+    table = Table(
+        title="Sync runs, newest first",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    columns = ("run", "started", "outcome", "pulled", "written", "failed", "calls", "s")
+    for column in columns:
+        justify = "left" if column in ("run", "started", "outcome") else "right"
+        table.add_column(column, justify=justify, no_wrap=True)
+    for run in runs:
+        table.add_row(
+            run.run[:8],
+            f"{run.started_at:%d %b %H:%M}",
+            _outcome(run),
+            f"{run.records_pulled:,}",
+            f"{run.records_written:,}",
+            f"{run.failed:,}",
+            f"{run.api_calls:,}",
+            f"{sum(run.seconds.values()):.1f}",
+        )
+    console.print(table)
+
+
+def print_run_summary(console: Console, run: RunSummary, problems: list[RunEvent]) -> None:
+    """One run in full: its figures line by line, then its failed and skipped records."""
+    finished = f" -> {run.finished_at:%H:%M:%S}" if run.finished_at else ""
+    console.print(
+        f"Run {run.run} ({run.connector}), started {run.started_at:%d %b %Y %H:%M:%S}{finished} "
+        f"UTC: {_outcome(run)}",
+        soft_wrap=True,
+    )
+    for label, text in _run_lines(run):
+        console.print(f"  {label + ':':<11} {text}", soft_wrap=True, highlight=False)
+    _print_problems(console, problems)
+
+
+def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
+    """(label, text) of each figure of a run, in pipeline order."""
+    lines = []
+    if run.full_reason:
+        lines.append(("Full", f"re-pulled every record: {run.full_reason}"))
+    if run.error:
+        lines.append(("Stopped", run.error))
+    lines += [
+        ("Pulled", _pulled(run)),
+        ("Linked", _linked(run)),
+        ("Scored", f"{run.scored:,} accounts; tiers {joined(run.tiers)}"),
+        ("Tiers", f"{run.tier_up:,} moved up, {run.tier_down:,} moved down"),
+        ("Written", _written(run)),
+        ("API calls", _calls(run.api_calls, run.budget_left)),
+        ("Time", joined({stage: round(s, 1) for stage, s in run.seconds.items()}) + " (s)"),
+    ]
+    if run.events_forgotten:
+        lines.append(("Log", f"{run.events_forgotten:,} per-record events past retention deleted"))
+    return lines
+
+
+def _pulled(run: RunSummary) -> str:
+    """`companies 2,000 (12 calls), contacts 9,000 (90 calls); 3 deleted or merged`."""
+    streams = ", ".join(
+        f"{stream} {figures.get('records', 0):,} ({_plural(figures.get('calls', 0), 'call')})"
+        for stream, figures in run.pulled.items()
+    )
+    extras = {
+        "deleted or merged": sum(f.get("tombstones", 0) for f in run.pulled.values()),
+        "read again and skipped": sum(f.get("reread_skipped", 0) for f in run.pulled.values()),
+        "skipped as unreadable": sum(f.get("skipped", 0) for f in run.pulled.values()),
+    }
+    more = "; ".join(f"{n:,} {what}" for what, n in extras.items() if n)
+    return (streams or "nothing") + (f"; {more}" if more else "")
+
+
+def _plural(count: int, noun: str) -> str:
+    """`1 call`, `12 calls`."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _linked(run: RunSummary) -> str:
+    orphans = sum(run.orphans.values())
+    by_reason = ", ".join(f"{_reason(r)} {n:,}" for r, n in run.orphans.items())
+    reasons = f" ({by_reason})" if by_reason else ""
+    return f"{run.linked:,} people; review queue {run.review:,}; orphans {orphans:,}{reasons}"
+
+
+def _written(run: RunSummary) -> str:
+    if run.dry_run:
+        return f"nothing (dry run); {run.planned:,} records would have been"
+    streams = f" ({joined(run.written)})" if run.written else ""
+    return (
+        f"{run.records_written:,}{streams}; {run.unchanged:,} unchanged; "
+        f"{run.held_back:,} held back; {run.failed:,} failed"
+    )
+
+
+def _calls(calls: int, left: int | None) -> str:
+    budget = "" if left is None else f"; {left:,} left in this run's budget"
+    return f"{calls:,}{budget}"
+
+
+def _print_problems(console: Console, problems: list[RunEvent]) -> None:
+    failed = [e for e in problems if e.action == "failed"]
+    skipped = [e for e in problems if e.action == "skipped"]
+    if not problems:
+        console.print("No failed or skipped records.")
+    if failed:
+        table = Table(title="Failed records (the CRM's answer)")
+        for column in ("object", "record", "CRM code", "message"):
+            table.add_column(column)
+        for e in failed:
+            table.add_row(e.object or "", e.record_id or "", e.reason or "", e.detail or "")
+        console.print(table)
+    if skipped:
+        table = Table(title="Skipped records")
+        for column in ("stage", "object", "record", "why"):
+            table.add_column(column)
+        for e in skipped:
+            table.add_row(e.stage, e.object or "", e.record_id or "", e.reason or "")
+        console.print(table)
+
+
+def summary_json(run: RunSummary) -> str:
+    """One JSON line for a run."""
+    return json.dumps(run.as_json(), sort_keys=True)
+
+
+def event_json(event: RunEvent) -> str:
+    """One JSON line for a per-record event."""
+    plain: dict[str, Any] = event.model_dump(exclude={"id"})
+    plain["at"] = event.at.isoformat()
+    return json.dumps(plain, sort_keys=True)
+
+
+def print_explanation(console: Console, found: AccountExplanation) -> None:
+    """An account's score, its contributions, score history, people and nearby orphans."""
+    account = found.account
+    where = account.domain or account.website or "no domain"
+    console.print(f"{account.name} ({account.id}, {where})", soft_wrap=True, highlight=False)
+    disqualified = (
+        f", disqualified: {found.disqualified_reason}" if found.disqualified_reason else ""
+    )
+    topic = f", topic {found.topic}" if found.topic else ""
+    console.print(
+        f"Score {found.score} ({found.tier_label}){disqualified}{topic}, as of "
+        f"{found.scored_at:%d %b %Y %H:%M} UTC, model {found.model_version} "
+        f"({found.model_kind})",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(f"  {found.model_reason}", soft_wrap=True, highlight=False)
+    _print_contributions(console, found)
+    _print_history(console, found)
+    _print_people(console, "Linked people", found.people, orphans=False)
+    console.print(f"Nearby orphans: {found.nearby_method}.", soft_wrap=True, highlight=False)
+    _print_people(console, "Nearby orphans", found.nearby_orphans, orphans=True)
+
+
+def _print_contributions(console: Console, found: AccountExplanation) -> None:
+    table = Table(title="Why this score (strongest first)")
+    table.add_column("points", justify="right")
+    table.add_column("reason")
+    for item in found.contributions:
+        table.add_row(f"{item.points:+.1f}", item.sentence)
+    if not found.contributions:
+        table.add_row("", "no signal or firmographic worth half a point")
+    console.print(table)
+
+
+def _print_history(console: Console, found: AccountExplanation) -> None:
+    """One line a written score: when, score, tier, model, and the account it was written on."""
+    console.print("Score history, newest first (what was written to the CRM):")
+    for entry in found.history[:_HISTORY_SHOWN]:
+        merged = "" if entry.account_id == found.account.id else f"  merged from {entry.account_id}"
+        reason = f"  {entry.reasons[0]}" if entry.reasons else ""
+        _line(
+            console,
+            f"  {entry.scored_at:%d %b %Y %H:%M}  {entry.score:>3g}  {entry.tier:<12} "
+            f"{entry.model_version}{merged}{reason}",
+        )
+    if not found.history:
+        console.print("  never written yet")
+    if len(found.history) > _HISTORY_SHOWN:
+        console.print(f"  and {len(found.history) - _HISTORY_SHOWN:,} older")
+
+
+def _print_people(
+    console: Console, title: str, people: tuple[PersonLink, ...], *, orphans: bool
+) -> None:
+    """One line a person: id, kind, name and email, the link rule and its confidence."""
+    console.print(f"{title} ({len(people):,}):")
+    for person in people[:_PEOPLE_SHOWN]:
+        confidence = "" if person.confidence is None else f" {person.confidence:.2f}"
+        email = f" <{person.email}>" if person.email else ""
+        name = f" {person.name}" if person.name else ""
+        line = f"  {person.id} {person.kind}{name}{email}  {person.rule or ''}{confidence}"
+        if orphans:
+            line += f'  company "{person.company or ""}"; orphan: {person.orphan_reason}'
+        _line(console, line)
+    if len(people) > _PEOPLE_SHOWN:
+        console.print(f"  and {len(people) - _PEOPLE_SHOWN:,} more")
+
+
+def _line(console: Console, text: str) -> None:
+    """A line as it is: not wrapped (so ids and emails stay whole), no colour guessed."""
+    console.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
+def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
+    """Tier counts, which model scored and why, and the top accounts."""
+    book = preview.book
+    console.print(
+        f"Scored {len(book.account_ids):,} accounts from the mirror with "
+        f"{book.scores.model_version} ({book.model_kind}); nothing pulled or written",
+        soft_wrap=True,
+    )
+    console.print(f"  {preview.model_reason}", soft_wrap=True, highlight=False)
+    console.print(f"Tiers: {joined(preview.tiers)}")
+    table = Table(title=f"Top {len(preview.top)} accounts")
+    for column in ("account", "name", "domain", "score", "tier"):
+        table.add_column(column, justify="right" if column == "score" else "left")
+    for account, score, tier in preview.top:
+        table.add_row(account.id, account.name, account.domain or "", f"{score}", tier)
+    console.print(table)

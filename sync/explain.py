@@ -1,0 +1,325 @@
+"""One account explained from the state database alone, and the mirror scored without a run.
+
+    found = explain_account(session, setup, matching, "acme.com", now)
+    preview = score_mirror(session, setup, now)
+
+`explain_account` finds the account by id, domain or name, scores the mirror with the current
+model as the run does (`sync.scoring_state.score_book`), and gathers the account's contributions,
+its score history (newest first, following merges loser -> survivor), its linked people, and the
+orphans near it: orphan people the matcher would link to it were it the only account
+(`sync.matching.match_people` against this one account, names compared at
+`NEARBY_NAME_SIMILARITY`), so "near" means what matching means by a domain or name match.
+No CRM call: everything comes from the mirror and the run log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from scoring.tiers import tier_label
+from sync.config import MatchingSettings
+from sync.matching import REASONS, match_people
+from sync.scoring_state import Book, ScoringSetup, score_book
+from sync.state import Account, CurrentScore, Person, ScoringModelRow
+from sync.writeback import account_scores, score_history
+
+__all__ = [
+    "NEARBY_METHOD",
+    "NEARBY_NAME_SIMILARITY",
+    "AccountExplanation",
+    "AccountNotFound",
+    "AmbiguousAccount",
+    "Contribution",
+    "HistoryEntry",
+    "MirrorScores",
+    "PersonLink",
+    "explain_account",
+    "find_account",
+    "model_status",
+    "score_mirror",
+]
+
+NEARBY_NAME_SIMILARITY = 80  # looser than linking's default 92: near, not the same
+NEARBY_METHOD = (
+    "orphans the matcher (sync.matching) would link to this account were it the only one: "
+    f"same email domain or website, same company name, or a name {NEARBY_NAME_SIMILARITY}% "
+    "similar"
+)
+ORPHAN_REASONS = ("company_not_in_crm", "personal_email_no_company", "missing_data")
+_CANDIDATES_SHOWN = 10
+
+
+class AccountNotFound(LookupError):
+    """No live account has that id, domain or name."""
+
+
+class AmbiguousAccount(LookupError):
+    """Several accounts answer to the name given; ``candidates`` lists them."""
+
+    def __init__(self, query: str, candidates: list[Account]) -> None:
+        self.query, self.candidates = query, candidates
+        super().__init__(f"{len(candidates)} accounts match {query!r}")
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One reason behind a score: its term, its signed points, the sentence a rep reads."""
+
+    key: str
+    points: float
+    sentence: str
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """A score that was written, and the account it was written on (a merged one's own id)."""
+
+    scored_at: datetime
+    account_id: str
+    score: float
+    tier: str
+    model_version: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PersonLink:
+    """A lead or contact and how it is (or could be) linked to the account."""
+
+    id: str
+    kind: str
+    name: str
+    email: str | None
+    company: str | None
+    rule: str | None
+    confidence: float | None
+    orphan_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountExplanation:
+    """Everything `handoff explain` shows about one account."""
+
+    account: Account
+    score: int
+    tier: str
+    tier_label: str
+    model_version: str
+    model_kind: str
+    model_reason: str
+    scored_at: datetime
+    topic: str | None
+    disqualified_reason: str | None
+    contributions: tuple[Contribution, ...]
+    history: tuple[HistoryEntry, ...]
+    people: tuple[PersonLink, ...]
+    nearby_orphans: tuple[PersonLink, ...]
+    nearby_method: str = NEARBY_METHOD
+
+
+@dataclass(frozen=True)
+class MirrorScores:
+    """The mirror scored and tiered as a run would, nothing written."""
+
+    book: Book
+    tiers: dict[str, int]  # tier label -> accounts
+    top: tuple[tuple[Account, int, str], ...]  # (account, score, tier label), best first
+    model_reason: str
+
+
+def find_account(session: Session, query: str) -> Account:
+    """The live account with this id (a merged one's survivor), else this domain (then website),
+    else this name (exactly, then containing it, case-insensitive); raises `AccountNotFound` or
+    `AmbiguousAccount`."""
+    by_id = session.get(Account, query)
+    while by_id is not None and by_id.is_deleted and by_id.merged_into:
+        by_id = session.get(Account, by_id.merged_into)
+    if by_id is not None and not by_id.is_deleted:
+        return by_id
+    if by_id is not None:
+        raise AccountNotFound(
+            f"account {by_id.id} ({by_id.name}) was deleted in the CRM; it is no longer scored"
+        )
+    text = query.strip().lower()
+    live = select(Account).where(col(Account.is_deleted).is_(False)).order_by(col(Account.id))
+    bare = text.removeprefix("https://").removeprefix("http://").removeprefix("www.").rstrip("/")
+    domain = func.lower(Account.domain) == bare
+    website = func.lower(Account.website).contains(bare)
+    exact = func.lower(Account.name) == text
+    partial = func.lower(Account.name).contains(text)
+    for condition in ([domain, website] if "." in bare else []) + [exact, partial]:
+        found = list(session.exec(live.where(condition).limit(_CANDIDATES_SHOWN + 1)))
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise AmbiguousAccount(query, found)
+    raise AccountNotFound(f"no account has the id, domain or name {query!r}")
+
+
+def explain_account(
+    session: Session, setup: ScoringSetup, matching: MatchingSettings, query: str, now: datetime
+) -> AccountExplanation:
+    """The account ``query`` names, explained as scored at its last run (else at ``now``)."""
+    account = find_account(session, query)
+    current = session.get(CurrentScore, account.id)
+    at = current.scored_at if current is not None else now
+    book = score_book(session, setup, at)
+    scored = account_scores(book, setup.tiers, at).get(account.id)
+    if scored is None:
+        raise AccountNotFound(f"account {account.id} is not scored (it has no live record)")
+    explanation = scored.explanation
+    return AccountExplanation(
+        account=account,
+        score=scored.score,
+        tier=scored.tier,
+        tier_label=tier_label(scored.tier, setup.tiers),
+        model_version=scored.model_version,
+        model_kind=book.model_kind,
+        model_reason=model_status(session, setup, book),
+        scored_at=at,
+        topic=scored.topic,
+        disqualified_reason=scored.disqualified_reason,
+        contributions=tuple(
+            Contribution(key, points, sentence)
+            for key, points, sentence in zip(
+                explanation.keys, explanation.points, explanation.reasons, strict=False
+            )
+        ),
+        history=_history(session, account.id),
+        people=_linked_people(session, account.id),
+        nearby_orphans=_nearby_orphans(session, account, matching),
+    )
+
+
+def score_mirror(
+    session: Session, setup: ScoringSetup, now: datetime, top: int = 10
+) -> MirrorScores:
+    """Score and tier every live account of the mirror as of ``now``, as the run's score and
+    tier stages do, writing nothing; the tier counts and the ``top`` accounts."""
+    book = score_book(session, setup, now)
+    scores = account_scores(book, setup.tiers, now)
+    tiers: dict[str, int] = {}
+    for score in scores.values():
+        label = str(score.values["tier"])
+        tiers[label] = tiers.get(label, 0) + 1
+    best = sorted(scores.values(), key=lambda s: (-s.score, s.account_id))[:top]
+    accounts = {
+        a.id: a
+        for a in session.exec(
+            select(Account).where(col(Account.id).in_([s.account_id for s in best]))
+        )
+    }
+    shown = tuple((accounts[s.account_id], s.score, str(s.values["tier"])) for s in best)
+    return MirrorScores(book, tiers, shown, model_status(session, setup, book))
+
+
+def model_status(session: Session, setup: ScoringSetup, book: Book) -> str:
+    """Which model scores and why: the promoted predictive one, or the rules (cold start)."""
+    promoted = session.exec(
+        select(ScoringModelRow)
+        .where(col(ScoringModelRow.promoted).is_(True))
+        .order_by(col(ScoringModelRow.created_at).desc())
+    ).first()
+    version = book.scores.model_version
+    if book.model_kind == "predictive":
+        assert promoted is not None
+        return f"the predictive model {version} scores, promoted {promoted.created_at:%d %b %Y}"
+    if setup.model.model == "rules":
+        return f"the rules model {version} scores: [scoring] model = rules"
+    if promoted is not None:
+        return (
+            f"the rules model {version} scores: the signals in the settings changed since "
+            f"{promoted.version} was trained; `handoff train` fits a model on them"
+        )
+    latest = session.exec(
+        select(ScoringModelRow).order_by(col(ScoringModelRow.created_at).desc())
+    ).first()
+    if latest is not None and latest.reason:
+        return f"the rules model {version} scores (cold start): {latest.reason}"
+    return (
+        f"the rules model {version} scores (cold start): no predictive model has been promoted; "
+        "`handoff train` fits one once the org has enough history"
+    )
+
+
+def _history(session: Session, account_id: str) -> tuple[HistoryEntry, ...]:
+    """Written scores, newest first, with those of every account merged into this one."""
+    rows = reversed(score_history(session, account_id))
+    return tuple(
+        HistoryEntry(
+            row.scored_at,
+            row.account_id,
+            row.score,
+            row.tier,
+            row.model_version,
+            tuple(str(c.get("reason", "")) for c in row.contributions),
+        )
+        for row in rows
+    )
+
+
+def _linked_people(session: Session, account_id: str) -> tuple[PersonLink, ...]:
+    """Live people linked to the account, strongest link first."""
+    people = session.exec(
+        select(Person)
+        .where(Person.matched_account_id == account_id, col(Person.is_deleted).is_(False))
+        .order_by(col(Person.match_confidence).desc(), col(Person.id))
+    )
+    return tuple(_person(p, p.match_rule, p.match_confidence) for p in people)
+
+
+def _nearby_orphans(
+    session: Session, account: Account, matching: MatchingSettings
+) -> tuple[PersonLink, ...]:
+    """Orphans the matcher links to this account when it is the only one to choose from."""
+    orphans = {
+        p.id: p
+        for p in session.exec(
+            select(Person).where(
+                col(Person.is_deleted).is_(False),
+                col(Person.matched_account_id).is_(None),
+                col(Person.orphan_reason).in_(ORPHAN_REASONS),
+            )
+        )
+    }
+    if not orphans:
+        return ()
+    accounts = pl.DataFrame(
+        [{"account_id": account.id, "name": account.name, "website": account.website,
+          "domain": account.domain, "country": account.country}],
+        schema=dict.fromkeys(("account_id", "name", "website", "domain", "country"), pl.String),
+    )  # fmt: skip
+    people = pl.DataFrame(
+        [{"person_id": p.id, "email": p.email, "company": p.company, "country": p.country,
+          "phone": p.phone} for p in orphans.values()],
+        schema=dict.fromkeys(("person_id", "email", "company", "country", "phone"), pl.String),
+    )  # fmt: skip
+    near = matching.model_copy(
+        update={"fuzzy_threshold": min(matching.fuzzy_threshold, NEARBY_NAME_SIMILARITY)}
+    )
+    found = match_people(accounts, people, near).frame.filter(pl.col("status") != "orphan")
+    ranked = found.sort("confidence", "person_id", descending=[True, False], nulls_last=True)
+    return tuple(
+        _person(orphans[row["person_id"]], row["rule"], row["confidence"])
+        for row in ranked.iter_rows(named=True)
+    )
+
+
+def _person(person: Person, rule: str | None, confidence: float | None) -> PersonLink:
+    name = " ".join(part for part in (person.first_name, person.last_name) if part)
+    reason = person.orphan_reason
+    return PersonLink(
+        person.id,
+        person.kind,
+        name,
+        person.email,
+        person.company,
+        None if rule is None else str(rule),
+        confidence,
+        REASONS.get(reason, reason) if reason in ORPHAN_REASONS else None,
+    )
