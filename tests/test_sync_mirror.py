@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlmodel import col, select
 
-from connectors.protocol import Checkpoint, Cursor, Item, Record, Summary, Tombstone
+from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Summary, Tombstone
 from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS, WRITTEN_BACK, Stream
 from sync import Store
 from sync.mirror import ENTITY_TABLES, StreamPull, mirror_stream, mirror_streams
@@ -472,3 +472,25 @@ def test_a_record_that_cannot_be_stored_on_an_upsert_is_skipped_alone(
 def _mirror_all(store: Store, pulls: Mapping[str, Sequence[Item]]) -> list[StreamPull]:
     """Mirror every scripted stream in one stage."""
     return list(mirror_streams(store, Scripted(pulls), T0, streams=list(pulls)))  # type: ignore[arg-type]
+
+
+def test_a_full_pull_of_some_streams_reads_only_those_from_their_start(store: Store) -> None:
+    asked: dict[str, Cursor | None] = {}
+
+    class Recording(Scripted):
+        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
+            asked[stream] = cursor
+            yield from super().pull(stream, cursor)
+
+    pulls = _org()
+    list(mirror_streams(store, Recording(pulls), T0, streams=["Account", "Task"]))  # type: ignore[arg-type]
+    again = mirror_streams(
+        store,
+        Recording(pulls),  # type: ignore[arg-type]
+        T0,
+        streams=["Account", "Task"],
+        full={"Task"},
+    )
+    pulled = {p.stream: p for p in again}
+    assert asked["Task"] == FULL_LOAD and asked["Account"] != FULL_LOAD
+    assert not pulled["Task"].first_load  # its table holds rows: upserted
