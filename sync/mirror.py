@@ -1,25 +1,34 @@
 """Mirror: pull every stream since its saved cursor into the state database.
 
-Rows and cursor land in one transaction per checkpoint (rule 6), so a run stopped anywhere
-resumes at the last page it committed. Tombstones are applied: a deleted or archived record is
-marked deleted; a merged one also names its survivor, and a merged account's people, activities
-and opportunities move to the survivor (score history stays append-only: replay follows
-`merged_into`). A record re-read inside the connector's overlap window is skipped when the
-mirror already holds that version, so an activity is counted once. A record that cannot be
-stored (a required value missing, a value outside a closed vocabulary) is skipped with its
-reason; the rest of the page lands.
+Rows and cursor land in one transaction (rule 6): a pull's checkpoints are gathered until the
+transaction holds `COMMIT_EVERY` items, then everything before the latest one commits with its
+cursor, so a run stopped anywhere resumes at the last checkpoint committed. Tombstones are
+applied in the order they came with the rows: a deleted or archived record is marked deleted; a
+merged one also names its survivor, and a merged account's people, activities and opportunities
+move to the survivor (score history stays append-only: replay follows `merged_into`). A record
+re-read inside the connector's overlap window is skipped when the mirror already holds that
+version, so an activity is counted once. A record that cannot be stored (a required value
+missing, a value outside a closed vocabulary or beyond its column, one the database refuses) is
+skipped with its reason; the rest of the page lands.
+
+No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
+order, value adapters, checks) that turns its records into plain tuples, which `Store.write_rows`
+upserts with one prepared statement. A table empty when the stage begins is a first load: its
+secondary indexes are dropped until every stream is in, and on PostgreSQL its rows go in by
+COPY (`mirror_streams`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Table, update
-from sqlmodel import Session, SQLModel, col, delete, select
+from sqlalchemy import Table, delete, update
+from sqlmodel import Session, SQLModel, col, select
 
 from connectors.protocol import (
     FULL_LOAD,
@@ -40,11 +49,20 @@ from sync.state import (
     CurrentScore,
     Opportunity,
     Person,
+    StateError,
+    SyncCursor,
     User,
 )
-from sync.store import Store, canonical_value
+from sync.store import Adapter, Store, plain_value
 
-__all__ = ["ENTITY_TABLES", "MirrorEvent", "StreamPull", "mirror_stream", "row_problem"]
+__all__ = [
+    "COMMIT_EVERY",
+    "ENTITY_TABLES",
+    "MirrorEvent",
+    "StreamPull",
+    "mirror_stream",
+    "mirror_streams",
+]
 
 ENTITY_TABLES: dict[Entity, type[SQLModel]] = {
     "account": Account,
@@ -53,21 +71,30 @@ ENTITY_TABLES: dict[Entity, type[SQLModel]] = {
     "opportunity": Opportunity,
     "user": User,
 }
+# items (records and tombstones) a transaction gathers before it commits at the next checkpoint:
+# a HubSpot page holds 100, and a commit per page would cost more than the rows
+COMMIT_EVERY = 10_000
+# what the mirror sets on every row it stores, besides its id and both stamps
+_MIRROR_SETS: Mapping[str, Any] = {"is_deleted": False, "merged_into": None}
 # columns the mirror fills itself, whatever the record carries
-_OWN_COLUMNS = frozenset({"id", "crm_modified_at", "synced_at", "is_deleted", "merged_into"})
+_OWN_COLUMNS = frozenset({"id", "crm_modified_at", "synced_at", "crm_owned", *_MIRROR_SETS})
 _VOCABULARIES: dict[str, Mapping[str, tuple[str, ...]]] = {
     "person": {"kind": PERSON_KINDS},
     "crm_user": {"role": USER_ROLES},
 }
-# where a merged record's dependants point: table -> columns naming an account / a person
-_ACCOUNT_REFERENCES: tuple[tuple[type[SQLModel], str], ...] = (
-    (Person, "account_id"),
-    (Person, "matched_account_id"),
-    (Person, "converted_account_id"),
-    (Activity, "account_id"),
-    (Opportunity, "account_id"),
-)
-_PERSON_REFERENCES: tuple[tuple[type[SQLModel], str], ...] = ((Activity, "person_id"),)
+# what an adapter raises for a value its column cannot hold (`Store.adapters`)
+_BAD_VALUES = (StateError, ValueError, TypeError, OverflowError)
+# where a merged record's dependants point: table -> (table, column) naming an account / person
+_REFERENCES: dict[str, tuple[tuple[type[SQLModel], str], ...]] = {
+    "account": (
+        (Person, "account_id"),
+        (Person, "matched_account_id"),
+        (Person, "converted_account_id"),
+        (Activity, "account_id"),
+        (Opportunity, "account_id"),
+    ),
+    "person": ((Activity, "person_id"),),
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +115,7 @@ class StreamPull:
     stored: int = 0
     tombstones: int = 0
     reread_skipped: int = 0
+    first_load: bool = False  # its rows went in as new: its table was empty when the stage began
     skipped: dict[str, int] = field(default_factory=dict)
     summary: Summary | None = None
     events: list[MirrorEvent] = field(default_factory=list)
@@ -96,6 +124,35 @@ class StreamPull:
         """Count a record left out, with its reason."""
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         self.events.append(MirrorEvent(self.stream, record_id, "skipped", reason))
+
+
+def mirror_streams(
+    store: Store,
+    connector: Connector,
+    now: datetime,
+    *,
+    streams: Iterable[str] | None = None,
+    full: bool | Collection[str] = False,
+    move_cursor: bool = True,
+) -> Iterator[StreamPull]:
+    """Mirror ``streams`` (default: every stream of the connector) in turn, yielding each pull;
+    ``full`` (True, or the names of some streams) pulls those from their start.
+
+    A table empty when the stage begins is a first load: its secondary indexes are dropped
+    until every stream is in, and built then (also when the stage stops early; those a killed
+    run left unbuilt are built when the next stage first reaches the table).
+    """
+    names = list(connector.streams if streams is None else streams)
+    saved = {} if full is True else _saved_cursors(store, connector.crm)
+    for stream in () if isinstance(full, bool) else full:
+        saved.pop(stream, None)
+    loads = _FirstLoads(store, [_table_of(connector, name) for name in names])
+    try:
+        for stream in names:
+            cursor = saved.get(stream, FULL_LOAD)
+            yield _mirror(store, connector, stream, cursor, now, loads, move_cursor=move_cursor)
+    finally:
+        loads.finish()
 
 
 def mirror_stream(
@@ -109,64 +166,349 @@ def mirror_stream(
 ) -> StreamPull:
     """Pull ``stream`` since its saved cursor (everything with ``full``) into the mirror.
 
-    Each checkpoint commits the rows before it together with its cursor; with ``move_cursor``
-    False (a dry run) the rows are stored but the cursor stays where it was.
+    Rows commit with the cursor of the checkpoint after them; with ``move_cursor`` False (a dry
+    run) the rows are stored but the cursor stays where it was.
     """
-    entity = connector.streams[stream].entity
-    model = ENTITY_TABLES[entity]
-    pulled = StreamPull(stream)
-    cursor = FULL_LOAD if full else _saved_cursor(store, connector.crm, stream)
-    page: list[Record | Tombstone] = []
-    for item in connector.pull(stream, cursor):
-        if isinstance(item, Record | Tombstone):
-            page.append(item)
-        elif isinstance(item, Checkpoint):
-            saved = item.cursor if move_cursor else None
-            _commit_page(store, connector.crm, model, page, pulled, now, saved)
-            page = []
-        elif isinstance(item, Summary):
-            pulled.summary = item
-    if page:  # a pull never ends without a checkpoint; rows after the last one wait for the next
-        _commit_page(store, connector.crm, model, page, pulled, now, None)
+    mirrored = mirror_streams(
+        store, connector, now, streams=[stream], full=full, move_cursor=move_cursor
+    )
+    [pulled] = mirrored
     return pulled
 
 
-def _saved_cursor(store: Store, crm: str, stream: str) -> Cursor:
-    """The connector's cursor as saved by the last committed page (a full load before any)."""
+def _mirror(
+    store: Store,
+    connector: Connector,
+    stream: str,
+    cursor: Cursor,
+    now: datetime,
+    loads: _FirstLoads,
+    *,
+    move_cursor: bool,
+) -> StreamPull:
+    """One stream's pull from ``cursor``, committed a batch of checkpoints at a time."""
+    table = _table_of(connector, stream)
+    pulled = StreamPull(stream)
+    pulled.first_load = loads.first(table) or _resuming(cursor)
+    rows = _StreamRows(store, connector.crm, table, now, pulled, new=pulled.first_load)
+    pending: list[Record | Tombstone] = []
+    covered: Cursor | None = None
+    for item in connector.pull(stream, cursor):
+        if isinstance(item, Record | Tombstone):
+            pending.append(item)
+        elif isinstance(item, Checkpoint):
+            covered = item.cursor if move_cursor else None
+            if len(pending) >= COMMIT_EVERY:
+                rows.commit(pending, covered)
+                pending, covered = [], None
+        elif isinstance(item, Summary):
+            pulled.summary = item
+    if pending or covered is not None:
+        # a pull ends with a checkpoint; rows after it (if any) are stored and read again later
+        rows.commit(pending, covered)
+    return pulled
+
+
+def _saved_cursors(store: Store, crm: str) -> dict[str, Cursor]:
+    """The connector's cursors as saved by the last committed pages, by stream (a stream
+    missing has never been pulled: a full load)."""
     with store.session() as session:
-        saved = store.get_cursor(session, crm, stream)
-    if saved is None:
-        return FULL_LOAD
-    return Cursor(
-        saved.value,
-        frozenset(saved.ids_at_value),
-        saved.resume,
-        saved.read_at,
-        saved.archive_read_at,
+        saved = session.exec(select(SyncCursor).where(col(SyncCursor.connector) == crm))
+        return {
+            cursor.object: Cursor(
+                cursor.value,
+                frozenset(cursor.ids_at_value),
+                cursor.resume,
+                cursor.read_at,
+                cursor.archive_read_at,
+            )
+            for cursor in saved
+        }
+
+
+def _table_of(connector: Connector, stream: str) -> Table:
+    """The table ``stream`` of ``connector`` is mirrored into."""
+    return _table(ENTITY_TABLES[connector.streams[stream].entity])
+
+
+def _resuming(cursor: Cursor) -> bool:
+    """Whether ``cursor`` goes on with a first load a stopped run began (its rows are new)."""
+    return cursor.value is None and cursor.resume is not None
+
+
+class _FirstLoads:
+    """The tables a mirror stage loads first (empty when it began) and their indexes."""
+
+    def __init__(self, store: Store, tables: Iterable[Table]) -> None:
+        """Decide which of ``tables`` are first loaded and drop their secondary indexes; build
+        those of the others that a run killed mid-load left unbuilt."""
+        self._store = store
+        named = {table.name: table for table in tables}
+        with store.session() as session:
+            self._loading = {n: t for n, t in named.items() if store.is_empty(session, t)}
+            for table in self._loading.values():
+                store.drop_indexes(session, table)
+            loaded = [table for name, table in named.items() if name not in self._loading]
+            store.build_indexes(session, loaded)
+
+    def first(self, table: Table) -> bool:
+        """Whether ``table`` is first loaded this stage."""
+        return table.name in self._loading
+
+    def finish(self) -> None:
+        """Build the secondary indexes of every table loaded."""
+        if not self._loading:
+            return
+        with self._store.session() as session:
+            self._store.build_indexes(session, list(self._loading.values()), analyze=True)
+        self._loading = {}
+
+
+class _StreamRows:
+    """One stream's records stored as rows of its table, a transaction at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        crm: str,
+        table: Table,
+        now: datetime,
+        pulled: StreamPull,
+        *,
+        new: bool,
+    ) -> None:
+        self._store = store
+        self._crm = crm
+        self._table = table
+        self._now = now
+        self._pulled = pulled
+        self._new = new  # rows go in as new (COPY) until one turns out to be held already
+        self._shapes: dict[tuple[str, ...], _Shape] = {}
+        [stamp] = store.adapters(table, ["synced_at"])
+        self._synced = now if stamp is None else stamp(now)
+        [self._adapt_stamp] = store.adapters(table, ["crm_modified_at"])
+
+    def commit(self, items: Sequence[Record | Tombstone], cursor: Cursor | None) -> None:
+        """One transaction: the items' rows and tombstones in order, and (unless None) the
+        cursor that covers them."""
+        with self._store.session() as session:
+            self._store.commit_lazily(session)
+            held = _held_versions(self._store, session, self._table, items)
+            records: list[Record] = []
+            for item in items:
+                if isinstance(item, Record):
+                    records.append(item)
+                    continue
+                self._write(session, records, held)
+                records = []
+                _bury(session, self._table, item, self._now)
+                self._pulled.tombstones += 1
+                self._pulled.events.append(_tombstone_event(item))
+            self._write(session, records, held)
+            if cursor is not None:
+                stream = self._pulled.stream
+                _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
+
+    def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> list[Record]:
+        """The records less re-reads of versions the mirror holds already (same id, modified
+        no later)."""
+        fresh = []
+        for record in records:
+            stamp = held.get(record.id) if record.reread else None
+            mine = None if stamp is None else self._stamp(record.modified_at)
+            if mine is not None and stamp >= mine:
+                self._pulled.reread_skipped += 1
+            else:
+                fresh.append(record)
+        return fresh
+
+    def _stamp(self, value: datetime) -> Any:
+        """A modification stamp as the database holds it (SQLite: text that sorts as time);
+        None for one it cannot hold, whose record goes on to be skipped with the reason."""
+        try:
+            return value if self._adapt_stamp is None else self._adapt_stamp(value)
+        except _BAD_VALUES:
+            return None
+
+    def _write(
+        self, session: Session, records: Sequence[Record], held: Mapping[str, datetime]
+    ) -> None:
+        """Store the records that can be, a statement per field set; count the others."""
+        if held:
+            records = self._fresh(records, held)
+        latest = {record.id: record for record in records}  # given twice: the latest version
+        groups: dict[tuple[str, ...], list[Record]] = {}
+        for record in latest.values():
+            groups.setdefault(tuple(record.values), []).append(record)
+        for keys, group in groups.items():
+            shape = self._shapes.get(keys) or self._shape(keys)
+            rows = shape.rows(group, self._synced, self._pulled.skip)
+            written = self._store.write_rows(
+                session, self._table, shape.columns, rows, update=shape.update, new=self._new
+            )
+            self._new = self._new and written.all_new
+            self._pulled.stored += written.stored
+            for row, reason in written.refused:
+                self._pulled.skip(row[shape.id_at], reason)
+
+    def _shape(self, keys: tuple[str, ...]) -> _Shape:
+        shape = self._shapes[keys] = _Shape.of(self._store, self._table, keys)
+        return shape
+
+
+@dataclass(frozen=True, eq=False)
+class _Shape:
+    """How records carrying one set of fields become rows of one table, worked out once.
+
+    A row is the record's own columns, ``crm_owned`` (on tables that keep our fields as the CRM
+    holds them), the id, both stamps, what the mirror sets, then the defaults a new row gets
+    (``update`` leaves those out, so a conflict keeps what the row holds).
+    """
+
+    columns: tuple[str, ...]
+    update: tuple[str, ...]
+    picked: tuple[str, ...]  # the record's fields stored in columns of their own
+    adapters: tuple[Adapter | None, ...]  # one per picked field
+    owned: tuple[str, ...] | None  # fields kept in crm_owned; None where the table has none
+    owned_text: Adapter
+    stamp: Adapter
+    tail: tuple[Any, ...]  # what the mirror sets, then the defaults of new rows
+    required: tuple[tuple[str, int | None], ...]  # (column, picked position or None)
+    vocabularies: tuple[tuple[str, int, tuple[str, ...]], ...]  # (column, position, allowed)
+    id_at: int
+
+    @classmethod
+    def of(cls, store: Store, table: Table, keys: Sequence[str]) -> _Shape:
+        """The shape of records with fields ``keys`` in ``table``."""
+        owned = WRITTEN_BACK if "crm_owned" in table.c else None
+        picked = tuple(
+            k
+            for k in dict.fromkeys(keys)
+            if k in table.c and k not in _OWN_COLUMNS and k not in (owned or ())
+        )
+        sets = [name for name in _MIRROR_SETS if name in table.c]
+        head = (*picked, *(["crm_owned"] if owned else []), "id", "crm_modified_at", "synced_at")
+        update = (*head, *sets)
+        defaults = _new_row_defaults(table, update)
+        columns = (*update, *defaults)
+        adapters = store.adapters(table, columns)
+        tail = [_MIRROR_SETS[name] for name in sets] + list(defaults.values())
+        return cls(
+            columns=columns,
+            update=update,
+            picked=picked,
+            adapters=adapters[: len(picked)],
+            owned=owned,
+            owned_text=(owned and adapters[columns.index("crm_owned")]) or json.dumps,
+            stamp=adapters[columns.index("crm_modified_at")] or _as_is,
+            tail=tuple(
+                v if v is None or a is None else a(v)
+                for v, a in zip(tail, adapters[len(head) :], strict=True)
+            ),
+            required=_required(table, picked),
+            vocabularies=tuple(
+                (name, picked.index(name), allowed)
+                for name, allowed in _VOCABULARIES.get(table.name, {}).items()
+                if name in picked
+            ),
+            id_at=columns.index("id"),
+        )
+
+    def rows(
+        self, records: Sequence[Record], synced: Any, skip: Callable[[str, str], None]
+    ) -> list[tuple[Any, ...]]:
+        """The records as rows of plain values ready for the database, built a column at a
+        time; a record that cannot be stored is skipped with its reason."""
+        values = [record.values for record in records]
+        bad: dict[int, str] = {}  # position -> why that record cannot be stored
+        columns = [
+            _adapted([v[key] for v in values], adapt, key, bad)
+            for key, adapt in zip(self.picked, self.adapters, strict=True)
+        ]
+        self._check(columns, len(values), bad)
+        if self.owned is not None:
+            columns.append(_adapted(values, self._owned, "crm_owned", bad))
+        stamps = _adapted([r.modified_at for r in records], self.stamp, "modified", bad)
+        ids = [record.id for record in records]
+        rows = list(zip(*columns, ids, stamps, repeat(synced), *map(repeat, self.tail)))
+        if not bad:
+            return rows
+        for at, reason in bad.items():
+            skip(ids[at], reason)
+        return [row for at, row in enumerate(rows) if at not in bad]
+
+    def _owned(self, values: Mapping[str, Any]) -> Any:
+        """Our fields as the CRM holds them, as ``crm_owned`` stores them."""
+        assert self.owned is not None
+        owned = {k: plain_value(v) for k in self.owned if (v := values.get(k)) is not None}
+        return self.owned_text(owned)
+
+    def _check(self, columns: Sequence[list[Any]], count: int, bad: dict[int, str]) -> None:
+        """Note the records missing a required value or with one outside its vocabulary."""
+        for name, at in self.required:
+            if at is None:
+                for position in range(count):
+                    bad.setdefault(position, f"no {name}")
+            elif None in columns[at]:
+                for position, value in enumerate(columns[at]):
+                    if value is None:
+                        bad.setdefault(position, f"no {name}")
+        for name, at, allowed in self.vocabularies:
+            for position, value in enumerate(columns[at]):
+                if value is not None and value not in allowed:
+                    reason = f"{name} {value!r} is not one of {', '.join(allowed)}"
+                    bad.setdefault(position, reason)
+
+
+def _adapted(raw: list[Any], adapt: Adapter | None, name: str, bad: dict[int, str]) -> list[Any]:
+    """``raw`` values made ready for the database by ``adapt`` (None stays None); a value it
+    refuses becomes None, its position noted in ``bad`` with the reason."""
+    if adapt is None:
+        return raw
+    try:
+        return [None if value is None else adapt(value) for value in raw]
+    except _BAD_VALUES:
+        pass
+    adapted: list[Any] = []
+    for position, value in enumerate(raw):
+        try:
+            adapted.append(None if value is None else adapt(value))
+        except _BAD_VALUES as error:
+            bad.setdefault(position, f"{name}: {error}")
+            adapted.append(None)
+    return adapted
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _new_row_defaults(table: Table, given: Sequence[str]) -> dict[str, Any]:
+    """The scalar defaults of the columns a row does not give (a new row gets them)."""
+    return {
+        column.name: column.default.arg  # type: ignore[attr-defined]
+        for column in table.c
+        if column.name not in given and column.default is not None and column.default.is_scalar
+    }
+
+
+def _required(table: Table, picked: Sequence[str]) -> tuple[tuple[str, int | None], ...]:
+    """The columns a record must give a value (in table order) and where they sit among the
+    picked fields (None: not delivered at all)."""
+    return tuple(
+        (column.name, picked.index(column.name) if column.name in picked else None)
+        for column in table.c
+        if not column.nullable and not column.primary_key and column.name not in _OWN_COLUMNS
     )
 
 
-def _commit_page(
-    store: Store,
-    crm: str,
-    model: type[SQLModel],
-    items: Sequence[Record | Tombstone],
-    pulled: StreamPull,
-    now: datetime,
-    cursor: Cursor | None,
-) -> None:
-    """One transaction: the page's rows, its tombstones, and (unless None) its cursor."""
-    with store.session() as session:
-        records = [i for i in items if isinstance(i, Record)]
-        fresh = _not_yet_seen(session, model, records, pulled)
-        rows = _rows(model, fresh, pulled, now)
-        pulled.stored += store.upsert(session, model, rows)
-        for tombstone in (i for i in items if isinstance(i, Tombstone)):
-            _bury(session, model, tombstone, now)
-            pulled.tombstones += 1
-            pulled.events.append(_tombstone_event(tombstone))
-        if cursor is not None:
-            _save_cursor(store, session, crm, pulled.stream, cursor, now)
+def _held_versions(
+    store: Store, session: Session, table: Table, items: Iterable[Record | Tombstone]
+) -> dict[str, Any]:
+    """The modification stamps the mirror holds for the records re-read among ``items``, as
+    the database holds them (compared with stamps adapted alike: `_StreamRows._stamp`)."""
+    reread = [i.id for i in items if isinstance(i, Record) and i.reread]
+    return store.held_values(session, table, "crm_modified_at", reread) if reread else {}
 
 
 def _save_cursor(
@@ -186,87 +528,8 @@ def _save_cursor(
     )
 
 
-def _not_yet_seen(
-    session: Session, model: type[SQLModel], records: Sequence[Record], pulled: StreamPull
-) -> list[Record]:
-    """The page's records less those re-read in the overlap window whose version the mirror
-    already holds (same id, modified no later)."""
-    reread = [r.id for r in records if r.reread]
-    if not reread:
-        return list(records)
-    table = _table(model)
-    held = dict(
-        session.execute(
-            select(table.c.id, table.c.crm_modified_at).where(col(table.c.id).in_(reread))
-        ).all()
-    )
-    kept = []
-    for record in records:
-        stamp = held.get(record.id)
-        if record.reread and stamp is not None and stamp >= record.modified_at:
-            pulled.reread_skipped += 1
-            continue
-        kept.append(record)
-    return kept
-
-
-def _rows(
-    model: type[SQLModel], records: Iterable[Record], pulled: StreamPull, now: datetime
-) -> list[dict[str, Any]]:
-    """Table rows of the records that can be stored; the others are counted with their reason."""
-    table = _table(model)
-    columns = set(table.c.keys())
-    rows: dict[str, dict[str, Any]] = {}
-    for record in records:
-        row = _row(record, columns, now)
-        problem = row_problem(table, row)
-        if problem:
-            pulled.skip(record.id, problem)
-            continue
-        rows[record.id] = row  # a page may hold a record twice: its latest version wins
-    return list(rows.values())
-
-
-def _row(record: Record, columns: set[str], now: datetime) -> dict[str, Any]:
-    """A record as a row of its table; on tables that keep them, our own fields as the CRM holds
-    them go to ``crm_owned`` (an activity's ``topic`` is its own)."""
-    values = record.values
-    owned = WRITTEN_BACK if "crm_owned" in columns else ()
-    row = {k: v for k, v in values.items() if k in columns and k not in owned}
-    if owned:
-        row["crm_owned"] = {k: _json_ready(values[k]) for k in owned if values.get(k) is not None}
-    row.update(
-        id=record.id,
-        crm_modified_at=record.modified_at,
-        synced_at=now,
-        is_deleted=False,
-        merged_into=None,
-    )
-    return row
-
-
-def _json_ready(value: Any) -> Any:
-    """A value as JSON keeps it (datetimes as UTC ISO text), compared later by canonical text."""
-    return json.loads(canonical_value(value))
-
-
-def row_problem(table: Table, row: Mapping[str, Any]) -> str | None:
-    """Why a row cannot be stored (a required value missing, a value outside its vocabulary)."""
-    for column in table.c:
-        if column.nullable or column.primary_key or column.name in _OWN_COLUMNS:
-            continue
-        if row.get(column.name) is None and column.name != "crm_owned":
-            return f"no {column.name}"
-    for name, allowed in _VOCABULARIES.get(table.name, {}).items():
-        value = row.get(name)
-        if value is not None and value not in allowed:
-            return f"{name} {value!r} is not one of {', '.join(allowed)}"
-    return None
-
-
-def _bury(session: Session, model: type[SQLModel], tombstone: Tombstone, now: datetime) -> None:
+def _bury(session: Session, table: Table, tombstone: Tombstone, now: datetime) -> None:
     """Mark a record deleted; a merged one names its survivor and hands it its dependants."""
-    table = _table(model)
     survivor = tombstone.merged_into if tombstone.reason == "merged" else None
     session.execute(
         update(table)
@@ -275,14 +538,14 @@ def _bury(session: Session, model: type[SQLModel], tombstone: Tombstone, now: da
     )
     if survivor is None:
         return
-    references = {Account: _ACCOUNT_REFERENCES, Person: _PERSON_REFERENCES}.get(model, ())
-    for dependant, column in references:
+    for dependant, column in _REFERENCES.get(table.name, ()):
         target = _table(dependant)
         session.execute(
             update(target).where(target.c[column] == tombstone.id).values({column: survivor})
         )
-    if model is Account:
-        session.exec(delete(CurrentScore).where(col(CurrentScore.account_id) == tombstone.id))
+    if table.name == "account":
+        scores = _table(CurrentScore)
+        session.execute(delete(scores).where(scores.c.account_id == tombstone.id))
 
 
 def _tombstone_event(tombstone: Tombstone) -> MirrorEvent:

@@ -28,7 +28,7 @@ from scoring.tiers import TIER_ORDER, tier_label
 from sync.config import MatchingSettings
 from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
-from sync.mirror import StreamPull, mirror_stream
+from sync.mirror import StreamPull, mirror_streams
 from sync.runlog import FullResync, forget_events, full_resync
 from sync.scoring_state import Book, ScoringSetup, score_cycle, settle
 from sync.state import SyncRun
@@ -185,16 +185,15 @@ class _Run:
 
 def _mirror(run: _Run) -> None:
     """Pull every stream since its cursor into the mirror."""
-    for number, stream in enumerate(run.connector.streams):
-        pulled = mirror_stream(
-            run.store,
-            run.connector,
-            stream,
-            run.now,
-            full=_pulls_all(run, stream),
-            move_cursor=not run.report.dry_run,
-        )
-        run.report.pulled[stream] = _pulled_figures(pulled)
+    mirrored = mirror_streams(
+        run.store,
+        run.connector,
+        run.now,
+        full={stream for stream in run.connector.streams if _pulls_all(run, stream)},
+        move_cursor=not run.report.dry_run,
+    )
+    for number, pulled in enumerate(mirrored):
+        run.report.pulled[pulled.stream] = _pulled_figures(pulled)
         for e in pulled.events:
             run.event("mirror", e.action, e.object, e.record_id, e.reason)
         run.tick("mirror", number + 1, len(run.connector.streams))

@@ -9,19 +9,43 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cache
 from itertools import islice
 from types import TracebackType
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Engine, Executable, Insert, Table, create_engine, event, func
+import psycopg
+from psycopg import sql
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Engine,
+    Executable,
+    Float,
+    Insert,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, StatementError
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.schema import DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
@@ -35,9 +59,10 @@ from sync.state import (
     StoreOpenError,
     SyncCursor,
     SyncRun,
+    UTCDateTime,
 )
 
-__all__ = ["Store", "canonical_value"]
+__all__ = ["Adapter", "Store", "Written", "canonical_value", "plain_value"]
 
 Rows = Iterable[Mapping[str, Any]]
 StatementFor = Callable[[tuple[str, ...]], Executable]
@@ -45,10 +70,38 @@ StatementFor = Callable[[tuple[str, ...]], Executable]
 _BATCH_SIZE = 5_000
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
-# busy_timeout first, so the pragmas after it wait out another connection's lock
-_SQLITE_PRAGMAS = ("busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL")
+# busy_timeout first, so the pragmas after it wait out another connection's lock; a 64 MiB page
+# cache (SQLite's default is 2 MiB) keeps a large mirror's key index in memory while it loads
+_SQLITE_PRAGMAS = (
+    "busy_timeout=30000",
+    "foreign_keys=ON",
+    "synchronous=NORMAL",
+    "cache_size=-65536",
+)
 _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+Adapter = Callable[[Any], Any]
+# what a database refuses in one row (a value out of range, a constraint); anything else, such as
+# a lost connection or a locked database, is no fault of the row and ends the transaction
+_ROW_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,  # a value of a type SQLite cannot bind
+    OverflowError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+)
+
+
+@dataclass
+class Written:
+    """What `Store.write_rows` did: rows stored, rows the database refused (each with its
+    reason), and whether rows given as new really all were (one already held sends them, and
+    should send the rows after them, the upsert way)."""
+
+    stored: int = 0
+    refused: list[tuple[tuple[Any, ...], str]] = field(default_factory=list)
+    all_new: bool = True
 
 
 class Store:
@@ -165,6 +218,115 @@ class Store:
             return statement.on_conflict_do_nothing(index_elements=primary_key)
         excluded = {key: statement.excluded[key] for key in changing}
         return statement.on_conflict_do_update(index_elements=primary_key, set_=excluded)
+
+    def adapters(self, table: Table, columns: Sequence[str]) -> tuple[Adapter | None, ...]:
+        """Per column, what turns a Python value (never None) into what this database's driver
+        takes on the bulk paths (`write_rows`), or None where the value goes as it is.
+
+        Raises `NaiveDatetimeError` for a datetime without a timezone and `ValueError` for an
+        integer the column cannot hold, so the caller can skip that row with the reason.
+        """
+        return tuple(_adapter(self.dialect, table.c[name]) for name in columns)
+
+    def write_rows(
+        self,
+        session: Session,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        update: Sequence[str] | None = None,
+        new: bool = False,
+    ) -> Written:
+        """Store plain tuples (values in `columns` order, made ready by `adapters`) in the
+        caller's transaction: inserted, or updated in place by primary key.
+
+        On conflict only the `update` columns change (default: every column given), so a column
+        filled only for new rows (a default) is not overwritten. With `new` the rows are
+        expected to be absent and go in by COPY on PostgreSQL; a key already held sends them
+        the upsert way instead. SQLite inserts and upserts with one prepared statement
+        (executemany). Rows the database refuses are left out, each with its reason; the rest
+        land.
+        """
+        connection = _driver_connection(session)
+        written = Written()
+        if new and self.dialect == "postgresql":
+            try:
+                with _savepoint(connection, self.dialect):
+                    _copy(connection, table, tuple(columns), rows)
+                written.stored = len(rows)
+                return written
+            except (*_ROW_ERRORS, TypeError, ValueError):
+                written.all_new = False
+        keep = tuple(columns) if update is None else tuple(update)
+        statement = _upsert_sql(self.dialect, table, tuple(columns), keep)
+        _write_carefully(connection, self.dialect, statement, rows, written)
+        return written
+
+    def held_values(
+        self, session: Session, table: Table, column: str, keys: Sequence[Any]
+    ) -> dict[Any, Any]:
+        """`column` of the rows of `table` whose primary key is among `keys`, by key, as the
+        driver reads it (no type processing: SQLite's datetimes are their text, which sorts as
+        the values `adapters` makes do)."""
+        [key] = [c.name for c in table.primary_key]
+        marker = "?" if self.dialect == "sqlite" else "%s"
+        held: dict[Any, Any] = {}
+        with _cursor(_driver_connection(session)) as cursor:
+            for chunk in _batches(keys, _IN_CHUNK):
+                cursor.execute(
+                    f"SELECT {_quoted(self.dialect, key)}, {_quoted(self.dialect, column)}"
+                    f" FROM {_quoted(self.dialect, table.name)}"
+                    f" WHERE {_quoted(self.dialect, key)} IN ({', '.join([marker] * len(chunk))})",
+                    chunk,
+                )
+                held.update(cursor.fetchall())
+        return held
+
+    def is_empty(self, session: Session, table: Table) -> bool:
+        """Whether `table` holds no row."""
+        return session.execute(select(literal(1)).select_from(table).limit(1)).first() is None
+
+    def drop_indexes(self, session: Session, table: Table) -> None:
+        """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it."""
+        for index in table.indexes:
+            session.execute(DropIndex(index, if_exists=True))
+
+    def build_indexes(
+        self, session: Session, tables: Sequence[Table], *, analyze: bool = False
+    ) -> None:
+        """Create whichever secondary indexes of `tables` are missing (one catalog read for
+        all); with `analyze`, refresh PostgreSQL's statistics of them after a bulk load."""
+        if not tables:
+            return
+        connection = session.connection()
+        names = self._index_names(session, [table.name for table in tables])
+        for table in tables:
+            for index in table.indexes:
+                if index.name not in names:
+                    index.create(connection)
+            if analyze and self.dialect == "postgresql":
+                session.execute(text(f"ANALYZE {_quoted(self.dialect, table.name)}"))
+
+    def _index_names(self, session: Session, tables: Sequence[str]) -> set[str]:
+        """The names of the indexes the database holds on `tables` (one light catalog read)."""
+        if self.dialect == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN :tables"
+        else:
+            query = (
+                "SELECT indexname FROM pg_indexes"
+                " WHERE schemaname = current_schema() AND tablename IN :tables"
+            )
+        statement = text(query).bindparams(bindparam("tables", expanding=True))
+        return {row[0] for row in session.execute(statement, {"tables": list(tables)})}
+
+    def commit_lazily(self, session: Session) -> None:
+        """On PostgreSQL, let this transaction's commit return before its write-ahead log is on
+        disk (``synchronous_commit`` off): a crash of the database server may lose the whole
+        transaction, never part of it, which suits rows pulled again with their cursor. SQLite
+        in WAL mode with ``synchronous=NORMAL`` commits so already."""
+        if self.dialect == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
     def get_cursor(self, session: Session, connector: str, object: str) -> SyncCursor | None:
         """The saved cursor of one object of one connector, or None before its first pull."""
@@ -315,6 +477,12 @@ def canonical_value(value: Any) -> str:
     return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def plain_value(value: Any) -> Any:
+    """`value` as JSON keeps it and `canonical_value` compares it (UTC ISO datetimes, 80.0 as
+    80), without the round trip through text."""
+    return _plain(value)
+
+
 def _plain(value: Any) -> Any:
     """`value` with datetimes, dates and integral floats made JSON-comparable."""
     if isinstance(value, datetime):
@@ -330,6 +498,180 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
     return value
+
+
+def _adapter(dialect: str, column: Column[Any]) -> Adapter | None:
+    """What turns a value of `column` into what `dialect`'s driver takes (None: as it is)."""
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return _sqlite_stamp if dialect == "sqlite" else _aware
+    if isinstance(kind, JSON):
+        return json.dumps
+    if isinstance(kind, Date):
+        return date.isoformat if dialect == "sqlite" else None
+    if isinstance(kind, Integer):
+        return _int8 if isinstance(kind, BigInteger) else _int4
+    if isinstance(kind, Float):
+        return float
+    return None
+
+
+def _aware(value: datetime) -> datetime:
+    """`value` itself, refused if it is naive (PostgreSQL would read it as local time)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetimeError(f"naive datetime {value.isoformat()} refused")
+    return value
+
+
+def _sqlite_stamp(value: datetime) -> str:
+    """The text SQLAlchemy stores a UTC datetime as on SQLite (`UTCDateTime`), so both paths
+    write the same and compare alike: ``2026-11-01 09:00:00.000000``."""
+    if value.tzinfo is not UTC:
+        value = _aware(value).astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # less "+00:00"
+
+
+def _int4(value: int) -> int:
+    """`value` if an INTEGER column holds it (PostgreSQL's binary COPY would wrap it silently)."""
+    if not isinstance(value, int):
+        raise TypeError(f"{value!r} is not an integer")
+    if not -(2**31) <= value < 2**31:
+        raise ValueError(f"{value} is out of range for an integer column")
+    return value
+
+
+def _int8(value: int) -> int:
+    """`value` if a BIGINT column holds it."""
+    if not isinstance(value, int):
+        raise TypeError(f"{value!r} is not an integer")
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{value} is out of range for a bigint column")
+    return value
+
+
+# PostgreSQL's binary COPY types of our column types (json's binary form is its text)
+_COPY_TYPES: tuple[tuple[type[Any], str], ...] = (
+    (UTCDateTime, "timestamptz"),
+    (JSON, "text"),
+    (Date, "date"),
+    (BigInteger, "int8"),
+    (Integer, "int4"),
+    (Float, "float8"),
+    (Boolean, "bool"),
+    (String, "text"),
+)
+
+
+def _copy_type(column: Column[Any]) -> str | None:
+    """The binary COPY type of `column`, or None if it has none here (text COPY then)."""
+    return next((name for kind, name in _COPY_TYPES if isinstance(column.type, kind)), None)
+
+
+def _copy(
+    connection: Any, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """COPY `rows` into `table`: binary when every column's type is known, text otherwise."""
+    types = [_copy_type(table.c[name]) for name in columns]
+    binary = None not in types
+    statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+        sql.Identifier(table.name),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(" (FORMAT BINARY)" if binary else ""),
+    )
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        if binary:
+            copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+@cache
+def _upsert_sql(
+    dialect: str, table: Table, columns: tuple[str, ...], update: tuple[str, ...]
+) -> str:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns, with positional
+    parameters in `columns` order."""
+    key = [column.name for column in table.primary_key]
+    marker = "?" if dialect == "sqlite" else "%s"
+    names = ", ".join(_quoted(dialect, name) for name in columns)
+    changing = [_quoted(dialect, name) for name in update if name not in key]
+    conflict = f"ON CONFLICT ({', '.join(_quoted(dialect, name) for name in key)}) DO "
+    if changing:
+        conflict += "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
+    else:
+        conflict += "NOTHING"
+    values = ", ".join([marker] * len(columns))
+    return f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values}) {conflict}"
+
+
+def _quoted(dialect: str, name: str) -> str:
+    """An identifier quoted as `dialect` wants it (only where needed)."""
+    preparer = (sqlite if dialect == "sqlite" else postgresql).dialect().identifier_preparer
+    return str(preparer.quote(name))
+
+
+def _driver_connection(session: Session) -> Any:
+    """The driver's own connection (sqlite3 or psycopg) under `session`, in its transaction."""
+    return session.connection().connection.driver_connection
+
+
+@contextmanager
+def _savepoint(connection: Any, dialect: str) -> Iterator[None]:
+    """A savepoint on the driver's connection: rolled back if the block raises.
+
+    sqlite3 opens its transaction only before a data change, and a SAVEPOINT opened outside one
+    would start (and its RELEASE commit) a transaction of its own, so one is begun first.
+    """
+    if dialect == "sqlite" and not connection.in_transaction:
+        connection.execute("BEGIN")
+    connection.execute("SAVEPOINT bulk_rows")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK TO SAVEPOINT bulk_rows")
+        connection.execute("RELEASE SAVEPOINT bulk_rows")
+        raise
+    connection.execute("RELEASE SAVEPOINT bulk_rows")
+
+
+def _write_carefully(
+    connection: Any,
+    dialect: str,
+    statement: str,
+    rows: Sequence[tuple[Any, ...]],
+    written: Written,
+) -> None:
+    """Execute `statement` for every row (executemany); if the database refuses the batch,
+    halve it until the refused rows are found, and store the rest."""
+    if not rows:
+        return
+    try:
+        with _savepoint(connection, dialect), _cursor(connection) as cursor:
+            cursor.executemany(statement, rows)
+        written.stored += len(rows)
+    except _ROW_ERRORS as error:
+        if len(rows) == 1:
+            written.refused.append((rows[0], _reason(error)))
+            return
+        half = len(rows) // 2
+        _write_carefully(connection, dialect, statement, rows[:half], written)
+        _write_carefully(connection, dialect, statement, rows[half:], written)
+
+
+@contextmanager
+def _cursor(connection: Any) -> Iterator[Any]:
+    """A cursor of the driver's connection, closed after the block (sqlite3's is no context
+    manager)."""
+    cursor = connection.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+def _reason(error: Exception) -> str:
+    """The database's reason for refusing a row, on one line."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _normalise_url(url: str) -> URL:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from uuid import uuid4
@@ -74,15 +75,22 @@ def pg_url_fixture() -> str:
     return pg_url()
 
 
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    """URL of a PostgreSQL schema made for this test alone and dropped after it."""
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """URL of a PostgreSQL schema made for the block alone and dropped after it."""
     schema = f"t_{uuid4().hex}"
     _run_admin(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     try:
         yield pg_url(schema)
     finally:
         _run_admin(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """URL of a PostgreSQL schema made for this test alone and dropped after it."""
+    with pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

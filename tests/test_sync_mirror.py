@@ -1,21 +1,27 @@
 """The mirror stage on its own: what streams deliver fits the tables; dirty records are skipped
-with a reason while the rest land; re-reads count once; an empty stream's cursor is kept."""
+with a reason while the rest land; re-reads count once; an empty stream's cursor is kept; a
+first load (COPY on PostgreSQL, indexes built after) stores exactly what upserts store; a
+transaction holds a checkpoint's rows and its cursor or neither."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlalchemy import inspect, text
+from sqlmodel import col, select
 
-from connectors.protocol import Checkpoint, Cursor, Item, Record, Summary, Tombstone
+from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Summary, Tombstone
 from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS, WRITTEN_BACK, Stream
 from sync import Store
-from sync.mirror import ENTITY_TABLES, StreamPull, mirror_stream
-from sync.state import Account, Activity, Person, SyncCursor
+from sync.mirror import ENTITY_TABLES, StreamPull, mirror_stream, mirror_streams
+from sync.state import Account, Activity, Opportunity, Person, SyncCursor
+from tests.conftest import pg_schema
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 _ALL_STREAMS = [*SALESFORCE_STREAMS.values(), *HUBSPOT_STREAMS.values()]
@@ -101,6 +107,19 @@ def test_an_overlap_reread_of_a_known_version_is_not_stored_again(store: Store) 
     assert pulled.reread_skipped == 1 and names == {"001A": "Firm 001A", "001B": "Firm 001B"}
 
 
+def test_an_overlap_reread_of_a_newer_version_is_stored(store: Store) -> None:
+    later = T0 + timedelta(microseconds=1)  # the smallest step a stored stamp tells apart
+    _mirror(store, "Account", _account("001A", T0), Checkpoint("Account", Cursor(T0)))
+    again = [
+        _account("001A", later, reread=True, name="renamed"),
+        Checkpoint("Account", Cursor(later)),
+    ]
+    pulled = _mirror(store, "Account", *again, at=later)
+    with store.session() as session:
+        account = session.get(Account, "001A")
+    assert pulled.reread_skipped == 0 and account is not None and account.name == "renamed"
+
+
 def test_an_empty_streams_cursor_without_a_value_is_kept(store: Store) -> None:
     pulls = {
         "CampaignMember": [
@@ -145,3 +164,333 @@ def test_a_merged_account_hands_its_activity_to_the_survivor(store: Store) -> No
 def _mirror(store: Store, stream: str, *items: Item, at: datetime = T0) -> StreamPull:
     """Mirror one scripted pull of ``stream``."""
     return mirror_stream(store, Scripted({stream: items}), stream, at)  # type: ignore[arg-type]
+
+
+# --- the first load and the upsert store alike ------------------------------------------------
+
+_TABLES = ("account", "person", "activity", "opportunity")
+
+
+def _org(prefix: str = "") -> dict[str, list[Item]]:
+    """A small org as the Salesforce streams deliver it, every kind of value included (owned
+    fields, integral floats, dates, nulls), with a checkpoint every few records."""
+    accounts = [
+        _account(
+            f"{prefix}001{n:03d}",
+            T0 + timedelta(minutes=n),
+            website=f"https://firm{n}.example",
+            domain=f"firm{n}.example",
+            country="DE" if n % 2 else None,
+            employees=40 * n,
+            revenue=1_250_000.5 * n,
+            is_customer=n % 3 == 0,
+            created_at=T0 - timedelta(days=400 + n),
+            score=80.0 if n % 2 else None,
+            tier="AE" if n % 2 else None,
+            scored_at=T0 if n % 2 else None,
+        )
+        for n in range(9)
+    ]
+    people = [
+        Record(
+            "Lead",
+            f"{prefix}00Q{n:03d}",
+            T0 + timedelta(seconds=n),
+            {
+                "kind": "lead",
+                "first_name": f"Ada{n}",
+                "email": f"ada{n}@firm{n % 9}.example",
+                "company": f"Firm {n % 9}",
+                "is_converted": False,
+                "matched_account_id": f"{prefix}001000",  # owned: kept in crm_owned
+            },
+        )
+        for n in range(12)
+    ]
+    touches = [
+        Record(
+            "Task",
+            f"{prefix}00T{n:03d}",
+            T0 + timedelta(seconds=n),
+            {
+                "type": "pricing_page" if n % 2 else "call",
+                "occurred_at": T0 - timedelta(hours=n, microseconds=n),
+                "person_id": f"{prefix}00Q{n % 12:03d}",
+                "account_id": None if n % 2 else f"{prefix}001{n % 9:03d}",
+                "topic": "security" if n % 5 == 0 else None,
+                "rep_touch": n % 2 == 0,
+            },
+        )
+        for n in range(20)
+    ]
+    deals = [
+        Record(
+            "Opportunity",
+            f"{prefix}006{n:03d}",
+            T0,
+            {
+                "account_id": f"{prefix}001{n:03d}",
+                "name": f"Deal {n}",
+                "amount": 48_000,  # an int where the column is a float
+                "opened_at": T0 - timedelta(days=30),
+                "close_date": date(2026, 12, 24),
+                "is_closed": n == 0,
+                "is_won": False,
+            },
+        )
+        for n in range(3)
+    ]
+    streams = {"Account": accounts, "Lead": people, "Task": touches, "Opportunity": deals}
+    return {name: _paged(name, records) for name, records in streams.items()}
+
+
+def _paged(stream: str, records: Sequence[Record], every: int = 4) -> list[Item]:
+    """The records with a checkpoint after every ``every`` of them, and a summary."""
+    items: list[Item] = []
+    for start in range(0, len(records), every):
+        page = records[start : start + every]
+        items += [*page, Checkpoint(stream, Cursor(max(r.modified_at for r in page)))]
+    return [*items, Summary(stream, records=len(records))]
+
+
+def _raw_rows(store: Store, table: str, leave_out: str = "SEED") -> list[tuple[Any, ...]]:
+    """A table's rows as the database holds them (no ORM types), by id."""
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY id")
+        return [tuple(row) for row in rows if not row.id.startswith(leave_out)]
+
+
+@pytest.fixture
+def second_store(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    """Another fresh database on the backend of ``store``."""
+    with ExitStack() as stack:
+        if store_url.startswith("sqlite"):
+            url = f"sqlite:///{tmp_path / 'second.db'}"
+        else:
+            url = stack.enter_context(pg_schema())
+        yield stack.enter_context(Store.open(url))
+
+
+def test_a_first_load_stores_exactly_what_upserts_store(
+    store: Store, second_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.mirror.COMMIT_EVERY", 5)  # several transactions a stream
+    loaded = _mirror_all(store, _org())
+    seeded = second_store
+    _mirror_all(seeded, _org(prefix="SEED"))  # the tables hold rows: every stream upserts
+    upserted = _mirror_all(seeded, _org())
+    assert all(p.first_load for p in loaded) and not any(p.first_load for p in upserted)
+    for table in _TABLES:
+        assert _raw_rows(store, table) == _raw_rows(seeded, table), table
+        assert len(_raw_rows(store, table)) > 0
+
+
+def test_rows_stored_in_bulk_read_back_as_the_orm_wrote_them(store: Store) -> None:
+    _mirror_all(store, _org())
+    with store.session() as session:
+        account = session.get(Account, "001001")
+        recent = session.exec(select(Activity).where(col(Activity.occurred_at) >= T0)).all()
+        deal = session.get(Opportunity, "006000")
+        lead = session.get(Person, "00Q001")
+    assert account is not None and account.created_at == T0 - timedelta(days=401)
+    assert account.crm_owned == {"score": 80, "tier": "AE", "scored_at": T0.isoformat()}
+    assert account.revenue == 1_250_000.5 and account.synced_at == T0
+    assert [a.id for a in recent] == ["00T000"]  # compared in SQL, as text on SQLite
+    assert deal is not None and deal.amount == 48_000.0 and deal.close_date == date(2026, 12, 24)
+    assert lead is not None and lead.crm_owned == {"matched_account_id": "001000"}
+    assert lead.matched_account_id is None  # the link is ours to set, not the CRM's
+
+
+def test_a_first_load_builds_the_secondary_indexes_after_it(store: Store) -> None:
+    seen_during: dict[str, set[str]] = {}
+
+    class Watching(Scripted):
+        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
+            seen_during[stream] = _index_names(store, ENTITY_TABLES[_ENTITY[stream]])
+            yield from super().pull(stream, cursor)
+
+    list(mirror_streams(store, Watching(_org()), T0, streams=_ENTITY))  # type: ignore[arg-type]
+    for stream, entity in _ENTITY.items():
+        model = ENTITY_TABLES[entity]
+        expected = {index.name for index in model.__table__.indexes}  # type: ignore[attr-defined]
+        assert expected and _index_names(store, model) == expected
+        assert seen_during[stream] == set(), f"{stream} loaded with its indexes in place"
+
+
+def test_indexes_a_killed_first_load_left_out_are_built_by_the_next_run(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.mirror.COMMIT_EVERY", 1)
+
+    class Killed(Scripted):
+        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
+            yield from list(super().pull(stream, cursor))[:5]  # a page and its checkpoint
+            raise KeyboardInterrupt  # the process stopped mid-load
+
+    with pytest.raises(KeyboardInterrupt):
+        list(mirror_streams(store, Killed(_org()), T0, streams=["Task"]))  # type: ignore[arg-type]
+    assert _index_names(store, Activity) == _all_indexes(Activity)  # built on the way out
+    with store.session() as session:
+        session.execute(text("DROP INDEX ix_activity_person_occurred"))  # as after a SIGKILL
+    pulled = mirror_stream(store, Scripted(_org()), "Task", T0)  # type: ignore[arg-type]
+    assert not pulled.first_load and _index_names(store, Activity) == _all_indexes(Activity)
+
+
+_ENTITY = {"Account": "account", "Lead": "person", "Task": "activity", "Opportunity": "opportunity"}
+
+
+def _index_names(store: Store, model: type[Any]) -> set[str]:
+    names = {i["name"] for i in inspect(store.engine).get_indexes(model.__tablename__)}
+    return {name for name in names if name}
+
+
+def _all_indexes(model: type[Any]) -> set[str]:
+    return {index.name for index in model.__table__.indexes}
+
+
+# --- one transaction a checkpoint -------------------------------------------------------------
+
+
+def test_a_checkpoints_rows_and_cursor_commit_together_or_not_at_all(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.mirror.COMMIT_EVERY", 1)  # a transaction per checkpoint
+    first, second = Cursor(T0, frozenset({"001A", "001B"})), Cursor(T0 + timedelta(hours=1))
+    pull = [
+        _account("001A", T0),
+        _account("001B", T0),
+        Checkpoint("Account", first),
+        _account("001C", T0 + timedelta(hours=1)),
+        Checkpoint("Account", second),
+    ]
+    saving = store.set_cursor
+
+    def failing_on_the_second(*args: Any, **kwargs: Any) -> Any:
+        if args[3] == second.value:  # the cursor's value
+            raise RuntimeError("the database went away")
+        return saving(*args, **kwargs)
+
+    monkeypatch.setattr(store, "set_cursor", failing_on_the_second)
+    with pytest.raises(RuntimeError):
+        _mirror(store, "Account", *pull)
+    with store.session() as session:
+        stored = sorted(a.id for a in session.exec(select(Account)))
+        cursor = session.get(SyncCursor, ("salesforce", "Account"))
+    assert stored == ["001A", "001B"]  # 001C went with the cursor that failed
+    assert cursor is not None and cursor.value == T0 and cursor.ids_at_value == ["001A", "001B"]
+
+
+def test_checkpoints_gather_into_one_transaction_up_to_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.mirror.COMMIT_EVERY", 6)
+    commits: list[int] = []
+    begin = store.session
+
+    def counted() -> Any:
+        commits.append(1)
+        return begin()
+
+    monkeypatch.setattr(store, "session", counted)
+    pulled = _mirror(store, "Task", *_org()["Task"])  # 20 records, a checkpoint every 4
+    # the cursor read, the decision on the table, 4 commits of 8, 8 and 4, the indexes built
+    assert pulled.stored == 20 and len(commits) == 1 + 1 + 3 + 1
+
+
+def test_tombstones_apply_in_order_with_the_rows(store: Store) -> None:
+    _mirror(
+        store,
+        "Account",
+        _account("001A", T0),
+        _account("001B", T0),
+        Checkpoint("Account", Cursor(T0)),
+    )
+    later = T0 + timedelta(minutes=1)
+    _mirror(
+        store,
+        "Account",
+        Tombstone("Account", "001A", later, "deleted"),
+        _account("001A", later + timedelta(seconds=1)),  # restored from the recycle bin
+        _account("001B", later),
+        Tombstone("Account", "001B", later + timedelta(seconds=1), "deleted"),
+        Checkpoint("Account", Cursor(later)),
+    )
+    with store.session() as session:
+        deleted = {a.id: a.is_deleted for a in session.exec(select(Account))}
+    assert deleted == {"001A": False, "001B": True}
+
+
+# --- dirty records on the bulk paths ----------------------------------------------------------
+
+
+def test_dirty_records_are_skipped_on_a_first_load_while_the_rest_land(
+    store: Store, store_url: str
+) -> None:
+    naive = datetime(2026, 11, 1, 9, 0)  # the dirty value under test
+    pull = [
+        _account("001A", T0),
+        _account("001B", T0, employees=10**10),
+        _account("001C", T0, created_at=naive),
+        _account("001D", T0, name=None),
+        _account("001E", T0, name="Nul\x00 Byte GmbH"),
+        _account("001F", T0),
+        Checkpoint("Account", Cursor(T0)),
+    ]
+    pulled = _mirror(store, "Account", *pull)
+    with store.session() as session:
+        stored = sorted(a.id for a in session.exec(select(Account)))
+    reasons = {e.record_id: e.reason for e in pulled.events}
+    assert pulled.first_load
+    assert "out of range" in reasons["001B"] and "naive" in reasons["001C"]
+    assert reasons["001D"] == "no name"
+    if store_url.startswith("postgresql"):  # PostgreSQL's text holds no NUL: it refuses the row
+        assert "001E" in reasons and stored == ["001A", "001F"]
+    else:
+        assert stored == ["001A", "001E", "001F"]
+    assert sum(pulled.skipped.values()) == len(reasons) and pulled.stored == len(stored)
+
+
+def test_a_record_that_cannot_be_stored_on_an_upsert_is_skipped_alone(
+    store: Store, store_url: str
+) -> None:
+    _mirror(store, "Account", _account("001A", T0), Checkpoint("Account", Cursor(T0)))
+    later = T0 + timedelta(minutes=1)
+    pull = [_account(f"001{n}", later) for n in "BCDEFG"]
+    pull[1] = _account("001C", later, name="Nul\x00 Byte GmbH")  # PostgreSQL refuses it
+    pull[3] = _account("001E", later, employees=-(2**40))
+    pulled = _mirror(store, "Account", *pull, Checkpoint("Account", Cursor(later)), at=later)
+    with store.session() as session:
+        stored = sorted(a.id for a in session.exec(select(Account)))
+    reasons = {e.record_id: e.reason for e in pulled.events}
+    assert not pulled.first_load
+    assert reasons["001E"] == "employees: -1099511627776 is out of range for an integer column"
+    refused = {"001E", "001C"} if store_url.startswith("postgresql") else {"001E"}
+    assert set(reasons) == refused
+    assert stored == sorted({"001A", "001B", "001C", "001D", "001F", "001G"} - refused)
+
+
+def _mirror_all(store: Store, pulls: Mapping[str, Sequence[Item]]) -> list[StreamPull]:
+    """Mirror every scripted stream in one stage."""
+    return list(mirror_streams(store, Scripted(pulls), T0, streams=list(pulls)))  # type: ignore[arg-type]
+
+
+def test_a_full_pull_of_some_streams_reads_only_those_from_their_start(store: Store) -> None:
+    asked: dict[str, Cursor | None] = {}
+
+    class Recording(Scripted):
+        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
+            asked[stream] = cursor
+            yield from super().pull(stream, cursor)
+
+    pulls = _org()
+    list(mirror_streams(store, Recording(pulls), T0, streams=["Account", "Task"]))  # type: ignore[arg-type]
+    again = mirror_streams(
+        store,
+        Recording(pulls),  # type: ignore[arg-type]
+        T0,
+        streams=["Account", "Task"],
+        full={"Task"},
+    )
+    pulled = {p.stream: p for p in again}
+    assert asked["Task"] == FULL_LOAD and asked["Account"] != FULL_LOAD
+    assert not pulled["Task"].first_load  # its table holds rows: upserted

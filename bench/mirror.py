@@ -1,0 +1,353 @@
+"""Benchmark: the mirror's store side, a first load and an incremental cycle, on two databases.
+
+    python -m bench.mirror [--rows N] [--changes N] [--database sqlite|postgresql|URL ...]
+
+For each database, an org generated to hold about ``--rows`` records is served by the in-process
+Salesforce sandbox and pulled once, whole, by the real connector. Then:
+
+- **First load.** The records pulled are replayed, checkpoints and all, into empty tables through
+  `sync.mirror.mirror_streams`; only the store side is timed (the replay costs nothing), the
+  secondary indexes built after the load included: ``mirror_first_load_rows_per_s``. The same-run
+  baseline is the path the mirror took before, `Store.upsert` of a dict per row (SQLAlchemy
+  Core), on a quarter of the same records into another empty database:
+  ``first_load_vs_orm_upsert`` is the ratio.
+- **Incremental.** ``--changes`` new tasks, and a tenth as many account and lead edits, are made
+  through simple-salesforce (sObject Collections, 200 a call); then every stream is mirrored
+  from its saved cursor by the real connector over HTTP. The time spent inside the connector's
+  pull (requests, the sandbox answering, conversion) is the pull's own time and the rest of the
+  stage is the mirror's (upserts, re-read checks, cursor commits):
+  ``mirror_incremental_overhead`` = store seconds / pull seconds (goal <= 0.25), of the second
+  such cycle (the steady state; both are reported).
+
+PostgreSQL runs in a throwaway schema of the given database (default: database ``test`` on
+127.0.0.1), dropped after. `measure_mirror` is the importable entry point (`bench.pipeline`).
+The machine's load average is reported with the figures: the times are wall-clock (the first load
+also per second of this process's CPU time, which a busy machine distorts less).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
+from itertools import islice
+from typing import Any
+from uuid import uuid4
+
+import psycopg
+from psycopg import sql
+from simple_salesforce import Salesforce
+from sqlalchemy.engine import make_url
+
+from bench.common import emit, progress
+from bench.sync_run import _connector
+from connectors.protocol import (
+    FULL_LOAD,
+    Connector,
+    Cursor,
+    Item,
+    Record,
+)
+from connectors.streams import WRITTEN_BACK, Stream
+from sandbox.generator import generate_org
+from sandbox.org import Org
+from sandbox.salesforce import SalesforceOptions, client_session
+from sandbox.service import RunningSandbox, start_sandbox
+from sync.mirror import ENTITY_TABLES, mirror_streams
+from sync.store import Store, plain_value
+
+__all__ = ["DEFAULT_CHANGES", "DEFAULT_ROWS", "main", "measure_mirror"]
+
+DEFAULT_ROWS = 200_000
+DEFAULT_CHANGES = 1_000
+SEED = 7
+PG_ROLES = ("postgres", "root")  # the first that can connect serves the "postgresql" shorthand
+_PILOT_ACCOUNTS = 100  # a small org sized first, to learn the records an account brings
+_BASELINE_SHARE = 4  # the ORM-era baseline stores every 4th record
+_BATCH = 200  # records per sObject Collections call
+# incremental cycles after the first load; the last is the steady state reported (the first
+# also absorbs the load's own aftermath, such as SQLite checkpointing its write-ahead log)
+_CYCLES = 2
+
+
+def measure_mirror(
+    dialect_url: str, *, rows: int = DEFAULT_ROWS, changes: int = DEFAULT_CHANGES
+) -> dict[str, Any]:
+    """The mirror's first-load speed and incremental overhead on one database.
+
+    ``dialect_url`` is ``"sqlite"`` (a temporary file), ``"postgresql"`` (database ``test`` on
+    127.0.0.1), or a database URL: a SQLite file that does not exist yet, or a PostgreSQL
+    database in which a throwaway schema is made and dropped after. ``rows`` sizes the org (about
+    that many records), ``changes`` the new tasks of the incremental cycle. Returns
+    ``mirror_first_load_rows_per_s``, ``mirror_incremental_overhead`` and their details.
+    """
+    org = _org_of(rows)
+    with ExitStack() as stack:
+        crm = stack.enter_context(start_sandbox("salesforce", org))
+        connector = _connector(crm)
+        progress(f"pulling an org of {org.counts()['accounts']:,} accounts once")
+        pulls = {stream: list(connector.pull(stream)) for stream in connector.streams}
+        url = stack.enter_context(_database(dialect_url))
+        baseline_url = stack.enter_context(_database(dialect_url))
+        store = stack.enter_context(Store.open(url))
+        now = org.manifest.end_at
+        first = _first_load(store, connector.streams, pulls, now)
+        first["orm_upsert_rows_per_s"] = _orm_upsert_rate(baseline_url, connector, pulls, now)
+        first["first_load_vs_orm_upsert"] = round(
+            first["mirror_first_load_rows_per_s"] / first["orm_upsert_rows_per_s"], 2
+        )
+        del pulls
+        cycles = [_incremental(store, connector, crm, changes, now) for _ in range(_CYCLES)]
+    steady = cycles[-1]
+    return {
+        "database": make_url(url).get_backend_name(),
+        **first,
+        "incremental": cycles,
+        "mirror_incremental_overhead": round(steady["store_seconds"] / steady["pull_seconds"], 3),
+    }
+
+
+def _org_of(rows: int) -> Org:
+    """A generated org of about ``rows`` records, as the Salesforce streams deliver them."""
+    pilot = generate_org(_PILOT_ACCOUNTS, SEED).counts()
+    per_account = sum(n for name, n in pilot.items() if name != "dispositions") / _PILOT_ACCOUNTS
+    accounts = max(_PILOT_ACCOUNTS, math.ceil(rows / per_account))
+    progress(f"generating an org of {accounts:,} accounts (about {rows:,} records)")
+    return generate_org(accounts, SEED)
+
+
+@contextmanager
+def _database(dialect_url: str) -> Iterator[str]:
+    """The URL of an empty database for ``dialect_url`` (see `measure_mirror`), gone after."""
+    if dialect_url == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{folder}/state.db"
+        return
+    url = make_url(_pg_shorthand() if dialect_url == "postgresql" else dialect_url)
+    if url.get_backend_name() == "sqlite":
+        yield dialect_url
+        return
+    schema = f"bench_mirror_{uuid4().hex[:12]}"
+    conninfo = {
+        "host": url.host,
+        "port": url.port,
+        "dbname": url.database,
+        "user": url.username,
+        "password": url.password,
+    }
+    with psycopg.connect(autocommit=True, **{k: v for k, v in conninfo.items() if v}) as admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            options = {"options": f"-csearch_path={schema}"}
+            yield url.update_query_dict(options).render_as_string(hide_password=False)
+        finally:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _pg_shorthand() -> str:
+    """Database ``test`` on 127.0.0.1 as the first role that can connect."""
+    for role in PG_ROLES:
+        try:
+            with psycopg.connect(host="127.0.0.1", dbname="test", user=role, connect_timeout=3):
+                return f"postgresql://{role}@127.0.0.1:5432/test"
+        except psycopg.OperationalError:
+            continue
+    raise SystemExit("PostgreSQL is not reachable at 127.0.0.1:5432 (database test)")
+
+
+class _Replay:
+    """A connector that delivers recorded pulls again, at no cost."""
+
+    crm = "salesforce"
+
+    def __init__(self, streams: Mapping[str, Stream], pulls: Mapping[str, Sequence[Item]]):
+        self.streams = streams
+        self._pulls = pulls
+
+    def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
+        yield from self._pulls[stream]
+
+
+def _first_load(
+    store: Store, streams: Mapping[str, Stream], pulls: Mapping[str, Sequence[Item]], now: datetime
+) -> dict[str, Any]:
+    """The records pulled, stored into empty tables; timed on the store side alone."""
+    replay = _Replay(streams, pulls)
+    progress(f"first load into {store.url.split(':')[0]}")
+    start, cpu = time.perf_counter(), time.process_time()
+    mirrored = list(mirror_streams(store, replay, now))  # type: ignore[arg-type]
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    stored = sum(p.stored for p in mirrored)
+    assert all(p.first_load for p in mirrored), "a first load went the upsert way"
+    return {
+        "rows": stored,
+        "first_load_seconds": round(seconds, 2),
+        "mirror_first_load_rows_per_s": round(stored / seconds),
+        # against this process's CPU time, which other processes on the machine do not slow
+        # down as much: SQLite's whole work, PostgreSQL's client side only
+        "first_load_rows_per_cpu_s": round(stored / cpu),
+    }
+
+
+def _orm_upsert_rate(
+    url: str, connector: Connector, pulls: Mapping[str, Sequence[Item]], now: datetime
+) -> int:
+    """Rows per second of the path the mirror took before: a dict per row through
+    `Store.upsert`, a transaction per checkpoint, on every `_BASELINE_SHARE`th record."""
+    count, seconds = 0, 0.0
+    with Store.open(url) as store:
+        progress("baseline: the ORM-era upsert of dict rows")
+        for name, items in pulls.items():
+            model = ENTITY_TABLES[connector.streams[name].entity]
+            columns = set(model.__table__.c.keys())  # type: ignore[attr-defined]
+            records = [i for i in items if isinstance(i, Record)]
+            sample = [_dict_row(r, columns, now) for r in islice(records, 0, None, _BASELINE_SHARE)]
+            start = time.perf_counter()
+            for page in _pages(sample, 10_000):
+                with store.session() as session:
+                    store.upsert(session, model, page)
+            seconds += time.perf_counter() - start
+            count += len(sample)
+    return round(count / seconds)
+
+
+def _dict_row(record: Record, columns: set[str], now: datetime) -> dict[str, Any]:
+    """A record as the mirror's dict row before plain tuples."""
+    owned = WRITTEN_BACK if "crm_owned" in columns else ()
+    row = {k: v for k, v in record.values.items() if k in columns and k not in owned}
+    if owned:
+        row["crm_owned"] = {
+            k: plain_value(v) for k in owned if (v := record.values.get(k)) is not None
+        }
+    row.update(
+        id=record.id,
+        crm_modified_at=record.modified_at,
+        synced_at=now,
+        is_deleted=False,
+        merged_into=None,
+    )
+    return row
+
+
+def _pages(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+class _Timed:
+    """A connector whose pulls are timed: the seconds spent producing items."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.crm = connector.crm
+        self.streams = connector.streams
+        self._connector = connector
+        self.seconds = 0.0
+
+    def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
+        items = self._connector.pull(stream, cursor)
+        while True:
+            start = time.perf_counter()
+            item = next(items, None)
+            self.seconds += time.perf_counter() - start
+            if item is None:
+                return
+            yield item
+
+
+def _incremental(
+    store: Store, connector: Connector, crm: RunningSandbox, changes: int, now: datetime
+) -> dict[str, Any]:
+    """``changes`` new tasks and some edits, then every stream mirrored from its cursor:
+    the pull's own time against the mirror's."""
+    made = _make_changes(store, crm, changes)
+    timed = _Timed(connector)
+    progress(f"incremental cycle after {made:,} changes")
+    start = time.perf_counter()
+    mirrored = list(mirror_streams(store, timed, now))  # type: ignore[arg-type]
+    total = time.perf_counter() - start
+    return {
+        "changes": made,
+        "records_pulled": sum(p.summary.records for p in mirrored if p.summary),
+        "stored": sum(p.stored for p in mirrored),
+        "reread_skipped": sum(p.reread_skipped for p in mirrored),
+        "pull_seconds": round(timed.seconds, 4),
+        "store_seconds": round(total - timed.seconds, 4),
+    }
+
+
+def _make_changes(store: Store, crm: RunningSandbox, changes: int) -> int:
+    """New tasks on leads, and a tenth as many account and lead edits, through the CRM's own
+    client in batches; the number of changes made."""
+    client = Salesforce(
+        instance_url=SalesforceOptions().instance_url,
+        session_id=crm.token,
+        session=client_session(crm.base_url),
+    )
+    with store.engine.connect() as connection:
+        people = "SELECT id FROM person WHERE kind = 'lead' LIMIT 5000"
+        leads = [r[0] for r in connection.exec_driver_sql(people)]
+        firms = [r[0] for r in connection.exec_driver_sql("SELECT id FROM account LIMIT 5000")]
+    edits = max(1, changes // 10)
+    tasks = [
+        {"attributes": {"type": "Task"}, "Subject": "Visited pricing page", "Type": "Web Visit"}
+        | {"TaskSubtype": "Task", "WhoId": leads[n % len(leads)]}
+        for n in range(changes)
+    ]
+    phones = [{"attributes": {"type": "Account"}, "Id": i, "Phone": "+49 30 1"} for i in firms]
+    titles = [{"attributes": {"type": "Lead"}, "Id": i, "Title": "CFO"} for i in leads]
+    made = _send(client, "POST", tasks)
+    made += _send(client, "PATCH", phones[:edits]) + _send(client, "PATCH", titles[:edits])
+    return made
+
+
+def _send(client: Salesforce, method: str, records: Sequence[dict[str, Any]]) -> int:
+    """Records created (POST) or updated (PATCH) through sObject Collections; how many took."""
+    done = 0
+    for start in range(0, len(records), _BATCH):
+        batch = list(records[start : start + _BATCH])
+        results = client.restful(
+            "composite/sobjects", method=method, json={"allOrNone": False, "records": batch}
+        )
+        done += sum(1 for result in results if result["success"])
+    return done
+
+
+def main() -> None:
+    """Measure every database asked for and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="records of the org")
+    parser.add_argument("--changes", type=int, default=DEFAULT_CHANGES, help="new tasks")
+    parser.add_argument(
+        "--database",
+        action="append",
+        help="sqlite, postgresql or a database URL (repeatable; default: sqlite and postgresql)",
+    )
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    results = {
+        db: measure_mirror(db, rows=args.rows, changes=args.changes)
+        for db in args.database or ["sqlite", "postgresql"]
+    }
+    emit(
+        {
+            "mirror_first_load_rows_per_s": {
+                db: r["mirror_first_load_rows_per_s"] for db, r in results.items()
+            },
+            "mirror_incremental_overhead": {
+                db: r["mirror_incremental_overhead"] for db, r in results.items()
+            },
+            "goals": {"first_load_rows_per_s": 150_000, "incremental_overhead": 0.25},
+            "load_average": {"before": load_before, "after": os.getloadavg()[0]},
+            "cores": os.cpu_count(),
+            "by_database": results,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
