@@ -1,12 +1,18 @@
-"""Link: every live lead and contact to its account with `sync.matching`, stored per person.
+"""Link: live leads and contacts to their accounts with `sync.matching`, stored per person.
 
 An activity counts for its own account (``activity.account_id``), else for the account its
 person is linked to (D3); activities of people who stay orphaned or in review count for none.
 The frame functions serve the run and the benchmarks alike; `link_people` reads the mirror,
 matches, and stores each person's link, rule, confidence, or the reason it has none.
 
-This slice relinks every person each run (the matcher is vectorised: a few seconds for 2,000
-accounts and their people); linking only people changed this cycle is later work.
+Only what changed is relinked. The mirror sets ``link_pending`` on every account, person and
+opportunity row it writes (insert, update, delete, merge); linking relinks the pending people
+and the people those accounts can reach (`sync.matching.Changes`): candidates by CRM link,
+domain or name, the people linked to them before, and the review queue. Accounts also change
+for this purpose when a pending person or opportunity names them (contacts, learned domains and
+open opportunities feed the tie-breaks). The flags are cleared in the transaction that stores the
+links, so a run stopped before it relinks them next time. ``full`` relinks everyone; so does the
+first run, every row being new.
 """
 
 from __future__ import annotations
@@ -15,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import bindparam, update
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, case, func, update
+from sqlmodel import Session, SQLModel, col, select
 
 from sync.config import MatchingSettings
-from sync.matching import Matching, match_people
-from sync.state import Account, Opportunity, Person
+from sync.matching import Changes, Matching, match_people
+from sync.state import LINK_PENDING, Account, Opportunity, Person
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
@@ -32,8 +38,10 @@ def match_frames(
     people: pl.DataFrame,
     opportunities: pl.DataFrame,
     settings: MatchingSettings | None = None,
+    changes: Changes | None = None,
 ) -> Matching:
-    """`match_people` with each account's open opportunities counted (a tie-break reads them).
+    """`match_people` with each account's open opportunities counted (a tie-break reads them);
+    with ``changes``, only the people they reach.
 
     ``opportunities``: account_id, is_closed.
     """
@@ -44,7 +52,7 @@ def match_frames(
         .with_columns(pl.col("open_opportunities").cast(pl.Int64))
     )
     with_open = accounts.join(open_opportunities, on="account_id", how="left")
-    return match_people(with_open, people, settings)
+    return match_people(with_open, people, settings, changes=changes)
 
 
 def linked_activities(activities: pl.DataFrame, matching: Matching) -> pl.DataFrame:
@@ -61,30 +69,118 @@ def linked_activities(activities: pl.DataFrame, matching: Matching) -> pl.DataFr
 
 @dataclass
 class LinkCounts:
-    """What linking decided this run, for the run log."""
+    """What linking decided this run, for the run log and the stages after it.
+
+    ``people``: relinked this run. ``linked``, ``review`` and ``orphans`` (by reason): the state
+    after it, of every live person. ``touched_accounts``: the accounts that gained or lost a
+    person (a relink, a person deleted), whose activity sums must be rebuilt.
+    """
 
     people: int = 0
     linked: int = 0
     review: int = 0
     orphans: dict[str, int] = field(default_factory=dict)
     relinked: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    touched_accounts: frozenset[str] = frozenset()
+    full: bool = False
 
 
-def link_people(session: Session, settings: MatchingSettings) -> LinkCounts:
-    """Match every live person of the mirror and store the outcome on the person's row."""
-    accounts = _accounts(session)
+@dataclass(frozen=True)
+class _Pending:
+    """The mirror's pending rows, read as what changed."""
+
+    changes: Changes
+    lost: frozenset[str]  # accounts of people deleted since the last link
+
+
+def link_people(session: Session, settings: MatchingSettings, *, full: bool = False) -> LinkCounts:
+    """Relink the people a change reaches (everyone with ``full``) and store each outcome on the
+    person's row; the counts of the state after it."""
+    pending = _pending(session)
+    changes = None if full else pending.changes
+    if changes is not None and not (changes.people or changes.accounts):
+        return _tallied(session, LinkCounts())
     people, before = _people(session)
-    counts = LinkCounts(people=people.height)
-    if people.is_empty():
-        return counts
-    frame = match_frames(accounts, people, _opportunities(session), settings).frame
+    if changes is not None:
+        changes = _widened(session, changes, before)
+    opportunities = _opportunities(session)
+    frame = match_frames(_accounts(session), people, opportunities, settings, changes).frame
     _store(session, frame)
-    statuses = frame["status"].cast(pl.String)
-    counts.linked = int((statuses == "linked").sum())
-    counts.review = int((statuses == "review").sum())
-    orphans = frame.filter(statuses == "orphan")["reason"].cast(pl.String).value_counts()
-    counts.orphans = {str(r): int(n) for r, n in orphans.iter_rows()}
+    _clear_pending(session)
+    counts = LinkCounts(people=frame.height, full=changes is None)
     counts.relinked = _relinked(frame, before)
+    counts.touched_accounts = _touched(frame, before, pending.lost)
+    return _tallied(session, counts)
+
+
+def _pending(session: Session) -> _Pending:
+    """People and accounts the mirror changed since the last link."""
+    people = session.exec(
+        select(
+            Person.id,
+            Person.is_deleted,
+            Person.account_id,
+            Person.converted_account_id,
+            Person.matched_account_id,
+        ).where(col(Person.link_pending).is_(True))
+    ).all()
+    accounts = set(session.exec(select(Account.id).where(col(Account.link_pending).is_(True))))
+    deals = select(Opportunity.account_id).where(col(Opportunity.link_pending).is_(True))
+    accounts.update(session.exec(deals))
+    for _, _, *named in people:
+        accounts.update(named)
+    accounts.discard(None)
+    live = frozenset(person for person, deleted, *_ in people if not deleted)
+    lost = frozenset(m for _, deleted, _, _, m in people if deleted and m is not None)
+    return _Pending(Changes(live, frozenset(accounts)), lost)
+
+
+def _widened(session: Session, changes: Changes, before: dict[str, str | None]) -> Changes:
+    """The changes plus the people linked to a changed account before, and, when any account
+    changed, the review queue (whose candidates were found by keys an account may have lost)."""
+    people = set(changes.people)
+    accounts = set(changes.accounts)
+    people.update(p for p, account in before.items() if account in accounts)
+    if accounts:
+        review = select(Person.id).where(
+            col(Person.is_deleted).is_(False),
+            col(Person.matched_account_id).is_(None),
+            col(Person.match_rule).is_not(None),
+        )
+        people.update(session.exec(review))
+    return Changes(frozenset(people), changes.accounts)
+
+
+def _clear_pending(session: Session) -> None:
+    """Every pending flag cleared, in the transaction that stores the links."""
+    for model in (Person, Account, Opportunity):
+        table = _table(model)
+        column = table.c[LINK_PENDING]
+        session.execute(update(table).where(column.is_(True)).values({LINK_PENDING: False}))
+
+
+def _tallied(session: Session, counts: LinkCounts) -> LinkCounts:
+    """``counts`` with the live people per status and orphan reason."""
+    status = case(
+        (col(Person.matched_account_id).is_not(None), "linked"),
+        (col(Person.match_rule).is_not(None), "review"),
+        else_="orphan",
+    )
+    rows = session.exec(
+        select(status, Person.orphan_reason, func.count())
+        .where(col(Person.is_deleted).is_(False))
+        .group_by(status, Person.orphan_reason)
+    ).all()
+    counts.orphans = {}
+    counts.linked = counts.review = 0
+    for kind, reason, n in rows:
+        if kind == "linked":
+            counts.linked += n
+        elif kind == "review":
+            counts.review += n
+        else:
+            key = str(reason)
+            counts.orphans[key] = counts.orphans.get(key, 0) + n
     return counts
 
 
@@ -150,7 +246,7 @@ def _opportunities(session: Session) -> pl.DataFrame:
 
 def _store(session: Session, frame: pl.DataFrame) -> None:
     """Each person's link, rule and confidence, or why it has none, in bulk."""
-    table = Person.__table__  # type: ignore[attr-defined]
+    table = _table(Person)
     statement = (
         update(table)
         .where(table.c.id == bindparam("person"))
@@ -182,3 +278,20 @@ def _relinked(
         for person, account in zip(frame["person_id"], frame["account_id"], strict=True)
         if before.get(person) is not None and before[person] != account
     ]
+
+
+def _touched(
+    frame: pl.DataFrame, before: dict[str, str | None], lost: frozenset[str]
+) -> frozenset[str]:
+    """Accounts that gained or lost a person: both ends of each changed link, and ``lost``."""
+    touched = set(lost)
+    for person, account in zip(frame["person_id"], frame["account_id"], strict=True):
+        old = before.get(person)
+        if old != account:
+            touched.update(a for a in (old, account) if a is not None)
+    return frozenset(touched)
+
+
+def _table(model: type[SQLModel]) -> Any:
+    """The Table behind a SQLModel table class."""
+    return model.__table__  # type: ignore[attr-defined]

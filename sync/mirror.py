@@ -33,6 +33,7 @@ from connectors.protocol import (
 )
 from connectors.streams import WRITTEN_BACK
 from sync.state import (
+    LINK_PENDING,
     PERSON_KINDS,
     USER_ROLES,
     Account,
@@ -54,7 +55,9 @@ ENTITY_TABLES: dict[Entity, type[SQLModel]] = {
     "user": User,
 }
 # columns the mirror fills itself, whatever the record carries
-_OWN_COLUMNS = frozenset({"id", "crm_modified_at", "synced_at", "is_deleted", "merged_into"})
+_OWN_COLUMNS = frozenset(
+    {"id", "crm_modified_at", "synced_at", "is_deleted", "merged_into", LINK_PENDING}
+)
 _VOCABULARIES: dict[str, Mapping[str, tuple[str, ...]]] = {
     "person": {"kind": PERSON_KINDS},
     "crm_user": {"role": USER_ROLES},
@@ -242,6 +245,8 @@ def _row(record: Record, columns: set[str], now: datetime) -> dict[str, Any]:
         is_deleted=False,
         merged_into=None,
     )
+    if LINK_PENDING in columns:  # the link stage relinks what this row reaches
+        row[LINK_PENDING] = True
     return row
 
 
@@ -271,7 +276,7 @@ def _bury(session: Session, model: type[SQLModel], tombstone: Tombstone, now: da
     session.execute(
         update(table)
         .where(table.c.id == tombstone.id)
-        .values(is_deleted=True, merged_into=survivor, synced_at=now)
+        .values(is_deleted=True, merged_into=survivor, synced_at=now, **_pending(table))
     )
     if survivor is None:
         return
@@ -279,10 +284,17 @@ def _bury(session: Session, model: type[SQLModel], tombstone: Tombstone, now: da
     for dependant, column in references:
         target = _table(dependant)
         session.execute(
-            update(target).where(target.c[column] == tombstone.id).values({column: survivor})
+            update(target)
+            .where(target.c[column] == tombstone.id)
+            .values({column: survivor, **_pending(target)})
         )
     if model is Account:
         session.exec(delete(CurrentScore).where(col(CurrentScore.account_id) == tombstone.id))
+
+
+def _pending(table: Table) -> dict[str, bool]:
+    """The link stage's flag, on the tables that carry it."""
+    return {LINK_PENDING: True} if LINK_PENDING in table.c else {}
 
 
 def _tombstone_event(tombstone: Tombstone) -> MirrorEvent:

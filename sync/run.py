@@ -192,9 +192,9 @@ def _pulled_figures(pulled: StreamPull) -> dict[str, int]:
 
 
 def _link(run: _Run) -> None:
-    """Link every live person to its account, or say why not."""
+    """Link the people changed this cycle, or reached by a changed account, or say why not."""
     with run.store.session() as session:
-        run.report.link = link_people(session, run.config.matching)
+        run.report.link = link_people(session, run.config.matching, full=run.report.full)
     for person, old, new in run.report.link.relinked:
         run.event("link", "matched", "person", person, f"relinked from {old} to {new}")
 

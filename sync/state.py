@@ -17,6 +17,7 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "DISPOSITIONS",
+    "LINK_PENDING",
     "PERSON_KINDS",
     "RUN_ACTIONS",
     "RUN_STAGES",
@@ -77,6 +78,7 @@ class StoreOpenError(StateError):
 SCHEMA_META_VERSION = 4
 
 PERSON_KINDS = ("lead", "contact")
+LINK_PENDING = "link_pending"  # the column the mirror sets on rows the link stage must look at
 USER_ROLES = ("marketing", "sdr", "ae", "manager")
 SLA_STATUSES = ("open", "met", "breached", "escalated", "cancelled")
 DISPOSITIONS = ("Accepted", "Rejected", "Recycled")
@@ -144,7 +146,17 @@ class _Mirrored(SQLModel):
     merged_into: str | None = None  # the survivor, when the CRM merged this record into another
 
 
-class Account(_Mirrored, table=True):
+class _Linkable(_Mirrored):
+    """Mirrored records whose change can change who links to what (accounts, people, deals).
+
+    The mirror sets ``link_pending`` on every row it inserts, updates, buries or repoints; the
+    link stage relinks what those rows reach and clears it in the same transaction.
+    """
+
+    link_pending: bool = True
+
+
+class Account(_Linkable, table=True):
     """A CRM account (Salesforce Account, HubSpot Company), with our fields read back."""
 
     __tablename__ = "account"
@@ -168,7 +180,7 @@ class Account(_Mirrored, table=True):
     crm_owned: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # our fields, as pulled
 
 
-class Person(_Mirrored, table=True):
+class Person(_Linkable, table=True):
     """A lead or contact, and which account our matcher linked it to (or why not)."""
 
     __tablename__ = "person"
@@ -217,7 +229,7 @@ class Activity(_Mirrored, table=True):
     rep_touch: bool = False  # a rep's own call, email or meeting (what stops an SLA clock)
 
 
-class Opportunity(_Mirrored, table=True):
+class Opportunity(_Linkable, table=True):
     """A CRM opportunity (Salesforce Opportunity, HubSpot Deal)."""
 
     __tablename__ = "opportunity"

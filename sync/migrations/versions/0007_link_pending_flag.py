@@ -1,0 +1,30 @@
+"""account, person and opportunity: link_pending, set by the mirror on every row it writes.
+
+The link stage relinks only the people such rows can reach and clears the flag. Existing rows
+start pending (the server default), so the first run after the upgrade links everyone once.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-03 09:13:00.112024
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+__all__ = ["upgrade"]
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+_TABLES = ("account", "opportunity", "person")
+
+
+def upgrade() -> None:
+    """link_pending on the three tables whose changes can change a link."""
+    for table in _TABLES:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(
+                sa.Column("link_pending", sa.Boolean(), nullable=False, server_default=sa.true())
+            )
