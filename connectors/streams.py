@@ -198,7 +198,7 @@ _READ_BACK = ("disposition", "reason_code")
 # hand is seen and repaired); read with these converters, text otherwise
 WRITTEN_BACK = (
     *("score", "tier", "signals", "topic", "model_version", "scored_at"),
-    *("disqualification_reason", "matched_account_id"),
+    *("disqualification_reason", "matched_account_id", "orphan_reason"),
 )
 _OWNED_CONVERTERS: dict[str, Callable[..., Any]] = {"score": number, "scored_at": stamp}
 

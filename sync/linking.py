@@ -17,20 +17,32 @@ first run, every row being new.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import bindparam, case, func, update
+from sqlalchemy import Row, bindparam, case, func, update
 from sqlmodel import Session, SQLModel, col, select
 
 from sync.config import MatchingSettings
 from sync.matching import Changes, Matching, match_people
 from sync.state import LINK_PENDING, Account, Opportunity, Person
+from sync.store import canonical_value
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
 _UPDATE_CHUNK = 5_000
+# the fields matching reads, by table: a row pulled again with these unchanged is no change
+_BASIS: dict[type[SQLModel], tuple[str, ...]] = {
+    Account: ("name", "website", "domain", "country", "parent_id", "created_at", "is_deleted"),
+    Person: (
+        *("email", "company", "country", "phone"),
+        *("account_id", "converted_account_id", "is_deleted"),
+    ),
+    Opportunity: ("account_id", "is_closed", "is_deleted"),
+}
 
 
 def match_frames(
@@ -114,25 +126,52 @@ def link_people(session: Session, settings: MatchingSettings, *, full: bool = Fa
 
 
 def _pending(session: Session) -> _Pending:
-    """People and accounts the mirror changed since the last link."""
-    people = session.exec(
-        select(
-            Person.id,
-            Person.is_deleted,
-            Person.account_id,
-            Person.converted_account_id,
-            Person.matched_account_id,
-        ).where(col(Person.link_pending).is_(True))
-    ).all()
-    accounts = set(session.exec(select(Account.id).where(col(Account.link_pending).is_(True))))
-    deals = select(Opportunity.account_id).where(col(Opportunity.link_pending).is_(True))
-    accounts.update(session.exec(deals))
-    for _, _, *named in people:
-        accounts.update(named)
+    """People and accounts the mirror changed, in what matching reads, since the last link."""
+    people = _changed_rows(session, Person, ("matched_account_id",))
+    accounts = {row.id for row in _changed_rows(session, Account)}
+    accounts.update(row.account_id for row in _changed_rows(session, Opportunity))
+    for row in people:
+        accounts.update((row.account_id, row.converted_account_id, row.matched_account_id))
     accounts.discard(None)
-    live = frozenset(person for person, deleted, *_ in people if not deleted)
-    lost = frozenset(m for _, deleted, _, _, m in people if deleted and m is not None)
+    live = frozenset(row.id for row in people if not row.is_deleted)
+    lost = frozenset(
+        row.matched_account_id
+        for row in people
+        if row.is_deleted and row.matched_account_id is not None
+    )
     return _Pending(Changes(live, frozenset(accounts)), lost)
+
+
+def _changed_rows(
+    session: Session, model: type[SQLModel], extra: tuple[str, ...] = ()
+) -> list[Row[Any]]:
+    """Pending rows whose fields that matching reads differ from the basis they were last linked
+    on (a row pulled again for our own write-back's sake does not); their basis is updated."""
+    table = _table(model)
+    names = _BASIS[model]
+    columns = [table.c[name] for name in (*names, *extra)]
+    pending = session.execute(
+        select(table.c.id, table.c.link_basis, *columns).where(table.c[LINK_PENDING].is_(True))
+    ).all()
+    changed, bases = [], []
+    for row in pending:
+        basis = _basis(row[2 : 2 + len(names)])
+        if basis != row.link_basis:
+            changed.append(row)
+            bases.append({"row": row.id, "basis": basis})
+    if bases:
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row"))
+            .values(link_basis=bindparam("basis"))
+        )
+        session.connection().execute(statement, bases)
+    return changed
+
+
+def _basis(values: Sequence[Any]) -> str:
+    """A short hash of the values matching reads."""
+    return hashlib.sha256(canonical_value(list(values)).encode()).hexdigest()[:16]
 
 
 def _widened(session: Session, changes: Changes, before: dict[str, str | None]) -> Changes:

@@ -24,6 +24,7 @@ from connectors.protocol import Connector
 from sync.config import MatchingSettings
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_stream
+from sync.orphans import orphan_scores
 from sync.scoring_state import Book, ScoringSetup, score_book
 from sync.store import Store
 from sync.writeback import (
@@ -72,6 +73,8 @@ class RunReport:
     model_version: str | None = None
     model_kind: str | None = None
     scored: int = 0
+    orphans_scored: int = 0  # leads without an account, scored on their own (sync.orphans)
+    orphans_written: int = 0
     tiers: dict[str, int] = field(default_factory=dict)
     tier_up: int = 0
     tier_down: int = 0
@@ -104,6 +107,8 @@ class RunReport:
             "linked": self.link.linked,
             "review": self.link.review,
             "scored": self.scored,
+            "orphans_scored": self.orphans_scored,
+            "orphans_written": self.orphans_written,
             "tier_up": self.tier_up,
             "tier_down": self.tier_down,
             "planned": self.planned,
@@ -138,6 +143,7 @@ class _Run:
     events: list[dict[str, Any]] = field(default_factory=list)
     book: Book | None = None
     scores: dict[str, AccountScore] = field(default_factory=dict)
+    orphans: dict[str, AccountScore] = field(default_factory=dict)  # by person id
     plan: Plan = field(default_factory=Plan)
     outcome: PushOutcome = field(default_factory=PushOutcome)
 
@@ -206,6 +212,15 @@ def _score(run: _Run) -> None:
     run.report.scored = len(run.book.account_ids)
     run.report.model_version = run.book.scores.model_version
     run.report.model_kind = run.book.model_kind
+    _score_orphans(run)
+
+
+def _score_orphans(run: _Run) -> None:
+    """Score, tier and explain every lead without an account on its own (no lead unscored)."""
+    config = run.config
+    with run.store.session() as session:
+        run.orphans = orphan_scores(session, config.scoring, run.now, config.min_score_change)
+    run.report.orphans_scored = len(run.orphans)
 
 
 def _tier(run: _Run) -> None:
@@ -223,7 +238,7 @@ def _tier(run: _Run) -> None:
 def _diff(run: _Run) -> None:
     """Plan the writes a rep would notice, against the CRM's values and the ledger."""
     with run.store.session() as session:
-        found = targets(session, run.connector.streams, run.scores)
+        found = targets(session, run.connector.streams, run.scores, run.orphans)
         run.plan = plan_writes(session, found, run.config.min_score_change)
     report = run.report
     report.planned, report.unchanged = len(run.plan.writes), run.plan.unchanged
@@ -274,6 +289,7 @@ def _settled(run: _Run) -> None:
     for planned in run.outcome.written:
         stream = planned.target.stream
         run.report.written[stream] = run.report.written.get(stream, 0) + 1
+        run.report.orphans_written += planned.target.values.get("orphan_reason") is not None
         run.event("write", "written", stream, planned.target.record_id, planned.why)
     for planned, result in run.outcome.failed:
         failure = {

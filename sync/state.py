@@ -150,10 +150,13 @@ class _Linkable(_Mirrored):
     """Mirrored records whose change can change who links to what (accounts, people, deals).
 
     The mirror sets ``link_pending`` on every row it inserts, updates, buries or repoints; the
-    link stage relinks what those rows reach and clears it in the same transaction.
+    link stage clears it, and keeps in ``link_basis`` a hash of the fields matching reads, so a
+    row pulled again only because its other fields changed (our own write-back among them) is
+    not relinked.
     """
 
     link_pending: bool = True
+    link_basis: str | None = None
 
 
 class Account(_Linkable, table=True):

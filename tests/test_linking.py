@@ -19,6 +19,7 @@ from sandbox.org import Org
 from sync import Store
 from sync.config import MatchingSettings
 from sync.linking import LinkCounts, link_people
+from sync.matching.normalise import personal_domains
 from sync.state import Account, Opportunity, Person
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -103,15 +104,19 @@ def _link(store: Store, *, full: bool = False) -> LinkCounts:
 
 
 def _orphans_with_domains(links: dict[str, tuple[Any, ...]], org: Org) -> list[dict[str, Any]]:
-    """Two leads no account matches, each with a corporate email domain of its own."""
+    """Two leads no account matches, each with a corporate (not personal) email domain."""
     orphans = {p for p, (_, _, _, reason) in links.items() if reason == "company_not_in_crm"}
     people = org.people.filter(
         pl.col("person_id").cast(pl.String).is_in(list(orphans))
         & pl.col("email").is_not_null()
         & pl.col("company").is_not_null()
     )
-    people = people.with_columns(domain=pl.col("email").str.split("@").list.last())
-    return list(people.unique("domain", keep="first").head(2).iter_rows(named=True))
+    people = people.with_columns(domain=pl.col("email").str.split("@").list.last()).filter(
+        ~pl.col("domain").is_in(list(personal_domains(())))
+    )
+    return list(
+        people.unique("domain", keep="first", maintain_order=True).head(2).iter_rows(named=True)
+    )
 
 
 def _change_everything(store: Store, org: Org, links: dict[str, tuple[Any, ...]]) -> dict[str, str]:

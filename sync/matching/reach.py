@@ -40,8 +40,8 @@ def _ids(values: Collection[Any], dtype: pl.DataType) -> pl.Series:
 
 def _with_relatives(firms: pl.DataFrame, changed: pl.Series) -> pl.Series:
     """The changed accounts and every account of their hierarchies."""
-    roots = firms.filter(pl.col("account_id").is_in(changed))["root_id"]
-    family = firms.filter(pl.col("root_id").is_in(roots.append(changed)))["account_id"]
+    roots = firms.filter(pl.col("account_id").is_in(changed.implode()))["root_id"]
+    family = firms.filter(pl.col("root_id").is_in(roots.append(changed).implode()))["account_id"]
     return family.append(changed).unique()
 
 
@@ -54,14 +54,14 @@ def reached(
 ) -> pl.DataFrame:
     """The rows of ``persons`` (`keys.person_keys`) a change can reach."""
     accounts = _with_relatives(firms, _ids(changes.accounts, firms.schema["account_id"]))
-    domains = index.filter(pl.col("account_id").is_in(accounts))["domain"]
-    names = firms.filter(pl.col("account_id").is_in(accounts))["name_key"].drop_nulls()
+    domains = index.filter(pl.col("account_id").is_in(accounts.implode()))["domain"]
+    names = firms.filter(pl.col("account_id").is_in(accounts.implode()))["name_key"].drop_nulls()
     similar = similar_names(persons["company_key"], names, threshold)["query"]
     hit = (
-        pl.col("person_id").is_in(_ids(changes.people, persons.schema["person_id"]))
-        | pl.col("link_id").is_in(accounts)
-        | pl.col("corporate_domain").is_in(domains)
-        | pl.col("company_key").is_in(names)
-        | pl.col("company_key").is_in(similar)
+        pl.col("person_id").is_in(_ids(changes.people, persons.schema["person_id"]).implode())
+        | pl.col("link_id").is_in(accounts.implode())
+        | pl.col("corporate_domain").is_in(domains.implode())
+        | pl.col("company_key").is_in(names.implode())
+        | pl.col("company_key").is_in(similar.implode())
     )
     return persons.filter(hit.fill_null(False))

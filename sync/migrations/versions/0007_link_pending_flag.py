@@ -1,7 +1,8 @@
-"""account, person and opportunity: link_pending, set by the mirror on every row it writes.
+"""account, person and opportunity: link_pending, set by the mirror on every row it writes,
+and link_basis, the hash of the fields matching read when the link stage last saw the row.
 
 The link stage relinks only the people such rows can reach and clears the flag. Existing rows
-start pending (the server default), so the first run after the upgrade links everyone once.
+start pending with no basis, so the first run after the upgrade links everyone once.
 
 Revision ID: 0007
 Revises: 0006
@@ -22,9 +23,10 @@ _TABLES = ("account", "opportunity", "person")
 
 
 def upgrade() -> None:
-    """link_pending on the three tables whose changes can change a link."""
+    """link_pending and link_basis on the three tables whose changes can change a link."""
     for table in _TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(
                 sa.Column("link_pending", sa.Boolean(), nullable=False, server_default=sa.true())
             )
+            batch_op.add_column(sa.Column("link_basis", sa.String(), nullable=True))
