@@ -6,13 +6,15 @@ The frame functions serve the run and the benchmarks alike; `link_people` reads 
 matches, and stores each person's link, rule, confidence, or the reason it has none.
 
 Only what changed is relinked. The mirror sets ``link_pending`` on every account, person and
-opportunity row it writes (insert, update, delete, merge); linking relinks the pending people
-and the people those accounts can reach (`sync.matching.Changes`): candidates by CRM link,
-domain or name, the people linked to them before, and the review queue. Accounts also change
-for this purpose when a pending person or opportunity names them (contacts, learned domains and
-open opportunities feed the tie-breaks). The flags are cleared in the transaction that stores the
-links, so a run stopped before it relinks them next time. ``full`` relinks everyone; so does the
-first run, every row being new.
+opportunity row it writes (insert, update, delete, merge). A pending row counts as changed when
+the fields matching reads differ from its ``link_basis`` (their hash when last linked), so a
+record pulled again because our write-back touched it is no change. Linking relinks the changed
+people and the people changed accounts can reach (`sync.matching.Changes`): candidates by CRM
+link, domain or name, the people linked to them before, and the review queue. An account also
+changes for this purpose when a changed person or opportunity names it (contacts, learned
+domains and open opportunities feed the tie-breaks). Flags and bases are updated in the
+transaction that stores the links, so a run stopped before it relinks them next time. ``full``
+relinks everyone; so does the first run, every row being new.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from sqlmodel import Session, SQLModel, col, select
 from sync.config import MatchingSettings
 from sync.matching import Changes, Matching, match_people
 from sync.state import LINK_PENDING, Account, Opportunity, Person
-from sync.store import canonical_value
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
@@ -113,6 +114,8 @@ def link_people(session: Session, settings: MatchingSettings, *, full: bool = Fa
     if changes is not None and not (changes.people or changes.accounts):
         return _tallied(session, LinkCounts())
     people, before = _people(session)
+    if changes is not None and len(changes.people) == people.height:
+        changes = None  # everyone is new (the first run) or changed: no one to leave out
     if changes is not None:
         changes = _widened(session, changes, before)
     opportunities = _opportunities(session)
@@ -170,8 +173,9 @@ def _changed_rows(
 
 
 def _basis(values: Sequence[Any]) -> str:
-    """A short hash of the values matching reads."""
-    return hashlib.sha256(canonical_value(list(values)).encode()).hexdigest()[:16]
+    """A short hash of the values matching reads (text, flags and aware UTC datetimes, whose
+    repr is the same from both databases)."""
+    return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=8).hexdigest()
 
 
 def _widened(session: Session, changes: Changes, before: dict[str, str | None]) -> Changes:
