@@ -926,17 +926,19 @@ def _print_run(report: RunReport) -> None:
     orphans = sum(link.orphans.values())
     console.print(
         f"Pulled {pulled:,} records from {len(report.pulled)} streams; linked {link.linked:,} "
-        f"people, {link.review:,} for review, {orphans:,} orphans"
+        f"people, {link.review:,} for review, {orphans:,} orphans ({link.people:,} matched this run)"
     )
     console.print(
-        f"Scored {report.scored:,} accounts with {report.model_version} ({report.model_kind}); "
+        f"Scored {report.scored:,} accounts and {report.orphans_scored:,} orphan leads with "
+        f"{report.model_version} ({report.model_kind}); "
         f"tiers {_joined(report.tiers)}; {report.tier_up} moved up, {report.tier_down} down"
     )
     if report.dry_run:
         _print_plan(report)
     else:
         console.print(
-            f"Written {sum(report.written.values()):,} ({_joined(report.written)}), "
+            f"Written {sum(report.written.values()):,} ({_joined(report.written)}; "
+            f"{report.orphans_written:,} orphan leads), "
             f"{report.unchanged:,} unchanged, {report.held_back:,} held back, "
             f"{len(report.failed):,} failed"
         )
