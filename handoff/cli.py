@@ -926,7 +926,8 @@ def _print_run(report: RunReport) -> None:
     orphans = sum(link.orphans.values())
     console.print(
         f"Pulled {pulled:,} records from {len(report.pulled)} streams; linked {link.linked:,} "
-        f"people, {link.review:,} for review, {orphans:,} orphans ({link.people:,} matched this run)"
+        f"people, {link.review:,} for review, {orphans:,} orphans "
+        f"({link.people:,} matched this run)"
     )
     console.print(
         f"Scored {report.scored:,} accounts and {report.orphans_scored:,} orphan leads with "
