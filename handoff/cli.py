@@ -937,9 +937,11 @@ def _print_run(report: RunReport) -> None:
     if report.dry_run:
         _print_plan(report)
     else:
+        orphan_writes = (
+            f"; {report.orphans_written:,} orphan leads" if report.orphans_written else ""
+        )
         console.print(
-            f"Written {sum(report.written.values()):,} ({_joined(report.written)}; "
-            f"{report.orphans_written:,} orphan leads), "
+            f"Written {sum(report.written.values()):,} ({_joined(report.written)}{orphan_writes}), "
             f"{report.unchanged:,} unchanged, {report.held_back:,} held back, "
             f"{len(report.failed):,} failed"
         )
