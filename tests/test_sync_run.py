@@ -29,6 +29,7 @@ from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
 from sync import Store
+from sync.linking import link_people
 from sync.matching.normalise import personal_domains
 from sync.run import RunConfig, RunReport, run_sync
 from sync.state import (
@@ -330,6 +331,20 @@ def test_an_orphan_whose_account_appears_shows_that_account_and_no_orphan_reason
     assert shown["matched_account_id"] == account and shown["orphan_reason"] is None
     assert shown["tier"] == LABELS[current[account].tier]
     assert shown["score"] == current[account].score
+    incremental = _links(sqlite_store)
+    with sqlite_store.session() as session:
+        link_people(session, _config().matching, full=True)
+    assert _links(sqlite_store) == incremental  # what relinking everyone would have found
+
+
+def _links(store: Store) -> dict[str, tuple[Any, ...]]:
+    """Every live person's link, rule, confidence and reason."""
+    columns = (Person.matched_account_id, Person.match_rule, Person.match_confidence)
+    statement = select(Person.id, *columns, Person.orphan_reason).where(
+        col(Person.is_deleted).is_(False)
+    )
+    with store.session() as session:
+        return {row[0]: tuple(row[1:]) for row in session.exec(statement)}
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
