@@ -2,8 +2,9 @@
 
 A live, unconverted person that linking left without an account (an orphan, or a person in the
 review queue: until a reviewer picks an account, their activity counts for none) is scored as an
-account of its own: firmographics from the person's own company fields, its own activities (those
-that name no account), no opportunities. The same current model, disqualifiers and tiers as the
+account of its own: firmographics from the person's own company fields (country, industry,
+employees, revenue; no region, customer or competitor flag), its own activities (those that name
+no account), no opportunities. The same current model, disqualifiers and tiers as the
 accounts score it, and the same dated sentences explain it. What it shows is what an account
 shows, plus why it has no account (``orphan_reason``).
 """
@@ -89,8 +90,9 @@ def _book(session: Session, setup: ScoringSetup, people: pl.DataFrame, now: date
 
 def _orphans(session: Session) -> pl.DataFrame:
     """Orphan people as accounts (``account_id`` their own id), with the reason they show."""
+    company = (Person.country, Person.industry, Person.employees, Person.revenue)
     rows = session.exec(
-        select(Person.id, Person.country, Person.orphan_reason, Person.match_rule)
+        select(Person.id, *company, Person.orphan_reason, Person.match_rule)
         .where(
             col(Person.is_deleted).is_(False),
             col(Person.is_converted).is_(False),
@@ -99,19 +101,20 @@ def _orphans(session: Session) -> pl.DataFrame:
         .order_by(col(Person.id))
     ).all()
     frame = pl.DataFrame(
-        [
-            (p, country, orphan_reason(reason, rule is not None))
-            for p, country, reason, rule in rows
-        ],
-        schema={"account_id": pl.String, "country": pl.String, "reason": pl.String},
+        [(*row[:5], orphan_reason(row[5], row[6] is not None)) for row in rows],
+        schema={
+            "account_id": pl.String,
+            "country": pl.String,
+            "industry": pl.String,
+            "employees": pl.Int64,
+            "revenue": pl.Float64,
+            "reason": pl.String,
+        },
         orient="row",
     )
     return frame.with_columns(
         created_at=pl.lit(_OLDEST, dtype=_UTC),
         region=pl.lit(None, dtype=pl.String),
-        industry=pl.lit(None, dtype=pl.String),
-        employees=pl.lit(None, dtype=pl.Int64),
-        revenue=pl.lit(None, dtype=pl.Float64),
         is_customer=pl.lit(False),
         is_competitor=pl.lit(False),
         parent_id=pl.lit(None, dtype=pl.String),

@@ -42,7 +42,11 @@ def _load(store: Store) -> None:
         store.upsert(
             session,
             Account,
-            [_mirrored(id="twin", name="Twin", country="DE"), _mirrored(id="a", name="A")],
+            [
+                _mirrored(id="twin", name="Twin", country="DE", industry="Software", employees=400)
+                | {"revenue": 2e7},
+                _mirrored(id="a", name="A"),
+            ],
         )
         linked = {"orphan_reason": None, "matched_account_id": "a", "match_rule": "domain"}
         review = {"orphan_reason": "ambiguous_accounts", "match_rule": "domain"}
@@ -50,8 +54,9 @@ def _load(store: Store) -> None:
             session,
             Person,
             [
-                _lead("keen", "DE"),
+                _lead("keen", "DE", industry="Software", employees=400, revenue=2e7),
                 _lead("banned", "RU"),
+                _lead("tiny", "DE", employees=4),
                 _lead("undecided", None, **review),
                 _lead("converted", "DE", is_converted=True, converted_account_id="a"),
                 _lead("linked", "DE", **linked),
@@ -78,7 +83,8 @@ def test_an_orphan_scores_as_an_account_with_its_fields_and_activity_would(store
     twin = account_scores(book, SETUP.tiers, NOW)["twin"]
     keen, banned, undecided = orphans["keen"], orphans["banned"], orphans["undecided"]
 
-    assert set(orphans) == {"keen", "banned", "undecided"}  # not converted, not linked
+    assert set(orphans) == {"keen", "banned", "tiny", "undecided"}  # not converted, not linked
+    assert "Industry: Software" in "\n".join(keen.sentences)
     assert keen.score == twin.score > 0 and keen.sentences == twin.sentences
     assert {
         k: v for k, v in keen.values.items() if k not in ("matched_account_id", "orphan_reason")
@@ -94,5 +100,6 @@ def test_an_orphan_scores_as_an_account_with_its_fields_and_activity_would(store
         "disqualified",
         "Restricted country",
     )
+    assert orphans["tiny"].values["disqualification_reason"] == "Fewer than 10 employees"
     assert undecided.values["orphan_reason"].startswith("In review: equally supported")
     assert undecided.score == 0

@@ -4,6 +4,9 @@ and link_basis, the hash of the fields matching read when the link stage last sa
 The link stage relinks only the people such rows can reach and clears the flag. Existing rows
 start pending with no basis, so the first run after the upgrade links everyone once.
 
+person: industry, employees and revenue, a lead's own company fields, which score an orphan lead
+(empty until the person is pulled again).
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03 09:13:00.112024
@@ -30,3 +33,7 @@ def upgrade() -> None:
                 sa.Column("link_pending", sa.Boolean(), nullable=False, server_default=sa.true())
             )
             batch_op.add_column(sa.Column("link_basis", sa.String(), nullable=True))
+    with op.batch_alter_table("person", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("industry", sa.String(), nullable=True))
+        batch_op.add_column(sa.Column("employees", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("revenue", sa.Float(), nullable=True))
