@@ -67,6 +67,9 @@ def _figures(report: RunReport, seconds: float) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "stages": {name: round(s, 2) for name, s in report.stages.items()},
         "written": sum(report.written.values()),
+        "people_linked": report.link.people,
+        "orphans_scored": report.orphans_scored,
+        "orphans_written": report.orphans_written,
         "api_calls": report.api_calls,
         "outcome": report.outcome,
     }

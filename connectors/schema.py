@@ -87,6 +87,12 @@ OWNED_FIELDS: tuple[OwnedField, ...] = (
         "The account Handoff linked this lead to.", entities=("person",),
     ),
     OwnedField(
+        "orphan_reason", "Handoff Orphan Reason", "text", "Handoff_Orphan_Reason__c",
+        "handoff_orphan_reason",
+        "Why Handoff linked this lead to no account (it is scored on its own activity).",
+        entities=("person",),
+    ),
+    OwnedField(
         "disposition", "Disposition", "picklist", "Handoff_Disposition__c",
         "handoff_disposition", "Sales' verdict on the hand-off.", options="dispositions",
     ),

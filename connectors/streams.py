@@ -198,7 +198,7 @@ _READ_BACK = ("disposition", "reason_code")
 # hand is seen and repaired); read with these converters, text otherwise
 WRITTEN_BACK = (
     *("score", "tier", "signals", "topic", "model_version", "scored_at"),
-    *("disqualification_reason", "matched_account_id"),
+    *("disqualification_reason", "matched_account_id", "orphan_reason"),
 )
 _OWNED_CONVERTERS: dict[str, Callable[..., Any]] = {"score": number, "scored_at": stamp}
 
@@ -300,6 +300,9 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
                 _map("phone", "Phone"),
                 _map("country", "Country", country),
                 _map("city", "City"),
+                _map("industry", "Industry"),
+                _map("employees", "NumberOfEmployees", integer),
+                _map("revenue", "AnnualRevenue", number),
                 _map("is_converted", "IsConverted", flag),
                 _map("converted_account_id", "ConvertedAccountId"),
                 _map("owner_id", "OwnerId"),
@@ -330,7 +333,8 @@ SALESFORCE_STREAMS: dict[str, Stream] = {
             optional=(_map("country", ("MailingCountryCode", "MailingCountry"), country),),
             constants={
                 "kind": "contact",
-                "company": None,
+                "company": None,  # a Contact's company is its Account
+                **dict.fromkeys(("industry", "employees", "revenue")),
                 "is_converted": False,
                 "converted_account_id": None,
             },
@@ -398,6 +402,15 @@ _OUT_OF_OFFICE = "Out of Office"
 def _industry(value: Any) -> str | None:
     """HubSpot's COMPUTER_SOFTWARE as Computer Software (Salesforce's picklist spelling)."""
     return None if not value else str(value).replace("_", " ").title()
+
+
+def _employee_band(value: Any) -> int | None:
+    """A contact's employee band ("25-50", "1000+") as the middle of the band (its floor when
+    open-ended)."""
+    if value is None or value == "":
+        return None
+    low, _, high = str(value).rstrip("+").partition("-")
+    return (int(low) + int(high)) // 2 if high else int(low)
 
 
 def _kind(lifecycle: Any) -> str:
@@ -526,6 +539,9 @@ HUBSPOT_STREAMS: dict[str, Stream] = {
                 _map("phone", "phone"),
                 _map("country", "country", country),
                 _map("city", "city"),
+                _map("industry", "industry", _industry),
+                _map("employees", "numemployees", _employee_band),
+                _map("revenue", "annualrevenue", number),
                 _map("account_id", "associatedcompanyid"),
                 _map("owner_id", "hubspot_owner_id"),
                 *_read_back("person", "hubspot"),

@@ -987,10 +987,12 @@ def _print_run(report: RunReport) -> None:
     orphans = sum(link.orphans.values())
     console.print(
         f"Pulled {pulled:,} records from {len(report.pulled)} streams; linked {link.linked:,} "
-        f"people, {link.review:,} for review, {orphans:,} orphans"
+        f"people, {link.review:,} for review, {orphans:,} orphans "
+        f"({link.people:,} matched this run)"
     )
     console.print(
-        f"Scored {report.scored:,} accounts with {report.model_version} ({report.model_kind}); "
+        f"Scored {report.scored:,} accounts and {report.orphans_scored:,} orphan leads with "
+        f"{report.model_version} ({report.model_kind}); "
         f"tiers {joined(report.tiers)}; {report.tier_up} moved up, {report.tier_down} down"
     )
     if report.model_reason:
@@ -998,8 +1000,11 @@ def _print_run(report: RunReport) -> None:
     if report.dry_run:
         _print_plan(report)
     else:
+        orphan_writes = (
+            f"; {report.orphans_written:,} orphan leads" if report.orphans_written else ""
+        )
         console.print(
-            f"Written {sum(report.written.values()):,} ({joined(report.written)}), "
+            f"Written {sum(report.written.values()):,} ({joined(report.written)}{orphan_writes}), "
             f"{report.unchanged:,} unchanged, {report.held_back:,} held back, "
             f"{len(report.failed):,} failed"
         )

@@ -1,30 +1,49 @@
-"""Link: every live lead and contact to its account with `sync.matching`, stored per person.
+"""Link: live leads and contacts to their accounts with `sync.matching`, stored per person.
 
 An activity counts for its own account (``activity.account_id``), else for the account its
 person is linked to (D3); activities of people who stay orphaned or in review count for none.
 The frame functions serve the run and the benchmarks alike; `link_people` reads the mirror,
 matches, and stores each person's link, rule, confidence, or the reason it has none.
 
-This slice relinks every person each run (the matcher is vectorised: a few seconds for 2,000
-accounts and their people); linking only people changed this cycle is later work.
+Only what changed is relinked. The mirror sets ``link_pending`` on every account, person and
+opportunity row it writes (insert, update, delete, merge). A pending row counts as changed when
+the fields matching reads differ from its ``link_basis`` (their hash when last linked), so a
+record pulled again because our write-back touched it is no change. Linking relinks the changed
+people and the people changed accounts can reach (`sync.matching.Changes`): candidates by CRM
+link, domain or name, the people linked to them before, and the review queue. An account also
+changes for this purpose when a changed person or opportunity names it (contacts, learned
+domains and open opportunities feed the tie-breaks). Flags and bases are updated in the
+transaction that stores the links, so a run stopped before it relinks them next time. ``full``
+relinks everyone; so does the first run, every row being new.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import bindparam, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Row, bindparam, case, func, update
+from sqlmodel import Session, SQLModel, col, select
 
 from sync.config import MatchingSettings
-from sync.matching import Matching, match_people
-from sync.state import Account, Opportunity, Person
+from sync.matching import Changes, Matching, match_people
+from sync.state import LINK_PENDING, Account, Opportunity, Person
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
 _UPDATE_CHUNK = 5_000
+# the fields matching reads, by table: a row pulled again with these unchanged is no change
+_BASIS: dict[type[SQLModel], tuple[str, ...]] = {
+    Account: ("name", "website", "domain", "country", "parent_id", "created_at", "is_deleted"),
+    Person: (
+        *("email", "company", "country", "phone"),
+        *("account_id", "converted_account_id", "is_deleted"),
+    ),
+    Opportunity: ("account_id", "is_closed", "is_deleted"),
+}
 
 
 def match_frames(
@@ -32,8 +51,10 @@ def match_frames(
     people: pl.DataFrame,
     opportunities: pl.DataFrame,
     settings: MatchingSettings | None = None,
+    changes: Changes | None = None,
 ) -> Matching:
-    """`match_people` with each account's open opportunities counted (a tie-break reads them).
+    """`match_people` with each account's open opportunities counted (a tie-break reads them);
+    with ``changes``, only the people they reach.
 
     ``opportunities``: account_id, is_closed.
     """
@@ -44,7 +65,7 @@ def match_frames(
         .with_columns(pl.col("open_opportunities").cast(pl.Int64))
     )
     with_open = accounts.join(open_opportunities, on="account_id", how="left")
-    return match_people(with_open, people, settings)
+    return match_people(with_open, people, settings, changes=changes)
 
 
 def linked_activities(activities: pl.DataFrame, matching: Matching) -> pl.DataFrame:
@@ -61,30 +82,148 @@ def linked_activities(activities: pl.DataFrame, matching: Matching) -> pl.DataFr
 
 @dataclass
 class LinkCounts:
-    """What linking decided this run, for the run log."""
+    """What linking decided this run, for the run log and the stages after it.
+
+    ``people``: relinked this run. ``linked``, ``review`` and ``orphans`` (by reason): the state
+    after it, of every live person. ``touched_accounts``: the accounts that gained or lost a
+    person (a relink, a person deleted), whose activity sums must be rebuilt.
+    """
 
     people: int = 0
     linked: int = 0
     review: int = 0
     orphans: dict[str, int] = field(default_factory=dict)
     relinked: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    touched_accounts: frozenset[str] = frozenset()
+    full: bool = False
 
 
-def link_people(session: Session, settings: MatchingSettings) -> LinkCounts:
-    """Match every live person of the mirror and store the outcome on the person's row."""
-    accounts = _accounts(session)
+@dataclass(frozen=True)
+class _Pending:
+    """The mirror's pending rows, read as what changed."""
+
+    changes: Changes
+    lost: frozenset[str]  # accounts of people deleted since the last link
+
+
+def link_people(session: Session, settings: MatchingSettings, *, full: bool = False) -> LinkCounts:
+    """Relink the people a change reaches (everyone with ``full``) and store each outcome on the
+    person's row; the counts of the state after it."""
+    pending = _pending(session)
+    changes = None if full else pending.changes
+    if changes is not None and not (changes.people or changes.accounts):
+        return _tallied(session, LinkCounts())
     people, before = _people(session)
-    counts = LinkCounts(people=people.height)
-    if people.is_empty():
-        return counts
-    frame = match_frames(accounts, people, _opportunities(session), settings).frame
+    if changes is not None and len(changes.people) == people.height:
+        changes = None  # everyone is new (the first run) or changed: no one to leave out
+    if changes is not None:
+        changes = _widened(session, changes, before)
+    opportunities = _opportunities(session)
+    frame = match_frames(_accounts(session), people, opportunities, settings, changes).frame
     _store(session, frame)
-    statuses = frame["status"].cast(pl.String)
-    counts.linked = int((statuses == "linked").sum())
-    counts.review = int((statuses == "review").sum())
-    orphans = frame.filter(statuses == "orphan")["reason"].cast(pl.String).value_counts()
-    counts.orphans = {str(r): int(n) for r, n in orphans.iter_rows()}
+    _clear_pending(session)
+    counts = LinkCounts(people=frame.height, full=changes is None)
     counts.relinked = _relinked(frame, before)
+    counts.touched_accounts = _touched(frame, before, pending.lost)
+    return _tallied(session, counts)
+
+
+def _pending(session: Session) -> _Pending:
+    """People and accounts the mirror changed, in what matching reads, since the last link."""
+    people = _changed_rows(session, Person, ("matched_account_id",))
+    accounts = {row.id for row in _changed_rows(session, Account)}
+    accounts.update(row.account_id for row in _changed_rows(session, Opportunity))
+    for row in people:
+        accounts.update((row.account_id, row.converted_account_id, row.matched_account_id))
+    accounts.discard(None)
+    live = frozenset(row.id for row in people if not row.is_deleted)
+    lost = frozenset(
+        row.matched_account_id
+        for row in people
+        if row.is_deleted and row.matched_account_id is not None
+    )
+    return _Pending(Changes(live, frozenset(accounts)), lost)
+
+
+def _changed_rows(
+    session: Session, model: type[SQLModel], extra: tuple[str, ...] = ()
+) -> list[Row[Any]]:
+    """Pending rows whose fields that matching reads differ from the basis they were last linked
+    on (a row pulled again for our own write-back's sake does not); their basis is updated."""
+    table = _table(model)
+    names = _BASIS[model]
+    columns = [table.c[name] for name in (*names, *extra)]
+    pending = session.execute(
+        select(table.c.id, table.c.link_basis, *columns).where(table.c[LINK_PENDING].is_(True))
+    ).all()
+    changed, bases = [], []
+    for row in pending:
+        basis = _basis(row[2 : 2 + len(names)])
+        if basis != row.link_basis:
+            changed.append(row)
+            bases.append({"row": row.id, "basis": basis})
+    if bases:
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row"))
+            .values(link_basis=bindparam("basis"))
+        )
+        session.connection().execute(statement, bases)
+    return changed
+
+
+def _basis(values: Sequence[Any]) -> str:
+    """A short hash of the values matching reads (text, flags and aware UTC datetimes, whose
+    repr is the same from both databases)."""
+    return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=8).hexdigest()
+
+
+def _widened(session: Session, changes: Changes, before: dict[str, str | None]) -> Changes:
+    """The changes plus the people linked to a changed account before, and, when any account
+    changed, the review queue (whose candidates were found by keys an account may have lost)."""
+    people = set(changes.people)
+    accounts = set(changes.accounts)
+    people.update(p for p, account in before.items() if account in accounts)
+    if accounts:
+        review = select(Person.id).where(
+            col(Person.is_deleted).is_(False),
+            col(Person.matched_account_id).is_(None),
+            col(Person.match_rule).is_not(None),
+        )
+        people.update(session.exec(review))
+    return Changes(frozenset(people), changes.accounts)
+
+
+def _clear_pending(session: Session) -> None:
+    """Every pending flag cleared, in the transaction that stores the links."""
+    for model in (Person, Account, Opportunity):
+        table = _table(model)
+        column = table.c[LINK_PENDING]
+        session.execute(update(table).where(column.is_(True)).values({LINK_PENDING: False}))
+
+
+def _tallied(session: Session, counts: LinkCounts) -> LinkCounts:
+    """``counts`` with the live people per status and orphan reason."""
+    status = case(
+        (col(Person.matched_account_id).is_not(None), "linked"),
+        (col(Person.match_rule).is_not(None), "review"),
+        else_="orphan",
+    )
+    rows = session.exec(
+        select(status, Person.orphan_reason, func.count())
+        .where(col(Person.is_deleted).is_(False))
+        .group_by(status, Person.orphan_reason)
+    ).all()
+    counts.orphans = {}
+    counts.linked = counts.review = 0
+    for kind, reason, n in rows:
+        if kind == "linked":
+            counts.linked += n
+        elif kind == "review":
+            counts.review += n
+        else:
+            key = str(reason)
+            counts.orphans[key] = counts.orphans.get(key, 0) + n
     return counts
 
 
@@ -150,7 +289,7 @@ def _opportunities(session: Session) -> pl.DataFrame:
 
 def _store(session: Session, frame: pl.DataFrame) -> None:
     """Each person's link, rule and confidence, or why it has none, in bulk."""
-    table = Person.__table__  # type: ignore[attr-defined]
+    table = _table(Person)
     statement = (
         update(table)
         .where(table.c.id == bindparam("person"))
@@ -182,3 +321,20 @@ def _relinked(
         for person, account in zip(frame["person_id"], frame["account_id"], strict=True)
         if before.get(person) is not None and before[person] != account
     ]
+
+
+def _touched(
+    frame: pl.DataFrame, before: dict[str, str | None], lost: frozenset[str]
+) -> frozenset[str]:
+    """Accounts that gained or lost a person: both ends of each changed link, and ``lost``."""
+    touched = set(lost)
+    for person, account in zip(frame["person_id"], frame["account_id"], strict=True):
+        old = before.get(person)
+        if old != account:
+            touched.update(a for a in (old, account) if a is not None)
+    return frozenset(touched)
+
+
+def _table(model: type[SQLModel]) -> Any:
+    """The Table behind a SQLModel table class."""
+    return model.__table__  # type: ignore[attr-defined]

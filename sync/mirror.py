@@ -42,6 +42,7 @@ from connectors.protocol import (
 )
 from connectors.streams import WRITTEN_BACK
 from sync.state import (
+    LINK_PENDING,
     PERSON_KINDS,
     USER_ROLES,
     Account,
@@ -74,8 +75,9 @@ ENTITY_TABLES: dict[Entity, type[SQLModel]] = {
 # items (records and tombstones) a transaction gathers before it commits at the next checkpoint:
 # a HubSpot page holds 100, and a commit per page would cost more than the rows
 COMMIT_EVERY = 10_000
-# what the mirror sets on every row it stores, besides its id and both stamps
-_MIRROR_SETS: Mapping[str, Any] = {"is_deleted": False, "merged_into": None}
+# what the mirror sets on every row it stores, besides its id and both stamps (on the tables
+# that have the column): the link stage relinks what a pending row reaches
+_MIRROR_SETS: Mapping[str, Any] = {"is_deleted": False, "merged_into": None, LINK_PENDING: True}
 # columns the mirror fills itself, whatever the record carries
 _OWN_COLUMNS = frozenset({"id", "crm_modified_at", "synced_at", "crm_owned", *_MIRROR_SETS})
 _VOCABULARIES: dict[str, Mapping[str, tuple[str, ...]]] = {
@@ -534,18 +536,25 @@ def _bury(session: Session, table: Table, tombstone: Tombstone, now: datetime) -
     session.execute(
         update(table)
         .where(table.c.id == tombstone.id)
-        .values(is_deleted=True, merged_into=survivor, synced_at=now)
+        .values(is_deleted=True, merged_into=survivor, synced_at=now, **_pending(table))
     )
     if survivor is None:
         return
     for dependant, column in _REFERENCES.get(table.name, ()):
         target = _table(dependant)
         session.execute(
-            update(target).where(target.c[column] == tombstone.id).values({column: survivor})
+            update(target)
+            .where(target.c[column] == tombstone.id)
+            .values({column: survivor, **_pending(target)})
         )
     if table.name == "account":
         scores = _table(CurrentScore)
         session.execute(delete(scores).where(scores.c.account_id == tombstone.id))
+
+
+def _pending(table: Table) -> dict[str, bool]:
+    """The link stage's flag, on the tables that carry it."""
+    return {LINK_PENDING: True} if LINK_PENDING in table.c else {}
 
 
 def _tombstone_event(tombstone: Tombstone) -> MirrorEvent:

@@ -29,6 +29,7 @@ from sync.config import MatchingSettings
 from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_streams
+from sync.orphans import orphan_scores
 from sync.runlog import FullResync, forget_events, full_resync
 from sync.scoring_state import Book, ScoringSetup, score_cycle, settle
 from sync.state import SyncRun
@@ -87,6 +88,8 @@ class RunReport:
     scored: int = 0
     rescored_all: str | None = None  # why every account was rescored (first, nightly, ...)
     rebuilt: dict[str, int] = field(default_factory=dict)
+    orphans_scored: int = 0  # leads without an account, scored on their own (sync.orphans)
+    orphans_written: int = 0
     tiers: dict[str, int] = field(default_factory=dict)
     tier_up: int = 0
     tier_down: int = 0
@@ -120,6 +123,8 @@ class RunReport:
             "linked": self.link.linked,
             "review": self.link.review,
             "scored": self.scored,
+            "orphans_scored": self.orphans_scored,
+            "orphans_written": self.orphans_written,
             "tier_up": self.tier_up,
             "tier_down": self.tier_down,
             "planned": self.planned,
@@ -159,6 +164,7 @@ class _Run:
     resync: FullResync | None = None
     book: Book | None = None
     scores: dict[str, AccountScore] = field(default_factory=dict)
+    orphans: dict[str, AccountScore] = field(default_factory=dict)  # by person id
     plan: Plan = field(default_factory=Plan)
     outcome: PushOutcome = field(default_factory=PushOutcome)
 
@@ -222,9 +228,9 @@ def _pulled_figures(pulled: StreamPull) -> dict[str, int]:
 
 
 def _link(run: _Run) -> None:
-    """Link every live person to its account, or say why not."""
+    """Link the people changed this cycle, or reached by a changed account, or say why not."""
     with run.store.session() as session:
-        run.report.link = link_people(session, run.config.matching)
+        run.report.link = link_people(session, run.config.matching, full=run.report.full)
     for person, old, new in run.report.link.relinked:
         run.event("link", "matched", "person", person, f"relinked from {old} to {new}")
 
@@ -246,6 +252,15 @@ def _score(run: _Run) -> None:
     report.rescored_all, report.rebuilt = cycle.everything, cycle.rebuilt
     report.model_version = run.book.scores.model_version
     report.model_kind = run.book.model_kind
+    _score_orphans(run)
+
+
+def _score_orphans(run: _Run) -> None:
+    """Score, tier and explain every lead without an account on its own (no lead unscored)."""
+    config = run.config
+    with run.store.session() as session:
+        run.orphans = orphan_scores(session, config.scoring, run.now, config.min_score_change)
+    run.report.orphans_scored = len(run.orphans)
 
 
 def _tier(run: _Run) -> None:
@@ -264,7 +279,7 @@ def _tier(run: _Run) -> None:
 def _diff(run: _Run) -> None:
     """Plan the writes a rep would notice, against the CRM's values and the ledger."""
     with run.store.session() as session:
-        found = targets(session, run.connector.streams, run.scores)
+        found = targets(session, run.connector.streams, run.scores, run.orphans)
         run.plan = plan_writes(session, found, run.config.min_score_change)
     report = run.report
     report.planned, report.unchanged = len(run.plan.writes), run.plan.unchanged
@@ -322,6 +337,7 @@ def _settled(run: _Run) -> None:
     for planned in run.outcome.written:
         stream = planned.target.stream
         run.report.written[stream] = run.report.written.get(stream, 0) + 1
+        run.report.orphans_written += planned.target.values.get("orphan_reason") is not None
         run.event("write", "written", stream, planned.target.record_id, planned.why)
     for planned, result in run.outcome.failed:
         failure = {

@@ -28,6 +28,7 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "DISPOSITIONS",
+    "LINK_PENDING",
     "PERSON_KINDS",
     "RUN_ACTIONS",
     "RUN_STAGES",
@@ -90,6 +91,7 @@ class StoreOpenError(StateError):
 SCHEMA_META_VERSION = 4
 
 PERSON_KINDS = ("lead", "contact")
+LINK_PENDING = "link_pending"  # the column the mirror sets on rows the link stage must look at
 USER_ROLES = ("marketing", "sdr", "ae", "manager")
 SLA_STATUSES = ("open", "met", "breached", "escalated", "cancelled")
 DISPOSITIONS = ("Accepted", "Rejected", "Recycled")
@@ -158,7 +160,20 @@ class _Mirrored(SQLModel):
     merged_into: str | None = None  # the survivor, when the CRM merged this record into another
 
 
-class Account(_Mirrored, table=True):
+class _Linkable(_Mirrored):
+    """Mirrored records whose change can change who links to what (accounts, people, deals).
+
+    The mirror sets ``link_pending`` on every row it inserts, updates, buries or repoints; the
+    link stage clears it, and keeps in ``link_basis`` a hash of the fields matching reads, so a
+    row pulled again only because its other fields changed (our own write-back among them) is
+    not relinked.
+    """
+
+    link_pending: bool = True
+    link_basis: str | None = None
+
+
+class Account(_Linkable, table=True):
     """A CRM account (Salesforce Account, HubSpot Company), with our fields read back."""
 
     __tablename__ = "account"
@@ -182,7 +197,7 @@ class Account(_Mirrored, table=True):
     crm_owned: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # our fields, as pulled
 
 
-class Person(_Mirrored, table=True):
+class Person(_Linkable, table=True):
     """A lead or contact, and which account our matcher linked it to (or why not)."""
 
     __tablename__ = "person"
@@ -198,6 +213,9 @@ class Person(_Mirrored, table=True):
     phone: str | None = None
     country: str | None = None
     city: str | None = None
+    industry: str | None = None  # the person's own company fields (a Lead's; a HubSpot contact's)
+    employees: int | None = None
+    revenue: float | None = None
     account_id: str | None = None
     is_converted: bool = False
     converted_account_id: str | None = None
@@ -235,7 +253,7 @@ class Activity(_Mirrored, table=True):
     scored_seq: int | None = Field(default=None, sa_type=BigInteger)
 
 
-class Opportunity(_Mirrored, table=True):
+class Opportunity(_Linkable, table=True):
     """A CRM opportunity (Salesforce Opportunity, HubSpot Deal)."""
 
     __tablename__ = "opportunity"

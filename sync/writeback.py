@@ -2,7 +2,8 @@
 
 An account gets its score, tier label, signals (the strongest reasons, one a line, worded with
 dates), topic, model version, scored-at and disqualification reason; a linked lead or contact
-gets its account link and the account's values. Only streams whose `writable` holds our fields
+gets its account link and the account's values, an orphan lead its own score and why it has
+no account (`sync.orphans`). Only streams whose `writable` holds our fields
 are written (Salesforce: Account and Lead; a Contact carries none of our fields); converted
 leads never are. A record is written when a rep would notice: a new tier, a disqualification,
 another set of reasons (compared by their keys, not their words), another link, a score move of
@@ -37,6 +38,7 @@ from sync.state import Account, CurrentScore, Person, ScoreHistory, WriteLedger
 from sync.store import Store, canonical_value
 
 __all__ = [
+    "ORPHAN_REASON",
     "SIGNAL_LINES",
     "AccountScore",
     "Plan",
@@ -54,6 +56,7 @@ __all__ = [
 ]
 
 SIGNAL_LINES = 5  # reasons written to the signals field, strongest first
+ORPHAN_REASON = "orphan_reason"  # why a person has no account (None once it has one)
 LEDGER_BATCH = 2_000  # records per push call and ledger batch (the connector splits requests)
 _IN_CHUNK = 5_000  # ids per IN clause
 _TIER_ORDER = {DISQUALIFIED: -1, **{key: rank for rank, key in enumerate(TIERS)}}
@@ -135,17 +138,21 @@ class Target:
 
 
 def targets(
-    session: Session, streams: Mapping[str, Stream], scores: Mapping[str, AccountScore]
+    session: Session,
+    streams: Mapping[str, Stream],
+    scores: Mapping[str, AccountScore],
+    orphans: Mapping[str, AccountScore] | None = None,
 ) -> Iterator[Target]:
-    """Every record we write: scored accounts, then linked, unconverted people of each stream
-    that carries our fields."""
+    """Every record we write: scored accounts, then the unconverted people of each stream that
+    carries our fields: linked ones with their account's values, orphans with their own
+    (`sync.orphans`, by person id)."""
     for stream in streams.values():
         if "score" not in stream.writable:
             continue
         if stream.entity == "account":
             yield from _account_targets(session, stream, scores)
         elif stream.entity == "person":
-            yield from _person_targets(session, stream, scores)
+            yield from _person_targets(session, stream, scores, orphans or {})
 
 
 def _account_targets(
@@ -163,12 +170,16 @@ def _account_targets(
 
 
 def _person_targets(
-    session: Session, stream: Stream, scores: Mapping[str, AccountScore]
+    session: Session,
+    stream: Stream,
+    scores: Mapping[str, AccountScore],
+    orphans: Mapping[str, AccountScore],
 ) -> Iterator[Target]:
+    """The people linked to a scored account, with its values and no orphan reason; then the
+    scored orphans with their own (an orphan's ``account_id`` is its own id, as it was scored as
+    an account of its own). Only these are read."""
     statement = select(Person.id, Person.matched_account_id, Person.crm_owned).where(
-        col(Person.is_deleted).is_(False),
-        col(Person.is_converted).is_(False),
-        col(Person.matched_account_id).is_not(None),
+        col(Person.is_deleted).is_(False), col(Person.is_converted).is_(False)
     )
     kind = stream.constants.get("kind")
     if kind is not None:
@@ -177,8 +188,16 @@ def _person_targets(
         linked = statement.where(col(Person.matched_account_id).in_(chunk))
         for person_id, account_id, owned in session.exec(linked.order_by(col(Person.id))):
             score = scores[account_id]
-            values = {"matched_account_id": account_id, **score.values}
+            values = {"matched_account_id": account_id, **score.values, ORPHAN_REASON: None}
             yield Target(stream.name, "person", person_id, account_id, values, score.reasons, owned)
+    unlinked = statement.where(col(Person.matched_account_id).is_(None))
+    for chunk in _chunks(sorted(orphans)):
+        held = session.exec(unlinked.where(col(Person.id).in_(chunk)).order_by(col(Person.id)))
+        for person_id, _, owned in held:
+            orphan = orphans[person_id]
+            yield Target(
+                stream.name, "person", person_id, person_id, orphan.values, orphan.reasons, owned
+            )
 
 
 def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
@@ -265,6 +284,7 @@ def _noticed(target: Target, last: WriteLedger, min_score_change: int) -> str | 
         ("tier", "tier"),
         ("disqualification_reason", "disqualification"),
         ("matched_account_id", "link"),
+        (ORPHAN_REASON, "link"),
         ("model_version", "model"),
     ):
         if canonical_value(new.get(key)) != canonical_value(old.get(key)):

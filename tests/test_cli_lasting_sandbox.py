@@ -57,10 +57,10 @@ def test_setup_starts_a_lasting_sandbox_once_and_a_second_setup_changes_nothing(
     assert first.returncode == 0, _said(first)
     assert f"Setting up the sandbox ({crm} API at http://127.0.0.1:" in first.stdout
     assert "started now, in the background" in first.stdout
-    assert "Set-up: created 23" in first.stdout
+    assert "Set-up: created 24" in first.stdout
     assert second.returncode == 0, _said(second)
     assert f"pid {pid}, already running" in second.stdout
-    assert "Set-up: nothing to change, all 23 in place" in second.stdout
+    assert "Set-up: nothing to change, all 24 in place" in second.stdout
     assert _running_pid() == pid
     status = handoff("sandbox", "status")
     assert status.returncode == 0 and crm in status.stdout and str(pid) in status.stdout
@@ -84,7 +84,7 @@ def test_values_written_through_the_connector_survive_a_stop_and_a_new_serve(crm
     assert not DISCOVERY_FILE.exists()
     again = handoff("setup")
 
-    assert "started now" in again.stdout and "nothing to change, all 23 in place" in again.stdout
+    assert "started now" in again.stdout and "nothing to change, all 24 in place" in again.stdout
     with open_crm(settings) as opened:
         assert opened.lasting is not None and not opened.lasting.started_now
     assert _scores(crm, ids) == [10.0, 11.0, 12.0]
@@ -132,7 +132,7 @@ def test_a_sandbox_killed_outright_keeps_what_it_saved_and_its_stale_record_is_r
     again = handoff("setup")
 
     assert again.returncode == 0, _said(again)
-    assert "started now" in again.stdout and "nothing to change, all 23 in place" in again.stdout
+    assert "started now" in again.stdout and "nothing to change, all 24 in place" in again.stdout
     assert _running_pid() != killed
 
 
@@ -234,7 +234,7 @@ def test_a_sandbox_at_a_configured_url_is_used_with_the_token_from_the_environme
     unset = handoff("setup")
 
     assert used.returncode == 0 and "already running" in used.stdout
-    assert "Set-up: created 23" in used.stdout and not DISCOVERY_FILE.exists()
+    assert "Set-up: created 24" in used.stdout and not DISCOVERY_FILE.exists()
     assert refused.returncode == 1 and f"the sandbox at {url} refused the token" in refused.stderr
     assert "a-wrong-token" not in _said(refused) and token not in _said(used)
     assert unset.returncode == 1

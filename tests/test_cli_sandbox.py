@@ -75,8 +75,8 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Sandbox org written to orgs/sandbox-realistic-120-5" in said_first
     assert "started now, in the background" in first.stdout
-    assert "Set-up: created 23" in first.stdout
-    assert "Set-up again: nothing to change, all 23 in place" in first.stdout
+    assert "Set-up: created 24" in first.stdout
+    assert "Set-up again: nothing to change, all 24 in place" in first.stdout
     assert "Scored 120 accounts" in said_first
     read_back = [line.strip() for line in first.stdout.splitlines() if ", read back" in line]
     assert len(read_back) == 3 and all(line.startswith(f"{accounts} ") for line in read_back)
@@ -92,7 +92,7 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Sandbox org orgs/sandbox-realistic-120-5 (generated earlier)" in said_second
     assert "already running" in second.stdout
-    assert "Set-up: nothing to change, all 23 in place" in second.stdout
+    assert "Set-up: nothing to change, all 24 in place" in second.stdout
     # the sandbox kept what the first demo wrote: its full sync finds nothing to write, and
     # the first burst's accounts stay up, so the second moves three others
     assert "Written 0 (none)" in said_second

@@ -30,7 +30,7 @@ def test_a_second_setup_on_an_in_process_sandbox_changes_nothing(
         assert opened.sandbox is not None and "embedded sandbox" in opened.description
         first = opened.connector.ensure_schema(schema_spec(settings))
         second = opened.connector.ensure_schema(schema_spec(settings))
-    assert len(first.of("created")) == 23 and not second.changed
+    assert len(first.of("created")) == 24 and not second.changed
 
 
 def test_setup_names_what_a_real_org_still_needs_and_prints_no_secret(

@@ -112,3 +112,19 @@ def test_a_record_time_falls_back_with_a_warning(
     assert found == at
     assert [w.why for w in warnings] == ([why] if why else [])
     assert all(w.field == MODIFIED for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("band", "employees"),
+    [("1-5", 3), ("25-50", 37), ("1000+", 1000), ("", None), (None, None)],
+)
+def test_a_contacts_employee_band_reads_as_its_middle(
+    band: str | None, employees: int | None
+) -> None:
+    contacts = HUBSPOT_STREAMS["contacts"]
+    raw = {"numemployees": band, "industry": "COMPUTER_SOFTWARE", "annualrevenue": "2500000"}
+
+    values, warnings = normalise(contacts, raw, contacts.fields)
+
+    assert (values["employees"], warnings) == (employees, ())
+    assert (values["industry"], values["revenue"]) == ("Computer Software", 2_500_000.0)

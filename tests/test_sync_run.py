@@ -29,6 +29,8 @@ from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
 from sync import Store
+from sync.linking import link_people
+from sync.matching.normalise import personal_domains
 from sync.run import RunConfig, RunReport, run_sync
 from sync.state import (
     Account,
@@ -233,10 +235,116 @@ def test_linked_people_show_their_account_and_its_values(crm: Crm, sqlite_store:
     shown = crm.shown(crm.people, [row.record_id for row in ledger])
 
     assert ledger and all(row.status == "ok" for row in ledger)
-    for row in ledger:
+    for row in (r for r in ledger if r.values["matched_account_id"] is not None):
         account = row.values["matched_account_id"]
         assert shown[row.record_id]["matched_account_id"] == account
         assert shown[row.record_id]["tier"] == LABELS[current[account].tier]
+        assert shown[row.record_id]["orphan_reason"] is None
+
+
+def _written_people_of(crm: Crm, store: Store, account_id: str) -> list[str]:
+    """People of the written stream linked to an account, whose write shows its values."""
+    with store.session() as session:
+        ledger = session.exec(select(WriteLedger).where(WriteLedger.object == crm.people)).all()
+    return [r.record_id for r in ledger if r.values["matched_account_id"] == account_id]
+
+
+def _orphans(crm: Crm, store: Store) -> dict[str, Person]:
+    """Live, unconverted people of the written stream that linking left without an account."""
+    statement = select(Person).where(
+        col(Person.is_deleted).is_(False),
+        col(Person.is_converted).is_(False),
+        col(Person.matched_account_id).is_(None),
+    )
+    if crm.name == "salesforce":  # only Leads carry our fields there
+        statement = statement.where(Person.kind == "lead")
+    with store.session() as session:
+        return {p.id: p for p in session.exec(statement)}
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_orphan_lead_shows_its_own_score_tier_and_why_it_has_no_account(
+    crm: Crm, backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        request.getfixturevalue("pg_schema_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'state.db'}"
+    )
+    with Store.open(url) as store:
+        first = crm.run(store)
+        orphans = _orphans(crm, store)
+        crm.time.tick(600)
+        again = crm.run(store)
+    shown = crm.shown(crm.people, sorted(orphans))
+
+    assert orphans and first.orphans_scored >= len(orphans)
+    assert first.orphans_written == len(orphans) == len(shown)
+    assert first.counts()["orphans_written"] == len(orphans)
+    for person_id, values in shown.items():
+        assert isinstance(values["score"], float) and 0 <= values["score"] <= 100
+        assert values["tier"] in LABELS.values()
+        assert values["model_version"] == first.model_version
+        assert values["matched_account_id"] is None
+        in_review = orphans[person_id].match_rule is not None
+        assert values["orphan_reason"].startswith("In review: " if in_review else "Orphan: ")
+    assert again.written == {} and again.orphans_written == 0
+    assert again.link.people == 0  # nothing changed, nobody relinked
+
+
+def _add_account(crm: Crm, name: str, domain: str) -> str:
+    """A user creates an account in the CRM; its id."""
+    if crm.name == "salesforce":
+        client = salesforce_client(crm.sandbox)
+        return str(client.Account.create({"Name": name, "Website": f"https://{domain}"})["id"])
+    body = {"properties": {"name": name, "domain": domain}}
+    return str(hubspot_client(crm.sandbox).crm.companies.basic_api.create(body).id)
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_an_orphan_whose_account_appears_shows_that_account_and_no_orphan_reason(
+    crm: Crm, sqlite_store: Store
+) -> None:
+    crm.run(sqlite_store)
+    orphan = next(
+        p
+        for p in _orphans(crm, sqlite_store).values()
+        if p.orphan_reason == "company_not_in_crm"
+        and p.email
+        and p.email.split("@")[1] not in personal_domains(())
+    )
+    crm.time.tick(60)
+    account = _add_account(crm, "Qzxw Newly Entered", orphan.email.split("@")[1])
+    crm.time.tick(3700)
+
+    report = crm.run(sqlite_store)
+
+    shown = crm.shown(crm.people, [orphan.id])[orphan.id]
+    current = _current(sqlite_store)
+    assert report.outcome == "ok" and account in report.link.touched_accounts
+    assert (
+        0
+        < report.link.people
+        < sum(report.counts()[k] for k in ("linked", "review")) + sum(report.link.orphans.values())
+    )
+    assert shown["matched_account_id"] == account and shown["orphan_reason"] is None
+    assert shown["tier"] == LABELS[current[account].tier]
+    assert shown["score"] == current[account].score
+    incremental = _links(sqlite_store)
+    with sqlite_store.session() as session:
+        link_people(session, _config().matching, full=True)
+    assert _links(sqlite_store) == incremental  # what relinking everyone would have found
+
+
+def _links(store: Store) -> dict[str, tuple[Any, ...]]:
+    """Every live person's link, rule, confidence and reason."""
+    columns = (Person.matched_account_id, Person.match_rule, Person.match_confidence)
+    statement = select(Person.id, *columns, Person.orphan_reason).where(
+        col(Person.is_deleted).is_(False)
+    )
+    with store.session() as session:
+        return {row[0]: tuple(row[1:]) for row in session.exec(statement)}
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
@@ -247,6 +355,7 @@ def test_a_hand_edit_is_repaired_and_a_deleted_account_is_never_written_again(
     current = _current(store)
     edited = next(a for a, s in current.items() if s.tier == "nurture")
     deleted = next(a for a in sorted(current) if a != edited)
+    orphaned = set(_written_people_of(crm, store, deleted))
     crm.time.tick(60)
     crm.edit_tier(edited, "AE")
     crm.remove(deleted)
@@ -254,15 +363,21 @@ def test_a_hand_edit_is_repaired_and_a_deleted_account_is_never_written_again(
 
     repaired = crm.run(store)
 
-    assert repaired.outcome == "ok" and repaired.written == {crm.accounts: 1}
+    assert repaired.outcome == "ok" and repaired.written[crm.accounts] == 1
+    assert repaired.written.get(crm.people, 0) == repaired.orphans_written == len(orphaned)
     assert crm.shown(crm.accounts, [edited])[edited]["tier"] == "Nurture"
     assert deleted not in _current(store)
     with store.session() as session:
         events = session.exec(select(RunEvent).where(RunEvent.run_id == repaired.run_id)).all()
         gone = session.get(Account, deleted)
-    assert [(e.record_id, e.reason) for e in events if e.action == "written"] == [
+    written = [e for e in events if e.action == "written"]
+    assert [(e.record_id, e.reason) for e in written if e.object == crm.accounts] == [
         (edited, "repair")
     ]
+    # the deleted account's people now show their own scores and why they have no account
+    assert {(e.record_id, e.reason) for e in written if e.object == crm.people} == {
+        (p, "link") for p in orphaned
+    }
     assert gone is not None and gone.is_deleted
 
 

@@ -21,6 +21,7 @@ from sync.matching.keys import (
     with_hosts,
 )
 from sync.matching.normalise import personal_domains
+from sync.matching.reach import Changes, reached
 from sync.matching.resolve import TIE_BREAKS, resolve
 from sync.matching.result import COLUMNS, REASONS, STATUSES, Matching
 from sync.matching.rules import RULES, apply_rules
@@ -79,7 +80,11 @@ def _outcomes(persons: pl.DataFrame, verdicts: pl.DataFrame, min_confidence: flo
 
 
 def match_people(
-    accounts: pl.DataFrame, people: pl.DataFrame, settings: MatchingSettings | None = None
+    accounts: pl.DataFrame,
+    people: pl.DataFrame,
+    settings: MatchingSettings | None = None,
+    *,
+    changes: Changes | None = None,
 ) -> Matching:
     """Link each person (lead or contact) to one account, send it to review, or call it orphan.
 
@@ -87,6 +92,10 @@ def match_people(
     parent_id, created_at, open_opportunities. `people`: person_id and any of email, company,
     country, phone, website, account_id (the CRM link: a contact's account, a HubSpot
     association) and converted_account_id. Contact counts come from `people`.
+
+    With ``changes``, only the people those changes can reach (`reach`) are matched and in the
+    result; what is learned from everyone (contacts, linked people's domains) still comes from
+    all of ``people``, so each of them gets the outcome a match of everyone would give.
     """
     settings = settings or MatchingSettings()
     account_id = accounts.schema["account_id"]
@@ -97,6 +106,8 @@ def match_people(
     persons = person_keys(people, tables, personal)
     index = domain_index(accounts, persons, tables, personal)
     firms = account_keys(accounts, persons, tables, index)
+    if changes is not None:
+        persons = reached(persons, firms, index, changes, settings.fuzzy_threshold)
     pairs = candidates(persons, firms, index, settings.fuzzy_threshold)
     ranked = apply_rules(evidence(pairs, persons, firms, index, settings.fuzzy_threshold))
     verdicts = resolve(ranked, settings.tie_breaks)
