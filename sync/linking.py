@@ -85,8 +85,11 @@ class LinkCounts:
     """What linking decided this run, for the run log and the stages after it.
 
     ``people``: relinked this run. ``linked``, ``review`` and ``orphans`` (by reason): the state
-    after it, of every live person. ``touched_accounts``: the accounts that gained or lost a
-    person (a relink, a person deleted), whose activity sums must be rebuilt.
+    after it, of every live person. ``relinked``: (person, old account, new account) of every
+    person whose matched account changed, a first link (old None) and an unlink (new None)
+    included, so the score stage rebuilds both accounts. ``changed``: the people whose link, rule
+    or orphan reason changed (what an orphan shows may differ). ``touched_accounts``: the accounts
+    that gained or lost a person (a relink, a person deleted), whose activity sums must be rebuilt.
     """
 
     people: int = 0
@@ -94,6 +97,7 @@ class LinkCounts:
     review: int = 0
     orphans: dict[str, int] = field(default_factory=dict)
     relinked: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    changed: frozenset[str] = frozenset()
     touched_accounts: frozenset[str] = frozenset()
     full: bool = False
 
@@ -113,7 +117,8 @@ def link_people(session: Session, settings: MatchingSettings, *, full: bool = Fa
     changes = None if full else pending.changes
     if changes is not None and not (changes.people or changes.accounts):
         return _tallied(session, LinkCounts())
-    people, before = _people(session)
+    people, previous = _people(session)
+    before = dict(zip(previous["person_id"], previous["account_id"], strict=True))
     if changes is not None and len(changes.people) == people.height:
         changes = None  # everyone is new (the first run) or changed: no one to leave out
     if changes is not None:
@@ -123,7 +128,7 @@ def link_people(session: Session, settings: MatchingSettings, *, full: bool = Fa
     _store(session, frame)
     _clear_pending(session)
     counts = LinkCounts(people=frame.height, full=changes is None)
-    counts.relinked = _relinked(frame, before)
+    counts.relinked, counts.changed = _changed(frame, previous)
     counts.touched_accounts = _touched(frame, before, pending.lost)
     return _tallied(session, counts)
 
@@ -253,8 +258,8 @@ def _accounts(session: Session) -> pl.DataFrame:
     return frame.with_columns(pl.col("created_at").dt.epoch("s"))
 
 
-def _people(session: Session) -> tuple[pl.DataFrame, dict[str, str | None]]:
-    """Live people as the matcher reads them, and each one's current link."""
+def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Live people as the matcher reads them, and each one's current link, rule and reason."""
     rows = session.exec(
         select(
             Person.id,
@@ -265,15 +270,18 @@ def _people(session: Session) -> tuple[pl.DataFrame, dict[str, str | None]]:
             Person.account_id,
             Person.converted_account_id,
             Person.matched_account_id,
+            Person.match_rule,
+            Person.orphan_reason,
         ).where(col(Person.is_deleted).is_(False))
     ).all()
     names = ("person_id", "email", "company", "country", "phone", "account_id")
-    schema: dict[str, Any] = dict.fromkeys(
-        (*names, "converted_account_id", "matched_account_id"), pl.String
-    )
+    outcome = ("matched_account_id", "match_rule", "orphan_reason")
+    schema: dict[str, Any] = dict.fromkeys((*names, "converted_account_id", *outcome), pl.String)
     frame = pl.DataFrame(rows, schema=schema, orient="row")
-    before = dict(zip(frame["person_id"], frame["matched_account_id"], strict=True))
-    return frame.drop("matched_account_id"), before
+    previous = frame.select(
+        "person_id", account_id="matched_account_id", rule="match_rule", reason="orphan_reason"
+    )
+    return frame.drop(outcome), previous
 
 
 def _opportunities(session: Session) -> pl.DataFrame:
@@ -312,15 +320,25 @@ def _store(session: Session, frame: pl.DataFrame) -> None:
         connection.execute(statement, rows.slice(start, _UPDATE_CHUNK).to_dicts())
 
 
-def _relinked(
-    frame: pl.DataFrame, before: dict[str, str | None]
-) -> list[tuple[str, str | None, str | None]]:
-    """(person, old account, new account) of people linked before whose link changed."""
-    return [
-        (person, before[person], account)
-        for person, account in zip(frame["person_id"], frame["account_id"], strict=True)
-        if before.get(person) is not None and before[person] != account
-    ]
+def _changed(
+    frame: pl.DataFrame, previous: pl.DataFrame
+) -> tuple[list[tuple[str, str | None, str | None]], frozenset[str]]:
+    """(person, old account, new account) of the people whose matched account changed (from or
+    to none included), and the people whose link, rule or reason changed."""
+    outcomes = ("account_id", "rule", "reason")
+    now = frame.select(
+        "person_id",
+        "account_id",
+        rule=pl.col("rule").cast(pl.String),
+        reason=pl.col("reason").cast(pl.String),
+    )
+    both = now.join(previous, on="person_id", how="left", suffix="_before")
+    changed = both.filter(
+        pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_before")) for c in outcomes)
+    )
+    moved = changed.filter(pl.col("account_id").ne_missing(pl.col("account_id_before")))
+    relinked = list(moved.select("person_id", "account_id_before", "account_id").iter_rows())
+    return relinked, frozenset(changed["person_id"])
 
 
 def _touched(

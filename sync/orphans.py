@@ -7,14 +7,26 @@ employees, revenue; no region, customer or competitor flag), its own activities 
 no account), no opportunities. The same current model, disqualifiers and tiers as the
 accounts score it, and the same dated sentences explain it. What it shows is what an account
 shows, plus why it has no account (``orphan_reason``).
+
+Only the orphans a cycle touched are rescored (`score_orphans`): a person pulled again, merged
+into, or whose link, rule or reason changed (newly orphaned among them), and one with activity
+synced since the last score stage; every orphan when the score stage rescores every account (its
+first run, ``--full``, the nightly rescore, another model or signal catalog). Each stays in
+``pending_orphan`` until its write-back is done (`settle_orphans`), so a run stopped before it
+wrote rescores it again; a rescore that changes nothing a rep would notice writes nothing (the
+write ledger).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
 
 import numpy as np
 import polars as pl
+from sqlalchemy import and_, delete, insert
 from sqlmodel import Session, col, select
 
 from scoring.explain import recent_counts
@@ -22,14 +34,15 @@ from scoring.features import History, snapshot
 from scoring.model import RulesModel
 from scoring.scores import score_accounts
 from sync.matching import REASONS
-from sync.scoring_state import Book, ScoringSetup, current_model
-from sync.state import Activity, Person
+from sync.scoring_state import Book, Cycle, ScoringSetup, current_model, synced_since
+from sync.state import Activity, PendingOrphan, Person
 from sync.writeback import ORPHAN_REASON, AccountScore, account_scores
 
-__all__ = ["orphan_reason", "orphan_scores"]
+__all__ = ["orphan_reason", "orphan_scores", "score_orphans", "settle_orphans"]
 
 _OLDEST = datetime(1970, 1, 1, tzinfo=UTC)  # a person scored as an account always existed
 _UTC = pl.Datetime("us", "UTC")
+_IN_CHUNK = 5_000
 
 
 def orphan_reason(reason: str | None, in_review: bool) -> str:
@@ -38,18 +51,105 @@ def orphan_reason(reason: str | None, in_review: bool) -> str:
     return f"{'In review' if in_review else 'Orphan'}: {why}"
 
 
-def orphan_scores(
-    session: Session, setup: ScoringSetup, now: datetime, min_points: float = 0.0
+def score_orphans(
+    session: Session,
+    setup: ScoringSetup,
+    now: datetime,
+    cycle: Cycle,
+    changed: Collection[str] = (),
+    min_points: float = 0.0,
 ) -> dict[str, AccountScore]:
-    """What every orphan person should show, by person id, as of ``now``; each one's values carry
-    its ``orphan_reason`` and no matched account."""
-    people = _orphans(session)
+    """The score stage's orphans: those ``cycle`` touched (every one when it rescored every
+    account) marked pending, then what every pending orphan should show as of ``now``.
+
+    ``changed``: the people whose link, rule or reason the link stage changed. Nothing is
+    committed here: the caller commits (or, in a dry run, rolls back) the session.
+    """
+    if cycle.everything is not None or cycle.since is None:
+        _pend_every_orphan(session)
+    else:
+        _pend(session, _touched(session, cycle.since, now, changed))
+    return orphan_scores(session, setup, now, min_points, _pending(session))
+
+
+def settle_orphans(session: Session, person_ids: Collection[str]) -> None:
+    """These orphans' rescores are written back (or need not be): no longer pending."""
+    for chunk in _chunks(sorted(set(person_ids))):
+        session.execute(delete(PendingOrphan).where(col(PendingOrphan.person_id).in_(chunk)))
+
+
+def orphan_scores(
+    session: Session,
+    setup: ScoringSetup,
+    now: datetime,
+    min_points: float = 0.0,
+    person_ids: Collection[str] | None = None,
+) -> dict[str, AccountScore]:
+    """What every orphan person (or those of ``person_ids`` that are orphans) should show, by
+    person id, as of ``now``; each one's values carry its ``orphan_reason`` and no matched
+    account."""
+    people = _orphans(session, person_ids)
     if people.is_empty():
         return {}
-    book = _book(session, setup, people, now)
+    book = _book(session, setup, people, now, every=person_ids is None)
     scores = account_scores(book, setup.tiers, now, min_points)
     reasons = dict(zip(people["account_id"], people["reason"], strict=True))
     return {person: _as_orphan(score, reasons[person]) for person, score in scores.items()}
+
+
+def _is_orphan() -> tuple[Any, ...]:
+    """A live, unconverted person without an account."""
+    return (
+        col(Person.is_deleted).is_(False),
+        col(Person.is_converted).is_(False),
+        col(Person.matched_account_id).is_(None),
+    )
+
+
+def _touched(
+    session: Session, since: datetime, now: datetime, changed: Collection[str]
+) -> set[str]:
+    """People changed since the last score stage: pulled again (a merge's survivor for the
+    merged), with an activity synced, or restated by the link stage (``changed``)."""
+    synced = synced_since(since, now)
+    touched = set(changed)
+    for person_id, survivor in session.exec(
+        select(Person.id, Person.merged_into).where(synced(Person))
+    ):
+        touched.add(survivor or person_id)
+    active = select(Activity.person_id).where(
+        synced(Activity), col(Activity.person_id).is_not(None)
+    )
+    touched.update(session.exec(active.distinct()))
+    return touched
+
+
+def _pend(session: Session, person_ids: Collection[str]) -> None:
+    """Mark those of ``person_ids`` that are orphans pending."""
+    for chunk in _chunks(sorted(person_ids)):
+        orphans = select(Person.id).where(col(Person.id).in_(chunk), *_is_orphan())
+        session.execute(delete(PendingOrphan).where(col(PendingOrphan.person_id).in_(orphans)))
+        session.execute(insert(PendingOrphan).from_select(["person_id"], orphans))
+
+
+def _pend_every_orphan(session: Session) -> None:
+    """Mark every orphan pending (and no one else)."""
+    session.execute(delete(PendingOrphan))
+    orphans = select(Person.id).where(*_is_orphan())
+    session.execute(insert(PendingOrphan).from_select(["person_id"], orphans))
+
+
+def _pending(session: Session) -> list[str]:
+    """The pending orphans, in id order; pending people no longer orphans (linked, converted,
+    deleted) are dropped, their values now being their account's or none."""
+    orphan = and_(col(Person.id) == col(PendingOrphan.person_id), *_is_orphan())
+    rows = session.exec(
+        select(PendingOrphan.person_id, Person.id)
+        .join(Person, orphan, isouter=True)
+        .order_by(col(PendingOrphan.person_id))
+    ).all()
+    settle_orphans(session, [pending for pending, found in rows if found is None])
+    return [pending for pending, found in rows if found is not None]
 
 
 def _as_orphan(score: AccountScore, reason: str) -> AccountScore:
@@ -68,15 +168,17 @@ def _as_orphan(score: AccountScore, reason: str) -> AccountScore:
     )
 
 
-def _book(session: Session, setup: ScoringSetup, people: pl.DataFrame, now: datetime) -> Book:
-    """The orphans scored and explained like a book of accounts."""
+def _book(
+    session: Session, setup: ScoringSetup, people: pl.DataFrame, now: datetime, *, every: bool
+) -> Book:
+    """The orphans scored and explained like a book of accounts (``every``: all of them)."""
     catalog = setup.catalog
     model = current_model(session, setup)
     if model.catalog != catalog:  # settings changed since training: the settings' rules score
         model = setup.rules_model()
-    history = History.from_frames(
-        catalog, people.drop("reason"), _activities(session, people), _no_opportunities()
-    )
+    ids = people["account_id"].to_list()
+    activities = _activities(session, None if every else ids)
+    history = History.from_frames(catalog, people.drop("reason"), activities, _no_opportunities())
     snap = snapshot(history, catalog, int(now.timestamp()))
     scores = score_accounts(model, snap, setup.disqualifiers, setup.tiers)
     counts = recent_counts(
@@ -84,22 +186,26 @@ def _book(session: Session, setup: ScoringSetup, people: pl.DataFrame, now: date
     )
     explanations = scores.explain(snap, np.arange(history.n_accounts), counts, dated=True)
     kind = "rules" if isinstance(model, RulesModel) else "predictive"
-    ids = tuple(people["account_id"].to_list())
-    return Book(ids, scores, tuple(explanations), kind)
+    return Book(tuple(ids), scores, tuple(explanations), kind)
 
 
-def _orphans(session: Session) -> pl.DataFrame:
-    """Orphan people as accounts (``account_id`` their own id), with the reason they show."""
+def _orphans(session: Session, person_ids: Collection[str] | None) -> pl.DataFrame:
+    """Orphan people as accounts (``account_id`` their own id), with the reason they show, in id
+    order: every one, or those of ``person_ids``."""
     company = (Person.country, Person.industry, Person.employees, Person.revenue)
-    rows = session.exec(
-        select(Person.id, *company, Person.orphan_reason, Person.match_rule)
-        .where(
-            col(Person.is_deleted).is_(False),
-            col(Person.is_converted).is_(False),
-            col(Person.matched_account_id).is_(None),
-        )
-        .order_by(col(Person.id))
-    ).all()
+    statement = select(Person.id, *company, Person.orphan_reason, Person.match_rule).where(
+        *_is_orphan()
+    )
+    if person_ids is None:
+        rows = list(session.exec(statement.order_by(col(Person.id))))
+    else:
+        rows = [
+            row
+            for chunk in _chunks(sorted(person_ids))
+            for row in session.exec(
+                statement.where(col(Person.id).in_(chunk)).order_by(col(Person.id))
+            )
+        ]
     frame = pl.DataFrame(
         [(*row[:5], orphan_reason(row[5], row[6] is not None)) for row in rows],
         schema={
@@ -121,23 +227,24 @@ def _orphans(session: Session) -> pl.DataFrame:
     )
 
 
-def _activities(session: Session, people: pl.DataFrame) -> pl.DataFrame:
+def _activities(session: Session, person_ids: Sequence[str] | None) -> pl.DataFrame:
     """The orphans' own activities that name no account (those count for the account they name),
-    under the orphan's id as ``account_id``."""
-    rows = session.exec(
-        select(Activity.person_id, Activity.type, Activity.topic, Activity.occurred_at)
-        .join(Person, col(Person.id) == col(Activity.person_id))
-        .where(
-            col(Activity.is_deleted).is_(False),
-            col(Activity.account_id).is_(None),
-            col(Person.is_deleted).is_(False),
-            col(Person.is_converted).is_(False),
-            col(Person.matched_account_id).is_(None),
-        )
-    ).all()
+    under the orphan's id as ``account_id``: of every orphan, or of ``person_ids`` (orphans)."""
+    columns = (Activity.person_id, Activity.type, Activity.topic, Activity.occurred_at)
+    own = (col(Activity.is_deleted).is_(False), col(Activity.account_id).is_(None))
+    if person_ids is None:
+        statement = select(*columns).join(Person, col(Person.id) == col(Activity.person_id))
+        rows = list(session.exec(statement.where(*own, *_is_orphan())))
+    else:
+        rows = [
+            row
+            for chunk in _chunks(person_ids)
+            for row in session.exec(
+                select(*columns).where(*own, col(Activity.person_id).in_(chunk))
+            )
+        ]
     schema = {"account_id": pl.String, "type": pl.String, "topic": pl.String, "occurred_at": _UTC}
-    frame = pl.DataFrame(rows, schema=schema, orient="row")
-    return frame.join(people.select("account_id"), on="account_id", how="semi")
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def _no_opportunities() -> pl.DataFrame:
@@ -150,3 +257,10 @@ def _no_opportunities() -> pl.DataFrame:
             "is_closed": pl.Boolean,
         }
     )
+
+
+def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
+    """Ids in lists short enough for one IN clause."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, _IN_CHUNK)):
+        yield chunk

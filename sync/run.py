@@ -29,15 +29,17 @@ from sync.config import MatchingSettings
 from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_streams
-from sync.orphans import orphan_scores
+from sync.orphans import score_orphans, settle_orphans
 from sync.runlog import FullResync, forget_events, full_resync
 from sync.scoring_state import Book, ScoringSetup, score_cycle, settle
 from sync.state import SyncRun
 from sync.store import Store
 from sync.writeback import (
+    ORPHAN_REASON,
     AccountScore,
     Plan,
     PushOutcome,
+    Target,
     account_scores,
     plan_writes,
     push_plan,
@@ -230,21 +232,30 @@ def _pulled_figures(pulled: StreamPull) -> dict[str, int]:
 def _link(run: _Run) -> None:
     """Link the people changed this cycle, or reached by a changed account, or say why not."""
     with run.store.session() as session:
-        run.report.link = link_people(session, run.config.matching, full=run.report.full)
-    for person, old, new in run.report.link.relinked:
-        run.event("link", "matched", "person", person, f"relinked from {old} to {new}")
+        link = run.report.link = link_people(session, run.config.matching, full=run.report.full)
+    for person, old, new in link.relinked:
+        if old is None and not link.full:  # a full link's first links are not news
+            run.event("link", "matched", "person", person, f"linked to {new}")
+        elif new is None:
+            run.event("link", "matched", "person", person, f"no longer linked to {old}")
+        elif old is not None:
+            run.event("link", "matched", "person", person, f"relinked from {old} to {new}")
 
 
 def _score(run: _Run) -> None:
     """Bring each account's stored signal sums up to the mirror; score and explain the accounts
-    touched this cycle (every account on the first run, ``--full`` and the nightly rescore).
-    A dry run keeps none of it."""
-    report = run.report
+    touched this cycle (every account on the first run, ``--full`` and the nightly rescore), and
+    the leads without an account touched alike on their own (`sync.orphans`). A dry run keeps
+    none of it."""
+    report, config = run.report, run.config
     with run.store.session() as session:
         cycle = score_cycle(
-            session, run.config.scoring, run.now, full=report.full, relinked=report.link.relinked
+            session, config.scoring, run.now, full=report.full, relinked=report.link.relinked
         )
-        report.model_reason = model_status(session, run.config.scoring, cycle.book)
+        report.model_reason = model_status(session, config.scoring, cycle.book)
+        run.orphans = score_orphans(
+            session, config.scoring, run.now, cycle, report.link.changed, config.min_score_change
+        )
         if report.dry_run:
             session.rollback()
     run.book = cycle.book
@@ -252,15 +263,7 @@ def _score(run: _Run) -> None:
     report.rescored_all, report.rebuilt = cycle.everything, cycle.rebuilt
     report.model_version = run.book.scores.model_version
     report.model_kind = run.book.model_kind
-    _score_orphans(run)
-
-
-def _score_orphans(run: _Run) -> None:
-    """Score, tier and explain every lead without an account on its own (no lead unscored)."""
-    config = run.config
-    with run.store.session() as session:
-        run.orphans = orphan_scores(session, config.scoring, run.now, config.min_score_change)
-    run.report.orphans_scored = len(run.orphans)
+    report.orphans_scored = len(run.orphans)
 
 
 def _tier(run: _Run) -> None:
@@ -329,15 +332,17 @@ def _write(run: _Run) -> None:
 
 
 def _settled(run: _Run) -> None:
-    """Current scores, the rescored accounts whose write-back is done, and the per-record
-    lines of what was written (score history is appended as each batch settles)."""
+    """Current scores, the rescored accounts and orphans whose write-back is done, and the
+    per-record lines of what was written (score history is appended as each batch settles)."""
+    unsettled = _unsettled(run)
     with run.store.session() as session:
         record_scores(run.store, session, run.scores, run.now, run.report.run_id)
-        settle(session, set(run.scores) - _unsettled(run))
+        settle(session, set(run.scores) - {t.account_id for t in unsettled if not _orphan(t)})
+        settle_orphans(session, set(run.orphans) - {t.record_id for t in unsettled if _orphan(t)})
     for planned in run.outcome.written:
         stream = planned.target.stream
         run.report.written[stream] = run.report.written.get(stream, 0) + 1
-        run.report.orphans_written += planned.target.values.get("orphan_reason") is not None
+        run.report.orphans_written += _orphan(planned.target)
         run.event("write", "written", stream, planned.target.record_id, planned.why)
     for planned, result in run.outcome.failed:
         failure = {
@@ -354,11 +359,17 @@ def _settled(run: _Run) -> None:
         )  # fmt: skip
 
 
-def _unsettled(run: _Run) -> set[str]:
-    """Accounts with a planned write not pushed, or refused for now (retried next run)."""
+def _unsettled(run: _Run) -> list[Target]:
+    """Planned writes not pushed, or refused for now (retried next run): their accounts and
+    orphans stay pending."""
     done = {id(p) for p in run.outcome.written}
     done |= {id(p) for p, result in run.outcome.failed if result.status == "permanent"}
-    return {p.target.account_id for p in run.plan.writes if id(p) not in done}
+    return [p.target for p in run.plan.writes if id(p) not in done]
+
+
+def _orphan(target: Target) -> bool:
+    """Whether ``target`` is a lead without an account, showing its own values."""
+    return target.values.get(ORPHAN_REASON) is not None
 
 
 Stage = Callable[[_Run], None]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +61,7 @@ __all__ = [
     "score_cycle",
     "score_stored",
     "settle",
+    "synced_since",
     "train_model",
 ]
 
@@ -242,11 +243,14 @@ def _opportunities(session: Session, ids: Sequence[str] | None = None) -> pl.Dat
 @dataclass(frozen=True)
 class Cycle:
     """What one score stage did: the book of rescored accounts, the accounts whose sums were
-    rebuilt per reason, and why every account was rescored (None: only those touched)."""
+    rebuilt per reason, why every account was rescored (None: only those touched), and when the
+    score stage before it ran (what the mirror synced since is this cycle's change; None on the
+    first)."""
 
     book: Book
     rebuilt: dict[str, int]
     everything: str | None
+    since: datetime | None = None
 
 
 def score_cycle(
@@ -279,7 +283,8 @@ def score_cycle(
     nightly = now if everything is not None or state is None else state.nightly_at
     session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
                                seq=seq, scored_at=now, nightly_at=nightly))  # fmt: skip
-    return Cycle(_pending_book(session, setup, model, now), rebuilt, everything)
+    since = None if state is None else state.scored_at
+    return Cycle(_pending_book(session, setup, model, now), rebuilt, everything, since)
 
 
 def _incremental(
@@ -375,7 +380,7 @@ def _touched(
     """Accounts whose records, opportunities, people or counted activities changed since the
     last score stage, and those relinked; deleted accounts' sums dropped."""
     touched = Touched()
-    since = _since(state.scored_at, now)
+    since = synced_since(state.scored_at, now)
     for account_id, deleted, survivor in session.exec(
         select(Account.id, Account.is_deleted, Account.merged_into).where(since(Account))
     ):
@@ -399,9 +404,10 @@ def _touched(
     return touched
 
 
-def _since(scored_at: datetime, now: datetime) -> Any:
-    """A filter: mirrored rows synced since the last score stage (a rerun at the same moment
-    takes that moment's rows again: harmless, as rescoring an unchanged account writes nothing)."""
+def synced_since(scored_at: datetime, now: datetime) -> Callable[[Any], Any]:
+    """A filter of a mirrored table: its rows synced since the last score stage at ``scored_at``
+    (a rerun at the same moment takes that moment's rows again: harmless, as rescoring an
+    unchanged account writes nothing)."""
 
     def synced(model: Any) -> Any:
         stamp = col(model.synced_at)

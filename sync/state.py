@@ -47,6 +47,7 @@ __all__ = [
     "Disposition",
     "NaiveDatetimeError",
     "Opportunity",
+    "PendingOrphan",
     "Person",
     "RunEvent",
     "RunLock",
@@ -497,6 +498,15 @@ class AccountSignals(SQLModel, table=True):
     pending: bool = False
 
 
+class PendingOrphan(SQLModel, table=True):
+    """An orphan lead rescored on its own (`sync.orphans`) whose write-back is not done yet: a
+    run stopped before it wrote rescores it again, as a pending account is."""
+
+    __tablename__ = "pending_orphan"
+
+    person_id: str = Field(primary_key=True)
+
+
 class ScoringState(SQLModel, table=True):
     """The single row saying what the stored sums are: the signal catalog they were summed
     with, the model that last scored them, the scoring cycle, and the moments of the last score
@@ -566,6 +576,7 @@ TABLES = tuple(
         RunLock,
         AccountSignals,
         ScoringState,
+        PendingOrphan,
     )
 )
 

@@ -7,6 +7,11 @@ start pending with no basis, so the first run after the upgrade links everyone o
 person: industry, employees and revenue, a lead's own company fields, which score an orphan lead
 (empty until the person is pulled again).
 
+pending_orphan: the orphan leads rescored on their own whose write-back is not done yet (only
+the orphans a cycle touched are rescored, so one stopped before writing must be found again).
+Every lead without an account at the upgrade starts pending: the first run after it scores and
+writes each one, as the release that did not score orphans never did.
+
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-03 09:13:00.112024
@@ -26,7 +31,8 @@ _TABLES = ("account", "opportunity", "person")
 
 
 def upgrade() -> None:
-    """link_pending and link_basis on the three tables whose changes can change a link."""
+    """link_pending and link_basis on the three tables whose changes can change a link; the
+    person's company fields; the orphans awaiting write-back."""
     for table in _TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(
@@ -37,3 +43,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("industry", sa.String(), nullable=True))
         batch_op.add_column(sa.Column("employees", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("revenue", sa.Float(), nullable=True))
+    op.create_table(
+        "pending_orphan",
+        sa.Column("person_id", sa.String(), nullable=False),
+        sa.PrimaryKeyConstraint("person_id"),
+    )
+    op.execute(
+        "INSERT INTO pending_orphan (person_id) SELECT id FROM person"
+        " WHERE NOT is_deleted AND NOT is_converted AND matched_account_id IS NULL"
+    )
