@@ -39,6 +39,7 @@ from scoring.bursts import Burst
 from scoring.explain import EXPLAIN_WINDOWS_DAYS
 from scoring.signals import (
     DAY_SECONDS,
+    INTENTS,
     Activities,
     DecayedSum,
     RunningSums,
@@ -445,7 +446,7 @@ def totals(
     bursts, and their recent activities (for the reasons' counts)."""
     n, n_signals = len(documents), len(catalog.signals)
     signals = np.array([d["s"] for d in documents], dtype=np.float64).reshape(n, n_signals, 2)
-    memory = np.array([d["m"] for d in documents], dtype=np.float64).reshape(n, -1, 2)
+    memory = np.array([d["m"] for d in documents], dtype=np.float64).reshape(n, len(INTENTS), 2)
     names = tuple(sorted({name for d in documents for name in d["p"]}))
     position = {name: i for i, name in enumerate(names)}
     topics = np.zeros((n, len(names), 2), dtype=np.float64)

@@ -15,15 +15,26 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 import tests.test_sync_run as sync_run
 from connectors.errors import BudgetExhausted
 from sandbox.org import Org
 from sync import Store
+from sync.matching.normalise import personal_domains
+from sync.orphans import orphan_scores
 from sync.run import RunReport
 from sync.scoring_state import Book, current_model, score_book, score_stored
-from sync.state import AccountSignals, Activity, CurrentScore, Person, ScoringState
+from sync.state import (
+    Account,
+    AccountSignals,
+    Activity,
+    CurrentScore,
+    PendingOrphan,
+    Person,
+    ScoringState,
+    WriteLedger,
+)
 from tests.conftest import BACKENDS
 from tests.sandbox_fixtures import salesforce_client
 
@@ -263,3 +274,112 @@ def test_rescored_accounts_stay_pending_until_written_and_a_dry_run_keeps_nothin
     assert stopped.outcome == "stopped" and stopped.written == {}
     assert resumed.outcome == "ok" and resumed.written.get(crm.accounts, 0) >= 1
     assert resumed.rebuilt == {}
+
+
+def _orphan_with_most_activity(store: Store) -> tuple[str, str]:
+    """(lead, its email's domain) of the orphan lead with a company email and the most activity
+    of its own (naming no account)."""
+    own = func.count(col(Activity.id))
+    with store.session() as session:
+        rows = session.exec(
+            select(Person.id, Person.email)
+            .join(Activity, col(Activity.person_id) == col(Person.id))
+            .where(
+                Person.kind == "lead",
+                col(Person.matched_account_id).is_(None),
+                col(Person.is_converted).is_(False),
+                col(Activity.account_id).is_(None),
+            )
+            .group_by(col(Person.id), col(Person.email))
+            .order_by(own.desc(), col(Person.id))
+        ).all()
+    personal = personal_domains(())
+    return next(
+        (lead, email.split("@")[1])
+        for lead, email in rows
+        if email and email.split("@")[1] not in personal
+    )
+
+
+def _account_without_people_or_website(store: Store) -> str:
+    linked = select(Person.matched_account_id).where(col(Person.matched_account_id).is_not(None))
+    with store.session() as session:
+        return str(
+            session.exec(
+                select(Account.id)
+                .where(col(Account.id).not_in(linked), col(Account.website).is_(None))
+                .order_by(col(Account.id))
+            ).first()
+        )
+
+
+def test_an_orphan_whose_account_appears_brings_its_past_activity_to_that_account(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm.run(store)
+        orphan, domain = _orphan_with_most_activity(store)
+        account = _account_without_people_or_website(store)
+        crm.time.tick(600)
+        salesforce_client(crm.sandbox).Account.update(account, {"Website": f"https://{domain}"})
+        crm.time.tick(600)
+        report = crm.run(store)
+        _assert_as_full_rescore(store, crm)  # its sums hold the orphan's past activity
+        shown = crm.shown(crm.people, [orphan])[orphan]
+
+    assert (orphan, None, account) in report.link.relinked  # a first link
+    assert report.rebuilt.get("relink", 0) >= 1 and account in _scored(store, report)
+    assert shown["matched_account_id"] == account and shown["orphan_reason"] is None
+
+
+def _orphan_written(store: Store, lead: str) -> dict[str, Any]:
+    with store.session() as session:
+        row = session.get(WriteLedger, ("Lead", lead))
+    assert row is not None
+    return dict(row.values)
+
+
+def _orphans_pending(store: Store) -> set[str]:
+    with store.session() as session:
+        return set(session.exec(select(PendingOrphan.person_id)).all())
+
+
+def test_only_orphans_touched_are_rescored_and_one_stays_pending_until_written(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    assert isinstance(crm.connector, sync_run.Counting)
+    setup = sync_run._config().scoring
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        first = crm.run(store)
+        crm.time.tick(600)
+        echo = crm.run(store)  # our own writes read back: every written lead pulled again
+        crm.time.tick(600)
+        quiet = crm.run(store)
+        orphan, _ = _orphan_with_most_activity(store)
+        crm.time.tick(600)
+        for _ in range(4):
+            _touch(crm, orphan, "Form Submission", "Requested a demo: ai")
+            crm.time.tick(20)
+        crm.time.tick(600)
+
+        def out_of_budget() -> None:
+            raise BudgetExhausted("daily API allowance used")
+
+        crm.connector.before_push.append(out_of_budget)
+        stopped = crm.run(store)
+        pending = _orphans_pending(store)
+        crm.time.tick(60)
+        resumed = crm.run(store)
+        with store.session() as session:
+            everyone = orphan_scores(session, setup, crm.time.now)
+        written = _orphan_written(store, orphan)
+
+    assert first.orphans_scored == first.orphans_written > 0
+    assert echo.orphans_scored > 0 and echo.written == {}  # rescored, nothing to notice
+    assert quiet.orphans_scored == 0 and quiet.written == {} and quiet.scored == 0
+    assert stopped.outcome == "stopped" and stopped.orphans_scored == 1 and pending == {orphan}
+    assert resumed.orphans_scored == 1 and resumed.orphans_written == 1
+    assert resumed.written == {crm.people: 1} and _orphans_pending(store) == set()
+    # what a rescore of every orphan at that moment gives it
+    assert written["score"] == everyone[orphan].score and written["tier"] == "AE"
+    assert written["signals"] == everyone[orphan].values["signals"]
