@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from scoring.tiers import TIER_ORDER, tier_label
 from sync.config import MatchingSettings
+from sync.frames import read_frame
 from sync.matching import REASONS, match_people
 from sync.scoring_state import Book, ScoringSetup, score_book
 from sync.state import Account, CurrentScore, Person, ScoringModelRow
@@ -274,32 +275,40 @@ def _linked_people(session: Session, account_id: str) -> tuple[PersonLink, ...]:
     return tuple(_person(p, p.match_rule, p.match_confidence) for p in people)
 
 
+_ORPHANS = (  # live people the matcher left without an account
+    col(Person.is_deleted).is_(False),
+    col(Person.matched_account_id).is_(None),
+    col(Person.orphan_reason).in_(ORPHAN_REASONS),
+)
+
+
 def _nearby_orphans(
     session: Session, account: Account, matching: MatchingSettings
 ) -> tuple[PersonLink, ...]:
     """Orphans the matcher links to this account when it is the only one to choose from."""
-    orphans = {
-        p.id: p
-        for p in session.exec(
-            select(Person).where(
-                col(Person.is_deleted).is_(False),
-                col(Person.matched_account_id).is_(None),
-                col(Person.orphan_reason).in_(ORPHAN_REASONS),
-            )
-        )
-    }
+    orphans = {p.id: p for p in session.exec(select(Person).where(*_ORPHANS))}
     if not orphans:
         return ()
-    accounts = pl.DataFrame(
-        [{"account_id": account.id, "name": account.name, "website": account.website,
-          "domain": account.domain, "country": account.country}],
-        schema=dict.fromkeys(("account_id", "name", "website", "domain", "country"), pl.String),
-    )  # fmt: skip
-    people = pl.DataFrame(
-        [{"person_id": p.id, "email": p.email, "company": p.company, "country": p.country,
-          "phone": p.phone} for p in orphans.values()],
-        schema=dict.fromkeys(("person_id", "email", "company", "country", "phone"), pl.String),
-    )  # fmt: skip
+    accounts = read_frame(
+        session,
+        select(
+            col(Account.id).label("account_id"),
+            Account.name,
+            Account.website,
+            Account.domain,
+            Account.country,
+        ).where(Account.id == account.id),
+    )
+    people = read_frame(
+        session,
+        select(
+            col(Person.id).label("person_id"),
+            Person.email,
+            Person.company,
+            Person.country,
+            Person.phone,
+        ).where(*_ORPHANS),
+    )
     near = matching.model_copy(
         update={"fuzzy_threshold": min(matching.fuzzy_threshold, NEARBY_NAME_SIMILARITY)}
     )

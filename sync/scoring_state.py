@@ -41,6 +41,7 @@ from scoring.signals import SignalCatalog
 from scoring.training import Training, train
 from sync import account_signals
 from sync.account_signals import Touched
+from sync.frames import frame_schema
 from sync.state import (
     Account,
     AccountSignals,
@@ -72,7 +73,6 @@ _IN_CHUNK = 5_000
 _PENDING = text("account_signals.pending")
 # why every account's sums are built again from the mirror (see `_everything`)
 _BUILD_EVERY_ACCOUNT = ("full", "first", "catalog", "clock")
-_UTC = pl.Datetime("us", "UTC")
 
 
 @dataclass(frozen=True)
@@ -181,9 +181,8 @@ def _accounts(session: Session, ids: Sequence[str] | None = None) -> pl.DataFram
     """Live accounts: id, created_at and the firmographics scoring reads, in id order; all of
     them, or those of ``ids``."""
     columns = [getattr(Account, name) for name in FIRMOGRAPHICS]
-    statement = select(Account.id, Account.created_at, *columns).where(
-        col(Account.is_deleted).is_(False)
-    )
+    statement = select(col(Account.id).label("account_id"), Account.created_at, *columns)
+    statement = statement.where(col(Account.is_deleted).is_(False))
     if ids is None:
         rows = session.exec(statement.order_by(col(Account.id))).all()
     else:
@@ -193,19 +192,7 @@ def _accounts(session: Session, ids: Sequence[str] | None = None) -> pl.DataFram
             for row in session.exec(statement.where(col(Account.id).in_(chunk)))
         ]
         rows.sort(key=lambda row: row[0])
-    schema = {
-        "account_id": pl.String,
-        "created_at": _UTC,
-        "country": pl.String,
-        "region": pl.String,
-        "industry": pl.String,
-        "employees": pl.Int64,
-        "revenue": pl.Float64,
-        "is_customer": pl.Boolean,
-        "is_competitor": pl.Boolean,
-        "parent_id": pl.String,
-    }
-    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    frame = pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
     return frame.with_columns(pl.col("created_at").fill_null(_OLDEST))
 
 
@@ -226,13 +213,7 @@ def _opportunities(session: Session, ids: Sequence[str] | None = None) -> pl.Dat
             for chunk in _chunked(sorted(ids))
             for row in session.exec(statement.where(col(Opportunity.account_id).in_(chunk)))
         ]
-    schema = {
-        "account_id": pl.String,
-        "opened_at": _UTC,
-        "close_date": pl.Date,
-        "is_closed": pl.Boolean,
-    }
-    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    frame = pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
     close = pl.col("close_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     return frame.with_columns(close_at=pl.coalesce(close, "opened_at"))
 
