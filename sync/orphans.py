@@ -33,6 +33,7 @@ from scoring.explain import recent_counts
 from scoring.features import History, snapshot
 from scoring.model import RulesModel
 from scoring.scores import score_accounts
+from sync.frames import UTC_STAMP, frame_schema
 from sync.matching import REASONS
 from sync.scoring_state import Book, Cycle, ScoringSetup, current_model, synced_since
 from sync.state import Activity, PendingOrphan, Person
@@ -41,7 +42,6 @@ from sync.writeback import ORPHAN_REASON, AccountScore, account_scores
 __all__ = ["orphan_reason", "orphan_scores", "score_orphans", "settle_orphans"]
 
 _OLDEST = datetime(1970, 1, 1, tzinfo=UTC)  # a person scored as an account always existed
-_UTC = pl.Datetime("us", "UTC")
 _IN_CHUNK = 5_000
 
 
@@ -193,9 +193,9 @@ def _orphans(session: Session, person_ids: Collection[str] | None) -> pl.DataFra
     """Orphan people as accounts (``account_id`` their own id), with the reason they show, in id
     order: every one, or those of ``person_ids``."""
     company = (Person.country, Person.industry, Person.employees, Person.revenue)
-    statement = select(Person.id, *company, Person.orphan_reason, Person.match_rule).where(
-        *_is_orphan()
-    )
+    statement = select(
+        col(Person.id).label("account_id"), *company, Person.orphan_reason, Person.match_rule
+    ).where(*_is_orphan())
     if person_ids is None:
         rows = list(session.exec(statement.order_by(col(Person.id))))
     else:
@@ -206,20 +206,12 @@ def _orphans(session: Session, person_ids: Collection[str] | None) -> pl.DataFra
                 statement.where(col(Person.id).in_(chunk)).order_by(col(Person.id))
             )
         ]
-    frame = pl.DataFrame(
-        [(*row[:5], orphan_reason(row[5], row[6] is not None)) for row in rows],
-        schema={
-            "account_id": pl.String,
-            "country": pl.String,
-            "industry": pl.String,
-            "employees": pl.Int64,
-            "revenue": pl.Float64,
-            "reason": pl.String,
-        },
-        orient="row",
-    )
-    return frame.with_columns(
-        created_at=pl.lit(_OLDEST, dtype=_UTC),
+    frame = pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
+    reasons, rules = frame["orphan_reason"].to_list(), frame["match_rule"].to_list()
+    shown = [orphan_reason(r, rule is not None) for r, rule in zip(reasons, rules, strict=True)]
+    return frame.drop("orphan_reason", "match_rule").with_columns(
+        reason=pl.Series(shown, dtype=pl.String),
+        created_at=pl.lit(_OLDEST, dtype=UTC_STAMP),
         region=pl.lit(None, dtype=pl.String),
         is_customer=pl.lit(False),
         is_competitor=pl.lit(False),
@@ -230,21 +222,22 @@ def _orphans(session: Session, person_ids: Collection[str] | None) -> pl.DataFra
 def _activities(session: Session, person_ids: Sequence[str] | None) -> pl.DataFrame:
     """The orphans' own activities that name no account (those count for the account they name),
     under the orphan's id as ``account_id``: of every orphan, or of ``person_ids`` (orphans)."""
-    columns = (Activity.person_id, Activity.type, Activity.topic, Activity.occurred_at)
-    own = (col(Activity.is_deleted).is_(False), col(Activity.account_id).is_(None))
+    statement = select(
+        col(Activity.person_id).label("account_id"),
+        Activity.type,
+        Activity.topic,
+        Activity.occurred_at,
+    ).where(col(Activity.is_deleted).is_(False), col(Activity.account_id).is_(None))
     if person_ids is None:
-        statement = select(*columns).join(Person, col(Person.id) == col(Activity.person_id))
-        rows = list(session.exec(statement.where(*own, *_is_orphan())))
+        every = statement.join(Person, col(Person.id) == col(Activity.person_id))
+        rows = list(session.exec(every.where(*_is_orphan())))
     else:
         rows = [
             row
             for chunk in _chunks(person_ids)
-            for row in session.exec(
-                select(*columns).where(*own, col(Activity.person_id).in_(chunk))
-            )
+            for row in session.exec(statement.where(col(Activity.person_id).in_(chunk)))
         ]
-    schema = {"account_id": pl.String, "type": pl.String, "topic": pl.String, "occurred_at": _UTC}
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    return pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
 
 
 def _no_opportunities() -> pl.DataFrame:
@@ -252,8 +245,8 @@ def _no_opportunities() -> pl.DataFrame:
     return pl.DataFrame(
         schema={
             "account_id": pl.String,
-            "opened_at": _UTC,
-            "close_at": _UTC,
+            "opened_at": UTC_STAMP,
+            "close_at": UTC_STAMP,
             "is_closed": pl.Boolean,
         }
     )
