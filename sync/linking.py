@@ -29,6 +29,7 @@ from sqlalchemy import Row, bindparam, case, func, update
 from sqlmodel import Session, SQLModel, col, select
 
 from sync.config import MatchingSettings
+from sync.frames import read_frame
 from sync.matching import Changes, Matching, match_people
 from sync.state import LINK_PENDING, Account, Opportunity, Person
 
@@ -234,65 +235,46 @@ def _tallied(session: Session, counts: LinkCounts) -> LinkCounts:
 
 def _accounts(session: Session) -> pl.DataFrame:
     """Live accounts as the matcher reads them."""
-    rows = session.exec(
-        select(
-            Account.id,
-            Account.name,
-            Account.website,
-            Account.domain,
-            Account.country,
-            Account.parent_id,
-            Account.created_at,
-        ).where(col(Account.is_deleted).is_(False))
-    ).all()
-    schema = {
-        "account_id": pl.String,
-        "name": pl.String,
-        "website": pl.String,
-        "domain": pl.String,
-        "country": pl.String,
-        "parent_id": pl.String,
-        "created_at": pl.Datetime("us", "UTC"),
-    }
-    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    statement = select(
+        col(Account.id).label("account_id"),
+        Account.name,
+        Account.website,
+        Account.domain,
+        Account.country,
+        Account.parent_id,
+        Account.created_at,
+    ).where(col(Account.is_deleted).is_(False))
+    frame = read_frame(session, statement)
     return frame.with_columns(pl.col("created_at").dt.epoch("s"))
 
 
 def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Live people as the matcher reads them, and each one's current link, rule and reason."""
-    rows = session.exec(
-        select(
-            Person.id,
-            Person.email,
-            Person.company,
-            Person.country,
-            Person.phone,
-            Person.account_id,
-            Person.converted_account_id,
-            Person.matched_account_id,
-            Person.match_rule,
-            Person.orphan_reason,
-        ).where(col(Person.is_deleted).is_(False))
-    ).all()
-    names = ("person_id", "email", "company", "country", "phone", "account_id")
-    outcome = ("matched_account_id", "match_rule", "orphan_reason")
-    schema: dict[str, Any] = dict.fromkeys((*names, "converted_account_id", *outcome), pl.String)
-    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    statement = select(
+        col(Person.id).label("person_id"),
+        Person.email,
+        Person.company,
+        Person.country,
+        Person.phone,
+        Person.account_id,
+        Person.converted_account_id,
+        Person.matched_account_id,
+        Person.match_rule,
+        Person.orphan_reason,
+    ).where(col(Person.is_deleted).is_(False))
+    frame = read_frame(session, statement)
     previous = frame.select(
         "person_id", account_id="matched_account_id", rule="match_rule", reason="orphan_reason"
     )
-    return frame.drop(outcome), previous
+    return frame.drop("matched_account_id", "match_rule", "orphan_reason"), previous
 
 
 def _opportunities(session: Session) -> pl.DataFrame:
     """Live opportunities' accounts and whether each is closed."""
-    rows = session.exec(
-        select(Opportunity.account_id, Opportunity.is_closed).where(
-            col(Opportunity.is_deleted).is_(False)
-        )
-    ).all()
-    schema = {"account_id": pl.String, "is_closed": pl.Boolean}
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    statement = select(Opportunity.account_id, Opportunity.is_closed).where(
+        col(Opportunity.is_deleted).is_(False)
+    )
+    return read_frame(session, statement)
 
 
 def _store(session: Session, frame: pl.DataFrame) -> None:
