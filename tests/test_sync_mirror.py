@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, text, update
 from sqlmodel import col, select
 
 from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Summary, Tombstone
@@ -494,3 +494,65 @@ def test_a_full_pull_of_some_streams_reads_only_those_from_their_start(store: St
     pulled = {p.stream: p for p in again}
     assert asked["Task"] == FULL_LOAD and asked["Account"] != FULL_LOAD
     assert not pulled["Task"].first_load  # its table holds rows: upserted
+
+
+# --- what the link stage reads ----------------------------------------------------------------
+
+_LINKED = (Account, Person, Opportunity)
+
+
+def _pending_rows(store: Store) -> dict[str, set[str]]:
+    with store.session() as session:
+        return {
+            model.__tablename__: set(session.exec(select(model.id).where(model.link_pending)))  # type: ignore[attr-defined]
+            for model in _LINKED
+        }
+
+
+def test_every_account_person_and_deal_row_the_mirror_writes_is_pending_for_linking(
+    store: Store,
+) -> None:
+    _mirror_all(store, _org())  # a first load (COPY on PostgreSQL)
+    first = _pending_rows(store)
+    with store.session() as session:  # as after a link stage and a score stage
+        for model in _LINKED:
+            session.exec(update(model).values(link_pending=False, link_basis="linked"))  # type: ignore[call-overload]
+        session.exec(update(Activity).values(scored_seq=1))  # type: ignore[call-overload]
+        session.exec(
+            update(Person).where(Person.id == "00Q005").values(matched_account_id="001002")
+        )  # type: ignore[call-overload]
+    later = T0 + timedelta(minutes=1)
+    _mirror(
+        store,
+        "Account",
+        _account("001001", later, name="Firm One Renamed"),
+        Tombstone("Account", "001002", later, "merged", "001004"),
+        Tombstone("Account", "001003", later, "deleted"),
+        Checkpoint("Account", Cursor(later)),
+    )
+    values = {"kind": "lead", "email": "ada@firm1.example", "is_converted": False}
+    lead = _mirror(
+        store, "Lead", Record("Lead", "00Q001", later, values), Checkpoint("Lead", Cursor(later))
+    )
+    with store.session() as session:
+        bases = {
+            basis
+            for model in _LINKED
+            for basis in session.exec(select(model.link_basis))  # type: ignore[attr-defined]
+        }
+        seqs = set(session.exec(select(Activity.scored_seq)))
+        repointed = session.exec(select(Activity.id).where(Activity.account_id == "001004")).all()
+
+    assert first == {
+        "account": {f"001{n:03d}" for n in range(9)},
+        "person": {f"00Q{n:03d}" for n in range(12)},
+        "opportunity": {f"006{n:03d}" for n in range(3)},
+    }
+    assert _pending_rows(store) == {
+        "account": {"001001", "001002", "001003"},  # updated, merged away, deleted
+        "person": {"00Q001", "00Q005"},  # updated; linked to the merged account, repointed
+        "opportunity": {"006002"},  # repointed to the survivor
+    }
+    assert bases == {"linked"} and seqs == {1}  # the link and score stages' own, never written
+    assert repointed  # activities follow the survivor too (they carry no flag)
+    assert lead.stored == 1
