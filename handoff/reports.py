@@ -98,7 +98,7 @@ def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
     lines += [
         ("Pulled", _pulled(run)),
         ("Linked", _linked(run)),
-        ("Scored", f"{run.scored:,} accounts; tiers {joined(run.tiers)}"),
+        ("Scored", _scored(run)),
         ("Tiers", f"{run.tier_up:,} moved up, {run.tier_down:,} moved down"),
         ("Written", _written(run)),
         ("API calls", _calls(run.api_calls, run.budget_left)),
@@ -136,10 +136,17 @@ def _linked(run: RunSummary) -> str:
     return f"{run.linked:,} people; review queue {run.review:,}; orphans {orphans:,}{reasons}"
 
 
+def _scored(run: RunSummary) -> str:
+    """`120 accounts, 32 orphan leads; tiers Nurture 98, ...` (orphans named when scored)."""
+    orphans = f", {run.orphans_scored:,} orphan leads" if run.orphans_scored else ""
+    return f"{run.scored:,} accounts{orphans}; tiers {joined(run.tiers)}"
+
+
 def _written(run: RunSummary) -> str:
     if run.dry_run:
         return f"nothing (dry run); {run.planned:,} records would have been"
-    streams = f" ({joined(run.written)})" if run.written else ""
+    orphans = f"; {run.orphans_written:,} orphan leads" if run.orphans_written else ""
+    streams = f" ({joined(run.written)}{orphans})" if run.written else ""
     return (
         f"{run.records_written:,}{streams}; {run.unchanged:,} unchanged; "
         f"{run.held_back:,} held back; {run.failed:,} failed"

@@ -9,7 +9,10 @@ move to the survivor (score history stays append-only: replay follows `merged_in
 re-read inside the connector's overlap window is skipped when the mirror already holds that
 version, so an activity is counted once. A record that cannot be stored (a required value
 missing, a value outside a closed vocabulary or beyond its column, one the database refuses) is
-skipped with its reason; the rest of the page lands.
+skipped with its reason; the rest of the page lands. Every account, person and opportunity row
+it inserts, updates, buries or repoints in a merge is flagged ``link_pending`` for the link
+stage (`sync.linking`); the link and score stages' own columns (``link_basis``,
+``activity.scored_seq``) it never writes.
 
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
 order, value adapters, checks) that turns its records into plain tuples, which `Store.write_rows`

@@ -150,6 +150,8 @@ class RunSummary:
     review: int = 0
     orphans: dict[str, int] = field(default_factory=dict)  # reason -> people
     scored: int = 0
+    orphans_scored: int = 0  # leads without an account, scored on their own
+    orphans_written: int = 0
     tiers: dict[str, int] = field(default_factory=dict)  # tier label -> accounts
     tier_up: int = 0
     tier_down: int = 0
@@ -183,8 +185,8 @@ class RunSummary:
 
 _GROUPS = {"orphans": "orphans", "tier": "tiers", "written": "written", "ms": "seconds"}
 _PLAIN = (
-    "linked", "review", "scored", "tier_up", "tier_down", "planned", "unchanged", "held_back",
-    "failed", "api_calls", "budget_left", "events_forgotten",
+    "linked", "review", "scored", "orphans_scored", "orphans_written", "tier_up", "tier_down",
+    "planned", "unchanged", "held_back", "failed", "api_calls", "budget_left", "events_forgotten",
 )  # fmt: skip
 
 
