@@ -67,6 +67,7 @@ def _figures(report: RunReport, seconds: float) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "stages": {name: round(s, 2) for name, s in report.stages.items()},
         "written": sum(report.written.values()),
+        "accounts_scored": report.scored,
         "people_linked": report.link.people,
         "orphans_scored": report.orphans_scored,
         "orphans_written": report.orphans_written,
