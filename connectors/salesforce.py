@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import requests
@@ -443,19 +443,24 @@ def _lower_bound(stream: Stream, cursor: Cursor, since: datetime | None) -> str 
     """
     if since is None:
         return None
-    key = stream.replication_key
+    key, at = stream.replication_key, _literal(since)
     if since != cursor.value or not cursor.ids:
-        return format_soql("{:literal} >= {}", key, since)
-    last = max(cursor.ids)
+        return format_soql("{:literal} >= {:literal}", key, at)
     return format_soql(
-        "({:literal} > {} OR ({:literal} = {} AND {:literal} > {}))",
+        "({:literal} > {:literal} OR ({:literal} = {:literal} AND {:literal} > {}))",
         key,
-        since,
+        at,
         key,
-        since,
+        at,
         stream.primary_key,
-        last,
+        max(cursor.ids),
     )
+
+
+def _literal(at: datetime) -> str:
+    """A SOQL dateTime literal to the millisecond, as SystemModstamp holds it: `format_soql`
+    drops the fraction, and a bound cut to its second would read that second's records again."""
+    return json_value(at.astimezone(UTC))
 
 
 def _soql(
