@@ -8,14 +8,17 @@ An incremental pull reads the recycle bin first when ``archive_every_minutes`` h
 since it last did (archived records become tombstones; the list has no filter, so each read
 costs a call per 100 archived records), then searches ``<modified> >= since`` sorted ascending,
 200 a page, where ``since`` is the cursor less ``overlap_minutes`` (search lags HubSpot's
-writes): what that window reads again is delivered marked ``reread``. Search stops at 10,000
-results, so the pull opens a new window at the last timestamp it read and goes on. Survivors
-of a merge name the ids merged into them: each becomes a tombstone.
+writes): what that window reads again is delivered marked ``reread``, except the records the
+cursor holds at its bound, which are left out before their associations are read. Search stops
+at 10,000 results, so the pull opens a new window at the last timestamp it read and goes on.
+Survivors of a merge name the ids merged into them: each becomes a tombstone.
 Web touches come from the events API (Enterprise, ordered by time, 100 a page, overlapping its
 cursor the same way); on a portal that answers it 403 (below Enterprise) from the contacts'
 analytics property history instead, 50 contacts a page. The connector learns which on its first
 events pull and keeps the answer. Marketing email opens and clicks, on every tier, come from the
-email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`).
+email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`);
+a quiet interval is one call for every event type. A cycle with nothing new costs one call a
+stream, plus the recycle bins and archived owners when they are due.
 Each pull's Summary names its sources. Owners overlap their cursor too; archived owners
 (inactive users) are read with the recycle bins, when ``archive_every_minutes`` have passed.
 Writes are batch updates, 100 records a call; only records answered retriable go again, and a
