@@ -1084,3 +1084,24 @@ def test_a_record_modified_at_the_bound_after_the_pull_comes_next_cycle(open_crm
     assert [(r.id, r.values["score"]) for r in _fresh(items)] == [(ids[0], 41.0)]
     assert _last_cursor(items).ids == frozenset([*ids[-5:], ids[0]])
     assert not records(then)
+
+
+def test_hubspot_email_events_since_a_bound_read_a_busy_interval_type_by_type(
+    hubspot_crm: Opener,
+) -> None:
+    h = hubspot_crm()
+    connector = h.connector()
+    full = list(connector.pull("email_events"))
+    long_ago = Cursor(datetime(2000, 1, 1, tzinfo=UTC))
+    listed = h.calls("email/events")
+
+    busy = list(connector.pull("email_events", long_ago))
+    busy_calls = h.calls("email/events") - listed
+    h.time.tick(CYCLE.total_seconds())
+    quiet = list(connector.pull("email_events", _last_cursor(busy)))
+
+    # every type at once holds more than a page here, so opens and clicks are read on their own
+    assert busy_calls >= 3
+    assert sorted(r.id for r in records(busy)) == sorted(r.id for r in records(full))
+    assert _last_cursor(busy) == _last_cursor(full)
+    assert not records(quiet) and h.calls("email/events") - listed == busy_calls + 1
