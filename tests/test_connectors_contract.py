@@ -1039,6 +1039,11 @@ def test_a_cycle_with_nothing_new_reads_once_per_stream(open_crm: Opener) -> Non
     assert {r.modified_at for r in fresh} == {cursors[h.accounts].value}
     assert cursors[h.accounts].ids == {r.id for r in fresh}
     assert {stream: reads for stream, (_, reads) in quiet.items()} == dict.fromkeys(quiet, 1)
+    if h.crm == "hubspot":  # archived owners are listed with the recycle bins, when those are due
+        h.time.tick(3600)
+        before = sum(_data_reads(h).values())
+        list(connector.pull("owners", cursors["owners"]))
+        assert sum(_data_reads(h).values()) - before == 2
     assert not [r for items, _ in quiet.values() for r in records(items)]
 
 
