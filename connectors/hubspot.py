@@ -8,15 +8,19 @@ An incremental pull reads the recycle bin first when ``archive_every_minutes`` h
 since it last did (archived records become tombstones; the list has no filter, so each read
 costs a call per 100 archived records), then searches ``<modified> >= since`` sorted ascending,
 200 a page, where ``since`` is the cursor less ``overlap_minutes`` (search lags HubSpot's
-writes): what that window reads again is delivered marked ``reread``. Search stops at 10,000
-results, so the pull opens a new window at the last timestamp it read and goes on. Survivors
-of a merge name the ids merged into them: each becomes a tombstone.
+writes): what that window reads again is delivered marked ``reread``, except the records the
+cursor holds at its bound, which are left out before their associations are read. Search stops
+at 10,000 results, so the pull opens a new window at the last timestamp it read and goes on.
+Survivors of a merge name the ids merged into them: each becomes a tombstone.
 Web touches come from the events API (Enterprise, ordered by time, 100 a page, overlapping its
 cursor the same way); on a portal that answers it 403 (below Enterprise) from the contacts'
 analytics property history instead, 50 contacts a page. The connector learns which on its first
 events pull and keeps the answer. Marketing email opens and clicks, on every tier, come from the
-email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`).
-Each pull's Summary names its sources. Owners overlap their cursor too.
+email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`);
+a quiet interval is one call for every event type. A cycle with nothing new costs one call a
+stream, plus the recycle bins and archived owners when they are due.
+Each pull's Summary names its sources. Owners overlap their cursor too; archived owners
+(inactive users) are read with the recycle bins, when ``archive_every_minutes`` have passed.
 Writes are batch updates, 100 records a call; only records answered retriable go again, and a
 batch refused whole for one bad value is halved until that record stands alone.
 
@@ -254,7 +258,8 @@ class HubSpotConnector:
         while True:
             opened, window, keep = seen, _Window(), True
             for raws in self._search(stream, [_since(stream, opened.value)], window):
-                for item in self._items(stream, raws, self._links(stream, raws), tally):
+                links = self._links(stream, _undelivered(stream, raws, cursor))
+                for item in self._items(stream, raws, links, tally):
                     if isinstance(item, Tombstone):
                         if keep:
                             yield item
@@ -351,23 +356,41 @@ class HubSpotConnector:
     def _email(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Marketing email opens, then clicks, since ``cursor`` from the email events API, each
         joined to the contact whose email is the recipient's. The API promises no order, so each
-        page's checkpoint holds the type and offset read to and the latest time delivered."""
+        page's checkpoint holds the type and offset read to and the latest time delivered. The
+        API filters one event type a call: a pull from a bound first asks for every type at once,
+        and when that one page holds the whole interval (a quiet one) keeps its opens and clicks;
+        a busy interval is read type by type, so sends and deliveries are not paged through."""
         tally.source(SOURCES["email"])
         place, seen = resumed(cursor.resume)
         resumed_kind, _, offset = (place or "").partition(":")
         latest = Cursor(seen) if seen is not None and seen > (cursor.value or seen) else cursor
         since = None if cursor.value is None else int(cursor.value.timestamp() * 1000)
+        if since is not None and cursor.resume is None:
+            every = self._email_page(None, since, None)
+            if not every.get("hasMore"):
+                for item in self._email_records(stream, cursor, every, tally):
+                    latest = latest.advanced(item.modified_at, item.id)
+                    yield item
+                yield Checkpoint(stream.name, _place(cursor, latest, None))
+                return
         kinds = list(EMAIL_KINDS)
         for kind in kinds[kinds.index(resumed_kind) if resumed_kind in kinds else 0 :]:
             for page, token in self._email_pages(kind, since, offset or None):
-                joined = self._joined(page["events"], tally)
-                for item in self._records(stream, joined, ("occurredAt",), tally):
-                    if cursor.admits(item.modified_at, item.id):
-                        latest = latest.advanced(item.modified_at, item.id)
-                        yield item
+                for item in self._email_records(stream, cursor, page, tally):
+                    latest = latest.advanced(item.modified_at, item.id)
+                    yield item
                 more = token if token is not None else _next_kind(kinds, kind)
                 yield Checkpoint(stream.name, _place(cursor, latest, more))
             offset = ""
+
+    def _email_records(
+        self, stream: Stream, cursor: Cursor, page: Mapping[str, Any], tally: Tally
+    ) -> Iterator[Record]:
+        """The opens and clicks of an email events page that are new to ``cursor``."""
+        joined = self._joined(page["events"], tally)
+        for item in self._records(stream, joined, ("occurredAt",), tally):
+            if cursor.admits(item.modified_at, item.id):
+                yield item
 
     def _email_pages(
         self, kind: str, since: int | None, offset: str | None
@@ -375,17 +398,21 @@ class HubSpotConnector:
         """Pages of one email event type from ``offset``, each with the next page's place."""
         tokens = PageTokens()
         while True:
-            page = self.api.call(
-                self.api.email_events,
-                eventType=kind,
-                startTimestamp=since,
-                limit=EMAIL_EVENTS_PAGE,
-                offset=offset,
-            )
+            page = self._email_page(kind, since, offset)
             offset = tokens.next(page.get("offset")) if page.get("hasMore") else None
             yield page, None if offset is None else f"{kind}:{offset}"
             if offset is None:
                 return
+
+    def _email_page(self, kind: str | None, since: int | None, offset: str | None) -> Any:
+        """One page of email events of type ``kind`` (None: every type) from ``since``."""
+        return self.api.call(
+            self.api.email_events,
+            eventType=kind,
+            startTimestamp=since,
+            limit=EMAIL_EVENTS_PAGE,
+            offset=offset,
+        )
 
     def _joined(
         self, events: Sequence[Mapping[str, Any]], tally: Tally
@@ -419,27 +446,37 @@ class HubSpotConnector:
             self._contact_of[str(email).lower()] = contact_id
 
     def _owners(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
-        """Every owner, active and archived (inactive users), read whole: those changed since
-        the cursor, and those of the overlap window again; one checkpoint at the end."""
+        """Owners read whole: those changed since the cursor, and those of the overlap window
+        again. Archived owners (inactive users) are a list of their own, read like a recycle
+        bin only when ``archive_every_minutes`` have passed, back to its last read less the
+        overlap. One checkpoint at the end."""
+        now = self.policy.now()
         since = cursor.overlap(self.settings.overlap)
-        latest = replace(cursor, read_at=self.policy.now())
-        for archived in (False, True):
-            fetch = partial(
-                self.api.call, self.api.owners.get_page, limit=_OWNERS_PAGE, archived=archived
-            )
-            for page, _ in _pages(fetch):
-                for item in self._records(
-                    stream, page["results"], ("updatedAt", "createdAt"), tally
-                ):
-                    at = item.modified_at
-                    if guessed(item):
-                        yield item
-                    elif cursor.admits(at, item.id):
-                        latest = latest.advanced(at, item.id)
-                        yield item
-                    elif since is not None and since <= at and not cursor.delivered(at, item.id):
-                        yield replace(item, reread=True)
+        latest = replace(cursor, read_at=now)
+        lists: list[tuple[bool, datetime | None]] = [(False, since)]
+        if self._archive_due(cursor, now):
+            last = cursor.archive_read_at
+            lists.append((True, since if last is None else last - self.settings.overlap))
+            latest = replace(latest, archive_read_at=now)
+        for archived, window in lists:
+            for item in self._owner_records(stream, archived, tally):
+                at = item.modified_at
+                if guessed(item):
+                    yield item
+                elif cursor.admits(at, item.id):
+                    latest = latest.advanced(at, item.id)
+                    yield item
+                elif window is not None and window <= at and not cursor.delivered(at, item.id):
+                    yield replace(item, reread=True)
         yield Checkpoint(stream.name, latest)
+
+    def _owner_records(self, stream: Stream, archived: bool, tally: Tally) -> Iterator[Record]:
+        """Every active owner, or every archived one, 500 a page (the API's most)."""
+        fetch = partial(
+            self.api.call, self.api.owners.get_page, limit=_OWNERS_PAGE, archived=archived
+        )
+        for page, _ in _pages(fetch):
+            yield from self._records(stream, page["results"], ("updatedAt", "createdAt"), tally)
 
     def _latest(self, stream: Stream) -> datetime | None:
         """The latest modification time of a live record (None when there are none)."""
@@ -622,6 +659,22 @@ def _history_touches(contact: Mapping[str, Any], tally: Tally) -> Iterator[dict[
             tally.skip("form submission whose page is past the page history")
             continue
         yield raw
+
+
+def _undelivered(
+    stream: Stream, raws: Sequence[Mapping[str, Any]], cursor: Cursor
+) -> list[Mapping[str, Any]]:
+    """The records of a search page whose associations must be read: all but those ``cursor``
+    says went out at its bound as they are (the window reads them again, they are not
+    re-sent, so their links would be read for nothing)."""
+    wanted = []
+    for raw in raws:
+        record_id = read_id(raw.get("id"))
+        at, stamped = modified_at(_times(raw, *_FALLBACK_STAMPS, props=stream.replication_key))
+        known = record_id is not None and at is not None and not stamped
+        if not (known and cursor.delivered(at, record_id)):
+            wanted.append(raw)
+    return wanted
 
 
 def _properties_of(raw: Mapping[str, Any]) -> Mapping[str, Any]:

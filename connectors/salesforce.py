@@ -4,7 +4,9 @@ Pulls ask ``SystemModstamp >= since ORDER BY SystemModstamp, Id``, through ``que
 incremental so deleted and merged records arrive as tombstones. ``since`` is the cursor less
 ``overlap_minutes``: a transaction's SystemModstamp is taken before it commits, so a record can
 appear behind a cursor that has passed its stamp; what the window reads again is delivered
-marked ``reread`` (`connectors.protocol.Cursor.overlap`). Task and Event are read through
+marked ``reread`` (`connectors.protocol.Cursor.overlap`). Once the window has closed the pull
+starts at the bound itself, past the ids delivered there (keyset on SystemModstamp and Id), so
+a cycle with nothing new is one query that returns no rows. Task and Event are read through
 ``queryAll`` on full loads too (live rows only), since ``query`` hides activities archived
 after a year. ``IsDeleted`` is selected only where describe lists it (User has none).
 A full load whose first page says it holds more than ``bulk_threshold`` rows reads the rest
@@ -24,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import requests
@@ -159,7 +161,8 @@ class SalesforceConnector:
         if incremental and "IsDeleted" in self._fields_of(declared.path):
             select.append("IsDeleted")  # User has none: selecting it is INVALID_FIELD
         every_row = incremental or declared.path in _ARCHIVING
-        soql = _soql(declared, select, since, live_only=every_row and not incremental)
+        lower = _lower_bound(declared, cursor, since)
+        soql = _soql(declared, select, lower, live_only=every_row and not incremental)
         page = self.api.query(soql, every_row, self.page_size)
         tokens = PageTokens()
         while True:
@@ -299,7 +302,8 @@ class SalesforceConnector:
         if stream.path in self._rest_only:
             return None
         archiving = stream.path in _ARCHIVING
-        soql = _soql(stream, select, cursor.value, live_only=archiving, ordered=False)
+        lower = _lower_bound(stream, replace(cursor, ids=frozenset()), cursor.value)
+        soql = _soql(stream, select, lower, live_only=archiving, ordered=False)
         try:
             return bulk_query_job(self.api, soql, include_deleted=archiving)
         except ApiError as refused:
@@ -425,20 +429,52 @@ def _stream(name: str) -> Stream:
     return SALESFORCE_STREAMS[name]
 
 
+def _lower_bound(stream: Stream, cursor: Cursor, since: datetime | None) -> str | None:
+    """The WHERE condition of a pull from ``since`` (None: no bound, a full load).
+
+    Inside the overlap window (``since`` before the bound) it is ``>= since``: records there
+    are read again for late commits. From the bound itself it is keyset pagination on
+    (replication key, Id): a bulk write stamps thousands of records with one SystemModstamp,
+    and ``>=`` would read them all again each cycle. Every record at the bound had committed
+    when the pull that set it read (`Cursor.overlap`), and that pull delivered them in Id order
+    (``ORDER BY SystemModstamp, Id``; a bulk load delivers them all), so ``ids`` are those up
+    to their greatest. Salesforce ids are base-62 in 0-9A-Za-z, whose order is the text order
+    Python and SOQL both compare them by.
+    """
+    if since is None:
+        return None
+    key, at = stream.replication_key, _literal(since)
+    if since != cursor.value or not cursor.ids:
+        return format_soql("{:literal} >= {:literal}", key, at)
+    return format_soql(
+        "({:literal} > {:literal} OR ({:literal} = {:literal} AND {:literal} > {}))",
+        key,
+        at,
+        key,
+        at,
+        stream.primary_key,
+        max(cursor.ids),
+    )
+
+
+def _literal(at: datetime) -> str:
+    """A SOQL dateTime literal to the millisecond, as SystemModstamp holds it: `format_soql`
+    drops the fraction, and a bound cut to its second would read that second's records again."""
+    return json_value(at.astimezone(UTC))
+
+
 def _soql(
     stream: Stream,
     select: Sequence[str],
-    since: datetime | None,
+    lower: str | None,
     *,
     live_only: bool = False,
     ordered: bool = True,
 ) -> str:
-    """A pull's query: from ``since`` on the replication key (inclusive) when given, without
+    """A pull's query: records past ``lower`` (a `_lower_bound` condition) when given, without
     deleted rows when ``live_only`` (queryAll returns them), ascending when ``ordered``."""
     head = format_soql("SELECT {:literal} FROM {:literal}", ", ".join(select), stream.path)
-    conditions = []
-    if since is not None:
-        conditions.append(format_soql("{:literal} >= {}", stream.replication_key, since))
+    conditions = [lower] if lower is not None else []
     if live_only:
         conditions.append("IsDeleted = false")
     where = " WHERE " + " AND ".join(conditions) if conditions else ""

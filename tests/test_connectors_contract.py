@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+import requests
 from pydantic import SecretStr
 
 from connectors.budget import Budget
@@ -27,7 +28,7 @@ from connectors.errors import (
     RetriableError,
 )
 from connectors.http import Exchange, HttpPolicy, RetrySettings
-from connectors.hubspot import HubSpotConnector
+from connectors.hubspot import BATCH_SIZE, HubSpotConnector
 from connectors.protocol import (
     Checkpoint,
     Connector,
@@ -977,3 +978,135 @@ def test_writes_touch_only_the_fields_we_own(open_crm: Opener, field_name: str) 
     h = open_crm()
     with pytest.raises(ValueError, match="does not write"):
         h.connector().push(h.accounts, [Update("1", {field_name: "x"})])
+
+
+# --- a cycle with nothing new: one data read per stream, and no loss at ties ----------------
+
+CYCLE = timedelta(minutes=15)  # a scheduled cycle's spacing: longer than the overlap window
+# records one write stamps with one time: a Bulk job's (more than a page of 200 here), and one
+# batch update's on HubSpot, which stamps each batch when it writes it (search pages hold 200)
+WRITTEN = {"salesforce": 250, "hubspot": BATCH_SIZE}
+_NOT_DATA = ("login", "oauth2", "describe", "versions", "resources", "limits", "properties")
+
+
+def _data_reads(h: Harness) -> dict[str, int]:
+    """Data reads the sandbox has served, by endpoint (logins and schema reads apart), from its
+    own ``/__sandbox/requests`` counts."""
+    answer = requests.get(
+        f"{h.sandbox.base_url}/__sandbox/requests",
+        headers={"Authorization": f"Bearer {h.sandbox.token}"},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    counts: dict[str, int] = answer.json()["by_endpoint"]
+    return {e: n for e, n in counts.items() if not any(word in e for word in _NOT_DATA)}
+
+
+def _score(ids: Iterable[str], score: float) -> list[Update]:
+    return [Update(i, {"score": score}) for i in ids]
+
+
+def _cycle(h: Harness, connector: Connector, cursors: dict[str, Cursor]) -> dict[str, Any]:
+    """Every stream pulled from its cursor: per stream, the items and the data reads it cost."""
+    pulled = {}
+    for stream in connector.streams:
+        before = sum(_data_reads(h).values())
+        items = list(connector.pull(stream, cursors[stream]))
+        cursors[stream] = _last_cursor(items)
+        pulled[stream] = (items, sum(_data_reads(h).values()) - before)
+    return pulled
+
+
+def test_a_cycle_with_nothing_new_reads_once_per_stream(open_crm: Opener) -> None:
+    h = open_crm()
+    connector = h.connector(**({"page_size": 200} if h.crm == "salesforce" else {}))
+    connector.ensure_schema(SPEC)
+    cursors = {s: _last_cursor(list(connector.pull(s))) for s in connector.streams}
+    accounts = sorted(r.id for r in records(connector.pull(h.accounts)) if r.id != h.locked)
+    people = sorted(r.id for r in records(connector.pull(h.people)))
+    h.time.tick(60.5)  # stamps to the millisecond: a bound cut to its second reads it again
+    connector.push(h.accounts, _score(accounts[: WRITTEN[h.crm]], 40.0))
+    connector.push(h.people, _score(people[: WRITTEN[h.crm]], 40.0))  # converted leads: refused
+    h.time.tick(CYCLE.total_seconds())
+    written = _cycle(h, connector, cursors)
+    h.time.tick(CYCLE.total_seconds())
+
+    quiet = _cycle(h, connector, cursors)
+
+    # the write-back stamped every account it wrote with one time, which the bound now holds
+    fresh = _fresh(written[h.accounts][0])
+    assert len(fresh) == WRITTEN[h.crm]
+    assert {r.modified_at for r in fresh} == {cursors[h.accounts].value}
+    assert cursors[h.accounts].ids == {r.id for r in fresh}
+    assert {stream: reads for stream, (_, reads) in quiet.items()} == dict.fromkeys(quiet, 1)
+    if h.crm == "hubspot":  # archived owners are listed with the recycle bins, when those are due
+        h.time.tick(3600)
+        before = sum(_data_reads(h).values())
+        list(connector.pull("owners", cursors["owners"]))
+        assert sum(_data_reads(h).values()) - before == 2
+    assert not [r for items, _ in quiet.values() for r in records(items)]
+
+
+def test_salesforce_a_pull_stopped_inside_a_shared_time_goes_on_past_the_ids_it_holds(
+    salesforce_crm: Opener,
+) -> None:
+    h = salesforce_crm()
+    connector = h.connector(page_size=200)
+    connector.ensure_schema(SPEC)
+    full = list(connector.pull("Account"))
+    ids = sorted(r.id for r in records(full) if r.id != h.locked)[: WRITTEN["salesforce"]]
+    h.time.tick(60)
+    connector.push("Account", _score(ids, 40.0))
+    written_at = h.time.now
+    h.time.tick(CYCLE.total_seconds())
+    # a run that delivered the first page of the records sharing that time, long after it
+    stopped = Cursor(written_at, frozenset(ids[:200]), read_at=h.time.now)
+
+    items = list(connector.pull("Account", stopped))
+
+    assert [r.id for r in _fresh(items)] == ids[200:]
+    assert _last_cursor(items).ids == frozenset(ids)
+
+
+def test_a_record_modified_at_the_bound_after_the_pull_comes_next_cycle(open_crm: Opener) -> None:
+    h = open_crm()
+    connector = h.connector()
+    connector.ensure_schema(SPEC)
+    full = list(connector.pull(h.accounts))
+    ids = sorted(r.id for r in records(full) if r.id != h.locked)
+    h.time.tick(60)
+    connector.push(h.accounts, _score(ids[-5:], 40.0))
+    cursor = _last_cursor(list(connector.pull(h.accounts, _last_cursor(full))))
+    # the same instant, after the pull: a record sorting before every id the bound holds
+    connector.push(h.accounts, _score(ids[:1], 41.0))
+    h.time.tick(CYCLE.total_seconds())
+
+    items = list(connector.pull(h.accounts, cursor))
+    h.time.tick(CYCLE.total_seconds())
+    then = list(connector.pull(h.accounts, _last_cursor(items)))
+
+    assert cursor.value == h.time.now - 2 * CYCLE and cursor.ids == frozenset(ids[-5:])
+    assert [(r.id, r.values["score"]) for r in _fresh(items)] == [(ids[0], 41.0)]
+    assert _last_cursor(items).ids == frozenset([*ids[-5:], ids[0]])
+    assert not records(then)
+
+
+def test_hubspot_email_events_since_a_bound_read_a_busy_interval_type_by_type(
+    hubspot_crm: Opener,
+) -> None:
+    h = hubspot_crm()
+    connector = h.connector()
+    full = list(connector.pull("email_events"))
+    long_ago = Cursor(datetime(2000, 1, 1, tzinfo=UTC))
+    listed = h.calls("email/events")
+
+    busy = list(connector.pull("email_events", long_ago))
+    busy_calls = h.calls("email/events") - listed
+    h.time.tick(CYCLE.total_seconds())
+    quiet = list(connector.pull("email_events", _last_cursor(busy)))
+
+    # every type at once holds more than a page here, so opens and clicks are read on their own
+    assert busy_calls >= 3
+    assert sorted(r.id for r in records(busy)) == sorted(r.id for r in records(full))
+    assert _last_cursor(busy) == _last_cursor(full)
+    assert not records(quiet) and h.calls("email/events") - listed == busy_calls + 1
