@@ -45,6 +45,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, StatementError
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.schema import DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
@@ -343,20 +344,24 @@ class Store:
         resume: str | None = None,
         read_at: datetime | None = None,
         archive_read_at: datetime | None = None,
-    ) -> SyncCursor:
+    ) -> None:
         """Save a cursor in the caller's transaction, so it commits with the rows it covers (an
-        empty stream's cursor has no value yet)."""
-        cursor = self.get_cursor(session, connector, object) or SyncCursor(
-            connector=connector, object=object, value=value, updated_at=now
-        )
-        cursor.value = value
-        cursor.ids_at_value = sorted(set(ids_at_value))
-        cursor.resume = resume
-        cursor.read_at = read_at
-        cursor.archive_read_at = archive_read_at
-        cursor.updated_at = now
-        session.add(cursor)
-        return cursor
+        empty stream's cursor has no value yet): one upsert statement, no ORM object (the mirror
+        saves one per transaction); a copy of it loaded in ``session`` is expired."""
+        row = {
+            "connector": connector,
+            "object": object,
+            "value": value,
+            "ids_at_value": sorted(set(ids_at_value)),
+            "resume": resume,
+            "read_at": read_at,
+            "archive_read_at": archive_read_at,
+            "updated_at": now,
+        }
+        session.execute(_cursor_upsert(self.dialect), row)
+        held = session.identity_map.get(identity_key(SyncCursor, (connector, object)))
+        if held is not None:
+            session.expire(held)
 
     def record_run_start(
         self,
@@ -583,6 +588,16 @@ def _copy(
             copy.set_types(types)
         for row in rows:
             copy.write_row(row)
+
+
+@cache
+def _cursor_upsert(dialect: str) -> Insert:
+    """The statement that saves one cursor, inserted or replaced whole (built once)."""
+    table = _table_of(SyncCursor)
+    statement = _INSERTS[dialect](table)
+    key = [column.name for column in table.primary_key]
+    changing = {c.name: statement.excluded[c.name] for c in table.c if c.name not in key}
+    return statement.on_conflict_do_update(index_elements=key, set_=changing)
 
 
 @cache
