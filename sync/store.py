@@ -252,8 +252,9 @@ class Store:
         filled only for new rows (a default) is not overwritten. With `new` the rows are
         expected to be absent and go in by COPY on PostgreSQL; a key already held sends them
         the upsert way instead. SQLite inserts and upserts with one prepared statement
-        (executemany). Rows the database refuses are left out, each with its reason; the rest
-        land.
+        (executemany); PostgreSQL upserts them all with one statement over a typed array per
+        column (``unnest``: one round trip, not one per row; a key given twice keeps its last
+        row). Rows the database refuses are left out, each with its reason; the rest land.
         """
         connection = _driver_connection(session)
         written = Written()
@@ -266,8 +267,13 @@ class Store:
             except (*_ROW_ERRORS, TypeError, ValueError):
                 written.all_new = False
         keep = tuple(columns) if update is None else tuple(update)
-        statement = _upsert_sql(self.dialect, table, tuple(columns), keep)
-        _write_carefully(connection, self.dialect, statement, rows, written)
+        if self.dialect == "postgresql":
+            statement = _unnest_upsert_sql(table, tuple(columns), keep)
+            rows = _last_per_key(table, tuple(columns), rows)
+            _write_carefully(connection, self.dialect, statement, rows, written, _as_arrays)
+        else:
+            statement = _upsert_sql(self.dialect, table, tuple(columns), keep)
+            _write_carefully(connection, self.dialect, statement, rows, written)
         return written
 
     def held_values(
@@ -277,16 +283,17 @@ class Store:
         driver reads it (no type processing: SQLite's datetimes are their text, which sorts as
         the values `adapters` makes do)."""
         [key] = [c.name for c in table.primary_key]
-        marker = "?" if self.dialect == "sqlite" else "%s"
+        select_ = (
+            f"SELECT {_quoted(self.dialect, key)}, {_quoted(self.dialect, column)}"
+            f" FROM {_quoted(self.dialect, table.name)} WHERE {_quoted(self.dialect, key)}"
+        )
         held: dict[Any, Any] = {}
         with _cursor(_driver_connection(session)) as cursor:
+            if self.dialect == "postgresql":  # one array parameter: one statement, parsed once
+                cursor.execute(f"{select_} = ANY(%s)", [list(keys)])
+                return dict(cursor.fetchall())
             for chunk in _batches(keys, _IN_CHUNK):
-                cursor.execute(
-                    f"SELECT {_quoted(self.dialect, key)}, {_quoted(self.dialect, column)}"
-                    f" FROM {_quoted(self.dialect, table.name)}"
-                    f" WHERE {_quoted(self.dialect, key)} IN ({', '.join([marker] * len(chunk))})",
-                    chunk,
-                )
+                cursor.execute(f"{select_} IN ({', '.join(['?'] * len(chunk))})", chunk)
                 held.update(cursor.fetchall())
         return held
 
@@ -625,6 +632,51 @@ def _upsert_sql(
     return f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values}) {conflict}"
 
 
+@cache
+def _unnest_upsert_sql(table: Table, columns: tuple[str, ...], update: tuple[str, ...]) -> str:
+    """PostgreSQL's INSERT ... SELECT FROM unnest(one typed array per column) ... ON CONFLICT
+    (primary key) DO UPDATE SET the `update` columns; its parameters are `_as_arrays` of rows."""
+    dialect = postgresql.dialect()
+    key = [column.name for column in table.primary_key]
+    names = [_quoted("postgresql", name) for name in columns]
+    kinds = [table.c[name].type.compile(dialect=dialect) for name in columns]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
+    changing = [_quoted("postgresql", name) for name in update if name not in key]
+    conflict = f"ON CONFLICT ({', '.join(_quoted('postgresql', name) for name in key)}) DO "
+    if changing:
+        conflict += "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
+    else:
+        conflict += "NOTHING"
+    return (
+        f"INSERT INTO {_quoted('postgresql', table.name)} ({', '.join(names)})"
+        f" SELECT {', '.join(names)} FROM unnest({arrays}) AS given ({', '.join(names)})"
+        f" {conflict}"
+    )
+
+
+def _as_arrays(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Execute `statement` (`_unnest_upsert_sql`) once for all `rows`: a list per column."""
+    cursor.execute(statement, [list(values) for values in zip(*rows, strict=True)])
+
+
+def _one_by_one(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Execute `statement` for every row with one prepared statement (executemany)."""
+    cursor.executemany(statement, rows)
+
+
+def _last_per_key(
+    table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> Sequence[tuple[Any, ...]]:
+    """`rows` with each primary key once, its last row kept (one statement may not update a
+    row twice), in the order given."""
+    at = [columns.index(column.name) for column in table.primary_key]
+    keys = [tuple(row[i] for i in at) for row in rows]
+    if len(set(keys)) == len(keys):
+        return rows
+    last = {key: position for position, key in enumerate(keys)}
+    return [row for position, row in enumerate(rows) if last[keys[position]] == position]
+
+
 def _quoted(dialect: str, name: str) -> str:
     """An identifier quoted as `dialect` wants it (only where needed)."""
     preparer = (sqlite if dialect == "sqlite" else postgresql).dialect().identifier_preparer
@@ -661,22 +713,23 @@ def _write_carefully(
     statement: str,
     rows: Sequence[tuple[Any, ...]],
     written: Written,
+    execute: Callable[[Any, str, Sequence[tuple[Any, ...]]], None] = _one_by_one,
 ) -> None:
-    """Execute `statement` for every row (executemany); if the database refuses the batch,
-    halve it until the refused rows are found, and store the rest."""
+    """Store `rows` with `statement` through `execute` (default: executemany); if the database
+    refuses the batch, halve it until the refused rows are found, and store the rest."""
     if not rows:
         return
     try:
         with _savepoint(connection, dialect), _cursor(connection) as cursor:
-            cursor.executemany(statement, rows)
+            execute(cursor, statement, rows)
         written.stored += len(rows)
     except _ROW_ERRORS as error:
         if len(rows) == 1:
             written.refused.append((rows[0], _reason(error)))
             return
         half = len(rows) // 2
-        _write_carefully(connection, dialect, statement, rows[:half], written)
-        _write_carefully(connection, dialect, statement, rows[half:], written)
+        _write_carefully(connection, dialect, statement, rows[:half], written, execute)
+        _write_carefully(connection, dialect, statement, rows[half:], written, execute)
 
 
 @contextmanager
