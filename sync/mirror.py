@@ -56,7 +56,7 @@ from sync.state import (
     SyncCursor,
     User,
 )
-from sync.store import Adapter, Store, plain_value
+from sync.store import Adapter, Store, adapters_of, plain_value
 
 __all__ = [
     "COMMIT_EVERY",
@@ -396,8 +396,21 @@ class _StreamRows:
                 self._pulled.skip(row[shape.id_at], reason)
 
     def _shape(self, keys: tuple[str, ...]) -> _Shape:
-        shape = self._shapes[keys] = _Shape.of(self._store, self._table, keys)
+        shape = self._shapes[keys] = _shape_of(self._store.dialect, self._table, keys)
         return shape
+
+
+# shapes made so far, by dialect, table and field set: a stream delivers the same few field sets
+# every cycle, and working one out costs more than a small cycle's rows
+_SHAPES: dict[tuple[str, Table, tuple[str, ...]], _Shape] = {}
+
+
+def _shape_of(dialect: str, table: Table, keys: tuple[str, ...]) -> _Shape:
+    """The shape of records with fields ``keys`` in ``table`` on ``dialect``, made once."""
+    shape = _SHAPES.get((dialect, table, keys))
+    if shape is None:
+        shape = _SHAPES[dialect, table, keys] = _Shape.of(dialect, table, keys)
+    return shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -422,8 +435,8 @@ class _Shape:
     id_at: int
 
     @classmethod
-    def of(cls, store: Store, table: Table, keys: Sequence[str]) -> _Shape:
-        """The shape of records with fields ``keys`` in ``table``."""
+    def of(cls, dialect: str, table: Table, keys: Sequence[str]) -> _Shape:
+        """The shape of records with fields ``keys`` in ``table`` on ``dialect``."""
         owned = WRITTEN_BACK if "crm_owned" in table.c else None
         picked = tuple(
             k
@@ -435,7 +448,7 @@ class _Shape:
         update = (*head, *sets)
         defaults = _new_row_defaults(table, update)
         columns = (*update, *defaults)
-        adapters = store.adapters(table, columns)
+        adapters = adapters_of(dialect, table, columns)
         tail = [_MIRROR_SETS[name] for name in sets] + list(defaults.values())
         return cls(
             columns=columns,

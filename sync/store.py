@@ -63,7 +63,7 @@ from sync.state import (
     UTCDateTime,
 )
 
-__all__ = ["Adapter", "Store", "Written", "canonical_value", "plain_value"]
+__all__ = ["Adapter", "Store", "Written", "adapters_of", "canonical_value", "plain_value"]
 
 Rows = Iterable[Mapping[str, Any]]
 StatementFor = Callable[[tuple[str, ...]], Executable]
@@ -233,7 +233,7 @@ class Store:
         Raises `NaiveDatetimeError` for a datetime without a timezone and `ValueError` for an
         integer the column cannot hold, so the caller can skip that row with the reason.
         """
-        return tuple(_adapter(self.dialect, table.c[name]) for name in columns)
+        return adapters_of(self.dialect, table, columns)
 
     def write_rows(
         self,
@@ -516,6 +516,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
     return value
+
+
+def adapters_of(dialect: str, table: Table, columns: Sequence[str]) -> tuple[Adapter | None, ...]:
+    """`Store.adapters` of a database of `dialect`, without a store."""
+    return tuple(_adapter(dialect, table.c[name]) for name in columns)
 
 
 def _adapter(dialect: str, column: Column[Any]) -> Adapter | None:
