@@ -2,8 +2,9 @@
 
     python -m bench.mirror [--rows N] [--changes N] [--database sqlite|postgresql|URL ...]
 
-For each database, an org generated to hold about ``--rows`` records is served by the in-process
-Salesforce sandbox and pulled once, whole, by the real connector. Then:
+For each database, an org generated to hold about ``--rows`` records is served by the Salesforce
+sandbox from a process of its own, as `bench.pipeline` serves it (`bench.pipeline.served`: real
+loopback HTTP, pacing on a simulated clock), and pulled once, whole, by the real connector. Then:
 
 - **First load.** The records pulled are replayed, checkpoints and all, into empty tables through
   `sync.mirror.mirror_streams`; only the store side is timed (the replay costs nothing), the
@@ -14,8 +15,9 @@ Salesforce sandbox and pulled once, whole, by the real connector. Then:
 - **Incremental.** ``--changes`` new tasks, and a tenth as many account and lead edits, are made
   through simple-salesforce (sObject Collections, 200 a call); then every stream is mirrored
   from its saved cursor by the real connector over HTTP. The time spent inside the connector's
-  pull (requests, the sandbox answering, conversion) is the pull's own time and the rest of the
-  stage is the mirror's (upserts, re-read checks, cursor commits):
+  pull (requests, the sandbox answering in its process, conversion) is the pull's own time and
+  the rest of the stage, measured in the same run, is the mirror's (upserts, re-read checks,
+  cursor commits); the pull's HTTP seconds are reported apart (``http_seconds``):
   ``mirror_incremental_overhead`` = store seconds / pull seconds (goal <= 0.25), of the second
   such cycle (the steady state; both are reported).
 
@@ -36,6 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -45,7 +48,8 @@ from simple_salesforce import Salesforce
 from sqlalchemy.engine import make_url
 
 from bench.common import emit, progress
-from bench.sync_run import _connector
+from bench.pipeline import HttpWait, Served, SimulatedClock, served
+from bench.pipeline import connector as pipeline_connector
 from connectors.protocol import (
     FULL_LOAD,
     Connector,
@@ -55,9 +59,8 @@ from connectors.protocol import (
 )
 from connectors.streams import WRITTEN_BACK, Stream
 from sandbox.generator import generate_org
-from sandbox.org import Org
+from sandbox.org import Org, save_org
 from sandbox.salesforce import SalesforceOptions, client_session
-from sandbox.service import RunningSandbox, start_sandbox
 from sync.mirror import ENTITY_TABLES, mirror_streams
 from sync.store import Store, plain_value
 
@@ -88,8 +91,11 @@ def measure_mirror(
     """
     org = _org_of(rows)
     with ExitStack() as stack:
-        crm = stack.enter_context(start_sandbox("salesforce", org))
-        connector = _connector(crm)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        save_org(org, folder / "org")
+        crm = stack.enter_context(served("salesforce", folder / "org"))
+        wait = HttpWait()
+        connector = pipeline_connector(crm, SimulatedClock(), wait)
         progress(f"pulling an org of {org.counts()['accounts']:,} accounts once")
         pulls = {stream: list(connector.pull(stream)) for stream in connector.streams}
         url = stack.enter_context(_database(dialect_url))
@@ -102,7 +108,7 @@ def measure_mirror(
             first["mirror_first_load_rows_per_s"] / first["orm_upsert_rows_per_s"], 2
         )
         del pulls
-        cycles = [_incremental(store, connector, crm, changes, now) for _ in range(_CYCLES)]
+        cycles = [_incremental(store, connector, crm, wait, changes, now) for _ in range(_CYCLES)]
     steady = cycles[-1]
     return {
         "database": make_url(url).get_backend_name(),
@@ -260,13 +266,14 @@ class _Timed:
 
 
 def _incremental(
-    store: Store, connector: Connector, crm: RunningSandbox, changes: int, now: datetime
+    store: Store, connector: Connector, crm: Served, wait: HttpWait, changes: int, now: datetime
 ) -> dict[str, Any]:
     """``changes`` new tasks and some edits, then every stream mirrored from its cursor:
     the pull's own time against the mirror's."""
     made = _make_changes(store, crm, changes)
     timed = _Timed(connector)
     progress(f"incremental cycle after {made:,} changes")
+    http = wait.seconds
     start = time.perf_counter()
     mirrored = list(mirror_streams(store, timed, now))  # type: ignore[arg-type]
     total = time.perf_counter() - start
@@ -276,17 +283,18 @@ def _incremental(
         "stored": sum(p.stored for p in mirrored),
         "reread_skipped": sum(p.reread_skipped for p in mirrored),
         "pull_seconds": round(timed.seconds, 4),
+        "http_seconds": round(wait.seconds - http, 4),
         "store_seconds": round(total - timed.seconds, 4),
     }
 
 
-def _make_changes(store: Store, crm: RunningSandbox, changes: int) -> int:
+def _make_changes(store: Store, crm: Served, changes: int) -> int:
     """New tasks on leads, and a tenth as many account and lead edits, through the CRM's own
     client in batches; the number of changes made."""
     client = Salesforce(
         instance_url=SalesforceOptions().instance_url,
         session_id=crm.token,
-        session=client_session(crm.base_url),
+        session=client_session(crm.url),
     )
     with store.engine.connect() as connection:
         people = "SELECT id FROM person WHERE kind = 'lead' LIMIT 5000"

@@ -2,7 +2,10 @@
 
 Rows and cursor land in one transaction (rule 6): a pull's checkpoints are gathered until the
 transaction holds `COMMIT_EVERY` items, then everything before the latest one commits with its
-cursor, so a run stopped anywhere resumes at the last checkpoint committed. Tombstones are
+cursor, so a run stopped anywhere resumes at the last checkpoint committed. A cursor that moved
+past no item (a stream with nothing new) commits with the stage's next transaction instead of one
+of its own (`_MovedCursors`): lost with a stopped run, it only makes the next read that empty
+stretch again. Tombstones are
 applied in the order they came with the rows: a deleted or archived record is marked deleted; a
 merged one also names its survivor, and a merged account's people, activities and opportunities
 move to the survivor (score history stays append-only: replay follows `merged_into`). A record
@@ -57,7 +60,7 @@ from sync.state import (
     SyncCursor,
     User,
 )
-from sync.store import Adapter, Store, plain_value
+from sync.store import Adapter, Store, adapters_of, plain_value
 
 __all__ = [
     "COMMIT_EVERY",
@@ -152,10 +155,14 @@ def mirror_streams(
     for stream in () if isinstance(full, bool) else full:
         saved.pop(stream, None)
     loads = _FirstLoads(store, [_table_of(connector, name) for name in names])
+    moved = _MovedCursors(store, connector.crm, now)
     try:
         for stream in names:
             cursor = saved.get(stream, FULL_LOAD)
-            yield _mirror(store, connector, stream, cursor, now, loads, move_cursor=move_cursor)
+            yield _mirror(
+                store, connector, stream, cursor, now, loads, moved, move_cursor=move_cursor
+            )
+        moved.save()
     finally:
         loads.finish()
 
@@ -188,14 +195,16 @@ def _mirror(
     cursor: Cursor,
     now: datetime,
     loads: _FirstLoads,
+    moved: _MovedCursors,
     *,
     move_cursor: bool,
 ) -> StreamPull:
-    """One stream's pull from ``cursor``, committed a batch of checkpoints at a time."""
+    """One stream's pull from ``cursor``, committed a batch of checkpoints at a time; a last
+    checkpoint with no item since the last commit waits for the next one (`_MovedCursors`)."""
     table = _table_of(connector, stream)
     pulled = StreamPull(stream)
     pulled.first_load = loads.first(table) or _resuming(cursor)
-    rows = _StreamRows(store, connector.crm, table, now, pulled, new=pulled.first_load)
+    rows = _StreamRows(store, connector.crm, table, now, pulled, moved, new=pulled.first_load)
     pending: list[Record | Tombstone] = []
     covered: Cursor | None = None
     for item in connector.pull(stream, cursor):
@@ -208,9 +217,11 @@ def _mirror(
                 pending, covered = [], None
         elif isinstance(item, Summary):
             pulled.summary = item
-    if pending or covered is not None:
+    if pending:
         # a pull ends with a checkpoint; rows after it (if any) are stored and read again later
         rows.commit(pending, covered)
+    elif covered is not None:
+        moved.add(stream, covered)
     return pulled
 
 
@@ -269,6 +280,36 @@ class _FirstLoads:
         self._loading = {}
 
 
+class _MovedCursors:
+    """Cursors that moved past no item (a stream with nothing new since its cursor), saved with
+    the next transaction of the stage or, at its end, in one of their own: a transaction each
+    would cost more than the stream's whole pull. Nothing rides on them: a run stopped before
+    they commit reads the same empty stretch again."""
+
+    def __init__(self, store: Store, crm: str, now: datetime) -> None:
+        self._store = store
+        self._crm = crm
+        self._now = now
+        self._waiting: dict[str, Cursor] = {}
+
+    def add(self, stream: str, cursor: Cursor) -> None:
+        """``stream``'s cursor, to be saved with the next transaction."""
+        self._waiting[stream] = cursor
+
+    def save_in(self, session: Session) -> None:
+        """Save every cursor waiting in ``session``'s transaction."""
+        for stream, cursor in self._waiting.items():
+            _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
+        self._waiting = {}
+
+    def save(self) -> None:
+        """Save every cursor still waiting, in one transaction."""
+        if self._waiting:
+            with self._store.session() as session:
+                self._store.commit_lazily(session)
+                self.save_in(session)
+
+
 class _StreamRows:
     """One stream's records stored as rows of its table, a transaction at a time."""
 
@@ -279,10 +320,12 @@ class _StreamRows:
         table: Table,
         now: datetime,
         pulled: StreamPull,
+        moved: _MovedCursors,
         *,
         new: bool,
     ) -> None:
         self._store = store
+        self._moved = moved
         self._crm = crm
         self._table = table
         self._now = now
@@ -313,6 +356,7 @@ class _StreamRows:
             if cursor is not None:
                 stream = self._pulled.stream
                 _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
+            self._moved.save_in(session)
 
     def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> list[Record]:
         """The records less re-reads of versions the mirror holds already (same id, modified
@@ -357,8 +401,21 @@ class _StreamRows:
                 self._pulled.skip(row[shape.id_at], reason)
 
     def _shape(self, keys: tuple[str, ...]) -> _Shape:
-        shape = self._shapes[keys] = _Shape.of(self._store, self._table, keys)
+        shape = self._shapes[keys] = _shape_of(self._store.dialect, self._table, keys)
         return shape
+
+
+# shapes made so far, by dialect, table and field set: a stream delivers the same few field sets
+# every cycle, and working one out costs more than a small cycle's rows
+_SHAPES: dict[tuple[str, Table, tuple[str, ...]], _Shape] = {}
+
+
+def _shape_of(dialect: str, table: Table, keys: tuple[str, ...]) -> _Shape:
+    """The shape of records with fields ``keys`` in ``table`` on ``dialect``, made once."""
+    shape = _SHAPES.get((dialect, table, keys))
+    if shape is None:
+        shape = _SHAPES[dialect, table, keys] = _Shape.of(dialect, table, keys)
+    return shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -383,8 +440,8 @@ class _Shape:
     id_at: int
 
     @classmethod
-    def of(cls, store: Store, table: Table, keys: Sequence[str]) -> _Shape:
-        """The shape of records with fields ``keys`` in ``table``."""
+    def of(cls, dialect: str, table: Table, keys: Sequence[str]) -> _Shape:
+        """The shape of records with fields ``keys`` in ``table`` on ``dialect``."""
         owned = WRITTEN_BACK if "crm_owned" in table.c else None
         picked = tuple(
             k
@@ -396,7 +453,7 @@ class _Shape:
         update = (*head, *sets)
         defaults = _new_row_defaults(table, update)
         columns = (*update, *defaults)
-        adapters = store.adapters(table, columns)
+        adapters = adapters_of(dialect, table, columns)
         tail = [_MIRROR_SETS[name] for name in sets] + list(defaults.values())
         return cls(
             columns=columns,

@@ -45,6 +45,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, StatementError
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.schema import DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
@@ -62,7 +63,7 @@ from sync.state import (
     UTCDateTime,
 )
 
-__all__ = ["Adapter", "Store", "Written", "canonical_value", "plain_value"]
+__all__ = ["Adapter", "Store", "Written", "adapters_of", "canonical_value", "plain_value"]
 
 Rows = Iterable[Mapping[str, Any]]
 StatementFor = Callable[[tuple[str, ...]], Executable]
@@ -71,12 +72,18 @@ _BATCH_SIZE = 5_000
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
 # busy_timeout first, so the pragmas after it wait out another connection's lock; a 64 MiB page
-# cache (SQLite's default is 2 MiB) keeps a large mirror's key index in memory while it loads
+# cache (SQLite's default is 2 MiB) keeps a large mirror's key index in memory while it loads;
+# the write-ahead log is checkpointed every 16,384 pages (64 MiB; SQLite's default is 1,000), so
+# a bulk load copies each page into the database once rather than after every transaction (WAL
+# with synchronous=NORMAL stays consistent through a crash or power loss whatever the interval);
+# two sorter threads build a loaded table's indexes (CREATE INDEX sorts) on two cores
 _SQLITE_PRAGMAS = (
     "busy_timeout=30000",
     "foreign_keys=ON",
     "synchronous=NORMAL",
     "cache_size=-65536",
+    "wal_autocheckpoint=16384",
+    "threads=2",
 )
 _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -226,7 +233,7 @@ class Store:
         Raises `NaiveDatetimeError` for a datetime without a timezone and `ValueError` for an
         integer the column cannot hold, so the caller can skip that row with the reason.
         """
-        return tuple(_adapter(self.dialect, table.c[name]) for name in columns)
+        return adapters_of(self.dialect, table, columns)
 
     def write_rows(
         self,
@@ -245,8 +252,9 @@ class Store:
         filled only for new rows (a default) is not overwritten. With `new` the rows are
         expected to be absent and go in by COPY on PostgreSQL; a key already held sends them
         the upsert way instead. SQLite inserts and upserts with one prepared statement
-        (executemany). Rows the database refuses are left out, each with its reason; the rest
-        land.
+        (executemany); PostgreSQL upserts them all with one statement over a typed array per
+        column (``unnest``: one round trip, not one per row; a key given twice keeps its last
+        row). Rows the database refuses are left out, each with its reason; the rest land.
         """
         connection = _driver_connection(session)
         written = Written()
@@ -259,8 +267,13 @@ class Store:
             except (*_ROW_ERRORS, TypeError, ValueError):
                 written.all_new = False
         keep = tuple(columns) if update is None else tuple(update)
-        statement = _upsert_sql(self.dialect, table, tuple(columns), keep)
-        _write_carefully(connection, self.dialect, statement, rows, written)
+        if self.dialect == "postgresql":
+            statement = _unnest_upsert_sql(table, tuple(columns), keep)
+            rows = _last_per_key(table, tuple(columns), rows)
+            _write_carefully(connection, self.dialect, statement, rows, written, _as_arrays)
+        else:
+            statement = _upsert_sql(self.dialect, table, tuple(columns), keep)
+            _write_carefully(connection, self.dialect, statement, rows, written)
         return written
 
     def held_values(
@@ -270,16 +283,17 @@ class Store:
         driver reads it (no type processing: SQLite's datetimes are their text, which sorts as
         the values `adapters` makes do)."""
         [key] = [c.name for c in table.primary_key]
-        marker = "?" if self.dialect == "sqlite" else "%s"
+        select_ = (
+            f"SELECT {_quoted(self.dialect, key)}, {_quoted(self.dialect, column)}"
+            f" FROM {_quoted(self.dialect, table.name)} WHERE {_quoted(self.dialect, key)}"
+        )
         held: dict[Any, Any] = {}
         with _cursor(_driver_connection(session)) as cursor:
+            if self.dialect == "postgresql":  # one array parameter: one statement, parsed once
+                cursor.execute(f"{select_} = ANY(%s)", [list(keys)])
+                return dict(cursor.fetchall())
             for chunk in _batches(keys, _IN_CHUNK):
-                cursor.execute(
-                    f"SELECT {_quoted(self.dialect, key)}, {_quoted(self.dialect, column)}"
-                    f" FROM {_quoted(self.dialect, table.name)}"
-                    f" WHERE {_quoted(self.dialect, key)} IN ({', '.join([marker] * len(chunk))})",
-                    chunk,
-                )
+                cursor.execute(f"{select_} IN ({', '.join(['?'] * len(chunk))})", chunk)
                 held.update(cursor.fetchall())
         return held
 
@@ -343,20 +357,24 @@ class Store:
         resume: str | None = None,
         read_at: datetime | None = None,
         archive_read_at: datetime | None = None,
-    ) -> SyncCursor:
+    ) -> None:
         """Save a cursor in the caller's transaction, so it commits with the rows it covers (an
-        empty stream's cursor has no value yet)."""
-        cursor = self.get_cursor(session, connector, object) or SyncCursor(
-            connector=connector, object=object, value=value, updated_at=now
-        )
-        cursor.value = value
-        cursor.ids_at_value = sorted(set(ids_at_value))
-        cursor.resume = resume
-        cursor.read_at = read_at
-        cursor.archive_read_at = archive_read_at
-        cursor.updated_at = now
-        session.add(cursor)
-        return cursor
+        empty stream's cursor has no value yet): one upsert statement, no ORM object (the mirror
+        saves one per transaction); a copy of it loaded in ``session`` is expired."""
+        row = {
+            "connector": connector,
+            "object": object,
+            "value": value,
+            "ids_at_value": sorted(set(ids_at_value)),
+            "resume": resume,
+            "read_at": read_at,
+            "archive_read_at": archive_read_at,
+            "updated_at": now,
+        }
+        session.execute(_cursor_upsert(self.dialect), row)
+        held = session.identity_map.get(identity_key(SyncCursor, (connector, object)))
+        if held is not None:
+            session.expire(held)
 
     def record_run_start(
         self,
@@ -500,6 +518,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def adapters_of(dialect: str, table: Table, columns: Sequence[str]) -> tuple[Adapter | None, ...]:
+    """`Store.adapters` of a database of `dialect`, without a store."""
+    return tuple(_adapter(dialect, table.c[name]) for name in columns)
+
+
 def _adapter(dialect: str, column: Column[Any]) -> Adapter | None:
     """What turns a value of `column` into what `dialect`'s driver takes (None: as it is)."""
     kind = column.type
@@ -586,6 +609,16 @@ def _copy(
 
 
 @cache
+def _cursor_upsert(dialect: str) -> Insert:
+    """The statement that saves one cursor, inserted or replaced whole (built once)."""
+    table = _table_of(SyncCursor)
+    statement = _INSERTS[dialect](table)
+    key = [column.name for column in table.primary_key]
+    changing = {c.name: statement.excluded[c.name] for c in table.c if c.name not in key}
+    return statement.on_conflict_do_update(index_elements=key, set_=changing)
+
+
+@cache
 def _upsert_sql(
     dialect: str, table: Table, columns: tuple[str, ...], update: tuple[str, ...]
 ) -> str:
@@ -602,6 +635,51 @@ def _upsert_sql(
         conflict += "NOTHING"
     values = ", ".join([marker] * len(columns))
     return f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values}) {conflict}"
+
+
+@cache
+def _unnest_upsert_sql(table: Table, columns: tuple[str, ...], update: tuple[str, ...]) -> str:
+    """PostgreSQL's INSERT ... SELECT FROM unnest(one typed array per column) ... ON CONFLICT
+    (primary key) DO UPDATE SET the `update` columns; its parameters are `_as_arrays` of rows."""
+    dialect = postgresql.dialect()
+    key = [column.name for column in table.primary_key]
+    names = [_quoted("postgresql", name) for name in columns]
+    kinds = [table.c[name].type.compile(dialect=dialect) for name in columns]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
+    changing = [_quoted("postgresql", name) for name in update if name not in key]
+    conflict = f"ON CONFLICT ({', '.join(_quoted('postgresql', name) for name in key)}) DO "
+    if changing:
+        conflict += "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
+    else:
+        conflict += "NOTHING"
+    return (
+        f"INSERT INTO {_quoted('postgresql', table.name)} ({', '.join(names)})"
+        f" SELECT {', '.join(names)} FROM unnest({arrays}) AS given ({', '.join(names)})"
+        f" {conflict}"
+    )
+
+
+def _as_arrays(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Execute `statement` (`_unnest_upsert_sql`) once for all `rows`: a list per column."""
+    cursor.execute(statement, [list(values) for values in zip(*rows, strict=True)])
+
+
+def _one_by_one(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Execute `statement` for every row with one prepared statement (executemany)."""
+    cursor.executemany(statement, rows)
+
+
+def _last_per_key(
+    table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> Sequence[tuple[Any, ...]]:
+    """`rows` with each primary key once, its last row kept (one statement may not update a
+    row twice), in the order given."""
+    at = [columns.index(column.name) for column in table.primary_key]
+    keys = [tuple(row[i] for i in at) for row in rows]
+    if len(set(keys)) == len(keys):
+        return rows
+    last = {key: position for position, key in enumerate(keys)}
+    return [row for position, row in enumerate(rows) if last[keys[position]] == position]
 
 
 def _quoted(dialect: str, name: str) -> str:
@@ -640,22 +718,47 @@ def _write_carefully(
     statement: str,
     rows: Sequence[tuple[Any, ...]],
     written: Written,
+    execute: Callable[[Any, str, Sequence[tuple[Any, ...]]], None] = _one_by_one,
 ) -> None:
-    """Execute `statement` for every row (executemany); if the database refuses the batch,
-    halve it until the refused rows are found, and store the rest."""
+    """Store `rows` with `statement` through `execute` (default: executemany); if the database
+    refuses the batch, halve it until the refused rows are found, and store the rest."""
     if not rows:
         return
     try:
-        with _savepoint(connection, dialect), _cursor(connection) as cursor:
-            cursor.executemany(statement, rows)
+        if dialect == "postgresql":
+            _pipelined(connection, statement, rows, execute)
+        else:
+            with _savepoint(connection, dialect), _cursor(connection) as cursor:
+                execute(cursor, statement, rows)
         written.stored += len(rows)
     except _ROW_ERRORS as error:
         if len(rows) == 1:
             written.refused.append((rows[0], _reason(error)))
             return
         half = len(rows) // 2
-        _write_carefully(connection, dialect, statement, rows[:half], written)
-        _write_carefully(connection, dialect, statement, rows[half:], written)
+        _write_carefully(connection, dialect, statement, rows[:half], written, execute)
+        _write_carefully(connection, dialect, statement, rows[half:], written, execute)
+
+
+def _pipelined(
+    connection: Any,
+    statement: str,
+    rows: Sequence[tuple[Any, ...]],
+    execute: Callable[[Any, str, Sequence[tuple[Any, ...]]], None],
+) -> None:
+    """`execute` inside a savepoint on PostgreSQL, the savepoint, the statement and its release
+    sent together (psycopg's pipeline mode: one round trip, not three). Should the database
+    refuse the statement, the release is skipped with it, and the transaction is rolled back to
+    the savepoint before the error is raised again."""
+    try:
+        with connection.pipeline(), _cursor(connection) as cursor:
+            cursor.execute("SAVEPOINT bulk_rows")
+            execute(cursor, statement, rows)
+            cursor.execute("RELEASE SAVEPOINT bulk_rows")
+    except BaseException:
+        connection.execute("ROLLBACK TO SAVEPOINT bulk_rows")
+        connection.execute("RELEASE SAVEPOINT bulk_rows")
+        raise
 
 
 @contextmanager

@@ -556,3 +556,37 @@ def test_every_account_person_and_deal_row_the_mirror_writes_is_pending_for_link
     assert bases == {"linked"} and seqs == {1}  # the link and score stages' own, never written
     assert repointed  # activities follow the survivor too (they carry no flag)
     assert lead.stored == 1
+
+
+def test_a_stream_with_nothing_new_saves_its_cursor_with_the_next_streams_rows(
+    store: Store,
+) -> None:
+    later = T0 + timedelta(hours=1)
+    nothing = [Checkpoint("Contact", Cursor(T0, read_at=later)), Summary("Contact")]
+    rows = [_account("001A", later), Checkpoint("Account", Cursor(later, frozenset({"001A"})))]
+    connector = Scripted({"Contact": nothing, "Account": [*rows, Summary("Account")]})
+    stage = mirror_streams(store, connector, later, streams=["Contact", "Account"])  # type: ignore[arg-type]
+    contact = next(stage)
+    with store.session() as session:  # waiting for the next transaction
+        assert session.get(SyncCursor, ("salesforce", "Contact")) is None
+    assert contact.stored == 0 and [p.stream for p in stage] == ["Account"]
+    with store.session() as session:
+        cursors = {c.object: c for c in session.exec(select(SyncCursor))}
+    assert cursors["Contact"].read_at == later and cursors["Account"].value == later
+
+
+def test_a_cursor_waiting_for_the_next_transaction_is_lost_harmlessly_when_that_fails(
+    store: Store,
+) -> None:
+    class Failing(Scripted):
+        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
+            if stream == "Account":
+                raise RuntimeError("the CRM went away")
+            yield from super().pull(stream, cursor)
+
+    nothing = [Checkpoint("Contact", Cursor(T0, read_at=T0)), Summary("Contact")]
+    stage = mirror_streams(store, Failing({"Contact": nothing}), T0, streams=["Contact", "Account"])  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        list(stage)
+    with store.session() as session:
+        assert session.get(SyncCursor, ("salesforce", "Contact")) is None  # read again next run
