@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -21,7 +20,6 @@ from sandbox.admin import ACTIVITIES_PATH, AdminError, NewActivity, add_activiti
 from sandbox.org import Org
 from sync import Store
 from sync.state import RunEvent
-from tests.conftest import BACKENDS
 from tests.test_sync_run import CRMS, Crm, _current, _open
 from tests.test_sync_run import org as org  # the module's generated org (a fixture)
 
@@ -46,16 +44,10 @@ def _burst(crm: Crm, account: str) -> list[str]:
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_burst_of_pricing_visits_moves_a_nurture_account_to_ae_within_one_cycle(
-    crm: Crm, backend: str, request: pytest.FixtureRequest, tmp_path: Path
+    crm: Crm, store_url: str
 ) -> None:
-    url = (
-        request.getfixturevalue("pg_schema_url")
-        if backend == "postgresql"
-        else f"sqlite:///{tmp_path / 'state.db'}"
-    )
-    with Store.open(url) as store:
+    with Store.open(store_url) as store:
         crm.run(store)
         before = _current(store)
         account = min(a for a, s in before.items() if s.tier == "nurture")

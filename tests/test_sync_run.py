@@ -44,7 +44,6 @@ from sync.state import (
     WriteLedger,
 )
 from sync.writeback import score_history
-from tests.conftest import BACKENDS
 from tests.sandbox_fixtures import hubspot_client, salesforce_client, salesforce_merge
 from tests.test_connectors_contract import FakeTime
 
@@ -195,16 +194,10 @@ def _current(store: Store) -> dict[str, CurrentScore]:
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
-    crm: Crm, backend: str, request: pytest.FixtureRequest, tmp_path: Path
+    crm: Crm, store_url: str
 ) -> None:
-    url = (
-        request.getfixturevalue("pg_schema_url")
-        if backend == "postgresql"
-        else f"sqlite:///{tmp_path / 'state.db'}"
-    )
-    with Store.open(url) as store:
+    with Store.open(store_url) as store:
         first = crm.run(store)
         current = _current(store)
         shown = crm.shown(crm.accounts, sorted(current))
@@ -263,16 +256,10 @@ def _orphans(crm: Crm, store: Store) -> dict[str, Person]:
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_every_orphan_lead_shows_its_own_score_tier_and_why_it_has_no_account(
-    crm: Crm, backend: str, request: pytest.FixtureRequest, tmp_path: Path
+    crm: Crm, store_url: str
 ) -> None:
-    url = (
-        request.getfixturevalue("pg_schema_url")
-        if backend == "postgresql"
-        else f"sqlite:///{tmp_path / 'state.db'}"
-    )
-    with Store.open(url) as store:
+    with Store.open(store_url) as store:
         first = crm.run(store)
         orphans = _orphans(crm, store)
         crm.time.tick(600)
