@@ -638,8 +638,8 @@ def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
 
 @app.command("demo")
 def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
-    """Run Handoff on the sandbox CRM: set-up, a full sync that writes scores, a rerun, then a
-    burst of pricing-page visits and one cycle that moves those accounts up."""
+    """Run Handoff on the sandbox CRM: set-up, a full sync that writes scores, then a burst of
+    pricing-page visits and one incremental cycle that moves those accounts up."""
     loaded = settings_from(ctx, settings)
     _print_demo_org(loaded.sandbox)
     sandbox = loaded.model_copy(update={"crm": loaded.crm.model_copy(update={"kind": "sandbox"})})
@@ -1082,8 +1082,8 @@ def _print_cycle(cycle: RunReport, visits: int) -> None:
     """What the burst's cycle pulled, wrote and cost, in two lines."""
     again = sum(p["records"] for p in cycle.pulled.values()) - visits
     reread = (
-        f" (and {again:,} records written minutes before, read again: a write moves a record's "
-        "modification time, and each pull re-reads a window behind its cursor)"
+        f" (and {again:,} records read again and skipped as already held: each pull re-reads a "
+        "window behind its cursor, and our own writes move a record's modification time)"
         if again > 0
         else ""
     )

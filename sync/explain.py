@@ -21,6 +21,7 @@ import polars as pl
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from scoring.config import TierSettings
 from scoring.tiers import TIER_ORDER, tier_label
 from sync.config import MatchingSettings
 from sync.frames import read_frame
@@ -191,7 +192,7 @@ def explain_account(
                 explanation.keys, explanation.points, explanation.reasons, strict=False
             )
         ),
-        history=_history(session, account.id),
+        history=_history(session, account.id, setup.tiers),
         people=_linked_people(session, account.id),
         nearby_orphans=_nearby_orphans(session, account, matching),
     )
@@ -249,15 +250,16 @@ def model_status(session: Session, setup: ScoringSetup, book: Book) -> str:
     )
 
 
-def _history(session: Session, account_id: str) -> tuple[HistoryEntry, ...]:
-    """Written scores, newest first, with those of every account merged into this one."""
+def _history(session: Session, account_id: str, tiers: TierSettings) -> tuple[HistoryEntry, ...]:
+    """Written scores, newest first, with those of every account merged into this one; tiers
+    by the labels the CRM shows."""
     rows = reversed(score_history(session, account_id))
     return tuple(
         HistoryEntry(
             row.scored_at,
             row.account_id,
             row.score,
-            row.tier,
+            tier_label(row.tier, tiers) if row.tier in TIER_ORDER else row.tier,
             row.model_version,
             tuple(str(c.get("reason", "")) for c in row.contributions),
         )

@@ -228,6 +228,9 @@ def test_explain_needs_no_crm_and_matches_the_run(synced: Synced) -> None:
         current.score, current.tier, current.model_version
     )  # fmt: skip
     assert found.contributions and all(c.sentence for c in found.contributions)
+    labels = {synced.settings.tiers.nurture_label, synced.settings.tiers.sdr_label,
+              synced.settings.tiers.ae_label, synced.settings.tiers.disqualified_label}  # fmt: skip
+    assert found.history and {entry.tier for entry in found.history} <= labels
     assert [o.id for o in found.nearby_orphans] == ["orphan-near"]
     assert found.nearby_orphans[0].rule == "similar_name"
 
