@@ -287,9 +287,19 @@ _ORPHANS = (  # live people the matcher left without an account
 def _nearby_orphans(
     session: Session, account: Account, matching: MatchingSettings
 ) -> tuple[PersonLink, ...]:
-    """Orphans the matcher links to this account when it is the only one to choose from."""
-    orphans = {p.id: p for p in session.exec(select(Person).where(*_ORPHANS))}
-    if not orphans:
+    """Orphans the matcher links to this account when it is the only one to choose from; the
+    orphans are read once, as the matcher's frame, and only those it links are loaded whole."""
+    people = read_frame(
+        session,
+        select(
+            col(Person.id).label("person_id"),
+            Person.email,
+            Person.company,
+            Person.country,
+            Person.phone,
+        ).where(*_ORPHANS),
+    )
+    if people.is_empty():
         return ()
     accounts = read_frame(
         session,
@@ -301,25 +311,15 @@ def _nearby_orphans(
             Account.country,
         ).where(Account.id == account.id),
     )
-    people = read_frame(
-        session,
-        select(
-            col(Person.id).label("person_id"),
-            Person.email,
-            Person.company,
-            Person.country,
-            Person.phone,
-        ).where(*_ORPHANS),
-    )
     near = matching.model_copy(
         update={"fuzzy_threshold": min(matching.fuzzy_threshold, NEARBY_NAME_SIMILARITY)}
     )
     found = match_people(accounts, people, near).frame.filter(pl.col("status") != "orphan")
     ranked = found.sort("confidence", "person_id", descending=[True, False], nulls_last=True)
-    return tuple(
-        _person(orphans[row["person_id"]], row["rule"], row["confidence"])
-        for row in ranked.iter_rows(named=True)
-    )
+    rows = list(ranked.iter_rows(named=True))
+    linked = {row["person_id"] for row in rows}
+    whole = {p.id: p for p in session.exec(select(Person).where(col(Person.id).in_(linked)))}
+    return tuple(_person(whole[row["person_id"]], row["rule"], row["confidence"]) for row in rows)
 
 
 def _person(person: Person, rule: str | None, confidence: float | None) -> PersonLink:
