@@ -278,6 +278,7 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
     table = Table(title=f"Top {len(preview.top)} accounts")
     for column in ("account", "name", "domain", "score", "tier"):
         table.add_column(column, justify="right" if column == "score" else "left")
-    for account, score, tier in preview.top:
-        table.add_row(account.id, account.name, account.domain or "", f"{score}", tier)
+    for ranked in preview.top:
+        account = ranked.account
+        table.add_row(account.id, account.name, ranked.domain or "", f"{ranked.score}", ranked.tier)
     console.print(table)

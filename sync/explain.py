@@ -14,6 +14,7 @@ No CRM call: everything comes from the mirror and the run log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +27,7 @@ from scoring.tiers import TIER_ORDER, tier_label
 from sync.config import MatchingSettings
 from sync.frames import read_frame
 from sync.matching import REASONS, match_people
+from sync.matching.normalise import domain_table, website_host
 from sync.scoring_state import Book, ScoringSetup, score_book
 from sync.state import Account, CurrentScore, Person, ScoringModelRow
 from sync.writeback import account_scores, score_history
@@ -40,6 +42,8 @@ __all__ = [
     "HistoryEntry",
     "MirrorScores",
     "PersonLink",
+    "RankedAccount",
+    "account_domains",
     "explain_account",
     "find_account",
     "model_status",
@@ -125,12 +129,22 @@ class AccountExplanation:
 
 
 @dataclass(frozen=True)
+class RankedAccount:
+    """One of the best-scored accounts: its score, tier label and domain (`account_domains`)."""
+
+    account: Account
+    score: int
+    tier: str
+    domain: str | None
+
+
+@dataclass(frozen=True)
 class MirrorScores:
     """The mirror scored and tiered as a run would, nothing written."""
 
     book: Book
     tiers: dict[str, int]  # tier label -> accounts
-    top: tuple[tuple[Account, int, str], ...]  # (account, score, tier label), best first
+    top: tuple[RankedAccount, ...]  # best first
     model_reason: str
 
 
@@ -217,8 +231,28 @@ def score_mirror(
             select(Account).where(col(Account.id).in_([s.account_id for s in best]))
         )
     }
-    shown = tuple((accounts[s.account_id], s.score, str(s.values["tier"])) for s in best)
+    domains = account_domains(list(accounts.values()))
+    shown = tuple(
+        RankedAccount(accounts[s.account_id], s.score, str(s.values["tier"]), domains[s.account_id])
+        for s in best
+    )
     return MirrorScores(book, tiers, shown, model_status(session, setup, book))
+
+
+def account_domains(accounts: Sequence[Account]) -> dict[str, str | None]:
+    """Each account's domain as matching reads it: its domain field (HubSpot's), else the
+    registrable domain of its website (a Salesforce account has only ``Website``)."""
+    frame = pl.DataFrame(
+        {
+            "account_id": [a.id for a in accounts],
+            "domain": [a.domain for a in accounts],
+            "website": [a.website for a in accounts],
+        },
+        schema={"account_id": pl.String, "domain": pl.String, "website": pl.String},
+    ).with_columns(host=website_host(pl.coalesce("domain", "website")))
+    registrable = domain_table(frame["host"]).rename({"domain": "registrable"})
+    found = frame.join(registrable, on="host", how="left")
+    return dict(zip(found["account_id"], found["registrable"], strict=True))
 
 
 def model_status(session: Session, setup: ScoringSetup, book: Book) -> str:
