@@ -3,8 +3,9 @@
     found = explain_account(session, setup, matching, "acme.com", now)
     preview = score_mirror(session, setup, now)
 
-`explain_account` finds the account by id, domain or name, scores the mirror with the current
-model as the run does (`sync.scoring_state.score_book`), and gathers the account's contributions,
+`explain_account` finds the account by id, domain or name, scores that account alone with the
+current model as the run's score stage does (from its stored signal sums, `sync.account_signals`,
+so the cost does not grow with the org), and gathers the account's contributions,
 its score history (newest first, following merges loser -> survivor), its linked people, and the
 orphans near it: orphan people the matcher would link to it were it the only account
 (`sync.matching.match_people` against this one account, names compared at
@@ -24,12 +25,13 @@ from sqlmodel import Session, col, select
 
 from scoring.config import TierSettings
 from scoring.tiers import TIER_ORDER, tier_label
+from sync import account_signals
 from sync.config import MatchingSettings
 from sync.frames import read_frame
 from sync.matching import REASONS, match_people
 from sync.matching.normalise import domain_table, website_host
-from sync.scoring_state import Book, ScoringSetup, score_book
-from sync.state import Account, CurrentScore, Person, ScoringModelRow
+from sync.scoring_state import Book, ScoringSetup, current_model, score_book, score_stored
+from sync.state import Account, AccountSignals, CurrentScore, Person, ScoringModelRow
 from sync.writeback import account_scores, score_history
 
 __all__ = [
@@ -184,10 +186,8 @@ def explain_account(
     account = find_account(session, query)
     current = session.get(CurrentScore, account.id)
     at = current.scored_at if current is not None else now
-    book = score_book(session, setup, at)
-    scored = account_scores(book, setup.tiers, at).get(account.id)
-    if scored is None:
-        raise AccountNotFound(f"account {account.id} is not scored (it has no live record)")
+    book = _scored_alone(session, setup, account.id, at, stored=current is not None)
+    scored = account_scores(book, setup.tiers, at)[account.id]
     explanation = scored.explanation
     return AccountExplanation(
         account=account,
@@ -210,6 +210,25 @@ def explain_account(
         people=_linked_people(session, account.id),
         nearby_orphans=_nearby_orphans(session, account, matching),
     )
+
+
+def _scored_alone(
+    session: Session, setup: ScoringSetup, account_id: str, at: datetime, *, stored: bool
+) -> Book:
+    """One account scored, tiered and explained as of ``at`` with the current model, as the
+    run's score stage scores it, and nothing else read: from its stored signal sums when they
+    are those its last run scored (``stored``, and not updated since), else from its own
+    activities in the mirror."""
+    model = current_model(session, setup)
+    if model.catalog != setup.catalog:  # settings changed since training: the settings' rules
+        model = setup.rules_model()
+    held = session.get(AccountSignals, account_id)
+    if stored and held is not None and held.as_of <= at:
+        document = held.sums
+    else:
+        activities = account_signals.linked_activities(session, at, [account_id])
+        document, _ = account_signals.build(setup.catalog, [account_id], activities, at)[account_id]
+    return score_stored(session, setup, model, at, [(account_id, document)])
 
 
 def score_mirror(

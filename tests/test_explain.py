@@ -10,18 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from handoff.crm import open_crm, schema_spec
-from handoff.runs import run_config
+from handoff.runs import run_config, scoring_setup
 from handoff.settings import Settings, load_settings
 from sandbox.admin import NewActivity, add_activities
-from sync import Store
-from sync.explain import account_domains
+from sync import Store, account_signals, scoring_state
+from sync.explain import AccountExplanation, account_domains, explain_account
 from sync.run import run_sync
-from sync.state import Account, CurrentScore
+from sync.state import Account, AccountSignals, CurrentScore
+from sync.writeback import score_history
 from tests.cli_fixtures import handoff
 
 ACCOUNTS = 40
@@ -68,6 +70,96 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scored]:
         add_activities(*admin, visits)
         run_sync(run_config(settings), crm.connector, store, now)
     yield Scored(str(path), settings, now, burst)
+
+
+def _explained(scored: Scored, session: Session, account: str) -> AccountExplanation:
+    settings = scored.settings
+    return explain_account(
+        session, scoring_setup(settings), settings.matching, account, scored.now + timedelta(1)
+    )
+
+
+def _some_accounts(session: Session, burst: str) -> list[str]:
+    """The burst account, the best one and a disqualified one."""
+    best = select(CurrentScore.account_id).order_by(
+        col(CurrentScore.score).desc(), col(CurrentScore.account_id)
+    )
+    disqualified = best.where(CurrentScore.tier == "disqualified")
+    return [burst, session.exec(best).first(), session.exec(disqualified).first()]  # type: ignore[list-item]
+
+
+def _as_written(found: AccountExplanation, session: Session) -> None:
+    """The explanation shows the score its last run wrote, and the reasons written with it."""
+    current = session.get(CurrentScore, found.account.id)
+    assert current is not None
+    assert (found.score, found.tier, found.model_version, found.scored_at) == (
+        current.score, current.tier, current.model_version, current.scored_at
+    )  # fmt: skip
+    latest = score_history(session, found.account.id)[-1]
+    assert latest.scored_at == current.scored_at
+    written = [(c["key"], c["points"], c["reason"]) for c in latest.contributions]
+    shown = [(c.key, round(c.points, 2), c.sentence) for c in found.contributions]
+    assert written and shown[: len(written)] == written
+
+
+def test_explain_scores_the_one_account_as_its_run_did_without_reading_the_org(
+    scored: Scored, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def whole_org(*args: Any) -> None:
+        raise AssertionError("explain read every account's history")
+
+    read_for: list[Any] = []
+    linked = account_signals.linked_activities
+
+    def recorded(session: Session, now: datetime, account_ids: Any = None) -> Any:
+        read_for.append(account_ids)
+        return linked(session, now, account_ids)
+
+    monkeypatch.setattr(scoring_state, "load_history", whole_org)
+    monkeypatch.setattr(account_signals, "linked_activities", recorded)
+    with Store.open(scored.settings.state.database_url) as store, store.session() as session:
+        for account in _some_accounts(session, scored.burst):
+            _as_written(_explained(scored, session, account), session)
+        moved = _explained(scored, session, scored.burst)
+
+    assert all(ids is not None for ids in read_for)
+    assert moved.tier != "nurture" and [e.tier for e in moved.history][-1] == "Nurture"
+    assert moved.contributions[0].sentence.startswith("Visited pricing 8x")
+
+
+def test_explain_rebuilds_an_account_whose_stored_sums_moved_on_after_its_last_score(
+    scored: Scored,
+) -> None:
+    """A run that updated the sums and stopped before it recorded the scores: the sums are not
+    those the score was computed from, so the account is scored from its own activities."""
+    with Store.open(scored.settings.state.database_url) as store, store.session() as session:
+        held = session.get(AccountSignals, scored.burst)
+        assert held is not None
+        held.as_of = scored.now + timedelta(hours=1)
+        held.sums = {**held.sums, "s": [value * 10 for value in held.sums["s"]]}
+        session.add(held)
+        session.flush()
+        found = _explained(scored, session, scored.burst)
+        _as_written(found, session)
+        session.rollback()
+
+
+def test_explain_scores_an_account_never_scored_at_the_moment_asked(scored: Scored) -> None:
+    later = scored.now + timedelta(days=60)
+    settings = scored.settings
+    with Store.open(settings.state.database_url) as store, store.session() as session:
+        current = session.get(CurrentScore, scored.burst)
+        assert current is not None
+        written = current.score
+        session.delete(current)
+        session.flush()
+        found = explain_account(
+            session, scoring_setup(settings), settings.matching, scored.burst, later
+        )
+        session.rollback()
+
+    assert found.scored_at == later
+    assert found.score < written  # the burst has decayed by then
 
 
 def test_score_shows_a_salesforce_account_domain_from_its_website(scored: Scored) -> None:
