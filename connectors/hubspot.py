@@ -51,7 +51,7 @@ from connectors.errors import (
 )
 from connectors.http import HttpPolicy, PageTokens
 from connectors.hubspot_api import HubSpotApi
-from connectors.hubspot_setup import ensure_schema
+from connectors.hubspot_setup import ensure_schema, schema_gaps
 from connectors.hubspot_web import (
     EMAIL_KINDS,
     HISTORY_PAGE,
@@ -68,6 +68,7 @@ from connectors.protocol import (
     Cursor,
     Item,
     Record,
+    SchemaGap,
     SchemaReport,
     SchemaSpec,
     Tombstone,
@@ -190,6 +191,10 @@ class HubSpotConnector:
     def ensure_schema(self, spec: SchemaSpec) -> SchemaReport:
         """Our property group and properties on companies and contacts (`hubspot_setup`)."""
         return ensure_schema(self.api, spec)
+
+    def schema_gaps(self, spec: SchemaSpec) -> tuple[SchemaGap, ...]:
+        """Our properties missing or not as writes need them (one read per object)."""
+        return schema_gaps(self.api, spec)
 
     def usage(self) -> Usage:
         """API calls this run and the budget left."""

@@ -14,18 +14,20 @@ from typing import Any
 
 from connectors.errors import NotFound
 from connectors.hubspot_api import HubSpotApi
-from connectors.protocol import SchemaChange, SchemaReport, SchemaSpec
+from connectors.protocol import SchemaChange, SchemaGap, SchemaReport, SchemaSpec
 from connectors.schema import (
     HUBSPOT_GROUP,
     HUBSPOT_OBJECTS,
     FieldKind,
+    FoundField,
     OwnedField,
+    gaps,
     missing_options,
     options_of,
     owned_for,
 )
 
-__all__ = ["ensure_schema"]
+__all__ = ["ensure_schema", "schema_gaps"]
 
 # kind -> (property type, field type)
 _TYPES: Mapping[FieldKind, tuple[str, str]] = {
@@ -36,6 +38,7 @@ _TYPES: Mapping[FieldKind, tuple[str, str]] = {
     "datetime": ("datetime", "date"),
     "lookup": ("string", "text"),  # the matched company's id
 }
+_PROPERTY_TYPES: Mapping[FieldKind, str] = {kind: types[0] for kind, types in _TYPES.items()}
 
 
 def ensure_schema(api: HubSpotApi, spec: SchemaSpec) -> SchemaReport:
@@ -45,6 +48,20 @@ def ensure_schema(api: HubSpotApi, spec: SchemaSpec) -> SchemaReport:
         changes.append(_ensure_group(api, object_name))
         changes += _ensure_properties(api, object_name, owned_for(entity), spec)
     return SchemaReport(tuple(changes))
+
+
+def schema_gaps(api: HubSpotApi, spec: SchemaSpec) -> tuple[SchemaGap, ...]:
+    """Our properties on companies and contacts that set-up has yet to create or fix (one
+    batch read per object)."""
+    found: list[SchemaGap] = []
+    for entity, object_name in HUBSPOT_OBJECTS.items():
+        owned = owned_for(entity)
+        described = {
+            name: FoundField(p["type"], tuple(o["value"] for o in p.get("options") or []))
+            for name, p in _properties(api, object_name, owned).items()
+        }
+        found += gaps(object_name, owned, described, "hubspot", _PROPERTY_TYPES, spec)
+    return tuple(found)
 
 
 def _ensure_group(api: HubSpotApi, object_name: str) -> SchemaChange:
@@ -61,15 +78,22 @@ def _ensure_group(api: HubSpotApi, object_name: str) -> SchemaChange:
 def _ensure_properties(
     api: HubSpotApi, object_name: str, owned: Sequence[OwnedField], spec: SchemaSpec
 ) -> list[SchemaChange]:
-    body = {"archived": False, "inputs": [{"name": f.hubspot} for f in owned]}
-    answer = api.call(api.property_batch.read, object_name, body)
-    current = {p["name"]: p for p in answer.get("results", [])}
+    current = _properties(api, object_name, owned)
     missing = [f for f in owned if f.hubspot not in current]
     changes = _create(api, object_name, missing, spec) if missing else {}
     for field in owned:
         if field.hubspot in current:
             changes[field.hubspot] = _ensure_options(api, object_name, field, current, spec)
     return [changes[f.hubspot] for f in owned]
+
+
+def _properties(
+    api: HubSpotApi, object_name: str, owned: Sequence[OwnedField]
+) -> dict[str, Mapping[str, Any]]:
+    """Those of our properties the object has, by name (one batch read)."""
+    body = {"archived": False, "inputs": [{"name": f.hubspot} for f in owned]}
+    answer = api.call(api.property_batch.read, object_name, body)
+    return {p["name"]: p for p in answer.get("results", [])}
 
 
 def _create(

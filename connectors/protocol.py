@@ -42,6 +42,7 @@ __all__ = [
     "Item",
     "Record",
     "SchemaChange",
+    "SchemaGap",
     "SchemaReport",
     "SchemaSpec",
     "Summary",
@@ -252,6 +253,18 @@ class SchemaReport:
         return [c for c in self.changes if c.action == action]
 
 
+@dataclass(frozen=True)
+class SchemaGap:
+    """A field we own that is not as writes need it (set-up puts it right): ``problem`` is
+    "missing", "is a string field; Handoff needs double", or "lacks Hot, Cold" (picklist values
+    the settings use)."""
+
+    object: str
+    name: str
+    label: str
+    problem: str
+
+
 class Connector(Protocol):
     """One CRM, as the sync pipeline sees it."""
 
@@ -277,6 +290,11 @@ class Connector(Protocol):
 
     def ensure_schema(self, spec: SchemaSpec) -> SchemaReport:
         """Create the fields we own, repair drift, change nothing when all is in place."""
+        ...
+
+    def schema_gaps(self, spec: SchemaSpec) -> tuple[SchemaGap, ...]:
+        """The fields we own that `ensure_schema` has yet to create or fix for writes to land;
+        reads only (what a pull reads anyway, where the CRM allows)."""
         ...
 
     def usage(self) -> Usage:

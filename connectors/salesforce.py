@@ -45,6 +45,7 @@ from connectors.protocol import (
     Cursor,
     Item,
     Record,
+    SchemaGap,
     SchemaReport,
     SchemaSpec,
     Tombstone,
@@ -61,8 +62,8 @@ from connectors.salesforce_bulk import (
     json_value,
     refused_by_bulk,
 )
-from connectors.salesforce_setup import ensure_schema
-from connectors.schema import OWNED_FIELDS, OWNER
+from connectors.salesforce_setup import ensure_schema, schema_gaps
+from connectors.schema import OWNED_FIELDS, OWNER, FoundField
 from connectors.streams import SALESFORCE_STREAMS, FieldMap, Stream, flag, normalise
 from connectors.tally import Tally
 
@@ -131,6 +132,7 @@ class SalesforceConnector:
         self.page_size = page_size
         self.bulk_page_size = bulk_page_size
         self._described: dict[str, dict[str, str]] = {}
+        self._picklists: dict[str, dict[str, tuple[str, ...]]] = {}  # object -> field -> values
         self._absent: dict[str, NotFound] = {}  # objects the org lacks: their describe's 404
         self._rates: Rates | None = None
         self._rest_only: set[str] = set()  # objects Bulk API refused: read and write by REST
@@ -236,8 +238,20 @@ class SalesforceConnector:
         """Our custom fields and validation rule on Account and Lead (see `salesforce_setup`)."""
         report = ensure_schema(self.api, spec)
         self._described.clear()
+        self._picklists.clear()
         self._absent.clear()
         return report
+
+    def schema_gaps(self, spec: SchemaSpec) -> tuple[SchemaGap, ...]:
+        """Our fields on Account and Lead missing or not as writes need them, from the describe
+        a pull makes anyway (no call of its own)."""
+        return schema_gaps(
+            lambda sobject: {
+                name: FoundField(kind, self._picklists[sobject].get(name, ()))
+                for name, kind in self._fields_of(sobject).items()
+            },
+            spec,
+        )
 
     def usage(self) -> Usage:
         """API calls this run and the budget left."""
@@ -281,6 +295,7 @@ class SalesforceConnector:
                     failed[name] = answer
                 else:
                     self._described[name] = {f["name"]: f.get("type", "") for f in answer["fields"]}
+                    self._picklists[name] = _picklist_values(answer["fields"])
         return failed
 
     def _money(self, stream: Stream, maps: Sequence[FieldMap]) -> Money | None:
@@ -420,6 +435,15 @@ class SalesforceConnector:
                 continue
             answered |= {i: _saved(i, result) for i, result in zip(chunk, saved, strict=True)}
         return answered
+
+
+def _picklist_values(fields: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Field -> its picklist values (as set-up reads them), of the picklist fields of a describe."""
+    return {
+        f["name"]: tuple(v["value"] for v in f.get("picklistValues") or [])
+        for f in fields
+        if f.get("type") == "picklist"
+    }
 
 
 def _stream(name: str) -> Stream:

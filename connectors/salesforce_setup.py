@@ -10,24 +10,26 @@ https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from simple_salesforce.format import format_soql
 
-from connectors.protocol import SchemaChange, SchemaReport, SchemaSpec
+from connectors.protocol import SchemaChange, SchemaGap, SchemaReport, SchemaSpec
 from connectors.salesforce_api import SalesforceApi
 from connectors.schema import (
     REASON_RULE,
     SALESFORCE_OBJECTS,
     FieldKind,
+    FoundField,
     OwnedField,
+    gaps,
     missing_options,
     options_of,
     owned_for,
 )
 
-__all__ = ["ensure_schema"]
+__all__ = ["ensure_schema", "schema_gaps"]
 
 # kind -> the Metadata API's definition, and the type describe reports for it
 _METADATA: Mapping[FieldKind, Mapping[str, Any]] = {
@@ -61,6 +63,19 @@ def ensure_schema(api: SalesforceApi, spec: SchemaSpec) -> SchemaReport:
         changes += _ensure_fields(api, sobject, owned_for(entity), spec)
         changes.append(_ensure_rule(api, sobject))
     return SchemaReport(tuple(changes))
+
+
+def schema_gaps(
+    described: Callable[[str], Mapping[str, FoundField]], spec: SchemaSpec
+) -> tuple[SchemaGap, ...]:
+    """Our fields on Account and Lead that set-up has yet to create or fix, from ``described``
+    (an object's fields as its describe lists them)."""
+    return tuple(
+        gap
+        for entity, sobject in SALESFORCE_OBJECTS.items()
+        for gap in gaps(sobject, owned_for(entity), described(sobject), "salesforce",
+                        _DESCRIBED_AS, spec)
+    )  # fmt: skip
 
 
 def _ensure_fields(

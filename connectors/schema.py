@@ -8,11 +8,11 @@ on companies and contacts. Picklist options come from settings (`SchemaSpec`), n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from connectors.protocol import Entity, SchemaSpec
+from connectors.protocol import Entity, SchemaGap, SchemaSpec
 
 __all__ = [
     "HUBSPOT_GROUP",
@@ -22,8 +22,10 @@ __all__ = [
     "REASON_RULE",
     "SALESFORCE_OBJECTS",
     "FieldKind",
+    "FoundField",
     "OwnedField",
     "ValidationRule",
+    "gaps",
     "missing_options",
     "options_of",
     "owned_for",
@@ -120,6 +122,14 @@ class ValidationRule:
     description: str
 
 
+@dataclass(frozen=True)
+class FoundField:
+    """One of our fields as the CRM describes it: its type, and its values if a picklist."""
+
+    type: str
+    options: tuple[str, ...] = ()
+
+
 REASON_RULE = ValidationRule(
     "Handoff_Reason_Required",
     'AND(ISPICKVAL(Handoff_Disposition__c, "Rejected"), ISBLANK(TEXT(Handoff_Reason_Code__c)))',
@@ -143,3 +153,29 @@ def missing_options(existing: Iterable[str], wanted: Iterable[str]) -> list[str]
     """Wanted picklist values the CRM lacks (values it has beyond them are left alone)."""
     have = set(existing)
     return [value for value in wanted if value not in have]
+
+
+def gaps(
+    object_name: str,
+    owned: Sequence[OwnedField],
+    found: Mapping[str, FoundField],
+    crm: Literal["salesforce", "hubspot"],
+    types: Mapping[FieldKind, str],
+    spec: SchemaSpec,
+) -> list[SchemaGap]:
+    """Our fields on ``object_name`` that are missing from ``found`` (API name -> as the CRM
+    describes it), of another type than ``types`` says, or lacking picklist values."""
+    problems = []
+    for owned_field in owned:
+        name = getattr(owned_field, crm)
+        have, wanted = found.get(name), types[owned_field.kind]
+        if have is None:
+            problem = "missing"
+        elif have.type != wanted:
+            problem = f"is a {have.type} field; Handoff needs {wanted}"
+        elif lacking := missing_options(have.options, options_of(owned_field, spec)):
+            problem = f"lacks {', '.join(lacking)}"
+        else:
+            continue
+        problems.append(SchemaGap(object_name, name, owned_field.label, problem))
+    return problems

@@ -29,7 +29,7 @@ from rich.table import Table
 from sqlmodel import col, func, select
 
 from connectors.errors import ConnectorError
-from connectors.protocol import Connector, SchemaReport
+from connectors.protocol import Connector, SchemaGap, SchemaReport
 from handoff.crm import (
     START_SECONDS,
     CrmConnection,
@@ -805,6 +805,7 @@ def sync_command(
     store = _store(loaded.state.database_url)
     try:
         with store, open_crm(loaded) as crm:
+            _fail_on_schema_gaps(crm.connector.schema_gaps(schema_spec(loaded)))
             now = crm.now()
             console.print(f"Syncing {crm.description}, scoring as of {now:%d %b %Y %H:%M} UTC")
             report = _run(loaded, crm, store, now, full, dry_run)
@@ -814,6 +815,21 @@ def sync_command(
         _fail([str(error)])
     _print_run(report)
     raise typer.Exit(report.exit_code)
+
+
+def _fail_on_schema_gaps(gaps: tuple[SchemaGap, ...]) -> None:
+    """Exit 1 before the run when the CRM lacks fields we write (set up by an older release, or
+    changed since): each one named, and the command that puts them in place."""
+    if gaps:
+        _fail(
+            [
+                "the CRM's Handoff fields are not set up as this release writes them; nothing "
+                "was pulled or written:",
+                *(f"  {g.object}.{g.name} ({g.label}): {g.problem}" for g in gaps),
+                "`handoff setup` creates what is missing (and changes nothing else that is in "
+                "place); then `handoff sync` again",
+            ]
+        )
 
 
 @app.command("train")

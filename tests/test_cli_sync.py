@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors import hubspot_setup, salesforce_setup
+from connectors.protocol import Entity
+from connectors.schema import OwnedField, owned_for
 from handoff.crm import open_crm
 from handoff.runs import lock_key, run_config
 from handoff.settings import load_settings
@@ -95,3 +98,40 @@ def test_a_second_run_while_one_is_running_exits_locked_naming_it() -> None:
     assert "first-run" in locked and "since" in locked
     assert [report.outcome for report in reports] == ["ok"]
     assert after_code == 0, after  # the lock was released with the first run
+
+
+def _before_orphan_reason(entity: Entity) -> tuple[OwnedField, ...]:
+    """The fields set-up made before "Handoff Orphan Reason" existed."""
+    return tuple(f for f in owned_for(entity) if f.key != "orphan_reason")
+
+
+@pytest.mark.parametrize(
+    ("crm", "field"),
+    [
+        ("salesforce", "Lead.Handoff_Orphan_Reason__c"),
+        ("hubspot", "contacts.handoff_orphan_reason"),
+    ],
+)
+def test_a_crm_set_up_before_a_field_existed_is_not_synced_until_setup_adds_it(
+    crm: str, field: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("settings.toml").write_text(SETTINGS.format(crm=crm))
+    with monkeypatch.context() as older_release:
+        for module in (salesforce_setup, hubspot_setup):
+            older_release.setattr(module, "owned_for", _before_orphan_reason)
+        assert run_cli("setup")[0] == 0
+
+    code, stopped = run_cli("sync")
+    dry_code, dry = run_cli("sync", "--dry-run")
+    _, logs = run_cli("logs")
+    setup_code, setup = run_cli("setup")
+    synced_code, synced = run_cli("sync")
+    synced = " ".join(synced.split())
+
+    assert code == dry_code == 1 and dry == stopped
+    assert f"{field} (Handoff Orphan Reason): missing" in stopped
+    assert "nothing was pulled or written" in stopped and "`handoff setup`" in stopped
+    assert "No sync run yet" in logs  # stopped before the run: no cursor moved, nothing written
+    assert setup_code == 0 and "created 1, unchanged" in " ".join(setup.split())
+    assert synced_code == 0 and "Outcome: ok" in synced
+    assert "orphan leads), 0 unchanged, 0 held back, 0 failed" in synced

@@ -41,6 +41,7 @@ from connectors.protocol import (
     records,
 )
 from connectors.salesforce import SalesforceConnector
+from connectors.schema import owned_for
 from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.generator import generate_org
@@ -419,6 +420,41 @@ def test_setup_twice_changes_nothing_then_repairs_drift(
     assert [(c.action, c.detail) for c in third.changes if c.action != "unchanged"] == [
         ("repaired", "added No Budget")
     ]
+
+
+def test_schema_gaps_name_what_setup_has_yet_to_do_and_change_nothing(
+    open_crm: Opener,
+) -> None:
+    h = open_crm()
+    before = h.connector().schema_gaps(SPEC)
+    h.connector().ensure_schema(SPEC)
+    after = h.connector().schema_gaps(SPEC)
+    _drop_reason_code(h, "No Budget")
+    dropped = h.connector().schema_gaps(SPEC)
+    again = h.connector().schema_gaps(SPEC)
+
+    owned = [f for entity in ("account", "person") for f in owned_for(entity)]  # type: ignore[arg-type]
+    assert sorted((g.name, g.label, g.problem) for g in before) == sorted(
+        (getattr(f, h.crm), f.label, "missing") for f in owned
+    )
+    assert after == ()
+    reason_code = next(f for f in owned if f.key == "reason_code")
+    assert [(g.name, g.problem) for g in dropped] == [
+        (getattr(reason_code, h.crm), "lacks No Budget")
+    ]
+    assert again == dropped  # looking changed nothing
+
+
+def test_salesforce_schema_gaps_cost_no_call_beyond_the_pull(salesforce_crm: Opener) -> None:
+    h = salesforce_crm()
+    h.connector().ensure_schema(SPEC)
+    checked, unchecked = h.connector(), h.connector()
+
+    assert checked.schema_gaps(SPEC) == ()
+    list(checked.pull(h.accounts))
+    list(unchecked.pull(h.accounts))
+
+    assert checked.usage().calls == unchecked.usage().calls
 
 
 def test_a_hostile_name_is_escaped(open_crm: Opener) -> None:
