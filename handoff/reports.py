@@ -1,6 +1,7 @@
-"""What `handoff sync`, `logs`, `explain` and `score` print, in words a RevOps person reads.
+"""What `handoff sync`, `setup`, `logs`, `explain` and `score` print, in words RevOps reads.
 
-The figures come from `sync` (`RunReport`, `sync.runlog.RunSummary`, `sync.explain`); this module
+The figures come from `sync` (`RunReport`, `sync.runlog.RunSummary`, `sync.explain`) and the
+connectors (`SchemaReport`); this module
 only lays them out: "Pulled: companies 2,000 (12 calls)", never a raw counter key.
 """
 
@@ -14,7 +15,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from connectors.protocol import SchemaReport
 from sync.explain import AccountExplanation, MirrorScores, PersonLink
+from sync.run import EXIT_CODES, RunReport
 from sync.runlog import RunSummary
 from sync.state import RunEvent
 
@@ -23,8 +26,11 @@ __all__ = [
     "joined",
     "print_explanation",
     "print_mirror_scores",
+    "print_run_report",
     "print_run_summary",
     "print_runs",
+    "print_schema_report",
+    "schema_summary",
     "summary_json",
 ]
 
@@ -282,3 +288,76 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
         account = ranked.account
         table.add_row(account.id, account.name, ranked.domain or "", f"{ranked.score}", ranked.tier)
     console.print(table)
+
+
+def print_run_report(console: Console, report: RunReport) -> None:
+    """What a run did: pulled, linked, scored, tiers, written, failed, calls, time per stage."""
+    if report.full_reason:
+        console.print(f"Full re-pull: {report.full_reason}", soft_wrap=True)
+    pulled = sum(p["records"] for p in report.pulled.values())
+    link = report.link
+    orphans = sum(link.orphans.values())
+    console.print(
+        f"Pulled {pulled:,} records from {len(report.pulled)} streams; linked {link.linked:,} "
+        f"people, {link.review:,} for review, {orphans:,} orphans "
+        f"({link.people:,} matched this run)"
+    )
+    console.print(
+        f"Scored {report.scored:,} accounts and {report.orphans_scored:,} orphan leads with "
+        f"{report.model_version} ({report.model_kind}); "
+        f"tiers {joined(report.tiers)}; {report.tier_up} moved up, {report.tier_down} down"
+    )
+    if report.model_reason:
+        console.print(f"  {report.model_reason}", soft_wrap=True, highlight=False)
+    if report.dry_run:
+        _print_plan(console, report)
+    else:
+        orphan_writes = (
+            f"; {report.orphans_written:,} orphan leads" if report.orphans_written else ""
+        )
+        console.print(
+            f"Written {sum(report.written.values()):,} ({joined(report.written)}{orphan_writes}), "
+            f"{report.unchanged:,} unchanged, {report.held_back:,} held back, "
+            f"{len(report.failed):,} failed"
+        )
+    for failure in report.failed[:10]:
+        console.print(f"  failed {failure['object']} {failure['id']}: {failure['code']} "
+                      f"{failure['message']}")  # fmt: skip
+    left = "" if report.budget_left is None else f", {report.budget_left:,} left in the budget"
+    stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.stages.items())
+    console.print(f"API calls: {report.api_calls:,}{left}. Time: {stages}")
+    console.print(f"Outcome: {report.outcome} (exit {EXIT_CODES[report.outcome]})")
+
+
+def _print_plan(console: Console, report: RunReport) -> None:
+    """A dry run's planned writes: counts per field and a sample."""
+    console.print(f"Dry run: {report.planned:,} records would be written; nothing was")
+    console.print(f"  per field: {joined(report.planned_fields)}")
+    table = Table(title="Sample of planned writes")
+    for column in ("object", "id", "why", "score", "tier"):
+        table.add_column(column)
+    for row in report.sample:
+        table.add_row(*(str(row[column]) for column in ("object", "id", "why", "score", "tier")))
+    console.print(table)
+
+
+def print_schema_report(console: Console, report: SchemaReport) -> None:
+    """What set-up did to each field we own, then one line of totals."""
+    table = Table(title="Fields Handoff owns", show_lines=False)
+    for column in ("object", "field", "action", "detail"):
+        table.add_column(column)
+    for change in report.changes:
+        table.add_row(change.object, change.name, change.action, change.detail)
+    console.print(table)
+    console.print(f"Set-up: {schema_summary(report)}")
+
+
+def schema_summary(report: SchemaReport) -> str:
+    """`created 12, repaired 1, unchanged 11`, or that nothing needed changing."""
+    if not report.changed and not report.of("conflict"):
+        return f"nothing to change, all {len(report.changes)} in place"
+    counts = {action: len(report.of(action)) for action in _ACTIONS}
+    return ", ".join(f"{action} {count}" for action, count in counts.items() if count)
+
+
+_ACTIONS = ("created", "repaired", "unchanged", "conflict")

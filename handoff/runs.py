@@ -1,17 +1,26 @@
 """The sync run as the shell starts it: its settings gathered from `Settings`.
 
 `sync` cannot read `handoff.settings`, so the shell hands the run a small frozen `RunConfig`,
-and takes the org's run lock under `lock_key` around it.
+and takes the org's run lock under `lock_key` around it (`run_locked`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from uuid import uuid4
+
+import typer
+
 from handoff.crm import CrmConnection
+from handoff.progress import StageProgress
 from handoff.settings import Settings
-from sync.run import RunConfig
+from handoff.shell import console, fail, progress_console
+from sync import Store
+from sync.lock import Holder, LockHeld, LockLost, run_lock
+from sync.run import EXIT_CODES, RunConfig, RunReport, run_sync
 from sync.scoring_state import ScoringSetup
 
-__all__ = ["lock_key", "run_config", "scoring_setup"]
+__all__ = ["lock_key", "run_config", "run_locked", "scoring_setup"]
 
 
 def scoring_setup(settings: Settings) -> ScoringSetup:
@@ -52,3 +61,37 @@ def lock_key(settings: Settings, crm: CrmConnection) -> str:
         return f"hubspot:{settings.hubspot.host}"
     salesforce = settings.salesforce
     return f"salesforce:{salesforce.instance_url or salesforce.login_domain}"
+
+
+def run_locked(
+    settings: Settings,
+    crm: CrmConnection,
+    store: Store,
+    now: datetime,
+    full: bool,
+    dry_run: bool,
+) -> RunReport:
+    """One run holding the org's run lock, with progress on stderr; exit 4 (locked) naming the
+    holder when another run has the lock, 1 when this run loses it."""
+    run_id = uuid4().hex
+    try:
+        with (
+            run_lock(store, lock_key(settings, crm), Holder.this_process(run_id)) as lock,
+            StageProgress(progress_console) as progress,
+        ):
+            return run_sync(
+                run_config(settings),
+                crm.connector,
+                store,
+                now,
+                full=full,
+                dry_run=dry_run or settings.sync.dry_run,
+                progress=progress,
+                run_id=run_id,
+                heartbeat=lock.heartbeat,
+            )
+    except LockHeld as held:
+        console.print(str(held), soft_wrap=True)
+        raise typer.Exit(EXIT_CODES["locked"]) from held
+    except LockLost as lost:
+        fail([str(lost)])

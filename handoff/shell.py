@@ -1,0 +1,143 @@
+"""What the command modules of `handoff` share: the consoles, the ``--settings`` option and how a
+command loads its settings, exiting with every problem on its own line, and opening the state
+store and sandbox orgs with a clear message when they cannot be.
+
+    loaded = settings_from(ctx, settings)  # or exit 1 listing what is wrong
+    with open_store(loaded.state.database_url) as store: ...
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from handoff.settings import Settings, SettingsError, load_settings
+from sandbox.generator import generate_org
+from sandbox.org import Org, OrgError, load_org
+from sandbox.world import (
+    PRESETS,
+    WorldError,
+    WorldParams,
+    parameter_names,
+    parse_overrides,
+    world_from,
+)
+from sync import Store
+from sync.state import StateError
+
+__all__ = [
+    "CliOptions",
+    "PresetOption",
+    "SettingsOption",
+    "WorldOption",
+    "console",
+    "fail",
+    "generated_org",
+    "loaded_org",
+    "open_store",
+    "print_org_summary",
+    "progress_console",
+    "settings_from",
+    "settings_path",
+    "world_params",
+]
+
+console = Console()
+progress_console = Console(stderr=True)  # for commands whose stdout is read by programs
+
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--settings",
+        help="Settings file (default: $HANDOFF_SETTINGS, else ./settings.toml if it exists).",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+PresetOption = Annotated[str, typer.Option("--preset", help=f"World preset: {', '.join(PRESETS)}.")]
+WorldOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--world",
+        metavar="NAME=VALUE",
+        help=f"Override a world parameter (repeatable): {', '.join(parameter_names())}.",
+        show_default=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class CliOptions:
+    """Options given to `handoff` itself, before the command name."""
+
+    settings: Path | None = None
+
+
+def settings_path(ctx: typer.Context, path: Path | None) -> Path | None:
+    """The command's own --settings, else the one given to `handoff`, else None (the default)."""
+    options = ctx.find_object(CliOptions)
+    return path if path is not None or options is None else options.settings
+
+
+def settings_from(ctx: typer.Context, path: Path | None) -> Settings:
+    """Load the settings for a command, or print every problem and exit with status 1."""
+    try:
+        return load_settings(settings_path(ctx, path))
+    except SettingsError as error:
+        fail(error.problems)
+
+
+def fail(problems: tuple[str, ...] | list[str]) -> NoReturn:
+    """Print each problem on its own line to stderr and exit 1."""
+    for problem in problems:
+        typer.echo(problem, err=True)
+    raise typer.Exit(1)
+
+
+def open_store(url: str) -> Store:
+    """The opened state store, or exit 1 saying why it cannot be opened."""
+    try:
+        return Store.open(url)
+    except StateError as error:
+        fail([str(error)])
+
+
+def world_params(preset: str, overrides: list[str] | None) -> WorldParams:
+    """The preset's world with the ``--world`` overrides, or exit with what is wrong."""
+    try:
+        return world_from(preset, parse_overrides(overrides or []))
+    except WorldError as error:
+        fail([str(error)])
+
+
+def loaded_org(path: Path) -> Org:
+    """A saved org, or exit with why it cannot be read."""
+    try:
+        return load_org(path)
+    except OrgError as error:
+        fail([str(error)])
+
+
+def generated_org(accounts: int, seed: int, world: WorldParams, out: Console = console) -> Org:
+    """Generate an org in ``world`` behind a spinner, reporting on ``out``."""
+    started = time.perf_counter()
+    what = f"{accounts:,} accounts (seed {seed}, {world.preset} world)"
+    with out.status(f"Generating an org of {what}..."):
+        org = generate_org(accounts, seed, world=world)
+    out.print(f"Generated in {time.perf_counter() - started:.1f} s")
+    return org
+
+
+def print_org_summary(org: Org, title: str) -> None:
+    """The org's counts and realism shares as a table."""
+    table = Table(title=title, show_header=False)
+    for key, value in org.summary().items():
+        shown = f"{value:.1%}" if isinstance(value, float) else f"{value:,}"
+        table.add_row(key.replace("_", " "), shown)
+    console.print(table)
