@@ -178,10 +178,10 @@ _SYNC_HELP = """Pull, link, score, tier and write back once.
 A run re-pulls every record when --full asks, when no full re-pull has completed yet, or every
 \\[sync] full_resync_hours; the report says why.
 
-Exit codes: 0 ok; 1 failed (the run stopped on an error), also bad settings or a state database
-that cannot be opened (the message says which); 2 partial (some records failed, the rest were
-written); 3 stopped by the API budget (resumable: the next run goes on from there); 4 locked
-(another run of this org holds the lock)."""
+Exit codes: 0 ok; 1 failed (the run stopped on an error), also bad settings, a state database
+that cannot be opened, or CRM fields `handoff setup` has yet to add (the message says which);
+2 partial (some records failed, the rest were written); 3 stopped by the API budget (resumable:
+the next run goes on from there); 4 locked (another run of this org holds the lock)."""
 
 
 @app.command("sync", help=_SYNC_HELP)
