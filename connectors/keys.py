@@ -10,6 +10,8 @@ moves a cursor (`guessed`), so it cannot hide records modified before it; withou
 at all the record is skipped under `NO_TIME`.
 
     stamp, warnings = modified_at([("SystemModstamp", None), ("CreatedDate", "2024-01-31...")])
+
+`read_ids` and `modified_columns` do the same for a page of raw text columns at once.
 """
 
 from __future__ import annotations
@@ -18,10 +20,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import polars as pl
+
+from connectors.columns import Warned, by_distinct, distinct_values, read_stamps
 from connectors.protocol import RAW_LIMIT, Record, Tombstone, ValueWarning
 from connectors.streams import stamp
 
-__all__ = ["MODIFIED", "NO_ID", "NO_TIME", "guessed", "modified_at", "read_id", "skip_reason"]
+__all__ = [
+    "MODIFIED",
+    "NO_ID",
+    "NO_TIME",
+    "guessed",
+    "modified_at",
+    "modified_columns",
+    "read_id",
+    "read_ids",
+    "skip_reason",
+]
 
 MODIFIED = "modified_at"  # the field a warning about the modification time names
 NO_ID = "no id"
@@ -73,3 +88,37 @@ def guessed(item: Record | Tombstone) -> bool:
 def skip_reason(record_id: str | None) -> str:
     """Why a raw row without an id or without any time is left out."""
     return NO_ID if record_id is None else NO_TIME
+
+
+# --- a page at a time (`connectors.columns`) -------------------------------------------------
+
+_PLAIN_ID = r"^[0-9A-Za-z]+$"  # an id as CRMs write it: `read_id` keeps it as it is
+
+
+def read_ids(raw: pl.Series) -> pl.Series:
+    """`read_id` of every value of a text column (null where there is no id)."""
+    plain = raw.str.contains(_PLAIN_ID).fill_null(False)
+    if plain.all():
+        return raw
+    results, index = by_distinct([raw.filter(~plain)], read_id)
+    found = distinct_values(results, index).cast(pl.String)
+    return raw.set(~plain, None).scatter((~plain).arg_true(), found)
+
+
+def modified_columns(
+    candidates: Sequence[tuple[str, pl.Series]],
+) -> tuple[pl.Series, Warned]:
+    """`modified_at` of every row of a page: the first readable time of ``candidates`` ((CRM
+    field, raw text column), the replication key first), and by row, the warning of those
+    whose time is not the first one's."""
+    times = [read_stamps(raw, _time) for _, raw in candidates]
+    at = pl.select(pl.coalesce(times)).to_series().alias(MODIFIED)
+    fell_back = (times[0].is_null() & at.is_not_null()).arg_true().to_list()
+    if not fell_back:
+        return at, {}
+    first_name, first = candidates[0]
+    warned: Warned = {}
+    for row in fell_back:
+        used = next(name for (name, _), t in zip(candidates, times, strict=True) if t[row])
+        warned[row] = (_fallback((first_name, first[row]), used),)
+    return at, warned

@@ -11,6 +11,7 @@ in the portal's company currency (only deals carry a currency of their own).
 
     rates = Rates.from_currency_types(rows)
     rates.to_corporate(1_000_000.0, "EUR")
+    values, warnings = Money(("revenue",), rates).convert_columns(page_values, currencies)
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
+from connectors.columns import Warned
 from connectors.protocol import RAW_LIMIT, ValueWarning
 
 __all__ = ["UNKNOWN_CURRENCY", "Money", "Rates"]
@@ -70,3 +74,32 @@ class Money:
                 values[name] = None
                 warnings.append(ValueWarning(name, str(currency)[:RAW_LIMIT], UNKNOWN_CURRENCY))
         return tuple(warnings)
+
+    def convert_columns(
+        self, values: pl.DataFrame, currency: pl.Series
+    ) -> tuple[pl.DataFrame, list[Warned]]:
+        """`convert` of every row of a page's values, ``currency`` the rows' raw currency
+        column; per amount field, the warnings by row."""
+        code = pl.when(currency.is_null() | (currency == "")).then(pl.lit(self.rates.corporate))
+        codes = pl.select(code.otherwise(currency)).to_series()
+        rates = self.rates.per_corporate
+        rate = codes.replace_strict(
+            list(rates), list(rates.values()), default=None, return_dtype=pl.Float64
+        )
+        known = (rate > 0).fill_null(False)
+        warnings: list[Warned] = []
+        for name in self.fields:
+            if name not in values.columns or values[name].dtype == pl.Null:
+                continue
+            amount = values[name]
+            unknown = (amount.is_not_null() & ~known).arg_true().to_list()
+            values = values.with_columns(
+                pl.select(pl.when(known).then(amount / rate)).to_series().alias(name)
+            )
+            warnings.append({row: (_unknown(name, currency[row]),) for row in unknown})
+        return values, warnings
+
+
+def _unknown(name: str, currency: Any) -> ValueWarning:
+    """The warning of an amount in a currency the org does not list."""
+    return ValueWarning(name, str(currency)[:RAW_LIMIT], UNKNOWN_CURRENCY)

@@ -13,10 +13,14 @@ behind the bound again (`Cursor.overlap`): what it finds there is delivered with
 set, for the mirror to de-duplicate by id and modification time (records at the bound whose id
 the cursor holds were delivered as they are, and are left out). Every pull ends with one
 `Summary`: what it delivered, what it had to skip or could not convert, and what it cost.
+A connector may deliver a page of live records as one `RecordBatch` instead, its records as
+columns (Salesforce does so for Bulk API pages); `expanded` turns batches back into `Record`s
+for whoever reads a pull row by row, and `records` does so too.
 
     for item in connector.pull("Account", saved_cursor):
         match item:
             case Record(): upsert(item)  # item.warnings: values that could not be converted
+            case RecordBatch(): upsert_columns(item.frame)  # or: for record in item.records()
             case Tombstone(): mark_deleted(item)
             case Checkpoint(): commit(item.cursor)
             case Summary(): log(item)
@@ -30,6 +34,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from connectors.streams import Stream
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "Entity",
     "Item",
     "Record",
+    "RecordBatch",
     "SchemaChange",
     "SchemaGap",
     "SchemaReport",
@@ -51,6 +58,7 @@ __all__ = [
     "Usage",
     "ValueWarning",
     "WriteResult",
+    "expanded",
     "records",
 ]
 
@@ -139,6 +147,32 @@ class Record:
     reread: bool = False
 
 
+@dataclass(frozen=True, eq=False)
+class RecordBatch:
+    """Live records of one page as columns, in the order the CRM gave them: what the same
+    records would be as `Record`s, a row each.
+
+    ``frame`` has ``id`` (text) and ``modified_at`` (datetimes aware in UTC) first, then a
+    column per value under our field names, in the order a `Record`'s ``values`` would hold
+    them; ``warnings`` holds the warnings of the rows that have any, by row position. A batch
+    holds no record read again (`Record.reread`), and no id twice.
+    """
+
+    stream: str
+    frame: pl.DataFrame
+    warnings: Mapping[int, tuple[ValueWarning, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.frame.height)
+
+    def records(self) -> Iterator[Record]:
+        """The batch row by row, as `Record`s."""
+        names = self.frame.columns[2:]
+        for at, (record_id, modified, *values) in enumerate(self.frame.iter_rows()):
+            fields = dict(zip(names, values, strict=True))
+            yield Record(self.stream, record_id, modified, fields, self.warnings.get(at, ()))
+
+
 @dataclass(frozen=True, slots=True)
 class Tombstone:
     """A record that is gone: deleted, archived (HubSpot's recycle bin) or merged into another."""
@@ -179,7 +213,7 @@ class Summary:
     calls: int = 0
 
 
-Item = Record | Tombstone | Checkpoint | Summary
+Item = Record | RecordBatch | Tombstone | Checkpoint | Summary
 
 
 @dataclass(frozen=True)
@@ -302,6 +336,15 @@ class Connector(Protocol):
         ...
 
 
+def expanded(items: Iterable[Item]) -> Iterator[Item]:
+    """A pull's items with every `RecordBatch` given as its `Record`s, in order."""
+    for item in items:
+        if isinstance(item, RecordBatch):
+            yield from item.records()
+        else:
+            yield item
+
+
 def records(items: Iterable[Item]) -> list[Record]:
-    """The eager helper: just the records of a pull."""
-    return [item for item in items if isinstance(item, Record)]
+    """The eager helper: just the records of a pull (batches given row by row)."""
+    return [item for item in expanded(items) if isinstance(item, Record)]

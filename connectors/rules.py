@@ -15,20 +15,24 @@ without a leading locale segment such as ``/en`` or ``/de-de`` when ``strip_loca
 
     book = RuleBook(UserSettings(), ActivitySettings())
     values, warnings, unmatched = book.derive(stream, raw)  # {"type": ..., "topic": ..., ...}
+    columns, warned, unmatched_counts = book.derive_columns(stream, page)  # a page at once
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
+import polars as pl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from connectors.columns import Warned, by_distinct, distinct_values
 from connectors.protocol import RAW_LIMIT, ValueWarning
 from connectors.streams import Stream, lookup
 
@@ -493,6 +497,33 @@ class RuleBook:
         if stream.typed_by == "user":
             return self._user(stream, raw)
         return {}, (), None
+
+    def derive_columns(
+        self, stream: Stream, page: pl.DataFrame
+    ) -> tuple[pl.DataFrame, Warned, Counter[str]]:
+        """`derive` of every row of a page of raw text columns, run once per distinct tuple of
+        the fields the rules read: the values as columns, the warnings by row, and how many
+        rows of each CRM kind no rule matched."""
+        if stream.typed_by is None:
+            return pl.DataFrame(), {}, Counter()
+        names = [name for name in self.fields(stream) if name in page.columns]
+        results, index = by_distinct(
+            [page[name] for name in names],
+            lambda *values: self.derive(stream, dict(zip(names, values, strict=True))),
+        )
+        keys = results[0][0] if results else {}
+        values = pl.DataFrame(
+            [distinct_values([r[0][key] for r in results], index).alias(key) for key in keys]
+        )
+        counts = dict(index.value_counts().iter_rows())
+        unmatched: Counter[str] = Counter()
+        for at, (_, _, kind) in enumerate(results):
+            if kind:
+                unmatched[kind] += counts[at]
+        dirty = [at for at, (_, warnings, _) in enumerate(results) if warnings]
+        rows = index.is_in(dirty).arg_true().to_list() if dirty else []
+        warned = {row: results[index[row]][1] for row in rows}
+        return values, warned, unmatched
 
     def _activity(self, stream: Stream, raw: Mapping[str, Any]) -> Derived:
         facts = [stream.path, "", "", "", "", "", "", ""]

@@ -12,7 +12,9 @@ after a year. ``IsDeleted`` is selected only where describe lists it (User has n
 A full load whose first page says it holds more than ``bulk_threshold`` rows reads the rest
 through a Bulk API 2.0 query, with a checkpoint after each result page that names the job and
 the page to go on from; if that job is gone when a stopped load resumes (results live for
-days), the load starts over. Writes go 200 records a
+days), the load starts over. Each result page is read by polars and delivered as one
+`RecordBatch` (`connectors.salesforce_batches`; ``batches=False`` reads it a `Record` a row,
+to the same records). Writes go 200 records a
 call through sObject Collections with ``allOrNone=false``, through one Bulk API 2.0 job above
 ``bulk_write_threshold``; only records answered retriable (a locked row) are sent again. An
 object Bulk API refuses (400 INVALIDENTITY) is paged and written through REST instead.
@@ -55,7 +57,9 @@ from connectors.protocol import (
 )
 from connectors.rules import RuleBook
 from connectors.salesforce_api import COMPOSITE_SIZE, SalesforceApi
+from connectors.salesforce_batches import PageReader
 from connectors.salesforce_bulk import (
+    bulk_frames,
     bulk_pages,
     bulk_query_job,
     bulk_update,
@@ -124,8 +128,10 @@ class SalesforceConnector:
         page_size: int = PAGE_SIZE,
         bulk_page_size: int = BULK_PAGE_SIZE,
         rules: RuleBook | None = None,
+        batches: bool = True,
     ) -> None:
         self.settings = settings
+        self.batches = batches  # Bulk API pages as `RecordBatch`es; False: a `Record` a row
         self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = SalesforceApi(settings, self.policy, session)
@@ -355,8 +361,17 @@ class SalesforceConnector:
         """A query job's rows from ``read``'s page on; rows come in no set order, so the cursor
         keeps the latest stamp seen and each checkpoint names the page to go on from."""
         since = Cursor(read.since, read.ids)
-        pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
         money = self._money(stream, maps)
+        if self.batches:
+            stamps = (stream.replication_key, *_FALLBACK_STAMPS)
+            reader = PageReader(stream, maps, merge, self.rules, money, stamps, _CURRENCY)
+            frames = bulk_frames(self.api, read.job, self.bulk_page_size, read.locator)
+            for frame, locator in frames:
+                items, cursor = reader.items(frame, since, cursor, tally)
+                yield from items
+                yield Checkpoint(stream.name, cursor.resuming(_resume(read, locator)))
+            return
+        pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
         for rows, locator in pages:
             for item in self._items(stream, maps, merge, rows, tally, money):
                 if guessed(item):
@@ -364,8 +379,7 @@ class SalesforceConnector:
                 elif since.admits(_stamp_of(item), item.id):
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
-            resume = None if locator is None else replace(read, locator=locator).token()
-            yield Checkpoint(stream.name, cursor.resuming(resume))
+            yield Checkpoint(stream.name, cursor.resuming(_resume(read, locator)))
 
     def _select(
         self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, money: Money | None
@@ -515,6 +529,11 @@ def _master(raw: Mapping[str, Any], merge: str | None) -> str | None:
 
 def _gone(raw: Mapping[str, Any], merge: str | None) -> Literal["merged", "deleted"]:
     return "merged" if _master(raw, merge) else "deleted"
+
+
+def _resume(read: _BulkRead, locator: str | None) -> str | None:
+    """A checkpoint's ``resume``: the bulk read from the page ``locator`` names (None: done)."""
+    return None if locator is None else replace(read, locator=locator).token()
 
 
 def _stamp_of(item: Record | Tombstone) -> Any:

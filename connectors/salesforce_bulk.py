@@ -3,6 +3,7 @@
 Jobs are asynchronous: the policy polls them (`HttpPolicy.poll`), so this module never sleeps.
 CSV cells are text; an empty cell is null when read, and leaves a field alone when written
 (``#N/A`` clears it). The CSV is UTF-8, though its ``Content-Type: text/csv`` names no charset.
+Result pages are read as rows (`bulk_pages`) or, by polars, as columns (`bulk_frames`).
 An object Bulk does not serve is refused when its job is created (`refused_by_bulk`), and the
 connector reads or writes it through REST instead.
 https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_0.htm
@@ -10,12 +11,14 @@ https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bul
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
+import polars as pl
 import requests
 
 from connectors.errors import ApiError, FatalError, InvalidRequest, record_status
@@ -25,9 +28,11 @@ from connectors.salesforce_api import SalesforceApi
 
 __all__ = [
     "CSV_NULL",
+    "bulk_frames",
     "bulk_pages",
     "bulk_query_job",
     "bulk_update",
+    "csv_frame",
     "csv_value",
     "json_value",
     "refused_by_bulk",
@@ -76,13 +81,52 @@ def bulk_pages(
     """A finished query job's rows page by page from ``locator``, each page with the locator
     of the next (None after the last); results stay readable for days, so a stopped read can
     go on from a saved locator."""
+    for answer, following in _result_pages(api, job_id, page_size, locator):
+        yield _rows(answer), following
+
+
+def bulk_frames(
+    api: SalesforceApi, job_id: str, page_size: int, locator: str | None = None
+) -> Iterator[tuple[pl.DataFrame, str | None]]:
+    """`bulk_pages` with each page as a frame of text columns (`csv_frame`)."""
+    for answer, following in _result_pages(api, job_id, page_size, locator):
+        yield csv_frame(answer.content), following
+
+
+def csv_frame(content: bytes) -> pl.DataFrame:
+    """A CSV page as a frame of text columns, a row per CSV row: what `_rows` reads, as
+    columns (an empty cell is "", a blank line no row). A page polars cannot read as the csv
+    module does (a row with more cells than the header) is read by the csv module."""
+    text = _decoded(content)
+    if not text.strip():
+        return pl.DataFrame()
+    body = content.removeprefix(codecs.BOM_UTF8)
+    try:
+        frame = pl.read_csv(body, infer_schema=False, empty_string_is_null=False)
+    except pl.exceptions.PolarsError:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+        names = dict.fromkeys(reader.fieldnames or ())
+        return pl.DataFrame(
+            {name: [row.get(name) for row in rows] for name in names},
+            schema=dict.fromkeys(names, pl.String),
+        )
+    if not frame.width:
+        return frame
+    return frame.filter(~pl.all_horizontal(pl.all() == ""))  # a blank line is no row
+
+
+def _result_pages(
+    api: SalesforceApi, job_id: str, page_size: int, locator: str | None
+) -> Iterator[tuple[requests.Response, str | None]]:
+    """A finished query job's result answers page by page, each with the next locator."""
     tokens = PageTokens()
     while True:
         params = {"maxRecords": page_size, **({"locator": locator} if locator else {})}
         page = api.raw("GET", f"jobs/query/{job_id}/results", params=params)
         found = page.headers.get("Sforce-Locator")
         locator = tokens.next(None if found in (None, "", "null") else found)
-        yield _rows(page), locator
+        yield page, locator
         if locator is None:
             return
 
@@ -143,11 +187,16 @@ def _results(api: SalesforceApi, job: Mapping[str, Any], which: str) -> Sequence
 
 
 def _rows(answer: requests.Response) -> list[dict[str, str]]:
-    """A CSV answer's rows. Its bytes are UTF-8 whatever the header says: ``text/csv`` without a
+    """A CSV answer's rows."""
+    return list(csv.DictReader(io.StringIO(_decoded(answer.content), newline="")))
+
+
+def _decoded(content: bytes) -> str:
+    """A CSV answer's text. Its bytes are UTF-8 whatever the header says: ``text/csv`` without a
     charset makes requests guess ISO-8859-1 ("Weiß" would read "WeiÃ\x9f"), so the bytes are
-    decoded here, as simple-salesforce's bulk2 does (``content.decode('utf-8')``)."""
-    text = answer.content.decode("utf-8")
-    return list(csv.DictReader(io.StringIO(text, newline="")))
+    decoded here, as simple-salesforce's bulk2 does (``content.decode('utf-8')``); a byte
+    order mark is no part of the first column's name."""
+    return content.decode("utf-8-sig")
 
 
 def _failed(row: Mapping[str, str]) -> WriteResult:

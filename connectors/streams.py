@@ -25,6 +25,7 @@ __all__ = [
     "FieldMap",
     "Link",
     "Stream",
+    "converted",
     "day",
     "flag",
     "integer",
@@ -175,13 +176,19 @@ def normalise(
     values = dict(stream.constants)
     warnings: list[ValueWarning] = []
     for m in maps:
-        raw = [lookup(source, name) for name in m.theirs]
-        try:
-            values[m.ours] = m.convert(*raw)
-        except _UNCONVERTIBLE as error:
-            values[m.ours] = None
-            warnings.append(_warning(m, raw, error))
+        values[m.ours], warning = converted(m, [lookup(source, name) for name in m.theirs])
+        if warning is not None:
+            warnings.append(warning)
     return values, tuple(warnings)
+
+
+def converted(m: FieldMap, raw: Sequence[Any]) -> tuple[Any, ValueWarning | None]:
+    """One field's value from its raw CRM values, or None and a warning when they cannot be
+    converted."""
+    try:
+        return m.convert(*raw), None
+    except _UNCONVERTIBLE as error:
+        return None, _warning(m, raw, error)
 
 
 def _warning(m: FieldMap, raw: Sequence[Any], error: Exception) -> ValueWarning:

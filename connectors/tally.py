@@ -1,8 +1,9 @@
 """What a pull counts as it goes, and the `Summary` that closes it.
 
-A connector wraps each pull in `Tally.closing`: records, tombstones, re-read records and value
-warnings are counted from the items themselves; what never becomes an item (a record skipped,
-an activity no rule typed, the APIs used) the connector notes on the tally as it reads.
+A connector wraps each pull in `Tally.closing`: records (each row of a batch), tombstones, re-read
+records and value warnings are counted from the items themselves; what never becomes an item (a
+record skipped, an activity no rule typed, the APIs used) the connector notes on the tally as it
+reads.
 
     tally = Tally(stream.name, calls=lambda: policy.budget.calls)
     return tally.closing(self._pull(stream, cursor, tally))
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from connectors.protocol import Item, Record, Summary, Tombstone
+from connectors.protocol import Item, Record, RecordBatch, Summary, Tombstone
 
 __all__ = ["Tally"]
 
@@ -28,13 +29,15 @@ class Tally:
         self.unmatched: Counter[str] = Counter()
         self.sources: dict[str, None] = {}  # ordered set
 
-    def skip(self, reason: str) -> None:
-        """A record left out of the pull, and why."""
-        self.skipped[reason] += 1
+    def skip(self, reason: str, count: int = 1) -> None:
+        """Records left out of the pull (one by default), and why."""
+        if count:
+            self.skipped[reason] += count
 
-    def unmatched_kind(self, kind: str) -> None:
-        """An activity of a CRM kind that no mapping rule typed."""
-        self.unmatched[kind] += 1
+    def unmatched_kind(self, kind: str, count: int = 1) -> None:
+        """Activities of a CRM kind (one by default) that no mapping rule typed."""
+        if count:
+            self.unmatched[kind] += count
 
     def source(self, name: str) -> None:
         """An API the stream was read from."""
@@ -50,6 +53,10 @@ class Tally:
                 counts["records"] += 1
                 counts["reread"] += item.reread
                 warnings.update(f"{w.field}: {w.why}" for w in item.warnings)
+            elif isinstance(item, RecordBatch):
+                counts["records"] += len(item)
+                warned = (w for row in item.warnings.values() for w in row)
+                warnings.update(f"{w.field}: {w.why}" for w in warned)
             elif isinstance(item, Tombstone):
                 counts["tombstones"] += 1
             yield item
