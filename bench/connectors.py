@@ -49,7 +49,7 @@ from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.http import Exchange, HttpPolicy
 from connectors.hubspot import LIST_PAGE, HubSpotConnector
-from connectors.protocol import Connector, Record, SchemaSpec, Update
+from connectors.protocol import Connector, Record, SchemaSpec, Update, records
 from connectors.salesforce import BULK_PAGE_SIZE, PAGE_SIZE, SalesforceConnector
 from sandbox.faults import FaultPlan, FaultRule, load_faults
 from sandbox.generator import generate_org
@@ -201,7 +201,7 @@ def _write(crm: str, connector: Connector, sandbox: RunningSandbox) -> dict[str,
 
 
 def _records(connector: Connector, stream: str) -> list[Record]:
-    return [item for item in connector.pull(stream) if isinstance(item, Record)]
+    return records(connector.pull(stream))
 
 
 def _storm(crm: str, org: Org, faults: Path | None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import numpy as np
 from hubspot import HubSpot
 from simple_salesforce import Salesforce
 
-from connectors.protocol import Checkpoint, Connector, Cursor, Item, Record, Summary
+from connectors.protocol import Checkpoint, Connector, Cursor, Item, Record, Summary, expanded
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox
 
@@ -77,7 +77,7 @@ class Pulled:
     def take(self, stream: str, items: Iterable[Item]) -> Summary:
         """Follow one full pull: remember its last cursor, ids and recent changes."""
         ids, recent, summary = [], 0, None
-        for item in items:
+        for item in expanded(items):
             if isinstance(item, Record):
                 ids.append(item.id)
                 recent += item.modified_at >= self.since

@@ -56,6 +56,7 @@ from connectors.protocol import (
     Cursor,
     Item,
     Record,
+    records,
 )
 from connectors.streams import WRITTEN_BACK, Stream
 from sandbox.generator import generate_org
@@ -211,8 +212,8 @@ def _orm_upsert_rate(
         for name, items in pulls.items():
             model = ENTITY_TABLES[connector.streams[name].entity]
             columns = set(model.__table__.c.keys())  # type: ignore[attr-defined]
-            records = [i for i in items if isinstance(i, Record)]
-            sample = [_dict_row(r, columns, now) for r in islice(records, 0, None, _BASELINE_SHARE)]
+            pulled = records(items)
+            sample = [_dict_row(r, columns, now) for r in islice(pulled, 0, None, _BASELINE_SHARE)]
             start = time.perf_counter()
             for page in _pages(sample, 10_000):
                 with store.session() as session:

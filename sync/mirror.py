@@ -33,6 +33,7 @@ from datetime import datetime
 from itertools import repeat
 from typing import Any
 
+import polars as pl
 from sqlalchemy import Table, delete, update
 from sqlmodel import Session, SQLModel, col, select
 
@@ -43,10 +44,12 @@ from connectors.protocol import (
     Cursor,
     Entity,
     Record,
+    RecordBatch,
     Summary,
     Tombstone,
 )
 from connectors.streams import WRITTEN_BACK
+from sync.mirror_batches import latest_parts, plain_column
 from sync.state import (
     LINK_PENDING,
     PERSON_KINDS,
@@ -205,16 +208,18 @@ def _mirror(
     pulled = StreamPull(stream)
     pulled.first_load = loads.first(table) or _resuming(cursor)
     rows = _StreamRows(store, connector.crm, table, now, pulled, moved, new=pulled.first_load)
-    pending: list[Record | Tombstone] = []
+    pending: list[Record | RecordBatch | Tombstone] = []
+    size = 0  # records and tombstones pending (a batch counts its rows)
     covered: Cursor | None = None
     for item in connector.pull(stream, cursor):
-        if isinstance(item, Record | Tombstone):
+        if isinstance(item, Record | RecordBatch | Tombstone):
             pending.append(item)
+            size += len(item) if isinstance(item, RecordBatch) else 1
         elif isinstance(item, Checkpoint):
             covered = item.cursor if move_cursor else None
-            if len(pending) >= COMMIT_EVERY:
+            if size >= COMMIT_EVERY:
                 rows.commit(pending, covered)
-                pending, covered = [], None
+                pending, size, covered = [], 0, None
         elif isinstance(item, Summary):
             pulled.summary = item
     if pending:
@@ -336,27 +341,48 @@ class _StreamRows:
         self._synced = now if stamp is None else stamp(now)
         [self._adapt_stamp] = store.adapters(table, ["crm_modified_at"])
 
-    def commit(self, items: Sequence[Record | Tombstone], cursor: Cursor | None) -> None:
+    def commit(
+        self, items: Sequence[Record | RecordBatch | Tombstone], cursor: Cursor | None
+    ) -> None:
         """One transaction: the items' rows and tombstones in order, and (unless None) the
         cursor that covers them."""
         with self._store.session() as session:
             self._store.commit_lazily(session)
             held = _held_versions(self._store, session, self._table, items)
-            records: list[Record] = []
+            records: list[Record | RecordBatch] = []
             for item in items:
-                if isinstance(item, Record):
+                if not isinstance(item, Tombstone):
                     records.append(item)
                     continue
-                self._write(session, records, held)
+                self._write_run(session, records, held)
                 records = []
                 _bury(session, self._table, item, self._now)
                 self._pulled.tombstones += 1
                 self._pulled.events.append(_tombstone_event(item))
-            self._write(session, records, held)
+            self._write_run(session, records, held)
             if cursor is not None:
                 stream = self._pulled.stream
                 _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
             self._moved.save_in(session)
+
+    def _write_run(
+        self, session: Session, run: Sequence[Record | RecordBatch], held: Mapping[str, Any]
+    ) -> None:
+        """Store records between two tombstones: `Record`s row-wise, batches column-wise
+        (`sync.mirror_batches`); an id given twice is stored once, as its latest version."""
+        if all(isinstance(item, Record) for item in run):
+            self._write(session, run, held)  # type: ignore[arg-type]
+            return
+        for part in latest_parts(run):
+            if isinstance(part, list):
+                self._write(session, part, held)
+                continue
+            keys = tuple(part.columns[2:])  # after id and modified_at: a `Record`'s values
+            shape = self._shapes.get(keys) or self._shape(keys)
+            self._store_rows(session, shape, shape.frame_rows(part, self._synced, self._skip))
+
+    def _skip(self, record_id: str, reason: str) -> None:
+        self._pulled.skip(record_id, reason)
 
     def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> list[Record]:
         """The records less re-reads of versions the mirror holds already (same id, modified
@@ -391,14 +417,17 @@ class _StreamRows:
             groups.setdefault(tuple(record.values), []).append(record)
         for keys, group in groups.items():
             shape = self._shapes.get(keys) or self._shape(keys)
-            rows = shape.rows(group, self._synced, self._pulled.skip)
-            written = self._store.write_rows(
-                session, self._table, shape.columns, rows, update=shape.update, new=self._new
-            )
-            self._new = self._new and written.all_new
-            self._pulled.stored += written.stored
-            for row, reason in written.refused:
-                self._pulled.skip(row[shape.id_at], reason)
+            self._store_rows(session, shape, shape.rows(group, self._synced, self._pulled.skip))
+
+    def _store_rows(self, session: Session, shape: _Shape, rows: list[tuple[Any, ...]]) -> None:
+        """Write rows of one shape; count those stored and those the database refused."""
+        written = self._store.write_rows(
+            session, self._table, shape.columns, rows, update=shape.update, new=self._new
+        )
+        self._new = self._new and written.all_new
+        self._pulled.stored += written.stored
+        for row, reason in written.refused:
+            self._pulled.skip(row[shape.id_at], reason)
 
     def _shape(self, keys: tuple[str, ...]) -> _Shape:
         shape = self._shapes[keys] = _shape_of(self._store.dialect, self._table, keys)
@@ -499,6 +528,46 @@ class _Shape:
             skip(ids[at], reason)
         return [row for at, row in enumerate(rows) if at not in bad]
 
+    def frame_rows(
+        self, frame: pl.DataFrame, synced: Any, skip: Callable[[str, str], None]
+    ) -> list[tuple[Any, ...]]:
+        """`rows` of a batch's frame (``id``, ``modified_at``, then the values), its columns
+        adapted a column at a time where `plain_column` can."""
+        bad: dict[int, str] = {}
+        columns = [
+            _adapted_column(frame[key], adapt, key, bad)
+            for key, adapt in zip(self.picked, self.adapters, strict=True)
+        ]
+        self._check(columns, frame.height, bad)
+        if self.owned is not None:
+            columns.append(self._owned_column(frame, bad))
+        stamps = _adapted_column(frame["modified_at"], self.stamp, "modified", bad)
+        ids = frame["id"].to_list()
+        rows = list(zip(*columns, ids, stamps, repeat(synced), *map(repeat, self.tail)))
+        if not bad:
+            return rows
+        for at, reason in bad.items():
+            skip(ids[at], reason)
+        return [row for at, row in enumerate(rows) if at not in bad]
+
+    def _owned_column(self, frame: pl.DataFrame, bad: dict[int, str]) -> list[Any]:
+        """``crm_owned`` of every row of a frame: one text for the rows holding none of our
+        fields, each other row's own."""
+        assert self.owned is not None
+        column = [self._owned({})] * frame.height
+        present = [name for name in self.owned if name in frame.columns]
+        if not present:
+            return column
+        held = frame.select(pl.any_horizontal(pl.col(present).is_not_null())).to_series()
+        rows = held.arg_true().to_list()
+        owned = list(frame.select(present).filter(held).iter_rows(named=True))
+        noted: dict[int, str] = {}
+        for at, text in enumerate(_adapted(owned, self._owned, "crm_owned", noted)):
+            column[rows[at]] = text
+        for at, reason in noted.items():
+            bad.setdefault(rows[at], reason)
+        return column
+
     def _owned(self, values: Mapping[str, Any]) -> Any:
         """Our fields as the CRM holds them, as ``crm_owned`` stores them."""
         assert self.owned is not None
@@ -539,6 +608,15 @@ def _adapted(raw: list[Any], adapt: Adapter | None, name: str, bad: dict[int, st
             bad.setdefault(position, f"{name}: {error}")
             adapted.append(None)
     return adapted
+
+
+def _adapted_column(
+    values: pl.Series, adapt: Adapter | None, name: str, bad: dict[int, str]
+) -> list[Any]:
+    """A batch's column made ready for the database: at once where `plain_column` can, else
+    value by value (`_adapted`)."""
+    plain = plain_column(values, adapt)
+    return _adapted(values.to_list(), adapt, name, bad) if plain is None else plain
 
 
 def _as_is(value: Any) -> Any:

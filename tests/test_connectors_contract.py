@@ -38,6 +38,7 @@ from connectors.protocol import (
     Summary,
     Tombstone,
     Update,
+    expanded,
     records,
 )
 from connectors.salesforce import SalesforceConnector
@@ -481,7 +482,7 @@ def test_the_budget_stops_a_run_cleanly_and_the_next_resumes(
         runs += 1
         connector = h.connector(share=share, **options)
         try:
-            for item in connector.pull(h.paged, cursor):
+            for item in expanded(connector.pull(h.paged, cursor)):
                 if isinstance(item, Record) and not item.reread:
                     delivered.append(item.id)
                 elif isinstance(item, Checkpoint):
@@ -507,7 +508,7 @@ def _pull_in_runs(
         runs += 1
         pending: list[str] = []
         try:
-            for item in h.connector(share=share, **options).pull(stream, cursor):
+            for item in expanded(h.connector(share=share, **options).pull(stream, cursor)):
                 if isinstance(item, Record):
                     pending.append(item.id)
                 elif isinstance(item, Checkpoint):
@@ -847,7 +848,7 @@ def _pull_until_done(h: Harness, stream: str, **options: Any) -> tuple[list[str]
     while True:
         pending: list[str] = []
         try:
-            for item in h.connector(**options).pull(stream, cursor):
+            for item in expanded(h.connector(**options).pull(stream, cursor)):
                 if isinstance(item, Record):
                     pending.append(item.id)
                 elif isinstance(item, Checkpoint):

@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.hubspot import HubSpotConnector
-from connectors.protocol import Connector, Record, Summary
+from connectors.protocol import Connector, Record, Summary, records
 from connectors.rules import (
     ActivityFacts,
     ActivityMatcher,
@@ -325,7 +325,7 @@ def _pull(connector: Connector, stream: str) -> tuple[list[Record], Summary]:
     items = list(connector.pull(stream))
     summary = items[-1]
     assert isinstance(summary, Summary)
-    return [item for item in items if isinstance(item, Record)], summary
+    return records(items), summary
 
 
 USER_STREAM = {"salesforce": "User", "hubspot": "owners"}

@@ -1,0 +1,90 @@
+"""The mirror's side of a `RecordBatch`: a page of records as the column lists rows are built
+from, without a `Record` per row.
+
+A batch's columns become lists of plain values a column at a time where the database's adapter
+is one this module knows (stamps, whole numbers, amounts, dates, text) and takes every value of
+the column; elsewhere the mirror adapts them value by value, as it adapts a `Record`'s. Records
+delivered twice in one transaction are stored once, as their latest version, whether they came
+as `Record`s or in batches (`latest_parts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from connectors.protocol import Record, RecordBatch
+from sync.store import Adapter, _aware, _int4, _int8, _sqlite_stamp
+
+__all__ = ["latest_parts", "plain_column"]
+
+# the adapters `sync.store.adapters_of` hands out that a whole column can go through at once
+_INT_RANGES = {_int4: (-(2**31), 2**31), _int8: (-(2**63), 2**63)}
+_SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp`'s text, microseconds and all
+_FOUR_DIGIT_YEARS = 1000  # from here on strftime's years are isoformat's
+
+
+def plain_column(values: pl.Series, adapt: Adapter | None) -> list[Any] | None:
+    """``values`` ready for the database (None stays None), adapted a column at a time; None
+    when ``adapt`` is not one this knows for the column's type or would refuse a value (then
+    adapt it value by value, to note which)."""
+    kind = values.dtype
+    if kind == pl.Null or values.null_count() == values.len():
+        return [None] * values.len()
+    if adapt is None:
+        return values.to_list()
+    if adapt is _sqlite_stamp and kind == pl.Datetime("us", "UTC"):
+        if values.dt.year().min() < _FOUR_DIGIT_YEARS:  # type: ignore[operator]
+            return None
+        return values.dt.strftime(_SQLITE_STAMP).to_list()
+    if adapt is _aware and isinstance(kind, pl.Datetime) and kind.time_zone is not None:
+        return values.to_list()
+    if adapt in _INT_RANGES and kind.is_integer():
+        low, high = _INT_RANGES[adapt]
+        inside = low <= values.min() and values.max() < high  # type: ignore[operator]
+        return values.to_list() if inside else None
+    if adapt is float and kind == pl.Float64:
+        return values.to_list()
+    if adapt is date.isoformat and kind == pl.Date:
+        if values.dt.year().min() < _FOUR_DIGIT_YEARS:  # type: ignore[operator]
+            return None
+        return values.dt.strftime("%Y-%m-%d").to_list()
+    return None
+
+
+def latest_parts(run: Sequence[Record | RecordBatch]) -> list[list[Record] | pl.DataFrame]:
+    """The records of a run (no tombstone between them) in parts, in order: consecutive
+    `Record`s as a list, each batch as its frame; an id delivered more than once is kept only
+    where it came last."""
+    later: list[pl.Series] = []  # ids of the parts after the one at hand
+    parts: list[list[Record] | pl.DataFrame] = []
+    records: list[Record] = []
+    for item in reversed(run):
+        if isinstance(item, Record):
+            records.append(item)
+            continue
+        if records:
+            parts.append(_kept(records[::-1], later))
+            records = []
+        frame = item.frame
+        if later:
+            frame = frame.filter(~pl.col("id").is_in(pl.concat(later).implode()))
+        frame = frame.filter(pl.col("id").is_last_distinct())
+        later.append(frame["id"])
+        parts.append(frame)
+    if records:
+        parts.append(_kept(records[::-1], later))
+    return parts[::-1]
+
+
+def _kept(records: list[Record], later: list[pl.Series]) -> list[Record]:
+    """``records`` less those whose id comes again later (noted in ``later``)."""
+    ids = pl.Series([record.id for record in records], dtype=pl.String)
+    if later:
+        again = ids.is_in(pl.concat(later).implode()).to_list()
+        records = [record for record, dropped in zip(records, again, strict=True) if not dropped]
+    later.append(ids)
+    return records
