@@ -161,8 +161,11 @@ def served(crm: str, org_dir: Path) -> Iterator[Served]:
             child.kill()
 
 
-def connector(sandbox: Served, clock: SimulatedClock, wait: HttpWait) -> Connector:
-    """The real connector on the sandbox's route, its HTTP exchanges timed, pacing simulated."""
+def connector(
+    sandbox: Served, clock: SimulatedClock, wait: HttpWait, *, batches: bool = True
+) -> Connector:
+    """The real connector on the sandbox's route, its HTTP exchanges timed, pacing simulated
+    (``batches``: Salesforce Bulk pages as `RecordBatch`es, not a `Record` a row)."""
     policy = HttpPolicy(
         RetrySettings(), sleep=clock.sleep, clock=clock.seconds, wall=clock.now, listener=wait
     )
@@ -176,7 +179,9 @@ def connector(sandbox: Served, clock: SimulatedClock, wait: HttpWait) -> Connect
         client_id=options.consumer_key,
         client_secret=SecretStr(options.consumer_secret),
     )
-    return SalesforceConnector(salesforce, session=client_session(sandbox.url), policy=policy)
+    return SalesforceConnector(
+        salesforce, session=client_session(sandbox.url), policy=policy, batches=batches
+    )
 
 
 @dataclass
