@@ -19,9 +19,10 @@ stage (`sync.linking`); the link and score stages' own columns (``link_basis``,
 
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
 order, value adapters, checks) that turns its records into plain tuples, which `Store.write_rows`
-upserts with one prepared statement. A table empty when the stage begins is a first load: its
-secondary indexes are dropped until every stream is in, and on PostgreSQL its rows go in by
-COPY (`mirror_streams`).
+upserts with one prepared statement; a `RecordBatch` (a Bulk API page) becomes tuples a column
+at a time, no `Record` made (`_Shape.frame_rows`, `sync.mirror_batches`). A table empty when the
+stage begins is a first load: its secondary indexes are dropped until every stream is in, and on
+PostgreSQL its rows go in by COPY (`mirror_streams`).
 """
 
 from __future__ import annotations
@@ -370,8 +371,9 @@ class _StreamRows:
     ) -> None:
         """Store records between two tombstones: `Record`s row-wise, batches column-wise
         (`sync.mirror_batches`); an id given twice is stored once, as its latest version."""
-        if all(isinstance(item, Record) for item in run):
-            self._write(session, run, held)  # type: ignore[arg-type]
+        records = [item for item in run if isinstance(item, Record)]
+        if len(records) == len(run):
+            self._write(session, records, held)
             return
         for part in latest_parts(run):
             if isinstance(part, list):
@@ -379,10 +381,8 @@ class _StreamRows:
                 continue
             keys = tuple(part.columns[2:])  # after id and modified_at: a `Record`'s values
             shape = self._shapes.get(keys) or self._shape(keys)
-            self._store_rows(session, shape, shape.frame_rows(part, self._synced, self._skip))
-
-    def _skip(self, record_id: str, reason: str) -> None:
-        self._pulled.skip(record_id, reason)
+            rows = shape.frame_rows(part, self._synced, self._pulled.skip)
+            self._store_rows(session, shape, rows)
 
     def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> list[Record]:
         """The records less re-reads of versions the mirror holds already (same id, modified

@@ -37,19 +37,19 @@ def plain_column(values: pl.Series, adapt: Adapter | None) -> list[Any] | None:
     if adapt is None:
         return values.to_list()
     if adapt is _sqlite_stamp and kind == pl.Datetime("us", "UTC"):
-        if values.dt.year().min() < _FOUR_DIGIT_YEARS:  # type: ignore[operator]
+        if values.dt.year().min() < _FOUR_DIGIT_YEARS:
             return None
         return values.dt.strftime(_SQLITE_STAMP).to_list()
     if adapt is _aware and isinstance(kind, pl.Datetime) and kind.time_zone is not None:
         return values.to_list()
     if adapt in _INT_RANGES and kind.is_integer():
         low, high = _INT_RANGES[adapt]
-        inside = low <= values.min() and values.max() < high  # type: ignore[operator]
+        inside = low <= values.min() and values.max() < high
         return values.to_list() if inside else None
     if adapt is float and kind == pl.Float64:
         return values.to_list()
     if adapt is date.isoformat and kind == pl.Date:
-        if values.dt.year().min() < _FOUR_DIGIT_YEARS:  # type: ignore[operator]
+        if values.dt.year().min() < _FOUR_DIGIT_YEARS:
             return None
         return values.dt.strftime("%Y-%m-%d").to_list()
     return None

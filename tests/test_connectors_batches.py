@@ -466,6 +466,9 @@ def test_mirrored_dirty_batches_hold_the_rows_and_cursors_records_hold(
         _account("001W", SystemModstamp=_stamp(later), Name="Nul\x00 Byte GmbH"),
         _account("001Y", SystemModstamp=_stamp(later), NumberOfEmployees="3000000000"),
         _account("001A", SystemModstamp=_stamp(later), Name="read twice, the later kept"),
+        _account("001C", SystemModstamp=_stamp(later), IsDeleted="true"),
+        _account("001D", SystemModstamp=_stamp(later), IsDeleted="true", MasterRecordId="001A"),
+        _account("001V", SystemModstamp=_stamp(later), Name="after a tombstone"),
     ]
     _scripted(monkeypatch, [_page(page), _page([_account("001B"), _account("001V")])])
 
@@ -474,6 +477,8 @@ def test_mirrored_dirty_batches_hold_the_rows_and_cursors_records_hold(
     assert by_columns == by_rows
     held, [(stored, skipped, first_load, _)] = by_rows
     names = {row["id"]: row["name"] for row in held["account"]}
-    assert first_load and skipped and stored == len(held["account"])
+    assert first_load and skipped and stored == len(held["account"]) + 1  # 001V stored twice
     assert names["001A"] == "read twice, the later kept"
+    gone = {row["id"]: (row["is_deleted"], row["merged_into"]) for row in held["account"]}
+    assert gone["001C"] == (True, None) and gone["001D"] == (True, "001A")
     assert names[head[0].id] == "changed since the REST page"
