@@ -111,14 +111,17 @@ def modified_columns(
     """`modified_at` of every row of a page: the first readable time of ``candidates`` ((CRM
     field, raw text column), the replication key first), and by row, the warning of those
     whose time is not the first one's."""
-    times = [read_stamps(raw, _time) for _, raw in candidates]
+    first = read_stamps(candidates[0][1], _time)
+    if not first.null_count():  # every row has its replication key: no fallback is read
+        return first.alias(MODIFIED), {}
+    times = [first, *(read_stamps(raw, _time) for _, raw in candidates[1:])]
     at = pl.select(pl.coalesce(times)).to_series().alias(MODIFIED)
     fell_back = (times[0].is_null() & at.is_not_null()).arg_true().to_list()
     if not fell_back:
         return at, {}
-    first_name, first = candidates[0]
+    name, raw = candidates[0]
     warned: Warned = {}
     for row in fell_back:
-        used = next(name for (name, _), t in zip(candidates, times, strict=True) if t[row])
-        warned[row] = (_fallback((first_name, first[row]), used),)
+        used = next(other for (other, _), t in zip(candidates, times, strict=True) if t[row])
+        warned[row] = (_fallback((name, raw[row]), used),)
     return at, warned
