@@ -108,7 +108,7 @@ def column_of(page: pl.DataFrame, name: str) -> pl.Series:
     """A raw column of the page; all null where the page has none (a field read as None)."""
     if name in page.columns:
         return page[name]
-    return pl.Series(name, [None] * page.height, dtype=pl.String)
+    return pl.repeat(None, page.height, dtype=pl.String, eager=True).alias(name)
 
 
 def read_stamps(raw: pl.Series, read: Callable[[Any], Any]) -> pl.Series:
@@ -160,9 +160,7 @@ def merged_warnings(sources: Sequence[Mapping[int, tuple[ValueWarning, ...]]]) -
 
 
 def _constant(value: Any, height: int) -> pl.Series:
-    if value is None:
-        return pl.Series([None] * height, dtype=pl.Null)
-    return pl.repeat(value, height, eager=True)
+    return pl.repeat(value, height, dtype=pl.Null if value is None else None, eager=True)
 
 
 def _twinned(

@@ -59,7 +59,7 @@ class PageReader:
         tally.skip(NO_ID, ids.null_count())
         tally.skip(NO_TIME, int((ids.is_not_null() & at.is_null()).sum()))
         deleted = _flags(column_of(page, "IsDeleted")) & valid
-        guessed = pl.Series([False] * page.height).scatter(list(stamped), True) & ~deleted
+        guessed = pl.repeat(False, page.height, eager=True).scatter(list(stamped), True) & ~deleted
         admitted = valid & (guessed | _admits(since, at, ids))
         moving = admitted & ~guessed
         cursor = _advanced(cursor, at.filter(moving), ids.filter(moving))
@@ -128,7 +128,7 @@ def _flags(raw: pl.Series) -> pl.Series:
 def _admits(since: Cursor, at: pl.Series, ids: pl.Series) -> pl.Series:
     """`Cursor.admits` of every row."""
     if since.value is None:
-        return pl.Series([True] * at.len())
+        return pl.repeat(True, at.len(), eager=True)
     later = at > since.value
     if not since.ids:
         return (later | (at == since.value)).fill_null(False)
