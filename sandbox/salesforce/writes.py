@@ -258,8 +258,8 @@ def _field_checks(
         )
     missing = [
         f.name
-        for f in sobject.fields
-        if f.required and (creating or f.name in values) and values.get(f.name) in (None, "")
+        for f in sobject.required_fields
+        if (creating or f.name in values) and values.get(f.name) in (None, "")
     ]
     if missing:
         yield RecordError(
