@@ -196,7 +196,7 @@ class Writer:
         live = [s for s in group if s.live]
         if not live:
             return
-        schema = self.records.table(name).frame.schema
+        schema = self.records.table(name).schema
         frame = pl.DataFrame([s.after for s in live], schema=schema)
         derived = DERIVED.get(name, {})
         if derived:
