@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -340,3 +341,71 @@ def test_table_insert_and_new_columns() -> None:
         datetime(2026, 1, 1, tzinfo=UTC),
     )
     assert len(table) == 4 and table.get(["d"])["Tier__c"].to_list() == ["AE"]
+
+
+def test_table_snapshot_keeps_what_it_saw_while_later_writes_land() -> None:
+    table = _table()
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    table.update({"a": {"Score": 1.0}}, now)
+    paging = table.frame
+    table.update({"a": {"Score": 5.0}, "b": {"Score": 6.0}}, now)
+    assert table.get(["b", "a"])["Score"].to_list() == [6.0, 5.0]
+    assert paging["Score"].to_list() == [1.0, 2.0, None]
+    assert table.frame["Score"].to_list() == [5.0, 6.0, None]
+
+
+def test_table_refuses_an_unknown_field_and_changes_nothing() -> None:
+    table = _table()
+    with pytest.raises(pl.exceptions.ColumnNotFoundError):
+        table.update({"a": {"Score": 1.0, "Nope__c": "x"}}, datetime(2026, 1, 1, tzinfo=UTC))
+    assert table.frame["Score"].to_list() == [None, 2.0, None]
+
+
+def test_table_finds_records_where_a_restore_put_them() -> None:
+    table = _table()
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    table.update({"a": {"Score": 1.0}}, now)
+    table.restore(table.frame.reverse())
+    table.update({"a": {"Score": 3.0}}, now)
+    assert table.frame["Id"].to_list() == ["c", "b", "a"]
+    assert table.frame["Score"].to_list() == [None, 2.0, 3.0]
+
+
+def test_table_batched_writes_end_as_if_applied_one_by_one() -> None:
+    """Batches of writes and inserts across a table larger than what is kept apart before
+    merging, read back between batches, end with the values written last."""
+    rows = 10_000
+    ids = [f"r{n}" for n in range(rows)]
+    table = Table(
+        TableSpec("Lead", "Id", "Modified", "Deleted"),
+        pl.DataFrame(
+            {
+                "Id": ids,
+                "Score": [0.0] * rows,
+                "Tier": [None] * rows,
+                "Modified": [datetime(2025, 1, 1, tzinfo=UTC)] * rows,
+                "Deleted": [False] * rows,
+            },
+            schema_overrides={"Tier": pl.String},
+        ),
+    )
+    expected = {i: (0.0, None) for i in ids}
+    rng = random.Random(5)
+    for batch in range(60):
+        if batch % 20 == 10:
+            new = [f"n{batch}-{k}" for k in range(50)]
+            table.insert([{"Id": i, "Score": -1.0, "Deleted": False} for i in new], _at(batch))
+            expected |= dict.fromkeys(new, (-1.0, None))
+        picked = rng.sample(sorted(expected), 200)
+        table.update({i: {"Score": float(batch), "Tier": f"t{batch}"} for i in picked}, _at(batch))
+        expected |= dict.fromkeys(picked, (float(batch), f"t{batch}"))
+        sample = rng.sample(sorted(expected), 20)
+        got = table.get(sample)
+        assert list(zip(got["Score"], got["Tier"], strict=True)) == [expected[i] for i in sample]
+    final = table.frame
+    assert final.height == len(expected) == rows + 150
+    assert {r[0]: (r[1], r[2]) for r in final.select("Id", "Score", "Tier").iter_rows()} == expected
+
+
+def _at(batch: int) -> datetime:
+    return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=batch)

@@ -201,10 +201,10 @@ class _Records(Table):
     def replace(self, old: Sequence[str], record: Mapping[str, Any], now: datetime) -> None:
         """Drop the records ``old`` and append ``record`` (its id above all others), stamped."""
         with self._lock:
-            frame = self._frame
+            frame = self._merged()
             added = pl.DataFrame([{**record, self.spec.modified: now}], schema=frame.schema)
             kept = frame.filter(~pl.col(self.spec.key).is_in(list(old)))
-            self._frame = pl.concat([kept, added])
+            self._replace(pl.concat([kept, added]))
 
 
 def _invalid(names: Sequence[str], code: str, reason: str) -> HubSpotError:

@@ -10,6 +10,9 @@ Ids for the org's records are made column-wise with numpy (an org has millions o
 
 from __future__ import annotations
 
+import string
+from functools import lru_cache
+
 import numpy as np
 import polars as pl
 
@@ -39,7 +42,9 @@ _ENTITIES = {prefix: entity for entity, prefix in KEY_PREFIXES.items()}
 _POD = "Dn"
 _DIGITS = 10
 _BASE62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)
-_SUFFIX = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", np.uint8)
+_SUFFIX_TEXT = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_SUFFIX = np.frombuffer(_SUFFIX_TEXT.encode(), np.uint8)
+_CASE_BITS = str.maketrans({c: str(int(c.isupper())) for c in string.ascii_letters + string.digits})
 _BITS = np.array([1, 2, 4, 8, 16], dtype=np.uint8)
 
 
@@ -56,28 +61,37 @@ def make_id(entity: str, number: int) -> str:
     return bytes(_encode(entity, np.array([number], dtype=np.int64))[0]).decode()
 
 
+@lru_cache(maxsize=65_536)
 def normalize_id(value: str) -> str | None:
     """The canonical 18-character form of a 15- or 18-character id, or None when not an id.
 
     An 18-character id is read case-insensitively: its suffix restores the case of the rest.
+    (One id at a time, in plain Python: a write checks and rewrites each id it is given.)
     """
     if len(value) not in (15, 18) or not value.isalnum() or not value.isascii():
         return None
-    head = value[:15] if len(value) == 15 else _recased(value[:15], value[15:].upper())
-    chars = np.frombuffer(head.encode(), np.uint8).reshape(1, 15)
-    full = head + bytes(_checksum(chars)[0]).decode()
-    return full if len(value) == 15 or value[15:].upper() == full[15:] else None
+    if len(value) == 15:
+        return value + _suffix(value)
+    if _suffix(value[:15]) == value[15:]:
+        return value  # already canonical, as most ids are
+    head = _recased(value[:15], value[15:].upper())
+    full = head + _suffix(head)
+    return full if value[15:].upper() == full[15:] else None
 
 
 def _recased(head: str, suffix: str) -> str:
     """The first 15 characters with the case the suffix records."""
-    alphabet = _SUFFIX.tobytes().decode()
-    out = []
-    for chunk, flag in enumerate(suffix):
-        bits = max(alphabet.find(flag), 0)
-        for offset, char in enumerate(head[chunk * 5 : chunk * 5 + 5]):
-            out.append(char.upper() if bits >> offset & 1 else char.lower())
-    return "".join(out)
+    bits = [max(_SUFFIX_TEXT.find(flag), 0) for flag in suffix]
+    return "".join(
+        char.upper() if bits[at // 5] >> (at % 5) & 1 else char.lower()
+        for at, char in enumerate(head)
+    )
+
+
+def _suffix(head: str) -> str:
+    """The case-safe suffix of one id's first 15 characters (`_checksum` for one id)."""
+    bits = head.translate(_CASE_BITS)
+    return "".join(_SUFFIX_TEXT[int(bits[start : start + 5][::-1], 2)] for start in (0, 5, 10))
 
 
 def entity_of(record_id: str) -> str | None:

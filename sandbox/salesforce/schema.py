@@ -119,6 +119,11 @@ class SObject:
         return KEY_PREFIXES[self.name]
 
     @cached_property
+    def required_fields(self) -> tuple[Field, ...]:
+        """The fields a create must set, in describe order."""
+        return tuple(f for f in self.fields if f.required)
+
+    @cached_property
     def _by_name(self) -> dict[str, Field]:
         return {f.name.lower(): f for f in self.fields}
 

@@ -196,7 +196,7 @@ class Writer:
         live = [s for s in group if s.live]
         if not live:
             return
-        schema = self.records.table(name).frame.schema
+        schema = self.records.table(name).schema
         frame = pl.DataFrame([s.after for s in live], schema=schema)
         derived = DERIVED.get(name, {})
         if derived:
@@ -258,8 +258,8 @@ def _field_checks(
         )
     missing = [
         f.name
-        for f in sobject.fields
-        if f.required and (creating or f.name in values) and values.get(f.name) in (None, "")
+        for f in sobject.required_fields
+        if (creating or f.name in values) and values.get(f.name) in (None, "")
     ]
     if missing:
         yield RecordError(
