@@ -1,6 +1,7 @@
 """Benchmark: the product end to end, the CRM served from a process of its own.
 
     python -m bench.pipeline --crm salesforce|hubspot [--accounts N] [--seed S] [--database URL]
+        [--skip-model] [--skip-mirror] [--skip-evaluation]   (the last two for big orgs)
 
 A generated org (the ``realistic`` world, 20,000 accounts by default) is served by the sandbox in
 a child process; the real connector talks to it over loopback HTTP on a simulated clock (pacing
@@ -368,10 +369,13 @@ def _goals(figures: Mapping[str, Any], streams: int) -> dict[str, Any]:
         "nochange_api_calls": figures["nochange_api_calls"] <= streams,
         "incremental_local_seconds": figures["incremental_local_seconds"] <= 1.0,
         "first_run_local_seconds": figures["first_run_local_seconds"] <= 120,
-        "peak_rss_mb": max(figures["peak_rss_mb"], figures["sandbox_peak_rss_mb"] or 0) <= 4096,
+        # Handoff's own process: the sandbox stands in for the CRM, its memory is reported apart
+        "peak_rss_mb": figures["peak_rss_mb"] <= 4096,
         **_mirror_goal(figures["mirror"]),
         "auc_within_0.01_of_bench_model": (
-            None if model is None else abs(figures["auc_ratio"] - model["auc_ratio"]) <= 0.01
+            None
+            if model is None or figures["auc_ratio"] is None
+            else abs(figures["auc_ratio"] - model["auc_ratio"]) <= 0.01
         ),
     }
 
@@ -440,6 +444,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database", help="state database URL (default: a fresh SQLite file)")
     parser.add_argument("--skip-model", action="store_true", help="leave out bench.model")
+    parser.add_argument(
+        "--skip-mirror", action="store_true", help="leave out bench.mirror's own figures"
+    )
+    parser.add_argument(
+        "--skip-evaluation",
+        action="store_true",
+        help="leave out the run 90 days back and its AUC (a second full write-back; for big orgs)",
+    )
     add_world_options(parser)
     args = parser.parse_args()
     world = world_of(parser, args)
@@ -458,8 +470,8 @@ def main() -> None:
             with Store.open(url) as store:
                 bench = Bench(sandbox, crm, store, clock, wait)
                 present = _at_present(bench, org, args.crm, args.seed)
-                past = _in_the_past(bench, org, args.crm)
-        mirror = _mirror_figures(Path(folder))
+                past = None if args.skip_evaluation else _in_the_past(bench, org, args.crm)
+        mirror = {"missing": "skipped"} if args.skip_mirror else _mirror_figures(Path(folder))
     model = None if args.skip_model else _model_figures(world, args.accounts, args.seed)
     figures: dict[str, Any] = {
         "crm": args.crm,
@@ -467,11 +479,7 @@ def main() -> None:
         "seed": args.seed,
         "preset": world.preset,
         **present,
-        **{k: v for k, v in past.items() if k != "evaluation"},
-        "auc": past["evaluation"]["auc"],
-        "auc_ratio": past["evaluation"]["auc_ratio"],
-        "auc_vs_peer": past["evaluation"]["auc_vs_peer"],
-        "evaluation": past["evaluation"],
+        **_past_figures(past),
         "bench_model": model,
         "mirror": mirror,
         "mirror_first_load_rows_per_s": _mirror_figure(mirror, "mirror_first_load_rows_per_s"),
@@ -483,6 +491,19 @@ def main() -> None:
     }
     figures["goals"] = _goals(figures, len(crm.streams))
     emit(figures)
+
+
+def _past_figures(past: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run 90 days back and its evaluation, flattened; None figures when it was skipped."""
+    if past is None:
+        return {"auc": None, "auc_ratio": None, "auc_vs_peer": None, "evaluation": None}
+    return {
+        **{k: v for k, v in past.items() if k != "evaluation"},
+        "auc": past["evaluation"]["auc"],
+        "auc_ratio": past["evaluation"]["auc_ratio"],
+        "auc_vs_peer": past["evaluation"]["auc_vs_peer"],
+        "evaluation": past["evaluation"],
+    }
 
 
 def _mirror_figure(mirror: Mapping[str, Any], name: str) -> dict[str, Any] | None:
