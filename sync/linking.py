@@ -25,17 +25,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Row, bindparam, case, func, update
+from sqlalchemy import Row, bindparam, func, literal, text, update
 from sqlmodel import Session, SQLModel, col, select
 
+from sync import tally
 from sync.config import MatchingSettings
 from sync.frames import read_frame
 from sync.matching import Changes, Matching, match_people
-from sync.state import LINK_PENDING, Account, Opportunity, Person
+from sync.state import (
+    EVERYONE,
+    LINK_PENDING,
+    RELINKED,
+    Account,
+    Opportunity,
+    PendingRescore,
+    Person,
+)
+from sync.store import insert_missing
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
 _UPDATE_CHUNK = 5_000
+TALLY = "link"  # the tally's kind: live people per status (`sync.tally`)
+_ORPHAN = "orphan:"  # an orphan's status: the prefix, then its reason
 # the fields matching reads, by table: a row pulled again with these unchanged is no change
 _BASIS: dict[type[SQLModel], tuple[str, ...]] = {
     Account: ("name", "website", "domain", "country", "parent_id", "created_at", "is_deleted"),
@@ -109,15 +121,30 @@ class _Pending:
 
     changes: Changes
     lost: frozenset[str]  # accounts of people deleted since the last link
+    uncounted: dict[str, int]  # the tally's change for people deleted since (see `_tallied`)
 
 
 def link_people(session: Session, settings: MatchingSettings, *, full: bool = False) -> LinkCounts:
     """Relink the people a change reaches (everyone with ``full``) and store each outcome on the
-    person's row; the counts of the state after it."""
+    person's row; hand what changed to the score stage (`PendingRescore`) as the mirror's flags
+    are cleared; the counts of the state after it."""
     pending = _pending(session)
     changes = None if full else pending.changes
-    if changes is not None and not (changes.people or changes.accounts):
-        return _tallied(session, LinkCounts())
+    counts, moved = LinkCounts(), {}
+    if changes is None or changes.people or changes.accounts:
+        counts, moved = _relink(session, settings, changes, pending.lost)
+    _hand_over(session, counts)
+    return _tallied(session, counts, tally.shifted(pending.uncounted, moved))
+
+
+def _relink(
+    session: Session,
+    settings: MatchingSettings,
+    changes: Changes | None,
+    lost: frozenset[str],
+) -> tuple[LinkCounts, dict[str, int]]:
+    """Match the people ``changes`` reach (everyone: None) and store their outcomes; what was
+    decided, and the tally's change."""
     people, previous = _people(session)
     before = dict(zip(previous["person_id"], previous["account_id"], strict=True))
     if changes is not None and len(changes.people) == people.height:
@@ -126,29 +153,32 @@ def link_people(session: Session, settings: MatchingSettings, *, full: bool = Fa
         changes = _widened(session, changes, before)
     opportunities = _opportunities(session)
     frame = match_frames(_accounts(session), people, opportunities, settings, changes).frame
-    _store(session, frame)
-    _clear_pending(session)
+    statuses = _statuses(frame)
+    _store(session, frame, statuses)
     counts = LinkCounts(people=frame.height, full=changes is None)
     counts.relinked, counts.changed = _changed(frame, previous)
-    counts.touched_accounts = _touched(frame, before, pending.lost)
-    return _tallied(session, counts)
+    counts.touched_accounts = _touched(frame, before, lost)
+    return counts, _moves(statuses, previous)
 
 
 def _pending(session: Session) -> _Pending:
-    """People and accounts the mirror changed, in what matching reads, since the last link."""
-    people = _changed_rows(session, Person, ("matched_account_id",))
+    """People and accounts the mirror changed, in what matching reads, since the last link;
+    people deleted since are no longer counted (their status cleared)."""
+    people = _changed_rows(session, Person, ("matched_account_id", "link_status"))
     accounts = {row.id for row in _changed_rows(session, Account)}
     accounts.update(row.account_id for row in _changed_rows(session, Opportunity))
     for row in people:
         accounts.update((row.account_id, row.converted_account_id, row.matched_account_id))
     accounts.discard(None)
     live = frozenset(row.id for row in people if not row.is_deleted)
-    lost = frozenset(
-        row.matched_account_id
-        for row in people
-        if row.is_deleted and row.matched_account_id is not None
-    )
-    return _Pending(Changes(live, frozenset(accounts)), lost)
+    deleted = [row for row in people if row.is_deleted]
+    lost = frozenset(r.matched_account_id for r in deleted if r.matched_account_id is not None)
+    uncounted: dict[str, int] = {}
+    for row in deleted:
+        if row.link_status is not None:
+            uncounted[row.link_status] = uncounted.get(row.link_status, 0) - 1
+    _clear_status(session, [row.id for row in deleted if row.link_status is not None])
+    return _Pending(Changes(live, frozenset(accounts)), lost, uncounted)
 
 
 def _changed_rows(
@@ -160,7 +190,7 @@ def _changed_rows(
     names = _BASIS[model]
     columns = [table.c[name] for name in (*names, *extra)]
     pending = session.execute(
-        select(table.c.id, table.c.link_basis, *columns).where(table.c[LINK_PENDING].is_(True))
+        select(table.c.id, table.c.link_basis, *columns).where(_flagged(table))
     ).all()
     changed, bases = [], []
     for row in pending:
@@ -178,6 +208,20 @@ def _changed_rows(
     return changed
 
 
+def _flagged(table: Any) -> Any:
+    """The mirror's flag as its partial index says it, so the database reads only that index
+    (SQLite uses a partial index only for a condition written as the index's own)."""
+    return text(f"{table.name}.{LINK_PENDING}")
+
+
+def _clear_status(session: Session, person_ids: Sequence[str]) -> None:
+    """These (deleted) people are no longer counted in the tally."""
+    table = _table(Person)
+    for start in range(0, len(person_ids), _UPDATE_CHUNK):
+        chunk = person_ids[start : start + _UPDATE_CHUNK]
+        session.execute(update(table).where(table.c.id.in_(chunk)).values(link_status=None))
+
+
 def _basis(values: Sequence[Any]) -> str:
     """A short hash of the values matching reads (text, flags and aware UTC datetimes, whose
     repr is the same from both databases)."""
@@ -191,46 +235,76 @@ def _widened(session: Session, changes: Changes, before: dict[str, str | None]) 
     accounts = set(changes.accounts)
     people.update(p for p, account in before.items() if account in accounts)
     if accounts:
-        review = select(Person.id).where(
-            col(Person.is_deleted).is_(False),
-            col(Person.matched_account_id).is_(None),
-            col(Person.match_rule).is_not(None),
-        )
+        review = select(Person.id).where(text("person.link_status = 'review'"))
         people.update(session.exec(review))
     return Changes(frozenset(people), changes.accounts)
 
 
-def _clear_pending(session: Session) -> None:
-    """Every pending flag cleared, in the transaction that stores the links."""
+def _hand_over(session: Session, counts: LinkCounts) -> None:
+    """Hand the score stage what it must look at, and clear the mirror's flags, in the
+    transaction that stores the links: the flagged records, the people whose link, rule or
+    reason changed and the accounts relinks moved people to or from; after a full relink,
+    every account at once."""
+    handed = _table(PendingRescore)
+    if counts.full:
+        insert_missing(session, handed, [{"object": EVERYONE, "record_id": ""}])
+    else:
+        for model in (Account, Person, Opportunity):
+            table = _table(model)
+            flagged = select(literal(table.name), table.c.id).where(_flagged(table))
+            insert_missing(session, handed, flagged)
+        accounts = {a for _, old, new in counts.relinked for a in (old, new) if a is not None}
+        rows = [{"object": "person", "record_id": p} for p in sorted(counts.changed)]
+        rows += [{"object": RELINKED, "record_id": a} for a in sorted(accounts)]
+        for start in range(0, len(rows), _UPDATE_CHUNK):
+            insert_missing(session, handed, rows[start : start + _UPDATE_CHUNK])
     for model in (Person, Account, Opportunity):
         table = _table(model)
-        column = table.c[LINK_PENDING]
-        session.execute(update(table).where(column.is_(True)).values({LINK_PENDING: False}))
+        session.execute(update(table).where(_flagged(table)).values({LINK_PENDING: False}))
 
 
-def _tallied(session: Session, counts: LinkCounts) -> LinkCounts:
-    """``counts`` with the live people per status and orphan reason."""
-    status = case(
-        (col(Person.matched_account_id).is_not(None), "linked"),
-        (col(Person.match_rule).is_not(None), "review"),
-        else_="orphan",
-    )
-    rows = session.exec(
-        select(status, Person.orphan_reason, func.count())
-        .where(col(Person.is_deleted).is_(False))
-        .group_by(status, Person.orphan_reason)
-    ).all()
+def _tallied(session: Session, counts: LinkCounts, moved: dict[str, int]) -> LinkCounts:
+    """``counts`` with the live people per status and orphan reason: the tally kept by what
+    changed (``moved``), counted afresh when there is none."""
+    if not tally.add(session, TALLY, moved):
+        statement = (
+            select(Person.link_status, func.count())
+            .where(col(Person.link_status).is_not(None))
+            .group_by(col(Person.link_status))
+        )
+        tally.replace(session, TALLY, dict(session.exec(statement).all()))
     counts.orphans = {}
     counts.linked = counts.review = 0
-    for kind, reason, n in rows:
-        if kind == "linked":
+    for status, n in (tally.read(session, TALLY) or {}).items():
+        if status == "linked":
             counts.linked += n
-        elif kind == "review":
+        elif status == "review":
             counts.review += n
         else:
-            key = str(reason)
-            counts.orphans[key] = counts.orphans.get(key, 0) + n
+            reason = status.removeprefix(_ORPHAN)
+            counts.orphans[reason] = counts.orphans.get(reason, 0) + n
     return counts
+
+
+def _statuses(frame: pl.DataFrame) -> pl.DataFrame:
+    """Each matched person's status as the tally counts it: linked, review, orphan:<reason>."""
+    status = pl.col("status").cast(pl.String)
+    reason = pl.col("reason").cast(pl.String).fill_null("None")
+    orphan = pl.lit(_ORPHAN) + reason
+    return frame.select(
+        "person_id", link_status=pl.when(status == "orphan").then(orphan).otherwise(status)
+    )
+
+
+def _moves(statuses: pl.DataFrame, previous: pl.DataFrame) -> dict[str, int]:
+    """The tally's change as the matched people leave the status they were counted as (in
+    ``previous``; none if never counted) for their new one (``statuses``)."""
+    old = statuses.select("person_id").join(previous, on="person_id", how="left")
+    moved: dict[str, int] = {}
+    for column, sign in ((statuses["link_status"], 1), (old["link_status"], -1)):
+        for status, n in column.drop_nulls().value_counts().iter_rows():
+            moved[status] = moved.get(status, 0) + sign * n
+    return moved
 
 
 def _accounts(session: Session) -> pl.DataFrame:
@@ -261,12 +335,17 @@ def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
         Person.matched_account_id,
         Person.match_rule,
         Person.orphan_reason,
+        Person.link_status,
     ).where(col(Person.is_deleted).is_(False))
     frame = read_frame(session, statement)
     previous = frame.select(
-        "person_id", account_id="matched_account_id", rule="match_rule", reason="orphan_reason"
+        "person_id",
+        "link_status",
+        account_id="matched_account_id",
+        rule="match_rule",
+        reason="orphan_reason",
     )
-    return frame.drop("matched_account_id", "match_rule", "orphan_reason"), previous
+    return frame.drop("matched_account_id", "match_rule", "orphan_reason", "link_status"), previous
 
 
 def _opportunities(session: Session) -> pl.DataFrame:
@@ -277,8 +356,9 @@ def _opportunities(session: Session) -> pl.DataFrame:
     return read_frame(session, statement)
 
 
-def _store(session: Session, frame: pl.DataFrame) -> None:
-    """Each person's link, rule and confidence, or why it has none, in bulk."""
+def _store(session: Session, frame: pl.DataFrame, statuses: pl.DataFrame) -> None:
+    """Each person's link, rule and confidence, or why it has none, and the status the tally
+    counts, in bulk."""
     table = _table(Person)
     statement = (
         update(table)
@@ -288,6 +368,7 @@ def _store(session: Session, frame: pl.DataFrame) -> None:
             match_rule=bindparam("rule"),
             match_confidence=bindparam("confidence"),
             orphan_reason=bindparam("reason"),
+            link_status=bindparam("status"),
         )
     )
     rows = frame.select(
@@ -296,6 +377,7 @@ def _store(session: Session, frame: pl.DataFrame) -> None:
         rule=pl.col("rule").cast(pl.String),
         confidence="confidence",
         reason=pl.col("reason").cast(pl.String),
+        status=statuses["link_status"],
     )
     connection = session.connection()
     for start in range(0, rows.height, _UPDATE_CHUNK):
@@ -314,7 +396,7 @@ def _changed(
         rule=pl.col("rule").cast(pl.String),
         reason=pl.col("reason").cast(pl.String),
     )
-    both = now.join(previous, on="person_id", how="left", suffix="_before")
+    both = now.join(previous.drop("link_status"), on="person_id", how="left", suffix="_before")
     changed = both.filter(
         pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_before")) for c in outcomes)
     )
