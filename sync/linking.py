@@ -20,18 +20,19 @@ relinks everyone; so does the first run, every row being new.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Row, bindparam, func, literal, text, update
+from sqlalchemy import Row, bindparam, false, func, literal, text, update
 from sqlmodel import Session, SQLModel, col, select
 
-from sync import tally
+from sync import link_keys, tally
 from sync.config import MatchingSettings
 from sync.frames import read_frame
-from sync.matching import Changes, Matching, match_people
+from sync.matching import Changes, Matching
+from sync.matching.match import keyed, match_keyed
 from sync.state import (
     EVERYONE,
     LINK_PENDING,
@@ -71,14 +72,19 @@ def match_frames(
 
     ``opportunities``: account_id, is_closed.
     """
+    keys = keyed(_with_open(accounts, opportunities), people, settings)
+    return match_keyed(keys, settings, changes=changes)
+
+
+def _with_open(accounts: pl.DataFrame, opportunities: pl.DataFrame) -> pl.DataFrame:
+    """``accounts`` with how many open opportunities each has."""
     open_opportunities = (
         opportunities.filter(~pl.col("is_closed"))
         .group_by("account_id")
         .len("open_opportunities")
         .with_columns(pl.col("open_opportunities").cast(pl.Int64))
     )
-    with_open = accounts.join(open_opportunities, on="account_id", how="left")
-    return match_people(with_open, people, settings, changes=changes)
+    return accounts.join(open_opportunities, on="account_id", how="left")
 
 
 def linked_activities(activities: pl.DataFrame, matching: Matching) -> pl.DataFrame:
@@ -119,58 +125,94 @@ class LinkCounts:
 class _Pending:
     """The mirror's pending rows, read as what changed."""
 
-    changes: Changes
+    people: frozenset[str]  # live people whose fields that matching reads changed
+    deleted: frozenset[str]  # people deleted since the last link
+    records: frozenset[str]  # accounts whose fields that matching reads changed
+    accounts: frozenset[str]  # those, and the accounts changed people and opportunities name
     lost: frozenset[str]  # accounts of people deleted since the last link
     uncounted: dict[str, int]  # the tally's change for people deleted since (see `_tallied`)
 
 
 def link_people(session: Session, settings: MatchingSettings, *, full: bool = False) -> LinkCounts:
-    """Relink the people a change reaches (everyone with ``full``) and store each outcome on the
-    person's row; hand what changed to the score stage (`PendingRescore`) as the mirror's flags
-    are cleared; the counts of the state after it."""
+    """Relink the people a change reaches (everyone with ``full``, on the first run, or when
+    the matching settings changed) and store each outcome on the person's row; hand what changed
+    to the score stage (`PendingRescore`) as the mirror's flags are cleared; the counts of the
+    state after it."""
     pending = _pending(session)
-    changes = None if full else pending.changes
     counts, moved = LinkCounts(), {}
-    if changes is None or changes.people or changes.accounts:
-        counts, moved = _relink(session, settings, changes, pending.lost)
+    if full or _relinks_everyone(session, settings, pending):
+        counts, moved = _relink_everyone(session, settings, pending.lost)
+    elif pending.people or pending.accounts:
+        counts, moved = _relink_reached(session, settings, pending)
     _hand_over(session, counts)
+    link_keys.mark_current(session, settings)
     return _tallied(session, counts, tally.shifted(pending.uncounted, moved))
 
 
-def _relink(
-    session: Session,
-    settings: MatchingSettings,
-    changes: Changes | None,
-    lost: frozenset[str],
+def _relinks_everyone(session: Session, settings: MatchingSettings, pending: _Pending) -> bool:
+    """Whether to relink everyone: no keys stored yet (the first run), other matching settings,
+    or as many people changed as stayed (then reading everyone costs less than finding them)."""
+    if not link_keys.current(session, settings):
+        return True
+    counted = tally.read(session, TALLY)
+    return counted is None or 2 * len(pending.people) >= sum(counted.values())
+
+
+def _relink_everyone(
+    session: Session, settings: MatchingSettings, lost: frozenset[str]
 ) -> tuple[LinkCounts, dict[str, int]]:
-    """Match the people ``changes`` reach (everyone: None) and store their outcomes; what was
-    decided, and the tally's change."""
+    """Match everyone and store every outcome and every key; what was decided, and the tally's
+    change."""
     people, previous = _people(session)
-    before = dict(zip(previous["person_id"], previous["account_id"], strict=True))
-    if changes is not None and len(changes.people) == people.height:
-        changes = None  # everyone is new (the first run) or changed: no one to leave out
-    if changes is not None:
-        changes = _widened(session, changes, before)
-    opportunities = _opportunities(session)
-    frame = match_frames(_accounts(session), people, opportunities, settings, changes).frame
+    accounts = _with_open(link_keys.accounts_frame(session), _opportunities(session))
+    keys = keyed(accounts, people, settings)
+    frame = match_keyed(keys, settings).frame
+    statuses = _statuses(frame)
+    _store(session, frame, statuses, link_keys.person_keys(keys))
+    link_keys.store_everyone(session, keys)
+    return _decided(frame, previous, lost, full=True), _moves(statuses, previous)
+
+
+def _relink_reached(
+    session: Session, settings: MatchingSettings, pending: _Pending
+) -> tuple[LinkCounts, dict[str, int]]:
+    """Store the changed rows' keys, then match only the people the change reaches, from the
+    accounts and people their outcomes depend on (`sync.link_keys`); what was decided, and the
+    tally's change."""
+    old = link_keys.refresh(session, settings, pending.people | pending.deleted, pending.records)
+    reached = link_keys.reached(session, settings, pending.people, pending.accounts, old)
+    accounts, people, opportunities = link_keys.neighbourhood(session, settings, reached)
+    previous = _previous(session, reached)
+    changes = Changes(people=frozenset(reached))
+    frame = match_frames(accounts, people, opportunities, settings, changes).frame
     statuses = _statuses(frame)
     _store(session, frame, statuses)
-    counts = LinkCounts(people=frame.height, full=changes is None)
+    return _decided(frame, previous, pending.lost, full=False), _moves(statuses, previous)
+
+
+def _decided(
+    frame: pl.DataFrame, previous: pl.DataFrame, lost: frozenset[str], *, full: bool
+) -> LinkCounts:
+    """What a match decided, against the outcomes before it (``previous``)."""
+    counts = LinkCounts(people=frame.height, full=full)
     counts.relinked, counts.changed = _changed(frame, previous)
+    before = dict(zip(previous["person_id"], previous["account_id"], strict=True))
     counts.touched_accounts = _touched(frame, before, lost)
-    return counts, _moves(statuses, previous)
+    return counts
 
 
 def _pending(session: Session) -> _Pending:
     """People and accounts the mirror changed, in what matching reads, since the last link;
     people deleted since are no longer counted (their status cleared)."""
-    people = _changed_rows(session, Person, ("matched_account_id", "link_status"))
-    accounts = {row.id for row in _changed_rows(session, Account)}
+    extra = ("matched_account_id", "link_status", "match_link")
+    people = _changed_rows(session, Person, extra)
+    records = frozenset(row.id for row in _changed_rows(session, Account))
+    accounts = set(records)
     accounts.update(row.account_id for row in _changed_rows(session, Opportunity))
     for row in people:
         accounts.update((row.account_id, row.converted_account_id, row.matched_account_id))
+        accounts.add(row.match_link)  # the link it had: its contacts and domains changed
     accounts.discard(None)
-    live = frozenset(row.id for row in people if not row.is_deleted)
     deleted = [row for row in people if row.is_deleted]
     lost = frozenset(r.matched_account_id for r in deleted if r.matched_account_id is not None)
     uncounted: dict[str, int] = {}
@@ -178,7 +220,14 @@ def _pending(session: Session) -> _Pending:
         if row.link_status is not None:
             uncounted[row.link_status] = uncounted.get(row.link_status, 0) - 1
     _clear_status(session, [row.id for row in deleted if row.link_status is not None])
-    return _Pending(Changes(live, frozenset(accounts)), lost, uncounted)
+    return _Pending(
+        people=frozenset(row.id for row in people if not row.is_deleted),
+        deleted=frozenset(row.id for row in deleted),
+        records=records,
+        accounts=frozenset(accounts),
+        lost=lost,
+        uncounted=uncounted,
+    )
 
 
 def _changed_rows(
@@ -226,18 +275,6 @@ def _basis(values: Sequence[Any]) -> str:
     """A short hash of the values matching reads (text, flags and aware UTC datetimes, whose
     repr is the same from both databases)."""
     return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=8).hexdigest()
-
-
-def _widened(session: Session, changes: Changes, before: dict[str, str | None]) -> Changes:
-    """The changes plus the people linked to a changed account before, and, when any account
-    changed, the review queue (whose candidates were found by keys an account may have lost)."""
-    people = set(changes.people)
-    accounts = set(changes.accounts)
-    people.update(p for p, account in before.items() if account in accounts)
-    if accounts:
-        review = select(Person.id).where(text("person.link_status = 'review'"))
-        people.update(session.exec(review))
-    return Changes(frozenset(people), changes.accounts)
 
 
 def _hand_over(session: Session, counts: LinkCounts) -> None:
@@ -307,45 +344,43 @@ def _moves(statuses: pl.DataFrame, previous: pl.DataFrame) -> dict[str, int]:
     return moved
 
 
-def _accounts(session: Session) -> pl.DataFrame:
-    """Live accounts as the matcher reads them."""
-    statement = select(
-        col(Account.id).label("account_id"),
-        Account.name,
-        Account.website,
-        Account.domain,
-        Account.country,
-        Account.parent_id,
-        Account.created_at,
-    ).where(col(Account.is_deleted).is_(False))
-    frame = read_frame(session, statement)
-    return frame.with_columns(pl.col("created_at").dt.epoch("s"))
+_OUTCOMES = (Person.link_status, Person.matched_account_id, Person.match_rule, Person.orphan_reason)
 
 
-def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Live people as the matcher reads them, and each one's current link, rule and reason."""
-    statement = select(
-        col(Person.id).label("person_id"),
-        Person.email,
-        Person.company,
-        Person.country,
-        Person.phone,
-        Person.account_id,
-        Person.converted_account_id,
-        Person.matched_account_id,
-        Person.match_rule,
-        Person.orphan_reason,
-        Person.link_status,
-    ).where(col(Person.is_deleted).is_(False))
-    frame = read_frame(session, statement)
-    previous = frame.select(
+def _outcomes(frame: pl.DataFrame) -> pl.DataFrame:
+    """Each person's current link, rule, reason and status, as `_changed` compares them."""
+    return frame.select(
         "person_id",
         "link_status",
         account_id="matched_account_id",
         rule="match_rule",
         reason="orphan_reason",
     )
-    return frame.drop("matched_account_id", "match_rule", "orphan_reason", "link_status"), previous
+
+
+def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Live people as the matcher reads them, and each one's current link, rule and reason."""
+    frame = link_keys.people_frame(session, None, *_OUTCOMES)
+    return frame.drop(column.key for column in _OUTCOMES), _outcomes(frame)
+
+
+def _previous(session: Session, people: Collection[str]) -> pl.DataFrame:
+    """These live people's current link, rule, reason and status."""
+    statement = select(col(Person.id).label("person_id"), *_OUTCOMES).where(
+        col(Person.is_deleted).is_(False)
+    )
+    frames = [
+        read_frame(session, statement.where(col(Person.id).in_(chunk)))
+        for chunk in _id_chunks(people)
+    ]
+    found = pl.concat(frames) if frames else read_frame(session, statement.where(false()))
+    return _outcomes(found)
+
+
+def _id_chunks(ids: Collection[str]) -> Iterator[list[str]]:
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), _UPDATE_CHUNK):
+        yield ordered[start : start + _UPDATE_CHUNK]
 
 
 def _opportunities(session: Session) -> pl.DataFrame:
@@ -356,21 +391,22 @@ def _opportunities(session: Session) -> pl.DataFrame:
     return read_frame(session, statement)
 
 
-def _store(session: Session, frame: pl.DataFrame, statuses: pl.DataFrame) -> None:
+def _store(
+    session: Session,
+    frame: pl.DataFrame,
+    statuses: pl.DataFrame,
+    keys: pl.DataFrame | None = None,
+) -> None:
     """Each person's link, rule and confidence, or why it has none, and the status the tally
-    counts, in bulk."""
+    counts (with ``keys``, its matching keys too: `sync.link_keys.person_keys`), in bulk."""
     table = _table(Person)
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("person"))
-        .values(
-            matched_account_id=bindparam("account"),
-            match_rule=bindparam("rule"),
-            match_confidence=bindparam("confidence"),
-            orphan_reason=bindparam("reason"),
-            link_status=bindparam("status"),
-        )
-    )
+    values = {
+        "matched_account_id": bindparam("account"),
+        "match_rule": bindparam("rule"),
+        "match_confidence": bindparam("confidence"),
+        "orphan_reason": bindparam("reason"),
+        "link_status": bindparam("status"),
+    }
     rows = frame.select(
         person="person_id",
         account="account_id",
@@ -379,6 +415,10 @@ def _store(session: Session, frame: pl.DataFrame, statuses: pl.DataFrame) -> Non
         reason=pl.col("reason").cast(pl.String),
         status=statuses["link_status"],
     )
+    if keys is not None:
+        values |= {f"match_{key}": bindparam(key) for key in ("link", "domain", "name")}
+        rows = rows.join(keys, left_on="person", right_on="person_id", how="left")
+    statement = update(table).where(table.c.id == bindparam("person")).values(values)
     connection = session.connection()
     for start in range(0, rows.height, _UPDATE_CHUNK):
         connection.execute(statement, rows.slice(start, _UPDATE_CHUNK).to_dicts())
@@ -396,7 +436,8 @@ def _changed(
         rule=pl.col("rule").cast(pl.String),
         reason=pl.col("reason").cast(pl.String),
     )
-    both = now.join(previous.drop("link_status"), on="person_id", how="left", suffix="_before")
+    before = previous.select("person_id", *outcomes)
+    both = now.join(before, on="person_id", how="left", suffix="_before")
     changed = both.filter(
         pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_before")) for c in outcomes)
     )

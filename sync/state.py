@@ -41,13 +41,16 @@ __all__ = [
     "USER_ROLES",
     "WRITE_STATUSES",
     "Account",
+    "AccountDomain",
     "AccountSignals",
     "Activity",
     "AppendOnlyError",
     "Assignment",
     "CurrentScore",
     "Disposition",
+    "LinkState",
     "NaiveDatetimeError",
+    "NameVariant",
     "Opportunity",
     "PendingOrphan",
     "PendingRescore",
@@ -210,6 +213,8 @@ class Account(_Linkable, table=True):
     reason_code: str | None = None
     created_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     crm_owned: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # our fields, as pulled
+    # the name key matching reads off the name, as the link stage last computed it
+    match_name: str | None = Field(default=None, index=True)
 
 
 class Person(_Linkable, table=True):
@@ -239,6 +244,11 @@ class Person(_Linkable, table=True):
     is_converted: bool = False
     converted_account_id: str | None = None
     owner_id: str | None = None
+    # the keys matching reads off the fields above, as the link stage last computed them
+    # (`sync.link_keys`): the CRM link, the corporate email domain, the company's name key
+    match_link: str | None = Field(default=None, index=True)
+    match_domain: str | None = Field(default=None, index=True)
+    match_name: str | None = Field(default=None, index=True)
     matched_account_id: str | None = Field(default=None, index=True)
     match_rule: str | None = None
     match_confidence: float | None = None
@@ -547,6 +557,40 @@ class PendingRescore(SQLModel, table=True):
     record_id: str = Field(primary_key=True)
 
 
+class AccountDomain(SQLModel, table=True):
+    """One of an account's own domains (its website's, its domain field's) as matching reads
+    them, kept by the link stage (`sync.link_keys`)."""
+
+    __tablename__ = "account_domain"
+
+    domain: str = Field(primary_key=True)
+    account_id: str = Field(primary_key=True, index=True)
+
+
+class NameVariant(SQLModel, table=True):
+    """A name key (of an account or of a person's company) under each of its blocking keys: the
+    key itself and every variant one letter shorter, which two similar names share
+    (`sync.matching.similarity`); similar names are found by index, not by comparing all."""
+
+    __tablename__ = "name_variant"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    variant: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+
+
+class LinkState(SQLModel, table=True):
+    """The single row saying the stored matching keys are complete, and the matching settings
+    the links were made with: without it, or with other settings, the link stage relinks
+    everyone."""
+
+    __tablename__ = "link_state"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_link_state_single_row"),)
+
+    id: int = Field(default=1, primary_key=True)
+    settings: str
+
+
 class Tally(SQLModel, table=True):
     """Totals of the whole org kept up to date by what changed, so a cycle reports them without
     counting every row: people per link status (``kind`` "link", kept by the link stage) and
@@ -632,6 +676,9 @@ TABLES = tuple(
         PendingOrphan,
         PendingRescore,
         Tally,
+        AccountDomain,
+        NameVariant,
+        LinkState,
     )
 )
 

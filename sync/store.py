@@ -71,6 +71,7 @@ __all__ = [
     "adapters_of",
     "canonical_value",
     "insert_missing",
+    "insert_rows_missing",
     "plain_value",
 ]
 
@@ -511,6 +512,23 @@ def insert_missing(
         session.execute(statement.on_conflict_do_nothing(index_elements=key))
     elif rows:
         session.execute(statement.on_conflict_do_nothing(index_elements=key), list(rows))
+
+
+def insert_rows_missing(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert plain tuples (values in ``columns`` order, of types the driver takes as they are)
+    into ``table``, leaving out those whose primary key it holds already: one statement over a
+    typed array per column on PostgreSQL, one prepared statement (executemany) on SQLite."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    names = tuple(columns)
+    with _cursor(_driver_connection(session)) as cursor:
+        if dialect == "postgresql":
+            _as_arrays(cursor, _unnest_upsert_sql(table, names, ()), rows)
+        else:
+            cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
 
 
 def canonical_value(value: Any) -> str:

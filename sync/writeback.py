@@ -18,7 +18,6 @@ killed), with the same values when nothing changed.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -318,8 +317,10 @@ def _holds(held: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
 
 
 def _same(one: Any, other: Any) -> bool:
-    """Whether two values read the same as canonical text (`canonical_value`); values of one
-    type that are equal as JSON keeps them are, without writing either out."""
+    """Whether two values read the same as canonical text (`canonical_value`); equal scalars of
+    one type (text, numbers, none: most of them) are, without writing either out."""
+    if type(one) is type(other) and one == other and not isinstance(one, list | tuple | Mapping):
+        return True
     one, other = plain_value(one), plain_value(other)
     if type(one) is type(other) and one == other:
         return True
@@ -396,8 +397,8 @@ def _intend(
             "object": p.target.stream,
             "record_id": p.target.record_id,
             "batch": batch_id,
-            "values_hash": _hashed(text),
-            "values": json.loads(text),
+            "values_hash": _hashed(canonical_value(plain)),
+            "values": plain,
             "reasons": list(p.target.reasons),
             "status": "pending",
             "code": None,
@@ -407,7 +408,7 @@ def _intend(
             "run_id": run_id,
         }
         for p in batch
-        for text in (canonical_value(dict(p.target.values)),)
+        for plain in (plain_value(dict(p.target.values)),)
     ]
     store.upsert(session, WriteLedger, rows)
 

@@ -13,6 +13,11 @@ linked already but synced since the last score stage are handed over at the upgr
 person.link_status and tally: each person's status as counted, and totals kept by what changed
 (people per link status, accounts per tier); the tally starts empty and is counted once.
 
+person.match_link / match_domain / match_name, account.match_name, account_domain and
+name_variant: the matching keys, indexed, so the link stage reads only the people and accounts a
+change reaches; link_state: the keys are complete, and the matching settings the links were made
+with. Both start empty: the first run after the upgrade relinks everyone once and stores them.
+
 link_pending indexed (partial) on account, person and opportunity; run_event.at indexed for the
 retention delete each run.
 
@@ -54,6 +59,35 @@ def upgrade() -> None:
         sa.Column("count", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("kind", "key"),
     )
+    op.create_table(
+        "account_domain",
+        sa.Column("domain", sa.String(), nullable=False),
+        sa.Column("account_id", sa.String(), nullable=False),
+        sa.PrimaryKeyConstraint("domain", "account_id"),
+    )
+    with op.batch_alter_table("account_domain", schema=None) as batch_op:
+        batch_op.create_index("ix_account_domain_account_id", ["account_id"], unique=False)
+    op.create_table(
+        "name_variant",
+        sa.Column("variant", sa.String(), nullable=False),
+        sa.Column("key", sa.String(), nullable=False),
+        sa.PrimaryKeyConstraint("variant", "key"),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "link_state",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("settings", sa.String(), nullable=False),
+        sa.CheckConstraint("id = 1", name="ck_link_state_single_row"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("account", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("match_name", sa.String(), nullable=True))
+        batch_op.create_index("ix_account_match_name", ["match_name"], unique=False)
+    with op.batch_alter_table("person", schema=None) as batch_op:
+        for key in ("match_link", "match_domain", "match_name"):
+            batch_op.add_column(sa.Column(key, sa.String(), nullable=True))
+            batch_op.create_index(f"ix_person_{key}", [key], unique=False)
     for table in _LINKABLE:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.create_index(
