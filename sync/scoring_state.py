@@ -258,12 +258,13 @@ def score_cycle(
     everything = _everything(state, fingerprint, model.version, now, full, EVERYONE in handed)
     people: set[str] = set()
     gone: frozenset[str] | None = None
+    saved: dict[str, dict[str, Any]] = {}  # the sums this stage stored, by account
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
-        rebuilt = {"full": _build_every_account(session, catalog, now)}
+        rebuilt = {"full": _build_every_account(session, catalog, now, saved)}
     else:
         touched = _touched(session, handed)
         people, gone = touched.people, frozenset(touched.gone)
-        rebuilt = _incremental(session, catalog, now, touched)
+        rebuilt = _incremental(session, catalog, now, touched, saved)
         if everything is not None:  # nightly, or another model: every account from its sums
             session.execute(update(AccountSignals).values(pending=True))
     _taken(session)
@@ -272,20 +273,24 @@ def score_cycle(
     nightly = now if everything is not None or state is None else state.nightly_at
     session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
                                seq=seq, scored_at=now, nightly_at=nightly))  # fmt: skip
-    book = _pending_book(session, setup, model, now)
+    book = _pending_book(session, setup, model, now, saved)
     return Cycle(book, rebuilt, everything, frozenset(people), gone)
 
 
 def _incremental(
-    session: Session, catalog: SignalCatalog, now: datetime, touched: _Touched
+    session: Session,
+    catalog: SignalCatalog,
+    now: datetime,
+    touched: _Touched,
+    saved: dict[str, dict[str, Any]],
 ) -> dict[str, int]:
-    """Bring the touched accounts' sums up to the mirror and mark them pending; the accounts
-    rebuilt per reason."""
+    """Bring the touched accounts' sums up to the mirror (what is stored goes in ``saved``)
+    and mark them pending; the accounts rebuilt per reason."""
     accounts = touched.accounts
-    _fold_new_activities(session, catalog, now, accounts)
+    _fold_new_activities(session, catalog, now, accounts, saved)
     for account_id in accounts.rescore - set(accounts.rebuild) - _held(session, accounts):
         accounts.rebuilt(account_id, "new")  # an account created (or restored) in the CRM
-    _rebuild(session, catalog, now, accounts)
+    _rebuild(session, catalog, now, accounts, saved)
     _mark_pending(session, accounts.rescore)
     return accounts.reasons()
 
@@ -343,13 +348,27 @@ def _fingerprint(catalog: SignalCatalog) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _build_every_account(session: Session, catalog: SignalCatalog, now: datetime) -> int:
-    """Every live account's sums from the mirror in one vectorised pass, all pending."""
+def _build_every_account(
+    session: Session, catalog: SignalCatalog, now: datetime, saved: dict[str, dict[str, Any]]
+) -> int:
+    """Every live account's sums from the mirror in one vectorised pass, all pending (and in
+    ``saved``)."""
     session.execute(delete(AccountSignals))
     ids = _live_ids(session)
     activities = account_signals.linked_activities(session, now)
-    account_signals.save(session, account_signals.build(catalog, ids, activities, now), now)
+    _save(session, account_signals.build(catalog, ids, activities, now), now, saved)
     return len(ids)
+
+
+def _save(
+    session: Session,
+    documents: dict[str, tuple[dict[str, Any], int | None]],
+    now: datetime,
+    saved: dict[str, dict[str, Any]],
+) -> None:
+    """Store accounts' sums, pending, and keep them in ``saved`` to be scored from."""
+    account_signals.save(session, documents, now)
+    saved.update((account_id, document) for account_id, (document, _) in documents.items())
 
 
 def _live_ids(session: Session, among: Iterable[str] | None = None) -> list[str]:
@@ -461,7 +480,11 @@ def _taken(session: Session) -> None:
 
 
 def _fold_new_activities(
-    session: Session, catalog: SignalCatalog, now: datetime, touched: Touched
+    session: Session,
+    catalog: SignalCatalog,
+    now: datetime,
+    touched: Touched,
+    saved: dict[str, dict[str, Any]],
 ) -> None:
     """Add this cycle's new activities to their accounts' stored sums in O(1) each."""
     new = account_signals.new_activities(session, now)
@@ -474,7 +497,7 @@ def _fold_new_activities(
         for account_id, sums in held.items()
         if account_id not in touched.rebuild and account_id in touched.rescore
     }
-    account_signals.save(session, updated, now)
+    _save(session, updated, now, saved)
 
 
 def _held(session: Session, touched: Touched) -> set[str]:
@@ -486,7 +509,13 @@ def _held(session: Session, touched: Touched) -> set[str]:
     return held
 
 
-def _rebuild(session: Session, catalog: SignalCatalog, now: datetime, touched: Touched) -> None:
+def _rebuild(
+    session: Session,
+    catalog: SignalCatalog,
+    now: datetime,
+    touched: Touched,
+    saved: dict[str, dict[str, Any]],
+) -> None:
     """Rebuild the sums of the live accounts that need it from their own activities."""
     ids = _live_ids(session, touched.rebuild)
     gone = set(touched.rebuild) - set(ids)
@@ -494,7 +523,7 @@ def _rebuild(session: Session, catalog: SignalCatalog, now: datetime, touched: T
         del touched.rebuild[account_id]
     touched.rescore -= gone
     activities = account_signals.linked_activities(session, now, ids)
-    account_signals.save(session, account_signals.build(catalog, ids, activities, now), now)
+    _save(session, account_signals.build(catalog, ids, activities, now), now, saved)
 
 
 def _mark_pending(session: Session, account_ids: Iterable[str]) -> None:
@@ -508,15 +537,22 @@ def _mark_pending(session: Session, account_ids: Iterable[str]) -> None:
 
 
 def _pending_book(
-    session: Session, setup: ScoringSetup, model: RulesModel | PredictiveModel, now: datetime
+    session: Session,
+    setup: ScoringSetup,
+    model: RulesModel | PredictiveModel,
+    now: datetime,
+    saved: dict[str, dict[str, Any]],
 ) -> Book:
-    """Score, tier and explain every pending account from its stored sums as of ``now``."""
-    rows = session.exec(
-        select(AccountSignals.account_id, AccountSignals.sums)
-        .where(_PENDING)
-        .order_by(col(AccountSignals.account_id))
-    ).all()
-    return score_stored(session, setup, model, now, [(a, s) for a, s in rows])
+    """Score, tier and explain every pending account from its stored sums as of ``now`` (those
+    this stage stored, ``saved``, are not read back)."""
+    pending = select(AccountSignals.account_id).where(_PENDING)
+    ids = list(session.exec(pending.order_by(col(AccountSignals.account_id))))
+    sums = dict(saved)
+    unread = [account_id for account_id in ids if account_id not in saved]
+    for chunk in _chunked(unread):
+        stored = select(AccountSignals.account_id, AccountSignals.sums)
+        sums.update(session.exec(stored.where(col(AccountSignals.account_id).in_(chunk))).all())
+    return score_stored(session, setup, model, now, [(a, sums[a]) for a in ids])
 
 
 def score_stored(

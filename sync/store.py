@@ -69,6 +69,7 @@ __all__ = [
     "Store",
     "Written",
     "adapters_of",
+    "canonical_plain",
     "canonical_value",
     "insert_missing",
     "insert_rows_missing",
@@ -529,6 +530,11 @@ def insert_rows_missing(
             _as_arrays(cursor, _unnest_upsert_sql(table, names, ()), rows)
         else:
             cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+
+
+def canonical_plain(value: Any) -> str:
+    """`canonical_value` of a value already plain (`plain_value`), not made plain again."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_value(value: Any) -> str:

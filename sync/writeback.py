@@ -34,8 +34,8 @@ from scoring.explain import LONG_TEXT_CHARS, Explanation, fit_text
 from scoring.tiers import DISQUALIFIED, TIERS, tier_label
 from sync import tally
 from sync.scoring_state import Book
-from sync.state import Account, CurrentScore, Person, ScoreHistory, WriteLedger
-from sync.store import Store, canonical_value, plain_value
+from sync.state import Account, CurrentScore, Person, ScoreHistory, StateError, WriteLedger
+from sync.store import Store, canonical_plain, canonical_value, plain_value
 
 __all__ = [
     "ORPHAN_REASON",
@@ -391,26 +391,37 @@ def _intend(
     run_id: str,
     now: datetime,
 ) -> None:
-    """The ledger rows of a batch about to be pushed, status pending."""
-    rows = [
-        {
-            "object": p.target.stream,
-            "record_id": p.target.record_id,
-            "batch": batch_id,
-            "values_hash": _hashed(canonical_value(plain)),
-            "values": plain,
-            "reasons": list(p.target.reasons),
-            "status": "pending",
-            "code": None,
-            "message": None,
-            "intended_at": now,
-            "settled_at": None,
-            "run_id": run_id,
-        }
-        for p in batch
-        for plain in (plain_value(dict(p.target.values)),)
-    ]
-    store.upsert(session, WriteLedger, rows)
+    """The ledger rows of a batch about to be pushed, status pending (written on the store's
+    bulk path: a batch is thousands of rows, each with its values as JSON)."""
+    table = WriteLedger.__table__  # type: ignore[attr-defined]
+    columns = _INTENT
+    stamp = store.adapters(table, ["intended_at"])[0]
+    intended = now if stamp is None else stamp(now)
+    rows = []
+    for planned in batch:
+        target = planned.target
+        text = canonical_plain(_plain_values(target.values))
+        reasons = canonical_plain(list(target.reasons))
+        record = (target.stream, target.record_id, batch_id, _hashed(text), text, reasons)
+        rows.append((*record, "pending", None, None, intended, None, run_id))
+    written = store.write_rows(session, table, columns, rows, update=columns)
+    if written.refused:
+        raise StateError(f"the write ledger refused a row: {written.refused[0][1]}")
+
+
+_INTENT = (
+    *("object", "record_id", "batch", "values_hash", "values", "reasons"),
+    *("status", "code", "message", "intended_at", "settled_at", "run_id"),
+)
+
+
+def _plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values as the ledger's JSON keeps them (`plain_value`), text and whole numbers as they
+    are."""
+    return {k: v if type(v) in _AS_IS else plain_value(v) for k, v in values.items()}
+
+
+_AS_IS = (str, int, bool, type(None))
 
 
 def _push(connector: Connector, batch: Sequence[Planned]) -> list[WriteResult]:
