@@ -300,11 +300,16 @@ def linked_activities(
     for chunk in _chunks(sorted(account_ids)):
         own = select(*columns, null()).where(*live, col(Activity.account_id).in_(chunk))
         frames.append(_frame(_rows(session, own)))
-        people = select(Person.id).where(
+        linked = select(Person.id).where(
             col(Person.is_deleted).is_(False), col(Person.matched_account_id).in_(chunk)
         )
-        theirs = _linked(select(*columns).where(*live, col(Activity.account_id).is_(None)))
-        frames.append(_frame(_rows(session, theirs.where(col(Activity.person_id).in_(people)))))
+        for people in _chunks(sorted(session.exec(linked))):
+            # their people's activities naming no account, read by person (its index) and
+            # dropped here: asked for those naming none, the database would walk every such
+            # activity of the org
+            theirs = _linked(select(*columns).where(*live, col(Activity.person_id).in_(people)))
+            rows = [row for row in _rows(session, theirs) if row[0] is None]
+            frames.append(_frame(rows))
     return pl.concat(frames) if frames else _frame([])
 
 

@@ -207,15 +207,20 @@ def _activities(session: Session, person_ids: Sequence[str] | None) -> pl.DataFr
         Activity.type,
         Activity.topic,
         Activity.occurred_at,
-    ).where(col(Activity.is_deleted).is_(False), col(Activity.account_id).is_(None))
+    ).where(col(Activity.is_deleted).is_(False))
     if person_ids is None:
         every = statement.join(Person, col(Person.id) == col(Activity.person_id))
-        rows = list(session.exec(every.where(*_is_orphan())))
+        named = col(Activity.account_id).is_(None)
+        rows = list(session.exec(every.where(named, *_is_orphan())))
     else:
+        # read by person (its index) and dropped here: asked for activities naming no account,
+        # the database would walk every such activity of the org
+        theirs = statement.add_columns(col(Activity.account_id).label("named"))
         rows = [
-            row
+            row[:-1]
             for chunk in _chunks(person_ids)
-            for row in session.exec(statement.where(col(Activity.person_id).in_(chunk)))
+            for row in session.exec(theirs.where(col(Activity.person_id).in_(chunk)))
+            if row[-1] is None
         ]
     return pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
 
