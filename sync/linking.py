@@ -9,12 +9,15 @@ Only what changed is relinked. The mirror sets ``link_pending`` on every account
 opportunity row it writes (insert, update, delete, merge). A pending row counts as changed when
 the fields matching reads differ from its ``link_basis`` (their hash when last linked), so a
 record pulled again because our write-back touched it is no change. Linking relinks the changed
-people and the people changed accounts can reach (`sync.matching.Changes`): candidates by CRM
-link, domain or name, the people linked to them before, and the review queue. An account also
-changes for this purpose when a changed person or opportunity names it (contacts, learned
-domains and open opportunities feed the tie-breaks). Flags and bases are updated in the
-transaction that stores the links, so a run stopped before it relinks them next time. ``full``
-relinks everyone; so does the first run, every row being new.
+people and the people a changed account reaches: those whose keys meet its keys or a relative's,
+as they are or were, and those linked to it before, matched from the accounts and people their
+outcomes depend on, all found by index from the matching keys kept in the state database
+(`sync.link_keys`). An account also changes for this purpose when a changed person or
+opportunity names it (contacts, learned domains and open opportunities feed the tie-breaks).
+Every pending row, changed or not, is handed to the score stage (`PendingRescore`) and the flags
+cleared in the transaction that stores the links, so a run stopped anywhere loses nothing. The
+first run relinks everyone, and so does ``full``, a change of the matching settings, or a cycle
+that changed as many people as it left.
 """
 
 from __future__ import annotations

@@ -9,7 +9,12 @@ mirror and keeps it, with its changelog, whether or not it is promoted.
 activity in one vectorised pass into the state database (`sync.account_signals`); after that a
 cycle reads only what changed since it last ran: new activities are added to their account's
 sums in O(1), and only accounts touched this cycle are rescored (new activity, a changed record,
-opportunity or person, a relink, merge or delete). Some changes force an account's sums to be
+opportunity or person, a relink, merge or delete). What changed is found by flags and hand-over
+rows, never by comparing times, so a run at the same moment as the one before (the sandbox's
+fixed present) takes only what changed since: activities not counted yet (``scored_seq`` null),
+counted ones the mirror flagged again, and what the link stage handed over (`PendingRescore`)
+in the transaction that stored its links, all taken in this stage's. Some changes force an
+account's sums to be
 rebuilt from its own activities, each with its reason (`REBUILD_REASONS`). Once a day of the
 run's ``now``, and when the model changes, every account is rescored from its stored sums (no
 history read). Rescored accounts stay pending until `settle` says their write-back is done, so

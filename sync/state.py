@@ -163,8 +163,9 @@ def _run_fk() -> Any:
 
 
 class _Mirrored(SQLModel):
-    """Columns every mirrored CRM record carries; ``synced_at`` is indexed, so the score stage
-    finds what changed since it last ran without a scan."""
+    """Columns every mirrored CRM record carries; ``synced_at`` is the run that last wrote the
+    row (what changed since a stage last ran is told by flags, not by it: runs can share a
+    moment)."""
 
     crm_modified_at: datetime = Field(sa_type=UTCDateTime)
     is_deleted: bool = False
