@@ -15,9 +15,11 @@ opportunity), whose figures on the same world are reported alongside.
 
 Local seconds exclude the sandbox's serving time: every HTTP exchange is timed in the
 connector's HTTP layer (`connectors.http.HttpPolicy`'s listener) and subtracted from the run's
-wall time. API calls are counted by the sandbox itself, by endpoint: ``nochange_api_calls`` are
-the data reads of a cycle with nothing new (logins and describes apart); ``write_calls`` every
-call of the first run's write-back (a Bulk job's creation, upload, close and polls included).
+wall time, and from each stage's (``local_stages``: the run's heartbeat, called between stages,
+marks where each stage's exchanges begin). API calls are counted by the sandbox itself, by
+endpoint: ``nochange_api_calls`` are the data reads of a cycle with nothing new (logins and
+describes apart); ``write_calls`` every call of the first run's write-back (a Bulk job's
+creation, upload, close and polls included).
 The mirror's own speed comes from `bench.mirror` (``measure_mirror``) when it is present.
 Prints progress on stderr and one JSON object last, with ``goals`` met or missed.
 """
@@ -187,12 +189,19 @@ def connector(
 
 @dataclass
 class Measured:
-    """One run: its report, wall and local seconds, and the sandbox's requests during it."""
+    """One run: its report, wall and local seconds, the sandbox's requests during it, and the
+    seconds each stage spent in HTTP exchanges."""
 
     report: RunReport
     seconds: float
     local_seconds: float
     calls: dict[str, int]
+    waited: dict[str, float] = field(default_factory=dict)
+
+    def local_stages(self) -> dict[str, float]:
+        """Each stage's seconds less its HTTP exchanges (the sandbox's serving time)."""
+        stages = self.report.stages
+        return {name: round(s - self.waited.get(name, 0.0), 3) for name, s in stages.items()}
 
     def figures(self) -> dict[str, Any]:
         report = self.report
@@ -201,6 +210,7 @@ class Measured:
             "seconds": round(self.seconds, 2),
             "local_seconds": round(self.local_seconds, 3),
             "stages": {name: round(s, 3) for name, s in report.stages.items()},
+            "local_stages": self.local_stages(),
             "pulled": sum(p["records"] for p in report.pulled.values()),
             "written": sum(report.written.values()),
             "api_calls": sum(self.calls.values()),
@@ -221,12 +231,24 @@ class Bench:
         """One run at ``now``, measured."""
         progress(f"{name}: a run as of {now:%d %b %Y %H:%M}")
         before_calls, before_wait = self.sandbox.requests(), self.wait.seconds
+        marks = [before_wait]  # HTTP seconds so far at each stage's start
         started = time.perf_counter()
-        report = run_sync(CONFIG, self.connector, self.store, now, **options)
+        report = run_sync(
+            CONFIG,
+            self.connector,
+            self.store,
+            now,
+            heartbeat=lambda: marks.append(self.wait.seconds),  # called between stages
+            **options,
+        )
         seconds = time.perf_counter() - started
         waited = self.wait.seconds - before_wait
         calls = _delta(before_calls, self.sandbox.requests())
-        measured = Measured(report, seconds, seconds - waited, calls)
+        ends = [*marks[1:], self.wait.seconds]
+        per_stage = {
+            name: end - start for name, start, end in zip(report.stages, marks, ends, strict=False)
+        }
+        measured = Measured(report, seconds, seconds - waited, calls, per_stage)
         progress(f"{name}: {measured.figures()}")
         return measured
 
@@ -406,6 +428,7 @@ def _at_present(bench: Bench, org: Org, crm: str, seed: int) -> dict[str, Any]:
         "nochange_by_endpoint": nochange.calls,
         "first_run_local_seconds": round(first.local_seconds, 2),
         "incremental_local_seconds": round(incremental.local_seconds, 3),
+        "incremental_local_stages": incremental.local_stages(),
         "incremental_new_activities": added,
         "runs": {
             "first": first.figures(),

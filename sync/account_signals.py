@@ -17,9 +17,10 @@ shaped as `scoring.signals.decayed_totals` would have summed them from the mirro
 
 Which activities are new: the mirror never sets ``activity.scored_seq``, so an activity is new
 while it is null, however often it is read again; the score stage stamps what it counted (in the
-transaction that updates the sums, so a crash loses neither). What changed since the last cycle
-is found by ``synced_at``, which the mirror sets to the run's ``now`` on every row it inserts,
-updates or buries (indexed on every mirrored table).
+transaction that updates the sums, so a crash loses neither) and clears the mirror's
+``link_pending`` flag with it, so a counted activity flagged again was edited, deleted or moved
+since. What else changed since the last cycle the link stage hands over (`sync.linking`): no
+timestamp is compared, so a run at the same moment as the one before takes only what changed.
 """
 
 from __future__ import annotations
@@ -213,11 +214,12 @@ def save(
 
 def stamp(session: Session, seq: int, now: datetime) -> None:
     """Mark every activity not yet counted that happened before `now` as counted in cycle `seq`
-    (activities of people without an account included: a later link rebuilds that account)."""
+    (activities of people without an account included: a later link rebuilds that account),
+    the mirror's flag cleared: flagged again, it was written since it was counted."""
     session.execute(
         update(Activity)
         .where(col(Activity.scored_seq).is_(None), col(Activity.occurred_at) < now)
-        .values(scored_seq=seq)
+        .values(scored_seq=seq, link_pending=False)
     )
 
 
@@ -298,11 +300,16 @@ def linked_activities(
     for chunk in _chunks(sorted(account_ids)):
         own = select(*columns, null()).where(*live, col(Activity.account_id).in_(chunk))
         frames.append(_frame(_rows(session, own)))
-        people = select(Person.id).where(
+        linked = select(Person.id).where(
             col(Person.is_deleted).is_(False), col(Person.matched_account_id).in_(chunk)
         )
-        theirs = _linked(select(*columns).where(*live, col(Activity.account_id).is_(None)))
-        frames.append(_frame(_rows(session, theirs.where(col(Activity.person_id).in_(people)))))
+        for people in _chunks(sorted(session.exec(linked))):
+            # their people's activities naming no account, read by person (its index) and
+            # dropped here: asked for those naming none, the database would walk every such
+            # activity of the org
+            theirs = _linked(select(*columns).where(*live, col(Activity.person_id).in_(people)))
+            rows = [row for row in _rows(session, theirs) if row[0] is None]
+            frames.append(_frame(rows))
     return pl.concat(frames) if frames else _frame([])
 
 

@@ -9,33 +9,49 @@ Only what changed is relinked. The mirror sets ``link_pending`` on every account
 opportunity row it writes (insert, update, delete, merge). A pending row counts as changed when
 the fields matching reads differ from its ``link_basis`` (their hash when last linked), so a
 record pulled again because our write-back touched it is no change. Linking relinks the changed
-people and the people changed accounts can reach (`sync.matching.Changes`): candidates by CRM
-link, domain or name, the people linked to them before, and the review queue. An account also
-changes for this purpose when a changed person or opportunity names it (contacts, learned
-domains and open opportunities feed the tie-breaks). Flags and bases are updated in the
-transaction that stores the links, so a run stopped before it relinks them next time. ``full``
-relinks everyone; so does the first run, every row being new.
+people and the people a changed account reaches: those whose keys meet its keys or a relative's,
+as they are or were, and those linked to it before, matched from the accounts and people their
+outcomes depend on, all found by index from the matching keys kept in the state database
+(`sync.link_keys`). An account also changes for this purpose when a changed person or
+opportunity names it (contacts, learned domains and open opportunities feed the tie-breaks).
+Every pending row, changed or not, is handed to the score stage (`PendingRescore`) and the flags
+cleared in the transaction that stores the links, so a run stopped anywhere loses nothing. The
+first run relinks everyone, and so does ``full``, a change of the matching settings, or a cycle
+that changed as many people as it left.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Row, bindparam, case, func, update
+from sqlalchemy import Row, bindparam, false, func, literal, text, update
 from sqlmodel import Session, SQLModel, col, select
 
+from sync import link_keys, tally
 from sync.config import MatchingSettings
 from sync.frames import read_frame
-from sync.matching import Changes, Matching, match_people
-from sync.state import LINK_PENDING, Account, Opportunity, Person
+from sync.matching import Changes, Matching
+from sync.matching.match import keyed, match_keyed
+from sync.state import (
+    EVERYONE,
+    LINK_PENDING,
+    RELINKED,
+    Account,
+    Opportunity,
+    PendingRescore,
+    Person,
+)
+from sync.store import insert_missing
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
 _UPDATE_CHUNK = 5_000
+TALLY = "link"  # the tally's kind: live people per status (`sync.tally`)
+_ORPHAN = "orphan:"  # an orphan's status: the prefix, then its reason
 # the fields matching reads, by table: a row pulled again with these unchanged is no change
 _BASIS: dict[type[SQLModel], tuple[str, ...]] = {
     Account: ("name", "website", "domain", "country", "parent_id", "created_at", "is_deleted"),
@@ -59,14 +75,19 @@ def match_frames(
 
     ``opportunities``: account_id, is_closed.
     """
+    keys = keyed(_with_open(accounts, opportunities), people, settings)
+    return match_keyed(keys, settings, changes=changes)
+
+
+def _with_open(accounts: pl.DataFrame, opportunities: pl.DataFrame) -> pl.DataFrame:
+    """``accounts`` with how many open opportunities each has."""
     open_opportunities = (
         opportunities.filter(~pl.col("is_closed"))
         .group_by("account_id")
         .len("open_opportunities")
         .with_columns(pl.col("open_opportunities").cast(pl.Int64))
     )
-    with_open = accounts.join(open_opportunities, on="account_id", how="left")
-    return match_people(with_open, people, settings, changes=changes)
+    return accounts.join(open_opportunities, on="account_id", how="left")
 
 
 def linked_activities(activities: pl.DataFrame, matching: Matching) -> pl.DataFrame:
@@ -107,48 +128,109 @@ class LinkCounts:
 class _Pending:
     """The mirror's pending rows, read as what changed."""
 
-    changes: Changes
+    people: frozenset[str]  # live people whose fields that matching reads changed
+    deleted: frozenset[str]  # people deleted since the last link
+    records: frozenset[str]  # accounts whose fields that matching reads changed
+    accounts: frozenset[str]  # those, and the accounts changed people and opportunities name
     lost: frozenset[str]  # accounts of people deleted since the last link
+    uncounted: dict[str, int]  # the tally's change for people deleted since (see `_tallied`)
 
 
 def link_people(session: Session, settings: MatchingSettings, *, full: bool = False) -> LinkCounts:
-    """Relink the people a change reaches (everyone with ``full``) and store each outcome on the
-    person's row; the counts of the state after it."""
+    """Relink the people a change reaches (everyone with ``full``, on the first run, or when
+    the matching settings changed) and store each outcome on the person's row; hand what changed
+    to the score stage (`PendingRescore`) as the mirror's flags are cleared; the counts of the
+    state after it."""
     pending = _pending(session)
-    changes = None if full else pending.changes
-    if changes is not None and not (changes.people or changes.accounts):
-        return _tallied(session, LinkCounts())
+    counts, moved = LinkCounts(), {}
+    if full or _relinks_everyone(session, settings, pending):
+        counts, moved = _relink_everyone(session, settings, pending.lost)
+    elif pending.people or pending.accounts:
+        counts, moved = _relink_reached(session, settings, pending)
+    _hand_over(session, counts)
+    link_keys.mark_current(session, settings)
+    return _tallied(session, counts, tally.shifted(pending.uncounted, moved))
+
+
+def _relinks_everyone(session: Session, settings: MatchingSettings, pending: _Pending) -> bool:
+    """Whether to relink everyone: no keys stored yet (the first run), other matching settings,
+    or as many people changed as stayed (then reading everyone costs less than finding them)."""
+    if not link_keys.current(session, settings):
+        return True
+    counted = tally.read(session, TALLY)
+    return counted is None or 2 * len(pending.people) >= sum(counted.values())
+
+
+def _relink_everyone(
+    session: Session, settings: MatchingSettings, lost: frozenset[str]
+) -> tuple[LinkCounts, dict[str, int]]:
+    """Match everyone and store every outcome and every key; what was decided, and the tally's
+    change."""
     people, previous = _people(session)
-    before = dict(zip(previous["person_id"], previous["account_id"], strict=True))
-    if changes is not None and len(changes.people) == people.height:
-        changes = None  # everyone is new (the first run) or changed: no one to leave out
-    if changes is not None:
-        changes = _widened(session, changes, before)
-    opportunities = _opportunities(session)
-    frame = match_frames(_accounts(session), people, opportunities, settings, changes).frame
-    _store(session, frame)
-    _clear_pending(session)
-    counts = LinkCounts(people=frame.height, full=changes is None)
+    accounts = _with_open(link_keys.accounts_frame(session), _opportunities(session))
+    keys = keyed(accounts, people, settings)
+    frame = match_keyed(keys, settings).frame
+    statuses = _statuses(frame)
+    _store(session, frame, statuses, link_keys.person_keys(keys))
+    link_keys.store_everyone(session, keys)
+    return _decided(frame, previous, lost, full=True), _moves(statuses, previous)
+
+
+def _relink_reached(
+    session: Session, settings: MatchingSettings, pending: _Pending
+) -> tuple[LinkCounts, dict[str, int]]:
+    """Store the changed rows' keys, then match only the people the change reaches, from the
+    accounts and people their outcomes depend on (`sync.link_keys`); what was decided, and the
+    tally's change."""
+    old = link_keys.refresh(session, settings, pending.people | pending.deleted, pending.records)
+    reached = link_keys.reached(session, settings, pending.people, pending.accounts, old)
+    accounts, people, opportunities = link_keys.neighbourhood(session, settings, reached)
+    previous = _previous(session, reached)
+    changes = Changes(people=frozenset(reached))
+    frame = match_frames(accounts, people, opportunities, settings, changes).frame
+    statuses = _statuses(frame)
+    _store(session, frame, statuses)
+    return _decided(frame, previous, pending.lost, full=False), _moves(statuses, previous)
+
+
+def _decided(
+    frame: pl.DataFrame, previous: pl.DataFrame, lost: frozenset[str], *, full: bool
+) -> LinkCounts:
+    """What a match decided, against the outcomes before it (``previous``)."""
+    counts = LinkCounts(people=frame.height, full=full)
     counts.relinked, counts.changed = _changed(frame, previous)
-    counts.touched_accounts = _touched(frame, before, pending.lost)
-    return _tallied(session, counts)
+    before = dict(zip(previous["person_id"], previous["account_id"], strict=True))
+    counts.touched_accounts = _touched(frame, before, lost)
+    return counts
 
 
 def _pending(session: Session) -> _Pending:
-    """People and accounts the mirror changed, in what matching reads, since the last link."""
-    people = _changed_rows(session, Person, ("matched_account_id",))
-    accounts = {row.id for row in _changed_rows(session, Account)}
+    """People and accounts the mirror changed, in what matching reads, since the last link;
+    people deleted since are no longer counted (their status cleared)."""
+    extra = ("matched_account_id", "link_status", "match_link")
+    people = _changed_rows(session, Person, extra)
+    records = frozenset(row.id for row in _changed_rows(session, Account))
+    accounts = set(records)
     accounts.update(row.account_id for row in _changed_rows(session, Opportunity))
     for row in people:
         accounts.update((row.account_id, row.converted_account_id, row.matched_account_id))
+        accounts.add(row.match_link)  # the link it had: its contacts and domains changed
     accounts.discard(None)
-    live = frozenset(row.id for row in people if not row.is_deleted)
-    lost = frozenset(
-        row.matched_account_id
-        for row in people
-        if row.is_deleted and row.matched_account_id is not None
+    deleted = [row for row in people if row.is_deleted]
+    lost = frozenset(r.matched_account_id for r in deleted if r.matched_account_id is not None)
+    uncounted: dict[str, int] = {}
+    for row in deleted:
+        if row.link_status is not None:
+            uncounted[row.link_status] = uncounted.get(row.link_status, 0) - 1
+    _clear_status(session, [row.id for row in deleted if row.link_status is not None])
+    return _Pending(
+        people=frozenset(row.id for row in people if not row.is_deleted),
+        deleted=frozenset(row.id for row in deleted),
+        records=records,
+        accounts=frozenset(accounts),
+        lost=lost,
+        uncounted=uncounted,
     )
-    return _Pending(Changes(live, frozenset(accounts)), lost)
 
 
 def _changed_rows(
@@ -160,7 +242,7 @@ def _changed_rows(
     names = _BASIS[model]
     columns = [table.c[name] for name in (*names, *extra)]
     pending = session.execute(
-        select(table.c.id, table.c.link_basis, *columns).where(table.c[LINK_PENDING].is_(True))
+        select(table.c.id, table.c.link_basis, *columns).where(_flagged(table))
     ).all()
     changed, bases = [], []
     for row in pending:
@@ -178,95 +260,130 @@ def _changed_rows(
     return changed
 
 
+def _flagged(table: Any) -> Any:
+    """The mirror's flag as its partial index says it, so the database reads only that index
+    (SQLite uses a partial index only for a condition written as the index's own)."""
+    return text(f"{table.name}.{LINK_PENDING}")
+
+
+def _clear_status(session: Session, person_ids: Sequence[str]) -> None:
+    """These (deleted) people are no longer counted in the tally."""
+    table = _table(Person)
+    for start in range(0, len(person_ids), _UPDATE_CHUNK):
+        chunk = person_ids[start : start + _UPDATE_CHUNK]
+        session.execute(update(table).where(table.c.id.in_(chunk)).values(link_status=None))
+
+
 def _basis(values: Sequence[Any]) -> str:
     """A short hash of the values matching reads (text, flags and aware UTC datetimes, whose
     repr is the same from both databases)."""
     return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=8).hexdigest()
 
 
-def _widened(session: Session, changes: Changes, before: dict[str, str | None]) -> Changes:
-    """The changes plus the people linked to a changed account before, and, when any account
-    changed, the review queue (whose candidates were found by keys an account may have lost)."""
-    people = set(changes.people)
-    accounts = set(changes.accounts)
-    people.update(p for p, account in before.items() if account in accounts)
-    if accounts:
-        review = select(Person.id).where(
-            col(Person.is_deleted).is_(False),
-            col(Person.matched_account_id).is_(None),
-            col(Person.match_rule).is_not(None),
-        )
-        people.update(session.exec(review))
-    return Changes(frozenset(people), changes.accounts)
-
-
-def _clear_pending(session: Session) -> None:
-    """Every pending flag cleared, in the transaction that stores the links."""
+def _hand_over(session: Session, counts: LinkCounts) -> None:
+    """Hand the score stage what it must look at, and clear the mirror's flags, in the
+    transaction that stores the links: the flagged records, the people whose link, rule or
+    reason changed and the accounts relinks moved people to or from; after a full relink,
+    every account at once."""
+    handed = _table(PendingRescore)
+    if counts.full:
+        insert_missing(session, handed, [{"object": EVERYONE, "record_id": ""}])
+    else:
+        for model in (Account, Person, Opportunity):
+            table = _table(model)
+            flagged = select(literal(table.name), table.c.id).where(_flagged(table))
+            insert_missing(session, handed, flagged)
+        accounts = {a for _, old, new in counts.relinked for a in (old, new) if a is not None}
+        rows = [{"object": "person", "record_id": p} for p in sorted(counts.changed)]
+        rows += [{"object": RELINKED, "record_id": a} for a in sorted(accounts)]
+        for start in range(0, len(rows), _UPDATE_CHUNK):
+            insert_missing(session, handed, rows[start : start + _UPDATE_CHUNK])
     for model in (Person, Account, Opportunity):
         table = _table(model)
-        column = table.c[LINK_PENDING]
-        session.execute(update(table).where(column.is_(True)).values({LINK_PENDING: False}))
+        session.execute(update(table).where(_flagged(table)).values({LINK_PENDING: False}))
 
 
-def _tallied(session: Session, counts: LinkCounts) -> LinkCounts:
-    """``counts`` with the live people per status and orphan reason."""
-    status = case(
-        (col(Person.matched_account_id).is_not(None), "linked"),
-        (col(Person.match_rule).is_not(None), "review"),
-        else_="orphan",
-    )
-    rows = session.exec(
-        select(status, Person.orphan_reason, func.count())
-        .where(col(Person.is_deleted).is_(False))
-        .group_by(status, Person.orphan_reason)
-    ).all()
+def _tallied(session: Session, counts: LinkCounts, moved: dict[str, int]) -> LinkCounts:
+    """``counts`` with the live people per status and orphan reason: the tally kept by what
+    changed (``moved``), counted afresh when there is none."""
+    if not tally.add(session, TALLY, moved):
+        statement = (
+            select(Person.link_status, func.count())
+            .where(col(Person.link_status).is_not(None))
+            .group_by(col(Person.link_status))
+        )
+        tally.replace(session, TALLY, dict(session.exec(statement).all()))
     counts.orphans = {}
     counts.linked = counts.review = 0
-    for kind, reason, n in rows:
-        if kind == "linked":
+    for status, n in (tally.read(session, TALLY) or {}).items():
+        if status == "linked":
             counts.linked += n
-        elif kind == "review":
+        elif status == "review":
             counts.review += n
         else:
-            key = str(reason)
-            counts.orphans[key] = counts.orphans.get(key, 0) + n
+            reason = status.removeprefix(_ORPHAN)
+            counts.orphans[reason] = counts.orphans.get(reason, 0) + n
     return counts
 
 
-def _accounts(session: Session) -> pl.DataFrame:
-    """Live accounts as the matcher reads them."""
-    statement = select(
-        col(Account.id).label("account_id"),
-        Account.name,
-        Account.website,
-        Account.domain,
-        Account.country,
-        Account.parent_id,
-        Account.created_at,
-    ).where(col(Account.is_deleted).is_(False))
-    frame = read_frame(session, statement)
-    return frame.with_columns(pl.col("created_at").dt.epoch("s"))
+def _statuses(frame: pl.DataFrame) -> pl.DataFrame:
+    """Each matched person's status as the tally counts it: linked, review, orphan:<reason>."""
+    status = pl.col("status").cast(pl.String)
+    reason = pl.col("reason").cast(pl.String).fill_null("None")
+    orphan = pl.lit(_ORPHAN) + reason
+    return frame.select(
+        "person_id", link_status=pl.when(status == "orphan").then(orphan).otherwise(status)
+    )
+
+
+def _moves(statuses: pl.DataFrame, previous: pl.DataFrame) -> dict[str, int]:
+    """The tally's change as the matched people leave the status they were counted as (in
+    ``previous``; none if never counted) for their new one (``statuses``)."""
+    old = statuses.select("person_id").join(previous, on="person_id", how="left")
+    moved: dict[str, int] = {}
+    for column, sign in ((statuses["link_status"], 1), (old["link_status"], -1)):
+        for status, n in column.drop_nulls().value_counts().iter_rows():
+            moved[status] = moved.get(status, 0) + sign * n
+    return moved
+
+
+_OUTCOMES = (Person.link_status, Person.matched_account_id, Person.match_rule, Person.orphan_reason)
+
+
+def _outcomes(frame: pl.DataFrame) -> pl.DataFrame:
+    """Each person's current link, rule, reason and status, as `_changed` compares them."""
+    return frame.select(
+        "person_id",
+        "link_status",
+        account_id="matched_account_id",
+        rule="match_rule",
+        reason="orphan_reason",
+    )
 
 
 def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Live people as the matcher reads them, and each one's current link, rule and reason."""
-    statement = select(
-        col(Person.id).label("person_id"),
-        Person.email,
-        Person.company,
-        Person.country,
-        Person.phone,
-        Person.account_id,
-        Person.converted_account_id,
-        Person.matched_account_id,
-        Person.match_rule,
-        Person.orphan_reason,
-    ).where(col(Person.is_deleted).is_(False))
-    frame = read_frame(session, statement)
-    previous = frame.select(
-        "person_id", account_id="matched_account_id", rule="match_rule", reason="orphan_reason"
+    frame = link_keys.people_frame(session, None, *_OUTCOMES)
+    return frame.drop(column.key for column in _OUTCOMES), _outcomes(frame)
+
+
+def _previous(session: Session, people: Collection[str]) -> pl.DataFrame:
+    """These live people's current link, rule, reason and status."""
+    statement = select(col(Person.id).label("person_id"), *_OUTCOMES).where(
+        col(Person.is_deleted).is_(False)
     )
-    return frame.drop("matched_account_id", "match_rule", "orphan_reason"), previous
+    frames = [
+        read_frame(session, statement.where(col(Person.id).in_(chunk)))
+        for chunk in _id_chunks(people)
+    ]
+    found = pl.concat(frames) if frames else read_frame(session, statement.where(false()))
+    return _outcomes(found)
+
+
+def _id_chunks(ids: Collection[str]) -> Iterator[list[str]]:
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), _UPDATE_CHUNK):
+        yield ordered[start : start + _UPDATE_CHUNK]
 
 
 def _opportunities(session: Session) -> pl.DataFrame:
@@ -277,26 +394,34 @@ def _opportunities(session: Session) -> pl.DataFrame:
     return read_frame(session, statement)
 
 
-def _store(session: Session, frame: pl.DataFrame) -> None:
-    """Each person's link, rule and confidence, or why it has none, in bulk."""
+def _store(
+    session: Session,
+    frame: pl.DataFrame,
+    statuses: pl.DataFrame,
+    keys: pl.DataFrame | None = None,
+) -> None:
+    """Each person's link, rule and confidence, or why it has none, and the status the tally
+    counts (with ``keys``, its matching keys too: `sync.link_keys.person_keys`), in bulk."""
     table = _table(Person)
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("person"))
-        .values(
-            matched_account_id=bindparam("account"),
-            match_rule=bindparam("rule"),
-            match_confidence=bindparam("confidence"),
-            orphan_reason=bindparam("reason"),
-        )
-    )
+    values = {
+        "matched_account_id": bindparam("account"),
+        "match_rule": bindparam("rule"),
+        "match_confidence": bindparam("confidence"),
+        "orphan_reason": bindparam("reason"),
+        "link_status": bindparam("status"),
+    }
     rows = frame.select(
         person="person_id",
         account="account_id",
         rule=pl.col("rule").cast(pl.String),
         confidence="confidence",
         reason=pl.col("reason").cast(pl.String),
+        status=statuses["link_status"],
     )
+    if keys is not None:
+        values |= {f"match_{key}": bindparam(key) for key in ("link", "domain", "name")}
+        rows = rows.join(keys, left_on="person", right_on="person_id", how="left")
+    statement = update(table).where(table.c.id == bindparam("person")).values(values)
     connection = session.connection()
     for start in range(0, rows.height, _UPDATE_CHUNK):
         connection.execute(statement, rows.slice(start, _UPDATE_CHUNK).to_dicts())
@@ -314,7 +439,8 @@ def _changed(
         rule=pl.col("rule").cast(pl.String),
         reason=pl.col("reason").cast(pl.String),
     )
-    both = now.join(previous, on="person_id", how="left", suffix="_before")
+    before = previous.select("person_id", *outcomes)
+    both = now.join(before, on="person_id", how="left", suffix="_before")
     changed = both.filter(
         pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_before")) for c in outcomes)
     )

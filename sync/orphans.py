@@ -9,12 +9,12 @@ accounts score it, and the same dated sentences explain it. What it shows is wha
 shows, plus why it has no account (``orphan_reason``).
 
 Only the orphans a cycle touched are rescored (`score_orphans`): a person pulled again, merged
-into, or whose link, rule or reason changed (newly orphaned among them), and one with activity
-synced since the last score stage; every orphan when the score stage rescores every account (its
-first run, ``--full``, the nightly rescore, another model or signal catalog). Each stays in
-``pending_orphan`` until its write-back is done (`settle_orphans`), so a run stopped before it
-wrote rescores it again; a rescore that changes nothing a rep would notice writes nothing (the
-write ledger).
+into, or whose link, rule or reason changed (newly orphaned among them), and one with new or
+changed activity (`sync.scoring_state.Cycle.people`); every orphan when the score stage rescores
+every account (its first run, ``--full``, the nightly rescore, another model or signal
+catalog). Each stays in ``pending_orphan`` until its write-back is done (`settle_orphans`), so a
+run stopped before it wrote rescores it again; a rescore that changes nothing a rep would
+notice writes nothing (the write ledger).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from scoring.model import RulesModel
 from scoring.scores import score_accounts
 from sync.frames import UTC_STAMP, frame_schema
 from sync.matching import REASONS
-from sync.scoring_state import Book, Cycle, ScoringSetup, current_model, synced_since
+from sync.scoring_state import Book, Cycle, ScoringSetup, current_model
 from sync.state import Activity, PendingOrphan, Person
 from sync.writeback import ORPHAN_REASON, AccountScore, account_scores
 
@@ -56,19 +56,17 @@ def score_orphans(
     setup: ScoringSetup,
     now: datetime,
     cycle: Cycle,
-    changed: Collection[str] = (),
     min_points: float = 0.0,
 ) -> dict[str, AccountScore]:
-    """The score stage's orphans: those ``cycle`` touched (every one when it rescored every
-    account) marked pending, then what every pending orphan should show as of ``now``.
-
-    ``changed``: the people whose link, rule or reason the link stage changed. Nothing is
-    committed here: the caller commits (or, in a dry run, rolls back) the session.
+    """The score stage's orphans: those among the people ``cycle`` touched (every one when it
+    rescored every account) marked pending, then what every pending orphan should show as of
+    ``now``. Nothing is committed here: the caller commits (or, in a dry run, rolls back) the
+    session.
     """
-    if cycle.everything is not None or cycle.since is None:
+    if cycle.everything is not None:
         _pend_every_orphan(session)
     else:
-        _pend(session, _touched(session, cycle.since, now, changed))
+        _pend(session, cycle.people)
     return orphan_scores(session, setup, now, min_points, _pending(session))
 
 
@@ -104,26 +102,6 @@ def _is_orphan() -> tuple[Any, ...]:
         col(Person.is_converted).is_(False),
         col(Person.matched_account_id).is_(None),
     )
-
-
-def _touched(
-    session: Session, since: datetime, now: datetime, changed: Collection[str]
-) -> set[str]:
-    """People changed since the last score stage: pulled again (a merge's survivor for the
-    merged), with an activity synced, or restated by the link stage (``changed``)."""
-    synced = synced_since(since, now)
-    touched = set(changed)
-    for person_id, survivor in session.exec(
-        select(Person.id, Person.merged_into).where(synced(Person))
-    ):
-        touched.add(survivor or person_id)
-    active = select(Activity.person_id).where(
-        synced(Activity), col(Activity.person_id).is_not(None)
-    )
-    # no DISTINCT: SQLite would then walk the person index over every activity to dedupe
-    # instead of reading the few rows synced since (the set dedupes)
-    touched.update(session.exec(active))
-    return touched
 
 
 def _pend(session: Session, person_ids: Collection[str]) -> None:
@@ -229,15 +207,20 @@ def _activities(session: Session, person_ids: Sequence[str] | None) -> pl.DataFr
         Activity.type,
         Activity.topic,
         Activity.occurred_at,
-    ).where(col(Activity.is_deleted).is_(False), col(Activity.account_id).is_(None))
+    ).where(col(Activity.is_deleted).is_(False))
     if person_ids is None:
         every = statement.join(Person, col(Person.id) == col(Activity.person_id))
-        rows = list(session.exec(every.where(*_is_orphan())))
+        named = col(Activity.account_id).is_(None)
+        rows = list(session.exec(every.where(named, *_is_orphan())))
     else:
+        # read by person (its index) and dropped here: asked for activities naming no account,
+        # the database would walk every such activity of the org
+        theirs = statement.add_columns(col(Activity.account_id).label("named"))
         rows = [
-            row
+            row[:-1]
             for chunk in _chunks(person_ids)
-            for row in session.exec(statement.where(col(Activity.person_id).in_(chunk)))
+            for row in session.exec(theirs.where(col(Activity.person_id).in_(chunk)))
+            if row[-1] is None
         ]
     return pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
 

@@ -41,6 +41,7 @@ from sync.writeback import (
     PushOutcome,
     Target,
     account_scores,
+    forget_scores,
     plan_writes,
     push_plan,
     record_scores,
@@ -165,6 +166,7 @@ class _Run:
     events: list[dict[str, Any]] = field(default_factory=list)
     resync: FullResync | None = None
     book: Book | None = None
+    recount: bool = False  # accounts were deleted: the tiers are counted, not moved
     scores: dict[str, AccountScore] = field(default_factory=dict)
     orphans: dict[str, AccountScore] = field(default_factory=dict)  # by person id
     plan: Plan = field(default_factory=Plan)
@@ -249,16 +251,16 @@ def _score(run: _Run) -> None:
     none of it."""
     report, config = run.report, run.config
     with run.store.session() as session:
-        cycle = score_cycle(
-            session, config.scoring, run.now, full=report.full, relinked=report.link.relinked
-        )
+        cycle = score_cycle(session, config.scoring, run.now, full=report.full)
+        forget_scores(session, cycle.gone)
         report.model_reason = model_status(session, config.scoring, cycle.book)
         run.orphans = score_orphans(
-            session, config.scoring, run.now, cycle, report.link.changed, config.min_score_change
+            session, config.scoring, run.now, cycle, config.min_score_change
         )
         if report.dry_run:
             session.rollback()
     run.book = cycle.book
+    run.recount = cycle.gone is None or bool(cycle.gone)
     report.scored = len(run.book.account_ids)
     report.rescored_all, report.rebuilt = cycle.everything, cycle.rebuilt
     report.model_version = run.book.scores.model_version
@@ -274,7 +276,7 @@ def _tier(run: _Run) -> None:
     run.scores = account_scores(run.book, config.scoring.tiers, run.now, config.min_score_change)
     with run.store.session() as session:
         run.report.tier_up, run.report.tier_down, _ = tier_moves(session, run.scores)
-        tiers = tier_counts(session, run.scores)
+        tiers = tier_counts(session, run.scores, recount=run.recount)
     ordered = sorted(tiers.items(), key=lambda item: TIER_ORDER.index(item[0]))
     run.report.tiers = {tier_label(key, config.scoring.tiers): n for key, n in ordered}
 

@@ -9,7 +9,12 @@ mirror and keeps it, with its changelog, whether or not it is promoted.
 activity in one vectorised pass into the state database (`sync.account_signals`); after that a
 cycle reads only what changed since it last ran: new activities are added to their account's
 sums in O(1), and only accounts touched this cycle are rescored (new activity, a changed record,
-opportunity or person, a relink, merge or delete). Some changes force an account's sums to be
+opportunity or person, a relink, merge or delete). What changed is found by flags and hand-over
+rows, never by comparing times, so a run at the same moment as the one before (the sandbox's
+fixed present) takes only what changed since: activities not counted yet (``scored_seq`` null),
+counted ones the mirror flagged again, and what the link stage handed over (`PendingRescore`)
+in the transaction that stored its links, all taken in this stage's. Some changes force an
+account's sums to be
 rebuilt from its own activities, each with its reason (`REBUILD_REASONS`). Once a day of the
 run's ``now``, and when the model changes, every account is rescored from its stored sums (no
 history read). Rescored accounts stay pending until `settle` says their write-back is done, so
@@ -21,8 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,10 +48,13 @@ from sync import account_signals
 from sync.account_signals import Touched
 from sync.frames import frame_schema
 from sync.state import (
+    EVERYONE,
+    RELINKED,
     Account,
     AccountSignals,
     Activity,
     Opportunity,
+    PendingRescore,
     Person,
     ScoringModelRow,
     ScoringState,
@@ -62,7 +70,6 @@ __all__ = [
     "score_cycle",
     "score_stored",
     "settle",
-    "synced_since",
     "train_model",
 ]
 
@@ -71,8 +78,10 @@ _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # history reads every activity, 
 _IN_CHUNK = 5_000
 # as the partial index ix_account_signals_pending says it, so SQLite reads only that index
 _PENDING = text("account_signals.pending")
+# as the partial index ix_activity_recounted says it: counted activities the mirror wrote since
+_RECOUNTED = text("activity.link_pending AND activity.scored_seq IS NOT NULL")
 # why every account's sums are built again from the mirror (see `_everything`)
-_BUILD_EVERY_ACCOUNT = ("full", "first", "catalog", "clock")
+_BUILD_EVERY_ACCOUNT = ("full", "first", "relinked", "catalog", "clock")
 
 
 @dataclass(frozen=True)
@@ -224,66 +233,71 @@ def _opportunities(session: Session, ids: Sequence[str] | None = None) -> pl.Dat
 @dataclass(frozen=True)
 class Cycle:
     """What one score stage did: the book of rescored accounts, the accounts whose sums were
-    rebuilt per reason, why every account was rescored (None: only those touched), and when the
-    score stage before it ran (what the mirror synced since is this cycle's change; None on the
-    first)."""
+    rebuilt per reason, why every account was rescored (None: only those touched), the people
+    touched (their records, links or activity changed: `sync.orphans` rescores those that are
+    orphans) and the accounts deleted since the stage before (None: any deleted account, after
+    a rebuild of every one)."""
 
     book: Book
     rebuilt: dict[str, int]
     everything: str | None
-    since: datetime | None = None
+    people: frozenset[str] = frozenset()
+    gone: frozenset[str] | None = frozenset()
 
 
 def score_cycle(
-    session: Session,
-    setup: ScoringSetup,
-    now: datetime,
-    *,
-    full: bool = False,
-    relinked: Iterable[tuple[str, str | None, str | None]] = (),
+    session: Session, setup: ScoringSetup, now: datetime, *, full: bool = False
 ) -> Cycle:
     """The score stage: bring the stored sums up to the mirror and score what changed.
 
-    ``relinked`` lists (person, old account, new account) of people whose link changed this
-    cycle (the link stage's): both accounts' sums are rebuilt. Nothing is committed here: the
-    caller commits (or, in a dry run, rolls back) the session.
+    What changed is what the link stage handed over (`PendingRescore`: records the mirror
+    wrote, relinked accounts) and the activities not counted yet or flagged again since they
+    were; all of it is taken in this transaction. Nothing is committed here: the caller commits
+    (or, in a dry run, rolls back) the session.
     """
     catalog = setup.catalog
     model = _model(session, setup)
     state = session.get(ScoringState, 1)
     fingerprint = _fingerprint(catalog)
-    everything = _everything(state, fingerprint, model.version, now, full)
+    handed = _handed_over(session)
+    everything = _everything(state, fingerprint, model.version, now, full, EVERYONE in handed)
+    people: set[str] = set()
+    gone: frozenset[str] | None = None
+    saved: dict[str, dict[str, Any]] = {}  # the sums this stage stored, by account
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
-        rebuilt = {"full": _build_every_account(session, catalog, now)}
+        rebuilt = {"full": _build_every_account(session, catalog, now, saved)}
     else:
-        rebuilt = _incremental(session, catalog, state, now, relinked)
+        touched = _touched(session, handed)
+        people, gone = touched.people, frozenset(touched.gone)
+        rebuilt = _incremental(session, catalog, now, touched, saved)
         if everything is not None:  # nightly, or another model: every account from its sums
             session.execute(update(AccountSignals).values(pending=True))
+    _taken(session)
     seq = (state.seq if state is not None else 0) + 1
     account_signals.stamp(session, seq, now)
     nightly = now if everything is not None or state is None else state.nightly_at
     session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
                                seq=seq, scored_at=now, nightly_at=nightly))  # fmt: skip
-    since = None if state is None else state.scored_at
-    return Cycle(_pending_book(session, setup, model, now), rebuilt, everything, since)
+    book = _pending_book(session, setup, model, now, saved)
+    return Cycle(book, rebuilt, everything, frozenset(people), gone)
 
 
 def _incremental(
     session: Session,
     catalog: SignalCatalog,
-    state: ScoringState,
     now: datetime,
-    relinked: Iterable[tuple[str, str | None, str | None]],
+    touched: _Touched,
+    saved: dict[str, dict[str, Any]],
 ) -> dict[str, int]:
-    """Bring the touched accounts' sums up to the mirror and mark them pending; the accounts
-    rebuilt per reason."""
-    touched = _touched(session, state, now, relinked)
-    _fold_new_activities(session, catalog, now, touched)
-    for account_id in touched.rescore - set(touched.rebuild) - _held(session, touched):
-        touched.rebuilt(account_id, "new")  # an account created (or restored) in the CRM
-    _rebuild(session, catalog, now, touched)
-    _mark_pending(session, touched.rescore)
-    return touched.reasons()
+    """Bring the touched accounts' sums up to the mirror (what is stored goes in ``saved``)
+    and mark them pending; the accounts rebuilt per reason."""
+    accounts = touched.accounts
+    _fold_new_activities(session, catalog, now, accounts, saved)
+    for account_id in accounts.rescore - set(accounts.rebuild) - _held(session, accounts):
+        accounts.rebuilt(account_id, "new")  # an account created (or restored) in the CRM
+    _rebuild(session, catalog, now, accounts, saved)
+    _mark_pending(session, accounts.rescore)
+    return accounts.reasons()
 
 
 def settle(session: Session, account_ids: Iterable[str]) -> None:
@@ -303,13 +317,20 @@ def _model(session: Session, setup: ScoringSetup) -> RulesModel | PredictiveMode
 
 
 def _everything(
-    state: ScoringState | None, fingerprint: str, version: str, now: datetime, full: bool
+    state: ScoringState | None,
+    fingerprint: str,
+    version: str,
+    now: datetime,
+    full: bool,
+    relinked_all: bool,
 ) -> str | None:
     """Why every account is rebuilt or rescored this cycle, if it is."""
     if state is None:
         return "first"
     if full:
         return "full"
+    if relinked_all:
+        return "relinked"  # every person was relinked: any account's sums may have moved
     if state.catalog != fingerprint:
         return "catalog"  # the signals changed: the stored sums are of others
     if now < state.scored_at:
@@ -332,13 +353,27 @@ def _fingerprint(catalog: SignalCatalog) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _build_every_account(session: Session, catalog: SignalCatalog, now: datetime) -> int:
-    """Every live account's sums from the mirror in one vectorised pass, all pending."""
+def _build_every_account(
+    session: Session, catalog: SignalCatalog, now: datetime, saved: dict[str, dict[str, Any]]
+) -> int:
+    """Every live account's sums from the mirror in one vectorised pass, all pending (and in
+    ``saved``)."""
     session.execute(delete(AccountSignals))
     ids = _live_ids(session)
     activities = account_signals.linked_activities(session, now)
-    account_signals.save(session, account_signals.build(catalog, ids, activities, now), now)
+    _save(session, account_signals.build(catalog, ids, activities, now), now, saved)
     return len(ids)
+
+
+def _save(
+    session: Session,
+    documents: dict[str, tuple[dict[str, Any], int | None]],
+    now: datetime,
+    saved: dict[str, dict[str, Any]],
+) -> None:
+    """Store accounts' sums, pending, and keep them in ``saved`` to be scored from."""
+    account_signals.save(session, documents, now)
+    saved.update((account_id, document) for account_id, (document, _) in documents.items())
 
 
 def _live_ids(session: Session, among: Iterable[str] | None = None) -> list[str]:
@@ -352,75 +387,109 @@ def _live_ids(session: Session, among: Iterable[str] | None = None) -> list[str]
     return sorted(found)
 
 
-def _touched(
-    session: Session,
-    state: ScoringState,
-    now: datetime,
-    relinked: Iterable[tuple[str, str | None, str | None]],
-) -> Touched:
+@dataclass
+class _Touched:
+    """What changed since the last score stage: the accounts to rescore (and rebuild), those
+    deleted, and the people whose records, links or activity changed."""
+
+    accounts: Touched = field(default_factory=Touched)
+    gone: set[str] = field(default_factory=set)
+    people: set[str] = field(default_factory=set)
+
+
+def _handed_over(session: Session) -> dict[str, list[str]]:
+    """What the link stage handed over since the score stage last ran, ids by object."""
+    handed: dict[str, list[str]] = {}
+    for obj, record_id in session.exec(select(PendingRescore.object, PendingRescore.record_id)):
+        handed.setdefault(obj, []).append(record_id)
+    return handed
+
+
+def _touched(session: Session, handed: dict[str, list[str]]) -> _Touched:
     """Accounts whose records, opportunities, people or counted activities changed since the
     last score stage, and those relinked; deleted accounts' sums dropped."""
-    touched = Touched()
-    since = synced_since(state.scored_at, now)
-    for account_id, deleted, survivor in session.exec(
-        select(Account.id, Account.is_deleted, Account.merged_into).where(since(Account))
-    ):
-        if deleted:
-            session.execute(delete(AccountSignals).where(AccountSignals.account_id == account_id))
-            touched.rebuilt(survivor, "merge")
-        else:
-            touched.rescore.add(account_id)
-    _touched_people(session, since, touched)
-    for account_id in session.exec(select(Opportunity.account_id).where(since(Opportunity))):
-        if account_id is not None:
-            touched.rescore.add(account_id)
-    counted = select(Activity.account_id, Person.matched_account_id, Activity.is_deleted)
-    counted = counted.join(Person, col(Person.id) == Activity.person_id, isouter=True)
-    counted = counted.where(since(Activity), col(Activity.scored_seq).is_not(None))
-    for own, linked, deleted in session.exec(counted):
-        touched.rebuilt(own or linked, "delete" if deleted else "edited")
-    for _, old, new in relinked:
-        touched.rebuilt(old, "relink")
-        touched.rebuilt(new, "relink")
+    touched = _Touched()
+    accounts = touched.accounts
+    statement = select(Account.id, Account.is_deleted, Account.merged_into)
+    for chunk in _chunked(sorted(handed.get("account", ()))):
+        for account_id, deleted, survivor in session.exec(
+            statement.where(col(Account.id).in_(chunk))
+        ):
+            if deleted:
+                touched.gone.add(account_id)
+                accounts.rebuilt(survivor, "merge")
+            else:
+                accounts.rescore.add(account_id)
+    _drop_sums(session, touched.gone)
+    _touched_people(session, handed.get("person", ()), touched)
+    for chunk in _chunked(sorted(handed.get("opportunity", ()))):
+        opportunities = select(Opportunity.account_id).where(col(Opportunity.id).in_(chunk))
+        accounts.rescore.update(a for a in session.exec(opportunities) if a is not None)
+    _touched_activities(session, touched)
+    for account_id in handed.get(RELINKED, ()):
+        accounts.rebuilt(account_id, "relink")
     return touched
 
 
-def synced_since(scored_at: datetime, now: datetime) -> Callable[[Any], Any]:
-    """A filter of a mirrored table: its rows synced since the last score stage at ``scored_at``
-    (a rerun at the same moment takes that moment's rows again: harmless, as rescoring an
-    unchanged account writes nothing)."""
-
-    def synced(model: Any) -> Any:
-        stamp = col(model.synced_at)
-        return stamp >= scored_at if now == scored_at else stamp > scored_at
-
-    return synced
+def _drop_sums(session: Session, account_ids: Collection[str]) -> None:
+    """Deleted accounts' stored sums."""
+    for chunk in _chunked(sorted(account_ids)):
+        session.execute(delete(AccountSignals).where(col(AccountSignals.account_id).in_(chunk)))
 
 
-def _touched_people(session: Session, since: Any, touched: Touched) -> None:
+def _touched_people(session: Session, person_ids: Collection[str], touched: _Touched) -> None:
     """A changed person's account is rescored (its fields are written on the person too); a
     deleted or merged one's activities leave its account (and join the survivor's)."""
-    rows = session.exec(
-        select(Person.matched_account_id, Person.is_deleted, Person.merged_into).where(
-            since(Person)
-        )
-    ).all()
-    survivors = {survivor for _, _, survivor in rows if survivor is not None}
-    for account_id, deleted, survivor in rows:
+    columns = (Person.id, Person.matched_account_id, Person.is_deleted, Person.merged_into)
+    rows = [
+        row
+        for chunk in _chunked(sorted(person_ids))
+        for row in session.exec(select(*columns).where(col(Person.id).in_(chunk)))
+    ]
+    accounts = touched.accounts
+    survivors = {survivor for *_, survivor in rows if survivor is not None}
+    for person_id, account_id, deleted, survivor in rows:
+        touched.people.add(survivor or person_id)
         if survivor is not None:
-            touched.rebuilt(account_id, "merge")
+            accounts.rebuilt(account_id, "merge")
         elif deleted:
-            touched.rebuilt(account_id, "delete")
+            accounts.rebuilt(account_id, "delete")
         elif account_id is not None:
-            touched.rescore.add(account_id)
+            accounts.rescore.add(account_id)
     for chunk in _chunked(sorted(survivors)):
         moved = select(Person.matched_account_id).where(col(Person.id).in_(chunk))
         for account_id in session.exec(moved):
-            touched.rebuilt(account_id, "merge")
+            accounts.rebuilt(account_id, "merge")
+
+
+def _touched_activities(session: Session, touched: _Touched) -> None:
+    """Counted activities flagged again (edited, deleted, moved) rebuild the account they
+    count for; the people of those and of activities not counted yet are touched."""
+    counted = select(
+        Activity.account_id, Person.matched_account_id, Activity.is_deleted, Activity.person_id
+    )
+    counted = counted.join(Person, col(Person.id) == Activity.person_id, isouter=True)
+    for own, linked, deleted, person_id in session.exec(counted.where(_RECOUNTED)):
+        touched.accounts.rebuilt(own or linked, "delete" if deleted else "edited")
+        touched.people.add(person_id)
+    new = select(Activity.person_id).where(col(Activity.scored_seq).is_(None))
+    touched.people.update(session.exec(new))
+    touched.people.discard(None)  # type: ignore[arg-type]
+
+
+def _taken(session: Session) -> None:
+    """What this stage took is no longer pending: the link stage's hand-over and the flags of
+    counted activities (those of new ones are cleared as they are counted, `stamp`)."""
+    session.execute(delete(PendingRescore))
+    session.execute(update(Activity).where(_RECOUNTED).values(link_pending=False))
 
 
 def _fold_new_activities(
-    session: Session, catalog: SignalCatalog, now: datetime, touched: Touched
+    session: Session,
+    catalog: SignalCatalog,
+    now: datetime,
+    touched: Touched,
+    saved: dict[str, dict[str, Any]],
 ) -> None:
     """Add this cycle's new activities to their accounts' stored sums in O(1) each."""
     new = account_signals.new_activities(session, now)
@@ -433,7 +502,7 @@ def _fold_new_activities(
         for account_id, sums in held.items()
         if account_id not in touched.rebuild and account_id in touched.rescore
     }
-    account_signals.save(session, updated, now)
+    _save(session, updated, now, saved)
 
 
 def _held(session: Session, touched: Touched) -> set[str]:
@@ -445,7 +514,13 @@ def _held(session: Session, touched: Touched) -> set[str]:
     return held
 
 
-def _rebuild(session: Session, catalog: SignalCatalog, now: datetime, touched: Touched) -> None:
+def _rebuild(
+    session: Session,
+    catalog: SignalCatalog,
+    now: datetime,
+    touched: Touched,
+    saved: dict[str, dict[str, Any]],
+) -> None:
     """Rebuild the sums of the live accounts that need it from their own activities."""
     ids = _live_ids(session, touched.rebuild)
     gone = set(touched.rebuild) - set(ids)
@@ -453,7 +528,7 @@ def _rebuild(session: Session, catalog: SignalCatalog, now: datetime, touched: T
         del touched.rebuild[account_id]
     touched.rescore -= gone
     activities = account_signals.linked_activities(session, now, ids)
-    account_signals.save(session, account_signals.build(catalog, ids, activities, now), now)
+    _save(session, account_signals.build(catalog, ids, activities, now), now, saved)
 
 
 def _mark_pending(session: Session, account_ids: Iterable[str]) -> None:
@@ -467,15 +542,22 @@ def _mark_pending(session: Session, account_ids: Iterable[str]) -> None:
 
 
 def _pending_book(
-    session: Session, setup: ScoringSetup, model: RulesModel | PredictiveModel, now: datetime
+    session: Session,
+    setup: ScoringSetup,
+    model: RulesModel | PredictiveModel,
+    now: datetime,
+    saved: dict[str, dict[str, Any]],
 ) -> Book:
-    """Score, tier and explain every pending account from its stored sums as of ``now``."""
-    rows = session.exec(
-        select(AccountSignals.account_id, AccountSignals.sums)
-        .where(_PENDING)
-        .order_by(col(AccountSignals.account_id))
-    ).all()
-    return score_stored(session, setup, model, now, [(a, s) for a, s in rows])
+    """Score, tier and explain every pending account from its stored sums as of ``now`` (those
+    this stage stored, ``saved``, are not read back)."""
+    pending = select(AccountSignals.account_id).where(_PENDING)
+    ids = list(session.exec(pending.order_by(col(AccountSignals.account_id))))
+    sums = dict(saved)
+    unread = [account_id for account_id in ids if account_id not in saved]
+    for chunk in _chunked(unread):
+        stored = select(AccountSignals.account_id, AccountSignals.sums)
+        sums.update(session.exec(stored.where(col(AccountSignals.account_id).in_(chunk))).all())
+    return score_stored(session, setup, model, now, [(a, sums[a]) for a in ids])
 
 
 def score_stored(

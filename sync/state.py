@@ -28,8 +28,10 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "DISPOSITIONS",
+    "EVERYONE",
     "LINK_PENDING",
     "PERSON_KINDS",
+    "RELINKED",
     "RUN_ACTIONS",
     "RUN_STAGES",
     "RUN_STATUSES",
@@ -39,15 +41,19 @@ __all__ = [
     "USER_ROLES",
     "WRITE_STATUSES",
     "Account",
+    "AccountDomain",
     "AccountSignals",
     "Activity",
     "AppendOnlyError",
     "Assignment",
     "CurrentScore",
     "Disposition",
+    "LinkState",
     "NaiveDatetimeError",
+    "NameVariant",
     "Opportunity",
     "PendingOrphan",
+    "PendingRescore",
     "Person",
     "RunEvent",
     "RunLock",
@@ -61,6 +67,7 @@ __all__ = [
     "StoreOpenError",
     "SyncCursor",
     "SyncRun",
+    "Tally",
     "UTCDateTime",
     "User",
     "WriteLedger",
@@ -92,7 +99,11 @@ class StoreOpenError(StateError):
 SCHEMA_META_VERSION = 4
 
 PERSON_KINDS = ("lead", "contact")
-LINK_PENDING = "link_pending"  # the column the mirror sets on rows the link stage must look at
+LINK_PENDING = "link_pending"  # the column the mirror sets on every row it writes
+# what a `PendingRescore` row names besides a mirrored record: an account a relink moved people
+# to or from, and every account at once (after a full relink)
+RELINKED = "relinked"
+EVERYONE = "everyone"
 USER_ROLES = ("marketing", "sdr", "ae", "manager")
 SLA_STATUSES = ("open", "met", "breached", "escalated", "cancelled")
 DISPOSITIONS = ("Accepted", "Rejected", "Recycled")
@@ -152,8 +163,9 @@ def _run_fk() -> Any:
 
 
 class _Mirrored(SQLModel):
-    """Columns every mirrored CRM record carries; ``synced_at`` is indexed, so the score stage
-    finds what changed since it last ran without a scan."""
+    """Columns every mirrored CRM record carries; ``synced_at`` is the run that last wrote the
+    row (what changed since a stage last ran is told by flags, not by it: runs can share a
+    moment)."""
 
     crm_modified_at: datetime = Field(sa_type=UTCDateTime)
     is_deleted: bool = False
@@ -174,10 +186,16 @@ class _Linkable(_Mirrored):
     link_basis: str | None = None
 
 
+def _pending_index(table: str) -> Index:
+    """The rows the mirror flagged since the link stage last looked, found without a scan."""
+    return Index(f"ix_{table}_link_pending", "id", **_when(LINK_PENDING))
+
+
 class Account(_Linkable, table=True):
     """A CRM account (Salesforce Account, HubSpot Company), with our fields read back."""
 
     __tablename__ = "account"
+    __table_args__ = (_pending_index("account"),)
 
     id: str = Field(primary_key=True)
     name: str
@@ -196,13 +214,19 @@ class Account(_Linkable, table=True):
     reason_code: str | None = None
     created_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     crm_owned: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # our fields, as pulled
+    # the name key matching reads off the name, as the link stage last computed it
+    match_name: str | None = Field(default=None, index=True)
 
 
 class Person(_Linkable, table=True):
     """A lead or contact, and which account our matcher linked it to (or why not)."""
 
     __tablename__ = "person"
-    __table_args__ = (_one_of("person", "kind", PERSON_KINDS),)
+    __table_args__ = (
+        _one_of("person", "kind", PERSON_KINDS),
+        _pending_index("person"),
+        Index("ix_person_in_review", "id", **_when("link_status = 'review'")),
+    )
 
     id: str = Field(primary_key=True)
     kind: str
@@ -221,10 +245,18 @@ class Person(_Linkable, table=True):
     is_converted: bool = False
     converted_account_id: str | None = None
     owner_id: str | None = None
+    # the keys matching reads off the fields above, as the link stage last computed them
+    # (`sync.link_keys`): the CRM link, the corporate email domain, the company's name key
+    match_link: str | None = Field(default=None, index=True)
+    match_domain: str | None = Field(default=None, index=True)
+    match_name: str | None = Field(default=None, index=True)
     matched_account_id: str | None = Field(default=None, index=True)
     match_rule: str | None = None
     match_confidence: float | None = None
     orphan_reason: str | None = None
+    # what the link stage counted this person as in the tally (`Tally`): "linked", "review" or
+    # "orphan:<reason>"; None while not counted (never linked yet, or deleted)
+    link_status: str | None = None
     disposition: str | None = None
     reason_code: str | None = None
     crm_owned: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # our fields, as pulled
@@ -238,6 +270,7 @@ class Activity(_Mirrored, table=True):
         Index("ix_activity_account_occurred", "account_id", "occurred_at"),
         Index("ix_activity_person_occurred", "person_id", "occurred_at"),
         Index("ix_activity_unscored", "scored_seq", **_when("scored_seq IS NULL")),
+        Index("ix_activity_recounted", "id", **_when(f"{LINK_PENDING} AND scored_seq IS NOT NULL")),
     )
 
     id: str = Field(primary_key=True)
@@ -252,12 +285,16 @@ class Activity(_Mirrored, table=True):
     # the scoring cycle that first counted it (`sync.account_signals`); null until then, and the
     # mirror never sets it, so an activity read again keeps it and counts once
     scored_seq: int | None = Field(default=None, sa_type=BigInteger)
+    # set by the mirror on every row it writes, as on the linkable tables; the score stage clears
+    # it, so one already counted and flagged again was edited, deleted or moved since
+    link_pending: bool = True
 
 
 class Opportunity(_Linkable, table=True):
     """A CRM opportunity (Salesforce Opportunity, HubSpot Deal)."""
 
     __tablename__ = "opportunity"
+    __table_args__ = (_pending_index("opportunity"),)
 
     id: str = Field(primary_key=True)
     account_id: str | None = Field(default=None, index=True)
@@ -443,7 +480,7 @@ class RunEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(foreign_key="sync_run.id", index=True)
-    at: datetime = Field(sa_type=UTCDateTime)
+    at: datetime = Field(sa_type=UTCDateTime, index=True)  # retention deletes by it each run
     stage: str
     object: str | None = None
     record_id: str | None = None
@@ -505,6 +542,67 @@ class PendingOrphan(SQLModel, table=True):
     __tablename__ = "pending_orphan"
 
     person_id: str = Field(primary_key=True)
+
+
+class PendingRescore(SQLModel, table=True):
+    """What the score stage has yet to look at, handed over by the link stage in the transaction
+    that clears the mirror's flags: a mirrored record changed (``object`` account, person or
+    opportunity), a person whose link, rule or reason changed (person), an account a relink
+    moved people to or from (relinked), or every account at once (everyone, after a full
+    relink). The score stage deletes what it took in its own transaction, so a run stopped
+    between the two stages loses nothing."""
+
+    __tablename__ = "pending_rescore"
+
+    object: str = Field(primary_key=True)
+    record_id: str = Field(primary_key=True)
+
+
+class AccountDomain(SQLModel, table=True):
+    """One of an account's own domains (its website's, its domain field's) as matching reads
+    them, kept by the link stage (`sync.link_keys`)."""
+
+    __tablename__ = "account_domain"
+
+    domain: str = Field(primary_key=True)
+    account_id: str = Field(primary_key=True, index=True)
+
+
+class NameVariant(SQLModel, table=True):
+    """A name key (of an account or of a person's company) under each of its blocking keys: the
+    key itself and every variant one letter shorter, which two similar names share
+    (`sync.matching.similarity`); similar names are found by index, not by comparing all."""
+
+    __tablename__ = "name_variant"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    variant: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+
+
+class LinkState(SQLModel, table=True):
+    """The single row saying the stored matching keys are complete, and the matching settings
+    the links were made with: without it, or with other settings, the link stage relinks
+    everyone."""
+
+    __tablename__ = "link_state"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_link_state_single_row"),)
+
+    id: int = Field(default=1, primary_key=True)
+    settings: str
+
+
+class Tally(SQLModel, table=True):
+    """Totals of the whole org kept up to date by what changed, so a cycle reports them without
+    counting every row: people per link status (``kind`` "link", kept by the link stage) and
+    live accounts per tier ("tier", kept with the current-score table). A kind without rows is
+    counted afresh when next needed."""
+
+    __tablename__ = "tally"
+
+    kind: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    count: int = Field(sa_type=BigInteger)
 
 
 class ScoringState(SQLModel, table=True):
@@ -577,6 +675,11 @@ TABLES = tuple(
         AccountSignals,
         ScoringState,
         PendingOrphan,
+        PendingRescore,
+        Tally,
+        AccountDomain,
+        NameVariant,
+        LinkState,
     )
 )
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Float,
     Insert,
     Integer,
+    Select,
     String,
     Table,
     bindparam,
@@ -63,7 +64,17 @@ from sync.state import (
     UTCDateTime,
 )
 
-__all__ = ["Adapter", "Store", "Written", "adapters_of", "canonical_value", "plain_value"]
+__all__ = [
+    "Adapter",
+    "Store",
+    "Written",
+    "adapters_of",
+    "canonical_plain",
+    "canonical_value",
+    "insert_missing",
+    "insert_rows_missing",
+    "plain_value",
+]
 
 Rows = Iterable[Mapping[str, Any]]
 StatementFor = Callable[[tuple[str, ...]], Executable]
@@ -488,6 +499,42 @@ class Store:
         """The account's current owner according to our assignments, or None if never assigned."""
         current = _current_assignment(session, account_id)
         return None if current is None else current.owner_id
+
+
+def insert_missing(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]] | Select[Any]
+) -> None:
+    """Insert ``rows`` (dicts, or a SELECT of ``table``'s columns in order) into ``table``,
+    leaving out those whose primary key it holds already."""
+    statement = _INSERTS[session.get_bind().dialect.name](table)
+    key = [column.name for column in table.primary_key]
+    if isinstance(rows, Select):
+        statement = statement.from_select([c.name for c in table.c], rows)
+        session.execute(statement.on_conflict_do_nothing(index_elements=key))
+    elif rows:
+        session.execute(statement.on_conflict_do_nothing(index_elements=key), list(rows))
+
+
+def insert_rows_missing(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert plain tuples (values in ``columns`` order, of types the driver takes as they are)
+    into ``table``, leaving out those whose primary key it holds already: one statement over a
+    typed array per column on PostgreSQL, one prepared statement (executemany) on SQLite."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    names = tuple(columns)
+    with _cursor(_driver_connection(session)) as cursor:
+        if dialect == "postgresql":
+            _as_arrays(cursor, _unnest_upsert_sql(table, names, ()), rows)
+        else:
+            cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+
+
+def canonical_plain(value: Any) -> str:
+    """`canonical_value` of a value already plain (`plain_value`), not made plain again."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_value(value: Any) -> str:

@@ -18,8 +18,7 @@ killed), with the same values when nothing changed.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -33,9 +32,10 @@ from connectors.streams import Stream
 from scoring.config import TierSettings
 from scoring.explain import LONG_TEXT_CHARS, Explanation, fit_text
 from scoring.tiers import DISQUALIFIED, TIERS, tier_label
+from sync import tally
 from sync.scoring_state import Book
-from sync.state import Account, CurrentScore, Person, ScoreHistory, WriteLedger
-from sync.store import Store, canonical_value
+from sync.state import Account, CurrentScore, Person, ScoreHistory, StateError, WriteLedger
+from sync.store import Store, canonical_plain, canonical_value, plain_value
 
 __all__ = [
     "ORPHAN_REASON",
@@ -46,6 +46,7 @@ __all__ = [
     "PushOutcome",
     "Target",
     "account_scores",
+    "forget_scores",
     "plan_writes",
     "push_plan",
     "record_scores",
@@ -60,6 +61,7 @@ ORPHAN_REASON = "orphan_reason"  # why a person has no account (None once it has
 LEDGER_BATCH = 2_000  # records per push call and ledger batch (the connector splits requests)
 _IN_CHUNK = 5_000  # ids per IN clause
 _TIER_ORDER = {DISQUALIFIED: -1, **{key: rank for rank, key in enumerate(TIERS)}}
+TIER_TALLY = "tier"  # the tally's kind: live accounts per tier key (`sync.tally`)
 
 
 @dataclass(frozen=True)
@@ -249,22 +251,35 @@ def plan_writes(session: Session, found: Iterable[Target], min_score_change: int
     return plan
 
 
-def _ledgers(session: Session, found: Sequence[Target]) -> dict[tuple[str, str], WriteLedger]:
+@dataclass(frozen=True)
+class _Written:
+    """What the ledger keeps of a record's last write that the diff reads."""
+
+    values: Mapping[str, Any]
+    reasons: list[str] | None
+    status: str
+    code: str | None
+
+
+def _ledgers(session: Session, found: Sequence[Target]) -> dict[tuple[str, str], _Written]:
     """The ledger rows of the targets (only theirs are read), by (stream, record id)."""
     by_stream: dict[str, list[str]] = {}
     for target in found:
         by_stream.setdefault(target.stream, []).append(target.record_id)
-    rows: dict[tuple[str, str], WriteLedger] = {}
+    table = WriteLedger.__table__  # type: ignore[attr-defined]
+    columns = (table.c.record_id, table.c["values"], table.c.reasons, table.c.status, table.c.code)
+    rows: dict[tuple[str, str], _Written] = {}
     for stream, ids in by_stream.items():
         for chunk in _chunks(ids):
-            statement = select(WriteLedger).where(
-                WriteLedger.object == stream, col(WriteLedger.record_id).in_(chunk)
+            statement = select(*columns).where(
+                table.c.object == stream, table.c.record_id.in_(chunk)
             )
-            rows |= {(stream, row.record_id): row for row in session.exec(statement)}
+            for record_id, *written in session.connection().execute(statement):
+                rows[stream, record_id] = _Written(*written)
     return rows
 
 
-def _why(target: Target, last: WriteLedger | None, min_score_change: int) -> str | None:
+def _why(target: Target, last: _Written | None, min_score_change: int) -> str | None:
     """Why the record must be written now, or None."""
     if last is None:
         return None if _holds(target.held, target.values) else "new"
@@ -277,7 +292,7 @@ def _why(target: Target, last: WriteLedger | None, min_score_change: int) -> str
     return _noticed(target, last, min_score_change)
 
 
-def _noticed(target: Target, last: WriteLedger, min_score_change: int) -> str | None:
+def _noticed(target: Target, last: _Written, min_score_change: int) -> str | None:
     """What a rep would notice between the last written values and the new ones."""
     new, old = target.values, last.values
     for key, why in (
@@ -287,7 +302,7 @@ def _noticed(target: Target, last: WriteLedger, min_score_change: int) -> str | 
         (ORPHAN_REASON, "link"),
         ("model_version", "model"),
     ):
-        if canonical_value(new.get(key)) != canonical_value(old.get(key)):
+        if not _same(new.get(key), old.get(key)):
             return why
     if last.reasons is not None and set(target.reasons) != set(last.reasons):
         return "signals"
@@ -298,12 +313,28 @@ def _noticed(target: Target, last: WriteLedger, min_score_change: int) -> str | 
 
 def _holds(held: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
     """Whether the CRM holds every one of ``values`` (compared as canonical text)."""
-    return all(canonical_value(held.get(k)) == canonical_value(v) for k, v in values.items())
+    return all(_same(held.get(k), v) for k, v in values.items())
+
+
+def _same(one: Any, other: Any) -> bool:
+    """Whether two values read the same as canonical text (`canonical_value`); equal scalars of
+    one type (text, numbers, none: most of them) are, without writing either out."""
+    if type(one) is type(other) and one == other and not isinstance(one, list | tuple | Mapping):
+        return True
+    one, other = plain_value(one), plain_value(other)
+    if type(one) is type(other) and one == other:
+        return True
+    return canonical_value(one) == canonical_value(other)
 
 
 def values_hash(values: Mapping[str, Any]) -> str:
     """A short hash of the values of one write."""
-    return hashlib.sha256(canonical_value(values).encode()).hexdigest()[:16]
+    return _hashed(canonical_value(values))
+
+
+def _hashed(text: str) -> str:
+    """A short hash of values written out as canonical text."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -360,25 +391,37 @@ def _intend(
     run_id: str,
     now: datetime,
 ) -> None:
-    """The ledger rows of a batch about to be pushed, status pending."""
-    rows = [
-        {
-            "object": p.target.stream,
-            "record_id": p.target.record_id,
-            "batch": batch_id,
-            "values_hash": values_hash(p.target.values),
-            "values": _plain(p.target.values),
-            "reasons": list(p.target.reasons),
-            "status": "pending",
-            "code": None,
-            "message": None,
-            "intended_at": now,
-            "settled_at": None,
-            "run_id": run_id,
-        }
-        for p in batch
-    ]
-    store.upsert(session, WriteLedger, rows)
+    """The ledger rows of a batch about to be pushed, status pending (written on the store's
+    bulk path: a batch is thousands of rows, each with its values as JSON)."""
+    table = WriteLedger.__table__  # type: ignore[attr-defined]
+    columns = _INTENT
+    stamp = store.adapters(table, ["intended_at"])[0]
+    intended = now if stamp is None else stamp(now)
+    rows = []
+    for planned in batch:
+        target = planned.target
+        text = canonical_plain(_plain_values(target.values))
+        reasons = canonical_plain(list(target.reasons))
+        record = (target.stream, target.record_id, batch_id, _hashed(text), text, reasons)
+        rows.append((*record, "pending", None, None, intended, None, run_id))
+    written = store.write_rows(session, table, columns, rows, update=columns)
+    if written.refused:
+        raise StateError(f"the write ledger refused a row: {written.refused[0][1]}")
+
+
+_INTENT = (
+    *("object", "record_id", "batch", "values_hash", "values", "reasons"),
+    *("status", "code", "message", "intended_at", "settled_at", "run_id"),
+)
+
+
+def _plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values as the ledger's JSON keeps them (`plain_value`), text and whole numbers as they
+    are."""
+    return {k: v if type(v) in _AS_IS else plain_value(v) for k, v in values.items()}
+
+
+_AS_IS = (str, int, bool, type(None))
 
 
 def _push(connector: Connector, batch: Sequence[Planned]) -> list[WriteResult]:
@@ -440,11 +483,6 @@ def _update_ledger(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
         session.connection().execute(statement, params)
 
 
-def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Values as the ledger's JSON keeps them."""
-    return dict(json.loads(canonical_value(dict(values))))
-
-
 def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[int, int, int]:
     """(up, down, new) tier changes against the current-score table."""
     statement = select(CurrentScore.account_id, CurrentScore.tier)
@@ -467,9 +505,21 @@ def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[in
     return up, down, new
 
 
-def tier_counts(session: Session, scores: Mapping[str, AccountScore]) -> dict[str, int]:
-    """Live accounts per tier key once this run's scores replace theirs: the current-score table
-    for the accounts this run did not rescore (counted in the database, not read)."""
+def tier_counts(
+    session: Session, scores: Mapping[str, AccountScore], *, recount: bool = False
+) -> dict[str, int]:
+    """Live accounts per tier key once this run's scores replace theirs: the tally kept with
+    the current-score table, moved by this run's scores; counted in the database (not read)
+    with ``recount`` (accounts were deleted this cycle) or when there is no tally."""
+    totals = None if recount else tally.read(session, TIER_TALLY)
+    if totals is None:
+        return _counted(session, scores)
+    return tally.shifted(totals, _tier_changes(session, scores))
+
+
+def _counted(session: Session, scores: Mapping[str, AccountScore]) -> dict[str, int]:
+    """Live accounts per tier key counted in the current-score table, with this run's scores in
+    place of theirs."""
     live = select(Account.id).where(col(Account.is_deleted).is_(False))
     statement = select(CurrentScore.tier, func.count()).where(
         col(CurrentScore.account_id).in_(live)
@@ -484,6 +534,18 @@ def tier_counts(session: Session, scores: Mapping[str, AccountScore]) -> dict[st
     return {tier: n for tier, n in counts.items() if n}
 
 
+def _tier_changes(session: Session, scores: Mapping[str, AccountScore]) -> dict[str, int]:
+    """How the tally moves as ``scores`` replace the current scores of their accounts."""
+    changes: dict[str, int] = {}
+    for score in scores.values():
+        changes[score.tier] = changes.get(score.tier, 0) + 1
+    statement = select(CurrentScore.tier)
+    for chunk in _chunks(sorted(scores)):
+        for tier in session.exec(statement.where(col(CurrentScore.account_id).in_(chunk))):
+            changes[tier] = changes.get(tier, 0) - 1
+    return changes
+
+
 def record_scores(
     store: Store,
     session: Session,
@@ -491,7 +553,9 @@ def record_scores(
     now: datetime,
     run_id: str,
 ) -> None:
-    """Replace the current-score table (score history is appended as writes land)."""
+    """Replace the current scores of the rescored accounts, and the tier tally with them (score
+    history is appended as writes land)."""
+    changes = _tier_changes(session, scores)
     current = [
         {
             "account_id": s.account_id,
@@ -507,8 +571,22 @@ def record_scores(
         for s in scores.values()
     ]
     store.upsert(session, CurrentScore, current)
-    gone = select(Account.id).where(col(Account.is_deleted).is_(True))
-    session.exec(delete(CurrentScore).where(col(CurrentScore.account_id).in_(gone)))
+    if not tally.add(session, TIER_TALLY, changes):
+        tally.replace(session, TIER_TALLY, _counted(session, {}))
+
+
+def forget_scores(session: Session, account_ids: Collection[str] | None) -> None:
+    """Deleted accounts' current scores (None: of every deleted account), and the tier tally,
+    which is counted afresh (the mirror drops a merged account's current score itself, so what
+    it counted cannot be told)."""
+    if account_ids is not None and not account_ids:
+        return
+    if account_ids is None:
+        gone = select(Account.id).where(col(Account.is_deleted).is_(True))
+        session.exec(delete(CurrentScore).where(col(CurrentScore.account_id).in_(gone)))
+    for chunk in _chunks(sorted(account_ids or ())):
+        session.exec(delete(CurrentScore).where(col(CurrentScore.account_id).in_(chunk)))
+    tally.forget(session, TIER_TALLY)
 
 
 def _append_history(

@@ -23,7 +23,7 @@ from sandbox.org import Org
 from sync import Store
 from sync.matching.normalise import personal_domains
 from sync.orphans import orphan_scores
-from sync.run import RunReport
+from sync.run import RunReport, run_sync
 from sync.scoring_state import Book, current_model, score_book, score_stored
 from sync.state import (
     Account,
@@ -208,6 +208,66 @@ def test_each_rebuild_trigger_rebuilds_only_its_accounts_and_says_why(
     assert cycles["new"].rebuilt == {"new": 1} and created in _scored(store, cycles["new"])
     with store.session() as session:
         assert session.get(AccountSignals, account) is None  # the merged-away account's sums
+
+
+def test_runs_at_one_moment_rescore_only_what_changed_since_the_one_before(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    moment, config = crm.time.now, sync_run._config()
+
+    def run(store: Store) -> RunReport:  # as the sandbox's `handoff sync` does: one present
+        return run_sync(config, crm.connector, store, moment)
+
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        run(store)
+        echo = run(store)  # our own writes read back
+        quiet = run(store)  # nothing since
+        _assert_as_full_rescore(store, crm)
+        (_, account), *_ = _linked_leads(store, 1)
+        crm.time.tick(60)  # the CRM's clock moves on, the run's present does not
+        crm.edit_tier(account, "AE")  # by hand
+        repaired = run(store)
+
+    assert echo.rebuilt == {} and echo.written == {} and echo.scored > 0
+    assert quiet.scored == quiet.orphans_scored == quiet.link.people == 0 and quiet.rebuilt == {}
+    assert repaired.scored == 1 and repaired.written == {crm.accounts: 1}
+
+
+class Killed(Exception):
+    """The run's process ended at a chosen point."""
+
+
+def test_a_run_stopped_between_link_and_score_leaves_the_relink_to_the_next(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm.run(store)
+        (lead, account), (other_lead, other_account) = _linked_leads(store, 2)
+        client = salesforce_client(crm.sandbox)
+        other = client.Lead.get(other_lead)
+        crm.time.tick(600)
+        client.Lead.update(lead, {"Email": other["Email"], "Company": other["Company"]})
+        crm.time.tick(600)
+        stages: list[int] = []
+
+        def killed_before_score() -> None:
+            stages.append(len(stages) + 1)  # called before each stage after the first
+            if len(stages) == 2:
+                raise Killed
+
+        with pytest.raises(Killed):
+            run_sync(sync_run._config(), crm.connector, store, crm.time.now,
+                     heartbeat=killed_before_score)  # fmt: skip
+        with store.session() as session:
+            relinked = session.get(Person, lead)
+        crm.time.tick(600)
+        resumed = crm.run(store)
+        _assert_as_full_rescore(store, crm)
+
+    assert relinked is not None and relinked.matched_account_id == other_account  # committed
+    assert resumed.link.people == 0  # the link was done: nothing left to relink
+    assert resumed.rebuilt.get("relink") == 2  # the account it left and the one it joined
+    assert {account, other_account} <= _scored(store, resumed)
 
 
 def test_the_nightly_rescore_reads_stored_sums_and_writes_only_what_a_rep_would_notice(

@@ -7,6 +7,7 @@ compared person by person with a full relink of the same state.
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -192,3 +193,176 @@ def test_an_incremental_link_ends_where_a_full_relink_does(store: Store, org: Or
         cycle.orphans,
     )
     assert full.full and full.people == len(relinked) and full.touched_accounts == frozenset()
+
+
+def _typo(rng: random.Random, name: str) -> str:
+    """``name`` with one letter changed, dropped or doubled (a similar name, when long)."""
+    at = rng.randrange(1, max(2, len(name) - 1))
+    kind = rng.choice(("change", "drop", "double"))
+    if kind == "change":
+        return name[:at] + rng.choice("aeiouxz") + name[at + 1 :]
+    if kind == "drop":
+        return name[:at] + name[at + 1 :]
+    return name[:at] + name[at] + name[at:]
+
+
+def _random_cycle(store: Store, rng: random.Random, cycle: int, taught: list[str]) -> None:
+    """A cycle's worth of changes of every kind matching reads, written as the mirror would;
+    ``taught``: domains only a contact writes from (learned by its account), kept across cycles."""
+    with store.session() as session:
+        accounts = session.exec(
+            select(Account.id, Account.name, Account.website, Account.parent_id).where(
+                col(Account.is_deleted).is_(False)
+            )
+        ).all()
+        people = session.exec(
+            select(Person.id, Person.kind, Person.email, Person.company, Person.orphan_reason)
+            .where(col(Person.is_deleted).is_(False))
+            .order_by(col(Person.id))
+        ).all()
+    orphans = [p for p in people if p.orphan_reason is not None and p.company and p.email]
+    nested = [a for a in accounts if a.parent_id is not None]
+    changed_accounts: list[dict[str, Any]] = []
+    changed_people: list[dict[str, Any]] = []
+    deals: list[dict[str, Any]] = []
+    for n in range(20):
+        account, other = rng.choice(accounts), rng.choice(accounts)
+        orphan, person = rng.choice(orphans), rng.choice(people)
+        domain = orphan.email.split("@")[1]
+        change = rng.randrange(11)
+        if change == 0:  # renamed like another account, or like an orphan's company
+            name = _typo(rng, rng.choice((other.name, orphan.company)))
+            changed_accounts.append(_mirrored(id=account.id, name=name))
+        elif change == 1:  # a website an orphan writes from, or none
+            website = rng.choice((f"https://{domain}", None))
+            changed_accounts.append(_mirrored(id=account.id, name=account.name, website=website))
+        elif change == 2:  # a new account, named like an orphan's company
+            name = rng.choice((orphan.company, _typo(rng, orphan.company)))
+            changed_accounts.append(_mirrored(id=f"new-{cycle}-{n}", name=name))
+        elif change == 3:  # moved under another account (one with a parent: deeper), or to the top
+            parent = rng.choice((other.id, rng.choice(nested or accounts).id, None))
+            changed_accounts.append(_mirrored(id=account.id, name=account.name, parent_id=parent))
+        elif change == 4:  # deleted
+            changed_accounts.append(_mirrored(id=account.id, name=account.name, is_deleted=True))
+        elif change == 5:  # a person writes from elsewhere, or names another company
+            website = (other.website or "").split("//")[-1].split("/")[0]
+            email = f"{person.id}@{website or domain}"
+            company = rng.choice((person.company, _typo(rng, other.name)))
+            changed_people.append(
+                _mirrored(id=person.id, kind=person.kind, email=email, company=company)
+            )
+        elif change == 6:  # a contact of another account, or a person deleted
+            gone = rng.random() < 0.3
+            changed_people.append(
+                _mirrored(id=person.id, kind="contact", account_id=other.id, is_deleted=gone)
+            )
+        elif change == 7:  # a contact teaches its account a domain no account has
+            taught.append(f"taught-{cycle}-{n}.com")
+            email = f"{person.id}@{taught[-1]}"
+            changed_people.append(
+                _mirrored(id=person.id, kind="contact", email=email, account_id=other.id)
+            )
+        elif change == 8 and taught:  # a lead writes from a domain a contact taught before
+            email = f"{person.id}@{rng.choice(taught)}"
+            changed_people.append(_mirrored(id=person.id, kind="lead", email=email, company=None))
+        elif change == 9:  # a lead known only by a company name like an account's
+            email = f"{person.id}@gmail.com"
+            changed_people.append(
+                _mirrored(id=person.id, kind="lead", email=email, company=_typo(rng, other.name))
+            )
+        else:  # an open deal, or a closed one
+            closed = rng.random() < 0.5
+            deals.append(_mirrored(id=f"o-{cycle}-{n}", account_id=account.id, is_closed=closed))
+    with store.session() as session:
+        store.upsert(session, Account, changed_accounts)
+        store.upsert(session, Person, changed_people)
+        store.upsert(session, Opportunity, deals)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_incremental_links_end_where_full_relinks_do_through_random_changes(
+    store: Store, org: Org, seed: int
+) -> None:
+    _load(store, org)
+    _link(store)
+    rng, taught = random.Random(seed), []
+    cycles = []
+    for cycle in range(6):
+        _random_cycle(store, rng, cycle, taught)
+        cycles.append(_link(store))
+        with store.session() as session:
+            incremental = _links(session)
+        _link(store, full=True)
+        with store.session() as session:
+            assert _links(session) == incremental, f"cycle {cycle}"
+
+    assert all(not c.full and 0 < c.people < org.people.height for c in cycles)
+
+
+def _account(id: str, name: str, **more: Any) -> dict[str, Any]:
+    return _mirrored(id=id, name=name, website=None, parent_id=None) | more
+
+
+def _lead(id: str, company: str | None, email: str) -> dict[str, Any]:
+    return _mirrored(id=id, kind="lead", email=email, company=company)
+
+
+# people whose outcome hangs on an account they never name: a hierarchy above their candidates,
+# an account moved into their candidates' hierarchy, keys a candidate had and lost
+HIERARCHIES = [
+    _account("g", "Gamma Holdings Group"),
+    _account("p1", "Pone Intermediate", parent_id="g"),
+    _account("p2", "Ptwo Intermediate", parent_id="g"),
+    _account("c1", "Hierarchia Deepcorp", parent_id="p1"),
+    _account("c2", "Hierarchia Deepcorp", parent_id="p2"),
+    _account("p", "Parentia One"),
+    _account("q", "Parentia Two"),
+    _account("a", "Relinqua Systems", parent_id="p"),
+    _account("b", "Relinqua Systems", parent_id="q"),
+    _account("x", "Xylo Shared", website="https://sharedco.com"),
+    _account("y", "Ymir Shared", website="https://sharedco.com"),
+    _account("u", "Umbra Twinname Ltd"),
+    _account("v", "Umbra Twinname GmbH"),
+]
+LEADS = [
+    _lead("deep", "Hierarchia Deepcorp", "d@gmail.com"),
+    _lead("moved", "Relinqua Systems", "m@gmail.com"),
+    _lead("shared", None, "s@sharedco.com"),
+    _lead("twin", "Umbra Twinname", "t@gmail.com"),
+]
+
+
+def test_an_incremental_link_follows_hierarchies_and_the_keys_an_account_lost(
+    store: Store,
+) -> None:
+    with store.session() as session:
+        store.upsert(session, Account, HIERARCHIES)
+        store.upsert(session, Person, LEADS)
+    _link(store)
+    with store.session() as session:
+        before = _links(session)
+        store.upsert(
+            session,
+            Account,
+            [
+                _account("q", "Parentia Two", parent_id="p"),  # b joins a's hierarchy
+                _account("x", "Xylo Shared", website="https://xylo-elsewhere.com"),
+                _account("u", "Completely Different Corp"),
+            ],
+        )
+        store.upsert(session, Person, [_lead("deep", "Hierarchia Deepcorp", "d2@gmail.com")])
+    cycle = _link(store)
+    with store.session() as session:
+        incremental = _links(session)
+    _link(store, full=True)
+    with store.session() as session:
+        relinked = _links(session)
+
+    assert before["deep"][3] == "ambiguous_hierarchy"  # c1 and c2 share g, two levels up
+    assert (before["moved"][3], incremental["moved"][3]) == (
+        "ambiguous_accounts",
+        "ambiguous_hierarchy",
+    )
+    assert before["shared"][3] == "ambiguous_accounts" and incremental["shared"][0] == "y"
+    assert before["twin"][3] == "ambiguous_accounts" and incremental["twin"][0] == "v"
+    assert not cycle.full and incremental == relinked

@@ -30,6 +30,7 @@ __all__ = [
     "conformed",
     "domain_index",
     "lookup_tables",
+    "own_domains",
     "person_keys",
     "with_hosts",
 ]
@@ -185,22 +186,21 @@ def account_keys(
     )
 
 
-def domain_index(
-    accounts: pl.DataFrame, persons: pl.DataFrame, tables: Lookups, personal: frozenset[str]
-) -> pl.DataFrame:
-    """(account_id, domain): own domains plus the corporate domains of linked people.
-
-    Personal domains are left out, so no one ever matches an account through gmail.com.
-    """
+def own_domains(accounts: pl.DataFrame, tables: Lookups, personal: frozenset[str]) -> pl.DataFrame:
+    """(account_id, domain): each account's own domains (website, domain field, alias domains),
+    personal domains left out."""
     own = _account_hosts(accounts).join(tables.domains, on="host").select("account_id", "domain")
+    return own.drop_nulls().filter(~pl.col("domain").is_in(list(personal))).unique()
+
+
+def domain_index(accounts: pl.DataFrame, own: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
+    """(account_id, domain): own domains (`own_domains`) plus the corporate domains of linked
+    people (of ``accounts`` only).
+
+    Personal domains are never among them, so no one ever matches an account through gmail.com.
+    """
     linked = persons.filter(pl.col("link_id").is_not_null()).select(
         account_id="link_id", domain="corporate_domain"
     )
-    known = accounts.select("account_id")
-    learned = linked.join(known, on="account_id", how="semi")
-    return (
-        pl.concat([own, learned])
-        .drop_nulls()
-        .filter(~pl.col("domain").is_in(list(personal)))
-        .unique()
-    )
+    learned = linked.join(accounts.select("account_id"), on="account_id", how="semi")
+    return pl.concat([own, learned]).drop_nulls().unique()

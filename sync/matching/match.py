@@ -6,6 +6,8 @@ once per distinct value and candidates come from joins, so a million people take
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from sync.config import MatchingSettings
@@ -17,6 +19,7 @@ from sync.matching.keys import (
     conformed,
     domain_index,
     lookup_tables,
+    own_domains,
     person_keys,
     with_hosts,
 )
@@ -26,7 +29,7 @@ from sync.matching.resolve import TIE_BREAKS, resolve
 from sync.matching.result import COLUMNS, REASONS, STATUSES, Matching
 from sync.matching.rules import RULES, apply_rules
 
-__all__ = ["match_people"]
+__all__ = ["Keyed", "keyed", "match_keyed", "match_people"]
 
 
 def _orphan_reason() -> pl.Expr:
@@ -79,6 +82,35 @@ def _outcomes(persons: pl.DataFrame, verdicts: pl.DataFrame, min_confidence: flo
     ).select(COLUMNS)
 
 
+@dataclass(frozen=True)
+class Keyed:
+    """The input frames as matching keys: one row per person (`keys.person_keys`), per account
+    (`keys.account_keys`) and per account domain, own or learned (`keys.domain_index`); and each
+    account's own domains (`keys.own_domains`)."""
+
+    persons: pl.DataFrame
+    firms: pl.DataFrame
+    index: pl.DataFrame
+    own: pl.DataFrame
+
+
+def keyed(
+    accounts: pl.DataFrame, people: pl.DataFrame, settings: MatchingSettings | None = None
+) -> Keyed:
+    """The matching keys of ``accounts`` and ``people`` (columns as `match_people` takes them)."""
+    settings = settings or MatchingSettings()
+    account_id = accounts.schema["account_id"]
+    accounts = conformed(accounts, ACCOUNT_COLUMNS, "account_id", account_id)
+    people = with_hosts(conformed(people, PEOPLE_COLUMNS, "person_id", account_id))
+    personal = personal_domains(settings.personal_domains_extra)
+    tables = lookup_tables(accounts, people)
+    persons = person_keys(people, tables, personal)
+    own = own_domains(accounts, tables, personal)
+    index = domain_index(accounts, own, persons)
+    firms = account_keys(accounts, persons, tables, index)
+    return Keyed(persons, firms, index, own)
+
+
 def match_people(
     accounts: pl.DataFrame,
     people: pl.DataFrame,
@@ -97,15 +129,15 @@ def match_people(
     result; what is learned from everyone (contacts, linked people's domains) still comes from
     all of ``people``, so each of them gets the outcome a match of everyone would give.
     """
+    return match_keyed(keyed(accounts, people, settings), settings, changes=changes)
+
+
+def match_keyed(
+    keys: Keyed, settings: MatchingSettings | None = None, *, changes: Changes | None = None
+) -> Matching:
+    """`match_people` of frames already keyed (`keyed`)."""
     settings = settings or MatchingSettings()
-    account_id = accounts.schema["account_id"]
-    accounts = conformed(accounts, ACCOUNT_COLUMNS, "account_id", account_id)
-    people = with_hosts(conformed(people, PEOPLE_COLUMNS, "person_id", account_id))
-    personal = personal_domains(settings.personal_domains_extra)
-    tables = lookup_tables(accounts, people)
-    persons = person_keys(people, tables, personal)
-    index = domain_index(accounts, persons, tables, personal)
-    firms = account_keys(accounts, persons, tables, index)
+    persons, firms, index = keys.persons, keys.firms, keys.index
     if changes is not None:
         persons = reached(persons, firms, index, changes, settings.fuzzy_threshold)
     pairs = candidates(persons, firms, index, settings.fuzzy_threshold)

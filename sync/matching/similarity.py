@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
 
-__all__ = ["name_similarity", "similar_names"]
+__all__ = ["name_similarity", "name_variants", "shortest_similar", "similar_names"]
 
 _MAX_DELETIONS = 64
 
@@ -31,9 +31,15 @@ def name_similarity(left: pl.Series, right: pl.Series) -> pl.Series:
     return pl.Series("similarity", scores).set(pl.Series(missing), None)
 
 
-def _min_length(threshold: float) -> int:
+def shortest_similar(threshold: float) -> int:
     """Shortest key whose one-letter variant can still reach `threshold` (ratio 1 - 1/(2n-1))."""
     return math.ceil((100 / max(100 - threshold, 1e-9) + 1) / 2)
+
+
+def name_variants(keys: pl.Series) -> pl.DataFrame:
+    """(key, variant): each distinct key with itself and every variant one letter shorter, the
+    blocking keys two similar names share (what a store of them is looked up by)."""
+    return _neighbourhood(keys.drop_nulls().unique())
 
 
 def _neighbourhood(keys: pl.Series) -> pl.DataFrame:
@@ -49,7 +55,7 @@ def _neighbourhood(keys: pl.Series) -> pl.DataFrame:
 
 def similar_names(queries: pl.Series, targets: pl.Series, threshold: float) -> pl.DataFrame:
     """(query, target, similarity) for distinct keys within one edit and `threshold` or above."""
-    shortest = _min_length(threshold)
+    shortest = shortest_similar(threshold)
     long_enough = pl.col("key").str.len_chars() >= shortest
     left = _neighbourhood(queries.drop_nulls().unique()).filter(long_enough)
     right = _neighbourhood(targets.drop_nulls().unique()).filter(long_enough)
