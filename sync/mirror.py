@@ -18,8 +18,9 @@ stage (`sync.linking`); the link and score stages' own columns (``link_basis``,
 ``activity.scored_seq``) it never writes.
 
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
-order, value adapters, checks) that turns its records into plain tuples, which `Store.write_rows`
-upserts with one prepared statement. A table empty when the stage begins is a first load: its
+order, value adapters, checks) that turns its records into plain tuples, a column at a time,
+which `Store.write_rows` upserts with one prepared statement (what is the same in every row, such
+as when it was synced, given once). A table empty when the stage begins is a first load: its
 secondary indexes are dropped until every stream is in, and on PostgreSQL its rows go in by
 COPY (`mirror_streams`).
 """
@@ -30,8 +31,7 @@ import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, delete, update
 from sqlmodel import Session, SQLModel, col, select
@@ -60,7 +60,7 @@ from sync.state import (
     SyncCursor,
     User,
 )
-from sync.store import Adapter, Store, adapters_of, plain_value
+from sync.store import Adapter, Store, adapt_column, adapters_of, plain_value
 
 __all__ = [
     "COMMIT_EVERY",
@@ -90,6 +90,7 @@ _VOCABULARIES: dict[str, Mapping[str, tuple[str, ...]]] = {
     "person": {"kind": PERSON_KINDS},
     "crm_user": {"role": USER_ROLES},
 }
+_ROW_ITEMS = (Record, Tombstone)  # the items of a pull that become rows
 # what an adapter raises for a value its column cannot hold (`Store.adapters`)
 _BAD_VALUES = (StateError, ValueError, TypeError, OverflowError)
 # where a merged record's dependants point: table -> (table, column) naming an account / person
@@ -208,7 +209,7 @@ def _mirror(
     pending: list[Record | Tombstone] = []
     covered: Cursor | None = None
     for item in connector.pull(stream, cursor):
-        if isinstance(item, Record | Tombstone):
+        if isinstance(item, _ROW_ITEMS):
             pending.append(item)
         elif isinstance(item, Checkpoint):
             covered = item.cursor if move_cursor else None
@@ -342,17 +343,15 @@ class _StreamRows:
         with self._store.session() as session:
             self._store.commit_lazily(session)
             held = _held_versions(self._store, session, self._table, items)
-            records: list[Record] = []
-            for item in items:
-                if isinstance(item, Record):
-                    records.append(item)
-                    continue
-                self._write(session, records, held)
-                records = []
-                _bury(session, self._table, item, self._now)
+            start = 0
+            for at in [at for at, item in enumerate(items) if isinstance(item, Tombstone)]:
+                self._write(session, cast("Sequence[Record]", items[start:at]), held)
+                tombstone = cast(Tombstone, items[at])
+                _bury(session, self._table, tombstone, self._now)
                 self._pulled.tombstones += 1
-                self._pulled.events.append(_tombstone_event(item))
-            self._write(session, records, held)
+                self._pulled.events.append(_tombstone_event(tombstone))
+                start = at + 1
+            self._write(session, cast("Sequence[Record]", items[start:]), held)
             if cursor is not None:
                 stream = self._pulled.stream
                 _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
@@ -391,9 +390,15 @@ class _StreamRows:
             groups.setdefault(tuple(record.values), []).append(record)
         for keys, group in groups.items():
             shape = self._shapes.get(keys) or self._shape(keys)
-            rows = shape.rows(group, self._synced, self._pulled.skip)
+            rows = shape.rows(group, self._pulled.skip)
             written = self._store.write_rows(
-                session, self._table, shape.columns, rows, update=shape.update, new=self._new
+                session,
+                self._table,
+                shape.columns,
+                rows,
+                fixed=shape.fixed_values(self._synced),
+                update=shape.update,
+                new=self._new,
             )
             self._new = self._new and written.all_new
             self._pulled.stored += written.stored
@@ -423,18 +428,20 @@ class _Shape:
     """How records carrying one set of fields become rows of one table, worked out once.
 
     A row is the record's own columns, ``crm_owned`` (on tables that keep our fields as the CRM
-    holds them), the id, both stamps, what the mirror sets, then the defaults a new row gets
+    holds them), the id and its modification stamp; what is the same in every row goes apart
+    (``fixed``): when it was synced, what the mirror sets, then the defaults a new row gets
     (``update`` leaves those out, so a conflict keeps what the row holds).
     """
 
     columns: tuple[str, ...]
+    fixed: tuple[str, ...]
     update: tuple[str, ...]
     picked: tuple[str, ...]  # the record's fields stored in columns of their own
     adapters: tuple[Adapter | None, ...]  # one per picked field
     owned: tuple[str, ...] | None  # fields kept in crm_owned; None where the table has none
     owned_text: Adapter
     stamp: Adapter
-    tail: tuple[Any, ...]  # what the mirror sets, then the defaults of new rows
+    tail: tuple[Any, ...]  # the fixed values after ``synced_at``
     required: tuple[tuple[str, int | None], ...]  # (column, picked position or None)
     vocabularies: tuple[tuple[str, int, tuple[str, ...]], ...]  # (column, position, allowed)
     id_at: int
@@ -449,14 +456,15 @@ class _Shape:
             if k in table.c and k not in _OWN_COLUMNS and k not in (owned or ())
         )
         sets = [name for name in _MIRROR_SETS if name in table.c]
-        head = (*picked, *(["crm_owned"] if owned else []), "id", "crm_modified_at", "synced_at")
-        update = (*head, *sets)
+        columns = (*picked, *(["crm_owned"] if owned else []), "id", "crm_modified_at")
+        update = (*columns, "synced_at", *sets)
         defaults = _new_row_defaults(table, update)
-        columns = (*update, *defaults)
-        adapters = adapters_of(dialect, table, columns)
+        fixed = (*update[len(columns) :], *defaults)
+        adapters = adapters_of(dialect, table, (*columns, *fixed))
         tail = [_MIRROR_SETS[name] for name in sets] + list(defaults.values())
         return cls(
             columns=columns,
+            fixed=fixed,
             update=update,
             picked=picked,
             adapters=adapters[: len(picked)],
@@ -465,7 +473,7 @@ class _Shape:
             stamp=adapters[columns.index("crm_modified_at")] or _as_is,
             tail=tuple(
                 v if v is None or a is None else a(v)
-                for v, a in zip(tail, adapters[len(head) :], strict=True)
+                for v, a in zip(tail, adapters[len(columns) + 1 :], strict=True)
             ),
             required=_required(table, picked),
             vocabularies=tuple(
@@ -476,8 +484,12 @@ class _Shape:
             id_at=columns.index("id"),
         )
 
+    def fixed_values(self, synced: Any) -> dict[str, Any]:
+        """The values of the ``fixed`` columns, ``synced`` (made ready) the stamp of the sync."""
+        return dict(zip(self.fixed, (synced, *self.tail), strict=True))
+
     def rows(
-        self, records: Sequence[Record], synced: Any, skip: Callable[[str, str], None]
+        self, records: Sequence[Record], skip: Callable[[str, str], None]
     ) -> list[tuple[Any, ...]]:
         """The records as rows of plain values ready for the database, built a column at a
         time; a record that cannot be stored is skipped with its reason."""
@@ -492,7 +504,7 @@ class _Shape:
             columns.append(_adapted(values, self._owned, "crm_owned", bad))
         stamps = _adapted([r.modified_at for r in records], self.stamp, "modified", bad)
         ids = [record.id for record in records]
-        rows = list(zip(*columns, ids, stamps, repeat(synced), *map(repeat, self.tail)))
+        rows = list(zip(*columns, ids, stamps, strict=True))
         if not bad:
             return rows
         for at, reason in bad.items():
@@ -528,7 +540,7 @@ def _adapted(raw: list[Any], adapt: Adapter | None, name: str, bad: dict[int, st
     if adapt is None:
         return raw
     try:
-        return [None if value is None else adapt(value) for value in raw]
+        return adapt_column(adapt, raw)
     except _BAD_VALUES:
         pass
     adapted: list[Any] = []

@@ -7,24 +7,25 @@ takes the caller's session, so rows, cursor and log land in one transaction (rul
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, lru_cache, partial
 from itertools import islice
 from types import TracebackType
 from typing import Any
 from uuid import uuid4
 
+import polars as pl
 import psycopg
 from psycopg import sql
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     Column,
     Date,
     Engine,
@@ -32,7 +33,6 @@ from sqlalchemy import (
     Float,
     Insert,
     Integer,
-    String,
     Table,
     bindparam,
     create_engine,
@@ -49,6 +49,7 @@ from sqlalchemy.orm.util import identity_key
 from sqlalchemy.schema import DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
+from sync.frames import polars_type
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
 from sync.state import (
     AppendOnlyError,
@@ -63,7 +64,15 @@ from sync.state import (
     UTCDateTime,
 )
 
-__all__ = ["Adapter", "Store", "Written", "adapters_of", "canonical_value", "plain_value"]
+__all__ = [
+    "Adapter",
+    "Store",
+    "Written",
+    "adapt_column",
+    "adapters_of",
+    "canonical_value",
+    "plain_value",
+]
 
 Rows = Iterable[Mapping[str, Any]]
 StatementFor = Callable[[tuple[str, ...]], Executable]
@@ -71,22 +80,27 @@ StatementFor = Callable[[tuple[str, ...]], Executable]
 _BATCH_SIZE = 5_000
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
-# busy_timeout first, so the pragmas after it wait out another connection's lock; a 64 MiB page
-# cache (SQLite's default is 2 MiB) keeps a large mirror's key index in memory while it loads;
-# the write-ahead log is checkpointed every 16,384 pages (64 MiB; SQLite's default is 1,000), so
-# a bulk load copies each page into the database once rather than after every transaction (WAL
-# with synchronous=NORMAL stays consistent through a crash or power loss whatever the interval);
-# two sorter threads build a loaded table's indexes (CREATE INDEX sorts) on two cores
+# busy_timeout first, so the pragmas after it wait out another connection's lock; a new database
+# gets 16 KiB pages (SQLite's default is 4 KiB: a bulk load splits and writes a quarter as many
+# pages; an existing database keeps its own); a 64 MiB page cache (SQLite's default is 2 MiB)
+# keeps a large mirror's key index in memory while it loads; two sorter threads build a loaded
+# table's indexes (CREATE INDEX sorts) on two cores
 _SQLITE_PRAGMAS = (
     "busy_timeout=30000",
+    "page_size=16384",
     "foreign_keys=ON",
     "synchronous=NORMAL",
     "cache_size=-65536",
-    "wal_autocheckpoint=16384",
     "threads=2",
 )
+# the write-ahead log is checkpointed every 64 MiB (SQLite's default is 1,000 pages), so a bulk
+# load copies each page into the database once rather than after every transaction (WAL with
+# synchronous=NORMAL stays consistent through a crash or power loss whatever the interval)
+_WAL_CHECKPOINT_BYTES = 64 * 2**20
 _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp` as polars formats it
+_CSV_STAMP = "%Y-%m-%d %H:%M:%S%.6fZ"  # a UTC datetime as `_copy` writes it (cheaper than %z)
 
 Adapter = Callable[[Any], Any]
 # what a database refuses in one row (a value out of range, a constraint); anything else, such as
@@ -242,37 +256,45 @@ class Store:
         columns: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
         *,
+        fixed: Mapping[str, Any] | None = None,
         update: Sequence[str] | None = None,
         new: bool = False,
     ) -> Written:
         """Store plain tuples (values in `columns` order, made ready by `adapters`) in the
         caller's transaction: inserted, or updated in place by primary key.
 
-        On conflict only the `update` columns change (default: every column given), so a column
-        filled only for new rows (a default) is not overwritten. With `new` the rows are
-        expected to be absent and go in by COPY on PostgreSQL; a key already held sends them
-        the upsert way instead. SQLite inserts and upserts with one prepared statement
-        (executemany); PostgreSQL upserts them all with one statement over a typed array per
-        column (``unnest``: one round trip, not one per row; a key given twice keeps its last
-        row). Rows the database refuses are left out, each with its reason; the rest land.
+        `fixed` gives columns whose value (made ready alike) is the same in every row: sent once,
+        not once a row (SQLite: a literal in the statement). On conflict only the `update`
+        columns change (default: every column given), so a column filled only for new rows (a
+        default) is not overwritten. With `new` the rows are expected to be absent and go in by
+        COPY on PostgreSQL; a key already held sends them the upsert way instead. SQLite inserts
+        and upserts with one prepared statement (executemany); PostgreSQL upserts them all with
+        one statement over a typed array per column (``unnest``: one round trip, not one per
+        row; a key given twice keeps its last row). Rows the database refuses are left out, each
+        with its reason; the rest land.
         """
-        connection = _driver_connection(session)
         written = Written()
+        if not rows:
+            return written
+        connection = _driver_connection(session)
+        given, constant = tuple(columns), tuple((fixed or {}).items())
         if new and self.dialect == "postgresql":
             try:
                 with _savepoint(connection, self.dialect):
-                    _copy(connection, table, tuple(columns), rows)
+                    _copy(connection, table, given, rows, constant)
                 written.stored = len(rows)
                 return written
-            except (*_ROW_ERRORS, TypeError, ValueError):
+            except (*_ROW_ERRORS, TypeError, ValueError, pl.exceptions.PolarsError):
                 written.all_new = False
-        keep = tuple(columns) if update is None else tuple(update)
+        keep = (*given, *(name for name, _ in constant)) if update is None else tuple(update)
         if self.dialect == "postgresql":
-            statement = _unnest_upsert_sql(table, tuple(columns), keep)
-            rows = _last_per_key(table, tuple(columns), rows)
-            _write_carefully(connection, self.dialect, statement, rows, written, _as_arrays)
+            statement = _unnest_upsert_sql(table, given, tuple(n for n, _ in constant), keep)
+            rows = _last_per_key(table, given, rows)
+            execute = partial(_as_arrays, fixed=[value for _, value in constant])
+            _write_carefully(connection, self.dialect, statement, rows, written, execute)
         else:
-            statement = _upsert_sql(self.dialect, table, tuple(columns), keep)
+            literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
+            statement = _upsert_sql(self.dialect, table, given, keep, literals)
             _write_carefully(connection, self.dialect, statement, rows, written)
         return written
 
@@ -539,6 +561,17 @@ def _adapter(dialect: str, column: Column[Any]) -> Adapter | None:
     return None
 
 
+def adapt_column(adapt: Adapter | None, values: list[Any]) -> list[Any]:
+    """``adapt`` applied to a column of values (None stays None), the whole column at once
+    where that is faster; raises as ``adapt`` does for any value it refuses."""
+    if adapt is None:
+        return values
+    column_wise = _COLUMN_ADAPTERS.get(adapt)
+    if column_wise is not None:
+        return column_wise(values)
+    return [None if value is None else adapt(value) for value in values]
+
+
 def _aware(value: datetime) -> datetime:
     """`value` itself, refused if it is naive (PostgreSQL would read it as local time)."""
     if value.tzinfo is None or value.utcoffset() is None:
@@ -552,6 +585,31 @@ def _sqlite_stamp(value: datetime) -> str:
     if value.tzinfo is not UTC:
         value = _aware(value).astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]  # less "+00:00"
+
+
+def _aware_column(values: list[Any]) -> list[Any]:
+    """`_aware` of a column (None stays None); UTC, the connectors' own, is taken at a glance."""
+    return [v if v is None or v.tzinfo is UTC else _aware(v) for v in values]
+
+
+def _sqlite_stamps(values: list[Any]) -> list[Any]:
+    """`_sqlite_stamp` of a column (None stays None), formatted together by polars: an order
+    of magnitude cheaper a value than Python's own formatting, and the same text."""
+    texts = _epoch_micros(values).cast(pl.Datetime("us")).dt.strftime(_SQLITE_STAMP)
+    return texts.to_list()
+
+
+def _epoch_micros(values: Sequence[Any]) -> pl.Series:
+    """Aware datetimes as exact microseconds since 1970 (None stays null). A float timestamp
+    rounds the microseconds off a far date, so it gives the whole seconds alone."""
+    try:
+        stamps = [v if v is None or v.tzinfo is UTC else _aware(v) for v in values]
+        seconds = [None if v is None else v.timestamp() for v in stamps]
+        micros = pl.Series([None if v is None else v.microsecond for v in stamps], dtype=pl.Int64)
+    except AttributeError as error:  # not a datetime at all
+        raise TypeError(f"expected a datetime: {error}") from None
+    whole = (pl.Series(seconds, dtype=pl.Float64) - micros / 1e6).round().cast(pl.Int64)
+    return whole * 1_000_000 + micros
 
 
 def _int4(value: int) -> int:
@@ -572,40 +630,51 @@ def _int8(value: int) -> int:
     return value
 
 
-# PostgreSQL's binary COPY types of our column types (json's binary form is its text)
-_COPY_TYPES: tuple[tuple[type[Any], str], ...] = (
-    (UTCDateTime, "timestamptz"),
-    (JSON, "text"),
-    (Date, "date"),
-    (BigInteger, "int8"),
-    (Integer, "int4"),
-    (Float, "float8"),
-    (Boolean, "bool"),
-    (String, "text"),
-)
-
-
-def _copy_type(column: Column[Any]) -> str | None:
-    """The binary COPY type of `column`, or None if it has none here (text COPY then)."""
-    return next((name for kind, name in _COPY_TYPES if isinstance(column.type, kind)), None)
+# adapters with a faster way through a whole column (`adapt_column`)
+_COLUMN_ADAPTERS: dict[Adapter, Callable[[list[Any]], list[Any]]] = {
+    _sqlite_stamp: _sqlite_stamps,
+    _aware: _aware_column,
+}
 
 
 def _copy(
-    connection: Any, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    connection: Any,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    fixed: tuple[tuple[str, Any], ...] = (),
 ) -> None:
-    """COPY `rows` into `table`: binary when every column's type is known, text otherwise."""
-    types = [_copy_type(table.c[name]) for name in columns]
-    binary = None not in types
-    statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
-        sql.Identifier(table.name),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(" (FORMAT BINARY)" if binary else ""),
+    """COPY `rows` into `table` as CSV that polars writes a column at a time (the rows' values
+    turned into text in Rust, not a value at a time in Python); `fixed` columns alike."""
+    names = (*columns, *(name for name, _ in fixed))
+    frame = pl.DataFrame(
+        [
+            _copy_series(table.c[name], values)
+            for name, values in zip(columns, zip(*rows, strict=True), strict=True)
+        ]
+    )
+    if fixed:
+        frame = frame.with_columns(
+            pl.lit(value, _copy_type(table.c[name])).alias(name) for name, value in fixed
+        )
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
     )
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        if binary:
-            copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
+        copy.write(frame.select(names).write_csv(include_header=False, datetime_format=_CSV_STAMP))
+
+
+def _copy_series(column: Column[Any], values: Sequence[Any]) -> pl.Series:
+    """A column's values as a typed polars series, as `_copy` writes them."""
+    kind = _copy_type(column)
+    if kind == pl.Datetime("us", "UTC"):
+        return _epoch_micros(values).cast(kind).alias(column.name)
+    return pl.Series(column.name, values, dtype=kind, strict=True)
+
+
+def _copy_type(column: Column[Any]) -> pl.DataType | type[pl.DataType]:
+    """The polars type `_copy` gives `column`'s values (JSON goes as its text)."""
+    return pl.String if isinstance(column.type, JSON) else polars_type(column.type)
 
 
 @cache
@@ -618,50 +687,73 @@ def _cursor_upsert(dialect: str) -> Insert:
     return statement.on_conflict_do_update(index_elements=key, set_=changing)
 
 
-@cache
+@lru_cache(maxsize=256)
 def _upsert_sql(
-    dialect: str, table: Table, columns: tuple[str, ...], update: tuple[str, ...]
+    dialect: str,
+    table: Table,
+    columns: tuple[str, ...],
+    update: tuple[str, ...],
+    literals: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns, with positional
-    parameters in `columns` order."""
-    key = [column.name for column in table.primary_key]
+    parameters in `columns` order and then `literals` (column, SQL literal) as they are."""
     marker = "?" if dialect == "sqlite" else "%s"
-    names = ", ".join(_quoted(dialect, name) for name in columns)
-    changing = [_quoted(dialect, name) for name in update if name not in key]
-    conflict = f"ON CONFLICT ({', '.join(_quoted(dialect, name) for name in key)}) DO "
-    if changing:
-        conflict += "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
-    else:
-        conflict += "NOTHING"
-    values = ", ".join([marker] * len(columns))
-    return f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values}) {conflict}"
-
-
-@cache
-def _unnest_upsert_sql(table: Table, columns: tuple[str, ...], update: tuple[str, ...]) -> str:
-    """PostgreSQL's INSERT ... SELECT FROM unnest(one typed array per column) ... ON CONFLICT
-    (primary key) DO UPDATE SET the `update` columns; its parameters are `_as_arrays` of rows."""
-    dialect = postgresql.dialect()
-    key = [column.name for column in table.primary_key]
-    names = [_quoted("postgresql", name) for name in columns]
-    kinds = [table.c[name].type.compile(dialect=dialect) for name in columns]
-    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
-    changing = [_quoted("postgresql", name) for name in update if name not in key]
-    conflict = f"ON CONFLICT ({', '.join(_quoted('postgresql', name) for name in key)}) DO "
-    if changing:
-        conflict += "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
-    else:
-        conflict += "NOTHING"
+    names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
+    values = ", ".join([marker] * len(columns) + [literal for _, literal in literals])
     return (
-        f"INSERT INTO {_quoted('postgresql', table.name)} ({', '.join(names)})"
-        f" SELECT {', '.join(names)} FROM unnest({arrays}) AS given ({', '.join(names)})"
-        f" {conflict}"
+        f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values})"
+        f" {_on_conflict(dialect, table, update)}"
     )
 
 
-def _as_arrays(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Execute `statement` (`_unnest_upsert_sql`) once for all `rows`: a list per column."""
-    cursor.execute(statement, [list(values) for values in zip(*rows, strict=True)])
+@lru_cache(maxsize=256)
+def _unnest_upsert_sql(
+    table: Table, columns: tuple[str, ...], fixed: tuple[str, ...], update: tuple[str, ...]
+) -> str:
+    """PostgreSQL's INSERT ... SELECT FROM unnest(one typed array per column), with a typed
+    parameter per `fixed` column, ... ON CONFLICT (primary key) DO UPDATE SET the `update`
+    columns; its parameters are the fixed values, then `_as_arrays` of rows."""
+    dialect = postgresql.dialect()
+    names = [_quoted("postgresql", name) for name in columns]
+    kinds = [table.c[name].type.compile(dialect=dialect) for name in (*columns, *fixed)]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds[: len(columns)])
+    scalars = [f"%s::{kind}" for kind in kinds[len(columns) :]]
+    every = ", ".join([*names, *(_quoted("postgresql", name) for name in fixed)])
+    return (
+        f"INSERT INTO {_quoted('postgresql', table.name)} ({every})"
+        f" SELECT {', '.join([*names, *scalars])}"
+        f" FROM unnest({arrays}) AS given ({', '.join(names)})"
+        f" {_on_conflict('postgresql', table, update)}"
+    )
+
+
+def _on_conflict(dialect: str, table: Table, update: tuple[str, ...]) -> str:
+    """ON CONFLICT (primary key) DO UPDATE SET the `update` columns (NOTHING if none)."""
+    key = [column.name for column in table.primary_key]
+    changing = [_quoted(dialect, name) for name in update if name not in key]
+    conflict = f"ON CONFLICT ({', '.join(_quoted(dialect, name) for name in key)}) DO "
+    if not changing:
+        return conflict + "NOTHING"
+    return conflict + "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
+
+
+def _sqlite_literal(value: Any) -> str:
+    """`value` (None, a bool, a number or text made ready by `adapters`) as a SQLite literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(int(value) if isinstance(value, bool) else value)
+    if isinstance(value, str) and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"{value!r} cannot be written as a SQLite literal")
+
+
+def _as_arrays(
+    cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]], fixed: Sequence[Any] = ()
+) -> None:
+    """Execute `statement` (`_unnest_upsert_sql`) once for all `rows`: the `fixed` values,
+    then a list per column."""
+    cursor.execute(statement, [*fixed, *(list(values) for values in zip(*rows, strict=True))])
 
 
 def _one_by_one(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -802,6 +894,8 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
         _enter_wal(cursor)
+        [page_size] = cursor.execute("PRAGMA page_size").fetchone()
+        cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_BYTES // page_size}")
     finally:
         cursor.close()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,87 @@ def test_a_first_load_stores_exactly_what_upserts_store(
     for table in _TABLES:
         assert _raw_rows(store, table) == _raw_rows(seeded, table), table
         assert len(_raw_rows(store, table)) > 0
+
+
+# values that text formats (PostgreSQL's CSV COPY, SQLite's stamps) could get wrong
+_AWKWARD_TEXTS = (
+    "",
+    'a "quoted" word, and a comma',
+    "two\nlines\r\nand a carriage return\r",
+    "back\\slash \\N and \\.",
+    "\\N",
+    "tab\tand ünïcödé 🙂",
+    " spaces around ",
+    "NULL",
+)
+_AWKWARD_STAMPS = (
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    datetime(2038, 1, 19, 3, 14, 8, 999_999, tzinfo=UTC),
+    datetime(2262, 4, 11, 23, 47, 16, 854_776, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(2026, 11, 1, 14, 30, 0, 7, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    T0 + timedelta(microseconds=123_457),
+)
+_AWKWARD_FLOATS = (0.1 + 0.2, 1e300, 5e-324, -0.5, 2.0**53 + 2, 1_250_000.5, 1 / 3, 0.0)
+
+
+def _awkward(prefix: str = "") -> dict[str, list[Item]]:
+    """Accounts and tasks whose values are awkward to write as text, with a checkpoint each."""
+    accounts = [
+        _account(
+            f"{prefix}001{n:03d}",
+            _AWKWARD_STAMPS[n],
+            name=_AWKWARD_TEXTS[n] or "-",
+            website=_AWKWARD_TEXTS[-1 - n],
+            revenue=_AWKWARD_FLOATS[n],
+            employees=(2**31 - 1, -(2**31), 0)[n % 3],
+            created_at=_AWKWARD_STAMPS[-1 - n],
+        )
+        for n in range(len(_AWKWARD_STAMPS))
+    ]
+    tasks = [
+        Record(
+            "Task",
+            f"{prefix}00T{n:03d}",
+            _AWKWARD_STAMPS[-1 - n],
+            {
+                "type": "call",
+                "occurred_at": _AWKWARD_STAMPS[n],
+                "subject": _AWKWARD_TEXTS[n],
+                "rep_touch": n % 2 == 0,
+            },
+        )
+        for n in range(len(_AWKWARD_STAMPS))
+    ]
+    return {"Account": _paged("Account", accounts), "Task": _paged("Task", tasks)}
+
+
+def test_awkward_values_store_alike_on_a_first_load_and_an_upsert_and_read_back_as_given(
+    store: Store, second_store: Store
+) -> None:
+    loaded = _mirror_all(store, _awkward())
+    _mirror_all(second_store, _awkward(prefix="SEED"))
+    upserted = _mirror_all(second_store, _awkward())
+    assert all(p.first_load for p in loaded) and not any(p.first_load for p in upserted)
+    for table in ("account", "activity"):
+        assert _raw_rows(store, table) == _raw_rows(second_store, table), table
+    with store.session() as session:
+        accounts = {a.id: a for a in session.exec(select(Account))}
+        tasks = {t.id: t for t in session.exec(select(Activity))}
+        # the stamps compare in SQL with values the ORM binds (as text on SQLite)
+        later = [
+            len(session.exec(select(Activity.id).where(col(Activity.occurred_at) >= s)).all())
+            for s in _AWKWARD_STAMPS
+        ]
+    for n, stamp in enumerate(_AWKWARD_STAMPS):
+        account, task = accounts[f"001{n:03d}"], tasks[f"00T{n:03d}"]
+        assert (account.name, account.website) == (_AWKWARD_TEXTS[n] or "-", _AWKWARD_TEXTS[-1 - n])
+        assert account.revenue == _AWKWARD_FLOATS[n] and account.crm_modified_at == stamp
+        assert account.created_at == _AWKWARD_STAMPS[-1 - n]
+        assert (task.occurred_at, task.subject) == (stamp, _AWKWARD_TEXTS[n])
+        assert later[n] == sum(other >= stamp for other in _AWKWARD_STAMPS)
 
 
 def test_rows_stored_in_bulk_read_back_as_the_orm_wrote_them(store: Store) -> None:
