@@ -80,23 +80,20 @@ StatementFor = Callable[[tuple[str, ...]], Executable]
 _BATCH_SIZE = 5_000
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
-# busy_timeout first, so the pragmas after it wait out another connection's lock; a new database
-# gets 16 KiB pages (SQLite's default is 4 KiB: a bulk load splits and writes a quarter as many
-# pages; an existing database keeps its own); a 64 MiB page cache (SQLite's default is 2 MiB)
-# keeps a large mirror's key index in memory while it loads; two sorter threads build a loaded
-# table's indexes (CREATE INDEX sorts) on two cores
+# busy_timeout first, so the pragmas after it wait out another connection's lock; a 64 MiB page
+# cache (SQLite's default is 2 MiB) keeps a large mirror's key index in memory while it loads;
+# the write-ahead log is checkpointed every 16,384 pages (64 MiB; SQLite's default is 1,000), so
+# a bulk load copies each page into the database once rather than after every transaction (WAL
+# with synchronous=NORMAL stays consistent through a crash or power loss whatever the interval);
+# two sorter threads build a loaded table's indexes (CREATE INDEX sorts) on two cores
 _SQLITE_PRAGMAS = (
     "busy_timeout=30000",
-    "page_size=16384",
     "foreign_keys=ON",
     "synchronous=NORMAL",
     "cache_size=-65536",
+    "wal_autocheckpoint=16384",
     "threads=2",
 )
-# the write-ahead log is checkpointed every 64 MiB (SQLite's default is 1,000 pages), so a bulk
-# load copies each page into the database once rather than after every transaction (WAL with
-# synchronous=NORMAL stays consistent through a crash or power loss whatever the interval)
-_WAL_CHECKPOINT_BYTES = 64 * 2**20
 _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp` as polars formats it
@@ -894,8 +891,6 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
         _enter_wal(cursor)
-        [page_size] = cursor.execute("PRAGMA page_size").fetchone()
-        cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_BYTES // page_size}")
     finally:
         cursor.close()
 
