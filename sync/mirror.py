@@ -2,19 +2,20 @@
 
 Rows and cursor land in one transaction (rule 6): a pull's checkpoints are gathered until the
 transaction holds `COMMIT_EVERY` items, then everything before the latest one commits with its
-cursor, so a run stopped anywhere resumes at the last checkpoint committed. A cursor that moved
-past no item (a stream with nothing new) commits with the stage's next transaction instead of one
-of its own (`_MovedCursors`): lost with a stopped run, it only makes the next read that empty
-stretch again. Tombstones are
-applied in the order they came with the rows: a deleted or archived record is marked deleted; a
-merged one also names its survivor, and a merged account's people, activities and opportunities
-move to the survivor (score history stays append-only: replay follows `merged_into`). A record
-re-read inside the connector's overlap window is skipped when the mirror already holds that
-version, so an activity is counted once. A record that cannot be stored (a required value
-missing, a value outside a closed vocabulary or beyond its column, one the database refuses) is
-skipped with its reason; the rest of the page lands. Every account, person and opportunity row
-it inserts, updates, buries or repoints in a merge is flagged ``link_pending`` for the link
-stage (`sync.linking`); the link and score stages' own columns (``link_basis``,
+cursor, so a run stopped anywhere resumes at the last checkpoint committed. What a stream's pull
+leaves at its end (its last rows with their cursor, or a cursor that moved past no item) goes on
+into the stage's next transaction with the next streams' rows rather than one of its own
+(`_Transaction`): a transaction a stream would cost an incremental cycle more than its rows, and
+lost with a stopped run, they are only read again. A stream's pull is yielded once its rows are
+committed. Tombstones are applied in the order they came with the rows: a deleted or archived record
+is marked deleted; a merged one also names its survivor, and a merged account's people, activities
+and opportunities move to the survivor (score history stays append-only: replay follows
+`merged_into`). A record re-read inside the connector's overlap window is skipped when the mirror
+already holds that version, so an activity is counted once. A record that cannot be stored (a
+required value missing, a value outside a closed vocabulary or beyond its column, one the database
+refuses) is skipped with its reason; the rest of the page lands. Every account, person and
+opportunity row it inserts, updates, buries or repoints in a merge is flagged ``link_pending`` for
+the link stage (`sync.linking`); the link and score stages' own columns (``link_basis``,
 ``activity.scored_seq``) it never writes.
 
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
@@ -156,14 +157,18 @@ def mirror_streams(
     for stream in () if isinstance(full, bool) else full:
         saved.pop(stream, None)
     loads = _FirstLoads(store, [_table_of(connector, name) for name in names])
-    moved = _MovedCursors(store, connector.crm, now)
+    transaction = _Transaction(store, connector.crm, now)
+    pulled: list[StreamPull] = []  # in order; yielded once their rows are committed
     try:
         for stream in names:
             cursor = saved.get(stream, FULL_LOAD)
-            yield _mirror(
-                store, connector, stream, cursor, now, loads, moved, move_cursor=move_cursor
+            pulled.append(
+                _mirror(store, connector, stream, cursor, now, loads, transaction, move_cursor)
             )
-        moved.save()
+            while pulled and not transaction.holds_rows_of(pulled[0].stream):
+                yield pulled.pop(0)
+        transaction.commit()
+        yield from pulled
     finally:
         loads.finish()
 
@@ -196,16 +201,15 @@ def _mirror(
     cursor: Cursor,
     now: datetime,
     loads: _FirstLoads,
-    moved: _MovedCursors,
-    *,
+    transaction: _Transaction,
     move_cursor: bool,
 ) -> StreamPull:
-    """One stream's pull from ``cursor``, committed a batch of checkpoints at a time; a last
-    checkpoint with no item since the last commit waits for the next one (`_MovedCursors`)."""
+    """One stream's pull from ``cursor`` into the stage's transactions, committed when one holds
+    `COMMIT_EVERY` items at a checkpoint; what is left at its end waits for the next one."""
     table = _table_of(connector, stream)
     pulled = StreamPull(stream)
     pulled.first_load = loads.first(table) or _resuming(cursor)
-    rows = _StreamRows(store, connector.crm, table, now, pulled, moved, new=pulled.first_load)
+    rows = _StreamRows(store, table, now, pulled, new=pulled.first_load)
     pending: list[Record | Tombstone] = []
     covered: Cursor | None = None
     for item in connector.pull(stream, cursor):
@@ -213,16 +217,14 @@ def _mirror(
             pending.append(item)
         elif isinstance(item, Checkpoint):
             covered = item.cursor if move_cursor else None
-            if len(pending) >= COMMIT_EVERY:
-                rows.commit(pending, covered)
+            if transaction.size + len(pending) >= COMMIT_EVERY:
+                transaction.add(rows, pending, covered)
+                transaction.commit()
                 pending, covered = [], None
         elif isinstance(item, Summary):
             pulled.summary = item
-    if pending:
-        # a pull ends with a checkpoint; rows after it (if any) are stored and read again later
-        rows.commit(pending, covered)
-    elif covered is not None:
-        moved.add(stream, covered)
+    # a pull ends with a checkpoint; rows after it (if any) are stored and read again later
+    transaction.add(rows, pending, covered)
     return pulled
 
 
@@ -281,53 +283,53 @@ class _FirstLoads:
         self._loading = {}
 
 
-class _MovedCursors:
-    """Cursors that moved past no item (a stream with nothing new since its cursor), saved with
-    the next transaction of the stage or, at its end, in one of their own: a transaction each
-    would cost more than the stream's whole pull. Nothing rides on them: a run stopped before
-    they commit reads the same empty stretch again."""
+class _Transaction:
+    """The stage's next transaction: parts of one or more streams' pulls, each a run of items
+    and the cursor that covers them (None: no cursor moves with them), committed together."""
 
     def __init__(self, store: Store, crm: str, now: datetime) -> None:
         self._store = store
         self._crm = crm
         self._now = now
-        self._waiting: dict[str, Cursor] = {}
+        self._parts: list[tuple[_StreamRows, list[Record | Tombstone]]] = []
+        self._cursors: dict[str, Cursor] = {}
+        self.size = 0  # items held
 
-    def add(self, stream: str, cursor: Cursor) -> None:
-        """``stream``'s cursor, to be saved with the next transaction."""
-        self._waiting[stream] = cursor
+    def add(
+        self, rows: _StreamRows, items: list[Record | Tombstone], cursor: Cursor | None
+    ) -> None:
+        """``items`` of ``rows``' stream, and the cursor that covers them, to commit together."""
+        if items:
+            self._parts.append((rows, items))
+            self.size += len(items)
+        if cursor is not None:
+            self._cursors[rows.stream] = cursor
 
-    def save_in(self, session: Session) -> None:
-        """Save every cursor waiting in ``session``'s transaction."""
-        for stream, cursor in self._waiting.items():
-            _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
-        self._waiting = {}
+    def holds_rows_of(self, stream: str) -> bool:
+        """Whether items of ``stream`` wait for the commit."""
+        return any(rows.stream == stream for rows, _ in self._parts)
 
-    def save(self) -> None:
-        """Save every cursor still waiting, in one transaction."""
-        if self._waiting:
-            with self._store.session() as session:
-                self._store.commit_lazily(session)
-                self.save_in(session)
+    def commit(self) -> None:
+        """Store every part in order and save every cursor, in one transaction."""
+        parts, cursors = self._parts, self._cursors
+        self._parts, self._cursors, self.size = [], {}, 0
+        if not parts and not cursors:
+            return
+        with self._store.session() as session:
+            self._store.commit_lazily(session)
+            for rows, items in parts:
+                rows.store(session, items)
+            fields = {stream: _cursor_fields(cursor) for stream, cursor in cursors.items()}
+            self._store.set_cursors(session, self._crm, fields, self._now)
 
 
 class _StreamRows:
-    """One stream's records stored as rows of its table, a transaction at a time."""
+    """One stream's records stored as rows of its table, in the caller's transaction."""
 
     def __init__(
-        self,
-        store: Store,
-        crm: str,
-        table: Table,
-        now: datetime,
-        pulled: StreamPull,
-        moved: _MovedCursors,
-        *,
-        new: bool,
+        self, store: Store, table: Table, now: datetime, pulled: StreamPull, *, new: bool
     ) -> None:
         self._store = store
-        self._moved = moved
-        self._crm = crm
         self._table = table
         self._now = now
         self._pulled = pulled
@@ -337,46 +339,43 @@ class _StreamRows:
         self._synced = now if stamp is None else stamp(now)
         [self._adapt_stamp] = store.adapters(table, ["crm_modified_at"])
 
-    def commit(self, items: Sequence[Record | Tombstone], cursor: Cursor | None) -> None:
-        """One transaction: the items' rows and tombstones in order, and (unless None) the
-        cursor that covers them."""
-        with self._store.session() as session:
-            self._store.commit_lazily(session)
-            held = _held_versions(self._store, session, self._table, items)
-            start = 0
-            for at in [at for at, item in enumerate(items) if isinstance(item, Tombstone)]:
-                self._write(session, cast("Sequence[Record]", items[start:at]), held)
-                tombstone = cast(Tombstone, items[at])
-                _bury(session, self._table, tombstone, self._now)
-                self._pulled.tombstones += 1
-                self._pulled.events.append(_tombstone_event(tombstone))
-                start = at + 1
-            self._write(session, cast("Sequence[Record]", items[start:]), held)
-            if cursor is not None:
-                stream = self._pulled.stream
-                _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
-            self._moved.save_in(session)
+    @property
+    def stream(self) -> str:
+        """The stream whose records these are."""
+        return self._pulled.stream
 
-    def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> list[Record]:
+    def store(self, session: Session, items: Sequence[Record | Tombstone]) -> None:
+        """The items' rows and tombstones, in order."""
+        held = _held_versions(self._store, session, self._table, items)
+        start = 0
+        for at in [at for at, item in enumerate(items) if isinstance(item, Tombstone)]:
+            self._write(session, cast("Sequence[Record]", items[start:at]), held)
+            tombstone = cast(Tombstone, items[at])
+            _bury(session, self._table, tombstone, self._now)
+            self._pulled.tombstones += 1
+            self._pulled.events.append(_tombstone_event(tombstone))
+            start = at + 1
+        self._write(session, cast("Sequence[Record]", items[start:]), held)
+
+    def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> Sequence[Record]:
         """The records less re-reads of versions the mirror holds already (same id, modified
-        no later)."""
-        fresh = []
-        for record in records:
-            stamp = held.get(record.id) if record.reread else None
-            mine = None if stamp is None else self._stamp(record.modified_at)
-            if mine is not None and stamp >= mine:
-                self._pulled.reread_skipped += 1
-            else:
-                fresh.append(record)
-        return fresh
-
-    def _stamp(self, value: datetime) -> Any:
-        """A modification stamp as the database holds it (SQLite: text that sorts as time);
-        None for one it cannot hold, whose record goes on to be skipped with the reason."""
-        try:
-            return value if self._adapt_stamp is None else self._adapt_stamp(value)
-        except _BAD_VALUES:
-            return None
+        no later); their stamps are compared as the database holds them."""
+        reread = [
+            at
+            for at, record in enumerate(records)
+            if record.reread and held.get(record.id) is not None
+        ]
+        if not reread:
+            return records
+        # a stamp the database cannot hold becomes None: its record is stored (and skipped there)
+        mine = _adapted([records[at].modified_at for at in reread], self._adapt_stamp, "", {})
+        stale = {
+            at
+            for at, stamp in zip(reread, mine, strict=True)
+            if stamp is not None and held[records[at].id] >= stamp
+        }
+        self._pulled.reread_skipped += len(stale)
+        return [record for at, record in enumerate(records) if at not in stale]
 
     def _write(
         self, session: Session, records: Sequence[Record], held: Mapping[str, datetime]
@@ -585,21 +584,15 @@ def _held_versions(
     return store.held_values(session, table, "crm_modified_at", reread) if reread else {}
 
 
-def _save_cursor(
-    store: Store, session: Session, crm: str, stream: str, cursor: Cursor, now: datetime
-) -> None:
-    """The checkpoint's cursor, stored with the rows it covers."""
-    store.set_cursor(
-        session,
-        crm,
-        stream,
-        cursor.value,
-        cursor.ids,
-        now,
-        resume=cursor.resume,
-        read_at=cursor.read_at,
-        archive_read_at=cursor.archive_read_at,
-    )
+def _cursor_fields(cursor: Cursor) -> dict[str, Any]:
+    """A checkpoint's cursor as `Store.set_cursors` saves it."""
+    return {
+        "value": cursor.value,
+        "ids_at_value": cursor.ids,
+        "resume": cursor.resume,
+        "read_at": cursor.read_at,
+        "archive_read_at": cursor.archive_read_at,
+    }
 
 
 def _bury(session: Session, table: Table, tombstone: Tombstone, now: datetime) -> None:

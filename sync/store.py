@@ -378,22 +378,44 @@ class Store:
         archive_read_at: datetime | None = None,
     ) -> None:
         """Save a cursor in the caller's transaction, so it commits with the rows it covers (an
-        empty stream's cursor has no value yet): one upsert statement, no ORM object (the mirror
-        saves one per transaction); a copy of it loaded in ``session`` is expired."""
-        row = {
-            "connector": connector,
-            "object": object,
+        empty stream's cursor has no value yet): one upsert statement, no ORM object; a copy of
+        it loaded in ``session`` is expired."""
+        fields = {
             "value": value,
-            "ids_at_value": sorted(set(ids_at_value)),
+            "ids_at_value": ids_at_value,
             "resume": resume,
             "read_at": read_at,
             "archive_read_at": archive_read_at,
-            "updated_at": now,
         }
-        session.execute(_cursor_upsert(self.dialect), row)
-        held = session.identity_map.get(identity_key(SyncCursor, (connector, object)))
-        if held is not None:
-            session.expire(held)
+        self.set_cursors(session, connector, {object: fields}, now)
+
+    def set_cursors(
+        self,
+        session: Session,
+        connector: str,
+        cursors: Mapping[str, Mapping[str, Any]],
+        now: datetime,
+    ) -> None:
+        """`set_cursor` for several objects at once (the mirror saves every cursor a transaction
+        covers together): by object, its ``value``, ``ids_at_value``, ``resume``, ``read_at``
+        and ``archive_read_at``."""
+        if not cursors:
+            return
+        rows = [
+            {
+                **fields,
+                "connector": connector,
+                "object": object,
+                "ids_at_value": sorted(set(fields["ids_at_value"])),
+                "updated_at": now,
+            }
+            for object, fields in cursors.items()
+        ]
+        session.execute(_cursor_upsert(self.dialect), rows)
+        for object in cursors:
+            held = session.identity_map.get(identity_key(SyncCursor, (connector, object)))
+            if held is not None:
+                session.expire(held)
 
     def record_run_start(
         self,
@@ -564,7 +586,7 @@ def adapt_column(adapt: Adapter | None, values: list[Any]) -> list[Any]:
     if adapt is None:
         return values
     column_wise = _COLUMN_ADAPTERS.get(adapt)
-    if column_wise is not None:
+    if column_wise is not None and len(values) >= _COLUMN_AT_ONCE:
         return column_wise(values)
     return [None if value is None else adapt(value) for value in values]
 
@@ -627,7 +649,9 @@ def _int8(value: int) -> int:
     return value
 
 
-# adapters with a faster way through a whole column (`adapt_column`)
+# adapters with a faster way through a whole column (`adapt_column`), taken from this many
+# values on (below it, setting the way up costs more than it saves)
+_COLUMN_AT_ONCE = 256
 _COLUMN_ADAPTERS: dict[Adapter, Callable[[list[Any]], list[Any]]] = {
     _sqlite_stamp: _sqlite_stamps,
     _aware: _aware_column,

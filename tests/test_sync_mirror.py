@@ -444,14 +444,14 @@ def test_a_checkpoints_rows_and_cursor_commit_together_or_not_at_all(
         _account("001C", T0 + timedelta(hours=1)),
         Checkpoint("Account", second),
     ]
-    saving = store.set_cursor
+    saving = store.set_cursors
 
     def failing_on_the_second(*args: Any, **kwargs: Any) -> Any:
-        if args[3] == second.value:  # the cursor's value
+        if args[2]["Account"]["value"] == second.value:  # the cursor's value
             raise RuntimeError("the database went away")
         return saving(*args, **kwargs)
 
-    monkeypatch.setattr(store, "set_cursor", failing_on_the_second)
+    monkeypatch.setattr(store, "set_cursors", failing_on_the_second)
     with pytest.raises(RuntimeError):
         _mirror(store, "Account", *pull)
     with store.session() as session:
@@ -671,3 +671,45 @@ def test_a_cursor_waiting_for_the_next_transaction_is_lost_harmlessly_when_that_
         list(stage)
     with store.session() as session:
         assert session.get(SyncCursor, ("salesforce", "Contact")) is None  # read again next run
+
+
+def test_a_streams_last_rows_commit_with_the_next_streams_and_it_is_yielded_after(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits: list[int] = []
+    begin = store.session
+
+    def counted() -> Any:
+        commits.append(1)
+        return begin()
+
+    pulls = {name: _org()[name] for name in ("Account", "Lead", "Opportunity")}
+    stage = mirror_streams(store, Scripted(pulls), T0, streams=list(pulls))  # type: ignore[arg-type]
+    first = next(stage)  # Account: yielded once its rows are in, with the others'
+    monkeypatch.setattr(store, "session", counted)
+    with store.session() as session:
+        accounts = session.exec(select(Account.id)).all()
+        cursors = {c.object for c in session.exec(select(SyncCursor))}
+    rest = list(stage)
+    assert first.stream == "Account" and len(accounts) == first.stored == 9
+    assert cursors == set(pulls)  # every stream's rows and cursor in the one transaction
+    # after it: this test's own read and the indexes built, no commit of rows
+    assert [p.stream for p in rest] == ["Lead", "Opportunity"] and len(commits) == 1 + 1
+
+
+def test_a_streams_last_rows_are_read_again_when_the_next_streams_pull_fails(
+    store: Store,
+) -> None:
+    class Failing(Scripted):
+        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
+            if stream == "Lead":
+                raise RuntimeError("the CRM went away")
+            yield from super().pull(stream, cursor)
+
+    pulls = {name: _org()[name] for name in ("Account", "Lead")}
+    with pytest.raises(RuntimeError):
+        list(mirror_streams(store, Failing(pulls), T0, streams=list(pulls)))  # type: ignore[arg-type]
+    with store.session() as session:
+        assert session.get(SyncCursor, ("salesforce", "Account")) is None
+    again = {p.stream: p for p in _mirror_all(store, pulls)}
+    assert again["Account"].stored == 9 and again["Account"].first_load
