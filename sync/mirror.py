@@ -30,8 +30,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, update
@@ -168,8 +171,13 @@ def mirror_streams(
             while pulled and not transaction.holds_rows_of(pulled[0].stream):
                 yield pulled.pop(0)
         transaction.commit()
+        transaction.settle()
         yield from pulled
+    except BaseException:
+        transaction.abandon()
+        raise
     finally:
+        transaction.close()
         loads.finish()
 
 
@@ -285,14 +293,26 @@ class _FirstLoads:
 
 class _Transaction:
     """The stage's next transaction: parts of one or more streams' pulls, each a run of items
-    and the cursor that covers them (None: no cursor moves with them), committed together."""
+    and the cursor that covers them (None: no cursor moves with them), committed together.
+
+    On PostgreSQL its statements run in a thread of their own (`_Writer`) as each part comes, so
+    the database server stores a stream's rows while the next stream is pulled; a commit goes on
+    while the pull does, one at a time. On SQLite a part is stored when its transaction commits:
+    SQLite works in this process, and sqlite3 lets go of the interpreter lock for every row it
+    steps, so a thread storing rows while the pull holds the lock would wait out the switch
+    interval (5 ms) a row; and a transaction left open across pulls would hold the database's one
+    write lock from the run lock's heartbeat.
+    """
 
     def __init__(self, store: Store, crm: str, now: datetime) -> None:
         self._store = store
         self._crm = crm
         self._now = now
+        self._writer = _Writer(store) if store.dialect == "postgresql" else None
         self._parts: list[tuple[_StreamRows, list[Record | Tombstone]]] = []
         self._cursors: dict[str, Cursor] = {}
+        self._streams: set[str] = set()  # streams with rows in this transaction
+        self._committing: list[tuple[set[str], Future[None]]] = []  # commits under way
         self.size = 0  # items held
 
     def add(
@@ -300,27 +320,133 @@ class _Transaction:
     ) -> None:
         """``items`` of ``rows``' stream, and the cursor that covers them, to commit together."""
         if items:
-            self._parts.append((rows, items))
+            self._streams.add(rows.stream)
             self.size += len(items)
+            if self._writer is None:
+                self._parts.append((rows, items))
+            else:
+                self._writer.send(partial(rows.store, items=items))
         if cursor is not None:
             self._cursors[rows.stream] = cursor
 
     def holds_rows_of(self, stream: str) -> bool:
-        """Whether items of ``stream`` wait for the commit."""
-        return any(rows.stream == stream for rows, _ in self._parts)
+        """Whether rows of ``stream`` are not committed yet."""
+        committing = (s for s, done in self._committing if not done.done())
+        return stream in self._streams or any(stream in streams for streams in committing)
 
     def commit(self) -> None:
-        """Store every part in order and save every cursor, in one transaction."""
-        parts, cursors = self._parts, self._cursors
-        self._parts, self._cursors, self.size = [], {}, 0
-        if not parts and not cursors:
+        """Store every part in order and save every cursor, in one transaction (on PostgreSQL,
+        once the commit before it is done, without waiting for this one: `settle`)."""
+        parts, cursors, streams = self._parts, self._cursors, self._streams
+        self._parts, self._cursors, self._streams, self.size = [], {}, set(), 0
+        fields = {stream: _cursor_fields(cursor) for stream, cursor in cursors.items()}
+
+        def save(session: Session) -> None:
+            self._store.set_cursors(session, self._crm, fields, self._now)
+
+        if not streams and not cursors:
+            return
+        if self._writer is not None:
+            for _, done in self._committing:  # one commit under way at a time
+                done.result()
+            self._committing = [(streams, self._writer.commit(save))]
             return
         with self._store.session() as session:
             self._store.commit_lazily(session)
             for rows, items in parts:
-                rows.store(session, items)
-            fields = {stream: _cursor_fields(cursor) for stream, cursor in cursors.items()}
-            self._store.set_cursors(session, self._crm, fields, self._now)
+                rows.store(session, items=items)
+            save(session)
+
+    def settle(self) -> None:
+        """Wait for every statement sent; raise the first error."""
+        if self._writer is not None:
+            self._writer.settle()
+        self._committing = []
+
+    def abandon(self) -> None:
+        """Roll back whatever is not committed (the stage is stopping)."""
+        if self._writer is not None:
+            self._writer.abandon()
+
+    def close(self) -> None:
+        """End the writer's thread, once everything sent is done."""
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _Writer:
+    """A thread of its own running a stage's statements in order, a transaction at a time (see
+    `_Transaction`); the first statement to fail stops the rest, and the stage raises it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-writer")
+        self._open: ExitStack | None = None  # the transaction under way
+        self._session: Session | None = None
+        self._error: BaseException | None = None
+        self._last: Future[None] | None = None
+
+    def send(self, statements: Callable[[Session], None]) -> Future[None]:
+        """Run ``statements`` in the open transaction (one is begun if none is)."""
+        self._raise()
+        self._last = self._pool.submit(self._run, statements, False)
+        return self._last
+
+    def commit(self, statements: Callable[[Session], None]) -> Future[None]:
+        """Run ``statements`` in the open transaction, then commit it."""
+        self._raise()
+        self._last = self._pool.submit(self._run, statements, True)
+        return self._last
+
+    def settle(self) -> None:
+        """Wait for everything sent; raise the first error."""
+        if self._last is not None:
+            self._last.result()
+        self._raise()
+
+    def abandon(self) -> None:
+        """Roll back the open transaction once everything sent before is done (a commit under
+        way completes: its rows and cursor are whole), and end the thread."""
+        self._pool.submit(self._end, _Abandoned())
+        self.close()
+
+    def close(self) -> None:
+        """End the thread once everything sent is done."""
+        self._pool.shutdown(wait=True)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self, statements: Callable[[Session], None], commit: bool) -> None:
+        if self._error is not None:
+            return
+        try:
+            if self._session is None:
+                self._open = ExitStack()
+                self._session = self._open.enter_context(self._store.session())
+                self._store.commit_lazily(self._session)
+            statements(self._session)
+            if commit:
+                self._end(None)
+        except BaseException as error:  # raised by the stage, in its own thread
+            self._error = error
+            self._end(error)
+
+    def _end(self, error: BaseException | None) -> None:
+        """Commit the open transaction, or roll it back after ``error``."""
+        scope, self._open, self._session = self._open, None, None
+        if scope is None:
+            return
+        if error is None:
+            scope.close()
+            return
+        with suppress(BaseException):  # the error that ended it is raised by the stage
+            scope.__exit__(type(error), error, error.__traceback__)
+
+
+class _Abandoned(Exception):
+    """The stage stopped before its statements were all run."""
 
 
 class _StreamRows:
@@ -344,7 +470,7 @@ class _StreamRows:
         """The stream whose records these are."""
         return self._pulled.stream
 
-    def store(self, session: Session, items: Sequence[Record | Tombstone]) -> None:
+    def store(self, session: Session, *, items: Sequence[Record | Tombstone]) -> None:
         """The items' rows and tombstones, in order."""
         held = _held_versions(self._store, session, self._table, items)
         start = 0
