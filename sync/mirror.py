@@ -5,18 +5,19 @@ transaction holds `COMMIT_EVERY` items, then everything before the latest one co
 cursor, so a run stopped anywhere resumes at the last checkpoint committed. What a stream's pull
 leaves at its end (its last rows with their cursor, or a cursor that moved past no item) goes on
 into the stage's next transaction with the next streams' rows rather than one of its own
-(`_Transaction`): a transaction a stream would cost an incremental cycle more than its rows, and
-lost with a stopped run, they are only read again. A stream's pull is yielded once its rows are
-committed. Tombstones are applied in the order they came with the rows: a deleted or archived record
-is marked deleted; a merged one also names its survivor, and a merged account's people, activities
-and opportunities move to the survivor (score history stays append-only: replay follows
-`merged_into`). A record re-read inside the connector's overlap window is skipped when the mirror
-already holds that version, so an activity is counted once. A record that cannot be stored (a
-required value missing, a value outside a closed vocabulary or beyond its column, one the database
-refuses) is skipped with its reason; the rest of the page lands. Every account, person and
-opportunity row it inserts, updates, buries or repoints in a merge is flagged ``link_pending`` for
-the link stage (`sync.linking`); the link and score stages' own columns (``link_basis``,
-``activity.scored_seq``) it never writes.
+(`_Transaction`): a transaction a stream would cost an incremental cycle more than its rows. A pull
+that fails (the API budget spent, the CRM gone) has that transaction commit before the error is
+raised, as if each stream had committed its own; lost with a killed run, they are only read again. A
+stream's pull is yielded once its rows are committed. Tombstones are applied in the order they came
+with the rows: a deleted or archived record is marked deleted; a merged one also names its survivor,
+and a merged account's people, activities and opportunities move to the survivor (score history
+stays append-only: replay follows `merged_into`). A record re-read inside the connector's overlap
+window is skipped when the mirror already holds that version, so an activity is counted once. A
+record that cannot be stored (a required value missing, a value outside a closed vocabulary or
+beyond its column, one the database refuses) is skipped with its reason; the rest of the page lands.
+Every account, person and opportunity row it inserts, updates, buries or repoints in a merge is
+flagged ``link_pending`` for the link stage (`sync.linking`); the link and score stages' own columns
+(``link_basis``, ``activity.scored_seq``) it never writes.
 
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
 order, value adapters, checks) that turns its records into plain tuples, a column at a time,
@@ -173,8 +174,9 @@ def mirror_streams(
         transaction.commit()
         transaction.settle()
         yield from pulled
-    except BaseException:
-        transaction.abandon()
+    except BaseException as error:
+        if transaction.stop() and not isinstance(error, GeneratorExit):
+            yield from pulled  # their rows are in: a stopped run counts them as pulled
         raise
     finally:
         transaction.close()
@@ -313,6 +315,7 @@ class _Transaction:
         self._cursors: dict[str, Cursor] = {}
         self._streams: set[str] = set()  # streams with rows in this transaction
         self._committing: list[tuple[set[str], Future[None]]] = []  # commits under way
+        self._failed = False  # a commit failed (on SQLite; the writer keeps its own)
         self.size = 0  # items held
 
     def add(
@@ -351,11 +354,15 @@ class _Transaction:
                 done.result()
             self._committing = [(streams, self._writer.commit(save))]
             return
-        with self._store.session() as session:
-            self._store.commit_lazily(session)
-            for rows, items in parts:
-                rows.store(session, items=items)
-            save(session)
+        try:
+            with self._store.session() as session:
+                self._store.commit_lazily(session)
+                for rows, items in parts:
+                    rows.store(session, items=items)
+                save(session)
+        except BaseException:
+            self._failed = True
+            raise
 
     def settle(self) -> None:
         """Wait for every statement sent; raise the first error."""
@@ -363,10 +370,19 @@ class _Transaction:
             self._writer.settle()
         self._committing = []
 
-    def abandon(self) -> None:
-        """Roll back whatever is not committed (the stage is stopping)."""
+    def stop(self) -> bool:
+        """The stage is stopping on an error: commit what the transaction holds (each part whole,
+        with the cursor that covers it), as if each stream had committed its own, unless one of
+        its statements failed: roll back then. Whether it committed."""
+        failed = self._failed or (self._writer is not None and self._writer.failed)
+        if not failed:
+            with suppress(Exception):  # the error that stops the stage is the one raised
+                self.commit()
+                self.settle()
+                return True
         if self._writer is not None:
             self._writer.abandon()
+        return False
 
     def close(self) -> None:
         """End the writer's thread, once everything sent is done."""
@@ -397,6 +413,11 @@ class _Writer:
         self._raise()
         self._last = self._pool.submit(self._run, statements, True)
         return self._last
+
+    @property
+    def failed(self) -> bool:
+        """Whether a statement failed (what was sent after it was not run)."""
+        return self._error is not None
 
     def settle(self) -> None:
         """Wait for everything sent; raise the first error."""

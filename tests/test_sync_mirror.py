@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text, update
+from sqlalchemy import func, inspect, text, update
 from sqlmodel import col, select
 
 from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Summary, Tombstone
@@ -657,20 +657,21 @@ def test_a_stream_with_nothing_new_saves_its_cursor_with_the_next_streams_rows(
 
 
 def test_a_cursor_waiting_for_the_next_transaction_is_lost_harmlessly_when_that_fails(
-    store: Store,
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Failing(Scripted):
-        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
-            if stream == "Account":
-                raise RuntimeError("the CRM went away")
-            yield from super().pull(stream, cursor)
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the database went away")
 
+    monkeypatch.setattr(store, "set_cursors", failing)
     nothing = [Checkpoint("Contact", Cursor(T0, read_at=T0)), Summary("Contact")]
-    stage = mirror_streams(store, Failing({"Contact": nothing}), T0, streams=["Contact", "Account"])  # type: ignore[arg-type]
+    rows = [_account("001A", T0), Checkpoint("Account", Cursor(T0, frozenset({"001A"})))]
+    connector = Scripted({"Contact": nothing, "Account": rows})
+    stage = mirror_streams(store, connector, T0, streams=["Contact", "Account"])  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         list(stage)
     with store.session() as session:
         assert session.get(SyncCursor, ("salesforce", "Contact")) is None  # read again next run
+        assert session.get(Account, "001A") is None
 
 
 def test_a_streams_last_rows_commit_with_the_next_streams_and_it_is_yielded_after(
@@ -697,19 +698,24 @@ def test_a_streams_last_rows_commit_with_the_next_streams_and_it_is_yielded_afte
     assert [p.stream for p in rest] == ["Lead", "Opportunity"] and len(commits) == 1 + 1
 
 
-def test_a_streams_last_rows_are_read_again_when_the_next_streams_pull_fails(
-    store: Store,
-) -> None:
+def test_a_failed_pull_leaves_the_streams_before_it_committed(store: Store) -> None:
     class Failing(Scripted):
         def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
             if stream == "Lead":
-                raise RuntimeError("the CRM went away")
+                yield from list(super().pull(stream, cursor))[:3]  # records, no checkpoint
+                raise RuntimeError("the API budget is spent")
             yield from super().pull(stream, cursor)
 
-    pulls = {name: _org()[name] for name in ("Account", "Lead")}
+    org = _org()
+    nothing = [Checkpoint("Contact", Cursor(T0, read_at=T0)), Summary("Contact")]
+    pulls = {"Contact": nothing, "Account": org["Account"], "Lead": org["Lead"]}
+    yielded: list[str] = []
     with pytest.raises(RuntimeError):
-        list(mirror_streams(store, Failing(pulls), T0, streams=list(pulls)))  # type: ignore[arg-type]
+        for pulled in mirror_streams(store, Failing(pulls), T0, streams=list(pulls)):  # type: ignore[arg-type]
+            yielded.append(pulled.stream)
     with store.session() as session:
-        assert session.get(SyncCursor, ("salesforce", "Account")) is None
-    again = {p.stream: p for p in _mirror_all(store, pulls)}
-    assert again["Account"].stored == 9 and again["Account"].first_load
+        accounts = session.exec(select(func.count()).select_from(Account)).one()
+        people = session.exec(select(func.count()).select_from(Person)).one()
+        cursors = {c.object for c in session.exec(select(SyncCursor))}
+    assert accounts == 9 and people == 0 and cursors == {"Contact", "Account"}
+    assert yielded == ["Contact", "Account"]  # a run stopped here counts them as pulled
