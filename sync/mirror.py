@@ -274,7 +274,8 @@ class _FirstLoads:
         self._store = store
         named = {table.name: table for table in tables}
         with store.session() as session:
-            self._loading = {n: t for n, t in named.items() if store.is_empty(session, t)}
+            empty = store.empty_tables(session, named.values())
+            self._loading = {name: table for name, table in named.items() if name in empty}
             for table in self._loading.values():
                 store.drop_indexes(session, table)
             loaded = [table for name, table in named.items() if name not in self._loading]

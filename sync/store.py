@@ -37,6 +37,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    exists,
     func,
     literal,
     text,
@@ -316,9 +317,17 @@ class Store:
                 held.update(cursor.fetchall())
         return held
 
-    def is_empty(self, session: Session, table: Table) -> bool:
-        """Whether `table` holds no row."""
-        return session.execute(select(literal(1)).select_from(table).limit(1)).first() is None
+    def empty_tables(self, session: Session, tables: Iterable[Table]) -> set[str]:
+        """The names of those of `tables` that hold no row (one statement for all)."""
+        named = {table.name: table for table in tables}
+        if not named:
+            return set()
+        held = [
+            exists(select(literal(1)).select_from(table)).label(name)
+            for name, table in named.items()
+        ]
+        [row] = session.execute(select(*held)).all()
+        return {name for name, any_row in zip(named, row, strict=True) if not any_row}
 
     def drop_indexes(self, session: Session, table: Table) -> None:
         """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it."""
