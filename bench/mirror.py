@@ -127,7 +127,7 @@ def measure_mirror(
         **first,
         "incremental": cycles,
         "mirror_incremental_overhead": round(statistics.median(steady), 3),
-        "overhead_bound": statistics.median(cycle["overhead_bound"] for cycle in cycles[1:]),
+        "overhead_bound": round(statistics.median(c["overhead_bound"] for c in cycles[1:]), 3),
     }
 
 

@@ -587,6 +587,7 @@ class _Shape:
     adapters: tuple[Adapter | None, ...]  # one per picked field
     owned: tuple[str, ...] | None  # fields kept in crm_owned; None where the table has none
     owned_text: Adapter
+    none_owned: Any  # ``crm_owned`` of a record that holds none of our fields (most, at first)
     stamp: Adapter
     tail: tuple[Any, ...]  # the fixed values after ``synced_at``
     required: tuple[tuple[str, int | None], ...]  # (column, picked position or None)
@@ -609,6 +610,7 @@ class _Shape:
         fixed = (*update[len(columns) :], *defaults)
         adapters = adapters_of(dialect, table, (*columns, *fixed))
         tail = [_MIRROR_SETS[name] for name in sets] + list(defaults.values())
+        owned_text = (owned and adapters[columns.index("crm_owned")]) or json.dumps
         return cls(
             columns=columns,
             fixed=fixed,
@@ -616,7 +618,8 @@ class _Shape:
             picked=picked,
             adapters=adapters[: len(picked)],
             owned=owned,
-            owned_text=(owned and adapters[columns.index("crm_owned")]) or json.dumps,
+            owned_text=owned_text,
+            none_owned=owned_text({}),
             stamp=adapters[columns.index("crm_modified_at")] or _as_is,
             tail=tuple(
                 v if v is None or a is None else a(v)
@@ -662,7 +665,7 @@ class _Shape:
         """Our fields as the CRM holds them, as ``crm_owned`` stores them."""
         assert self.owned is not None
         owned = {k: plain_value(v) for k in self.owned if (v := values.get(k)) is not None}
-        return self.owned_text(owned)
+        return self.owned_text(owned) if owned else self.none_owned
 
     def _check(self, columns: Sequence[list[Any]], count: int, bad: dict[int, str]) -> None:
         """Note the records missing a required value or with one outside its vocabulary."""
