@@ -2,37 +2,42 @@
 
 Rows and cursor land in one transaction (rule 6): a pull's checkpoints are gathered until the
 transaction holds `COMMIT_EVERY` items, then everything before the latest one commits with its
-cursor, so a run stopped anywhere resumes at the last checkpoint committed. A cursor that moved
-past no item (a stream with nothing new) commits with the stage's next transaction instead of one
-of its own (`_MovedCursors`): lost with a stopped run, it only makes the next read that empty
-stretch again. Tombstones are
-applied in the order they came with the rows: a deleted or archived record is marked deleted; a
-merged one also names its survivor, and a merged account's people, activities and opportunities
-move to the survivor (score history stays append-only: replay follows `merged_into`). A record
-re-read inside the connector's overlap window is skipped when the mirror already holds that
-version, so an activity is counted once. A record that cannot be stored (a required value
-missing, a value outside a closed vocabulary or beyond its column, one the database refuses) is
-skipped with its reason; the rest of the page lands. Every account, person and opportunity row
-it inserts, updates, buries or repoints in a merge is flagged ``link_pending`` for the link
-stage (`sync.linking`); the link and score stages' own columns (``link_basis``,
-``activity.scored_seq``) it never writes.
+cursor, so a run stopped anywhere resumes at the last checkpoint committed. What a stream's pull
+leaves at its end (its last rows with their cursor, or a cursor that moved past no item) goes on
+into the stage's next transaction with the next streams' rows rather than one of its own
+(`_Transaction`): a transaction a stream would cost an incremental cycle more than its rows. A pull
+that fails (the API budget spent, the CRM gone) has that transaction commit before the error is
+raised, as if each stream had committed its own; lost with a killed run, they are only read again. A
+stream's pull is yielded once its rows are committed. Tombstones are applied in the order they came
+with the rows: a deleted or archived record is marked deleted; a merged one also names its survivor,
+and a merged account's people, activities and opportunities move to the survivor (score history
+stays append-only: replay follows `merged_into`). A record re-read inside the connector's overlap
+window is skipped when the mirror already holds that version, so an activity is counted once. A
+record that cannot be stored (a required value missing, a value outside a closed vocabulary or
+beyond its column, one the database refuses) is skipped with its reason; the rest of the page lands.
+Every account, person and opportunity row it inserts, updates, buries or repoints in a merge is
+flagged ``link_pending`` for the link stage (`sync.linking`); the link and score stages' own columns
+(``link_basis``, ``activity.scored_seq``) it never writes.
 
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
-order, value adapters, checks) that turns its records into plain tuples, which `Store.write_rows`
-upserts with one prepared statement; a `RecordBatch` (a Bulk API page) becomes tuples a column
-at a time, no `Record` made (`_Shape.frame_rows`, `sync.mirror_batches`). A table empty when the
-stage begins is a first load: its secondary indexes are dropped until every stream is in, and on
-PostgreSQL its rows go in by COPY (`mirror_streams`).
+order, value adapters, checks) that turns its records into plain tuples, a column at a time,
+which `Store.write_rows` upserts with one prepared statement (what is the same in every row, such
+as when it was synced, given once); a `RecordBatch` (a Bulk API page) becomes tuples a column at a
+time with no `Record` made (`_Shape.frame_rows`, `sync.mirror_batches`) and is written the same
+way. A table empty when the stage begins is a first load: its secondary indexes are dropped until
+every stream is in, and on PostgreSQL its rows go in by COPY (`mirror_streams`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import polars as pl
 from sqlalchemy import Table, delete, update
@@ -64,7 +69,7 @@ from sync.state import (
     SyncCursor,
     User,
 )
-from sync.store import Adapter, Store, adapters_of, plain_value
+from sync.store import Adapter, Store, adapt_column, adapters_of, plain_value
 
 __all__ = [
     "COMMIT_EVERY",
@@ -94,6 +99,7 @@ _VOCABULARIES: dict[str, Mapping[str, tuple[str, ...]]] = {
     "person": {"kind": PERSON_KINDS},
     "crm_user": {"role": USER_ROLES},
 }
+_ROW_ITEMS = (Record, RecordBatch, Tombstone)  # the items of a pull that become rows
 # what an adapter raises for a value its column cannot hold (`Store.adapters`)
 _BAD_VALUES = (StateError, ValueError, TypeError, OverflowError)
 # where a merged record's dependants point: table -> (table, column) naming an account / person
@@ -159,15 +165,25 @@ def mirror_streams(
     for stream in () if isinstance(full, bool) else full:
         saved.pop(stream, None)
     loads = _FirstLoads(store, [_table_of(connector, name) for name in names])
-    moved = _MovedCursors(store, connector.crm, now)
+    transaction = _Transaction(store, connector.crm, now)
+    pulled: list[StreamPull] = []  # in order; yielded once their rows are committed
     try:
         for stream in names:
             cursor = saved.get(stream, FULL_LOAD)
-            yield _mirror(
-                store, connector, stream, cursor, now, loads, moved, move_cursor=move_cursor
+            pulled.append(
+                _mirror(store, connector, stream, cursor, now, loads, transaction, move_cursor)
             )
-        moved.save()
+            while pulled and not transaction.holds_rows_of(pulled[0].stream):
+                yield pulled.pop(0)
+        transaction.commit()
+        transaction.settle()
+        yield from pulled
+    except BaseException as error:
+        if transaction.stop() and not isinstance(error, GeneratorExit):
+            yield from pulled  # their rows are in: a stopped run counts them as pulled
+        raise
     finally:
+        transaction.close()
         loads.finish()
 
 
@@ -199,35 +215,32 @@ def _mirror(
     cursor: Cursor,
     now: datetime,
     loads: _FirstLoads,
-    moved: _MovedCursors,
-    *,
+    transaction: _Transaction,
     move_cursor: bool,
 ) -> StreamPull:
-    """One stream's pull from ``cursor``, committed a batch of checkpoints at a time; a last
-    checkpoint with no item since the last commit waits for the next one (`_MovedCursors`)."""
+    """One stream's pull from ``cursor`` into the stage's transactions, committed when one holds
+    `COMMIT_EVERY` items at a checkpoint; what is left at its end waits for the next one."""
     table = _table_of(connector, stream)
     pulled = StreamPull(stream)
     pulled.first_load = loads.first(table) or _resuming(cursor)
-    rows = _StreamRows(store, connector.crm, table, now, pulled, moved, new=pulled.first_load)
+    rows = _StreamRows(store, table, now, pulled, new=pulled.first_load)
     pending: list[Record | RecordBatch | Tombstone] = []
     size = 0  # records and tombstones pending (a batch counts its rows)
     covered: Cursor | None = None
     for item in connector.pull(stream, cursor):
-        if isinstance(item, Record | RecordBatch | Tombstone):
+        if isinstance(item, _ROW_ITEMS):
             pending.append(item)
             size += len(item) if isinstance(item, RecordBatch) else 1
         elif isinstance(item, Checkpoint):
             covered = item.cursor if move_cursor else None
-            if size >= COMMIT_EVERY:
-                rows.commit(pending, covered)
+            if transaction.size + size >= COMMIT_EVERY:
+                transaction.add(rows, pending, covered, size)
+                transaction.commit()
                 pending, size, covered = [], 0, None
         elif isinstance(item, Summary):
             pulled.summary = item
-    if pending:
-        # a pull ends with a checkpoint; rows after it (if any) are stored and read again later
-        rows.commit(pending, covered)
-    elif covered is not None:
-        moved.add(stream, covered)
+    # a pull ends with a checkpoint; rows after it (if any) are stored and read again later
+    transaction.add(rows, pending, covered, size)
     return pulled
 
 
@@ -267,7 +280,8 @@ class _FirstLoads:
         self._store = store
         named = {table.name: table for table in tables}
         with store.session() as session:
-            self._loading = {n: t for n, t in named.items() if store.is_empty(session, t)}
+            empty = store.empty_tables(session, named.values())
+            self._loading = {name: table for name, table in named.items() if name in empty}
             for table in self._loading.values():
                 store.drop_indexes(session, table)
             loaded = [table for name, table in named.items() if name not in self._loading]
@@ -286,53 +300,195 @@ class _FirstLoads:
         self._loading = {}
 
 
-class _MovedCursors:
-    """Cursors that moved past no item (a stream with nothing new since its cursor), saved with
-    the next transaction of the stage or, at its end, in one of their own: a transaction each
-    would cost more than the stream's whole pull. Nothing rides on them: a run stopped before
-    they commit reads the same empty stretch again."""
+class _Transaction:
+    """The stage's next transaction: parts of one or more streams' pulls, each a run of items
+    and the cursor that covers them (None: no cursor moves with them), committed together.
+
+    On PostgreSQL its statements run in a thread of their own (`_Writer`) as each part comes, so
+    the database server stores a stream's rows while the next stream is pulled; a commit goes on
+    while the pull does, one at a time. On SQLite a part is stored when its transaction commits:
+    SQLite works in this process, and sqlite3 lets go of the interpreter lock for every row it
+    steps, so a thread storing rows while the pull holds the lock would wait out the switch
+    interval (5 ms) a row; and a transaction left open across pulls would hold the database's one
+    write lock from the run lock's heartbeat.
+    """
 
     def __init__(self, store: Store, crm: str, now: datetime) -> None:
         self._store = store
         self._crm = crm
         self._now = now
-        self._waiting: dict[str, Cursor] = {}
+        self._writer = _Writer(store) if store.dialect == "postgresql" else None
+        self._parts: list[tuple[_StreamRows, list[Record | RecordBatch | Tombstone]]] = []
+        self._cursors: dict[str, Cursor] = {}
+        self._streams: set[str] = set()  # streams with rows in this transaction
+        self._committing: list[tuple[set[str], Future[None]]] = []  # commits under way
+        self._failed = False  # a commit failed (on SQLite; the writer keeps its own)
+        self.size = 0  # records and tombstones held
 
-    def add(self, stream: str, cursor: Cursor) -> None:
-        """``stream``'s cursor, to be saved with the next transaction."""
-        self._waiting[stream] = cursor
+    def add(
+        self,
+        rows: _StreamRows,
+        items: list[Record | RecordBatch | Tombstone],
+        cursor: Cursor | None,
+        size: int,
+    ) -> None:
+        """``items`` of ``rows``' stream (``size`` records and tombstones, a batch counting its
+        rows), and the cursor that covers them, to commit together."""
+        if items:
+            self._streams.add(rows.stream)
+            self.size += size
+            if self._writer is None:
+                self._parts.append((rows, items))
+            else:
+                self._writer.send(partial(rows.store, items=items))
+        if cursor is not None:
+            self._cursors[rows.stream] = cursor
 
-    def save_in(self, session: Session) -> None:
-        """Save every cursor waiting in ``session``'s transaction."""
-        for stream, cursor in self._waiting.items():
-            _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
-        self._waiting = {}
+    def holds_rows_of(self, stream: str) -> bool:
+        """Whether rows of ``stream`` are not committed yet."""
+        committing = (s for s, done in self._committing if not done.done())
+        return stream in self._streams or any(stream in streams for streams in committing)
 
-    def save(self) -> None:
-        """Save every cursor still waiting, in one transaction."""
-        if self._waiting:
+    def commit(self) -> None:
+        """Store every part in order and save every cursor, in one transaction (on PostgreSQL,
+        once the commit before it is done, without waiting for this one: `settle`)."""
+        parts, cursors, streams = self._parts, self._cursors, self._streams
+        self._parts, self._cursors, self._streams, self.size = [], {}, set(), 0
+        fields = {stream: _cursor_fields(cursor) for stream, cursor in cursors.items()}
+
+        def save(session: Session) -> None:
+            self._store.set_cursors(session, self._crm, fields, self._now)
+
+        if not streams and not cursors:
+            return
+        if self._writer is not None:
+            for _, done in self._committing:  # one commit under way at a time
+                done.result()
+            self._committing = [(streams, self._writer.commit(save))]
+            return
+        try:
             with self._store.session() as session:
                 self._store.commit_lazily(session)
-                self.save_in(session)
+                for rows, items in parts:
+                    rows.store(session, items=items)
+                save(session)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def settle(self) -> None:
+        """Wait for every statement sent; raise the first error."""
+        if self._writer is not None:
+            self._writer.settle()
+        self._committing = []
+
+    def stop(self) -> bool:
+        """The stage is stopping on an error: commit what the transaction holds (each part whole,
+        with the cursor that covers it), as if each stream had committed its own, unless one of
+        its statements failed: roll back then. Whether it committed."""
+        failed = self._failed or (self._writer is not None and self._writer.failed)
+        if not failed:
+            with suppress(Exception):  # the error that stops the stage is the one raised
+                self.commit()
+                self.settle()
+                return True
+        if self._writer is not None:
+            self._writer.abandon()
+        return False
+
+    def close(self) -> None:
+        """End the writer's thread, once everything sent is done."""
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _Writer:
+    """A thread of its own running a stage's statements in order, a transaction at a time (see
+    `_Transaction`); the first statement to fail stops the rest, and the stage raises it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-writer")
+        self._open: ExitStack | None = None  # the transaction under way
+        self._session: Session | None = None
+        self._error: BaseException | None = None
+        self._last: Future[None] | None = None
+
+    def send(self, statements: Callable[[Session], None]) -> Future[None]:
+        """Run ``statements`` in the open transaction (one is begun if none is)."""
+        self._raise()
+        self._last = self._pool.submit(self._run, statements, False)
+        return self._last
+
+    def commit(self, statements: Callable[[Session], None]) -> Future[None]:
+        """Run ``statements`` in the open transaction, then commit it."""
+        self._raise()
+        self._last = self._pool.submit(self._run, statements, True)
+        return self._last
+
+    @property
+    def failed(self) -> bool:
+        """Whether a statement failed (what was sent after it was not run)."""
+        return self._error is not None
+
+    def settle(self) -> None:
+        """Wait for everything sent; raise the first error."""
+        if self._last is not None:
+            self._last.result()
+        self._raise()
+
+    def abandon(self) -> None:
+        """Roll back the open transaction once everything sent before is done (a commit under
+        way completes: its rows and cursor are whole), and end the thread."""
+        self._pool.submit(self._end, _Abandoned())
+        self.close()
+
+    def close(self) -> None:
+        """End the thread once everything sent is done."""
+        self._pool.shutdown(wait=True)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self, statements: Callable[[Session], None], commit: bool) -> None:
+        if self._error is not None:
+            return
+        try:
+            if self._session is None:
+                self._open = ExitStack()
+                self._session = self._open.enter_context(self._store.session())
+                self._store.commit_lazily(self._session)
+            statements(self._session)
+            if commit:
+                self._end(None)
+        except BaseException as error:  # raised by the stage, in its own thread
+            self._error = error
+            self._end(error)
+
+    def _end(self, error: BaseException | None) -> None:
+        """Commit the open transaction, or roll it back after ``error``."""
+        scope, self._open, self._session = self._open, None, None
+        if scope is None:
+            return
+        if error is None:
+            scope.close()
+            return
+        with suppress(BaseException):  # the error that ended it is raised by the stage
+            scope.__exit__(type(error), error, error.__traceback__)
+
+
+class _Abandoned(Exception):
+    """The stage stopped before its statements were all run."""
 
 
 class _StreamRows:
-    """One stream's records stored as rows of its table, a transaction at a time."""
+    """One stream's records stored as rows of its table, in the caller's transaction."""
 
     def __init__(
-        self,
-        store: Store,
-        crm: str,
-        table: Table,
-        now: datetime,
-        pulled: StreamPull,
-        moved: _MovedCursors,
-        *,
-        new: bool,
+        self, store: Store, table: Table, now: datetime, pulled: StreamPull, *, new: bool
     ) -> None:
         self._store = store
-        self._moved = moved
-        self._crm = crm
         self._table = table
         self._now = now
         self._pulled = pulled
@@ -342,38 +498,31 @@ class _StreamRows:
         self._synced = now if stamp is None else stamp(now)
         [self._adapt_stamp] = store.adapters(table, ["crm_modified_at"])
 
-    def commit(
-        self, items: Sequence[Record | RecordBatch | Tombstone], cursor: Cursor | None
-    ) -> None:
-        """One transaction: the items' rows and tombstones in order, and (unless None) the
-        cursor that covers them."""
-        with self._store.session() as session:
-            self._store.commit_lazily(session)
-            held = _held_versions(self._store, session, self._table, items)
-            records: list[Record | RecordBatch] = []
-            for item in items:
-                if not isinstance(item, Tombstone):
-                    records.append(item)
-                    continue
-                self._write_run(session, records, held)
-                records = []
-                _bury(session, self._table, item, self._now)
-                self._pulled.tombstones += 1
-                self._pulled.events.append(_tombstone_event(item))
-            self._write_run(session, records, held)
-            if cursor is not None:
-                stream = self._pulled.stream
-                _save_cursor(self._store, session, self._crm, stream, cursor, self._now)
-            self._moved.save_in(session)
+    @property
+    def stream(self) -> str:
+        """The stream whose records these are."""
+        return self._pulled.stream
+
+    def store(self, session: Session, *, items: Sequence[Record | RecordBatch | Tombstone]) -> None:
+        """The items' rows and tombstones, in order."""
+        held = _held_versions(self._store, session, self._table, items)
+        start = 0
+        for at in [at for at, item in enumerate(items) if isinstance(item, Tombstone)]:
+            self._write_run(session, cast("Sequence[Record | RecordBatch]", items[start:at]), held)
+            tombstone = cast(Tombstone, items[at])
+            _bury(session, self._table, tombstone, self._now)
+            self._pulled.tombstones += 1
+            self._pulled.events.append(_tombstone_event(tombstone))
+            start = at + 1
+        self._write_run(session, cast("Sequence[Record | RecordBatch]", items[start:]), held)
 
     def _write_run(
         self, session: Session, run: Sequence[Record | RecordBatch], held: Mapping[str, Any]
     ) -> None:
         """Store records between two tombstones: `Record`s row-wise, batches column-wise
         (`sync.mirror_batches`); an id given twice is stored once, as its latest version."""
-        records = [item for item in run if isinstance(item, Record)]
-        if len(records) == len(run):
-            self._write(session, records, held)
+        if not any(isinstance(item, RecordBatch) for item in run):
+            self._write(session, cast("Sequence[Record]", run), held)
             return
         for part in latest_parts(run):
             if isinstance(part, list):
@@ -381,29 +530,27 @@ class _StreamRows:
                 continue
             keys = tuple(part.columns[2:])  # after id and modified_at: a `Record`'s values
             shape = self._shapes.get(keys) or self._shape(keys)
-            rows = shape.frame_rows(part, self._synced, self._pulled.skip)
-            self._store_rows(session, shape, rows)
+            self._store_rows(session, shape, shape.frame_rows(part, self._pulled.skip))
 
-    def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> list[Record]:
+    def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> Sequence[Record]:
         """The records less re-reads of versions the mirror holds already (same id, modified
-        no later)."""
-        fresh = []
-        for record in records:
-            stamp = held.get(record.id) if record.reread else None
-            mine = None if stamp is None else self._stamp(record.modified_at)
-            if mine is not None and stamp >= mine:
-                self._pulled.reread_skipped += 1
-            else:
-                fresh.append(record)
-        return fresh
-
-    def _stamp(self, value: datetime) -> Any:
-        """A modification stamp as the database holds it (SQLite: text that sorts as time);
-        None for one it cannot hold, whose record goes on to be skipped with the reason."""
-        try:
-            return value if self._adapt_stamp is None else self._adapt_stamp(value)
-        except _BAD_VALUES:
-            return None
+        no later); their stamps are compared as the database holds them."""
+        reread = [
+            at
+            for at, record in enumerate(records)
+            if record.reread and held.get(record.id) is not None
+        ]
+        if not reread:
+            return records
+        # a stamp the database cannot hold becomes None: its record is stored (and skipped there)
+        mine = _adapted([records[at].modified_at for at in reread], self._adapt_stamp, "", {})
+        stale = {
+            at
+            for at, stamp in zip(reread, mine, strict=True)
+            if stamp is not None and held[records[at].id] >= stamp
+        }
+        self._pulled.reread_skipped += len(stale)
+        return [record for at, record in enumerate(records) if at not in stale]
 
     def _write(
         self, session: Session, records: Sequence[Record], held: Mapping[str, datetime]
@@ -417,12 +564,19 @@ class _StreamRows:
             groups.setdefault(tuple(record.values), []).append(record)
         for keys, group in groups.items():
             shape = self._shapes.get(keys) or self._shape(keys)
-            self._store_rows(session, shape, shape.rows(group, self._synced, self._pulled.skip))
+            self._store_rows(session, shape, shape.rows(group, self._pulled.skip))
 
     def _store_rows(self, session: Session, shape: _Shape, rows: list[tuple[Any, ...]]) -> None:
-        """Write rows of one shape; count those stored and those the database refused."""
+        """Write rows of one shape (its fixed values given once); count those stored and those
+        the database refused."""
         written = self._store.write_rows(
-            session, self._table, shape.columns, rows, update=shape.update, new=self._new
+            session,
+            self._table,
+            shape.columns,
+            rows,
+            fixed=shape.fixed_values(self._synced),
+            update=shape.update,
+            new=self._new,
         )
         self._new = self._new and written.all_new
         self._pulled.stored += written.stored
@@ -452,18 +606,21 @@ class _Shape:
     """How records carrying one set of fields become rows of one table, worked out once.
 
     A row is the record's own columns, ``crm_owned`` (on tables that keep our fields as the CRM
-    holds them), the id, both stamps, what the mirror sets, then the defaults a new row gets
+    holds them), the id and its modification stamp; what is the same in every row goes apart
+    (``fixed``): when it was synced, what the mirror sets, then the defaults a new row gets
     (``update`` leaves those out, so a conflict keeps what the row holds).
     """
 
     columns: tuple[str, ...]
+    fixed: tuple[str, ...]
     update: tuple[str, ...]
     picked: tuple[str, ...]  # the record's fields stored in columns of their own
     adapters: tuple[Adapter | None, ...]  # one per picked field
     owned: tuple[str, ...] | None  # fields kept in crm_owned; None where the table has none
     owned_text: Adapter
+    none_owned: Any  # ``crm_owned`` of a record that holds none of our fields (most, at first)
     stamp: Adapter
-    tail: tuple[Any, ...]  # what the mirror sets, then the defaults of new rows
+    tail: tuple[Any, ...]  # the fixed values after ``synced_at``
     required: tuple[tuple[str, int | None], ...]  # (column, picked position or None)
     vocabularies: tuple[tuple[str, int, tuple[str, ...]], ...]  # (column, position, allowed)
     id_at: int
@@ -478,23 +635,26 @@ class _Shape:
             if k in table.c and k not in _OWN_COLUMNS and k not in (owned or ())
         )
         sets = [name for name in _MIRROR_SETS if name in table.c]
-        head = (*picked, *(["crm_owned"] if owned else []), "id", "crm_modified_at", "synced_at")
-        update = (*head, *sets)
+        columns = (*picked, *(["crm_owned"] if owned else []), "id", "crm_modified_at")
+        update = (*columns, "synced_at", *sets)
         defaults = _new_row_defaults(table, update)
-        columns = (*update, *defaults)
-        adapters = adapters_of(dialect, table, columns)
+        fixed = (*update[len(columns) :], *defaults)
+        adapters = adapters_of(dialect, table, (*columns, *fixed))
         tail = [_MIRROR_SETS[name] for name in sets] + list(defaults.values())
+        owned_text = (owned and adapters[columns.index("crm_owned")]) or json.dumps
         return cls(
             columns=columns,
+            fixed=fixed,
             update=update,
             picked=picked,
             adapters=adapters[: len(picked)],
             owned=owned,
-            owned_text=(owned and adapters[columns.index("crm_owned")]) or json.dumps,
+            owned_text=owned_text,
+            none_owned=owned_text({}),
             stamp=adapters[columns.index("crm_modified_at")] or _as_is,
             tail=tuple(
                 v if v is None or a is None else a(v)
-                for v, a in zip(tail, adapters[len(head) :], strict=True)
+                for v, a in zip(tail, adapters[len(columns) + 1 :], strict=True)
             ),
             required=_required(table, picked),
             vocabularies=tuple(
@@ -505,8 +665,12 @@ class _Shape:
             id_at=columns.index("id"),
         )
 
+    def fixed_values(self, synced: Any) -> dict[str, Any]:
+        """The values of the ``fixed`` columns, ``synced`` (made ready) the stamp of the sync."""
+        return dict(zip(self.fixed, (synced, *self.tail), strict=True))
+
     def rows(
-        self, records: Sequence[Record], synced: Any, skip: Callable[[str, str], None]
+        self, records: Sequence[Record], skip: Callable[[str, str], None]
     ) -> list[tuple[Any, ...]]:
         """The records as rows of plain values ready for the database, built a column at a
         time; a record that cannot be stored is skipped with its reason."""
@@ -521,7 +685,7 @@ class _Shape:
             columns.append(_adapted(values, self._owned, "crm_owned", bad))
         stamps = _adapted([r.modified_at for r in records], self.stamp, "modified", bad)
         ids = [record.id for record in records]
-        rows = list(zip(*columns, ids, stamps, repeat(synced), *map(repeat, self.tail)))
+        rows = list(zip(*columns, ids, stamps, strict=True))
         if not bad:
             return rows
         for at, reason in bad.items():
@@ -529,7 +693,7 @@ class _Shape:
         return [row for at, row in enumerate(rows) if at not in bad]
 
     def frame_rows(
-        self, frame: pl.DataFrame, synced: Any, skip: Callable[[str, str], None]
+        self, frame: pl.DataFrame, skip: Callable[[str, str], None]
     ) -> list[tuple[Any, ...]]:
         """`rows` of a batch's frame (``id``, ``modified_at``, then the values), its columns
         adapted a column at a time where `plain_column` can."""
@@ -543,7 +707,7 @@ class _Shape:
             columns.append(self._owned_column(frame, bad))
         stamps = _adapted_column(frame["modified_at"], self.stamp, "modified", bad)
         ids = frame["id"].to_list()
-        rows = list(zip(*columns, ids, stamps, repeat(synced), *map(repeat, self.tail)))
+        rows = list(zip(*columns, ids, stamps, strict=True))
         if not bad:
             return rows
         for at, reason in bad.items():
@@ -554,7 +718,7 @@ class _Shape:
         """``crm_owned`` of every row of a frame: one text for the rows holding none of our
         fields, each other row's own."""
         assert self.owned is not None
-        column = [self._owned({})] * frame.height
+        column = [self.none_owned] * frame.height
         present = [name for name in self.owned if name in frame.columns]
         if not present:
             return column
@@ -572,7 +736,7 @@ class _Shape:
         """Our fields as the CRM holds them, as ``crm_owned`` stores them."""
         assert self.owned is not None
         owned = {k: plain_value(v) for k in self.owned if (v := values.get(k)) is not None}
-        return self.owned_text(owned)
+        return self.owned_text(owned) if owned else self.none_owned
 
     def _check(self, columns: Sequence[list[Any]], count: int, bad: dict[int, str]) -> None:
         """Note the records missing a required value or with one outside its vocabulary."""
@@ -597,7 +761,7 @@ def _adapted(raw: list[Any], adapt: Adapter | None, name: str, bad: dict[int, st
     if adapt is None:
         return raw
     try:
-        return [None if value is None else adapt(value) for value in raw]
+        return adapt_column(adapt, raw)
     except _BAD_VALUES:
         pass
     adapted: list[Any] = []
@@ -643,7 +807,10 @@ def _required(table: Table, picked: Sequence[str]) -> tuple[tuple[str, int | Non
 
 
 def _held_versions(
-    store: Store, session: Session, table: Table, items: Iterable[Record | Tombstone]
+    store: Store,
+    session: Session,
+    table: Table,
+    items: Iterable[Record | RecordBatch | Tombstone],
 ) -> dict[str, Any]:
     """The modification stamps the mirror holds for the records re-read among ``items``, as
     the database holds them (compared with stamps adapted alike: `_StreamRows._stamp`)."""
@@ -651,21 +818,15 @@ def _held_versions(
     return store.held_values(session, table, "crm_modified_at", reread) if reread else {}
 
 
-def _save_cursor(
-    store: Store, session: Session, crm: str, stream: str, cursor: Cursor, now: datetime
-) -> None:
-    """The checkpoint's cursor, stored with the rows it covers."""
-    store.set_cursor(
-        session,
-        crm,
-        stream,
-        cursor.value,
-        cursor.ids,
-        now,
-        resume=cursor.resume,
-        read_at=cursor.read_at,
-        archive_read_at=cursor.archive_read_at,
-    )
+def _cursor_fields(cursor: Cursor) -> dict[str, Any]:
+    """A checkpoint's cursor as `Store.set_cursors` saves it."""
+    return {
+        "value": cursor.value,
+        "ids_at_value": cursor.ids,
+        "resume": cursor.resume,
+        "read_at": cursor.read_at,
+        "archive_read_at": cursor.archive_read_at,
+    }
 
 
 def _bury(session: Session, table: Table, tombstone: Tombstone, now: datetime) -> None:

@@ -17,13 +17,12 @@ from typing import Any
 import polars as pl
 
 from connectors.protocol import Record, RecordBatch
-from sync.store import Adapter, _aware, _int4, _int8, _sqlite_stamp
+from sync.store import _SQLITE_STAMP, Adapter, _aware, _int4, _int8, _sqlite_stamp
 
 __all__ = ["latest_parts", "plain_column"]
 
 # the adapters `sync.store.adapters_of` hands out that a whole column can go through at once
 _INT_RANGES = {_int4: (-(2**31), 2**31), _int8: (-(2**63), 2**63)}
-_SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp`'s text, microseconds and all
 _FOUR_DIGIT_YEARS = 1000  # from here on strftime's years are isoformat's
 
 

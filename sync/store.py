@@ -7,24 +7,25 @@ takes the caller's session, so rows, cursor and log land in one transaction (rul
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, lru_cache, partial
 from itertools import islice
 from types import TracebackType
 from typing import Any
 from uuid import uuid4
 
+import polars as pl
 import psycopg
 from psycopg import sql
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     Column,
     Date,
     Engine,
@@ -33,11 +34,11 @@ from sqlalchemy import (
     Insert,
     Integer,
     Select,
-    String,
     Table,
     bindparam,
     create_engine,
     event,
+    exists,
     func,
     literal,
     text,
@@ -50,6 +51,7 @@ from sqlalchemy.orm.util import identity_key
 from sqlalchemy.schema import DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
+from sync.frames import polars_type
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
 from sync.state import (
     AppendOnlyError,
@@ -68,6 +70,7 @@ __all__ = [
     "Adapter",
     "Store",
     "Written",
+    "adapt_column",
     "adapters_of",
     "canonical_plain",
     "canonical_value",
@@ -98,6 +101,8 @@ _SQLITE_PRAGMAS = (
 )
 _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp` as polars formats it
+_CSV_STAMP = "%Y-%m-%d %H:%M:%S%.6fZ"  # a UTC datetime as `_copy` writes it (cheaper than %z)
 
 Adapter = Callable[[Any], Any]
 # what a database refuses in one row (a value out of range, a constraint); anything else, such as
@@ -253,37 +258,45 @@ class Store:
         columns: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
         *,
+        fixed: Mapping[str, Any] | None = None,
         update: Sequence[str] | None = None,
         new: bool = False,
     ) -> Written:
         """Store plain tuples (values in `columns` order, made ready by `adapters`) in the
         caller's transaction: inserted, or updated in place by primary key.
 
-        On conflict only the `update` columns change (default: every column given), so a column
-        filled only for new rows (a default) is not overwritten. With `new` the rows are
-        expected to be absent and go in by COPY on PostgreSQL; a key already held sends them
-        the upsert way instead. SQLite inserts and upserts with one prepared statement
-        (executemany); PostgreSQL upserts them all with one statement over a typed array per
-        column (``unnest``: one round trip, not one per row; a key given twice keeps its last
-        row). Rows the database refuses are left out, each with its reason; the rest land.
+        `fixed` gives columns whose value (made ready alike) is the same in every row: sent once,
+        not once a row (SQLite: a literal in the statement). On conflict only the `update`
+        columns change (default: every column given), so a column filled only for new rows (a
+        default) is not overwritten. With `new` the rows are expected to be absent and go in by
+        COPY on PostgreSQL; a key already held sends them the upsert way instead. SQLite inserts
+        and upserts with one prepared statement (executemany); PostgreSQL upserts them all with
+        one statement over a typed array per column (``unnest``: one round trip, not one per
+        row; a key given twice keeps its last row). Rows the database refuses are left out, each
+        with its reason; the rest land.
         """
-        connection = _driver_connection(session)
         written = Written()
+        if not rows:
+            return written
+        connection = _driver_connection(session)
+        given, constant = tuple(columns), tuple((fixed or {}).items())
         if new and self.dialect == "postgresql":
             try:
                 with _savepoint(connection, self.dialect):
-                    _copy(connection, table, tuple(columns), rows)
+                    _copy(connection, table, given, rows, constant)
                 written.stored = len(rows)
                 return written
-            except (*_ROW_ERRORS, TypeError, ValueError):
+            except (*_ROW_ERRORS, TypeError, ValueError, pl.exceptions.PolarsError):
                 written.all_new = False
-        keep = tuple(columns) if update is None else tuple(update)
+        keep = (*given, *(name for name, _ in constant)) if update is None else tuple(update)
         if self.dialect == "postgresql":
-            statement = _unnest_upsert_sql(table, tuple(columns), keep)
-            rows = _last_per_key(table, tuple(columns), rows)
-            _write_carefully(connection, self.dialect, statement, rows, written, _as_arrays)
+            statement = _unnest_upsert_sql(table, given, tuple(n for n, _ in constant), keep)
+            rows = _last_per_key(table, given, rows)
+            execute = partial(_as_arrays, fixed=[value for _, value in constant])
+            _write_carefully(connection, self.dialect, statement, rows, written, execute)
         else:
-            statement = _upsert_sql(self.dialect, table, tuple(columns), keep)
+            literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
+            statement = _upsert_sql(self.dialect, table, given, keep, literals)
             _write_carefully(connection, self.dialect, statement, rows, written)
         return written
 
@@ -308,9 +321,17 @@ class Store:
                 held.update(cursor.fetchall())
         return held
 
-    def is_empty(self, session: Session, table: Table) -> bool:
-        """Whether `table` holds no row."""
-        return session.execute(select(literal(1)).select_from(table).limit(1)).first() is None
+    def empty_tables(self, session: Session, tables: Iterable[Table]) -> set[str]:
+        """The names of those of `tables` that hold no row (one statement for all)."""
+        named = {table.name: table for table in tables}
+        if not named:
+            return set()
+        held = [
+            exists(select(literal(1)).select_from(table)).label(name)
+            for name, table in named.items()
+        ]
+        [row] = session.execute(select(*held)).all()
+        return {name for name, any_row in zip(named, row, strict=True) if not any_row}
 
     def drop_indexes(self, session: Session, table: Table) -> None:
         """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it."""
@@ -370,22 +391,44 @@ class Store:
         archive_read_at: datetime | None = None,
     ) -> None:
         """Save a cursor in the caller's transaction, so it commits with the rows it covers (an
-        empty stream's cursor has no value yet): one upsert statement, no ORM object (the mirror
-        saves one per transaction); a copy of it loaded in ``session`` is expired."""
-        row = {
-            "connector": connector,
-            "object": object,
+        empty stream's cursor has no value yet): one upsert statement, no ORM object; a copy of
+        it loaded in ``session`` is expired."""
+        fields = {
             "value": value,
-            "ids_at_value": sorted(set(ids_at_value)),
+            "ids_at_value": ids_at_value,
             "resume": resume,
             "read_at": read_at,
             "archive_read_at": archive_read_at,
-            "updated_at": now,
         }
-        session.execute(_cursor_upsert(self.dialect), row)
-        held = session.identity_map.get(identity_key(SyncCursor, (connector, object)))
-        if held is not None:
-            session.expire(held)
+        self.set_cursors(session, connector, {object: fields}, now)
+
+    def set_cursors(
+        self,
+        session: Session,
+        connector: str,
+        cursors: Mapping[str, Mapping[str, Any]],
+        now: datetime,
+    ) -> None:
+        """`set_cursor` for several objects at once (the mirror saves every cursor a transaction
+        covers together): by object, its ``value``, ``ids_at_value``, ``resume``, ``read_at``
+        and ``archive_read_at``."""
+        if not cursors:
+            return
+        rows = [
+            {
+                **fields,
+                "connector": connector,
+                "object": object,
+                "ids_at_value": sorted(set(fields["ids_at_value"])),
+                "updated_at": now,
+            }
+            for object, fields in cursors.items()
+        ]
+        session.execute(_cursor_upsert(self.dialect), rows)
+        for object in cursors:
+            held = session.identity_map.get(identity_key(SyncCursor, (connector, object)))
+            if held is not None:
+                session.expire(held)
 
     def record_run_start(
         self,
@@ -527,7 +570,7 @@ def insert_rows_missing(
     names = tuple(columns)
     with _cursor(_driver_connection(session)) as cursor:
         if dialect == "postgresql":
-            _as_arrays(cursor, _unnest_upsert_sql(table, names, ()), rows)
+            _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
         else:
             cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
 
@@ -586,6 +629,17 @@ def _adapter(dialect: str, column: Column[Any]) -> Adapter | None:
     return None
 
 
+def adapt_column(adapt: Adapter | None, values: list[Any]) -> list[Any]:
+    """``adapt`` applied to a column of values (None stays None), the whole column at once
+    where that is faster; raises as ``adapt`` does for any value it refuses."""
+    if adapt is None:
+        return values
+    column_wise = _COLUMN_ADAPTERS.get(adapt)
+    if column_wise is not None and len(values) >= _COLUMN_AT_ONCE:
+        return column_wise(values)
+    return [None if value is None else adapt(value) for value in values]
+
+
 def _aware(value: datetime) -> datetime:
     """`value` itself, refused if it is naive (PostgreSQL would read it as local time)."""
     if value.tzinfo is None or value.utcoffset() is None:
@@ -599,6 +653,31 @@ def _sqlite_stamp(value: datetime) -> str:
     if value.tzinfo is not UTC:
         value = _aware(value).astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]  # less "+00:00"
+
+
+def _aware_column(values: list[Any]) -> list[Any]:
+    """`_aware` of a column (None stays None); UTC, the connectors' own, is taken at a glance."""
+    return [v if v is None or v.tzinfo is UTC else _aware(v) for v in values]
+
+
+def _sqlite_stamps(values: list[Any]) -> list[Any]:
+    """`_sqlite_stamp` of a column (None stays None), formatted together by polars: an order
+    of magnitude cheaper a value than Python's own formatting, and the same text."""
+    texts = _epoch_micros(values).cast(pl.Datetime("us")).dt.strftime(_SQLITE_STAMP)
+    return texts.to_list()
+
+
+def _epoch_micros(values: Sequence[Any]) -> pl.Series:
+    """Aware datetimes as exact microseconds since 1970 (None stays null). A float timestamp
+    rounds the microseconds off a far date, so it gives the whole seconds alone."""
+    try:
+        stamps = [v if v is None or v.tzinfo is UTC else _aware(v) for v in values]
+        seconds = [None if v is None else v.timestamp() for v in stamps]
+        micros = pl.Series([None if v is None else v.microsecond for v in stamps], dtype=pl.Int64)
+    except AttributeError as error:  # not a datetime at all
+        raise TypeError(f"expected a datetime: {error}") from None
+    whole = (pl.Series(seconds, dtype=pl.Float64) - micros / 1e6).round().cast(pl.Int64)
+    return whole * 1_000_000 + micros
 
 
 def _int4(value: int) -> int:
@@ -619,40 +698,53 @@ def _int8(value: int) -> int:
     return value
 
 
-# PostgreSQL's binary COPY types of our column types (json's binary form is its text)
-_COPY_TYPES: tuple[tuple[type[Any], str], ...] = (
-    (UTCDateTime, "timestamptz"),
-    (JSON, "text"),
-    (Date, "date"),
-    (BigInteger, "int8"),
-    (Integer, "int4"),
-    (Float, "float8"),
-    (Boolean, "bool"),
-    (String, "text"),
-)
-
-
-def _copy_type(column: Column[Any]) -> str | None:
-    """The binary COPY type of `column`, or None if it has none here (text COPY then)."""
-    return next((name for kind, name in _COPY_TYPES if isinstance(column.type, kind)), None)
+# adapters with a faster way through a whole column (`adapt_column`), taken from this many
+# values on (below it, setting the way up costs more than it saves)
+_COLUMN_AT_ONCE = 256
+_COLUMN_ADAPTERS: dict[Adapter, Callable[[list[Any]], list[Any]]] = {
+    _sqlite_stamp: _sqlite_stamps,
+    _aware: _aware_column,
+}
 
 
 def _copy(
-    connection: Any, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    connection: Any,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    fixed: tuple[tuple[str, Any], ...] = (),
 ) -> None:
-    """COPY `rows` into `table`: binary when every column's type is known, text otherwise."""
-    types = [_copy_type(table.c[name]) for name in columns]
-    binary = None not in types
-    statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
-        sql.Identifier(table.name),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(" (FORMAT BINARY)" if binary else ""),
+    """COPY `rows` into `table` as CSV that polars writes a column at a time (the rows' values
+    turned into text in Rust, not a value at a time in Python); `fixed` columns alike."""
+    names = (*columns, *(name for name, _ in fixed))
+    frame = pl.DataFrame(
+        [
+            _copy_series(table.c[name], values)
+            for name, values in zip(columns, zip(*rows, strict=True), strict=True)
+        ]
+    )
+    if fixed:
+        frame = frame.with_columns(
+            pl.lit(value, _copy_type(table.c[name])).alias(name) for name, value in fixed
+        )
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
     )
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        if binary:
-            copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
+        copy.write(frame.select(names).write_csv(include_header=False, datetime_format=_CSV_STAMP))
+
+
+def _copy_series(column: Column[Any], values: Sequence[Any]) -> pl.Series:
+    """A column's values as a typed polars series, as `_copy` writes them."""
+    kind = _copy_type(column)
+    if kind == pl.Datetime("us", "UTC"):
+        return _epoch_micros(values).cast(kind).alias(column.name)
+    return pl.Series(column.name, values, dtype=kind, strict=True)
+
+
+def _copy_type(column: Column[Any]) -> pl.DataType | type[pl.DataType]:
+    """The polars type `_copy` gives `column`'s values (JSON goes as its text)."""
+    return pl.String if isinstance(column.type, JSON) else polars_type(column.type)
 
 
 @cache
@@ -665,50 +757,73 @@ def _cursor_upsert(dialect: str) -> Insert:
     return statement.on_conflict_do_update(index_elements=key, set_=changing)
 
 
-@cache
+@lru_cache(maxsize=256)
 def _upsert_sql(
-    dialect: str, table: Table, columns: tuple[str, ...], update: tuple[str, ...]
+    dialect: str,
+    table: Table,
+    columns: tuple[str, ...],
+    update: tuple[str, ...],
+    literals: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns, with positional
-    parameters in `columns` order."""
-    key = [column.name for column in table.primary_key]
+    parameters in `columns` order and then `literals` (column, SQL literal) as they are."""
     marker = "?" if dialect == "sqlite" else "%s"
-    names = ", ".join(_quoted(dialect, name) for name in columns)
-    changing = [_quoted(dialect, name) for name in update if name not in key]
-    conflict = f"ON CONFLICT ({', '.join(_quoted(dialect, name) for name in key)}) DO "
-    if changing:
-        conflict += "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
-    else:
-        conflict += "NOTHING"
-    values = ", ".join([marker] * len(columns))
-    return f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values}) {conflict}"
-
-
-@cache
-def _unnest_upsert_sql(table: Table, columns: tuple[str, ...], update: tuple[str, ...]) -> str:
-    """PostgreSQL's INSERT ... SELECT FROM unnest(one typed array per column) ... ON CONFLICT
-    (primary key) DO UPDATE SET the `update` columns; its parameters are `_as_arrays` of rows."""
-    dialect = postgresql.dialect()
-    key = [column.name for column in table.primary_key]
-    names = [_quoted("postgresql", name) for name in columns]
-    kinds = [table.c[name].type.compile(dialect=dialect) for name in columns]
-    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
-    changing = [_quoted("postgresql", name) for name in update if name not in key]
-    conflict = f"ON CONFLICT ({', '.join(_quoted('postgresql', name) for name in key)}) DO "
-    if changing:
-        conflict += "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
-    else:
-        conflict += "NOTHING"
+    names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
+    values = ", ".join([marker] * len(columns) + [literal for _, literal in literals])
     return (
-        f"INSERT INTO {_quoted('postgresql', table.name)} ({', '.join(names)})"
-        f" SELECT {', '.join(names)} FROM unnest({arrays}) AS given ({', '.join(names)})"
-        f" {conflict}"
+        f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values})"
+        f" {_on_conflict(dialect, table, update)}"
     )
 
 
-def _as_arrays(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Execute `statement` (`_unnest_upsert_sql`) once for all `rows`: a list per column."""
-    cursor.execute(statement, [list(values) for values in zip(*rows, strict=True)])
+@lru_cache(maxsize=256)
+def _unnest_upsert_sql(
+    table: Table, columns: tuple[str, ...], fixed: tuple[str, ...], update: tuple[str, ...]
+) -> str:
+    """PostgreSQL's INSERT ... SELECT FROM unnest(one typed array per column), with a typed
+    parameter per `fixed` column, ... ON CONFLICT (primary key) DO UPDATE SET the `update`
+    columns; its parameters are the fixed values, then `_as_arrays` of rows."""
+    dialect = postgresql.dialect()
+    names = [_quoted("postgresql", name) for name in columns]
+    kinds = [table.c[name].type.compile(dialect=dialect) for name in (*columns, *fixed)]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds[: len(columns)])
+    scalars = [f"%s::{kind}" for kind in kinds[len(columns) :]]
+    every = ", ".join([*names, *(_quoted("postgresql", name) for name in fixed)])
+    return (
+        f"INSERT INTO {_quoted('postgresql', table.name)} ({every})"
+        f" SELECT {', '.join([*names, *scalars])}"
+        f" FROM unnest({arrays}) AS given ({', '.join(names)})"
+        f" {_on_conflict('postgresql', table, update)}"
+    )
+
+
+def _on_conflict(dialect: str, table: Table, update: tuple[str, ...]) -> str:
+    """ON CONFLICT (primary key) DO UPDATE SET the `update` columns (NOTHING if none)."""
+    key = [column.name for column in table.primary_key]
+    changing = [_quoted(dialect, name) for name in update if name not in key]
+    conflict = f"ON CONFLICT ({', '.join(_quoted(dialect, name) for name in key)}) DO "
+    if not changing:
+        return conflict + "NOTHING"
+    return conflict + "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
+
+
+def _sqlite_literal(value: Any) -> str:
+    """`value` (None, a bool, a number or text made ready by `adapters`) as a SQLite literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(int(value) if isinstance(value, bool) else value)
+    if isinstance(value, str) and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"{value!r} cannot be written as a SQLite literal")
+
+
+def _as_arrays(
+    cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]], fixed: Sequence[Any] = ()
+) -> None:
+    """Execute `statement` (`_unnest_upsert_sql`) once for all `rows`: the `fixed` values,
+    then a list per column."""
+    cursor.execute(statement, [*fixed, *(list(values) for values in zip(*rows, strict=True))])
 
 
 def _one_by_one(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:

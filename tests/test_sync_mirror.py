@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text, update
+from sqlalchemy import func, inspect, text, update
 from sqlmodel import col, select
 
 from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Summary, Tombstone
@@ -285,6 +285,87 @@ def test_a_first_load_stores_exactly_what_upserts_store(
         assert len(_raw_rows(store, table)) > 0
 
 
+# values that text formats (PostgreSQL's CSV COPY, SQLite's stamps) could get wrong
+_AWKWARD_TEXTS = (
+    "",
+    'a "quoted" word, and a comma',
+    "two\nlines\r\nand a carriage return\r",
+    "back\\slash \\N and \\.",
+    "\\N",
+    "tab\tand ünïcödé 🙂",
+    " spaces around ",
+    "NULL",
+)
+_AWKWARD_STAMPS = (
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    datetime(2038, 1, 19, 3, 14, 8, 999_999, tzinfo=UTC),
+    datetime(2262, 4, 11, 23, 47, 16, 854_776, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(2026, 11, 1, 14, 30, 0, 7, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    T0 + timedelta(microseconds=123_457),
+)
+_AWKWARD_FLOATS = (0.1 + 0.2, 1e300, 5e-324, -0.5, 2.0**53 + 2, 1_250_000.5, 1 / 3, 0.0)
+
+
+def _awkward(prefix: str = "") -> dict[str, list[Item]]:
+    """Accounts and tasks whose values are awkward to write as text, with a checkpoint each."""
+    accounts = [
+        _account(
+            f"{prefix}001{n:03d}",
+            _AWKWARD_STAMPS[n],
+            name=_AWKWARD_TEXTS[n] or "-",
+            website=_AWKWARD_TEXTS[-1 - n],
+            revenue=_AWKWARD_FLOATS[n],
+            employees=(2**31 - 1, -(2**31), 0)[n % 3],
+            created_at=_AWKWARD_STAMPS[-1 - n],
+        )
+        for n in range(len(_AWKWARD_STAMPS))
+    ]
+    tasks = [
+        Record(
+            "Task",
+            f"{prefix}00T{n:03d}",
+            _AWKWARD_STAMPS[-1 - n],
+            {
+                "type": "call",
+                "occurred_at": _AWKWARD_STAMPS[n],
+                "subject": _AWKWARD_TEXTS[n],
+                "rep_touch": n % 2 == 0,
+            },
+        )
+        for n in range(len(_AWKWARD_STAMPS))
+    ]
+    return {"Account": _paged("Account", accounts), "Task": _paged("Task", tasks)}
+
+
+def test_awkward_values_store_alike_on_a_first_load_and_an_upsert_and_read_back_as_given(
+    store: Store, second_store: Store
+) -> None:
+    loaded = _mirror_all(store, _awkward())
+    _mirror_all(second_store, _awkward(prefix="SEED"))
+    upserted = _mirror_all(second_store, _awkward())
+    assert all(p.first_load for p in loaded) and not any(p.first_load for p in upserted)
+    for table in ("account", "activity"):
+        assert _raw_rows(store, table) == _raw_rows(second_store, table), table
+    with store.session() as session:
+        accounts = {a.id: a for a in session.exec(select(Account))}
+        tasks = {t.id: t for t in session.exec(select(Activity))}
+        # the stamps compare in SQL with values the ORM binds (as text on SQLite)
+        later = [
+            len(session.exec(select(Activity.id).where(col(Activity.occurred_at) >= s)).all())
+            for s in _AWKWARD_STAMPS
+        ]
+    for n, stamp in enumerate(_AWKWARD_STAMPS):
+        account, task = accounts[f"001{n:03d}"], tasks[f"00T{n:03d}"]
+        assert (account.name, account.website) == (_AWKWARD_TEXTS[n] or "-", _AWKWARD_TEXTS[-1 - n])
+        assert account.revenue == _AWKWARD_FLOATS[n] and account.crm_modified_at == stamp
+        assert account.created_at == _AWKWARD_STAMPS[-1 - n]
+        assert (task.occurred_at, task.subject) == (stamp, _AWKWARD_TEXTS[n])
+        assert later[n] == sum(other >= stamp for other in _AWKWARD_STAMPS)
+
+
 def test_rows_stored_in_bulk_read_back_as_the_orm_wrote_them(store: Store) -> None:
     _mirror_all(store, _org())
     with store.session() as session:
@@ -363,14 +444,14 @@ def test_a_checkpoints_rows_and_cursor_commit_together_or_not_at_all(
         _account("001C", T0 + timedelta(hours=1)),
         Checkpoint("Account", second),
     ]
-    saving = store.set_cursor
+    saving = store.set_cursors
 
     def failing_on_the_second(*args: Any, **kwargs: Any) -> Any:
-        if args[3] == second.value:  # the cursor's value
+        if args[2]["Account"]["value"] == second.value:  # the cursor's value
             raise RuntimeError("the database went away")
         return saving(*args, **kwargs)
 
-    monkeypatch.setattr(store, "set_cursor", failing_on_the_second)
+    monkeypatch.setattr(store, "set_cursors", failing_on_the_second)
     with pytest.raises(RuntimeError):
         _mirror(store, "Account", *pull)
     with store.session() as session:
@@ -576,17 +657,65 @@ def test_a_stream_with_nothing_new_saves_its_cursor_with_the_next_streams_rows(
 
 
 def test_a_cursor_waiting_for_the_next_transaction_is_lost_harmlessly_when_that_fails(
-    store: Store,
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Failing(Scripted):
-        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
-            if stream == "Account":
-                raise RuntimeError("the CRM went away")
-            yield from super().pull(stream, cursor)
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the database went away")
 
+    monkeypatch.setattr(store, "set_cursors", failing)
     nothing = [Checkpoint("Contact", Cursor(T0, read_at=T0)), Summary("Contact")]
-    stage = mirror_streams(store, Failing({"Contact": nothing}), T0, streams=["Contact", "Account"])  # type: ignore[arg-type]
+    rows = [_account("001A", T0), Checkpoint("Account", Cursor(T0, frozenset({"001A"})))]
+    connector = Scripted({"Contact": nothing, "Account": rows})
+    stage = mirror_streams(store, connector, T0, streams=["Contact", "Account"])  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         list(stage)
     with store.session() as session:
         assert session.get(SyncCursor, ("salesforce", "Contact")) is None  # read again next run
+        assert session.get(Account, "001A") is None
+
+
+def test_a_streams_last_rows_commit_with_the_next_streams_and_it_is_yielded_after(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits: list[int] = []
+    begin = store.session
+
+    def counted() -> Any:
+        commits.append(1)
+        return begin()
+
+    pulls = {name: _org()[name] for name in ("Account", "Lead", "Opportunity")}
+    stage = mirror_streams(store, Scripted(pulls), T0, streams=list(pulls))  # type: ignore[arg-type]
+    first = next(stage)  # Account: yielded once its rows are in, with the others'
+    monkeypatch.setattr(store, "session", counted)
+    with store.session() as session:
+        accounts = session.exec(select(Account.id)).all()
+        cursors = {c.object for c in session.exec(select(SyncCursor))}
+    rest = list(stage)
+    assert first.stream == "Account" and len(accounts) == first.stored == 9
+    assert cursors == set(pulls)  # every stream's rows and cursor in the one transaction
+    # after it: this test's own read and the indexes built, no commit of rows
+    assert [p.stream for p in rest] == ["Lead", "Opportunity"] and len(commits) == 1 + 1
+
+
+def test_a_failed_pull_leaves_the_streams_before_it_committed(store: Store) -> None:
+    class Failing(Scripted):
+        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
+            if stream == "Lead":
+                yield from list(super().pull(stream, cursor))[:3]  # records, no checkpoint
+                raise RuntimeError("the API budget is spent")
+            yield from super().pull(stream, cursor)
+
+    org = _org()
+    nothing = [Checkpoint("Contact", Cursor(T0, read_at=T0)), Summary("Contact")]
+    pulls = {"Contact": nothing, "Account": org["Account"], "Lead": org["Lead"]}
+    yielded: list[str] = []
+    with pytest.raises(RuntimeError):
+        for pulled in mirror_streams(store, Failing(pulls), T0, streams=list(pulls)):  # type: ignore[arg-type]
+            yielded.append(pulled.stream)
+    with store.session() as session:
+        accounts = session.exec(select(func.count()).select_from(Account)).one()
+        people = session.exec(select(func.count()).select_from(Person)).one()
+        cursors = {c.object for c in session.exec(select(SyncCursor))}
+    assert accounts == 9 and people == 0 and cursors == {"Contact", "Account"}
+    assert yielded == ["Contact", "Account"]  # a run stopped here counts them as pulled
