@@ -160,10 +160,11 @@ def targets(
 def _account_targets(
     session: Session, stream: Stream, scores: Mapping[str, AccountScore]
 ) -> Iterator[Target]:
-    """The scored accounts still live, in id order (only these are read)."""
+    """The scored accounts still live, in id order (only these are read, as plain rows)."""
     statement = select(Account.id, Account.crm_owned).where(col(Account.is_deleted).is_(False))
+    read = session.connection().execute
     for chunk in _chunks(sorted(scores)):
-        held = session.exec(statement.where(col(Account.id).in_(chunk)).order_by(col(Account.id)))
+        held = read(statement.where(col(Account.id).in_(chunk)).order_by(col(Account.id)))
         for account_id, owned in held:
             score = scores[account_id]
             yield Target(
@@ -179,22 +180,23 @@ def _person_targets(
 ) -> Iterator[Target]:
     """The people linked to a scored account, with its values and no orphan reason; then the
     scored orphans with their own (an orphan's ``account_id`` is its own id, as it was scored as
-    an account of its own). Only these are read."""
+    an account of its own). Only these are read, as plain rows."""
     statement = select(Person.id, Person.matched_account_id, Person.crm_owned).where(
         col(Person.is_deleted).is_(False), col(Person.is_converted).is_(False)
     )
     kind = stream.constants.get("kind")
     if kind is not None:
         statement = statement.where(Person.kind == kind)
+    read = session.connection().execute
     for chunk in _chunks(sorted(scores)):
         linked = statement.where(col(Person.matched_account_id).in_(chunk))
-        for person_id, account_id, owned in session.exec(linked.order_by(col(Person.id))):
+        for person_id, account_id, owned in read(linked.order_by(col(Person.id))):
             score = scores[account_id]
             values = {"matched_account_id": account_id, **score.values, ORPHAN_REASON: None}
             yield Target(stream.name, "person", person_id, account_id, values, score.reasons, owned)
     unlinked = statement.where(col(Person.matched_account_id).is_(None))
     for chunk in _chunks(sorted(orphans)):
-        held = session.exec(unlinked.where(col(Person.id).in_(chunk)).order_by(col(Person.id)))
+        held = read(unlinked.where(col(Person.id).in_(chunk)).order_by(col(Person.id)))
         for person_id, _, owned in held:
             orphan = orphans[person_id]
             yield Target(

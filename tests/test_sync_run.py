@@ -354,6 +354,15 @@ def test_a_hand_edit_is_repaired_and_a_deleted_account_is_never_written_again(
     assert repaired.written.get(crm.people, 0) == repaired.orphans_written == len(orphaned)
     assert crm.shown(crm.accounts, [edited])[edited]["tier"] == "Nurture"
     assert deleted not in _current(store)
+    assert sum(repaired.tiers.values()) == ACCOUNTS - 1  # the live accounts, tier by tier
+    crm.time.tick(600)
+    after = crm.run(store)  # our own writes read back: the totals kept by what changed
+    assert after.tiers == repaired.tiers
+    assert (after.link.linked, after.link.review, after.link.orphans) == (
+        repaired.link.linked,
+        repaired.link.review,
+        repaired.link.orphans,
+    )
     with store.session() as session:
         events = session.exec(select(RunEvent).where(RunEvent.run_id == repaired.run_id)).all()
         gone = session.get(Account, deleted)
