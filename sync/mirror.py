@@ -684,13 +684,7 @@ class _Shape:
         if self.owned is not None:
             columns.append(_adapted(values, self._owned, "crm_owned", bad))
         stamps = _adapted([r.modified_at for r in records], self.stamp, "modified", bad)
-        ids = [record.id for record in records]
-        rows = list(zip(*columns, ids, stamps, strict=True))
-        if not bad:
-            return rows
-        for at, reason in bad.items():
-            skip(ids[at], reason)
-        return [row for at, row in enumerate(rows) if at not in bad]
+        return _kept(columns, [record.id for record in records], stamps, bad, skip)
 
     def frame_rows(
         self, frame: pl.DataFrame, skip: Callable[[str, str], None]
@@ -706,13 +700,7 @@ class _Shape:
         if self.owned is not None:
             columns.append(self._owned_column(frame, bad))
         stamps = _adapted_column(frame["modified_at"], self.stamp, "modified", bad)
-        ids = frame["id"].to_list()
-        rows = list(zip(*columns, ids, stamps, strict=True))
-        if not bad:
-            return rows
-        for at, reason in bad.items():
-            skip(ids[at], reason)
-        return [row for at, row in enumerate(rows) if at not in bad]
+        return _kept(columns, frame["id"].to_list(), stamps, bad, skip)
 
     def _owned_column(self, frame: pl.DataFrame, bad: dict[int, str]) -> list[Any]:
         """``crm_owned`` of every row of a frame: one text for the rows holding none of our
@@ -753,6 +741,23 @@ class _Shape:
                 if value is not None and value not in allowed:
                     reason = f"{name} {value!r} is not one of {', '.join(allowed)}"
                     bad.setdefault(position, reason)
+
+
+def _kept(
+    columns: Sequence[list[Any]],
+    ids: list[str],
+    stamps: list[Any],
+    bad: Mapping[int, str],
+    skip: Callable[[str, str], None],
+) -> list[tuple[Any, ...]]:
+    """Rows of ``columns`` with each record's id and stamp last, less those noted ``bad``
+    (each skipped with its reason)."""
+    rows = list(zip(*columns, ids, stamps, strict=True))
+    if not bad:
+        return rows
+    for at, reason in bad.items():
+        skip(ids[at], reason)
+    return [row for at, row in enumerate(rows) if at not in bad]
 
 
 def _adapted(raw: list[Any], adapt: Adapter | None, name: str, bad: dict[int, str]) -> list[Any]:
