@@ -30,6 +30,7 @@ import argparse
 import importlib.util
 import math
 import multiprocessing
+import os
 import secrets
 import tempfile
 import time
@@ -62,6 +63,7 @@ from sandbox.org import Org, load_org, save_org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.salesforce.ids import make_ids
 from sandbox.service import start_sandbox
+from sandbox.world import WorldParams
 from scoring.config import DEFAULT_DISQUALIFIERS, DEFAULT_SIGNALS, ModelSettings
 from scoring.features import History, examples
 from scoring.fit import disqualification
@@ -81,6 +83,7 @@ _SETTINGS = ModelSettings()
 _CATALOG = SignalCatalog.from_settings(DEFAULT_SIGNALS, _SETTINGS)
 _FLOORS = {"salesforce": 200, "hubspot": 100}  # records per write call (Collections, batch)
 _START_SECONDS = 600.0
+_PARENT_CHECK_SECONDS = 2.0  # how often a served sandbox checks its benchmark still runs
 _TOUCH_TYPES = ("pricing_page", "product_page", "case_study", "webinar", "blog_visit")
 
 
@@ -134,12 +137,29 @@ class Served:
 
 
 def _serve(crm: str, org_dir: str, token: str, ready: Any, stop: Any, rss: Any) -> None:
-    """The child process: serve the org until told to stop, then report its peak memory."""
+    """The child process: serve the org until told to stop or its parent is gone (a benchmark
+    killed mid-run must not leave a sandbox holding gigabytes), then report its peak memory."""
+    parent = os.getppid()
     options = {"tier": "unlimited"} if crm == "hubspot" else {}
     with start_sandbox(crm, load_org(Path(org_dir)), token=token, **options) as running:
         ready.put(running.base_url)
-        stop.wait()
+        while not stop.wait(_PARENT_CHECK_SECONDS):
+            if os.getppid() != parent:
+                return
     rss.put(peak_rss_mb())
+
+
+@contextmanager
+def generated_and_served(
+    crm: str, accounts: int, seed: int, world: WorldParams, folder: Path
+) -> Iterator[tuple[Org, Served]]:
+    """An org of ``accounts`` generated into ``folder``/org and served (`served`)."""
+    progress(f"generating an org of {accounts:,} accounts ({world.preset} world)")
+    org = generate_org(accounts, seed, world=world)
+    save_org(org, folder / "org")
+    with served(crm, folder / "org") as sandbox:
+        progress(f"sandbox {crm} serving at {sandbox.url} in its own process")
+        yield org, sandbox
 
 
 @contextmanager
@@ -480,13 +500,9 @@ def main() -> None:
     world = world_of(parser, args)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        org_dir = Path(folder) / "org"
-        progress(f"generating an org of {args.accounts:,} accounts ({world.preset} world)")
-        org = generate_org(args.accounts, args.seed, world=world)
-        save_org(org, org_dir)
         clock, wait = SimulatedClock(), HttpWait()
-        with served(args.crm, org_dir) as sandbox:
-            progress(f"sandbox {args.crm} serving at {sandbox.url} in its own process")
+        served_org = generated_and_served(args.crm, args.accounts, args.seed, world, Path(folder))
+        with served_org as (org, sandbox):
             crm = connector(sandbox, clock, wait)
             crm.ensure_schema(SPEC)
             url = args.database or f"sqlite:///{Path(folder) / 'state.db'}"

@@ -30,11 +30,10 @@ import requests
 from simple_salesforce import Salesforce
 
 from bench.common import add_world_options, emit, progress, world_of
-from bench.pipeline import HttpWait, Served, SimulatedClock, connector, served
+from bench.pipeline import HttpWait, Served, SimulatedClock, connector, generated_and_served
 from bench.sync_run import SPEC
-from sandbox.generator import generate_org
 from sandbox.hubspot.ids import ID_BASES, archived_people, merged_people
-from sandbox.org import Org, save_org
+from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.salesforce.ids import make_ids
 
@@ -182,12 +181,9 @@ def main() -> None:
     world = world_of(parser, args)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        org_dir = Path(folder) / "org"
-        progress(f"generating an org of {args.accounts:,} accounts ({world.preset} world)")
-        org = generate_org(args.accounts, args.seed, world=world)
-        save_org(org, org_dir)
-        with served(args.crm, org_dir) as sandbox:
-            progress(f"sandbox {args.crm} serving at {sandbox.url}; creating Handoff's fields")
+        served_org = generated_and_served(args.crm, args.accounts, args.seed, world, Path(folder))
+        with served_org as (org, sandbox):
+            progress("creating Handoff's fields")
             connector(sandbox, SimulatedClock(), HttpWait()).ensure_schema(SPEC)
             figures = _measure(sandbox, org, args.calls, args.seed)
     emit(
