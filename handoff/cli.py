@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -43,6 +43,7 @@ from handoff.shell import (
 )
 from sync import Store
 from sync.explain import AccountNotFound, AmbiguousAccount, explain_account, score_mirror
+from sync.run import SchemaNotSetUp
 from sync.runlog import run_events, run_problems, runs_newest_first, summarise
 from sync.scoring_state import train_model
 from sync.state import StateError, SyncRun
@@ -200,10 +201,11 @@ def sync_command(
     store = open_store(loaded.state.database_url)
     try:
         with store, open_crm(loaded) as crm:
-            _fail_on_schema_gaps(crm.connector.schema_gaps(schema_spec(loaded)))
             now = crm.now()
             console.print(f"Syncing {crm.description}, scoring as of {now:%d %b %Y %H:%M} UTC")
             report = run_locked(loaded, crm, store, now, full, dry_run)
+    except SchemaNotSetUp as error:
+        _fail_on_schema_gaps(error.gaps)
     except ConnectorError as error:
         fail([f"the sync stopped: {error}"])
     except SandboxUnavailable as error:
@@ -212,19 +214,19 @@ def sync_command(
     raise typer.Exit(report.exit_code)
 
 
-def _fail_on_schema_gaps(gaps: tuple[SchemaGap, ...]) -> None:
-    """Exit 1 before the run when the CRM lacks fields we write (set up by an older release, or
-    changed since): each one named, and the command that puts them in place."""
-    if gaps:
-        fail(
-            [
-                "the CRM's Handoff fields are not set up as this release writes them; nothing "
-                "was pulled or written:",
-                *(f"  {g.object}.{g.name} ({g.label}): {g.problem}" for g in gaps),
-                "`handoff setup` creates what is missing (and changes nothing else that is in "
-                "place); then `handoff sync` again",
-            ]
-        )
+def _fail_on_schema_gaps(gaps: tuple[SchemaGap, ...]) -> NoReturn:
+    """Exit 1 for a run that found the CRM lacking fields we write (set up by an older release,
+    or changed since; it pulled and wrote nothing): each one named, and the command that puts
+    them in place."""
+    fail(
+        [
+            "the CRM's Handoff fields are not set up as this release writes them; nothing "
+            "was pulled or written:",
+            *(f"  {g.object}.{g.name} ({g.label}): {g.problem}" for g in gaps),
+            "`handoff setup` creates what is missing (and changes nothing else that is in "
+            "place); then `handoff sync` again",
+        ]
+    )
 
 
 @app.command("train")

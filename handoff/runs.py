@@ -11,7 +11,7 @@ from uuid import uuid4
 
 import typer
 
-from handoff.crm import CrmConnection
+from handoff.crm import CrmConnection, schema_spec
 from handoff.progress import StageProgress
 from handoff.settings import Settings
 from handoff.shell import console, fail, progress_console
@@ -42,6 +42,7 @@ def run_config(settings: Settings) -> RunConfig:
         min_score_change=settings.sync.min_score_change,
         full_resync_hours=settings.sync.full_resync_hours,
         event_retention_days=settings.sync.event_retention_days,
+        schema=schema_spec(settings),
     )
 
 

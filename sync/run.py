@@ -23,7 +23,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from connectors.errors import BudgetExhausted
-from connectors.protocol import Connector
+from connectors.protocol import Connector, SchemaGap, SchemaSpec
 from scoring.tiers import TIER_ORDER, tier_label
 from sync.config import MatchingSettings
 from sync.explain import model_status
@@ -50,7 +50,15 @@ from sync.writeback import (
     tier_moves,
 )
 
-__all__ = ["ABANDONED", "EXIT_CODES", "STAGES", "RunConfig", "RunReport", "run_sync"]
+__all__ = [
+    "ABANDONED",
+    "EXIT_CODES",
+    "STAGES",
+    "RunConfig",
+    "RunReport",
+    "SchemaNotSetUp",
+    "run_sync",
+]
 
 # `handoff sync` exit codes, by what became of the run
 EXIT_CODES = {"ok": 0, "failed": 1, "partial": 2, "stopped": 3, "locked": 4}
@@ -69,6 +77,19 @@ class RunConfig:
     min_score_change: int = 3
     full_resync_hours: int = 168  # see `[sync] full_resync_hours` in `sync.config`
     event_retention_days: int = 90
+    schema: SchemaSpec | None = None  # our CRM fields, checked before anything is pulled
+
+
+class SchemaNotSetUp(Exception):
+    """The CRM lacks fields the run writes (set up by an older release, or changed since):
+    nothing was pulled or written. ``gaps`` names each; `handoff setup` puts them in place."""
+
+    def __init__(self, gaps: tuple[SchemaGap, ...]) -> None:
+        self.gaps = gaps
+        named = ", ".join(f"{g.object}.{g.name} ({g.problem})" for g in gaps)
+        super().__init__(
+            f"the CRM's Handoff fields are not set up as this release writes them: {named}"
+        )
 
 
 @dataclass
@@ -405,8 +426,13 @@ def run_sync(
     ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
     run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.
     Holding it, the run also closes in the run log the runs that never finished (killed or
-    crashed: none of them can still be running).
+    crashed: none of them can still be running). A CRM lacking fields the run writes
+    (``config.schema``) raises `SchemaNotSetUp` before anything is pulled, so a scheduler's run
+    stops as the CLI's does.
     """
+    gaps = connector.schema_gaps(config.schema) if config.schema is not None else ()
+    if gaps:
+        raise SchemaNotSetUp(gaps)  # before the run starts: nothing pulled, written or logged
     report = RunReport(run_id or uuid4().hex, connector.crm, now, dry_run=dry_run)
     run = _Run(config, connector, store, now, report, progress)
     calls_before = connector.usage().calls

@@ -22,6 +22,7 @@ from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
 from connectors.protocol import Connector, Item, Record, SchemaSpec, Update, WriteResult
 from connectors.salesforce import SalesforceConnector
+from handoff.crm import schema_spec
 from handoff.runs import run_config
 from handoff.settings import Settings
 from sandbox.generator import generate_org
@@ -48,7 +49,6 @@ from tests.sandbox_fixtures import hubspot_client, salesforce_client, salesforce
 from tests.test_connectors_contract import FakeTime
 
 ACCOUNTS = 100
-SPEC = SchemaSpec(("Nurture", "SDR", "AE", "Disqualified"), ("No Budget", "Other"))
 ACCOUNT_FIELDS = ("score", "tier", "model_version", "scored_at")
 LABELS = {"nurture": "Nurture", "sdr": "SDR", "ae": "AE", "disqualified": "Disqualified"}
 CRMS = ("salesforce", "hubspot")
@@ -135,6 +135,9 @@ class Counting:
     def ensure_schema(self, spec: SchemaSpec) -> Any:
         return self.inner.ensure_schema(spec)
 
+    def schema_gaps(self, spec: SchemaSpec) -> Any:
+        return self.inner.schema_gaps(spec)
+
     def usage(self) -> Any:
         return self.inner.usage()
 
@@ -166,7 +169,7 @@ def _open(stack: ExitStack, crm: str, org: Org) -> Crm:
     else:
         hub = HubSpotSettings(token=SecretStr(sandbox.token))
         inner = HubSpotConnector(hub, host=sandbox.base_url, policy=policy)
-    inner.ensure_schema(SPEC)
+    inner.ensure_schema(schema_spec(Settings()))  # what run_config checks before a run
     time.tick(60)
     return Crm(crm, sandbox, time, Counting(inner), *_STREAMS[crm])
 

@@ -10,8 +10,8 @@ from sqlmodel import func, select
 
 from connectors.budget import Budget
 from connectors.http import HttpPolicy
-from connectors.protocol import Connector, SchemaSpec
-from handoff.crm import sandbox_connector
+from connectors.protocol import Connector
+from handoff.crm import sandbox_connector, schema_spec
 from handoff.runs import run_config
 from handoff.settings import Settings
 from sandbox.generator import generate_org
@@ -23,7 +23,6 @@ from sync.runlog import FORCED, FullResync, forget_events, full_resync, runs_new
 from sync.state import Account, RunEvent
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-SPEC = SchemaSpec(("Nurture", "SDR", "AE", "Disqualified"), ("No Budget", "Other"))
 WEEK = 168
 
 
@@ -125,7 +124,7 @@ def test_a_full_re_pull_larger_than_a_run_s_budget_completes_over_the_next_runs(
             policy = HttpPolicy(budget=Budget(share))
             return sandbox_connector("hubspot", running.base_url, running.token, policy)
 
-        connector(None).ensure_schema(SPEC)
+        connector(None).ensure_schema(schema_spec(Settings()))
         with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
             runs: list[RunReport] = []
             while len(runs) < 6 and (not runs or runs[-1].status == "stopped"):
