@@ -221,6 +221,8 @@ def refresh(
 
 
 def _old_keys(session: Session, people: Collection[str], accounts: Collection[str]) -> OldKeys:
+    """The stored keys of these people (their links and domains) and accounts (their names and
+    own domains), before they are recomputed."""
     old = OldKeys()
     columns = (Person.match_link, Person.match_domain)
     for chunk in _chunks(people):
@@ -315,7 +317,6 @@ def _similar(session: Session, names: Collection[str], threshold: int) -> set[st
     if queries.is_empty():
         return set()
     variants = name_variants(queries).rename({"key": "query"})
-    variants = variants.filter(pl.col("query").str.len_chars() >= shortest)
     table = _table(NameVariant)
     rows: list[tuple[str, str]] = []
     for chunk in _chunks(variants["variant"].unique().to_list()):
