@@ -27,6 +27,7 @@ Prints progress on stderr and one JSON object last, with ``goals`` met or missed
 from __future__ import annotations
 
 import argparse
+import cProfile
 import importlib.util
 import math
 import multiprocessing
@@ -246,13 +247,17 @@ class Bench:
     store: Store
     clock: SimulatedClock
     wait: HttpWait
+    profiles: Path | None = None  # where each run but the first writes its cProfile, if set
 
     def run(self, name: str, now: datetime, **options: Any) -> Measured:
         """One run at ``now``, measured."""
         progress(f"{name}: a run as of {now:%d %b %Y %H:%M}")
         before_calls, before_wait = self.sandbox.requests(), self.wait.seconds
         marks = [before_wait]  # HTTP seconds so far at each stage's start
+        profiler = cProfile.Profile() if self.profiles and not options.get("full") else None
         started = time.perf_counter()
+        if profiler:
+            profiler.enable()
         report = run_sync(
             CONFIG,
             self.connector,
@@ -262,6 +267,10 @@ class Bench:
             **options,
         )
         seconds = time.perf_counter() - started
+        if profiler and self.profiles:
+            profiler.disable()
+            self.profiles.mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(self.profiles / f"{name.replace(' ', '_')}.prof")
         waited = self.wait.seconds - before_wait
         calls = _delta(before_calls, self.sandbox.requests())
         ends = [*marks[1:], self.wait.seconds]
@@ -495,6 +504,13 @@ def main() -> None:
         action="store_true",
         help="leave out the run 90 days back and its AUC (a second full write-back; for big orgs)",
     )
+    parser.add_argument(
+        "--profile-cycles",
+        metavar="DIR",
+        type=Path,
+        help="write a cProfile of each run but the first into DIR (its seconds then include "
+        "the profiler's overhead)",
+    )
     add_world_options(parser)
     args = parser.parse_args()
     world = world_of(parser, args)
@@ -507,7 +523,7 @@ def main() -> None:
             crm.ensure_schema(SPEC)
             url = args.database or f"sqlite:///{Path(folder) / 'state.db'}"
             with Store.open(url) as store:
-                bench = Bench(sandbox, crm, store, clock, wait)
+                bench = Bench(sandbox, crm, store, clock, wait, args.profile_cycles)
                 present = _at_present(bench, org, args.crm, args.seed)
                 past = None if args.skip_evaluation else _in_the_past(bench, org, args.crm)
         mirror = {"missing": "skipped"} if args.skip_mirror else _mirror_figures(Path(folder))
