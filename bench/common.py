@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sandbox.world import (
     DEFAULT_PRESET,
@@ -26,6 +27,7 @@ __all__ = [
     "peak_rss_mb",
     "progress",
     "pull_figures",
+    "stage_peak_mb",
     "timed",
     "world_of",
 ]
@@ -39,6 +41,18 @@ def progress(message: str) -> None:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def stage_peak_mb() -> float | None:
+    """Peak resident memory since the last call, in MiB, then reset to what is resident now
+    (Linux: VmHWM, reset through /proc/self/clear_refs); None where that cannot be read."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        peak = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        Path("/proc/self/clear_refs").write_text("5")
+    except (OSError, StopIteration):
+        return None
+    return round(int(peak.split()[1]) / 1024, 1)
 
 
 @contextmanager

@@ -48,7 +48,7 @@ import requests
 from pydantic import SecretStr
 from sqlmodel import func, select
 
-from bench.common import add_world_options, emit, peak_rss_mb, progress, world_of
+from bench.common import add_world_options, emit, peak_rss_mb, progress, stage_peak_mb, world_of
 from bench.linking import linked_activities
 from bench.sync_run import CONFIG, SPEC
 from connectors.config import HubSpotSettings, SalesforceSettings
@@ -218,6 +218,8 @@ class Measured:
     local_seconds: float
     calls: dict[str, int]
     waited: dict[str, float] = field(default_factory=dict)
+    # each stage's peak RSS (the last stage's includes the run log)
+    peak_mb: dict[str, float | None] = field(default_factory=dict)
 
     def local_stages(self) -> dict[str, float]:
         """Each stage's seconds less its HTTP exchanges (the sandbox's serving time)."""
@@ -232,6 +234,7 @@ class Measured:
             "local_seconds": round(self.local_seconds, 3),
             "stages": {name: round(s, 3) for name, s in report.stages.items()},
             "local_stages": self.local_stages(),
+            "stage_peak_rss_mb": self.peak_mb,
             "pulled": sum(p["records"] for p in report.pulled.values()),
             "written": sum(report.written.values()),
             "api_calls": sum(self.calls.values()),
@@ -254,6 +257,13 @@ class Bench:
         progress(f"{name}: a run as of {now:%d %b %Y %H:%M}")
         before_calls, before_wait = self.sandbox.requests(), self.wait.seconds
         marks = [before_wait]  # HTTP seconds so far at each stage's start
+        peaks: list[float | None] = []  # each stage's peak resident memory
+        stage_peak_mb()  # from here on, the peak of this run's first stage
+
+        def heartbeat() -> None:
+            marks.append(self.wait.seconds)
+            peaks.append(stage_peak_mb())
+
         profiler = cProfile.Profile() if self.profiles and not options.get("full") else None
         started = time.perf_counter()
         if profiler:
@@ -263,7 +273,7 @@ class Bench:
             self.connector,
             self.store,
             now,
-            heartbeat=lambda: marks.append(self.wait.seconds),  # called between stages
+            heartbeat=heartbeat,  # called between stages
             **options,
         )
         seconds = time.perf_counter() - started
@@ -277,7 +287,9 @@ class Bench:
         per_stage = {
             name: end - start for name, start, end in zip(report.stages, marks, ends, strict=False)
         }
-        measured = Measured(report, seconds, seconds - waited, calls, per_stage)
+        peaks.append(stage_peak_mb())
+        peak_mb = dict(zip(report.stages, peaks, strict=False))
+        measured = Measured(report, seconds, seconds - waited, calls, per_stage, peak_mb)
         progress(f"{name}: {measured.figures()}")
         return measured
 
