@@ -83,6 +83,8 @@ Rows = Iterable[Mapping[str, Any]]
 StatementFor = Callable[[tuple[str, ...]], Executable]
 
 _BATCH_SIZE = 5_000
+_EVENT_BATCH = 50_000  # run log events per bulk write
+_EVENT_COLUMNS = ("at", "stage", "object", "record_id", "action", "reason", "detail")
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
 # busy_timeout first, so the pragmas after it wait out another connection's lock; a 64 MiB page
@@ -474,10 +476,26 @@ class Store:
         return run
 
     def add_events(self, session: Session, run_id: str, events: Rows) -> int:
-        """Append per-record log events to a run in bulk; return how many."""
-        rows = ({**event, "run_id": run_id} for event in events)
+        """Append per-record log events to a run in bulk, in order, on the raw driver's path
+        (`write_rows`: COPY on PostgreSQL, one prepared statement on SQLite; a first run logs a
+        line per record written); return how many. A column an event leaves out is null."""
         table = _table_of(RunEvent)
-        return _execute_batched(session, lambda keys: table.insert(), rows, _BATCH_SIZE)
+        adapters = self.adapters(table, _EVENT_COLUMNS)
+        session.flush()  # the run's own row, which the events refer to
+        count = 0
+        for batch in _batches(events, _EVENT_BATCH):
+            columns = [
+                adapt_column(adapt, [event.get(name) for event in batch])
+                for name, adapt in zip(_EVENT_COLUMNS, adapters, strict=True)
+            ]
+            rows = list(zip(*columns, strict=True))
+            written = self.write_rows(
+                session, table, _EVENT_COLUMNS, rows, fixed={"run_id": run_id}, new=True
+            )
+            if written.refused:
+                raise StateError(f"the run log refused an event: {written.refused[0][1]}")
+            count += len(batch)
+        return count
 
     def append_scores(self, session: Session, rows: Rows) -> int:
         """Append score history rows in bulk; return how many."""
@@ -836,6 +854,8 @@ def _last_per_key(
 ) -> Sequence[tuple[Any, ...]]:
     """`rows` with each primary key once, its last row kept (one statement may not update a
     row twice), in the order given."""
+    if any(column.name not in columns for column in table.primary_key):
+        return rows  # the database gives each row its key (an autoincrement id): all are new
     at = [columns.index(column.name) for column in table.primary_key]
     keys = [tuple(row[i] for i in at) for row in rows]
     if len(set(keys)) == len(keys):
