@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Row, bindparam, false, func, literal, text, update
+from sqlalchemy import Row, false, func, literal, text, update
 from sqlmodel import Session, SQLModel, col, select
 
 from sync import link_keys, tally
@@ -45,7 +45,7 @@ from sync.state import (
     PendingRescore,
     Person,
 )
-from sync.store import insert_missing
+from sync.store import insert_missing, update_rows
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
@@ -249,14 +249,8 @@ def _changed_rows(
         basis = _basis(row[2 : 2 + len(names)])
         if basis != row.link_basis:
             changed.append(row)
-            bases.append({"row": row.id, "basis": basis})
-    if bases:
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("row"))
-            .values(link_basis=bindparam("basis"))
-        )
-        session.connection().execute(statement, bases)
+            bases.append((row.id, basis))
+    update_rows(session, table, ("id", "link_basis"), bases)
     return changed
 
 
@@ -402,29 +396,21 @@ def _store(
 ) -> None:
     """Each person's link, rule and confidence, or why it has none, and the status the tally
     counts (with ``keys``, its matching keys too: `sync.link_keys.person_keys`), in bulk."""
-    table = _table(Person)
-    values = {
-        "matched_account_id": bindparam("account"),
-        "match_rule": bindparam("rule"),
-        "match_confidence": bindparam("confidence"),
-        "orphan_reason": bindparam("reason"),
-        "link_status": bindparam("status"),
-    }
     rows = frame.select(
-        person="person_id",
-        account="account_id",
-        rule=pl.col("rule").cast(pl.String),
-        confidence="confidence",
-        reason=pl.col("reason").cast(pl.String),
-        status=statuses["link_status"],
+        id="person_id",
+        matched_account_id="account_id",
+        match_rule=pl.col("rule").cast(pl.String),
+        match_confidence="confidence",
+        orphan_reason=pl.col("reason").cast(pl.String),
+        link_status=statuses["link_status"],
     )
     if keys is not None:
-        values |= {f"match_{key}": bindparam(key) for key in ("link", "domain", "name")}
-        rows = rows.join(keys, left_on="person", right_on="person_id", how="left")
-    statement = update(table).where(table.c.id == bindparam("person")).values(values)
-    connection = session.connection()
-    for start in range(0, rows.height, _UPDATE_CHUNK):
-        connection.execute(statement, rows.slice(start, _UPDATE_CHUNK).to_dicts())
+        stored = keys.rename({"person_id": "id"} | {k: f"match_{k}" for k in _KEYS})
+        rows = rows.join(stored, on="id", how="left")
+    update_rows(session, _table(Person), rows.columns, rows.sort("id").rows())
+
+
+_KEYS = ("link", "domain", "name")  # a person's matching keys, stored as match_<key>
 
 
 def _changed(

@@ -77,6 +77,7 @@ __all__ = [
     "insert_missing",
     "insert_rows_missing",
     "plain_value",
+    "update_rows",
 ]
 
 Rows = Iterable[Mapping[str, Any]]
@@ -591,6 +592,51 @@ def insert_rows_missing(
             _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
         else:
             cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+
+
+def update_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Update rows of ``table`` in place from plain tuples: the primary key's columns first in
+    ``columns``, then the columns set (values of types the driver takes as they are). One
+    statement over a typed array per column on PostgreSQL, one prepared statement
+    (executemany) on SQLite, in the order given (in key order, neighbouring rows share pages);
+    a key not held updates nothing."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    width = len(table.primary_key.columns)
+    with _cursor(_driver_connection(session)) as cursor:
+        if dialect == "postgresql":
+            _as_arrays(cursor, _unnest_update_sql(table, tuple(columns), width), rows)
+        else:
+            cursor.executemany(_sqlite_update_sql(table, tuple(columns), width), rows)
+
+
+@lru_cache(maxsize=64)
+def _sqlite_update_sql(table: Table, columns: tuple[str, ...], width: int) -> str:
+    """UPDATE ... SET the columns after the key's ``width`` = ?n WHERE the key = ?n."""
+    names = [_quoted("sqlite", name) for name in columns]
+    setting = ", ".join(f"{name} = ?{n}" for n, name in enumerate(names, 1) if n > width)
+    keyed = " AND ".join(f"{name} = ?{n}" for n, name in enumerate(names[:width], 1))
+    return f"UPDATE {_quoted('sqlite', table.name)} SET {setting} WHERE {keyed}"
+
+
+@lru_cache(maxsize=64)
+def _unnest_update_sql(table: Table, columns: tuple[str, ...], width: int) -> str:
+    """PostgreSQL's UPDATE ... FROM unnest(one typed array per column), by the key's columns
+    (the first ``width``); its parameters are `_as_arrays` of rows."""
+    dialect = postgresql.dialect()
+    names = [_quoted("postgresql", name) for name in columns]
+    kinds = [table.c[name].type.compile(dialect=dialect) for name in columns]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
+    target = _quoted("postgresql", table.name)
+    setting = ", ".join(f"{name} = given.{name}" for name in names[width:])
+    keyed = " AND ".join(f"{target}.{name} = given.{name}" for name in names[:width])
+    return (
+        f"UPDATE {target} SET {setting}"
+        f" FROM unnest({arrays}) AS given ({', '.join(names)}) WHERE {keyed}"
+    )
 
 
 def canonical_plain(value: Any) -> str:
