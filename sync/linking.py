@@ -199,8 +199,7 @@ def _decided(
     """What a match decided, against the outcomes before it (``previous``)."""
     counts = LinkCounts(people=frame.height, full=full)
     counts.relinked, counts.changed = _changed(frame, previous)
-    before = dict(zip(previous["person_id"], previous["account_id"], strict=True))
-    counts.touched_accounts = _touched(frame, before, lost)
+    counts.touched_accounts = _touched(frame, previous, lost)
     return counts
 
 
@@ -435,16 +434,16 @@ def _changed(
     return relinked, frozenset(changed["person_id"])
 
 
-def _touched(
-    frame: pl.DataFrame, before: dict[str, str | None], lost: frozenset[str]
-) -> frozenset[str]:
+def _touched(frame: pl.DataFrame, previous: pl.DataFrame, lost: frozenset[str]) -> frozenset[str]:
     """Accounts that gained or lost a person: both ends of each changed link, and ``lost``."""
-    touched = set(lost)
-    for person, account in zip(frame["person_id"], frame["account_id"], strict=True):
-        old = before.get(person)
-        if old != account:
-            touched.update(a for a in (old, account) if a is not None)
-    return frozenset(touched)
+    before = previous.select("person_id", before="account_id")
+    moved = (
+        frame.select("person_id", "account_id")
+        .join(before, on="person_id", how="left")
+        .filter(pl.col("account_id").ne_missing(pl.col("before")))
+    )
+    ends = pl.concat([moved["account_id"], moved["before"]]).drop_nulls().unique()
+    return frozenset(lost) | frozenset(ends.to_list())
 
 
 def _table(model: type[SQLModel]) -> Any:
