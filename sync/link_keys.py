@@ -34,7 +34,7 @@ from itertools import islice
 from typing import Any
 
 import polars as pl
-from sqlalchemy import bindparam, delete, false, update
+from sqlalchemy import delete, false
 from sqlmodel import Session, col, select
 
 from sync.config import MatchingSettings
@@ -42,7 +42,7 @@ from sync.frames import read_frame
 from sync.matching.match import Keyed, keyed
 from sync.matching.similarity import name_similarity, name_variants, shortest_similar
 from sync.state import Account, AccountDomain, LinkState, NameVariant, Opportunity, Person
-from sync.store import insert_rows_missing
+from sync.store import insert_rows_missing, update_rows
 
 __all__ = [
     "OldKeys",
@@ -155,35 +155,20 @@ def person_keys(keys: Keyed) -> pl.DataFrame:
 def store_accounts(session: Session, keys: Keyed) -> None:
     """The keyed accounts' name keys and own domains (their old domains deleted before), and
     their names' blocking keys."""
-    firms = keys.firms.select(row="account_id", key="name_key")
-    if firms.height:
-        statement = (
-            update(_table(Account))
-            .where(_table(Account).c.id == bindparam("row"))
-            .values(match_name=bindparam("key"))
-        )
-        for chunk in _slices(firms):
-            session.connection().execute(statement, chunk.to_dicts())
+    firms = keys.firms.select(id="account_id", match_name="name_key")
+    update_rows(session, _table(Account), firms.columns, firms.sort("id").rows())
     own = keys.own.select("domain", "account_id").sort("domain", "account_id")
     insert_rows_missing(session, _table(AccountDomain), own.columns, own.rows())
-    _register(session, firms["key"])
+    _register(session, firms["match_name"])
 
 
 def _store_people(session: Session, keys: Keyed) -> None:
     """The keyed people's keys."""
-    rows = person_keys(keys).rename({"person_id": "row"})
-    statement = (
-        update(_table(Person))
-        .where(_table(Person).c.id == bindparam("row"))
-        .values(
-            match_link=bindparam("link"),
-            match_domain=bindparam("domain"),
-            match_name=bindparam("name"),
-        )
+    rows = person_keys(keys).select(
+        id="person_id", match_link="link", match_domain="domain", match_name="name"
     )
-    for chunk in _slices(rows):
-        session.connection().execute(statement, chunk.to_dicts())
-    _register(session, rows["name"])
+    update_rows(session, _table(Person), rows.columns, rows.sort("id").rows())
+    _register(session, rows["match_name"])
 
 
 def _register(session: Session, names: pl.Series) -> None:
@@ -387,11 +372,6 @@ def _above(session: Session, accounts: pl.DataFrame) -> pl.DataFrame:
         have |= set(frame["account_id"].to_list())
         frontier = set(frame["parent_id"].drop_nulls().to_list()) - have
     return pl.concat(frames) if frames else accounts.clear()
-
-
-def _slices(frame: pl.DataFrame) -> Iterator[pl.DataFrame]:
-    for start in range(0, frame.height, _IN_CHUNK):
-        yield frame.slice(start, _IN_CHUNK)
 
 
 def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:

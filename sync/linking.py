@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Row, bindparam, false, func, literal, text, update
+from sqlalchemy import Row, false, func, literal, text, update
+from sqlalchemy.schema import DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
 from sync import link_keys, tally
@@ -45,7 +47,7 @@ from sync.state import (
     PendingRescore,
     Person,
 )
-from sync.store import insert_missing
+from sync.store import insert_missing, update_rows
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
@@ -171,9 +173,36 @@ def _relink_everyone(
     keys = keyed(accounts, people, settings)
     frame = match_keyed(keys, settings).frame
     statuses = _statuses(frame)
-    _store(session, frame, statuses, link_keys.person_keys(keys))
-    link_keys.store_everyone(session, keys)
+    with (
+        _rebuilt_indexes(session, _table(Person), _STORED),
+        _rebuilt_indexes(session, _table(Account), {"match_name"}),
+    ):
+        _store(session, frame, statuses, link_keys.person_keys(keys))
+        link_keys.store_everyone(session, keys)
     return _decided(frame, previous, lost, full=True), _moves(statuses, previous)
+
+
+# the person columns a full relink sets on every row
+_STORED = frozenset(
+    (
+        *("matched_account_id", "match_rule", "match_confidence", "orphan_reason"),
+        *("link_status", "match_link", "match_domain", "match_name"),
+    )
+)
+
+
+@contextmanager
+def _rebuilt_indexes(session: Session, table: Any, columns: Collection[str]) -> Iterator[None]:
+    """``table``'s indexes on ``columns`` dropped while every row's values change, and built
+    again after (in the same transaction): building one sorts once, where keeping it up to date
+    costs a random step into it for each row, which a large org's indexes, larger than the
+    page cache, pay in reads."""
+    indexes = [index for index in table.indexes if {c.name for c in index.columns} & set(columns)]
+    for index in indexes:
+        session.execute(DropIndex(index, if_exists=True))
+    yield
+    for index in indexes:
+        index.create(session.connection())
 
 
 def _relink_reached(
@@ -199,8 +228,7 @@ def _decided(
     """What a match decided, against the outcomes before it (``previous``)."""
     counts = LinkCounts(people=frame.height, full=full)
     counts.relinked, counts.changed = _changed(frame, previous)
-    before = dict(zip(previous["person_id"], previous["account_id"], strict=True))
-    counts.touched_accounts = _touched(frame, before, lost)
+    counts.touched_accounts = _touched(frame, previous, lost)
     return counts
 
 
@@ -249,14 +277,8 @@ def _changed_rows(
         basis = _basis(row[2 : 2 + len(names)])
         if basis != row.link_basis:
             changed.append(row)
-            bases.append({"row": row.id, "basis": basis})
-    if bases:
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("row"))
-            .values(link_basis=bindparam("basis"))
-        )
-        session.connection().execute(statement, bases)
+            bases.append((row.id, basis))
+    update_rows(session, table, ("id", "link_basis"), bases)
     return changed
 
 
@@ -402,29 +424,21 @@ def _store(
 ) -> None:
     """Each person's link, rule and confidence, or why it has none, and the status the tally
     counts (with ``keys``, its matching keys too: `sync.link_keys.person_keys`), in bulk."""
-    table = _table(Person)
-    values = {
-        "matched_account_id": bindparam("account"),
-        "match_rule": bindparam("rule"),
-        "match_confidence": bindparam("confidence"),
-        "orphan_reason": bindparam("reason"),
-        "link_status": bindparam("status"),
-    }
     rows = frame.select(
-        person="person_id",
-        account="account_id",
-        rule=pl.col("rule").cast(pl.String),
-        confidence="confidence",
-        reason=pl.col("reason").cast(pl.String),
-        status=statuses["link_status"],
+        id="person_id",
+        matched_account_id="account_id",
+        match_rule=pl.col("rule").cast(pl.String),
+        match_confidence="confidence",
+        orphan_reason=pl.col("reason").cast(pl.String),
+        link_status=statuses["link_status"],
     )
     if keys is not None:
-        values |= {f"match_{key}": bindparam(key) for key in ("link", "domain", "name")}
-        rows = rows.join(keys, left_on="person", right_on="person_id", how="left")
-    statement = update(table).where(table.c.id == bindparam("person")).values(values)
-    connection = session.connection()
-    for start in range(0, rows.height, _UPDATE_CHUNK):
-        connection.execute(statement, rows.slice(start, _UPDATE_CHUNK).to_dicts())
+        stored = keys.rename({"person_id": "id"} | {k: f"match_{k}" for k in _KEYS})
+        rows = rows.join(stored, on="id", how="left")
+    update_rows(session, _table(Person), rows.columns, rows.sort("id").rows())
+
+
+_KEYS = ("link", "domain", "name")  # a person's matching keys, stored as match_<key>
 
 
 def _changed(
@@ -449,16 +463,16 @@ def _changed(
     return relinked, frozenset(changed["person_id"])
 
 
-def _touched(
-    frame: pl.DataFrame, before: dict[str, str | None], lost: frozenset[str]
-) -> frozenset[str]:
+def _touched(frame: pl.DataFrame, previous: pl.DataFrame, lost: frozenset[str]) -> frozenset[str]:
     """Accounts that gained or lost a person: both ends of each changed link, and ``lost``."""
-    touched = set(lost)
-    for person, account in zip(frame["person_id"], frame["account_id"], strict=True):
-        old = before.get(person)
-        if old != account:
-            touched.update(a for a in (old, account) if a is not None)
-    return frozenset(touched)
+    before = previous.select("person_id", before="account_id")
+    moved = (
+        frame.select("person_id", "account_id")
+        .join(before, on="person_id", how="left")
+        .filter(pl.col("account_id").ne_missing(pl.col("before")))
+    )
+    ends = pl.concat([moved["account_id"], moved["before"]]).drop_nulls().unique()
+    return frozenset(lost) | frozenset(ends.to_list())
 
 
 def _table(model: type[SQLModel]) -> Any:

@@ -77,12 +77,15 @@ __all__ = [
     "insert_missing",
     "insert_rows_missing",
     "plain_value",
+    "update_rows",
 ]
 
 Rows = Iterable[Mapping[str, Any]]
 StatementFor = Callable[[tuple[str, ...]], Executable]
 
 _BATCH_SIZE = 5_000
+_EVENT_BATCH = 50_000  # run log events per bulk write
+_EVENT_COLUMNS = ("at", "stage", "object", "record_id", "action", "reason", "detail")
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
 # busy_timeout first, so the pragmas after it wait out another connection's lock; a 64 MiB page
@@ -474,10 +477,26 @@ class Store:
         return run
 
     def add_events(self, session: Session, run_id: str, events: Rows) -> int:
-        """Append per-record log events to a run in bulk; return how many."""
-        rows = ({**event, "run_id": run_id} for event in events)
+        """Append per-record log events to a run in bulk, in order, on the raw driver's path
+        (`write_rows`: COPY on PostgreSQL, one prepared statement on SQLite; a first run logs a
+        line per record written); return how many. A column an event leaves out is null."""
         table = _table_of(RunEvent)
-        return _execute_batched(session, lambda keys: table.insert(), rows, _BATCH_SIZE)
+        adapters = self.adapters(table, _EVENT_COLUMNS)
+        session.flush()  # the run's own row, which the events refer to
+        count = 0
+        for batch in _batches(events, _EVENT_BATCH):
+            columns = [
+                adapt_column(adapt, [event.get(name) for event in batch])
+                for name, adapt in zip(_EVENT_COLUMNS, adapters, strict=True)
+            ]
+            rows = list(zip(*columns, strict=True))
+            written = self.write_rows(
+                session, table, _EVENT_COLUMNS, rows, fixed={"run_id": run_id}, new=True
+            )
+            if written.refused:
+                raise StateError(f"the run log refused an event: {written.refused[0][1]}")
+            count += len(batch)
+        return count
 
     def append_scores(self, session: Session, rows: Rows) -> int:
         """Append score history rows in bulk; return how many."""
@@ -573,6 +592,51 @@ def insert_rows_missing(
             _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
         else:
             cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+
+
+def update_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Update rows of ``table`` in place from plain tuples: the primary key's columns first in
+    ``columns``, then the columns set (values of types the driver takes as they are). One
+    statement over a typed array per column on PostgreSQL, one prepared statement
+    (executemany) on SQLite, in the order given (in key order, neighbouring rows share pages);
+    a key not held updates nothing."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    width = len(table.primary_key.columns)
+    with _cursor(_driver_connection(session)) as cursor:
+        if dialect == "postgresql":
+            _as_arrays(cursor, _unnest_update_sql(table, tuple(columns), width), rows)
+        else:
+            cursor.executemany(_sqlite_update_sql(table, tuple(columns), width), rows)
+
+
+@lru_cache(maxsize=64)
+def _sqlite_update_sql(table: Table, columns: tuple[str, ...], width: int) -> str:
+    """UPDATE ... SET the columns after the key's ``width`` = ?n WHERE the key = ?n."""
+    names = [_quoted("sqlite", name) for name in columns]
+    setting = ", ".join(f"{name} = ?{n}" for n, name in enumerate(names, 1) if n > width)
+    keyed = " AND ".join(f"{name} = ?{n}" for n, name in enumerate(names[:width], 1))
+    return f"UPDATE {_quoted('sqlite', table.name)} SET {setting} WHERE {keyed}"
+
+
+@lru_cache(maxsize=64)
+def _unnest_update_sql(table: Table, columns: tuple[str, ...], width: int) -> str:
+    """PostgreSQL's UPDATE ... FROM unnest(one typed array per column), by the key's columns
+    (the first ``width``); its parameters are `_as_arrays` of rows."""
+    dialect = postgresql.dialect()
+    names = [_quoted("postgresql", name) for name in columns]
+    kinds = [table.c[name].type.compile(dialect=dialect) for name in columns]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
+    target = _quoted("postgresql", table.name)
+    setting = ", ".join(f"{name} = given.{name}" for name in names[width:])
+    keyed = " AND ".join(f"{target}.{name} = given.{name}" for name in names[:width])
+    return (
+        f"UPDATE {target} SET {setting}"
+        f" FROM unnest({arrays}) AS given ({', '.join(names)}) WHERE {keyed}"
+    )
 
 
 def canonical_plain(value: Any) -> str:
@@ -836,6 +900,8 @@ def _last_per_key(
 ) -> Sequence[tuple[Any, ...]]:
     """`rows` with each primary key once, its last row kept (one statement may not update a
     row twice), in the order given."""
+    if any(column.name not in columns for column in table.primary_key):
+        return rows  # the database gives each row its key (an autoincrement id): all are new
     at = [columns.index(column.name) for column in table.primary_key]
     keys = [tuple(row[i] for i in at) for row in rows]
     if len(set(keys)) == len(keys):

@@ -24,7 +24,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import func
 from sqlmodel import Session, col, delete, select
 
 from connectors.protocol import Connector, Update, WriteResult
@@ -35,7 +35,7 @@ from scoring.tiers import DISQUALIFIED, TIERS, tier_label
 from sync import tally
 from sync.scoring_state import Book
 from sync.state import Account, CurrentScore, Person, ScoreHistory, StateError, WriteLedger
-from sync.store import Store, canonical_plain, canonical_value, plain_value
+from sync.store import Store, canonical_plain, canonical_value, plain_value, update_rows
 
 __all__ = [
     "ORPHAN_REASON",
@@ -188,11 +188,15 @@ def _person_targets(
     if kind is not None:
         statement = statement.where(Person.kind == kind)
     read = session.connection().execute
+    shown: dict[str, Mapping[str, Any]] = {}  # one values mapping per account, its people share
     for chunk in _chunks(sorted(scores)):
         linked = statement.where(col(Person.matched_account_id).in_(chunk))
         for person_id, account_id, owned in read(linked.order_by(col(Person.id))):
             score = scores[account_id]
-            values = {"matched_account_id": account_id, **score.values, ORPHAN_REASON: None}
+            values = shown.get(account_id)
+            if values is None:
+                values = {"matched_account_id": account_id, **score.values, ORPHAN_REASON: None}
+                shown[account_id] = values
             yield Target(stream.name, "person", person_id, account_id, values, score.reasons, owned)
     unlinked = statement.where(col(Person.matched_account_id).is_(None))
     for chunk in _chunks(sorted(orphans)):
@@ -323,6 +327,8 @@ def _same(one: Any, other: Any) -> bool:
     one type (text, numbers, none: most of them) are, without writing either out."""
     if type(one) is type(other) and one == other and not isinstance(one, list | tuple | Mapping):
         return True
+    if one is None or other is None:  # only None reads as null: the other one differs
+        return False
     one, other = plain_value(one), plain_value(other)
     if type(one) is type(other) and one == other:
         return True
@@ -362,10 +368,11 @@ def push_plan(
     killed after a batch keeps its history: the rerun finds the CRM holding it and writes
     nothing). Gathered in ``outcome`` as it comes. `BudgetExhausted` propagates with the batch
     in flight left pending (resent next run, with the same values)."""
+    texts = _LedgerTexts()
     for number, batch in enumerate(_batches(plan.writes, LEDGER_BATCH)):
         batch_id = f"{run_id}:{number}"
         with store.session() as session:
-            _intend(store, session, batch, batch_id, run_id, now)
+            _intend(store, session, batch, batch_id, run_id, now, texts)
         results = _push(connector, batch)
         with store.session() as session:
             landed = _settle(store, session, batch, results, now, outcome)
@@ -392,6 +399,7 @@ def _intend(
     batch_id: str,
     run_id: str,
     now: datetime,
+    texts: _LedgerTexts,
 ) -> None:
     """The ledger rows of a batch about to be pushed, status pending (written on the store's
     bulk path: a batch is thousands of rows, each with its values as JSON)."""
@@ -402,13 +410,30 @@ def _intend(
     rows = []
     for planned in batch:
         target = planned.target
-        text = canonical_plain(_plain_values(target.values))
-        reasons = canonical_plain(list(target.reasons))
-        record = (target.stream, target.record_id, batch_id, _hashed(text), text, reasons)
+        record = (target.stream, target.record_id, batch_id, *texts.of(target))
         rows.append((*record, "pending", None, None, intended, None, run_id))
     written = store.write_rows(session, table, columns, rows, update=columns)
     if written.refused:
         raise StateError(f"the write ledger refused a row: {written.refused[0][1]}")
+
+
+class _LedgerTexts:
+    """The ledger's hash and text of each target's values and reasons, written out once for
+    every target sharing them (the people linked to an account show one values mapping)."""
+
+    def __init__(self) -> None:
+        # by the ids of the values and reasons, which are kept so the ids stay theirs
+        self._seen: dict[tuple[int, int], tuple[Any, Any, tuple[str, str, str]]] = {}
+
+    def of(self, target: Target) -> tuple[str, str, str]:
+        """(values hash, values as canonical JSON, reasons as canonical JSON)."""
+        key = (id(target.values), id(target.reasons))
+        seen = self._seen.get(key)
+        if seen is None:
+            text = canonical_plain(_plain_values(target.values))
+            written = (_hashed(text), text, canonical_plain(list(target.reasons)))
+            seen = self._seen[key] = (target.values, target.reasons, written)
+        return seen[2]
 
 
 _INTENT = (
@@ -440,49 +465,27 @@ def _settle(
     now: datetime,
     outcome: PushOutcome,
 ) -> list[Planned]:
-    """Each record's answer into the ledger; the outcome gathers what landed and what failed.
-    What landed in this batch."""
+    """Each record's answer into the ledger (in bulk, by (object, record id)); the outcome
+    gathers what landed and what failed. What landed in this batch."""
+    table = WriteLedger.__table__  # type: ignore[attr-defined]
+    stamp = store.adapters(table, ["settled_at"])[0]
+    settled = now if stamp is None else stamp(now)
     rows, landed = [], []
     for planned, result in zip(batch, results, strict=True):
+        target = planned.target
         rows.append(
-            {
-                "object": planned.target.stream,
-                "record_id": planned.target.record_id,
-                "status": result.status,
-                "code": result.code,
-                "message": result.message,
-                "settled_at": now,
-            }
+            (target.stream, target.record_id, result.status, result.code, result.message, settled)
         )
         if result.ok:
             landed.append(planned)
         else:
             outcome.failed.append((planned, result))
-    _update_ledger(session, rows)
+    update_rows(session, table, _SETTLED, sorted(rows))
     outcome.written.extend(landed)
     return landed
 
 
-def _update_ledger(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Settle ledger rows in bulk by (object, record id)."""
-    table = WriteLedger.__table__  # type: ignore[attr-defined]
-    statement = (
-        update(table)
-        .where(table.c.object == bindparam("b_object"), table.c.record_id == bindparam("b_id"))
-        .values(
-            status=bindparam("status"),
-            code=bindparam("code"),
-            message=bindparam("message"),
-            settled_at=bindparam("settled_at"),
-        )
-    )
-    params = [
-        {k: v for k, v in row.items() if k not in ("object", "record_id")}
-        | {"b_object": row["object"], "b_id": row["record_id"]}
-        for row in rows
-    ]
-    if params:
-        session.connection().execute(statement, params)
+_SETTLED = ("object", "record_id", "status", "code", "message", "settled_at")
 
 
 def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[int, int, int]:
