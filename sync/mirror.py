@@ -24,8 +24,9 @@ order, value adapters, checks) that turns its records into plain tuples, a colum
 which `Store.write_rows` upserts with one prepared statement (what is the same in every row, such
 as when it was synced, given once); a `RecordBatch` (a Bulk API page) becomes tuples a column at a
 time with no `Record` made (`_Shape.frame_rows`, `sync.mirror_batches`) and is written the same
-way. A table empty when the stage begins is a first load: its secondary indexes are dropped until
-every stream is in, and on PostgreSQL its rows go in by COPY (`mirror_streams`).
+way. A table empty when the stage begins is a first load: its secondary indexes keyed on what the
+rows hold are dropped until every stream is in (those on the later stages' columns, null in every
+row it inserts, stay: `_kept_through_load`), and on PostgreSQL its rows go in by COPY.
 """
 
 from __future__ import annotations
