@@ -24,9 +24,8 @@ order, value adapters, checks) that turns its records into plain tuples, a colum
 which `Store.write_rows` upserts with one prepared statement (what is the same in every row, such
 as when it was synced, given once); a `RecordBatch` (a Bulk API page) becomes tuples a column at a
 time with no `Record` made (`_Shape.frame_rows`, `sync.mirror_batches`) and is written the same
-way. A table empty when the stage begins is a first load: its secondary indexes keyed on what the
-rows hold are dropped until every stream is in (those on the later stages' columns, null in every
-row it inserts, stay: `_kept_through_load`), and on PostgreSQL its rows go in by COPY.
+way. A table empty when the stage begins is a first load: its secondary indexes are dropped until
+every stream is in, and on PostgreSQL its rows go in by COPY (`mirror_streams`).
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from functools import partial
 from typing import Any, cast
 
 import polars as pl
-from sqlalchemy import Index, Table, delete, update
+from sqlalchemy import Table, delete, update
 from sqlmodel import Session, SQLModel, col, select
 
 from connectors.protocol import (
@@ -100,13 +99,6 @@ _VOCABULARIES: dict[str, Mapping[str, tuple[str, ...]]] = {
     "person": {"kind": PERSON_KINDS},
     "crm_user": {"role": USER_ROLES},
 }
-# columns the link and score stages fill, never the mirror: null in every row a first load inserts
-_LATER_STAGES = frozenset(
-    {"link_basis", "link_status", "match_link", "match_domain", "match_name"}
-    | {"matched_account_id", "match_rule", "match_confidence", "orphan_reason", "scored_seq"}
-)
-# partial indexes no row the mirror inserts falls under (link_status is null, scored_seq is null)
-_NONE_NEW = frozenset({"ix_person_in_review", "ix_activity_recounted"})
 _ROW_ITEMS = (Record, RecordBatch, Tombstone)  # the items of a pull that become rows
 # what an adapter raises for a value its column cannot hold (`Store.adapters`)
 _BAD_VALUES = (StateError, ValueError, TypeError, OverflowError)
@@ -274,14 +266,6 @@ def _table_of(connector: Connector, stream: str) -> Table:
     return _table(ENTITY_TABLES[connector.streams[stream].entity])
 
 
-def _kept_through_load(index: Index) -> bool:
-    """Whether ``index`` stays while its table is first loaded: every row the load inserts has
-    the same key in it (null: a later stage's column) or falls outside it, so each goes in at its
-    end in row order, cheaper than scanning and sorting the table for it after."""
-    keys = {column.name for column in index.columns}
-    return index.name in _NONE_NEW or (bool(keys) and keys <= _LATER_STAGES)
-
-
 def _resuming(cursor: Cursor) -> bool:
     """Whether ``cursor`` goes on with a first load a stopped run began (its rows are new)."""
     return cursor.value is None and cursor.resume is not None
@@ -299,7 +283,7 @@ class _FirstLoads:
             empty = store.empty_tables(session, named.values())
             self._loading = {name: table for name, table in named.items() if name in empty}
             for table in self._loading.values():
-                store.drop_indexes(session, table, keep=_kept_through_load)
+                store.drop_indexes(session, table)
             loaded = [table for name, table in named.items() if name not in self._loading]
             store.build_indexes(session, loaded)
 

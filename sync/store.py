@@ -31,7 +31,6 @@ from sqlalchemy import (
     Engine,
     Executable,
     Float,
-    Index,
     Insert,
     Integer,
     Select,
@@ -334,14 +333,10 @@ class Store:
         [row] = session.execute(select(*held)).all()
         return {name for name, any_row in zip(named, row, strict=True) if not any_row}
 
-    def drop_indexes(
-        self, session: Session, table: Table, *, keep: Callable[[Index], bool] | None = None
-    ) -> None:
-        """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it;
-        those `keep` says stay."""
+    def drop_indexes(self, session: Session, table: Table) -> None:
+        """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it."""
         for index in table.indexes:
-            if keep is None or not keep(index):
-                session.execute(DropIndex(index, if_exists=True))
+            session.execute(DropIndex(index, if_exists=True))
 
     def build_indexes(
         self, session: Session, tables: Sequence[Table], *, analyze: bool = False
