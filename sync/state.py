@@ -169,7 +169,7 @@ class _Mirrored(SQLModel):
 
     crm_modified_at: datetime = Field(sa_type=UTCDateTime)
     is_deleted: bool = False
-    synced_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    synced_at: datetime = Field(sa_type=UTCDateTime)  # not indexed: no query reads a range of it
     merged_into: str | None = None  # the survivor, when the CRM merged this record into another
 
 
