@@ -49,6 +49,7 @@ from scoring.signals import (
     decayed_totals,
     decayed_values,
 )
+from sync.frames import read_columns
 from sync.state import AccountSignals, Activity, Person
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "Sums",
     "Touched",
     "build",
+    "every_activity",
     "fold",
     "linked_activities",
     "load",
@@ -71,13 +73,8 @@ RECENT_DAYS = EXPLAIN_WINDOWS_DAYS[-1]  # the reasons count activities this far 
 REBUILD_REASONS = ("full", "new", "relink", "merge", "delete", "late", "edited")
 _IN_CHUNK = 5_000
 _UTC = pl.Datetime("us", "UTC")
-_ACTIVITY_SCHEMA = {
-    "own": pl.String,
-    "type": pl.String,
-    "topic": pl.String,
-    "occurred_s": pl.Int64,
-    "linked": pl.String,
-}
+_ACTIVITY_SCHEMA = ("own", "type", "topic", "occurred_s", "linked")
+_ROW_SCHEMA = {name: pl.Int64 if name == "occurred_s" else pl.String for name in _ACTIVITY_SCHEMA}
 
 
 @dataclass
@@ -235,24 +232,23 @@ def _linked(statement: Any) -> Any:
     )
 
 
-def _every_linked(
-    session: Session, columns: tuple[Any, ...], live: tuple[Any, ...]
-) -> pl.DataFrame:
-    """Every live activity with its account: activities and links read apart and joined here
-    (a join per row in SQLite costs more than the read)."""
-    people = select(Person.id, Person.matched_account_id).where(
-        col(Person.is_deleted).is_(False), col(Person.matched_account_id).is_not(None)
-    )
-    links = pl.DataFrame(
-        _rows(session, people), schema={"person_id": pl.String, "linked": pl.String}, orient="row"
-    )
-    schema = {k: v for k, v in _ACTIVITY_SCHEMA.items() if k != "linked"}
-    statement = select(*columns, Activity.person_id).where(*live)
-    frame = pl.DataFrame(
-        _rows(session, statement), schema={**schema, "person_id": pl.String}, orient="row"
-    )
-    linked = frame.join(links, on="person_id", how="left").select(*_ACTIVITY_SCHEMA)
-    return _frame(linked)
+def every_activity(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every live activity of the mirror, whenever it happened, read once and column-wise: those
+    that count for an account (their own, else their person's link), and those of people
+    without a live link that name no account, under the person's id as ``account_id`` (what an
+    orphan scores on, `sync.orphans`). Activities and links are read apart and joined here (a
+    join per row in SQLite costs more than the read)."""
+    link = col(Person.matched_account_id)
+    people = select(col(Person.id).label("person_id"), link.label("linked"))
+    links = read_columns(session, people.where(col(Person.is_deleted).is_(False), link.isnot(None)))
+    own, kind, topic, occurred = _columns(session)
+    statement = select(
+        own.label("own"), kind, topic, occurred.label("occurred_s"), Activity.person_id
+    ).where(col(Activity.is_deleted).is_(False))
+    frame = read_columns(session, statement).join(links, on="person_id", how="left")
+    unlinked = frame.filter(pl.col("own").is_null(), pl.col("linked").is_null())
+    orphans = unlinked.select(pl.col("person_id").alias("own"), *_ACTIVITY_SCHEMA[1:])
+    return _frame(frame.select(*_ACTIVITY_SCHEMA)), _frame(orphans)
 
 
 def _rows(session: Session, statement: Any) -> list[Any]:
@@ -266,7 +262,7 @@ def _frame(rows: Sequence[Sequence[Any]] | pl.DataFrame) -> pl.DataFrame:
     frame = (
         rows
         if isinstance(rows, pl.DataFrame)
-        else pl.DataFrame(rows, schema=_ACTIVITY_SCHEMA, orient="row")
+        else pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row")
     )
     return frame.filter(pl.coalesce("own", "linked").is_not_null()).select(
         account_id=pl.coalesce("own", "linked"),
@@ -295,7 +291,8 @@ def linked_activities(
     live = (col(Activity.is_deleted).is_(False), col(Activity.occurred_at) < now)
     columns = _columns(session)
     if account_ids is None:
-        return _every_linked(session, columns, live)
+        linked, _ = every_activity(session)
+        return linked.filter(pl.col("occurred_at") < now)
     frames = []
     for chunk in _chunks(sorted(account_ids)):
         own = select(*columns, null()).where(*live, col(Activity.account_id).in_(chunk))

@@ -7,6 +7,11 @@ the statement that selects it: a column's polars type follows from its SQL type,
 from the column (or its label), never from a second hand-written list.
 
     frame = read_frame(session, select(Account.id.label("account_id"), Account.employees))
+
+`read_columns` reads a large result (the whole activity history) the bulk way: rows as the
+driver's plain tuples, a batch at a time into columns, with no `Row` object or per-value type
+conversion, so it takes only columns the driver returns as they are (text and numbers; a time
+is selected as epoch seconds).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Session
 
-__all__ = ["UTC_STAMP", "frame_schema", "polars_type", "read_frame"]
+__all__ = ["UTC_STAMP", "frame_schema", "polars_type", "read_columns", "read_frame"]
 
 UTC_STAMP = pl.Datetime("us", "UTC")
+_BATCH_ROWS = 100_000  # rows made columns at once: the driver's tuples are freed a batch at a time
+_AS_READ = (pl.String, pl.Int64, pl.Float64)  # what every driver returns as the frame holds it
 
 
 def polars_type(sql_type: TypeEngine[Any]) -> pl.DataType | type[pl.DataType]:
@@ -54,3 +61,22 @@ def read_frame(session: Session, statement: Select[Any]) -> pl.DataFrame:
     """The rows of ``statement`` as a frame typed by its columns (empty: the typed columns)."""
     rows = session.exec(statement).all()  # type: ignore[call-overload]
     return pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
+
+
+def read_columns(session: Session, statement: Select[Any]) -> pl.DataFrame:
+    """The rows of ``statement`` as a frame typed by its columns, read column-wise from the
+    driver's cursor (in the session's transaction); its columns must be text or numbers."""
+    schema = frame_schema(statement)
+    refused = [name for name, kind in schema.items() if kind not in _AS_READ]
+    if refused:
+        raise TypeError(f"read_columns reads text and numbers only, not {', '.join(refused)}")
+    result = session.connection().execute(statement)
+    cursor = result.cursor  # the driver's own: plain tuples, none of SQLAlchemy's per-row work
+    batches = [pl.DataFrame(schema=schema)]
+    try:
+        while rows := cursor.fetchmany(_BATCH_ROWS):
+            columns = dict(zip(schema, zip(*rows, strict=True), strict=True))
+            batches.append(pl.DataFrame(columns, schema=schema))
+    finally:
+        result.close()
+    return pl.concat(batches, rechunk=True)
