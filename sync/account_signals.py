@@ -363,32 +363,37 @@ def build(
     water = np.full(n, -1, dtype=np.int64)
     np.maximum.at(water, arrays.account, arrays.occurred_s)
     recent = _recent(coded, now_s, n)
-    documents = {}
-    for row, account_id in enumerate(account_ids):
-        documents[account_id] = (
+    columns = zip(
+        summed.signals.tolist(),
+        summed.memory.tolist(),
+        summed.topics.tolist(),
+        summed.burst_start_s.tolist(),
+        np.where(summed.burst_size > 0, last_burst, 0).tolist(),
+        summed.burst_size.tolist(),
+        recent,
+        water.tolist(),
+        strict=True,
+    )
+    return {
+        account_id: (
             {
-                "s": _pairs(summed.signals[row], now_s),
-                "m": _pairs(summed.memory[row], now_s),
-                "p": {
-                    name: [float(v), now_s]
-                    for name, v in zip(topics, summed.topics[row], strict=True)
-                    if v
-                },
-                "b": [
-                    int(summed.burst_start_s[row]),
-                    int(last_burst[row]) if summed.burst_size[row] else 0,
-                    int(summed.burst_size[row]),
-                ],
-                "r": recent[row],
+                "s": _pairs(signals, now_s),
+                "m": _pairs(memory, now_s),
+                "p": {name: [v, now_s] for name, v in zip(topics, by_topic, strict=True) if v},
+                "b": [start, last, size],
+                "r": recent_pairs,
             },
-            int(water[row]) if water[row] >= 0 else None,
+            latest if latest >= 0 else None,
         )
-    return documents
+        for account_id, (signals, memory, by_topic, start, last, size, recent_pairs, latest) in zip(
+            account_ids, columns, strict=True
+        )
+    }
 
 
-def _pairs(values: np.ndarray, now_s: int) -> list[float | int]:
+def _pairs(values: list[float], now_s: int) -> list[float | int]:
     """Flat [value, at_s] pairs, one per sum: built as of `now_s`, an empty one at 0."""
-    return [x for v in values.tolist() for x in (v, now_s if v else 0)]
+    return [x for v in values for x in (v, now_s if v else 0)]
 
 
 def _coded(
@@ -433,11 +438,13 @@ def _recent(coded: pl.DataFrame, now_s: int, n: int) -> list[list[int]]:
     """Per account row, flat [signal, occurred_s, ...] of its activities of the last
     `RECENT_DAYS`, in time order."""
     horizon = now_s - RECENT_DAYS * DAY_SECONDS
-    recent: list[list[int]] = [[] for _ in range(n)]
     kept = coded.filter(pl.col("occurred_s") > horizon)  # ordered by row and time
-    for row, signal, occurred in kept.select("row", "signal", "occurred_s").iter_rows():
-        recent[row] += (signal, occurred)
-    return recent
+    flat = np.empty(2 * kept.height, dtype=np.int64)
+    flat[0::2], flat[1::2] = kept["signal"].to_numpy(), kept["occurred_s"].to_numpy()
+    ends = 2 * np.cumsum(np.bincount(kept["row"].to_numpy(), minlength=n)[:n])
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    values = flat.tolist()
+    return [values[start:end] for start, end in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 # --- reading stored sums as of a moment --------------------------------------------------------
