@@ -441,8 +441,9 @@ def _recent(coded: pl.DataFrame, now_s: int, n: int) -> list[list[int]]:
     kept = coded.filter(pl.col("occurred_s") > horizon)  # ordered by row and time
     flat = np.empty(2 * kept.height, dtype=np.int64)
     flat[0::2], flat[1::2] = kept["signal"].to_numpy(), kept["occurred_s"].to_numpy()
-    ends = 2 * np.cumsum(np.bincount(kept["row"].to_numpy(), minlength=n)[:n])
-    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    sizes = 2 * np.bincount(kept["row"].to_numpy(), minlength=n)[:n]
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
     values = flat.tolist()
     return [values[start:end] for start, end in zip(starts.tolist(), ends.tolist(), strict=True)]
 

@@ -106,6 +106,7 @@ def test_the_history_read_once_builds_the_sums_the_per_account_read_does(store: 
         stored = session.exec(select(AccountSignals.account_id, AccountSignals.sums)).all()
 
     assert whole == one_by_one
+    assert build(catalog, [], linked, NOW) == {}  # a cycle that rebuilds none
     assert whole["a"][0]["s"] != whole["quiet"][0]["s"]  # the dirty rows left something to count
     assert cycle.book.account_ids == tuple(LIVE_ACCOUNTS)
     assert dict(stored) == {account_id: document for account_id, (document, _) in whole.items()}
