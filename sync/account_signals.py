@@ -12,8 +12,10 @@ Pairs are flat, so reading thousands of rows allocates few objects for the colle
 with the latest activity in it (``high_water``). A new activity updates its account's row in O(1)
 (`fold`); an account whose sums cannot be updated so is rebuilt from its own activities in the
 mirror (`build`), and the reason is counted (`REBUILD_REASONS`). `build` over every account is
-the first run's and ``--full``'s one vectorised pass. `totals` reads stored rows as of a moment,
-shaped as `scoring.signals.decayed_totals` would have summed them from the mirror.
+the first run's and ``--full``'s one vectorised pass, over the history read once and
+column-wise (`every_activity`), which also hands over the orphans' own activities. `totals`
+reads stored rows as of a moment, shaped as `scoring.signals.decayed_totals` would have summed
+them from the mirror.
 
 Which activities are new: the mirror never sets ``activity.scored_seq``, so an activity is new
 while it is null, however often it is read again; the score stage stamps what it counted (in the
