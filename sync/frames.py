@@ -10,8 +10,8 @@ from the column (or its label), never from a second hand-written list.
 
 `read_columns` reads a large result (the whole activity history) the bulk way, with no `Row`
 object or per-value type conversion: on PostgreSQL as the CSV of a ``COPY``, parsed by polars
-(no Python object per value); on SQLite as the driver's plain tuples, a batch at a time into
-columns. So it takes only text and numbers (a time is selected as epoch seconds).
+(no Python object per value); on SQLite as the driver's plain tuples, a batch at a time made
+columns by polars. So it takes only text and numbers (a time is selected as epoch seconds).
 """
 
 from __future__ import annotations
@@ -77,9 +77,8 @@ def read_columns(session: Session, statement: Select[Any]) -> pl.DataFrame:
     cursor = result.cursor  # the driver's own: plain tuples, none of SQLAlchemy's per-row work
     batches = [pl.DataFrame(schema=schema)]
     try:
-        while rows := cursor.fetchmany(_BATCH_ROWS):
-            columns = dict(zip(schema, zip(*rows, strict=True), strict=True))
-            batches.append(pl.DataFrame(columns, schema=schema))
+        while rows := cursor.fetchmany(_BATCH_ROWS):  # made columns by polars, not by zip
+            batches.append(pl.DataFrame(rows, schema=schema, orient="row"))
     finally:
         result.close()
     return pl.concat(batches, rechunk=True)
