@@ -12,8 +12,10 @@ Pairs are flat, so reading thousands of rows allocates few objects for the colle
 with the latest activity in it (``high_water``). A new activity updates its account's row in O(1)
 (`fold`); an account whose sums cannot be updated so is rebuilt from its own activities in the
 mirror (`build`), and the reason is counted (`REBUILD_REASONS`). `build` over every account is
-the first run's and ``--full``'s one vectorised pass. `totals` reads stored rows as of a moment,
-shaped as `scoring.signals.decayed_totals` would have summed them from the mirror.
+the first run's and ``--full``'s one vectorised pass, over the history read once and
+column-wise (`every_activity`), which also hands over the orphans' own activities. `totals`
+reads stored rows as of a moment, shaped as `scoring.signals.decayed_totals` would have summed
+them from the mirror.
 
 Which activities are new: the mirror never sets ``activity.scored_seq``, so an activity is new
 while it is null, however often it is read again; the score stage stamps what it counted (in the
@@ -49,6 +51,7 @@ from scoring.signals import (
     decayed_totals,
     decayed_values,
 )
+from sync.frames import read_columns
 from sync.state import AccountSignals, Activity, Person
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "Sums",
     "Touched",
     "build",
+    "every_activity",
     "fold",
     "linked_activities",
     "load",
@@ -71,13 +75,8 @@ RECENT_DAYS = EXPLAIN_WINDOWS_DAYS[-1]  # the reasons count activities this far 
 REBUILD_REASONS = ("full", "new", "relink", "merge", "delete", "late", "edited")
 _IN_CHUNK = 5_000
 _UTC = pl.Datetime("us", "UTC")
-_ACTIVITY_SCHEMA = {
-    "own": pl.String,
-    "type": pl.String,
-    "topic": pl.String,
-    "occurred_s": pl.Int64,
-    "linked": pl.String,
-}
+_ACTIVITY_SCHEMA = ("own", "type", "topic", "occurred_s", "linked")
+_ROW_SCHEMA = {name: pl.Int64 if name == "occurred_s" else pl.String for name in _ACTIVITY_SCHEMA}
 
 
 @dataclass
@@ -235,24 +234,23 @@ def _linked(statement: Any) -> Any:
     )
 
 
-def _every_linked(
-    session: Session, columns: tuple[Any, ...], live: tuple[Any, ...]
-) -> pl.DataFrame:
-    """Every live activity with its account: activities and links read apart and joined here
-    (a join per row in SQLite costs more than the read)."""
-    people = select(Person.id, Person.matched_account_id).where(
-        col(Person.is_deleted).is_(False), col(Person.matched_account_id).is_not(None)
-    )
-    links = pl.DataFrame(
-        _rows(session, people), schema={"person_id": pl.String, "linked": pl.String}, orient="row"
-    )
-    schema = {k: v for k, v in _ACTIVITY_SCHEMA.items() if k != "linked"}
-    statement = select(*columns, Activity.person_id).where(*live)
-    frame = pl.DataFrame(
-        _rows(session, statement), schema={**schema, "person_id": pl.String}, orient="row"
-    )
-    linked = frame.join(links, on="person_id", how="left").select(*_ACTIVITY_SCHEMA)
-    return _frame(linked)
+def every_activity(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every live activity of the mirror, whenever it happened, read once and column-wise: those
+    that count for an account (their own, else their person's link), and those of people
+    without a live link that name no account, under the person's id as ``account_id`` (what an
+    orphan scores on, `sync.orphans`). Activities and links are read apart and joined here (a
+    join per row in SQLite costs more than the read)."""
+    link = col(Person.matched_account_id)
+    people = select(col(Person.id).label("person_id"), link.label("linked"))
+    links = read_columns(session, people.where(col(Person.is_deleted).is_(False), link.isnot(None)))
+    own, kind, topic, occurred = _columns(session)
+    statement = select(
+        own.label("own"), kind, topic, occurred.label("occurred_s"), Activity.person_id
+    ).where(col(Activity.is_deleted).is_(False))
+    frame = read_columns(session, statement).join(links, on="person_id", how="left")
+    unlinked = frame.filter(pl.col("own").is_null(), pl.col("linked").is_null())
+    orphans = unlinked.select(pl.col("person_id").alias("own"), *_ACTIVITY_SCHEMA[1:])
+    return _frame(frame.select(*_ACTIVITY_SCHEMA)), _frame(orphans)
 
 
 def _rows(session: Session, statement: Any) -> list[Any]:
@@ -266,7 +264,7 @@ def _frame(rows: Sequence[Sequence[Any]] | pl.DataFrame) -> pl.DataFrame:
     frame = (
         rows
         if isinstance(rows, pl.DataFrame)
-        else pl.DataFrame(rows, schema=_ACTIVITY_SCHEMA, orient="row")
+        else pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row")
     )
     return frame.filter(pl.coalesce("own", "linked").is_not_null()).select(
         account_id=pl.coalesce("own", "linked"),
@@ -295,7 +293,8 @@ def linked_activities(
     live = (col(Activity.is_deleted).is_(False), col(Activity.occurred_at) < now)
     columns = _columns(session)
     if account_ids is None:
-        return _every_linked(session, columns, live)
+        linked, _ = every_activity(session)
+        return linked.filter(pl.col("occurred_at") < now)
     frames = []
     for chunk in _chunks(sorted(account_ids)):
         own = select(*columns, null()).where(*live, col(Activity.account_id).in_(chunk))
@@ -366,32 +365,37 @@ def build(
     water = np.full(n, -1, dtype=np.int64)
     np.maximum.at(water, arrays.account, arrays.occurred_s)
     recent = _recent(coded, now_s, n)
-    documents = {}
-    for row, account_id in enumerate(account_ids):
-        documents[account_id] = (
+    columns = zip(
+        summed.signals.tolist(),
+        summed.memory.tolist(),
+        summed.topics.tolist(),
+        summed.burst_start_s.tolist(),
+        np.where(summed.burst_size > 0, last_burst, 0).tolist(),
+        summed.burst_size.tolist(),
+        recent,
+        water.tolist(),
+        strict=True,
+    )
+    return {
+        account_id: (
             {
-                "s": _pairs(summed.signals[row], now_s),
-                "m": _pairs(summed.memory[row], now_s),
-                "p": {
-                    name: [float(v), now_s]
-                    for name, v in zip(topics, summed.topics[row], strict=True)
-                    if v
-                },
-                "b": [
-                    int(summed.burst_start_s[row]),
-                    int(last_burst[row]) if summed.burst_size[row] else 0,
-                    int(summed.burst_size[row]),
-                ],
-                "r": recent[row],
+                "s": _pairs(signals, now_s),
+                "m": _pairs(memory, now_s),
+                "p": {name: [v, now_s] for name, v in zip(topics, by_topic, strict=True) if v},
+                "b": [start, last, size],
+                "r": recent_pairs,
             },
-            int(water[row]) if water[row] >= 0 else None,
+            latest if latest >= 0 else None,
         )
-    return documents
+        for account_id, (signals, memory, by_topic, start, last, size, recent_pairs, latest) in zip(
+            account_ids, columns, strict=True
+        )
+    }
 
 
-def _pairs(values: np.ndarray, now_s: int) -> list[float | int]:
+def _pairs(values: list[float], now_s: int) -> list[float | int]:
     """Flat [value, at_s] pairs, one per sum: built as of `now_s`, an empty one at 0."""
-    return [x for v in values.tolist() for x in (v, now_s if v else 0)]
+    return [x for v in values for x in (v, now_s if v else 0)]
 
 
 def _coded(
@@ -436,11 +440,14 @@ def _recent(coded: pl.DataFrame, now_s: int, n: int) -> list[list[int]]:
     """Per account row, flat [signal, occurred_s, ...] of its activities of the last
     `RECENT_DAYS`, in time order."""
     horizon = now_s - RECENT_DAYS * DAY_SECONDS
-    recent: list[list[int]] = [[] for _ in range(n)]
     kept = coded.filter(pl.col("occurred_s") > horizon)  # ordered by row and time
-    for row, signal, occurred in kept.select("row", "signal", "occurred_s").iter_rows():
-        recent[row] += (signal, occurred)
-    return recent
+    flat = np.empty(2 * kept.height, dtype=np.int64)
+    flat[0::2], flat[1::2] = kept["signal"].to_numpy(), kept["occurred_s"].to_numpy()
+    sizes = 2 * np.bincount(kept["row"].to_numpy(), minlength=n)[:n]
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    values = flat.tolist()
+    return [values[start:end] for start, end in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 # --- reading stored sums as of a moment --------------------------------------------------------

@@ -67,7 +67,7 @@ def score_orphans(
         _pend_every_orphan(session)
     else:
         _pend(session, cycle.people)
-    return orphan_scores(session, setup, now, min_points, _pending(session))
+    return orphan_scores(session, setup, now, min_points, _pending(session), cycle.unlinked)
 
 
 def settle_orphans(session: Session, person_ids: Collection[str]) -> None:
@@ -82,14 +82,19 @@ def orphan_scores(
     now: datetime,
     min_points: float = 0.0,
     person_ids: Collection[str] | None = None,
+    unlinked: pl.DataFrame | None = None,
 ) -> dict[str, AccountScore]:
     """What every orphan person (or those of ``person_ids`` that are orphans) should show, by
     person id, as of ``now``; each one's values carry its ``orphan_reason`` and no matched
-    account."""
+    account. ``unlinked``: the activities of every person without an account, as
+    `sync.account_signals.every_activity` read them (else the orphans' are read here)."""
     people = _orphans(session, person_ids)
     if people.is_empty():
         return {}
-    book = _book(session, setup, people, now, every=person_ids is None)
+    if unlinked is None:
+        ids = None if person_ids is None else people["account_id"].to_list()
+        unlinked = _activities(session, ids)
+    book = _book(session, setup, people, unlinked, now)
     scores = account_scores(book, setup.tiers, now, min_points)
     reasons = dict(zip(people["account_id"], people["reason"], strict=True))
     return {person: _as_orphan(score, reasons[person]) for person, score in scores.items()}
@@ -149,15 +154,19 @@ def _as_orphan(score: AccountScore, reason: str) -> AccountScore:
 
 
 def _book(
-    session: Session, setup: ScoringSetup, people: pl.DataFrame, now: datetime, *, every: bool
+    session: Session,
+    setup: ScoringSetup,
+    people: pl.DataFrame,
+    activities: pl.DataFrame,
+    now: datetime,
 ) -> Book:
-    """The orphans scored and explained like a book of accounts (``every``: all of them)."""
+    """The orphans scored and explained like a book of accounts, from their own activities
+    (those of others are left out)."""
     catalog = setup.catalog
     model = current_model(session, setup)
     if model.catalog != catalog:  # settings changed since training: the settings' rules score
         model = setup.rules_model()
     ids = people["account_id"].to_list()
-    activities = _activities(session, None if every else ids)
     history = History.from_frames(catalog, people.drop("reason"), activities, _no_opportunities())
     snap = snapshot(history, catalog, int(now.timestamp()))
     scores = score_accounts(model, snap, setup.disqualifiers, setup.tiers)

@@ -235,14 +235,17 @@ class Cycle:
     """What one score stage did: the book of rescored accounts, the accounts whose sums were
     rebuilt per reason, why every account was rescored (None: only those touched), the people
     touched (their records, links or activity changed: `sync.orphans` rescores those that are
-    orphans) and the accounts deleted since the stage before (None: any deleted account, after
-    a rebuild of every one)."""
+    orphans), the accounts deleted since the stage before (None: any deleted account, after
+    a rebuild of every one) and, when it read every activity (a rebuild of every account), the
+    activities of people without an account, so the orphans' score reads the history no
+    second time."""
 
     book: Book
     rebuilt: dict[str, int]
     everything: str | None
     people: frozenset[str] = frozenset()
     gone: frozenset[str] | None = frozenset()
+    unlinked: pl.DataFrame | None = None
 
 
 def score_cycle(
@@ -264,8 +267,10 @@ def score_cycle(
     people: set[str] = set()
     gone: frozenset[str] | None = None
     saved: dict[str, dict[str, Any]] = {}  # the sums this stage stored, by account
+    unlinked = None
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
-        rebuilt = {"full": _build_every_account(session, catalog, now, saved)}
+        built, unlinked = _build_every_account(session, catalog, now, saved)
+        rebuilt = {"full": built}
     else:
         touched = _touched(session, handed)
         people, gone = touched.people, frozenset(touched.gone)
@@ -279,7 +284,7 @@ def score_cycle(
     session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
                                seq=seq, scored_at=now, nightly_at=nightly))  # fmt: skip
     book = _pending_book(session, setup, model, now, saved)
-    return Cycle(book, rebuilt, everything, frozenset(people), gone)
+    return Cycle(book, rebuilt, everything, frozenset(people), gone, unlinked)
 
 
 def _incremental(
@@ -355,14 +360,15 @@ def _fingerprint(catalog: SignalCatalog) -> str:
 
 def _build_every_account(
     session: Session, catalog: SignalCatalog, now: datetime, saved: dict[str, dict[str, Any]]
-) -> int:
+) -> tuple[int, pl.DataFrame]:
     """Every live account's sums from the mirror in one vectorised pass, all pending (and in
-    ``saved``)."""
+    ``saved``): how many, and the activities of people without an account, from the same read
+    of the history."""
     session.execute(delete(AccountSignals))
     ids = _live_ids(session)
-    activities = account_signals.linked_activities(session, now)
+    activities, unlinked = account_signals.every_activity(session)
     _save(session, account_signals.build(catalog, ids, activities, now), now, saved)
-    return len(ids)
+    return len(ids), unlinked
 
 
 def _save(

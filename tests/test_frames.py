@@ -11,11 +11,12 @@ from sqlmodel import SQLModel, col, select
 
 from scoring.config import FitField
 from scoring.fit import FIRMOGRAPHICS
-from sync.frames import UTC_STAMP, frame_schema, polars_type, read_frame
+from sync.frames import UTC_STAMP, frame_schema, polars_type, read_columns, read_frame
 from sync.state import Account, Opportunity
 from sync.store import Store
 
 STAMP = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+COUNTRIES = ("DE", None, "", "D,E", 'say "hi"', "two\nlines")  # what CSV must quote, and null
 
 
 @pytest.mark.parametrize("table", sorted(SQLModel.metadata.tables.values(), key=str), ids=str)
@@ -65,3 +66,30 @@ def test_read_frame_types_rows_and_an_empty_result_alike(store: Store) -> None:
         full = read_frame(session, statement)
     assert empty.height == 0 and empty.schema == full.schema
     assert full.row(0) == ("006A", STAMP, date(2026, 12, 1))
+
+
+def test_read_columns_reads_text_and_numbers_as_read_frame_does_batch_by_batch(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.frames._BATCH_ROWS", 2)  # six rows: three batches (SQLite)
+    statement = select(
+        col(Account.id).label("account_id"), Account.employees, Account.revenue, Account.country
+    )
+    statement = statement.where(col(Account.name).like("A%")).order_by(col(Account.id))
+    with store.session() as session:
+        empty = read_columns(session, statement)
+        session.add_all(
+            Account(
+                id=f"001{i}", name=f"A{i}", crm_modified_at=STAMP, synced_at=STAMP,
+                employees=None if i == 2 else 10 * i, revenue=1.5 * i,
+                country=COUNTRIES[i],
+            )
+            for i in range(len(COUNTRIES))
+        )  # fmt: skip
+        session.flush()
+        full = read_columns(session, statement)
+        expected = read_frame(session, statement)
+        with pytest.raises(TypeError, match="created_at"):
+            read_columns(session, select(Account.id, Account.created_at))
+    assert empty.height == 0 and empty.schema == full.schema
+    assert full.equals(expected)

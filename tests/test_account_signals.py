@@ -1,0 +1,128 @@
+"""The first run's history read, column-wise and once, counts what the per-account read counts.
+
+The score stage builds every account's sums from one read of the whole history
+(`account_signals.every_activity`) and scores the orphans from the same read; a rebuild of a few
+accounts reads theirs row-wise by index (`linked_activities` with ids), and the orphans' own read
+is by join. On a dirty mirror (deleted and merged records, activity of orphans, converted and
+unknown people, unknown types, times within one second, activity at and after the moment, a
+record pulled twice) both ways give the same stored sums and the same orphan scores.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import select
+
+from handoff.runs import scoring_setup
+from handoff.settings import Settings
+from sync import Store
+from sync.account_signals import build, every_activity, linked_activities
+from sync.orphans import orphan_scores
+from sync.scoring_state import score_cycle
+from sync.state import Account, AccountSignals, Activity, Person
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+SETUP = scoring_setup(Settings())
+LIVE_ACCOUNTS = ["a", "b", "quiet"]
+
+
+def _mirrored(**values: Any) -> dict[str, Any]:
+    return values | {"crm_modified_at": NOW, "synced_at": NOW, "is_deleted": False}
+
+
+def _activity(id_: str, kind: str, ago: timedelta, **more: Any) -> dict[str, Any]:
+    return _mirrored(id=id_, type=kind, occurred_at=NOW - ago, **more)
+
+
+def _people() -> list[dict[str, Any]]:
+    lead = {"kind": "lead"}
+    return [
+        _mirrored(id="lead-a", matched_account_id="a", match_rule="domain", **lead),
+        _mirrored(id="contact-b", kind="contact", account_id="b", matched_account_id="b"),
+        _mirrored(id="orphan", orphan_reason="company_not_in_crm", country="DE", **lead),
+        _mirrored(id="review", orphan_reason="ambiguous_accounts", match_rule="domain", **lead),
+        _mirrored(id="converted", is_converted=True, converted_account_id="a", **lead),
+        _mirrored(id="gone", matched_account_id="b", **lead) | {"is_deleted": True},
+        _mirrored(id="loser", matched_account_id="b", merged_into="lead-a", **lead)
+        | {"is_deleted": True},
+    ]
+
+
+def _activities() -> list[dict[str, Any]]:
+    day, second = timedelta(days=1), timedelta(seconds=1)
+    return [
+        _activity("own-1", "pricing_page", 2 * day, account_id="a"),
+        _activity("own-2", "demo_request", 2 * day - second / 4, account_id="a"),  # same second
+        _activity("own-3", "trial_signup", 2 * day - second / 2, account_id="a"),
+        _activity("lead-1", "webinar", 3 * day, person_id="lead-a", topic="security"),
+        _activity("lead-2", "whitepaper", 200 * day, person_id="lead-a", topic="cloud"),
+        _activity("names-b", "pricing_page", 5 * day, person_id="lead-a", account_id="b"),
+        _activity("contact-1", "email_click", 1 * day, person_id="contact-b"),
+        _activity("deleted", "demo_request", 1 * day, account_id="a") | {"is_deleted": True},
+        _activity("of-gone", "demo_request", 1 * day, person_id="gone"),
+        _activity("of-loser", "demo_request", 1 * day, person_id="loser"),
+        _activity("dead-account", "demo_request", 1 * day, account_id="dead"),
+        _activity("merged-account", "demo_request", 1 * day, account_id="merged"),
+        _activity("not-a-signal", "call", 1 * day, account_id="a"),
+        _activity("nobody", "pricing_page", 1 * day),
+        _activity("stranger", "pricing_page", 1 * day, person_id="not-mirrored"),
+        _activity("at-now", "pricing_page", timedelta(0), account_id="a"),
+        _activity("later", "pricing_page", -day, account_id="b"),
+        _activity("orphan-1", "pricing_page", 1 * day, person_id="orphan"),
+        _activity("orphan-2", "webinar", 4 * day, person_id="orphan", topic="security"),
+        _activity("orphan-3", "contact_sales", 40 * day, person_id="orphan"),
+        _activity("orphan-later", "demo_request", -day, person_id="orphan"),
+        _activity("orphan-names-a", "demo_request", 1 * day, person_id="orphan", account_id="a"),
+        _activity("review-1", "case_study", 6 * day, person_id="review", topic="cloud"),
+        _activity("converted-1", "pricing_page", 1 * day, person_id="converted"),
+    ]
+
+
+def _load(store: Store) -> None:
+    accounts = [_mirrored(id=i, name=i.title()) for i in LIVE_ACCOUNTS] + [
+        _mirrored(id="dead", name="Dead") | {"is_deleted": True},
+        _mirrored(id="merged", name="Merged", merged_into="a") | {"is_deleted": True},
+    ]
+    with store.session() as session:
+        store.upsert(session, Account, accounts)
+        store.upsert(session, Person, _people())
+        store.upsert(session, Activity, _activities())
+        # pulled again (the connector's overlap window), later: one row, its latest values
+        again = _activity("own-1", "pricing_page", timedelta(hours=30), account_id="a")
+        store.upsert(session, Activity, [again | {"crm_modified_at": NOW + timedelta(hours=1)}])
+
+
+def test_the_history_read_once_builds_the_sums_the_per_account_read_does(store: Store) -> None:
+    _load(store)
+    catalog = SETUP.catalog
+    with store.session() as session:
+        linked, _ = every_activity(session)
+        by_account = linked_activities(session, NOW, LIVE_ACCOUNTS)
+        whole = build(catalog, LIVE_ACCOUNTS, linked, NOW)
+        one_by_one = build(catalog, LIVE_ACCOUNTS, by_account, NOW)
+        cycle = score_cycle(session, SETUP, NOW)  # the first: every account built
+        stored = session.exec(select(AccountSignals.account_id, AccountSignals.sums)).all()
+
+    assert whole == one_by_one
+    assert build(catalog, [], linked, NOW) == {}  # a cycle that rebuilds none
+    assert whole["a"][0]["s"] != whole["quiet"][0]["s"]  # the dirty rows left something to count
+    assert cycle.book.account_ids == tuple(LIVE_ACCOUNTS)
+    assert dict(stored) == {account_id: document for account_id, (document, _) in whole.items()}
+
+
+def test_the_orphans_score_from_the_history_read_once_as_from_their_own_read(
+    store: Store,
+) -> None:
+    _load(store)
+    with store.session() as session:
+        _, unlinked = every_activity(session)
+        from_the_read = orphan_scores(session, SETUP, NOW, unlinked=unlinked)
+        their_own = orphan_scores(session, SETUP, NOW)
+        by_person = orphan_scores(session, SETUP, NOW, person_ids=["orphan", "review"])
+
+    assert set(from_the_read) == {"orphan", "review"}
+    assert from_the_read == their_own
+    assert by_person == their_own
+    assert from_the_read["orphan"].score > 0
