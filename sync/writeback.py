@@ -47,6 +47,7 @@ __all__ = [
     "Target",
     "account_scores",
     "forget_scores",
+    "holds",
     "plan_writes",
     "push_plan",
     "record_scores",
@@ -284,12 +285,12 @@ def _ledgers(session: Session, found: Sequence[Target]) -> dict[tuple[str, str],
 def _why(target: Target, last: _Written | None, min_score_change: int) -> str | None:
     """Why the record must be written now, or None."""
     if last is None:
-        return None if _holds(target.held, target.values) else "new"
+        return None if holds(target.held, target.values) else "new"
     if last.status in ("retriable", "pending"):
         # pending: in flight when a run died. Even when the CRM shows the values, sending them
         # again is what settles the row and records the score history of what landed
         return "retry"
-    if last.status != "permanent" and not _holds(target.held, last.values):
+    if last.status != "permanent" and not holds(target.held, last.values):
         return "repair"
     return _noticed(target, last, min_score_change)
 
@@ -313,7 +314,7 @@ def _noticed(target: Target, last: _Written, min_score_change: int) -> str | Non
     return None
 
 
-def _holds(held: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+def holds(held: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
     """Whether the CRM holds every one of ``values`` (compared as canonical text)."""
     return all(_same(held.get(k), v) for k, v in values.items())
 

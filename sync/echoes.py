@@ -1,0 +1,119 @@
+"""Echoes: our own writes pulled back, told apart from edits by hand before the link stage.
+
+Every record write-back sets comes back in the next pull (its modification stamp moved). When
+only our fields (as the CRM holds them) and the stamps changed, the mirror flags its row
+``owned_changed`` rather than ``link_pending`` (`sync.mirror`). Each such row is compared with
+the write ledger: one holding what we last wrote, settled "ok", is the echo of that write and
+costs nothing more (no relink, no rescore, no diff); any other (an edit by hand, a record never
+written, a write not settled) is flagged ``link_pending``, so its account is rescored and the
+diff repairs it, as for any changed record. Run in the link stage's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Table, text, update
+from sqlmodel import Session, SQLModel, select
+
+from connectors.streams import Stream
+from sync.state import LINK_PENDING, OWNED_CHANGED, Account, Person, WriteLedger
+from sync.writeback import holds
+
+__all__ = ["sort_echoes"]
+
+_IN_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A record's ledger row in one stream: the stream's person kind (None: any), the outcome
+    and the values last written."""
+
+    kind: str | None
+    status: str
+    values: Mapping[str, Any]
+
+
+def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[str, str]]:
+    """Clear the mirror's ``owned_changed`` flags, flagging ``link_pending`` the rows that are
+    not the echo of our last write; the echoes, as (table, record id)."""
+    echoes: set[tuple[str, str]] = set()
+    for model in (Account, Person):
+        table = _table(model)
+        rows = _flagged(session, table)
+        if not rows:
+            continue
+        written = _written(session, _written_streams(streams, table.name), [r[0] for r in rows])
+        changed = []
+        for row in rows:
+            if _echo(row, written.get(row[0], ())):
+                echoes.add((table.name, row[0]))
+            else:
+                changed.append(row[0])
+        for chunk in _chunks(changed):
+            session.execute(update(table).where(table.c.id.in_(chunk)).values({LINK_PENDING: True}))
+        session.execute(update(table).where(_owned_changed(table)).values({OWNED_CHANGED: False}))
+    return echoes
+
+
+def _flagged(session: Session, table: Table) -> list[Any]:
+    """(id, our fields as pulled, person kind or None) of the rows flagged ``owned_changed``."""
+    kind = table.c.kind if "kind" in table.c else None
+    statement = select(table.c.id, table.c.crm_owned, kind).where(_owned_changed(table))
+    return list(session.connection().execute(statement))
+
+
+def _owned_changed(table: Table) -> Any:
+    """The flag as its partial index says it (SQLite uses a partial index only then)."""
+    return text(f"{table.name}.{OWNED_CHANGED}")
+
+
+def _written_streams(streams: Mapping[str, Stream], entity: str) -> dict[str, str | None]:
+    """The streams write-back writes records of ``entity`` to, with their person kind."""
+    return {
+        name: stream.constants.get("kind")
+        for name, stream in streams.items()
+        if stream.entity == entity and "score" in stream.writable
+    }
+
+
+def _written(
+    session: Session, streams: Mapping[str, str | None], ids: Sequence[str]
+) -> dict[str, list[_Written]]:
+    """The ledger rows of ``ids`` in ``streams``, by record id."""
+    ledger = _table(WriteLedger)
+    columns = (ledger.c.object, ledger.c.record_id, ledger.c.status, ledger.c["values"])
+    found: dict[str, list[_Written]] = {}
+    if not streams:
+        return found
+    for chunk in _chunks(sorted(ids)):
+        statement = select(*columns).where(
+            ledger.c.object.in_(list(streams)), ledger.c.record_id.in_(chunk)
+        )
+        for stream, record_id, status, values in session.connection().execute(statement):
+            found.setdefault(record_id, []).append(_Written(streams[stream], status, values))
+    return found
+
+
+def _echo(row: Any, written: Sequence[_Written]) -> bool:
+    """Whether a row's fields of ours hold what its every ledger row (of its kind) says we wrote
+    last, each write settled "ok"."""
+    _, held, kind = row
+    mine = [w for w in written if w.kind is None or w.kind == kind]
+    return bool(mine) and all(w.status == "ok" and holds(held, w.values) for w in mine)
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    """Ids in lists short enough for one IN clause."""
+    iterator = iter(ids)
+    while chunk := list(islice(iterator, _IN_CHUNK)):
+        yield chunk
+
+
+def _table(model: type[SQLModel]) -> Table:
+    """The Table behind a SQLModel table class."""
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
