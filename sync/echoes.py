@@ -7,21 +7,26 @@ the write ledger: one holding what we last wrote, settled "ok", is the echo of t
 costs nothing more (no relink, no rescore, no diff); any other (an edit by hand, a record never
 written, a write not settled) is flagged ``link_pending``, so its account is rescored and the
 diff repairs it, as for any changed record. Run in the link stage's transaction.
+
+The ledger's JSON is decoded only when its hash differs from that of our fields as pulled (taken
+over the fields the stream is written, as the ledger keeps every one of them): an echo costs a
+hash, and a value the CRM gives back in another form (compared as the diff does) a decode.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Table, text, update
+from sqlalchemy import Table, Text, cast, text, update
 from sqlmodel import Session, SQLModel, select
 
-from connectors.streams import Stream
+from connectors.streams import WRITTEN_BACK, Stream
 from sync.state import LINK_PENDING, OWNED_CHANGED, Account, Person, WriteLedger
-from sync.writeback import holds
+from sync.writeback import holds, values_hash
 
 __all__ = ["sort_echoes"]
 
@@ -29,13 +34,30 @@ _IN_CHUNK = 5_000
 
 
 @dataclass(frozen=True)
-class _Written:
-    """A record's ledger row in one stream: the stream's person kind (None: any), the outcome
-    and the values last written."""
+class _Stream:
+    """What a stream written back tells of its ledger rows: its person kind (None: any), and
+    the fields each of its writes sets."""
 
     kind: str | None
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A record's ledger row in one stream: the outcome, and the values last written (their
+    hash, and their JSON text)."""
+
+    stream: _Stream
     status: str
-    values: Mapping[str, Any]
+    values_hash: str
+    values: str
+
+    def held(self, owned: Mapping[str, Any]) -> bool:
+        """Whether ``owned`` (our fields as pulled) holds these values, settled "ok"."""
+        if self.status != "ok":
+            return False
+        mine = {name: owned.get(name) for name in self.stream.fields}
+        return values_hash(mine) == self.values_hash or holds(owned, json.loads(self.values))
 
 
 def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[str, str]]:
@@ -72,21 +94,24 @@ def _owned_changed(table: Table) -> Any:
     return text(f"{table.name}.{OWNED_CHANGED}")
 
 
-def _written_streams(streams: Mapping[str, Stream], entity: str) -> dict[str, str | None]:
-    """The streams write-back writes records of ``entity`` to, with their person kind."""
+def _written_streams(streams: Mapping[str, Stream], entity: str) -> dict[str, _Stream]:
+    """The streams write-back writes records of ``entity`` to (as `sync.writeback.targets`)."""
     return {
-        name: stream.constants.get("kind")
+        name: _Stream(
+            stream.constants.get("kind"), tuple(f for f in stream.writable if f in WRITTEN_BACK)
+        )
         for name, stream in streams.items()
         if stream.entity == entity and "score" in stream.writable
     }
 
 
 def _written(
-    session: Session, streams: Mapping[str, str | None], ids: Sequence[str]
+    session: Session, streams: Mapping[str, _Stream], ids: Sequence[str]
 ) -> dict[str, list[_Written]]:
-    """The ledger rows of ``ids`` in ``streams``, by record id."""
+    """The ledger rows of ``ids`` in ``streams``, by record id (their JSON as text, undecoded)."""
     ledger = _table(WriteLedger)
-    columns = (ledger.c.object, ledger.c.record_id, ledger.c.status, ledger.c["values"])
+    values = cast(ledger.c["values"], Text)
+    columns = (ledger.c.object, ledger.c.record_id, ledger.c.status, ledger.c.values_hash, values)
     found: dict[str, list[_Written]] = {}
     if not streams:
         return found
@@ -94,17 +119,17 @@ def _written(
         statement = select(*columns).where(
             ledger.c.object.in_(list(streams)), ledger.c.record_id.in_(chunk)
         )
-        for stream, record_id, status, values in session.connection().execute(statement):
-            found.setdefault(record_id, []).append(_Written(streams[stream], status, values))
+        for stream, record_id, *row in session.connection().execute(statement):
+            found.setdefault(record_id, []).append(_Written(streams[stream], *row))
     return found
 
 
 def _echo(row: Any, written: Sequence[_Written]) -> bool:
     """Whether a row's fields of ours hold what its every ledger row (of its kind) says we wrote
     last, each write settled "ok"."""
-    _, held, kind = row
-    mine = [w for w in written if w.kind is None or w.kind == kind]
-    return bool(mine) and all(w.status == "ok" and holds(held, w.values) for w in mine)
+    _, owned, kind = row
+    mine = [w for w in written if w.stream.kind is None or w.stream.kind == kind]
+    return bool(mine) and all(w.held(owned) for w in mine)
 
 
 def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
