@@ -26,7 +26,7 @@ from sqlmodel import Session, SQLModel, select
 
 from connectors.streams import WRITTEN_BACK, Stream
 from sync.state import LINK_PENDING, OWNED_CHANGED, Account, Person, WriteLedger
-from sync.writeback import holds, values_hash
+from sync.writeback import holds, plain_values_hash
 
 __all__ = ["sort_echoes"]
 
@@ -53,11 +53,12 @@ class _Written:
     values: str
 
     def held(self, owned: Mapping[str, Any]) -> bool:
-        """Whether ``owned`` (our fields as pulled) holds these values, settled "ok"."""
+        """Whether ``owned`` (our fields as pulled, plain values) holds these values, settled
+        "ok"."""
         if self.status != "ok":
             return False
         mine = {name: owned.get(name) for name in self.stream.fields}
-        return values_hash(mine) == self.values_hash or holds(owned, json.loads(self.values))
+        return plain_values_hash(mine) == self.values_hash or holds(owned, json.loads(self.values))
 
 
 def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[str, str]]:

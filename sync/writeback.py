@@ -48,6 +48,7 @@ __all__ = [
     "account_scores",
     "forget_scores",
     "holds",
+    "plain_values_hash",
     "plan_writes",
     "push_plan",
     "record_scores",
@@ -333,6 +334,11 @@ def _same(one: Any, other: Any) -> bool:
 def values_hash(values: Mapping[str, Any]) -> str:
     """A short hash of the values of one write."""
     return _hashed(canonical_value(values))
+
+
+def plain_values_hash(values: Mapping[str, Any]) -> str:
+    """`values_hash` of values already plain (`plain_value`), not made plain again."""
+    return _hashed(canonical_plain(values))
 
 
 def _hashed(text: str) -> str:
