@@ -100,7 +100,7 @@ class StoreOpenError(StateError):
 SCHEMA_META_VERSION = 4
 
 PERSON_KINDS = ("lead", "contact")
-LINK_PENDING = "link_pending"  # the column the mirror sets on every row it writes
+LINK_PENDING = "link_pending"  # the column the mirror sets on the rows it changes (`_Linkable`)
 # the column the mirror sets on a row whose fields of ours, as the CRM holds them, it changed
 OWNED_CHANGED = "owned_changed"
 # what a `PendingRescore` row names besides a mirrored record: an account a relink moved people

@@ -272,10 +272,10 @@ class Store:
         default) is not overwritten; a `flags` column among them (flag -> the columns it watches)
         is set instead when one of its columns' values changes, and kept once set. With `new`
         the rows are expected to be absent and go in by COPY on PostgreSQL; a key already held
-        sends them the upsert way instead. SQLite inserts
-        and upserts with one prepared statement (executemany); PostgreSQL upserts them all with
-        one statement over a typed array per column (``unnest``: one round trip, not one per
-        row; a key given twice keeps its last row). Rows the database refuses are left out, each
+        sends them the upsert way instead. SQLite inserts and upserts with one prepared statement
+        (executemany); PostgreSQL upserts them all with one statement over a typed array per
+        column (``unnest``: one round trip, not one per row; a key given twice keeps its last
+        row). Rows the database refuses are left out, each
         with its reason; the rest land.
         """
         written = Written()
