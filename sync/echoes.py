@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Table, Text, cast, text, update
+from sqlalchemy import Table, Text, and_, cast, null, text, update
 from sqlmodel import Session, SQLModel, select
 
 from connectors.streams import WRITTEN_BACK, Stream
@@ -67,27 +67,43 @@ def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[st
     echoes: set[tuple[str, str]] = set()
     for model in (Account, Person):
         table = _table(model)
-        rows = _flagged(session, table)
-        if not rows:
-            continue
-        written = _written(session, _written_streams(streams, table.name), [r[0] for r in rows])
+        flagged = _flagged(session, table, _written_streams(streams, table.name))
         changed = []
-        for row in rows:
-            if _echo(row, written.get(row[0], ())):
-                echoes.add((table.name, row[0]))
+        for record_id, (owned, kind, written) in flagged.items():
+            if _echo(owned, kind, written):
+                echoes.add((table.name, record_id))
             else:
-                changed.append(row[0])
+                changed.append(record_id)
         for chunk in _chunks(changed):
             session.execute(update(table).where(table.c.id.in_(chunk)).values({LINK_PENDING: True}))
-        session.execute(update(table).where(_owned_changed(table)).values({OWNED_CHANGED: False}))
+        if flagged:
+            session.execute(
+                update(table).where(_owned_changed(table)).values({OWNED_CHANGED: False})
+            )
     return echoes
 
 
-def _flagged(session: Session, table: Table) -> list[Any]:
-    """(id, our fields as pulled, person kind or None) of the rows flagged ``owned_changed``."""
-    kind = table.c.kind if "kind" in table.c else None
-    statement = select(table.c.id, table.c.crm_owned, kind).where(_owned_changed(table))
-    return list(session.connection().execute(statement))
+def _flagged(
+    session: Session, table: Table, streams: Mapping[str, _Stream]
+) -> dict[str, tuple[Mapping[str, Any], str | None, list[_Written]]]:
+    """The rows flagged ``owned_changed``: by id, our fields as pulled, the person kind (None
+    on accounts) and the row's ledger rows in ``streams`` (their JSON as text, undecoded), read
+    in one statement (each flagged row found by its partial index, its ledger rows by key)."""
+    ledger = _table(WriteLedger)
+    kind = table.c.kind if "kind" in table.c else null()
+    mine = and_(ledger.c.record_id == table.c.id, ledger.c.object.in_(list(streams)))
+    statement = (
+        select(table.c.id, table.c.crm_owned, kind, ledger.c.object, ledger.c.status)
+        .add_columns(ledger.c.values_hash, cast(ledger.c["values"], Text))
+        .select_from(table.outerjoin(ledger, mine))
+        .where(_owned_changed(table))
+    )
+    found: dict[str, tuple[Mapping[str, Any], str | None, list[_Written]]] = {}
+    for record_id, owned, person_kind, stream, *row in session.connection().execute(statement):
+        _, _, written = found.setdefault(record_id, (owned, person_kind, []))
+        if stream is not None:
+            written.append(_Written(streams[stream], *row))
+    return found
 
 
 def _owned_changed(table: Table) -> Any:
@@ -106,29 +122,9 @@ def _written_streams(streams: Mapping[str, Stream], entity: str) -> dict[str, _S
     }
 
 
-def _written(
-    session: Session, streams: Mapping[str, _Stream], ids: Sequence[str]
-) -> dict[str, list[_Written]]:
-    """The ledger rows of ``ids`` in ``streams``, by record id (their JSON as text, undecoded)."""
-    ledger = _table(WriteLedger)
-    values = cast(ledger.c["values"], Text)
-    columns = (ledger.c.object, ledger.c.record_id, ledger.c.status, ledger.c.values_hash, values)
-    found: dict[str, list[_Written]] = {}
-    if not streams:
-        return found
-    for chunk in _chunks(sorted(ids)):
-        statement = select(*columns).where(
-            ledger.c.object.in_(list(streams)), ledger.c.record_id.in_(chunk)
-        )
-        for stream, record_id, *row in session.connection().execute(statement):
-            found.setdefault(record_id, []).append(_Written(streams[stream], *row))
-    return found
-
-
-def _echo(row: Any, written: Sequence[_Written]) -> bool:
-    """Whether a row's fields of ours hold what its every ledger row (of its kind) says we wrote
-    last, each write settled "ok"."""
-    _, owned, kind = row
+def _echo(owned: Mapping[str, Any], kind: str | None, written: Sequence[_Written]) -> bool:
+    """Whether our fields as pulled hold what every ledger row of the record (of its kind) says
+    we wrote last, each write settled "ok"."""
     mine = [w for w in written if w.stream.kind is None or w.stream.kind == kind]
     return bool(mine) and all(w.held(owned) for w in mine)
 
