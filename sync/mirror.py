@@ -15,9 +15,13 @@ stays append-only: replay follows `merged_into`). A record re-read inside the co
 window is skipped when the mirror already holds that version, so an activity is counted once. A
 record that cannot be stored (a required value missing, a value outside a closed vocabulary or
 beyond its column, one the database refuses) is skipped with its reason; the rest of the page lands.
-Every account, person and opportunity row it inserts, updates, buries or repoints in a merge is
-flagged ``link_pending`` for the link stage (`sync.linking`); the link and score stages' own columns
-(``link_basis``, ``activity.scored_seq``) it never writes.
+Every account, person and opportunity row it inserts, buries or repoints in a merge is flagged
+``link_pending`` for the link stage (`sync.linking`), and so is every one it updates, but an
+account or person only when a value other than our own fields and the stamps changes: a record
+pulled again because our write-back touched it (its echo) is not, and only sets ``owned_changed``,
+which the link stage checks against the write ledger (`sync.echoes`). The decision is the
+database's, in the upsert. The link and score stages' own columns (``link_basis``,
+``activity.scored_seq``) it never writes.
 
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
 order, value adapters, checks) that turns its records into plain tuples, a column at a time,
@@ -58,6 +62,7 @@ from connectors.streams import WRITTEN_BACK
 from sync.mirror_batches import latest_parts, plain_column
 from sync.state import (
     LINK_PENDING,
+    OWNED_CHANGED,
     PERSON_KINDS,
     USER_ROLES,
     Account,
@@ -91,8 +96,14 @@ ENTITY_TABLES: dict[Entity, type[SQLModel]] = {
 # a HubSpot page holds 100, and a commit per page would cost more than the rows
 COMMIT_EVERY = 10_000
 # what the mirror sets on every row it stores, besides its id and both stamps (on the tables
-# that have the column): the link stage relinks what a pending row reaches
-_MIRROR_SETS: Mapping[str, Any] = {"is_deleted": False, "merged_into": None, LINK_PENDING: True}
+# that have the column): the link stage relinks what a pending row reaches. On tables keeping our
+# fields (`_Shape.flags`) a row updated keeps its flags, set only by a change of what they watch
+_MIRROR_SETS: Mapping[str, Any] = {
+    "is_deleted": False,
+    "merged_into": None,
+    LINK_PENDING: True,
+    OWNED_CHANGED: False,
+}
 # columns the mirror fills itself, whatever the record carries
 _OWN_COLUMNS = frozenset({"id", "crm_modified_at", "synced_at", "crm_owned", *_MIRROR_SETS})
 _VOCABULARIES: dict[str, Mapping[str, tuple[str, ...]]] = {
@@ -576,6 +587,7 @@ class _StreamRows:
             rows,
             fixed=shape.fixed_values(self._synced),
             update=shape.update,
+            flags=shape.flags,
             new=self._new,
         )
         self._new = self._new and written.all_new
@@ -608,12 +620,15 @@ class _Shape:
     A row is the record's own columns, ``crm_owned`` (on tables that keep our fields as the CRM
     holds them), the id and its modification stamp; what is the same in every row goes apart
     (``fixed``): when it was synced, what the mirror sets, then the defaults a new row gets
-    (``update`` leaves those out, so a conflict keeps what the row holds).
+    (``update`` leaves those out, so a conflict keeps what the row holds). On a table keeping our
+    fields, an update sets ``link_pending`` only when a value other than ours and the stamps
+    changes, and ``owned_changed`` when ours do (``flags``).
     """
 
     columns: tuple[str, ...]
     fixed: tuple[str, ...]
     update: tuple[str, ...]
+    flags: Mapping[str, tuple[str, ...]]  # flag column -> the columns whose change sets it
     picked: tuple[str, ...]  # the record's fields stored in columns of their own
     adapters: tuple[Adapter | None, ...]  # one per picked field
     owned: tuple[str, ...] | None  # fields kept in crm_owned; None where the table has none
@@ -646,6 +661,7 @@ class _Shape:
             columns=columns,
             fixed=fixed,
             update=update,
+            flags=_flags(table, picked, sets),
             picked=picked,
             adapters=adapters[: len(picked)],
             owned=owned,
@@ -790,6 +806,15 @@ def _adapted_column(
 
 def _as_is(value: Any) -> Any:
     return value
+
+
+def _flags(table: Table, picked: Sequence[str], sets: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """What sets each flag when a row of ``table`` is updated (none where it keeps none of our
+    fields: every row written is pending there)."""
+    if "crm_owned" not in table.c or LINK_PENDING not in table.c:
+        return {}
+    data = (*picked, *(name for name in sets if name not in (LINK_PENDING, OWNED_CHANGED)))
+    return {LINK_PENDING: data, OWNED_CHANGED: ("crm_owned",)}
 
 
 def _new_row_defaults(table: Table, given: Sequence[str]) -> dict[str, Any]:

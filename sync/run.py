@@ -26,6 +26,7 @@ from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector, SchemaGap, SchemaSpec
 from scoring.tiers import TIER_ORDER, tier_label
 from sync.config import MatchingSettings
+from sync.echoes import sort_echoes
 from sync.explain import model_status
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_streams
@@ -190,6 +191,7 @@ class _Run:
     recount: bool = False  # accounts were deleted: the tiers are counted, not moved
     scores: dict[str, AccountScore] = field(default_factory=dict)
     orphans: dict[str, AccountScore] = field(default_factory=dict)  # by person id
+    echoes: set[tuple[str, str]] = field(default_factory=set)  # (entity, id): our writes read back
     plan: Plan = field(default_factory=Plan)
     outcome: PushOutcome = field(default_factory=PushOutcome)
 
@@ -253,8 +255,10 @@ def _pulled_figures(pulled: StreamPull) -> dict[str, int]:
 
 
 def _link(run: _Run) -> None:
-    """Link the people changed this cycle, or reached by a changed account, or say why not."""
+    """Link the people changed this cycle, or reached by a changed account, or say why not; the
+    echoes of our own writes are not changes (`sync.echoes`)."""
     with run.store.session() as session:
+        run.echoes = sort_echoes(session, run.connector.streams)
         link = run.report.link = link_people(session, run.config.matching, full=run.report.full)
     for person, old, new in link.relinked:
         if old is None and not link.full:  # a full link's first links are not news
@@ -303,12 +307,15 @@ def _tier(run: _Run) -> None:
 
 
 def _diff(run: _Run) -> None:
-    """Plan the writes a rep would notice, against the CRM's values and the ledger."""
+    """Plan the writes a rep would notice, against the CRM's values and the ledger; the echoes
+    of our writes not diffed again count as unchanged (they were, against the ledger)."""
     with run.store.session() as session:
-        found = targets(session, run.connector.streams, run.scores, run.orphans)
+        found = list(targets(session, run.connector.streams, run.scores, run.orphans))
         run.plan = plan_writes(session, found, run.config.min_score_change)
+    diffed = {(target.entity, target.record_id) for target in found}
     report = run.report
-    report.planned, report.unchanged = len(run.plan.writes), run.plan.unchanged
+    report.planned = len(run.plan.writes)
+    report.unchanged = run.plan.unchanged + len(run.echoes - diffed)
     report.held_back = len(run.plan.held_back)
     report.planned_fields = run.plan.fields()
     report.sample = [_sample(p.target, p.why) for p in run.plan.writes[:SAMPLE_ROWS]]

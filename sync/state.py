@@ -30,6 +30,7 @@ __all__ = [
     "DISPOSITIONS",
     "EVERYONE",
     "LINK_PENDING",
+    "OWNED_CHANGED",
     "PERSON_KINDS",
     "RELINKED",
     "RUN_ACTIONS",
@@ -99,7 +100,9 @@ class StoreOpenError(StateError):
 SCHEMA_META_VERSION = 4
 
 PERSON_KINDS = ("lead", "contact")
-LINK_PENDING = "link_pending"  # the column the mirror sets on every row it writes
+LINK_PENDING = "link_pending"  # the column the mirror sets on the rows it changes (`_Linkable`)
+# the column the mirror sets on a row whose fields of ours, as the CRM holds them, it changed
+OWNED_CHANGED = "owned_changed"
 # what a `PendingRescore` row names besides a mirrored record: an account a relink moved people
 # to or from, and every account at once (after a full relink)
 RELINKED = "relinked"
@@ -176,9 +179,10 @@ class _Mirrored(SQLModel):
 class _Linkable(_Mirrored):
     """Mirrored records whose change can change who links to what (accounts, people, deals).
 
-    The mirror sets ``link_pending`` on every row it inserts, updates, buries or repoints; the
-    link stage clears it, and keeps in ``link_basis`` a hash of the fields matching reads, so a
-    row pulled again only because its other fields changed (our own write-back among them) is
+    The mirror sets ``link_pending`` on every row it inserts, buries or repoints, and on every
+    row it updates whose values change (on accounts and people: other than our own fields, which
+    set ``owned_changed`` instead); the link stage clears it, and keeps in ``link_basis`` a hash
+    of the fields matching reads, so a row pulled again only because its other fields changed is
     not relinked.
     """
 
@@ -191,11 +195,16 @@ def _pending_index(table: str) -> Index:
     return Index(f"ix_{table}_link_pending", "id", **_when(LINK_PENDING))
 
 
+def _owned_index(table: str) -> Index:
+    """The rows whose fields of ours the mirror changed since the link stage last looked."""
+    return Index(f"ix_{table}_{OWNED_CHANGED}", "id", **_when(OWNED_CHANGED))
+
+
 class Account(_Linkable, table=True):
     """A CRM account (Salesforce Account, HubSpot Company), with our fields read back."""
 
     __tablename__ = "account"
-    __table_args__ = (_pending_index("account"),)
+    __table_args__ = (_pending_index("account"), _owned_index("account"))
 
     id: str = Field(primary_key=True)
     name: str
@@ -214,6 +223,8 @@ class Account(_Linkable, table=True):
     reason_code: str | None = None
     created_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     crm_owned: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # our fields, as pulled
+    # set by the mirror when it changes ``crm_owned`` (an echo of our write, or an edit by hand)
+    owned_changed: bool = False
     # the name key matching reads off the name, as the link stage last computed it
     match_name: str | None = Field(default=None, index=True)
 
@@ -225,6 +236,7 @@ class Person(_Linkable, table=True):
     __table_args__ = (
         _one_of("person", "kind", PERSON_KINDS),
         _pending_index("person"),
+        _owned_index("person"),
         Index("ix_person_in_review", "id", **_when("link_status = 'review'")),
     )
 
@@ -260,6 +272,8 @@ class Person(_Linkable, table=True):
     disposition: str | None = None
     reason_code: str | None = None
     crm_owned: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # our fields, as pulled
+    # set by the mirror when it changes ``crm_owned`` (an echo of our write, or an edit by hand)
+    owned_changed: bool = False
 
 
 class Activity(_Mirrored, table=True):

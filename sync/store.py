@@ -263,6 +263,7 @@ class Store:
         *,
         fixed: Mapping[str, Any] | None = None,
         update: Sequence[str] | None = None,
+        flags: Mapping[str, Sequence[str]] | None = None,
         new: bool = False,
     ) -> Written:
         """Store plain tuples (values in `columns` order, made ready by `adapters`) in the
@@ -271,11 +272,13 @@ class Store:
         `fixed` gives columns whose value (made ready alike) is the same in every row: sent once,
         not once a row (SQLite: a literal in the statement). On conflict only the `update`
         columns change (default: every column given), so a column filled only for new rows (a
-        default) is not overwritten. With `new` the rows are expected to be absent and go in by
-        COPY on PostgreSQL; a key already held sends them the upsert way instead. SQLite inserts
-        and upserts with one prepared statement (executemany); PostgreSQL upserts them all with
-        one statement over a typed array per column (``unnest``: one round trip, not one per
-        row; a key given twice keeps its last row). Rows the database refuses are left out, each
+        default) is not overwritten; a `flags` column among them (flag -> the columns it watches)
+        is set instead when one of its columns' values changes, and kept once set. With `new`
+        the rows are expected to be absent and go in by COPY on PostgreSQL; a key already held
+        sends them the upsert way instead. SQLite inserts and upserts with one prepared statement
+        (executemany); PostgreSQL upserts them all with one statement over a typed array per
+        column (``unnest``: one round trip, not one per row; a key given twice keeps its last
+        row). Rows the database refuses are left out, each
         with its reason; the rest land.
         """
         written = Written()
@@ -292,14 +295,16 @@ class Store:
             except (*_ROW_ERRORS, TypeError, ValueError, pl.exceptions.PolarsError):
                 written.all_new = False
         keep = (*given, *(name for name, _ in constant)) if update is None else tuple(update)
+        watched = tuple((flag, tuple(names)) for flag, names in (flags or {}).items())
         if self.dialect == "postgresql":
-            statement = _unnest_upsert_sql(table, given, tuple(n for n, _ in constant), keep)
+            fixed_names = tuple(n for n, _ in constant)
+            statement = _unnest_upsert_sql(table, given, fixed_names, keep, watched)
             rows = _last_per_key(table, given, rows)
             execute = partial(_as_arrays, fixed=[value for _, value in constant])
             _write_carefully(connection, self.dialect, statement, rows, written, execute)
         else:
             literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
-            statement = _upsert_sql(self.dialect, table, given, keep, literals)
+            statement = _upsert_sql(self.dialect, table, given, keep, literals, watched)
             _write_carefully(connection, self.dialect, statement, rows, written)
         return written
 
@@ -828,25 +833,32 @@ def _upsert_sql(
     columns: tuple[str, ...],
     update: tuple[str, ...],
     literals: tuple[tuple[str, str], ...] = (),
+    flags: _Flags = (),
 ) -> str:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns, with positional
-    parameters in `columns` order and then `literals` (column, SQL literal) as they are."""
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns (`flags` as
+    `_on_conflict` says), with positional parameters in `columns` order and then `literals`
+    (column, SQL literal) as they are."""
     marker = "?" if dialect == "sqlite" else "%s"
     names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
     values = ", ".join([marker] * len(columns) + [literal for _, literal in literals])
     return (
         f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values})"
-        f" {_on_conflict(dialect, table, update)}"
+        f" {_on_conflict(dialect, table, update, flags)}"
     )
 
 
 @lru_cache(maxsize=256)
 def _unnest_upsert_sql(
-    table: Table, columns: tuple[str, ...], fixed: tuple[str, ...], update: tuple[str, ...]
+    table: Table,
+    columns: tuple[str, ...],
+    fixed: tuple[str, ...],
+    update: tuple[str, ...],
+    flags: _Flags = (),
 ) -> str:
     """PostgreSQL's INSERT ... SELECT FROM unnest(one typed array per column), with a typed
     parameter per `fixed` column, ... ON CONFLICT (primary key) DO UPDATE SET the `update`
-    columns; its parameters are the fixed values, then `_as_arrays` of rows."""
+    columns (`flags` as `_on_conflict` says); its parameters are the fixed values, then
+    `_as_arrays` of rows."""
     dialect = postgresql.dialect()
     names = [_quoted("postgresql", name) for name in columns]
     kinds = [table.c[name].type.compile(dialect=dialect) for name in (*columns, *fixed)]
@@ -857,18 +869,49 @@ def _unnest_upsert_sql(
         f"INSERT INTO {_quoted('postgresql', table.name)} ({every})"
         f" SELECT {', '.join([*names, *scalars])}"
         f" FROM unnest({arrays}) AS given ({', '.join(names)})"
-        f" {_on_conflict('postgresql', table, update)}"
+        f" {_on_conflict('postgresql', table, update, flags)}"
     )
 
 
-def _on_conflict(dialect: str, table: Table, update: tuple[str, ...]) -> str:
-    """ON CONFLICT (primary key) DO UPDATE SET the `update` columns (NOTHING if none)."""
+# flag columns, each with the columns whose change sets it (`Store.write_rows`)
+_Flags = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _on_conflict(dialect: str, table: Table, update: tuple[str, ...], flags: _Flags = ()) -> str:
+    """ON CONFLICT (primary key) DO UPDATE SET the `update` columns (NOTHING if none); a flag
+    among them stays set, or is set when one of its columns' values changes."""
     key = [column.name for column in table.primary_key]
-    changing = [_quoted(dialect, name) for name in update if name not in key]
+    watched = dict(flags)
     conflict = f"ON CONFLICT ({', '.join(_quoted(dialect, name) for name in key)}) DO "
-    if not changing:
+    setting = [
+        f"{_quoted(dialect, name)} = "
+        + (
+            _flagged(dialect, table, name, watched[name])
+            if name in watched
+            else f"excluded.{_quoted(dialect, name)}"
+        )
+        for name in update
+        if name not in key
+    ]
+    if not setting:
         return conflict + "NOTHING"
-    return conflict + "UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in changing)
+    return conflict + "UPDATE SET " + ", ".join(setting)
+
+
+def _flagged(dialect: str, table: Table, flag: str, columns: Sequence[str]) -> str:
+    """The value of ``flag`` on conflict: as held, or set when one of ``columns`` changes
+    (compared as SQL compares them, null equal to null; JSON as its text, which PostgreSQL keeps
+    as given and has no equality for)."""
+    held = f"{_quoted(dialect, table.name)}."
+    distinct = " IS NOT " if dialect == "sqlite" else " IS DISTINCT FROM "
+    changes = []
+    for name in columns:
+        column = _quoted(dialect, name)
+        as_text = (
+            "::text" if dialect == "postgresql" and isinstance(table.c[name].type, JSON) else ""
+        )
+        changes.append(f"{held}{column}{as_text}{distinct}excluded.{column}{as_text}")
+    return f"({held}{_quoted(dialect, flag)} OR {' OR '.join(changes) or 'FALSE'})"
 
 
 def _sqlite_literal(value: Any) -> str:

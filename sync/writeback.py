@@ -47,6 +47,8 @@ __all__ = [
     "Target",
     "account_scores",
     "forget_scores",
+    "holds",
+    "plain_values_hash",
     "plan_writes",
     "push_plan",
     "record_scores",
@@ -288,12 +290,12 @@ def _ledgers(session: Session, found: Sequence[Target]) -> dict[tuple[str, str],
 def _why(target: Target, last: _Written | None, min_score_change: int) -> str | None:
     """Why the record must be written now, or None."""
     if last is None:
-        return None if _holds(target.held, target.values) else "new"
+        return None if holds(target.held, target.values) else "new"
     if last.status in ("retriable", "pending"):
         # pending: in flight when a run died. Even when the CRM shows the values, sending them
         # again is what settles the row and records the score history of what landed
         return "retry"
-    if last.status != "permanent" and not _holds(target.held, last.values):
+    if last.status != "permanent" and not holds(target.held, last.values):
         return "repair"
     return _noticed(target, last, min_score_change)
 
@@ -317,7 +319,7 @@ def _noticed(target: Target, last: _Written, min_score_change: int) -> str | Non
     return None
 
 
-def _holds(held: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+def holds(held: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
     """Whether the CRM holds every one of ``values`` (compared as canonical text)."""
     return all(_same(held.get(k), v) for k, v in values.items())
 
@@ -338,6 +340,11 @@ def _same(one: Any, other: Any) -> bool:
 def values_hash(values: Mapping[str, Any]) -> str:
     """A short hash of the values of one write."""
     return _hashed(canonical_value(values))
+
+
+def plain_values_hash(values: Mapping[str, Any]) -> str:
+    """`values_hash` of values already plain (`plain_value`), not made plain again."""
+    return _hashed(canonical_plain(values))
 
 
 def _hashed(text: str) -> str:

@@ -639,6 +639,45 @@ def test_every_account_person_and_deal_row_the_mirror_writes_is_pending_for_link
     assert lead.stored == 1
 
 
+def _owned_changed_rows(store: Store) -> dict[str, set[str]]:
+    with store.session() as session:
+        return {
+            model.__tablename__: set(session.exec(select(model.id).where(model.owned_changed)))
+            for model in (Account, Person)
+        }
+
+
+def test_a_record_pulled_again_with_only_our_fields_changed_is_not_pending_for_linking(
+    store: Store,
+) -> None:
+    org = _org()
+    _mirror_all(store, org)  # a first load (COPY on PostgreSQL)
+    with store.session() as session:  # as after a link stage
+        for model in _LINKED:
+            session.exec(update(model).values(link_pending=False))  # type: ignore[call-overload]
+    later = T0 + timedelta(hours=1)
+    echoed, edited = (r for r in org["Account"] if isinstance(r, Record) and r.id < "001002")
+    ours = {"score": 55, "tier": "SDR", "scored_at": T0}
+    _mirror(
+        store,
+        "Account",
+        Record("Account", echoed.id, later, {**echoed.values, **ours}),  # our write, read back
+        Record("Account", edited.id, later, {**edited.values, **ours, "country": "FR"}),
+        Record("Account", "001002", later, dict(org["Account"][2].values)),  # as it was
+        Checkpoint("Account", Cursor(later)),
+    )
+    lead = next(r for r in org["Lead"] if isinstance(r, Record))
+    _mirror(
+        store,
+        "Lead",
+        Record("Lead", lead.id, later, {**lead.values, "score": 12, "tier": "Nurture"}),
+        Checkpoint("Lead", Cursor(later)),
+    )
+
+    assert _pending_rows(store) == {"account": {edited.id}, "person": set(), "opportunity": set()}
+    assert _owned_changed_rows(store) == {"account": {echoed.id, edited.id}, "person": {lead.id}}
+
+
 def test_a_stream_with_nothing_new_saves_its_cursor_with_the_next_streams_rows(
     store: Store,
 ) -> None:

@@ -95,6 +95,14 @@ class Crm:
             body = {"properties": {"handoff_tier": label}}
             hubspot_client(self.sandbox).crm.companies.basic_api.update(record_id, body)
 
+    def edit_lead_tier(self, record_id: str, label: str) -> None:
+        """A rep changes our tier field on a lead (a contact on HubSpot) by hand."""
+        if self.name == "salesforce":
+            salesforce_client(self.sandbox).Lead.update(record_id, {"Handoff_Tier__c": label})
+        else:
+            body = {"properties": {"handoff_tier": label}}
+            hubspot_client(self.sandbox).crm.contacts.basic_api.update(record_id, body)
+
     def merge(self, master: str, loser: str) -> str:
         """A user merges two accounts; the id of the one that comes out."""
         if self.name == "salesforce":
@@ -378,6 +386,51 @@ def test_a_hand_edit_is_repaired_and_a_deleted_account_is_never_written_again(
         (p, "link") for p in orphaned
     }
     assert gone is not None and gone.is_deleted
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_the_echo_of_our_writes_is_not_relinked_rescored_or_written(crm: Crm, store: Store) -> None:
+    first = crm.run(store)
+    crm.time.tick(600)
+
+    echo = crm.run(store)  # pulls back every record the first run wrote, and nothing else
+
+    pulled = sum(echo.pulled[stream]["stored"] for stream in (crm.accounts, crm.people))
+    assert pulled >= first.planned  # the echo came back
+    assert echo.outcome == "ok" and echo.written == {} and echo.planned == 0
+    assert (echo.link.people, echo.link.relinked, echo.link.changed) == (0, [], frozenset())
+    assert echo.scored == echo.orphans_scored == 0 and echo.rebuilt == {}
+    assert echo.unchanged == first.planned  # each checked against the ledger
+    assert echo.tiers == first.tiers
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_hand_edits_among_the_echoes_of_our_writes_are_repaired(crm: Crm, store: Store) -> None:
+    crm.run(store)
+    with store.session() as session:
+        ledger = session.exec(
+            select(WriteLedger).where(WriteLedger.object.in_([crm.accounts, crm.people]))
+        ).all()
+    written = {(row.object, row.record_id): row.values["tier"] for row in ledger}
+    account = next(r for (s, r), tier in sorted(written.items()) if s == crm.accounts)
+    lead = next(r for (s, r), tier in sorted(written.items()) if s == crm.people)
+    crm.time.tick(60)
+    crm.edit_tier(account, "Disqualified")
+    crm.edit_lead_tier(lead, "Disqualified")
+    crm.time.tick(600)
+
+    repaired = crm.run(store)  # the edits come back with the echoes of every other write
+
+    assert repaired.outcome == "ok"
+    assert repaired.written == {crm.accounts: 1, crm.people: 1}
+    assert crm.shown(crm.accounts, [account])[account]["tier"] == written[crm.accounts, account]
+    assert crm.shown(crm.people, [lead])[lead]["tier"] == written[crm.people, lead]
+    with store.session() as session:
+        events = session.exec(select(RunEvent).where(RunEvent.run_id == repaired.run_id)).all()
+    assert {(e.record_id, e.reason) for e in events if e.action == "written"} == {
+        (account, "repair"),
+        (lead, "repair"),
+    }
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)

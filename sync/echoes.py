@@ -1,0 +1,141 @@
+"""Echoes: our own writes pulled back, told apart from edits by hand before the link stage.
+
+Every record write-back sets comes back in the next pull (its modification stamp moved). When
+only our fields (as the CRM holds them) and the stamps changed, the mirror flags its row
+``owned_changed`` rather than ``link_pending`` (`sync.mirror`). Each such row is compared with
+the write ledger: one holding what we last wrote, settled "ok", is the echo of that write and
+costs nothing more (no relink, no rescore, no diff); any other (an edit by hand, a record never
+written, a write not settled) is flagged ``link_pending``, so its account is rescored and the
+diff repairs it, as for any changed record. Run in the link stage's transaction.
+
+The ledger's JSON is decoded only when its hash differs from that of our fields as pulled (taken
+over the fields the stream is written, as the ledger keeps every one of them): an echo costs a
+hash, and a value the CRM gives back in another form (compared as the diff does) a decode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Table, Text, and_, cast, null, text, update
+from sqlmodel import Session, SQLModel, select
+
+from connectors.streams import WRITTEN_BACK, Stream
+from sync.state import LINK_PENDING, OWNED_CHANGED, Account, Person, WriteLedger
+from sync.writeback import holds, plain_values_hash
+
+__all__ = ["sort_echoes"]
+
+_IN_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """What a stream written back tells of its ledger rows: its person kind (None: any), and
+    the fields each of its writes sets."""
+
+    kind: str | None
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A record's ledger row in one stream: the outcome, and the values last written (their
+    hash, and their JSON text)."""
+
+    stream: _Stream
+    status: str
+    values_hash: str
+    values: str
+
+    def held(self, owned: Mapping[str, Any]) -> bool:
+        """Whether ``owned`` (our fields as pulled, plain values) holds these values, settled
+        "ok"."""
+        if self.status != "ok":
+            return False
+        mine = {name: owned.get(name) for name in self.stream.fields}
+        return plain_values_hash(mine) == self.values_hash or holds(owned, json.loads(self.values))
+
+
+def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[str, str]]:
+    """Clear the mirror's ``owned_changed`` flags, flagging ``link_pending`` the rows that are
+    not the echo of our last write; the echoes, as (table, record id)."""
+    echoes: set[tuple[str, str]] = set()
+    for model in (Account, Person):
+        table = _table(model)
+        flagged = _flagged(session, table, _written_streams(streams, table.name))
+        changed = []
+        for record_id, (owned, kind, written) in flagged.items():
+            if _echo(owned, kind, written):
+                echoes.add((table.name, record_id))
+            else:
+                changed.append(record_id)
+        for chunk in _chunks(changed):
+            session.execute(update(table).where(table.c.id.in_(chunk)).values({LINK_PENDING: True}))
+        if flagged:
+            session.execute(
+                update(table).where(_owned_changed(table)).values({OWNED_CHANGED: False})
+            )
+    return echoes
+
+
+def _flagged(
+    session: Session, table: Table, streams: Mapping[str, _Stream]
+) -> dict[str, tuple[Mapping[str, Any], str | None, list[_Written]]]:
+    """The rows flagged ``owned_changed``: by id, our fields as pulled, the person kind (None
+    on accounts) and the row's ledger rows in ``streams`` (their JSON as text, undecoded), read
+    in one statement (each flagged row found by its partial index, its ledger rows by key)."""
+    ledger = _table(WriteLedger)
+    kind = table.c.kind if "kind" in table.c else null()
+    mine = and_(ledger.c.record_id == table.c.id, ledger.c.object.in_(list(streams)))
+    statement = (
+        select(table.c.id, table.c.crm_owned, kind, ledger.c.object, ledger.c.status)
+        .add_columns(ledger.c.values_hash, cast(ledger.c["values"], Text))
+        .select_from(table.outerjoin(ledger, mine))
+        .where(_owned_changed(table))
+    )
+    found: dict[str, tuple[Mapping[str, Any], str | None, list[_Written]]] = {}
+    for record_id, owned, person_kind, stream, *row in session.connection().execute(statement):
+        _, _, written = found.setdefault(record_id, (owned, person_kind, []))
+        if stream is not None:
+            written.append(_Written(streams[stream], *row))
+    return found
+
+
+def _owned_changed(table: Table) -> Any:
+    """The flag as its partial index says it (SQLite uses a partial index only then)."""
+    return text(f"{table.name}.{OWNED_CHANGED}")
+
+
+def _written_streams(streams: Mapping[str, Stream], entity: str) -> dict[str, _Stream]:
+    """The streams write-back writes records of ``entity`` to (as `sync.writeback.targets`)."""
+    return {
+        name: _Stream(
+            stream.constants.get("kind"), tuple(f for f in stream.writable if f in WRITTEN_BACK)
+        )
+        for name, stream in streams.items()
+        if stream.entity == entity and "score" in stream.writable
+    }
+
+
+def _echo(owned: Mapping[str, Any], kind: str | None, written: Sequence[_Written]) -> bool:
+    """Whether our fields as pulled hold what every ledger row of the record (of its kind) says
+    we wrote last, each write settled "ok"."""
+    mine = [w for w in written if w.stream.kind is None or w.stream.kind == kind]
+    return bool(mine) and all(w.held(owned) for w in mine)
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    """Ids in lists short enough for one IN clause."""
+    iterator = iter(ids)
+    while chunk := list(islice(iterator, _IN_CHUNK)):
+        yield chunk
+
+
+def _table(model: type[SQLModel]) -> Table:
+    """The Table behind a SQLModel table class."""
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
