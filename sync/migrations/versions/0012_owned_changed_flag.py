@@ -7,7 +7,7 @@ diffed each cycle. Existing rows start unflagged: what the mirror flagged before
 ``link_pending``, and the ledger is kept as it is (nothing is rewritten, in it or in the CRM).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-03 16:05:00.000000
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 __all__ = ["upgrade"]
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
