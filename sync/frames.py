@@ -17,6 +17,7 @@ columns by polars. So it takes only text and numbers (a time is selected as epoc
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -25,7 +26,14 @@ from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Session
 
-__all__ = ["UTC_STAMP", "frame_schema", "polars_type", "read_columns", "read_frame"]
+__all__ = [
+    "UTC_STAMP",
+    "frame_schema",
+    "polars_type",
+    "read_column_batches",
+    "read_columns",
+    "read_frame",
+]
 
 UTC_STAMP = pl.Datetime("us", "UTC")
 _BATCH_ROWS = 100_000  # rows made columns at once: the driver's tuples are freed a batch at a time
@@ -67,21 +75,31 @@ def read_frame(session: Session, statement: Select[Any]) -> pl.DataFrame:
 def read_columns(session: Session, statement: Select[Any]) -> pl.DataFrame:
     """The rows of ``statement`` as a frame typed by its columns, read column-wise from the
     driver's cursor (in the session's transaction); its columns must be text or numbers."""
+    batches = [pl.DataFrame(schema=frame_schema(statement))]
+    batches.extend(read_column_batches(session, statement))
+    return pl.concat(batches, rechunk=True)
+
+
+def read_column_batches(session: Session, statement: Select[Any]) -> Iterator[pl.DataFrame]:
+    """The rows of ``statement`` as `read_columns` reads them, a frame at a time (SQLite: a
+    batch of `_BATCH_ROWS`; PostgreSQL: one frame), so a caller that reduces each batch never
+    holds the whole result; none when there are no rows."""
     schema = frame_schema(statement)
     refused = [name for name, kind in schema.items() if kind not in _AS_READ]
     if refused:
         raise TypeError(f"read_columns reads text and numbers only, not {', '.join(refused)}")
     if session.get_bind().dialect.name == "postgresql":
-        return _copied(session, statement, schema)
+        copied = _copied(session, statement, schema)
+        if copied.height:
+            yield copied
+        return
     result = session.connection().execute(statement)
     cursor = result.cursor  # the driver's own: plain tuples, none of SQLAlchemy's per-row work
-    batches = [pl.DataFrame(schema=schema)]
     try:
         while rows := cursor.fetchmany(_BATCH_ROWS):  # made columns by polars, not by zip
-            batches.append(pl.DataFrame(rows, schema=schema, orient="row"))
+            yield pl.DataFrame(rows, schema=schema, orient="row")
     finally:
         result.close()
-    return pl.concat(batches, rechunk=True)
 
 
 def _copied(session: Session, statement: Select[Any], schema: dict[str, Any]) -> pl.DataFrame:
