@@ -47,7 +47,7 @@ from sync.state import (
     PendingRescore,
     Person,
 )
-from sync.store import insert_missing, update_rows
+from sync.store import begin_now, insert_missing, update_rows
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
@@ -198,6 +198,7 @@ def _rebuilt_indexes(session: Session, table: Any, columns: Collection[str]) -> 
     costs a random step into it for each row, which a large org's indexes, larger than the
     page cache, pay in reads."""
     indexes = [index for index in table.indexes if {c.name for c in index.columns} & set(columns)]
+    begin_now(session)  # a failure rolls the drop back with the rest (SQLite included)
     for index in indexes:
         session.execute(DropIndex(index, if_exists=True))
     yield

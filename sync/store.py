@@ -72,6 +72,7 @@ __all__ = [
     "Written",
     "adapt_column",
     "adapters_of",
+    "begin_now",
     "canonical_plain",
     "canonical_value",
     "insert_missing",
@@ -597,6 +598,15 @@ def insert_rows_missing(
             _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
         else:
             cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+
+
+def begin_now(session: Session) -> None:
+    """Open the session's transaction in the database now, so schema changes made next (an
+    index dropped and built again) commit or roll back with it: sqlite3 opens one only before a
+    data change, and runs a statement before any (DROP INDEX) in a transaction of its own."""
+    connection = _driver_connection(session)
+    if session.get_bind().dialect.name == "sqlite" and not connection.in_transaction:
+        connection.execute("BEGIN")
 
 
 def update_rows(

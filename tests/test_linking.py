@@ -13,11 +13,12 @@ from typing import Any
 
 import polars as pl
 import pytest
+from sqlalchemy import inspect
 from sqlmodel import Session, col, select
 
 from sandbox.generator import generate_org
 from sandbox.org import Org
-from sync import Store
+from sync import Store, link_keys
 from sync.config import MatchingSettings
 from sync.linking import LinkCounts, link_people
 from sync.matching.normalise import personal_domains
@@ -366,3 +367,28 @@ def test_an_incremental_link_follows_hierarchies_and_the_keys_an_account_lost(
     assert before["shared"][3] == "ambiguous_accounts" and incremental["shared"][0] == "y"
     assert before["twin"][3] == "ambiguous_accounts" and incremental["twin"][0] == "v"
     assert not cycle.full and incremental == relinked
+
+
+class _Killed(Exception):
+    """The link stage ended at a chosen point."""
+
+
+def test_a_full_relink_that_fails_leaves_every_index_in_place(
+    store: Store, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _load(store, org)
+    _link(store)  # nothing is pending after it: the next full relink changes no row first
+    held = {table: _index_names(store, table) for table in ("account", "person")}
+
+    def killed(*_: Any) -> None:
+        raise _Killed
+
+    monkeypatch.setattr(link_keys, "store_everyone", killed)
+    with pytest.raises(_Killed):
+        _link(store, full=True)  # `sync --full`, or other matching settings
+
+    assert {table: _index_names(store, table) for table in held} == held
+
+
+def _index_names(store: Store, table: str) -> set[str]:
+    return {str(index["name"]) for index in inspect(store.engine).get_indexes(table)}
