@@ -182,7 +182,8 @@ def main() -> None:
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         served_org = generated_and_served(args.crm, args.accounts, args.seed, world, Path(folder))
-        with served_org as (org, sandbox):
+        with served_org as (saved, sandbox):
+            org = saved.whole()
             progress("creating Handoff's fields")
             connector(sandbox, SimulatedClock(), HttpWait()).ensure_schema(SPEC)
             figures = _measure(sandbox, org, args.calls, args.seed)
