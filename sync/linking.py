@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 from sqlalchemy import Row, false, func, literal, text, update
-from sqlalchemy.schema import DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
 from sync import link_keys, tally
@@ -47,7 +45,7 @@ from sync.state import (
     PendingRescore,
     Person,
 )
-from sync.store import begin_now, insert_missing, update_rows
+from sync.store import indexes_rebuilt, insert_missing, update_rows
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
@@ -174,8 +172,8 @@ def _relink_everyone(
     frame = match_keyed(keys, settings).frame
     statuses = _statuses(frame)
     with (
-        _rebuilt_indexes(session, _table(Person), _STORED),
-        _rebuilt_indexes(session, _table(Account), {"match_name"}),
+        indexes_rebuilt(session, _table(Person), _STORED),
+        indexes_rebuilt(session, _table(Account), {"match_name"}),
     ):
         _store(session, frame, statuses, link_keys.person_keys(keys))
         link_keys.store_everyone(session, keys)
@@ -189,21 +187,6 @@ _STORED = frozenset(
         *("link_status", "match_link", "match_domain", "match_name"),
     )
 )
-
-
-@contextmanager
-def _rebuilt_indexes(session: Session, table: Any, columns: Collection[str]) -> Iterator[None]:
-    """``table``'s indexes on ``columns`` dropped while every row's values change, and built
-    again after (in the same transaction): building one sorts once, where keeping it up to date
-    costs a random step into it for each row, which a large org's indexes, larger than the
-    page cache, pay in reads."""
-    indexes = [index for index in table.indexes if {c.name for c in index.columns} & set(columns)]
-    begin_now(session)  # a failure rolls the drop back with the rest (SQLite included)
-    for index in indexes:
-        session.execute(DropIndex(index, if_exists=True))
-    yield
-    for index in indexes:
-        index.create(session.connection())
 
 
 def _relink_reached(

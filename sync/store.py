@@ -10,7 +10,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -31,6 +31,7 @@ from sqlalchemy import (
     Engine,
     Executable,
     Float,
+    Index,
     Insert,
     Integer,
     Select,
@@ -75,6 +76,8 @@ __all__ = [
     "begin_now",
     "canonical_plain",
     "canonical_value",
+    "drop_indexes",
+    "indexes_rebuilt",
     "insert_missing",
     "insert_rows_missing",
     "plain_value",
@@ -344,8 +347,7 @@ class Store:
 
     def drop_indexes(self, session: Session, table: Table) -> None:
         """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it."""
-        for index in table.indexes:
-            session.execute(DropIndex(index, if_exists=True))
+        drop_indexes(session, table)
 
     def build_indexes(
         self, session: Session, tables: Sequence[Table], *, analyze: bool = False
@@ -598,6 +600,33 @@ def insert_rows_missing(
             _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
         else:
             cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+
+
+def drop_indexes(
+    session: Session, table: Table, columns: Collection[str] | None = None
+) -> list[Index]:
+    """Drop `table`'s secondary indexes (those on any of `columns`, if given); the dropped."""
+    dropped = [
+        index
+        for index in table.indexes
+        if columns is None or {column.name for column in index.columns} & set(columns)
+    ]
+    for index in dropped:
+        session.execute(DropIndex(index, if_exists=True))
+    return dropped
+
+
+@contextmanager
+def indexes_rebuilt(session: Session, table: Table, columns: Collection[str]) -> Iterator[None]:
+    """`table`'s indexes on `columns` dropped while every row's values change, and built again
+    after, in the same transaction (a failure rolls the drop back, SQLite included): building
+    one sorts once, where keeping it up to date costs a random step into it for each row, which
+    a large org's indexes, larger than the page cache, pay in reads."""
+    begin_now(session)
+    dropped = drop_indexes(session, table, columns)
+    yield
+    for index in dropped:
+        index.create(session.connection())
 
 
 def begin_now(session: Session) -> None:
