@@ -27,10 +27,9 @@ timestamp is compared, so a run at the same moment as the one before takes only 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -53,6 +52,7 @@ from scoring.signals import (
 )
 from sync.frames import read_column_batches, read_columns
 from sync.state import AccountSignals, Activity, Person
+from sync.store import in_chunks
 
 __all__ = [
     "REBUILD_REASONS",
@@ -73,7 +73,6 @@ __all__ = [
 RECENT_DAYS = EXPLAIN_WINDOWS_DAYS[-1]  # the reasons count activities this far back
 # why an account's sums are rebuilt from the mirror rather than updated
 REBUILD_REASONS = ("full", "new", "relink", "merge", "delete", "late", "edited")
-_IN_CHUNK = 5_000
 _UTC = pl.Datetime("us", "UTC")
 _ACTIVITY_SCHEMA = ("own", "type", "topic", "occurred_s", "linked")
 _ROW_SCHEMA = {name: pl.Int64 if name == "occurred_s" else pl.String for name in _ACTIVITY_SCHEMA}
@@ -175,7 +174,7 @@ def _decayed(flat: Sequence[float]) -> tuple[DecayedSum, ...]:
 def load(session: Session, account_ids: Collection[str]) -> dict[str, Sums]:
     """The stored sums of those of `account_ids` that have a row."""
     found = {}
-    for chunk in _chunks(sorted(account_ids)):
+    for chunk in in_chunks(sorted(account_ids)):
         rows = session.exec(
             select(AccountSignals.account_id, AccountSignals.sums, AccountSignals.high_water).where(
                 col(AccountSignals.account_id).in_(chunk)
@@ -205,7 +204,7 @@ def save(
         for account_id, (document, water) in documents.items()
     ]
     table = AccountSignals.__table__  # type: ignore[attr-defined]
-    for chunk in _chunks(rows):
+    for chunk in in_chunks(rows):
         session.execute(
             table.delete().where(table.c.account_id.in_(r["account_id"] for r in chunk))
         )
@@ -305,13 +304,13 @@ def linked_activities(
         linked, _ = every_activity(session)
         return linked.filter(pl.col("occurred_at") < now)
     frames = []
-    for chunk in _chunks(sorted(account_ids)):
+    for chunk in in_chunks(sorted(account_ids)):
         own = select(*columns, null()).where(*live, col(Activity.account_id).in_(chunk))
         frames.append(_frame(_rows(session, own)))
         linked = select(Person.id).where(
             col(Person.is_deleted).is_(False), col(Person.matched_account_id).in_(chunk)
         )
-        for people in _chunks(sorted(session.exec(linked))):
+        for people in in_chunks(sorted(session.exec(linked))):
             # their people's activities naming no account, read by person (its index) and
             # dropped here: asked for those naming none, the database would walk every such
             # activity of the org
@@ -516,9 +515,3 @@ def _recent_arrays(documents: Sequence[Mapping[str, Any]], names: tuple[str, ...
         topic=np.full(len(pairs), -1, dtype=np.int16),
         topic_names=names,
     )
-
-
-def _chunks(items: Sequence[Any]) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, _IN_CHUNK)):
-        yield chunk

@@ -16,21 +16,19 @@ hash, and a value the CRM gives back in another form (compared as the diff does)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 from sqlalchemy import Table, Text, and_, cast, null, text, update
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from connectors.streams import WRITTEN_BACK, Stream
-from sync.state import LINK_PENDING, OWNED_CHANGED, Account, Person, WriteLedger
+from sync.state import LINK_PENDING, OWNED_CHANGED, Account, Person, WriteLedger, table_of
+from sync.store import in_chunks
 from sync.writeback import holds, plain_values_hash
 
 __all__ = ["sort_echoes"]
-
-_IN_CHUNK = 5_000
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[st
     not the echo of our last write; the echoes, as (table, record id)."""
     echoes: set[tuple[str, str]] = set()
     for model in (Account, Person):
-        table = _table(model)
+        table = table_of(model)
         flagged = _flagged(session, table, _written_streams(streams, table.name))
         changed = []
         for record_id, (owned, kind, written) in flagged.items():
@@ -74,7 +72,7 @@ def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[st
                 echoes.add((table.name, record_id))
             else:
                 changed.append(record_id)
-        for chunk in _chunks(changed):
+        for chunk in in_chunks(changed):
             session.execute(update(table).where(table.c.id.in_(chunk)).values({LINK_PENDING: True}))
         if flagged:
             session.execute(
@@ -89,7 +87,7 @@ def _flagged(
     """The rows flagged ``owned_changed``: by id, our fields as pulled, the person kind (None
     on accounts) and the row's ledger rows in ``streams`` (their JSON as text, undecoded), read
     in one statement (each flagged row found by its partial index, its ledger rows by key)."""
-    ledger = _table(WriteLedger)
+    ledger = table_of(WriteLedger)
     kind = table.c.kind if "kind" in table.c else null()
     mine = and_(ledger.c.record_id == table.c.id, ledger.c.object.in_(list(streams)))
     statement = (
@@ -127,15 +125,3 @@ def _echo(owned: Mapping[str, Any], kind: str | None, written: Sequence[_Written
     we wrote last, each write settled "ok"."""
     mine = [w for w in written if w.stream.kind is None or w.stream.kind == kind]
     return bool(mine) and all(w.held(owned) for w in mine)
-
-
-def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
-    """Ids in lists short enough for one IN clause."""
-    iterator = iter(ids)
-    while chunk := list(islice(iterator, _IN_CHUNK)):
-        yield chunk
-
-
-def _table(model: type[SQLModel]) -> Table:
-    """The Table behind a SQLModel table class."""
-    return model.__table__  # type: ignore[attr-defined,no-any-return]

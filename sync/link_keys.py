@@ -28,9 +28,8 @@ about a candidate (hierarchy, contacts, domains, opportunities) is in the frames
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import polars as pl
@@ -41,8 +40,8 @@ from sync.config import MatchingSettings
 from sync.frames import read_frame
 from sync.matching.match import Keyed, keyed
 from sync.matching.similarity import name_similarity, name_variants, shortest_similar
-from sync.state import Account, AccountDomain, LinkState, NameVariant, Opportunity, Person
-from sync.store import insert_rows_missing, update_rows
+from sync.state import Account, AccountDomain, LinkState, NameVariant, Opportunity, Person, table_of
+from sync.store import in_chunks, insert_rows_missing, update_rows
 
 __all__ = [
     "OldKeys",
@@ -58,7 +57,6 @@ __all__ = [
     "store_everyone",
 ]
 
-_IN_CHUNK = 5_000
 _REGISTER_CHUNK = 20_000  # name keys whose variants are made and stored at a time
 _MAX_DEPTH = 16  # parent links followed up a hierarchy, as `sync.matching.keys` does
 # the person columns matching reads, and the account columns
@@ -130,7 +128,7 @@ def _read_by_ids(
 ) -> pl.DataFrame:
     if ids is None:
         return read_frame(session, statement)
-    frames = [read_frame(session, statement.where(col(key).in_(c))) for c in _chunks(ids)]
+    frames = [read_frame(session, statement.where(col(key).in_(c))) for c in in_chunks(sorted(ids))]
     return pl.concat(frames) if frames else read_frame(session, statement.where(false()))
 
 
@@ -156,9 +154,9 @@ def store_accounts(session: Session, keys: Keyed) -> None:
     """The keyed accounts' name keys and own domains (their old domains deleted before), and
     their names' blocking keys."""
     firms = keys.firms.select(id="account_id", match_name="name_key")
-    update_rows(session, _table(Account), firms.columns, firms.sort("id").rows())
+    update_rows(session, table_of(Account), firms.columns, firms.sort("id").rows())
     own = keys.own.select("domain", "account_id").sort("domain", "account_id")
-    insert_rows_missing(session, _table(AccountDomain), own.columns, own.rows())
+    insert_rows_missing(session, table_of(AccountDomain), own.columns, own.rows())
     _register(session, firms["match_name"])
 
 
@@ -167,16 +165,16 @@ def _store_people(session: Session, keys: Keyed) -> None:
     rows = person_keys(keys).select(
         id="person_id", match_link="link", match_domain="domain", match_name="name"
     )
-    update_rows(session, _table(Person), rows.columns, rows.sort("id").rows())
+    update_rows(session, table_of(Person), rows.columns, rows.sort("id").rows())
     _register(session, rows["match_name"])
 
 
 def _register(session: Session, names: pl.Series) -> None:
     """Store the blocking keys of the name keys not stored yet (a key is among its own)."""
-    table = _table(NameVariant)
+    table = table_of(NameVariant)
     given = names.drop_nulls().unique().to_list()
     known: set[str] = set()
-    for chunk in _chunks(given):
+    for chunk in in_chunks(sorted(given)):
         statement = select(table.c.variant).where(
             table.c.variant.in_(chunk), table.c.key == table.c.variant
         )
@@ -197,7 +195,7 @@ def refresh(
     """Recompute and store the keys of the changed ``people`` and ``accounts`` (deleted ones
     keep theirs: every lookup reads live rows only); their keys as they were."""
     old = _old_keys(session, people, accounts)
-    for chunk in _chunks(accounts):
+    for chunk in in_chunks(sorted(accounts)):
         session.execute(delete(AccountDomain).where(col(AccountDomain.account_id).in_(chunk)))
     keys = keyed(accounts_frame(session, accounts), people_frame(session, people), settings)
     _store_people(session, keys)
@@ -210,11 +208,11 @@ def _old_keys(session: Session, people: Collection[str], accounts: Collection[st
     own domains), before they are recomputed."""
     old = OldKeys()
     columns = (Person.match_link, Person.match_domain)
-    for chunk in _chunks(people):
+    for chunk in in_chunks(sorted(people)):
         for link, domain in session.exec(select(*columns).where(col(Person.id).in_(chunk))):
             old.accounts.add(link)
             old.domains.add(domain)
-    for chunk in _chunks(accounts):
+    for chunk in in_chunks(sorted(accounts)):
         names = select(Account.match_name).where(col(Account.id).in_(chunk))
         old.names.update(session.exec(names))
         domains = select(AccountDomain.domain).where(col(AccountDomain.account_id).in_(chunk))
@@ -240,7 +238,7 @@ def reached(
     family = _relatives(session, set(accounts) | old.accounts)
     names = set(old.names)
     domains = set(old.domains)
-    for chunk in _chunks(family):
+    for chunk in in_chunks(sorted(family)):
         names.update(session.exec(select(Account.match_name).where(col(Account.id).in_(chunk))))
         owned = select(AccountDomain.domain).where(col(AccountDomain.account_id).in_(chunk))
         domains.update(session.exec(owned))
@@ -254,7 +252,7 @@ def reached(
         (Person.match_domain, domains),
         (Person.match_name, names | _similar(session, names, settings.fuzzy_threshold)),
     ):
-        for chunk in _chunks(values):
+        for chunk in in_chunks(sorted(values)):
             found.update(_people_where(session, Person.id, column, chunk))
     return found
 
@@ -271,7 +269,7 @@ def _relatives(session: Session, accounts: Collection[str]) -> set[str]:
     above, frontier = set(accounts), set(accounts)
     for _ in range(_MAX_DEPTH):
         parents: set[str] = set()
-        for chunk in _chunks(frontier):
+        for chunk in in_chunks(sorted(frontier)):
             up = select(Account.parent_id).where(
                 col(Account.id).in_(chunk), col(Account.parent_id).is_not(None)
             )
@@ -283,7 +281,7 @@ def _relatives(session: Session, accounts: Collection[str]) -> set[str]:
     family, frontier = set(above), set(above)
     for _ in range(_MAX_DEPTH):
         children: set[str] = set()
-        for chunk in _chunks(frontier):
+        for chunk in in_chunks(sorted(frontier)):
             children.update(
                 session.exec(select(Account.id).where(col(Account.parent_id).in_(chunk)))
             )
@@ -302,9 +300,9 @@ def _similar(session: Session, names: Collection[str], threshold: int) -> set[st
     if queries.is_empty():
         return set()
     variants = name_variants(queries).rename({"key": "query"})
-    table = _table(NameVariant)
+    table = table_of(NameVariant)
     rows: list[tuple[str, str]] = []
-    for chunk in _chunks(variants["variant"].unique().to_list()):
+    for chunk in in_chunks(sorted(variants["variant"].unique().to_list())):
         statement = select(table.c.variant, table.c.key).where(table.c.variant.in_(chunk))
         rows.extend((variant, key) for variant, key in session.execute(statement))
     stored = pl.DataFrame(rows, schema={"variant": pl.String, "target": pl.String}, orient="row")
@@ -336,18 +334,18 @@ def neighbourhood(
     domains = set(persons["match_domain"].drop_nulls().to_list())
     names = set(persons["match_name"].drop_nulls().to_list())
     found = set(persons["match_link"].drop_nulls().to_list())
-    for chunk in _chunks(domains):
+    for chunk in in_chunks(sorted(domains)):
         owned = select(AccountDomain.account_id).where(col(AccountDomain.domain).in_(chunk))
         found.update(session.exec(owned))
         found.update(_people_where(session, Person.match_link, Person.match_domain, chunk))
-    for chunk in _chunks(names | _similar(session, names, settings.fuzzy_threshold)):
+    for chunk in in_chunks(sorted(names | _similar(session, names, settings.fuzzy_threshold))):
         found.update(session.exec(select(Account.id).where(col(Account.match_name).in_(chunk))))
     found.discard(None)  # type: ignore[arg-type]
     candidates = accounts_frame(session, found)
     accounts = pl.concat([candidates, _above(session, candidates)])
     ids = candidates["account_id"].to_list()
     linked: set[str] = set()
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(sorted(ids)):
         linked.update(_people_where(session, Person.id, Person.match_link, chunk))
     others = people_frame(session, linked - set(persons["person_id"].to_list()))
     statement = select(Opportunity.account_id, Opportunity.is_closed).where(
@@ -372,14 +370,3 @@ def _above(session: Session, accounts: pl.DataFrame) -> pl.DataFrame:
         have |= set(frame["account_id"].to_list())
         frontier = set(frame["parent_id"].drop_nulls().to_list()) - have
     return pl.concat(frames) if frames else accounts.clear()
-
-
-def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
-    """Ids in sorted lists short enough for one IN clause."""
-    iterator = iter(sorted(items))
-    while chunk := list(islice(iterator, _IN_CHUNK)):
-        yield chunk
-
-
-def _table(model: Any) -> Any:
-    return model.__table__

@@ -23,7 +23,7 @@ that changed as many people as it left.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,12 +44,12 @@ from sync.state import (
     Opportunity,
     PendingRescore,
     Person,
+    table_of,
 )
-from sync.store import indexes_rebuilt, insert_missing, update_rows
+from sync.store import in_chunks, indexes_rebuilt, insert_missing, update_rows
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
-_UPDATE_CHUNK = 5_000
 TALLY = "link"  # the tally's kind: live people per status (`sync.tally`)
 _ORPHAN = "orphan:"  # an orphan's status: the prefix, then its reason
 # the fields matching reads, by table: a row pulled again with these unchanged is no change
@@ -172,8 +172,8 @@ def _relink_everyone(
     frame = match_keyed(keys, settings).frame
     statuses = _statuses(frame)
     with (
-        indexes_rebuilt(session, _table(Person), _STORED),
-        indexes_rebuilt(session, _table(Account), {"match_name"}),
+        indexes_rebuilt(session, table_of(Person), _STORED),
+        indexes_rebuilt(session, table_of(Account), {"match_name"}),
     ):
         _store(session, frame, statuses, link_keys.person_keys(keys))
         link_keys.store_everyone(session, keys)
@@ -250,7 +250,7 @@ def _changed_rows(
 ) -> list[Row[Any]]:
     """Pending rows whose fields that matching reads differ from the basis they were last linked
     on (a row pulled again for our own write-back's sake does not); their basis is updated."""
-    table = _table(model)
+    table = table_of(model)
     names = _BASIS[model]
     columns = [table.c[name] for name in (*names, *extra)]
     pending = session.execute(
@@ -274,9 +274,8 @@ def _flagged(table: Any) -> Any:
 
 def _clear_status(session: Session, person_ids: Sequence[str]) -> None:
     """These (deleted) people are no longer counted in the tally."""
-    table = _table(Person)
-    for start in range(0, len(person_ids), _UPDATE_CHUNK):
-        chunk = person_ids[start : start + _UPDATE_CHUNK]
+    table = table_of(Person)
+    for chunk in in_chunks(person_ids):
         session.execute(update(table).where(table.c.id.in_(chunk)).values(link_status=None))
 
 
@@ -291,21 +290,21 @@ def _hand_over(session: Session, counts: LinkCounts) -> None:
     transaction that stores the links: the flagged records, the people whose link, rule or
     reason changed and the accounts relinks moved people to or from; after a full relink,
     every account at once."""
-    handed = _table(PendingRescore)
+    handed = table_of(PendingRescore)
     if counts.full:
         insert_missing(session, handed, [{"object": EVERYONE, "record_id": ""}])
     else:
         for model in (Account, Person, Opportunity):
-            table = _table(model)
+            table = table_of(model)
             flagged = select(literal(table.name), table.c.id).where(_flagged(table))
             insert_missing(session, handed, flagged)
         accounts = {a for _, old, new in counts.relinked for a in (old, new) if a is not None}
         rows = [{"object": "person", "record_id": p} for p in sorted(counts.changed)]
         rows += [{"object": RELINKED, "record_id": a} for a in sorted(accounts)]
-        for start in range(0, len(rows), _UPDATE_CHUNK):
-            insert_missing(session, handed, rows[start : start + _UPDATE_CHUNK])
+        for chunk in in_chunks(rows):
+            insert_missing(session, handed, chunk)
     for model in (Person, Account, Opportunity):
-        table = _table(model)
+        table = table_of(model)
         session.execute(update(table).where(_flagged(table)).values({LINK_PENDING: False}))
 
 
@@ -380,16 +379,10 @@ def _previous(session: Session, people: Collection[str]) -> pl.DataFrame:
     )
     frames = [
         read_frame(session, statement.where(col(Person.id).in_(chunk)))
-        for chunk in _id_chunks(people)
+        for chunk in in_chunks(sorted(people))
     ]
     found = pl.concat(frames) if frames else read_frame(session, statement.where(false()))
     return _outcomes(found)
-
-
-def _id_chunks(ids: Collection[str]) -> Iterator[list[str]]:
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), _UPDATE_CHUNK):
-        yield ordered[start : start + _UPDATE_CHUNK]
 
 
 def _opportunities(session: Session) -> pl.DataFrame:
@@ -419,7 +412,7 @@ def _store(
     if keys is not None:
         stored = keys.rename({"person_id": "id"} | {k: f"match_{k}" for k in _KEYS})
         rows = rows.join(stored, on="id", how="left")
-    update_rows(session, _table(Person), rows.columns, rows.sort("id").rows())
+    update_rows(session, table_of(Person), rows.columns, rows.sort("id").rows())
 
 
 _KEYS = ("link", "domain", "name")  # a person's matching keys, stored as match_<key>
@@ -457,8 +450,3 @@ def _touched(frame: pl.DataFrame, previous: pl.DataFrame, lost: frozenset[str]) 
     )
     ends = pl.concat([moved["account_id"], moved["before"]]).drop_nulls().unique()
     return frozenset(lost) | frozenset(ends.to_list())
-
-
-def _table(model: type[SQLModel]) -> Any:
-    """The Table behind a SQLModel table class."""
-    return model.__table__  # type: ignore[attr-defined]

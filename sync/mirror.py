@@ -73,6 +73,7 @@ from sync.state import (
     StateError,
     SyncCursor,
     User,
+    table_of,
 )
 from sync.store import Adapter, Store, adapt_column, adapters_of, plain_value
 
@@ -274,7 +275,7 @@ def _saved_cursors(store: Store, crm: str) -> dict[str, Cursor]:
 
 def _table_of(connector: Connector, stream: str) -> Table:
     """The table ``stream`` of ``connector`` is mirrored into."""
-    return _table(ENTITY_TABLES[connector.streams[stream].entity])
+    return table_of(ENTITY_TABLES[connector.streams[stream].entity])
 
 
 def _resuming(cursor: Cursor) -> bool:
@@ -870,14 +871,14 @@ def _bury(session: Session, table: Table, tombstone: Tombstone, now: datetime) -
     if survivor is None:
         return
     for dependant, column in _REFERENCES.get(table.name, ()):
-        target = _table(dependant)
+        target = table_of(dependant)
         session.execute(
             update(target)
             .where(target.c[column] == tombstone.id)
             .values({column: survivor, **_pending(target)})
         )
     if table.name == "account":
-        scores = _table(CurrentScore)
+        scores = table_of(CurrentScore)
         session.execute(delete(scores).where(scores.c.account_id == tombstone.id))
 
 
@@ -892,8 +893,3 @@ def _tombstone_event(tombstone: Tombstone) -> MirrorEvent:
     if tombstone.merged_into:
         reason = f"merged into {tombstone.merged_into}"
     return MirrorEvent(tombstone.stream, tombstone.id, "pulled", reason)
-
-
-def _table(model: type[SQLModel]) -> Table:
-    """The Table behind a SQLModel table class."""
-    return model.__table__  # type: ignore[attr-defined,no-any-return]

@@ -19,9 +19,8 @@ notice writes nothing (the write ledger).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -37,12 +36,12 @@ from sync.frames import UTC_STAMP, frame_schema
 from sync.matching import REASONS
 from sync.scoring_state import Book, Cycle, ScoringSetup, current_model
 from sync.state import Activity, PendingOrphan, Person
+from sync.store import in_chunks
 from sync.writeback import ORPHAN_REASON, AccountScore, account_scores
 
 __all__ = ["orphan_reason", "orphan_scores", "score_orphans", "settle_orphans"]
 
 _OLDEST = datetime(1970, 1, 1, tzinfo=UTC)  # a person scored as an account always existed
-_IN_CHUNK = 5_000
 
 
 def orphan_reason(reason: str | None, in_review: bool) -> str:
@@ -72,7 +71,7 @@ def score_orphans(
 
 def settle_orphans(session: Session, person_ids: Collection[str]) -> None:
     """These orphans' rescores are written back (or need not be): no longer pending."""
-    for chunk in _chunks(sorted(set(person_ids))):
+    for chunk in in_chunks(sorted(set(person_ids))):
         session.execute(delete(PendingOrphan).where(col(PendingOrphan.person_id).in_(chunk)))
 
 
@@ -111,7 +110,7 @@ def _is_orphan() -> tuple[Any, ...]:
 
 def _pend(session: Session, person_ids: Collection[str]) -> None:
     """Mark those of ``person_ids`` that are orphans pending."""
-    for chunk in _chunks(sorted(person_ids)):
+    for chunk in in_chunks(sorted(person_ids)):
         orphans = select(Person.id).where(col(Person.id).in_(chunk), *_is_orphan())
         session.execute(delete(PendingOrphan).where(col(PendingOrphan.person_id).in_(orphans)))
         session.execute(insert(PendingOrphan).from_select(["person_id"], orphans))
@@ -190,7 +189,7 @@ def _orphans(session: Session, person_ids: Collection[str] | None) -> pl.DataFra
     else:
         rows = [
             row
-            for chunk in _chunks(sorted(person_ids))
+            for chunk in in_chunks(sorted(person_ids))
             for row in session.exec(
                 statement.where(col(Person.id).in_(chunk)).order_by(col(Person.id))
             )
@@ -227,7 +226,7 @@ def _activities(session: Session, person_ids: Sequence[str] | None) -> pl.DataFr
         theirs = statement.add_columns(col(Activity.account_id).label("named"))
         rows = [
             row[:-1]
-            for chunk in _chunks(person_ids)
+            for chunk in in_chunks(person_ids)
             for row in session.exec(theirs.where(col(Activity.person_id).in_(chunk)))
             if row[-1] is None
         ]
@@ -244,10 +243,3 @@ def _no_opportunities() -> pl.DataFrame:
             "is_closed": pl.Boolean,
         }
     )
-
-
-def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
-    """Ids in lists short enough for one IN clause."""
-    iterator = iter(items)
-    while chunk := list(islice(iterator, _IN_CHUNK)):
-        yield chunk

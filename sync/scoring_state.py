@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +59,7 @@ from sync.state import (
     ScoringModelRow,
     ScoringState,
 )
+from sync.store import in_chunks
 
 __all__ = [
     "Book",
@@ -75,7 +76,6 @@ __all__ = [
 
 _OLDEST = datetime(1970, 1, 1, tzinfo=UTC)  # an account without a created date always existed
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # history reads every activity, whenever
-_IN_CHUNK = 5_000
 # as the partial index ix_account_signals_pending says it, so SQLite reads only that index
 _PENDING = text("account_signals.pending")
 # as the partial index ix_activity_recounted says it: counted activities the mirror wrote since
@@ -197,7 +197,7 @@ def _accounts(session: Session, ids: Sequence[str] | None = None) -> pl.DataFram
     else:
         rows = [
             row
-            for chunk in _chunked(sorted(ids))
+            for chunk in in_chunks(sorted(ids))
             for row in session.exec(statement.where(col(Account.id).in_(chunk)))
         ]
         rows.sort(key=lambda row: row[0])
@@ -219,7 +219,7 @@ def _opportunities(session: Session, ids: Sequence[str] | None = None) -> pl.Dat
     else:
         rows = [
             row
-            for chunk in _chunked(sorted(ids))
+            for chunk in in_chunks(sorted(ids))
             for row in session.exec(statement.where(col(Opportunity.account_id).in_(chunk)))
         ]
     frame = pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
@@ -307,7 +307,7 @@ def _incremental(
 
 def settle(session: Session, account_ids: Iterable[str]) -> None:
     """These accounts' rescores are written back (or need not be): no longer pending."""
-    for chunk in _chunked(sorted(set(account_ids))):
+    for chunk in in_chunks(sorted(set(account_ids))):
         session.execute(
             update(AccountSignals)
             .where(col(AccountSignals.account_id).in_(chunk))
@@ -388,7 +388,7 @@ def _live_ids(session: Session, among: Iterable[str] | None = None) -> list[str]
     if among is None:
         return list(session.exec(statement.order_by(col(Account.id))))
     found: list[str] = []
-    for chunk in _chunked(sorted(set(among))):
+    for chunk in in_chunks(sorted(set(among))):
         found.extend(session.exec(statement.where(col(Account.id).in_(chunk))))
     return sorted(found)
 
@@ -417,7 +417,7 @@ def _touched(session: Session, handed: dict[str, list[str]]) -> _Touched:
     touched = _Touched()
     accounts = touched.accounts
     statement = select(Account.id, Account.is_deleted, Account.merged_into)
-    for chunk in _chunked(sorted(handed.get("account", ()))):
+    for chunk in in_chunks(sorted(handed.get("account", ()))):
         for account_id, deleted, survivor in session.exec(
             statement.where(col(Account.id).in_(chunk))
         ):
@@ -428,7 +428,7 @@ def _touched(session: Session, handed: dict[str, list[str]]) -> _Touched:
                 accounts.rescore.add(account_id)
     _drop_sums(session, touched.gone)
     _touched_people(session, handed.get("person", ()), touched)
-    for chunk in _chunked(sorted(handed.get("opportunity", ()))):
+    for chunk in in_chunks(sorted(handed.get("opportunity", ()))):
         opportunities = select(Opportunity.account_id).where(col(Opportunity.id).in_(chunk))
         accounts.rescore.update(a for a in session.exec(opportunities) if a is not None)
     _touched_activities(session, touched)
@@ -439,7 +439,7 @@ def _touched(session: Session, handed: dict[str, list[str]]) -> _Touched:
 
 def _drop_sums(session: Session, account_ids: Collection[str]) -> None:
     """Deleted accounts' stored sums."""
-    for chunk in _chunked(sorted(account_ids)):
+    for chunk in in_chunks(sorted(account_ids)):
         session.execute(delete(AccountSignals).where(col(AccountSignals.account_id).in_(chunk)))
 
 
@@ -449,7 +449,7 @@ def _touched_people(session: Session, person_ids: Collection[str], touched: _Tou
     columns = (Person.id, Person.matched_account_id, Person.is_deleted, Person.merged_into)
     rows = [
         row
-        for chunk in _chunked(sorted(person_ids))
+        for chunk in in_chunks(sorted(person_ids))
         for row in session.exec(select(*columns).where(col(Person.id).in_(chunk)))
     ]
     accounts = touched.accounts
@@ -462,7 +462,7 @@ def _touched_people(session: Session, person_ids: Collection[str], touched: _Tou
             accounts.rebuilt(account_id, "delete")
         elif account_id is not None:
             accounts.rescore.add(account_id)
-    for chunk in _chunked(sorted(survivors)):
+    for chunk in in_chunks(sorted(survivors)):
         moved = select(Person.matched_account_id).where(col(Person.id).in_(chunk))
         for account_id in session.exec(moved):
             accounts.rebuilt(account_id, "merge")
@@ -514,7 +514,7 @@ def _fold_new_activities(
 def _held(session: Session, touched: Touched) -> set[str]:
     """Those of the touched accounts whose sums are stored."""
     held: set[str] = set()
-    for chunk in _chunked(sorted(touched.rescore)):
+    for chunk in in_chunks(sorted(touched.rescore)):
         ids = select(AccountSignals.account_id).where(col(AccountSignals.account_id).in_(chunk))
         held.update(session.exec(ids))
     return held
@@ -539,7 +539,7 @@ def _rebuild(
 
 def _mark_pending(session: Session, account_ids: Iterable[str]) -> None:
     """These accounts are to be rescored (and written back) this cycle."""
-    for chunk in _chunked(sorted(set(account_ids))):
+    for chunk in in_chunks(sorted(set(account_ids))):
         session.execute(
             update(AccountSignals)
             .where(col(AccountSignals.account_id).in_(chunk))
@@ -560,7 +560,7 @@ def _pending_book(
     ids = list(session.exec(pending.order_by(col(AccountSignals.account_id))))
     sums = dict(saved)
     unread = [account_id for account_id in ids if account_id not in saved]
-    for chunk in _chunked(unread):
+    for chunk in in_chunks(unread):
         stored = select(AccountSignals.account_id, AccountSignals.sums)
         sums.update(session.exec(stored.where(col(AccountSignals.account_id).in_(chunk))).all())
     return score_stored(session, setup, model, now, [(a, sums[a]) for a in ids])
@@ -610,8 +610,3 @@ def _opportunity_counts(
         np.bincount(rows[opened], minlength=n),
         np.bincount(rows[still_open], minlength=n) > 0,
     )
-
-
-def _chunked(items: Sequence[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield list(items[start : start + _IN_CHUNK])

@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Index,
+    Table,
     Text,
     event,
     false,
@@ -72,6 +73,7 @@ __all__ = [
     "UTCDateTime",
     "User",
     "WriteLedger",
+    "table_of",
 ]
 
 
@@ -719,3 +721,8 @@ def _refuse_score_statements(state: ORMExecuteState) -> None:
 
 event.listen(Session, "before_flush", _refuse_score_changes)
 event.listen(Session, "do_orm_execute", _refuse_score_statements)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Table behind a SQLModel table class."""
+    return model.__table__  # type: ignore[attr-defined,no-any-return]

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from functools import cache, lru_cache, partial
 from itertools import islice
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import polars as pl
@@ -52,6 +52,7 @@ from sqlalchemy.orm.util import identity_key
 from sqlalchemy.schema import DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
+from connectors.batches import chunked
 from sync.frames import polars_type
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
 from sync.state import (
@@ -65,6 +66,7 @@ from sync.state import (
     SyncCursor,
     SyncRun,
     UTCDateTime,
+    table_of,
 )
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "canonical_plain",
     "canonical_value",
     "drop_indexes",
+    "in_chunks",
     "indexes_rebuilt",
     "insert_missing",
     "insert_rows_missing",
@@ -87,11 +90,13 @@ __all__ = [
 Rows = Iterable[Mapping[str, Any]]
 StatementFor = Callable[[tuple[str, ...]], Executable]
 
+T = TypeVar("T")
 _BATCH_SIZE = 5_000
 _EVENT_BATCH = 50_000  # run log events per bulk write
 _EVENT_COLUMNS = ("at", "stage", "object", "record_id", "action", "reason", "detail")
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
+IN_CHUNK = 5_000  # ids per IN list of the stages' own lookups (`in_chunks`)
 # busy_timeout first, so the pragmas after it wait out another connection's lock; a 64 MiB page
 # cache (SQLite's default is 2 MiB) keeps a large mirror's key index in memory while it loads;
 # the write-ahead log is checkpointed every 16,384 pages (64 MiB; SQLite's default is 1,000), so
@@ -234,8 +239,8 @@ class Store:
         present in the row are updated. Rows go straight to the database: ORM objects for the
         same rows already loaded in `session` are not refreshed.
         """
-        table = _table_of(model)
-        if table is _table_of(ScoreHistory):
+        table = table_of(model)
+        if table is table_of(ScoreHistory):
             raise AppendOnlyError("score history is append-only: use append_scores, not upsert")
         return _execute_batched(session, lambda keys: self._upsert(table, keys), rows, batch_size)
 
@@ -488,7 +493,7 @@ class Store:
         """Append per-record log events to a run in bulk, in order, on the raw driver's path
         (`write_rows`: COPY on PostgreSQL, one prepared statement on SQLite; a first run logs a
         line per record written); return how many. A column an event leaves out is null."""
-        table = _table_of(RunEvent)
+        table = table_of(RunEvent)
         adapters = self.adapters(table, _EVENT_COLUMNS)
         session.flush()  # the run's own row, which the events refer to
         count = 0
@@ -508,7 +513,7 @@ class Store:
 
     def append_scores(self, session: Session, rows: Rows) -> int:
         """Append score history rows in bulk; return how many."""
-        table = _table_of(ScoreHistory)
+        table = table_of(ScoreHistory)
         return _execute_batched(session, lambda keys: table.insert(), rows, _BATCH_SIZE)
 
     def score_as_of(self, session: Session, account_id: str, when: datetime) -> ScoreHistory | None:
@@ -600,6 +605,11 @@ def insert_rows_missing(
             _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
         else:
             cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+
+
+def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:
+    """``ids`` in consecutive lists short enough for one IN clause (the stages' lookups)."""
+    return chunked(ids, IN_CHUNK)
 
 
 def drop_indexes(
@@ -858,7 +868,7 @@ def _copy_type(column: Column[Any]) -> pl.DataType | type[pl.DataType]:
 @cache
 def _cursor_upsert(dialect: str) -> Insert:
     """The statement that saves one cursor, inserted or replaced whole (built once)."""
-    table = _table_of(SyncCursor)
+    table = table_of(SyncCursor)
     statement = _INSERTS[dialect](table)
     key = [column.name for column in table.primary_key]
     changing = {c.name: statement.excluded[c.name] for c in table.c if c.name not in key}
@@ -1129,11 +1139,6 @@ def _enter_wal(cursor: Any) -> None:
             if "locked" not in str(error) or attempt == _WAL_ATTEMPTS - 1:
                 raise
             time.sleep(0.05)
-
-
-def _table_of(model: type[SQLModel]) -> Table:
-    """The Table behind a SQLModel table class."""
-    return model.__table__  # type: ignore[attr-defined,no-any-return]
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -35,7 +35,7 @@ from scoring.tiers import DISQUALIFIED, TIERS, tier_label
 from sync import tally
 from sync.scoring_state import Book
 from sync.state import Account, CurrentScore, Person, ScoreHistory, StateError, WriteLedger
-from sync.store import Store, canonical_plain, canonical_value, plain_value, update_rows
+from sync.store import Store, canonical_plain, canonical_value, in_chunks, plain_value, update_rows
 
 __all__ = [
     "ORPHAN_REASON",
@@ -61,7 +61,6 @@ __all__ = [
 SIGNAL_LINES = 5  # reasons written to the signals field, strongest first
 ORPHAN_REASON = "orphan_reason"  # why a person has no account (None once it has one)
 LEDGER_BATCH = 2_000  # records per push call and ledger batch (the connector splits requests)
-_IN_CHUNK = 5_000  # ids per IN clause
 _TIER_ORDER = {DISQUALIFIED: -1, **{key: rank for rank, key in enumerate(TIERS)}}
 TIER_TALLY = "tier"  # the tally's kind: live accounts per tier key (`sync.tally`)
 
@@ -165,7 +164,7 @@ def _account_targets(
     """The scored accounts still live, in id order (only these are read, as plain rows)."""
     statement = select(Account.id, Account.crm_owned).where(col(Account.is_deleted).is_(False))
     read = session.connection().execute
-    for chunk in _chunks(sorted(scores)):
+    for chunk in in_chunks(sorted(scores)):
         held = read(statement.where(col(Account.id).in_(chunk)).order_by(col(Account.id)))
         for account_id, owned in held:
             score = scores[account_id]
@@ -191,7 +190,7 @@ def _person_targets(
         statement = statement.where(Person.kind == kind)
     read = session.connection().execute
     shown: dict[str, Mapping[str, Any]] = {}  # one values mapping per account, its people share
-    for chunk in _chunks(sorted(scores)):
+    for chunk in in_chunks(sorted(scores)):
         linked = statement.where(col(Person.matched_account_id).in_(chunk))
         for person_id, account_id, owned in read(linked.order_by(col(Person.id))):
             score = scores[account_id]
@@ -201,20 +200,13 @@ def _person_targets(
                 shown[account_id] = values
             yield Target(stream.name, "person", person_id, account_id, values, score.reasons, owned)
     unlinked = statement.where(col(Person.matched_account_id).is_(None))
-    for chunk in _chunks(sorted(orphans)):
+    for chunk in in_chunks(sorted(orphans)):
         held = read(unlinked.where(col(Person.id).in_(chunk)).order_by(col(Person.id)))
         for person_id, _, owned in held:
             orphan = orphans[person_id]
             yield Target(
                 stream.name, "person", person_id, person_id, orphan.values, orphan.reasons, owned
             )
-
-
-def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
-    """Ids in lists short enough for one IN clause."""
-    iterator = iter(ids)
-    while chunk := list(islice(iterator, _IN_CHUNK)):
-        yield chunk
 
 
 @dataclass(frozen=True)
@@ -278,7 +270,7 @@ def _ledgers(session: Session, found: Sequence[Target]) -> dict[tuple[str, str],
     columns = (table.c.record_id, table.c["values"], table.c.reasons, table.c.status, table.c.code)
     rows: dict[tuple[str, str], _Written] = {}
     for stream, ids in by_stream.items():
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids):
             statement = select(*columns).where(
                 table.c.object == stream, table.c.record_id.in_(chunk)
             )
@@ -500,7 +492,7 @@ def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[in
     statement = select(CurrentScore.account_id, CurrentScore.tier)
     before = {
         account_id: tier
-        for chunk in _chunks(sorted(scores))
+        for chunk in in_chunks(sorted(scores))
         for account_id, tier in session.exec(
             statement.where(col(CurrentScore.account_id).in_(chunk))
         )
@@ -537,7 +529,7 @@ def _counted(session: Session, scores: Mapping[str, AccountScore]) -> dict[str, 
         col(CurrentScore.account_id).in_(live)
     )
     counts: dict[str, int] = dict(session.exec(statement.group_by(col(CurrentScore.tier))).all())
-    for chunk in _chunks(sorted(scores)):
+    for chunk in in_chunks(sorted(scores)):
         held = statement.where(col(CurrentScore.account_id).in_(chunk))
         for tier, n in session.exec(held.group_by(col(CurrentScore.tier))):
             counts[tier] -= n
@@ -552,7 +544,7 @@ def _tier_changes(session: Session, scores: Mapping[str, AccountScore]) -> dict[
     for score in scores.values():
         changes[score.tier] = changes.get(score.tier, 0) + 1
     statement = select(CurrentScore.tier)
-    for chunk in _chunks(sorted(scores)):
+    for chunk in in_chunks(sorted(scores)):
         for tier in session.exec(statement.where(col(CurrentScore.account_id).in_(chunk))):
             changes[tier] = changes.get(tier, 0) - 1
     return changes
@@ -596,7 +588,7 @@ def forget_scores(session: Session, account_ids: Collection[str] | None) -> None
     if account_ids is None:
         gone = select(Account.id).where(col(Account.is_deleted).is_(True))
         session.exec(delete(CurrentScore).where(col(CurrentScore.account_id).in_(gone)))
-    for chunk in _chunks(sorted(account_ids or ())):
+    for chunk in in_chunks(sorted(account_ids or ())):
         session.exec(delete(CurrentScore).where(col(CurrentScore.account_id).in_(chunk)))
     tally.forget(session, TIER_TALLY)
 
