@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any
 
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hubspot import HubSpot
+from pydantic import SecretStr
 from simple_salesforce import Salesforce
 
+from connectors.config import SalesforceSettings
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.generator import generate_org
 from sandbox.org import Org
@@ -81,6 +84,18 @@ SALESFORCE_INSTANCE_URL = SalesforceOptions().instance_url
 SALESFORCE_LOCKED_ACCOUNT = make_id("Account", 7)  # its first write fails with a row lock
 SALESFORCE_LOGIN_FLOWS = ("soap", "oauth_password", "jwt_bearer", "client_credentials")
 HandClock = HubSpotClock  # the same hand-moved clock serves the Salesforce sandbox
+
+
+def salesforce_settings(**overrides: Any) -> SalesforceSettings:
+    """The connector's settings for the sandbox's client-credentials login, and ``overrides``."""
+    options = SalesforceOptions()
+    return SalesforceSettings(
+        auth="client_credentials",
+        instance_url=SALESFORCE_INSTANCE_URL,
+        client_id=options.consumer_key,
+        client_secret=SecretStr(options.consumer_secret),
+        **overrides,
+    )
 
 
 def salesforce_client(

@@ -26,11 +26,9 @@ from typing import Any
 import polars as pl
 import pytest
 import requests
-from pydantic import SecretStr
 from sqlalchemy import text
 
 from connectors.columns import converted_columns
-from connectors.config import SalesforceSettings
 from connectors.countries import country
 from connectors.http import HttpPolicy, RetrySettings
 from connectors.protocol import (
@@ -61,14 +59,13 @@ from connectors.streams import (
 )
 from sandbox.generator import generate_org
 from sandbox.org import Org
-from sandbox.salesforce import SalesforceOptions, client_session
+from sandbox.salesforce import client_session
 from sandbox.service import RunningSandbox, start_sandbox
 from sync.mirror import mirror_streams
 from sync.store import Store
 from tests.conftest import pg_schema
-from tests.sandbox_fixtures import SALESFORCE_INSTANCE_URL
+from tests.sandbox_fixtures import salesforce_settings
 
-OPTIONS = SalesforceOptions()
 READ_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # the connectors' wall clock
 T = datetime(2026, 11, 2, 8, 30, 15, 123000, tzinfo=UTC)  # a scripted page's bound
 PAGE = 200  # records of a REST page (the least Salesforce takes); a Bulk page holds 3 times as many
@@ -91,13 +88,7 @@ def crm(org: Org) -> Iterator[RunningSandbox]:
 
 def _connector(crm: RunningSandbox, batches: bool, **settings: Any) -> SalesforceConnector:
     return SalesforceConnector(
-        SalesforceSettings(
-            auth="client_credentials",
-            instance_url=SALESFORCE_INSTANCE_URL,
-            client_id=OPTIONS.consumer_key,
-            client_secret=SecretStr(OPTIONS.consumer_secret),
-            **{"bulk_threshold": 1, **settings},
-        ),
+        salesforce_settings(**{"bulk_threshold": 1, **settings}),
         session=client_session(crm.base_url),
         policy=HttpPolicy(RetrySettings(), wall=lambda: READ_AT),
         page_size=PAGE,

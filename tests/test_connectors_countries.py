@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from pydantic import SecretStr
 
-from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.config import HubSpotSettings
 from connectors.countries import country_code
 from connectors.hubspot import HubSpotConnector
 from connectors.money import UNKNOWN_CURRENCY, Money, Rates
@@ -18,13 +18,12 @@ from connectors.salesforce import SalesforceConnector
 from sandbox.generator import generate_org
 from sandbox.hubspot.ids import hubspot_id
 from sandbox.org import Org
-from sandbox.salesforce import SalesforceOptions, client_session
+from sandbox.salesforce import client_session
 from sandbox.salesforce.ids import make_ids
 from sandbox.salesforce.rendering import ACCOUNT_CURRENCIES
 from sandbox.service import start_sandbox
-from tests.sandbox_fixtures import SALESFORCE_INSTANCE_URL
+from tests.sandbox_fixtures import salesforce_settings
 
-OPTIONS = SalesforceOptions()
 NOT_A_COUNTRY = "country: not a country"
 
 
@@ -98,13 +97,7 @@ def org() -> Org:
 
 
 def _salesforce(base_url: str) -> SalesforceConnector:
-    settings = SalesforceSettings(
-        auth="client_credentials",
-        instance_url=SALESFORCE_INSTANCE_URL,
-        client_id=OPTIONS.consumer_key,
-        client_secret=SecretStr(OPTIONS.consumer_secret),
-    )
-    return SalesforceConnector(settings, session=client_session(base_url))
+    return SalesforceConnector(salesforce_settings(), session=client_session(base_url))
 
 
 def _accounts(connector: Connector, stream: str) -> tuple[list[Record], Summary]:

@@ -16,20 +16,19 @@ import polars as pl
 import pytest
 from pydantic import SecretStr
 
-from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.config import HubSpotSettings
 from connectors.hubspot import HubSpotConnector
 from connectors.keys import NO_ID, NO_TIME
 from connectors.protocol import Connector, Record, Summary, records
 from connectors.salesforce import SalesforceConnector
 from sandbox.generator import generate_org
 from sandbox.org import Org
-from sandbox.salesforce import SalesforceOptions, client_session
+from sandbox.salesforce import client_session
 from sandbox.service import RunningSandbox, start_sandbox
 from sandbox.tables import Table
-from tests.sandbox_fixtures import SALESFORCE_INSTANCE_URL, hubspot_client
+from tests.sandbox_fixtures import hubspot_client, salesforce_settings
 
 ACCOUNTS = 120
-OPTIONS = SalesforceOptions()
 _STAMPS_GONE = {"SystemModstamp": None, "LastModifiedDate": None}
 
 # stream -> (row number, raw values poked into it)
@@ -109,13 +108,7 @@ def _poke(table: Table, dirt: list[tuple[int, dict[str, Any]]]) -> list[str]:
 
 def _salesforce(crm: RunningSandbox, **settings: Any) -> SalesforceConnector:
     return SalesforceConnector(
-        SalesforceSettings(
-            auth="client_credentials",
-            instance_url=SALESFORCE_INSTANCE_URL,
-            client_id=OPTIONS.consumer_key,
-            client_secret=SecretStr(OPTIONS.consumer_secret),
-            **settings,
-        ),
+        salesforce_settings(**settings),
         session=client_session(crm.base_url),
         page_size=200,
     )
