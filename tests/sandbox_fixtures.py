@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from pydantic import SecretStr
 from simple_salesforce import Salesforce
 
 from connectors.config import SalesforceSettings
+from handoff.settings import Settings, load_settings
 from sandbox.faults import FaultPlan, FaultRule
 from sandbox.generator import generate_org
 from sandbox.org import Org
@@ -84,6 +86,17 @@ SALESFORCE_INSTANCE_URL = SalesforceOptions().instance_url
 SALESFORCE_LOCKED_ACCOUNT = make_id("Account", 7)  # its first write fails with a row lock
 SALESFORCE_LOGIN_FLOWS = ("soap", "oauth_password", "jwt_bearer", "client_credentials")
 HandClock = HubSpotClock  # the same hand-moved clock serves the Salesforce sandbox
+
+
+def sandbox_settings(directory: Path, crm: str, accounts: int, seed: int) -> Settings:
+    """Settings of a generated sandbox org with its state database in ``directory``, loaded from
+    the file they are written to there (as a user's)."""
+    path = directory / "settings.toml"
+    path.write_text(
+        f'[sandbox]\ncrm = "{crm}"\naccounts = {accounts}\nseed = {seed}\n'
+        f'[state]\ndatabase_url = "sqlite:///{directory / "state.db"}"\n'
+    )
+    return load_settings(path)
 
 
 def salesforce_settings(**overrides: Any) -> SalesforceSettings:

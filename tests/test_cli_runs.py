@@ -23,14 +23,14 @@ from connectors.protocol import Connector, Update, WriteResult
 from handoff.crm import open_crm, schema_spec
 from handoff.progress import StageProgress
 from handoff.runs import run_config, scoring_setup
-from handoff.settings import Settings, load_settings
+from handoff.settings import Settings
 from sync import Store
 from sync.explain import AmbiguousAccount, explain_account, find_account
 from sync.run import RunReport, run_sync
 from sync.runlog import runs_newest_first
 from sync.state import Account, CurrentScore, Person, RunEvent
 from tests.cli_fixtures import run_cli
-from tests.sandbox_fixtures import hubspot_client
+from tests.sandbox_fixtures import hubspot_client, sandbox_settings
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 
@@ -69,12 +69,7 @@ class _DeletingBeforePush:
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
     directory = tmp_path_factory.mktemp("runs")
-    path = directory / "settings.toml"
-    path.write_text(
-        f'[sandbox]\ncrm = "hubspot"\naccounts = {ACCOUNTS}\nseed = 11\n'
-        f'[state]\ndatabase_url = "sqlite:///{directory / "state.db"}"\n'
-    )
-    settings = load_settings(path)
+    settings = sandbox_settings(directory, "hubspot", ACCOUNTS, seed=11)
     with (
         Store.open(settings.state.database_url) as store,
         open_crm(settings, in_process=True) as crm,
@@ -88,7 +83,15 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
         survivor = str(hubspot_client(crm.sandbox).crm.companies.basic_api.merge(body).id)
         second = run_sync(run_config(settings), crm.connector, store, now)
         _add_orphans(store, survivor)
-    yield Synced(str(path), settings, first, second, companies[0], survivor, companies[2])
+    yield Synced(
+        str(directory / "settings.toml"),
+        settings,
+        first,
+        second,
+        companies[0],
+        survivor,
+        companies[2],
+    )
 
 
 def _add_orphans(store: Store, account_id: str) -> None:

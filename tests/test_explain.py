@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from handoff.crm import open_crm, schema_spec
 from handoff.runs import run_config, scoring_setup
-from handoff.settings import Settings, load_settings
+from handoff.settings import Settings
 from sandbox.admin import NewActivity, add_activities
 from sync import Store, account_signals, scoring_state
 from sync.explain import AccountExplanation, account_domains, explain_account
@@ -25,6 +25,7 @@ from sync.run import run_sync
 from sync.state import Account, AccountSignals, CurrentScore
 from sync.writeback import score_history
 from tests.cli_fixtures import handoff
+from tests.sandbox_fixtures import sandbox_settings
 
 ACCOUNTS = 40
 
@@ -42,12 +43,7 @@ class Scored:
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scored]:
     directory = tmp_path_factory.mktemp("explain")
-    path = directory / "settings.toml"
-    path.write_text(
-        f'[sandbox]\ncrm = "salesforce"\naccounts = {ACCOUNTS}\nseed = 11\n'
-        f'[state]\ndatabase_url = "sqlite:///{directory / "state.db"}"\n'
-    )
-    settings = load_settings(path)
+    settings = sandbox_settings(directory, "salesforce", ACCOUNTS, seed=11)
     with (
         Store.open(settings.state.database_url) as store,
         open_crm(settings, in_process=True) as crm,
@@ -69,7 +65,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scored]:
         ]
         add_activities(*admin, visits)
         run_sync(run_config(settings), crm.connector, store, now)
-    yield Scored(str(path), settings, now, burst)
+    yield Scored(str(directory / "settings.toml"), settings, now, burst)
 
 
 def _explained(scored: Scored, session: Session, account: str) -> AccountExplanation:
