@@ -26,6 +26,7 @@ from psycopg import sql
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     Engine,
@@ -117,6 +118,9 @@ _SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp` as polars formats it
 _CSV_STAMP = "%Y-%m-%d %H:%M:%S%.6fZ"  # a UTC datetime as `_copy` writes it (cheaper than %z)
 
 Adapter = Callable[[Any], Any]
+# what `_null_stand_ins` binds for a null of a text column and of an integer one
+_NULL_TEXT = "\x01"
+_NULL_INT = -(2**63) + 1
 # what a database refuses in one row (a value out of range, a constraint); anything else, such as
 # a lost connection or a locked database, is no fault of the row and ends the transaction
 _ROW_ERRORS = (
@@ -303,6 +307,61 @@ class Store:
                 return written
             except (*_ROW_ERRORS, TypeError, ValueError, pl.exceptions.PolarsError):
                 written.all_new = False
+        self._upsert_rows(connection, table, given, rows, constant, update, flags, written)
+        return written
+
+    def write_frame(
+        self,
+        session: Session,
+        table: Table,
+        frame: pl.DataFrame,
+        *,
+        fixed: Mapping[str, Any] | None = None,
+        update: Sequence[str] | None = None,
+        flags: Mapping[str, Sequence[str]] | None = None,
+        new: bool = False,
+    ) -> Written:
+        """`write_rows` of a frame whose columns hold values made ready a column at a time
+        (what the driver takes once listed: `sync.mirror_batches.plain_series`), with no Python
+        value made per cell where none is needed: new rows go from it straight into COPY on
+        PostgreSQL; on SQLite a column's nulls are bound as a stand-in value the statement turns
+        back into null (`_null_stand_ins`). A refused row is given as bound."""
+        written = Written()
+        if not frame.height:
+            return written
+        connection = _driver_connection(session)
+        constant = tuple((fixed or {}).items())
+        if new and self.dialect == "postgresql":
+            try:
+                with _savepoint(connection, self.dialect):
+                    _copy_frame(connection, table, frame, constant)
+                written.stored = frame.height
+                return written
+            except (*_ROW_ERRORS, pl.exceptions.PolarsError):
+                written.all_new = False
+        stand_ins: tuple[tuple[str, str], ...] = ()
+        if self.dialect == "sqlite":
+            frame, stand_ins = _null_stand_ins(frame)
+        given, rows = tuple(frame.columns), frame.rows()
+        self._upsert_rows(
+            connection, table, given, rows, constant, update, flags, written, stand_ins
+        )
+        return written
+
+    def _upsert_rows(
+        self,
+        connection: Any,
+        table: Table,
+        given: tuple[str, ...],
+        rows: Sequence[tuple[Any, ...]],
+        constant: tuple[tuple[str, Any], ...],
+        update: Sequence[str] | None,
+        flags: Mapping[str, Sequence[str]] | None,
+        written: Written,
+        stand_ins: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """`write_rows`' upsert (`stand_ins`: columns whose value is null where it is their SQL
+        literal, on SQLite)."""
         keep = (*given, *(name for name, _ in constant)) if update is None else tuple(update)
         watched = tuple((flag, tuple(names)) for flag, names in (flags or {}).items())
         if self.dialect == "postgresql":
@@ -313,9 +372,8 @@ class Store:
             _write_carefully(connection, self.dialect, statement, rows, written, execute)
         else:
             literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
-            statement = _upsert_sql(self.dialect, table, given, keep, literals, watched)
+            statement = _upsert_sql(self.dialect, table, given, keep, literals, watched, stand_ins)
             _write_carefully(connection, self.dialect, statement, rows, written)
-        return written
 
     def held_values(
         self, session: Session, table: Table, column: str, keys: Sequence[Any]
@@ -744,6 +802,8 @@ def _adapter(dialect: str, column: Column[Any]) -> Adapter | None:
         return _int8 if isinstance(kind, BigInteger) else _int4
     if isinstance(kind, Float):
         return float
+    if isinstance(kind, Boolean) and dialect == "sqlite":
+        return _sqlite_flag
     return None
 
 
@@ -798,6 +858,12 @@ def _epoch_micros(values: Sequence[Any]) -> pl.Series:
     return whole * 1_000_000 + micros
 
 
+def _sqlite_flag(value: Any) -> Any:
+    """A flag as the 1 or 0 SQLite stores it: sqlite3 binds an int at once, where a bool (an
+    int's subclass) goes through its adaptation protocol first, several times slower."""
+    return int(value) if isinstance(value, bool) else value
+
+
 def _int4(value: int) -> int:
     """`value` if an INTEGER column holds it (PostgreSQL's binary COPY would wrap it silently)."""
     if not isinstance(value, int):
@@ -832,24 +898,32 @@ def _copy(
     rows: Sequence[tuple[Any, ...]],
     fixed: tuple[tuple[str, Any], ...] = (),
 ) -> None:
-    """COPY `rows` into `table` as CSV that polars writes a column at a time (the rows' values
-    turned into text in Rust, not a value at a time in Python); `fixed` columns alike."""
-    names = (*columns, *(name for name, _ in fixed))
+    """COPY `rows` into `table` (`_copy_frame`), their values put in typed columns first."""
     frame = pl.DataFrame(
         [
             _copy_series(table.c[name], values)
             for name, values in zip(columns, zip(*rows, strict=True), strict=True)
         ]
     )
-    if fixed:
-        frame = frame.with_columns(
-            pl.lit(value, _copy_type(table.c[name])).alias(name) for name, value in fixed
-        )
+    _copy_frame(connection, table, frame, fixed)
+
+
+def _copy_frame(
+    connection: Any, table: Table, frame: pl.DataFrame, fixed: tuple[tuple[str, Any], ...] = ()
+) -> None:
+    """COPY a frame's rows into `table` (its columns named as the table's) as CSV that polars
+    writes a column at a time (the values turned into text in Rust, not a value at a time in
+    Python); `fixed` columns alike."""
+    names = (*frame.columns, *(name for name, _ in fixed))
+    typed = frame.with_columns(
+        [pl.col(name).cast(_copy_type(table.c[name])) for name in frame.columns]
+        + [pl.lit(value, _copy_type(table.c[name])).alias(name) for name, value in fixed]
+    )
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
         sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
     )
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(frame.select(names).write_csv(include_header=False, datetime_format=_CSV_STAMP))
+        copy.write(typed.select(names).write_csv(include_header=False, datetime_format=_CSV_STAMP))
 
 
 def _copy_series(column: Column[Any], values: Sequence[Any]) -> pl.Series:
@@ -883,13 +957,16 @@ def _upsert_sql(
     update: tuple[str, ...],
     literals: tuple[tuple[str, str], ...] = (),
     flags: _Flags = (),
+    stand_ins: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns (`flags` as
-    `_on_conflict` says), with positional parameters in `columns` order and then `literals`
-    (column, SQL literal) as they are."""
+    `_on_conflict` says), with positional parameters in `columns` order (null where a column's
+    equals its `stand_ins` literal) and then `literals` (column, SQL literal) as they are."""
     marker = "?" if dialect == "sqlite" else "%s"
     names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
-    values = ", ".join([marker] * len(columns) + [literal for _, literal in literals])
+    stand_in = dict(stand_ins)
+    given = [f"NULLIF({marker}, {stand_in[c]})" if c in stand_in else marker for c in columns]
+    values = ", ".join(given + [literal for _, literal in literals])
     return (
         f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values})"
         f" {_on_conflict(dialect, table, update, flags)}"
@@ -972,6 +1049,28 @@ def _sqlite_literal(value: Any) -> str:
     if isinstance(value, str) and "\x00" not in value:
         return "'" + value.replace("'", "''") + "'"
     raise TypeError(f"{value!r} cannot be written as a SQLite literal")
+
+
+def _null_stand_ins(frame: pl.DataFrame) -> tuple[pl.DataFrame, tuple[tuple[str, str], ...]]:
+    """A frame for SQLite with a column's nulls replaced by a value that column does not hold,
+    and the SQL literal of each such stand-in, which the statement turns back into null
+    (``NULLIF``): sqlite3 binds None through its adaptation protocol, several times slower than
+    a string or a number. An amount's nulls become NaN, which SQLite stores as null itself."""
+    filled: list[pl.Series] = []
+    stand_ins: list[tuple[str, str]] = []
+    for name in frame.columns:
+        values = frame[name].cast(pl.String) if frame[name].dtype == pl.Null else frame[name]
+        if not values.null_count():
+            continue
+        if values.dtype.is_float():
+            filled.append(values.fill_null(math.nan))
+            continue
+        stand_in = _NULL_TEXT if values.dtype == pl.String else _NULL_INT
+        fits = values.dtype.is_integer() or values.dtype == pl.String
+        if fits and not (values == stand_in).any():
+            filled.append(values.fill_null(stand_in))
+            stand_ins.append((name, _sqlite_literal(stand_in)))
+    return (frame.with_columns(filled) if filled else frame), tuple(stand_ins)
 
 
 def _as_arrays(
