@@ -26,10 +26,12 @@ database's, in the upsert. The link and score stages' own columns (``link_basis`
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
 order, value adapters, checks) that turns its records into plain tuples, a column at a time,
 which `Store.write_rows` upserts with one prepared statement (what is the same in every row, such
-as when it was synced, given once); a `RecordBatch` (a Bulk API page) becomes tuples a column at a
-time with no `Record` made (`_Shape.frame_rows`, `sync.mirror_batches`) and is written the same
-way. A table empty when the stage begins is a first load: its secondary indexes are dropped until
-every stream is in, and on PostgreSQL its rows go in by COPY (`mirror_streams`).
+as when it was synced, given once); a `RecordBatch` (a Bulk API page) becomes a frame of its
+columns made ready at once, in key order, with no `Record` made (`_Shape.ready_frame`,
+`sync.mirror_batches`; `Store.write_frame`), or tuples made a column at a time where a value needs
+adapting alone (`_Shape.frame_rows`). A table empty when the stage begins is a first load: its
+secondary indexes are dropped until every stream is in (a partial one its new rows do not enter
+stays, empty), and on PostgreSQL its rows go in by COPY (`mirror_streams`).
 """
 
 from __future__ import annotations
@@ -170,7 +172,8 @@ def mirror_streams(
 
     A table empty when the stage begins is a first load: its secondary indexes are dropped
     until every stream is in, and built then (also when the stage stops early; those a killed
-    run left unbuilt are built when the next stage first reaches the table).
+    run left unbuilt are built when the next stage first reaches the table); a partial index
+    that no new row enters stays (`Store.drop_indexes`).
     """
     names = list(connector.streams if streams is None else streams)
     saved = {} if full is True else _saved_cursors(store, connector.crm)
@@ -295,7 +298,7 @@ class _FirstLoads:
             empty = store.empty_tables(session, named.values())
             self._loading = {name: table for name, table in named.items() if name in empty}
             for table in self._loading.values():
-                store.drop_indexes(session, table)
+                store.drop_indexes(session, table, new_rows=_MIRROR_SETS)
             loaded = [table for name, table in named.items() if name not in self._loading]
             store.build_indexes(session, loaded)
 

@@ -38,11 +38,13 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    cast,
     create_engine,
     event,
     exists,
     func,
     literal,
+    null,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -408,9 +410,17 @@ class Store:
         [row] = session.execute(select(*held)).all()
         return {name for name, any_row in zip(named, row, strict=True) if not any_row}
 
-    def drop_indexes(self, session: Session, table: Table) -> None:
-        """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it."""
-        drop_indexes(session, table)
+    def drop_indexes(
+        self, session: Session, table: Table, *, new_rows: Mapping[str, Any] | None = None
+    ) -> None:
+        """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it.
+
+        With `new_rows` (values every row of the load holds), a partial index that a row of
+        those values (null elsewhere) does not enter stays: through the load it costs a test of
+        its condition a row, where building it after would read the whole table for nothing.
+        """
+        kept = [] if new_rows is None else _left_out(session, table, new_rows)
+        drop_indexes(session, table, skip=kept)
 
     def build_indexes(
         self, session: Session, tables: Sequence[Table], *, analyze: bool = False
@@ -671,17 +681,41 @@ def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:
 
 
 def drop_indexes(
-    session: Session, table: Table, columns: Collection[str] | None = None
+    session: Session,
+    table: Table,
+    columns: Collection[str] | None = None,
+    skip: Collection[Index] = (),
 ) -> list[Index]:
-    """Drop `table`'s secondary indexes (those on any of `columns`, if given); the dropped."""
+    """Drop `table`'s secondary indexes (those on any of `columns`, if given) but those in
+    `skip`; the dropped."""
     dropped = [
         index
         for index in table.indexes
-        if columns is None or {column.name for column in index.columns} & set(columns)
+        if (columns is None or {column.name for column in index.columns} & set(columns))
+        and index not in skip
     ]
     for index in dropped:
         session.execute(DropIndex(index, if_exists=True))
     return dropped
+
+
+def _left_out(session: Session, table: Table, values: Mapping[str, Any]) -> list[Index]:
+    """`table`'s partial indexes that a row holding `values` (null in the other columns) does
+    not enter, each asked of the database with its own condition."""
+    dialect = session.get_bind().dialect.name
+    row = select(*(cast(_given(values, c.name), c.type).label(c.name) for c in table.c))
+    probe = select(literal(1)).select_from(row.subquery())
+    conditions = {index: index.dialect_kwargs.get(f"{dialect}_where") for index in table.indexes}
+    return [
+        index
+        for index, condition in conditions.items()
+        if condition is not None and session.execute(probe.where(condition)).first() is None
+    ]
+
+
+def _given(values: Mapping[str, Any], name: str) -> Any:
+    """`values`' value of column `name` in a statement (null if it has none)."""
+    return null() if values.get(name) is None else literal(values[name])
 
 
 @contextmanager
