@@ -1232,9 +1232,12 @@ def _pipelined(
     the savepoint before the error is raised again."""
     try:
         with connection.pipeline(), _cursor(connection) as cursor:
-            cursor.execute("SAVEPOINT bulk_rows")
+            # psycopg prepares a statement from its fifth run on; a release skipped with a
+            # refused statement leaves it believing one prepared that the server never saw,
+            # and the next batch fails on it (https://www.psycopg.org/psycopg3/docs/advanced/prepare.html)
+            cursor.execute("SAVEPOINT bulk_rows", prepare=False)
             execute(cursor, statement, rows)
-            cursor.execute("RELEASE SAVEPOINT bulk_rows")
+            cursor.execute("RELEASE SAVEPOINT bulk_rows", prepare=False)
     except BaseException:
         connection.execute("ROLLBACK TO SAVEPOINT bulk_rows")
         connection.execute("RELEASE SAVEPOINT bulk_rows")

@@ -288,6 +288,20 @@ def test_a_frame_of_rows_lands_but_for_the_row_the_database_refuses(
     }
 
 
+def test_a_batch_of_rows_the_database_refuses_is_reported_row_by_row(store: Store) -> None:
+    table = Person.__table__  # type: ignore[attr-defined]
+    fixed = {**MIRROR, "is_converted": False, "link_pending": True, "owned_changed": False}
+    columns = ("id", "kind", *fixed, "crm_owned")
+    adapters = store.adapters(table, columns)
+    refused = [(f"p{n}", "prospect", *fixed.values(), {}) for n in range(8)]  # ten statements
+    rows = [
+        tuple(v if a is None else a(v) for v, a in zip(r, adapters, strict=True)) for r in refused
+    ]
+    with store.session() as session:
+        written = store.write_rows(session, table, columns, rows)
+    assert written.stored == 0 and len(written.refused) == len(rows)
+
+
 def test_cursor_is_saved_with_the_rows_it_covers(store: Store) -> None:
     with store.session() as session:
         store.upsert(session, Person, [_person("p1"), _person("p2")])
