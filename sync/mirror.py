@@ -26,10 +26,12 @@ database's, in the upsert. The link and score stages' own columns (``link_basis`
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
 order, value adapters, checks) that turns its records into plain tuples, a column at a time,
 which `Store.write_rows` upserts with one prepared statement (what is the same in every row, such
-as when it was synced, given once); a `RecordBatch` (a Bulk API page) becomes tuples a column at a
-time with no `Record` made (`_Shape.frame_rows`, `sync.mirror_batches`) and is written the same
-way. A table empty when the stage begins is a first load: its secondary indexes are dropped until
-every stream is in, and on PostgreSQL its rows go in by COPY (`mirror_streams`).
+as when it was synced, given once); a `RecordBatch` (a Bulk API page) becomes a frame of its
+columns made ready at once, in key order, with no `Record` made (`_Shape.ready_frame`,
+`sync.mirror_batches`; `Store.write_frame`), or tuples made a column at a time where a value needs
+adapting alone (`_Shape.frame_rows`). A table empty when the stage begins is a first load: its
+secondary indexes are dropped until every stream is in (a partial one its new rows do not enter
+stays, empty), and on PostgreSQL its rows go in by COPY (`mirror_streams`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from connectors.protocol import (
     Tombstone,
 )
 from connectors.streams import WRITTEN_BACK
-from sync.mirror_batches import latest_parts, plain_column
+from sync.mirror_batches import latest_parts, plain_column, plain_series
 from sync.state import (
     LINK_PENDING,
     OWNED_CHANGED,
@@ -75,7 +77,7 @@ from sync.state import (
     User,
     table_of,
 )
-from sync.store import Adapter, Store, adapt_column, adapters_of, plain_value
+from sync.store import Adapter, Store, Written, adapt_column, adapters_of, plain_value
 
 __all__ = [
     "COMMIT_EVERY",
@@ -170,7 +172,8 @@ def mirror_streams(
 
     A table empty when the stage begins is a first load: its secondary indexes are dropped
     until every stream is in, and built then (also when the stage stops early; those a killed
-    run left unbuilt are built when the next stage first reaches the table).
+    run left unbuilt are built when the next stage first reaches the table); a partial index
+    that no new row enters stays (`Store.drop_indexes`).
     """
     names = list(connector.streams if streams is None else streams)
     saved = {} if full is True else _saved_cursors(store, connector.crm)
@@ -295,7 +298,7 @@ class _FirstLoads:
             empty = store.empty_tables(session, named.values())
             self._loading = {name: table for name, table in named.items() if name in empty}
             for table in self._loading.values():
-                store.drop_indexes(session, table)
+                store.drop_indexes(session, table, new_rows=_MIRROR_SETS)
             loaded = [table for name, table in named.items() if name not in self._loading]
             store.build_indexes(session, loaded)
 
@@ -542,7 +545,11 @@ class _StreamRows:
                 continue
             keys = tuple(part.columns[2:])  # after id and modified_at: a `Record`'s values
             shape = self._shapes.get(keys) or self._shape(keys)
-            self._store_rows(session, shape, shape.frame_rows(part, self._pulled.skip))
+            ready = shape.ready_frame(part)
+            if ready is None:
+                self._store_rows(session, shape, shape.frame_rows(part, self._pulled.skip))
+            else:
+                self._store_frame(session, shape, ready)
 
     def _fresh(self, records: Sequence[Record], held: Mapping[str, Any]) -> Sequence[Record]:
         """The records less re-reads of versions the mirror holds already (same id, modified
@@ -582,15 +589,22 @@ class _StreamRows:
         """Write rows of one shape (its fixed values given once); count those stored and those
         the database refused."""
         written = self._store.write_rows(
-            session,
-            self._table,
-            shape.columns,
-            rows,
-            fixed=shape.fixed_values(self._synced),
-            update=shape.update,
-            flags=shape.flags,
-            new=self._new,
+            session, self._table, shape.columns, rows, **self._how(shape)
         )
+        self._count(shape, written)
+
+    def _store_frame(self, session: Session, shape: _Shape, ready: pl.DataFrame) -> None:
+        """`_store_rows` of a batch's rows made ready a column at a time (`_Shape.ready_frame`)."""
+        self._count(shape, self._store.write_frame(session, self._table, ready, **self._how(shape)))
+
+    def _how(self, shape: _Shape) -> dict[str, Any]:
+        """How rows of ``shape`` are written: its fixed values, what an update sets, whether
+        they go in as new."""
+        fixed = shape.fixed_values(self._synced)
+        return {"fixed": fixed, "update": shape.update, "flags": shape.flags, "new": self._new}
+
+    def _count(self, shape: _Shape, written: Written) -> None:
+        """Count the rows stored and skip those the database refused, with its reason."""
         self._new = self._new and written.all_new
         self._pulled.stored += written.stored
         for row, reason in written.refused:
@@ -719,12 +733,54 @@ class _Shape:
         stamps = _adapted_column(frame["modified_at"], self.stamp, "modified", bad)
         return _kept(columns, frame["id"].to_list(), stamps, bad, skip)
 
+    def ready_frame(self, frame: pl.DataFrame) -> pl.DataFrame | None:
+        """A batch's frame as its rows' columns made ready at once (`plain_series`), named
+        as the table's and in key order (neighbouring rows share pages of its index); None when
+        a column needs adapting value by value or a row cannot be stored (`frame_rows` then
+        notes which, and why)."""
+        ready = [
+            plain_series(frame[key], adapt)
+            for key, adapt in zip(self.picked, self.adapters, strict=True)
+        ]
+        if self.owned is not None:
+            ready.append(self._owned_series(frame))
+        ready += [frame["id"], plain_series(frame["modified_at"], self.stamp)]
+        columns = [c for c in ready if c is not None]
+        if len(columns) < len(ready) or not self._storable(columns):
+            return None
+        named = pl.DataFrame([c.alias(name) for c, name in zip(columns, self.columns, strict=True)])
+        return named if named["id"].is_sorted() else named.sort("id")
+
+    def _storable(self, columns: Sequence[pl.Series]) -> bool:
+        """Whether every row of ``columns`` (`ready_frame`'s) has its required values, each
+        inside its vocabulary."""
+        for _, at in self.required:
+            if at is None or columns[at].null_count():
+                return False
+        return all(
+            columns[at].drop_nulls().is_in(list(allowed)).all()
+            for _, at, allowed in self.vocabularies
+        )
+
+    def _owned_series(self, frame: pl.DataFrame) -> pl.Series | None:
+        """``crm_owned`` of every row of a frame (`_owned_column`); None if a row's cannot be
+        stored."""
+        if not any(frame[name].null_count() < frame.height for name in self._present(frame)):
+            return pl.repeat(self.none_owned, frame.height, dtype=pl.String, eager=True)
+        bad: dict[int, str] = {}
+        texts = self._owned_column(frame, bad)
+        return None if bad else pl.Series(texts, dtype=pl.String)
+
+    def _present(self, frame: pl.DataFrame) -> list[str]:
+        """Those of our fields a frame holds columns of."""
+        return [name for name in self.owned or () if name in frame.columns]
+
     def _owned_column(self, frame: pl.DataFrame, bad: dict[int, str]) -> list[Any]:
         """``crm_owned`` of every row of a frame: one text for the rows holding none of our
         fields, each other row's own."""
         assert self.owned is not None
         column = [self.none_owned] * frame.height
-        present = [name for name in self.owned if name in frame.columns]
+        present = self._present(frame)
         if not present:
             return column
         held = frame.select(pl.any_horizontal(pl.col(present).is_not_null())).to_series()

@@ -17,9 +17,17 @@ from typing import Any
 import polars as pl
 
 from connectors.protocol import Record, RecordBatch
-from sync.store import _SQLITE_STAMP, Adapter, _aware, _int4, _int8, _sqlite_stamp
+from sync.store import (
+    _SQLITE_STAMP,
+    Adapter,
+    _aware,
+    _int4,
+    _int8,
+    _sqlite_flag,
+    _sqlite_stamp,
+)
 
-__all__ = ["latest_parts", "plain_column"]
+__all__ = ["latest_parts", "plain_column", "plain_series"]
 
 # the adapters `sync.store.adapters_of` hands out that a whole column can go through at once
 _INT_RANGES = {_int4: (-(2**31), 2**31), _int8: (-(2**63), 2**63)}
@@ -30,27 +38,35 @@ def plain_column(values: pl.Series, adapt: Adapter | None) -> list[Any] | None:
     """``values`` ready for the database (None stays None), adapted a column at a time; None
     when ``adapt`` is not one this knows for the column's type or would refuse a value (then
     adapt it value by value, to note which)."""
+    plain = plain_series(values, adapt)
+    return None if plain is None else plain.to_list()
+
+
+def plain_series(values: pl.Series, adapt: Adapter | None) -> pl.Series | None:
+    """`plain_column` as a series: its values as the driver is handed them once listed (the
+    stamps SQLite stores as text already that text), or None as there."""
     kind = values.dtype
     if kind == pl.Null or values.null_count() == values.len():
-        return [None] * values.len()
+        return pl.repeat(None, values.len(), dtype=pl.Null, eager=True).alias(values.name)
     if adapt is None:
-        return values.to_list()
+        return values
     if adapt is _sqlite_stamp and kind == pl.Datetime("us", "UTC"):
         if values.dt.year().min() < _FOUR_DIGIT_YEARS:
             return None
-        return values.dt.strftime(_SQLITE_STAMP).to_list()
+        return values.dt.strftime(_SQLITE_STAMP)
     if adapt is _aware and isinstance(kind, pl.Datetime) and kind.time_zone is not None:
-        return values.to_list()
+        return values
     if adapt in _INT_RANGES and kind.is_integer():
         low, high = _INT_RANGES[adapt]
-        inside = low <= values.min() and values.max() < high
-        return values.to_list() if inside else None
+        return values if low <= values.min() and values.max() < high else None
     if adapt is float and kind == pl.Float64:
-        return values.to_list()
+        return values
+    if adapt is _sqlite_flag and kind == pl.Boolean:
+        return values.cast(pl.Int64)
     if adapt is date.isoformat and kind == pl.Date:
         if values.dt.year().min() < _FOUR_DIGIT_YEARS:
             return None
-        return values.dt.strftime("%Y-%m-%d").to_list()
+        return values.dt.strftime("%Y-%m-%d")
     return None
 
 

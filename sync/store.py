@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from functools import cache, lru_cache, partial
 from itertools import islice
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from uuid import uuid4
 
 import polars as pl
@@ -26,6 +26,7 @@ from psycopg import sql
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     Engine,
@@ -37,11 +38,13 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    cast,
     create_engine,
     event,
     exists,
     func,
     literal,
+    null,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -117,6 +120,9 @@ _SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp` as polars formats it
 _CSV_STAMP = "%Y-%m-%d %H:%M:%S%.6fZ"  # a UTC datetime as `_copy` writes it (cheaper than %z)
 
 Adapter = Callable[[Any], Any]
+# what `_null_stand_ins` binds for a null of a text column and of an integer one
+_NULL_TEXT = "\x01"
+_NULL_INT = -(2**63) + 1
 # what a database refuses in one row (a value out of range, a constraint); anything else, such as
 # a lost connection or a locked database, is no fault of the row and ends the transaction
 _ROW_ERRORS = (
@@ -303,6 +309,61 @@ class Store:
                 return written
             except (*_ROW_ERRORS, TypeError, ValueError, pl.exceptions.PolarsError):
                 written.all_new = False
+        self._upsert_rows(connection, table, given, rows, constant, update, flags, written)
+        return written
+
+    def write_frame(
+        self,
+        session: Session,
+        table: Table,
+        frame: pl.DataFrame,
+        *,
+        fixed: Mapping[str, Any] | None = None,
+        update: Sequence[str] | None = None,
+        flags: Mapping[str, Sequence[str]] | None = None,
+        new: bool = False,
+    ) -> Written:
+        """`write_rows` of a frame whose columns hold values made ready a column at a time
+        (what the driver takes once listed: `sync.mirror_batches.plain_series`), with no Python
+        value made per cell where none is needed: new rows go from it straight into COPY on
+        PostgreSQL; on SQLite a column's nulls are bound as a stand-in value the statement turns
+        back into null (`_null_stand_ins`). A refused row is given as bound."""
+        written = Written()
+        if not frame.height:
+            return written
+        connection = _driver_connection(session)
+        constant = tuple((fixed or {}).items())
+        if new and self.dialect == "postgresql":
+            try:
+                with _savepoint(connection, self.dialect):
+                    _copy_frame(connection, table, frame, constant)
+                written.stored = frame.height
+                return written
+            except (*_ROW_ERRORS, pl.exceptions.PolarsError):
+                written.all_new = False
+        stand_ins: tuple[tuple[str, str], ...] = ()
+        if self.dialect == "sqlite":
+            frame, stand_ins = _null_stand_ins(frame)
+        given, rows = tuple(frame.columns), _FrameRows(frame)
+        self._upsert_rows(
+            connection, table, given, rows, constant, update, flags, written, stand_ins
+        )
+        return written
+
+    def _upsert_rows(
+        self,
+        connection: Any,
+        table: Table,
+        given: tuple[str, ...],
+        rows: Sequence[tuple[Any, ...]],
+        constant: tuple[tuple[str, Any], ...],
+        update: Sequence[str] | None,
+        flags: Mapping[str, Sequence[str]] | None,
+        written: Written,
+        stand_ins: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """`write_rows`' upsert (`stand_ins`: columns whose value is null where it is their SQL
+        literal, on SQLite)."""
         keep = (*given, *(name for name, _ in constant)) if update is None else tuple(update)
         watched = tuple((flag, tuple(names)) for flag, names in (flags or {}).items())
         if self.dialect == "postgresql":
@@ -313,9 +374,8 @@ class Store:
             _write_carefully(connection, self.dialect, statement, rows, written, execute)
         else:
             literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
-            statement = _upsert_sql(self.dialect, table, given, keep, literals, watched)
+            statement = _upsert_sql(self.dialect, table, given, keep, literals, watched, stand_ins)
             _write_carefully(connection, self.dialect, statement, rows, written)
-        return written
 
     def held_values(
         self, session: Session, table: Table, column: str, keys: Sequence[Any]
@@ -350,9 +410,17 @@ class Store:
         [row] = session.execute(select(*held)).all()
         return {name for name, any_row in zip(named, row, strict=True) if not any_row}
 
-    def drop_indexes(self, session: Session, table: Table) -> None:
-        """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it."""
-        drop_indexes(session, table)
+    def drop_indexes(
+        self, session: Session, table: Table, *, new_rows: Mapping[str, Any] | None = None
+    ) -> None:
+        """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it.
+
+        With `new_rows` (values every row of the load holds), a partial index that a row of
+        those values (null elsewhere) does not enter stays: through the load it costs a test of
+        its condition a row, where building it after would read the whole table for nothing.
+        """
+        kept = [] if new_rows is None else _left_out(session, table, new_rows)
+        drop_indexes(session, table, skip=kept)
 
     def build_indexes(
         self, session: Session, tables: Sequence[Table], *, analyze: bool = False
@@ -613,17 +681,41 @@ def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:
 
 
 def drop_indexes(
-    session: Session, table: Table, columns: Collection[str] | None = None
+    session: Session,
+    table: Table,
+    columns: Collection[str] | None = None,
+    skip: Collection[Index] = (),
 ) -> list[Index]:
-    """Drop `table`'s secondary indexes (those on any of `columns`, if given); the dropped."""
+    """Drop `table`'s secondary indexes (those on any of `columns`, if given) but those in
+    `skip`; the dropped."""
     dropped = [
         index
         for index in table.indexes
-        if columns is None or {column.name for column in index.columns} & set(columns)
+        if (columns is None or {column.name for column in index.columns} & set(columns))
+        and index not in skip
     ]
     for index in dropped:
         session.execute(DropIndex(index, if_exists=True))
     return dropped
+
+
+def _left_out(session: Session, table: Table, values: Mapping[str, Any]) -> list[Index]:
+    """`table`'s partial indexes that a row holding `values` (null in the other columns) does
+    not enter, each asked of the database with its own condition."""
+    dialect = session.get_bind().dialect.name
+    row = select(*(cast(_given(values, c.name), c.type).label(c.name) for c in table.c))
+    probe = select(literal(1)).select_from(row.subquery())
+    conditions = {index: index.dialect_kwargs.get(f"{dialect}_where") for index in table.indexes}
+    return [
+        index
+        for index, condition in conditions.items()
+        if condition is not None and session.execute(probe.where(condition)).first() is None
+    ]
+
+
+def _given(values: Mapping[str, Any], name: str) -> Any:
+    """`values`' value of column `name` in a statement (null if it has none)."""
+    return null() if values.get(name) is None else literal(values[name])
 
 
 @contextmanager
@@ -744,6 +836,8 @@ def _adapter(dialect: str, column: Column[Any]) -> Adapter | None:
         return _int8 if isinstance(kind, BigInteger) else _int4
     if isinstance(kind, Float):
         return float
+    if isinstance(kind, Boolean) and dialect == "sqlite":
+        return _sqlite_flag
     return None
 
 
@@ -798,6 +892,12 @@ def _epoch_micros(values: Sequence[Any]) -> pl.Series:
     return whole * 1_000_000 + micros
 
 
+def _sqlite_flag(value: Any) -> Any:
+    """A flag as the 1 or 0 SQLite stores it: sqlite3 binds an int at once, where a bool (an
+    int's subclass) goes through its adaptation protocol first, several times slower."""
+    return int(value) if isinstance(value, bool) else value
+
+
 def _int4(value: int) -> int:
     """`value` if an INTEGER column holds it (PostgreSQL's binary COPY would wrap it silently)."""
     if not isinstance(value, int):
@@ -832,24 +932,32 @@ def _copy(
     rows: Sequence[tuple[Any, ...]],
     fixed: tuple[tuple[str, Any], ...] = (),
 ) -> None:
-    """COPY `rows` into `table` as CSV that polars writes a column at a time (the rows' values
-    turned into text in Rust, not a value at a time in Python); `fixed` columns alike."""
-    names = (*columns, *(name for name, _ in fixed))
+    """COPY `rows` into `table` (`_copy_frame`), their values put in typed columns first."""
     frame = pl.DataFrame(
         [
             _copy_series(table.c[name], values)
             for name, values in zip(columns, zip(*rows, strict=True), strict=True)
         ]
     )
-    if fixed:
-        frame = frame.with_columns(
-            pl.lit(value, _copy_type(table.c[name])).alias(name) for name, value in fixed
-        )
+    _copy_frame(connection, table, frame, fixed)
+
+
+def _copy_frame(
+    connection: Any, table: Table, frame: pl.DataFrame, fixed: tuple[tuple[str, Any], ...] = ()
+) -> None:
+    """COPY a frame's rows into `table` (its columns named as the table's) as CSV that polars
+    writes a column at a time (the values turned into text in Rust, not a value at a time in
+    Python); `fixed` columns alike."""
+    names = (*frame.columns, *(name for name, _ in fixed))
+    typed = frame.with_columns(
+        [pl.col(name).cast(_copy_type(table.c[name])) for name in frame.columns]
+        + [pl.lit(value, _copy_type(table.c[name])).alias(name) for name, value in fixed]
+    )
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
         sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
     )
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(frame.select(names).write_csv(include_header=False, datetime_format=_CSV_STAMP))
+        copy.write(typed.select(names).write_csv(include_header=False, datetime_format=_CSV_STAMP))
 
 
 def _copy_series(column: Column[Any], values: Sequence[Any]) -> pl.Series:
@@ -883,13 +991,16 @@ def _upsert_sql(
     update: tuple[str, ...],
     literals: tuple[tuple[str, str], ...] = (),
     flags: _Flags = (),
+    stand_ins: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns (`flags` as
-    `_on_conflict` says), with positional parameters in `columns` order and then `literals`
-    (column, SQL literal) as they are."""
+    `_on_conflict` says), with positional parameters in `columns` order (null where a column's
+    equals its `stand_ins` literal) and then `literals` (column, SQL literal) as they are."""
     marker = "?" if dialect == "sqlite" else "%s"
     names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
-    values = ", ".join([marker] * len(columns) + [literal for _, literal in literals])
+    stand_in = dict(stand_ins)
+    given = [f"NULLIF({marker}, {stand_in[c]})" if c in stand_in else marker for c in columns]
+    values = ", ".join(given + [literal for _, literal in literals])
     return (
         f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values})"
         f" {_on_conflict(dialect, table, update, flags)}"
@@ -972,6 +1083,55 @@ def _sqlite_literal(value: Any) -> str:
     if isinstance(value, str) and "\x00" not in value:
         return "'" + value.replace("'", "''") + "'"
     raise TypeError(f"{value!r} cannot be written as a SQLite literal")
+
+
+class _FrameRows(Sequence[tuple[Any, ...]]):
+    """A frame's rows as a statement takes them: its columns listed once each, a row's tuple
+    made as the statement reaches it (and reused once let go, as `zip` does), not all held at
+    once; twice as fast as polars' own rows."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self._columns = [frame[name].to_list() for name in frame.columns]
+        self._height = frame.height
+
+    def __len__(self) -> int:
+        return self._height
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return zip(*self._columns, strict=True)
+
+    @overload
+    def __getitem__(self, at: int) -> tuple[Any, ...]: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> list[tuple[Any, ...]]: ...
+
+    def __getitem__(self, at: int | slice) -> tuple[Any, ...] | list[tuple[Any, ...]]:
+        if isinstance(at, slice):
+            return list(zip(*(column[at] for column in self._columns), strict=True))
+        return tuple(column[at] for column in self._columns)
+
+
+def _null_stand_ins(frame: pl.DataFrame) -> tuple[pl.DataFrame, tuple[tuple[str, str], ...]]:
+    """A frame for SQLite with a column's nulls replaced by a value that column does not hold,
+    and the SQL literal of each such stand-in, which the statement turns back into null
+    (``NULLIF``): sqlite3 binds None through its adaptation protocol, several times slower than
+    a string or a number. An amount's nulls become NaN, which SQLite stores as null itself."""
+    filled: list[pl.Series] = []
+    stand_ins: list[tuple[str, str]] = []
+    for name in frame.columns:
+        values = frame[name].cast(pl.String) if frame[name].dtype == pl.Null else frame[name]
+        if not values.null_count():
+            continue
+        if values.dtype.is_float():
+            filled.append(values.fill_null(math.nan))
+            continue
+        stand_in = _NULL_TEXT if values.dtype == pl.String else _NULL_INT
+        fits = values.dtype.is_integer() or values.dtype == pl.String
+        if fits and not (values == stand_in).any():
+            filled.append(values.fill_null(stand_in))
+            stand_ins.append((name, _sqlite_literal(stand_in)))
+    return (frame.with_columns(filled) if filled else frame), tuple(stand_ins)
 
 
 def _as_arrays(
@@ -1072,9 +1232,12 @@ def _pipelined(
     the savepoint before the error is raised again."""
     try:
         with connection.pipeline(), _cursor(connection) as cursor:
-            cursor.execute("SAVEPOINT bulk_rows")
+            # psycopg prepares a statement from its fifth run on; a release skipped with a
+            # refused statement leaves it believing one prepared that the server never saw,
+            # and the next batch fails on it (https://www.psycopg.org/psycopg3/docs/advanced/prepare.html)
+            cursor.execute("SAVEPOINT bulk_rows", prepare=False)
             execute(cursor, statement, rows)
-            cursor.execute("RELEASE SAVEPOINT bulk_rows")
+            cursor.execute("RELEASE SAVEPOINT bulk_rows", prepare=False)
     except BaseException:
         connection.execute("ROLLBACK TO SAVEPOINT bulk_rows")
         connection.execute("RELEASE SAVEPOINT bulk_rows")

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -253,6 +254,52 @@ def test_upsert_handles_more_rows_than_one_batch(store: Store) -> None:
     with store.session() as session:
         assert store.upsert(session, Person, rows, batch_size=1_000) == 2_500
     assert _count(store, Person) == 2_500
+
+
+@pytest.mark.parametrize("new", [True, False], ids=["new", "upsert"])
+def test_a_frame_of_rows_lands_but_for_the_row_the_database_refuses(
+    store: Store, new: bool
+) -> None:
+    frame = pl.DataFrame(
+        {
+            "id": ["p1", "p2", "p3", "p4"],
+            "kind": ["lead", "prospect", "contact", "lead"],  # no person is a "prospect"
+            "title": ["CTO", None, "\x01", None],  # a text that stands in for null on SQLite
+            "employees": [10, None, 30, None],
+            "revenue": [1.5, None, None, 2.0],
+        }
+    )
+    table = Person.__table__  # type: ignore[attr-defined]
+    given = {**MIRROR, "is_converted": False, "link_pending": True, "owned_changed": False}
+    fixed = {**given, "crm_owned": {}}
+    adapters = store.adapters(table, list(fixed))
+    fixed = {n: v if a is None else a(v) for (n, v), a in zip(fixed.items(), adapters, strict=True)}
+    with store.session() as session:
+        written = store.write_frame(session, table, frame, fixed=fixed, new=new)
+    assert written.stored == 3 and [row[0] for row, _ in written.refused] == ["p2"]
+    with store.session() as session:
+        people = {
+            p.id: (p.kind, p.title, p.employees, p.revenue) for p in session.exec(select(Person))
+        }
+    assert people == {
+        "p1": ("lead", "CTO", 10, 1.5),
+        "p3": ("contact", "\x01", 30, None),
+        "p4": ("lead", None, None, 2.0),
+    }
+
+
+def test_a_batch_of_rows_the_database_refuses_is_reported_row_by_row(store: Store) -> None:
+    table = Person.__table__  # type: ignore[attr-defined]
+    fixed = {**MIRROR, "is_converted": False, "link_pending": True, "owned_changed": False}
+    columns = ("id", "kind", *fixed, "crm_owned")
+    adapters = store.adapters(table, columns)
+    refused = [(f"p{n}", "prospect", *fixed.values(), {}) for n in range(8)]  # ten statements
+    rows = [
+        tuple(v if a is None else a(v) for v, a in zip(r, adapters, strict=True)) for r in refused
+    ]
+    with store.session() as session:
+        written = store.write_rows(session, table, columns, rows)
+    assert written.stored == 0 and len(written.refused) == len(rows)
 
 
 def test_cursor_is_saved_with_the_rows_it_covers(store: Store) -> None:

@@ -382,6 +382,15 @@ def test_rows_stored_in_bulk_read_back_as_the_orm_wrote_them(store: Store) -> No
     assert lead.matched_account_id is None  # the link is ours to set, not the CRM's
 
 
+# the partial indexes no row of a first load enters, kept through it (empty until a later stage)
+_EMPTY_AFTER_LOADING = {
+    "account": {"ix_account_owned_changed"},
+    "person": {"ix_person_owned_changed", "ix_person_in_review"},
+    "activity": {"ix_activity_recounted"},
+    "opportunity": set(),
+}
+
+
 def test_a_first_load_builds_the_secondary_indexes_after_it(store: Store) -> None:
     seen_during: dict[str, set[str]] = {}
 
@@ -395,7 +404,8 @@ def test_a_first_load_builds_the_secondary_indexes_after_it(store: Store) -> Non
         model = ENTITY_TABLES[entity]
         expected = {index.name for index in model.__table__.indexes}  # type: ignore[attr-defined]
         assert expected and _index_names(store, model) == expected
-        assert seen_during[stream] == set(), f"{stream} loaded with its indexes in place"
+        kept = _EMPTY_AFTER_LOADING[entity]
+        assert seen_during[stream] == kept, f"{stream} loaded with its indexes in place"
 
 
 def test_indexes_a_killed_first_load_left_out_are_built_by_the_next_run(
