@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import delete, false
+from sqlalchemy import delete, exists, false
 from sqlmodel import Session, col, select
 
 from sync.config import MatchingSettings
-from sync.frames import read_frame
+from sync.frames import read_columns, read_frame
 from sync.matching.match import Keyed, keyed
 from sync.matching.similarity import name_similarity, name_variants, shortest_similar
 from sync.state import Account, AccountDomain, LinkState, NameVariant, Opportunity, Person, table_of
@@ -45,6 +45,7 @@ from sync.store import in_chunks, insert_rows_missing, update_rows
 
 __all__ = [
     "OldKeys",
+    "account_keys",
     "accounts_frame",
     "current",
     "mark_current",
@@ -108,9 +109,12 @@ def _fingerprint(settings: MatchingSettings) -> str:
 # --- frames as matching reads them -------------------------------------------------------------
 
 
-def accounts_frame(session: Session, ids: Collection[str] | None = None) -> pl.DataFrame:
-    """Live accounts as the matcher reads them: every one, or those of ``ids``."""
-    statement = select(*_ACCOUNTS).where(col(Account.is_deleted).is_(False))
+def accounts_frame(
+    session: Session, ids: Collection[str] | None = None, *columns: Any
+) -> pl.DataFrame:
+    """Live accounts as the matcher reads them (and ``columns``): every one, or those of
+    ``ids``."""
+    statement = select(*_ACCOUNTS, *columns).where(col(Account.is_deleted).is_(False))
     frame = _read_by_ids(session, statement, Account.id, ids)
     return frame.with_columns(pl.col("created_at").dt.epoch("s"))
 
@@ -118,8 +122,11 @@ def accounts_frame(session: Session, ids: Collection[str] | None = None) -> pl.D
 def people_frame(
     session: Session, ids: Collection[str] | None = None, *columns: Any
 ) -> pl.DataFrame:
-    """Live people as the matcher reads them (and ``columns``): every one, or those of ``ids``."""
+    """Live people as the matcher reads them (and ``columns``, text or numbers): every one
+    (read column-wise, the whole table), or those of ``ids``."""
     statement = select(*_PEOPLE, *columns).where(col(Person.is_deleted).is_(False))
+    if ids is None:
+        return read_columns(session, statement)
     return _read_by_ids(session, statement, Person.id, ids)
 
 
@@ -136,11 +143,13 @@ def _read_by_ids(
 
 
 def store_everyone(session: Session, keys: Keyed) -> None:
-    """Every account's keys and every name's blocking keys, after a match of everyone (each
-    person's keys go with its outcome: `person_keys`)."""
+    """Every account's own domains and every name's blocking keys, after a match of everyone
+    (each person's and each account's keys go with the row's other columns: `person_keys`,
+    `account_keys`)."""
     session.execute(delete(AccountDomain))
-    store_accounts(session, keys)
-    _register(session, keys.persons["company_key"])
+    own = keys.own.select("domain", "account_id").sort("domain", "account_id")
+    insert_rows_missing(session, table_of(AccountDomain), own.columns, own.rows(), new=True)
+    _register(session, pl.concat([keys.firms["name_key"], keys.persons["company_key"]]))
 
 
 def person_keys(keys: Keyed) -> pl.DataFrame:
@@ -148,6 +157,11 @@ def person_keys(keys: Keyed) -> pl.DataFrame:
     return keys.persons.select(
         "person_id", link="link_id", domain="corporate_domain", name="company_key"
     )
+
+
+def account_keys(keys: Keyed) -> pl.DataFrame:
+    """Each keyed account's key as stored: account_id, name."""
+    return keys.firms.select("account_id", name="name_key")
 
 
 def store_accounts(session: Session, keys: Keyed) -> None:
@@ -170,11 +184,13 @@ def _store_people(session: Session, keys: Keyed) -> None:
 
 
 def _register(session: Session, names: pl.Series) -> None:
-    """Store the blocking keys of the name keys not stored yet (a key is among its own)."""
+    """Store the blocking keys of the name keys not stored yet (a key is among its own; none
+    is, the first time)."""
     table = table_of(NameVariant)
     given = names.drop_nulls().unique().to_list()
+    empty = not session.execute(select(exists().select_from(table))).scalar()
     known: set[str] = set()
-    for chunk in in_chunks(sorted(given)):
+    for chunk in [] if empty else in_chunks(sorted(given)):
         statement = select(table.c.variant).where(
             table.c.variant.in_(chunk), table.c.key == table.c.variant
         )
@@ -183,7 +199,7 @@ def _register(session: Session, names: pl.Series) -> None:
     for start in range(0, len(new), _REGISTER_CHUNK):
         variants = name_variants(pl.Series(new[start : start + _REGISTER_CHUNK], dtype=pl.String))
         rows = variants.select("variant", "key").unique().sort("variant", "key")
-        insert_rows_missing(session, table, rows.columns, rows.rows())
+        insert_rows_missing(session, table, rows.columns, rows.rows(), new=empty)
 
 
 def refresh(

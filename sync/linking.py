@@ -25,10 +25,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Row, false, func, literal, text, update
+from sqlalchemy import Integer, Row, cast, false, func, literal, text, update
 from sqlmodel import Session, SQLModel, col, select
 
 from sync import link_keys, tally
@@ -141,9 +142,10 @@ def link_people(session: Session, settings: MatchingSettings, *, full: bool = Fa
     the matching settings changed) and store each outcome on the person's row; hand what changed
     to the score stage (`PendingRescore`) as the mirror's flags are cleared; the counts of the
     state after it."""
-    pending = _pending(session)
+    everyone = full or not link_keys.current(session, settings)
+    pending = _pending(session, live=not everyone)
     counts, moved = LinkCounts(), {}
-    if full or _relinks_everyone(session, settings, pending):
+    if everyone or _relinks_everyone(session, pending):
         counts, moved = _relink_everyone(session, settings, pending.lost)
     elif pending.people or pending.accounts:
         counts, moved = _relink_reached(session, settings, pending)
@@ -152,11 +154,9 @@ def link_people(session: Session, settings: MatchingSettings, *, full: bool = Fa
     return _tallied(session, counts, tally.shifted(pending.uncounted, moved))
 
 
-def _relinks_everyone(session: Session, settings: MatchingSettings, pending: _Pending) -> bool:
-    """Whether to relink everyone: no keys stored yet (the first run), other matching settings,
-    or as many people changed as stayed (then reading everyone costs less than finding them)."""
-    if not link_keys.current(session, settings):
-        return True
+def _relinks_everyone(session: Session, pending: _Pending) -> bool:
+    """Whether to relink everyone though the stored keys are current: as many people changed
+    as stayed (then reading everyone costs less than finding them)."""
     counted = tally.read(session, TALLY)
     return counted is None or 2 * len(pending.people) >= sum(counted.values())
 
@@ -164,18 +164,22 @@ def _relinks_everyone(session: Session, settings: MatchingSettings, pending: _Pe
 def _relink_everyone(
     session: Session, settings: MatchingSettings, lost: frozenset[str]
 ) -> tuple[LinkCounts, dict[str, int]]:
-    """Match everyone and store every outcome and every key; what was decided, and the tally's
-    change."""
-    people, previous = _people(session)
-    accounts = _with_open(link_keys.accounts_frame(session), _opportunities(session))
-    keys = keyed(accounts, people, settings)
+    """Match everyone and store every outcome and every key, each live row's basis with them
+    (one write a row); what was decided, and the tally's change."""
+    people, previous, people_bases = _people(session)
+    accounts, account_bases = _accounts(session)
+    keys = keyed(_with_open(accounts, _opportunities(session)), people, settings)
     frame = match_keyed(keys, settings).frame
     statuses = _statuses(frame)
     with (
         indexes_rebuilt(session, table_of(Person), _STORED),
         indexes_rebuilt(session, table_of(Account), {"match_name"}),
     ):
-        _store(session, frame, statuses, link_keys.person_keys(keys))
+        person_keys = _as_stored(link_keys.person_keys(keys), "person_id")
+        _store(session, frame, statuses, person_keys.join(people_bases, on="id", how="left"))
+        account_keys = _as_stored(link_keys.account_keys(keys), "account_id")
+        rows = account_keys.join(account_bases, on="id", how="left").sort("id")
+        update_rows(session, table_of(Account), rows.columns, rows.rows())
         link_keys.store_everyone(session, keys)
     return _decided(frame, previous, lost, full=True), _moves(statuses, previous)
 
@@ -187,6 +191,11 @@ _STORED = frozenset(
         *("link_status", "match_link", "match_domain", "match_name"),
     )
 )
+
+
+def _as_stored(keys: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Keys of `sync.link_keys` (``key``, then the keys) as their rows' columns: id, match_*."""
+    return keys.rename({key: "id"} | {k: f"match_{k}" for k in keys.columns if k != key})
 
 
 def _relink_reached(
@@ -216,12 +225,14 @@ def _decided(
     return counts
 
 
-def _pending(session: Session) -> _Pending:
+def _pending(session: Session, *, live: bool = True) -> _Pending:
     """People and accounts the mirror changed, in what matching reads, since the last link;
-    people deleted since are no longer counted (their status cleared)."""
+    people deleted since are no longer counted (their status cleared). Without ``live`` (a
+    relink of everyone, which stores the live rows' bases with their links) only deleted
+    people and accounts are read."""
     extra = ("matched_account_id", "link_status", "match_link")
-    people = _changed_rows(session, Person, extra)
-    records = frozenset(row.id for row in _changed_rows(session, Account))
+    people = _changed_rows(session, Person, extra, live=live)
+    records = frozenset(row.id for row in _changed_rows(session, Account, live=live))
     accounts = set(records)
     accounts.update(row.account_id for row in _changed_rows(session, Opportunity))
     for row in people:
@@ -246,16 +257,18 @@ def _pending(session: Session) -> _Pending:
 
 
 def _changed_rows(
-    session: Session, model: type[SQLModel], extra: tuple[str, ...] = ()
+    session: Session, model: type[SQLModel], extra: tuple[str, ...] = (), *, live: bool = True
 ) -> list[Row[Any]]:
-    """Pending rows whose fields that matching reads differ from the basis they were last linked
-    on (a row pulled again for our own write-back's sake does not); their basis is updated."""
+    """Pending rows (deleted ones only, without ``live``) whose fields that matching reads
+    differ from the basis they were last linked on (a row pulled again for our own write-back's
+    sake does not); their basis is updated."""
     table = table_of(model)
     names = _BASIS[model]
     columns = [table.c[name] for name in (*names, *extra)]
-    pending = session.execute(
-        select(table.c.id, table.c.link_basis, *columns).where(_flagged(table))
-    ).all()
+    statement = select(table.c.id, table.c.link_basis, *columns).where(_flagged(table))
+    if not live:
+        statement = statement.where(table.c.is_deleted)
+    pending = session.execute(statement).all()
     changed, bases = [], []
     for row in pending:
         basis = _basis(row[2 : 2 + len(names)])
@@ -282,7 +295,74 @@ def _clear_status(session: Session, person_ids: Sequence[str]) -> None:
 def _basis(values: Sequence[Any]) -> str:
     """A short hash of the values matching reads (text, flags and aware UTC datetimes, whose
     repr is the same from both databases)."""
-    return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=8).hexdigest()
+    return _digest(repr(tuple(values)))
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+# text whose repr is itself between single quotes: printable ASCII but the quote and the
+# backslash (repr escapes those, and chooses its quotes and escapes for the rest itself)
+_PLAIN = r"^[ -&(-\[\]-~]*$"
+
+
+def _bases(frame: pl.DataFrame) -> pl.Series:
+    """`_basis` of each row of ``frame`` (its columns the values, in order; text, flags and UTC
+    datetimes): the repr spelled out by polars where every text is plain ASCII, by Python for
+    the rest."""
+    plain = pl.all_horizontal(
+        pl.col(name).str.contains(_PLAIN).fill_null(True)
+        for name, kind in frame.schema.items()
+        if kind == pl.String
+    )
+    spelled = pl.concat_str(
+        pl.lit("("),
+        pl.concat_str([_repr(n, k) for n, k in frame.schema.items()], separator=", "),
+        pl.lit(")"),
+    )
+    reprs = frame.select(pl.when(plain).then(spelled)).to_series().to_list()
+    others = frame.with_row_index("at").filter(~plain)
+    for at, *values in others.iter_rows():
+        reprs[at] = repr(tuple(_as_read(value) for value in values))
+    return pl.Series([_digest(text) for text in reprs], dtype=pl.String)
+
+
+def _repr(name: str, kind: pl.DataType) -> pl.Expr:
+    """Python's repr of a column's values (text as plain ASCII), "None" for a null."""
+    value = pl.col(name)
+    if kind == pl.String:
+        spelled = pl.lit("'") + value + pl.lit("'")
+    elif kind == pl.Boolean:
+        spelled = pl.when(value).then(pl.lit("True")).otherwise(pl.lit("False"))
+    elif kind == pl.Datetime("us", "UTC"):
+        spelled = _datetime_repr(value)
+    else:
+        raise TypeError(f"no basis of a {kind} column ({name})")
+    return pl.when(value.is_null()).then(pl.lit("None")).otherwise(spelled)
+
+
+def _datetime_repr(value: pl.Expr) -> pl.Expr:
+    """repr of a UTC datetime: its fields, the microsecond left out when zero, and the second
+    too when both are."""
+    second, micro = value.dt.second(), value.dt.microsecond()
+    fields = [value.dt.year(), value.dt.month(), value.dt.day(), value.dt.hour(), value.dt.minute()]
+    return pl.concat_str(
+        pl.lit("datetime.datetime("),
+        pl.concat_str(fields, separator=", "),
+        _unless_zero(second, (second != 0) | (micro != 0)),
+        _unless_zero(micro, micro != 0),
+        pl.lit(", tzinfo=datetime.timezone.utc)"),
+    )
+
+
+def _unless_zero(field: pl.Expr, shown: pl.Expr) -> pl.Expr:
+    return pl.when(shown).then(pl.lit(", ") + field.cast(pl.String)).otherwise(pl.lit(""))
+
+
+def _as_read(value: Any) -> Any:
+    """A frame's value as the database's row gives it (a datetime with `datetime.UTC`)."""
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
 def _hand_over(session: Session, counts: LinkCounts) -> None:
@@ -366,10 +446,50 @@ def _outcomes(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Live people as the matcher reads them, and each one's current link, rule and reason."""
-    frame = link_keys.people_frame(session, None, *_OUTCOMES)
-    return frame.drop(column.key for column in _OUTCOMES), _outcomes(frame)
+def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Live people as the matcher reads them, each one's current link, rule and reason, and
+    the basis each is to keep (`_kept_bases`)."""
+    frame = link_keys.people_frame(session, None, *_OUTCOMES, *_held(Person))
+    bases = _kept_bases(frame, "person_id", Person)
+    people = frame.drop(*(column.key for column in _OUTCOMES), *_HELD)
+    return people, _outcomes(frame), bases
+
+
+def _accounts(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Live accounts as the matcher reads them, and the basis each is to keep (`_kept_bases`)."""
+    stamp = col(Account.created_at).label(_STAMP)
+    frame = link_keys.accounts_frame(session, None, stamp, *_held(Account))
+    as_read = frame.drop("created_at").rename({_STAMP: "created_at"})
+    return frame.drop(_STAMP, *_HELD), _kept_bases(as_read, "account_id", Account)
+
+
+_STAMP = "basis_created_at"  # an account's creation as its basis reads it (matching: seconds)
+_HELD = ("held_basis", "pending")  # `_held`'s columns
+
+
+def _held(model: type[SQLModel]) -> tuple[Any, Any]:
+    """The basis a row holds, and whether it is pending (1 or 0)."""
+    table = table_of(model)
+    return (
+        table.c.link_basis.label("held_basis"),
+        cast(table.c[LINK_PENDING], Integer).label("pending"),
+    )
+
+
+def _kept_bases(frame: pl.DataFrame, key: str, model: type[SQLModel]) -> pl.DataFrame:
+    """id, link_basis and link_pending of these live rows as a relink of everyone stores them:
+    a pending row's basis made afresh from the fields in ``frame`` (`_changed_rows` would
+    store it), another's as it holds it; the flag cleared (`_hand_over` would clear it)."""
+    pending = pl.col("pending") == 1
+    due = frame.filter(pending)
+    values = [pl.lit(False).alias(n) if n == "is_deleted" else pl.col(n) for n in _BASIS[model]]
+    made = due.select(id=key, made=_bases(due.select(values)))
+    return (
+        frame.select(pl.col(key).alias("id"), "held_basis", "pending")
+        .join(made, on="id", how="left")
+        .select("id", link_basis=pl.when(pending).then("made").otherwise("held_basis"))
+        .with_columns(pl.lit(False).alias(LINK_PENDING))
+    )
 
 
 def _previous(session: Session, people: Collection[str]) -> pl.DataFrame:
@@ -397,10 +517,10 @@ def _store(
     session: Session,
     frame: pl.DataFrame,
     statuses: pl.DataFrame,
-    keys: pl.DataFrame | None = None,
+    more: pl.DataFrame | None = None,
 ) -> None:
     """Each person's link, rule and confidence, or why it has none, and the status the tally
-    counts (with ``keys``, its matching keys too: `sync.link_keys.person_keys`), in bulk."""
+    counts (with ``more``, its other columns by id too: its keys, its basis), in bulk."""
     rows = frame.select(
         id="person_id",
         matched_account_id="account_id",
@@ -409,13 +529,9 @@ def _store(
         orphan_reason=pl.col("reason").cast(pl.String),
         link_status=statuses["link_status"],
     )
-    if keys is not None:
-        stored = keys.rename({"person_id": "id"} | {k: f"match_{k}" for k in _KEYS})
-        rows = rows.join(stored, on="id", how="left")
+    if more is not None:
+        rows = rows.join(more, on="id", how="left")
     update_rows(session, table_of(Person), rows.columns, rows.sort("id").rows())
-
-
-_KEYS = ("link", "domain", "name")  # a person's matching keys, stored as match_<key>
 
 
 def _changed(

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache, lru_cache, partial
-from itertools import islice
+from itertools import chain, islice
 from types import TracebackType
 from typing import Any, TypeVar
 from uuid import uuid4
@@ -591,20 +591,52 @@ def insert_missing(
 
 
 def insert_rows_missing(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    new: bool = False,
 ) -> None:
     """Insert plain tuples (values in ``columns`` order, of types the driver takes as they are)
-    into ``table``, leaving out those whose primary key it holds already: one statement over a
-    typed array per column on PostgreSQL, one prepared statement (executemany) on SQLite."""
+    into ``table``, leaving out those whose primary key it holds already: on PostgreSQL one
+    statement over a typed array per column, or with ``new`` (distinct rows, none of whose
+    keys the table holds: a load into an empty table) a COPY; on SQLite one prepared statement
+    of many rows each (`_sqlite_insert_many`)."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
     names = tuple(columns)
-    with _cursor(_driver_connection(session)) as cursor:
+    connection = _driver_connection(session)
+    if dialect == "postgresql" and new:
+        _copy(connection, table, names, rows)
+        return
+    with _cursor(connection) as cursor:
         if dialect == "postgresql":
             _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
         else:
-            cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+            _sqlite_insert_many(cursor, table, names, rows)
+
+
+# rows per INSERT of `_sqlite_insert_many` (at most SQLite's 32766 parameters): executemany
+# steps a prepared statement once a row, and a row costs half as much as one of many
+_ROWS_PER_INSERT = 500
+
+
+def _sqlite_insert_many(
+    cursor: Any, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING of ``rows`` on SQLite, up to ``_ROWS_PER_INSERT`` rows
+    a statement."""
+    per = min(_ROWS_PER_INSERT, 32766 // len(columns))
+    whole = len(rows) - len(rows) % per
+    if whole:
+        many = _upsert_sql("sqlite", table, columns, (), rows=per)
+        values = list(chain.from_iterable(rows[:whole]))
+        step = per * len(columns)
+        cursor.executemany(many, (values[at : at + step] for at in range(0, len(values), step)))
+    if whole < len(rows):
+        cursor.executemany(_upsert_sql("sqlite", table, columns, ()), rows[whole:])
 
 
 def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:
@@ -883,16 +915,18 @@ def _upsert_sql(
     update: tuple[str, ...],
     literals: tuple[tuple[str, str], ...] = (),
     flags: _Flags = (),
+    rows: int = 1,
 ) -> str:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns (`flags` as
     `_on_conflict` says), with positional parameters in `columns` order and then `literals`
-    (column, SQL literal) as they are."""
+    (column, SQL literal) as they are, for one row (or as many as `rows`, one after another)."""
     marker = "?" if dialect == "sqlite" else "%s"
     names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
     values = ", ".join([marker] * len(columns) + [literal for _, literal in literals])
     return (
-        f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values})"
-        f" {_on_conflict(dialect, table, update, flags)}"
+        f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES "
+        + ", ".join([f"({values})"] * rows)
+        + f" {_on_conflict(dialect, table, update, flags)}"
     )
 
 

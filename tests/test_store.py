@@ -30,6 +30,8 @@ from sync import (
     User,
     WriteLedger,
 )
+from sync.state import NameVariant, table_of
+from sync.store import insert_rows_missing
 
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 MIRROR = {"crm_modified_at": T0, "is_deleted": False, "synced_at": T0 + timedelta(minutes=1)}
@@ -253,6 +255,19 @@ def test_upsert_handles_more_rows_than_one_batch(store: Store) -> None:
     with store.session() as session:
         assert store.upsert(session, Person, rows, batch_size=1_000) == 2_500
     assert _count(store, Person) == 2_500
+
+
+@pytest.mark.parametrize("new", [False, True])
+def test_insert_rows_missing_stores_each_row_once_however_many(store: Store, new: bool) -> None:
+    table = table_of(NameVariant)
+    given = [(f"v{n:04}", f"k{n % 7}") for n in range(1_234)]  # two statements of many and a rest
+    held = [] if new else given[::5]
+    with store.session() as session:
+        insert_rows_missing(session, table, ("variant", "key"), held)
+    with store.session() as session:
+        insert_rows_missing(session, table, ("variant", "key"), given, new=new)
+        stored = session.execute(select(table.c.variant, table.c.key)).all()
+    assert sorted(tuple(row) for row in stored) == given
 
 
 def test_cursor_is_saved_with_the_rows_it_covers(store: Store) -> None:
