@@ -41,7 +41,7 @@ from sync.frames import read_columns, read_frame
 from sync.matching.match import Keyed, keyed
 from sync.matching.similarity import name_similarity, name_variants, shortest_similar
 from sync.state import Account, AccountDomain, LinkState, NameVariant, Opportunity, Person, table_of
-from sync.store import in_chunks, insert_rows_missing, update_rows
+from sync.store import in_chunks, insert_rows_missing, update_frame
 
 __all__ = [
     "OldKeys",
@@ -148,7 +148,7 @@ def store_everyone(session: Session, keys: Keyed) -> None:
     `account_keys`)."""
     session.execute(delete(AccountDomain))
     own = keys.own.select("domain", "account_id").sort("domain", "account_id")
-    insert_rows_missing(session, table_of(AccountDomain), own.columns, own.rows(), new=True)
+    insert_rows_missing(session, table_of(AccountDomain), own, new=True)
     _register(session, pl.concat([keys.firms["name_key"], keys.persons["company_key"]]))
 
 
@@ -168,9 +168,9 @@ def store_accounts(session: Session, keys: Keyed) -> None:
     """The keyed accounts' name keys and own domains (their old domains deleted before), and
     their names' blocking keys."""
     firms = keys.firms.select(id="account_id", match_name="name_key")
-    update_rows(session, table_of(Account), firms.columns, firms.sort("id").rows())
+    update_frame(session, table_of(Account), firms.sort("id"))
     own = keys.own.select("domain", "account_id").sort("domain", "account_id")
-    insert_rows_missing(session, table_of(AccountDomain), own.columns, own.rows())
+    insert_rows_missing(session, table_of(AccountDomain), own)
     _register(session, firms["match_name"])
 
 
@@ -179,7 +179,7 @@ def _store_people(session: Session, keys: Keyed) -> None:
     rows = person_keys(keys).select(
         id="person_id", match_link="link", match_domain="domain", match_name="name"
     )
-    update_rows(session, table_of(Person), rows.columns, rows.sort("id").rows())
+    update_frame(session, table_of(Person), rows.sort("id"))
     _register(session, rows["match_name"])
 
 
@@ -198,8 +198,13 @@ def _register(session: Session, names: pl.Series) -> None:
     new = sorted(set(given) - known)
     for start in range(0, len(new), _REGISTER_CHUNK):
         variants = name_variants(pl.Series(new[start : start + _REGISTER_CHUNK], dtype=pl.String))
-        rows = variants.select("variant", "key").unique().sort("variant", "key")
-        insert_rows_missing(session, table, rows.columns, rows.rows(), new=empty)
+        rows = variants.select("variant", "key").sort("variant", "key")
+        insert_rows_missing(session, table, rows.filter(_first(rows)), new=empty)
+
+
+def _first(rows: pl.DataFrame) -> pl.Expr:
+    """Whether a row of sorted ``rows`` is the first of its values (cheaper than unique)."""
+    return pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in rows.columns)
 
 
 def refresh(

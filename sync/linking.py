@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import polars as pl
@@ -47,7 +47,7 @@ from sync.state import (
     Person,
     table_of,
 )
-from sync.store import in_chunks, indexes_rebuilt, insert_missing, update_rows
+from sync.store import in_chunks, indexes_rebuilt, insert_missing, update_frame, update_rows
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
@@ -176,10 +176,9 @@ def _relink_everyone(
         indexes_rebuilt(session, table_of(Account), {"match_name"}),
     ):
         person_keys = _as_stored(link_keys.person_keys(keys), "person_id")
-        _store(session, frame, statuses, person_keys.join(people_bases, on="id", how="left"))
+        _store(session, frame, statuses, _joined(people_bases, person_keys))
         account_keys = _as_stored(link_keys.account_keys(keys), "account_id")
-        rows = account_keys.join(account_bases, on="id", how="left").sort("id")
-        update_rows(session, table_of(Account), rows.columns, rows.rows())
+        update_frame(session, table_of(Account), _joined(account_bases, account_keys))
         link_keys.store_everyone(session, keys)
     return _decided(frame, previous, lost, full=True), _moves(statuses, previous)
 
@@ -191,6 +190,11 @@ _STORED = frozenset(
         *("link_status", "match_link", "match_domain", "match_name"),
     )
 )
+
+
+def _joined(rows: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` with the columns of ``more`` by id, in the order of ``rows``."""
+    return rows.join(more, on="id", how="left", maintain_order="left")
 
 
 def _as_stored(keys: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -295,74 +299,19 @@ def _clear_status(session: Session, person_ids: Sequence[str]) -> None:
 def _basis(values: Sequence[Any]) -> str:
     """A short hash of the values matching reads (text, flags and aware UTC datetimes, whose
     repr is the same from both databases)."""
-    return _digest(repr(tuple(values)))
-
-
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-
-
-# text whose repr is itself between single quotes: printable ASCII but the quote and the
-# backslash (repr escapes those, and chooses its quotes and escapes for the rest itself)
-_PLAIN = r"^[ -&(-\[\]-~]*$"
+    return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=8).hexdigest()
 
 
 def _bases(frame: pl.DataFrame) -> pl.Series:
-    """`_basis` of each row of ``frame`` (its columns the values, in order; text, flags and UTC
-    datetimes): the repr spelled out by polars where every text is plain ASCII, by Python for
-    the rest."""
-    plain = pl.all_horizontal(
-        pl.col(name).str.contains(_PLAIN).fill_null(True)
-        for name, kind in frame.schema.items()
-        if kind == pl.String
-    )
-    spelled = pl.concat_str(
-        pl.lit("("),
-        pl.concat_str([_repr(n, k) for n, k in frame.schema.items()], separator=", "),
-        pl.lit(")"),
-    )
-    reprs = frame.select(pl.when(plain).then(spelled)).to_series().to_list()
-    others = frame.with_row_index("at").filter(~plain)
-    for at, *values in others.iter_rows():
-        reprs[at] = repr(tuple(_as_read(value) for value in values))
-    return pl.Series([_digest(text) for text in reprs], dtype=pl.String)
-
-
-def _repr(name: str, kind: pl.DataType) -> pl.Expr:
-    """Python's repr of a column's values (text as plain ASCII), "None" for a null."""
-    value = pl.col(name)
-    if kind == pl.String:
-        spelled = pl.lit("'") + value + pl.lit("'")
-    elif kind == pl.Boolean:
-        spelled = pl.when(value).then(pl.lit("True")).otherwise(pl.lit("False"))
-    elif kind == pl.Datetime("us", "UTC"):
-        spelled = _datetime_repr(value)
-    else:
-        raise TypeError(f"no basis of a {kind} column ({name})")
-    return pl.when(value.is_null()).then(pl.lit("None")).otherwise(spelled)
-
-
-def _datetime_repr(value: pl.Expr) -> pl.Expr:
-    """repr of a UTC datetime: its fields, the microsecond left out when zero, and the second
-    too when both are."""
-    second, micro = value.dt.second(), value.dt.microsecond()
-    fields = [value.dt.year(), value.dt.month(), value.dt.day(), value.dt.hour(), value.dt.minute()]
-    return pl.concat_str(
-        pl.lit("datetime.datetime("),
-        pl.concat_str(fields, separator=", "),
-        _unless_zero(second, (second != 0) | (micro != 0)),
-        _unless_zero(micro, micro != 0),
-        pl.lit(", tzinfo=datetime.timezone.utc)"),
-    )
-
-
-def _unless_zero(field: pl.Expr, shown: pl.Expr) -> pl.Expr:
-    return pl.when(shown).then(pl.lit(", ") + field.cast(pl.String)).otherwise(pl.lit(""))
-
-
-def _as_read(value: Any) -> Any:
-    """A frame's value as the database's row gives it (a datetime with `datetime.UTC`)."""
-    return value.astimezone(UTC) if isinstance(value, datetime) else value
+    """`_basis` of each row of ``frame`` (its columns the values, in order; datetimes in UTC
+    given as the database's rows give them)."""
+    columns = [
+        [None if v is None else v.replace(tzinfo=UTC) for v in column.to_list()]
+        if isinstance(column.dtype, pl.Datetime)
+        else column.to_list()
+        for column in frame.with_columns(pl.col(pl.Datetime).dt.replace_time_zone(None))
+    ]
+    return pl.Series([_basis(values) for values in zip(*columns, strict=True)], dtype=pl.String)
 
 
 def _hand_over(session: Session, counts: LinkCounts) -> None:
@@ -477,18 +426,18 @@ def _held(model: type[SQLModel]) -> tuple[Any, Any]:
 
 
 def _kept_bases(frame: pl.DataFrame, key: str, model: type[SQLModel]) -> pl.DataFrame:
-    """id, link_basis and link_pending of these live rows as a relink of everyone stores them:
-    a pending row's basis made afresh from the fields in ``frame`` (`_changed_rows` would
-    store it), another's as it holds it; the flag cleared (`_hand_over` would clear it)."""
+    """id, link_basis and link_pending of these live rows as a relink of everyone stores them,
+    in the order read (on SQLite the table's own, so that each page is written once): a
+    pending row's basis made afresh from the fields in ``frame`` (as `_changed_rows` would
+    store it), another's as it holds it; the flag cleared (as `_hand_over` would)."""
     pending = pl.col("pending") == 1
     due = frame.filter(pending)
     values = [pl.lit(False).alias(n) if n == "is_deleted" else pl.col(n) for n in _BASIS[model]]
     made = due.select(id=key, made=_bases(due.select(values)))
-    return (
-        frame.select(pl.col(key).alias("id"), "held_basis", "pending")
-        .join(made, on="id", how="left")
-        .select("id", link_basis=pl.when(pending).then("made").otherwise("held_basis"))
-        .with_columns(pl.lit(False).alias(LINK_PENDING))
+    return _joined(frame.select(pl.col(key).alias("id"), "held_basis", "pending"), made).select(
+        "id",
+        link_basis=pl.when(pending).then("made").otherwise("held_basis"),
+        link_pending=pl.lit(False),
     )
 
 
@@ -520,7 +469,8 @@ def _store(
     more: pl.DataFrame | None = None,
 ) -> None:
     """Each person's link, rule and confidence, or why it has none, and the status the tally
-    counts (with ``more``, its other columns by id too: its keys, its basis), in bulk."""
+    counts, in bulk (with ``more``, the other columns of each person's row by id, in the order
+    of ``more``)."""
     rows = frame.select(
         id="person_id",
         matched_account_id="account_id",
@@ -529,9 +479,8 @@ def _store(
         orphan_reason=pl.col("reason").cast(pl.String),
         link_status=statuses["link_status"],
     )
-    if more is not None:
-        rows = rows.join(more, on="id", how="left")
-    update_rows(session, table_of(Person), rows.columns, rows.sort("id").rows())
+    rows = rows.sort("id") if more is None else _joined(more, rows)
+    update_frame(session, table_of(Person), rows)
 
 
 def _changed(

@@ -84,6 +84,7 @@ __all__ = [
     "insert_missing",
     "insert_rows_missing",
     "plain_value",
+    "update_frame",
     "update_rows",
 ]
 
@@ -591,52 +592,54 @@ def insert_missing(
 
 
 def insert_rows_missing(
-    session: Session,
-    table: Table,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-    *,
-    new: bool = False,
+    session: Session, table: Table, rows: pl.DataFrame, *, new: bool = False
 ) -> None:
-    """Insert plain tuples (values in ``columns`` order, of types the driver takes as they are)
-    into ``table``, leaving out those whose primary key it holds already: on PostgreSQL one
-    statement over a typed array per column, or with ``new`` (distinct rows, none of whose
-    keys the table holds: a load into an empty table) a COPY; on SQLite one prepared statement
-    of many rows each (`_sqlite_insert_many`)."""
-    if not rows:
+    """Insert a frame's rows (its columns named as ``table``'s, of types the driver takes as
+    they are) into ``table``, leaving out those whose primary key it holds already: on
+    PostgreSQL one statement over a typed array per column, or with ``new`` (distinct rows,
+    none of whose keys the table holds: a load into an empty table) a COPY; on SQLite one
+    prepared statement of many rows each (`_sqlite_insert_many`)."""
+    if rows.is_empty():
         return
-    dialect = session.get_bind().dialect.name
-    names = tuple(columns)
     connection = _driver_connection(session)
-    if dialect == "postgresql" and new:
-        _copy(connection, table, names, rows)
-        return
-    with _cursor(connection) as cursor:
-        if dialect == "postgresql":
-            _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
-        else:
-            _sqlite_insert_many(cursor, table, names, rows)
+    if session.get_bind().dialect.name == "sqlite":
+        _sqlite_insert_many(connection, table, rows)
+    elif new:
+        _copy_frame(connection, table, rows)
+    else:
+        statement = _unnest_upsert_sql(table, tuple(rows.columns), (), ())
+        with _cursor(connection) as cursor:
+            cursor.execute(statement, [column.to_list() for column in rows.iter_columns()])
 
 
 # rows per INSERT of `_sqlite_insert_many` (at most SQLite's 32766 parameters): executemany
-# steps a prepared statement once a row, and a row costs half as much as one of many
+# steps a prepared statement once a row, which costs SQLite about as much as storing the row
 _ROWS_PER_INSERT = 500
 
 
-def _sqlite_insert_many(
-    cursor: Any, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING of ``rows`` on SQLite, up to ``_ROWS_PER_INSERT`` rows
-    a statement."""
+def _sqlite_insert_many(connection: Any, table: Table, rows: pl.DataFrame) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING of a frame's rows on SQLite, up to ``_ROWS_PER_INSERT``
+    rows a statement."""
+    columns = tuple(rows.columns)
     per = min(_ROWS_PER_INSERT, 32766 // len(columns))
-    whole = len(rows) - len(rows) % per
-    if whole:
-        many = _upsert_sql("sqlite", table, columns, (), rows=per)
-        values = list(chain.from_iterable(rows[:whole]))
-        step = per * len(columns)
-        cursor.executemany(many, (values[at : at + step] for at in range(0, len(values), step)))
-    if whole < len(rows):
-        cursor.executemany(_upsert_sql("sqlite", table, columns, ()), rows[whole:])
+    whole = rows.height - rows.height % per
+    with _cursor(connection) as cursor:
+        if whole:
+            many = _upsert_sql("sqlite", table, columns, (), rows=per)
+            values = list(chain.from_iterable(rows.head(whole).rows()))
+            step = per * len(columns)
+            cursor.executemany(many, (values[at : at + step] for at in range(0, len(values), step)))
+        if whole < rows.height:
+            cursor.executemany(_upsert_sql("sqlite", table, columns, ()), rows.slice(whole).rows())
+
+
+def _copy_frame(connection: Any, table: Table, rows: pl.DataFrame) -> None:
+    """COPY a frame's rows (text and numbers) into ``table`` as the CSV polars writes."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, rows.columns))
+    )
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.write(rows.write_csv(include_header=False))
 
 
 def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:
@@ -678,6 +681,24 @@ def begin_now(session: Session) -> None:
     connection = _driver_connection(session)
     if session.get_bind().dialect.name == "sqlite" and not connection.in_transaction:
         connection.execute("BEGIN")
+
+
+def update_frame(session: Session, table: Table, rows: pl.DataFrame) -> None:
+    """`update_rows` of a frame's rows (its columns named as ``table``'s, the primary key's
+    first), in the frame's order; on PostgreSQL each column's array made from the column, not
+    from a tuple a row."""
+    if rows.is_empty():
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        for chunk in rows.iter_slices(_UPDATE_SLICE):
+            update_rows(session, table, chunk.columns, chunk.rows())
+        return
+    statement = _unnest_update_sql(table, tuple(rows.columns), len(table.primary_key.columns))
+    with _cursor(_driver_connection(session)) as cursor:
+        cursor.execute(statement, [column.to_list() for column in rows.iter_columns()])
+
+
+_UPDATE_SLICE = 100_000  # rows of `update_frame` made tuples at a time on SQLite
 
 
 def update_rows(

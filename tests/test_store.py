@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -262,10 +263,12 @@ def test_insert_rows_missing_stores_each_row_once_however_many(store: Store, new
     table = table_of(NameVariant)
     given = [(f"v{n:04}", f"k{n % 7}") for n in range(1_234)]  # two statements of many and a rest
     held = [] if new else given[::5]
+    schema = {"variant": pl.String, "key": pl.String}
     with store.session() as session:
-        insert_rows_missing(session, table, ("variant", "key"), held)
+        insert_rows_missing(session, table, pl.DataFrame(held, schema=schema, orient="row"))
     with store.session() as session:
-        insert_rows_missing(session, table, ("variant", "key"), given, new=new)
+        rows = pl.DataFrame(given, schema=schema, orient="row")
+        insert_rows_missing(session, table, rows, new=new)
         stored = session.execute(select(table.c.variant, table.c.key)).all()
     assert sorted(tuple(row) for row in stored) == given
 
