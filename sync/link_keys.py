@@ -33,18 +33,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import delete, false
+from sqlalchemy import delete, exists, false
 from sqlmodel import Session, col, select
 
 from sync.config import MatchingSettings
-from sync.frames import read_frame
+from sync.frames import read_columns, read_frame
 from sync.matching.match import Keyed, keyed
 from sync.matching.similarity import name_similarity, name_variants, shortest_similar
 from sync.state import Account, AccountDomain, LinkState, NameVariant, Opportunity, Person, table_of
-from sync.store import in_chunks, insert_rows_missing, update_rows
+from sync.store import in_chunks, insert_rows_missing, update_frame
 
 __all__ = [
     "OldKeys",
+    "account_keys",
     "accounts_frame",
     "current",
     "mark_current",
@@ -108,9 +109,12 @@ def _fingerprint(settings: MatchingSettings) -> str:
 # --- frames as matching reads them -------------------------------------------------------------
 
 
-def accounts_frame(session: Session, ids: Collection[str] | None = None) -> pl.DataFrame:
-    """Live accounts as the matcher reads them: every one, or those of ``ids``."""
-    statement = select(*_ACCOUNTS).where(col(Account.is_deleted).is_(False))
+def accounts_frame(
+    session: Session, ids: Collection[str] | None = None, *columns: Any
+) -> pl.DataFrame:
+    """Live accounts as the matcher reads them (and ``columns``): every one, or those of
+    ``ids``."""
+    statement = select(*_ACCOUNTS, *columns).where(col(Account.is_deleted).is_(False))
     frame = _read_by_ids(session, statement, Account.id, ids)
     return frame.with_columns(pl.col("created_at").dt.epoch("s"))
 
@@ -118,8 +122,11 @@ def accounts_frame(session: Session, ids: Collection[str] | None = None) -> pl.D
 def people_frame(
     session: Session, ids: Collection[str] | None = None, *columns: Any
 ) -> pl.DataFrame:
-    """Live people as the matcher reads them (and ``columns``): every one, or those of ``ids``."""
+    """Live people as the matcher reads them (and ``columns``, text or numbers): every one
+    (read column-wise, the whole table), or those of ``ids``."""
     statement = select(*_PEOPLE, *columns).where(col(Person.is_deleted).is_(False))
+    if ids is None:
+        return read_columns(session, statement)
     return _read_by_ids(session, statement, Person.id, ids)
 
 
@@ -136,11 +143,13 @@ def _read_by_ids(
 
 
 def store_everyone(session: Session, keys: Keyed) -> None:
-    """Every account's keys and every name's blocking keys, after a match of everyone (each
-    person's keys go with its outcome: `person_keys`)."""
+    """Every account's own domains and every name's blocking keys, after a match of everyone
+    (each person's and each account's keys go with the row's other columns: `person_keys`,
+    `account_keys`)."""
     session.execute(delete(AccountDomain))
-    store_accounts(session, keys)
-    _register(session, keys.persons["company_key"])
+    own = keys.own.select("domain", "account_id").sort("domain", "account_id")
+    insert_rows_missing(session, table_of(AccountDomain), own, new=True)
+    _register(session, pl.concat([keys.firms["name_key"], keys.persons["company_key"]]))
 
 
 def person_keys(keys: Keyed) -> pl.DataFrame:
@@ -150,13 +159,18 @@ def person_keys(keys: Keyed) -> pl.DataFrame:
     )
 
 
+def account_keys(keys: Keyed) -> pl.DataFrame:
+    """Each keyed account's key as stored: account_id, name."""
+    return keys.firms.select("account_id", name="name_key")
+
+
 def store_accounts(session: Session, keys: Keyed) -> None:
     """The keyed accounts' name keys and own domains (their old domains deleted before), and
     their names' blocking keys."""
     firms = keys.firms.select(id="account_id", match_name="name_key")
-    update_rows(session, table_of(Account), firms.columns, firms.sort("id").rows())
+    update_frame(session, table_of(Account), firms.sort("id"))
     own = keys.own.select("domain", "account_id").sort("domain", "account_id")
-    insert_rows_missing(session, table_of(AccountDomain), own.columns, own.rows())
+    insert_rows_missing(session, table_of(AccountDomain), own)
     _register(session, firms["match_name"])
 
 
@@ -165,16 +179,18 @@ def _store_people(session: Session, keys: Keyed) -> None:
     rows = person_keys(keys).select(
         id="person_id", match_link="link", match_domain="domain", match_name="name"
     )
-    update_rows(session, table_of(Person), rows.columns, rows.sort("id").rows())
+    update_frame(session, table_of(Person), rows.sort("id"))
     _register(session, rows["match_name"])
 
 
 def _register(session: Session, names: pl.Series) -> None:
-    """Store the blocking keys of the name keys not stored yet (a key is among its own)."""
+    """Store the blocking keys of the name keys not stored yet (a key is among its own; none
+    is, the first time)."""
     table = table_of(NameVariant)
     given = names.drop_nulls().unique().to_list()
+    empty = not session.execute(select(exists().select_from(table))).scalar()
     known: set[str] = set()
-    for chunk in in_chunks(sorted(given)):
+    for chunk in [] if empty else in_chunks(sorted(given)):
         statement = select(table.c.variant).where(
             table.c.variant.in_(chunk), table.c.key == table.c.variant
         )
@@ -182,8 +198,13 @@ def _register(session: Session, names: pl.Series) -> None:
     new = sorted(set(given) - known)
     for start in range(0, len(new), _REGISTER_CHUNK):
         variants = name_variants(pl.Series(new[start : start + _REGISTER_CHUNK], dtype=pl.String))
-        rows = variants.select("variant", "key").unique().sort("variant", "key")
-        insert_rows_missing(session, table, rows.columns, rows.rows())
+        rows = variants.select("variant", "key").sort("variant", "key")
+        insert_rows_missing(session, table, rows.filter(_first(rows)), new=empty)
+
+
+def _first(rows: pl.DataFrame) -> pl.Expr:
+    """Whether a row of sorted ``rows`` is the first of its values (cheaper than unique)."""
+    return pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in rows.columns)
 
 
 def refresh(

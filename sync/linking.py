@@ -25,10 +25,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Row, false, func, literal, text, update
+from sqlalchemy import Integer, Row, cast, false, func, literal, text, update
 from sqlmodel import Session, SQLModel, col, select
 
 from sync import link_keys, tally
@@ -46,7 +47,7 @@ from sync.state import (
     Person,
     table_of,
 )
-from sync.store import in_chunks, indexes_rebuilt, insert_missing, update_rows
+from sync.store import in_chunks, indexes_rebuilt, insert_missing, update_frame, update_rows
 
 __all__ = ["LinkCounts", "link_people", "linked_activities", "match_frames"]
 
@@ -141,9 +142,10 @@ def link_people(session: Session, settings: MatchingSettings, *, full: bool = Fa
     the matching settings changed) and store each outcome on the person's row; hand what changed
     to the score stage (`PendingRescore`) as the mirror's flags are cleared; the counts of the
     state after it."""
-    pending = _pending(session)
+    everyone = full or not link_keys.current(session, settings)
+    pending = _pending(session, live=not everyone)
     counts, moved = LinkCounts(), {}
-    if full or _relinks_everyone(session, settings, pending):
+    if everyone or _relinks_everyone(session, pending):
         counts, moved = _relink_everyone(session, settings, pending.lost)
     elif pending.people or pending.accounts:
         counts, moved = _relink_reached(session, settings, pending)
@@ -152,11 +154,9 @@ def link_people(session: Session, settings: MatchingSettings, *, full: bool = Fa
     return _tallied(session, counts, tally.shifted(pending.uncounted, moved))
 
 
-def _relinks_everyone(session: Session, settings: MatchingSettings, pending: _Pending) -> bool:
-    """Whether to relink everyone: no keys stored yet (the first run), other matching settings,
-    or as many people changed as stayed (then reading everyone costs less than finding them)."""
-    if not link_keys.current(session, settings):
-        return True
+def _relinks_everyone(session: Session, pending: _Pending) -> bool:
+    """Whether to relink everyone though the stored keys are current: as many people changed
+    as stayed (then reading everyone costs less than finding them)."""
     counted = tally.read(session, TALLY)
     return counted is None or 2 * len(pending.people) >= sum(counted.values())
 
@@ -164,18 +164,21 @@ def _relinks_everyone(session: Session, settings: MatchingSettings, pending: _Pe
 def _relink_everyone(
     session: Session, settings: MatchingSettings, lost: frozenset[str]
 ) -> tuple[LinkCounts, dict[str, int]]:
-    """Match everyone and store every outcome and every key; what was decided, and the tally's
-    change."""
-    people, previous = _people(session)
-    accounts = _with_open(link_keys.accounts_frame(session), _opportunities(session))
-    keys = keyed(accounts, people, settings)
+    """Match everyone and store every outcome and every key, each live row's basis with them
+    (one write a row); what was decided, and the tally's change."""
+    people, previous, people_bases = _people(session)
+    accounts, account_bases = _accounts(session)
+    keys = keyed(_with_open(accounts, _opportunities(session)), people, settings)
     frame = match_keyed(keys, settings).frame
     statuses = _statuses(frame)
     with (
         indexes_rebuilt(session, table_of(Person), _STORED),
         indexes_rebuilt(session, table_of(Account), {"match_name"}),
     ):
-        _store(session, frame, statuses, link_keys.person_keys(keys))
+        person_keys = _as_stored(link_keys.person_keys(keys), "person_id")
+        _store(session, frame, statuses, _joined(people_bases, person_keys))
+        account_keys = _as_stored(link_keys.account_keys(keys), "account_id")
+        update_frame(session, table_of(Account), _joined(account_bases, account_keys))
         link_keys.store_everyone(session, keys)
     return _decided(frame, previous, lost, full=True), _moves(statuses, previous)
 
@@ -187,6 +190,16 @@ _STORED = frozenset(
         *("link_status", "match_link", "match_domain", "match_name"),
     )
 )
+
+
+def _joined(rows: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` with the columns of ``more`` by id, in the order of ``rows``."""
+    return rows.join(more, on="id", how="left", maintain_order="left")
+
+
+def _as_stored(keys: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Keys of `sync.link_keys` (``key``, then the keys) as their rows' columns: id, match_*."""
+    return keys.rename({key: "id"} | {k: f"match_{k}" for k in keys.columns if k != key})
 
 
 def _relink_reached(
@@ -216,12 +229,14 @@ def _decided(
     return counts
 
 
-def _pending(session: Session) -> _Pending:
+def _pending(session: Session, *, live: bool = True) -> _Pending:
     """People and accounts the mirror changed, in what matching reads, since the last link;
-    people deleted since are no longer counted (their status cleared)."""
+    people deleted since are no longer counted (their status cleared). Without ``live`` (a
+    relink of everyone, which stores the live rows' bases with their links) only deleted
+    people and accounts are read."""
     extra = ("matched_account_id", "link_status", "match_link")
-    people = _changed_rows(session, Person, extra)
-    records = frozenset(row.id for row in _changed_rows(session, Account))
+    people = _changed_rows(session, Person, extra, live=live)
+    records = frozenset(row.id for row in _changed_rows(session, Account, live=live))
     accounts = set(records)
     accounts.update(row.account_id for row in _changed_rows(session, Opportunity))
     for row in people:
@@ -246,16 +261,18 @@ def _pending(session: Session) -> _Pending:
 
 
 def _changed_rows(
-    session: Session, model: type[SQLModel], extra: tuple[str, ...] = ()
+    session: Session, model: type[SQLModel], extra: tuple[str, ...] = (), *, live: bool = True
 ) -> list[Row[Any]]:
-    """Pending rows whose fields that matching reads differ from the basis they were last linked
-    on (a row pulled again for our own write-back's sake does not); their basis is updated."""
+    """Pending rows (deleted ones only, without ``live``) whose fields that matching reads
+    differ from the basis they were last linked on (a row pulled again for our own write-back's
+    sake does not); their basis is updated."""
     table = table_of(model)
     names = _BASIS[model]
     columns = [table.c[name] for name in (*names, *extra)]
-    pending = session.execute(
-        select(table.c.id, table.c.link_basis, *columns).where(_flagged(table))
-    ).all()
+    statement = select(table.c.id, table.c.link_basis, *columns).where(_flagged(table))
+    if not live:
+        statement = statement.where(table.c.is_deleted)
+    pending = session.execute(statement).all()
     changed, bases = [], []
     for row in pending:
         basis = _basis(row[2 : 2 + len(names)])
@@ -283,6 +300,18 @@ def _basis(values: Sequence[Any]) -> str:
     """A short hash of the values matching reads (text, flags and aware UTC datetimes, whose
     repr is the same from both databases)."""
     return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=8).hexdigest()
+
+
+def _bases(frame: pl.DataFrame) -> pl.Series:
+    """`_basis` of each row of ``frame`` (its columns the values, in order; datetimes in UTC
+    given as the database's rows give them)."""
+    columns = [
+        [None if v is None else v.replace(tzinfo=UTC) for v in column.to_list()]
+        if isinstance(column.dtype, pl.Datetime)
+        else column.to_list()
+        for column in frame.with_columns(pl.col(pl.Datetime).dt.replace_time_zone(None))
+    ]
+    return pl.Series([_basis(values) for values in zip(*columns, strict=True)], dtype=pl.String)
 
 
 def _hand_over(session: Session, counts: LinkCounts) -> None:
@@ -366,10 +395,50 @@ def _outcomes(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Live people as the matcher reads them, and each one's current link, rule and reason."""
-    frame = link_keys.people_frame(session, None, *_OUTCOMES)
-    return frame.drop(column.key for column in _OUTCOMES), _outcomes(frame)
+def _people(session: Session) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Live people as the matcher reads them, each one's current link, rule and reason, and
+    the basis each is to keep (`_kept_bases`)."""
+    frame = link_keys.people_frame(session, None, *_OUTCOMES, *_held(Person))
+    bases = _kept_bases(frame, "person_id", Person)
+    people = frame.drop(*(column.key for column in _OUTCOMES), *_HELD)
+    return people, _outcomes(frame), bases
+
+
+def _accounts(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Live accounts as the matcher reads them, and the basis each is to keep (`_kept_bases`)."""
+    stamp = col(Account.created_at).label(_STAMP)
+    frame = link_keys.accounts_frame(session, None, stamp, *_held(Account))
+    as_read = frame.drop("created_at").rename({_STAMP: "created_at"})
+    return frame.drop(_STAMP, *_HELD), _kept_bases(as_read, "account_id", Account)
+
+
+_STAMP = "basis_created_at"  # an account's creation as its basis reads it (matching: seconds)
+_HELD = ("held_basis", "pending")  # `_held`'s columns
+
+
+def _held(model: type[SQLModel]) -> tuple[Any, Any]:
+    """The basis a row holds, and whether it is pending (1 or 0)."""
+    table = table_of(model)
+    return (
+        table.c.link_basis.label("held_basis"),
+        cast(table.c[LINK_PENDING], Integer).label("pending"),
+    )
+
+
+def _kept_bases(frame: pl.DataFrame, key: str, model: type[SQLModel]) -> pl.DataFrame:
+    """id, link_basis and link_pending of these live rows as a relink of everyone stores them,
+    in the order read (on SQLite the table's own, so that each page is written once): a
+    pending row's basis made afresh from the fields in ``frame`` (as `_changed_rows` would
+    store it), another's as it holds it; the flag cleared (as `_hand_over` would)."""
+    pending = pl.col("pending") == 1
+    due = frame.filter(pending)
+    values = [pl.lit(False).alias(n) if n == "is_deleted" else pl.col(n) for n in _BASIS[model]]
+    made = due.select(id=key, made=_bases(due.select(values)))
+    return _joined(frame.select(pl.col(key).alias("id"), "held_basis", "pending"), made).select(
+        "id",
+        link_basis=pl.when(pending).then("made").otherwise("held_basis"),
+        link_pending=pl.lit(False),
+    )
 
 
 def _previous(session: Session, people: Collection[str]) -> pl.DataFrame:
@@ -397,10 +466,11 @@ def _store(
     session: Session,
     frame: pl.DataFrame,
     statuses: pl.DataFrame,
-    keys: pl.DataFrame | None = None,
+    more: pl.DataFrame | None = None,
 ) -> None:
     """Each person's link, rule and confidence, or why it has none, and the status the tally
-    counts (with ``keys``, its matching keys too: `sync.link_keys.person_keys`), in bulk."""
+    counts, in bulk (with ``more``, the other columns of each person's row by id, in the order
+    of ``more``)."""
     rows = frame.select(
         id="person_id",
         matched_account_id="account_id",
@@ -409,13 +479,8 @@ def _store(
         orphan_reason=pl.col("reason").cast(pl.String),
         link_status=statuses["link_status"],
     )
-    if keys is not None:
-        stored = keys.rename({"person_id": "id"} | {k: f"match_{k}" for k in _KEYS})
-        rows = rows.join(stored, on="id", how="left")
-    update_rows(session, table_of(Person), rows.columns, rows.sort("id").rows())
-
-
-_KEYS = ("link", "domain", "name")  # a person's matching keys, stored as match_<key>
+    rows = rows.sort("id") if more is None else _joined(more, rows)
+    update_frame(session, table_of(Person), rows)
 
 
 def _changed(

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache, lru_cache, partial
-from itertools import islice
+from itertools import chain, islice
 from types import TracebackType
 from typing import Any, TypeVar, overload
 from uuid import uuid4
@@ -87,6 +87,7 @@ __all__ = [
     "insert_missing",
     "insert_rows_missing",
     "plain_value",
+    "update_frame",
     "update_rows",
 ]
 
@@ -659,20 +660,54 @@ def insert_missing(
 
 
 def insert_rows_missing(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    session: Session, table: Table, rows: pl.DataFrame, *, new: bool = False
 ) -> None:
-    """Insert plain tuples (values in ``columns`` order, of types the driver takes as they are)
-    into ``table``, leaving out those whose primary key it holds already: one statement over a
-    typed array per column on PostgreSQL, one prepared statement (executemany) on SQLite."""
-    if not rows:
+    """Insert a frame's rows (its columns named as ``table``'s, of types the driver takes as
+    they are) into ``table``, leaving out those whose primary key it holds already: on
+    PostgreSQL one statement over a typed array per column, or with ``new`` (distinct rows,
+    none of whose keys the table holds: a load into an empty table) a COPY; on SQLite one
+    prepared statement of many rows each (`_sqlite_insert_many`)."""
+    if rows.is_empty():
         return
-    dialect = session.get_bind().dialect.name
-    names = tuple(columns)
-    with _cursor(_driver_connection(session)) as cursor:
-        if dialect == "postgresql":
-            _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
-        else:
-            cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+    connection = _driver_connection(session)
+    if session.get_bind().dialect.name == "sqlite":
+        _sqlite_insert_many(connection, table, rows)
+    elif new:
+        _copy_frame(connection, table, rows)
+    else:
+        statement = _unnest_upsert_sql(table, tuple(rows.columns), (), ())
+        with _cursor(connection) as cursor:
+            cursor.execute(statement, [column.to_list() for column in rows.iter_columns()])
+
+
+# rows per INSERT of `_sqlite_insert_many` (at most SQLite's 32766 parameters): executemany
+# steps a prepared statement once a row, which costs SQLite about as much as storing the row
+_ROWS_PER_INSERT = 500
+
+
+def _sqlite_insert_many(connection: Any, table: Table, rows: pl.DataFrame) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING of a frame's rows on SQLite, up to ``_ROWS_PER_INSERT``
+    rows a statement."""
+    columns = tuple(rows.columns)
+    per = min(_ROWS_PER_INSERT, 32766 // len(columns))
+    whole = rows.height - rows.height % per
+    with _cursor(connection) as cursor:
+        if whole:
+            many = _upsert_sql("sqlite", table, columns, (), rows=per)
+            values = list(chain.from_iterable(rows.head(whole).rows()))
+            step = per * len(columns)
+            cursor.executemany(many, (values[at : at + step] for at in range(0, len(values), step)))
+        if whole < rows.height:
+            cursor.executemany(_upsert_sql("sqlite", table, columns, ()), rows.slice(whole).rows())
+
+
+def _copy_frame(connection: Any, table: Table, rows: pl.DataFrame) -> None:
+    """COPY a frame's rows (text and numbers) into ``table`` as the CSV polars writes."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, rows.columns))
+    )
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.write(rows.write_csv(include_header=False))
 
 
 def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:
@@ -738,6 +773,24 @@ def begin_now(session: Session) -> None:
     connection = _driver_connection(session)
     if session.get_bind().dialect.name == "sqlite" and not connection.in_transaction:
         connection.execute("BEGIN")
+
+
+def update_frame(session: Session, table: Table, rows: pl.DataFrame) -> None:
+    """`update_rows` of a frame's rows (its columns named as ``table``'s, the primary key's
+    first), in the frame's order; on PostgreSQL each column's array made from the column, not
+    from a tuple a row."""
+    if rows.is_empty():
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        for chunk in rows.iter_slices(_UPDATE_SLICE):
+            update_rows(session, table, chunk.columns, chunk.rows())
+        return
+    statement = _unnest_update_sql(table, tuple(rows.columns), len(table.primary_key.columns))
+    with _cursor(_driver_connection(session)) as cursor:
+        cursor.execute(statement, [column.to_list() for column in rows.iter_columns()])
+
+
+_UPDATE_SLICE = 100_000  # rows of `update_frame` made tuples at a time on SQLite
 
 
 def update_rows(
@@ -992,18 +1045,21 @@ def _upsert_sql(
     literals: tuple[tuple[str, str], ...] = (),
     flags: _Flags = (),
     stand_ins: tuple[tuple[str, str], ...] = (),
+    rows: int = 1,
 ) -> str:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns (`flags` as
     `_on_conflict` says), with positional parameters in `columns` order (null where a column's
-    equals its `stand_ins` literal) and then `literals` (column, SQL literal) as they are."""
+    equals its `stand_ins` literal) and then `literals` (column, SQL literal) as they are, for
+    one row (or as many as `rows`, one after another)."""
     marker = "?" if dialect == "sqlite" else "%s"
     names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
     stand_in = dict(stand_ins)
     given = [f"NULLIF({marker}, {stand_in[c]})" if c in stand_in else marker for c in columns]
     values = ", ".join(given + [literal for _, literal in literals])
     return (
-        f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values})"
-        f" {_on_conflict(dialect, table, update, flags)}"
+        f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES "
+        + ", ".join([f"({values})"] * rows)
+        + f" {_on_conflict(dialect, table, update, flags)}"
     )
 
 

@@ -369,6 +369,50 @@ def test_an_incremental_link_follows_hierarchies_and_the_keys_an_account_lost(
     assert not cycle.full and incremental == relinked
 
 
+# values whose repr Python spells its own way (quotes, escapes, text beyond ASCII), and
+# datetimes with and without seconds and microseconds
+CREATED = {
+    "Seconds": datetime(2021, 5, 6, 0, 0, 9, tzinfo=UTC),
+    "Microseconds": datetime(2021, 5, 6, 7, 8, 0, 500, tzinfo=UTC),
+    "Everything": datetime(999, 5, 6, 7, 8, 9, 10, tzinfo=UTC),
+    "Midnight": NOW,
+}
+ODD_ACCOUNTS = [
+    _account("o1", "O'Brien & Sons", created_at=datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=UTC)),
+    _account("o2", 'Say "Hi" Ltd', website="https://say-hi.example"),
+    _account("o3", "Back\\slash Caf\u00e9"),
+    _account("o4", "Both ' and \" GmbH\u00a0"),
+    _account("o5", "Tab\tNew\nLine \U0001f600", domain="xn--caf-dma.example"),
+    *(
+        _account(f"o{n}", f"Plain {name}", created_at=at)
+        for n, (name, at) in enumerate(CREATED.items(), 6)
+    ),
+]
+ODD_PEOPLE = [
+    _lead("l1", "O'Brien & Sons", "seán@say-hi.example"),
+    _lead("l2", 'Say "Hi" Ltd', "x@say-hi.example") | {"phone": "+1 (555) 'x'"},
+    _lead("l3", "Back\\slash Caf\u00e9", "b@gmail.com") | {"country": "Côte d'Ivoire"},
+    _lead("l4", None, "nobody@nowhere.example") | {"account_id": "o5"},
+    *(_lead(f"l{n}", f"Plain {name}", "p@gmail.com") for n, name in enumerate(CREATED, 6)),
+]
+
+
+def test_a_first_link_stores_the_basis_a_cycle_compares_rows_pulled_again_with(
+    store: Store,
+) -> None:
+    with store.session() as session:
+        store.upsert(session, Account, ODD_ACCOUNTS)
+        store.upsert(session, Person, ODD_PEOPLE)
+    first = _link(store)
+    with store.session() as session:  # the same records pulled again: flagged, unchanged
+        store.upsert(session, Account, ODD_ACCOUNTS)
+        store.upsert(session, Person, ODD_PEOPLE)
+    again = _link(store)
+
+    assert first.full and first.people == len(ODD_PEOPLE)
+    assert (again.full, again.people, again.touched_accounts) == (False, 0, frozenset())
+
+
 class _Killed(Exception):
     """The link stage ended at a chosen point."""
 

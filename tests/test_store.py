@@ -31,6 +31,8 @@ from sync import (
     User,
     WriteLedger,
 )
+from sync.state import NameVariant, table_of
+from sync.store import insert_rows_missing
 
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 MIRROR = {"crm_modified_at": T0, "is_deleted": False, "synced_at": T0 + timedelta(minutes=1)}
@@ -300,6 +302,21 @@ def test_a_batch_of_rows_the_database_refuses_is_reported_row_by_row(store: Stor
     with store.session() as session:
         written = store.write_rows(session, table, columns, rows)
     assert written.stored == 0 and len(written.refused) == len(rows)
+
+
+@pytest.mark.parametrize("new", [False, True])
+def test_insert_rows_missing_stores_each_row_once_however_many(store: Store, new: bool) -> None:
+    table = table_of(NameVariant)
+    given = [(f"v{n:04}", f"k{n % 7}") for n in range(1_234)]  # two statements of many and a rest
+    held = [] if new else given[::5]
+    schema = {"variant": pl.String, "key": pl.String}
+    with store.session() as session:
+        insert_rows_missing(session, table, pl.DataFrame(held, schema=schema, orient="row"))
+    with store.session() as session:
+        rows = pl.DataFrame(given, schema=schema, orient="row")
+        insert_rows_missing(session, table, rows, new=new)
+        stored = session.execute(select(table.c.variant, table.c.key)).all()
+    assert sorted(tuple(row) for row in stored) == given
 
 
 def test_cursor_is_saved_with_the_rows_it_covers(store: Store) -> None:
