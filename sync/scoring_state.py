@@ -15,11 +15,11 @@ fixed present) takes only what changed since: activities of a cycle later than t
 (``scored_seq``, `account_signals.uncounted`), counted ones the mirror flagged since, and what
 the link stage handed over (`PendingRescore`) in the transaction that stored its links, all
 taken in this stage's. Some changes force an account's sums to be rebuilt from its own
-activities, each with its reason (`REBUILD_REASONS`). Once a day of the
-run's ``now``, and when the model changes, every account is rescored from its stored sums (no
-history read). Rescored accounts stay pending until `settle` says their write-back is done, so
-a run killed before it wrote rescored them again. `score_book` is the full rescore from the
-mirror, which the stored sums must match.
+activities, each with its reason (`REBUILD_REASONS`). Once a day of the run's ``now``, and when
+the model changes, every account is rescored from its stored sums (no history read). Rescored
+accounts stay pending until `settle` says their write-back is done, so a run killed before it
+wrote rescored them again. `score_book` is the full rescore from the mirror, which the stored
+sums must match.
 """
 
 from __future__ import annotations
