@@ -17,12 +17,17 @@ column-wise (`every_activity`), which also hands over the orphans' own activitie
 reads stored rows as of a moment, shaped as `scoring.signals.decayed_totals` would have summed
 them from the mirror.
 
-Which activities are new: the mirror never sets ``activity.scored_seq``, so an activity is new
-while it is null, however often it is read again; the score stage stamps what it counted (in the
-transaction that updates the sums, so a crash loses neither) and clears the mirror's
-``link_pending`` flag with it, so a counted activity flagged again was edited, deleted or moved
-since. What else changed since the last cycle the link stage hands over (`sync.linking`): no
-timestamp is compared, so a run at the same moment as the one before takes only what changed.
+Which activities are new: the mirror inserts each with the scoring cycle that will count it,
+the one after the last that ran (``activity.scored_seq``, `sync.state.NEXT_CYCLE`), and never
+updates it, so an activity is new while its cycle is later than the last, however often it is
+read again. A cycle counts its own and those before it by moving the last cycle on
+(``scoring_state.seq``) in the transaction that updates the sums, so a crash loses neither, and
+no row is written for it; only an activity that happens at or after the cycle's ``now`` is moved
+on to the next cycle (`defer`). The mirror inserts a row unflagged and sets ``link_pending`` on
+every row it updates, buries or repoints, so a counted activity flagged was edited, deleted or
+moved since; the score stage clears the flags it took. What else changed since the last cycle
+the link stage hands over (`sync.linking`): no timestamp is compared, so a run at the same
+moment as the one before takes only what changed.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import BigInteger, cast, func, null, update
+from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, null, text, update
 from sqlmodel import Session, col, select
 
 from scoring.bursts import Burst
@@ -51,7 +56,7 @@ from scoring.signals import (
     decayed_values,
 )
 from sync.frames import read_column_batches, read_columns
-from sync.state import AccountSignals, Activity, Person
+from sync.state import AFTER_FIRST_CYCLE, AccountSignals, Activity, Person
 from sync.store import in_chunks
 
 __all__ = [
@@ -60,14 +65,15 @@ __all__ = [
     "Sums",
     "Touched",
     "build",
+    "defer",
     "every_activity",
     "fold",
     "linked_activities",
     "load",
     "new_activities",
     "save",
-    "stamp",
     "totals",
+    "uncounted",
 ]
 
 RECENT_DAYS = EXPLAIN_WINDOWS_DAYS[-1]  # the reasons count activities this far back
@@ -211,14 +217,22 @@ def save(
         session.execute(table.insert(), chunk)
 
 
-def stamp(session: Session, seq: int, now: datetime) -> None:
-    """Mark every activity not yet counted that happened before `now` as counted in cycle `seq`
-    (activities of people without an account included: a later link rebuilds that account),
-    the mirror's flag cleared: flagged again, it was written since it was counted."""
+def uncounted(counted: int) -> ColumnElement[bool]:
+    """Activities the cycles up to `counted` have not counted: of a later cycle. Said as the
+    partial index ix_activity_uncounted says it once a cycle has run, so the database reads only
+    that index (before, every activity is new)."""
+    later = col(Activity.scored_seq) > counted
+    return and_(later, text(f"activity.{AFTER_FIRST_CYCLE}")) if counted else later
+
+
+def defer(session: Session, counted: int, now: datetime) -> None:
+    """The activities that the cycle after `counted`, run at `now`, leaves uncounted because they
+    happen at or after `now`: counted by a cycle after it instead (every other activity it
+    counts, those of people without an account too: a later link rebuilds that account)."""
     session.execute(
         update(Activity)
-        .where(col(Activity.scored_seq).is_(None), col(Activity.occurred_at) < now)
-        .values(scored_seq=seq, link_pending=False)
+        .where(uncounted(counted), col(Activity.occurred_at) >= now)
+        .values(scored_seq=counted + 2)
     )
 
 
@@ -320,12 +334,12 @@ def linked_activities(
     return pl.concat(frames) if frames else _frame([])
 
 
-def new_activities(session: Session, now: datetime) -> pl.DataFrame:
-    """Activities not yet counted (``scored_seq`` null) that happened before `now`, with the
-    account they count for, in time order."""
+def new_activities(session: Session, now: datetime, counted: int) -> pl.DataFrame:
+    """Activities the cycles up to `counted` have not counted that happened before `now`, with
+    the account they count for, in time order."""
     statement = _linked(
         select(*_columns(session)).where(
-            col(Activity.scored_seq).is_(None),
+            uncounted(counted),
             col(Activity.is_deleted).is_(False),
             col(Activity.occurred_at) < now,
         )

@@ -19,9 +19,12 @@ Every account, person and opportunity row it inserts, buries or repoints in a me
 ``link_pending`` for the link stage (`sync.linking`), and so is every one it updates, but an
 account or person only when a value other than our own fields and the stamps changes: a record
 pulled again because our write-back touched it (its echo) is not, and only sets ``owned_changed``,
-which the link stage checks against the write ledger (`sync.echoes`). The decision is the
-database's, in the upsert. The link and score stages' own columns (``link_basis``,
-``activity.scored_seq``) it never writes.
+which the link stage checks against the write ledger (`sync.echoes`). An activity row is flagged
+when it is updated, buried or repointed, not when it is inserted: the score stage knows a new
+one by ``activity.scored_seq``, the scoring cycle that will count it, which the mirror gives a
+row it inserts (the one after the last that ran, worked out once for a stream's pull) and never
+updates. The decision is the database's, in the upsert. The link stage's own column
+(``link_basis``) it never writes.
 
 No ORM object is made per row: each field set a stream delivers gets a `_Shape` once (column
 order, value adapters, checks) that turns its records into plain tuples, a column at a time,
@@ -46,7 +49,7 @@ from functools import partial
 from typing import Any, cast
 
 import polars as pl
-from sqlalchemy import Table, delete, update
+from sqlalchemy import Column, Table, delete, update
 from sqlmodel import Session, SQLModel, col, select
 
 from connectors.protocol import (
@@ -99,16 +102,16 @@ ENTITY_TABLES: dict[Entity, type[SQLModel]] = {
 # a HubSpot page holds 100, and a commit per page would cost more than the rows
 COMMIT_EVERY = 10_000
 # what the mirror sets on every row it stores, besides its id and both stamps (on the tables
-# that have the column): the link stage relinks what a pending row reaches. On tables keeping our
-# fields (`_Shape.flags`) a row updated keeps its flags, set only by a change of what they watch
-_MIRROR_SETS: Mapping[str, Any] = {
-    "is_deleted": False,
-    "merged_into": None,
-    LINK_PENDING: True,
-    OWNED_CHANGED: False,
-}
+# that have the column)
+_MIRROR_SETS: Mapping[str, Any] = {"is_deleted": False, "merged_into": None}
+# the flags it keeps for the stages after it (on the tables that have them): a row inserted gets
+# its column's default (pending for the link stage on accounts, people and deals; not on an
+# activity, which is new to the score stage by its cycle), a row updated what `_flags` says
+_FLAGS = (LINK_PENDING, OWNED_CHANGED)
 # columns the mirror fills itself, whatever the record carries
-_OWN_COLUMNS = frozenset({"id", "crm_modified_at", "synced_at", "crm_owned", *_MIRROR_SETS})
+_OWN_COLUMNS = frozenset(
+    {"id", "crm_modified_at", "synced_at", "crm_owned", *_MIRROR_SETS, *_FLAGS}
+)
 _VOCABULARIES: dict[str, Mapping[str, tuple[str, ...]]] = {
     "person": {"kind": PERSON_KINDS},
     "crm_user": {"role": USER_ROLES},
@@ -509,6 +512,7 @@ class _StreamRows:
         self._pulled = pulled
         self._new = new  # rows go in as new (COPY) until one turns out to be held already
         self._shapes: dict[tuple[str, ...], _Shape] = {}
+        self._worked_out: dict[str, Any] | None = None  # `_worked_out_defaults`, once needed
         [stamp] = store.adapters(table, ["synced_at"])
         self._synced = now if stamp is None else stamp(now)
         [self._adapt_stamp] = store.adapters(table, ["crm_modified_at"])
@@ -589,18 +593,21 @@ class _StreamRows:
         """Write rows of one shape (its fixed values given once); count those stored and those
         the database refused."""
         written = self._store.write_rows(
-            session, self._table, shape.columns, rows, **self._how(shape)
+            session, self._table, shape.columns, rows, **self._how(session, shape)
         )
         self._count(shape, written)
 
     def _store_frame(self, session: Session, shape: _Shape, ready: pl.DataFrame) -> None:
         """`_store_rows` of a batch's rows made ready a column at a time (`_Shape.ready_frame`)."""
-        self._count(shape, self._store.write_frame(session, self._table, ready, **self._how(shape)))
+        how = self._how(session, shape)
+        self._count(shape, self._store.write_frame(session, self._table, ready, **how))
 
-    def _how(self, shape: _Shape) -> dict[str, Any]:
+    def _how(self, session: Session, shape: _Shape) -> dict[str, Any]:
         """How rows of ``shape`` are written: its fixed values, what an update sets, whether
         they go in as new."""
-        fixed = shape.fixed_values(self._synced)
+        if self._worked_out is None:
+            self._worked_out = _worked_out_defaults(session, self._table)
+        fixed = shape.fixed_values(self._synced, self._worked_out)
         return {"fixed": fixed, "update": shape.update, "flags": shape.flags, "new": self._new}
 
     def _count(self, shape: _Shape, written: Written) -> None:
@@ -634,23 +641,27 @@ class _Shape:
 
     A row is the record's own columns, ``crm_owned`` (on tables that keep our fields as the CRM
     holds them), the id and its modification stamp; what is the same in every row goes apart
-    (``fixed``): when it was synced, what the mirror sets, then the defaults a new row gets
-    (``update`` leaves those out, so a conflict keeps what the row holds). On a table keeping our
-    fields, an update sets ``link_pending`` only when a value other than ours and the stamps
-    changes, and ``owned_changed`` when ours do (``flags``).
+    (``fixed``): when it was synced, what the mirror sets and its flags, then the defaults a new
+    row gets (``update`` leaves those out, so a conflict keeps what the row holds), those the
+    database works out last (``worked_out``, given by the stage: `_worked_out_defaults`). A row
+    inserted gets its flags' defaults; on a table keeping our fields, an update sets
+    ``link_pending`` only when a value other than ours and the stamps changes, and
+    ``owned_changed`` when ours do, elsewhere every update sets ``link_pending`` (``flags``).
     """
 
     columns: tuple[str, ...]
     fixed: tuple[str, ...]
     update: tuple[str, ...]
-    flags: Mapping[str, tuple[str, ...]]  # flag column -> the columns whose change sets it
+    # flag column -> the columns whose change sets it (None: every update)
+    flags: Mapping[str, tuple[str, ...] | None]
     picked: tuple[str, ...]  # the record's fields stored in columns of their own
     adapters: tuple[Adapter | None, ...]  # one per picked field
     owned: tuple[str, ...] | None  # fields kept in crm_owned; None where the table has none
     owned_text: Adapter
     none_owned: Any  # ``crm_owned`` of a record that holds none of our fields (most, at first)
     stamp: Adapter
-    tail: tuple[Any, ...]  # the fixed values after ``synced_at``
+    tail: tuple[Any, ...]  # the fixed values after ``synced_at``, but those worked out
+    worked_out: tuple[str, ...]  # the columns whose default the database works out
     required: tuple[tuple[str, int | None], ...]  # (column, picked position or None)
     vocabularies: tuple[tuple[str, int, tuple[str, ...]], ...]  # (column, position, allowed)
     id_at: int
@@ -665,12 +676,14 @@ class _Shape:
             if k in table.c and k not in _OWN_COLUMNS and k not in (owned or ())
         )
         sets = [name for name in _MIRROR_SETS if name in table.c]
+        flags = [name for name in _FLAGS if name in table.c]
         columns = (*picked, *(["crm_owned"] if owned else []), "id", "crm_modified_at")
-        update = (*columns, "synced_at", *sets)
+        update = (*columns, "synced_at", *sets, *flags)
         defaults = _new_row_defaults(table, update)
         fixed = (*update[len(columns) :], *defaults)
         adapters = adapters_of(dialect, table, (*columns, *fixed))
-        tail = [_MIRROR_SETS[name] for name in sets] + list(defaults.values())
+        tail = [_MIRROR_SETS[name] for name in sets] + [_default(table, name) for name in flags]
+        tail += defaults.values()
         owned_text = (owned and adapters[columns.index("crm_owned")]) or json.dumps
         return cls(
             columns=columns,
@@ -687,6 +700,9 @@ class _Shape:
                 v if v is None or a is None else a(v)
                 for v, a in zip(tail, adapters[len(columns) + 1 :], strict=True)
             ),
+            worked_out=tuple(
+                c.name for c in table.c if c.name not in update and _worked_out(c) is not None
+            ),
             required=_required(table, picked),
             vocabularies=tuple(
                 (name, picked.index(name), allowed)
@@ -696,9 +712,11 @@ class _Shape:
             id_at=columns.index("id"),
         )
 
-    def fixed_values(self, synced: Any) -> dict[str, Any]:
-        """The values of the ``fixed`` columns, ``synced`` (made ready) the stamp of the sync."""
-        return dict(zip(self.fixed, (synced, *self.tail), strict=True))
+    def fixed_values(self, synced: Any, worked_out: Mapping[str, Any]) -> dict[str, Any]:
+        """The values of the ``fixed`` columns, ``synced`` (made ready) the stamp of the sync,
+        and of the ``worked_out`` ones (`_worked_out_defaults`)."""
+        fixed = dict(zip(self.fixed, (synced, *self.tail), strict=True))
+        return fixed | {name: worked_out[name] for name in self.worked_out}
 
     def rows(
         self, records: Sequence[Record], skip: Callable[[str, str], None]
@@ -865,13 +883,23 @@ def _as_is(value: Any) -> Any:
     return value
 
 
-def _flags(table: Table, picked: Sequence[str], sets: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """What sets each flag when a row of ``table`` is updated (none where it keeps none of our
-    fields: every row written is pending there)."""
-    if "crm_owned" not in table.c or LINK_PENDING not in table.c:
+def _flags(
+    table: Table, picked: Sequence[str], sets: Sequence[str]
+) -> dict[str, tuple[str, ...] | None]:
+    """What sets each flag when a row of ``table`` is updated: on a table keeping our fields, a
+    change of the values other than ours (``link_pending``) or of ours (``owned_changed``);
+    elsewhere every update sets ``link_pending`` (None)."""
+    if LINK_PENDING not in table.c:
         return {}
-    data = (*picked, *(name for name in sets if name not in (LINK_PENDING, OWNED_CHANGED)))
+    if "crm_owned" not in table.c:
+        return {LINK_PENDING: None}
+    data = (*picked, *sets)
     return {LINK_PENDING: data, OWNED_CHANGED: ("crm_owned",)}
+
+
+def _default(table: Table, name: str) -> Any:
+    """The scalar default of one of ``table``'s columns."""
+    return table.c[name].default.arg  # type: ignore[union-attr]
 
 
 def _new_row_defaults(table: Table, given: Sequence[str]) -> dict[str, Any]:
@@ -883,13 +911,34 @@ def _new_row_defaults(table: Table, given: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def _worked_out(column: Column[Any]) -> Any:
+    """The SQL expression that is ``column``'s default, if its default is one."""
+    default: Any = column.default
+    return default.arg if default is not None and default.is_clause_element else None
+
+
+def _worked_out_defaults(session: Session, table: Table) -> dict[str, Any]:
+    """The values the database works out for the columns of ``table`` whose default is a SQL
+    expression (an activity's scoring cycle: `sync.state.NEXT_CYCLE`), once for a stream's
+    pull: they are the same for every row it inserts, and COPY and the bulk upserts take values
+    only."""
+    expressions = {c.name: e for c in table.c if (e := _worked_out(c)) is not None}
+    if not expressions:
+        return {}
+    row = session.execute(select(*(e.label(n) for n, e in expressions.items()))).one()
+    return dict(row._mapping)
+
+
 def _required(table: Table, picked: Sequence[str]) -> tuple[tuple[str, int | None], ...]:
     """The columns a record must give a value (in table order) and where they sit among the
-    picked fields (None: not delivered at all)."""
+    picked fields (None: not delivered at all); not those the database works out."""
     return tuple(
         (column.name, picked.index(column.name) if column.name in picked else None)
         for column in table.c
-        if not column.nullable and not column.primary_key and column.name not in _OWN_COLUMNS
+        if not column.nullable
+        and not column.primary_key
+        and column.name not in _OWN_COLUMNS
+        and _worked_out(column) is None
     )
 
 

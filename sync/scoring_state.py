@@ -11,15 +11,15 @@ cycle reads only what changed since it last ran: new activities are added to the
 sums in O(1), and only accounts touched this cycle are rescored (new activity, a changed record,
 opportunity or person, a relink, merge or delete). What changed is found by flags and hand-over
 rows, never by comparing times, so a run at the same moment as the one before (the sandbox's
-fixed present) takes only what changed since: activities not counted yet (``scored_seq`` null),
-counted ones the mirror flagged again, and what the link stage handed over (`PendingRescore`)
-in the transaction that stored its links, all taken in this stage's. Some changes force an
-account's sums to be
-rebuilt from its own activities, each with its reason (`REBUILD_REASONS`). Once a day of the
-run's ``now``, and when the model changes, every account is rescored from its stored sums (no
-history read). Rescored accounts stay pending until `settle` says their write-back is done, so
-a run killed before it wrote rescored them again. `score_book` is the full rescore from the
-mirror, which the stored sums must match.
+fixed present) takes only what changed since: activities of a cycle later than the last
+(``scored_seq``, `account_signals.uncounted`), counted ones the mirror flagged since, and what
+the link stage handed over (`PendingRescore`) in the transaction that stored its links, all
+taken in this stage's. Some changes force an account's sums to be rebuilt from its own
+activities, each with its reason (`REBUILD_REASONS`). Once a day of the run's ``now``, and when
+the model changes, every account is rescored from its stored sums (no history read). Rescored
+accounts stay pending until `settle` says their write-back is done, so a run killed before it
+wrote rescored them again. `score_book` is the full rescore from the mirror, which the stored
+sums must match.
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ _OLDEST = datetime(1970, 1, 1, tzinfo=UTC)  # an account without a created date 
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # history reads every activity, whenever
 # as the partial index ix_account_signals_pending says it, so SQLite reads only that index
 _PENDING = text("account_signals.pending")
-# as the partial index ix_activity_recounted says it: counted activities the mirror wrote since
-_RECOUNTED = text("activity.link_pending AND activity.scored_seq IS NOT NULL")
+# as the partial index ix_activity_recounted says it: activities the mirror wrote since it
+# inserted them (those counted already were edited, deleted or moved since)
+_FLAGGED = text("activity.link_pending")
 # why every account's sums are built again from the mirror (see `_everything`)
 _BUILD_EVERY_ACCOUNT = ("full", "first", "relinked", "catalog", "clock")
 
@@ -254,9 +255,11 @@ def score_cycle(
     """The score stage: bring the stored sums up to the mirror and score what changed.
 
     What changed is what the link stage handed over (`PendingRescore`: records the mirror
-    wrote, relinked accounts) and the activities not counted yet or flagged again since they
-    were; all of it is taken in this transaction. Nothing is committed here: the caller commits
-    (or, in a dry run, rolls back) the session.
+    wrote, relinked accounts) and the activities not counted yet (of a cycle later than the
+    last) or flagged since they were; all of it is taken in this transaction, the activities by
+    making this cycle the last (no row of theirs is written, but those it leaves for a later
+    cycle: `account_signals.defer`). Nothing is committed here: the caller commits (or, in a
+    dry run, rolls back) the session.
     """
     catalog = setup.catalog
     model = _model(session, setup)
@@ -264,6 +267,7 @@ def score_cycle(
     fingerprint = _fingerprint(catalog)
     handed = _handed_over(session)
     everything = _everything(state, fingerprint, model.version, now, full, EVERYONE in handed)
+    counted = state.seq if state is not None else 0  # the last cycle: what it counted is old
     people: set[str] = set()
     gone: frozenset[str] | None = None
     saved: dict[str, dict[str, Any]] = {}  # the sums this stage stored, by account
@@ -272,14 +276,14 @@ def score_cycle(
         built, unlinked = _build_every_account(session, catalog, now, saved)
         rebuilt = {"full": built}
     else:
-        touched = _touched(session, handed)
+        touched = _touched(session, handed, counted)
         people, gone = touched.people, frozenset(touched.gone)
         rebuilt = _incremental(session, catalog, now, touched, saved)
         if everything is not None:  # nightly, or another model: every account from its sums
             session.execute(update(AccountSignals).values(pending=True))
     _taken(session)
-    seq = (state.seq if state is not None else 0) + 1
-    account_signals.stamp(session, seq, now)
+    account_signals.defer(session, counted, now)
+    seq = counted + 1  # this cycle, the last once committed: what it left is counted
     nightly = now if everything is not None or state is None else state.nightly_at
     session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
                                seq=seq, scored_at=now, nightly_at=nightly))  # fmt: skip
@@ -297,7 +301,7 @@ def _incremental(
     """Bring the touched accounts' sums up to the mirror (what is stored goes in ``saved``)
     and mark them pending; the accounts rebuilt per reason."""
     accounts = touched.accounts
-    _fold_new_activities(session, catalog, now, accounts, saved)
+    _fold_new_activities(session, catalog, now, touched, saved)
     for account_id in accounts.rescore - set(accounts.rebuild) - _held(session, accounts):
         accounts.rebuilt(account_id, "new")  # an account created (or restored) in the CRM
     _rebuild(session, catalog, now, accounts, saved)
@@ -395,9 +399,10 @@ def _live_ids(session: Session, among: Iterable[str] | None = None) -> list[str]
 
 @dataclass
 class _Touched:
-    """What changed since the last score stage: the accounts to rescore (and rebuild), those
-    deleted, and the people whose records, links or activity changed."""
+    """What changed since the last score stage (cycle ``counted``): the accounts to rescore (and
+    rebuild), those deleted, and the people whose records, links or activity changed."""
 
+    counted: int
     accounts: Touched = field(default_factory=Touched)
     gone: set[str] = field(default_factory=set)
     people: set[str] = field(default_factory=set)
@@ -411,10 +416,10 @@ def _handed_over(session: Session) -> dict[str, list[str]]:
     return handed
 
 
-def _touched(session: Session, handed: dict[str, list[str]]) -> _Touched:
+def _touched(session: Session, handed: dict[str, list[str]], counted: int) -> _Touched:
     """Accounts whose records, opportunities, people or counted activities changed since the
-    last score stage, and those relinked; deleted accounts' sums dropped."""
-    touched = _Touched()
+    last score stage (cycle ``counted``), and those relinked; deleted accounts' sums dropped."""
+    touched = _Touched(counted)
     accounts = touched.accounts
     statement = select(Account.id, Account.is_deleted, Account.merged_into)
     for chunk in in_chunks(sorted(handed.get("account", ()))):
@@ -469,44 +474,46 @@ def _touched_people(session: Session, person_ids: Collection[str], touched: _Tou
 
 
 def _touched_activities(session: Session, touched: _Touched) -> None:
-    """Counted activities flagged again (edited, deleted, moved) rebuild the account they
-    count for; the people of those and of activities not counted yet are touched."""
+    """Counted activities flagged since (edited, deleted, moved) rebuild the account they count
+    for; the people of those and of activities not counted yet are touched."""
     counted = select(
         Activity.account_id, Person.matched_account_id, Activity.is_deleted, Activity.person_id
     )
     counted = counted.join(Person, col(Person.id) == Activity.person_id, isouter=True)
-    for own, linked, deleted, person_id in session.exec(counted.where(_RECOUNTED)):
+    recounted = (_FLAGGED, col(Activity.scored_seq) <= touched.counted)
+    for own, linked, deleted, person_id in session.exec(counted.where(*recounted)):
         touched.accounts.rebuilt(own or linked, "delete" if deleted else "edited")
         touched.people.add(person_id)
-    new = select(Activity.person_id).where(col(Activity.scored_seq).is_(None))
+    new = select(Activity.person_id).where(account_signals.uncounted(touched.counted))
     touched.people.update(session.exec(new))
     touched.people.discard(None)  # type: ignore[arg-type]
 
 
 def _taken(session: Session) -> None:
-    """What this stage took is no longer pending: the link stage's hand-over and the flags of
-    counted activities (those of new ones are cleared as they are counted, `stamp`)."""
+    """What this stage took is no longer pending: the link stage's hand-over and the mirror's
+    flags on activities (those of activities not counted yet tell nothing: they are new)."""
     session.execute(delete(PendingRescore))
-    session.execute(update(Activity).where(_RECOUNTED).values(link_pending=False))
+    session.execute(update(Activity).where(_FLAGGED).values(link_pending=False))
 
 
 def _fold_new_activities(
     session: Session,
     catalog: SignalCatalog,
     now: datetime,
-    touched: Touched,
+    touched: _Touched,
     saved: dict[str, dict[str, Any]],
 ) -> None:
     """Add this cycle's new activities to their accounts' stored sums in O(1) each."""
-    new = account_signals.new_activities(session, now)
-    ids = set(new["account_id"].unique().to_list()) - set(touched.rebuild)
+    accounts = touched.accounts
+    new = account_signals.new_activities(session, now, touched.counted)
+    ids = set(new["account_id"].unique().to_list()) - set(accounts.rebuild)
     held = account_signals.load(session, ids)
-    account_signals.fold(catalog, new, held, touched)
+    account_signals.fold(catalog, new, held, accounts)
     now_s = int(now.timestamp())
     updated = {
         account_id: (sums.document(now_s), sums.high_water_s)
         for account_id, sums in held.items()
-        if account_id not in touched.rebuild and account_id in touched.rescore
+        if account_id not in accounts.rebuild and account_id in accounts.rescore
     }
     _save(session, updated, now, saved)
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     event,
     false,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import ORMExecuteState, Session
@@ -28,9 +29,11 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "AFTER_FIRST_CYCLE",
     "DISPOSITIONS",
     "EVERYONE",
     "LINK_PENDING",
+    "NEXT_CYCLE",
     "OWNED_CHANGED",
     "PERSON_KINDS",
     "RELINKED",
@@ -103,6 +106,11 @@ SCHEMA_META_VERSION = 4
 
 PERSON_KINDS = ("lead", "contact")
 LINK_PENDING = "link_pending"  # the column the mirror sets on the rows it changes (`_Linkable`)
+# the scoring cycle an activity stored now is counted by: the one after the last that ran
+NEXT_CYCLE = literal_column("(SELECT COALESCE(MAX(seq), 0) + 1 FROM scoring_state)", BigInteger)
+# activities of the cycles after the first: the first builds every account's sums from the whole
+# history, so only those of later cycles are ever looked up by their cycle
+AFTER_FIRST_CYCLE = "scored_seq > 1"
 # the column the mirror sets on a row whose fields of ours, as the CRM holds them, it changed
 OWNED_CHANGED = "owned_changed"
 # what a `PendingRescore` row names besides a mirrored record: an account a relink moved people
@@ -285,8 +293,8 @@ class Activity(_Mirrored, table=True):
     __table_args__ = (
         Index("ix_activity_account_occurred", "account_id", "occurred_at"),
         Index("ix_activity_person_occurred", "person_id", "occurred_at"),
-        Index("ix_activity_unscored", "scored_seq", **_when("scored_seq IS NULL")),
-        Index("ix_activity_recounted", "id", **_when(f"{LINK_PENDING} AND scored_seq IS NOT NULL")),
+        Index("ix_activity_uncounted", "scored_seq", **_when(AFTER_FIRST_CYCLE)),
+        Index("ix_activity_recounted", "id", **_when(LINK_PENDING)),
     )
 
     id: str = Field(primary_key=True)
@@ -298,12 +306,13 @@ class Activity(_Mirrored, table=True):
     owner_id: str | None = None
     subject: str | None = None
     rep_touch: bool = False  # a rep's own call, email or meeting (what stops an SLA clock)
-    # the scoring cycle that first counted it (`sync.account_signals`); null until then, and the
-    # mirror never sets it, so an activity read again keeps it and counts once
-    scored_seq: int | None = Field(default=None, sa_type=BigInteger)
-    # set by the mirror on every row it writes, as on the linkable tables; the score stage clears
-    # it, so one already counted and flagged again was edited, deleted or moved since
-    link_pending: bool = True
+    # the scoring cycle that counts it (`sync.account_signals`): the one after the last that had
+    # run when the row was inserted; an update never sets it, so an activity read again keeps it
+    # and counts once (a cycle it happened after moves it on to the next)
+    scored_seq: int = Field(sa_type=BigInteger, sa_column_kwargs={"default": NEXT_CYCLE})
+    # set by the mirror on every row it updates, buries or repoints, not on one it inserts; the
+    # score stage clears it, so one already counted and flagged was edited, deleted or moved since
+    link_pending: bool = False
 
 
 class Opportunity(_Linkable, table=True):

@@ -279,7 +279,7 @@ class Store:
         *,
         fixed: Mapping[str, Any] | None = None,
         update: Sequence[str] | None = None,
-        flags: Mapping[str, Sequence[str]] | None = None,
+        flags: Mapping[str, Sequence[str] | None] | None = None,
         new: bool = False,
     ) -> Written:
         """Store plain tuples (values in `columns` order, made ready by `adapters`) in the
@@ -289,7 +289,8 @@ class Store:
         not once a row (SQLite: a literal in the statement). On conflict only the `update`
         columns change (default: every column given), so a column filled only for new rows (a
         default) is not overwritten; a `flags` column among them (flag -> the columns it watches)
-        is set instead when one of its columns' values changes, and kept once set. With `new`
+        is set instead when one of its columns' values changes, and kept once set (watching
+        None: set by every update, whatever it changes). With `new`
         the rows are expected to be absent and go in by COPY on PostgreSQL; a key already held
         sends them the upsert way instead. SQLite inserts and upserts with one prepared statement
         (executemany); PostgreSQL upserts them all with one statement over a typed array per
@@ -366,7 +367,9 @@ class Store:
         """`write_rows`' upsert (`stand_ins`: columns whose value is null where it is their SQL
         literal, on SQLite)."""
         keep = (*given, *(name for name, _ in constant)) if update is None else tuple(update)
-        watched = tuple((flag, tuple(names)) for flag, names in (flags or {}).items())
+        watched = tuple(
+            (flag, None if names is None else tuple(names)) for flag, names in (flags or {}).items()
+        )
         if self.dialect == "postgresql":
             fixed_names = tuple(n for n, _ in constant)
             statement = _unnest_upsert_sql(table, given, fixed_names, keep, watched)
@@ -1089,8 +1092,9 @@ def _unnest_upsert_sql(
     )
 
 
-# flag columns, each with the columns whose change sets it (`Store.write_rows`)
-_Flags = tuple[tuple[str, tuple[str, ...]], ...]
+# flag columns, each with the columns whose change sets it, or None: every update
+# (`Store.write_rows`)
+_Flags = tuple[tuple[str, tuple[str, ...] | None], ...]
 
 
 def _on_conflict(dialect: str, table: Table, update: tuple[str, ...], flags: _Flags = ()) -> str:
@@ -1114,10 +1118,12 @@ def _on_conflict(dialect: str, table: Table, update: tuple[str, ...], flags: _Fl
     return conflict + "UPDATE SET " + ", ".join(setting)
 
 
-def _flagged(dialect: str, table: Table, flag: str, columns: Sequence[str]) -> str:
+def _flagged(dialect: str, table: Table, flag: str, columns: Sequence[str] | None) -> str:
     """The value of ``flag`` on conflict: as held, or set when one of ``columns`` changes
     (compared as SQL compares them, null equal to null; JSON as its text, which PostgreSQL keeps
-    as given and has no equality for)."""
+    as given and has no equality for); set whatever changes when ``columns`` is None."""
+    if columns is None:
+        return "TRUE"
     held = f"{_quoted(dialect, table.name)}."
     distinct = " IS NOT " if dialect == "sqlite" else " IS DISTINCT FROM "
     changes = []

@@ -21,6 +21,7 @@ import tests.test_sync_run as sync_run
 from connectors.errors import BudgetExhausted
 from sandbox.org import Org
 from sync import Store
+from sync.account_signals import uncounted
 from sync.matching.normalise import personal_domains
 from sync.orphans import orphan_scores
 from sync.run import RunReport, run_sync
@@ -134,10 +135,7 @@ def test_incremental_cycles_score_every_account_as_a_full_rescore(
         third = crm.run(store)
         _assert_as_full_rescore(store, crm)
         rescored.append(_scored(store, third))
-        with store.session() as session:
-            uncounted = session.exec(
-                select(Activity.id).where(col(Activity.scored_seq).is_(None))
-            ).all()
+        waiting = _uncounted(store)
 
     assert first.rescored_all == "first" and first.rebuilt == {"full": ACCOUNTS}
     assert first.scored == ACCOUNTS
@@ -146,7 +144,15 @@ def test_incremental_cycles_score_every_account_as_a_full_rescore(
     assert third.rebuilt == {} and leads[0][1] in rescored[1]
     assert third.scored < ACCOUNTS  # only what changed: the new activity, our own writes' echo
     assert sum(third.tiers.values()) == ACCOUNTS  # the tiers of the whole book
-    assert uncounted == []
+    assert waiting == []
+
+
+def _uncounted(store: Store) -> list[str]:
+    """The activities no scoring cycle has counted yet."""
+    with store.session() as session:
+        state = session.get(ScoringState, 1)
+        last = 0 if state is None else state.seq
+        return list(session.exec(select(Activity.id).where(uncounted(last))))
 
 
 def _scored(store: Store, report: RunReport) -> set[str]:
@@ -208,6 +214,36 @@ def test_each_rebuild_trigger_rebuilds_only_its_accounts_and_says_why(
     assert cycles["new"].rebuilt == {"new": 1} and created in _scored(store, cycles["new"])
     with store.session() as session:
         assert session.get(AccountSignals, account) is None  # the merged-away account's sums
+
+
+def test_an_activity_dated_after_a_run_is_counted_once_by_the_first_run_after_it(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm.run(store)
+        (lead, account), *_ = _linked_leads(store, 1)
+        coming = crm.time.now + timedelta(hours=2)
+        salesforce_client(crm.sandbox).Event.create(
+            {
+                "WhoId": lead,
+                "Subject": "Requested a demo: ai",
+                "Type": "Form Submission",
+                "ActivityDateTime": coming.isoformat(),
+                "DurationInMinutes": 1,
+            }
+        )
+        runs: list[RunReport] = []
+        waiting: list[list[str]] = []
+        for seconds in (600, 3 * 3_600, 600):  # before it, after it, and once more
+            crm.time.tick(seconds)
+            runs.append(crm.run(store))
+            _assert_as_full_rescore(store, crm)  # missed or counted twice: scored otherwise
+            waiting.append(_uncounted(store))
+        before, after, again = runs
+
+    assert [len(w) for w in waiting] == [1, 0, 0]
+    assert before.rebuilt == after.rebuilt == again.rebuilt == {}  # added in O(1) when due
+    assert account in _scored(store, after) and account not in _scored(store, again)
 
 
 def test_runs_at_one_moment_rescore_only_what_changed_since_the_one_before(
@@ -312,10 +348,7 @@ def test_rescored_accounts_stay_pending_until_written_and_a_dry_run_keeps_nothin
             crm.time.tick(20)
         crm.time.tick(600)
         dry = crm.run(store, dry_run=True)
-        with store.session() as session:
-            uncounted = session.exec(
-                select(Activity.id).where(col(Activity.scored_seq).is_(None))
-            ).all()
+        waiting = _uncounted(store)
 
         def out_of_budget() -> None:
             raise BudgetExhausted("daily API allowance used")
@@ -332,7 +365,7 @@ def test_rescored_accounts_stay_pending_until_written_and_a_dry_run_keeps_nothin
             row = session.get(AccountSignals, account)
             assert row is not None and not row.pending
 
-    assert account in {p["id"] for p in dry.sample} and len(uncounted) == 6  # nothing kept
+    assert account in {p["id"] for p in dry.sample} and len(waiting) == 6  # nothing kept
     assert stopped.outcome == "stopped" and stopped.written == {}
     assert resumed.outcome == "ok" and resumed.written.get(crm.accounts, 0) >= 1
     assert resumed.rebuilt == {}

@@ -22,7 +22,15 @@ from sync import (
     WriteLedger,
     canonical_value,
 )
-from sync.migrations import LEGACY_REVISIONS, Status, head_revision, schema_differences
+from sync.account_signals import new_activities, uncounted
+from sync.migrations import (
+    LEGACY_REVISIONS,
+    Status,
+    head_revision,
+    schema_differences,
+    upgrade,
+)
+from sync.state import Activity, ScoringState
 from sync.writeback import Target, plan_writes, values_hash
 from tests.cli_fixtures import run_cli
 
@@ -74,7 +82,7 @@ OLD_ROWS: dict[str, list[dict[str, Any]]] = {
 def _old_table(name: str, rows: list[dict[str, Any]]) -> TableClause:
     """The table ``rows`` go into: the model's, or for a table whose model has since moved on
     (gained columns, or a new layout), just the columns ``rows`` fill, typed as stored."""
-    if name not in ("account", "write_ledger", "sync_run"):
+    if name not in ("account", "write_ledger", "sync_run", "activity", "scoring_state"):
         return SQLModel.metadata.tables[name]
     types = {datetime: UTCDateTime(), list: JSON(), dict: JSON()}
     return table(name, *(column(key, types.get(type(v))) for key, v in rows[0].items()))
@@ -158,6 +166,46 @@ def test_an_adopted_database_has_exactly_the_models_schema(store_url: str, versi
         store.upgrade()
         with store.engine.connect() as connection:
             assert schema_differences(connection) == []
+
+
+def _activity(id_: str, seq: int | None, occurred_at: datetime, flagged: bool) -> dict[str, Any]:
+    return {"id": id_, "type": "pricing_page", "occurred_at": occurred_at, "account_id": "001A"} | {
+        "crm_modified_at": T0, "synced_at": T0, "is_deleted": False, "rep_touch": False,
+        "scored_seq": seq, "link_pending": flagged,
+    }  # fmt: skip
+
+
+def test_an_upgrade_keeps_which_activities_were_counted(store_url: str) -> None:
+    # as revision 0012 kept them: the cycle that counted each, null while waiting, and the
+    # mirror's flag on every row it wrote since the score stage last cleared it
+    now = T0 + timedelta(hours=1)
+    rows = [
+        _activity("counted-1", 1, T0 - timedelta(days=3), False),
+        _activity("counted-2", 2, T0 - timedelta(days=2), False),
+        _activity("edited-since", 2, T0 - timedelta(days=2), True),
+        _activity("waiting", None, T0, True),
+        _activity("coming", None, now + timedelta(days=1), True),  # after the next run
+    ]
+    state = {"id": 1, "catalog": "c", "model_version": "rules-1", "seq": 2} | {
+        "scored_at": T0, "nightly_at": T0,
+    }  # fmt: skip
+    with Store(store_url) as store:
+        upgrade(store.engine, "0012")
+        with store.engine.begin() as connection:
+            connection.execute(insert(_old_table("scoring_state", [state])), [state])
+            connection.execute(insert(_old_table("activity", rows)), rows)
+        store.upgrade()
+        with store.engine.connect() as connection:
+            assert schema_differences(connection) == []
+    with Store.open(store_url) as store, store.session() as session:
+        last = session.exec(select(ScoringState.seq)).one()
+        waiting = set(session.exec(select(Activity.id).where(uncounted(last))))
+        added = new_activities(session, now, last)
+        flagged = set(session.exec(select(Activity.id).where(col(Activity.link_pending))))
+
+    assert waiting == {"waiting", "coming"}  # the counted ones are not counted again
+    assert added.height == 1  # what the next run adds: the waiting one that happened by then
+    assert "edited-since" in flagged  # still to be rebuilt by the next run
 
 
 def test_releases_before_migrations_refuse_an_upgraded_database(store: Store) -> None:

@@ -20,7 +20,7 @@ from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Sum
 from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS, WRITTEN_BACK, Stream
 from sync import Store
 from sync.mirror import ENTITY_TABLES, StreamPull, mirror_stream, mirror_streams
-from sync.state import Account, Activity, Opportunity, Person, SyncCursor
+from sync.state import Account, Activity, Opportunity, Person, ScoringState, SyncCursor
 from tests.conftest import pg_schema
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -647,6 +647,34 @@ def test_every_account_person_and_deal_row_the_mirror_writes_is_pending_for_link
     assert bases == {"linked"} and seqs == {1}  # the link and score stages' own, never written
     assert repointed  # activities follow the survivor too (they carry no flag)
     assert lead.stored == 1
+
+
+def test_an_activity_is_new_to_the_score_stage_by_its_cycle_and_flagged_once_written_again(
+    store: Store,
+) -> None:
+    org = _org()
+    _mirror_all(store, org)  # a first load (COPY on PostgreSQL), before any scoring cycle
+    with store.session() as session:
+        first = dict(session.exec(select(Activity.id, Activity.scored_seq)).all())
+        last = {"catalog": "c", "model_version": "m", "scored_at": T0, "nightly_at": T0}
+        session.add(ScoringState(id=1, seq=5, **last))  # five cycles have run
+    later = T0 + timedelta(minutes=1)
+    edited = next(r for r in org["Task"] if isinstance(r, Record))
+    _mirror(
+        store,
+        "Task",
+        Record("Task", edited.id, later, {**edited.values, "type": "demo_request"}),
+        Record("Task", "00TNEW", later, {**edited.values, "type": "webinar"}),
+        Checkpoint("Task", Cursor(later)),
+        at=later,
+    )
+    with store.session() as session:
+        cycles = dict(session.exec(select(Activity.id, Activity.scored_seq)).all())
+        flagged = set(session.exec(select(Activity.id).where(col(Activity.link_pending))))
+
+    assert set(first.values()) == {1}  # each counted by the first cycle
+    assert cycles == first | {"00TNEW": 6}  # the one after the last; an update keeps its own
+    assert flagged == {edited.id}  # written again since it was counted: rebuilt, not added
 
 
 def _owned_changed_rows(store: Store) -> dict[str, set[str]]:

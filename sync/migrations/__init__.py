@@ -137,11 +137,12 @@ def refusal(state: SchemaState, url: str) -> SchemaVersionError:
     )
 
 
-def upgrade(engine: Engine) -> tuple[SchemaState, SchemaState]:
+def upgrade(engine: Engine, revision: str = "head") -> tuple[SchemaState, SchemaState]:
     """Migrate the database to head in one transaction; return where it stood before and after.
 
     A database of a release before migrations is first stamped at the revision matching its
-    schema_meta version, then upgraded like any other. An empty one is created at head.
+    schema_meta version, then upgraded like any other. An empty one is created at head. A test
+    of a migration's data moves first builds the database at the `revision` before it.
     """
     url = engine.url.render_as_string(hide_password=True)
     with _migration_connection(engine) as connection:
@@ -152,7 +153,7 @@ def upgrade(engine: Engine) -> tuple[SchemaState, SchemaState]:
         if before.legacy_version is not None:  # adoptable: AHEAD was refused above
             command.stamp(config, LEGACY_REVISIONS[before.legacy_version])
         if before.status is not Status.CURRENT:
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
         return before, schema_state(connection)
 
 
