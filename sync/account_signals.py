@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -51,8 +52,8 @@ from scoring.signals import (
     decayed_values,
 )
 from sync.frames import read_column_batches, read_columns
-from sync.state import AccountSignals, Activity, Person
-from sync.store import in_chunks
+from sync.state import AccountSignals, Activity, Person, table_of
+from sync.store import adapt_column, adapters_of, in_chunks, upsert_rows
 
 __all__ = [
     "REBUILD_REASONS",
@@ -77,6 +78,7 @@ _UTC = pl.Datetime("us", "UTC")
 _ACTIVITY_SCHEMA = ("own", "type", "topic", "occurred_s", "linked")
 _ROW_SCHEMA = {name: pl.Int64 if name == "occurred_s" else pl.String for name in _ACTIVITY_SCHEMA}
 _EMPTY = pl.DataFrame(schema=_ROW_SCHEMA)
+_COLUMNS = ("account_id", "sums", "as_of", "high_water", "pending")  # a row, as `save` writes it
 
 
 @dataclass
@@ -192,23 +194,18 @@ def save(
     *,
     pending: bool = True,
 ) -> None:
-    """Store (or replace) accounts' rows: their JSON and latest activity, as of `now`."""
-    rows = [
-        {
-            "account_id": account_id,
-            "sums": document,
-            "as_of": now,
-            "high_water": None if water is None else datetime.fromtimestamp(water, UTC),
-            "pending": pending,
-        }
-        for account_id, (document, water) in documents.items()
-    ]
-    table = AccountSignals.__table__  # type: ignore[attr-defined]
+    """Store (or replace) accounts' rows: their JSON and latest activity, as of `now`; as plain
+    tuples made ready for the driver a column at a time (`sync.store.upsert_rows`), not rows
+    of SQLAlchemy's (the first run stores every account's)."""
+    table = table_of(AccountSignals)
+    moment, text = adapters_of(session.get_bind().dialect.name, table, ("as_of", "sums"))
+    held = documents.values()
+    waters = [None if w is None else datetime.fromtimestamp(w, UTC) for _, w in held]
+    as_of, *latest = adapt_column(moment, [now, *waters])
+    texts = adapt_column(text, [document for document, _ in held])
+    rows = list(zip(documents, texts, repeat(as_of), latest, repeat(pending), strict=False))
     for chunk in in_chunks(rows):
-        session.execute(
-            table.delete().where(table.c.account_id.in_(r["account_id"] for r in chunk))
-        )
-        session.execute(table.insert(), chunk)
+        upsert_rows(session, table, _COLUMNS, chunk)
 
 
 def stamp(session: Session, seq: int, now: datetime) -> None:

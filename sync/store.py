@@ -85,6 +85,7 @@ __all__ = [
     "insert_rows_missing",
     "plain_value",
     "update_rows",
+    "upsert_rows",
 ]
 
 Rows = Iterable[Mapping[str, Any]]
@@ -596,15 +597,33 @@ def insert_rows_missing(
     """Insert plain tuples (values in ``columns`` order, of types the driver takes as they are)
     into ``table``, leaving out those whose primary key it holds already: one statement over a
     typed array per column on PostgreSQL, one prepared statement (executemany) on SQLite."""
+    _insert_rows(session, table, tuple(columns), rows, ())
+
+
+def upsert_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert plain tuples as `insert_rows_missing` does, replacing the ``columns`` of those
+    whose primary key ``table`` holds already (a key given twice: PostgreSQL refuses it)."""
+    _insert_rows(session, table, tuple(columns), rows, tuple(columns))
+
+
+def _insert_rows(
+    session: Session,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    update: tuple[str, ...],
+) -> None:
+    """Insert plain tuples, updating the ``update`` columns of keys held already."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    names = tuple(columns)
     with _cursor(_driver_connection(session)) as cursor:
         if dialect == "postgresql":
-            _as_arrays(cursor, _unnest_upsert_sql(table, names, (), ()), rows)
+            _as_arrays(cursor, _unnest_upsert_sql(table, columns, (), update), rows)
         else:
-            cursor.executemany(_upsert_sql(dialect, table, names, ()), rows)
+            cursor.executemany(_upsert_sql(dialect, table, columns, update), rows)
 
 
 def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:
