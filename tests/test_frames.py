@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from typing import Any, get_args
+from typing import get_args
 
 import polars as pl
 import pytest
@@ -12,7 +11,6 @@ from sqlmodel import SQLModel, col, select
 
 from scoring.config import FitField
 from scoring.fit import FIRMOGRAPHICS
-from sync import frames
 from sync.frames import UTC_STAMP, frame_schema, polars_type, read_columns, read_frame
 from sync.state import Account, Opportunity
 from sync.store import Store
@@ -95,45 +93,3 @@ def test_read_columns_reads_text_and_numbers_as_read_frame_does_batch_by_batch(
             read_columns(session, select(Account.id, Account.created_at))
     assert empty.height == 0 and empty.schema == full.schema
     assert full.equals(expected)
-
-
-def test_read_columns_reads_what_is_committed_column_wise_and_what_is_not_as_the_session_sees_it(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A SQLite file with nothing uncommitted in the session is read by a second connection
-    as Arrow columns (a window of rowids at a time, each window typing its own values, so a
-    column null throughout the first still reads as text after); the session's own changes
-    not committed yet are read through it, as the session sees them."""
-    monkeypatch.setattr("sync.frames._BATCH_ROWS", 2)
-    windows: list[int] = []
-    arrow_windows = frames._arrow_windows
-
-    def counted(*args: Any) -> Iterator[pl.DataFrame]:
-        for frame in arrow_windows(*args):
-            windows.append(frame.height)
-            yield frame
-
-    monkeypatch.setattr(frames, "_arrow_windows", counted)
-    statement = select(
-        col(Account.id).label("account_id"), Account.employees, Account.revenue, Account.country
-    ).where(col(Account.name).like("A%"))
-    countries = (None, None, None, *COUNTRIES)  # the first window's countries all null
-    with store.session() as session:
-        session.add_all(
-            Account(
-                id=f"001{i:02}", name=f"A{i}" if i != 4 else "B", crm_modified_at=STAMP,
-                synced_at=STAMP, employees=None if i < 3 else 10 * i, revenue=1.5 * i,
-                country=country,
-            )
-            for i, country in enumerate(countries)
-        )  # fmt: skip
-    with store.session() as session:
-        committed = read_columns(session, statement).sort("account_id")
-        expected = read_frame(session, statement.order_by(col(Account.id)))
-        assert committed.equals(expected) and committed.height == len(countries) - 1
-        assert windows == ([2, 2, 1, 2, 1] if store.dialect == "sqlite" else [])
-        windows.clear()
-        session.add(Account(id="001ZZ", name="A new", crm_modified_at=STAMP, synced_at=STAMP))
-        session.flush()
-        uncommitted = read_columns(session, statement)
-        assert "001ZZ" in uncommitted["account_id"].to_list() and not windows
