@@ -10,11 +10,8 @@ from the column (or its label), never from a second hand-written list.
 
 `read_columns` reads a large result (the whole activity history) the bulk way, with no `Row`
 object or per-value type conversion: on PostgreSQL as the CSV of a ``COPY``, parsed by polars
-(no Python object per value); on SQLite, a query of one table is read as Arrow columns by a
-second connection (ADBC's SQLite driver, in C: no Python object per value either), a window of
-rowids at a time, when everything the session can see is committed (else, or in memory, as the
-driver's plain tuples, a batch at a time made columns by polars). So it takes only text and
-numbers (a time is selected as epoch seconds).
+(no Python object per value); on SQLite as the driver's plain tuples, a batch at a time made
+columns by polars. So it takes only text and numbers (a time is selected as epoch seconds).
 """
 
 from __future__ import annotations
@@ -23,25 +20,8 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-import adbc_driver_sqlite.dbapi
 import polars as pl
-from adbc_driver_sqlite import StatementOptions
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Date,
-    DateTime,
-    Float,
-    Integer,
-    Numeric,
-    String,
-    Table,
-    Text,
-    func,
-    literal_column,
-    select,
-)
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, Numeric, String, Text
 from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Session
@@ -58,7 +38,6 @@ __all__ = [
 UTC_STAMP = pl.Datetime("us", "UTC")
 _BATCH_ROWS = 100_000  # rows made columns at once: the driver's tuples are freed a batch at a time
 _AS_READ = (pl.String, pl.Int64, pl.Float64)  # what every driver returns as the frame holds it
-_SQLITE = sqlite.dialect()
 
 
 def polars_type(sql_type: TypeEngine[Any]) -> pl.DataType | type[pl.DataType]:
@@ -114,10 +93,6 @@ def read_column_batches(session: Session, statement: Select[Any]) -> Iterator[pl
         if copied.height:
             yield copied
         return
-    table, file = _one_table(statement), _committed_file(session)
-    if table is not None and file is not None:
-        yield from _arrow_windows(file, table, statement, schema)
-        return
     result = session.connection().execute(statement)
     cursor = result.cursor  # the driver's own: plain tuples, none of SQLAlchemy's per-row work
     try:
@@ -125,58 +100,6 @@ def read_column_batches(session: Session, statement: Select[Any]) -> Iterator[pl
             yield pl.DataFrame(rows, schema=schema, orient="row")
     finally:
         result.close()
-
-
-def _one_table(statement: Select[Any]) -> Table | None:
-    """The one table ``statement`` reads, if it reads one that keeps SQLite's rowid."""
-    froms = statement.get_final_froms()
-    if len(froms) != 1 or not isinstance(froms[0], Table):
-        return None
-    return froms[0] if froms[0].dialect_options["sqlite"]["with_rowid"] else None
-
-
-def _committed_file(session: Session) -> str | None:
-    """The SQLite file of ``session``'s database, if a second connection would read there what
-    the session reads: not while the session holds changes of its own not committed (sqlite3
-    opens its transaction only before a data change), nor for a database in memory."""
-    driver = session.connection().connection.driver_connection
-    if driver.in_transaction:
-        return None
-    databases = driver.execute("PRAGMA database_list").fetchall()
-    file: str = next(path for _, name, path in databases if name == "main")
-    return file or None
-
-
-def _arrow_windows(
-    file: str, table: Table, statement: Select[Any], schema: dict[str, Any]
-) -> Iterator[pl.DataFrame]:
-    """The rows of ``statement`` (of ``table`` alone) read from the SQLite ``file`` as Arrow
-    columns, `_BATCH_ROWS` rowids at a time, in one read transaction (a consistent snapshot).
-
-    The driver types a column by the values of a batch, and refuses a later batch whose values
-    do not fit that type (https://arrow.apache.org/adbc/current/python/recipe/sqlite.html): one
-    batch per window, so only a window's own values type it, and polars casts them to the
-    statement's types (a column null throughout a window comes typed as integers)."""
-    rowid = literal_column(f"{table.name}.rowid")
-    with adbc_driver_sqlite.dbapi.connect(file, autocommit=False) as connection:
-        with connection.cursor() as cursor:
-            options = {StatementOptions.BATCH_ROWS.value: str(_BATCH_ROWS + 1)}
-            cursor.adbc_statement.set_options(**options)
-            cursor.execute(_inline(select(func.min(rowid), func.max(rowid)).select_from(table)))
-            low, high = pl.DataFrame(cursor.fetch_arrow()).row(0)
-            for start in range(low or 0, (high or -1) + 1, _BATCH_ROWS):
-                window = statement.where(rowid.between(start, start + _BATCH_ROWS - 1))
-                cursor.execute(_inline(window))
-                frame = pl.DataFrame(cursor.fetch_arrow())
-                if frame.height:
-                    frame.columns = list(schema)
-                    yield frame.cast(schema)
-        connection.rollback()
-
-
-def _inline(statement: Select[Any]) -> str:
-    """``statement`` as SQLite's SQL text, its values inline."""
-    return str(statement.compile(dialect=_SQLITE, compile_kwargs={"literal_binds": True}))
 
 
 def _copied(session: Session, statement: Select[Any], schema: dict[str, Any]) -> pl.DataFrame:

@@ -363,11 +363,10 @@ def _build_every_account(
 ) -> tuple[int, pl.DataFrame]:
     """Every live account's sums from the mirror in one vectorised pass, all pending (and in
     ``saved``): how many, and the activities of people without an account, from the same read
-    of the history (read before this stage changes anything, so a second connection may read
-    it, `sync.frames.read_columns`)."""
+    of the history."""
+    session.execute(delete(AccountSignals))
     ids = _live_ids(session)
     activities, unlinked = account_signals.every_activity(session)
-    session.execute(delete(AccountSignals))
     _save(session, account_signals.build(catalog, ids, activities, now), now, saved)
     return len(ids), unlinked
 
