@@ -34,6 +34,7 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
+import orjson
 import polars as pl
 from sqlalchemy import BigInteger, cast, func, null, update
 from sqlmodel import Session, col, select
@@ -196,13 +197,15 @@ def save(
 ) -> None:
     """Store (or replace) accounts' rows: their JSON and latest activity, as of `now`; as plain
     tuples made ready for the driver a column at a time (`sync.store.upsert_rows`), not rows
-    of SQLAlchemy's (the first run stores every account's)."""
+    of SQLAlchemy's (the first run stores every account's). The JSON is orjson's: compact, and
+    its numbers read back as the same floats and ints (the sums are finite: orjson writes no
+    NaN)."""
     table = table_of(AccountSignals)
-    moment, text = adapters_of(session.get_bind().dialect.name, table, ("as_of", "sums"))
+    (moment,) = adapters_of(session.get_bind().dialect.name, table, ("as_of",))
     held = documents.values()
     waters = [None if w is None else datetime.fromtimestamp(w, UTC) for _, w in held]
     as_of, *latest = adapt_column(moment, [now, *waters])
-    texts = adapt_column(text, [document for document, _ in held])
+    texts = [orjson.dumps(document).decode() for document, _ in held]
     rows = list(zip(documents, texts, repeat(as_of), latest, repeat(pending), strict=False))
     for chunk in in_chunks(rows):
         upsert_rows(session, table, _COLUMNS, chunk)
