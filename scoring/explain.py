@@ -11,7 +11,7 @@ words. ``dated`` words times as dates ("Visited pricing 3x since 21 Nov", "Inten
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -39,6 +39,7 @@ LONG_TEXT_CHARS = 32_768
 EXPLAIN_WINDOWS_DAYS = (7, 30, 90)
 _MIN_TOPIC_WEIGHT = 0.5
 _SEPARATOR = "; "
+_BLOCK_ROWS = 16_384  # rows explained at once: the ranking's temporaries stay a few MB
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,41 @@ def explain(
     """Explanations of `rows`; `counts` (from `recent_counts`) says how often and how recently;
     `dated` words times as dates rather than ages.
 
-    Vectorised over the rows: the terms are ranked for all of them at once, and each term's
-    sentences are worded for every row that shows it together (a wording repeats, so each is
-    made once)."""
+    Vectorised over a block of rows at a time (`_BLOCK_ROWS`, so the temporaries stay small):
+    the terms are ranked for all of them at once, and each term's sentences are worded for
+    every row that shows it together (a wording repeats, so each is made once)."""
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    scores = contributions.rounded()
+    found: list[Explanation] = []
+    for first in range(0, len(rows), _BLOCK_ROWS):
+        block = rows[first : first + _BLOCK_ROWS]
+        explained = _explained(contributions, snapshot, block, scores, counts, dated)
+        found.extend(
+            Explanation(
+                score=score,
+                reasons=reasons,
+                topic=topic,
+                model_version=model_version,
+                keys=keys,
+                points=points,
+            )
+            for score, reasons, topic, keys, points in explained
+        )
+    return found
+
+
+_Explained = tuple[int, tuple[str, ...], str | None, tuple[str, ...], tuple[float, ...]]
+
+
+def _explained(
+    contributions: Contributions,
+    snapshot: Snapshot,
+    rows: np.ndarray,
+    scores: np.ndarray,
+    counts: np.ndarray | None,
+    dated: bool,
+) -> Iterator[_Explained]:
+    """Score, reasons, topic, keys and points of each of `rows`."""
     points = _bursts_merged(contributions.terms, contributions.points[rows])
     order = np.argsort(-np.abs(points), axis=1, kind="stable")
     ranked = np.take_along_axis(points, order, axis=1)
@@ -145,21 +177,21 @@ def explain(
     phrases = _phrases(contributions, snapshot, rows[at], terms, counts, dated)
     reasons = [f"{phrase} ({_signed(p)})" for phrase, p in zip(phrases, worth, strict=True)]
     keys = [contributions.terms[j].key for j in terms.tolist()]
-    scores = contributions.rounded()[rows].tolist()
-    topics = dominant_topics(snapshot, rows)
     ends = np.cumsum(shown)
-    starts, ends = (ends - shown).tolist(), ends.tolist()
-    return [
-        Explanation(
-            score=score,
-            reasons=tuple(reasons[start:end]),
-            topic=topic,
-            model_version=model_version,
-            keys=tuple(keys[start:end]),
-            points=tuple(worth[start:end]),
+    for score, topic, start, end in zip(
+        scores[rows].tolist(),
+        dominant_topics(snapshot, rows),
+        (ends - shown).tolist(),
+        ends.tolist(),
+        strict=True,
+    ):
+        yield (
+            score,
+            tuple(reasons[start:end]),
+            topic,
+            tuple(keys[start:end]),
+            tuple(worth[start:end]),
         )
-        for score, topic, start, end in zip(scores, topics, starts, ends, strict=True)
-    ]
 
 
 def _bursts_merged(terms: tuple[Term, ...], points: np.ndarray) -> np.ndarray:
