@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -202,13 +201,14 @@ def save(
     NaN)."""
     table = table_of(AccountSignals)
     (moment,) = adapters_of(session.get_bind().dialect.name, table, ("as_of",))
-    held = documents.values()
-    waters = [None if w is None else datetime.fromtimestamp(w, UTC) for _, w in held]
-    as_of, *latest = adapt_column(moment, [now, *waters])
-    texts = [orjson.dumps(document).decode() for document, _ in held]
-    rows = list(zip(documents, texts, repeat(as_of), latest, repeat(pending), strict=False))
-    for chunk in in_chunks(rows):
-        upsert_rows(session, table, _COLUMNS, chunk)
+    for chunk in in_chunks(documents.items()):  # a chunk's JSON at a time: memory stays flat
+        waters = [None if w is None else datetime.fromtimestamp(w, UTC) for _, (_, w) in chunk]
+        as_of, *latest = adapt_column(moment, [now, *waters])
+        rows = [
+            (account_id, orjson.dumps(document).decode(), as_of, water, pending)
+            for (account_id, (document, _)), water in zip(chunk, latest, strict=True)
+        ]
+        upsert_rows(session, table, _COLUMNS, rows)
 
 
 def stamp(session: Session, seq: int, now: datetime) -> None:
