@@ -11,8 +11,11 @@ words. ``dated`` words times as dates ("Visited pricing 3x since 21 Nov", "Inten
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +28,7 @@ __all__ = [
     "LONG_TEXT_CHARS",
     "TEXT_FIELD_CHARS",
     "Explanation",
-    "dominant_topic",
+    "dominant_topics",
     "explain",
     "fit_text",
     "recent_counts",
@@ -36,6 +39,7 @@ LONG_TEXT_CHARS = 32_768
 EXPLAIN_WINDOWS_DAYS = (7, 30, 90)
 _MIN_TOPIC_WEIGHT = 0.5
 _SEPARATOR = "; "
+_BLOCK_ROWS = 16_384  # rows explained at once: the ranking's temporaries stay a few MB
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,17 @@ def recent_counts(
     return np.cumsum(counts.reshape(n_accounts, n_signals, width), axis=2).astype(np.int32)
 
 
-def dominant_topic(snapshot: Snapshot, row: int) -> str | None:
-    """The content topic with the most decayed weight, if at least one recent occurrence."""
-    weights = snapshot.totals.topics[row]
-    if not len(weights) or weights.max() < _MIN_TOPIC_WEIGHT:
-        return None
-    return _topic_name(snapshot.totals.topic_names[int(weights.argmax())])
+def dominant_topics(snapshot: Snapshot, rows: np.ndarray) -> list[str | None]:
+    """Each row's content topic with the most decayed weight, if at least one recent
+    occurrence."""
+    weights = snapshot.totals.topics[rows]
+    if not weights.shape[1]:
+        return [None] * len(rows)
+    names = [_topic_name(name) for name in snapshot.totals.topic_names]
+    strongest, best = weights.max(axis=1).tolist(), weights.argmax(axis=1).tolist()
+    return [
+        None if w < _MIN_TOPIC_WEIGHT else names[b] for w, b in zip(strongest, best, strict=True)
+    ]
 
 
 def _topic_name(topic: str) -> str:
@@ -121,43 +130,83 @@ def explain(
     dated: bool = False,
 ) -> list[Explanation]:
     """Explanations of `rows`; `counts` (from `recent_counts`) says how often and how recently;
-    `dated` words times as dates rather than ages."""
+    `dated` words times as dates rather than ages.
+
+    Vectorised over a block of rows at a time (`_BLOCK_ROWS`, so the temporaries stay small):
+    the terms are ranked for all of them at once, and each term's sentences are worded for
+    every row that shows it together (a wording repeats, so each is made once)."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     scores = contributions.rounded()
-    found = []
-    for row in rows:
-        terms = _strongest(contributions, int(row))
-        found.append(
+    found: list[Explanation] = []
+    for first in range(0, len(rows), _BLOCK_ROWS):
+        block = rows[first : first + _BLOCK_ROWS]
+        explained = _explained(contributions, snapshot, block, scores, counts, dated)
+        found.extend(
             Explanation(
-                score=int(scores[row]),
-                reasons=tuple(
-                    f"{_phrase(contributions, snapshot, int(row), j, counts, dated)} "
-                    f"({_signed(points)})"
-                    for j, points in terms
-                ),
-                topic=dominant_topic(snapshot, int(row)),
+                score=score,
+                reasons=reasons,
+                topic=topic,
                 model_version=model_version,
-                keys=tuple(contributions.terms[j].key for j, _ in terms),
-                points=tuple(points for _, points in terms),
+                keys=keys,
+                points=points,
             )
+            for score, reasons, topic, keys, points in explained
         )
     return found
 
 
-def _strongest(contributions: Contributions, row: int) -> list[tuple[int, float]]:
-    """(term, points) of the terms worth at least half a point, strongest first."""
-    points = _bursts_merged(contributions.terms, contributions.points[row])
-    order = np.argsort(-np.abs(points), kind="stable")
-    return [(int(j), float(points[j])) for j in order if abs(points[j]) >= 0.5]
+_Explained = tuple[int, tuple[str, ...], str | None, tuple[str, ...], tuple[float, ...]]
+
+
+def _explained(
+    contributions: Contributions,
+    snapshot: Snapshot,
+    rows: np.ndarray,
+    scores: np.ndarray,
+    counts: np.ndarray | None,
+    dated: bool,
+) -> Iterator[_Explained]:
+    """Score, reasons, topic, keys and points of each of `rows`."""
+    points = _bursts_merged(contributions.terms, contributions.points[rows])
+    order = np.argsort(-np.abs(points), axis=1, kind="stable")
+    ranked = np.take_along_axis(points, order, axis=1)
+    # strongest first, so the terms worth at least half a point are a prefix of each row
+    shown = (np.abs(ranked) >= 0.5).sum(axis=1)
+    at, rank = np.nonzero(np.arange(points.shape[1]) < shown[:, None])
+    terms, worth = order[at, rank], ranked[at, rank].tolist()
+    phrases = _phrases(contributions, snapshot, rows[at], terms, counts, dated)
+    reasons = [f"{phrase} ({_signed(p)})" for phrase, p in zip(phrases, worth, strict=True)]
+    keys = [contributions.terms[j].key for j in terms.tolist()]
+    ends = np.cumsum(shown)
+    for score, topic, start, end in zip(
+        scores[rows].tolist(),
+        dominant_topics(snapshot, rows),
+        (ends - shown).tolist(),
+        ends.tolist(),
+        strict=True,
+    ):
+        yield (
+            score,
+            tuple(reasons[start:end]),
+            topic,
+            tuple(keys[start:end]),
+            tuple(worth[start:end]),
+        )
 
 
 def _bursts_merged(terms: tuple[Term, ...], points: np.ndarray) -> np.ndarray:
-    """`points` with the burst terms' sum on the first of them and 0 on the others."""
+    """`points` (rows x terms) with the burst terms' sum on the first of them and 0 on the
+    others. The sum is float32's, as one row's `sum()` adds them: a row with at most two of
+    them non-zero (the latest burst's bin) sums so in any order; another, row by row."""
     burst = [j for j, term in enumerate(terms) if term.kind == "burst"]
     if not burst:
         return points
     merged = points.copy()
-    merged[burst[0]] = points[burst].sum()
-    merged[burst[1:]] = 0
+    parts = points[:, burst]
+    merged[:, burst[0]] = parts.sum(axis=1)
+    for row in np.flatnonzero(np.count_nonzero(parts, axis=1) > 2).tolist():
+        merged[row, burst[0]] = parts[row].sum()
+    merged[:, burst[1:]] = 0
     return merged
 
 
@@ -166,66 +215,117 @@ def _signed(points: float) -> str:
     return f"{round(float(points)):+d}"
 
 
-def _phrase(
+def _phrases(
     contributions: Contributions,
     snapshot: Snapshot,
-    row: int,
+    rows: np.ndarray,
+    terms: np.ndarray,
+    counts: np.ndarray | None,
+    dated: bool,
+) -> list[str]:
+    """What term ``terms[i]`` says about the account at ``rows[i]``, for every i, worded a
+    term at a time."""
+    phrases = [""] * len(rows)
+    by_term = np.argsort(terms, kind="stable")
+    found, firsts = np.unique(terms[by_term], return_index=True)
+    for j, cells in zip(found.tolist(), np.split(by_term, firsts)[1:], strict=True):
+        worded = _term_phrases(contributions, snapshot, rows[cells], j, counts, dated)
+        for cell, phrase in zip(cells.tolist(), worded, strict=True):
+            phrases[cell] = phrase
+    return phrases
+
+
+def _term_phrases(
+    contributions: Contributions,
+    snapshot: Snapshot,
+    rows: np.ndarray,
     j: int,
     counts: np.ndarray | None,
-    dated: bool = False,
-) -> str:
-    """What term `j` says about the account at `row`."""
+    dated: bool,
+) -> list[str]:
+    """What term `j` says about each account of `rows`."""
     term = contributions.terms[j]
     if term.kind == "level":
-        return str(contributions.levels[term.key][row])
+        return [str(level) for level in contributions.levels[term.key].gather(rows).to_list()]
     if term.kind == "signal":
-        return _signal_phrase(term, snapshot, row, counts, dated)
+        return _signal_phrases(term, snapshot, rows, counts, dated)
     if term.kind == "burst":
-        return _burst_phrase(snapshot, row, dated)
+        totals = snapshot.totals
+        starts, sizes = totals.burst_start_s[rows].tolist(), totals.burst_size[rows].tolist()
+        bursts = zip(starts, sizes, strict=True)
+        return _worded(bursts, lambda burst: _burst_phrase(totals.as_of_s, *burst, dated))
     if term.kind == "history":
-        earlier = int(snapshot.opportunities[row])
-        return f"{earlier} earlier opportunit{'y' if earlier == 1 else 'ies'}"
-    return term.label
+        return _worded(snapshot.opportunities[rows].tolist(), _history_phrase)
+    return [term.label] * len(rows)
 
 
-def _signal_phrase(
-    term: Term, snapshot: Snapshot, row: int, counts: np.ndarray | None, dated: bool = False
-) -> str:
+def _worded(cases: Iterable[Hashable], word: Callable[[Any], str]) -> list[str]:
+    """``word`` of each case, worded once per distinct case."""
+    memo: dict[Hashable, str] = {}
+    found = []
+    for case in cases:
+        phrase = memo.get(case)
+        if phrase is None:
+            phrase = memo[case] = word(case)
+        found.append(phrase)
+    return found
+
+
+def _history_phrase(earlier: int) -> str:
+    """`2 earlier opportunities`."""
+    return f"{earlier} earlier opportunit{'y' if earlier == 1 else 'ies'}"
+
+
+def _signal_phrases(
+    term: Term, snapshot: Snapshot, rows: np.ndarray, counts: np.ndarray | None, dated: bool
+) -> list[str]:
     """`Visited pricing 3x in the last 7 days` (dated: `since 21 Nov`): the shortest window
     holding at least half of the last 90 days' occurrences."""
     if counts is None:
-        return f"{term.label} recently"
+        return [f"{term.label} recently"] * len(rows)
     signal = snapshot.totals.catalog.index(term.key.split(":", 1)[1])
-    per_window = counts[row, signal]
+    per_window = counts[rows, signal]
+    window = np.argmax(per_window * 2 >= per_window[:, -1:], axis=1)
+    times = per_window[np.arange(len(rows)), window]
+    cases = zip(window.tolist(), times.tolist(), per_window[:, -1].tolist(), strict=True)
     as_of_s = snapshot.as_of_s
-    if per_window[-1] == 0:
+    return _worded(cases, lambda case: _signal_phrase(term.label, *case, as_of_s, dated))
+
+
+def _signal_phrase(
+    label: str, window: int, times: int, in_90_days: int, as_of_s: int, dated: bool
+) -> str:
+    """The sentence of a signal that occurred ``times`` in window ``window`` (of
+    `EXPLAIN_WINDOWS_DAYS`), ``in_90_days`` in the longest."""
+    if in_90_days == 0:
         days = EXPLAIN_WINDOWS_DAYS[-1]
         if dated:
-            return f"{term.label} before {_day(as_of_s - days * DAY_SECONDS)}"
-        return f"{term.label} more than {days} days ago"
-    window = int(np.argmax(per_window * 2 >= per_window[-1]))
-    times = int(per_window[window])
+            return f"{label} before {_day(as_of_s - days * DAY_SECONDS)}"
+        return f"{label} more than {days} days ago"
     often = f" {times}x" if times > 1 else ""
     days = EXPLAIN_WINDOWS_DAYS[window]
     if dated:
-        return f"{term.label}{often} since {_day(as_of_s - days * DAY_SECONDS)}"
-    return f"{term.label}{often} in the last {days} days"
+        return f"{label}{often} since {_day(as_of_s - days * DAY_SECONDS)}"
+    return f"{label}{often} in the last {days} days"
 
 
-def _burst_phrase(snapshot: Snapshot, row: int, dated: bool = False) -> str:
+def _burst_phrase(as_of_s: int, start_s: int, size: int, dated: bool = False) -> str:
     """`Intent burst started 5 days ago, 12 activities` (dated: `Intent burst since 28 Nov`)."""
-    totals = snapshot.totals
-    start_s = int(totals.burst_start_s[row])
-    size = int(totals.burst_size[row])
     activities = f"{size} activit{'y' if size == 1 else 'ies'}"
     if dated:
         return f"Intent burst since {_day(start_s)}, {activities}"
-    days = (totals.as_of_s - start_s) // DAY_SECONDS
+    days = (as_of_s - start_s) // DAY_SECONDS
     when = "today" if days == 0 else f"{days} day{'' if days == 1 else 's'} ago"
     return f"Intent burst started {when}, {activities}"
 
 
 def _day(epoch_s: int) -> str:
     """A day as reps read it: `28 Nov`."""
-    moment = datetime.fromtimestamp(epoch_s, UTC)
+    return _day_named(epoch_s // DAY_SECONDS)
+
+
+@cache
+def _day_named(day: int) -> str:
+    """The day `day` days after 1 Jan 1970 (UTC days are whole multiples of a day's seconds)."""
+    moment = datetime.fromtimestamp(day * DAY_SECONDS, UTC)
     return f"{moment.day} {moment:%b}"

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import polars as pl
 from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, null, text, update
 from sqlmodel import Session, col, select
@@ -56,8 +57,8 @@ from scoring.signals import (
     decayed_values,
 )
 from sync.frames import read_column_batches, read_columns
-from sync.state import AFTER_FIRST_CYCLE, AccountSignals, Activity, Person
-from sync.store import in_chunks
+from sync.state import AFTER_FIRST_CYCLE, AccountSignals, Activity, Person, table_of
+from sync.store import adapt_column, adapters_of, in_chunks, upsert_rows
 
 __all__ = [
     "REBUILD_REASONS",
@@ -83,6 +84,7 @@ _UTC = pl.Datetime("us", "UTC")
 _ACTIVITY_SCHEMA = ("own", "type", "topic", "occurred_s", "linked")
 _ROW_SCHEMA = {name: pl.Int64 if name == "occurred_s" else pl.String for name in _ACTIVITY_SCHEMA}
 _EMPTY = pl.DataFrame(schema=_ROW_SCHEMA)
+_COLUMNS = ("account_id", "sums", "as_of", "high_water", "pending")  # a row, as `save` writes it
 
 
 @dataclass
@@ -198,23 +200,21 @@ def save(
     *,
     pending: bool = True,
 ) -> None:
-    """Store (or replace) accounts' rows: their JSON and latest activity, as of `now`."""
-    rows = [
-        {
-            "account_id": account_id,
-            "sums": document,
-            "as_of": now,
-            "high_water": None if water is None else datetime.fromtimestamp(water, UTC),
-            "pending": pending,
-        }
-        for account_id, (document, water) in documents.items()
-    ]
-    table = AccountSignals.__table__  # type: ignore[attr-defined]
-    for chunk in in_chunks(rows):
-        session.execute(
-            table.delete().where(table.c.account_id.in_(r["account_id"] for r in chunk))
-        )
-        session.execute(table.insert(), chunk)
+    """Store (or replace) accounts' rows: their JSON and latest activity, as of `now`; as plain
+    tuples made ready for the driver a column at a time (`sync.store.upsert_rows`), not rows
+    of SQLAlchemy's (the first run stores every account's). The JSON is orjson's: compact, and
+    its numbers read back as the same floats and ints (the sums are finite: orjson writes no
+    NaN)."""
+    table = table_of(AccountSignals)
+    (moment,) = adapters_of(session.get_bind().dialect.name, table, ("as_of",))
+    for chunk in in_chunks(documents.items()):  # a chunk's JSON at a time: memory stays flat
+        waters = [None if w is None else datetime.fromtimestamp(w, UTC) for _, (_, w) in chunk]
+        as_of, *latest = adapt_column(moment, [now, *waters])
+        rows = [
+            (account_id, orjson.dumps(document).decode(), as_of, water, pending)
+            for (account_id, (document, _)), water in zip(chunk, latest, strict=True)
+        ]
+        upsert_rows(session, table, _COLUMNS, rows)
 
 
 def uncounted(counted: int) -> ColumnElement[bool]:

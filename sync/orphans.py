@@ -62,11 +62,13 @@ def score_orphans(
     ``now``. Nothing is committed here: the caller commits (or, in a dry run, rolls back) the
     session.
     """
+    pending: list[str] | None = None  # every orphan: read in one pass, not by id
     if cycle.everything is not None:
         _pend_every_orphan(session)
     else:
         _pend(session, cycle.people)
-    return orphan_scores(session, setup, now, min_points, _pending(session), cycle.unlinked)
+        pending = _pending(session)
+    return orphan_scores(session, setup, now, min_points, pending, cycle.unlinked)
 
 
 def settle_orphans(session: Session, person_ids: Collection[str]) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from sqlalchemy import text, update
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
 from scoring.config import DisqualifierRule, FitRule, ModelSettings, SignalSpec, TierSettings
 from scoring.explain import Explanation, recent_counts
@@ -196,11 +196,7 @@ def _accounts(session: Session, ids: Sequence[str] | None = None) -> pl.DataFram
     if ids is None:
         rows = session.exec(statement.order_by(col(Account.id))).all()
     else:
-        rows = [
-            row
-            for chunk in in_chunks(sorted(ids))
-            for row in session.exec(statement.where(col(Account.id).in_(chunk)))
-        ]
+        rows = _among(session, statement, col(Account.id), ids)
         rows.sort(key=lambda row: row[0])
     frame = pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
     return frame.with_columns(pl.col("created_at").fill_null(_OLDEST))
@@ -218,14 +214,25 @@ def _opportunities(session: Session, ids: Sequence[str] | None = None) -> pl.Dat
     if ids is None:
         rows = session.exec(statement).all()
     else:
-        rows = [
-            row
-            for chunk in in_chunks(sorted(ids))
-            for row in session.exec(statement.where(col(Opportunity.account_id).in_(chunk)))
-        ]
+        rows = _among(session, statement, col(Opportunity.account_id), ids)
     frame = pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
     close = pl.col("close_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     return frame.with_columns(close_at=pl.coalesce(close, "opened_at"))
+
+
+def _among(session: Session, statement: Any, key: Any, ids: Sequence[str]) -> list[Any]:
+    """The rows of ``statement`` whose ``key`` (its first column) is one of ``ids``: looked up
+    by IN lists, or, when the ids are as many as half its rows (every account, on a first run),
+    read in one pass and kept by a set, as an IN list a chunk at a time costs more then."""
+    held = session.exec(select(func.count()).select_from(statement.subquery())).one()
+    if 2 * len(ids) < held:
+        return [
+            row
+            for chunk in in_chunks(sorted(ids))
+            for row in session.exec(statement.where(key.in_(chunk)))
+        ]
+    wanted = set(ids)
+    return [row for row in session.exec(statement) if row[0] in wanted]
 
 
 # --- the incremental score stage ----------------------------------------------------------------

@@ -89,6 +89,7 @@ __all__ = [
     "plain_value",
     "update_frame",
     "update_rows",
+    "upsert_rows",
 ]
 
 Rows = Iterable[Mapping[str, Any]]
@@ -711,6 +712,32 @@ def _copy_frame(connection: Any, table: Table, rows: pl.DataFrame) -> None:
     )
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
         copy.write(rows.write_csv(include_header=False))
+
+
+def upsert_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert plain tuples as `insert_rows_missing` does, replacing the ``columns`` of those
+    whose primary key ``table`` holds already (a key given twice: PostgreSQL refuses it)."""
+    _insert_rows(session, table, tuple(columns), rows, tuple(columns))
+
+
+def _insert_rows(
+    session: Session,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    update: tuple[str, ...],
+) -> None:
+    """Insert plain tuples, updating the ``update`` columns of keys held already."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    with _cursor(_driver_connection(session)) as cursor:
+        if dialect == "postgresql":
+            _as_arrays(cursor, _unnest_upsert_sql(table, columns, (), update), rows)
+        else:
+            cursor.executemany(_upsert_sql(dialect, table, columns, update), rows)
 
 
 def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:

@@ -8,6 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from bench.linking import linked_activities
+from sandbox.generator import generate_org
 from scoring.config import (
     DEFAULT_DISQUALIFIERS,
     DEFAULT_FIT,
@@ -18,7 +20,7 @@ from scoring.config import (
 from scoring.explain import Explanation, explain, fit_text, recent_counts
 from scoring.features import History, Snapshot, snapshot
 from scoring.model import RulesModel
-from scoring.scorecard import Scorecard, Term
+from scoring.scorecard import Contributions, Scorecard, Term
 from scoring.scores import score_accounts
 from scoring.signals import SignalCatalog
 
@@ -213,3 +215,36 @@ def test_dated_wording_names_days_not_ages_and_keeps_each_reasons_key() -> None:
     assert len(found.points) == len(found.reasons)
     assert dated_burst.reasons == ("Intent burst since 27 Oct, 4 activities (+9)",)
     assert dated_burst.keys == ("burst:start:0-45",)
+
+
+def test_accounts_explained_together_read_as_each_explained_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Explaining a book at once (in blocks, each term worded for every account showing it)
+    words each account as explaining it alone does: the rules' points of a generated org, and
+    dense random points over the rules' terms and a burst's twelve, in every direction."""
+    monkeypatch.setattr("scoring.explain._BLOCK_ROWS", 7)
+    org = generate_org(150, 3)
+    history = History.from_frames(CATALOG, org.accounts, linked_activities(org), org.opportunities)
+    now_s = int(org.manifest.end_at.timestamp())
+    snap = snapshot(history, CATALOG, now_s)
+    counts = recent_counts(history.activities, history.n_accounts, len(CATALOG.signals), now_s)
+    rules = RulesModel(CATALOG, DEFAULT_FIT).contributions(snap)
+    bursts = tuple(
+        Term(f"burst:{part}:{days}", f"Burst {part} {days}")
+        for days in ("0-4", "4-7", "7-14", "14-28", "28-45", "45-90")
+        for part in ("start", "size")
+    )
+    terms = (*rules.terms, *bursts)
+    noise = np.random.default_rng(3).normal(scale=6, size=(history.n_accounts, len(terms)))
+    dense = Contributions(rules.base, terms, noise.astype(np.float32), rules.raw, rules.levels)
+    rows = np.arange(history.n_accounts)[::-1]
+
+    def words(contributions: Contributions, chosen: np.ndarray) -> list[Explanation]:
+        return explain(contributions, snap, chosen, "v1", counts, dated=True)
+
+    for contributions in (rules, dense):
+        together = words(contributions, rows)
+        alone = [found for row in rows for found in words(contributions, np.array([row]))]
+        assert together == alone
+        assert sum(len(e.reasons) for e in together) > 2 * len(rows)  # there was much to word
