@@ -34,8 +34,16 @@ from scoring.explain import LONG_TEXT_CHARS, Explanation, fit_text
 from scoring.tiers import DISQUALIFIED, TIERS, tier_label
 from sync import tally
 from sync.scoring_state import Book
-from sync.state import Account, CurrentScore, Person, ScoreHistory, StateError, WriteLedger
-from sync.store import Store, canonical_plain, canonical_value, in_chunks, plain_value, update_rows
+from sync.state import Account, CurrentScore, Person, ScoreHistory, WriteLedger, table_of
+from sync.store import (
+    Store,
+    canonical_plain,
+    canonical_value,
+    in_chunks,
+    plain_value,
+    update_keyed,
+    update_rows,
+)
 
 __all__ = [
     "ORPHAN_REASON",
@@ -60,6 +68,7 @@ __all__ = [
 
 SIGNAL_LINES = 5  # reasons written to the signals field, strongest first
 ORPHAN_REASON = "orphan_reason"  # why a person has no account (None once it has one)
+_NEW = "new"  # why a record the ledger holds no row of is written
 LEDGER_BATCH = 2_000  # records per push call and ledger batch (the connector splits requests)
 _TIER_ORDER = {DISQUALIFIED: -1, **{key: rank for rank, key in enumerate(TIERS)}}
 TIER_TALLY = "tier"  # the tally's kind: live accounts per tier key (`sync.tally`)
@@ -282,7 +291,7 @@ def _ledgers(session: Session, found: Sequence[Target]) -> dict[tuple[str, str],
 def _why(target: Target, last: _Written | None, min_score_change: int) -> str | None:
     """Why the record must be written now, or None."""
     if last is None:
-        return None if holds(target.held, target.values) else "new"
+        return None if holds(target.held, target.values) else _NEW
     if last.status in ("retriable", "pending"):
         # pending: in flight when a run died. Even when the CRM shows the values, sending them
         # again is what settles the row and records the score history of what landed
@@ -400,20 +409,29 @@ def _intend(
     now: datetime,
     texts: _LedgerTexts,
 ) -> None:
-    """The ledger rows of a batch about to be pushed, status pending (written on the store's
-    bulk path: a batch is thousands of rows, each with its values as JSON)."""
-    table = WriteLedger.__table__  # type: ignore[attr-defined]
-    columns = _INTENT
+    """The ledger rows of a batch about to be pushed, status pending, on the store's bulk path
+    (`Store.put_rows`: a batch is thousands of rows, each with its values as JSON): inserted
+    for the records the ledger held no row of at the diff, replaced for the others; what every
+    row of the batch shares goes once."""
+    table = table_of(WriteLedger)
     stamp = store.adapters(table, ["intended_at"])[0]
-    intended = now if stamp is None else stamp(now)
-    rows = []
+    fixed = {
+        "batch": batch_id,
+        "status": "pending",
+        "code": None,
+        "message": None,
+        "intended_at": now if stamp is None else stamp(now),
+        "settled_at": None,
+        "run_id": run_id,
+    }
+    new: list[tuple[Any, ...]] = []
+    held: list[tuple[Any, ...]] = []
     for planned in batch:
         target = planned.target
-        record = (target.stream, target.record_id, batch_id, *texts.of(target))
-        rows.append((*record, "pending", None, None, intended, None, run_id))
-    written = store.write_rows(session, table, columns, rows, update=columns)
-    if written.refused:
-        raise StateError(f"the write ledger refused a row: {written.refused[0][1]}")
+        rows = new if planned.why == _NEW else held
+        rows.append((target.stream, target.record_id, *texts.of(target)))
+    store.put_rows(session, table, _INTENT, new, fixed=fixed, new=True)
+    store.put_rows(session, table, _INTENT, held, fixed=fixed)
 
 
 class _LedgerTexts:
@@ -435,10 +453,7 @@ class _LedgerTexts:
         return seen[2]
 
 
-_INTENT = (
-    *("object", "record_id", "batch", "values_hash", "values", "reasons"),
-    *("status", "code", "message", "intended_at", "settled_at", "run_id"),
-)
+_INTENT = ("object", "record_id", "values_hash", "values", "reasons")  # each row's own
 
 
 def _plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -452,7 +467,7 @@ _AS_IS = (str, int, bool, type(None))
 
 def _push(connector: Connector, batch: Sequence[Planned]) -> list[WriteResult]:
     """One push call for a batch of one stream."""
-    updates = [Update(p.target.record_id, dict(p.target.values)) for p in batch]
+    updates = [Update(p.target.record_id, p.target.values) for p in batch]
     return connector.push(batch[0].target.stream, updates)
 
 
@@ -464,22 +479,28 @@ def _settle(
     now: datetime,
     outcome: PushOutcome,
 ) -> list[Planned]:
-    """Each record's answer into the ledger (in bulk, by (object, record id)); the outcome
+    """Each record's answer into the ledger, in bulk by (object, record id): the plain "ok" of
+    most records with one statement for them all, the others each with its own; the outcome
     gathers what landed and what failed. What landed in this batch."""
-    table = WriteLedger.__table__  # type: ignore[attr-defined]
+    table = table_of(WriteLedger)
     stamp = store.adapters(table, ["settled_at"])[0]
     settled = now if stamp is None else stamp(now)
-    rows, landed = [], []
+    plain_ok, rows, landed = [], [], []
     for planned, result in zip(batch, results, strict=True):
         target = planned.target
-        rows.append(
-            (target.stream, target.record_id, result.status, result.code, result.message, settled)
-        )
+        if result.status == "ok" and result.code is None and result.message is None:
+            plain_ok.append((target.stream, target.record_id))
+        else:
+            rows.append(
+                (target.stream, target.record_id, result.status, result.code, result.message)
+            )
         if result.ok:
             landed.append(planned)
         else:
             outcome.failed.append((planned, result))
-    update_rows(session, table, _SETTLED, sorted(rows))
+    ok = {"status": "ok", "code": None, "message": None, "settled_at": settled}
+    update_keyed(session, table, ok, plain_ok)
+    update_rows(session, table, _SETTLED, sorted((*row, settled) for row in rows))
     outcome.written.extend(landed)
     return landed
 
