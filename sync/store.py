@@ -551,9 +551,34 @@ class Store:
         return count
 
     def append_scores(self, session: Session, rows: Rows) -> int:
-        """Append score history rows in bulk; return how many."""
-        table = table_of(ScoreHistory)
-        return _execute_batched(session, lambda keys: table.insert(), rows, _BATCH_SIZE)
+        """Append score history rows in bulk (`put_mappings`); return how many."""
+        listed = list(rows)
+        session.flush()  # the accounts and the run the rows refer to
+        self.put_mappings(session, table_of(ScoreHistory), listed, new=True)
+        return len(listed)
+
+    def put_mappings(
+        self,
+        session: Session,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        new: bool = False,
+    ) -> None:
+        """`put_rows` of rows given as column -> Python value, made ready by `adapters` a
+        column at a time: the columns any row gives, and those with a default, in the table's
+        order; a row that leaves one out gets the column's default, as an insert through
+        SQLAlchemy would (None where it has none)."""
+        if not rows:
+            return
+        given = set().union(*rows)
+        columns = [c for c in table.c if c.name in given or c.default is not None]
+        names = [column.name for column in columns]
+        adapted = [
+            adapt_column(adapt, _values_of(column, rows))
+            for column, adapt in zip(columns, self.adapters(table, names), strict=True)
+        ]
+        self.put_rows(session, table, names, list(zip(*adapted, strict=True)), new=new)
 
     def score_as_of(self, session: Session, account_id: str, when: datetime) -> ScoreHistory | None:
         """The account's latest score at or before `when`, or None if it had none yet."""
@@ -613,6 +638,17 @@ class Store:
         """The account's current owner according to our assignments, or None if never assigned."""
         current = _current_assignment(session, account_id)
         return None if current is None else current.owner_id
+
+
+def _values_of(column: Column[Any], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """``column``'s value in each of ``rows``; a row without one gets the column's Python-side
+    default as SQLAlchemy gives it an insert (`list` -> ``[]``), or None."""
+    name, default = column.name, column.default
+    if default is not None and default.is_callable:
+        made = default.arg  # SQLAlchemy's wrapping of it, which takes the insert's context
+        return [row[name] if name in row else made(None) for row in rows]
+    value = default.arg if default is not None and default.is_scalar else None
+    return [row.get(name, value) for row in rows]
 
 
 def insert_missing(
