@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -26,11 +26,13 @@ def written_rows(
     updates: Sequence[Update],
     names: Mapping[str, str],
     value: Callable[[Any], T],
+    as_is: Collection[type] = (),
 ) -> dict[str, dict[str, T]]:
-    """Each update's values under the CRM's field ``names``, each as ``value`` writes it, by
-    record id; only fields the stream lets us write. A row is made once for all the updates
-    sharing one values mapping (the people linked to an account share its values), and shared
-    by them: callers read rows, never change them."""
+    """Each update's values under the CRM's field ``names``, each as ``value`` writes it (a
+    value of a type in ``as_is`` as it is: ``value`` would return it unchanged), by record id;
+    only fields the stream lets us write. A row is made once for all the updates sharing one
+    values mapping (the people linked to an account share its values), and shared by them:
+    callers read rows, never change them."""
     made: dict[int, dict[str, T]] = {}
     rows = {}
     for update in updates:
@@ -40,6 +42,8 @@ def written_rows(
             refused = sorted(set(values) - set(stream.writable))
             if refused:
                 raise ValueError(f"Handoff does not write {refused} on {stream.name}")
-            row = made[id(values)] = {names[key]: value(v) for key, v in values.items()}
+            row = made[id(values)] = {
+                names[key]: v if type(v) in as_is else value(v) for key, v in values.items()
+            }
         rows[update.id] = row
     return rows

@@ -184,7 +184,7 @@ class HubSpotConnector:
     def push(self, stream: str, updates: Sequence[Update]) -> list[WriteResult]:
         """Write owned properties and owners, 100 a call; one result per update, in order."""
         declared = _stream(stream)
-        rows = written_rows(declared, updates, _WRITE_NAMES, _hubspot_value)
+        rows = written_rows(declared, updates, _WRITE_NAMES, _hubspot_value, {str})
         settled = self.policy.settle(lambda ids: self._batch_update(declared, ids, rows), rows)
         return [settled[u.id] for u in updates]
 

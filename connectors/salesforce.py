@@ -87,6 +87,7 @@ _CURRENCY_TYPES = "SELECT IsoCode, ConversionRate, IsCorporate, IsActive FROM Cu
 _ARCHIVING = frozenset({"Task", "Event"})
 # our field -> the Salesforce field write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.salesforce for f in OWNED_FIELDS} | {OWNER: "OwnerId"}
+_JSON_AS_IS = frozenset({str, int, float, bool, type(None)})  # what `json_value` leaves alone
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ class SalesforceConnector:
     def push(self, stream: str, updates: Sequence[Update]) -> list[WriteResult]:
         """Write owned fields and owners; one result per update, in order."""
         declared = _stream(stream)
-        rows = written_rows(declared, updates, _WRITE_NAMES, json_value)
+        rows = written_rows(declared, updates, _WRITE_NAMES, json_value, _JSON_AS_IS)
         first: dict[str, WriteResult] = {}
         if len(rows) > self.settings.bulk_write_threshold:
             first = self._bulk_update(declared, rows)
