@@ -1,12 +1,15 @@
-"""Slicing work into the batch sizes the CRMs take."""
+"""Slicing work into the batch sizes the CRMs take, and the rows a push writes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["chunked"]
+from connectors.protocol import Update
+from connectors.streams import Stream
+
+__all__ = ["chunked", "written_rows"]
 
 T = TypeVar("T")
 
@@ -16,3 +19,31 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def written_rows(
+    stream: Stream,
+    updates: Sequence[Update],
+    names: Mapping[str, str],
+    value: Callable[[Any], T],
+    as_is: Collection[type] = (),
+) -> dict[str, dict[str, T]]:
+    """Each update's values under the CRM's field ``names``, each as ``value`` writes it (a
+    value of a type in ``as_is`` as it is: ``value`` would return it unchanged), by record id;
+    only fields the stream lets us write. A row is made once for all the updates sharing one
+    values mapping (the people linked to an account share its values), and shared by them:
+    callers read rows, never change them."""
+    made: dict[int, dict[str, T]] = {}
+    rows = {}
+    for update in updates:
+        values = update.values
+        row = made.get(id(values))
+        if row is None:
+            refused = sorted(set(values) - set(stream.writable))
+            if refused:
+                raise ValueError(f"Handoff does not write {refused} on {stream.name}")
+            row = made[id(values)] = {
+                names[key]: v if type(v) in as_is else value(v) for key, v in values.items()
+            }
+        rows[update.id] = row
+    return rows

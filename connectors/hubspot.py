@@ -37,7 +37,7 @@ from functools import partial
 from itertools import chain
 from typing import Any
 
-from connectors.batches import chunked
+from connectors.batches import chunked, written_rows
 from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import HubSpotSettings
 from connectors.errors import (
@@ -184,7 +184,7 @@ class HubSpotConnector:
     def push(self, stream: str, updates: Sequence[Update]) -> list[WriteResult]:
         """Write owned properties and owners, 100 a call; one result per update, in order."""
         declared = _stream(stream)
-        rows = {u.id: _properties(declared, u) for u in updates}
+        rows = written_rows(declared, updates, _WRITE_NAMES, _hubspot_value, {str})
         settled = self.policy.settle(lambda ids: self._batch_update(declared, ids, rows), rows)
         return [settled[u.id] for u in updates]
 
@@ -790,14 +790,6 @@ def _hubspot_value(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
-
-
-def _properties(stream: Stream, update: Update) -> dict[str, str]:
-    """An update's values as HubSpot properties; only the fields we may write."""
-    refused = sorted(set(update.values) - set(stream.writable))
-    if refused:
-        raise ValueError(f"Handoff does not write {refused} on {stream.name}")
-    return {_WRITE_NAMES[key]: _hubspot_value(v) for key, v in update.values.items()}
 
 
 def _batch_results(chunk: Sequence[str], answer: Mapping[str, Any]) -> dict[str, WriteResult]:

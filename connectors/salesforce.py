@@ -34,7 +34,7 @@ from typing import Any, Literal
 import requests
 from simple_salesforce.format import format_soql
 
-from connectors.batches import chunked
+from connectors.batches import chunked, written_rows
 from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import SalesforceSettings
 from connectors.errors import ApiError, BudgetExhausted, NotFound, RetriableError, record_status
@@ -87,6 +87,7 @@ _CURRENCY_TYPES = "SELECT IsoCode, ConversionRate, IsCorporate, IsActive FROM Cu
 _ARCHIVING = frozenset({"Task", "Event"})
 # our field -> the Salesforce field write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.salesforce for f in OWNED_FIELDS} | {OWNER: "OwnerId"}
+_JSON_AS_IS = frozenset({str, int, float, bool, type(None)})  # what `json_value` leaves alone
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ class SalesforceConnector:
     def push(self, stream: str, updates: Sequence[Update]) -> list[WriteResult]:
         """Write owned fields and owners; one result per update, in order."""
         declared = _stream(stream)
-        rows = {u.id: _row(declared, u) for u in updates}
+        rows = written_rows(declared, updates, _WRITE_NAMES, json_value, _JSON_AS_IS)
         first: dict[str, WriteResult] = {}
         if len(rows) > self.settings.bulk_write_threshold:
             first = self._bulk_update(declared, rows)
@@ -436,8 +437,9 @@ class SalesforceConnector:
     ) -> dict[str, WriteResult]:
         """Update ``ids`` 200 a call, each record on its own (``allOrNone=false``)."""
         answered: dict[str, WriteResult] = {}
+        attributes = {"type": stream.path}
         for chunk in chunked(ids, COLLECTION_SIZE):
-            records = [{"attributes": {"type": stream.path}, "Id": i, **rows[i]} for i in chunk]
+            records = [{"attributes": attributes, "Id": i, **rows[i]} for i in chunk]
             try:
                 saved = self.api.rest(
                     "composite/sobjects", "PATCH", json={"allOrNone": False, "records": records}
@@ -553,14 +555,6 @@ def _column(stream: Stream, maps: Sequence[FieldMap], field: str) -> str:
         if m.ours == field and len(m.theirs) == 1:
             return m.theirs[0]
     raise ValueError(f"{stream.name} has no field {field!r} to look records up by")
-
-
-def _row(stream: Stream, update: Update) -> dict[str, Any]:
-    """An update's values under Salesforce's field names; only fields we may write."""
-    refused = sorted(set(update.values) - set(stream.writable))
-    if refused:
-        raise ValueError(f"Handoff does not write {refused} on {stream.name}")
-    return {_WRITE_NAMES[key]: json_value(value) for key, value in update.values.items()}
 
 
 def _saved(record_id: str, result: Mapping[str, Any]) -> WriteResult:

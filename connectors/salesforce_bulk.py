@@ -159,13 +159,15 @@ _CSV_TYPE = {"Content-Type": "text/csv"}
 
 
 def _csv(rows: Mapping[str, Mapping[str, Any]]) -> bytes:
-    """Id plus every field any row sets; a row leaves the others alone (empty cells)."""
-    columns = list(dict.fromkeys(name for row in rows.values() for name in row))
+    """Id plus every field any row sets; a row leaves the others alone (empty cells). The cells
+    of a row that several records share (`written_rows`) are written out once."""
+    distinct = list({id(row): row for row in rows.values()}.values())
+    columns = list(dict.fromkeys(name for row in distinct for name in row))
+    cells = {id(row): [csv_value(row[c]) if c in row else "" for c in columns] for row in distinct}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["Id", *columns])
-    for record_id, row in rows.items():
-        writer.writerow([record_id, *(csv_value(row[c]) if c in row else "" for c in columns)])
+    writer.writerows([record_id, *cells[id(row)]] for record_id, row in rows.items())
     return out.getvalue().encode()
 
 

@@ -159,9 +159,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def _one_of(table: str, column: str, values: Iterable[str]) -> CheckConstraint:
-    """A CHECK constraint keeping `table.column` within a closed vocabulary."""
-    allowed = ", ".join(f"'{value}'" for value in values)
-    return CheckConstraint(f"{column} IN ({allowed})", name=f"ck_{table}_{column}")
+    """A CHECK constraint keeping `table.column` within a closed vocabulary, as equalities joined
+    by OR: SQLite builds a lookup table for an ``IN`` list every time it checks a row, which in
+    a bulk insert cost more than the insert (revision 0014)."""
+    allowed = " OR ".join(f"{column} = '{value}'" for value in values)
+    return CheckConstraint(allowed, name=f"ck_{table}_{column}")
 
 
 def _when(column: str) -> dict[str, Any]:

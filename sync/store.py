@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache, lru_cache, partial
 from itertools import chain, islice
+from json.encoder import c_make_encoder, encode_basestring
 from types import TracebackType
 from typing import Any, TypeVar, overload
 from uuid import uuid4
@@ -88,6 +89,7 @@ __all__ = [
     "insert_rows_missing",
     "plain_value",
     "update_frame",
+    "update_keyed",
     "update_rows",
     "upsert_rows",
 ]
@@ -382,6 +384,47 @@ class Store:
             statement = _upsert_sql(self.dialect, table, given, keep, literals, watched, stand_ins)
             _write_carefully(connection, self.dialect, statement, rows, written)
 
+    def put_rows(
+        self,
+        session: Session,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        fixed: Mapping[str, Any] | None = None,
+        new: bool = False,
+    ) -> None:
+        """Store plain tuples as `write_rows` does, each row whole (on conflict every column
+        given is replaced), all of them or none: should the database refuse one, `StateError`
+        says why and the caller's transaction is to be rolled back. For rows the caller made
+        itself (the write ledger, the run log), whose refusal is a fault, not a record to skip:
+        no savepoint and no search for the refused row, which on SQLite makes an upsert a third
+        cheaper. With `new` the rows must be absent (a key already held is refused): a plain
+        INSERT on SQLite, COPY on PostgreSQL."""
+        if not rows:
+            return
+        connection = _driver_connection(session)
+        given, constant = tuple(columns), tuple((fixed or {}).items())
+        every = (*given, *(name for name, _ in constant))
+        try:
+            if self.dialect == "postgresql" and new:
+                _copy(connection, table, given, rows, constant)
+            elif self.dialect == "postgresql":
+                statement = _unnest_upsert_sql(table, given, every[len(given) :], every)
+                with _cursor(connection) as cursor:
+                    fixed_values = [value for _, value in constant]
+                    _as_arrays(cursor, statement, _last_per_key(table, given, rows), fixed_values)
+            else:
+                literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
+                if new:
+                    statement = _insert_sql(self.dialect, table, given, literals)
+                else:
+                    statement = _upsert_sql(self.dialect, table, given, every, literals)
+                with _cursor(connection) as cursor:
+                    cursor.executemany(statement, rows)
+        except (*_ROW_ERRORS, TypeError, ValueError, pl.exceptions.PolarsError) as error:
+            raise StateError(f"{table.name} refused a row: {_reason(error)}") from error
+
     def held_values(
         self, session: Session, table: Table, column: str, keys: Sequence[Any]
     ) -> dict[Any, Any]:
@@ -564,8 +607,8 @@ class Store:
 
     def add_events(self, session: Session, run_id: str, events: Rows) -> int:
         """Append per-record log events to a run in bulk, in order, on the raw driver's path
-        (`write_rows`: COPY on PostgreSQL, one prepared statement on SQLite; a first run logs a
-        line per record written); return how many. A column an event leaves out is null."""
+        (`put_rows`: COPY on PostgreSQL, one prepared INSERT on SQLite; a first run logs a line
+        per record written); return how many. A column an event leaves out is null."""
         table = table_of(RunEvent)
         adapters = self.adapters(table, _EVENT_COLUMNS)
         session.flush()  # the run's own row, which the events refer to
@@ -576,18 +619,39 @@ class Store:
                 for name, adapt in zip(_EVENT_COLUMNS, adapters, strict=True)
             ]
             rows = list(zip(*columns, strict=True))
-            written = self.write_rows(
-                session, table, _EVENT_COLUMNS, rows, fixed={"run_id": run_id}, new=True
-            )
-            if written.refused:
-                raise StateError(f"the run log refused an event: {written.refused[0][1]}")
+            self.put_rows(session, table, _EVENT_COLUMNS, rows, fixed={"run_id": run_id}, new=True)
             count += len(batch)
         return count
 
     def append_scores(self, session: Session, rows: Rows) -> int:
-        """Append score history rows in bulk; return how many."""
-        table = table_of(ScoreHistory)
-        return _execute_batched(session, lambda keys: table.insert(), rows, _BATCH_SIZE)
+        """Append score history rows in bulk (`put_mappings`); return how many."""
+        listed = list(rows)
+        session.flush()  # the accounts and the run the rows refer to
+        self.put_mappings(session, table_of(ScoreHistory), listed, new=True)
+        return len(listed)
+
+    def put_mappings(
+        self,
+        session: Session,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        new: bool = False,
+    ) -> None:
+        """`put_rows` of rows given as column -> Python value, made ready by `adapters` a
+        column at a time: the columns any row gives, and those with a default, in the table's
+        order; a row that leaves one out gets the column's default, as an insert through
+        SQLAlchemy would (None where it has none)."""
+        if not rows:
+            return
+        given = set().union(*rows)
+        columns = [c for c in table.c if c.name in given or c.default is not None]
+        names = [column.name for column in columns]
+        adapted = [
+            adapt_column(adapt, _values_of(column, rows))
+            for column, adapt in zip(columns, self.adapters(table, names), strict=True)
+        ]
+        self.put_rows(session, table, names, list(zip(*adapted, strict=True)), new=new)
 
     def score_as_of(self, session: Session, account_id: str, when: datetime) -> ScoreHistory | None:
         """The account's latest score at or before `when`, or None if it had none yet."""
@@ -647,6 +711,17 @@ class Store:
         """The account's current owner according to our assignments, or None if never assigned."""
         current = _current_assignment(session, account_id)
         return None if current is None else current.owner_id
+
+
+def _values_of(column: Column[Any], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """``column``'s value in each of ``rows``; a row without one gets the column's Python-side
+    default as SQLAlchemy gives it an insert (`list` -> ``[]``), or None."""
+    name, default = column.name, column.default
+    if default is not None and default.is_callable:
+        made = default.arg  # SQLAlchemy's wrapping of it, which takes the insert's context
+        return [row[name] if name in row else made(None) for row in rows]
+    value = default.arg if default is not None and default.is_scalar else None
+    return [row.get(name, value) for row in rows]
 
 
 def insert_missing(
@@ -842,6 +917,46 @@ def update_rows(
             cursor.executemany(_sqlite_update_sql(table, tuple(columns), width), rows)
 
 
+def update_keyed(
+    session: Session,
+    table: Table,
+    values: Mapping[str, Any],
+    keys: Sequence[tuple[Any, ...]],
+) -> None:
+    """Set the same ``values`` (of types the driver takes as they are) on the rows of ``table``
+    whose primary key is among ``keys`` (tuples in the key's column order): one statement for
+    each value of the key's leading columns and up to 10,000 of its last (``IN`` on SQLite,
+    ``= ANY`` of an array on PostgreSQL), where `update_rows` executes one a row on SQLite; a
+    key not held updates nothing."""
+    if not keys:
+        return
+    dialect = session.get_bind().dialect.name
+    statement = _keyed_update_sql(dialect, table, tuple(values))
+    leading: dict[tuple[Any, ...], list[Any]] = {}
+    for key in keys:
+        leading.setdefault(key[:-1], []).append(key[-1])
+    with _cursor(_driver_connection(session)) as cursor:
+        for lead, lasts in leading.items():
+            for chunk in _batches(lasts, _IN_CHUNK):
+                if dialect == "postgresql":
+                    cursor.execute(statement, [*values.values(), *lead, chunk])
+                else:
+                    listed = statement.replace("(?)", f"({', '.join(['?'] * len(chunk))})")
+                    cursor.execute(listed, [*values.values(), *lead, *chunk])
+
+
+@lru_cache(maxsize=64)
+def _keyed_update_sql(dialect: str, table: Table, columns: tuple[str, ...]) -> str:
+    """UPDATE ... SET ``columns`` WHERE the key's leading columns = their values and its last
+    is among a list (SQLite: ``IN (?)``, the ``?`` repeated per value when executed)."""
+    marker = "?" if dialect == "sqlite" else "%s"
+    key = [_quoted(dialect, column.name) for column in table.primary_key]
+    setting = ", ".join(f"{_quoted(dialect, name)} = {marker}" for name in columns)
+    keyed = [f"{name} = {marker}" for name in key[:-1]]
+    keyed.append(f"{key[-1]} IN (?)" if dialect == "sqlite" else f"{key[-1]} = ANY(%s)")
+    return f"UPDATE {_quoted(dialect, table.name)} SET {setting} WHERE {' AND '.join(keyed)}"
+
+
 @lru_cache(maxsize=64)
 def _sqlite_update_sql(table: Table, columns: tuple[str, ...], width: int) -> str:
     """UPDATE ... SET the columns after the key's ``width`` = ?n WHERE the key = ?n."""
@@ -868,14 +983,33 @@ def _unnest_update_sql(table: Table, columns: tuple[str, ...], width: int) -> st
     )
 
 
+def _canonical_encoder() -> Callable[[Any], str]:
+    """``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, the
+    canonical text, from an encoder built once: `json.dumps` builds the same C encoder anew for
+    every call, which costs more than encoding a ledger row's values. Without the C encoder,
+    `json.JSONEncoder.encode` (the same text either way)."""
+    encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if c_make_encoder is None:
+        return encoder.encode
+    # the arguments `JSONEncoder.iterencode` gives it, but for the check for circular values
+    # (its markers), which our plain values never are
+    encode = c_make_encoder(
+        None, encoder.default, encode_basestring, None, ":", ",", True, False, True
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+_canonical = _canonical_encoder()
+
+
 def canonical_plain(value: Any) -> str:
     """`canonical_value` of a value already plain (`plain_value`), not made plain again."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _canonical(value)
 
 
 def canonical_value(value: Any) -> str:
     """The text a written value is compared by: sorted JSON, UTC ISO datetimes, 80.0 == 80."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _canonical(_plain(value))
 
 
 def plain_value(value: Any) -> Any:
@@ -1091,6 +1225,21 @@ def _upsert_sql(
         + ", ".join([f"({values})"] * rows)
         + f" {_on_conflict(dialect, table, update, flags)}"
     )
+
+
+@lru_cache(maxsize=256)
+def _insert_sql(
+    dialect: str,
+    table: Table,
+    columns: tuple[str, ...],
+    literals: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """INSERT with positional parameters in `columns` order and then `literals` (column, SQL
+    literal) as they are."""
+    marker = "?" if dialect == "sqlite" else "%s"
+    names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
+    values = ", ".join([marker] * len(columns) + [literal for _, literal in literals])
+    return f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values})"
 
 
 @lru_cache(maxsize=256)

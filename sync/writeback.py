@@ -18,24 +18,33 @@ killed), with the same values when nothing changed.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Text, func, type_coerce
 from sqlmodel import Session, col, delete, select
 
 from connectors.protocol import Connector, Update, WriteResult
 from connectors.streams import Stream
 from scoring.config import TierSettings
 from scoring.explain import LONG_TEXT_CHARS, Explanation, fit_text
-from scoring.tiers import DISQUALIFIED, TIERS, tier_label
+from scoring.tiers import DISQUALIFIED, TIER_ORDER, TIERS, tier_label
 from sync import tally
 from sync.scoring_state import Book
-from sync.state import Account, CurrentScore, Person, ScoreHistory, StateError, WriteLedger
-from sync.store import Store, canonical_plain, canonical_value, in_chunks, plain_value, update_rows
+from sync.state import Account, CurrentScore, Person, ScoreHistory, WriteLedger, table_of
+from sync.store import (
+    Store,
+    canonical_plain,
+    canonical_value,
+    in_chunks,
+    plain_value,
+    update_keyed,
+    update_rows,
+)
 
 __all__ = [
     "ORPHAN_REASON",
@@ -60,6 +69,7 @@ __all__ = [
 
 SIGNAL_LINES = 5  # reasons written to the signals field, strongest first
 ORPHAN_REASON = "orphan_reason"  # why a person has no account (None once it has one)
+_NEW = "new"  # why a record the ledger holds no row of is written
 LEDGER_BATCH = 2_000  # records per push call and ledger batch (the connector splits requests)
 _TIER_ORDER = {DISQUALIFIED: -1, **{key: rank for rank, key in enumerate(TIERS)}}
 TIER_TALLY = "tier"  # the tally's kind: live accounts per tier key (`sync.tally`)
@@ -91,20 +101,26 @@ def account_scores(
     make a write by crossing the line of what is shown.
     """
     scored_at = now.replace(microsecond=0)
-    disqualified = book.scores.disqualified_by.to_list()
+    scores, version = book.scores, book.scores.model_version
+    labels = {key: tier_label(key, tiers) for key in TIER_ORDER}
     found = {}
-    for row, account_id in enumerate(book.account_ids):
-        explanation = book.explanations[row]
-        tier = str(book.scores.tier[row])
-        sentences = explanation.reasons[:SIGNAL_LINES]
+    for account_id, explanation, score, tier, disqualified in zip(
+        book.account_ids,
+        book.explanations,
+        scores.score.tolist(),
+        scores.tier.tolist(),
+        scores.disqualified_by.to_list(),
+        strict=True,
+    ):
+        tier, sentences = str(tier), explanation.reasons[:SIGNAL_LINES]
         values = {
-            "score": int(book.scores.score[row]),
-            "tier": tier_label(tier, tiers),
+            "score": int(score),
+            "tier": labels[tier],
             "signals": fit_text(sentences, LONG_TEXT_CHARS, "\n") or None,  # "" reads back None
             "topic": explanation.topic,
-            "model_version": book.scores.model_version,
+            "model_version": version,
             "scored_at": scored_at,
-            "disqualification_reason": disqualified[row],
+            "disqualification_reason": disqualified,
         }
         found[account_id] = AccountScore(
             account_id,
@@ -114,8 +130,8 @@ def account_scores(
             _noticeable(explanation, min_points),
             sentences,
             explanation.topic,
-            book.scores.model_version,
-            disqualified[row],
+            version,
+            disqualified,
             explanation,
         )
     return found
@@ -162,14 +178,21 @@ def _account_targets(
     session: Session, stream: Stream, scores: Mapping[str, AccountScore]
 ) -> Iterator[Target]:
     """The scored accounts still live, in id order (only these are read, as plain rows)."""
-    statement = select(Account.id, Account.crm_owned).where(col(Account.is_deleted).is_(False))
-    read = session.connection().execute
+    owned_text = type_coerce(Account.crm_owned, Text)
+    statement = select(Account.id, owned_text).where(col(Account.is_deleted).is_(False))
+    read, decoded = session.connection().execute, _Decoded()
     for chunk in in_chunks(sorted(scores)):
         held = read(statement.where(col(Account.id).in_(chunk)).order_by(col(Account.id)))
         for account_id, owned in held:
             score = scores[account_id]
             yield Target(
-                stream.name, "account", account_id, account_id, score.values, score.reasons, owned
+                stream.name,
+                "account",
+                account_id,
+                account_id,
+                score.values,
+                score.reasons,
+                decoded(owned),
             )
 
 
@@ -182,13 +205,14 @@ def _person_targets(
     """The people linked to a scored account, with its values and no orphan reason; then the
     scored orphans with their own (an orphan's ``account_id`` is its own id, as it was scored as
     an account of its own). Only these are read, as plain rows."""
-    statement = select(Person.id, Person.matched_account_id, Person.crm_owned).where(
+    owned_text = type_coerce(Person.crm_owned, Text)
+    statement = select(Person.id, Person.matched_account_id, owned_text).where(
         col(Person.is_deleted).is_(False), col(Person.is_converted).is_(False)
     )
     kind = stream.constants.get("kind")
     if kind is not None:
         statement = statement.where(Person.kind == kind)
-    read = session.connection().execute
+    read, decoded = session.connection().execute, _Decoded()
     shown: dict[str, Mapping[str, Any]] = {}  # one values mapping per account, its people share
     for chunk in in_chunks(sorted(scores)):
         linked = statement.where(col(Person.matched_account_id).in_(chunk))
@@ -198,15 +222,43 @@ def _person_targets(
             if values is None:
                 values = {"matched_account_id": account_id, **score.values, ORPHAN_REASON: None}
                 shown[account_id] = values
-            yield Target(stream.name, "person", person_id, account_id, values, score.reasons, owned)
+            held = decoded(owned)
+            yield Target(stream.name, "person", person_id, account_id, values, score.reasons, held)
     unlinked = statement.where(col(Person.matched_account_id).is_(None))
     for chunk in in_chunks(sorted(orphans)):
         held = read(unlinked.where(col(Person.id).in_(chunk)).order_by(col(Person.id)))
         for person_id, _, owned in held:
             orphan = orphans[person_id]
             yield Target(
-                stream.name, "person", person_id, person_id, orphan.values, orphan.reasons, owned
+                stream.name,
+                "person",
+                person_id,
+                person_id,
+                orphan.values,
+                orphan.reasons,
+                decoded(owned),
             )
+
+
+class _Decoded:
+    """JSON read as text, decoded once for every distinct text and shared (the people of an
+    account hold one text of our fields as pulled, and their ledger rows one of values and one
+    of reasons); readers never change what they get. A value the driver decoded itself
+    (psycopg's JSON) passes as it is."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, Any] = {}
+
+    def __call__(self, raw: Any) -> Any:
+        if not isinstance(raw, str):
+            return raw
+        found = self._seen.get(raw, _ABSENT)
+        if found is _ABSENT:
+            found = self._seen[raw] = json.loads(raw)
+        return found
+
+
+_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -226,22 +278,37 @@ class Plan:
     held_back: list[tuple[Target, str]] = field(default_factory=list)  # (target, CRM code)
 
     def fields(self) -> dict[str, int]:
-        """How many planned writes set each field."""
-        counts: dict[str, int] = {}
+        """How many planned writes set each field (counted once for every values mapping, which
+        the people of an account share)."""
+        shared: dict[int, list[Any]] = {}  # id of a values mapping -> [it, writes of it]
         for planned in self.writes:
-            for key in planned.target.values:
-                counts[key] = counts.get(key, 0) + 1
+            values = planned.target.values
+            if id(values) in shared:
+                shared[id(values)][1] += 1
+            else:
+                shared[id(values)] = [values, 1]
+        counts: dict[str, int] = {}
+        for values, n in shared.values():
+            for key in values:
+                counts[key] = counts.get(key, 0) + n
         return counts
 
 
 def plan_writes(session: Session, found: Iterable[Target], min_score_change: int) -> Plan:
-    """Diff each target against what the CRM holds and the write ledger."""
+    """Diff each target against what the CRM holds and the write ledger. What decides it is
+    compared once for all the targets sharing it (the people of an account share their values,
+    reasons and, read once for every text, what the CRM and the ledger hold)."""
     plan = Plan()
     listed = list(found)
     ledgers = _ledgers(session, listed)
+    decided: dict[tuple[Any, ...], str | None] = {}
     for target in listed:
         last = ledgers.get((target.stream, target.record_id))
-        why = _why(target, last, min_score_change)
+        key = (id(target.held), id(target.values), id(target.reasons), *_sharing(last))
+        if key in decided:
+            why = decided[key]
+        else:
+            why = decided[key] = _why(target, last, min_score_change)
         if why is not None:
             plan.writes.append(Planned(target, why))
         elif last is not None and last.status == "permanent":
@@ -266,23 +333,32 @@ def _ledgers(session: Session, found: Sequence[Target]) -> dict[tuple[str, str],
     by_stream: dict[str, list[str]] = {}
     for target in found:
         by_stream.setdefault(target.stream, []).append(target.record_id)
-    table = WriteLedger.__table__  # type: ignore[attr-defined]
-    columns = (table.c.record_id, table.c["values"], table.c.reasons, table.c.status, table.c.code)
+    table = table_of(WriteLedger)
+    texts = (type_coerce(table.c["values"], Text), type_coerce(table.c.reasons, Text))
+    columns = (table.c.record_id, *texts, table.c.status, table.c.code)
     rows: dict[tuple[str, str], _Written] = {}
+    read, decoded = session.connection().execute, _Decoded()
     for stream, ids in by_stream.items():
         for chunk in in_chunks(ids):
             statement = select(*columns).where(
                 table.c.object == stream, table.c.record_id.in_(chunk)
             )
-            for record_id, *written in session.connection().execute(statement):
-                rows[stream, record_id] = _Written(*written)
+            for record_id, values, reasons, status, code in read(statement):
+                rows[stream, record_id] = _Written(decoded(values), decoded(reasons), status, code)
     return rows
+
+
+def _sharing(last: _Written | None) -> tuple[Any, ...]:
+    """What `_why` reads of a ledger row, by identity where it is shared."""
+    if last is None:
+        return (None,)
+    return (id(last.values), id(last.reasons), last.status)
 
 
 def _why(target: Target, last: _Written | None, min_score_change: int) -> str | None:
     """Why the record must be written now, or None."""
     if last is None:
-        return None if holds(target.held, target.values) else "new"
+        return None if holds(target.held, target.values) else _NEW
     if last.status in ("retriable", "pending"):
         # pending: in flight when a run died. Even when the CRM shows the values, sending them
         # again is what settles the row and records the score history of what landed
@@ -319,7 +395,8 @@ def holds(held: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
 def _same(one: Any, other: Any) -> bool:
     """Whether two values read the same as canonical text (`canonical_value`); equal scalars of
     one type (text, numbers, none: most of them) are, without writing either out."""
-    if type(one) is type(other) and one == other and not isinstance(one, list | tuple | Mapping):
+    kind = type(one)
+    if kind is type(other) and kind in _SCALARS and one == other:
         return True
     if one is None or other is None:  # only None reads as null: the other one differs
         return False
@@ -327,6 +404,9 @@ def _same(one: Any, other: Any) -> bool:
     if type(one) is type(other) and one == other:
         return True
     return canonical_value(one) == canonical_value(other)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def values_hash(values: Mapping[str, Any]) -> str:
@@ -400,59 +480,78 @@ def _intend(
     now: datetime,
     texts: _LedgerTexts,
 ) -> None:
-    """The ledger rows of a batch about to be pushed, status pending (written on the store's
-    bulk path: a batch is thousands of rows, each with its values as JSON)."""
-    table = WriteLedger.__table__  # type: ignore[attr-defined]
-    columns = _INTENT
+    """The ledger rows of a batch about to be pushed, status pending, on the store's bulk path
+    (`Store.put_rows`: a batch is thousands of rows, each with its values as JSON): inserted
+    for the records the ledger held no row of at the diff, replaced for the others; what every
+    row of the batch shares goes once."""
+    table = table_of(WriteLedger)
     stamp = store.adapters(table, ["intended_at"])[0]
-    intended = now if stamp is None else stamp(now)
-    rows = []
+    fixed = {
+        "batch": batch_id,
+        "status": "pending",
+        "code": None,
+        "message": None,
+        "intended_at": now if stamp is None else stamp(now),
+        "settled_at": None,
+        "run_id": run_id,
+    }
+    new: list[tuple[Any, ...]] = []
+    held: list[tuple[Any, ...]] = []
     for planned in batch:
         target = planned.target
-        record = (target.stream, target.record_id, batch_id, *texts.of(target))
-        rows.append((*record, "pending", None, None, intended, None, run_id))
-    written = store.write_rows(session, table, columns, rows, update=columns)
-    if written.refused:
-        raise StateError(f"the write ledger refused a row: {written.refused[0][1]}")
+        rows = new if planned.why == _NEW else held
+        rows.append((target.stream, target.record_id, *texts.of(target)))
+    store.put_rows(session, table, _INTENT, new, fixed=fixed, new=True)
+    store.put_rows(session, table, _INTENT, held, fixed=fixed)
 
 
 class _LedgerTexts:
     """The ledger's hash and text of each target's values and reasons, written out once for
-    every target sharing them (the people linked to an account show one values mapping)."""
+    every target sharing them (the people linked to an account show one values mapping, and
+    its reasons), a datetime once for every values mapping holding it (a run's scored-at)."""
 
     def __init__(self) -> None:
         # by the ids of the values and reasons, which are kept so the ids stay theirs
-        self._seen: dict[tuple[int, int], tuple[Any, Any, tuple[str, str, str]]] = {}
+        self._values: dict[int, tuple[Any, tuple[str, str]]] = {}
+        self._reasons: dict[int, tuple[Any, str]] = {}
+        self._stamps: dict[datetime, str] = {}
 
     def of(self, target: Target) -> tuple[str, str, str]:
         """(values hash, values as canonical JSON, reasons as canonical JSON)."""
-        key = (id(target.values), id(target.reasons))
-        seen = self._seen.get(key)
-        if seen is None:
-            text = canonical_plain(_plain_values(target.values))
-            written = (_hashed(text), text, canonical_plain(list(target.reasons)))
-            seen = self._seen[key] = (target.values, target.reasons, written)
-        return seen[2]
+        values = self._values.get(id(target.values))
+        if values is None:
+            text = canonical_plain(self._plain(target.values))
+            values = self._values[id(target.values)] = (target.values, (_hashed(text), text))
+        reasons = self._reasons.get(id(target.reasons))
+        if reasons is None:
+            text = canonical_plain(list(target.reasons))
+            reasons = self._reasons[id(target.reasons)] = (target.reasons, text)
+        return (*values[1], reasons[1])
 
-
-_INTENT = (
-    *("object", "record_id", "batch", "values_hash", "values", "reasons"),
-    *("status", "code", "message", "intended_at", "settled_at", "run_id"),
-)
-
-
-def _plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Values as the ledger's JSON keeps them (`plain_value`), text and whole numbers as they
-    are."""
-    return {k: v if type(v) in _AS_IS else plain_value(v) for k, v in values.items()}
+    def _plain(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Values as the ledger's JSON keeps them (`plain_value`), text and whole numbers as
+        they are."""
+        plain = {}
+        for key, value in values.items():
+            kind = type(value)
+            if kind is datetime:
+                stamp = self._stamps.get(value)
+                if stamp is None:
+                    stamp = self._stamps[value] = plain_value(value)
+                value = stamp
+            elif kind not in _AS_IS:
+                value = plain_value(value)
+            plain[key] = value
+        return plain
 
 
 _AS_IS = (str, int, bool, type(None))
+_INTENT = ("object", "record_id", "values_hash", "values", "reasons")  # each row's own
 
 
 def _push(connector: Connector, batch: Sequence[Planned]) -> list[WriteResult]:
     """One push call for a batch of one stream."""
-    updates = [Update(p.target.record_id, dict(p.target.values)) for p in batch]
+    updates = [Update(p.target.record_id, p.target.values) for p in batch]
     return connector.push(batch[0].target.stream, updates)
 
 
@@ -464,22 +563,28 @@ def _settle(
     now: datetime,
     outcome: PushOutcome,
 ) -> list[Planned]:
-    """Each record's answer into the ledger (in bulk, by (object, record id)); the outcome
+    """Each record's answer into the ledger, in bulk by (object, record id): the plain "ok" of
+    most records with one statement for them all, the others each with its own; the outcome
     gathers what landed and what failed. What landed in this batch."""
-    table = WriteLedger.__table__  # type: ignore[attr-defined]
+    table = table_of(WriteLedger)
     stamp = store.adapters(table, ["settled_at"])[0]
     settled = now if stamp is None else stamp(now)
-    rows, landed = [], []
+    plain_ok, rows, landed = [], [], []
     for planned, result in zip(batch, results, strict=True):
         target = planned.target
-        rows.append(
-            (target.stream, target.record_id, result.status, result.code, result.message, settled)
-        )
+        if result.status == "ok" and result.code is None and result.message is None:
+            plain_ok.append((target.stream, target.record_id))
+        else:
+            rows.append(
+                (target.stream, target.record_id, result.status, result.code, result.message)
+            )
         if result.ok:
             landed.append(planned)
         else:
             outcome.failed.append((planned, result))
-    update_rows(session, table, _SETTLED, sorted(rows))
+    ok = {"status": "ok", "code": None, "message": None, "settled_at": settled}
+    update_keyed(session, table, ok, plain_ok)
+    update_rows(session, table, _SETTLED, sorted((*row, settled) for row in rows))
     outcome.written.extend(landed)
     return landed
 
@@ -523,15 +628,18 @@ def tier_counts(
 
 def _counted(session: Session, scores: Mapping[str, AccountScore]) -> dict[str, int]:
     """Live accounts per tier key counted in the current-score table, with this run's scores in
-    place of theirs."""
-    live = select(Account.id).where(col(Account.is_deleted).is_(False))
-    statement = select(CurrentScore.tier, func.count()).where(
-        col(CurrentScore.account_id).in_(live)
+    place of theirs. Joined to the accounts, so a list of ids looks each up by key (``IN`` a
+    subquery of the live accounts would read them all again for every list)."""
+    statement = (
+        select(CurrentScore.tier, func.count())
+        .join(Account, col(Account.id) == col(CurrentScore.account_id))
+        .where(col(Account.is_deleted).is_(False))
+        .group_by(col(CurrentScore.tier))
     )
-    counts: dict[str, int] = dict(session.exec(statement.group_by(col(CurrentScore.tier))).all())
+    counts: dict[str, int] = dict(session.exec(statement).all())
     for chunk in in_chunks(sorted(scores)):
         held = statement.where(col(CurrentScore.account_id).in_(chunk))
-        for tier, n in session.exec(held.group_by(col(CurrentScore.tier))):
+        for tier, n in session.exec(held):
             counts[tier] -= n
     for score in scores.values():
         counts[score.tier] = counts.get(score.tier, 0) + 1
@@ -574,7 +682,7 @@ def record_scores(
         }
         for s in scores.values()
     ]
-    store.upsert(session, CurrentScore, current)
+    store.put_mappings(session, table_of(CurrentScore), current)
     if not tally.add(session, TIER_TALLY, changes):
         tally.replace(session, TIER_TALLY, _counted(session, {}))
 
