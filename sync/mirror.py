@@ -301,7 +301,7 @@ class _FirstLoads:
             empty = store.empty_tables(session, named.values())
             self._loading = {name: table for name, table in named.items() if name in empty}
             for table in self._loading.values():
-                store.drop_indexes(session, table, new_rows=_MIRROR_SETS)
+                store.drop_indexes(session, table, new_rows=_new_row_sets(table))
             loaded = [table for name, table in named.items() if name not in self._loading]
             store.build_indexes(session, loaded)
 
@@ -900,6 +900,13 @@ def _flags(
 def _default(table: Table, name: str) -> Any:
     """The scalar default of one of ``table``'s columns."""
     return table.c[name].default.arg  # type: ignore[union-attr]
+
+
+def _new_row_sets(table: Table) -> dict[str, Any]:
+    """What every row a first load inserts into ``table`` holds of the mirror's own columns: what
+    it sets, and its flags' defaults (what decides which partial indexes the load leaves)."""
+    flags = {k: v for k, v in _new_row_defaults(table, ()).items() if k in _FLAGS}
+    return {**_MIRROR_SETS, **flags}
 
 
 def _new_row_defaults(table: Table, given: Sequence[str]) -> dict[str, Any]:

@@ -386,7 +386,8 @@ def test_rows_stored_in_bulk_read_back_as_the_orm_wrote_them(store: Store) -> No
 _EMPTY_AFTER_LOADING = {
     "account": {"ix_account_owned_changed"},
     "person": {"ix_person_owned_changed", "ix_person_in_review"},
-    "activity": {"ix_activity_recounted"},
+    # a first load inserts activities unflagged and of the first cycle, which counts them all
+    "activity": {"ix_activity_recounted", "ix_activity_uncounted"},
     "opportunity": set(),
 }
 
