@@ -58,7 +58,7 @@ from scoring.signals import (
 )
 from sync.frames import read_column_batches, read_columns
 from sync.state import AFTER_FIRST_CYCLE, AccountSignals, Activity, Person, table_of
-from sync.store import adapt_column, adapters_of, in_chunks, upsert_rows
+from sync.store import adapt_column, adapters_of, in_chunks, put_rows
 
 __all__ = [
     "REBUILD_REASONS",
@@ -201,7 +201,7 @@ def save(
     pending: bool = True,
 ) -> None:
     """Store (or replace) accounts' rows: their JSON and latest activity, as of `now`; as plain
-    tuples made ready for the driver a column at a time (`sync.store.upsert_rows`), not rows
+    tuples made ready for the driver a column at a time (`sync.store.put_rows`), not rows
     of SQLAlchemy's (the first run stores every account's). The JSON is orjson's: compact, and
     its numbers read back as the same floats and ints (the sums are finite: orjson writes no
     NaN)."""
@@ -214,7 +214,7 @@ def save(
             (account_id, orjson.dumps(document).decode(), as_of, water, pending)
             for (account_id, (document, _)), water in zip(chunk, latest, strict=True)
         ]
-        upsert_rows(session, table, _COLUMNS, rows)
+        put_rows(session, table, _COLUMNS, rows)
 
 
 def uncounted(counted: int) -> ColumnElement[bool]:

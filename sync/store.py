@@ -88,10 +88,10 @@ __all__ = [
     "insert_missing",
     "insert_rows_missing",
     "plain_value",
+    "put_rows",
     "update_frame",
     "update_keyed",
     "update_rows",
-    "upsert_rows",
 ]
 
 Rows = Iterable[Mapping[str, Any]]
@@ -401,29 +401,7 @@ class Store:
         no savepoint and no search for the refused row, which on SQLite makes an upsert a third
         cheaper. With `new` the rows must be absent (a key already held is refused): a plain
         INSERT on SQLite, COPY on PostgreSQL."""
-        if not rows:
-            return
-        connection = _driver_connection(session)
-        given, constant = tuple(columns), tuple((fixed or {}).items())
-        every = (*given, *(name for name, _ in constant))
-        try:
-            if self.dialect == "postgresql" and new:
-                _copy(connection, table, given, rows, constant)
-            elif self.dialect == "postgresql":
-                statement = _unnest_upsert_sql(table, given, every[len(given) :], every)
-                with _cursor(connection) as cursor:
-                    fixed_values = [value for _, value in constant]
-                    _as_arrays(cursor, statement, _last_per_key(table, given, rows), fixed_values)
-            else:
-                literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
-                if new:
-                    statement = _insert_sql(self.dialect, table, given, literals)
-                else:
-                    statement = _upsert_sql(self.dialect, table, given, every, literals)
-                with _cursor(connection) as cursor:
-                    cursor.executemany(statement, rows)
-        except (*_ROW_ERRORS, TypeError, ValueError, pl.exceptions.PolarsError) as error:
-            raise StateError(f"{table.name} refused a row: {_reason(error)}") from error
+        put_rows(session, table, columns, rows, fixed=fixed, new=new)
 
     def held_values(
         self, session: Session, table: Table, column: str, keys: Sequence[Any]
@@ -789,30 +767,40 @@ def _copy_frame(connection: Any, table: Table, rows: pl.DataFrame) -> None:
         copy.write(rows.write_csv(include_header=False))
 
 
-def upsert_rows(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """Insert plain tuples as `insert_rows_missing` does, replacing the ``columns`` of those
-    whose primary key ``table`` holds already (a key given twice: PostgreSQL refuses it)."""
-    _insert_rows(session, table, tuple(columns), rows, tuple(columns))
-
-
-def _insert_rows(
+def put_rows(
     session: Session,
     table: Table,
-    columns: tuple[str, ...],
+    columns: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
-    update: tuple[str, ...],
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    new: bool = False,
 ) -> None:
-    """Insert plain tuples, updating the ``update`` columns of keys held already."""
+    """`Store.put_rows` in the session's own transaction, for a stage given a session only."""
+    dialect = session.get_bind().dialect.name
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    with _cursor(_driver_connection(session)) as cursor:
-        if dialect == "postgresql":
-            _as_arrays(cursor, _unnest_upsert_sql(table, columns, (), update), rows)
+    connection = _driver_connection(session)
+    given, constant = tuple(columns), tuple((fixed or {}).items())
+    every = (*given, *(name for name, _ in constant))
+    try:
+        if dialect == "postgresql" and new:
+            _copy(connection, table, given, rows, constant)
+        elif dialect == "postgresql":
+            statement = _unnest_upsert_sql(table, given, every[len(given) :], every)
+            with _cursor(connection) as cursor:
+                fixed_values = [value for _, value in constant]
+                _as_arrays(cursor, statement, _last_per_key(table, given, rows), fixed_values)
         else:
-            cursor.executemany(_upsert_sql(dialect, table, columns, update), rows)
+            literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
+            if new:
+                statement = _insert_sql(dialect, table, given, literals)
+            else:
+                statement = _upsert_sql(dialect, table, given, every, literals)
+            with _cursor(connection) as cursor:
+                cursor.executemany(statement, rows)
+    except (*_ROW_ERRORS, TypeError, ValueError, pl.exceptions.PolarsError) as error:
+        raise StateError(f"{table.name} refused a row: {_reason(error)}") from error
 
 
 def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:
