@@ -1199,20 +1199,10 @@ def _upsert_sql(
     stand_ins: tuple[tuple[str, str], ...] = (),
     rows: int = 1,
 ) -> str:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns (`flags` as
-    `_on_conflict` says), with positional parameters in `columns` order (null where a column's
-    equals its `stand_ins` literal) and then `literals` (column, SQL literal) as they are, for
-    one row (or as many as `rows`, one after another)."""
-    marker = "?" if dialect == "sqlite" else "%s"
-    names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
-    stand_in = dict(stand_ins)
-    given = [f"NULLIF({marker}, {stand_in[c]})" if c in stand_in else marker for c in columns]
-    values = ", ".join(given + [literal for _, literal in literals])
-    return (
-        f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES "
-        + ", ".join([f"({values})"] * rows)
-        + f" {_on_conflict(dialect, table, update, flags)}"
-    )
+    """`_insert_sql` ... ON CONFLICT (primary key) DO UPDATE SET the `update` columns (`flags`
+    as `_on_conflict` says)."""
+    insert = _insert_sql(dialect, table, columns, literals, stand_ins, rows)
+    return f"{insert} {_on_conflict(dialect, table, update, flags)}"
 
 
 @lru_cache(maxsize=256)
@@ -1221,13 +1211,20 @@ def _insert_sql(
     table: Table,
     columns: tuple[str, ...],
     literals: tuple[tuple[str, str], ...] = (),
+    stand_ins: tuple[tuple[str, str], ...] = (),
+    rows: int = 1,
 ) -> str:
-    """INSERT with positional parameters in `columns` order and then `literals` (column, SQL
-    literal) as they are."""
+    """INSERT with positional parameters in `columns` order (null where a column's equals its
+    `stand_ins` literal) and then `literals` (column, SQL literal) as they are, for one row (or
+    as many as `rows`, one after another)."""
     marker = "?" if dialect == "sqlite" else "%s"
     names = ", ".join(_quoted(dialect, name) for name in (*columns, *dict(literals)))
-    values = ", ".join([marker] * len(columns) + [literal for _, literal in literals])
-    return f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES ({values})"
+    stand_in = dict(stand_ins)
+    given = [f"NULLIF({marker}, {stand_in[c]})" if c in stand_in else marker for c in columns]
+    values = ", ".join(given + [literal for _, literal in literals])
+    return f"INSERT INTO {_quoted(dialect, table.name)} ({names}) VALUES " + ", ".join(
+        [f"({values})"] * rows
+    )
 
 
 @lru_cache(maxsize=256)
