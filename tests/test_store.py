@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from sync import (
     WriteLedger,
 )
 from sync.state import NameVariant, table_of
-from sync.store import insert_rows_missing
+from sync.store import canonical_plain, insert_rows_missing
 
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 MIRROR = {"crm_modified_at": T0, "is_deleted": False, "synced_at": T0 + timedelta(minutes=1)}
@@ -586,3 +587,22 @@ def test_errors_do_not_reveal_the_password(url: str) -> None:
     with pytest.raises(StoreOpenError) as raised:
         Store.open(url)
     assert "s3cret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"score": 80, "tier": "AE", "signals": ["Pricing page x3 since 28 Nov (+12)"]},
+        {"b": 1.5, "a": [None, True, False, 0.1, 1e300, -0.0, 2**70], "é": 'naïve \u2028 "q"'},
+        "text alone",
+        3.0,
+        None,
+        [],
+        {"nested": {"z": {"y": [1, {"x": "\x00\n"}]}}},
+        {"nan": float("nan"), "inf": float("inf")},
+    ],
+)
+def test_the_canonical_text_is_json_dumps_byte_for_byte(value: Any) -> None:
+    # the ledger's hash is taken over this text: another text would rewrite every record
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_plain(value) == expected
