@@ -93,6 +93,24 @@ def pg_schema_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def pg_icu_url() -> Iterator[str]:
+    """URL of a PostgreSQL database of its own whose text sorts by ICU's English rules (as a
+    server set up with ``en_US.UTF-8``, most installs' default, sorts it: ``a`` before ``B``),
+    dropped after the test; the shared test database sorts by code point, as Python does."""
+    name = f"icu_{uuid4().hex}"
+    _run_admin(
+        sql.SQL(
+            "CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+            "LOCALE 'C.UTF-8'"
+        ).format(sql.Identifier(name))
+    )
+    try:
+        yield f"postgresql+psycopg://{require_pg_role()}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        _run_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of an empty state database of each backend, fresh for every test."""

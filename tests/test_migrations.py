@@ -114,6 +114,21 @@ def test_migrations_at_head_build_exactly_the_models_schema(store: Store) -> Non
     assert store.schema_state().revision == head_revision()
 
 
+def test_every_text_column_sorts_by_code_point_on_postgresql(pg_schema_url: str) -> None:
+    # what the score stage reads in id order is lined up with ids Python sorted (0015); a
+    # migration adding a text column must give it COLLATE "C" on PostgreSQL too
+    with Store.open(pg_schema_url) as store, store.engine.connect() as connection:
+        columns = connection.execute(
+            text(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND data_type IN ('text',"
+                " 'character varying') AND table_name <> 'alembic_version'"
+            )
+        ).all()
+    assert len(columns) > 40
+    assert [c for c in columns if c.collation_name != "C"] == []
+
+
 @pytest.mark.parametrize("version", sorted(LEGACY_REVISIONS))
 def test_a_database_from_before_migrations_is_refused_until_upgraded(
     store_url: str, version: int

@@ -230,6 +230,35 @@ def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
     assert 0 < again.api_calls < first.api_calls  # reads only
 
 
+def _scored(store: Store) -> dict[str, tuple[Any, ...]]:
+    """Each account's score, tier and reasons, and the values written to each record."""
+    with store.session() as session:
+        scores = session.exec(select(CurrentScore)).all()
+        written = session.exec(select(WriteLedger)).all()
+    return {
+        **{s.account_id: (s.score, s.tier, s.disqualified_reason, s.reasons) for s in scores},
+        **{row.record_id: tuple(sorted(row.values.items())) for row in written},
+    }
+
+
+def test_a_database_sorting_text_by_language_rules_scores_each_account_as_sqlite_does(
+    org: Org, tmp_path: Path, pg_icu_url: str
+) -> None:
+    # Salesforce ids mix cases ("001Dn000000000a" sorts after "...B" by code point, before it by
+    # English rules): what the database puts in id order must meet what Python sorts by id
+    results = []
+    for url in (f"sqlite:///{tmp_path / 'state.db'}", pg_icu_url):
+        with ExitStack() as stack, Store.open(url) as store:
+            crm = _open(stack, "salesforce", org)
+            assert crm.run(store).outcome == "ok"
+            results.append(_scored(store))
+    on_sqlite, on_icu = results
+
+    mixed = sorted(on_sqlite)
+    assert mixed != sorted(mixed, key=str.casefold)  # the ids do sort apart
+    assert on_icu == on_sqlite
+
+
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
 def test_linked_people_show_their_account_and_its_values(crm: Crm, sqlite_store: Store) -> None:
     crm.run(sqlite_store)
