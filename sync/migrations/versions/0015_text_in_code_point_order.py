@@ -46,8 +46,6 @@ def upgrade() -> None:
         return
     columns: dict[str, list[str]] = {}
     for table, column, declared in bind.execute(_NOT_C):
-        columns.setdefault(table, []).append(
-            f'ALTER COLUMN "{column}" TYPE {declared} COLLATE "C"'
-        )
+        columns.setdefault(table, []).append(f'ALTER COLUMN "{column}" TYPE {declared} COLLATE "C"')
     for table, changes in columns.items():
         op.execute(f'ALTER TABLE "{table}" ' + ", ".join(changes))
