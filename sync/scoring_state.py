@@ -220,12 +220,20 @@ def _opportunities(session: Session, ids: Sequence[str] | None = None) -> pl.Dat
     return frame.with_columns(close_at=pl.coalesce(close, "opened_at"))
 
 
+_FEW = 20_000  # ids looked up by IN lists whatever the table holds (4 lists at most)
+
+
+def _count(session: Session, statement: Any) -> int:
+    """How many rows ``statement`` gives."""
+    return int(session.exec(select(func.count()).select_from(statement.subquery())).one())
+
+
 def _among(session: Session, statement: Any, key: Any, ids: Sequence[str]) -> list[Any]:
     """The rows of ``statement`` whose ``key`` (its first column) is one of ``ids``: looked up
     by IN lists, or, when the ids are as many as half its rows (every account, on a first run),
-    read in one pass and kept by a set, as an IN list a chunk at a time costs more then."""
-    held = session.exec(select(func.count()).select_from(statement.subquery())).one()
-    if 2 * len(ids) < held:
+    read in one pass and kept by a set, as an IN list a chunk at a time costs more then. A few
+    ids (an incremental cycle's) are looked up without counting the rows, which reads them all."""
+    if len(ids) <= _FEW or 2 * len(ids) < _count(session, statement):
         return [
             row
             for chunk in in_chunks(sorted(ids))

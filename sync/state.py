@@ -172,6 +172,9 @@ def _when(column: str) -> dict[str, Any]:
     return {"sqlite_where": clause, "postgresql_where": clause}
 
 
+LINKED = "matched_account_id IS NOT NULL"
+
+
 def _run_fk() -> Any:
     """A nullable reference to the sync run that produced a row."""
     return Field(default=None, foreign_key="sync_run.id", index=True)
@@ -250,6 +253,10 @@ class Person(_Linkable, table=True):
         _pending_index("person"),
         _owned_index("person"),
         Index("ix_person_in_review", "id", **_when("link_status = 'review'")),
+        # linked people only: a lookup of orphans by id (``matched_account_id IS NULL AND id IN
+        # ...``) must go by the id, where an index holding the orphans' nulls led SQLite to walk
+        # every orphan of the org for each (revision 0016)
+        Index("ix_person_matched_account_id", "matched_account_id", **_when(LINKED)),
     )
 
     id: str = Field(primary_key=True)
@@ -274,7 +281,7 @@ class Person(_Linkable, table=True):
     match_link: str | None = Field(default=None, index=True)
     match_domain: str | None = Field(default=None, index=True)
     match_name: str | None = Field(default=None, index=True)
-    matched_account_id: str | None = Field(default=None, index=True)
+    matched_account_id: str | None = None
     match_rule: str | None = None
     match_confidence: float | None = None
     orphan_reason: str | None = None

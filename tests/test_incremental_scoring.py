@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 from sqlmodel import col, func, select
 
 import tests.test_sync_run as sync_run
@@ -478,3 +479,46 @@ def test_only_orphans_touched_are_rescored_and_one_stays_pending_until_written(
     # what a rescore of every orphan at that moment gives it
     assert written["score"] == everyone[orphan].score and written["tier"] == "AE"
     assert written["signals"] == everyone[orphan].values["signals"]
+
+
+def test_a_cycle_looks_orphans_up_by_id_not_by_walking_every_orphan(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    # "id IN (...) AND matched_account_id IS NULL": an index holding every orphan's null led
+    # SQLite to walk all of the org's orphans for each lookup, once the list held a few dozen ids
+    # (revision 0016 keeps the nulls out of it)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm.run(store)
+        crm.time.tick(600)
+        with store.session() as session:
+            orphans = session.exec(
+                select(Person.id).where(
+                    Person.kind == "lead",
+                    col(Person.matched_account_id).is_(None),
+                    col(Person.is_converted).is_(False),
+                )
+            ).all()
+        for orphan in orphans:
+            _touch(crm, orphan, "Form Submission", "Requested a demo: ai")
+        crm.time.tick(600)
+        asked: list[tuple[str, Any]] = []
+
+        def seen(_c: Any, _k: Any, statement: str, parameters: Any, *_: Any) -> None:
+            if "matched_account_id IS NULL" in statement and "person.id IN" in statement:
+                asked.append((statement, parameters))
+
+        event.listen(store.engine, "before_cursor_execute", seen)
+        report = crm.run(store)
+        event.remove(store.engine, "before_cursor_execute", seen)
+        with store.engine.connect() as connection:
+            plans = [
+                " / ".join(
+                    str(step[-1])
+                    for step in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", given)
+                )
+                for sql, given in asked
+            ]
+
+    assert len(orphans) >= 30 and report.orphans_scored == len(orphans)
+    assert len(plans) >= 3 and all("sqlite_autoindex_person_1" in p for p in plans), plans
+    assert [p for p in plans if "ix_person_matched_account_id" in p] == []
