@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/handoff demo
 
+# one worker a core, each test file on one worker (a file's module fixtures, such as its
+# generated org, are built once); `.venv/bin/python -m pytest` alone runs in one process
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
