@@ -445,19 +445,33 @@ def push_plan(
     """Push the planned writes in ledger batches: intent committed before each push, outcome
     after, with the score history of the accounts that landed in the same transaction (a run
     killed after a batch keeps its history: the rerun finds the CRM holding it and writes
-    nothing). Gathered in ``outcome`` as it comes. `BudgetExhausted` propagates with the batch
-    in flight left pending (resent next run, with the same values)."""
+    nothing). A batch's outcome is committed with the next batch's intent, one transaction a
+    batch (a run killed between them leaves the answered batch pending, resent next run with
+    the same values, as one killed before the answer came). Gathered in ``outcome`` as it
+    comes. `BudgetExhausted` propagates with the batch in flight left pending (resent next
+    run, with the same values)."""
     texts = _LedgerTexts()
+    answered: tuple[list[Planned], list[WriteResult]] | None = None  # pushed, not settled yet
+
+    def settle(session: Session) -> int:
+        """The answered batch's outcome and history; how many records it held."""
+        if answered is None:
+            return 0
+        landed = _settle(store, session, *answered, now, outcome)
+        _append_history(store, session, scores, landed, now, run_id)
+        return len(answered[0])
+
     for number, batch in enumerate(_batches(plan.writes, LEDGER_BATCH)):
-        batch_id = f"{run_id}:{number}"
         with store.session() as session:
-            _intend(store, session, batch, batch_id, run_id, now, texts)
-        results = _push(connector, batch)
-        with store.session() as session:
-            landed = _settle(store, session, batch, results, now, outcome)
-            _append_history(store, session, scores, landed, now, run_id)
-        if progress is not None:
-            progress(len(batch))
+            settled = settle(session)
+            _intend(store, session, batch, f"{run_id}:{number}", run_id, now, texts)
+        if settled and progress is not None:
+            progress(settled)  # counted once committed
+        answered = (batch, _push(connector, batch))
+    with store.session() as session:
+        settled = settle(session)
+    if settled and progress is not None:
+        progress(settled)
 
 
 def _batches(items: Sequence[Planned], size: int) -> Iterator[list[Planned]]:
