@@ -424,7 +424,7 @@ def _coded(
     catalog: SignalCatalog, account_ids: Sequence[str], activities: pl.DataFrame, now_s: int
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """Catalog activities of the accounts as (row, signal, occurred_s, topic) codes, ordered by
-    row and time, and the sorted topic names the codes point into."""
+    row, time, signal and topic, and the sorted topic names the codes point into."""
     rows = pl.DataFrame({"account_id": list(account_ids)}, schema={"account_id": pl.String})
     # one lazy query, so polars filters before it joins and keeps only these four columns (the
     # reference org's 10M activities went through four whole copies here)
@@ -444,7 +444,9 @@ def _coded(
             "occurred_s",
             "topic",
         )
-        .sort("row", "occurred_s")
+        # every coded field: activities of one second keep one order whatever order the
+        # history was read in (two the same in all of them are interchangeable)
+        .sort("row", "occurred_s", "signal", "topic", nulls_last=True)
         .collect()
     )
     topics = tuple(sorted(known["topic"].drop_nulls().unique().to_list()))

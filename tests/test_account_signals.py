@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import polars as pl
 from sqlmodel import select
 
 from handoff.runs import scoring_setup
@@ -126,3 +127,26 @@ def test_the_orphans_score_from_the_history_read_once_as_from_their_own_read(
     assert from_the_read == their_own
     assert by_person == their_own
     assert from_the_read["orphan"].score > 0
+
+
+def test_activities_of_the_same_second_are_stored_in_one_order_whatever_order_they_come_in() -> (
+    None
+):
+    # the recent activities kept in an account's sums once followed the order the history was
+    # read in for activities of the same second, so two runs could store them swapped
+    catalog = scoring_setup(Settings()).catalog
+    at = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)
+    same_second = pl.DataFrame(
+        {
+            "account_id": ["001A", "001A", "001A", "001A"],
+            "type": ["pricing_page", "webinar", "pricing_page", "demo_request"],
+            "topic": ["security", None, "ai", "security"],
+            "occurred_at": [at, at, at, at - timedelta(days=1)],
+        }
+    )
+    now = at + timedelta(days=2)
+    orders = [same_second, same_second.reverse(), same_second[[2, 0, 3, 1]]]
+    stored = [build(catalog, ["001A"], activities, now) for activities in orders]
+
+    assert len(stored[0]["001A"][0]["r"]) >= 6  # the recent activities, (signal, second) each
+    assert stored[1] == stored[0] and stored[2] == stored[0]
