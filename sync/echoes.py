@@ -69,11 +69,11 @@ def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[st
     echoes: set[tuple[str, str]] = set()
     for model in (Account, Person):
         table = table_of(model)
-        changed, flagged = [], 0
+        changed, flagged = [], False
         for record_id, owned, kind, written in _flagged(
             session, table, _written_streams(streams, table.name)
         ):
-            flagged += 1
+            flagged = True
             if _echo(owned, kind, written):
                 echoes.add((table.name, record_id))
             else:
