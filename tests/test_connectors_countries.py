@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.config import HubSpotSettings
-from connectors.countries import country_code
+from connectors.countries import NAMES_FILE, built_names, country_code
 from connectors.hubspot import HubSpotConnector
 from connectors.money import UNKNOWN_CURRENCY, Money, Rates
 from connectors.protocol import Connector, Record, Summary, records
@@ -169,3 +170,15 @@ def test_a_picklist_org_reads_the_country_code_and_converts_a_second_currency(
             assert record.values["revenue"] is None
         else:  # the org keeps whole units of its currency: 1 yen is under 1 cent
             assert record.values["revenue"] == pytest.approx(expected, abs=1.0)
+
+
+def test_the_shipped_spellings_are_those_the_installed_pycountry_and_babel_give() -> None:
+    """``country_names.json`` is a build of the two lists, not a hand-kept copy: after an upgrade
+    of either, rebuild it (``python -m connectors.countries``) and review the difference."""
+    shipped = json.loads(NAMES_FILE.read_text(encoding="utf-8"))["codes"]
+    built = built_names()
+    changed = sorted(
+        code for code in built.keys() | shipped.keys() if built.get(code) != shipped.get(code)
+    )
+    assert not changed, f"rebuild connectors/country_names.json: {changed[:10]} differ"
+    assert sum(len(spellings) for spellings in shipped.values()) > 30_000
