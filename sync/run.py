@@ -5,15 +5,18 @@
 Stages are small functions over the state database, run in order, each timed into
 ``report.stages``: mirror -> link -> score -> tier -> diff -> write, then the run log. Routing
 and SLA stages slot in by adding to `STAGES`. Nothing here reads the clock, the environment or
-the process: the CLI, a scheduler or a queue worker calls it the same way. An API budget that
+the process (it only spares the garbage collector the objects the process held before the run):
+the CLI, a scheduler or a queue worker calls it the same way. An API budget that
 runs out stops the run cleanly (status "stopped"); what was committed stays, and the next run
 resumes from the saved cursors and the pending ledger rows.
 """
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -451,20 +454,36 @@ def run_sync(
         report.full_reason = run.resync.reason if run.resync else None
         report.full = run.resync is not None
         store.record_run_start(session, connector.crm, now, report.run_id, report.full_reason)
-    try:
-        for number, (name, stage) in enumerate(STAGES):
-            if number and heartbeat is not None:
-                heartbeat()
-            _timed(report.stages, name, lambda stage=stage: stage(run))
-        report.status = "succeeded"
-    except BudgetExhausted as stop:
-        report.status, report.error = "stopped", str(stop)
-    except Exception as error:
-        report.status, report.error = "failed", f"{type(error).__name__}: {error}"
-        raise
-    finally:
-        _timed(report.stages, "log", lambda: _log(run, calls_before))
+    with _collector_spared():
+        try:
+            for number, (name, stage) in enumerate(STAGES):
+                if number and heartbeat is not None:
+                    heartbeat()
+                _timed(report.stages, name, lambda stage=stage: stage(run))
+            report.status = "succeeded"
+        except BudgetExhausted as stop:
+            report.status, report.error = "stopped", str(stop)
+        except Exception as error:
+            report.status, report.error = "failed", f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            _timed(report.stages, "log", lambda: _log(run, calls_before))
     return report
+
+
+@contextmanager
+def _collector_spared() -> Iterator[None]:
+    """Leave what the process held before the run out of the garbage collector's full passes
+    for the run's length (`gc.freeze`), so each walks only what the run made, and hand it back
+    after (`gc.unfreeze`). Imports alone hold ~180,000 objects, a ~100 ms pass on this 2-core
+    machine, and a 200k org's incremental cycle made one to three passes. Freezing keeps alive
+    nothing that its references alone would free; two runs in one process's threads only lose
+    the saving."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _close_abandoned(session: Session, crm: str, run_id: str) -> None:

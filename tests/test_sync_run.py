@@ -6,6 +6,7 @@ the sandbox and the connector share one hand-moved clock, so every run has a kno
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -539,6 +540,27 @@ def test_a_dry_run_writes_nothing_and_moves_no_cursor(crm: Crm, sqlite_store: St
     assert run is not None and run.counts["dry_run"] == 1
     real = crm.run(sqlite_store)
     assert sum(real.written.values()) == dry.planned
+
+
+@pytest.mark.parametrize("crm", ["salesforce"], indirect=True)
+def test_a_run_spares_the_collector_what_the_process_held_and_hands_it_back(
+    crm: Crm, sqlite_store: Store
+) -> None:
+    frozen: list[int] = []
+
+    def heartbeat() -> None:  # between stages
+        frozen.append(gc.get_freeze_count())
+        if len(frozen) == 3:
+            raise RuntimeError("the lock was taken over")
+
+    held = len(gc.get_objects())
+    with pytest.raises(RuntimeError, match="taken over"):
+        run_sync(_config(), crm.connector, sqlite_store, crm.time.now, heartbeat=heartbeat)
+
+    assert len(frozen) == 3 and min(frozen) >= held // 2  # what was held before the run
+    assert gc.get_freeze_count() == 0  # handed back, though the run raised
+    crm.run(sqlite_store, dry_run=True)
+    assert gc.get_freeze_count() == 0
 
 
 def _unnamed(crm: Crm) -> str:
