@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -72,6 +73,7 @@ from sync.state import (
     UTCDateTime,
     table_of,
 )
+from sync.wal import BACKSTOP_PAGES, Checkpointer
 
 __all__ = [
     "Adapter",
@@ -106,16 +108,16 @@ _IN_CHUNK = 10_000
 IN_CHUNK = 5_000  # ids per IN list of the stages' own lookups (`in_chunks`)
 # busy_timeout first, so the pragmas after it wait out another connection's lock; a 64 MiB page
 # cache (SQLite's default is 2 MiB) keeps a large mirror's key index in memory while it loads;
-# the write-ahead log is checkpointed every 16,384 pages (64 MiB; SQLite's default is 1,000), so
-# a bulk load copies each page into the database once rather than after every transaction (WAL
-# with synchronous=NORMAL stays consistent through a crash or power loss whatever the interval);
-# two sorter threads build a loaded table's indexes (CREATE INDEX sorts) on two cores
+# the write-ahead log is checkpointed by the store's own thread after each commit
+# (`sync.wal.Checkpointer`), SQLite's rule only a backstop at 1 GiB (WAL with synchronous=NORMAL
+# stays consistent through a crash or power loss whatever the interval); two sorter threads build
+# a loaded table's indexes (CREATE INDEX sorts) on two cores
 _SQLITE_PRAGMAS = (
     "busy_timeout=30000",
     "foreign_keys=ON",
     "synchronous=NORMAL",
     "cache_size=-65536",
-    "wal_autocheckpoint=16384",
+    f"wal_autocheckpoint={BACKSTOP_PAGES}",
     "threads=2",
 )
 _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
@@ -156,9 +158,13 @@ class Store:
         """Prepare an engine for `url`; nothing is connected until first use."""
         self._url = _normalise_url(url)
         self.engine: Engine = create_engine(self._url)
+        self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+        self._checkpointer: Checkpointer | None = None  # started by the first commit
+        self._checkpointer_lock = threading.Lock()
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _apply_sqlite_pragmas)
-        self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+            if _sqlite_file(self._url) is not None:
+                event.listen(self._sessions, "after_commit", self._committed)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -195,8 +201,30 @@ class Store:
         self.dispose()
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (SQLite: after the log's checkpoint thread stops; the
+        last connection copies the log's rest into the database)."""
+        with self._checkpointer_lock:
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
         self.engine.dispose()
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        """The thread checkpointing a SQLite file's log, once a commit started it."""
+        return self._checkpointer
+
+    def _committed(self, session: Session) -> None:
+        """A session committed to a SQLite file: wake (or start) the log's checkpoint thread."""
+        checkpointer = self._checkpointer
+        if checkpointer is None:
+            with self._checkpointer_lock:
+                if self._checkpointer is None:
+                    path = _sqlite_file(self._url)
+                    assert path is not None  # listened for only then
+                    self._checkpointer = Checkpointer(path)
+                checkpointer = self._checkpointer
+        checkpointer.wake()
 
     def create_schema(self) -> Store:
         """Create the schema at head in an empty database; refuse one at any other revision.
@@ -1481,6 +1509,14 @@ def _cursor(connection: Any) -> Iterator[Any]:
 def _reason(error: Exception) -> str:
     """The database's reason for refusing a row, on one line."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _sqlite_file(url: URL) -> str | None:
+    """The file a SQLite URL names; None for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
 
 
 def _normalise_url(url: str) -> URL:

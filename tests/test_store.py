@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
+import time
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from sync import (
 )
 from sync.state import NameVariant, table_of
 from sync.store import canonical_plain, insert_rows_missing
+from sync.wal import BACKSTOP_PAGES
 
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 MIRROR = {"crm_modified_at": T0, "is_deleted": False, "synced_at": T0 + timedelta(minutes=1)}
@@ -557,6 +562,37 @@ def test_sqlite_uses_write_ahead_logging(tmp_path: Path) -> None:
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store, store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_sqlite_s_log_is_copied_into_the_database_by_the_store_s_thread_not_by_a_commit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = Store.open(f"sqlite:///{path}")
+    with store.engine.connect() as conn:
+        # SQLite's own rule is a backstop far above a cycle's log, so no commit copies it
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == BACKSTOP_PAGES
+    for batch in range(5):
+        with store.session() as session:
+            store.upsert(session, Person, [_person(f"p{batch}-{n}") for n in range(400)])
+    checkpointer = store.checkpointer
+    assert checkpointer is not None
+    copy = tmp_path / "database-file-alone.db"
+    deadline, copied = time.monotonic() + 30, 0
+    while copied < 2_000 and time.monotonic() < deadline:  # the thread copies in the background
+        time.sleep(0.05)
+        shutil.copyfile(path, copy)  # the database file without its log
+        with closing(sqlite3.connect(copy)) as alone:
+            copied = alone.execute("SELECT count(*) FROM person").fetchone()[0]
+        copy.unlink()
+        Path(f"{copy}-wal").unlink(missing_ok=True)
+    assert copied == 2_000  # every committed row is in the database file itself
+    assert checkpointer.checkpoints >= 1 and checkpointer.failures == 0
+    store.dispose()
+    assert store.checkpointer is None and not checkpointer._thread.is_alive()
+    assert not Path(f"{path}-wal").exists()  # the last connection copied the rest and removed it
+    with Store.open(f"sqlite:///{path}") as reopened:
+        assert _count(reopened, Person) == 2_000
 
 
 @pytest.mark.parametrize(
