@@ -247,6 +247,21 @@ def test_upsert_updates_in_place_and_reruns_change_nothing(store: Store) -> None
     assert people["p1"].title is None
 
 
+def test_json_values_read_back_as_written_even_where_orjson_would_refuse_them(store: Store) -> None:
+    owned = {
+        "score": 71.5,
+        "name": "Müller AG",
+        "big": 2**70 + 1,
+        "digits": "00491761234567890123",
+        "none": None,
+    }
+    with store.session() as session:
+        store.upsert(session, Person, [_person("p1", crm_owned=owned)])
+    with store.session() as session:
+        person = session.get(Person, "p1")
+    assert person is not None and person.crm_owned == owned
+
+
 def test_upsert_leaves_columns_missing_from_the_row_alone(store: Store) -> None:
     with store.session() as session:
         store.upsert(session, Person, [_person("p1", matched_account_id=ACCOUNT_ID)])
