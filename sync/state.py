@@ -176,8 +176,10 @@ LINKED = "matched_account_id IS NOT NULL"
 
 
 def _run_fk() -> Any:
-    """A nullable reference to the sync run that produced a row."""
-    return Field(default=None, foreign_key="sync_run.id", index=True)
+    """A nullable reference to the sync run that produced a row; not indexed: no query reads
+    rows by run and runs are never deleted, so an index would only slow each upsert
+    (revision 0017)."""
+    return Field(default=None, foreign_key="sync_run.id")
 
 
 class _Mirrored(SQLModel):
