@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ COMMON_ALIASES: dict[str, str] = {
 _FIRST_LANGUAGE = "en"  # where names collide across languages, English wins
 
 
+@lru_cache(maxsize=4096)  # an org types a few hundred spellings, over and over
 def country_code(value: str) -> str:
     """The ISO alpha-2 code a country name or code names (ValueError when none does)."""
     key = _key(value)
