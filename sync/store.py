@@ -131,6 +131,7 @@ Adapter = Callable[[Any], Any]
 # what `_null_stand_ins` binds for a null of a text column and of an integer one
 _NULL_TEXT = "\x01"
 _NULL_INT = -(2**63) + 1
+_PLAIN_ALREADY = frozenset({str, int, bool, type(None)})  # what `_plain` returns as it is
 _LONG_DIGITS = re.compile(r"\d{16}")  # `_json_loads` leaves such numbers to `json`
 # what a database refuses in one row (a value out of range, a constraint); anything else, such as
 # a lost connection or a locked database, is no fault of the row and ends the transaction
@@ -1039,6 +1040,8 @@ def plain_value(value: Any) -> Any:
 
 def _plain(value: Any) -> Any:
     """`value` with datetimes, dates and integral floats made JSON-comparable."""
+    if type(value) in _PLAIN_ALREADY:  # most values: no ABC check
+        return value
     if isinstance(value, datetime):
         if value.utcoffset() is None:
             raise NaiveDatetimeError(f"naive datetime {value.isoformat()} cannot be written")
