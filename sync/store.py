@@ -111,7 +111,7 @@ IN_CHUNK = 5_000  # ids per IN list of the stages' own lookups (`in_chunks`)
 # busy_timeout first, so the pragmas after it wait out another connection's lock; a 64 MiB page
 # cache (SQLite's default is 2 MiB) keeps a large mirror's key index in memory while it loads;
 # the write-ahead log is checkpointed by the store's own thread after each commit
-# (`sync.wal.Checkpointer`), SQLite's rule only a backstop at 1 GiB (WAL with synchronous=NORMAL
+# (`sync.wal.Checkpointer`), SQLite's rule a backstop at 64 MiB (WAL with synchronous=NORMAL
 # stays consistent through a crash or power loss whatever the interval); two sorter threads build
 # a loaded table's indexes (CREATE INDEX sorts) on two cores
 _SQLITE_PRAGMAS = (

@@ -585,7 +585,7 @@ def test_sqlite_s_log_is_copied_into_the_database_by_the_store_s_thread_not_by_a
     path = tmp_path / "state.db"
     store = Store.open(f"sqlite:///{path}")
     with store.engine.connect() as conn:
-        # SQLite's own rule is a backstop far above a cycle's log, so no commit copies it
+        # SQLite's own rule stays only as a backstop, above what these commits log
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == BACKSTOP_PAGES
     for batch in range(5):
         with store.session() as session:
