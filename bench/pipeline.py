@@ -34,9 +34,10 @@ import multiprocessing
 import os
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +62,7 @@ from sandbox.generator import generate_org
 from sandbox.http import ADMIN_PREFIX
 from sandbox.hubspot.ids import ID_BASES
 from sandbox.org import Org, OrgManifest, load_org, read_manifest, save_org
+from sandbox.persistence import kept
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.salesforce.ids import make_ids
 from sandbox.service import start_sandbox
@@ -137,12 +139,20 @@ class Served:
         return counts
 
 
-def _serve(crm: str, org_dir: str, token: str, ready: Any, stop: Any, rss: Any) -> None:
+def _serve(crm: str, org_dir: str, token: str, ready: Any, stop: Any, rss: Any, keep: bool) -> None:
     """The child process: serve the org until told to stop or its parent is gone (a benchmark
-    killed mid-run must not leave a sandbox holding gigabytes), then report its peak memory."""
+    killed mid-run must not leave a sandbox holding gigabytes), then report its peak memory.
+    With ``keep``, what the CRM holds is taken back from the org's folder first and saved there
+    on the way out (`sandbox.persistence.kept`; not every few seconds: a save of the reference
+    org's tables takes a core for a while)."""
     parent = os.getppid()
     options = {"tier": "unlimited"} if crm == "hubspot" else {}
-    with start_sandbox(crm, load_org(Path(org_dir)), token=token, **options) as running:
+    with ExitStack() as stack:
+        running = stack.enter_context(
+            start_sandbox(crm, load_org(Path(org_dir)), token=token, **options)
+        )
+        if keep:
+            stack.enter_context(kept(running, Path(org_dir), every=threading.TIMEOUT_MAX))
         ready.put(running.base_url)
         while not stop.wait(_PARENT_CHECK_SECONDS):
             if os.getppid() != parent:
@@ -168,39 +178,40 @@ class SavedOrg:
         return load_org(self.path)
 
 
-def _generate(accounts: int, seed: int, world: WorldParams, path: str) -> None:
+def generate_saved(accounts: int, seed: int, world: WorldParams, path: str) -> None:
     """The child process that generates and saves an org."""
     save_org(generate_org(accounts, seed, world=world), Path(path))
 
 
 @contextmanager
 def generated_and_served(
-    crm: str, accounts: int, seed: int, world: WorldParams, folder: Path
+    crm: str, accounts: int, seed: int, world: WorldParams, folder: Path, *, keep: bool = False
 ) -> Iterator[tuple[SavedOrg, Served]]:
     """An org of ``accounts`` generated into ``folder``/org by a child process and served
-    (`served`)."""
+    (`served`, ``keep`` as there)."""
     progress(f"generating an org of {accounts:,} accounts ({world.preset} world)")
     path = folder / "org"
     child = multiprocessing.get_context("spawn").Process(
-        target=_generate, args=(accounts, seed, world, str(path))
+        target=generate_saved, args=(accounts, seed, world, str(path))
     )
     child.start()
     child.join()
     if child.exitcode != 0:
         raise RuntimeError(f"generating the org failed (exit code {child.exitcode})")
-    with served(crm, path) as sandbox:
+    with served(crm, path, keep=keep) as sandbox:
         progress(f"sandbox {crm} serving at {sandbox.url} in its own process")
         yield SavedOrg(path, read_manifest(path)), sandbox
 
 
 @contextmanager
-def served(crm: str, org_dir: Path) -> Iterator[Served]:
-    """The sandbox serving ``org_dir`` from a process of its own, for a ``with`` block."""
+def served(crm: str, org_dir: Path, *, keep: bool = False) -> Iterator[Served]:
+    """The sandbox serving ``org_dir`` from a process of its own, for a ``with`` block (``keep``:
+    its CRM's state kept in the org's folder, `_serve`)."""
     context = multiprocessing.get_context("spawn")
     ready, rss, stop = context.Queue(), context.Queue(), context.Event()
     token = secrets.token_urlsafe(24)
     child = context.Process(
-        target=_serve, args=(crm, str(org_dir), token, ready, stop, rss), name="sandbox"
+        target=_serve, args=(crm, str(org_dir), token, ready, stop, rss, keep), name="sandbox"
     )
     child.start()
     try:
@@ -360,7 +371,7 @@ def _data_reads(calls: Mapping[str, int]) -> int:
     return sum(n for e, n in calls.items() if not _is_login_or_describe(e) and not _is_write(e))
 
 
-def _new_activities(bench: Bench, org: SavedOrg, crm: str, now: datetime, seed: int) -> int:
+def new_activities(bench: Bench, org: SavedOrg, crm: str, now: datetime, seed: int) -> int:
     """``NEW_ACTIVITIES`` web touches on accounts and contacts, after the latest activity the
     CRM holds and before ``now``, added through the admin route; how many."""
     with bench.store.session() as session:
@@ -499,7 +510,7 @@ def _at_present(
     nochange = bench.run("cycle with nothing new", end + CYCLE)
     runs, added = [], 0
     for number in range(cycles):
-        added = _new_activities(bench, org, crm, end + number * CYCLE, seed + number)
+        added = new_activities(bench, org, crm, end + number * CYCLE, seed + number)
         progress(f"added {added:,} web touches through the sandbox's admin route")
         bench.clock.sleep(CYCLE.total_seconds())
         runs.append(bench.run("cycle with new activity", end + (2 + number) * CYCLE))

@@ -1,0 +1,152 @@
+"""Benchmark: incremental cycles of a large org, each from one saved state after its first run.
+
+    python -m bench.cycles prepare DIR [--accounts N] [--seed S]   # once: org, first run, echo
+    python -m bench.cycles run DIR [--cycles N] [--repeat R]       # as often as wanted
+
+`bench.pipeline` measures a cycle only after generating the org and running its first run, eight
+minutes and more for the 200,000-account reference org, so trying a change to the cycle costs a
+quarter of an hour a figure. ``prepare`` does that once (Salesforce, SQLite): the org generated
+into DIR/org, served with its CRM's state kept in that folder (`bench.pipeline.served`), then
+the first run, its rerun (the echo of its writes) and a cycle with nothing new, as
+`bench.pipeline` runs them, into DIR/state.db; then the state database and the CRM's saved state
+are copied aside. Each of ``run``'s ``--repeat`` rounds restores both copies (the database's
+write-ahead log is empty then: the run before left none) and runs ``--cycles`` cycles, each after
+1,000 web touches added through the sandbox's admin route (`bench.pipeline.new_activities`), as
+`bench.pipeline` does. A cycle but the first also pulls back the writes of the one before it.
+Local seconds leave out HTTP exchanges, as in `bench.pipeline`.
+
+A restore copies gigabytes; ``run`` syncs them to disk before the sandbox starts, so their
+writing-back does not land in the cycles measured. The figures are each round's cycles
+(local seconds and stages) and, per position, their median over the rounds. A state prepared by
+an older Handoff is refused (the store opens only a database at this release's head); prepare
+again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import DEFAULT_PRESET, emit, progress
+from bench.pipeline import (
+    CYCLE,
+    SPEC,
+    Bench,
+    HttpWait,
+    SavedOrg,
+    SimulatedClock,
+    connector,
+    generated_and_served,
+    new_activities,
+    served,
+)
+from sandbox.org import read_manifest
+from sandbox.world import world_from
+from sync.store import Store
+
+CRM = "salesforce"
+_STATE, _SAVED, _CLOCK = "state.db", "state.saved.db", "clock.json"
+
+
+def prepare(folder: Path, accounts: int, seed: int) -> dict[str, Any]:
+    """The org, its first run, rerun and cycle with nothing new; the state copied aside."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise SystemExit(f"{folder} is not empty: prepare into a new folder")
+    world = world_from(DEFAULT_PRESET, {})
+    figures: dict[str, Any] = {"accounts": accounts, "seed": seed}
+    with generated_and_served(CRM, accounts, seed, world, folder, keep=True) as (org, sandbox):
+        clock, wait = SimulatedClock(), HttpWait()
+        crm = connector(sandbox, clock, wait)
+        crm.ensure_schema(SPEC)
+        with Store.open(f"sqlite:///{folder / _STATE}") as store:
+            bench = Bench(sandbox, crm, store, clock, wait)
+            end = org.manifest.end_at
+            figures["first_run"] = bench.run("first run", end, full=True).figures()
+            clock.sleep(CYCLE.total_seconds())
+            figures["rerun"] = bench.run("rerun", end).figures()
+            clock.sleep(CYCLE.total_seconds())
+            figures["nochange"] = bench.run("cycle with nothing new", end + CYCLE).figures()
+        (folder / _CLOCK).write_text(json.dumps({"offset": clock.offset}))
+    progress("copying the state aside")
+    shutil.copyfile(folder / _STATE, folder / _SAVED)
+    shutil.copytree(_crm_state(folder), _crm_saved(folder))
+    return figures
+
+
+def run(folder: Path, cycles: int, repeat: int) -> dict[str, Any]:
+    """``repeat`` rounds of ``cycles`` cycles, each round from the saved state."""
+    rounds = [_round(folder, cycles, number) for number in range(repeat)]
+    medians = [
+        round(statistics.median(one[position]["local_seconds"] for one in rounds), 3)
+        for position in range(cycles)
+    ]
+    return {"rounds": rounds, "median_local_seconds": medians}
+
+
+def _round(folder: Path, cycles: int, number: int) -> list[dict[str, Any]]:
+    progress(f"round {number + 1}: restoring the saved state")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{folder / _STATE}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(folder / _SAVED, folder / _STATE)
+    shutil.rmtree(_crm_state(folder))
+    shutil.copytree(_crm_saved(folder), _crm_state(folder))
+    os.sync()  # the copies' writing-back is not the cycles'
+    org = SavedOrg(folder / "org", read_manifest(folder / "org"))
+    measured = []
+    with served(CRM, org.path, keep=True) as sandbox:
+        clock, wait = SimulatedClock(), HttpWait()
+        clock.offset = json.loads((folder / _CLOCK).read_text())["offset"]
+        crm = connector(sandbox, clock, wait)
+        with Store.open(f"sqlite:///{folder / _STATE}") as store:
+            bench = Bench(sandbox, crm, store, clock, wait)
+            end = org.manifest.end_at
+            for position in range(cycles):
+                added = new_activities(bench, org, CRM, end + position * CYCLE, 7 + position)
+                clock.sleep(CYCLE.total_seconds())
+                one = bench.run("cycle with new activity", end + (2 + position) * CYCLE)
+                measured.append({**one.figures(), "new_activities": added})
+    return measured
+
+
+def _crm_state(folder: Path) -> Path:
+    return folder / "org" / "crm"
+
+
+def _crm_saved(folder: Path) -> Path:
+    return folder / "crm.saved"
+
+
+def main() -> None:
+    """Prepare or run, and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    preparing = commands.add_parser("prepare", help="generate, first run, echo; save the state")
+    preparing.add_argument("folder", type=Path)
+    preparing.add_argument("--accounts", type=int, default=200_000)
+    preparing.add_argument("--seed", type=int, default=7)
+    running = commands.add_parser("run", help="cycles from the saved state")
+    running.add_argument("folder", type=Path)
+    running.add_argument("--cycles", type=int, default=2)
+    running.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    began = time.perf_counter()
+    if args.command == "prepare":
+        figures = prepare(args.folder, args.accounts, args.seed)
+    else:
+        if args.cycles < 1 or args.repeat < 1:
+            parser.error("--cycles and --repeat must be at least 1")
+        figures = run(args.folder, args.cycles, args.repeat)
+    emit(
+        {"command": args.command, **figures, "bench_seconds": round(time.perf_counter() - began, 1)}
+    )
+
+
+if __name__ == "__main__":
+    main()
