@@ -74,6 +74,9 @@ def prepare(folder: Path, accounts: int, seed: int) -> dict[str, Any]:
             clock.sleep(CYCLE.total_seconds())
             figures["nochange"] = bench.run("cycle with nothing new", end + CYCLE).figures()
         (folder / _CLOCK).write_text(json.dumps({"offset": clock.offset}))
+    log = Path(f"{folder / _STATE}-wal")
+    if log.exists() and log.stat().st_size:  # the last connection closed copies and removes it
+        raise SystemExit(f"{log} still holds pages: the state database was not closed")
     progress("copying the state aside")
     shutil.copyfile(folder / _STATE, folder / _SAVED)
     shutil.copytree(_crm_state(folder), _crm_saved(folder))

@@ -476,9 +476,14 @@ def _collector_spared() -> Iterator[None]:
     """Leave what the process held before the run out of the garbage collector's full passes
     for the run's length (`gc.freeze`), so each walks only what the run made, and hand it back
     after (`gc.unfreeze`). Imports alone hold ~180,000 objects, a ~100 ms pass on this 2-core
-    machine, and a 200k org's incremental cycle made one to three passes. Freezing keeps alive
-    nothing that its references alone would free; two runs in one process's threads only lose
-    the saving."""
+    machine, and a 200k org's incremental cycle made one to three passes. Cyclic garbage made
+    before the run waits for its end to be collected (what references alone free is freed at
+    once). A process that froze objects itself (a pre-fork server sharing memory with its
+    workers) keeps them frozen: the run leaves the collector alone; two runs in one process's
+    threads only lose the saving."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield

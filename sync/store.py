@@ -7,7 +7,9 @@ takes the caller's session, so rows, cursor and log land in one transaction (rul
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -131,8 +133,9 @@ Adapter = Callable[[Any], Any]
 # what `_null_stand_ins` binds for a null of a text column and of an integer one
 _NULL_TEXT = "\x01"
 _NULL_INT = -(2**63) + 1
+_LOG = logging.getLogger(__name__)
 _PLAIN_ALREADY = frozenset({str, int, bool, type(None)})  # what `_plain` returns as it is
-_LONG_DIGITS = re.compile(r"\d{16}")  # `_json_loads` leaves such numbers to `json`
+_LONG_DIGITS = re.compile(r"\d{19}")  # `_json_loads` leaves such numbers to `json`
 # what a database refuses in one row (a value out of range, a constraint); anything else, such as
 # a lost connection or a locked database, is no fault of the row and ends the transaction
 _ROW_ERRORS = (
@@ -165,10 +168,10 @@ class Store:
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._checkpointer: Checkpointer | None = None  # started by the first commit
         self._checkpointer_lock = threading.Lock()
+        self._disposed = False
+        self._log_file = _sqlite_file(self._url) if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _apply_sqlite_pragmas)
-            if _sqlite_file(self._url) is not None:
-                event.listen(self._sessions, "after_commit", self._committed)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -209,6 +212,7 @@ class Store:
         last connection copies the log's rest into the database)."""
         with self._checkpointer_lock:
             checkpointer, self._checkpointer = self._checkpointer, None
+            self._disposed = True  # a commit racing this starts no thread
         if checkpointer is not None:
             checkpointer.close()
         self.engine.dispose()
@@ -218,16 +222,22 @@ class Store:
         """The thread checkpointing a SQLite file's log, once a commit started it."""
         return self._checkpointer
 
-    def _committed(self, session: Session) -> None:
-        """A session committed to a SQLite file: wake (or start) the log's checkpoint thread."""
+    def _committed(self) -> None:
+        """A session committed to a SQLite file: wake (or start) the log's checkpoint thread. A
+        thread that cannot start is logged: SQLite's own rule still checkpoints, and the commit
+        stands."""
         checkpointer = self._checkpointer
-        if checkpointer is None:
+        if checkpointer is None or not checkpointer.serves_this_process():
             with self._checkpointer_lock:
-                if self._checkpointer is None:
-                    path = _sqlite_file(self._url)
-                    assert path is not None  # listened for only then
-                    self._checkpointer = Checkpointer(path)
+                if self._disposed or self._log_file is None:
+                    return
                 checkpointer = self._checkpointer
+                if checkpointer is None or not checkpointer.serves_this_process():
+                    try:
+                        checkpointer = self._checkpointer = Checkpointer(self._log_file)
+                    except (RuntimeError, OSError) as error:
+                        _LOG.warning("no checkpoint thread for the state database: %s", error)
+                        return
         checkpointer.wake()
 
     def create_schema(self) -> Store:
@@ -266,6 +276,8 @@ class Store:
         try:
             with self._sessions.begin() as session:
                 yield session
+            if self._log_file is not None:
+                self._committed()
         except StatementError as exc:
             # SQLAlchemy wraps errors raised while binding values; surface our own as they are
             if isinstance(exc.orig, StateError):
@@ -1520,8 +1532,8 @@ def _reason(error: Exception) -> str:
 def _json_loads(text: str | bytes) -> Any:
     """A JSON column's value as Python: orjson's reading (a tenth of `json`'s time; a cycle
     reads a JSON value of every account, person and ledger row it touches), `json`'s for what
-    orjson refuses (NaN, which `json` writes) or would read as a float (an integer of 16 digits
-    or more: a run of as many digits sends the text to `json`, inside a string too)."""
+    orjson refuses (NaN, which `json` writes) or would read as a float (an integer beyond 64
+    bits: any run of 19 digits, inside a string too, sends the text to `json`)."""
     if isinstance(text, bytes):  # psycopg hands over bytes
         text = text.decode()
     if _LONG_DIGITS.search(text) is None:
@@ -1533,11 +1545,12 @@ def _json_loads(text: str | bytes) -> Any:
 
 
 def _sqlite_file(url: URL) -> str | None:
-    """The file a SQLite URL names; None for an in-memory database."""
+    """The file a SQLite URL names, made absolute (a later change of directory does not move
+    it); None for an in-memory database."""
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return database
+    return os.path.abspath(database)
 
 
 def _normalise_url(url: str) -> URL:

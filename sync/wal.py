@@ -19,15 +19,19 @@ what the thread has not, so it costs a commit little when the thread keeps up, a
 log short when the thread cannot (a reader holding an old snapshot keeps the log from starting
 over; the thread stopped by an error). A long log is slow to read through: with the rule at
 1 GiB, the reference org's first run let the log grow to 1.1 GB, and its score and write stages
-took 75 and 55 s instead of 54 and 40. A checkpoint the thread cannot run (a locked or vanished
-file) is logged and tried again at the next commit.
+took 75 and 55 s instead of 54 and 40. A checkpoint the thread cannot run (a vanished or
+unreadable file: it never creates one) is logged and tried again at the next commit; one that
+found the log busy (SQLite's own rule copying at that moment) is counted. A process forked from
+the store's takes no thread with it: the store starts another there at its first commit.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
+from pathlib import Path
 
 __all__ = ["BACKSTOP_PAGES", "Checkpointer"]
 
@@ -39,13 +43,20 @@ class Checkpointer:
     """A daemon thread copying the log of the SQLite database at ``path`` into it, once woken."""
 
     def __init__(self, path: str) -> None:
-        self._path = path
+        # read-write, never create: a database file gone since is an error, not a new file
+        self._uri = f"{Path(path).absolute().as_uri()}?mode=rw"
+        self._pid = os.getpid()
         self._woken = threading.Event()
         self._closing = False
         self.checkpoints = 0  # PASSIVE checkpoints run (for tests and benchmarks)
+        self.busy = 0  # of them, those that found the log being copied by another connection
         self.failures = 0
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
+
+    def serves_this_process(self) -> bool:
+        """False in a process forked from the one that started the thread (it has none)."""
+        return self._pid == os.getpid()
 
     def wake(self) -> None:
         """A commit added pages to the log: copy them soon (wakes while one runs coalesce)."""
@@ -55,7 +66,8 @@ class Checkpointer:
         """Stop after the checkpoint under way, if any; the log's rest is the last connection's."""
         self._closing = True
         self._woken.set()
-        self._thread.join()
+        if self.serves_this_process():
+            self._thread.join()
 
     def _run(self) -> None:
         connection: sqlite3.Connection | None = None
@@ -67,9 +79,10 @@ class Checkpointer:
                     return
                 try:
                     if connection is None:
-                        connection = sqlite3.connect(self._path, isolation_level=None)
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                        connection = sqlite3.connect(self._uri, uri=True, isolation_level=None)
+                    busy, _, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
+                    self.busy += bool(busy)
                 except sqlite3.Error as error:
                     self.failures += 1
                     _LOG.warning("checkpoint of the state database's log failed: %s", error)
