@@ -95,6 +95,7 @@ __all__ = [
     "insert_rows_missing",
     "plain_value",
     "put_rows",
+    "read_json",
     "update_frame",
     "update_keyed",
     "update_rows",
@@ -135,7 +136,7 @@ _NULL_TEXT = "\x01"
 _NULL_INT = -(2**63) + 1
 _LOG = logging.getLogger(__name__)
 _PLAIN_ALREADY = frozenset({str, int, bool, type(None)})  # what `_plain` returns as it is
-_LONG_DIGITS = re.compile(r"\d{19}")  # `_json_loads` leaves such numbers to `json`
+_LONG_DIGITS = re.compile(r"\d{19}")  # `read_json` leaves such numbers to `json`
 # what a database refuses in one row (a value out of range, a constraint); anything else, such as
 # a lost connection or a locked database, is no fault of the row and ends the transaction
 _ROW_ERRORS = (
@@ -164,7 +165,7 @@ class Store:
     def __init__(self, url: str) -> None:
         """Prepare an engine for `url`; nothing is connected until first use."""
         self._url = _normalise_url(url)
-        self.engine: Engine = create_engine(self._url, json_deserializer=_json_loads)
+        self.engine: Engine = create_engine(self._url, json_deserializer=read_json)
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._checkpointer: Checkpointer | None = None  # started by the first commit
         self._checkpointer_lock = threading.Lock()
@@ -226,19 +227,16 @@ class Store:
         """A session committed to a SQLite file: wake (or start) the log's checkpoint thread. A
         thread that cannot start is logged: SQLite's own rule still checkpoints, and the commit
         stands."""
-        checkpointer = self._checkpointer
-        if checkpointer is None or not checkpointer.serves_this_process():
-            with self._checkpointer_lock:
-                if self._disposed or self._log_file is None:
+        with self._checkpointer_lock:
+            if self._disposed or self._log_file is None:
+                return
+            if self._checkpointer is None or not self._checkpointer.serves_this_process():
+                try:
+                    self._checkpointer = Checkpointer(self._log_file)
+                except (RuntimeError, OSError) as error:
+                    _LOG.warning("no checkpoint thread for the state database: %s", error)
                     return
-                checkpointer = self._checkpointer
-                if checkpointer is None or not checkpointer.serves_this_process():
-                    try:
-                        checkpointer = self._checkpointer = Checkpointer(self._log_file)
-                    except (RuntimeError, OSError) as error:
-                        _LOG.warning("no checkpoint thread for the state database: %s", error)
-                        return
-        checkpointer.wake()
+            self._checkpointer.wake()
 
     def create_schema(self) -> Store:
         """Create the schema at head in an empty database; refuse one at any other revision.
@@ -1529,7 +1527,7 @@ def _reason(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def _json_loads(text: str | bytes) -> Any:
+def read_json(text: str | bytes) -> Any:
     """A JSON column's value as Python: orjson's reading (a tenth of `json`'s time; a cycle
     reads a JSON value of every account, person and ledger row it touches), `json`'s for what
     orjson refuses (NaN, which `json` writes) or would read as a float (an integer beyond 64
