@@ -15,7 +15,6 @@ hash, and a value the CRM gives back in another form (compared as the diff does)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -27,7 +26,7 @@ from sqlmodel import Session, select
 
 from connectors.streams import WRITTEN_BACK, Stream
 from sync.state import LINK_PENDING, OWNED_CHANGED, Account, Person, WriteLedger, table_of
-from sync.store import in_chunks
+from sync.store import in_chunks, read_json
 from sync.writeback import holds, plain_values_hash
 
 __all__ = ["sort_echoes"]
@@ -60,7 +59,7 @@ class _Written:
         if self.status != "ok":
             return False
         mine = {name: owned.get(name) for name in self.stream.fields}
-        return plain_values_hash(mine) == self.values_hash or holds(owned, json.loads(self.values))
+        return plain_values_hash(mine) == self.values_hash or holds(owned, read_json(self.values))
 
 
 def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[str, str]]:

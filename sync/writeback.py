@@ -18,7 +18,6 @@ killed), with the same values when nothing changed.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +41,7 @@ from sync.store import (
     canonical_value,
     in_chunks,
     plain_value,
+    read_json,
     update_keyed,
     update_rows,
 )
@@ -254,7 +254,7 @@ class _Decoded:
             return raw
         found = self._seen.get(raw, _ABSENT)
         if found is _ABSENT:
-            found = self._seen[raw] = json.loads(raw)
+            found = self._seen[raw] = read_json(raw)
         return found
 
 
