@@ -27,6 +27,7 @@ import json
 import re
 import unicodedata
 from functools import cache, lru_cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -106,25 +107,16 @@ def built_names() -> dict[str, list[str]]:
 
 def write_names(path: Path = NAMES_FILE) -> int:
     """Rebuild the shipped names from the installed pycountry and Babel; how many spellings."""
-    import babel
-    import pycountry
-
     names = built_names()
     document = {
         "about": "ISO 3166-1 alpha-2 code -> its spellings, folded; python -m connectors.countries",
-        "babel": babel.__version__,
-        "pycountry": _version("pycountry", pycountry),
+        "babel": version("babel"),
+        "pycountry": version("pycountry"),
         "codes": names,
     }
     text = json.dumps(document, ensure_ascii=False, indent=0, separators=(",", ":"))
     path.write_text(text + "\n", encoding="utf-8")
     return sum(len(spellings) for spellings in names.values())
-
-
-def _version(name: str, module: Any) -> str:
-    from importlib.metadata import version
-
-    return getattr(module, "__version__", None) or version(name)
 
 
 def _languages() -> list[str]:
