@@ -18,9 +18,10 @@ analytics property history instead, 50 contacts a page. The connector learns whi
 events pull and keeps the answer. Marketing email opens and clicks, on every tier, come from the
 email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`);
 a quiet interval is one call for every event type. A cycle with nothing new costs one call a
-stream, plus the recycle bins and archived owners when they are due.
-Each pull's Summary names its sources. Owners overlap their cursor too; archived owners
-(inactive users) are read with the recycle bins, when ``archive_every_minutes`` have passed.
+stream but owners, plus the recycle bins and the owners when they are due.
+Each pull's Summary names its sources. Owners have no modified filter: the list, active and
+archived (inactive users), is read whole with the recycle bins, when ``archive_every_minutes``
+have passed, and overlaps its cursor too.
 Writes are batch updates, 100 records a call; only records answered retriable go again, and a
 batch refused whole for one bad value is halved until that record stands alone.
 
@@ -451,18 +452,22 @@ class HubSpotConnector:
             self._contact_of[str(email).lower()] = contact_id
 
     def _owners(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
-        """Owners read whole: those changed since the cursor, and those of the overlap window
-        again. Archived owners (inactive users) are a list of their own, read like a recycle
-        bin only when ``archive_every_minutes`` have passed, back to its last read less the
-        overlap. One checkpoint at the end."""
+        """Owners (the portal's users) read whole, as the API has no modified filter: those
+        changed since the cursor, and those of the overlap window again. Users change rarely and
+        the list costs a call per 500, so once held it is read again, with the archived owners
+        (inactive users, a list of their own), only when ``archive_every_minutes`` have passed,
+        like a recycle bin; between, the pull is its checkpoint alone. One checkpoint at the end."""
         now = self.policy.now()
+        if cursor.value is not None and not self._archive_due(cursor, now):
+            yield Checkpoint(stream.name, cursor)
+            return
         since = cursor.overlap(self.settings.overlap)
-        latest = replace(cursor, read_at=now)
-        lists: list[tuple[bool, datetime | None]] = [(False, since)]
-        if self._archive_due(cursor, now):
-            last = cursor.archive_read_at
-            lists.append((True, since if last is None else last - self.settings.overlap))
-            latest = replace(latest, archive_read_at=now)
+        last = cursor.archive_read_at
+        lists: list[tuple[bool, datetime | None]] = [
+            (False, since),
+            (True, since if last is None else last - self.settings.overlap),
+        ]
+        latest = replace(cursor, read_at=now, archive_read_at=now)
         for archived, window in lists:
             for item in self._owner_records(stream, archived, tally):
                 at = item.modified_at

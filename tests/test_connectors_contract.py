@@ -1075,8 +1075,14 @@ def test_a_cycle_with_nothing_new_reads_once_per_stream(open_crm: Opener) -> Non
     assert len(fresh) == WRITTEN[h.crm]
     assert {r.modified_at for r in fresh} == {cursors[h.accounts].value}
     assert cursors[h.accounts].ids == {r.id for r in fresh}
-    assert {stream: reads for stream, (_, reads) in quiet.items()} == dict.fromkeys(quiet, 1)
-    if h.crm == "hubspot":  # archived owners are listed with the recycle bins, when those are due
+    # HubSpot's owners list has no modified filter: it is read, active and archived, when the
+    # recycle bins are due (the hour after the full load's read), and not between
+    owners = {"owners": 0} if h.crm == "hubspot" else {}
+    assert {stream: reads for stream, (_, reads) in quiet.items()} == {
+        **dict.fromkeys(quiet, 1),
+        **owners,
+    }
+    if h.crm == "hubspot":
         h.time.tick(3600)
         before = sum(_data_reads(h).values())
         list(connector.pull("owners", cursors["owners"]))
