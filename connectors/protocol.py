@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -166,11 +166,21 @@ class RecordBatch:
         return int(self.frame.height)
 
     def records(self) -> Iterator[Record]:
-        """The batch row by row, as `Record`s."""
+        """The batch row by row, as `Record`s (their times in `datetime.UTC`, as a record's)."""
         names = self.frame.columns[2:]
-        for at, (record_id, modified, *values) in enumerate(self.frame.iter_rows()):
+        kinds = self.frame.dtypes
+        zoned = [at for at, kind in enumerate(kinds) if getattr(kind, "time_zone", None) == "UTC"]
+        for at, row in enumerate(self.frame.iter_rows()):
+            if zoned:
+                row = tuple(_in_utc(value) if n in zoned else value for n, value in enumerate(row))
+            record_id, modified, *values = row
             fields = dict(zip(names, values, strict=True))
             yield Record(self.stream, record_id, modified, fields, self.warnings.get(at, ()))
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    """A time polars gives in ``zoneinfo`` UTC, in `datetime.UTC`."""
+    return None if value is None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,10 @@ after a year. ``IsDeleted`` is selected only where describe lists it (User has n
 A full load whose first page says it holds more than ``bulk_threshold`` rows reads the rest
 through a Bulk API 2.0 query, with a checkpoint after each result page that names the job and
 the page to go on from; if that job is gone when a stopped load resumes (results live for
-days), the load starts over. Each result page is read by polars and delivered as one
-`RecordBatch` (`connectors.salesforce_batches`; ``batches=False`` reads it a `Record` a row,
-to the same records). Writes go 200 records a
+days), the load starts over. Each result page, Bulk or REST, is read by polars and delivered
+as one `RecordBatch` (`connectors.salesforce_batches`; ``batches=False`` reads it a `Record` a
+row, to the same records, as is a REST page holding a value its text would not stand for).
+Writes go 200 records a
 call through sObject Collections with ``allOrNone=false``, through one Bulk API 2.0 job above
 ``bulk_write_threshold``; only records answered retriable (a locked row) are sent again. An
 object Bulk API refuses (400 INVALIDENTITY) is paged and written through REST instead.
@@ -132,7 +133,7 @@ class SalesforceConnector:
         batches: bool = True,
     ) -> None:
         self.settings = settings
-        self.batches = batches  # Bulk API pages as `RecordBatch`es; False: a `Record` a row
+        self.batches = batches  # pages as `RecordBatch`es; False: a `Record` a row
         self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = SalesforceApi(settings, self.policy, session)
@@ -174,15 +175,21 @@ class SalesforceConnector:
         soql = _soql(declared, select, lower, live_only=every_row and not incremental)
         page = self.api.query(soql, every_row, self.page_size)
         tokens = PageTokens()
+        reader = self._reader(declared, maps, merge, money) if self.batches else None
         while True:
-            for item in self._items(declared, maps, merge, page["records"], tally, money):
-                if guessed(item):
-                    yield item
-                elif cursor.admits(_stamp_of(item), item.id):
-                    cursor = cursor.advanced(_stamp_of(item), item.id)
-                    yield item
-                elif not cursor.delivered(_stamp_of(item), item.id):
-                    yield _reread(item)
+            frame = reader.frame_of(page["records"], select) if reader else None
+            if reader is not None and frame is not None:
+                items, cursor = reader.items(frame, cursor, cursor, tally, rereads=True)
+                yield from items
+            else:
+                for item in self._items(declared, maps, merge, page["records"], tally, money):
+                    if guessed(item):
+                        yield item
+                    elif cursor.admits(_stamp_of(item), item.id):
+                        cursor = cursor.advanced(_stamp_of(item), item.id)
+                        yield item
+                    elif not cursor.delivered(_stamp_of(item), item.id):
+                        yield _reread(item)
             yield Checkpoint(declared.name, cursor)
             if page["done"]:
                 return
@@ -364,8 +371,7 @@ class SalesforceConnector:
         since = Cursor(read.since, read.ids)
         money = self._money(stream, maps)
         if self.batches:
-            stamps = (stream.replication_key, *_FALLBACK_STAMPS)
-            reader = PageReader(stream, maps, merge, self.rules, money, stamps, _CURRENCY)
+            reader = self._reader(stream, maps, merge, money)
             frames = bulk_frames(self.api, read.job, self.bulk_page_size, read.locator)
             for frame, locator in frames:
                 items, cursor = reader.items(frame, since, cursor, tally)
@@ -381,6 +387,13 @@ class SalesforceConnector:
                     cursor = cursor.advanced(_stamp_of(item), item.id)
                     yield item
             yield Checkpoint(stream.name, cursor.resuming(_resume(read, locator)))
+
+    def _reader(
+        self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, money: Money | None
+    ) -> PageReader:
+        """How the stream's pages are read a column at a time."""
+        stamps = (stream.replication_key, *_FALLBACK_STAMPS)
+        return PageReader(stream, maps, merge, self.rules, money, stamps, _CURRENCY)
 
     def _select(
         self, stream: Stream, maps: Sequence[FieldMap], merge: str | None, money: Money | None

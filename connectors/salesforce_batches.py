@@ -1,35 +1,53 @@
-"""A Bulk API result page as a `RecordBatch`: the page's records converted a column at a time.
+"""A Bulk API result page, or a REST query page, as a `RecordBatch`: the page's records
+converted a column at a time.
 
 What `SalesforceConnector._items` does row by row, this does for a page at once, to the same
 end: rows without an id or any time are skipped and counted, deleted rows become tombstones in
 their place, values convert through `connectors.columns` (a warning for each that cannot),
 amounts go to the corporate currency, the rules type each distinct kind of activity once, and
-the cursor moves to the latest stamp of the page (a guessed time never moves it).
+the cursor moves to the latest stamp of the page (a guessed time never moves it). A REST page
+(JSON) is first made the text columns a Bulk page would hold (`PageReader.frame_of`), unless one
+of its values would not convert from its text as it does as it came (a checkbox where a number
+is read, a JSON object): that page is read a row at a time. Its rows of the overlap window come
+as records marked ``reread``, in their places.
 
     reader = PageReader(stream, maps, merge, rules, money, stamps=("SystemModstamp", ...))
     items, cursor = reader.items(page, since, cursor, tally)
+    frame = reader.frame_of(rest_page["records"], select)  # None: read it row by row
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
 from connectors.columns import Warned, column_of, converted_columns, merged_warnings
 from connectors.keys import NO_ID, NO_TIME, modified_columns, read_id, read_ids
 from connectors.money import Money
-from connectors.protocol import Cursor, RecordBatch, Tombstone
+from connectors.protocol import Cursor, Record, RecordBatch, Tombstone
 from connectors.rules import RuleBook
-from connectors.streams import FieldMap, Stream
+from connectors.streams import FieldMap, Stream, flag, integer, lookup, number, text
 from connectors.tally import Tally
 
 __all__ = ["PageReader"]
 
 _POSITION = "_at"  # a row's position in its page, while it is read
+_DELETED = "IsDeleted"
+# JSON values other than text that a field's text reads to the same end as the value itself, by
+# the converters that read the field (`str(True)` is "True", which `flag` and `text` read as
+# they read True; `str(12.5)` is "12.5" for `number`, `integer`, `text` and `flag`); a field
+# some other converter, a rule, a time or a key reads takes text alone
+_AS_TEXT: dict[Callable[..., Any], frozenset[type]] = {
+    flag: frozenset({bool, int, float}),
+    text: frozenset({bool, int, float}),
+    number: frozenset({int, float}),
+    integer: frozenset({int, float}),
+}
+_TEXT_ONLY: frozenset[type] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -45,12 +63,60 @@ class PageReader:
     money: Money | None
     stamps: tuple[str, ...]
     currency: str
+    # per CRM field, the JSON types besides text its text stands for (`frame_of`)
+    _as_text: dict[str, frozenset[type]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        readers: dict[str, list[Callable[..., Any] | None]] = {_DELETED: [flag]}
+        for m in self.maps:
+            for name in m.theirs:
+                readers.setdefault(name, []).append(m.convert if len(m.theirs) == 1 else None)
+        others = (*self.rules.fields(self.stream), *self.stamps, "Id", self.merge, self.currency)
+        for name in others:
+            if name is not None:
+                readers.setdefault(name, []).append(None)
+        kinds = {
+            name: frozenset.intersection(*(_AS_TEXT.get(read, _TEXT_ONLY) for read in reads))
+            for name, reads in readers.items()
+        }
+        object.__setattr__(self, "_as_text", kinds)
+
+    def frame_of(
+        self, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+    ) -> pl.DataFrame | None:
+        """A REST page's records (JSON) as the text columns ``names`` of a Bulk page (a
+        relationship's field walked to, ``Campaign.Name``; a checkbox or a number as its text);
+        None when a value would not read from its text as it reads as it came, so the page
+        must be read a row at a time."""
+        columns: dict[str, list[Any]] = {}
+        for name in names:
+            if "." in name:
+                values = [lookup(raw, name) for raw in rows]
+            else:
+                values = [raw.get(name) for raw in rows]
+            kinds = set(map(type, values))
+            kinds.discard(str)
+            kinds.discard(type(None))
+            if kinds:
+                if not kinds <= self._as_text.get(name, _TEXT_ONLY):
+                    return None
+                values = [v if v is None or type(v) is str else str(v) for v in values]
+            columns[name] = values
+        return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
 
     def items(
-        self, page: pl.DataFrame, since: Cursor, cursor: Cursor, tally: Tally
-    ) -> tuple[list[RecordBatch | Tombstone], Cursor]:
+        self,
+        page: pl.DataFrame,
+        since: Cursor,
+        cursor: Cursor,
+        tally: Tally,
+        *,
+        rereads: bool = False,
+    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor]:
         """The page's batches and tombstones in page order, rows ``since`` holds left out, and
-        ``cursor`` moved past what they deliver."""
+        ``cursor`` moved past what they deliver. With ``rereads`` (a REST page, in stamp order)
+        the rows ``since`` holds that it has not delivered (the overlap window's) are not left
+        out: each comes in its place, a record marked ``reread`` or a tombstone."""
         if not page.height:
             return [], cursor
         ids = read_ids(column_of(page, "Id"))
@@ -58,18 +124,30 @@ class PageReader:
         valid = ids.is_not_null() & at.is_not_null()
         tally.skip(NO_ID, ids.null_count())
         tally.skip(NO_TIME, int((ids.is_not_null() & at.is_null()).sum()))
-        deleted = _flags(column_of(page, "IsDeleted")) & valid
+        deleted = _flags(column_of(page, _DELETED)) & valid
         guessed = pl.repeat(False, page.height, eager=True).scatter(list(stamped), True) & ~deleted
         admitted = valid & (guessed | _admits(since, at, ids))
         moving = admitted & ~guessed
         cursor = _advanced(cursor, at.filter(moving), ids.filter(moving))
+        again = valid & ~admitted & ~_delivered(since, at, ids)
+        if not rereads:
+            again = pl.repeat(False, page.height, eager=True)
         live = valid & ~deleted
         batch, warned = self._values(page.filter(live), live.arg_true(), stamped, tally)
         batch = batch.with_columns(ids.filter(live).alias("id"), at.filter(live))
+        singles = self._rereads(batch.filter(again.filter(live)), warned)
         batch = batch.filter(admitted.filter(live))
-        gone = (deleted & admitted).arg_true().to_list()
-        tombstones = [(row, self._tombstone(page, ids, at, row)) for row in gone]
-        return self._in_order(batch, warned, tombstones), cursor
+        gone = (deleted & (admitted | again)).arg_true().to_list()
+        singles += [(row, self._tombstone(page, ids, at, row)) for row in gone]
+        return self._in_order(batch, warned, sorted(singles, key=lambda single: single[0])), cursor
+
+    def _rereads(self, rows: pl.DataFrame, warned: Warned) -> list[tuple[int, Record | Tombstone]]:
+        """Rows of the overlap window as records marked ``reread``, by page position."""
+        if not rows.height:
+            return []
+        positions = rows[_POSITION].to_list()
+        records = self._batch(rows, warned).records()
+        return [(row, replace(r, reread=True)) for row, r in zip(positions, records, strict=True)]
 
     def _values(
         self, live: pl.DataFrame, rows: pl.Series, stamped: Warned, tally: Tally
@@ -96,19 +174,19 @@ class PageReader:
         return Tombstone(self.stream.name, ids[row], _utc(at[row]), reason, master)
 
     def _in_order(
-        self, batch: pl.DataFrame, warned: Warned, tombstones: list[tuple[int, Tombstone]]
-    ) -> list[RecordBatch | Tombstone]:
-        """Batches of the live rows between the tombstones (each at its page position), in
-        page order."""
+        self, batch: pl.DataFrame, warned: Warned, singles: list[tuple[int, Record | Tombstone]]
+    ) -> list[RecordBatch | Record | Tombstone]:
+        """Batches of the live rows between the tombstones and records read again (each at
+        its page position), in page order."""
         positions = batch[_POSITION]
-        items: list[RecordBatch | Tombstone] = []
+        items: list[RecordBatch | Record | Tombstone] = []
         start = 0
-        for row, tombstone in [*tombstones, (None, None)]:
+        for row, single in [*singles, (None, None)]:
             end = batch.height if row is None else int(positions.search_sorted(row))
             if end > start:
                 items.append(self._batch(batch.slice(start, end - start), warned))
-            if tombstone is not None:
-                items.append(tombstone)
+            if single is not None:
+                items.append(single)
             start = end
         return items
 
@@ -134,6 +212,13 @@ def _admits(since: Cursor, at: pl.Series, ids: pl.Series) -> pl.Series:
         return (later | (at == since.value)).fill_null(False)
     tied = (at == since.value) & ~ids.is_in(list(since.ids))
     return (later | tied).fill_null(False)
+
+
+def _delivered(since: Cursor, at: pl.Series, ids: pl.Series) -> pl.Series:
+    """`Cursor.delivered` of every row."""
+    if since.value is None or not since.ids:
+        return pl.repeat(False, at.len(), eager=True)
+    return ((at == since.value) & ids.is_in(list(since.ids))).fill_null(False)
 
 
 def _advanced(cursor: Cursor, at: pl.Series, ids: pl.Series) -> Cursor:

@@ -1,4 +1,5 @@
-"""Bulk API pages read as columns (`RecordBatch`) end as the same records as read row by row.
+"""Bulk API and REST pages read as columns (`RecordBatch`) end as the same records as read row
+by row.
 
 The same Bulk CSV pages go through the Salesforce connector twice, ``batches=True`` (polars, a
 column at a time) and ``batches=False`` (the csv module, a `Record` a row): expanded into
@@ -7,7 +8,9 @@ included; mirrored, the state databases hold the same rows and cursors, on SQLit
 PostgreSQL. The pages are real result pages of the sandbox's Bulk job, or pages written here
 with what real orgs hold: values no converter reads, odd countries and currencies, empty cells,
 quoted commas and line breaks, a byte order mark, CRLF lines, deleted and merged rows, rows
-without an id or a time, activities no rule types, and ties at the cursor's stamp.
+without an id or a time, activities no rule types, and ties at the cursor's stamp. REST pages
+(JSON) go the same two ways: the sandbox's, full and incremental (the overlap window read again),
+and pages written here with JSON's own types where text is expected, and the reverse.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -42,6 +46,7 @@ from connectors.protocol import (
     records,
 )
 from connectors.salesforce import SalesforceConnector, _BulkRead
+from connectors.salesforce_api import SalesforceApi
 from connectors.salesforce_bulk import _rows, csv_frame
 from connectors.streams import (
     SALESFORCE_STREAMS,
@@ -97,12 +102,15 @@ def _connector(crm: RunningSandbox, batches: bool, **settings: Any) -> Salesforc
     )
 
 
-def _both(crm: RunningSandbox, stream: str, cursor: Cursor | None = None) -> list[list[Item]]:
+def _both(
+    crm: RunningSandbox, stream: str, cursor: Cursor | None = None, **settings: Any
+) -> list[list[Item]]:
     """The pull's items through each path, batches given as their records, calls left out."""
     pulled = []
     for batches in (False, True):
-        items = list(_connector(crm, batches).pull(stream, *([cursor] if cursor else [])))
-        assert any(isinstance(i, RecordBatch) for i in items) == batches, "no Bulk page read"
+        connector = _connector(crm, batches, **settings)
+        items = list(connector.pull(stream, *([cursor] if cursor else [])))
+        assert any(isinstance(i, RecordBatch) for i in items) == batches, "no page read as columns"
         pulled.append([_comparable(item) for item in expanded(items)])
     return pulled
 
@@ -313,6 +321,105 @@ def test_a_page_not_in_utf_8_stops_both_paths_alike(
     for batches in (False, True):
         with pytest.raises(UnicodeDecodeError):
             list(_connector(crm, batches).pull("Account", _resumed(None)))
+
+
+# --- REST pages (JSON) ------------------------------------------------------------------------
+
+REST_ONLY = {"bulk_threshold": 10**9}
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_the_sandboxs_rest_pages_read_as_columns_give_the_records_rows_give(
+    crm: RunningSandbox, stream: str
+) -> None:
+    by_rows, by_columns = _both(crm, stream, **REST_ONLY)
+    assert by_columns == by_rows and records(by_rows)
+
+
+@pytest.mark.parametrize("stream", ("Account", "Task", "CampaignMember"))
+def test_an_incremental_rest_pull_reads_the_overlap_window_again_alike(
+    crm: RunningSandbox, stream: str
+) -> None:
+    full = records(list(_connector(crm, False, **REST_ONLY).pull(stream)))
+    stamps = sorted(r.modified_at for r in full)
+    day = timedelta(days=1)  # the widest overlap window; the bound where it holds the most
+    bound = max(stamps, key=lambda b: bisect_left(stamps, b) - bisect_left(stamps, b - day))
+    at_bound = sorted(r.id for r in full if r.modified_at == bound)
+    cursor = Cursor(bound, frozenset(at_bound[: max(1, len(at_bound) // 2)]))
+    window = {"overlap_minutes": day.total_seconds() / 60, **REST_ONLY}
+
+    by_rows, by_columns = _both(crm, stream, cursor, **window)
+
+    assert by_columns == by_rows
+    again = [r for r in records(by_rows) if r.reread]
+    assert again and all(r.modified_at <= bound for r in again)
+    assert not {r.id for r in records(by_rows)} & cursor.ids  # delivered: not sent again
+
+
+def _scripted_rest(monkeypatch: pytest.MonkeyPatch, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Answer every SOQL query with one page holding ``rows`` (JSON values)."""
+
+    real = SalesforceApi.query
+
+    def query(api: Any, soql: str, include_deleted: bool, batch_size: int) -> dict[str, Any]:
+        if " FROM Account" not in soql:  # the org's currencies
+            return real(api, soql, include_deleted, batch_size)
+        return {"totalSize": len(rows), "done": True, "records": json.loads(json.dumps(rows))}
+
+    monkeypatch.setattr(SalesforceApi, "query", query)
+
+
+def _json_account(record_id: str, **values: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"attributes": {"type": "Account"}, **_ACCOUNT, "Id": record_id}
+    return base | {"NumberOfEmployees": 120, "AnnualRevenue": 1250000.5} | values
+
+
+JSON_PAGES: dict[str, list[dict[str, Any]]] = {
+    "numbers and checkboxes as JSON gives them": [
+        _json_account("001A"),
+        _json_account("001B", NumberOfEmployees=12.0, AnnualRevenue=1e21, Name=7),
+        _json_account("001C", NumberOfEmployees=12.7, AnnualRevenue=-0.0, Website=True),
+        _json_account("001D", NumberOfEmployees=None, AnnualRevenue=None, Name=False),
+        _json_account("001E", NumberOfEmployees=10**20, AnnualRevenue=10**400, OwnerId=5),
+        _json_account("001F", NumberOfEmployees="12", AnnualRevenue="abc", BillingCountry="DE"),
+        _json_account("001G", SystemModstamp=None, LastModifiedDate="soon"),
+        _json_account("001H", IsDeleted=True, MasterRecordId="001A"),
+        _json_account("001I", IsDeleted=False),
+        _json_account("", Name="no id"),
+    ],
+    "a checkbox where a whole number is read": [_json_account("001A", NumberOfEmployees=True)],
+    "a checkbox where an amount is read": [_json_account("001A", AnnualRevenue=False)],
+    "a number where a time is read": [_json_account("001A", CreatedDate=-1785000000000)],
+    "a number where the modification time is read": [
+        _json_account("001A", SystemModstamp=1785000000000.5),
+    ],
+    "a number where a converter of our own reads": [_json_account("001A", Type=0)],
+    "an object where text is read": [_json_account("001A", Name={"first": "Acme"})],
+    "a list where a country is read": [_json_account("001A", BillingCountry=["DE"])],
+}
+
+
+@pytest.mark.parametrize("rows", JSON_PAGES.values(), ids=JSON_PAGES.keys())
+def test_rest_pages_with_json_types_read_alike(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]]
+) -> None:
+    _scripted_rest(monkeypatch, rows)
+    pulled = []
+    for batches in (False, True):
+        items = list(_connector(crm, batches, **REST_ONLY).pull("Account", Cursor(T)))
+        pulled.append([_comparable(item) for item in expanded(items)])
+    by_rows, by_columns = pulled
+    assert by_columns == by_rows and records(by_rows)
+
+
+def test_a_rest_page_holding_a_value_its_text_would_not_stand_for_is_read_a_row_at_a_time(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, rows in JSON_PAGES.items():
+        _scripted_rest(monkeypatch, rows)
+        items = list(_connector(crm, True, **REST_ONLY).pull("Account", Cursor(T)))
+        as_columns = name == "numbers and checkboxes as JSON gives them"
+        assert any(isinstance(i, RecordBatch) for i in items) == as_columns, name
 
 
 # --- the CSV reader and the converters, case by case ------------------------------------------
