@@ -18,6 +18,7 @@ as records marked ``reread``, in their places.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -178,11 +179,11 @@ class PageReader:
     ) -> list[RecordBatch | Record | Tombstone]:
         """Batches of the live rows between the tombstones and records read again (each at
         its page position), in page order."""
-        positions = batch[_POSITION]
+        positions = batch[_POSITION].to_list()  # ascending; bisected in Python, not polars
         items: list[RecordBatch | Record | Tombstone] = []
         start = 0
         for row, single in [*singles, (None, None)]:
-            end = batch.height if row is None else int(positions.search_sorted(row))
+            end = batch.height if row is None else bisect_left(positions, row, start)
             if end > start:
                 items.append(self._batch(batch.slice(start, end - start), warned))
             if single is not None:
