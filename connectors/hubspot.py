@@ -458,7 +458,7 @@ class HubSpotConnector:
         (inactive users, a list of their own), only when ``archive_every_minutes`` have passed,
         like a recycle bin; between, the pull is its checkpoint alone. One checkpoint at the end."""
         now = self.policy.now()
-        if cursor.value is not None and not self._archive_due(cursor, now):
+        if cursor.archive_read_at is not None and not self._archive_due(cursor, now):
             yield Checkpoint(stream.name, cursor)
             return
         since = cursor.overlap(self.settings.overlap)

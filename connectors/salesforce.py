@@ -178,7 +178,7 @@ class SalesforceConnector:
         reader = self._reader(declared, maps, merge, money) if self.batches else None
         while True:
             frame = reader.frame_of(page["records"], select) if reader else None
-            if reader is not None and frame is not None:
+            if reader is not None and frame is not None and reader.in_stamp_order(frame):
                 items, cursor = reader.items(frame, cursor, cursor, tally, rereads=True)
                 yield from items
             else:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import polars as pl
@@ -105,6 +105,20 @@ class PageReader:
             columns[name] = values
         return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
 
+    def in_stamp_order(self, page: pl.DataFrame) -> bool:
+        """Whether a page's rows come each id once, in the order of their times (as a REST
+        query ordered by them answers), which `items` with ``rereads`` takes for granted: the
+        cursor it moves once a page is the one a row at a time would move. A guessed time
+        (a fallback's) moves no cursor, and is not asked to be in order."""
+        ids = read_ids(column_of(page, "Id"))
+        at, stamped = modified_columns([(name, column_of(page, name)) for name in self.stamps])
+        if stamped:
+            at = at.scatter(list(stamped), None)
+        known = at.drop_nulls()
+        return not ids.drop_nulls().is_duplicated().any() and bool(
+            known.len() < 2 or (known.diff().drop_nulls() >= timedelta(0)).all()
+        )
+
     def items(
         self,
         page: pl.DataFrame,
@@ -117,7 +131,8 @@ class PageReader:
         """The page's batches and tombstones in page order, rows ``since`` holds left out, and
         ``cursor`` moved past what they deliver. With ``rereads`` (a REST page, in stamp order)
         the rows ``since`` holds that it has not delivered (the overlap window's) are not left
-        out: each comes in its place, a record marked ``reread`` or a tombstone."""
+        out: each comes in its place, a record marked ``reread`` or a tombstone. The page's rows
+        must then come `in_stamp_order`."""
         if not page.height:
             return [], cursor
         ids = read_ids(column_of(page, "Id"))

@@ -395,6 +395,11 @@ JSON_PAGES: dict[str, list[dict[str, Any]]] = {
     ],
     "a number where a converter of our own reads": [_json_account("001A", Type=0)],
     "an object where text is read": [_json_account("001A", Name={"first": "Acme"})],
+    "an id twice": [_json_account("001A"), _json_account("001A", Name="again")],
+    "times out of order": [
+        _json_account("001A", SystemModstamp=_stamp(T + timedelta(hours=2))),
+        _json_account("001B", SystemModstamp=_stamp(T + timedelta(hours=1))),
+    ],
     "a list where a country is read": [_json_account("001A", BillingCountry=["DE"])],
 }
 
