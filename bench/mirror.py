@@ -207,8 +207,9 @@ def _first_loads(
     load's figures, and every load's rate (one load of a fifth of a second, on a shared
     machine, passes or misses the goal by chance)."""
     loads = [_first_load(store, streams, pulls, now)]
-    for _ in range(_LOADS - 1):
-        with _database(dialect_url) as url, Store.open(url) as other:
+    sqlite = dialect_url == "sqlite" or make_url(dialect_url).get_backend_name() == "sqlite"
+    for _ in range(_LOADS - 1):  # a SQLite file named by URL is the first load's: a temporary one
+        with _database("sqlite" if sqlite else dialect_url) as url, Store.open(url) as other:
             loads.append(_first_load(other, streams, pulls, now))
     rates = [load["mirror_first_load_rows_per_s"] for load in loads]
     median = sorted(loads, key=lambda load: load["mirror_first_load_rows_per_s"])[len(loads) // 2]
