@@ -169,7 +169,7 @@ class RecordBatch:
         """The batch row by row, as `Record`s (their times in `datetime.UTC`, as a record's)."""
         names = self.frame.columns[2:]
         kinds = self.frame.dtypes
-        zoned = [at for at, kind in enumerate(kinds) if getattr(kind, "time_zone", None) == "UTC"]
+        zoned = {at for at, kind in enumerate(kinds) if getattr(kind, "time_zone", None) == "UTC"}
         for at, row in enumerate(self.frame.iter_rows()):
             if zoned:
                 row = tuple(_in_utc(value) if n in zoned else value for n, value in enumerate(row))

@@ -177,9 +177,9 @@ class SalesforceConnector:
         tokens = PageTokens()
         reader = self._reader(declared, maps, merge, money) if self.batches else None
         while True:
-            frame = reader.frame_of(page["records"], select) if reader else None
-            if reader is not None and frame is not None and reader.in_stamp_order(frame):
-                items, cursor = reader.items(frame, cursor, cursor, tally, rereads=True)
+            read = reader.rest_items(page["records"], select, cursor, tally) if reader else None
+            if read is not None:
+                items, cursor = read
                 yield from items
             else:
                 for item in self._items(declared, maps, merge, page["records"], tally, money):

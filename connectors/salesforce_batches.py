@@ -6,14 +6,15 @@ end: rows without an id or any time are skipped and counted, deleted rows become
 their place, values convert through `connectors.columns` (a warning for each that cannot),
 amounts go to the corporate currency, the rules type each distinct kind of activity once, and
 the cursor moves to the latest stamp of the page (a guessed time never moves it). A REST page
-(JSON) is first made the text columns a Bulk page would hold (`PageReader.frame_of`), unless one
-of its values would not convert from its text as it does as it came (a checkbox where a number
-is read, a JSON object): that page is read a row at a time. Its rows of the overlap window come
-as records marked ``reread``, in their places.
+(JSON) is first made the text columns a Bulk page would hold (`PageReader.rest_items`), unless
+one of its values would not convert from its text as it does as it came (a checkbox where a
+number is read, a JSON object) or its ids repeat or its times are out of order: that page is
+read a row at a time. Its rows of the overlap window come as records marked ``reread``, in
+their places.
 
     reader = PageReader(stream, maps, merge, rules, money, stamps=("SystemModstamp", ...))
     items, cursor = reader.items(page, since, cursor, tally)
-    frame = reader.frame_of(rest_page["records"], select)  # None: read it row by row
+    read = reader.rest_items(rest_page["records"], select, cursor, tally)  # None: row by row
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class PageReader:
     money: Money | None
     stamps: tuple[str, ...]
     currency: str
-    # per CRM field, the JSON types besides text its text stands for (`frame_of`)
+    # per CRM field, the JSON types besides text its text stands for (`_frame_of`)
     _as_text: dict[str, frozenset[type]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +83,7 @@ class PageReader:
         }
         object.__setattr__(self, "_as_text", kinds)
 
-    def frame_of(
+    def _frame_of(
         self, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
     ) -> pl.DataFrame | None:
         """A REST page's records (JSON) as the text columns ``names`` of a Bulk page (a
@@ -105,38 +106,52 @@ class PageReader:
             columns[name] = values
         return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
 
-    def in_stamp_order(self, page: pl.DataFrame) -> bool:
-        """Whether a page's rows come each id once, in the order of their times (as a REST
-        query ordered by them answers), which `items` with ``rereads`` takes for granted: the
-        cursor it moves once a page is the one a row at a time would move. A guessed time
-        (a fallback's) moves no cursor, and is not asked to be in order."""
+    def rest_items(
+        self, rows: Sequence[Mapping[str, Any]], names: Sequence[str], cursor: Cursor, tally: Tally
+    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor] | None:
+        """A REST page's records (JSON, in the stamp order the query asks) as `items` makes
+        them, the rows ``cursor`` holds that it has not delivered (the overlap window's) each in
+        its place, a record marked ``reread`` or a tombstone; and ``cursor`` moved past them.
+        None, with nothing counted, when the page must be read a row at a time: a value its
+        text would not stand for (`_frame_of`), an id twice or times out of order (the cursor
+        moved once a page is then not the one a row at a time would move; a guessed time, a
+        fallback's, moves none and is not asked to be in order)."""
+        page = self._frame_of(rows, names)
+        if page is None:
+            return None
         ids = read_ids(column_of(page, "Id"))
         at, stamped = modified_columns([(name, column_of(page, name)) for name in self.stamps])
-        if stamped:
-            at = at.scatter(list(stamped), None)
-        known = at.drop_nulls()
-        return not ids.drop_nulls().is_duplicated().any() and bool(
-            known.len() < 2 or (known.diff().drop_nulls() >= timedelta(0)).all()
-        )
+        # scatter writes in place: the times themselves go on to `_items`
+        ordered = at.clone().scatter(list(stamped), None) if stamped else at
+        ordered = ordered.drop_nulls()
+        if ids.drop_nulls().is_duplicated().any() or (ordered.diff() < timedelta(0)).any():
+            return None
+        return self._items(page, ids, at, stamped, cursor, cursor, tally, rereads=True)
 
     def items(
+        self, page: pl.DataFrame, since: Cursor, cursor: Cursor, tally: Tally
+    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor]:
+        """The page's batches and tombstones in page order, rows ``since`` holds left out, and
+        ``cursor`` moved past what they deliver."""
+        ids = read_ids(column_of(page, "Id"))
+        at, stamped = modified_columns([(name, column_of(page, name)) for name in self.stamps])
+        return self._items(page, ids, at, stamped, since, cursor, tally, rereads=False)
+
+    def _items(
         self,
         page: pl.DataFrame,
+        ids: pl.Series,
+        at: pl.Series,
+        stamped: Warned,
         since: Cursor,
         cursor: Cursor,
         tally: Tally,
         *,
-        rereads: bool = False,
+        rereads: bool,
     ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor]:
-        """The page's batches and tombstones in page order, rows ``since`` holds left out, and
-        ``cursor`` moved past what they deliver. With ``rereads`` (a REST page, in stamp order)
-        the rows ``since`` holds that it has not delivered (the overlap window's) are not left
-        out: each comes in its place, a record marked ``reread`` or a tombstone. The page's rows
-        must then come `in_stamp_order`."""
+        """`items`, or with ``rereads`` `rest_items`, of a page whose ids and times are read."""
         if not page.height:
             return [], cursor
-        ids = read_ids(column_of(page, "Id"))
-        at, stamped = modified_columns([(name, column_of(page, name)) for name in self.stamps])
         valid = ids.is_not_null() & at.is_not_null()
         tally.skip(NO_ID, ids.null_count())
         tally.skip(NO_TIME, int((ids.is_not_null() & at.is_null()).sum()))
@@ -145,8 +160,9 @@ class PageReader:
         admitted = valid & (guessed | _admits(since, at, ids))
         moving = admitted & ~guessed
         cursor = _advanced(cursor, at.filter(moving), ids.filter(moving))
-        again = valid & ~admitted & ~_delivered(since, at, ids)
-        if not rereads:
+        if rereads:
+            again = valid & ~admitted & ~_delivered(since, at, ids)
+        else:
             again = pl.repeat(False, page.height, eager=True)
         live = valid & ~deleted
         batch, warned = self._values(page.filter(live), live.arg_true(), stamped, tally)
