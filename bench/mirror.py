@@ -207,7 +207,7 @@ def _first_loads(
     load's figures, and every load's rate (one load of a fifth of a second, on a shared
     machine, passes or misses the goal by chance)."""
     loads = [_first_load(store, streams, pulls, now)]
-    sqlite = dialect_url == "sqlite" or make_url(dialect_url).get_backend_name() == "sqlite"
+    sqlite = make_url(store.url).get_backend_name() == "sqlite"
     for _ in range(_LOADS - 1):  # a SQLite file named by URL is the first load's: a temporary one
         with _database("sqlite" if sqlite else dialect_url) as url, Store.open(url) as other:
             loads.append(_first_load(other, streams, pulls, now))
