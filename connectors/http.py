@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -53,6 +53,7 @@ from connectors.protocol import WriteResult
 __all__ = ["Exchange", "HttpPolicy", "PageTokens", "RetrySettings"]
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)  # what `HttpPolicy.settle` keys a batch's records by
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
 Wall = Callable[[], datetime]
@@ -201,14 +202,15 @@ class HttpPolicy:
         return answer
 
     def settle(
-        self, send: Callable[[list[str]], Mapping[str, WriteResult]], ids: Iterable[str]
-    ) -> dict[str, WriteResult]:
-        """Send a batch, then again only its records answered retriable, with backoff."""
-        results: dict[str, WriteResult] = {}
-        attempts: Counter[str] = Counter()
+        self, send: Callable[[list[K]], Mapping[K, WriteResult]], ids: Iterable[K]
+    ) -> dict[K, WriteResult]:
+        """Send a batch, then again only its records answered retriable, with backoff (a
+        record's key: its id, or whatever else the connector tells records apart by)."""
+        results: dict[K, WriteResult] = {}
+        attempts: Counter[K] = Counter()
         pending = list(dict.fromkeys(ids))
 
-        def round_() -> list[str]:
+        def round_() -> list[K]:
             nonlocal pending
             try:
                 answered = send(pending)

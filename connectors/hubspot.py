@@ -189,6 +189,12 @@ class HubSpotConnector:
         settled = self.policy.settle(lambda ids: self._batch_update(declared, ids, rows), rows)
         return [settled[u.id] for u in updates]
 
+    def push_together(
+        self, groups: Sequence[tuple[str, Sequence[Update]]]
+    ) -> list[list[WriteResult]]:
+        """`push` stream by stream: each HubSpot batch endpoint takes one object's records."""
+        return [self.push(stream, updates) for stream, updates in groups]
+
     def ensure_schema(self, spec: SchemaSpec) -> SchemaReport:
         """Our property group and properties on companies and contacts (`hubspot_setup`)."""
         return ensure_schema(self.api, spec)

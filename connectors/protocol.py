@@ -332,6 +332,14 @@ class Connector(Protocol):
         """Write owned fields and owners in batches; one result per update, in order."""
         ...
 
+    def push_together(
+        self, groups: Sequence[tuple[str, Sequence[Update]]]
+    ) -> list[list[WriteResult]]:
+        """`push` for several streams' updates at once, in as few calls as the CRM takes them
+        (a Salesforce call may hold several objects' records); a result list per group, in
+        order."""
+        ...
+
     def ensure_schema(self, spec: SchemaSpec) -> SchemaReport:
         """Create the fields we own, repair drift, change nothing when all is in place."""
         ...

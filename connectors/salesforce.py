@@ -16,7 +16,8 @@ days), the load starts over. Each result page, Bulk or REST, is read by polars a
 as one `RecordBatch` (`connectors.salesforce_batches`; ``batches=False`` reads it a `Record` a
 row, to the same records, as is a REST page holding a value its text would not stand for).
 Writes go 200 records a
-call through sObject Collections with ``allOrNone=false``, through one Bulk API 2.0 job above
+call through sObject Collections with ``allOrNone=false``, a call filled across objects when
+several are written together (`push_together`), through one Bulk API 2.0 job above
 ``bulk_write_threshold``; only records answered retriable (a locked row) are sent again. An
 object Bulk API refuses (400 INVALIDENTITY) is paged and written through REST instead.
 
@@ -77,6 +78,7 @@ __all__ = ["BULK_PAGE_SIZE", "COLLECTION_SIZE", "PAGE_SIZE", "SalesforceConnecto
 PAGE_SIZE = 2000  # the most records a REST query page holds
 BULK_PAGE_SIZE = 50_000  # records per Bulk API 2.0 result page
 COLLECTION_SIZE = 200  # the most records one sObject Collections call takes
+_MAX_CHUNKS = 10  # runs of one object a Collections call may hold (Salesforce's "chunks")
 _FIND_CHUNK = 200  # values per IN list of a lookup
 # what a row's time falls back to when SystemModstamp is unreadable: every object has both
 _FALLBACK_STAMPS = ("LastModifiedDate", "CreatedDate")
@@ -223,15 +225,42 @@ class SalesforceConnector:
 
     def push(self, stream: str, updates: Sequence[Update]) -> list[WriteResult]:
         """Write owned fields and owners; one result per update, in order."""
-        declared = _stream(stream)
-        rows = written_rows(declared, updates, _WRITE_NAMES, json_value, _JSON_AS_IS)
-        first: dict[str, WriteResult] = {}
-        if len(rows) > self.settings.bulk_write_threshold:
-            first = self._bulk_update(declared, rows)
-        again = [i for i in rows if i not in first or first[i].status == "retriable"]
-        settled = self.policy.settle(lambda ids: self._collections(declared, ids, rows), again)
-        done = {**first, **{i: _plus(r, 1 if first else 0) for i, r in settled.items()}}
-        return [done[u.id] for u in updates]
+        return self.push_together([(stream, updates)])[0]
+
+    def push_together(
+        self, groups: Sequence[tuple[str, Sequence[Update]]]
+    ) -> list[list[WriteResult]]:
+        """Several streams' writes in as few calls as Salesforce takes them: a group of more
+        than ``bulk_write_threshold`` records through a Bulk job of its own, the rest through
+        sObject Collections calls of up to 200 records of any of the objects (each object's
+        records in one run, so a call holds one chunk per object, and Salesforce takes up to
+        10). A result list per group, in order."""
+        declared = [_stream(name) for name, _ in groups]
+        if len({stream.path for stream in declared}) > _MAX_CHUNKS:
+            raise ValueError(f"one push writes at most {_MAX_CHUNKS} objects")
+        rows: dict[tuple[str, str], Mapping[str, Any]] = {}
+        first: dict[tuple[str, str], WriteResult] = {}
+        bulk: set[str] = set()  # objects a Bulk job was sent for
+        for stream, (_, updates) in zip(declared, groups, strict=True):
+            made = written_rows(stream, updates, _WRITE_NAMES, json_value, _JSON_AS_IS)
+            if len(made) > self.settings.bulk_write_threshold:
+                answered = self._bulk_update(stream, made)
+                bulk.update([stream.path] if answered else [])
+                first |= {(stream.path, i): result for i, result in answered.items()}
+            rows |= {(stream.path, i): row for i, row in made.items()}
+        runs = {path: n for n, path in reversed(list(enumerate(s.path for s in declared)))}
+        again = sorted(
+            (key for key in rows if key not in first or first[key].status == "retriable"),
+            key=lambda key: runs[key[0]],  # stable: each object's records one run, as given
+        )
+        settled = self.policy.settle(lambda keys: self._collections(keys, rows), again)
+        done = first | {
+            key: _plus(result, 1 if key[0] in bulk else 0) for key, result in settled.items()
+        }
+        return [
+            [done[stream.path, u.id] for u in updates]
+            for stream, (_, updates) in zip(declared, groups, strict=True)
+        ]
 
     def _bulk_update(
         self, stream: Stream, rows: Mapping[str, Mapping[str, Any]]
@@ -446,13 +475,17 @@ class SalesforceConnector:
             page = self.api.query_more(str(tokens.next(page["nextRecordsUrl"])), self.page_size)
 
     def _collections(
-        self, stream: Stream, ids: Sequence[str], rows: Mapping[str, Mapping[str, Any]]
-    ) -> dict[str, WriteResult]:
-        """Update ``ids`` 200 a call, each record on its own (``allOrNone=false``)."""
-        answered: dict[str, WriteResult] = {}
-        attributes = {"type": stream.path}
-        for chunk in chunked(ids, COLLECTION_SIZE):
-            records = [{"attributes": attributes, "Id": i, **rows[i]} for i in chunk]
+        self, keys: Sequence[tuple[str, str]], rows: Mapping[tuple[str, str], Mapping[str, Any]]
+    ) -> dict[tuple[str, str], WriteResult]:
+        """Update the records of ``keys`` (object, id) 200 a call, each record on its own
+        (``allOrNone=false``)."""
+        answered: dict[tuple[str, str], WriteResult] = {}
+        attributes: dict[str, dict[str, str]] = {}
+        for chunk in chunked(keys, COLLECTION_SIZE):
+            records = [
+                {"attributes": attributes.setdefault(p, {"type": p}), "Id": i, **rows[p, i]}
+                for p, i in chunk
+            ]
             try:
                 saved = self.api.rest(
                     "composite/sobjects", "PATCH", json={"allOrNone": False, "records": records}
@@ -460,9 +493,11 @@ class SalesforceConnector:
             except BudgetExhausted as stop:
                 raise BudgetExhausted(str(stop), list(answered.values())) from stop
             except ApiError as refused:
-                answered |= {i: _refused(i, refused) for i in chunk}
+                answered |= {key: _refused(key[1], refused) for key in chunk}
                 continue
-            answered |= {i: _saved(i, result) for i, result in zip(chunk, saved, strict=True)}
+            answered |= {
+                key: _saved(key[1], result) for key, result in zip(chunk, saved, strict=True)
+            }
         return answered
 
 

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
+from itertools import chain, groupby, islice
 from typing import Any
 
 from sqlalchemy import Text, func, type_coerce
@@ -475,14 +475,15 @@ def push_plan(
 
 
 def _batches(items: Sequence[Planned], size: int) -> Iterator[list[Planned]]:
-    """Consecutive batches of one stream each, of up to ``size`` records."""
+    """Consecutive batches of up to ``size`` records, each stream's records in one run (a
+    batch may end one stream and begin the next: a Salesforce call fills its 200 across
+    objects, so an org's writes take ceil(records / 200) calls, not one more per object)."""
     by_stream: dict[str, list[Planned]] = {}
     for planned in items:
         by_stream.setdefault(planned.target.stream, []).append(planned)
-    for group in by_stream.values():
-        iterator = iter(group)
-        while batch := list(islice(iterator, size)):
-            yield batch
+    ordered = chain.from_iterable(by_stream.values())
+    while batch := list(islice(ordered, size)):
+        yield batch
 
 
 def _intend(
@@ -564,9 +565,12 @@ _INTENT = ("object", "record_id", "values_hash", "values", "reasons")  # each ro
 
 
 def _push(connector: Connector, batch: Sequence[Planned]) -> list[WriteResult]:
-    """One push call for a batch of one stream."""
-    updates = [Update(p.target.record_id, p.target.values) for p in batch]
-    return connector.push(batch[0].target.stream, updates)
+    """One push call for a batch, its streams' runs together, results in the batch's order."""
+    groups = [
+        (stream, [Update(p.target.record_id, p.target.values) for p in run])
+        for stream, run in groupby(batch, key=lambda p: p.target.stream)
+    ]
+    return list(chain.from_iterable(connector.push_together(groups)))
 
 
 def _settle(

@@ -59,11 +59,11 @@ class _DeletingBeforePush:
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
-    def push(self, stream: str, updates: list[Update]) -> list[WriteResult]:
+    def push_together(self, groups: list[tuple[str, list[Update]]]) -> list[list[WriteResult]]:
         if self._delete:
             hubspot_client(self._crm).crm.companies.basic_api.archive(self._delete)  # type: ignore[arg-type]
             self._delete = ""
-        return self._inner.push(stream, updates)
+        return self._inner.push_together(groups)
 
 
 @pytest.fixture(scope="module")

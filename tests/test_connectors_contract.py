@@ -1010,6 +1010,41 @@ def test_hubspot_search_opens_new_windows_past_its_result_cap(
     assert len(pulled) == len(set(pulled)) and set(pulled) == everyone
 
 
+_HUBSPOT_BATCH_UPDATES = ["companies/batch/update", "contacts/batch/update"]
+
+
+def test_push_together_writes_several_streams_in_as_few_calls_as_the_crm_takes(
+    open_crm: Opener,
+) -> None:
+    h = open_crm()
+    connector = h.connector()
+    connector.ensure_schema(SPEC)
+    accounts = sorted(r.id for r in records(connector.pull(h.accounts)) if r.id != h.locked)[:250]
+    people = sorted(
+        r.id for r in records(connector.pull(h.people)) if not r.values.get("is_converted")
+    )[:150]
+    writes = {"salesforce": ["composite/sobjects"], "hubspot": _HUBSPOT_BATCH_UPDATES}[h.crm]
+    before = sum(h.calls(endpoint) for endpoint in writes)
+
+    results = connector.push_together(
+        [
+            (h.accounts, [Update(i, {"score": 7.0}) for i in accounts]),
+            (h.people, [Update(i, {"score": 9.0}) for i in people]),
+        ]
+    )
+
+    # Salesforce fills a call across objects: ceil(400 / 200); HubSpot's batch endpoints take
+    # one object each: ceil(250 / 100) + ceil(150 / 100)
+    calls = {"salesforce": 2, "hubspot": 5}[h.crm]
+    assert sum(h.calls(endpoint) for endpoint in writes) - before == calls
+    assert [[r.id for r in group] for group in results] == [accounts, people]
+    assert all(r.ok for group in results for r in group)
+    landed = {r.id: r.values["score"] for r in records(connector.pull(h.accounts))}
+    landed |= {r.id: r.values["score"] for r in records(connector.pull(h.people))}
+    assert {i: landed[i] for i in accounts} == dict.fromkeys(accounts, 7.0)
+    assert {i: landed[i] for i in people} == dict.fromkeys(people, 9.0)
+
+
 @pytest.mark.parametrize("field_name", ["name", "website"])
 def test_writes_touch_only_the_fields_we_own(open_crm: Opener, field_name: str) -> None:
     h = open_crm()
