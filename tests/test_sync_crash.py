@@ -45,11 +45,14 @@ from tests.crash_driver import OUTPUT, Spare
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 
-ACCOUNTS = 40  # small, yet HubSpot's contacts take two push requests (one ledger batch)
+# small, yet each CRM's writes take more than one push request (one ledger batch): Salesforce's
+# ~230 records two calls of up to 200 (filled across objects), HubSpot's contacts two or more
+ACCOUNTS = 60
 SEED = 5
 TOKEN = "crash-test-sandbox-token-0123456789"
 WRITTEN = {"salesforce": ("Account", "Lead"), "hubspot": ("companies", "contacts")}
-# a push of people in flight: the accounts have landed (on HubSpot, half the contacts too)
+# a push of people in flight: the accounts have landed, and some people (on Salesforce the
+# first call's, which it fills with leads after the accounts; on HubSpot a contacts request's)
 PUSH = {
     "salesforce": {"endpoint": "composite/sobjects", "method": "PATCH", "after": 1},
     "hubspot": {"endpoint": "contacts/batch/update", "method": "POST", "after": 1},
