@@ -229,7 +229,10 @@ class HttpPolicy:
             before_sleep=self._count,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )(round_)
-        return {i: replace(r, attempts=attempts[i]) for i, r in results.items()}
+        return {  # a copy only where the count differs (most records are sent once, as made)
+            i: r if r.attempts == attempts[i] else replace(r, attempts=attempts[i])
+            for i, r in results.items()
+        }
 
     def _retrying(self, send: Callable[[], T], windows: tuple[str, ...], metered: bool) -> T:
         retrying = Retrying(

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
+from sqlalchemy import event
 from sqlmodel import select
 
 from handoff.runs import scoring_setup
@@ -150,3 +151,36 @@ def test_activities_of_the_same_second_are_stored_in_one_order_whatever_order_th
 
     assert len(stored[0]["001A"][0]["r"]) >= 6  # the recent activities, (signal, second) each
     assert stored[1] == stored[0] and stored[2] == stored[0]
+
+
+def test_an_accounts_own_activities_are_read_through_the_index_of_those_naming_one(
+    store: Store,
+) -> None:
+    # revision 0018 keeps the activities naming no account out of ix_activity_account_occurred;
+    # the lookup by account ("account_id IN (...)") implies the column is not null and uses it
+    _load(store)
+    asked: list[tuple[str, Any]] = []
+
+    def seen(_c: Any, _k: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "activity.account_id IN" in statement:
+            asked.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        with store.session() as session:
+            linked_activities(session, NOW, LIVE_ACCOUNTS)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    sqlite = store.engine.dialect.name == "sqlite"
+    with store.engine.connect() as connection:
+        if not sqlite:  # a table this small is read whole whenever it may be
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        explain = "EXPLAIN QUERY PLAN" if sqlite else "EXPLAIN"
+        plans = [
+            " / ".join(
+                str(step[-1]) for step in connection.exec_driver_sql(f"{explain} {sql}", given)
+            )
+            for sql, given in asked
+        ]
+
+    assert plans and all("ix_activity_account_occurred" in plan for plan in plans), plans
