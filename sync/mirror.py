@@ -182,7 +182,7 @@ def mirror_streams(
     saved = {} if full is True else _saved_cursors(store, connector.crm)
     for stream in () if isinstance(full, bool) else full:
         saved.pop(stream, None)
-    loads = _FirstLoads(store, [_table_of(connector, name) for name in names])
+    loads = _FirstLoads(store, [_table_of(connector, name) for name in names], _carried(connector))
     transaction = _Transaction(store, connector.crm, now)
     pulled: list[StreamPull] = []  # in order; yielded once their rows are committed
     try:
@@ -292,16 +292,24 @@ def _resuming(cursor: Cursor) -> bool:
 class _FirstLoads:
     """The tables a mirror stage loads first (empty when it began) and their indexes."""
 
-    def __init__(self, store: Store, tables: Iterable[Table]) -> None:
+    def __init__(
+        self, store: Store, tables: Iterable[Table], carried: Mapping[str, set[str]]
+    ) -> None:
         """Decide which of ``tables`` are first loaded and drop their secondary indexes; build
-        those of the others that a run killed mid-load left unbuilt."""
+        those of the others that a run killed mid-load left unbuilt. ``carried``: the columns
+        of each table the records fill (by table name)."""
         self._store = store
         named = {table.name: table for table in tables}
         with store.session() as session:
             empty = store.empty_tables(session, named.values())
             self._loading = {name: table for name, table in named.items() if name in empty}
             for table in self._loading.values():
-                store.drop_indexes(session, table, new_rows=_new_row_sets(table))
+                store.drop_indexes(
+                    session,
+                    table,
+                    new_rows=_new_row_sets(table),
+                    carried=carried.get(table.name, set()),
+                )
             loaded = [table for name, table in named.items() if name not in self._loading]
             store.build_indexes(session, loaded)
 
@@ -900,6 +908,17 @@ def _flags(
 def _default(table: Table, name: str) -> Any:
     """The scalar default of one of ``table``'s columns."""
     return table.c[name].default.arg  # type: ignore[union-attr]
+
+
+def _carried(connector: Connector) -> dict[str, set[str]]:
+    """The columns of each mirror table that the streams' records fill (their values vary by
+    record), by table name."""
+    carried: dict[str, set[str]] = {}
+    for name, stream in connector.streams.items():
+        columns = carried.setdefault(_table_of(connector, name).name, set())
+        columns.update(m.ours for m in stream.fields)
+        columns.update(stream.constants)
+    return carried
 
 
 def _new_row_sets(table: Table) -> dict[str, Any]:

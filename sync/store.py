@@ -479,15 +479,22 @@ class Store:
         return {name for name, any_row in zip(named, row, strict=True) if not any_row}
 
     def drop_indexes(
-        self, session: Session, table: Table, *, new_rows: Mapping[str, Any] | None = None
+        self,
+        session: Session,
+        table: Table,
+        *,
+        new_rows: Mapping[str, Any] | None = None,
+        carried: Collection[str] = (),
     ) -> None:
         """Drop `table`'s secondary indexes (the primary key stays), before a bulk load into it.
 
         With `new_rows` (values every row of the load holds), a partial index that a row of
         those values (null elsewhere) does not enter stays: through the load it costs a test of
         its condition a row, where building it after would read the whole table for nothing.
+        An index whose condition names a column of `carried` (one the records fill, each its
+        own value) is dropped: which rows enter it is not known before the load.
         """
-        kept = [] if new_rows is None else _left_out(session, table, new_rows)
+        kept = [] if new_rows is None else _left_out(session, table, new_rows, carried)
         drop_indexes(session, table, skip=kept)
 
     def build_indexes(
@@ -869,9 +876,12 @@ def drop_indexes(
     return dropped
 
 
-def _left_out(session: Session, table: Table, values: Mapping[str, Any]) -> list[Index]:
+def _left_out(
+    session: Session, table: Table, values: Mapping[str, Any], carried: Collection[str] = ()
+) -> list[Index]:
     """`table`'s partial indexes that a row holding `values` (null in the other columns) does
-    not enter, each asked of the database with its own condition."""
+    not enter, each asked of the database with its own condition; none whose condition names a
+    column of `carried` (its value, not null, is the record's own)."""
     dialect = session.get_bind().dialect.name
     row = select(*(cast(_given(values, c.name), c.type).label(c.name) for c in table.c))
     probe = select(literal(1)).select_from(row.subquery())
@@ -879,8 +889,15 @@ def _left_out(session: Session, table: Table, values: Mapping[str, Any]) -> list
     return [
         index
         for index, condition in conditions.items()
-        if condition is not None and session.execute(probe.where(condition)).first() is None
+        if condition is not None
+        and not _names_any(str(condition), carried)
+        and session.execute(probe.where(condition)).first() is None
     ]
+
+
+def _names_any(condition: str, columns: Collection[str]) -> bool:
+    """Whether the SQL text `condition` names one of `columns` (as a whole word)."""
+    return any(re.search(rf"\b{re.escape(column)}\b", condition) for column in columns)
 
 
 def _given(values: Mapping[str, Any], name: str) -> Any:
