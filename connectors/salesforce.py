@@ -245,10 +245,13 @@ class SalesforceConnector:
             made = written_rows(stream, updates, _WRITE_NAMES, json_value, _JSON_AS_IS)
             if len(made) > self.settings.bulk_write_threshold:
                 answered = self._bulk_update(stream, made)
-                bulk.update([stream.path] if answered else [])
+                if answered:
+                    bulk.add(stream.path)
                 first |= {(stream.path, i): result for i, result in answered.items()}
             rows |= {(stream.path, i): row for i, row in made.items()}
-        runs = {path: n for n, path in reversed(list(enumerate(s.path for s in declared)))}
+        runs: dict[str, int] = {}  # each object's place: where its first group stands
+        for stream in declared:
+            runs.setdefault(stream.path, len(runs))
         again = sorted(
             (key for key in rows if key not in first or first[key].status == "retriable"),
             key=lambda key: runs[key[0]],  # stable: each object's records one run, as given
