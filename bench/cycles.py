@@ -1,7 +1,7 @@
 """Benchmark: incremental cycles of a large org, each from one saved state after its first run.
 
     python -m bench.cycles prepare DIR [--accounts N] [--seed S]   # once: org, first run, echo
-    python -m bench.cycles run DIR [--cycles N] [--repeat R]       # as often as wanted
+    python -m bench.cycles run DIR [--cycles N] [--repeat R] [--profile-cycles P]
 
 `bench.pipeline` measures a cycle only after generating the org and running its first run, eight
 minutes and more for the 200,000-account reference org, so trying a change to the cycle costs a
@@ -83,9 +83,13 @@ def prepare(folder: Path, accounts: int, seed: int) -> dict[str, Any]:
     return figures
 
 
-def run(folder: Path, cycles: int, repeat: int) -> dict[str, Any]:
-    """``repeat`` rounds of ``cycles`` cycles, each round from the saved state."""
-    rounds = [_round(folder, cycles, number) for number in range(repeat)]
+def run(folder: Path, cycles: int, repeat: int, profiles: Path | None = None) -> dict[str, Any]:
+    """``repeat`` rounds of ``cycles`` cycles, each round from the saved state; with
+    ``profiles``, each cycle's cProfile is written to profiles/round-R/cycle_N.prof."""
+    rounds = [
+        _round(folder, cycles, number, profiles and profiles / f"round-{number + 1}")
+        for number in range(repeat)
+    ]
     medians = [
         round(statistics.median(one[position]["local_seconds"] for one in rounds), 3)
         for position in range(cycles)
@@ -93,7 +97,7 @@ def run(folder: Path, cycles: int, repeat: int) -> dict[str, Any]:
     return {"rounds": rounds, "median_local_seconds": medians}
 
 
-def _round(folder: Path, cycles: int, number: int) -> list[dict[str, Any]]:
+def _round(folder: Path, cycles: int, number: int, profiles: Path | None) -> list[dict[str, Any]]:
     progress(f"round {number + 1}: restoring the saved state")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{folder / _STATE}{suffix}").unlink(missing_ok=True)
@@ -108,12 +112,12 @@ def _round(folder: Path, cycles: int, number: int) -> list[dict[str, Any]]:
         clock.offset = json.loads((folder / _CLOCK).read_text())["offset"]
         crm = connector(sandbox, clock, wait)
         with Store.open(f"sqlite:///{folder / _STATE}") as store:
-            bench = Bench(sandbox, crm, store, clock, wait)
+            bench = Bench(sandbox, crm, store, clock, wait, profiles)
             end = org.manifest.end_at
             for position in range(cycles):
                 added = new_activities(bench, org, CRM, end + position * CYCLE, 7 + position)
                 clock.sleep(CYCLE.total_seconds())
-                one = bench.run("cycle with new activity", end + (2 + position) * CYCLE)
+                one = bench.run(f"cycle {position + 1}", end + (2 + position) * CYCLE)
                 measured.append({**one.figures(), "new_activities": added})
     return measured
 
@@ -138,6 +142,12 @@ def main() -> None:
     running.add_argument("folder", type=Path)
     running.add_argument("--cycles", type=int, default=2)
     running.add_argument("--repeat", type=int, default=1)
+    running.add_argument(
+        "--profile-cycles",
+        metavar="DIR",
+        type=Path,
+        help="write each cycle's cProfile into DIR (its seconds then include the profiler's)",
+    )
     args = parser.parse_args()
     began = time.perf_counter()
     if args.command == "prepare":
@@ -145,7 +155,7 @@ def main() -> None:
     else:
         if args.cycles < 1 or args.repeat < 1:
             parser.error("--cycles and --repeat must be at least 1")
-        figures = run(args.folder, args.cycles, args.repeat)
+        figures = run(args.folder, args.cycles, args.repeat, args.profile_cycles)
     emit(
         {"command": args.command, **figures, "bench_seconds": round(time.perf_counter() - began, 1)}
     )
