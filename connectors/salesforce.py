@@ -13,7 +13,7 @@ A full load whose first page says it holds more than ``bulk_threshold`` rows rea
 through a Bulk API 2.0 query, with a checkpoint after each result page that names the job and
 the page to go on from; if that job is gone when a stopped load resumes (results live for
 days), the load starts over. Each result page, Bulk or REST, is read by polars and delivered
-as one `RecordBatch` (`connectors.salesforce_batches`; ``batches=False`` reads it a `Record` a
+as one `RecordBatch` (`connectors.page_reader`; ``batches=False`` reads it a `Record` a
 row, to the same records, as is a REST page holding a value its text would not stand for).
 Writes go 200 records a
 call through sObject Collections with ``allOrNone=false``, a call filled across objects when
@@ -43,6 +43,7 @@ from connectors.errors import ApiError, BudgetExhausted, NotFound, RetriableErro
 from connectors.http import HttpPolicy, PageTokens
 from connectors.keys import guessed, modified_at, read_id, skip_reason
 from connectors.money import Money, Rates
+from connectors.page_reader import PageReader
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -59,7 +60,6 @@ from connectors.protocol import (
 )
 from connectors.rules import RuleBook
 from connectors.salesforce_api import COMPOSITE_SIZE, SalesforceApi
-from connectors.salesforce_batches import PageReader
 from connectors.salesforce_bulk import (
     bulk_frames,
     bulk_pages,

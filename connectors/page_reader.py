@@ -1,5 +1,6 @@
 """A Bulk API result page, or a REST query page, as a `RecordBatch`: the page's records
-converted a column at a time.
+converted a column at a time. Salesforce's pages, and HubSpot's events API pages (JSON rows
+of the same kind: an id, a time, flat or dotted fields), which read as REST pages do.
 
 What `SalesforceConnector._items` does row by row, this does for a page at once, to the same
 end: rows without an id or any time are skipped and counted, deleted rows become tombstones in
@@ -13,6 +14,7 @@ read a row at a time. Its rows of the overlap window come as records marked ``re
 their places.
 
     reader = PageReader(stream, maps, merge, rules, money, stamps=("SystemModstamp", ...))
+    reader = PageReader(stream, maps, None, rules, None, ("occurredAt",), key="id")  # HubSpot
     items, cursor = reader.items(page, since, cursor, tally)
     read = reader.rest_items(rest_page["records"], select, cursor, tally)  # None: row by row
 """
@@ -54,9 +56,9 @@ _TEXT_ONLY: frozenset[type] = frozenset()
 
 @dataclass(frozen=True)
 class PageReader:
-    """How one stream's Bulk pages become items: its maps, merge field, rules and money, the
-    times a row's modification time is read from (the replication key first), and the column
-    of its currency."""
+    """How one stream's pages become items: its maps, merge field, rules and money, the times a
+    row's modification time is read from (the replication key first), the column of its
+    currency (None: no amounts), and the field holding a row's id."""
 
     stream: Stream
     maps: Sequence[FieldMap]
@@ -64,7 +66,8 @@ class PageReader:
     rules: RuleBook
     money: Money | None
     stamps: tuple[str, ...]
-    currency: str
+    currency: str | None = None
+    key: str = "Id"
     # per CRM field, the JSON types besides text its text stands for (`_frame_of`)
     _as_text: dict[str, frozenset[type]] = field(init=False, repr=False, compare=False)
 
@@ -73,7 +76,8 @@ class PageReader:
         for m in self.maps:
             for name in m.theirs:
                 readers.setdefault(name, []).append(m.convert if len(m.theirs) == 1 else None)
-        others = (*self.rules.fields(self.stream), *self.stamps, "Id", self.merge, self.currency)
+        rules = self.rules.fields(self.stream)
+        others = (*rules, *self.stamps, self.key, self.merge, self.currency)
         for name in others:
             if name is not None:
                 readers.setdefault(name, []).append(None)
@@ -119,7 +123,7 @@ class PageReader:
         page = self._frame_of(rows, names)
         if page is None:
             return None
-        ids = read_ids(column_of(page, "Id"))
+        ids = read_ids(column_of(page, self.key))
         at, stamped = modified_columns([(name, column_of(page, name)) for name in self.stamps])
         # scatter writes in place: the times themselves go on to `_items`
         ordered = at.clone().scatter(list(stamped), None) if stamped else at
@@ -133,7 +137,7 @@ class PageReader:
     ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor]:
         """The page's batches and tombstones in page order, rows ``since`` holds left out, and
         ``cursor`` moved past what they deliver."""
-        ids = read_ids(column_of(page, "Id"))
+        ids = read_ids(column_of(page, self.key))
         at, stamped = modified_columns([(name, column_of(page, name)) for name in self.stamps])
         return self._items(page, ids, at, stamped, since, cursor, tally, rereads=False)
 
@@ -187,7 +191,7 @@ class PageReader:
         """The live rows' values, led by their page positions, and their warnings by page
         position in `_items`' order: the time's, the maps', the amounts', the rules'."""
         values, warned = converted_columns(self.stream, self.maps, live)
-        if self.money is not None:
+        if self.money is not None and self.currency is not None:
             values, converted = self.money.convert_columns(values, column_of(live, self.currency))
             warned += converted
         derived, dirty, unmatched = self.rules.derive_columns(self.stream, live)

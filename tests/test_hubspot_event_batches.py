@@ -1,0 +1,200 @@
+"""HubSpot's events API pages read as columns (`RecordBatch`, `connectors.page_reader`) end as
+the same records as read row by row (``batches=False``).
+
+The events API answers 100 events a page; `HubSpotConnector` reads `EVENT_PAGES_PER_BATCH`
+pages into one batch with one checkpoint after them (here 4, so a small org makes several
+groups). The records, tombstones, warnings, the
+pull's summary and where the cursor ends are the same either way: on the sandbox's pages (an
+Enterprise portal), full and incremental (the overlap window read again, the ids the cursor
+holds at its bound left out), and on pages written here with what real portals send (an
+unreadable time, a missing id, an object id as a number, times out of order, an id twice),
+which go row by row where columns would not read them alike. Mirrored, both pulls leave the same
+rows and cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import text
+
+from connectors import hubspot
+from connectors.config import HubSpotSettings
+from connectors.http import HttpPolicy, RetrySettings
+from connectors.hubspot import HubSpotConnector
+from connectors.protocol import (
+    FULL_LOAD,
+    Checkpoint,
+    Cursor,
+    Item,
+    Record,
+    RecordBatch,
+    Summary,
+    expanded,
+)
+from sandbox.generator import generate_org
+from sandbox.org import Org
+from sandbox.service import RunningSandbox, start_sandbox
+from sync.mirror import mirror_streams
+from sync.store import Store
+
+READ_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # the connector's wall clock
+T = datetime(2026, 11, 2, 8, 30, 15, tzinfo=UTC)  # a scripted page's first time
+GROUP = 4  # events API pages a batch
+
+
+@pytest.fixture(autouse=True)
+def _small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hubspot, "EVENT_PAGES_PER_BATCH", GROUP)
+
+
+@pytest.fixture(scope="module")
+def org() -> Org:
+    return generate_org(60, 11)
+
+
+@pytest.fixture(scope="module")
+def crm(org: Org) -> Iterator[RunningSandbox]:
+    with start_sandbox("hubspot", org, tier="enterprise") as running:
+        yield running
+
+
+def _connector(crm: RunningSandbox, batches: bool, **settings: Any) -> HubSpotConnector:
+    return HubSpotConnector(
+        HubSpotSettings(token=SecretStr(crm.token), **settings),
+        host=crm.base_url,
+        policy=HttpPolicy(RetrySettings(), wall=lambda: READ_AT),
+        batches=batches,
+    )
+
+
+def _delivered(items: Sequence[Item]) -> tuple[list[Item], Cursor | None, Summary | None]:
+    """What a pull delivered (records and tombstones, batches given as their records), where
+    its cursor ended, and its summary less the calls (the groups' checkpoints are fewer)."""
+    delivered = [i for i in expanded(items) if not isinstance(i, Checkpoint | Summary)]
+    checkpoints = [i.cursor for i in items if isinstance(i, Checkpoint)]
+    summaries = [replace(i, calls=0) for i in items if isinstance(i, Summary)]
+    return delivered, checkpoints[-1] if checkpoints else None, summaries[-1] if summaries else None
+
+
+def _both(crm: RunningSandbox, cursor: Cursor = FULL_LOAD, **settings: Any) -> list[Any]:
+    pulled = []
+    for batches in (False, True):
+        items = list(_connector(crm, batches, **settings).pull("events", cursor))
+        as_columns = any(isinstance(i, RecordBatch) for i in items)
+        pulled.append((_delivered(items), as_columns))
+    return pulled
+
+
+def test_the_sandboxs_event_pages_read_as_columns_give_the_records_rows_give(
+    crm: RunningSandbox,
+) -> None:
+    (by_rows, rows_batched), (by_columns, columns_batched) = _both(crm)
+
+    assert by_columns == by_rows
+    assert not rows_batched and columns_batched
+    records = [r for r in by_rows[0] if isinstance(r, Record)]
+    assert len(records) > 2 * 100 * GROUP  # several groups, the last one short
+
+
+def test_a_group_of_pages_ends_in_one_checkpoint(crm: RunningSandbox) -> None:
+    for batches, per_checkpoint in ((False, 100), (True, 100 * GROUP)):
+        items = list(_connector(crm, batches).pull("events"))
+        counts, since = [], 0
+        for item in expanded(items):
+            if isinstance(item, Record):
+                since += 1
+            elif isinstance(item, Checkpoint):
+                counts.append(since)
+                since = 0
+        assert max(counts) == per_checkpoint and counts[-1] <= per_checkpoint
+
+
+def test_an_incremental_pull_reads_the_overlap_window_again_alike(crm: RunningSandbox) -> None:
+    full = [r for r in expanded(_connector(crm, False).pull("events")) if isinstance(r, Record)]
+    stamps = sorted({r.modified_at for r in full})
+    bound = stamps[len(stamps) // 2]
+    at_bound = sorted(r.id for r in full if r.modified_at == bound)
+    cursor = Cursor(bound, frozenset(at_bound[: max(1, len(at_bound) // 2)]))
+
+    (by_rows, _), (by_columns, as_columns) = _both(crm, cursor, overlap_minutes=24 * 60)
+
+    assert by_columns == by_rows and as_columns
+    again = [r for r in by_rows[0] if isinstance(r, Record) and r.reread]
+    assert again and all(r.modified_at <= bound for r in again)
+    assert not {r.id for r in by_rows[0] if isinstance(r, Record)} & cursor.ids
+
+
+def _event(number: int, **values: Any) -> dict[str, Any]:
+    at = (T + timedelta(minutes=number)).isoformat().replace("+00:00", "Z")
+    event = {
+        "objectType": "CONTACT",
+        "objectId": f"3000000{number:04d}",
+        "eventType": "e_visited_page",
+        "occurredAt": at,
+        "id": f"00000000-0000-4000-8000-{number:012d}",
+        "properties": {"hs_url": "https://www.example.com/pricing", "hs_title": "Pricing"},
+    }
+    return event | values
+
+
+SCRIPTED: dict[str, list[dict[str, Any]]] = {
+    "what real portals send, read as columns": [
+        _event(1),
+        _event(2, occurredAt="soon"),  # no time: skipped and counted
+        _event(3, id=None),  # no id: skipped and counted
+        _event(4, objectType="COMPANY", eventType="e_submitted_form"),
+        _event(5, eventType="pe_custom_12345", properties={}),  # no rule types it
+        _event(6, properties={"hs_url": None, "hs_title": ""}),
+        _event(7, objectType=None, objectId=None),
+    ],
+    "an object id as a number": [_event(1), _event(2, objectId=3000000002)],
+    "times out of order": [_event(2), _event(1)],
+    "an id twice": [_event(1), _event(2, id=_event(1)["id"])],
+}
+
+
+@pytest.mark.parametrize("rows", SCRIPTED.values(), ids=SCRIPTED.keys())
+def test_scripted_event_pages_read_alike(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]]
+) -> None:
+    pages = [{"results": rows[:3]}, {"results": rows[3:]}]
+    monkeypatch.setattr(HubSpotConnector, "_event_pages", lambda self, cursor: iter(pages))
+
+    (by_rows, _), (by_columns, as_columns) = _both(crm)
+
+    assert by_columns == by_rows
+    assert as_columns == (next(iter(SCRIPTED.values())) is rows)
+    assert [r for r in by_rows[0] if isinstance(r, Record)]
+
+
+def test_both_pulls_mirror_to_the_same_rows_and_cursor(crm: RunningSandbox, tmp_path: Any) -> None:
+    held = []
+    for batches in (False, True):
+        with Store.open(f"sqlite:///{tmp_path}/state-{batches}.db") as store:
+            connector = _connector(crm, batches)
+            streams = {"events": connector.streams["events"]}
+            subset = _Only(connector, streams)
+            [pulled] = list(mirror_streams(store, subset, READ_AT))  # type: ignore[arg-type]
+            with store.session() as session:
+                rows = session.execute(text("SELECT * FROM activity ORDER BY id")).all()
+                cursor = store.get_cursor(session, "hubspot", "events")
+            held.append(([tuple(r) for r in rows], cursor and cursor.value, pulled.stored))
+    assert held[0] == held[1] and held[0][0]
+
+
+class _Only:
+    """A connector pulling only ``streams`` of its own."""
+
+    def __init__(self, connector: HubSpotConnector, streams: dict[str, Any]) -> None:
+        self.crm = connector.crm
+        self.streams = streams
+        self._connector = connector
+
+    def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
+        return self._connector.pull(stream, cursor)
