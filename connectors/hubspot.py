@@ -19,7 +19,8 @@ cursor the same way), read ``EVENT_PAGES_PER_BATCH`` pages at a time into one `R
 pages whose values or order the columns would not read alike. Read as columns, one page of 100
 cost 3 times what its rows did (connector and mirror, on the sandbox); 30 pages together cost
 less (`bench.pipeline --crm hubspot`, 20,000 accounts: the first run's mirror 28 s local
-against 35). A budget that runs out inside a group ends the pull after the pages it read.
+against 35). A page that cannot be read inside a group (the budget, an error) ends the pull
+after the pages read before it, with their checkpoint.
 On a portal that answers it 403 (below Enterprise), web touches come from the contacts'
 analytics property history instead, 50 contacts a page. The connector learns which on its first
 events pull and keeps the answer. Marketing email opens and clicks, on every tier, come from the
@@ -347,8 +348,9 @@ class HubSpotConnector:
         self, stream: Stream, cursor: Cursor, pages: Iterable[dict[str, Any]], tally: Tally
     ) -> Iterator[Item]:
         """Events API records, oldest first, a checkpoint per group of pages (one page without
-        ``batches``); those of the overlap window come again marked ``reread``. The API budget
-        running out inside a group ends the pull after the pages read so far (`_page_groups`)."""
+        ``batches``); those of the overlap window come again marked ``reread``. A page that
+        cannot be read inside a group (the API budget, an error) ends the pull after the pages
+        read so far, each group's checkpoint with them (`_page_groups`)."""
         cursor = replace(cursor, read_at=self.policy.now())
         for group in _page_groups(pages, EVENT_PAGES_PER_BATCH if self.batches else 1):
             rows = [row for page in group for row in page["results"]]
@@ -709,9 +711,10 @@ def _stream(name: str) -> Stream:
 
 
 def _page_groups(pages: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    """``pages`` in lists of ``size``; when the API budget runs out part way through one, the
-    pages read so far are handed over before the stop is raised, so a run whose budget reads
-    fewer pages than a group still moves its cursor."""
+    """``pages`` in lists of ``size``; when reading the next page fails part way through one
+    (the API budget runs out, an error outlasts its retries), the pages read so far are handed
+    over before the error is raised, so a pull stopped so moves its cursor as far as a page at
+    a time would (a budget that reads fewer pages than a group included)."""
     group: list[dict[str, Any]] = []
     try:
         for page in pages:
@@ -719,7 +722,7 @@ def _page_groups(pages: Iterable[dict[str, Any]], size: int) -> Iterator[list[di
             if len(group) == size:
                 yield group
                 group = []
-    except BudgetExhausted:
+    except Exception:
         if group:
             yield group
         raise

@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from connectors import hubspot
 from connectors.config import HubSpotSettings
+from connectors.errors import BudgetExhausted, PaginationError
 from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
 from connectors.protocol import (
@@ -198,3 +199,58 @@ class _Only:
 
     def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
         return self._connector.pull(stream, cursor)
+
+
+def _stopping(pages: list[dict[str, Any]], error: Exception) -> Any:
+    """`HubSpotConnector._event_pages` answering ``pages``, then failing with ``error``."""
+
+    def event_pages(self: HubSpotConnector, cursor: Cursor) -> Iterator[dict[str, Any]]:
+        yield from pages
+        raise error
+
+    return event_pages
+
+
+@pytest.mark.parametrize(
+    "error",
+    [BudgetExhausted("the day's calls are spent"), PaginationError("the same token twice")],
+    ids=["budget", "error"],
+)
+def test_a_pull_stopped_inside_a_group_checkpoints_the_pages_read_as_a_page_at_a_time_would(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    pages = [{"results": [_event(2 * n), _event(2 * n + 1)]} for n in range(GROUP + 2)]
+    monkeypatch.setattr(HubSpotConnector, "_event_pages", _stopping(pages, error))
+    saved = []
+    for batches in (False, True):
+        delivered, cursor = [], None
+        with pytest.raises(type(error)):
+            for item in expanded(_connector(crm, batches).pull("events")):
+                if isinstance(item, Record):
+                    delivered.append(item.id)
+                elif isinstance(item, Checkpoint):
+                    cursor = item.cursor
+        saved.append((delivered, cursor))
+
+    assert saved[0] == saved[1]
+    assert len(saved[0][0]) == 2 * len(pages)  # the short group's pages too
+    assert saved[0][1] is not None and saved[0][1].value == T + timedelta(minutes=2 * GROUP + 3)
+
+
+def test_dirty_pages_against_a_cursor_holding_ids_read_alike(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [_event(n) for n in range(1, 9)]
+    rows[5] = _event(6, occurredAt="soon")
+    rows[6] = _event(7, objectType="COMPANY", properties={})
+    pages = [{"results": rows[:4]}, {"results": rows[4:]}]
+    monkeypatch.setattr(HubSpotConnector, "_event_pages", lambda self, cursor: iter(pages))
+    bound = T + timedelta(minutes=4)
+    cursor = Cursor(bound, frozenset({rows[3]["id"]}))
+
+    (by_rows, _), (by_columns, as_columns) = _both(crm, cursor)
+
+    assert by_columns == by_rows and as_columns
+    records = [r for r in by_rows[0] if isinstance(r, Record)]
+    assert [r.reread for r in records] == [True, True, True, False, False, False]
+    assert rows[3]["id"] not in {r.id for r in records}  # delivered at the bound: not again
