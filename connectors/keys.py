@@ -92,7 +92,7 @@ def skip_reason(record_id: str | None) -> str:
 
 # --- a page at a time (`connectors.columns`) -------------------------------------------------
 
-_PLAIN_ID = r"^[0-9A-Za-z]+$"  # an id as CRMs write it: `read_id` keeps it as it is
+_PLAIN_ID = r"^[0-9A-Za-z_-]+$"  # an id as CRMs write it (HubSpot events: UUIDs): kept as it is
 
 
 def read_ids(raw: pl.Series) -> pl.Series:

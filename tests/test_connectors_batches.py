@@ -30,11 +30,14 @@ from typing import Any
 import polars as pl
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from connectors.columns import converted_columns
 from connectors.countries import country
 from connectors.http import HttpPolicy, RetrySettings
+from connectors.keys import read_id, read_ids
 from connectors.protocol import (
     Checkpoint,
     Cursor,
@@ -428,6 +431,16 @@ def test_a_rest_page_holding_a_value_its_text_would_not_stand_for_is_read_a_row_
 
 
 # --- the CSV reader and the converters, case by case ------------------------------------------
+
+_PLAIN = st.one_of(st.uuids().map(str), st.from_regex(r"[0-9A-Za-z_-]{1,18}", fullmatch=True))
+_PAD = st.sampled_from(["", "", " ", "\t", "\n", "\u00a0", "\x1f", "\u3000"])  # str.strip's
+_IDS = st.one_of(st.none(), st.text(), _PLAIN, st.tuples(_PAD, _PLAIN, _PAD).map("".join))
+
+
+@given(st.lists(_IDS, max_size=30))
+def test_ids_read_as_a_column_are_each_value_read_alone(values: list[str | None]) -> None:
+    assert read_ids(pl.Series(values, dtype=pl.String)).to_list() == [read_id(v) for v in values]
+
 
 CSV_PAGES = {
     "quoted": b'"Id","Name"\n"1","a,\nb"\n"2",""\n"3","x""y"\n',
