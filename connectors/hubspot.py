@@ -18,8 +18,9 @@ cursor the same way), read ``EVENT_PAGES_PER_BATCH`` pages at a time into one `R
 ``batches=False`` reads each page a `Record` a row, to the same records, as is a group of
 pages whose values or order the columns would not read alike. Read as columns, one page of 100
 cost 3 times what its rows did (connector and mirror, on the sandbox); 30 pages together cost
-less: 60,000 events pulled in 1.3 CPU seconds against 1.4-1.8, and stored in 0.35 s against
-0.45-0.69 (the first run of a 20,000-account portal moved within its noise). A page that
+less: 60,000 events pulled in 0.9-1.3 CPU seconds against 1.2-1.8, and stored in 0.35 s
+against 0.45-0.69 (a 20,000-account portal's first run mirrored in 28-33 s local against
+33-35, three pairs of runs back to back, one pair even). A page that
 cannot be read inside a group (the budget, an error) ends the pull after the pages read before
 it, with their checkpoint.
 On a portal that answers it 403 (below Enterprise), web touches come from the contacts'
