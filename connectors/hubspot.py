@@ -379,10 +379,12 @@ class HubSpotConnector:
         if not self.batches or not rows:
             return None
         if stream.name not in self._readers:
-            reader = PageReader(stream, stream.fields, None, self.rules, None, _EVENT_STAMPS)
+            reader = PageReader(
+                stream, stream.fields, None, self.rules, None, _EVENT_STAMPS, key=_EVENT_ID
+            )
             fields = [name for m in stream.fields for name in m.theirs]
             names = [*fields, *self.rules.fields(stream), *_EVENT_STAMPS, _EVENT_ID]
-            self._readers[stream.name] = replace(reader, key=_EVENT_ID), list(dict.fromkeys(names))
+            self._readers[stream.name] = reader, list(dict.fromkeys(names))
         reader, names = self._readers[stream.name]
         return reader.rest_items(rows, names, cursor, tally)
 
