@@ -129,6 +129,9 @@ _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new d
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp` as polars formats it
 _CSV_STAMP = "%Y-%m-%d %H:%M:%S%.6fZ"  # a UTC datetime as `_copy` writes it (cheaper than %z)
+# rows of a COPY written as CSV and sent at a time: the server parses one part while polars
+# writes the next (one text of the whole frame kept it idle until the last row was written)
+_COPY_ROWS_PER_WRITE = 2_000
 
 Adapter = Callable[[Any], Any]
 # what `_null_stand_ins` binds for a null of a text column and of an integer one
@@ -807,15 +810,6 @@ def _sqlite_insert_many(connection: Any, table: Table, rows: pl.DataFrame) -> No
             cursor.executemany(_upsert_sql("sqlite", table, columns, ()), rows.slice(whole).rows())
 
 
-def _copy_frame(connection: Any, table: Table, rows: pl.DataFrame) -> None:
-    """COPY a frame's rows (text and numbers) into ``table`` as the CSV polars writes."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, rows.columns))
-    )
-    with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(rows.write_csv(include_header=False))
-
-
 def put_rows(
     session: Session,
     table: Table,
@@ -1213,17 +1207,19 @@ def _copy_frame(
 ) -> None:
     """COPY a frame's rows into `table` (its columns named as the table's) as CSV that polars
     writes a column at a time (the values turned into text in Rust, not a value at a time in
-    Python); `fixed` columns alike."""
+    Python), sent in parts of `_COPY_ROWS_PER_WRITE` rows; `fixed` columns alike."""
     names = (*frame.columns, *(name for name, _ in fixed))
     typed = frame.with_columns(
         [pl.col(name).cast(_copy_type(table.c[name])) for name in frame.columns]
         + [pl.lit(value, _copy_type(table.c[name])).alias(name) for name, value in fixed]
-    )
+    ).select(names)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
         sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
     )
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(typed.select(names).write_csv(include_header=False, datetime_format=_CSV_STAMP))
+        for at in range(0, typed.height, _COPY_ROWS_PER_WRITE):
+            part = typed.slice(at, _COPY_ROWS_PER_WRITE)
+            copy.write(part.write_csv(include_header=False, datetime_format=_CSV_STAMP))
 
 
 def _copy_series(column: Column[Any], values: Sequence[Any]) -> pl.Series:

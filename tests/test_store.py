@@ -349,7 +349,11 @@ def test_a_batch_of_rows_the_database_refuses_is_reported_row_by_row(store: Stor
 
 
 @pytest.mark.parametrize("new", [False, True])
-def test_insert_rows_missing_stores_each_row_once_however_many(store: Store, new: bool) -> None:
+def test_insert_rows_missing_stores_each_row_once_however_many(
+    store: Store, new: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # COPY sends its CSV in parts of 500 rows here: two whole and a rest
+    monkeypatch.setattr("sync.store._COPY_ROWS_PER_WRITE", 500)
     table = table_of(NameVariant)
     given = [(f"v{n:04}", f"k{n % 7}") for n in range(1_234)]  # two statements of many and a rest
     held = [] if new else given[::5]
