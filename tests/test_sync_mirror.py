@@ -410,6 +410,32 @@ def test_a_first_load_builds_the_secondary_indexes_after_it(store: Store) -> Non
         assert seen_during[stream] == kept, f"{stream} loaded with its indexes in place"
 
 
+def test_a_first_load_on_postgresql_analyses_the_columns_the_run_searches_by(
+    store: Store,
+) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite keeps no statistics the mirror refreshes")
+    list(mirror_streams(store, Scripted(_org()), T0, streams=_ENTITY))  # type: ignore[arg-type]
+    query = text(
+        "SELECT tablename, attname FROM pg_stats"
+        " WHERE schemaname = current_schema() AND tablename IN ('activity', 'person')"
+    )
+    with store.session() as session:
+        analysed = {(table, column) for table, column in session.execute(query)}
+    # the columns the link and score stages filter and join on, at once; the rest (texts a
+    # rep reads, stamps) are left to autovacuum, which analyses them whole soon after
+    assert {
+        ("activity", "person_id"),
+        ("activity", "account_id"),
+        ("activity", "scored_seq"),
+        ("activity", "is_deleted"),
+        ("person", "id"),
+        ("person", "match_domain"),
+        ("person", "matched_account_id"),
+    } <= analysed
+    assert not {("activity", "subject"), ("person", "title")} & analysed
+
+
 def test_indexes_a_killed_first_load_left_out_are_built_by_the_next_run(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
