@@ -334,6 +334,33 @@ def test_a_frame_of_rows_lands_but_for_the_row_the_database_refuses(
     }
 
 
+def test_many_rows_land_in_statements_of_many_but_for_the_one_refused(store: Store) -> None:
+    # 1,234 rows: on SQLite two statements of 500 rows and a rest, the refused row in the second
+    kinds = ["prospect" if n == 700 else "lead" for n in range(1_234)]  # no person is a prospect
+    frame = pl.DataFrame(
+        {
+            "id": [f"p{n:04}" for n in range(1_234)],
+            "kind": kinds,
+            "title": [None if n % 3 else f"T{n}" for n in range(1_234)],
+        }
+    )
+    table = Person.__table__  # type: ignore[attr-defined]
+    given = {**MIRROR, "is_converted": False, "link_pending": True, "owned_changed": False}
+    fixed = {**given, "crm_owned": {}}
+    adapters = store.adapters(table, list(fixed))
+    fixed = {n: v if a is None else a(v) for (n, v), a in zip(fixed.items(), adapters, strict=True)}
+    again = frame.with_columns(pl.col("title").fill_null("again"))  # each row updated in place
+    for rows in (frame, again):
+        with store.session() as session:
+            written = store.write_frame(session, table, rows, fixed=fixed)
+        assert written.stored == 1_233 and [row[0] for row, _ in written.refused] == ["p0700"]
+    with store.session() as session:
+        titles = dict(session.execute(select(Person.id, Person.title)).all())
+    expected = dict(zip(again["id"], again["title"], strict=True))
+    del expected["p0700"]
+    assert titles == expected
+
+
 def test_a_batch_of_rows_the_database_refuses_is_reported_row_by_row(store: Store) -> None:
     table = Person.__table__  # type: ignore[attr-defined]
     fixed = {**MIRROR, "is_converted": False, "link_pending": True, "owned_changed": False}
