@@ -1454,20 +1454,32 @@ def _null_stand_ins(frame: pl.DataFrame) -> tuple[pl.DataFrame, tuple[tuple[str,
     and the SQL literal of each such stand-in, which the statement turns back into null
     (``NULLIF``): sqlite3 binds None through its adaptation protocol, several times slower than
     a string or a number. An amount's nulls become NaN, which SQLite stores as null itself."""
-    filled: list[pl.Series] = []
+    filled: list[pl.Expr] = []
+    wanted: dict[str, Any] = {}  # column -> its stand-in, if no value of the column is that
+    nulls = frame.null_count().row(0)  # every column's in one call, and every test below in one
+    for (name, kind), count in zip(frame.schema.items(), nulls, strict=True):
+        if not count:
+            continue
+        if kind.is_float():
+            filled.append(pl.col(name).fill_null(math.nan))
+        elif kind in (pl.String, pl.Null):
+            wanted[name] = _NULL_TEXT
+        elif kind.is_integer():
+            wanted[name] = _NULL_INT
+    held = (
+        frame.select(
+            (pl.col(name).cast(pl.String if value == _NULL_TEXT else pl.Int64) == value).any()
+            for name, value in wanted.items()
+        ).row(0)
+        if wanted
+        else ()
+    )
     stand_ins: list[tuple[str, str]] = []
-    for name in frame.columns:
-        values = frame[name].cast(pl.String) if frame[name].dtype == pl.Null else frame[name]
-        if not values.null_count():
-            continue
-        if values.dtype.is_float():
-            filled.append(values.fill_null(math.nan))
-            continue
-        stand_in = _NULL_TEXT if values.dtype == pl.String else _NULL_INT
-        fits = values.dtype.is_integer() or values.dtype == pl.String
-        if fits and not (values == stand_in).any():
-            filled.append(values.fill_null(stand_in))
-            stand_ins.append((name, _sqlite_literal(stand_in)))
+    for (name, value), clash in zip(wanted.items(), held, strict=True):
+        if not clash:
+            kind = pl.String if value == _NULL_TEXT else frame.schema[name]
+            filled.append(pl.col(name).cast(kind).fill_null(value))
+            stand_ins.append((name, _sqlite_literal(value)))
     return (frame.with_columns(filled) if filled else frame), tuple(stand_ins)
 
 
