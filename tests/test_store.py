@@ -361,6 +361,22 @@ def test_many_rows_land_in_statements_of_many_but_for_the_one_refused(store: Sto
     assert titles == expected
 
 
+def test_a_row_of_the_wrong_width_is_refused_alone_not_shifted_into_the_next(
+    store: Store,
+) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("the run of rows in one statement is SQLite's")
+    table = table_of(NameVariant)
+    rows: list[tuple[Any, ...]] = [(f"v{n:03}", f"k{n}") for n in range(500)]  # one statement
+    rows[10], rows[20] = ("v010",), ("v020", "k20", "x")  # together, as many values as 500 rows
+    with store.session() as session:
+        written = store.write_rows(session, table, ("variant", "key"), rows)
+    assert written.stored == 498 and [row[0] for row, _ in written.refused] == ["v010", "v020"]
+    with store.session() as session:
+        held = dict(session.execute(select(table.c.variant, table.c.key)).all())
+    assert held == {variant: key for variant, key in (r for r in rows if len(r) == 2)}
+
+
 def test_a_batch_of_rows_the_database_refuses_is_reported_row_by_row(store: Store) -> None:
     table = Person.__table__  # type: ignore[attr-defined]
     fixed = {**MIRROR, "is_converted": False, "link_pending": True, "owned_changed": False}
