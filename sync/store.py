@@ -1466,7 +1466,8 @@ def _null_stand_ins(frame: pl.DataFrame) -> tuple[pl.DataFrame, tuple[tuple[str,
     (``NULLIF``): sqlite3 binds None through its adaptation protocol, several times slower than
     a string or a number. An amount's nulls become NaN, which SQLite stores as null itself."""
     filled: list[pl.Expr] = []
-    wanted: dict[str, Any] = {}  # column -> its stand-in, if no value of the column is that
+    # column -> itself as text or whole numbers, and its stand-in if no value of it is that
+    wanted: dict[str, tuple[pl.Expr, Any]] = {}
     nulls = frame.null_count().row(0)  # every column's in one call, and every test below in one
     for (name, kind), count in zip(frame.schema.items(), nulls, strict=True):
         if not count:
@@ -1474,22 +1475,15 @@ def _null_stand_ins(frame: pl.DataFrame) -> tuple[pl.DataFrame, tuple[tuple[str,
         if kind.is_float():
             filled.append(pl.col(name).fill_null(math.nan))
         elif kind in (pl.String, pl.Null):
-            wanted[name] = _NULL_TEXT
+            wanted[name] = (pl.col(name).cast(pl.String), _NULL_TEXT)
         elif kind.is_integer():
-            wanted[name] = _NULL_INT
-    held = (
-        frame.select(
-            (pl.col(name).cast(pl.String if value == _NULL_TEXT else pl.Int64) == value).any()
-            for name, value in wanted.items()
-        ).row(0)
-        if wanted
-        else ()
-    )
+            wanted[name] = (pl.col(name).cast(pl.Int64), _NULL_INT)
+    tests = [(column == value).any() for column, value in wanted.values()]
+    held = frame.select(tests).row(0) if tests else ()
     stand_ins: list[tuple[str, str]] = []
-    for (name, value), clash in zip(wanted.items(), held, strict=True):
+    for (name, (column, value)), clash in zip(wanted.items(), held, strict=True):
         if not clash:
-            kind = pl.String if value == _NULL_TEXT else frame.schema[name]
-            filled.append(pl.col(name).cast(kind).fill_null(value))
+            filled.append(column.fill_null(value))
             stand_ins.append((name, _sqlite_literal(value)))
     return (frame.with_columns(filled) if filled else frame), tuple(stand_ins)
 
