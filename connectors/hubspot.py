@@ -165,7 +165,7 @@ class HubSpotConnector:
         self.search_cap = search_cap
         self.events_api: bool | None = None  # whether the portal serves the events API (tier)
         self._contact_of: dict[str, str | None] = {}  # lower-case email -> contact id
-        self._readers: dict[str, tuple[PageReader, list[str]]] = {}  # by stream: reader, fields
+        self._readers: dict[str, PageReader] = {}  # events API page readers, by stream
 
     @property
     def streams(self) -> Mapping[str, Stream]:
@@ -378,15 +378,12 @@ class HubSpotConnector:
         (without ``batches``, or a value or an order the columns would not read alike)."""
         if not self.batches or not rows:
             return None
-        if stream.name not in self._readers:
-            reader = PageReader(
+        reader = self._readers.get(stream.name)
+        if reader is None:
+            reader = self._readers[stream.name] = PageReader(
                 stream, stream.fields, None, self.rules, None, _EVENT_STAMPS, key=_EVENT_ID
             )
-            fields = [name for m in stream.fields for name in m.theirs]
-            names = [*fields, *self.rules.fields(stream), *_EVENT_STAMPS, _EVENT_ID]
-            self._readers[stream.name] = reader, list(dict.fromkeys(names))
-        reader, names = self._readers[stream.name]
-        return reader.rest_items(rows, names, cursor, tally)
+        return reader.rest_items(rows, reader.fields, cursor, tally)
 
     def _history(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Touches from contacts' analytics property history, 50 contacts a page. Contacts come

@@ -71,6 +71,12 @@ class PageReader:
     # per CRM field, the JSON types besides text its text stands for (`_frame_of`)
     _as_text: dict[str, frozenset[type]] = field(init=False, repr=False, compare=False)
 
+    @property
+    def fields(self) -> list[str]:
+        """The CRM fields a page's rows are read from, in order (the maps', the rules', the
+        times, the id, the merge field and the currency; not the deleted flag)."""
+        return [name for name in self._as_text if name != _DELETED]
+
     def __post_init__(self) -> None:
         readers: dict[str, list[Callable[..., Any] | None]] = {_DELETED: [flag]}
         for m in self.maps:
