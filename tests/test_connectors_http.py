@@ -281,6 +281,31 @@ def test_timeouts_and_dropped_connections_are_retried(clock: FakeClock, failure:
 
 
 @responses.activate
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (
+            '{"records": [{"Id": "00Q1", "Name": "Zo\\u00eb \u00d6", "N": 12.5, '
+            '"M": 123456789012345678}]}',
+            "application/json;charset=UTF-8",
+        ),
+        ('{"x": 1e400, "y": [1, 2.0]}', "application/json"),  # beyond a double: json's inf
+        ('{"Name": "Zo\u00eb"}', "application/json;charset=ISO-8859-1"),  # not UTF-8
+    ],
+)
+def test_a_salesforce_answer_reads_as_json_reads_it(
+    clock: FakeClock, body: str, content_type: str
+) -> None:
+    encoding = "latin-1" if "8859" in content_type else "utf-8"
+    responses.get(BASE + "limits", body=body.encode(encoding), content_type=content_type)
+
+    answer = SalesforceApi(_salesforce_settings(), _policy(clock)).rest("limits")
+
+    assert answer == json.loads(body) and type(answer) is dict
+    assert repr(answer) == repr(json.loads(body))  # 12.5 a float, 18 digits an int, inf kept
+
+
+@responses.activate
 def test_retries_are_capped(clock: FakeClock) -> None:
     responses.get(BASE + "limits", body=requests.ReadTimeout("slow"))
 
