@@ -40,7 +40,7 @@ from sync import (
     WriteLedger,
 )
 from sync.state import NameVariant, table_of
-from sync.store import canonical_plain, insert_rows_missing
+from sync.store import canonical_plain, insert_rows_missing, update_frame, update_rows
 from sync.wal import BACKSTOP_PAGES
 
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
@@ -359,6 +359,84 @@ def test_many_rows_land_in_statements_of_many_but_for_the_one_refused(store: Sto
     expected = dict(zip(again["id"], again["title"], strict=True))
     del expected["p0700"]
     assert titles == expected
+
+
+def test_updates_of_many_rows_land_as_one_a_row_would(store: Store) -> None:
+    # 1,234 people: on SQLite two statements of 500 rows and a rest; a key not held, nulls, an
+    # empty text; on SQLite a key given twice (its last values kept, as a row at a time keeps
+    # them); and a ledger's two-column key
+    table = Person.__table__  # type: ignore[attr-defined]
+    fixed = {**MIRROR, "is_converted": False, "link_pending": True, "owned_changed": False}
+    adapters = store.adapters(table, [*fixed, "crm_owned"])
+    given = [*fixed.values(), {}]
+    fixed = {
+        name: v if a is None else a(v)
+        for name, v, a in zip([*fixed, "crm_owned"], given, adapters, strict=True)
+    }
+    people = pl.DataFrame({"id": [f"p{n:04}" for n in range(1_234)], "kind": "lead"})
+    with store.session() as session:
+        store.write_frame(session, table, people, fixed=fixed)
+    changed = pl.DataFrame(
+        {
+            "id": [*people["id"].reverse(), "p9999"],
+            "title": [None if n % 3 else f"T\u00e9{n}" for n in range(1_235)],
+            "link_basis": ["" if n % 5 else f"b{n}" for n in range(1_235)],
+        }
+    )
+    with store.session() as session:
+        update_frame(session, table, changed)
+        if store.dialect == "sqlite":  # PostgreSQL's UPDATE ... FROM keeps either row's values
+            twice = [("p0007", "first"), *((f"p{n:04}", "again") for n in range(8, 506))]
+            update_rows(session, table, ("id", "title"), [*twice, ("p0007", "last")])
+    with store.session() as session:
+        held = {
+            r[0]: r[1:] for r in session.execute(select(Person.id, Person.title, Person.link_basis))
+        }
+    expected = {i: (t, b) for i, t, b in changed.iter_rows() if i != "p9999"}
+    if store.dialect == "sqlite":
+        expected |= {f"p{n:04}": ("again", expected[f"p{n:04}"][1]) for n in range(8, 506)}
+        expected["p0007"] = ("last", expected["p0007"][1])
+    assert held == expected
+    ledger = table_of(WriteLedger)
+    stamp = store.adapters(ledger, ["intended_at"])[0]
+    at = T0 if stamp is None else stamp(T0)
+    intended = [
+        {
+            **ROWS[WriteLedger],
+            "object": o,
+            "record_id": f"r{n}",
+            "run_id": None,
+        }
+        for n in range(600)
+        for o in ("Account", "Lead")
+    ]
+    with store.session() as session:
+        store.upsert(session, WriteLedger, intended)
+        settled = [
+            (o, f"r{n}", "ok" if n % 2 else "permanent", None, f"m{n}", at)
+            for n in range(600)
+            for o in ("Lead",)
+        ]
+        update_rows(
+            session,
+            ledger,
+            ("object", "record_id", "status", "code", "message", "settled_at"),
+            settled,
+        )
+    with store.session() as session:
+        statuses = {
+            (r[0], r[1]): (r[2], r[3])
+            for r in session.execute(
+                select(ledger.c.object, ledger.c.record_id, ledger.c.status, ledger.c.message)
+            )
+        }
+    assert statuses == {
+        (o, f"r{n}"): ("permanent", "Choose a Reason Code")
+        if o == "Account"
+        else ("ok" if n % 2 else "permanent", f"m{n}")
+        for n in range(600)
+        for o in ("Account", "Lead")
+    }
 
 
 def test_a_row_of_the_wrong_width_is_refused_alone_not_shifted_into_the_next(
