@@ -24,6 +24,8 @@ from sandbox.world import (
 __all__ = [
     "add_world_options",
     "emit",
+    "io_counts",
+    "io_since",
     "peak_rss_mb",
     "progress",
     "pull_figures",
@@ -53,6 +55,40 @@ def stage_peak_mb() -> float | None:
     except (OSError, StopIteration):
         return None
     return round(int(peak.split()[1]) / 1024, 1)
+
+
+# /proc/self/io's counters, as `io_since` names them: read and write system calls, and the bytes
+# they moved (files and pipes alike), of every thread of the process (the store's log checkpoint
+# thread too)
+_IO = {"syscr": "read_calls", "syscw": "write_calls", "rchar": "read_mb", "wchar": "written_mb"}
+
+
+def io_counts() -> dict[str, int] | None:
+    """This process's I/O counters so far (Linux: /proc/self/io); None where they cannot be
+    read."""
+    try:
+        text = Path("/proc/self/io").read_text()
+    except OSError:
+        return None
+    held = dict(line.split(": ") for line in text.splitlines() if ": " in line)
+    try:
+        return {name: int(held[name]) for name in _IO}
+    except (KeyError, ValueError):
+        return None
+
+
+def io_since(before: dict[str, int] | None) -> dict[str, float] | None:
+    """The I/O since ``before`` (`io_counts`): read and write calls, and megabytes (MiB) read
+    and written. Unlike seconds, these barely move between runs of the same work on a noisy
+    machine: what a change saves in pages written shows here when its time is lost in noise."""
+    after = io_counts()
+    if before is None or after is None:
+        return None
+    moved = {name: after[name] - before[name] for name in _IO}
+    return {
+        label: round(moved[name] / 2**20, 1) if label.endswith("_mb") else moved[name]
+        for name, label in _IO.items()
+    }
 
 
 @contextmanager

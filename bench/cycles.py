@@ -17,9 +17,11 @@ Local seconds leave out HTTP exchanges, as in `bench.pipeline`.
 
 A restore copies gigabytes; ``run`` syncs them to disk before the sandbox starts, so their
 writing-back does not land in the cycles measured. The figures are each round's cycles
-(local seconds and stages) and, per position, their median over the rounds. A state prepared by
-an older Handoff is refused (the store opens only a database at this release's head); prepare
-again.
+(local seconds and stages, and the process's read and write calls and the megabytes they
+moved, `bench.common.io_since`) and, per position, their medians over the rounds: where a change
+to how much the cycle writes is lost in the seconds' noise, its write calls show it. A state
+prepared by an older Handoff is refused (the store opens only a database at this release's
+head); prepare again.
 """
 
 from __future__ import annotations
@@ -94,7 +96,20 @@ def run(folder: Path, cycles: int, repeat: int, profiles: Path | None = None) ->
         round(statistics.median(one[position]["local_seconds"] for one in rounds), 3)
         for position in range(cycles)
     ]
-    return {"rounds": rounds, "median_local_seconds": medians}
+    return {"rounds": rounds, "median_local_seconds": medians, "median_io": _median_io(rounds)}
+
+
+def _median_io(rounds: list[list[dict[str, Any]]]) -> list[dict[str, float]] | None:
+    """Per position, the median of each I/O figure over the rounds (None where unread)."""
+    if not rounds or any(cycle["io"] is None for one in rounds for cycle in one):
+        return None
+    return [
+        {
+            name: statistics.median(one[position]["io"][name] for one in rounds)
+            for name in rounds[0][position]["io"]
+        }
+        for position in range(len(rounds[0]))
+    ]
 
 
 def _round(folder: Path, cycles: int, number: int, profiles: Path | None) -> list[dict[str, Any]]:

@@ -49,7 +49,16 @@ import requests
 from pydantic import SecretStr
 from sqlmodel import func, select
 
-from bench.common import add_world_options, emit, peak_rss_mb, progress, stage_peak_mb, world_of
+from bench.common import (
+    add_world_options,
+    emit,
+    io_counts,
+    io_since,
+    peak_rss_mb,
+    progress,
+    stage_peak_mb,
+    world_of,
+)
 from bench.linking import linked_activities
 from bench.sync_run import CONFIG, SPEC
 from connectors.config import HubSpotSettings, SalesforceSettings
@@ -261,6 +270,7 @@ class Measured:
     waited: dict[str, float] = field(default_factory=dict)
     # each stage's peak RSS (the last stage's includes the run log)
     peak_mb: dict[str, float | None] = field(default_factory=dict)
+    io: dict[str, float] | None = None  # the process's read and write calls (`io_since`)
 
     def local_stages(self) -> dict[str, float]:
         """Each stage's seconds less its HTTP exchanges (the sandbox's serving time)."""
@@ -279,6 +289,7 @@ class Measured:
             "pulled": sum(p["records"] for p in report.pulled.values()),
             "written": sum(report.written.values()),
             "api_calls": sum(self.calls.values()),
+            "io": self.io,
         }
 
 
@@ -312,6 +323,7 @@ class Bench:
             peaks.append(stage_peak_mb())
 
         profiler = cProfile.Profile() if self.profiles and not options.get("full") else None
+        io_before = io_counts()
         started = time.perf_counter()
         if profiler:
             profiler.enable()
@@ -324,6 +336,7 @@ class Bench:
             **options,
         )
         seconds = time.perf_counter() - started
+        io = io_since(io_before)
         if profiler and self.profiles:
             profiler.disable()
             self.profiles.mkdir(parents=True, exist_ok=True)
@@ -336,7 +349,7 @@ class Bench:
         }
         peaks.append(stage_peak_mb())
         peak_mb = dict(zip(report.stages, peaks, strict=False))
-        measured = Measured(report, seconds, seconds - waited, calls, per_stage, peak_mb)
+        measured = Measured(report, seconds, seconds - waited, calls, per_stage, peak_mb, io)
         progress(f"{name}: {measured.figures()}")
         self.measured.append(measured)
         return measured
