@@ -6,7 +6,10 @@ only our fields (as the CRM holds them) and the stamps changed, the mirror flags
 the write ledger: one holding what we last wrote, settled "ok", is the echo of that write and
 costs nothing more (no relink, no rescore, no diff); any other (an edit by hand, a record never
 written, a write not settled) is flagged ``link_pending``, so its account is rescored and the
-diff repairs it, as for any changed record. Run in the link stage's transaction.
+diff repairs it, as for any changed record. Run in each of the mirror's transactions that
+stores rows (`sync.mirror.mirror_streams`), so a row's flag is set and cleared in one
+transaction and the row written once; and in the link stage's, for rows an older release left
+flagged.
 
 The ledger's JSON is decoded only when its hash differs from that of our fields as pulled (taken
 over the fields the stream is written, as the ledger keeps every one of them): an echo costs a

@@ -64,6 +64,7 @@ from connectors.protocol import (
     Tombstone,
 )
 from connectors.streams import WRITTEN_BACK
+from sync.echoes import sort_echoes
 from sync.mirror_batches import latest_parts, plain_column, plain_series
 from sync.state import (
     LINK_PENDING,
@@ -169,9 +170,13 @@ def mirror_streams(
     streams: Iterable[str] | None = None,
     full: bool | Collection[str] = False,
     move_cursor: bool = True,
+    echoes: set[tuple[str, str]] | None = None,
 ) -> Iterator[StreamPull]:
     """Mirror ``streams`` (default: every stream of the connector) in turn, yielding each pull;
-    ``full`` (True, or the names of some streams) pulls those from their start.
+    ``full`` (True, or the names of some streams) pulls those from their start. With
+    ``echoes``, the rows each transaction flags as changed in our fields only are told apart
+    there (`sync.echoes.sort_echoes`: an echo of our last write, or a change to link), and the
+    echoes gathered in it: a row is written once, not again by a later stage clearing its flag.
 
     A table empty when the stage begins is a first load: its secondary indexes are dropped
     until every stream is in, and built then (also when the stage stops early; those a killed
@@ -183,7 +188,14 @@ def mirror_streams(
     for stream in () if isinstance(full, bool) else full:
         saved.pop(stream, None)
     loads = _FirstLoads(store, [_table_of(connector, name) for name in names], _carried(connector))
-    transaction = _Transaction(store, connector.crm, now)
+    sort = None
+    if echoes is not None:
+        written = connector.streams
+
+        def sort(session: Session) -> None:
+            echoes.update(sort_echoes(session, written))
+
+    transaction = _Transaction(store, connector.crm, now, sort)
     pulled: list[StreamPull] = []  # in order; yielded once their rows are committed
     try:
         for stream in names:
@@ -339,10 +351,17 @@ class _Transaction:
     write lock from the run lock's heartbeat.
     """
 
-    def __init__(self, store: Store, crm: str, now: datetime) -> None:
+    def __init__(
+        self,
+        store: Store,
+        crm: str,
+        now: datetime,
+        sort: Callable[[Session], None] | None = None,
+    ) -> None:
         self._store = store
         self._crm = crm
         self._now = now
+        self._sort = sort  # run in each transaction that stored rows, after them
         self._writer = _Writer(store) if store.dialect == "postgresql" else None
         self._parts: list[tuple[_StreamRows, list[Record | RecordBatch | Tombstone]]] = []
         self._cursors: dict[str, Cursor] = {}
@@ -384,6 +403,8 @@ class _Transaction:
 
         def save(session: Session) -> None:
             self._store.set_cursors(session, self._crm, fields, self._now)
+            if streams and self._sort is not None:
+                self._sort(session)
 
         if not streams and not cursors:
             return

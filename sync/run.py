@@ -227,6 +227,7 @@ def _mirror(run: _Run) -> None:
         run.now,
         full={stream for stream in run.connector.streams if _pulls_all(run, stream)},
         move_cursor=not run.report.dry_run,
+        echoes=run.echoes,  # told apart as each transaction stores them
     )
     for number, pulled in enumerate(mirrored):
         run.report.pulled[pulled.stream] = _pulled_figures(pulled)
@@ -259,9 +260,10 @@ def _pulled_figures(pulled: StreamPull) -> dict[str, int]:
 
 def _link(run: _Run) -> None:
     """Link the people changed this cycle, or reached by a changed account, or say why not; the
-    echoes of our own writes are not changes (`sync.echoes`)."""
+    echoes of our own writes are not changes (`sync.echoes`: the mirror told them apart as it
+    stored them; rows an older release flagged and left are told apart here)."""
     with run.store.session() as session:
-        run.echoes = sort_echoes(session, run.connector.streams)
+        run.echoes |= sort_echoes(session, run.connector.streams)
         link = run.report.link = link_people(session, run.config.matching, full=run.report.full)
     for person, old, new in link.relinked:
         if old is None and not link.full:  # a full link's first links are not news

@@ -5,6 +5,7 @@ transaction holds a checkpoint's rows and its cursor or neither."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,7 +21,16 @@ from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Sum
 from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS, WRITTEN_BACK, Stream
 from sync import Store
 from sync.mirror import ENTITY_TABLES, StreamPull, mirror_stream, mirror_streams
-from sync.state import Account, Activity, Opportunity, Person, ScoringState, SyncCursor
+from sync.state import (
+    Account,
+    Activity,
+    Opportunity,
+    Person,
+    ScoringState,
+    SyncCursor,
+    WriteLedger,
+)
+from sync.store import canonical_value
 from tests.conftest import pg_schema
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -742,6 +752,36 @@ def test_a_record_pulled_again_with_only_our_fields_changed_is_not_pending_for_l
 
     assert _pending_rows(store) == {"account": {edited.id}, "person": set(), "opportunity": set()}
     assert _owned_changed_rows(store) == {"account": {echoed.id, edited.id}, "person": {lead.id}}
+
+
+def test_the_mirror_tells_our_writes_read_back_apart_as_it_stores_them(store: Store) -> None:
+    org = _org()
+    _mirror_all(store, org)
+    echoed, edited = (r for r in org["Account"] if isinstance(r, Record) and r.id < "001002")
+    ours = {"score": 55, "tier": "SDR", "scored_at": T0}
+    written = {
+        "batch": "b1", "values_hash": "not this hash", "values": json.loads(canonical_value(ours)),
+        "reasons": [], "status": "ok", "intended_at": T0, "settled_at": T0, "run_id": None,
+    }  # fmt: skip
+    with store.session() as session:  # as after a link stage, and a write of ours to both
+        for model in _LINKED:
+            session.exec(update(model).values(link_pending=False))  # type: ignore[call-overload]
+        rows = [{**written, "object": "Account", "record_id": r.id} for r in (echoed, edited)]
+        store.upsert(session, WriteLedger, rows)
+    later = T0 + timedelta(hours=1)
+    pulled = [
+        Record("Account", echoed.id, later, {**echoed.values, **ours}),  # our write, read back
+        Record("Account", edited.id, later, {**edited.values, "score": 56}),  # a hand's edit
+        Checkpoint("Account", Cursor(later)),
+        Summary("Account"),
+    ]
+    echoes: set[tuple[str, str]] = set()
+    connector = Scripted({"Account": pulled})
+    list(mirror_streams(store, connector, later, streams=["Account"], echoes=echoes))  # type: ignore[arg-type]
+
+    assert echoes == {("account", echoed.id)}
+    assert _owned_changed_rows(store) == {"account": set(), "person": set()}  # none left
+    assert _pending_rows(store) == {"account": {edited.id}, "person": set(), "opportunity": set()}
 
 
 def test_a_stream_with_nothing_new_saves_its_cursor_with_the_next_streams_rows(
