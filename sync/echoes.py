@@ -65,9 +65,14 @@ class _Written:
         return plain_values_hash(mine) == self.values_hash or holds(owned, read_json(self.values))
 
 
-def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[str, str]]:
+def sort_echoes(
+    session: Session,
+    streams: Mapping[str, Stream],
+    changes: set[tuple[str, str]] | None = None,
+) -> set[tuple[str, str]]:
     """Clear the mirror's ``owned_changed`` flags, flagging ``link_pending`` the rows that are
-    not the echo of our last write; the echoes, as (table, record id)."""
+    not the echo of our last write; the echoes, as (table, record id), and those others added
+    to ``changes`` if given."""
     echoes: set[tuple[str, str]] = set()
     for model in (Account, Person):
         table = table_of(model)
@@ -82,6 +87,8 @@ def sort_echoes(session: Session, streams: Mapping[str, Stream]) -> set[tuple[st
                 changed.append(record_id)
         for chunk in in_chunks(changed):
             session.execute(update(table).where(table.c.id.in_(chunk)).values({LINK_PENDING: True}))
+        if changes is not None:
+            changes.update((table.name, record_id) for record_id in changed)
         if flagged:
             session.execute(
                 update(table).where(_owned_changed(table)).values({OWNED_CHANGED: False})

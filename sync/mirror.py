@@ -192,8 +192,11 @@ def mirror_streams(
     if echoes is not None:
         written = connector.streams
 
-        def sort(session: Session) -> None:
-            echoes.update(sort_echoes(session, written))
+        def sort(session: Session) -> None:  # a record read again as a change is no echo
+            changes: set[tuple[str, str]] = set()
+            found = sort_echoes(session, written, changes)
+            echoes.difference_update(changes)
+            echoes.update(found)
 
     transaction = _Transaction(store, connector.crm, now, sort)
     pulled: list[StreamPull] = []  # in order; yielded once their rows are committed

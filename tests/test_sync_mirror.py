@@ -19,7 +19,7 @@ from sqlmodel import col, select
 
 from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Summary, Tombstone
 from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS, WRITTEN_BACK, Stream
-from sync import Store
+from sync import Store, mirror
 from sync.mirror import ENTITY_TABLES, StreamPull, mirror_stream, mirror_streams
 from sync.state import (
     Account,
@@ -782,6 +782,39 @@ def test_the_mirror_tells_our_writes_read_back_apart_as_it_stores_them(store: St
     assert echoes == {("account", echoed.id)}
     assert _owned_changed_rows(store) == {"account": set(), "person": set()}  # none left
     assert _pending_rows(store) == {"account": {edited.id}, "person": set(), "opportunity": set()}
+
+
+def test_a_record_read_again_as_a_change_after_its_echo_is_no_echo(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mirror, "COMMIT_EVERY", 1)  # each checkpoint its own transaction
+    org = _org()
+    _mirror_all(store, org)
+    record = next(r for r in org["Account"] if isinstance(r, Record))
+    ours = {"score": 55, "tier": "SDR", "scored_at": T0}
+    written = {
+        "object": "Account", "record_id": record.id, "batch": "b1", "values_hash": "-",
+        "values": json.loads(canonical_value(ours)), "reasons": [], "status": "ok",
+        "intended_at": T0, "settled_at": T0, "run_id": None,
+    }  # fmt: skip
+    with store.session() as session:
+        for model in _LINKED:
+            session.exec(update(model).values(link_pending=False))  # type: ignore[call-overload]
+        store.upsert(session, WriteLedger, [written])
+    later, latest = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    pulled = [
+        Record("Account", record.id, later, {**record.values, **ours}),  # our write, read back
+        Checkpoint("Account", Cursor(later)),
+        Record("Account", record.id, latest, {**record.values, **ours, "score": 56}),  # by hand
+        Checkpoint("Account", Cursor(latest)),
+        Summary("Account"),
+    ]
+    echoes: set[tuple[str, str]] = set()
+    connector = Scripted({"Account": pulled})
+    list(mirror_streams(store, connector, latest, streams=["Account"], echoes=echoes))  # type: ignore[arg-type]
+
+    assert echoes == set()
+    assert _pending_rows(store) == {"account": {record.id}, "person": set(), "opportunity": set()}
 
 
 def test_a_stream_with_nothing_new_saves_its_cursor_with_the_next_streams_rows(
