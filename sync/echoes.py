@@ -66,14 +66,11 @@ class _Written:
 
 
 def sort_echoes(
-    session: Session,
-    streams: Mapping[str, Stream],
-    changes: set[tuple[str, str]] | None = None,
-) -> set[tuple[str, str]]:
+    session: Session, streams: Mapping[str, Stream], echoes: set[tuple[str, str]]
+) -> None:
     """Clear the mirror's ``owned_changed`` flags, flagging ``link_pending`` the rows that are
-    not the echo of our last write; the echoes, as (table, record id), and those others added
-    to ``changes`` if given."""
-    echoes: set[tuple[str, str]] = set()
+    not the echo of our last write; ``echoes`` (table, record id) gains the echoes and loses
+    the others (a record read as our write's echo, then again as a change, is no echo)."""
     for model in (Account, Person):
         table = table_of(model)
         changed, flagged = [], False
@@ -84,16 +81,14 @@ def sort_echoes(
             if _echo(owned, kind, written):
                 echoes.add((table.name, record_id))
             else:
+                echoes.discard((table.name, record_id))
                 changed.append(record_id)
         for chunk in in_chunks(changed):
             session.execute(update(table).where(table.c.id.in_(chunk)).values({LINK_PENDING: True}))
-        if changes is not None:
-            changes.update((table.name, record_id) for record_id in changed)
         if flagged:
             session.execute(
                 update(table).where(_owned_changed(table)).values({OWNED_CHANGED: False})
             )
-    return echoes
 
 
 def _flagged(

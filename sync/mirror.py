@@ -188,16 +188,9 @@ def mirror_streams(
     for stream in () if isinstance(full, bool) else full:
         saved.pop(stream, None)
     loads = _FirstLoads(store, [_table_of(connector, name) for name in names], _carried(connector))
-    sort = None
-    if echoes is not None:
-        written = connector.streams
-
-        def sort(session: Session) -> None:  # a record read again as a change is no echo
-            changes: set[tuple[str, str]] = set()
-            found = sort_echoes(session, written, changes)
-            echoes.difference_update(changes)
-            echoes.update(found)
-
+    sort = (
+        None if echoes is None else partial(sort_echoes, streams=connector.streams, echoes=echoes)
+    )
     transaction = _Transaction(store, connector.crm, now, sort)
     pulled: list[StreamPull] = []  # in order; yielded once their rows are committed
     try:

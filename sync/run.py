@@ -263,7 +263,7 @@ def _link(run: _Run) -> None:
     echoes of our own writes are not changes (`sync.echoes`: the mirror told them apart as it
     stored them; rows an older release flagged and left are told apart here)."""
     with run.store.session() as session:
-        run.echoes |= sort_echoes(session, run.connector.streams)
+        sort_echoes(session, run.connector.streams, run.echoes)
         link = run.report.link = link_people(session, run.config.matching, full=run.report.full)
     for person, old, new in link.relinked:
         if old is None and not link.full:  # a full link's first links are not news
