@@ -171,6 +171,7 @@ def mirror_streams(
     full: bool | Collection[str] = False,
     move_cursor: bool = True,
     echoes: set[tuple[str, str]] | None = None,
+    unbuilt: list[Table] | None = None,
 ) -> Iterator[StreamPull]:
     """Mirror ``streams`` (default: every stream of the connector) in turn, yielding each pull;
     ``full`` (True, or the names of some streams) pulls those from their start. With
@@ -181,13 +182,20 @@ def mirror_streams(
     A table empty when the stage begins is a first load: its secondary indexes are dropped
     until every stream is in, and built then (also when the stage stops early; those a killed
     run left unbuilt are built when the next stage first reaches the table); a partial index
-    that no new row enters stays (`Store.drop_indexes`).
+    that no new row enters stays (`Store.drop_indexes`). With ``unbuilt``, the activity table's
+    are left to the caller, who builds them when it likes (`Store.build_indexes_behind`): the
+    table is added to the list when it was first loaded. The link stage reads no activity.
     """
     names = list(connector.streams if streams is None else streams)
     saved = {} if full is True else _saved_cursors(store, connector.crm)
     for stream in () if isinstance(full, bool) else full:
         saved.pop(stream, None)
-    loads = _FirstLoads(store, [_table_of(connector, name) for name in names], _carried(connector))
+    loads = _FirstLoads(
+        store,
+        [_table_of(connector, name) for name in names],
+        _carried(connector),
+        later=None if unbuilt is None else (unbuilt, {table_of(Activity).name}),
+    )
     sort = (
         None if echoes is None else partial(sort_echoes, streams=connector.streams, echoes=echoes)
     )
@@ -301,12 +309,18 @@ class _FirstLoads:
     """The tables a mirror stage loads first (empty when it began) and their indexes."""
 
     def __init__(
-        self, store: Store, tables: Iterable[Table], carried: Mapping[str, set[str]]
+        self,
+        store: Store,
+        tables: Iterable[Table],
+        carried: Mapping[str, set[str]],
+        later: tuple[list[Table], set[str]] | None = None,
     ) -> None:
         """Decide which of ``tables`` are first loaded and drop their secondary indexes; build
         those of the others that a run killed mid-load left unbuilt. ``carried``: the columns
-        of each table the records fill (by table name)."""
+        of each table the records fill (by table name); ``later``: a list, and the names of
+        tables whose indexes `finish` leaves unbuilt, adding those tables to the list."""
         self._store = store
+        self._later = later
         named = {table.name: table for table in tables}
         with store.session() as session:
             empty = store.empty_tables(session, named.values())
@@ -329,8 +343,13 @@ class _FirstLoads:
         """Build the secondary indexes of every table loaded."""
         if not self._loading:
             return
+        now = list(self._loading.values())
+        if self._later is not None:
+            unbuilt, names = self._later
+            unbuilt.extend(table for table in now if table.name in names)
+            now = [table for table in now if table.name not in names]
         with self._store.session() as session:
-            self._store.build_indexes(session, list(self._loading.values()), analyze=True)
+            self._store.build_indexes(session, now, analyze=True)
         self._loading = {}
 
 

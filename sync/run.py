@@ -16,13 +16,13 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
 from sqlmodel import Session, col
 
 from connectors.errors import BudgetExhausted
@@ -195,6 +195,7 @@ class _Run:
     scores: dict[str, AccountScore] = field(default_factory=dict)
     orphans: dict[str, AccountScore] = field(default_factory=dict)  # by person id
     echoes: set[tuple[str, str]] = field(default_factory=set)  # (entity, id): our writes read back
+    unbuilt: list[Table] = field(default_factory=list)  # first loaded: indexes for the score stage
     plan: Plan = field(default_factory=Plan)
     outcome: PushOutcome = field(default_factory=PushOutcome)
 
@@ -228,6 +229,7 @@ def _mirror(run: _Run) -> None:
         full={stream for stream in run.connector.streams if _pulls_all(run, stream)},
         move_cursor=not run.report.dry_run,
         echoes=run.echoes,  # told apart as each transaction stores them
+        unbuilt=run.unbuilt if run.store.dialect == "sqlite" else None,
     )
     for number, pulled in enumerate(mirrored):
         run.report.pulled[pulled.stream] = _pulled_figures(pulled)
@@ -280,8 +282,14 @@ def _score(run: _Run) -> None:
     the leads without an account touched alike on their own (`sync.orphans`). A dry run keeps
     none of it."""
     report, config = run.report, run.config
-    with run.store.session() as session:
-        cycle = score_cycle(session, config.scoring, run.now, full=report.full)
+    # a first load's activity indexes, left by the mirror, are built on the other core while
+    # the stage reads the history; it waits for them before it first writes
+    building = run.store.build_indexes_behind(run.unbuilt)
+    run.unbuilt = []
+    with ExitStack() as stack:
+        stack.callback(building.wait)
+        session = stack.enter_context(run.store.session())
+        cycle = score_cycle(session, config.scoring, run.now, full=report.full, ready=building.wait)
         forget_scores(session, cycle.gone)
         report.model_reason = model_status(session, config.scoring, cycle.book)
         run.orphans = score_orphans(

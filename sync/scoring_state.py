@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -265,9 +265,18 @@ class Cycle:
 
 
 def score_cycle(
-    session: Session, setup: ScoringSetup, now: datetime, *, full: bool = False
+    session: Session,
+    setup: ScoringSetup,
+    now: datetime,
+    *,
+    full: bool = False,
+    ready: Callable[[], None] = lambda: None,
 ) -> Cycle:
     """The score stage: bring the stored sums up to the mirror and score what changed.
+
+    ``ready`` is called before the stage first writes, or reads an activity by index: a
+    first load's activity indexes may still be building then (`sync.run`), and every account's
+    sums are built from a read of the whole history, which needs none.
 
     What changed is what the link stage handed over (`PendingRescore`: records the mirror
     wrote, relinked accounts) and the activities not counted yet (of a cycle later than the
@@ -288,9 +297,10 @@ def score_cycle(
     saved: dict[str, dict[str, Any]] = {}  # the sums this stage stored, by account
     unlinked = None
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
-        built, unlinked = _build_every_account(session, catalog, now, saved)
+        built, unlinked = _build_every_account(session, catalog, now, saved, ready)
         rebuilt = {"full": built}
     else:
+        ready()
         touched = _touched(session, handed, counted)
         people, gone = touched.people, frozenset(touched.gone)
         rebuilt = _incremental(session, catalog, now, touched, saved)
@@ -378,15 +388,22 @@ def _fingerprint(catalog: SignalCatalog) -> str:
 
 
 def _build_every_account(
-    session: Session, catalog: SignalCatalog, now: datetime, saved: dict[str, dict[str, Any]]
+    session: Session,
+    catalog: SignalCatalog,
+    now: datetime,
+    saved: dict[str, dict[str, Any]],
+    ready: Callable[[], None],
 ) -> tuple[int, pl.DataFrame]:
     """Every live account's sums from the mirror in one vectorised pass, all pending (and in
     ``saved``): how many, and the activities of people without an account, from the same read
-    of the history."""
-    session.execute(delete(AccountSignals))
+    of the history (read and summed before ``ready`` is called and anything is written)."""
     ids = _live_ids(session)
     activities, unlinked = account_signals.every_activity(session)
-    _save(session, account_signals.build(catalog, ids, activities, now), now, saved)
+    documents = account_signals.build(catalog, ids, activities, now)
+    del activities
+    ready()
+    session.execute(delete(AccountSignals))
+    _save(session, documents, now, saved)
     return len(ids), unlinked
 
 

@@ -81,6 +81,7 @@ from sync.wal import BACKSTOP_PAGES, Checkpointer
 
 __all__ = [
     "Adapter",
+    "IndexBuild",
     "Store",
     "Written",
     "adapt_column",
@@ -117,13 +118,14 @@ IN_CHUNK = 5_000  # ids per IN list of the stages' own lookups (`in_chunks`)
 # (`sync.wal.Checkpointer`), SQLite's rule a backstop at 64 MiB (WAL with synchronous=NORMAL
 # stays consistent through a crash or power loss whatever the interval); two sorter threads build
 # a loaded table's indexes (CREATE INDEX sorts) on two cores
+_SORTER_THREADS = 2
 _SQLITE_PRAGMAS = (
     "busy_timeout=30000",
     "foreign_keys=ON",
     "synchronous=NORMAL",
     "cache_size=-65536",
     f"wal_autocheckpoint={BACKSTOP_PAGES}",
-    "threads=2",
+    f"threads={_SORTER_THREADS}",
 )
 _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -529,6 +531,19 @@ class Store:
                 )
                 session.execute(text(f"ANALYZE {_quoted(self.dialect, table.name)} ({columns})"))
 
+    def build_indexes_behind(self, tables: Sequence[Table]) -> IndexBuild:
+        """Start building whichever secondary indexes of `tables` are missing on a connection
+        and thread of their own (SQLite), and return at once; `IndexBuild.wait` before the
+        caller's next write (SQLite has one writer: the build holds the database's write lock
+        until it ends), which raises the build's error. On PostgreSQL they are built before
+        this returns."""
+        build = IndexBuild(self, tables)
+        if self.dialect == "sqlite" and tables:
+            build.start()
+        else:
+            build.run()
+        return build
+
     def _index_names(self, session: Session, tables: Sequence[str]) -> set[str]:
         """The names of the indexes the database holds on `tables` (one light catalog read)."""
         if self.dialect == "sqlite":
@@ -754,6 +769,69 @@ class Store:
         """The account's current owner according to our assignments, or None if never assigned."""
         current = _current_assignment(session, account_id)
         return None if current is None else current.owner_id
+
+
+class IndexBuild:
+    """Secondary indexes built behind the caller's back (`Store.build_indexes_behind`).
+
+    SQLite's CREATE INDEX runs in one step of the driver, which lets go of the interpreter lock
+    for all of it, so the caller's thread goes on at full speed on the other core while the
+    build sorts and writes; its sorter is given no helper thread, leaving that core to the
+    caller (on the reference org, reading the 10.7M activities took 13.4 s alone and 13.4 s
+    beside the build, which took 22.7 s, against 20.6 s and 23.5 s with the build's usual two
+    helper threads). Readers are not held up (WAL); a writer is, so the caller waits for the
+    build (`wait`) before its first write. A build killed part way leaves its index unmade
+    (SQLite builds each in its own transaction); the next mirror stage makes it
+    (`sync.mirror`).
+    """
+
+    def __init__(self, store: Store, tables: Sequence[Table]) -> None:
+        self._store = store
+        self._tables = list(tables)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        """Build in a thread of its own."""
+        self._thread = threading.Thread(target=self._run, name="index-build", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        """Build in the calling thread (an error is raised by `wait`, as from a thread)."""
+        if self._tables:
+            self._run()
+
+    def wait(self) -> None:
+        """Return once the indexes are built; raise the build's error, once."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _run(self) -> None:
+        try:
+            self._build()
+        except BaseException as error:  # raised in the caller's thread by `wait`
+            self._error = error
+
+    def _build(self) -> None:
+        store = self._store
+        sqlite_ = store.dialect == "sqlite"
+        with store.engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            if sqlite_:
+                driver.execute("PRAGMA threads=0")
+            try:
+                with Session(connection) as session:
+                    store.build_indexes(session, self._tables)
+                    session.commit()
+            finally:
+                if sqlite_:  # the pooled connection goes back as it came
+                    driver.execute(f"PRAGMA threads={_SORTER_THREADS}")
+        if sqlite_:
+            store._committed()
 
 
 def _values_of(column: Column[Any], rows: Sequence[Mapping[str, Any]]) -> list[Any]:

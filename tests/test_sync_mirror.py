@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, inspect, text, update
+from sqlalchemy import Column, Index, Integer, MetaData, Table, func, inspect, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
 from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Summary, Tombstone
@@ -418,6 +419,34 @@ def test_a_first_load_builds_the_secondary_indexes_after_it(store: Store) -> Non
         assert expected and _index_names(store, model) == expected
         kept = _EMPTY_AFTER_LOADING[entity]
         assert seen_during[stream] == kept, f"{stream} loaded with its indexes in place"
+
+
+def test_a_first_load_leaves_the_activity_indexes_to_a_caller_who_asks(store: Store) -> None:
+    unbuilt: list[Any] = []
+    connector = Scripted(_org())
+    list(mirror_streams(store, connector, T0, streams=_ENTITY, unbuilt=unbuilt))  # type: ignore[arg-type]
+    assert [table.name for table in unbuilt] == ["activity"]
+    assert _index_names(store, Activity) == _EMPTY_AFTER_LOADING["activity"]
+    for entity in ("account", "person", "opportunity"):  # the link stage's tables, built
+        model = ENTITY_TABLES[entity]
+        assert _index_names(store, model) == _all_indexes(model)
+    building = store.build_indexes_behind(unbuilt)
+    with store.session() as session:  # read while they are built
+        assert len(session.exec(select(Activity)).all()) == 20
+    building.wait()
+    assert _index_names(store, Activity) == _all_indexes(Activity)
+    again: list[Any] = []  # a table not empty is no first load: nothing is left
+    connector = Scripted(_org())
+    list(mirror_streams(store, connector, T0, streams=["Task"], unbuilt=again))  # type: ignore[arg-type]
+    assert again == []
+
+
+def test_an_index_build_behind_raises_its_error_when_waited_for(store: Store) -> None:
+    missing = Table("no_such_table", MetaData(), Column("x", Integer), Index("ix_nothing", "x"))
+    building = store.build_indexes_behind([missing])
+    with pytest.raises(DBAPIError, match="no_such_table"):
+        building.wait()
+    building.wait()  # raised once
 
 
 def test_a_first_load_on_postgresql_analyses_the_columns_the_run_searches_by(

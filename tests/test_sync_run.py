@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import inspect
 from sqlmodel import col, select
 
 from connectors.budget import Budget
@@ -217,6 +218,7 @@ def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
 ) -> None:
     with Store.open(store_url) as store:
         first = crm.run(store)
+        indexes = {i["name"] for i in inspect(store.engine).get_indexes("activity")}
         current = _current(store)
         shown = crm.shown(crm.accounts, sorted(current))
         crm.time.tick(600)  # within the hour HubSpot's recycle bin is not due
@@ -224,6 +226,8 @@ def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
         again = crm.run(store)
 
     assert first.outcome == "ok" and first.scored == len(current) == ACCOUNTS
+    # a first load's activity indexes, left by the mirror to the score stage, are all built
+    assert indexes == {index.name for index in Activity.__table__.indexes}  # type: ignore[attr-defined]
     assert first.written[crm.accounts] == ACCOUNTS and first.written[crm.people] > 0
     if crm.name == "salesforce":  # each call's 200 records filled across objects
         floor = math.ceil(sum(first.written.values()) / 200)
