@@ -470,6 +470,11 @@ _STAMPS = [
     *("2024-01-31T10:00:00.123456-0800", "2024-02-30T10:00:00Z", "2024-01-31T10:00:00.5Z"),
     *("2024-01-31T23:59:60Z", "2024-01-31 10:00:00Z", "2024-01-31", "1700000000000"),
     *("2024-01-31T24:00:00Z", "2024-01-31T10:00:00+24:00", "0999-01-31T10:00:00Z", "soon"),
+    # the common form, read from its digits, and its near misses, read by strptime or refused
+    *("2024-02-29T23:59:59.999Z", "2023-02-29T00:00:00.000Z", "2024-01-31T10:00:00.123+00:00"),
+    *("2024-01-31T10:00:00.123-0000", "2024-01-31T10:00:00.1234Z", "2024-01-31T10:00:00.123+0100"),
+    *("2024-01-31T10:00:60.000Z", "2024-01-31T10:60:00.000Z", "2024-13-01T00:00:00.000Z"),
+    *("0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999+0000", "2024-01-31T10:00:00.12Z"),
 ]
 DIRTY: dict[Any, list[str | None]] = {
     text_of: ["a", " b ", "ß"],
@@ -496,6 +501,17 @@ def test_each_converter_reads_a_column_as_it_reads_each_value(convert: Any) -> N
     assert {at: w for at, (w,) in warnings[0].items()} == {
         at: row[1][0] for at, row in enumerate(rows) if row[1]
     }
+
+
+@given(
+    st.datetimes(datetime(1970, 1, 1), datetime(2100, 1, 1)),
+    st.sampled_from(["Z", "+0000", "+00:00", "-0800", "+05:30"]),
+)
+def test_a_time_read_in_a_column_is_the_time_read_alone(when: datetime, offset: str) -> None:
+    raw = f"{when.isoformat(timespec='milliseconds')}{offset}"
+    stream = Stream("S", "account", "S", "Id", "SystemModstamp", (FieldMap("v", ("V",), stamp),))
+    values, _ = converted_columns(stream, stream.fields, pl.DataFrame({"V": [raw, None]}))
+    assert values["v"].to_list() == [stamp(raw), None]
 
 
 def test_two_fields_read_together_convert_per_distinct_pair() -> None:
