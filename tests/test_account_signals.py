@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlmodel import select
 
 from handoff.runs import scoring_setup
@@ -184,3 +184,27 @@ def test_an_accounts_own_activities_are_read_through_the_index_of_those_naming_o
         ]
 
     assert plans and all("ix_activity_account_occurred" in plan for plan in plans), plans
+
+
+def test_the_history_reads_times_as_whole_seconds_whichever_sqlite_function_reads_them(
+    tmp_path: Any,
+) -> None:
+    # `unixepoch` (SQLite 3.38 and later) and the `strftime('%s')` an older one falls back to
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store, store.session() as session:
+        times = [
+            NOW,
+            NOW - timedelta(milliseconds=1),
+            NOW + timedelta(milliseconds=999),
+            datetime(2024, 2, 29, 23, 59, 59, 500_000, tzinfo=UTC),
+            datetime(1970, 1, 1, tzinfo=UTC),
+            NOW - timedelta(microseconds=1),  # both read times to the millisecond: NOW
+        ]
+        rows = [_activity(f"t{n}", "pricing_page", NOW - at) for n, at in enumerate(times)]
+        store.upsert(session, Activity, rows)
+        read = text(
+            "SELECT unixepoch(occurred_at), CAST(strftime('%s', occurred_at) AS INTEGER)"
+            " FROM activity ORDER BY id"
+        )
+        pairs = session.execute(read).all()
+    whole = [int(t.timestamp()) for t in times[:-1]] + [int(NOW.timestamp())]
+    assert [a for a, _ in pairs] == [b for _, b in pairs] == whole
