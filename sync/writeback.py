@@ -214,10 +214,9 @@ def _person_targets(
         statement = statement.where(Person.kind == kind)
     read, decoded = session.connection().execute, _Decoded()
     shown: dict[str, Mapping[str, Any]] = {}  # one values mapping per account, its people share
-    for chunk in in_chunks(sorted(scores)):
-        linked = statement.where(col(Person.matched_account_id).in_(chunk))
-        for person_id, account_id, owned in read(linked.order_by(col(Person.id))):
-            score = scores[account_id]
+    for person_id, account_id, owned in _linked_people(session, statement, scores):
+        score = scores.get(account_id)
+        if score is not None:
             values = shown.get(account_id)
             if values is None:
                 values = {"matched_account_id": account_id, **score.values, ORPHAN_REASON: None}
@@ -238,6 +237,33 @@ def _person_targets(
                 orphan.reasons,
                 decoded(owned),
             )
+
+
+def _linked_people(
+    session: Session, statement: Any, scores: Mapping[str, AccountScore]
+) -> Iterator[tuple[str, str, Any]]:
+    """(person, account, our fields as pulled) of the people ``statement`` reads that are linked
+    to one of the scored accounts (and, read whole, of others: the caller skips those): by the
+    index of links, a few thousand accounts at a time, where few accounts are scored; where
+    most are (a first run, a nightly rescore), every linked person in one pass in id order,
+    which costs a fraction of 200,000 accounts' lookups and sorts (3.3 s of the reference
+    org's diff)."""
+    read = session.connection().execute
+    linked = statement.where(col(Person.matched_account_id).is_not(None))
+    if len(scores) >= _WHOLE_READ_ACCOUNTS and 2 * len(scores) >= _live_accounts(session):
+        yield from read(linked.order_by(col(Person.id)))
+        return
+    for chunk in in_chunks(sorted(scores)):
+        by_link = linked.where(col(Person.matched_account_id).in_(chunk))
+        yield from read(by_link.order_by(col(Person.id)))
+
+
+_WHOLE_READ_ACCOUNTS = 10_000  # fewer scored accounts are always read by the index of links
+
+
+def _live_accounts(session: Session) -> int:
+    statement = select(func.count()).select_from(Account).where(col(Account.is_deleted).is_(False))
+    return int(session.exec(statement).one())
 
 
 class _Decoded:

@@ -255,6 +255,25 @@ def _scored(store: Store) -> dict[str, tuple[Any, ...]]:
     }
 
 
+def test_the_people_of_every_account_read_in_one_pass_are_planned_as_read_by_account(
+    crm: Crm, org: Org, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a first run scores every account: its diff reads the linked people in one pass; a run
+    # scoring few reads them by the index of links, a few thousand accounts at a time
+    moment = crm.time.now
+    with Store.open(store_url) as store:
+        crm.run(store)
+        by_account = _scored(store)
+    monkeypatch.setattr("sync.writeback._WHOLE_READ_ACCOUNTS", 1)
+    with ExitStack() as stack:
+        again = _open(stack, crm.name, org)  # the same org, in a CRM of its own
+        again.time.now = moment
+        with Store.open(f"sqlite:///{tmp_path / 'whole.db'}") as store:
+            again.run(store)
+            whole = _scored(store)
+    assert whole == by_account and len(whole) > 2 * ACCOUNTS
+
+
 def test_a_database_sorting_text_by_language_rules_scores_each_account_as_sqlite_does(
     org: Org, tmp_path: Path, pg_icu_url: str
 ) -> None:
