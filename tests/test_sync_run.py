@@ -35,7 +35,7 @@ from sandbox.service import RunningSandbox, start_sandbox
 from sync import Store
 from sync.linking import link_people
 from sync.matching.normalise import personal_domains
-from sync.run import RunConfig, RunReport, run_sync
+from sync.run import YOUNG_COLLECTION, RunConfig, RunReport, run_sync
 from sync.state import (
     Account,
     Activity,
@@ -579,9 +579,12 @@ def test_a_run_spares_the_collector_what_the_process_held_and_hands_it_back(
     crm: Crm, sqlite_store: Store
 ) -> None:
     frozen: list[int] = []
+    thresholds: list[tuple[int, int, int]] = []
+    host = gc.get_threshold()
 
     def heartbeat() -> None:  # between stages
         frozen.append(gc.get_freeze_count())
+        thresholds.append(gc.get_threshold())
         if len(frozen) == 3:
             raise RuntimeError("the lock was taken over")
 
@@ -591,14 +594,18 @@ def test_a_run_spares_the_collector_what_the_process_held_and_hands_it_back(
         run_sync(_config(), crm.connector, sqlite_store, crm.time.now, heartbeat=heartbeat)
 
     assert len(frozen) == 3 and min(frozen) >= held // 2  # what was held before the run
+    # the young generation collected every YOUNG_COLLECTION allocations, not every 700
+    assert set(thresholds) == {(YOUNG_COLLECTION, *host[1:])} and host[0] < YOUNG_COLLECTION
     assert gc.get_freeze_count() == 0  # handed back, though the run raised
+    assert gc.get_threshold() == host
     crm.run(sqlite_store, dry_run=True)
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == host
     gc.freeze()  # a host that froze objects itself (a pre-fork server) keeps them frozen
     try:
         kept = gc.get_freeze_count()
-        crm.run(sqlite_store, dry_run=True)
+        crm.run(sqlite_store, dry_run=True, heartbeat=heartbeat)
         assert gc.get_freeze_count() > kept // 2  # (some were freed by their references)
+        assert thresholds[-1] == host  # and the collector as it set it
     finally:
         gc.unfreeze()
 
