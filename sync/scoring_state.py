@@ -29,6 +29,7 @@ import json
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -296,9 +297,11 @@ def score_cycle(
     gone: frozenset[str] | None = None
     saved: dict[str, dict[str, Any]] = {}  # the sums this stage stored, by account
     unlinked = None
+    book = None  # scored before anything is written when every account is rebuilt
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
-        built, unlinked = _build_every_account(session, catalog, now, saved, ready)
-        rebuilt = {"full": built}
+        score = partial(score_stored, session, setup, model, now)
+        book, unlinked = _build_every_account(session, catalog, now, saved, ready, score)
+        rebuilt = {"full": len(book.account_ids)}
     else:
         ready()
         touched = _touched(session, handed, counted)
@@ -312,7 +315,8 @@ def score_cycle(
     nightly = now if everything is not None or state is None else state.nightly_at
     session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
                                seq=seq, scored_at=now, nightly_at=nightly))  # fmt: skip
-    book = _pending_book(session, setup, model, now, saved)
+    if book is None:
+        book = _pending_book(session, setup, model, now, saved)
     return Cycle(book, rebuilt, everything, frozenset(people), gone, unlinked)
 
 
@@ -393,18 +397,23 @@ def _build_every_account(
     now: datetime,
     saved: dict[str, dict[str, Any]],
     ready: Callable[[], None],
-) -> tuple[int, pl.DataFrame]:
-    """Every live account's sums from the mirror in one vectorised pass, all pending (and in
-    ``saved``): how many, and the activities of people without an account, from the same read
-    of the history (read and summed before ``ready`` is called and anything is written)."""
+    score: Callable[[Sequence[tuple[str, dict[str, Any]]]], Book],
+) -> tuple[Book, pl.DataFrame]:
+    """Every live account's sums from the mirror in one vectorised pass, stored pending (and in
+    ``saved``), and scored by ``score`` (`score_stored`): the book of every live account, in id
+    order, as `_pending_book` would read it back, and the activities of people without an
+    account, from the same read of the history. All of it is read, summed and scored before
+    ``ready`` is called and anything is written (the index build it waits for took as long as
+    the read and the sums on the reference org)."""
     ids = _live_ids(session)
     activities, unlinked = account_signals.every_activity(session)
     documents = account_signals.build(catalog, ids, activities, now)
     del activities
+    book = score([(account_id, documents[account_id][0]) for account_id in ids])
     ready()
     session.execute(delete(AccountSignals))
     _save(session, documents, now, saved)
-    return len(ids), unlinked
+    return book, unlinked
 
 
 def _save(
