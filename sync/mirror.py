@@ -183,8 +183,9 @@ def mirror_streams(
     until every stream is in, and built then (also when the stage stops early; those a killed
     run left unbuilt are built when the next stage first reaches the table); a partial index
     that no new row enters stays (`Store.drop_indexes`). With ``unbuilt``, the activity table's
-    are left to the caller, who builds them when it likes (`Store.build_indexes_behind`): the
-    table is added to the list when it was first loaded. The link stage reads no activity.
+    are left to the caller, who builds them when it likes (`Store.build_indexes_behind`), also
+    when the stage stops early: the table is added to the list when it was first loaded. The
+    link stage reads no activity.
     """
     names = list(connector.streams if streams is None else streams)
     saved = {} if full is True else _saved_cursors(store, connector.crm)

@@ -14,6 +14,7 @@ resumes from the saved cursors and the pending ledger rows.
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,7 +38,7 @@ from sync.orphans import score_orphans, settle_orphans
 from sync.runlog import FullResync, forget_events, full_resync
 from sync.scoring_state import Book, ScoringSetup, score_cycle, settle
 from sync.state import SyncRun
-from sync.store import Store
+from sync.store import IndexBuild, Store
 from sync.writeback import (
     ORPHAN_REASON,
     AccountScore,
@@ -72,6 +73,7 @@ YOUNG_COLLECTION = 100_000  # allocations between the collector's young passes d
 ABANDONED = "never finished: its process ended (killed or crashed) before logging its outcome"
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total or None)
 _EVENT_STAGE = {"mirror": "pull", "link": "match", "write": "write"}
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,7 @@ def _score(run: _Run) -> None:
     building = run.store.build_indexes_behind(run.unbuilt)
     run.unbuilt = []
     with ExitStack() as stack:
-        stack.callback(building.wait)
+        stack.enter_context(_waited_for(building))
         session = stack.enter_context(run.store.session())
         cycle = score_cycle(session, config.scoring, run.now, full=report.full, ready=building.wait)
         forget_scores(session, cycle.gone)
@@ -306,6 +308,35 @@ def _score(run: _Run) -> None:
     report.model_version = run.book.scores.model_version
     report.model_kind = run.book.model_kind
     report.orphans_scored = len(run.orphans)
+
+
+@contextmanager
+def _waited_for(building: IndexBuild) -> Iterator[None]:
+    """Wait for the build at the block's end: raise its error when the block succeeded, log
+    it when the block raised (the block's error is the one the run reports)."""
+    try:
+        yield
+    except BaseException:
+        try:
+            building.wait()
+        except Exception:
+            _LOG.warning("building the activity indexes failed too", exc_info=True)
+        raise
+    building.wait()
+
+
+def _indexes_left(run: _Run) -> None:
+    """Build the indexes the mirror left to the score stage when the run ended before it (the
+    API budget spent during a first load, a failed stage, a lost lock): the next run would
+    build them at its start, but readers before it (`handoff explain`) would scan the table.
+    A failure is logged, not raised: the run's own outcome is what it reports."""
+    if not run.unbuilt:
+        return
+    tables, run.unbuilt = run.unbuilt, []
+    try:
+        run.store.build_indexes_behind(tables).wait()
+    except Exception:
+        _LOG.warning("building the indexes of %s failed", [t.name for t in tables], exc_info=True)
 
 
 def _tier(run: _Run) -> None:
@@ -479,6 +510,7 @@ def run_sync(
             report.status, report.error = "failed", f"{type(error).__name__}: {error}"
             raise
         finally:
+            _indexes_left(run)
             _timed(report.stages, "log", lambda: _log(run, calls_before))
     return report
 
@@ -502,7 +534,8 @@ def _collector_spared() -> Iterator[None]:
         return
     thresholds = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION, *thresholds[1:])
+    if thresholds[0]:  # 0: the host turned automatic collection off; a higher one it keeps
+        gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION), *thresholds[1:])
     try:
         yield
     finally:

@@ -535,10 +535,10 @@ class Store:
         """Start building whichever secondary indexes of `tables` are missing on a connection
         and thread of their own (SQLite), and return at once; `IndexBuild.wait` before the
         caller's next write (SQLite has one writer: the build holds the database's write lock
-        until it ends), which raises the build's error. On PostgreSQL they are built before
-        this returns."""
+        until it ends), which raises the build's error. On PostgreSQL (then analysed, as after
+        a first load) and in an in-memory SQLite database they are built before this returns."""
         build = IndexBuild(self, tables)
-        if self.dialect == "sqlite" and tables:
+        if self._log_file is not None and tables:  # a SQLite file (in memory: one connection)
             build.start()
         else:
             build.run()
@@ -825,7 +825,7 @@ class IndexBuild:
                 driver.execute("PRAGMA threads=0")
             try:
                 with Session(connection) as session:
-                    store.build_indexes(session, self._tables)
+                    store.build_indexes(session, self._tables, analyze=True)
                     session.commit()
             finally:
                 if sqlite_:  # the pooled connection goes back as it came

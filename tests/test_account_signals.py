@@ -208,3 +208,27 @@ def test_the_history_reads_times_as_whole_seconds_whichever_sqlite_function_read
         pairs = session.execute(read).all()
     whole = [int(t.timestamp()) for t in times[:-1]] + [int(NOW.timestamp())]
     assert [a for a, _ in pairs] == [b for _, b in pairs] == whole
+
+
+def test_the_score_stage_writes_nothing_before_it_is_ready(store: Store) -> None:
+    # a first load's activity indexes may still be building (`sync.run`): SQLite has one writer
+    _load(store)
+    ready: list[bool] = []
+    early: list[str] = []
+
+    def watch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not ready and statement.lstrip().split()[0].upper() in _WRITES:
+            early.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", watch)
+    try:
+        for at in (NOW, NOW + timedelta(minutes=15)):  # every account rebuilt, then a cycle
+            ready.clear()
+            with store.session() as session:
+                score_cycle(session, SETUP, at, ready=lambda: ready.append(True))
+            assert ready and early == []
+    finally:
+        event.remove(store.engine, "before_cursor_execute", watch)
+
+
+_WRITES = {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "BEGIN"}

@@ -21,9 +21,19 @@ from sqlmodel import col, select
 
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
+from connectors.errors import BudgetExhausted
 from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
-from connectors.protocol import Connector, Item, Record, SchemaSpec, Update, WriteResult
+from connectors.protocol import (
+    Checkpoint,
+    Connector,
+    Item,
+    Record,
+    SchemaSpec,
+    Summary,
+    Update,
+    WriteResult,
+)
 from connectors.salesforce import SalesforceConnector
 from handoff.crm import schema_spec
 from handoff.runs import run_config
@@ -272,6 +282,37 @@ def test_the_people_of_every_account_read_in_one_pass_are_planned_as_read_by_acc
             again.run(store)
             whole = _scored(store)
     assert whole == by_account and len(whole) > 2 * ACCOUNTS
+
+
+def test_a_first_load_stopped_by_the_budget_leaves_its_activity_indexes_built(
+    crm: Crm, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the mirror leaves them to the score stage, which a stopped run never reaches
+    monkeypatch.setattr("sync.mirror.COMMIT_EVERY", 1)  # each checkpoint's rows committed
+
+    class Stopping(Counting):
+        def pull(self, stream: str, cursor: Any = None) -> Iterator[Item]:
+            pulled = super().pull(stream, cursor)
+            if self.streams[stream].entity != "activity":
+                return pulled
+            return self._stopped(pulled)
+
+        def _stopped(self, pulled: Iterator[Item]) -> Iterator[Item]:
+            rows = 0
+            for item in pulled:
+                yield item
+                rows += not isinstance(item, (Checkpoint, Summary))
+                if rows and isinstance(item, Checkpoint):  # its rows are in: the pull stops
+                    raise BudgetExhausted("the run's share of the daily calls is spent")
+
+    connector = Stopping(crm.connector.inner)  # type: ignore[attr-defined]
+    with Store.open(store_url) as store:
+        report = run_sync(_config(), connector, store, crm.time.now)
+        with store.session() as session:
+            activities = len(session.exec(select(Activity)).all())
+        indexes = {i["name"] for i in inspect(store.engine).get_indexes("activity")}
+    assert report.outcome == "stopped" and activities > 0
+    assert indexes == {index.name for index in Activity.__table__.indexes}  # type: ignore[attr-defined]
 
 
 def test_a_database_sorting_text_by_language_rules_scores_each_account_as_sqlite_does(
