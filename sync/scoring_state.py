@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from sqlalchemy import text, update
-from sqlmodel import Session, col, delete, func, select
+from sqlmodel import Session, col, delete, select
 
 from scoring.config import DisqualifierRule, FitRule, ModelSettings, SignalSpec, TierSettings
 from scoring.explain import Explanation, recent_counts
@@ -60,7 +60,7 @@ from sync.state import (
     ScoringModelRow,
     ScoringState,
 )
-from sync.store import in_chunks
+from sync.store import in_chunks, rows_among
 
 __all__ = [
     "Book",
@@ -197,8 +197,7 @@ def _accounts(session: Session, ids: Sequence[str] | None = None) -> pl.DataFram
     if ids is None:
         rows = session.exec(statement.order_by(col(Account.id))).all()
     else:
-        rows = _among(session, statement, col(Account.id), ids)
-        rows.sort(key=lambda row: row[0])
+        rows = sorted(rows_among(session, statement, col(Account.id), ids), key=lambda r: r[0])
     frame = pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
     return frame.with_columns(pl.col("created_at").fill_null(_OLDEST))
 
@@ -215,33 +214,10 @@ def _opportunities(session: Session, ids: Sequence[str] | None = None) -> pl.Dat
     if ids is None:
         rows = session.exec(statement).all()
     else:
-        rows = _among(session, statement, col(Opportunity.account_id), ids)
+        rows = list(rows_among(session, statement, col(Opportunity.account_id), ids))
     frame = pl.DataFrame(rows, schema=frame_schema(statement), orient="row")
     close = pl.col("close_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     return frame.with_columns(close_at=pl.coalesce(close, "opened_at"))
-
-
-_FEW = 20_000  # ids looked up by IN lists whatever the table holds (4 lists at most)
-
-
-def _count(session: Session, statement: Any) -> int:
-    """How many rows ``statement`` gives."""
-    return int(session.exec(select(func.count()).select_from(statement.subquery())).one())
-
-
-def _among(session: Session, statement: Any, key: Any, ids: Sequence[str]) -> list[Any]:
-    """The rows of ``statement`` whose ``key`` (its first column) is one of ``ids``: looked up
-    by IN lists, or, when the ids are as many as half its rows (every account, on a first run),
-    read in one pass and kept by a set, as an IN list a chunk at a time costs more then. A few
-    ids (an incremental cycle's) are looked up without counting the rows, which reads them all."""
-    if len(ids) <= _FEW or 2 * len(ids) < _count(session, statement):
-        return [
-            row
-            for chunk in in_chunks(sorted(ids))
-            for row in session.exec(statement.where(key.in_(chunk)))
-        ]
-    wanted = set(ids)
-    return [row for row in session.exec(statement) if row[0] in wanted]
 
 
 # --- the incremental score stage ----------------------------------------------------------------

@@ -80,6 +80,7 @@ from sync.state import (
 from sync.wal import BACKSTOP_PAGES, Checkpointer
 
 __all__ = [
+    "FEW_IDS",
     "Adapter",
     "IndexBuild",
     "Store",
@@ -97,6 +98,7 @@ __all__ = [
     "plain_value",
     "put_rows",
     "read_json",
+    "rows_among",
     "update_frame",
     "update_keyed",
     "update_rows",
@@ -986,6 +988,38 @@ def put_rows(
 def in_chunks(ids: Iterable[T]) -> Iterator[list[T]]:
     """``ids`` in consecutive lists short enough for one IN clause (the stages' lookups)."""
     return chunked(ids, IN_CHUNK)
+
+
+FEW_IDS = 20_000  # ids looked up by IN lists whatever the table holds (4 lists at most)
+
+
+def rows_among(
+    session: Session,
+    statement: Any,
+    key: Any,
+    ids: Collection[str],
+    *,
+    at: int = 0,
+    population: Callable[[], int] | None = None,
+) -> Iterator[Any]:
+    """The rows of ``statement`` whose ``key`` (its column ``at``) is one of ``ids``, in the
+    statement's order within each lookup: looked up by IN lists, a chunk of sorted ids at a
+    time, or, when the ids are as many as half the ``population`` (what they are drawn from;
+    by default the statement's rows), read in one pass and kept by a set, as IN lists then cost
+    more (every account, on a first run). A few ids (an incremental cycle's) are looked up
+    without counting the population, which reads it all."""
+    if len(ids) <= FEW_IDS or 2 * len(ids) < (population or _counted(session, statement))():
+        for chunk in in_chunks(sorted(ids)):
+            yield from session.connection().execute(statement.where(key.in_(chunk)))
+        return
+    wanted = set(ids)
+    yield from (row for row in session.connection().execute(statement) if row[at] in wanted)
+
+
+def _counted(session: Session, statement: Any) -> Callable[[], int]:
+    """How many rows ``statement`` gives, when asked."""
+    count = select(func.count()).select_from(statement.subquery())
+    return lambda: int(session.connection().execute(count).scalar_one())
 
 
 def drop_indexes(

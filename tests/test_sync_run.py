@@ -274,7 +274,7 @@ def test_the_people_of_every_account_read_in_one_pass_are_planned_as_read_by_acc
     with Store.open(store_url) as store:
         crm.run(store)
         by_account = _scored(store)
-    monkeypatch.setattr("sync.writeback._WHOLE_READ_ACCOUNTS", 1)
+    monkeypatch.setattr("sync.store.FEW_IDS", 1)
     with ExitStack() as stack:
         again = _open(stack, crm.name, org)  # the same org, in a CRM of its own
         again.time.now = moment
