@@ -59,6 +59,10 @@ __all__ = [
 ]
 
 _REGISTER_CHUNK = 20_000  # name keys whose variants are made and stored at a time
+# ... into an empty table: its rows go in as one sorted run, each page of its B-tree filled in
+# turn, where each chunk's lands all across the tree (the reference org's 283,000 keys, 5.1M
+# variants: 9.5 s in chunks, 5.7 s in one, which holds 186 MB while stored)
+_REGISTER_FIRST = 400_000
 _MAX_DEPTH = 16  # parent links followed up a hierarchy, as `sync.matching.keys` does
 # the person columns matching reads, and the account columns
 _PEOPLE = (
@@ -196,8 +200,9 @@ def _register(session: Session, names: pl.Series) -> None:
         )
         known.update(session.execute(statement).scalars())
     new = sorted(set(given) - known)
-    for start in range(0, len(new), _REGISTER_CHUNK):
-        variants = name_variants(pl.Series(new[start : start + _REGISTER_CHUNK], dtype=pl.String))
+    size = _REGISTER_FIRST if empty else _REGISTER_CHUNK
+    for start in range(0, len(new), size):
+        variants = name_variants(pl.Series(new[start : start + size], dtype=pl.String))
         rows = variants.select("variant", "key").sort("variant", "key")
         insert_rows_missing(session, table, rows.filter(_first(rows)), new=empty)
 

@@ -137,16 +137,19 @@ class _Pending:
     uncounted: dict[str, int]  # the tally's change for people deleted since (see `_tallied`)
 
 
-def link_people(session: Session, settings: MatchingSettings, *, full: bool = False) -> LinkCounts:
+def link_people(
+    session: Session, settings: MatchingSettings, *, full: bool = False, unbuilt: bool = False
+) -> LinkCounts:
     """Relink the people a change reaches (everyone with ``full``, on the first run, or when
     the matching settings changed) and store each outcome on the person's row; hand what changed
     to the score stage (`PendingRescore`) as the mirror's flags are cleared; the counts of the
-    state after it."""
+    state after it. With ``unbuilt`` (the person table's indexes are left to a later build:
+    `sync.mirror.mirror_streams`), a relink of everyone leaves those it drops to it too."""
     everyone = full or not link_keys.current(session, settings)
     pending = _pending(session, live=not everyone)
     counts, moved = LinkCounts(), {}
     if everyone or _relinks_everyone(session, pending):
-        counts, moved = _relink_everyone(session, settings, pending.lost)
+        counts, moved = _relink_everyone(session, settings, pending.lost, rebuild=not unbuilt)
     elif pending.people or pending.accounts:
         counts, moved = _relink_reached(session, settings, pending)
     _hand_over(session, counts)
@@ -162,7 +165,7 @@ def _relinks_everyone(session: Session, pending: _Pending) -> bool:
 
 
 def _relink_everyone(
-    session: Session, settings: MatchingSettings, lost: frozenset[str]
+    session: Session, settings: MatchingSettings, lost: frozenset[str], *, rebuild: bool = True
 ) -> tuple[LinkCounts, dict[str, int]]:
     """Match everyone and store every outcome and every key, each live row's basis with them
     (one write a row); what was decided, and the tally's change."""
@@ -172,7 +175,7 @@ def _relink_everyone(
     frame = match_keyed(keys, settings).frame
     statuses = _statuses(frame)
     with (
-        indexes_rebuilt(session, table_of(Person), _STORED),
+        indexes_rebuilt(session, table_of(Person), _STORED, rebuild=rebuild),
         indexes_rebuilt(session, table_of(Account), {"match_name"}),
     ):
         person_keys = _as_stored(link_keys.person_keys(keys), "person_id")

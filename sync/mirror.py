@@ -162,6 +162,10 @@ class StreamPull:
         self.events.append(MirrorEvent(self.stream, record_id, "skipped", reason))
 
 
+# the tables whose indexes a first load leaves to a caller who asks (`mirror_streams`)
+LEFT_UNBUILT = frozenset({table_of(Activity).name, table_of(Person).name})
+
+
 def mirror_streams(
     store: Store,
     connector: Connector,
@@ -182,10 +186,12 @@ def mirror_streams(
     A table empty when the stage begins is a first load: its secondary indexes are dropped
     until every stream is in, and built then (also when the stage stops early; those a killed
     run left unbuilt are built when the next stage first reaches the table); a partial index
-    that no new row enters stays (`Store.drop_indexes`). With ``unbuilt``, the activity table's
-    are left to the caller, who builds them when it likes (`Store.build_indexes_behind`), also
-    when the stage stops early: the table is added to the list when it was first loaded. The
-    link stage reads no activity.
+    that no new row enters stays (`Store.drop_indexes`). With ``unbuilt``, the activity and
+    person tables' are left to the caller, who builds them when it likes
+    (`Store.build_indexes_behind`), also when the stage stops early: a table is added to the
+    list when it was first loaded (`LEFT_UNBUILT`). The link stage reads no activity, and reads
+    every person whole when their table was first loaded (a relink of everyone, which sets
+    the columns most of the person indexes are on: built before it, they were built twice).
     """
     names = list(connector.streams if streams is None else streams)
     saved = {} if full is True else _saved_cursors(store, connector.crm)
@@ -195,7 +201,7 @@ def mirror_streams(
         store,
         [_table_of(connector, name) for name in names],
         _carried(connector),
-        later=None if unbuilt is None else (unbuilt, {table_of(Activity).name}),
+        later=None if unbuilt is None else (unbuilt, LEFT_UNBUILT),
     )
     sort = (
         None if echoes is None else partial(sort_echoes, streams=connector.streams, echoes=echoes)
@@ -314,7 +320,7 @@ class _FirstLoads:
         store: Store,
         tables: Iterable[Table],
         carried: Mapping[str, set[str]],
-        later: tuple[list[Table], set[str]] | None = None,
+        later: tuple[list[Table], Collection[str]] | None = None,
     ) -> None:
         """Decide which of ``tables`` are first loaded and drop their secondary indexes; build
         those of the others that a run killed mid-load left unbuilt. ``carried``: the columns

@@ -37,7 +37,7 @@ from sync.mirror import StreamPull, mirror_streams
 from sync.orphans import score_orphans, settle_orphans
 from sync.runlog import FullResync, forget_events, full_resync
 from sync.scoring_state import Book, ScoringSetup, score_cycle, settle
-from sync.state import SyncRun
+from sync.state import Person, SyncRun, table_of
 from sync.store import IndexBuild, Store
 from sync.writeback import (
     ORPHAN_REASON,
@@ -270,7 +270,11 @@ def _link(run: _Run) -> None:
     stored them; rows an older release flagged and left are told apart here)."""
     with run.store.session() as session:
         sort_echoes(session, run.connector.streams, run.echoes)
-        link = run.report.link = link_people(session, run.config.matching, full=run.report.full)
+        # the person table first loaded: its indexes are built by the score stage
+        unbuilt = table_of(Person).name in {table.name for table in run.unbuilt}
+        link = run.report.link = link_people(
+            session, run.config.matching, full=run.report.full, unbuilt=unbuilt
+        )
     for person, old, new in link.relinked:
         if old is None and not link.full:  # a full link's first links are not news
             run.event("link", "matched", "person", person, f"linked to {new}")
@@ -286,8 +290,8 @@ def _score(run: _Run) -> None:
     the leads without an account touched alike on their own (`sync.orphans`). A dry run keeps
     none of it."""
     report, config = run.report, run.config
-    # a first load's activity indexes, left by the mirror, are built on the other core while
-    # the stage reads the history; it waits for them before it first writes
+    # a first load's activity and person indexes, left by the mirror, are built on the other
+    # core while the stage reads the history; it waits for them before it first writes
     building = run.store.build_indexes_behind(run.unbuilt)
     run.unbuilt = []
     with ExitStack() as stack:
@@ -320,7 +324,7 @@ def _waited_for(building: IndexBuild) -> Iterator[None]:
         try:
             building.wait()
         except Exception:
-            _LOG.warning("building the activity indexes failed too", exc_info=True)
+            _LOG.warning("building the indexes left by the mirror failed too", exc_info=True)
         raise
     building.wait()
 

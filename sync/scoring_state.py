@@ -251,9 +251,10 @@ def score_cycle(
 ) -> Cycle:
     """The score stage: bring the stored sums up to the mirror and score what changed.
 
-    ``ready`` is called before the stage first writes, or reads an activity by index: a
-    first load's activity indexes may still be building then (`sync.run`), and every account's
-    sums are built from a read of the whole history, which needs none.
+    ``ready`` is called before the stage first writes, or reads an activity or a person by
+    index: a first load's activity and person indexes may still be building then (`sync.run`),
+    and every account's sums are built from a read of the whole history and of every link,
+    which needs none.
 
     What changed is what the link stage handed over (`PendingRescore`: records the mirror
     wrote, relinked accounts) and the activities not counted yet (of a cycle later than the

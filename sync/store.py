@@ -900,7 +900,8 @@ def _sqlite_insert_many(connection: Any, table: Table, rows: pl.DataFrame) -> No
     many = _upsert_sql("sqlite", table, columns, (), rows=per)
     with _cursor(connection) as cursor:
         one = _upsert_sql("sqlite", table, columns, ())
-        _many_a_statement(many, per, len(columns), cursor, one, _FrameRows(rows))
+        for chunk in rows.iter_slices(_UPDATE_SLICE):  # made Python values a slice at a time
+            _many_a_statement(many, per, len(columns), cursor, one, _FrameRows(chunk))
 
 
 def _many_a_statement(
@@ -1071,15 +1072,18 @@ def _given(values: Mapping[str, Any], name: str) -> Any:
 
 
 @contextmanager
-def indexes_rebuilt(session: Session, table: Table, columns: Collection[str]) -> Iterator[None]:
+def indexes_rebuilt(
+    session: Session, table: Table, columns: Collection[str], *, rebuild: bool = True
+) -> Iterator[None]:
     """`table`'s indexes on `columns` dropped while every row's values change, and built again
     after, in the same transaction (a failure rolls the drop back, SQLite included): building
     one sorts once, where keeping it up to date costs a random step into it for each row, which
-    a large org's indexes, larger than the page cache, pay in reads."""
+    a large org's indexes, larger than the page cache, pay in reads. Without ``rebuild`` they
+    are left to whoever builds the table's missing indexes (`Store.build_indexes`)."""
     begin_now(session)
     dropped = drop_indexes(session, table, columns)
     yield
-    for index in dropped:
+    for index in dropped if rebuild else ():
         index.create(session.connection())
 
 
@@ -1107,7 +1111,7 @@ def update_frame(session: Session, table: Table, rows: pl.DataFrame) -> None:
         cursor.execute(statement, [column.to_list() for column in rows.iter_columns()])
 
 
-_UPDATE_SLICE = 100_000  # rows of `update_frame` made tuples at a time on SQLite
+_UPDATE_SLICE = 100_000  # rows of a frame made tuples at a time on SQLite (`update_frame`, ...)
 
 
 def update_rows(
