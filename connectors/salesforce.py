@@ -490,9 +490,8 @@ class SalesforceConnector:
                 for p, i in chunk
             ]
             try:
-                saved = self.api.rest(
-                    "composite/sobjects", "PATCH", json={"allOrNone": False, "records": records}
-                )
+                body = {"allOrNone": False, "records": records}
+                saved = self.api.rest_with("composite/sobjects", "PATCH", body)
             except BudgetExhausted as stop:
                 raise BudgetExhausted(str(stop), list(answered.values())) from stop
             except ApiError as refused:

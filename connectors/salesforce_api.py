@@ -182,6 +182,13 @@ class SalesforceApi:
         """A REST call relative to ``/services/data/vXX.X/``, its JSON answer (None on 204)."""
         return self.client.restful(path, method=method, **kwargs)
 
+    def rest_with(self, path: str, method: str, body: Any) -> Any:
+        """`rest` with a JSON body encoded by orjson, where requests' ``json=`` runs the standard
+        library's encoder: the first run's 786,000 records took 2.8 s to encode so. The bodies
+        are ours (texts, whole numbers, flags, times as text: `json_value`); a float that is
+        not finite, which json refuses, orjson would write as null, and none is sent."""
+        return self.rest(path, method, data=orjson.dumps(body))
+
     def get_each(self, paths: Mapping[str, str]) -> dict[str, Any]:
         """GET up to 25 REST paths (relative, as `rest` takes them) in one Composite call,
         which counts as one API call: each key's JSON answer, or the `ApiError` it answered.

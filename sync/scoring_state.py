@@ -275,7 +275,9 @@ def score_cycle(
     saved: dict[str, dict[str, Any]] = {}  # the sums this stage stored, by account
     unlinked = None
     book = None  # scored before anything is written when every account is rebuilt
+    deferring = True
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
+        deferring = account_signals.any_deferred(session, counted, now)  # before ``ready``
         score = partial(score_stored, session, setup, model, now)
         book, unlinked = _build_every_account(session, catalog, now, saved, ready, score)
         rebuilt = {"full": len(book.account_ids)}
@@ -287,7 +289,8 @@ def score_cycle(
         if everything is not None:  # nightly, or another model: every account from its sums
             session.execute(update(AccountSignals).values(pending=True))
     _taken(session)
-    account_signals.defer(session, counted, now)
+    if deferring:
+        account_signals.defer(session, counted, now)
     seq = counted + 1  # this cycle, the last once committed: what it left is counted
     nightly = now if everything is not None or state is None else state.nightly_at
     session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,

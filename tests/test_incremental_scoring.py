@@ -21,7 +21,7 @@ from sqlmodel import col, func, select
 import tests.test_sync_run as sync_run
 from connectors.errors import BudgetExhausted
 from sandbox.org import Org
-from sync import Store
+from sync import Store, account_signals
 from sync.account_signals import uncounted
 from sync.matching.normalise import personal_domains
 from sync.orphans import orphan_scores
@@ -245,6 +245,41 @@ def test_an_activity_dated_after_a_run_is_counted_once_by_the_first_run_after_it
     assert [len(w) for w in waiting] == [1, 0, 0]
     assert before.rebuilt == after.rebuilt == again.rebuilt == {}  # added in O(1) when due
     assert account in _scored(store, after) and account not in _scored(store, again)
+
+
+def test_a_full_rebuild_leaves_an_activity_dated_after_it_to_the_first_run_after_it(
+    crm: sync_run.Crm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a rebuild finds the activities to leave by a read before it writes; it updates none when
+    # it found none (that update reads the whole table)
+    deferrals: list[int] = []
+    defer = account_signals.defer
+    monkeypatch.setattr(account_signals, "defer", lambda *a: deferrals.append(1) or defer(*a))
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        first = crm.run(store)
+        (lead, account), *_ = _linked_leads(store, 1)
+        coming = crm.time.now + timedelta(hours=2)
+        salesforce_client(crm.sandbox).Event.create(
+            {
+                "WhoId": lead,
+                "Subject": "Requested a demo: ai",
+                "Type": "Form Submission",
+                "ActivityDateTime": coming.isoformat(),
+                "DurationInMinutes": 1,
+            }
+        )
+        crm.time.tick(600)
+        full = crm.run(store, full=True)
+        waiting = [_uncounted(store)]
+        crm.time.tick(3 * 3_600)
+        after = crm.run(store)
+        _assert_as_full_rescore(store, crm)
+        waiting.append(_uncounted(store))
+
+    assert first.rebuilt == {"full": ACCOUNTS} and full.rebuilt == {"full": ACCOUNTS}
+    assert deferrals == [1, 1]  # the full rebuild's and the cycle's; not the first run's
+    assert [len(w) for w in waiting] == [1, 0]
+    assert after.rebuilt == {} and account in _scored(store, after)
 
 
 def test_runs_at_one_moment_rescore_only_what_changed_since_the_one_before(
