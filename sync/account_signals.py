@@ -257,8 +257,11 @@ def _linked(statement: Any) -> Any:
     )
 
 
-def every_activity(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every live activity of the mirror, whenever it happened, read once and column-wise: those
+def every_activity(
+    session: Session, types: Collection[str] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every live activity of the mirror (of ``types`` only, when given: those a catalog
+    scores, the others read for nothing), whenever it happened, read once and column-wise: those
     that count for an account (their own, else their person's link), and those of people
     without a live link that name no account, under the person's id as ``account_id`` (what an
     orphan scores on, `sync.orphans`). Activities and links are read apart and joined here (a
@@ -274,6 +277,8 @@ def every_activity(session: Session) -> tuple[pl.DataFrame, pl.DataFrame]:
     statement = select(own.label("own"), kind, topic, occurred.label("occurred_s"), person).where(
         col(Activity.is_deleted).is_(False)
     )
+    if types is not None:
+        statement = statement.where(col(Activity.type).in_(sorted(types)))
     linked, orphans = [_frame(_EMPTY)], [_frame(_EMPTY)]
     for batch in _gathered(read_column_batches(session, statement), _JOINED_ROWS):
         frame = batch.join(links, on="person_id", how="left")

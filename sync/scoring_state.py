@@ -386,7 +386,8 @@ def _build_every_account(
     ``ready`` is called and anything is written (the index build it waits for took as long as
     the read and the sums on the reference org)."""
     ids = _live_ids(session)
-    activities, unlinked = account_signals.every_activity(session)
+    # the activities the catalog scores: the sums, and an orphan's scoring, leave out the others
+    activities, unlinked = account_signals.every_activity(session, catalog.activities)
     documents = account_signals.build(catalog, ids, activities, now)
     del activities
     book = score([(account_id, documents[account_id][0]) for account_id in ids])
