@@ -2,6 +2,7 @@
 
     python -m bench.cycles prepare DIR [--accounts N] [--seed S]   # once: org, first run, echo
     python -m bench.cycles run DIR [--cycles N] [--repeat R] [--profile-cycles P]
+    python -m bench.cycles first DIR [--repeat R]   # the first run again, of the org prepared
 
 `bench.pipeline` measures a cycle only after generating the org and running its first run, eight
 minutes and more for the 200,000-account reference org, so trying a change to the cycle costs a
@@ -13,7 +14,11 @@ are copied aside. Each of ``run``'s ``--repeat`` rounds restores both copies (th
 write-ahead log is empty then: the run before left none) and runs ``--cycles`` cycles, each after
 1,000 web touches added through the sandbox's admin route (`bench.pipeline.new_activities`), as
 `bench.pipeline` does. A cycle but the first also pulls back the writes of the one before it.
-Local seconds leave out HTTP exchanges, as in `bench.pipeline`.
+Local seconds leave out HTTP exchanges, as in `bench.pipeline`. ``first`` runs the first run
+again, ``--repeat`` times, each into a state database of its own (DIR/first.db, removed after)
+against the org as generated, served without the CRM's saved state: a change to the first run
+measured in four minutes a round, not the six of a ``prepare``, and the same org for every
+round and every version of the code.
 
 A restore copies gigabytes; ``run`` syncs them to disk before the sandbox starts, so their
 writing-back does not land in the cycles measured. The figures are each round's cycles
@@ -53,7 +58,7 @@ from sandbox.world import world_from
 from sync.store import Store
 
 CRM = "salesforce"
-_STATE, _SAVED, _CLOCK = "state.db", "state.saved.db", "clock.json"
+_STATE, _SAVED, _CLOCK, _FIRST = "state.db", "state.saved.db", "clock.json", "first.db"
 
 
 def prepare(folder: Path, accounts: int, seed: int) -> dict[str, Any]:
@@ -99,6 +104,36 @@ def run(folder: Path, cycles: int, repeat: int, profiles: Path | None = None) ->
     return {"rounds": rounds, "median_local_seconds": medians, "median_io": _median_io(rounds)}
 
 
+def first(folder: Path, repeat: int) -> dict[str, Any]:
+    """``repeat`` first runs of the org prepared in ``folder``, each from an empty state database
+    and the CRM as generated (what ``prepare``'s first run met); their figures and the median of
+    their local seconds."""
+    org = SavedOrg(folder / "org", read_manifest(folder / "org"))
+    state = folder / _FIRST
+    runs = []
+    try:
+        for number in range(repeat):
+            progress(f"first run {number + 1} of {repeat}")
+            _remove(state)
+            with served(CRM, org.path) as sandbox:  # not kept: the CRM's saved state stays
+                clock, wait = SimulatedClock(), HttpWait()
+                crm = connector(sandbox, clock, wait)
+                crm.ensure_schema(SPEC)
+                with Store.open(f"sqlite:///{state}") as store:
+                    bench = Bench(sandbox, crm, store, clock, wait)
+                    end = org.manifest.end_at
+                    runs.append(bench.run("first run", end, full=True).figures())
+    finally:
+        _remove(state)
+    median = statistics.median(one["local_seconds"] for one in runs)
+    return {"runs": runs, "median_local_seconds": round(median, 3)}
+
+
+def _remove(database: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+
+
 def _median_io(rounds: list[list[dict[str, Any]]]) -> list[dict[str, float]] | None:
     """Per position, the median of each I/O figure over the rounds (None where unread)."""
     if not rounds or any(cycle["io"] is None for one in rounds for cycle in one):
@@ -114,8 +149,7 @@ def _median_io(rounds: list[list[dict[str, Any]]]) -> list[dict[str, float]] | N
 
 def _round(folder: Path, cycles: int, number: int, profiles: Path | None) -> list[dict[str, Any]]:
     progress(f"round {number + 1}: restoring the saved state")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{folder / _STATE}{suffix}").unlink(missing_ok=True)
+    _remove(folder / _STATE)
     shutil.copyfile(folder / _SAVED, folder / _STATE)
     shutil.rmtree(_crm_state(folder))
     shutil.copytree(_crm_saved(folder), _crm_state(folder))
@@ -163,10 +197,17 @@ def main() -> None:
         type=Path,
         help="write each cycle's cProfile into DIR (its seconds then include the profiler's)",
     )
+    again = commands.add_parser("first", help="the first run again, of the org prepared")
+    again.add_argument("folder", type=Path)
+    again.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     began = time.perf_counter()
     if args.command == "prepare":
         figures = prepare(args.folder, args.accounts, args.seed)
+    elif args.command == "first":
+        if args.repeat < 1:
+            parser.error("--repeat must be at least 1")
+        figures = first(args.folder, args.repeat)
     else:
         if args.cycles < 1 or args.repeat < 1:
             parser.error("--cycles and --repeat must be at least 1")

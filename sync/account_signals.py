@@ -226,14 +226,6 @@ def uncounted(counted: int) -> ColumnElement[bool]:
     return and_(later, text(f"activity.{AFTER_FIRST_CYCLE}")) if counted else later
 
 
-def any_deferred(session: Session, counted: int, now: datetime) -> bool:
-    """Whether `defer` would leave any activity to a later cycle (a read: it may run while a
-    first load's indexes are built, where the update, finding none, would read every activity
-    once they are, 1.5 s on the reference org)."""
-    found = select(Activity.id).where(uncounted(counted), col(Activity.occurred_at) >= now)
-    return session.execute(select(found.exists())).scalar() is True
-
-
 def defer(session: Session, counted: int, now: datetime) -> None:
     """The activities that the cycle after `counted`, run at `now`, leaves uncounted because they
     happen at or after `now`: counted by a cycle after it instead (every other activity it

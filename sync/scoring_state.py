@@ -277,9 +277,8 @@ def score_cycle(
     book = None  # scored before anything is written when every account is rebuilt
     deferring = True
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
-        deferring = account_signals.any_deferred(session, counted, now)  # before ``ready``
         score = partial(score_stored, session, setup, model, now)
-        book, unlinked = _build_every_account(session, catalog, now, saved, ready, score)
+        book, unlinked, deferring = _build_every_account(session, catalog, now, saved, ready, score)
         rebuilt = {"full": len(book.account_ids)}
     else:
         ready()
@@ -378,23 +377,29 @@ def _build_every_account(
     saved: dict[str, dict[str, Any]],
     ready: Callable[[], None],
     score: Callable[[Sequence[tuple[str, dict[str, Any]]]], Book],
-) -> tuple[Book, pl.DataFrame]:
+) -> tuple[Book, pl.DataFrame, bool]:
     """Every live account's sums from the mirror in one vectorised pass, stored pending (and in
     ``saved``), and scored by ``score`` (`score_stored`): the book of every live account, in id
-    order, as `_pending_book` would read it back, and the activities of people without an
-    account, from the same read of the history. All of it is read, summed and scored before
-    ``ready`` is called and anything is written (the index build it waits for took as long as
-    the read and the sums on the reference org)."""
+    order, as `_pending_book` would read it back, the activities of people without an account,
+    from the same read of the history, and whether one it read is dated at or after ``now``.
+    All of it is read, summed and scored before ``ready`` is called and anything is written (the
+    index build it waits for took as long as the read and the sums on the reference org).
+
+    Without one so dated there is none to leave to a later cycle (`account_signals.defer`,
+    whose update reads every activity, 1.5 s on the reference org's first run, is not run):
+    the others so dated, deleted or of a type the catalog does not score, count for nothing in
+    any cycle (a change of catalog rebuilds every account from the whole history)."""
     ids = _live_ids(session)
     # the activities the catalog scores: the sums, and an orphan's scoring, leave out the others
     activities, unlinked = account_signals.every_activity(session, catalog.activities)
+    later = any(f.height and f["occurred_at"].max() >= now for f in (activities, unlinked))
     documents = account_signals.build(catalog, ids, activities, now)
     del activities
     book = score([(account_id, documents[account_id][0]) for account_id in ids])
     ready()
     session.execute(delete(AccountSignals))
     _save(session, documents, now, saved)
-    return book, unlinked
+    return book, unlinked, later
 
 
 def _save(

@@ -250,8 +250,8 @@ def test_an_activity_dated_after_a_run_is_counted_once_by_the_first_run_after_it
 def test_a_full_rebuild_leaves_an_activity_dated_after_it_to_the_first_run_after_it(
     crm: sync_run.Crm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # a rebuild finds the activities to leave by a read before it writes; it updates none when
-    # it found none (that update reads the whole table)
+    # a rebuild tells from its read of the history whether any activity is to be left; it
+    # updates none when none is (that update reads the whole table)
     deferrals: list[int] = []
     defer = account_signals.defer
     monkeypatch.setattr(account_signals, "defer", lambda *a: deferrals.append(1) or defer(*a))
