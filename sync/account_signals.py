@@ -23,11 +23,12 @@ updates it, so an activity is new while its cycle is later than the last, howeve
 read again. A cycle counts its own and those before it by moving the last cycle on
 (``scoring_state.seq``) in the transaction that updates the sums, so a crash loses neither, and
 no row is written for it; only an activity that happens at or after the cycle's ``now`` is moved
-on to the next cycle (`defer`). The mirror inserts a row unflagged and sets ``link_pending`` on
-every row it updates, buries or repoints, so a counted activity flagged was edited, deleted or
-moved since; the score stage clears the flags it took. What else changed since the last cycle
-the link stage hands over (`sync.linking`): no timestamp is compared, so a run at the same
-moment as the one before takes only what changed.
+on to the next cycle (`defer`; a rebuild of every account does so only when it read one, and a
+flagged one is moved on as its flag is cleared: `sync.scoring_state`). The mirror inserts a row
+unflagged and sets ``link_pending`` on every row it updates, buries or repoints, so a counted
+activity flagged was edited, deleted or moved since; the score stage clears the flags it took.
+What else changed since the last cycle the link stage hands over (`sync.linking`): no timestamp
+is compared, so a run at the same moment as the one before takes only what changed.
 """
 
 from __future__ import annotations

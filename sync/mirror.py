@@ -189,9 +189,10 @@ def mirror_streams(
     that no new row enters stays (`Store.drop_indexes`). With ``unbuilt``, the activity and
     person tables' are left to the caller, who builds them when it likes
     (`Store.build_indexes_behind`), also when the stage stops early: a table is added to the
-    list when it was first loaded (`LEFT_UNBUILT`). The link stage reads no activity, and reads
-    every person whole when their table was first loaded (a relink of everyone, which sets
-    the columns most of the person indexes are on: built before it, they were built twice).
+    list when it was first loaded (`LEFT_UNBUILT`). The link stage reads no activity, and
+    relinks everyone when the person table was first loaded (its tally is empty), reading them
+    whole and setting the columns most person indexes are on (built before it, they were built
+    twice; should it relink only some, it finds them without those indexes, more slowly).
     """
     names = list(connector.streams if streams is None else streams)
     saved = {} if full is True else _saved_cursors(store, connector.crm)

@@ -88,7 +88,8 @@ def orphan_scores(
     """What every orphan person (or those of ``person_ids`` that are orphans) should show, by
     person id, as of ``now``; each one's values carry its ``orphan_reason`` and no matched
     account. ``unlinked``: the activities of every person without an account, as
-    `sync.account_signals.every_activity` read them (else the orphans' are read here)."""
+    `sync.account_signals.every_activity` read them, of the catalog's types or all (else the
+    orphans' are read here)."""
     people = _orphans(session, person_ids)
     if people.is_empty():
         return {}

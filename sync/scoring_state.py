@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import text, update
+from sqlalchemy import and_, text, update
 from sqlmodel import Session, col, delete, select
 
 from scoring.config import DisqualifierRule, FitRule, ModelSettings, SignalSpec, TierSettings
@@ -230,8 +230,8 @@ class Cycle:
     touched (their records, links or activity changed: `sync.orphans` rescores those that are
     orphans), the accounts deleted since the stage before (None: any deleted account, after
     a rebuild of every one) and, when it read every activity (a rebuild of every account), the
-    activities of people without an account, so the orphans' score reads the history no
-    second time."""
+    activities of people without an account (those its catalog scores), so the orphans' score
+    reads the history no second time."""
 
     book: Book
     rebuilt: dict[str, int]
@@ -287,7 +287,7 @@ def score_cycle(
         rebuilt = _incremental(session, catalog, now, touched, saved)
         if everything is not None:  # nightly, or another model: every account from its sums
             session.execute(update(AccountSignals).values(pending=True))
-    _taken(session)
+    _taken(session, counted, now)
     if deferring:
         account_signals.defer(session, counted, now)
     seq = counted + 1  # this cycle, the last once committed: what it left is counted
@@ -387,12 +387,15 @@ def _build_every_account(
 
     Without one so dated there is none to leave to a later cycle (`account_signals.defer`,
     whose update reads every activity, 1.5 s on the reference org's first run, is not run):
-    the others so dated, deleted or of a type the catalog does not score, count for nothing in
-    any cycle (a change of catalog rebuilds every account from the whole history)."""
+    the others so dated, deleted or of a type the catalog does not score, count for nothing
+    while they stay so; restored or retyped later, the mirror flags them and `_taken` leaves
+    them to a later cycle then (a change of catalog rebuilds every account from the history)."""
     ids = _live_ids(session)
     # the activities the catalog scores: the sums, and an orphan's scoring, leave out the others
     activities, unlinked = account_signals.every_activity(session, catalog.activities)
-    later = any(f.height and f["occurred_at"].max() >= now for f in (activities, unlinked))
+    # read in whole seconds: one in ``now``'s own second is at or after it (`defer` tells)
+    second = now.replace(microsecond=0)
+    later = any(f.height and f["occurred_at"].max() >= second for f in (activities, unlinked))
     documents = account_signals.build(catalog, ids, activities, now)
     del activities
     book = score([(account_id, documents[account_id][0]) for account_id in ids])
@@ -516,10 +519,15 @@ def _touched_activities(session: Session, touched: _Touched) -> None:
     touched.people.discard(None)  # type: ignore[arg-type]
 
 
-def _taken(session: Session) -> None:
+def _taken(session: Session, counted: int, now: datetime) -> None:
     """What this stage took is no longer pending: the link stage's hand-over and the mirror's
-    flags on activities (those of activities not counted yet tell nothing: they are new)."""
+    flags on activities (those of activities not counted yet tell nothing: they are new). A
+    flagged activity dated at or after ``now`` is left to a later cycle first, as `defer`
+    leaves a new one: a counted one edited, restored or retyped since, whose account is
+    rebuilt from the activities before ``now``, would be counted by none."""
     session.execute(delete(PendingRescore))
+    later = and_(_FLAGGED, col(Activity.occurred_at) >= now)
+    session.execute(update(Activity).where(later).values(scored_seq=counted + 2))
     session.execute(update(Activity).where(_FLAGGED).values(link_pending=False))
 
 

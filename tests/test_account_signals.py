@@ -211,7 +211,8 @@ def test_the_history_reads_times_as_whole_seconds_whichever_sqlite_function_read
 
 
 def test_the_score_stage_writes_nothing_before_it_is_ready(store: Store) -> None:
-    # a first load's activity indexes may still be building (`sync.run`): SQLite has one writer
+    # a first load's activity and person indexes may still be building (`sync.run`): SQLite
+    # has one writer
     _load(store)
     ready: list[bool] = []
     early: list[str] = []

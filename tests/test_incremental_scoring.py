@@ -282,6 +282,45 @@ def test_a_full_rebuild_leaves_an_activity_dated_after_it_to_the_first_run_after
     assert after.rebuilt == {} and account in _scored(store, after)
 
 
+def test_an_activity_dated_later_that_a_rebuild_did_not_score_is_counted_once_when_it_scores(
+    crm: sync_run.Crm, tmp_path: Path
+) -> None:
+    # of a type no signal counts when every account was rebuilt, it was left uncounted by none;
+    # retyped before its date, it is flagged, and left to the cycle after its date then
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm.run(store)
+        (lead, account), *_ = _linked_leads(store, 1)
+        client = salesforce_client(crm.sandbox)
+        coming = crm.time.now + timedelta(hours=2)
+        event = client.Event.create(
+            {
+                "WhoId": lead,
+                "Subject": "Catch-up",
+                "Type": "Other",
+                "ActivityDateTime": coming.isoformat(),
+                "DurationInMinutes": 1,
+            }
+        )["id"]
+        crm.time.tick(600)
+        full = crm.run(store, full=True)
+        with store.session() as session:
+            kind = session.exec(select(Activity.type).where(Activity.id == event)).one()
+        waiting = [_uncounted(store)]
+        crm.time.tick(600)
+        client.Event.update(event, {"Subject": "Requested a demo: ai", "Type": "Form Submission"})
+        crm.time.tick(600)
+        retyped = crm.run(store)
+        waiting.append(_uncounted(store))
+        crm.time.tick(3 * 3_600)
+        after = crm.run(store)
+        _assert_as_full_rescore(store, crm)  # not counted, or counted twice: scored otherwise
+        waiting.append(_uncounted(store))
+
+    assert kind == "other" and full.rebuilt == {"full": ACCOUNTS}
+    assert [len(w) for w in waiting] == [0, 1, 0] and waiting[1] == [event]
+    assert retyped.rebuilt == {"edited": 1} and account in _scored(store, after)
+
+
 def test_runs_at_one_moment_rescore_only_what_changed_since_the_one_before(
     crm: sync_run.Crm, tmp_path: Path
 ) -> None:
