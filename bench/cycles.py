@@ -37,6 +37,8 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ from bench.pipeline import (
     Bench,
     HttpWait,
     SavedOrg,
+    Served,
     SimulatedClock,
     connector,
     generated_and_served,
@@ -69,11 +72,7 @@ def prepare(folder: Path, accounts: int, seed: int) -> dict[str, Any]:
     world = world_from(DEFAULT_PRESET, {})
     figures: dict[str, Any] = {"accounts": accounts, "seed": seed}
     with generated_and_served(CRM, accounts, seed, world, folder, keep=True) as (org, sandbox):
-        clock, wait = SimulatedClock(), HttpWait()
-        crm = connector(sandbox, clock, wait)
-        crm.ensure_schema(SPEC)
-        with Store.open(f"sqlite:///{folder / _STATE}") as store:
-            bench = Bench(sandbox, crm, store, clock, wait)
+        with _benched(sandbox, folder / _STATE) as (bench, clock):
             end = org.manifest.end_at
             figures["first_run"] = bench.run("first run", end, full=True).figures()
             clock.sleep(CYCLE.total_seconds())
@@ -115,18 +114,24 @@ def first(folder: Path, repeat: int) -> dict[str, Any]:
         for number in range(repeat):
             progress(f"first run {number + 1} of {repeat}")
             _remove(state)
-            with served(CRM, org.path) as sandbox:  # not kept: the CRM's saved state stays
-                clock, wait = SimulatedClock(), HttpWait()
-                crm = connector(sandbox, clock, wait)
-                crm.ensure_schema(SPEC)
-                with Store.open(f"sqlite:///{state}") as store:
-                    bench = Bench(sandbox, crm, store, clock, wait)
-                    end = org.manifest.end_at
-                    runs.append(bench.run("first run", end, full=True).figures())
+            with served(CRM, org.path) as sandbox, _benched(sandbox, state) as (bench, _):
+                # not kept: the CRM's saved state stays as it is
+                runs.append(bench.run("first run", org.manifest.end_at, full=True).figures())
     finally:
         _remove(state)
     median = statistics.median(one["local_seconds"] for one in runs)
     return {"runs": runs, "median_local_seconds": round(median, 3)}
+
+
+@contextmanager
+def _benched(sandbox: Served, database: Path) -> Iterator[tuple[Bench, SimulatedClock]]:
+    """A bench of the sandbox served from a clock of its own, our fields set up in its CRM, and
+    the state database at ``database``; and its clock."""
+    clock, wait = SimulatedClock(), HttpWait()
+    crm = connector(sandbox, clock, wait)
+    crm.ensure_schema(SPEC)
+    with Store.open(f"sqlite:///{database}") as store:
+        yield Bench(sandbox, crm, store, clock, wait), clock
 
 
 def _remove(database: Path) -> None:

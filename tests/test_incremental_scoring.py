@@ -148,6 +148,21 @@ def test_incremental_cycles_score_every_account_as_a_full_rescore(
     assert waiting == []
 
 
+_DEMO_REQUEST = ("Requested a demo: ai", "Form Submission")  # an Event's subject and type
+
+
+def _event_later(
+    crm: sync_run.Crm, lead: str, subject: str = _DEMO_REQUEST[0], kind: str = _DEMO_REQUEST[1]
+) -> str:
+    """An Event of the lead two hours after the clock's time (a demo request by default)."""
+    coming = crm.time.now + timedelta(hours=2)
+    values = {"WhoId": lead, "Subject": subject, "Type": kind}
+    created = salesforce_client(crm.sandbox).Event.create(
+        {**values, "ActivityDateTime": coming.isoformat(), "DurationInMinutes": 1}
+    )
+    return str(created["id"])
+
+
 def _uncounted(store: Store) -> list[str]:
     """The activities no scoring cycle has counted yet."""
     with store.session() as session:
@@ -223,16 +238,7 @@ def test_an_activity_dated_after_a_run_is_counted_once_by_the_first_run_after_it
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         crm.run(store)
         (lead, account), *_ = _linked_leads(store, 1)
-        coming = crm.time.now + timedelta(hours=2)
-        salesforce_client(crm.sandbox).Event.create(
-            {
-                "WhoId": lead,
-                "Subject": "Requested a demo: ai",
-                "Type": "Form Submission",
-                "ActivityDateTime": coming.isoformat(),
-                "DurationInMinutes": 1,
-            }
-        )
+        _event_later(crm, lead)
         runs: list[RunReport] = []
         waiting: list[list[str]] = []
         for seconds in (600, 3 * 3_600, 600):  # before it, after it, and once more
@@ -258,16 +264,7 @@ def test_a_full_rebuild_leaves_an_activity_dated_after_it_to_the_first_run_after
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         first = crm.run(store)
         (lead, account), *_ = _linked_leads(store, 1)
-        coming = crm.time.now + timedelta(hours=2)
-        salesforce_client(crm.sandbox).Event.create(
-            {
-                "WhoId": lead,
-                "Subject": "Requested a demo: ai",
-                "Type": "Form Submission",
-                "ActivityDateTime": coming.isoformat(),
-                "DurationInMinutes": 1,
-            }
-        )
+        _event_later(crm, lead)
         crm.time.tick(600)
         full = crm.run(store, full=True)
         waiting = [_uncounted(store)]
@@ -290,24 +287,15 @@ def test_an_activity_dated_later_that_a_rebuild_did_not_score_is_counted_once_wh
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         crm.run(store)
         (lead, account), *_ = _linked_leads(store, 1)
-        client = salesforce_client(crm.sandbox)
-        coming = crm.time.now + timedelta(hours=2)
-        event = client.Event.create(
-            {
-                "WhoId": lead,
-                "Subject": "Catch-up",
-                "Type": "Other",
-                "ActivityDateTime": coming.isoformat(),
-                "DurationInMinutes": 1,
-            }
-        )["id"]
+        event = _event_later(crm, lead, "Catch-up", "Other")
         crm.time.tick(600)
         full = crm.run(store, full=True)
         with store.session() as session:
             kind = session.exec(select(Activity.type).where(Activity.id == event)).one()
         waiting = [_uncounted(store)]
         crm.time.tick(600)
-        client.Event.update(event, {"Subject": "Requested a demo: ai", "Type": "Form Submission"})
+        retype = {"Subject": _DEMO_REQUEST[0], "Type": _DEMO_REQUEST[1]}
+        salesforce_client(crm.sandbox).Event.update(event, retype)
         crm.time.tick(600)
         retyped = crm.run(store)
         waiting.append(_uncounted(store))
