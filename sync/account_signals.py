@@ -23,10 +23,10 @@ updates it, so an activity is new while its cycle is later than the last, howeve
 read again. A cycle counts its own and those before it by moving the last cycle on
 (``scoring_state.seq``) in the transaction that updates the sums, so a crash loses neither, and
 no row is written for it; only an activity that happens at or after the cycle's ``now`` is moved
-on to the next cycle (`defer`; a rebuild of every account does so only when it read one, and a
-flagged one is moved on as its flag is cleared: `sync.scoring_state`). The mirror inserts a row
-unflagged and sets ``link_pending`` on every row it updates, buries or repoints, so a counted
-activity flagged was edited, deleted or moved since; the score stage clears the flags it took.
+on to the next cycle (`defer`, which moves a flagged one so too, before its flag is cleared; a
+rebuild of every account runs it only when it read one). The mirror inserts a row unflagged and
+sets ``link_pending`` on every row it updates, buries or repoints, so a counted activity flagged
+was edited, deleted or moved since; the score stage clears the flags it took.
 What else changed since the last cycle the link stage hands over (`sync.linking`): no timestamp
 is compared, so a run at the same moment as the one before takes only what changed.
 """
@@ -59,7 +59,14 @@ from scoring.signals import (
     decayed_values,
 )
 from sync.frames import read_column_batches, read_columns
-from sync.state import AFTER_FIRST_CYCLE, AccountSignals, Activity, Person, table_of
+from sync.state import (
+    AFTER_FIRST_CYCLE,
+    LINK_PENDING,
+    AccountSignals,
+    Activity,
+    Person,
+    table_of,
+)
 from sync.store import adapt_column, adapters_of, in_chunks, put_rows
 
 __all__ = [
@@ -227,15 +234,21 @@ def uncounted(counted: int) -> ColumnElement[bool]:
     return and_(later, text(f"activity.{AFTER_FIRST_CYCLE}")) if counted else later
 
 
+# as the partial index ix_activity_recounted says it: activities the mirror wrote since it
+# inserted them (those counted already were edited, deleted or moved since)
+FLAGGED = text(f"activity.{LINK_PENDING}")
+
+
 def defer(session: Session, counted: int, now: datetime) -> None:
     """The activities that the cycle after `counted`, run at `now`, leaves uncounted because they
     happen at or after `now`: counted by a cycle after it instead (every other activity it
-    counts, those of people without an account too: a later link rebuilds that account)."""
-    session.execute(
-        update(Activity)
-        .where(uncounted(counted), col(Activity.occurred_at) >= now)
-        .values(scored_seq=counted + 2)
-    )
+    counts, those of people without an account too: a later link rebuilds that account). Those
+    are the new ones, and those flagged since they were counted (edited, restored, retyped),
+    whose account is rebuilt from the activities before `now`: else no cycle would count them.
+    Run before the flags are cleared; each set is read by its partial index."""
+    later = col(Activity.occurred_at) >= now
+    for which in (uncounted(counted), FLAGGED):
+        session.execute(update(Activity).where(which, later).values(scored_seq=counted + 2))
 
 
 # --- activities from the mirror ----------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import and_, text, update
+from sqlalchemy import text, update
 from sqlmodel import Session, col, delete, select
 
 from scoring.config import DisqualifierRule, FitRule, ModelSettings, SignalSpec, TierSettings
@@ -79,9 +79,7 @@ _OLDEST = datetime(1970, 1, 1, tzinfo=UTC)  # an account without a created date 
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # history reads every activity, whenever
 # as the partial index ix_account_signals_pending says it, so SQLite reads only that index
 _PENDING = text("account_signals.pending")
-# as the partial index ix_activity_recounted says it: activities the mirror wrote since it
-# inserted them (those counted already were edited, deleted or moved since)
-_FLAGGED = text("activity.link_pending")
+_FLAGGED = account_signals.FLAGGED
 # why every account's sums are built again from the mirror (see `_everything`)
 _BUILD_EVERY_ACCOUNT = ("full", "first", "relinked", "catalog", "clock")
 
@@ -287,9 +285,9 @@ def score_cycle(
         rebuilt = _incremental(session, catalog, now, touched, saved)
         if everything is not None:  # nightly, or another model: every account from its sums
             session.execute(update(AccountSignals).values(pending=True))
-    _taken(session, counted, now)
     if deferring:
         account_signals.defer(session, counted, now)
+    _taken(session)
     seq = counted + 1  # this cycle, the last once committed: what it left is counted
     nightly = now if everything is not None or state is None else state.nightly_at
     session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
@@ -388,7 +386,7 @@ def _build_every_account(
     Without one so dated there is none to leave to a later cycle (`account_signals.defer`,
     whose update reads every activity, 1.5 s on the reference org's first run, is not run):
     the others so dated, deleted or of a type the catalog does not score, count for nothing
-    while they stay so; restored or retyped later, the mirror flags them and `_taken` leaves
+    while they stay so; restored or retyped later, the mirror flags them and `defer` leaves
     them to a later cycle then (a change of catalog rebuilds every account from the history)."""
     ids = _live_ids(session)
     # the activities the catalog scores: the sums, and an orphan's scoring, leave out the others
@@ -519,15 +517,10 @@ def _touched_activities(session: Session, touched: _Touched) -> None:
     touched.people.discard(None)  # type: ignore[arg-type]
 
 
-def _taken(session: Session, counted: int, now: datetime) -> None:
+def _taken(session: Session) -> None:
     """What this stage took is no longer pending: the link stage's hand-over and the mirror's
-    flags on activities (those of activities not counted yet tell nothing: they are new). A
-    flagged activity dated at or after ``now`` is left to a later cycle first, as `defer`
-    leaves a new one: a counted one edited, restored or retyped since, whose account is
-    rebuilt from the activities before ``now``, would be counted by none."""
+    flags on activities (those of activities not counted yet tell nothing: they are new)."""
     session.execute(delete(PendingRescore))
-    later = and_(_FLAGGED, col(Activity.occurred_at) >= now)
-    session.execute(update(Activity).where(later).values(scored_seq=counted + 2))
     session.execute(update(Activity).where(_FLAGGED).values(link_pending=False))
 
 

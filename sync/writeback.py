@@ -243,10 +243,10 @@ def _linked_people(
     session: Session, statement: Any, scores: Mapping[str, AccountScore]
 ) -> Iterator[tuple[str, str, Any]]:
     """(person, account, our fields as pulled) of the people ``statement`` reads that are linked
-    to one of the scored accounts, in id order: by the index of links, a few thousand accounts
-    at a time, or, where most accounts are scored (a first run, a nightly rescore), every linked
-    person in one pass (`rows_among`), a fraction of 200,000 accounts' lookups and sorts (3.3 s
-    of the reference org's diff)."""
+    to one of the scored accounts, in id order within each lookup: by the index of links, a few
+    thousand accounts at a time, or, where most accounts are scored (a first run, a nightly
+    rescore), every linked person in one pass (`rows_among`), a fraction of 200,000 accounts'
+    lookups and sorts (3.3 s of the reference org's diff)."""
     linked = statement.where(col(Person.matched_account_id).is_not(None)).order_by(col(Person.id))
     accounts = select(func.count()).select_from(Account).where(col(Account.is_deleted).is_(False))
     return rows_among(
