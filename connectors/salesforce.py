@@ -15,7 +15,8 @@ the page to go on from; if that job is gone when a stopped load resumes (results
 days), the load starts over. Each result page, Bulk or REST, is read by polars and delivered
 as one `RecordBatch` (`connectors.page_reader`; ``batches=False`` reads it a `Record` a
 row, to the same records, as is a REST page holding a value its text would not stand for).
-Writes go 200 records a
+A Bulk page is read in a thread of its own while the caller stores the page before it
+(`connectors.ahead`); the next page is fetched once that read is done. Writes go 200 records a
 call through sObject Collections with ``allOrNone=false``, a call filled across objects when
 several are written together (`push_together`), through one Bulk API 2.0 job above
 ``bulk_write_threshold``; only records answered retriable (a locked row) are sent again. An
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -36,6 +38,7 @@ from typing import Any, Literal
 import requests
 from simple_salesforce.format import format_soql
 
+from connectors.ahead import read_ahead
 from connectors.batches import chunked, written_rows
 from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import SalesforceSettings
@@ -61,10 +64,11 @@ from connectors.protocol import (
 from connectors.rules import RuleBook
 from connectors.salesforce_api import COMPOSITE_SIZE, SalesforceApi
 from connectors.salesforce_bulk import (
-    bulk_frames,
+    bulk_contents,
     bulk_pages,
     bulk_query_job,
     bulk_update,
+    csv_frame,
     json_value,
     refused_by_bulk,
 )
@@ -404,11 +408,17 @@ class SalesforceConnector:
         money = self._money(stream, maps)
         if self.batches:
             reader = self._reader(stream, maps, merge, money)
-            frames = bulk_frames(self.api, read.job, self.bulk_page_size, read.locator)
-            for frame, locator in frames:
-                items, cursor = reader.items(frame, since, cursor, tally)
-                yield from items
-                yield Checkpoint(stream.name, cursor.resuming(_resume(read, locator)))
+
+            def items_of(page: tuple[bytes, str | None]) -> list[Item]:
+                nonlocal cursor
+                content, locator = page
+                items, cursor = reader.items(csv_frame(content), since, cursor, tally)
+                return [*items, Checkpoint(stream.name, cursor.resuming(_resume(read, locator)))]
+
+            contents = bulk_contents(self.api, read.job, self.bulk_page_size, read.locator)
+            with closing(read_ahead(contents, items_of)) as pages:
+                for items in pages:  # a page stored as the next is read
+                    yield from items
             return
         pages = bulk_pages(self.api, read.job, self.bulk_page_size, read.locator)
         for rows, locator in pages:

@@ -3,7 +3,8 @@
 Jobs are asynchronous: the policy polls them (`HttpPolicy.poll`), so this module never sleeps.
 CSV cells are text; an empty cell is null when read, and leaves a field alone when written
 (``#N/A`` clears it). The CSV is UTF-8, though its ``Content-Type: text/csv`` names no charset.
-Result pages are read as rows (`bulk_pages`) or, by polars, as columns (`bulk_frames`).
+Result pages are read as rows (`bulk_pages`) or, by polars, as columns (`bulk_contents`,
+`csv_frame`).
 An object Bulk does not serve is refused when its job is created (`refused_by_bulk`), and the
 connector reads or writes it through REST instead.
 https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_0.htm
@@ -28,7 +29,7 @@ from connectors.salesforce_api import SalesforceApi
 
 __all__ = [
     "CSV_NULL",
-    "bulk_frames",
+    "bulk_contents",
     "bulk_pages",
     "bulk_query_job",
     "bulk_update",
@@ -85,12 +86,12 @@ def bulk_pages(
         yield _rows(answer), following
 
 
-def bulk_frames(
+def bulk_contents(
     api: SalesforceApi, job_id: str, page_size: int, locator: str | None = None
-) -> Iterator[tuple[pl.DataFrame, str | None]]:
-    """`bulk_pages` with each page as a frame of text columns (`csv_frame`)."""
+) -> Iterator[tuple[bytes, str | None]]:
+    """`bulk_pages` with each page as the CSV it came as (`csv_frame` reads it as columns)."""
     for answer, following in _result_pages(api, job_id, page_size, locator):
-        yield csv_frame(answer.content), following
+        yield answer.content, following
 
 
 def csv_frame(content: bytes) -> pl.DataFrame:
