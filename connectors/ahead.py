@@ -13,7 +13,7 @@ where they leave the interpreter lock, as polars does while it works on a column
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -23,13 +23,22 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 
-def read_ahead(pages: Iterator[P], read: Callable[[P], R]) -> Iterator[R]:
-    """``read`` of each page in turn, each page read while the caller works on the one before;
-    a read's error is raised where its result would have come. Closing the iterator waits for
-    the read under way (its result is dropped) and fetches no further page."""
+def read_ahead(pages: Iterable[P], read: Callable[[P], R]) -> Iterator[R]:
+    """``read`` of each page in turn, each page read while the caller works on the one before.
+    A read's error is raised where its result would have come; a fetch's, after the page read
+    before it is given (as without the reading ahead). Closing the iterator waits for the read
+    under way (its result is dropped) and fetches no further page."""
+    fetched = iter(pages)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-reader") as pool:
         ready: list[R] = []  # the page before, read and not yet given
-        for page in pages:  # the fetch: nothing else of ours runs now
+        while True:
+            try:
+                page = next(fetched)  # the fetch: nothing else of ours runs now
+            except StopIteration:
+                break
+            except BaseException:
+                yield from ready  # read before the fetch failed: the caller's still
+                raise
             reading: Future[R] = pool.submit(read, page)
             if ready:
                 yield ready.pop()  # the caller works on it while `page` is read

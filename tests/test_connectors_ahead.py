@@ -89,6 +89,19 @@ def test_a_reads_error_is_raised_where_its_result_would_come() -> None:
     assert got == [0, 1]
 
 
+def test_a_fetchs_error_comes_after_the_page_read_before_it() -> None:
+    def pages() -> Iterator[int]:
+        yield 0
+        yield 1
+        raise ConnectionError("the CRM is gone")
+
+    got: list[int] = []
+    with pytest.raises(ConnectionError, match="the CRM is gone"):
+        for result in read_ahead(pages(), lambda page: page):
+            got.append(result)
+    assert got == [0, 1]  # page 1 was read before the fetch failed: it is the caller's still
+
+
 def test_closing_waits_for_the_read_under_way_and_fetches_no_further_page() -> None:
     pages = _Pages(6)
     ended: list[int] = []
