@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -168,21 +169,25 @@ def _relink_everyone(
     session: Session, settings: MatchingSettings, lost: frozenset[str], *, rebuild: bool = True
 ) -> tuple[LinkCounts, dict[str, int]]:
     """Match everyone and store every outcome and every key, each live row's basis with them
-    (one write a row); what was decided, and the tally's change."""
+    (one write a row); what was decided, and the tally's change. The match runs in a thread of
+    its own (polars, which leaves the interpreter lock) while the keys, which it does not read
+    from the database, are stored."""
     people, previous, people_bases = _people(session)
     accounts, account_bases = _accounts(session)
     keys = keyed(_with_open(accounts, _opportunities(session)), people, settings)
-    frame = match_keyed(keys, settings).frame
-    statuses = _statuses(frame)
     with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="matching") as pool,
         indexes_rebuilt(session, table_of(Person), _STORED, rebuild=rebuild),
         indexes_rebuilt(session, table_of(Account), {"match_name"}),
     ):
-        person_keys = _as_stored(link_keys.person_keys(keys), "person_id")
-        _store(session, frame, statuses, _joined(people_bases, person_keys))
+        matching = pool.submit(match_keyed, keys, settings)
         account_keys = _as_stored(link_keys.account_keys(keys), "account_id")
         update_frame(session, table_of(Account), _joined(account_bases, account_keys))
         link_keys.store_everyone(session, keys)
+        frame = matching.result().frame
+        statuses = _statuses(frame)
+        person_keys = _as_stored(link_keys.person_keys(keys), "person_id")
+        _store(session, frame, statuses, _joined(people_bases, person_keys))
     return _decided(frame, previous, lost, full=True), _moves(statuses, previous)
 
 
