@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -285,15 +286,27 @@ def every_activity(
     )
     if types is not None:
         statement = statement.where(col(Activity.type).in_(sorted(types)))
-    linked, orphans = [_frame(_EMPTY)], [_frame(_EMPTY)]
-    for batch in _gathered(read_column_batches(session, statement), _JOINED_ROWS):
+
+    def joined(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """A batch as what it comes to: the linked activities, and the orphans'."""
         frame = batch.join(links, on="person_id", how="left")
         unlinked = frame.filter(pl.col("own").is_null(), pl.col("linked").is_null())
-        orphans.append(
-            _frame(unlinked.select(pl.col("person_id").alias("own"), *_ACTIVITY_SCHEMA[1:]))
-        )
-        linked.append(_frame(frame.select(*_ACTIVITY_SCHEMA)))
-        del batch, frame, unlinked
+        orphans = unlinked.select(pl.col("person_id").alias("own"), *_ACTIVITY_SCHEMA[1:])
+        return _frame(frame.select(*_ACTIVITY_SCHEMA)), _frame(orphans)
+
+    parts = [(_frame(_EMPTY), _frame(_EMPTY))]
+    # each batch joined in a thread of its own (polars, out of the interpreter lock) while the
+    # driver reads the next one (which holds it)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="history") as pool:
+        joining: Future[tuple[pl.DataFrame, pl.DataFrame]] | None = None
+        for batch in _gathered(read_column_batches(session, statement), _JOINED_ROWS):
+            if joining is not None:
+                parts.append(joining.result())
+            joining = pool.submit(joined, batch)
+            del batch
+        if joining is not None:
+            parts.append(joining.result())
+    linked, orphans = zip(*parts, strict=True)
     return pl.concat(linked, rechunk=False), pl.concat(orphans, rechunk=False)
 
 
