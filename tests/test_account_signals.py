@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from handoff.runs import scoring_setup
 from handoff.settings import Settings
-from sync import Store
+from sync import Store, account_signals
 from sync.account_signals import build, every_activity, linked_activities
 from sync.orphans import orphan_scores
 from sync.scoring_state import score_cycle
@@ -233,3 +233,56 @@ def test_the_score_stage_writes_nothing_before_it_is_ready(store: Store) -> None
 
 
 _WRITES = {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "BEGIN"}
+
+
+def test_activities_are_ordered_by_one_packed_key_as_by_their_four_codes(monkeypatch: Any) -> None:
+    # the sums are built from the activities in (row, time, signal, topic) order; the codes are
+    # packed into one integer to sort by where they fit, and sorted by the four columns where not
+    codes = pl.DataFrame(
+        {
+            "row": [3, 0, 3, 0, 1, 3, 0, 1, 1],
+            "signal": [2, 1, 0, 1, 4, 2, 0, 4, 3],
+            "occurred_s": [
+                -86_400,
+                1_800_000_000,
+                1_700_000_000,
+                1_800_000_000,
+                5,
+                -86_400,
+                7,
+                5,
+                5,
+            ],
+            "topic": [0, 2, 1, 0, 2, 2, 1, 0, 2],
+        },
+        schema={"row": pl.Int64, "signal": pl.Int16, "occurred_s": pl.Int64, "topic": pl.Int64},
+    )
+    by_columns = codes.sort("row", "occurred_s", "signal", "topic")
+    packed = account_signals._in_code_order(codes)
+    monkeypatch.setattr(account_signals, "_KEY_BITS", 10)  # too few bits: the four columns
+    unpacked = account_signals._in_code_order(codes)
+
+    assert packed.rows() == by_columns.rows() == unpacked.rows()
+    assert packed.rows()[:2] == [(0, 0, 7, 1), (0, 1, 1_800_000_000, 0)]
+    assert account_signals._in_code_order(codes.clear()).is_empty()
+
+
+def test_the_sums_built_by_the_packed_key_are_those_built_by_the_four_codes(
+    monkeypatch: Any,
+) -> None:
+    catalog = scoring_setup(Settings()).catalog
+    at = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)
+    history = pl.DataFrame(
+        {
+            "account_id": ["001A", "001B", "001A", "001A", "001B", "001A"],
+            "type": ["whitepaper", "webinar", "case_study", "demo_request", "webinar", "x"],
+            "topic": ["security", None, "ai", None, "ai", "security"],
+            "occurred_at": [at, at, at, at - timedelta(days=40), at - timedelta(days=3), at],
+        }
+    )
+    now = at + timedelta(days=2)
+    packed = build(catalog, ["001A", "001B", "quiet"], history, now)
+    monkeypatch.setattr(account_signals, "_KEY_BITS", 0)
+
+    assert build(catalog, ["001A", "001B", "quiet"], history, now) == packed
+    assert packed["001A"][0]["p"] and packed["quiet"][1] is None
