@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from connectors.protocol import Update
 from connectors.streams import Stream
@@ -32,9 +32,11 @@ def written_rows(
     value of a type in ``as_is`` as it is: ``value`` would return it unchanged), by record id;
     only fields the stream lets us write. A row is made once for all the updates sharing one
     values mapping (the people linked to an account share its values), and shared by them:
-    callers read rows, never change them."""
+    callers read rows, never change them. A value met again (a run's one scored-at in every
+    row) is written out once too."""
     made: dict[int, dict[str, T]] = {}
     rows = {}
+    converted = _Converted(value)
     for update in updates:
         values = update.values
         row = made.get(id(values))
@@ -43,7 +45,26 @@ def written_rows(
             if refused:
                 raise ValueError(f"Handoff does not write {refused} on {stream.name}")
             row = made[id(values)] = {
-                names[key]: v if type(v) in as_is else value(v) for key, v in values.items()
+                names[key]: v if type(v) in as_is else converted(v) for key, v in values.items()
             }
         rows[update.id] = row
     return rows
+
+
+class _Converted(Generic[T]):
+    """``value`` of each value, kept by the value and its type (1, 1.0 and True are equal keys
+    of a dict, yet written apart); a value that cannot be a key is converted each time."""
+
+    def __init__(self, value: Callable[[Any], T]) -> None:
+        self._value = value
+        self._seen: dict[tuple[type, Any], T] = {}
+
+    def __call__(self, raw: Any) -> T:
+        key = (type(raw), raw)
+        try:
+            return self._seen[key]
+        except KeyError:
+            made = self._seen[key] = self._value(raw)
+            return made
+        except TypeError:  # unhashable
+            return self._value(raw)

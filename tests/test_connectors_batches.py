@@ -34,6 +34,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from connectors.batches import written_rows
 from connectors.columns import converted_columns
 from connectors.countries import country
 from connectors.http import HttpPolicy, RetrySettings
@@ -45,6 +46,7 @@ from connectors.protocol import (
     Record,
     RecordBatch,
     Summary,
+    Update,
     expanded,
     records,
 )
@@ -615,3 +617,29 @@ def test_mirrored_dirty_batches_hold_the_rows_and_cursors_records_hold(
     gone = {row["id"]: (row["is_deleted"], row["merged_into"]) for row in held["account"]}
     assert gone["001C"] == (True, None) and gone["001D"] == (True, "001A")
     assert names[head[0].id] == "changed since the REST page"
+
+
+def test_a_push_writes_each_value_out_once_and_each_type_apart() -> None:
+    # every row of a run holds its one scored-at: converted once, not once a row; 1, 1.0 and
+    # True are one key of a dict, yet each is written as its own type says
+    stream = Stream(
+        "Account", "account", "Account", "Id", "LastModifiedDate", (), writable=("at", "n")
+    )
+    at = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+    updates = [
+        Update("001A", {"at": at, "n": 1}),
+        Update("001B", {"at": at, "n": True}),
+        Update("001C", {"at": at, "n": 1.0}),
+        Update("001D", {"at": at, "n": [1]}),  # no key of a dict: converted each time
+    ]
+    calls: list[Any] = []
+
+    def written(value: Any) -> str:
+        calls.append(value)
+        return f"{type(value).__name__}:{value}"
+
+    rows = written_rows(stream, updates, {"at": "At__c", "n": "N__c"}, written)
+
+    assert [row["N__c"] for row in rows.values()] == ["int:1", "bool:True", "float:1.0", "list:[1]"]
+    assert {row["At__c"] for row in rows.values()} == {f"datetime:{at}"}
+    assert calls.count(at) == 1 and len(calls) == 5
