@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -467,6 +468,25 @@ def test_every_hubspot_sub_package_error_maps_to_ours(
 
     assert raised.value.retry_after == retry_after
     assert raised.value.code == (body.get("policyName") or body.get("category"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"results": [{"id": "51", "properties": {"firstname": "Zo\\u00eb \u00d6", "n": "12.5"}}],'
+        ' "paging": {"next": {"after": "52"}}, "at": 1764547200000, "x": 12.5}',
+        '{"x": 1e400, "y": NaN}',  # beyond a double, not a number: json's inf and nan
+        '{"name": "\\ud800"}',  # a lone surrogate
+        '\ufeff{"results": []}',  # a byte order mark
+    ],
+)
+def test_a_hubspot_answer_reads_as_json_reads_it(clock: FakeClock, body: str) -> None:
+    def get_page(**kwargs: Any) -> Any:
+        return SimpleNamespace(data=body.encode(), headers={})
+
+    answer = _hubspot_api(clock).call(get_page)
+
+    assert repr(answer) == repr(json.loads(body.encode())) and type(answer) is dict
 
 
 def test_an_expired_hubspot_token_is_tried_once_more_then_refused(clock: FakeClock) -> None:
