@@ -141,15 +141,26 @@ def _demo_burst(settings: Settings, crm: CrmConnection, store: Store, now: datet
 
 
 def _print_cycle(cycle: RunReport, visits: int) -> None:
-    """What the burst's cycle pulled, wrote and cost, in two lines."""
-    again = sum(p["records"] for p in cycle.pulled.values()) - visits
-    reread = (
-        f" (and {again:,} records read again and skipped as already held: each pull re-reads a "
-        "window behind its cursor, and our own writes move a record's modification time)"
-        if again > 0
-        else ""
+    """What the burst's cycle pulled, wrote and cost, in two lines: the records pulled besides
+    the visits, as the run log counts them (those stored: changed since the last pull, our own
+    writes among them; those read again behind the cursor and skipped as already held)."""
+    pulled = cycle.pulled.values()
+    skipped = sum(p.get("reread_skipped", 0) for p in pulled)
+    changed = sum(p["records"] for p in pulled) - visits - skipped
+    others = [
+        f"{changed:,} other records changed since the last pull, our own writes among them (a "
+        "write moves a record's modification time)"
+        if changed > 0
+        else "",
+        f"{skipped:,} records read again in the window behind the cursor and skipped as already "
+        "held"
+        if skipped
+        else "",
+    ]
+    more = "; ".join(other for other in others if other)
+    console.print(
+        f"One incremental cycle: {visits:,} new visits pulled{f' (and {more})' if more else ''}"
     )
-    console.print(f"One incremental cycle: {visits:,} new visits pulled{reread}")
     console.print(
         f"  {sum(cycle.written.values()):,} written (only what moved: {joined(cycle.written)}), "
         f"{cycle.unchanged:,} unchanged, {cycle.tier_up:,} moved up, {cycle.api_calls:,} API "

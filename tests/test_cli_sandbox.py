@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,11 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     assert f"{accounts} read back from the CRM, before -> after the cycle" in said_first
     assert said_first.count("Nurture -> AE") == 3 and "3 moved up" in said_first
     assert "One incremental cycle: 24 new visits pulled" in said_first
+    # besides the visits, the cycle reads back what the full sync wrote (stored: our fields
+    # changed), as the run log counts it, not as records skipped
+    written = re.search(r"Written ([\d,]+)", said_first)
+    read_back = re.search(r"and ([\d,]+) other records changed since the last pull", said_first)
+    assert written and read_back and read_back[1] == written[1], said_first
     assert "State database ready: sqlite:///handoff.db" in said_first
     assert "`handoff sandbox stop` ends it" in said_first
     assert "handoff logs" in said_first and "handoff score" in said_first
