@@ -330,8 +330,11 @@ def print_run_report(console: Console, report: RunReport) -> None:
 
 
 def _print_plan(console: Console, report: RunReport) -> None:
-    """A dry run's planned writes: counts per field and a sample."""
+    """A dry run's planned writes: counts per field and a sample (none when nothing would be
+    written)."""
     console.print(f"Dry run: {report.planned:,} records would be written; nothing was")
+    if not report.sample:
+        return
     console.print(f"  per field: {joined(report.planned_fields)}")
     table = Table(title="Sample of planned writes")
     for column in ("object", "id", "why", "score", "tier"):

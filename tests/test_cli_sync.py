@@ -51,9 +51,16 @@ def test_a_dry_run_says_what_it_would_write_and_train_keeps_the_rules_model() ->
     code, output = run_cli("sync", "--dry-run")
     trained_code, trained = run_cli("train")
     missing_code, missing = run_cli("logs", "nope")
+    synced_code, _ = run_cli("sync")
+    again_code, again = run_cli("sync", "--dry-run")
 
     assert code == 0, output
     assert "Dry run:" in output and "nothing was" in output and "per field: score" in output
+    assert "Sample of planned writes" in output
+    # after a sync, nothing would be written: no empty sample drawn
+    assert synced_code == again_code == 0, again
+    assert "Dry run: 0 records would be written" in again
+    assert "Sample of planned writes" not in again and "per field" not in again
     # 60 accounts are far too few to learn from: the rules model keeps scoring, and it says why
     assert trained_code == 0 and "kept" in trained, trained
     assert missing_code == 1 and "no sync run 'nope'" in missing
