@@ -146,7 +146,7 @@ def _print_cycle(cycle: RunReport, visits: int) -> None:
     writes among them; those read again behind the cursor and skipped as already held)."""
     pulled = cycle.pulled.values()
     skipped = sum(p.get("reread_skipped", 0) for p in pulled)
-    changed = sum(p["records"] for p in pulled) - visits - skipped
+    changed = sum(p.get("stored", 0) for p in pulled) - visits
     others = [
         f"{changed:,} other records changed since the last pull, our own writes among them (a "
         "write moves a record's modification time)"

@@ -286,3 +286,23 @@ def test_the_sums_built_by_the_packed_key_are_those_built_by_the_four_codes(
 
     assert build(catalog, ["001A", "001B", "quiet"], history, now) == packed
     assert packed["001A"][0]["p"] and packed["quiet"][1] is None
+
+
+def test_activities_of_one_second_and_signal_are_ordered_by_topic_name_none_last() -> None:
+    catalog = scoring_setup(Settings()).catalog
+    at = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)
+    history = pl.DataFrame(
+        {
+            "account_id": ["001A"] * 4,
+            "type": ["whitepaper"] * 4,
+            "topic": ["security", None, "ai", "security"],
+            "occurred_at": [at, at, at, at - timedelta(days=1)],
+        }
+    )
+    now_s = int((at + timedelta(days=1)).timestamp())
+
+    coded, topics = account_signals._coded(catalog, ["001A"], history, now_s)
+
+    assert topics == ("ai", "security")
+    assert coded["topic"].to_list() == [1, 0, 1, -1]  # a day before, then ai, security, none
+    assert coded.schema["topic"] == pl.Int16 and coded.schema["signal"] == pl.Int16
