@@ -503,13 +503,11 @@ def _coded(
         .collect()
     )
     topics = tuple(sorted(known["topic"].drop_nulls().unique().to_list()))
-    # a topic's code is its place among the sorted names, no topic the last (nulls last)
+    # a topic's code is its place among the sorted names, no topic (null) the last
     coded = known.with_columns(
-        pl.col("topic")
-        .replace_strict(
+        pl.col("topic").replace_strict(
             topics, list(range(len(topics))), default=len(topics), return_dtype=pl.Int64
         )
-        .fill_null(len(topics)),
     )
     ordered = _in_code_order(coded)
     unnamed = pl.col("topic") == len(topics)
@@ -532,8 +530,9 @@ def _in_code_order(coded: pl.DataFrame) -> pl.DataFrame:
     order = ("row", "occurred_s", "signal", "topic")
     if not coded.height:
         return coded
-    low = coded.select(pl.min(name) for name in order).row(0)
-    high = coded.select(pl.max(name) for name in order).row(0)
+    lows = (pl.min(name).alias(f"low_{name}") for name in order)
+    bounds = coded.select(*lows, *(pl.max(name) for name in order)).row(0)
+    low, high = bounds[:4], bounds[4:]
     # every code but the time is a place in a list (never negative); the time counts from its least
     widths = [int(high[i] - (low[1] if i == 1 else 0)).bit_length() for i in range(4)]
     if sum(widths) > _KEY_BITS:
