@@ -19,6 +19,7 @@ move a fake clock instead of waiting. Retries use tenacity and nothing else.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter, deque
@@ -26,8 +27,9 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import orjson
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -50,7 +52,7 @@ from connectors.errors import (
 )
 from connectors.protocol import WriteResult
 
-__all__ = ["Exchange", "HttpPolicy", "PageTokens", "RetrySettings"]
+__all__ = ["Exchange", "HttpPolicy", "PageTokens", "RetrySettings", "read_json"]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)  # what `HttpPolicy.settle` keys a batch's records by
@@ -300,6 +302,20 @@ class HttpPolicy:
     ) -> None:
         if self._listener is not None:
             self._listener(Exchange(started, self._clock(), error, retry_after))
+
+
+def read_json(body: bytes | str, otherwise: Callable[[bytes | str], Any] = json.loads) -> Any:
+    """A CRM's JSON answer read by orjson (two to three times faster than json on a page of
+    records); what orjson refuses (a byte order mark, NaN, a number beyond a double, a lone
+    surrogate, bytes not UTF-8) read by ``otherwise``, the way every answer was read before.
+    orjson reads an integer beyond 64 bits as a float where json keeps it whole: neither CRM
+    sends one (Salesforce's numbers hold at most 18 digits; HubSpot's ids and times are 64-bit
+    integers and its property values text), and a search for such runs of digits would take
+    longer than the page's whole reading."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return otherwise(body)
 
 
 def _give_up_polling(state: RetryCallState) -> None:

@@ -22,7 +22,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 import urllib3
 from hubspot import HubSpot
 from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsError
@@ -33,7 +32,7 @@ from hubspot.events.exceptions import ApiException as EventsError
 
 from connectors.config import HubSpotSettings
 from connectors.errors import ApiError, TransportError, api_error
-from connectors.http import HttpPolicy
+from connectors.http import HttpPolicy, read_json
 
 __all__ = ["SEARCH_WINDOW", "TIER_LIMITS", "HubSpotApi"]
 
@@ -105,7 +104,8 @@ class HubSpotApi:
             except urllib3.exceptions.HTTPError as error:
                 raise TransportError(f"{method.__name__}: {error}") from error
             self._observe(response.headers)
-            return _read(body) if body else None
+            # a page of 100 contacts, 47 kB: 0.07 ms against json's 0.15
+            return read_json(body) if body else None
 
         # a private app's token does not expire: HubSpot's 401 EXPIRED_AUTHENTICATION (token
         # rotation) is answered by sending the same call once more
@@ -144,20 +144,6 @@ def _int(value: Any) -> int | None:
         return None if value is None else int(value)
     except ValueError:
         return None
-
-
-def _read(body: bytes | str) -> Any:
-    """A JSON answer read by orjson (a page of 100 contacts, 47 kB: 0.07 ms against json's 0.15;
-    of 100 companies with their associations, 69 kB: 0.13 against 0.31); what orjson
-    refuses (a byte order mark, NaN, a number beyond a double, a lone surrogate, bytes not UTF-8)
-    read by json, as every answer was before. orjson reads an integer beyond 64 bits as a float,
-    where json keeps it whole; HubSpot sends property values as text and its numbers (ids, times
-    in milliseconds) are 64-bit integers at most (a search for such runs of digits would take
-    longer than the page's whole reading)."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
 
 
 def _json(body: Any) -> dict[str, Any]:
