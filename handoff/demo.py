@@ -147,20 +147,19 @@ def _print_cycle(cycle: RunReport, visits: int) -> None:
     pulled = cycle.pulled.values()
     skipped = sum(p.get("reread_skipped", 0) for p in pulled)
     changed = sum(p.get("stored", 0) for p in pulled) - visits
-    others = [
-        f"{changed:,} other records changed since the last pull, our own writes among them (a "
-        "write moves a record's modification time)"
-        if changed > 0
-        else "",
-        f"{skipped:,} records read again in the window behind the cursor and skipped as already "
-        "held"
-        if skipped
-        else "",
-    ]
-    more = "; ".join(other for other in others if other)
-    console.print(
-        f"One incremental cycle: {visits:,} new visits pulled{f' (and {more})' if more else ''}"
-    )
+    others = []
+    if changed > 0:
+        others.append(
+            f"{changed:,} other records changed since the last pull, our own writes among them "
+            "(a write moves a record's modification time)"
+        )
+    if skipped:
+        others.append(
+            f"{skipped:,} records read again in the window behind the cursor and skipped as "
+            "already held"
+        )
+    more = f" (and {'; '.join(others)})" if others else ""
+    console.print(f"One incremental cycle: {visits:,} new visits pulled{more}")
     console.print(
         f"  {sum(cycle.written.values()):,} written (only what moved: {joined(cycle.written)}), "
         f"{cycle.unchanged:,} unchanged, {cycle.tier_up:,} moved up, {cycle.api_calls:,} API "
