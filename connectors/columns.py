@@ -4,7 +4,8 @@ makes of it a row at a time: the same values and the same warnings.
 Each common converter has a vectorised twin (`text`, `number`, `integer`, `flag`, `stamp`,
 `day`) that converts the values written the way CRMs write them (a pattern says which) and
 hands every other distinct value to the row converter itself, so an unusual or dirty value ends
-exactly as it would row by row. Any other converter (`country`, a stream's own) runs once per
+exactly as it would row by row; `OfKind` (HubSpot events' object ids) reads text it never fails
+on, so its twin reads every row. Any other converter (`country`, a stream's own) runs once per
 distinct value, or tuple of values, and its results are joined back to the rows. Where a
 converter's results fit no one column type (an int past 64 bits beside small ones), the column
 holds them as Python objects.
@@ -20,7 +21,18 @@ from typing import Any, TypeVar
 import polars as pl
 
 from connectors.protocol import ValueWarning
-from connectors.streams import FieldMap, Stream, converted, day, flag, integer, number, stamp, text
+from connectors.streams import (
+    FieldMap,
+    OfKind,
+    Stream,
+    converted,
+    day,
+    flag,
+    integer,
+    number,
+    stamp,
+    text,
+)
 
 __all__ = [
     "Warned",
@@ -134,10 +146,20 @@ def converted_columns(
     for m in maps:
         raw = [column_of(page, name) for name in m.theirs]
         twin = _TWINS.get(m.convert) if len(raw) == 1 else None
-        values, warned = _twinned(m, raw[0], twin) if twin else _by_converter(m, raw)
+        if isinstance(m.convert, OfKind):
+            values, warned = _of_kind(m.convert, *raw), {}
+        else:
+            values, warned = _twinned(m, raw[0], twin) if twin else _by_converter(m, raw)
         columns[m.ours] = values
         warnings.append(warned)
     return pl.DataFrame([values.alias(name) for name, values in columns.items()]), warnings
+
+
+def _of_kind(convert: OfKind, kind: pl.Series, object_id: pl.Series) -> pl.Series:
+    """`OfKind` of every row: ``object_id`` as `text` reads it where ``kind`` is the one
+    asked (text of text never fails, so there is no warning to give)."""
+    chosen = pl.when(pl.lit(kind) == convert.kind).then(_text(pl.lit(object_id)))
+    return pl.select(chosen.cast(pl.String)).to_series()
 
 
 def column_of(page: pl.DataFrame, name: str) -> pl.Series:

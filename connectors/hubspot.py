@@ -72,7 +72,7 @@ from connectors.hubspot_web import (
     resume_token,
     resumed,
 )
-from connectors.keys import guessed, modified_at, read_id, skip_reason
+from connectors.keys import MODIFIED, guessed, modified_at, read_id, skip_reason
 from connectors.page_reader import PageReader
 from connectors.protocol import (
     FULL_LOAD,
@@ -92,7 +92,7 @@ from connectors.protocol import (
 )
 from connectors.rules import RuleBook
 from connectors.schema import OWNED_FIELDS, OWNER
-from connectors.streams import HUBSPOT_STREAMS, Link, Stream, normalise
+from connectors.streams import HUBSPOT_STREAMS, FieldMap, Link, Stream, normalise
 from connectors.tally import Tally
 
 __all__ = [
@@ -100,6 +100,7 @@ __all__ = [
     "EMAIL_EVENTS_PAGE",
     "EVENT_PAGES_PER_BATCH",
     "LIST_PAGE",
+    "LIST_PAGES_PER_BATCH",
     "SEARCH_CAP",
     "SEARCH_PAGE",
     "SOURCES",
@@ -123,9 +124,11 @@ _ASSOCIATIONS_BATCH = 1000
 _FIND_CHUNK = 100
 _MS = timedelta(milliseconds=1)
 _EVENT_STAMPS = ("occurredAt",)  # an events API record's time
-_EVENT_ID = "id"
+_ID = "id"  # an events API or list record's id
 # events API pages read into one batch: 3,000 records, against a Salesforce REST page's 2,000
 EVENT_PAGES_PER_BATCH = 30
+# list API pages read into one batch on a full load (the same reckoning as the events API's)
+LIST_PAGES_PER_BATCH = 30
 # a record's top-level times, read when its modified property is missing or unreadable
 _FALLBACK_STAMPS = ("updatedAt", "createdAt")
 # our field -> the HubSpot property write-back sets
@@ -238,16 +241,45 @@ class HubSpotConnector:
                 yield Checkpoint(stream.name, FULL_LOAD)
                 return
             cursor = Cursor(latest, read_at=self.policy.now())
-        for raws, after in self._list(stream, archived=False, after=cursor.resume):
-            for item in self._items(stream, raws, _inline_links(stream, raws), tally):
-                if (
-                    isinstance(item, Record)
-                    and item.modified_at == cursor.value
-                    and not guessed(item)
-                ):
-                    cursor = cursor.advanced(item.modified_at, item.id)
+        pages = self._list(stream, archived=False, after=cursor.resume)
+        for group in _page_groups(pages, LIST_PAGES_PER_BATCH if self.batches else 1):
+            raws = [raw for page, _ in group for raw in page]
+            items = self._listed_columns(stream, raws, tally)
+            if items is None:
+                items = self._items(stream, raws, _inline_links(stream, raws), tally)
+            for item in items:
+                bound = cursor.value
+                for record_id in [] if bound is None else _at_bound(item, bound):
+                    cursor = cursor.advanced(bound, record_id)
                 yield item
-            yield Checkpoint(stream.name, cursor.resuming(after))
+            yield Checkpoint(stream.name, cursor.resuming(group[-1][1]))
+
+    def _listed_columns(
+        self, stream: Stream, raws: Sequence[Mapping[str, Any]], tally: Tally
+    ) -> list[RecordBatch | Record | Tombstone] | None:
+        """List API records read a column at a time (`PageReader.listed_items`), their
+        properties, id, times and chosen associations as one flat row each, then a tombstone
+        for each id a record names merged into it; None, nothing counted, when they are to be
+        read a row at a time: without ``batches``, or a value or an id the columns would not
+        read alike. Read a row at a time, each record's tombstones follow it; here they follow
+        the group. The store ends the same: the list holds no merged-away record, so none of
+        the group is one that a tombstone buries, and one stream's records point at no other
+        record of it."""
+        if not self.batches or not raws:
+            return None
+        reader = self._readers.get(stream.name)
+        if reader is None:
+            maps = (*stream.fields, *(_link_map(link) for link in stream.links))
+            stamps = (stream.replication_key, *_FALLBACK_STAMPS)
+            reader = PageReader(stream, maps, None, self.rules, None, stamps, key=_ID)
+            self._readers[stream.name] = reader
+        items = reader.listed_items([_flat(stream, raw) for raw in raws], tally)
+        if items is None:
+            return None
+        if stream.path == "contacts":
+            for raw in raws:
+                self._remember(raw)
+        return items + list(_merges(stream, raws))
 
     def _incremental(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Archived records when the recycle bin is due, then search windows from the overlap."""
@@ -381,7 +413,7 @@ class HubSpotConnector:
         reader = self._readers.get(stream.name)
         if reader is None:
             reader = self._readers[stream.name] = PageReader(
-                stream, stream.fields, None, self.rules, None, _EVENT_STAMPS, key=_EVENT_ID
+                stream, stream.fields, None, self.rules, None, _EVENT_STAMPS, key=_ID
             )
         return reader.rest_items(rows, reader.fields, cursor, tally)
 
@@ -632,8 +664,7 @@ class HubSpotConnector:
             if stream.path == "contacts":
                 self._remember(raw)  # email events join to contacts by email: no look-up later
             yield self._record(stream, record_id, at, props, tally, stamped, linked)
-            for merged in _merged_ids(stream, props):
-                yield Tombstone(stream.name, merged, at, "merged", record_id)
+            yield from _merges(stream, [raw])
 
     def _records(
         self, stream: Stream, raws: Iterable[Mapping[str, Any]], stamps: Sequence[str], tally: Tally
@@ -819,6 +850,22 @@ def _next_after(page: Mapping[str, Any]) -> str | None:
     return None if after is None else str(after)
 
 
+def _merges(stream: Stream, raws: Iterable[Mapping[str, Any]]) -> Iterator[Tombstone]:
+    """A tombstone for each id a record names merged into it, at the record's time (none for a
+    record without an id or any time, which is skipped)."""
+    if stream.merge_field is None:
+        return
+    for raw in raws:
+        merged = _merged_ids(stream, _properties_of(raw))
+        if not merged:
+            continue
+        record_id = read_id(raw.get("id"))
+        at, _ = modified_at(_times(raw, *_FALLBACK_STAMPS, props=stream.replication_key))
+        if record_id is not None and at is not None:
+            for loser in merged:
+                yield Tombstone(stream.name, loser, at, "merged", record_id)
+
+
 def _merged_ids(stream: Stream, props: Mapping[str, Any]) -> list[str]:
     """Ids merged into this record (``hs_merged_object_ids`` is ``;``-separated)."""
     value = props.get(stream.merge_field) if stream.merge_field else None
@@ -829,18 +876,65 @@ def _inline_links(stream: Stream, raws: Sequence[Mapping[str, Any]]) -> dict[str
     """Our linked fields from a list page's v3 ``associations`` (primary first)."""
     found: dict[str, dict[str, str]] = {}
     for raw in raws:
-        associations = raw.get("associations") or {}
         chosen = {}
         for link in stream.links:
-            results = (associations.get(link.target) or {}).get("results") or []
-            primary = [r for r in results if not str(r.get("type", "")).endswith("unlabeled")]
-            pick = (primary or results or [None])[0]
+            pick = _inline_choice(raw, link)
             if pick is not None:
-                chosen[link.ours] = str(pick["id"])
+                chosen[link.ours] = pick
         record_id = read_id(raw.get("id"))
         if record_id is not None:
             found[record_id] = chosen
     return found
+
+
+def _inline_choice(raw: Mapping[str, Any], link: Link) -> str | None:
+    """The record a list record's v3 ``associations`` link it to: a primary one, else the
+    first (None: none)."""
+    results = ((raw.get("associations") or {}).get(link.target) or {}).get("results") or []
+    primary = [r for r in results if not str(r.get("type", "")).endswith("unlabeled")]
+    pick = (primary or results or [None])[0]
+    return None if pick is None else str(pick["id"])
+
+
+def _link_column(link: Link) -> str:
+    """The column a link's chosen record is read from in a flat list row (`_flat`); "@" is in
+    no HubSpot property's name."""
+    return f"@{link.target}"
+
+
+def _link_map(link: Link) -> FieldMap:
+    """Our linked field, read from its column of flat list rows as text (as `_record` takes
+    it: the id, or None)."""
+    return FieldMap(link.ours, (_link_column(link),))
+
+
+def _flat(stream: Stream, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A list record as one flat row: its properties, then its id and times (which no property
+    is named), and its links' chosen records (`_link_column`)."""
+    row = dict(_properties_of(raw))
+    for name in (_ID, *_FALLBACK_STAMPS):
+        row[name] = raw.get(name)
+    for link in stream.links:
+        row[_link_column(link)] = _inline_choice(raw, link)
+    return row
+
+
+def _at_bound(item: Item, bound: datetime) -> list[str]:
+    """The ids of an item's records modified at ``bound`` whose time was read, not guessed."""
+    if isinstance(item, Record):
+        return [item.id] if item.modified_at == bound and not guessed(item) else []
+    if not isinstance(item, RecordBatch):
+        return []
+    at = item.frame["modified_at"] == bound
+    if not at.any():
+        return []
+    rows = at.arg_true().to_list()
+    ids = item.frame["id"].gather(rows).to_list()
+    return [
+        i
+        for row, i in zip(rows, ids, strict=True)
+        if not any(w.field == MODIFIED for w in item.warnings.get(row, ()))
+    ]
 
 
 def _v4_choice(link: Link, targets: Sequence[Mapping[str, Any]]) -> str | None:

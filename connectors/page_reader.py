@@ -32,7 +32,7 @@ import polars as pl
 from connectors.columns import Warned, column_of, converted_columns, merged_warnings
 from connectors.keys import NO_ID, NO_TIME, modified_columns, read_id, read_ids
 from connectors.money import Money
-from connectors.protocol import Cursor, Record, RecordBatch, Tombstone
+from connectors.protocol import FULL_LOAD, Cursor, Record, RecordBatch, Tombstone
 from connectors.rules import RuleBook
 from connectors.streams import FieldMap, Stream, flag, integer, lookup, number, text
 from connectors.tally import Tally
@@ -102,10 +102,7 @@ class PageReader:
         must be read a row at a time."""
         columns: dict[str, list[Any]] = {}
         for name in names:
-            if "." in name:
-                values = [lookup(raw, name) for raw in rows]
-            else:
-                values = [raw.get(name) for raw in rows]
+            values = _walked(rows, name) if "." in name else [raw.get(name) for raw in rows]
             kinds = set(map(type, values))
             kinds.discard(str)
             kinds.discard(type(None))
@@ -137,6 +134,23 @@ class PageReader:
         if ids.drop_nulls().is_duplicated().any() or (ordered.diff() < timedelta(0)).any():
             return None
         return self._items(page, ids, at, stamped, cursor, cursor, tally, rereads=True)
+
+    def listed_items(
+        self, rows: Sequence[Mapping[str, Any]], tally: Tally
+    ) -> list[RecordBatch | Record | Tombstone] | None:
+        """Rows of a full load (JSON, in any order: HubSpot's list API gives them by id) as
+        `items` makes them, every one delivered (no cursor holds any yet); None, with nothing
+        counted, when they must be read a row at a time: a value its text would not stand for
+        (`_frame_of`), or an id twice (a batch holds each id once)."""
+        page = self._frame_of(rows, self.fields)
+        if page is None:
+            return None
+        ids = read_ids(column_of(page, self.key))
+        if ids.drop_nulls().is_duplicated().any():
+            return None
+        at, stamped = modified_columns([(name, column_of(page, name)) for name in self.stamps])
+        items, _ = self._items(page, ids, at, stamped, FULL_LOAD, FULL_LOAD, tally, rereads=False)
+        return items
 
     def items(
         self, page: pl.DataFrame, since: Cursor, cursor: Cursor, tally: Tally
@@ -238,6 +252,22 @@ class PageReader:
         warnings = {at: warned[row] for at, row in enumerate(positions) if row in warned}
         values = [c for c in rows.columns if c not in (_POSITION, "id", "modified_at")]
         return RecordBatch(self.stream.name, rows.select("id", "modified_at", *values), warnings)
+
+
+def _walked(rows: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
+    """`lookup` of ``name`` (``properties.hs_url``, ``Campaign.Name``) in every row, without a
+    call a row where the field is one step into a JSON object, as it nearly always is."""
+    head, _, rest = name.partition(".")
+    if "." in rest:
+        return [lookup(raw, name) for raw in rows]
+    return [
+        raw[name]
+        if name in raw
+        else inner.get(rest)
+        if type(inner := raw.get(head)) is dict
+        else lookup(raw, name)
+        for raw in rows
+    ]
 
 
 def _flags(raw: pl.Series) -> pl.Series:

@@ -24,6 +24,7 @@ __all__ = [
     "WRITTEN_BACK",
     "FieldMap",
     "Link",
+    "OfKind",
     "Stream",
     "converted",
     "day",
@@ -438,12 +439,15 @@ def _away(teams: Any) -> bool:
     return any(team.get("name") == _OUT_OF_OFFICE for team in teams or ())
 
 
-def _contact_id(kind: Any, object_id: Any) -> str | None:
-    return text(object_id) if kind == "CONTACT" else None
+@dataclass(frozen=True)
+class OfKind:
+    """A converter: an event's object id when its object is of ``kind`` (HubSpot's
+    ``objectType``: CONTACT, COMPANY), else None (`connectors.columns` has its twin)."""
 
+    kind: str
 
-def _company_id(kind: Any, object_id: Any) -> str | None:
-    return text(object_id) if kind == "COMPANY" else None
+    def __call__(self, kind: Any, object_id: Any) -> str | None:
+        return text(object_id) if kind == self.kind else None
 
 
 def _closed(is_closed: Any, stage: Any) -> bool:
@@ -462,8 +466,8 @@ def _won(is_won: Any, stage: Any) -> bool:
 _TOUCH_FIELDS = (
     _map("occurred_at", "occurredAt", stamp),
     _map("subject", "properties.hs_title"),
-    _map("person_id", ("objectType", "objectId"), _contact_id),
-    _map("account_id", ("objectType", "objectId"), _company_id),
+    _map("person_id", ("objectType", "objectId"), OfKind("CONTACT")),
+    _map("account_id", ("objectType", "objectId"), OfKind("COMPANY")),
 )
 _TOUCH_FACTS = {"event": "eventType", "url": "properties.hs_url", "subject": "properties.hs_title"}
 

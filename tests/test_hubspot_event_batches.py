@@ -153,6 +153,8 @@ SCRIPTED: dict[str, list[dict[str, Any]]] = {
         _event(5, eventType="pe_custom_12345", properties={}),  # no rule types it
         _event(6, properties={"hs_url": None, "hs_title": ""}),
         _event(7, objectType=None, objectId=None),
+        _event(8, objectId=""),  # a contact's event without its id
+        _event(9, objectType="contact"),  # not CONTACT: no person
     ],
     "an object id as a number": [_event(1), _event(2, objectId=3000000002)],
     "times out of order": [_event(2), _event(1)],
