@@ -49,7 +49,7 @@ from functools import partial
 from typing import Any, cast
 
 import polars as pl
-from sqlalchemy import Column, Table, delete, update
+from sqlalchemy import Column, Table, bindparam, delete, update
 from sqlmodel import Session, SQLModel, col, select
 
 from connectors.protocol import (
@@ -575,17 +575,26 @@ class _StreamRows:
         return self._pulled.stream
 
     def store(self, session: Session, *, items: Sequence[Record | RecordBatch | Tombstone]) -> None:
-        """The items' rows and tombstones, in order."""
+        """The items' rows and tombstones, in order: each run of records, then the tombstones
+        that follow it together (`_bury`)."""
         held = _held_versions(self._store, session, self._table, items)
         start = 0
-        for at in [at for at, item in enumerate(items) if isinstance(item, Tombstone)]:
-            self._write_run(session, cast("Sequence[Record | RecordBatch]", items[start:at]), held)
-            tombstone = cast(Tombstone, items[at])
-            _bury(session, self._table, tombstone, self._now)
-            self._pulled.tombstones += 1
-            self._pulled.events.append(_tombstone_event(tombstone))
-            start = at + 1
-        self._write_run(session, cast("Sequence[Record | RecordBatch]", items[start:]), held)
+        while start < len(items):
+            end = start
+            while end < len(items) and not isinstance(items[end], Tombstone):
+                end += 1
+            if end > start:
+                run = cast("Sequence[Record | RecordBatch]", items[start:end])
+                self._write_run(session, run, held)
+            start = end
+            while end < len(items) and isinstance(items[end], Tombstone):
+                end += 1
+            if end > start:
+                tombstones = cast("list[Tombstone]", items[start:end])
+                _bury(session, self._table, tombstones, self._now)
+                self._pulled.tombstones += len(tombstones)
+                self._pulled.events.extend(map(_tombstone_event, tombstones))
+            start = end
 
     def _write_run(
         self, session: Session, run: Sequence[Record | RecordBatch], held: Mapping[str, Any]
@@ -1035,26 +1044,39 @@ def _cursor_fields(cursor: Cursor) -> dict[str, Any]:
     }
 
 
-def _bury(session: Session, table: Table, tombstone: Tombstone, now: datetime) -> None:
-    """Mark a record deleted; a merged one names its survivor and hands it its dependants."""
-    survivor = tombstone.merged_into if tombstone.reason == "merged" else None
+def _bury(session: Session, table: Table, tombstones: Sequence[Tombstone], now: datetime) -> None:
+    """Mark records deleted; a merged one names its survivor and hands it its dependants. Each
+    statement runs once for all the tombstones, a row of parameters each, in their order (a
+    chain of merges repoints as one by one would: a dependant handed to a survivor merged later
+    in the list goes on to that one's survivor)."""
+    survivors = [t.merged_into if t.reason == "merged" else None for t in tombstones]
     session.execute(
         update(table)
-        .where(table.c.id == tombstone.id)
-        .values(is_deleted=True, merged_into=survivor, synced_at=now, **_pending(table))
+        .where(table.c.id == bindparam("gone"))
+        .values(
+            is_deleted=True, merged_into=bindparam("survivor"), synced_at=now, **_pending(table)
+        ),
+        [{"gone": t.id, "survivor": s} for t, s in zip(tombstones, survivors, strict=True)],
     )
-    if survivor is None:
+    merged = [
+        {"gone": t.id, "survivor": s}
+        for t, s in zip(tombstones, survivors, strict=True)
+        if s is not None
+    ]
+    if not merged:
         return
     for dependant, column in _REFERENCES.get(table.name, ()):
         target = table_of(dependant)
         session.execute(
             update(target)
-            .where(target.c[column] == tombstone.id)
-            .values({column: survivor, **_pending(target)})
+            .where(target.c[column] == bindparam("gone"))
+            .values({column: bindparam("survivor"), **_pending(target)}),
+            merged,
         )
     if table.name == "account":
         scores = table_of(CurrentScore)
-        session.execute(delete(scores).where(scores.c.account_id == tombstone.id))
+        gone = [{"gone": m["gone"]} for m in merged]
+        session.execute(delete(scores).where(scores.c.account_id == bindparam("gone")), gone)
 
 
 def _pending(table: Table) -> dict[str, bool]:

@@ -172,6 +172,39 @@ def test_a_merged_account_hands_its_activity_to_the_survivor(store: Store) -> No
     assert activity is not None and activity.account_id == "001A"
 
 
+def test_tombstones_given_together_repoint_along_a_chain_of_merges(store: Store) -> None:
+    accounts = [_account(f"001{n}", T0) for n in "ABCD"]
+    _mirror(store, "Account", *accounts, Checkpoint("Account", Cursor(T0)))
+    touch = {"type": "pricing_page", "occurred_at": T0, "rep_touch": False}
+    _mirror(
+        store,
+        "Task",
+        Record("Task", "00TA", T0, touch | {"account_id": "001A"}),
+        Record("Task", "00TD", T0, touch | {"account_id": "001D"}),
+        Checkpoint("Task", Cursor(T0)),
+    )
+    later = T0 + timedelta(minutes=1)
+    pulled = _mirror(
+        store,
+        "Account",
+        Tombstone("Account", "001A", later, "merged", "001B"),  # A into B, then B into C
+        Tombstone("Account", "001B", later, "merged", "001C"),
+        Tombstone("Account", "001D", later, "archived"),
+        Checkpoint("Account", Cursor(later)),
+    )
+    with store.session() as session:
+        accounts_held = {a.id: (a.is_deleted, a.merged_into) for a in session.exec(select(Account))}
+        activity = {a.id: a.account_id for a in session.exec(select(Activity))}
+    assert accounts_held == {
+        "001A": (True, "001B"),
+        "001B": (True, "001C"),
+        "001C": (False, None),
+        "001D": (True, None),
+    }
+    assert activity == {"00TA": "001C", "00TD": "001D"}
+    assert pulled.tombstones == 3 and len(pulled.events) == 3
+
+
 def _mirror(store: Store, stream: str, *items: Item, at: datetime = T0) -> StreamPull:
     """Mirror one scripted pull of ``stream``."""
     return mirror_stream(store, Scripted({stream: items}), stream, at)  # type: ignore[arg-type]
