@@ -2,8 +2,11 @@
 
 A full load lists every record (100 a page, associations inline) after one search for the
 latest modification time, which becomes the cursor: anything modified while the list runs is
-later than it. Each list page ends in a checkpoint that carries the list's ``after`` token, so a
-load stopped part way (the API budget, a crash) goes on from that page next run.
+later than it. ``LIST_PAGES_PER_BATCH`` list pages are read into one `RecordBatch` (each record
+flat: its properties, id, times and chosen associations; `PageReader.unordered_items`), the ids
+merged into its records following as tombstones, and a checkpoint that carries the list's
+``after`` token, so a load stopped part way (the API budget, a crash) goes on from there next
+run.
 An incremental pull reads the recycle bin first when ``archive_every_minutes`` have passed
 since it last did (archived records become tombstones; the list has no filter, so each read
 costs a call per 100 archived records), then searches ``<modified> >= since`` sorted ascending,
@@ -26,8 +29,8 @@ it, with their checkpoint.
 On a portal that answers it 403 (below Enterprise), web touches come from the contacts'
 analytics property history instead, 50 contacts a page. The connector learns which on its first
 events pull and keeps the answer. Marketing email opens and clicks, on every tier, come from the
-email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`);
-a quiet interval is one call for every event type. A cycle with nothing new costs one call a
+email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`),
+each page read as columns; a quiet interval is one call for every event type. A cycle with nothing new costs one call a
 stream but owners, plus the recycle bins and the owners when they are due.
 Each pull's Summary names its sources. Owners have no modified filter: the list, active and
 archived (inactive users), is read whole with the recycle bins, when ``archive_every_minutes``
@@ -273,9 +276,11 @@ class HubSpotConnector:
             stamps = (stream.replication_key, *_FALLBACK_STAMPS)
             reader = PageReader(stream, maps, None, self.rules, None, stamps, key=_ID)
             self._readers[stream.name] = reader
-        items = reader.listed_items([_flat(stream, raw) for raw in raws], tally)
-        if items is None:
+        rows = [_flat(stream, raw) for raw in raws]
+        read = reader.unordered_items(rows, FULL_LOAD, FULL_LOAD, tally)
+        if read is None:
             return None
+        items, _ = read
         if stream.path == "contacts":
             for raw in raws:
                 self._remember(raw)
@@ -410,12 +415,17 @@ class HubSpotConnector:
         (without ``batches``, or a value or an order the columns would not read alike)."""
         if not self.batches or not rows:
             return None
+        reader = self._reader(stream)
+        return reader.rest_items(rows, reader.fields, cursor, tally)
+
+    def _reader(self, stream: Stream) -> PageReader:
+        """The page reader of a stream of touches in the events API's shape."""
         reader = self._readers.get(stream.name)
         if reader is None:
             reader = self._readers[stream.name] = PageReader(
                 stream, stream.fields, None, self.rules, None, _EVENT_STAMPS, key=_ID
             )
-        return reader.rest_items(rows, reader.fields, cursor, tally)
+        return reader
 
     def _history(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
         """Touches from contacts' analytics property history, 50 contacts a page. Contacts come
@@ -456,29 +466,37 @@ class HubSpotConnector:
         if since is not None and cursor.resume is None:
             every = self._email_page(None, since, None)
             if not every.get("hasMore"):
-                for item in self._email_records(stream, cursor, every, tally):
-                    latest = latest.advanced(item.modified_at, item.id)
-                    yield item
+                items, latest = self._email_items(stream, cursor, latest, every, tally)
+                yield from items
                 yield Checkpoint(stream.name, _place(cursor, latest, None))
                 return
         kinds = list(EMAIL_KINDS)
         for kind in kinds[kinds.index(resumed_kind) if resumed_kind in kinds else 0 :]:
             for page, token in self._email_pages(kind, since, offset or None):
-                for item in self._email_records(stream, cursor, page, tally):
-                    latest = latest.advanced(item.modified_at, item.id)
-                    yield item
+                items, latest = self._email_items(stream, cursor, latest, page, tally)
+                yield from items
                 more = token if token is not None else _next_kind(kinds, kind)
                 yield Checkpoint(stream.name, _place(cursor, latest, more))
             offset = ""
 
-    def _email_records(
-        self, stream: Stream, cursor: Cursor, page: Mapping[str, Any], tally: Tally
-    ) -> Iterator[Record]:
-        """The opens and clicks of an email events page that are new to ``cursor``."""
-        joined = self._joined(page["events"], tally)
+    def _email_items(
+        self, stream: Stream, cursor: Cursor, latest: Cursor, page: Mapping[str, Any], tally: Tally
+    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor]:
+        """The opens and clicks of an email events page that are new to ``cursor``, and
+        ``latest`` moved past them: read a column at a time (`PageReader.unordered_items`; a
+        page holds 1,000), or a row at a time without ``batches`` or where the columns would
+        not read them alike."""
+        joined = list(self._joined(page["events"], tally))
+        if self.batches and joined:
+            read = self._reader(stream).unordered_items(joined, cursor, latest, tally)
+            if read is not None:
+                return read
+        items: list[RecordBatch | Record | Tombstone] = []
         for item in self._records(stream, joined, _EVENT_STAMPS, tally):
             if cursor.admits(item.modified_at, item.id):
-                yield item
+                latest = latest.advanced(item.modified_at, item.id)
+                items.append(item)
+        return items, latest
 
     def _email_pages(
         self, kind: str, since: int | None, offset: str | None

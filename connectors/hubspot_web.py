@@ -28,7 +28,7 @@ contacts in the recycle bin. Email events of an address that is no contact are s
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.streams import stamp
@@ -42,6 +42,8 @@ __all__ = [
     "resume_token",
     "resumed",
 ]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 HISTORY_PAGE = 50  # HubSpot's most records a page when propertiesWithHistory is asked
 LAST_URL = "hs_analytics_last_url"
@@ -84,10 +86,22 @@ def history_events(contact: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def email_event(event: Mapping[str, Any], contact: str) -> dict[str, Any]:
-    """An email events API OPEN or CLICK of ``contact``, as the events API would show it."""
-    return _event(
-        str(event["id"]), EMAIL_KINDS[event["type"]], event["created"], contact, event.get("url")
-    )
+    """An email events API OPEN or CLICK of ``contact``, as the events API would show it: its
+    time (epoch milliseconds) as the events API writes one, which reads to the same instant
+    exactly and a page of which reads a column at a time (another value is left as it came)."""
+    created = event["created"]
+    at = _millis_text(created) if type(created) is int else created
+    return _event(str(event["id"]), EMAIL_KINDS[event["type"]], at, contact, event.get("url"))
+
+
+def _millis_text(millis: int) -> str | int:
+    """Epoch milliseconds as ISO 8601 in UTC with milliseconds (one past datetime's years as
+    it came)."""
+    try:
+        at = _EPOCH + timedelta(milliseconds=millis)
+    except OverflowError:
+        return millis
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def resume_token(position: str, latest: datetime | None) -> str:

@@ -17,6 +17,7 @@ their places.
     reader = PageReader(stream, maps, None, rules, None, ("occurredAt",), key="id")  # HubSpot
     items, cursor = reader.items(page, since, cursor, tally)
     read = reader.rest_items(rest_page["records"], select, cursor, tally)  # None: row by row
+    read = reader.unordered_items(rows, since, cursor, tally)  # JSON in no order; None: rows
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import polars as pl
 from connectors.columns import Warned, column_of, converted_columns, merged_warnings
 from connectors.keys import NO_ID, NO_TIME, modified_columns, read_id, read_ids
 from connectors.money import Money
-from connectors.protocol import FULL_LOAD, Cursor, Record, RecordBatch, Tombstone
+from connectors.protocol import Cursor, Record, RecordBatch, Tombstone
 from connectors.rules import RuleBook
 from connectors.streams import FieldMap, Stream, flag, integer, lookup, number, text
 from connectors.tally import Tally
@@ -135,13 +136,13 @@ class PageReader:
             return None
         return self._items(page, ids, at, stamped, cursor, cursor, tally, rereads=True)
 
-    def listed_items(
-        self, rows: Sequence[Mapping[str, Any]], tally: Tally
-    ) -> list[RecordBatch | Record | Tombstone] | None:
-        """Rows of a full load (JSON, in any order: HubSpot's list API gives them by id) as
-        `items` makes them, every one delivered (no cursor holds any yet); None, with nothing
-        counted, when they must be read a row at a time: a value its text would not stand for
-        (`_frame_of`), or an id twice (a batch holds each id once)."""
+    def unordered_items(
+        self, rows: Sequence[Mapping[str, Any]], since: Cursor, cursor: Cursor, tally: Tally
+    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor] | None:
+        """JSON rows in any order (HubSpot's list API gives them by id, its email events API
+        in none) as `items` makes them: those ``since`` admits, and ``cursor`` moved past them.
+        None, with nothing counted, when they must be read a row at a time: a value its text
+        would not stand for (`_frame_of`), or an id twice (a batch holds each id once)."""
         page = self._frame_of(rows, self.fields)
         if page is None:
             return None
@@ -149,8 +150,7 @@ class PageReader:
         if ids.drop_nulls().is_duplicated().any():
             return None
         at, stamped = modified_columns([(name, column_of(page, name)) for name in self.stamps])
-        items, _ = self._items(page, ids, at, stamped, FULL_LOAD, FULL_LOAD, tally, rereads=False)
-        return items
+        return self._items(page, ids, at, stamped, since, cursor, tally, rereads=False)
 
     def items(
         self, page: pl.DataFrame, since: Cursor, cursor: Cursor, tally: Tally
