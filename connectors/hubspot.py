@@ -30,8 +30,9 @@ On a portal that answers it 403 (below Enterprise), web touches come from the co
 analytics property history instead, 50 contacts a page. The connector learns which on its first
 events pull and keeps the answer. Marketing email opens and clicks, on every tier, come from the
 email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`),
-each page read as columns; a quiet interval is one call for every event type. A cycle with nothing new costs one call a
-stream but owners, plus the recycle bins and the owners when they are due.
+each page read as columns; a quiet interval is one call for every event type. A cycle with
+nothing new costs one call a stream but owners, plus the recycle bins and the owners when they
+are due.
 Each pull's Summary names its sources. Owners have no modified filter: the list, active and
 archived (inactive users), is read whole with the recycle bins, when ``archive_every_minutes``
 have passed, and overlaps its cursor too.
@@ -72,6 +73,7 @@ from connectors.hubspot_web import (
     HISTORY_PROPERTIES,
     email_event,
     history_events,
+    millis_texts,
     resume_token,
     resumed,
 )
@@ -526,12 +528,13 @@ class HubSpotConnector:
         """Email events as touches of the contacts their recipients are (others skipped)."""
         wanted = [e for e in events if e.get("type") in EMAIL_KINDS]
         self._look_up([str(e.get("recipient") or "") for e in wanted])
-        for event in wanted:
+        times = millis_texts([e["created"] for e in wanted])
+        for event, at in zip(wanted, times, strict=True):
             contact = self._contact_of.get(str(event.get("recipient") or "").lower())
             if contact is None:
                 tally.skip("email event of an address that is no contact")
                 continue
-            yield email_event(event, contact)
+            yield email_event(event, contact, at)
 
     def _look_up(self, emails: Sequence[str]) -> None:
         """Learn the contacts of emails not seen yet: batch reads by email, 100 a call."""

@@ -27,9 +27,11 @@ contacts in the recycle bin. Email events of an address that is no contact are s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import polars as pl
 
 from connectors.streams import stamp
 
@@ -39,11 +41,15 @@ __all__ = [
     "HISTORY_PROPERTIES",
     "email_event",
     "history_events",
+    "millis_texts",
     "resume_token",
     "resumed",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+# the epoch milliseconds of datetime's first and last instants
+_FIRST_MS = (datetime.min.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // _MS
+_LAST_MS = (datetime.max.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // _MS
 
 HISTORY_PAGE = 50  # HubSpot's most records a page when propertiesWithHistory is asked
 LAST_URL = "hs_analytics_last_url"
@@ -85,23 +91,20 @@ def history_events(contact: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             yield _event(f"{contact_id}:view:{at}", "e_visited_page", at, contact_id, view["value"])
 
 
-def email_event(event: Mapping[str, Any], contact: str) -> dict[str, Any]:
-    """An email events API OPEN or CLICK of ``contact``, as the events API would show it: its
-    time (epoch milliseconds) as the events API writes one, which reads to the same instant
-    exactly and a page of which reads a column at a time (another value is left as it came)."""
-    created = event["created"]
-    at = _millis_text(created) if type(created) is int else created
+def email_event(event: Mapping[str, Any], contact: str, at: Any) -> dict[str, Any]:
+    """An email events API OPEN or CLICK of ``contact``, as the events API would show it, at
+    ``at`` (its time as `millis_texts` writes it)."""
     return _event(str(event["id"]), EMAIL_KINDS[event["type"]], at, contact, event.get("url"))
 
 
-def _millis_text(millis: int) -> str | int:
-    """Epoch milliseconds as ISO 8601 in UTC with milliseconds (one past datetime's years as
-    it came)."""
-    try:
-        at = _EPOCH + timedelta(milliseconds=millis)
-    except OverflowError:
-        return millis
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def millis_texts(values: Sequence[Any]) -> list[Any]:
+    """Email events' times (epoch milliseconds) as the events API writes a time: ISO 8601 in
+    UTC with milliseconds, which reads to the same instant exactly and a page of which reads a
+    column at a time; a value that is no integer, or one past datetime's years, as it came."""
+    whole = [v if type(v) is int and _FIRST_MS <= v <= _LAST_MS else None for v in values]
+    texts = pl.Series(whole, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC"))
+    written = texts.dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_list()
+    return [v if w is None else text for v, w, text in zip(values, whole, written, strict=True)]
 
 
 def resume_token(position: str, latest: datetime | None) -> str:

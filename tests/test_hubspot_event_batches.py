@@ -30,6 +30,7 @@ from connectors.config import HubSpotSettings
 from connectors.errors import BudgetExhausted, PaginationError
 from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
+from connectors.hubspot_web import millis_texts
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -40,6 +41,7 @@ from connectors.protocol import (
     Summary,
     expanded,
 )
+from connectors.streams import stamp
 from sandbox.generator import generate_org
 from sandbox.org import Org
 from sandbox.service import RunningSandbox, start_sandbox
@@ -340,3 +342,22 @@ def test_scripted_email_event_pages_read_alike(
         assert by_rows[2] is not None and sum(by_rows[2].skipped.values()) == 2
         [first] = [r for r in records if r.id == "e1"]
         assert first.modified_at == T + timedelta(minutes=1, milliseconds=1)
+
+
+def test_email_event_times_are_written_as_the_same_instant_or_left_as_they_came() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    last = (datetime.max.replace(tzinfo=UTC) - epoch) // timedelta(milliseconds=1)
+    first = (datetime.min.replace(tzinfo=UTC) - epoch) // timedelta(milliseconds=1)
+    given = [1700000000123, -1, first, last, last + 1, first - 1, "soon", None, 1.7e12, True]
+
+    written = millis_texts(given)
+
+    assert written[:4] == [
+        "2023-11-14T22:13:20.123Z",
+        "1969-12-31T23:59:59.999Z",
+        "0001-01-01T00:00:00.000Z",
+        "9999-12-31T23:59:59.999Z",
+    ]
+    for millis, text_ in zip(given[:4], written[:4], strict=True):
+        assert stamp(text_) == epoch + timedelta(milliseconds=millis)
+    assert written[4:] == given[4:]
