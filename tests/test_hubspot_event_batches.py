@@ -22,13 +22,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import text
 
 from connectors import hubspot
-from connectors.config import HubSpotSettings
 from connectors.errors import BudgetExhausted, PaginationError
-from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot_web import millis_texts
 from connectors.protocol import (
@@ -42,13 +39,17 @@ from connectors.protocol import (
     expanded,
 )
 from connectors.streams import stamp
-from sandbox.generator import generate_org
-from sandbox.org import Org
-from sandbox.service import RunningSandbox, start_sandbox
+from sandbox.service import RunningSandbox
 from sync.mirror import mirror_streams
 from sync.store import Store
+from tests.hubspot_batches import (
+    READ_AT,
+    Only,
+    enterprise_portal,
+    hubspot_connector,
+    stopped_pulls,
+)
 
-READ_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # the connector's wall clock
 T = datetime(2026, 11, 2, 8, 30, 15, tzinfo=UTC)  # a scripted page's first time
 GROUP = 4  # events API pages a batch
 
@@ -58,24 +59,7 @@ def _small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hubspot, "EVENT_PAGES_PER_BATCH", GROUP)
 
 
-@pytest.fixture(scope="module")
-def org() -> Org:
-    return generate_org(60, 11)
-
-
-@pytest.fixture(scope="module")
-def crm(org: Org) -> Iterator[RunningSandbox]:
-    with start_sandbox("hubspot", org, tier="enterprise") as running:
-        yield running
-
-
-def _connector(crm: RunningSandbox, batches: bool, **settings: Any) -> HubSpotConnector:
-    return HubSpotConnector(
-        HubSpotSettings(token=SecretStr(crm.token), **settings),
-        host=crm.base_url,
-        policy=HttpPolicy(RetrySettings(), wall=lambda: READ_AT),
-        batches=batches,
-    )
+crm = enterprise_portal(60, 11)
 
 
 def _delivered(items: Sequence[Item]) -> tuple[list[Item], Cursor | None, Summary | None]:
@@ -87,10 +71,12 @@ def _delivered(items: Sequence[Item]) -> tuple[list[Item], Cursor | None, Summar
     return delivered, checkpoints[-1] if checkpoints else None, summaries[-1] if summaries else None
 
 
-def _both(crm: RunningSandbox, cursor: Cursor = FULL_LOAD, **settings: Any) -> list[Any]:
+def _both(
+    crm: RunningSandbox, cursor: Cursor = FULL_LOAD, stream: str = "events", **settings: Any
+) -> list[Any]:
     pulled = []
     for batches in (False, True):
-        items = list(_connector(crm, batches, **settings).pull("events", cursor))
+        items = list(hubspot_connector(crm, batches, **settings).pull(stream, cursor))
         as_columns = any(isinstance(i, RecordBatch) for i in items)
         pulled.append((_delivered(items), as_columns))
     return pulled
@@ -109,7 +95,7 @@ def test_the_sandboxs_event_pages_read_as_columns_give_the_records_rows_give(
 
 def test_a_group_of_pages_ends_in_one_checkpoint(crm: RunningSandbox) -> None:
     for batches, per_checkpoint in ((False, 100), (True, 100 * GROUP)):
-        items = list(_connector(crm, batches).pull("events"))
+        items = list(hubspot_connector(crm, batches).pull("events"))
         counts, since = [], 0
         for item in expanded(items):
             if isinstance(item, Record):
@@ -121,7 +107,8 @@ def test_a_group_of_pages_ends_in_one_checkpoint(crm: RunningSandbox) -> None:
 
 
 def test_an_incremental_pull_reads_the_overlap_window_again_alike(crm: RunningSandbox) -> None:
-    full = [r for r in expanded(_connector(crm, False).pull("events")) if isinstance(r, Record)]
+    pulled = expanded(hubspot_connector(crm, False).pull("events"))
+    full = [r for r in pulled if isinstance(r, Record)]
     stamps = sorted({r.modified_at for r in full})
     bound = stamps[len(stamps) // 2]
     at_bound = sorted(r.id for r in full if r.modified_at == bound)
@@ -184,27 +171,15 @@ def test_both_pulls_mirror_to_the_same_rows_and_cursor(crm: RunningSandbox, tmp_
     held = []
     for batches in (False, True):
         with Store.open(f"sqlite:///{tmp_path}/state-{batches}.db") as store:
-            connector = _connector(crm, batches)
+            connector = hubspot_connector(crm, batches)
             streams = {"events": connector.streams["events"]}
-            subset = _Only(connector, streams)
+            subset = Only(connector, streams)
             [pulled] = list(mirror_streams(store, subset, READ_AT))  # type: ignore[arg-type]
             with store.session() as session:
                 rows = session.execute(text("SELECT * FROM activity ORDER BY id")).all()
                 cursor = store.get_cursor(session, "hubspot", "events")
             held.append(([tuple(r) for r in rows], cursor and cursor.value, pulled.stored))
     assert held[0] == held[1] and held[0][0]
-
-
-class _Only:
-    """A connector pulling only ``streams`` of its own."""
-
-    def __init__(self, connector: HubSpotConnector, streams: dict[str, Any]) -> None:
-        self.crm = connector.crm
-        self.streams = streams
-        self._connector = connector
-
-    def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
-        return self._connector.pull(stream, cursor)
 
 
 def _stopping(pages: list[dict[str, Any]], error: Exception) -> Any:
@@ -227,16 +202,7 @@ def test_a_pull_stopped_inside_a_group_checkpoints_the_pages_read_as_a_page_at_a
 ) -> None:
     pages = [{"results": [_event(2 * n), _event(2 * n + 1)]} for n in range(GROUP + 2)]
     monkeypatch.setattr(HubSpotConnector, "_event_pages", _stopping(pages, error))
-    saved = []
-    for batches in (False, True):
-        delivered, cursor = [], None
-        with pytest.raises(type(error)):
-            for item in expanded(_connector(crm, batches).pull("events")):
-                if isinstance(item, Record):
-                    delivered.append(item.id)
-                elif isinstance(item, Checkpoint):
-                    cursor = item.cursor
-        saved.append((delivered, cursor))
+    saved = stopped_pulls(crm, "events", type(error))
 
     assert saved[0] == saved[1]
     assert len(saved[0][0]) == 2 * len(pages)  # the short group's pages too
@@ -265,22 +231,14 @@ def test_dirty_pages_against_a_cursor_holding_ids_read_alike(
 # --- marketing email events (1,000 a page, in no order) ---------------------------------------
 
 
-def _both_email(crm: RunningSandbox, cursor: Cursor = FULL_LOAD) -> list[Any]:
-    pulled = []
-    for batches in (False, True):
-        items = list(_connector(crm, batches).pull("email_events", cursor))
-        as_columns = any(isinstance(i, RecordBatch) for i in items)
-        pulled.append((_delivered(items), as_columns))
-    return pulled
-
-
 def test_the_sandboxs_email_event_pages_read_as_columns_give_the_records_rows_give(
     crm: RunningSandbox,
 ) -> None:
-    (by_rows, _), (by_columns, as_columns) = _both_email(crm)
+    (by_rows, _), (by_columns, as_columns) = _both(crm, stream="email_events")
     records = [r for r in by_rows[0] if isinstance(r, Record)]
     bound = sorted(r.modified_at for r in records)[len(records) // 2]
-    (again_by_rows, _), (again_by_columns, again_as_columns) = _both_email(crm, Cursor(bound))
+    again = _both(crm, Cursor(bound), "email_events")
+    (again_by_rows, _), (again_by_columns, again_as_columns) = again
 
     assert by_columns == by_rows and as_columns and records
     assert again_by_columns == again_by_rows and again_as_columns
@@ -331,7 +289,7 @@ def test_scripted_email_event_pages_read_alike(
     monkeypatch.setattr(HubSpotConnector, "_email_page", page)
     monkeypatch.setattr(HubSpotConnector, "_look_up", look_up)
 
-    (by_rows, _), (by_columns, as_columns) = _both_email(crm)
+    (by_rows, _), (by_columns, as_columns) = _both(crm, stream="email_events")
 
     assert by_columns == by_rows
     assert as_columns == (next(iter(EMAIL_SCRIPTED.values())) is events)

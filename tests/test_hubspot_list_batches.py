@@ -18,13 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import text
 
 from connectors import hubspot
-from connectors.config import HubSpotSettings
 from connectors.errors import BudgetExhausted
-from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
 from connectors.protocol import (
     FULL_LOAD,
@@ -37,13 +34,17 @@ from connectors.protocol import (
     Tombstone,
     expanded,
 )
-from sandbox.generator import generate_org
-from sandbox.org import Org
-from sandbox.service import RunningSandbox, start_sandbox
+from sandbox.service import RunningSandbox
 from sync.mirror import mirror_streams
 from sync.store import Store
+from tests.hubspot_batches import (
+    READ_AT,
+    Only,
+    enterprise_portal,
+    hubspot_connector,
+    stopped_pulls,
+)
 
-READ_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # the connector's wall clock
 T = datetime(2026, 11, 2, 8, 30, 15, tzinfo=UTC)  # a scripted load's bound
 GROUP = 2  # list pages a batch
 # the streams read from the list API that a generated org fills (notes and tasks only come from
@@ -56,24 +57,7 @@ def _small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hubspot, "LIST_PAGES_PER_BATCH", GROUP)
 
 
-@pytest.fixture(scope="module")
-def org() -> Org:
-    return generate_org(120, 5)
-
-
-@pytest.fixture(scope="module")
-def crm(org: Org) -> Iterator[RunningSandbox]:
-    with start_sandbox("hubspot", org, tier="enterprise") as running:
-        yield running
-
-
-def _connector(crm: RunningSandbox, batches: bool) -> HubSpotConnector:
-    return HubSpotConnector(
-        HubSpotSettings(token=SecretStr(crm.token)),
-        host=crm.base_url,
-        policy=HttpPolicy(RetrySettings(), wall=lambda: READ_AT),
-        batches=batches,
-    )
+crm = enterprise_portal(120, 5)
 
 
 def _delivered(
@@ -93,7 +77,7 @@ def _delivered(
 def _both(crm: RunningSandbox, stream: str, cursor: Cursor = FULL_LOAD) -> list[Any]:
     pulled = []
     for batches in (False, True):
-        items = list(_connector(crm, batches).pull(stream, cursor))
+        items = list(hubspot_connector(crm, batches).pull(stream, cursor))
         as_columns = any(isinstance(i, RecordBatch) for i in items)
         pulled.append((_delivered(items), as_columns))
     return pulled
@@ -126,7 +110,7 @@ def test_a_group_of_pages_ends_in_one_checkpoint_holding_the_lists_place(
 ) -> None:
     counts = {}
     for batches in (False, True):
-        items = list(_connector(crm, batches).pull("contacts"))
+        items = list(hubspot_connector(crm, batches).pull("contacts"))
         per, since = [], 0
         for item in expanded(items):
             if isinstance(item, Record):
@@ -144,7 +128,7 @@ def test_a_group_of_pages_ends_in_one_checkpoint_holding_the_lists_place(
 def test_a_load_resumed_from_a_groups_checkpoint_reads_the_rest_alike(
     crm: RunningSandbox,
 ) -> None:
-    whole = list(_connector(crm, True).pull("contacts"))
+    whole = list(hubspot_connector(crm, True).pull("contacts"))
     first = next(i.cursor for i in whole if isinstance(i, Checkpoint))
     assert first.resume is not None
 
@@ -217,7 +201,7 @@ def test_dirty_values_are_warned_and_the_bound_moves_by_read_times_only(
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
     monkeypatch.setattr(HubSpotConnector, "_list", lambda self, *a, **k: iter([(raws, None)]))
 
-    items = list(_connector(crm, True).pull("companies"))
+    items = list(hubspot_connector(crm, True).pull("companies"))
 
     records = {r.id: r for r in expanded(items) if isinstance(r, Record)}
     [cursor] = [i.cursor for i in items if isinstance(i, Checkpoint)]
@@ -238,7 +222,7 @@ def test_the_ids_merged_into_a_record_are_tombstones_after_its_group(
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
     monkeypatch.setattr(HubSpotConnector, "_list", lambda self, *a, **k: iter([(raws, None)]))
 
-    items = list(expanded(_connector(crm, True).pull("companies")))
+    items = list(expanded(hubspot_connector(crm, True).pull("companies")))
 
     gone = [(i.id, i.merged_into, i.deleted_at) for i in items if isinstance(i, Tombstone)]
     at = T - timedelta(minutes=7)
@@ -258,16 +242,7 @@ def test_a_load_stopped_inside_a_group_checkpoints_the_pages_read(
 
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
     monkeypatch.setattr(HubSpotConnector, "_list", stopping)
-    saved = []
-    for batches in (False, True):
-        delivered, cursor = [], None
-        with pytest.raises(BudgetExhausted):
-            for item in expanded(_connector(crm, batches).pull("companies")):
-                if isinstance(item, Record):
-                    delivered.append(item.id)
-                elif isinstance(item, Checkpoint):
-                    cursor = item.cursor
-        saved.append((delivered, cursor))
+    saved = stopped_pulls(crm, "companies", BudgetExhausted)
 
     assert saved[0] == saved[1]
     assert len(saved[0][0]) == 2 * len(pages)  # the short group's pages too
@@ -278,9 +253,9 @@ def test_both_loads_mirror_to_the_same_rows_and_cursors(crm: RunningSandbox, tmp
     held = []
     for batches in (False, True):
         with Store.open(f"sqlite:///{tmp_path}/state-{batches}.db") as store:
-            connector = _connector(crm, batches)
+            connector = hubspot_connector(crm, batches)
             streams = {name: connector.streams[name] for name in LISTED}
-            subset = _Only(connector, streams)
+            subset = Only(connector, streams)
             pulled = list(mirror_streams(store, subset, READ_AT))  # type: ignore[arg-type]
             tables = []
             with store.session() as session:
@@ -290,15 +265,3 @@ def test_both_loads_mirror_to_the_same_rows_and_cursors(crm: RunningSandbox, tmp
                 cursors = [store.get_cursor(session, "hubspot", name) for name in LISTED]
             held.append((tables, cursors, [p.stored for p in pulled]))
     assert held[0] == held[1] and all(held[0][0])
-
-
-class _Only:
-    """A connector pulling only ``streams`` of its own."""
-
-    def __init__(self, connector: HubSpotConnector, streams: dict[str, Any]) -> None:
-        self.crm = connector.crm
-        self.streams = streams
-        self._connector = connector
-
-    def pull(self, stream: str, cursor: Cursor = FULL_LOAD) -> Iterator[Item]:
-        return self._connector.pull(stream, cursor)
