@@ -250,8 +250,11 @@ class HubSpotConnector:
         for group in _page_groups(pages, LIST_PAGES_PER_BATCH if self.batches else 1):
             raws = [raw for page, _ in group for raw in page]
             items = self._listed_columns(stream, raws, tally)
-            if items is None:
-                items = self._items(stream, raws, _inline_links(stream, raws), tally)
+            if items is None:  # a page at a time: an id on two pages keeps each page's links
+                items = chain.from_iterable(
+                    self._items(stream, page, _inline_links(stream, page), tally)
+                    for page, _ in group
+                )
             for item in items:
                 bound = cursor.value
                 for record_id in [] if bound is None else _at_bound(item, bound):
@@ -283,9 +286,11 @@ class HubSpotConnector:
         if read is None:
             return None
         items, _ = read
-        if stream.path == "contacts":
+        if stream.path == "contacts":  # the contacts delivered, as `_items` remembers them
+            delivered = set(_ids_of(items))
             for raw in raws:
-                self._remember(raw)
+                if read_id(raw.get("id")) in delivered:
+                    self._remember(raw)
         return items + list(_merges(stream, raws))
 
     def _incremental(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
@@ -528,7 +533,7 @@ class HubSpotConnector:
         """Email events as touches of the contacts their recipients are (others skipped)."""
         wanted = [e for e in events if e.get("type") in EMAIL_KINDS]
         self._look_up([str(e.get("recipient") or "") for e in wanted])
-        times = millis_texts([e["created"] for e in wanted])
+        times = millis_texts([e.get("created") for e in wanted])  # none: no time, skipped
         for event, at in zip(wanted, times, strict=True):
             contact = self._contact_of.get(str(event.get("recipient") or "").lower())
             if contact is None:
@@ -938,6 +943,15 @@ def _flat(stream: Stream, raw: Mapping[str, Any]) -> dict[str, Any]:
     for link in stream.links:
         row[_link_column(link)] = _inline_choice(raw, link)
     return row
+
+
+def _ids_of(items: Iterable[Item]) -> Iterator[str]:
+    """The ids of the records among ``items`` (each row of a batch)."""
+    for item in items:
+        if isinstance(item, Record):
+            yield item.id
+        elif isinstance(item, RecordBatch):
+            yield from item.frame["id"].to_list()
 
 
 def _at_bound(item: Item, bound: datetime) -> list[str]:

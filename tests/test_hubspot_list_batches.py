@@ -265,3 +265,50 @@ def test_both_loads_mirror_to_the_same_rows_and_cursors(crm: RunningSandbox, tmp
                 cursors = [store.get_cursor(session, "hubspot", name) for name in LISTED]
             held.append((tables, cursors, [p.stored for p in pulled]))
     assert held[0] == held[1] and all(held[0][0])
+
+
+def _deal(number: int, company: str) -> dict[str, Any]:
+    stamp = (T - timedelta(minutes=number)).isoformat().replace("+00:00", "Z")
+    return {
+        "id": "500",
+        "properties": {"dealname": f"Deal {number}", "hs_lastmodifieddate": stamp},
+        "createdAt": stamp,
+        "updatedAt": stamp,
+        "associations": {"companies": {"results": [{"id": company, "type": "deal_to_company"}]}},
+    }
+
+
+def test_an_id_on_two_pages_of_a_group_keeps_each_pages_links(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pages = [([_deal(1, "111")], "1"), ([_deal(2, "222")], None)]  # the group goes row by row
+    monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
+    monkeypatch.setattr(HubSpotConnector, "_list", lambda self, *a, **k: iter(pages))
+
+    linked = {}
+    for batches in (False, True):
+        items = expanded(hubspot_connector(crm, batches).pull("deals"))
+        linked[batches] = [(r.id, r.values["account_id"]) for r in items if isinstance(r, Record)]
+
+    assert linked[True] == linked[False] == [("500", "111"), ("500", "222")]
+
+
+def test_email_events_join_only_the_contacts_a_load_delivered(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timeless = _company(2) | {"id": "2", "createdAt": None, "updatedAt": None}
+    timeless["properties"] = {"email": "x@example.com", "lastmodifieddate": None}
+    kept = _company(1) | {"id": "1"}
+    kept["properties"] = {"email": "x@example.com", "lastmodifieddate": BOUND}
+    monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
+    monkeypatch.setattr(
+        HubSpotConnector, "_list", lambda self, *a, **k: iter([([kept, timeless], None)])
+    )
+
+    joined = {}
+    for batches in (False, True):
+        connector = hubspot_connector(crm, batches)
+        list(connector.pull("contacts"))
+        joined[batches] = connector._contact_of.get("x@example.com")
+
+    assert joined[True] == joined[False] == "1"  # not 2, skipped for no time
