@@ -129,6 +129,7 @@ _ASSOCIATIONS_BATCH = 1000
 _FIND_CHUNK = 100
 _MS = timedelta(milliseconds=1)
 _EVENT_STAMPS = ("occurredAt",)  # an events API record's time
+_TOUCH_APIS = frozenset({"events", "email_events"})  # streams of records in the events API's shape
 _ID = "id"  # an events API or list record's id
 # events API pages read into one batch: 3,000 records, against a Salesforce REST page's 2,000
 EVENT_PAGES_PER_BATCH = 30
@@ -265,7 +266,7 @@ class HubSpotConnector:
     def _listed_columns(
         self, stream: Stream, raws: Sequence[Mapping[str, Any]], tally: Tally
     ) -> list[RecordBatch | Record | Tombstone] | None:
-        """List API records read a column at a time (`PageReader.listed_items`), their
+        """List API records read a column at a time (`PageReader.unordered_items`), their
         properties, id, times and chosen associations as one flat row each, then a tombstone
         for each id a record names merged into it; None, nothing counted, when they are to be
         read a row at a time: without ``batches``, or a value or an id the columns would not
@@ -275,14 +276,8 @@ class HubSpotConnector:
         record of it."""
         if not self.batches or not raws:
             return None
-        reader = self._readers.get(stream.name)
-        if reader is None:
-            maps = (*stream.fields, *(_link_map(link) for link in stream.links))
-            stamps = (stream.replication_key, *_FALLBACK_STAMPS)
-            reader = PageReader(stream, maps, None, self.rules, None, stamps, key=_ID)
-            self._readers[stream.name] = reader
         rows = [_flat(stream, raw) for raw in raws]
-        read = reader.unordered_items(rows, FULL_LOAD, FULL_LOAD, tally)
+        read = self._reader(stream).unordered_items(rows, FULL_LOAD, FULL_LOAD, tally)
         if read is None:
             return None
         items, _ = read
@@ -426,12 +421,18 @@ class HubSpotConnector:
         return reader.rest_items(rows, reader.fields, cursor, tally)
 
     def _reader(self, stream: Stream) -> PageReader:
-        """The page reader of a stream of touches in the events API's shape."""
+        """The stream's page reader, made once: touches in the events API's shape read their
+        one time; list records (`_flat`) their modified property, then their top-level times,
+        and their links' columns besides the stream's fields."""
         reader = self._readers.get(stream.name)
         if reader is None:
-            reader = self._readers[stream.name] = PageReader(
-                stream, stream.fields, None, self.rules, None, _EVENT_STAMPS, key=_ID
-            )
+            if stream.api in _TOUCH_APIS:
+                maps, stamps = tuple(stream.fields), _EVENT_STAMPS
+            else:
+                maps = (*stream.fields, *(_link_map(link) for link in stream.links))
+                stamps = (stream.replication_key, *_FALLBACK_STAMPS)
+            reader = PageReader(stream, maps, None, self.rules, None, stamps, key=_ID)
+            self._readers[stream.name] = reader
         return reader
 
     def _history(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:

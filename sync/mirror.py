@@ -46,6 +46,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from itertools import groupby
 from typing import Any, cast
 
 import polars as pl
@@ -578,23 +579,14 @@ class _StreamRows:
         """The items' rows and tombstones, in order: each run of records, then the tombstones
         that follow it together (`_bury`)."""
         held = _held_versions(self._store, session, self._table, items)
-        start = 0
-        while start < len(items):
-            end = start
-            while end < len(items) and not isinstance(items[end], Tombstone):
-                end += 1
-            if end > start:
-                run = cast("Sequence[Record | RecordBatch]", items[start:end])
-                self._write_run(session, run, held)
-            start = end
-            while end < len(items) and isinstance(items[end], Tombstone):
-                end += 1
-            if end > start:
-                tombstones = cast("list[Tombstone]", items[start:end])
-                _bury(session, self._table, tombstones, self._now)
-                self._pulled.tombstones += len(tombstones)
-                self._pulled.events.extend(map(_tombstone_event, tombstones))
-            start = end
+        for buried, run in groupby(items, key=lambda item: isinstance(item, Tombstone)):
+            if not buried:
+                self._write_run(session, cast("list[Record | RecordBatch]", list(run)), held)
+                continue
+            tombstones = cast("list[Tombstone]", list(run))
+            _bury(session, self._table, tombstones, self._now)
+            self._pulled.tombstones += len(tombstones)
+            self._pulled.events.extend(map(_tombstone_event, tombstones))
 
     def _write_run(
         self, session: Session, run: Sequence[Record | RecordBatch], held: Mapping[str, Any]
@@ -1049,20 +1041,19 @@ def _bury(session: Session, table: Table, tombstones: Sequence[Tombstone], now: 
     statement runs once for all the tombstones, a row of parameters each, in their order (a
     chain of merges repoints as one by one would: a dependant handed to a survivor merged later
     in the list goes on to that one's survivor)."""
-    survivors = [t.merged_into if t.reason == "merged" else None for t in tombstones]
+    gone = [
+        {"gone": t.id, "survivor": t.merged_into if t.reason == "merged" else None}
+        for t in tombstones
+    ]
     session.execute(
         update(table)
         .where(table.c.id == bindparam("gone"))
         .values(
             is_deleted=True, merged_into=bindparam("survivor"), synced_at=now, **_pending(table)
         ),
-        [{"gone": t.id, "survivor": s} for t, s in zip(tombstones, survivors, strict=True)],
+        gone,
     )
-    merged = [
-        {"gone": t.id, "survivor": s}
-        for t, s in zip(tombstones, survivors, strict=True)
-        if s is not None
-    ]
+    merged = [g for g in gone if g["survivor"] is not None]
     if not merged:
         return
     for dependant, column in _REFERENCES.get(table.name, ()):
@@ -1075,8 +1066,8 @@ def _bury(session: Session, table: Table, tombstones: Sequence[Tombstone], now: 
         )
     if table.name == "account":
         scores = table_of(CurrentScore)
-        gone = [{"gone": m["gone"]} for m in merged]
-        session.execute(delete(scores).where(scores.c.account_id == bindparam("gone")), gone)
+        ids = [{"gone": m["gone"]} for m in merged]
+        session.execute(delete(scores).where(scores.c.account_id == bindparam("gone")), ids)
 
 
 def _pending(table: Table) -> dict[str, bool]:
