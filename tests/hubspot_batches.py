@@ -8,7 +8,7 @@ streams only (to mirror them alone).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from connectors.config import HubSpotSettings
 from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
-from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, expanded
+from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, RecordBatch, expanded
 from sandbox.generator import generate_org
 from sandbox.service import RunningSandbox, start_sandbox
 
@@ -45,6 +45,22 @@ def hubspot_connector(crm: RunningSandbox, batches: bool, **settings: Any) -> Hu
         policy=HttpPolicy(RetrySettings(), wall=lambda: READ_AT),
         batches=batches,
     )
+
+
+def both_ways(
+    crm: RunningSandbox,
+    stream: str,
+    cursor: Cursor,
+    read: Callable[[Sequence[Item]], Any],
+    **settings: Any,
+) -> list[tuple[Any, bool]]:
+    """A row-at-a-time pull and a batch pull of ``stream`` from ``cursor``: what ``read`` makes
+    of each one's items, and whether it delivered any batch."""
+    pulled = []
+    for batches in (False, True):
+        items = list(hubspot_connector(crm, batches, **settings).pull(stream, cursor))
+        pulled.append((read(items), any(isinstance(i, RecordBatch) for i in items)))
+    return pulled
 
 
 def stopped_pulls(

@@ -34,7 +34,6 @@ from connectors.protocol import (
     Cursor,
     Item,
     Record,
-    RecordBatch,
     Summary,
     expanded,
 )
@@ -45,6 +44,7 @@ from sync.store import Store
 from tests.hubspot_batches import (
     READ_AT,
     Only,
+    both_ways,
     enterprise_portal,
     hubspot_connector,
     stopped_pulls,
@@ -74,12 +74,7 @@ def _delivered(items: Sequence[Item]) -> tuple[list[Item], Cursor | None, Summar
 def _both(
     crm: RunningSandbox, cursor: Cursor = FULL_LOAD, stream: str = "events", **settings: Any
 ) -> list[Any]:
-    pulled = []
-    for batches in (False, True):
-        items = list(hubspot_connector(crm, batches, **settings).pull(stream, cursor))
-        as_columns = any(isinstance(i, RecordBatch) for i in items)
-        pulled.append((_delivered(items), as_columns))
-    return pulled
+    return both_ways(crm, stream, cursor, _delivered, **settings)
 
 
 def test_the_sandboxs_event_pages_read_as_columns_give_the_records_rows_give(

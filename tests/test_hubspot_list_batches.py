@@ -29,7 +29,6 @@ from connectors.protocol import (
     Cursor,
     Item,
     Record,
-    RecordBatch,
     Summary,
     Tombstone,
     expanded,
@@ -40,6 +39,7 @@ from sync.store import Store
 from tests.hubspot_batches import (
     READ_AT,
     Only,
+    both_ways,
     enterprise_portal,
     hubspot_connector,
     stopped_pulls,
@@ -75,12 +75,7 @@ def _delivered(
 
 
 def _both(crm: RunningSandbox, stream: str, cursor: Cursor = FULL_LOAD) -> list[Any]:
-    pulled = []
-    for batches in (False, True):
-        items = list(hubspot_connector(crm, batches).pull(stream, cursor))
-        as_columns = any(isinstance(i, RecordBatch) for i in items)
-        pulled.append((_delivered(items), as_columns))
-    return pulled
+    return both_ways(crm, stream, cursor, _delivered)
 
 
 @pytest.mark.parametrize("stream", LISTED)
