@@ -9,9 +9,11 @@ Enterprise portal), full and incremental (the overlap window read again, the ids
 holds at its bound left out), and on pages written here with what real portals send (an
 unreadable time, a missing id, an object id as a number, times out of order, an id twice),
 which go row by row where columns would not read them alike. Mirrored, both pulls leave the same
-rows and cursor. Marketing email events (1,000 a page, in no order) read as columns too: a
-page's opens and clicks new to the cursor, on the sandbox's pages and on scripted ones (a time
-that is no epoch integer, or an id twice, goes row by row).
+rows and cursor. Marketing email events (1,000 a page, in no order) read as columns too,
+`EMAIL_PAGES_PER_BATCH` pages of a type together with one checkpoint after them (here 3): their
+opens and clicks new to the cursor, on the sandbox's pages and on scripted ones (a time that is
+no epoch integer, or an id twice, goes row by row), and a pull stopped inside a group checkpoints
+as a page at a time would.
 """
 
 from __future__ import annotations
@@ -271,6 +273,75 @@ EMAIL_SCRIPTED: dict[str, list[dict[str, Any]]] = {
 }
 
 
+def _look_up(self: HubSpotConnector, emails: Sequence[str]) -> None:
+    """`HubSpotConnector._look_up` knowing the scripted recipients p0-p9 as contacts."""
+    for email in emails:
+        if email.startswith("p"):
+            self._contact_of[email] = f"3000000{email[1]}"
+
+
+def _email_api(events: list[dict[str, Any]], per_page: int, fail_at: int | None = None) -> Any:
+    """`HubSpotConnector._email_page` answering ``events`` ``per_page`` at a time by type, the
+    offset its position; failing with `BudgetExhausted` at each pull's call ``fail_at`` (a
+    pull from the start begins with the first page of opens)."""
+    calls = [0]
+
+    def page(self: HubSpotConnector, kind: str | None, since: Any, offset: Any) -> Any:
+        calls[0] = 1 if (kind, offset) == ("OPEN", None) else calls[0] + 1
+        if calls[0] == fail_at:
+            raise BudgetExhausted("the day's calls are spent")
+        of_kind = [e for e in events if kind in (None, e["type"])]
+        start = int(offset or 0)
+        more = start + per_page < len(of_kind)
+        chunk = of_kind[start : start + per_page]
+        return {"events": chunk, "hasMore": more, "offset": str(start + per_page)}
+
+    return page
+
+
+# opens on 7 pages of 2 (groups of 3: two whole and one short), clicks on one
+EMAIL_PAGES = [_email(n) for n in range(1, 15)] + [_email(n, "CLICK") for n in range(15, 17)]
+
+
+def _email_groups(monkeypatch: pytest.MonkeyPatch, fail_at: int | None = None) -> None:
+    monkeypatch.setattr(hubspot, "EMAIL_PAGES_PER_BATCH", 3)
+    monkeypatch.setattr(HubSpotConnector, "_email_page", _email_api(EMAIL_PAGES, 2, fail_at))
+    monkeypatch.setattr(HubSpotConnector, "_look_up", _look_up)
+
+
+def test_email_event_pages_are_read_a_group_at_a_time_to_the_records_pages_give(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _email_groups(monkeypatch)
+
+    (by_rows, _), (by_columns, as_columns) = _both(crm, stream="email_events")
+    checkpoints = [
+        [i.cursor.resume for i in hubspot_connector(crm, batches).pull("email_events")
+         if isinstance(i, Checkpoint)]
+        for batches in (False, True)
+    ]  # fmt: skip
+
+    assert by_columns == by_rows and as_columns
+    assert [r.id for r in by_rows[0]] == [f"e{n}" for n in range(1, 17)]
+    assert len(checkpoints[0]) == 8  # a page at a time: 7 pages of opens, 1 of clicks
+    assert len(checkpoints[1]) == 4  # 3 groups of opens, 1 of clicks
+    # each group's checkpoint is the one its last page's would be
+    assert checkpoints[1] == [checkpoints[0][n] for n in (2, 5, 6, 7)]
+
+
+@pytest.mark.parametrize("fail_at", [2, 5, 7])
+def test_an_email_pull_stopped_inside_a_group_checkpoints_the_pages_read_as_a_page_at_a_time_would(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, fail_at: int
+) -> None:
+    _email_groups(monkeypatch, fail_at)
+
+    saved = stopped_pulls(crm, "email_events", BudgetExhausted)
+
+    assert saved[0] == saved[1]
+    assert saved[0][0] == [f"e{n}" for n in range(1, 2 * (fail_at - 1) + 1)]
+    assert saved[0][1] is not None and saved[0][1].resume is not None
+
+
 @pytest.mark.parametrize("events", EMAIL_SCRIPTED.values(), ids=EMAIL_SCRIPTED.keys())
 def test_scripted_email_event_pages_read_alike(
     crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
@@ -278,13 +349,8 @@ def test_scripted_email_event_pages_read_alike(
     def page(self: HubSpotConnector, kind: str | None, since: Any, offset: Any) -> Any:
         return {"events": [e for e in events if kind in (None, e["type"])], "hasMore": False}
 
-    def look_up(self: HubSpotConnector, emails: Sequence[str]) -> None:
-        for email in emails:
-            if email.startswith("p"):
-                self._contact_of[email] = f"3000000{email[1]}"
-
     monkeypatch.setattr(HubSpotConnector, "_email_page", page)
-    monkeypatch.setattr(HubSpotConnector, "_look_up", look_up)
+    monkeypatch.setattr(HubSpotConnector, "_look_up", _look_up)
 
     (by_rows, _), (by_columns, as_columns) = _both(crm, stream="email_events")
 
