@@ -23,7 +23,8 @@ pages whose values or order the columns would not read alike. Read as columns, o
 cost 3 times what its rows did (connector and mirror, on the sandbox); 30 pages together cost
 less: 60,000 events pulled in 0.9-1.3 CPU seconds against 1.2-1.8, and stored in 0.35 s
 against 0.45-0.69 (a 20,000-account portal's first run mirrored in 28-33 s local against
-33-35, three pairs of runs back to back, one pair even). A page that
+33-35, three pairs of runs back to back, one pair even); 300 together, less again (the figures
+where the group sizes are set). A page that
 cannot be read inside a group (the budget, an error) ends the pull after the pages read before
 it, with their checkpoint.
 On a portal that answers it 403 (below Enterprise), web touches come from the contacts'
@@ -133,13 +134,14 @@ _MS = timedelta(milliseconds=1)
 _EVENT_STAMPS = ("occurredAt",)  # an events API record's time
 _TOUCH_APIS = frozenset({"events", "email_events"})  # streams of records in the events API's shape
 _ID = "id"  # an events API or list record's id
-# events API pages read into one batch: 3,000 records, against a Salesforce REST page's 2,000
-EVENT_PAGES_PER_BATCH = 30
-# list API pages read into one batch on a full load (the same reckoning as the events API's)
-LIST_PAGES_PER_BATCH = 30
-# email events pages read together: 10,000 events; one page of 1,000 read as columns cost 33 ms,
-# ten together 10-15 ms a page (on a 2,000-account portal's 30 pages, this 2-core machine)
-EMAIL_PAGES_PER_BATCH = 10
+# Pages read into one batch, with one checkpoint after them. Reading a group as columns costs
+# ~50 polars queries whatever its size, ~30 ms on a 2-core machine, so groups are large: on a
+# 5,000-account portal, the events pull took 2.8-3.4 s local at 30 pages a group, 1.9-2.1 at 100,
+# 1.4-1.5 at 300; the email events pull 2.5-2.6 s a page at a time, 1.2 at 10, 1.1 at 30; the
+# contacts list 1.0-1.2 s at 30, 0.8-1.0 at 100. A stopped pull reads a group's pages again.
+EVENT_PAGES_PER_BATCH = 300  # 30,000 events
+LIST_PAGES_PER_BATCH = 100  # 10,000 records, each with its properties and associations
+EMAIL_PAGES_PER_BATCH = 30  # 30,000 email events
 # a record's top-level times, read when its modified property is missing or unreadable
 _FALLBACK_STAMPS = ("updatedAt", "createdAt")
 P = TypeVar("P")  # a page as `_page_groups` is given it
