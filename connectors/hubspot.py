@@ -48,14 +48,12 @@ batch refused whole for one bad value is halved until that record stands alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from itertools import chain
 from typing import Any, TypeVar
 
-from connectors.ahead import read_ahead
 from connectors.batches import chunked, written_rows
 from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import HubSpotSettings
@@ -258,26 +256,20 @@ class HubSpotConnector:
                 return
             cursor = Cursor(latest, read_at=self.policy.now())
         pages = self._list(stream, archived=False, after=cursor.resume)
-
-        def read(group: list[tuple[list[dict[str, Any]], str | None]]) -> list[Item]:
-            nonlocal cursor
+        for group in _page_groups(pages, LIST_PAGES_PER_BATCH if self.batches else 1):
             raws = [raw for page, _ in group for raw in page]
             items = self._listed_columns(stream, raws, tally)
             if items is None:  # a page at a time: an id on two pages keeps each page's links
-                items = list(
-                    chain.from_iterable(
-                        self._items(stream, page, _inline_links(stream, page), tally)
-                        for page, _ in group
-                    )
+                items = chain.from_iterable(
+                    self._items(stream, page, _inline_links(stream, page), tally)
+                    for page, _ in group
                 )
-            bound = cursor.value
-            for item in [] if bound is None else items:
-                for record_id in _at_bound(item, bound):
+            for item in items:
+                bound = cursor.value
+                for record_id in [] if bound is None else _at_bound(item, bound):
                     cursor = cursor.advanced(bound, record_id)
-            return [*items, Checkpoint(stream.name, cursor.resuming(group[-1][1]))]
-
-        groups = _page_groups(pages, LIST_PAGES_PER_BATCH if self.batches else 1)
-        yield from _read_groups(groups, read, ahead=self.batches)
+                yield item
+            yield Checkpoint(stream.name, cursor.resuming(group[-1][1]))
 
     def _listed_columns(
         self, stream: Stream, raws: Sequence[Mapping[str, Any]], tally: Tally
@@ -409,25 +401,21 @@ class HubSpotConnector:
         cannot be read inside a group (the API budget, an error) ends the pull after the pages
         read so far, each group's checkpoint with them (`_page_groups`)."""
         cursor = replace(cursor, read_at=self.policy.now())
-
-        def read(group: list[dict[str, Any]]) -> list[Item]:
-            nonlocal cursor
+        for group in _page_groups(pages, EVENT_PAGES_PER_BATCH if self.batches else 1):
             rows = [row for page in group for row in page["results"]]
-            columns = self._as_columns(stream, rows, cursor, tally)
-            if columns is not None:
-                items, cursor = columns
-                return [*items, Checkpoint(stream.name, cursor)]
-            delivered: list[Item] = []
+            read = self._as_columns(stream, rows, cursor, tally)
+            if read is not None:
+                items, cursor = read
+                yield from items
+                yield Checkpoint(stream.name, cursor)
+                continue
             for item in self._records(stream, rows, _EVENT_STAMPS, tally):
                 if cursor.admits(item.modified_at, item.id):
                     cursor = cursor.advanced(item.modified_at, item.id)
-                    delivered.append(item)
+                    yield item
                 elif not cursor.delivered(item.modified_at, item.id):
-                    delivered.append(replace(item, reread=True))
-            return [*delivered, Checkpoint(stream.name, cursor)]
-
-        groups = _page_groups(pages, EVENT_PAGES_PER_BATCH if self.batches else 1)
-        yield from _read_groups(groups, read, ahead=self.batches)
+                    yield replace(item, reread=True)
+            yield Checkpoint(stream.name, cursor)
 
     def _as_columns(
         self, stream: Stream, rows: Sequence[Mapping[str, Any]], cursor: Cursor, tally: Tally
@@ -501,26 +489,15 @@ class HubSpotConnector:
                 return
         kinds = list(EMAIL_KINDS)
         size = EMAIL_PAGES_PER_BATCH if self.batches else 1
-        first = kinds.index(resumed_kind) if resumed_kind in kinds else 0
-
-        def groups() -> Iterator[tuple[str, list[dict[str, Any]], str | None]]:
-            """Each group of pages of a type, its events and the place after it; the contacts
-            of its recipients looked up here, in the caller's thread (HTTP)."""
-            for number, kind in enumerate(kinds[first:]):
-                pages = self._email_pages(kind, since, (offset if number == 0 else "") or None)
-                for group in _page_groups(pages, size):
-                    events = [event for page, _ in group for event in page["events"]]
-                    self._look_up(_recipients(events))
-                    token = group[-1][1]
-                    yield kind, events, token if token is not None else _next_kind(kinds, kind)
-
-        def read(group: tuple[str, list[dict[str, Any]], str | None]) -> list[Item]:
-            nonlocal latest
-            _, events, more = group
-            items, latest = self._email_items(stream, cursor, latest, {"events": events}, tally)
-            return [*items, Checkpoint(stream.name, _place(cursor, latest, more))]
-
-        yield from _read_groups(groups(), read, ahead=self.batches)
+        for kind in kinds[kinds.index(resumed_kind) if resumed_kind in kinds else 0 :]:
+            for group in _page_groups(self._email_pages(kind, since, offset or None), size):
+                events = {"events": [event for page, _ in group for event in page["events"]]}
+                items, latest = self._email_items(stream, cursor, latest, events, tally)
+                yield from items
+                token = group[-1][1]
+                more = token if token is not None else _next_kind(kinds, kind)
+                yield Checkpoint(stream.name, _place(cursor, latest, more))
+            offset = ""
 
     def _email_items(
         self, stream: Stream, cursor: Cursor, latest: Cursor, page: Mapping[str, Any], tally: Tally
@@ -568,7 +545,7 @@ class HubSpotConnector:
     ) -> Iterator[dict[str, Any]]:
         """Email events as touches of the contacts their recipients are (others skipped)."""
         wanted = [e for e in events if e.get("type") in EMAIL_KINDS]
-        self._look_up(_recipients(wanted))  # known already when read ahead (`_email`)
+        self._look_up([str(e.get("recipient") or "") for e in wanted])
         times = millis_texts([e.get("created") for e in wanted])  # none: no time, skipped
         for event, at in zip(wanted, times, strict=True):
             contact = self._contact_of.get(str(event.get("recipient") or "").lower())
@@ -868,27 +845,6 @@ def _place(start: Cursor, latest: Cursor, place: str | None) -> Cursor:
     if place is None:
         return Cursor(latest.value, latest.ids)
     return Cursor(start.value, start.ids, resume_token(place, latest.value))
-
-
-def _recipients(events: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The recipients' emails of the email events that are opens or clicks."""
-    return [str(e.get("recipient") or "") for e in events if e.get("type") in EMAIL_KINDS]
-
-
-def _read_groups(
-    groups: Iterable[P], read: Callable[[P], list[Item]], *, ahead: bool
-) -> Iterator[Item]:
-    """The items ``read`` makes of each group of pages in turn; with ``ahead``, each group read
-    in a thread of its own while the caller (the mirror) stores the group before it
-    (`connectors.ahead`: the next group is fetched only once that read is done, in the caller's
-    thread, so no HTTP exchange runs beside our work)."""
-    if not ahead:
-        for group in groups:
-            yield from read(group)
-        return
-    with closing(read_ahead(groups, read)) as reads:
-        for items in reads:
-            yield from items
 
 
 def _next_kind(kinds: Sequence[str], kind: str) -> str | None:

@@ -18,23 +18,18 @@ as a page at a time would.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import text
 
 from connectors import hubspot
-from connectors.config import HubSpotSettings
 from connectors.errors import BudgetExhausted, PaginationError
-from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot_web import millis_texts
-from connectors.page_reader import PageReader
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -387,42 +382,3 @@ def test_email_event_times_are_written_as_the_same_instant_or_left_as_they_came(
     for millis, text_ in zip(given[:4], written[:4], strict=True):
         assert stamp(text_) == epoch + timedelta(milliseconds=millis)
     assert written[4:] == given[4:]
-
-
-# --- read ahead --------------------------------------------------------------------------------
-
-
-def test_groups_are_read_in_a_thread_of_their_own_and_every_exchange_in_the_callers(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each group is read as columns while the caller stores the one before, and fetched (the
-    email events' contact look-ups too) in the caller's thread: no exchange runs beside a read."""
-    monkeypatch.setattr(hubspot, "LIST_PAGES_PER_BATCH", 1)
-    monkeypatch.setattr(hubspot, "EMAIL_PAGES_PER_BATCH", 1)
-    exchanges: list[int] = []
-    reads: list[int] = []
-
-    def spied(real: Any) -> Any:
-        def spy(self: PageReader, *args: Any) -> Any:
-            reads.append(threading.get_ident())
-            return real(self, *args)
-
-        return spy
-
-    for name in ("rest_items", "unordered_items"):
-        monkeypatch.setattr(PageReader, name, spied(getattr(PageReader, name)))
-    pulled = {}
-    for stream in ("contacts", "events", "email_events"):  # each on a connector of its own
-        policy = HttpPolicy(
-            RetrySettings(), wall=lambda: READ_AT, listener=lambda e: exchanges.append(
-                threading.get_ident()
-            )
-        )  # fmt: skip
-        settings = HubSpotSettings(token=SecretStr(crm.token))
-        connector = HubSpotConnector(settings, host=crm.base_url, policy=policy)
-        pulled[stream] = [i for i in connector.pull(stream) if isinstance(i, Checkpoint)]
-
-    caller = threading.get_ident()
-    assert set(exchanges) == {caller}
-    assert len(reads) >= 3 and caller not in reads
-    assert all(len(checkpoints) > 1 for checkpoints in pulled.values())  # several groups each
