@@ -23,8 +23,8 @@ pages whose values or order the columns would not read alike. Read as columns, o
 cost 3 times what its rows did (connector and mirror, on the sandbox); 30 pages together cost
 less: 60,000 events pulled in 0.9-1.3 CPU seconds against 1.2-1.8, and stored in 0.35 s
 against 0.45-0.69 (a 20,000-account portal's first run mirrored in 28-33 s local against
-33-35, three pairs of runs back to back, one pair even); 300 together, less again (the figures
-where the group sizes are set). A page that
+33-35, three pairs of runs back to back, one pair even); 300 together cost less again (figures
+beside ``EVENT_PAGES_PER_BATCH``). A page that
 cannot be read inside a group (the budget, an error) ends the pull after the pages read before
 it, with their checkpoint.
 On a portal that answers it 403 (below Enterprise), web touches come from the contacts'
@@ -483,7 +483,7 @@ class HubSpotConnector:
         if since is not None and cursor.resume is None:
             every = self._email_page(None, since, None)
             if not every.get("hasMore"):
-                items, latest = self._email_items(stream, cursor, latest, every, tally)
+                items, latest = self._email_items(stream, cursor, latest, every["events"], tally)
                 yield from items
                 yield Checkpoint(stream.name, _place(cursor, latest, None))
                 return
@@ -491,7 +491,7 @@ class HubSpotConnector:
         size = EMAIL_PAGES_PER_BATCH if self.batches else 1
         for kind in kinds[kinds.index(resumed_kind) if resumed_kind in kinds else 0 :]:
             for group in _page_groups(self._email_pages(kind, since, offset or None), size):
-                events = {"events": [event for page, _ in group for event in page["events"]]}
+                events = [event for page, _ in group for event in page["events"]]
                 items, latest = self._email_items(stream, cursor, latest, events, tally)
                 yield from items
                 token = group[-1][1]
@@ -500,13 +500,18 @@ class HubSpotConnector:
             offset = ""
 
     def _email_items(
-        self, stream: Stream, cursor: Cursor, latest: Cursor, page: Mapping[str, Any], tally: Tally
+        self,
+        stream: Stream,
+        cursor: Cursor,
+        latest: Cursor,
+        events: Sequence[Mapping[str, Any]],
+        tally: Tally,
     ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor]:
-        """The opens and clicks of an email events page that are new to ``cursor``, and
-        ``latest`` moved past them: read a column at a time (`PageReader.unordered_items`; a
-        page holds 1,000), or a row at a time without ``batches`` or where the columns would
-        not read them alike."""
-        joined = list(self._joined(page["events"], tally))
+        """The opens and clicks among email ``events`` (a group of pages) that are new to
+        ``cursor``, and ``latest`` moved past them: read a column at a time
+        (`PageReader.unordered_items`), or a row at a time without ``batches`` or where the
+        columns would not read them alike."""
+        joined = list(self._joined(events, tally))
         if self.batches and joined:
             read = self._reader(stream).unordered_items(joined, cursor, latest, tally)
             if read is not None:
