@@ -103,18 +103,24 @@ class PageReader:
         relationship's field walked to, ``Campaign.Name``; a checkbox or a number as its text);
         None when a value would not read from its text as it reads as it came, so the page
         must be read a row at a time."""
-        columns: dict[str, list[Any]] = {}
-        for name in names:
-            values = _walked(rows, name) if "." in name else [raw.get(name) for raw in rows]
+        columns = {
+            name: _walked(rows, name) if "." in name else [raw.get(name) for raw in rows]
+            for name in names
+        }
+        schema = dict.fromkeys(columns, pl.String)
+        try:  # text and nulls, as nearly every page holds: polars checks each value's type
+            return pl.DataFrame(columns, schema=schema, strict=True)
+        except TypeError:  # a value not text: the column is its values' text, or the page rows
+            pass
+        for name, values in columns.items():
             kinds = set(map(type, values))
             kinds.discard(str)
             kinds.discard(type(None))
             if kinds:
                 if not kinds <= self._as_text.get(name, _TEXT_ONLY):
                     return None
-                values = [v if v is None or type(v) is str else str(v) for v in values]
-            columns[name] = values
-        return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
+                columns[name] = [v if v is None or type(v) is str else str(v) for v in values]
+        return pl.DataFrame(columns, schema=schema)
 
     def rest_items(
         self, rows: Sequence[Mapping[str, Any]], names: Sequence[str], cursor: Cursor, tally: Tally
