@@ -3,7 +3,7 @@
 A full load lists every record (100 a page, associations inline) after one search for the
 latest modification time, which becomes the cursor: anything modified while the list runs is
 later than it. ``LIST_PAGES_PER_BATCH`` list pages are read into one `RecordBatch` (each record
-flat: its properties, id, times and chosen associations; `PageReader.unordered_items`), the ids
+flat: its properties, id, times and chosen associations; `PageReader.unordered_columns`), the ids
 merged into its records following as tombstones, and a checkpoint that carries the list's
 ``after`` token, so a load stopped part way (the API budget, a crash) goes on from there next
 run.
@@ -99,7 +99,7 @@ from connectors.protocol import (
 )
 from connectors.rules import RuleBook
 from connectors.schema import OWNED_FIELDS, OWNER
-from connectors.streams import HUBSPOT_STREAMS, FieldMap, Link, Stream, normalise
+from connectors.streams import HUBSPOT_STREAMS, FieldMap, Link, Stream, lookup, normalise
 from connectors.tally import Tally
 
 __all__ = [
@@ -144,6 +144,7 @@ LIST_PAGES_PER_BATCH = 100  # 10,000 records, each with its properties and assoc
 EMAIL_PAGES_PER_BATCH = 30  # 30,000 email events
 # a record's top-level times, read when its modified property is missing or unreadable
 _FALLBACK_STAMPS = ("updatedAt", "createdAt")
+_LIST_TOP = (_ID, *_FALLBACK_STAMPS)  # a list record's fields a flat row takes, not properties
 P = TypeVar("P")  # a page as `_page_groups` is given it
 # our field -> the HubSpot property write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.hubspot for f in OWNED_FIELDS} | {
@@ -274,7 +275,7 @@ class HubSpotConnector:
     def _listed_columns(
         self, stream: Stream, raws: Sequence[Mapping[str, Any]], tally: Tally
     ) -> list[RecordBatch | Record | Tombstone] | None:
-        """List API records read a column at a time (`PageReader.unordered_items`), their
+        """List API records read a column at a time (`PageReader.unordered_columns`), their
         properties, id, times and chosen associations as one flat row each, then a tombstone
         for each id a record names merged into it; None, nothing counted, when they are to be
         read a row at a time: without ``batches``, or a value or an id the columns would not
@@ -284,8 +285,10 @@ class HubSpotConnector:
         record of it."""
         if not self.batches or not raws:
             return None
-        rows = [_flat(stream, raw) for raw in raws]
-        read = self._reader(stream).unordered_items(rows, FULL_LOAD, FULL_LOAD, tally)
+        reader = self._reader(stream)
+        read = reader.unordered_columns(
+            _flat_columns(stream, raws, reader.fields), FULL_LOAD, FULL_LOAD, tally
+        )
         if read is None:
             return None
         items, _ = read
@@ -430,8 +433,8 @@ class HubSpotConnector:
 
     def _reader(self, stream: Stream) -> PageReader:
         """The stream's page reader, made once: touches in the events API's shape read their
-        one time; list records (`_flat`) their modified property, then their top-level times,
-        and their links' columns besides the stream's fields."""
+        one time; list records (`_flat_columns`) their modified property, then their top-level
+        times, and their links' columns besides the stream's fields."""
         reader = self._readers.get(stream.name)
         if reader is None:
             if stream.api in _TOUCH_APIS:
@@ -941,8 +944,8 @@ def _inline_choice(raw: Mapping[str, Any], link: Link) -> str | None:
 
 
 def _link_column(link: Link) -> str:
-    """The column a link's chosen record is read from in a flat list row (`_flat`); "@" is in
-    no HubSpot property's name."""
+    """The column a link's chosen record is read from in a flat list row (`_flat_columns`); "@"
+    is in no HubSpot property's name."""
     return f"@{link.target}"
 
 
@@ -952,15 +955,25 @@ def _link_map(link: Link) -> FieldMap:
     return FieldMap(link.ours, (_link_column(link),))
 
 
-def _flat(stream: Stream, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A list record as one flat row: its properties, then its id and times (which no property
-    is named), and its links' chosen records (`_link_column`)."""
-    row = dict(_properties_of(raw))
-    for name in (_ID, *_FALLBACK_STAMPS):
-        row[name] = raw.get(name)
-    for link in stream.links:
-        row[_link_column(link)] = _inline_choice(raw, link)
-    return row
+def _flat_columns(
+    stream: Stream, raws: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> dict[str, list[Any]]:
+    """The values of ``names`` in list records made flat rows, by name: a record's properties,
+    then its id and times (which no property is named), and its links' chosen records
+    (`_link_column`); read a column at a time, with no dict made a record."""
+    props = [_properties_of(raw) for raw in raws]
+    links = {_link_column(link): link for link in stream.links}
+    columns: dict[str, list[Any]] = {}
+    for name in names:
+        if name in links:
+            columns[name] = [_inline_choice(raw, links[name]) for raw in raws]
+        elif name in _LIST_TOP:
+            columns[name] = [raw.get(name) for raw in raws]
+        elif "." in name:  # as `PageReader` walks a flat row (none of our fields is so named)
+            columns[name] = [lookup(p, name) for p in props]
+        else:
+            columns[name] = [p.get(name) for p in props]
+    return columns
 
 
 def _ids_of(items: Iterable[Item]) -> Iterator[str]:

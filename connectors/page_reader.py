@@ -20,6 +20,7 @@ their places.
     items, cursor = reader.items(page, since, cursor, tally)
     read = reader.rest_items(rest_page["records"], select, cursor, tally)  # None: row by row
     read = reader.unordered_items(rows, since, cursor, tally)  # JSON in no order; None: rows
+    read = reader.unordered_columns({name: values, ...}, since, cursor, tally)  # the same, walked
 """
 
 from __future__ import annotations
@@ -103,10 +104,11 @@ class PageReader:
         relationship's field walked to, ``Campaign.Name``; a checkbox or a number as its text);
         None when a value would not read from its text as it reads as it came, so the page
         must be read a row at a time."""
-        columns = {
-            name: _walked(rows, name) if "." in name else [raw.get(name) for raw in rows]
-            for name in names
-        }
+        return self._text_frame(_columns(rows, names))
+
+    def _text_frame(self, columns: dict[str, list[Any]]) -> pl.DataFrame | None:
+        """Values by field (JSON) as the text columns of `_frame_of`; None where one's text
+        would not read as it does as it came."""
         schema = dict.fromkeys(columns, pl.String)
         try:  # text and nulls, as nearly every page holds: polars checks each value's type
             return pl.DataFrame(columns, schema=schema, strict=True)
@@ -151,7 +153,14 @@ class PageReader:
         in none) as `items` makes them: those ``since`` admits, and ``cursor`` moved past them.
         None, with nothing counted, when they must be read a row at a time: a value its text
         would not stand for (`_frame_of`), or an id twice (a batch holds each id once)."""
-        page = self._frame_of(rows, self.fields)
+        return self.unordered_columns(_columns(rows, self.fields), since, cursor, tally)
+
+    def unordered_columns(
+        self, columns: dict[str, list[Any]], since: Cursor, cursor: Cursor, tally: Tally
+    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor] | None:
+        """`unordered_items` of rows given as their values by field (every one of `fields`,
+        in order), as JSON gave them."""
+        page = self._text_frame(columns)
         if page is None:
             return None
         ids = read_ids(column_of(page, self.key))
@@ -260,6 +269,14 @@ class PageReader:
         warnings = {at: warned[row] for at, row in enumerate(positions) if row in warned}
         values = [c for c in rows.columns if c not in (_POSITION, "id", "modified_at")]
         return RecordBatch(self.stream.name, rows.select("id", "modified_at", *values), warnings)
+
+
+def _columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """The values of ``names`` in every row, by name (`_walked` for a dotted one)."""
+    return {
+        name: _walked(rows, name) if "." in name else [raw.get(name) for raw in rows]
+        for name in names
+    }
 
 
 def _walked(rows: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
