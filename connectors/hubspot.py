@@ -73,11 +73,12 @@ from connectors.hubspot_web import (
     EMAIL_KINDS,
     HISTORY_PAGE,
     HISTORY_PROPERTIES,
-    email_event,
     history_events,
     millis_texts,
     resume_token,
     resumed,
+    touch_columns,
+    touch_rows,
 )
 from connectors.keys import MODIFIED, guessed, modified_at, read_id, skip_reason
 from connectors.page_reader import PageReader
@@ -512,15 +513,18 @@ class HubSpotConnector:
     ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor]:
         """The opens and clicks among email ``events`` (a group of pages) that are new to
         ``cursor``, and ``latest`` moved past them: read a column at a time
-        (`PageReader.unordered_items`), or a row at a time without ``batches`` or where the
+        (`PageReader.unordered_columns`), or a row at a time without ``batches`` or where the
         columns would not read them alike."""
-        joined = list(self._joined(events, tally))
-        if self.batches and joined:
-            read = self._reader(stream).unordered_items(joined, cursor, latest, tally)
-            if read is not None:
-                return read
+        joined = self._joined(events, tally)
+        if self.batches and joined[_ID]:
+            reader = self._reader(stream)
+            if set(reader.fields) <= joined.keys():
+                columns = {name: joined[name] for name in reader.fields}
+                read = reader.unordered_columns(columns, cursor, latest, tally)
+                if read is not None:
+                    return read
         items: list[RecordBatch | Record | Tombstone] = []
-        for item in self._records(stream, joined, _EVENT_STAMPS, tally):
+        for item in self._records(stream, touch_rows(joined), _EVENT_STAMPS, tally):
             if cursor.admits(item.modified_at, item.id):
                 latest = latest.advanced(item.modified_at, item.id)
                 items.append(item)
@@ -548,19 +552,28 @@ class HubSpotConnector:
             offset=offset,
         )
 
-    def _joined(
-        self, events: Sequence[Mapping[str, Any]], tally: Tally
-    ) -> Iterator[dict[str, Any]]:
-        """Email events as touches of the contacts their recipients are (others skipped)."""
+    def _joined(self, events: Sequence[Mapping[str, Any]], tally: Tally) -> dict[str, list[Any]]:
+        """Email opens and clicks as touches of the contacts their recipients are (others
+        skipped and counted): the values of each field of the events API's shape, by field
+        (`touch_columns`: an event's id, kind, time as `millis_texts` writes it, contact and
+        URL), read a column at a time, with no dict made an event."""
         wanted = [e for e in events if e.get("type") in EMAIL_KINDS]
-        self._look_up([str(e.get("recipient") or "") for e in wanted])
-        times = millis_texts([e.get("created") for e in wanted])  # none: no time, skipped
-        for event, at in zip(wanted, times, strict=True):
-            contact = self._contact_of.get(str(event.get("recipient") or "").lower())
-            if contact is None:
-                tally.skip("email event of an address that is no contact")
-                continue
-            yield email_event(event, contact, at)
+        recipients = [str(e.get("recipient") or "") for e in wanted]
+        self._look_up(recipients)
+        contact_of = self._contact_of
+        contacts = [contact_of.get(recipient.lower()) for recipient in recipients]
+        kept = [at for at, contact in enumerate(contacts) if contact is not None]
+        tally.skip("email event of an address that is no contact", len(wanted) - len(kept))
+        if len(kept) < len(wanted):
+            wanted = [wanted[at] for at in kept]
+            contacts = [contacts[at] for at in kept]
+        return touch_columns(
+            ids=[str(e["id"]) for e in wanted],
+            kinds=[EMAIL_KINDS[e["type"]] for e in wanted],
+            times=millis_texts([e.get("created") for e in wanted]),  # none: no time, skipped
+            contacts=contacts,
+            urls=[e.get("url") for e in wanted],
+        )
 
     def _look_up(self, emails: Sequence[str]) -> None:
         """Learn the contacts of emails not seen yet: batch reads by email, 100 a call."""

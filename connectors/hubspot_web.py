@@ -39,11 +39,12 @@ __all__ = [
     "EMAIL_KINDS",
     "HISTORY_PAGE",
     "HISTORY_PROPERTIES",
-    "email_event",
     "history_events",
     "millis_texts",
     "resume_token",
     "resumed",
+    "touch_columns",
+    "touch_rows",
 ]
 
 _MS = timedelta(milliseconds=1)
@@ -91,10 +92,43 @@ def history_events(contact: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             yield _event(f"{contact_id}:view:{at}", "e_visited_page", at, contact_id, view["value"])
 
 
-def email_event(event: Mapping[str, Any], contact: str, at: Any) -> dict[str, Any]:
-    """An email events API OPEN or CLICK of ``contact``, as the events API would show it, at
-    ``at`` (its time as `millis_texts` writes it)."""
-    return _event(str(event["id"]), EMAIL_KINDS[event["type"]], at, contact, event.get("url"))
+def touch_columns(
+    *,
+    ids: list[Any],
+    kinds: list[Any],
+    times: list[Any],
+    contacts: list[Any],
+    urls: list[Any],
+    titles: list[Any] | None = None,
+) -> dict[str, list[Any]]:
+    """Touches of contacts in the events API's shape (`_event`'s) as the values of each of its
+    fields, by field as `connectors.page_reader` names them (a property's under
+    ``properties.``)."""
+    return {
+        "id": ids,
+        "eventType": kinds,
+        "occurredAt": times,
+        "objectType": ["CONTACT"] * len(ids),
+        "objectId": contacts,
+        "properties.hs_url": urls,
+        "properties.hs_title": [None] * len(ids) if titles is None else titles,
+    }
+
+
+def touch_rows(columns: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+    """`touch_columns` as the events API's rows (`_event`'s), one a touch."""
+    return [
+        _event(record_id, kind, at, contact, url, title)
+        for record_id, kind, at, contact, url, title in zip(
+            columns["id"],
+            columns["eventType"],
+            columns["occurredAt"],
+            columns["objectId"],
+            columns["properties.hs_url"],
+            columns["properties.hs_title"],
+            strict=True,
+        )
+    ]
 
 
 def millis_texts(values: Sequence[Any]) -> list[Any]:
