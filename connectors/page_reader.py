@@ -2,7 +2,7 @@
 converted a column at a time. Salesforce's pages, and HubSpot's events API pages (JSON rows
 of the same kind: an id, a time, flat or dotted fields), which read as REST pages do; HubSpot's
 list pages (each record made one flat row) and email events, which come in no time order, read
-as `unordered_items`.
+as `unordered_items`, or `unordered_columns` when the caller gives each field's values itself.
 
 What `SalesforceConnector._items` does row by row, this does for a page at once, to the same
 end: rows without an id or any time are skipped and counted, deleted rows become tombstones in
