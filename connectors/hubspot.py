@@ -518,11 +518,11 @@ class HubSpotConnector:
         joined = self._joined(events, tally)
         if self.batches and joined[_ID]:
             reader = self._reader(stream)
-            if set(reader.fields) <= joined.keys():
-                columns = {name: joined[name] for name in reader.fields}
-                read = reader.unordered_columns(columns, cursor, latest, tally)
-                if read is not None:
-                    return read
+            nothing = [None] * len(joined[_ID])  # a field no touch holds (as a row's get gives)
+            columns = {name: joined.get(name, nothing) for name in reader.fields}
+            read = reader.unordered_columns(columns, cursor, latest, tally)
+            if read is not None:
+                return read
         items: list[RecordBatch | Record | Tombstone] = []
         for item in self._records(stream, touch_rows(joined), _EVENT_STAMPS, tally):
             if cursor.admits(item.modified_at, item.id):
@@ -982,7 +982,7 @@ def _flat_columns(
             columns[name] = [_inline_choice(raw, links[name]) for raw in raws]
         elif name in _LIST_TOP:
             columns[name] = [raw.get(name) for raw in raws]
-        elif "." in name:  # as `PageReader` walks a flat row (none of our fields is so named)
+        elif "." in name:  # walked into the properties (none of our fields is so named)
             columns[name] = [lookup(p, name) for p in props]
         else:
             columns[name] = [p.get(name) for p in props]

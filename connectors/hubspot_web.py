@@ -99,10 +99,9 @@ def touch_columns(
     times: list[Any],
     contacts: list[Any],
     urls: list[Any],
-    titles: list[Any] | None = None,
 ) -> dict[str, list[Any]]:
-    """Touches of contacts in the events API's shape (`_event`'s) as the values of each of its
-    fields, by field as `connectors.page_reader` names them (a property's under
+    """Touches of contacts in the events API's shape (`_event`'s, without a title) as the values
+    of each of its fields, by field as `connectors.page_reader` names them (a property's under
     ``properties.``)."""
     return {
         "id": ids,
@@ -111,7 +110,7 @@ def touch_columns(
         "objectType": ["CONTACT"] * len(ids),
         "objectId": contacts,
         "properties.hs_url": urls,
-        "properties.hs_title": [None] * len(ids) if titles is None else titles,
+        "properties.hs_title": [None] * len(ids),
     }
 
 

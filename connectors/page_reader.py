@@ -2,7 +2,7 @@
 converted a column at a time. Salesforce's pages, and HubSpot's events API pages (JSON rows
 of the same kind: an id, a time, flat or dotted fields), which read as REST pages do; HubSpot's
 list pages (each record made one flat row) and email events, which come in no time order, read
-as `unordered_items`, or `unordered_columns` when the caller gives each field's values itself.
+as `unordered_columns`, given each field's values.
 
 What `SalesforceConnector._items` does row by row, this does for a page at once, to the same
 end: rows without an id or any time are skipped and counted, deleted rows become tombstones in
@@ -19,8 +19,7 @@ their places.
     reader = PageReader(stream, maps, None, rules, None, ("occurredAt",), key="id")  # HubSpot
     items, cursor = reader.items(page, since, cursor, tally)
     read = reader.rest_items(rest_page["records"], select, cursor, tally)  # None: row by row
-    read = reader.unordered_items(rows, since, cursor, tally)  # JSON in no order; None: rows
-    read = reader.unordered_columns({name: values, ...}, since, cursor, tally)  # the same, walked
+    read = reader.unordered_columns({name: values, ...}, since, cursor, tally)  # None: rows
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ class PageReader:
     stamps: tuple[str, ...]
     currency: str | None = None
     key: str = "Id"
-    # per CRM field, the JSON types besides text its text stands for (`_frame_of`)
+    # per CRM field, the JSON types besides text its text stands for (`_text_frame`)
     _as_text: dict[str, frozenset[type]] = field(init=False, repr=False, compare=False)
 
     @property
@@ -106,23 +105,24 @@ class PageReader:
         must be read a row at a time."""
         return self._text_frame(_columns(rows, names))
 
-    def _text_frame(self, columns: dict[str, list[Any]]) -> pl.DataFrame | None:
+    def _text_frame(self, columns: Mapping[str, list[Any]]) -> pl.DataFrame | None:
         """Values by field (JSON) as the text columns of `_frame_of`; None where one's text
         would not read as it does as it came."""
-        schema = dict.fromkeys(columns, pl.String)
-        try:  # text and nulls, as nearly every page holds: polars checks each value's type
-            return pl.DataFrame(columns, schema=schema, strict=True)
-        except TypeError:  # a value not text: the column is its values' text, or the page rows
-            pass
+        made: list[pl.Series] = []
         for name, values in columns.items():
+            text = _strict_text(name, values)
+            if text is not None:
+                made.append(text)
+                continue
             kinds = set(map(type, values))
             kinds.discard(str)
             kinds.discard(type(None))
             if kinds:
                 if not kinds <= self._as_text.get(name, _TEXT_ONLY):
                     return None
-                columns[name] = [v if v is None or type(v) is str else str(v) for v in values]
-        return pl.DataFrame(columns, schema=schema)
+                values = [v if v is None or type(v) is str else str(v) for v in values]
+            made.append(pl.Series(name, values, dtype=pl.String))
+        return pl.DataFrame(made)
 
     def rest_items(
         self, rows: Sequence[Mapping[str, Any]], names: Sequence[str], cursor: Cursor, tally: Tally
@@ -146,20 +146,14 @@ class PageReader:
             return None
         return self._items(page, ids, at, stamped, cursor, cursor, tally, rereads=True)
 
-    def unordered_items(
-        self, rows: Sequence[Mapping[str, Any]], since: Cursor, cursor: Cursor, tally: Tally
+    def unordered_columns(
+        self, columns: Mapping[str, list[Any]], since: Cursor, cursor: Cursor, tally: Tally
     ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor] | None:
         """JSON rows in any order (HubSpot's list API gives them by id, its email events API
-        in none) as `items` makes them: those ``since`` admits, and ``cursor`` moved past them.
+        in none), given as their values by field (each of `fields`, in order, as JSON gave
+        them), as `items` makes them: those ``since`` admits, and ``cursor`` moved past them.
         None, with nothing counted, when they must be read a row at a time: a value its text
-        would not stand for (`_frame_of`), or an id twice (a batch holds each id once)."""
-        return self.unordered_columns(_columns(rows, self.fields), since, cursor, tally)
-
-    def unordered_columns(
-        self, columns: dict[str, list[Any]], since: Cursor, cursor: Cursor, tally: Tally
-    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor] | None:
-        """`unordered_items` of rows given as their values by field (every one of `fields`,
-        in order), as JSON gave them."""
+        would not stand for (`_text_frame`), or an id twice (a batch holds each id once)."""
         page = self._text_frame(columns)
         if page is None:
             return None
@@ -269,6 +263,17 @@ class PageReader:
         warnings = {at: warned[row] for at, row in enumerate(positions) if row in warned}
         values = [c for c in rows.columns if c not in (_POSITION, "id", "modified_at")]
         return RecordBatch(self.stream.name, rows.select("id", "modified_at", *values), warnings)
+
+
+def _strict_text(name: str, values: list[Any]) -> pl.Series | None:
+    """``values`` as a text column when each is text or null, as most columns' are (polars
+    checks each value as it builds, faster than their types gathered first); None when one is
+    not: a number, a checkbox, an object, an integer too big for polars (which it refuses with
+    an error of its own), each of which `PageReader._text_frame` then judges by its type."""
+    try:
+        return pl.Series(name, values, dtype=pl.String, strict=True)
+    except Exception:  # whatever polars refuses: the caller's judgment decides, as before
+        return None
 
 
 def _columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:

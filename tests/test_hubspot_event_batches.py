@@ -145,6 +145,7 @@ SCRIPTED: dict[str, list[dict[str, Any]]] = {
         _event(9, objectType="contact"),  # not CONTACT: no person
     ],
     "an object id as a number": [_event(1), _event(2, objectId=3000000002)],
+    "an object id past any integer polars holds": [_event(1), _event(2, objectId=10**40)],
     "times out of order": [_event(2), _event(1)],
     "an id twice": [_event(1), _event(2, id=_event(1)["id"])],
 }
@@ -269,6 +270,7 @@ EMAIL_SCRIPTED: dict[str, list[dict[str, Any]]] = {
     ],
     "a time as a float": [_email(1), _email(2, created=1.7e12)],
     "a time past datetime's years": [_email(1), _email(2, created=10**16)],
+    "a time past any integer polars holds": [_email(1), _email(2, created=10**40)],
     "an id twice": [_email(1), _email(2, id="e1")],
 }
 

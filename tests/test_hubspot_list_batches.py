@@ -1,5 +1,5 @@
 """A HubSpot full load's list pages read as columns (`RecordBatch`,
-`PageReader.listed_items`) end as the same records as read row by row (``batches=False``).
+`PageReader.unordered_columns`) end as the same records as read row by row (``batches=False``).
 
 A full load lists every record 100 a page, by id; `HubSpotConnector` reads
 `LIST_PAGES_PER_BATCH` pages (here 2) into one batch with one checkpoint after them, which
@@ -171,6 +171,7 @@ SCRIPTED: dict[str, list[dict[str, Any]]] = {
     ],
     "an id twice": [_company(1), _company(2) | {"id": "9001"}],
     "a value that is not text": [_company(1), _company(2, name=["Acme"])],
+    "an id past any integer polars holds": [_company(1), _company(2) | {"id": 10**40}],
 }
 
 
