@@ -568,7 +568,7 @@ class HubSpotConnector:
             wanted = [wanted[at] for at in kept]
             contacts = [contacts[at] for at in kept]
         return touch_columns(
-            ids=[str(e["id"]) for e in wanted],
+            ids=[e.get("id") for e in wanted],  # as it came: read as an id, or skipped
             kinds=[EMAIL_KINDS[e["type"]] for e in wanted],
             times=millis_texts([e.get("created") for e in wanted]),  # none: no time, skipped
             contacts=contacts,

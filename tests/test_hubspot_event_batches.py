@@ -30,6 +30,7 @@ from connectors import hubspot
 from connectors.errors import BudgetExhausted, PaginationError
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot_web import millis_texts
+from connectors.keys import NO_ID
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -272,6 +273,12 @@ EMAIL_SCRIPTED: dict[str, list[dict[str, Any]]] = {
     "a time past datetime's years": [_email(1), _email(2, created=10**16)],
     "a time past any integer polars holds": [_email(1), _email(2, created=10**40)],
     "an id twice": [_email(1), _email(2, id="e1")],
+    "no id, or a number": [
+        _email(1),
+        {k: v for k, v in _email(2).items() if k != "id"},  # skipped and counted, not a crash
+        _email(3, id=None),
+        _email(4, id=4),
+    ],
 }
 
 
@@ -365,6 +372,25 @@ def test_scripted_email_event_pages_read_alike(
         assert by_rows[2] is not None and sum(by_rows[2].skipped.values()) == 4
         [first] = [r for r in records if r.id == "e1"]
         assert first.modified_at == T + timedelta(minutes=1, milliseconds=1)
+
+
+def test_an_email_event_without_an_id_is_skipped_and_counted_either_way(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = EMAIL_SCRIPTED["no id, or a number"]
+
+    def page(self: HubSpotConnector, kind: str | None, since: Any, offset: Any) -> Any:
+        return {"events": [e for e in events if kind in (None, e["type"])], "hasMore": False}
+
+    monkeypatch.setattr(HubSpotConnector, "_email_page", page)
+    monkeypatch.setattr(HubSpotConnector, "_look_up", _look_up)
+
+    (by_rows, _), (by_columns, _) = _both(crm, stream="email_events")
+
+    assert by_columns == by_rows
+    for delivered, _, summary in (by_rows, by_columns):
+        assert {r.id for r in delivered if isinstance(r, Record)} == {"e1", "4"}
+        assert summary is not None and summary.skipped[NO_ID] == 2
 
 
 def test_email_event_times_are_written_as_the_same_instant_or_left_as_they_came() -> None:
