@@ -351,17 +351,24 @@ def test_an_email_pull_stopped_inside_a_group_checkpoints_the_pages_read_as_a_pa
     assert saved[0][1] is not None and saved[0][1].resume is not None
 
 
-@pytest.mark.parametrize("events", EMAIL_SCRIPTED.values(), ids=EMAIL_SCRIPTED.keys())
-def test_scripted_email_event_pages_read_alike(
+def _email_both_ways(
     crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
-) -> None:
+) -> list[Any]:
+    """`_both` of the email events stream, its one page of each type holding ``events``'."""
+
     def page(self: HubSpotConnector, kind: str | None, since: Any, offset: Any) -> Any:
         return {"events": [e for e in events if kind in (None, e["type"])], "hasMore": False}
 
     monkeypatch.setattr(HubSpotConnector, "_email_page", page)
     monkeypatch.setattr(HubSpotConnector, "_look_up", _look_up)
+    return _both(crm, stream="email_events")
 
-    (by_rows, _), (by_columns, as_columns) = _both(crm, stream="email_events")
+
+@pytest.mark.parametrize("events", EMAIL_SCRIPTED.values(), ids=EMAIL_SCRIPTED.keys())
+def test_scripted_email_event_pages_read_alike(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
+) -> None:
+    (by_rows, _), (by_columns, as_columns) = _email_both_ways(crm, monkeypatch, events)
 
     assert by_columns == by_rows
     assert as_columns == (next(iter(EMAIL_SCRIPTED.values())) is events)
@@ -379,13 +386,7 @@ def test_an_email_event_without_an_id_is_skipped_and_counted_either_way(
 ) -> None:
     events = EMAIL_SCRIPTED["no id, or a number"]
 
-    def page(self: HubSpotConnector, kind: str | None, since: Any, offset: Any) -> Any:
-        return {"events": [e for e in events if kind in (None, e["type"])], "hasMore": False}
-
-    monkeypatch.setattr(HubSpotConnector, "_email_page", page)
-    monkeypatch.setattr(HubSpotConnector, "_look_up", _look_up)
-
-    (by_rows, _), (by_columns, _) = _both(crm, stream="email_events")
+    (by_rows, _), (by_columns, _) = _email_both_ways(crm, monkeypatch, events)
 
     assert by_columns == by_rows
     for delivered, _, summary in (by_rows, by_columns):
