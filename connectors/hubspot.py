@@ -100,7 +100,7 @@ from connectors.protocol import (
 )
 from connectors.rules import RuleBook
 from connectors.schema import OWNED_FIELDS, OWNER
-from connectors.streams import HUBSPOT_STREAMS, FieldMap, Link, Stream, lookup, normalise
+from connectors.streams import HUBSPOT_STREAMS, FieldMap, Link, Stream, normalise
 from connectors.tally import Tally
 
 __all__ = [
@@ -561,18 +561,18 @@ class HubSpotConnector:
         recipients = [str(e.get("recipient") or "") for e in wanted]
         self._look_up(recipients)
         contact_of = self._contact_of
-        contacts = [contact_of.get(recipient.lower()) for recipient in recipients]
-        kept = [at for at, contact in enumerate(contacts) if contact is not None]
-        tally.skip("email event of an address that is no contact", len(wanted) - len(kept))
-        if len(kept) < len(wanted):
-            wanted = [wanted[at] for at in kept]
-            contacts = [contacts[at] for at in kept]
+        joined = [
+            (event, contact)
+            for event, recipient in zip(wanted, recipients, strict=True)
+            if (contact := contact_of.get(recipient.lower())) is not None
+        ]
+        tally.skip("email event of an address that is no contact", len(wanted) - len(joined))
         return touch_columns(
-            ids=[e.get("id") for e in wanted],  # as it came: read as an id, or skipped
-            kinds=[EMAIL_KINDS[e["type"]] for e in wanted],
-            times=millis_texts([e.get("created") for e in wanted]),  # none: no time, skipped
-            contacts=contacts,
-            urls=[e.get("url") for e in wanted],
+            ids=[e.get("id") for e, _ in joined],  # as it came: read as an id, or skipped
+            kinds=[EMAIL_KINDS[e["type"]] for e, _ in joined],
+            times=millis_texts([e.get("created") for e, _ in joined]),  # none: no time, skipped
+            contacts=[contact for _, contact in joined],
+            urls=[e.get("url") for e, _ in joined],
         )
 
     def _look_up(self, emails: Sequence[str]) -> None:
@@ -982,9 +982,7 @@ def _flat_columns(
             columns[name] = [_inline_choice(raw, links[name]) for raw in raws]
         elif name in _LIST_TOP:
             columns[name] = [raw.get(name) for raw in raws]
-        elif "." in name:  # walked into the properties (none of our fields is so named)
-            columns[name] = [lookup(p, name) for p in props]
-        else:
+        else:  # a property, by its whole name (HubSpot's properties are flat text)
             columns[name] = [p.get(name) for p in props]
     return columns
 
