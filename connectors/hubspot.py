@@ -54,6 +54,7 @@ from functools import partial
 from itertools import chain
 from typing import Any, TypeVar
 
+from connectors.ahead import read_ahead
 from connectors.batches import chunked, written_rows
 from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import HubSpotSettings
@@ -66,7 +67,7 @@ from connectors.errors import (
     RetriableError,
     record_status,
 )
-from connectors.http import HttpPolicy, PageTokens
+from connectors.http import HttpPolicy, PageTokens, read_json
 from connectors.hubspot_api import HubSpotApi
 from connectors.hubspot_setup import ensure_schema, schema_gaps
 from connectors.hubspot_web import (
@@ -80,6 +81,7 @@ from connectors.hubspot_web import (
     touch_columns,
     touch_rows,
 )
+from connectors.json_pages import CutPage, cut, json_text_columns
 from connectors.keys import MODIFIED, guessed, modified_at, read_id, skip_reason
 from connectors.page_reader import PageReader
 from connectors.protocol import (
@@ -386,51 +388,98 @@ class HubSpotConnector:
         tally.source(SOURCES["history"])
         yield from self._history(stream, cursor, tally)
 
-    def _event_pages(self, cursor: Cursor) -> Iterator[dict[str, Any]]:
+    def _event_pages(self, cursor: Cursor) -> Iterator[CutPage | dict[str, Any]]:
         """Pages of the events API from the overlap window behind ``cursor`` (``occurredAfter``
-        is exclusive)."""
+        is exclusive): each as it came with its results cut out, unread (`connectors.json_pages`,
+        only the next page's token read), or read as JSON when it is not in the usual shape."""
         since = cursor.overlap(self.settings.overlap)
-        after = None if since is None else (since - _MS).isoformat()
-        fetch = partial(
-            self.api.call, self.api.events.get_page, limit=_EVENTS_PAGE, occurred_after=after
-        )
-        for page, _ in _pages(fetch):
+        occurred_after = None if since is None else (since - _MS).isoformat()
+        tokens, after = PageTokens(), None
+        while True:
+            body = self.api.call_raw(
+                self.api.events.get_page,
+                limit=_EVENTS_PAGE,
+                occurred_after=occurred_after,
+                after=after,
+            )
+            page = cut(body) or (read_json(body) if body else None)
+            after = tokens.next(page.after if isinstance(page, CutPage) else _next_after(page))
             yield page
+            if after is None:
+                return
 
     def _events(
-        self, stream: Stream, cursor: Cursor, pages: Iterable[dict[str, Any]], tally: Tally
+        self,
+        stream: Stream,
+        cursor: Cursor,
+        pages: Iterable[CutPage | dict[str, Any]],
+        tally: Tally,
     ) -> Iterator[Item]:
         """Events API records, oldest first, a checkpoint per group of pages (one page without
-        ``batches``); those of the overlap window come again marked ``reread``. A page that
-        cannot be read inside a group (the API budget, an error) ends the pull after the pages
-        read so far, each group's checkpoint with them (`_page_groups`)."""
+        ``batches``); those of the overlap window come again marked ``reread``. A group is read
+        in a thread of its own while the caller stores the one before (`connectors.ahead`): as
+        columns straight from the answers' text by polars where it can (`connectors.json_pages`),
+        else as JSON. A page that cannot be read inside a group (the API budget, an error) ends
+        the pull after the pages read so far, each group's checkpoint with them
+        (`_page_groups`)."""
         cursor = replace(cursor, read_at=self.policy.now())
-        for group in _page_groups(pages, EVENT_PAGES_PER_BATCH if self.batches else 1):
-            rows = [row for page in group for row in page["results"]]
-            read = self._as_columns(stream, rows, cursor, tally)
-            if read is not None:
-                items, cursor = read
+        if not self.batches:
+            for page in pages:
+                items, cursor = self._event_rows(stream, _results(page), cursor, tally)
                 yield from items
                 yield Checkpoint(stream.name, cursor)
-                continue
-            for item in self._records(stream, rows, _EVENT_STAMPS, tally):
-                if cursor.admits(item.modified_at, item.id):
-                    cursor = cursor.advanced(item.modified_at, item.id)
-                    yield item
-                elif not cursor.delivered(item.modified_at, item.id):
-                    yield replace(item, reread=True)
-            yield Checkpoint(stream.name, cursor)
-
-    def _as_columns(
-        self, stream: Stream, rows: Sequence[Mapping[str, Any]], cursor: Cursor, tally: Tally
-    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor] | None:
-        """Events API rows read a column at a time (`PageReader.rest_items`): the items and the
-        cursor moved past them; None, nothing counted, when they are to be read a row at a time
-        (without ``batches``, or a value or an order the columns would not read alike)."""
-        if not self.batches or not rows:
-            return None
+            return
         reader = self._reader(stream)
-        return reader.rest_items(rows, reader.fields, cursor, tally)
+
+        def read(group: list[CutPage | dict[str, Any]]) -> tuple[list[Item], Cursor]:
+            nonlocal cursor
+            items, cursor = self._event_group(stream, reader, group, cursor, tally)
+            return items, cursor
+
+        for items, moved in read_ahead(_page_groups(pages, EVENT_PAGES_PER_BATCH), read):
+            yield from items
+            yield Checkpoint(stream.name, moved)
+
+    def _event_group(
+        self,
+        stream: Stream,
+        reader: PageReader,
+        group: Sequence[CutPage | dict[str, Any]],
+        cursor: Cursor,
+        tally: Tally,
+    ) -> tuple[list[Item], Cursor]:
+        """A group of events API pages as columns (`PageReader.rest_frame`), or a row at a time
+        where columns would not read them alike; and the cursor moved past them."""
+        frame = None
+        if all(isinstance(page, CutPage) for page in group):
+            cuts = [page.results for page in group if isinstance(page, CutPage)]
+            frame = json_text_columns(cuts, reader.fields)
+        if frame is not None:
+            read = reader.rest_frame(frame, cursor, tally)
+            rows = None
+        else:
+            rows = [row for page in group for row in _results(page)]
+            read = reader.rest_items(rows, reader.fields, cursor, tally) if rows else None
+        if read is not None:
+            items, moved = read
+            return list(items), moved
+        if rows is None:
+            rows = [row for page in group for row in _results(page)]
+        return self._event_rows(stream, rows, cursor, tally)
+
+    def _event_rows(
+        self, stream: Stream, rows: Sequence[Mapping[str, Any]], cursor: Cursor, tally: Tally
+    ) -> tuple[list[Item], Cursor]:
+        """Events API rows read a row at a time, those of the overlap window marked
+        ``reread``; and the cursor moved past them."""
+        items: list[Item] = []
+        for item in self._records(stream, rows, _EVENT_STAMPS, tally):
+            if cursor.admits(item.modified_at, item.id):
+                cursor = cursor.advanced(item.modified_at, item.id)
+                items.append(item)
+            elif not cursor.delivered(item.modified_at, item.id):
+                items.append(replace(item, reread=True))
+        return items, cursor
 
     def _reader(self, stream: Stream) -> PageReader:
         """The stream's page reader, made once: touches in the events API's shape read their
@@ -908,6 +957,13 @@ def _pages(
 def _next_after(page: Mapping[str, Any]) -> str | None:
     after = ((page.get("paging") or {}).get("next") or {}).get("after")
     return None if after is None else str(after)
+
+
+def _results(page: CutPage | Mapping[str, Any]) -> list[Any]:
+    """A page's records as JSON (an answer cut unread is read whole now)."""
+    if isinstance(page, CutPage):
+        page = read_json(page.body)
+    return list(page["results"])
 
 
 def _merges(stream: Stream, raws: Iterable[Mapping[str, Any]]) -> Iterator[Tombstone]:

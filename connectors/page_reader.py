@@ -19,6 +19,7 @@ their places.
     reader = PageReader(stream, maps, None, rules, None, ("occurredAt",), key="id")  # HubSpot
     items, cursor = reader.items(page, since, cursor, tally)
     read = reader.rest_items(rest_page["records"], select, cursor, tally)  # None: row by row
+    read = reader.rest_frame(text_columns, cursor, tally)  # the same, columns made already
     read = reader.unordered_columns({name: values, ...}, since, cursor, tally)  # None: rows
 """
 
@@ -134,7 +135,13 @@ class PageReader:
         text would not stand for (`_frame_of`), an id twice or times out of order (the cursor
         moved once a page is then not the one a row at a time would move; a guessed time, a
         fallback's, moves none and is not asked to be in order)."""
-        page = self._frame_of(rows, names)
+        return self.rest_frame(self._frame_of(rows, names), cursor, tally)
+
+    def rest_frame(
+        self, page: pl.DataFrame | None, cursor: Cursor, tally: Tally
+    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor] | None:
+        """`rest_items` of a REST page already made text columns (`_frame_of`, or
+        `connectors.json_pages` from the answer's text); None as there (``page`` None too)."""
         if page is None:
             return None
         ids = read_ids(column_of(page, self.key))

@@ -1,0 +1,128 @@
+"""Pages of JSON records read as text columns by polars, out of the interpreter lock.
+
+A HubSpot list answer (``{"results": [...], "paging": {...}}``) is read here without a Python
+object per record: its ``results`` array is cut from the answer as it came (`cut`, which reads
+only the paging token that names the next page), the arrays of a group of answers are joined
+into one JSON array, and polars reads that array into columns in its own threads while our
+thread goes on (storing the group before). The columns are those `PageReader` makes of the same
+records read as JSON (`connectors.page_reader`: a field one step into an object, ``properties.
+hs_url``, walked to), so what follows reads them alike.
+
+polars reads a number, or true, where text is expected as its text ("1500" for 1.5e3, "true"
+where Python's text of True is "True"), and an escaped lone surrogate as something else again.
+So a group is read here only when none of the fields read holds anything but text or null (an
+object or null for a field walked into), and no surrogate is escaped in it: a search of the
+joined text, also by polars. Otherwise, or when polars refuses the text (a field an object in
+one record and text in another), `json_text_columns` gives None and the caller reads the
+answers as JSON, as before. A record naming one key twice keeps the first value here where
+orjson keeps the last; HubSpot sends no such record (JSON names should be unique: RFC 8259).
+
+    page = cut(body)                             # None: not in the usual shape; read it whole
+    frame = json_text_columns([page.results, ...], ["id", "properties.hs_url"])
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import orjson
+import polars as pl
+
+__all__ = ["CutPage", "cut", "json_text_columns"]
+
+_HEAD = b'{"results":['
+_PAGING = b'],"paging":'
+
+
+@dataclass(frozen=True)
+class CutPage:
+    """An answer as it came (``body``), the inner text of its ``results`` array, and the token
+    of the next page (None after the last)."""
+
+    body: bytes
+    results: bytes
+    after: str | None
+
+
+def cut(body: bytes) -> CutPage | None:
+    """``body`` cut into its results' text and its next page's token, without reading the
+    results, when it is in the shape HubSpot answers a list with (compact, ``results`` first,
+    then ``paging`` or nothing); None otherwise (whitespace, other keys, another order). Only the
+    tail after the last ``],"paging":`` is read, and it must be the paging object alone: inside a
+    text that sequence would need an unescaped quote, so the last one is the answer's own."""
+    if not body.startswith(_HEAD):
+        return None
+    at = body.rfind(_PAGING)
+    if at < 0:
+        return CutPage(body, body[len(_HEAD) : -2], None) if body.endswith(b"]}") else None
+    try:
+        tail = orjson.loads(b"{" + body[at + 2 :])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(tail, dict) or set(tail) != {"paging"}:
+        return None
+    after = ((tail["paging"] or {}).get("next") or {}).get("after")
+    return CutPage(body, body[len(_HEAD) : at], None if after is None else str(after))
+
+
+def json_text_columns(parts: Sequence[bytes], names: Sequence[str]) -> pl.DataFrame | None:
+    """The records of ``parts`` (the inner texts of results arrays, `cut`) as the text columns
+    ``names``: a record's value of each, or of a name ``head.field`` the value of ``field`` in
+    its object ``head``, null where missing. None when a value of one of them is not text or
+    null (an object or null for a ``head``), an escaped surrogate is in the text, a record holds
+    a key named as a dotted name, a name walks deeper than one object, or polars cannot read the
+    text: then the records are to be read as JSON."""
+    text = b"[" + b",".join(part for part in parts if part.strip()) + b"]"
+    try:
+        if pl.Series([text]).cast(pl.String).str.contains(_untextual(tuple(names))).item():
+            return None
+        frame = pl.read_json(io.BytesIO(text), infer_schema_length=None)
+    except Exception:  # whatever polars refuses (not UTF-8, a field of two kinds): read as JSON
+        return None
+    columns: list[pl.Series] = []
+    for name in names:
+        column = _column(frame, name)
+        if column is False:
+            return None
+        if column is None or column.dtype == pl.Null:
+            column = pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+        elif column.dtype != pl.String:
+            return None
+        columns.append(column.alias(name))
+    return pl.DataFrame(columns)
+
+
+def _column(frame: pl.DataFrame, name: str) -> pl.Series | bool | None:
+    """``name``'s column of ``frame``: None when no record holds it, False when it cannot be
+    read as `PageReader` walks to it (then the records are read as JSON)."""
+    head, dotted, field = name.partition(".")
+    if not dotted:
+        return frame.get_column(name) if name in frame.columns else None
+    if name in frame.columns or "." in field:
+        return False
+    if head not in frame.columns:
+        return None
+    objects = frame.get_column(head)
+    if objects.dtype == pl.Null:
+        return None
+    if not isinstance(objects.dtype, pl.Struct):
+        return False
+    held = {inner.name for inner in objects.dtype.fields}
+    return objects.struct.field(field) if field in held else None
+
+
+@cache
+def _untextual(names: tuple[str, ...]) -> str:
+    """A pattern found where a field of ``names`` holds what is neither text nor null (for a
+    dotted name's head: neither an object nor null), or where a surrogate is escaped."""
+    texts = sorted({name.rpartition(".")[2] for name in names})
+    heads = sorted({name.partition(".")[0] for name in names if "." in name})
+    found = [rf'"(?:{"|".join(map(re.escape, texts))})"\s*:\s*[^"n\s]']
+    if heads:
+        found.append(rf'"(?:{"|".join(map(re.escape, heads))})"\s*:\s*[^{{n\s]')
+    found.append(r"\\u[dD][89abAB]")
+    return "|".join(found)
