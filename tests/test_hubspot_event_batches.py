@@ -18,6 +18,7 @@ as a page at a time would.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from connectors import hubspot
 from connectors.errors import BudgetExhausted, PaginationError
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot_web import millis_texts
+from connectors.json_pages import cut, json_text_columns
 from connectors.keys import NO_ID
 from connectors.protocol import (
     FULL_LOAD,
@@ -37,6 +39,7 @@ from connectors.protocol import (
     Cursor,
     Item,
     Record,
+    RecordBatch,
     Summary,
     expanded,
 )
@@ -89,6 +92,23 @@ def test_the_sandboxs_event_pages_read_as_columns_give_the_records_rows_give(
     assert not rows_batched and columns_batched
     records = [r for r in by_rows[0] if isinstance(r, Record)]
     assert len(records) > 2 * 100 * GROUP  # several groups, the last one short
+
+
+def test_the_sandboxs_answers_are_read_as_columns_from_their_text(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[bool] = []
+
+    def recorded(parts: Any, names: Any) -> Any:
+        frame = json_text_columns(parts, names)
+        read.append(frame is not None)
+        return frame
+
+    monkeypatch.setattr(hubspot, "json_text_columns", recorded)
+    items = list(hubspot_connector(crm, True).pull("events"))
+
+    assert len(read) > 2 and all(read)  # every group, by polars
+    assert sum(len(i) for i in items if isinstance(i, RecordBatch)) > 2 * 100 * GROUP
 
 
 def test_a_group_of_pages_ends_in_one_checkpoint(crm: RunningSandbox) -> None:
@@ -152,11 +172,21 @@ SCRIPTED: dict[str, list[dict[str, Any]]] = {
 }
 
 
+def _answered(pages: list[dict[str, Any]], how: str) -> list[Any]:
+    """Pages as `HubSpotConnector._event_pages` gives them: read as JSON (an answer in another
+    shape), cut from their text (`connectors.json_pages`), or the first cut and the next read."""
+    if how == "read":
+        return pages
+    cuts = [cut(json.dumps(page, separators=(",", ":")).encode()) for page in pages]
+    return cuts if how == "cut" else [cuts[0], *pages[1:]]
+
+
+@pytest.mark.parametrize("how", ["read", "cut", "mixed"])
 @pytest.mark.parametrize("rows", SCRIPTED.values(), ids=SCRIPTED.keys())
 def test_scripted_event_pages_read_alike(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]]
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]], how: str
 ) -> None:
-    pages = [{"results": rows[:3]}, {"results": rows[3:]}]
+    pages = _answered([{"results": rows[:3]}, {"results": rows[3:]}], how)
     monkeypatch.setattr(HubSpotConnector, "_event_pages", lambda self, cursor: iter(pages))
 
     (by_rows, _), (by_columns, as_columns) = _both(crm)
@@ -181,10 +211,10 @@ def test_both_pulls_mirror_to_the_same_rows_and_cursor(crm: RunningSandbox, tmp_
     assert held[0] == held[1] and held[0][0]
 
 
-def _stopping(pages: list[dict[str, Any]], error: Exception) -> Any:
+def _stopping(pages: list[Any], error: Exception) -> Any:
     """`HubSpotConnector._event_pages` answering ``pages``, then failing with ``error``."""
 
-    def event_pages(self: HubSpotConnector, cursor: Cursor) -> Iterator[dict[str, Any]]:
+    def event_pages(self: HubSpotConnector, cursor: Cursor) -> Iterator[Any]:
         yield from pages
         raise error
 
@@ -196,11 +226,12 @@ def _stopping(pages: list[dict[str, Any]], error: Exception) -> Any:
     [BudgetExhausted("the day's calls are spent"), PaginationError("the same token twice")],
     ids=["budget", "error"],
 )
+@pytest.mark.parametrize("how", ["read", "cut"])
 def test_a_pull_stopped_inside_a_group_checkpoints_the_pages_read_as_a_page_at_a_time_would(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, error: Exception
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, error: Exception, how: str
 ) -> None:
     pages = [{"results": [_event(2 * n), _event(2 * n + 1)]} for n in range(GROUP + 2)]
-    monkeypatch.setattr(HubSpotConnector, "_event_pages", _stopping(pages, error))
+    monkeypatch.setattr(HubSpotConnector, "_event_pages", _stopping(_answered(pages, how), error))
     saved = stopped_pulls(crm, "events", type(error))
 
     assert saved[0] == saved[1]
@@ -208,13 +239,14 @@ def test_a_pull_stopped_inside_a_group_checkpoints_the_pages_read_as_a_page_at_a
     assert saved[0][1] is not None and saved[0][1].value == T + timedelta(minutes=2 * GROUP + 3)
 
 
+@pytest.mark.parametrize("how", ["read", "cut"])
 def test_dirty_pages_against_a_cursor_holding_ids_read_alike(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     rows = [_event(n) for n in range(1, 9)]
     rows[5] = _event(6, occurredAt="soon")
     rows[6] = _event(7, objectType="COMPANY", properties={})
-    pages = [{"results": rows[:4]}, {"results": rows[4:]}]
+    pages = _answered([{"results": rows[:4]}, {"results": rows[4:]}], how)
     monkeypatch.setattr(HubSpotConnector, "_event_pages", lambda self, cursor: iter(pages))
     bound = T + timedelta(minutes=4)
     cursor = Cursor(bound, frozenset({rows[3]["id"]}))

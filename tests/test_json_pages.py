@@ -1,0 +1,153 @@
+"""`connectors.json_pages`: HubSpot answers cut unread and their records read as text columns by
+polars, which must be the columns `PageReader` makes of the same records read as JSON, or None
+wherever polars would read them otherwise (a number or a checkbox as its text, an escaped
+surrogate, a key named like a walked field, a text polars refuses)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+from pydantic import SecretStr
+
+from connectors import hubspot
+from connectors.config import HubSpotSettings
+from connectors.hubspot import HubSpotConnector
+from connectors.json_pages import CutPage, cut, json_text_columns
+from connectors.page_reader import PageReader
+
+NAMES = ["occurredAt", "properties.hs_title", "objectType", "objectId", "id", "properties.hs_url"]
+
+
+def _reader() -> PageReader:
+    """The events stream's reader, as the connector makes it (no call is made)."""
+    connector = HubSpotConnector(HubSpotSettings(token=SecretStr("t")), host="http://127.0.0.1:9")
+    return connector._reader(hubspot._stream("events"))
+
+
+def _event(number: int, **values: Any) -> dict[str, Any]:
+    event = {
+        "objectType": "CONTACT",
+        "objectId": f"3000000{number:04d}",
+        "eventType": "e_visited_page",
+        "occurredAt": f"2026-11-02T08:{number % 60:02d}:15.000Z",
+        "id": f"00000000-0000-4000-8000-{number:012d}",
+        "properties": {"hs_url": "https://www.example.com/pricing", "hs_title": "Pricing"},
+    }
+    return event | values
+
+
+def _cut_all(pages: list[list[dict[str, Any]]]) -> list[bytes]:
+    cuts = [
+        cut(orjson.dumps({"results": rows, "paging": {"next": {"after": "x"}}})) for rows in pages
+    ]
+    assert all(isinstance(c, CutPage) for c in cuts)
+    return [c.results for c in cuts if c is not None]
+
+
+def test_an_answer_is_cut_into_its_results_and_the_next_token() -> None:
+    rows = [_event(1, properties={"hs_url": 'a "],\\"paging\\":" in a title', "hs_title": "]}"})]
+    body = orjson.dumps({"results": rows, "paging": {"next": {"after": "MTAw", "link": "l"}}})
+    page = cut(body)
+    assert page is not None and page.after == "MTAw"
+    assert orjson.loads(b"[" + page.results + b"]") == rows
+
+    last = cut(orjson.dumps({"results": rows}))
+    assert last is not None and last.after is None
+    assert orjson.loads(b"[" + last.results + b"]") == rows
+    empty = cut(b'{"results":[],"paging":{"next":{"after":"5"}}}')
+    assert empty is not None and empty.results == b"" and empty.after == "5"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"paging":{"next":{"after":"5"}},"results":[]}',  # paging first
+        b'{"results": [], "paging": {"next": {"after": "5"}}}',  # whitespace
+        b'{"results":[],"paging":{"next":{"after":"5"}},"total":3}',  # another key after
+        b'{"results":[],"total":3}',
+        b'{"total":3,"results":[]}',
+        b"<html>busy</html>",
+    ],
+    ids=["paging first", "spaced", "a key after paging", "a key after results", "led", "html"],
+)
+def test_an_answer_in_another_shape_is_not_cut(body: bytes) -> None:
+    assert cut(body) is None
+
+
+def test_records_read_as_the_text_columns_json_gives() -> None:
+    pages = [
+        [
+            _event(1),
+            _event(2, properties={}),  # no url, no title
+            _event(3, properties=None),
+            _event(4, objectType=None, objectId=""),
+            _event(5, properties={"hs_url": 'https://x.example/é?q="1"\n', "hs_title": "日本"}),
+        ],
+        [],  # an empty page
+        [{"id": "6", "occurredAt": "soon"}, _event(7, eventType="pe_1234_custom", extra={"a": 1})],
+    ]
+    rows = [row for page in pages for row in page]
+
+    frame = json_text_columns(_cut_all(pages), NAMES)
+
+    expected = _reader()._frame_of(rows, NAMES)
+    assert frame is not None and expected is not None
+    assert frame.equals(expected) and frame.schema == expected.schema
+
+
+def test_no_records_read_as_empty_text_columns() -> None:
+    frame = json_text_columns([b"", b""], NAMES)
+    assert frame is not None and frame.height == 0
+    assert frame.schema == pl.Schema(dict.fromkeys(NAMES, pl.String))
+
+
+# each after a record of text: polars alone would read the column as text, the odd one's too
+REFUSED: dict[str, dict[str, Any]] = {
+    "an object id as a number": {"objectId": 3000000002},
+    "a time as epoch milliseconds": {"occurredAt": 1_762_072_215_000},
+    "a number with an exponent": {"objectId": 1.5e3},
+    "a checkbox": {"objectType": True},
+    "an object where text is read": {"objectType": {"kind": "CONTACT"}},
+    "a list where text is read": {"id": ["1"]},
+    "properties as text": {"properties": "hs_url=x"},
+    "a property as a number": {"properties": {"hs_url": 5, "hs_title": "t"}},
+    "a key named as a walked field": {"properties.hs_url": "x"},
+}
+
+
+@pytest.mark.parametrize("odd", REFUSED.values(), ids=REFUSED.keys())
+def test_records_polars_would_read_otherwise_are_left_to_json(odd: dict[str, Any]) -> None:
+    rows = [_event(1), _event(2) | odd]
+    assert json_text_columns(_cut_all([rows]), NAMES) is None
+    assert json_text_columns(_cut_all([[rows[1]]]), NAMES) is None  # alone too
+
+
+@pytest.mark.parametrize(
+    "title", [b"\\ud800", b"\\ud83d\\ude00"], ids=["a lone surrogate", "a surrogate pair"]
+)
+def test_an_escaped_surrogate_is_left_to_json(title: bytes) -> None:
+    # polars reads a lone one as something else: any escaped surrogate goes to JSON, which
+    # reads a pair as the one character it stands for
+    part = _cut_all([[_event(1, properties={"hs_url": "x", "hs_title": "T"})]])[0]
+    part = part.replace(b'"hs_title":"T"', b'"hs_title":"' + title + b'"')
+    assert title in part and json.loads(b"[" + part + b"]")  # read by json where orjson refuses
+
+    assert json_text_columns([part], NAMES) is None
+
+
+def test_a_name_walking_two_objects_deep_is_left_to_json() -> None:
+    rows = [_event(1, properties={"page": {"url": "x"}})]
+    assert json_text_columns(_cut_all([rows]), ["id", "properties.page.url"]) is None
+
+
+@pytest.mark.parametrize(
+    "part",
+    [b'{"id":"1"', b'{"id":"\xff"}', b'{"id":"1"},{"id":{"a":"x"}}'],
+    ids=["broken", "not utf-8", "text then an object"],
+)
+def test_text_polars_refuses_is_left_to_json(part: bytes) -> None:
+    assert json_text_columns([part], ["id"]) is None
