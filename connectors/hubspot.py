@@ -57,6 +57,8 @@ from functools import partial
 from itertools import chain
 from typing import Any, TypeVar
 
+import polars as pl
+
 from connectors.ahead import read_ahead
 from connectors.batches import chunked, written_rows
 from connectors.budget import DEFAULT_SHARE, Budget
@@ -84,7 +86,7 @@ from connectors.hubspot_web import (
     touch_columns,
     touch_rows,
 )
-from connectors.json_pages import CutPage, cut, json_text_columns
+from connectors.json_pages import CutPage, cut, json_text_columns, read_records, text_frame
 from connectors.keys import MODIFIED, guessed, modified_at, read_id, skip_reason
 from connectors.page_reader import PageReader
 from connectors.protocol import (
@@ -254,29 +256,121 @@ class HubSpotConnector:
     # --- pulls ---------------------------------------------------------------------------------
 
     def _full(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
-        """Every live record, a checkpoint per page; the bound is the latest modification time
-        when the load began, and ``cursor.resume`` the list page a stopped load goes on from."""
+        """Every live record, a checkpoint per group of pages; the bound is the latest
+        modification time when the load began, and ``cursor.resume`` the list page a stopped
+        load goes on from. Each group is read in a thread of its own while the caller stores the
+        one before (`connectors.ahead`): as columns straight from the answers' text by polars
+        where it can (`_list_frame`), else as JSON."""
         if cursor.resume is None:
             latest = self._latest(stream)
             if latest is None:
                 yield Checkpoint(stream.name, FULL_LOAD)
                 return
             cursor = Cursor(latest, read_at=self.policy.now())
-        pages = self._list(stream, archived=False, after=cursor.resume)
-        for group in _page_groups(pages, LIST_PAGES_PER_BATCH if self.batches else 1):
-            raws = [raw for page, _ in group for raw in page]
-            items = self._listed_columns(stream, raws, tally)
-            if items is None:  # a page at a time: an id on two pages keeps each page's links
-                items = chain.from_iterable(
-                    self._items(stream, page, _inline_links(stream, page), tally)
-                    for page, _ in group
-                )
+        pages = self._listed(stream, cursor.resume)
+        size = LIST_PAGES_PER_BATCH if self.batches else 1
+
+        def read(
+            group: list[tuple[CutPage | dict[str, Any], str | None]],
+        ) -> tuple[list[Item], str | None]:
+            return self._list_group(stream, [page for page, _ in group], tally), group[-1][1]
+
+        for items, token in read_ahead(_page_groups(pages, size), read):
             for item in items:
                 bound = cursor.value
                 for record_id in [] if bound is None else _at_bound(item, bound):
                     cursor = cursor.advanced(bound, record_id)
                 yield item
-            yield Checkpoint(stream.name, cursor.resuming(group[-1][1]))
+            yield Checkpoint(stream.name, cursor.resuming(token))
+
+    def _listed(
+        self, stream: Stream, after: str | None
+    ) -> Iterator[tuple[CutPage | dict[str, Any], str | None]]:
+        """Pages of the list API's live records from ``after``, each with the token of the page
+        that follows it (None after the last): cut from its text unread where it can be
+        (`connectors.json_pages`), else read as JSON."""
+        names, targets = self._names(stream), [link.target for link in stream.links] or None
+        tokens = PageTokens()
+        while True:
+            body = self.api.call_raw(
+                self.api.objects.get_page,
+                stream.path,
+                limit=LIST_PAGE,
+                properties=names,
+                associations=targets,
+                archived=False,
+                after=after,
+            )
+            page = cut(body) or (read_json(body) if body else None)
+            after = tokens.next(page.after if isinstance(page, CutPage) else _next_after(page))
+            yield page, after
+            if after is None:
+                return
+
+    def _list_group(
+        self, stream: Stream, pages: Sequence[CutPage | dict[str, Any]], tally: Tally
+    ) -> list[Item]:
+        """A group of list pages' items: as columns from the answers' text (`_list_frame`),
+        else from their JSON (`_listed_columns`), else a page at a time (an id on two pages
+        keeps each page's links)."""
+        if self.batches:
+            read = self._list_frame(stream, pages, tally)
+            if read is not None:
+                return read
+        by_page = [_results(page) for page in pages]
+        items = self._listed_columns(stream, [raw for raws in by_page for raw in raws], tally)
+        if items is None:
+            items = [
+                item
+                for raws in by_page
+                for item in self._items(stream, raws, _inline_links(stream, raws), tally)
+            ]
+        return list(items)
+
+    def _list_frame(
+        self, stream: Stream, pages: Sequence[CutPage | dict[str, Any]], tally: Tally
+    ) -> list[Item] | None:
+        """List records read as `_listed_columns` reads them, their columns made by polars
+        from the answers' text (`connectors.json_pages`: a record's properties, id, times and
+        the links' chosen records, `_choices`); None, nothing counted, when an answer was read
+        as JSON already or polars would not read them alike."""
+        cuts = [page.results for page in pages if isinstance(page, CutPage)]
+        if len(cuts) < len(pages) or not cuts:
+            return None
+        reader = self._reader(stream)
+        props = [n for n in reader.fields if n not in _LIST_TOP and not n.startswith("@")]
+        extra = [stream.merge_field] if stream.merge_field else []
+        extra += ["email"] if stream.path == "contacts" else []
+        targets = [link.target for link in stream.links]
+        frame = read_records(
+            cuts,
+            texts={*props, *extra, *_LIST_TOP, "type"},
+            objects={"properties", "associations", *targets},
+            lists={"results"},
+        )
+        if frame is None:
+            return None
+        columns = _list_columns(stream, frame, [*reader.fields, *extra])
+        if columns is None:
+            return None
+        page = text_frame({name: columns[name] for name in reader.fields}, frame.height)
+        read = reader.unordered_frame(page, FULL_LOAD, FULL_LOAD, tally)
+        if read is None:
+            return None
+        items, _ = read
+        held = text_frame(columns, frame.height)
+        assert held is not None  # the same columns, and more text ones
+        if stream.path == "contacts":  # the contacts delivered, as `_items` remembers them
+            self._remember_columns(items, held)
+        return items + list(_merges(stream, _merged_rows(stream, held)))
+
+    def _remember_columns(self, items: Sequence[Item], held: pl.DataFrame) -> None:
+        """`_remember` of each contact delivered among ``items``, from its columns."""
+        delivered = set(_ids_of(items))
+        for raw_id, email in zip(held["id"].to_list(), held["email"].to_list(), strict=True):
+            contact_id = read_id(raw_id)
+            if email and contact_id is not None and contact_id in delivered:
+                self._contact_of[str(email).lower()] = contact_id
 
     def _listed_columns(
         self, stream: Stream, raws: Sequence[Mapping[str, Any]], tally: Tally
@@ -1044,6 +1138,94 @@ def _flat_columns(
         else:  # a property, by its whole name (HubSpot's properties are flat text)
             columns[name] = [p.get(name) for p in props]
     return columns
+
+
+def _list_columns(
+    stream: Stream, frame: pl.DataFrame, names: Sequence[str]
+) -> dict[str, pl.Series | None] | None:
+    """`_flat_columns` of list records as polars read them (`connectors.json_pages`): by name,
+    a record's property, id or time, or its link's chosen record (`_choices`); None (no record
+    holds it) for a column of nulls. None when the records do not hold what `_flat_columns`
+    reads in the shape it reads it (then they are read as JSON)."""
+    props = _struct_of(frame, "properties")
+    if props is False:
+        return None
+    held = set() if props is None else {inner.name for inner in props.dtype.fields}
+    links = {_link_column(link): link for link in stream.links}
+    columns: dict[str, pl.Series | None] = {}
+    for name in names:
+        if name in links:
+            chosen = _choices(frame, links[name])
+            if chosen is False:
+                return None
+            columns[name] = chosen
+        elif name in _LIST_TOP:
+            columns[name] = frame.get_column(name) if name in frame.columns else None
+        else:  # a property, by its whole name
+            columns[name] = props.struct.field(name) if props is not None and name in held else None
+    return columns
+
+
+def _choices(frame: pl.DataFrame, link: Link) -> pl.Series | bool | None:
+    """`_inline_choice` of every record, from its ``associations`` as polars read them: a
+    primary one's id (its type not ending "unlabeled"), else the first's; None when no record
+    has any. False when one is not as `_inline_choice` reads it: its results no list of
+    objects with a text id (an id missing or null, which it would write as "None", included)."""
+    targets = _struct_of(frame, "associations")
+    if targets is None or targets is False:
+        return targets
+    kinds = {inner.name: inner.dtype for inner in targets.dtype.fields}
+    kind = kinds.get(link.target, pl.Null)
+    if kind == pl.Null:
+        return None
+    if not isinstance(kind, pl.Struct):
+        return False
+    kind = {inner.name: inner.dtype for inner in kind.fields}.get("results", pl.Null)
+    if kind == pl.Null:
+        return None
+    if not isinstance(kind, pl.List) or kind.inner == pl.Null:
+        return None if isinstance(kind, pl.List) else False  # every list empty: none chosen
+    if not isinstance(kind.inner, pl.Struct):
+        return False
+    fields = {inner.name: inner.dtype for inner in kind.inner.fields}
+    if fields.get("id") != pl.String or fields.get("type", pl.String) not in (pl.String, pl.Null):
+        return False
+    results = targets.struct.field(link.target).struct.field("results")
+    ids = results.list.eval(pl.element().struct.field("id"))
+    if ids.list.eval(pl.element().is_null()).list.any().any():
+        return False
+    first = ids.list.first()
+    if fields.get("type", pl.Null) == pl.Null:
+        return first
+    unlabeled = pl.element().struct.field("type").str.ends_with("unlabeled").fill_null(False)
+    primary = results.list.eval(pl.element().filter(~unlabeled).struct.field("id")).list.first()
+    return primary.fill_null(first)
+
+
+def _struct_of(frame: pl.DataFrame, key: str) -> pl.Series | bool | None:
+    """The objects under ``key`` (None: no record holds one; False: one holds something else)."""
+    if key not in frame.columns or frame.get_column(key).dtype == pl.Null:
+        return None
+    column = frame.get_column(key)
+    return column if isinstance(column.dtype, pl.Struct) else False
+
+
+def _merged_rows(stream: Stream, held: pl.DataFrame) -> list[dict[str, Any]]:
+    """The records naming ids merged into them as `_merges` reads a record (its id, times and
+    the properties it reads), from their text columns."""
+    if stream.merge_field is None:
+        return []
+    merge, stamp = stream.merge_field, stream.replication_key
+    named = held.filter(pl.col(merge).is_not_null() & (pl.col(merge) != ""))
+    return [
+        {
+            "id": row["id"],
+            "createdAt": row["createdAt"],
+            "updatedAt": row["updatedAt"],
+            "properties": {merge: row[merge]} | ({stamp: row[stamp]} if stamp else {}),
+        }
+        for row in named.iter_rows(named=True)
+    ]
 
 
 def _ids_of(items: Iterable[Item]) -> Iterator[str]:

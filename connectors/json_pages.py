@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import orjson
 import polars as pl
 
-__all__ = ["CutPage", "cut", "json_text_columns"]
+__all__ = ["CutPage", "cut", "json_text_columns", "read_records", "text_frame"]
 
 _HEAD = b'{"results":['
 _PAGING = b'],"paging":'
@@ -76,24 +76,50 @@ def json_text_columns(parts: Sequence[bytes], names: Sequence[str]) -> pl.DataFr
     null (an object or null for a ``head``), an escaped surrogate is in the text, a record holds
     a key named as a dotted name, a name walks deeper than one object, or polars cannot read the
     text: then the records are to be read as JSON."""
-    text = b"[" + b",".join(part for part in parts if part.strip()) + b"]"
-    try:
-        if pl.Series([text]).cast(pl.String).str.contains(_untextual(tuple(names))).item():
-            return None
-        frame = pl.read_json(io.BytesIO(text), infer_schema_length=None)
-    except Exception:  # whatever polars refuses (not UTF-8, a field of two kinds): read as JSON
+    texts = {name.rpartition(".")[2] for name in names}
+    heads = {name.partition(".")[0] for name in names if "." in name}
+    frame = read_records(parts, texts, heads)
+    if frame is None:
         return None
-    columns: list[pl.Series] = []
-    for name in names:
-        column = _column(frame, name)
-        if column is False:
+    columns = {name: _column(frame, name) for name in names}
+    if any(column is False for column in columns.values()):
+        return None
+    return text_frame(columns, frame.height)  # type: ignore[arg-type]
+
+
+def read_records(
+    parts: Sequence[bytes],
+    texts: Collection[str],
+    objects: Collection[str] = (),
+    lists: Collection[str] = (),
+) -> pl.DataFrame | None:
+    """The records of ``parts`` (the inner texts of results arrays, `cut`) as polars reads
+    them, a column a key (an object a struct), when every value of a key named in ``texts`` is
+    text or null (wherever the key is, in whatever object), of one in ``objects`` an object or
+    null, of one in ``lists`` an array or null, and no surrogate is escaped; None otherwise, or
+    when polars cannot read the text (not UTF-8, a key holding an object in one record and text
+    in another): then the records are to be read as JSON."""
+    text = b"[" + b",".join(part for part in parts if part.strip()) + b"]"
+    odd = _odd_values(tuple(sorted(texts)), tuple(sorted(objects)), tuple(sorted(lists)))
+    try:
+        if pl.Series([text]).cast(pl.String).str.contains(odd).item():
             return None
+        return pl.read_json(io.BytesIO(text), infer_schema_length=None)
+    except Exception:  # whatever polars refuses: read as JSON
+        return None
+
+
+def text_frame(columns: Mapping[str, pl.Series | None], height: int) -> pl.DataFrame | None:
+    """``columns`` as text columns of ``height`` rows under their names (None, or a column of
+    nulls only: every value null); None when one holds anything but text."""
+    made: list[pl.Series] = []
+    for name, column in columns.items():
         if column is None or column.dtype == pl.Null:
-            column = pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+            column = pl.repeat(None, height, dtype=pl.String, eager=True)
         elif column.dtype != pl.String:
             return None
-        columns.append(column.alias(name))
-    return pl.DataFrame(columns)
+        made.append(column.alias(name))
+    return pl.DataFrame(made)
 
 
 def _column(frame: pl.DataFrame, name: str) -> pl.Series | bool | None:
@@ -116,13 +142,13 @@ def _column(frame: pl.DataFrame, name: str) -> pl.Series | bool | None:
 
 
 @cache
-def _untextual(names: tuple[str, ...]) -> str:
-    """A pattern found where a field of ``names`` holds what is neither text nor null (for a
-    dotted name's head: neither an object nor null), or where a surrogate is escaped."""
-    texts = sorted({name.rpartition(".")[2] for name in names})
-    heads = sorted({name.partition(".")[0] for name in names if "." in name})
-    found = [rf'"(?:{"|".join(map(re.escape, texts))})"\s*:\s*[^"n\s]']
-    if heads:
-        found.append(rf'"(?:{"|".join(map(re.escape, heads))})"\s*:\s*[^{{n\s]')
+def _odd_values(texts: tuple[str, ...], objects: tuple[str, ...], lists: tuple[str, ...]) -> str:
+    """A pattern found where a key of ``texts`` holds what is neither text nor null, one of
+    ``objects`` neither an object nor null, one of ``lists`` neither an array nor null, or where
+    a surrogate is escaped."""
+    found = []
+    for keys, allowed in ((texts, '"'), (objects, "{"), (lists, r"\[")):
+        if keys:
+            found.append(rf'"(?:{"|".join(map(re.escape, keys))})"\s*:\s*[^{allowed}n\s]')
     found.append(r"\\u[dD][89abAB]")
     return "|".join(found)

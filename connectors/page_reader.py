@@ -161,7 +161,13 @@ class PageReader:
         them), as `items` makes them: those ``since`` admits, and ``cursor`` moved past them.
         None, with nothing counted, when they must be read a row at a time: a value its text
         would not stand for (`_text_frame`), or an id twice (a batch holds each id once)."""
-        page = self._text_frame(columns)
+        return self.unordered_frame(self._text_frame(columns), since, cursor, tally)
+
+    def unordered_frame(
+        self, page: pl.DataFrame | None, since: Cursor, cursor: Cursor, tally: Tally
+    ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor] | None:
+        """`unordered_columns` of rows already made text columns (`_text_frame`, or
+        `connectors.json_pages` from the answers' text); None as there (``page`` None too)."""
         if page is None:
             return None
         ids = read_ids(column_of(page, self.key))

@@ -12,6 +12,7 @@ would not read them alike. Mirrored, both loads leave the same rows and cursors.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,12 +24,14 @@ from sqlalchemy import text
 from connectors import hubspot
 from connectors.errors import BudgetExhausted
 from connectors.hubspot import HubSpotConnector
+from connectors.json_pages import cut
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
     Cursor,
     Item,
     Record,
+    RecordBatch,
     Summary,
     Tombstone,
     expanded,
@@ -155,6 +158,28 @@ def _company(number: int, **properties: Any) -> dict[str, Any]:
     }
 
 
+def _listing(
+    pages: list[tuple[list[dict[str, Any]], str | None]],
+    how: str = "read",
+    error: Exception | None = None,
+) -> Any:
+    """`HubSpotConnector._listed` answering ``pages`` (records, next token): read as JSON (an
+    answer in another shape), or cut from their text (`connectors.json_pages`); then failing
+    with ``error``, if given."""
+
+    def listed(self: HubSpotConnector, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for raws, token in pages:
+            page: dict[str, Any] = {"results": raws}
+            if token is not None:
+                page["paging"] = {"next": {"after": token}}
+            text = json.dumps(page, separators=(",", ":")).encode()
+            yield (cut(text) if how == "cut" else page), token
+        if error is not None:
+            raise error
+
+    return listed
+
+
 BOUND = T.isoformat().replace("+00:00", "Z")
 SCRIPTED: dict[str, list[dict[str, Any]]] = {
     "what real portals send, read as columns": [
@@ -175,27 +200,56 @@ SCRIPTED: dict[str, list[dict[str, Any]]] = {
 }
 
 
+def _polars_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each group a pull reads was read by polars from the answers' text."""
+    read: list[bool] = []
+    frame_of = HubSpotConnector._list_frame
+
+    def recorded(self: HubSpotConnector, *args: Any) -> Any:
+        items = frame_of(self, *args)
+        read.append(items is not None)
+        return items
+
+    monkeypatch.setattr(HubSpotConnector, "_list_frame", recorded)
+    return read
+
+
+@pytest.mark.parametrize("stream", LISTED)
+def test_the_sandboxs_answers_are_read_as_columns_from_their_text(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, stream: str
+) -> None:
+    read = _polars_reads(monkeypatch)
+    items = list(hubspot_connector(crm, True).pull(stream))
+
+    assert read and all(read)  # every group
+    assert any(isinstance(i, RecordBatch) for i in items)
+
+
+@pytest.mark.parametrize("how", ["read", "cut"])
 @pytest.mark.parametrize("raws", SCRIPTED.values(), ids=SCRIPTED.keys())
 def test_scripted_list_pages_read_alike(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, raws: list[dict[str, Any]]
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, raws: list[dict[str, Any]], how: str
 ) -> None:
     pages = [(raws[:3], "3"), (raws[3:], None)]
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
-    monkeypatch.setattr(HubSpotConnector, "_list", lambda self, *a, **k: iter(pages))
+    monkeypatch.setattr(HubSpotConnector, "_listed", _listing(pages, how))
 
+    read = _polars_reads(monkeypatch)
     (by_rows, _), (by_columns, as_columns) = _both(crm, "companies")
 
     assert by_columns == by_rows
     assert as_columns == (next(iter(SCRIPTED.values())) is raws)
+    assert read == [how == "cut" and as_columns]  # by polars, where JSON would read as columns
     assert by_rows[0]
 
 
+@pytest.mark.parametrize("how", ["read", "cut"])
 def test_dirty_values_are_warned_and_the_bound_moves_by_read_times_only(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     raws = next(iter(SCRIPTED.values()))
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
-    monkeypatch.setattr(HubSpotConnector, "_list", lambda self, *a, **k: iter([(raws, None)]))
+    monkeypatch.setattr(HubSpotConnector, "_listed", _listing([(raws, None)], how))
 
     items = list(hubspot_connector(crm, True).pull("companies"))
 
@@ -211,12 +265,13 @@ def test_dirty_values_are_warned_and_the_bound_moves_by_read_times_only(
     assert sum(summary.skipped.values()) == 3
 
 
+@pytest.mark.parametrize("how", ["read", "cut"])
 def test_the_ids_merged_into_a_record_are_tombstones_after_its_group(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     raws = next(iter(SCRIPTED.values()))
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
-    monkeypatch.setattr(HubSpotConnector, "_list", lambda self, *a, **k: iter([(raws, None)]))
+    monkeypatch.setattr(HubSpotConnector, "_listed", _listing([(raws, None)], how))
 
     items = list(expanded(hubspot_connector(crm, True).pull("companies")))
 
@@ -227,17 +282,14 @@ def test_the_ids_merged_into_a_record_are_tombstones_after_its_group(
     assert all(isinstance(i, Tombstone) for i in items[last_record + 1 : -2])
 
 
+@pytest.mark.parametrize("how", ["read", "cut"])
 def test_a_load_stopped_inside_a_group_checkpoints_the_pages_read(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     pages = [([_company(2 * n + 1), _company(2 * n + 2)], str(n + 1)) for n in range(GROUP + 1)]
-
-    def stopping(self: HubSpotConnector, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        yield from pages
-        raise BudgetExhausted("the day's calls are spent")
-
+    spent = BudgetExhausted("the day's calls are spent")
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
-    monkeypatch.setattr(HubSpotConnector, "_list", stopping)
+    monkeypatch.setattr(HubSpotConnector, "_listed", _listing(pages, how, spent))
     saved = stopped_pulls(crm, "companies", BudgetExhausted)
 
     assert saved[0] == saved[1]
@@ -274,12 +326,13 @@ def _deal(number: int, company: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("how", ["read", "cut"])
 def test_an_id_on_two_pages_of_a_group_keeps_each_pages_links(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     pages = [([_deal(1, "111")], "1"), ([_deal(2, "222")], None)]  # the group goes row by row
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
-    monkeypatch.setattr(HubSpotConnector, "_list", lambda self, *a, **k: iter(pages))
+    monkeypatch.setattr(HubSpotConnector, "_listed", _listing(pages, how))
 
     linked = {}
     for batches in (False, True):
@@ -289,17 +342,16 @@ def test_an_id_on_two_pages_of_a_group_keeps_each_pages_links(
     assert linked[True] == linked[False] == [("500", "111"), ("500", "222")]
 
 
+@pytest.mark.parametrize("how", ["read", "cut"])
 def test_email_events_join_only_the_contacts_a_load_delivered(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     timeless = _company(2) | {"id": "2", "createdAt": None, "updatedAt": None}
     timeless["properties"] = {"email": "x@example.com", "lastmodifieddate": None}
     kept = _company(1) | {"id": "1"}
     kept["properties"] = {"email": "x@example.com", "lastmodifieddate": BOUND}
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
-    monkeypatch.setattr(
-        HubSpotConnector, "_list", lambda self, *a, **k: iter([([kept, timeless], None)])
-    )
+    monkeypatch.setattr(HubSpotConnector, "_listed", _listing([([kept, timeless], None)], how))
 
     joined = {}
     for batches in (False, True):
