@@ -341,13 +341,7 @@ class HubSpotConnector:
         props = [n for n in reader.fields if n not in _LIST_TOP and not n.startswith("@")]
         extra = [stream.merge_field] if stream.merge_field else []
         extra += ["email"] if stream.path == "contacts" else []
-        targets = [link.target for link in stream.links]
-        frame = read_records(
-            cuts,
-            texts={*props, *extra, *_LIST_TOP, "type"},
-            objects={"properties", "associations", *targets},
-            lists={"results"},
-        )
+        frame = read_records(cuts, _list_schema(stream, [*props, *extra]))
         if frame is None:
             return None
         columns = _list_columns(stream, frame, [*reader.fields, *extra])
@@ -1140,74 +1134,50 @@ def _flat_columns(
     return columns
 
 
+def _list_schema(stream: Stream, properties: Sequence[str]) -> dict[str, Any]:
+    """What `_list_frame` reads of a list record, as polars is to read it: its id and times, the
+    ``properties`` asked for, and each link's associations (their ids and types)."""
+    results = pl.Struct({"results": pl.List(pl.Struct({"id": pl.String, "type": pl.String}))})
+    schema: dict[str, Any] = dict.fromkeys(_LIST_TOP, pl.String)
+    schema["properties"] = pl.Struct(dict.fromkeys(properties, pl.String))
+    if stream.links:
+        schema["associations"] = pl.Struct({link.target: results for link in stream.links})
+    return schema
+
+
 def _list_columns(
     stream: Stream, frame: pl.DataFrame, names: Sequence[str]
 ) -> dict[str, pl.Series | None] | None:
-    """`_flat_columns` of list records as polars read them (`connectors.json_pages`): by name,
-    a record's property, id or time, or its link's chosen record (`_choices`); None (no record
-    holds it) for a column of nulls. None when the records do not hold what `_flat_columns`
-    reads in the shape it reads it (then they are read as JSON)."""
-    props = _struct_of(frame, "properties")
-    if props is False:
-        return None
-    held = set() if props is None else {inner.name for inner in props.dtype.fields}
+    """`_flat_columns` of list records as polars read them (`_list_schema`): by name, a
+    record's property, id or time, or its link's chosen record (`_choices`). None when a link's
+    associations are not as `_inline_choice` reads them (then they are read as JSON)."""
+    properties = frame.get_column("properties")
     links = {_link_column(link): link for link in stream.links}
     columns: dict[str, pl.Series | None] = {}
     for name in names:
         if name in links:
             chosen = _choices(frame, links[name])
-            if chosen is False:
+            if chosen is None:
                 return None
             columns[name] = chosen
         elif name in _LIST_TOP:
-            columns[name] = frame.get_column(name) if name in frame.columns else None
+            columns[name] = frame.get_column(name)
         else:  # a property, by its whole name
-            columns[name] = props.struct.field(name) if props is not None and name in held else None
+            columns[name] = properties.struct.field(name)
     return columns
 
 
-def _choices(frame: pl.DataFrame, link: Link) -> pl.Series | bool | None:
-    """`_inline_choice` of every record, from its ``associations`` as polars read them: a
-    primary one's id (its type not ending "unlabeled"), else the first's; None when no record
-    has any. False when one is not as `_inline_choice` reads it: its results no list of
-    objects with a text id (an id missing or null, which it would write as "None", included)."""
-    targets = _struct_of(frame, "associations")
-    if targets is None or targets is False:
-        return targets
-    kinds = {inner.name: inner.dtype for inner in targets.dtype.fields}
-    kind = kinds.get(link.target, pl.Null)
-    if kind == pl.Null:
-        return None
-    if not isinstance(kind, pl.Struct):
-        return False
-    kind = {inner.name: inner.dtype for inner in kind.fields}.get("results", pl.Null)
-    if kind == pl.Null:
-        return None
-    if not isinstance(kind, pl.List) or kind.inner == pl.Null:
-        return None if isinstance(kind, pl.List) else False  # every list empty: none chosen
-    if not isinstance(kind.inner, pl.Struct):
-        return False
-    fields = {inner.name: inner.dtype for inner in kind.inner.fields}
-    if fields.get("id") != pl.String or fields.get("type", pl.String) not in (pl.String, pl.Null):
-        return False
-    results = targets.struct.field(link.target).struct.field("results")
+def _choices(frame: pl.DataFrame, link: Link) -> pl.Series | None:
+    """`_inline_choice` of every record, from its associations as polars read them: a primary
+    one's id (its type not ending "unlabeled"), else the first's (null: none). None when one has
+    no id, which `_inline_choice` would refuse or write as "None"."""
+    results = frame.get_column("associations").struct.field(link.target).struct.field("results")
     ids = results.list.eval(pl.element().struct.field("id"))
     if ids.list.eval(pl.element().is_null()).list.any().any():
-        return False
-    first = ids.list.first()
-    if fields.get("type", pl.Null) == pl.Null:
-        return first
+        return None
     unlabeled = pl.element().struct.field("type").str.ends_with("unlabeled").fill_null(False)
     primary = results.list.eval(pl.element().filter(~unlabeled).struct.field("id")).list.first()
-    return primary.fill_null(first)
-
-
-def _struct_of(frame: pl.DataFrame, key: str) -> pl.Series | bool | None:
-    """The objects under ``key`` (None: no record holds one; False: one holds something else)."""
-    if key not in frame.columns or frame.get_column(key).dtype == pl.Null:
-        return None
-    column = frame.get_column(key)
-    return column if isinstance(column.dtype, pl.Struct) else False
+    return primary.fill_null(ids.list.first())
 
 
 def _merged_rows(stream: Stream, held: pl.DataFrame) -> list[dict[str, Any]]:

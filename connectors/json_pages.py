@@ -28,6 +28,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import orjson
 import polars as pl
@@ -76,37 +77,65 @@ def json_text_columns(parts: Sequence[bytes], names: Sequence[str]) -> pl.DataFr
     null (an object or null for a ``head``), an escaped surrogate is in the text, a record holds
     a key named as a dotted name, a name walks deeper than one object, or polars cannot read the
     text: then the records are to be read as JSON."""
-    texts = {name.rpartition(".")[2] for name in names}
-    heads = {name.partition(".")[0] for name in names if "." in name}
-    frame = read_records(parts, texts, heads)
+    schema: dict[str, Any] = {}
+    for name in names:
+        head, dotted, field = name.partition(".")
+        if "." in field:
+            return None
+        if dotted:
+            inner = schema.get(head)
+            fields = dict(inner.to_schema()) if isinstance(inner, pl.Struct) else {}
+            schema[head] = pl.Struct(fields | {field: pl.String})
+        elif name not in schema:
+            schema[name] = pl.String
+    dotted_names = [name for name in names if "." in name]
+    frame = read_records(parts, schema, absent=dotted_names)
     if frame is None:
         return None
-    columns = {name: _column(frame, name) for name in names}
-    if any(column is False for column in columns.values()):
-        return None
-    return text_frame(columns, frame.height)  # type: ignore[arg-type]
+    columns = {}
+    for name in names:
+        head, dotted, field = name.partition(".")
+        column = frame.get_column(head)
+        columns[name] = column.struct.field(field) if dotted else column
+    return text_frame(columns, frame.height)
 
 
 def read_records(
-    parts: Sequence[bytes],
-    texts: Collection[str],
-    objects: Collection[str] = (),
-    lists: Collection[str] = (),
+    parts: Sequence[bytes], schema: Mapping[str, Any], absent: Collection[str] = ()
 ) -> pl.DataFrame | None:
-    """The records of ``parts`` (the inner texts of results arrays, `cut`) as polars reads
-    them, a column a key (an object a struct), when every value of a key named in ``texts`` is
-    text or null (wherever the key is, in whatever object), of one in ``objects`` an object or
-    null, of one in ``lists`` an array or null, and no surrogate is escaped; None otherwise, or
-    when polars cannot read the text (not UTF-8, a key holding an object in one record and text
-    in another): then the records are to be read as JSON."""
+    """The records of ``parts`` (the inner texts of results arrays, `cut`) read by polars as
+    ``schema`` says (keys it does not name left out, a key it names but a record lacks null),
+    when each value of a key the schema names, in whatever object, is what the schema says or
+    null: text for a text field, an object for a struct, an array for a list. None otherwise,
+    or when a key of ``absent`` is in the text, a surrogate is escaped, or polars cannot read
+    the text (not UTF-8, broken): then the records are to be read as JSON."""
     text = b"[" + b",".join(part for part in parts if part.strip()) + b"]"
-    odd = _odd_values(tuple(sorted(texts)), tuple(sorted(objects)), tuple(sorted(lists)))
+    kinds: dict[str, set[str]] = {"text": set(), "object": set(), "list": set()}
+    _kinds(schema, kinds)
+    odd = _odd_values(
+        *(tuple(sorted(kinds[k])) for k in ("text", "object", "list")), tuple(sorted(absent))
+    )
     try:
         if pl.Series([text]).cast(pl.String).str.contains(odd).item():
             return None
-        return pl.read_json(io.BytesIO(text), infer_schema_length=None)
+        return pl.read_json(io.BytesIO(text), schema=dict(schema))
     except Exception:  # whatever polars refuses: read as JSON
         return None
+
+
+def _kinds(schema: Mapping[str, Any], kinds: dict[str, set[str]]) -> None:
+    """The keys of ``schema`` (and of its structs', and its lists' elements') by what they
+    hold: text, an object or an array."""
+    for name, kind in schema.items():
+        if isinstance(kind, pl.Struct):
+            kinds["object"].add(name)
+            _kinds(dict(kind.to_schema()), kinds)
+        elif isinstance(kind, pl.List):
+            kinds["list"].add(name)
+            if isinstance(kind.inner, pl.Struct):
+                _kinds(dict(kind.inner.to_schema()), kinds)
+        else:
+            kinds["text"].add(name)
 
 
 def text_frame(columns: Mapping[str, pl.Series | None], height: int) -> pl.DataFrame | None:
@@ -122,33 +151,21 @@ def text_frame(columns: Mapping[str, pl.Series | None], height: int) -> pl.DataF
     return pl.DataFrame(made)
 
 
-def _column(frame: pl.DataFrame, name: str) -> pl.Series | bool | None:
-    """``name``'s column of ``frame``: None when no record holds it, False when it cannot be
-    read as `PageReader` walks to it (then the records are read as JSON)."""
-    head, dotted, field = name.partition(".")
-    if not dotted:
-        return frame.get_column(name) if name in frame.columns else None
-    if name in frame.columns or "." in field:
-        return False
-    if head not in frame.columns:
-        return None
-    objects = frame.get_column(head)
-    if objects.dtype == pl.Null:
-        return None
-    if not isinstance(objects.dtype, pl.Struct):
-        return False
-    held = {inner.name for inner in objects.dtype.fields}
-    return objects.struct.field(field) if field in held else None
-
-
 @cache
-def _odd_values(texts: tuple[str, ...], objects: tuple[str, ...], lists: tuple[str, ...]) -> str:
+def _odd_values(
+    texts: tuple[str, ...],
+    objects: tuple[str, ...],
+    lists: tuple[str, ...],
+    absent: tuple[str, ...],
+) -> str:
     """A pattern found where a key of ``texts`` holds what is neither text nor null, one of
-    ``objects`` neither an object nor null, one of ``lists`` neither an array nor null, or where
-    a surrogate is escaped."""
+    ``objects`` neither an object nor null, one of ``lists`` neither an array nor null, a key of
+    ``absent`` is, or a surrogate is escaped."""
     found = []
     for keys, allowed in ((texts, '"'), (objects, "{"), (lists, r"\[")):
         if keys:
             found.append(rf'"(?:{"|".join(map(re.escape, keys))})"\s*:\s*[^{allowed}n\s]')
+    if absent:
+        found.append(rf'"(?:{"|".join(map(re.escape, absent))})"\s*:')
     found.append(r"\\u[dD][89abAB]")
     return "|".join(found)
