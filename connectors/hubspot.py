@@ -287,25 +287,22 @@ class HubSpotConnector:
         self, stream: Stream, after: str | None
     ) -> Iterator[tuple[CutPage | dict[str, Any], str | None]]:
         """Pages of the list API's live records from ``after``, each with the token of the page
-        that follows it (None after the last): cut from its text unread where it can be
-        (`connectors.json_pages`), else read as JSON."""
+        that follows it (None after the last): cut from its text unread where it can be, else
+        read as JSON (`_cut_pages`)."""
         names, targets = self._names(stream), [link.target for link in stream.links] or None
-        tokens = PageTokens()
-        while True:
-            body = self.api.call_raw(
-                self.api.objects.get_page,
-                stream.path,
-                limit=LIST_PAGE,
-                properties=names,
-                associations=targets,
-                archived=False,
-                after=after,
-            )
-            page = cut(body) or (read_json(body) if body else None)
-            after = tokens.next(page.after if isinstance(page, CutPage) else _next_after(page))
-            yield page, after
-            if after is None:
-                return
+        fetch = partial(
+            self.api.call_raw,
+            self.api.objects.get_page,
+            stream.path,
+            limit=LIST_PAGE,
+            properties=names,
+            associations=targets,
+            archived=False,
+        )
+        for page, token in _cut_pages(fetch, after):
+            if not isinstance(page, CutPage):  # an answer without records fails as it comes,
+                page["results"]  # not inside its group's read: the pages before it are read
+            yield page, token
 
     def _list_group(
         self, stream: Stream, pages: Sequence[CutPage | dict[str, Any]], tally: Tally
@@ -416,7 +413,7 @@ class HubSpotConnector:
             cursor.overlap(self.settings.overlap) if last is None else last - self.settings.overlap
         )
         assert since is not None
-        for raws, _ in self._list(stream, archived=True):
+        for raws in self._archived_pages(stream):
             for raw in raws:
                 record_id = read_id(raw.get("id"))
                 archived_at, _ = modified_at(_times(raw, "archivedAt", "updatedAt"))
@@ -481,23 +478,15 @@ class HubSpotConnector:
 
     def _event_pages(self, cursor: Cursor) -> Iterator[CutPage | dict[str, Any]]:
         """Pages of the events API from the overlap window behind ``cursor`` (``occurredAfter``
-        is exclusive): each as it came with its results cut out, unread (`connectors.json_pages`,
-        only the next page's token read), or read as JSON when it is not in the usual shape."""
+        is exclusive): each cut from its text unread where it can be, else read as JSON
+        (`_cut_pages`)."""
         since = cursor.overlap(self.settings.overlap)
-        occurred_after = None if since is None else (since - _MS).isoformat()
-        tokens, after = PageTokens(), None
-        while True:
-            body = self.api.call_raw(
-                self.api.events.get_page,
-                limit=_EVENTS_PAGE,
-                occurred_after=occurred_after,
-                after=after,
-            )
-            page = cut(body) or (read_json(body) if body else None)
-            after = tokens.next(page.after if isinstance(page, CutPage) else _next_after(page))
+        after = None if since is None else (since - _MS).isoformat()
+        fetch = partial(
+            self.api.call_raw, self.api.events.get_page, limit=_EVENTS_PAGE, occurred_after=after
+        )
+        for page, _ in _cut_pages(fetch):
             yield page
-            if after is None:
-                return
 
     def _events(
         self,
@@ -542,8 +531,8 @@ class HubSpotConnector:
         """A group of events API pages as columns (`PageReader.rest_frame`), or a row at a time
         where columns would not read them alike; and the cursor moved past them."""
         frame = None
-        if all(isinstance(page, CutPage) for page in group):
-            cuts = [page.results for page in group if isinstance(page, CutPage)]
+        cuts = [page.results for page in group if isinstance(page, CutPage)]
+        if len(cuts) == len(group):
             frame = json_text_columns(cuts, reader.fields)
         if frame is not None:
             read = reader.rest_frame(frame, cursor, tally)
@@ -783,24 +772,13 @@ class HubSpotConnector:
         first = page["results"][0]
         return modified_at(_times(first, *_FALLBACK_STAMPS, props=stream.replication_key))[0]
 
-    def _list(
-        self, stream: Stream, archived: bool, after: str | None = None
-    ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
-        """Pages of the list API (the recycle bin with ``archived``) from ``after``, each with
-        the token of the page that follows it (None after the last)."""
-        names = None if archived else self._names(stream)
-        targets = None if archived else [link.target for link in stream.links] or None
+    def _archived_pages(self, stream: Stream) -> Iterator[list[dict[str, Any]]]:
+        """The records of the list API's recycle bin, a page at a time."""
         fetch = partial(
-            self.api.call,
-            self.api.objects.get_page,
-            stream.path,
-            limit=LIST_PAGE,
-            properties=names,
-            associations=targets,
-            archived=archived,
+            self.api.call, self.api.objects.get_page, stream.path, limit=LIST_PAGE, archived=True
         )
-        for page, token in _pages(fetch, after):
-            yield page["results"], token
+        for page, _ in _pages(fetch):
+            yield page["results"]
 
     def _search(
         self, stream: Stream, filters: list[dict[str, Any]], window: _Window
@@ -1040,6 +1018,21 @@ def _pages(
     while True:
         page = fetch(after=after)
         after = tokens.next(_next_after(page))
+        yield page, after
+        if after is None:
+            return
+
+
+def _cut_pages(
+    fetch: Callable[..., bytes], after: str | None = None
+) -> Iterator[tuple[CutPage | dict[str, Any], str | None]]:
+    """`_pages` of answers fetched as they came (``fetch(after=token)``), each cut unread where it
+    can be (`connectors.json_pages.cut`: only its next page's token read), else read as JSON."""
+    tokens = PageTokens()
+    while True:
+        body = fetch(after=after)
+        page = cut(body) or (read_json(body) if body else None)
+        after = tokens.next(page.after if isinstance(page, CutPage) else _next_after(page))
         yield page, after
         if after is None:
             return

@@ -3,19 +3,22 @@
 A HubSpot list answer (``{"results": [...], "paging": {...}}``) is read here without a Python
 object per record: its ``results`` array is cut from the answer as it came (`cut`, which reads
 only the paging token that names the next page), the arrays of a group of answers are joined
-into one JSON array, and polars reads that array into columns in its own threads while our
-thread goes on (storing the group before). The columns are those `PageReader` makes of the same
-records read as JSON (`connectors.page_reader`: a field one step into an object, ``properties.
-hs_url``, walked to), so what follows reads them alike.
+into one JSON array, and polars reads that array into columns, as a schema of what is read says
+(`read_records`), in its own threads while our thread goes on (storing the group before). The
+columns are those `PageReader` makes of the same records read as JSON
+(`connectors.page_reader`: a field one step into an object, ``properties.hs_url``, walked to;
+`json_text_columns`), so what follows reads them alike.
 
 polars reads a number, or true, where text is expected as its text ("1500" for 1.5e3, "true"
 where Python's text of True is "True"), and an escaped lone surrogate as something else again.
-So a group is read here only when none of the fields read holds anything but text or null (an
-object or null for a field walked into), and no surrogate is escaped in it: a search of the
-joined text, also by polars. Otherwise, or when polars refuses the text (a field an object in
-one record and text in another), `json_text_columns` gives None and the caller reads the
-answers as JSON, as before. A record naming one key twice keeps the first value here where
-orjson keeps the last; HubSpot sends no such record (JSON names should be unique: RFC 8259).
+So a group is read here only when no key the schema names holds anything but what it says
+(text, an object, an array) or null, no array holds a null (a null record, which the JSON
+reading refuses), and no surrogate or printable character is escaped (a key written
+``"i\\u0064"`` would escape the search otherwise): a search of the joined text, also by polars.
+Otherwise, or when polars refuses the text (trailing data, not UTF-8), None comes back and the
+caller reads the answers as JSON, as before. A record naming one key twice keeps the first value
+here where orjson keeps the last; HubSpot sends no such record (JSON names should be unique:
+RFC 8259).
 
     page = cut(body)                             # None: not in the usual shape; read it whole
     frame = json_text_columns([page.results, ...], ["id", "properties.hs_url"])
@@ -58,8 +61,14 @@ def cut(body: bytes) -> CutPage | None:
     if not body.startswith(_HEAD):
         return None
     at = body.rfind(_PAGING)
-    if at < 0:
-        return CutPage(body, body[len(_HEAD) : -2], None) if body.endswith(b"]}") else None
+    if at < 0:  # the last page: read whole, once a pull, that nothing follows its results
+        try:
+            whole = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(whole, dict) or set(whole) != {"results"} or not body.endswith(b"]}"):
+            return None
+        return CutPage(body, body[len(_HEAD) : -2], None)
     try:
         tail = orjson.loads(b"{" + body[at + 2 :])
     except orjson.JSONDecodeError:
@@ -160,12 +169,15 @@ def _odd_values(
 ) -> str:
     """A pattern found where a key of ``texts`` holds what is neither text nor null, one of
     ``objects`` neither an object nor null, one of ``lists`` neither an array nor null, a key of
-    ``absent`` is, or a surrogate is escaped."""
+    ``absent`` is, an array holds a null, or a surrogate or a printable character is escaped."""
     found = []
     for keys, allowed in ((texts, '"'), (objects, "{"), (lists, r"\[")):
         if keys:
             found.append(rf'"(?:{"|".join(map(re.escape, keys))})"\s*:\s*[^{allowed}n\s]')
     if absent:
         found.append(rf'"(?:{"|".join(map(re.escape, absent))})"\s*:')
-    found.append(r"\\u[dD][89abAB]")
+    found.append(r"[\[,]\s*null\s*[,\]]")  # a null record, or a null in any array
+    # an escaped surrogate (read otherwise), or an escaped printable character (a key so
+    # written, "i\u0064", would be missed by the searches above)
+    found.append(r"\\u(?:[dD][89abAB]|00[2-7][0-9a-fA-F])")
     return "|".join(found)

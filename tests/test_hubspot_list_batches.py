@@ -24,6 +24,7 @@ from sqlalchemy import text
 from connectors import hubspot
 from connectors.errors import BudgetExhausted
 from connectors.hubspot import HubSpotConnector
+from connectors.hubspot_api import HubSpotApi
 from connectors.json_pages import cut
 from connectors.protocol import (
     FULL_LOAD,
@@ -360,3 +361,60 @@ def test_email_events_join_only_the_contacts_a_load_delivered(
         joined[batches] = connector._contact_of.get("x@example.com")
 
     assert joined[True] == joined[False] == "1"  # not 2, skipped for no time
+
+
+def _linked_deal(number: int, associations: Any) -> dict[str, Any]:
+    return _deal(number, "0") | {"id": str(600 + number), "associations": associations}
+
+
+def _results(*results: dict[str, Any]) -> dict[str, Any]:
+    return {"companies": {"results": list(results)}}
+
+
+LINKS = [
+    _linked_deal(1, _results({"id": "1", "type": "deal_to_company_unlabeled"}, {"id": "2"})),
+    _linked_deal(2, _results({"id": "3", "type": "deal_to_company_unlabeled"})),
+    _linked_deal(3, _results({"id": "4", "type": None}, {"id": "5", "type": "deal_to_company"})),
+    _linked_deal(4, _results()),
+    _linked_deal(5, {"companies": None}),
+    _linked_deal(6, None),
+    _linked_deal(7, {"contacts": {"results": [{"id": "9", "type": "deal_to_contact"}]}}),
+]
+
+
+def test_links_chosen_by_polars_are_those_json_chooses(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
+    monkeypatch.setattr(HubSpotConnector, "_listed", _listing([(LINKS, None)], "cut"))
+    read = _polars_reads(monkeypatch)
+
+    linked = {}
+    for batches in (False, True):
+        items = expanded(hubspot_connector(crm, batches).pull("deals"))
+        linked[batches] = [(r.id, r.values["account_id"]) for r in items if isinstance(r, Record)]
+
+    assert read == [True]
+    assert linked[True] == linked[False]
+    assert [a for _, a in linked[False]] == ["2", "3", "4", None, None, None, None]
+
+
+def test_an_answer_without_records_stops_a_load_after_the_pages_before_it(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = {  # the third page, inside the second group of two, holds no records
+        None: {"results": [_company(1), _company(2)], "paging": {"next": {"after": "1"}}},
+        "1": {"results": [_company(3), _company(4)], "paging": {"next": {"after": "2"}}},
+        "2": {"results": [_company(5), _company(6)], "paging": {"next": {"after": "3"}}},
+        "3": {"message": "internal error", "status": "error"},
+    }
+
+    def answered(self: HubSpotApi, method: Any, *args: Any, **kwargs: Any) -> bytes:
+        return json.dumps(answers[kwargs.get("after")], separators=(",", ":")).encode()
+
+    monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
+    monkeypatch.setattr(HubSpotApi, "call_raw", answered)
+    saved = stopped_pulls(crm, "companies", KeyError)
+
+    assert saved[0] == saved[1]
+    assert len(saved[0][0]) == 6 and saved[0][1] is not None and saved[0][1].resume == "3"

@@ -65,6 +65,8 @@ def test_an_answer_is_cut_into_its_results_and_the_next_token() -> None:
 @pytest.mark.parametrize(
     "body",
     [
+        b'{"results":[{"id":"1"}],"x":[{"id":"2"}]}',  # a last page with another key after
+        b'{"results":[{"id":"1"}],"x":[1],"paging":{"next":{"after":"5"}}}',
         b'{"paging":{"next":{"after":"5"}},"results":[]}',  # paging first
         b'{"results": [], "paging": {"next": {"after": "5"}}}',  # whitespace
         b'{"results":[],"paging":{"next":{"after":"5"}},"total":3}',  # another key after
@@ -72,10 +74,14 @@ def test_an_answer_is_cut_into_its_results_and_the_next_token() -> None:
         b'{"total":3,"results":[]}',
         b"<html>busy</html>",
     ],
-    ids=["paging first", "spaced", "a key after paging", "a key after results", "led", "html"],
+    ids=[
+        *("a last page with an array after", "an array between results and paging"),
+        *("paging first", "spaced", "a key after paging", "a key after results", "led", "html"),
+    ],
 )
-def test_an_answer_in_another_shape_is_not_cut(body: bytes) -> None:
-    assert cut(body) is None
+def test_an_answer_in_another_shape_is_not_cut_or_not_read_by_polars(body: bytes) -> None:
+    page = cut(body)
+    assert page is None or json_text_columns([page.results], ["id"]) is None
 
 
 def test_records_read_as_the_text_columns_json_gives() -> None:
@@ -151,3 +157,23 @@ def test_a_name_walking_two_objects_deep_is_left_to_json() -> None:
 )
 def test_text_polars_refuses_is_left_to_json(part: bytes) -> None:
     assert json_text_columns([part], ["id"]) is None
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [b'null,{"id":"1"}'],  # a null record, which the JSON reading refuses
+        [b'{"id":"1"}', b"null"],
+        [b'{"i\\u0064":1500,"occurredAt":"x"}'],  # an escaped key holding a number
+        [b'{"id":"caf\\u00e9 \\u0041"}'],  # a printable character escaped
+    ],
+    ids=["a null record", "a null page record", "an escaped key", "an escaped letter"],
+)
+def test_null_records_and_escaped_printables_are_left_to_json(parts: list[bytes]) -> None:
+    assert json_text_columns(parts, NAMES) is None
+
+
+def test_escaped_non_ascii_and_controls_are_read_by_polars() -> None:
+    part = b'{"id":"caf\\u00e9\\n\\t\\u001f","occurredAt":"x"}'
+    frame = json_text_columns([part], ["id", "occurredAt"])
+    assert frame is not None and frame["id"].to_list() == [json.loads(b"[" + part + b"]")[0]["id"]]
