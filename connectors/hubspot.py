@@ -3,8 +3,10 @@
 A full load lists every record (100 a page, associations inline) after one search for the
 latest modification time, which becomes the cursor: anything modified while the list runs is
 later than it. ``LIST_PAGES_PER_BATCH`` list pages are read into one `RecordBatch` (each record
-flat: its properties, id, times and chosen associations; `PageReader.unordered_columns`), the ids
-merged into its records following as tombstones, and a checkpoint that carries the list's
+flat: its properties, id, times and chosen associations; `PageReader.unordered_columns`), by
+polars from the answers' text in a thread of its own while the group before is stored
+(`_list_frame`, `connectors.json_pages`; as JSON where polars would read them otherwise), the
+ids merged into its records following as tombstones, and a checkpoint that carries the list's
 ``after`` token, so a load stopped part way (the API budget, a crash) goes on from there next
 run.
 An incremental pull reads the recycle bin first when ``archive_every_minutes`` have passed
