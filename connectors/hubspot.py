@@ -301,10 +301,7 @@ class HubSpotConnector:
             associations=targets,
             archived=False,
         )
-        for page, token in _cut_pages(fetch, after):
-            if not isinstance(page, CutPage):  # an answer without records fails as it comes,
-                page["results"]  # not inside its group's read: the pages before it are read
-            yield page, token
+        yield from _cut_pages(fetch, after)
 
     def _list_group(
         self, stream: Stream, pages: Sequence[CutPage | dict[str, Any]], tally: Tally
@@ -346,24 +343,16 @@ class HubSpotConnector:
         columns = _list_columns(stream, frame, [*reader.fields, *extra])
         if columns is None:
             return None
-        page = text_frame({name: columns[name] for name in reader.fields}, frame.height)
-        read = reader.unordered_frame(page, FULL_LOAD, FULL_LOAD, tally)
+        held = text_frame(columns, frame.height)
+        if held is None:
+            return None
+        read = reader.unordered_frame(held.select(reader.fields), FULL_LOAD, FULL_LOAD, tally)
         if read is None:
             return None
         items, _ = read
-        held = text_frame(columns, frame.height)
-        assert held is not None  # the same columns, and more text ones
-        if stream.path == "contacts":  # the contacts delivered, as `_items` remembers them
-            self._remember_columns(items, held)
+        if stream.path == "contacts":
+            self._remember_delivered(items, held["id"].to_list(), held["email"].to_list())
         return items + list(_merges(stream, _merged_rows(stream, held)))
-
-    def _remember_columns(self, items: Sequence[Item], held: pl.DataFrame) -> None:
-        """`_remember` of each contact delivered among ``items``, from its columns."""
-        delivered = set(_ids_of(items))
-        for raw_id, email in zip(held["id"].to_list(), held["email"].to_list(), strict=True):
-            contact_id = read_id(raw_id)
-            if email and contact_id is not None and contact_id in delivered:
-                self._contact_of[str(email).lower()] = contact_id
 
     def _listed_columns(
         self, stream: Stream, raws: Sequence[Mapping[str, Any]], tally: Tally
@@ -385,11 +374,9 @@ class HubSpotConnector:
         if read is None:
             return None
         items, _ = read
-        if stream.path == "contacts":  # the contacts delivered, as `_items` remembers them
-            delivered = set(_ids_of(items))
-            for raw in raws:
-                if read_id(raw.get("id")) in delivered:
-                    self._remember(raw)
+        if stream.path == "contacts":
+            ids = [raw.get("id") for raw in raws]
+            self._remember_delivered(items, ids, [_properties_of(raw).get("email") for raw in raws])
         return items + list(_merges(stream, raws))
 
     def _incremental(self, stream: Stream, cursor: Cursor, tally: Tally) -> Iterator[Item]:
@@ -719,8 +706,21 @@ class HubSpotConnector:
 
     def _remember(self, contact: Mapping[str, Any]) -> None:
         """A contact's email, for joining email events to it."""
-        email = _properties_of(contact).get("email")
-        contact_id = read_id(contact.get("id"))
+        self._learn(contact.get("id"), _properties_of(contact).get("email"))
+
+    def _remember_delivered(
+        self, items: Sequence[Item], ids: Sequence[Any], emails: Sequence[Any]
+    ) -> None:
+        """`_remember` of the contacts of ``ids`` (as they came) that ``items`` deliver, as
+        `_items` remembers each contact it delivers, given their emails."""
+        delivered = set(_ids_of(items))
+        for raw_id, email in zip(ids, emails, strict=True):
+            if read_id(raw_id) in delivered:
+                self._learn(raw_id, email)
+
+    def _learn(self, raw_id: Any, email: Any) -> None:
+        """The contact of id ``raw_id`` (as it came) is the one of ``email``."""
+        contact_id = read_id(raw_id)
         if email and contact_id is not None:
             self._contact_of[str(email).lower()] = contact_id
 
@@ -1029,12 +1029,16 @@ def _cut_pages(
     fetch: Callable[..., bytes], after: str | None = None
 ) -> Iterator[tuple[CutPage | dict[str, Any], str | None]]:
     """`_pages` of answers fetched as they came (``fetch(after=token)``), each cut unread where it
-    can be (`connectors.json_pages.cut`: only its next page's token read), else read as JSON."""
+    can be (`connectors.json_pages.cut`: only its next page's token read), else read as JSON;
+    one without ``results`` fails here, as it is fetched (`_page_groups` then hands over the
+    pages before it)."""
     tokens = PageTokens()
     while True:
         body = fetch(after=after)
         page = cut(body) or (read_json(body) if body else None)
         after = tokens.next(page.after if isinstance(page, CutPage) else _next_after(page))
+        if not isinstance(page, CutPage):  # an answer without records fails as it comes, not
+            page["results"]  # inside its group's read: the pages before it are read
         yield page, after
         if after is None:
             return
@@ -1142,13 +1146,13 @@ def _list_schema(stream: Stream, properties: Sequence[str]) -> dict[str, Any]:
 
 def _list_columns(
     stream: Stream, frame: pl.DataFrame, names: Sequence[str]
-) -> dict[str, pl.Series | None] | None:
+) -> dict[str, pl.Series] | None:
     """`_flat_columns` of list records as polars read them (`_list_schema`): by name, a
     record's property, id or time, or its link's chosen record (`_choices`). None when a link's
     associations are not as `_inline_choice` reads them (then they are read as JSON)."""
     properties = frame.get_column("properties")
     links = {_link_column(link): link for link in stream.links}
-    columns: dict[str, pl.Series | None] = {}
+    columns: dict[str, pl.Series] = {}
     for name in names:
         if name in links:
             chosen = _choices(frame, links[name])

@@ -8,6 +8,7 @@ streams only (to mirror them alone).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +19,24 @@ from pydantic import SecretStr
 from connectors.config import HubSpotSettings
 from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
+from connectors.json_pages import CutPage, cut
 from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, RecordBatch, expanded
 from sandbox.generator import generate_org
 from sandbox.service import RunningSandbox, start_sandbox
 
 READ_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # the connector's wall clock
+
+
+def answer_text(page: dict[str, Any]) -> bytes:
+    """A page as HubSpot answers it: compact JSON text (json's, which writes any integer)."""
+    return json.dumps(page, separators=(",", ":")).encode()
+
+
+def cut_answer(page: dict[str, Any]) -> CutPage:
+    """A page as `HubSpotConnector` takes an answer in the usual shape: cut, unread."""
+    answer = cut(answer_text(page))
+    assert answer is not None, "not in the shape HubSpot answers a list with"
+    return answer
 
 
 def enterprise_portal(accounts: int, seed: int) -> Any:

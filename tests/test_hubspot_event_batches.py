@@ -18,7 +18,6 @@ as a page at a time would.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ from connectors import hubspot
 from connectors.errors import BudgetExhausted, PaginationError
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot_web import millis_texts
-from connectors.json_pages import cut, json_text_columns
+from connectors.json_pages import json_text_columns
 from connectors.keys import NO_ID
 from connectors.protocol import (
     FULL_LOAD,
@@ -51,6 +50,7 @@ from tests.hubspot_batches import (
     READ_AT,
     Only,
     both_ways,
+    cut_answer,
     enterprise_portal,
     hubspot_connector,
     stopped_pulls,
@@ -177,7 +177,7 @@ def _answered(pages: list[dict[str, Any]], how: str) -> list[Any]:
     shape), cut from their text (`connectors.json_pages`), or the first cut and the next read."""
     if how == "read":
         return pages
-    cuts = [cut(json.dumps(page, separators=(",", ":")).encode()) for page in pages]
+    cuts = [cut_answer(page) for page in pages]
     return cuts if how == "cut" else [cuts[0], *pages[1:]]
 
 

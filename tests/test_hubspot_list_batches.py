@@ -12,7 +12,6 @@ would not read them alike. Mirrored, both loads leave the same rows and cursors.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,6 @@ from connectors import hubspot
 from connectors.errors import BudgetExhausted
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot_api import HubSpotApi
-from connectors.json_pages import cut
 from connectors.protocol import (
     FULL_LOAD,
     Checkpoint,
@@ -43,7 +41,9 @@ from sync.store import Store
 from tests.hubspot_batches import (
     READ_AT,
     Only,
+    answer_text,
     both_ways,
+    cut_answer,
     enterprise_portal,
     hubspot_connector,
     stopped_pulls,
@@ -173,8 +173,7 @@ def _listing(
             page: dict[str, Any] = {"results": raws}
             if token is not None:
                 page["paging"] = {"next": {"after": token}}
-            text = json.dumps(page, separators=(",", ":")).encode()
-            yield (cut(text) if how == "cut" else page), token
+            yield (cut_answer(page) if how == "cut" else page), token
         if error is not None:
             raise error
 
@@ -410,7 +409,7 @@ def test_an_answer_without_records_stops_a_load_after_the_pages_before_it(
     }
 
     def answered(self: HubSpotApi, method: Any, *args: Any, **kwargs: Any) -> bytes:
-        return json.dumps(answers[kwargs.get("after")], separators=(",", ":")).encode()
+        return answer_text(answers[kwargs.get("after")])
 
     monkeypatch.setattr(HubSpotConnector, "_latest", lambda self, stream: T)
     monkeypatch.setattr(HubSpotApi, "call_raw", answered)
