@@ -88,7 +88,7 @@ from connectors.hubspot_web import (
     touch_columns,
     touch_rows,
 )
-from connectors.json_pages import CutPage, cut, json_text_columns, read_records, text_frame
+from connectors.json_pages import CutPage, cut, json_text_columns, read_records
 from connectors.keys import MODIFIED, guessed, modified_at, read_id, skip_reason
 from connectors.page_reader import PageReader
 from connectors.protocol import (
@@ -343,9 +343,7 @@ class HubSpotConnector:
         columns = _list_columns(stream, frame, [*reader.fields, *extra])
         if columns is None:
             return None
-        held = text_frame(columns, frame.height)
-        if held is None:
-            return None
+        held = pl.DataFrame([column.alias(name) for name, column in columns.items()])  # text
         read = reader.unordered_frame(held.select(reader.fields), FULL_LOAD, FULL_LOAD, tally)
         if read is None:
             return None

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-__all__ = ["CutPage", "cut", "json_text_columns", "read_records", "text_frame"]
+__all__ = ["CutPage", "cut", "json_text_columns", "read_records"]
 
 _HEAD = b'{"results":['
 _PAGING = b'],"paging":'
@@ -101,12 +101,12 @@ def json_text_columns(parts: Sequence[bytes], names: Sequence[str]) -> pl.DataFr
     frame = read_records(parts, schema, absent=dotted_names)
     if frame is None:
         return None
-    columns = {}
-    for name in names:
+    columns = []
+    for name in names:  # text, as the schema read them
         head, dotted, field = name.partition(".")
         column = frame.get_column(head)
-        columns[name] = column.struct.field(field) if dotted else column
-    return text_frame(columns, frame.height)
+        columns.append((column.struct.field(field) if dotted else column).alias(name))
+    return pl.DataFrame(columns)
 
 
 def read_records(
@@ -145,19 +145,6 @@ def _kinds(schema: Mapping[str, Any], kinds: dict[str, set[str]]) -> None:
                 _kinds(dict(kind.inner.to_schema()), kinds)
         else:
             kinds["text"].add(name)
-
-
-def text_frame(columns: Mapping[str, pl.Series | None], height: int) -> pl.DataFrame | None:
-    """``columns`` as text columns of ``height`` rows under their names (None, or a column of
-    nulls only: every value null); None when one holds anything but text."""
-    made: list[pl.Series] = []
-    for name, column in columns.items():
-        if column is None or column.dtype == pl.Null:
-            column = pl.repeat(None, height, dtype=pl.String, eager=True)
-        elif column.dtype != pl.String:
-            return None
-        made.append(column.alias(name))
-    return pl.DataFrame(made)
 
 
 @cache
