@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,22 @@ from sandbox.generator import generate_org
 from sandbox.service import RunningSandbox, start_sandbox
 
 READ_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # the connector's wall clock
+EVENTS_FROM = datetime(2026, 11, 2, 8, 30, 15, tzinfo=UTC)  # a scripted events page's first time
+
+
+def scripted_event(number: int, **values: Any) -> dict[str, Any]:
+    """An events API page view as a portal answers it, ``number`` minutes after `EVENTS_FROM`,
+    with ``values`` in place of its own."""
+    at = (EVENTS_FROM + timedelta(minutes=number)).isoformat().replace("+00:00", "Z")
+    event = {
+        "objectType": "CONTACT",
+        "objectId": f"3000000{number:04d}",
+        "eventType": "e_visited_page",
+        "occurredAt": at,
+        "id": f"00000000-0000-4000-8000-{number:012d}",
+        "properties": {"hs_url": "https://www.example.com/pricing", "hs_title": "Pricing"},
+    }
+    return event | values
 
 
 def answer_text(page: dict[str, Any]) -> bytes:

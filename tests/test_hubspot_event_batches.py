@@ -47,16 +47,18 @@ from sandbox.service import RunningSandbox
 from sync.mirror import mirror_streams
 from sync.store import Store
 from tests.hubspot_batches import (
+    EVENTS_FROM,
     READ_AT,
     Only,
     both_ways,
     cut_answer,
     enterprise_portal,
     hubspot_connector,
+    scripted_event,
     stopped_pulls,
 )
 
-T = datetime(2026, 11, 2, 8, 30, 15, tzinfo=UTC)  # a scripted page's first time
+T = EVENTS_FROM  # a scripted page's first time
 GROUP = 4  # events API pages a batch
 
 
@@ -140,17 +142,7 @@ def test_an_incremental_pull_reads_the_overlap_window_again_alike(crm: RunningSa
     assert not {r.id for r in by_rows[0] if isinstance(r, Record)} & cursor.ids
 
 
-def _event(number: int, **values: Any) -> dict[str, Any]:
-    at = (T + timedelta(minutes=number)).isoformat().replace("+00:00", "Z")
-    event = {
-        "objectType": "CONTACT",
-        "objectId": f"3000000{number:04d}",
-        "eventType": "e_visited_page",
-        "occurredAt": at,
-        "id": f"00000000-0000-4000-8000-{number:012d}",
-        "properties": {"hs_url": "https://www.example.com/pricing", "hs_title": "Pricing"},
-    }
-    return event | values
+_event = scripted_event
 
 
 SCRIPTED: dict[str, list[dict[str, Any]]] = {

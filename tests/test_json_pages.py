@@ -16,8 +16,9 @@ from pydantic import SecretStr
 from connectors import hubspot
 from connectors.config import HubSpotSettings
 from connectors.hubspot import HubSpotConnector
-from connectors.json_pages import CutPage, cut, json_text_columns
+from connectors.json_pages import cut, json_text_columns
 from connectors.page_reader import PageReader
+from tests.hubspot_batches import cut_answer, scripted_event
 
 NAMES = ["occurredAt", "properties.hs_title", "objectType", "objectId", "id", "properties.hs_url"]
 
@@ -28,24 +29,13 @@ def _reader() -> PageReader:
     return connector._reader(hubspot._stream("events"))
 
 
-def _event(number: int, **values: Any) -> dict[str, Any]:
-    event = {
-        "objectType": "CONTACT",
-        "objectId": f"3000000{number:04d}",
-        "eventType": "e_visited_page",
-        "occurredAt": f"2026-11-02T08:{number % 60:02d}:15.000Z",
-        "id": f"00000000-0000-4000-8000-{number:012d}",
-        "properties": {"hs_url": "https://www.example.com/pricing", "hs_title": "Pricing"},
-    }
-    return event | values
+_event = scripted_event
 
 
 def _cut_all(pages: list[list[dict[str, Any]]]) -> list[bytes]:
-    cuts = [
-        cut(orjson.dumps({"results": rows, "paging": {"next": {"after": "x"}}})) for rows in pages
+    return [
+        cut_answer({"results": rows, "paging": {"next": {"after": "x"}}}).results for rows in pages
     ]
-    assert all(isinstance(c, CutPage) for c in cuts)
-    return [c.results for c in cuts if c is not None]
 
 
 def test_an_answer_is_cut_into_its_results_and_the_next_token() -> None:
