@@ -36,8 +36,9 @@ On a portal that answers it 403 (below Enterprise), web touches come from the co
 analytics property history instead, 50 contacts a page. The connector learns which on its first
 events pull and keeps the answer. Marketing email opens and clicks, on every tier, come from the
 email events API, 1,000 a page, joined to contacts by the recipient's email (`hubspot_web`),
-``EMAIL_PAGES_PER_BATCH`` pages of a type read as columns together, with one checkpoint after
-them; a quiet interval is one call for every event type. A cycle with
+``EMAIL_PAGES_PER_BATCH`` pages of a type read as columns together, by polars from the answers'
+text in a thread of its own where it can be (`connectors.json_pages.cut_last`), with one
+checkpoint after them; a quiet interval is one call for every event type. A cycle with
 nothing new costs one call a stream but owners, plus the recycle bins and the owners when they
 are due.
 Each pull's Summary names its sources. Owners have no modified filter: the list, active and
@@ -79,8 +80,10 @@ from connectors.hubspot_api import HubSpotApi
 from connectors.hubspot_setup import ensure_schema, schema_gaps
 from connectors.hubspot_web import (
     EMAIL_KINDS,
+    EMAIL_SCHEMA,
     HISTORY_PAGE,
     HISTORY_PROPERTIES,
+    email_touches,
     history_events,
     millis_texts,
     resume_token,
@@ -88,7 +91,14 @@ from connectors.hubspot_web import (
     touch_columns,
     touch_rows,
 )
-from connectors.json_pages import CutPage, cut, json_text_columns, read_records
+from connectors.json_pages import (
+    CutArray,
+    CutPage,
+    cut,
+    cut_last,
+    json_text_columns,
+    read_records,
+)
 from connectors.keys import MODIFIED, guessed, modified_at, read_id, skip_reason
 from connectors.page_reader import PageReader
 from connectors.protocol import (
@@ -156,6 +166,7 @@ EMAIL_PAGES_PER_BATCH = 30  # 30,000 email events
 _FALLBACK_STAMPS = ("updatedAt", "createdAt")
 _LIST_TOP = (_ID, *_FALLBACK_STAMPS)  # a list record's fields a flat row takes, not properties
 P = TypeVar("P")  # a page as `_page_groups` is given it
+EmailPage = CutArray | dict[str, Any]  # an email events answer, cut unread or read as JSON
 # our field -> the HubSpot property write-back sets
 _WRITE_NAMES: dict[str, str] = {f.key: f.hubspot for f in OWNED_FIELDS} | {
     OWNER: "hubspot_owner_id"
@@ -594,51 +605,83 @@ class HubSpotConnector:
         holds the type and offset read to and the latest time delivered. The
         API filters one event type a call: a pull from a bound first asks for every type at once,
         and when that one page holds the whole interval (a quiet one) keeps its opens and clicks;
-        a busy interval is read type by type, so sends and deliveries are not paged through."""
+        a busy interval is read type by type, so sends and deliveries are not paged through.
+        A group is read by polars from the answers' text in a thread of its own while the caller
+        stores the one before (`_email_frame`, `connectors.ahead`); its join to contacts is the
+        caller's, as a recipient the pull has not learned from the contacts it listed is looked
+        up by a call (on the reference org's first run, none is: such a call would run beside
+        the next group's reading)."""
         tally.source(SOURCES["email"])
         place, seen = resumed(cursor.resume)
         resumed_kind, _, offset = (place or "").partition(":")
         latest = Cursor(seen) if seen is not None and seen > (cursor.value or seen) else cursor
         since = None if cursor.value is None else int(cursor.value.timestamp() * 1000)
         if since is not None and cursor.resume is None:
-            every = self._email_page(None, since, None)
-            if not every.get("hasMore"):
-                items, latest = self._email_items(stream, cursor, latest, every["events"], tally)
+            every = _email_answer(self._email_page(None, since, None))
+            if not _head(every).get("hasMore"):
+                frame = self._email_frame([every])
+                items, latest = self._email_items(stream, cursor, latest, [every], frame, tally)
                 yield from items
                 yield Checkpoint(stream.name, _place(cursor, latest, None))
                 return
         kinds = list(EMAIL_KINDS)
         size = EMAIL_PAGES_PER_BATCH if self.batches else 1
+
+        def read(group: list[tuple[EmailPage, str | None]]) -> tuple[Any, pl.DataFrame | None]:
+            return group, self._email_frame([page for page, _ in group])
+
         for kind in kinds[kinds.index(resumed_kind) if resumed_kind in kinds else 0 :]:
-            for group in _page_groups(self._email_pages(kind, since, offset or None), size):
-                events = [event for page, _ in group for event in page["events"]]
-                items, latest = self._email_items(stream, cursor, latest, events, tally)
+            groups = _page_groups(self._email_pages(kind, since, offset or None), size)
+            for group, frame in read_ahead(groups, read):
+                pages = [page for page, _ in group]
+                items, latest = self._email_items(stream, cursor, latest, pages, frame, tally)
                 yield from items
                 token = group[-1][1]
                 more = token if token is not None else _next_kind(kinds, kind)
                 yield Checkpoint(stream.name, _place(cursor, latest, more))
             offset = ""
 
+    def _email_frame(self, pages: Sequence[EmailPage]) -> pl.DataFrame | None:
+        """The opens and clicks of a group of email event pages read by polars from the
+        answers' text (`connectors.json_pages`, `email_touches`), in a thread of its own while
+        the caller stores the group before; None where they are to be read as JSON (without
+        ``batches`` too)."""
+        cuts = [page.items for page in pages if isinstance(page, CutArray)]
+        if not self.batches or len(cuts) != len(pages):
+            return None
+        events = read_records(cuts, EMAIL_SCHEMA)
+        return None if events is None else email_touches(events)
+
     def _email_items(
         self,
         stream: Stream,
         cursor: Cursor,
         latest: Cursor,
-        events: Sequence[Mapping[str, Any]],
+        pages: Sequence[EmailPage],
+        touches: pl.DataFrame | None,
         tally: Tally,
     ) -> tuple[list[RecordBatch | Record | Tombstone], Cursor]:
-        """The opens and clicks among email ``events`` (a group of pages) that are new to
-        ``cursor``, and ``latest`` moved past them: read a column at a time
-        (`PageReader.unordered_columns`), or a row at a time without ``batches`` or where the
-        columns would not read them alike."""
-        joined = self._joined(events, tally)
-        if self.batches and joined[_ID]:
+        """The opens and clicks of email event ``pages`` (a group) that are new to ``cursor``,
+        and ``latest`` moved past them: read a column at a time, from their ``touches`` where
+        polars read them (`_email_frame`), else from the JSON (`PageReader.unordered_columns`);
+        a row at a time without ``batches`` or where the columns would not read them alike."""
+        if touches is not None:
+            joined: dict[str, list[Any]] | pl.DataFrame = self._joined_frame(touches, tally)
+        else:
+            joined = self._joined([e for page in pages for e in _events_of(page)], tally)
+        if self.batches and len(joined[_ID]):
             reader = self._reader(stream)
-            nothing = [None] * len(joined[_ID])  # a field no touch holds (as a row's get gives)
-            columns = {name: joined.get(name, nothing) for name in reader.fields}
-            read = reader.unordered_columns(columns, cursor, latest, tally)
+            if isinstance(joined, pl.DataFrame):
+                nulls = [pl.lit(None, pl.String).alias(f) for f in reader.fields if f not in joined]
+                read = reader.unordered_frame(joined.with_columns(nulls), cursor, latest, tally)
+            else:
+                nothing = [None] * len(joined[_ID])  # a field no touch holds (as a row's get)
+                columns = {name: joined.get(name, nothing) for name in reader.fields}
+                read = reader.unordered_columns(columns, cursor, latest, tally)
             if read is not None:
                 return read
+        if isinstance(joined, pl.DataFrame):
+            joined = joined.to_dict(as_series=False)
         items: list[RecordBatch | Record | Tombstone] = []
         for item in self._records(stream, touch_rows(joined), _EVENT_STAMPS, tally):
             if cursor.admits(item.modified_at, item.id):
@@ -648,19 +691,22 @@ class HubSpotConnector:
 
     def _email_pages(
         self, kind: str, since: int | None, offset: str | None
-    ) -> Iterator[tuple[dict[str, Any], str | None]]:
-        """Pages of one email event type from ``offset``, each with the next page's place."""
+    ) -> Iterator[tuple[EmailPage, str | None]]:
+        """Pages of one email event type from ``offset``, each with the next page's place: cut
+        unread where they can be (`_email_answer`)."""
         tokens = PageTokens()
         while True:
-            page = self._email_page(kind, since, offset)
-            offset = tokens.next(page.get("offset")) if page.get("hasMore") else None
+            page = _email_answer(self._email_page(kind, since, offset))
+            head = _head(page)
+            offset = tokens.next(head.get("offset")) if head.get("hasMore") else None
             yield page, None if offset is None else f"{kind}:{offset}"
             if offset is None:
                 return
 
-    def _email_page(self, kind: str | None, since: int | None, offset: str | None) -> Any:
-        """One page of email events of type ``kind`` (None: every type) from ``since``."""
-        return self.api.call(
+    def _email_page(self, kind: str | None, since: int | None, offset: str | None) -> bytes:
+        """One page of email events of type ``kind`` (None: every type) from ``since``, as the
+        answer came."""
+        return self.api.call_raw(
             self.api.email_events,
             eventType=kind,
             startTimestamp=since,
@@ -689,6 +735,27 @@ class HubSpotConnector:
             times=millis_texts([e.get("created") for e, _ in joined]),  # none: no time, skipped
             contacts=[contact for _, contact in joined],
             urls=[e.get("url") for e, _ in joined],
+        )
+
+    def _joined_frame(self, touches: pl.DataFrame, tally: Tally) -> pl.DataFrame:
+        """`_joined` of email touches read as columns (`email_touches`): each recipient's
+        contact found in what the pull has learned (`_look_up`)."""
+        recipients = touches["recipient"]
+        self._look_up(recipients.unique(maintain_order=True).to_list())
+        contact_of = self._contact_of
+        contacts = [contact_of.get(recipient) for recipient in recipients.to_list()]
+        joined = touches.with_columns(objectId=pl.Series(contacts, dtype=pl.String)).filter(
+            pl.col("objectId").is_not_null()
+        )
+        tally.skip("email event of an address that is no contact", touches.height - joined.height)
+        return joined.select(
+            "id",
+            "eventType",
+            "occurredAt",
+            pl.lit("CONTACT").alias("objectType"),
+            "objectId",
+            pl.col("url").alias("properties.hs_url"),
+            pl.lit(None, pl.String).alias("properties.hs_title"),
         )
 
     def _look_up(self, emails: Sequence[str]) -> None:
@@ -1040,6 +1107,24 @@ def _cut_pages(
         yield page, after
         if after is None:
             return
+
+
+def _email_answer(body: bytes) -> EmailPage:
+    """An email events answer cut unread where it can be (`connectors.json_pages.cut_last`:
+    only its scalars read), else read as JSON."""
+    return cut_last(body, "events") or read_json(body)
+
+
+def _head(page: EmailPage) -> Mapping[str, Any]:
+    """An email events answer's scalars (``hasMore``, ``offset``)."""
+    return page.head if isinstance(page, CutArray) else page
+
+
+def _events_of(page: EmailPage) -> list[Any]:
+    """An email events answer's events as JSON (an answer cut unread is read whole now)."""
+    if isinstance(page, CutArray):
+        page = read_json(page.body)
+    return list(page["events"])
 
 
 def _next_after(page: Mapping[str, Any]) -> str | None:

@@ -37,8 +37,10 @@ from connectors.streams import stamp
 
 __all__ = [
     "EMAIL_KINDS",
+    "EMAIL_SCHEMA",
     "HISTORY_PAGE",
     "HISTORY_PROPERTIES",
+    "email_touches",
     "history_events",
     "millis_texts",
     "resume_token",
@@ -58,6 +60,15 @@ CONVERSION = "recent_conversion_event_name"
 HISTORY_PROPERTIES = (LAST_URL, CONVERSION)
 # email events API type -> the events API's eventType of the same touch
 EMAIL_KINDS = {"OPEN": "e_opened_marketing_email", "CLICK": "e_clicked_marketing_email"}
+# what `email_touches` reads of an email event, by polars from the answers' text
+EMAIL_SCHEMA = {
+    "id": pl.String,
+    "type": pl.String,
+    "created": pl.Int64,
+    "recipient": pl.String,
+    "url": pl.String,
+}
+_STAMP_TEXT = "%Y-%m-%dT%H:%M:%S%.3fZ"  # the events API's times, as `millis_texts` writes them
 
 
 def _event(
@@ -130,13 +141,40 @@ def touch_rows(columns: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def email_touches(events: pl.DataFrame) -> pl.DataFrame | None:
+    """The opens and clicks among email ``events`` (`EMAIL_SCHEMA`'s columns) as `touch_columns`
+    has them, but for the contact: id, kind, time (`millis_texts`), URL, and the recipient in
+    lower case (to be joined to a contact). None where one is not what the JSON rows read
+    alike: no id or no time, a time past datetime's years, or a recipient not in ASCII (Python's
+    lower case and polars' part ways past it: a Greek final sigma)."""
+    wanted = events.filter(pl.col("type").is_in(list(EMAIL_KINDS)))
+    created = wanted["created"]
+    if wanted.height and (
+        wanted["id"].null_count()
+        or created.null_count()
+        or not _FIRST_MS <= created.min() <= created.max() <= _LAST_MS  # type: ignore[operator]
+        or wanted["recipient"].str.contains(r"[^\x00-\x7f]").any()
+    ):
+        return None
+    return wanted.select(
+        pl.col("id"),
+        pl.col("type").replace_strict(EMAIL_KINDS, return_dtype=pl.String).alias("eventType"),
+        pl.col("created")
+        .cast(pl.Datetime("ms", "UTC"))
+        .dt.strftime(_STAMP_TEXT)
+        .alias("occurredAt"),
+        pl.col("recipient").fill_null("").str.to_lowercase(),
+        pl.col("url"),
+    )
+
+
 def millis_texts(values: Sequence[Any]) -> list[Any]:
     """Email events' times (epoch milliseconds) as the events API writes a time: ISO 8601 in
     UTC with milliseconds, which reads to the same instant exactly and a page of which reads a
     column at a time; a value that is no integer, or one past datetime's years, as it came."""
     whole = [v if type(v) is int and _FIRST_MS <= v <= _LAST_MS else None for v in values]
     texts = pl.Series(whole, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC"))
-    written = texts.dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_list()
+    written = texts.dt.strftime(_STAMP_TEXT).to_list()
     return [v if w is None else text for v, w, text in zip(values, whole, written, strict=True)]
 
 

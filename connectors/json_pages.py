@@ -20,8 +20,13 @@ caller reads the answers as JSON, as before. A record naming one key twice keeps
 here where orjson keeps the last; HubSpot sends no such record (JSON names should be unique:
 RFC 8259).
 
+An answer whose records come last, after scalars (``{"hasMore": true, "offset": "x", "events":
+[...]}``, the email events API's), is cut by `cut_last`, its scalars read. A schema may name
+whole numbers (``pl.Int64``) too: a key so named must hold an integer written as one, or null.
+
     page = cut(body)                             # None: not in the usual shape; read it whole
     frame = json_text_columns([page.results, ...], ["id", "properties.hs_url"])
+    events = cut_last(body, "events")            # events.items, events.head["hasMore"]
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-__all__ = ["CutPage", "cut", "json_text_columns", "read_records"]
+__all__ = ["CutArray", "CutPage", "cut", "cut_last", "json_text_columns", "read_records"]
 
 _HEAD = b'{"results":['
 _PAGING = b'],"paging":'
@@ -79,6 +84,49 @@ def cut(body: bytes) -> CutPage | None:
     return CutPage(body, body[len(_HEAD) : at], None if after is None else str(after))
 
 
+@dataclass(frozen=True)
+class CutArray:
+    """An answer as it came (``body``), the inner text of the array its last key holds
+    (``items``), and the scalars before it, read (``head``)."""
+
+    body: bytes
+    items: bytes
+    head: dict[str, Any]
+
+
+# the scalars before the array: no escape inside a text, so no quote either (a quote inside a
+# text is escaped), and what the group matches is the answer's own keys and values
+_SCALAR = rb'(?:true|false|null|-?[0-9]+|"[^"\\]*")'
+
+
+@cache
+def _before(key: str) -> re.Pattern[bytes]:
+    named = re.escape(key.encode())
+    return re.compile(
+        rb'\s*\{((?:\s*"[A-Za-z_]+"\s*:\s*' + _SCALAR + rb'\s*,)*)\s*"' + named + rb'"\s*:\s*\['
+    )
+
+
+def cut_last(body: bytes, key: str) -> CutArray | None:
+    """``body`` cut into the inner text of the array ``key`` holds and the scalars before it
+    (read), without reading the array, when ``key`` is the answer's last key and only scalars
+    (texts without escapes, integers, true, false, null) come before it; None otherwise. The
+    answer must end with the array and the object closing: were a key to follow the array, the
+    cut would hold it and polars would refuse the text (`read_records` gives None then)."""
+    head = _before(key).match(body)
+    end = len(body.rstrip())
+    if head is None or body[end - 1 : end] != b"}":
+        return None
+    end = len(body[: end - 1].rstrip())
+    if body[end - 1 : end] != b"]":
+        return None
+    try:
+        scalars = orjson.loads(b"{" + head.group(1).rstrip().rstrip(b",") + b"}")
+    except orjson.JSONDecodeError:  # a control character in a text
+        return None
+    return CutArray(body, body[head.end() : end - 1], scalars)
+
+
 def json_text_columns(parts: Sequence[bytes], names: Sequence[str]) -> pl.DataFrame | None:
     """The records of ``parts`` (the inner texts of results arrays, `cut`) as the text columns
     ``names``: a record's value of each, or of a name ``head.field`` the value of ``field`` in
@@ -115,14 +163,17 @@ def read_records(
     """The records of ``parts`` (the inner texts of results arrays, `cut`) read by polars as
     ``schema`` says (keys it does not name left out, a key it names but a record lacks null),
     when each value of a key the schema names, in whatever object, is what the schema says or
-    null: text for a text field, an object for a struct, an array for a list. None otherwise,
+    null: text for a text field, an object for a struct, an array for a list, an integer
+    written as one (no fraction, no exponent, at most 18 digits) for a whole number
+    (``pl.Int64``). None otherwise,
     or when a key of ``absent`` is in the text, a surrogate is escaped, or polars cannot read
     the text (not UTF-8, broken): then the records are to be read as JSON."""
     text = b"[" + b",".join(part for part in parts if part.strip()) + b"]"
-    kinds: dict[str, set[str]] = {"text": set(), "object": set(), "list": set()}
+    kinds: dict[str, set[str]] = {"text": set(), "object": set(), "list": set(), "whole": set()}
     _kinds(schema, kinds)
     odd = _odd_values(
-        *(tuple(sorted(kinds[k])) for k in ("text", "object", "list")), tuple(sorted(absent))
+        *(tuple(sorted(kinds[k])) for k in ("text", "object", "list", "whole")),
+        tuple(sorted(absent)),
     )
     try:
         if pl.Series([text]).cast(pl.String).str.contains(odd).item():
@@ -134,7 +185,7 @@ def read_records(
 
 def _kinds(schema: Mapping[str, Any], kinds: dict[str, set[str]]) -> None:
     """The keys of ``schema`` (and of its structs', and its lists' elements') by what they
-    hold: text, an object or an array."""
+    hold: text, an object, an array or a whole number."""
     for name, kind in schema.items():
         if isinstance(kind, pl.Struct):
             kinds["object"].add(name)
@@ -143,6 +194,8 @@ def _kinds(schema: Mapping[str, Any], kinds: dict[str, set[str]]) -> None:
             kinds["list"].add(name)
             if isinstance(kind.inner, pl.Struct):
                 _kinds(dict(kind.inner.to_schema()), kinds)
+        elif kind == pl.Int64:
+            kinds["whole"].add(name)
         else:
             kinds["text"].add(name)
 
@@ -152,15 +205,20 @@ def _odd_values(
     texts: tuple[str, ...],
     objects: tuple[str, ...],
     lists: tuple[str, ...],
+    wholes: tuple[str, ...],
     absent: tuple[str, ...],
 ) -> str:
     """A pattern found where a key of ``texts`` holds what is neither text nor null, one of
-    ``objects`` neither an object nor null, one of ``lists`` neither an array nor null, a key of
-    ``absent`` is, an array holds a null, or a surrogate or a printable character is escaped."""
+    ``objects`` neither an object nor null, one of ``lists`` neither an array nor null, one of
+    ``wholes`` neither an integer written as one nor null, a key of ``absent`` is, an array
+    holds a null, or a surrogate or a printable character is escaped."""
     found = []
-    for keys, allowed in ((texts, '"'), (objects, "{"), (lists, r"\[")):
+    for keys, allowed in ((texts, '"'), (objects, "{"), (lists, r"\["), (wholes, "-0-9")):
         if keys:
             found.append(rf'"(?:{"|".join(map(re.escape, keys))})"\s*:\s*[^{allowed}n\s]')
+    if wholes:  # 1.7e12 or 2.0 polars would read as a whole number, one of 19 digits as null
+        named = "|".join(map(re.escape, wholes))
+        found.append(rf'"(?:{named})"\s*:\s*-?(?:[0-9]+[.eE]|[0-9]{{19}})')
     if absent:
         found.append(rf'"(?:{"|".join(map(re.escape, absent))})"\s*:')
     found.append(r"[\[,]\s*null\s*[,\]]")  # a null record, or a null in any array

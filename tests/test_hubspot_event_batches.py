@@ -18,6 +18,7 @@ as a page at a time would.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -307,8 +308,9 @@ EMAIL_SCRIPTED: dict[str, list[dict[str, Any]]] = {
 
 
 def _look_up(self: HubSpotConnector, emails: Sequence[str]) -> None:
-    """`HubSpotConnector._look_up` knowing the scripted recipients p0-p9 as contacts."""
-    for email in emails:
+    """`HubSpotConnector._look_up` knowing the scripted recipients p0-p9 as contacts (in any
+    case, as HubSpot finds an address)."""
+    for email in map(str.lower, emails):
         if email.startswith("p"):
             self._contact_of[email] = f"3000000{email[1]}"
 
@@ -327,7 +329,8 @@ def _email_api(events: list[dict[str, Any]], per_page: int, fail_at: int | None 
         start = int(offset or 0)
         more = start + per_page < len(of_kind)
         chunk = of_kind[start : start + per_page]
-        return {"events": chunk, "hasMore": more, "offset": str(start + per_page)}
+        answer = {"hasMore": more, "offset": str(start + per_page), "events": chunk}
+        return json.dumps(answer, separators=(",", ":")).encode()
 
     return page
 
@@ -376,26 +379,53 @@ def test_an_email_pull_stopped_inside_a_group_checkpoints_the_pages_read_as_a_pa
 
 
 def _email_both_ways(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
+    crm: RunningSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    events: list[dict[str, Any]],
+    last: bool = True,
 ) -> list[Any]:
-    """`_both` of the email events stream, its one page of each type holding ``events``'."""
+    """`_both` of the email events stream, its one page of each type holding ``events``',
+    after ``hasMore`` (``last``, as HubSpot answers) or before it."""
 
-    def page(self: HubSpotConnector, kind: str | None, since: Any, offset: Any) -> Any:
-        return {"events": [e for e in events if kind in (None, e["type"])], "hasMore": False}
+    def page(self: HubSpotConnector, kind: str | None, since: Any, offset: Any) -> bytes:
+        answer = {"events": [e for e in events if kind in (None, e["type"])], "hasMore": False}
+        # json, not orjson: a time past 64 bits is written as HubSpot would send it
+        return json.dumps(dict(reversed(answer.items())) if last else answer).encode()
 
     monkeypatch.setattr(HubSpotConnector, "_email_page", page)
     monkeypatch.setattr(HubSpotConnector, "_look_up", _look_up)
     return _both(crm, stream="email_events")
 
 
+def _text_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each group of email pages a batch pull reads was read by polars from the text."""
+    read: list[bool] = []
+    real = HubSpotConnector._email_frame
+
+    def recorded(self: HubSpotConnector, pages: Any) -> Any:
+        frame = real(self, pages)
+        if self.batches:
+            read.append(frame is not None)
+        return frame
+
+    monkeypatch.setattr(HubSpotConnector, "_email_frame", recorded)
+    return read
+
+
+@pytest.mark.parametrize("last", [True, False], ids=["events last", "events first"])
 @pytest.mark.parametrize("events", EMAIL_SCRIPTED.values(), ids=EMAIL_SCRIPTED.keys())
 def test_scripted_email_event_pages_read_alike(
-    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]], last: bool
 ) -> None:
-    (by_rows, _), (by_columns, as_columns) = _email_both_ways(crm, monkeypatch, events)
+    from_text = _text_reads(monkeypatch)
+
+    (by_rows, _), (by_columns, as_columns) = _email_both_ways(crm, monkeypatch, events, last)
 
     assert by_columns == by_rows
     assert as_columns == (next(iter(EMAIL_SCRIPTED.values())) is events)
+    # the opens' page holds what polars would read otherwise, but an id twice (read from the
+    # text, then row by row: a batch holds an id once); events first, it is never cut
+    assert from_text[0] == (last and events is EMAIL_SCRIPTED["an id twice"])
     records = [r for r in by_rows[0] if isinstance(r, Record)]
     assert records and all(r.values["person_id"] for r in records)
     if as_columns:
@@ -403,6 +433,46 @@ def test_scripted_email_event_pages_read_alike(
         assert by_rows[2] is not None and sum(by_rows[2].skipped.values()) == 4
         [first] = [r for r in records if r.id == "e1"]
         assert first.modified_at == T + timedelta(minutes=1, milliseconds=1)
+
+
+EMAIL_CLEAN = [
+    _email(1),
+    _email(2, "CLICK"),
+    _email(4, recipient="nobody@example.com"),  # no contact: skipped and counted
+    _email(5, "CLICK", url=""),
+    _email(6, "DELIVERED"),  # neither an open nor a click
+    _email(7, created=-1),  # a millisecond before 1970
+    _email(8, recipient="P2@Example.COM"),  # a contact's address, in capitals
+    _email(10, recipient=None),  # no address: no contact
+    _email(11, "CLICK", sentBy={"id": "5e1a", "created": 17}, url="https://x.io/?q=\u00e9"),
+]
+
+
+@pytest.mark.parametrize("last", [True, False], ids=["events last", "events first"])
+def test_email_event_pages_polars_can_read_are_read_from_their_text_alike(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch, last: bool
+) -> None:
+    from_text = _text_reads(monkeypatch)
+
+    (by_rows, _), (by_columns, as_columns) = _email_both_ways(crm, monkeypatch, EMAIL_CLEAN, last)
+
+    assert by_columns == by_rows and as_columns
+    assert from_text == [last, last]  # the opens' page and the clicks': cut where events last
+    records = [r for r in by_rows[0] if isinstance(r, Record)]
+    assert {r.id for r in records} == {"e1", "e2", "e5", "e7", "e8", "e11"}
+    assert {r.values["person_id"] for r in records if r.id == "e8"} == {"30000002"}
+    assert by_rows[2] is not None and sum(by_rows[2].skipped.values()) == 2
+
+
+def test_the_sandboxs_email_event_pages_are_read_from_their_text(
+    crm: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_text = _text_reads(monkeypatch)
+
+    (by_rows, _), (by_columns, as_columns) = _both(crm, stream="email_events")
+
+    assert by_columns == by_rows and as_columns
+    assert from_text and all(from_text)
 
 
 def test_an_email_event_without_an_id_is_skipped_and_counted_either_way(

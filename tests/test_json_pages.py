@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from connectors import hubspot
 from connectors.config import HubSpotSettings
 from connectors.hubspot import HubSpotConnector
-from connectors.json_pages import cut, json_text_columns
+from connectors.json_pages import cut, cut_last, json_text_columns, read_records
 from connectors.page_reader import PageReader
 from tests.hubspot_batches import cut_answer, scripted_event
 
@@ -167,3 +167,85 @@ def test_escaped_non_ascii_and_controls_are_read_by_polars() -> None:
     part = b'{"id":"caf\\u00e9\\n\\t\\u001f","occurredAt":"x"}'
     frame = json_text_columns([part], ["id", "occurredAt"])
     assert frame is not None and frame["id"].to_list() == [json.loads(b"[" + part + b"]")[0]["id"]]
+
+
+# --- an answer whose records come last (the email events API's) -------------------------------
+
+EVENTS = [{"id": "e1", "created": 1_767_225_600_000, "url": 'a "],\\"x\\":1}" in a URL'}]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"hasMore": True, "offset": "Q0FBUUFB", "events": EVENTS},
+        {"hasMore": False, "events": EVENTS},
+        {"events": EVENTS},
+        {"hasMore": True, "offset": 3000, "events": []},
+    ],
+    ids=["a token", "the last page", "records alone", "no records, a number as token"],
+)
+@pytest.mark.parametrize("spaced", [False, True], ids=["compact", "spaced"])
+def test_an_answer_is_cut_into_its_last_array_and_the_scalars_before_it(
+    answer: dict[str, Any], spaced: bool
+) -> None:
+    body = json.dumps(answer).encode() if spaced else orjson.dumps(answer)
+    page = cut_last(b" \n" + body + b"\n", "events")
+    assert page is not None
+    assert page.head == {k: v for k, v in answer.items() if k != "events"}
+    assert orjson.loads(b"[" + page.items + b"]") == answer["events"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"events":[{"id":"e1"}],"hasMore":true}',  # records first
+        b'{"hasMore":true,"events":[{"id":"e1"}],"offset":"x"}',  # a key after the records
+        b'{"paging":{"next":"x"},"events":[]}',  # an object before them
+        b'{"offset":"a\\"b","events":[]}',  # an escape in a text before them
+        b'{"offset":"a\nb","events":[]}',  # a control character in a text
+        b'{"hasMore":true,"events":{"id":"e1"}}',
+        b"<html>busy</html>",
+    ],
+    ids=[
+        "records first",
+        "a key after",
+        "an object before",
+        "an escape",
+        "a raw newline",
+        "an object",
+        "html",
+    ],
+)
+def test_an_answer_in_another_shape_is_not_cut_last(body: bytes) -> None:
+    assert cut_last(body, "events") is None
+
+
+def test_an_array_with_a_key_after_it_is_refused_by_polars_once_cut() -> None:
+    page = cut_last(b'{"hasMore":false,"events":[{"id":"e1"}],"more":[{"id":"e2"}]}', "events")
+    assert page is not None  # the cut holds the key after: polars refuses the text
+    assert read_records([page.items], {"id": pl.String}) is None
+    assert read_records([page.items, page.items], {"id": pl.String}) is None
+
+
+WHOLE = {"id": pl.String, "created": pl.Int64}
+
+
+def test_whole_numbers_read_as_written() -> None:
+    part = b'{"id":"e1","created":1767225600000},{"id":"e2","created":-1},{"id":"e3"},' + (
+        b'{"id":"e4","created":null},{"id":"e5","created":999999999999999999}'
+    )
+    frame = read_records([part], WHOLE)
+    assert frame is not None
+    assert frame["created"].to_list() == [1767225600000, -1, None, None, 999999999999999999]
+
+
+@pytest.mark.parametrize(
+    "created",
+    [b"1.7e12", b"1767225600000.0", b"2E3", b'"1767225600000"', b"true", b"[1]",
+     b"1000000000000000000", b"-10000000000000000000000"],
+    ids=["an exponent", "a fraction", "an upper exponent", "text", "a checkbox", "an array",
+         "19 digits", "past 64 bits"],
+)  # fmt: skip
+def test_a_whole_number_written_otherwise_is_left_to_json(created: bytes) -> None:
+    part = b'{"id":"e1","created":1767225600000},{"id":"e2","created":' + created + b"}"
+    assert read_records([part], WHOLE) is None
