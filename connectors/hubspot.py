@@ -60,6 +60,7 @@ from functools import partial
 from itertools import chain
 from typing import Any, TypeVar
 
+import orjson
 import polars as pl
 
 from connectors.ahead import read_ahead
@@ -765,7 +766,7 @@ class HubSpotConnector:
             self._contact_of |= dict.fromkeys(chunk)
             inputs = [{"id": email} for email in chunk]
             body = {"inputs": inputs, "idProperty": "email", "properties": ["email"]}
-            answer = self.api.call(self.api.batch.read, "contacts", body)
+            answer = self.api.call(self.api.batch.read, "contacts", orjson.dumps(body))
             for contact in answer.get("results", []):
                 self._remember(contact)
 
@@ -963,7 +964,8 @@ class HubSpotConnector:
             chunk = pending.pop(0)
             inputs = [{"id": i, "properties": rows[i]} for i in chunk]
             try:
-                answer = self.api.call(self.api.batch.update, stream.path, {"inputs": inputs})
+                body = orjson.dumps({"inputs": inputs})  # sent as encoded (`_EncodedBodies`)
+                answer = self.api.call(self.api.batch.update, stream.path, body)
             except BudgetExhausted as stop:
                 raise BudgetExhausted(str(stop), list(answered.values())) from stop
             except InvalidRequest as refused:

@@ -9,7 +9,12 @@ The client's habits, and what this module does about them:
 * each sub-package raises its own, unrelated ``ApiException``: all of them become ours;
 * it sets no timeout: every call passes the policy's ``_request_timeout``;
 * its models cost more than the data: calls pass ``_preload_content=False`` and the JSON is
-  parsed as it comes (3 to 10 times faster on the read path).
+  parsed as it comes (3 to 10 times faster on the read path);
+* it walks a body (``sanitize_for_serialization``) and encodes it with json inside the call,
+  0.74 ms a batch of 100 updates, ~8 s over the reference org's first run, which the policy
+  timed as the CRM's answering: the objects' batch calls are given their body encoded by
+  orjson (0.03 ms), by us before the exchange, and their REST layer sends bytes as they are
+  (`_EncodedBodies`), with the JSON content type.
 
 Rate limits: calls are paced under the 10-second window the portal's tier allows, and under
 ``X-HubSpot-RateLimit-Max`` once a response has said it; search is also kept to 4 calls a
@@ -21,11 +26,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import urllib3
 from hubspot import HubSpot
 from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsError
+from hubspot.crm.objects import exceptions as objects_errors
 from hubspot.crm.objects.exceptions import ApiException as ObjectsError
+from hubspot.crm.objects.rest import RESTClientObject, RESTResponse
 from hubspot.crm.owners.exceptions import ApiException as OwnersError
 from hubspot.crm.properties.exceptions import ApiException as PropertiesError
 from hubspot.events.exceptions import ApiException as EventsError
@@ -45,6 +53,70 @@ SEARCH_WINDOW = ("search", 4, 1.0)
 _API_EXCEPTIONS = (AssociationsError, ObjectsError, OwnersError, PropertiesError, EventsError)
 
 
+class _EncodedBodies(RESTClientObject):
+    """hubspot-api-client's REST layer for the objects API, but a body given as bytes (JSON we
+    encoded) is sent as it is, with the JSON content type, where the client would encode it
+    again (it takes bytes as they are until here: ``sanitize_for_serialization``); any other
+    request is the client's own. An answer outside 2xx raises the client's exceptions, as
+    `RESTClientObject.request` does."""
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        query_params: Any = None,
+        headers: Any = None,
+        body: Any = None,
+        post_params: Any = None,
+        _preload_content: bool = True,
+        _request_timeout: Any = None,
+    ) -> Any:
+        if not isinstance(body, bytes) or post_params:
+            return super().request(
+                method,
+                url,
+                query_params=query_params,
+                headers=headers,
+                body=body,
+                post_params=post_params,
+                _preload_content=_preload_content,
+                _request_timeout=_request_timeout,
+            )
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        if query_params:
+            url += "?" + urlencode(query_params)
+        timeout = None
+        if isinstance(_request_timeout, int | float):
+            timeout = urllib3.Timeout(total=_request_timeout)
+        elif isinstance(_request_timeout, tuple):
+            timeout = urllib3.Timeout(connect=_request_timeout[0], read=_request_timeout[1])
+        try:
+            answer = self.pool_manager.request(
+                method,
+                url,
+                body=body,
+                preload_content=_preload_content,
+                timeout=timeout,
+                headers=headers,
+            )
+        except urllib3.exceptions.SSLError as error:
+            raise objects_errors.ApiException(status=0, reason=f"SSLError\n{error}") from error
+        if _preload_content:
+            answer = RESTResponse(answer)
+        if not 200 <= answer.status <= 299:
+            kind = 500 if 500 <= answer.status <= 599 else answer.status
+            raise _OBJECTS_ERRORS.get(kind, objects_errors.ApiException)(http_resp=answer)
+        return answer
+
+
+_OBJECTS_ERRORS = {
+    401: objects_errors.UnauthorizedException,
+    403: objects_errors.ForbiddenException,
+    404: objects_errors.NotFoundException,
+    500: objects_errors.ServiceException,
+}
+
+
 class HubSpotApi:
     """The hubspot-api-client APIs the connector uses, each built once, called under the policy."""
 
@@ -60,6 +132,7 @@ class HubSpotApi:
         )
         self.objects = client.crm.objects.basic_api
         self.batch = client.crm.objects.batch_api
+        self.batch.api_client.rest_client = _EncodedBodies(self.batch.api_client.configuration)
         self.search = client.crm.objects.search_api
         self.associations = client.crm.associations.v4.batch_api
         self.properties = client.crm.properties.core_api

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 import requests
 import responses
@@ -487,6 +490,96 @@ def test_a_hubspot_answer_reads_as_json_reads_it(clock: FakeClock, body: str) ->
     answer = _hubspot_api(clock).call(get_page)
 
     assert repr(answer) == repr(json.loads(body.encode())) and type(answer) is dict
+
+
+@pytest.fixture
+def portal() -> Iterator[Any]:
+    """A local HTTP server standing in for HubSpot (hubspot-api-client speaks urllib3, which
+    `responses` does not reach): it answers each request with the next of ``portal.answers``
+    (status, JSON) and keeps what it was sent in ``portal.sent`` (headers, body)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            server.sent.append((dict(self.headers), body))
+            status, answer = server.answers.pop(0)
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.sent, server.answers, server.clients = [], [], []
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+    for api in server.clients:  # their kept-alive connections
+        api.batch.api_client.rest_client.pool_manager.clear()
+
+
+def _portal_api(clock: FakeClock, portal: Any) -> HubSpotApi:
+    settings = HubSpotSettings(token=SecretStr("pat-na1-test"))
+    api = HubSpotApi(settings, _policy(clock), host=portal.url)
+    portal.clients.append(api)
+    return api
+
+
+def test_a_batch_body_we_encoded_goes_as_it_is_with_the_clients_headers(
+    clock: FakeClock, portal: Any
+) -> None:
+    body = orjson.dumps({"inputs": [{"id": "51", "properties": {"handoff_tier": "AE"}}]})
+    portal.answers.append((200, {"status": "COMPLETE", "results": [{"id": "51"}]}))
+    api = _portal_api(clock, portal)
+
+    answer = api.call(api.batch.update, "contacts", body)
+
+    [(headers, sent)] = portal.sent
+    assert sent == body  # not encoded again (a JSON text of the bytes' text)
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Authorization"] == "Bearer pat-na1-test"
+    assert headers["User-Agent"] == api.batch.api_client.user_agent
+    assert answer == {"status": "COMPLETE", "results": [{"id": "51"}]}
+
+
+def test_a_batch_body_as_json_is_still_the_clients_to_encode(clock: FakeClock, portal: Any) -> None:
+    portal.answers.append((200, {"status": "COMPLETE", "results": []}))
+    api = _portal_api(clock, portal)
+
+    api.call(api.batch.update, "contacts", {"inputs": []})
+
+    [(headers, sent)] = portal.sent
+    assert json.loads(sent) == {"inputs": []} and headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "ours"),
+    [
+        (400, {"category": "VALIDATION_ERROR", "message": "bad"}, InvalidRequest),
+        (403, {"category": "MISSING_SCOPES", "message": "no scope"}, Forbidden),
+        (404, {"category": "OBJECT_NOT_FOUND"}, NotFound),
+        (503, {"category": "SERVICE_UNAVAILABLE"}, RetriableError),
+    ],
+)
+def test_a_batch_body_we_encoded_is_refused_as_any_call_is(
+    clock: FakeClock, portal: Any, status: int, answer: dict[str, Any], ours: type
+) -> None:
+    portal.answers.extend([(status, answer)] * RetrySettings().attempts)
+    api = _portal_api(clock, portal)
+
+    with pytest.raises(ours) as raised:
+        api.call(api.batch.update, "contacts", b'{"inputs":[]}')
+
+    assert raised.value.code == answer["category"]
+    assert len(portal.sent) == (RetrySettings().attempts if ours is RetriableError else 1)
 
 
 def test_an_expired_hubspot_token_is_tried_once_more_then_refused(clock: FakeClock) -> None:
