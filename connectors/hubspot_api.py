@@ -72,16 +72,8 @@ class _EncodedBodies(RESTClientObject):
         _request_timeout: Any = None,
     ) -> Any:
         if not isinstance(body, bytes) or post_params:
-            return super().request(
-                method,
-                url,
-                query_params=query_params,
-                headers=headers,
-                body=body,
-                post_params=post_params,
-                _preload_content=_preload_content,
-                _request_timeout=_request_timeout,
-            )
+            given = (query_params, headers, body, post_params, _preload_content, _request_timeout)
+            return super().request(method, url, *given)  # the client's own, in its order
         headers = {"Content-Type": "application/json", **(headers or {})}
         if query_params:
             url += "?" + urlencode(query_params)
