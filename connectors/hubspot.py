@@ -667,7 +667,7 @@ class HubSpotConnector:
         polars read them (`_email_frame`), else from the JSON (`PageReader.unordered_columns`);
         a row at a time without ``batches`` or where the columns would not read them alike."""
         if touches is not None:
-            joined: dict[str, list[Any]] | pl.DataFrame = self._joined_frame(touches, tally)
+            joined: Mapping[str, Sequence[Any]] | pl.DataFrame = self._joined_frame(touches, tally)
         else:
             joined = self._joined([e for page in pages for e in _events_of(page)], tally)
         if self.batches and len(joined[_ID]):
@@ -715,7 +715,9 @@ class HubSpotConnector:
             offset=offset,
         )
 
-    def _joined(self, events: Sequence[Mapping[str, Any]], tally: Tally) -> dict[str, list[Any]]:
+    def _joined(
+        self, events: Sequence[Mapping[str, Any]], tally: Tally
+    ) -> dict[str, Sequence[Any]]:
         """Email opens and clicks as touches of the contacts their recipients are (others
         skipped and counted): the values of each field of the events API's shape, by field
         (`touch_columns`: an event's id, kind, time as `millis_texts` writes it, contact and
@@ -749,15 +751,14 @@ class HubSpotConnector:
             pl.col("objectId").is_not_null()
         )
         tally.skip("email event of an address that is no contact", touches.height - joined.height)
-        return joined.select(
-            "id",
-            "eventType",
-            "occurredAt",
-            pl.lit("CONTACT").alias("objectType"),
-            "objectId",
-            pl.col("url").alias("properties.hs_url"),
-            pl.lit(None, pl.String).alias("properties.hs_title"),
+        columns = touch_columns(
+            ids=joined["id"],
+            kinds=joined["eventType"],
+            times=joined["occurredAt"],
+            contacts=joined["objectId"],
+            urls=joined["url"],
         )
+        return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
 
     def _look_up(self, emails: Sequence[str]) -> None:
         """Learn the contacts of emails not seen yet: batch reads by email, 100 a call."""

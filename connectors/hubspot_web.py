@@ -105,15 +105,15 @@ def history_events(contact: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 def touch_columns(
     *,
-    ids: list[Any],
-    kinds: list[Any],
-    times: list[Any],
-    contacts: list[Any],
-    urls: list[Any],
-) -> dict[str, list[Any]]:
+    ids: Sequence[Any],
+    kinds: Sequence[Any],
+    times: Sequence[Any],
+    contacts: Sequence[Any],
+    urls: Sequence[Any],
+) -> dict[str, Sequence[Any]]:
     """Touches of contacts in the events API's shape (`_event`'s, without a title) as the values
     of each of its fields, by field as `connectors.page_reader` names them (a property's under
-    ``properties.``)."""
+    ``properties.``): lists, or polars series as given."""
     return {
         "id": ids,
         "eventType": kinds,
@@ -125,7 +125,7 @@ def touch_columns(
     }
 
 
-def touch_rows(columns: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+def touch_rows(columns: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """`touch_columns` as the events API's rows (`_event`'s), one a touch."""
     return [
         _event(record_id, kind, at, contact, url, title)
