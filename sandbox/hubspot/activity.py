@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import polars as pl
 
 from sandbox.admin import NewActivity, unknown
-from sandbox.hubspot.events import ID_PREFIX, EventRoutes
+from sandbox.hubspot.events import EventRoutes
+from sandbox.hubspot.ids import event_uuid
 from sandbox.hubspot.store import PortalStore
 from sandbox.hubspot.touches import CONVENTIONS, LOCALES, rendered
 
@@ -47,7 +48,7 @@ def add_events(
     frame = pl.DataFrame(rows, schema=[*schema, "object_type", "object_id"], orient="row")
     stamped = pl.col("occurred_at").dt.convert_time_zone("UTC").dt.cast_time_unit("us")
     events.add(frame.with_columns(stamped).with_columns(_us=pl.col("occurred_at").dt.epoch("us")))
-    return [f"{ID_PREFIX}{activity_id:012d}" for activity_id, *_ in rows]
+    return event_uuid([activity_id for activity_id, *_ in rows])
 
 
 def _owner(store: PortalStore, activity: NewActivity) -> tuple[str, int]:

@@ -27,6 +27,7 @@ import polars as pl
 
 from sandbox.http import Request, Response, Route
 from sandbox.hubspot.errors import HubSpotError
+from sandbox.hubspot.ids import event_uuid
 from sandbox.hubspot.touches import MARKETING_EMAIL, touches
 from sandbox.org import Org
 
@@ -36,7 +37,6 @@ MAX_EMAIL_EVENTS_PAGE = 1000
 _DEFAULT_PAGE = 100
 EMAIL_EVENT_TYPES = {"email_open": "OPEN", "email_click": "CLICK"}
 _APP = {"appId": 113, "appName": "Batch"}  # HubSpot's app id and name of batch marketing email
-_ID_PREFIX = "5e1a0000-0000-4000-9000-"
 _PORTAL = 5000001  # the sandbox portal's id (HubSpot's portalId / Hub ID)
 
 
@@ -54,7 +54,7 @@ def build_email_events(org: Org, merges: pl.DataFrame, convention: str = "a") ->
         .join(emails, on="survivor_id")
         .filter(pl.col("recipient").is_not_null())
         .select(
-            id=pl.lit(_ID_PREFIX) + pl.col("activity_id").cast(pl.String).str.zfill(12),
+            "activity_id",
             created=pl.col("occurred_at").dt.epoch("ms"),
             type=pl.col("type").replace_strict(EMAIL_EVENT_TYPES),
             recipient=pl.col("recipient"),
@@ -63,7 +63,7 @@ def build_email_events(org: Org, merges: pl.DataFrame, convention: str = "a") ->
                 link + joiner + pl.lit(tracking) + campaign.cast(pl.String)
             ),
         )
-        .sort("created", "id", descending=True)
+        .sort("created", "activity_id", descending=True)
     )
 
 
@@ -90,25 +90,35 @@ class EmailEventRoutes:
         body: dict[str, Any] = {
             "hasMore": start + limit < matching.height,
             "offset": _token(start + rows.height),
-            "events": [self._event(row) for row in rows.iter_rows(named=True)],
+            "events": [
+                _event(row, event_id, sender)
+                for row, event_id, sender in zip(
+                    rows.iter_rows(named=True),
+                    event_uuid(rows["activity_id"].to_numpy(), "9000"),
+                    event_uuid(rows["activity_id"].to_numpy(), "a000"),
+                    strict=True,
+                )
+            ],
         }
         return Response(200, json.dumps(body).encode())
 
-    def _event(self, row: dict[str, Any]) -> dict[str, Any]:
-        """One event as HubSpot writes it (a click carries the link's URL)."""
-        event = {
-            **_APP,
-            "created": row["created"],
-            "emailCampaignId": row["campaign"],
-            "id": row["id"],
-            "portalId": _PORTAL,
-            "recipient": row["recipient"],
-            "type": row["type"],
-            "sentBy": {"id": row["id"].replace(_ID_PREFIX, "5e1a0000-0000-4000-a000-")},
-            "filteredEvent": False,
-            "deviceType": "COMPUTER",
-        }
-        return event | ({"url": row["url"], "referer": ""} if row["url"] else {})
+
+def _event(row: dict[str, Any], event_id: str, sender: str) -> dict[str, Any]:
+    """One event as HubSpot writes it (a click carries the link's URL); ``sender``: the id of
+    the SENT event it follows."""
+    event = {
+        **_APP,
+        "created": row["created"],
+        "emailCampaignId": row["campaign"],
+        "id": event_id,
+        "portalId": _PORTAL,
+        "recipient": row["recipient"],
+        "type": row["type"],
+        "sentBy": {"id": sender},
+        "filteredEvent": False,
+        "deviceType": "COMPUTER",
+    }
+    return event | ({"url": row["url"], "referer": ""} if row["url"] else {})
 
 
 def _where(request: Request) -> pl.Expr:

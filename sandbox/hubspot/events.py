@@ -28,7 +28,7 @@ import polars as pl
 
 from sandbox.http import Request, Response, Route
 from sandbox.hubspot.errors import HubSpotError
-from sandbox.hubspot.ids import hubspot_id
+from sandbox.hubspot.ids import event_number, event_uuid, hubspot_id
 from sandbox.hubspot.render import page_body
 from sandbox.hubspot.responses import link_to
 from sandbox.hubspot.touches import MARKETING_EMAIL, WEB_TOUCHES, touches
@@ -37,7 +37,6 @@ from sandbox.org import Org
 
 __all__ = [
     "EVENT_TYPES",
-    "ID_PREFIX",
     "MAX_EVENTS_PAGE",
     "NOT_ENTERPRISE",
     "EventRoutes",
@@ -45,7 +44,6 @@ __all__ = [
 ]
 
 MAX_EVENTS_PAGE = 100
-ID_PREFIX = "00000000-0000-4000-8000-"
 EVENT_TYPES = sorted({t.event_type for key, t in WEB_TOUCHES.items() if key not in MARKETING_EMAIL})
 # HubSpot's answer to the events API on a portal without an Enterprise subscription, as a
 # Free / Professional portal sends it (https://github.com/PipedreamHQ/pipedream/issues/11810;
@@ -99,13 +97,14 @@ def _fragments(rows: pl.DataFrame) -> list[str]:
         pl.col("event_type").cast(pl.String),
         pl.lit('","occurredAt":"'),
         pl.col("occurred_at").dt.strftime(TIMESTAMP_FORMAT),
-        pl.lit('","id":"' + ID_PREFIX),
-        pl.col("activity_id").cast(pl.String).str.zfill(12),
+        pl.lit('","id":"'),
+        pl.col("_id"),
         pl.lit('","properties":'),
         properties.struct.json_encode(),
         pl.lit("}"),
     ]
-    return rows.select(pl.concat_str(parts).alias("json"))["json"].to_list()
+    ids = pl.Series("_id", event_uuid(rows["activity_id"].to_numpy()), dtype=pl.String)
+    return rows.with_columns(ids).select(pl.concat_str(parts).alias("json"))["json"].to_list()
 
 
 def _cursor(text: str | None) -> int:
@@ -235,11 +234,7 @@ class EventRoutes:
             expr = expr & (pl.col("object_id") == int(request.arg("objectId") or 0))
         if request.arg("eventType"):
             expr = expr & (pl.col("event_type") == request.arg("eventType"))
-        ids = [
-            int(i.removeprefix(ID_PREFIX))
-            for i in request.query.get("id", [])
-            if i.startswith(ID_PREFIX)
-        ]
+        ids = [n for n in map(event_number, request.query.get("id", [])) if n is not None]
         if request.query.get("id"):
             expr = expr & pl.col("activity_id").is_in(ids)
         return expr

@@ -16,6 +16,12 @@ record back to the org (``org_id``) and a mixed-up id never names a record of an
 | owners      | 70000000 + user_id (id)         |
 | users       | 9000000 + user_id (userId)      |
 
+Events (the events API's web events, the email events API's opens and clicks) have UUIDs, which
+HubSpot's email events documentation calls "a randomly-generated ID for this event" (web events
+carry such ids too): their order says nothing of when they happened. The sandbox's look random and
+still name their activity (`event_uuid`, `event_number`): the first 16 hex digits mix the org's
+activity id, the last 12 digits are that id.
+
 Merges: HubSpot keeps one contact per email address, so people sharing an email (ignoring case)
 are one contact: the earliest person survives and lists the others in ``hs_merged_object_ids``;
 a GET of a merged-away id answers with the survivor (merges made through the API: merges.py).
@@ -25,6 +31,9 @@ them, sit in the recycle bin (``archived=true``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import polars as pl
 
 __all__ = [
@@ -32,6 +41,8 @@ __all__ = [
     "OWNER_BASE",
     "USER_BASE",
     "archived_people",
+    "event_number",
+    "event_uuid",
     "hubspot_id",
     "merged_people",
     "org_id",
@@ -56,6 +67,29 @@ def hubspot_id(object_name: str, column: str | pl.Expr) -> pl.Expr:
     """The HubSpot id (UInt64) of org ids in ``column``."""
     expr = pl.col(column) if isinstance(column, str) else column
     return (expr.cast(pl.UInt64) + ID_BASES[object_name]).cast(pl.UInt64)
+
+
+def event_uuid(activity_ids: Sequence[int] | np.ndarray, group: str = "8000") -> list[str]:
+    """Event ids of org activities, version 4 UUIDs in form (``group`` their fourth group): 16
+    hex digits of a 64-bit mix of the activity id (SplitMix64's finaliser, so neighbouring ids
+    land far apart), then the id in the last 12 digits (`event_number` reads it back)."""
+    ids = np.asarray(activity_ids, dtype=np.uint64)
+    mixed = ids + np.uint64(0x9E3779B97F4A7C15)  # arrays wrap around silently, as the mix needs
+    mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    mixed = mixed ^ (mixed >> np.uint64(31))
+    return [
+        f"{h >> 32:08x}-{(h >> 16) & 0xFFFF:04x}-4{h & 0xFFF:03x}-{group}-{n:012d}"
+        for h, n in zip(mixed.tolist(), ids.tolist(), strict=True)
+    ]
+
+
+def event_number(event_id: str) -> int | None:
+    """The org activity id an `event_uuid` names (None: not one of the sandbox's)."""
+    parts = event_id.split("-")
+    if len(parts) != 5 or len(parts[4]) != 12 or not parts[4].isdigit():
+        return None
+    return int(parts[4])
 
 
 def org_id(object_name: str, record_id: str) -> int:
