@@ -578,6 +578,8 @@ class _StreamRows:
     def store(self, session: Session, *, items: Sequence[Record | RecordBatch | Tombstone]) -> None:
         """The items' rows and tombstones, in order: each run of records, then the tombstones
         that follow it together (`_bury`)."""
+        if self._store.keyless(self._table) and _by_key(items):
+            self._store.build_key(session, self._table)  # else each lookup reads the table
         held = _held_versions(self._store, session, self._table, items)
         for buried, run in groupby(items, key=lambda item: isinstance(item, Tombstone)):
             if not buried:
@@ -1011,6 +1013,11 @@ def _required(table: Table, picked: Sequence[str]) -> tuple[tuple[str, int | Non
         and column.name not in _OWN_COLUMNS
         and _worked_out(column) is None
     )
+
+
+def _by_key(items: Iterable[Record | RecordBatch | Tombstone]) -> bool:
+    """Whether storing ``items`` looks rows up by id: a tombstone, a record read again."""
+    return any(isinstance(i, Tombstone) or (isinstance(i, Record) and i.reread) for i in items)
 
 
 def _held_versions(

@@ -58,7 +58,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, StatementError
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.orm.util import identity_key
-from sqlalchemy.schema import DropIndex
+from sqlalchemy.schema import CreateIndex, DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
 from connectors.batches import chunked
@@ -178,6 +178,10 @@ class Store:
         self._checkpointer_lock = threading.Lock()
         self._disposed = False
         self._log_file = _sqlite_file(self._url) if self.dialect == "sqlite" else None
+        # tables whose key index this store dropped for a first load and has not built again:
+        # their rows go in by plain INSERT (no conflict target), a key twice kept twice until
+        # the index is built (`build_indexes` keeps the last)
+        self._keyless: set[str] = set()
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _apply_sqlite_pragmas)
 
@@ -430,9 +434,15 @@ class Store:
             _write_carefully(connection, self.dialect, statement, rows, written, execute)
         else:
             literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
-            statement = _upsert_sql(self.dialect, table, given, keep, literals, watched, stand_ins)
             per = _rows_per_insert(len(given))
-            many = _upsert_sql("sqlite", table, given, keep, literals, watched, stand_ins, per)
+            if table.name in self._keyless:  # no conflict target: every row goes in as new
+                statement = _insert_sql(self.dialect, table, given, literals, stand_ins)
+                many = _insert_sql(self.dialect, table, given, literals, stand_ins, per)
+            else:
+                statement = _upsert_sql(
+                    self.dialect, table, given, keep, literals, watched, stand_ins
+                )
+                many = _upsert_sql("sqlite", table, given, keep, literals, watched, stand_ins, per)
             execute = partial(_many_a_statement, many, per, len(given))
             _write_carefully(connection, self.dialect, statement, rows, written, execute)
 
@@ -505,7 +515,23 @@ class Store:
         own value) is dropped: which rows enter it is not known before the load.
         """
         kept = [] if new_rows is None else _left_out(session, table, new_rows, carried)
-        drop_indexes(session, table, skip=kept)
+        dropped = drop_indexes(session, table, skip=kept)
+        key = key_index(table)
+        if key is not None and key in dropped and self.dialect == "sqlite":
+            self._keyless.add(table.name)
+
+    def keyless(self, table: Table) -> bool:
+        """Whether `table`'s key index is away for a first load (`drop_indexes`): a lookup by
+        key reads the whole table then, so a caller about to make one builds it first
+        (`build_key`)."""
+        return table.name in self._keyless
+
+    def build_key(self, session: Session, table: Table) -> None:
+        """Build `table`'s key index if `drop_indexes` left it away (`build_indexes`)."""
+        key = key_index(table)
+        if key is not None and self.keyless(table):  # only ever on SQLite
+            _create_key(session, table, key)
+            self._keyless.discard(table.name)
 
     def build_indexes(
         self, session: Session, tables: Sequence[Table], *, analyze: bool = False
@@ -524,9 +550,15 @@ class Store:
         connection = session.connection()
         names = self._index_names(session, [table.name for table in tables])
         for table in tables:
+            key = key_index(table)
             for index in table.indexes:
-                if index.name not in names:
+                if index.name in names:
+                    continue
+                if index is key and self.dialect == "sqlite":
+                    _create_key(session, table, index)
+                else:
                     index.create(connection)
+            self._keyless.discard(table.name)
             if analyze and self.dialect == "postgresql":
                 columns = ", ".join(
                     _quoted(self.dialect, name) for name in _searched_columns(table)
@@ -1069,6 +1101,38 @@ def _names_any(condition: str, columns: Collection[str]) -> bool:
 def _given(values: Mapping[str, Any], name: str) -> Any:
     """`values`' value of column `name` in a statement (null if it has none)."""
     return null() if values.get(name) is None else literal(values[name])
+
+
+def key_index(table: Table) -> Index | None:
+    """The unique index on `table`'s primary key columns, which keys its rows on SQLite in
+    place of a primary key constraint (`sync.state.Activity`), or None."""
+    names = [column.name for column in table.primary_key]
+    for index in table.indexes:
+        if index.unique and [column.name for column in index.columns] == names:
+            return index
+    return None
+
+
+def _create_key(session: Session, table: Table, index: Index) -> None:
+    """Create `table`'s key index (`key_index`), which a first load's plain INSERTs may have
+    given a key twice (a record delivered again before the load ended, a load stopped and
+    resumed): then every row of such a key but its last inserted, the version an upsert would
+    have kept, is deleted first (one sort of the table, only when the index is refused)."""
+    connection = _driver_connection(session)
+    dialect = session.get_bind().dialect
+    created = str(CreateIndex(index).compile(dialect=dialect))
+    try:
+        with _savepoint(connection, dialect.name):
+            connection.execute(created)
+        return
+    except sqlite3.IntegrityError:
+        pass
+    name = _quoted(dialect.name, table.name)
+    keys = ", ".join(_quoted(dialect.name, column.name) for column in index.columns)
+    connection.execute(
+        f"DELETE FROM {name} WHERE rowid NOT IN (SELECT max(rowid) FROM {name} GROUP BY {keys})"
+    )
+    connection.execute(created)
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from sync.state import (
     ScoringState,
     SyncCursor,
     WriteLedger,
+    table_of,
 )
 from sync.store import canonical_value
 from tests.conftest import pg_schema
@@ -448,7 +449,7 @@ def test_a_first_load_builds_the_secondary_indexes_after_it(store: Store) -> Non
     list(mirror_streams(store, Watching(_org()), T0, streams=_ENTITY))  # type: ignore[arg-type]
     for stream, entity in _ENTITY.items():
         model = ENTITY_TABLES[entity]
-        expected = {index.name for index in model.__table__.indexes}  # type: ignore[attr-defined]
+        expected = _all_indexes(store, model)
         assert expected and _index_names(store, model) == expected
         kept = _EMPTY_AFTER_LOADING[entity]
         assert seen_during[stream] == kept, f"{stream} loaded with its indexes in place"
@@ -465,14 +466,14 @@ def test_a_first_load_leaves_the_activity_and_person_indexes_to_a_caller_who_ask
         assert _index_names(store, ENTITY_TABLES[entity]) == _EMPTY_AFTER_LOADING[entity]
     for entity in ("account", "opportunity"):  # built
         model = ENTITY_TABLES[entity]
-        assert _index_names(store, model) == _all_indexes(model)
+        assert _index_names(store, model) == _all_indexes(store, model)
     building = store.build_indexes_behind(unbuilt)
     with store.session() as session:  # read while they are built
         assert len(session.exec(select(Activity)).all()) == 20
     building.wait()
     for entity in ("activity", "person"):
         model = ENTITY_TABLES[entity]
-        assert _index_names(store, model) == _all_indexes(model)
+        assert _index_names(store, model) == _all_indexes(store, model)
     again: list[Any] = []  # a table not empty is no first load: nothing is left
     connector = Scripted(_org())
     list(mirror_streams(store, connector, T0, streams=["Task"], unbuilt=again))  # type: ignore[arg-type]
@@ -525,11 +526,128 @@ def test_indexes_a_killed_first_load_left_out_are_built_by_the_next_run(
 
     with pytest.raises(KeyboardInterrupt):
         list(mirror_streams(store, Killed(_org()), T0, streams=["Task"]))  # type: ignore[arg-type]
-    assert _index_names(store, Activity) == _all_indexes(Activity)  # built on the way out
+    assert _index_names(store, Activity) == _all_indexes(store, Activity)  # built on the way out
     with store.session() as session:
         session.execute(text("DROP INDEX ix_activity_person_occurred"))  # as after a SIGKILL
     pulled = mirror_stream(store, Scripted(_org()), "Task", T0)  # type: ignore[arg-type]
-    assert not pulled.first_load and _index_names(store, Activity) == _all_indexes(Activity)
+    assert not pulled.first_load and _index_names(store, Activity) == _all_indexes(store, Activity)
+
+
+def _task(record_id: str, subject: str, at: datetime = T0) -> Record:
+    values = {"type": "call", "occurred_at": at, "subject": subject, "rep_touch": True}
+    return Record("Task", record_id, at, values)
+
+
+def _subjects(store: Store) -> dict[str, tuple[str | None, bool]]:
+    with store.session() as session:
+        return {a.id: (a.subject, a.is_deleted) for a in session.exec(select(Activity))}
+
+
+def test_activities_are_keyed_by_a_unique_index_on_sqlite_and_a_primary_key_on_postgresql(
+    store: Store,
+) -> None:
+    keyed = inspect(store.engine).get_pk_constraint("activity")["constrained_columns"]
+    indexes = {i["name"]: i for i in inspect(store.engine).get_indexes("activity")}
+    if store.dialect == "sqlite":  # a primary key cannot be dropped for a first load
+        assert keyed == [] and indexes["ux_activity_id"]["unique"]
+        assert indexes["ux_activity_id"]["column_names"] == ["id"]
+    else:
+        assert keyed == ["id"] and "ux_activity_id" not in indexes
+
+
+def test_a_first_load_keeps_the_last_version_of_an_activity_given_twice(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.mirror.COMMIT_EVERY", 1)  # the two versions in two transactions
+    keyed_during: list[bool] = []
+
+    class Watching(Scripted):
+        def pull(self, stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
+            for item in super().pull(stream, cursor):
+                keyed_during.append("ux_activity_id" in _index_names(store, Activity))
+                yield item
+
+    pull = [
+        _task("00TA", "first"),
+        _task("00TB", "only"),
+        Checkpoint("Task", Cursor(T0)),
+        _task("00TA", "second"),  # delivered again before the load ended
+        Checkpoint("Task", Cursor(T0)),
+    ]
+    unbuilt: list[Any] = []
+    list(mirror_streams(store, Watching({"Task": pull}), T0, streams=["Task"], unbuilt=unbuilt))  # type: ignore[arg-type]
+    if store.dialect == "sqlite":  # loaded without its key, as the first load's other indexes
+        assert not any(keyed_during) and store.keyless(table_of(Activity))
+    store.build_indexes_behind(unbuilt).wait()
+    assert _subjects(store) == {"00TA": ("second", False), "00TB": ("only", False)}
+    assert _index_names(store, Activity) == _all_indexes(store, Activity)
+    assert not store.keyless(table_of(Activity))
+    again = mirror_stream(store, Scripted({"Task": [_task("00TA", "third")]}), "Task", T0)  # type: ignore[arg-type]
+    assert not again.first_load and _subjects(store)["00TA"] == ("third", False)
+
+
+def test_a_tombstone_in_a_first_load_has_the_activity_key_built_before_it_applies(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.mirror.COMMIT_EVERY", 1)
+    later = T0 + timedelta(minutes=1)
+    pull = [
+        _task("00TA", "gone"),
+        _task("00TB", "kept"),
+        Checkpoint("Task", Cursor(T0)),
+        Tombstone("Task", "00TA", later, "deleted"),
+        _task("00TC", "after", later),
+        Checkpoint("Task", Cursor(later)),
+    ]
+    unbuilt: list[Any] = []
+    list(mirror_streams(store, Scripted({"Task": pull}), T0, streams=["Task"], unbuilt=unbuilt))  # type: ignore[arg-type]
+    # the key is in (no tombstone reads the whole table for its row); the others wait
+    assert "ux_activity_id" in _index_names(store, Activity) or store.dialect == "postgresql"
+    assert "ix_activity_person_occurred" not in _index_names(store, Activity)
+    assert not store.keyless(table_of(Activity))
+    kept = {"00TA": ("gone", True), "00TB": ("kept", False), "00TC": ("after", False)}
+    assert _subjects(store) == kept
+    store.build_indexes_behind(unbuilt).wait()
+
+
+def test_a_killed_first_load_that_gave_an_activity_twice_is_keyed_by_the_next_run(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.mirror.COMMIT_EVERY", 1)
+    pull = [
+        _task("00TA", "first"),
+        Checkpoint("Task", Cursor(T0)),
+        _task("00TA", "second"),
+        _task("00TB", "only"),
+        Checkpoint("Task", Cursor(T0)),
+    ]
+    killed = Scripted({"Task": [*pull, _task("00TC", "never stored")]})
+
+    def stopped(stream: str, cursor: Cursor | None = None) -> Iterator[Item]:
+        yield from Scripted.pull(killed, stream, cursor)
+        raise KeyboardInterrupt  # stopped after its last checkpoint
+
+    monkeypatch.setattr(killed, "pull", stopped, raising=False)
+    unbuilt: list[Any] = []
+    with pytest.raises(KeyboardInterrupt):
+        list(mirror_streams(store, killed, T0, streams=["Task"], unbuilt=unbuilt))  # type: ignore[arg-type]
+    with store.session() as session:  # as after a SIGKILL: the indexes left to the caller unmade
+        for name in _all_indexes(store, Activity) & _index_names(store, Activity):
+            session.execute(text(f"DROP INDEX {name}"))
+        session.commit()
+    fresh = Store(store.url) if store.dialect == "sqlite" else store  # a new process's store
+    try:
+        pulled = mirror_stream(fresh, Scripted({"Task": [_task("00TD", "next")]}), "Task", T0)  # type: ignore[arg-type]
+    finally:
+        if fresh is not store:
+            fresh.dispose()
+    assert not pulled.first_load
+    assert _index_names(store, Activity) == _all_indexes(store, Activity)
+    assert _subjects(store) == {
+        "00TA": ("second", False),
+        "00TB": ("only", False),
+        "00TD": ("next", False),
+    }
 
 
 _ENTITY = {"Account": "account", "Lead": "person", "Task": "activity", "Opportunity": "opportunity"}
@@ -540,8 +658,11 @@ def _index_names(store: Store, model: type[Any]) -> set[str]:
     return {name for name in names if name}
 
 
-def _all_indexes(model: type[Any]) -> set[str]:
-    return {index.name for index in model.__table__.indexes}
+def _all_indexes(store: Store, model: type[Any]) -> set[str]:
+    """The indexes the model makes on ``store``'s database (some on one only: `ddl_if`)."""
+    made = [index for index in model.__table__.indexes if index._ddl_if is None]
+    made += [i for i in model.__table__.indexes if i._ddl_if and i._ddl_if.dialect == store.dialect]
+    return {index.name for index in made}
 
 
 # --- one transaction a checkpoint -------------------------------------------------------------

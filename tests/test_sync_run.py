@@ -241,7 +241,7 @@ def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
     assert first.outcome == "ok" and first.scored == len(current) == ACCOUNTS
     # a first load's activity and person indexes, left by the mirror to the score stage (and
     # by the link stage, which sets the columns of most person indexes), are all built
-    assert indexes == [_all_indexes(Activity), _all_indexes(Person)]
+    assert indexes == [_all_indexes(store, Activity), _all_indexes(store, Person)]
     assert first.written[crm.accounts] == ACCOUNTS and first.written[crm.people] > 0
     if crm.name == "salesforce":  # each call's 200 records filled across objects
         floor = math.ceil(sum(first.written.values()) / 200)
@@ -308,7 +308,11 @@ def test_a_first_run_on_sqlite_builds_each_person_index_once(crm: Crm, tmp_path:
         indexes = _index_names(store, Person)
 
     # (those a first load keeps, partial indexes no new row enters, are the schema's own)
-    assert len(created) == len(set(created)) and indexes == _all_indexes(Person) and not elsewhere
+    assert (
+        len(created) == len(set(created))
+        and indexes == _all_indexes(store, Person)
+        and not elsewhere
+    )
     assert {"ix_person_match_name", "ix_person_match_domain", "ix_person_match_link"} <= {*created}
 
 
@@ -340,7 +344,7 @@ def test_a_first_load_stopped_by_the_budget_leaves_its_indexes_built(
             activities = len(session.exec(select(Activity)).all())
         indexes = [_index_names(store, Activity), _index_names(store, Person)]
     assert report.outcome == "stopped" and activities > 0
-    assert indexes == [_all_indexes(Activity), _all_indexes(Person)]
+    assert indexes == [_all_indexes(store, Activity), _all_indexes(store, Person)]
 
 
 def test_a_database_sorting_text_by_language_rules_scores_each_account_as_sqlite_does(

@@ -95,7 +95,13 @@ def schema_metadata() -> MetaData:
     """The models' tables (`sync.state.TABLES`) in a MetaData of their own: what to build."""
     metadata = MetaData()
     for table in TABLES:
-        table.to_metadata(metadata)
+        copy = table.to_metadata(metadata)
+        # which database an index or the primary key is made on (`ddl_if`), which the copy
+        # leaves out
+        copy.primary_key._ddl_if = table.primary_key._ddl_if
+        made_on = {index.name: index._ddl_if for index in table.indexes}
+        for index in copy.indexes:
+            index._ddl_if = made_on[index.name]
     return metadata
 
 
@@ -159,17 +165,18 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[SchemaState, Schema
 
 def schema_differences(connection: Connection) -> list[Any]:
     """What autogenerate finds between the database and the models (empty when they agree)."""
-    context = MigrationContext.configure(connection, opts=_compare_options())
+    context = MigrationContext.configure(connection, opts=_compare_options(connection))
     return list(compare_metadata(context, schema_metadata()))
 
 
 def run_environment(context: EnvironmentContext) -> None:
     """What env.py does: run migrations on the caller's connection, in the caller's transaction."""
+    connection = context.config.attributes["connection"]
     context.configure(
-        connection=context.config.attributes["connection"],
+        connection=connection,
         target_metadata=schema_metadata(),
         render_as_batch=True,  # SQLite's ALTER TABLE cannot change a column: copy-and-move
-        **_compare_options(),
+        **_compare_options(connection),
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -217,9 +224,16 @@ def _config(connection: Connection | None) -> Config:
     return config
 
 
-def _compare_options() -> dict[str, Any]:
-    """How autogenerate compares and renders: column types too, our types as plain SQLAlchemy."""
-    return {"compare_type": True, "render_item": _render_item}
+def _compare_options(connection: Connection) -> dict[str, Any]:
+    """How autogenerate compares and renders: column types too, our types as plain SQLAlchemy,
+    and only what the models create on the connection's database (an index made on one
+    database only, `ddl_if`)."""
+
+    def include_object(item: Any, name: str, kind: str, reflected: bool, compare_to: Any) -> bool:
+        only = getattr(item, "_ddl_if", None)
+        return reflected or only is None or only.dialect in (None, connection.dialect.name)
+
+    return {"compare_type": True, "render_item": _render_item, "include_object": include_object}
 
 
 def _render_item(kind: str, item: Any, autogen_context: Any) -> str | bool:
