@@ -351,8 +351,9 @@ class Store:
         sends them the upsert way instead. SQLite inserts and upserts with one prepared statement
         (executemany); PostgreSQL upserts them all with one statement over a typed array per
         column (``unnest``: one round trip, not one per row; a key given twice keeps its last
-        row). Rows the database refuses are left out, each
-        with its reason; the rest land.
+        row). On a table whose key index a first load has away (`keyless`), SQLite inserts
+        them, a key given twice kept twice until the index is built (its last row kept). Rows
+        the database refuses are left out, each with its reason; the rest land.
         """
         written = Written()
         if not rows:
