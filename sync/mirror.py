@@ -49,6 +49,7 @@ from functools import partial
 from itertools import groupby
 from typing import Any, cast
 
+import numpy as np
 import polars as pl
 from sqlalchemy import Column, Table, bindparam, delete, update
 from sqlmodel import Session, SQLModel, col, select
@@ -266,7 +267,7 @@ def _mirror(
     table = _table_of(connector, stream)
     pulled = StreamPull(stream)
     pulled.first_load = loads.first(table) or _resuming(cursor)
-    rows = _StreamRows(store, table, now, pulled, new=pulled.first_load)
+    rows = _StreamRows(store, table, now, pulled, new=pulled.first_load, ids=loads.ids_stored)
     pending: list[Record | RecordBatch | Tombstone] = []
     size = 0  # records and tombstones pending (a batch counts its rows)
     covered: Cursor | None = None
@@ -330,6 +331,7 @@ class _FirstLoads:
         tables whose indexes `finish` leaves unbuilt, adding those tables to the list."""
         self._store = store
         self._later = later
+        self._hashes: dict[str, list[np.ndarray]] = {}  # of the ids stored while keyless
         named = {table.name: table for table in tables}
         with store.session() as session:
             empty = store.empty_tables(session, named.values())
@@ -348,18 +350,39 @@ class _FirstLoads:
         """Whether ``table`` is first loaded this stage."""
         return table.name in self._loading
 
+    def ids_stored(self, table: Table, ids: pl.Series) -> None:
+        """Note the ids of rows stored while ``table``'s key is away (`Store.keyless`), as
+        hashes (8 bytes an id: 80 MB for the reference org's 10M activities)."""
+        self._hashes.setdefault(table.name, []).append(ids.hash().to_numpy())
+
     def finish(self) -> None:
-        """Build the secondary indexes of every table loaded."""
+        """Build the secondary indexes of every table loaded. A table whose key is left to the
+        caller but which was given an id twice has its key built now (its last row kept):
+        else the score stage, reading the history while the key is built behind it, would
+        count that activity twice."""
         if not self._loading:
             return
         now = list(self._loading.values())
+        twice = [table for table in now if _given_twice(self._hashes.get(table.name, []))]
+        self._hashes = {}
         if self._later is not None:
             unbuilt, names = self._later
             unbuilt.extend(table for table in now if table.name in names)
             now = [table for table in now if table.name not in names]
         with self._store.session() as session:
+            for table in twice:
+                self._store.build_key(session, table)
             self._store.build_indexes(session, now, analyze=True)
         self._loading = {}
+
+
+def _given_twice(hashes: Sequence[np.ndarray]) -> bool:
+    """Whether two of the ids ``hashes`` were made from may be the same (a collision of
+    different ids says yes: a key built sooner, no more)."""
+    if not hashes:
+        return False
+    held = np.sort(np.concatenate(hashes))
+    return bool((held[1:] == held[:-1]).any())
 
 
 class _Transaction:
@@ -557,10 +580,18 @@ class _StreamRows:
     """One stream's records stored as rows of its table, in the caller's transaction."""
 
     def __init__(
-        self, store: Store, table: Table, now: datetime, pulled: StreamPull, *, new: bool
+        self,
+        store: Store,
+        table: Table,
+        now: datetime,
+        pulled: StreamPull,
+        *,
+        new: bool,
+        ids: Callable[[Table, pl.Series], None] | None = None,
     ) -> None:
         self._store = store
         self._table = table
+        self._ids = ids  # told the ids of the rows stored while the table's key is away
         self._now = now
         self._pulled = pulled
         self._new = new  # rows go in as new (COPY) until one turns out to be held already
@@ -602,6 +633,8 @@ class _StreamRows:
             if isinstance(part, list):
                 self._write(session, part, held)
                 continue
+            if self._ids is not None and self._store.keyless(self._table):
+                self._ids(self._table, part["id"])
             keys = tuple(part.columns[2:])  # after id and modified_at: a `Record`'s values
             shape = self._shapes.get(keys) or self._shape(keys)
             ready = shape.ready_frame(part)
@@ -637,6 +670,8 @@ class _StreamRows:
         if held:
             records = self._fresh(records, held)
         latest = {record.id: record for record in records}  # given twice: the latest version
+        if self._ids is not None and self._store.keyless(self._table):
+            self._ids(self._table, pl.Series(list(latest), dtype=pl.String))
         groups: dict[tuple[str, ...], list[Record]] = {}
         for record in latest.values():
             groups.setdefault(tuple(record.values), []).append(record)

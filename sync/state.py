@@ -32,6 +32,7 @@ __all__ = [
     "AFTER_FIRST_CYCLE",
     "DISPOSITIONS",
     "EVERYONE",
+    "KEY_INDEX",
     "LINK_PENDING",
     "NEXT_CYCLE",
     "OWNED_CHANGED",
@@ -174,6 +175,8 @@ def _when(column: str) -> dict[str, Any]:
 
 LINKED = "matched_account_id IS NOT NULL"
 NAMES_ACCOUNT = "account_id IS NOT NULL"
+# in an index's info: it keys the table's rows on SQLite (`_KEYED_BY_INDEX`)
+KEY_INDEX = "keys_rows"
 
 
 def _run_fk() -> Any:
@@ -310,7 +313,7 @@ class Activity(_Mirrored, table=True):
 
     __tablename__ = "activity"
     __table_args__ = (
-        Index("ux_activity_id", "id", unique=True).ddl_if(dialect="sqlite"),
+        Index("ux_activity_id", "id", unique=True, info={KEY_INDEX: True}).ddl_if(dialect="sqlite"),
         # activities naming an account only (about half of a lead-heavy org's name none)
         Index("ix_activity_account_occurred", "account_id", "occurred_at", **_when(NAMES_ACCOUNT)),
         Index("ix_activity_person_occurred", "person_id", "occurred_at"),
@@ -336,8 +339,9 @@ class Activity(_Mirrored, table=True):
     link_pending: bool = False
 
 
-# tables keyed on SQLite by a unique index of their primary key's columns, which a first load
-# can drop and build after it (`sync.store.key_index`), and by a primary key on PostgreSQL
+# tables keyed on SQLite by a unique index of their primary key's columns (marked KEY_INDEX),
+# which a first load can drop and build after it (`sync.store.key_index`), and by a primary key
+# on PostgreSQL
 _KEYED_BY_INDEX = (Activity,)
 for _model in _KEYED_BY_INDEX:
     _model.__table__.primary_key.ddl_if(dialect="postgresql")  # type: ignore[attr-defined]

@@ -65,6 +65,7 @@ from connectors.batches import chunked
 from sync.frames import polars_type
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
 from sync.state import (
+    KEY_INDEX,
     AppendOnlyError,
     Assignment,
     NaiveDatetimeError,
@@ -95,6 +96,7 @@ __all__ = [
     "indexes_rebuilt",
     "insert_missing",
     "insert_rows_missing",
+    "key_index",
     "plain_value",
     "put_rows",
     "read_json",
@@ -1105,11 +1107,10 @@ def _given(values: Mapping[str, Any], name: str) -> Any:
 
 
 def key_index(table: Table) -> Index | None:
-    """The unique index on `table`'s primary key columns, which keys its rows on SQLite in
-    place of a primary key constraint (`sync.state.Activity`), or None."""
-    names = [column.name for column in table.primary_key]
+    """The unique index that keys `table`'s rows on SQLite in place of a primary key
+    constraint (`sync.state.KEY_INDEX` in its info: `sync.state.Activity`), or None."""
     for index in table.indexes:
-        if index.unique and [column.name for column in index.columns] == names:
+        if index.info.get(KEY_INDEX):
             return index
     return None
 
@@ -1122,9 +1123,8 @@ def _create_key(session: Session, table: Table, index: Index) -> None:
     connection = _driver_connection(session)
     dialect = session.get_bind().dialect
     created = str(CreateIndex(index).compile(dialect=dialect))
-    try:
-        with _savepoint(connection, dialect.name):
-            connection.execute(created)
+    try:  # a refused CREATE INDEX leaves nothing behind, and no transaction is begun for it
+        connection.execute(created)
         return
     except sqlite3.IntegrityError:
         pass

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import polars as pl
 import pytest
@@ -745,6 +747,24 @@ def test_events_filter_by_object_type_and_exclusive_time_bounds(hubspot: HubSpot
     )
     assert all(e.occurred_at > stamp for e in later.results)
     assert first.results[0].id not in [e.id for e in later.results]
+
+
+def test_event_ids_are_uuids_in_no_order_of_time_and_the_id_filter_finds_each(
+    hubspot: HubSpot, hubspot_sandbox: RunningSandbox
+) -> None:
+    # HubSpot's event ids are random ("a randomly-generated ID for this event", its email events
+    # documentation): a mirror keyed by them takes each insert at a random place
+    web = hubspot.events.events_api.get_page(limit=100).results  # oldest first
+    email = list(_email_events(hubspot_sandbox, limit=100))[:100]  # newest first
+    for ids in ([e.id for e in web], [e["id"] for e in email]):
+        assert all(str(UUID(i, version=4)) == i for i in ids) and len(set(ids)) == len(ids)
+        rises = sum(a < b for a, b in itertools.pairwise(ids))
+        assert 20 < rises < len(ids) - 21  # sorted by time, neither rising nor falling by id
+    picked = [web[3].id, web[70].id]
+    other = "00000000" + web[5].id[8:]  # another UUID with the same last group
+    asked = [*picked, email[0]["id"], other]
+    found = hubspot.events.events_api.get_page(id=asked, limit=100).results
+    assert sorted(e.id for e in found) == sorted(picked)  # only the ids the portal gave
 
 
 def test_rep_activities_are_engagements_with_timestamps_and_associations(hubspot: HubSpot) -> None:

@@ -84,12 +84,12 @@ def event_uuid(activity_ids: Sequence[int] | np.ndarray, group: str = "8000") ->
     ]
 
 
-def event_number(event_id: str) -> int | None:
-    """The org activity id an `event_uuid` names (None: not one of the sandbox's)."""
-    parts = event_id.split("-")
-    if len(parts) != 5 or len(parts[4]) != 12 or not parts[4].isdigit():
+def event_number(event_id: str, group: str = "8000") -> int | None:
+    """The org activity id an `event_uuid` of ``group`` names (None: not one of those)."""
+    number = event_id.rpartition("-")[2]
+    if len(number) != 12 or not number.isdigit():
         return None
-    return int(parts[4])
+    return int(number) if event_uuid([int(number)], group) == [event_id] else None
 
 
 def org_id(object_name: str, record_id: str) -> int:
