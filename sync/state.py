@@ -306,9 +306,10 @@ class Activity(_Mirrored, table=True):
 
     On SQLite its rows are keyed by a unique index on ``id`` (``ux_activity_id``), not by a
     primary key constraint (the model's key all the same, `_KEYED_BY_INDEX`): a first load drops
-    the index with the others and builds it after the load, which HubSpot's random event ids
-    would otherwise cost a random step into it a row (1M rows in 11.9 s against 6.1 with the
-    index built after). PostgreSQL keeps the primary key (COPY loads it fast enough).
+    the index with the others and builds it after the load. Kept up row by row, it cost each of
+    HubSpot's random event ids a random step into it (1M rows in 11.8-11.9 s against 6.0-7.7
+    with the index built after). PostgreSQL keeps the primary key (its COPY of random ids was
+    not measured).
     """
 
     __tablename__ = "activity"
