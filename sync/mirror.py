@@ -587,7 +587,7 @@ class _StreamRows:
         pulled: StreamPull,
         *,
         new: bool,
-        ids: Callable[[Table, pl.Series], None] | None = None,
+        ids: Callable[[Table, pl.Series], None],
     ) -> None:
         self._store = store
         self._table = table
@@ -633,8 +633,7 @@ class _StreamRows:
             if isinstance(part, list):
                 self._write(session, part, held)
                 continue
-            if self._ids is not None and self._store.keyless(self._table):
-                self._ids(self._table, part["id"])
+            self._note_ids(part["id"])
             keys = tuple(part.columns[2:])  # after id and modified_at: a `Record`'s values
             shape = self._shapes.get(keys) or self._shape(keys)
             ready = shape.ready_frame(part)
@@ -670,14 +669,18 @@ class _StreamRows:
         if held:
             records = self._fresh(records, held)
         latest = {record.id: record for record in records}  # given twice: the latest version
-        if self._ids is not None and self._store.keyless(self._table):
-            self._ids(self._table, pl.Series(list(latest), dtype=pl.String))
+        self._note_ids(pl.Series(list(latest), dtype=pl.String))
         groups: dict[tuple[str, ...], list[Record]] = {}
         for record in latest.values():
             groups.setdefault(tuple(record.values), []).append(record)
         for keys, group in groups.items():
             shape = self._shapes.get(keys) or self._shape(keys)
             self._store_rows(session, shape, shape.rows(group, self._pulled.skip))
+
+    def _note_ids(self, ids: pl.Series) -> None:
+        """Tell the ids of rows about to be stored while the table's key is away."""
+        if self._store.keyless(self._table):
+            self._ids(self._table, ids)
 
     def _store_rows(self, session: Session, shape: _Shape, rows: list[tuple[Any, ...]]) -> None:
         """Write rows of one shape (its fixed values given once); count those stored and those

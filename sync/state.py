@@ -77,6 +77,7 @@ __all__ = [
     "UTCDateTime",
     "User",
     "WriteLedger",
+    "made_on",
     "table_of",
 ]
 
@@ -338,6 +339,13 @@ class Activity(_Mirrored, table=True):
     # set by the mirror on every row it updates, buries or repoints, not on one it inserts; the
     # score stage clears it, so one already counted and flagged was edited, deleted or moved since
     link_pending: bool = False
+
+
+def made_on(item: Any, dialect: str) -> bool:
+    """Whether an index or a constraint of the models is made on ``dialect``'s database (some
+    are made on one only: `ddl_if`)."""
+    only = getattr(item, "_ddl_if", None)
+    return only is None or only.dialect in (None, dialect)
 
 
 # tables keyed on SQLite by a unique index of their primary key's columns (marked KEY_INDEX),

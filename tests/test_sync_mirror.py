@@ -30,6 +30,7 @@ from sync.state import (
     ScoringState,
     SyncCursor,
     WriteLedger,
+    made_on,
     table_of,
 )
 from sync.store import canonical_value
@@ -668,9 +669,7 @@ def _index_names(store: Store, model: type[Any]) -> set[str]:
 
 def _all_indexes(store: Store, model: type[Any]) -> set[str]:
     """The indexes the model makes on ``store``'s database (some on one only: `ddl_if`)."""
-    made = [index for index in model.__table__.indexes if index._ddl_if is None]
-    made += [i for i in model.__table__.indexes if i._ddl_if and i._ddl_if.dialect == store.dialect]
-    return {index.name for index in made}
+    return {index.name for index in model.__table__.indexes if made_on(index, store.dialect)}
 
 
 # --- one transaction a checkpoint -------------------------------------------------------------

@@ -30,7 +30,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, text
 from sqlmodel.sql.sqltypes import AutoString
 
-from sync.state import TABLES, SchemaMeta, SchemaVersionError, UTCDateTime
+from sync.state import TABLES, SchemaMeta, SchemaVersionError, UTCDateTime, made_on
 
 __all__ = [
     "LEGACY_REVISIONS",
@@ -230,8 +230,7 @@ def _compare_options(connection: Connection) -> dict[str, Any]:
     database only, `ddl_if`)."""
 
     def include_object(item: Any, name: str, kind: str, reflected: bool, compare_to: Any) -> bool:
-        only = getattr(item, "_ddl_if", None)
-        return reflected or only is None or only.dialect in (None, connection.dialect.name)
+        return reflected or made_on(item, connection.dialect.name)
 
     return {"compare_type": True, "render_item": _render_item, "include_object": include_object}
 
