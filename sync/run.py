@@ -32,11 +32,12 @@ from scoring.tiers import TIER_ORDER, tier_label
 from sync.config import MatchingSettings
 from sync.echoes import sort_echoes
 from sync.explain import model_status
+from sync.frames import ReadApart
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_streams
 from sync.orphans import score_orphans, settle_orphans
 from sync.runlog import FullResync, forget_events, full_resync
-from sync.scoring_state import Book, ScoringSetup, score_cycle, settle
+from sync.scoring_state import Book, ScoringSetup, history_ahead, score_cycle, settle
 from sync.state import Person, SyncRun, table_of
 from sync.store import IndexBuild, Store
 from sync.writeback import (
@@ -200,6 +201,7 @@ class _Run:
     orphans: dict[str, AccountScore] = field(default_factory=dict)  # by person id
     echoes: set[tuple[str, str]] = field(default_factory=set)  # (entity, id): our writes read back
     unbuilt: list[Table] = field(default_factory=list)  # first loaded: indexes for the score stage
+    history: ReadApart | None = None  # the score stage's read, started by the link stage
     plan: Plan = field(default_factory=Plan)
     outcome: PushOutcome = field(default_factory=PushOutcome)
 
@@ -268,6 +270,7 @@ def _link(run: _Run) -> None:
     """Link the people changed this cycle, or reached by a changed account, or say why not; the
     echoes of our own writes are not changes (`sync.echoes`: the mirror told them apart as it
     stored them; rows an older release flagged and left are told apart here)."""
+    run.history = _history_ahead(run)
     with run.store.session() as session:
         sort_echoes(session, run.connector.streams, run.echoes)
         # the person table first loaded: its indexes are built by the score stage
@@ -284,6 +287,14 @@ def _link(run: _Run) -> None:
             run.event("link", "matched", "person", person, f"relinked from {old} to {new}")
 
 
+def _history_ahead(run: _Run) -> ReadApart | None:
+    """The score stage's read of the whole history, when it will rebuild every account from it,
+    started as the link stage starts (`history_ahead`): a process of its own reads it on the
+    other core while this one links (the link stage writes no activity)."""
+    with run.store.session() as session:
+        return history_ahead(session, run.config.scoring, run.now, full=run.report.full)
+
+
 def _score(run: _Run) -> None:
     """Bring each account's stored signal sums up to the mirror; score and explain the accounts
     touched this cycle (every account on the first run, ``--full`` and the nightly rescore), and
@@ -297,7 +308,12 @@ def _score(run: _Run) -> None:
     with ExitStack() as stack:
         stack.enter_context(_waited_for(building))
         session = stack.enter_context(run.store.session())
-        cycle = score_cycle(session, config.scoring, run.now, full=report.full, ready=building.wait)
+        history, run.history = run.history, None  # the cycle takes it or gives it up
+        if history is not None:
+            stack.callback(history.cancel)  # nothing left to do once taken
+        cycle = score_cycle(
+            session, config.scoring, run.now, full=report.full, ready=building.wait, history=history
+        )
         forget_scores(session, cycle.gone)
         report.model_reason = model_status(session, config.scoring, cycle.book)
         run.orphans = score_orphans(
@@ -514,6 +530,8 @@ def run_sync(
             report.status, report.error = "failed", f"{type(error).__name__}: {error}"
             raise
         finally:
+            if run.history is not None:  # the score stage never came to take it
+                run.history.cancel()
             _indexes_left(run)
             _timed(report.stages, "log", lambda: _log(run, calls_before))
     return report

@@ -47,7 +47,7 @@ from scoring.signals import SignalCatalog
 from scoring.training import Training, train
 from sync import account_signals
 from sync.account_signals import Touched
-from sync.frames import frame_schema
+from sync.frames import ReadApart, frame_schema
 from sync.state import (
     EVERYONE,
     RELINKED,
@@ -246,13 +246,15 @@ def score_cycle(
     *,
     full: bool = False,
     ready: Callable[[], None] = lambda: None,
+    history: ReadApart | None = None,
 ) -> Cycle:
     """The score stage: bring the stored sums up to the mirror and score what changed.
 
     ``ready`` is called before the stage first writes, or reads an activity or a person by
     index: a first load's activity and person indexes may still be building then (`sync.run`),
     and every account's sums are built from a read of the whole history and of every link,
-    which needs none.
+    which needs none. ``history``: the read of the whole history started before
+    (`history_ahead`), taken when every account is rebuilt, else given up.
 
     What changed is what the link stage handed over (`PendingRescore`: records the mirror
     wrote, relinked accounts) and the activities not counted yet (of a cycle later than the
@@ -276,9 +278,13 @@ def score_cycle(
     deferring = True
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
         score = partial(score_stored, session, setup, model, now)
-        book, unlinked, deferring = _build_every_account(session, catalog, now, saved, ready, score)
+        book, unlinked, deferring = _build_every_account(
+            session, catalog, now, saved, ready, score, history
+        )
         rebuilt = {"full": len(book.account_ids)}
     else:
+        if history is not None:
+            history.cancel()
         ready()
         touched = _touched(session, handed, counted)
         people, gone = touched.people, frozenset(touched.gone)
@@ -295,6 +301,24 @@ def score_cycle(
     if book is None:
         book = _pending_book(session, setup, model, now, saved)
     return Cycle(book, rebuilt, everything, frozenset(people), gone, unlinked)
+
+
+def history_ahead(
+    session: Session, setup: ScoringSetup, now: datetime, *, full: bool = False
+) -> ReadApart | None:
+    """The read of the whole history that `score_cycle` (with the same ``full``) will make
+    when it rebuilds every account, started now in a process of its own (when the mirror holds
+    enough activities for that to pay: `account_signals.read_history_apart`), so the caller
+    works on while it reads; None when the stage will not rebuild every account, as far as is
+    known before the link stage (a relink of every person, which rebuilds them too, is read
+    through the session then)."""
+    state = session.get(ScoringState, 1)
+    if state is not None:
+        version = _model(session, setup).version
+        fingerprint = _fingerprint(setup.catalog)
+        if _everything(state, fingerprint, version, now, full, False) not in _BUILD_EVERY_ACCOUNT:
+            return None
+    return account_signals.read_history_apart(session, setup.catalog.activities)
 
 
 def _incremental(
@@ -375,6 +399,7 @@ def _build_every_account(
     saved: dict[str, dict[str, Any]],
     ready: Callable[[], None],
     score: Callable[[Sequence[tuple[str, dict[str, Any]]]], Book],
+    history: ReadApart | None = None,
 ) -> tuple[Book, pl.DataFrame, bool]:
     """Every live account's sums from the mirror in one vectorised pass, stored pending (and in
     ``saved``), and scored by ``score`` (`score_stored`): the book of every live account, in id
@@ -390,7 +415,7 @@ def _build_every_account(
     them to a later cycle then (a change of catalog rebuilds every account from the history)."""
     ids = _live_ids(session)
     # the activities the catalog scores: the sums, and an orphan's scoring, leave out the others
-    activities, unlinked = account_signals.every_activity(session, catalog.activities)
+    activities, unlinked = account_signals.every_activity(session, catalog.activities, history)
     # read in whole seconds: one in ``now``'s own second is at or after it (`defer` tells)
     second = now.replace(microsecond=0)
     later = any(f.height and f["occurred_at"].max() >= second for f in (activities, unlinked))

@@ -10,10 +10,13 @@ record pulled twice) both ways give the same stored sums and the same orphan sco
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from sqlalchemy import event, text
 from sqlmodel import select
 
@@ -22,7 +25,7 @@ from handoff.settings import Settings
 from sync import Store, account_signals
 from sync.account_signals import build, every_activity, linked_activities
 from sync.orphans import orphan_scores
-from sync.scoring_state import score_cycle
+from sync.scoring_state import history_ahead, score_cycle
 from sync.state import Account, AccountSignals, Activity, Person
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -112,6 +115,45 @@ def test_the_history_read_once_builds_the_sums_the_per_account_read_does(store: 
     assert whole["a"][0]["s"] != whole["quiet"][0]["s"]  # the dirty rows left something to count
     assert cycle.book.account_ids == tuple(LIVE_ACCOUNTS)
     assert dict(stored) == {account_id: document for account_id, (document, _) in whole.items()}
+
+
+def test_a_large_history_read_apart_is_the_history_read_through_the_session(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _load(store)
+    with store.session() as session:
+        through = every_activity(session)
+        monkeypatch.setattr("sync.account_signals._APART_ROWS", 1)
+        with caplog.at_level(logging.WARNING, "sync.frames"):
+            apart = every_activity(session)
+        read_apart = account_signals._many_activities(session)
+    for one, other in zip(through, apart, strict=True):
+        assert one.height and one.sort(one.columns).equals(other.sort(other.columns))
+    assert read_apart == (store.engine.dialect.name == "sqlite")
+    assert "reading apart failed" not in caplog.text
+
+
+def test_a_history_read_started_ahead_is_taken_by_a_rebuild_and_given_up_by_a_cycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.account_signals._APART_ROWS", 1)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        _load(store)
+        with store.session() as session:
+            ahead = history_ahead(session, SETUP, NOW)  # the first cycle rebuilds every account
+            assert ahead is not None
+        with store.session() as session:
+            first = score_cycle(session, SETUP, NOW, history=ahead)
+        with store.session() as session:
+            assert history_ahead(session, SETUP, NOW) is None  # a cycle rebuilds none
+            full = history_ahead(session, SETUP, NOW, full=True)  # a full run's rebuild
+            assert full is not None
+            full.cancel()
+            unwanted = account_signals.read_history_apart(session, SETUP.catalog.activities)
+            assert unwanted is not None
+            score_cycle(session, SETUP, NOW, history=unwanted)
+    assert first.rebuilt == {"full": len(LIVE_ACCOUNTS)}
+    assert unwanted._process.returncode is not None and not Path(unwanted._folder.name).exists()
 
 
 def test_the_orphans_score_from_the_history_read_once_as_from_their_own_read(

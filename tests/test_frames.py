@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import get_args
 
 import polars as pl
 import pytest
-from sqlmodel import SQLModel, col, select
+from sqlalchemy import create_engine
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel, col, select
 
 from scoring.config import FitField
 from scoring.fit import FIRMOGRAPHICS
-from sync.frames import UTC_STAMP, frame_schema, polars_type, read_columns, read_frame
+from sync.frames import (
+    UTC_STAMP,
+    ReadApart,
+    frame_schema,
+    polars_type,
+    read_column_batches,
+    read_columns,
+    read_frame,
+)
 from sync.state import Account, Opportunity
 from sync.store import Store
 
@@ -93,3 +106,93 @@ def test_read_columns_reads_text_and_numbers_as_read_frame_does_batch_by_batch(
             read_columns(session, select(Account.id, Account.created_at))
     assert empty.height == 0 and empty.schema == full.schema
     assert full.equals(expected)
+
+
+def _accounts(count: int, country: Callable[[int], str | None]) -> list[Account]:
+    return [
+        Account(
+            id=f"001{i:05d}", name=f"A{i}", crm_modified_at=STAMP, synced_at=STAMP,
+            employees=None if i % 3 else i, revenue=0.5 * i, country=country(i),
+        )
+        for i in range(count)
+    ]  # fmt: skip
+
+
+_READ = select(
+    col(Account.id).label("account_id"), Account.employees, Account.revenue, Account.country
+).order_by(col(Account.id))
+
+
+def test_a_read_apart_gives_the_rows_the_session_reads(store: Store) -> None:
+    # text null in the first 1,500 rows: typed by the first rows only, the column would be
+    # taken for a number and its text refused
+    late = _accounts(1_500, lambda i: None) + _accounts(len(COUNTRIES), COUNTRIES.__getitem__)
+    for n, account in enumerate(late[1_500:]):
+        account.id = f"002{n}"
+    with store.session() as session:
+        session.add_all(late)
+    with store.session() as session:
+        through = read_columns(session, _READ)
+        apart = pl.concat(read_column_batches(session, _READ, apart=True))
+        started = ReadApart.start(session, _READ)  # None on PostgreSQL: it copies either way
+        if session.get_bind().dialect.name == "sqlite":
+            assert started is not None
+            assert started.frame() is not None
+    assert through.height == 1_500 + len(COUNTRIES)
+    assert apart.equals(through)
+
+
+def test_a_read_apart_is_not_made_where_its_process_would_not_see_what_the_session_sees(
+    tmp_path: Path,
+) -> None:
+    in_memory = create_engine("sqlite://", poolclass=StaticPool)
+    SQLModel.metadata.create_all(in_memory, tables=[Account.__table__])  # type: ignore[list-item]
+    with Session(in_memory) as session:
+        session.add_all(_accounts(3, str))
+        session.commit()
+        assert ReadApart.start(session, _READ) is None
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        with store.session() as session:
+            session.add_all(_accounts(3, str))
+        with store.session() as session:
+            unwritten = ReadApart.start(session, _READ)
+            assert unwritten is not None
+            unwritten.cancel()
+            session.add_all(_accounts(5, str)[3:])
+            session.flush()  # written, not committed: only the session sees them
+            assert ReadApart.start(session, _READ) is None
+            assert pl.concat(read_column_batches(session, _READ, apart=True)).height == 5
+
+
+def test_a_read_apart_that_fails_is_logged_and_read_through_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("sync.frames._READER", "raise SystemExit('no ADBC driver here')")
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        with store.session() as session:
+            session.add_all(_accounts(4, str))
+        with store.session() as session, caplog.at_level(logging.WARNING, "sync.frames"):
+            read = pl.concat(read_column_batches(session, _READ, apart=True))
+    assert read.equals(_read_frame_of(store))
+    assert "reading apart failed" in caplog.text and "no ADBC driver here" in caplog.text
+
+
+def test_a_read_apart_given_up_stops_its_process_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.frames._READER", "import time; time.sleep(60)")
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        with store.session() as session:
+            session.add_all(_accounts(2, str))
+        with store.session() as session:
+            started = ReadApart.start(session, _READ)
+    assert started is not None
+    process, folder = started._process, Path(started._folder.name)
+    assert process.poll() is None and folder.is_dir()
+    started.cancel()
+    assert process.returncode is not None and not folder.exists()
+
+
+def _read_frame_of(store: Store) -> pl.DataFrame:
+    with store.session() as session:
+        return read_frame(session, _READ)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import event
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
@@ -45,6 +45,7 @@ from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
 from sync import Store
+from sync.frames import ReadApart
 from sync.linking import link_people
 from sync.matching.normalise import personal_domains
 from sync.run import YOUNG_COLLECTION, RunConfig, RunReport, run_sync
@@ -286,6 +287,37 @@ def test_the_people_of_every_account_read_in_one_pass_are_planned_as_read_by_acc
             again.run(store)
             whole = _scored(store)
     assert whole == by_account and len(whole) > 2 * ACCOUNTS
+
+
+def test_a_history_read_apart_while_the_link_stage_runs_scores_and_writes_as_one_read_after_it(
+    crm: Crm, org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a large org's first run reads the history in a process of its own, started by the link
+    # stage (`sync.frames.ReadApart`); a small one's reads it through the session
+    moment = crm.time.now
+    with Store.open(f"sqlite:///{tmp_path / 'through.db'}") as store:
+        crm.run(store)
+        through = _scored(store)
+    taken: list[int] = []
+    frame = ReadApart.frame
+
+    def counted(self: ReadApart) -> Any:
+        read = frame(self)
+        taken.append(-1 if read is None else read.height)
+        return read
+
+    monkeypatch.setattr(ReadApart, "frame", counted)
+    monkeypatch.setattr("sync.account_signals._APART_ROWS", 1)
+    with ExitStack() as stack:
+        again = _open(stack, crm.name, org)  # the same org, in a CRM of its own
+        again.time.now = moment
+        with Store.open(f"sqlite:///{tmp_path / 'apart.db'}") as store:
+            again.run(store)
+            apart = _scored(store)
+            with store.session() as session:
+                activities = session.exec(select(func.count()).select_from(Activity)).one()
+    assert apart == through and len(apart) > 2 * ACCOUNTS
+    assert len(taken) == 1 and 0 < taken[0] <= activities  # the catalog's types, read once
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
