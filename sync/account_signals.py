@@ -93,7 +93,9 @@ __all__ = [
     "fold",
     "linked_activities",
     "load",
+    "many_activities",
     "new_activities",
+    "read_history_apart",
     "save",
     "totals",
     "uncounted",
@@ -307,7 +309,7 @@ def every_activity(
         )
     else:
         statement = _history(session, types)
-        apart = started is None and _many_activities(session)
+        apart = many_activities(session) if started is None else None  # else it failed
         batches = read_column_batches(session, statement, apart=apart)
     parts = [(_frame(_EMPTY), _frame(_EMPTY))]
     # each batch joined in a thread of its own (polars, out of the interpreter lock) while the
@@ -330,9 +332,10 @@ def read_history_apart(session: Session, types: Collection[str] | None) -> ReadA
     mirror holds enough of them for it to pay, so the caller works on while it reads (what
     the process reads is what is committed as it starts: the link stage, which it reads
     beside, writes no activity)."""
-    if not _many_activities(session):
+    bound = many_activities(session)
+    if bound is None:
         return None
-    return ReadApart.start(session, _history(session, types))
+    return ReadApart.start(session, _history(session, types), bound)
 
 
 def _history(session: Session, types: Collection[str] | None) -> Select[Any]:
@@ -359,13 +362,14 @@ _JOINED_ROWS = 1_000_000
 _APART_ROWS = 200_000
 
 
-def _many_activities(session: Session) -> bool:
-    """Whether the mirror's activities are enough for reading them apart to pay (on SQLite,
-    whose rowid counts them without a scan)."""
+def many_activities(session: Session) -> int | None:
+    """A bound on the mirror's activities when they are enough for reading them apart to pay,
+    else None (on SQLite, whose largest rowid bounds them without a scan; elsewhere None)."""
     if session.get_bind().dialect.name != "sqlite":
-        return False
+        return None
     last = select(func.max(literal_column("rowid"))).select_from(Activity)
-    return (session.connection().execute(last).scalar() or 0) >= _APART_ROWS
+    bound = session.connection().execute(last).scalar() or 0
+    return bound if bound >= _APART_ROWS else None
 
 
 def _gathered(batches: Iterable[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:

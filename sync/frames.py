@@ -27,10 +27,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import polars as pl
 from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, Numeric, String, Text
+from sqlalchemy.exc import CompileError
 from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Session
@@ -93,14 +93,14 @@ def read_columns(session: Session, statement: Select[Any]) -> pl.DataFrame:
 
 
 def read_column_batches(
-    session: Session, statement: Select[Any], *, apart: bool = False
+    session: Session, statement: Select[Any], *, apart: int | None = None
 ) -> Iterator[pl.DataFrame]:
     """The rows of ``statement`` as `read_columns` reads them, a frame at a time (SQLite: a
     batch of `_BATCH_ROWS`; PostgreSQL: one frame), so a caller that reduces each batch never
-    holds the whole result; none when there are no rows. With ``apart``, SQLite's rows are read
-    by a process of its own where it sees what the session sees (`ReadApart`): worth it for
-    a large result only, as starting the process takes ~0.3 s (reading the reference org's
-    10M activities, ~25 s through the session)."""
+    holds the whole result; none when there are no rows. Given ``apart``, a bound on the rows,
+    SQLite's rows are read by a process of its own where it sees what the session sees
+    (`ReadApart`): worth it for a large result only, as starting the process takes ~0.3 s
+    (reading the reference org's 10M activities, ~25 s through the session)."""
     schema = frame_schema(statement)
     refused = [name for name, kind in schema.items() if kind not in _AS_READ]
     if refused:
@@ -110,7 +110,7 @@ def read_column_batches(
         if copied.height:
             yield copied
         return
-    started = ReadApart.start(session, statement) if apart else None
+    started = ReadApart.start(session, statement, apart) if apart is not None else None
     read = started.frame() if started is not None else None
     if read is not None:
         for start in range(0, read.height, _BATCH_ROWS):
@@ -146,23 +146,28 @@ def _copied(session: Session, statement: Select[Any], schema: dict[str, Any]) ->
 
 
 # what the reading process runs: the query from stdin, through ADBC's SQLite driver on a read-only
-# connection, written to the file named as Arrow IPC; the driver types each column by the rows of
-# its first batch, so that batch is every row (a column null for its first rows, text later,
-# would be typed a number and its text refused)
+# connection, written to the file named as Arrow IPC. The driver types each column by the rows of
+# its first batch, so that batch is as many rows as the caller bounds the result by (a column null
+# for its first rows, text later, would be typed a number and its text refused); it reserves
+# memory for that many rows a column, so the bound is the caller's, not a round billion
 _READER = """
 import sys
 import adbc_driver_manager, adbc_driver_sqlite, polars
-uri, out = sys.argv[1:3]
+uri, out, rows = sys.argv[1:4]
 with (
     adbc_driver_sqlite.connect(uri) as database,
     adbc_driver_manager.AdbcConnection(database) as connection,
     adbc_driver_manager.AdbcStatement(connection) as query,
 ):
-    query.set_options(**{"adbc.sqlite.query.batch_rows": "1000000000"})
-    query.set_sql_query(sys.stdin.read())
+    query.set_options(**{"adbc.sqlite.query.batch_rows": rows})
+    query.set_sql_query(sys.stdin.buffer.read().decode("utf-8"))
     stream, _ = query.execute_query()
     polars.DataFrame(stream).write_ipc(out)
 """
+
+# the most rows typed at once: a string column's offsets are 32 bits, and 20M activity ids (36
+# characters at most) stay under 2 GiB; a longer result is typed by its first 20M rows
+_TYPED_ROWS = 20_000_000
 
 
 class ReadApart:
@@ -170,7 +175,8 @@ class ReadApart:
     (`start`), then taken (`frame`) or given up (`cancel`), so the caller works on while it
     reads (the score stage's read of the whole history starts with the link stage, `sync.run`).
     The process opens the database read-only and reads what is committed as its query starts,
-    a moment after `start`."""
+    a moment after `start`; what it read waits in a folder beside the database (its disk has
+    room for the database's rows, where a temporary folder may be memory) until taken."""
 
     def __init__(
         self,
@@ -181,26 +187,42 @@ class ReadApart:
         self._process, self._folder, self._schema = process, folder, schema
 
     @classmethod
-    def start(cls, session: Session, statement: Select[Any]) -> ReadApart | None:
-        """The read of ``statement`` started, or None where it would not see what the session
-        sees: a database in memory, or a session holding writes it has not committed (the
-        standard driver begins a transaction only at a write, so without one each of the
-        session's reads sees what is committed, as the process does), or where no process
-        starts (logged)."""
+    def start(cls, session: Session, statement: Select[Any], rows: int) -> ReadApart | None:
+        """The read of ``statement``, which gives at most ``rows`` rows, started; or None where
+        it would not see what the session sees: a database in memory, or a session holding
+        writes it has not committed (the standard driver begins a transaction only at a write,
+        so without one each of the session's reads sees what is committed, as the process
+        does); or, logged, where the statement cannot be written out whole or no process
+        starts."""
         bind = session.get_bind()
         path = bind.url.database
         if bind.dialect.name != "sqlite" or not path or path == ":memory:":
             return None
         if bind.url.query.get("uri") or _uncommitted(session):
             return None
-        schema = frame_schema(statement)
-        compiled = statement.compile(dialect=bind.dialect, compile_kwargs={"literal_binds": True})
-        uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
-        folder = tempfile.TemporaryDirectory(prefix="handoff-read-")
+        try:
+            query = str(statement.compile(dialect=bind.dialect, compile_kwargs=_INLINE))
+            database = Path(path).resolve()
+            folder = tempfile.TemporaryDirectory(
+                prefix=".handoff-read-", dir=database.parent, ignore_cleanup_errors=True
+            )
+        except (CompileError, OSError) as error:
+            _LOG.warning("reading apart did not start, read through the session instead: %s", error)
+            return None
+        out = Path(folder.name) / "rows"
+        typed = str(min(max(rows, 1), _TYPED_ROWS))
         try:
             with (Path(folder.name) / "errors.txt").open("wb") as errors:
                 process = subprocess.Popen(  # this Python, our own program, no shell
-                    [sys.executable, "-I", "-c", _READER, uri, str(Path(folder.name) / "rows")],
+                    [
+                        sys.executable,
+                        "-P",
+                        "-c",
+                        _READER,
+                        f"{database.as_uri()}?mode=ro",
+                        str(out),
+                        typed,
+                    ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=errors,
@@ -209,18 +231,22 @@ class ReadApart:
             _LOG.warning("reading apart did not start, read through the session instead: %s", error)
             folder.cleanup()
             return None
-        assert process.stdin is not None
+        started = cls(process, folder, schema=frame_schema(statement))
         try:
+            assert process.stdin is not None
             with process.stdin:
-                process.stdin.write(str(compiled).encode())
-        except BrokenPipeError:  # the process ended at once: `frame` tells what it said
+                process.stdin.write(query.encode())
+        except OSError:  # the process ended at once: `frame` tells what it said
             pass
-        return cls(process, folder, schema)
+        except BaseException:
+            started.cancel()
+            raise
+        return started
 
     def frame(self) -> pl.DataFrame | None:
         """The rows read, typed as the statement's columns; None, logged, when the process
-        failed (a value of a type its column does not take, a Python without the driver): the
-        caller then reads through the session."""
+        failed or its rows cannot be read so (a value of a type its column does not take, a
+        Python without the driver, a full disk): the caller then reads through the session."""
         folder = Path(self._folder.name)
         try:
             if self._process.wait() != 0:
@@ -230,21 +256,23 @@ class ReadApart:
                 return None
             with (folder / "rows").open("rb") as rows:  # into memory: no map of a file to go
                 read = pl.read_ipc(rows)
-        finally:
-            self._folder.cleanup()
-        names = dict(zip(read.columns, self._schema, strict=True))
-        try:
+            names = dict(zip(read.columns, self._schema, strict=True))
             return read.rename(names).cast(self._schema)
-        except pl.exceptions.PolarsError as error:
+        except (OSError, ValueError, pl.exceptions.PolarsError) as error:
             _LOG.warning("reading apart failed, read through the session instead: %s", error)
             return None
+        finally:
+            self._folder.cleanup()
 
     def cancel(self) -> None:
-        """Stop the read, if it still runs, and forget what it read."""
+        """Stop the read, if it still runs, and forget what it read (again: nothing)."""
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
         self._folder.cleanup()
+
+
+_INLINE = {"literal_binds": True}  # every value written into the statement's text
 
 
 def _uncommitted(session: Session) -> bool:

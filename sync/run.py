@@ -270,7 +270,7 @@ def _link(run: _Run) -> None:
     """Link the people changed this cycle, or reached by a changed account, or say why not; the
     echoes of our own writes are not changes (`sync.echoes`: the mirror told them apart as it
     stored them; rows an older release flagged and left are told apart here)."""
-    run.history = _history_ahead(run)
+    _history_ahead(run)
     with run.store.session() as session:
         sort_echoes(session, run.connector.streams, run.echoes)
         # the person table first loaded: its indexes are built by the score stage
@@ -287,12 +287,13 @@ def _link(run: _Run) -> None:
             run.event("link", "matched", "person", person, f"relinked from {old} to {new}")
 
 
-def _history_ahead(run: _Run) -> ReadApart | None:
-    """The score stage's read of the whole history, when it will rebuild every account from it,
-    started as the link stage starts (`history_ahead`): a process of its own reads it on the
-    other core while this one links (the link stage writes no activity)."""
+def _history_ahead(run: _Run) -> None:
+    """Start the score stage's read of the whole history, when it will rebuild every account
+    from it (`history_ahead`): a process of its own reads it on the other core while this one
+    links (the link stage writes no activity). Held by the run as soon as it starts, so a
+    failure after it gives it up (`run_sync`)."""
     with run.store.session() as session:
-        return history_ahead(session, run.config.scoring, run.now, full=run.report.full)
+        run.history = history_ahead(session, run.config.scoring, run.now, full=run.report.full)
 
 
 def _score(run: _Run) -> None:

@@ -67,6 +67,7 @@ __all__ = [
     "Cycle",
     "ScoringSetup",
     "current_model",
+    "history_ahead",
     "load_history",
     "score_book",
     "score_cycle",
@@ -312,6 +313,8 @@ def history_ahead(
     works on while it reads; None when the stage will not rebuild every account, as far as is
     known before the link stage (a relink of every person, which rebuilds them too, is read
     through the session then)."""
+    if account_signals.many_activities(session) is None:
+        return None  # read through the session (or copied, on PostgreSQL)
     state = session.get(ScoringState, 1)
     if state is not None:
         version = _model(session, setup).version

@@ -29,7 +29,8 @@ from sync.state import Account, Opportunity
 from sync.store import Store
 
 STAMP = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
-COUNTRIES = ("DE", None, "", "D,E", 'say "hi"', "two\nlines")  # what CSV must quote, and null
+# what CSV must quote, null, and text out of ASCII
+COUNTRIES = ("DE", None, "", "D,E", 'say "hi"', "two\nlines", "Österreich", "日本")
 
 
 @pytest.mark.parametrize("table", sorted(SQLModel.metadata.tables.values(), key=str), ids=str)
@@ -133,13 +134,18 @@ def test_a_read_apart_gives_the_rows_the_session_reads(store: Store) -> None:
         session.add_all(late)
     with store.session() as session:
         through = read_columns(session, _READ)
-        apart = pl.concat(read_column_batches(session, _READ, apart=True))
-        started = ReadApart.start(session, _READ)  # None on PostgreSQL: it copies either way
-        if session.get_bind().dialect.name == "sqlite":
-            assert started is not None
-            assert started.frame() is not None
+        apart = pl.concat(read_column_batches(session, _READ, apart=10_000))
+        started = ReadApart.start(session, _READ, 10_000)  # None on PostgreSQL: it copies
+        taken = started.frame() if started is not None else None
+        # a literal out of ASCII written into the statement reads as the session reads it
+        foreign = _READ.where(col(Account.country).in_(['say "hi"', "Österreich", "日本"]))
+        foreign_apart = pl.concat(read_column_batches(session, foreign, apart=10))
+        foreign_through = read_columns(session, foreign)
+    if store.engine.dialect.name == "sqlite":
+        assert taken is not None and taken.equals(through)
     assert through.height == 1_500 + len(COUNTRIES)
     assert apart.equals(through)
+    assert foreign_through.height == 3 and foreign_apart.equals(foreign_through)
 
 
 def test_a_read_apart_is_not_made_where_its_process_would_not_see_what_the_session_sees(
@@ -150,18 +156,18 @@ def test_a_read_apart_is_not_made_where_its_process_would_not_see_what_the_sessi
     with Session(in_memory) as session:
         session.add_all(_accounts(3, str))
         session.commit()
-        assert ReadApart.start(session, _READ) is None
+        assert ReadApart.start(session, _READ, 10_000) is None
     with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
         with store.session() as session:
             session.add_all(_accounts(3, str))
         with store.session() as session:
-            unwritten = ReadApart.start(session, _READ)
+            unwritten = ReadApart.start(session, _READ, 10_000)
             assert unwritten is not None
             unwritten.cancel()
             session.add_all(_accounts(5, str)[3:])
             session.flush()  # written, not committed: only the session sees them
-            assert ReadApart.start(session, _READ) is None
-            assert pl.concat(read_column_batches(session, _READ, apart=True)).height == 5
+            assert ReadApart.start(session, _READ, 10_000) is None
+            assert pl.concat(read_column_batches(session, _READ, apart=10_000)).height == 5
 
 
 def test_a_read_apart_that_fails_is_logged_and_read_through_the_session(
@@ -172,7 +178,7 @@ def test_a_read_apart_that_fails_is_logged_and_read_through_the_session(
         with store.session() as session:
             session.add_all(_accounts(4, str))
         with store.session() as session, caplog.at_level(logging.WARNING, "sync.frames"):
-            read = pl.concat(read_column_batches(session, _READ, apart=True))
+            read = pl.concat(read_column_batches(session, _READ, apart=10_000))
     assert read.equals(_read_frame_of(store))
     assert "reading apart failed" in caplog.text and "no ADBC driver here" in caplog.text
 
@@ -185,7 +191,7 @@ def test_a_read_apart_given_up_stops_its_process_and_leaves_nothing(
         with store.session() as session:
             session.add_all(_accounts(2, str))
         with store.session() as session:
-            started = ReadApart.start(session, _READ)
+            started = ReadApart.start(session, _READ, 10_000)
     assert started is not None
     process, folder = started._process, Path(started._folder.name)
     assert process.poll() is None and folder.is_dir()

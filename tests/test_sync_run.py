@@ -320,6 +320,31 @@ def test_a_history_read_apart_while_the_link_stage_runs_scores_and_writes_as_one
     assert len(taken) == 1 and 0 < taken[0] <= activities  # the catalog's types, read once
 
 
+@pytest.mark.parametrize("crm", ["hubspot"], indirect=True)
+def test_a_run_failing_after_its_history_read_started_stops_that_read_and_leaves_nothing(
+    crm: Crm, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[ReadApart] = []
+    start = ReadApart.start.__func__  # type: ignore[attr-defined]
+
+    def kept(cls: type[ReadApart], *args: Any) -> ReadApart | None:
+        read = start(cls, *args)
+        started.extend([read] if read is not None else [])
+        return read
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the link stage broke")
+
+    monkeypatch.setattr(ReadApart, "start", classmethod(kept))
+    monkeypatch.setattr("sync.account_signals._APART_ROWS", 1)
+    monkeypatch.setattr("sync.run.link_people", broken)
+    with pytest.raises(RuntimeError, match="the link stage broke"):
+        crm.run(sqlite_store)
+    [read] = started
+    assert read._process.returncode is not None and not Path(read._folder.name).exists()
+    assert not list(Path(sqlite_store.engine.url.database).parent.glob(".handoff-read-*"))
+
+
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
 def test_a_first_run_on_sqlite_builds_each_person_index_once(crm: Crm, tmp_path: Path) -> None:
     # the link stage sets the columns of most of them: built after it, beside the score stage's
