@@ -13,10 +13,12 @@ from functools import cache
 from pathlib import Path
 from uuid import uuid4
 
+import polars as pl
 import psycopg
 import pytest
 from psycopg import sql
 
+from sync.frames import ReadApart
 from sync.store import Store
 
 pytest_plugins = ["tests.sandbox_fixtures", "tests.cli_fixtures"]
@@ -124,3 +126,18 @@ def store(store_url: str) -> Iterator[Store]:
     """An opened state store on a fresh database, disposed after the test."""
     with Store.open(store_url) as opened:
         yield opened
+
+
+@pytest.fixture
+def reads_apart(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of each read apart taken in the test (`ReadApart.frame`), -1 for a failed one."""
+    taken: list[int] = []
+    frame = ReadApart.frame
+
+    def counted(self: ReadApart) -> pl.DataFrame | None:
+        read = frame(self)
+        taken.append(-1 if read is None else read.height)
+        return read
+
+    monkeypatch.setattr(ReadApart, "frame", counted)
+    return taken

@@ -24,7 +24,6 @@ from handoff.runs import scoring_setup
 from handoff.settings import Settings
 from sync import Store, account_signals
 from sync.account_signals import build, every_activity, linked_activities
-from sync.frames import ReadApart
 from sync.orphans import orphan_scores
 from sync.scoring_state import history_ahead, score_cycle
 from sync.state import Account, AccountSignals, Activity, Person
@@ -119,18 +118,12 @@ def test_the_history_read_once_builds_the_sums_the_per_account_read_does(store: 
 
 
 def test_a_large_history_read_apart_is_the_history_read_through_the_session(
-    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    reads_apart: list[int],
 ) -> None:
     _load(store)
-    taken: list[int] = []
-    frame = ReadApart.frame
-
-    def counted(self: ReadApart) -> Any:
-        read = frame(self)
-        taken.append(-1 if read is None else read.height)
-        return read
-
-    monkeypatch.setattr(ReadApart, "frame", counted)
     with store.session() as session:
         through = every_activity(session)
         monkeypatch.setattr("sync.account_signals._APART_ROWS", 1)
@@ -138,8 +131,8 @@ def test_a_large_history_read_apart_is_the_history_read_through_the_session(
             apart = every_activity(session)
     for one, other in zip(through, apart, strict=True):
         assert one.height and one.sort(one.columns).equals(other.sort(other.columns))
-    assert len(taken) == (store.engine.dialect.name == "sqlite")  # PostgreSQL copies
-    assert all(height > 0 for height in taken) and "reading apart" not in caplog.text
+    assert len(reads_apart) == (store.engine.dialect.name == "sqlite")  # PostgreSQL copies
+    assert all(height > 0 for height in reads_apart) and "reading apart" not in caplog.text
 
 
 def test_a_history_read_started_ahead_is_taken_by_a_rebuild_and_given_up_by_a_cycle(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import get_args
@@ -157,29 +158,25 @@ def test_a_read_apart_is_not_made_where_its_process_would_not_see_what_the_sessi
         session.add_all(_accounts(3, str))
         session.commit()
         assert ReadApart.start(session, _READ, 10_000) is None
-    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        with store.session() as session:
-            session.add_all(_accounts(3, str))
-        with store.session() as session:
-            unwritten = ReadApart.start(session, _READ, 10_000)
-            assert unwritten is not None
-            unwritten.cancel()
-            session.add_all(_accounts(5, str)[3:])
-            session.flush()  # written, not committed: only the session sees them
-            assert ReadApart.start(session, _READ, 10_000) is None
-            assert pl.concat(read_column_batches(session, _READ, apart=10_000)).height == 5
+    with _holding(tmp_path, 3) as store, store.session() as session:
+        unwritten = ReadApart.start(session, _READ, 10_000)
+        assert unwritten is not None
+        unwritten.cancel()
+        session.add_all(_accounts(5, str)[3:])
+        session.flush()  # written, not committed: only the session sees them
+        assert ReadApart.start(session, _READ, 10_000) is None
+        assert pl.concat(read_column_batches(session, _READ, apart=10_000)).height == 5
 
 
 def test_a_read_apart_that_fails_is_logged_and_read_through_the_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr("sync.frames._READER", "raise SystemExit('no ADBC driver here')")
-    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        with store.session() as session:
-            session.add_all(_accounts(4, str))
+    with _holding(tmp_path, 4) as store:
         with store.session() as session, caplog.at_level(logging.WARNING, "sync.frames"):
             read = pl.concat(read_column_batches(session, _READ, apart=10_000))
-    assert read.equals(_read_frame_of(store))
+        with store.session() as session:
+            assert read.equals(read_frame(session, _READ))
     assert "reading apart failed" in caplog.text and "no ADBC driver here" in caplog.text
 
 
@@ -187,11 +184,8 @@ def test_a_read_apart_given_up_stops_its_process_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sync.frames._READER", "import time; time.sleep(60)")
-    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        with store.session() as session:
-            session.add_all(_accounts(2, str))
-        with store.session() as session:
-            started = ReadApart.start(session, _READ, 10_000)
+    with _holding(tmp_path, 2) as store, store.session() as session:
+        started = ReadApart.start(session, _READ, 10_000)
     assert started is not None
     process, folder = started._process, Path(started._folder.name)
     assert process.poll() is None and folder.is_dir()
@@ -199,6 +193,10 @@ def test_a_read_apart_given_up_stops_its_process_and_leaves_nothing(
     assert process.returncode is not None and not folder.exists()
 
 
-def _read_frame_of(store: Store) -> pl.DataFrame:
-    with store.session() as session:
-        return read_frame(session, _READ)
+@contextmanager
+def _holding(tmp_path: Path, accounts: int) -> Iterator[Store]:
+    """A SQLite file store holding ``accounts`` accounts, committed."""
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        with store.session() as session:
+            session.add_all(_accounts(accounts, str))
+        yield store

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -280,17 +281,27 @@ def test_the_people_of_every_account_read_in_one_pass_are_planned_as_read_by_acc
         crm.run(store)
         by_account = _scored(store)
     monkeypatch.setattr("sync.store.FEW_IDS", 1)
-    with ExitStack() as stack:
-        again = _open(stack, crm.name, org)  # the same org, in a CRM of its own
-        again.time.now = moment
-        with Store.open(f"sqlite:///{tmp_path / 'whole.db'}") as store:
-            again.run(store)
-            whole = _scored(store)
+    whole = _scored_again(crm, org, moment, f"sqlite:///{tmp_path / 'whole.db'}")
     assert whole == by_account and len(whole) > 2 * ACCOUNTS
 
 
+def _scored_again(crm: Crm, org: Org, moment: datetime, url: str) -> dict[str, tuple[Any, ...]]:
+    """`_scored` after a first run at ``moment`` of the same org, in a CRM of its own, into a
+    fresh store at ``url``."""
+    with ExitStack() as stack:
+        again = _open(stack, crm.name, org)
+        again.time.now = moment
+        with Store.open(url) as store:
+            again.run(store)
+            return _scored(store)
+
+
 def test_a_history_read_apart_while_the_link_stage_runs_scores_and_writes_as_one_read_after_it(
-    crm: Crm, org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    crm: Crm,
+    org: Org,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reads_apart: list[int],
 ) -> None:
     # a large org's first run reads the history in a process of its own, started by the link
     # stage (`sync.frames.ReadApart`); a small one's reads it through the session
@@ -298,26 +309,13 @@ def test_a_history_read_apart_while_the_link_stage_runs_scores_and_writes_as_one
     with Store.open(f"sqlite:///{tmp_path / 'through.db'}") as store:
         crm.run(store)
         through = _scored(store)
-    taken: list[int] = []
-    frame = ReadApart.frame
-
-    def counted(self: ReadApart) -> Any:
-        read = frame(self)
-        taken.append(-1 if read is None else read.height)
-        return read
-
-    monkeypatch.setattr(ReadApart, "frame", counted)
     monkeypatch.setattr("sync.account_signals._APART_ROWS", 1)
-    with ExitStack() as stack:
-        again = _open(stack, crm.name, org)  # the same org, in a CRM of its own
-        again.time.now = moment
-        with Store.open(f"sqlite:///{tmp_path / 'apart.db'}") as store:
-            again.run(store)
-            apart = _scored(store)
-            with store.session() as session:
-                activities = session.exec(select(func.count()).select_from(Activity)).one()
+    url = f"sqlite:///{tmp_path / 'apart.db'}"
+    apart = _scored_again(crm, org, moment, url)
+    with Store.open(url) as store, store.session() as session:
+        activities = session.exec(select(func.count()).select_from(Activity)).one()
     assert apart == through and len(apart) > 2 * ACCOUNTS
-    assert len(taken) == 1 and 0 < taken[0] <= activities  # the catalog's types, read once
+    assert len(reads_apart) == 1 and 0 < reads_apart[0] <= activities  # the catalog's, once
 
 
 @pytest.mark.parametrize("crm", ["hubspot"], indirect=True)
