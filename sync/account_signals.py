@@ -327,14 +327,13 @@ def every_activity(
     return pl.concat(linked, rechunk=False), pl.concat(orphans, rechunk=False)
 
 
-def read_history_apart(session: Session, types: Collection[str] | None) -> ReadApart | None:
-    """`every_activity`'s read of the activities started in a process of its own, when the
-    mirror holds enough of them for it to pay, so the caller works on while it reads (what
-    the process reads is what is committed as it starts: the link stage, which it reads
-    beside, writes no activity)."""
-    bound = many_activities(session)
-    if bound is None:
-        return None
+def read_history_apart(
+    session: Session, types: Collection[str] | None, bound: int
+) -> ReadApart | None:
+    """`every_activity`'s read of the activities, at most ``bound`` (`many_activities`),
+    started in a process of its own, so the caller works on while it reads (what the process
+    reads is what is committed as it starts: the link stage, which it reads beside, writes no
+    activity)."""
     return ReadApart.start(session, _history(session, types), bound)
 
 

@@ -309,11 +309,12 @@ def history_ahead(
 ) -> ReadApart | None:
     """The read of the whole history that `score_cycle` (with the same ``full``) will make
     when it rebuilds every account, started now in a process of its own (when the mirror holds
-    enough activities for that to pay: `account_signals.read_history_apart`), so the caller
+    enough activities for that to pay: `account_signals.many_activities`), so the caller
     works on while it reads; None when the stage will not rebuild every account, as far as is
     known before the link stage (a relink of every person, which rebuilds them too, is read
     through the session then)."""
-    if account_signals.many_activities(session) is None:
+    bound = account_signals.many_activities(session)
+    if bound is None:
         return None  # read through the session (or copied, on PostgreSQL)
     state = session.get(ScoringState, 1)
     if state is not None:
@@ -321,7 +322,7 @@ def history_ahead(
         fingerprint = _fingerprint(setup.catalog)
         if _everything(state, fingerprint, version, now, full, False) not in _BUILD_EVERY_ACCOUNT:
             return None
-    return account_signals.read_history_apart(session, setup.catalog.activities)
+    return account_signals.read_history_apart(session, setup.catalog.activities, bound)
 
 
 def _incremental(

@@ -152,7 +152,7 @@ def test_a_history_read_started_ahead_is_taken_by_a_rebuild_and_given_up_by_a_cy
             full = history_ahead(session, SETUP, NOW, full=True)  # a full run's rebuild
             assert full is not None
             full.cancel()
-            unwanted = account_signals.read_history_apart(session, SETUP.catalog.activities)
+            unwanted = account_signals.read_history_apart(session, SETUP.catalog.activities, 100)
             assert unwanted is not None
             score_cycle(session, SETUP, NOW, history=unwanted)
     assert first.rebuilt == {"full": len(LIVE_ACCOUNTS)}
