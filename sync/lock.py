@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 DEFAULT_TTL = timedelta(minutes=10)
+_RENEW_WAIT_MS = 1_000  # how long a SQLite renewal waits for another connection's write lock
 _TABLE: Table = RunLock.__table__  # type: ignore[attr-defined]
 _log = logging.getLogger(__name__)
 
@@ -164,9 +165,34 @@ class _SqliteLock:
             connection.commit()
 
     def renew(self, now: datetime, ttl: timedelta) -> bool:
-        """Push the expiry on; False if the row is no longer ours."""
-        with self._store.engine.begin() as connection:
-            return _renew_row(connection, self._org_key, self._holder, now, ttl)
+        """Push the expiry on; False if the row is no longer ours. While another connection
+        holds the database's one write lock past a short wait (the run's own index build after
+        a first load, `Store.build_indexes_behind`: a minute or so on the reference org), the
+        row is read instead: still ours and not expired, the lock is held, and a later beat
+        renews it (every ttl/3: a build shorter than 2/3 of the ttl never lets it lapse). A
+        heartbeat between stages so never waits for the build, nor fails after the store's
+        30 s busy timeout."""
+        with self._store.engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            waited = driver.execute("PRAGMA busy_timeout").fetchone()[0]
+            driver.execute(f"PRAGMA busy_timeout={_RENEW_WAIT_MS}")
+            try:
+                renewed = _renew_row(connection, self._org_key, self._holder, now, ttl)
+                connection.commit()
+                return renewed
+            except OperationalError as busy:
+                connection.rollback()
+                if "locked" not in str(busy):
+                    raise
+                row = _holder_row(connection, self._org_key)
+                connection.rollback()
+                return (
+                    row is not None
+                    and row["run_id"] == self._holder.run_id
+                    and (row["expires_at"] > now)
+                )
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={waited}")
 
     def release(self) -> None:
         """Delete our row (and only ours)."""

@@ -64,7 +64,7 @@ def score_orphans(
     """
     pending: list[str] | None = None  # every orphan: read in one pass, not by id
     if cycle.everything is not None:
-        _pend_every_orphan(session)
+        cycle.write(session, _pend_every_orphan)  # held with the cycle's writes, when it held them
     else:
         _pend(session, cycle.people)
         pending = _pending(session)

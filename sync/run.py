@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
@@ -37,7 +38,7 @@ from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_streams
 from sync.orphans import score_orphans, settle_orphans
 from sync.runlog import FullResync, forget_events, full_resync
-from sync.scoring_state import Book, ScoringSetup, history_ahead, score_cycle, settle
+from sync.scoring_state import Book, ScoringSetup, Write, history_ahead, score_cycle, settle
 from sync.state import Person, SyncRun, table_of
 from sync.store import IndexBuild, Store
 from sync.writeback import (
@@ -201,6 +202,8 @@ class _Run:
     orphans: dict[str, AccountScore] = field(default_factory=dict)  # by person id
     echoes: set[tuple[str, str]] = field(default_factory=set)  # (entity, id): our writes read back
     unbuilt: list[Table] = field(default_factory=list)  # first loaded: indexes for the score stage
+    building: IndexBuild | None = None  # their build, started by the score stage
+    unwritten: list[Write] = field(default_factory=list)  # the score stage's, held (`_score`)
     history: ReadApart | None = None  # the score stage's read, started by the link stage
     plan: Plan = field(default_factory=Plan)
     outcome: PushOutcome = field(default_factory=PushOutcome)
@@ -300,28 +303,43 @@ def _score(run: _Run) -> None:
     """Bring each account's stored signal sums up to the mirror; score and explain the accounts
     touched this cycle (every account on the first run, ``--full`` and the nightly rescore), and
     the leads without an account touched alike on their own (`sync.orphans`). A dry run keeps
-    none of it."""
+    none of it.
+
+    A first load's activity and person indexes, left by the mirror, are built on the other core
+    meanwhile (SQLite: `Store.build_indexes_behind`), holding the database's one write lock. A
+    rebuild of every account then reads and scores without writing: its writes are held
+    (`score_cycle`'s ``hold``) and made as the write stage begins (`_unwritten`), so the build
+    goes on beside the tier and diff stages, which read none of them (on the reference org the
+    stage waited 14.7 s for it, about what those two stages take). Any other cycle waits for
+    the build before it first writes."""
     report, config = run.report, run.config
-    # a first load's activity and person indexes, left by the mirror, are built on the other
-    # core while the stage reads the history; it waits for them before it first writes
-    building = run.store.build_indexes_behind(run.unbuilt)
+    building = run.building = run.store.build_indexes_behind(run.unbuilt)
     run.unbuilt = []
     with ExitStack() as stack:
-        stack.enter_context(_waited_for(building))
         session = stack.enter_context(run.store.session())
         history, run.history = run.history, None  # the cycle takes it or gives it up
         if history is not None:
             stack.callback(history.cancel)  # nothing left to do once taken
         cycle = score_cycle(
-            session, config.scoring, run.now, full=report.full, ready=building.wait, history=history
+            session,
+            config.scoring,
+            run.now,
+            full=report.full,
+            ready=building.wait,
+            history=history,
+            hold=building.behind,
         )
-        forget_scores(session, cycle.gone)
+        cycle.write(session, partial(forget_scores, account_ids=cycle.gone))
         report.model_reason = model_status(session, config.scoring, cycle.book)
         run.orphans = score_orphans(
             session, config.scoring, run.now, cycle, config.min_score_change
         )
         if report.dry_run:
             session.rollback()
+        elif cycle.unwritten is not None:
+            run.unwritten = cycle.unwritten
+    if cycle.unwritten is None:
+        _built(run)  # waited for already, before the cycle first wrote: its error, if any
     run.book = cycle.book
     run.recount = cycle.gone is None or bool(cycle.gone)
     report.scored = len(run.book.account_ids)
@@ -331,29 +349,38 @@ def _score(run: _Run) -> None:
     report.orphans_scored = len(run.orphans)
 
 
-@contextmanager
-def _waited_for(building: IndexBuild) -> Iterator[None]:
-    """Wait for the build at the block's end: raise its error when the block succeeded, log
-    it when the block raised (the block's error is the one the run reports)."""
-    try:
-        yield
-    except BaseException:
-        try:
-            building.wait()
-        except Exception:
-            _LOG.warning("building the indexes left by the mirror failed too", exc_info=True)
-        raise
-    building.wait()
+def _built(run: _Run) -> None:
+    """Wait for the index build the score stage started, if it runs (raising its error)."""
+    building, run.building = run.building, None
+    if building is not None:
+        building.wait()
+
+
+def _unwritten(run: _Run) -> None:
+    """The score stage's writes it held while the indexes were built, made once they are, in
+    one transaction before anything is pushed (a run killed before it commits them has
+    written nothing to the CRM either, and the next run scores again)."""
+    _built(run)
+    unwritten, run.unwritten = run.unwritten, []
+    if unwritten:
+        with run.store.session() as session:
+            for write in unwritten:
+                write(session)
 
 
 def _indexes_left(run: _Run) -> None:
     """Build the indexes the mirror left to the score stage when the run ended before it (the
     API budget spent during a first load, a failed stage, a lost lock): the next run would
-    build them at its start, but readers before it (`handoff explain`) would scan the table.
-    A failure is logged, not raised: the run's own outcome is what it reports."""
-    if not run.unbuilt:
-        return
+    build them at its start, but readers before it (`handoff explain`) would scan the table;
+    and wait for a build the score stage started, before the run log is written. A failure is
+    logged, not raised: the run's own outcome is what it reports."""
     tables, run.unbuilt = run.unbuilt, []
+    try:
+        _built(run)
+    except Exception:
+        _LOG.warning("building the indexes left by the mirror failed", exc_info=True)
+    if not tables:
+        return
     try:
         run.store.build_indexes_behind(tables).wait()
     except Exception:
@@ -402,9 +429,11 @@ def _sample(target: Any, why: str) -> dict[str, Any]:
 
 
 def _write(run: _Run) -> None:
-    """Push the plan (not in a dry run); keep score history for what was written."""
+    """Push the plan (not in a dry run), after the score stage's held writes (`_unwritten`);
+    keep score history for what was written."""
     if run.report.dry_run:
         return
+    _unwritten(run)
     total = len(run.plan.writes)
     done = 0
 

@@ -222,6 +222,9 @@ def _opportunities(session: Session, ids: Sequence[str] | None = None) -> pl.Dat
 # --- the incremental score stage ----------------------------------------------------------------
 
 
+Write = Callable[[Session], None]  # a write of the score stage, made in the session it is given
+
+
 @dataclass(frozen=True)
 class Cycle:
     """What one score stage did: the book of rescored accounts, the accounts whose sums were
@@ -238,6 +241,15 @@ class Cycle:
     people: frozenset[str] = frozenset()
     gone: frozenset[str] | None = frozenset()
     unlinked: pl.DataFrame | None = None
+    # the stage's writes held back (`score_cycle`'s ``hold``), in order; None: written
+    unwritten: list[Write] | None = None
+
+    def write(self, session: Session, write: Write) -> None:
+        """Make ``write`` in ``session`` now, or after the cycle's own when it held them."""
+        if self.unwritten is None:
+            write(session)
+        else:
+            self.unwritten.append(write)
 
 
 def score_cycle(
@@ -248,6 +260,7 @@ def score_cycle(
     full: bool = False,
     ready: Callable[[], None] = lambda: None,
     history: ReadApart | None = None,
+    hold: bool = False,
 ) -> Cycle:
     """The score stage: bring the stored sums up to the mirror and score what changed.
 
@@ -255,7 +268,11 @@ def score_cycle(
     index: a first load's activity and person indexes may still be building then (`sync.run`),
     and every account's sums are built from a read of the whole history and of every link,
     which needs none. ``history``: the read of the whole history started before
-    (`history_ahead`), taken when every account is rebuilt, else given up.
+    (`history_ahead`), taken when every account is rebuilt, else given up. With ``hold``, a
+    rebuild of every account writes nothing and does not call ``ready``: its writes are held
+    in the cycle (`Cycle.unwritten`, where `Cycle.write` adds the caller's), to be made in order
+    in one later transaction of the caller's, once the build is done (the tier and diff stages
+    read none of them); a cycle of the touched accounts writes as without.
 
     What changed is what the link stage handed over (`PendingRescore`: records the mirror
     wrote, relinked accounts) and the activities not counted yet (of a cycle later than the
@@ -277,11 +294,16 @@ def score_cycle(
     unlinked = None
     book = None  # scored before anything is written when every account is rebuilt
     deferring = True
+    unwritten: list[Write] | None = None
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
         score = partial(score_stored, session, setup, model, now)
-        book, unlinked, deferring = _build_every_account(
-            session, catalog, now, saved, ready, score, history
+        book, unlinked, deferring, store = _build_every_account(
+            session, catalog, now, saved, score, history
         )
+        unwritten = [store] if hold else None
+        if not hold:
+            ready()
+            store(session)
         rebuilt = {"full": len(book.account_ids)}
     else:
         if history is not None:
@@ -292,16 +314,24 @@ def score_cycle(
         rebuilt = _incremental(session, catalog, now, touched, saved)
         if everything is not None:  # nightly, or another model: every account from its sums
             session.execute(update(AccountSignals).values(pending=True))
-    if deferring:
-        account_signals.defer(session, counted, now)
-    _taken(session)
     seq = counted + 1  # this cycle, the last once committed: what it left is counted
     nightly = now if everything is not None or state is None else state.nightly_at
-    session.merge(ScoringState(id=1, catalog=fingerprint, model_version=model.version,
-                               seq=seq, scored_at=now, nightly_at=nightly))  # fmt: skip
+    scored = ScoringState(id=1, catalog=fingerprint, model_version=model.version,
+                          seq=seq, scored_at=now, nightly_at=nightly)  # fmt: skip
+
+    def taken(session: Session) -> None:
+        if deferring:
+            account_signals.defer(session, counted, now)
+        _taken(session)
+        session.merge(scored)
+
+    if unwritten is None:
+        taken(session)
+    else:
+        unwritten.append(taken)
     if book is None:
         book = _pending_book(session, setup, model, now, saved)
-    return Cycle(book, rebuilt, everything, frozenset(people), gone, unlinked)
+    return Cycle(book, rebuilt, everything, frozenset(people), gone, unlinked, unwritten)
 
 
 def history_ahead(
@@ -401,16 +431,16 @@ def _build_every_account(
     catalog: SignalCatalog,
     now: datetime,
     saved: dict[str, dict[str, Any]],
-    ready: Callable[[], None],
     score: Callable[[Sequence[tuple[str, dict[str, Any]]]], Book],
     history: ReadApart | None = None,
-) -> tuple[Book, pl.DataFrame, bool]:
-    """Every live account's sums from the mirror in one vectorised pass, stored pending (and in
-    ``saved``), and scored by ``score`` (`score_stored`): the book of every live account, in id
-    order, as `_pending_book` would read it back, the activities of people without an account,
-    from the same read of the history, and whether one it read is dated at or after ``now``.
-    All of it is read, summed and scored before ``ready`` is called and anything is written (the
-    index build it waits for took as long as the read and the sums on the reference org).
+) -> tuple[Book, pl.DataFrame, bool, Write]:
+    """Every live account's sums from the mirror in one vectorised pass (kept in ``saved``),
+    and scored by ``score`` (`score_stored`): the book of every live account, in id order, as
+    `_pending_book` would read it back, the activities of people without an account, from the
+    same read of the history, whether one it read is dated at or after ``now``, and the write
+    that stores the sums, pending, in place of every account's. Nothing is written here (the
+    index build the writes wait for took as long as the read and the sums on the reference
+    org, and longer than the score stage's reads on a slower machine).
 
     Without one so dated there is none to leave to a later cycle (`account_signals.defer`,
     whose update reads every activity, 1.5 s on the reference org's first run, is not run):
@@ -426,10 +456,13 @@ def _build_every_account(
     documents = account_signals.build(catalog, ids, activities, now)
     del activities
     book = score([(account_id, documents[account_id][0]) for account_id in ids])
-    ready()
-    session.execute(delete(AccountSignals))
-    _save(session, documents, now, saved)
-    return book, unlinked, later
+    saved.update((account_id, document) for account_id, (document, _) in documents.items())
+
+    def store(session: Session) -> None:
+        session.execute(delete(AccountSignals))
+        account_signals.save(session, documents, now)
+
+    return book, unlinked, later, store
 
 
 def _save(

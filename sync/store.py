@@ -833,6 +833,12 @@ class IndexBuild:
         self._thread = threading.Thread(target=self._run, name="index-build", daemon=True)
         self._thread.start()
 
+    @property
+    def behind(self) -> bool:
+        """Whether the build was started in a thread of its own and not waited for yet (it
+        may hold the database's write lock)."""
+        return self._thread is not None
+
     def run(self) -> None:
         """Build in the calling thread (an error is raised by `wait`, as from a thread)."""
         if self._tables:

@@ -24,9 +24,16 @@ from handoff.runs import scoring_setup
 from handoff.settings import Settings
 from sync import Store, account_signals
 from sync.account_signals import build, every_activity, linked_activities
-from sync.orphans import orphan_scores
+from sync.orphans import orphan_scores, score_orphans
 from sync.scoring_state import history_ahead, score_cycle
-from sync.state import Account, AccountSignals, Activity, Person
+from sync.state import (
+    Account,
+    AccountSignals,
+    Activity,
+    PendingOrphan,
+    Person,
+    ScoringState,
+)
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 SETUP = scoring_setup(Settings())
@@ -278,6 +285,47 @@ def test_the_score_stage_writes_nothing_before_it_is_ready(store: Store) -> None
 
 
 _WRITES = {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "BEGIN"}
+
+
+def test_a_rebuild_of_every_account_held_back_writes_what_it_would_have_written(
+    tmp_path: Path,
+) -> None:
+    # `sync.run` holds the writes while the first load's indexes are built, and makes them later
+    made = _first_cycle(f"sqlite:///{tmp_path / 'made.db'}", hold=False)
+    held = _first_cycle(f"sqlite:///{tmp_path / 'held.db'}", hold=True)
+    assert held == made and held["sums"] and held["pending_orphans"]
+
+
+def _first_cycle(url: str, *, hold: bool) -> dict[str, Any]:
+    """What the first score stage (every account rebuilt, its orphans scored) leaves stored,
+    its held writes made after it; it wrote nothing itself with ``hold``."""
+    writes: list[str] = []
+
+    def watch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().split()[0].upper() in _WRITES - {"BEGIN"}:
+            writes.append(statement)
+
+    with Store.open(url) as store:
+        _load(store)
+        event.listen(store.engine, "before_cursor_execute", watch)
+        with store.session() as session:
+            cycle = score_cycle(session, SETUP, NOW, hold=hold)
+            orphans = score_orphans(session, SETUP, NOW, cycle)
+        event.remove(store.engine, "before_cursor_execute", watch)
+        assert bool(writes) is not hold and (cycle.unwritten is not None) is hold
+        with store.session() as session:
+            for write in cycle.unwritten or ():
+                write(session)
+        with store.session() as session:
+            return {
+                "sums": dict(
+                    session.exec(select(AccountSignals.account_id, AccountSignals.sums)).all()
+                ),
+                "state": session.exec(select(ScoringState.seq, ScoringState.catalog)).all(),
+                "pending_orphans": session.exec(select(PendingOrphan.person_id)).all(),
+                "book": cycle.book.account_ids,
+                "orphans": {person: score.values for person, score in orphans.items()},
+            }
 
 
 def test_activities_are_ordered_by_one_packed_key_as_by_their_four_codes(monkeypatch: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -155,6 +156,41 @@ def test_a_long_stage_keeps_its_lock_without_calling_heartbeat(store: Store) -> 
             pass
         row = _lock_row(store)
     assert row is not None and row.heartbeat_at > row.acquired_at
+
+
+@contextlib.contextmanager
+def _writing_elsewhere(store: Store) -> Iterator[None]:
+    """Another connection holding the SQLite database's write lock, as the run's own index
+    build does after a first load (`Store.build_indexes_behind`)."""
+    other = sqlite3.connect(store.engine.url.database, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        other.close()
+
+
+def test_a_heartbeat_on_sqlite_does_not_wait_for_another_connections_write(store: Store) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("SQLite's one write lock")
+    clock = Clock()
+    with run_lock(store, ORG, ELSEWHERE, now_fn=clock, ttl=TTL) as lock:
+        with _writing_elsewhere(store):
+            clock.now = T0 + TTL * 0.9
+            started = time.monotonic()
+            lock.heartbeat()  # still ours and not expired: held, renewed by a later beat
+            assert time.monotonic() - started < 5  # the store's busy timeout is 30 s
+        row = _lock_row(store)
+        assert row is not None and row.heartbeat_at == T0  # not renewed while the other wrote
+        lock.heartbeat()  # renewed once the database is free
+        row = _lock_row(store)
+        assert row is not None and row.heartbeat_at == T0 + TTL * 0.9
+        with _writing_elsewhere(store):
+            clock.now = T0 + TTL * 2  # expired: a run may have taken it over
+            with pytest.raises(LockLost):
+                lock.heartbeat()
+        with store.engine.connect() as connection:  # the pooled connection waits as before
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
 
 
 @pytest.mark.parametrize("ending", ["finishes", "fails"])

@@ -52,16 +52,18 @@ from sync.matching.normalise import personal_domains
 from sync.run import YOUNG_COLLECTION, RunConfig, RunReport, run_sync
 from sync.state import (
     Account,
+    AccountSignals,
     Activity,
     CurrentScore,
     Person,
     RunEvent,
     ScoreHistory,
+    ScoringState,
     SyncCursor,
     SyncRun,
     WriteLedger,
 )
-from sync.writeback import score_history
+from sync.writeback import plan_writes, score_history
 from tests.sandbox_fixtures import hubspot_client, salesforce_client, salesforce_merge
 from tests.test_connectors_contract import FakeTime
 from tests.test_sync_mirror import _all_indexes, _index_names
@@ -686,6 +688,38 @@ def test_a_merge_moves_activity_and_score_history_to_the_survivor(crm: Crm, stor
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_a_first_run_diffs_while_the_mirrors_indexes_are_built_and_scores_before_it_writes(
+    crm: Crm, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the build holds SQLite's one write lock: the score stage holds its writes back, the tier
+    # and diff stages read beside the build, and the writes are made as the write stage begins
+    diffed = threading.Event()
+    build, plan = Store.build_indexes, plan_writes
+
+    def held_up(store: Store, *args: Any, **options: Any) -> None:
+        if threading.current_thread().name == "index-build":
+            assert diffed.wait(30), "the build was waited for before the diff"
+        build(store, *args, **options)
+
+    def planned(*args: Any, **options: Any) -> Any:
+        diffed.set()
+        return plan(*args, **options)
+
+    monkeypatch.setattr(Store, "build_indexes", held_up)
+    monkeypatch.setattr("sync.run.plan_writes", planned)
+    first = crm.run(sqlite_store)
+    assert first.outcome == "ok" and diffed.is_set() and first.rescored_all == "first"
+    with sqlite_store.session() as session:
+        sums = session.exec(select(func.count()).select_from(AccountSignals)).one()
+        live = session.exec(select(func.count()).where(col(Account.is_deleted).is_(False))).one()
+        state = session.get(ScoringState, 1)
+    assert sums == live and state is not None and state.seq == 1
+    assert _index_names(sqlite_store, Activity) == _all_indexes(sqlite_store, Activity)
+    again = crm.run(sqlite_store)  # scored from the sums the first run stored
+    assert again.rescored_all is None and again.written == {} and again.outcome == "ok"
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
 def test_a_dry_run_writes_nothing_and_moves_no_cursor(crm: Crm, sqlite_store: Store) -> None:
     dry = crm.run(sqlite_store, dry_run=True)
 
@@ -696,6 +730,8 @@ def test_a_dry_run_writes_nothing_and_moves_no_cursor(crm: Crm, sqlite_store: St
         assert session.exec(select(SyncCursor)).all() == []
         assert session.exec(select(WriteLedger)).all() == []
         assert session.exec(select(ScoreHistory)).all() == []
+        assert session.exec(select(AccountSignals)).all() == []  # the score stage's, held
+        assert session.get(ScoringState, 1) is None
         run = session.get(SyncRun, dry.run_id)
     assert run is not None and run.counts["dry_run"] == 1
     real = crm.run(sqlite_store)
