@@ -10,7 +10,9 @@ drops it when that connection ends, so a killed run's lock is free at once. SQLi
 run_lock row is the lock, taken in one BEGIN IMMEDIATE transaction; it expires `ttl` after its
 last heartbeat, and a holder whose process is gone from this host is taken over at once. On
 both, the row names the holder and since when, for the refused run's message, and a thread
-renews it every ttl/3, so a long stage never loses its lock; `heartbeat()` also checks it.
+renews it every ttl/3, so a long stage never loses its lock (on SQLite, while another connection
+holds the write lock, a renewal reads the row instead: a first load's index build shorter than
+2/3 of the ttl never lets it lapse); `heartbeat()` also checks it.
 
 `now_fn` is the wall clock, not the run's own `now`: the lock is about live processes, and a run
 replaying a fixed or simulated `now` must still see a killed run's lock expire.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +50,7 @@ __all__ = [
 
 DEFAULT_TTL = timedelta(minutes=10)
 _RENEW_WAIT_MS = 1_000  # how long a SQLite renewal waits for another connection's write lock
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary codes: extended ones too
 _TABLE: Table = RunLock.__table__  # type: ignore[attr-defined]
 _log = logging.getLogger(__name__)
 
@@ -182,7 +186,7 @@ class _SqliteLock:
                 return renewed
             except OperationalError as busy:
                 connection.rollback()
-                if "locked" not in str(busy):
+                if getattr(busy.orig, "sqlite_errorcode", 0) & 0xFF not in _BUSY_CODES:
                     raise
                 row = _holder_row(connection, self._org_key)
                 connection.rollback()
@@ -192,7 +196,8 @@ class _SqliteLock:
                     and (row["expires_at"] > now)
                 )
             finally:
-                driver.execute(f"PRAGMA busy_timeout={waited}")
+                if not connection.invalidated:
+                    driver.execute(f"PRAGMA busy_timeout={waited}")
 
     def release(self) -> None:
         """Delete our row (and only ours)."""
@@ -272,7 +277,8 @@ _BACKENDS: dict[str, Callable[[Store, str, Holder], _Backend]] = {
 
 
 def _beat(lock: HeldLock, stop: threading.Event, interval: float) -> None:
-    """Renew the lock every `interval` seconds until stopped or lost; a busy database waits."""
+    """Renew the lock every `interval` seconds until stopped or lost (while another connection
+    writes, `_SqliteLock.renew` reads the row and a later beat renews it)."""
     while not stop.wait(interval):
         try:
             lock.heartbeat()

@@ -58,9 +58,9 @@ def score_orphans(
     min_points: float = 0.0,
 ) -> dict[str, AccountScore]:
     """The score stage's orphans: those among the people ``cycle`` touched (every one when it
-    rescored every account) marked pending, then what every pending orphan should show as of
-    ``now``. Nothing is committed here: the caller commits (or, in a dry run, rolls back) the
-    session.
+    rescored every account) marked pending (held with the cycle's own writes when it held them:
+    `Cycle.write`), then what every pending orphan should show as of ``now``. Nothing is
+    committed here: the caller commits (or, in a dry run, rolls back) the session.
     """
     pending: list[str] | None = None  # every orphan: read in one pass, not by id
     if cycle.everything is not None:

@@ -3,7 +3,8 @@
     report = run_sync(config, connector, store, now)
 
 Stages are small functions over the state database, run in order, each timed into
-``report.stages``: mirror -> link -> score -> tier -> diff -> write, then the run log. Routing
+``report.stages``: mirror -> link -> score -> tier -> diff -> save -> write, then the run log
+(save: what a first load's score stage held back while the mirror's indexes were built). Routing
 and SLA stages slot in by adding to `STAGES`. Nothing here reads the clock, the environment or
 the process (it only spares the garbage collector the objects the process held before the run):
 the CLI, a scheduler or a queue worker calls it the same way. An API budget that
@@ -308,10 +309,11 @@ def _score(run: _Run) -> None:
     A first load's activity and person indexes, left by the mirror, are built on the other core
     meanwhile (SQLite: `Store.build_indexes_behind`), holding the database's one write lock. A
     rebuild of every account then reads and scores without writing: its writes are held
-    (`score_cycle`'s ``hold``) and made as the write stage begins (`_unwritten`), so the build
-    goes on beside the tier and diff stages, which read none of them (on the reference org the
-    stage waited 14.7 s for it, about what those two stages take). Any other cycle waits for
-    the build before it first writes."""
+    (`score_cycle`'s ``hold``) and made by the save stage (`_save`), so the build goes on beside
+    the tier and diff stages, which read none of them (on the reference org the stage waited
+    14.7 s for it, about what those two stages take). The sums so held stay in memory until
+    then (~400 MB more in the diff stage on the reference org, under the score stage's own
+    peak). Any other cycle waits for the build before it first writes."""
     report, config = run.report, run.config
     building = run.building = run.store.build_indexes_behind(run.unbuilt)
     run.unbuilt = []
@@ -356,13 +358,15 @@ def _built(run: _Run) -> None:
         building.wait()
 
 
-def _unwritten(run: _Run) -> None:
-    """The score stage's writes it held while the indexes were built, made once they are, in
-    one transaction before anything is pushed (a run killed before it commits them has
-    written nothing to the CRM either, and the next run scores again)."""
+def _save(run: _Run) -> None:
+    """The score stage's writes it held while the mirror's indexes were built (`_score`), made
+    once they are, in one transaction (not in a dry run). A stage of its own, before anything is
+    pushed: a run killed before it commits has written nothing to the CRM either, and the next
+    run scores again; and the heartbeat before the write stage, which on SQLite cannot renew the
+    run lock while the build holds the database's write lock, comes after the build."""
     _built(run)
     unwritten, run.unwritten = run.unwritten, []
-    if unwritten:
+    if unwritten and not run.report.dry_run:
         with run.store.session() as session:
             for write in unwritten:
                 write(session)
@@ -429,11 +433,9 @@ def _sample(target: Any, why: str) -> dict[str, Any]:
 
 
 def _write(run: _Run) -> None:
-    """Push the plan (not in a dry run), after the score stage's held writes (`_unwritten`);
-    keep score history for what was written."""
+    """Push the plan (not in a dry run); keep score history for what was written."""
     if run.report.dry_run:
         return
-    _unwritten(run)
     total = len(run.plan.writes)
     done = 0
 
@@ -505,6 +507,7 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("score", _score),
     ("tier", _tier),
     ("diff", _diff),
+    ("save", _save),
     ("write", _write),
 )
 

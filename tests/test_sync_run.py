@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import math
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -48,6 +49,7 @@ from sandbox.service import RunningSandbox, start_sandbox
 from sync import Store
 from sync.frames import ReadApart
 from sync.linking import link_people
+from sync.lock import Holder, run_lock
 from sync.matching.normalise import personal_domains
 from sync.run import YOUNG_COLLECTION, RunConfig, RunReport, run_sync
 from sync.state import (
@@ -691,14 +693,20 @@ def test_a_merge_moves_activity_and_score_history_to_the_survivor(crm: Crm, stor
 def test_a_first_run_diffs_while_the_mirrors_indexes_are_built_and_scores_before_it_writes(
     crm: Crm, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the build holds SQLite's one write lock: the score stage holds its writes back, the tier
-    # and diff stages read beside the build, and the writes are made as the write stage begins
+    # the build holds SQLite's one write lock (here from its start until the diff is planned):
+    # the score stage holds its writes back, the tier and diff stages read beside the build, the
+    # run lock's heartbeats between them do not wait for it, and the save stage writes after it
     diffed = threading.Event()
     build, plan = Store.build_indexes, plan_writes
 
     def held_up(store: Store, *args: Any, **options: Any) -> None:
         if threading.current_thread().name == "index-build":
-            assert diffed.wait(30), "the build was waited for before the diff"
+            writing = sqlite3.connect(store.engine.url.database, isolation_level=None)
+            try:
+                writing.execute("BEGIN IMMEDIATE")
+                assert diffed.wait(60), "the build was waited for before the diff"
+            finally:
+                writing.close()
         build(store, *args, **options)
 
     def planned(*args: Any, **options: Any) -> Any:
@@ -707,7 +715,9 @@ def test_a_first_run_diffs_while_the_mirrors_indexes_are_built_and_scores_before
 
     monkeypatch.setattr(Store, "build_indexes", held_up)
     monkeypatch.setattr("sync.run.plan_writes", planned)
-    first = crm.run(sqlite_store)
+    holder = Holder.this_process("held-writes")
+    with run_lock(sqlite_store, f"{crm.name}:held", holder) as lock:
+        first = crm.run(sqlite_store, heartbeat=lock.heartbeat)
     assert first.outcome == "ok" and diffed.is_set() and first.rescored_all == "first"
     with sqlite_store.session() as session:
         sums = session.exec(select(func.count()).select_from(AccountSignals)).one()
