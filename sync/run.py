@@ -410,7 +410,8 @@ def _diff(run: _Run) -> None:
     with run.store.session() as session:
         found = list(targets(session, run.connector.streams, run.scores, run.orphans))
         run.plan = plan_writes(session, found, run.config.min_score_change)
-    diffed = {(target.entity, target.record_id) for target in found}
+    # (the set is made only when there are echoes: a first run diffs every record, and has none)
+    diffed = {(target.entity, target.record_id) for target in found} if run.echoes else set()
     report = run.report
     report.planned = len(run.plan.writes)
     report.unchanged = run.plan.unchanged + len(run.echoes - diffed)

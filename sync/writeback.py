@@ -18,10 +18,12 @@ killed), with the same values when nothing changed.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, groupby, islice
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Text, func, type_coerce
@@ -299,18 +301,18 @@ class Plan:
     def fields(self) -> dict[str, int]:
         """How many planned writes set each field (counted once for every values mapping, which
         the people of an account share)."""
-        shared: dict[int, list[Any]] = {}  # id of a values mapping -> [it, writes of it]
-        for planned in self.writes:
-            values = planned.target.values
-            if id(values) in shared:
-                shared[id(values)][1] += 1
-            else:
-                shared[id(values)] = [values, 1]
+        mappings = list(map(_VALUES, self.writes))
+        ids = list(map(id, mappings))
+        shared = Counter(ids)  # writes of each values mapping, by its id
         counts: dict[str, int] = {}
-        for values, n in shared.values():
+        for key_of, values in dict(zip(ids, mappings, strict=True)).items():
+            n = shared[key_of]
             for key in values:
                 counts[key] = counts.get(key, 0) + n
         return counts
+
+
+_VALUES = attrgetter("target.values")  # of a `Planned`
 
 
 def plan_writes(session: Session, found: Iterable[Target], min_score_change: int) -> Plan:

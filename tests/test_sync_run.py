@@ -65,7 +65,7 @@ from sync.state import (
     SyncRun,
     WriteLedger,
 )
-from sync.writeback import plan_writes, score_history
+from sync.writeback import ORPHAN_REASON, Plan, Planned, Target, plan_writes, score_history
 from tests.sandbox_fixtures import hubspot_client, salesforce_client, salesforce_merge
 from tests.test_connectors_contract import FakeTime
 from tests.test_sync_mirror import _all_indexes, _index_names
@@ -727,6 +727,21 @@ def test_a_first_run_diffs_while_the_mirrors_indexes_are_built_and_scores_before
     assert _index_names(sqlite_store, Activity) == _all_indexes(sqlite_store, Activity)
     again = crm.run(sqlite_store)  # scored from the sums the first run stored
     assert again.rescored_all is None and again.written == {} and again.outcome == "ok"
+
+
+def test_the_planned_fields_count_every_write_once_however_its_values_are_shared() -> None:
+    # the people of an account share its values mapping; an orphan has one of its own
+    account = {"score": 80, "tier": "ae", "matched_account_id": "a"}
+    equal = dict(account)  # the same values in a mapping of its own
+    orphan = {"score": 10, "tier": "nurture", ORPHAN_REASON: "no_match"}
+    plan = Plan(
+        [
+            Planned(Target("leads", "person", f"p{n}", "a", values, (), {}), "new")
+            for n, values in enumerate([account, account, orphan, account, equal])
+        ]
+    )
+    assert plan.fields() == {"score": 5, "tier": 5, "matched_account_id": 4, ORPHAN_REASON: 1}
+    assert Plan().fields() == {}
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
