@@ -189,12 +189,9 @@ class _SqliteLock:
                 if getattr(busy.orig, "sqlite_errorcode", 0) & 0xFF not in _BUSY_CODES:
                     raise
                 row = _holder_row(connection, self._org_key)
-                connection.rollback()
-                return (
-                    row is not None
-                    and row["run_id"] == self._holder.run_id
-                    and (row["expires_at"] > now)
-                )
+                if row is None or row["run_id"] != self._holder.run_id:
+                    return False
+                return not _abandoned(row, now)  # ours, not expired (and this process lives)
             finally:
                 if not connection.invalidated:
                     driver.execute(f"PRAGMA busy_timeout={waited}")

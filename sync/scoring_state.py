@@ -298,7 +298,7 @@ def score_cycle(
     if state is None or everything in _BUILD_EVERY_ACCOUNT:
         score = partial(score_stored, session, setup, model, now)
         book, unlinked, deferring, store = _build_every_account(
-            session, catalog, now, saved, score, history
+            session, catalog, now, score, history
         )
         unwritten = [store] if hold else None
         if not hold:
@@ -430,12 +430,11 @@ def _build_every_account(
     session: Session,
     catalog: SignalCatalog,
     now: datetime,
-    saved: dict[str, dict[str, Any]],
     score: Callable[[Sequence[tuple[str, dict[str, Any]]]], Book],
     history: ReadApart | None = None,
 ) -> tuple[Book, pl.DataFrame, bool, Write]:
-    """Every live account's sums from the mirror in one vectorised pass (kept in ``saved``),
-    and scored by ``score`` (`score_stored`): the book of every live account, in id order, as
+    """Every live account's sums from the mirror in one vectorised pass, scored by ``score``
+    (`score_stored`): the book of every live account, in id order, as
     `_pending_book` would read it back, the activities of people without an account, from the
     same read of the history, whether one it read is dated at or after ``now``, and the write
     that stores the sums, pending, in place of every account's. Nothing is written here (the
@@ -456,7 +455,6 @@ def _build_every_account(
     documents = account_signals.build(catalog, ids, activities, now)
     del activities
     book = score([(account_id, documents[account_id][0]) for account_id in ids])
-    saved.update((account_id, document) for account_id, (document, _) in documents.items())
 
     def store(session: Session) -> None:
         session.execute(delete(AccountSignals))
