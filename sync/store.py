@@ -64,6 +64,7 @@ from sqlmodel import Session, SQLModel, col, select
 from connectors.batches import chunked
 from sync.frames import polars_type
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
+from sync.staging import MIN_ROWS, attach_stage, insert_staged
 from sync.state import (
     KEY_INDEX,
     AppendOnlyError,
@@ -387,8 +388,10 @@ class Store:
         """`write_rows` of a frame whose columns hold values made ready a column at a time
         (what the driver takes once listed: `sync.mirror_batches.plain_series`), with no Python
         value made per cell where none is needed: new rows go from it straight into COPY on
-        PostgreSQL; on SQLite a column's nulls are bound as a stand-in value the statement turns
-        back into null (`_null_stand_ins`). A refused row is given as bound."""
+        PostgreSQL; on SQLite a frame of `sync.staging.MIN_ROWS` rows or more is staged (its
+        columns written by ADBC's driver, moved by one INSERT ... SELECT), and a smaller one's
+        nulls are bound as a stand-in value the statement turns back into null
+        (`_null_stand_ins`). A refused row is given as bound."""
         written = Written()
         if not frame.height:
             return written
@@ -404,12 +407,39 @@ class Store:
                 written.all_new = False
         stand_ins: tuple[tuple[str, str], ...] = ()
         if self.dialect == "sqlite":
+            if self._staged(connection, table, frame, constant, update, flags):
+                written.stored = frame.height
+                return written
             frame, stand_ins = _null_stand_ins(frame)
         given, rows = tuple(frame.columns), _FrameRows(frame)
         self._upsert_rows(
             connection, table, given, rows, constant, update, flags, written, stand_ins
         )
         return written
+
+    def _staged(
+        self,
+        connection: Any,
+        table: Table,
+        frame: pl.DataFrame,
+        constant: tuple[tuple[str, Any], ...],
+        update: Sequence[str] | None,
+        flags: Mapping[str, Sequence[str]] | None,
+    ) -> bool:
+        """`write_frame`'s rows stored on SQLite by way of a staged copy (`sync.staging`): as
+        `_upsert_rows` would store them, with the same conflict clause. Whether they were."""
+        if frame.height < MIN_ROWS:
+            return False
+        given = tuple(frame.columns)
+        try:
+            literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
+        except TypeError:
+            return False
+        conflict = None
+        if table.name not in self._keyless:
+            keep, watched = _kept_on_conflict(given, constant, update, flags)
+            conflict = _on_conflict("sqlite", table, keep, watched)
+        return insert_staged(connection, _quoted("sqlite", table.name), frame, literals, conflict)
 
     def _upsert_rows(
         self,
@@ -425,10 +455,7 @@ class Store:
     ) -> None:
         """`write_rows`' upsert (`stand_ins`: columns whose value is null where it is their SQL
         literal, on SQLite)."""
-        keep = (*given, *(name for name, _ in constant)) if update is None else tuple(update)
-        watched = tuple(
-            (flag, None if names is None else tuple(names)) for flag, names in (flags or {}).items()
-        )
+        keep, watched = _kept_on_conflict(given, constant, update, flags)
         if self.dialect == "postgresql":
             fixed_names = tuple(n for n, _ in constant)
             statement = _unnest_upsert_sql(table, given, fixed_names, keep, watched)
@@ -1598,6 +1625,22 @@ def _unnest_upsert_sql(
 _Flags = tuple[tuple[str, tuple[str, ...] | None], ...]
 
 
+def _kept_on_conflict(
+    given: tuple[str, ...],
+    constant: tuple[tuple[str, Any], ...],
+    update: Sequence[str] | None,
+    flags: Mapping[str, Sequence[str] | None] | None,
+) -> tuple[tuple[str, ...], _Flags]:
+    """What an upsert of ``given`` columns and ``constant`` values sets on conflict (every
+    column it writes unless ``update`` names them) and its watched ``flags``, as `_on_conflict`
+    takes them."""
+    keep = (*given, *(name for name, _ in constant)) if update is None else tuple(update)
+    watched = tuple(
+        (flag, None if names is None else tuple(names)) for flag, names in (flags or {}).items()
+    )
+    return keep, watched
+
+
 def _on_conflict(dialect: str, table: Table, update: tuple[str, ...], flags: _Flags = ()) -> str:
     """ON CONFLICT (primary key) DO UPDATE SET the `update` columns (NOTHING if none); a flag
     among them stays set, or is set when one of its columns' values changes."""
@@ -1890,6 +1933,7 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None
     try:
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
+        attach_stage(cursor)
         _enter_wal(cursor)
     finally:
         cursor.close()

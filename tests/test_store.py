@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import time
 import weakref
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -38,6 +39,7 @@ from sync import (
     SyncRun,
     User,
     WriteLedger,
+    staging,
 )
 from sync.state import NameVariant, table_of
 from sync.store import canonical_plain, insert_rows_missing, update_frame, update_rows
@@ -359,6 +361,111 @@ def test_many_rows_land_in_statements_of_many_but_for_the_one_refused(store: Sto
     expected = dict(zip(again["id"], again["title"], strict=True))
     del expected["p0700"]
     assert titles == expected
+
+
+def _people_frame(rows: int, refused: int | None = None) -> pl.DataFrame:
+    """``rows`` people as a frame `write_frame` takes; the one at ``refused`` is a prospect,
+    which no person is."""
+    return pl.DataFrame(
+        {
+            "id": [f"p{n:05}" for n in range(rows)],
+            "kind": ["prospect" if n == refused else "lead" for n in range(rows)],
+            "title": [None if n % 3 else f"T{n}" for n in range(rows)],
+            "employees": [n if n % 2 else None for n in range(rows)],
+        }
+    )
+
+
+def _person_fixed(store: Store) -> dict[str, Any]:
+    """The values every row of `_people_frame` is given, made ready for the database."""
+    table = Person.__table__  # type: ignore[attr-defined]
+    given = {**MIRROR, "is_converted": False, "link_pending": True, "owned_changed": False}
+    fixed = {**given, "crm_owned": {}}
+    adapters = store.adapters(table, list(fixed))
+    return {n: v if a is None else a(v) for (n, v), a in zip(fixed.items(), adapters, strict=True)}
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def stagings(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each frame `Store.write_frame` offered the stage went by way of it."""
+    offered: list[bool] = []
+
+    def spied(*given: Any) -> bool:
+        offered.append(staging.insert_staged(*given))
+        return offered[-1]
+
+    monkeypatch.setattr("sync.store.insert_staged", spied)
+    return offered
+
+
+def test_a_large_frame_with_a_row_the_database_refuses_is_bound_to_find_it(
+    sqlite_store: Store, stagings: list[bool]
+) -> None:
+    table = Person.__table__  # type: ignore[attr-defined]
+    rows = staging.MIN_ROWS + 500
+    with sqlite_store.session() as session:
+        written = sqlite_store.write_frame(
+            session, table, _people_frame(rows, refused=1_700), fixed=_person_fixed(sqlite_store)
+        )
+    assert stagings == [False]  # the staged INSERT was refused whole, and undone
+    assert written.stored == rows - 1 and [row[0] for row, _ in written.refused] == ["p01700"]
+    with sqlite_store.session() as session:
+        held = dict(session.execute(select(Person.id, Person.employees)).all())
+    assert len(held) == rows - 1 and "p01700" not in held
+    assert held["p01699"] == 1_699 and held["p01698"] is None
+
+
+def test_staged_rows_commit_or_roll_back_with_the_callers_transaction(
+    sqlite_store: Store, stagings: list[bool]
+) -> None:
+    table = Person.__table__  # type: ignore[attr-defined]
+    fixed = _person_fixed(sqlite_store)
+    frame = _people_frame(staging.MIN_ROWS)
+    with pytest.raises(RuntimeError), sqlite_store.session() as session:
+        sqlite_store.write_frame(session, table, frame, fixed=fixed)
+        raise RuntimeError("the stage fails after it")
+    assert _count(sqlite_store, Person) == 0
+    with sqlite_store.session() as session:
+        session.execute(update(table).values(title="unrelated"))  # a transaction under way
+        assert sqlite_store.write_frame(session, table, frame, fixed=fixed).stored == frame.height
+        connection = session.connection().connection.driver_connection
+        stage = f"SELECT count(*) FROM {staging.STAGE}.sqlite_master"
+        assert connection.execute(stage).fetchone() == (0,)  # the staged rows' memory let go
+    assert stagings == [True, True] and _count(sqlite_store, Person) == frame.height
+
+
+def test_without_the_driver_or_when_it_fails_large_frames_are_bound(
+    sqlite_store: Store,
+    stagings: list[bool],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import adbc_driver_sqlite.dbapi
+
+    table = Person.__table__  # type: ignore[attr-defined]
+    fixed = _person_fixed(sqlite_store)
+
+    def broken(*given: Any, **options: Any) -> Any:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(adbc_driver_sqlite.dbapi, "connect", broken)
+    with sqlite_store.session() as session:
+        sqlite_store.write_frame(session, table, _people_frame(staging.MIN_ROWS), fixed=fixed)
+    assert "staging 2000 rows failed, binding them instead: No space left on device" in caplog.text
+    monkeypatch.setattr(staging, "_missing", lambda: "no driver here")
+    with sqlite_store.session() as session:
+        frame = _people_frame(staging.MIN_ROWS).with_columns(pl.lit("Again").alias("title"))
+        sqlite_store.write_frame(session, table, frame, fixed=fixed)
+    assert stagings == [False, False]
+    with sqlite_store.session() as session:
+        titles = set(session.execute(select(Person.title)).scalars())
+    assert titles == {"Again"} and _count(sqlite_store, Person) == staging.MIN_ROWS
 
 
 def test_updates_of_many_rows_land_as_one_a_row_would(store: Store) -> None:

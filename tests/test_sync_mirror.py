@@ -6,21 +6,31 @@ transaction holds a checkpoint's rows and its cursor or neither."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from sqlalchemy import Column, Index, Integer, MetaData, Table, func, inspect, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
-from connectors.protocol import FULL_LOAD, Checkpoint, Cursor, Item, Record, Summary, Tombstone
+from connectors.protocol import (
+    FULL_LOAD,
+    Checkpoint,
+    Cursor,
+    Item,
+    Record,
+    RecordBatch,
+    Summary,
+    Tombstone,
+)
 from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS, WRITTEN_BACK, Stream
-from sync import Store, mirror
+from sync import Store, mirror, staging
 from sync.mirror import ENTITY_TABLES, StreamPull, mirror_stream, mirror_streams
 from sync.state import (
     Account,
@@ -410,6 +420,126 @@ def test_awkward_values_store_alike_on_a_first_load_and_an_upsert_and_read_back_
         assert account.created_at == _AWKWARD_STAMPS[-1 - n]
         assert (task.occurred_at, task.subject) == (stamp, _AWKWARD_TEXTS[n])
         assert later[n] == sum(other >= stamp for other in _AWKWARD_STAMPS)
+
+
+def _large_batches(
+    pulls: Mapping[str, Sequence[Item]], edit: str = "", blank: Collection[str] = ()
+) -> dict[str, list[Item]]:
+    """Each stream's records copied under ids of their own to `staging.MIN_ROWS` rows or more
+    (the first copy keeps the ids, so what the copies name is there), in one `RecordBatch` a
+    stream, as the Salesforce Bulk API's pages come: staged on SQLite (`sync.staging`). With
+    ``edit``, each copy's name ends with it; the fields ``blank`` names are null throughout."""
+    batched: dict[str, list[Item]] = {}
+    for stream, items in pulls.items():
+        records = [item for item in items if isinstance(item, Record)]
+        copies = -(-staging.MIN_ROWS // len(records))
+        rows = []
+        for copy in range(copies):
+            for record in records:
+                values = {
+                    name: value + edit if isinstance(value, str) and name == "name" else value
+                    for name, value in record.values.items()
+                }
+                values |= {name: None for name in blank if name in values}
+                rows.append(
+                    {
+                        "id": record.id if copy == 0 else f"{record.id}-{copy}",
+                        "modified_at": record.modified_at,
+                        **values,
+                    }
+                )
+        frame = pl.DataFrame(
+            [
+                {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in row.items()}
+                for row in rows
+            ],
+            infer_schema_length=None,
+        )
+        latest = max(row["modified_at"] for row in rows)
+        batched[stream] = [
+            RecordBatch(stream, frame),
+            Checkpoint(stream, Cursor(latest)),
+            Summary(stream, records=frame.height),
+        ]
+    return batched
+
+
+def _storage_classes(store: Store, table: str) -> list[tuple[Any, ...]]:
+    """Each row's id and the storage class SQLite holds each of its values in."""
+    with store.engine.connect() as connection:
+        names = [row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table})")]
+        classes = ", ".join(f"typeof({name})" for name in names)
+        return [
+            tuple(row)
+            for row in connection.exec_driver_sql(f"SELECT id, {classes} FROM {table} ORDER BY id")
+        ]
+
+
+def _awkward_since_1000() -> dict[str, list[Item]]:
+    """`_awkward`'s records with their stamps before the year 1000 in the year 2000 (such a
+    stamp sends its batch to be stored a row at a time: `sync.mirror_batches.plain_series`)."""
+
+    def modern(value: Any) -> Any:
+        if isinstance(value, datetime) and value.year < 1000:
+            return value.replace(year=2000)
+        return value
+
+    return {
+        stream: [
+            Record(
+                item.stream,
+                item.id,
+                modern(item.modified_at),
+                {name: modern(value) for name, value in item.values.items()},
+            )
+            if isinstance(item, Record)
+            else item
+            for item in items
+        ]
+        for stream, items in _awkward().items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "tables"),
+    [
+        # deals go a row at a time: an amount given as an int is adapted value by value
+        (_org, ("account", "person", "activity")),
+        (_awkward_since_1000, ("account", "activity")),
+    ],
+    ids=["org", "awkward"],
+)
+def test_large_batches_staged_on_sqlite_store_exactly_what_rows_bound_one_by_one_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: Any, tables: tuple[str, ...]
+) -> None:
+    staged: list[tuple[str, bool]] = []
+
+    def spied(connection: Any, table: str, frame: pl.DataFrame, *rest: Any) -> bool:
+        done = staging.insert_staged(connection, table, frame, *rest)
+        staged.append((table.strip('"'), done))
+        return done
+
+    held: dict[str, list[dict[str, Any]]] = {}  # by way, after each mirror stage
+    for way, insert in (("staged", spied), ("bound", lambda *given: False)):
+        monkeypatch.setattr("sync.store.insert_staged", insert)
+        with Store.open(f"sqlite:///{tmp_path / way}.db") as store:
+            every = [t for t in _TABLES if t in tables or data is _org]
+            held[way] = []
+            # a column null throughout (bound as null, not by a stand-in) on the first load
+            for pulls in (
+                _large_batches(data(), blank=("country", "topic")),
+                _large_batches(data(), edit=" (renamed)"),
+            ):
+                _mirror_all(store, pulls)
+                held[way].append(
+                    {t: (_raw_rows(store, t), _storage_classes(store, t)) for t in every}
+                )
+    for staged_rows, bound_rows in zip(held["staged"], held["bound"], strict=True):
+        for table, (rows, classes) in staged_rows.items():
+            assert len(rows) >= staging.MIN_ROWS
+            assert (rows, classes) == bound_rows[table], table
+    # a first load's and an upsert's rows each went by way of the stage
+    assert sorted(staged) == sorted((table, True) for table in tables for _ in range(2))
 
 
 def test_rows_stored_in_bulk_read_back_as_the_orm_wrote_them(store: Store) -> None:
