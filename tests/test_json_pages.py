@@ -122,6 +122,22 @@ def test_records_polars_would_read_otherwise_are_left_to_json(odd: dict[str, Any
     assert json_text_columns(_cut_all([[rows[1]]]), NAMES) is None  # alone too
 
 
+def _spaced(rows: list[dict[str, Any]]) -> bytes:
+    """``rows`` as a results array's inner text with JSON's every kind of whitespace (space,
+    tab, line feed, carriage return) around each colon and comma."""
+    text = json.dumps(rows, indent="\t", separators=(" ,\r\n", " \t: \n"), ensure_ascii=False)
+    return text.strip()[1:-1].encode()
+
+
+@pytest.mark.parametrize("odd", REFUSED.values(), ids=REFUSED.keys())
+def test_records_spaced_out_are_checked_as_compact_ones_are(odd: dict[str, Any]) -> None:
+    rows = [_event(1), _event(2, properties={"hs_url": "x y", "hs_title": "a : b"})]
+    frame = json_text_columns([_spaced(rows)], NAMES)
+    assert frame is not None and frame.equals(_reader()._frame_of(rows, NAMES))
+    assert json_text_columns([_spaced([rows[0], rows[1] | odd])], NAMES) is None
+    assert json_text_columns([_spaced([rows[0]]) + b" ,\n null \r\n"], NAMES) is None
+
+
 @pytest.mark.parametrize(
     "title", [b"\\ud800", b"\\ud83d\\ude00"], ids=["a lone surrogate", "a surrogate pair"]
 )
