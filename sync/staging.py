@@ -4,17 +4,20 @@ Arrow columns by ADBC's SQLite driver, then moved into the table by one INSERT .
 sqlite3 binds a statement's values one Python object at a time: a first load's million
 activities (ten columns) took 4.3-4.9 s in a test outside Handoff, of which SQLite's own work,
 the same rows moved by INSERT ... SELECT, was 1.3-1.6 s. ADBC's driver binds straight from the
-Arrow columns in C. It links a SQLite library of its own, and two libraries in one process on one
-database file release each other's locks (sqlite.org's "How To Corrupt An SQLite Database File",
-2.2.1; `sync.frames.ReadApart` reads in a process of its own for that reason), so the driver
-never opens the state database: it writes a file of its own, with no journal, which this
-process reads back as bytes into an in-memory database that every connection of the store
-attaches (`attach_stage`; `sqlite3.Connection.deserialize`, which may replace it inside a
-transaction). The INSERT ... SELECT runs in the caller's transaction, as the INSERT it replaces
-would have: its rows commit or roll back with everything else there.
+Arrow columns in C. It links a SQLite library of its own, and two libraries in one process on
+one database file release each other's locks (sqlite.org's "How To Corrupt An SQLite Database
+File", 2.2.1; `sync.frames.ReadApart` reads in a process of its own for that reason), so the
+driver never opens the state database: it writes a file of its own beside it, with no journal,
+which this process reads back as bytes into one of the in-memory databases every connection of
+the store attaches (`attach_stages`; `sqlite3.Connection.deserialize`). The INSERT ... SELECT
+runs in the caller's transaction, as the INSERT it replaces would have: its rows commit or roll
+back with everything else there. The same test, staged so: 2.7-3.3 s (the driver 1.3-1.8, the
+read back 0.03, the INSERT ... SELECT 1.3-1.5).
 
-The same test, staged so: 2.7-3.3 s (the driver 1.3-1.8, the read back 0.03, the INSERT ...
-SELECT 1.3-1.5). Below `MIN_ROWS` rows the file costs more than the binding it saves.
+SQLite refuses to replace a database that a transaction has read (sqlite3_deserialize answers
+SQLITE_BUSY), so each frame takes a stage no statement read since the connection was last
+handed back to the pool, which empties them (`release_stages`); a transaction holding more large
+frames than there are stages binds the rest.
 """
 
 from __future__ import annotations
@@ -23,98 +26,155 @@ import logging
 import os
 import sqlite3
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-__all__ = ["MIN_ROWS", "STAGE", "attach_stage", "insert_staged"]
+__all__ = ["MIN_ROWS", "STAGES", "attach_stages", "insert_staged", "release_stages", "sweep"]
 
 _LOG = logging.getLogger(__name__)
 
-STAGE = "handoff_stage"  # the in-memory database every SQLite connection of the store attaches
+MIN_ROWS = 2_000  # rows from which a frame is staged: a smaller one costs more in files than binds
+# the in-memory databases every SQLite connection of the store attaches, one a staged frame; a
+# transaction of the mirror holds one or two large pages (SQLite attaches at most ten)
+STAGES = tuple(f"handoff_stage_{n}" for n in range(4))
 _TABLE = "staged"
-MIN_ROWS = 2_000  # rows from which a frame is staged (fewer are bound as before)
-# the Arrow types the driver binds as sqlite3 binds the Python values polars lists them as
+_PREFIX = ".handoff-stage-"  # a file the driver writes, beside the database
+_STALE_SECONDS = 3_600  # a file older than this was left by a process killed while staging
+# the polars types whose values the driver binds as sqlite3 binds the Python values listed
 _BOUND_ALIKE = (pl.String, pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.Float64)
+_MAGIC = b"SQLite format 3\x00"
+_failed: list[str] = []  # why the driver failed once in this process: staging is off since
 
 
-def attach_stage(cursor: Any) -> None:
-    """Attach the (empty) in-memory database `insert_staged` stages rows in, on a new
+def attach_stages(cursor: Any) -> None:
+    """Attach the (empty) in-memory databases `insert_staged` stages rows in, on a new
     connection (ATTACH cannot run inside a transaction)."""
-    cursor.execute(f"ATTACH ':memory:' AS {STAGE}")
+    for stage in STAGES:
+        cursor.execute(f"ATTACH ':memory:' AS {stage}")
 
 
 def insert_staged(
     connection: sqlite3.Connection,
+    used: set[str],
     table: str,
     frame: pl.DataFrame,
     literals: Sequence[tuple[str, str]],
     conflict: str | None,
+    folder: Path | None = None,
 ) -> bool:
-    """INSERT INTO ``table`` (quoted) the rows of ``frame`` (its columns named as the table's)
-    with ``literals`` (column, SQL literal) in every row, ``conflict`` (an ON CONFLICT clause)
-    deciding a key held already; in the connection's transaction, begun if none is. Whether it
-    did: False, with nothing written, when the frame is small or holds a column the driver would
-    bind otherwise than sqlite3, when the driver is missing or fails, or when the database
-    refuses a row (a constraint; the statement is undone, the transaction goes on): the caller
-    then binds the rows itself, which finds the refused row."""
+    """INSERT INTO ``table`` (quoted) the rows of ``frame`` and ``literals`` (column, SQL
+    literal) in every row, by way of a stage not in ``used`` (which gains it), with ``conflict``
+    (an ON CONFLICT clause) as the caller's statement would; the driver's file in ``folder``
+    (the database's; None: the system's temporary folder).
+
+    Whether it did. When not (the frame small, or of a type the driver binds otherwise; the
+    driver missing or failing; every stage used; a row refused, which undoes the statement
+    alone), nothing is written and the caller binds the rows, which finds a refused one."""
     if frame.height < MIN_ROWS or _unavailable(connection):
         return False
+    stage = next((name for name in STAGES if name not in used), None)
     given = [c for c in frame.iter_columns() if c.dtype != pl.Null and c.null_count() < c.len()]
-    if not all(column.dtype in _BOUND_ALIKE for column in given):
+    if stage is None or not given or any(c.dtype not in _BOUND_ALIKE for c in given):
         return False
-    image = _staged(pl.DataFrame(given))
+    image = _driver_image(pl.DataFrame(given), folder)
     if image is None:
         return False
-    nulls = [(name, "NULL") for name in frame.columns if name not in {c.name for c in given}]
-    every = [*literals, *nulls]
-    names = ", ".join(_quoted(name) for name in (*(c.name for c in given), *(n for n, _ in every)))
-    values = ", ".join([*(_quoted(c.name) for c in given), *(value for _, value in every)])
-    # WHERE true: without it SQLite would read ON CONFLICT as the SELECT's join constraint
-    statement = f"INSERT INTO {table} ({names}) SELECT {values} FROM {STAGE}.{_TABLE} WHERE true"
-    begun = connection.in_transaction
-    connection.deserialize(image, name=STAGE)
+    used.add(stage)
     try:
-        connection.execute(f"{statement} {conflict or ''}")
-        return True
+        connection.deserialize(image, name=stage)  # copied: the bytes can go
+    except sqlite3.OperationalError as error:  # busy: read in this transaction after all
+        _LOG.debug("stage %s cannot be replaced, binding the rows instead: %s", stage, error)
+        return False
+    finally:
+        del image
+    order = [column.name for column in given]
+    every = [*literals, *((name, "NULL") for name in frame.columns if name not in order)]
+    names = ", ".join(_quoted(name) for name in (*order, *(name for name, _ in every)))
+    values = ", ".join([*map(_quoted, order), *(value for _, value in every)])
+    # WHERE: else SQLite reads ON CONFLICT as the SELECT's join constraint
+    # (https://sqlite.org/lang_upsert.html, "Parsing Ambiguity"); rowid order: a table keyed
+    # later keeps the last row of an id given twice (`sync.store._create_key`)
+    statement = (
+        f"INSERT INTO {table} ({names}) SELECT {values} FROM {stage}.{_TABLE}"
+        f" WHERE true ORDER BY rowid {conflict or ''}"
+    )
+    begun = connection.in_transaction
+    try:
+        connection.execute(statement)
     except sqlite3.IntegrityError:
         if begun and not connection.in_transaction:  # SQLite rolled the transaction back
             raise
         return False
-    finally:
-        connection.deserialize(_empty_image(), name=STAGE)  # the rows' memory let go
+    return True
 
 
-def _staged(frame: pl.DataFrame) -> bytes | None:
-    """A SQLite database holding ``frame``'s rows as table `_TABLE`, in rowid order of the
-    frame's, as ADBC's driver writes it (None, logged, if it cannot)."""
+def release_stages(connection: sqlite3.Connection, used: set[str]) -> None:
+    """Empty the stages in ``used`` (their rows' memory let go), on a connection in no
+    transaction (handed back to the pool); ``used`` is emptied."""
+    for stage in used:
+        try:
+            connection.deserialize(_empty_image(), name=stage)
+        except sqlite3.Error as error:  # its memory goes with the next frame staged there
+            _LOG.debug("stage %s not emptied: %s", stage, error)
+    used.clear()
+
+
+def sweep(folder: Path) -> None:
+    """Delete the driver's files in ``folder`` that a process killed while staging left."""
+    now = time.time()
+    for path in folder.glob(f"{_PREFIX}*.db"):
+        try:
+            if now - path.stat().st_mtime > _STALE_SECONDS:
+                path.unlink()
+        except OSError:  # gone already, or not ours to delete
+            continue
+
+
+def _driver_image(frame: pl.DataFrame, folder: Path | None) -> bytes | None:
+    """The bytes of a SQLite database holding ``frame``'s rows as table `_TABLE`, in the
+    frame's order, as ADBC's driver writes it in ``folder``; None, logged, if it cannot (and
+    staging is off in this process from then on: each large frame would fail alike)."""
     import adbc_driver_sqlite.dbapi as adbc  # `_unavailable` has found it
 
-    handle, name = tempfile.mkstemp(prefix="handoff-stage-", suffix=".db")
-    os.close(handle)
-    path = Path(name)
+    path: Path | None = None
     try:
+        handle, name = tempfile.mkstemp(prefix=_PREFIX, suffix=".db", dir=folder)
+        os.close(handle)
+        path = Path(name)
         with adbc.connect(str(path), autocommit=True) as stage, stage.cursor() as cursor:
             cursor.execute("PRAGMA journal_mode=OFF")  # a file read once and deleted
             cursor.execute("PRAGMA synchronous=OFF")
             cursor.execute("BEGIN")
             cursor.adbc_ingest(_TABLE, frame, mode="create")
             cursor.execute("COMMIT")
-        return path.read_bytes()
+        image = path.read_bytes()
+        if not image.startswith(_MAGIC):
+            raise ValueError("the driver's file is not a SQLite database")
+        return image
     except Exception as error:  # the driver's, the disk's, polars': bind the rows instead
-        _LOG.warning("staging %d rows failed, binding them instead: %s", frame.height, error)
+        _failed.append(str(error))
+        _LOG.warning(
+            "staging %d rows failed; large frames are bound row by row from now on: %s",
+            frame.height,
+            error,
+        )
         return None
     finally:
-        path.unlink(missing_ok=True)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def _unavailable(connection: sqlite3.Connection) -> bool:
-    """Whether staging cannot be done here: no driver, or a sqlite3 without deserialize, or a
-    connection that never attached the stage (logged once)."""
-    reason = _missing() or (None if _attached(connection) else "the stage is not attached")
+    """Whether staging cannot be done on ``connection``: no driver, a sqlite3 that cannot
+    deserialize, the driver failed before, or the stages are not attached (logged once)."""
+    reason = _missing() or (_failed[0] if _failed else None)
+    if reason is None and not _attached(connection, STAGES):
+        reason = "the stages are not attached"
     if reason is not None:
         _log_once(reason)
     return reason is not None
@@ -132,8 +192,10 @@ def _missing() -> str | None:
     return None
 
 
-def _attached(connection: sqlite3.Connection) -> bool:
-    return any(row[1] == STAGE for row in connection.execute("PRAGMA database_list"))
+def _attached(connection: sqlite3.Connection, names: Collection[str]) -> bool:
+    """Whether every database of ``names`` is attached to ``connection``."""
+    attached = {row[1] for row in connection.execute("PRAGMA database_list")}
+    return all(name in attached for name in names)
 
 
 @cache
@@ -143,7 +205,7 @@ def _log_once(reason: str) -> None:
 
 @cache
 def _empty_image() -> bytes:
-    """An empty database's bytes (the stage between frames)."""
+    """An empty database's bytes (what a stage holds between frames)."""
     empty = sqlite3.connect(":memory:")
     try:
         empty.execute("CREATE TABLE emptied (x)")  # a database of no page cannot be serialized

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime
 from functools import cache, lru_cache, partial
 from itertools import chain, islice
 from json.encoder import c_make_encoder, encode_basestring
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, overload
 from uuid import uuid4
@@ -64,7 +65,7 @@ from sqlmodel import Session, SQLModel, col, select
 from connectors.batches import chunked
 from sync.frames import polars_type
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
-from sync.staging import MIN_ROWS, attach_stage, insert_staged
+from sync.staging import MIN_ROWS, attach_stages, insert_staged, release_stages, sweep
 from sync.state import (
     KEY_INDEX,
     AppendOnlyError,
@@ -132,6 +133,7 @@ _SQLITE_PRAGMAS = (
     f"wal_autocheckpoint={BACKSTOP_PAGES}",
     f"threads={_SORTER_THREADS}",
 )
+_STAGES_USED = "handoff_stages_used"  # a pooled connection's stages holding a frame (its info)
 _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp` as polars formats it
@@ -181,12 +183,18 @@ class Store:
         self._checkpointer_lock = threading.Lock()
         self._disposed = False
         self._log_file = _sqlite_file(self._url) if self.dialect == "sqlite" else None
+        # where a large frame's staged copy is written (`sync.staging`): beside the database,
+        # whose disk has room for its rows, where a temporary folder may be memory
+        self._stage_folder = None if self._log_file is None else Path(self._log_file).parent
         # tables whose key index this store dropped for a first load and has not built again:
         # their rows go in by plain INSERT (no conflict target), a key twice kept twice until
         # the index is built (`build_indexes` keeps the last)
         self._keyless: set[str] = set()
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _apply_sqlite_pragmas)
+            event.listen(self.engine, "checkin", _release_stages)
+            if self._stage_folder is not None:
+                sweep(self._stage_folder)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -407,7 +415,7 @@ class Store:
                 written.all_new = False
         stand_ins: tuple[tuple[str, str], ...] = ()
         if self.dialect == "sqlite":
-            if self._staged(connection, table, frame, constant, update, flags):
+            if self._staged(session, table, frame, constant, update, flags):
                 written.stored = frame.height
                 return written
             frame, stand_ins = _null_stand_ins(frame)
@@ -419,27 +427,32 @@ class Store:
 
     def _staged(
         self,
-        connection: Any,
+        session: Session,
         table: Table,
         frame: pl.DataFrame,
         constant: tuple[tuple[str, Any], ...],
         update: Sequence[str] | None,
         flags: Mapping[str, Sequence[str]] | None,
     ) -> bool:
-        """`write_frame`'s rows stored on SQLite by way of a staged copy (`sync.staging`): as
+        """`write_frame`'s rows stored on SQLite by way of a stage (`sync.staging`), as
         `_upsert_rows` would store them, with the same conflict clause. Whether they were."""
         if frame.height < MIN_ROWS:
             return False
-        given = tuple(frame.columns)
-        try:
-            literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
-        except TypeError:
-            return False
+        literals = tuple((name, _sqlite_literal(value)) for name, value in constant)
         conflict = None
         if table.name not in self._keyless:
-            keep, watched = _kept_on_conflict(given, constant, update, flags)
+            keep, watched = _kept_on_conflict(tuple(frame.columns), constant, update, flags)
             conflict = _on_conflict("sqlite", table, keep, watched)
-        return insert_staged(connection, _quoted("sqlite", table.name), frame, literals, conflict)
+        pooled = session.connection().connection
+        return insert_staged(
+            pooled.driver_connection,
+            pooled.info.setdefault(_STAGES_USED, set()),
+            _quoted("sqlite", table.name),
+            frame,
+            literals,
+            conflict,
+            self._stage_folder,
+        )
 
     def _upsert_rows(
         self,
@@ -1933,10 +1946,18 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None
     try:
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
-        attach_stage(cursor)
+        attach_stages(cursor)
         _enter_wal(cursor)
     finally:
         cursor.close()
+
+
+def _release_stages(dbapi_connection: Any, connection_record: Any) -> None:
+    """Empty the stages a connection handed back to the pool staged frames in (its transaction
+    is over: SQLite lets a database a transaction read be replaced only then)."""
+    used = connection_record.info.get(_STAGES_USED)
+    if used:
+        release_stages(dbapi_connection, used)
 
 
 def _enter_wal(cursor: Any) -> None:

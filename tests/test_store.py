@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import shutil
 import sqlite3
 import time
@@ -393,7 +394,8 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def stagings(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each frame `Store.write_frame` offered the stage went by way of it."""
+    """Whether each frame `Store.write_frame` offered the stages went by way of one; staging
+    on again after the test should it turn itself off."""
     offered: list[bool] = []
 
     def spied(*given: Any) -> bool:
@@ -401,19 +403,35 @@ def stagings(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
         return offered[-1]
 
     monkeypatch.setattr("sync.store.insert_staged", spied)
+    monkeypatch.setattr(staging, "_failed", [])
     return offered
 
 
+def _images(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each database the driver writes from here on."""
+    made: list[int] = []
+    image = staging._driver_image
+
+    def counted(*given: Any) -> bytes | None:
+        made.append(len(written := image(*given) or b""))
+        return written or None
+
+    monkeypatch.setattr(staging, "_driver_image", counted)
+    return made
+
+
 def test_a_large_frame_with_a_row_the_database_refuses_is_bound_to_find_it(
-    sqlite_store: Store, stagings: list[bool]
+    sqlite_store: Store, stagings: list[bool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    images = _images(monkeypatch)
     table = Person.__table__  # type: ignore[attr-defined]
     rows = staging.MIN_ROWS + 500
     with sqlite_store.session() as session:
         written = sqlite_store.write_frame(
             session, table, _people_frame(rows, refused=1_700), fixed=_person_fixed(sqlite_store)
         )
-    assert stagings == [False]  # the staged INSERT was refused whole, and undone
+    # the rows were staged, and the INSERT of them refused whole and undone
+    assert len(images) == 1 and images[0] > 0 and stagings == [False]
     assert written.stored == rows - 1 and [row[0] for row, _ in written.refused] == ["p01700"]
     with sqlite_store.session() as session:
         held = dict(session.execute(select(Person.id, Person.employees)).all())
@@ -422,25 +440,101 @@ def test_a_large_frame_with_a_row_the_database_refuses_is_bound_to_find_it(
 
 
 def test_staged_rows_commit_or_roll_back_with_the_callers_transaction(
-    sqlite_store: Store, stagings: list[bool]
+    sqlite_store: Store, stagings: list[bool], tmp_path: Path
 ) -> None:
     table = Person.__table__  # type: ignore[attr-defined]
     fixed = _person_fixed(sqlite_store)
-    frame = _people_frame(staging.MIN_ROWS)
     with pytest.raises(RuntimeError), sqlite_store.session() as session:
-        sqlite_store.write_frame(session, table, frame, fixed=fixed)
+        sqlite_store.write_frame(session, table, _people_frame(staging.MIN_ROWS), fixed=fixed)
         raise RuntimeError("the stage fails after it")
-    assert _count(sqlite_store, Person) == 0
+    assert _count(sqlite_store, Person) == 0 and stagings == [True]
+    # one transaction, a write before the frames: each frame a stage of its own (SQLite does not
+    # let a database a transaction read be replaced), one more than there are stages bound
+    frames = [
+        _people_frame(staging.MIN_ROWS).with_columns(pl.col("id") + f"-{n}")
+        for n in range(len(staging.STAGES) + 1)
+    ]
     with sqlite_store.session() as session:
-        session.execute(update(table).values(title="unrelated"))  # a transaction under way
-        assert sqlite_store.write_frame(session, table, frame, fixed=fixed).stored == frame.height
-        connection = session.connection().connection.driver_connection
-        stage = f"SELECT count(*) FROM {staging.STAGE}.sqlite_master"
-        assert connection.execute(stage).fetchone() == (0,)  # the staged rows' memory let go
-    assert stagings == [True, True] and _count(sqlite_store, Person) == frame.height
+        session.execute(update(table).values(title="unrelated"))
+        for frame in frames:
+            assert sqlite_store.write_frame(session, table, frame, fixed=fixed).stored == 2_000
+        pooled = session.connection().connection
+        used, raw = pooled.info["handoff_stages_used"], pooled.driver_connection
+        assert used == set(staging.STAGES)
+    assert stagings == [True, *[True] * len(staging.STAGES), False]
+    assert _count(sqlite_store, Person) == len(frames) * staging.MIN_ROWS
+    # handed back to the pool, the connection's stages were emptied
+    held = [
+        raw.execute(f"SELECT count(*) FROM {stage}.sqlite_master").fetchone()
+        for stage in staging.STAGES
+    ]
+    assert used == set() and held == [(0,)] * len(staging.STAGES)
+    assert not list(tmp_path.glob(".handoff-stage-*"))  # the driver's files are gone
 
 
-def test_without_the_driver_or_when_it_fails_large_frames_are_bound(
+def test_awkward_numbers_staged_store_as_they_store_bound(
+    sqlite_store: Store, stagings: list[bool], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = Person.__table__  # type: ignore[attr-defined]
+    rows = staging.MIN_ROWS
+    odd = [math.nan, math.inf, -math.inf, -0.0, 5e-324, None, 1.5]
+    frame = _people_frame(rows).with_columns(
+        pl.Series("employees", [n % 30_000 - 15_000 for n in range(rows)], dtype=pl.Int16),
+        pl.Series("revenue", [odd[n % len(odd)] for n in range(rows)], dtype=pl.Float64),
+        pl.Series("phone", ["a\x00b" if n % 2 else "" for n in range(rows)]),
+    )
+    query = "SELECT id, employees, typeof(employees), revenue, typeof(revenue), phone FROM person"
+    held = []
+    for store in (sqlite_store, Store.open(f"sqlite:///{tmp_path / 'bound.db'}")):
+        with store.session() as session:
+            store.write_frame(session, table, frame, fixed=_person_fixed(store))
+        with store.engine.connect() as connection:
+            held.append(sorted(map(tuple, connection.exec_driver_sql(query))))
+        monkeypatch.setattr("sync.store.insert_staged", lambda *given: False)
+        store.dispose()
+    assert stagings == [True] and held[0] == held[1]
+    assert {row[4] for row in held[0]} == {"real", "null"}  # NaN as null, as sqlite3 binds it
+
+
+def test_a_stage_sqlite_will_not_replace_leaves_the_rows_to_be_bound(tmp_path: Path) -> None:
+    class Busy:  # a connection whose SQLite refuses to replace a stage read by its transaction
+        def __init__(self, connection: sqlite3.Connection) -> None:
+            self._connection = connection
+            self.in_transaction = False
+
+        def execute(self, statement: str) -> Any:
+            return self._connection.execute(statement)
+
+        def deserialize(self, data: bytes, *, name: str) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+    with closing(sqlite3.connect(tmp_path / "state.db")) as connection:
+        staging.attach_stages(connection)
+        connection.execute("CREATE TABLE t (id TEXT)")
+        used: set[str] = set()
+        frame = pl.DataFrame({"id": [str(n) for n in range(staging.MIN_ROWS)]})
+        busy = Busy(connection)
+        assert not staging.insert_staged(busy, used, "t", frame, [], None)  # type: ignore[arg-type]
+        assert used == {staging.STAGES[0]}  # not offered again in this transaction
+        assert staging.insert_staged(connection, used, "t", frame, [], None, tmp_path)
+        assert used == set(staging.STAGES[:2])
+        assert connection.execute("SELECT count(*) FROM t").fetchone() == (staging.MIN_ROWS,)
+
+
+def test_the_drivers_files_a_killed_process_left_are_swept_when_the_store_opens(
+    tmp_path: Path,
+) -> None:
+    left, fresh = tmp_path / ".handoff-stage-old.db", tmp_path / ".handoff-stage-new.db"
+    for path in (left, fresh):
+        path.write_bytes(b"rows")
+    hours_ago = time.time() - 7_200
+    os.utime(left, (hours_ago, hours_ago))  # a staging takes milliseconds
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}"):
+        pass
+    assert not left.exists() and fresh.exists()  # another process may be writing that one
+
+
+def test_without_the_driver_or_once_it_failed_large_frames_are_bound(
     sqlite_store: Store,
     stagings: list[bool],
     monkeypatch: pytest.MonkeyPatch,
@@ -450,6 +544,8 @@ def test_without_the_driver_or_when_it_fails_large_frames_are_bound(
 
     table = Person.__table__  # type: ignore[attr-defined]
     fixed = _person_fixed(sqlite_store)
+    images = _images(monkeypatch)
+    real = adbc_driver_sqlite.dbapi.connect
 
     def broken(*given: Any, **options: Any) -> Any:
         raise OSError("No space left on device")
@@ -457,15 +553,24 @@ def test_without_the_driver_or_when_it_fails_large_frames_are_bound(
     monkeypatch.setattr(adbc_driver_sqlite.dbapi, "connect", broken)
     with sqlite_store.session() as session:
         sqlite_store.write_frame(session, table, _people_frame(staging.MIN_ROWS), fixed=fixed)
-    assert "staging 2000 rows failed, binding them instead: No space left on device" in caplog.text
-    monkeypatch.setattr(staging, "_missing", lambda: "no driver here")
+    assert (
+        "staging 2000 rows failed; large frames are bound row by row from now on: "
+        "No space left on device" in caplog.text
+    )
+    monkeypatch.setattr(adbc_driver_sqlite.dbapi, "connect", real)  # it would work again
     with sqlite_store.session() as session:
         frame = _people_frame(staging.MIN_ROWS).with_columns(pl.lit("Again").alias("title"))
         sqlite_store.write_frame(session, table, frame, fixed=fixed)
-    assert stagings == [False, False]
+    assert len(images) == 1  # the driver was not tried again in this process
+    monkeypatch.setattr(staging, "_failed", [])
+    monkeypatch.setattr(staging, "_missing", lambda: "no driver here")
+    with sqlite_store.session() as session:
+        frame = _people_frame(staging.MIN_ROWS).with_columns(pl.lit("Third").alias("title"))
+        sqlite_store.write_frame(session, table, frame, fixed=fixed)
+    assert stagings == [False, False, False] and len(images) == 1
     with sqlite_store.session() as session:
         titles = set(session.execute(select(Person.title)).scalars())
-    assert titles == {"Again"} and _count(sqlite_store, Person) == staging.MIN_ROWS
+    assert titles == {"Third"} and _count(sqlite_store, Person) == staging.MIN_ROWS
 
 
 def test_updates_of_many_rows_land_as_one_a_row_would(store: Store) -> None:

@@ -514,8 +514,8 @@ def test_large_batches_staged_on_sqlite_store_exactly_what_rows_bound_one_by_one
 ) -> None:
     staged: list[tuple[str, bool]] = []
 
-    def spied(connection: Any, table: str, frame: pl.DataFrame, *rest: Any) -> bool:
-        done = staging.insert_staged(connection, table, frame, *rest)
+    def spied(connection: Any, used: set[str], table: str, *rest: Any) -> bool:
+        done = staging.insert_staged(connection, used, table, *rest)
         staged.append((table.strip('"'), done))
         return done
 
