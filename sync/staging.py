@@ -34,15 +34,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = [
-    "MIN_ROWS",
-    "STAGES",
-    "attach_stages",
-    "insert_staged",
-    "release_stages",
-    "sweep",
-    "update_staged",
-]
+__all__ = ["MIN_ROWS", "STAGES", "attach_stages", "insert_staged", "release_stages", "sweep"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -83,79 +75,34 @@ def insert_staged(
     Whether it did. When not (the frame small, or of a type the driver binds otherwise; the
     driver missing or failing; every stage used; a row refused, which undoes the statement
     alone), nothing is written and the caller binds the rows, which finds a refused one."""
-    staged = _staged(connection, used, frame, folder)
-    if staged is None:
-        return False
-    stage, given = staged
-    every = [*literals, *((name, "NULL") for name in frame.columns if name not in given)]
-    names = ", ".join(_quoted(name) for name in (*given, *(name for name, _ in every)))
-    values = ", ".join([*map(_quoted, given), *(value for _, value in every)])
-    # WHERE: else SQLite reads ON CONFLICT as the SELECT's join constraint
-    # (https://sqlite.org/lang_upsert.html, "Parsing Ambiguity"); rowid order: a table keyed
-    # later keeps the last row of an id given twice (`sync.store._create_key`)
-    return _run(
-        connection,
-        f"INSERT INTO {table} ({names}) SELECT {values} FROM {stage}.{_TABLE}"
-        f" WHERE true ORDER BY rowid {conflict or ''}",
-    )
-
-
-def update_staged(
-    connection: sqlite3.Connection,
-    used: set[str],
-    table: str,
-    key: Sequence[str],
-    frame: pl.DataFrame,
-    folder: Path | None = None,
-) -> bool:
-    """UPDATE ``table`` (quoted) from the rows of ``frame`` by way of a stage, as
-    `insert_staged` does: each row found by its ``key`` columns (the frame's first, each row's
-    key its own), its other columns set; a key the table does not hold updates nothing. Whether
-    it did (as there)."""
-    staged = _staged(connection, used, frame, folder)
-    if staged is None:
-        return False
-    stage, given = staged
-    setting = ", ".join(
-        f"{_quoted(name)} = " + (f"given.{_quoted(name)}" if name in given else "NULL")
-        for name in frame.columns
-        if name not in key
-    )
-    matching = " AND ".join(f"{table}.{_quoted(name)} = given.{_quoted(name)}" for name in key)
-    return _run(
-        connection,
-        f"UPDATE {table} SET {setting} FROM {stage}.{_TABLE} AS given WHERE {matching}",
-    )
-
-
-def _staged(
-    connection: sqlite3.Connection, used: set[str], frame: pl.DataFrame, folder: Path | None
-) -> tuple[str, list[str]] | None:
-    """The stage (not in ``used``, which gains it) holding ``frame``'s rows, and the frame's
-    columns it holds (those null throughout left out); None when the rows were not staged."""
     if frame.height < MIN_ROWS or _unavailable(connection):
-        return None
+        return False
     stage = next((name for name in STAGES if name not in used), None)
     given = [c for c in frame.iter_columns() if c.dtype != pl.Null and c.null_count() < c.len()]
     if stage is None or not given or any(c.dtype not in _BOUND_ALIKE for c in given):
-        return None
+        return False
     image = _driver_image(pl.DataFrame(given), folder)
     if image is None:
-        return None
+        return False
     used.add(stage)
     try:
         connection.deserialize(image, name=stage)  # copied: the bytes can go
     except sqlite3.OperationalError as error:  # busy: read in this transaction after all
         _LOG.debug("stage %s cannot be replaced, binding the rows instead: %s", stage, error)
-        return None
+        return False
     finally:
         del image
-    return stage, [column.name for column in given]
-
-
-def _run(connection: sqlite3.Connection, statement: str) -> bool:
-    """Execute ``statement`` in the connection's transaction: whether it did, False when the
-    database refused a row (the statement undone alone)."""
+    order = [column.name for column in given]
+    every = [*literals, *((name, "NULL") for name in frame.columns if name not in order)]
+    names = ", ".join(_quoted(name) for name in (*order, *(name for name, _ in every)))
+    values = ", ".join([*map(_quoted, order), *(value for _, value in every)])
+    # WHERE: else SQLite reads ON CONFLICT as the SELECT's join constraint
+    # (https://sqlite.org/lang_upsert.html, "Parsing Ambiguity"); rowid order: a table keyed
+    # later keeps the last row of an id given twice (`sync.store._create_key`)
+    statement = (
+        f"INSERT INTO {table} ({names}) SELECT {values} FROM {stage}.{_TABLE}"
+        f" WHERE true ORDER BY rowid {conflict or ''}"
+    )
     begun = connection.in_transaction
     try:
         connection.execute(statement)

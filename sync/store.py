@@ -65,14 +65,7 @@ from sqlmodel import Session, SQLModel, col, select
 from connectors.batches import chunked
 from sync.frames import polars_type
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
-from sync.staging import (
-    MIN_ROWS,
-    attach_stages,
-    insert_staged,
-    release_stages,
-    sweep,
-    update_staged,
-)
+from sync.staging import MIN_ROWS, attach_stages, insert_staged, release_stages, sweep
 from sync.state import (
     KEY_INDEX,
     AppendOnlyError,
@@ -190,6 +183,9 @@ class Store:
         self._checkpointer_lock = threading.Lock()
         self._disposed = False
         self._log_file = _sqlite_file(self._url) if self.dialect == "sqlite" else None
+        # where a large frame's staged copy is written (`sync.staging`): beside the database,
+        # whose disk has room for its rows, where a temporary folder may be memory
+        self._stage_folder = None if self._log_file is None else Path(self._log_file).parent
         # tables whose key index this store dropped for a first load and has not built again:
         # their rows go in by plain INSERT (no conflict target), a key twice kept twice until
         # the index is built (`build_indexes` keeps the last)
@@ -197,8 +193,8 @@ class Store:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _apply_sqlite_pragmas)
             event.listen(self.engine, "checkin", _release_stages)
-            if self._log_file is not None:  # the driver's files a killed run left
-                sweep(Path(self._log_file).parent)
+            if self._stage_folder is not None:
+                sweep(self._stage_folder)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -447,9 +443,16 @@ class Store:
         if table.name not in self._keyless:
             keep, watched = _kept_on_conflict(tuple(frame.columns), constant, update, flags)
             conflict = _on_conflict("sqlite", table, keep, watched)
-        connection, used, folder = _stage_of(session)
-        name = _quoted("sqlite", table.name)
-        return insert_staged(connection, used, name, frame, literals, conflict, folder)
+        pooled = session.connection().connection
+        return insert_staged(
+            pooled.driver_connection,
+            pooled.info.setdefault(_STAGES_USED, set()),
+            _quoted("sqlite", table.name),
+            frame,
+            literals,
+            conflict,
+            self._stage_folder,
+        )
 
     def _upsert_rows(
         self,
@@ -951,12 +954,6 @@ def insert_rows_missing(
         return
     connection = _driver_connection(session)
     if session.get_bind().dialect.name == "sqlite":
-        if rows.height >= MIN_ROWS:
-            conflict = _on_conflict("sqlite", table, ())
-            connection, used, folder = _stage_of(session)
-            name = _quoted("sqlite", table.name)
-            if insert_staged(connection, used, name, rows, (), conflict, folder):
-                return
         _sqlite_insert_many(connection, table, rows)
     elif new:
         _copy_frame(connection, table, rows)
@@ -1217,12 +1214,6 @@ def update_frame(session: Session, table: Table, rows: pl.DataFrame) -> None:
     if rows.is_empty():
         return
     if session.get_bind().dialect.name == "sqlite":
-        key = rows.columns[: len(table.primary_key.columns)]
-        if rows.height >= MIN_ROWS and not rows.select(key).is_duplicated().any():
-            connection, used, folder = _stage_of(session)
-            name = _quoted("sqlite", table.name)
-            if update_staged(connection, used, name, key, rows, folder):
-                return
         for chunk in rows.iter_slices(_UPDATE_SLICE):
             update_rows(session, table, chunk.columns, _FrameRows(chunk))
         return
@@ -1813,17 +1804,6 @@ def _quoted(dialect: str, name: str) -> str:
     """An identifier quoted as `dialect` wants it (only where needed)."""
     preparer = (sqlite if dialect == "sqlite" else postgresql).dialect().identifier_preparer
     return str(preparer.quote(name))
-
-
-def _stage_of(session: Session) -> tuple[Any, set[str], Path | None]:
-    """What `sync.staging` stages a SQLite session's rows with: its driver's connection, the
-    stages that connection filled since it left the pool, and its database's folder (None in
-    memory), where the driver's file is written (its disk has room for the rows, where a
-    temporary folder may be memory)."""
-    pooled = session.connection().connection
-    file = _sqlite_file(session.get_bind().url)
-    folder = None if file is None else Path(file).parent
-    return pooled.driver_connection, pooled.info.setdefault(_STAGES_USED, set()), folder
 
 
 def _driver_connection(session: Session) -> Any:

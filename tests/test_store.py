@@ -573,55 +573,6 @@ def test_without_the_driver_or_once_it_failed_large_frames_are_bound(
     assert titles == {"Third"} and _count(sqlite_store, Person) == staging.MIN_ROWS
 
 
-def test_large_updates_and_inserts_of_missing_rows_staged_store_what_bound_rows_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    rows = staging.MIN_ROWS + 300
-    people = _people_frame(rows)
-    changed = pl.DataFrame(
-        {
-            "id": [*people["id"][100:].reverse(), "p99999"],  # a key not held: nothing updated
-            "title": [None if n % 3 else f"T\u00e9{n}" for n in range(rows - 99)],
-            "link_basis": ["" if n % 5 else f"b{n}" for n in range(rows - 99)],
-            "match_rule": pl.Series([None] * (rows - 99), dtype=pl.String),  # null throughout
-        }
-    )
-    twice = pl.concat([changed.head(2_100), changed.head(1)])  # a key given twice: bound
-    variants = pl.DataFrame(
-        {"variant": [f"v{n:05}" for n in range(rows)], "key": [f"k{n % 7}" for n in range(rows)]}
-    )
-    staged: list[tuple[str, bool]] = []
-    for way in ("staged", "bound"):
-        for name in ("update_staged", "insert_staged"):
-            real = getattr(staging, name)
-
-            def spied(
-                *given: Any, real: Any = real, name: str = name, on: bool = way == "staged"
-            ) -> bool:
-                done = on and real(*given)
-                staged.append((name, done))
-                return done
-
-            monkeypatch.setattr(f"sync.store.{name}", spied)
-        with Store.open(f"sqlite:///{tmp_path / way}.db") as store, store.session() as session:
-            table = table_of(Person)
-            store.write_frame(session, table, people, fixed=_person_fixed(store))
-            update_frame(session, table, changed)
-            update_frame(session, table, twice.with_columns(pl.lit("again").alias("title")))
-            insert_rows_missing(session, table_of(NameVariant), variants[::3])
-            insert_rows_missing(session, table_of(NameVariant), variants)
-            query = "SELECT * FROM person ORDER BY id"
-            held = [tuple(r) for r in session.connection().exec_driver_sql(query)]
-            query = "SELECT variant, key FROM name_variant ORDER BY variant"
-            held += [tuple(r) for r in session.connection().exec_driver_sql(query)]
-        if way == "staged":
-            first = held
-    assert held == first and len(held) == rows * 2  # no row for the key not held
-    # the person rows, the update, the missing variants: each staged once; the key given
-    # twice and the variants too few were bound
-    assert staged[:3] == [("insert_staged", True), ("update_staged", True), ("insert_staged", True)]
-
-
 def test_updates_of_many_rows_land_as_one_a_row_would(store: Store) -> None:
     # 1,234 people: on SQLite two statements of 500 rows and a rest; a key not held, nulls, an
     # empty text; on SQLite a key given twice (its last values kept, as a row at a time keeps
