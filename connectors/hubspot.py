@@ -723,13 +723,13 @@ class HubSpotConnector:
         (`touch_columns`: an event's id, kind, time as `millis_texts` writes it, contact and
         URL), read a column at a time, with no dict made an event."""
         wanted = [e for e in events if e.get("type") in EMAIL_KINDS]
-        recipients = [str(e.get("recipient") or "") for e in wanted]
+        recipients = [str(e.get("recipient") or "").lower() for e in wanted]
         self._look_up(recipients)
         contact_of = self._contact_of
         joined = [
             (event, contact)
             for event, recipient in zip(wanted, recipients, strict=True)
-            if (contact := contact_of.get(recipient.lower())) is not None
+            if (contact := contact_of.get(recipient)) is not None
         ]
         tally.skip("email event of an address that is no contact", len(wanted) - len(joined))
         return touch_columns(
@@ -742,12 +742,17 @@ class HubSpotConnector:
 
     def _joined_frame(self, touches: pl.DataFrame, tally: Tally) -> pl.DataFrame:
         """`_joined` of email touches read as columns (`email_touches`): each recipient's
-        contact found in what the pull has learned (`_look_up`)."""
-        recipients = touches["recipient"]
-        self._look_up(recipients.unique(maintain_order=True).to_list())
-        contact_of = self._contact_of
-        contacts = [contact_of.get(recipient) for recipient in recipients.to_list()]
-        joined = touches.with_columns(objectId=pl.Series(contacts, dtype=pl.String)).filter(
+        contact found in what the pull has learned (`_look_up`), once for every recipient of
+        the group, and joined to its events by polars (a group of 30,000 events names about
+        half as many recipients)."""
+        recipients = touches["recipient"].unique().to_list()
+        self._look_up(recipients)
+        contacts = list(map(self._contact_of.get, recipients))
+        found = pl.DataFrame(
+            {"recipient": recipients, "objectId": contacts},
+            schema={"recipient": pl.String, "objectId": pl.String},
+        )
+        joined = touches.join(found, on="recipient", how="left", maintain_order="left").filter(
             pl.col("objectId").is_not_null()
         )
         tally.skip("email event of an address that is no contact", touches.height - joined.height)
@@ -761,8 +766,9 @@ class HubSpotConnector:
         return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
 
     def _look_up(self, emails: Sequence[str]) -> None:
-        """Learn the contacts of emails not seen yet: batch reads by email, 100 a call."""
-        unknown = sorted({e.lower() for e in emails if e and e.lower() not in self._contact_of})
+        """Learn the contacts of emails (in lower case) not seen yet: batch reads by email, 100
+        a call."""
+        unknown = sorted(set(filter(None, emails)).difference(self._contact_of))
         for chunk in chunked(unknown, _FIND_CHUNK):
             self._contact_of |= dict.fromkeys(chunk)
             inputs = [{"id": email} for email in chunk]
