@@ -195,7 +195,7 @@ class _Run:
     now: datetime
     report: RunReport
     progress: Progress | None
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)  # as `EVENT_ROW`, at `now`
     resync: FullResync | None = None
     book: Book | None = None
     recount: bool = False  # accounts were deleted: the tiers are counted, not moved
@@ -213,17 +213,7 @@ class _Run:
         self, stage: str, action: str, obj: str, record: str, reason: str, detail: Any = None
     ) -> None:
         """A per-record line of the run log."""
-        self.events.append(
-            {
-                "at": self.now,
-                "stage": _EVENT_STAGE[stage],
-                "object": obj,
-                "record_id": record,
-                "action": action,
-                "reason": reason,
-                "detail": detail,
-            }
-        )
+        self.events.append((_EVENT_STAGE[stage], obj, record, action, reason, detail))
 
     def tick(self, stage: str, done: int, total: int | None = None) -> None:
         if self.progress is not None:
@@ -468,11 +458,12 @@ def _settled(run: _Run) -> None:
         record_scores(run.store, session, run.scores, run.now, run.report.run_id)
         settle(session, set(run.scores) - {t.account_id for t in unsettled if not _orphan(t)})
         settle_orphans(session, set(run.orphans) - {t.record_id for t in unsettled if _orphan(t)})
-    for planned in run.outcome.written:
-        stream = planned.target.stream
-        run.report.written[stream] = run.report.written.get(stream, 0) + 1
-        run.report.orphans_written += _orphan(planned.target)
-        run.event("write", "written", stream, planned.target.record_id, planned.why)
+    written, report, stage = run.report.written, run.report, _EVENT_STAGE["write"]
+    for planned in run.outcome.written:  # a line each: a first run's million, one at a time
+        target = planned.target
+        written[target.stream] = written.get(target.stream, 0) + 1
+        report.orphans_written += _orphan(target)
+        run.events.append((stage, target.stream, target.record_id, "written", planned.why, None))
     for planned, result in run.outcome.failed:
         failure = {
             "object": planned.target.stream,
@@ -624,7 +615,7 @@ def _log(run: _Run, calls_before: int) -> None:
     report = run.report
     report.api_calls, report.budget_left = usage.calls - calls_before, usage.budget_left
     with run.store.session() as session:
-        run.store.add_events(session, report.run_id, run.events)
+        run.store.add_event_rows(session, report.run_id, run.now, run.events)
         retention = run.config.event_retention_days
         report.events_forgotten = forget_events(session, run.now, retention)
         finished = run.now + timedelta(seconds=sum(report.stages.values()))

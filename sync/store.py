@@ -83,6 +83,7 @@ from sync.state import (
 from sync.wal import BACKSTOP_PAGES, Checkpointer
 
 __all__ = [
+    "EVENT_ROW",
     "FEW_IDS",
     "Adapter",
     "IndexBuild",
@@ -115,6 +116,7 @@ T = TypeVar("T")
 _BATCH_SIZE = 5_000
 _EVENT_BATCH = 50_000  # run log events per bulk write
 _EVENT_COLUMNS = ("at", "stage", "object", "record_id", "action", "reason", "detail")
+EVENT_ROW = _EVENT_COLUMNS[1:]  # a run's event as `Store.add_event_rows` takes it
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
 IN_CHUNK = 5_000  # ids per IN list of the stages' own lookups (`in_chunks`)
@@ -757,6 +759,20 @@ class Store:
             self.put_rows(session, table, _EVENT_COLUMNS, rows, fixed={"run_id": run_id}, new=True)
             count += len(batch)
         return count
+
+    def add_event_rows(
+        self, session: Session, run_id: str, at: datetime, rows: Sequence[tuple[Any, ...]]
+    ) -> int:
+        """`add_events` of events all logged at ``at``, each a tuple of text or None in the
+        order of `EVENT_ROW` (a run's: a first run logs a line per record written, and a
+        mapping a line cost more than its insert); return how many."""
+        table = table_of(RunEvent)
+        [stamp] = self.adapters(table, ["at"])
+        fixed = {"run_id": run_id, "at": at if stamp is None else stamp(at)}
+        session.flush()  # the run's own row, which the events refer to
+        for batch in _batches(rows, _EVENT_BATCH):
+            self.put_rows(session, table, EVENT_ROW, batch, fixed=fixed, new=True)
+        return len(rows)
 
     def append_scores(self, session: Session, rows: Rows) -> int:
         """Append score history rows in bulk (`put_mappings`); return how many."""

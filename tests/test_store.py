@@ -925,6 +925,21 @@ def test_run_log_records_start_events_and_finish(store: Store) -> None:
     ]
 
 
+def test_run_events_given_as_rows_are_logged_at_the_run_time_in_order(store: Store) -> None:
+    rows = [("write", "contacts", f"c{n}", "written", "new", None) for n in range(3)] + [
+        ("write", "companies", "a1", "failed", "INVALID_EMAIL", "Email is invalid")
+    ]
+    with store.session() as session:
+        run = store.record_run_start(session, "hubspot", T0)
+        assert store.add_event_rows(session, run.id, T0 + timedelta(seconds=5), rows) == 4
+    with store.session() as session:
+        logged = session.exec(select(RunEvent).order_by(RunEvent.id)).all()
+    assert [
+        (e.run_id, e.at, e.stage, e.object, e.record_id, e.action, e.reason, e.detail)
+        for e in logged
+    ] == [(run.id, T0 + timedelta(seconds=5), *row) for row in rows]
+
+
 def test_reopening_a_database_keeps_its_rows(store: Store, store_url: str) -> None:
     with store.session() as session:
         store.upsert(session, Person, [_person("p1")])
