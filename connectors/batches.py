@@ -35,32 +35,40 @@ def written_rows(
     callers read rows, never change them. A value met again (a run's one scored-at in every
     row) is written out once too."""
     made: dict[int, dict[str, T]] = {}
+    named: dict[tuple[str, ...], list[str]] = {}  # the CRM's names of each set of our fields
     rows = {}
-    converted = _Converted(value)
+    converted = _Converted(value, as_is)
     for update in updates:
         values = update.values
         row = made.get(id(values))
         if row is None:
-            refused = sorted(set(values) - set(stream.writable))
-            if refused:
-                raise ValueError(f"Handoff does not write {refused} on {stream.name}")
-            row = made[id(values)] = {
-                names[key]: v if type(v) in as_is else converted(v) for key, v in values.items()
-            }
+            keys = tuple(values)
+            theirs = named.get(keys)
+            if theirs is None:
+                refused = sorted(set(keys) - set(stream.writable))
+                if refused:
+                    raise ValueError(f"Handoff does not write {refused} on {stream.name}")
+                theirs = named[keys] = [names[key] for key in keys]
+            row = made[id(values)] = dict(zip(theirs, map(converted, values.values()), strict=True))
         rows[update.id] = row
     return rows
 
 
 class _Converted(Generic[T]):
     """``value`` of each value, kept by the value and its type (1, 1.0 and True are equal keys
-    of a dict, yet written apart); a value that cannot be a key is converted each time."""
+    of a dict, yet written apart); a value of a type in ``as_is`` as it is, and one that cannot
+    be a key converted each time."""
 
-    def __init__(self, value: Callable[[Any], T]) -> None:
+    def __init__(self, value: Callable[[Any], T], as_is: Collection[type] = ()) -> None:
         self._value = value
+        self._as_is = frozenset(as_is)
         self._seen: dict[tuple[type, Any], T] = {}
 
     def __call__(self, raw: Any) -> T:
-        key = (type(raw), raw)
+        kind = type(raw)
+        if kind in self._as_is:
+            return raw  # type: ignore[no-any-return]
+        key = (kind, raw)
         try:
             return self._seen[key]
         except KeyError:
