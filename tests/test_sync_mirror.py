@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from sqlalchemy import Column, Index, Integer, MetaData, Table, func, inspect, text, update
+from sqlalchemy import Column, Index, Integer, MetaData, Table, event, func, inspect, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
@@ -31,6 +31,7 @@ from connectors.protocol import (
 )
 from connectors.streams import HUBSPOT_STREAMS, SALESFORCE_STREAMS, WRITTEN_BACK, Stream
 from sync import Store, mirror, staging
+from sync import store as store_module
 from sync.mirror import ENTITY_TABLES, StreamPull, mirror_stream, mirror_streams
 from sync.state import (
     Account,
@@ -609,6 +610,41 @@ def test_a_first_load_leaves_the_activity_and_person_indexes_to_a_caller_who_ask
     connector = Scripted(_org())
     list(mirror_streams(store, connector, T0, streams=["Task"], unbuilt=again))  # type: ignore[arg-type]
     assert again == []
+
+
+def test_an_index_build_behind_sorts_in_a_small_cache_and_gives_its_connection_back_as_it_was(
+    store: Store,
+) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("SQLite's page cache and sorter threads")
+    unbuilt: list[Any] = []
+    list(mirror_streams(store, Scripted(_org()), T0, streams=_ENTITY, unbuilt=unbuilt))  # type: ignore[arg-type]
+    seen: list[tuple[int, int]] = []  # (cache_size, threads) of each connection given back
+
+    def given_back(driver: Any, _record: Any) -> None:
+        pragmas = (driver.execute(f"PRAGMA {name}").fetchone()[0] for name in _POOLED)
+        seen.append(tuple(pragmas))  # type: ignore[arg-type]
+
+    sizes: list[int] = []
+    build = store_module.Store.build_indexes
+
+    def building(self: Store, session: Any, tables: Any, **options: Any) -> None:
+        driver = session.connection().connection.driver_connection
+        sizes.append(driver.execute("PRAGMA cache_size").fetchone()[0])
+        build(self, session, tables, **options)
+
+    event.listen(store.engine, "checkin", given_back)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(store_module.Store, "build_indexes", building)
+            store.build_indexes_behind(unbuilt).wait()
+    finally:
+        event.remove(store.engine, "checkin", given_back)
+    assert sizes == [-store_module._BUILD_CACHE_KIB]
+    assert seen and set(seen) == {(-store_module._CACHE_KIB, store_module._SORTER_THREADS)}
+
+
+_POOLED = ("cache_size", "threads")
 
 
 def test_an_index_build_behind_raises_its_error_when_waited_for(store: Store) -> None:
