@@ -458,12 +458,12 @@ def _settled(run: _Run) -> None:
         record_scores(run.store, session, run.scores, run.now, run.report.run_id)
         settle(session, set(run.scores) - {t.account_id for t in unsettled if not _orphan(t)})
         settle_orphans(session, set(run.orphans) - {t.record_id for t in unsettled if _orphan(t)})
-    written, report, stage = run.report.written, run.report, _EVENT_STAGE["write"]
-    for planned in run.outcome.written:  # a line each: a first run's million, one at a time
+    written, report = run.report.written, run.report
+    for planned in run.outcome.written:
         target = planned.target
         written[target.stream] = written.get(target.stream, 0) + 1
         report.orphans_written += _orphan(target)
-        run.events.append((stage, target.stream, target.record_id, "written", planned.why, None))
+        run.event("write", "written", target.stream, target.record_id, planned.why)
     for planned, result in run.outcome.failed:
         failure = {
             "object": planned.target.stream,
@@ -615,7 +615,7 @@ def _log(run: _Run, calls_before: int) -> None:
     report = run.report
     report.api_calls, report.budget_left = usage.calls - calls_before, usage.budget_left
     with run.store.session() as session:
-        run.store.add_event_rows(session, report.run_id, run.now, run.events)
+        run.store.add_events(session, report.run_id, run.now, run.events)
         retention = run.config.event_retention_days
         report.events_forgotten = forget_events(session, run.now, retention)
         finished = run.now + timedelta(seconds=sum(report.stages.values()))

@@ -115,8 +115,7 @@ StatementFor = Callable[[tuple[str, ...]], Executable]
 T = TypeVar("T")
 _BATCH_SIZE = 5_000
 _EVENT_BATCH = 50_000  # run log events per bulk write
-_EVENT_COLUMNS = ("at", "stage", "object", "record_id", "action", "reason", "detail")
-EVENT_ROW = _EVENT_COLUMNS[1:]  # a run's event as `Store.add_event_rows` takes it
+EVENT_ROW = ("stage", "object", "record_id", "action", "reason", "detail")  # `Store.add_events`
 # bound parameters per IN list; SQLite allows 32766 and PostgreSQL 65535 per statement
 _IN_CHUNK = 10_000
 IN_CHUNK = 5_000  # ids per IN list of the stages' own lookups (`in_chunks`)
@@ -747,30 +746,14 @@ class Store:
         session.add(run)
         return run
 
-    def add_events(self, session: Session, run_id: str, events: Rows) -> int:
-        """Append per-record log events to a run in bulk, in order, on the raw driver's path
-        (`put_rows`: COPY on PostgreSQL, one prepared INSERT on SQLite; a first run logs a line
-        per record written); return how many. A column an event leaves out is null."""
-        table = table_of(RunEvent)
-        adapters = self.adapters(table, _EVENT_COLUMNS)
-        session.flush()  # the run's own row, which the events refer to
-        count = 0
-        for batch in _batches(events, _EVENT_BATCH):
-            columns = [
-                adapt_column(adapt, [event.get(name) for event in batch])
-                for name, adapt in zip(_EVENT_COLUMNS, adapters, strict=True)
-            ]
-            rows = list(zip(*columns, strict=True))
-            self.put_rows(session, table, _EVENT_COLUMNS, rows, fixed={"run_id": run_id}, new=True)
-            count += len(batch)
-        return count
-
-    def add_event_rows(
+    def add_events(
         self, session: Session, run_id: str, at: datetime, rows: Sequence[tuple[Any, ...]]
     ) -> int:
-        """`add_events` of events all logged at ``at``, each a tuple of text or None in the
-        order of `EVENT_ROW` (a run's: a first run logs a line per record written, and a
-        mapping a line cost more than its insert); return how many."""
+        """Append per-record log events, all logged at ``at``, to a run in bulk, in order, on the
+        raw driver's path (`put_rows`: COPY on PostgreSQL, one prepared INSERT on SQLite); each
+        event a tuple of text or None in the order of `EVENT_ROW` (a first run logs a line per
+        record written, a million on the reference org: a mapping a line cost more than its
+        insert); return how many."""
         table = table_of(RunEvent)
         [stamp] = self.adapters(table, ["at"])
         fixed = {"run_id": run_id, "at": at if stamp is None else stamp(at)}

@@ -904,12 +904,12 @@ def test_assignment_keeps_one_current_owner(store: Store) -> None:
 
 def test_run_log_records_start_events_and_finish(store: Store) -> None:
     events = [
-        {"at": T0, "stage": "pull", "object": "Lead", "record_id": "p1", "action": "pulled"},
-        {"at": T0, "stage": "match", "record_id": "p1", "action": "failed", "reason": "orphan"},
+        ("pull", "Lead", "p1", "pulled", None, None),
+        ("match", None, "p1", "failed", "orphan", None),
     ]
     with store.session() as session:
         run = store.record_run_start(session, "salesforce", T0)
-        store.add_events(session, run.id, events)
+        store.add_events(session, run.id, T0, events)
         store.record_run_finish(
             session, run.id, T0 + timedelta(minutes=2), "succeeded", {"pulled": 1, "failed": 1}
         )
@@ -931,7 +931,7 @@ def test_run_events_given_as_rows_are_logged_at_the_run_time_in_order(store: Sto
     ]
     with store.session() as session:
         run = store.record_run_start(session, "hubspot", T0)
-        assert store.add_event_rows(session, run.id, T0 + timedelta(seconds=5), rows) == 4
+        assert store.add_events(session, run.id, T0 + timedelta(seconds=5), rows) == 4
     with store.session() as session:
         logged = session.exec(select(RunEvent).order_by(RunEvent.id)).all()
     assert [

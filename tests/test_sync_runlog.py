@@ -94,12 +94,13 @@ def test_runs_sharing_a_start_time_are_listed_newest_first(store: Store) -> None
 def test_events_past_their_retention_are_deleted_and_run_summaries_kept(store: Store) -> None:
     _run(store, "old", T0, None)
     _run(store, "new", T0 + timedelta(days=100), None)
-    event = {"stage": "write", "object": "companies", "action": "written", "reason": "new"}
+
+    def event(record_id: str) -> tuple[str | None, ...]:
+        return ("write", "companies", record_id, "written", "new", None)
+
     with store.session() as session:
-        store.add_events(session, "old", [{**event, "record_id": "1", "at": T0}])
-        store.add_events(
-            session, "new", [{**event, "record_id": "2", "at": T0 + timedelta(days=100)}]
-        )
+        store.add_events(session, "old", T0, [event("1")])
+        store.add_events(session, "new", T0 + timedelta(days=100), [event("2")])
         forgotten = forget_events(session, T0 + timedelta(days=100), retention_days=90)
     with store.session() as session:
         kept = [e.record_id for e in session.exec(select(RunEvent))]
