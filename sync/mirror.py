@@ -728,6 +728,25 @@ def _shape_of(dialect: str, table: Table, keys: tuple[str, ...]) -> _Shape:
     return shape
 
 
+class _StampsMade:
+    """`plain_series` of a frame's columns, a datetime column's made once for every column
+    holding the same values (an event's time is most often its modified time: their text is
+    one formatting, not two)."""
+
+    def __init__(self) -> None:
+        self._made: list[tuple[pl.Series, Adapter | None, pl.Series | None]] = []
+
+    def plain(self, values: pl.Series, adapt: Adapter | None) -> pl.Series | None:
+        if not isinstance(values.dtype, pl.Datetime):
+            return plain_series(values, adapt)
+        for source, how, plain in self._made:
+            if how is adapt and source.equals(values, check_dtypes=True):
+                return plain
+        plain = plain_series(values, adapt)
+        self._made.append((values, adapt, plain))
+        return plain
+
+
 @dataclass(frozen=True, eq=False)
 class _Shape:
     """How records carrying one set of fields become rows of one table, worked out once.
@@ -849,13 +868,14 @@ class _Shape:
         as the table's and in key order (neighbouring rows share pages of its index); None when
         a column needs adapting value by value or a row cannot be stored (`frame_rows` then
         notes which, and why)."""
+        made = _StampsMade()
         ready = [
-            plain_series(frame[key], adapt)
+            made.plain(frame[key], adapt)
             for key, adapt in zip(self.picked, self.adapters, strict=True)
         ]
         if self.owned is not None:
             ready.append(self._owned_series(frame))
-        ready += [frame["id"], plain_series(frame["modified_at"], self.stamp)]
+        ready += [frame["id"], made.plain(frame["modified_at"], self.stamp)]
         columns = [c for c in ready if c is not None]
         if len(columns) < len(ready) or not self._storable(columns):
             return None

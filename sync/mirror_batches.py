@@ -18,13 +18,13 @@ import polars as pl
 
 from connectors.protocol import Record, RecordBatch
 from sync.store import (
-    _SQLITE_STAMP,
     Adapter,
     _aware,
     _int4,
     _int8,
     _sqlite_flag,
     _sqlite_stamp,
+    sqlite_stamp_texts,
 )
 
 __all__ = ["latest_parts", "plain_column", "plain_series"]
@@ -53,7 +53,7 @@ def plain_series(values: pl.Series, adapt: Adapter | None) -> pl.Series | None:
     if adapt is _sqlite_stamp and kind == pl.Datetime("us", "UTC"):
         if values.dt.year().min() < _FOUR_DIGIT_YEARS:
             return None
-        return values.dt.strftime(_SQLITE_STAMP)
+        return sqlite_stamp_texts(values)
     if adapt is _aware and isinstance(kind, pl.Datetime) and kind.time_zone is not None:
         return values
     if adapt in _INT_RANGES and kind.is_integer():
@@ -72,8 +72,8 @@ def plain_series(values: pl.Series, adapt: Adapter | None) -> pl.Series | None:
 
 def latest_parts(run: Sequence[Record | RecordBatch]) -> list[list[Record] | pl.DataFrame]:
     """The records of a run (no tombstone between them) in parts, in order: consecutive
-    `Record`s as a list, each batch as its frame; an id delivered more than once is kept only
-    where it came last."""
+    `Record`s as a list, each batch as its frame in id order; an id delivered more than once is
+    kept only where it came last."""
     later: list[pl.Series] = []  # ids of the parts after the one at hand
     parts: list[list[Record] | pl.DataFrame] = []
     records: list[Record] = []
@@ -84,15 +84,24 @@ def latest_parts(run: Sequence[Record | RecordBatch]) -> list[list[Record] | pl.
         if records:
             parts.append(_kept(records[::-1], later))
             records = []
-        frame = item.frame
+        frame = _last_of_each(item.frame)
         if later:
             frame = frame.filter(~pl.col("id").is_in(pl.concat(later).implode()))
-        frame = frame.filter(pl.col("id").is_last_distinct())
         later.append(frame["id"])
         parts.append(frame)
     if records:
         parts.append(_kept(records[::-1], later))
     return parts[::-1]
+
+
+def _last_of_each(frame: pl.DataFrame) -> pl.DataFrame:
+    """A batch's rows in id order, an id given twice kept where it came last: sorted keeping
+    the order of equal ids, a row is the last of its id when the next row's differs (cheaper
+    than a hash of every id, and the mirror stores rows in key order anyway)."""
+    if not frame["id"].is_sorted():
+        frame = frame.sort("id", maintain_order=True)
+    ids = frame["id"]
+    return frame.filter(ids.ne_missing(ids.shift(-1)))
 
 
 def _kept(records: list[Record], later: list[pl.Series]) -> list[Record]:

@@ -104,6 +104,7 @@ __all__ = [
     "put_rows",
     "read_json",
     "rows_among",
+    "sqlite_stamp_texts",
     "update_frame",
     "update_keyed",
     "update_rows",
@@ -142,7 +143,6 @@ _SQLITE_PRAGMAS = (
 _STAGES_USED = "handoff_stages_used"  # a pooled connection's stages holding a frame (its info)
 _WAL_ATTEMPTS = 40  # x 50 ms: how long a new connection waits to switch a new database to WAL
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-_SQLITE_STAMP = "%Y-%m-%d %H:%M:%S%.6f"  # `_sqlite_stamp` as polars formats it
 _CSV_STAMP = "%Y-%m-%d %H:%M:%S%.6fZ"  # a UTC datetime as `_copy` writes it (cheaper than %z)
 # rows of a COPY written as CSV and sent at a time: the server parses one part while polars
 # writes the next (one text of the whole frame kept it idle until the last row was written)
@@ -1464,8 +1464,16 @@ def _aware_column(values: list[Any]) -> list[Any]:
 def _sqlite_stamps(values: list[Any]) -> list[Any]:
     """`_sqlite_stamp` of a column (None stays None), formatted together by polars: an order
     of magnitude cheaper a value than Python's own formatting, and the same text."""
-    texts = _epoch_micros(values).cast(pl.Datetime("us")).dt.strftime(_SQLITE_STAMP)
-    return texts.to_list()
+    return sqlite_stamp_texts(_epoch_micros(values).cast(pl.Datetime("us"))).to_list()
+
+
+def sqlite_stamp_texts(stamps: pl.Series) -> pl.Series:
+    """`_sqlite_stamp` of a column of UTC or naive datetimes of four-digit years, made by
+    polars: a microsecond datetime cast to text is ``2026-11-01 09:00:00.000000``, as
+    ``strftime("%Y-%m-%d %H:%M:%S%.6f")`` writes it at three quarters of its cost."""
+    if stamps.dtype != pl.Datetime("us") and stamps.dtype != pl.Datetime("us", "UTC"):
+        raise TypeError(f"expected microsecond UTC datetimes, not {stamps.dtype}")
+    return stamps.dt.replace_time_zone(None).cast(pl.String)
 
 
 def _epoch_micros(values: Sequence[Any]) -> pl.Series:

@@ -1035,3 +1035,27 @@ def test_the_canonical_text_is_json_dumps_byte_for_byte(value: Any) -> None:
     # the ledger's hash is taken over this text: another text would rewrite every record
     expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert canonical_plain(value) == expected
+
+
+_EDGE_STAMPS = [
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(2026, 11, 1, 9, tzinfo=UTC),  # whole seconds keep their six zeros
+    datetime(2026, 11, 1, 9, 0, 0, 5, tzinfo=UTC),
+    datetime(1000, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+]
+
+
+def test_a_column_of_stamps_is_the_text_one_stamp_is_stored_as() -> None:
+    """The mirror's column-wise stamp text and the row path's column text are `_sqlite_stamp`'s,
+    byte for byte (a row written either way is found by the other)."""
+    from sync.store import _sqlite_stamp, _sqlite_stamps, sqlite_stamp_texts
+
+    one_by_one = [_sqlite_stamp(stamp) for stamp in _EDGE_STAMPS]
+    aware = pl.Series(_EDGE_STAMPS, dtype=pl.Datetime("us", "UTC"))
+    assert sqlite_stamp_texts(aware).to_list() == one_by_one
+    assert sqlite_stamp_texts(aware.dt.replace_time_zone(None)).to_list() == one_by_one
+    assert _sqlite_stamps([*_EDGE_STAMPS, None]) == [*one_by_one, None]
+    with pytest.raises(TypeError, match="microsecond"):
+        sqlite_stamp_texts(aware[:3].cast(pl.Datetime("ns", "UTC")))

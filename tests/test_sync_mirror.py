@@ -1258,3 +1258,35 @@ def test_a_failed_pull_leaves_the_streams_before_it_committed(store: Store) -> N
         cursors = {c.object for c in session.exec(select(SyncCursor))}
     assert accounts == 9 and people == 0 and cursors == {"Contact", "Account"}
     assert yielded == ["Contact", "Account"]  # a run stopped here counts them as pulled
+
+
+def test_the_parts_of_a_run_keep_each_id_where_it_came_last_batches_in_id_order() -> None:
+    """`latest_parts`: an id given again in a later batch or record is dropped where it came
+    first; one a batch holds twice (which the protocol rules out) is kept as its later row; a
+    batch's rows come in id order (rows sharing an id keep their order until one is chosen)."""
+    from sync.mirror_batches import latest_parts
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def batch(*rows: tuple[str, str]) -> RecordBatch:
+        frame = pl.DataFrame(
+            {
+                "id": [i for i, _ in rows],
+                "modified_at": [at] * len(rows),
+                "name": [n for _, n in rows],
+            }
+        )
+        return RecordBatch(
+            "accounts", frame.with_columns(pl.col("modified_at").dt.cast_time_unit("us"))
+        )
+
+    run = [
+        batch(("c", "c1"), ("a", "a1"), ("b", "b1"), ("a", "a2"), ("d", "d1")),
+        Record("accounts", "d", at, {"name": "d2"}),
+        batch(("b", "b2"), ("e", "e1")),
+    ]
+    first, records, last = latest_parts(run)
+    assert isinstance(first, pl.DataFrame) and isinstance(last, pl.DataFrame)
+    assert first.select("id", "name").rows() == [("a", "a2"), ("c", "c1")]
+    assert [(r.id, r.values["name"]) for r in records] == [("d", "d2")]
+    assert last.select("id", "name").rows() == [("b", "b2"), ("e", "e1")]
