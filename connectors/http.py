@@ -209,16 +209,19 @@ class HttpPolicy:
         """Send a batch, then again only its records answered retriable, with backoff (a
         record's key: its id, or whatever else the connector tells records apart by)."""
         results: dict[K, WriteResult] = {}
-        attempts: Counter[K] = Counter()
+        resent: Counter[K] = Counter()  # sends after the first (every record is sent once)
         pending = list(dict.fromkeys(ids))
+        first = True
 
         def round_() -> list[K]:
-            nonlocal pending
+            nonlocal pending, first
             try:
                 answered = send(pending)
             except BudgetExhausted as stop:
                 raise BudgetExhausted(str(stop), [*results.values(), *stop.results]) from stop
-            attempts.update(pending)
+            if not first:
+                resent.update(pending)
+            first = False
             results.update(answered)
             pending = [i for i in pending if answered[i].status == "retriable"]
             return pending
@@ -231,8 +234,10 @@ class HttpPolicy:
             before_sleep=self._count,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )(round_)
-        return {  # a copy only where the count differs (most records are sent once, as made)
-            i: r if r.attempts == attempts[i] else replace(r, attempts=attempts[i])
+        if not resent and all(r.attempts == 1 for r in results.values()):
+            return results  # each sent once, as made
+        return {  # a copy only where the count differs
+            i: r if r.attempts == 1 + resent[i] else replace(r, attempts=1 + resent[i])
             for i, r in results.items()
         }
 
