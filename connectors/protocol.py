@@ -226,17 +226,23 @@ class Summary:
 Item = Record | RecordBatch | Tombstone | Checkpoint | Summary
 
 
-@dataclass(slots=True)  # one a record written, a million on a first run: not frozen, which
-class Update:  # makes one four times as slow; never changed once made
-    """Field values to write to one record, by our field names (owned fields and the owner)."""
+@dataclass(slots=True)
+class Update:
+    """Field values to write to one record, by our field names (owned fields and the owner).
+
+    One a record written, a million on a first run: not frozen, which makes one four times as
+    slow, so not hashable either. Never changed once made (one may be shared): `replace` makes
+    another."""
 
     id: str
     values: Mapping[str, Any]
 
 
-@dataclass(slots=True)  # as `Update`: one a record, never changed once made
+@dataclass(slots=True)
 class WriteResult:
-    """What became of one record's update, with the CRM's own error code and message."""
+    """What became of one record's update, with the CRM's own error code and message.
+
+    Not frozen, not hashable, never changed once made, as `Update`."""
 
     id: str
     status: Literal["ok", "retriable", "permanent"]

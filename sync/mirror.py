@@ -67,7 +67,7 @@ from connectors.protocol import (
 )
 from connectors.streams import WRITTEN_BACK
 from sync.echoes import sort_echoes
-from sync.mirror_batches import latest_parts, plain_column, plain_series
+from sync.mirror_batches import SharedStamps, latest_parts, plain_column
 from sync.state import (
     LINK_PENDING,
     OWNED_CHANGED,
@@ -728,25 +728,6 @@ def _shape_of(dialect: str, table: Table, keys: tuple[str, ...]) -> _Shape:
     return shape
 
 
-class _StampsMade:
-    """`plain_series` of a frame's columns, a datetime column's made once for every column
-    holding the same values (an event's time is most often its modified time: their text is
-    one formatting, not two)."""
-
-    def __init__(self) -> None:
-        self._made: list[tuple[pl.Series, Adapter | None, pl.Series | None]] = []
-
-    def plain(self, values: pl.Series, adapt: Adapter | None) -> pl.Series | None:
-        if not isinstance(values.dtype, pl.Datetime):
-            return plain_series(values, adapt)
-        for source, how, plain in self._made:
-            if how is adapt and source.equals(values, check_dtypes=True):
-                return plain
-        plain = plain_series(values, adapt)
-        self._made.append((values, adapt, plain))
-        return plain
-
-
 @dataclass(frozen=True, eq=False)
 class _Shape:
     """How records carrying one set of fields become rows of one table, worked out once.
@@ -868,7 +849,7 @@ class _Shape:
         as the table's and in key order (neighbouring rows share pages of its index); None when
         a column needs adapting value by value or a row cannot be stored (`frame_rows` then
         notes which, and why)."""
-        made = _StampsMade()
+        made = SharedStamps()
         ready = [
             made.plain(frame[key], adapt)
             for key, adapt in zip(self.picked, self.adapters, strict=True)

@@ -27,11 +27,11 @@ from sync.store import (
     sqlite_stamp_texts,
 )
 
-__all__ = ["latest_parts", "plain_column", "plain_series"]
+__all__ = ["SharedStamps", "latest_parts", "plain_column", "plain_series"]
 
 # the adapters `sync.store.adapters_of` hands out that a whole column can go through at once
 _INT_RANGES = {_int4: (-(2**31), 2**31), _int8: (-(2**63), 2**63)}
-_FOUR_DIGIT_YEARS = 1000  # from here on strftime's years are isoformat's
+_FOUR_DIGIT_YEARS = 1000  # from here on polars' years are isoformat's
 
 
 def plain_column(values: pl.Series, adapt: Adapter | None) -> list[Any] | None:
@@ -70,6 +70,26 @@ def plain_series(values: pl.Series, adapt: Adapter | None) -> pl.Series | None:
     return None
 
 
+class SharedStamps:
+    """`plain_series` of a frame's columns, the stamp text SQLite stores made once for every
+    column holding the same times (an event's time is most often its modified time: one
+    formatting, not two)."""
+
+    def __init__(self) -> None:
+        self._made: list[tuple[pl.Series, pl.Series | None]] = []
+
+    def plain(self, values: pl.Series, adapt: Adapter | None) -> pl.Series | None:
+        """`plain_series` of ``values``, or the text made of a column equal to it."""
+        if adapt is not _sqlite_stamp or not isinstance(values.dtype, pl.Datetime):
+            return plain_series(values, adapt)
+        for source, plain in self._made:
+            if source.equals(values, check_dtypes=True):
+                return plain
+        plain = plain_series(values, adapt)
+        self._made.append((values, plain))
+        return plain
+
+
 def latest_parts(run: Sequence[Record | RecordBatch]) -> list[list[Record] | pl.DataFrame]:
     """The records of a run (no tombstone between them) in parts, in order: consecutive
     `Record`s as a list, each batch as its frame in id order; an id delivered more than once is
@@ -100,8 +120,8 @@ def _last_of_each(frame: pl.DataFrame) -> pl.DataFrame:
     than a hash of every id, and the mirror stores rows in key order anyway)."""
     if not frame["id"].is_sorted():
         frame = frame.sort("id", maintain_order=True)
-    ids = frame["id"]
-    return frame.filter(ids.ne_missing(ids.shift(-1)))
+    ids = pl.col("id")
+    return frame.filter(ids.ne_missing(ids.shift(-1)) | (pl.int_range(pl.len()) == pl.len() - 1))
 
 
 def _kept(records: list[Record], later: list[pl.Series]) -> list[Record]:

@@ -1468,11 +1468,12 @@ def _sqlite_stamps(values: list[Any]) -> list[Any]:
 
 
 def sqlite_stamp_texts(stamps: pl.Series) -> pl.Series:
-    """`_sqlite_stamp` of a column of UTC or naive datetimes of four-digit years, made by
-    polars: a microsecond datetime cast to text is ``2026-11-01 09:00:00.000000``, as
-    ``strftime("%Y-%m-%d %H:%M:%S%.6f")`` writes it at three quarters of its cost."""
+    """`_sqlite_stamp` of a column of microsecond datetimes in UTC (or naive, read as UTC),
+    made by polars: one cast to text is ``2026-11-01 09:00:00.000000``, the text
+    ``strftime("%Y-%m-%d %H:%M:%S%.6f")`` writes, at three quarters of its cost (both write a
+    year before 1000 as ``0999``, as `_sqlite_stamp` does)."""
     if stamps.dtype != pl.Datetime("us") and stamps.dtype != pl.Datetime("us", "UTC"):
-        raise TypeError(f"expected microsecond UTC datetimes, not {stamps.dtype}")
+        raise TypeError(f"expected microsecond datetimes in UTC, not {stamps.dtype}")
     return stamps.dt.replace_time_zone(None).cast(pl.String)
 
 

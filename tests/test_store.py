@@ -1043,6 +1043,8 @@ _EDGE_STAMPS = [
     datetime(2026, 11, 1, 9, tzinfo=UTC),  # whole seconds keep their six zeros
     datetime(2026, 11, 1, 9, 0, 0, 5, tzinfo=UTC),
     datetime(1000, 1, 1, tzinfo=UTC),
+    datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime(1, 1, 1, tzinfo=UTC),
     datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
 ]
 

@@ -1262,8 +1262,9 @@ def test_a_failed_pull_leaves_the_streams_before_it_committed(store: Store) -> N
 
 def test_the_parts_of_a_run_keep_each_id_where_it_came_last_batches_in_id_order() -> None:
     """`latest_parts`: an id given again in a later batch or record is dropped where it came
-    first; one a batch holds twice (which the protocol rules out) is kept as its later row; a
-    batch's rows come in id order (rows sharing an id keep their order until one is chosen)."""
+    first; one a batch holds twice (which the protocol rules out) is kept as its later row, and
+    so is the last of rows without an id; a batch's rows come in id order (rows sharing an id
+    keep their order until one is chosen)."""
     from sync.mirror_batches import latest_parts
 
     at = datetime(2026, 1, 1, tzinfo=UTC)
@@ -1290,3 +1291,7 @@ def test_the_parts_of_a_run_keep_each_id_where_it_came_last_batches_in_id_order(
     assert first.select("id", "name").rows() == [("a", "a2"), ("c", "c1")]
     assert [(r.id, r.values["name"]) for r in records] == [("d", "d2")]
     assert last.select("id", "name").rows() == [("b", "b2"), ("e", "e1")]
+    # rows without an id are one id (stored as one, refused there), the last of them kept
+    [nameless] = latest_parts([batch((None, "x1"), (None, "x2"))])  # type: ignore[arg-type]
+    assert isinstance(nameless, pl.DataFrame)
+    assert nameless.select("id", "name").rows() == [(None, "x2")]
