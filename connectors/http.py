@@ -211,17 +211,15 @@ class HttpPolicy:
         results: dict[K, WriteResult] = {}
         resent: Counter[K] = Counter()  # sends after the first (every record is sent once)
         pending = list(dict.fromkeys(ids))
-        first = True
 
         def round_() -> list[K]:
-            nonlocal pending, first
+            nonlocal pending
             try:
                 answered = send(pending)
             except BudgetExhausted as stop:
                 raise BudgetExhausted(str(stop), [*results.values(), *stop.results]) from stop
-            if not first:
+            if results:  # a round after the first
                 resent.update(pending)
-            first = False
             results.update(answered)
             pending = [i for i in pending if answered[i].status == "retriable"]
             return pending

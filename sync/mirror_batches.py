@@ -31,7 +31,7 @@ __all__ = ["SharedStamps", "latest_parts", "plain_column", "plain_series"]
 
 # the adapters `sync.store.adapters_of` hands out that a whole column can go through at once
 _INT_RANGES = {_int4: (-(2**31), 2**31), _int8: (-(2**63), 2**63)}
-_FOUR_DIGIT_YEARS = 1000  # from here on polars' years are isoformat's
+_FOUR_DIGIT_YEARS = 1000  # a batch's earlier stamps and dates are adapted a row at a time
 
 
 def plain_column(values: pl.Series, adapt: Adapter | None) -> list[Any] | None:
