@@ -11,25 +11,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from connectors.errors import ConnectorError
-from connectors.protocol import SchemaGap, SchemaReport
-from handoff.crm import SandboxUnavailable, open_crm, schema_spec
-from handoff.demo import demo
-from handoff.reports import (
-    event_json,
-    print_explanation,
-    print_mirror_scores,
-    print_run_report,
-    print_run_summary,
-    print_runs,
-    print_schema_report,
-    summary_json,
-)
-from handoff.runs import run_locked, scoring_setup
 from handoff.sandbox_commands import sandbox_app
 from handoff.settings import SETTINGS_VARIABLE, check_settings, render_settings
 from handoff.shell import (
@@ -41,12 +26,13 @@ from handoff.shell import (
     settings_from,
     settings_path,
 )
-from sync import Store
-from sync.explain import AccountNotFound, AmbiguousAccount, explain_account, score_mirror
-from sync.run import SchemaNotSetUp
-from sync.runlog import run_events, run_problems, runs_newest_first, summarise
-from sync.scoring_state import train_model
-from sync.state import StateError, SyncRun
+
+# each command imports what it runs on where it runs: `handoff --help`, `handoff settings
+# check` and a mistyped command answer without loading the database layer or the connectors
+if TYPE_CHECKING:
+    from connectors.protocol import SchemaGap, SchemaReport
+    from sync.explain import AmbiguousAccount
+    from sync.state import SyncRun
 
 __all__ = [
     "app",
@@ -112,6 +98,10 @@ def show(ctx: typer.Context, settings: SettingsOption = None) -> None:
 @app.command("setup")
 def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Create the fields Handoff owns in the CRM, repair drift; a second run changes nothing."""
+    from connectors.errors import ConnectorError
+    from handoff.crm import SandboxUnavailable, open_crm, schema_spec
+    from handoff.reports import print_schema_report
+
     loaded = settings_from(ctx, settings)
     try:
         with open_crm(loaded) as crm:
@@ -125,7 +115,13 @@ def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
     _fail_on_conflicts(report)
 
 
-app.command("demo")(demo)
+@app.command("demo")
+def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
+    """Run Handoff on the sandbox CRM: set-up, a full sync that writes scores, then a burst of
+    pricing-page visits and one incremental cycle that moves those accounts up."""
+    from handoff.demo import run_demo
+
+    run_demo(settings_from(ctx, settings))
 
 
 @state_app.command("init")
@@ -139,6 +135,9 @@ def state_init(ctx: typer.Context, settings: SettingsOption = None) -> None:
 @state_app.command("upgrade")
 def state_upgrade(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Migrate the state database in place to this release's schema, keeping every row."""
+    from sync import Store
+    from sync.state import StateError
+
     try:
         with Store(settings_from(ctx, settings).state.database_url) as store:
             before, after = store.upgrade()
@@ -154,6 +153,9 @@ def state_upgrade(ctx: typer.Context, settings: SettingsOption = None) -> None:
 
 def _open_state(database_url: str) -> str:
     """Open (creating if needed) the state store; its URL with any password hidden."""
+    from sync import Store
+    from sync.state import StateError
+
     try:
         store = Store.open(database_url)
     except StateError as error:
@@ -197,6 +199,12 @@ def sync_command(
     settings: SettingsOption = None,
 ) -> None:
     """One sync run against the CRM of the settings."""
+    from connectors.errors import ConnectorError
+    from handoff.crm import SandboxUnavailable, open_crm
+    from handoff.reports import print_run_report
+    from handoff.runs import run_locked
+    from sync.run import SchemaNotSetUp
+
     loaded = settings_from(ctx, settings)
     store = open_store(loaded.state.database_url)
     try:
@@ -232,6 +240,9 @@ def _fail_on_schema_gaps(gaps: tuple[SchemaGap, ...]) -> NoReturn:
 @app.command("train")
 def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Fit the predictive model on the mirror; it scores from the next sync only if promoted."""
+    from handoff.runs import scoring_setup
+    from sync.scoring_state import train_model
+
     loaded = settings_from(ctx, settings)
     with open_store(loaded.state.database_url) as store, store.session() as session:
         training = train_model(session, scoring_setup(loaded), datetime.now(UTC))
@@ -264,6 +275,9 @@ def logs(
 
 def _list_runs(session: Any, limit: int, as_json: bool) -> None:
     """The latest runs, newest first: a table, or one JSON line a run."""
+    from handoff.reports import print_runs, summary_json
+    from sync.runlog import runs_newest_first, summarise
+
     summaries = [summarise(found) for found in runs_newest_first(session, limit)]
     if as_json:
         for summary in summaries:
@@ -276,6 +290,9 @@ def _list_runs(session: Any, limit: int, as_json: bool) -> None:
 
 def _show_run(session: Any, prefix: str, as_json: bool) -> None:
     """The run whose id starts with ``prefix``: in words, or one JSON line an event."""
+    from handoff.reports import event_json, print_run_summary
+    from sync.runlog import run_events, run_problems, runs_newest_first, summarise
+
     matches = runs_newest_first(session, 2, prefix)
     if len(matches) != 1:
         fail([_no_single_run(prefix, matches)])
@@ -302,6 +319,10 @@ def explain_command(
     """Why an account scores what it does: contributions, score history, people, nearby orphans.
 
     Reads the state database only (no CRM call); the account is scored as at its last run."""
+    from handoff.reports import print_explanation
+    from handoff.runs import scoring_setup
+    from sync.explain import AccountNotFound, AmbiguousAccount, explain_account
+
     loaded = settings_from(ctx, settings)
     with open_store(loaded.state.database_url) as store, store.session() as session:
         try:
@@ -330,6 +351,10 @@ def score_command(
     settings: SettingsOption = None,
 ) -> None:
     """Score and tier the mirror as a sync would, without pulling or writing anything."""
+    from handoff.reports import print_mirror_scores
+    from handoff.runs import scoring_setup
+    from sync.explain import score_mirror
+
     loaded = settings_from(ctx, settings)
     with open_store(loaded.state.database_url) as store, store.session() as session:
         last = _last_run_time(session)
@@ -345,6 +370,8 @@ def score_command(
 
 def _last_run_time(session: Any) -> datetime | None:
     """When the last sync run scored (a sandbox's runs score at its world's present)."""
+    from sync.runlog import runs_newest_first
+
     latest = runs_newest_first(session, 1)
     return latest[0].started_at if latest else None
 

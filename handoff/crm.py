@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from pydantic import SecretStr
@@ -31,10 +31,7 @@ from pydantic import SecretStr
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.http import HttpPolicy
-from connectors.hubspot import HubSpotConnector
 from connectors.protocol import Connector, SchemaSpec
-from connectors.rules import RuleBook
-from connectors.salesforce import SalesforceConnector
 from handoff.settings import SANDBOX_TOKEN_VARIABLE, Settings
 from sandbox.discovery import (
     DISCOVERY_FILE,
@@ -47,12 +44,15 @@ from sandbox.discovery import (
     withdraw,
     world_record,
 )
-from sandbox.generator import generate_org
 from sandbox.http import ADMIN_PREFIX
-from sandbox.org import Org, read_manifest
-from sandbox.salesforce import SalesforceOptions, client_session
-from sandbox.service import RunningSandbox, start_sandbox
 from sandbox.world import PRESETS
+
+# the connectors, their rules and the sandbox's servers are imported where a CRM is opened:
+# the commands that only find, start or stop a sandbox, and `handoff --help`, need none of them
+if TYPE_CHECKING:
+    from connectors.rules import RuleBook
+    from sandbox.org import Org
+    from sandbox.service import RunningSandbox
 
 __all__ = [
     "START_SECONDS",
@@ -129,6 +129,9 @@ def connector_for(settings: Settings) -> Connector:
 
     `load_settings` has already refused a section that lacks what its auth needs.
     """
+    from connectors.hubspot import HubSpotConnector
+    from connectors.salesforce import SalesforceConnector
+
     kind = settings.crm.kind
     policy, rules = _policy(settings), rule_book(settings)
     if kind == "salesforce":
@@ -165,10 +168,17 @@ def open_crm(
         connector = sandbox_connector(
             lasting.crm, lasting.url, token, _policy(settings), rule_book(settings)
         )
-        present = read_manifest(Path(lasting.org)).end_at if lasting.org else None
+        present = _present(Path(lasting.org)) if lasting.org else None
         yield CrmConnection(
             connector, _lasting_description(lasting), lasting=lasting, present=present
         )
+
+
+def _present(org_dir: Path) -> datetime:
+    """The world's present of the org saved in ``org_dir`` (its manifest's end)."""
+    from sandbox.org import read_manifest
+
+    return read_manifest(org_dir).end_at
 
 
 def lasting_sandbox(settings: Settings, *, rate_limits: bool = True) -> LastingSandbox:
@@ -341,6 +351,9 @@ def describe_world(world: Mapping[str, Any]) -> str:
 @contextmanager
 def _embedded(settings: Settings, org: Org | None, rate_limits: bool) -> Iterator[CrmConnection]:
     """A sandbox served inside this process for the length of a ``with`` block."""
+    from sandbox.generator import generate_org
+    from sandbox.service import start_sandbox
+
     dialect = settings.sandbox.crm
     sandbox = settings.sandbox
     served = org or generate_org(sandbox.accounts, sandbox.seed, world=sandbox.world_params)
@@ -358,6 +371,8 @@ def _embedded(settings: Settings, org: Org | None, rate_limits: bool) -> Iterato
 
 def rule_book(settings: Settings) -> RuleBook:
     """The users and activity mapping rules of the settings, compiled for a connector."""
+    from connectors.rules import RuleBook
+
     return RuleBook(settings.users, settings.activity)
 
 
@@ -366,6 +381,10 @@ def sandbox_connector(
 ) -> Connector:
     """The real connector, on the route of the sandbox at ``url`` with its own credentials
     (``token`` is HubSpot's private-app token; the Salesforce sandbox is logged in to)."""
+    from connectors.hubspot import HubSpotConnector
+    from connectors.salesforce import SalesforceConnector
+    from sandbox.salesforce import SalesforceOptions, client_session
+
     if crm == "hubspot":
         settings = HubSpotSettings(token=SecretStr(token))
         return HubSpotConnector(settings, host=url, policy=policy, rules=rules)

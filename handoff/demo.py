@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import typer
 from rich.table import Table
 from sqlmodel import col, func, select
 
@@ -23,14 +22,12 @@ from handoff.reports import joined, print_run_report, print_schema_report, schem
 from handoff.runs import run_locked
 from handoff.settings import SandboxSettings, Settings
 from handoff.shell import (
-    SettingsOption,
     console,
     fail,
     generated_org,
     loaded_org,
     open_store,
     print_org_summary,
-    settings_from,
 )
 from sandbox.admin import NewActivity, add_activities
 from sandbox.org import Org, save_org
@@ -39,13 +36,13 @@ from sync import Store
 from sync.run import RunReport
 from sync.state import Activity, CurrentScore
 
-__all__ = ["demo"]
+__all__ = ["run_demo"]
 
 
-def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
-    """Run Handoff on the sandbox CRM: set-up, a full sync that writes scores, then a burst of
-    pricing-page visits and one incremental cycle that moves those accounts up."""
-    loaded = settings_from(ctx, settings)
+def run_demo(loaded: Settings) -> None:
+    """The demo on the sandbox CRM of ``loaded`` (`handoff demo`, which imports this module
+    only when it runs: what it loads, the connectors and the database layer among it, costs
+    every other command's start nothing)."""
     _print_demo_org(loaded.sandbox)
     sandbox = loaded.model_copy(update={"crm": loaded.crm.model_copy(update={"kind": "sandbox"})})
     try:

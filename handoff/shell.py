@@ -11,15 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from handoff.settings import Settings, SettingsError, load_settings
-from sandbox.generator import generate_org
-from sandbox.org import Org, OrgError, load_org
 from sandbox.world import (
     PRESETS,
     WorldError,
@@ -28,8 +26,12 @@ from sandbox.world import (
     parse_overrides,
     world_from,
 )
-from sync import Store
-from sync.state import StateError
+
+# what only some commands use is imported where they use it: `handoff --help` or `handoff
+# settings check` need not load the database layer, the connectors or the org generator
+if TYPE_CHECKING:
+    from sandbox.org import Org
+    from sync import Store
 
 __all__ = [
     "CliOptions",
@@ -102,6 +104,9 @@ def fail(problems: tuple[str, ...] | list[str]) -> NoReturn:
 
 def open_store(url: str) -> Store:
     """The opened state store, or exit 1 saying why it cannot be opened."""
+    from sync import Store
+    from sync.state import StateError
+
     try:
         return Store.open(url)
     except StateError as error:
@@ -118,6 +123,8 @@ def world_params(preset: str, overrides: list[str] | None) -> WorldParams:
 
 def loaded_org(path: Path) -> Org:
     """A saved org, or exit with why it cannot be read."""
+    from sandbox.org import OrgError, load_org
+
     try:
         return load_org(path)
     except OrgError as error:
@@ -126,6 +133,8 @@ def loaded_org(path: Path) -> Org:
 
 def generated_org(accounts: int, seed: int, world: WorldParams, out: Console = console) -> Org:
     """Generate an org in ``world`` behind a spinner, reporting on ``out``."""
+    from sandbox.generator import generate_org
+
     started = time.perf_counter()
     what = f"{accounts:,} accounts (seed {seed}, {world.preset} world)"
     with out.status(f"Generating an org of {what}..."):

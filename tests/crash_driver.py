@@ -13,6 +13,7 @@ goes to OUTPUT in its working directory.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -69,9 +70,24 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 _PATH = os.environ.get("PYTHONPATH", "")
 
 
+_SYNC_MODULES = (
+    "connectors.hubspot",
+    "connectors.salesforce",
+    "handoff.reports",
+    "handoff.runs",
+    "sandbox.salesforce",
+    "sync.run",
+)
+
+
 def _serve_one_order() -> None:
     """Import Handoff, say ready, then carry out the one order read from stdin."""
-    import handoff.cli  # the slow imports, before the order arrives
+    # the slow imports, before the order arrives: the CLI imports what a command runs on only
+    # when it runs, so what `handoff sync` loads is imported here
+    import handoff.cli
+
+    for name in _SYNC_MODULES:
+        importlib.import_module(name)
 
     print("ready", flush=True)
     order = json.loads(sys.stdin.readline())
