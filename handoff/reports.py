@@ -295,11 +295,15 @@ def print_run_report(console: Console, report: RunReport) -> None:
     if report.full_reason:
         console.print(f"Full re-pull: {report.full_reason}", soft_wrap=True)
     pulled = sum(p["records"] for p in report.pulled.values())
+    # records the overlap window read again at the version the mirror holds (our own writes
+    # among them): said, so a cycle with nothing new does not seem to have pulled thousands
+    again = sum(p.get("reread_skipped", 0) for p in report.pulled.values())
+    held = f" ({again:,} read again, unchanged since the last pull)" if again else ""
     link = report.link
     orphans = sum(link.orphans.values())
     console.print(
-        f"Pulled {pulled:,} records from {len(report.pulled)} streams; linked {link.linked:,} "
-        f"people, {link.review:,} for review, {orphans:,} orphans "
+        f"Pulled {pulled:,} records{held} from {len(report.pulled)} streams; linked "
+        f"{link.linked:,} people, {link.review:,} for review, {orphans:,} orphans "
         f"({link.people:,} matched this run)"
     )
     console.print(

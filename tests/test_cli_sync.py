@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
 
     code, output = run_cli("sync")
     again_code, again = run_cli("sync", "--full")
+    cycle_code, cycle = run_cli("sync")
     listed_code, listed = run_cli("logs")
     run_id = listed.splitlines()[3].split()[0]  # the newest run, under the title and header
     shown_code, shown = run_cli("logs", run_id)
@@ -41,6 +43,10 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     # record changes nothing
     assert again_code == 0 and "Written 0 (none)" in again, again
     assert "Full re-pull: asked for\n" in again
+    # a cycle re-reads inside its overlap window what the runs before wrote (a write moves a
+    # record's modification time): it says so, and writes nothing
+    assert cycle_code == 0 and "Written 0 (none)" in cycle, cycle
+    assert re.search(r"Pulled ([\d,]+) records \(\1 read again, unchanged since the last", cycle)
     assert listed_code == 0 and "Sync runs, newest first" in listed
     assert shown_code == 0 and "Scored:" in shown and "No failed or skipped records" in shown
 
