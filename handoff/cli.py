@@ -117,11 +117,14 @@ def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
 
 @app.command("demo")
 def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
-    """Run Handoff on the sandbox CRM: set-up, a full sync that writes scores, then a burst of
-    pricing-page visits and one incremental cycle that moves those accounts up."""
+    """Run Handoff on the sandbox CRM, start to finish.
+
+    Set-up, a full sync that writes scores, then a burst of pricing-page visits and one
+    incremental cycle that moves those accounts up."""
+    loaded = settings_from(ctx, settings)  # bad settings exit before the demo's imports
     from handoff.demo import run_demo
 
-    run_demo(settings_from(ctx, settings))
+    run_demo(loaded)
 
 
 @state_app.command("init")

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from pydantic import SecretStr
@@ -32,6 +32,7 @@ from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
 from connectors.http import HttpPolicy
 from connectors.protocol import Connector, SchemaSpec
+from connectors.rules import RuleBook
 from handoff.settings import SANDBOX_TOKEN_VARIABLE, Settings
 from sandbox.discovery import (
     DISCOVERY_FILE,
@@ -45,14 +46,13 @@ from sandbox.discovery import (
     world_record,
 )
 from sandbox.http import ADMIN_PREFIX
+from sandbox.org import Org, read_manifest
+from sandbox.service import RunningSandbox, start_sandbox
 from sandbox.world import PRESETS
 
-# the connectors, their rules and the sandbox's servers are imported where a CRM is opened:
-# the commands that only find, start or stop a sandbox, and `handoff --help`, need none of them
-if TYPE_CHECKING:
-    from connectors.rules import RuleBook
-    from sandbox.org import Org
-    from sandbox.service import RunningSandbox
+# the CRM clients (the connectors and the libraries under them), Salesforce's sandbox and the
+# org generator are imported where a CRM is opened: `handoff --help`, the settings and sandbox
+# commands and the state database's need none of them
 
 __all__ = [
     "START_SECONDS",
@@ -168,17 +168,10 @@ def open_crm(
         connector = sandbox_connector(
             lasting.crm, lasting.url, token, _policy(settings), rule_book(settings)
         )
-        present = _present(Path(lasting.org)) if lasting.org else None
+        present = read_manifest(Path(lasting.org)).end_at if lasting.org else None
         yield CrmConnection(
             connector, _lasting_description(lasting), lasting=lasting, present=present
         )
-
-
-def _present(org_dir: Path) -> datetime:
-    """The world's present of the org saved in ``org_dir`` (its manifest's end)."""
-    from sandbox.org import read_manifest
-
-    return read_manifest(org_dir).end_at
 
 
 def lasting_sandbox(settings: Settings, *, rate_limits: bool = True) -> LastingSandbox:
@@ -352,7 +345,6 @@ def describe_world(world: Mapping[str, Any]) -> str:
 def _embedded(settings: Settings, org: Org | None, rate_limits: bool) -> Iterator[CrmConnection]:
     """A sandbox served inside this process for the length of a ``with`` block."""
     from sandbox.generator import generate_org
-    from sandbox.service import start_sandbox
 
     dialect = settings.sandbox.crm
     sandbox = settings.sandbox
@@ -371,8 +363,6 @@ def _embedded(settings: Settings, org: Org | None, rate_limits: bool) -> Iterato
 
 def rule_book(settings: Settings) -> RuleBook:
     """The users and activity mapping rules of the settings, compiled for a connector."""
-    from connectors.rules import RuleBook
-
     return RuleBook(settings.users, settings.activity)
 
 

@@ -28,6 +28,7 @@ from handoff.shell import (
     loaded_org,
     open_store,
     print_org_summary,
+    typed_command,
 )
 from sandbox.admin import NewActivity, add_activities
 from sandbox.org import Org, save_org
@@ -57,22 +58,24 @@ def run_demo(loaded: Settings) -> None:
     except SandboxUnavailable as error:
         fail([str(error)])
     console.print(f"State database ready: {url}")
+    handoff = typed_command()
     console.print(
         f"The sandbox keeps running and keeps what is written to it in "
-        f"{state_dir(loaded.sandbox.org_dir, loaded.sandbox.crm)}: `handoff sandbox status` "
-        "shows it, `handoff sandbox stop` ends it."
+        f"{state_dir(loaded.sandbox.org_dir, loaded.sandbox.crm)}: `{handoff} sandbox status` "
+        f"shows it, `{handoff} sandbox stop` ends it."
     )
-    _print_next_commands(moved[0] if moved else "ACCOUNT")
+    _print_next_commands(handoff, moved[0] if moved else "ACCOUNT")
 
 
-def _print_next_commands(account: str) -> None:
-    """The commands to try after the demo, one an account the burst moved."""
+def _print_next_commands(handoff: str, account: str) -> None:
+    """The commands to try after the demo (``handoff`` as the user runs it, `typed_command`),
+    one an account the burst moved."""
     commands = {
-        "handoff logs": "the runs above; `handoff logs RUN` shows one with its failures",
-        f"handoff explain {account}": "why it now scores what it does (by id, name or domain)",
-        "handoff score": "scores and tiers from the state database, without a sync",
-        "handoff sync": "one more cycle: nothing new, so nothing is written",
-        "handoff sandbox stop": "end the sandbox (what was written to it is kept)",
+        f"{handoff} logs": "the runs above; `logs RUN` shows one with its failures",
+        f"{handoff} explain {account}": "why it now scores what it does (by id, name or domain)",
+        f"{handoff} score": "scores and tiers from the state database, without a sync",
+        f"{handoff} sync": "one more cycle: nothing new, so nothing is written",
+        f"{handoff} sandbox stop": "end the sandbox (what was written to it is kept)",
     }
     width = max(map(len, commands))
     console.print("Try next:")

@@ -123,7 +123,7 @@ def _pulled(run: RunSummary) -> str:
     )
     extras = {
         "deleted or merged": sum(f.get("tombstones", 0) for f in run.pulled.values()),
-        "read again and skipped": sum(f.get("reread_skipped", 0) for f in run.pulled.values()),
+        "read again, unchanged": sum(f.get("reread_skipped", 0) for f in run.pulled.values()),
         "skipped as unreadable": sum(f.get("skipped", 0) for f in run.pulled.values()),
     }
     more = "; ".join(f"{n:,} {what}" for what, n in extras.items() if n)

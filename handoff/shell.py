@@ -8,6 +8,8 @@ store and sandbox orgs with a clear message when they cannot be.
 
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,7 @@ __all__ = [
     "progress_console",
     "settings_from",
     "settings_path",
+    "typed_command",
     "world_params",
 ]
 
@@ -93,6 +96,23 @@ def settings_from(ctx: typer.Context, path: Path | None) -> Settings:
         return load_settings(settings_path(ctx, path))
     except SettingsError as error:
         fail(error.problems)
+
+
+def typed_command() -> str:
+    """How the user runs this `handoff`, for the commands a command suggests: ``handoff`` when
+    that name on the PATH is this program, else its path (``.venv/bin/handoff`` after `make
+    demo`, which activates no virtual environment), relative to the current directory when
+    inside it. ``handoff`` when not run as that script (``python -m handoff``, tests)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is None or program.name != "handoff" or not program.is_file():
+        return "handoff"
+    found = shutil.which("handoff")
+    if found is not None and Path(found).resolve() == program.resolve():
+        return "handoff"
+    try:
+        return str(program.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:  # outside the current directory
+        return str(program.resolve())
 
 
 def fail(problems: tuple[str, ...] | list[str]) -> NoReturn:

@@ -2,8 +2,8 @@
 
 The names below are read from `sync.state` and `sync.store` when first asked for (PEP 562), not
 when a submodule is imported: `handoff.settings` imports `sync.config`, and a command that only
-prints help or checks settings need not load the database layer (SQLAlchemy, SQLModel, polars,
-Alembic: about 0.7 s of `handoff`'s start).
+prints help or checks settings need not load the database layer (SQLAlchemy, SQLModel, Alembic
+and our tables: about 0.7 s of `handoff`'s start).
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ __all__ = [
     "WriteLedger",
     "canonical_value",
 ]
+
+
+def __dir__() -> list[str]:
+    """The package's names, those not yet read among them (for ``dir`` and completion)."""
+    return sorted({*globals(), *__all__})
 
 
 def __getattr__(name: str) -> Any:

@@ -5,10 +5,10 @@ or the shell's own code for that command stopped at a chosen point until killed.
     {"directory": "...", "env": {...}, "point": null}        # `handoff sync` there
     {"directory": "...", "env": {...}, "point": "stage:2"}   # stopped before stage 2
 
-A process is started ahead of its case (`Spare`), so importing scikit-learn and polars happens
-while the previous case runs; it is a fresh interpreter, not a fork (polars' thread pool does
-not survive a fork). Once stopped at its point it prints "paused"; what Handoff itself prints
-goes to OUTPUT in its working directory.
+A process is started ahead of its case (`Spare`), so importing what `handoff sync` runs on
+(polars, the database layer, the CRM clients) happens while the previous case runs; it is a
+fresh interpreter, not a fork (polars' thread pool does not survive a fork). Once stopped at its
+point it prints "paused"; what Handoff itself prints goes to OUTPUT in its working directory.
 """
 
 from __future__ import annotations

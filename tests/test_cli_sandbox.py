@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from handoff.shell import typed_command
 from sandbox.discovery import world_record
 from sandbox.org import load_org
 from sandbox.world import world_from
@@ -39,8 +40,9 @@ def test_help_lists_every_command_with_a_description() -> None:
         assert words in line
 
 
-# what `handoff --help` and `handoff settings check` must not load: the database layer, the CRM
-# clients and our modules over them (1.3 s of a command's start when the CLI imported them)
+# what the command line's start (`handoff --help`, `handoff settings check`) must not load: the
+# database layer, the CRM clients and our modules over them (1.3 s of every command's start when
+# the CLI imported them)
 _LOADED_BY_THE_COMMANDS_THAT_USE_THEM = (
     "sqlalchemy",
     "sqlmodel",
@@ -231,3 +233,33 @@ def test_serve_refuses_a_bad_faults_file(tmp_path: Path) -> None:
     faults.write_text('[[fault]]\nkind = "boom"\n')
     code, output = run_cli("sandbox", "serve", "--crm", "hubspot", "--faults", str(faults))
     assert code == 1 and "kind must be one of" in output
+
+
+def test_the_commands_suggested_are_typed_as_the_user_runs_handoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = tmp_path / "venv" / "bin" / "handoff"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(program)])
+    monkeypatch.setenv("PATH", "/nonexistent")
+    # not on the PATH (a virtual environment not activated): its path, from here
+    assert typed_command() == str(Path("venv", "bin", "handoff"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")  # outside it: its whole path
+    assert typed_command() == str(program.resolve())
+    # on the PATH: its name
+    monkeypatch.setenv("PATH", str(program.parent))
+    assert typed_command() == "handoff"
+    # another `handoff` first on the PATH: this one's path
+    other = tmp_path / "elsewhere" / "handoff"
+    other.parent.mkdir()
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{other.parent}{os.pathsep}{program.parent}")
+    assert typed_command() == str(program.resolve())
+    # run as a module, or from a test: the name
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "__main__.py")])
+    assert typed_command() == "handoff"
