@@ -142,16 +142,22 @@ def _linked(run: RunSummary) -> str:
     return f"{run.linked:,} people; review queue {run.review:,}; orphans {orphans:,}{reasons}"
 
 
+# leads scored on their own: the orphans and the people in the review queue (who count for no
+# account until a reviewer picks one), which the link figures count apart
+_UNLINKED = "leads without an account"
+
+
 def _scored(run: RunSummary) -> str:
-    """`120 accounts, 32 orphan leads; tiers Nurture 98, ...` (orphans named when scored)."""
-    orphans = f", {run.orphans_scored:,} orphan leads" if run.orphans_scored else ""
+    """`120 accounts, 32 leads without an account; tiers Nurture 98, ...` (those leads named
+    when scored: the orphans and the people in review, which the link line counts apart)."""
+    orphans = f", {run.orphans_scored:,} {_UNLINKED}" if run.orphans_scored else ""
     return f"{run.scored:,} accounts{orphans}; tiers {joined(run.tiers)}"
 
 
 def _written(run: RunSummary) -> str:
     if run.dry_run:
         return f"nothing (dry run); {run.planned:,} records would have been"
-    orphans = f"; {run.orphans_written:,} orphan leads" if run.orphans_written else ""
+    orphans = f"; {run.orphans_written:,} {_UNLINKED}" if run.orphans_written else ""
     streams = f" ({joined(run.written)}{orphans})" if run.written else ""
     return (
         f"{run.records_written:,}{streams}; {run.unchanged:,} unchanged; "
@@ -307,7 +313,7 @@ def print_run_report(console: Console, report: RunReport) -> None:
         f"({link.people:,} matched this run)"
     )
     console.print(
-        f"Scored {report.scored:,} accounts and {report.orphans_scored:,} orphan leads with "
+        f"Scored {report.scored:,} accounts and {report.orphans_scored:,} {_UNLINKED} with "
         f"{report.model_version} ({report.model_kind}); "
         f"tiers {joined(report.tiers)}; {report.tier_up} moved up, {report.tier_down} down"
     )
@@ -317,7 +323,7 @@ def print_run_report(console: Console, report: RunReport) -> None:
         _print_plan(console, report)
     else:
         orphan_writes = (
-            f"; {report.orphans_written:,} orphan leads" if report.orphans_written else ""
+            f"; {report.orphans_written:,} {_UNLINKED}" if report.orphans_written else ""
         )
         console.print(
             f"Written {sum(report.written.values()):,} ({joined(report.written)}{orphan_writes}), "

@@ -147,4 +147,4 @@ def test_a_crm_set_up_before_a_field_existed_is_not_synced_until_setup_adds_it(
     assert "No sync run yet" in logs  # stopped before the run: no cursor moved, nothing written
     assert setup_code == 0 and "created 1, unchanged" in " ".join(setup.split())
     assert synced_code == 0 and "Outcome: ok" in synced
-    assert "orphan leads), 0 unchanged, 0 held back, 0 failed" in synced
+    assert "leads without an account), 0 unchanged, 0 held back, 0 failed" in synced
