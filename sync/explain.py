@@ -235,15 +235,20 @@ def score_mirror(
     session: Session, setup: ScoringSetup, now: datetime, top: int = 10
 ) -> MirrorScores:
     """Score and tier every live account of the mirror as of ``now``, as the run's score and
-    tier stages do, writing nothing; the tier counts and the ``top`` accounts."""
+    tier stages do, writing nothing; the tier counts and the ``top`` accounts. Accounts of one
+    score are ranked by their points before the scale's bounds (many share its cap of 100, the
+    rules model's above all), then by id."""
     book = score_book(session, setup, now)
     scores = account_scores(book, setup.tiers, now)
+    unbounded = dict(zip(book.account_ids, book.scores.contributions.raw.tolist(), strict=True))
     counted: dict[str, int] = {}
     for score in scores.values():
         counted[score.tier] = counted.get(score.tier, 0) + 1
     ordered = sorted(counted.items(), key=lambda item: TIER_ORDER.index(item[0]))
     tiers = {tier_label(key, setup.tiers): n for key, n in ordered}
-    best = sorted(scores.values(), key=lambda s: (-s.score, s.account_id))[:top]
+    best = sorted(
+        scores.values(), key=lambda s: (-s.score, -unbounded[s.account_id], s.account_id)
+    )[:top]
     accounts = {
         a.id: a
         for a in session.exec(

@@ -20,7 +20,7 @@ from handoff.runs import run_config, scoring_setup
 from handoff.settings import Settings
 from sandbox.admin import NewActivity, add_activities
 from sync import Store, account_signals, scoring_state
-from sync.explain import AccountExplanation, account_domains, explain_account
+from sync.explain import AccountExplanation, account_domains, explain_account, score_mirror
 from sync.run import run_sync
 from sync.state import Account, AccountSignals, CurrentScore
 from sync.writeback import score_history
@@ -191,3 +191,18 @@ def test_an_account_domain_is_read_as_matching_reads_it(
 ) -> None:
     account = Account(id="a", name="Acme", domain=domain, website=website)
     assert account_domains([account]) == {"a": shown}
+
+
+def test_score_ranks_accounts_at_the_cap_by_their_points_before_it(scored: Scored) -> None:
+    with Store.open(scored.settings.state.database_url) as store, store.session() as session:
+        setup = scoring_setup(scored.settings)
+        book = scoring_state.score_book(session, setup, scored.now)
+        shown = score_mirror(session, setup, scored.now, top=ACCOUNTS)
+    raw = dict(zip(book.account_ids, book.scores.contributions.raw.tolist(), strict=True))
+    capped = [ranked.account.id for ranked in shown.top if ranked.score == 100]
+    # the org holds several accounts at 100 whose ids are not in the order of their points
+    assert len(capped) >= 3 and sorted(capped) != sorted(capped, key=lambda a: -raw[a])
+    assert capped == sorted(capped, key=lambda a: -raw[a])
+    assert [ranked.score for ranked in shown.top] == sorted(
+        (ranked.score for ranked in shown.top), reverse=True
+    )
