@@ -123,7 +123,7 @@ def _pulled(run: RunSummary) -> str:
     )
     extras = {
         "deleted or merged": sum(f.get("tombstones", 0) for f in run.pulled.values()),
-        "read again, unchanged": sum(f.get("reread_skipped", 0) for f in run.pulled.values()),
+        "read again, unchanged": _read_again(run.pulled),
         "skipped as unreadable": sum(f.get("skipped", 0) for f in run.pulled.values()),
     }
     more = "; ".join(f"{n:,} {what}" for what, n in extras.items() if n)
@@ -140,6 +140,12 @@ def _linked(run: RunSummary) -> str:
     by_reason = ", ".join(f"{_reason(r)} {n:,}" for r, n in run.orphans.items())
     reasons = f" ({by_reason})" if by_reason else ""
     return f"{run.linked:,} people; review queue {run.review:,}; orphans {orphans:,}{reasons}"
+
+
+def _read_again(pulled: Mapping[str, Mapping[str, int]]) -> int:
+    """Records the overlap windows read again at the version the mirror holds (our own writes
+    among them), over a run's streams."""
+    return sum(figures.get("reread_skipped", 0) for figures in pulled.values())
 
 
 # leads scored on their own: the orphans and the people in the review queue (who count for no
@@ -301,9 +307,8 @@ def print_run_report(console: Console, report: RunReport) -> None:
     if report.full_reason:
         console.print(f"Full re-pull: {report.full_reason}", soft_wrap=True)
     pulled = sum(p["records"] for p in report.pulled.values())
-    # records the overlap window read again at the version the mirror holds (our own writes
-    # among them): said, so a cycle with nothing new does not seem to have pulled thousands
-    again = sum(p.get("reread_skipped", 0) for p in report.pulled.values())
+    # said, so a cycle with nothing new does not seem to have pulled thousands
+    again = _read_again(report.pulled)
     held = f" ({again:,} read again, unchanged since the last pull)" if again else ""
     link = report.link
     orphans = sum(link.orphans.values())
