@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.protocol import SchemaReport
+from scoring.scorecard import SCORE_MAX
 from sync.explain import AccountExplanation, MirrorScores, PersonLink
 from sync.run import EXIT_CODES, RunReport
 from sync.runlog import RunSummary
@@ -229,8 +230,9 @@ def print_explanation(console: Console, found: AccountExplanation) -> None:
     _print_contributions(console, found)
     _print_history(console, found)
     _print_people(console, "Linked people", found.people, orphans=False)
-    console.print(f"Nearby orphans: {found.nearby_method}.", soft_wrap=True, highlight=False)
-    _print_people(console, "Nearby orphans", found.nearby_orphans, orphans=True)
+    _print_people(
+        console, "Nearby orphans", found.nearby_orphans, orphans=True, note=found.nearby_method
+    )
 
 
 def _print_contributions(console: Console, found: AccountExplanation) -> None:
@@ -242,6 +244,23 @@ def _print_contributions(console: Console, found: AccountExplanation) -> None:
     if not found.contributions:
         table.add_row("", "no signal or firmographic worth half a point")
     console.print(table)
+    bounded = bounds_note(found)
+    if bounded:
+        console.print(f"  {bounded}", soft_wrap=True, highlight=False)
+
+
+def bounds_note(found: AccountExplanation) -> str | None:
+    """Why the points shown differ from the same reasons' points elsewhere (the history, another
+    account): off the 0-100 scale, they were shrunk in proportion to add up to the score."""
+    raw = found.points_before_bounds
+    if raw is None or found.disqualified_reason or 0.0 <= raw <= SCORE_MAX:
+        return None
+    end, side = (SCORE_MAX, "positive") if raw > SCORE_MAX else (0.0, "negative")
+    return (
+        f"The points came to {raw:.0f}, past the scale's end at {end:g}: each {side} reason's "
+        f"points are shrunk in proportion so that they add up to the score, so a reason can show "
+        f"fewer points here than in the history."
+    )
 
 
 def _print_history(console: Console, found: AccountExplanation) -> None:
@@ -262,10 +281,17 @@ def _print_history(console: Console, found: AccountExplanation) -> None:
 
 
 def _print_people(
-    console: Console, title: str, people: tuple[PersonLink, ...], *, orphans: bool
+    console: Console,
+    title: str,
+    people: tuple[PersonLink, ...],
+    *,
+    orphans: bool,
+    note: str | None = None,
 ) -> None:
-    """One line a person: id, kind, name and email, the link rule and its confidence."""
-    console.print(f"{title} ({len(people):,}):")
+    """One line a person: id, kind, name and email, the link rule and its confidence; ``note``
+    after the title says who is listed."""
+    said = f" {note}" if note else ""
+    console.print(f"{title} ({len(people):,}):{said}", soft_wrap=True, highlight=False)
     for person in people[:_PEOPLE_SHOWN]:
         confidence = "" if person.confidence is None else f" {person.confidence:.2f}"
         email = f" <{person.email}>" if person.email else ""

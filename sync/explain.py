@@ -128,6 +128,9 @@ class AccountExplanation:
     people: tuple[PersonLink, ...]
     nearby_orphans: tuple[PersonLink, ...]
     nearby_method: str = NEARBY_METHOD
+    # base plus points before the scale's bounds: off 0-100, the contributions shown were shrunk
+    # in proportion to add up to the score (`scoring.scorecard.fit_into_scale`)
+    points_before_bounds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ def explain_account(
     book = _scored_alone(session, setup, account.id, at, stored=current is not None)
     scored = account_scores(book, setup.tiers, at)[account.id]
     explanation = scored.explanation
+    unbounded = float(book.scores.contributions.raw[book.account_ids.index(account.id)])
     return AccountExplanation(
         account=account,
         score=scored.score,
@@ -209,6 +213,7 @@ def explain_account(
         history=_history(session, account.id, setup.tiers),
         people=_linked_people(session, account.id),
         nearby_orphans=_nearby_orphans(session, account, matching),
+        points_before_bounds=unbounded,
     )
 
 

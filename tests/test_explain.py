@@ -16,6 +16,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from handoff.crm import open_crm, schema_spec
+from handoff.reports import bounds_note
 from handoff.runs import run_config, scoring_setup
 from handoff.settings import Settings
 from sandbox.admin import NewActivity, add_activities
@@ -206,3 +207,21 @@ def test_score_ranks_accounts_at_the_cap_by_their_points_before_it(scored: Score
     assert [ranked.score for ranked in shown.top] == sorted(
         (ranked.score for ranked in shown.top), reverse=True
     )
+
+
+def test_explain_says_when_the_points_shown_were_shrunk_to_fit_the_scale(scored: Scored) -> None:
+    with Store.open(scored.settings.state.database_url) as store, store.session() as session:
+        moved = _explained(scored, session, scored.burst)
+        inside = session.exec(
+            select(CurrentScore.account_id).where(CurrentScore.score > 0, CurrentScore.score < 100)
+        ).first()
+        assert inside is not None
+        within = _explained(scored, session, inside)
+
+    assert moved.score == 100 and moved.points_before_bounds is not None
+    shown = sum(c.points for c in moved.contributions)
+    assert moved.points_before_bounds > 100 >= shown - 0.5
+    note = bounds_note(moved)
+    assert note is not None and f"came to {moved.points_before_bounds:.0f}" in note
+    assert within.points_before_bounds == pytest.approx(within.score, abs=0.5)
+    assert bounds_note(within) is None
