@@ -51,7 +51,7 @@ app = typer.Typer(
     name="handoff",
     help="Score, tier and route CRM accounts so Sales and Marketing work the same list.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: paragraphs wrapped whole, no type beside a flag
     # Local variables can hold secrets; a traceback must never print them.
     pretty_exceptions_show_locals=False,
 )
@@ -182,7 +182,7 @@ def _fail_on_conflicts(report: SchemaReport) -> None:
 _SYNC_HELP = """Pull, link, score, tier and write back once.
 
 A run re-pulls every record when --full asks, when no full re-pull has completed yet, or every
-\\[sync] full_resync_hours; the report says why.
+[sync] full_resync_hours; the report says why.
 
 Exit codes: 0 ok; 1 failed (the run stopped on an error), also bad settings, a state database
 that cannot be opened, or CRM fields `handoff setup` has yet to add (the message says which);

@@ -262,8 +262,11 @@ def test_sync_help_documents_the_exit_codes() -> None:
     code, shown = run_cli("sync", "--help")
     assert code == 0
     for phrase in ("0 ok", "1 failed", "bad settings", "2 partial", "3 stopped by the API",
-                   "4 locked", "full_resync_hours"):  # fmt: skip
+                   "4 locked", "every [sync] full_resync_hours"):  # fmt: skip
         assert phrase in " ".join(shown.split()), phrase
+    # plain help: a flag shows no type beside it, a paragraph is wrapped whole
+    assert "<bool>" not in shown and "\\[" not in shown
+    assert "completed yet, or every [sync] full_resync_hours" in shown
 
 
 def test_a_run_deletes_events_past_their_retention_and_keeps_every_summary(

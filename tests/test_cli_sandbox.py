@@ -36,7 +36,7 @@ def test_help_lists_every_command_with_a_description() -> None:
         ("sandbox", "synthetic orgs"),
         ("state", "sync state"),
     ]:
-        line = next(line for line in done.stdout.splitlines() if line.startswith(f"│ {command} "))
+        line = next(line for line in done.stdout.splitlines() if line.startswith(f"  {command} "))
         assert words in line
 
 
