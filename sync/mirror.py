@@ -67,7 +67,7 @@ from connectors.protocol import (
 )
 from connectors.streams import WRITTEN_BACK
 from sync.echoes import sort_echoes
-from sync.mirror_batches import SharedStamps, latest_parts, plain_column
+from sync.mirror_batches import SharedStamps, delivered_parts, latest_parts, plain_column
 from sync.state import (
     LINK_PENDING,
     OWNED_CHANGED,
@@ -353,7 +353,8 @@ class _FirstLoads:
     def ids_stored(self, table: Table, ids: pl.Series) -> None:
         """Note the ids of rows stored while ``table``'s key is away (`Store.keyless`), as
         hashes (8 bytes an id: 80 MB for the reference org's 10M activities)."""
-        self._hashes.setdefault(table.name, []).append(ids.hash().to_numpy())
+        # a row without an id is refused: its null is no id given twice
+        self._hashes.setdefault(table.name, []).append(ids.drop_nulls().hash().to_numpy())
 
     def finish(self) -> None:
         """Build the secondary indexes of every table loaded. A table whose key is left to the
@@ -625,11 +626,13 @@ class _StreamRows:
         self, session: Session, run: Sequence[Record | RecordBatch], held: Mapping[str, Any]
     ) -> None:
         """Store records between two tombstones: `Record`s row-wise, batches column-wise
-        (`sync.mirror_batches`); an id given twice is stored once, as its latest version."""
+        (`sync.mirror_batches`); an id given twice is stored once, as its latest version (by the
+        key's build, while the table's key is away)."""
         if not any(isinstance(item, RecordBatch) for item in run):
             self._write(session, cast("Sequence[Record]", run), held)
             return
-        for part in latest_parts(run):
+        keyless = self._store.keyless(self._table)
+        for part in delivered_parts(run) if keyless else latest_parts(run):
             if isinstance(part, list):
                 self._write(session, part, held)
                 continue
