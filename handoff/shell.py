@@ -53,8 +53,11 @@ __all__ = [
     "world_params",
 ]
 
-console = Console()
-progress_console = Console(stderr=True)  # for commands whose stdout is read by programs
+# text printed as given: what Handoff prints names settings in brackets ("[sync]
+# full_resync_hours") and CRM values (an account called "Acme [EMEA]"), which rich's markup would
+# take for styles and drop
+console = Console(markup=False)
+progress_console = Console(stderr=True, markup=False)  # for commands whose stdout programs read
 
 SettingsOption = Annotated[
     Path | None,

@@ -141,10 +141,13 @@ def changelog(
     if refusals:
         header = (
             f"{current.version} kept aside, {previous.version} still scores: "
-            f"{len(changed)} points would have changed."
+            f"the points of {len(changed)} reasons would have changed."
         )
         return (header, *kept_aside, *changed)
-    header = f"{current.version} replaces {previous.version}: {len(changed)} points changed."
+    header = (
+        f"{current.version} replaces {previous.version}: "
+        f"the points of {len(changed)} reasons changed."
+    )
     return (header, *changed)
 
 

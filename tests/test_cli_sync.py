@@ -72,6 +72,14 @@ def test_a_dry_run_says_what_it_would_write_and_train_keeps_the_rules_model() ->
     assert missing_code == 1 and "no sync run 'nope'" in missing
 
 
+def test_train_names_the_setting_that_keeps_the_rules_model_as_written() -> None:
+    settings = SETTINGS.format(crm="salesforce") + '[scoring]\nmodel = "rules"\n'
+    Path("settings.toml").write_text(settings)
+    code, output = run_cli("train")
+    # rich's markup took "[scoring]" for a style and dropped it
+    assert code == 0 and "[scoring] model = rules" in output, output
+
+
 def test_a_second_run_while_one_is_running_exits_locked_naming_it() -> None:
     Path("settings.toml").write_text(SETTINGS.format(crm="salesforce"))
     assert run_cli("setup")[0] == 0

@@ -434,7 +434,9 @@ def test_changelog_reads_as_points_before_and_after() -> None:
     before = RulesModel(CATALOG, DEFAULT_FIT)
     after = RulesModel(replace(CATALOG, signals=cheaper), DEFAULT_FIT[:-1])
     lines = changelog(before, after)
-    assert lines[0] == f"{after.version} replaces {before.version}: 2 points changed."
+    assert (
+        lines[0] == f"{after.version} replaces {before.version}: the points of 2 reasons changed."
+    )
     assert "Visited pricing: +15 -> +12" in lines
     assert "Revenue: $50M+: removed (was +5)" in lines
     assert changelog(None, before) == (
