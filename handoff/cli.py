@@ -49,7 +49,7 @@ __all__ = [
 
 app = typer.Typer(
     name="handoff",
-    help="Score, tier and route CRM accounts so Sales and Marketing work the same list.",
+    help="Score and tier CRM accounts and write them back: Sales and Marketing, one list.",
     no_args_is_help=True,
     rich_markup_mode=None,  # plain help: paragraphs wrapped whole, no type beside a flag
     # Local variables can hold secrets; a traceback must never print them.
@@ -89,13 +89,13 @@ def check(ctx: typer.Context, settings: SettingsOption = None) -> None:
     typer.echo("ok")
 
 
-@settings_app.command("show")
+@settings_app.command("show", short_help="Print the effective settings as TOML; secrets hidden.")
 def show(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Print the effective settings as TOML; secrets show only as set or not set."""
     typer.echo(render_settings(settings_from(ctx, settings)), nl=False)
 
 
-@app.command("setup")
+@app.command("setup", short_help="Create Handoff's fields in the CRM, or repair them.")
 def setup(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Create the fields Handoff owns in the CRM, repair drift; a second run changes nothing."""
     from connectors.errors import ConnectorError
@@ -127,7 +127,7 @@ def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
     run_demo(loaded)
 
 
-@state_app.command("init")
+@state_app.command("init", short_help="Create the state database, or check it is current.")
 def state_init(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Create the state database at this release's schema, or check an existing one is at it."""
     console.print(
@@ -135,7 +135,7 @@ def state_init(ctx: typer.Context, settings: SettingsOption = None) -> None:
     )
 
 
-@state_app.command("upgrade")
+@state_app.command("upgrade", short_help="Migrate the state database in place, keeping every row.")
 def state_upgrade(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Migrate the state database in place to this release's schema, keeping every row."""
     from sync import Store
@@ -240,7 +240,7 @@ def _fail_on_schema_gaps(gaps: tuple[SchemaGap, ...]) -> NoReturn:
     )
 
 
-@app.command("train")
+@app.command("train", short_help="Fit the predictive model; it scores once promoted.")
 def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Fit the predictive model on the mirror; it scores from the next sync only if promoted."""
     from handoff.runs import scoring_setup
@@ -248,9 +248,22 @@ def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
 
     loaded = settings_from(ctx, settings)
     with open_store(loaded.state.database_url) as store, store.session() as session:
-        training = train_model(session, scoring_setup(loaded), datetime.now(UTC))
+        last = _last_run_time(session)  # the mirror's present, as `handoff score` scores
+        now = last or datetime.now(UTC)
+        training = train_model(session, scoring_setup(loaded), now)
+    when = "the last sync's time" if last else "now: no sync has run yet"
+    console.print(f"Training as of {now:%d %b %Y %H:%M} UTC ({when})")
     console.print(training.reason)
-    for line in training.candidate.changelog_ if training.candidate else ():
+    candidate = training.candidate
+    if candidate is None:
+        return
+    # the changelog's header and refusals say what the reason said: its changes follow them
+    changes = candidate.changelog_[1 + len(candidate.refusals()) :]
+    if changes:
+        moved = "changed" if training.promoted else "would have changed"
+        reasons = "1 reason" if len(changes) == 1 else f"{len(changes):,} reasons"
+        console.print(f"The points of {reasons} {moved} (one fresh occurrence each):")
+    for line in changes:
         console.print(f"  {line}")
 
 
@@ -259,7 +272,7 @@ JsonOption = Annotated[
 ]
 
 
-@app.command("logs")
+@app.command("logs", short_help="Recent sync runs, or one run with its failures.")
 def logs(
     ctx: typer.Context,
     run: Annotated[str | None, typer.Argument(help="A run id (or its first characters).")] = None,
@@ -313,7 +326,7 @@ def _no_single_run(prefix: str, matches: list[SyncRun]) -> str:
     return f"{prefix!r} starts more than one run id ({ids}, ...); give more of it"
 
 
-@app.command("explain")
+@app.command("explain", short_help="Why an account scores what it does.")
 def explain_command(
     ctx: typer.Context,
     account: Annotated[str, typer.Argument(help="An account id, domain or name.")],
@@ -340,14 +353,19 @@ def explain_command(
 
 
 def _candidates(ambiguous: AmbiguousAccount) -> list[str]:
-    shown = [f"  {a.id}  {a.name}  {a.domain or a.website or ''}" for a in ambiguous.candidates]
+    shown = [
+        "  " + "  ".join(filter(None, (a.id, a.name, a.domain or a.website)))
+        for a in ambiguous.candidates
+    ]
+    more = ["  and more: a longer part of the name narrows them"] if ambiguous.more else []
     return [
         f"{ambiguous.query!r} matches more than one account; give its id or domain:",
         *shown,
+        *more,
     ]
 
 
-@app.command("score")
+@app.command("score", short_help="Score and tier the mirror; nothing pulled or written.")
 def score_command(
     ctx: typer.Context,
     top: Annotated[int, typer.Option("--top", min=1, help="Top accounts to list.")] = 10,

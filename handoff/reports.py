@@ -23,6 +23,7 @@ from sync.runlog import RunSummary
 from sync.state import RunEvent
 
 __all__ = [
+    "bounds_note",
     "event_json",
     "joined",
     "print_explanation",
@@ -253,13 +254,14 @@ def bounds_note(found: AccountExplanation) -> str | None:
     """Why the points shown differ from the same reasons' points elsewhere (the history, another
     account): off the 0-100 scale, they were shrunk in proportion to add up to the score."""
     raw = found.points_before_bounds
-    if raw is None or found.disqualified_reason or 0.0 <= raw <= SCORE_MAX:
+    # half a point off the scale rounds back onto it: no note for what the score does not show
+    if found.disqualified_reason or -0.5 < raw < SCORE_MAX + 0.5:
         return None
     end, side = (SCORE_MAX, "positive") if raw > SCORE_MAX else (0.0, "negative")
     return (
         f"The points came to {raw:.0f}, past the scale's end at {end:g}: each {side} reason's "
-        f"points are shrunk in proportion so that they add up to the score, so a reason can show "
-        f"fewer points here than in the history."
+        f"points are shrunk in proportion so that they add up to the score (with those under "
+        f"half a point, not listed), so a reason can show fewer points here than in the history."
     )
 
 

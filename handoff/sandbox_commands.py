@@ -72,7 +72,7 @@ sandbox_app = typer.Typer(
 )
 
 
-@sandbox_app.command("generate")
+@sandbox_app.command("generate", short_help="Generate a synthetic org with its hidden truth.")
 def generate(
     out: Annotated[
         Path, typer.Option("--out", help="Directory to write the org to.", file_okay=False)
@@ -109,7 +109,7 @@ class Convention(StrEnum):
     b = "b"
 
 
-@sandbox_app.command("serve")
+@sandbox_app.command("serve", short_help="Serve a synthetic org over a CRM's API.")
 def serve(
     crm: Annotated[SandboxCrm, typer.Option("--crm", help="Which CRM's API to speak.")],
     accounts: Annotated[int, typer.Option("--accounts", min=1, help="Accounts in the org.")] = 2000,
@@ -357,7 +357,7 @@ def _serve_detached(command: list[str], token: str | None) -> None:
     typer.echo(f"sandbox {found.crm} ready at {found.url} ({summary})")
 
 
-@sandbox_app.command("stop")
+@sandbox_app.command("stop", short_help="Stop the sandbox started from this directory.")
 def stop() -> None:
     """Stop the sandbox started from this directory (it saves what was written to it first)."""
     found = read_announcement(DISCOVERY_FILE)
@@ -404,7 +404,7 @@ def _stop(found: Announcement) -> None:
     withdraw(DISCOVERY_FILE, found.pid)
 
 
-@sandbox_app.command("status")
+@sandbox_app.command("status", short_help="Show the sandbox running from this directory.")
 def status() -> None:
     """Show the sandbox running from this directory: dialect, address, org, its kept state.
     Exit status 1 when none runs."""

@@ -141,12 +141,12 @@ def changelog(
     if refusals:
         header = (
             f"{current.version} kept aside, {previous.version} still scores: "
-            f"the points of {len(changed)} reasons would have changed."
+            f"the points of {_reasons(len(changed))} would have changed."
         )
         return (header, *kept_aside, *changed)
     header = (
         f"{current.version} replaces {previous.version}: "
-        f"the points of {len(changed)} reasons changed."
+        f"the points of {_reasons(len(changed))} changed."
     )
     return (header, *changed)
 
@@ -166,6 +166,10 @@ def _change(label: str, before: dict[str, float], after: dict[str, float]) -> st
 def _points(value: float) -> str:
     """Whole points with their sign."""
     return f"{round(value):+d}"
+
+
+def _reasons(count: int) -> str:
+    return f"{count:,} reason" if count == 1 else f"{count:,} reasons"
 
 
 def promotion_refusals(

@@ -70,8 +70,8 @@ def history_suffices(
         and conversions >= settings.min_training_conversions
     )
     return enough, (
-        f"{accounts:,} accounts and {conversions:,} qualified opportunities to learn from; the "
-        f"predictive model needs {settings.min_training_accounts:,} and "
+        f"{accounts:,} accounts and {conversions:,} qualified opportunities to learn from, where "
+        f"the predictive model needs at least {settings.min_training_accounts:,} and "
         f"{settings.min_training_conversions:,}"
     )
 

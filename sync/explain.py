@@ -67,11 +67,13 @@ class AccountNotFound(LookupError):
 
 
 class AmbiguousAccount(LookupError):
-    """Several accounts answer to the name given; ``candidates`` lists them."""
+    """Several accounts answer to the name given; ``candidates`` lists the first of them, and
+    ``more`` says whether others do too."""
 
-    def __init__(self, query: str, candidates: list[Account]) -> None:
-        self.query, self.candidates = query, candidates
-        super().__init__(f"{len(candidates)} accounts match {query!r}")
+    def __init__(self, query: str, candidates: list[Account], *, more: bool = False) -> None:
+        self.query, self.candidates, self.more = query, candidates, more
+        counted = f"more than {len(candidates)}" if more else f"{len(candidates)}"
+        super().__init__(f"{counted} accounts match {query!r}")
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,10 @@ class AccountExplanation:
     history: tuple[HistoryEntry, ...]
     people: tuple[PersonLink, ...]
     nearby_orphans: tuple[PersonLink, ...]
-    nearby_method: str = NEARBY_METHOD
     # base plus points before the scale's bounds: off 0-100, the contributions shown were shrunk
     # in proportion to add up to the score (`scoring.scorecard.fit_into_scale`)
-    points_before_bounds: float | None = None
+    points_before_bounds: float
+    nearby_method: str = NEARBY_METHOD
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,8 @@ def find_account(session: Session, query: str) -> Account:
         if len(found) == 1:
             return found[0]
         if found:
-            raise AmbiguousAccount(query, found)
+            shown = found[:_CANDIDATES_SHOWN]
+            raise AmbiguousAccount(query, shown, more=len(found) > len(shown))
     raise AccountNotFound(f"no account has the id, domain or name {query!r}")
 
 
@@ -305,8 +308,8 @@ def model_status(session: Session, setup: ScoringSetup, book: Book) -> str:
     latest = session.exec(
         select(ScoringModelRow).order_by(col(ScoringModelRow.created_at).desc())
     ).first()
-    if latest is not None and latest.reason:
-        return f"the rules model {version} scores (cold start): {latest.reason}"
+    if latest is not None and latest.reason:  # a model trained and kept aside: it says why
+        return latest.reason
     return (
         f"the rules model {version} scores (cold start): no predictive model has been promoted; "
         "`handoff train` fits one once the org has enough history"

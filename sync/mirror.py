@@ -639,7 +639,7 @@ class _StreamRows:
             self._note_ids(part["id"])
             keys = tuple(part.columns[2:])  # after id and modified_at: a `Record`'s values
             shape = self._shapes.get(keys) or self._shape(keys)
-            ready = shape.ready_frame(part)
+            ready = shape.ready_frame(part, keyed=not keyless)
             if ready is None:
                 self._store_rows(session, shape, shape.frame_rows(part, self._pulled.skip))
             else:
@@ -847,11 +847,12 @@ class _Shape:
         stamps = _adapted_column(frame["modified_at"], self.stamp, "modified", bad)
         return _kept(columns, frame["id"].to_list(), stamps, bad, skip)
 
-    def ready_frame(self, frame: pl.DataFrame) -> pl.DataFrame | None:
+    def ready_frame(self, frame: pl.DataFrame, *, keyed: bool = True) -> pl.DataFrame | None:
         """A batch's frame as its rows' columns made ready at once (`plain_series`), named
-        as the table's and in key order (neighbouring rows share pages of its index); None when
-        a column needs adapting value by value or a row cannot be stored (`frame_rows` then
-        notes which, and why)."""
+        as the table's, in key order when the table is ``keyed`` (neighbouring rows share pages
+        of its index), else as delivered (the key built later keeps an id's last row); None
+        when a column needs adapting value by value or a row cannot be stored (`frame_rows`
+        then notes which, and why)."""
         made = SharedStamps()
         ready = [
             made.plain(frame[key], adapt)
@@ -864,7 +865,9 @@ class _Shape:
         if len(columns) < len(ready) or not self._storable(columns):
             return None
         named = pl.DataFrame([c.alias(name) for c, name in zip(columns, self.columns, strict=True)])
-        return named if named["id"].is_sorted() else named.sort("id")
+        if not keyed or named["id"].is_sorted():
+            return named
+        return named.sort("id", maintain_order=True)
 
     def _storable(self, columns: Sequence[pl.Series]) -> bool:
         """Whether every row of ``columns`` (`ready_frame`'s) has its required values, each

@@ -190,7 +190,7 @@ def test_explain_shows_the_score_its_reasons_merged_history_and_people(synced: S
     assert "Why this score" in shown and "Score history" in shown
     assert f"merged from {synced.loser}" in shown  # the loser's history follows it
     assert f"Linked people ({linked})" in shown
-    assert "Nearby orphans (1):" in shown and "orphan-near" in shown
+    assert "Nearby orphans (1): orphans the matcher" in shown and "orphan-near" in shown
     assert "orphan-far" not in shown
 
 

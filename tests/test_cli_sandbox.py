@@ -27,17 +27,19 @@ def test_help_lists_every_command_with_a_description() -> None:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "80"},
     )
     for command, words in [
         ("demo", "sandbox CRM"),
-        ("setup", "fields Handoff owns"),
+        ("setup", "Handoff's fields"),
         ("settings", "Check and show"),
         ("sandbox", "synthetic orgs"),
         ("state", "sync state"),
     ]:
         line = next(line for line in done.stdout.splitlines() if line.startswith(f"  {command} "))
         assert words in line
+    # each command's line is whole in an 80-column terminal (click cuts a long one with "...")
+    assert not [ln for ln in done.stdout.splitlines() if ln.startswith("  ") and ln.endswith("...")]
 
 
 # what the command line's start (`handoff --help`, `handoff settings check`) must not load: the

@@ -69,6 +69,7 @@ def test_a_dry_run_says_what_it_would_write_and_train_keeps_the_rules_model() ->
     assert "Sample of planned writes" not in again and "per field" not in again
     # 60 accounts are far too few to learn from: the rules model keeps scoring, and it says why
     assert trained_code == 0 and "kept" in trained, trained
+    assert "Training as of " in trained and "(the last sync's time)" in trained  # the sandbox's
     assert missing_code == 1 and "no sync run 'nope'" in missing
 
 

@@ -8,7 +8,7 @@ Nurture account, an incremental one that moves it up.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -225,3 +225,7 @@ def test_explain_says_when_the_points_shown_were_shrunk_to_fit_the_scale(scored:
     assert note is not None and f"came to {moved.points_before_bounds:.0f}" in note
     assert within.points_before_bounds == pytest.approx(within.score, abs=0.5)
     assert bounds_note(within) is None
+    # what rounds back onto the scale gets no note; under it, the negative reasons shrank
+    assert bounds_note(replace(moved, points_before_bounds=100.3)) is None
+    under = bounds_note(replace(within, points_before_bounds=-3.0))
+    assert under is not None and "end at 0: each negative reason" in under

@@ -401,7 +401,7 @@ def test_the_rules_model_stays_until_there_is_enough_history(trained: Trained) -
         trained.history, CATALOG, DEFAULT_FIT, strict, TIERS, trained.disqualified, trained.now
     )
     assert isinstance(kept.model, RulesModel) and kept.candidate is None
-    assert "needs 1,000 and 100,000" in kept.reason
+    assert "needs at least 1,000 and 100,000" in kept.reason
     forced = SETTINGS.model_copy(update={"model": "rules"})
     ruled = train(
         trained.history, CATALOG, DEFAULT_FIT, forced, TIERS, trained.disqualified, trained.now

@@ -763,22 +763,42 @@ def test_a_first_load_keeps_the_last_version_of_an_activity_given_twice(
 
 @pytest.mark.parametrize("rows", [3, 3_000], ids=["rows bound", "rows staged"])
 def test_a_first_load_keeps_the_last_row_of_an_activity_a_batch_holds_twice(
-    store: Store, rows: int
+    store: Store, monkeypatch: pytest.MonkeyPatch, rows: int
 ) -> None:
     """While the key is away, a batch's rows go in as delivered (not sorted to drop repeats):
-    the key's build keeps the last row of an id; a row without an id is skipped, the rest land."""
-    ids = ["00TA", *(f"00T{n:07d}" for n in range(rows - 3)), "00TA", None, "00TB"]
-    frame = pl.DataFrame(
-        {
-            "id": ids,
-            "modified_at": [T0] * len(ids),
-            "type": ["call"] * len(ids),
-            "occurred_at": [T0] * len(ids),
-            "subject": ["first", *(["other"] * (rows - 3)), "second", "nameless", "only"],
-            "rep_touch": [True] * len(ids),
-        }
-    ).with_columns(pl.col("modified_at", "occurred_at").dt.cast_time_unit("us"))
-    pull = [RecordBatch("Task", frame), Checkpoint("Task", Cursor(T0))]
+    the key's build keeps the last row of an id, given twice in a batch or as a `Record` before
+    it; a row without an id is skipped, the rest land."""
+    staged: list[bool] = []
+
+    def spied(*given: Any) -> bool:
+        staged.append(staging.insert_staged(*given))
+        return staged[-1]
+
+    monkeypatch.setattr("sync.store.insert_staged", spied)
+
+    def batch(ids: list[str | None], subjects: list[str]) -> RecordBatch:
+        frame = pl.DataFrame(
+            {
+                "id": ids,
+                "modified_at": [T0] * len(ids),
+                "type": ["call"] * len(ids),
+                "occurred_at": [T0] * len(ids),
+                "subject": subjects,
+                "rep_touch": [True] * len(ids),
+            }
+        ).with_columns(pl.col("modified_at", "occurred_at").dt.cast_time_unit("us"))
+        return RecordBatch("Task", frame)
+
+    others = [f"00T{n:07d}" for n in range(rows - 3)]
+    pull = [
+        _task("00TC", "record"),  # then again in the batch, in the same transaction
+        batch(
+            ["00TA", *others, "00TA", "00TB", "00TC"],
+            ["first", *(["other"] * len(others)), "second", "only", "batch"],
+        ),
+        batch([None, "00TD"], ["nameless", "after"]),
+        Checkpoint("Task", Cursor(T0)),
+    ]
     unbuilt: list[Any] = []
     [pulled] = mirror_streams(
         store, Scripted({"Task": pull}), T0, streams=["Task"], unbuilt=unbuilt
@@ -786,10 +806,13 @@ def test_a_first_load_keeps_the_last_row_of_an_activity_a_batch_holds_twice(
     store.build_indexes_behind(unbuilt).wait()
     held = _subjects(store)
 
-    assert held["00TA"] == ("second", False) and held["00TB"] == ("only", False)
-    assert len(held) == rows - 1  # the repeat and the row without an id are not held
-    assert sum(pulled.skipped.values()) == 1 and None not in held
+    assert held["00TA"] == ("second", False) and held["00TC"] == ("batch", False)
+    assert held["00TB"] == ("only", False) and held["00TD"] == ("after", False)
+    assert len(held) == len(others) + 4 and None not in held
+    assert sum(pulled.skipped.values()) == 1
     assert _index_names(store, Activity) == _all_indexes(store, Activity)
+    if store.dialect == "sqlite" and rows > staging.MIN_ROWS:
+        assert True in staged  # the large batch went by the stage
 
 
 def test_a_tombstone_in_a_first_load_has_the_activity_key_built_before_it_applies(
