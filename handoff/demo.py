@@ -150,15 +150,15 @@ def _print_cycle(cycle: RunReport, visits: int) -> None:
     others = []
     if changed > 0:
         others.append(
-            f"{changed:,} other records changed since the last pull, our own writes among them "
-            "(a write moves a record's modification time)"
+            f"{changed:,} other records changed since the last pull (our own writes among them: "
+            "a write moves a record's modification time)"
         )
     if skipped:
         others.append(
-            f"{skipped:,} records read again in the window behind the cursor and skipped as "
+            f"{skipped:,} records read again in the window behind the cursor, skipped as "
             "already held"
         )
-    more = f" (and {'; '.join(others)})" if others else ""
+    more = "".join(f"; {other}" for other in others)
     console.print(f"One incremental cycle: {visits:,} new visits pulled{more}")
     console.print(
         f"  {sum(cycle.written.values()):,} written (only what moved: {joined(cycle.written)}), "

@@ -32,7 +32,7 @@ __all__ = [
     "summarise",
 ]
 
-FORCED = "asked for"  # `handoff sync --full`, the demo
+FORCED = "asked for (--full)"  # `handoff sync --full`, the demo's first sync
 _LOOK_BACK = 50  # full runs read to skip dry runs (a dry run re-pulls but moves no cursor)
 
 

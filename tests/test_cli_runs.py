@@ -203,9 +203,16 @@ def test_explain_finds_an_account_by_domain_name_or_merged_id(synced: Synced) ->
         by_loser = find_account(session, synced.loser)
         with pytest.raises(AmbiguousAccount) as ambiguous:
             find_account(session, "e")
+        named_e = session.exec(
+            select(func.count()).where(
+                func.lower(Account.name).contains("e"), col(Account.is_deleted).is_(False)
+            )
+        ).one()
     assert by_domain.id == by_name.id == by_loser.id == synced.survivor
     assert "was deleted in the CRM" in _cli(synced, "explain", synced.deleted)[1]
-    assert len(ambiguous.value.candidates) > 1
+    # the first ten are listed, and the rest said to exist
+    assert named_e > 10 and len(ambiguous.value.candidates) == 10 and ambiguous.value.more
+    assert "and more: a longer part of the name narrows them" in _cli(synced, "explain", "e")[1]
 
 
 def test_explain_names_the_candidates_of_an_ambiguous_name_and_an_unknown_one(

@@ -121,7 +121,7 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     # besides the visits, the cycle reads back what the full sync wrote (stored: our fields
     # changed), as the run log counts it, not as records skipped
     written = re.search(r"Written ([\d,]+)", said_first)
-    read_back = re.search(r"and ([\d,]+) other records changed since the last pull", said_first)
+    read_back = re.search(r"; ([\d,]+) other records changed since the last pull", said_first)
     assert written and read_back and read_back[1] == written[1], said_first
     assert "State database ready: sqlite:///handoff.db" in said_first
     assert "`handoff sandbox stop` ends it" in said_first
