@@ -49,9 +49,11 @@ def run_demo(loaded: Settings) -> None:
     try:
         with open_crm(sandbox, rate_limits=False) as crm:
             console.print(f"Connected to {crm.description}")
-            print_schema_report(console, crm.connector.ensure_schema(schema_spec(loaded)))
-            again = crm.connector.ensure_schema(schema_spec(loaded))
-            console.print(f"Set-up again: {schema_summary(again)}")
+            first = crm.connector.ensure_schema(schema_spec(loaded))
+            print_schema_report(console, first)
+            if first.changed:  # shown safe to repeat; a kept sandbox's fields were in place
+                again = crm.connector.ensure_schema(schema_spec(loaded))
+                console.print(f"Set-up again: {schema_summary(again)}")
             url, moved = _demo_sync(loaded, crm, crm.now())
     except ConnectorError as error:
         fail([f"the demo stopped: {error}"])

@@ -131,6 +131,7 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     assert "Sandbox org orgs/sandbox-realistic-120-5 (generated earlier)" in said_second
     assert "already running" in second.stdout
     assert "Set-up: nothing to change, all 24 in place" in second.stdout
+    assert "Set-up again" not in second.stdout  # said once: the fields were in place already
     # the sandbox kept what the first demo wrote: its full sync finds nothing to write, and
     # the first burst's accounts stay up, so the second moves three others
     assert "Written 0 (none)" in said_second
