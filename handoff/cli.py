@@ -244,25 +244,24 @@ def _fail_on_schema_gaps(gaps: tuple[SchemaGap, ...]) -> NoReturn:
 def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Fit the predictive model on the mirror; it scores from the next sync only if promoted."""
     from handoff.runs import scoring_setup
+    from scoring.evaluation import changelog_changes, reasons_counted
     from sync.scoring_state import train_model
 
     loaded = settings_from(ctx, settings)
     with open_store(loaded.state.database_url) as store, store.session() as session:
-        last = _last_run_time(session)  # the mirror's present, as `handoff score` scores
-        now = last or datetime.now(UTC)
+        now, when = _mirror_present(session)
         training = train_model(session, scoring_setup(loaded), now)
-    when = "the last sync's time" if last else "now: no sync has run yet"
     console.print(f"Training as of {now:%d %b %Y %H:%M} UTC ({when})")
     console.print(training.reason)
     candidate = training.candidate
     if candidate is None:
         return
     # the changelog's header and refusals say what the reason said: its changes follow them
-    changes = candidate.changelog_[1 + len(candidate.refusals()) :]
+    changes = changelog_changes(candidate.changelog_, candidate.refusals())
     if changes:
         moved = "changed" if training.promoted else "would have changed"
-        reasons = "1 reason" if len(changes) == 1 else f"{len(changes):,} reasons"
-        console.print(f"The points of {reasons} {moved} (one fresh occurrence each):")
+        counted = reasons_counted(len(changes))
+        console.print(f"The points of {counted} {moved} (one fresh occurrence each):")
     for line in changes:
         console.print(f"  {line}")
 
@@ -378,10 +377,8 @@ def score_command(
 
     loaded = settings_from(ctx, settings)
     with open_store(loaded.state.database_url) as store, store.session() as session:
-        last = _last_run_time(session)
-        now = last or datetime.now(UTC)
+        now, when = _mirror_present(session)
         preview = score_mirror(session, scoring_setup(loaded), now, top)
-    when = "the last sync's time" if last else "now: no sync has run yet"
     console.print(f"Scoring as of {now:%d %b %Y %H:%M} UTC ({when})")
     if not preview.book.account_ids:
         console.print("The mirror holds no account yet: `handoff sync` pulls the CRM first.")
@@ -389,12 +386,15 @@ def score_command(
     print_mirror_scores(console, preview)
 
 
-def _last_run_time(session: Any) -> datetime | None:
-    """When the last sync run scored (a sandbox's runs score at its world's present)."""
+def _mirror_present(session: Any) -> tuple[datetime, str]:
+    """The moment the mirror stands at, and how it was chosen: when the last sync run scored (a
+    sandbox's runs score at its world's present), else now."""
     from sync.runlog import runs_newest_first
 
     latest = runs_newest_first(session, 1)
-    return latest[0].started_at if latest else None
+    if latest:
+        return latest[0].started_at, "the last sync's time"
+    return datetime.now(UTC), "now: no sync has run yet"
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ Sales the wrong accounts, so it is kept aside and the changelog says why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,9 +30,11 @@ __all__ = [
     "Forecaster",
     "ScoringModel",
     "changelog",
+    "changelog_changes",
     "evaluate",
     "holdout_auc",
     "promotion_refusals",
+    "reasons_counted",
 ]
 
 
@@ -141,12 +143,12 @@ def changelog(
     if refusals:
         header = (
             f"{current.version} kept aside, {previous.version} still scores: "
-            f"the points of {_reasons(len(changed))} would have changed."
+            f"the points of {reasons_counted(len(changed))} would have changed."
         )
         return (header, *kept_aside, *changed)
     header = (
         f"{current.version} replaces {previous.version}: "
-        f"the points of {_reasons(len(changed))} changed."
+        f"the points of {reasons_counted(len(changed))} changed."
     )
     return (header, *changed)
 
@@ -168,7 +170,14 @@ def _points(value: float) -> str:
     return f"{round(value):+d}"
 
 
-def _reasons(count: int) -> str:
+def changelog_changes(lines: Sequence[str], refusals: Sequence[str]) -> tuple[str, ...]:
+    """The changes of points of a `changelog` made with ``refusals``: its lines after the
+    header and the refusals."""
+    return tuple(lines[1 + len(refusals) :])
+
+
+def reasons_counted(count: int) -> str:
+    """ "1 reason", "2 reasons"."""
     return f"{count:,} reason" if count == 1 else f"{count:,} reasons"
 
 
