@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 
 from scoring.explain import recent_counts
 from scoring.features import History, snapshot
-from scoring.model import RulesModel
+from scoring.model import PredictiveModel, RulesModel
 from scoring.scores import score_accounts
 from sync.frames import UTC_STAMP, frame_schema
 from sync.matching import REASONS
@@ -68,7 +68,7 @@ def score_orphans(
     else:
         _pend(session, cycle.people)
         pending = _pending(session)
-    return orphan_scores(session, setup, now, min_points, pending, cycle.unlinked)
+    return orphan_scores(session, setup, now, min_points, pending, cycle.unlinked, cycle.model)
 
 
 def settle_orphans(session: Session, person_ids: Collection[str]) -> None:
@@ -84,19 +84,21 @@ def orphan_scores(
     min_points: float = 0.0,
     person_ids: Collection[str] | None = None,
     unlinked: pl.DataFrame | None = None,
+    model: RulesModel | PredictiveModel | None = None,
 ) -> dict[str, AccountScore]:
     """What every orphan person (or those of ``person_ids`` that are orphans) should show, by
     person id, as of ``now``; each one's values carry its ``orphan_reason`` and no matched
     account. ``unlinked``: the activities of every person without an account, as
     `sync.account_signals.every_activity` read them, of the catalog's types or all (else the
-    orphans' are read here)."""
+    orphans' are read here). ``model`` scores them, as it scored the accounts (the score
+    stage's: one the run trained is not kept yet), else the current model."""
     people = _orphans(session, person_ids)
     if people.is_empty():
         return {}
     if unlinked is None:
         ids = None if person_ids is None else people["account_id"].to_list()
         unlinked = _activities(session, ids)
-    book = _book(session, setup, people, unlinked, now)
+    book = _book(session, setup, people, unlinked, now, model)
     scores = account_scores(book, setup.tiers, now, min_points)
     reasons = dict(zip(people["account_id"], people["reason"], strict=True))
     return {person: _as_orphan(score, reasons[person]) for person, score in scores.items()}
@@ -161,11 +163,12 @@ def _book(
     people: pl.DataFrame,
     activities: pl.DataFrame,
     now: datetime,
+    model: RulesModel | PredictiveModel | None = None,
 ) -> Book:
     """The orphans scored and explained like a book of accounts, from their own activities
-    (those of others are left out)."""
+    (those of others are left out), by ``model``, else the current model."""
     catalog = setup.catalog
-    model = current_model(session, setup)
+    model = model or current_model(session, setup)
     if model.catalog != catalog:  # settings changed since training: the settings' rules score
         model = setup.rules_model()
     ids = people["account_id"].to_list()

@@ -3,8 +3,9 @@
     report = run_sync(config, connector, store, now)
 
 Stages are small functions over the state database, run in order, each timed into
-``report.stages``: mirror -> link -> score -> tier -> diff -> save -> write, then the run log
-(save: what a first load's score stage held back while the mirror's indexes were built). Routing
+``report.stages``: mirror -> link -> train -> score -> tier -> diff -> save -> write, then the
+run log (train: the first run fits the predictive model once the org's history suffices; save:
+what a first load's score stage held back while the mirror's indexes were built). Routing
 and SLA stages slot in by adding to `STAGES`. Nothing here reads the clock, the environment or
 the process (it only spares the garbage collector the objects the process held before the run):
 the CLI, a scheduler or a queue worker calls it the same way. An API budget that
@@ -31,6 +32,7 @@ from sqlmodel import Session, col
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector, SchemaGap, SchemaSpec
 from scoring.tiers import TIER_ORDER, tier_label
+from scoring.training import Training
 from sync.config import MatchingSettings
 from sync.echoes import sort_echoes
 from sync.explain import model_status
@@ -39,7 +41,18 @@ from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_streams
 from sync.orphans import score_orphans, settle_orphans
 from sync.runlog import FullResync, forget_events, full_resync
-from sync.scoring_state import Book, ScoringSetup, Write, history_ahead, score_cycle, settle
+from sync.scoring_state import (
+    Book,
+    HistoryRead,
+    ScoringSetup,
+    Write,
+    history_ahead,
+    keep_training,
+    score_cycle,
+    settle,
+    train_read,
+    training_due,
+)
 from sync.state import Person, SyncRun, table_of
 from sync.store import IndexBuild, Store
 from sync.writeback import (
@@ -120,6 +133,9 @@ class RunReport:
     model_version: str | None = None
     model_kind: str | None = None
     model_reason: str | None = None  # which model scored and why (the rules at a cold start)
+    trained: str | None = None  # the model this run trained, if it did: its verdict
+    promoted: bool = False  # and whether it scores from now on
+    train_seconds: float | None = None  # its fitting, apart from the history's read
     scored: int = 0
     rescored_all: str | None = None  # why every account was rescored (first, nightly, ...)
     rebuilt: dict[str, int] = field(default_factory=dict)
@@ -171,6 +187,8 @@ class RunReport:
             "dry_run": int(self.dry_run),
             "events_forgotten": self.events_forgotten,
         }
+        if self.trained is not None:
+            figures |= {"trained": 1, "promoted": int(self.promoted)}
         if self.budget_left is not None:
             figures["budget_left"] = self.budget_left
         for stream, pulled in self.pulled.items():
@@ -203,9 +221,11 @@ class _Run:
     orphans: dict[str, AccountScore] = field(default_factory=dict)  # by person id
     echoes: set[tuple[str, str]] = field(default_factory=set)  # (entity, id): our writes read back
     unbuilt: list[Table] = field(default_factory=list)  # first loaded: indexes for the score stage
-    building: IndexBuild | None = None  # their build, started by the score stage
+    building: IndexBuild | None = None  # their build, started by the train or score stage
     unwritten: list[Write] = field(default_factory=list)  # the score stage's, held (`_score`)
-    history: ReadApart | None = None  # the score stage's read, started by the link stage
+    history: ReadApart | HistoryRead | None = None  # the score stage's read: started by the
+    # link stage, or made by the train stage
+    training: Training | None = None  # the train stage's, kept by the score stage
     plan: Plan = field(default_factory=Plan)
     outcome: PushOutcome = field(default_factory=PushOutcome)
 
@@ -290,6 +310,36 @@ def _history_ahead(run: _Run) -> None:
         run.history = history_ahead(session, run.config.scoring, run.now, full=run.report.full)
 
 
+def _train(run: _Run) -> None:
+    """Fit the predictive model before the first run scores, once the org's history suffices
+    (`training_due`; the periodic full re-pull tries again while none is promoted), on the
+    history the score stage reads to rebuild every account: read here and handed on, not read
+    twice. A first load's indexes start building meanwhile (`_building`: training reads none of
+    them). Nothing is written: the score stage keeps the candidate in its transaction (so not in
+    a dry run), and a promoted one scores this run. ``report.train_seconds`` is the fitting
+    alone: the read is the score stage's work in a run that does not train."""
+    report, setup = run.report, run.config.scoring
+    with run.store.session() as session:
+        if not training_due(session, setup, full=report.full):
+            return
+        _building(run)
+        started, run.history = run.history, None
+        read = run.history = HistoryRead.read(session, setup, started)
+        fitting = time.perf_counter()
+        run.training = train_read(session, setup, run.now, read)
+        report.train_seconds = time.perf_counter() - fitting
+    report.trained, report.promoted = run.training.reason, run.training.promoted
+
+
+def _building(run: _Run) -> IndexBuild:
+    """The build of the indexes a first load left (`Store.build_indexes_behind`), started by
+    the first stage that asks for it."""
+    if run.building is None:
+        run.building = run.store.build_indexes_behind(run.unbuilt)
+        run.unbuilt = []
+    return run.building
+
+
 def _score(run: _Run) -> None:
     """Bring each account's stored signal sums up to the mirror; score and explain the accounts
     touched this cycle (every account on the first run, ``--full`` and the nightly rescore), and
@@ -305,12 +355,12 @@ def _score(run: _Run) -> None:
     then (~400 MB more in the diff stage on the reference org, under the score stage's own
     peak). Any other cycle waits for the build before it first writes."""
     report, config = run.report, run.config
-    building = run.building = run.store.build_indexes_behind(run.unbuilt)
-    run.unbuilt = []
+    building = _building(run)
+    training = run.training
     with ExitStack() as stack:
         session = stack.enter_context(run.store.session())
         history, run.history = run.history, None  # the cycle takes it or gives it up
-        if history is not None:
+        if isinstance(history, ReadApart):
             stack.callback(history.cancel)  # nothing left to do once taken
         cycle = score_cycle(
             session,
@@ -320,9 +370,16 @@ def _score(run: _Run) -> None:
             ready=building.wait,
             history=history,
             hold=building.behind,
+            model=training.model if training is not None else None,
         )
         cycle.write(session, partial(forget_scores, account_ids=cycle.gone))
-        report.model_reason = model_status(session, config.scoring, cycle.book)
+        if training is not None:
+            cycle.write(session, partial(keep_training, training=training, now=run.now))
+        report.model_reason = (  # the model this run trained, kept or not, says why
+            f"trained this run: {report.trained}"
+            if report.trained is not None
+            else model_status(session, config.scoring, cycle.book)
+        )
         run.orphans = score_orphans(
             session, config.scoring, run.now, cycle, config.min_score_change
         )
@@ -366,8 +423,8 @@ def _indexes_left(run: _Run) -> None:
     """Build the indexes the mirror left to the score stage when the run ended before it (the
     API budget spent during a first load, a failed stage, a lost lock): the next run would
     build them at its start, but readers before it (`handoff explain`) would scan the table;
-    and wait for a build the score stage started, before the run log is written. A failure is
-    logged, not raised: the run's own outcome is what it reports."""
+    and wait for a build the train or score stage started, before the run log is written. A
+    failure is logged, not raised: the run's own outcome is what it reports."""
     tables, run.unbuilt = run.unbuilt, []
     try:
         _built(run)
@@ -496,6 +553,7 @@ Stage = Callable[[_Run], None]
 STAGES: tuple[tuple[str, Stage], ...] = (
     ("mirror", _mirror),
     ("link", _link),
+    ("train", _train),
     ("score", _score),
     ("tier", _tier),
     ("diff", _diff),
@@ -555,8 +613,9 @@ def run_sync(
             report.status, report.error = "failed", f"{type(error).__name__}: {error}"
             raise
         finally:
-            if run.history is not None:  # the score stage never came to take it
+            if isinstance(run.history, ReadApart):  # the score stage never came to take it
                 run.history.cancel()
+            run.history = None
             _indexes_left(run)
             _timed(report.stages, "log", lambda: _log(run, calls_before))
     return report

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import text, update
+from sqlalchemy import func, text, update
 from sqlmodel import Session, col, delete, select
 
 from scoring.config import DisqualifierRule, FitRule, ModelSettings, SignalSpec, TierSettings
@@ -65,15 +65,19 @@ from sync.store import in_chunks, rows_among
 __all__ = [
     "Book",
     "Cycle",
+    "HistoryRead",
     "ScoringSetup",
     "current_model",
     "history_ahead",
+    "keep_training",
     "load_history",
     "score_book",
     "score_cycle",
     "score_stored",
     "settle",
     "train_model",
+    "train_read",
+    "training_due",
 ]
 
 _OLDEST = datetime(1970, 1, 1, tzinfo=UTC)  # an account without a created date always existed
@@ -159,20 +163,83 @@ def _explain(history: History, snap: Snapshot, scores: Scores, n_signals: int) -
 def train_model(session: Session, setup: ScoringSetup, now: datetime) -> Training:
     """Fit the predictive model on the mirror as of ``now`` and keep it with its changelog;
     it scores from the next run only if promotion's checks pass."""
-    catalog = setup.catalog
-    history, _ = load_history(session, catalog)
-    reasons = disqualification(history.accounts, setup.disqualifiers)
-    current = current_model(session, setup)
-    training = train(
-        history,
-        catalog,
-        setup.fit,
-        setup.model,
-        setup.tiers,
-        reasons.is_not_null().to_numpy(),
-        now,
-        current,
+    history, _ = load_history(session, setup.catalog)
+    training = _fitted(session, setup, now, history)
+    keep_training(session, training, now)
+    return training
+
+
+def training_due(session: Session, setup: ScoringSetup, *, full: bool) -> bool:
+    """Whether a run fits the predictive model on its own before it scores (`train_read`): no
+    model was ever promoted, the settings let one score, the run rebuilds every account from the
+    whole history (the first run, ``--full`` or the periodic full re-pull: the read training
+    needs is made anyway) and, under ``model = "auto"``, the mirror holds at least as many live
+    accounts and opportunities as training needs accounts and conversions to learn from (counts
+    that bound them from above, so a run that would learn too little does not read to find out).
+    A model kept aside (refused by promotion's checks) is tried again at the next full run;
+    once one is promoted, `handoff train` refits it."""
+    settings = setup.model
+    if settings.model == "rules" or (not full and session.get(ScoringState, 1) is not None):
+        return False
+    promoted = select(ScoringModelRow.version).where(col(ScoringModelRow.promoted).is_(True))
+    if session.exec(promoted.limit(1)).first() is not None:
+        return False
+    if settings.model == "predictive":
+        return True
+    accounts = select(func.count()).select_from(Account).where(col(Account.is_deleted).is_(False))
+    opportunities = (
+        select(func.count())
+        .select_from(Opportunity)
+        .where(col(Opportunity.is_deleted).is_(False), col(Opportunity.opened_at).is_not(None))
     )
+    return (
+        session.exec(accounts).one() >= settings.min_training_accounts
+        and session.exec(opportunities).one() >= settings.min_training_conversions
+    )
+
+
+class HistoryRead:
+    """The whole history as the score stage reads it to rebuild every account
+    (`account_signals.every_activity`): read once by a run that trains first (`train_read`)
+    and handed on to the score stage (`score_cycle`), which takes it, so it is held no longer
+    than it is needed."""
+
+    def __init__(self, activities: pl.DataFrame, unlinked: pl.DataFrame) -> None:
+        self._frames: tuple[pl.DataFrame, pl.DataFrame] | None = (activities, unlinked)
+
+    @classmethod
+    def read(cls, session: Session, setup: ScoringSetup, started: ReadApart | None) -> HistoryRead:
+        """The history's read, taking ``started`` (`history_ahead`) when there is one."""
+        return cls(*account_signals.every_activity(session, setup.catalog.activities, started))
+
+    @property
+    def activities(self) -> pl.DataFrame:
+        """The activities that count for an account (while not taken)."""
+        if self._frames is None:
+            raise RuntimeError("the history's read was taken already")
+        return self._frames[0]
+
+    def take(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The frames (linked activities, and those of people without an account), handed
+        over: this holds them no more."""
+        frames, self._frames = self._frames, None
+        if frames is None:
+            raise RuntimeError("the history's read was taken already")
+        return frames
+
+
+def train_read(session: Session, setup: ScoringSetup, now: datetime, read: HistoryRead) -> Training:
+    """`train_model` on the history the run read to rebuild every account (`training_due`),
+    writing nothing: `keep_training` keeps the candidate, in the score stage's transaction."""
+    history = History.from_frames(
+        setup.catalog, _accounts(session), read.activities, _opportunities(session)
+    )
+    return _fitted(session, setup, now, history)
+
+
+def keep_training(session: Session, training: Training, now: datetime) -> None:
+    """Keep a training's candidate, if it made one, with its changelog and verdict (promoted:
+    it scores from then on, `current_model`)."""
     if training.candidate is not None:
         session.merge(
             ScoringModelRow(
@@ -184,7 +251,15 @@ def train_model(session: Session, setup: ScoringSetup, now: datetime) -> Trainin
                 reason=training.reason,
             )
         )
-    return training
+
+
+def _fitted(session: Session, setup: ScoringSetup, now: datetime, history: History) -> Training:
+    """Fit on ``history`` as of ``now`` against the current model (nothing kept)."""
+    catalog = setup.catalog
+    reasons = disqualification(history.accounts, setup.disqualifiers)
+    current = current_model(session, setup)
+    disqualified = reasons.is_not_null().to_numpy()
+    return train(history, catalog, setup.fit, setup.model, setup.tiers, disqualified, now, current)
 
 
 def _accounts(session: Session, ids: Sequence[str] | None = None) -> pl.DataFrame:
@@ -243,6 +318,7 @@ class Cycle:
     unlinked: pl.DataFrame | None = None
     # the stage's writes held back (`score_cycle`'s ``hold``), in order; None: written
     unwritten: list[Write] | None = None
+    model: RulesModel | PredictiveModel | None = None  # what scored (None: the current model)
 
     def write(self, session: Session, write: Write) -> None:
         """Make ``write`` in ``session`` now, or after the cycle's own when it held them."""
@@ -259,8 +335,9 @@ def score_cycle(
     *,
     full: bool = False,
     ready: Callable[[], None] = lambda: None,
-    history: ReadApart | None = None,
+    history: ReadApart | HistoryRead | None = None,
     hold: bool = False,
+    model: RulesModel | PredictiveModel | None = None,
 ) -> Cycle:
     """The score stage: bring the stored sums up to the mirror and score what changed.
 
@@ -268,7 +345,9 @@ def score_cycle(
     index: a first load's activity and person indexes may still be building then (`sync.run`),
     and every account's sums are built from a read of the whole history and of every link,
     which needs none. ``history``: the read of the whole history started before
-    (`history_ahead`), taken when every account is rebuilt, else given up. With ``hold``, a
+    (`history_ahead`), or made already (`HistoryRead`, by a run that trained first), taken
+    when every account is rebuilt, else given up. ``model`` scores in place of the current
+    one (a model this run trained, which a dry run does not keep). With ``hold``, a
     rebuild of every account writes nothing and does not call ``ready``: its writes are held
     in the cycle (`Cycle.unwritten`, where `Cycle.write` adds the caller's), to be made in order
     in one later transaction of the caller's, once the build is done (the tier and diff stages
@@ -282,7 +361,7 @@ def score_cycle(
     dry run, rolls back) the session.
     """
     catalog = setup.catalog
-    model = _model(session, setup)
+    model = model or _model(session, setup)
     state = session.get(ScoringState, 1)
     fingerprint = _fingerprint(catalog)
     handed = _handed_over(session)
@@ -306,7 +385,9 @@ def score_cycle(
             store(session)
         rebuilt = {"full": len(book.account_ids)}
     else:
-        if history is not None:
+        if isinstance(history, HistoryRead):
+            history.take()
+        elif history is not None:
             history.cancel()
         ready()
         touched = _touched(session, handed, counted)
@@ -331,7 +412,7 @@ def score_cycle(
         unwritten.append(taken)
     if book is None:
         book = _pending_book(session, setup, model, now, saved)
-    return Cycle(book, rebuilt, everything, frozenset(people), gone, unlinked, unwritten)
+    return Cycle(book, rebuilt, everything, frozenset(people), gone, unlinked, unwritten, model)
 
 
 def history_ahead(
@@ -431,7 +512,7 @@ def _build_every_account(
     catalog: SignalCatalog,
     now: datetime,
     score: Callable[[Sequence[tuple[str, dict[str, Any]]]], Book],
-    history: ReadApart | None = None,
+    history: ReadApart | HistoryRead | None = None,
 ) -> tuple[Book, pl.DataFrame, bool, Write]:
     """Every live account's sums from the mirror in one vectorised pass, scored by ``score``
     (`score_stored`): the book of every live account, in id order, as
@@ -448,7 +529,10 @@ def _build_every_account(
     them to a later cycle then (a change of catalog rebuilds every account from the history)."""
     ids = _live_ids(session)
     # the activities the catalog scores: the sums, and an orphan's scoring, leave out the others
-    activities, unlinked = account_signals.every_activity(session, catalog.activities, history)
+    if isinstance(history, HistoryRead):
+        activities, unlinked = history.take()
+    else:
+        activities, unlinked = account_signals.every_activity(session, catalog.activities, history)
     # read in whole seconds: one in ``now``'s own second is at or after it (`defer` tells)
     second = now.replace(microsecond=0)
     later = any(f.height and f["occurred_at"].max() >= second for f in (activities, unlinked))

@@ -1,0 +1,161 @@
+"""The first run fits the predictive model on its own once the org's history suffices.
+
+End to end on the sandbox with the real client libraries: an org with enough history (the
+demo's size) has its first run train, promote and score with the model it fitted, the one
+`handoff train` fits on the same mirror; a dry run trains alike and keeps nothing; a model once
+promoted is not fitted again by later runs. When a run trains is `training_due`'s call, tested
+on both backends against the counts it gates on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from handoff.runs import run_config, scoring_setup
+from handoff.settings import Settings
+from sandbox.generator import generate_org
+from sandbox.org import Org
+from sync import Store
+from sync.run import run_sync
+from sync.scoring_state import ScoringSetup, train_model, training_due
+from sync.state import Account, Opportunity, ScoringModelRow, ScoringState, SyncRun
+from tests.test_sync_run import Crm, _open, _pushes
+
+ACCOUNTS = 2_000  # the demo's org: history enough for a model the holdout promotes
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def org() -> Org:
+    return generate_org(ACCOUNTS, 7)  # the demo's seed (seed 5's candidate is kept aside)
+
+
+@pytest.fixture
+def hubspot(org: Org) -> Iterator[Crm]:
+    with ExitStack() as stack:
+        yield _open(stack, "hubspot", org)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as opened:
+        yield opened
+
+
+def _models(store: Store) -> list[ScoringModelRow]:
+    with store.session() as session:
+        return list(session.exec(select(ScoringModelRow)))
+
+
+def test_the_first_run_trains_promotes_and_scores_with_its_model(
+    hubspot: Crm, state: Store
+) -> None:
+    first = hubspot.run(state)
+    assert first.outcome == "ok", first.error
+    assert first.promoted and first.trained is not None and "replaces rules-" in first.trained
+    assert first.model_kind == "predictive" and first.model_reason is not None
+    assert first.model_reason.startswith("trained this run: ")
+    assert list(first.stages)[:4] == ["mirror", "link", "train", "score"]
+    assert first.train_seconds is not None and 0 < first.train_seconds <= first.stages["train"]
+    (kept,) = _models(state)
+    assert kept.promoted and kept.version == first.model_version and kept.changelog
+    # what the CRM shows is the model's: read back through the connector, as a rep sees it
+    with state.session() as session:
+        ids = list(session.exec(select(Account.id).limit(20)))
+        logged = session.exec(select(SyncRun).where(SyncRun.id == first.run_id)).one()
+    shown = hubspot.shown(hubspot.accounts, ids)
+    assert {values["model_version"] for values in shown.values()} == {kept.version}
+    assert logged.counts["trained"] == 1 and logged.counts["promoted"] == 1
+    # the model `handoff train` fits on the same mirror at the same moment: the history read
+    # once for the score stage is the history training reads on its own
+    with state.session() as session:
+        again = train_model(session, _setup(), first.started_at)  # the run's `now`
+        session.rollback()
+    assert again.candidate is not None and again.candidate.version == kept.version
+    # a promoted model is not fitted again: the rerun, then a full run, keep it and write nothing
+    pushes = _pushes(hubspot)
+    rerun = hubspot.run(state)
+    full = hubspot.run(state, full=True)
+    for later in (rerun, full):
+        assert later.trained is None and later.train_seconds is None
+        assert later.model_version == kept.version and sum(later.written.values()) == 0
+    assert _pushes(hubspot) == pushes and len(_models(state)) == 1
+
+
+def test_a_dry_run_trains_as_the_run_would_and_keeps_nothing(hubspot: Crm, state: Store) -> None:
+    now = hubspot.time.now  # both runs at one moment: the model learns as of it, to the second
+    dry = run_sync(run_config(Settings()), hubspot.connector, state, now, dry_run=True)
+    assert dry.promoted and dry.model_kind == "predictive" and dry.planned > 0
+    assert {row["score"] for row in dry.sample} and _pushes(hubspot) == 0
+    assert _models(state) == []
+    with state.session() as session:
+        assert session.get(ScoringState, 1) is None  # nothing scored was kept either
+    real = run_sync(run_config(Settings()), hubspot.connector, state, now)
+    assert real.model_version == dry.model_version and real.planned == dry.planned
+    assert sum(real.written.values()) == dry.planned
+
+
+def test_the_rules_setting_keeps_the_first_run_from_training(hubspot: Crm, state: Store) -> None:
+    config = run_config(Settings(scoring={"model": "rules"}))
+    report = run_sync(config, hubspot.connector, state, hubspot.time.now)
+    assert report.trained is None and "train" in report.stages
+    assert report.model_kind == "rules" and _models(state) == []
+
+
+def _setup(**scoring: Any) -> ScoringSetup:
+    return scoring_setup(Settings(scoring=scoring))
+
+
+def _mirror(store: Store, accounts: int, opportunities: int, deleted: int = 0) -> None:
+    """Live accounts and opened opportunities in the mirror (and ``deleted`` ones of each)."""
+    mirrored = {"crm_modified_at": NOW, "synced_at": NOW}
+    with store.session() as session:
+        store.upsert(
+            session,
+            Account,
+            [
+                {"id": f"a{n}", "name": f"A{n}", "is_deleted": n < deleted, **mirrored}
+                for n in range(accounts + deleted)
+            ],
+        )
+        opened = {"opened_at": NOW, "account_id": "a0", **mirrored}
+        store.upsert(
+            session,
+            Opportunity,
+            [{"id": f"o{n}", "is_deleted": n < deleted, **opened} for n in range(opportunities)]
+            + [{"id": "unopened", "is_deleted": False, **mirrored}],
+        )
+
+
+def test_a_run_trains_when_the_mirror_holds_what_training_needs_at_least(store: Store) -> None:
+    enough = _setup(min_training_accounts=5, min_training_conversions=3)
+    _mirror(store, accounts=5, opportunities=3, deleted=2)  # 2 of each deleted: they do not count
+    with store.session() as session:
+        assert not training_due(session, enough, full=False)  # 3 live accounts, 1 opportunity
+    _mirror(store, accounts=5, opportunities=5, deleted=2)
+    with store.session() as session:
+        assert training_due(session, enough, full=False)  # the first run: nothing scored yet
+        assert not training_due(session, _setup(min_training_accounts=6), full=True)
+        assert not training_due(session, _setup(min_training_conversions=4), full=True)
+        assert not training_due(session, _setup(model="rules"), full=True)
+        assert training_due(session, _setup(model="predictive"), full=True)  # no minimums
+        session.add(
+            ScoringState(catalog="c", model_version="v", seq=1, scored_at=NOW, nightly_at=NOW)
+        )
+        session.flush()
+        assert not training_due(session, enough, full=False)  # a cycle rebuilds no account
+        assert training_due(session, enough, full=True)  # a full run rebuilds every one
+        session.add(ScoringModelRow(version="kept", created_at=NOW, document="{}", promoted=False))
+        session.flush()
+        assert training_due(session, enough, full=True)  # kept aside: tried again
+        session.add(ScoringModelRow(version="p", created_at=NOW, document="{}", promoted=True))
+        session.flush()
+        assert not training_due(session, enough, full=True)  # promoted: `handoff train` refits
+        session.rollback()
