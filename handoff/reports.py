@@ -107,6 +107,7 @@ def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
         ("Pulled", _pulled(run)),
         ("Linked", _linked(run)),
         ("Scored", _scored(run)),
+        *_trained(run),
         ("Tiers", f"{run.tier_up:,} moved up, {run.tier_down:,} moved down"),
         ("Written", _written(run)),
         ("API calls", _calls(run.api_calls, run.budget_left)),
@@ -115,6 +116,15 @@ def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
     if run.events_forgotten:
         lines.append(("Log", f"{run.events_forgotten:,} per-record events past retention deleted"))
     return lines
+
+
+def _trained(run: RunSummary) -> list[tuple[str, str]]:
+    """The model the run fitted, if it did (`handoff sync` printed why it was kept or not)."""
+    if not run.trained:
+        return []
+    if run.promoted:
+        return [("Trained", "the predictive model, promoted: it scored this run")]
+    return [("Trained", "the predictive model, kept aside: `handoff score` says why")]
 
 
 def _pulled(run: RunSummary) -> str:

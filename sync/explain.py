@@ -312,7 +312,7 @@ def model_status(session: Session, setup: ScoringSetup, book: Book) -> str:
         return latest.reason
     return (
         f"the rules model {version} scores (cold start): no predictive model has been promoted; "
-        "`handoff train` fits one once the org has enough history"
+        "a full sync fits one once the org has enough history, as `handoff train` does"
     )
 
 

@@ -135,6 +135,7 @@ class RunReport:
     model_reason: str | None = None  # which model scored and why (the rules at a cold start)
     trained: str | None = None  # the model this run trained, if it did: its verdict
     promoted: bool = False  # and whether it scores from now on
+    untrained: str | None = None  # why a run that would have trained did not: too little history
     train_seconds: float | None = None  # its fitting, apart from the history's read
     scored: int = 0
     rescored_all: str | None = None  # why every account was rescored (first, nightly, ...)
@@ -320,7 +321,8 @@ def _train(run: _Run) -> None:
     alone: the read is the score stage's work in a run that does not train."""
     report, setup = run.report, run.config.scoring
     with run.store.session() as session:
-        if not training_due(session, setup, full=report.full):
+        due, report.untrained = training_due(session, setup, full=report.full)
+        if not due:
             return
         _building(run)
         started, run.history = run.history, None
@@ -328,7 +330,10 @@ def _train(run: _Run) -> None:
         fitting = time.perf_counter()
         run.training = train_read(session, setup, run.now, read)
         report.train_seconds = time.perf_counter() - fitting
-    report.trained, report.promoted = run.training.reason, run.training.promoted
+    if run.training.candidate is None:  # the history held too little to learn from
+        report.untrained, run.training = run.training.reason, None
+    else:
+        report.trained, report.promoted = run.training.reason, run.training.promoted
 
 
 def _building(run: _Run) -> IndexBuild:
@@ -375,11 +380,7 @@ def _score(run: _Run) -> None:
         cycle.write(session, partial(forget_scores, account_ids=cycle.gone))
         if training is not None:
             cycle.write(session, partial(keep_training, training=training, now=run.now))
-        report.model_reason = (  # the model this run trained, kept or not, says why
-            f"trained this run: {report.trained}"
-            if report.trained is not None
-            else model_status(session, config.scoring, cycle.book)
-        )
+        report.model_reason = _model_reason(session, run, cycle.book)
         run.orphans = score_orphans(
             session, config.scoring, run.now, cycle, config.min_score_change
         )
@@ -396,6 +397,16 @@ def _score(run: _Run) -> None:
     report.model_version = run.book.scores.model_version
     report.model_kind = run.book.model_kind
     report.orphans_scored = len(run.orphans)
+
+
+def _model_reason(session: Session, run: _Run, book: Book) -> str:
+    """Which model scored and why: the one this run trained says why it was kept or promoted;
+    a run the history kept from training says so after the usual reason."""
+    report = run.report
+    if report.trained is not None:
+        return f"trained this run: {report.trained}"
+    reason = model_status(session, run.config.scoring, book)
+    return reason if report.untrained is None else f"{reason}; not trained: {report.untrained}"
 
 
 def _built(run: _Run) -> None:

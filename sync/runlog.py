@@ -164,6 +164,8 @@ class RunSummary:
     budget_left: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     events_forgotten: int = 0
+    trained: int = 0  # 1: the run fitted the predictive model (`sync.run`'s train stage)
+    promoted: int = 0  # 1: and it scores from that run on
 
     @property
     def records_pulled(self) -> int:
@@ -187,6 +189,7 @@ _GROUPS = {"orphans": "orphans", "tier": "tiers", "written": "written", "ms": "s
 _PLAIN = (
     "linked", "review", "scored", "orphans_scored", "orphans_written", "tier_up", "tier_down",
     "planned", "unchanged", "held_back", "failed", "api_calls", "budget_left", "events_forgotten",
+    "trained", "promoted",
 )  # fmt: skip
 
 

@@ -169,32 +169,39 @@ def train_model(session: Session, setup: ScoringSetup, now: datetime) -> Trainin
     return training
 
 
-def training_due(session: Session, setup: ScoringSetup, *, full: bool) -> bool:
-    """Whether a run fits the predictive model on its own before it scores (`train_read`): no
-    model was ever promoted, the settings let one score, the run rebuilds every account from the
-    whole history (the first run, ``--full`` or the periodic full re-pull: the read training
-    needs is made anyway) and, under ``model = "auto"``, the mirror holds at least as many live
-    accounts and opportunities as training needs accounts and conversions to learn from (counts
-    that bound them from above, so a run that would learn too little does not read to find out).
-    A model kept aside (refused by promotion's checks) is tried again at the next full run;
-    once one is promoted, `handoff train` refits it."""
+def training_due(session: Session, setup: ScoringSetup, *, full: bool) -> tuple[bool, str | None]:
+    """Whether a run fits the predictive model on its own before it scores (`train_read`), and
+    why not when the org's history is what stops it: no model was ever promoted, the settings
+    let one score, the run rebuilds every account from the whole history (the first run,
+    ``--full`` or the periodic full re-pull: the read training needs is made anyway) and, under
+    ``model = "auto"``, the mirror holds at least as many live accounts and opportunities as
+    training needs accounts and conversions to learn from (counts that bound them from above, so
+    a run that would learn too little does not read to find out). A model kept aside (refused by
+    promotion's checks) is tried again at the next full run; once one is promoted, `handoff
+    train` refits it."""
     settings = setup.model
     if settings.model == "rules" or (not full and session.get(ScoringState, 1) is not None):
-        return False
+        return False, None
     promoted = select(ScoringModelRow.version).where(col(ScoringModelRow.promoted).is_(True))
     if session.exec(promoted.limit(1)).first() is not None:
-        return False
+        return False, None
     if settings.model == "predictive":
-        return True
+        return True, None
     accounts = select(func.count()).select_from(Account).where(col(Account.is_deleted).is_(False))
     opportunities = (
         select(func.count())
         .select_from(Opportunity)
         .where(col(Opportunity.is_deleted).is_(False), col(Opportunity.opened_at).is_not(None))
     )
-    return (
-        session.exec(accounts).one() >= settings.min_training_accounts
-        and session.exec(opportunities).one() >= settings.min_training_conversions
+    held, opened = session.exec(accounts).one(), session.exec(opportunities).one()
+    if held >= settings.min_training_accounts and opened >= settings.min_training_conversions:
+        return True, None
+    accounts_held = f"{held:,} account{'' if held == 1 else 's'}"
+    opportunities_held = f"{opened:,} opportunit{'y' if opened == 1 else 'ies'}"
+    return False, (
+        f"the mirror holds {accounts_held} and {opportunities_held}, where training "
+        f"needs at least {settings.min_training_accounts:,} accounts and "
+        f"{settings.min_training_conversions:,} qualified opportunities to learn from"
     )
 
 

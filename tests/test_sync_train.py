@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from sqlmodel import select
 
+from handoff.reports import print_run_summary
 from handoff.runs import run_config, scoring_setup
 from handoff.settings import Settings
 from sandbox.generator import generate_org
 from sandbox.org import Org
 from sync import Store
 from sync.run import run_sync
+from sync.runlog import summarise
 from sync.scoring_state import ScoringSetup, train_model, training_due
 from sync.state import Account, Opportunity, ScoringModelRow, ScoringState, SyncRun
 from tests.test_sync_run import Crm, _open, _pushes
@@ -73,6 +76,9 @@ def test_the_first_run_trains_promotes_and_scores_with_its_model(
     shown = hubspot.shown(hubspot.accounts, ids)
     assert {values["model_version"] for values in shown.values()} == {kept.version}
     assert logged.counts["trained"] == 1 and logged.counts["promoted"] == 1
+    console = Console(record=True, width=120)
+    print_run_summary(console, summarise(logged), [])  # `handoff logs RUN`
+    assert "Trained:    the predictive model, promoted: it scored this run" in console.export_text()
     # the model `handoff train` fits on the same mirror at the same moment: the history read
     # once for the score stage is the history training reads on its own
     with state.session() as session:
@@ -138,24 +144,45 @@ def test_a_run_trains_when_the_mirror_holds_what_training_needs_at_least(store: 
     enough = _setup(min_training_accounts=5, min_training_conversions=3)
     _mirror(store, accounts=5, opportunities=3, deleted=2)  # 2 of each deleted: they do not count
     with store.session() as session:
-        assert not training_due(session, enough, full=False)  # 3 live accounts, 1 opportunity
+        due, why = training_due(session, enough, full=False)
+    assert not due and why == (
+        "the mirror holds 3 accounts and 1 opportunity, where training needs at least 5 "
+        "accounts and 3 qualified opportunities to learn from"
+    )
     _mirror(store, accounts=5, opportunities=5, deleted=2)
     with store.session() as session:
-        assert training_due(session, enough, full=False)  # the first run: nothing scored yet
-        assert not training_due(session, _setup(min_training_accounts=6), full=True)
-        assert not training_due(session, _setup(min_training_conversions=4), full=True)
-        assert not training_due(session, _setup(model="rules"), full=True)
-        assert training_due(session, _setup(model="predictive"), full=True)  # no minimums
+
+        def due(setup: ScoringSetup, *, full: bool) -> bool:
+            return training_due(session, setup, full=full)[0]
+
+        assert due(enough, full=False)  # the first run: nothing scored yet
+        assert not due(_setup(min_training_accounts=6), full=True)
+        assert not due(_setup(min_training_conversions=4), full=True)
+        assert training_due(session, _setup(model="rules"), full=True) == (False, None)
+        assert due(_setup(model="predictive"), full=True)  # no minimums
         session.add(
             ScoringState(catalog="c", model_version="v", seq=1, scored_at=NOW, nightly_at=NOW)
         )
         session.flush()
-        assert not training_due(session, enough, full=False)  # a cycle rebuilds no account
-        assert training_due(session, enough, full=True)  # a full run rebuilds every one
+        assert not due(enough, full=False)  # a cycle rebuilds no account
+        assert due(enough, full=True)  # a full run rebuilds every one
         session.add(ScoringModelRow(version="kept", created_at=NOW, document="{}", promoted=False))
         session.flush()
-        assert training_due(session, enough, full=True)  # kept aside: tried again
+        assert due(enough, full=True)  # kept aside: tried again
         session.add(ScoringModelRow(version="p", created_at=NOW, document="{}", promoted=True))
         session.flush()
-        assert not training_due(session, enough, full=True)  # promoted: `handoff train` refits
+        assert not due(enough, full=True)  # promoted: `handoff train` refits
         session.rollback()
+
+
+def test_a_first_run_with_too_little_history_says_why_it_did_not_train(state: Store) -> None:
+    small = generate_org(120, 7)
+    with ExitStack() as stack:
+        crm = _open(stack, "hubspot", small)
+        report = crm.run(state)
+    assert report.trained is None and report.model_kind == "rules"
+    assert report.model_reason is not None and report.model_reason.endswith(
+        "; not trained: the mirror holds 120 accounts and "
+        f"{report.pulled['deals']['stored']} opportunities, where training needs at least "
+        "1,000 accounts and 120 qualified opportunities to learn from"
+    )
