@@ -120,7 +120,8 @@ def _setup(**scoring: Any) -> ScoringSetup:
 
 
 def _mirror(store: Store, accounts: int, opportunities: int, deleted: int = 0) -> None:
-    """Live accounts and opened opportunities in the mirror (and ``deleted`` ones of each)."""
+    """``accounts`` live accounts and ``deleted`` more; ``opportunities`` opened ones, the
+    first ``deleted`` of them deleted, and one never opened."""
     mirrored = {"crm_modified_at": NOW, "synced_at": NOW}
     with store.session() as session:
         store.upsert(
@@ -142,11 +143,11 @@ def _mirror(store: Store, accounts: int, opportunities: int, deleted: int = 0) -
 
 def test_a_run_trains_when_the_mirror_holds_what_training_needs_at_least(store: Store) -> None:
     enough = _setup(min_training_accounts=5, min_training_conversions=3)
-    _mirror(store, accounts=5, opportunities=3, deleted=2)  # 2 of each deleted: they do not count
+    _mirror(store, accounts=5, opportunities=3, deleted=2)  # 2 of each deleted: not counted
     with store.session() as session:
         due, why = training_due(session, enough, full=False)
     assert not due and why == (
-        "the mirror holds 3 accounts and 1 opportunity, where training needs at least 5 "
+        "the mirror holds 5 accounts and 1 opportunity, where training needs at least 5 "
         "accounts and 3 qualified opportunities to learn from"
     )
     _mirror(store, accounts=5, opportunities=5, deleted=2)
