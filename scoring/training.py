@@ -108,7 +108,9 @@ def train(
 ) -> Training:
     """Train a candidate on history up to `trained_on` and promote it only if it beats the
     current model (the rules model when there is none) on the holdout and passes the other
-    checks; else keep it aside with the reasons."""
+    checks; else keep it aside with the reasons. A candidate that is the current model (its
+    version: the training date and a digest of its points) is no candidate: it could only be
+    measured against itself, and kept aside it would take the current one's place."""
     rules = RulesModel(catalog, fit_rules)
     incumbent = current or rules
     if settings.model == "rules":
@@ -124,6 +126,9 @@ def train(
     candidate = PredictiveModel(catalog, settings, tiers).fit(
         learn, trained_on=trained_on, holdout=holdout, previous=incumbent
     )
+    if candidate.version == incumbent.version:  # the same day's history learned the same points
+        same = f"{incumbent.version} still scores: trained again, it learned the same points"
+        return Training(incumbent, None, False, f"{same}; {why}", holdout)
     refusals = candidate.refusals()
     if refusals:
         verdict = f"kept aside, {incumbent.version} still scores: {'; '.join(refusals)}"

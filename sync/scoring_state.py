@@ -246,18 +246,27 @@ def train_read(session: Session, setup: ScoringSetup, now: datetime, read: Histo
 
 def keep_training(session: Session, training: Training, now: datetime) -> None:
     """Keep a training's candidate, if it made one, with its changelog and verdict (promoted:
-    it scores from then on, `current_model`)."""
-    if training.candidate is not None:
-        session.merge(
+    it scores from then on, `current_model`). A version kept already (the same day's points)
+    is promoted when this training promoted it, and never demoted (`train` makes no candidate
+    of the model that scores)."""
+    candidate = training.candidate
+    if candidate is None:
+        return
+    kept = session.get(ScoringModelRow, candidate.version)
+    if kept is None:
+        session.add(
             ScoringModelRow(
-                version=training.candidate.version,
+                version=candidate.version,
                 created_at=now,
-                document=training.candidate.to_json(),
+                document=candidate.to_json(),
                 promoted=training.promoted,
-                changelog=list(training.candidate.changelog_),
+                changelog=list(candidate.changelog_),
                 reason=training.reason,
             )
         )
+    elif training.promoted and not kept.promoted:
+        kept.promoted, kept.created_at, kept.reason = True, now, training.reason
+        kept.changelog = list(candidate.changelog_)
 
 
 def _fitted(session: Session, setup: ScoringSetup, now: datetime, history: History) -> Training:

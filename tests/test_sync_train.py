@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,10 +25,12 @@ from handoff.runs import run_config, scoring_setup
 from handoff.settings import Settings
 from sandbox.generator import generate_org
 from sandbox.org import Org
+from scoring.model import RulesModel
+from scoring.training import Training
 from sync import Store
 from sync.run import run_sync
 from sync.runlog import summarise
-from sync.scoring_state import ScoringSetup, train_model, training_due
+from sync.scoring_state import ScoringSetup, keep_training, train_model, training_due
 from sync.state import Account, Opportunity, ScoringModelRow, ScoringState, SyncRun
 from tests.test_sync_run import Crm, _open, _pushes
 
@@ -79,12 +82,15 @@ def test_the_first_run_trains_promotes_and_scores_with_its_model(
     console = Console(record=True, width=120)
     print_run_summary(console, summarise(logged), [])  # `handoff logs RUN`
     assert "Trained:    the predictive model, promoted: it scored this run" in console.export_text()
-    # the model `handoff train` fits on the same mirror at the same moment: the history read
-    # once for the score stage is the history training reads on its own
-    with state.session() as session:
-        again = train_model(session, _setup(), first.started_at)  # the run's `now`
-        session.rollback()
-    assert again.candidate is not None and again.candidate.version == kept.version
+    # `handoff train` on the same mirror at the same moment learns the same points (the history
+    # read once for the score stage is the history training reads on its own), and says so: the
+    # model that scores is no candidate against itself, so it is not kept aside in its own place
+    for _ in range(2):
+        with state.session() as session:
+            again = train_model(session, _setup(), first.started_at)  # the run's `now`
+        assert again.candidate is None and not again.promoted
+        assert again.reason.startswith(f"{kept.version} still scores: trained again, it learned")
+        assert [(m.version, m.promoted) for m in _models(state)] == [(kept.version, True)]
     # a promoted model is not fitted again: the rerun, then a full run, keep it and write nothing
     pushes = _pushes(hubspot)
     rerun = hubspot.run(state)
@@ -187,3 +193,20 @@ def test_a_first_run_with_too_little_history_says_why_it_did_not_train(state: St
         f"{report.pulled['deals']['stored']} opportunities, where training needs at least "
         "1,000 accounts and 120 qualified opportunities to learn from"
     )
+
+
+def test_a_kept_version_is_promoted_by_a_training_that_promotes_it_and_never_demoted(
+    state: Store,
+) -> None:
+    def training(version: str, promoted: bool) -> Training:
+        """A training's outcome as `keep_training` reads it (a candidate's version, document
+        and changelog)."""
+        candidate: Any = SimpleNamespace(version=version, to_json=lambda: "{}", changelog_=["c"])
+        return Training(RulesModel(_setup().catalog, ()), candidate, promoted, "why", None)
+
+    with state.session() as session:
+        keep_training(session, training("v", promoted=False), NOW)
+        keep_training(session, training("v", promoted=True), NOW + timedelta(hours=1))
+        keep_training(session, training("v", promoted=False), NOW + timedelta(hours=2))
+    (kept,) = _models(state)
+    assert kept.promoted and kept.created_at == NOW + timedelta(hours=1)
