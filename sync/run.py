@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -136,6 +136,7 @@ class RunReport:
     trained: str | None = None  # the model this run trained, if it did: its verdict
     promoted: bool = False  # and whether it scores from now on
     untrained: str | None = None  # why a run that would have trained did not: too little history
+    model_kept: bool = False  # the model it trained is kept (not in a dry run or a failed one)
     train_seconds: float | None = None  # its fitting, apart from the history's read
     scored: int = 0
     rescored_all: str | None = None  # why every account was rescored (first, nightly, ...)
@@ -188,7 +189,7 @@ class RunReport:
             "dry_run": int(self.dry_run),
             "events_forgotten": self.events_forgotten,
         }
-        if self.trained is not None:
+        if self.model_kept:
             figures |= {"trained": 1, "promoted": int(self.promoted)}
         if self.budget_left is not None:
             figures["budget_left"] = self.budget_left
@@ -221,7 +222,7 @@ class _Run:
     scores: dict[str, AccountScore] = field(default_factory=dict)
     orphans: dict[str, AccountScore] = field(default_factory=dict)  # by person id
     echoes: set[tuple[str, str]] = field(default_factory=set)  # (entity, id): our writes read back
-    unbuilt: list[Table] = field(default_factory=list)  # first loaded: indexes for the score stage
+    unbuilt: list[Table] = field(default_factory=list)  # first loaded: indexes built behind
     building: IndexBuild | None = None  # their build, started by the train or score stage
     unwritten: list[Write] = field(default_factory=list)  # the score stage's, held (`_score`)
     history: ReadApart | HistoryRead | None = None  # the score stage's read: started by the
@@ -288,7 +289,7 @@ def _link(run: _Run) -> None:
     _history_ahead(run)
     with run.store.session() as session:
         sort_echoes(session, run.connector.streams, run.echoes)
-        # the person table first loaded: its indexes are built by the score stage
+        # the person table first loaded: its indexes are built later (the train or score stage)
         unbuilt = table_of(Person).name in {table.name for table in run.unbuilt}
         link = run.report.link = link_people(
             session, run.config.matching, full=run.report.full, unbuilt=unbuilt
@@ -326,7 +327,11 @@ def _train(run: _Run) -> None:
             return
         _building(run)
         started, run.history = run.history, None
-        read = run.history = HistoryRead.read(session, setup, started)
+        try:
+            read = run.history = HistoryRead.read(session, setup, started)
+        finally:
+            if started is not None:  # taken, or given up when the read failed
+                started.cancel()
         fitting = time.perf_counter()
         run.training = train_read(session, setup, run.now, read)
         report.train_seconds = time.perf_counter() - fitting
@@ -334,6 +339,12 @@ def _train(run: _Run) -> None:
         report.untrained, run.training = run.training.reason, None
     else:
         report.trained, report.promoted = run.training.reason, run.training.promoted
+
+
+def _keep_training(run: _Run, training: Training, session: Session) -> None:
+    """Keep the model the train stage fitted (`keep_training`), so the run log says so."""
+    keep_training(session, training, run.now)
+    run.report.model_kept = not run.report.dry_run  # a dry run's score stage rolls back
 
 
 def _building(run: _Run) -> IndexBuild:
@@ -361,7 +372,7 @@ def _score(run: _Run) -> None:
     peak). Any other cycle waits for the build before it first writes."""
     report, config = run.report, run.config
     building = _building(run)
-    training = run.training
+    training, run.training = run.training, None
     with ExitStack() as stack:
         session = stack.enter_context(run.store.session())
         history, run.history = run.history, None  # the cycle takes it or gives it up
@@ -378,8 +389,8 @@ def _score(run: _Run) -> None:
             model=training.model if training is not None else None,
         )
         cycle.write(session, partial(forget_scores, account_ids=cycle.gone))
-        if training is not None:
-            cycle.write(session, partial(keep_training, training=training, now=run.now))
+        if training is not None:  # kept with the stage's writes: not in a dry run
+            cycle.write(session, partial(_keep_training, run, replace(training, holdout=None)))
         report.model_reason = _model_reason(session, run, cycle.book)
         run.orphans = score_orphans(
             session, config.scoring, run.now, cycle, config.min_score_change
@@ -404,13 +415,15 @@ def _model_reason(session: Session, run: _Run, book: Book) -> str:
     a run the history kept from training says so after the usual reason."""
     report = run.report
     if report.trained is not None:
-        return f"trained this run: {report.trained}"
+        kept = " (a dry run: not kept)" if report.dry_run else ""
+        return f"trained this run{kept}: {report.trained}"
     reason = model_status(session, run.config.scoring, book)
     return reason if report.untrained is None else f"{reason}; not trained: {report.untrained}"
 
 
 def _built(run: _Run) -> None:
-    """Wait for the index build the score stage started, if it runs (raising its error)."""
+    """Wait for the index build the train or score stage started, if it runs (raising its
+    error)."""
     building, run.building = run.building, None
     if building is not None:
         building.wait()

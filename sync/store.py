@@ -879,9 +879,9 @@ class IndexBuild:
 
     @property
     def behind(self) -> bool:
-        """Whether the build was started in a thread of its own and not waited for yet (it
-        may hold the database's write lock)."""
-        return self._thread is not None
+        """Whether the build runs in a thread of its own still (it may hold the database's
+        write lock); once it has ended, `wait` returns at once (raising its error)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def run(self) -> None:
         """Build in the calling thread (an error is raised by `wait`, as from a thread)."""

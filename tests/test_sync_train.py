@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from sqlmodel import select
+from sqlmodel import col, select
 
 from handoff.reports import print_run_summary
 from handoff.runs import run_config, scoring_setup
@@ -27,11 +27,19 @@ from sandbox.generator import generate_org
 from sandbox.org import Org
 from scoring.model import RulesModel
 from scoring.training import Training
-from sync import Store
+from sync import Store, account_signals
+from sync.frames import ReadApart
 from sync.run import run_sync
 from sync.runlog import summarise
 from sync.scoring_state import ScoringSetup, keep_training, train_model, training_due
-from sync.state import Account, Opportunity, ScoringModelRow, ScoringState, SyncRun
+from sync.state import (
+    Account,
+    Opportunity,
+    Person,
+    ScoringModelRow,
+    ScoringState,
+    SyncRun,
+)
 from tests.test_sync_run import Crm, _open, _pushes
 
 ACCOUNTS = 2_000  # the demo's org: history enough for a model the holdout promotes
@@ -76,7 +84,14 @@ def test_the_first_run_trains_promotes_and_scores_with_its_model(
     with state.session() as session:
         ids = list(session.exec(select(Account.id).limit(20)))
         logged = session.exec(select(SyncRun).where(SyncRun.id == first.run_id)).one()
+        orphans = list(
+            session.exec(select(Person.id).where(col(Person.orphan_reason).is_not(None)).limit(20))
+        )
     shown = hubspot.shown(hubspot.accounts, ids)
+    assert {values["model_version"] for values in shown.values()} == {kept.version}
+    # the leads without an account too, scored on their own by the model the run trained
+    assert orphans and first.orphans_scored
+    shown = hubspot.shown(hubspot.people, orphans)
     assert {values["model_version"] for values in shown.values()} == {kept.version}
     assert logged.counts["trained"] == 1 and logged.counts["promoted"] == 1
     console = Console(record=True, width=120)
@@ -106,9 +121,14 @@ def test_a_dry_run_trains_as_the_run_would_and_keeps_nothing(hubspot: Crm, state
     dry = run_sync(run_config(Settings()), hubspot.connector, state, now, dry_run=True)
     assert dry.promoted and dry.model_kind == "predictive" and dry.planned > 0
     assert {row["score"] for row in dry.sample} and _pushes(hubspot) == 0
+    assert dry.model_reason is not None and dry.model_reason.startswith(
+        "trained this run (a dry run: not kept): "
+    )
     assert _models(state) == []
     with state.session() as session:
         assert session.get(ScoringState, 1) is None  # nothing scored was kept either
+        logged = session.exec(select(SyncRun).where(SyncRun.id == dry.run_id)).one()
+    assert "trained" not in logged.counts  # the run log says no model was kept
     real = run_sync(run_config(Settings()), hubspot.connector, state, now)
     assert real.model_version == dry.model_version and real.planned == dry.planned
     assert sum(real.written.values()) == dry.planned
@@ -210,3 +230,53 @@ def test_a_kept_version_is_promoted_by_a_training_that_promotes_it_and_never_dem
         keep_training(session, training("v", promoted=False), NOW + timedelta(hours=2))
     (kept,) = _models(state)
     assert kept.promoted and kept.created_at == NOW + timedelta(hours=1)
+
+
+def test_a_candidate_kept_aside_is_kept_and_the_rules_score(state: Store) -> None:
+    with ExitStack() as stack:
+        crm = _open(stack, "hubspot", generate_org(ACCOUNTS, 5))  # its candidate is refused
+        report = crm.run(state)
+    assert report.trained is not None and not report.promoted and report.model_kind == "rules"
+    assert "kept aside, rules-" in report.trained and "calibration error" in report.trained
+    (kept,) = _models(state)
+    assert not kept.promoted and kept.reason == report.trained
+    with state.session() as session:
+        logged = session.exec(select(SyncRun).where(SyncRun.id == report.run_id)).one()
+    console = Console(record=True, width=120)
+    print_run_summary(console, summarise(logged), [])
+    assert "Trained:    the predictive model, kept aside: `handoff score` says why" in (
+        console.export_text()
+    )
+
+
+def test_a_train_stage_that_fails_gives_up_the_history_read_and_keeps_nothing(
+    hubspot: Crm, state: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(account_signals, "_APART_ROWS", 1)  # the org's history read apart
+    started: list[ReadApart] = []
+    cancelled: list[ReadApart] = []
+    start, cancel = ReadApart.start, ReadApart.cancel
+
+    def starting(*args: Any, **kwargs: Any) -> ReadApart | None:
+        read = start(*args, **kwargs)
+        started.extend([read] if read is not None else [])
+        return read
+
+    def cancelling(self: ReadApart) -> None:
+        cancelled.append(self)
+        cancel(self)
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the links could not be read")
+
+    monkeypatch.setattr(ReadApart, "start", staticmethod(starting))
+    monkeypatch.setattr(ReadApart, "cancel", cancelling)
+    monkeypatch.setattr(account_signals, "every_activity", failing)
+    with pytest.raises(RuntimeError, match="the links could not be read"):
+        hubspot.run(state)
+    assert len(started) == 1 and cancelled == started
+    assert _models(state) == []
+    with state.session() as session:
+        (run,) = session.exec(select(SyncRun))
+    assert run.status == "failed" and "trained" not in run.counts
+    assert "the links could not be read" in (run.error or "")
