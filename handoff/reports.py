@@ -8,6 +8,7 @@ only lays them out: "Pulled: companies 2,000 (12 calls)", never a raw counter ke
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -247,17 +248,30 @@ def print_explanation(console: Console, found: AccountExplanation) -> None:
 
 
 def _print_contributions(console: Console, found: AccountExplanation) -> None:
+    """The reasons with their points (the CRM's sentences show them whole), then, unless the
+    account is disqualified, the base and the reasons under half a point, so the points add up
+    to the score."""
     table = Table(title="Why this score (strongest first)")
     table.add_column("points", justify="right")
     table.add_column("reason")
     for item in found.contributions:
-        table.add_row(f"{item.points:+.1f}", item.sentence)
+        table.add_row(f"{item.points:+.1f}", _WHOLE_POINTS.sub("", item.sentence))
     if not found.contributions:
         table.add_row("", "no signal or firmographic worth half a point")
+    if not found.disqualified_reason:
+        table.add_section()
+        table.add_row(f"{found.base_points:.1f}", "base: where every account starts")
+        if abs(found.smaller_points) >= 0.05:
+            table.add_row(f"{found.smaller_points:+.1f}", "reasons under half a point each")
+        table.add_row(f"= {found.score}", f"score ({found.tier_label})")
     console.print(table)
     bounded = bounds_note(found)
     if bounded:
         console.print(f"  {bounded}", soft_wrap=True, highlight=False)
+
+
+# a sentence's whole points as the CRM shows them, " (+18)": the table's column shows them
+_WHOLE_POINTS = re.compile(r" \([+-]\d+\)$")
 
 
 def bounds_note(found: AccountExplanation) -> str | None:

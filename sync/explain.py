@@ -133,6 +133,8 @@ class AccountExplanation:
     # in proportion to add up to the score (`scoring.scorecard.fit_into_scale`)
     points_before_bounds: float
     nearby_method: str = NEARBY_METHOD
+    base_points: float = 0.0  # where every account starts (the scorecard's base)
+    smaller_points: float = 0.0  # the reasons under half a point each, together
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,13 @@ def explain_account(
     book = _scored_alone(session, setup, account.id, at, stored=current is not None)
     scored = account_scores(book, setup.tiers, at)[account.id]
     explanation = scored.explanation
-    unbounded = float(book.scores.contributions.raw[book.account_ids.index(account.id)])
+    contributions = book.scores.contributions
+    row = book.account_ids.index(account.id)
+    unbounded = float(contributions.raw[row])
+    base = float(contributions.base)
+    # the terms under half a point, which no sentence names: the points shown, the base and
+    # they add up to the score before rounding
+    smaller = float(contributions.score[row]) - base - sum(explanation.points)
     return AccountExplanation(
         account=account,
         score=scored.score,
@@ -217,6 +225,8 @@ def explain_account(
         people=_linked_people(session, account.id),
         nearby_orphans=_nearby_orphans(session, account, matching),
         points_before_bounds=unbounded,
+        base_points=base,
+        smaller_points=0.0 if scored.disqualified_reason else smaller,
     )
 
 

@@ -7,6 +7,7 @@ Nurture account, an incremental one that moves it up.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -229,3 +230,19 @@ def test_explain_says_when_the_points_shown_were_shrunk_to_fit_the_scale(scored:
     assert bounds_note(replace(moved, points_before_bounds=100.3)) is None
     under = bounds_note(replace(within, points_before_bounds=-3.0))
     assert under is not None and "end at 0: each negative reason" in under
+
+
+def test_explain_adds_the_base_and_the_smaller_reasons_so_the_points_make_the_score(
+    scored: Scored,
+) -> None:
+    with Store.open(scored.settings.state.database_url) as store, store.session() as session:
+        ids = session.exec(select(CurrentScore.account_id).where(CurrentScore.score > 0)).all()
+        found = [_explained(scored, session, account_id) for account_id in ids]
+    assert len(found) >= 10
+    for each in found:  # off the scale too: the points shown are the ones shrunk to fit it
+        total = each.base_points + sum(c.points for c in each.contributions) + each.smaller_points
+        assert total == pytest.approx(each.score, abs=0.5), each.account.id
+    shown = handoff("explain", scored.burst, "--settings", scored.settings_path).stdout
+    assert "base: where every account starts" in shown and "= 100" in shown
+    table = shown.split("Why this score")[1].split("Score history")[0]
+    assert re.search(r"\([+-]\d+\)", table) is None  # each reason's points shown once
