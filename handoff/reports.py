@@ -108,6 +108,7 @@ def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
         ("Pulled", _pulled(run)),
         ("Linked", _linked(run)),
         ("Scored", _scored(run)),
+        *_model(run),
         *_trained(run),
         ("Tiers", f"{run.tier_up:,} moved up, {run.tier_down:,} moved down"),
         ("Written", _written(run)),
@@ -117,6 +118,14 @@ def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
     if run.events_forgotten:
         lines.append(("Log", f"{run.events_forgotten:,} per-record events past retention deleted"))
     return lines
+
+
+def _model(run: RunSummary) -> list[tuple[str, str]]:
+    """The model that scored the run and why (none for a run kept from before 0020, or one
+    that stopped before it scored)."""
+    if run.model_version is None:
+        return []
+    return [("Model", f"{run.model_version}: {run.model_reason or 'no reason kept'}")]
 
 
 def _trained(run: RunSummary) -> list[tuple[str, str]]:

@@ -703,5 +703,11 @@ def _log(run: _Run, calls_before: int) -> None:
         report.events_forgotten = forget_events(session, run.now, retention)
         finished = run.now + timedelta(seconds=sum(report.stages.values()))
         run.store.record_run_finish(
-            session, report.run_id, finished, report.status, report.counts(), report.error
+            session,
+            report.run_id,
+            finished,
+            report.status,
+            report.counts(),
+            report.error,
+            model=(report.model_version, report.model_reason),
         )

@@ -145,6 +145,8 @@ class RunSummary:
     full_reason: str | None
     dry_run: bool
     error: str | None
+    model_version: str | None = None  # the model that scored the run (None: it never scored)
+    model_reason: str | None = None  # and why it did
     pulled: dict[str, dict[str, int]] = field(default_factory=dict)  # stream -> figure -> n
     linked: int = 0
     review: int = 0
@@ -215,6 +217,8 @@ def summarise(run: SyncRun) -> RunSummary:
         full_reason=run.full_reason,
         dry_run=bool(run.counts.get("dry_run")),
         error=run.error,
+        model_version=run.model_version,
+        model_reason=run.model_reason,
         **grouped,
         **plain,
     )

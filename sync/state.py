@@ -408,6 +408,8 @@ class SyncRun(SQLModel, table=True):
     error: str | None = None
     full: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     full_reason: str | None = None  # why the run re-pulled every record
+    model_version: str | None = None  # the model that scored the run's accounts
+    model_reason: str | None = Field(default=None, sa_type=Text)  # and why it did
 
 
 class ScoreHistory(SQLModel, table=True):

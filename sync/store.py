@@ -734,8 +734,11 @@ class Store:
         status: str,
         counts: Mapping[str, int],
         error: str | None = None,
+        *,
+        model: tuple[str | None, str | None] = (None, None),
     ) -> SyncRun:
-        """Record how a run ended: its status, counts and any error."""
+        """Record how a run ended: its status, counts and any error, and the model that scored
+        it with why (version, reason; None when the run never scored)."""
         run = session.get(SyncRun, run_id)
         if run is None:
             raise StateError(f"no sync run with id {run_id!r}")
@@ -743,6 +746,7 @@ class Store:
         run.status = status
         run.counts = dict(counts)
         run.error = error
+        run.model_version, run.model_reason = model
         session.add(run)
         return run
 
