@@ -123,9 +123,11 @@ def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
 def _model(run: RunSummary) -> list[tuple[str, str]]:
     """The model that scored the run and why (none for a run kept from before 0020, or one
     that stopped before it scored)."""
-    if run.model_version is None:
+    version, reason = run.model_version, run.model_reason
+    if version is None:
         return []
-    return [("Model", f"{run.model_version}: {run.model_reason or 'no reason kept'}")]
+    # the reasons name the version ("the predictive model 20261101-... scores"): said once
+    return [("Model", reason if reason and version in reason else f"{version}: {reason or '-'}")]
 
 
 def _trained(run: RunSummary) -> list[tuple[str, str]]:
