@@ -250,10 +250,15 @@ class _PostgresLock:
         return renewed
 
     def release(self) -> None:
-        """Delete our row, then end the session, which frees the advisory lock."""
+        """Delete our row and free the advisory lock, then end the session (which frees it
+        too, but only once the server has seen the session end: a run started at once after,
+        as a scheduler's may be, could find it still held)."""
         assert self._connection is not None
         try:
             _delete_row(self._connection, self._org_key, self._holder)
+            key = {"key": self._lock_key(self._connection)}
+            unlock = text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))")
+            self._connection.execute(unlock, key)
             self._connection.commit()
         except DBAPIError:
             _log.warning("could not clear the run lock row of %s", self._org_key, exc_info=True)
