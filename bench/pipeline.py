@@ -638,12 +638,8 @@ def main() -> None:
             with Store.open(url) as store:
                 bench = Bench(sandbox, crm, store, clock, wait, args.profile_cycles)
                 present = _at_present(bench, org, args.crm, args.seed, args.cycles)
-                past_url = (
-                    f"sqlite:///{Path(folder) / 'past.db'}"  # a fresh one, whatever the present's
-                )
-                past = (
-                    None if args.skip_evaluation else _in_the_past(bench, org, args.crm, past_url)
-                )
+                fresh = f"sqlite:///{Path(folder) / 'past.db'}"  # whatever the present's
+                past = None if args.skip_evaluation else _in_the_past(bench, org, args.crm, fresh)
         mirror = {"missing": "skipped"} if args.skip_mirror else _mirror_figures(Path(folder))
     model = None if args.skip_model else _model_figures(world, args.accounts, args.seed)
     figures: dict[str, Any] = {

@@ -30,7 +30,7 @@ from sync.config import MatchingSettings
 from sync.frames import read_frame
 from sync.matching import REASONS, match_people
 from sync.matching.normalise import domain_table, website_host
-from sync.scoring_state import Book, ScoringSetup, current_model, score_book, score_stored
+from sync.scoring_state import Book, ScoringSetup, score_book, score_stored, scoring_model
 from sync.state import Account, AccountSignals, CurrentScore, Person, ScoringModelRow
 from sync.writeback import account_scores, score_history
 
@@ -237,9 +237,7 @@ def _scored_alone(
     run's score stage scores it, and nothing else read: from its stored signal sums when they
     are those its last run scored (``stored``, and not updated since), else from its own
     activities in the mirror."""
-    model = current_model(session, setup)
-    if model.catalog != setup.catalog:  # settings changed since training: the settings' rules
-        model = setup.rules_model()
+    model = scoring_model(session, setup)
     held = session.get(AccountSignals, account_id)
     if stored and held is not None and held.as_of <= at:
         document = held.sums

@@ -34,7 +34,7 @@ from scoring.model import PredictiveModel, RulesModel
 from scoring.scores import score_accounts
 from sync.frames import UTC_STAMP, frame_schema
 from sync.matching import REASONS
-from sync.scoring_state import Book, Cycle, ScoringSetup, current_model
+from sync.scoring_state import Book, Cycle, ScoringSetup, scoring_model
 from sync.state import Activity, PendingOrphan, Person
 from sync.store import in_chunks
 from sync.writeback import ORPHAN_REASON, AccountScore, account_scores
@@ -168,9 +168,7 @@ def _book(
     """The orphans scored and explained like a book of accounts, from their own activities
     (those of others are left out), by ``model``, else the current model."""
     catalog = setup.catalog
-    model = model or current_model(session, setup)
-    if model.catalog != catalog:  # settings changed since training: the settings' rules score
-        model = setup.rules_model()
+    model = model or scoring_model(session, setup)
     ids = people["account_id"].to_list()
     history = History.from_frames(catalog, people.drop("reason"), activities, _no_opportunities())
     snap = snapshot(history, catalog, int(now.timestamp()))

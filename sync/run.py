@@ -376,7 +376,7 @@ def _score(run: _Run) -> None:
     with ExitStack() as stack:
         session = stack.enter_context(run.store.session())
         history, run.history = run.history, None  # the cycle takes it or gives it up
-        if isinstance(history, ReadApart):
+        if history is not None:
             stack.callback(history.cancel)  # nothing left to do once taken
         cycle = score_cycle(
             session,
@@ -637,9 +637,8 @@ def run_sync(
             report.status, report.error = "failed", f"{type(error).__name__}: {error}"
             raise
         finally:
-            if isinstance(run.history, ReadApart):  # the score stage never came to take it
+            if run.history is not None:  # the score stage never came to take it
                 run.history.cancel()
-            run.history = None
             _indexes_left(run)
             _timed(report.stages, "log", lambda: _log(run, calls_before))
     return report

@@ -74,6 +74,7 @@ __all__ = [
     "score_book",
     "score_cycle",
     "score_stored",
+    "scoring_model",
     "settle",
     "train_model",
     "train_read",
@@ -141,9 +142,7 @@ def current_model(session: Session, setup: ScoringSetup) -> RulesModel | Predict
 def score_book(session: Session, setup: ScoringSetup, now: datetime) -> Book:
     """Score, tier and explain every live account as of ``now`` with the current model."""
     catalog = setup.catalog
-    model = current_model(session, setup)
-    if model.catalog != catalog:  # settings changed since training: the settings' rules score
-        model = setup.rules_model()
+    model = scoring_model(session, setup)
     history, ids = load_history(session, catalog)
     as_of = int(now.timestamp())
     snap = snapshot(history, catalog, as_of)
@@ -208,8 +207,8 @@ def training_due(session: Session, setup: ScoringSetup, *, full: bool) -> tuple[
 class HistoryRead:
     """The whole history as the score stage reads it to rebuild every account
     (`account_signals.every_activity`): read once by a run that trains first (`train_read`)
-    and handed on to the score stage (`score_cycle`), which takes it, so it is held no longer
-    than it is needed."""
+    and handed on to the score stage (`score_cycle`), which takes it or gives it up (`cancel`,
+    as a `ReadApart` is given up), so it is held no longer than it is needed."""
 
     def __init__(self, activities: pl.DataFrame, unlinked: pl.DataFrame) -> None:
         self._frames: tuple[pl.DataFrame, pl.DataFrame] | None = (activities, unlinked)
@@ -221,18 +220,24 @@ class HistoryRead:
 
     @property
     def activities(self) -> pl.DataFrame:
-        """The activities that count for an account (while not taken)."""
-        if self._frames is None:
-            raise RuntimeError("the history's read was taken already")
-        return self._frames[0]
+        """The activities that count for an account (while held)."""
+        return self._held()[0]
 
     def take(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The frames (linked activities, and those of people without an account), handed
         over: this holds them no more."""
-        frames, self._frames = self._frames, None
-        if frames is None:
-            raise RuntimeError("the history's read was taken already")
+        frames = self._held()
+        self._frames = None
         return frames
+
+    def cancel(self) -> None:
+        """Given up (or taken already): this holds the frames no more."""
+        self._frames = None
+
+    def _held(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        if self._frames is None:
+            raise RuntimeError("the history's read was taken or given up already")
+        return self._frames
 
 
 def train_read(session: Session, setup: ScoringSetup, now: datetime, read: HistoryRead) -> Training:
@@ -334,7 +339,7 @@ class Cycle:
     unlinked: pl.DataFrame | None = None
     # the stage's writes held back (`score_cycle`'s ``hold``), in order; None: written
     unwritten: list[Write] | None = None
-    model: RulesModel | PredictiveModel | None = None  # what scored (None: the current model)
+    model: RulesModel | PredictiveModel | None = None  # the model that scored the cycle
 
     def write(self, session: Session, write: Write) -> None:
         """Make ``write`` in ``session`` now, or after the cycle's own when it held them."""
@@ -377,7 +382,7 @@ def score_cycle(
     dry run, rolls back) the session.
     """
     catalog = setup.catalog
-    model = model or _model(session, setup)
+    model = model or scoring_model(session, setup)
     state = session.get(ScoringState, 1)
     fingerprint = _fingerprint(catalog)
     handed = _handed_over(session)
@@ -401,9 +406,7 @@ def score_cycle(
             store(session)
         rebuilt = {"full": len(book.account_ids)}
     else:
-        if isinstance(history, HistoryRead):
-            history.take()
-        elif history is not None:
+        if history is not None:
             history.cancel()
         ready()
         touched = _touched(session, handed, counted)
@@ -445,7 +448,7 @@ def history_ahead(
         return None  # read through the session (or copied, on PostgreSQL)
     state = session.get(ScoringState, 1)
     if state is not None:
-        version = _model(session, setup).version
+        version = scoring_model(session, setup).version
         fingerprint = _fingerprint(setup.catalog)
         if _everything(state, fingerprint, version, now, full, False) not in _BUILD_EVERY_ACCOUNT:
             return None
@@ -480,8 +483,9 @@ def settle(session: Session, account_ids: Iterable[str]) -> None:
         )
 
 
-def _model(session: Session, setup: ScoringSetup) -> RulesModel | PredictiveModel:
-    """The current model, or the settings' rules when the settings changed since training."""
+def scoring_model(session: Session, setup: ScoringSetup) -> RulesModel | PredictiveModel:
+    """The model that scores: the current one, or the settings' rules when the signals in the
+    settings changed since it was trained."""
     model = current_model(session, setup)
     return setup.rules_model() if model.catalog != setup.catalog else model
 
