@@ -8,7 +8,6 @@ only lays them out: "Pulled: companies 2,000 (12 calls)", never a raw counter ke
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.protocol import SchemaReport
+from scoring.explain import phrase_of
 from scoring.scorecard import SCORE_MAX
 from sync.explain import AccountExplanation, MirrorScores, PersonLink
 from sync.run import EXIT_CODES, RunReport
@@ -266,7 +266,7 @@ def _print_contributions(console: Console, found: AccountExplanation) -> None:
     table.add_column("points", justify="right")
     table.add_column("reason")
     for item in found.contributions:
-        table.add_row(f"{item.points:+.1f}", _WHOLE_POINTS.sub("", item.sentence))
+        table.add_row(f"{item.points:+.1f}", phrase_of(item.sentence))
     if not found.contributions:
         table.add_row("", "no signal or firmographic worth half a point")
     if not found.disqualified_reason:
@@ -279,10 +279,6 @@ def _print_contributions(console: Console, found: AccountExplanation) -> None:
     bounded = bounds_note(found)
     if bounded:
         console.print(f"  {bounded}", soft_wrap=True, highlight=False)
-
-
-# a sentence's whole points as the CRM shows them, " (+18)": the table's column shows them
-_WHOLE_POINTS = re.compile(r" \([+-]\d+\)$")
 
 
 def bounds_note(found: AccountExplanation) -> str | None:

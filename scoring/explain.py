@@ -11,6 +11,7 @@ words. ``dated`` words times as dates ("Visited pricing 3x since 21 Nov", "Inten
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ __all__ = [
     "dominant_topics",
     "explain",
     "fit_text",
+    "phrase_of",
     "recent_counts",
 ]
 
@@ -213,6 +215,15 @@ def _bursts_merged(terms: tuple[Term, ...], points: np.ndarray) -> np.ndarray:
 def _signed(points: float) -> str:
     """Whole points with their sign: `+18`, `-4`."""
     return f"{round(float(points)):+d}"
+
+
+_WHOLE_POINTS = re.compile(r" \([+-]\d+\)$")  # what `_explained` adds to a phrase
+
+
+def phrase_of(sentence: str) -> str:
+    """A reason's sentence without its whole points, for a reader that shows the points apart:
+    "Industry: Fintech (+8)" -> "Industry: Fintech"."""
+    return _WHOLE_POINTS.sub("", sentence)
 
 
 def _phrases(
