@@ -104,7 +104,7 @@ def _demo_sync(settings: Settings, crm: CrmConnection, now: datetime) -> tuple[s
     store = open_store(settings.state.database_url)
     with store:
         console.print(f"Scoring as of the sandbox world's present, {now:%d %b %Y}")
-        report = run_locked(settings, crm, store, now, True, False)
+        report = run_locked(settings, crm, store, now, "the demo's first sync", False)
         print_run_report(console, report)
         _print_as_reps_see(crm.connector, report, store)
         return store.url, _demo_burst(settings, crm, store, now)
@@ -222,12 +222,24 @@ def _print_moves(
             account,
             str(now.get("name") or ""),
             f"{was.get('tier')} -> {now.get('tier')}",
-            f"{was.get('score')} -> {now.get('score')}",
+            f"{_as_shown(was.get('score'))} -> {_as_shown(now.get('score'))}",
         )
     console.print(table)
 
 
 _SHOWN = ("name", "score", "tier", "topic", "signals", "model_version", "scored_at")
+
+
+def _as_shown(value: Any) -> str:
+    """A field's value as a CRM's page shows it: a whole number without the ".0" the API
+    sends (a score field has no decimals), a time to the minute in UTC, nothing for null."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return f"{value.astimezone(UTC):%d %b %Y %H:%M} UTC"
+    return str(value)
 
 
 def _print_as_reps_see(connector: Connector, report: RunReport, store: Store) -> None:
@@ -239,7 +251,7 @@ def _print_as_reps_see(connector: Connector, report: RunReport, store: Store) ->
     for record in (shown[i] for i in ids if i in shown):
         table = Table(title=f"{stream} {record.id}, read back from the CRM", show_header=False)
         for key in _SHOWN:
-            table.add_row(key, str(record.values.get(key) or ""))
+            table.add_row(key, _as_shown(record.values.get(key)))
         console.print(table)
 
 

@@ -19,7 +19,7 @@ from connectors.protocol import SchemaReport
 from scoring.explain import phrase_of
 from scoring.scorecard import SCORE_MAX
 from sync.explain import AccountExplanation, MirrorScores, PersonLink
-from sync.run import EXIT_CODES, RunReport
+from sync.run import EXIT_CODES, RunReport, shown_times
 from sync.runlog import RunSummary
 from sync.state import RunEvent
 
@@ -113,7 +113,7 @@ def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
         ("Tiers", f"{run.tier_up:,} moved up, {run.tier_down:,} moved down"),
         ("Written", _written(run)),
         ("API calls", _calls(run.api_calls, run.budget_left)),
-        ("Time", joined({stage: round(s, 1) for stage, s in run.seconds.items()}) + " (s)"),
+        ("Time", joined(shown_times(run.seconds)) + " (s)"),
     ]
     if run.events_forgotten:
         lines.append(("Log", f"{run.events_forgotten:,} per-record events past retention deleted"))
@@ -398,7 +398,7 @@ def print_run_report(console: Console, report: RunReport) -> None:
         console.print(f"  failed {failure['object']} {failure['id']}: {failure['code']} "
                       f"{failure['message']}")  # fmt: skip
     left = "" if report.budget_left is None else f", {report.budget_left:,} left in the budget"
-    stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.stages.items())
+    stages = ", ".join(f"{name} {s:.1f} s" for name, s in shown_times(report.stages).items())
     console.print(f"API calls: {report.api_calls:,}{left}. Time: {stages}")
     console.print(f"Outcome: {report.outcome} (exit {EXIT_CODES[report.outcome]})")
 

@@ -69,7 +69,7 @@ def run_locked(
     crm: CrmConnection,
     store: Store,
     now: datetime,
-    full: bool,
+    full: bool | str,
     dry_run: bool,
 ) -> RunReport:
     """One run holding the org's run lock, with progress on stderr; exit 4 (locked) naming the

@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -74,12 +74,14 @@ from sync.writeback import (
 __all__ = [
     "ABANDONED",
     "EXIT_CODES",
+    "OCCASIONAL",
     "STAGES",
     "YOUNG_COLLECTION",
     "RunConfig",
     "RunReport",
     "SchemaNotSetUp",
     "run_sync",
+    "shown_times",
 ]
 
 # `handoff sync` exit codes, by what became of the run
@@ -584,6 +586,16 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("save", _save),
     ("write", _write),
 )
+# stages with work in some runs only (one that trains; a first run's writes held for its
+# indexes): a run's times show them where they took time, not "train 0.0 s" in every run
+OCCASIONAL = frozenset(("train", "save"))
+
+
+def shown_times(seconds: Mapping[str, float]) -> dict[str, float]:
+    """A run's seconds by stage, rounded to a tenth, as reports show them: an occasional stage
+    left out where it rounds to nothing."""
+    rounded = {stage: round(s, 1) for stage, s in seconds.items()}
+    return {stage: s for stage, s in rounded.items() if s or stage not in OCCASIONAL}
 
 
 def run_sync(
@@ -592,7 +604,7 @@ def run_sync(
     store: Store,
     now: datetime,
     *,
-    full: bool = False,
+    full: bool | str = False,
     dry_run: bool = False,
     progress: Progress | None = None,
     run_id: str | None = None,
@@ -600,7 +612,8 @@ def run_sync(
 ) -> RunReport:
     """One run from the CRM to the CRM; the report says what it did and how it ended.
 
-    It re-pulls every record when ``full`` asks, or when `sync.runlog.full_resync` finds a
+    It re-pulls every record when ``full`` asks (True, or the caller's reason: "the demo's
+    first sync"), or when `sync.runlog.full_resync` finds a
     full re-pull due (or one to go on with); the report says why.
 
     ``heartbeat`` is called between stages, so before write-back: the caller holding the org's

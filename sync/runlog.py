@@ -32,7 +32,7 @@ __all__ = [
     "summarise",
 ]
 
-FORCED = "asked for (--full)"  # `handoff sync --full`, the demo's first sync
+FORCED = "asked for (--full)"  # `handoff sync --full`; a caller may name its own reason
 _LOOK_BACK = 50  # full runs read to skip dry runs (a dry run re-pulls but moves no cursor)
 
 
@@ -68,17 +68,23 @@ class FullResync:
 
 
 def full_resync(
-    session: Session, connector: str, now: datetime, every_hours: int, *, forced: bool = False
+    session: Session,
+    connector: str,
+    now: datetime,
+    every_hours: int,
+    *,
+    forced: bool | str = False,
 ) -> FullResync | None:
     """Whether this run re-pulls every record, and why; None for an incremental run.
 
-    Full when asked for; when the last run was a full re-pull that stopped part way (the API
+    Full when asked for (``forced``: True for `handoff sync --full`, or the caller's reason,
+    "the demo's first sync"); when the last run was a full re-pull that stopped part way (the API
     budget, an error), which this one goes on with rather than starting again, so a re-pull
     larger than one run's budget still completes; when none of ``connector`` has completed yet;
     or when the last one started ``every_hours`` or more before ``now``.
     """
     if forced:
-        return FullResync(FORCED)
+        return FullResync(FORCED if forced is True else f"asked for by {forced}")
     interrupted = _interrupted_full_runs(session, connector)
     if interrupted:
         first = interrupted[-1]

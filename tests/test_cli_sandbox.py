@@ -111,12 +111,18 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     assert "Set-up: created 24" in first.stdout
     assert "Set-up again: nothing to change, all 24 in place" in first.stdout
     assert "Scored 120 accounts" in said_first
+    # the user typed no --full: the run log says who asked
+    assert "Full re-pull: asked for by the demo's first sync" in said_first
+    assert "(--full)" not in said_first
     read_back = [line.strip() for line in first.stdout.splitlines() if ", read back" in line]
     assert len(read_back) == 3 and all(line.startswith(f"{accounts} ") for line in read_back)
     # the burst: three Nurture accounts up to AE within one cycle, as the CRM shows them
     assert "8 pricing-page visits on each of 3 Nurture accounts" in said_first
     assert f"{accounts} read back from the CRM, before -> after the cycle" in said_first
     assert said_first.count("Nurture -> AE") == 3 and "3 moved up" in said_first
+    # scores as a CRM page shows them (the API sends a whole number as 81.0), times in UTC
+    assert re.search(r" \d+ -> \d+ ", said_first) and ".0 -> " not in said_first
+    assert re.search(r"scored_at │ \d\d [A-Z][a-z]{2} 2026 00:00 UTC", said_first)
     assert "One incremental cycle: 24 new visits pulled" in said_first
     # besides the visits, the cycle reads back what the full sync wrote (stored: our fields
     # changed), as the run log counts it, not as records skipped

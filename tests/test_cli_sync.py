@@ -47,8 +47,14 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     # record's modification time): it says so, and writes nothing
     assert cycle_code == 0 and "Written 0 (none)" in cycle, cycle
     assert re.search(r"Pulled ([\d,]+) records \(\1 read again, unchanged since the last", cycle)
+    # a cycle neither trains (60 accounts are too few) nor holds writes: those stages are not
+    # listed in its times, or in the run log's
+    times = " ".join(cycle.split()).split("Time: ")[1]
+    assert "mirror " in times and "write " in times and "train" not in times, times
+    assert "save" not in times, times
     assert listed_code == 0 and "Sync runs, newest first" in listed
     assert shown_code == 0 and "Scored:" in shown and "No failed or skipped records" in shown
+    assert "mirror " in shown and "train " not in shown and "save " not in shown
 
 
 def test_a_dry_run_says_what_it_would_write_and_train_keeps_the_rules_model() -> None:

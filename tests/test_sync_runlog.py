@@ -18,7 +18,7 @@ from sandbox.generator import generate_org
 from sandbox.hubspot.limits import TIERS
 from sandbox.service import start_sandbox
 from sync import Store
-from sync.run import RunReport, run_sync
+from sync.run import RunReport, run_sync, shown_times
 from sync.runlog import FORCED, FullResync, forget_events, full_resync, runs_newest_first
 from sync.state import Account, RunEvent
 
@@ -41,12 +41,12 @@ def _run(
         store.record_run_finish(session, run_id, at, status, counts)
 
 
-def _resync(store: Store, now: datetime, forced: bool = False) -> FullResync | None:
+def _resync(store: Store, now: datetime, forced: bool | str = False) -> FullResync | None:
     with store.session() as session:
         return full_resync(session, "hubspot", now, WEEK, forced=forced)
 
 
-def _reason(store: Store, now: datetime, forced: bool = False) -> str | None:
+def _reason(store: Store, now: datetime, forced: bool | str = False) -> str | None:
     resync = _resync(store, now, forced)
     return None if resync is None else resync.reason
 
@@ -59,6 +59,8 @@ def test_a_full_re_pull_is_due_first_then_weekly_and_whenever_asked(store: Store
     assert first == "no full re-pull has completed yet"
     assert _reason(store, T0 + timedelta(days=6)) is None
     assert _reason(store, T0 + timedelta(days=6), forced=True) == FORCED
+    asked = _reason(store, T0 + timedelta(days=6), forced="the demo's first sync")
+    assert asked == "asked for by the demo's first sync"
     # a dry full run does not count: the one of 1 Nov is the last
     due = _reason(store, T0 + timedelta(days=8))
     assert due is not None and "01 Nov 2026 09:00 UTC" in due and "full_resync_hours" in due
@@ -143,3 +145,10 @@ def test_a_full_re_pull_larger_than_a_run_s_budget_completes_over_the_next_runs(
     assert first == len(org.accounts) and later < first
     assert companies == len(org.accounts) and runs[-1].written
     assert after.full_reason is None  # it completed; the next run is incremental
+
+
+def test_a_runs_times_leave_out_an_occasional_stage_that_did_nothing() -> None:
+    seconds = {"mirror": 1.234, "link": 0.0, "train": 0.02, "save": 0.0, "write": 0.51}
+    assert shown_times(seconds) == {"mirror": 1.2, "link": 0.0, "write": 0.5}
+    trained = shown_times(seconds | {"train": 1.61, "save": 0.3})
+    assert trained == {"mirror": 1.2, "link": 0.0, "train": 1.6, "save": 0.3, "write": 0.5}
