@@ -29,6 +29,7 @@ __all__ = [
     "joined",
     "print_explanation",
     "print_mirror_scores",
+    "print_people",
     "print_run_report",
     "print_run_summary",
     "print_runs",
@@ -252,8 +253,8 @@ def print_explanation(console: Console, found: AccountExplanation) -> None:
     console.print(f"  {found.model_reason}", soft_wrap=True, highlight=False)
     _print_contributions(console, found)
     _print_history(console, found)
-    _print_people(console, "Linked people", found.people, orphans=False)
-    _print_people(
+    print_people(console, "Linked people", found.people, orphans=False)
+    print_people(
         console, "Nearby orphans", found.nearby_orphans, orphans=True, note=found.nearby_method
     )
 
@@ -313,7 +314,7 @@ def _print_history(console: Console, found: AccountExplanation) -> None:
         console.print(f"  and {len(found.history) - _HISTORY_SHOWN:,} older")
 
 
-def _print_people(
+def print_people(
     console: Console,
     title: str,
     people: tuple[PersonLink, ...],
@@ -321,10 +322,12 @@ def _print_people(
     orphans: bool,
     note: str | None = None,
 ) -> None:
-    """One line a person: id, kind, name and email, the link rule and its confidence; ``note``
-    after the title says who is listed."""
+    """One line a person: id, kind, name and email, the link rule and its confidence, and the
+    person listed before with the same email (a duplicate record: a rep would otherwise take
+    the two lines for one person listed twice); ``note`` after the title says who is listed."""
     said = f" {note}" if note else ""
     console.print(f"{title} ({len(people):,}):{said}", soft_wrap=True, highlight=False)
+    first_with: dict[str, str] = {}  # a lowercased email -> the first person listed with it
     for person in people[:_PEOPLE_SHOWN]:
         confidence = "" if person.confidence is None else f" {person.confidence:.2f}"
         email = f" <{person.email}>" if person.email else ""
@@ -332,6 +335,10 @@ def _print_people(
         line = f"  {person.id} {person.kind}{name}{email}  {person.rule or ''}{confidence}"
         if orphans:
             line += f'  company "{person.company or ""}"; orphan: {person.orphan_reason}'
+        if person.email:
+            first = first_with.setdefault(person.email.casefold(), person.id)
+            if first != person.id:
+                line += f"  (same email as {first}: a duplicate record in the CRM)"
         _line(console, line)
     if len(people) > _PEOPLE_SHOWN:
         console.print(f"  and {len(people) - _PEOPLE_SHOWN:,} more")

@@ -14,15 +14,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from rich.console import Console
 from sqlmodel import Session, col, select
 
 from handoff.crm import open_crm, schema_spec
-from handoff.reports import bounds_note
+from handoff.reports import bounds_note, print_people
 from handoff.runs import run_config, scoring_setup
 from handoff.settings import Settings
 from sandbox.admin import NewActivity, add_activities
 from sync import Store, account_signals, scoring_state
-from sync.explain import AccountExplanation, account_domains, explain_account, score_mirror
+from sync.explain import (
+    AccountExplanation,
+    PersonLink,
+    account_domains,
+    explain_account,
+    score_mirror,
+)
 from sync.run import run_sync
 from sync.state import Account, AccountSignals, CurrentScore
 from sync.writeback import score_history
@@ -246,3 +253,25 @@ def test_explain_adds_the_base_and_the_smaller_reasons_so_the_points_make_the_sc
     assert "base: where every account starts" in shown and "= 100" in shown
     table = shown.split("Why this score")[1].split("Score history")[0]
     assert re.search(r"\([+-]\d+\)", table) is None  # each reason's points shown once
+
+
+def test_explain_names_a_person_listed_again_under_another_id_as_a_duplicate() -> None:
+    def lead(record_id: str, email: str | None) -> PersonLink:
+        return PersonLink(record_id, "lead", "Robert Taylor", email, None, "domain", 0.97)
+
+    console = Console(record=True, width=200)
+    people = (
+        lead("00Q1", "robert@titan.example"),
+        lead("00Q2", "linda@titan.example"),
+        lead("00Q3", "Robert@Titan.example"),
+        lead("00Q4", None),
+        lead("00Q5", None),
+    )
+    print_people(console, "Linked people", people, orphans=False)
+    lines = console.export_text().splitlines()
+
+    assert lines[0] == "Linked people (5):"
+    assert lines[3].startswith("  00Q3 lead Robert Taylor <Robert@Titan.example>")
+    assert lines[3].endswith("(same email as 00Q1: a duplicate record in the CRM)")
+    others = [lines[1], lines[2], lines[4], lines[5]]
+    assert not any("duplicate" in line for line in others), others  # no email: not compared
