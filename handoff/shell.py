@@ -57,6 +57,9 @@ __all__ = [
 # full_resync_hours") and CRM values (an account called "Acme [EMEA]"), which rich's markup would
 # take for styles and drop
 console = Console(markup=False)
+# a line goes whole to a file or a pipe (a scheduler's log, `| grep`), where rich would break it
+# at 80 columns; a terminal wraps it at its own width
+console.soft_wrap = not console.is_terminal
 progress_console = Console(stderr=True, markup=False)  # for commands whose stdout programs read
 
 SettingsOption = Annotated[

@@ -38,6 +38,9 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
 
     assert code == 0, output
     assert "Scored 60 accounts" in output and "Outcome: ok" in output
+    # not a terminal (a scheduler's log, a pipe): each line whole, not broken at 80 columns
+    scored = re.search(r"^Scored 60 accounts .+ moved up, \d+ down$", output, re.MULTILINE)
+    assert scored and len(scored[0]) > 80, output
     assert "Full re-pull: no full re-pull has completed yet" in output
     # the lasting sandbox kept the set-up and what the first sync wrote: re-pulling every
     # record changes nothing
