@@ -361,7 +361,9 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
     console.print(f"Tiers: {joined(preview.tiers)}")
     table = Table(title=f"Top {len(preview.top)} accounts")
     for column in ("account", "name", "domain", "score", "tier"):
-        table.add_column(column, justify="right" if column == "score" else "left")
+        # ids and domains kept whole (names wrap at their spaces instead)
+        justify = "right" if column == "score" else "left"
+        table.add_column(column, justify=justify, no_wrap=column != "name")
     for ranked in preview.top:
         account = ranked.account
         table.add_row(account.id, account.name, ranked.domain or "", f"{ranked.score}", ranked.tier)

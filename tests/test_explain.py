@@ -168,7 +168,8 @@ def test_explain_scores_an_account_never_scored_at_the_moment_asked(scored: Scor
 
 
 def test_score_shows_a_salesforce_account_domain_from_its_website(scored: Scored) -> None:
-    shown = handoff("score", "--top", "5", "--settings", scored.settings_path)
+    # as narrow as 80 columns (a pipe's width): the names wrap, the ids and domains stay whole
+    shown = handoff("score", "--top", "5", "--settings", scored.settings_path, COLUMNS="80")
     rows = [
         [cell.strip() for cell in line.split("│")[1:-1]]
         for line in shown.stdout.splitlines()
@@ -183,6 +184,7 @@ def test_score_shows_a_salesforce_account_domain_from_its_website(scored: Scored
         account = websites[account_id]
         assert account is not None and account.domain is None and account.website
         assert domain and domain in account.website.lower(), (domain, account.website)
+        assert domain == account_domains([account])[account_id]  # whole, not cut to fit 80
 
 
 @pytest.mark.parametrize(
