@@ -406,9 +406,9 @@ def print_run_report(console: Console, report: RunReport) -> None:
     for failure in report.failed[:10]:
         console.print(f"  failed {failure['object']} {failure['id']}: {failure['code']} "
                       f"{failure['message']}")  # fmt: skip
-    left = "" if report.budget_left is None else f", {report.budget_left:,} left in the budget"
+    calls = _calls(report.api_calls, report.budget_left)  # as `handoff logs RUN` says it
     stages = ", ".join(f"{name} {s:.1f} s" for name, s in shown_times(report.stages).items())
-    console.print(f"API calls: {report.api_calls:,}{left}. Time: {stages}")
+    console.print(f"API calls: {calls}. Time: {stages}")
     console.print(f"Outcome: {report.outcome} (exit {EXIT_CODES[report.outcome]})")
 
 

@@ -52,6 +52,8 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     assert re.search(r"Pulled ([\d,]+) records \(\1 read again, unchanged since the last", cycle)
     # a cycle neither trains (60 accounts are too few) nor holds writes: those stages are not
     # listed in its times, or in the run log's
+    # the budget said as `handoff logs RUN` says it
+    assert re.search(r"API calls: [\d,]+; [\d,]+ left in this run's budget\. Time: ", cycle)
     times = " ".join(cycle.split()).split("Time: ")[1]
     assert "mirror " in times and "write " in times and "train" not in times, times
     assert "save" not in times, times
