@@ -92,8 +92,9 @@ def test_train_names_the_setting_that_keeps_the_rules_model_as_written() -> None
     assert code == 0 and "[scoring] model = rules" in output, output
 
 
-def test_a_second_run_while_one_is_running_exits_locked_naming_it() -> None:
-    Path("settings.toml").write_text(SETTINGS.format(crm="salesforce"))
+@pytest.mark.parametrize("crm_kind", ["salesforce", "hubspot"])
+def test_a_second_run_while_one_is_running_exits_locked_naming_it(crm_kind: str) -> None:
+    Path("settings.toml").write_text(SETTINGS.format(crm=crm_kind))
     assert run_cli("setup")[0] == 0
     settings = load_settings()
     running, go = threading.Event(), threading.Event()

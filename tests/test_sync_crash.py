@@ -247,8 +247,12 @@ KILL_POINTS = {
 RERUN_TWICE = "mid-write-landed-unanswered"  # where a second rerun is also shown to write 0
 CASES = [
     *[(crm, point, "sqlite") for crm in WRITTEN for point in KILL_POINTS],
-    ("salesforce", "mid-write-landed-unanswered", "postgresql"),
+    # every kill point on PostgreSQL too, the CRMs taking turns
     ("hubspot", "mid-mirror", "postgresql"),  # pages committed on PostgreSQL's load path
+    ("salesforce", "between-mirror-and-write", "postgresql"),
+    ("hubspot", "mid-write-not-landed", "postgresql"),
+    ("salesforce", "mid-write-landed-unanswered", "postgresql"),
+    ("hubspot", "after-write-before-log", "postgresql"),
 ]
 
 

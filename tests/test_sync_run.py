@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import event
-from sqlmodel import col, func, select
+from sqlmodel import Session, col, func, select
 
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
@@ -46,11 +46,12 @@ from sandbox.generator import generate_org
 from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
-from sync import Store
+from sync import SchemaVersionError, Store
 from sync.frames import ReadApart
 from sync.linking import link_people
 from sync.lock import Holder, run_lock
 from sync.matching.normalise import personal_domains
+from sync.migrations import head_revision
 from sync.run import YOUNG_COLLECTION, RunConfig, RunReport, run_sync
 from sync.state import (
     Account,
@@ -65,6 +66,7 @@ from sync.state import (
     SyncRun,
     WriteLedger,
 )
+from sync.store import plain_value
 from sync.writeback import ORPHAN_REASON, Plan, Planned, Target, plan_writes, score_history
 from tests.sandbox_fixtures import hubspot_client, salesforce_client, salesforce_merge
 from tests.test_connectors_contract import FakeTime
@@ -74,6 +76,10 @@ ACCOUNTS = 100
 ACCOUNT_FIELDS = ("score", "tier", "model_version", "scored_at")
 LABELS = {"nurture": "Nurture", "sdr": "SDR", "ae": "AE", "disqualified": "Disqualified"}
 CRMS = ("salesforce", "hubspot")
+ACCOUNT_FIELDS = (
+    *("score", "tier", "signals", "topic", "model_version", "scored_at"),
+    "disqualification_reason",
+)
 _STREAMS = {
     "salesforce": ("Account", "Lead"),
     "hubspot": ("companies", "contacts"),
@@ -240,6 +246,12 @@ def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
         indexes = [_index_names(store, Activity), _index_names(store, Person)]
         current = _current(store)
         shown = crm.shown(crm.accounts, sorted(current))
+        with store.session() as session:
+            ledger = session.exec(select(WriteLedger)).all()
+        held = {
+            stream: crm.shown(stream, [row.record_id for row in ledger if row.object == stream])
+            for stream in (crm.accounts, crm.people)
+        }
         crm.time.tick(600)  # within the hour HubSpot's recycle bin is not due
         pushes = _pushes(crm)
         again = crm.run(store)
@@ -259,9 +271,65 @@ def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
         assert values["model_version"] == score.model_version
         assert values["scored_at"] == first.started_at.replace(microsecond=0)
         assert values["disqualification_reason"] == score.disqualified_reason
+    # every field of every record written, as the CRM shows it read back: the accounts' seven
+    # (their signals and topic too), the people's account link and its values or their own
+    assert {row.object for row in ledger} == {crm.accounts, crm.people}
+    assert len(ledger) == sum(first.written.values())
+    for row in ledger:
+        on_crm = held[row.object][row.record_id]
+        assert row.status == "ok"
+        assert {name: plain_value(on_crm.get(name)) for name in row.values} == row.values
+    accounts = [row.values for row in ledger if row.object == crm.accounts]
+    assert all(set(values) == set(ACCOUNT_FIELDS) for values in accounts)
+    assert sum(bool(values["signals"]) for values in accounts) > ACCOUNTS // 2
+    assert any(values["topic"] for values in accounts)
+    people = [row.values for row in ledger if row.object == crm.people]
+    assert any(values["matched_account_id"] for values in people)
+    assert any(values["orphan_reason"] for values in people)
     assert again.outcome == "ok" and again.written == {} and _pushes(crm) == pushes
     assert again.unchanged == first.planned
     assert 0 < again.api_calls < first.api_calls  # reads only
+
+
+@pytest.mark.parametrize("crm", CRMS, indirect=True)
+def test_a_state_database_upgraded_from_the_release_before_keeps_its_ledger_and_writes_nothing(
+    crm: Crm, store_url: str
+) -> None:
+    with Store.open(store_url) as store:
+        first = crm.run(store)
+        with store.session() as session:
+            ledger = {
+                (r.object, r.record_id): r.values_hash for r in session.exec(select(WriteLedger))
+            }
+    # the database the release before revision 0020 left, holding what its first run wrote:
+    # 0020 only added the run log's two model columns
+    with Store(store_url) as store, store.engine.begin() as connection:
+        for name in ("model_version", "model_reason"):
+            connection.exec_driver_sql(f"ALTER TABLE sync_run DROP COLUMN {name}")
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0019'")
+    with pytest.raises(SchemaVersionError, match="handoff state upgrade"):
+        Store.open(store_url)
+    with Store(store_url) as store:
+        before, after = store.upgrade()
+    crm.time.tick(600)  # within the hour HubSpot's recycle bin is not due
+    pushes = _pushes(crm)
+    with Store.open(store_url) as store:
+        again = crm.run(store)
+        with store.session() as session:
+            kept = {
+                (r.object, r.record_id): r.values_hash for r in session.exec(select(WriteLedger))
+            }
+
+    assert (before.revision, after.revision) == ("0019", head_revision())
+    assert first.outcome == "ok" and len(ledger) == sum(first.written.values())
+    # the ledger came through: the run after the upgrade finds the CRM holding what it says,
+    # and writes nothing, where a new database would rewrite the whole CRM
+    assert again.outcome == "ok" and again.written == {} and _pushes(crm) == pushes
+    assert again.unchanged == first.planned and kept == ledger
+
+
+def _ledger_hashes(session: Session) -> dict[tuple[str, str], str]:
+    return {(r.object, r.record_id): r.values_hash for r in session.exec(select(WriteLedger))}
 
 
 def _scored(store: Store) -> dict[str, tuple[Any, ...]]:
