@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import event
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, func, select
 
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
@@ -297,10 +297,7 @@ def test_a_state_database_upgraded_from_the_release_before_keeps_its_ledger_and_
 ) -> None:
     with Store.open(store_url) as store:
         first = crm.run(store)
-        with store.session() as session:
-            ledger = {
-                (r.object, r.record_id): r.values_hash for r in session.exec(select(WriteLedger))
-            }
+        ledger = _ledger_hashes(store)
     # the database the release before revision 0020 left, holding what its first run wrote:
     # 0020 only added the run log's two model columns
     with Store(store_url) as store, store.engine.begin() as connection:
@@ -315,10 +312,7 @@ def test_a_state_database_upgraded_from_the_release_before_keeps_its_ledger_and_
     pushes = _pushes(crm)
     with Store.open(store_url) as store:
         again = crm.run(store)
-        with store.session() as session:
-            kept = {
-                (r.object, r.record_id): r.values_hash for r in session.exec(select(WriteLedger))
-            }
+        kept = _ledger_hashes(store)
 
     assert (before.revision, after.revision) == ("0019", head_revision())
     assert first.outcome == "ok" and len(ledger) == sum(first.written.values())
@@ -328,8 +322,11 @@ def test_a_state_database_upgraded_from_the_release_before_keeps_its_ledger_and_
     assert again.unchanged == first.planned and kept == ledger
 
 
-def _ledger_hashes(session: Session) -> dict[tuple[str, str], str]:
-    return {(r.object, r.record_id): r.values_hash for r in session.exec(select(WriteLedger))}
+def _ledger_hashes(store: Store) -> dict[tuple[str, str], str]:
+    """The write ledger's values hash of each record, by (stream, record id)."""
+    with store.session() as session:
+        rows = session.exec(select(WriteLedger))
+        return {(row.object, row.record_id): row.values_hash for row in rows}
 
 
 def _scored(store: Store) -> dict[str, tuple[Any, ...]]:
