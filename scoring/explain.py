@@ -5,8 +5,9 @@ Fintech (+8)"), strongest first; the latest intent burst's terms read as one ("I
 started 5 days ago, 12 activities (+9)"); a disqualified account gets only its rule ("Restricted
 country: disqualified"). The dominant content topic of recent intent is reported beside them.
 Each sentence keeps the key of its term, so two explanations compare by their reasons, not their
-words. ``dated`` words times as dates ("Visited pricing 3x since 21 Nov", "Intent burst since
-28 Nov"): text written to a CRM stays true as days pass, so a rescore need not rewrite it.
+words. ``dated`` words times as dates ("Visited pricing 3x in the 7 days to 28 Nov", "Intent
+burst since 28 Nov"): text written to a CRM stays true as days pass, so a rescore need not
+rewrite it.
 """
 
 from __future__ import annotations
@@ -290,8 +291,8 @@ def _history_phrase(earlier: int) -> str:
 def _signal_phrases(
     term: Term, snapshot: Snapshot, rows: np.ndarray, counts: np.ndarray | None, dated: bool
 ) -> list[str]:
-    """`Visited pricing 3x in the last 7 days` (dated: `since 21 Nov`): the shortest window
-    holding at least half of the last 90 days' occurrences."""
+    """`Visited pricing 3x in the last 7 days` (dated: `in the 7 days to 28 Nov`): the shortest
+    window holding at least half of the last 90 days' occurrences."""
     if counts is None:
         return [f"{term.label} recently"] * len(rows)
     signal = snapshot.totals.catalog.index(term.key.split(":", 1)[1])
@@ -315,8 +316,8 @@ def _signal_phrase(
         return f"{label} more than {days} days ago"
     often = f" {times}x" if times > 1 else ""
     days = EXPLAIN_WINDOWS_DAYS[window]
-    if dated:
-        return f"{label}{often} since {_day(as_of_s - days * DAY_SECONDS)}"
+    if dated:  # the window's end, not its start: "since 25 Oct" read as a first visit then
+        return f"{label}{often} in the {days} days to {_day(as_of_s)}"
     return f"{label}{often} in the last {days} days"
 
 
