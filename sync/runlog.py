@@ -78,13 +78,22 @@ def full_resync(
     """Whether this run re-pulls every record, and why; None for an incremental run.
 
     Full when asked for (``forced``: True for `handoff sync --full`, or the caller's reason,
-    "the demo's first sync"); when the last run was a full re-pull that stopped part way (the API
-    budget, an error), which this one goes on with rather than starting again, so a re-pull
-    larger than one run's budget still completes; when none of ``connector`` has completed yet;
-    or when the last one started ``every_hours`` or more before ``now``.
+    "the demo's first sync", said only where none of those below holds); when the last run was
+    a full re-pull that stopped part way (the API budget, an error), which this one goes on with
+    rather than starting again, so a re-pull larger than one run's budget still completes; when
+    none of ``connector`` has completed yet; or when the last one started ``every_hours`` or more
+    before ``now``.
     """
-    if forced:
-        return FullResync(FORCED if forced is True else f"asked for by {forced}")
+    if forced is True:
+        return FullResync(FORCED)
+    due = _due(session, connector, now, every_hours)
+    if due is None and forced:
+        return FullResync(f"asked for by {forced}")
+    return due
+
+
+def _due(session: Session, connector: str, now: datetime, every_hours: int) -> FullResync | None:
+    """The full re-pull the run log makes due, or None."""
     interrupted = _interrupted_full_runs(session, connector)
     if interrupted:
         first = interrupted[-1]

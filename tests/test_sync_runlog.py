@@ -52,6 +52,8 @@ def _reason(store: Store, now: datetime, forced: bool | str = False) -> str | No
 
 
 def test_a_full_re_pull_is_due_first_then_weekly_and_whenever_asked(store: Store) -> None:
+    # a caller's own reason is said where the run log gives none: the first run has one
+    assert _reason(store, T0, forced="the demo's first sync") == "no full re-pull has completed yet"
     first = _reason(store, T0)
     _run(store, "full-1", T0, first)
     _run(store, "dry-full", T0 + timedelta(days=8), FORCED, dry_run=True)
