@@ -74,7 +74,6 @@ from sync.writeback import (
 __all__ = [
     "ABANDONED",
     "EXIT_CODES",
-    "OCCASIONAL",
     "STAGES",
     "YOUNG_COLLECTION",
     "RunConfig",
@@ -586,16 +585,15 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("save", _save),
     ("write", _write),
 )
-# stages with work in some runs only (one that trains; a first run's writes held for its
-# indexes): a run's times show them where they took time, not "train 0.0 s" in every run
-OCCASIONAL = frozenset(("train", "save"))
 
 
-def shown_times(seconds: Mapping[str, float]) -> dict[str, float]:
-    """A run's seconds by stage, rounded to a tenth, as reports show them: an occasional stage
-    left out where it rounds to nothing."""
+def shown_times(seconds: Mapping[str, float]) -> tuple[dict[str, float], int]:
+    """A run's seconds by stage as reports show them, rounded to a tenth, without the stages
+    that round to nothing (a cycle with nothing new does not list "score 0.0 s, tier 0.0 s",
+    nor a run that did not train "train 0.0 s"); and how many stages were so left out."""
     rounded = {stage: round(s, 1) for stage, s in seconds.items()}
-    return {stage: s for stage, s in rounded.items() if s or stage not in OCCASIONAL}
+    shown = {stage: s for stage, s in rounded.items() if s}
+    return shown, len(rounded) - len(shown)
 
 
 def run_sync(
