@@ -176,12 +176,14 @@ def _read_again(pulled: Mapping[str, Mapping[str, int]]) -> int:
 # leads scored on their own: the orphans and the people in the review queue (who count for no
 # account until a reviewer picks one), which the link figures count apart
 _UNLINKED = "leads without an account"
+# said where they are scored: the link stage's orphans and the people awaiting review
+_UNLINKED_WHO = f"{_UNLINKED} (orphans, and people for review)"
 
 
 def _scored(run: RunSummary) -> str:
     """`120 accounts, 32 leads without an account; tiers Nurture 98, ...` (those leads named
     when scored: the orphans and the people in review, which the link line counts apart)."""
-    orphans = f", {run.orphans_scored:,} {_UNLINKED}" if run.orphans_scored else ""
+    orphans = f", {run.orphans_scored:,} {_UNLINKED_WHO}" if run.orphans_scored else ""
     return f"{run.scored:,} accounts{orphans}; tiers {joined(run.tiers)}"
 
 
@@ -395,7 +397,7 @@ def print_run_report(console: Console, report: RunReport) -> None:
         f"({link.people:,} matched this run)"
     )
     console.print(
-        f"Scored {report.scored:,} accounts and {report.orphans_scored:,} {_UNLINKED} with "
+        f"Scored {report.scored:,} accounts and {report.orphans_scored:,} {_UNLINKED_WHO} with "
         f"{report.model_version} ({report.model_kind}); "
         f"tiers {joined(report.tiers)}; {report.tier_up} moved up, {report.tier_down} down"
     )
