@@ -18,7 +18,7 @@ from rich.table import Table
 from connectors.protocol import SchemaReport
 from scoring.explain import phrase_of
 from scoring.scorecard import SCORE_MAX
-from sync.explain import AccountExplanation, MirrorScores, PersonLink
+from sync.explain import AccountExplanation, MirrorScores, PersonLink, account_domains
 from sync.run import EXIT_CODES, RunReport, shown_times
 from sync.runlog import RunSummary
 from sync.state import RunEvent
@@ -248,7 +248,9 @@ def event_json(event: RunEvent) -> str:
 def print_explanation(console: Console, found: AccountExplanation) -> None:
     """An account's score, its contributions, score history, people and nearby orphans."""
     account = found.account
-    where = account.domain or account.website or "no domain"
+    # the domain as `handoff score` shows it: a website read as matching reads it (a Salesforce
+    # account holds "https://acme.se/?utm_source=crm" where HubSpot holds acme.se)
+    where = account_domains([account])[account.id] or "no domain"
     console.print(f"{account.name} ({account.id}, {where})", soft_wrap=True, highlight=False)
     disqualified = (
         f", disqualified: {found.disqualified_reason}" if found.disqualified_reason else ""

@@ -185,6 +185,10 @@ def test_score_shows_a_salesforce_account_domain_from_its_website(scored: Scored
         assert account is not None and account.domain is None and account.website
         assert domain and domain in account.website.lower(), (domain, account.website)
         assert domain == account_domains([account])[account_id]  # whole, not cut to fit 80
+    # explain names the account by the same domain, not by the website it was read from
+    first_id, first_domain = rows[0][0], rows[0][2]
+    explained = handoff("explain", first_id, "--settings", scored.settings_path)
+    assert explained.stdout.splitlines()[0].endswith(f"({first_id}, {first_domain})"), explained
 
 
 @pytest.mark.parametrize(
