@@ -376,7 +376,10 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
     for column in ("account", "name", "domain", "score", "tier"):
         # ids and domains kept whole (names wrap at their spaces instead)
         justify = "right" if column == "score" else "left"
-        table.add_column(column, justify=justify, no_wrap=column != "name")
+        wrapped = column == "name"  # folded where one word is longer than the column
+        table.add_column(
+            column, justify=justify, no_wrap=not wrapped, overflow="fold" if wrapped else "ellipsis"
+        )
     for ranked in preview.top:
         account = ranked.account
         table.add_row(account.id, account.name, ranked.domain or "", f"{ranked.score}", ranked.tier)

@@ -56,7 +56,9 @@ __all__ = [
 # text printed as given: what Handoff prints names settings in brackets ("[sync]
 # full_resync_hours") and CRM values (an account called "Acme [EMEA]"), which rich's markup would
 # take for styles and drop
-console = Console(markup=False)
+# and not coloured by guesses (rich's highlighter split "7,872" into two colours and took the comma
+# after a URL for part of it)
+console = Console(markup=False, highlight=False)
 # a line goes whole to a file or a pipe (a scheduler's log, `| grep`), where rich would break it
 # at 80 columns; a terminal wraps it at its own width
 console.soft_wrap = not console.is_terminal
