@@ -418,19 +418,32 @@ def status() -> None:
         "crm": found.crm,
         "url": found.url,
         "pid": str(found.pid),
-        "since": found.started,
+        "since": _when(found.started),
         "org": found.org or "generated in memory",
         "world": describe_world(found.world) if found.world else "",
         "convention": found.convention or "",
         "rate limits": found.tier or "",
         "state kept in": about.get("kept_in") or "nowhere (no org directory)",
-        "last saved": about.get("saved_at") or "not yet",
+        "last saved": _when(about.get("saved_at")) or "not yet",
     }
     for key, value in rows.items():
         if value:
             table.add_row(key, value)
     console.print(table)
     console.print(f"Token in {DISCOVERY_FILE}; `handoff sandbox stop` ends it.")
+
+
+def _when(stamp: str | None) -> str | None:
+    """An ISO time as the rest of the CLI says times (`06 Dec 2026 20:51 UTC`), as it came
+    where it does not read as one."""
+    try:
+        return (
+            None
+            if stamp is None
+            else f"{datetime.fromisoformat(stamp).astimezone(UTC):%d %b %Y %H:%M} UTC"
+        )
+    except ValueError:
+        return stamp
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -64,6 +65,10 @@ def test_setup_starts_a_lasting_sandbox_once_and_a_second_setup_changes_nothing(
     assert _running_pid() == pid
     status = handoff("sandbox", "status")
     assert status.returncode == 0 and crm in status.stdout and str(pid) in status.stdout
+    # its start said as the CLI says times, not as ISO text
+    assert re.search(r"since +│ \d\d [A-Z][a-z]{2} 20\d\d \d\d:\d\d UTC", status.stdout), (
+        status.stdout
+    )
 
 
 @pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
