@@ -436,14 +436,13 @@ def status() -> None:
 def _when(stamp: str | None) -> str | None:
     """An ISO time as the rest of the CLI says times (`06 Dec 2026 20:51 UTC`), as it came
     where it does not read as one."""
+    if stamp is None:
+        return None
     try:
-        return (
-            None
-            if stamp is None
-            else f"{datetime.fromisoformat(stamp).astimezone(UTC):%d %b %Y %H:%M} UTC"
-        )
+        when = datetime.fromisoformat(stamp)
     except ValueError:
         return stamp
+    return f"{when.astimezone(UTC):%d %b %Y %H:%M} UTC"
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
