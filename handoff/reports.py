@@ -402,7 +402,8 @@ def print_run_report(console: Console, report: RunReport) -> None:
         f"({link.people:,} matched this run)"
     )
     console.print(
-        f"Scored {report.scored:,} accounts and {report.orphans_scored:,} {_UNLINKED_WHO} with "
+        f"Scored {report.scored:,} accounts and {report.orphans_scored:,} "
+        f"{_UNLINKED_WHO if report.orphans_scored else _UNLINKED} with "
         f"{report.model_version} ({report.model_kind}); "
         f"tiers {joined(report.tiers)}; {report.tier_up} moved up, {report.tier_down} down"
     )
