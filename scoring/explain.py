@@ -316,8 +316,9 @@ def _signal_phrase(
         return f"{label} more than {days} days ago"
     often = f" {times}x" if times > 1 else ""
     days = EXPLAIN_WINDOWS_DAYS[window]
-    if dated:  # the window's end, not its start: "since 25 Oct" read as a first visit then
-        return f"{label}{often} in the {days} days to {_day(as_of_s)}"
+    if dated:  # the window's end, not its start: "since 25 Oct" read as a first visit then;
+        # its last day, the window ending just before as-of (at midnight, the day before)
+        return f"{label}{often} in the {days} days to {_day(as_of_s - 1)}"
     return f"{label}{often} in the last {days} days"
 
 

@@ -210,7 +210,8 @@ def test_dated_wording_names_days_not_ages_and_keeps_each_reasons_key() -> None:
     burst = BURST_CARD.contributions([np.ones(2), np.full(2, np.e - 1)], pl.DataFrame())
     dated_burst = explain(burst, snap, np.array([0]), "v1", dated=True)[0]
 
-    assert f"Visited pricing 3x in the 7 days to 1 Nov (+{_decayed(1, 2, 3)})" in found.reasons
+    # the window ends as of 1 Nov 00:00: its last day is 31 Oct
+    assert f"Visited pricing 3x in the 7 days to 31 Oct (+{_decayed(1, 2, 3)})" in found.reasons
     assert dict(zip(found.reasons, found.keys, strict=True))[found.reasons[0]].startswith("signal:")
     assert len(found.points) == len(found.reasons)
     assert dated_burst.reasons == ("Intent burst since 27 Oct, 4 activities (+9)",)
