@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -53,15 +53,23 @@ __all__ = [
     "world_params",
 ]
 
+
+class _Console(Console):
+    """rich's console, whose lines of text go whole to a file or a pipe (a scheduler's log,
+    `| grep`), where rich would break them at 80 columns; a terminal wraps them at its own
+    width, and tables are laid out (titles centred) either way."""
+
+    def print(self, *objects: Any, soft_wrap: bool | None = None, **options: Any) -> None:
+        if soft_wrap is None:
+            soft_wrap = not self.is_terminal and all(isinstance(o, str) for o in objects)
+        super().print(*objects, soft_wrap=soft_wrap, **options)
+
+
 # text printed as given: what Handoff prints names settings in brackets ("[sync]
 # full_resync_hours") and CRM values (an account called "Acme [EMEA]"), which rich's markup would
-# take for styles and drop
-# and not coloured by guesses (rich's highlighter split "7,872" into two colours and took the comma
-# after a URL for part of it)
-console = Console(markup=False, highlight=False)
-# a line goes whole to a file or a pipe (a scheduler's log, `| grep`), where rich would break it
-# at 80 columns; a terminal wraps it at its own width
-console.soft_wrap = not console.is_terminal
+# take for styles and drop; and not coloured by guesses (rich's highlighter split "7,872" into
+# two colours and took the comma after a URL for part of it)
+console = _Console(markup=False, highlight=False)
 progress_console = Console(stderr=True, markup=False)  # for commands whose stdout programs read
 
 SettingsOption = Annotated[
