@@ -199,11 +199,15 @@ def _written(run: RunSummary) -> str:
 
 
 def _times(seconds: Mapping[str, float]) -> str:
-    """`mirror 1.2 s, write 0.9 s; 5 stages under 0.05 s`."""
+    """`mirror 1.2 s, write 0.9 s; 5 stages under 0.05 s each`."""
     shown, left_out = shown_times(seconds)
-    said = ", ".join(f"{stage} {s:.1f} s" for stage, s in shown.items()) or "under 0.05 s"
-    if shown and left_out:
-        said += f"; {left_out} stage{'s' if left_out > 1 else ''} under 0.05 s"
+    if not seconds:  # a run still running, or killed before its log
+        return "not recorded"
+    if not shown:
+        return f"all {left_out} stages under 0.05 s each"
+    said = ", ".join(f"{stage} {s:.1f} s" for stage, s in shown.items())
+    if left_out:
+        said += f"; {left_out} stage{'s' if left_out > 1 else ''} under 0.05 s each"
     return said
 
 
@@ -250,7 +254,7 @@ def print_explanation(console: Console, found: AccountExplanation) -> None:
     account = found.account
     # the domain as `handoff score` shows it: a website read as matching reads it (a Salesforce
     # account holds "https://acme.se/?utm_source=crm" where HubSpot holds acme.se)
-    where = account_domains([account])[account.id] or "no domain"
+    where = account_domains([account])[account.id] or account.website or "no domain"
     console.print(f"{account.name} ({account.id}, {where})", soft_wrap=True, highlight=False)
     disqualified = (
         f", disqualified: {found.disqualified_reason}" if found.disqualified_reason else ""
@@ -351,7 +355,7 @@ def print_people(
         if person.email:
             first = first_with.setdefault(person.email.casefold(), person.id)
             if first != person.id:
-                line += f"  (same email as {first}: a duplicate record in the CRM)"
+                line += f"  (same email as {first}: another record, perhaps a duplicate)"
         _line(console, line)
     if len(people) > _PEOPLE_SHOWN:
         console.print(f"  and {len(people) - _PEOPLE_SHOWN:,} more")

@@ -278,6 +278,6 @@ def test_explain_names_a_person_listed_again_under_another_id_as_a_duplicate() -
 
     assert lines[0] == "Linked people (5):"
     assert lines[3].startswith("  00Q3 lead Robert Taylor <Robert@Titan.example>")
-    assert lines[3].endswith("(same email as 00Q1: a duplicate record in the CRM)")
+    assert lines[3].endswith("(same email as 00Q1: another record, perhaps a duplicate)")
     others = [lines[1], lines[2], lines[4], lines[5]]
     assert not any("duplicate" in line for line in others), others  # no email: not compared

@@ -13,6 +13,7 @@ from connectors.http import HttpPolicy
 from connectors.protocol import Connector
 from handoff.crm import sandbox_connector, schema_spec
 from handoff.runs import run_config
+from handoff.reports import _times
 from handoff.settings import Settings
 from sandbox.generator import generate_org
 from sandbox.hubspot.limits import TIERS
@@ -53,7 +54,7 @@ def _reason(store: Store, now: datetime, forced: bool | str = False) -> str | No
 
 def test_a_full_re_pull_is_due_first_then_weekly_and_whenever_asked(store: Store) -> None:
     # a caller's own reason is said where the run log gives none: the first run has one
-    assert _reason(store, T0, forced="the demo's first sync") == "no full re-pull has completed yet"
+    assert _reason(store, T0, forced="the demo") == "no full re-pull has completed yet"
     first = _reason(store, T0)
     _run(store, "full-1", T0, first)
     _run(store, "dry-full", T0 + timedelta(days=8), FORCED, dry_run=True)
@@ -61,8 +62,8 @@ def test_a_full_re_pull_is_due_first_then_weekly_and_whenever_asked(store: Store
     assert first == "no full re-pull has completed yet"
     assert _reason(store, T0 + timedelta(days=6)) is None
     assert _reason(store, T0 + timedelta(days=6), forced=True) == FORCED
-    asked = _reason(store, T0 + timedelta(days=6), forced="the demo's first sync")
-    assert asked == "asked for by the demo's first sync"
+    asked = _reason(store, T0 + timedelta(days=6), forced="the demo")
+    assert asked == "asked for by the demo"
     # a dry full run does not count: the one of 1 Nov is the last
     due = _reason(store, T0 + timedelta(days=8))
     assert due is not None and "01 Nov 2026 09:00 UTC" in due and "full_resync_hours" in due
@@ -154,3 +155,9 @@ def test_a_runs_times_leave_out_the_stages_that_took_no_time() -> None:
     assert shown_times(seconds) == ({"mirror": 1.2, "write": 0.5}, 3)
     trained = shown_times(seconds | {"train": 1.61, "save": 0.3})
     assert trained == ({"mirror": 1.2, "train": 1.6, "save": 0.3, "write": 0.5}, 1)
+
+
+def test_a_run_log_says_its_times_whole_when_every_stage_or_none_is_left_out() -> None:
+    assert _times({"mirror": 1.21, "link": 0.01}) == "mirror 1.2 s; 1 stage under 0.05 s each"
+    assert _times({"mirror": 0.01, "link": 0.02}) == "all 2 stages under 0.05 s each"
+    assert _times({}) == "not recorded"  # a run still running, or killed before its log
