@@ -104,7 +104,7 @@ def _demo_sync(settings: Settings, crm: CrmConnection, now: datetime) -> tuple[s
     store = open_store(settings.state.database_url)
     with store:
         console.print(f"Scoring as of the sandbox world's present, {now:%d %b %Y}")
-        report = run_locked(settings, crm, store, now, "the demo's first sync", False)
+        report = run_locked(settings, crm, store, now, "the demo", False)
         print_run_report(console, report)
         _print_as_reps_see(crm.connector, report, store)
         return store.url, _demo_burst(settings, crm, store, now)
@@ -221,7 +221,7 @@ def _print_moves(
         table.add_row(
             account,
             str(now.get("name") or ""),
-            f"{was.get('tier')} -> {now.get('tier')}",
+            f"{_as_shown(was.get('tier'))} -> {_as_shown(now.get('tier'))}",
             f"{_as_shown(was.get('score'))} -> {_as_shown(now.get('score'))}",
         )
     console.print(table)

@@ -442,6 +442,8 @@ def _when(stamp: str | None) -> str | None:
         when = datetime.fromisoformat(stamp)
     except ValueError:
         return stamp
+    if when.tzinfo is None:  # written in UTC
+        when = when.replace(tzinfo=UTC)
     return f"{when.astimezone(UTC):%d %b %Y %H:%M} UTC"
 
 

@@ -78,7 +78,7 @@ def full_resync(
     """Whether this run re-pulls every record, and why; None for an incremental run.
 
     Full when asked for (``forced``: True for `handoff sync --full`, or the caller's reason,
-    "the demo's first sync", said only where none of those below holds); when the last run was
+    "the demo", said only where none of those below holds); when the last run was
     a full re-pull that stopped part way (the API budget, an error), which this one goes on with
     rather than starting again, so a re-pull larger than one run's budget still completes; when
     none of ``connector`` has completed yet; or when the last one started ``every_hours`` or more
@@ -87,7 +87,7 @@ def full_resync(
     if forced is True:
         return FullResync(FORCED)
     due = _due(session, connector, now, every_hours)
-    if due is None and forced:
+    if due is None and isinstance(forced, str) and forced:
         return FullResync(f"asked for by {forced}")
     return due
 

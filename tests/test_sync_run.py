@@ -73,7 +73,6 @@ from tests.test_connectors_contract import FakeTime
 from tests.test_sync_mirror import _all_indexes, _index_names
 
 ACCOUNTS = 100
-ACCOUNT_FIELDS = ("score", "tier", "model_version", "scored_at")
 LABELS = {"nurture": "Nurture", "sdr": "SDR", "ae": "AE", "disqualified": "Disqualified"}
 CRMS = ("salesforce", "hubspot")
 ACCOUNT_FIELDS = (
