@@ -703,7 +703,10 @@ def _timed(stages: dict[str, float], name: str, work: Callable[[], None]) -> Non
 
 
 def _log(run: _Run, calls_before: int) -> None:
-    """The run's figures and per-record lines into the run log."""
+    """The run's figures and per-record lines into the run log, this stage's seconds among them
+    up to its commit (`_timed` then records its whole), so `handoff logs RUN` lists the stages
+    the run's report does."""
+    began = time.perf_counter()
     usage = run.connector.usage()
     report = run.report
     report.api_calls, report.budget_left = usage.calls - calls_before, usage.budget_left
@@ -711,6 +714,7 @@ def _log(run: _Run, calls_before: int) -> None:
         run.store.add_events(session, report.run_id, run.now, run.events)
         retention = run.config.event_retention_days
         report.events_forgotten = forget_events(session, run.now, retention)
+        report.stages["log"] = time.perf_counter() - began
         finished = run.now + timedelta(seconds=sum(report.stages.values()))
         run.store.record_run_finish(
             session,

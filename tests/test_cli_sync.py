@@ -63,6 +63,8 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     assert shown_code == 0 and "Scored:" in shown and "No failed or skipped records" in shown
     logged = re.search(r"Time: +(.+)", shown)
     assert logged and re.match(TIMES, logged[1]), shown
+    counted = [re.search(r"(\d+) stages under", said) for said in (times, logged[1])]
+    assert counted[0] and counted[1] and counted[0][1] == counted[1][1]  # the log's stage too
 
 
 def test_a_dry_run_says_what_it_would_write_and_train_keeps_the_rules_model() -> None:

@@ -12,8 +12,8 @@ from connectors.budget import Budget
 from connectors.http import HttpPolicy
 from connectors.protocol import Connector
 from handoff.crm import sandbox_connector, schema_spec
-from handoff.runs import run_config
 from handoff.reports import _times
+from handoff.runs import run_config
 from handoff.settings import Settings
 from sandbox.generator import generate_org
 from sandbox.hubspot.limits import TIERS
