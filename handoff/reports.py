@@ -449,7 +449,7 @@ def _print_plan(console: Console, report: RunReport) -> None:
 
 def print_schema_report(console: Console, report: SchemaReport) -> None:
     """What set-up did to each field we own, then one line of totals."""
-    table = Table(title="Fields Handoff owns", show_lines=False)
+    table = Table(title="Fields (and the Reason Code rule) Handoff owns", show_lines=False)
     for column in ("object", "field", "action", "detail"):
         table.add_column(column)
     for change in report.changes:
