@@ -393,7 +393,7 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
 def print_run_report(console: Console, report: RunReport) -> None:
     """What a run did: pulled, linked, scored, tiers, written, failed, calls, time per stage."""
     if report.full_reason:
-        console.print(f"Full re-pull: {report.full_reason}", soft_wrap=True)
+        console.print(f"Re-pulled every record: {report.full_reason}", soft_wrap=True)
     pulled = sum(p["records"] for p in report.pulled.values())
     # said, so a cycle with nothing new does not seem to have pulled thousands
     again = _read_again(report.pulled)

@@ -112,7 +112,7 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     assert "Set-up again: nothing to change, all 24 in place" in first.stdout
     assert "Scored 120 accounts" in said_first
     # the user typed no --full: the run log says why the demo's sync re-pulls everything
-    assert "Full re-pull: no full re-pull has completed yet" in said_first
+    assert "Re-pulled every record: no full re-pull has completed yet" in said_first
     assert "(--full)" not in said_first
     read_back = [line.strip() for line in first.stdout.splitlines() if ", read back" in line]
     assert len(read_back) == 3 and all(line.startswith(f"{accounts} ") for line in read_back)
@@ -141,7 +141,7 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     # the sandbox kept what the first demo wrote: its full sync finds nothing to write, and
     # the first burst's accounts stay up, so the second moves three others
     assert "Written 0 (none)" in said_second
-    assert "Full re-pull: asked for by the demo" in said_second
+    assert "Re-pulled every record: asked for by the demo" in said_second
     assert said_second.count("Nurture -> AE") == 3
     assert _explained(said_first) != _explained(said_second)
     # `handoff sync` scores at the sandbox world's present, as the demo did: nothing moves

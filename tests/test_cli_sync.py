@@ -43,11 +43,11 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     # not a terminal (a scheduler's log, a pipe): each line whole, not broken at 80 columns
     scored = re.search(r"^Scored 60 accounts .+ moved up, \d+ down$", output, re.MULTILINE)
     assert scored and len(scored[0]) > 80, output
-    assert "Full re-pull: no full re-pull has completed yet" in output
+    assert "Re-pulled every record: no full re-pull has completed yet" in output
     # the lasting sandbox kept the set-up and what the first sync wrote: re-pulling every
     # record changes nothing
     assert again_code == 0 and "Written 0 (none)" in again, again
-    assert "Full re-pull: asked for (--full)\n" in again
+    assert "Re-pulled every record: asked for (--full)\n" in again
     # a cycle re-reads inside its overlap window what the runs before wrote (a write moves a
     # record's modification time): it says so, and writes nothing
     assert cycle_code == 0 and "Written 0 (none)" in cycle, cycle
