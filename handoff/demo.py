@@ -29,6 +29,7 @@ from handoff.shell import (
     open_store,
     print_org_summary,
     typed_command,
+    utc_time,
 )
 from sandbox.admin import NewActivity, add_activities
 from sandbox.org import Org, save_org
@@ -238,7 +239,7 @@ def _as_shown(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, datetime):
-        return f"{value.astimezone(UTC):%d %b %Y %H:%M} UTC"
+        return utc_time(value)
     return str(value)
 
 

@@ -19,7 +19,7 @@ from connectors.protocol import SchemaReport
 from scoring.explain import phrase_of
 from scoring.scorecard import SCORE_MAX
 from sync.explain import AccountExplanation, MirrorScores, PersonLink, account_domains
-from sync.run import EXIT_CODES, RunReport, shown_times
+from sync.run import EXIT_CODES, RunReport
 from sync.runlog import RunSummary
 from sync.state import RunEvent
 
@@ -35,6 +35,7 @@ __all__ = [
     "print_runs",
     "print_schema_report",
     "schema_summary",
+    "shown_times",
     "summary_json",
 ]
 
@@ -198,11 +199,20 @@ def _written(run: RunSummary) -> str:
     )
 
 
+def shown_times(seconds: Mapping[str, float]) -> tuple[dict[str, float], int]:
+    """A run's seconds by stage as reports show them, rounded to a tenth, without the stages
+    that round to nothing (a cycle with nothing new does not list "score 0.0 s, tier 0.0 s",
+    nor a run that did not train "train 0.0 s"); and how many stages were so left out."""
+    rounded = {stage: round(s, 1) for stage, s in seconds.items()}
+    shown = {stage: s for stage, s in rounded.items() if s}
+    return shown, len(rounded) - len(shown)
+
+
 def _times(seconds: Mapping[str, float]) -> str:
     """`mirror 1.2 s, write 0.9 s; 5 stages under 0.05 s each`."""
-    shown, left_out = shown_times(seconds)
     if not seconds:  # a run still running, or killed before its log
         return "not recorded"
+    shown, left_out = shown_times(seconds)
     if not shown:
         return f"all {left_out} stages under 0.05 s each"
     said = ", ".join(f"{stage} {s:.1f} s" for stage, s in shown.items())

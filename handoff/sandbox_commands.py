@@ -43,6 +43,7 @@ from handoff.shell import (
     loaded_org,
     print_org_summary,
     progress_console,
+    utc_time,
     world_params,
 )
 from sandbox.discovery import (
@@ -439,12 +440,9 @@ def _when(stamp: str | None) -> str | None:
     if stamp is None:
         return None
     try:
-        when = datetime.fromisoformat(stamp)
+        return utc_time(datetime.fromisoformat(stamp))
     except ValueError:
         return stamp
-    if when.tzinfo is None:  # written in UTC
-        when = when.replace(tzinfo=UTC)
-    return f"{when.astimezone(UTC):%d %b %Y %H:%M} UTC"
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

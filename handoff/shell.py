@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -50,6 +51,7 @@ __all__ = [
     "settings_from",
     "settings_path",
     "typed_command",
+    "utc_time",
     "world_params",
 ]
 
@@ -71,6 +73,14 @@ class _Console(Console):
 # two colours and took the comma after a URL for part of it)
 console = _Console(markup=False, highlight=False)
 progress_console = Console(stderr=True, markup=False)  # for commands whose stdout programs read
+
+
+def utc_time(when: datetime) -> str:
+    """A time as the CLI says it: `06 Dec 2026 20:51 UTC` (a time without a zone is UTC's)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return f"{when.astimezone(UTC):%d %b %Y %H:%M} UTC"
+
 
 SettingsOption = Annotated[
     Path | None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -80,7 +80,6 @@ __all__ = [
     "RunReport",
     "SchemaNotSetUp",
     "run_sync",
-    "shown_times",
 ]
 
 # `handoff sync` exit codes, by what became of the run
@@ -587,15 +586,6 @@ STAGES: tuple[tuple[str, Stage], ...] = (
 )
 
 
-def shown_times(seconds: Mapping[str, float]) -> tuple[dict[str, float], int]:
-    """A run's seconds by stage as reports show them, rounded to a tenth, without the stages
-    that round to nothing (a cycle with nothing new does not list "score 0.0 s, tier 0.0 s",
-    nor a run that did not train "train 0.0 s"); and how many stages were so left out."""
-    rounded = {stage: round(s, 1) for stage, s in seconds.items()}
-    shown = {stage: s for stage, s in rounded.items() if s}
-    return shown, len(rounded) - len(shown)
-
-
 def run_sync(
     config: RunConfig,
     connector: Connector,
@@ -610,9 +600,9 @@ def run_sync(
 ) -> RunReport:
     """One run from the CRM to the CRM; the report says what it did and how it ended.
 
-    It re-pulls every record when ``full`` asks (True, or the caller's reason: "the demo's
-    first sync"), or when `sync.runlog.full_resync` finds a
-    full re-pull due (or one to go on with); the report says why.
+    It re-pulls every record when ``full`` asks (True, or the caller's reason: "the demo"), or
+    when `sync.runlog.full_resync` finds a full re-pull due (or one to go on with); the report
+    says why.
 
     ``heartbeat`` is called between stages, so before write-back: the caller holding the org's
     run lock (`sync.lock`) passes its `heartbeat`, which raises if another run took the lock.

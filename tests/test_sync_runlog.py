@@ -12,14 +12,14 @@ from connectors.budget import Budget
 from connectors.http import HttpPolicy
 from connectors.protocol import Connector
 from handoff.crm import sandbox_connector, schema_spec
-from handoff.reports import _times
+from handoff.reports import _times, shown_times
 from handoff.runs import run_config
 from handoff.settings import Settings
 from sandbox.generator import generate_org
 from sandbox.hubspot.limits import TIERS
 from sandbox.service import start_sandbox
 from sync import Store
-from sync.run import RunReport, run_sync, shown_times
+from sync.run import RunReport, run_sync
 from sync.runlog import FORCED, FullResync, forget_events, full_resync, runs_newest_first
 from sync.state import Account, RunEvent
 
