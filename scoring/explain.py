@@ -1,13 +1,13 @@
 """The why of a score in plain language, sized for CRM text fields (D7).
 
 Each term's points become a sentence ("Visited pricing 3x in the last 7 days (+18)", "Industry:
-Fintech (+8)"), strongest first; the latest intent burst's terms read as one ("Intent burst
-started 5 days ago, 12 activities (+9)"); a disqualified account gets only its rule ("Restricted
-country: disqualified"). The dominant content topic of recent intent is reported beside them.
-Each sentence keeps the key of its term, so two explanations compare by their reasons, not their
-words. ``dated`` words times as dates ("Visited pricing 3x in the 7 days to 28 Nov", "Intent
-burst since 28 Nov"): text written to a CRM stays true as days pass, so a rescore need not
-rewrite it.
+Fintech (+8)"), strongest first; the latest intent burst's terms read as one ("Intent burst started
+5 days ago, 12 activities (+9)", or of a single activity "One intent activity 3 days ago (+2)"); a
+disqualified account gets only its rule ("Restricted country: disqualified"). The dominant content
+topic of recent intent is reported beside them. Each sentence keeps the key of its term, so two
+explanations compare by their reasons, not their words. ``dated`` words times as dates ("Visited
+pricing 3x in the 7 days to 28 Nov", "Intent burst since 28 Nov"): text written to a CRM stays true
+as days pass, so a rescore need not rewrite it.
 """
 
 from __future__ import annotations
@@ -323,13 +323,16 @@ def _signal_phrase(
 
 
 def _burst_phrase(as_of_s: int, start_s: int, size: int, dated: bool = False) -> str:
-    """`Intent burst started 5 days ago, 12 activities` (dated: `Intent burst since 28 Nov`)."""
-    activities = f"{size} activit{'y' if size == 1 else 'ies'}"
-    if dated:
-        return f"Intent burst since {_day(start_s)}, {activities}"
+    """`Intent burst started 5 days ago, 12 activities` (dated: `Intent burst since 28 Nov`); a
+    burst of one activity is no burst to a rep: `One intent activity 5 days ago` (dated: `One
+    intent activity on 28 Nov`)."""
     days = (as_of_s - start_s) // DAY_SECONDS
     when = "today" if days == 0 else f"{days} day{'' if days == 1 else 's'} ago"
-    return f"Intent burst started {when}, {activities}"
+    if size == 1:
+        return f"One intent activity on {_day(start_s)}" if dated else f"One intent activity {when}"
+    if dated:
+        return f"Intent burst since {_day(start_s)}, {size} activities"
+    return f"Intent burst started {when}, {size} activities"
 
 
 def _day(epoch_s: int) -> str:

@@ -17,7 +17,7 @@ from scoring.config import (
     ModelSettings,
     TierSettings,
 )
-from scoring.explain import Explanation, explain, fit_text, recent_counts
+from scoring.explain import Explanation, _burst_phrase, explain, fit_text, recent_counts
 from scoring.features import History, Snapshot, snapshot
 from scoring.model import RulesModel
 from scoring.scorecard import Contributions, Scorecard, Term
@@ -130,8 +130,8 @@ BURST_CARD = Scorecard(
     ("days", "sentence"),
     [
         ((5, 3, 1), "Intent burst started 5 days ago, 3 activities (+9)"),
-        ((0.5,), "Intent burst started today, 1 activity (+9)"),
-        ((1.5,), "Intent burst started 1 day ago, 1 activity (+9)"),
+        ((0.5,), "One intent activity today (+9)"),
+        ((1.5,), "One intent activity 1 day ago (+9)"),
         ((40, 12, 5), "Intent burst started 12 days ago, 2 activities (+9)"),
     ],
 )
@@ -142,6 +142,18 @@ def test_the_latest_burst_reads_as_one_sentence(days: tuple[float, ...], sentenc
     found = explain(contributions, snap, np.array([0]), "v1")[0]
     assert found.reasons == (sentence,)
     assert found.score == 49
+
+
+def test_a_dated_burst_of_one_activity_names_its_day_not_a_burst() -> None:
+    as_of_s = int(NOW.timestamp())
+    day = 86_400
+
+    assert _burst_phrase(as_of_s, as_of_s - 5 * day, 1, dated=True) == (
+        "One intent activity on 27 Oct"
+    )
+    assert _burst_phrase(as_of_s, as_of_s - 5 * day, 2, dated=True) == (
+        "Intent burst since 27 Oct, 2 activities"
+    )
 
 
 def test_without_counts_a_signal_reads_as_recent() -> None:

@@ -418,11 +418,15 @@ def test_the_latest_burst_explains_its_points_in_one_sentence(trained: Trained) 
     rows = np.flatnonzero(np.abs(points) >= 0.5)[:50]
     assert len(rows) == 50
     for row, found in zip(rows, trained.model.explain(snap, rows), strict=True):
-        sentences = [r for r in found.reasons if "burst" in r]
+        keyed = zip(found.reasons, found.keys, strict=True)
+        sentences = [reason for reason, key in keyed if key.startswith("burst:")]
         assert len(sentences) == 1
         size = int(snap.totals.burst_size[row])
-        assert sentences[0].startswith("Intent burst started ")
-        assert f", {size} activit" in sentences[0]
+        if size == 1:
+            assert sentences[0].startswith("One intent activity ")
+        else:
+            assert sentences[0].startswith("Intent burst started ")
+            assert f", {size} activities" in sentences[0]
         assert sentences[0].endswith(f" ({round(float(points[row])):+d})")
 
 
