@@ -185,7 +185,8 @@ A run re-pulls every record when --full asks, when no full re-pull has completed
 [sync] full_resync_hours; the report says why.
 
 Exit codes: 0 ok; 1 failed (the run stopped on an error), also bad settings, a state database
-that cannot be opened, or CRM fields `handoff setup` has yet to add (the message says which);
+that cannot be opened or that holds another CRM's state, or CRM fields `handoff setup` has yet
+to add (the message says which);
 2 partial (some records failed, the rest were written); 3 stopped by the API budget (resumable:
 the next run goes on from there); 4 locked (another run of this org holds the lock)."""
 

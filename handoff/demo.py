@@ -8,11 +8,14 @@ after, read back from the CRM), and the commands to try next.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import col, func, select
 
 from connectors.errors import ConnectorError
@@ -81,9 +84,35 @@ def _print_next_commands(handoff: str, account: str) -> None:
         f"{handoff} sandbox stop": "end the sandbox (what was written to it is kept)",
     }
     width = max(map(len, commands))
-    console.print("Try next:")
+    kept = _settings_from_environment()
+    if kept:
+        console.print(
+            f"Try next, with {' '.join(kept)} still set (`export {' '.join(kept)}` in a new "
+            "shell; without it these commands read the settings' own values):",
+            soft_wrap=True,
+        )
+    else:
+        console.print("Try next:")
     for command, what in commands.items():
         console.print(f"  {command.ljust(width)}  {what}", soft_wrap=True)
+
+
+def _settings_from_environment() -> list[str]:
+    """The variables among the demo's settings that say which sandbox and state database it
+    used (``NAME=value``), so the commands it suggests are run against the same ones; never a
+    secret (a state database URL holding a password is left out)."""
+    kept = []
+    for name, value in sorted(os.environ.items()):
+        if name.startswith("HANDOFF_SANDBOX__"):
+            kept.append(f"{name}={value}")
+        elif name == "HANDOFF_STATE__DATABASE_URL":
+            try:
+                password = make_url(value).password
+            except ArgumentError:
+                continue
+            if password is None:
+                kept.append(f"{name}={value}")
+    return kept
 
 
 def _print_demo_org(sandbox: SandboxSettings) -> Org:

@@ -17,7 +17,7 @@ from handoff.settings import Settings
 from handoff.shell import console, fail, progress_console
 from sync import Store
 from sync.lock import Holder, LockHeld, LockLost, run_lock
-from sync.run import EXIT_CODES, RunConfig, RunReport, run_sync
+from sync.run import EXIT_CODES, RunConfig, RunReport, StateOfAnotherCrm, run_sync
 from sync.scoring_state import ScoringSetup
 
 __all__ = ["lock_key", "run_config", "run_locked", "scoring_setup"]
@@ -73,7 +73,8 @@ def run_locked(
     dry_run: bool,
 ) -> RunReport:
     """One run holding the org's run lock, with progress on stderr; exit 4 (locked) naming the
-    holder when another run has the lock, 1 when this run loses it."""
+    holder when another run has the lock, 1 when this run loses it or the state database holds
+    another CRM's state."""
     run_id = uuid4().hex
     try:
         with (
@@ -96,3 +97,13 @@ def run_locked(
         raise typer.Exit(EXIT_CODES["locked"]) from held
     except LockLost as lost:
         fail([str(lost)])
+    except StateOfAnotherCrm as other:
+        fail(
+            [
+                f"{other}.",
+                f"Give {other.crm} a state database of its own: [state] database_url in the "
+                f"settings, or HANDOFF_STATE__DATABASE_URL=sqlite:///handoff-{other.crm}.db "
+                f"before the command; or move {store.url} aside (its {other.held} state goes "
+                f"with it: a {other.held} run on a new database starts as a first run).",
+            ]
+        )

@@ -27,7 +27,7 @@ from typing import Any
 from uuid import uuid4
 
 from sqlalchemy import Table, update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from connectors.errors import BudgetExhausted
 from connectors.protocol import Connector, SchemaGap, SchemaSpec
@@ -79,6 +79,7 @@ __all__ = [
     "RunConfig",
     "RunReport",
     "SchemaNotSetUp",
+    "StateOfAnotherCrm",
     "run_sync",
 ]
 
@@ -113,6 +114,19 @@ class SchemaNotSetUp(Exception):
         named = ", ".join(f"{g.object}.{g.name} ({g.problem})" for g in gaps)
         super().__init__(
             f"the CRM's Handoff fields are not set up as this release writes them: {named}"
+        )
+
+
+class StateOfAnotherCrm(Exception):
+    """The state database holds another CRM's sync state (its runs, mirror, ledger and scores):
+    a state database serves one CRM org, so the run pulled and wrote nothing. ``held`` names
+    the CRM whose state it holds, ``crm`` the one the run connects to."""
+
+    def __init__(self, held: str, crm: str) -> None:
+        self.held, self.crm = held, crm
+        super().__init__(
+            f"the state database holds the sync state of a {held} org, and this run connects "
+            f"to {crm}: a state database serves one CRM org; nothing was pulled or written"
         )
 
 
@@ -609,8 +623,15 @@ def run_sync(
     Holding it, the run also closes in the run log the runs that never finished (killed or
     crashed: none of them can still be running). A CRM lacking fields the run writes
     (``config.schema``) raises `SchemaNotSetUp` before anything is pulled, so a scheduler's run
-    stops as the CLI's does.
+    stops as the CLI's does; a state database holding another CRM's runs raises
+    `StateOfAnotherCrm` before the CRM is called.
     """
+    with store.session() as session:  # before the CRM is called
+        held = session.exec(
+            select(SyncRun.connector).where(SyncRun.connector != connector.crm).limit(1)
+        ).first()
+    if held is not None:
+        raise StateOfAnotherCrm(held, connector.crm)
     gaps = connector.schema_gaps(config.schema) if config.schema is not None else ()
     if gaps:
         raise SchemaNotSetUp(gaps)  # before the run starts: nothing pulled, written or logged

@@ -130,6 +130,7 @@ def test_logs_list_runs_sharing_a_start_time_newest_first(synced: Synced) -> Non
     ids = (synced.second.run_id[:8], synced.first.run_id[:8])
     rows = [line.split() for line in listed.splitlines() if line.strip()[:8] in ids]
     assert [row[0] for row in rows] == list(ids)
+    assert [row[1] for row in rows] == ["hubspot", "hubspot"]  # the CRM of each
     assert "partial, full" in " ".join(rows[1])
     assert json_code == 0
     assert [r["run"] for r in runs] == [synced.second.run_id, synced.first.run_id]

@@ -273,3 +273,24 @@ def test_the_commands_suggested_are_typed_as_the_user_runs_handoff(
     # run as a module, or from a test: the name
     monkeypatch.setattr(sys, "argv", [str(tmp_path / "__main__.py")])
     assert typed_command() == "handoff"
+
+
+def test_the_commands_suggested_after_a_demo_name_the_variables_it_ran_with_but_no_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from handoff.demo import _settings_from_environment
+
+    monkeypatch.setenv("HANDOFF_SANDBOX__CRM", "hubspot")
+    monkeypatch.setenv("HANDOFF_HUBSPOT__TOKEN", "pat-na1-very-secret")
+    monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "postgresql://u:hunter2@db/handoff")
+    with_password = _settings_from_environment()
+    monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "sqlite:///handoff-hubspot.db")
+    plain = _settings_from_environment()
+    monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "not a url")
+
+    assert with_password == ["HANDOFF_SANDBOX__CRM=hubspot"]
+    assert plain == [
+        "HANDOFF_SANDBOX__CRM=hubspot",
+        "HANDOFF_STATE__DATABASE_URL=sqlite:///handoff-hubspot.db",
+    ]
+    assert _settings_from_environment() == ["HANDOFF_SANDBOX__CRM=hubspot"]

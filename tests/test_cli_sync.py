@@ -174,3 +174,28 @@ def test_a_crm_set_up_before_a_field_existed_is_not_synced_until_setup_adds_it(
     assert setup_code == 0 and "created 1, unchanged" in " ".join(setup.split())
     assert synced_code == 0 and "Outcome: ok" in synced
     assert "leads without an account), 0 unchanged, 0 held back, 0 failed" in synced
+
+
+def test_a_state_database_of_the_other_crm_stops_the_sync_saying_how_to_give_it_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    Path("settings.toml").write_text(SETTINGS.format(crm="hubspot"))
+    assert run_cli("setup")[0] == 0
+    assert run_cli("sync")[0] == 0
+    assert run_cli("sandbox", "stop")[0] == 0
+    Path("settings.toml").write_text(SETTINGS.format(crm="salesforce"))
+    assert run_cli("setup")[0] == 0
+
+    code, stopped = run_cli("sync")
+    _, logs = run_cli("logs")
+    monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "sqlite:///handoff-salesforce.db")
+    own_code, own = run_cli("sync")
+    stopped = " ".join(stopped.split())
+
+    assert code == 1, stopped
+    assert "holds the sync state of a hubspot org, and this run connects to salesforce" in stopped
+    assert "nothing was pulled or written" in stopped
+    assert "HANDOFF_STATE__DATABASE_URL=sqlite:///handoff-salesforce.db" in stopped
+    assert "move sqlite:///handoff.db aside" in stopped
+    assert logs.count("hubspot") == 1 and "salesforce" not in logs, logs  # no run logged
+    assert own_code == 0 and "Outcome: ok" in own, own

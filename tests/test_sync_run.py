@@ -52,7 +52,7 @@ from sync.linking import link_people
 from sync.lock import Holder, run_lock
 from sync.matching.normalise import personal_domains
 from sync.migrations import head_revision
-from sync.run import YOUNG_COLLECTION, RunConfig, RunReport, run_sync
+from sync.run import YOUNG_COLLECTION, RunConfig, RunReport, StateOfAnotherCrm, run_sync
 from sync.state import (
     Account,
     AccountSignals,
@@ -288,6 +288,26 @@ def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
     assert again.outcome == "ok" and again.written == {} and _pushes(crm) == pushes
     assert again.unchanged == first.planned
     assert 0 < again.api_calls < first.api_calls  # reads only
+
+
+def test_a_state_database_of_one_crm_refuses_a_run_on_the_other_before_calling_it(
+    org: Org, sqlite_store: Store
+) -> None:
+    with ExitStack() as stack:
+        salesforce, hubspot = (_open(stack, name, org) for name in CRMS)
+        first = salesforce.run(sqlite_store)
+        with sqlite_store.session() as session:
+            runs = session.exec(select(SyncRun.id)).all()
+        calls = hubspot.connector.usage().calls
+
+        with pytest.raises(StateOfAnotherCrm, match="a salesforce org, and this run connects "):
+            hubspot.run(sqlite_store)
+
+        assert first.status == "succeeded" and sum(first.written.values()) > 0
+        assert hubspot.connector.usage().calls == calls and _pushes(hubspot) == 0
+        with sqlite_store.session() as session:
+            assert session.exec(select(SyncRun.id)).all() == runs  # no run logged either
+        assert salesforce.run(sqlite_store).status == "succeeded"  # its own CRM still runs
 
 
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
