@@ -245,6 +245,8 @@ def _secrets() -> dict[tuple[str, str], str]:
 
 _SECRETS = _secrets()
 SECRET_VARIABLES: tuple[str, ...] = tuple(_SECRETS.values())
+# the variables of this prefix that are no settings override
+_OWN_VARIABLES = frozenset((SETTINGS_VARIABLE, SANDBOX_TOKEN_VARIABLE, *SECRET_VARIABLES))
 
 
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -337,9 +339,12 @@ def _apply_overrides(
     origins: dict[tuple[str, ...], str] = {}
     problems = []
     for name in sorted(env):
-        if not name.startswith(_PREFIX) or "__" not in name:
+        if not name.startswith(_PREFIX) or name in _OWN_VARIABLES:
             continue
         origin = f"environment {name}"
+        if "__" not in name:
+            problems.append(f"{origin}: {_unknown_variable(name)}")
+            continue
         section, _, key = name.removeprefix(_PREFIX).lower().partition("__")
         problem = _override_problem(section, key)
         if problem:
@@ -352,6 +357,21 @@ def _apply_overrides(
             table[key] = _parse_value(env[name])
             origins[section, key] = origin
     return origins, problems
+
+
+def _unknown_variable(name: str) -> str:
+    """Why a HANDOFF_* variable with no ``__`` sets nothing, with the override it may mean (one
+    underscore where two belong: HANDOFF_SANDBOX_CRM for HANDOFF_SANDBOX__CRM)."""
+    said = f"not a variable Handoff reads; a setting is overridden by {_PREFIX}<SECTION>__<KEY>"
+    words = name.removeprefix(_PREFIX).lower()
+    for at in range(len(words)):
+        section, key = words[:at], words[at + 1 :]
+        if words[at : at + 1] != "_" or section not in Settings.model_fields:
+            continue
+        model = table_model(Settings.model_fields[section].annotation)
+        if model is not None and key in model.model_fields:
+            return f"{said} (two underscores: did you mean {_override_variable(section, key)}?)"
+    return said
 
 
 def _override_problem(section: str, key: str) -> str | None:

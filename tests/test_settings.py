@@ -275,6 +275,18 @@ BAD_FILES = [
     ),
     pytest.param(
         "",
+        {"HANDOFF_SANDBOX_CRM": "hubspot", "HANDOFF_VERBOSE": "1"},
+        [
+            "environment HANDOFF_SANDBOX_CRM: not a variable Handoff reads; a setting is "
+            "overridden by HANDOFF_<SECTION>__<KEY> (two underscores: did you mean "
+            "HANDOFF_SANDBOX__CRM?)",
+            "environment HANDOFF_VERBOSE: not a variable Handoff reads; a setting is overridden "
+            "by HANDOFF_<SECTION>__<KEY>",
+        ],
+        id="one-underscore-env",
+    ),
+    pytest.param(
+        "",
         {"HANDOFF_HUBSPOT__TOKEN": "pat-na1-123"},
         [
             "environment HANDOFF_HUBSPOT__TOKEN: [hubspot] token is a secret: set it in the "
