@@ -90,6 +90,7 @@ class LastingSandbox:
     pid: int | None
     started_now: bool
     token: SecretStr
+    tier: str | None = None  # a HubSpot sandbox's rate-limit tier, when known
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def lasting_sandbox(settings: Settings, *, rate_limits: bool = True) -> LastingS
         found, started = _start(settings, rate_limits), True
     _check_same(found, settings, rate_limits)
     token = SecretStr(found.token)
-    return LastingSandbox(found.url, found.crm, found.org, found.pid, started, token)
+    return LastingSandbox(found.url, found.crm, found.org, found.pid, started, token, found.tier)
 
 
 def running_sandbox() -> Announcement | None:
@@ -242,7 +243,8 @@ def _configured(settings: Settings) -> LastingSandbox:
             f"the sandbox at {url} serves {about.get('crm')}, but [sandbox] crm asks for "
             f"{sandbox.crm}"
         )
-    return LastingSandbox(url, sandbox.crm, about.get("org"), about.get("pid"), False, token)
+    tier = about.get("tier")
+    return LastingSandbox(url, sandbox.crm, about.get("org"), about.get("pid"), False, token, tier)
 
 
 def _start(settings: Settings, rate_limits: bool) -> Announcement:
@@ -396,7 +398,19 @@ def _lasting_description(lasting: LastingSandbox) -> str:
     """The lasting sandbox, for people: where, which process, whether just started."""
     process = f", pid {lasting.pid}" if lasting.pid else ""
     how = "started now, in the background" if lasting.started_now else "already running"
-    return f"the sandbox ({lasting.crm} API at {lasting.url}{process}, {how})"
+    return f"the sandbox ({lasting.crm} API at {lasting.url}{process}, {how}{_tier(lasting)})"
+
+
+def _tier(lasting: LastingSandbox) -> str:
+    """A HubSpot sandbox's rate-limit tier, with the day's calls it allows (a run's budget is a
+    share of them): `; tier unlimited: no rate limits, 1,000,000,000 calls a day`."""
+    from sandbox.hubspot.limits import TIERS  # the HubSpot sandbox, loaded only for one
+
+    if lasting.crm != "hubspot" or lasting.tier not in TIERS:
+        return ""
+    tier = TIERS[lasting.tier]
+    limits = "" if tier.enforced else ": no rate limits"
+    return f"; tier {lasting.tier}{limits}, {tier.per_day:,} calls a day"
 
 
 def _real_description(settings: Settings) -> str:

@@ -40,6 +40,8 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
 
     assert code == 0, output
     assert "Scored 60 accounts" in output and "Outcome: ok" in output
+    # the tier the sandbox serves, with the day's calls a run's budget is a share of
+    assert re.search(r"; tier professional, 625,000 calls a day\), scoring as of", output), output
     # not a terminal (a scheduler's log, a pipe): each line whole, not broken at 80 columns
     scored = re.search(r"^Scored 60 accounts .+ moved up, \d+ down$", output, re.MULTILINE)
     assert scored and len(scored[0]) > 80, output
