@@ -83,7 +83,7 @@ from sync.state import (
     User,
     table_of,
 )
-from sync.store import Adapter, Store, Written, adapt_column, adapters_of, plain_value
+from sync.store import Adapter, Store, Written, adapt_column, adapters_of, in_chunks, plain_value
 
 __all__ = [
     "COMMIT_EVERY",
@@ -618,9 +618,9 @@ class _StreamRows:
                 self._write_run(session, cast("list[Record | RecordBatch]", list(run)), held)
                 continue
             tombstones = cast("list[Tombstone]", list(run))
-            _bury(session, self._table, tombstones, self._now)
-            self._pulled.tombstones += len(tombstones)
-            self._pulled.events.extend(map(_tombstone_event, tombstones))
+            buried = _bury(session, self._table, tombstones, self._now)
+            self._pulled.tombstones += len(buried)
+            self._pulled.events.extend(map(_tombstone_event, buried))
 
     def _write_run(
         self, session: Session, run: Sequence[Record | RecordBatch], held: Mapping[str, Any]
@@ -1088,24 +1088,54 @@ def _cursor_fields(cursor: Cursor) -> dict[str, Any]:
     }
 
 
-def _bury(session: Session, table: Table, tombstones: Sequence[Tombstone], now: datetime) -> None:
+def _bury(
+    session: Session, table: Table, tombstones: Sequence[Tombstone], now: datetime
+) -> list[Tombstone]:
     """Mark records deleted; a merged one names its survivor and hands it its dependants. Each
     statement runs once for all the tombstones, a row of parameters each, in their order (a
     chain of merges repoints as one by one would: a dependant handed to a survivor merged later
-    in the list goes on to that one's survivor)."""
-    gone = [
-        {"gone": t.id, "survivor": t.merged_into if t.reason == "merged" else None}
+    in the list goes on to that one's survivor). Only a tombstone that changes a row is applied
+    and given back, so counted and logged: HubSpot's archive, which has no date filter, lists
+    every record archived in the last 90 days at each read, and a record the mirror holds as
+    deleted (merged into the same survivor) or never held is left as it is (its dependants
+    were handed on when it was applied: a CRM moves a merged record's own to its survivor)."""
+    held = _buried_as(session, table, [t.id for t in tombstones])
+    changed = [
+        t
         for t in tombstones
+        if t.id in held and held[t.id] != (True, t.merged_into if t.reason == "merged" else None)
     ]
-    session.execute(
-        update(table)
-        .where(table.c.id == bindparam("gone"))
-        .values(
-            is_deleted=True, merged_into=bindparam("survivor"), synced_at=now, **_pending(table)
-        ),
-        gone,
-    )
-    merged = [g for g in gone if g["survivor"] is not None]
+    gone = [
+        {"gone": t.id, "survivor": t.merged_into if t.reason == "merged" else None} for t in changed
+    ]
+    if gone:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("gone"))
+            .values(
+                is_deleted=True, merged_into=bindparam("survivor"), synced_at=now, **_pending(table)
+            ),
+            gone,
+        )
+    _hand_on(session, table, [g for g in gone if g["survivor"] is not None])
+    return changed
+
+
+def _buried_as(session: Session, table: Table, ids: Sequence[str]) -> dict[str, tuple[bool, Any]]:
+    """Each of ``ids`` the table holds: whether it is deleted, and the survivor it names."""
+    columns = (table.c.id, table.c.is_deleted, table.c.merged_into)
+    return {
+        record_id: (bool(deleted), survivor)
+        for chunk in in_chunks(dict.fromkeys(ids))
+        for record_id, deleted, survivor in session.execute(
+            select(*columns).where(table.c.id.in_(chunk))
+        )
+    }
+
+
+def _hand_on(session: Session, table: Table, merged: Sequence[Mapping[str, Any]]) -> None:
+    """The dependants of merged records handed to their survivors, and a merged account's
+    current score dropped."""
     if not merged:
         return
     for dependant, column in _REFERENCES.get(table.name, ()):

@@ -218,6 +218,37 @@ def test_tombstones_given_together_repoint_along_a_chain_of_merges(store: Store)
     assert pulled.tombstones == 3 and len(pulled.events) == 3
 
 
+def test_an_archive_read_again_changes_counts_and_logs_only_what_it_had_not_applied(
+    store: Store,
+) -> None:
+    # HubSpot's archive has no date filter: each read lists every record archived in the last
+    # 90 days again, one the mirror never held among them
+    accounts = [_account(f"001{n}", T0) for n in "ABC"]
+    _mirror(store, "Account", *accounts, Checkpoint("Account", Cursor(T0)))
+    later = T0 + timedelta(minutes=1)
+    archive = [
+        Tombstone("Account", "001A", later, "archived"),
+        Tombstone("Account", "001B", later, "merged", "001C"),
+        Tombstone("Account", "001Z", later, "archived"),  # never held
+    ]
+    first = _mirror(store, "Account", *archive, Checkpoint("Account", Cursor(later)))
+    with store.session() as session:
+        synced = {a.id: a.synced_at for a in session.exec(select(Account))}
+    again = _mirror(store, "Account", *archive, Checkpoint("Account", Cursor(later)), at=later)
+    merged_now = Tombstone("Account", "001A", later, "merged", "001C")  # deleted, now merged
+    then = _mirror(store, "Account", merged_now, Checkpoint("Account", Cursor(later)), at=later)
+
+    assert first.tombstones == 2 and [e.record_id for e in first.events] == ["001A", "001B"]
+    assert again.tombstones == 0 and again.events == []
+    assert then.tombstones == 1 and then.events[0].reason == "merged into 001C"
+    with store.session() as session:
+        held = {
+            a.id: (a.is_deleted, a.merged_into, a.synced_at) for a in session.exec(select(Account))
+        }
+    assert held["001B"] == (True, "001C", synced["001B"])  # not touched again
+    assert held["001A"][:2] == (True, "001C") and "001Z" not in held
+
+
 def _mirror(store: Store, stream: str, *items: Item, at: datetime = T0) -> StreamPull:
     """Mirror one scripted pull of ``stream``."""
     return mirror_stream(store, Scripted({stream: items}), stream, at)  # type: ignore[arg-type]
