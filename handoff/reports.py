@@ -109,7 +109,7 @@ def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
         lines.append(("Stopped", run.error))
     lines += [
         ("Pulled", _pulled(run)),
-        ("Linked", _linked(run)),
+        ("People", _linked(run)),
         ("Scored", _scored(run)),
         *_model(run),
         *_trained(run),
@@ -166,7 +166,10 @@ def _linked(run: RunSummary) -> str:
     orphans = sum(run.orphans.values())
     by_reason = ", ".join(f"{_reason(r)} {n:,}" for r, n in run.orphans.items())
     reasons = f" ({by_reason})" if by_reason else ""
-    return f"{run.linked:,} people; review queue {run.review:,}; orphans {orphans:,}{reasons}"
+    return (
+        f"{run.linked:,} linked to an account; review queue {run.review:,}; orphans "
+        f"{orphans:,}{reasons}"
+    )
 
 
 def _read_again(pulled: Mapping[str, Mapping[str, int]]) -> int:
@@ -411,10 +414,11 @@ def print_run_report(console: Console, report: RunReport) -> None:
     held = f" ({again:,} read again, unchanged since the last pull)" if again else ""
     link = report.link
     orphans = sum(link.orphans.values())
+    matched = f"{link.people:,} people" if link.people else "none"
     console.print(
-        f"Pulled {pulled:,} records{held} from {len(report.pulled)} streams; linked "
-        f"{link.linked:,} people, {link.review:,} for review, {orphans:,} orphans "
-        f"({link.people:,} matched this run)"
+        f"Pulled {pulled:,} records{held} from {len(report.pulled)} streams; people: "
+        f"{link.linked:,} linked to an account, {link.review:,} for review, {orphans:,} "
+        f"orphans (matching ran on {matched} this run)"
     )
     console.print(
         f"Scored {report.scored:,} accounts and {report.orphans_scored:,} "

@@ -147,7 +147,7 @@ def test_one_run_reads_in_words_with_its_failure(synced: Synced) -> None:
 
     assert code == 0, shown
     assert f"companies {ACCOUNTS} (" in shown and "calls)" in shown
-    for label in ("Full:", "Pulled:", "Linked:", "Scored:", "Tiers:", "Written:", "API calls:"):
+    for label in ("Full:", "Pulled:", "People:", "Scored:", "Tiers:", "Written:", "API calls:"):
         assert label in shown, label
     assert "review queue" in shown and "orphans" in shown and "moved up" in shown
     assert f"(companies {ACCOUNTS - 1}, contacts" in shown and "1 failed" in shown

@@ -53,6 +53,11 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     # a cycle re-reads inside its overlap window what the runs before wrote (a write moves a
     # record's modification time): it says so, and writes nothing
     assert cycle_code == 0 and "Written 0 (none)" in cycle, cycle
+    # the people figures are the state's; matching ran on everyone first, on no one since
+    assert re.search(
+        r"people: [\d,]+ linked to an account, .+ \(matching ran on [\d,]+ people", output
+    )
+    assert "orphans (matching ran on none this run)" in " ".join(cycle.split()), cycle
     assert re.search(r"Pulled ([\d,]+) records \(\1 read again, unchanged since the last", cycle)
     # the budget said as `handoff logs RUN` says it
     assert re.search(r"API calls: [\d,]+; [\d,]+ left in this run's budget\. Time: ", cycle)
