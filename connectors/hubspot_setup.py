@@ -71,8 +71,11 @@ def _ensure_group(api: HubSpotApi, object_name: str) -> SchemaChange:
     except NotFound:
         body = {"name": name, "label": label, "displayOrder": -1}
         api.call(api.groups.create, object_name, body)
-        return SchemaChange(object_name, name, "created")
-    return SchemaChange(object_name, name, "unchanged")
+        return SchemaChange(object_name, name, "created", _GROUP)
+    return SchemaChange(object_name, name, "unchanged", _GROUP)
+
+
+_GROUP = "the property group of the fields below"
 
 
 def _ensure_properties(

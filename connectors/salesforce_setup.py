@@ -31,6 +31,8 @@ from connectors.schema import (
 
 __all__ = ["ensure_schema", "schema_gaps"]
 
+_RULE = "validation rule: a rejection needs a Reason Code"
+
 # kind -> the Metadata API's definition, and the type describe reports for it
 _METADATA: Mapping[FieldKind, Mapping[str, Any]] = {
     "number": {"type": "Number", "precision": 5, "scale": 2},
@@ -174,11 +176,13 @@ def _ensure_rule(api: SalesforceApi, sobject: str) -> SchemaChange:
     if not found:
         body = {"FullName": f"{sobject}.{REASON_RULE.name}", "Metadata": wanted}
         api.rest("tooling/sobjects/ValidationRule", "POST", json=body)
-        return SchemaChange(sobject, REASON_RULE.name, "created")
+        return SchemaChange(sobject, REASON_RULE.name, "created", _RULE)
     path = f"tooling/sobjects/ValidationRule/{found[0]['Id']}"
     current = api.rest(path)["Metadata"]
     drifted = [key for key, value in wanted.items() if current.get(key) != value]
     if not drifted:
-        return SchemaChange(sobject, REASON_RULE.name, "unchanged")
+        return SchemaChange(sobject, REASON_RULE.name, "unchanged", _RULE)
     api.rest(path, "PATCH", json={"Metadata": wanted})
-    return SchemaChange(sobject, REASON_RULE.name, "repaired", f"reset {', '.join(drifted)}")
+    return SchemaChange(
+        sobject, REASON_RULE.name, "repaired", f"{_RULE}: reset {', '.join(drifted)}"
+    )

@@ -463,13 +463,16 @@ def _print_plan(console: Console, report: RunReport) -> None:
 
 
 def print_schema_report(console: Console, report: SchemaReport) -> None:
-    """What set-up did to each field we own, then one line of totals."""
-    table = Table(title="Fields (and the Reason Code rule) Handoff owns", show_lines=False)
-    for column in ("object", "field", "action", "detail"):
-        table.add_column(column)
-    for change in report.changes:
-        table.add_row(change.object, change.name, change.action, change.detail)
-    console.print(table)
+    """What set-up did to each field we own (and the rest it keeps: HubSpot's property group,
+    Salesforce's Reason Code rule), then one line of totals; only the line when all of it was
+    in place already."""
+    if report.changed or report.of("conflict"):
+        table = Table(title="What Handoff owns in the CRM", show_lines=False)
+        for column in ("object", "name", "action", "detail"):
+            table.add_column(column)
+        for change in report.changes:
+            table.add_row(change.object, change.name, change.action, change.detail)
+        console.print(table)
     console.print(f"Set-up: {schema_summary(report)}")
 
 

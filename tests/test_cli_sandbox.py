@@ -138,6 +138,9 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     assert "already running" in second.stdout
     assert "Set-up: nothing to change, all 24 in place" in second.stdout
     assert "Set-up again" not in second.stdout  # said once: the fields were in place already
+    # the table of what set-up did, only when it did something
+    assert "What Handoff owns in the CRM" in first.stdout
+    assert "What Handoff owns in the CRM" not in second.stdout
     # the sandbox kept what the first demo wrote: its full sync finds nothing to write, and
     # the first burst's accounts stay up, so the second moves three others
     assert "Written 0 (none)" in said_second

@@ -417,6 +417,13 @@ def test_setup_twice_changes_nothing_then_repairs_drift(
     third = connector.ensure_schema(SPEC)
 
     assert first.changed and not first.of("conflict")
+    # what set-up keeps besides fields says what it is: HubSpot's property group on each
+    # object, Salesforce's Reason Code rule on each
+    kept = [change.detail for change in first.changes if change.detail]
+    assert kept in (
+        ["the property group of the fields below"] * 2,
+        ["validation rule: a rejection needs a Reason Code"] * 2,
+    )
     assert not second.changed and len(second.of("unchanged")) == len(first.changes)
     assert [(c.action, c.detail) for c in third.changes if c.action != "unchanged"] == [
         ("repaired", "added No Budget")
