@@ -231,6 +231,10 @@ def _visit_times(latest: datetime | None, now: datetime) -> list[datetime] | Non
     return [latest + step * (number + 1) for number in range(_BURST_VISITS)]
 
 
+# an account stream's record as its CRM's pages name it, one and many
+_NOUNS = {"Account": ("Account", "Accounts"), "companies": ("Company", "Companies")}
+
+
 def _account_stream(connector: Connector) -> str:
     """The connector's account stream (Account, companies)."""
     return next(n for n, s in connector.streams.items() if s.entity == "account")
@@ -243,7 +247,8 @@ def _print_moves(
     after: Mapping[str, Mapping[str, Any]],
 ) -> None:
     """Each account's tier and score before and after, as the CRM shows them."""
-    table = Table(title=f"{stream} read back from the CRM, before -> after the cycle")
+    plural = _NOUNS.get(stream, (stream, stream))[1]
+    table = Table(title=f"{plural} read back from the CRM, before -> after the cycle")
     for column in ("id", "name", "tier", "score"):
         table.add_column(column)
     for account in chosen:
@@ -279,7 +284,8 @@ def _print_as_reps_see(connector: Connector, report: RunReport, store: Store) ->
         ids = _one_per_tier(session)
     shown = {record.id: record for record in connector.find(stream, "id", ids)}
     for record in (shown[i] for i in ids if i in shown):
-        table = Table(title=f"{stream} {record.id}, read back from the CRM", show_header=False)
+        noun = _NOUNS.get(stream, (stream, stream))[0]
+        table = Table(title=f"{noun} {record.id}, read back from the CRM", show_header=False)
         for key in _SHOWN:
             table.add_row(key, _as_shown(record.values.get(key)))
         console.print(table)

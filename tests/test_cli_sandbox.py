@@ -96,9 +96,12 @@ def test_generate_rejects_a_nonsense_size() -> None:
 
 
 @pytest.mark.usefixtures("no_sandbox_left_behind")
-@pytest.mark.parametrize(("crm", "accounts"), [("salesforce", "Account"), ("hubspot", "companies")])
+@pytest.mark.parametrize(
+    ("crm", "account", "accounts"),
+    [("salesforce", "Account", "Accounts"), ("hubspot", "Company", "Companies")],
+)
 def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_picks_others(
-    crm: str, accounts: str
+    crm: str, account: str, accounts: str
 ) -> None:
     Path("settings.toml").write_text(f'[sandbox]\ncrm = "{crm}"\naccounts = 120\nseed = 5\n')
 
@@ -115,7 +118,7 @@ def test_demo_writes_scores_moves_a_burst_up_in_one_cycle_and_a_second_demo_pick
     assert "Re-pulled every record: no full re-pull has completed yet" in said_first
     assert "(--full)" not in said_first
     read_back = [line.strip() for line in first.stdout.splitlines() if ", read back" in line]
-    assert len(read_back) == 3 and all(line.startswith(f"{accounts} ") for line in read_back)
+    assert len(read_back) == 3 and all(line.startswith(f"{account} ") for line in read_back)
     # the burst: three Nurture accounts up to AE within one cycle, as the CRM shows them
     assert "8 pricing-page visits on each of 3 Nurture accounts" in said_first
     assert f"{accounts} read back from the CRM, before -> after the cycle" in said_first
