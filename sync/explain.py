@@ -54,7 +54,7 @@ __all__ = [
 
 NEARBY_NAME_SIMILARITY = 80  # looser than linking's default 92: near, not the same
 NEARBY_METHOD = (
-    "orphans the matcher (sync.matching) would link to this account were it the only one: "
+    "orphans the matcher would link to this account were it the only one: "
     f"same email domain or website, same company name, or a name {NEARBY_NAME_SIMILARITY}% "
     "similar"
 )
