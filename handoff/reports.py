@@ -380,6 +380,9 @@ def _line(console: Console, text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
+_NAME_WIDTH = 16  # the least a name column keeps in a narrow terminal
+
+
 def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
     """Tier counts, which model scored and why, and the top accounts."""
     book = preview.book
@@ -392,11 +395,15 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
     console.print(f"Tiers: {joined(preview.tiers)}")
     table = Table(title=f"Top {len(preview.top)} accounts")
     for column in ("account", "name", "domain", "score", "tier"):
-        # ids and domains kept whole (names wrap at their spaces instead)
+        # ids, scores and tiers kept whole; in a narrow terminal a name wraps at its spaces
+        # (folded where one word is longer than its column) and a domain is cut short (…)
         justify = "right" if column == "score" else "left"
-        wrapped = column == "name"  # folded where one word is longer than the column
         table.add_column(
-            column, justify=justify, no_wrap=not wrapped, overflow="fold" if wrapped else "ellipsis"
+            column,
+            justify=justify,
+            no_wrap=column not in ("name", "domain"),
+            overflow="fold" if column == "name" else "ellipsis",
+            min_width=_NAME_WIDTH if column == "name" else None,
         )
     for ranked in preview.top:
         account = ranked.account

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,14 +19,16 @@ from rich.console import Console
 from sqlmodel import Session, col, select
 
 from handoff.crm import open_crm, schema_spec
-from handoff.reports import bounds_note, print_people
+from handoff.reports import bounds_note, print_mirror_scores, print_people
 from handoff.runs import run_config, scoring_setup
 from handoff.settings import Settings
 from sandbox.admin import NewActivity, add_activities
 from sync import Store, account_signals, scoring_state
 from sync.explain import (
     AccountExplanation,
+    MirrorScores,
     PersonLink,
+    RankedAccount,
     account_domains,
     explain_account,
     score_mirror,
@@ -281,3 +284,35 @@ def test_explain_names_a_person_listed_again_under_another_id_as_a_duplicate() -
     assert lines[3].endswith("(same email as 00Q1: another record, perhaps a duplicate)")
     others = [lines[1], lines[2], lines[4], lines[5]]
     assert not any("duplicate" in line for line in others), others  # no email: not compared
+
+
+def test_the_top_accounts_keep_their_names_in_an_80_column_terminal() -> None:
+    long_domain = "a-very-long-registrable-domain-of-a-holding-company.example"
+    top = tuple(
+        RankedAccount(
+            Account(
+                id=f"00100000000000{n}", name=f"Holding Company Number {n}", domain=long_domain
+            ),
+            100 - n,
+            "Disqualified" if n else "AE",
+            long_domain,
+        )
+        for n in range(3)
+    )
+    book = SimpleNamespace(
+        account_ids=["a"] * 3,
+        scores=SimpleNamespace(model_version="rules-1"),
+        model_kind="rules",
+    )
+    preview = MirrorScores(book, {"AE": 1, "Disqualified": 2}, top, "cold start")  # type: ignore[arg-type]
+    console = Console(record=True, width=80)
+
+    print_mirror_scores(console, preview)
+
+    shown = console.export_text()
+    rows = [line.split("│") for line in shown.splitlines() if line.startswith("│ 001")]
+    assert [row[1].strip() for row in rows] == [f"00100000000000{n}" for n in range(3)]
+    assert all(row[2].strip().startswith("Holding Company") for row in rows), shown
+    assert all(row[3].strip().endswith("…") for row in rows), shown  # the domain cut short
+    table = [line for line in shown.splitlines() if line[:1] in "┏┃┡│└"]
+    assert max(map(len, table)) <= 80
