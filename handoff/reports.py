@@ -8,7 +8,7 @@ only lays them out: "Pulled: companies 2,000 (12 calls)", never a raw counter ke
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich import box
@@ -18,7 +18,13 @@ from rich.table import Table
 from connectors.protocol import SchemaReport
 from scoring.explain import phrase_of
 from scoring.scorecard import SCORE_MAX
-from sync.explain import AccountExplanation, MirrorScores, PersonLink, account_domains
+from sync.explain import (
+    AccountExplanation,
+    MirrorScores,
+    PersonLink,
+    RankedAccount,
+    account_domains,
+)
 from sync.run import EXIT_CODES, RunReport
 from sync.runlog import RunSummary
 from sync.state import RunEvent
@@ -380,7 +386,7 @@ def _line(console: Console, text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
-_NAME_WIDTH = 16  # the least a name column keeps in a narrow terminal
+_NAME_WIDTH = 10  # the least a name column keeps in a narrow terminal
 
 
 def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
@@ -394,21 +400,38 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
     console.print(f"  {preview.model_reason}", soft_wrap=True, highlight=False)
     console.print(f"Tiers: {joined(preview.tiers)}")
     table = Table(title=f"Top {len(preview.top)} accounts")
+    domain_width = _domain_width(console.width, preview.top)
     for column in ("account", "name", "domain", "score", "tier"):
-        # ids, scores and tiers kept whole; in a narrow terminal a name wraps at its spaces
-        # (folded where one word is longer than its column) and a domain is cut short (…)
+        # ids, scores and tiers kept whole, domains too while the name keeps `_NAME_WIDTH`
+        # (then they are cut short: …); a name wraps at its spaces, folded where one word is
+        # longer than its column
         justify = "right" if column == "score" else "left"
         table.add_column(
             column,
             justify=justify,
-            no_wrap=column not in ("name", "domain"),
+            no_wrap=column != "name",
             overflow="fold" if column == "name" else "ellipsis",
             min_width=_NAME_WIDTH if column == "name" else None,
+            max_width=domain_width if column == "domain" else None,
         )
     for ranked in preview.top:
         account = ranked.account
         table.add_row(account.id, account.name, ranked.domain or "", f"{ranked.score}", ranked.tier)
     console.print(table)
+
+
+def _domain_width(width: int, top: Sequence[RankedAccount]) -> int | None:
+    """The most the domain column may take in a table ``width`` wide so the name column keeps
+    `_NAME_WIDTH` (None: every domain fits whole beside it)."""
+    if not top:
+        return None
+    ids = max(len("account"), *(len(r.account.id) for r in top))
+    tiers = max(len("tier"), *(len(r.tier) for r in top))
+    scores = max(len("score"), *(len(str(r.score)) for r in top))
+    domains = max(len("domain"), *(len(r.domain or "") for r in top))
+    edges = 3 * 5 + 1  # a bar and a space either side of each of five columns
+    room = width - edges - ids - tiers - scores - _NAME_WIDTH
+    return None if domains <= room else max(room, len("domain"))
 
 
 def print_run_report(console: Console, report: RunReport) -> None:
