@@ -1094,31 +1094,37 @@ def _bury(
     """Mark records deleted; a merged one names its survivor and hands it its dependants. Each
     statement runs once for all the tombstones, a row of parameters each, in their order (a
     chain of merges repoints as one by one would: a dependant handed to a survivor merged later
-    in the list goes on to that one's survivor). Only a tombstone that changes a row is applied
-    and given back, so counted and logged: HubSpot's archive, which has no date filter, lists
-    every record archived in the last 90 days at each read, and a record the mirror holds as
-    deleted (merged into the same survivor) or never held is left as it is (its dependants
-    were handed on when it was applied: a CRM moves a merged record's own to its survivor)."""
-    held = _buried_as(session, table, [t.id for t in tombstones])
-    changed = [
-        t
-        for t in tombstones
-        if t.id in held and held[t.id] != (True, t.merged_into if t.reason == "merged" else None)
-    ]
-    gone = [
-        {"gone": t.id, "survivor": t.merged_into if t.reason == "merged" else None} for t in changed
-    ]
-    if gone:
+    in the list goes on to that one's survivor). A tombstone is applied to its row, and given
+    back to be counted and logged, only when it changes the row as the tombstones before it
+    left it: the same deletions come again (an archive read lists what its overlap window holds
+    again; HubSpot names a survivor's merged records each time the survivor is read), and a
+    record the mirror holds so already, or never held, is not deleted again. Every merge hands
+    on its dependants, as often as it comes: rows may point at a record the mirror never held
+    (skipped as dirty), and a chain listed out of order is repaired when it comes again."""
+    state = _buried_as(session, table, [t.id for t in tombstones])
+    changed = []
+    for tombstone in tombstones:
+        buried = (True, _survivor(tombstone))
+        if tombstone.id in state and state[tombstone.id] != buried:
+            state[tombstone.id] = buried
+            changed.append(tombstone)
+    if changed:
         session.execute(
             update(table)
             .where(table.c.id == bindparam("gone"))
             .values(
                 is_deleted=True, merged_into=bindparam("survivor"), synced_at=now, **_pending(table)
             ),
-            gone,
+            [{"gone": t.id, "survivor": _survivor(t)} for t in changed],
         )
-    _hand_on(session, table, [g for g in gone if g["survivor"] is not None])
+    merged = [{"gone": t.id, "survivor": _survivor(t)} for t in tombstones if _survivor(t)]
+    _hand_on(session, table, merged)
     return changed
+
+
+def _survivor(tombstone: Tombstone) -> str | None:
+    """The record a merged one went into (None: deleted, not merged)."""
+    return tombstone.merged_into if tombstone.reason == "merged" else None
 
 
 def _buried_as(session: Session, table: Table, ids: Sequence[str]) -> dict[str, tuple[bool, Any]]:

@@ -1380,3 +1380,57 @@ def test_the_parts_of_a_run_keep_each_id_where_it_came_last_batches_in_id_order(
     [nameless] = latest_parts([batch((None, "x1"), (None, "x2"))])  # type: ignore[arg-type]
     assert isinstance(nameless, pl.DataFrame)
     assert nameless.select("id", "name").rows() == [(None, "x2")]
+
+
+def test_tombstones_of_one_list_are_weighed_against_what_those_before_them_left(
+    store: Store,
+) -> None:
+    accounts = [_account(f"001{n}", T0) for n in "AC"]
+    _mirror(store, "Account", *accounts, Checkpoint("Account", Cursor(T0)))
+    later = T0 + timedelta(minutes=1)
+    merged = Tombstone("Account", "001A", later, "merged", "001C")
+    _mirror(store, "Account", merged, Checkpoint("Account", Cursor(later)))
+    # held merged into 001C: a deletion, then the merge again, in one list
+    deleted = Tombstone("Account", "001A", later, "archived")
+    both = _mirror(
+        store, "Account", deleted, merged, Checkpoint("Account", Cursor(later)), at=later
+    )
+    twice = _mirror(
+        store, "Account", merged, merged, Checkpoint("Account", Cursor(later)), at=later
+    )
+
+    with store.session() as session:
+        loser = session.get(Account, "001A")
+    assert loser is not None and (loser.is_deleted, loser.merged_into) == (True, "001C")
+    assert both.tombstones == 2 and twice.tombstones == 0
+
+
+def test_a_merge_hands_on_what_points_at_a_record_never_held_and_mends_a_chain_given_backwards(
+    store: Store,
+) -> None:
+    accounts = [_account(f"001{n}", T0) for n in "ABC"]
+    _mirror(store, "Account", *accounts, Checkpoint("Account", Cursor(T0)))
+    touch = {"type": "pricing_page", "occurred_at": T0, "rep_touch": False}
+    _mirror(
+        store,
+        "Task",
+        Record("Task", "00TA", T0, touch | {"account_id": "001A"}),
+        Record("Task", "00TX", T0, touch | {"account_id": "001X"}),  # an account never held
+        Checkpoint("Task", Cursor(T0)),
+    )
+    later = T0 + timedelta(minutes=1)
+    backwards = [
+        Tombstone("Account", "001B", later, "merged", "001C"),
+        Tombstone("Account", "001A", later, "merged", "001B"),
+        Tombstone("Account", "001X", later, "merged", "001C"),
+    ]
+    _mirror(store, "Account", *backwards, Checkpoint("Account", Cursor(later)), at=later)
+    with store.session() as session:
+        first = {a.id: a.account_id for a in session.exec(select(Activity))}
+    again = _mirror(store, "Account", *backwards, Checkpoint("Account", Cursor(later)), at=later)
+    with store.session() as session:
+        then = {a.id: a.account_id for a in session.exec(select(Activity))}
+
+    assert first == {"00TA": "001B", "00TX": "001C"}  # A went to B before B's own merge came
+    assert then == {"00TA": "001C", "00TX": "001C"}  # the list again: B's merge hands it on
+    assert again.tombstones == 0  # nothing about the accounts themselves changed
