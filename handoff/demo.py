@@ -9,13 +9,12 @@ after, read back from the CRM), and the commands to try next.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from sqlmodel import col, func, select
 
 from connectors.errors import ConnectorError
@@ -38,6 +37,7 @@ from sandbox.admin import NewActivity, add_activities
 from sandbox.org import Org, save_org
 from sandbox.persistence import state_dir
 from sync import Store
+from sync.config import url_has_password
 from sync.run import RunReport
 from sync.state import Activity, CurrentScore
 
@@ -101,18 +101,12 @@ def _settings_from_environment() -> list[str]:
     """The variables among the demo's settings that say which sandbox and state database it
     used (``NAME=value``), so the commands it suggests are run against the same ones; never a
     secret (a state database URL holding a password is left out)."""
-    kept = []
-    for name, value in sorted(os.environ.items()):
-        if name.startswith("HANDOFF_SANDBOX__"):
-            kept.append(f"{name}={value}")
-        elif name == "HANDOFF_STATE__DATABASE_URL":
-            try:
-                password = make_url(value).password
-            except ArgumentError:
-                continue
-            if password is None:
-                kept.append(f"{name}={value}")
-    return kept
+    return [
+        f"{name}={shlex.quote(value)}"  # as a shell takes it back
+        for name, value in sorted(os.environ.items())
+        if name.startswith("HANDOFF_SANDBOX__")
+        or (name == "HANDOFF_STATE__DATABASE_URL" and not url_has_password(value))
+    ]
 
 
 def _print_demo_org(sandbox: SandboxSettings) -> Org:

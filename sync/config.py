@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, BaseModel, Field, field_serializer, model_validator
 
@@ -59,21 +59,33 @@ def _split(url: str) -> SplitResult | None:
 
 
 def url_has_password(url: str) -> bool:
-    """Whether a database URL carries a password."""
-    parts = _split(url)
-    return parts is not None and parts.password is not None
+    """Whether a database URL carries a password: after the user (``user:pw@host``) or as a
+    query parameter (``?password=pw``, which psycopg reads as libpq does); a URL that cannot be
+    parsed, whenever it names a user (``@``)."""
+    return redact_url(url) != url
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***`, safe to print or log."""
+    """The URL with any password, after the user or as a query parameter, replaced by `***`,
+    safe to print or log."""
     parts = _split(url)
     if parts is None:
         scheme, _, rest = url.partition("://")
         return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
-    if parts.password is None:
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    in_query = any(key.lower() == _PASSWORD for key, _ in query)
+    if parts.password is None and not in_query:
         return url
-    user, _, host = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
+    if in_query:
+        hidden = [(key, "***" if key.lower() == _PASSWORD else value) for key, value in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}")
+    return urlunsplit(parts)
+
+
+_PASSWORD = "password"  # the query parameter libpq (and psycopg) read a password from
 
 
 def _database_url(url: str) -> str:

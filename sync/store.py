@@ -214,8 +214,11 @@ class Store:
 
     @property
     def url(self) -> str:
-        """The database URL with any password masked."""
-        return self._url.render_as_string(hide_password=True)
+        """The database URL with any password masked, after the user or as a query parameter."""
+        url = self._url
+        hidden = {key: _HIDDEN for key in url.query if key.lower() == "password"}
+        shown = url.update_query_dict(hidden).render_as_string(hide_password=True)
+        return shown.replace(_HIDDEN, "***")  # as the password after the user shows
 
     @property
     def dialect(self) -> str:
@@ -1939,6 +1942,9 @@ def _sqlite_file(url: URL) -> str | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return os.path.abspath(database)
+
+
+_HIDDEN = "hiddenpassword"  # a query password in a URL to print, until it shows as ***
 
 
 def _normalise_url(url: str) -> URL:

@@ -290,6 +290,8 @@ def test_the_commands_suggested_after_a_demo_name_the_variables_it_ran_with_but_
     monkeypatch.setenv("HANDOFF_HUBSPOT__TOKEN", "pat-na1-very-secret")
     monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "postgresql://u:hunter2@db/handoff")
     with_password = _settings_from_environment()
+    monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "postgresql://u@db/handoff?password=hunter2")
+    assert _settings_from_environment() == with_password
     monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "sqlite:///handoff-hubspot.db")
     plain = _settings_from_environment()
     monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "not a url")
@@ -299,4 +301,7 @@ def test_the_commands_suggested_after_a_demo_name_the_variables_it_ran_with_but_
         "HANDOFF_SANDBOX__CRM=hubspot",
         "HANDOFF_STATE__DATABASE_URL=sqlite:///handoff-hubspot.db",
     ]
-    assert _settings_from_environment() == ["HANDOFF_SANDBOX__CRM=hubspot"]
+    assert _settings_from_environment() == [  # quoted, as a shell takes it back
+        "HANDOFF_SANDBOX__CRM=hubspot",
+        "HANDOFF_STATE__DATABASE_URL='not a url'",
+    ]

@@ -23,7 +23,8 @@ from handoff.settings import (
     render_settings,
 )
 from handoff.settings_problems import item_model, table_model
-from sync.config import redact_url
+from sync import Store
+from sync.config import redact_url, url_has_password
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "settings.example.toml"
 SENTINEL = "s3cr3t-SENTINEL"
@@ -469,10 +470,27 @@ def test_secrets_never_appear_in_errors() -> None:
         ("postgresql+psycopg://handoff:pw@db:5432/x", "postgresql+psycopg://handoff:***@db:5432/x"),
         ("postgresql://[db:pw@host/x", "postgresql://***@host/x"),
         ("postgresql://handoff:pw@db:99999999/x", "postgresql://***@db:99999999/x"),
+        # libpq, so psycopg, reads a password from the query too
+        ("postgresql://handoff@db/x?password=pw&sslmode=require",
+         "postgresql://handoff@db/x?password=***&sslmode=require"),
+        ("postgresql://handoff:pw@db/x?PASSWORD=pw", "postgresql://handoff:***@db/x?PASSWORD=***"),
+        ("postgresql://handoff@db/x?application_name=a%20b",
+         "postgresql://handoff@db/x?application_name=a%20b"),
     ],
-)
+)  # fmt: skip
 def test_database_urls_print_without_their_password(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+    assert url_has_password(url) == (url != shown)
+
+
+def test_a_query_password_in_the_file_is_refused_and_a_store_never_shows_it() -> None:
+    path = _write(f'[state]\ndatabase_url = "postgresql://u@db/x?password={SENTINEL}"\n')
+    problems = check_settings(path, {})
+    store = Store("postgresql+psycopg://u@db/x?password=hunter2&sslmode=require")
+
+    assert len(problems) == 1 and "contains a password" in problems[0]
+    assert SENTINEL not in "".join(problems)
+    assert store.url == "postgresql+psycopg://u@db/x?password=***&sslmode=require"
 
 
 def test_example_file_loads_cleanly() -> None:
