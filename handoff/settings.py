@@ -342,8 +342,13 @@ def _apply_overrides(
         if not name.startswith(_PREFIX) or name in _OWN_VARIABLES:
             continue
         origin = f"environment {name}"
-        if "__" not in name:
-            problems.append(f"{origin}: {_unknown_variable(name)}")
+        if "__" not in name:  # not an override; refused when it is one short of one
+            meant = _meant_override(name)
+            if meant is not None:
+                problems.append(
+                    f"{origin}: not a variable Handoff reads (two underscores between the "
+                    f"section and the key: did you mean {meant}?)"
+                )
             continue
         section, _, key = name.removeprefix(_PREFIX).lower().partition("__")
         problem = _override_problem(section, key)
@@ -359,10 +364,11 @@ def _apply_overrides(
     return origins, problems
 
 
-def _unknown_variable(name: str) -> str:
-    """Why a HANDOFF_* variable with no ``__`` sets nothing, with the override it may mean (one
-    underscore where two belong: HANDOFF_SANDBOX_CRM for HANDOFF_SANDBOX__CRM)."""
-    said = f"not a variable Handoff reads; a setting is overridden by {_PREFIX}<SECTION>__<KEY>"
+def _meant_override(name: str) -> str | None:
+    """The override a HANDOFF_* variable with one underscore where two belong means
+    (HANDOFF_SANDBOX_CRM: HANDOFF_SANDBOX__CRM), or None: other such names are left alone, as
+    a platform may set them (a Kubernetes service named handoff gives every pod
+    HANDOFF_SERVICE_HOST and HANDOFF_PORT)."""
     words = name.removeprefix(_PREFIX).lower()
     for at in range(len(words)):
         section, key = words[:at], words[at + 1 :]
@@ -370,8 +376,8 @@ def _unknown_variable(name: str) -> str:
             continue
         model = table_model(Settings.model_fields[section].annotation)
         if model is not None and key in model.model_fields:
-            return f"{said} (two underscores: did you mean {_override_variable(section, key)}?)"
-    return said
+            return _override_variable(section, key)
+    return None
 
 
 def _override_problem(section: str, key: str) -> str | None:
