@@ -103,7 +103,14 @@ def run_locked(
                 f"{other}.",
                 f"Give {other.crm} a state database of its own: [state] database_url in the "
                 f"settings, or HANDOFF_STATE__DATABASE_URL=sqlite:///handoff-{other.crm}.db "
-                f"before the command; or move {store.url} aside (its {other.held} state goes "
-                f"with it: a {other.held} run on a new database starts as a first run).",
+                f"before the command; or {_afresh(store)} (its {other.held} state goes with it: "
+                f"a {other.held} run on a new database starts as a first run).",
             ]
         )
+
+
+def _afresh(store: Store) -> str:
+    """How to start the state database afresh, said for its kind."""
+    if store.dialect == "sqlite":
+        return f"move {store.url} aside"
+    return f"empty {store.url} (or give [state] database_url a new database)"
