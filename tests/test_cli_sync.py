@@ -206,3 +206,12 @@ def test_a_state_database_of_the_other_crm_stops_the_sync_saying_how_to_give_it_
     assert "move sqlite:///handoff.db aside" in stopped
     assert logs.count("hubspot") == 1 and "salesforce" not in logs, logs  # no run logged
     assert own_code == 0 and "Outcome: ok" in own, own
+
+
+def test_starting_a_state_database_afresh_is_said_for_its_kind() -> None:
+    from handoff.runs import _afresh
+
+    postgresql = Store("postgresql+psycopg://u:pw@db/handoff")
+
+    assert _afresh(Store("sqlite:///handoff.db")) == "move sqlite:///handoff.db aside"
+    assert _afresh(postgresql).startswith("empty postgresql+psycopg://u:***@db/handoff (or give")
