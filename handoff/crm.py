@@ -34,6 +34,7 @@ from connectors.http import HttpPolicy
 from connectors.protocol import Connector, SchemaSpec
 from connectors.rules import RuleBook
 from handoff.settings import SANDBOX_TOKEN_VARIABLE, Settings
+from handoff.shell import typed_command
 from sandbox.discovery import (
     DISCOVERY_FILE,
     LOG_FILE,
@@ -304,8 +305,8 @@ def _check_same(found: Announcement, settings: Settings, rate_limits: bool) -> N
     raise SandboxUnavailable(
         f"a sandbox already runs from this directory: {_described(running, differ)} (pid "
         f"{found.pid}, {found.url}), but the settings ask for {_described(asked, differ)}. "
-        "Stop it with `handoff sandbox stop` (what was written to it is kept), or change "
-        "[sandbox] in the settings to match it."
+        f"Stop it with `{typed_command()} sandbox stop` (what was written to it is kept), or "
+        "change [sandbox] in the settings or the HANDOFF_SANDBOX__ variables to match it."
     )
 
 

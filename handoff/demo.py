@@ -21,7 +21,7 @@ from connectors.errors import ConnectorError
 from connectors.protocol import Connector
 from handoff.crm import CrmConnection, SandboxUnavailable, open_crm, schema_spec
 from handoff.reports import joined, print_run_report, print_schema_report, schema_summary
-from handoff.runs import run_locked
+from handoff.runs import fail_another_crm, run_locked
 from handoff.settings import SandboxSettings, Settings
 from handoff.shell import (
     console,
@@ -38,7 +38,7 @@ from sandbox.org import Org, save_org
 from sandbox.persistence import state_dir
 from sync import Store
 from sync.config import url_has_password
-from sync.run import RunReport
+from sync.run import RunReport, StateOfAnotherCrm, refuse_another_crm
 from sync.state import Activity, CurrentScore
 
 __all__ = ["run_demo"]
@@ -53,6 +53,7 @@ def run_demo(loaded: Settings) -> None:
     try:
         with open_crm(sandbox, rate_limits=False) as crm:
             console.print(f"Connected to {crm.description}")
+            _refuse_another_crm(loaded, crm)  # before set-up changes the CRM
             first = crm.connector.ensure_schema(schema_spec(loaded))
             print_schema_report(console, first)
             if first.changed:  # shown safe to repeat; a kept sandbox's fields were in place
@@ -73,6 +74,15 @@ def run_demo(loaded: Settings) -> None:
     _print_next_commands(handoff, moved[0] if moved else "ACCOUNT")
 
 
+def _refuse_another_crm(settings: Settings, crm: CrmConnection) -> None:
+    """Exit 1, the CRM untouched, when the state database holds another CRM's state."""
+    with open_store(settings.state.database_url) as store:
+        try:
+            refuse_another_crm(store, crm.connector.crm)
+        except StateOfAnotherCrm as other:
+            fail_another_crm(other, store)
+
+
 def _print_next_commands(handoff: str, account: str) -> None:
     """The commands to try after the demo (``handoff`` as the user runs it, `typed_command`),
     one an account the burst moved."""
@@ -87,8 +97,8 @@ def _print_next_commands(handoff: str, account: str) -> None:
     kept = _settings_from_environment()
     if kept:
         console.print(
-            f"Try next, with {' '.join(kept)} still set (`export {' '.join(kept)}` in a new "
-            "shell; without it these commands read the settings' own values):",
+            f"Try next, once these commands read the settings the demo ran with: `export "
+            f"{' '.join(kept)}` (without them they read the settings file's, or the defaults):",
             soft_wrap=True,
         )
     else:

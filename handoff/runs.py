@@ -7,6 +7,7 @@ and takes the org's run lock under `lock_key` around it (`run_locked`).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NoReturn
 from uuid import uuid4
 
 import typer
@@ -20,7 +21,7 @@ from sync.lock import Holder, LockHeld, LockLost, run_lock
 from sync.run import EXIT_CODES, RunConfig, RunReport, StateOfAnotherCrm, run_sync
 from sync.scoring_state import ScoringSetup
 
-__all__ = ["lock_key", "run_config", "run_locked", "scoring_setup"]
+__all__ = ["fail_another_crm", "lock_key", "run_config", "run_locked", "scoring_setup"]
 
 
 def scoring_setup(settings: Settings) -> ScoringSetup:
@@ -98,15 +99,21 @@ def run_locked(
     except LockLost as lost:
         fail([str(lost)])
     except StateOfAnotherCrm as other:
-        fail(
-            [
-                f"{other}.",
-                f"Give {other.crm} a state database of its own: [state] database_url in the "
-                f"settings, or HANDOFF_STATE__DATABASE_URL=sqlite:///handoff-{other.crm}.db "
-                f"before the command; or {_afresh(store)} (its {other.held} state goes with it: "
-                f"a {other.held} run on a new database starts as a first run).",
-            ]
-        )
+        fail_another_crm(other, store)
+
+
+def fail_another_crm(other: StateOfAnotherCrm, store: Store) -> NoReturn:
+    """Exit 1 for a state database holding another CRM's state, saying how to give this CRM
+    one of its own."""
+    fail(
+        [
+            f"{other}.",
+            f"Give {other.crm} a state database of its own: [state] database_url in the "
+            f"settings, or HANDOFF_STATE__DATABASE_URL=sqlite:///handoff-{other.crm}.db "
+            f"before the command; or {_afresh(store)} (its {other.held} state goes with it: "
+            f"a {other.held} run on a new database starts as a first run).",
+        ]
+    )
 
 
 def _afresh(store: Store) -> str:

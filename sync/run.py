@@ -80,6 +80,7 @@ __all__ = [
     "RunReport",
     "SchemaNotSetUp",
     "StateOfAnotherCrm",
+    "refuse_another_crm",
     "run_sync",
 ]
 
@@ -128,6 +129,17 @@ class StateOfAnotherCrm(Exception):
             f"the state database holds the sync state of a {held} org, and this run connects "
             f"to {crm}: a state database serves one CRM org; nothing was pulled or written"
         )
+
+
+def refuse_another_crm(store: Store, crm: str) -> None:
+    """Raise `StateOfAnotherCrm` when the state database holds runs of a CRM other than
+    ``crm`` (a caller about to change the CRM, as set-up does, asks first)."""
+    with store.session() as session:
+        held = session.exec(
+            select(SyncRun.connector).where(SyncRun.connector != crm).limit(1)
+        ).first()
+    if held is not None:
+        raise StateOfAnotherCrm(held, crm)
 
 
 @dataclass
@@ -626,12 +638,7 @@ def run_sync(
     stops as the CLI's does; a state database holding another CRM's runs raises
     `StateOfAnotherCrm` before the CRM is called.
     """
-    with store.session() as session:  # before the CRM is called
-        held = session.exec(
-            select(SyncRun.connector).where(SyncRun.connector != connector.crm).limit(1)
-        ).first()
-    if held is not None:
-        raise StateOfAnotherCrm(held, connector.crm)
+    refuse_another_crm(store, connector.crm)  # before the CRM is called
     gaps = connector.schema_gaps(config.schema) if config.schema is not None else ()
     if gaps:
         raise SchemaNotSetUp(gaps)  # before the run starts: nothing pulled, written or logged

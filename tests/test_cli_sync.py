@@ -195,6 +195,7 @@ def test_a_state_database_of_the_other_crm_stops_the_sync_saying_how_to_give_it_
 
     code, stopped = run_cli("sync")
     _, logs = run_cli("logs")
+    demo_code, demo = run_cli("demo")
     monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "sqlite:///handoff-salesforce.db")
     own_code, own = run_cli("sync")
     stopped = " ".join(stopped.split())
@@ -206,6 +207,9 @@ def test_a_state_database_of_the_other_crm_stops_the_sync_saying_how_to_give_it_
     assert "move sqlite:///handoff.db aside" in stopped
     assert logs.count("hubspot") == 1 and "salesforce" not in logs, logs  # no run logged
     assert own_code == 0 and "Outcome: ok" in own, own
+    # the demo says so before its set-up would touch the CRM
+    assert demo_code == 1 and "holds the sync state of a hubspot org" in demo, demo
+    assert "Set-up" not in demo and "What Handoff owns" not in demo
 
 
 def test_starting_a_state_database_afresh_is_said_for_its_kind() -> None:
