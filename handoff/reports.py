@@ -66,22 +66,24 @@ def _outcome(summary: RunSummary) -> str:
 
 
 def print_runs(console: Console, runs: Iterable[RunSummary]) -> None:
-    """One line a run, newest first, naming its CRM (`handoff logs RUN` shows one in full)."""
+    """One line a run, newest first, under a title naming the CRM (`handoff logs RUN` shows one
+    in full)."""
+    runs = list(runs)
+    crms = ", ".join(sorted({run.connector for run in runs}))
     table = Table(
-        title="Sync runs, newest first",
+        title=f"Sync runs ({crms}), newest first" if crms else "Sync runs, newest first",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         show_edge=False,
         collapse_padding=True,
     )
-    columns = ("run", "crm", "started", "outcome", "pulled", "written", "failed", "calls", "s")
+    columns = ("run", "started", "outcome", "pulled", "written", "failed", "calls", "s")
     for column in columns:
-        justify = "left" if column in ("run", "crm", "started", "outcome") else "right"
+        justify = "left" if column in ("run", "started", "outcome") else "right"
         table.add_column(column, justify=justify, no_wrap=True)
     for run in runs:
         table.add_row(
             run.run[:8],
-            run.connector,
             f"{run.started_at:%d %b %H:%M}",
             _outcome(run),
             f"{run.records_pulled:,}",

@@ -66,7 +66,7 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     times = " ".join(cycle.split()).split("Time: ")[1]
     assert re.match(TIMES, times), times
     assert not re.search(r"\b0\.0 s", times) and "train" not in times, times
-    assert listed_code == 0 and "Sync runs, newest first" in listed
+    assert listed_code == 0 and "Sync runs (hubspot), newest first" in listed
     assert shown_code == 0 and "Scored:" in shown and "No failed or skipped records" in shown
     logged = re.search(r"Time: +(.+)", shown)
     assert logged and re.match(TIMES, logged[1]), shown
