@@ -186,15 +186,15 @@ def _read_again(pulled: Mapping[str, Mapping[str, int]]) -> int:
     return sum(figures.get("reread_skipped", 0) for figures in pulled.values())
 
 
-# leads scored on their own: the orphans and the people in the review queue (who count for no
+# people scored on their own: the orphans and the people in the review queue (who count for no
 # account until a reviewer picks one), which the link figures count apart
-_UNLINKED = "leads without an account"
+_UNLINKED = "people without an account"  # leads on Salesforce, contacts on HubSpot
 # said where they are scored: the link stage's orphans and the people awaiting review
 _UNLINKED_WHO = f"{_UNLINKED} (orphans, and people for review)"
 
 
 def _scored(run: RunSummary) -> str:
-    """`120 accounts, 32 leads without an account; tiers Nurture 98, ...` (those leads named
+    """`120 accounts, 32 people without an account; tiers Nurture 98, ...` (those people named
     when scored: the orphans and the people in review, which the link line counts apart)."""
     orphans = f", {run.orphans_scored:,} {_UNLINKED_WHO}" if run.orphans_scored else ""
     return f"{run.scored:,} accounts{orphans}; tiers {joined(run.tiers)}"
@@ -206,7 +206,7 @@ def _written(run: RunSummary) -> str:
     orphans = f"; {run.orphans_written:,} {_UNLINKED}" if run.orphans_written else ""
     streams = f" ({joined(run.written)}{orphans})" if run.written else ""
     return (
-        f"{run.records_written:,}{streams}; {run.unchanged:,} unchanged; "
+        f"{run.records_written:,}{streams}; {run.unchanged:,} already up to date; "
         f"{run.held_back:,} held back; {run.failed:,} failed"
     )
 
@@ -468,7 +468,7 @@ def print_run_report(console: Console, report: RunReport) -> None:
         )
         console.print(
             f"Written {sum(report.written.values()):,} ({joined(report.written)}{orphan_writes}), "
-            f"{report.unchanged:,} unchanged, {report.held_back:,} held back, "
+            f"{report.unchanged:,} already up to date, {report.held_back:,} held back, "
             f"{len(report.failed):,} failed"
         )
     for failure in report.failed[:10]:
@@ -482,7 +482,10 @@ def print_run_report(console: Console, report: RunReport) -> None:
 def _print_plan(console: Console, report: RunReport) -> None:
     """A dry run's planned writes: counts per field and a sample (none when nothing would be
     written)."""
-    console.print(f"Dry run: {report.planned:,} records would be written; nothing was")
+    if not report.planned:
+        console.print("Dry run: no record would be written (and none was)")
+        return
+    console.print(f"Dry run: {report.planned:,} records would be written (none was)")
     if not report.sample:
         return
     console.print(f"  per field: {joined(report.planned_fields)}")

@@ -152,9 +152,9 @@ def test_one_run_reads_in_words_with_its_failure(synced: Synced) -> None:
     assert "review queue" in shown and "orphans" in shown and "moved up" in shown
     assert f"(companies {ACCOUNTS - 1}, contacts" in shown and "1 failed" in shown
     orphans = synced.first.orphans_scored, synced.first.orphans_written
-    scored = f"{ACCOUNTS} accounts, {orphans[0]} leads without an account (orphans, and people for"
+    scored = f"{ACCOUNTS} accounts, {orphans[0]} people without an account (orphans, and people for"
     assert scored in " ".join(shown.split())  # both of the Linked line's kinds, said so
-    assert f"; {orphans[1]} leads without an account)" in " ".join(shown.split())
+    assert f"; {orphans[1]} people without an account)" in " ".join(shown.split())
     assert orphans[1] > 0
     assert "Failed records" in shown and synced.deleted in shown and "OBJECT_NOT_FOUND" in shown
     assert "ms." not in shown and "pulled." not in shown and "tier_up" not in shown

@@ -84,11 +84,12 @@ def test_a_dry_run_says_what_it_would_write_and_train_keeps_the_rules_model() ->
     again_code, again = run_cli("sync", "--dry-run")
 
     assert code == 0, output
-    assert "Dry run:" in output and "nothing was" in output and "per field: score" in output
+    assert "Dry run:" in output and "records would be written (none was)" in output
+    assert "per field: score" in output
     assert "Sample of planned writes" in output
     # after a sync, nothing would be written: no empty sample drawn
     assert synced_code == again_code == 0, again
-    assert "Dry run: 0 records would be written" in again
+    assert "Dry run: no record would be written (and none was)" in again
     assert "Sample of planned writes" not in again and "per field" not in again
     # 60 accounts are far too few to learn from: the rules model keeps scoring, and it says why
     assert trained_code == 0 and "kept" in trained, trained
@@ -180,7 +181,7 @@ def test_a_crm_set_up_before_a_field_existed_is_not_synced_until_setup_adds_it(
     assert "No sync run yet" in logs  # stopped before the run: no cursor moved, nothing written
     assert setup_code == 0 and "created 1, unchanged" in " ".join(setup.split())
     assert synced_code == 0 and "Outcome: ok" in synced
-    assert "leads without an account), 0 unchanged, 0 held back, 0 failed" in synced
+    assert "people without an account), 0 already up to date, 0 held back, 0 failed" in synced
 
 
 def test_a_state_database_of_the_other_crm_stops_the_sync_saying_how_to_give_it_its_own(
