@@ -198,8 +198,8 @@ def _print_cycle(cycle: RunReport, visits: int) -> None:
     console.print(f"One incremental cycle: {visits:,} new visits pulled{more}")
     console.print(
         f"  {sum(cycle.written.values()):,} written (only what moved: {joined(cycle.written)}), "
-        f"{cycle.unchanged:,} unchanged, {cycle.tier_up:,} moved up, {cycle.api_calls:,} API "
-        f"calls, {sum(cycle.stages.values()):.1f} s"
+        f"{cycle.unchanged:,} already up to date, {cycle.tier_up:,} moved up, "
+        f"{cycle.api_calls:,} API calls, {sum(cycle.stages.values()):.1f} s"
     )
 
 
