@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from unicodedata import combining, normalize
 
 import polars as pl
 from sqlalchemy import func
@@ -159,8 +160,8 @@ class MirrorScores:
 
 def find_account(session: Session, query: str) -> Account:
     """The live account with this id (a merged one's survivor), else this domain (then website),
-    else this name (exactly, then containing it, case-insensitive); raises `AccountNotFound` or
-    `AmbiguousAccount`."""
+    else this name (exactly, then containing it, case-insensitive; then so with accents set
+    aside); raises `AccountNotFound` or `AmbiguousAccount`."""
     by_id = session.get(Account, query)
     while by_id is not None and by_id.is_deleted and by_id.merged_into:
         by_id = session.get(Account, by_id.merged_into)
@@ -179,12 +180,44 @@ def find_account(session: Session, query: str) -> Account:
     partial = func.lower(Account.name).contains(text)
     for condition in ([domain, website] if "." in bare else []) + [exact, partial]:
         found = list(session.exec(live.where(condition).limit(_CANDIDATES_SHOWN + 1)))
-        if len(found) == 1:
-            return found[0]
         if found:
-            shown = found[:_CANDIDATES_SHOWN]
-            raise AmbiguousAccount(query, shown, more=len(found) > len(shown))
+            return _one_of(query, found)
+    found = _by_folded_name(session, text)
+    if found:
+        return _one_of(query, found)
     raise AccountNotFound(f"no account has the id, domain or name {query!r}")
+
+
+def _one_of(query: str, found: Sequence[Account]) -> Account:
+    """The one account found, else `AmbiguousAccount` listing them."""
+    if len(found) == 1:
+        return found[0]
+    shown = found[:_CANDIDATES_SHOWN]
+    raise AmbiguousAccount(query, shown, more=len(found) > len(shown))
+
+
+def _by_folded_name(session: Session, text: str) -> list[Account]:
+    """Live accounts whose name is ``text`` (else holds it) with accents and case set aside
+    ("Senora" finds "Señora", which SQL's lower() does not fold): the last way to find one, so
+    the names are read only when nothing else matched."""
+    wanted = _folded(text)
+    if not wanted:
+        return []
+    rows = session.exec(
+        select(Account.id, Account.name)
+        .where(col(Account.is_deleted).is_(False))
+        .order_by(col(Account.id))
+    )
+    names = [(account_id, _folded(name or "")) for account_id, name in rows]
+    ids = [i for i, name in names if name == wanted] or [i for i, n in names if wanted in n]
+    ids = ids[: _CANDIDATES_SHOWN + 1]
+    accounts = {a.id: a for a in session.exec(select(Account).where(col(Account.id).in_(ids)))}
+    return [accounts[i] for i in ids]
+
+
+def _folded(text: str) -> str:
+    """``text`` without its accents, case-folded ("Señora" -> "senora")."""
+    return "".join(c for c in normalize("NFKD", text) if not combining(c)).casefold()
 
 
 def explain_account(

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,11 +27,14 @@ from sandbox.admin import NewActivity, add_activities
 from sync import Store, account_signals, scoring_state
 from sync.explain import (
     AccountExplanation,
+    AccountNotFound,
+    AmbiguousAccount,
     MirrorScores,
     PersonLink,
     RankedAccount,
     account_domains,
     explain_account,
+    find_account,
     score_mirror,
 )
 from sync.run import run_sync
@@ -316,3 +320,26 @@ def test_the_top_accounts_keep_their_names_in_an_80_column_terminal() -> None:
     assert all(row[3].strip().endswith("…") for row in rows), shown  # the domain cut short
     table = [line for line in shown.splitlines() if line[:1] in "┏┃┡│└"]
     assert max(map(len, table)) <= 80
+
+
+def test_an_account_is_found_by_its_name_with_accents_and_case_set_aside(tmp_path: Path) -> None:
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    names = {"a1": "Señora Beat Materials SARL", "a2": "Señor Café", "a3": "Öko Materials GmbH"}
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        with store.session() as session:
+            for account_id, name in names.items():
+                session.add(Account(id=account_id, name=name, crm_modified_at=at, synced_at=at))
+            session.commit()
+        with store.session() as session:
+            exact = find_account(session, "senora beat materials sarl")
+            partial = find_account(session, "SENOR CAFE")
+            with pytest.raises(AmbiguousAccount) as several:
+                find_account(session, "materials")  # SQL finds both: no accents in the way
+            with pytest.raises(AmbiguousAccount) as folded:
+                find_account(session, "materiäls")  # found only with accents set aside
+            with pytest.raises(AccountNotFound):
+                find_account(session, "senorita")
+
+    assert (exact.id, partial.id) == ("a1", "a2")
+    assert {a.id for a in several.value.candidates} == {"a1", "a3"}
+    assert {a.id for a in folded.value.candidates} == {"a1", "a3"}
