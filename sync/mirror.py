@@ -178,6 +178,7 @@ def mirror_streams(
     move_cursor: bool = True,
     echoes: set[tuple[str, str]] | None = None,
     unbuilt: list[Table] | None = None,
+    beat: Callable[[], None] | None = None,
 ) -> Iterator[StreamPull]:
     """Mirror ``streams`` (default: every stream of the connector) in turn, yielding each pull;
     ``full`` (True, or the names of some streams) pulls those from their start. With
@@ -191,7 +192,9 @@ def mirror_streams(
     that no new row enters stays (`Store.drop_indexes`). With ``unbuilt``, the activity and
     person tables' are left to the caller, who builds them when it likes
     (`Store.build_indexes_behind`), also when the stage stops early: a table is added to the
-    list when it was first loaded (`LEFT_UNBUILT`). The link stage reads no activity, and
+    list when it was first loaded (`LEFT_UNBUILT`). ``beat`` is called at each checkpoint a
+    pull gives (a page or a group of pages), so a caller's progress can show a long stream
+    going on. The link stage reads no activity, and
     relinks everyone when the person table was first loaded (its tally is empty), reading them
     whole and setting the columns most person indexes are on (built before it, they were built
     twice; should it relink only some, it finds them without those indexes, more slowly).
@@ -215,7 +218,9 @@ def mirror_streams(
         for stream in names:
             cursor = saved.get(stream, FULL_LOAD)
             pulled.append(
-                _mirror(store, connector, stream, cursor, now, loads, transaction, move_cursor)
+                _mirror(
+                    store, connector, stream, cursor, now, loads, transaction, move_cursor, beat
+                )
             )
             while pulled and not transaction.holds_rows_of(pulled[0].stream):
                 yield pulled.pop(0)
@@ -261,9 +266,11 @@ def _mirror(
     loads: _FirstLoads,
     transaction: _Transaction,
     move_cursor: bool,
+    beat: Callable[[], None] | None = None,
 ) -> StreamPull:
     """One stream's pull from ``cursor`` into the stage's transactions, committed when one holds
-    `COMMIT_EVERY` items at a checkpoint; what is left at its end waits for the next one."""
+    `COMMIT_EVERY` items at a checkpoint; what is left at its end waits for the next one.
+    ``beat`` is called at each checkpoint."""
     table = _table_of(connector, stream)
     pulled = StreamPull(stream)
     pulled.first_load = loads.first(table) or _resuming(cursor)
@@ -276,6 +283,8 @@ def _mirror(
             pending.append(item)
             size += len(item) if isinstance(item, RecordBatch) else 1
         elif isinstance(item, Checkpoint):
+            if beat is not None:
+                beat()
             covered = item.cursor if move_cursor else None
             if transaction.size + size >= COMMIT_EVERY:
                 transaction.add(rows, pending, covered, size)

@@ -269,7 +269,9 @@ class _Run:
 
 
 def _mirror(run: _Run) -> None:
-    """Pull every stream since its cursor into the mirror."""
+    """Pull every stream since its cursor into the mirror; progress a stream at a time, told
+    at each page a long stream reads too (the streams done so far)."""
+    done, streams = 0, len(run.connector.streams)
     mirrored = mirror_streams(
         run.store,
         run.connector,
@@ -278,12 +280,14 @@ def _mirror(run: _Run) -> None:
         move_cursor=not run.report.dry_run,
         echoes=run.echoes,  # told apart as each transaction stores them
         unbuilt=run.unbuilt if run.store.dialect == "sqlite" else None,
+        beat=lambda: run.tick("mirror", done, streams),
     )
     for number, pulled in enumerate(mirrored):
         run.report.pulled[pulled.stream] = _pulled_figures(pulled)
         for e in pulled.events:
             run.event("mirror", e.action, e.object, e.record_id, e.reason)
-        run.tick("mirror", number + 1, len(run.connector.streams))
+        done = number + 1
+        run.tick("mirror", done, streams)
 
 
 def _pulls_all(run: _Run, stream: str) -> bool:

@@ -240,8 +240,9 @@ def _current(store: Store) -> dict[str, CurrentScore]:
 def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
     crm: Crm, store_url: str
 ) -> None:
+    told: list[tuple[str, int, int | None]] = []
     with Store.open(store_url) as store:
-        first = crm.run(store)
+        first = crm.run(store, progress=lambda *said: told.append(said))
         indexes = [_index_names(store, Activity), _index_names(store, Person)]
         current = _current(store)
         shown = crm.shown(crm.accounts, sorted(current))
@@ -256,6 +257,11 @@ def test_a_first_run_writes_every_field_and_a_rerun_writes_nothing(
         again = crm.run(store)
 
     assert first.outcome == "ok" and first.scored == len(current) == ACCOUNTS
+    # progress is told at each page of a stream, not only as each ends: a long one shows too
+    streams = len(crm.connector.streams)
+    mirrored = [done for stage, done, total in told if stage == "mirror" and total == streams]
+    assert mirrored[0] == 0 and mirrored[-1] == streams and mirrored == sorted(mirrored)
+    assert len(mirrored) > 2 * streams
     # a first load's activity and person indexes, left by the mirror to the score stage (and
     # by the link stage, which sets the columns of most person indexes), are all built
     assert indexes == [_all_indexes(store, Activity), _all_indexes(store, Person)]
