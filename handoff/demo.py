@@ -97,8 +97,8 @@ def _print_next_commands(handoff: str, account: str) -> None:
     kept = _settings_from_environment()
     if kept:
         console.print(
-            f"Try next, once these commands read the settings the demo ran with: `export "
-            f"{' '.join(kept)}` (without them they read the settings file's, or the defaults):",
+            f"Try next, after `export {' '.join(kept)}` (the settings the demo ran with; "
+            "without them these commands read the settings file's, or the defaults):",
             soft_wrap=True,
         )
     else:
