@@ -365,8 +365,9 @@ def _delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int
 
 
 def _is_login_or_describe(endpoint: str) -> bool:
-    """Logins and schema reads (once per process), not data."""
+    """Logins, schema reads and the org's own details (once per process), not data."""
     words = ("login", "oauth2", "describe", "versions", "resources", "limits", "properties")
+    words += ("account-info",)  # HubSpot's Hub ID, read once a connector (`org_id`)
     return any(word in endpoint for word in words)
 
 

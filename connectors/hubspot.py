@@ -53,6 +53,7 @@ batch refused whole for one bad value is halved until that record stands alone.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -136,6 +137,8 @@ __all__ = [
     "HubSpotConnector",
 ]
 
+_LOG = logging.getLogger(__name__)
+
 LIST_PAGE = 100
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000  # search answers no page past the 10,000th result
@@ -202,6 +205,7 @@ class HubSpotConnector:
         self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = HubSpotApi(settings, self.policy, host)
+        self._portal: tuple[str | None] | None = None  # the Hub ID, once read (`org_id`)
         self.search_cap = search_cap
         self.events_api: bool | None = None  # whether the portal serves the events API (tier)
         self._contact_of: dict[str, str | None] = {}  # lower-case email -> contact id
@@ -266,6 +270,19 @@ class HubSpotConnector:
     def usage(self) -> Usage:
         """API calls this run and the budget left."""
         return self.policy.budget.usage(self.policy.retries)
+
+    def org_id(self) -> str | None:
+        """The portal's Hub ID, read once (``GET /account-info/v3/details``, one call a
+        connector); None when the portal does not answer it (the run goes on without)."""
+        if self._portal is None:
+            try:
+                details = self.api.call(self.api.account_details)
+            except ApiError as refused:
+                _LOG.warning("the portal's Hub ID could not be read: %s", refused)
+                details = None
+            portal = details.get("portalId") if isinstance(details, dict) else None
+            self._portal = (str(portal) if portal is not None else None,)
+        return self._portal[0]
 
     # --- pulls ---------------------------------------------------------------------------------
 

@@ -153,6 +153,21 @@ class HubSpotApi:
             _request_timeout=_request_timeout,
         )
 
+    def account_details(self, _preload_content: bool = True, _request_timeout: Any = None) -> Any:
+        """``GET /account-info/v3/details`` (the portal's Hub ID as ``portalId``, its time zone
+        and currency; any token may read it), which hubspot-api-client has no method for: sent
+        as `email_events` is."""
+        return self.events.api_client.call_api(
+            "/account-info/v3/details",
+            "GET",
+            header_params={"Accept": "application/json"},
+            response_types_map={},
+            auth_settings=["oauth2"],
+            _return_http_data_only=True,
+            _preload_content=_preload_content,
+            _request_timeout=_request_timeout,
+        )
+
     def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One API call under the policy; its JSON answer (None when empty), read once the
         exchange is over: reading it is our work, timed apart from the portal's answering."""

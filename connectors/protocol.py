@@ -359,6 +359,11 @@ class Connector(Protocol):
         """API calls so far and the budget left."""
         ...
 
+    def org_id(self) -> str | None:
+        """The id of the org this connector reads (Salesforce's Organization Id, HubSpot's Hub
+        ID), at most one call a connector; None when the CRM does not say."""
+        ...
+
 
 def expanded(items: Iterable[Item]) -> Iterator[Item]:
     """A pull's items with every `RecordBatch` given as its `Record`s, in order."""

@@ -29,6 +29,7 @@ object Bulk API refuses (400 INVALIDENTITY) is paged and written through REST in
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -119,6 +120,9 @@ class _BulkRead:
         fields = json.loads(token)
         since = None if fields["since"] is None else datetime.fromisoformat(fields["since"])
         return cls(fields["job"], fields["locator"], since, frozenset(fields["ids"]))
+
+
+_ORG_IN_SESSION = re.compile(r"(00D[0-9A-Za-z]{12})!")  # a session id's org
 
 
 class SalesforceConnector:
@@ -306,6 +310,12 @@ class SalesforceConnector:
     def usage(self) -> Usage:
         """API calls this run and the budget left."""
         return self.policy.budget.usage(self.policy.retries)
+
+    def org_id(self) -> str | None:
+        """The org's id (00D…, 15 characters), without a call: a Salesforce session id, as an
+        OAuth access token, begins with it (``00D…!AQ…``); None for a token not so made."""
+        found = _ORG_IN_SESSION.match(self.api.session.token or "")
+        return found[1] if found else None
 
     def _maps(self, stream: Stream) -> tuple[list[FieldMap], str | None]:
         """The field maps the org can serve, the merge field. An optional map is read only if

@@ -78,7 +78,7 @@ def _refuse_another_crm(settings: Settings, crm: CrmConnection) -> None:
     """Exit 1, the CRM untouched, when the state database holds another CRM's state."""
     with open_store(settings.state.database_url) as store:
         try:
-            refuse_another_crm(store, crm.connector.crm)
+            refuse_another_crm(store, crm.connector.crm, crm.connector.org_id())
         except StateOfAnotherCrm as other:
             fail_another_crm(other, store)
 

@@ -98,9 +98,10 @@ def print_runs(console: Console, runs: Iterable[RunSummary]) -> None:
 def print_run_summary(console: Console, run: RunSummary, problems: list[RunEvent]) -> None:
     """One run in full: its figures line by line, then its failed and skipped records."""
     finished = f" -> {run.finished_at:%H:%M:%S}" if run.finished_at else ""
+    org = f" org {run.org_id}" if run.org_id else ""
     console.print(
-        f"Run {run.run} ({run.connector}), started {run.started_at:%d %b %Y %H:%M:%S}{finished} "
-        f"UTC: {_outcome(run)}",
+        f"Run {run.run} ({run.connector}{org}), started {run.started_at:%d %b %Y %H:%M:%S}"
+        f"{finished} UTC: {_outcome(run)}",
         soft_wrap=True,
     )
     for label, text in _run_lines(run):

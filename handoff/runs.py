@@ -109,7 +109,7 @@ def fail_another_crm(other: StateOfAnotherCrm, store: Store) -> NoReturn:
         [
             f"{other}.",
             f"Give {other.crm} a state database of its own: [state] database_url in the "
-            f"settings, or HANDOFF_STATE__DATABASE_URL=sqlite:///handoff-{other.crm}.db "
+            f"settings, or HANDOFF_STATE__DATABASE_URL=sqlite:///handoff-{other.named}.db "
             f"before the command; or {_afresh(store)} (its {other.held} state goes with it: "
             f"a {other.held} run on a new database starts as a first run).",
         ]

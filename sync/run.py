@@ -119,27 +119,50 @@ class SchemaNotSetUp(Exception):
 
 
 class StateOfAnotherCrm(Exception):
-    """The state database holds another CRM's sync state (its runs, mirror, ledger and scores):
-    a state database serves one CRM org, so the run pulled and wrote nothing. ``held`` names
-    the CRM whose state it holds, ``crm`` the one the run connects to."""
+    """The state database holds another CRM's sync state (its runs, mirror, ledger and scores),
+    or another org's of the same CRM: a state database serves one CRM org, so the run pulled
+    and wrote nothing. ``held`` names the CRM whose state it holds, ``crm`` the one the run
+    connects to; ``held_org`` and ``org`` the two orgs, when it is theirs that differ."""
 
-    def __init__(self, held: str, crm: str) -> None:
-        self.held, self.crm = held, crm
+    def __init__(
+        self, held: str, crm: str, held_org: str | None = None, org: str | None = None
+    ) -> None:
+        self.held, self.crm, self.held_org, self.org = held, crm, held_org, org
+        if held_org is not None:
+            said = f"the {held} org {held_org}, and this run connects to the {crm} org {org}"
+        else:
+            said = f"a {held} org, and this run connects to {crm}"
         super().__init__(
-            f"the state database holds the sync state of a {held} org, and this run connects "
-            f"to {crm}: a state database serves one CRM org; nothing was pulled or written"
+            f"the state database holds the sync state of {said}: a state database serves one "
+            "CRM org; nothing was pulled or written"
         )
 
+    @property
+    def named(self) -> str:
+        """The org the run connects to, as a file name may carry it: `hubspot`, `hubspot-123`."""
+        return self.crm if self.org is None else f"{self.crm}-{self.org}"
 
-def refuse_another_crm(store: Store, crm: str) -> None:
+
+def refuse_another_crm(store: Store, crm: str, org_id: str | None = None) -> None:
     """Raise `StateOfAnotherCrm` when the state database holds runs of a CRM other than
-    ``crm`` (a caller about to change the CRM, as set-up does, asks first)."""
+    ``crm``, or (``org_id`` given) of another org of it (a caller about to change the CRM, as
+    set-up does, asks first). Runs that name no org (kept from before revision 0021) are of
+    any."""
     with store.session() as session:
         held = session.exec(
             select(SyncRun.connector).where(SyncRun.connector != crm).limit(1)
         ).first()
+        other = None
+        if org_id is not None:
+            other = session.exec(
+                select(SyncRun.org_id)
+                .where(col(SyncRun.org_id).is_not(None), SyncRun.org_id != org_id)
+                .limit(1)
+            ).first()
     if held is not None:
         raise StateOfAnotherCrm(held, crm)
+    if other is not None:
+        raise StateOfAnotherCrm(crm, crm, other, org_id)
 
 
 @dataclass
@@ -643,6 +666,8 @@ def run_sync(
     `StateOfAnotherCrm` before the CRM is called.
     """
     refuse_another_crm(store, connector.crm)  # before the CRM is called
+    org_id = connector.org_id()  # Salesforce's without a call, HubSpot's in one a connector
+    refuse_another_crm(store, connector.crm, org_id)
     gaps = connector.schema_gaps(config.schema) if config.schema is not None else ()
     if gaps:
         raise SchemaNotSetUp(gaps)  # before the run starts: nothing pulled, written or logged
@@ -656,7 +681,9 @@ def run_sync(
         run.resync = full_resync(session, connector.crm, now, every, forced=full)
         report.full_reason = run.resync.reason if run.resync else None
         report.full = run.resync is not None
-        store.record_run_start(session, connector.crm, now, report.run_id, report.full_reason)
+        store.record_run_start(
+            session, connector.crm, now, report.run_id, report.full_reason, org_id
+        )
     with _collector_spared():
         try:
             for number, (name, stage) in enumerate(STAGES):

@@ -162,12 +162,13 @@ class RunSummary:
     error: str | None
     model_version: str | None = None  # the model that scored the run (None: it never scored)
     model_reason: str | None = None  # and why it did
+    org_id: str | None = None  # the CRM org synced, when the CRM said (revision 0021 on)
     pulled: dict[str, dict[str, int]] = field(default_factory=dict)  # stream -> figure -> n
     linked: int = 0
     review: int = 0
     orphans: dict[str, int] = field(default_factory=dict)  # reason -> people
     scored: int = 0
-    orphans_scored: int = 0  # leads without an account, scored on their own
+    orphans_scored: int = 0  # people without an account, scored on their own
     orphans_written: int = 0
     tiers: dict[str, int] = field(default_factory=dict)  # tier label -> accounts
     tier_up: int = 0
@@ -234,6 +235,7 @@ def summarise(run: SyncRun) -> RunSummary:
         error=run.error,
         model_version=run.model_version,
         model_reason=run.model_reason,
+        org_id=run.org_id,
         **grouped,
         **plain,
     )

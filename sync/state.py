@@ -410,6 +410,7 @@ class SyncRun(SQLModel, table=True):
     full_reason: str | None = None  # why the run re-pulled every record
     model_version: str | None = None  # the model that scored the run's accounts
     model_reason: str | None = Field(default=None, sa_type=Text)  # and why it did
+    org_id: str | None = None  # the CRM org synced (`Connector.org_id`), when the CRM said
 
 
 class ScoreHistory(SQLModel, table=True):

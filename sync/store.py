@@ -713,9 +713,11 @@ class Store:
         started_at: datetime,
         run_id: str | None = None,
         full_reason: str | None = None,
+        org_id: str | None = None,
     ) -> SyncRun:
         """Record that a run of `connector` started (a full re-pull when ``full_reason`` says
-        why), numbered after every run before it; the run id defaults to a random UUID."""
+        why; on the org ``org_id`` when known), numbered after every run before it; the run id
+        defaults to a random UUID."""
         last = session.exec(select(func.max(SyncRun.seq))).one()
         run = SyncRun(
             id=run_id or uuid4().hex,
@@ -724,6 +726,7 @@ class Store:
             started_at=started_at,
             full=full_reason is not None,
             full_reason=full_reason,
+            org_id=org_id,
         )
         session.add(run)
         session.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -146,6 +147,7 @@ def test_one_run_reads_in_words_with_its_failure(synced: Synced) -> None:
     code, shown = _cli(synced, "logs", synced.first.run_id[:10])
 
     assert code == 0, shown
+    assert re.match(rf"Run {synced.first.run_id} \(hubspot org \d{{8}}\), started ", shown)
     assert f"companies {ACCOUNTS} (" in shown and "calls)" in shown
     for label in ("Full:", "Pulled:", "People:", "Scored:", "Tiers:", "Written:", "API calls:"):
         assert label in shown, label

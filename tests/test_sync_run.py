@@ -43,6 +43,7 @@ from handoff.crm import schema_spec
 from handoff.runs import run_config
 from handoff.settings import Settings
 from sandbox.generator import generate_org
+from sandbox.hubspot.account import portal_id
 from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
@@ -181,6 +182,9 @@ class Counting:
     def usage(self) -> Any:
         return self.inner.usage()
 
+    def org_id(self) -> str | None:
+        return self.inner.org_id()
+
 
 @pytest.fixture(scope="module")
 def org() -> Org:
@@ -316,6 +320,47 @@ def test_a_state_database_of_one_crm_refuses_a_run_on_the_other_before_calling_i
         assert salesforce.run(sqlite_store).status == "succeeded"  # its own CRM still runs
 
 
+@pytest.mark.parametrize("name", CRMS)
+def test_a_state_database_of_one_org_refuses_a_run_on_another_org_of_its_crm(
+    name: str, org: Org, sqlite_store: Store
+) -> None:
+    other_org = generate_org(ACCOUNTS, 6)  # another org: another Organization Id, Hub ID
+    with ExitStack() as stack:
+        this, other = _open(stack, name, org), _open(stack, name, other_org)
+        first = this.run(sqlite_store)
+        with sqlite_store.session() as session:
+            orgs = session.exec(select(SyncRun.org_id)).all()
+
+        with pytest.raises(StateOfAnotherCrm) as refused:
+            other.run(sqlite_store)
+
+        assert first.status == "succeeded" and _pushes(other) == 0
+        assert orgs == [this.connector.org_id()] and None not in orgs  # each run names its org
+        assert this.connector.org_id() != other.connector.org_id()
+        assert f"the {name} org {orgs[0]}, and this run connects to the {name} org " in str(
+            refused.value
+        )
+        assert refused.value.named == f"{name}-{other.connector.org_id()}"
+        assert this.run(sqlite_store).status == "succeeded"  # its own org still runs
+
+
+def test_each_connector_names_its_org_as_the_crm_does(org: Org) -> None:
+    with ExitStack() as stack:
+        salesforce, hubspot = (_open(stack, name, org) for name in CRMS)
+        calls = hubspot.connector.usage().calls
+        portal = hubspot.connector.org_id()
+        again = hubspot.connector.org_id()
+        hubspot_calls = hubspot.connector.usage().calls - calls
+        salesforce_calls = salesforce.connector.usage().calls
+        organization = salesforce.connector.org_id()
+
+        # Salesforce's is the first 15 characters of the session id, read without a call
+        assert salesforce.connector.usage().calls == salesforce_calls
+        assert organization == salesforce.sandbox.dialect.state.org_id[:15]  # type: ignore[attr-defined]
+    # HubSpot's Hub ID, read once
+    assert portal == again == str(portal_id(org.manifest)) and hubspot_calls == 1
+
+
 @pytest.mark.parametrize("crm", CRMS, indirect=True)
 def test_a_state_database_upgraded_from_the_release_before_keeps_its_ledger_and_writes_nothing(
     crm: Crm, store_url: str
@@ -324,9 +369,9 @@ def test_a_state_database_upgraded_from_the_release_before_keeps_its_ledger_and_
         first = crm.run(store)
         ledger = _ledger_hashes(store)
     # the database the release before revision 0020 left, holding what its first run wrote:
-    # 0020 only added the run log's two model columns
+    # 0020 and 0021 only added the run log's model and org columns
     with Store(store_url) as store, store.engine.begin() as connection:
-        for name in ("model_version", "model_reason"):
+        for name in ("model_version", "model_reason", "org_id"):
             connection.exec_driver_sql(f"ALTER TABLE sync_run DROP COLUMN {name}")
         connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0019'")
     with pytest.raises(SchemaVersionError, match="handoff state upgrade"):

@@ -25,6 +25,7 @@ from urllib.parse import unquote
 from sandbox.admin import NewActivity, activity_route
 from sandbox.faults import Fault, FaultPlan
 from sandbox.http import Request, Response, Route
+from sandbox.hubspot.account import AccountRoutes
 from sandbox.hubspot.activity import add_events
 from sandbox.hubspot.associations import AssociationRoutes
 from sandbox.hubspot.email_events import EmailEventRoutes, build_email_events
@@ -109,6 +110,7 @@ class HubSpotDialect:
             *self.events.routes(),
             *EmailEventRoutes(build_email_events(org, self.store.merges, convention)).routes(),
             *PipelineRoutes(pipelines).routes(),
+            *AccountRoutes(org.manifest).routes(),
         ]
 
     def admin_routes(self) -> list[Route]:
