@@ -205,7 +205,7 @@ class HubSpotConnector:
         self.rules = rules or RuleBook()
         self.policy = policy or HttpPolicy(budget=Budget(budget_share))
         self.api = HubSpotApi(settings, self.policy, host)
-        self._portal: tuple[str | None] | None = None  # the Hub ID, once read (`org_id`)
+        self._portal: str | None = None  # the Hub ID, once read (`org_id`)
         self.search_cap = search_cap
         self.events_api: bool | None = None  # whether the portal serves the events API (tier)
         self._contact_of: dict[str, str | None] = {}  # lower-case email -> contact id
@@ -272,17 +272,20 @@ class HubSpotConnector:
         return self.policy.budget.usage(self.policy.retries)
 
     def org_id(self) -> str | None:
-        """The portal's Hub ID, read once (``GET /account-info/v3/details``, one call a
-        connector); None when the portal does not answer it (the run goes on without)."""
+        """The portal's Hub ID (``GET /account-info/v3/details``), one call a connector once it
+        answered; None, with a warning, when the portal does not answer it (the run goes on
+        without the org check, and the next asks again)."""
         if self._portal is None:
             try:
                 details = self.api.call(self.api.account_details)
             except ApiError as refused:
                 _LOG.warning("the portal's Hub ID could not be read: %s", refused)
-                details = None
+                return None
             portal = details.get("portalId") if isinstance(details, dict) else None
-            self._portal = (str(portal) if portal is not None else None,)
-        return self._portal[0]
+            if portal is None:
+                return None
+            self._portal = str(portal)
+        return self._portal
 
     # --- pulls ---------------------------------------------------------------------------------
 

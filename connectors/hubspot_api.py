@@ -155,8 +155,8 @@ class HubSpotApi:
 
     def account_details(self, _preload_content: bool = True, _request_timeout: Any = None) -> Any:
         """``GET /account-info/v3/details`` (the portal's Hub ID as ``portalId``, its time zone
-        and currency; any token may read it), which hubspot-api-client has no method for: sent
-        as `email_events` is."""
+        and currency; its documented scope is ``oauth``), which hubspot-api-client has no method
+        for: sent as `email_events` is."""
         return self.events.api_client.call_api(
             "/account-info/v3/details",
             "GET",

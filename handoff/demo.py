@@ -75,7 +75,8 @@ def run_demo(loaded: Settings) -> None:
 
 
 def _refuse_another_crm(settings: Settings, crm: CrmConnection) -> None:
-    """Exit 1, the CRM untouched, when the state database holds another CRM's state."""
+    """Exit 1, the CRM untouched (HubSpot's Hub ID read, nothing written), when the state
+    database holds another CRM's state, or another org's."""
     with open_store(settings.state.database_url) as store:
         try:
             refuse_another_crm(store, crm.connector.crm, crm.connector.org_id())

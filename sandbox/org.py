@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ __all__ = [
     "OrgManifest",
     "load_org",
     "non_ascii_share",
+    "org_number",
     "personal_email_share",
     "read_manifest",
     "save_org",
@@ -56,6 +58,14 @@ class OrgManifest:
     def end_at(self) -> datetime:
         """The org's "now" as an aware datetime."""
         return datetime.fromisoformat(self.end)
+
+
+def org_number(manifest: OrgManifest) -> int:
+    """A number telling orgs apart by how they were made (seed, size, world preset): both
+    sandboxes derive the org's own id from it (Salesforce's Organization Id, HubSpot's Hub ID),
+    so a state database synced against one org refuses another."""
+    made = f"{manifest.seed}:{manifest.accounts}:{manifest.preset}".encode()
+    return zlib.crc32(made)
 
 
 @dataclass(frozen=True)

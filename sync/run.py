@@ -663,7 +663,8 @@ def run_sync(
     crashed: none of them can still be running). A CRM lacking fields the run writes
     (``config.schema``) raises `SchemaNotSetUp` before anything is pulled, so a scheduler's run
     stops as the CLI's does; a state database holding another CRM's runs raises
-    `StateOfAnotherCrm` before the CRM is called.
+    `StateOfAnotherCrm` before the CRM is called, and one holding another org's of the same
+    CRM once the org is known (`Connector.org_id`: no call on Salesforce, one on HubSpot).
     """
     refuse_another_crm(store, connector.crm)  # before the CRM is called
     org_id = connector.org_id()  # Salesforce's without a call, HubSpot's in one a connector

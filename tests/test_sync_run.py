@@ -25,7 +25,7 @@ from sqlmodel import col, func, select
 
 from connectors.budget import Budget
 from connectors.config import HubSpotSettings, SalesforceSettings
-from connectors.errors import BudgetExhausted
+from connectors.errors import ApiError, BudgetExhausted
 from connectors.http import HttpPolicy, RetrySettings
 from connectors.hubspot import HubSpotConnector
 from connectors.protocol import (
@@ -964,3 +964,24 @@ def test_a_dirty_record_is_skipped_with_its_reason_and_the_rest_land(
         (unnamed, "no name")
     ]
     assert kept is None and crm.shown(crm.accounts, [unnamed])[unnamed]["score"] is None
+
+
+def test_a_hub_id_the_portal_would_not_give_is_asked_for_again(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ExitStack() as stack:
+        hubspot = _open(stack, "hubspot", org)
+        inner = hubspot.connector.inner  # type: ignore[attr-defined]
+        answer = inner.api.call
+        refusals = [ApiError(403, "MISSING_SCOPES", "This app hasn't been granted the scope")]
+
+        def call(method: Any, *args: Any, **kwargs: Any) -> Any:
+            if refusals:
+                raise refusals.pop()
+            return answer(method, *args, **kwargs)
+
+        monkeypatch.setattr(inner.api, "call", call)
+        refused, then, kept = inner.org_id(), inner.org_id(), inner.org_id()
+
+    assert refused is None  # the run goes on without the org check
+    assert then == kept == str(portal_id(org.manifest))  # asked again, then kept

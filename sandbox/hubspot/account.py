@@ -3,25 +3,22 @@
 Its ``portalId`` (the Hub ID) tells one portal from another: Handoff keeps it with each run, so a
 state database is never synced against a second portal
 (https://developers.hubspot.com/docs/api-reference/latest/account/account-information/guide;
-any token may read it). The sandbox's portal id comes from how its org was made, so two orgs
-made alike are one portal, and two made otherwise are two.
+its documented scope is ``oauth``). The sandbox's portal id comes from how its org was made
+(`sandbox.org.org_number`, as the Salesforce sandbox's Organization Id does), so two orgs made
+alike are one portal, and two made otherwise are two.
 """
 
 from __future__ import annotations
 
-import zlib
-
 from sandbox.http import Request, Response, Route, json_response
-from sandbox.org import OrgManifest
+from sandbox.org import OrgManifest, org_number
 
 __all__ = ["AccountRoutes", "portal_id"]
 
 
 def portal_id(manifest: OrgManifest) -> int:
-    """The Hub ID of the portal serving an org: eight digits, from the org's seed, size and
-    world preset."""
-    made = f"{manifest.seed}:{manifest.accounts}:{manifest.preset}".encode()
-    return 10_000_000 + zlib.crc32(made) % 90_000_000
+    """The Hub ID of the portal serving an org: eight digits, from how the org was made."""
+    return 10_000_000 + org_number(manifest) % 90_000_000
 
 
 class AccountRoutes:

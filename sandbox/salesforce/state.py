@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sandbox.faults import FaultPlan
-from sandbox.org import Org
+from sandbox.org import Org, org_number
 from sandbox.reps import MARKETING_QUEUE_ID
 from sandbox.salesforce.auth import Sessions
 from sandbox.salesforce.catalog import Catalog
@@ -52,7 +52,7 @@ def build_state(
     """The org's records in Salesforce's shape, the initial session ``token`` valid."""
     catalog = Catalog(org_objects(options))
     records = Records(salesforce_frames(org, catalog.objects(), options))
-    org_id = make_id("Organization", org.manifest.seed)
+    org_id = make_id("Organization", org_number(org.manifest))  # tells orgs apart as HubSpot's
     user_id = make_id("User", MARKETING_QUEUE_ID)
     return OrgState(
         options=options,
