@@ -138,34 +138,29 @@ class HubSpotApi:
     def email_events(
         self, _preload_content: bool = True, _request_timeout: Any = None, **query: Any
     ) -> Any:
-        """``GET /email/public/v1/events``, which hubspot-api-client has no method for: sent by
-        its own generated ApiClient (same auth, pool, no retries), so `call` handles it like any
-        other method."""
+        """``GET /email/public/v1/events`` (`_get`)."""
+        return self._get("/email/public/v1/events", query, _preload_content, _request_timeout)
+
+    def account_details(self, _preload_content: bool = True, _request_timeout: Any = None) -> Any:
+        """``GET /account-info/v3/details`` (`_get`): the portal's Hub ID as ``portalId``, its
+        time zone and currency; its documented scope is ``oauth``."""
+        return self._get("/account-info/v3/details", {}, _preload_content, _request_timeout)
+
+    def _get(
+        self, path: str, query: Mapping[str, Any], preload_content: bool, request_timeout: Any
+    ) -> Any:
+        """A GET hubspot-api-client has no method for, sent by its own generated ApiClient
+        (same auth, pool, no retries), so `call` handles it like any other method."""
         return self.events.api_client.call_api(
-            "/email/public/v1/events",
+            path,
             "GET",
             query_params=[(key, value) for key, value in query.items() if value is not None],
             header_params={"Accept": "application/json"},
             response_types_map={},
             auth_settings=["oauth2"],
             _return_http_data_only=True,
-            _preload_content=_preload_content,
-            _request_timeout=_request_timeout,
-        )
-
-    def account_details(self, _preload_content: bool = True, _request_timeout: Any = None) -> Any:
-        """``GET /account-info/v3/details`` (the portal's Hub ID as ``portalId``, its time zone
-        and currency; its documented scope is ``oauth``), which hubspot-api-client has no method
-        for: sent as `email_events` is."""
-        return self.events.api_client.call_api(
-            "/account-info/v3/details",
-            "GET",
-            header_params={"Accept": "application/json"},
-            response_types_map={},
-            auth_settings=["oauth2"],
-            _return_http_data_only=True,
-            _preload_content=_preload_content,
-            _request_timeout=_request_timeout,
+            _preload_content=preload_content,
+            _request_timeout=request_timeout,
         )
 
     def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
