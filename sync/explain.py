@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from unicodedata import combining, normalize
 
 import polars as pl
 from sqlalchemy import func
@@ -30,7 +29,7 @@ from sync import account_signals
 from sync.config import MatchingSettings
 from sync.frames import read_frame
 from sync.matching import REASONS, match_people
-from sync.matching.normalise import domain_table, website_host
+from sync.matching.normalise import domain_table, folded_names, website_host
 from sync.scoring_state import Book, ScoringSetup, score_book, score_stored, scoring_model
 from sync.state import Account, AccountSignals, CurrentScore, Person, ScoringModelRow
 from sync.writeback import account_scores, score_history
@@ -197,27 +196,27 @@ def _one_of(query: str, found: Sequence[Account]) -> Account:
 
 
 def _by_folded_name(session: Session, text: str) -> list[Account]:
-    """Live accounts whose name is ``text`` (else holds it) with accents and case set aside
-    ("Senora" finds "Señora", which SQL's lower() does not fold): the last way to find one, so
-    the names are read only when nothing else matched."""
-    wanted = _folded(text)
+    """Live accounts whose name is ``text`` (else holds it) as matching folds names (accents,
+    case, punctuation: `folded_names`; "Senora" finds "Señora", which SQL's lower() does not
+    fold): the last way to find one, so the names are read only when nothing else matched."""
+    [wanted] = folded_names(pl.Series([text])).to_list()
     if not wanted:
         return []
     rows = session.exec(
         select(Account.id, Account.name)
         .where(col(Account.is_deleted).is_(False))
         .order_by(col(Account.id))
+    ).all()
+    names = pl.DataFrame(
+        {"id": [r[0] for r in rows], "name": folded_names(pl.Series([r[1] for r in rows]))},
+        schema={"id": pl.String, "name": pl.String},
     )
-    names = [(account_id, _folded(name or "")) for account_id, name in rows]
-    ids = [i for i, name in names if name == wanted] or [i for i, n in names if wanted in n]
-    ids = ids[: _CANDIDATES_SHOWN + 1]
+    found = names.filter(pl.col("name") == wanted)
+    if found.is_empty():
+        found = names.filter(pl.col("name").str.contains(wanted, literal=True))
+    ids = found["id"].head(_CANDIDATES_SHOWN + 1).to_list()
     accounts = {a.id: a for a in session.exec(select(Account).where(col(Account.id).in_(ids)))}
     return [accounts[i] for i in ids]
-
-
-def _folded(text: str) -> str:
-    """``text`` without its accents, case-folded ("Señora" -> "senora")."""
-    return "".join(c for c in normalize("NFKD", text) if not combining(c)).casefold()
 
 
 def explain_account(

@@ -22,6 +22,7 @@ __all__ = [
     "country_key",
     "domain_table",
     "email_host",
+    "folded_names",
     "legal_forms",
     "personal_domains",
     "phone_key",
@@ -127,6 +128,13 @@ def _folded(text: pl.Series) -> pl.Series:
     lowered = _ascii_folded(text).str.to_lowercase()
     spaced = lowered.str.replace_many({form: " " for form in _UNSPACED_LEGAL_FORMS})
     return spaced.str.replace_all(r"[^\p{L}\p{N}]+", " ").str.strip_chars()
+
+
+def folded_names(names: pl.Series) -> pl.Series:
+    """Names as matching compares them before their legal forms go: accents and ligatures
+    folded, lower case, punctuation runs as single spaces ("Señora Beat, S.A." -> "senora beat
+    s a")."""
+    return _folded(names.cast(pl.String))
 
 
 @functools.cache
