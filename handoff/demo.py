@@ -79,7 +79,7 @@ def _refuse_another_crm(settings: Settings, crm: CrmConnection) -> None:
     database holds another CRM's state, or another org's."""
     with open_store(settings.state.database_url) as store:
         try:
-            refuse_another_crm(store, crm.connector.crm, crm.connector.org_id())
+            refuse_another_crm(store, crm.connector)
         except StateOfAnotherCrm as other:
             fail_another_crm(other, store)
 

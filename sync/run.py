@@ -143,26 +143,31 @@ class StateOfAnotherCrm(Exception):
         return self.crm if self.org is None else f"{self.crm}-{self.org}"
 
 
-def refuse_another_crm(store: Store, crm: str, org_id: str | None = None) -> None:
-    """Raise `StateOfAnotherCrm` when the state database holds runs of a CRM other than
-    ``crm``, or (``org_id`` given) of another org of it (a caller about to change the CRM, as
-    set-up does, asks first). Runs that name no org (kept from before revision 0021) are of
-    any."""
+def refuse_another_crm(store: Store, connector: Connector) -> str | None:
+    """The org ``connector`` reads (`Connector.org_id`), once the state database is found to
+    hold no other CRM's runs (checked first: no call is made for a database of another CRM)
+    and no other org's of this one; else `StateOfAnotherCrm`. Runs that name no org (kept
+    from before revision 0021) are of any. A caller about to change the CRM, as set-up does,
+    asks first."""
+    crm = connector.crm
     with store.session() as session:
         held = session.exec(
             select(SyncRun.connector).where(SyncRun.connector != crm).limit(1)
         ).first()
-        other = None
-        if org_id is not None:
-            other = session.exec(
-                select(SyncRun.org_id)
-                .where(col(SyncRun.org_id).is_not(None), SyncRun.org_id != org_id)
-                .limit(1)
-            ).first()
     if held is not None:
         raise StateOfAnotherCrm(held, crm)
+    org_id = connector.org_id()  # Salesforce's without a call, HubSpot's in one a connector
+    if org_id is None:
+        return None
+    with store.session() as session:
+        other = session.exec(
+            select(SyncRun.org_id)
+            .where(col(SyncRun.org_id).is_not(None), SyncRun.org_id != org_id)
+            .limit(1)
+        ).first()
     if other is not None:
         raise StateOfAnotherCrm(crm, crm, other, org_id)
+    return org_id
 
 
 @dataclass
@@ -666,9 +671,7 @@ def run_sync(
     `StateOfAnotherCrm` before the CRM is called, and one holding another org's of the same
     CRM once the org is known (`Connector.org_id`: no call on Salesforce, one on HubSpot).
     """
-    refuse_another_crm(store, connector.crm)  # before the CRM is called
-    org_id = connector.org_id()  # Salesforce's without a call, HubSpot's in one a connector
-    refuse_another_crm(store, connector.crm, org_id)
+    org_id = refuse_another_crm(store, connector)
     gaps = connector.schema_gaps(config.schema) if config.schema is not None else ()
     if gaps:
         raise SchemaNotSetUp(gaps)  # before the run starts: nothing pulled, written or logged
