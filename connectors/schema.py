@@ -33,6 +33,8 @@ __all__ = [
 
 FieldKind = Literal["number", "picklist", "long_text", "text", "datetime", "lookup"]
 OptionSource = Literal["tier_labels", "dispositions", "reason_codes"]
+# who fills a field in: each run, the reps (a run reads it), or a stage not built yet
+Writer = Literal["run", "reps", "planned"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class OwnedField:
     description: str
     entities: tuple[Entity, ...] = ("account", "person")
     options: OptionSource | None = None
+    writer: Writer = "run"
 
 
 OWNED_FIELDS: tuple[OwnedField, ...] = (
@@ -76,7 +79,7 @@ OWNED_FIELDS: tuple[OwnedField, ...] = (
     ),
     OwnedField(
         "sla_due", "Handoff SLA Due", "datetime", "Handoff_SLA_Due__c", "handoff_sla_due",
-        "First touch is due by this time.",
+        "First touch is due by this time.", writer="planned",
     ),
     OwnedField(
         "disqualification_reason", "Handoff Disqualification Reason", "text",
@@ -97,10 +100,12 @@ OWNED_FIELDS: tuple[OwnedField, ...] = (
     OwnedField(
         "disposition", "Disposition", "picklist", "Handoff_Disposition__c",
         "handoff_disposition", "Sales' verdict on the hand-off.", options="dispositions",
+        writer="reps",
     ),
     OwnedField(
         "reason_code", "Reason Code", "picklist", "Handoff_Reason_Code__c",
         "handoff_reason_code", "Why Sales rejected or recycled it.", options="reason_codes",
+        writer="reps",
     ),
 )  # fmt: skip
 OWNER = "owner_id"  # the one CRM field we write that we do not own

@@ -15,7 +15,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from connectors.protocol import SchemaReport
+from connectors.protocol import SchemaChange, SchemaReport
+from connectors.schema import OWNED_FIELDS
 from scoring.explain import phrase_of
 from scoring.scorecard import SCORE_MAX
 from sync.explain import (
@@ -504,12 +505,32 @@ def print_schema_report(console: Console, report: SchemaReport) -> None:
     in place already."""
     if report.changed or report.of("conflict"):
         table = Table(title="What Handoff owns in the CRM", show_lines=False)
-        for column in ("object", "name", "action", "detail"):
-            table.add_column(column)
+        widest = max(len(change.name) for change in report.changes)
+        table.add_column("object")
+        table.add_column("name", no_wrap=True, min_width=widest)  # whole: looked up by it
+        table.add_column("action")
+        table.add_column("detail")
         for change in report.changes:
-            table.add_row(change.object, change.name, change.action, change.detail)
+            table.add_row(change.object, change.name, change.action, _detail(change))
         console.print(table)
     console.print(f"Set-up: {schema_summary(report)}")
+
+
+def _detail(change: SchemaChange) -> str:
+    """What set-up says of a field, else who fills it in when a run does not (an admin finding
+    it empty after a sync should know why)."""
+    if change.detail:
+        return change.detail
+    owned = _OWNED_BY_NAME.get(change.name)
+    return _WRITERS[owned.writer] if owned is not None else ""
+
+
+_OWNED_BY_NAME = {name: f for f in OWNED_FIELDS for name in (f.salesforce, f.hubspot)}
+_WRITERS = {
+    "run": "",
+    "reps": "set by reps; read back by each sync",
+    "planned": "planned: routing will set it",
+}
 
 
 def schema_summary(report: SchemaReport) -> str:
