@@ -253,7 +253,7 @@ def _start(settings: Settings, rate_limits: bool) -> Announcement:
     to announce itself; its token travels in the environment, never on a command line."""
     sandbox = settings.sandbox
     token = sandbox.token.get_secret_value() if sandbox.token else secrets.token_urlsafe(24)
-    environment = {**os.environ, SANDBOX_TOKEN_VARIABLE: token}
+    environment = sandbox_environment(token)
     command = serve_command(settings, rate_limits)
     try:
         return start_detached(command, DISCOVERY_FILE, LOG_FILE, START_SECONDS, environment)
@@ -264,6 +264,17 @@ def _start(settings: Settings, rate_limits: bool) -> Announcement:
                 "\n".join([f"the {sandbox.crm} sandbox did not start; it printed:", *error.lines])
             ) from None
         return found
+
+
+def sandbox_environment(token: str | None) -> dict[str, str]:
+    """This process's environment for a sandbox started in the background, without Handoff's
+    settings (a database password, a CRM's secret: the sandbox reads none of them, and a
+    process's environment is readable in /proc for as long as it runs), with its own token."""
+    kept = {k: v for k, v in os.environ.items() if not k.upper().startswith(_OURS)}
+    return kept if token is None else {**kept, SANDBOX_TOKEN_VARIABLE: token}
+
+
+_OURS = "HANDOFF_"  # the settings' variables (`handoff.settings`), the sandbox token's too
 
 
 def serve_command(settings: Settings, rate_limits: bool = True) -> list[str]:

@@ -32,6 +32,7 @@ from handoff.crm import (
     describe_world,
     running_sandbox,
     sandbox_about,
+    sandbox_environment,
 )
 from handoff.settings import SANDBOX_TOKEN_VARIABLE
 from handoff.shell import (
@@ -348,7 +349,7 @@ def _world_options(preset: str | None, world: list[str] | None) -> list[str]:
 def _serve_detached(command: list[str], token: str | None) -> None:
     """Serve in the background (its output appended to .handoff/sandbox.log) and return once
     it has announced itself, or exit with the end of its log."""
-    environment = {**os.environ, SANDBOX_TOKEN_VARIABLE: token} if token else dict(os.environ)
+    environment = sandbox_environment(token)
     try:
         with progress_console.status("Starting the sandbox in the background..."):
             found = start_detached(command, DISCOVERY_FILE, LOG_FILE, START_SECONDS, environment)

@@ -26,6 +26,7 @@ __all__ = [
     "Team",
     "TieBreak",
     "redact_url",
+    "unencoded_at",
     "url_has_password",
 ]
 
@@ -56,6 +57,19 @@ def _split(url: str) -> SplitResult | None:
     except ValueError:
         return None
     return parts
+
+
+def unencoded_at(url: str) -> bool:
+    """Whether the URL's user or password holds an ``@`` not written as ``%40``: the database
+    drivers read the first ``@`` as the end of the password, so the rest of it would be taken
+    for the host and shown in their errors."""
+    authority = url.partition("://")[2].partition("/")[0].partition("?")[0]
+    return authority.count("@") > 1
+
+
+UNENCODED_AT = (
+    "has an '@' in its user or password: write it as %40 (percent-encode the user and password)"
+)
 
 
 def url_has_password(url: str) -> bool:
@@ -95,6 +109,8 @@ def _database_url(url: str) -> str:
         raise setting_error(
             "must be a sqlite:// or postgresql:// URL, got {got}", got=json.dumps(redact_url(url))
         )
+    if unencoded_at(url):
+        raise setting_error(UNENCODED_AT)  # the URL itself not shown: its password is in it
     return url
 
 

@@ -63,6 +63,7 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
 from connectors.batches import chunked
+from sync.config import UNENCODED_AT, unencoded_at
 from sync.frames import polars_type
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
 from sync.staging import MIN_ROWS, attach_stages, insert_staged, release_stages, sweep
@@ -182,6 +183,8 @@ class Store:
 
     def __init__(self, url: str) -> None:
         """Prepare an engine for `url`; nothing is connected until first use."""
+        if unencoded_at(url):
+            raise StoreOpenError(f"cannot open the state database: its URL {UNENCODED_AT}")
         self._url = _normalise_url(url)
         self.engine: Engine = create_engine(self._url, json_deserializer=read_json)
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)

@@ -338,3 +338,26 @@ def test_serving_an_org_of_another_world_than_asked_is_refused_before_serving() 
     assert "org holds an org generated in the easy world, not in the realistic world" in message
     assert "leave out --preset/--world to serve it" in message
     assert not DISCOVERY_FILE.exists()
+
+
+def test_a_sandbox_started_in_the_background_holds_none_of_handoff_s_secrets() -> None:
+    # a process's environment is readable in /proc as long as it runs: the sandbox gets its
+    # own token there, and none of the settings' variables (a password, a CRM's secret)
+    _settings("hubspot")
+    secret = "s3cr3t-in-the-environment"
+    started = handoff("setup", HANDOFF_HUBSPOT_TOKEN=secret, HANDOFF_SYNC__MIN_SCORE_CHANGE="3")
+    by_setup = _environment(_running_pid())
+    stopped = handoff("sandbox", "stop")
+    served = handoff("sandbox", "serve", "--crm", "salesforce", "--accounts", "40", "--detach",
+                     HANDOFF_SALESFORCE_CLIENT_SECRET=secret)  # fmt: skip
+    by_serve = _environment(_running_pid())
+
+    assert started.returncode == 0 and stopped.returncode == 0, _said(started) + _said(stopped)
+    assert served.returncode == 0, _said(served)
+    for environment in (by_setup, by_serve):
+        assert secret not in environment and "HANDOFF_SYNC__" not in environment
+    assert "HANDOFF_SANDBOX_TOKEN=" in by_setup  # its own token, which the setup's call used
+
+
+def _environment(pid: int) -> str:
+    return Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b"\n").decode()

@@ -491,6 +491,20 @@ def test_a_query_password_in_the_file_is_refused_and_a_store_never_shows_it() ->
     assert store.url == "postgresql+psycopg://u@db/x?password=***&sslmode=require"
 
 
+def test_an_at_sign_left_in_a_database_password_is_refused_without_showing_it() -> None:
+    path = _write("")
+    variable = "HANDOFF_STATE__DATABASE_URL"
+    problems = check_settings(path, {variable: f"postgresql://u:{SENTINEL}@x@db/handoff"})
+    encoded = check_settings(path, {variable: f"postgresql://u:{SENTINEL}%40x@db/handoff"})
+
+    assert len(problems) == 1 and "write it as %40" in problems[0], problems
+    assert SENTINEL not in "".join(problems) and "x@db" not in "".join(problems)
+    assert encoded == []
+    assert (
+        redact_url(f"postgresql://u:{SENTINEL}%40x@db/handoff") == "postgresql://u:***@db/handoff"
+    )
+
+
 def test_example_file_loads_cleanly() -> None:
     assert check_settings(EXAMPLE, {}) == []
     assert load_settings(EXAMPLE, {}).signals == Settings().signals
