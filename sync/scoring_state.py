@@ -484,8 +484,11 @@ def settle(session: Session, account_ids: Iterable[str]) -> None:
 
 
 def scoring_model(session: Session, setup: ScoringSetup) -> RulesModel | PredictiveModel:
-    """The model that scores: the current one, or the settings' rules when the signals in the
-    settings changed since it was trained."""
+    """The model that scores: the settings' rules when ``[scoring] model = "rules"`` asks for
+    them (a promoted model stays kept, and scores again under "auto"), or when the signals in
+    the settings changed since the current one was trained; else the current one."""
+    if setup.model.model == "rules":
+        return setup.rules_model()
     model = current_model(session, setup)
     return setup.rules_model() if model.catalog != setup.catalog else model
 
