@@ -20,6 +20,7 @@ move a fake clock instead of waiting. Retries use tenacity and nothing else.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections import Counter, deque
@@ -53,6 +54,8 @@ from connectors.errors import (
 from connectors.protocol import WriteResult
 
 __all__ = ["Exchange", "HttpPolicy", "PageTokens", "RetrySettings", "read_json"]
+
+_LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)  # what `HttpPolicy.settle` keys a batch's records by
@@ -298,7 +301,13 @@ class HttpPolicy:
         return float(jitter(state))
 
     def _count(self, state: RetryCallState) -> None:
+        """Count a retry, and say it in the log (`[logging] level`: INFO and below)."""
         self.retries += 1
+        outcome, action = state.outcome, state.next_action
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        why = error if error is not None else "records refused for now, sent again"
+        wait = action.sleep if action is not None else 0.0
+        _LOG.info("retry %d in %.1f s: %s", state.attempt_number, wait, why)
 
     def _report(
         self, started: float, error: ApiError | TransportError | None, retry_after: float | None

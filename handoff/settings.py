@@ -157,7 +157,7 @@ def _digest(overrides: Mapping[str, float]) -> str:
 
 
 class LoggingSettings(BaseModel):
-    """[logging]: how much the sync log says."""
+    """[logging]: what Handoff's modules log on stderr beside a command's report (`log_at`)."""
 
     model_config = SETTINGS_CONFIG
 

@@ -8,6 +8,7 @@ store and sandbox orgs with a clear message when they cannot be.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import time
@@ -119,9 +120,44 @@ def settings_path(ctx: typer.Context, path: Path | None) -> Path | None:
 def settings_from(ctx: typer.Context, path: Path | None) -> Settings:
     """Load the settings for a command, or print every problem and exit with status 1."""
     try:
-        return load_settings(settings_path(ctx, path))
+        settings = load_settings(settings_path(ctx, path))
     except SettingsError as error:
         fail(error.problems)
+    log_at(settings.logging.level)
+    return settings
+
+
+def log_at(level: str) -> None:
+    """What Handoff's own modules log (a retry and its wait, a fallback taken; each stage's
+    start and end at DEBUG) goes to stderr at ``level`` and above (`[logging] level`), each
+    line with its time and module; other libraries' loggers are left as they are."""
+    if not _HANDLER:
+        made = _CurrentStderr()
+        made.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        _HANDLER.append(made)
+    (handler,) = _HANDLER
+    for name in _OUR_PACKAGES:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+
+
+_OUR_PACKAGES = ("connectors", "sync", "scoring")
+_HANDLER: list[logging.Handler] = []  # made once a process
+
+
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to the stderr of the moment a line is logged (a test's capture, a
+    redirect made after the settings were read), not the one it was made with."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
 
 
 def typed_command() -> str:

@@ -749,10 +749,12 @@ def _close_abandoned(session: Session, crm: str, run_id: str) -> None:
 def _timed(stages: dict[str, float], name: str, work: Callable[[], None]) -> None:
     """Run one stage and record its seconds (even when it raises)."""
     started = time.perf_counter()
+    _LOG.debug("stage %s started", name)
     try:
         work()
     finally:
         stages[name] = time.perf_counter() - started
+        _LOG.debug("stage %s ended after %.2f s", name, stages[name])
 
 
 def _log(run: _Run, calls_before: int) -> None:

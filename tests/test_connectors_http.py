@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -255,7 +256,9 @@ def test_a_private_key_that_is_not_pem_stops_before_any_call(clock: FakeClock) -
 
 
 @responses.activate
-def test_retry_after_is_waited_out_and_every_request_has_a_timeout(clock: FakeClock) -> None:
+def test_retry_after_is_waited_out_and_every_request_has_a_timeout(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     responses.get(
         BASE + "limits",
         json=_sf_error("SERVER_UNAVAILABLE"),
@@ -266,9 +269,13 @@ def test_retry_after_is_waited_out_and_every_request_has_a_timeout(clock: FakeCl
     policy = _policy(clock)
     api = SalesforceApi(_salesforce_settings(), policy)
 
-    assert api.rest("limits") == {"DailyApiRequests": {}}
+    with caplog.at_level(logging.INFO, "connectors.http"):
+        assert api.rest("limits") == {"DailyApiRequests": {}}
     assert sum(clock.slept) >= 7 and policy.retries == 1
     assert all(call.request.req_kwargs["timeout"] == (10.0, 120.0) for call in responses.calls)
+    # the retry said in the log (`[logging] level` INFO), with the wait and the CRM's answer
+    (said,) = [r.getMessage() for r in caplog.records if r.name == "connectors.http"]
+    assert said.startswith("retry 1 in 7.0 s: ") and "503" in said, said
 
 
 @responses.activate
