@@ -9,6 +9,9 @@ sandbox commands live in `handoff.sandbox_commands`, the demo in `handoff.demo`,
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -188,7 +191,8 @@ Exit codes: 0 ok; 1 failed (the run stopped on an error), also bad settings, a s
 that cannot be opened or that holds another CRM's state, or CRM fields `handoff setup` has yet
 to add (the message says which);
 2 partial (some records failed, the rest were written); 3 stopped by the API budget (resumable:
-the next run goes on from there); 4 locked (another run of this org holds the lock)."""
+the next run goes on from there); 4 locked (another run of this org holds the lock); 130
+interrupted (Ctrl-C or SIGTERM: what was done is kept, the next sync goes on from there)."""
 
 
 @app.command("sync", help=_SYNC_HELP)
@@ -212,10 +216,17 @@ def sync_command(
     loaded = settings_from(ctx, settings)
     store = open_store(loaded.state.database_url)
     try:
-        with store, open_crm(loaded) as crm:
+        with store, open_crm(loaded) as crm, _terminate_as_interrupt():
             now = crm.now()
             console.print(f"Syncing {crm.description}, scoring as of {now:%d %b %Y %H:%M} UTC")
             report = run_locked(loaded, crm, store, now, full, dry_run)
+    except KeyboardInterrupt:
+        console.print(
+            "Interrupted: what was done is kept (`handoff logs` shows the run); the next sync "
+            "goes on from there.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(INTERRUPTED) from None
     except SchemaNotSetUp as error:
         _fail_on_schema_gaps(error.gaps)
     except ConnectorError as error:
@@ -224,6 +235,28 @@ def sync_command(
         fail([str(error)])
     print_run_report(console, report)
     raise typer.Exit(report.exit_code)
+
+
+INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C (128 + SIGINT)
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's or a service manager's stop) ends a sync as Ctrl-C does: the run
+    logs that it was interrupted and frees its lock, instead of dying with its run "running"."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        before = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals are not ours to take
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _fail_on_schema_gaps(gaps: tuple[SchemaGap, ...]) -> NoReturn:

@@ -697,6 +697,9 @@ def run_sync(
             report.status = "succeeded"
         except BudgetExhausted as stop:
             report.status, report.error = "stopped", str(stop)
+        except KeyboardInterrupt:  # Ctrl-C, or a signal the caller turns into one (SIGTERM)
+            report.status, report.error = "stopped", _interrupted(report)
+            raise
         except Exception as error:
             report.status, report.error = "failed", f"{type(error).__name__}: {error}"
             raise
@@ -706,6 +709,12 @@ def run_sync(
             _indexes_left(run)
             _timed(report.stages, "log", lambda: _log(run, calls_before))
     return report
+
+
+def _interrupted(report: RunReport) -> str:
+    """What the run log says of a run interrupted (its stage's time is recorded as it ends)."""
+    during = f" during the {next(reversed(report.stages))} stage" if report.stages else ""
+    return f"interrupted{during}: what was done is kept, and the next sync goes on from there"
 
 
 @contextmanager

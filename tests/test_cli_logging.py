@@ -1,8 +1,16 @@
-"""`[logging] level`: what Handoff's modules log reaches stderr at that level and above."""
+"""What a sync says beyond its report: `[logging] level` on stderr, and an interruption in the
+run log."""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +47,40 @@ def test_the_level_applies_to_handoff_s_modules_and_a_line_goes_to_the_stderr_of
         log_at("INFO")
     assert "not said" not in said and said.count("said once") == 1 and "said too" in said
     assert " WARNING sync.store: said once" in said
+
+
+@pytest.mark.usefixtures("isolated_cli", "no_sandbox_left_behind")
+def test_a_sync_stopped_by_sigterm_logs_where_it_was_interrupted_and_the_next_one_goes_on() -> None:
+    Path("settings.toml").write_text("[sandbox]\naccounts = 2000\n")
+    assert handoff("setup").returncode == 0
+    syncing = subprocess.Popen(
+        [sys.executable, "-m", "handoff", "sync"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while _running_runs() == 0 and syncing.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    syncing.send_signal(signal.SIGTERM)  # as a service manager stops it
+    said, _ = syncing.communicate(timeout=120)
+    logs = handoff("logs")
+    after = handoff("sync")
+    handoff("sandbox", "stop")
+
+    assert syncing.returncode == 130, said
+    assert "Interrupted: what was done is kept" in said
+    assert re.search(r"stopped, full", logs.stdout), logs.stdout  # not left "running"
+    with sqlite3.connect("handoff.db") as database:
+        (error,) = database.execute("SELECT error FROM sync_run ORDER BY seq LIMIT 1").fetchone()
+    assert re.fullmatch(r"interrupted during the \w+ stage: what was done is kept, .*", error)
+    assert after.returncode == 0 and "goes on with the full re-pull" in after.stdout, after.stdout
+
+
+def _running_runs() -> int:
+    if not Path("handoff.db").exists():
+        return 0
+    try:
+        with sqlite3.connect("handoff.db", timeout=1) as database:
+            query = "SELECT count(*) FROM sync_run WHERE status = 'running'"
+            return int(database.execute(query).fetchone()[0])
+    except sqlite3.Error:  # not made yet
+        return 0
