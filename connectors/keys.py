@@ -35,6 +35,7 @@ __all__ = [
     "modified_columns",
     "read_id",
     "read_ids",
+    "salesforce_case_safe",
     "skip_reason",
 ]
 
@@ -125,3 +126,18 @@ def modified_columns(
         used = next(other for (other, _), t in zip(candidates, times, strict=True) if t[row])
         warned[row] = (_fallback((name, raw[row]), used),)
     return at, warned
+
+
+def salesforce_case_safe(value: str) -> str | None:
+    """The 18-character id of a 15-character Salesforce id (the one a record's URL and reports
+    show): its case-safe suffix appended, a character for each 5, naming which of them are
+    upper case (bit i for the i-th); None for anything else. The API gives 18."""
+    if len(value) != _SHORT_ID or not value.isascii() or not value.isalnum():
+        return None
+    blocks = (value[at : at + 5] for at in range(0, _SHORT_ID, 5))
+    bits = (sum(1 << i for i, char in enumerate(block) if char.isupper()) for block in blocks)
+    return value + "".join(_CASE_SAFE[b] for b in bits)
+
+
+_SHORT_ID = 15
+_CASE_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"

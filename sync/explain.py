@@ -23,6 +23,7 @@ import polars as pl
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from connectors.keys import salesforce_case_safe
 from scoring.config import TierSettings
 from scoring.tiers import TIER_ORDER, tier_label
 from sync import account_signals
@@ -160,8 +161,11 @@ class MirrorScores:
 def find_account(session: Session, query: str) -> Account:
     """The live account with this id (a merged one's survivor), else this domain (then website),
     else this name (exactly, then containing it, case-insensitive; then so with accents set
-    aside); raises `AccountNotFound` or `AmbiguousAccount`."""
+    aside); raises `AccountNotFound` or `AmbiguousAccount`. A Salesforce id of 15 characters
+    (a URL's, a report's) finds its account by the 18 the API gives."""
     by_id = session.get(Account, query)
+    if by_id is None and (case_safe := salesforce_case_safe(query.strip())) is not None:
+        by_id = session.get(Account, case_safe)
     while by_id is not None and by_id.is_deleted and by_id.merged_into:
         by_id = session.get(Account, by_id.merged_into)
     if by_id is not None and not by_id.is_deleted:

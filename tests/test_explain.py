@@ -15,15 +15,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from rich.console import Console
 from sqlmodel import Session, col, select
 
+from connectors.keys import salesforce_case_safe
 from handoff.crm import open_crm, schema_spec
 from handoff.reports import bounds_note, print_mirror_scores, print_people
 from handoff.runs import run_config, scoring_setup
 from handoff.settings import Settings
 from sandbox.admin import NewActivity, add_activities
+from sandbox.salesforce.ids import make_ids
 from sync import Store, account_signals, scoring_state
 from sync.explain import (
     AccountExplanation,
@@ -343,3 +346,28 @@ def test_an_account_is_found_by_its_name_with_accents_and_case_set_aside(tmp_pat
     assert (exact.id, partial.id) == ("a1", "a2")
     assert {a.id for a in several.value.candidates} == {"a1", "a3"}
     assert {a.id for a in folded.value.candidates} == {"a1", "a3"}
+
+
+def test_a_salesforce_account_is_found_by_the_15_character_id_its_url_shows(
+    tmp_path: Path,
+) -> None:
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        with store.session() as session:
+            for account_id in ("001Dn000000001vIAA", "001Dn000000001VIAA"):  # one case apart
+                session.add(
+                    Account(id=account_id, name=account_id, crm_modified_at=at, synced_at=at)
+                )
+            session.commit()
+        with store.session() as session:
+            short = find_account(session, "001Dn000000001v")
+            whole = find_account(session, "001Dn000000001vIAA")
+            with pytest.raises(AccountNotFound):
+                find_account(session, "001Dn000000001x")  # no such account, short or long
+
+    assert short.id == whole.id == "001Dn000000001vIAA"
+    # the suffix is the case-safe checksum the sandbox gives its ids, as Salesforce does
+    assert all(
+        salesforce_case_safe(full[:15]) == full
+        for full in make_ids("Account", np.arange(50, dtype=np.int64)).to_list()
+    )
