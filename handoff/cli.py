@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from handoff.sandbox_commands import sandbox_app
-from handoff.settings import SETTINGS_VARIABLE, check_settings, render_settings
+from handoff.settings import (
+    DEFAULT_PATH,
+    SETTINGS_VARIABLE,
+    check_settings,
+    render_settings,
+    settings_source,
+)
 from handoff.shell import (
     CliOptions,
     SettingsOption,
@@ -86,10 +92,18 @@ def _root(
 @settings_app.command("check")
 def check(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Validate the settings; print each problem, or ok."""
-    problems = check_settings(settings_path(ctx, settings))
+    path = settings_path(ctx, settings)
+    problems = check_settings(path)
     if problems:
         fail(problems)
-    typer.echo("ok")
+    read = settings_source(path)
+    if read is None:  # none named and none here: only the defaults and variables were checked
+        typer.echo(
+            f"ok: no {DEFAULT_PATH} here (nor --settings or {SETTINGS_VARIABLE}), so the defaults "
+            "and any HANDOFF_ variables were checked"
+        )
+    else:
+        typer.echo(f"ok: {read}")
 
 
 @settings_app.command("show", short_help="Print the effective settings as TOML; secrets hidden.")

@@ -67,6 +67,7 @@ __all__ = [
     "check_settings",
     "load_settings",
     "render_settings",
+    "settings_source",
 ]
 
 SETTINGS_VARIABLE = "HANDOFF_SETTINGS"
@@ -279,6 +280,12 @@ def check_settings(path: Path | None = None, env: Mapping[str, str] | None = Non
     except SettingsError as error:
         return list(error.problems)
     return []
+
+
+def settings_source(path: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The settings file a command reads, or None when none was named and none is here."""
+    found, required = _source(path, os.environ if env is None else env)
+    return found if required or found.is_file() else None
 
 
 def _source(path: Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:

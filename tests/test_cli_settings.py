@@ -50,11 +50,18 @@ def _encrypted_key() -> str:
 
 def test_check_prints_ok_for_good_settings() -> None:
     _write("good.toml", "[sla]\nae_minutes = 5\n")
-    assert _run("settings", "check", "--settings", "good.toml") == (0, "ok\n", "")
+    assert _run("settings", "check", "--settings", "good.toml") == (0, "ok: good.toml\n", "")
+    _write("settings.toml", "[sla]\nae_minutes = 5\n")
+    assert _run("settings", "check") == (0, "ok: settings.toml\n", "")
 
 
-def test_check_uses_defaults_when_there_is_no_file() -> None:
-    assert _run("settings", "check") == (0, "ok\n", "")
+def test_check_says_it_checked_the_defaults_when_there_is_no_file() -> None:
+    code, out, err = _run("settings", "check")
+    assert (code, err) == (0, "")
+    assert out == (
+        "ok: no settings.toml here (nor --settings or HANDOFF_SETTINGS), so the defaults and "
+        "any HANDOFF_ variables were checked\n"
+    )
 
 
 def test_check_prints_each_problem_and_fails() -> None:
