@@ -95,17 +95,28 @@ def _print_next_commands(handoff: str, account: str) -> None:
         f"{handoff} sandbox stop": "end the sandbox (what was written to it is kept)",
     }
     width = max(map(len, commands))
-    kept = _settings_from_environment()
-    if kept:
-        console.print(
-            f"Try next, after `export {' '.join(kept)}` (the settings the demo ran with; "
-            "without them these commands read the settings file's, or the defaults):",
-            soft_wrap=True,
-        )
-    else:
-        console.print("Try next:")
+    console.print(_try_next(_settings_from_environment(), _withheld()), soft_wrap=True)
     for command, what in commands.items():
         console.print(f"  {command.ljust(width)}  {what}", soft_wrap=True)
+
+
+def _try_next(kept: list[str], withheld: list[str]) -> str:
+    """What the commands the demo suggests need first: the variables it ran with, exported."""
+    steps = [f"`export {' '.join(kept)}`"] if kept else []
+    steps += [f"exporting {name} as the demo had it (its password not shown)" for name in withheld]
+    if not steps:
+        return "Try next:"
+    return (
+        f"Try next, after {' and '.join(steps)} (the settings the demo ran with; without them "
+        "these commands read the settings file's, or the defaults):"
+    )
+
+
+def _withheld() -> list[str]:
+    """The demo's settings variables not shown among those to export: a state database URL
+    holding a password."""
+    url = os.environ.get("HANDOFF_STATE__DATABASE_URL")
+    return ["HANDOFF_STATE__DATABASE_URL"] if url and url_has_password(url) else []
 
 
 def _settings_from_environment() -> list[str]:

@@ -284,12 +284,20 @@ def test_the_commands_suggested_are_typed_as_the_user_runs_handoff(
 def test_the_commands_suggested_after_a_demo_name_the_variables_it_ran_with_but_no_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from handoff.demo import _settings_from_environment
+    from handoff.demo import _settings_from_environment, _try_next, _withheld
 
     monkeypatch.setenv("HANDOFF_SANDBOX__CRM", "hubspot")
     monkeypatch.setenv("HANDOFF_HUBSPOT__TOKEN", "pat-na1-very-secret")
     monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "postgresql://u:hunter2@db/handoff")
     with_password = _settings_from_environment()
+    said = _try_next(with_password, _withheld())
+    assert said == (
+        "Try next, after `export HANDOFF_SANDBOX__CRM=hubspot` and exporting "
+        "HANDOFF_STATE__DATABASE_URL as the demo had it (its password not shown) (the settings "
+        "the demo ran with; without them these commands read the settings file's, or the "
+        "defaults):"
+    )
+    assert "hunter2" not in said and _try_next([], []) == "Try next:"
     monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "postgresql://u@db/handoff?password=hunter2")
     assert _settings_from_environment() == with_password
     monkeypatch.setenv("HANDOFF_STATE__DATABASE_URL", "sqlite:///handoff-hubspot.db")
