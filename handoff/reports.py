@@ -144,10 +144,13 @@ def _model(run: RunSummary) -> list[tuple[str, str]]:
 
 
 def _trained(run: RunSummary) -> list[tuple[str, str]]:
-    """The model the run fitted, if it did (`handoff sync` printed why it was kept or not)."""
+    """The model the run fitted, if it did (`handoff sync` printed why it was kept or not);
+    nothing more when the model line says it ("trained this run: ... replaces ...")."""
     if not run.trained:
         return []
     if run.promoted:
+        if (run.model_reason or "").startswith("trained this run"):
+            return []
         return [("Trained", "the predictive model, promoted: it scored this run")]
     return [("Trained", "the predictive model, kept aside: `handoff score` says why")]
 

@@ -97,7 +97,7 @@ def test_the_first_run_trains_promotes_and_scores_with_its_model(
     console = Console(record=True, width=120)
     print_run_summary(console, summarise(logged), [])  # `handoff logs RUN`
     logged_text = console.export_text()
-    assert "Trained:    the predictive model, promoted: it scored this run" in logged_text
+    assert "Trained:" not in logged_text  # the model line says it: not said twice
     assert f"Model:      trained this run: {kept.version} replaces rules-" in logged_text
     # `handoff train` on the same mirror at the same moment learns the same points (the history
     # read once for the score stage is the history training reads on its own), and says so: the
