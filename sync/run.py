@@ -672,10 +672,14 @@ def run_sync(
     CRM once the org is known (`Connector.org_id`: no call on Salesforce, one on HubSpot).
     """
     org_id = refuse_another_crm(store, connector)
-    gaps = connector.schema_gaps(config.schema) if config.schema is not None else ()
-    if gaps:
-        raise SchemaNotSetUp(gaps)  # before the run starts: nothing pulled, written or logged
     report = RunReport(run_id or uuid4().hex, connector.crm, now, dry_run=dry_run)
+    try:
+        gaps = connector.schema_gaps(config.schema) if config.schema is not None else ()
+        if gaps:
+            raise SchemaNotSetUp(gaps)  # before the run starts: nothing pulled or written
+    except Exception as error:  # the CRM unreachable, refusing us, or lacking our fields
+        _refused(store, report, org_id, error)
+        raise
     run = _Run(config, connector, store, now, report, progress)
     calls_before = connector.usage().calls
     with store.session() as session:
@@ -743,6 +747,17 @@ def _collector_spared() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+def _refused(store: Store, report: RunReport, org_id: str | None, error: Exception) -> None:
+    """A run that failed before it began (nothing pulled or written), kept in the run log with
+    why, so RevOps reading `handoff logs` sees a scheduler's runs fail, not only its stderr."""
+    report.status, report.error = "failed", f"{type(error).__name__}: {error}"
+    with store.session() as session:
+        store.record_run_start(session, report.crm, report.started_at, report.run_id, None, org_id)
+        store.record_run_finish(
+            session, report.run_id, report.started_at, report.status, report.counts(), report.error
+        )
 
 
 def _close_abandoned(session: Session, crm: str, run_id: str) -> None:
