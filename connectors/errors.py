@@ -52,6 +52,7 @@ __all__ = [
     "Verdict",
     "api_error",
     "classify",
+    "no_answer",
     "record_status",
 ]
 
@@ -64,6 +65,40 @@ class ConnectorError(Exception):
 
 class TransportError(ConnectorError):
     """No answer came: a timeout, a refused or a dropped connection."""
+
+
+def no_answer(what: str, error: BaseException) -> TransportError:
+    """A `TransportError` saying in plain words why ``what`` (a call) got no answer, from the
+    HTTP library's exception and its causes (which read "HTTPConnectionPool(...): Max retries
+    exceeded ... NewConnectionError(...)"): the host's name unknown, nothing listening, a
+    timeout, or the connection dropped."""
+    causes = _causes(error)
+    names = {type(cause).__name__ for cause in causes}
+    text = " ".join(str(cause) for cause in causes)
+    if "gaierror" in names or "NameResolutionError" in names or "resolve" in text:
+        why = "its host name could not be resolved (DNS: a typo in the URL, or no network?)"
+    elif "ConnectionRefusedError" in names or "refused" in text:
+        why = "the connection was refused: nothing listens there (is the URL's port right?)"
+    elif names & {"ConnectTimeout", "ConnectTimeoutError"}:
+        why = "no connection within the connect timeout (a firewall, or the host is down?)"
+    elif names & {"ReadTimeout", "ReadTimeoutError", "TimeoutError", "timeout"}:
+        why = "no answer within the read timeout"
+    else:
+        why = f"the connection failed ({type(error).__name__})"
+    return TransportError(f"{what}: {why}")
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error``, what it wraps (``reason``, ``args``) and what caused it, each once."""
+    found: list[BaseException] = []
+    pending: list[object] = [error]
+    while pending and len(found) < 20:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        pending += [getattr(item, "reason", None), item.__cause__, item.__context__, *item.args]
+    return found
 
 
 class BudgetExhausted(ConnectorError):

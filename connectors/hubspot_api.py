@@ -39,7 +39,7 @@ from hubspot.crm.properties.exceptions import ApiException as PropertiesError
 from hubspot.events.exceptions import ApiException as EventsError
 
 from connectors.config import HubSpotSettings
-from connectors.errors import ApiError, TransportError, api_error
+from connectors.errors import ApiError, TransportError, api_error, no_answer
 from connectors.http import HttpPolicy, read_json
 
 __all__ = ["SEARCH_WINDOW", "TIER_LIMITS", "HubSpotApi"]
@@ -184,7 +184,7 @@ class HubSpotApi:
                 self._observe(error.headers or {})
                 raise self._error(error) from error
             except urllib3.exceptions.HTTPError as error:
-                raise TransportError(f"{method.__name__}: {error}") from error
+                raise no_answer(method.__name__, error) from error
             self._observe(response.headers)
             return bytes(body or b"")
 

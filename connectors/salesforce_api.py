@@ -30,7 +30,7 @@ from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 from connectors.config import SalesforceSettings
-from connectors.errors import ApiError, AuthError, ConnectorError, TransportError, api_error
+from connectors.errors import ApiError, AuthError, ConnectorError, api_error, no_answer
 from connectors.http import HttpPolicy, read_json
 
 __all__ = ["COMPOSITE_SIZE", "LIMIT_INFO", "PolicySession", "SalesforceApi"]
@@ -78,7 +78,7 @@ class PolicySession(requests.Session):
         try:
             return self.inner.request(method, url, headers=headers, **kwargs)
         except _TRANSPORT as error:
-            raise TransportError(f"{method} {url}: {error}") from error
+            raise no_answer(f"{method} {url}", error) from error
 
     def _observe(self, response: requests.Response) -> None:
         found = _API_USAGE.search(response.headers.get(LIMIT_INFO, ""))

@@ -296,7 +296,7 @@ def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
     from sync.scoring_state import train_model
 
     loaded = settings_from(ctx, settings)
-    with open_store(loaded.state.database_url) as store, store.session() as session:
+    with open_store(loaded.state.database_url, reading=True) as store, store.session() as session:
         now, when = _mirror_present(session)
         training = train_model(session, scoring_setup(loaded), now)
     console.print(f"Training as of {now:%d %b %Y %H:%M} UTC ({when})")
@@ -329,7 +329,7 @@ def logs(
 ) -> None:
     """Recent sync runs, newest first, or one run with its figures, failures and skips."""
     loaded = settings_from(ctx, settings)
-    with open_store(loaded.state.database_url) as store, store.session() as session:
+    with open_store(loaded.state.database_url, reading=True) as store, store.session() as session:
         if run is None:
             _list_runs(session, limit, as_json)
         else:
@@ -387,7 +387,7 @@ def explain_command(
     from sync.explain import AccountNotFound, AmbiguousAccount, explain_account
 
     loaded = settings_from(ctx, settings)
-    with open_store(loaded.state.database_url) as store, store.session() as session:
+    with open_store(loaded.state.database_url, reading=True) as store, store.session() as session:
         try:
             found = explain_account(
                 session, scoring_setup(loaded), loaded.matching, account, datetime.now(UTC)
@@ -424,7 +424,7 @@ def score_command(
     from sync.explain import score_mirror
 
     loaded = settings_from(ctx, settings)
-    with open_store(loaded.state.database_url) as store, store.session() as session:
+    with open_store(loaded.state.database_url, reading=True) as store, store.session() as session:
         now, when = _mirror_present(session)
         preview = score_mirror(session, scoring_setup(loaded), now, top)
     console.print(f"Scoring as of {now:%d %b %Y %H:%M} UTC ({when})")

@@ -184,15 +184,38 @@ def fail(problems: tuple[str, ...] | list[str]) -> NoReturn:
     raise typer.Exit(1)
 
 
-def open_store(url: str) -> Store:
-    """The opened state store, or exit 1 saying why it cannot be opened."""
+def open_store(url: str, *, reading: bool = False) -> Store:
+    """The opened state store, or exit 1 saying why it cannot be opened. A command that only
+    reads state (``reading``) does not make a SQLite database that is not there: it says where
+    it looked (a scheduler's command run from another directory finds no ./handoff.db)."""
     from sync import Store
     from sync.state import StateError
 
+    missing = _missing_sqlite_file(url) if reading else None
+    if missing is not None:
+        fail(
+            [
+                f"no state database at {missing}: no sync has made one there. `handoff sync` "
+                "makes it; to read another, name it in [state] database_url or "
+                "HANDOFF_STATE__DATABASE_URL (a relative path is read from the current directory)"
+            ]
+        )
     try:
         return Store.open(url)
     except StateError as error:
         fail([str(error)])
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite database file the URL names and that does not exist."""
+    backend, _, rest = url.partition("://")
+    if backend.partition("+")[0] != "sqlite" or not rest.startswith("/"):
+        return None
+    name = rest[1:].partition("?")[0]
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    path = Path(name).absolute()
+    return None if path.exists() else path
 
 
 def world_params(preset: str, overrides: list[str] | None) -> WorldParams:

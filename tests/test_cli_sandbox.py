@@ -66,9 +66,21 @@ def test_the_cli_starts_without_what_only_some_commands_run_on() -> None:
     done = subprocess.run([sys.executable, "-c", shown], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
     # and each command still finds what it runs on (`handoff logs` on an empty state database)
+    assert run_cli("state", "init")[0] == 0
     code, output = run_cli("logs")
     assert code == 0, output
     assert "No sync run yet" in output
+
+
+def test_a_command_that_reads_state_makes_no_database_where_there_is_none() -> None:
+    # a scheduler's command run from another directory than the syncs: it says where it looked
+    for command in (["logs"], ["score"], ["explain", "acme.example"], ["train"]):
+        code, output = run_cli(*command)
+        assert code == 1 and "no state database at " in output, (command, output)
+        assert f"{Path.cwd() / 'handoff.db'}: no sync has made one there" in " ".join(
+            output.split()
+        )
+    assert not Path("handoff.db").exists()
 
 
 def test_generate_writes_an_org_that_loads_back() -> None:

@@ -40,6 +40,7 @@ from connectors.errors import (
     TransportError,
     api_error,
     classify,
+    no_answer,
     record_status,
 )
 from connectors.http import HttpPolicy, PageTokens, RetrySettings
@@ -662,3 +663,21 @@ def test_retry_after_may_be_an_http_date() -> None:
 def test_a_budget_share_must_be_a_fraction() -> None:
     with pytest.raises(ValueError, match="share"):
         Budget(0)
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://127.0.0.1:1/limits", "the connection was refused: nothing listens there"),
+        ("http://no-such-host.invalid/limits", "its host name could not be resolved (DNS"),
+    ],
+)
+def test_a_call_that_got_no_answer_says_why_in_plain_words(url: str, said: str) -> None:
+    with pytest.raises(requests.ConnectionError) as raised:
+        requests.get(url, timeout=5)
+    error = no_answer(f"GET {url}", raised.value)
+    assert isinstance(error, TransportError)
+    assert str(error).startswith(f"GET {url}: {said}"), error
+    assert "HTTPConnectionPool" not in str(error) and "Max retries" not in str(error)
+    timed_out = no_answer("GET x", requests.ReadTimeout("Read timed out. (read timeout=120)"))
+    assert str(timed_out) == "GET x: no answer within the read timeout"
