@@ -296,6 +296,13 @@ def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
     from sync.scoring_state import train_model
 
     loaded = settings_from(ctx, settings)
+    if loaded.scoring.model == "rules":  # nothing to fit, whatever the state database holds
+        console.print(
+            'Nothing to train: [scoring] model = rules (the rules model scores; "auto" or '
+            '"predictive" lets a trained model score)',
+            markup=False,
+        )
+        return
     with open_store(loaded.state.database_url, reading=True) as store, store.session() as session:
         now, when = _mirror_present(session)
         training = train_model(session, scoring_setup(loaded), now)
