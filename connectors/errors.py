@@ -75,7 +75,17 @@ def no_answer(what: str, error: BaseException) -> TransportError:
     causes = _causes(error)
     names = {type(cause).__name__ for cause in causes}
     text = " ".join(str(cause) for cause in causes)
-    if "gaierror" in names or "NameResolutionError" in names or "resolve" in text:
+    if names & {"SSLError", "SSLCertVerificationError"}:
+        verify = "certificate verify failed" in text.lower()
+        why = (
+            "the TLS certificate could not be verified (a proxy inspecting TLS? "
+            "REQUESTS_CA_BUNDLE names the bundle that holds its certificate)"
+            if verify
+            else "the TLS handshake failed"
+        )
+    elif "ProxyError" in names:
+        why = "the proxy refused or failed the connection (HTTPS_PROXY, NO_PROXY?)"
+    elif "gaierror" in names or "NameResolutionError" in names or "resolve" in text:
         why = "its host name could not be resolved (DNS: a typo in the URL, or no network?)"
     elif "ConnectionRefusedError" in names or "refused" in text:
         why = "the connection was refused: nothing listens there (is the URL's port right?)"
@@ -83,6 +93,8 @@ def no_answer(what: str, error: BaseException) -> TransportError:
         why = "no connection within the connect timeout (a firewall, or the host is down?)"
     elif names & {"ReadTimeout", "ReadTimeoutError", "TimeoutError", "timeout"}:
         why = "no answer within the read timeout"
+    elif names & {"ConnectionResetError", "ChunkedEncodingError", "ProtocolError"}:
+        why = "the connection was dropped before the answer ended"
     else:
         why = f"the connection failed ({type(error).__name__})"
     return TransportError(f"{what}: {why}")

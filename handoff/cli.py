@@ -10,6 +10,7 @@ sandbox commands live in `handoff.sandbox_commands`, the demo in `handoff.demo`,
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -257,20 +258,33 @@ INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C (128 + SIGINT)
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler's or a service manager's stop) ends a sync as Ctrl-C does: the run
-    logs that it was interrupted and frees its lock, instead of dying with its run "running"."""
+    logs that it was interrupted and frees its lock, instead of dying with its run "running".
+    Once interrupted, the run is left to write its log: a signal more is said and ignored (a
+    service manager repeats its stop, a user presses Ctrl-C twice), a third Ctrl-C quits at
+    once (the next run then finds this one never finished)."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    received = 0
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        nonlocal received
+        received += 1
+        if received == 1 or (signum == signal.SIGINT and received >= _FORCED_AFTER):
+            raise KeyboardInterrupt
+        sys.stderr.write("Interrupted: writing the run log first (Ctrl-C twice more quits)\n")
 
     try:
-        before = signal.signal(signal.SIGTERM, interrupt)
+        before = [signal.signal(number, interrupt) for number in signals]
     except ValueError:  # not the main thread: signals are not ours to take
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for number, handler in zip(signals, before, strict=True):
+            signal.signal(number, handler)
+
+
+_FORCED_AFTER = 3  # Ctrl-C presses that quit at once, run log or not
 
 
 def _fail_on_schema_gaps(gaps: tuple[SchemaGap, ...]) -> NoReturn:
@@ -444,9 +458,10 @@ def score_command(
 def _mirror_present(session: Any) -> tuple[datetime, str]:
     """The moment the mirror stands at, and how it was chosen: when the last sync run scored (a
     sandbox's runs score at its world's present), else now."""
-    from sync.runlog import runs_newest_first
+    from sync.runlog import REFUSED, runs_newest_first
 
-    latest = runs_newest_first(session, 1)
+    # a run refused before it began (the CRM unreachable) pulled nothing: not the mirror's time
+    latest = [run for run in runs_newest_first(session, 20) if not run.counts.get(REFUSED)]
     if latest:
         return latest[0].started_at, "the last sync's time"
     return datetime.now(UTC), "now: no sync has run yet"

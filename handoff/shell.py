@@ -208,12 +208,18 @@ def open_store(url: str, *, reading: bool = False) -> Store:
 
 def _missing_sqlite_file(url: str) -> Path | None:
     """The absolute path of a SQLite database file the URL names and that does not exist."""
-    backend, _, rest = url.partition("://")
-    if backend.partition("+")[0] != "sqlite" or not rest.startswith("/"):
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)  # as the store reads it: a path's %23 is its '#'
+    except ArgumentError:
+        return None  # the store says what is wrong with it
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
         return None
-    name = rest[1:].partition("?")[0]
-    if not name or name == ":memory:" or name.startswith("file:"):
-        return None
+    if name.startswith("file:"):
+        return None  # a URI, which SQLite reads itself
     path = Path(name).absolute()
     return None if path.exists() else path
 

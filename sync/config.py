@@ -63,8 +63,12 @@ def unencoded_at(url: str) -> bool:
     """Whether the URL's user or password holds an ``@`` not written as ``%40``: the database
     drivers read the first ``@`` as the end of the password, so the rest of it would be taken
     for the host and shown in their errors."""
-    authority = url.partition("://")[2].partition("/")[0].partition("?")[0]
-    return authority.count("@") > 1
+    backend, _, rest = url.partition("://")
+    if backend.partition("+")[0] == "sqlite":
+        return False  # a file's path: no user, no password, and an '@' is a file name's
+    # SQLAlchemy ends the password at its first '@' (it may hold '/' or '?' before it), so any
+    # '@' past that one would be read as the host's: refused wherever it stands
+    return rest.count("@") > 1
 
 
 UNENCODED_AT = (

@@ -40,7 +40,7 @@ from sync.frames import ReadApart
 from sync.linking import LinkCounts, link_people
 from sync.mirror import StreamPull, mirror_streams
 from sync.orphans import score_orphans, settle_orphans
-from sync.runlog import FullResync, forget_events, full_resync
+from sync.runlog import REFUSED, FullResync, forget_events, full_resync
 from sync.scoring_state import (
     Book,
     HistoryRead,
@@ -755,8 +755,9 @@ def _refused(store: Store, report: RunReport, org_id: str | None, error: Excepti
     report.status, report.error = "failed", f"{type(error).__name__}: {error}"
     with store.session() as session:
         store.record_run_start(session, report.crm, report.started_at, report.run_id, None, org_id)
+        counts = {**report.counts(), REFUSED: 1}  # not a run of the mirror: `sync.runlog`
         store.record_run_finish(
-            session, report.run_id, report.started_at, report.status, report.counts(), report.error
+            session, report.run_id, report.started_at, report.status, counts, report.error
         )
 
 

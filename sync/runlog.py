@@ -21,6 +21,7 @@ from sync.state import RunEvent, SyncRun
 
 __all__ = [
     "FORCED",
+    "REFUSED",
     "FullResync",
     "RunSummary",
     "forget_events",
@@ -33,6 +34,9 @@ __all__ = [
 ]
 
 FORCED = "asked for (--full)"  # `handoff sync --full`; a caller may name its own reason
+# the count that marks a run refused before it began (`sync.run`): it pulled, scored and wrote
+# nothing, so it neither interrupts a full re-pull nor moves the time the mirror stands at
+REFUSED = "refused"
 _LOOK_BACK = 50  # full runs read to skip dry runs (a dry run re-pulls but moves no cursor)
 
 
@@ -125,8 +129,8 @@ def _interrupted_full_runs(session: Session, connector: str) -> list[SyncRun]:
     )
     found = []
     for run in session.exec(statement):
-        if run.counts.get("dry_run"):
-            continue
+        if run.counts.get("dry_run") or run.counts.get(REFUSED):
+            continue  # neither pulled: a refused run (the CRM unreachable) ends no re-pull
         if not (run.full and run.status in ("stopped", "failed")):
             break
         found.append(run)

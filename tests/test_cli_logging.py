@@ -19,20 +19,6 @@ from handoff.shell import log_at
 from tests.cli_fixtures import handoff
 
 
-@pytest.mark.usefixtures("isolated_cli", "no_sandbox_left_behind")
-def test_a_sync_says_its_stages_in_the_log_at_debug_and_not_at_the_default_info() -> None:
-    Path("settings.toml").write_text('[sandbox]\naccounts = 40\n[logging]\nlevel = "DEBUG"\n')
-    handoff("setup")
-    debug = handoff("sync", "--dry-run")
-    quiet = handoff("sync", "--dry-run", HANDOFF_LOGGING__LEVEL="INFO")
-    handoff("sandbox", "stop")
-
-    assert debug.returncode == 0 and quiet.returncode == 0, debug.stderr + quiet.stderr
-    assert " DEBUG sync.run: stage mirror started" in debug.stderr
-    assert " DEBUG sync.run: stage write ended after " in debug.stderr
-    assert "DEBUG" not in quiet.stderr and "stage mirror" not in quiet.stdout + quiet.stderr
-
-
 def test_the_level_applies_to_handoff_s_modules_and_a_line_goes_to_the_stderr_of_the_moment(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -51,7 +37,7 @@ def test_the_level_applies_to_handoff_s_modules_and_a_line_goes_to_the_stderr_of
 
 @pytest.mark.usefixtures("isolated_cli", "no_sandbox_left_behind")
 def test_a_sync_stopped_by_sigterm_logs_where_it_was_interrupted_and_the_next_one_goes_on() -> None:
-    Path("settings.toml").write_text("[sandbox]\naccounts = 2000\n")
+    Path("settings.toml").write_text('[sandbox]\naccounts = 600\n[logging]\nlevel = "DEBUG"\n')
     assert handoff("setup").returncode == 0
     syncing = subprocess.Popen(
         [sys.executable, "-m", "handoff", "sync"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -61,12 +47,15 @@ def test_a_sync_stopped_by_sigterm_logs_where_it_was_interrupted_and_the_next_on
     while _running_runs() == 0 and syncing.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     syncing.send_signal(signal.SIGTERM)  # as a service manager stops it
-    said, _ = syncing.communicate(timeout=120)
+    said, logged = syncing.communicate(timeout=120)
     logs = handoff("logs")
-    after = handoff("sync")
+    after = handoff("sync", HANDOFF_LOGGING__LEVEL="INFO")
     handoff("sandbox", "stop")
 
-    assert syncing.returncode == 130, said
+    assert syncing.returncode == 130, said + logged
+    # `[logging] level = "DEBUG"`: each stage's start on stderr, timed; none at the default
+    assert " DEBUG sync.run: stage mirror started" in logged, logged
+    assert "DEBUG" not in after.stderr and "stage mirror" not in after.stdout + after.stderr
     assert "Interrupted: what was done is kept" in said
     assert re.search(r"stopped, full", logs.stdout), logs.stdout  # not left "running"
     with sqlite3.connect("handoff.db") as database:
@@ -84,3 +73,19 @@ def _running_runs() -> int:
             return int(database.execute(query).fetchone()[0])
     except sqlite3.Error:  # not made yet
         return 0
+
+
+def test_once_interrupted_a_sync_writes_its_log_through_a_signal_more() -> None:
+    from handoff.cli import _terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with _terminate_as_interrupt():
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # the first: the run stops
+            time.sleep(5)
+        os.kill(os.getpid(), signal.SIGTERM)  # a service manager's stop again: said, ignored
+        time.sleep(0.05)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the third, a Ctrl-C: quit at once
+            time.sleep(5)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

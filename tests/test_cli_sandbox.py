@@ -73,6 +73,8 @@ def test_the_cli_starts_without_what_only_some_commands_run_on() -> None:
 
 
 def test_a_command_that_reads_state_makes_no_database_where_there_is_none() -> None:
+    from handoff.shell import _missing_sqlite_file
+
     # a scheduler's command run from another directory than the syncs: it says where it looked
     for command in (["logs"], ["score"], ["explain", "acme.example"], ["train"]):
         code, output = run_cli(*command)
@@ -81,6 +83,11 @@ def test_a_command_that_reads_state_makes_no_database_where_there_is_none() -> N
             output.split()
         )
     assert not Path("handoff.db").exists()
+    # a path as the store reads it: "%23" is a '#' in the file's name
+    Path("state#prod.db").touch()
+    assert _missing_sqlite_file("sqlite:///state%23prod.db") is None
+    assert _missing_sqlite_file("sqlite:///other%23.db") == Path.cwd() / "other#.db"
+    assert _missing_sqlite_file("sqlite://") is None  # in memory
 
 
 def test_generate_writes_an_org_that_loads_back() -> None:

@@ -681,3 +681,9 @@ def test_a_call_that_got_no_answer_says_why_in_plain_words(url: str, said: str) 
     assert "HTTPConnectionPool" not in str(error) and "Max retries" not in str(error)
     timed_out = no_answer("GET x", requests.ReadTimeout("Read timed out. (read timeout=120)"))
     assert str(timed_out) == "GET x: no answer within the read timeout"
+    untrusted = requests.exceptions.SSLError(
+        "HTTPSConnectionPool(host='x', port=443): Max retries exceeded (Caused by SSLError("
+        "SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] "
+        "certificate verify failed')))"
+    )
+    assert "TLS certificate could not be verified" in str(no_answer("GET x", untrusted))

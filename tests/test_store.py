@@ -1012,6 +1012,8 @@ def test_password_is_hidden_in_repr(url: str) -> None:
         "postgresql://alice:s3cret@db.example.com:5x/handoff",
         # an '@' not written as %40: the driver would take "cret@127.0.0.1" for the host
         "postgresql://alice:s3@cret@127.0.0.1:1/handoff",
+        "postgresql://alice:s3/c@cret@127.0.0.1:1/handoff",  # SQLAlchemy's password: "s3/c"
+        "postgresql://alice:s3?c@cret@127.0.0.1:1/handoff",
     ],
 )
 def test_errors_do_not_reveal_the_password(url: str) -> None:

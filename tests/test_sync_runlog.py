@@ -20,7 +20,7 @@ from sandbox.hubspot.limits import TIERS
 from sandbox.service import start_sandbox
 from sync import Store
 from sync.run import RunReport, run_sync
-from sync.runlog import FORCED, FullResync, forget_events, full_resync, runs_newest_first
+from sync.runlog import FORCED, REFUSED, FullResync, forget_events, full_resync, runs_newest_first
 from sync.state import Account, RunEvent
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -76,6 +76,9 @@ def test_a_full_re_pull_stopped_by_the_budget_goes_on_where_it_stopped(store: St
     later = T0 + timedelta(days=8)
     _run(store, "stopped-1", later, "due", status="stopped", pulled=("owners", "companies"))
     _run(store, "stopped-2", later, "goes on", status="stopped", pulled=("contacts",))
+    with store.session() as session:  # refused before it began (the CRM unreachable): no pull
+        store.record_run_start(session, "hubspot", later, "refused", None)
+        store.record_run_finish(session, "refused", later, "failed", {REFUSED: 1})
 
     going_on = _resync(store, later)
     _run(store, "full-3", later, "goes on", pulled=("owners", "companies", "contacts", "calls"))
