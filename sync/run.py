@@ -711,8 +711,20 @@ def run_sync(
             if run.history is not None:  # the score stage never came to take it
                 run.history.cancel()
             _indexes_left(run)
-            _timed(report.stages, "log", lambda: _log(run, calls_before))
+            _logged(run, calls_before)
     return report
+
+
+def _logged(run: _Run, calls_before: int) -> None:
+    """The log stage; interrupted part way (its transaction rolled back), it is written once
+    more saying so, so the run never stays "running" (the CLI ignores a signal more)."""
+    report = run.report
+    try:
+        _timed(report.stages, "log", lambda: _log(run, calls_before))
+    except KeyboardInterrupt:
+        report.status, report.error = "stopped", _interrupted(report)
+        _timed(report.stages, "log", lambda: _log(run, calls_before))
+        raise
 
 
 def _interrupted(report: RunReport) -> str:

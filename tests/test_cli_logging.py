@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from handoff.shell import log_at
 from tests.cli_fixtures import handoff
@@ -89,3 +90,36 @@ def test_once_interrupted_a_sync_writes_its_log_through_a_signal_more() -> None:
             os.kill(os.getpid(), signal.SIGINT)  # the third, a Ctrl-C: quit at once
             time.sleep(5)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_a_run_interrupted_while_it_writes_its_log_is_logged_as_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import ExitStack
+
+    from sandbox.generator import generate_org
+    from sync import Store
+    from sync import run as run_module
+    from sync.state import SyncRun
+    from tests.test_sync_run import _open
+
+    log, calls = run_module._log, []
+
+    def interrupted_once(*args: object) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # a Ctrl-C as the log's transaction runs: rolled back
+        log(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run_module, "_log", interrupted_once)
+    with ExitStack() as stack, Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        crm = _open(stack, "salesforce", generate_org(120, 5))
+        with pytest.raises(KeyboardInterrupt):
+            crm.run(store)
+        with store.session() as session:
+            (logged,) = session.exec(select(SyncRun)).all()
+    assert logged.status == "stopped" and len(calls) == 2
+    assert logged.error == (
+        "interrupted during the log stage: what was done is kept, and the next sync goes on "
+        "from there"
+    )
