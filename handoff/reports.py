@@ -114,9 +114,11 @@ def _run_lines(run: RunSummary) -> list[tuple[str, str]]:
     """(label, text) of each figure of a run, in pipeline order."""
     lines = []
     if run.full_reason:
-        lines.append(("Full", f"re-pulled every record: {run.full_reason}"))
+        ended = run.outcome in ("ok", "partial")
+        done = "re-pulled every record" if ended else "a re-pull of every record, not finished"
+        lines.append(("Full", f"{done}: {run.full_reason}"))
     if run.error:
-        lines.append(("Stopped", run.error))
+        lines.append(("Failed" if run.outcome == "failed" else "Stopped", run.error))
     lines += [
         ("Pulled", _pulled(run)),
         ("People", _linked(run)),

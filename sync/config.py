@@ -109,9 +109,15 @@ _PASSWORD = "password"  # the query parameter libpq (and psycopg) read a passwor
 def _database_url(url: str) -> str:
     """Accept a SQLite or PostgreSQL URL (optionally with a driver, e.g. postgresql+psycopg)."""
     backend = url.partition("://")[0].partition("+")[0]
-    if "://" not in url or backend not in _DATABASES or _split(url) is None:
+    if "://" not in url or backend not in _DATABASES:
         raise setting_error(
             "must be a sqlite:// or postgresql:// URL, got {got}", got=json.dumps(redact_url(url))
+        )
+    if _split(url) is None:
+        raise setting_error(
+            "cannot be read as a URL, got {got}: a '/', '?', '#' or '@' in its user or password "
+            "is written %2F, %3F, %23 or %40",
+            got=json.dumps(redact_url(url)),
         )
     if unencoded_at(url):
         raise setting_error(UNENCODED_AT)  # the URL itself not shown: its password is in it

@@ -114,7 +114,8 @@ class SchemaNotSetUp(Exception):
         self.gaps = gaps
         named = ", ".join(f"{g.object}.{g.name} ({g.problem})" for g in gaps)
         super().__init__(
-            f"the CRM's Handoff fields are not set up as this release writes them: {named}"
+            f"the CRM's Handoff fields are not set up as this release writes them: {named}; "
+            "`handoff setup` puts them in place"
         )
 
 
@@ -671,12 +672,15 @@ def run_sync(
     `StateOfAnotherCrm` before the CRM is called, and one holding another org's of the same
     CRM once the org is known (`Connector.org_id`: no call on Salesforce, one on HubSpot).
     """
-    org_id = refuse_another_crm(store, connector)
     report = RunReport(run_id or uuid4().hex, connector.crm, now, dry_run=dry_run)
+    org_id = None
     try:
+        org_id = refuse_another_crm(store, connector)  # its call may find the CRM unreachable
         gaps = connector.schema_gaps(config.schema) if config.schema is not None else ()
         if gaps:
             raise SchemaNotSetUp(gaps)  # before the run starts: nothing pulled or written
+    except StateOfAnotherCrm:
+        raise  # another CRM's state database: nothing of this run goes into it
     except Exception as error:  # the CRM unreachable, refusing us, or lacking our fields
         _refused(store, report, org_id, error)
         raise

@@ -159,7 +159,7 @@ class RunSummary:
     connector: str
     started_at: datetime
     finished_at: datetime | None
-    outcome: str  # ok, partial, stopped, failed or running, as `handoff sync` exit codes name them
+    outcome: str  # ok, partial, stopped, failed, running (as exit codes name them), interrupted
     full: bool
     full_reason: str | None
     dry_run: bool
@@ -246,9 +246,12 @@ def summarise(run: SyncRun) -> RunSummary:
 
 
 def _outcome(run: SyncRun) -> str:
-    """ok / partial / stopped / failed / running, as `handoff sync`'s exit codes name them."""
+    """ok / partial / stopped / failed / running, as `handoff sync`'s exit codes name them, or
+    interrupted (Ctrl-C, SIGTERM: `sync.run`), which a budget's stop is not."""
     if run.status == "succeeded":
         return "partial" if run.counts.get("failed") else "ok"
+    if run.status == "stopped" and (run.error or "").startswith("interrupted"):
+        return "interrupted"
     return run.status
 
 

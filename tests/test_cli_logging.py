@@ -11,11 +11,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
+from connectors.errors import TransportError
 from handoff.shell import log_at
 from tests.cli_fixtures import handoff
 
@@ -58,7 +60,7 @@ def test_a_sync_stopped_by_sigterm_logs_where_it_was_interrupted_and_the_next_on
     assert " DEBUG sync.run: stage mirror started" in logged, logged
     assert "DEBUG" not in after.stderr and "stage mirror" not in after.stdout + after.stderr
     assert "Interrupted: what was done is kept" in said
-    assert re.search(r"stopped, full", logs.stdout), logs.stdout  # not left "running"
+    assert re.search(r"interrupted, full", logs.stdout), logs.stdout  # not "running", not "stopped"
     with sqlite3.connect("handoff.db") as database:
         (error,) = database.execute("SELECT error FROM sync_run ORDER BY seq LIMIT 1").fetchone()
     assert re.fullmatch(r"interrupted during the \w+ stage: what was done is kept, .*", error)
@@ -123,3 +125,32 @@ def test_a_run_interrupted_while_it_writes_its_log_is_logged_as_interrupted(
         "interrupted during the log stage: what was done is kept, and the next sync goes on "
         "from there"
     )
+
+
+def test_a_sync_that_finds_the_crm_unreachable_before_it_begins_is_logged_as_failed(
+    tmp_path: Path,
+) -> None:
+    from pydantic import SecretStr
+
+    from connectors.config import HubSpotSettings
+    from connectors.http import HttpPolicy, RetrySettings
+    from connectors.hubspot import HubSpotConnector
+    from handoff.runs import run_config
+    from handoff.settings import Settings
+    from sync import Store
+    from sync.run import run_sync
+    from sync.runlog import runs_newest_first, summarise
+
+    policy = HttpPolicy(RetrySettings(attempts=2), sleep=lambda seconds: None)
+    nothing_there = HubSpotConnector(
+        HubSpotSettings(token=SecretStr("pat-x")), host="http://127.0.0.1:1", policy=policy
+    )  # the Hub ID's call, the run's first, finds nothing listening
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        with pytest.raises(TransportError) as raised:
+            run_sync(run_config(Settings()), nothing_there, store, datetime.now(UTC))
+        with store.session() as session:
+            (logged,) = runs_newest_first(session, 5)
+            summary = summarise(logged)
+    assert "nothing listens there" in str(raised.value)
+    assert summary.outcome == "failed" and summary.error is not None
+    assert summary.error.startswith("TransportError: ") and "nothing listens" in summary.error

@@ -497,8 +497,11 @@ def test_an_at_sign_left_in_a_database_password_is_refused_without_showing_it() 
     problems = check_settings(path, {variable: f"postgresql://u:{SENTINEL}@x@db/handoff"})
     encoded = check_settings(path, {variable: f"postgresql://u:{SENTINEL}%40x@db/handoff"})
 
+    slashed = check_settings(path, {variable: f"postgresql://u:{SENTINEL}/x@db/handoff"})
+
     assert len(problems) == 1 and "write it as %40" in problems[0], problems
     assert SENTINEL not in "".join(problems) and "x@db" not in "".join(problems)
+    assert len(slashed) == 1 and "is written %2F" in slashed[0] and SENTINEL not in slashed[0]
     assert encoded == []
     assert (
         redact_url(f"postgresql://u:{SENTINEL}%40x@db/handoff") == "postgresql://u:***@db/handoff"
