@@ -148,9 +148,8 @@ def demo(ctx: typer.Context, settings: SettingsOption = None) -> None:
 @state_app.command("init", short_help="Create the state database, or check it is current.")
 def state_init(ctx: typer.Context, settings: SettingsOption = None) -> None:
     """Create the state database at this release's schema, or check an existing one is at it."""
-    console.print(
-        f"State database ready: {_open_state(settings_from(ctx, settings).state.database_url)}"
-    )
+    url = settings_from(ctx, settings, connecting=False).state.database_url
+    console.print(f"State database ready: {_open_state(url)}")
 
 
 @state_app.command("upgrade", short_help="Migrate the state database in place, keeping every row.")
@@ -160,7 +159,7 @@ def state_upgrade(ctx: typer.Context, settings: SettingsOption = None) -> None:
     from sync.state import StateError
 
     try:
-        with Store(settings_from(ctx, settings).state.database_url) as store:
+        with Store(settings_from(ctx, settings, connecting=False).state.database_url) as store:
             before, after = store.upgrade()
     except StateError as error:
         fail([str(error)])
@@ -309,7 +308,7 @@ def train_command(ctx: typer.Context, settings: SettingsOption = None) -> None:
     from scoring.evaluation import changelog_changes, reasons_counted
     from sync.scoring_state import train_model
 
-    loaded = settings_from(ctx, settings)
+    loaded = settings_from(ctx, settings, connecting=False)
     if loaded.scoring.model == "rules":  # nothing to fit, whatever the state database holds
         console.print(
             'Nothing to train: [scoring] model = rules (the rules model scores; "auto" or '
@@ -349,7 +348,7 @@ def logs(
     settings: SettingsOption = None,
 ) -> None:
     """Recent sync runs, newest first, or one run with its figures, failures and skips."""
-    loaded = settings_from(ctx, settings)
+    loaded = settings_from(ctx, settings, connecting=False)
     with open_store(loaded.state.database_url, reading=True) as store, store.session() as session:
         if run is None:
             _list_runs(session, limit, as_json)
@@ -407,7 +406,7 @@ def explain_command(
     from handoff.runs import scoring_setup
     from sync.explain import AccountNotFound, AmbiguousAccount, explain_account
 
-    loaded = settings_from(ctx, settings)
+    loaded = settings_from(ctx, settings, connecting=False)
     with open_store(loaded.state.database_url, reading=True) as store, store.session() as session:
         try:
             found = explain_account(
@@ -444,7 +443,7 @@ def score_command(
     from handoff.runs import scoring_setup
     from sync.explain import score_mirror
 
-    loaded = settings_from(ctx, settings)
+    loaded = settings_from(ctx, settings, connecting=False)
     with open_store(loaded.state.database_url, reading=True) as store, store.session() as session:
         now, when = _mirror_present(session)
         preview = score_mirror(session, scoring_setup(loaded), now, top)

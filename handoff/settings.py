@@ -250,10 +250,14 @@ SECRET_VARIABLES: tuple[str, ...] = tuple(_SECRETS.values())
 _OWN_VARIABLES = frozenset((SETTINGS_VARIABLE, SANDBOX_TOKEN_VARIABLE, *SECRET_VARIABLES))
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: Path | None = None, env: Mapping[str, str] | None = None, *, connecting: bool = True
+) -> Settings:
     """Defaults, overridden by the file, overridden by `env`; raise `SettingsError` on problems.
 
     The file is `path`, else $HANDOFF_SETTINGS, else ./settings.toml, which may be absent.
+    Without ``connecting`` (a command that never calls the CRM), what the connection still
+    needs (a secret not set) is no problem.
     """
     env = os.environ if env is None else env
     source, required = _source(path, env)
@@ -266,7 +270,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     _apply_secrets(data, env)
     settings, invalid = _validate(data, origins, label)
     problems += invalid
-    if settings is not None:
+    if settings is not None and connecting:
         problems += _connection_problems(settings, label)
     if settings is None or problems:
         raise SettingsError(problems)

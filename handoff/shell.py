@@ -117,10 +117,12 @@ def settings_path(ctx: typer.Context, path: Path | None) -> Path | None:
     return path if path is not None or options is None else options.settings
 
 
-def settings_from(ctx: typer.Context, path: Path | None) -> Settings:
-    """Load the settings for a command, or print every problem and exit with status 1."""
+def settings_from(ctx: typer.Context, path: Path | None, *, connecting: bool = True) -> Settings:
+    """Load the settings for a command, or print every problem and exit with status 1; a
+    command that never connects to the CRM (reading state: `logs`, `score`, `explain`,
+    `train`, `state`) needs none of its secrets."""
     try:
-        settings = load_settings(settings_path(ctx, path))
+        settings = load_settings(settings_path(ctx, path), connecting=connecting)
     except SettingsError as error:
         fail(error.problems)
     log_at(settings.logging.level)

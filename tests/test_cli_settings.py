@@ -185,3 +185,15 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr.splitlines() == BAD_PROBLEMS
+
+
+def test_commands_that_only_read_state_need_no_crm_secret() -> None:
+    # RevOps reads the run log where the sync's token is not set
+    _write("settings.toml", '[crm]\nkind = "hubspot"\n')
+    init, _, init_err = _run("state", "init")
+    logs, logs_out, logs_err = _run("logs")
+    syncing, _, sync_err = _run("sync")
+
+    assert (init, logs) == (0, 0), init_err + logs_err
+    assert "No sync run yet" in logs_out
+    assert syncing == 1 and "needs the environment variable HANDOFF_HUBSPOT_TOKEN" in sync_err
