@@ -457,12 +457,11 @@ def score_command(
 def _mirror_present(session: Any) -> tuple[datetime, str]:
     """The moment the mirror stands at, and how it was chosen: when the last sync run scored (a
     sandbox's runs score at its world's present), else now."""
-    from sync.runlog import REFUSED, runs_newest_first
+    from sync.runlog import last_run_that_began
 
-    # a run refused before it began (the CRM unreachable) pulled nothing: not the mirror's time
-    latest = [run for run in runs_newest_first(session, 20) if not run.counts.get(REFUSED)]
-    if latest:
-        return latest[0].started_at, "the last sync's time"
+    latest = last_run_that_began(session)
+    if latest is not None:
+        return latest.started_at, "the last sync's time"
     return datetime.now(UTC), "now: no sync has run yet"
 
 

@@ -133,20 +133,14 @@ def log_at(level: str) -> None:
     """What Handoff's own modules log (a retry and its wait, a fallback taken; each stage's
     start and end at DEBUG) goes to stderr at ``level`` and above (`[logging] level`), each
     line with its time and module; other libraries' loggers are left as they are."""
-    if not _HANDLER:
-        made = _CurrentStderr()
-        made.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        _HANDLER.append(made)
-    (handler,) = _HANDLER
     for name in _OUR_PACKAGES:
         logger = logging.getLogger(name)
         logger.setLevel(level)
-        if handler not in logger.handlers:
-            logger.addHandler(handler)
+        if _HANDLER not in logger.handlers:
+            logger.addHandler(_HANDLER)
 
 
 _OUR_PACKAGES = ("connectors", "sync", "scoring")
-_HANDLER: list[logging.Handler] = []  # made once a process
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
@@ -160,6 +154,10 @@ class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, _: Any) -> None:
         pass
+
+
+_HANDLER = _CurrentStderr()  # one a process, for every command that loads settings
+_HANDLER.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
 
 def typed_command() -> str:
@@ -189,41 +187,14 @@ def fail(problems: tuple[str, ...] | list[str]) -> NoReturn:
 def open_store(url: str, *, reading: bool = False) -> Store:
     """The opened state store, or exit 1 saying why it cannot be opened. A command that only
     reads state (``reading``) does not make a SQLite database that is not there: it says where
-    it looked (a scheduler's command run from another directory finds no ./handoff.db)."""
+    it looked (`Store.open`'s ``create``)."""
     from sync import Store
     from sync.state import StateError
 
-    missing = _missing_sqlite_file(url) if reading else None
-    if missing is not None:
-        fail(
-            [
-                f"no state database at {missing}: no sync has made one there. `handoff sync` "
-                "makes it; to read another, name it in [state] database_url or "
-                "HANDOFF_STATE__DATABASE_URL (a relative path is read from the current directory)"
-            ]
-        )
     try:
-        return Store.open(url)
+        return Store.open(url, create=not reading)
     except StateError as error:
         fail([str(error)])
-
-
-def _missing_sqlite_file(url: str) -> Path | None:
-    """The absolute path of a SQLite database file the URL names and that does not exist."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)  # as the store reads it: a path's %23 is its '#'
-    except ArgumentError:
-        return None  # the store says what is wrong with it
-    name = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
-        return None
-    if name.startswith("file:"):
-        return None  # a URI, which SQLite reads itself
-    path = Path(name).absolute()
-    return None if path.exists() else path
 
 
 def world_params(preset: str, overrides: list[str] | None) -> WorldParams:

@@ -709,7 +709,7 @@ def run_sync(
             report.status, report.error = "stopped", _interrupted(report)
             raise
         except Exception as error:
-            report.status, report.error = "failed", f"{type(error).__name__}: {error}"
+            report.status, report.error = "failed", _failure(error)
             raise
         finally:
             if run.history is not None:  # the score stage never came to take it
@@ -768,13 +768,18 @@ def _collector_spared() -> Iterator[None]:
 def _refused(store: Store, report: RunReport, org_id: str | None, error: Exception) -> None:
     """A run that failed before it began (nothing pulled or written), kept in the run log with
     why, so RevOps reading `handoff logs` sees a scheduler's runs fail, not only its stderr."""
-    report.status, report.error = "failed", f"{type(error).__name__}: {error}"
+    report.status, report.error = "failed", _failure(error)
     with store.session() as session:
         store.record_run_start(session, report.crm, report.started_at, report.run_id, None, org_id)
         counts = {**report.counts(), REFUSED: 1}  # not a run of the mirror: `sync.runlog`
         store.record_run_finish(
             session, report.run_id, report.started_at, report.status, counts, report.error
         )
+
+
+def _failure(error: Exception) -> str:
+    """A failed run's error as the run log keeps it: its kind, then its words."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _close_abandoned(session: Session, crm: str, run_id: str) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "forget_events",
     "full_resync",
     "last_full_run",
+    "last_run_that_began",
     "run_events",
     "run_problems",
     "runs_newest_first",
@@ -47,6 +48,13 @@ def runs_newest_first(session: Session, limit: int, prefix: str | None = None) -
     if prefix is not None:
         statement = statement.where(col(SyncRun.id).startswith(prefix))
     return list(session.exec(statement))
+
+
+def last_run_that_began(session: Session) -> SyncRun | None:
+    """The newest run that began (pulled, or tried to): not one refused before it began
+    (`REFUSED`: the CRM unreachable or not set up), whose time the mirror never reached."""
+    statement = select(SyncRun).order_by(col(SyncRun.seq).desc())
+    return next((run for run in session.exec(statement) if not run.counts.get(REFUSED)), None)
 
 
 def last_full_run(session: Session, connector: str) -> SyncRun | None:

@@ -206,9 +206,21 @@ class Store:
                 sweep(self._stage_folder)
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Open the database at `url`: an empty one is created at head, an older one refused."""
+    def open(cls, url: str, *, create: bool = True) -> Store:
+        """Open the database at `url`: an empty one is created at head, an older one refused.
+        Without ``create``, a SQLite file that is not there is refused, not made (a command
+        that only reads state, run from another directory than the syncs)."""
         store = cls(url)
+        missing = (
+            store._log_file if store._log_file and not os.path.exists(store._log_file) else None
+        )
+        if not create and missing is not None:
+            store.dispose()
+            raise StoreOpenError(
+                f"no state database at {missing}: no sync has made one there. `handoff sync` "
+                "makes it; to read another, name it in [state] database_url or "
+                "HANDOFF_STATE__DATABASE_URL (a relative path is read from the current directory)"
+            )
         try:
             return store.create_schema()
         except BaseException:

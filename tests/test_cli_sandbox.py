@@ -16,6 +16,8 @@ from handoff.shell import typed_command
 from sandbox.discovery import world_record
 from sandbox.org import load_org
 from sandbox.world import world_from
+from sync import Store
+from sync.state import StoreOpenError
 from tests.cli_fixtures import handoff, run_cli
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
@@ -73,8 +75,6 @@ def test_the_cli_starts_without_what_only_some_commands_run_on() -> None:
 
 
 def test_a_command_that_reads_state_makes_no_database_where_there_is_none() -> None:
-    from handoff.shell import _missing_sqlite_file
-
     # a scheduler's command run from another directory than the syncs: it says where it looked
     for command in (["logs"], ["score"], ["explain", "acme.example"], ["train"]):
         code, output = run_cli(*command)
@@ -84,10 +84,14 @@ def test_a_command_that_reads_state_makes_no_database_where_there_is_none() -> N
         )
     assert not Path("handoff.db").exists()
     # a path as the store reads it: "%23" is a '#' in the file's name
-    Path("state#prod.db").touch()
-    assert _missing_sqlite_file("sqlite:///state%23prod.db") is None
-    assert _missing_sqlite_file("sqlite:///other%23.db") == Path.cwd() / "other#.db"
-    assert _missing_sqlite_file("sqlite://") is None  # in memory
+    Store.open("sqlite:///state%23prod.db").dispose()  # made by a sync
+    with Store.open("sqlite:///state%23prod.db", create=False):
+        pass
+    with pytest.raises(StoreOpenError, match=re.escape(f"{Path.cwd() / 'other#.db'}: no sync")):
+        Store.open("sqlite:///other%23.db", create=False)
+    with Store.open("sqlite://", create=False):  # in memory: nothing to look for
+        pass
+    assert not Path("other#.db").exists()
 
 
 def test_generate_writes_an_org_that_loads_back() -> None:

@@ -20,7 +20,15 @@ from sandbox.hubspot.limits import TIERS
 from sandbox.service import start_sandbox
 from sync import Store
 from sync.run import RunReport, run_sync
-from sync.runlog import FORCED, REFUSED, FullResync, forget_events, full_resync, runs_newest_first
+from sync.runlog import (
+    FORCED,
+    REFUSED,
+    FullResync,
+    forget_events,
+    full_resync,
+    last_run_that_began,
+    runs_newest_first,
+)
 from sync.state import Account, RunEvent
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -164,3 +172,13 @@ def test_a_run_log_says_its_times_whole_when_every_stage_or_none_is_left_out() -
     assert _times({"mirror": 1.21, "link": 0.01}) == "mirror 1.2 s; 1 stage under 0.05 s each"
     assert _times({"mirror": 0.01, "link": 0.02}) == "all 2 stages under 0.05 s each"
     assert _times({}) == "not recorded"  # a run still running, or killed before its log
+
+
+def test_the_mirror_s_time_is_the_last_run_that_began_not_one_refused(store: Store) -> None:
+    _run(store, "began", T0, "first")
+    with store.session() as session:  # refused later (the CRM unreachable): it pulled nothing
+        store.record_run_start(session, "hubspot", T0 + timedelta(days=1), "refused", None)
+        store.record_run_finish(session, "refused", T0 + timedelta(days=1), "failed", {REFUSED: 1})
+    with store.session() as session:
+        latest = last_run_that_began(session)
+    assert latest is not None and latest.id == "began"
