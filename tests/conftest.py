@@ -7,8 +7,9 @@ PostgreSQL cases skip locally and fail in CI (where the `CI` environment variabl
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
 from uuid import uuid4
@@ -26,6 +27,9 @@ pytest_plugins = ["tests.sandbox_fixtures", "tests.cli_fixtures"]
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 PG_DATABASE = "test"
+# kept between runs, as the test database is: a database is dropped only after a checkpoint,
+# which waits for every other test's writes to reach the disk (5-66 s on a busy machine)
+PG_ICU_DATABASE = "test_icu_en_us"
 PG_ROLES = ("postgres", "root")
 PG_START_HINT = (
     f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} (database {PG_DATABASE!r}); start it "
@@ -34,8 +38,8 @@ PG_START_HINT = (
 BACKENDS = ("sqlite", "postgresql")
 
 
-def _conninfo(role: str) -> str:
-    return f"host={PG_HOST} port={PG_PORT} dbname={PG_DATABASE} user={role}"
+def _conninfo(role: str, database: str = PG_DATABASE) -> str:
+    return f"host={PG_HOST} port={PG_PORT} dbname={database} user={role}"
 
 
 @cache
@@ -60,14 +64,14 @@ def require_pg_role() -> str:
     return role
 
 
-def pg_url(schema: str | None = None) -> str:
-    """URL of the PostgreSQL test database, confined to `schema` when given."""
-    url = f"postgresql+psycopg://{require_pg_role()}@{PG_HOST}:{PG_PORT}/{PG_DATABASE}"
+def pg_url(schema: str | None = None, database: str = PG_DATABASE) -> str:
+    """URL of the PostgreSQL test database (or ``database``), confined to `schema` when given."""
+    url = f"postgresql+psycopg://{require_pg_role()}@{PG_HOST}:{PG_PORT}/{database}"
     return url if schema is None else f"{url}?options=-csearch_path%3D{schema}"
 
 
-def _run_admin(statement: sql.Composable) -> None:
-    with psycopg.connect(_conninfo(require_pg_role()), autocommit=True) as connection:
+def _run_admin(statement: sql.Composable, database: str = PG_DATABASE) -> None:
+    with psycopg.connect(_conninfo(require_pg_role(), database), autocommit=True) as connection:
         connection.execute(statement)
 
 
@@ -78,14 +82,15 @@ def pg_url_fixture() -> str:
 
 
 @contextmanager
-def pg_schema() -> Iterator[str]:
-    """URL of a PostgreSQL schema made for the block alone and dropped after it."""
+def pg_schema(database: str = PG_DATABASE) -> Iterator[str]:
+    """URL of a PostgreSQL schema (of the test database, or ``database``) made for the block
+    alone and dropped after it."""
     schema = f"t_{uuid4().hex}"
-    _run_admin(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    _run_admin(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)), database)
     try:
-        yield pg_url(schema)
+        yield pg_url(schema, database)
     finally:
-        _run_admin(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        _run_admin(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)), database)
 
 
 @pytest.fixture
@@ -97,20 +102,33 @@ def pg_schema_url() -> Iterator[str]:
 
 @pytest.fixture
 def pg_icu_url() -> Iterator[str]:
-    """URL of a PostgreSQL database of its own whose text sorts by ICU's English rules (as a
-    server set up with ``en_US.UTF-8``, most installs' default, sorts it: ``a`` before ``B``),
-    dropped after the test; the shared test database sorts by code point, as Python does."""
-    name = f"icu_{uuid4().hex}"
-    _run_admin(
-        sql.SQL(
-            "CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
-            "LOCALE 'C.UTF-8'"
-        ).format(sql.Identifier(name))
-    )
-    try:
-        yield f"postgresql+psycopg://{require_pg_role()}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        _run_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    """URL of a PostgreSQL schema made for this test alone, in a database whose text sorts by
+    ICU's English rules (as a server set up with ``en_US.UTF-8``, most installs' default, sorts
+    it: ``a`` before ``B``); the shared test database sorts by code point, as Python does."""
+    _icu_database()
+    with pg_schema(PG_ICU_DATABASE) as url:
+        yield url
+
+
+@cache
+def _icu_database() -> None:
+    """`PG_ICU_DATABASE`, created when missing (by whichever test worker comes first); one of
+    that name sorting otherwise fails the test, saying so."""
+    # made by an earlier run, or by another worker just now
+    with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+        _run_admin(
+            sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+                "LOCALE 'C.UTF-8'"
+            ).format(sql.Identifier(PG_ICU_DATABASE))
+        )
+    with psycopg.connect(_conninfo(require_pg_role())) as connection:
+        provider, locale = connection.execute(
+            "SELECT datlocprovider, daticulocale FROM pg_database WHERE datname = %s",
+            (PG_ICU_DATABASE,),
+        ).fetchone() or (None, None)
+    if (provider, locale) != ("i", "en-US"):
+        pytest.fail(f"database {PG_ICU_DATABASE} sorts by {provider}/{locale}, not ICU en-US")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -122,10 +140,31 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    """An opened state store on a fresh database, disposed after the test."""
+def store(store_url: str, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """An opened state store on a fresh database, disposed after the test (on SQLite a copy of
+    `sqlite_template`, at ``store_url``)."""
+    if store_url.startswith("sqlite:///"):
+        copy_template(request, Path(store_url.removeprefix("sqlite:///")))
     with Store.open(store_url) as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite state database the migrations brought to head once a test process, closed (its
+    write-ahead log folded in): a test's fresh database is a copy, not 21 migrations again
+    (0.3-1 s a test)."""
+    path = tmp_path_factory.mktemp("template") / "state.db"
+    with Store.open(f"sqlite:///{path}"):
+        pass
+    assert [p.name for p in path.parent.iterdir()] == ["state.db"], "a closed store is one file"
+    return path
+
+
+def copy_template(request: pytest.FixtureRequest, path: Path) -> str:
+    """A fresh state database at ``path``, a copy of `sqlite_template`; its URL."""
+    shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture

@@ -45,6 +45,7 @@ from sync import (
 from sync.state import NameVariant, table_of
 from sync.store import canonical_plain, insert_rows_missing, update_frame, update_rows
 from sync.wal import BACKSTOP_PAGES
+from tests.conftest import copy_template
 
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 MIRROR = {"crm_modified_at": T0, "is_deleted": False, "synced_at": T0 + timedelta(minutes=1)}
@@ -387,8 +388,8 @@ def _person_fixed(store: Store) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as opened:
+def sqlite_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    with Store.open(copy_template(request, tmp_path / "state.db")) as opened:
         yield opened
 
 

@@ -69,6 +69,7 @@ from sync.state import (
 )
 from sync.store import plain_value
 from sync.writeback import ORPHAN_REASON, Plan, Planned, Target, plan_writes, score_history
+from tests.conftest import copy_template
 from tests.sandbox_fixtures import hubspot_client, salesforce_client, salesforce_merge
 from tests.test_connectors_contract import FakeTime
 from tests.test_sync_mirror import _all_indexes, _index_names
@@ -225,8 +226,8 @@ def crm(request: pytest.FixtureRequest, org: Org) -> Iterator[Crm]:
 
 
 @pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as opened:
+def sqlite_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    with Store.open(copy_template(request, tmp_path / "state.db")) as opened:
         yield opened
 
 

@@ -40,6 +40,7 @@ from sync.state import (
     ScoringState,
     SyncRun,
 )
+from tests.conftest import copy_template
 from tests.test_sync_run import Crm, _open, _pushes
 
 ACCOUNTS = 2_000  # the demo's org: history enough for a model the holdout promotes
@@ -58,8 +59,8 @@ def hubspot(org: Org) -> Iterator[Crm]:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as opened:
+def state(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    with Store.open(copy_template(request, tmp_path / "state.db")) as opened:
         yield opened
 
 
