@@ -34,7 +34,7 @@ __all__ = [
     "summarise",
 ]
 
-FORCED = "asked for (--full)"  # `handoff sync --full`; a caller may name its own reason
+FORCED = "asked for with --full"  # `handoff sync --full`; a caller may name its own reason
 # the count that marks a run refused before it began (`sync.run`): it pulled, scored and wrote
 # nothing, so it neither interrupts a full re-pull nor moves the time the mirror stands at
 REFUSED = "refused"

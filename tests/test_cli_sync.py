@@ -50,7 +50,7 @@ def test_sync_writes_then_logs_list_the_run_and_show_it() -> None:
     # the lasting sandbox kept the set-up and what the first sync wrote: re-pulling every
     # record changes nothing
     assert again_code == 0 and "Written 0 (none)" in again, again
-    assert "Re-pulled every record: asked for (--full)\n" in again
+    assert "Re-pulled every record: asked for with --full\n" in again
     # a cycle re-reads inside its overlap window what the runs before wrote (a write moves a
     # record's modification time): it says so, and writes nothing
     assert cycle_code == 0 and "Written 0 (none)" in cycle, cycle

@@ -97,6 +97,18 @@ def test_a_full_re_pull_stopped_by_the_budget_goes_on_where_it_stopped(store: St
     assert _resync(store, later + timedelta(hours=1)) is None  # it completed
 
 
+def test_a_re_pull_asked_for_and_stopped_is_gone_on_with_in_plain_words(store: Store) -> None:
+    _run(store, "full-1", T0, "first")
+    later = T0 + timedelta(days=1)
+    _run(store, "asked-1", later, FORCED, status="stopped", pulled=("owners",))
+
+    going_on = _reason(store, later)
+    assert going_on == (
+        "goes on with the full re-pull that run asked-1 began (asked for with --full), "
+        "which stopped part way"
+    )
+
+
 def test_runs_sharing_a_start_time_are_listed_newest_first(store: Store) -> None:
     for run_id in ("b-first", "a-second", "c-third"):  # ids out of order, one simulated time
         _run(store, run_id, T0, None)
