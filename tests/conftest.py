@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh state database per test, on SQLite and on PostgreSQL.
 
-PostgreSQL is expected at 127.0.0.1:5432 (trust auth, database `test`). When it is down the
+PostgreSQL is expected at 127.0.0.1:5432 (trust auth, database `test`; the one test that needs
+text sorted by ICU's rules creates `test_icu_en_us` once and keeps it). When it is down the
 PostgreSQL cases skip locally and fail in CI (where the `CI` environment variable is set).
 """
 
