@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
@@ -146,6 +147,8 @@ def store(store_url: str, request: pytest.FixtureRequest) -> Iterator[Store]:
     `sqlite_template`, at ``store_url``)."""
     if store_url.startswith("sqlite:///"):
         copy_template(request, Path(store_url.removeprefix("sqlite:///")))
+    else:
+        _clone_pg_template(store_url)
     with Store.open(store_url) as opened:
         yield opened
 
@@ -160,6 +163,37 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pass
     assert [p.name for p in path.parent.iterdir()] == ["state.db"], "a closed store is one file"
     return path
+
+
+def _clone_pg_template(url: str) -> None:
+    """The empty schema of ``url`` given the tables, rows and sequences of one the migrations
+    brought to head once a test process (`_pg_template`; 0.06 s against 0.4 s of migrations),
+    or left empty for `Store.open` to migrate when pg_dump cannot dump this server."""
+    template = _pg_template()
+    if template is not None:
+        statements, name = template
+        schema = url.rpartition("search_path%3D")[2]
+        _run_admin(sql.SQL(statements.replace(name, schema)))  # type: ignore[arg-type]
+
+
+@cache
+def _pg_template() -> tuple[str, str] | None:
+    """The statements that build a schema at head (pg_dump's, its schema named ``t_...``), and
+    that name; None where pg_dump is missing or refuses this server."""
+    with pg_schema() as url:
+        with Store.open(url):
+            pass
+        name = url.rpartition("search_path%3D")[2]
+        command = ["pg_dump", "-h", PG_HOST, "-p", str(PG_PORT), "-U", require_pg_role()]
+        command += ["-d", PG_DATABASE, "--schema", name, "--inserts", "--no-owner", "-x"]
+        try:
+            dumped = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return None
+    # psql's own commands (\restrict) and the schema itself, which the test's fixture made
+    lines = dumped.splitlines()
+    kept = [line for line in lines if not line.startswith(("\\", "CREATE SCHEMA "))]
+    return "\n".join(kept), name
 
 
 def copy_template(request: pytest.FixtureRequest, path: Path) -> str:
