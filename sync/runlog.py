@@ -53,8 +53,13 @@ def runs_newest_first(session: Session, limit: int, prefix: str | None = None) -
 def last_run_that_began(session: Session) -> SyncRun | None:
     """The newest run that began (pulled, or tried to): not one refused before it began
     (`REFUSED`: the CRM unreachable or not set up), whose time the mirror never reached."""
-    statement = select(SyncRun).order_by(col(SyncRun.seq).desc())
-    return next((run for run in session.exec(statement) if not run.counts.get(REFUSED)), None)
+    # read a page at a time (the run log keeps every run's summary): the newest is nearly always it
+    newest = select(SyncRun).order_by(col(SyncRun.seq).desc())
+    runs = session.exec(newest.execution_options(yield_per=_LOOK_BACK))
+    try:
+        return next((run for run in runs if not run.counts.get(REFUSED)), None)
+    finally:
+        runs.close()  # PostgreSQL's cursor on the server, left part read
 
 
 def last_full_run(session: Session, connector: str) -> SyncRun | None:
