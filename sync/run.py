@@ -73,6 +73,7 @@ from sync.writeback import (
 
 __all__ = [
     "ABANDONED",
+    "CHECK_STAGE",
     "EXIT_CODES",
     "STAGES",
     "YOUNG_COLLECTION",
@@ -87,6 +88,7 @@ __all__ = [
 # `handoff sync` exit codes, by what became of the run
 EXIT_CODES = {"ok": 0, "failed": 1, "partial": 2, "stopped": 3, "locked": 4}
 SAMPLE_ROWS = 10
+CHECK_STAGE = "check"  # a run refused before it began: the time its checks of the CRM took
 YOUNG_COLLECTION = 100_000  # allocations between the collector's young passes during a run
 ABANDONED = "never finished: its process ended (killed or crashed) before logging its outcome"
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total or None)
@@ -673,7 +675,7 @@ def run_sync(
     CRM once the org is known (`Connector.org_id`: no call on Salesforce, one on HubSpot).
     """
     report = RunReport(run_id or uuid4().hex, connector.crm, now, dry_run=dry_run)
-    org_id = None
+    org_id, checking, checks_before = None, time.perf_counter(), connector.usage().calls
     try:
         org_id = refuse_another_crm(store, connector)  # its call may find the CRM unreachable
         gaps = connector.schema_gaps(config.schema) if config.schema is not None else ()
@@ -682,6 +684,8 @@ def run_sync(
     except StateOfAnotherCrm:
         raise  # another CRM's state database: nothing of this run goes into it
     except Exception as error:  # the CRM unreachable, refusing us, or lacking our fields
+        report.stages[CHECK_STAGE] = time.perf_counter() - checking  # retries and waits among
+        report.api_calls = connector.usage().calls - checks_before
         _refused(store, report, org_id, error)
         raise
     run = _Run(config, connector, store, now, report, progress)
@@ -767,13 +771,16 @@ def _collector_spared() -> Iterator[None]:
 
 def _refused(store: Store, report: RunReport, org_id: str | None, error: Exception) -> None:
     """A run that failed before it began (nothing pulled or written), kept in the run log with
-    why, so RevOps reading `handoff logs` sees a scheduler's runs fail, not only its stderr."""
+    why, how long its checks took and the calls they made (a CRM that did not answer is retried
+    for a while first), so RevOps reading `handoff logs` sees a scheduler's runs fail, not only
+    its stderr."""
     report.status, report.error = "failed", _failure(error)
+    finished = report.started_at + timedelta(seconds=sum(report.stages.values()))
     with store.session() as session:
         store.record_run_start(session, report.crm, report.started_at, report.run_id, None, org_id)
         counts = {**report.counts(), REFUSED: 1}  # not a run of the mirror: `sync.runlog`
         store.record_run_finish(
-            session, report.run_id, report.started_at, report.status, counts, report.error
+            session, report.run_id, finished, report.status, counts, report.error
         )
 
 

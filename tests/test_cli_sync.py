@@ -181,10 +181,13 @@ def test_a_crm_set_up_before_a_field_existed_is_not_synced_until_setup_adds_it(
     assert "nothing was pulled or written" in stopped and "`handoff setup`" in stopped
     # stopped before the run (no cursor moved, nothing written), yet kept in the run log with
     # why, for whoever reads it rather than a scheduler's stderr: the run and the dry run
-    rows = re.findall(r"^([0-9a-f]{8}) .* (failed(?:, dry run)?) +0 +0 +0 +0 ", logs, re.M)
-    assert [outcome for _, outcome in rows] == ["failed, dry run", "failed"], logs
+    # with the calls its check of the fields made (the describes)
+    rows = re.findall(r"^([0-9a-f]{8}) .* (failed(?:, dry run)?) +0 +0 +0 +([0-9]+) ", logs, re.M)
+    assert [outcome for _, outcome, _ in rows] == ["failed, dry run", "failed"], logs
+    assert all(int(calls) > 0 for _, _, calls in rows), logs
     _, refused = run_cli("logs", rows[1][0])
     assert "SchemaNotSetUp" in refused and field in " ".join(refused.split()), refused
+    assert re.search(r"^  Time: +check (under 0\.05|[0-9.]+) s$", refused, re.M), refused
     assert setup_code == 0 and "created 1, unchanged" in " ".join(setup.split())
     assert synced_code == 0 and "Outcome: ok" in synced
     assert "people without an account), 0 already up to date, 0 held back, 0 failed" in synced

@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from time import sleep
 from typing import Any
 
 import pytest
@@ -53,7 +54,15 @@ from sync.linking import link_people
 from sync.lock import Holder, run_lock
 from sync.matching.normalise import personal_domains
 from sync.migrations import head_revision
-from sync.run import YOUNG_COLLECTION, RunConfig, RunReport, StateOfAnotherCrm, run_sync
+from sync.run import (
+    CHECK_STAGE,
+    YOUNG_COLLECTION,
+    RunConfig,
+    RunReport,
+    StateOfAnotherCrm,
+    run_sync,
+)
+from sync.runlog import runs_newest_first, summarise
 from sync.state import (
     Account,
     AccountSignals,
@@ -319,6 +328,33 @@ def test_a_state_database_of_one_crm_refuses_a_run_on_the_other_before_calling_i
         with sqlite_store.session() as session:
             assert session.exec(select(SyncRun.id)).all() == runs  # no run logged either
         assert salesforce.run(sqlite_store).status == "succeeded"  # its own CRM still runs
+
+
+def test_a_run_the_crm_refuses_before_it_begins_is_logged_with_its_time_and_calls(
+    crm: Crm, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inner = crm.connector.inner  # type: ignore[attr-defined]
+    described = inner.schema_gaps
+
+    def slow_then_refused(spec: Any) -> Any:
+        described(spec)  # the describe calls answered...
+        sleep(0.3)  # ...slowly, then the CRM stops answering
+        raise ApiError(503, "SERVER_UNAVAILABLE", "The server is unavailable")
+
+    monkeypatch.setattr(inner, "schema_gaps", slow_then_refused)
+    calls = crm.connector.usage().calls
+
+    with pytest.raises(ApiError):
+        crm.run(store)
+
+    made = crm.connector.usage().calls - calls
+    with store.session() as session:
+        [logged] = [summarise(run) for run in runs_newest_first(session, 5)]
+    assert made > 0 and logged.outcome == "failed" and "SERVER_UNAVAILABLE" in (logged.error or "")
+    assert logged.api_calls == made  # the checks' calls, not none
+    assert list(logged.seconds) == [CHECK_STAGE] and logged.seconds[CHECK_STAGE] >= 0.3
+    assert logged.finished_at is not None
+    assert (logged.finished_at - logged.started_at).total_seconds() >= 0.3
 
 
 @pytest.mark.parametrize("name", CRMS)

@@ -183,6 +183,7 @@ def test_a_runs_times_leave_out_the_stages_that_took_no_time() -> None:
 def test_a_run_log_says_its_times_whole_when_every_stage_or_none_is_left_out() -> None:
     assert _times({"mirror": 1.21, "link": 0.01}) == "mirror 1.2 s; 1 stage under 0.05 s each"
     assert _times({"mirror": 0.01, "link": 0.02}) == "all 2 stages under 0.05 s each"
+    assert _times({"check": 0.01}) == "check under 0.05 s"  # a run refused before it began
     assert _times({}) == "not recorded"  # a run still running, or killed before its log
 
 
