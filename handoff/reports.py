@@ -232,9 +232,10 @@ def _times(seconds: Mapping[str, float]) -> str:
     if not seconds:  # a run still running, or killed before its log
         return "not recorded"
     shown, left_out = shown_times(seconds)
-    if not shown:  # one stage (a run refused before it began: its check) is named
-        only = f"{next(iter(seconds))} under 0.05 s" if len(seconds) == 1 else None
-        return only or f"all {left_out} stages under 0.05 s each"
+    if not shown and len(seconds) == 1:  # a run refused before it began: its check, named
+        return f"{next(iter(seconds))} under 0.05 s"
+    if not shown:
+        return f"all {left_out} stages under 0.05 s each"
     said = ", ".join(f"{stage} {s:.1f} s" for stage, s in shown.items())
     if left_out:
         said += f"; {left_out} stage{'s' if left_out > 1 else ''} under 0.05 s each"
