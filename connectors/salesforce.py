@@ -40,7 +40,7 @@ import requests
 from simple_salesforce.format import format_soql
 
 from connectors.ahead import read_ahead
-from connectors.batches import chunked, written_rows
+from connectors.batches import KeptRows, chunked, written_rows
 from connectors.budget import DEFAULT_SHARE, Budget
 from connectors.config import SalesforceSettings
 from connectors.errors import ApiError, BudgetExhausted, NotFound, RetriableError, record_status
@@ -154,6 +154,7 @@ class SalesforceConnector:
         self._absent: dict[str, NotFound] = {}  # objects the org lacks: their describe's 404
         self._rates: Rates | None = None
         self._rest_only: set[str] = set()  # objects Bulk API refused: read and write by REST
+        self._kept_rows = KeptRows()  # rows pushed, while their values live (`written_rows`)
 
     @property
     def streams(self) -> Mapping[str, Stream]:
@@ -250,7 +251,9 @@ class SalesforceConnector:
         first: dict[tuple[str, str], WriteResult] = {}
         bulk: set[str] = set()  # objects a Bulk job was sent for
         for stream, (_, updates) in zip(declared, groups, strict=True):
-            made = written_rows(stream, updates, _WRITE_NAMES, json_value, _JSON_AS_IS)
+            made = written_rows(
+                stream, updates, _WRITE_NAMES, json_value, _JSON_AS_IS, self._kept_rows
+            )
             if len(made) > self.settings.bulk_write_threshold:
                 answered = self._bulk_update(stream, made)
                 if answered:

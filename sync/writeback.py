@@ -221,7 +221,7 @@ def _person_targets(
         score = scores[account_id]
         values = shown.get(account_id)
         if values is None:
-            values = {"matched_account_id": account_id, **score.values, ORPHAN_REASON: None}
+            values = _Shown({"matched_account_id": account_id, **score.values, ORPHAN_REASON: None})
             shown[account_id] = values
         held = decoded(owned)
         yield Target(stream.name, "person", person_id, account_id, values, score.reasons, held)
@@ -239,6 +239,14 @@ def _person_targets(
                 orphan.reasons,
                 decoded(owned),
             )
+
+
+class _Shown(dict[str, Any]):
+    """The values the people linked to an account show, one mapping they share: a dict a
+    connector can keep a weak reference to, so the row it makes of them serves them all
+    whatever call each is pushed in (`connectors.batches.KeptRows`)."""
+
+    __slots__ = ("__weakref__",)
 
 
 def _linked_people(

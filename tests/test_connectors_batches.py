@@ -16,6 +16,7 @@ and pages written here with JSON's own types where text is expected, and the rev
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 from bisect import bisect_left
@@ -34,7 +35,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from connectors.batches import written_rows
+from connectors.batches import KeptRows, written_rows
 from connectors.columns import converted_columns
 from connectors.countries import country
 from connectors.http import HttpPolicy, RetrySettings
@@ -643,3 +644,40 @@ def test_a_push_writes_each_value_out_once_and_each_type_apart() -> None:
     assert [row["N__c"] for row in rows.values()] == ["int:1", "bool:True", "float:1.0", "list:[1]"]
     assert {row["At__c"] for row in rows.values()} == {f"datetime:{at}"}
     assert calls.count(at) == 1 and len(calls) == 5
+
+
+class _Shared(dict[str, Any]):
+    """A values mapping that takes a weak reference, as `sync.writeback` shares one an account."""
+
+    __slots__ = ("__weakref__",)
+
+
+def test_a_row_is_made_once_for_a_shared_mapping_whatever_call_it_is_pushed_in() -> None:
+    # the people of an account share its values, pushed a few in each of many calls: the row
+    # is made in the first and kept while the mapping lives; a plain dict is made each call
+    stream = Stream("Lead", "person", "Lead", "Id", "LastModifiedDate", (), writable=("n",))
+    shared, plain = _Shared(n=1), {"n": 2}
+    calls: list[Any] = []
+
+    def written(value: Any) -> str:
+        calls.append(value)
+        return f"v{value}"
+
+    kept = KeptRows()
+    first = written_rows(stream, [Update("00QA", shared), Update("00QB", plain)], {"n": "N__c"},
+                         written, kept=kept)  # fmt: skip
+    second = written_rows(stream, [Update("00QC", shared), Update("00QD", plain)], {"n": "N__c"},
+                          written, kept=kept)  # fmt: skip
+
+    assert first["00QA"] is second["00QC"] == {"N__c": "v1"}
+    assert second["00QD"] == {"N__c": "v2"} and calls == [1, 2, 2]
+    assert len(kept) == 1  # the plain dict is not kept
+    other = Stream("Contact", "person", "Contact", "Id", "LastModifiedDate", (), writable=("n",))
+    written_rows(other, [Update("003A", shared)], {"n": "N__c"}, written, kept=kept)
+    assert calls == [1, 2, 2, 1] and len(kept) == 2  # kept by stream
+    del shared
+    gc.collect()
+    assert len(kept) == 0  # the mapping's end dropped its rows
+    again = _Shared(n=1)  # may take the id the last one had: made afresh, not mistaken for it
+    assert written_rows(stream, [Update("00QE", again)], {"n": "N__c"}, written, kept=kept)
+    assert calls == [1, 2, 2, 1, 1]
