@@ -788,9 +788,10 @@ class HubSpotConnector:
     def _contacts(self, emails: Sequence[str]) -> list[str | None]:
         """The contact of each email (in lower case; None: no contact), those not seen yet
         looked up first (`_look_up`): each email probed once where all were seen, as on a first
-        run, whose contacts are listed before their email events (a set of a group's 15,000
-        recipients, its difference with the million emails learned and a second probe cost the
-        reference org's first run ~5 s)."""
+        run, whose contacts are listed before their email events. A group's 25,000 recipients
+        among a million emails learned: 14 ms against 20 for a set of them, its difference with
+        those learned and a second probe (~5 s of the reference org's first run; the probes of
+        a large dict are what cost)."""
         known = self._contact_of
         found = list(map(known.get, emails, repeat(_UNSEEN)))
         if _UNSEEN in found:
