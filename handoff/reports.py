@@ -427,8 +427,34 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
         )
     for ranked in preview.top:
         account = ranked.account
-        table.add_row(account.id, account.name, ranked.domain or "", f"{ranked.score}", ranked.tier)
+        table.add_row(account.id, account.name, ranked.domain or "", _ranked(ranked), ranked.tier)
     console.print(table)
+    capped = next((ranked for ranked in preview.top if _off_scale(ranked)), None)
+    if capped is not None:
+        console.print(
+            f"  {_ranked(capped)}: the account's points came to {capped.points:.0f}, past the "
+            f"0-100 scale's end; points rank accounts of one score (the CRM shows "
+            f"{capped.score})",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+def _off_scale(ranked: RankedAccount) -> bool:
+    """Whether the account's points passed the end of the 0-100 scale its score sits at by
+    half a point or more (the score alone then ranks nothing among those there; a score
+    forced down by a disqualification is not points past its end)."""
+    points = ranked.points
+    if points is None:
+        return False
+    return (points >= SCORE_MAX + 0.5 and ranked.score == SCORE_MAX) or (
+        points <= -0.5 and ranked.score == 0
+    )
+
+
+def _ranked(ranked: RankedAccount) -> str:
+    """A top account's score, with its points before the scale's end when they passed it."""
+    return f"{ranked.score} ({ranked.points:.0f})" if _off_scale(ranked) else f"{ranked.score}"
 
 
 def _domain_width(width: int, top: Sequence[RankedAccount]) -> int | None:
@@ -438,7 +464,7 @@ def _domain_width(width: int, top: Sequence[RankedAccount]) -> int | None:
         return None
     ids = max(len("account"), *(len(r.account.id) for r in top))
     tiers = max(len("tier"), *(len(r.tier) for r in top))
-    scores = max(len("score"), *(len(str(r.score)) for r in top))
+    scores = max(len("score"), *(len(_ranked(r)) for r in top))
     domains = max(len("domain"), *(len(r.domain or "") for r in top))
     edges = 3 * 5 + 1  # a bar and a space either side of each of five columns
     room = width - edges - ids - tiers - scores - _NAME_WIDTH

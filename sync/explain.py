@@ -140,12 +140,15 @@ class AccountExplanation:
 
 @dataclass(frozen=True)
 class RankedAccount:
-    """One of the best-scored accounts: its score, tier label and domain (`account_domains`)."""
+    """One of the best-scored accounts: its score, tier label and domain (`account_domains`),
+    and its points before the 0-100 scale's bounds (None: not known), which rank accounts of
+    one score."""
 
     account: Account
     score: int
     tier: str
     domain: str | None
+    points: float | None = None
 
 
 @dataclass(frozen=True)
@@ -309,7 +312,13 @@ def score_mirror(
     }
     domains = account_domains(list(accounts.values()))
     shown = tuple(
-        RankedAccount(accounts[s.account_id], s.score, str(s.values["tier"]), domains[s.account_id])
+        RankedAccount(
+            accounts[s.account_id],
+            s.score,
+            str(s.values["tier"]),
+            domains[s.account_id],
+            unbounded[s.account_id],
+        )
         for s in best
     )
     return MirrorScores(book, tiers, shown, model_status(session, setup, book))

@@ -325,6 +325,54 @@ def test_the_top_accounts_keep_their_names_in_an_80_column_terminal() -> None:
     assert max(map(len, table)) <= 80
 
 
+def test_top_accounts_at_the_scale_s_end_show_the_points_that_rank_them() -> None:
+    # many accounts share the score 100 (the rules model's above all): their points before the
+    # scale's end are what ranks them, so the list shows them; a disqualified account's score is
+    # forced down, not past the end, and a score within the scale shows alone
+    rows = [
+        ("a1", 100, "AE", 134.4),
+        ("a2", 100, "AE", 101.2),
+        ("a3", 100, "AE", 100.3),
+        ("a4", 0, "Disqualified", 150.0),
+        ("a5", 0, "Nurture", -7.6),
+        ("a6", 57, "SDR", 57.2),
+    ]
+    top = tuple(
+        RankedAccount(Account(id=i, name=f"Account {i}"), score, tier, None, points)
+        for i, score, tier, points in rows
+    )
+    book = SimpleNamespace(
+        account_ids=["a"] * 6, scores=SimpleNamespace(model_version="rules-1"), model_kind="rules"
+    )
+    preview = MirrorScores(book, {"AE": 3}, top, "cold start")  # type: ignore[arg-type]
+    console = Console(record=True, width=100)
+
+    print_mirror_scores(console, preview)
+
+    shown = console.export_text()
+    cells = {
+        row[1].strip(): row[4].strip()
+        for row in (line.split("│") for line in shown.splitlines() if line.startswith("│ a"))
+    }
+    assert cells == {"a1": "100 (134)", "a2": "100 (101)", "a3": "100", "a4": "0",
+                     "a5": "0 (-8)", "a6": "57"}  # fmt: skip
+    assert "100 (134): the account's points came to 134, past the 0-100 scale's end" in shown
+    assert "(the CRM shows 100)" in shown
+
+
+def test_no_points_are_shown_when_every_top_score_is_within_the_scale() -> None:
+    top = (RankedAccount(Account(id="a1", name="A"), 88, "AE", None, 88.4),)
+    book = SimpleNamespace(
+        account_ids=["a"], scores=SimpleNamespace(model_version="m"), model_kind="predictive"
+    )
+    console = Console(record=True, width=100)
+
+    print_mirror_scores(console, MirrorScores(book, {"AE": 1}, top, "promoted"))  # type: ignore[arg-type]
+
+    shown = console.export_text()
+    assert "scale's end" not in shown and "│    88 │" in shown
+
+
 def test_an_account_is_found_by_its_name_with_accents_and_case_set_aside(tmp_path: Path) -> None:
     at = datetime(2026, 11, 1, tzinfo=UTC)
     names = {"a1": "Señora Beat Materials SARL", "a2": "Señor Café", "a3": "Öko Materials GmbH"}
