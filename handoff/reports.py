@@ -397,7 +397,7 @@ def _line(console: Console, text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
-_NAME_WIDTH = 10  # the least a name column keeps in a narrow terminal
+_NAME_WIDTH = 20  # the least a name column keeps in a narrow terminal (domains cut first)
 
 
 def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
