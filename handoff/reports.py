@@ -397,7 +397,8 @@ def _line(console: Console, text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
-_NAME_WIDTH = 20  # the least a name column keeps in a narrow terminal (domains cut first)
+_NAME_WIDTH = 10  # the least a name column keeps in a narrow terminal
+_WORD_WIDTH = 20  # the most a name column keeps for its longest word before domains are cut
 
 
 def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
@@ -411,18 +412,19 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
     console.print(f"  {preview.model_reason}", soft_wrap=True, highlight=False)
     console.print(f"Tiers: {joined(preview.tiers)}")
     table = Table(title=f"Top {len(preview.top)} accounts")
-    domain_width = _domain_width(console.width, preview.top)
+    name_width = _name_width(preview.top)
+    domain_width = _domain_width(console.width, preview.top, name_width)
     for column in ("account", "name", "domain", "score", "tier"):
-        # ids, scores and tiers kept whole, domains too while the name keeps `_NAME_WIDTH`
-        # (then they are cut short: …); a name wraps at its spaces, folded where one word is
-        # longer than its column
+        # ids, scores and tiers kept whole, domains too while the name keeps its longest word
+        # whole (`_name_width`; then they are cut short: …); a name wraps at its spaces, folded
+        # only where one word is longer than its column
         justify = "right" if column == "score" else "left"
         table.add_column(
             column,
             justify=justify,
             no_wrap=column != "name",
             overflow="fold" if column == "name" else "ellipsis",
-            min_width=_NAME_WIDTH if column == "name" else None,
+            min_width=name_width if column == "name" else None,
             max_width=domain_width if column == "domain" else None,
         )
     for ranked in preview.top:
@@ -457,9 +459,17 @@ def _ranked(ranked: RankedAccount) -> str:
     return f"{ranked.score} ({ranked.points:.0f})" if _off_scale(ranked) else f"{ranked.score}"
 
 
-def _domain_width(width: int, top: Sequence[RankedAccount]) -> int | None:
+def _name_width(top: Sequence[RankedAccount]) -> int:
+    """The least the name column keeps: its longest word, so that names wrap at their spaces
+    ("MeridianVault Energy", not "MeridianVaul" then "t Energy"), within `_NAME_WIDTH` and
+    `_WORD_WIDTH`."""
+    words = [len(word) for r in top for word in (r.account.name or "").split()]
+    return min(max(_NAME_WIDTH, *words), _WORD_WIDTH) if words else _NAME_WIDTH
+
+
+def _domain_width(width: int, top: Sequence[RankedAccount], name_width: int) -> int | None:
     """The most the domain column may take in a table ``width`` wide so the name column keeps
-    `_NAME_WIDTH` (None: every domain fits whole beside it)."""
+    ``name_width`` (None: every domain fits whole beside it)."""
     if not top:
         return None
     ids = max(len("account"), *(len(r.account.id) for r in top))
@@ -467,7 +477,7 @@ def _domain_width(width: int, top: Sequence[RankedAccount]) -> int | None:
     scores = max(len("score"), *(len(_ranked(r)) for r in top))
     domains = max(len("domain"), *(len(r.domain or "") for r in top))
     edges = 3 * 5 + 1  # a bar and a space either side of each of five columns
-    room = width - edges - ids - tiers - scores - _NAME_WIDTH
+    room = width - edges - ids - tiers - scores - name_width
     return None if domains <= room else max(room, len("domain"))
 
 

@@ -360,6 +360,26 @@ def test_top_accounts_at_the_scale_s_end_show_the_points_that_rank_them() -> Non
     assert "(the CRM shows 100)" in shown
 
 
+def test_a_top_account_name_wraps_at_its_spaces_its_domain_cut_short_first() -> None:
+    name, domain = "MeridianVault Energy Corporation", "meridianvaultenergycorporation.example"
+    top = tuple(
+        RankedAccount(Account(id=f"001Dn00000000{n}IAA", name=name), 100, "AE", domain, 124.0)
+        for n in range(2)
+    )
+    book = SimpleNamespace(
+        account_ids=["a"] * 2, scores=SimpleNamespace(model_version="m"), model_kind="rules"
+    )
+    console = Console(record=True, width=80)
+
+    print_mirror_scores(console, MirrorScores(book, {"AE": 2}, top, "cold start"))  # type: ignore[arg-type]
+
+    shown = console.export_text()
+    names = [line.split("│")[2].strip() for line in shown.splitlines() if line.startswith("│ ")]
+    assert names[:3] == ["MeridianVault", "Energy", "Corporation"], shown  # no word folded
+    assert "meridianvault" in shown and "…" in shown  # the domain cut short instead
+    assert max(len(line) for line in shown.splitlines() if line[:1] in "┏┃┡│└") <= 80
+
+
 def test_no_points_are_shown_when_every_top_score_is_within_the_scale() -> None:
     top = (RankedAccount(Account(id="a1", name="A"), 88, "AE", None, 88.4),)
     book = SimpleNamespace(
