@@ -23,14 +23,11 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 class KeptRows:
-    """The rows `written_rows` made, kept from one push to the next for as long as each values
-    mapping lives, by stream: the people of an account share one values mapping, yet a first
-    run pushes them in id order, a few in each of thousands of calls, so without this each
-    person was made a row of its own (1M people of 200,000 accounts pushed 100 a call: their
-    rows in 2.5 s against 3.8 s). A mapping is kept by a weak reference, whose end drops its
-    row: only a mapping that takes one is kept (`weakref.ref`; a plain dict does not, and is
-    made a row in each call). One holder serves one connector, whose field names and
-    conversions never change."""
+    """The rows `written_rows` made, by stream, kept from one push to the next while the values
+    mapping each was made of lives: the people of an account share one mapping, yet a first
+    run pushes them a few a call. Only a mapping that takes a weak reference is kept (a plain
+    dict is made a row each call), and it must not change once pushed. One holder serves one
+    connector, whose field names and conversions never change."""
 
     def __init__(self) -> None:
         self._streams: dict[str, dict[int, tuple[_Ref, dict[str, Any]]]] = {}
@@ -53,9 +50,9 @@ class KeptRows:
         ref.rows[ref.key] = (ref, row)
 
 
-class _Ref(weakref.ref):  # type: ignore[type-arg]
-    """A weak reference to a values mapping that knows where its row is kept: the rows of
-    200,000 accounts' people are kept in 108 MB so, in 163 MB with a closure a mapping."""
+class _Ref(weakref.ref[Any]):
+    """A weak reference to a values mapping that knows where its row is kept (no closure a
+    mapping: a third less memory)."""
 
     __slots__ = ("key", "rows")
     key: int

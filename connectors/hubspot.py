@@ -209,7 +209,8 @@ class HubSpotConnector:
         self._portal: str | None = None  # the Hub ID, once read (`org_id`)
         self.search_cap = search_cap
         self.events_api: bool | None = None  # whether the portal serves the events API (tier)
-        self._contact_of: dict[str, str | None] = {}  # lower-case email -> contact id
+        # lower-case email -> contact id (none: an address that is no contact, as no address is)
+        self._contact_of: dict[str, str | None] = {"": None}
         self._readers: dict[str, PageReader] = {}  # events API page readers, by stream
         self._kept_rows = KeptRows()  # rows pushed, while their values live (`written_rows`)
 
@@ -766,7 +767,7 @@ class HubSpotConnector:
         contact found in what the pull has learned (`_look_up`), once for every recipient of
         the group, and joined to its events by polars (a group of 30,000 events names about
         half as many recipients)."""
-        recipients = touches["recipient"].unique().to_list()
+        recipients = touches["recipient"].drop_nulls().unique().to_list()  # none: no contact
         contacts = self._contacts(recipients)
         found = pl.DataFrame(
             {"recipient": recipients, "objectId": contacts},
@@ -788,10 +789,7 @@ class HubSpotConnector:
     def _contacts(self, emails: Sequence[str]) -> list[str | None]:
         """The contact of each email (in lower case; None: no contact), those not seen yet
         looked up first (`_look_up`): each email probed once where all were seen, as on a first
-        run, whose contacts are listed before their email events. A group's 25,000 recipients
-        among a million emails learned: 14 ms against 20 for a set of them, its difference with
-        those learned and a second probe (~5 s of the reference org's first run; the probes of
-        a large dict are what cost)."""
+        run, whose contacts are listed before their email events."""
         known = self._contact_of
         found = list(map(known.get, emails, repeat(_UNSEEN)))
         if _UNSEEN in found:

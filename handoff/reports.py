@@ -8,6 +8,7 @@ only lays them out: "Pulled: companies 2,000 (12 calls)", never a raw counter ke
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -412,11 +413,10 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
     console.print(f"  {preview.model_reason}", soft_wrap=True, highlight=False)
     console.print(f"Tiers: {joined(preview.tiers)}")
     table = Table(title=f"Top {len(preview.top)} accounts")
-    name_width = _name_width(preview.top)
-    domain_width = _domain_width(console.width, preview.top, name_width)
+    name_width, domain_width = _widths(console.width, preview.top)
     for column in ("account", "name", "domain", "score", "tier"):
         # ids, scores and tiers kept whole, domains too while the name keeps its longest word
-        # whole (`_name_width`; then they are cut short: …); a name wraps at its spaces, folded
+        # whole (`_widths`; then they are cut short: …); a name wraps at its spaces, folded
         # only where one word is longer than its column
         justify = "right" if column == "score" else "left"
         table.add_column(
@@ -433,52 +433,55 @@ def print_mirror_scores(console: Console, preview: MirrorScores) -> None:
     console.print(table)
     capped = next((ranked for ranked in preview.top if _off_scale(ranked)), None)
     if capped is not None:
+        end = capped.score
         console.print(
-            f"  {_ranked(capped)}: the account's points came to {capped.points:.0f}, past the "
-            f"0-100 scale's end; points rank accounts of one score (the CRM shows "
-            f"{capped.score})",
+            f"  Scores stop at {end}: the number in brackets is the account's points before "
+            f"that end, which order the accounts tied at {end} (the CRM shows {end})",
             soft_wrap=True,
             highlight=False,
         )
 
 
+def _whole(points: float) -> int:
+    """Points as a whole number, a half rounded away from the scale's middle (as `f"{:.0f}"`
+    would not: 100.5 would show as 100, past the end yet seeming not)."""
+    return math.floor(points + 0.5) if points >= SCORE_MAX / 2 else math.ceil(points - 0.5)
+
+
 def _off_scale(ranked: RankedAccount) -> bool:
-    """Whether the account's points passed the end of the 0-100 scale its score sits at by
-    half a point or more (the score alone then ranks nothing among those there; a score
-    forced down by a disqualification is not points past its end)."""
-    points = ranked.points
-    if points is None:
+    """Whether the account's points, whole, passed the end of the 0-100 scale its score sits
+    at (the score alone then orders nothing among those there); a disqualified account's
+    score is forced down, not past an end."""
+    if ranked.points is None or ranked.disqualified:
         return False
-    return (points >= SCORE_MAX + 0.5 and ranked.score == SCORE_MAX) or (
-        points <= -0.5 and ranked.score == 0
-    )
+    points = _whole(ranked.points)
+    return (points > SCORE_MAX and ranked.score == SCORE_MAX) or (points < 0 and ranked.score == 0)
 
 
 def _ranked(ranked: RankedAccount) -> str:
     """A top account's score, with its points before the scale's end when they passed it."""
-    return f"{ranked.score} ({ranked.points:.0f})" if _off_scale(ranked) else f"{ranked.score}"
+    if ranked.points is None or not _off_scale(ranked):
+        return f"{ranked.score}"
+    return f"{ranked.score} ({_whole(ranked.points)})"
 
 
-def _name_width(top: Sequence[RankedAccount]) -> int:
-    """The least the name column keeps: its longest word, so that names wrap at their spaces
-    ("MeridianVault Energy", not "MeridianVaul" then "t Energy"), within `_NAME_WIDTH` and
-    `_WORD_WIDTH`."""
-    words = [len(word) for r in top for word in (r.account.name or "").split()]
-    return min(max(_NAME_WIDTH, *words), _WORD_WIDTH) if words else _NAME_WIDTH
-
-
-def _domain_width(width: int, top: Sequence[RankedAccount], name_width: int) -> int | None:
-    """The most the domain column may take in a table ``width`` wide so the name column keeps
-    ``name_width`` (None: every domain fits whole beside it)."""
+def _widths(width: int, top: Sequence[RankedAccount]) -> tuple[int, int | None]:
+    """The least the name column keeps, and the most the domain column may take (None: every
+    domain fits whole), in a table ``width`` wide: the name keeps its longest word whole where
+    the room allows (up to `_WORD_WIDTH`), so names wrap at their spaces ("MeridianVault
+    Energy", not "MeridianVaul" then "t Energy"), and domains are cut short first."""
     if not top:
-        return None
+        return _NAME_WIDTH, None
     ids = max(len("account"), *(len(r.account.id) for r in top))
     tiers = max(len("tier"), *(len(r.tier) for r in top))
     scores = max(len("score"), *(len(_ranked(r)) for r in top))
     domains = max(len("domain"), *(len(r.domain or "") for r in top))
     edges = 3 * 5 + 1  # a bar and a space either side of each of five columns
-    room = width - edges - ids - tiers - scores - name_width
-    return None if domains <= room else max(room, len("domain"))
+    room = width - edges - ids - tiers - scores
+    words = max((len(word) for r in top for word in (r.account.name or "").split()), default=0)
+    name = max(_NAME_WIDTH, min(words, _WORD_WIDTH, room - len("domain")))
+    left = room - name
+    return name, None if domains <= left else max(left, len("domain"))
 
 
 def print_run_report(console: Console, report: RunReport) -> None:

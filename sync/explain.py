@@ -141,14 +141,15 @@ class AccountExplanation:
 @dataclass(frozen=True)
 class RankedAccount:
     """One of the best-scored accounts: its score, tier label and domain (`account_domains`),
-    and its points before the 0-100 scale's bounds (None: not known), which rank accounts of
-    one score."""
+    its points before the 0-100 scale's bounds (None: not known), which rank accounts of one
+    score, and whether it is disqualified."""
 
     account: Account
     score: int
     tier: str
     domain: str | None
     points: float | None = None
+    disqualified: bool = False
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,7 @@ def score_mirror(
             str(s.values["tier"]),
             domains[s.account_id],
             unbounded[s.account_id],
+            s.disqualified_reason is not None,
         )
         for s in best
     )

@@ -678,6 +678,9 @@ def test_a_row_is_made_once_for_a_shared_mapping_whatever_call_it_is_pushed_in()
     del shared
     gc.collect()
     assert len(kept) == 0  # the mapping's end dropped its rows
-    again = _Shared(n=1)  # may take the id the last one had: made afresh, not mistaken for it
-    assert written_rows(stream, [Update("00QE", again)], {"n": "N__c"}, written, kept=kept)
-    assert calls == [1, 2, 2, 1, 1]
+    one, another = _Shared(n=3), _Shared(n=4)
+    written_rows(stream, [Update("00QE", one)], {"n": "N__c"}, written, kept=kept)
+    rows = kept.of("Lead")
+    rows[id(another)] = rows[id(one)]  # as if `another` had the id of a mapping gone since
+    made = written_rows(stream, [Update("00QF", another)], {"n": "N__c"}, written, kept=kept)
+    assert made["00QF"] == {"N__c": "v4"}  # its own row: the kept one is another mapping's

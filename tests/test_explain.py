@@ -336,13 +336,17 @@ def test_top_accounts_at_the_scale_s_end_show_the_points_that_rank_them() -> Non
         ("a4", 0, "Disqualified", 150.0),
         ("a5", 0, "Nurture", -7.6),
         ("a6", 57, "SDR", 57.2),
+        ("a7", 100, "AE", 100.5),  # half a point past the end: shown so, not as 100
+        ("a8", 0, "Disqualified", -12.0),
     ]
     top = tuple(
-        RankedAccount(Account(id=i, name=f"Account {i}"), score, tier, None, points)
+        RankedAccount(
+            Account(id=i, name=f"Account {i}"), score, tier, None, points, tier == "Disqualified"
+        )
         for i, score, tier, points in rows
     )
     book = SimpleNamespace(
-        account_ids=["a"] * 6, scores=SimpleNamespace(model_version="rules-1"), model_kind="rules"
+        account_ids=["a"] * 8, scores=SimpleNamespace(model_version="rules-1"), model_kind="rules"
     )
     preview = MirrorScores(book, {"AE": 3}, top, "cold start")  # type: ignore[arg-type]
     console = Console(record=True, width=100)
@@ -355,8 +359,8 @@ def test_top_accounts_at_the_scale_s_end_show_the_points_that_rank_them() -> Non
         for row in (line.split("│") for line in shown.splitlines() if line.startswith("│ a"))
     }
     assert cells == {"a1": "100 (134)", "a2": "100 (101)", "a3": "100", "a4": "0",
-                     "a5": "0 (-8)", "a6": "57"}  # fmt: skip
-    assert "100 (134): the account's points came to 134, past the 0-100 scale's end" in shown
+                     "a5": "0 (-8)", "a6": "57", "a7": "100 (101)", "a8": "0"}  # fmt: skip
+    assert "Scores stop at 100: the number in brackets is the account's points" in shown
     assert "(the CRM shows 100)" in shown
 
 
@@ -378,6 +382,28 @@ def test_a_top_account_name_wraps_at_its_spaces_its_domain_cut_short_first() -> 
     assert names[:3] == ["MeridianVault", "Energy", "Corporation"], shown  # no word folded
     assert "meridianvault" in shown and "…" in shown  # the domain cut short instead
     assert max(len(line) for line in shown.splitlines() if line[:1] in "┏┃┡│└") <= 80
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_the_top_accounts_table_keeps_within_a_narrow_terminal(width: int) -> None:
+    # a name's long word is kept whole only where the room allows: the table never passes the
+    # terminal's width, and the scores and tiers are never cut off
+    top = (
+        RankedAccount(Account(id="001Dn0000000014IAA", name="Supercalifragilistic Holdings"),
+                      100, "Disqualified", "supercalifragilisticholdings.example", 134.0),
+        RankedAccount(Account(id="001Dn000000001vIAA", name="Short"), 100, "AE", "s.example",
+                      120.0),
+    )  # fmt: skip
+    book = SimpleNamespace(
+        account_ids=["a"] * 2, scores=SimpleNamespace(model_version="m"), model_kind="rules"
+    )
+    console = Console(record=True, width=width)
+
+    print_mirror_scores(console, MirrorScores(book, {"AE": 2}, top, "cold start"))  # type: ignore[arg-type]
+
+    table = [line for line in console.export_text().splitlines() if line[:1] in "┏┃┡│└"]
+    assert max(map(len, table)) <= width
+    assert any("100 (120)" in line and "AE" in line for line in table), table
 
 
 def test_no_points_are_shown_when_every_top_score_is_within_the_scale() -> None:
