@@ -335,12 +335,11 @@ def bounds_note(found: AccountExplanation) -> str | None:
     """Why the points shown differ from the same reasons' points elsewhere (the history, another
     account): off the 0-100 scale, they were shrunk in proportion to add up to the score."""
     raw = found.points_before_bounds
-    # half a point off the scale rounds back onto it: no note for what the score does not show
-    if found.disqualified_reason or -0.5 < raw < SCORE_MAX + 0.5:
+    if found.disqualified_reason or not _past_end(raw):
         return None
     end, side = (SCORE_MAX, "positive") if raw > SCORE_MAX else (0.0, "negative")
     return (
-        f"The points came to {raw:.0f}, past the scale's end at {end:g}: each {side} reason's "
+        f"The points came to {_whole(raw)}, past the scale's end at {end:g}: each {side} reason's "
         f"points are shrunk in proportion so that they add up to the score (with those under "
         f"half a point, not listed), so a reason can show fewer points here than in the history."
     )
@@ -448,14 +447,16 @@ def _whole(points: float) -> int:
     return math.floor(points + 0.5) if points >= SCORE_MAX / 2 else math.ceil(points - 0.5)
 
 
+def _past_end(points: float) -> bool:
+    """Whether points, whole, pass an end of the 0-100 scale (half a point past it rounds back
+    onto it: the score shows nothing of it)."""
+    return not 0 <= _whole(points) <= SCORE_MAX
+
+
 def _off_scale(ranked: RankedAccount) -> bool:
-    """Whether the account's points, whole, passed the end of the 0-100 scale its score sits
-    at (the score alone then orders nothing among those there); a disqualified account's
-    score is forced down, not past an end."""
-    if ranked.points is None or ranked.disqualified:
-        return False
-    points = _whole(ranked.points)
-    return (points > SCORE_MAX and ranked.score == SCORE_MAX) or (points < 0 and ranked.score == 0)
+    """Whether the account's points passed an end of the scale, so that its score alone orders
+    nothing among those there; a disqualified account's score is forced down, not past an end."""
+    return ranked.points is not None and not ranked.disqualified and _past_end(ranked.points)
 
 
 def _ranked(ranked: RankedAccount) -> str:

@@ -251,6 +251,8 @@ def test_explain_says_when_the_points_shown_were_shrunk_to_fit_the_scale(scored:
     assert bounds_note(within) is None
     # what rounds back onto the scale gets no note; under it, the negative reasons shrank
     assert bounds_note(replace(moved, points_before_bounds=100.3)) is None
+    half = bounds_note(replace(moved, points_before_bounds=100.5))  # past the end, said so
+    assert half is not None and "came to 101," in half
     under = bounds_note(replace(within, points_before_bounds=-3.0))
     assert under is not None and "end at 0: each negative reason" in under
 
