@@ -54,6 +54,7 @@ batch refused whole for one bad value is halved until that record stands alone.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -1008,7 +1009,7 @@ class HubSpotConnector:
             inputs = [{"id": i, "properties": rows[i]} for i in chunk]
             try:
                 body = orjson.dumps({"inputs": inputs})  # sent as encoded (`_EncodedBodies`)
-                answer = self.api.call(self.api.batch.update, stream.path, body)
+                answer = self.api.call_raw(self.api.batch.update, stream.path, body)
             except BudgetExhausted as stop:
                 raise BudgetExhausted(str(stop), list(answered.values())) from stop
             except InvalidRequest as refused:
@@ -1021,7 +1022,7 @@ class HubSpotConnector:
             except ApiError as refused:
                 answered |= {i: _refused(i, refused) for i in chunk}
                 continue
-            answered |= _batch_results(chunk, answer)
+            answered |= _answered(chunk, answer)
         return answered
 
 
@@ -1374,6 +1375,26 @@ def _hubspot_value(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+# a record's id: a record of an answer's array begins ``[{"id":"12"`` or ``,{"id":"12"`` (the
+# byte before it is tested apart: the pattern then begins with a literal, searched fast). A
+# property named id is one step deeper (``"properties":{"id":``, ``,"id":``), and a text cannot
+# hold the sequence: a quote inside a text is escaped, so the byte before it is a backslash
+_RECORD_ID = re.compile(rb'\{"id":"([0-9]+)"')
+_ERRORS = b'"errors"'  # the key of a 207's errors, or a text "errors" (read whole then)
+
+
+def _answered(chunk: Sequence[str], body: bytes) -> dict[str, WriteResult]:
+    """`_batch_results` of a batch answer as it came. Every record landed when the answer names
+    no errors and its records' ids, found by a pattern, are the chunk's, each once: then the
+    answer is not read (it echoes every record's properties: 0.29 ms an answer of 100 read in a
+    run); otherwise it is read whole."""
+    if _ERRORS not in body:
+        found = [m[1] for m in _RECORD_ID.finditer(body) if body[m.start() - 1] in b"[,"]
+        if len(found) == len(chunk) and {i.decode() for i in found} == set(chunk):
+            return {i: WriteResult(i, "ok") for i in chunk}
+    return _batch_results(chunk, (read_json(body) if body else None) or {})
 
 
 def _batch_results(chunk: Sequence[str], answer: Mapping[str, Any]) -> dict[str, WriteResult]:

@@ -39,6 +39,7 @@ from connectors.batches import KeptRows, written_rows
 from connectors.columns import converted_columns
 from connectors.countries import country
 from connectors.http import HttpPolicy, RetrySettings
+from connectors.hubspot import _answered, _batch_results
 from connectors.keys import read_id, read_ids
 from connectors.protocol import (
     Checkpoint,
@@ -48,6 +49,7 @@ from connectors.protocol import (
     RecordBatch,
     Summary,
     Update,
+    WriteResult,
     expanded,
     records,
 )
@@ -69,6 +71,7 @@ from connectors.streams import (
     text as text_of,
 )
 from sandbox.generator import generate_org
+from sandbox.hubspot.responses import batch_response
 from sandbox.org import Org
 from sandbox.salesforce import client_session
 from sandbox.service import RunningSandbox, start_sandbox
@@ -684,3 +687,64 @@ def test_a_row_is_made_once_for_a_shared_mapping_whatever_call_it_is_pushed_in()
     rows[id(another)] = rows[id(one)]  # as if `another` had the id of a mapping gone since
     made = written_rows(stream, [Update("00QF", another)], {"n": "N__c"}, written, kept=kept)
     assert made["00QF"] == {"N__c": "v4"}  # its own row: the kept one is another mapping's
+
+
+# --- a HubSpot batch update's answer, read by its records' ids (`connectors.hubspot._answered`)
+
+
+def _record(record_id: str, **properties: Any) -> dict[str, Any]:
+    """A record as HubSpot's batch update answers it (`SimplePublicObject`)."""
+    stamp = "2026-11-01T00:00:00.000Z"
+    return {
+        "id": record_id,
+        "properties": {"hs_object_id": record_id, **properties},
+        "createdAt": stamp,
+        "updatedAt": stamp,
+        "archived": False,
+    }
+
+
+def _answer(records: Sequence[dict[str, Any]], errors: Sequence[dict[str, Any]] = ()) -> bytes:
+    body: dict[str, Any] = {"status": "COMPLETE", "results": list(records)}
+    if errors:
+        body |= {"numErrors": len(errors), "errors": list(errors)}
+    return json.dumps(body | {"startedAt": "x", "completedAt": "y"}, separators=(",", ":")).encode()
+
+
+_REFUSED = {"category": "VALIDATION_ERROR", "message": "bad", "context": {"ids": ["12"]}}
+
+
+@pytest.mark.parametrize(
+    ("records", "errors", "landed"),
+    [
+        # every record landed, the signals holding what looks like a record
+        ([_record("11", handoff_signals='{"id":"12"}'), _record("12")], [], {"11", "12"}),
+        ([_record("11")], [_REFUSED], {"11"}),  # a record refused
+        # a record missing from the answer, its id held by a property named id, first or not
+        ([{**_record("11"), "properties": {"id": "12"}}], [], {"11"}),
+        ([_record("11", id="12")], [], {"11"}),
+        # a record both answered and refused: the refusal counts, as read whole
+        ([_record("11"), _record("12")], [_REFUSED], {"11"}),
+        ([_record("11"), _record("11")], [], {"11"}),  # a record answered twice, one not at all
+        # a text "errors" in an answer where every record landed
+        ([_record("11", handoff_topic="errors"), _record("12")], [], {"11", "12"}),
+    ],
+)
+def test_a_batch_answer_read_by_its_ids_gives_what_reading_it_whole_gives(
+    records: list[dict[str, Any]], errors: list[dict[str, Any]], landed: set[str]
+) -> None:
+    chunk = ["11", "12"]
+    body = _answer(records, errors)
+    answered = _answered(chunk, body)
+    assert answered == _batch_results(chunk, json.loads(body))
+    assert {i for i, result in answered.items() if result.ok} == landed
+
+
+def test_a_batch_answer_of_the_sandbox_is_read_by_its_ids_alone() -> None:
+    # the sandbox's envelope (a space after its head's colons), its records compact
+    stamp = datetime(2026, 11, 1, tzinfo=UTC)
+    records = [json.dumps(_record(i), separators=(",", ":")) for i in ("11", "12")]
+    body = batch_response(200, records, [], stamp, stamp).body
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("connectors.hubspot.read_json", lambda body: pytest.fail("read whole"))
+        assert _answered(["11", "12"], body) == {i: WriteResult(i, "ok") for i in ("11", "12")}
