@@ -76,7 +76,6 @@ __all__ = [
     "CHECK_STAGE",
     "EXIT_CODES",
     "STAGES",
-    "YOUNG_COLLECTION",
     "RunConfig",
     "RunReport",
     "SchemaNotSetUp",
@@ -89,7 +88,6 @@ __all__ = [
 EXIT_CODES = {"ok": 0, "failed": 1, "partial": 2, "stopped": 3, "locked": 4}
 SAMPLE_ROWS = 10
 CHECK_STAGE = "check"  # a run refused before it began: the time its checks of the CRM took
-YOUNG_COLLECTION = 100_000  # allocations between the collector's young passes during a run
 ABANDONED = "never finished: its process ended (killed or crashed) before logging its outcome"
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total or None)
 _EVENT_STAGE = {"mirror": "pull", "link": "match", "write": "write"}
@@ -743,29 +741,26 @@ def _interrupted(report: RunReport) -> str:
 
 @contextmanager
 def _collector_spared() -> Iterator[None]:
-    """Leave what the process held before the run out of the garbage collector's full passes
-    for the run's length (`gc.freeze`), so each walks only what the run made, and hand it back
-    after (`gc.unfreeze`). Imports alone hold ~180,000 objects, a ~100 ms pass on this 2-core
-    machine, and a 200k org's incremental cycle made one to three passes. Cyclic garbage made
-    before the run waits for its end to be collected (what references alone free is freed at
-    once). For the run's length the young generation is collected every `YOUNG_COLLECTION`
-    allocations, not every 700: what a run keeps (frames, a document and a target a record) makes
-    no cycles to speak of, yet the passes it set off walked all of it, 15 s of the reference
-    org's first run (gen2 passes of up to 0.9 s, collecting 0 to 1,743 objects each); the
-    collector's own settings come back after. A process that froze objects itself (a pre-fork
-    server sharing memory with its workers) keeps them frozen: the run leaves the collector
-    alone; two runs in one process's threads only lose the saving."""
-    if gc.get_freeze_count():
+    """No automatic pass of the garbage collector for the run's length (`gc.disable`), and what
+    the process held before it frozen (`gc.freeze`: a pass a library asks for walks only what
+    the run made); both handed back after. What a run keeps (frames, a document and a target a
+    record) makes no cycles to speak of, yet the collector's passes walked all of it: with a
+    young pass every 700 allocations, 19.3 s of the reference org's first run (full passes of up
+    to 0.9 s collecting 0 to 1,743 objects each); every 100,000, 4.5 s, and at 50,000 accounts
+    ~0.9 s, where the run left 447 objects of cyclic garbage in all. That garbage waits for the
+    run's end (what references alone free is freed at once), and so does a host thread's: the
+    collector's switch is the process's. A process that froze objects itself (a pre-fork server
+    sharing memory with its workers) keeps them frozen and its collector as it set it: the run
+    leaves the collector alone; so does one that turned the collector off itself."""
+    if gc.get_freeze_count() or not gc.isenabled():
         yield
         return
-    thresholds = gc.get_threshold()
     gc.freeze()
-    if thresholds[0]:  # 0: the host turned automatic collection off; a higher one it keeps
-        gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION), *thresholds[1:])
+    gc.disable()
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
+        gc.enable()
         gc.unfreeze()
 
 

@@ -56,7 +56,6 @@ from sync.matching.normalise import personal_domains
 from sync.migrations import head_revision
 from sync.run import (
     CHECK_STAGE,
-    YOUNG_COLLECTION,
     RunConfig,
     RunReport,
     StateOfAnotherCrm,
@@ -940,12 +939,12 @@ def test_a_run_spares_the_collector_what_the_process_held_and_hands_it_back(
     crm: Crm, sqlite_store: Store
 ) -> None:
     frozen: list[int] = []
-    thresholds: list[tuple[int, int, int]] = []
+    enabled: list[bool] = []
     host = gc.get_threshold()
 
     def heartbeat() -> None:  # between stages
         frozen.append(gc.get_freeze_count())
-        thresholds.append(gc.get_threshold())
+        enabled.append(gc.isenabled())
         if len(frozen) == 3:
             raise RuntimeError("the lock was taken over")
 
@@ -955,20 +954,25 @@ def test_a_run_spares_the_collector_what_the_process_held_and_hands_it_back(
         run_sync(_config(), crm.connector, sqlite_store, crm.time.now, heartbeat=heartbeat)
 
     assert len(frozen) == 3 and min(frozen) >= held // 2  # what was held before the run
-    # the young generation collected every YOUNG_COLLECTION allocations, not every 700
-    assert set(thresholds) == {(YOUNG_COLLECTION, *host[1:])} and host[0] < YOUNG_COLLECTION
-    assert gc.get_freeze_count() == 0  # handed back, though the run raised
+    assert enabled == [False] * 3  # no automatic pass during the run
+    assert gc.get_freeze_count() == 0 and gc.isenabled()  # handed back, though the run raised
     assert gc.get_threshold() == host
     crm.run(sqlite_store, dry_run=True)
-    assert gc.get_freeze_count() == 0 and gc.get_threshold() == host
+    assert gc.get_freeze_count() == 0 and gc.isenabled() and gc.get_threshold() == host
     gc.freeze()  # a host that froze objects itself (a pre-fork server) keeps them frozen
     try:
         kept = gc.get_freeze_count()
         crm.run(sqlite_store, dry_run=True, heartbeat=heartbeat)
         assert gc.get_freeze_count() > kept // 2  # (some were freed by their references)
-        assert thresholds[-1] == host  # and the collector as it set it
+        assert enabled[-1]  # and the collector as it set it
     finally:
         gc.unfreeze()
+    gc.disable()  # a host that turned the collector off keeps it off
+    try:
+        crm.run(sqlite_store, dry_run=True, heartbeat=heartbeat)
+        assert not gc.isenabled() and not enabled[-1] and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
 
 
 def _unnamed(crm: Crm) -> str:
