@@ -726,6 +726,8 @@ _REFUSED = {"category": "VALIDATION_ERROR", "message": "bad", "context": {"ids":
         # a record both answered and refused: the refusal counts, as read whole
         ([_record("11"), _record("12")], [_REFUSED], {"11"}),
         ([_record("11"), _record("11")], [], {"11"}),  # a record answered twice, one not at all
+        # the keys in the API reference's order (alphabetical): no record begins with its id
+        ([dict(sorted(_record(i).items())) for i in ("11", "12")], [], {"11", "12"}),
         # a text "errors" in an answer where every record landed
         ([_record("11", handoff_topic="errors"), _record("12")], [], {"11", "12"}),
     ],
