@@ -460,6 +460,32 @@ def test_the_people_of_every_account_read_in_one_pass_are_planned_as_read_by_acc
     assert whole == by_account and len(whole) > 2 * ACCOUNTS
 
 
+def test_a_ledger_read_in_one_pass_plans_what_its_rows_looked_up_by_id_plan(
+    crm: Crm, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a full rescore's targets are most of the ledger: its rows are read in one pass, not looked
+    # up by IN lists; a row it holds as refused for now is what sends a record again
+    crm.run(sqlite_store)
+    with sqlite_store.session() as session:
+        again = []
+        for stream in (crm.accounts, crm.people):
+            row = session.exec(select(WriteLedger).where(WriteLedger.object == stream)).first()
+            assert row is not None
+            row.status = "retriable"  # refused for now: the CRM holds the values all the same
+            session.add(row)
+            again.append((stream, row.record_id))
+        session.commit()
+    monkeypatch.setattr("sync.store.FEW_IDS", 1)
+    crm.time.tick(60)
+    report = crm.run(sqlite_store, full=True)
+    with sqlite_store.session() as session:
+        lines = session.exec(select(RunEvent).where(RunEvent.action == "written")).all()
+    assert report.written == {crm.accounts: 1, crm.people: 1}
+    assert sorted(
+        (e.object, e.record_id, e.reason) for e in lines if e.run_id == report.run_id
+    ) == (sorted((stream, record_id, "retry") for stream, record_id in again))
+
+
 def _scored_again(crm: Crm, org: Org, moment: datetime, url: str) -> dict[str, tuple[Any, ...]]:
     """`_scored` after a first run at ``moment`` of the same org, in a CRM of its own, into a
     fresh store at ``url``."""
