@@ -643,13 +643,7 @@ _SETTLED = ("object", "record_id", "status", "code", "message", "settled_at")
 def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[int, int, int]:
     """(up, down, new) tier changes against the current-score table."""
     statement = select(CurrentScore.account_id, CurrentScore.tier)
-    before = {
-        account_id: tier
-        for chunk in in_chunks(sorted(scores))
-        for account_id, tier in session.exec(
-            statement.where(col(CurrentScore.account_id).in_(chunk))
-        )
-    }
+    before = dict(_current(session, statement, scores))
     up = down = new = 0
     for account_id, score in scores.items():
         old = before.get(account_id)
@@ -660,6 +654,13 @@ def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[in
         elif _TIER_ORDER[score.tier] < _TIER_ORDER.get(old, -1):
             down += 1
     return up, down, new
+
+
+def _current(session: Session, statement: Any, scores: Mapping[str, AccountScore]) -> Iterator[Any]:
+    """The rows of ``statement`` (on the current-score table, the account id first) of the
+    accounts of ``scores``: looked up by IN lists, or read in one pass where they are as many as
+    half the table's rows (`rows_among`: every account, on a first run or a nightly rescore)."""
+    return rows_among(session, statement, col(CurrentScore.account_id), scores.keys())
 
 
 def tier_counts(
@@ -699,10 +700,9 @@ def _tier_changes(session: Session, scores: Mapping[str, AccountScore]) -> dict[
     changes: dict[str, int] = {}
     for score in scores.values():
         changes[score.tier] = changes.get(score.tier, 0) + 1
-    statement = select(CurrentScore.tier)
-    for chunk in in_chunks(sorted(scores)):
-        for tier in session.exec(statement.where(col(CurrentScore.account_id).in_(chunk))):
-            changes[tier] = changes.get(tier, 0) - 1
+    statement = select(CurrentScore.account_id, CurrentScore.tier)
+    for _, tier in _current(session, statement, scores):
+        changes[tier] = changes.get(tier, 0) - 1
     return changes
 
 

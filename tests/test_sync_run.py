@@ -48,6 +48,7 @@ from sandbox.hubspot.account import portal_id
 from sandbox.org import Org
 from sandbox.salesforce import SalesforceOptions, client_session
 from sandbox.service import RunningSandbox, start_sandbox
+from scoring.explain import Explanation
 from sync import SchemaVersionError, Store
 from sync.frames import ReadApart
 from sync.linking import link_people
@@ -76,7 +77,17 @@ from sync.state import (
     WriteLedger,
 )
 from sync.store import plain_value
-from sync.writeback import ORPHAN_REASON, Plan, Planned, Target, plan_writes, score_history
+from sync.writeback import (
+    ORPHAN_REASON,
+    AccountScore,
+    Plan,
+    Planned,
+    Target,
+    _tier_changes,
+    plan_writes,
+    score_history,
+    tier_moves,
+)
 from tests.conftest import copy_template
 from tests.sandbox_fixtures import hubspot_client, salesforce_client, salesforce_merge
 from tests.test_connectors_contract import FakeTime
@@ -460,12 +471,13 @@ def test_the_people_of_every_account_read_in_one_pass_are_planned_as_read_by_acc
     assert whole == by_account and len(whole) > 2 * ACCOUNTS
 
 
-def test_a_ledger_read_in_one_pass_plans_what_its_rows_looked_up_by_id_plan(
+def test_a_ledger_and_current_scores_read_in_one_pass_plan_and_count_as_looked_up_by_id(
     crm: Crm, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a full rescore's targets are most of the ledger: its rows are read in one pass, not looked
-    # up by IN lists; a row it holds as refused for now is what sends a record again
-    crm.run(sqlite_store)
+    # up by IN lists; a row it holds as refused for now is what sends a record again. The
+    # current scores the tier tally moves from are read so too
+    first = crm.run(sqlite_store)
     with sqlite_store.session() as session:
         again = []
         for stream in (crm.accounts, crm.people):
@@ -481,9 +493,34 @@ def test_a_ledger_read_in_one_pass_plans_what_its_rows_looked_up_by_id_plan(
     with sqlite_store.session() as session:
         lines = session.exec(select(RunEvent).where(RunEvent.action == "written")).all()
     assert report.written == {crm.accounts: 1, crm.people: 1}
+    assert report.tiers == first.tiers and report.tier_up == report.tier_down == 0
     assert sorted(
         (e.object, e.record_id, e.reason) for e in lines if e.run_id == report.run_id
-    ) == (sorted((stream, record_id, "retry") for stream, record_id in again))
+    ) == sorted((stream, record_id, "retry") for stream, record_id in again)
+
+
+@pytest.mark.parametrize("crm", ["hubspot"], indirect=True)
+def test_tiers_move_alike_from_current_scores_read_in_one_pass_or_looked_up_by_id(
+    crm: Crm, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every account scored again (a nightly rescore) reads the current scores in one pass
+    crm.run(sqlite_store)
+    with sqlite_store.session() as session:
+        current = session.exec(select(CurrentScore)).all()
+        keys = sorted({c.tier for c in current})
+        scores = {  # each account a tier on
+            c.account_id: AccountScore(
+                c.account_id, c.score, keys[(keys.index(c.tier) + 1) % len(keys)], {}, (), (),
+                None, "v", None, Explanation(c.score, (), None, "v"),
+            )
+            for c in current
+        }  # fmt: skip
+        by_id = (tier_moves(session, scores), _tier_changes(session, scores))
+        monkeypatch.setattr("sync.store.FEW_IDS", 1)
+        one_pass = (tier_moves(session, scores), _tier_changes(session, scores))
+    (up, down, new), changes = by_id
+    assert one_pass == by_id and len(keys) > 1
+    assert up + down == len(current) and new == 0 and sum(changes.values()) == 0
 
 
 def _scored_again(crm: Crm, org: Org, moment: datetime, url: str) -> dict[str, tuple[Any, ...]]:
