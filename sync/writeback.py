@@ -642,8 +642,7 @@ _SETTLED = ("object", "record_id", "status", "code", "message", "settled_at")
 
 def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[int, int, int]:
     """(up, down, new) tier changes against the current-score table."""
-    statement = select(CurrentScore.account_id, CurrentScore.tier)
-    before = dict(_current(session, statement, scores))
+    before = dict(_current_tiers(session, scores))
     up = down = new = 0
     for account_id, score in scores.items():
         old = before.get(account_id)
@@ -656,10 +655,11 @@ def tier_moves(session: Session, scores: Mapping[str, AccountScore]) -> tuple[in
     return up, down, new
 
 
-def _current(session: Session, statement: Any, scores: Mapping[str, AccountScore]) -> Iterator[Any]:
-    """The rows of ``statement`` (on the current-score table, the account id first) of the
-    accounts of ``scores``: looked up by IN lists, or read in one pass where they are as many as
-    half the table's rows (`rows_among`: every account, on a first run or a nightly rescore)."""
+def _current_tiers(session: Session, scores: Mapping[str, AccountScore]) -> Iterator[Any]:
+    """(account, tier) of the current scores of the accounts of ``scores``: looked up by IN
+    lists, or read in one pass where they are as many as half the table's rows (`rows_among`:
+    every account, on a first run or a nightly rescore)."""
+    statement = select(CurrentScore.account_id, CurrentScore.tier)
     return rows_among(session, statement, col(CurrentScore.account_id), scores.keys())
 
 
@@ -700,8 +700,7 @@ def _tier_changes(session: Session, scores: Mapping[str, AccountScore]) -> dict[
     changes: dict[str, int] = {}
     for score in scores.values():
         changes[score.tier] = changes.get(score.tier, 0) + 1
-    statement = select(CurrentScore.account_id, CurrentScore.tier)
-    for _, tier in _current(session, statement, scores):
+    for _, tier in _current_tiers(session, scores):
         changes[tier] = changes.get(tier, 0) - 1
     return changes
 
