@@ -101,6 +101,7 @@ __all__ = [
     "insert_missing",
     "insert_rows_missing",
     "key_index",
+    "last_rowid",
     "plain_value",
     "put_rows",
     "read_json",
@@ -109,6 +110,7 @@ __all__ = [
     "update_frame",
     "update_keyed",
     "update_rows",
+    "update_span",
 ]
 
 Rows = Iterable[Mapping[str, Any]]
@@ -1324,6 +1326,37 @@ def update_keyed(
                 else:
                     listed = statement.replace("(?)", f"({', '.join(['?'] * len(chunk))})")
                     cursor.execute(listed, [*values.values(), *lead, *chunk])
+
+
+def last_rowid(session: Session, table: Table) -> int | None:
+    """The largest rowid of ``table`` (a rowid table) on SQLite, 0 when it is empty: read before
+    and after an insert of new rows, the two bound the rowids of the rows it inserted, which
+    SQLite numbers on from the largest (https://sqlite.org/autoinc.html). None on PostgreSQL."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    with _cursor(_driver_connection(session)) as cursor:
+        cursor.execute(f"SELECT max(rowid) FROM {_quoted('sqlite', table.name)}")
+        return int(cursor.fetchone()[0] or 0)
+
+
+def update_span(
+    session: Session,
+    table: Table,
+    values: Mapping[str, Any],
+    span: tuple[int, int],
+    where: Mapping[str, Any],
+) -> None:
+    """Set the same ``values`` (of types the driver takes as they are) on the rows of ``table``
+    whose rowid is after ``span[0]`` and at most ``span[1]`` (`last_rowid` before and after an
+    insert) and whose columns hold ``where``'s values: one statement over a range of the
+    table's rows in the order they were inserted, where `update_keyed` finds each by its key
+    (SQLite only)."""
+    name = partial(_quoted, "sqlite")
+    setting = ", ".join(f"{name(column)} = ?" for column in values)
+    held = "".join(f" AND {name(column)} = ?" for column in where)
+    statement = f"UPDATE {name(table.name)} SET {setting} WHERE rowid > ? AND rowid <= ?{held}"
+    with _cursor(_driver_connection(session)) as cursor:
+        cursor.execute(statement, [*values.values(), *span, *where.values()])
 
 
 @lru_cache(maxsize=64)

@@ -42,11 +42,13 @@ from sync.store import (
     canonical_plain,
     canonical_value,
     in_chunks,
+    last_rowid,
     plain_value,
     read_json,
     rows_among,
     update_keyed,
     update_rows,
+    update_span,
 )
 
 __all__ = [
@@ -481,7 +483,7 @@ def push_plan(
     comes. `BudgetExhausted` propagates with the batch in flight left pending (resent next
     run, with the same values)."""
     texts = _LedgerTexts()
-    answered: tuple[list[Planned], list[WriteResult]] | None = None  # pushed, not settled yet
+    answered: tuple[_Intended, list[WriteResult]] | None = None  # pushed, not settled yet
 
     def settle(session: Session) -> int:
         """The answered batch's outcome and history; how many records it held."""
@@ -489,15 +491,15 @@ def push_plan(
             return 0
         landed = _settle(store, session, *answered, now, outcome)
         _append_history(store, session, scores, landed, now, run_id)
-        return len(answered[0])
+        return len(answered[0].batch)
 
     for number, batch in enumerate(_batches(plan.writes, LEDGER_BATCH)):
         with store.session() as session:
             settled = settle(session)
-            _intend(store, session, batch, f"{run_id}:{number}", run_id, now, texts)
+            intended = _intend(store, session, batch, f"{run_id}:{number}", run_id, now, texts)
         if settled and progress is not None:
             progress(settled)  # counted once committed
-        answered = (batch, _push(connector, batch))
+        answered = (intended, _push(connector, batch))
     with store.session() as session:
         settled = settle(session)
     if settled and progress is not None:
@@ -516,6 +518,17 @@ def _batches(items: Sequence[Planned], size: int) -> Iterator[list[Planned]]:
         yield batch
 
 
+@dataclass(frozen=True)
+class _Intended:
+    """A batch whose ledger rows are written: its records, its id, and on SQLite the rowids of
+    the rows inserted for it (`last_rowid` before and after), which its settle updates as one
+    range rather than finding each by its key."""
+
+    batch: Sequence[Planned]
+    batch_id: str
+    inserted: tuple[int, int] | None
+
+
 def _intend(
     store: Store,
     session: Session,
@@ -524,7 +537,7 @@ def _intend(
     run_id: str,
     now: datetime,
     texts: _LedgerTexts,
-) -> None:
+) -> _Intended:
     """The ledger rows of a batch about to be pushed, status pending, on the store's bulk path
     (`Store.put_rows`: a batch is thousands of rows, each with its values as JSON): inserted
     for the records the ledger held no row of at the diff, replaced for the others; what every
@@ -546,8 +559,11 @@ def _intend(
         target = planned.target
         rows = new if planned.why == _NEW else held
         rows.append((target.stream, target.record_id, *texts.of(target)))
+    first = last_rowid(session, table) if new else None
     store.put_rows(session, table, _INTENT, new, fixed=fixed, new=True)
     store.put_rows(session, table, _INTENT, held, fixed=fixed)
+    inserted = None if first is None else (first, last_rowid(session, table) or first)
+    return _Intended(batch, batch_id, inserted)
 
 
 class _LedgerTexts:
@@ -606,22 +622,25 @@ def _push(connector: Connector, batch: Sequence[Planned]) -> list[WriteResult]:
 def _settle(
     store: Store,
     session: Session,
-    batch: Sequence[Planned],
+    intended: _Intended,
     results: Sequence[WriteResult],
     now: datetime,
     outcome: PushOutcome,
 ) -> list[Planned]:
-    """Each record's answer into the ledger, in bulk by (object, record id): the plain "ok" of
-    most records with one statement for them all, the others each with its own; the outcome
-    gathers what landed and what failed. What landed in this batch."""
+    """Each record's answer into the ledger, in bulk: the plain "ok" of most records with one
+    statement for them all (on SQLite, the rows inserted for the batch as one range of rowids,
+    the others by (object, record id)), then the others each with its own; the outcome gathers
+    what landed and what failed. What landed in this batch."""
     table = table_of(WriteLedger)
     stamp = store.adapters(table, ["settled_at"])[0]
     settled = now if stamp is None else stamp(now)
+    ranged = intended.inserted is not None  # its new rows set "ok" as a range, then the rest
     plain_ok, rows, landed = [], [], []
-    for planned, result in zip(batch, results, strict=True):
+    for planned, result in zip(intended.batch, results, strict=True):
         target = planned.target
         if result.status == "ok" and result.code is None and result.message is None:
-            plain_ok.append((target.stream, target.record_id))
+            if not (ranged and planned.why == _NEW):
+                plain_ok.append((target.stream, target.record_id))
         else:
             rows.append(
                 (target.stream, target.record_id, result.status, result.code, result.message)
@@ -631,6 +650,8 @@ def _settle(
         else:
             outcome.failed.append((planned, result))
     ok = {"status": "ok", "code": None, "message": None, "settled_at": settled}
+    if intended.inserted is not None:
+        update_span(session, table, ok, intended.inserted, {"batch": intended.batch_id})
     update_keyed(session, table, ok, plain_ok)
     update_rows(session, table, _SETTLED, sorted((*row, settled) for row in rows))
     outcome.written.extend(landed)

@@ -43,7 +43,14 @@ from sync import (
     staging,
 )
 from sync.state import NameVariant, table_of
-from sync.store import canonical_plain, insert_rows_missing, update_frame, update_rows
+from sync.store import (
+    canonical_plain,
+    insert_rows_missing,
+    last_rowid,
+    update_frame,
+    update_rows,
+    update_span,
+)
 from sync.wal import BACKSTOP_PAGES
 from tests.conftest import copy_template
 
@@ -650,6 +657,45 @@ def test_updates_of_many_rows_land_as_one_a_row_would(store: Store) -> None:
         for n in range(600)
         for o in ("Account", "Lead")
     }
+
+
+def test_rows_inserted_together_are_updated_as_the_span_of_their_rowids(store: Store) -> None:
+    # the write ledger's settle: the rows an insert added, as `last_rowid` before and after it
+    # bounds them, and of one batch; rows inserted before or after it, or of another batch, kept
+    ledger = table_of(WriteLedger)
+    columns = ("object", "record_id", "batch", "values", "reasons")
+    stamp = store.adapters(ledger, ["intended_at"])[0]
+    fixed = {
+        "values_hash": "abc",
+        "status": "permanent",
+        "code": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "message": "Choose a Reason Code",
+        "intended_at": T0 if stamp is None else stamp(T0),
+    }
+
+    def insert(session: Any, batch: str, ids: range) -> None:
+        rows = [("Lead", f"r{n:03}", batch, '{"score":83}', "[]") for n in ids]
+        store.put_rows(session, ledger, columns, rows, fixed=fixed, new=True)
+
+    with store.session() as session:
+        insert(session, "b", range(0, 40))  # before the span, the same batch
+        before = last_rowid(session, ledger)
+        insert(session, "b", range(40, 90))
+        insert(session, "c", range(90, 95))  # inside the span, another batch
+        after = last_rowid(session, ledger)
+        insert(session, "b", range(95, 99))  # after the span
+        if store.dialect == "postgresql":
+            assert before is None and after is None
+            return
+        assert before is not None and after is not None and after - before == 55
+        update_span(
+            session, ledger, {"status": "ok", "message": None}, (before, after), {"batch": "b"}
+        )
+    with store.session() as session:
+        held = session.execute(select(ledger.c.record_id, ledger.c.status, ledger.c.message))
+        statuses = {r[0]: (r[1], r[2]) for r in held}
+    refused = (fixed["status"], fixed["message"])
+    assert statuses == {f"r{n:03}": ("ok", None) if 40 <= n < 90 else refused for n in range(99)}
 
 
 def test_a_row_of_the_wrong_width_is_refused_alone_not_shifted_into_the_next(
