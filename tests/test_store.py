@@ -1080,12 +1080,34 @@ def test_errors_do_not_reveal_the_password(url: str) -> None:
         [],
         {"nested": {"z": {"y": [1, {"x": "\x00\n"}]}}},
         {"nan": float("nan"), "inf": float("inf")},
+        {"small": 1.5e-05, "large": 1e16, "near": [1e-4, 9999999999999998.0, 0.1, 1 / 3]},
+        {"big": 2**64, "at": 2**64 - 1, "low": -(2**63), "surrogate": "\ud800"},
+        {"B": 1, "a": 2, "\U0001f600": [(1, "t")], "\uffff": "\x7f\x1f\u00e9\u2029"},
+        {1: "a key not text"},
+        [datetime(2026, 11, 1, tzinfo=UTC)],  # not plain: json refuses it, as it must
+        {"flag": True, "kind": pl.Int64},  # a type json refuses and orjson might write
     ],
 )
 def test_the_canonical_text_is_json_dumps_byte_for_byte(value: Any) -> None:
     # the ledger's hash is taken over this text: another text would rewrite every record
-    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except TypeError:
+        with pytest.raises(TypeError):
+            canonical_plain(value)
+        return
     assert canonical_plain(value) == expected
+
+
+def test_the_canonical_text_of_every_character_and_of_floats_is_json_dumps_byte_for_byte() -> None:
+    # the characters of the first planes and the ends of the others, as keys and values, and
+    # floats of every magnitude: orjson writes some (the ledger's texts) where json would
+    characters = [*range(0x3000), 0xD7FF, 0xE000, 0xFEFF, 0xFFFF, 0x10000, 0x10FFFF]
+    values = [{"k" + chr(c): "v" + chr(c) + "w", chr(c): c} for c in characters]
+    values += [[n * 10.0**e, -n * 10.0**e] for n in (1, 1.5, 3.14159) for e in range(-8, 24)]
+    for value in values:
+        expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert canonical_plain(value) == expected
 
 
 _EDGE_STAMPS = [
