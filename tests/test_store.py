@@ -1001,6 +1001,16 @@ def test_sqlite_uses_write_ahead_logging(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
+def test_a_session_is_given_the_connection_handed_back_last(store: Store) -> None:
+    # one session after another keeps one connection, whose page cache holds what it read
+    # (SQLite empties it when another connection wrote since), however many the pool holds
+    with store.engine.connect() as first, store.engine.connect() as second:
+        held = [first.connection.driver_connection, second.connection.driver_connection]
+    for _ in range(3):
+        with store.session() as session:
+            assert session.connection().connection.driver_connection is held[0]
+
+
 def test_sqlite_s_log_is_copied_into_the_database_by_the_store_s_thread_not_by_a_commit(
     tmp_path: Path,
 ) -> None:
