@@ -178,6 +178,16 @@ LINKED = "matched_account_id IS NOT NULL"
 NAMES_ACCOUNT = "account_id IS NOT NULL"
 # in an index's info: it keys the table's rows on SQLite (`_KEYED_BY_INDEX`)
 KEY_INDEX = "keys_rows"
+# in a JSON column's info: its text is only ever read back, never compared as text (as the
+# mirror compares ``crm_owned``'s), so the bulk paths may write it compactly (`sync.store`)
+COMPACT_JSON = "compact_json"
+
+
+def _compact_json() -> Any:
+    """A JSON column whose text the bulk paths write by orjson where it reads back alike."""
+    return Field(
+        default_factory=list, sa_type=JSON, sa_column_kwargs={"info": {COMPACT_JSON: True}}
+    )
 
 
 def _run_fk() -> Any:
@@ -427,7 +437,7 @@ class ScoreHistory(SQLModel, table=True):
     model_version: str
     disqualified_reason: str | None = None
     topic: str | None = None
-    contributions: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    contributions: list[dict[str, Any]] = _compact_json()
     run_id: str | None = _run_fk()
 
 
@@ -586,7 +596,7 @@ class CurrentScore(SQLModel, table=True):
     scored_at: datetime = Field(sa_type=UTCDateTime)
     disqualified_reason: str | None = None
     topic: str | None = None
-    reasons: list[str] = Field(default_factory=list, sa_type=JSON)
+    reasons: list[str] = _compact_json()
     run_id: str | None = _run_fk()
 
 

@@ -42,7 +42,7 @@ from sync import (
     WriteLedger,
     staging,
 )
-from sync.state import NameVariant, table_of
+from sync.state import CurrentScore, NameVariant, table_of
 from sync.store import (
     canonical_plain,
     insert_rows_missing,
@@ -282,6 +282,36 @@ def test_json_values_read_back_as_written_even_where_orjson_would_refuse_them(
         person = session.get(Person, "p1")
     assert person is not None
     assert json.dumps(person.crm_owned) == json.dumps(owned)  # NaN == NaN, ints stay ints
+
+
+@pytest.mark.parametrize(
+    ("points", "reason", "sqlite_only"),
+    [
+        ([12.34, -0.5, 1.5e-05, 2**62], 'M\u00fcller \u2028 "q"', False),
+        ([2**70 + 1], "past 64 bits, which orjson refuses", False),
+        ([math.nan, math.inf], "json writes NaN, orjson null", True),  # PostgreSQL's json refuses
+        ([1.0], "\ud800", True),  # a lone surrogate, which orjson refuses
+    ],
+    ids=["plain", "past-64-bits", "nan", "surrogate"],
+)
+def test_compact_json_reads_back_as_written_whichever_writes_it(
+    store: Store, points: list[Any], reason: str, sqlite_only: bool
+) -> None:
+    # a score's contributions and reasons are written by orjson where it reads back alike
+    if sqlite_only and store.dialect != "sqlite":
+        pytest.skip("PostgreSQL's json type refuses the value itself")
+    contributions = [{"key": f"k{n}", "points": p, "reason": reason} for n, p in enumerate(points)]
+    score = {**ROWS[ScoreHistory], "contributions": contributions, "run_id": None}
+    current = {k: v for k, v in score.items() if k != "contributions"} | {"reasons": [reason]}
+    with store.session() as session:
+        store.upsert(session, Account, [{**ROWS[Account], "id": ACCOUNT_ID, "parent_id": None}])
+        store.append_scores(session, [score])
+        store.put_mappings(session, table_of(CurrentScore), [current])
+    with store.session() as session:
+        [held] = session.exec(select(ScoreHistory)).all()
+        kept = session.get(CurrentScore, ACCOUNT_ID)
+    assert json.dumps(held.contributions) == json.dumps(contributions)  # NaN == NaN, ints stay ints
+    assert kept is not None and kept.reasons == [reason]
 
 
 def test_a_disposed_store_is_freed_with_its_connections(tmp_path: Path) -> None:
