@@ -66,7 +66,14 @@ from connectors.batches import chunked
 from sync.config import UNENCODED_AT, unencoded_at
 from sync.frames import polars_type
 from sync.migrations import SchemaState, Status, refusal, schema_state, upgrade
-from sync.staging import MIN_ROWS, attach_stages, insert_staged, release_stages, sweep
+from sync.staging import (
+    MIN_ROWS,
+    attach_stages,
+    insert_staged,
+    release_stages,
+    sweep,
+    update_staged,
+)
 from sync.state import (
     COMPACT_JSON,
     KEY_INDEX,
@@ -1255,8 +1262,11 @@ def update_frame(session: Session, table: Table, rows: pl.DataFrame) -> None:
     if rows.is_empty():
         return
     if session.get_bind().dialect.name == "sqlite":
-        for chunk in rows.iter_slices(_UPDATE_SLICE):
-            update_rows(session, table, chunk.columns, _FrameRows(chunk))
+        for part in rows.iter_slices(_STAGED_SLICE):
+            if _updated_staged(session, table, part):
+                continue
+            for chunk in part.iter_slices(_UPDATE_SLICE):
+                update_rows(session, table, chunk.columns, _FrameRows(chunk))
         return
     statement = _unnest_update_sql(table, tuple(rows.columns), len(table.primary_key.columns))
     with _cursor(_driver_connection(session)) as cursor:
@@ -1264,6 +1274,28 @@ def update_frame(session: Session, table: Table, rows: pl.DataFrame) -> None:
 
 
 _UPDATE_SLICE = 100_000  # rows of a frame made tuples at a time on SQLite (`update_frame`, ...)
+# rows of a frame `update_frame` stages at a time on SQLite: a stage a part (a transaction has
+# four; the rest are bound), so a million people's links are not one image of 150 MB
+_STAGED_SLICE = 250_000
+
+
+def _updated_staged(session: Session, table: Table, rows: pl.DataFrame) -> bool:
+    """A slice of `update_frame`'s rows updated on SQLite by way of a stage
+    (`sync.staging.update_staged`) when their keys are distinct (a key given twice is updated a
+    row at a time, in order, by `update_rows`); whether they were."""
+    width = len(table.primary_key.columns)
+    if rows.height < MIN_ROWS or rows.select(rows.columns[:width]).is_duplicated().any():
+        return False
+    pooled = session.connection().connection
+    database = _sqlite_file(session.get_bind().url)
+    return update_staged(
+        pooled.driver_connection,
+        pooled.info.setdefault(_STAGES_USED, set()),
+        _quoted("sqlite", table.name),
+        rows,
+        width,
+        None if database is None else Path(database).parent,
+    )
 
 
 def update_rows(

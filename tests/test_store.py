@@ -477,6 +477,62 @@ def test_a_large_frame_with_a_row_the_database_refuses_is_bound_to_find_it(
     assert held["p01699"] == 1_699 and held["p01698"] is None
 
 
+def test_a_large_frame_of_updates_lands_by_way_of_a_stage_as_bound_rows_would(
+    sqlite_store: Store, stagings: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    updated: list[bool] = []
+
+    def spied(*given: Any) -> bool:
+        updated.append(staging.update_staged(*given))
+        return updated[-1]
+
+    monkeypatch.setattr("sync.store.update_staged", spied)
+    table = Person.__table__  # type: ignore[attr-defined]
+    rows = staging.MIN_ROWS + 500
+    with sqlite_store.session() as session:
+        sqlite_store.write_frame(
+            session, table, _people_frame(rows), fixed=_person_fixed(sqlite_store)
+        )
+    ids = [f"p{n:05}" for n in reversed(range(rows))]
+    changed = pl.DataFrame(
+        {
+            "id": [*ids, "p99999"],  # a key not held: updates nothing
+            "title": [None if n % 3 else f"T\u00e9{n}" for n in range(rows + 1)],
+            "link_pending": [n % 2 == 0 for n in range(rows + 1)],
+            "match_confidence": [None if n % 5 else n / 7 for n in range(rows + 1)],
+            "orphan_reason": pl.Series([None] * (rows + 1), dtype=pl.String),  # all null
+            "employees": [n for n in range(rows + 1)],
+        }
+    )
+    before = {f"p{n:05}": "no_domain" for n in range(rows)}
+    with sqlite_store.session() as session:
+        session.execute(update(table).values(orphan_reason="no_domain"))
+        update_frame(session, table, changed)
+        twice = pl.DataFrame({"id": ["p00007", *ids], "title": ["first", *(["again"] * rows)]})
+        update_frame(session, table, twice)  # a key given twice: bound, its last values kept
+    assert updated == [True]
+    with sqlite_store.session() as session:
+        held = {
+            r[0]: tuple(r[1:])
+            for r in session.execute(
+                select(
+                    Person.id,
+                    Person.title,
+                    Person.link_pending,
+                    Person.match_confidence,
+                    Person.orphan_reason,
+                    Person.employees,
+                )
+            )
+        }
+    expected = {
+        i: ("again", pending, confidence, None, employees)
+        for i, _, pending, confidence, _, employees in changed.iter_rows()
+        if i in before
+    }
+    assert held == expected
+
+
 def test_staged_rows_commit_or_roll_back_with_the_callers_transaction(
     sqlite_store: Store, stagings: list[bool], tmp_path: Path
 ) -> None:
