@@ -200,10 +200,10 @@ class Store:
         # session after another, and SQLite's page cache of a connection is emptied when another
         # connection wrote since it last read; handed out in turn, the pool's connections (the
         # mirror's threads left several) each found the others' writes (the write stage of a
-        # 50,000-account first run read 705 MB so, 512 so)
-        self.engine: Engine = create_engine(
-            self._url, json_deserializer=read_json, pool_use_lifo=True
-        )
+        # 50,000-account first run read 705 MB so, 512 so); an in-memory SQLite database has
+        # one connection a thread (SingletonThreadPool), which takes no such option
+        pooled = {"pool_use_lifo": True} if _pools_connections(self._url) else {}
+        self.engine: Engine = create_engine(self._url, json_deserializer=read_json, **pooled)
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._checkpointer: Checkpointer | None = None  # started by the first commit
         self._checkpointer_lock = threading.Lock()
@@ -2078,6 +2078,12 @@ def read_json(text: str | bytes) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(text)
+
+
+def _pools_connections(url: URL) -> bool:
+    """Whether SQLAlchemy keeps a pool of connections for ``url`` (`QueuePool`): PostgreSQL and
+    a SQLite file, not an in-memory SQLite database."""
+    return url.get_backend_name() != "sqlite" or _sqlite_file(url) is not None
 
 
 def _sqlite_file(url: URL) -> str | None:
