@@ -59,6 +59,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, StatementError
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.orm.util import identity_key
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.schema import CreateIndex, DropIndex
 from sqlmodel import Session, SQLModel, col, select
 
@@ -200,9 +201,11 @@ class Store:
         # session after another, and SQLite's page cache of a connection is emptied when another
         # connection wrote since it last read; handed out in turn, the pool's connections (the
         # mirror's threads left several) each found the others' writes (the write stage of a
-        # 50,000-account first run read 705 MB so, 512 so); an in-memory SQLite database has
-        # one connection a thread (SingletonThreadPool), which takes no such option
-        pooled = {"pool_use_lifo": True} if _pools_connections(self._url) else {}
+        # 50,000-account first run read 705 MB so, 512 so). Only where SQLite keeps a pool of
+        # connections (a file; an in-memory database has one a thread, which takes no such
+        # option): on PostgreSQL the connections LIFO leaves idle at the bottom of the pool
+        # could outlive a server's idle timeout, for no cache to keep
+        pooled = {"pool_use_lifo": True} if _sqlite_pool(self._url) else {}
         self.engine: Engine = create_engine(self._url, json_deserializer=read_json, **pooled)
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._checkpointer: Checkpointer | None = None  # started by the first commit
@@ -1371,9 +1374,12 @@ def update_keyed(
 def last_rowid(session: Session, table: Table) -> int | None:
     """The largest rowid of ``table`` (a rowid table) on SQLite, 0 when it is empty: read before
     and after an insert of new rows, the two bound the rowids of the rows it inserted, which
-    SQLite numbers on from the largest (https://sqlite.org/autoinc.html). None on PostgreSQL."""
+    SQLite numbers on from the largest (https://sqlite.org/autoinc.html); read in the session's
+    transaction, opened now if need be, so no other connection's delete comes between the read
+    and the insert. None on PostgreSQL."""
     if session.get_bind().dialect.name != "sqlite":
         return None
+    begin_now(session)
     with _cursor(_driver_connection(session)) as cursor:
         cursor.execute(f"SELECT max(rowid) FROM {_quoted('sqlite', table.name)}")
         return int(cursor.fetchone()[0] or 0)
@@ -1474,12 +1480,27 @@ def canonical_plain(value: Any) -> str:
     """`canonical_value` of a value already plain (`plain_value`), not made plain again: by
     orjson where its text is json's byte for byte (`_orjson_alike`: a tenth of the time for a
     write's values), else by json."""
-    if _orjson_alike(value):
+    if _orjson_agrees() and _orjson_alike(value):
         try:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
         except orjson.JSONEncodeError:  # a lone surrogate, an integer past 64 bits, a key not text
             pass
     return _canonical(value)
+
+
+@cache
+def _orjson_agrees() -> bool:
+    """Whether the orjson installed writes what `_orjson_alike` lets it write as json does, on
+    samples of it (every escaped character, the floats at the ends of its range): checked once
+    a process, so an orjson whose floats or escapes changed is not used for the ledger's text
+    (every record's hash would change, and every record be written again)."""
+    floats = [1e-4, -1e-4, 1.5e-4, 0.1, 1 / 3, 12.34, 1e15, 9999999999999998.0, 0.0, -0.0]
+    samples: list[Any] = [floats, [2**63 - 1, -(2**63), 2**64 - 1, True, None]]
+    samples += [{chr(c) + "k": "v" + chr(c)} for c in (*range(0x80), 0x2028, 0x2029, 0xFFFF)]
+    return all(
+        orjson.dumps(sample, option=orjson.OPT_SORT_KEYS).decode() == _canonical(sample)
+        for sample in samples
+    )
 
 
 _ORJSON_SCALARS = frozenset({str, int, bool, type(None)})  # exactly these types: not a subclass
@@ -1516,7 +1537,7 @@ def _json_text(value: Any) -> str:
     """The text of a JSON column marked `COMPACT_JSON`: orjson's where it reads back as json's
     would (`_orjson_alike`; a score's contributions in a seventh of the time), else json's (a
     NaN, which orjson writes as null; an integer past 64 bits, which it refuses)."""
-    if _orjson_alike(value):
+    if _orjson_agrees() and _orjson_alike(value):
         try:
             return orjson.dumps(value).decode()
         except orjson.JSONEncodeError:
@@ -2080,10 +2101,12 @@ def read_json(text: str | bytes) -> Any:
     return json.loads(text)
 
 
-def _pools_connections(url: URL) -> bool:
-    """Whether SQLAlchemy keeps a pool of connections for ``url`` (`QueuePool`): PostgreSQL and
-    a SQLite file, not an in-memory SQLite database."""
-    return url.get_backend_name() != "sqlite" or _sqlite_file(url) is not None
+def _sqlite_pool(url: URL) -> bool:
+    """Whether ``url`` is SQLite's and SQLAlchemy keeps a pool of connections for it
+    (`QueuePool`, as its dialect decides: a file, not an in-memory database)."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    return issubclass(url.get_dialect().get_pool_class(url), QueuePool)
 
 
 def _sqlite_file(url: URL) -> str | None:

@@ -562,7 +562,7 @@ def _intend(
     first = last_rowid(session, table) if new else None
     store.put_rows(session, table, _INTENT, new, fixed=fixed, new=True)
     store.put_rows(session, table, _INTENT, held, fixed=fixed)
-    inserted = None if first is None else (first, last_rowid(session, table) or first)
+    inserted = None if first is None else (first, last_rowid(session, table) or 0)
     return _Intended(batch, batch_id, inserted)
 
 
@@ -639,7 +639,7 @@ def _settle(
     for planned, result in zip(intended.batch, results, strict=True):
         target = planned.target
         if result.status == "ok" and result.code is None and result.message is None:
-            if not (ranged and planned.why == _NEW):
+            if not ranged or planned.why != _NEW:
                 plain_ok.append((target.stream, target.record_id))
         else:
             rows.append(

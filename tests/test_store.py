@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pytest
 from sqlalchemy import delete, update
@@ -287,12 +288,13 @@ def test_json_values_read_back_as_written_even_where_orjson_would_refuse_them(
 @pytest.mark.parametrize(
     ("points", "reason", "sqlite_only"),
     [
-        ([12.34, -0.5, 1.5e-05, 2**62], 'M\u00fcller \u2028 "q"', False),
+        ([12.34, -0.5, 2**62], 'M\u00fcller \u2028 "q"', False),  # written by orjson
+        ([1.5e-05], "a float orjson writes otherwise", False),
         ([2**70 + 1], "past 64 bits, which orjson refuses", False),
         ([math.nan, math.inf], "json writes NaN, orjson null", True),  # PostgreSQL's json refuses
         ([1.0], "\ud800", True),  # a lone surrogate, which orjson refuses
     ],
-    ids=["plain", "past-64-bits", "nan", "surrogate"],
+    ids=["plain", "small", "past-64-bits", "nan", "surrogate"],
 )
 def test_compact_json_reads_back_as_written_whichever_writes_it(
     store: Store, points: list[Any], reason: str, sqlite_only: bool
@@ -508,7 +510,7 @@ def test_a_large_frame_of_updates_lands_by_way_of_a_stage_as_bound_rows_would(
     with sqlite_store.session() as session:
         session.execute(update(table).values(orphan_reason="no_domain"))
         update_frame(session, table, changed)
-        twice = pl.DataFrame({"id": ["p00007", *ids], "title": ["first", *(["again"] * rows)]})
+        twice = pl.DataFrame({"id": ["p00007", *ids], "link_basis": ["first", *(["b"] * rows)]})
         update_frame(session, table, twice)  # a key given twice: bound, its last values kept
     assert updated == [True]
     with sqlite_store.session() as session:
@@ -522,12 +524,13 @@ def test_a_large_frame_of_updates_lands_by_way_of_a_stage_as_bound_rows_would(
                     Person.match_confidence,
                     Person.orphan_reason,
                     Person.employees,
+                    Person.link_basis,
                 )
             )
         }
     expected = {
-        i: ("again", pending, confidence, None, employees)
-        for i, _, pending, confidence, _, employees in changed.iter_rows()
+        i: (title, pending, confidence, None, employees, "b")
+        for i, title, pending, confidence, _, employees in changed.iter_rows()
         if i in before
     }
     assert held == expected
@@ -1087,14 +1090,18 @@ def test_sqlite_uses_write_ahead_logging(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_a_session_is_given_the_connection_handed_back_last(store: Store) -> None:
+def test_a_session_is_given_the_sqlite_connection_handed_back_last(sqlite_store: Store) -> None:
     # one session after another keeps one connection, whose page cache holds what it read
     # (SQLite empties it when another connection wrote since), however many the pool holds
-    with store.engine.connect() as first, store.engine.connect() as second:
+    with sqlite_store.engine.connect() as first, sqlite_store.engine.connect() as second:
         held = [first.connection.driver_connection, second.connection.driver_connection]
     for _ in range(3):
-        with store.session() as session:
+        with sqlite_store.session() as session:
             assert session.connection().connection.driver_connection is held[0]
+    in_memory = Store("sqlite://")  # a pool of one connection a thread, which takes no order
+    with in_memory.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+    in_memory.dispose()
 
 
 def test_sqlite_s_log_is_copied_into_the_database_by_the_store_s_thread_not_by_a_commit(
@@ -1193,6 +1200,30 @@ def test_the_canonical_text_is_json_dumps_byte_for_byte(value: Any) -> None:
             canonical_plain(value)
         return
     assert canonical_plain(value) == expected
+
+
+def test_an_orjson_that_writes_otherwise_is_not_used_for_the_canonical_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # an orjson whose floats changed (as serde_json's did once) would change every ledger hash
+    from sync import store as store_module
+
+    real = orjson.dumps
+
+    def changed(value: Any, option: int | None = None) -> bytes:
+        return real(value, option=option).replace(b"0.0001", b"1e-4")
+
+    value = {"score": 1e-4, "tier": "AE"}
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    monkeypatch.setattr(store_module.orjson, "dumps", changed)
+    store_module._orjson_agrees.cache_clear()
+    try:
+        assert not store_module._orjson_agrees()
+        assert canonical_plain(value) == expected
+    finally:
+        monkeypatch.undo()
+        store_module._orjson_agrees.cache_clear()
+    assert store_module._orjson_agrees() and canonical_plain(value) == expected
 
 
 def test_the_canonical_text_of_every_character_and_of_floats_is_json_dumps_byte_for_byte() -> None:
