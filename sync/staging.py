@@ -83,23 +83,10 @@ def insert_staged(
     Whether it did. When not (the frame small, or of a type the driver binds otherwise; the
     driver missing or failing; every stage used; a row refused, which undoes the statement
     alone), nothing is written and the caller binds the rows, which finds a refused one."""
-    if frame.height < MIN_ROWS or _unavailable(connection):
+    given = _given(frame)
+    stage = _staged(connection, used, given, folder) if given else None
+    if stage is None:
         return False
-    stage = next((name for name in STAGES if name not in used), None)
-    given = [c for c in frame.iter_columns() if c.dtype != pl.Null and c.null_count() < c.len()]
-    if stage is None or not given or any(c.dtype not in _BOUND_ALIKE for c in given):
-        return False
-    image = _driver_image(pl.DataFrame(given), folder)
-    if image is None:
-        return False
-    used.add(stage)
-    try:
-        connection.deserialize(image, name=stage)  # copied: the bytes can go
-    except sqlite3.OperationalError as error:  # busy: read in this transaction after all
-        _LOG.debug("stage %s cannot be replaced, binding the rows instead: %s", stage, error)
-        return False
-    finally:
-        del image
     order = [column.name for column in given]
     every = [*literals, *((name, "NULL") for name in frame.columns if name not in order)]
     names = ", ".join(_quoted(name) for name in (*order, *(name for name, _ in every)))
@@ -107,18 +94,11 @@ def insert_staged(
     # WHERE: else SQLite reads ON CONFLICT as the SELECT's join constraint
     # (https://sqlite.org/lang_upsert.html, "Parsing Ambiguity"); rowid order: a table keyed
     # later keeps the last row of an id given twice (`sync.store._create_key`)
-    statement = (
+    return _executed(
+        connection,
         f"INSERT INTO {table} ({names}) SELECT {values} FROM {stage}.{_TABLE}"
-        f" WHERE true ORDER BY rowid {conflict or ''}"
+        f" WHERE true ORDER BY rowid {conflict or ''}",
     )
-    begun = connection.in_transaction
-    try:
-        connection.execute(statement)
-    except sqlite3.IntegrityError:
-        if begun and not connection.in_transaction:  # SQLite rolled the transaction back
-            raise
-        return False
-    return True
 
 
 def update_staged(
@@ -136,36 +116,59 @@ def update_staged(
     million people's links, 9 columns: a quarter of the time less). A key not held updates
     nothing. Whether it did; when not (as for `insert_staged`), nothing is written and the
     caller binds the rows."""
-    if frame.height < MIN_ROWS or _unavailable(connection):
-        return False
-    stage = next((name for name in STAGES if name not in used), None)
     frame = frame.with_columns(pl.col(pl.Boolean).cast(pl.Int64))  # as SQLite stores a flag
     keys = frame.columns[:width]
-    given = [c for c in frame.iter_columns() if c.dtype != pl.Null and c.null_count() < c.len()]
-    if (
-        stage is None
-        or [c.name for c in given[:width]] != keys
-        or any(c.dtype not in _BOUND_ALIKE for c in given)
-    ):
+    given = _given(frame)
+    if [c.name for c in given[:width]] != keys:  # a key's column null throughout
         return False
-    image = _driver_image(pl.DataFrame(given), folder)
-    if image is None:
+    stage = _staged(connection, used, given, folder)
+    if stage is None:
         return False
-    used.add(stage)
-    try:
-        connection.deserialize(image, name=stage)
-    except sqlite3.OperationalError as error:  # busy: read in this transaction after all
-        _LOG.debug("stage %s cannot be replaced, binding the rows instead: %s", stage, error)
-        return False
-    finally:
-        del image
     staged = {column.name for column in given}
     setting = ", ".join(
         f"{_quoted(name)} = {'given.' + _quoted(name) if name in staged else 'NULL'}"
         for name in frame.columns[width:]
     )
     keyed = " AND ".join(f"{table}.{_quoted(name)} = given.{_quoted(name)}" for name in keys)
-    statement = f"UPDATE {table} SET {setting} FROM {stage}.{_TABLE} AS given WHERE {keyed}"
+    return _executed(
+        connection, f"UPDATE {table} SET {setting} FROM {stage}.{_TABLE} AS given WHERE {keyed}"
+    )
+
+
+def _given(frame: pl.DataFrame) -> list[pl.Series]:
+    """The columns of ``frame`` that hold a value (the others are NULL in every row)."""
+    return [c for c in frame.iter_columns() if c.dtype != pl.Null and c.null_count() < c.len()]
+
+
+def _staged(
+    connection: sqlite3.Connection, used: set[str], given: Sequence[pl.Series], folder: Path | None
+) -> str | None:
+    """A stage not in ``used`` (which gains it) holding the columns ``given`` as table
+    `_TABLE`, written by the driver in ``folder``; None when the rows are to be bound instead
+    (fewer than `MIN_ROWS`, a type the driver binds otherwise, the driver missing or failing,
+    every stage used, or the stage read in this transaction already)."""
+    if len(given[0]) < MIN_ROWS or _unavailable(connection):
+        return None
+    stage = next((name for name in STAGES if name not in used), None)
+    if stage is None or any(c.dtype not in _BOUND_ALIKE for c in given):
+        return None
+    image = _driver_image(pl.DataFrame(given), folder)
+    if image is None:
+        return None
+    used.add(stage)
+    try:
+        connection.deserialize(image, name=stage)  # copied: the bytes can go
+    except sqlite3.OperationalError as error:  # busy: read in this transaction after all
+        _LOG.debug("stage %s cannot be replaced, binding the rows instead: %s", stage, error)
+        return None
+    finally:
+        del image
+    return stage
+
+
+def _executed(connection: sqlite3.Connection, statement: str) -> bool:
+    """Whether ``statement`` (of the staged rows) ran; False when the database refused a row,
+    which undoes the statement alone (the caller binds the rows, and finds it)."""
     begun = connection.in_transaction
     try:
         connection.execute(statement)

@@ -487,15 +487,10 @@ class Store:
         if table.name not in self._keyless:
             keep, watched = _kept_on_conflict(tuple(frame.columns), constant, update, flags)
             conflict = _on_conflict("sqlite", table, keep, watched)
-        pooled = session.connection().connection
+        connection, used = _stages_of(session)
+        table_name = _quoted("sqlite", table.name)
         return insert_staged(
-            pooled.driver_connection,
-            pooled.info.setdefault(_STAGES_USED, set()),
-            _quoted("sqlite", table.name),
-            frame,
-            literals,
-            conflict,
-            self._stage_folder,
+            connection, used, table_name, frame, literals, conflict, self._stage_folder
         )
 
     def _upsert_rows(
@@ -1289,16 +1284,16 @@ def _updated_staged(session: Session, table: Table, rows: pl.DataFrame) -> bool:
     width = len(table.primary_key.columns)
     if rows.height < MIN_ROWS or rows.select(rows.columns[:width]).is_duplicated().any():
         return False
-    pooled = session.connection().connection
+    connection, used = _stages_of(session)
     database = _sqlite_file(session.get_bind().url)
-    return update_staged(
-        pooled.driver_connection,
-        pooled.info.setdefault(_STAGES_USED, set()),
-        _quoted("sqlite", table.name),
-        rows,
-        width,
-        None if database is None else Path(database).parent,
-    )
+    folder = None if database is None else Path(database).parent  # as `Store` stages beside it
+    return update_staged(connection, used, _quoted("sqlite", table.name), rows, width, folder)
+
+
+def _stages_of(session: Session) -> tuple[Any, set[str]]:
+    """The SQLite connection under ``session`` and the names of its stages holding a frame."""
+    pooled = session.connection().connection
+    return pooled.driver_connection, pooled.info.setdefault(_STAGES_USED, set())
 
 
 def update_rows(
