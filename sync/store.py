@@ -212,9 +212,7 @@ class Store:
         self._checkpointer_lock = threading.Lock()
         self._disposed = False
         self._log_file = _sqlite_file(self._url) if self.dialect == "sqlite" else None
-        # where a large frame's staged copy is written (`sync.staging`): beside the database,
-        # whose disk has room for its rows, where a temporary folder may be memory
-        self._stage_folder = None if self._log_file is None else Path(self._log_file).parent
+        self._stage_folder = _stage_folder(self._url)  # where a large frame is staged
         # tables whose key index this store dropped for a first load and has not built again:
         # their rows go in by plain INSERT (no conflict target), a key twice kept twice until
         # the index is built (`build_indexes` keeps the last)
@@ -1285,8 +1283,7 @@ def _updated_staged(session: Session, table: Table, rows: pl.DataFrame) -> bool:
     if rows.height < MIN_ROWS or rows.select(rows.columns[:width]).is_duplicated().any():
         return False
     connection, used = _stages_of(session)
-    database = _sqlite_file(session.get_bind().url)
-    folder = None if database is None else Path(database).parent  # as `Store` stages beside it
+    folder = _stage_folder(session.get_bind().url)
     return update_staged(connection, used, _quoted("sqlite", table.name), rows, width, folder)
 
 
@@ -1475,12 +1472,19 @@ def canonical_plain(value: Any) -> str:
     """`canonical_value` of a value already plain (`plain_value`), not made plain again: by
     orjson where its text is json's byte for byte (`_orjson_alike`: a tenth of the time for a
     write's values), else by json."""
+    text = _by_orjson(value, orjson.OPT_SORT_KEYS)
+    return _canonical(value) if text is None else text
+
+
+def _by_orjson(value: Any, option: int = 0) -> str | None:
+    """orjson's text of ``value`` where it is json's (`_orjson_agrees`, `_orjson_alike`; keys
+    sorted with ``OPT_SORT_KEYS``, json's ``sort_keys``), else None: json is to write it."""
     if _orjson_agrees() and _orjson_alike(value):
         try:
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+            return orjson.dumps(value, option=option).decode()
         except orjson.JSONEncodeError:  # a lone surrogate, an integer past 64 bits, a key not text
             pass
-    return _canonical(value)
+    return None
 
 
 @cache
@@ -1532,12 +1536,8 @@ def _json_text(value: Any) -> str:
     """The text of a JSON column marked `COMPACT_JSON`: orjson's where it reads back as json's
     would (`_orjson_alike`; a score's contributions in a seventh of the time), else json's (a
     NaN, which orjson writes as null; an integer past 64 bits, which it refuses)."""
-    if _orjson_agrees() and _orjson_alike(value):
-        try:
-            return orjson.dumps(value).decode()
-        except orjson.JSONEncodeError:
-            pass
-    return json.dumps(value)
+    text = _by_orjson(value)
+    return json.dumps(value) if text is None else text
 
 
 def _orjson_float(value: float) -> bool:
@@ -2102,6 +2102,15 @@ def _sqlite_pool(url: URL) -> bool:
     if url.get_backend_name() != "sqlite":
         return False
     return issubclass(url.get_dialect().get_pool_class(url), QueuePool)
+
+
+def _stage_folder(url: URL) -> Path | None:
+    """Where a large frame's staged copy is written for a SQLite database (`sync.staging`):
+    beside its file, whose disk has room for the rows, where a temporary folder may be memory;
+    None (the system's temporary folder) for an in-memory database, and for PostgreSQL, which
+    stages nothing."""
+    database = _sqlite_file(url) if url.get_backend_name() == "sqlite" else None
+    return None if database is None else Path(database).parent
 
 
 def _sqlite_file(url: URL) -> str | None:

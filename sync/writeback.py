@@ -634,12 +634,12 @@ def _settle(
     table = table_of(WriteLedger)
     stamp = store.adapters(table, ["settled_at"])[0]
     settled = now if stamp is None else stamp(now)
-    ranged = intended.inserted is not None  # its new rows set "ok" as a range, then the rest
+    span = intended.inserted  # on SQLite its new rows are set "ok" as a range, then the rest
     plain_ok, rows, landed = [], [], []
     for planned, result in zip(intended.batch, results, strict=True):
         target = planned.target
         if result.status == "ok" and result.code is None and result.message is None:
-            if not ranged or planned.why != _NEW:
+            if span is None or planned.why != _NEW:
                 plain_ok.append((target.stream, target.record_id))
         else:
             rows.append(
@@ -650,8 +650,8 @@ def _settle(
         else:
             outcome.failed.append((planned, result))
     ok = {"status": "ok", "code": None, "message": None, "settled_at": settled}
-    if intended.inserted is not None:
-        update_span(session, table, ok, intended.inserted, {"batch": intended.batch_id})
+    if span is not None:
+        update_span(session, table, ok, span, {"batch": intended.batch_id})
     update_keyed(session, table, ok, plain_ok)
     update_rows(session, table, _SETTLED, sorted((*row, settled) for row in rows))
     outcome.written.extend(landed)
