@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from pydantic import SecretStr
 
-from connectors import hubspot
+from connectors import hubspot, json_pages
 from connectors.config import HubSpotSettings
 from connectors.hubspot import HubSpotConnector
 from connectors.json_pages import cut, cut_last, json_text_columns, read_records
@@ -93,6 +93,36 @@ def test_records_read_as_the_text_columns_json_gives() -> None:
     expected = _reader()._frame_of(rows, NAMES)
     assert frame is not None and expected is not None
     assert frame.equals(expected) and frame.schema == expected.schema
+
+
+def test_a_group_longer_than_a_read_is_read_in_portions_as_one_read_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pages = [[_event(n), _event(n + 1, properties={"hs_title": "日本"})] for n in range(0, 40, 2)]
+    whole = json_text_columns(_cut_all(pages), NAMES)
+    texts: list[bytes] = []
+    read_json = pl.read_json
+
+    def recorded(source: Any, **options: Any) -> pl.DataFrame:
+        texts.append(source.getvalue())
+        return read_json(source, **options)
+
+    monkeypatch.setattr(json_pages, "READ_BYTES", 1_000)  # ~ two pages a portion
+    monkeypatch.setattr(json_pages.pl, "read_json", recorded)
+    parts = _cut_all(pages)
+    portions = json_text_columns(parts, NAMES)
+
+    assert whole is not None and portions is not None
+    assert portions.equals(whole) and portions.schema == whole.schema
+    assert 5 < len(texts) < len(parts)  # whole pages a portion, each an array of its own
+    assert all(len(text) < 1_000 + max(map(len, parts)) for text in texts)
+    assert b"[" + b",".join(parts) + b"]" == b"[" + b",".join(t[1:-1] for t in texts) + b"]"
+    assert portions.get_column("id").n_chunks() == 1
+
+    odd = [*pages[:-1], [pages[-1][0], _event(99) | {"objectId": 7}]]
+    assert json_text_columns(_cut_all(odd), NAMES) is None  # in the last portion alone
+    refused = [*_cut_all(pages[:-1]), b'{"id": "1"} x']
+    assert json_text_columns(refused, NAMES) is None  # polars refuses the last portion
 
 
 def test_no_records_read_as_empty_text_columns() -> None:
