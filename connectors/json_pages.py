@@ -36,6 +36,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -189,7 +190,8 @@ def read_records(
         tuple(sorted(absent)),
     )
     frames = []
-    for portion in _portions([part for part in parts if part.strip()], READ_BYTES):
+    size = READ_BYTES if schema else sys.maxsize  # no columns: one read counts the records
+    for portion in _portions([part for part in parts if part.strip()], size):
         frame = _read_portion(b"[" + b",".join(portion) + b"]", schema, odd)
         if frame is None:
             return None

@@ -118,6 +118,9 @@ def test_a_group_longer_than_a_read_is_read_in_portions_as_one_read_would(
     assert all(len(text) < 1_000 + max(map(len, parts)) for text in texts)
     assert b"[" + b",".join(parts) + b"]" == b"[" + b",".join(t[1:-1] for t in texts) + b"]"
     assert portions.get_column("id").n_chunks() == 1
+    singles = _cut_all([[_event(n)] for n in range(9)])  # polars reads [{...}] as no rows
+    counted = read_records(singles, {})  # with no columns: one read, the records counted
+    assert counted is not None and counted.shape == (9, 0)
 
     odd = [*pages[:-1], [pages[-1][0], _event(99) | {"objectId": 7}]]
     assert json_text_columns(_cut_all(odd), NAMES) is None  # in the last portion alone
