@@ -5,8 +5,7 @@ object per record: its ``results`` array is cut from the answer as it came (`cut
 only the paging token that names the next page), the arrays of a group of answers are joined
 into JSON arrays of about a megabyte each, and polars reads them into columns, as a schema of
 what is read says (`read_records`), in its own threads while our thread goes on (storing the
-group before). The
-columns are those `PageReader` makes of the same records read as JSON
+group before). The columns are those `PageReader` makes of the same records read as JSON
 (`connectors.page_reader`: a field one step into an object, ``properties.hs_url``, walked to;
 `json_text_columns`), so what follows reads them alike.
 
