@@ -747,11 +747,15 @@ def _collector_spared() -> Iterator[None]:
     record) makes no cycles to speak of, yet the collector's passes walked all of it: with a
     young pass every 700 allocations, 19.3 s of the reference org's first run (full passes of up
     to 0.9 s collecting 0 to 1,743 objects each); every 100,000, 4.5 s, and at 50,000 accounts
-    ~0.9 s, where the run left 447 objects of cyclic garbage in all. That garbage waits for the
-    run's end (what references alone free is freed at once), and so does a host thread's: the
-    collector's switch is the process's. A process that froze objects itself (a pre-fork server
-    sharing memory with its workers) keeps them frozen and its collector as it set it: the run
-    leaves the collector alone; so does one that turned the collector off itself."""
+    ~0.9 s, where the run left 447 objects of cyclic garbage in all. That garbage waits for a
+    pass of the oldest generation after the run (what references alone free is freed at once),
+    and so does a host thread's: the collector's switch is the process's. Everything the run
+    made is handed back as old (frozen with the rest, then unfrozen into the oldest generation):
+    left young, it was all walked by the first young pass after the run, the moment the
+    collector was on again (3.4 s of the reference org's first run, ~1 s at 50,000 accounts).
+    A process that froze objects itself (a pre-fork server sharing memory with its workers)
+    keeps them frozen and its collector as it set it: the run leaves the collector alone; so
+    does one that turned the collector off itself."""
     if gc.get_freeze_count() or not gc.isenabled():
         yield
         return
@@ -760,6 +764,7 @@ def _collector_spared() -> Iterator[None]:
     try:
         yield
     finally:
+        gc.freeze()  # the run's objects too, so none is left in the young generation
         gc.enable()
         gc.unfreeze()
 

@@ -1011,6 +1011,12 @@ def test_a_run_spares_the_collector_what_the_process_held_and_hands_it_back(
         if len(frozen) == 3:
             raise RuntimeError("the lock was taken over")
 
+    young: list[int] = []  # at each pass of the collector, what its youngest generation held
+
+    def passing(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            young.append(gc.get_count()[0])
+
     gc.collect()  # what earlier tests left as cyclic garbage is not held
     held = len(gc.get_objects())
     with pytest.raises(RuntimeError, match="taken over"):
@@ -1020,8 +1026,14 @@ def test_a_run_spares_the_collector_what_the_process_held_and_hands_it_back(
     assert enabled == [False] * 3  # no automatic pass during the run
     assert gc.get_freeze_count() == 0 and gc.isenabled()  # handed back, though the run raised
     assert gc.get_threshold() == host
-    crm.run(sqlite_store, dry_run=True)
+    gc.callbacks.append(passing)
+    try:
+        crm.run(sqlite_store, dry_run=True)
+    finally:
+        gc.callbacks.remove(passing)
     assert gc.get_freeze_count() == 0 and gc.isenabled() and gc.get_threshold() == host
+    # what the run made is handed back as old: no pass as the run ends walks all of it as young
+    assert all(count <= 2 * host[0] for count in young)
     gc.freeze()  # a host that froze objects itself (a pre-fork server) keeps them frozen
     try:
         kept = gc.get_freeze_count()
