@@ -1,13 +1,14 @@
 """Benchmark: incremental cycles of a large org, each from one saved state after its first run.
 
-    python -m bench.cycles prepare DIR [--accounts N] [--seed S]   # once: org, first run, echo
+    python -m bench.cycles prepare DIR [--crm C] [--accounts N] [--seed S]   # once: org, runs
     python -m bench.cycles run DIR [--cycles N] [--repeat R] [--profile-cycles P]
     python -m bench.cycles first DIR [--repeat R]   # the first run again, of the org prepared
 
 `bench.pipeline` measures a cycle only after generating the org and running its first run, eight
 minutes and more for the 200,000-account reference org, so trying a change to the cycle costs a
-quarter of an hour a figure. ``prepare`` does that once (Salesforce, SQLite): the org generated
-into DIR/org, served with its CRM's state kept in that folder (`bench.pipeline.served`), then
+quarter of an hour a figure. ``prepare`` does that once (``--crm``: Salesforce by default, or
+HubSpot; SQLite): the org generated into DIR/org, served with its CRM's state kept in that
+folder (`bench.pipeline.served`), then
 the first run, its rerun (the echo of its writes) and a cycle with nothing new, as
 `bench.pipeline` runs them, into DIR/state.db; then the state database and the CRM's saved state
 are copied aside. Each of ``run``'s ``--repeat`` rounds restores both copies (the database's
@@ -60,18 +61,19 @@ from sandbox.org import read_manifest
 from sandbox.world import world_from
 from sync.store import Store
 
-CRM = "salesforce"
+CRMS = ("salesforce", "hubspot")
 _STATE, _SAVED, _CLOCK, _FIRST = "state.db", "state.saved.db", "clock.json", "first.db"
 
 
-def prepare(folder: Path, accounts: int, seed: int) -> dict[str, Any]:
-    """The org, its first run, rerun and cycle with nothing new; the state copied aside."""
+def prepare(folder: Path, accounts: int, seed: int, crm: str = CRMS[0]) -> dict[str, Any]:
+    """The org, its first run, rerun and cycle with nothing new on ``crm``'s sandbox; the state
+    copied aside (the CRM noted with the clock: ``run`` and ``first`` serve the same)."""
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise SystemExit(f"{folder} is not empty: prepare into a new folder")
     world = world_from(DEFAULT_PRESET, {})
-    figures: dict[str, Any] = {"accounts": accounts, "seed": seed}
-    with generated_and_served(CRM, accounts, seed, world, folder, keep=True) as (org, sandbox):
+    figures: dict[str, Any] = {"crm": crm, "accounts": accounts, "seed": seed}
+    with generated_and_served(crm, accounts, seed, world, folder, keep=True) as (org, sandbox):
         with _benched(sandbox, folder / _STATE) as (bench, clock):
             end = org.manifest.end_at
             figures["first_run"] = bench.run("first run", end, full=True).figures()
@@ -79,7 +81,7 @@ def prepare(folder: Path, accounts: int, seed: int) -> dict[str, Any]:
             figures["rerun"] = bench.run("rerun", end).figures()
             clock.sleep(CYCLE.total_seconds())
             figures["nochange"] = bench.run("cycle with nothing new", end + CYCLE).figures()
-        (folder / _CLOCK).write_text(json.dumps({"offset": clock.offset}))
+        (folder / _CLOCK).write_text(json.dumps({"offset": clock.offset, "crm": crm}))
     log = Path(f"{folder / _STATE}-wal")
     if log.exists() and log.stat().st_size:  # the last connection closed copies and removes it
         raise SystemExit(f"{log} still holds pages: the state database was not closed")
@@ -108,19 +110,20 @@ def first(folder: Path, repeat: int) -> dict[str, Any]:
     and the CRM as generated (what ``prepare``'s first run met); their figures and the median of
     their local seconds."""
     org = SavedOrg(folder / "org", read_manifest(folder / "org"))
+    crm = _saved_clock(folder)["crm"]
     state = folder / _FIRST
     runs = []
     try:
         for number in range(repeat):
             progress(f"first run {number + 1} of {repeat}")
             _remove(state)
-            with served(CRM, org.path) as sandbox, _benched(sandbox, state) as (bench, _):
+            with served(crm, org.path) as sandbox, _benched(sandbox, state) as (bench, _):
                 # not kept: the CRM's saved state stays as it is
                 runs.append(bench.run("first run", org.manifest.end_at, full=True).figures())
     finally:
         _remove(state)
     median = statistics.median(one["local_seconds"] for one in runs)
-    return {"runs": runs, "median_local_seconds": round(median, 3)}
+    return {"crm": crm, "runs": runs, "median_local_seconds": round(median, 3)}
 
 
 @contextmanager
@@ -160,20 +163,28 @@ def _round(folder: Path, cycles: int, number: int, profiles: Path | None) -> lis
     shutil.copytree(_crm_saved(folder), _crm_state(folder))
     os.sync()  # the copies' writing-back is not the cycles'
     org = SavedOrg(folder / "org", read_manifest(folder / "org"))
+    saved = _saved_clock(folder)
+    crm_name = saved["crm"]
     measured = []
-    with served(CRM, org.path, keep=True) as sandbox:
+    with served(crm_name, org.path, keep=True) as sandbox:
         clock, wait = SimulatedClock(), HttpWait()
-        clock.offset = json.loads((folder / _CLOCK).read_text())["offset"]
+        clock.offset = saved["offset"]
         crm = connector(sandbox, clock, wait)
         with Store.open(f"sqlite:///{folder / _STATE}") as store:
             bench = Bench(sandbox, crm, store, clock, wait, profiles)
             end = org.manifest.end_at
             for position in range(cycles):
-                added = new_activities(bench, org, CRM, end + position * CYCLE, 7 + position)
+                added = new_activities(bench, org, crm_name, end + position * CYCLE, 7 + position)
                 clock.sleep(CYCLE.total_seconds())
                 one = bench.run(f"cycle {position + 1}", end + (2 + position) * CYCLE)
                 measured.append({**one.figures(), "new_activities": added})
     return measured
+
+
+def _saved_clock(folder: Path) -> dict[str, Any]:
+    """The simulated clock's offset where ``prepare`` left it, and the CRM it served (a folder
+    prepared before the CRM was noted is Salesforce's)."""
+    return {"crm": CRMS[0], **json.loads((folder / _CLOCK).read_text())}
 
 
 def _crm_state(folder: Path) -> Path:
@@ -190,6 +201,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     preparing = commands.add_parser("prepare", help="generate, first run, echo; save the state")
     preparing.add_argument("folder", type=Path)
+    preparing.add_argument("--crm", choices=CRMS, default=CRMS[0])
     preparing.add_argument("--accounts", type=int, default=200_000)
     preparing.add_argument("--seed", type=int, default=7)
     running = commands.add_parser("run", help="cycles from the saved state")
@@ -208,7 +220,7 @@ def main() -> None:
     args = parser.parse_args()
     began = time.perf_counter()
     if args.command == "prepare":
-        figures = prepare(args.folder, args.accounts, args.seed)
+        figures = prepare(args.folder, args.accounts, args.seed, args.crm)
     elif args.command == "first":
         if args.repeat < 1:
             parser.error("--repeat must be at least 1")
