@@ -7,19 +7,18 @@
 `bench.pipeline` measures a cycle only after generating the org and running its first run, eight
 minutes and more for the 200,000-account reference org, so trying a change to the cycle costs a
 quarter of an hour a figure. ``prepare`` does that once (``--crm``: Salesforce by default, or
-HubSpot; SQLite): the org generated into DIR/org, served with its CRM's state kept in that
-folder (`bench.pipeline.served`), then
-the first run, its rerun (the echo of its writes) and a cycle with nothing new, as
-`bench.pipeline` runs them, into DIR/state.db; then the state database and the CRM's saved state
-are copied aside. Each of ``run``'s ``--repeat`` rounds restores both copies (the database's
-write-ahead log is empty then: the run before left none) and runs ``--cycles`` cycles, each after
-1,000 web touches added through the sandbox's admin route (`bench.pipeline.new_activities`), as
-`bench.pipeline` does. A cycle but the first also pulls back the writes of the one before it.
-Local seconds leave out HTTP exchanges, as in `bench.pipeline`. ``first`` runs the first run
-again, ``--repeat`` times, each into a state database of its own (DIR/first.db, removed after)
-against the org as generated, served without the CRM's saved state: a change to the first run
-measured in four minutes a round, not the six of a ``prepare``, and the same org for every
-round and every version of the code.
+HubSpot; SQLite): the org generated into DIR/org, served with its CRM's state kept in that folder
+(`bench.pipeline.served`), then the first run, its rerun (the echo of its writes) and a cycle with
+nothing new, as `bench.pipeline` runs them, into DIR/state.db; then the state database and the CRM's
+saved state are copied aside. Each of ``run``'s ``--repeat`` rounds restores both copies (the
+database's write-ahead log is empty then: the run before left none) and runs ``--cycles`` cycles,
+each after 1,000 web touches added through the sandbox's admin route
+(`bench.pipeline.new_activities`), as `bench.pipeline` does. A cycle but the first also pulls back
+the writes of the one before it. Local seconds leave out HTTP exchanges, as in `bench.pipeline`.
+``first`` runs the first run again, ``--repeat`` times, each into a state database of its own
+(DIR/first.db, removed after) against the org as generated, served without the CRM's saved state: a
+change to the first run measured in four minutes a round, not the six of a ``prepare``, and the same
+org for every round and every version of the code.
 
 A restore copies gigabytes; ``run`` syncs them to disk before the sandbox starts, so their
 writing-back does not land in the cycles measured. The figures are each round's cycles
@@ -164,17 +163,17 @@ def _round(folder: Path, cycles: int, number: int, profiles: Path | None) -> lis
     os.sync()  # the copies' writing-back is not the cycles'
     org = SavedOrg(folder / "org", read_manifest(folder / "org"))
     saved = _saved_clock(folder)
-    crm_name = saved["crm"]
+    crm = saved["crm"]
     measured = []
-    with served(crm_name, org.path, keep=True) as sandbox:
+    with served(crm, org.path, keep=True) as sandbox:
         clock, wait = SimulatedClock(), HttpWait()
         clock.offset = saved["offset"]
-        crm = connector(sandbox, clock, wait)
+        client = connector(sandbox, clock, wait)
         with Store.open(f"sqlite:///{folder / _STATE}") as store:
-            bench = Bench(sandbox, crm, store, clock, wait, profiles)
+            bench = Bench(sandbox, client, store, clock, wait, profiles)
             end = org.manifest.end_at
             for position in range(cycles):
-                added = new_activities(bench, org, crm_name, end + position * CYCLE, 7 + position)
+                added = new_activities(bench, org, crm, end + position * CYCLE, 7 + position)
                 clock.sleep(CYCLE.total_seconds())
                 one = bench.run(f"cycle {position + 1}", end + (2 + position) * CYCLE)
                 measured.append({**one.figures(), "new_activities": added})
