@@ -227,14 +227,18 @@ class HttpPolicy:
             pending = [i for i in pending if answered[i].status == "retriable"]
             return pending
 
-        Retrying(
-            stop=stop_after_attempt(self.settings.attempts),
-            wait=self._backoff,
-            retry=retry_if_result(bool),
-            sleep=self._sleep,
-            before_sleep=self._count,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )(round_)
+        if round_():  # some records answered retriable: tenacity takes over (see `_retrying`)
+            first = [pending]
+            Retrying(
+                stop=stop_after_attempt(self.settings.attempts),
+                wait=self._backoff,
+                retry=retry_if_result(bool),
+                sleep=self._sleep,
+                before_sleep=self._count,
+                retry_error_callback=lambda state: (
+                    state.outcome.result() if state.outcome else None
+                ),
+            )(lambda: first.pop() if first else round_())
         if not resent and all(r.attempts == 1 for r in results.values()):
             return results  # each sent once, as made
         return {  # a copy only where the count differs
@@ -243,6 +247,21 @@ class HttpPolicy:
         }
 
     def _retrying(self, send: Callable[[], T], windows: tuple[str, ...], metered: bool) -> T:
+        """``send`` once; only when that attempt failed retriably does tenacity take over,
+        its first attempt answering with that failure (not sent again), so its attempts,
+        backoff and log are as if it had made every one. Going through tenacity costs ~20 µs
+        a call, against ~1 µs without (100,000 calls measured), two seconds of a first run of
+        the reference org on HubSpot."""
+        try:
+            return self._attempt(send, windows, metered)
+        except (RetriableError, TransportError) as error:
+            failed: list[BaseException] = [error]
+
+        def again() -> T:
+            if failed:
+                raise failed.pop()
+            return self._attempt(send, windows, metered)
+
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.attempts),
             wait=self._wait,
@@ -251,7 +270,7 @@ class HttpPolicy:
             before_sleep=self._count,
             reraise=True,
         )
-        result: T = retrying(self._attempt, send, windows, metered)
+        result: T = retrying(again)
         return result
 
     def _attempt(self, send: Callable[[], T], windows: tuple[str, ...], metered: bool) -> T:

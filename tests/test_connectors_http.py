@@ -639,6 +639,24 @@ def test_settle_sends_only_retriable_records_again(clock: FakeClock) -> None:
     }
 
 
+def test_settle_gives_up_on_a_record_still_retriable_after_every_attempt(
+    clock: FakeClock,
+) -> None:
+    policy = _policy(clock)
+    batches: list[list[str]] = []
+
+    def send(ids: list[str]) -> dict[str, WriteResult]:
+        batches.append(ids)
+        return {i: WriteResult(i, "retriable" if i == "b" else "ok") for i in ids}
+
+    results = policy.settle(send, ["a", "b"])
+
+    attempts = RetrySettings().attempts
+    assert batches == [["a", "b"], *[["b"]] * (attempts - 1)]
+    assert (results["b"].status, results["b"].attempts) == ("retriable", attempts)
+    assert policy.retries == attempts - 1 and len(clock.slept) == attempts - 1
+
+
 def test_a_repeated_page_token_stops_the_pull() -> None:
     tokens = PageTokens()
     assert tokens.next("page-2") == "page-2"
