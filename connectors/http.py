@@ -247,11 +247,8 @@ class HttpPolicy:
         }
 
     def _retrying(self, send: Callable[[], T], windows: tuple[str, ...], metered: bool) -> T:
-        """``send`` once; only when that attempt failed retriably does tenacity take over,
-        its first attempt answering with that failure (not sent again), so its attempts,
-        backoff and log are as if it had made every one. Going through tenacity costs ~20 µs
-        a call, against ~1 µs without (100,000 calls measured), two seconds of a first run of
-        the reference org on HubSpot."""
+        """``send`` once, tenacity taking over only after a retriable failure, which it meets
+        as its first attempt (not sent again): ~1 µs a call instead of tenacity's ~20 µs."""
         try:
             return self._attempt(send, windows, metered)
         except (RetriableError, TransportError) as error:

@@ -639,6 +639,24 @@ def test_settle_sends_only_retriable_records_again(clock: FakeClock) -> None:
     }
 
 
+@pytest.mark.parametrize("attempts", [1, 2, 3])
+def test_a_call_failing_every_time_is_sent_as_many_times_as_settings_allow(
+    clock: FakeClock, attempts: int
+) -> None:
+    policy = HttpPolicy(RetrySettings(attempts=attempts), sleep=clock.sleep, clock=clock)
+    sent: list[int] = []
+
+    def send() -> None:
+        sent.append(len(sent))
+        raise RetriableError(503, "SERVER_UNAVAILABLE", f"try {len(sent)}", retry_after=2.0)
+
+    with pytest.raises(RetriableError, match=f"try {attempts}"):
+        policy.call(send)
+    assert len(sent) == attempts and policy.retries == attempts - 1
+    # each retry waited out the Retry-After the failure before it asked for
+    assert len(clock.slept) == attempts - 1 and all(s >= 2.0 for s in clock.slept)
+
+
 def test_settle_gives_up_on_a_record_still_retriable_after_every_attempt(
     clock: FakeClock,
 ) -> None:
