@@ -26,6 +26,8 @@ __all__ = [
     "emit",
     "io_counts",
     "io_since",
+    "loop_seconds",
+    "machine_speed",
     "peak_rss_mb",
     "progress",
     "pull_figures",
@@ -38,6 +40,44 @@ __all__ = [
 def progress(message: str) -> None:
     """A progress line on stderr (stdout is reserved for the result)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# the loop `loop_seconds` times, as the figures of bench/RESULTS.md and the README were timed: a
+# script's top level, its names in a dict (in a function they are local and the loop ~2.2x
+# faster)
+_LOOP = compile(
+    "total = 0\nfor number in range(20_000_000):\n    total += number\n", "loop", "exec"
+)
+
+
+def loop_seconds(rounds: int = 3) -> float:
+    """This machine's speed now: the median seconds of ``rounds`` loops of 20M Python additions.
+
+    The machines these benchmarks run on differ up to 4x in speed from day to day (a loop took
+    0.86 s on one, 3.9 s on another), and a product's local seconds follow the loop's: the
+    HubSpot reference org's first run took 139 s on a machine of 1.13-1.24 s a loop and 201 s on
+    one of 1.6-2.1 s. A figure of seconds is read beside the loop of the same run."""
+    took = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        exec(_LOOP, {})  # our own constant code, compiled once
+        took.append(time.perf_counter() - began)
+    return round(sorted(took)[len(took) // 2], 3)
+
+
+def machine_speed(before: float, seconds: dict[str, float | None]) -> dict[str, object]:
+    """The loop before the runs (``before``) and after them, and each of ``seconds`` as on a
+    machine of one second a loop (divided by the mean of the two loops): figures of different
+    days compared at one speed."""
+    after = loop_seconds()
+    mean = (before + after) / 2
+    return {
+        "loop_seconds": {"before": before, "after": after},
+        "at_one_second_a_loop": {
+            name: None if value is None else round(value / mean, 3)
+            for name, value in seconds.items()
+        },
+    }
 
 
 def peak_rss_mb() -> float:

@@ -24,7 +24,8 @@ A restore copies gigabytes; ``run`` syncs them to disk before the sandbox starts
 writing-back does not land in the cycles measured. The figures are each round's cycles
 (local seconds and stages, and the process's read and write calls and the megabytes they
 moved, `bench.common.io_since`) and, per position, their medians over the rounds: where a change
-to how much the cycle writes is lost in the seconds' noise, its write calls show it. A state
+to how much the cycle writes is lost in the seconds' noise, its write calls show it. Every command
+also times this machine's loop before and after (``machine``, `bench.common.machine_speed`). A state
 prepared by an older Handoff is refused (the store opens only a database at this release's
 head); prepare again.
 """
@@ -42,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import DEFAULT_PRESET, emit, progress
+from bench.common import DEFAULT_PRESET, emit, loop_seconds, machine_speed, progress
 from bench.pipeline import (
     CYCLE,
     SPEC,
@@ -194,6 +195,17 @@ def _crm_saved(folder: Path) -> Path:
     return folder / "crm.saved"
 
 
+def _seconds(figures: dict[str, Any]) -> dict[str, float | None]:
+    """The local seconds `bench.common.machine_speed` gives as on a machine of one second a
+    loop: the first run's (``prepare``), their median (``first``), each cycle's median (``run``)."""
+    if "first_run" in figures:
+        return {"first_run_local_seconds": figures["first_run"]["local_seconds"]}
+    median = figures["median_local_seconds"]
+    if isinstance(median, list):
+        return {f"cycle_{n}_median_local_seconds": s for n, s in enumerate(median, start=1)}
+    return {"median_local_seconds": median}
+
+
 def main() -> None:
     """Prepare or run, and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -218,6 +230,7 @@ def main() -> None:
     again.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     began = time.perf_counter()
+    loop_before = loop_seconds()
     if args.command == "prepare":
         figures = prepare(args.folder, args.accounts, args.seed, args.crm)
     elif args.command == "first":
@@ -228,6 +241,7 @@ def main() -> None:
         if args.cycles < 1 or args.repeat < 1:
             parser.error("--cycles and --repeat must be at least 1")
         figures = run(args.folder, args.cycles, args.repeat, args.profile_cycles)
+    figures["machine"] = machine_speed(loop_before, _seconds(figures))
     emit(
         {"command": args.command, **figures, "bench_seconds": round(time.perf_counter() - began, 1)}
     )

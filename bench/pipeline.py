@@ -26,6 +26,9 @@ cycle (``nochange_archive_checks``: the streams whose recycle bin, or HubSpot's 
 cycle read, as their saved cursors say); ``write_calls`` every call of the first run's
 write-back (a Bulk job's creation, upload, close and polls included).
 The mirror's own speed comes from `bench.mirror` (``measure_mirror``) when it is present.
+``machine``: this machine's loop (`bench.common.loop_seconds`) before and after, and the first
+run's and the cycle's local seconds as on a machine of one second a loop, so that figures of
+days whose machines differed in speed can be compared (the goals are judged on the seconds).
 Prints progress on stderr and one JSON object last, with ``goals`` met or missed.
 """
 
@@ -59,6 +62,8 @@ from bench.common import (
     emit,
     io_counts,
     io_since,
+    loop_seconds,
+    machine_speed,
     peak_rss_mb,
     progress,
     stage_peak_mb,
@@ -629,6 +634,8 @@ def main() -> None:
         parser.error("--cycles must be at least 1")
     world = world_of(parser, args)
     began = time.perf_counter()
+    progress("timing this machine's loop (20M additions, three times)")
+    loop_before = loop_seconds()
     with tempfile.TemporaryDirectory() as folder:
         clock, wait = SimulatedClock(), HttpWait()
         served_org = generated_and_served(args.crm, args.accounts, args.seed, world, Path(folder))
@@ -661,6 +668,13 @@ def main() -> None:
         "sandbox_peak_rss_mb": sandbox.peak_rss_mb[0] if sandbox.peak_rss_mb else None,
         "bench_seconds": round(time.perf_counter() - began, 1),
     }
+    figures["machine"] = machine_speed(
+        loop_before,
+        {
+            name: figures.get(name)
+            for name in ("first_run_local_seconds", "incremental_local_seconds")
+        },
+    )
     figures["goals"] = _goals(figures, len(crm.streams))
     emit(figures)
 
