@@ -195,17 +195,6 @@ def _crm_saved(folder: Path) -> Path:
     return folder / "crm.saved"
 
 
-def _seconds(figures: dict[str, Any]) -> dict[str, float | None]:
-    """The local seconds `bench.common.machine_speed` gives as on a machine of one second a
-    loop: the first run's (``prepare``), their median (``first``), each cycle's median (``run``)."""
-    if "first_run" in figures:
-        return {"first_run_local_seconds": figures["first_run"]["local_seconds"]}
-    median = figures["median_local_seconds"]
-    if isinstance(median, list):
-        return {f"cycle_{n}_median_local_seconds": s for n, s in enumerate(median, start=1)}
-    return {"median_local_seconds": median}
-
-
 def main() -> None:
     """Prepare or run, and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -229,19 +218,24 @@ def main() -> None:
     again.add_argument("folder", type=Path)
     again.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
+    if args.command == "first" and args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.command == "run" and (args.cycles < 1 or args.repeat < 1):
+        parser.error("--cycles and --repeat must be at least 1")
     began = time.perf_counter()
     loop_before = loop_seconds()
+    seconds: dict[str, float | None]  # what `machine_speed` gives at one second a loop
     if args.command == "prepare":
         figures = prepare(args.folder, args.accounts, args.seed, args.crm)
+        seconds = {"first_run_local_seconds": figures["first_run"]["local_seconds"]}
     elif args.command == "first":
-        if args.repeat < 1:
-            parser.error("--repeat must be at least 1")
         figures = first(args.folder, args.repeat)
+        seconds = {"median_local_seconds": figures["median_local_seconds"]}
     else:
-        if args.cycles < 1 or args.repeat < 1:
-            parser.error("--cycles and --repeat must be at least 1")
         figures = run(args.folder, args.cycles, args.repeat, args.profile_cycles)
-    figures["machine"] = machine_speed(loop_before, _seconds(figures))
+        medians = enumerate(figures["median_local_seconds"], start=1)
+        seconds = {f"cycle_{n}_median_local_seconds": median for n, median in medians}
+    figures["machine"] = machine_speed(loop_before, seconds)
     emit(
         {"command": args.command, **figures, "bench_seconds": round(time.perf_counter() - began, 1)}
     )
